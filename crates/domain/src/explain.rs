@@ -1,0 +1,144 @@
+//! Why a lead has its scores, rule by rule, and what stands between it and
+//! the next stage.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engagement::Engagement;
+use crate::lifecycle::guards::{Facts, GuardCheck, evaluate_all};
+use crate::lifecycle::{Lead, Move, Scores, TABLE};
+use crate::policy::Policy;
+use crate::score::{ScoreState, fit_score, round6};
+use crate::stage::Stage;
+use crate::time::Timestamp;
+
+/// A lead's scores at an instant, explained.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    pub at: Timestamp,
+    pub stage: Stage,
+    pub scores: Scores,
+    /// Every attribute rule that matches the profile.
+    pub fit: Vec<FitContribution>,
+    /// Every event rule that matched an engagement, over the whole log.
+    pub engagement: Vec<RuleContribution>,
+    /// The same over the qualifying window, which guards read.
+    pub qualifying: Vec<RuleContribution>,
+    /// The qualifying window starts after this instant (the last backward move).
+    pub qualifying_since: Option<Timestamp>,
+    /// The guarded moves out of the current stage, each guard evaluated.
+    pub next: Vec<NextStep>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FitContribution {
+    pub rule_id: String,
+    pub attribute: String,
+    pub value: String,
+    pub points: f64,
+    pub undesirable: bool,
+    pub disqualify: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleContribution {
+    pub rule_id: String,
+    /// Events that matched the rule.
+    pub matched: u32,
+    /// Events that counted, after `max_per_day` and `max_points`.
+    pub counted: u32,
+    /// Counted points before decay.
+    pub raw_points: f64,
+    /// Their value at the instant explained.
+    pub decayed_points: f64,
+    /// The rule's `max_points` budget is spent.
+    pub cap_reached: bool,
+    pub undesirable: bool,
+    pub disqualify: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NextStep {
+    pub by: Move,
+    pub to: Stage,
+    /// Every guard passes: an automatic move would be taken on the next decision.
+    pub passes: bool,
+    pub guards: Vec<GuardCheck>,
+}
+
+/// Explains `lead` at `at` from its engagement log. The stage is the lead's
+/// current one; the scores are those of the events that occurred up to `at`.
+pub fn explain(policy: &Policy, lead: &Lead, log: &[Engagement], at: Timestamp) -> Explanation {
+    let lifetime = ScoreState::replay(policy, log, None, Some(at));
+    let qualifying = ScoreState::replay(policy, log, lead.window_start, Some(at));
+    let fit = fit_score(policy, &lead.profile);
+    let engagement = qualifying.value_at(policy, at);
+    let facts = Facts {
+        policy,
+        profile: &lead.profile,
+        fit,
+        engagement,
+        window: &qualifying,
+    };
+    let next = TABLE
+        .iter()
+        .filter(|e| e.from.contains(&lead.stage) && !e.guards.is_empty())
+        .map(|e| {
+            let guards = evaluate_all(e.guards, &facts);
+            NextStep {
+                by: e.by,
+                to: e.to,
+                passes: guards.iter().all(|g| g.passed),
+                guards,
+            }
+        })
+        .collect();
+    let fit_rules = policy
+        .attribute_rules
+        .iter()
+        .filter(|r| r.matches(&lead.profile))
+        .map(|r| FitContribution {
+            rule_id: r.id.clone(),
+            attribute: r.attribute.clone(),
+            value: lead.profile.get(&r.attribute).unwrap_or_default().to_owned(),
+            points: r.points,
+            undesirable: r.undesirable,
+            disqualify: r.disqualify,
+        })
+        .collect();
+    let rounded_fit = round6(fit);
+    Explanation {
+        at,
+        stage: lead.stage,
+        scores: Scores {
+            fit: rounded_fit,
+            grade: policy.grade(rounded_fit).to_owned(),
+            engagement: round6(lifetime.value_at(policy, at)),
+            qualifying_engagement: round6(engagement),
+        },
+        fit: fit_rules,
+        engagement: contributions(policy, &lifetime, at),
+        qualifying: contributions(policy, &qualifying, at),
+        qualifying_since: lead.window_start,
+        next,
+    }
+}
+
+fn contributions(policy: &Policy, state: &ScoreState, at: Timestamp) -> Vec<RuleContribution> {
+    policy
+        .event_rules
+        .iter()
+        .zip(&state.rules)
+        .enumerate()
+        .filter(|(_, (_, s))| s.matched > 0)
+        .map(|(i, (rule, s))| RuleContribution {
+            rule_id: rule.id.clone(),
+            matched: s.matched,
+            counted: s.counted,
+            raw_points: round6(s.raw),
+            decayed_points: round6(state.rule_value(policy, i, at)),
+            cap_reached: rule.max_points.is_some_and(|cap| round6(s.raw.abs()) >= cap),
+            undesirable: rule.undesirable,
+            disqualify: rule.disqualify,
+        })
+        .collect()
+}

@@ -1,0 +1,42 @@
+//! leadflow-domain: the pure heart of leadflow.
+//!
+//! It owns the lifecycle — stages, the transition table and its guards —
+//! scoring with caps and decay, policy parsing and validation, and workflow
+//! and SLA decisions. A command and a lead's state go in; a decision (the new
+//! state, the events for the outbox, the timer changes) comes out.
+//!
+//! # Layout
+//!
+//! - [`policy`]: the TOML lead definition, parsed and validated with paths.
+//! - [`score`]: the engagement score as a fold over the sorted log.
+//! - [`lifecycle`]: the transition table, guards, a lead's state, [`lifecycle::decide`].
+//! - [`workflow`]: triggers, durable timers, score crossings.
+//! - [`explain`]: a lead's scores rule by rule and the guards ahead of it.
+//! - [`diagram`]: `docs/lifecycle.md`, generated from the table.
+//!
+//! This crate must never import tonic, prost, sea-orm, sqlx or tokio, nor read
+//! a clock, a file or the network: every instant comes in through a command
+//! or a [`lifecycle::Context`]. That is what makes a re-score a replay and
+//! property tests cheap.
+
+pub mod diagram;
+pub mod engagement;
+pub mod error;
+pub mod explain;
+pub mod lifecycle;
+pub mod policy;
+pub mod profile;
+pub mod score;
+pub mod stage;
+pub mod time;
+pub mod workflow;
+
+pub use engagement::{Engagement, EventKey};
+pub use error::{DomainError, FieldViolation, InvalidKind};
+pub use lifecycle::{
+    Cause, Command, CommandKind, Context, Decision, Lead, ManualTransition, Move, Scores, TransitionRecord,
+    capture, decide,
+};
+pub use policy::{Policy, PolicyError, PolicyErrors};
+pub use stage::Stage;
+pub use time::{Span, Timestamp};

@@ -1,0 +1,796 @@
+//! Commands in, decisions out: the one place a lead's next state is decided.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use super::guards::{Facts, GuardCheck, disqualifying_match, evaluate_all};
+use super::lead::{Cause, Deal, Lead, TransitionRecord};
+use super::table::{CommandKind, Edge, Move, TABLE, automatic_edge, manual_edge, stages_entered};
+use crate::engagement::Engagement;
+use crate::error::{DomainError, FieldViolation, InvalidKind};
+use crate::policy::{Policy, SlaKind, WorkflowOn};
+use crate::profile::Profile;
+use crate::score::{ScoreState, fit_score, round6};
+use crate::stage::Stage;
+use crate::time::{Span, Timestamp};
+use crate::workflow::{
+    Event, Happening, SlaBreach, Timer, TimerChange, TimerKind, is_suppressed, rebase_crossings,
+    sla_engagement, sla_timers, workflows_for,
+};
+
+/// How far ahead of the wall clock an instant given by a caller may be
+/// (clock skew between services).
+pub const MAX_FUTURE: Span = Span::from_secs(5);
+
+/// What the domain is told about the world: only the wall clock, so it can
+/// refuse instants in the future and suppress stale triggers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    pub now: Timestamp,
+}
+
+/// A command for an existing lead.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    RecordEngagement(Engagement),
+    /// Attribute changes: a non-empty value sets, an empty one removes.
+    UpdateProfile(BTreeMap<String, String>),
+    Transition(ManualTransition),
+    TimerFired(Timer),
+    /// The lead is re-scored under a newly active policy.
+    PolicyChanged,
+}
+
+impl Command {
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            Self::RecordEngagement(_) => CommandKind::RecordEngagement,
+            Self::UpdateProfile(_) => CommandKind::UpdateProfile,
+            Self::Transition(t) => t.command,
+            Self::TimerFired(_) => CommandKind::TimerFired,
+            Self::PolicyChanged => CommandKind::PolicyChanged,
+        }
+    }
+}
+
+/// A caller's `Transition`: one of [`CommandKind::MANUAL`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManualTransition {
+    pub command: CommandKind,
+    pub reason: Option<String>,
+    pub actor: Option<String>,
+    /// CONVERT only.
+    pub deal: Option<Deal>,
+    /// Default: now. Never in the future, never before the last transition.
+    pub occurred_at: Option<Timestamp>,
+}
+
+/// What a command decided: the lead's new state, the events for the outbox
+/// (stream order), and the changes to its durable timers (apply in order).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub lead: Lead,
+    pub events: Vec<Event>,
+    pub timers: Vec<TimerChange>,
+    pub profile_changed: bool,
+}
+
+impl Decision {
+    pub fn transitions(&self) -> impl Iterator<Item = &TransitionRecord> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Transition(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    /// The lead's version changes with its stage and profile, not with every engagement.
+    pub fn bumps_version(&self) -> bool {
+        self.profile_changed || self.transitions().next().is_some()
+    }
+}
+
+/// Creates a lead: IQL at `captured_at` (default now), then whatever
+/// automatic move its profile already calls for.
+pub fn capture(
+    policy: &Policy,
+    attributes: BTreeMap<String, String>,
+    captured_at: Option<Timestamp>,
+    ctx: &Context,
+) -> Result<Decision, DomainError> {
+    let t = captured_at.unwrap_or(ctx.now);
+    check_instant("captured_at", t, ctx)?;
+    let profile = Profile::capture(attributes)?;
+    let lead = Lead {
+        stage: Stage::Iql,
+        profile,
+        captured_at: t,
+        entered_stage_at: t,
+        last_transition_at: t,
+        entered_by: Move::Capture,
+        entered_reason: None,
+        window_start: None,
+        lifetime: ScoreState::new(policy, None),
+        qualifying: ScoreState::new(policy, None),
+        crossings: rebase_crossings(policy, 0.0),
+        evaluated_at: t,
+    };
+    let mut run = Run::new(policy, lead, ctx, None);
+    let fit = run.fit();
+    run.events.push(Event::Transition(TransitionRecord {
+        from: None,
+        to: Stage::Iql,
+        at: t,
+        by: Move::Capture,
+        cause: Cause::Capture,
+        reason: None,
+        actor: None,
+        deal: None,
+        fit,
+        engagement: 0.0,
+        guards: Vec::new(),
+    }));
+    run.timers.extend(sla_timers(policy, Stage::Iql, t, ctx.now));
+    run.fire(&[Happening::Entered(Stage::Iql)], t);
+    run.auto_advance(t, &Cause::Capture)?;
+    run.finish(t, true);
+    Ok(run.done(false))
+}
+
+/// Decides a command for an existing lead.
+///
+/// `history` is the lead's engagement log as stored (without the command's
+/// own engagement). It is needed only when the decision reads the log:
+/// without it, such a decision returns [`DomainError::HistoryRequired`].
+pub fn decide(
+    policy: &Policy,
+    lead: &Lead,
+    command: Command,
+    ctx: &Context,
+    history: Option<&[Engagement]>,
+) -> Result<Decision, DomainError> {
+    if !lead.lifetime.fits(policy) || !lead.qualifying.fits(policy) {
+        // Scored under another policy: only a full replay can continue.
+        if history.is_none() {
+            return Err(DomainError::HistoryRequired);
+        }
+    }
+    let mut run = Run::new(policy, lead.clone(), ctx, history);
+    if !lead.lifetime.fits(policy) && command != Command::PolicyChanged {
+        run.rescore()?;
+    }
+    match command {
+        Command::RecordEngagement(event) => run.engagement(event)?,
+        Command::UpdateProfile(changes) => {
+            let (profile, changed) = run.lead.profile.merge(changes)?;
+            if !changed {
+                return Ok(run.done(false));
+            }
+            let t = ctx.now.max(run.lead.last_transition_at);
+            run.begin(t);
+            run.lead.profile = profile;
+            run.auto_advance(t, &Cause::ProfileUpdate)?;
+            run.finish(t, false);
+            return Ok(run.done(true));
+        }
+        Command::Transition(manual) => run.manual(manual)?,
+        Command::TimerFired(timer) => run.timer(timer)?,
+        Command::PolicyChanged => run.policy_changed()?,
+    }
+    Ok(run.done(false))
+}
+
+fn check_instant(field: &str, t: Timestamp, ctx: &Context) -> Result<(), DomainError> {
+    if t > ctx.now.saturating_add(MAX_FUTURE) {
+        return Err(DomainError::invalid(FieldViolation::new(
+            field,
+            format!("{t} is in the future (now is {})", ctx.now),
+        )));
+    }
+    if t < Timestamp::EPOCH {
+        return Err(DomainError::invalid(FieldViolation::new(
+            field,
+            format!("{t} is before 1970"),
+        )));
+    }
+    Ok(())
+}
+
+/// The details a move records.
+#[derive(Default)]
+struct Details {
+    reason: Option<String>,
+    actor: Option<String>,
+    deal: Option<Deal>,
+}
+
+/// One decision being made.
+struct Run<'a> {
+    policy: &'a Policy,
+    now: Timestamp,
+    history: Option<Cow<'a, [Engagement]>>,
+    lead: Lead,
+    events: Vec<Event>,
+    timers: Vec<TimerChange>,
+    /// Firing a suppressed timer: everything it sets off is suppressed too.
+    suppress: bool,
+}
+
+impl<'a> Run<'a> {
+    fn new(policy: &'a Policy, lead: Lead, ctx: &Context, history: Option<&'a [Engagement]>) -> Self {
+        Self {
+            policy,
+            now: ctx.now,
+            history: history.map(Cow::Borrowed),
+            lead,
+            events: Vec::new(),
+            timers: Vec::new(),
+            suppress: false,
+        }
+    }
+
+    fn done(self, profile_changed: bool) -> Decision {
+        Decision {
+            lead: self.lead,
+            events: self.events,
+            timers: self.timers,
+            profile_changed,
+        }
+    }
+
+    fn history(&self) -> Result<&[Engagement], DomainError> {
+        self.history.as_deref().ok_or(DomainError::HistoryRequired)
+    }
+
+    fn fit(&self) -> f64 {
+        round6(fit_score(self.policy, &self.lead.profile))
+    }
+
+    /// The qualifying score state as of `t`: the lead's own unless events
+    /// after `t` were applied, else a replay of the log up to `t`.
+    fn window_at(&self, t: Timestamp) -> Result<ScoreState, DomainError> {
+        if self.lead.qualifying.last_at().is_none_or(|last| last <= t) {
+            return Ok(self.lead.qualifying.clone());
+        }
+        Ok(ScoreState::replay(
+            self.policy,
+            self.history()?,
+            self.lead.window_start,
+            Some(t),
+        ))
+    }
+
+    fn facts<'s>(&'s self, window: &'s ScoreState, t: Timestamp) -> Facts<'s> {
+        Facts {
+            policy: self.policy,
+            profile: &self.lead.profile,
+            fit: fit_score(self.policy, &self.lead.profile),
+            engagement: window.value_at(self.policy, t),
+            window,
+        }
+    }
+
+    /// Rebuilds both score states from the log under the current policy.
+    fn rescore(&mut self) -> Result<(), DomainError> {
+        let log = self.history()?;
+        let lifetime = ScoreState::replay(self.policy, log, None, None);
+        let qualifying = ScoreState::replay(self.policy, log, self.lead.window_start, None);
+        self.lead.lifetime = lifetime;
+        self.lead.qualifying = qualifying;
+        Ok(())
+    }
+
+    // ---- commands ----------------------------------------------------------
+
+    fn engagement(&mut self, event: Engagement) -> Result<(), DomainError> {
+        let policy = self.policy;
+        if event.event_id.trim().is_empty() {
+            return Err(DomainError::invalid(FieldViolation::new(
+                "engagement.event_id",
+                "required",
+            )));
+        }
+        if !policy.knows_type(&event.kind) {
+            let hint = policy
+                .suggest_type(&event.kind)
+                .map(|s| format!(" (did you mean {s:?}?)"))
+                .unwrap_or_default();
+            return Err(DomainError::invalid_as(
+                InvalidKind::UnknownEngagementType,
+                FieldViolation::new(
+                    "engagement.type",
+                    format!(
+                        "unknown engagement type {:?}{hint}: not in policy {:?}",
+                        event.kind, policy.name
+                    ),
+                ),
+            ));
+        }
+        check_instant(
+            "engagement.occurred_at",
+            event.occurred_at,
+            &Context { now: self.now },
+        )?;
+
+        let t = event.occurred_at.max(self.lead.last_transition_at);
+        self.begin(t);
+        if self.lead.lifetime.can_append(&event) {
+            self.lead.lifetime.apply(policy, &event);
+            self.lead.qualifying.apply(policy, &event);
+        } else {
+            // A late event: replay the log with it in its place.
+            let mut log = self.history()?.to_vec();
+            log.push(event.clone());
+            self.history = Some(Cow::Owned(log));
+            self.rescore()?;
+        }
+        let stage_before = (self.lead.stage, self.lead.entered_stage_at);
+        self.auto_advance(
+            t,
+            &Cause::Engagement {
+                event_id: event.event_id.clone(),
+            },
+        )?;
+        if (self.lead.stage, self.lead.entered_stage_at) == stage_before {
+            let latest = self.lead.lifetime.last_at().unwrap_or(event.occurred_at);
+            self.timers.extend(sla_engagement(
+                policy,
+                stage_before,
+                &event.kind,
+                event.occurred_at,
+                latest,
+                self.now,
+            ));
+        }
+        self.finish(t, true);
+        Ok(())
+    }
+
+    fn manual(&mut self, m: ManualTransition) -> Result<(), DomainError> {
+        let policy = self.policy;
+        let Some(row) = TABLE.iter().find(|e| !e.automatic && e.command == m.command) else {
+            return Err(DomainError::invalid(FieldViolation::new(
+                "action",
+                format!("{} is not a transition a caller can ask for", m.command),
+            )));
+        };
+        let reason = m.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+        match (row.reasons, reason) {
+            (Some(list), None) => {
+                return Err(DomainError::invalid_as(
+                    InvalidKind::UnknownReason,
+                    FieldViolation::new(
+                        "reason",
+                        format!(
+                            "{} needs a reason, one of: {}",
+                            m.command,
+                            policy.reasons_for(list).join(", ")
+                        ),
+                    ),
+                ));
+            }
+            (Some(list), Some(r)) if !policy.reasons_for(list).iter().any(|x| x == r) => {
+                return Err(DomainError::invalid_as(
+                    InvalidKind::UnknownReason,
+                    FieldViolation::new(
+                        "reason",
+                        format!(
+                            "{r:?} is not a {} reason in policy {:?} (one of: {})",
+                            list.key(),
+                            policy.name,
+                            policy.reasons_for(list).join(", ")
+                        ),
+                    ),
+                ));
+            }
+            (None, None) if m.command == CommandKind::Promote => {
+                return Err(DomainError::invalid(FieldViolation::new(
+                    "reason",
+                    "PROMOTE skips the score thresholds and needs a reason",
+                )));
+            }
+            _ => {}
+        }
+        match (&m.deal, m.command == CommandKind::Convert) {
+            (None, true) => {
+                return Err(DomainError::invalid(FieldViolation::new(
+                    "deal_value",
+                    "CONVERT needs the deal's value",
+                )));
+            }
+            (Some(_), false) => {
+                return Err(DomainError::invalid(FieldViolation::new(
+                    "deal_value",
+                    format!("only CONVERT takes a deal, not {}", m.command),
+                )));
+            }
+            (Some(deal), true) => check_deal(deal)?,
+            (None, false) => {}
+        }
+        let t = m.occurred_at.unwrap_or(self.now);
+        check_instant("occurred_at", t, &Context { now: self.now })?;
+        if t < self.lead.last_transition_at {
+            return Err(DomainError::invalid(FieldViolation::new(
+                "occurred_at",
+                format!(
+                    "{t} is before the lead's last transition at {}",
+                    self.lead.last_transition_at
+                ),
+            )));
+        }
+        let edge = manual_edge(self.lead.stage, m.command).ok_or(DomainError::InvalidTransition {
+            stage: self.lead.stage,
+            command: m.command,
+        })?;
+        let window = self.window_at(t)?;
+        let checks = evaluate_all(edge.guards, &self.facts(&window, t));
+        let failed: Vec<GuardCheck> = checks.iter().filter(|c| !c.passed).cloned().collect();
+        if !failed.is_empty() {
+            return Err(DomainError::GuardFailed {
+                command: m.command,
+                failed,
+            });
+        }
+        self.begin(t);
+        let details = Details {
+            reason: reason.map(str::to_owned),
+            actor: m.actor,
+            deal: m.deal,
+        };
+        self.take(edge, t, &Cause::Manual, details, checks, &window, Vec::new())?;
+        self.auto_advance(t, &Cause::Manual)?;
+        self.finish(t, edge.backward);
+        Ok(())
+    }
+
+    fn timer(&mut self, timer: Timer) -> Result<(), DomainError> {
+        let policy = self.policy;
+        let t = timer.due_at.max(self.lead.last_transition_at);
+        self.suppress = timer.suppressed;
+        self.begin(t);
+        let unbroken = timer
+            .bound
+            .is_none_or(|bound| bound == (self.lead.stage, self.lead.entered_stage_at));
+        match &timer.kind {
+            TimerKind::Crossing(_) => {
+                // `begin` fired it if the score has crossed; `finish` re-arms it if not yet.
+                self.finish(t, true);
+            }
+            TimerKind::Workflow(id) => {
+                let Some(wf) = policy.workflows.iter().find(|w| w.id == *id) else {
+                    return Ok(()); // the policy no longer has it
+                };
+                if unbroken && wf.if_still.is_none_or(|s| s == self.lead.stage) {
+                    self.events.push(Event::Trigger(crate::workflow::Trigger {
+                        workflow_id: wf.id.clone(),
+                        emit: wf.emit.clone(),
+                        on: wf.on.to_string(),
+                        at: t,
+                        stage: self.lead.stage,
+                        suppressed: self.suppress || is_suppressed(t, self.now),
+                    }));
+                }
+                self.finish(t, false);
+            }
+            TimerKind::Sla(id) => {
+                let Some(sla) = policy.slas.iter().find(|s| s.id == *id) else {
+                    return Ok(());
+                };
+                if !unbroken || self.lead.stage != sla.stage {
+                    return Ok(());
+                }
+                self.events.push(Event::SlaBreached(SlaBreach {
+                    sla_id: sla.id.clone(),
+                    stage: sla.stage,
+                    at: t,
+                    suppressed: self.suppress || is_suppressed(t, self.now),
+                }));
+                let breached = Happening::SlaBreached(sla.id.clone());
+                match automatic_edge(self.lead.stage, Move::SlaRecycle).filter(|_| sla.recycle) {
+                    Some(edge) => {
+                        let window = self.window_at(t)?;
+                        let details = Details {
+                            reason: Some(sla.recycle_reason().to_owned()),
+                            ..Details::default()
+                        };
+                        let cause = Cause::Timer {
+                            key: timer.kind.key(),
+                        };
+                        self.take(edge, t, &cause, details, Vec::new(), &window, vec![breached])?;
+                        self.finish(t, true);
+                    }
+                    None => {
+                        self.fire(&[breached], t);
+                        self.finish(t, false);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn policy_changed(&mut self) -> Result<(), DomainError> {
+        let policy = self.policy;
+        let t = self.now.max(self.lead.last_transition_at);
+        self.rescore()?;
+        let score = self.lead.qualifying.value_at(policy, t);
+        self.lead.crossings = rebase_crossings(policy, score);
+        self.lead.evaluated_at = self.lead.evaluated_at.max(t);
+        self.timers.push(TimerChange::CancelAll);
+        self.replan(t)?;
+        self.auto_advance(t, &Cause::PolicyChange)?;
+        self.finish(t, true);
+        Ok(())
+    }
+
+    /// Re-arms, under the current policy, the timers the move into the
+    /// current stage would have armed, where they are still ahead of `t`.
+    fn replan(&mut self, t: Timestamp) -> Result<(), DomainError> {
+        let policy = self.policy;
+        let stage = self.lead.stage;
+        let entered = self.lead.entered_stage_at;
+        let latest = self.lead.last_engagement_at().unwrap_or(entered).max(entered);
+        for sla in policy.slas.iter().filter(|s| s.stage == stage) {
+            let due_at = match &sla.kind {
+                SlaKind::Idle => latest.saturating_add(sla.within),
+                SlaKind::Until(kind) => {
+                    let due_at = entered.saturating_add(sla.within);
+                    let met = self
+                        .history()?
+                        .iter()
+                        .any(|e| e.kind == *kind && e.occurred_at >= entered && e.occurred_at <= due_at);
+                    if met {
+                        continue;
+                    }
+                    due_at
+                }
+            };
+            if due_at > t {
+                self.timers.push(TimerChange::Schedule(Timer {
+                    kind: TimerKind::Sla(sla.id.clone()),
+                    due_at,
+                    bound: Some((stage, entered)),
+                    suppressed: false,
+                }));
+            }
+        }
+        let mut happenings = vec![Happening::Entered(stage)];
+        match (self.lead.entered_by, self.lead.entered_reason.clone()) {
+            (Move::Reject, Some(r)) => happenings.push(Happening::Rejected(r)),
+            (Move::Recycle | Move::SlaRecycle, Some(r)) => happenings.push(Happening::Recycled(r)),
+            _ => {}
+        }
+        for wf in policy.workflows.iter().filter(|w| w.after.is_some()) {
+            let sets_off = happenings.iter().any(|h| match (h, &wf.on) {
+                (Happening::Entered(a), WorkflowOn::Entered(b)) => a == b,
+                (Happening::Rejected(a), WorkflowOn::Rejected(b))
+                | (Happening::Recycled(a), WorkflowOn::Recycled(b)) => a == b,
+                _ => false,
+            });
+            let due_at = entered.saturating_add(wf.after.unwrap_or(Span::ZERO));
+            if sets_off && due_at > t {
+                self.timers.push(TimerChange::Schedule(Timer {
+                    kind: TimerKind::Workflow(wf.id.clone()),
+                    due_at,
+                    bound: Some((stage, entered)),
+                    suppressed: false,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    // ---- moves -------------------------------------------------------------
+
+    /// Takes at most one automatic move at `t`, forward only: disqualify,
+    /// else sales-ready (to SQL, through MQL), else qualify (to MQL).
+    fn auto_advance(&mut self, t: Timestamp, cause: &Cause) -> Result<(), DomainError> {
+        let window = self.window_at(t)?;
+        for by in [Move::AutoDisqualify, Move::SalesReady, Move::AutoQualify] {
+            let Some(edge) = automatic_edge(self.lead.stage, by) else {
+                continue;
+            };
+            let facts = self.facts(&window, t);
+            let checks = evaluate_all(edge.guards, &facts);
+            if checks.iter().all(|c| c.passed) {
+                let reason = (by == Move::AutoDisqualify)
+                    .then(|| disqualifying_match(&facts).map(str::to_owned))
+                    .flatten();
+                let details = Details {
+                    reason,
+                    ..Details::default()
+                };
+                return self.take(edge, t, cause, details, checks, &window, Vec::new());
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the lead along `edge` at `t`, recording every stage it enters,
+    /// then arms the new stage's timers and fires its workflows.
+    #[allow(clippy::too_many_arguments)]
+    fn take(
+        &mut self,
+        edge: &Edge,
+        t: Timestamp,
+        cause: &Cause,
+        details: Details,
+        checks: Vec<GuardCheck>,
+        window: &ScoreState,
+        mut happenings: Vec<Happening>,
+    ) -> Result<(), DomainError> {
+        let policy = self.policy;
+        let from = self.lead.stage;
+        let fit = self.fit();
+        let engagement = round6(window.value_at(policy, t));
+        let entered = stages_entered(from, edge.to);
+        self.leave_stage();
+        let mut previous = from;
+        let last = entered.len().saturating_sub(1);
+        for (i, stage) in entered.into_iter().enumerate() {
+            self.events.push(Event::Transition(TransitionRecord {
+                from: Some(previous),
+                to: stage,
+                at: t,
+                by: edge.by,
+                cause: cause.clone(),
+                reason: details.reason.clone(),
+                actor: details.actor.clone(),
+                deal: if i == last { details.deal.clone() } else { None },
+                fit,
+                engagement,
+                guards: if i == last { checks.clone() } else { Vec::new() },
+            }));
+            previous = stage;
+        }
+        self.lead.stage = edge.to;
+        self.lead.entered_stage_at = t;
+        self.lead.last_transition_at = t;
+        self.lead.entered_by = edge.by;
+        self.lead.entered_reason.clone_from(&details.reason);
+        if edge.backward {
+            self.open_window(t)?;
+        }
+        happenings.push(Happening::Entered(edge.to));
+        if let Some(reason) = details.reason {
+            match edge.by {
+                Move::Reject => happenings.push(Happening::Rejected(reason)),
+                Move::Recycle | Move::SlaRecycle => happenings.push(Happening::Recycled(reason)),
+                _ => {}
+            }
+        }
+        self.timers.extend(sla_timers(policy, edge.to, t, self.now));
+        self.fire(&happenings, t);
+        Ok(())
+    }
+
+    /// A backward move at `t`: from now on only engagements after `t` qualify.
+    fn open_window(&mut self, t: Timestamp) -> Result<(), DomainError> {
+        let policy = self.policy;
+        self.lead.window_start = Some(t);
+        self.lead.qualifying = if self.lead.lifetime.last_at().is_some_and(|last| last > t) {
+            ScoreState::replay(policy, self.history()?, Some(t), None)
+        } else {
+            ScoreState::new(policy, Some(t))
+        };
+        let at = t.max(self.lead.qualifying.last_at().unwrap_or(t));
+        self.lead.crossings = rebase_crossings(policy, self.lead.qualifying.value_at(policy, at));
+        Ok(())
+    }
+
+    /// The lead leaves its stage: its stage-bound timers go, including any
+    /// armed earlier in this decision.
+    fn leave_stage(&mut self) {
+        self.timers
+            .retain(|c| !matches!(c, TimerChange::Schedule(Timer { bound: Some(_), .. })));
+        if !self
+            .timers
+            .iter()
+            .any(|c| matches!(c, TimerChange::CancelStageBound | TimerChange::CancelAll))
+        {
+            self.timers.insert(0, TimerChange::CancelStageBound);
+        }
+    }
+
+    fn fire(&mut self, happenings: &[Happening], at: Timestamp) {
+        let stage = (self.lead.stage, self.lead.entered_stage_at);
+        let (mut events, timers) = workflows_for(self.policy, happenings, at, stage, self.now);
+        if self.suppress {
+            for event in &mut events {
+                if let Event::Trigger(trigger) = event {
+                    trigger.suppressed = true;
+                }
+            }
+        }
+        self.events.extend(events);
+        self.timers.extend(timers);
+    }
+
+    // ---- score crossings ---------------------------------------------------
+
+    /// Brings the crossings up to `t` before the command changes anything:
+    /// a threshold decay alone crossed since the last look fires at the
+    /// instant it was crossed.
+    fn begin(&mut self, t: Timestamp) {
+        let policy = self.policy;
+        let from = self
+            .lead
+            .evaluated_at
+            .max(self.lead.qualifying.last_at().unwrap_or(self.lead.evaluated_at));
+        let until = t.max(self.lead.evaluated_at);
+        let score = self.lead.qualifying.value_at(policy, until);
+        let mut fired = Vec::new();
+        for state in &mut self.lead.crossings {
+            let reached = state.crossing.reached(score);
+            if reached && !state.reached {
+                let at = state
+                    .crossing
+                    .decay_target()
+                    .and_then(|target| self.lead.qualifying.decay_reaches(policy, from, target))
+                    .map_or(until, |c| c.clamp(from, until));
+                fired.push((at, state.crossing));
+            }
+            state.reached = reached;
+        }
+        fired.sort_by_key(|(at, _)| *at);
+        for (at, crossing) in fired {
+            self.fire(&[Happening::Crossed(crossing)], at);
+        }
+        self.lead.evaluated_at = until;
+    }
+
+    /// After the command: fires the thresholds its score change crossed and,
+    /// when the score changed, re-arms the decay timers.
+    fn finish(&mut self, t: Timestamp, score_changed: bool) {
+        let policy = self.policy;
+        let at = t.max(self.lead.evaluated_at);
+        let score = self.lead.qualifying.value_at(policy, at);
+        let mut crossed = Vec::new();
+        for state in &mut self.lead.crossings {
+            let reached = state.crossing.reached(score);
+            if reached && !state.reached {
+                crossed.push(Happening::Crossed(state.crossing));
+            }
+            state.reached = reached;
+        }
+        for happening in crossed {
+            self.fire(&[happening], at);
+        }
+        self.lead.evaluated_at = at;
+        if !score_changed {
+            return;
+        }
+        for state in self.lead.crossings.clone() {
+            let kind = TimerKind::Crossing(state.crossing);
+            let due = (!state.reached)
+                .then(|| state.crossing.decay_target())
+                .flatten()
+                .and_then(|target| self.lead.qualifying.decay_reaches(policy, at, target));
+            self.timers.push(match due {
+                Some(due_at) => TimerChange::Schedule(Timer {
+                    kind,
+                    due_at,
+                    bound: None,
+                    suppressed: is_suppressed(due_at, self.now),
+                }),
+                None => TimerChange::Cancel(kind),
+            });
+        }
+    }
+}
+
+fn check_deal(deal: &Deal) -> Result<(), DomainError> {
+    if !deal.value.is_finite() || deal.value < 0.0 {
+        return Err(DomainError::invalid(FieldViolation::new(
+            "deal_value",
+            format!("{} is not a deal value: it must be zero or more", deal.value),
+        )));
+    }
+    let currency = deal.currency.as_str();
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(DomainError::invalid(FieldViolation::new(
+            "currency",
+            format!("{currency:?} is not an ISO 4217 currency code (three capital letters, e.g. EUR)"),
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! Guards: each checks one condition of an edge and says, in words, what it
+//! compared (`fit 12 < 20`).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::table::Guard;
+use crate::policy::Policy;
+use crate::profile::Profile;
+use crate::score::{ScoreState, disqualifying_attribute, round6};
+
+/// The outcome of one guard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GuardCheck {
+    pub guard: Guard,
+    pub passed: bool,
+    /// What was compared, e.g. `fit 12 < 20`.
+    pub detail: String,
+    /// The lead's value, for numeric guards (rounded to 6 decimals).
+    pub actual: Option<f64>,
+    /// The policy's threshold, for numeric guards.
+    pub required: Option<f64>,
+}
+
+impl fmt::Display for GuardCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.guard, self.detail)
+    }
+}
+
+/// What the guards read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Facts<'a> {
+    pub(crate) policy: &'a Policy,
+    pub(crate) profile: &'a Profile,
+    pub(crate) fit: f64,
+    /// The qualifying engagement score.
+    pub(crate) engagement: f64,
+    pub(crate) window: &'a ScoreState,
+}
+
+/// A number as shown to people: two decimals, unless that would hide the
+/// difference from the value it is compared with.
+pub fn show(x: f64, against: f64) -> String {
+    let two = (x * 100.0).round() / 100.0;
+    let value = if two == against && round6(x) != against {
+        round6(x)
+    } else {
+        two
+    };
+    let text = format!("{value}");
+    if text == "-0" { "0".to_owned() } else { text }
+}
+
+fn numeric(guard: Guard, name: &str, actual: f64, required: f64) -> GuardCheck {
+    let actual = round6(actual);
+    let passed = actual >= required;
+    let op = if passed { "≥" } else { "<" };
+    GuardCheck {
+        guard,
+        passed,
+        detail: format!(
+            "{name} {} {op} {}",
+            show(actual, required),
+            show(required, actual)
+        ),
+        actual: Some(actual),
+        required: Some(required),
+    }
+}
+
+fn check(guard: Guard, passed: bool, detail: String) -> GuardCheck {
+    GuardCheck {
+        guard,
+        passed,
+        detail,
+        actual: None,
+        required: None,
+    }
+}
+
+/// Evaluates one guard; `None` when the policy does not use it.
+pub(crate) fn evaluate(guard: Guard, facts: &Facts<'_>) -> Option<GuardCheck> {
+    let policy = facts.policy;
+    Some(match guard {
+        Guard::EngagementAtLeast => numeric(
+            guard,
+            "engagement",
+            facts.engagement,
+            policy.mql.engagement_at_least,
+        ),
+        Guard::FitAtLeast => numeric(guard, "fit", facts.fit, policy.mql.fit_at_least),
+        Guard::GradeAtLeast => {
+            let letter = policy.mql.grade_at_least.as_deref()?;
+            let required = policy.grade_threshold(letter)?;
+            let grade = policy.grade(facts.fit);
+            let passed = round6(facts.fit) >= required;
+            let op = if passed { "≥" } else { "<" };
+            GuardCheck {
+                guard,
+                passed,
+                detail: format!("grade {grade} {op} {letter}"),
+                actual: Some(round6(facts.fit)),
+                required: Some(required),
+            }
+        }
+        Guard::RequiresAttributes => {
+            let required = &policy.mql.requires_attributes;
+            if required.is_empty() {
+                return None;
+            }
+            let missing: Vec<&str> = required
+                .iter()
+                .filter(|a| facts.profile.get(a).is_none_or(|v| v.trim().is_empty()))
+                .map(String::as_str)
+                .collect();
+            if missing.is_empty() {
+                check(guard, true, format!("has {}", required.join(", ")))
+            } else {
+                check(guard, false, format!("missing {}", missing.join(", ")))
+            }
+        }
+        Guard::NotDisqualified | Guard::DisqualifyingMatch => {
+            let by = disqualifying_match(facts);
+            let matched = by.is_some();
+            let detail = match by {
+                Some(id) => format!("matches disqualifying rule {id}"),
+                None => "no disqualifying rule matches".to_owned(),
+            };
+            let passed = if guard == Guard::NotDisqualified {
+                !matched
+            } else {
+                matched
+            };
+            check(guard, passed, detail)
+        }
+        Guard::SalesReadyAction => {
+            let actions = &policy.sql.sales_ready_actions;
+            if actions.is_empty() {
+                return Some(check(
+                    guard,
+                    false,
+                    "the policy names no sales-ready action".to_owned(),
+                ));
+            }
+            match facts.window.sales_ready_at {
+                Some(at) => check(guard, true, format!("sales-ready action at {at}")),
+                None => check(guard, false, format!("no {} yet", actions.join(" or "))),
+            }
+        }
+        Guard::NoDisqualifyingAttribute => match disqualifying_attribute(policy, facts.profile) {
+            Some(id) => check(guard, false, format!("profile matches disqualifying rule {id}")),
+            None => check(guard, true, "no disqualifying attribute".to_owned()),
+        },
+    })
+}
+
+/// The disqualifying rule that matches: an attribute rule on the profile, or
+/// an event rule in the qualifying window.
+pub(crate) fn disqualifying_match<'a>(facts: &Facts<'a>) -> Option<&'a str> {
+    disqualifying_attribute(facts.policy, facts.profile).or(facts.window.disqualified_by.as_deref())
+}
+
+/// Every configured guard of an edge, in table order.
+pub(crate) fn evaluate_all(guards: &[Guard], facts: &Facts<'_>) -> Vec<GuardCheck> {
+    guards.iter().filter_map(|g| evaluate(*g, facts)).collect()
+}

@@ -1,0 +1,134 @@
+//! A lead's state and the records a decision leaves behind.
+
+use serde::{Deserialize, Serialize};
+
+use super::guards::GuardCheck;
+use super::table::Move;
+use crate::policy::Policy;
+use crate::profile::Profile;
+use crate::score::{ScoreState, fit_score, round6};
+use crate::stage::Stage;
+use crate::time::Timestamp;
+use crate::workflow::CrossingState;
+
+/// Everything the domain needs to decide the next command for a lead. The
+/// store keeps it; the scores in it are a cache of a replay of the log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lead {
+    pub stage: Stage,
+    pub profile: Profile,
+    pub captured_at: Timestamp,
+    pub entered_stage_at: Timestamp,
+    pub last_transition_at: Timestamp,
+    /// The move that entered the current stage, and its reason (a policy
+    /// change re-plans the timers that move armed).
+    pub entered_by: Move,
+    pub entered_reason: Option<String>,
+    /// The last backward move: the qualifying window starts after it.
+    pub window_start: Option<Timestamp>,
+    /// The score over the whole log.
+    pub lifetime: ScoreState,
+    /// The score over the qualifying window, which guards read.
+    pub qualifying: ScoreState,
+    /// Which side of each watched threshold the qualifying score was on.
+    pub crossings: Vec<CrossingState>,
+    /// The last instant the crossings were brought up to date.
+    pub evaluated_at: Timestamp,
+}
+
+/// The scores a lead shows at an instant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    pub fit: f64,
+    pub grade: String,
+    /// Over the whole log.
+    pub engagement: f64,
+    /// Over the qualifying window (what guards read).
+    pub qualifying_engagement: f64,
+}
+
+impl Lead {
+    /// The scores at `t`, each rounded to 6 decimals. Accurate for `t` at or
+    /// after the last event applied (`ScoreState::last_at`).
+    pub fn scores_at(&self, policy: &Policy, t: Timestamp) -> Scores {
+        let fit = round6(fit_score(policy, &self.profile));
+        Scores {
+            fit,
+            grade: policy.grade(fit).to_owned(),
+            engagement: round6(
+                self.lifetime
+                    .value_at(policy, t.max(self.lifetime.last_at().unwrap_or(t))),
+            ),
+            qualifying_engagement: round6(
+                self.qualifying
+                    .value_at(policy, t.max(self.qualifying.last_at().unwrap_or(t))),
+            ),
+        }
+    }
+
+    /// When the lead's last engagement occurred.
+    pub fn last_engagement_at(&self) -> Option<Timestamp> {
+        self.lifetime.last_at()
+    }
+}
+
+/// Who or what caused a transition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Cause {
+    /// The lead was created.
+    Capture,
+    /// An engagement, by its event id.
+    Engagement {
+        event_id: String,
+    },
+    ProfileUpdate,
+    /// A caller's `Transition` command.
+    Manual,
+    /// A durable timer (an SLA), by its key.
+    Timer {
+        key: String,
+    },
+    /// A re-score under a newly active policy.
+    PolicyChange,
+}
+
+impl Cause {
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Capture => "CAPTURE",
+            Self::Engagement { .. } => "ENGAGEMENT",
+            Self::ProfileUpdate => "PROFILE_UPDATE",
+            Self::Manual => "MANUAL",
+            Self::Timer { .. } => "TIMER",
+            Self::PolicyChange => "POLICY_CHANGE",
+        }
+    }
+}
+
+/// The deal a CONVERT closes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Deal {
+    pub value: f64,
+    /// ISO 4217, upper case.
+    pub currency: String,
+}
+
+/// One stage change, with the scores and guard values it was decided on.
+/// Later events never revise it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransitionRecord {
+    /// `None` for the capture that created the lead.
+    pub from: Option<Stage>,
+    pub to: Stage,
+    pub at: Timestamp,
+    pub by: Move,
+    pub cause: Cause,
+    pub reason: Option<String>,
+    pub actor: Option<String>,
+    pub deal: Option<Deal>,
+    /// Fit and qualifying engagement at `at`, rounded to 6 decimals.
+    pub fit: f64,
+    pub engagement: f64,
+    pub guards: Vec<GuardCheck>,
+}

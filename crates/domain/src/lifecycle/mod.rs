@@ -1,0 +1,14 @@
+//! The lifecycle: the transition table, its guards, a lead's state, and
+//! [`decide`], which turns a command into a decision.
+
+mod decide;
+pub(crate) mod guards;
+mod lead;
+mod table;
+
+pub use decide::{Command, Context, Decision, MAX_FUTURE, ManualTransition, capture, decide};
+pub use guards::{GuardCheck, show};
+pub use lead::{Cause, Deal, Lead, Scores, TransitionRecord};
+pub use table::{
+    AUTOMATIC_TRIGGERS, CommandKind, Edge, Guard, Move, TABLE, automatic_edge, manual_edge, stages_entered,
+};

@@ -1,0 +1,235 @@
+//! Policies: versioned lead definitions, parsed from TOML and validated with
+//! a document path on every error.
+//!
+//! The format is part of the contract (DESIGN.md §3); `examples/policy.toml`
+//! documents its scoring semantics.
+
+mod parse;
+mod rules;
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+pub use rules::{AttributeMatcher, AttributeRule, EventRule, PropertyCondition};
+
+use crate::stage::Stage;
+use crate::time::Span;
+
+/// A validated policy. Build one with [`Policy::from_toml`].
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub name: String,
+    pub description: String,
+    /// `None`: scores do not decay.
+    pub half_life: Option<Span>,
+    /// The engagement vocabulary, in document order.
+    pub engagement_types: Vec<String>,
+    type_set: BTreeSet<String>,
+    /// `[[fit]]` then attribute `[[undesirable]]` rules, each in document order.
+    pub attribute_rules: Vec<AttributeRule>,
+    /// `[[engagement]]` then event `[[undesirable]]` rules, each in document
+    /// order. A lead's score state keeps one slot per rule, by index.
+    pub event_rules: Vec<EventRule>,
+    pub mql: MqlStage,
+    pub sql: SqlStage,
+    pub reasons: Reasons,
+    /// Fit-score bands, highest first.
+    pub grades: Vec<Grade>,
+    pub slas: Vec<Sla>,
+    pub workflows: Vec<Workflow>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MqlStage {
+    pub engagement_at_least: f64,
+    pub fit_at_least: f64,
+    /// A grade letter from `[grades]`.
+    pub grade_at_least: Option<String>,
+    pub requires_attributes: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct SqlStage {
+    pub sales_ready_actions: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Reasons {
+    pub reject: Vec<String>,
+    pub recycle: Vec<String>,
+    pub disqualify: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grade {
+    pub letter: String,
+    pub at_least: f64,
+}
+
+/// The grade below every band.
+pub const LOWEST_GRADE: &str = "F";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sla {
+    pub id: String,
+    pub stage: Stage,
+    pub within: Span,
+    pub kind: SlaKind,
+    /// `then = "recycle"`: a breach recycles the lead to IQL.
+    pub recycle: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SlaKind {
+    /// Breach unless an engagement of this type arrives within the window.
+    Until(String),
+    /// Breach after the window passes with no engagement; each one restarts it.
+    Idle,
+}
+
+impl Sla {
+    /// The reason recorded on the recycle a breach causes: `idle` for an idle
+    /// SLA, the SLA's id otherwise. It must be one of `[reasons] recycle`.
+    pub fn recycle_reason(&self) -> &str {
+        match self.kind {
+            SlaKind::Idle => "idle",
+            SlaKind::Until(_) => &self.id,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workflow {
+    pub id: String,
+    pub on: WorkflowOn,
+    pub after: Option<Span>,
+    pub if_still: Option<Stage>,
+    pub emit: String,
+}
+
+/// What sets a workflow off.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkflowOn {
+    /// A move that ends in the stage (not a stage passed through).
+    Entered(Stage),
+    Rejected(String),
+    Recycled(String),
+    /// The qualifying engagement score falls from ≥ n to < n.
+    EngagementBelow(f64),
+    /// The qualifying engagement score rises from ≤ n to > n.
+    EngagementAbove(f64),
+    SlaBreached(String),
+}
+
+impl fmt::Display for WorkflowOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Entered(stage) => write!(f, "entered:{stage}"),
+            Self::Rejected(reason) => write!(f, "rejected:{reason}"),
+            Self::Recycled(reason) => write!(f, "recycled:{reason}"),
+            Self::EngagementBelow(n) => write!(f, "engagement_below:{n}"),
+            Self::EngagementAbove(n) => write!(f, "engagement_above:{n}"),
+            Self::SlaBreached(id) => write!(f, "sla_breached:{id}"),
+        }
+    }
+}
+
+/// Every problem found in a policy document, each with its path.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+/// One problem: where in the document (e.g. `engagement[3].type`) and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl Policy {
+    /// Parses and validates a policy document, reporting every error found.
+    pub fn from_toml(source: &str) -> Result<Self, PolicyErrors> {
+        parse::parse(source)
+    }
+
+    pub fn knows_type(&self, kind: &str) -> bool {
+        self.type_set.contains(kind)
+    }
+
+    /// The closest vocabulary entry to an unknown type, for "did you mean".
+    pub fn suggest_type(&self, kind: &str) -> Option<&str> {
+        parse::closest(kind, self.engagement_types.iter().map(String::as_str))
+    }
+
+    pub fn is_sales_ready(&self, kind: &str) -> bool {
+        self.sql.sales_ready_actions.iter().any(|a| a == kind)
+    }
+
+    /// The letter for a fit score: the highest band it reaches, else `F`.
+    pub fn grade(&self, fit: f64) -> &str {
+        let fit = crate::score::round6(fit);
+        self.grades
+            .iter()
+            .find(|g| fit >= g.at_least)
+            .map_or(LOWEST_GRADE, |g| g.letter.as_str())
+    }
+
+    pub fn grade_threshold(&self, letter: &str) -> Option<f64> {
+        self.grades
+            .iter()
+            .find(|g| g.letter == letter)
+            .map(|g| g.at_least)
+    }
+
+    pub fn reasons_for(&self, list: ReasonList) -> &[String] {
+        match list {
+            ReasonList::Reject => &self.reasons.reject,
+            ReasonList::Recycle => &self.reasons.recycle,
+            ReasonList::Disqualify => &self.reasons.disqualify,
+        }
+    }
+
+    /// The distinct score thresholds workflows watch, in policy order.
+    pub fn crossings(&self) -> Vec<crate::workflow::Crossing> {
+        let mut out: Vec<crate::workflow::Crossing> = Vec::new();
+        for wf in &self.workflows {
+            let crossing = match wf.on {
+                WorkflowOn::EngagementBelow(n) => crate::workflow::Crossing::Below(n),
+                WorkflowOn::EngagementAbove(n) => crate::workflow::Crossing::Above(n),
+                _ => continue,
+            };
+            if !out.contains(&crossing) {
+                out.push(crossing);
+            }
+        }
+        out
+    }
+}
+
+/// Which `[reasons]` list a command's reason must come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReasonList {
+    Reject,
+    Recycle,
+    Disqualify,
+}
+
+impl ReasonList {
+    pub const fn key(self) -> &'static str {
+        match self {
+            Self::Reject => "reject",
+            Self::Recycle => "recycle",
+            Self::Disqualify => "disqualify",
+        }
+    }
+}

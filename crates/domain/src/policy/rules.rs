@@ -1,0 +1,123 @@
+//! Scoring rules and how they match a profile or an engagement.
+
+use regex::Regex;
+
+use crate::engagement::Engagement;
+use crate::profile::Profile;
+
+/// A `[[fit]]` rule or an attribute `[[undesirable]]`.
+#[derive(Clone, Debug)]
+pub struct AttributeRule {
+    pub id: String,
+    pub attribute: String,
+    pub matcher: AttributeMatcher,
+    pub points: f64,
+    pub undesirable: bool,
+    pub disqualify: bool,
+}
+
+/// How an attribute's value is compared. Text compares case-insensitively
+/// after trimming; ranges match numbers only.
+#[derive(Clone, Debug)]
+pub enum AttributeMatcher {
+    /// Stored trimmed and lower-cased.
+    Equals(String),
+    /// Stored trimmed and lower-cased.
+    OneOf(Vec<String>),
+    Matches(Regex),
+    Range {
+        at_least: Option<f64>,
+        at_most: Option<f64>,
+    },
+}
+
+impl AttributeRule {
+    pub fn matches(&self, profile: &Profile) -> bool {
+        profile
+            .get(&self.attribute)
+            .is_some_and(|value| self.matcher.matches(value))
+    }
+}
+
+impl AttributeMatcher {
+    pub fn matches(&self, value: &str) -> bool {
+        let value = value.trim();
+        if value.is_empty() {
+            return false;
+        }
+        match self {
+            Self::Equals(expected) => fold(value) == *expected,
+            Self::OneOf(options) => {
+                let value = fold(value);
+                options.contains(&value)
+            }
+            Self::Matches(regex) => regex.is_match(value),
+            Self::Range { at_least, at_most } => match value.parse::<f64>() {
+                Ok(n) if n.is_finite() => {
+                    at_least.is_none_or(|min| n >= min) && at_most.is_none_or(|max| n <= max)
+                }
+                _ => false,
+            },
+        }
+    }
+}
+
+/// An `[[engagement]]` rule or an event `[[undesirable]]`.
+#[derive(Clone, Debug)]
+pub struct EventRule {
+    pub id: String,
+    /// The engagement type it reads.
+    pub kind: String,
+    /// Stored trimmed and lower-cased.
+    pub channel: Option<String>,
+    pub conditions: Vec<PropertyCondition>,
+    pub points: f64,
+    /// Lifetime budget of counted, undecayed points (by magnitude).
+    pub max_points: Option<f64>,
+    /// At most this many events count per UTC day.
+    pub max_per_day: Option<u32>,
+    pub undesirable: bool,
+    pub disqualify: bool,
+}
+
+/// One `where` entry. A missing property never matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PropertyCondition {
+    /// `prop = "v"`: equal, case-insensitively after trimming (stored folded).
+    Equals { property: String, value: String },
+    /// `prop_prefix = "/x"`: starts with, case-sensitively (paths and URLs are).
+    Prefix { property: String, prefix: String },
+    /// `prop_one_of = [...]`: like `Equals`, against any of them (stored folded).
+    OneOf { property: String, values: Vec<String> },
+}
+
+impl EventRule {
+    pub fn matches(&self, event: &Engagement) -> bool {
+        event.kind == self.kind
+            && self
+                .channel
+                .as_ref()
+                .is_none_or(|channel| event.channel.as_deref().is_some_and(|c| fold(c) == *channel))
+            && self.conditions.iter().all(|c| c.matches(event))
+    }
+}
+
+impl PropertyCondition {
+    fn matches(&self, event: &Engagement) -> bool {
+        match self {
+            Self::Equals { property, value } => event.property(property).is_some_and(|v| fold(v) == *value),
+            Self::Prefix { property, prefix } => event
+                .property(property)
+                .is_some_and(|v| v.trim().starts_with(prefix.as_str())),
+            Self::OneOf { property, values } => event.property(property).is_some_and(|v| {
+                let v = fold(v);
+                values.contains(&v)
+            }),
+        }
+    }
+}
+
+/// Case- and space-insensitive form of a text for comparisons.
+pub(crate) fn fold(text: &str) -> String {
+    text.trim().to_lowercase()
+}

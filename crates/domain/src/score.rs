@@ -1,0 +1,222 @@
+//! Scoring: the engagement score as a fold over the sorted, de-duplicated log.
+//!
+//! Replay and the incremental path run the very same step ([`ScoreState::apply`])
+//! in the same order, so appending an event later than every other gives
+//! bit-for-bit the state a full replay gives. Every contribution decays by the
+//! same factor, so the total at `t` is the total at the last event times
+//! `0.5 ^ ((t - last) / half_life)`, and a threshold crossing by decay alone
+//! has a closed form.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engagement::{Engagement, EventKey, canonical_log};
+use crate::policy::Policy;
+use crate::profile::Profile;
+use crate::time::{Span, Timestamp};
+
+/// Guards compare values rounded to 6 decimals.
+pub fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// The factor a contribution keeps after `age` under the policy's half-life.
+pub fn decay_factor(policy: &Policy, age: Span) -> f64 {
+    match policy.half_life {
+        Some(h) if age.as_micros() > 0 => {
+            #[allow(clippy::cast_precision_loss)] // microsecond ratios are far inside f64
+            let halvings = age.as_micros() as f64 / h.as_micros() as f64;
+            (-halvings).exp2()
+        }
+        _ => 1.0,
+    }
+}
+
+/// One rule's running totals.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuleState {
+    /// Events that matched the rule.
+    pub matched: u32,
+    /// Events that counted (after `max_per_day` and `max_points`).
+    pub counted: u32,
+    /// Counted points, undecayed (the `max_points` budget is spent from this).
+    pub raw: f64,
+    /// UTC day of the last event that passed `max_per_day`, and how many did.
+    pub day: i64,
+    pub day_count: u32,
+    /// Decayed value at `anchor` (the last counted event's time).
+    pub value: f64,
+    pub anchor: Timestamp,
+}
+
+/// A lead's engagement score over one window of its log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoreState {
+    /// Only events that occurred strictly after this count (the qualifying
+    /// window after a backward move); `None` for the whole log.
+    pub since: Option<Timestamp>,
+    /// One slot per `Policy::event_rules` entry.
+    pub rules: Vec<RuleState>,
+    /// The last event applied, in scoring order.
+    pub last: Option<EventKey>,
+    /// The first disqualifying rule an event in the window matched.
+    pub disqualified_by: Option<String>,
+    /// The latest sales-ready action in the window.
+    pub sales_ready_at: Option<Timestamp>,
+}
+
+/// What applying one event did, for the lifecycle to act on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub disqualified_by: Option<String>,
+    pub sales_ready: bool,
+}
+
+impl ScoreState {
+    pub fn new(policy: &Policy, since: Option<Timestamp>) -> Self {
+        Self {
+            since,
+            rules: vec![RuleState::default(); policy.event_rules.len()],
+            last: None,
+            disqualified_by: None,
+            sales_ready_at: None,
+        }
+    }
+
+    /// The state a log gives: events in the window that occurred at or before `until`.
+    pub fn replay(
+        policy: &Policy,
+        log: &[Engagement],
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Self {
+        let mut state = Self::new(policy, since);
+        for event in canonical_log(log) {
+            if until.is_some_and(|u| event.occurred_at > u) {
+                break;
+            }
+            state.apply(policy, event);
+        }
+        state
+    }
+
+    /// Whether this state was built for the policy's rules.
+    pub fn fits(&self, policy: &Policy) -> bool {
+        self.rules.len() == policy.event_rules.len()
+    }
+
+    pub fn in_window(&self, event: &Engagement) -> bool {
+        self.since.is_none_or(|s| event.occurred_at > s)
+    }
+
+    /// Whether `event` can be applied incrementally: it sorts after every
+    /// event applied so far.
+    pub fn can_append(&self, event: &Engagement) -> bool {
+        self.last.as_ref().is_none_or(|last| event.is_after(last))
+    }
+
+    /// Time of the latest event applied.
+    pub fn last_at(&self) -> Option<Timestamp> {
+        self.last.as_ref().map(|k| k.occurred_at)
+    }
+
+    /// The fold step. The caller keeps scoring order (`can_append`); events
+    /// outside the window are ignored.
+    pub fn apply(&mut self, policy: &Policy, event: &Engagement) -> Applied {
+        let mut applied = Applied::default();
+        if !self.in_window(event) {
+            return applied;
+        }
+        let day = event.occurred_at.utc_day();
+        for (rule, state) in policy.event_rules.iter().zip(self.rules.iter_mut()) {
+            if !rule.matches(event) {
+                continue;
+            }
+            state.matched += 1;
+            if rule.disqualify {
+                applied.disqualified_by.get_or_insert_with(|| rule.id.clone());
+            }
+            if let Some(max) = rule.max_per_day {
+                if state.day != day {
+                    state.day = day;
+                    state.day_count = 0;
+                }
+                if state.day_count >= max {
+                    continue;
+                }
+                state.day_count += 1;
+            }
+            let mut points = rule.points;
+            if let Some(cap) = rule.max_points {
+                let room = cap - state.raw.abs();
+                if round6(room) <= 0.0 {
+                    continue;
+                }
+                if points.abs() > room {
+                    points = room.copysign(points);
+                }
+            }
+            state.counted += 1;
+            state.raw += points;
+            state.value = state.value * decay_factor(policy, event.occurred_at.since(state.anchor)) + points;
+            state.anchor = event.occurred_at;
+        }
+        if self.disqualified_by.is_none() {
+            self.disqualified_by.clone_from(&applied.disqualified_by);
+        }
+        if policy.is_sales_ready(&event.kind) {
+            applied.sales_ready = true;
+            self.sales_ready_at = Some(event.occurred_at);
+        }
+        self.last = Some(event.key());
+        applied
+    }
+
+    /// One rule's decayed value at `t` (no earlier than the rule's last event).
+    pub fn rule_value(&self, policy: &Policy, index: usize, t: Timestamp) -> f64 {
+        self.rules
+            .get(index)
+            .map_or(0.0, |r| r.value * decay_factor(policy, t.since(r.anchor)))
+    }
+
+    /// The engagement score at `t`.
+    pub fn value_at(&self, policy: &Policy, t: Timestamp) -> f64 {
+        (0..self.rules.len()).map(|i| self.rule_value(policy, i, t)).sum()
+    }
+
+    /// The first instant at or after `from` when the score, decaying alone,
+    /// is no larger in magnitude than `target` (of the same sign). `None`
+    /// when there is no decay, the signs differ, or it is there already.
+    pub fn decay_reaches(&self, policy: &Policy, from: Timestamp, target: f64) -> Option<Timestamp> {
+        let h = policy.half_life?;
+        let now = self.value_at(policy, from);
+        if target == 0.0 || now.signum() != target.signum() || now.abs() <= target.abs() {
+            return None;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let micros = ((now / target).log2() * h.as_micros() as f64).ceil();
+        if !micros.is_finite() || micros > 9.0e18 {
+            return None;
+        }
+        #[allow(clippy::cast_possible_truncation)] // finite and in range, checked above
+        Some(from.saturating_add(Span::from_micros(micros as i64)))
+    }
+}
+
+/// The fit score: every matching attribute rule, undesirables included.
+pub fn fit_score(policy: &Policy, profile: &Profile) -> f64 {
+    policy
+        .attribute_rules
+        .iter()
+        .filter(|r| r.matches(profile))
+        .map(|r| r.points)
+        .sum()
+}
+
+/// The first disqualifying attribute rule the profile matches.
+pub fn disqualifying_attribute<'p>(policy: &'p Policy, profile: &Profile) -> Option<&'p str> {
+    policy
+        .attribute_rules
+        .iter()
+        .find(|r| r.disqualify && r.matches(profile))
+        .map(|r| r.id.as_str())
+}

@@ -1,0 +1,331 @@
+//! Nurture workflows and SLAs as decisions: which triggers fire now, which
+//! durable timers to arm, which to cancel. Firing a timer whose condition no
+//! longer holds does nothing.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lifecycle::TransitionRecord;
+use crate::policy::{Policy, SlaKind, WorkflowOn};
+use crate::score::round6;
+use crate::stage::Stage;
+use crate::time::{Span, Timestamp};
+
+/// Triggers and timers whose moment lies further than this before the wall
+/// clock when decided (a history import) are recorded but not streamed.
+pub const SUPPRESS_AFTER: Span = Span::from_hours(1);
+
+/// A score threshold a workflow watches.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "side", content = "n", rename_all = "snake_case")]
+pub enum Crossing {
+    /// `engagement_below:n`: fires when the score goes from ≥ n to < n.
+    Below(f64),
+    /// `engagement_above:n`: fires when the score goes from ≤ n to > n.
+    Above(f64),
+}
+
+impl Crossing {
+    /// Whether a score is on the firing side.
+    pub fn reached(self, score: f64) -> bool {
+        match self {
+            Self::Below(n) => round6(score) < n,
+            Self::Above(n) => round6(score) > n,
+        }
+    }
+
+    /// The magnitude decay must bring the score to for it to cross, where
+    /// decay alone can (toward zero: a positive score below a positive
+    /// threshold, a negative one above a negative threshold). Aimed a little
+    /// past the threshold so the rounded score has crossed at that instant.
+    pub fn decay_target(self) -> Option<f64> {
+        match self {
+            Self::Below(n) if n > 0.0 => Some(n - 6e-7),
+            Self::Above(n) if n < 0.0 => Some(n + 6e-7),
+            _ => None,
+        }
+    }
+
+    pub fn matches(self, on: &WorkflowOn) -> bool {
+        match (self, on) {
+            (Self::Below(a), WorkflowOn::EngagementBelow(b))
+            | (Self::Above(a), WorkflowOn::EngagementAbove(b)) => a == *b,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Crossing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Below(n) => write!(f, "below:{n}"),
+            Self::Above(n) => write!(f, "above:{n}"),
+        }
+    }
+}
+
+/// The side of one threshold the qualifying score was last seen on.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CrossingState {
+    pub crossing: Crossing,
+    /// On the firing side (so it has fired, or started there).
+    pub reached: bool,
+}
+
+/// Crossing states for a score, set without firing anything (a new lead, a
+/// new qualifying window, a new policy).
+pub fn rebase_crossings(policy: &Policy, score: f64) -> Vec<CrossingState> {
+    policy
+        .crossings()
+        .into_iter()
+        .map(|crossing| CrossingState {
+            crossing,
+            reached: crossing.reached(score),
+        })
+        .collect()
+}
+
+/// What a durable timer is for. Each kind is armed at most once per lead:
+/// arming it again moves it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TimerKind {
+    /// A delayed workflow step, by workflow id.
+    Workflow(String),
+    /// An SLA, by id.
+    Sla(String),
+    /// The instant decay alone takes the score across a threshold.
+    Crossing(Crossing),
+}
+
+impl TimerKind {
+    /// A stable text key, unique per lead (`workflow:mql-day-3`,
+    /// `sla:mql_idle`, `crossing:below:30`).
+    pub fn key(&self) -> String {
+        match self {
+            Self::Workflow(id) => format!("workflow:{id}"),
+            Self::Sla(id) => format!("sla:{id}"),
+            Self::Crossing(c) => format!("crossing:{c}"),
+        }
+    }
+}
+
+impl FromStr for TimerKind {
+    type Err = String;
+
+    fn from_str(key: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("bad timer key {key:?}");
+        let (kind, rest) = key.split_once(':').ok_or_else(bad)?;
+        match kind {
+            "workflow" => Ok(Self::Workflow(rest.to_owned())),
+            "sla" => Ok(Self::Sla(rest.to_owned())),
+            "crossing" => {
+                let (side, n) = rest.split_once(':').ok_or_else(bad)?;
+                let n: f64 = n.parse().map_err(|_| bad())?;
+                match side {
+                    "below" => Ok(Self::Crossing(Crossing::Below(n))),
+                    "above" => Ok(Self::Crossing(Crossing::Above(n))),
+                    _ => Err(bad()),
+                }
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// A durable timer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Timer {
+    pub kind: TimerKind,
+    pub due_at: Timestamp,
+    /// The stage, and the instant it was entered, that the timer belongs to:
+    /// leaving the stage cancels it, and it fires only without a break since.
+    pub bound: Option<(Stage, Timestamp)>,
+    /// Its moment lay over an hour before the wall clock when it was armed:
+    /// its stage effects apply when it fires, but nothing is streamed.
+    pub suppressed: bool,
+}
+
+/// A change to the lead's timers, applied in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TimerChange {
+    /// Arm, or move, the timer of this kind.
+    Schedule(Timer),
+    Cancel(TimerKind),
+    /// Cancel every timer bound to a stage (the lead left it).
+    CancelStageBound,
+    /// Cancel every timer of the lead (a policy change re-plans them).
+    CancelAll,
+}
+
+/// An event for the outbox, in stream order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    Transition(TransitionRecord),
+    Trigger(Trigger),
+    SlaBreached(SlaBreach),
+}
+
+impl Event {
+    /// Recorded but not streamed.
+    pub fn suppressed(&self) -> bool {
+        match self {
+            Self::Transition(_) => false,
+            Self::Trigger(t) => t.suppressed,
+            Self::SlaBreached(b) => b.suppressed,
+        }
+    }
+
+    pub fn at(&self) -> Timestamp {
+        match self {
+            Self::Transition(t) => t.at,
+            Self::Trigger(t) => t.at,
+            Self::SlaBreached(b) => b.at,
+        }
+    }
+}
+
+/// A workflow fired: the nurture engines are told to run `emit`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub workflow_id: String,
+    pub emit: String,
+    /// The workflow's `on`, as written.
+    pub on: String,
+    pub at: Timestamp,
+    /// The lead's stage when it fired.
+    pub stage: Stage,
+    pub suppressed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlaBreach {
+    pub sla_id: String,
+    pub stage: Stage,
+    pub at: Timestamp,
+    pub suppressed: bool,
+}
+
+/// Something a workflow can be `on`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Happening {
+    Entered(Stage),
+    Rejected(String),
+    Recycled(String),
+    SlaBreached(String),
+    Crossed(Crossing),
+}
+
+impl Happening {
+    fn sets_off(&self, on: &WorkflowOn) -> bool {
+        match (self, on) {
+            (Self::Entered(a), WorkflowOn::Entered(b)) => a == b,
+            (Self::Rejected(a), WorkflowOn::Rejected(b))
+            | (Self::Recycled(a), WorkflowOn::Recycled(b))
+            | (Self::SlaBreached(a), WorkflowOn::SlaBreached(b)) => a == b,
+            (Self::Crossed(c), on) => c.matches(on),
+            _ => false,
+        }
+    }
+}
+
+pub(crate) fn is_suppressed(moment: Timestamp, now: Timestamp) -> bool {
+    moment < now.saturating_sub(SUPPRESS_AFTER)
+}
+
+/// The workflows `happenings` set off at `at`, in policy order: immediate
+/// ones as triggers (where `if_still` holds), delayed ones as timers bound
+/// to the lead's current stage.
+pub(crate) fn workflows_for(
+    policy: &Policy,
+    happenings: &[Happening],
+    at: Timestamp,
+    stage: (Stage, Timestamp),
+    now: Timestamp,
+) -> (Vec<Event>, Vec<TimerChange>) {
+    let mut events = Vec::new();
+    let mut timers = Vec::new();
+    for wf in &policy.workflows {
+        if !happenings.iter().any(|h| h.sets_off(&wf.on)) {
+            continue;
+        }
+        match wf.after {
+            None => {
+                if wf.if_still.is_none_or(|s| s == stage.0) {
+                    events.push(Event::Trigger(Trigger {
+                        workflow_id: wf.id.clone(),
+                        emit: wf.emit.clone(),
+                        on: wf.on.to_string(),
+                        at,
+                        stage: stage.0,
+                        suppressed: is_suppressed(at, now),
+                    }));
+                }
+            }
+            Some(after) => {
+                let due_at = at.saturating_add(after);
+                timers.push(TimerChange::Schedule(Timer {
+                    kind: TimerKind::Workflow(wf.id.clone()),
+                    due_at,
+                    bound: Some(stage),
+                    suppressed: is_suppressed(due_at, now),
+                }));
+            }
+        }
+    }
+    (events, timers)
+}
+
+/// The SLA timers entering `stage` at `at` arms.
+pub(crate) fn sla_timers(policy: &Policy, stage: Stage, at: Timestamp, now: Timestamp) -> Vec<TimerChange> {
+    policy
+        .slas
+        .iter()
+        .filter(|s| s.stage == stage)
+        .map(|sla| {
+            let due_at = at.saturating_add(sla.within);
+            TimerChange::Schedule(Timer {
+                kind: TimerKind::Sla(sla.id.clone()),
+                due_at,
+                bound: Some((stage, at)),
+                suppressed: is_suppressed(due_at, now),
+            })
+        })
+        .collect()
+}
+
+/// What an engagement does to the SLAs of the stage the lead stays in: an
+/// idle SLA restarts from the latest engagement, an `until` SLA is met.
+pub(crate) fn sla_engagement(
+    policy: &Policy,
+    stage: (Stage, Timestamp),
+    kind: &str,
+    occurred_at: Timestamp,
+    latest: Timestamp,
+    now: Timestamp,
+) -> Vec<TimerChange> {
+    let (stage, entered) = stage;
+    let mut out = Vec::new();
+    if occurred_at < entered {
+        return out; // an engagement from before the stage began
+    }
+    for sla in policy.slas.iter().filter(|s| s.stage == stage) {
+        match &sla.kind {
+            SlaKind::Idle => {
+                let due_at = latest.max(entered).saturating_add(sla.within);
+                out.push(TimerChange::Schedule(Timer {
+                    kind: TimerKind::Sla(sla.id.clone()),
+                    due_at,
+                    bound: Some((stage, entered)),
+                    suppressed: is_suppressed(due_at, now),
+                }));
+            }
+            SlaKind::Until(ty) if ty == kind && occurred_at <= entered.saturating_add(sla.within) => {
+                out.push(TimerChange::Cancel(TimerKind::Sla(sla.id.clone())));
+            }
+            SlaKind::Until(_) => {}
+        }
+    }
+    out
+}
