@@ -12,7 +12,7 @@ pub fn lifecycle_markdown() -> String {
     out.push_str("# The lead lifecycle\n\n");
     out.push_str(
         "<!-- Generated from crates/domain/src/lifecycle/table.rs. Do not edit: run\n     \
-         `LEADFLOW_UPDATE_DOCS=1 cargo test -p leadflow-domain --test lifecycle_doc` -->\n\n",
+         `LEADFLOW_UPDATE_DOCS=1 cargo test -p leadflow-domain --test all lifecycle_doc` -->\n\n",
     );
     out.push_str(
         "Every edge a lead can take. Manual moves are asked for with `Transition`; automatic ones \

@@ -173,7 +173,13 @@ mod tests {
 
     #[test]
     fn spans_print_in_their_largest_unit_and_parse_back() {
-        for (text, shown) in [("90s", "90s"), ("90m", "90m"), ("24h", "1d"), ("30d", "30d"), ("14d", "2w")] {
+        for (text, shown) in [
+            ("90s", "90s"),
+            ("90m", "90m"),
+            ("24h", "1d"),
+            ("30d", "30d"),
+            ("14d", "2w"),
+        ] {
             let span = Span::parse(text).expect(text);
             assert_eq!(span.to_string(), shown);
             assert_eq!(Span::parse(shown), Ok(span));

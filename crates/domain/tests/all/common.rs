@@ -1,0 +1,206 @@
+//! Shared helpers: the project's example policy, instants, and a harness that
+//! drives `decide` the way the engine does (retrying with the log when asked).
+
+use std::collections::BTreeMap;
+
+use leadflow_domain::lifecycle::ManualTransition;
+use leadflow_domain::workflow::{Event, TimerChange, TimerKind, Trigger};
+use leadflow_domain::{
+    Command, CommandKind, Context, Decision, DomainError, Engagement, Lead, Policy, Span, Stage, Timestamp,
+    TransitionRecord,
+};
+
+pub(crate) fn example_toml() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/policy.toml");
+    std::fs::read_to_string(path).expect("examples/policy.toml is readable")
+}
+
+pub(crate) fn policy() -> Policy {
+    Policy::from_toml(&example_toml()).expect("the example policy is valid")
+}
+
+/// The example policy with `replace` swapped for `with` (the text must be there).
+pub(crate) fn policy_with(replace: &str, with: &str) -> Policy {
+    let toml = example_toml();
+    assert!(toml.contains(replace), "the example policy has no {replace:?}");
+    Policy::from_toml(&toml.replacen(replace, with, 1)).expect("the edited policy is valid")
+}
+
+/// 2026-01-05T00:00:00Z, a Monday.
+pub(crate) const T0: Timestamp = Timestamp::from_secs(1_767_571_200);
+
+pub(crate) fn hours(h: i64) -> Timestamp {
+    T0.saturating_add(Span::from_hours(h))
+}
+
+pub(crate) fn days(d: i64) -> Timestamp {
+    T0.saturating_add(Span::from_days(d))
+}
+
+pub(crate) fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// A well-fitting profile: senior title, mid-market, target industry (fit 40).
+pub(crate) fn good_fit() -> BTreeMap<String, String> {
+    attrs(&[
+        ("email", "ann@acme.com"),
+        ("company", "Acme"),
+        ("title", "VP Engineering"),
+        ("company_size", "250"),
+        ("industry", "Software"),
+    ])
+}
+
+pub(crate) fn ev(id: &str, kind: &str, at: Timestamp) -> Engagement {
+    Engagement {
+        event_id: id.to_owned(),
+        kind: kind.to_owned(),
+        channel: None,
+        properties: BTreeMap::new(),
+        occurred_at: at,
+    }
+}
+
+pub(crate) fn page(id: &str, path: &str, at: Timestamp) -> Engagement {
+    let mut e = ev(id, "page_viewed", at);
+    e.properties.insert("path".to_owned(), path.to_owned());
+    e
+}
+
+pub(crate) fn manual(command: CommandKind, reason: Option<&str>) -> Command {
+    Command::Transition(ManualTransition {
+        command,
+        reason: reason.map(str::to_owned),
+        actor: Some("sam@sales".to_owned()),
+        deal: None,
+        occurred_at: None,
+    })
+}
+
+/// A lead and everything decided for it, as the engine would keep it.
+pub(crate) struct Harness {
+    pub(crate) policy: Policy,
+    pub(crate) lead: Lead,
+    pub(crate) log: Vec<Engagement>,
+    pub(crate) now: Timestamp,
+    pub(crate) events: Vec<Event>,
+    /// Pending timers by key, as the store would hold them.
+    pub(crate) timers: BTreeMap<String, leadflow_domain::workflow::Timer>,
+    pub(crate) last: Option<Decision>,
+}
+
+impl Harness {
+    pub(crate) fn capture(policy: Policy, profile: BTreeMap<String, String>, now: Timestamp) -> Self {
+        let decision = leadflow_domain::capture(&policy, profile, None, &Context { now }).expect("capture");
+        let mut h = Self {
+            policy,
+            lead: decision.lead.clone(),
+            log: Vec::new(),
+            now,
+            events: Vec::new(),
+            timers: BTreeMap::new(),
+            last: None,
+        };
+        h.absorb(decision);
+        h
+    }
+
+    pub(crate) fn ctx(&self) -> Context {
+        Context { now: self.now }
+    }
+
+    /// Decides a command like the engine: without the log first, with it if asked.
+    pub(crate) fn try_decide(&mut self, command: Command) -> Result<Decision, DomainError> {
+        let ctx = self.ctx();
+        let decision = match leadflow_domain::decide(&self.policy, &self.lead, command.clone(), &ctx, None) {
+            Err(DomainError::HistoryRequired) => {
+                leadflow_domain::decide(&self.policy, &self.lead, command.clone(), &ctx, Some(&self.log))
+            }
+            other => other,
+        }?;
+        if let Command::RecordEngagement(e) = &command {
+            self.log.push(e.clone());
+        }
+        self.absorb(decision.clone());
+        Ok(decision)
+    }
+
+    pub(crate) fn decide(&mut self, command: Command) -> Decision {
+        self.try_decide(command).expect("decision")
+    }
+
+    /// Records an engagement at its own time (the wall clock follows it).
+    pub(crate) fn engage(&mut self, e: Engagement) -> Decision {
+        self.now = self.now.max(e.occurred_at);
+        self.decide(Command::RecordEngagement(e))
+    }
+
+    fn absorb(&mut self, decision: Decision) {
+        self.lead = decision.lead.clone();
+        for change in &decision.timers {
+            match change {
+                TimerChange::Schedule(t) => {
+                    self.timers.insert(t.kind.key(), t.clone());
+                }
+                TimerChange::Cancel(kind) => {
+                    self.timers.remove(&kind.key());
+                }
+                TimerChange::CancelStageBound => self.timers.retain(|_, t| t.bound.is_none()),
+                TimerChange::CancelAll => self.timers.clear(),
+            }
+        }
+        self.events.extend(decision.events.iter().cloned());
+        self.last = Some(decision);
+    }
+
+    pub(crate) fn timer(&self, kind: &TimerKind) -> Option<&leadflow_domain::workflow::Timer> {
+        self.timers.get(&kind.key())
+    }
+
+    /// Fires the pending timer of this kind at its due time.
+    pub(crate) fn fire(&mut self, kind: &TimerKind) -> Decision {
+        let timer = self.timers.remove(&kind.key()).expect("the timer is pending");
+        self.now = self.now.max(timer.due_at);
+        self.decide(Command::TimerFired(timer))
+    }
+
+    pub(crate) fn transitions(&self) -> Vec<&TransitionRecord> {
+        transitions(&self.events)
+    }
+
+    pub(crate) fn triggers(&self) -> Vec<&Trigger> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Trigger(t) => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(crate) fn emitted(&self) -> Vec<&str> {
+        self.triggers().iter().map(|t| t.emit.as_str()).collect()
+    }
+
+    pub(crate) fn stage(&self) -> Stage {
+        self.lead.stage
+    }
+}
+
+pub(crate) fn transitions(events: &[Event]) -> Vec<&TransitionRecord> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Transition(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+pub(crate) fn path(decision: &Decision) -> Vec<(Option<Stage>, Stage)> {
+    decision.transitions().map(|t| (t.from, t.to)).collect()
+}

@@ -1,0 +1,9 @@
+//! leadflow-domain's tests, in one binary.
+
+mod common;
+mod lifecycle;
+mod lifecycle_doc;
+mod policy;
+mod properties;
+mod scoring;
+mod workflows;

@@ -1,0 +1,327 @@
+//! Parsing and validating lead definitions: every error carries its path.
+
+use leadflow_domain::Policy;
+use leadflow_domain::policy::{SlaKind, WorkflowOn};
+use leadflow_domain::{Span, Stage};
+
+use crate::common::{example_toml, policy};
+
+/// The messages for a document, as `path: message` lines.
+fn errors(toml: &str) -> Vec<String> {
+    match Policy::from_toml(toml) {
+        Ok(_) => panic!("expected the policy to be refused:\n{toml}"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn edited(replace: &str, with: &str) -> Vec<String> {
+    let toml = example_toml();
+    assert!(toml.contains(replace), "no {replace:?} in the example");
+    errors(&toml.replacen(replace, with, 1))
+}
+
+fn assert_has(errors: &[String], expected: &str) {
+    assert!(
+        errors.iter().any(|e| e.contains(expected)),
+        "expected an error containing {expected:?}, got:\n{}",
+        errors.join("\n")
+    );
+}
+
+#[test]
+fn the_example_policy_parses_into_typed_rules() {
+    let p = policy();
+    assert_eq!(p.name, "acme-b2b");
+    assert_eq!(p.half_life, Some(Span::from_days(30)));
+    assert_eq!(p.engagement_types.len(), 14);
+    // fit rules then attribute undesirables; engagement rules then event undesirables
+    let attribute_ids: Vec<&str> = p.attribute_rules.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        attribute_ids,
+        [
+            "senior-title",
+            "mid-market",
+            "target-industry",
+            "free-mail",
+            "competitor"
+        ]
+    );
+    let event_ids: Vec<&str> = p.event_rules.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        event_ids,
+        [
+            "webinar-registration",
+            "webinar-attendance",
+            "ebook",
+            "any-page",
+            "pricing-page",
+            "trial",
+            "paid-channel-click",
+            "careers-page",
+            "unsubscribed",
+            "hard-bounce"
+        ]
+    );
+    assert_eq!(p.mql.engagement_at_least, 60.0);
+    assert_eq!(p.mql.fit_at_least, 20.0);
+    assert_eq!(p.mql.requires_attributes, ["email", "company"]);
+    assert_eq!(p.sql.sales_ready_actions, ["demo_requested", "contact_requested"]);
+    assert_eq!(
+        p.grades.iter().map(|g| g.letter.as_str()).collect::<Vec<_>>(),
+        ["A", "B", "C", "D"]
+    );
+    assert_eq!(p.grade(45.0), "A");
+    assert_eq!(p.grade(29.99), "C");
+    assert_eq!(p.grade(-15.0), "F");
+    assert_eq!(p.slas.len(), 2);
+    assert_eq!(p.slas[0].id, "sql_first_contact");
+    assert_eq!(p.slas[0].kind, SlaKind::Until("sales_contacted".to_owned()));
+    assert_eq!(p.slas[1].kind, SlaKind::Idle);
+    assert!(p.slas[1].recycle);
+    assert_eq!(p.workflows[1].on, WorkflowOn::Entered(Stage::Mql));
+    assert_eq!(p.workflows[1].after, Some(Span::from_days(3)));
+    assert_eq!(p.workflows[3].on, WorkflowOn::EngagementBelow(30.0));
+}
+
+#[test]
+fn a_misspelt_engagement_type_is_reported_at_its_path_with_a_suggestion() {
+    let errs = edited("type = \"webinar_attended\"", "type = \"webinar_atended\"");
+    assert_eq!(
+        errs,
+        [
+            "engagement[1].type: unknown engagement type \"webinar_atended\" (did you mean \"webinar_attended\"?)"
+        ]
+    );
+}
+
+#[test]
+fn every_error_in_a_document_is_reported_at_once() {
+    let errs = edited("half_life = \"30d\"", "half_life = \"30 days\"")
+        .into_iter()
+        .chain(edited("max_points = 30", "max_points = -5"))
+        .collect::<Vec<_>>();
+    assert_has(&errs, "decay.half_life: bad duration \"30 days\"");
+    assert_has(&errs, "engagement[2].max_points: a cap must be positive, not -5");
+
+    let toml = example_toml()
+        .replacen("half_life = \"30d\"", "half_life = \"30x\"", 1)
+        .replacen("id = \"ebook\"", "id = \"trial\"", 1)
+        .replacen(
+            "matches = \"(?i)\\\\b(vp|head",
+            "matches = \"(?i)\\\\b(vp|head(",
+            1,
+        );
+    let errs = errors(&toml);
+    assert!(errs.len() >= 3, "{errs:?}");
+    assert_has(&errs, "decay.half_life: bad duration \"30x\"");
+    assert_has(
+        &errs,
+        "engagement[5].id: duplicate rule id \"trial\" (first used at engagement[2].id)",
+    );
+    assert_has(&errs, "fit[0].matches: bad regex");
+}
+
+#[test]
+fn unknown_keys_are_errors_with_a_hint() {
+    assert_has(
+        &edited(
+            "engagement_at_least = 60",
+            "engagment_at_least = 60\nengagement_at_least = 60",
+        ),
+        "stages.MQL.engagment_at_least: unknown key (did you mean \"engagement_at_least\"?)",
+    );
+    assert_has(
+        &edited("name = \"acme-b2b\"", "name = \"acme-b2b\"\ncolour = \"red\""),
+        "colour: unknown key",
+    );
+    assert_has(
+        &edited("[stages.SQL]", "[stages.LEAD]\nx = 1\n[stages.SQL]"),
+        "stages.LEAD: unknown key",
+    );
+}
+
+#[test]
+fn bad_values_are_refused_class_by_class() {
+    let cases: &[(&str, &str, &str)] = &[
+        // durations
+        (
+            "within = \"24h\"",
+            "within = \"0h\"",
+            "sla.sql_first_contact.within: bad duration \"0h\": must be longer than zero",
+        ),
+        (
+            "after = \"3d\"",
+            "after = \"3 d\"",
+            "workflow[1].after: bad duration",
+        ),
+        // caps
+        (
+            "max_per_day = 2",
+            "max_per_day = 0",
+            "engagement[4].max_per_day: a cap must be a count from 1",
+        ),
+        (
+            "max_per_day = 2",
+            "max_per_day = 1.5",
+            "engagement[4].max_per_day: expected a whole number",
+        ),
+        (
+            "max_points = 20",
+            "max_points = 0",
+            "engagement[0].max_points: a cap must be positive, not 0",
+        ),
+        // thresholds
+        (
+            "engagement_at_least = 60",
+            "engagement_at_least = -1",
+            "stages.MQL.engagement_at_least: a threshold must be zero or more",
+        ),
+        (
+            "fit_at_least = 20",
+            "fit_at_least = 1e12",
+            "stages.MQL.fit_at_least: 1000000000000 is out of range",
+        ),
+        (
+            "fit_at_least = 20",
+            "fit_at_least = \"20\"",
+            "stages.MQL.fit_at_least: expected a number, found a string",
+        ),
+        (
+            "fit_at_least = 20",
+            "fit_at_least = 20\ngrade_at_least = \"Z\"",
+            "stages.MQL.grade_at_least: unknown grade \"Z\"",
+        ),
+        ("C = 20", "C = 30", "grades.C: same threshold 30 as grade B"),
+        (
+            "D = 10",
+            "D = 10\nF = 0",
+            "grades.F: F is the grade below every band",
+        ),
+        // regexes and matchers
+        (
+            "at_least = 200",
+            "at_least = 200\nequals = \"x\"",
+            "fit[1]: needs exactly one of equals",
+        ),
+        (
+            "one_of = [\"software\", \"fintech\", \"healthcare\"]",
+            "one_of = [\"software\", \"software\"]",
+            "fit[2].one_of[1]: \"software\" is listed twice",
+        ),
+        // undesirables
+        (
+            "points = -20",
+            "points = 20",
+            "undesirable[3].points: an undesirable takes points away",
+        ),
+        (
+            "id = \"hard-bounce\"\ntype = \"email_bounced\"",
+            "id = \"hard-bounce\"\ntype = \"email_bounced\"\nattribute = \"x\"",
+            "undesirable[4]: an undesirable reads either",
+        ),
+        // vocabulary references
+        (
+            "sales_ready_actions = [\"demo_requested\", \"contact_requested\"]",
+            "sales_ready_actions = [\"demo_request\"]",
+            "stages.SQL.sales_ready_actions[0]: unknown engagement type \"demo_request\" (did you mean \"demo_requested\"?)",
+        ),
+        (
+            "until = \"sales_contacted\"",
+            "until = \"sales_called\"",
+            "sla.sql_first_contact.until: unknown engagement type \"sales_called\"",
+        ),
+        (
+            "\"trial_started\", \"demo_requested\"",
+            "\"trial_started\", \"trial_started\"",
+            "engagements.types[9]: \"trial_started\" is listed twice",
+        ),
+        // SLAs
+        (
+            "stage = \"SQL\"\nwithin",
+            "stage = \"SQL-ish\"\nwithin",
+            "sla.sql_first_contact.stage: unknown stage \"SQL-ish\"",
+        ),
+        (
+            "idle = true",
+            "idle = true\nuntil = \"sales_contacted\"",
+            "sla.mql_idle: takes until = \"<type>\" or idle = true, not both",
+        ),
+        (
+            "then = \"recycle\"",
+            "then = \"delete\"",
+            "sla.mql_idle.then: unknown action \"delete\"",
+        ),
+        (
+            "recycle = [\"went_dark\", \"timing\", \"idle\"]",
+            "recycle = [\"went_dark\", \"timing\"]",
+            "sla.mql_idle.then: a recycle by this SLA gives the reason \"idle\"",
+        ),
+        // workflows
+        (
+            "on = \"rejected:not_ready\"",
+            "on = \"rejected:not_redy\"",
+            "workflow[2].on: unknown reject reason \"not_redy\" (did you mean \"not_ready\"?)",
+        ),
+        (
+            "on = \"entered:MQL\"\nemit = \"mql_welcome_sequence\"",
+            "on = \"entered:LEAD\"\nemit = \"mql_welcome_sequence\"",
+            "workflow[0].on: unknown stage \"LEAD\"",
+        ),
+        (
+            "on = \"engagement_below:30\"",
+            "on = \"engagement_below:thirty\"",
+            "workflow[3].on: \"thirty\" is not a score threshold",
+        ),
+        (
+            "on = \"engagement_below:30\"",
+            "on = \"sla_breached:nope\"",
+            "workflow[3].on: unknown SLA \"nope\"",
+        ),
+        (
+            "on = \"engagement_below:30\"",
+            "on = \"clicked:button\"",
+            "workflow[3].on: unknown event \"clicked\"",
+        ),
+        (
+            "if_still = \"MQL\"\nemit = \"mql_followup_day3\"",
+            "if_still = \"SQL\"\nemit = \"mql_followup_day3\"",
+            "workflow[1].if_still: can never fire",
+        ),
+        (
+            "id = \"mql-day-3\"",
+            "id = \"mql-welcome\"",
+            "workflow[1].id: duplicate rule id \"mql-welcome\"",
+        ),
+        (
+            "emit = \"long_term_nurture\"",
+            "emit = \"\"",
+            "workflow[2].emit: must not be empty",
+        ),
+    ];
+    for (replace, with, expected) in cases {
+        assert_has(&edited(replace, with), expected);
+    }
+}
+
+#[test]
+fn missing_sections_are_named() {
+    let errs = errors("name = \"bare\"");
+    assert_has(&errs, "engagements.types: required");
+    assert_has(&errs, "stages.MQL: required");
+    assert_has(&errors("[decay]\nhalf_life = \"1d\""), "name: required");
+}
+
+#[test]
+fn broken_toml_is_reported_with_its_position() {
+    let errs = errors("name = \"x\"\n[stages.MQL\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("not valid TOML"), "{errs:?}");
+    assert!(errs[0].contains("line 2"), "{errs:?}");
+}
+
+#[test]
+fn a_policy_without_decay_keeps_scores() {
+    let toml = example_toml().replacen("[decay]\nhalf_life = \"30d\"\n", "", 1);
+    let p = Policy::from_toml(&toml).expect("valid");
+    assert_eq!(p.half_life, None);
+}

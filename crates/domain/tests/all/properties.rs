@@ -1,0 +1,254 @@
+//! Property tests: scoring is a pure function of the sorted, de-duplicated
+//! log; the incremental path equals the replay; caps hold; decay only fades;
+//! the lifecycle's invariants hold for any sequence of commands.
+
+use std::collections::BTreeMap;
+
+use leadflow_domain::score::{ScoreState, decay_factor, round6};
+use leadflow_domain::{Command, CommandKind, Engagement, Policy, Span, Stage, Timestamp};
+use proptest::prelude::*;
+
+use crate::common::{Harness, T0, good_fit, manual, policy};
+
+const KINDS: [&str; 8] = [
+    "webinar_registered",
+    "webinar_attended",
+    "ebook_downloaded",
+    "page_viewed",
+    "ad_clicked",
+    "trial_started",
+    "email_unsubscribed",
+    "email_clicked",
+];
+const PATHS: [&str; 4] = ["/pricing", "/pricing/teams", "/careers", "/blog"];
+const CHANNELS: [Option<&str>; 3] = [None, Some("paid_social"), Some("search")];
+
+fn engagement() -> impl Strategy<Value = Engagement> {
+    (
+        0..KINDS.len(),
+        0..PATHS.len(),
+        0..CHANNELS.len(),
+        0_i64..(60 * 24 * 3600),
+        0_u32..1_000_000,
+    )
+        .prop_map(|(k, p, c, secs, id)| {
+            let mut properties = BTreeMap::new();
+            if KINDS[k] == "page_viewed" {
+                properties.insert("path".to_owned(), PATHS[p].to_owned());
+            }
+            Engagement {
+                event_id: format!("e{id}"),
+                kind: KINDS[k].to_owned(),
+                channel: CHANNELS[c].map(str::to_owned),
+                properties,
+                occurred_at: T0.saturating_add(Span::from_secs(secs)),
+            }
+        })
+}
+
+/// A log with unique event ids.
+fn log() -> impl Strategy<Value = Vec<Engagement>> {
+    prop::collection::vec(engagement(), 0..60).prop_map(|mut events| {
+        let mut seen = std::collections::HashSet::new();
+        events.retain(|e| seen.insert(e.event_id.clone()));
+        events
+    })
+}
+
+fn sorted(log: &[Engagement]) -> Vec<Engagement> {
+    let mut s = log.to_vec();
+    s.sort_by(|a, b| a.cmp_key(b));
+    s
+}
+
+fn end_of(log: &[Engagement]) -> Timestamp {
+    log.iter().map(|e| e.occurred_at).max().unwrap_or(T0)
+}
+
+/// The semantics of examples/policy.toml written out directly: a sum over
+/// counted events, each decayed from its own time.
+fn reference_score(policy: &Policy, log: &[Engagement], at: Timestamp) -> f64 {
+    let log = sorted(log);
+    let mut total = 0.0;
+    for rule in &policy.event_rules {
+        let mut per_day: BTreeMap<i64, u32> = BTreeMap::new();
+        let mut spent = 0.0_f64;
+        for e in log.iter().filter(|e| rule.matches(e) && e.occurred_at <= at) {
+            let day = per_day.entry(e.occurred_at.utc_day()).or_default();
+            if rule.max_per_day.is_some_and(|m| *day >= m) {
+                continue;
+            }
+            *day += 1;
+            let mut points = rule.points;
+            if let Some(cap) = rule.max_points {
+                let room = cap - spent.abs();
+                if room <= 1e-9 {
+                    continue;
+                }
+                points = points.signum() * points.abs().min(room);
+            }
+            spent += points;
+            total += points * decay_factor(policy, at.since(e.occurred_at));
+        }
+    }
+    total
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn permuted_and_duplicated_logs_score_identically(log in log(), seed in any::<u64>(), dups in prop::collection::vec(any::<prop::sample::Index>(), 0..10)) {
+        let p = policy();
+        let mut shuffled = log.clone();
+        for d in &dups {
+            if !log.is_empty() {
+                shuffled.push(log[d.index(log.len())].clone());
+            }
+        }
+        // a deterministic shuffle from the seed
+        let mut state = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+            #[allow(clippy::cast_possible_truncation)]
+            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let a = ScoreState::replay(&p, &sorted(&log), None, None);
+        let b = ScoreState::replay(&p, &shuffled, None, None);
+        prop_assert_eq!(&a, &b);
+        let at = end_of(&log);
+        prop_assert_eq!(a.value_at(&p, at).to_bits(), b.value_at(&p, at).to_bits());
+    }
+
+    #[test]
+    fn the_fold_equals_the_direct_sum(log in log(), extra_days in 0_i64..90) {
+        let p = policy();
+        let at = end_of(&log).saturating_add(Span::from_days(extra_days));
+        let state = ScoreState::replay(&p, &log, None, None);
+        let folded = state.value_at(&p, at);
+        let direct = reference_score(&p, &log, at);
+        prop_assert!((folded - direct).abs() < 1e-6, "fold {} vs direct {}", folded, direct);
+    }
+
+    #[test]
+    fn caps_are_never_exceeded(log in log()) {
+        let p = policy();
+        let state = ScoreState::replay(&p, &log, None, None);
+        for (rule, s) in p.event_rules.iter().zip(&state.rules) {
+            if let Some(cap) = rule.max_points {
+                prop_assert!(s.raw.abs() <= cap + 1e-9, "{}: {} > {}", rule.id, s.raw, cap);
+            }
+            prop_assert!(s.counted <= s.matched);
+        }
+        // per day, per rule: at most max_per_day events counted
+        for (i, rule) in p.event_rules.iter().enumerate() {
+            let Some(max) = rule.max_per_day else { continue };
+            let mut days: BTreeMap<i64, Vec<Engagement>> = BTreeMap::new();
+            for e in sorted(&log).into_iter().filter(|e| rule.matches(e)) {
+                days.entry(e.occurred_at.utc_day()).or_default().push(e);
+            }
+            for (_, events) in days {
+                let day_state = ScoreState::replay(&p, &events, None, None);
+                prop_assert!(day_state.rules[i].counted <= max);
+            }
+        }
+    }
+
+    #[test]
+    fn decay_never_increases_a_score(log in log(), a in 0_i64..(400 * 24), b in 0_i64..(400 * 24)) {
+        let p = policy();
+        let state = ScoreState::replay(&p, &log, None, None);
+        let end = end_of(&log);
+        let (early, late) = (a.min(b), a.max(b));
+        let s1 = state.value_at(&p, end.saturating_add(Span::from_hours(early)));
+        let s2 = state.value_at(&p, end.saturating_add(Span::from_hours(late)));
+        prop_assert!(s2.abs() <= s1.abs() + 1e-12);
+        prop_assert!(s1 == 0.0 || s2 == 0.0 || s1.signum() == s2.signum());
+    }
+
+    #[test]
+    fn incremental_decisions_equal_the_replay(log in log(), seed in any::<u64>()) {
+        // in time order: every engagement takes the incremental path
+        let mut h = Harness::capture(policy(), good_fit(), T0);
+        for e in sorted(&log) {
+            h.engage(e);
+        }
+        let replay = ScoreState::replay(&h.policy, &log, h.lead.window_start, None);
+        prop_assert_eq!(&h.lead.qualifying, &replay);
+        let full = ScoreState::replay(&h.policy, &log, None, None);
+        prop_assert_eq!(&h.lead.lifetime, &full);
+
+        // in any order: late events replay, and the end state is the same
+        let mut shuffled = log.clone();
+        let mut state = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+            #[allow(clippy::cast_possible_truncation)]
+            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let mut g = Harness::capture(policy(), good_fit(), T0);
+        g.now = end_of(&log);
+        for e in shuffled {
+            g.decide(Command::RecordEngagement(e));
+        }
+        prop_assert_eq!(&g.lead.lifetime, &full);
+        let at = end_of(&log);
+        prop_assert_eq!(round6(g.lead.lifetime.value_at(&g.policy, at)), round6(full.value_at(&g.policy, at)));
+    }
+
+    #[test]
+    fn lifecycle_invariants_hold_for_any_command_sequence(steps in prop::collection::vec((0_usize..12, engagement()), 1..40)) {
+        let mut h = Harness::capture(policy(), good_fit(), T0);
+        let mut was_customer = false;
+        for (i, (choice, mut e)) in steps.into_iter().enumerate() {
+            let now = T0.saturating_add(Span::from_hours(i64::try_from(i).unwrap_or(0) + 1));
+            h.now = now;
+            e.occurred_at = now;
+            e.event_id = format!("s{i}");
+            let before = h.stage();
+            let command = match choice {
+                0 => manual(CommandKind::Promote, Some("booth")),
+                1 => manual(CommandKind::Accept, None),
+                2 => manual(CommandKind::Reject, Some("not_ready")),
+                3 => manual(CommandKind::Recycle, Some("timing")),
+                4 => Command::Transition(leadflow_domain::ManualTransition {
+                    command: CommandKind::Convert,
+                    reason: None,
+                    actor: None,
+                    deal: Some(leadflow_domain::lifecycle::Deal { value: 10.0, currency: "USD".to_owned() }),
+                    occurred_at: None,
+                }),
+                5 => manual(CommandKind::Disqualify, Some("spam")),
+                6 => manual(CommandKind::Requalify, None),
+                7 => { e.kind = "demo_requested".to_owned(); Command::RecordEngagement(e) }
+                8 => { e.kind = "email_bounced".to_owned(); Command::RecordEngagement(e) }
+                _ => Command::RecordEngagement(e),
+            };
+            let automatic = matches!(command, Command::RecordEngagement(_));
+            let Ok(d) = h.try_decide(command) else {
+                prop_assert_eq!(h.stage(), before, "a refused command changes nothing");
+                continue;
+            };
+            // transitions chain, each forward jump one stage at a time
+            let mut at = before;
+            for t in d.transitions() {
+                prop_assert_eq!(t.from, Some(at));
+                if let (Some(a), Some(b)) = (at.rank(), t.to.rank())
+                    && b > a
+                {
+                    prop_assert_eq!(b, a + 1, "a jump records every stage it passes");
+                }
+                if automatic {
+                    prop_assert!(t.to == Stage::Disqualified || t.to.rank() > at.rank(), "automatic moves only go forward");
+                }
+                at = t.to;
+            }
+            prop_assert_eq!(at, d.lead.stage);
+            if was_customer {
+                prop_assert_eq!(d.lead.stage, Stage::Customer, "CUSTOMER is terminal");
+                prop_assert_eq!(d.transitions().count(), 0);
+            }
+            was_customer = d.lead.stage == Stage::Customer;
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Scoring exactly as the comments of examples/policy.toml define it.
+
+use leadflow_domain::score::{ScoreState, fit_score, round6};
+use leadflow_domain::{Engagement, Policy, Timestamp};
+
+use crate::common::{attrs, days, ev, hours, page, policy, policy_with};
+
+fn score(policy: &Policy, log: &[Engagement], at: Timestamp) -> f64 {
+    round6(ScoreState::replay(policy, log, None, Some(at)).value_at(policy, at))
+}
+
+#[test]
+fn every_matching_rule_counts() {
+    let p = policy();
+    // a pricing page matches both "any-page" (1) and "pricing-page" (10)
+    assert_eq!(
+        score(&p, &[page("e1", "/pricing/teams", hours(1))], hours(1)),
+        11.0
+    );
+    // a careers page matches "any-page" (1) and the "careers-page" undesirable (-5)
+    assert_eq!(score(&p, &[page("e1", "/careers", hours(1))], hours(1)), -4.0);
+}
+
+#[test]
+fn max_per_day_counts_the_first_events_of_each_utc_day() {
+    let p = policy();
+    let log: Vec<_> = (0..4)
+        .map(|i| page(&format!("p{i}"), "/pricing", hours(0)))
+        .collect();
+    // pricing-page: 2 a day → 20; any-page: 4 → 4
+    assert_eq!(score(&p, &log, hours(0)), 24.0);
+    // the next UTC day counts again
+    let mut log = log;
+    log.push(page("p-next", "/pricing", hours(24)));
+    let at = hours(24);
+    let expected = (20.0 + 4.0) * 0.5_f64.powf(1.0 / 30.0) + 11.0;
+    assert!((score(&p, &log, at) - round6(expected)).abs() < 1e-6);
+}
+
+#[test]
+fn max_points_counts_the_crossing_event_up_to_the_cap() {
+    let p = policy_with("points = 10\nmax_points = 20", "points = 7\nmax_points = 20");
+    let log: Vec<_> = (0..4)
+        .map(|i| ev(&format!("w{i}"), "webinar_registered", T))
+        .collect();
+    // 7 + 7 + 6 (up to the cap) + 0
+    assert_eq!(score(&p, &log, T), 20.0);
+    let state = ScoreState::replay(&p, &log, None, None);
+    assert_eq!(state.rules[0].matched, 4);
+    assert_eq!(state.rules[0].counted, 3);
+    assert_eq!(state.rules[0].raw, 20.0);
+}
+
+const T: Timestamp = crate::common::T0;
+
+#[test]
+fn max_points_is_a_lifetime_undecayed_budget() {
+    let p = policy();
+    // ebooks: 10 each, max 30 — months apart, the fourth still counts nothing
+    let log: Vec<_> = (0..4)
+        .map(|i| ev(&format!("b{i}"), "ebook_downloaded", days(i * 60)))
+        .collect();
+    let state = ScoreState::replay(&p, &log, None, None);
+    let ebook = p
+        .event_rules
+        .iter()
+        .position(|r| r.id == "ebook")
+        .expect("ebook rule");
+    assert_eq!(state.rules[ebook].counted, 3);
+    assert_eq!(state.rules[ebook].raw, 30.0);
+}
+
+#[test]
+fn max_per_day_applies_before_max_points() {
+    let p = policy_with(
+        "points = 1\nmax_points = 10",
+        "points = 4\nmax_points = 10\nmax_per_day = 1",
+    );
+    // two views a day for three days: one a day counts (4, 4, then 2 up to the cap)
+    let mut log = Vec::new();
+    for d in 0..3 {
+        log.push(page(&format!("a{d}"), "/blog", days(d)));
+        log.push(page(
+            &format!("b{d}"),
+            "/blog",
+            days(d).saturating_add(leadflow_domain::Span::from_hours(1)),
+        ));
+    }
+    let state = ScoreState::replay(&p, &log, None, None);
+    let any = p
+        .event_rules
+        .iter()
+        .position(|r| r.id == "any-page")
+        .expect("rule");
+    assert_eq!(state.rules[any].matched, 6);
+    assert_eq!(state.rules[any].counted, 3);
+    assert_eq!(state.rules[any].raw, 10.0);
+}
+
+#[test]
+fn engagement_decays_with_the_half_life_and_fit_does_not() {
+    let p = policy();
+    let log = [ev("t", "trial_started", days(0))];
+    assert_eq!(score(&p, &log, days(0)), 30.0);
+    assert_eq!(score(&p, &log, days(30)), 15.0);
+    assert_eq!(score(&p, &log, days(60)), 7.5);
+    let profile = leadflow_domain::profile::Profile::capture(attrs(&[
+        ("email", "a@acme.com"),
+        ("title", "Head of Data"),
+    ]))
+    .expect("valid");
+    assert_eq!(fit_score(&p, &profile), 15.0);
+}
+
+#[test]
+fn negative_contributions_decay_toward_zero_too() {
+    let p = policy();
+    let log = [ev("u", "email_unsubscribed", days(0))];
+    assert_eq!(score(&p, &log, days(0)), -20.0);
+    assert_eq!(score(&p, &log, days(30)), -10.0);
+}
+
+#[test]
+fn channel_and_where_narrow_a_rule() {
+    let p = policy();
+    let mut paid = ev("a1", "ad_clicked", T);
+    paid.channel = Some(" Paid_Social ".to_owned());
+    let mut organic = ev("a2", "ad_clicked", T);
+    organic.channel = Some("search".to_owned());
+    let bare = ev("a3", "ad_clicked", T);
+    assert_eq!(score(&p, &[paid], T), 3.0);
+    assert_eq!(score(&p, &[organic], T), 0.0);
+    assert_eq!(score(&p, &[bare], T), 0.0, "a missing channel does not match");
+    // a missing property does not match a `where`
+    assert_eq!(score(&p, &[ev("p", "page_viewed", T)], T), 1.0);
+    // prefixes compare case-sensitively, as paths do
+    assert_eq!(score(&p, &[page("p", "/Pricing", T)], T), 1.0);
+}
+
+#[test]
+fn fit_rules_compare_text_case_insensitively_and_numbers_only_as_numbers() {
+    let p = policy();
+    let fit = |pairs: &[(&str, &str)]| {
+        let mut all = vec![("email", "a@acme.com")];
+        all.extend_from_slice(pairs);
+        fit_score(
+            &p,
+            &leadflow_domain::profile::Profile::capture(attrs(&all)).expect("valid"),
+        )
+    };
+    assert_eq!(fit(&[("industry", "  SOFTWARE ")]), 10.0);
+    assert_eq!(fit(&[("company_size", "200")]), 15.0);
+    assert_eq!(fit(&[("company_size", "199.5")]), 0.0);
+    assert_eq!(fit(&[("company_size", "lots")]), 0.0);
+    assert_eq!(fit(&[("title", "CTO & co-founder")]), 15.0);
+    assert_eq!(fit(&[("title", "Director-level")]), 15.0);
+    assert_eq!(fit(&[("title", "Directory assistant")]), 0.0);
+    // the undesirable reads the derived domain
+    assert_eq!(
+        fit_score(
+            &p,
+            &leadflow_domain::profile::Profile::capture(attrs(&[("email", "x@GMail.com")])).expect("valid")
+        ),
+        -15.0
+    );
+}
+
+#[test]
+fn events_after_the_instant_do_not_count() {
+    let p = policy();
+    let log = [
+        ev("t1", "trial_started", days(0)),
+        ev("t2", "trial_started", days(10)),
+    ];
+    assert_eq!(score(&p, &log, days(5)), round6(30.0 * 0.5_f64.powf(5.0 / 30.0)));
+}
+
+#[test]
+fn decay_crossing_has_a_closed_form() {
+    let p = policy();
+    let state = ScoreState::replay(
+        &p,
+        &[
+            ev("t", "trial_started", days(0)),
+            ev("w", "webinar_attended", days(0)),
+        ],
+        None,
+        None,
+    );
+    // 45 points fall below 30 after 30d · log2(45/30) ≈ 17.55 days
+    let at = state.decay_reaches(&p, days(0), 30.0 - 6e-7).expect("it decays");
+    assert!(round6(state.value_at(&p, at)) < 30.0);
+    let just_before = Timestamp::from_micros(at.as_micros() - 1_000_000);
+    assert!(round6(state.value_at(&p, just_before)) >= 30.0);
+    let expected_days = 30.0 * (45.0_f64 / 30.0).log2();
+    #[allow(clippy::cast_precision_loss)]
+    let got_days = (at.as_micros() - days(0).as_micros()) as f64 / 86_400e6;
+    assert!(
+        (got_days - expected_days).abs() < 1e-6,
+        "{got_days} vs {expected_days}"
+    );
+    // no decay, no crossing; already below, no crossing
+    assert_eq!(state.decay_reaches(&p, days(0), 50.0), None);
+}
