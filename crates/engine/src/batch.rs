@@ -1,0 +1,90 @@
+//! Many engagements, possibly for many leads, in one transaction: all of
+//! them or none.
+
+use leadflow_domain::FieldViolation;
+
+use crate::Engine;
+use crate::error::EngineError;
+use crate::leads::{MAX_BATCH, retrying};
+use crate::model::{BatchItem, Outcome, Request};
+
+impl Engine {
+    /// Records every item in order, in one transaction. If any item is
+    /// refused, nothing is written and every refusal is reported, each
+    /// under `engagements[i]`.
+    pub async fn record_engagements(
+        &self,
+        req: &Request,
+        items: &[BatchItem],
+    ) -> Result<Vec<Outcome>, EngineError> {
+        if items.len() > MAX_BATCH {
+            return Err(EngineError::invalid(
+                "BATCH_TOO_LARGE",
+                "engagements",
+                format!(
+                    "{} engagements in one call; the limit is {MAX_BATCH}",
+                    items.len()
+                ),
+            ));
+        }
+        retrying!(self.try_record_engagements(req, items))
+    }
+
+    async fn try_record_engagements(
+        &self,
+        req: &Request,
+        items: &[BatchItem],
+    ) -> Result<Vec<Outcome>, EngineError> {
+        let tx = self.store.begin().await?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut violations: Vec<FieldViolation> = Vec::new();
+        let mut reason = None;
+        for (i, item) in items.iter().enumerate() {
+            let field = format!("engagements[{i}].engagement");
+            match self
+                .engagement_in(
+                    &tx,
+                    req,
+                    &item.lead,
+                    &item.engagement,
+                    item.occurred_at_given,
+                    &field,
+                )
+                .await
+            {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(EngineError::NotFound { what, key }) => {
+                    reason.get_or_insert("NOT_FOUND");
+                    violations.push(FieldViolation::new(
+                        format!("engagements[{i}].lead"),
+                        format!("{what} {key} not found"),
+                    ));
+                }
+                Err(EngineError::Domain(leadflow_domain::DomainError::InvalidArgument {
+                    kind,
+                    violations: v,
+                })) => {
+                    reason.get_or_insert(kind.reason());
+                    violations.extend(v);
+                }
+                Err(EngineError::InvalidArgument {
+                    reason: r,
+                    violations: v,
+                }) => {
+                    reason.get_or_insert(r);
+                    violations.extend(v);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        if !violations.is_empty() {
+            // Dropping the transaction rolls back every item already applied.
+            return Err(EngineError::InvalidArgument {
+                reason: reason.unwrap_or("INVALID_FIELD"),
+                violations,
+            });
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}

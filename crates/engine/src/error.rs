@@ -1,0 +1,61 @@
+use leadflow_domain::{DomainError, FieldViolation, PolicyErrors};
+use leadflow_store::StoreError;
+
+/// Why a use case failed. The server maps each variant to a gRPC status.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The domain refused the command (bad input, illegal transition, guard).
+    #[error(transparent)]
+    Domain(DomainError),
+    /// Bad input the engine itself detects; `reason` is for machines.
+    #[error("invalid argument: {}", .violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidArgument {
+        reason: &'static str,
+        violations: Vec<FieldViolation>,
+    },
+    /// A policy document that does not validate.
+    #[error("invalid policy:\n{0}")]
+    InvalidPolicy(PolicyErrors),
+    #[error("{what} {key:?} not found")]
+    NotFound { what: &'static str, key: String },
+    #[error("{what} {key:?} already exists (id {id})")]
+    AlreadyExists {
+        what: &'static str,
+        key: String,
+        id: String,
+    },
+    /// `expected_version` did not match.
+    #[error("version conflict: expected {expected}, the lead is at {actual}")]
+    VersionConflict { expected: i64, actual: i64 },
+    /// Nothing is configured to decide with (no active policy).
+    #[error("{0}")]
+    NotReady(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored value the engine cannot read back.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    pub(crate) fn invalid(
+        reason: &'static str,
+        field: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        Self::InvalidArgument {
+            reason,
+            violations: vec![FieldViolation::new(field, description)],
+        }
+    }
+
+    pub(crate) fn retryable(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_retryable() || e.is_unique_violation())
+    }
+}
+
+impl From<DomainError> for EngineError {
+    fn from(e: DomainError) -> Self {
+        Self::Domain(e)
+    }
+}

@@ -1,0 +1,446 @@
+//! Commands on leads: capture, engagements, profile changes, transitions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use leadflow_domain::lifecycle::ManualTransition;
+use leadflow_domain::{Command, Context, Decision, DomainError, Engagement, Policy, Timestamp};
+use leadflow_store::{LeadRecord, Tx};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Engine;
+use crate::error::EngineError;
+use crate::fingerprint::fingerprint;
+use crate::model::{LeadKey, LeadView, Outcome, Request};
+use crate::persist::{Before, Target, persist};
+
+/// The most engagements one `RecordEngagements` call may carry.
+pub const MAX_BATCH: usize = 500;
+
+/// Runs a use case again while it fails on a conflict between concurrent
+/// transactions; each attempt starts from scratch.
+macro_rules! retrying {
+    ($attempt:expr) => {{
+        let mut tries = 0_u32;
+        loop {
+            match $attempt.await {
+                Err(e) if e.retryable() && (tries as usize) < $crate::RETRIES => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(u64::from(tries * tries))).await;
+                }
+                result => break result,
+            }
+        }
+    }};
+}
+pub(crate) use retrying;
+
+/// A new lead.
+#[derive(Clone, Debug, Default)]
+pub struct CreateLead {
+    pub external_key: Option<String>,
+    pub profile: BTreeMap<String, String>,
+    pub captured_at: Option<Timestamp>,
+}
+
+impl Engine {
+    pub async fn create_lead(&self, req: &Request, input: &CreateLead) -> Result<Outcome, EngineError> {
+        retrying!(self.try_create_lead(req, input))
+    }
+
+    async fn try_create_lead(&self, req: &Request, input: &CreateLead) -> Result<Outcome, EngineError> {
+        let ws = req.workspace.as_str();
+        let tx = self.store.begin().await?;
+        if let Some(done) = replay::<Outcome>(&tx, req, "CreateLead").await? {
+            return Ok(done);
+        }
+        let (policy_version, policy) = self.active_policy(&tx, ws).await?;
+        if let Some(key) = &input.external_key
+            && let Some(id) = tx.lead_id_by_key(ws, key).await?
+        {
+            return Err(EngineError::AlreadyExists {
+                what: "lead",
+                key: key.clone(),
+                id,
+            });
+        }
+        let now = self.now();
+        let decision = leadflow_domain::capture(
+            &policy,
+            input.profile.clone(),
+            input.captured_at,
+            &Context { now },
+        )?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let target = self.target(req, &policy, policy_version, now);
+        let before = Before::New {
+            id: &id,
+            external_key: input.external_key.as_deref(),
+        };
+        let written = persist(&tx, &target, before, None, &decision).await?;
+        let outcome = Outcome {
+            lead: written.lead,
+            transitions: written.transitions,
+            triggers: written.triggers,
+            duplicate: false,
+        };
+        save(&tx, req, "CreateLead", &outcome, now).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    pub async fn record_engagement(
+        &self,
+        req: &Request,
+        key: &LeadKey,
+        engagement: &Engagement,
+        occurred_at_given: bool,
+    ) -> Result<Outcome, EngineError> {
+        retrying!(self.try_record_engagement(req, key, engagement, occurred_at_given))
+    }
+
+    async fn try_record_engagement(
+        &self,
+        req: &Request,
+        key: &LeadKey,
+        engagement: &Engagement,
+        occurred_at_given: bool,
+    ) -> Result<Outcome, EngineError> {
+        let tx = self.store.begin().await?;
+        let outcome = self
+            .engagement_in(&tx, req, key, engagement, occurred_at_given, "engagement")
+            .await?;
+        if !outcome.duplicate {
+            tx.commit().await?;
+        }
+        Ok(outcome)
+    }
+
+    /// One engagement inside a transaction (a single call, or an item of a batch).
+    pub(crate) async fn engagement_in(
+        &self,
+        tx: &Tx,
+        req: &Request,
+        key: &LeadKey,
+        engagement: &Engagement,
+        occurred_at_given: bool,
+        field: &str,
+    ) -> Result<Outcome, EngineError> {
+        let ws = req.workspace.as_str();
+        let (policy_version, policy) = self.active_policy(tx, ws).await?;
+        let record = lock(tx, ws, key).await?;
+        let fp = engagement_fingerprint(&record.id, engagement, occurred_at_given);
+        if let Some(seen) = tx.engagement(ws, &engagement.event_id).await? {
+            if seen.fingerprint != fp {
+                return Err(EngineError::invalid(
+                    "EVENT_ID_REUSED",
+                    format!("{field}.event_id"),
+                    format!(
+                        "event id {:?} was already recorded with other content (lead {}, {} at {})",
+                        engagement.event_id, seen.lead_id, seen.engagement.kind, seen.engagement.occurred_at
+                    ),
+                ));
+            }
+            let now = self.now();
+            return Ok(Outcome {
+                lead: view(&policy, record, now),
+                transitions: Vec::new(),
+                triggers: Vec::new(),
+                duplicate: true,
+            });
+        }
+        let target = self.target(req, &policy, policy_version, self.now());
+        let command = Command::RecordEngagement(engagement.clone());
+        self.apply(tx, &target, record, command, Some((engagement, fp.as_str())))
+            .await
+            .map_err(|e| rename_field(e, "engagement", field))
+    }
+
+    pub async fn update_profile(
+        &self,
+        req: &Request,
+        key: &LeadKey,
+        attributes: &BTreeMap<String, String>,
+        expected_version: Option<i64>,
+    ) -> Result<Outcome, EngineError> {
+        let command = Command::UpdateProfile(attributes.clone());
+        retrying!(self.try_command(req, "UpdateLeadProfile", key, &command, expected_version))
+    }
+
+    pub async fn transition(
+        &self,
+        req: &Request,
+        key: &LeadKey,
+        transition: &ManualTransition,
+        expected_version: Option<i64>,
+    ) -> Result<Outcome, EngineError> {
+        let command = Command::Transition(transition.clone());
+        retrying!(self.try_command(req, "Transition", key, &command, expected_version))
+    }
+
+    async fn try_command(
+        &self,
+        req: &Request,
+        method: &str,
+        key: &LeadKey,
+        command: &Command,
+        expected_version: Option<i64>,
+    ) -> Result<Outcome, EngineError> {
+        let ws = req.workspace.as_str();
+        let tx = self.store.begin().await?;
+        if let Some(done) = replay::<Outcome>(&tx, req, method).await? {
+            return Ok(done);
+        }
+        let (policy_version, policy) = self.active_policy(&tx, ws).await?;
+        let record = lock(&tx, ws, key).await?;
+        if let Some(expected) = expected_version
+            && expected != record.version
+        {
+            return Err(EngineError::VersionConflict {
+                expected,
+                actual: record.version,
+            });
+        }
+        let now = self.now();
+        let target = self.target(req, &policy, policy_version, now);
+        let outcome = self.apply(&tx, &target, record, command.clone(), None).await?;
+        save(&tx, req, method, &outcome, now).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Decides and persists a command for a locked lead. A lead scored under
+    /// an older policy is first brought to the active one (a policy change,
+    /// recorded as such), then the command is decided.
+    async fn apply(
+        &self,
+        tx: &Tx,
+        target: &Target<'_>,
+        mut record: LeadRecord,
+        command: Command,
+        engagement: Option<(&Engagement, &str)>,
+    ) -> Result<Outcome, EngineError> {
+        let ctx = Context { now: target.now };
+        let mut transitions = Vec::new();
+        let mut triggers = Vec::new();
+        if record.policy_version != target.policy_version {
+            let history = tx.engagements_of(target.ws, &record.id).await?;
+            let decision = leadflow_domain::decide(
+                target.policy,
+                &record.lead,
+                Command::PolicyChanged,
+                &ctx,
+                Some(&history),
+            )?;
+            let written = persist(tx, target, Before::Existing(&record), None, &decision).await?;
+            transitions.extend(written.transitions);
+            triggers.extend(written.triggers);
+            record = written.lead.record;
+        }
+        let decision = decide(tx, target.ws, target.policy, &record, command, &ctx).await?;
+        let written = persist(tx, target, Before::Existing(&record), engagement, &decision).await?;
+        transitions.extend(written.transitions);
+        triggers.extend(written.triggers);
+        Ok(Outcome {
+            lead: written.lead,
+            transitions,
+            triggers,
+            duplicate: false,
+        })
+    }
+
+    pub(crate) fn target<'a>(
+        &self,
+        req: &'a Request,
+        policy: &'a Policy,
+        policy_version: i64,
+        now: Timestamp,
+    ) -> Target<'a> {
+        Target {
+            ws: &req.workspace,
+            policy,
+            policy_version,
+            now,
+            traceparent: req.traceparent.as_deref(),
+        }
+    }
+
+    /// The workspace's active policy, parsed once per version.
+    pub(crate) async fn active_policy(&self, tx: &Tx, ws: &str) -> Result<(i64, Arc<Policy>), EngineError> {
+        let version = tx
+            .active_policy_version(ws)
+            .await?
+            .flatten()
+            .ok_or_else(|| EngineError::NotReady(format!("workspace {ws:?} has no active policy")))?;
+        if let Some(policy) = self.cached_policy(ws, version) {
+            return Ok((version, policy));
+        }
+        let record = tx.policy(ws, version).await?.ok_or_else(|| {
+            EngineError::Internal(format!("active policy version {version} of {ws:?} is missing"))
+        })?;
+        Ok((version, self.cache_policy(ws, version, &record.source)?))
+    }
+
+    pub(crate) fn cached_policy(&self, ws: &str, version: i64) -> Option<Arc<Policy>> {
+        self.policies
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(&(ws.to_owned(), version)).cloned())
+    }
+
+    pub(crate) fn cache_policy(
+        &self,
+        ws: &str,
+        version: i64,
+        source: &str,
+    ) -> Result<Arc<Policy>, EngineError> {
+        let policy = Arc::new(Policy::from_toml(source).map_err(|e| {
+            EngineError::Internal(format!("stored policy version {version} does not parse: {e}"))
+        })?);
+        if let Ok(mut cache) = self.policies.lock() {
+            cache.insert((ws.to_owned(), version), Arc::clone(&policy));
+        }
+        Ok(policy)
+    }
+}
+
+/// Decides, loading the lead's log only if the domain asks for it.
+async fn decide(
+    tx: &Tx,
+    ws: &str,
+    policy: &Policy,
+    record: &LeadRecord,
+    command: Command,
+    ctx: &Context,
+) -> Result<Decision, EngineError> {
+    match leadflow_domain::decide(policy, &record.lead, command.clone(), ctx, None) {
+        Err(DomainError::HistoryRequired) => {
+            let history = tx.engagements_of(ws, &record.id).await?;
+            Ok(leadflow_domain::decide(
+                policy,
+                &record.lead,
+                command,
+                ctx,
+                Some(&history),
+            )?)
+        }
+        other => Ok(other?),
+    }
+}
+
+pub(crate) async fn lock(tx: &Tx, ws: &str, key: &LeadKey) -> Result<LeadRecord, EngineError> {
+    let found = match key {
+        LeadKey::Id(id) => tx.lock_lead(ws, id).await?,
+        LeadKey::ExternalKey(k) => tx.lock_lead_by_key(ws, k).await?,
+    };
+    found.ok_or_else(|| EngineError::NotFound {
+        what: "lead",
+        key: key.describe(),
+    })
+}
+
+pub(crate) fn view(policy: &Policy, record: LeadRecord, now: Timestamp) -> LeadView {
+    LeadView {
+        scores: record.lead.scores_at(policy, now),
+        scored_at: now,
+        record,
+    }
+}
+
+/// What makes two engagements with one event id the same event.
+fn engagement_fingerprint(lead_id: &str, e: &Engagement, occurred_at_given: bool) -> String {
+    let properties = serde_json::to_string(&e.properties).unwrap_or_default();
+    let occurred = if occurred_at_given {
+        e.occurred_at.as_micros().to_string()
+    } else {
+        String::new()
+    };
+    fingerprint([
+        lead_id.as_bytes(),
+        e.kind.as_bytes(),
+        e.channel.as_deref().unwrap_or_default().as_bytes(),
+        properties.as_bytes(),
+        occurred.as_bytes(),
+    ])
+}
+
+/// The first result of this request id, if it was seen; the same id with
+/// other content is refused.
+pub(crate) async fn replay<T: DeserializeOwned>(
+    tx: &Tx,
+    req: &Request,
+    method: &str,
+) -> Result<Option<T>, EngineError> {
+    let Some(request_id) = &req.request_id else {
+        return Ok(None);
+    };
+    let Some(stored) = tx.stored_result(&req.workspace, request_id).await? else {
+        return Ok(None);
+    };
+    if stored.method != method || stored.fingerprint != req.fingerprint {
+        return Err(EngineError::invalid(
+            "REQUEST_ID_REUSED",
+            "request_id",
+            format!(
+                "request id {request_id:?} was already used at {} for a different {} request",
+                stored.created_at, stored.method
+            ),
+        ));
+    }
+    serde_json::from_str(&stored.response)
+        .map(Some)
+        .map_err(|e| EngineError::Internal(format!("stored result of {request_id:?} does not decode: {e}")))
+}
+
+pub(crate) async fn save<T: Serialize>(
+    tx: &Tx,
+    req: &Request,
+    method: &str,
+    result: &T,
+    now: Timestamp,
+) -> Result<(), EngineError> {
+    let Some(request_id) = &req.request_id else {
+        return Ok(());
+    };
+    let response = serde_json::to_string(result).map_err(|e| EngineError::Internal(e.to_string()))?;
+    tx.save_result(
+        &req.workspace,
+        request_id,
+        &leadflow_store::StoredResult {
+            method: method.to_owned(),
+            fingerprint: req.fingerprint.clone(),
+            response,
+            created_at: now,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves the domain's `engagement.` field paths under the caller's prefix
+/// (e.g. `engagements[3].engagement.`).
+pub(crate) fn rename_field(e: EngineError, from: &str, to: &str) -> EngineError {
+    if from == to {
+        return e;
+    }
+    let rename = |field: &mut String| {
+        if let Some(rest) = field.strip_prefix(from) {
+            *field = format!("{to}{rest}");
+        }
+    };
+    match e {
+        EngineError::Domain(DomainError::InvalidArgument { kind, mut violations }) => {
+            violations.iter_mut().for_each(|v| rename(&mut v.field));
+            EngineError::Domain(DomainError::InvalidArgument { kind, violations })
+        }
+        EngineError::InvalidArgument {
+            reason,
+            mut violations,
+        } => {
+            violations.iter_mut().for_each(|v| rename(&mut v.field));
+            EngineError::InvalidArgument { reason, violations }
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,74 @@
+//! leadflow-engine: the use cases of leadflow.
+//!
+//! For every command it loads the lead, lets the domain decide, and persists
+//! the new state, the history, the engagement, the durable timers and the
+//! outbox events in one database transaction — or nothing. It owns
+//! idempotency (request ids, event ids), optimistic concurrency, the policy
+//! cache and the clock. It never imports tonic or the generated API: the
+//! server translates to and from it.
+//!
+//! # Layout
+//!
+//! - [`Engine`]: the entry point; `leads.rs` (commands on leads), `batch.rs`
+//!   (many engagements in one transaction), `reads.rs` (get, list, history,
+//!   explain), `policies.rs` (versions and activation).
+//! - `persist.rs`: a decision into the transaction, outbox payloads included.
+//! - [`Clock`]: the engine's only source of "now".
+
+mod batch;
+mod clock;
+mod error;
+mod fingerprint;
+mod leads;
+mod model;
+mod persist;
+mod policies;
+mod reads;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::EngineError;
+pub use fingerprint::fingerprint;
+use leadflow_domain::Policy;
+use leadflow_store::Store;
+pub use leads::{CreateLead, MAX_BATCH};
+pub use model::{
+    BatchItem, HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage, LeadView, OutboxPayload, Outcome,
+    PolicyActivation, Request,
+};
+
+/// The workspace every row lives in until tokens bind callers to others.
+pub const DEFAULT_WORKSPACE: &str = "default";
+
+/// How many times a command is run again after a conflict between
+/// concurrent transactions (deadlock, serialisation failure).
+const RETRIES: usize = 8;
+
+/// The use cases, over one store.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    /// Parsed policies by (workspace, version): versions are immutable.
+    policies: Arc<Mutex<HashMap<(String, i64), Arc<Policy>>>>,
+}
+
+impl Engine {
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            clock,
+            policies: Arc::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn now(&self) -> leadflow_domain::Timestamp {
+        self.clock.now()
+    }
+}

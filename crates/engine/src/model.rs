@@ -1,0 +1,119 @@
+//! What the use cases take and give back.
+
+use leadflow_domain::lifecycle::Scores;
+use leadflow_domain::workflow::{SlaBreach, Trigger};
+use leadflow_domain::{Engagement, Timestamp};
+use leadflow_store::{LeadRecord, PolicyRecord, StoredEngagement, StoredTransition};
+use serde::{Deserialize, Serialize};
+
+/// A lead named by leadflow's id or the caller's key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum LeadKey {
+    Id(String),
+    ExternalKey(String),
+}
+
+impl LeadKey {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Id(id) => id.clone(),
+            Self::ExternalKey(key) => format!("external_key {key}"),
+        }
+    }
+}
+
+/// Who asks, and how to recognise a retry.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    pub workspace: String,
+    /// The caller's idempotency key, if any.
+    pub request_id: Option<String>,
+    /// A hash of the request's content (without the request id).
+    pub fingerprint: String,
+    /// W3C trace context of the call, carried on its outbox events.
+    pub traceparent: Option<String>,
+}
+
+impl Request {
+    pub fn new(workspace: impl Into<String>) -> Self {
+        Self {
+            workspace: workspace.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A lead as callers see it: stored state plus its scores now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeadView {
+    pub record: LeadRecord,
+    pub scores: Scores,
+    pub scored_at: Timestamp,
+}
+
+/// What a mutating command did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub lead: LeadView,
+    pub transitions: Vec<StoredTransition>,
+    pub triggers: Vec<Trigger>,
+    /// An engagement whose event id was already recorded: nothing changed.
+    pub duplicate: bool,
+}
+
+/// One engagement of a batch.
+#[derive(Clone, Debug)]
+pub struct BatchItem {
+    pub lead: LeadKey,
+    pub engagement: Engagement,
+    /// Whether the caller gave `occurred_at` (a retry without it is the same event).
+    pub occurred_at_given: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeadPage {
+    pub leads: Vec<LeadView>,
+    pub next_after: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum HistoryEntry {
+    Transition(StoredTransition),
+    Engagement(StoredEngagement),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryPage {
+    pub entries: Vec<HistoryEntry>,
+    /// Opaque: give it back for the next page.
+    pub next: Option<HistoryCursor>,
+}
+
+/// Where the next page of a history starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryCursor {
+    /// Last transition sequence returned.
+    pub transition: i64,
+    /// Last engagement returned (time, event id).
+    pub engagement: Option<(i64, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyActivation {
+    pub policy: PolicyRecord,
+    pub note: String,
+}
+
+/// An outbox event's payload: what a subscriber gets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutboxPayload {
+    pub lead_id: String,
+    pub external_key: Option<String>,
+    pub stage: leadflow_domain::Stage,
+    pub lead_version: i64,
+    pub scores: Scores,
+    pub policy_version: i64,
+    pub transition: Option<StoredTransition>,
+    pub trigger: Option<Trigger>,
+    pub sla_breach: Option<SlaBreach>,
+}

@@ -1,0 +1,145 @@
+//! A decision into the transaction: lead row, history, timers, outbox.
+
+use leadflow_domain::workflow::{Event, Trigger};
+use leadflow_domain::{Decision, Engagement, Policy, Timestamp};
+use leadflow_store::{LeadRecord, LeadWrite, NewOutboxEvent, StoredTransition, Tx};
+
+use crate::error::EngineError;
+use crate::model::{LeadView, OutboxPayload};
+
+/// Where a decision lands.
+pub(crate) struct Target<'a> {
+    pub(crate) ws: &'a str,
+    pub(crate) policy: &'a Policy,
+    pub(crate) policy_version: i64,
+    pub(crate) now: Timestamp,
+    pub(crate) traceparent: Option<&'a str>,
+}
+
+/// The lead before the decision, or a new one.
+pub(crate) enum Before<'a> {
+    Existing(&'a LeadRecord),
+    New {
+        id: &'a str,
+        external_key: Option<&'a str>,
+    },
+}
+
+/// What was written.
+pub(crate) struct Written {
+    pub(crate) lead: LeadView,
+    pub(crate) transitions: Vec<StoredTransition>,
+    pub(crate) triggers: Vec<Trigger>,
+}
+
+/// Writes the engagement (if any) and everything the decision decided.
+pub(crate) async fn persist(
+    tx: &Tx,
+    target: &Target<'_>,
+    before: Before<'_>,
+    engagement: Option<(&Engagement, &str)>,
+    decision: &Decision,
+) -> Result<Written, EngineError> {
+    let ws = target.ws;
+    let (id, external_key, version, history_len) = match &before {
+        Before::Existing(r) => (
+            r.id.as_str(),
+            r.external_key.as_deref(),
+            r.version + i64::from(decision.bumps_version()),
+            r.history_len,
+        ),
+        Before::New { id, external_key } => (*id, *external_key, 1, 0),
+    };
+    if let Some((e, fingerprint)) = engagement {
+        tx.insert_engagement(ws, id, e, fingerprint, target.now).await?;
+    }
+    let records: Vec<_> = decision.transitions().collect();
+    let new_len = history_len + i64::try_from(records.len()).unwrap_or(i64::MAX);
+    let scores = decision.lead.scores_at(target.policy, target.now);
+    let write = LeadWrite {
+        id,
+        lead: &decision.lead,
+        scores: &scores,
+        version,
+        policy_version: target.policy_version,
+        history_len: new_len,
+        now: target.now,
+    };
+    match before {
+        Before::Existing(_) => tx.update_lead(ws, write).await?,
+        Before::New { .. } => tx.insert_lead(ws, external_key, write).await?,
+    }
+    tx.insert_transitions(ws, id, history_len + 1, &records, target.policy_version)
+        .await?;
+    tx.apply_timers(ws, id, &decision.timers, target.now).await?;
+
+    let transitions: Vec<StoredTransition> = (history_len + 1..)
+        .zip(records)
+        .map(|(seq, record)| StoredTransition {
+            lead_id: id.to_owned(),
+            seq,
+            record: record.clone(),
+            policy_version: target.policy_version,
+        })
+        .collect();
+    let record = LeadRecord {
+        id: id.to_owned(),
+        external_key: external_key.map(str::to_owned),
+        version,
+        policy_version: target.policy_version,
+        history_len: new_len,
+        updated_at: target.now,
+        lead: decision.lead.clone(),
+    };
+
+    let mut outbox = Vec::with_capacity(decision.events.len());
+    let mut triggers = Vec::new();
+    let mut next_transition = transitions.iter();
+    for event in &decision.events {
+        let mut payload = OutboxPayload {
+            lead_id: id.to_owned(),
+            external_key: record.external_key.clone(),
+            stage: record.lead.stage,
+            lead_version: version,
+            scores: scores.clone(),
+            policy_version: target.policy_version,
+            transition: None,
+            trigger: None,
+            sla_breach: None,
+        };
+        let kind = match event {
+            Event::Transition(_) => {
+                payload.transition = next_transition.next().cloned();
+                "TRANSITION"
+            }
+            Event::Trigger(t) => {
+                triggers.push(t.clone());
+                payload.trigger = Some(t.clone());
+                "TRIGGER"
+            }
+            Event::SlaBreached(b) => {
+                payload.sla_breach = Some(b.clone());
+                "SLA_BREACHED"
+            }
+        };
+        outbox.push(NewOutboxEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            lead_id: id.to_owned(),
+            kind: kind.to_owned(),
+            payload: serde_json::to_string(&payload).map_err(|e| EngineError::Internal(e.to_string()))?,
+            occurred_at: event.at(),
+            traceparent: target.traceparent.map(str::to_owned),
+            suppressed: event.suppressed(),
+        });
+    }
+    tx.append_outbox(ws, &outbox, target.now).await?;
+    Ok(Written {
+        lead: LeadView {
+            record,
+            scores,
+            scored_at: target.now,
+        },
+        transitions,
+        triggers,
+    })
+}

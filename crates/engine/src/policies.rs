@@ -1,0 +1,157 @@
+//! Policy versions: validate, store, list, activate.
+
+use leadflow_domain::{Policy, PolicyErrors};
+use leadflow_store::PolicyRecord;
+
+use crate::Engine;
+use crate::error::EngineError;
+use crate::fingerprint::fingerprint;
+use crate::leads::{replay, retrying, save};
+use crate::model::{PolicyActivation, Request};
+
+/// What activation does to existing leads, said in every activation.
+pub(crate) const ACTIVATION_NOTE: &str = "New decisions use this version at once. Each existing lead is re-scored under \
+it (recorded as a POLICY_CHANGE, forward moves only) at its next engagement, profile change or transition.";
+
+impl Engine {
+    /// Parses and validates a document without storing it.
+    pub fn validate_policy(source: &str) -> Result<Policy, PolicyErrors> {
+        Policy::from_toml(source)
+    }
+
+    /// Creates the workspace if needed and, if it has no active policy,
+    /// stores and activates `default_source`.
+    pub async fn bootstrap(&self, ws: &str, default_source: &str) -> Result<(), EngineError> {
+        let now = self.now();
+        let tx = self.store.begin().await?;
+        tx.ensure_workspace(ws, now).await?;
+        if tx.lock_workspace(ws).await?.flatten().is_none() {
+            let policy = Policy::from_toml(default_source).map_err(EngineError::InvalidPolicy)?;
+            let record = self.store_version(&tx, ws, &policy, default_source).await?;
+            tx.activate_policy(ws, record.version, now).await?;
+            tracing::info!(workspace = ws, version = record.version, name = %policy.name, "activated the default policy");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn store_version(
+        &self,
+        tx: &leadflow_store::Tx,
+        ws: &str,
+        policy: &Policy,
+        source: &str,
+    ) -> Result<PolicyRecord, EngineError> {
+        let checksum = fingerprint([source.as_bytes()]);
+        if let Some(existing) = tx.policy_by_checksum(ws, &checksum).await? {
+            return Ok(existing);
+        }
+        let record = tx
+            .insert_policy(
+                ws,
+                &policy.name,
+                &policy.description,
+                source,
+                &checksum,
+                self.now(),
+            )
+            .await?;
+        Ok(record)
+    }
+
+    /// Stores a validated document as a new immutable version. The same
+    /// document again gives back the version it is already stored as.
+    pub async fn create_policy_version(
+        &self,
+        req: &Request,
+        source: &str,
+    ) -> Result<PolicyRecord, EngineError> {
+        let policy = Policy::from_toml(source).map_err(EngineError::InvalidPolicy)?;
+        retrying!(self.try_create_policy_version(req, &policy, source))
+    }
+
+    async fn try_create_policy_version(
+        &self,
+        req: &Request,
+        policy: &Policy,
+        source: &str,
+    ) -> Result<PolicyRecord, EngineError> {
+        let tx = self.store.begin().await?;
+        if let Some(done) = replay::<PolicyRecord>(&tx, req, "CreatePolicyVersion").await? {
+            return Ok(done);
+        }
+        let record = self.store_version(&tx, &req.workspace, policy, source).await?;
+        save(&tx, req, "CreatePolicyVersion", &record, self.now()).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    pub async fn list_policy_versions(
+        &self,
+        ws: &str,
+        before: Option<i64>,
+        page_size: u64,
+    ) -> Result<(Vec<PolicyRecord>, Option<i64>), EngineError> {
+        let mut versions = self.store.list_policies(ws, before, page_size + 1).await?;
+        let more = versions.len() as u64 > page_size;
+        versions.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
+        let next = more.then(|| versions.last().map(|p| p.version)).flatten();
+        Ok((versions, next))
+    }
+
+    pub async fn active_policy_record(&self, ws: &str) -> Result<PolicyRecord, EngineError> {
+        let version = self
+            .store
+            .active_policy_version(ws)
+            .await?
+            .ok_or_else(|| EngineError::NotReady(format!("workspace {ws:?} has no active policy")))?;
+        self.store
+            .policy(ws, version)
+            .await?
+            .ok_or_else(|| EngineError::NotFound {
+                what: "policy version",
+                key: version.to_string(),
+            })
+    }
+
+    /// Makes a stored version the active one.
+    pub async fn activate_policy(
+        &self,
+        req: &Request,
+        version: i64,
+    ) -> Result<PolicyActivation, EngineError> {
+        retrying!(self.try_activate_policy(req, version))
+    }
+
+    async fn try_activate_policy(
+        &self,
+        req: &Request,
+        version: i64,
+    ) -> Result<PolicyActivation, EngineError> {
+        let ws = req.workspace.as_str();
+        let tx = self.store.begin().await?;
+        if let Some(done) = replay::<PolicyActivation>(&tx, req, "ActivatePolicy").await? {
+            return Ok(done);
+        }
+        tx.lock_workspace(ws).await?;
+        if tx.policy(ws, version).await?.is_none() {
+            return Err(EngineError::NotFound {
+                what: "policy version",
+                key: version.to_string(),
+            });
+        }
+        let now = self.now();
+        tx.activate_policy(ws, version, now).await?;
+        let policy = tx
+            .policy(ws, version)
+            .await?
+            .ok_or_else(|| EngineError::Internal("the activated policy vanished".to_owned()))?;
+        let activation = PolicyActivation {
+            policy,
+            note: ACTIVATION_NOTE.to_owned(),
+        };
+        save(&tx, req, "ActivatePolicy", &activation, now).await?;
+        tx.commit().await?;
+        Ok(activation)
+    }
+}

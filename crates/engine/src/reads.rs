@@ -1,0 +1,136 @@
+//! Reads: a lead, a page of leads, a lead's history, a score explained.
+
+use leadflow_domain::explain::Explanation;
+use leadflow_domain::{Stage, Timestamp};
+use leadflow_store::EngagementCursor;
+
+use crate::Engine;
+use crate::error::EngineError;
+use crate::leads::view;
+use crate::model::{HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage, LeadView};
+
+impl Engine {
+    async fn find(&self, ws: &str, key: &LeadKey) -> Result<leadflow_store::LeadRecord, EngineError> {
+        let found = match key {
+            LeadKey::Id(id) => self.store.lead(ws, id).await?,
+            LeadKey::ExternalKey(k) => self.store.lead_by_key(ws, k).await?,
+        };
+        found.ok_or_else(|| EngineError::NotFound {
+            what: "lead",
+            key: key.describe(),
+        })
+    }
+
+    /// The policy a lead was scored under.
+    async fn policy_of(
+        &self,
+        ws: &str,
+        version: i64,
+    ) -> Result<std::sync::Arc<leadflow_domain::Policy>, EngineError> {
+        if let Some(p) = self.cached_policy(ws, version) {
+            return Ok(p);
+        }
+        let record =
+            self.store.policy(ws, version).await?.ok_or_else(|| {
+                EngineError::Internal(format!("policy version {version} of {ws:?} is missing"))
+            })?;
+        self.cache_policy(ws, version, &record.source)
+    }
+
+    /// A lead, with its scores decayed to now.
+    pub async fn get_lead(&self, ws: &str, key: &LeadKey) -> Result<LeadView, EngineError> {
+        let record = self.find(ws, key).await?;
+        let policy = self.policy_of(ws, record.policy_version).await?;
+        Ok(view(&policy, record, self.now()))
+    }
+
+    pub async fn list_leads(
+        &self,
+        ws: &str,
+        stage: Option<Stage>,
+        after: Option<&str>,
+        page_size: u64,
+    ) -> Result<LeadPage, EngineError> {
+        let mut records = self.store.list_leads(ws, stage, after, page_size + 1).await?;
+        let more = records.len() as u64 > page_size;
+        records.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
+        let now = self.now();
+        let mut leads = Vec::with_capacity(records.len());
+        for record in records {
+            let policy = self.policy_of(ws, record.policy_version).await?;
+            leads.push(view(&policy, record, now));
+        }
+        let next_after = more.then(|| leads.last().map(|l| l.record.id.clone())).flatten();
+        Ok(LeadPage { leads, next_after })
+    }
+
+    /// Transitions and engagements merged oldest first; at one instant an
+    /// engagement comes before the transitions it caused.
+    pub async fn history(
+        &self,
+        ws: &str,
+        key: &LeadKey,
+        cursor: &HistoryCursor,
+        page_size: u64,
+    ) -> Result<HistoryPage, EngineError> {
+        let record = self.find(ws, key).await?;
+        let after = cursor.engagement.as_ref().map(|(at, id)| EngagementCursor {
+            occurred_at: Timestamp::from_micros(*at),
+            event_id: id.clone(),
+        });
+        let transitions = self
+            .store
+            .transitions_page(ws, &record.id, cursor.transition, page_size + 1)
+            .await?;
+        let engagements = self
+            .store
+            .engagements_page(ws, &record.id, after.as_ref(), page_size + 1)
+            .await?;
+        let mut t = transitions.into_iter().peekable();
+        let mut e = engagements.into_iter().peekable();
+        let mut entries = Vec::new();
+        let mut next = cursor.clone();
+        while (entries.len() as u64) < page_size {
+            let take_engagement = match (t.peek(), e.peek()) {
+                (None, None) => break,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some(tr), Some(en)) => en.engagement.occurred_at <= tr.record.at,
+            };
+            if take_engagement {
+                let Some(en) = e.next() else { break };
+                next.engagement = Some((
+                    en.engagement.occurred_at.as_micros(),
+                    en.engagement.event_id.clone(),
+                ));
+                entries.push(HistoryEntry::Engagement(en));
+            } else {
+                let Some(tr) = t.next() else { break };
+                next.transition = tr.seq;
+                entries.push(HistoryEntry::Transition(tr));
+            }
+        }
+        let more = t.peek().is_some() || e.peek().is_some();
+        Ok(HistoryPage {
+            entries,
+            next: more.then_some(next),
+        })
+    }
+
+    /// Every rule behind the lead's scores at `as_of` (default now), under
+    /// the policy version that scored it.
+    pub async fn explain(
+        &self,
+        ws: &str,
+        key: &LeadKey,
+        as_of: Option<Timestamp>,
+    ) -> Result<(LeadView, Explanation), EngineError> {
+        let record = self.find(ws, key).await?;
+        let policy = self.policy_of(ws, record.policy_version).await?;
+        let log = self.store.engagements_of(ws, &record.id).await?;
+        let now = self.now();
+        let at = as_of.unwrap_or(now);
+        let explanation = leadflow_domain::explain::explain(&policy, &record.lead, &log, at);
+        Ok((view(&policy, record, now), explanation))
+    }
+}

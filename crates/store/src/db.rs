@@ -1,0 +1,142 @@
+//! Connections: SQLite (WAL, one writer, a pool of readers) or PostgreSQL.
+
+use std::time::Duration;
+
+use leadflow_migrations::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, TransactionTrait};
+use sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+
+use crate::error::StoreError;
+use crate::tx::Tx;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Tuning; the defaults suit one service on one machine.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// PostgreSQL pool size (SQLite keeps one writer and this many readers).
+    pub max_connections: u32,
+    /// How long a writer waits for a locked SQLite database.
+    pub busy_timeout: Duration,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            busy_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The database: every read and write of leadflow goes through it.
+#[derive(Clone, Debug)]
+pub struct Store {
+    writer: DatabaseConnection,
+    reader: DatabaseConnection,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `sqlite://path` (created if missing) or `postgres://…`.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
+            let writer = Database::connect(sqlite_options(url, options, 1)).await?;
+            // An in-memory database exists once per connection: one pool for all.
+            let reader = if memory {
+                writer.clone()
+            } else {
+                Database::connect(sqlite_options(url, options, options.max_connections.clamp(1, 8))).await?
+            };
+            Ok(Self {
+                writer,
+                reader,
+                backend: Backend::Sqlite,
+            })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let mut opts = ConnectOptions::new(url.to_owned());
+            opts.max_connections(options.max_connections.max(2))
+                .min_connections(1)
+                .acquire_timeout(options.acquire_timeout)
+                .sqlx_logging(false);
+            let db = Database::connect(opts).await?;
+            Ok(Self {
+                reader: db.clone(),
+                writer: db,
+                backend: Backend::Postgres,
+            })
+        } else {
+            Err(StoreError::Config(format!(
+                "unsupported database URL {:?}: expected sqlite://PATH or postgres://…",
+                redact(url)
+            )))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.writer, None).await?;
+        Ok(())
+    }
+
+    /// Starts a write transaction. On SQLite, writes are serialised through
+    /// one connection, so a transaction never meets another writer's lock.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(Tx::new(self.writer.begin().await?, self.backend))
+    }
+
+    pub(crate) fn reader(&self) -> &DatabaseConnection {
+        &self.reader
+    }
+
+    /// The PostgreSQL pool, for LISTEN/NOTIFY.
+    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
+        (self.backend == Backend::Postgres).then(|| self.writer.get_postgres_connection_pool())
+    }
+
+    pub async fn close(self) {
+        let _ = self.reader.close().await;
+        let _ = self.writer.close().await;
+    }
+}
+
+fn sqlite_options(url: &str, options: &StoreOptions, connections: u32) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    let busy = options.busy_timeout;
+    opts.max_connections(connections)
+        .min_connections(1)
+        .acquire_timeout(options.acquire_timeout)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(move |o| {
+            o.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(busy)
+        });
+    opts
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

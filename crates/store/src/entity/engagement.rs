@@ -1,0 +1,25 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "engagements")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub workspace_id: String,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub event_id: String,
+    pub lead_id: String,
+    #[sea_orm(column_name = "type")]
+    pub kind: String,
+    pub channel: Option<String>,
+    #[sea_orm(column_type = "Text")]
+    pub properties: String,
+    pub occurred_at: i64,
+    pub recorded_at: i64,
+    /// A hash of the content, to tell a retry from a different event with the same id.
+    pub fingerprint: String,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

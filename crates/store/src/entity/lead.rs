@@ -1,0 +1,32 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "leads")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub workspace_id: String,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub external_key: Option<String>,
+    pub stage: String,
+    pub version: i64,
+    pub policy_version: i64,
+    pub fit: f64,
+    pub engagement: f64,
+    pub qualifying_engagement: f64,
+    pub grade: String,
+    /// The domain's `Lead`, as JSON.
+    #[sea_orm(column_type = "Text")]
+    pub state: String,
+    pub captured_at: i64,
+    pub entered_stage_at: i64,
+    pub updated_at: i64,
+    pub last_engagement_at: Option<i64>,
+    /// Transitions recorded so far; the next one gets `history_len + 1`.
+    pub history_len: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

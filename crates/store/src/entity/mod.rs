@@ -1,0 +1,13 @@
+//! sea-orm entities, one per table (see leadflow-migrations for the schema).
+
+// The entity macros generate public items for a private module.
+#![allow(unreachable_pub, missing_debug_implementations)]
+
+pub(crate) mod engagement;
+pub(crate) mod idempotency;
+pub(crate) mod lead;
+pub(crate) mod outbox;
+pub(crate) mod policy;
+pub(crate) mod timer;
+pub(crate) mod transition;
+pub(crate) mod workspace;

@@ -1,0 +1,53 @@
+use sea_orm::{DbErr, SqlErr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    /// A row that does not decode: written by another version, or edited by hand.
+    #[error("corrupt {table} row {key}: {detail}")]
+    Corrupt {
+        table: &'static str,
+        key: String,
+        detail: String,
+    },
+    #[error("bad database configuration: {0}")]
+    Config(String),
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(table: &'static str, key: impl Into<String>, detail: impl ToString) -> Self {
+        Self::Corrupt {
+            table,
+            key: key.into(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// A unique key was taken by a concurrent writer.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, Self::Db(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))))
+    }
+
+    /// A conflict between concurrent transactions (deadlock, serialization
+    /// failure, a locked SQLite file): running the command again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        let Self::Db(e) = self else { return false };
+        let text = e.to_string();
+        [
+            "40P01",
+            "40001",
+            "deadlock detected",
+            "could not serialize",
+            "database is locked",
+            "SQLITE_BUSY",
+        ]
+        .iter()
+        .any(|needle| text.contains(needle))
+    }
+
+    /// The database could not be reached or the pool is exhausted.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Db(DbErr::Conn(_) | DbErr::ConnectionAcquire(_)))
+    }
+}

@@ -1,0 +1,32 @@
+//! leadflow-store: persistence for leadflow on SQLite and PostgreSQL, from
+//! one code path on sea-orm.
+//!
+//! It owns the tables (leads, engagements, transitions, outbox, timers,
+//! policies, idempotent results) and the queries on them, and it converts
+//! rows to and from the domain's types. It makes no decisions: the engine
+//! asks, the domain decides, the store persists. It never imports tonic or
+//! the generated API.
+//!
+//! # Layout
+//!
+//! - [`Store`]: connections (on SQLite one writer and a pool of readers), migrations, reads.
+//! - [`Tx`]: a write transaction and every write, committed together or not at all.
+//! - [`testing`] (feature `testing`): throwaway databases for tests.
+
+mod convert;
+mod db;
+mod entity;
+mod error;
+mod reads;
+mod records;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod tx;
+
+pub use db::{Backend, Store, StoreOptions, redact};
+pub use error::StoreError;
+pub use records::{
+    EngagementCursor, LeadRecord, LeadWrite, NewOutboxEvent, OutboxRecord, PolicyRecord, StoredEngagement,
+    StoredResult, StoredTimer, StoredTransition,
+};
+pub use tx::Tx;

@@ -1,0 +1,245 @@
+//! Reads outside a write transaction (on SQLite, through the reader pool).
+
+use leadflow_domain::{Engagement, Stage};
+use sea_orm::sea_query::Condition;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use crate::Store;
+use crate::convert;
+use crate::entity::{engagement, lead, outbox, policy, timer, transition, workspace};
+use crate::error::StoreError;
+use crate::records::{
+    EngagementCursor, LeadRecord, NewOutboxEvent, OutboxRecord, PolicyRecord, StoredEngagement, StoredTimer,
+    StoredTransition,
+};
+
+pub(crate) async fn engagements_of<C: ConnectionTrait>(
+    db: &C,
+    ws: &str,
+    lead_id: &str,
+) -> Result<Vec<Engagement>, StoreError> {
+    engagement::Entity::find()
+        .filter(engagement::Column::WorkspaceId.eq(ws))
+        .filter(engagement::Column::LeadId.eq(lead_id))
+        .order_by_asc(engagement::Column::OccurredAt)
+        .order_by_asc(engagement::Column::EventId)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| convert::engagement(row).map(|s| s.engagement))
+        .collect()
+}
+
+impl Store {
+    pub async fn lead(&self, ws: &str, id: &str) -> Result<Option<LeadRecord>, StoreError> {
+        lead::Entity::find_by_id((ws.to_owned(), id.to_owned()))
+            .one(self.reader())
+            .await?
+            .map(convert::lead_record)
+            .transpose()
+    }
+
+    pub async fn lead_by_key(&self, ws: &str, external_key: &str) -> Result<Option<LeadRecord>, StoreError> {
+        lead::Entity::find()
+            .filter(lead::Column::WorkspaceId.eq(ws))
+            .filter(lead::Column::ExternalKey.eq(external_key))
+            .one(self.reader())
+            .await?
+            .map(convert::lead_record)
+            .transpose()
+    }
+
+    /// Leads by id, after `after`, optionally in one stage.
+    pub async fn list_leads(
+        &self,
+        ws: &str,
+        stage: Option<Stage>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<LeadRecord>, StoreError> {
+        let mut q = lead::Entity::find().filter(lead::Column::WorkspaceId.eq(ws));
+        if let Some(stage) = stage {
+            q = q.filter(lead::Column::Stage.eq(stage.as_str()));
+        }
+        if let Some(after) = after {
+            q = q.filter(lead::Column::Id.gt(after));
+        }
+        q.order_by_asc(lead::Column::Id)
+            .limit(limit)
+            .all(self.reader())
+            .await?
+            .into_iter()
+            .map(convert::lead_record)
+            .collect()
+    }
+
+    /// A lead's whole log, in scoring order.
+    pub async fn engagements_of(&self, ws: &str, lead_id: &str) -> Result<Vec<Engagement>, StoreError> {
+        engagements_of(self.reader(), ws, lead_id).await
+    }
+
+    /// A page of a lead's engagements in scoring order, after `after`.
+    pub async fn engagements_page(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        after: Option<&EngagementCursor>,
+        limit: u64,
+    ) -> Result<Vec<StoredEngagement>, StoreError> {
+        let mut q = engagement::Entity::find()
+            .filter(engagement::Column::WorkspaceId.eq(ws))
+            .filter(engagement::Column::LeadId.eq(lead_id));
+        if let Some(c) = after {
+            q = q.filter(
+                Condition::any()
+                    .add(engagement::Column::OccurredAt.gt(c.occurred_at.as_micros()))
+                    .add(
+                        Condition::all()
+                            .add(engagement::Column::OccurredAt.eq(c.occurred_at.as_micros()))
+                            .add(engagement::Column::EventId.gt(c.event_id.as_str())),
+                    ),
+            );
+        }
+        q.order_by_asc(engagement::Column::OccurredAt)
+            .order_by_asc(engagement::Column::EventId)
+            .limit(limit)
+            .all(self.reader())
+            .await?
+            .into_iter()
+            .map(convert::engagement)
+            .collect()
+    }
+
+    /// A page of a lead's transitions, in order, after sequence `after`.
+    pub async fn transitions_page(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<StoredTransition>, StoreError> {
+        transition::Entity::find()
+            .filter(transition::Column::WorkspaceId.eq(ws))
+            .filter(transition::Column::LeadId.eq(lead_id))
+            .filter(transition::Column::Seq.gt(after))
+            .order_by_asc(transition::Column::Seq)
+            .limit(limit)
+            .all(self.reader())
+            .await?
+            .into_iter()
+            .map(convert::transition)
+            .collect()
+    }
+
+    /// A lead's pending timers, soonest first.
+    pub async fn timers_of(&self, ws: &str, lead_id: &str) -> Result<Vec<StoredTimer>, StoreError> {
+        timer::Entity::find()
+            .filter(timer::Column::WorkspaceId.eq(ws))
+            .filter(timer::Column::LeadId.eq(lead_id))
+            .order_by_asc(timer::Column::DueAt)
+            .all(self.reader())
+            .await?
+            .into_iter()
+            .map(convert::timer)
+            .collect()
+    }
+
+    /// Outbox events after `after`, in sequence order.
+    pub async fn outbox_after(
+        &self,
+        ws: &str,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        Ok(outbox::Entity::find()
+            .filter(outbox::Column::WorkspaceId.eq(ws))
+            .filter(outbox::Column::Seq.gt(after))
+            .order_by_asc(outbox::Column::Seq)
+            .limit(limit)
+            .all(self.reader())
+            .await?
+            .into_iter()
+            .map(|r| OutboxRecord {
+                seq: r.seq,
+                created_at: convert::ts(r.created_at),
+                event: NewOutboxEvent {
+                    event_id: r.event_id,
+                    lead_id: r.lead_id,
+                    kind: r.kind,
+                    payload: r.payload,
+                    occurred_at: convert::ts(r.occurred_at),
+                    traceparent: r.traceparent,
+                    suppressed: r.suppressed,
+                },
+            })
+            .collect())
+    }
+
+    /// Rows per table in a workspace — leads, engagements, transitions,
+    /// outbox, timers — for checks that a refused command wrote nothing.
+    pub async fn row_counts(&self, ws: &str) -> Result<[u64; 5], StoreError> {
+        let db = self.reader();
+        Ok([
+            lead::Entity::find()
+                .filter(lead::Column::WorkspaceId.eq(ws))
+                .count(db)
+                .await?,
+            engagement::Entity::find()
+                .filter(engagement::Column::WorkspaceId.eq(ws))
+                .count(db)
+                .await?,
+            transition::Entity::find()
+                .filter(transition::Column::WorkspaceId.eq(ws))
+                .count(db)
+                .await?,
+            outbox::Entity::find()
+                .filter(outbox::Column::WorkspaceId.eq(ws))
+                .count(db)
+                .await?,
+            timer::Entity::find()
+                .filter(timer::Column::WorkspaceId.eq(ws))
+                .count(db)
+                .await?,
+        ])
+    }
+
+    // ---- policies ----------------------------------------------------------
+
+    pub async fn active_policy_version(&self, ws: &str) -> Result<Option<i64>, StoreError> {
+        Ok(workspace::Entity::find_by_id(ws.to_owned())
+            .one(self.reader())
+            .await?
+            .and_then(|w| w.active_policy_version))
+    }
+
+    pub async fn policy(&self, ws: &str, version: i64) -> Result<Option<PolicyRecord>, StoreError> {
+        let active = self.active_policy_version(ws).await?;
+        Ok(policy::Entity::find_by_id((ws.to_owned(), version))
+            .one(self.reader())
+            .await?
+            .map(|row| convert::policy(row, active)))
+    }
+
+    /// Versions newest first, below `before`.
+    pub async fn list_policies(
+        &self,
+        ws: &str,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<PolicyRecord>, StoreError> {
+        let active = self.active_policy_version(ws).await?;
+        let mut q = policy::Entity::find().filter(policy::Column::WorkspaceId.eq(ws));
+        if let Some(before) = before {
+            q = q.filter(policy::Column::Version.lt(before));
+        }
+        Ok(q.order_by_desc(policy::Column::Version)
+            .limit(limit)
+            .all(self.reader())
+            .await?
+            .into_iter()
+            .map(|row| convert::policy(row, active))
+            .collect())
+    }
+}

@@ -1,0 +1,107 @@
+//! What the store hands out and takes in, in the domain's terms.
+
+use leadflow_domain::lifecycle::{Scores, TransitionRecord};
+use leadflow_domain::workflow::Timer;
+use leadflow_domain::{Engagement, Lead, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// A stored lead: the domain state plus what only storage knows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeadRecord {
+    pub id: String,
+    pub external_key: Option<String>,
+    /// Changes with the stage and the profile.
+    pub version: i64,
+    /// The policy version the state was computed under.
+    pub policy_version: i64,
+    /// Transitions recorded so far.
+    pub history_len: i64,
+    pub updated_at: Timestamp,
+    pub lead: Lead,
+}
+
+/// What a write of a lead carries besides the domain state.
+#[derive(Clone, Copy, Debug)]
+pub struct LeadWrite<'a> {
+    pub id: &'a str,
+    pub lead: &'a Lead,
+    /// Cached for listing and sorting: the scores at the decision.
+    pub scores: &'a Scores,
+    pub version: i64,
+    pub policy_version: i64,
+    pub history_len: i64,
+    pub now: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredEngagement {
+    pub lead_id: String,
+    pub engagement: Engagement,
+    pub fingerprint: String,
+    pub recorded_at: Timestamp,
+}
+
+/// A page of engagements continues after this one (in scoring order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngagementCursor {
+    pub occurred_at: Timestamp,
+    pub event_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredTransition {
+    pub lead_id: String,
+    /// Position in the lead's history, from 1.
+    pub seq: i64,
+    pub record: TransitionRecord,
+    pub policy_version: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    pub version: i64,
+    pub name: String,
+    pub description: String,
+    pub source: String,
+    pub checksum: String,
+    pub created_at: Timestamp,
+    pub activated_at: Option<Timestamp>,
+    pub active: bool,
+}
+
+/// An event for the outbox; its sequence is assigned at commit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewOutboxEvent {
+    pub event_id: String,
+    pub lead_id: String,
+    pub kind: String,
+    /// JSON.
+    pub payload: String,
+    pub occurred_at: Timestamp,
+    pub traceparent: Option<String>,
+    /// Recorded, never streamed.
+    pub suppressed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxRecord {
+    pub seq: i64,
+    pub event: NewOutboxEvent,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredTimer {
+    pub lead_id: String,
+    pub timer: Timer,
+}
+
+/// The first result of an idempotent request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredResult {
+    pub method: String,
+    pub fingerprint: String,
+    /// JSON.
+    pub response: String,
+    pub created_at: Timestamp,
+}

@@ -1,0 +1,502 @@
+//! A write transaction: everything one command (or one batch) writes.
+
+use leadflow_domain::lifecycle::TransitionRecord;
+use leadflow_domain::workflow::TimerChange;
+use leadflow_domain::{Engagement, Timestamp};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
+
+use crate::convert;
+use crate::db::Backend;
+use crate::entity::{engagement, idempotency, lead, outbox, policy, timer, transition, workspace};
+use crate::error::StoreError;
+use crate::records::{LeadRecord, LeadWrite, NewOutboxEvent, PolicyRecord, StoredEngagement, StoredResult};
+
+/// PostgreSQL takes at most 65,535 bind parameters in one statement.
+const INSERT_CHUNK: usize = 1_000;
+
+/// A write transaction. Dropped without [`Tx::commit`], it rolls back.
+#[derive(Debug)]
+pub struct Tx {
+    txn: DatabaseTransaction,
+    backend: Backend,
+}
+
+impl Tx {
+    pub(crate) fn new(txn: DatabaseTransaction, backend: Backend) -> Self {
+        Self { txn, backend }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.txn.commit().await?)
+    }
+
+    /// Runs `f` under a savepoint: an error rolls back only what it wrote.
+    pub async fn savepoint(&self) -> Result<Tx, StoreError> {
+        Ok(Tx {
+            txn: self.txn.begin().await?,
+            backend: self.backend,
+        })
+    }
+
+    // ---- workspaces and policies -------------------------------------------
+
+    /// Creates the workspace if it does not exist.
+    pub async fn ensure_workspace(&self, ws: &str, now: Timestamp) -> Result<(), StoreError> {
+        workspace::Entity::insert(workspace::ActiveModel {
+            id: Set(ws.to_owned()),
+            active_policy_version: Set(None),
+            outbox_head: Set(0),
+            created_at: Set(now.as_micros()),
+        })
+        .on_conflict_do_nothing_on([workspace::Column::Id])
+        .exec_without_returning(&self.txn)
+        .await?;
+        Ok(())
+    }
+
+    /// The workspace's active policy version (`None` if the workspace does not exist).
+    pub async fn active_policy_version(&self, ws: &str) -> Result<Option<Option<i64>>, StoreError> {
+        Ok(workspace::Entity::find_by_id(ws.to_owned())
+            .one(&self.txn)
+            .await?
+            .map(|w| w.active_policy_version))
+    }
+
+    /// The workspace's active policy version, locking the workspace row until
+    /// commit (policy changes are serialised per workspace).
+    pub async fn lock_workspace(&self, ws: &str) -> Result<Option<Option<i64>>, StoreError> {
+        Ok(workspace::Entity::find_by_id(ws.to_owned())
+            .lock_exclusive()
+            .one(&self.txn)
+            .await?
+            .map(|w| w.active_policy_version))
+    }
+
+    pub async fn policy_by_checksum(
+        &self,
+        ws: &str,
+        checksum: &str,
+    ) -> Result<Option<PolicyRecord>, StoreError> {
+        let active = self.lock_workspace(ws).await?.flatten();
+        Ok(policy::Entity::find()
+            .filter(policy::Column::WorkspaceId.eq(ws))
+            .filter(policy::Column::Checksum.eq(checksum))
+            .order_by_asc(policy::Column::Version)
+            .one(&self.txn)
+            .await?
+            .map(|row| convert::policy(row, active)))
+    }
+
+    /// Stores a new version, numbered one past the last. Call under
+    /// [`Tx::lock_workspace`].
+    pub async fn insert_policy(
+        &self,
+        ws: &str,
+        name: &str,
+        description: &str,
+        source: &str,
+        checksum: &str,
+        now: Timestamp,
+    ) -> Result<PolicyRecord, StoreError> {
+        let last = policy::Entity::find()
+            .filter(policy::Column::WorkspaceId.eq(ws))
+            .order_by_desc(policy::Column::Version)
+            .one(&self.txn)
+            .await?
+            .map_or(0, |p| p.version);
+        let row = policy::Model {
+            workspace_id: ws.to_owned(),
+            version: last + 1,
+            name: name.to_owned(),
+            description: description.to_owned(),
+            source: source.to_owned(),
+            checksum: checksum.to_owned(),
+            created_at: now.as_micros(),
+            activated_at: None,
+        };
+        policy::Entity::insert(policy::ActiveModel::from(row.clone()))
+            .exec_without_returning(&self.txn)
+            .await?;
+        Ok(convert::policy(row, None))
+    }
+
+    pub async fn policy(&self, ws: &str, version: i64) -> Result<Option<PolicyRecord>, StoreError> {
+        let active = workspace::Entity::find_by_id(ws.to_owned())
+            .one(&self.txn)
+            .await?
+            .and_then(|w| w.active_policy_version);
+        Ok(policy::Entity::find_by_id((ws.to_owned(), version))
+            .one(&self.txn)
+            .await?
+            .map(|row| convert::policy(row, active)))
+    }
+
+    /// Makes `version` the active one (it must exist).
+    pub async fn activate_policy(&self, ws: &str, version: i64, now: Timestamp) -> Result<(), StoreError> {
+        workspace::Entity::update_many()
+            .col_expr(workspace::Column::ActivePolicyVersion, Expr::value(version))
+            .filter(workspace::Column::Id.eq(ws))
+            .exec(&self.txn)
+            .await?;
+        policy::Entity::update_many()
+            .col_expr(policy::Column::ActivatedAt, Expr::value(now.as_micros()))
+            .filter(policy::Column::WorkspaceId.eq(ws))
+            .filter(policy::Column::Version.eq(version))
+            .exec(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    // ---- leads ------------------------------------------------------------
+
+    /// Reads a lead and locks it until commit (PostgreSQL; SQLite has a
+    /// single writer already).
+    pub async fn lock_lead(&self, ws: &str, id: &str) -> Result<Option<LeadRecord>, StoreError> {
+        lead::Entity::find_by_id((ws.to_owned(), id.to_owned()))
+            .lock_exclusive()
+            .one(&self.txn)
+            .await?
+            .map(convert::lead_record)
+            .transpose()
+    }
+
+    pub async fn lock_lead_by_key(
+        &self,
+        ws: &str,
+        external_key: &str,
+    ) -> Result<Option<LeadRecord>, StoreError> {
+        lead::Entity::find()
+            .filter(lead::Column::WorkspaceId.eq(ws))
+            .filter(lead::Column::ExternalKey.eq(external_key))
+            .lock_exclusive()
+            .one(&self.txn)
+            .await?
+            .map(convert::lead_record)
+            .transpose()
+    }
+
+    /// The id of the lead holding `external_key`, if any.
+    pub async fn lead_id_by_key(&self, ws: &str, external_key: &str) -> Result<Option<String>, StoreError> {
+        Ok(lead::Entity::find()
+            .select_only()
+            .column(lead::Column::Id)
+            .filter(lead::Column::WorkspaceId.eq(ws))
+            .filter(lead::Column::ExternalKey.eq(external_key))
+            .into_tuple::<String>()
+            .one(&self.txn)
+            .await?)
+    }
+
+    pub async fn insert_lead(
+        &self,
+        ws: &str,
+        external_key: Option<&str>,
+        w: LeadWrite<'_>,
+    ) -> Result<(), StoreError> {
+        lead::Entity::insert(lead_model(ws, external_key, &w)?)
+            .exec_without_returning(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn update_lead(&self, ws: &str, w: LeadWrite<'_>) -> Result<(), StoreError> {
+        let mut model = lead_model(ws, None, &w)?;
+        model.external_key = sea_orm::ActiveValue::NotSet;
+        model.workspace_id = sea_orm::ActiveValue::NotSet;
+        model.id = sea_orm::ActiveValue::NotSet;
+        model.captured_at = sea_orm::ActiveValue::NotSet;
+        lead::Entity::update_many()
+            .set(model)
+            .filter(lead::Column::WorkspaceId.eq(ws))
+            .filter(lead::Column::Id.eq(w.id))
+            .exec(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    // ---- engagements ------------------------------------------------------
+
+    pub async fn engagement(&self, ws: &str, event_id: &str) -> Result<Option<StoredEngagement>, StoreError> {
+        engagement::Entity::find_by_id((ws.to_owned(), event_id.to_owned()))
+            .one(&self.txn)
+            .await?
+            .map(convert::engagement)
+            .transpose()
+    }
+
+    /// A lead's whole log, in scoring order.
+    pub async fn engagements_of(&self, ws: &str, lead_id: &str) -> Result<Vec<Engagement>, StoreError> {
+        crate::reads::engagements_of(&self.txn, ws, lead_id).await
+    }
+
+    pub async fn insert_engagement(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        e: &Engagement,
+        fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        engagement::Entity::insert(engagement::ActiveModel {
+            workspace_id: Set(ws.to_owned()),
+            event_id: Set(e.event_id.clone()),
+            lead_id: Set(lead_id.to_owned()),
+            kind: Set(e.kind.clone()),
+            channel: Set(e.channel.clone()),
+            properties: Set(serde_json::to_string(&e.properties)
+                .map_err(|x| StoreError::corrupt("engagements", &e.event_id, x))?),
+            occurred_at: Set(e.occurred_at.as_micros()),
+            recorded_at: Set(now.as_micros()),
+            fingerprint: Set(fingerprint.to_owned()),
+        })
+        .exec_without_returning(&self.txn)
+        .await?;
+        Ok(())
+    }
+
+    // ---- history ----------------------------------------------------------
+
+    /// Appends transitions numbered from `first_seq`.
+    pub async fn insert_transitions(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        first_seq: i64,
+        records: &[&TransitionRecord],
+        policy_version: i64,
+    ) -> Result<(), StoreError> {
+        let mut rows = Vec::with_capacity(records.len());
+        for (seq, t) in (first_seq..).zip(records) {
+            let (cause, cause_ref) = convert::cause_parts(&t.cause);
+            rows.push(transition::ActiveModel {
+                workspace_id: Set(ws.to_owned()),
+                lead_id: Set(lead_id.to_owned()),
+                seq: Set(seq),
+                from_stage: Set(t.from.map(|s| s.as_str().to_owned())),
+                to_stage: Set(t.to.as_str().to_owned()),
+                at: Set(t.at.as_micros()),
+                by: Set(t.by.as_str().to_owned()),
+                cause: Set(cause.to_owned()),
+                cause_ref: Set(cause_ref),
+                reason: Set(t.reason.clone()),
+                actor: Set(t.actor.clone()),
+                deal_value: Set(t.deal.as_ref().map(|d| d.value)),
+                currency: Set(t.deal.as_ref().map(|d| d.currency.clone())),
+                fit: Set(t.fit),
+                engagement: Set(t.engagement),
+                guards: Set(serde_json::to_string(&t.guards)
+                    .map_err(|e| StoreError::corrupt("transitions", lead_id, e))?),
+                policy_version: Set(policy_version),
+            });
+        }
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            transition::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&self.txn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    // ---- timers -----------------------------------------------------------
+
+    /// Applies a decision's timer changes, in order.
+    pub async fn apply_timers(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        changes: &[TimerChange],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let of_lead = || {
+            timer::Entity::delete_many()
+                .filter(timer::Column::WorkspaceId.eq(ws))
+                .filter(timer::Column::LeadId.eq(lead_id))
+        };
+        for change in changes {
+            match change {
+                TimerChange::Schedule(t) => {
+                    timer::Entity::insert(timer::ActiveModel {
+                        workspace_id: Set(ws.to_owned()),
+                        lead_id: Set(lead_id.to_owned()),
+                        key: Set(t.kind.key()),
+                        due_at: Set(t.due_at.as_micros()),
+                        bound_stage: Set(t.bound.map(|(s, _)| s.as_str().to_owned())),
+                        bound_at: Set(t.bound.map(|(_, at)| at.as_micros())),
+                        suppressed: Set(t.suppressed),
+                        created_at: Set(now.as_micros()),
+                    })
+                    .on_conflict(
+                        OnConflict::columns([
+                            timer::Column::WorkspaceId,
+                            timer::Column::LeadId,
+                            timer::Column::Key,
+                        ])
+                        .update_columns([
+                            timer::Column::DueAt,
+                            timer::Column::BoundStage,
+                            timer::Column::BoundAt,
+                            timer::Column::Suppressed,
+                            timer::Column::CreatedAt,
+                        ])
+                        .to_owned(),
+                    )
+                    .exec_without_returning(&self.txn)
+                    .await?;
+                }
+                TimerChange::Cancel(kind) => {
+                    of_lead()
+                        .filter(timer::Column::Key.eq(kind.key()))
+                        .exec(&self.txn)
+                        .await?;
+                }
+                TimerChange::CancelStageBound => {
+                    of_lead()
+                        .filter(timer::Column::BoundStage.is_not_null())
+                        .exec(&self.txn)
+                        .await?;
+                }
+                TimerChange::CancelAll => {
+                    of_lead().exec(&self.txn).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- outbox -----------------------------------------------------------
+
+    /// Appends events to the workspace's outbox and returns their sequences.
+    ///
+    /// The sequences come from the workspace row, which stays locked until
+    /// commit: transactions that write events commit one after another in
+    /// sequence order, so a reader never sees a sequence before a smaller
+    /// one that commits later. Call it last in the transaction, to hold the
+    /// lock briefly.
+    pub async fn append_outbox(
+        &self,
+        ws: &str,
+        events: &[NewOutboxEvent],
+        now: Timestamp,
+    ) -> Result<Vec<i64>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
+        let head = workspace::Entity::update_many()
+            .col_expr(
+                workspace::Column::OutboxHead,
+                Expr::col(workspace::Column::OutboxHead).add(n),
+            )
+            .filter(workspace::Column::Id.eq(ws))
+            .exec_with_returning(&self.txn)
+            .await?
+            .first()
+            .map(|w| w.outbox_head)
+            .ok_or_else(|| StoreError::corrupt("workspaces", ws, "no such workspace"))?;
+        let seqs: Vec<i64> = (head - n + 1..=head).collect();
+        let rows: Vec<outbox::ActiveModel> = events
+            .iter()
+            .zip(&seqs)
+            .map(|(e, seq)| outbox::ActiveModel {
+                workspace_id: Set(ws.to_owned()),
+                seq: Set(*seq),
+                event_id: Set(e.event_id.clone()),
+                lead_id: Set(e.lead_id.clone()),
+                kind: Set(e.kind.clone()),
+                payload: Set(e.payload.clone()),
+                occurred_at: Set(e.occurred_at.as_micros()),
+                created_at: Set(now.as_micros()),
+                traceparent: Set(e.traceparent.clone()),
+                suppressed: Set(e.suppressed),
+            })
+            .collect();
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            outbox::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&self.txn)
+                .await?;
+        }
+        Ok(seqs)
+    }
+
+    // ---- idempotency ------------------------------------------------------
+
+    pub async fn stored_result(
+        &self,
+        ws: &str,
+        request_id: &str,
+    ) -> Result<Option<StoredResult>, StoreError> {
+        Ok(
+            idempotency::Entity::find_by_id((ws.to_owned(), request_id.to_owned()))
+                .one(&self.txn)
+                .await?
+                .map(|r| StoredResult {
+                    method: r.method,
+                    fingerprint: r.fingerprint,
+                    response: r.response,
+                    created_at: convert::ts(r.created_at),
+                }),
+        )
+    }
+
+    pub async fn save_result(
+        &self,
+        ws: &str,
+        request_id: &str,
+        result: &StoredResult,
+    ) -> Result<(), StoreError> {
+        idempotency::Entity::insert(idempotency::ActiveModel {
+            workspace_id: Set(ws.to_owned()),
+            request_id: Set(request_id.to_owned()),
+            method: Set(result.method.clone()),
+            fingerprint: Set(result.fingerprint.clone()),
+            response: Set(result.response.clone()),
+            created_at: Set(result.created_at.as_micros()),
+        })
+        .exec_without_returning(&self.txn)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets idempotent results recorded before `before`.
+    pub async fn purge_results(&self, before: Timestamp) -> Result<u64, StoreError> {
+        Ok(idempotency::Entity::delete_many()
+            .filter(idempotency::Column::CreatedAt.lt(before.as_micros()))
+            .exec(&self.txn)
+            .await?
+            .rows_affected)
+    }
+}
+
+fn lead_model(
+    ws: &str,
+    external_key: Option<&str>,
+    w: &LeadWrite<'_>,
+) -> Result<lead::ActiveModel, StoreError> {
+    let state = serde_json::to_string(w.lead).map_err(|e| StoreError::corrupt("leads", w.id, e))?;
+    Ok(lead::ActiveModel {
+        workspace_id: Set(ws.to_owned()),
+        id: Set(w.id.to_owned()),
+        external_key: Set(external_key.map(str::to_owned)),
+        stage: Set(w.lead.stage.as_str().to_owned()),
+        version: Set(w.version),
+        policy_version: Set(w.policy_version),
+        fit: Set(w.scores.fit),
+        engagement: Set(w.scores.engagement),
+        qualifying_engagement: Set(w.scores.qualifying_engagement),
+        grade: Set(w.scores.grade.clone()),
+        state: Set(state),
+        captured_at: Set(w.lead.captured_at.as_micros()),
+        entered_stage_at: Set(w.lead.entered_stage_at.as_micros()),
+        updated_at: Set(w.now.as_micros()),
+        last_engagement_at: Set(w.lead.last_engagement_at().map(Timestamp::as_micros)),
+        history_len: Set(w.history_len),
+    })
+}

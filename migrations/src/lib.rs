@@ -1,0 +1,25 @@
+//! leadflow-migrations: the database schema, for SQLite and PostgreSQL alike.
+//!
+//! Applied at start-up and by `leadflow migrate`. Every table's primary key
+//! begins with `workspace_id`, so the schema can be distributed by workspace.
+//! Instants are BIGINT microseconds since the Unix epoch (UTC); structured
+//! values are JSON text. This crate knows nothing of the domain.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_initial;
+
+/// Every migration, in order.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_initial::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "leadflow_migrations".into_iden()
+    }
+}
