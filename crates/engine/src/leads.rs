@@ -166,6 +166,7 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let command = Command::UpdateProfile(attributes.clone());
         retrying!(self.try_command(req, "UpdateLeadProfile", key, &command, expected_version))
+            .map_err(|e| rename_field(e, "profile.", "attributes."))
     }
 
     pub async fn transition(

@@ -1,0 +1,166 @@
+//! Configuration: defaults, then a TOML file, then `LEADFLOW_*` environment
+//! variables, then flags — validated once, before anything starts.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How log lines look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object a line, for collectors.
+    Json,
+    /// Human-readable.
+    #[default]
+    Pretty,
+}
+
+/// A database URL that never prints its password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&leadflow_store::redact(&self.0))
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&leadflow_store::redact(&self.0))
+    }
+}
+
+/// Everything `leadflow serve` can be told.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub database_url: DatabaseUrl,
+    pub listen: SocketAddr,
+    pub log_format: LogFormat,
+    /// A tracing filter, e.g. `info` or `leadflow=debug,info`.
+    pub log_level: String,
+    /// How long shutdown waits for calls in flight.
+    pub shutdown_grace: Duration,
+    /// Database pool size.
+    pub max_connections: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: DatabaseUrl::new("sqlite://leadflow.db"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            log_format: LogFormat::Pretty,
+            log_level: "info,sea_orm_migration=warn,sqlx=warn".to_owned(),
+            shutdown_grace: Duration::from_secs(10),
+            max_connections: 16,
+        }
+    }
+}
+
+/// One layer of configuration: every key optional.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    pub database_url: Option<DatabaseUrl>,
+    pub listen: Option<SocketAddr>,
+    pub log_format: Option<LogFormat>,
+    pub log_level: Option<String>,
+    pub shutdown_grace_secs: Option<u64>,
+    pub max_connections: Option<u32>,
+}
+
+impl Layer {
+    /// Reads a TOML file of the same keys.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read the configuration file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("bad configuration file {}: {e}", path.display()))
+    }
+}
+
+impl Config {
+    /// Applies `layer` over this configuration.
+    pub fn apply(mut self, layer: Layer) -> Self {
+        if let Some(v) = layer.database_url {
+            self.database_url = v;
+        }
+        if let Some(v) = layer.listen {
+            self.listen = v;
+        }
+        if let Some(v) = layer.log_format {
+            self.log_format = v;
+        }
+        if let Some(v) = layer.log_level {
+            self.log_level = v;
+        }
+        if let Some(v) = layer.shutdown_grace_secs {
+            self.shutdown_grace = Duration::from_secs(v);
+        }
+        if let Some(v) = layer.max_connections {
+            self.max_connections = v;
+        }
+        self
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let url = self.database_url.expose();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            anyhow::bail!("database_url must be sqlite://PATH or postgres://…, not {}", self.database_url);
+        }
+        if self.max_connections == 0 {
+            anyhow::bail!("max_connections must be at least 1");
+        }
+        if self.shutdown_grace > Duration::from_secs(3600) {
+            anyhow::bail!("shutdown_grace_secs must be at most 3600");
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .map_err(|e| anyhow::anyhow!("bad log_level {:?}: {e}", self.log_level))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_passwords_never_print() {
+        let file: Layer = toml::from_str("database_url = \"postgres://u:secret@db/leadflow\"\nlisten = \"0.0.0.0:6000\"")
+            .expect("valid");
+        let flags = Layer {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 7000))),
+            ..Layer::default()
+        };
+        let config = Config::default().apply(file).apply(flags);
+        assert_eq!(config.listen.port(), 7000);
+        assert!(config.validate().is_ok());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("u:***@db"), "{shown}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(toml::from_str::<Layer>("colour = 1").is_err());
+        let bad = Config {
+            database_url: DatabaseUrl::new("mysql://x"),
+            ..Config::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

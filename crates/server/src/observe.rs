@@ -1,0 +1,138 @@
+//! One span and one log line per RPC: method, status, latency. The span
+//! continues the caller's trace (W3C `traceparent`), so every event a call
+//! causes carries that trace.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{HeaderMap, HeaderValue};
+use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::TraceContextExt as _;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// Wraps the gRPC router.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ObserveLayer;
+
+impl<S> tower::Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Observe { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Observe<S> {
+    inner: S,
+}
+
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B, R> tower::Service<http::Request<B>> for Observe<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let method = req.uri().path().to_owned();
+        let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(req.headers())));
+        let span = tracing::info_span!(
+            "rpc",
+            otel.name = %method,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.method = %method,
+            lead_id = tracing::field::Empty,
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        let _ = span.set_parent(parent);
+        // The service that was polled ready goes with this call; a clone stays.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let started = Instant::now();
+        Box::pin(async move {
+            let mut result = inner.call(req).instrument(span.clone()).await;
+            let code = match &mut result {
+                Ok(response) => status_of(response.headers_mut()),
+                Err(_) => tonic::Code::Unknown,
+            };
+            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+            span.record("rpc.grpc.status_code", code as i32);
+            let _entered = span.enter();
+            match code {
+                tonic::Code::Ok | tonic::Code::Cancelled => {
+                    tracing::info!(method = %method, code = ?code, latency_ms, "rpc");
+                }
+                tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss | tonic::Code::Unavailable => {
+                    tracing::error!(method = %method, code = ?code, latency_ms, "rpc");
+                }
+                _ => tracing::warn!(method = %method, code = ?code, latency_ms, "rpc"),
+            }
+            result
+        })
+    }
+}
+
+/// The status of a response whose headers carry it (an error, or a call
+/// refused before it ran); OK otherwise, as that status comes in trailers.
+///
+/// A request over the size limit is refused by the codec as OUT_OF_RANGE;
+/// gRPC's own convention for it is RESOURCE_EXHAUSTED, which is what
+/// callers are told.
+fn status_of(headers: &mut HeaderMap) -> tonic::Code {
+    let Some(code) = headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+    else {
+        return tonic::Code::Ok;
+    };
+    let too_large = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| m.contains("too%20large") || m.contains("too large"));
+    if code == tonic::Code::OutOfRange as i32 && too_large {
+        headers.insert("grpc-status", HeaderValue::from(tonic::Code::ResourceExhausted as i32));
+        return tonic::Code::ResourceExhausted;
+    }
+    tonic::Code::from(code)
+}
+
+/// The W3C `traceparent` of the current span, for the events a call causes.
+pub(crate) fn current_traceparent() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
+}
+
+/// Notes the lead a call is about on its span.
+pub(crate) fn record_lead(id: &str) {
+    tracing::Span::current().record("lead_id", id);
+}

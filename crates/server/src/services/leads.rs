@@ -1,0 +1,397 @@
+//! `leadflow.v1.LeadService`.
+
+use leadflow_domain::lifecycle::{Deal, ManualTransition};
+use leadflow_domain::CommandKind;
+use leadflow_engine::{BatchItem, CreateLead, Engine, HistoryCursor, HistoryEntry, Outcome, Request as EngineRequest};
+use leadflow_proto::v1 as pb;
+use tonic::{Request, Response, Status, Streaming};
+use tonic_types::StatusExt;
+
+use super::engine_request;
+use crate::convert::{
+    engagement_in, engagement_out, explanation_out, lead_key, lead_out, stage_in, timestamp_in, token_in,
+    token_out, transition_out, trigger_out,
+};
+use crate::error::{status, too_large};
+use crate::limits::{Check, MAX_BATCH, MAX_HISTORY_PAGE, MAX_ID_CHARS, MAX_PAGE, MAX_TEXT_CHARS};
+use crate::observe::record_lead;
+
+#[derive(Clone, Debug)]
+pub struct LeadApi {
+    engine: Engine,
+    workspace: String,
+}
+
+impl LeadApi {
+    pub fn new(engine: Engine, workspace: impl Into<String>) -> Self {
+        Self {
+            engine,
+            workspace: workspace.into(),
+        }
+    }
+
+    fn plain(&self) -> EngineRequest {
+        EngineRequest {
+            workspace: self.workspace.clone(),
+            request_id: None,
+            fingerprint: String::new(),
+            traceparent: crate::observe::current_traceparent(),
+        }
+    }
+}
+
+struct Parts {
+    lead: Option<pb::Lead>,
+    transitions: Vec<pb::Transition>,
+    triggers: Vec<pb::WorkflowTrigger>,
+}
+
+fn parts(outcome: &Outcome) -> Parts {
+    record_lead(&outcome.lead.record.id);
+    Parts {
+        lead: Some(lead_out(&outcome.lead)),
+        transitions: outcome.transitions.iter().map(transition_out).collect(),
+        triggers: outcome.triggers.iter().map(trigger_out).collect(),
+    }
+}
+
+fn action(check: &mut Check, value: i32) -> Option<CommandKind> {
+    match pb::Action::try_from(value) {
+        Ok(pb::Action::Promote) => Some(CommandKind::Promote),
+        Ok(pb::Action::Accept) => Some(CommandKind::Accept),
+        Ok(pb::Action::Reject) => Some(CommandKind::Reject),
+        Ok(pb::Action::Recycle) => Some(CommandKind::Recycle),
+        Ok(pb::Action::Convert) => Some(CommandKind::Convert),
+        Ok(pb::Action::Disqualify) => Some(CommandKind::Disqualify),
+        Ok(pb::Action::Requalify) => Some(CommandKind::Requalify),
+        Ok(pb::Action::Unspecified) => {
+            check.fail("action", "required: PROMOTE, ACCEPT, REJECT, RECYCLE, CONVERT, DISQUALIFY or REQUALIFY");
+            None
+        }
+        Err(_) => {
+            check.fail("action", format!("{value} is not an action"));
+            None
+        }
+    }
+}
+
+/// A history page token: `transition|occurred_at|event_id`.
+fn history_cursor(check: &mut Check, token: &str) -> HistoryCursor {
+    let Some(text) = token_in(check, "h", token) else {
+        return HistoryCursor::default();
+    };
+    let mut parts = text.splitn(3, '|');
+    let (Some(t), Some(at), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        check.fail("page_token", "not a page token of this list");
+        return HistoryCursor::default();
+    };
+    let (Ok(t), Ok(at)) = (t.parse::<i64>(), at.parse::<i64>()) else {
+        check.fail("page_token", "not a page token of this list");
+        return HistoryCursor::default();
+    };
+    HistoryCursor {
+        transition: t,
+        engagement: (!id.is_empty()).then(|| (at, id.to_owned())),
+    }
+}
+
+fn history_token(cursor: &HistoryCursor) -> String {
+    let (at, id) = cursor.engagement.clone().unwrap_or((0, String::new()));
+    token_out("h", &format!("{}|{at}|{id}", cursor.transition))
+}
+
+/// Adds to a stream's error how many engagements were committed before it.
+fn after_committed(status: Status, committed: i64) -> Status {
+    let mut details = status.get_error_details();
+    let mut info = details.error_info().cloned();
+    let reason = info.as_ref().map_or_else(|| "STREAM_ABORTED".to_owned(), |i| i.reason.clone());
+    let mut metadata = info.take().map(|i| i.metadata).unwrap_or_default();
+    metadata.insert("committed".to_owned(), committed.to_string());
+    details.set_error_info(reason, crate::error::ERROR_DOMAIN, metadata);
+    let message = format!("{} ({committed} engagements were committed before this one)", status.message());
+    Status::with_error_details(status.code(), message, details)
+}
+
+#[tonic::async_trait]
+impl pb::lead_service_server::LeadService for LeadApi {
+    async fn create_lead(
+        &self,
+        request: Request<pb::CreateLeadRequest>,
+    ) -> Result<Response<pb::CreateLeadResponse>, Status> {
+        let r = request.into_inner();
+        let mut check = Check::default();
+        check.text("request_id", &r.request_id, MAX_ID_CHARS, false);
+        check.text("external_key", &r.external_key, MAX_ID_CHARS, false);
+        check.map("profile", &r.profile);
+        let captured_at = timestamp_in(&mut check, "captured_at", r.captured_at.as_ref());
+        check.into_result()?;
+        let req = engine_request(&self.workspace, "CreateLead", &r.request_id, &r, |m| m.request_id.clear());
+        let input = CreateLead {
+            external_key: (!r.external_key.is_empty()).then(|| r.external_key.clone()),
+            profile: r.profile,
+            captured_at,
+        };
+        let outcome = self.engine.create_lead(&req, &input).await.map_err(status)?;
+        let p = parts(&outcome);
+        Ok(Response::new(pb::CreateLeadResponse {
+            lead: p.lead,
+            transitions: p.transitions,
+            triggers: p.triggers,
+        }))
+    }
+
+    async fn get_lead(&self, request: Request<pb::GetLeadRequest>) -> Result<Response<pb::GetLeadResponse>, Status> {
+        let r = request.into_inner();
+        let mut check = Check::default();
+        let key = lead_key(&mut check, "lead", r.lead.as_ref());
+        check.into_result()?;
+        let Some(key) = key else { return Err(Status::invalid_argument("lead: required")) };
+        let view = self.engine.get_lead(&self.workspace, &key).await.map_err(status)?;
+        record_lead(&view.record.id);
+        Ok(Response::new(pb::GetLeadResponse {
+            lead: Some(lead_out(&view)),
+        }))
+    }
+
+    async fn list_leads(
+        &self,
+        request: Request<pb::ListLeadsRequest>,
+    ) -> Result<Response<pb::ListLeadsResponse>, Status> {
+        let r = request.into_inner();
+        let mut check = Check::default();
+        let stage = stage_in(&mut check, "stage", r.stage);
+        let size = check.page_size("page_size", r.page_size, 50, MAX_PAGE);
+        let after = token_in(&mut check, "l", &r.page_token);
+        check.into_result()?;
+        let page = self
+            .engine
+            .list_leads(&self.workspace, stage, after.as_deref(), size)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListLeadsResponse {
+            leads: page.leads.iter().map(lead_out).collect(),
+            next_page_token: page.next_after.map(|id| token_out("l", &id)).unwrap_or_default(),
+        }))
+    }
+
+    async fn update_lead_profile(
+        &self,
+        request: Request<pb::UpdateLeadProfileRequest>,
+    ) -> Result<Response<pb::UpdateLeadProfileResponse>, Status> {
+        let r = request.into_inner();
+        let mut check = Check::default();
+        check.text("request_id", &r.request_id, MAX_ID_CHARS, false);
+        let key = lead_key(&mut check, "lead", r.lead.as_ref());
+        check.map("attributes", &r.attributes);
+        check.into_result()?;
+        let Some(key) = key else { return Err(Status::invalid_argument("lead: required")) };
+        let req = engine_request(&self.workspace, "UpdateLeadProfile", &r.request_id, &r, |m| m.request_id.clear());
+        let outcome = self
+            .engine
+            .update_profile(&req, &key, &r.attributes, r.expected_version)
+            .await
+            .map_err(status)?;
+        let p = parts(&outcome);
+        Ok(Response::new(pb::UpdateLeadProfileResponse {
+            lead: p.lead,
+            transitions: p.transitions,
+            triggers: p.triggers,
+        }))
+    }
+
+    async fn record_engagement(
+        &self,
+        request: Request<pb::RecordEngagementRequest>,
+    ) -> Result<Response<pb::RecordEngagementResponse>, Status> {
+        let r = request.into_inner();
+        let mut check = Check::default();
+        let key = lead_key(&mut check, "lead", r.lead.as_ref());
+        let engagement = engagement_in(&mut check, "engagement", r.engagement.as_ref(), self.engine.now());
+        check.into_result()?;
+        let (Some(key), Some((engagement, given))) = (key, engagement) else {
+            return Err(Status::invalid_argument("lead and engagement are required"));
+        };
+        let outcome = self
+            .engine
+            .record_engagement(&self.plain(), &key, &engagement, given)
+            .await
+            .map_err(status)?;
+        let p = parts(&outcome);
+        Ok(Response::new(pb::RecordEngagementResponse {
+            lead: p.lead,
+            duplicate: outcome.duplicate,
+            transitions: p.transitions,
+            triggers: p.triggers,
+        }))
+    }
+
+    async fn record_engagements(
+        &self,
+        request: Request<pb::RecordEngagementsRequest>,
+    ) -> Result<Response<pb::RecordEngagementsResponse>, Status> {
+        let r = request.into_inner();
+        if r.engagements.len() > MAX_BATCH {
+            return Err(too_large(
+                "engagements",
+                format!("{} engagements in one call; at most {MAX_BATCH}", r.engagements.len()),
+            ));
+        }
+        let now = self.engine.now();
+        let mut check = Check::default();
+        let mut items = Vec::with_capacity(r.engagements.len());
+        for (i, item) in r.engagements.iter().enumerate() {
+            let key = lead_key(&mut check, &format!("engagements[{i}].lead"), item.lead.as_ref());
+            let e = engagement_in(&mut check, &format!("engagements[{i}].engagement"), item.engagement.as_ref(), now);
+            if let (Some(lead), Some((engagement, occurred_at_given))) = (key, e) {
+                items.push(BatchItem {
+                    lead,
+                    engagement,
+                    occurred_at_given,
+                });
+            }
+        }
+        check.into_result()?;
+        let outcomes = self
+            .engine
+            .record_engagements(&self.plain(), &items)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::RecordEngagementsResponse {
+            results: outcomes
+                .iter()
+                .map(|o| {
+                    let p = parts(o);
+                    pb::EngagementResult {
+                        lead: p.lead,
+                        duplicate: o.duplicate,
+                        transitions: p.transitions,
+                        triggers: p.triggers,
+                    }
+                })
+                .collect(),
+        }))
+    }
+
+    async fn stream_engagements(
+        &self,
+        request: Request<Streaming<pb::StreamEngagementsRequest>>,
+    ) -> Result<Response<pb::StreamEngagementsResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut response = pb::StreamEngagementsResponse::default();
+        let req = self.plain();
+        while let Some(m) = stream
+            .message()
+            .await
+            .map_err(|s| after_committed(s, response.committed))?
+        {
+            let mut check = Check::default();
+            let key = lead_key(&mut check, "lead", m.lead.as_ref());
+            let engagement = engagement_in(&mut check, "engagement", m.engagement.as_ref(), self.engine.now());
+            check.into_result().map_err(|s| after_committed(s, response.committed))?;
+            let (Some(key), Some((engagement, given))) = (key, engagement) else {
+                return Err(after_committed(Status::invalid_argument("lead and engagement are required"), response.committed));
+            };
+            let outcome = self
+                .engine
+                .record_engagement(&req, &key, &engagement, given)
+                .await
+                .map_err(|e| after_committed(status(e), response.committed))?;
+            response.committed += 1;
+            response.duplicates += i64::from(outcome.duplicate);
+            response.transitions += i64::try_from(outcome.transitions.len()).unwrap_or(0);
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn transition(
+        &self,
+        request: Request<pb::TransitionRequest>,
+    ) -> Result<Response<pb::TransitionResponse>, Status> {
+        let r = request.into_inner();
+        let mut check = Check::default();
+        check.text("request_id", &r.request_id, MAX_ID_CHARS, false);
+        let key = lead_key(&mut check, "lead", r.lead.as_ref());
+        let command = action(&mut check, r.action);
+        check.text("reason", &r.reason, MAX_TEXT_CHARS, false);
+        check.text("actor", &r.actor, MAX_TEXT_CHARS, false);
+        check.text("currency", &r.currency, 3, false);
+        if r.deal_value.is_none() && !r.currency.is_empty() {
+            check.fail("currency", "given without deal_value");
+        }
+        let occurred_at = timestamp_in(&mut check, "occurred_at", r.occurred_at.as_ref());
+        check.into_result()?;
+        let (Some(key), Some(command)) = (key, command) else {
+            return Err(Status::invalid_argument("lead and action are required"));
+        };
+        let transition = ManualTransition {
+            command,
+            reason: (!r.reason.is_empty()).then(|| r.reason.clone()),
+            actor: (!r.actor.is_empty()).then(|| r.actor.clone()),
+            deal: r.deal_value.map(|value| Deal {
+                value,
+                currency: r.currency.clone(),
+            }),
+            occurred_at,
+        };
+        let req = engine_request(&self.workspace, "Transition", &r.request_id, &r, |m| m.request_id.clear());
+        let outcome = self
+            .engine
+            .transition(&req, &key, &transition, r.expected_version)
+            .await
+            .map_err(status)?;
+        let p = parts(&outcome);
+        Ok(Response::new(pb::TransitionResponse {
+            lead: p.lead,
+            transitions: p.transitions,
+            triggers: p.triggers,
+        }))
+    }
+
+    async fn get_lead_history(
+        &self,
+        request: Request<pb::GetLeadHistoryRequest>,
+    ) -> Result<Response<pb::GetLeadHistoryResponse>, Status> {
+        let r = request.into_inner();
+        let mut check = Check::default();
+        let key = lead_key(&mut check, "lead", r.lead.as_ref());
+        let size = check.page_size("page_size", r.page_size, 100, MAX_HISTORY_PAGE);
+        let cursor = history_cursor(&mut check, &r.page_token);
+        check.into_result()?;
+        let Some(key) = key else { return Err(Status::invalid_argument("lead: required")) };
+        let page = self
+            .engine
+            .history(&self.workspace, &key, &cursor, size)
+            .await
+            .map_err(status)?;
+        let entries = page
+            .entries
+            .iter()
+            .map(|e| pb::HistoryEntry {
+                entry: Some(match e {
+                    HistoryEntry::Transition(t) => pb::history_entry::Entry::Transition(transition_out(t)),
+                    HistoryEntry::Engagement(g) => pb::history_entry::Entry::Engagement(engagement_out(g)),
+                }),
+            })
+            .collect();
+        Ok(Response::new(pb::GetLeadHistoryResponse {
+            entries,
+            next_page_token: page.next.as_ref().map(history_token).unwrap_or_default(),
+        }))
+    }
+
+    async fn explain_score(
+        &self,
+        request: Request<pb::ExplainScoreRequest>,
+    ) -> Result<Response<pb::ExplainScoreResponse>, Status> {
+        let r = request.into_inner();
+        let mut check = Check::default();
+        let key = lead_key(&mut check, "lead", r.lead.as_ref());
+        let as_of = timestamp_in(&mut check, "as_of", r.as_of.as_ref());
+        check.into_result()?;
+        let Some(key) = key else { return Err(Status::invalid_argument("lead: required")) };
+        let (view, explanation) = self.engine.explain(&self.workspace, &key, as_of).await.map_err(status)?;
+        record_lead(&view.record.id);
+        Ok(Response::new(explanation_out(&view, &explanation)))
+    }
+}
+

@@ -1,0 +1,29 @@
+//! The tonic services: proto in, engine call, proto out.
+
+mod leads;
+mod policies;
+
+pub use leads::LeadApi;
+pub use policies::PolicyApi;
+
+use leadflow_engine::{Request, fingerprint};
+
+/// An engine request for a call: its idempotency key and a hash of its
+/// content without that key (so a retry with the same id is recognised and
+/// the same id with other content is not).
+pub(crate) fn engine_request<M: prost::Message + Clone>(
+    workspace: &str,
+    method: &str,
+    request_id: &str,
+    message: &M,
+    clear_id: impl FnOnce(&mut M),
+) -> Request {
+    let mut copy = message.clone();
+    clear_id(&mut copy);
+    Request {
+        workspace: workspace.to_owned(),
+        request_id: (!request_id.is_empty()).then(|| request_id.to_owned()),
+        fingerprint: fingerprint([method.as_bytes(), copy.encode_to_vec().as_slice()]),
+        traceparent: crate::observe::current_traceparent(),
+    }
+}

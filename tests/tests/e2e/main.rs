@@ -1,0 +1,8 @@
+//! leadflow end to end: every scenario on SQLite and on PostgreSQL.
+
+mod batch;
+mod errors;
+mod idempotency;
+mod lifecycle;
+mod reads;
+mod service;
