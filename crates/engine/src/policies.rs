@@ -154,4 +154,13 @@ impl Engine {
         tx.commit().await?;
         Ok(activation)
     }
+
+    /// Forgets idempotent results older than `keep` (they are kept at least
+    /// 24 h; callers retry within minutes).
+    pub async fn purge_idempotent_results(&self, keep: leadflow_domain::Span) -> Result<u64, EngineError> {
+        let tx = self.store.begin().await?;
+        let purged = tx.purge_results(self.now().saturating_sub(keep)).await?;
+        tx.commit().await?;
+        Ok(purged)
+    }
 }

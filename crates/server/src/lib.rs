@@ -66,12 +66,14 @@ pub struct Running {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     health: tonic_health::server::HealthReporter,
+    housekeeping: JoinHandle<()>,
 }
 
 impl Running {
     /// Stops taking calls, lets those in flight finish within `grace`, then
     /// cuts the rest (open streams included).
     pub async fn shutdown(mut self, grace: std::time::Duration) {
+        self.housekeeping.abort();
         self.health.set_not_serving::<LeadServiceServer<LeadApi>>().await;
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -101,6 +103,7 @@ pub async fn start(listen: SocketAddr, engine: Engine) -> anyhow::Result<Running
     let reflection_v1 = reflection(tonic_reflection::server::Builder::configure()).build_v1()?;
     let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure()).build_v1alpha()?;
 
+    let housekeeping = tokio::spawn(housekeeping(engine.clone()));
     let leads = LeadServiceServer::new(LeadApi::new(engine.clone(), DEFAULT_WORKSPACE))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let policies = PolicyServiceServer::new(PolicyApi::new(engine, DEFAULT_WORKSPACE))
@@ -124,7 +127,21 @@ pub async fn start(listen: SocketAddr, engine: Engine) -> anyhow::Result<Running
         shutdown: Some(shutdown),
         task,
         health,
+        housekeeping,
     })
+}
+
+/// Hourly: forgets idempotent results older than two days.
+async fn housekeeping(engine: Engine) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        match engine.purge_idempotent_results(leadflow_domain::Span::from_hours(48)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "forgot old idempotent results"),
+            Err(e) => tracing::warn!(error = %e, "could not purge old idempotent results"),
+        }
+    }
 }
 
 /// `leadflow serve`: runs until SIGTERM or SIGINT, then shuts down within

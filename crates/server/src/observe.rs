@@ -59,8 +59,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let method = req.uri().path().to_owned();
+        if let Some(tp) = req.headers().get("traceparent").and_then(|v| v.to_str().ok()) {
+            let tp = IncomingTrace(tp.to_owned());
+            req.extensions_mut().insert(tp);
+        }
         let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(req.headers())));
         let span = tracing::info_span!(
             "rpc",
@@ -124,8 +128,18 @@ fn status_of(headers: &mut HeaderMap) -> tonic::Code {
     tonic::Code::from(code)
 }
 
+/// The caller's `traceparent` header, as received.
+#[derive(Clone, Debug)]
+pub(crate) struct IncomingTrace(pub(crate) String);
+
+/// The trace a call's events carry: the current span's, or, where spans are
+/// not exported (no OpenTelemetry layer), the caller's own.
+pub(crate) fn traceparent_of<T>(request: &tonic::Request<T>) -> Option<String> {
+    current_traceparent().or_else(|| request.extensions().get::<IncomingTrace>().map(|t| t.0.clone()))
+}
+
 /// The W3C `traceparent` of the current span, for the events a call causes.
-pub(crate) fn current_traceparent() -> Option<String> {
+fn current_traceparent() -> Option<String> {
     let context = tracing::Span::current().context();
     let span = context.span();
     let sc = span.span_context();

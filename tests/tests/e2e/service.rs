@@ -107,3 +107,25 @@ on_both_databases!(
         Ok(())
     }
 );
+
+on_both_databases!(
+    async fn events_carry_the_callers_trace(server) {
+        let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let mut request = tonic::Request::new(pb::CreateLeadRequest {
+            profile: good_fit("ua@acme.com"),
+            ..Default::default()
+        });
+        request
+            .metadata_mut()
+            .insert("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01").parse()?);
+        let lead = server.leads.create_lead(request).await?.into_inner().lead.expect("lead");
+        let events = server.engine.store().outbox_after(server.workspace(), 0, 100).await?;
+        assert!(!events.is_empty(), "the capture is an event");
+        for e in &events {
+            assert_eq!(e.event.lead_id, lead.id);
+            let tp = e.event.traceparent.clone().unwrap_or_default();
+            assert!(tp.starts_with("00-") && tp.contains(trace_id), "{tp}");
+        }
+        Ok(())
+    }
+);

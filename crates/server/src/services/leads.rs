@@ -14,7 +14,7 @@ use crate::convert::{
 };
 use crate::error::{status, too_large};
 use crate::limits::{Check, MAX_BATCH, MAX_HISTORY_PAGE, MAX_ID_CHARS, MAX_PAGE, MAX_TEXT_CHARS};
-use crate::observe::record_lead;
+use crate::observe::{record_lead, traceparent_of};
 
 #[derive(Clone, Debug)]
 pub struct LeadApi {
@@ -30,12 +30,12 @@ impl LeadApi {
         }
     }
 
-    fn plain(&self) -> EngineRequest {
+    fn plain(&self, traceparent: Option<String>) -> EngineRequest {
         EngineRequest {
             workspace: self.workspace.clone(),
             request_id: None,
             fingerprint: String::new(),
-            traceparent: crate::observe::current_traceparent(),
+            traceparent,
         }
     }
 }
@@ -118,6 +118,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::CreateLeadRequest>,
     ) -> Result<Response<pb::CreateLeadResponse>, Status> {
+        let trace = traceparent_of(&request);
         let r = request.into_inner();
         let mut check = Check::default();
         check.text("request_id", &r.request_id, MAX_ID_CHARS, false);
@@ -125,7 +126,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         check.map("profile", &r.profile);
         let captured_at = timestamp_in(&mut check, "captured_at", r.captured_at.as_ref());
         check.into_result()?;
-        let req = engine_request(&self.workspace, "CreateLead", &r.request_id, &r, |m| m.request_id.clear());
+        let req = engine_request(&self.workspace, "CreateLead", &r.request_id, &r, |m| m.request_id.clear(), trace);
         let input = CreateLead {
             external_key: (!r.external_key.is_empty()).then(|| r.external_key.clone()),
             profile: r.profile,
@@ -178,6 +179,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::UpdateLeadProfileRequest>,
     ) -> Result<Response<pb::UpdateLeadProfileResponse>, Status> {
+        let trace = traceparent_of(&request);
         let r = request.into_inner();
         let mut check = Check::default();
         check.text("request_id", &r.request_id, MAX_ID_CHARS, false);
@@ -185,7 +187,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         check.map("attributes", &r.attributes);
         check.into_result()?;
         let Some(key) = key else { return Err(Status::invalid_argument("lead: required")) };
-        let req = engine_request(&self.workspace, "UpdateLeadProfile", &r.request_id, &r, |m| m.request_id.clear());
+        let req = engine_request(&self.workspace, "UpdateLeadProfile", &r.request_id, &r, |m| m.request_id.clear(), trace);
         let outcome = self
             .engine
             .update_profile(&req, &key, &r.attributes, r.expected_version)
@@ -203,6 +205,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::RecordEngagementRequest>,
     ) -> Result<Response<pb::RecordEngagementResponse>, Status> {
+        let trace = traceparent_of(&request);
         let r = request.into_inner();
         let mut check = Check::default();
         let key = lead_key(&mut check, "lead", r.lead.as_ref());
@@ -213,7 +216,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         };
         let outcome = self
             .engine
-            .record_engagement(&self.plain(), &key, &engagement, given)
+            .record_engagement(&self.plain(trace), &key, &engagement, given)
             .await
             .map_err(status)?;
         let p = parts(&outcome);
@@ -229,6 +232,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::RecordEngagementsRequest>,
     ) -> Result<Response<pb::RecordEngagementsResponse>, Status> {
+        let trace = traceparent_of(&request);
         let r = request.into_inner();
         if r.engagements.len() > MAX_BATCH {
             return Err(too_large(
@@ -253,7 +257,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         check.into_result()?;
         let outcomes = self
             .engine
-            .record_engagements(&self.plain(), &items)
+            .record_engagements(&self.plain(trace), &items)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::RecordEngagementsResponse {
@@ -276,9 +280,10 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<Streaming<pb::StreamEngagementsRequest>>,
     ) -> Result<Response<pb::StreamEngagementsResponse>, Status> {
+        let trace = traceparent_of(&request);
         let mut stream = request.into_inner();
         let mut response = pb::StreamEngagementsResponse::default();
-        let req = self.plain();
+        let req = self.plain(trace);
         while let Some(m) = stream
             .message()
             .await
@@ -307,6 +312,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::TransitionRequest>,
     ) -> Result<Response<pb::TransitionResponse>, Status> {
+        let trace = traceparent_of(&request);
         let r = request.into_inner();
         let mut check = Check::default();
         check.text("request_id", &r.request_id, MAX_ID_CHARS, false);
@@ -333,7 +339,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
             }),
             occurred_at,
         };
-        let req = engine_request(&self.workspace, "Transition", &r.request_id, &r, |m| m.request_id.clear());
+        let req = engine_request(&self.workspace, "Transition", &r.request_id, &r, |m| m.request_id.clear(), trace);
         let outcome = self
             .engine
             .transition(&req, &key, &transition, r.expected_version)

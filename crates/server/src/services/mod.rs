@@ -17,6 +17,7 @@ pub(crate) fn engine_request<M: prost::Message + Clone>(
     request_id: &str,
     message: &M,
     clear_id: impl FnOnce(&mut M),
+    traceparent: Option<String>,
 ) -> Request {
     let mut copy = message.clone();
     clear_id(&mut copy);
@@ -24,6 +25,6 @@ pub(crate) fn engine_request<M: prost::Message + Clone>(
         workspace: workspace.to_owned(),
         request_id: (!request_id.is_empty()).then(|| request_id.to_owned()),
         fingerprint: fingerprint([method.as_bytes(), copy.encode_to_vec().as_slice()]),
-        traceparent: crate::observe::current_traceparent(),
+        traceparent,
     }
 }

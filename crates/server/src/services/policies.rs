@@ -5,6 +5,7 @@ use leadflow_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::engine_request;
+use crate::observe::traceparent_of;
 use crate::convert::{policy_out, token_in, token_out};
 use crate::error::{status, too_large};
 use crate::limits::{Check, MAX_ID_CHARS, MAX_PAGE, MAX_POLICY_BYTES};
@@ -67,6 +68,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         &self,
         request: Request<pb::CreatePolicyVersionRequest>,
     ) -> Result<Response<pb::CreatePolicyVersionResponse>, Status> {
+        let trace = traceparent_of(&request);
         let r = request.into_inner();
         check_source(&r.source)?;
         let mut check = Check::default();
@@ -75,7 +77,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
             check.fail("source", "required: a TOML policy document");
         }
         check.into_result()?;
-        let req = engine_request(&self.workspace, "CreatePolicyVersion", &r.request_id, &r, |m| m.request_id.clear());
+        let req = engine_request(&self.workspace, "CreatePolicyVersion", &r.request_id, &r, |m| m.request_id.clear(), trace);
         let record = self.engine.create_policy_version(&req, &r.source).await.map_err(status)?;
         Ok(Response::new(pb::CreatePolicyVersionResponse {
             policy: Some(policy_out(&record)),
@@ -124,6 +126,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         &self,
         request: Request<pb::ActivatePolicyRequest>,
     ) -> Result<Response<pb::ActivatePolicyResponse>, Status> {
+        let trace = traceparent_of(&request);
         let r = request.into_inner();
         let mut check = Check::default();
         check.text("request_id", &r.request_id, MAX_ID_CHARS, false);
@@ -131,7 +134,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
             check.fail("version", "required: a version number from CreatePolicyVersion");
         }
         check.into_result()?;
-        let req = engine_request(&self.workspace, "ActivatePolicy", &r.request_id, &r, |m| m.request_id.clear());
+        let req = engine_request(&self.workspace, "ActivatePolicy", &r.request_id, &r, |m| m.request_id.clear(), trace);
         let activation = self.engine.activate_policy(&req, r.version).await.map_err(status)?;
         Ok(Response::new(pb::ActivatePolicyResponse {
             policy: Some(policy_out(&activation.policy)),

@@ -1,0 +1,77 @@
+"""A Python client generated from proto/ by grpcio-tools talks to a running leadflow.
+
+Usage: python_check.py HOST:PORT GENERATED_DIR
+"""
+
+import sys
+import time
+import uuid
+
+target, generated = sys.argv[1], sys.argv[2]
+sys.path.insert(0, generated)
+
+import grpc  # noqa: E402
+from google.protobuf import timestamp_pb2  # noqa: E402
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc  # noqa: E402
+
+from leadflow.v1 import lead_pb2, lead_service_pb2, lead_service_pb2_grpc  # noqa: E402
+
+
+def check(condition, message):
+    if not condition:
+        print(f"FAIL: {message}", file=sys.stderr)
+        sys.exit(1)
+    print(f"ok: {message}")
+
+
+channel = grpc.insecure_channel(target)
+grpc.channel_ready_future(channel).result(timeout=30)
+
+health = health_pb2_grpc.HealthStub(channel)
+for service in ("", "leadflow.v1.LeadService"):
+    status = health.Check(health_pb2.HealthCheckRequest(service=service)).status
+    check(status == health_pb2.HealthCheckResponse.SERVING, f"health of {service or 'the server'} is SERVING")
+
+reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+answer = next(reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+services = {s.name for s in answer.list_services_response.service}
+for name in ("leadflow.v1.LeadService", "leadflow.v1.PolicyService", "grpc.health.v1.Health"):
+    check(name in services, f"reflection lists {name}")
+
+leads = lead_service_pb2_grpc.LeadServiceStub(channel)
+email = f"py-{uuid.uuid4().hex[:8]}@acme.com"
+created = leads.CreateLead(
+    lead_service_pb2.CreateLeadRequest(
+        request_id=str(uuid.uuid4()),
+        profile={"email": email, "company": "Acme", "title": "CTO", "company_size": "500"},
+    )
+)
+lead = created.lead
+check(lead.stage == lead_pb2.STAGE_IQL, "CreateLead captures at IQL")
+check(lead.scores.fit == 30.0, f"fit is scored ({lead.scores.fit})")
+
+now = timestamp_pb2.Timestamp()
+now.FromSeconds(int(time.time()) - 1)
+recorded = leads.RecordEngagement(
+    lead_service_pb2.RecordEngagementRequest(
+        lead=lead_pb2.LeadRef(id=lead.id),
+        engagement=lead_pb2.Engagement(event_id=str(uuid.uuid4()), type="demo_requested", occurred_at=now),
+    )
+)
+stages = [(t.from_stage, t.to_stage) for t in recorded.transitions]
+check(
+    stages == [(lead_pb2.STAGE_IQL, lead_pb2.STAGE_MQL), (lead_pb2.STAGE_MQL, lead_pb2.STAGE_SQL)],
+    "RecordEngagement of a demo request moves the lead through MQL to SQL",
+)
+
+try:
+    leads.RecordEngagement(
+        lead_service_pb2.RecordEngagementRequest(
+            lead=lead_pb2.LeadRef(id=lead.id),
+            engagement=lead_pb2.Engagement(event_id="x", type="no_such_type"),
+        )
+    )
+    check(False, "an unknown engagement type is refused")
+except grpc.RpcError as e:
+    check(e.code() == grpc.StatusCode.INVALID_ARGUMENT, f"an unknown engagement type is INVALID_ARGUMENT ({e.details()})")
