@@ -1,0 +1,70 @@
+//! The `leadflow` command, as a user runs it.
+
+use std::process::Command;
+
+fn leadflow(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args(args)
+        .output()
+        .expect("run leadflow")
+}
+
+fn example() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/policy.toml").to_owned()
+}
+
+#[test]
+fn policy_validate_accepts_the_example() {
+    let out = leadflow(&["policy", "validate", &example()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"acme-b2b\" is valid"));
+}
+
+#[test]
+fn policy_validate_prints_every_problem_with_its_path_and_fails() {
+    let dir = std::env::temp_dir().join(format!("leadflow-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("bad.toml");
+    let source = std::fs::read_to_string(example())
+        .expect("example")
+        .replace("type = \"webinar_attended\"", "type = \"webinar_atended\"")
+        .replace("half_life = \"30d\"", "half_life = \"a month\"");
+    std::fs::write(&file, source).expect("write");
+    let out = leadflow(&["policy", "validate", file.to_str().expect("path")]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("engagement[1].type: unknown engagement type \"webinar_atended\""), "{stderr}");
+    assert!(stderr.contains("decay.half_life: bad duration \"a month\""), "{stderr}");
+    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+}
+
+#[test]
+fn migrate_creates_a_sqlite_database() {
+    let dir = std::env::temp_dir().join(format!("leadflow-cli-migrate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let url = format!("sqlite://{}", dir.join("x.db").display());
+    let out = leadflow(&["migrate", "--database-url", &url]);
+    let exists = dir.join("x.db").exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(exists);
+}
+
+#[test]
+fn bad_configuration_is_refused_before_anything_starts() {
+    let out = leadflow(&["serve", "--database-url", "mysql://nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("database_url must be"));
+    let out = leadflow(&["serve", "--listen", "not-an-address"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = leadflow(&["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for command in ["serve", "migrate", "policy"] {
+        assert!(text.contains(command), "{text}");
+    }
+}
