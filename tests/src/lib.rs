@@ -64,7 +64,11 @@ impl TestServer {
 
     /// Rows per table: leads, engagements, transitions, outbox, timers.
     pub async fn rows(&self) -> [u64; 5] {
-        self.engine.store().row_counts(self.workspace()).await.expect("count rows")
+        self.engine
+            .store()
+            .row_counts(self.workspace())
+            .await
+            .expect("count rows")
     }
 
     pub async fn stop(mut self) {
@@ -129,7 +133,10 @@ pub fn by_key(key: &str) -> Option<pb::LeadRef> {
 }
 
 pub fn profile(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 /// A senior, mid-market, target-industry buyer (fit 40).
@@ -211,7 +218,10 @@ pub fn details(status: &tonic::Status) -> tonic_types::ErrorDetails {
 
 /// The `ErrorInfo` reason of a status.
 pub fn reason(status: &tonic::Status) -> String {
-    details(status).error_info().map(|i| i.reason.clone()).unwrap_or_default()
+    details(status)
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default()
 }
 
 /// The field paths of a status's `BadRequest`.
@@ -232,5 +242,7 @@ pub async fn create(server: &mut TestServer, email: &str) -> anyhow::Result<pb::
         })
         .await?
         .into_inner();
-    response.lead.ok_or_else(|| anyhow::anyhow!("no lead in the response"))
+    response
+        .lead
+        .ok_or_else(|| anyhow::anyhow!("no lead in the response"))
 }

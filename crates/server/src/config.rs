@@ -120,7 +120,10 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         let url = self.database_url.expose();
         if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
-            anyhow::bail!("database_url must be sqlite://PATH or postgres://…, not {}", self.database_url);
+            anyhow::bail!(
+                "database_url must be sqlite://PATH or postgres://…, not {}",
+                self.database_url
+            );
         }
         if self.max_connections == 0 {
             anyhow::bail!("max_connections must be at least 1");
@@ -140,8 +143,9 @@ mod tests {
 
     #[test]
     fn layers_apply_in_order_and_passwords_never_print() {
-        let file: Layer = toml::from_str("database_url = \"postgres://u:secret@db/leadflow\"\nlisten = \"0.0.0.0:6000\"")
-            .expect("valid");
+        let file: Layer =
+            toml::from_str("database_url = \"postgres://u:secret@db/leadflow\"\nlisten = \"0.0.0.0:6000\"")
+                .expect("valid");
         let flags = Layer {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 7000))),
             ..Layer::default()

@@ -19,14 +19,20 @@ use crate::limits::{Check, MAX_ID_CHARS, MAX_NAME_CHARS};
 const MIN_SECONDS: i64 = -62_135_596_800;
 const MAX_SECONDS: i64 = 253_402_300_799;
 
-pub(crate) fn timestamp_in(check: &mut Check, field: &str, t: Option<&prost_types::Timestamp>) -> Option<Timestamp> {
+pub(crate) fn timestamp_in(
+    check: &mut Check,
+    field: &str,
+    t: Option<&prost_types::Timestamp>,
+) -> Option<Timestamp> {
     let t = t?;
     if !(0..1_000_000_000).contains(&t.nanos) || !(MIN_SECONDS..=MAX_SECONDS).contains(&t.seconds) {
         check.fail(field, "not a valid timestamp");
         return None;
     }
     // Kept to the microsecond, truncated.
-    Some(Timestamp::from_micros(t.seconds * 1_000_000 + i64::from(t.nanos / 1_000)))
+    Some(Timestamp::from_micros(
+        t.seconds * 1_000_000 + i64::from(t.nanos / 1_000),
+    ))
 }
 
 pub(crate) fn timestamp_out(t: Timestamp) -> prost_types::Timestamp {
@@ -312,7 +318,10 @@ pub(crate) fn token_in(check: &mut Check, tag: &str, token: &str) -> Option<Stri
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|text| text.strip_prefix(&format!("{tag}:")).map(str::to_owned));
     if decoded.is_none() {
-        check.fail("page_token", "not a page token of this list: pass next_page_token back unchanged");
+        check.fail(
+            "page_token",
+            "not a page token of this list: pass next_page_token back unchanged",
+        );
     }
     decoded
 }

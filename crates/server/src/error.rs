@@ -12,7 +12,10 @@ use tonic_types::{ErrorDetails, StatusExt};
 pub(crate) const ERROR_DOMAIN: &str = "leadflow";
 
 fn info(details: &mut ErrorDetails, reason: &str, metadata: &[(&str, String)]) {
-    let metadata: HashMap<String, String> = metadata.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+    let metadata: HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
     details.set_error_info(reason, ERROR_DOMAIN, metadata);
 }
 
@@ -23,7 +26,11 @@ pub(crate) fn invalid(reason: &str, violations: &[FieldViolation]) -> Status {
         details.add_bad_request_violation(v.field.clone(), v.description.clone());
     }
     info(&mut details, reason, &[]);
-    let message = violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+    let message = violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
     Status::with_error_details(Code::InvalidArgument, message, details)
 }
 
@@ -49,22 +56,41 @@ pub(crate) fn status(error: EngineError) -> Status {
         }
         EngineError::NotFound { what, key } => {
             let mut details = ErrorDetails::new();
-            info(&mut details, "NOT_FOUND", &[("resource", what.to_owned()), ("key", key.clone())]);
+            info(
+                &mut details,
+                "NOT_FOUND",
+                &[("resource", what.to_owned()), ("key", key.clone())],
+            );
             details.set_resource_info(what, key.clone(), "", "no such resource in this workspace");
             Status::with_error_details(Code::NotFound, format!("{what} {key} not found"), details)
         }
         EngineError::AlreadyExists { what, key, id } => {
             let mut details = ErrorDetails::new();
-            info(&mut details, "ALREADY_EXISTS", &[("resource", what.to_owned()), ("key", key.clone()), ("id", id.clone())]);
+            info(
+                &mut details,
+                "ALREADY_EXISTS",
+                &[
+                    ("resource", what.to_owned()),
+                    ("key", key.clone()),
+                    ("id", id.clone()),
+                ],
+            );
             details.set_resource_info(what, id.clone(), "", format!("{key:?} already names {what} {id}"));
-            Status::with_error_details(Code::AlreadyExists, format!("{what} {key:?} already exists: {id}"), details)
+            Status::with_error_details(
+                Code::AlreadyExists,
+                format!("{what} {key:?} already exists: {id}"),
+                details,
+            )
         }
         EngineError::VersionConflict { expected, actual } => {
             let mut details = ErrorDetails::new();
             info(
                 &mut details,
                 "VERSION_CONFLICT",
-                &[("expected_version", expected.to_string()), ("actual_version", actual.to_string())],
+                &[
+                    ("expected_version", expected.to_string()),
+                    ("actual_version", actual.to_string()),
+                ],
             );
             Status::with_error_details(
                 Code::Aborted,
@@ -105,7 +131,10 @@ fn domain(error: DomainError) -> Status {
             info(
                 &mut details,
                 "INVALID_TRANSITION",
-                &[("stage", stage.as_str().to_owned()), ("command", command.as_str().to_owned())],
+                &[
+                    ("stage", stage.as_str().to_owned()),
+                    ("command", command.as_str().to_owned()),
+                ],
             );
             let message = format!("{command} is not allowed from {stage}");
             details.add_precondition_failure_violation("INVALID_TRANSITION", stage.as_str(), message.clone());
@@ -119,15 +148,30 @@ fn domain(error: DomainError) -> Status {
                 "GUARD_FAILED",
                 &[
                     ("command", command.as_str().to_owned()),
-                    ("guard", first.map(|g| g.guard.as_str().to_owned()).unwrap_or_default()),
+                    (
+                        "guard",
+                        first.map(|g| g.guard.as_str().to_owned()).unwrap_or_default(),
+                    ),
                     ("detail", first.map(|g| g.detail.clone()).unwrap_or_default()),
                 ],
             );
             for check in &failed {
-                details.add_precondition_failure_violation("GUARD", check.guard.as_str(), check.detail.clone());
+                details.add_precondition_failure_violation(
+                    "GUARD",
+                    check.guard.as_str(),
+                    check.detail.clone(),
+                );
             }
-            let list = failed.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-            Status::with_error_details(Code::FailedPrecondition, format!("{command} refused: {list}"), details)
+            let list = failed
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            Status::with_error_details(
+                Code::FailedPrecondition,
+                format!("{command} refused: {list}"),
+                details,
+            )
         }
         DomainError::HistoryRequired => {
             tracing::error!("a decision asked for history the engine did not give");

@@ -50,7 +50,10 @@ pub async fn open_engine(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resu
     let store = Store::connect(config.database_url.expose(), &options)
         .await
         .with_context(|| format!("cannot open the database {}", config.database_url))?;
-    store.migrate().await.context("cannot apply the database migrations")?;
+    store
+        .migrate()
+        .await
+        .context("cannot apply the database migrations")?;
     let engine = Engine::new(store, clock);
     engine
         .bootstrap(DEFAULT_WORKSPACE, DEFAULT_POLICY)
@@ -80,7 +83,10 @@ impl Running {
         }
         let abort = self.task.abort_handle();
         if tokio::time::timeout(grace, &mut self.task).await.is_err() {
-            tracing::warn!(grace_ms = grace.as_millis(), "calls still open after the grace period; closing them");
+            tracing::warn!(
+                grace_ms = grace.as_millis(),
+                "calls still open after the grace period; closing them"
+            );
             abort.abort();
         }
     }
@@ -136,7 +142,10 @@ async fn housekeeping(engine: Engine) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         every.tick().await;
-        match engine.purge_idempotent_results(leadflow_domain::Span::from_hours(48)).await {
+        match engine
+            .purge_idempotent_results(leadflow_domain::Span::from_hours(48))
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "forgot old idempotent results"),
             Err(e) => tracing::warn!(error = %e, "could not purge old idempotent results"),

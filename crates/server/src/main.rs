@@ -66,9 +66,7 @@ struct ServeArgs {
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
     /// Checks a policy file; prints every problem with its path.
-    Validate {
-        file: PathBuf,
-    },
+    Validate { file: PathBuf },
     /// Stores a policy file as a new version on a running server and activates it.
     Apply {
         file: PathBuf,
@@ -118,7 +116,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_connections: args.max_connections,
             };
             let config = config(cli.config.as_deref(), flags)?;
-            let _telemetry = leadflow_server::telemetry::init(config.log_format, &config.log_level, std::io::stderr)?;
+            let _telemetry =
+                leadflow_server::telemetry::init(config.log_format, &config.log_level, std::io::stderr)?;
             leadflow_server::serve(config).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -188,7 +187,10 @@ async fn apply(file: &Path, server: &str) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
         .into_inner();
-    println!("policy {:?} is version {} and active", created.name, created.version);
+    println!(
+        "policy {:?} is version {} and active",
+        created.name, created.version
+    );
     println!("{}", activated.note);
     Ok(ExitCode::SUCCESS)
 }

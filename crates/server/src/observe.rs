@@ -93,7 +93,10 @@ where
                 tonic::Code::Ok | tonic::Code::Cancelled => {
                     tracing::info!(method = %method, code = ?code, latency_ms, "rpc");
                 }
-                tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss | tonic::Code::Unavailable => {
+                tonic::Code::Internal
+                | tonic::Code::Unknown
+                | tonic::Code::DataLoss
+                | tonic::Code::Unavailable => {
                     tracing::error!(method = %method, code = ?code, latency_ms, "rpc");
                 }
                 _ => tracing::warn!(method = %method, code = ?code, latency_ms, "rpc"),
@@ -122,7 +125,10 @@ fn status_of(headers: &mut HeaderMap) -> tonic::Code {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|m| m.contains("too%20large") || m.contains("too large"));
     if code == tonic::Code::OutOfRange as i32 && too_large {
-        headers.insert("grpc-status", HeaderValue::from(tonic::Code::ResourceExhausted as i32));
+        headers.insert(
+            "grpc-status",
+            HeaderValue::from(tonic::Code::ResourceExhausted as i32),
+        );
         return tonic::Code::ResourceExhausted;
     }
     tonic::Code::from(code)
@@ -143,7 +149,14 @@ fn current_traceparent() -> Option<String> {
     let context = tracing::Span::current().context();
     let span = context.span();
     let sc = span.span_context();
-    sc.is_valid().then(|| format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
+    sc.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
+    })
 }
 
 /// Notes the lead a call is about on its span.

@@ -27,7 +27,9 @@ impl Drop for TelemetryGuard {
 /// The tracer provider: exporting over OTLP/gRPC when the standard
 /// environment names an endpoint.
 pub fn tracer_provider() -> anyhow::Result<SdkTracerProvider> {
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name("leadflow").build();
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name("leadflow")
+        .build();
     let builder = SdkTracerProvider::builder().with_resource(resource);
     let exporting = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
         || std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some();
@@ -53,7 +55,12 @@ where
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     match format {
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(writer))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(writer),
+            )
             .try_init()?,
         LogFormat::Pretty => registry
             .with(tracing_subscriber::fmt::layer().compact().with_writer(writer))

@@ -34,8 +34,14 @@ fn policy_validate_prints_every_problem_with_its_path_and_fails() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("engagement[1].type: unknown engagement type \"webinar_atended\""), "{stderr}");
-    assert!(stderr.contains("decay.half_life: bad duration \"a month\""), "{stderr}");
+    assert!(
+        stderr.contains("engagement[1].type: unknown engagement type \"webinar_atended\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("decay.half_life: bad duration \"a month\""),
+        "{stderr}"
+    );
     assert!(stderr.contains("2 problem(s)"), "{stderr}");
 }
 

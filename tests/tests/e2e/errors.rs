@@ -14,7 +14,11 @@ fn expect(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code, why: 
     }
     let got = fields(&err);
     for path in paths {
-        assert!(got.iter().any(|f| f == path), "no violation at {path}: {got:?} ({})", err.message());
+        assert!(
+            got.iter().any(|f| f == path),
+            "no violation at {path}: {got:?} ({})",
+            err.message()
+        );
     }
 }
 

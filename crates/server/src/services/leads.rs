@@ -1,8 +1,10 @@
 //! `leadflow.v1.LeadService`.
 
-use leadflow_domain::lifecycle::{Deal, ManualTransition};
 use leadflow_domain::CommandKind;
-use leadflow_engine::{BatchItem, CreateLead, Engine, HistoryCursor, HistoryEntry, Outcome, Request as EngineRequest};
+use leadflow_domain::lifecycle::{Deal, ManualTransition};
+use leadflow_engine::{
+    BatchItem, CreateLead, Engine, HistoryCursor, HistoryEntry, Outcome, Request as EngineRequest,
+};
 use leadflow_proto::v1 as pb;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_types::StatusExt;
@@ -65,7 +67,10 @@ fn action(check: &mut Check, value: i32) -> Option<CommandKind> {
         Ok(pb::Action::Disqualify) => Some(CommandKind::Disqualify),
         Ok(pb::Action::Requalify) => Some(CommandKind::Requalify),
         Ok(pb::Action::Unspecified) => {
-            check.fail("action", "required: PROMOTE, ACCEPT, REJECT, RECYCLE, CONVERT, DISQUALIFY or REQUALIFY");
+            check.fail(
+                "action",
+                "required: PROMOTE, ACCEPT, REJECT, RECYCLE, CONVERT, DISQUALIFY or REQUALIFY",
+            );
             None
         }
         Err(_) => {
@@ -104,11 +109,16 @@ fn history_token(cursor: &HistoryCursor) -> String {
 fn after_committed(status: Status, committed: i64) -> Status {
     let mut details = status.get_error_details();
     let mut info = details.error_info().cloned();
-    let reason = info.as_ref().map_or_else(|| "STREAM_ABORTED".to_owned(), |i| i.reason.clone());
+    let reason = info
+        .as_ref()
+        .map_or_else(|| "STREAM_ABORTED".to_owned(), |i| i.reason.clone());
     let mut metadata = info.take().map(|i| i.metadata).unwrap_or_default();
     metadata.insert("committed".to_owned(), committed.to_string());
     details.set_error_info(reason, crate::error::ERROR_DOMAIN, metadata);
-    let message = format!("{} ({committed} engagements were committed before this one)", status.message());
+    let message = format!(
+        "{} ({committed} engagements were committed before this one)",
+        status.message()
+    );
     Status::with_error_details(status.code(), message, details)
 }
 
@@ -126,7 +136,14 @@ impl pb::lead_service_server::LeadService for LeadApi {
         check.map("profile", &r.profile);
         let captured_at = timestamp_in(&mut check, "captured_at", r.captured_at.as_ref());
         check.into_result()?;
-        let req = engine_request(&self.workspace, "CreateLead", &r.request_id, &r, |m| m.request_id.clear(), trace);
+        let req = engine_request(
+            &self.workspace,
+            "CreateLead",
+            &r.request_id,
+            &r,
+            |m| m.request_id.clear(),
+            trace,
+        );
         let input = CreateLead {
             external_key: (!r.external_key.is_empty()).then(|| r.external_key.clone()),
             profile: r.profile,
@@ -141,13 +158,22 @@ impl pb::lead_service_server::LeadService for LeadApi {
         }))
     }
 
-    async fn get_lead(&self, request: Request<pb::GetLeadRequest>) -> Result<Response<pb::GetLeadResponse>, Status> {
+    async fn get_lead(
+        &self,
+        request: Request<pb::GetLeadRequest>,
+    ) -> Result<Response<pb::GetLeadResponse>, Status> {
         let r = request.into_inner();
         let mut check = Check::default();
         let key = lead_key(&mut check, "lead", r.lead.as_ref());
         check.into_result()?;
-        let Some(key) = key else { return Err(Status::invalid_argument("lead: required")) };
-        let view = self.engine.get_lead(&self.workspace, &key).await.map_err(status)?;
+        let Some(key) = key else {
+            return Err(Status::invalid_argument("lead: required"));
+        };
+        let view = self
+            .engine
+            .get_lead(&self.workspace, &key)
+            .await
+            .map_err(status)?;
         record_lead(&view.record.id);
         Ok(Response::new(pb::GetLeadResponse {
             lead: Some(lead_out(&view)),
@@ -186,8 +212,17 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let key = lead_key(&mut check, "lead", r.lead.as_ref());
         check.map("attributes", &r.attributes);
         check.into_result()?;
-        let Some(key) = key else { return Err(Status::invalid_argument("lead: required")) };
-        let req = engine_request(&self.workspace, "UpdateLeadProfile", &r.request_id, &r, |m| m.request_id.clear(), trace);
+        let Some(key) = key else {
+            return Err(Status::invalid_argument("lead: required"));
+        };
+        let req = engine_request(
+            &self.workspace,
+            "UpdateLeadProfile",
+            &r.request_id,
+            &r,
+            |m| m.request_id.clear(),
+            trace,
+        );
         let outcome = self
             .engine
             .update_profile(&req, &key, &r.attributes, r.expected_version)
@@ -237,7 +272,10 @@ impl pb::lead_service_server::LeadService for LeadApi {
         if r.engagements.len() > MAX_BATCH {
             return Err(too_large(
                 "engagements",
-                format!("{} engagements in one call; at most {MAX_BATCH}", r.engagements.len()),
+                format!(
+                    "{} engagements in one call; at most {MAX_BATCH}",
+                    r.engagements.len()
+                ),
             ));
         }
         let now = self.engine.now();
@@ -245,7 +283,12 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let mut items = Vec::with_capacity(r.engagements.len());
         for (i, item) in r.engagements.iter().enumerate() {
             let key = lead_key(&mut check, &format!("engagements[{i}].lead"), item.lead.as_ref());
-            let e = engagement_in(&mut check, &format!("engagements[{i}].engagement"), item.engagement.as_ref(), now);
+            let e = engagement_in(
+                &mut check,
+                &format!("engagements[{i}].engagement"),
+                item.engagement.as_ref(),
+                now,
+            );
             if let (Some(lead), Some((engagement, occurred_at_given))) = (key, e) {
                 items.push(BatchItem {
                     lead,
@@ -291,10 +334,16 @@ impl pb::lead_service_server::LeadService for LeadApi {
         {
             let mut check = Check::default();
             let key = lead_key(&mut check, "lead", m.lead.as_ref());
-            let engagement = engagement_in(&mut check, "engagement", m.engagement.as_ref(), self.engine.now());
-            check.into_result().map_err(|s| after_committed(s, response.committed))?;
+            let engagement =
+                engagement_in(&mut check, "engagement", m.engagement.as_ref(), self.engine.now());
+            check
+                .into_result()
+                .map_err(|s| after_committed(s, response.committed))?;
             let (Some(key), Some((engagement, given))) = (key, engagement) else {
-                return Err(after_committed(Status::invalid_argument("lead and engagement are required"), response.committed));
+                return Err(after_committed(
+                    Status::invalid_argument("lead and engagement are required"),
+                    response.committed,
+                ));
             };
             let outcome = self
                 .engine
@@ -339,7 +388,14 @@ impl pb::lead_service_server::LeadService for LeadApi {
             }),
             occurred_at,
         };
-        let req = engine_request(&self.workspace, "Transition", &r.request_id, &r, |m| m.request_id.clear(), trace);
+        let req = engine_request(
+            &self.workspace,
+            "Transition",
+            &r.request_id,
+            &r,
+            |m| m.request_id.clear(),
+            trace,
+        );
         let outcome = self
             .engine
             .transition(&req, &key, &transition, r.expected_version)
@@ -363,7 +419,9 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let size = check.page_size("page_size", r.page_size, 100, MAX_HISTORY_PAGE);
         let cursor = history_cursor(&mut check, &r.page_token);
         check.into_result()?;
-        let Some(key) = key else { return Err(Status::invalid_argument("lead: required")) };
+        let Some(key) = key else {
+            return Err(Status::invalid_argument("lead: required"));
+        };
         let page = self
             .engine
             .history(&self.workspace, &key, &cursor, size)
@@ -394,10 +452,15 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let key = lead_key(&mut check, "lead", r.lead.as_ref());
         let as_of = timestamp_in(&mut check, "as_of", r.as_of.as_ref());
         check.into_result()?;
-        let Some(key) = key else { return Err(Status::invalid_argument("lead: required")) };
-        let (view, explanation) = self.engine.explain(&self.workspace, &key, as_of).await.map_err(status)?;
+        let Some(key) = key else {
+            return Err(Status::invalid_argument("lead: required"));
+        };
+        let (view, explanation) = self
+            .engine
+            .explain(&self.workspace, &key, as_of)
+            .await
+            .map_err(status)?;
         record_lead(&view.record.id);
         Ok(Response::new(explanation_out(&view, &explanation)))
     }
 }
-

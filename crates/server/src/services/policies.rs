@@ -5,10 +5,10 @@ use leadflow_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::engine_request;
-use crate::observe::traceparent_of;
 use crate::convert::{policy_out, token_in, token_out};
 use crate::error::{status, too_large};
 use crate::limits::{Check, MAX_ID_CHARS, MAX_PAGE, MAX_POLICY_BYTES};
+use crate::observe::traceparent_of;
 
 #[derive(Clone, Debug)]
 pub struct PolicyApi {
@@ -77,8 +77,19 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
             check.fail("source", "required: a TOML policy document");
         }
         check.into_result()?;
-        let req = engine_request(&self.workspace, "CreatePolicyVersion", &r.request_id, &r, |m| m.request_id.clear(), trace);
-        let record = self.engine.create_policy_version(&req, &r.source).await.map_err(status)?;
+        let req = engine_request(
+            &self.workspace,
+            "CreatePolicyVersion",
+            &r.request_id,
+            &r,
+            |m| m.request_id.clear(),
+            trace,
+        );
+        let record = self
+            .engine
+            .create_policy_version(&req, &r.source)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::CreatePolicyVersionResponse {
             policy: Some(policy_out(&record)),
         }))
@@ -116,7 +127,11 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         &self,
         _request: Request<pb::GetActivePolicyRequest>,
     ) -> Result<Response<pb::GetActivePolicyResponse>, Status> {
-        let record = self.engine.active_policy_record(&self.workspace).await.map_err(status)?;
+        let record = self
+            .engine
+            .active_policy_record(&self.workspace)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::GetActivePolicyResponse {
             policy: Some(policy_out(&record)),
         }))
@@ -134,8 +149,19 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
             check.fail("version", "required: a version number from CreatePolicyVersion");
         }
         check.into_result()?;
-        let req = engine_request(&self.workspace, "ActivatePolicy", &r.request_id, &r, |m| m.request_id.clear(), trace);
-        let activation = self.engine.activate_policy(&req, r.version).await.map_err(status)?;
+        let req = engine_request(
+            &self.workspace,
+            "ActivatePolicy",
+            &r.request_id,
+            &r,
+            |m| m.request_id.clear(),
+            trace,
+        );
+        let activation = self
+            .engine
+            .activate_policy(&req, r.version)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::ActivatePolicyResponse {
             policy: Some(policy_out(&activation.policy)),
             note: activation.note,
