@@ -46,13 +46,15 @@ pub const DEFAULT_WORKSPACE: &str = "default";
 /// concurrent transactions (deadlock, serialisation failure).
 const RETRIES: usize = 8;
 
+/// Parsed policies by (workspace, version): versions are immutable.
+type PolicyCache = Arc<Mutex<HashMap<(String, i64), Arc<Policy>>>>;
+
 /// The use cases, over one store.
 #[derive(Clone, Debug)]
 pub struct Engine {
     store: Store,
     clock: Arc<dyn Clock>,
-    /// Parsed policies by (workspace, version): versions are immutable.
-    policies: Arc<Mutex<HashMap<(String, i64), Arc<Policy>>>>,
+    policies: PolicyCache,
 }
 
 impl Engine {

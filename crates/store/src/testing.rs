@@ -50,6 +50,7 @@ impl TestDatabase {
         }
     }
 
+    #[allow(clippy::print_stderr)] // the loud skip below
     pub async fn postgres() -> Option<Self> {
         let admin_url =
             std::env::var("LEADFLOW_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
@@ -73,6 +74,7 @@ impl TestDatabase {
                 panic!("PostgreSQL is required (LEADFLOW_REQUIRE_POSTGRES=1) but {admin_url} failed: {e}")
             }
             Err(e) => {
+                // Loud on purpose: a skipped database is not a passed test.
                 eprintln!(
                     "\n*** SKIPPING a PostgreSQL test: no PostgreSQL at {admin_url} ({e}).\n*** Set LEADFLOW_TEST_POSTGRES_URL, or LEADFLOW_REQUIRE_POSTGRES=1 to make this a failure.\n"
                 );
