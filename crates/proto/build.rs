@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "leadflow/v1/lead.proto",
         "leadflow/v1/lead_service.proto",
         "leadflow/v1/policy_service.proto",
+        "leadflow/v1/trigger_service.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());

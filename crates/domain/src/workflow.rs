@@ -155,8 +155,6 @@ pub enum TimerChange {
     Cancel(TimerKind),
     /// Cancel every timer bound to a stage (the lead left it).
     CancelStageBound,
-    /// Cancel every timer of the lead (a policy change re-plans them).
-    CancelAll,
 }
 
 /// An event for the outbox, in stream order.

@@ -5,8 +5,8 @@ use leadflow_domain::FieldViolation;
 
 use crate::Engine;
 use crate::error::EngineError;
-use crate::leads::{MAX_BATCH, retrying};
-use crate::model::{BatchItem, Outcome, Request};
+use crate::leads::{MAX_BATCH, lock, retrying};
+use crate::model::{BatchItem, LeadKey, Outcome, Request};
 
 impl Engine {
     /// Records every item in order, in one transaction. If any item is
@@ -36,9 +36,21 @@ impl Engine {
         items: &[BatchItem],
     ) -> Result<Vec<Outcome>, EngineError> {
         let tx = self.store.begin().await?;
+        // Every lead of the batch, locked up front in one order: two batches
+        // over the same leads queue instead of deadlocking.
+        let mut keys: Vec<&LeadKey> = items.iter().map(|i| &i.lead).collect();
+        keys.sort_by(|a, b| order(a).cmp(&order(b)));
+        keys.dedup();
+        for key in keys {
+            match lock(&tx, &req.workspace, key).await {
+                Ok(_) | Err(EngineError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let mut outcomes = Vec::with_capacity(items.len());
         let mut violations: Vec<FieldViolation> = Vec::new();
         let mut reason = None;
+        let mut events = 0;
         for (i, item) in items.iter().enumerate() {
             let field = format!("engagements[{i}].engagement");
             match self
@@ -52,7 +64,10 @@ impl Engine {
                 )
                 .await
             {
-                Ok(outcome) => outcomes.push(outcome),
+                Ok(applied) => {
+                    events += applied.events;
+                    outcomes.push(applied.outcome);
+                }
                 Err(EngineError::NotFound { what, key }) => {
                     reason.get_or_insert("NOT_FOUND");
                     violations.push(FieldViolation::new(
@@ -85,6 +100,17 @@ impl Engine {
             });
         }
         tx.commit().await?;
+        if events > 0 {
+            self.announce(&req.workspace);
+        }
         Ok(outcomes)
+    }
+}
+
+/// The order batches lock leads in.
+fn order(key: &LeadKey) -> (u8, &str) {
+    match key {
+        LeadKey::Id(id) => (0, id),
+        LeadKey::ExternalKey(k) => (1, k),
     }
 }

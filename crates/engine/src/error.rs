@@ -27,6 +27,12 @@ pub enum EngineError {
     /// `expected_version` did not match.
     #[error("version conflict: expected {expected}, the lead is at {actual}")]
     VersionConflict { expected: i64, actual: i64 },
+    /// A position outside what is kept (a trimmed sequence).
+    #[error("{0}")]
+    OutOfRange(String),
+    /// Superseded by a concurrent actor (a newer stream of the same consumer).
+    #[error("{0}")]
+    Aborted(String),
     /// Nothing is configured to decide with (no active policy).
     #[error("{0}")]
     NotReady(String),

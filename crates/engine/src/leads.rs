@@ -36,6 +36,13 @@ macro_rules! retrying {
 }
 pub(crate) use retrying;
 
+/// What `apply` did: the outcome for the caller, and how many outbox
+/// events it wrote (to announce after commit).
+pub(crate) struct Applied {
+    pub(crate) outcome: Outcome,
+    pub(crate) events: usize,
+}
+
 /// A new lead.
 #[derive(Clone, Debug, Default)]
 pub struct CreateLead {
@@ -87,6 +94,9 @@ impl Engine {
         };
         save(&tx, req, "CreateLead", &outcome, now).await?;
         tx.commit().await?;
+        if written.events > 0 {
+            self.announce(ws);
+        }
         Ok(outcome)
     }
 
@@ -108,13 +118,16 @@ impl Engine {
         occurred_at_given: bool,
     ) -> Result<Outcome, EngineError> {
         let tx = self.store.begin().await?;
-        let outcome = self
+        let applied = self
             .engagement_in(&tx, req, key, engagement, occurred_at_given, "engagement")
             .await?;
-        if !outcome.duplicate {
+        if !applied.outcome.duplicate {
             tx.commit().await?;
         }
-        Ok(outcome)
+        if applied.events > 0 {
+            self.announce(&req.workspace);
+        }
+        Ok(applied.outcome)
     }
 
     /// One engagement inside a transaction (a single call, or an item of a batch).
@@ -126,10 +139,12 @@ impl Engine {
         engagement: &Engagement,
         occurred_at_given: bool,
         field: &str,
-    ) -> Result<Outcome, EngineError> {
+    ) -> Result<Applied, EngineError> {
         let ws = req.workspace.as_str();
-        let (policy_version, policy) = self.active_policy(tx, ws).await?;
+        // The lead first: what is read after its lock is what the previous
+        // command on it committed (its policy, its results).
         let record = lock(tx, ws, key).await?;
+        let (policy_version, policy) = self.active_policy(tx, ws).await?;
         let fp = engagement_fingerprint(&record.id, engagement, occurred_at_given);
         if let Some(seen) = tx.engagement(ws, &engagement.event_id).await? {
             if seen.fingerprint != fp {
@@ -142,19 +157,33 @@ impl Engine {
                     ),
                 ));
             }
-            let now = self.now();
-            return Ok(Outcome {
-                lead: view(&policy, record, now),
-                transitions: Vec::new(),
-                triggers: Vec::new(),
-                duplicate: true,
+            // The first result: what the event caused, and the lead as it is now.
+            let transitions = tx
+                .transitions_caused_by(ws, &record.id, &engagement.event_id)
+                .await?;
+            let scored_with = self.policy_version_of(tx, ws, record.policy_version).await?;
+            return Ok(Applied {
+                outcome: Outcome {
+                    lead: view(&scored_with, record, self.now()),
+                    transitions,
+                    triggers: seen.triggers,
+                    duplicate: true,
+                },
+                events: 0,
             });
         }
         let target = self.target(req, &policy, policy_version, self.now());
         let command = Command::RecordEngagement(engagement.clone());
-        self.apply(tx, &target, record, command, Some((engagement, fp.as_str())))
-            .await
-            .map_err(|e| rename_field(e, "engagement", field))
+        self.apply(
+            tx,
+            &target,
+            record,
+            command,
+            Some((engagement, fp.as_str())),
+            engagement.occurred_at,
+        )
+        .await
+        .map_err(|e| rename_field(e, "engagement", field))
     }
 
     pub async fn update_profile(
@@ -190,11 +219,12 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let ws = req.workspace.as_str();
         let tx = self.store.begin().await?;
+        // The lead first: a retry waiting on it then sees the first call's result.
+        let record = lock(&tx, ws, key).await?;
         if let Some(done) = replay::<Outcome>(&tx, req, method).await? {
             return Ok(done);
         }
         let (policy_version, policy) = self.active_policy(&tx, ws).await?;
-        let record = lock(&tx, ws, key).await?;
         if let Some(expected) = expected_version
             && expected != record.version
         {
@@ -205,49 +235,84 @@ impl Engine {
         }
         let now = self.now();
         let target = self.target(req, &policy, policy_version, now);
-        let outcome = self.apply(&tx, &target, record, command.clone(), None).await?;
-        save(&tx, req, method, &outcome, now).await?;
+        let until = match command {
+            Command::Transition(t) => t.occurred_at.unwrap_or(now),
+            _ => now,
+        };
+        let applied = self
+            .apply(&tx, &target, record, command.clone(), None, until)
+            .await?;
+        save(&tx, req, method, &applied.outcome, now).await?;
         tx.commit().await?;
-        Ok(outcome)
+        if applied.events > 0 {
+            self.announce(ws);
+        }
+        Ok(applied.outcome)
     }
 
     /// Decides and persists a command for a locked lead. A lead scored under
     /// an older policy is first brought to the active one (a policy change,
-    /// recorded as such), then the command is decided.
-    async fn apply(
+    /// recorded as such); the lead's timers due by `until` (the command's
+    /// instant) fire first, in order, so a late worker or a history import
+    /// gives the history a live one would have; then the command is decided.
+    pub(crate) async fn apply(
         &self,
         tx: &Tx,
         target: &Target<'_>,
         mut record: LeadRecord,
         command: Command,
         engagement: Option<(&Engagement, &str)>,
-    ) -> Result<Outcome, EngineError> {
+        until: Timestamp,
+    ) -> Result<Applied, EngineError> {
         let ctx = Context { now: target.now };
         let mut transitions = Vec::new();
         let mut triggers = Vec::new();
+        let mut events = 0;
+        let mut absorb =
+            |written: crate::persist::Written, transitions: &mut Vec<_>, triggers: &mut Vec<_>| {
+                transitions.extend(written.transitions);
+                triggers.extend(written.triggers);
+                events += written.events;
+                written.lead.record
+            };
         if record.policy_version != target.policy_version {
             let history = tx.engagements_of(target.ws, &record.id).await?;
-            let decision = leadflow_domain::decide(
-                target.policy,
-                &record.lead,
-                Command::PolicyChanged,
-                &ctx,
-                Some(&history),
-            )?;
+            let at = tx
+                .policy(target.ws, target.policy_version)
+                .await?
+                .and_then(|p| p.activated_at)
+                .unwrap_or(target.now);
+            let change = Command::PolicyChanged { at };
+            let decision =
+                leadflow_domain::decide(target.policy, &record.lead, change, &ctx, Some(&history))?;
             let written = persist(tx, target, Before::Existing(&record), None, &decision).await?;
-            transitions.extend(written.transitions);
-            triggers.extend(written.triggers);
-            record = written.lead.record;
+            record = absorb(written, &mut transitions, &mut triggers);
+        }
+        for due in tx.due_timers_of(target.ws, &record.id, until).await? {
+            if tx
+                .take_timer(target.ws, &record.id, &due.timer.kind.key())
+                .await?
+                .is_none()
+            {
+                continue;
+            }
+            let fired = Command::TimerFired(due.timer);
+            let decision = decide(tx, target.ws, target.policy, &record, fired, &ctx).await?;
+            let written = persist(tx, target, Before::Existing(&record), None, &decision).await?;
+            record = absorb(written, &mut transitions, &mut triggers);
         }
         let decision = decide(tx, target.ws, target.policy, &record, command, &ctx).await?;
         let written = persist(tx, target, Before::Existing(&record), engagement, &decision).await?;
-        transitions.extend(written.transitions);
-        triggers.extend(written.triggers);
-        Ok(Outcome {
-            lead: written.lead,
-            transitions,
-            triggers,
-            duplicate: false,
+        let lead = written.lead.clone();
+        absorb(written, &mut transitions, &mut triggers);
+        Ok(Applied {
+            outcome: Outcome {
+                lead,
+                transitions,
+                triggers,
+                duplicate: false,
+            },
+            events,
         })
     }
 
@@ -274,13 +339,24 @@ impl Engine {
             .await?
             .flatten()
             .ok_or_else(|| EngineError::NotReady(format!("workspace {ws:?} has no active policy")))?;
+        Ok((version, self.policy_version_of(tx, ws, version).await?))
+    }
+
+    /// A stored version, parsed (cached).
+    pub(crate) async fn policy_version_of(
+        &self,
+        tx: &Tx,
+        ws: &str,
+        version: i64,
+    ) -> Result<Arc<Policy>, EngineError> {
         if let Some(policy) = self.cached_policy(ws, version) {
-            return Ok((version, policy));
+            return Ok(policy);
         }
-        let record = tx.policy(ws, version).await?.ok_or_else(|| {
-            EngineError::Internal(format!("active policy version {version} of {ws:?} is missing"))
-        })?;
-        Ok((version, self.cache_policy(ws, version, &record.source)?))
+        let record = tx
+            .policy(ws, version)
+            .await?
+            .ok_or_else(|| EngineError::Internal(format!("policy version {version} of {ws:?} is missing")))?;
+        self.cache_policy(ws, version, &record.source)
     }
 
     pub(crate) fn cached_policy(&self, ws: &str, version: i64) -> Option<Arc<Policy>> {

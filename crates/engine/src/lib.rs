@@ -24,6 +24,8 @@ mod model;
 mod persist;
 mod policies;
 mod reads;
+mod stream;
+mod timers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,6 +40,7 @@ pub use model::{
     BatchItem, HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage, LeadView, OutboxPayload, Outcome,
     PolicyActivation, Request,
 };
+pub use stream::{CHECKPOINT_EVERY, Filter, Start, StreamEvent, StreamItem, Subscription};
 
 /// The workspace every row lives in until tokens bind callers to others.
 pub const DEFAULT_WORKSPACE: &str = "default";
@@ -55,6 +58,7 @@ pub struct Engine {
     store: Store,
     clock: Arc<dyn Clock>,
     policies: PolicyCache,
+    hub: Arc<stream::Hub>,
 }
 
 impl Engine {
@@ -63,6 +67,7 @@ impl Engine {
             store,
             clock,
             policies: Arc::default(),
+            hub: Arc::default(),
         }
     }
 

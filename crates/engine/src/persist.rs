@@ -30,6 +30,8 @@ pub(crate) struct Written {
     pub(crate) lead: LeadView,
     pub(crate) transitions: Vec<StoredTransition>,
     pub(crate) triggers: Vec<Trigger>,
+    /// Outbox events written.
+    pub(crate) events: usize,
 }
 
 /// Writes the engagement (if any) and everything the decision decided.
@@ -51,7 +53,16 @@ pub(crate) async fn persist(
         Before::New { id, external_key } => (*id, *external_key, 1, 0),
     };
     if let Some((e, fingerprint)) = engagement {
-        tx.insert_engagement(ws, id, e, fingerprint, target.now).await?;
+        let triggers: Vec<Trigger> = decision
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Trigger(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        tx.insert_engagement(ws, id, e, fingerprint, &triggers, target.now)
+            .await?;
     }
     let records: Vec<_> = decision.transitions().collect();
     let new_len = history_len + i64::try_from(records.len()).unwrap_or(i64::MAX);
@@ -128,12 +139,15 @@ pub(crate) async fn persist(
             kind: kind.to_owned(),
             payload: serde_json::to_string(&payload).map_err(|e| EngineError::Internal(e.to_string()))?,
             occurred_at: event.at(),
+            created_at: target.now,
             traceparent: target.traceparent.map(str::to_owned),
             suppressed: event.suppressed(),
         });
     }
-    tx.append_outbox(ws, &outbox, target.now).await?;
+    let events = outbox.len();
+    tx.append_outbox(ws, outbox);
     Ok(Written {
+        events,
         lead: LeadView {
             record,
             scores,

@@ -5,7 +5,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use leadflow_domain::explain::{Explanation, FitContribution, NextStep, RuleContribution};
 use leadflow_domain::lifecycle::{Cause, GuardCheck, Move, Scores};
-use leadflow_domain::workflow::Trigger;
+use leadflow_domain::workflow::{SlaBreach, Trigger};
 use leadflow_domain::{Engagement, Stage, Timestamp};
 use leadflow_engine::{LeadKey, LeadView};
 use leadflow_proto::v1 as pb;
@@ -189,6 +189,15 @@ pub(crate) fn trigger_out(t: &Trigger) -> pb::WorkflowTrigger {
         occurred_at: Some(timestamp_out(t.at)),
         stage: stage_out(t.stage).into(),
         suppressed: t.suppressed,
+    }
+}
+
+pub(crate) fn sla_breach_out(b: &SlaBreach) -> pb::SlaBreach {
+    pb::SlaBreach {
+        sla_id: b.sla_id.clone(),
+        stage: stage_out(b.stage).into(),
+        occurred_at: Some(timestamp_out(b.at)),
+        suppressed: b.suppressed,
     }
 }
 

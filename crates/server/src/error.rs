@@ -98,6 +98,16 @@ pub(crate) fn status(error: EngineError) -> Status {
                 details,
             )
         }
+        EngineError::OutOfRange(message) => {
+            let mut details = ErrorDetails::new();
+            info(&mut details, "SEQUENCE_NOT_KEPT", &[]);
+            Status::with_error_details(Code::OutOfRange, message, details)
+        }
+        EngineError::Aborted(message) => {
+            let mut details = ErrorDetails::new();
+            info(&mut details, "TAKEN_OVER", &[]);
+            Status::with_error_details(Code::Aborted, message, details)
+        }
         EngineError::NotReady(message) => {
             let mut details = ErrorDetails::new();
             info(&mut details, "NO_ACTIVE_POLICY", &[]);

@@ -28,6 +28,7 @@ use anyhow::Context as _;
 use leadflow_engine::{Clock, Engine, SystemClock};
 use leadflow_proto::v1::lead_service_server::LeadServiceServer;
 use leadflow_proto::v1::policy_service_server::PolicyServiceServer;
+use leadflow_proto::v1::trigger_service_server::TriggerServiceServer;
 use leadflow_store::{Store, StoreOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -35,7 +36,7 @@ use tokio::task::JoinHandle;
 pub use config::{Config, DatabaseUrl, LogFormat};
 pub use leadflow_engine::DEFAULT_WORKSPACE;
 pub use limits::{MAX_BATCH, MAX_MESSAGE_BYTES};
-pub use services::{LeadApi, PolicyApi};
+pub use services::{LeadApi, PolicyApi, TriggerApi};
 
 /// leadflow's default lead definition, given to a new workspace.
 pub const DEFAULT_POLICY: &str = include_str!("../../../examples/policy.toml");
@@ -69,14 +70,16 @@ pub struct Running {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     health: tonic_health::server::HealthReporter,
-    housekeeping: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops taking calls, lets those in flight finish within `grace`, then
     /// cuts the rest (open streams included).
     pub async fn shutdown(mut self, grace: std::time::Duration) {
-        self.housekeeping.abort();
+        for worker in &self.workers {
+            worker.abort();
+        }
         self.health.set_not_serving::<LeadServiceServer<LeadApi>>().await;
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -92,8 +95,30 @@ impl Running {
     }
 }
 
-/// Starts serving gRPC on `listen` (port 0 picks a free one).
+/// What runs beside the RPCs.
+#[derive(Clone, Debug)]
+pub struct Workers {
+    /// How often the timer worker looks for due timers; `None`: no worker
+    /// (tests that fire timers themselves).
+    pub timer_poll: Option<std::time::Duration>,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Self {
+            timer_poll: Some(std::time::Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Starts serving gRPC on `listen` (port 0 picks a free one), with the
+/// background workers.
 pub async fn start(listen: SocketAddr, engine: Engine) -> anyhow::Result<Running> {
+    start_with(listen, engine, &Workers::default()).await
+}
+
+/// [`start`], choosing the workers.
+pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -> anyhow::Result<Running> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -101,6 +126,7 @@ pub async fn start(listen: SocketAddr, engine: Engine) -> anyhow::Result<Running
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<LeadServiceServer<LeadApi>>().await;
     health.set_serving::<PolicyServiceServer<PolicyApi>>().await;
+    health.set_serving::<TriggerServiceServer<TriggerApi>>().await;
     let reflection = |builder: tonic_reflection::server::Builder<'static>| {
         builder
             .register_encoded_file_descriptor_set(leadflow_proto::FILE_DESCRIPTOR_SET)
@@ -109,7 +135,15 @@ pub async fn start(listen: SocketAddr, engine: Engine) -> anyhow::Result<Running
     let reflection_v1 = reflection(tonic_reflection::server::Builder::configure()).build_v1()?;
     let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure()).build_v1alpha()?;
 
-    let housekeeping = tokio::spawn(housekeeping(engine.clone()));
+    let mut background = vec![
+        tokio::spawn(housekeeping(engine.clone())),
+        tokio::spawn(listen_for_events(engine.clone())),
+    ];
+    if let Some(poll) = workers.timer_poll {
+        background.push(tokio::spawn(fire_timers(engine.clone(), poll)));
+    }
+    let triggers = TriggerServiceServer::new(TriggerApi::new(engine.clone(), DEFAULT_WORKSPACE))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let leads = LeadServiceServer::new(LeadApi::new(engine.clone(), DEFAULT_WORKSPACE))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let policies = PolicyServiceServer::new(PolicyApi::new(engine, DEFAULT_WORKSPACE))
@@ -124,7 +158,8 @@ pub async fn start(listen: SocketAddr, engine: Engine) -> anyhow::Result<Running
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(leads)
-        .add_service(policies);
+        .add_service(policies)
+        .add_service(triggers);
     let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = signal.await;
     }));
@@ -133,11 +168,12 @@ pub async fn start(listen: SocketAddr, engine: Engine) -> anyhow::Result<Running
         shutdown: Some(shutdown),
         task,
         health,
-        housekeeping,
+        workers: background,
     })
 }
 
-/// Hourly: forgets idempotent results older than two days.
+/// Hourly: forgets idempotent results older than two days, and trims
+/// events every consumer has acked and that are past the retention.
 async fn housekeeping(engine: Engine) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
@@ -149,6 +185,49 @@ async fn housekeeping(engine: Engine) {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "forgot old idempotent results"),
             Err(e) => tracing::warn!(error = %e, "could not purge old idempotent results"),
+        }
+        match engine.trim_events().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(trimmed = n, "trimmed acknowledged events past the retention"),
+            Err(e) => tracing::warn!(error = %e, "could not trim the outbox"),
+        }
+    }
+}
+
+/// The timer worker: fires due timers, in rounds.
+async fn fire_timers(engine: Engine, poll: std::time::Duration) {
+    const ROUND: u64 = 200;
+    loop {
+        match engine.fire_due_timers(ROUND).await {
+            Ok(n) if n as u64 == ROUND => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "the timer worker could not read due timers"),
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// On PostgreSQL, wakes the local event tails when another replica commits
+/// events (a hint: the tails poll as well).
+async fn listen_for_events(engine: Engine) {
+    loop {
+        let mut listener = match engine.store().outbox_listener().await {
+            Ok(Some(listener)) => listener,
+            Ok(None) => return, // SQLite: one process, woken in-process
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for events; polling only, retrying in 5 s");
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        loop {
+            match listener.recv().await {
+                Ok(notification) => engine.wake_stream(notification.payload()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the event LISTEN connection");
+                    break;
+                }
+            }
         }
     }
 }

@@ -36,10 +36,17 @@ pub(crate) fn lead_record(row: lead::Model) -> Result<LeadRecord, StoreError> {
 pub(crate) fn engagement(row: engagement::Model) -> Result<StoredEngagement, StoreError> {
     let properties: BTreeMap<String, String> = serde_json::from_str(&row.properties)
         .map_err(|e| StoreError::corrupt("engagements", &row.event_id, e))?;
+    let triggers = match &row.caused_triggers {
+        Some(json) => {
+            serde_json::from_str(json).map_err(|e| StoreError::corrupt("engagements", &row.event_id, e))?
+        }
+        None => Vec::new(),
+    };
     Ok(StoredEngagement {
         lead_id: row.lead_id,
         fingerprint: row.fingerprint,
         recorded_at: ts(row.recorded_at),
+        triggers,
         engagement: Engagement {
             event_id: row.event_id,
             kind: row.kind,

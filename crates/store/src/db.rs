@@ -100,6 +100,10 @@ impl Store {
         &self.reader
     }
 
+    pub(crate) fn writer(&self) -> &DatabaseConnection {
+        &self.writer
+    }
+
     /// The PostgreSQL pool, for LISTEN/NOTIFY.
     pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
         (self.backend == Backend::Postgres).then(|| self.writer.get_postgres_connection_pool())

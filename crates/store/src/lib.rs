@@ -19,8 +19,10 @@ mod entity;
 mod error;
 mod reads;
 mod records;
+mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod timers;
 mod tx;
 
 pub use db::{Backend, Store, StoreOptions, redact};
@@ -29,4 +31,6 @@ pub use records::{
     EngagementCursor, LeadRecord, LeadWrite, NewOutboxEvent, OutboxRecord, PolicyRecord, StoredEngagement,
     StoredResult, StoredTimer, StoredTransition,
 };
+pub use stream::{ConsumerRecord, OUTBOX_CHANNEL, OutboxBounds, RETENTION};
+pub use timers::DueTimer;
 pub use tx::Tx;

@@ -163,8 +163,8 @@ impl Store {
             .into_iter()
             .map(|r| OutboxRecord {
                 seq: r.seq,
-                created_at: convert::ts(r.created_at),
                 event: NewOutboxEvent {
+                    created_at: convert::ts(r.created_at),
                     event_id: r.event_id,
                     lead_id: r.lead_id,
                     kind: r.kind,

@@ -1,7 +1,7 @@
 //! What the store hands out and takes in, in the domain's terms.
 
 use leadflow_domain::lifecycle::{Scores, TransitionRecord};
-use leadflow_domain::workflow::Timer;
+use leadflow_domain::workflow::{Timer, Trigger};
 use leadflow_domain::{Engagement, Lead, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +39,8 @@ pub struct StoredEngagement {
     pub engagement: Engagement,
     pub fingerprint: String,
     pub recorded_at: Timestamp,
+    /// The workflow triggers it set off when recorded.
+    pub triggers: Vec<Trigger>,
 }
 
 /// A page of engagements continues after this one (in scoring order).
@@ -78,6 +80,8 @@ pub struct NewOutboxEvent {
     /// JSON.
     pub payload: String,
     pub occurred_at: Timestamp,
+    /// When it was written (the commit's clock).
+    pub created_at: Timestamp,
     pub traceparent: Option<String>,
     /// Recorded, never streamed.
     pub suppressed: bool,
@@ -87,7 +91,6 @@ pub struct NewOutboxEvent {
 pub struct OutboxRecord {
     pub seq: i64,
     pub event: NewOutboxEvent,
-    pub created_at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -1,12 +1,13 @@
 //! A write transaction: everything one command (or one batch) writes.
 
 use leadflow_domain::lifecycle::TransitionRecord;
-use leadflow_domain::workflow::TimerChange;
+use leadflow_domain::workflow::{TimerChange, Trigger};
+use std::sync::{Mutex, PoisonError};
+
 use leadflow_domain::{Engagement, Timestamp};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
 };
 
 use crate::convert;
@@ -23,27 +24,41 @@ const INSERT_CHUNK: usize = 1_000;
 pub struct Tx {
     txn: DatabaseTransaction,
     backend: Backend,
+    /// Outbox events, appended at commit (see [`Tx::append_outbox`]).
+    outbox: Mutex<Vec<(String, NewOutboxEvent)>>,
 }
 
 impl Tx {
     pub(crate) fn new(txn: DatabaseTransaction, backend: Backend) -> Self {
-        Self { txn, backend }
+        Self {
+            txn,
+            backend,
+            outbox: Mutex::new(Vec::new()),
+        }
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
-    pub async fn commit(self) -> Result<(), StoreError> {
-        Ok(self.txn.commit().await?)
+    pub(crate) fn conn(&self) -> &DatabaseTransaction {
+        &self.txn
     }
 
-    /// Runs `f` under a savepoint: an error rolls back only what it wrote.
-    pub async fn savepoint(&self) -> Result<Tx, StoreError> {
-        Ok(Tx {
-            txn: self.txn.begin().await?,
-            backend: self.backend,
-        })
+    /// Appends the buffered outbox events, then commits.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut *self.outbox.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut by_workspace: Vec<(String, Vec<NewOutboxEvent>)> = Vec::new();
+        for (ws, event) in pending {
+            match by_workspace.iter_mut().find(|(w, _)| *w == ws) {
+                Some((_, events)) => events.push(event),
+                None => by_workspace.push((ws, vec![event])),
+            }
+        }
+        for (ws, events) in by_workspace {
+            self.write_outbox(&ws, &events).await?;
+        }
+        Ok(self.txn.commit().await?)
     }
 
     // ---- workspaces and policies -------------------------------------------
@@ -54,6 +69,7 @@ impl Tx {
             id: Set(ws.to_owned()),
             active_policy_version: Set(None),
             outbox_head: Set(0),
+            outbox_floor: Set(0),
             created_at: Set(now.as_micros()),
         })
         .on_conflict_do_nothing_on([workspace::Column::Id])
@@ -243,8 +259,17 @@ impl Tx {
         lead_id: &str,
         e: &Engagement,
         fingerprint: &str,
+        triggers: &[Trigger],
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        let caused_triggers = if triggers.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::to_string(triggers)
+                    .map_err(|x| StoreError::corrupt("engagements", &e.event_id, x))?,
+            )
+        };
         engagement::Entity::insert(engagement::ActiveModel {
             workspace_id: Set(ws.to_owned()),
             event_id: Set(e.event_id.clone()),
@@ -256,6 +281,7 @@ impl Tx {
             occurred_at: Set(e.occurred_at.as_micros()),
             recorded_at: Set(now.as_micros()),
             fingerprint: Set(fingerprint.to_owned()),
+            caused_triggers: Set(caused_triggers),
         })
         .exec_without_returning(&self.txn)
         .await?;
@@ -363,9 +389,6 @@ impl Tx {
                         .exec(&self.txn)
                         .await?;
                 }
-                TimerChange::CancelAll => {
-                    of_lead().exec(&self.txn).await?;
-                }
             }
         }
         Ok(())
@@ -373,21 +396,26 @@ impl Tx {
 
     // ---- outbox -----------------------------------------------------------
 
-    /// Appends events to the workspace's outbox and returns their sequences.
+    /// Adds events to the workspace's outbox. They are written at commit,
+    /// where their sequences are handed out: see [`Tx::write_outbox`].
+    pub fn append_outbox(&self, ws: &str, events: Vec<NewOutboxEvent>) {
+        self.outbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(events.into_iter().map(|e| (ws.to_owned(), e)));
+    }
+
+    /// Writes events with the next sequences of the workspace.
     ///
     /// The sequences come from the workspace row, which stays locked until
     /// commit: transactions that write events commit one after another in
     /// sequence order, so a reader never sees a sequence before a smaller
-    /// one that commits later. Call it last in the transaction, to hold the
-    /// lock briefly.
-    pub async fn append_outbox(
-        &self,
-        ws: &str,
-        events: &[NewOutboxEvent],
-        now: Timestamp,
-    ) -> Result<Vec<i64>, StoreError> {
+    /// one that commits later. It runs last, just before COMMIT, so the
+    /// lock is held for as short a time as possible and never while other
+    /// rows are being locked.
+    async fn write_outbox(&self, ws: &str, events: &[NewOutboxEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
         let head = workspace::Entity::update_many()
@@ -401,19 +429,18 @@ impl Tx {
             .first()
             .map(|w| w.outbox_head)
             .ok_or_else(|| StoreError::corrupt("workspaces", ws, "no such workspace"))?;
-        let seqs: Vec<i64> = (head - n + 1..=head).collect();
         let rows: Vec<outbox::ActiveModel> = events
             .iter()
-            .zip(&seqs)
+            .zip(head - n + 1..)
             .map(|(e, seq)| outbox::ActiveModel {
                 workspace_id: Set(ws.to_owned()),
-                seq: Set(*seq),
+                seq: Set(seq),
                 event_id: Set(e.event_id.clone()),
                 lead_id: Set(e.lead_id.clone()),
                 kind: Set(e.kind.clone()),
                 payload: Set(e.payload.clone()),
                 occurred_at: Set(e.occurred_at.as_micros()),
-                created_at: Set(now.as_micros()),
+                created_at: Set(e.created_at.as_micros()),
                 traceparent: Set(e.traceparent.clone()),
                 suppressed: Set(e.suppressed),
             })
@@ -423,7 +450,27 @@ impl Tx {
                 .exec_without_returning(&self.txn)
                 .await?;
         }
-        Ok(seqs)
+        Ok(())
+    }
+
+    /// The transitions an engagement caused, in order.
+    pub async fn transitions_caused_by(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        event_id: &str,
+    ) -> Result<Vec<crate::StoredTransition>, StoreError> {
+        transition::Entity::find()
+            .filter(transition::Column::WorkspaceId.eq(ws))
+            .filter(transition::Column::LeadId.eq(lead_id))
+            .filter(transition::Column::Cause.eq("ENGAGEMENT"))
+            .filter(transition::Column::CauseRef.eq(event_id))
+            .order_by_asc(transition::Column::Seq)
+            .all(&self.txn)
+            .await?
+            .into_iter()
+            .map(convert::transition)
+            .collect()
     }
 
     // ---- idempotency ------------------------------------------------------

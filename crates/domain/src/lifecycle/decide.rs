@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::guards::{Facts, GuardCheck, disqualifying_match, evaluate_all};
 use super::lead::{Cause, Deal, Lead, TransitionRecord};
-use super::table::{CommandKind, Edge, Move, TABLE, automatic_edge, manual_edge, stages_entered};
+use super::table::{CommandKind, Edge, Move, automatic_edge, manual_edge, stages_entered};
 use crate::engagement::Engagement;
 use crate::error::{DomainError, FieldViolation, InvalidKind};
 use crate::policy::{Policy, SlaKind, WorkflowOn};
@@ -37,8 +37,11 @@ pub enum Command {
     UpdateProfile(BTreeMap<String, String>),
     Transition(ManualTransition),
     TimerFired(Timer),
-    /// The lead is re-scored under a newly active policy.
-    PolicyChanged,
+    /// The lead is re-scored under a newly active policy, decided at the
+    /// activation instant (or the lead's last transition, if later).
+    PolicyChanged {
+        at: Timestamp,
+    },
 }
 
 impl Command {
@@ -48,7 +51,7 @@ impl Command {
             Self::UpdateProfile(_) => CommandKind::UpdateProfile,
             Self::Transition(t) => t.command,
             Self::TimerFired(_) => CommandKind::TimerFired,
-            Self::PolicyChanged => CommandKind::PolicyChanged,
+            Self::PolicyChanged { .. } => CommandKind::PolicyChanged,
         }
     }
 }
@@ -155,7 +158,7 @@ pub fn decide(
         }
     }
     let mut run = Run::new(policy, lead.clone(), ctx, history);
-    if !lead.lifetime.fits(policy) && command != Command::PolicyChanged {
+    if !lead.lifetime.fits(policy) && !matches!(command, Command::PolicyChanged { .. }) {
         run.rescore()?;
     }
     match command {
@@ -174,7 +177,7 @@ pub fn decide(
         }
         Command::Transition(manual) => run.manual(manual)?,
         Command::TimerFired(timer) => run.timer(timer)?,
-        Command::PolicyChanged => run.policy_changed()?,
+        Command::PolicyChanged { at } => run.policy_changed(at)?,
     }
     Ok(run.done(false))
 }
@@ -347,12 +350,17 @@ impl<'a> Run<'a> {
 
     fn manual(&mut self, m: ManualTransition) -> Result<(), DomainError> {
         let policy = self.policy;
-        let Some(row) = TABLE.iter().find(|e| !e.automatic && e.command == m.command) else {
+        if !CommandKind::MANUAL.contains(&m.command) {
             return Err(DomainError::invalid(FieldViolation::new(
                 "action",
                 format!("{} is not a transition a caller can ask for", m.command),
             )));
-        };
+        }
+        // A pair outside the table is refused as such, whatever else is wrong.
+        let row = manual_edge(self.lead.stage, m.command).ok_or(DomainError::InvalidTransition {
+            stage: self.lead.stage,
+            command: m.command,
+        })?;
         let reason = m.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
         match (row.reasons, reason) {
             (Some(list), None) => {
@@ -406,7 +414,11 @@ impl<'a> Run<'a> {
             (Some(deal), true) => check_deal(deal)?,
             (None, false) => {}
         }
-        let t = m.occurred_at.unwrap_or(self.now);
+        // Without an instant, now — or the last transition, if that lies a
+        // few seconds ahead (an engagement from a clock a little fast).
+        let t = m
+            .occurred_at
+            .unwrap_or(self.now.max(self.lead.last_transition_at));
         check_instant("occurred_at", t, &Context { now: self.now })?;
         if t < self.lead.last_transition_at {
             return Err(DomainError::invalid(FieldViolation::new(
@@ -417,10 +429,7 @@ impl<'a> Run<'a> {
                 ),
             )));
         }
-        let edge = manual_edge(self.lead.stage, m.command).ok_or(DomainError::InvalidTransition {
-            stage: self.lead.stage,
-            command: m.command,
-        })?;
+        let edge = row;
         let window = self.window_at(t)?;
         let checks = evaluate_all(edge.guards, &self.facts(&window, t));
         let failed: Vec<GuardCheck> = checks.iter().filter(|c| !c.passed).cloned().collect();
@@ -508,22 +517,23 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn policy_changed(&mut self) -> Result<(), DomainError> {
+    fn policy_changed(&mut self, at: Timestamp) -> Result<(), DomainError> {
         let policy = self.policy;
-        let t = self.now.max(self.lead.last_transition_at);
+        let t = at.max(self.lead.last_transition_at);
         self.rescore()?;
         let score = self.lead.qualifying.value_at(policy, t);
         self.lead.crossings = rebase_crossings(policy, score);
         self.lead.evaluated_at = self.lead.evaluated_at.max(t);
-        self.timers.push(TimerChange::CancelAll);
         self.replan(t)?;
         self.auto_advance(t, &Cause::PolicyChange)?;
         self.finish(t, true);
         Ok(())
     }
 
-    /// Re-arms, under the current policy, the timers the move into the
-    /// current stage would have armed, where they are still ahead of `t`.
+    /// Re-arms, under the new policy, the timers the move into the current
+    /// stage would have armed, where they are still ahead of `t` (arming a
+    /// kind again moves it). Timers already due are left to fire; one whose
+    /// SLA or workflow the policy no longer has does nothing when it fires.
     fn replan(&mut self, t: Timestamp) -> Result<(), DomainError> {
         let policy = self.policy;
         let stage = self.lead.stage;
@@ -685,7 +695,7 @@ impl<'a> Run<'a> {
         if !self
             .timers
             .iter()
-            .any(|c| matches!(c, TimerChange::CancelStageBound | TimerChange::CancelAll))
+            .any(|c| matches!(c, TimerChange::CancelStageBound))
         {
             self.timers.insert(0, TimerChange::CancelStageBound);
         }

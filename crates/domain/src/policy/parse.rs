@@ -101,6 +101,10 @@ impl<'a> Obj<'a> {
 
     fn string(&self, cx: &mut Cx, key: &str) -> Option<String> {
         match self.table.get(key)? {
+            Value::String(s) if has_control(s) => {
+                cx.err(&self.at(key), "contains control characters");
+                None
+            }
             Value::String(s) => Some(s.clone()),
             other => {
                 cx.err(
@@ -239,6 +243,7 @@ fn strings(cx: &mut Cx, path: &str, value: &Value) -> Option<Vec<String>> {
         let item_path = format!("{path}[{i}]");
         match item {
             Value::String(s) if s.trim().is_empty() => cx.err(&item_path, "must not be empty"),
+            Value::String(s) if has_control(s) => cx.err(&item_path, "contains control characters"),
             Value::String(s) if out.contains(s) => cx.err(&item_path, format!("{s:?} is listed twice")),
             Value::String(s) => out.push(s.clone()),
             other => cx.err(&item_path, format!("expected a string, found {}", kind_of(other))),
@@ -420,6 +425,13 @@ impl Parser<'_> {
     fn rule_id(&mut self, obj: &Obj<'_>, ids: &mut Ids) -> Option<String> {
         let id = obj.name(self.cx, "id")?;
         let path = obj.at("id");
+        if !is_id(&id) {
+            self.cx.err(
+                &path,
+                format!("{id:?} is not an id: use letters, digits, '_', '-' and '.'"),
+            );
+            return None;
+        }
         if let Some(first) = ids.get(&id) {
             self.cx
                 .err(&path, format!("duplicate rule id {id:?} (first used at {first})"));
@@ -591,6 +603,11 @@ impl Parser<'_> {
         let mut ok = true;
         for (key, value) in table {
             let at = join(path, key);
+            if has_control(key) || key.trim().is_empty() {
+                self.cx.err(&at, "not a property name");
+                ok = false;
+                continue;
+            }
             let condition = if let Some(property) = key.strip_suffix("_one_of") {
                 strings(self.cx, &at, value).map(|values| PropertyCondition::OneOf {
                     property: property.to_owned(),
@@ -630,6 +647,13 @@ impl Parser<'_> {
         let mut grades: Vec<Grade> = Vec::with_capacity(t.len());
         for key in t.keys() {
             let at = join(&path, key);
+            if !is_id(key) {
+                self.cx.err(
+                    &at,
+                    format!("{key:?} is not a grade name: use letters, digits, '_', '-' and '.'"),
+                );
+                continue;
+            }
             if key == LOWEST_GRADE {
                 self.cx
                     .err(&at, "F is the grade below every band and cannot be set");
@@ -772,6 +796,13 @@ impl Parser<'_> {
         let mut out = Vec::with_capacity(t.len());
         for (id, value) in t {
             let path = join(&top.at("sla"), id);
+            if !is_id(id) {
+                self.cx.err(
+                    &path,
+                    format!("{id:?} is not an id: use letters, digits, '_', '-' and '.'"),
+                );
+                continue;
+            }
             let Value::Table(t) = value else {
                 self.cx.err(
                     &path,
@@ -961,6 +992,21 @@ impl Parser<'_> {
             }
         }
     }
+}
+
+/// Control characters other than line breaks and tabs: never in a policy.
+fn has_control(text: &str) -> bool {
+    text.chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+}
+
+/// Ids (rules, workflows, SLAs, grades) end up in keys and metadata.
+fn is_id(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 128
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// The stage a lead is in right after a workflow's event, where it is fixed.

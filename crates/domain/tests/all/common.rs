@@ -150,7 +150,6 @@ impl Harness {
                     self.timers.remove(&kind.key());
                 }
                 TimerChange::CancelStageBound => self.timers.retain(|_, t| t.bound.is_none()),
-                TimerChange::CancelAll => self.timers.clear(),
             }
         }
         self.events.extend(decision.events.iter().cloned());

@@ -478,12 +478,20 @@ fn bad_commands_are_refused_with_the_field_and_change_nothing() {
         InvalidKind::UnknownReason,
         "needs a reason",
     );
-    check(
-        manual(CommandKind::Promote, None),
-        "reason",
-        InvalidKind::Field,
-        "needs a reason",
+    // a pair outside the table is refused as such before its arguments are read
+    let mut mql = lead_in(Stage::Mql);
+    assert_eq!(
+        mql.try_decide(manual(CommandKind::Promote, None)),
+        Err(DomainError::InvalidTransition {
+            stage: Stage::Mql,
+            command: CommandKind::Promote
+        })
     );
+    let mut iql = lead_in(Stage::Iql);
+    match iql.try_decide(manual(CommandKind::Promote, None)) {
+        Err(DomainError::InvalidArgument { violations, .. }) => assert_eq!(violations[0].field, "reason"),
+        other => panic!("expected INVALID_ARGUMENT on reason, got {other:?}"),
+    }
     check(
         manual(CommandKind::Convert, None),
         "deal_value",

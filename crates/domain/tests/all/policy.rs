@@ -297,6 +297,22 @@ fn bad_values_are_refused_class_by_class() {
             "emit = \"\"",
             "workflow[2].emit: must not be empty",
         ),
+        // control characters, and ids that would end up in keys
+        (
+            "name = \"acme-b2b\"",
+            "name = \"acme\\u0000b2b\"",
+            "name: contains control characters",
+        ),
+        (
+            "id = \"mql-day-3\"",
+            "id = \"mql day 3\"",
+            "workflow[1].id: \"mql day 3\" is not an id",
+        ),
+        (
+            "[sla.mql_idle]",
+            "[sla.\"mql idle\"]",
+            "sla.mql idle: \"mql idle\" is not an id",
+        ),
     ];
     for (replace, with, expected) in cases {
         assert_has(&edited(replace, with), expected);

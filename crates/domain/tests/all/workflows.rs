@@ -322,8 +322,7 @@ fn a_policy_change_rescores_moves_forward_and_replans_timers() {
     assert_eq!(h.stage(), Stage::Iql);
     h.policy = policy_with("engagement_at_least = 60", "engagement_at_least = 40");
     h.now = hours(3);
-    let d = h.decide(Command::PolicyChanged);
-    assert_eq!(d.timers[0], TimerChange::CancelAll);
+    let d = h.decide(Command::PolicyChanged { at: hours(3) });
     assert_eq!(path(&d), [(Some(Stage::Iql), Stage::Mql)]);
     let t = d.transitions().next().expect("transition");
     assert_eq!((t.cause.clone(), t.at), (Cause::PolicyChange, hours(3)));
@@ -337,7 +336,7 @@ fn a_policy_change_rescores_moves_forward_and_replans_timers() {
     // a stricter policy never moves a lead back
     h.policy = policy_with("engagement_at_least = 60", "engagement_at_least = 90");
     h.now = hours(4);
-    let d = h.decide(Command::PolicyChanged);
+    let d = h.decide(Command::PolicyChanged { at: hours(4) });
     assert_eq!(d.transitions().count(), 0);
     assert_eq!(h.stage(), Stage::Mql);
     let day3 = h.timer(&workflow("mql-day-3")).expect("re-planned");

@@ -2,9 +2,11 @@
 
 mod leads;
 mod policies;
+mod triggers;
 
 pub use leads::LeadApi;
 pub use policies::PolicyApi;
+pub use triggers::TriggerApi;
 
 use leadflow_engine::{Request, fingerprint};
 

@@ -17,6 +17,9 @@ pub struct Model {
     pub recorded_at: i64,
     /// A hash of the content, to tell a retry from a different event with the same id.
     pub fingerprint: String,
+    /// The workflow triggers it set off, as JSON (absent when none).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub caused_triggers: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

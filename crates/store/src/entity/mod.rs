@@ -3,6 +3,7 @@
 // The entity macros generate public items for a private module.
 #![allow(unreachable_pub, missing_debug_implementations)]
 
+pub(crate) mod consumer;
 pub(crate) mod engagement;
 pub(crate) mod idempotency;
 pub(crate) mod lead;

@@ -9,6 +9,8 @@ pub struct Model {
     /// The last outbox sequence handed out.
     pub outbox_head: i64,
     pub created_at: i64,
+    /// Sequences at or below it have been trimmed from the outbox.
+    pub outbox_floor: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,522 @@
+//! The event stream: a tail per workspace reads new outbox rows once and
+//! broadcasts them; each subscription catches up from the table, then
+//! follows the broadcast, and falls back to the table whenever it lags. No
+//! subscriber can make the process hold more than the broadcast's bounded
+//! buffer and its own bounded channel.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use leadflow_domain::{Stage, Timestamp};
+use leadflow_store::{ConsumerRecord, OutboxRecord, Store};
+use tokio::sync::{Notify, broadcast, mpsc};
+
+use crate::Engine;
+use crate::error::EngineError;
+use crate::model::OutboxPayload;
+
+/// How often a stream says where it is, at the longest.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+/// How often a tail looks at the table without being woken (the safety net
+/// under in-process and LISTEN/NOTIFY wake-ups).
+const POLL_EVERY: Duration = Duration::from_millis(500);
+const BATCH: u64 = 500;
+/// Events a tail holds for subscribers that are behind.
+const BROADCAST_CAPACITY: usize = 4_096;
+/// Items a subscription holds for a client that reads slowly.
+const SUBSCRIPTION_BUFFER: usize = 256;
+
+/// An outbox event, decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamEvent {
+    pub seq: i64,
+    pub event_id: String,
+    /// TRANSITION, TRIGGER, SLA_BREACHED, LEAD_ERASED.
+    pub kind: String,
+    pub occurred_at: Timestamp,
+    pub committed_at: Timestamp,
+    pub traceparent: Option<String>,
+    pub suppressed: bool,
+    pub payload: OutboxPayload,
+}
+
+impl StreamEvent {
+    fn decode(record: OutboxRecord) -> Result<Self, EngineError> {
+        let payload = serde_json::from_str(&record.event.payload).map_err(|e| {
+            EngineError::Internal(format!("outbox event {} does not decode: {e}", record.seq))
+        })?;
+        Ok(Self {
+            seq: record.seq,
+            event_id: record.event.event_id,
+            kind: record.event.kind,
+            occurred_at: record.event.occurred_at,
+            committed_at: record.event.created_at,
+            traceparent: record.event.traceparent,
+            suppressed: record.event.suppressed,
+            payload,
+        })
+    }
+}
+
+/// What a stream sends.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamItem {
+    Event(Arc<StreamEvent>),
+    /// Everything up to `head` has been looked at.
+    Checkpoint {
+        head: i64,
+        at: Timestamp,
+    },
+}
+
+/// Where a subscription starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// RESUME for a known consumer, EARLIEST for a new one.
+    Default,
+    Resume,
+    Earliest,
+    Latest,
+    AtSequence(i64),
+}
+
+/// Narrows a subscription; empty lists let everything through.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub kinds: Vec<String>,
+    /// Transitions entering these stages.
+    pub stages: Vec<Stage>,
+    /// Triggers of these workflows.
+    pub workflows: Vec<String>,
+}
+
+impl Filter {
+    pub fn admits(&self, e: &StreamEvent) -> bool {
+        if e.suppressed {
+            return false;
+        }
+        if !self.kinds.is_empty() && !self.kinds.contains(&e.kind) {
+            return false;
+        }
+        if let Some(t) = &e.payload.transition
+            && !self.stages.is_empty()
+            && !self.stages.contains(&t.record.to)
+        {
+            return false;
+        }
+        if let Some(t) = &e.payload.trigger
+            && !self.workflows.is_empty()
+            && !self.workflows.contains(&t.workflow_id)
+        {
+            return false;
+        }
+        true
+    }
+}
+
+/// A workspace's tail: the last sequence read, and the broadcast of what follows.
+#[derive(Debug)]
+struct Tail {
+    wake: Notify,
+    events: broadcast::Sender<Arc<StreamEvent>>,
+}
+
+/// Wake-ups and fan-out for every workspace of this process.
+#[derive(Debug, Default)]
+pub(crate) struct Hub {
+    tails: Mutex<HashMap<String, Arc<Tail>>>,
+    /// The local stream owning each consumer, to end it on a takeover.
+    owners: Mutex<HashMap<(String, String), (String, Arc<Notify>)>>,
+}
+
+impl Hub {
+    /// The tail of `ws`, started on first use.
+    fn tail(&self, store: &Store, ws: &str) -> Arc<Tail> {
+        let mut tails = self
+            .tails
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(t) = tails.get(ws) {
+            return Arc::clone(t);
+        }
+        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let tail = Arc::new(Tail {
+            wake: Notify::new(),
+            events,
+        });
+        tails.insert(ws.to_owned(), Arc::clone(&tail));
+        tokio::spawn(run_tail(store.clone(), ws.to_owned(), Arc::clone(&tail)));
+        tail
+    }
+
+    /// Wakes the tail of `ws`, if it runs here.
+    pub(crate) fn wake(&self, ws: &str) {
+        let tails = self
+            .tails
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(t) = tails.get(ws) {
+            t.wake.notify_one();
+        }
+    }
+}
+
+async fn run_tail(store: Store, ws: String, tail: Arc<Tail>) {
+    let mut last = loop {
+        match store.outbox_bounds(&ws).await {
+            Ok(b) => break b.head,
+            Err(e) => {
+                tracing::warn!(workspace = %ws, error = %e, "event tail cannot read the outbox; retrying");
+                tokio::time::sleep(POLL_EVERY).await;
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            () = tail.wake.notified() => {}
+            () = tokio::time::sleep(POLL_EVERY) => {}
+        }
+        loop {
+            let batch = match store.outbox_after(&ws, last, BATCH).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(workspace = %ws, error = %e, "event tail cannot read the outbox");
+                    break;
+                }
+            };
+            let full = batch.len() as u64 == BATCH;
+            for record in batch {
+                last = record.seq;
+                match StreamEvent::decode(record) {
+                    // No subscriber yet is fine: they read the table first.
+                    Ok(event) => drop(tail.events.send(Arc::new(event))),
+                    Err(e) => {
+                        tracing::error!(workspace = %ws, error = %e, "skipping an event that does not decode")
+                    }
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+}
+
+/// A running subscription: items arrive on a bounded channel; dropping it
+/// stops the producer.
+#[derive(Debug)]
+pub struct Subscription {
+    pub consumer: ConsumerRecord,
+    /// The first sequence it will deliver.
+    pub from: i64,
+    items: mpsc::Receiver<Result<StreamItem, EngineError>>,
+}
+
+impl Subscription {
+    pub async fn next(&mut self) -> Option<Result<StreamItem, EngineError>> {
+        self.items.recv().await
+    }
+
+    pub fn into_receiver(self) -> mpsc::Receiver<Result<StreamItem, EngineError>> {
+        self.items
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl Engine {
+    /// Announces a commit with outbox events: wakes local subscribers now,
+    /// other replicas through the database.
+    pub(crate) fn announce(&self, ws: &str) {
+        self.hub.wake(ws);
+        let store = self.store.clone();
+        let ws = ws.to_owned();
+        if store.backend() == leadflow_store::Backend::Postgres {
+            tokio::spawn(async move {
+                if let Err(e) = store.notify_outbox(&ws).await {
+                    tracing::debug!(error = %e, "could not announce events; readers poll anyway");
+                }
+            });
+        }
+    }
+
+    /// Wakes the tail of a workspace after another replica's commit.
+    pub fn wake_stream(&self, ws: &str) {
+        self.hub.wake(ws);
+    }
+
+    /// Starts a subscription for `consumer`.
+    pub async fn subscribe(
+        &self,
+        ws: &str,
+        consumer: &str,
+        start: Start,
+        filter: Filter,
+    ) -> Result<Subscription, EngineError> {
+        if !valid_name(consumer) {
+            return Err(EngineError::invalid(
+                "INVALID_FIELD",
+                "consumer",
+                "a consumer name is 1 to 128 of A-Z a-z 0-9 . _ -",
+            ));
+        }
+        let bounds = self.store.outbox_bounds(ws).await?;
+        let known = self.store.consumer(ws, consumer).await?;
+        let from = match (start, &known) {
+            (Start::Resume, None) => {
+                return Err(EngineError::NotFound {
+                    what: "consumer",
+                    key: consumer.to_owned(),
+                });
+            }
+            (Start::Resume | Start::Default, Some(c)) => c.cursor + 1,
+            (Start::Default | Start::Earliest, _) => bounds.floor + 1,
+            (Start::Latest, _) => bounds.head + 1,
+            (Start::AtSequence(n), _) if n < 1 => {
+                return Err(EngineError::invalid(
+                    "INVALID_FIELD",
+                    "at_sequence",
+                    format!("{n}: sequences start at 1"),
+                ));
+            }
+            (Start::AtSequence(n), _) => n,
+        };
+        if from <= bounds.floor {
+            return Err(EngineError::OutOfRange(format!(
+                "sequence {from} is no longer kept: the oldest event kept is {}",
+                bounds.floor + 1
+            )));
+        }
+        let session = uuid::Uuid::new_v4().to_string();
+        let now = self.now();
+        let (record, _) = self
+            .store
+            .claim_consumer(ws, consumer, from - 1, &session, now)
+            .await?;
+        let taken_over = Arc::new(Notify::new());
+        {
+            let mut owners = self
+                .hub
+                .owners
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((_, previous)) = owners.insert(
+                (ws.to_owned(), consumer.to_owned()),
+                (session.clone(), Arc::clone(&taken_over)),
+            ) {
+                previous.notify_one();
+            }
+        }
+        let tail = self.hub.tail(&self.store, ws);
+        let (tx, items) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let run = Run {
+            engine: self.clone(),
+            ws: ws.to_owned(),
+            consumer: consumer.to_owned(),
+            session,
+            filter,
+            next: from,
+            out: tx,
+        };
+        tokio::spawn(run.go(tail, taken_over));
+        Ok(Subscription {
+            consumer: record,
+            from,
+            items,
+        })
+    }
+
+    pub async fn ack(
+        &self,
+        ws: &str,
+        consumer: &str,
+        seq: i64,
+    ) -> Result<(ConsumerRecord, i64), EngineError> {
+        let head = self.store.outbox_bounds(ws).await?.head;
+        if seq < 0 || seq > head {
+            return Err(EngineError::invalid(
+                "INVALID_FIELD",
+                "sequence",
+                format!("{seq} is not a sequence handed out (the head is {head})"),
+            ));
+        }
+        let record = self
+            .store
+            .ack(ws, consumer, seq, self.now())
+            .await?
+            .ok_or_else(|| EngineError::NotFound {
+                what: "consumer",
+                key: consumer.to_owned(),
+            })?;
+        Ok((record, head))
+    }
+
+    /// Consumers, with the head to measure their lag against.
+    pub async fn consumers(&self, ws: &str) -> Result<(Vec<ConsumerRecord>, i64), EngineError> {
+        let head = self.store.outbox_bounds(ws).await?.head;
+        Ok((self.store.list_consumers(ws).await?, head))
+    }
+
+    pub async fn delete_consumer(&self, ws: &str, consumer: &str) -> Result<(), EngineError> {
+        if !self.store.delete_consumer(ws, consumer).await? {
+            return Err(EngineError::NotFound {
+                what: "consumer",
+                key: consumer.to_owned(),
+            });
+        }
+        let owner = self
+            .hub
+            .owners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&(ws.to_owned(), consumer.to_owned()));
+        if let Some((_, stream)) = owner {
+            stream.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// One subscription's producer.
+struct Run {
+    engine: Engine,
+    ws: String,
+    consumer: String,
+    session: String,
+    filter: Filter,
+    /// The next sequence to deliver.
+    next: i64,
+    out: mpsc::Sender<Result<StreamItem, EngineError>>,
+}
+
+impl Run {
+    async fn go(mut self, tail: Arc<Tail>, taken_over: Arc<Notify>) {
+        let mut events = tail.events.subscribe();
+        let mut checkpoint = tokio::time::interval(CHECKPOINT_EVERY);
+        checkpoint.tick().await;
+        // Catch up from the table, then follow the broadcast.
+        let mut behind = true;
+        loop {
+            if behind {
+                match self.catch_up().await {
+                    Ok(true) => behind = false,
+                    Ok(false) => {}
+                    Err(e) => {
+                        let _ = self.out.send(Err(e)).await;
+                        return;
+                    }
+                }
+                if self.out.is_closed() {
+                    return;
+                }
+                continue;
+            }
+            tokio::select! {
+                received = events.recv() => match received {
+                    Ok(event) => {
+                        if event.seq < self.next {
+                            continue;
+                        }
+                        if event.seq > self.next {
+                            behind = true; // something between: read it from the table
+                            continue;
+                        }
+                        if !self.deliver(event).await {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => behind = true,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = checkpoint.tick() => {
+                    if !self.still_owner().await {
+                        return;
+                    }
+                    let item = StreamItem::Checkpoint { head: self.next - 1, at: self.engine.now() };
+                    if self.out.send(Ok(item)).await.is_err() {
+                        return;
+                    }
+                }
+                () = taken_over.notified() => {
+                    if !self.still_owner().await {
+                        return;
+                    }
+                }
+                () = self.out.closed() => return,
+            }
+        }
+    }
+
+    /// Delivers what the table holds from `next`; true when it has reached
+    /// the end of what is committed.
+    async fn catch_up(&mut self) -> Result<bool, EngineError> {
+        let batch = self
+            .engine
+            .store
+            .outbox_after(&self.ws, self.next - 1, BATCH)
+            .await?;
+        let done = (batch.len() as u64) < BATCH;
+        for record in batch {
+            let event = Arc::new(StreamEvent::decode(record)?);
+            if !self.deliver(event).await {
+                return Ok(true);
+            }
+        }
+        Ok(done)
+    }
+
+    async fn deliver(&mut self, event: Arc<StreamEvent>) -> bool {
+        self.next = event.seq + 1;
+        if !self.filter.admits(&event) {
+            return true;
+        }
+        self.out.send(Ok(StreamItem::Event(event))).await.is_ok()
+    }
+
+    /// Whether this stream still owns its consumer; if not, ends it with
+    /// the reason (taken over: ABORTED; deleted: NOT_FOUND).
+    async fn still_owner(&mut self) -> bool {
+        let error = match self.engine.store.consumer(&self.ws, &self.consumer).await {
+            Ok(Some(c)) if c.session == self.session => {
+                let _ = self
+                    .engine
+                    .store
+                    .touch_consumer(&self.ws, &self.consumer, self.engine.now())
+                    .await;
+                return true;
+            }
+            Ok(Some(_)) => EngineError::Aborted(format!(
+                "a newer stream of consumer {:?} took over",
+                self.consumer
+            )),
+            Ok(None) => EngineError::NotFound {
+                what: "consumer",
+                key: self.consumer.clone(),
+            },
+            // The database is away for a moment: keep streaming; the next look decides.
+            Err(_) => return true,
+        };
+        let _ = self.out.send(Err(error)).await;
+        false
+    }
+}
+
+impl Engine {
+    /// Trims, in every workspace, events past the retention that every
+    /// consumer seen within it has acked.
+    pub async fn trim_events(&self) -> Result<u64, EngineError> {
+        let now = self.now();
+        let mut trimmed = 0;
+        for ws in self.store.workspaces().await? {
+            trimmed += self.store.trim_outbox(&ws, now).await?;
+        }
+        Ok(trimmed)
+    }
+}

@@ -1,0 +1,71 @@
+//! The timer worker's use case: fire what is due, each timer exactly once.
+//!
+//! A timer is fired in one transaction with the lead locked first, its row
+//! taken (locked, skipped if another worker holds it, and deleted), the
+//! domain's decision and its outbox events: across replicas on one
+//! PostgreSQL, the row goes exactly once.
+
+use leadflow_domain::{Command, Timestamp};
+use leadflow_store::DueTimer;
+
+use crate::Engine;
+use crate::error::EngineError;
+use crate::leads::retrying;
+use crate::model::Request;
+
+impl Engine {
+    /// Fires up to `limit` timers due now; returns how many fired.
+    pub async fn fire_due_timers(&self, limit: u64) -> Result<usize, EngineError> {
+        let now = self.now();
+        let due = self.store.due_timers(now, limit).await?;
+        let mut fired = 0;
+        for timer in &due {
+            match retrying!(self.try_fire(timer, now)) {
+                Ok(true) => fired += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    workspace = %timer.workspace, lead_id = %timer.lead_id, timer = %timer.key, error = %e,
+                    "a due timer could not fire; it stays for the next round"
+                ),
+            }
+        }
+        Ok(fired)
+    }
+
+    async fn try_fire(&self, due: &DueTimer, now: Timestamp) -> Result<bool, EngineError> {
+        let ws = due.workspace.as_str();
+        let tx = self.store.begin().await?;
+        let (policy_version, policy) = self.active_policy(&tx, ws).await?;
+        let Some(record) = tx.lock_lead(ws, &due.lead_id).await? else {
+            // The lead is gone: so is its timer.
+            tx.take_timer(ws, &due.lead_id, &due.key).await?;
+            tx.commit().await?;
+            return Ok(false);
+        };
+        // Gone (fired elsewhere, cancelled) or held by another worker.
+        let Some(stored) = tx.take_timer(ws, &due.lead_id, &due.key).await? else {
+            return Ok(false);
+        };
+        if stored.timer.due_at > now {
+            return Ok(false); // moved later since it was listed; rolling back keeps it
+        }
+        let req = Request::new(ws);
+        let target = self.target(&req, &policy, policy_version, now);
+        let until = stored.timer.due_at;
+        let applied = self
+            .apply(
+                &tx,
+                &target,
+                record,
+                Command::TimerFired(stored.timer),
+                None,
+                until,
+            )
+            .await?;
+        tx.commit().await?;
+        if applied.events > 0 {
+            self.announce(ws);
+        }
+        Ok(true)
+    }
+}

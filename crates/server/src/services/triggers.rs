@@ -1,0 +1,206 @@
+//! `leadflow.v1.TriggerService`: the event stream and its consumers.
+
+use std::pin::Pin;
+
+use leadflow_engine::{Engine, Filter, Start, StreamEvent, StreamItem};
+use leadflow_proto::v1 as pb;
+use leadflow_store::ConsumerRecord;
+use tokio_stream::{Stream, StreamExt as _};
+use tonic::{Request, Response, Status};
+
+use crate::convert::{
+    scores_out, sla_breach_out, stage_in, stage_out, timestamp_out, transition_out, trigger_out,
+};
+use crate::error::status;
+use crate::limits::{Check, MAX_ID_CHARS, MAX_MAP_ENTRIES};
+
+#[derive(Clone, Debug)]
+pub struct TriggerApi {
+    engine: Engine,
+    workspace: String,
+}
+
+impl TriggerApi {
+    pub fn new(engine: Engine, workspace: impl Into<String>) -> Self {
+        Self {
+            engine,
+            workspace: workspace.into(),
+        }
+    }
+}
+
+fn kind_out(kind: &str) -> pb::EventKind {
+    match kind {
+        "TRANSITION" => pb::EventKind::Transition,
+        "TRIGGER" => pb::EventKind::Trigger,
+        "SLA_BREACHED" => pb::EventKind::SlaBreached,
+        "LEAD_ERASED" => pb::EventKind::LeadErased,
+        _ => pb::EventKind::Unspecified,
+    }
+}
+
+fn kind_in(check: &mut Check, field: &str, value: i32) -> Option<String> {
+    let name = match pb::EventKind::try_from(value) {
+        Ok(pb::EventKind::Transition) => "TRANSITION",
+        Ok(pb::EventKind::Trigger) => "TRIGGER",
+        Ok(pb::EventKind::SlaBreached) => "SLA_BREACHED",
+        Ok(pb::EventKind::LeadErased) => "LEAD_ERASED",
+        _ => {
+            check.fail(field, format!("{value} is not an event kind"));
+            return None;
+        }
+    };
+    Some(name.to_owned())
+}
+
+pub(crate) fn event_out(e: &StreamEvent) -> pb::Event {
+    let p = &e.payload;
+    let payload = if let Some(t) = &p.transition {
+        Some(pb::event::Payload::Transition(transition_out(t)))
+    } else if let Some(t) = &p.trigger {
+        Some(pb::event::Payload::Trigger(trigger_out(t)))
+    } else {
+        p.sla_breach
+            .as_ref()
+            .map(|b| pb::event::Payload::SlaBreach(sla_breach_out(b)))
+    };
+    pb::Event {
+        sequence: e.seq,
+        event_id: e.event_id.clone(),
+        kind: kind_out(&e.kind).into(),
+        occurred_at: Some(timestamp_out(e.occurred_at)),
+        committed_at: Some(timestamp_out(e.committed_at)),
+        traceparent: e.traceparent.clone().unwrap_or_default(),
+        lead: Some(pb::LeadSnapshot {
+            id: p.lead_id.clone(),
+            external_key: p.external_key.clone().unwrap_or_default(),
+            stage: stage_out(p.stage).into(),
+            version: p.lead_version,
+            scores: Some(scores_out(&p.scores, e.occurred_at)),
+            policy_version: p.policy_version,
+        }),
+        payload,
+    }
+}
+
+fn consumer_out(c: &ConsumerRecord, head: i64) -> pb::Consumer {
+    pb::Consumer {
+        name: c.name.clone(),
+        cursor: c.cursor,
+        head,
+        lag: (head - c.cursor).max(0),
+        created_at: Some(timestamp_out(c.created_at)),
+        last_seen_at: Some(timestamp_out(c.last_seen_at)),
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::trigger_service_server::TriggerService for TriggerApi {
+    type SubscribeStream = EventStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let r = request.into_inner();
+        let mut check = Check::default();
+        check.text("consumer", &r.consumer, MAX_ID_CHARS, true);
+        let start = match pb::StartPosition::try_from(r.start) {
+            Ok(pb::StartPosition::Unspecified) => Start::Default,
+            Ok(pb::StartPosition::Resume) => Start::Resume,
+            Ok(pb::StartPosition::Earliest) => Start::Earliest,
+            Ok(pb::StartPosition::Latest) => Start::Latest,
+            Ok(pb::StartPosition::AtSequence) => Start::AtSequence(r.at_sequence),
+            Err(_) => {
+                check.fail("start", format!("{} is not a start position", r.start));
+                Start::Default
+            }
+        };
+        if r.at_sequence != 0 && !matches!(start, Start::AtSequence(_)) {
+            check.fail("at_sequence", "given without START_POSITION_AT_SEQUENCE");
+        }
+        let f = r.filter.unwrap_or_default();
+        let mut filter = Filter::default();
+        if f.kinds.len() + f.stages.len() + f.workflows.len() > MAX_MAP_ENTRIES {
+            check.fail("filter", format!("at most {MAX_MAP_ENTRIES} entries in all"));
+        }
+        for (i, k) in f.kinds.iter().enumerate() {
+            filter
+                .kinds
+                .extend(kind_in(&mut check, &format!("filter.kinds[{i}]"), *k));
+        }
+        for (i, s) in f.stages.iter().enumerate() {
+            let field = format!("filter.stages[{i}]");
+            match stage_in(&mut check, &field, *s) {
+                Some(stage) => filter.stages.push(stage),
+                None if *s == 0 => check.fail(&field, "a stage is required"),
+                None => {}
+            }
+        }
+        for (i, w) in f.workflows.iter().enumerate() {
+            check.text(&format!("filter.workflows[{i}]"), w, MAX_ID_CHARS, true);
+            filter.workflows.push(w.clone());
+        }
+        check.into_result()?;
+        let subscription = self
+            .engine
+            .subscribe(&self.workspace, &r.consumer, start, filter)
+            .await
+            .map_err(status)?;
+        let items = tokio_stream::wrappers::ReceiverStream::new(subscription.into_receiver()).map(|item| {
+            let item = match item.map_err(status)? {
+                StreamItem::Event(e) => pb::subscribe_response::Item::Event(event_out(&e)),
+                StreamItem::Checkpoint { head, at } => {
+                    pb::subscribe_response::Item::Checkpoint(pb::Checkpoint {
+                        head_sequence: head,
+                        at: Some(timestamp_out(at)),
+                    })
+                }
+            };
+            Ok(pb::SubscribeResponse { item: Some(item) })
+        });
+        Ok(Response::new(Box::pin(items)))
+    }
+
+    async fn ack(&self, request: Request<pb::AckRequest>) -> Result<Response<pb::AckResponse>, Status> {
+        let r = request.into_inner();
+        let mut check = Check::default();
+        check.text("consumer", &r.consumer, MAX_ID_CHARS, true);
+        check.into_result()?;
+        let (consumer, head) = self
+            .engine
+            .ack(&self.workspace, &r.consumer, r.sequence)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::AckResponse {
+            consumer: Some(consumer_out(&consumer, head)),
+        }))
+    }
+
+    async fn list_consumers(
+        &self,
+        _request: Request<pb::ListConsumersRequest>,
+    ) -> Result<Response<pb::ListConsumersResponse>, Status> {
+        let (consumers, head) = self.engine.consumers(&self.workspace).await.map_err(status)?;
+        Ok(Response::new(pb::ListConsumersResponse {
+            consumers: consumers.iter().map(|c| consumer_out(c, head)).collect(),
+        }))
+    }
+
+    async fn delete_consumer(
+        &self,
+        request: Request<pb::DeleteConsumerRequest>,
+    ) -> Result<Response<pb::DeleteConsumerResponse>, Status> {
+        let r = request.into_inner();
+        let mut check = Check::default();
+        check.text("consumer", &r.consumer, MAX_ID_CHARS, true);
+        check.into_result()?;
+        self.engine
+            .delete_consumer(&self.workspace, &r.consumer)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteConsumerResponse {}))
+    }
+}

@@ -1,0 +1,270 @@
+//! The event stream's storage: outbox bounds, consumer cursors, trimming,
+//! and the PostgreSQL wake-up channel.
+
+use leadflow_domain::{Span, Timestamp};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+
+use crate::convert::ts;
+use crate::entity::{consumer, outbox, workspace};
+use crate::error::StoreError;
+use crate::{Backend, Store};
+
+/// The PostgreSQL channel a commit with outbox events is announced on; the
+/// payload is the workspace id.
+pub const OUTBOX_CHANNEL: &str = "leadflow_outbox";
+
+/// Events are kept at least this long, and until every consumer seen in
+/// that time has acked them.
+pub const RETENTION: Span = Span::from_days(7);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    pub name: String,
+    /// The last sequence acked.
+    pub cursor: i64,
+    pub session: String,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+}
+
+fn record(row: consumer::Model) -> ConsumerRecord {
+    ConsumerRecord {
+        name: row.name,
+        cursor: row.cursor,
+        session: row.session,
+        created_at: ts(row.created_at),
+        last_seen_at: ts(row.last_seen_at),
+    }
+}
+
+/// Sequences of a workspace's outbox: at or below `floor` trimmed, `head`
+/// the newest handed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutboxBounds {
+    pub floor: i64,
+    pub head: i64,
+}
+
+impl Store {
+    pub async fn outbox_bounds(&self, ws: &str) -> Result<OutboxBounds, StoreError> {
+        let w = workspace::Entity::find_by_id(ws.to_owned())
+            .one(self.reader())
+            .await?;
+        Ok(w.map_or(OutboxBounds { floor: 0, head: 0 }, |w| OutboxBounds {
+            floor: w.outbox_floor,
+            head: w.outbox_head,
+        }))
+    }
+
+    pub async fn workspaces(&self) -> Result<Vec<String>, StoreError> {
+        Ok(workspace::Entity::find()
+            .select_only()
+            .column(workspace::Column::Id)
+            .into_tuple::<String>()
+            .all(self.reader())
+            .await?)
+    }
+
+    pub async fn consumer(&self, ws: &str, name: &str) -> Result<Option<ConsumerRecord>, StoreError> {
+        Ok(consumer::Entity::find_by_id((ws.to_owned(), name.to_owned()))
+            .one(self.reader())
+            .await?
+            .map(record))
+    }
+
+    /// Makes `session` the owner of the consumer, creating it with
+    /// `cursor` if it is new. Returns the consumer and whether it was new.
+    pub async fn claim_consumer(
+        &self,
+        ws: &str,
+        name: &str,
+        cursor: i64,
+        session: &str,
+        now: Timestamp,
+    ) -> Result<(ConsumerRecord, bool), StoreError> {
+        let tx = self.writer().begin().await?;
+        let existing = consumer::Entity::find_by_id((ws.to_owned(), name.to_owned()))
+            .lock_exclusive()
+            .one(&tx)
+            .await?;
+        let created = existing.is_none();
+        let row = match existing {
+            Some(mut row) => {
+                consumer::Entity::update_many()
+                    .col_expr(consumer::Column::Session, Expr::value(session))
+                    .col_expr(consumer::Column::LastSeenAt, Expr::value(now.as_micros()))
+                    .filter(consumer::Column::WorkspaceId.eq(ws))
+                    .filter(consumer::Column::Name.eq(name))
+                    .exec(&tx)
+                    .await?;
+                row.session = session.to_owned();
+                row.last_seen_at = now.as_micros();
+                row
+            }
+            None => {
+                let row = consumer::Model {
+                    workspace_id: ws.to_owned(),
+                    name: name.to_owned(),
+                    cursor,
+                    session: session.to_owned(),
+                    created_at: now.as_micros(),
+                    last_seen_at: now.as_micros(),
+                };
+                consumer::Entity::insert(consumer::ActiveModel::from(row.clone()))
+                    .exec_without_returning(&tx)
+                    .await?;
+                row
+            }
+        };
+        tx.commit().await?;
+        Ok((record(row), created))
+    }
+
+    /// Moves the cursor forward to `seq` (never back). `None` if unknown.
+    pub async fn ack(
+        &self,
+        ws: &str,
+        name: &str,
+        seq: i64,
+        now: Timestamp,
+    ) -> Result<Option<ConsumerRecord>, StoreError> {
+        let tx = self.writer().begin().await?;
+        let Some(mut row) = consumer::Entity::find_by_id((ws.to_owned(), name.to_owned()))
+            .lock_exclusive()
+            .one(&tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        row.cursor = row.cursor.max(seq);
+        row.last_seen_at = now.as_micros();
+        consumer::Entity::update_many()
+            .col_expr(consumer::Column::Cursor, Expr::value(row.cursor))
+            .col_expr(consumer::Column::LastSeenAt, Expr::value(row.last_seen_at))
+            .filter(consumer::Column::WorkspaceId.eq(ws))
+            .filter(consumer::Column::Name.eq(name))
+            .exec(&tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(record(row)))
+    }
+
+    /// Notes that a consumer's stream is alive (it counts for retention).
+    pub async fn touch_consumer(&self, ws: &str, name: &str, now: Timestamp) -> Result<(), StoreError> {
+        consumer::Entity::update_many()
+            .col_expr(consumer::Column::LastSeenAt, Expr::value(now.as_micros()))
+            .filter(consumer::Column::WorkspaceId.eq(ws))
+            .filter(consumer::Column::Name.eq(name))
+            .exec(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn list_consumers(&self, ws: &str) -> Result<Vec<ConsumerRecord>, StoreError> {
+        Ok(consumer::Entity::find()
+            .filter(consumer::Column::WorkspaceId.eq(ws))
+            .order_by_asc(consumer::Column::Name)
+            .all(self.reader())
+            .await?
+            .into_iter()
+            .map(record)
+            .collect())
+    }
+
+    pub async fn delete_consumer(&self, ws: &str, name: &str) -> Result<bool, StoreError> {
+        Ok(consumer::Entity::delete_many()
+            .filter(consumer::Column::WorkspaceId.eq(ws))
+            .filter(consumer::Column::Name.eq(name))
+            .exec(self.writer())
+            .await?
+            .rows_affected
+            > 0)
+    }
+
+    /// Trims events older than the retention that every consumer seen
+    /// within it has acked; raises the floor. Returns how many went.
+    pub async fn trim_outbox(&self, ws: &str, now: Timestamp) -> Result<u64, StoreError> {
+        let since = now.saturating_sub(RETENTION).as_micros();
+        let tx = self.writer().begin().await?;
+        let Some(w) = workspace::Entity::find_by_id(ws.to_owned())
+            .lock_exclusive()
+            .one(&tx)
+            .await?
+        else {
+            return Ok(0);
+        };
+        let slowest = consumer::Entity::find()
+            .filter(consumer::Column::WorkspaceId.eq(ws))
+            .filter(consumer::Column::LastSeenAt.gte(since))
+            .all(&tx)
+            .await?
+            .into_iter()
+            .map(|c| c.cursor)
+            .min()
+            .unwrap_or(w.outbox_head);
+        let newest_old = outbox::Entity::find()
+            .select_only()
+            .column(outbox::Column::Seq)
+            .filter(outbox::Column::WorkspaceId.eq(ws))
+            .filter(outbox::Column::Seq.lte(slowest))
+            .filter(outbox::Column::CreatedAt.lt(since))
+            .order_by_desc(outbox::Column::Seq)
+            .into_tuple::<i64>()
+            .one(&tx)
+            .await?;
+        let Some(bound) = newest_old else {
+            return Ok(0);
+        };
+        let trimmed = outbox::Entity::delete_many()
+            .filter(outbox::Column::WorkspaceId.eq(ws))
+            .filter(outbox::Column::Seq.lte(bound))
+            .exec(&tx)
+            .await?
+            .rows_affected;
+        workspace::Entity::update_many()
+            .col_expr(
+                workspace::Column::OutboxFloor,
+                Expr::value(bound.max(w.outbox_floor)),
+            )
+            .filter(workspace::Column::Id.eq(ws))
+            .exec(&tx)
+            .await?;
+        tx.commit().await?;
+        Ok(trimmed)
+    }
+
+    /// Announces new outbox events of `ws` to other replicas (PostgreSQL);
+    /// a hint only: readers poll as well.
+    pub async fn notify_outbox(&self, ws: &str) -> Result<(), StoreError> {
+        if self.backend() != Backend::Postgres {
+            return Ok(());
+        }
+        let db = self.writer();
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT pg_notify($1, $2)",
+            [OUTBOX_CHANNEL.into(), ws.into()],
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// A listener on [`OUTBOX_CHANNEL`] (PostgreSQL only). It reconnects by itself.
+    pub async fn outbox_listener(&self) -> Result<Option<sqlx::postgres::PgListener>, StoreError> {
+        let Some(pool) = self.postgres_pool() else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+            .await
+            .map_err(|e| {
+                StoreError::Db(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal(e.to_string())))
+            })?;
+        listener.listen(OUTBOX_CHANNEL).await.map_err(|e| {
+            StoreError::Db(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal(e.to_string())))
+        })?;
+        Ok(Some(listener))
+    }
+}
