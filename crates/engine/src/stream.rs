@@ -122,12 +122,16 @@ struct Tail {
     events: broadcast::Sender<Arc<StreamEvent>>,
 }
 
+/// The local stream owning each (workspace, consumer): its session, and how
+/// to tell it a newer one took over.
+type Owners = HashMap<(String, String), (String, Arc<Notify>)>;
+
 /// Wake-ups and fan-out for every workspace of this process.
 #[derive(Debug, Default)]
 pub(crate) struct Hub {
     tails: Mutex<HashMap<String, Arc<Tail>>>,
     /// The local stream owning each consumer, to end it on a takeover.
-    owners: Mutex<HashMap<(String, String), (String, Arc<Notify>)>>,
+    owners: Mutex<Owners>,
 }
 
 impl Hub {
