@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use leadflow_engine::{Engine, SystemClock};
+use leadflow_engine::{Clock, Engine, ManualClock, SystemClock};
 use leadflow_proto::v1 as pb;
 use leadflow_proto::v1::lead_service_client::LeadServiceClient;
 use leadflow_proto::v1::policy_service_client::PolicyServiceClient;
+use leadflow_proto::v1::trigger_service_client::TriggerServiceClient;
 use leadflow_server::{Config, DatabaseUrl, Running};
 pub use leadflow_store::testing::Engine as Db;
 use leadflow_store::testing::TestDatabase;
@@ -20,7 +21,10 @@ use tonic::transport::Channel;
 pub struct TestServer {
     pub leads: LeadServiceClient<Channel>,
     pub policies: PolicyServiceClient<Channel>,
+    pub triggers: TriggerServiceClient<Channel>,
     pub channel: Channel,
+    /// Set when the server runs on a hand-moved clock (no timer worker).
+    pub clock: Option<Arc<ManualClock>>,
     pub engine: Engine,
     pub db: Db,
     running: Option<Running>,
@@ -30,18 +34,40 @@ pub struct TestServer {
 impl TestServer {
     /// `None` when the test must be skipped (no PostgreSQL, not required).
     pub async fn start(db: Db) -> Option<Self> {
+        Self::start_with(db, None).await
+    }
+
+    /// On a clock the test moves, without a timer worker: the test fires
+    /// timers with `engine.fire_due_timers`.
+    pub async fn start_with_clock(db: Db, start: leadflow_domain::Timestamp) -> Option<Self> {
+        Self::start_with(db, Some(Arc::new(ManualClock::new(start)))).await
+    }
+
+    async fn start_with(db: Db, clock: Option<Arc<ManualClock>>) -> Option<Self> {
         let database = TestDatabase::new(db).await?;
         let config = Config {
             database_url: DatabaseUrl::new(database.url.clone()),
             max_connections: 8,
             ..Config::default()
         };
-        let engine = leadflow_server::open_engine(&config, Arc::new(SystemClock))
+        let engine_clock: Arc<dyn Clock> = match &clock {
+            Some(c) => c.clone(),
+            None => Arc::new(SystemClock),
+        };
+        let engine = leadflow_server::open_engine(&config, engine_clock)
             .await
             .expect("open the engine");
-        let running = leadflow_server::start("127.0.0.1:0".parse().expect("address"), engine.clone())
-            .await
-            .expect("start the server");
+        let workers = leadflow_server::Workers {
+            timer_poll: if clock.is_some() {
+                None
+            } else {
+                Some(Duration::from_millis(200))
+            },
+        };
+        let running =
+            leadflow_server::start_with("127.0.0.1:0".parse().expect("address"), engine.clone(), &workers)
+                .await
+                .expect("start the server");
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))
             .expect("endpoint")
             .connect()
@@ -50,12 +76,18 @@ impl TestServer {
         Some(Self {
             leads: LeadServiceClient::new(channel.clone()),
             policies: PolicyServiceClient::new(channel.clone()),
+            triggers: TriggerServiceClient::new(channel.clone()),
             channel,
+            clock,
             engine,
             db,
             running: Some(running),
             _database: database,
         })
+    }
+
+    pub fn database_url(&self) -> &str {
+        &self._database.url
     }
 
     pub fn workspace(&self) -> &'static str {
@@ -75,6 +107,20 @@ impl TestServer {
         if let Some(running) = self.running.take() {
             running.shutdown(Duration::from_secs(2)).await;
         }
+    }
+}
+
+/// Runs a scenario on a fresh server on a hand-moved clock starting at `start`.
+pub async fn run_with_clock<F, Fut>(db: Db, start: leadflow_domain::Timestamp, scenario: F)
+where
+    F: FnOnce(TestServer) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let Some(server) = TestServer::start_with_clock(db, start).await else {
+        return;
+    };
+    if let Err(e) = scenario(server).await {
+        panic!("scenario failed on {db:?}: {e:#}");
     }
 }
 
@@ -245,4 +291,97 @@ pub async fn create(server: &mut TestServer, email: &str) -> anyhow::Result<pb::
     response
         .lead
         .ok_or_else(|| anyhow::anyhow!("no lead in the response"))
+}
+
+/// Declares a scenario on a hand-moved clock as two tests, `NAME::sqlite` and `NAME::postgres`.
+#[macro_export]
+macro_rules! on_both_databases_with_clock {
+    (async fn $name:ident($srv:ident, $start:expr) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn scenario(mut $srv: $crate::TestServer) -> anyhow::Result<()> {
+                let _ = &mut $srv;
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::run_with_clock($crate::Db::Sqlite, $start, scenario).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $crate::run_with_clock($crate::Db::Postgres, $start, scenario).await;
+            }
+        }
+    };
+}
+
+// ---- the event stream ---------------------------------------------------------
+
+pub type EventStream = tonic::Streaming<pb::SubscribeResponse>;
+
+pub async fn subscribe(
+    server: &mut TestServer,
+    consumer: &str,
+    start: pb::StartPosition,
+    at_sequence: i64,
+    filter: Option<pb::EventFilter>,
+) -> Result<EventStream, tonic::Status> {
+    Ok(server
+        .triggers
+        .subscribe(pb::SubscribeRequest {
+            consumer: consumer.to_owned(),
+            start: start.into(),
+            at_sequence,
+            filter,
+        })
+        .await?
+        .into_inner())
+}
+
+/// The next event of a stream (checkpoints skipped); `None` if none comes
+/// within `wait`.
+pub async fn next_event(stream: &mut EventStream, wait: Duration) -> anyhow::Result<Option<pb::Event>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let item = match tokio::time::timeout_at(deadline, stream.message()).await {
+            Err(_) => return Ok(None),
+            Ok(item) => item?,
+        };
+        match item.and_then(|r| r.item) {
+            Some(pb::subscribe_response::Item::Event(e)) => return Ok(Some(e)),
+            Some(pb::subscribe_response::Item::Checkpoint(_)) => {}
+            None => return Ok(None),
+        }
+    }
+}
+
+/// The next `n` events, or an error if they do not all come within `wait`.
+pub async fn events(stream: &mut EventStream, n: usize, wait: Duration) -> anyhow::Result<Vec<pb::Event>> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        match next_event(stream, wait).await? {
+            Some(e) => out.push(e),
+            None => anyhow::bail!("only {} of {n} events arrived", out.len()),
+        }
+    }
+    Ok(out)
+}
+
+/// A short description of an event: `TRANSITION:MQL`, `TRIGGER:mql_welcome_sequence`.
+pub fn describe(e: &pb::Event) -> String {
+    match &e.payload {
+        Some(pb::event::Payload::Transition(t)) => format!(
+            "TRANSITION:{}",
+            pb::Stage::try_from(t.to_stage)
+                .map_or("?", |s| s.as_str_name())
+                .trim_start_matches("STAGE_")
+        ),
+        Some(pb::event::Payload::Trigger(t)) => format!("TRIGGER:{}", t.emit),
+        Some(pb::event::Payload::SlaBreach(b)) => format!("SLA_BREACHED:{}", b.sla_id),
+        None => "?".to_owned(),
+    }
 }

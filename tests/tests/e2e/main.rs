@@ -6,3 +6,5 @@ mod idempotency;
 mod lifecycle;
 mod reads;
 mod service;
+mod stream;
+mod timers;
