@@ -121,13 +121,13 @@ on_both_databases!(
         assert_eq!(got.iter().map(describe).collect::<Vec<_>>(), ["TRIGGER:long_term_nurture"]);
         // nothing else passes, but a checkpoint says how far the stream has looked
         let head = server.triggers.list_consumers(pb::ListConsumersRequest {}).await?.into_inner().consumers[0].head;
-        let checkpoint = loop {
-            let item = tokio::time::timeout(Duration::from_secs(7), not_ready.message()).await??.and_then(|r| r.item);
-            match item {
-                Some(pb::subscribe_response::Item::Checkpoint(c)) => break c,
-                Some(pb::subscribe_response::Item::Event(e)) => anyhow::bail!("unexpected {}", describe(&e)),
-                None => anyhow::bail!("the stream ended"),
-            }
+        let item = tokio::time::timeout(Duration::from_secs(7), not_ready.message())
+            .await??
+            .and_then(|r| r.item);
+        let checkpoint = match item {
+            Some(pb::subscribe_response::Item::Checkpoint(c)) => c,
+            Some(pb::subscribe_response::Item::Event(e)) => anyhow::bail!("unexpected {}", describe(&e)),
+            None => anyhow::bail!("the stream ended"),
         };
         assert_eq!(checkpoint.head_sequence, head);
         Ok(())
