@@ -5,6 +5,7 @@
 //! buffer and its own bounded channel.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -120,6 +121,8 @@ impl Filter {
 struct Tail {
     wake: Notify,
     events: broadcast::Sender<Arc<StreamEvent>>,
+    /// The last sequence the tail has read and broadcast.
+    read: AtomicI64,
 }
 
 /// The local stream owning each (workspace, consumer): its session, and how
@@ -135,23 +138,38 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
-    /// The tail of `ws`, started on first use.
-    fn tail(&self, store: &Store, ws: &str) -> Arc<Tail> {
+    fn existing_tail(&self, ws: &str) -> Option<Arc<Tail>> {
+        let tails = self
+            .tails
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tails.get(ws).cloned()
+    }
+
+    /// The tail of `ws`, started on first use. It starts after the head as
+    /// it is *before* the caller reads the table, so whatever commits from
+    /// then on is either in that read or in the broadcast.
+    async fn tail(&self, store: &Store, ws: &str) -> Result<Arc<Tail>, EngineError> {
+        if let Some(t) = self.existing_tail(ws) {
+            return Ok(t);
+        }
+        let head = store.outbox_bounds(ws).await?.head;
         let mut tails = self
             .tails
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(t) = tails.get(ws) {
-            return Arc::clone(t);
+            return Ok(Arc::clone(t));
         }
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         let tail = Arc::new(Tail {
             wake: Notify::new(),
             events,
+            read: AtomicI64::new(head),
         });
         tails.insert(ws.to_owned(), Arc::clone(&tail));
         tokio::spawn(run_tail(store.clone(), ws.to_owned(), Arc::clone(&tail)));
-        tail
+        Ok(tail)
     }
 
     /// Wakes the tail of `ws`, if it runs here.
@@ -167,15 +185,7 @@ impl Hub {
 }
 
 async fn run_tail(store: Store, ws: String, tail: Arc<Tail>) {
-    let mut last = loop {
-        match store.outbox_bounds(&ws).await {
-            Ok(b) => break b.head,
-            Err(e) => {
-                tracing::warn!(workspace = %ws, error = %e, "event tail cannot read the outbox; retrying");
-                tokio::time::sleep(POLL_EVERY).await;
-            }
-        }
-    };
+    let mut last = tail.read.load(Ordering::SeqCst);
     loop {
         tokio::select! {
             () = tail.wake.notified() => {}
@@ -200,6 +210,7 @@ async fn run_tail(store: Store, ws: String, tail: Arc<Tail>) {
                     }
                 }
             }
+            tail.read.store(last, Ordering::SeqCst);
             if !full {
                 break;
             }
@@ -318,7 +329,7 @@ impl Engine {
                 previous.notify_one();
             }
         }
-        let tail = self.hub.tail(&self.store, ws);
+        let tail = self.hub.tail(&self.store, ws).await?;
         let (tx, items) = mpsc::channel(SUBSCRIPTION_BUFFER);
         let run = Run {
             engine: self.clone(),
@@ -442,6 +453,10 @@ impl Run {
                 _ = checkpoint.tick() => {
                     if !self.still_owner().await {
                         return;
+                    }
+                    // Safety net: the tail has read past us without our hearing of it.
+                    if tail.read.load(Ordering::SeqCst) >= self.next {
+                        behind = true;
                     }
                     let item = StreamItem::Checkpoint { head: self.next - 1, at: self.engine.now() };
                     if self.out.send(Ok(item)).await.is_err() {

@@ -57,6 +57,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Database pool size.
     pub max_connections: u32,
+    /// How often the timer worker looks for due timers.
+    pub timer_poll: Duration,
 }
 
 impl Default for Config {
@@ -68,6 +70,7 @@ impl Default for Config {
             log_level: "info,sea_orm_migration=warn,sqlx=warn".to_owned(),
             shutdown_grace: Duration::from_secs(10),
             max_connections: 16,
+            timer_poll: Duration::from_secs(1),
         }
     }
 }
@@ -82,6 +85,7 @@ pub struct Layer {
     pub log_level: Option<String>,
     pub shutdown_grace_secs: Option<u64>,
     pub max_connections: Option<u32>,
+    pub timer_poll_ms: Option<u64>,
 }
 
 impl Layer {
@@ -114,6 +118,9 @@ impl Config {
         if let Some(v) = layer.max_connections {
             self.max_connections = v;
         }
+        if let Some(v) = layer.timer_poll_ms {
+            self.timer_poll = Duration::from_millis(v);
+        }
         self
     }
 
@@ -127,6 +134,9 @@ impl Config {
         }
         if self.max_connections == 0 {
             anyhow::bail!("max_connections must be at least 1");
+        }
+        if self.timer_poll < Duration::from_millis(10) || self.timer_poll > Duration::from_secs(3600) {
+            anyhow::bail!("timer_poll_ms must be from 10 to 3600000");
         }
         if self.shutdown_grace > Duration::from_secs(3600) {
             anyhow::bail!("shutdown_grace_secs must be at most 3600");

@@ -13,6 +13,7 @@
 //! - `convert.rs`, `limits.rs`, `error.rs`: the edge.
 //! - [`config`], [`telemetry`]: the process.
 
+pub mod cli;
 pub mod config;
 mod convert;
 mod error;
@@ -236,7 +237,10 @@ async fn listen_for_events(engine: Engine) {
 /// the configured grace period.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let engine = open_engine(&config, Arc::new(SystemClock)).await?;
-    let running = start(config.listen, engine).await?;
+    let workers = Workers {
+        timer_poll: Some(config.timer_poll),
+    };
+    let running = start_with(config.listen, engine, &workers).await?;
     tracing::info!(
         grpc = %running.addr,
         database = %config.database_url,

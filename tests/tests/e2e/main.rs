@@ -5,6 +5,7 @@ mod errors;
 mod idempotency;
 mod lifecycle;
 mod reads;
+mod replicas;
 mod service;
 mod stream;
 mod timers;
