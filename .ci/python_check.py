@@ -36,7 +36,7 @@ for service in ("", "leadflow.v1.LeadService"):
 reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
 answer = next(reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
 services = {s.name for s in answer.list_services_response.service}
-for name in ("leadflow.v1.LeadService", "leadflow.v1.PolicyService", "grpc.health.v1.Health"):
+for name in ("leadflow.v1.LeadService", "leadflow.v1.PolicyService", "leadflow.v1.TriggerService", "grpc.health.v1.Health"):
     check(name in services, f"reflection lists {name}")
 
 leads = lead_service_pb2_grpc.LeadServiceStub(channel)
@@ -75,3 +75,21 @@ try:
     check(False, "an unknown engagement type is refused")
 except grpc.RpcError as e:
     check(e.code() == grpc.StatusCode.INVALID_ARGUMENT, f"an unknown engagement type is INVALID_ARGUMENT ({e.details()})")
+
+from leadflow.v1 import trigger_service_pb2 as ts, trigger_service_pb2_grpc  # noqa: E402
+
+triggers = trigger_service_pb2_grpc.TriggerServiceStub(channel)
+stream = triggers.Subscribe(
+    ts.SubscribeRequest(
+        consumer="python-check",
+        start=ts.START_POSITION_EARLIEST,
+        filter=ts.EventFilter(kinds=[ts.EVENT_KIND_TRANSITION], stages=[lead_pb2.STAGE_SQL]),
+    ),
+    timeout=10,
+)
+first = next(iter(stream))
+check(first.HasField("event") and first.event.lead.id == lead.id, "Subscribe streams the move to SQL")
+check(first.event.transition.to_stage == lead_pb2.STAGE_SQL, "the filter lets only SQL transitions through")
+acked = triggers.Ack(ts.AckRequest(consumer="python-check", sequence=first.event.sequence))
+check(acked.consumer.cursor == first.event.sequence, "Ack moves the consumer's cursor")
+stream.cancel()
