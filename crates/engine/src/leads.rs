@@ -36,6 +36,26 @@ macro_rules! retrying {
 }
 pub(crate) use retrying;
 
+/// Timers fired, at most, before one command.
+const MAX_CATCH_UP_ROUNDS: usize = 100;
+
+/// What several decisions in one command wrote.
+#[derive(Default)]
+struct Acc {
+    transitions: Vec<leadflow_store::StoredTransition>,
+    triggers: Vec<leadflow_domain::workflow::Trigger>,
+    events: usize,
+}
+
+impl Acc {
+    fn absorb(&mut self, written: crate::persist::Written) -> LeadRecord {
+        self.transitions.extend(written.transitions);
+        self.triggers.extend(written.triggers);
+        self.events += written.events;
+        written.lead.record
+    }
+}
+
 /// What `apply` did: the outcome for the caller, and how many outbox
 /// events it wrote (to announce after commit).
 pub(crate) struct Applied {
@@ -265,55 +285,78 @@ impl Engine {
         until: Timestamp,
     ) -> Result<Applied, EngineError> {
         let ctx = Context { now: target.now };
-        let mut transitions = Vec::new();
-        let mut triggers = Vec::new();
-        let mut events = 0;
-        let mut absorb =
-            |written: crate::persist::Written, transitions: &mut Vec<_>, triggers: &mut Vec<_>| {
-                transitions.extend(written.transitions);
-                triggers.extend(written.triggers);
-                events += written.events;
-                written.lead.record
-            };
+        let mut acc = Acc::default();
         if record.policy_version != target.policy_version {
-            let history = tx.engagements_of(target.ws, &record.id).await?;
             let at = tx
                 .policy(target.ws, target.policy_version)
                 .await?
                 .and_then(|p| p.activated_at)
                 .unwrap_or(target.now);
+            // What fell due before the change happens under the policy it was armed by.
+            let old_policy = self
+                .policy_version_of(tx, target.ws, record.policy_version)
+                .await?;
+            let old = Target {
+                policy: &old_policy,
+                policy_version: record.policy_version,
+                ..*target
+            };
+            record = self
+                .fire_overdue(tx, &old, record, at.min(until), &mut acc)
+                .await?;
+            let history = tx.engagements_of(target.ws, &record.id).await?;
             let change = Command::PolicyChanged { at };
             let decision =
                 leadflow_domain::decide(target.policy, &record.lead, change, &ctx, Some(&history))?;
             let written = persist(tx, target, Before::Existing(&record), None, &decision).await?;
-            record = absorb(written, &mut transitions, &mut triggers);
+            record = acc.absorb(written);
         }
-        for due in tx.due_timers_of(target.ws, &record.id, until).await? {
-            if tx
-                .take_timer(target.ws, &record.id, &due.timer.kind.key())
-                .await?
-                .is_none()
-            {
-                continue;
-            }
-            let fired = Command::TimerFired(due.timer);
-            let decision = decide(tx, target.ws, target.policy, &record, fired, &ctx).await?;
-            let written = persist(tx, target, Before::Existing(&record), None, &decision).await?;
-            record = absorb(written, &mut transitions, &mut triggers);
-        }
+        record = self.fire_overdue(tx, target, record, until, &mut acc).await?;
         let decision = decide(tx, target.ws, target.policy, &record, command, &ctx).await?;
         let written = persist(tx, target, Before::Existing(&record), engagement, &decision).await?;
         let lead = written.lead.clone();
-        absorb(written, &mut transitions, &mut triggers);
+        acc.absorb(written);
         Ok(Applied {
             outcome: Outcome {
                 lead,
-                transitions,
-                triggers,
+                transitions: acc.transitions,
+                triggers: acc.triggers,
                 duplicate: false,
             },
-            events,
+            events: acc.events,
         })
+    }
+
+    /// Fires, in order, the lead's timers due by `until`, including those
+    /// that firing arms and that fall due by then too.
+    async fn fire_overdue(
+        &self,
+        tx: &Tx,
+        target: &Target<'_>,
+        mut record: LeadRecord,
+        until: Timestamp,
+        acc: &mut Acc,
+    ) -> Result<LeadRecord, EngineError> {
+        let ctx = Context { now: target.now };
+        // A bound on timers re-arming each other within the window.
+        for _ in 0..MAX_CATCH_UP_ROUNDS {
+            let due = tx.due_timers_of(target.ws, &record.id, until).await?;
+            let Some(next) = due.into_iter().next() else {
+                return Ok(record);
+            };
+            if tx
+                .take_timer(target.ws, &record.id, &next.timer.kind.key())
+                .await?
+                .is_none()
+            {
+                return Ok(record);
+            }
+            let fired = Command::TimerFired(next.timer);
+            let decision = decide(tx, target.ws, target.policy, &record, fired, &ctx).await?;
+            let written = persist(tx, target, Before::Existing(&record), None, &decision).await?;
+            record = acc.absorb(written);
+        }
+        Ok(record)
     }
 
     pub(crate) fn target<'a>(

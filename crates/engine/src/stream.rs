@@ -4,10 +4,12 @@
 //! subscriber can make the process hold more than the broadcast's bounded
 //! buffer and its own bounded channel.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use leadflow_domain::{Stage, Timestamp};
 use leadflow_store::{ConsumerRecord, OutboxRecord, Store};
@@ -129,68 +131,97 @@ struct Tail {
 /// to tell it a newer one took over.
 type Owners = HashMap<(String, String), (String, Arc<Notify>)>;
 
+/// A tail with no subscriber stops after this many quiet polls.
+const IDLE_POLLS: u32 = 20;
+
 /// Wake-ups and fan-out for every workspace of this process.
 #[derive(Debug, Default)]
 pub(crate) struct Hub {
     tails: Mutex<HashMap<String, Arc<Tail>>>,
     /// The local stream owning each consumer, to end it on a takeover.
     owners: Mutex<Owners>,
+    /// Workspaces whose commits other replicas are yet to hear of.
+    unannounced: Mutex<HashSet<String>>,
+    announcer: Notify,
+    announcer_started: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Hub {
-    fn existing_tail(&self, ws: &str) -> Option<Arc<Tail>> {
-        let tails = self
-            .tails
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        tails.get(ws).cloned()
-    }
-
-    /// The tail of `ws`, started on first use. It starts after the head as
-    /// it is *before* the caller reads the table, so whatever commits from
-    /// then on is either in that read or in the broadcast.
-    async fn tail(&self, store: &Store, ws: &str) -> Result<Arc<Tail>, EngineError> {
-        if let Some(t) = self.existing_tail(ws) {
-            return Ok(t);
+    /// The tail of `ws` (started on first use) and a receiver of its
+    /// broadcast. The tail starts after the head as it is *before* the
+    /// caller reads the table, so whatever commits from then on is either in
+    /// that read or in the broadcast. The receiver is taken under the map's
+    /// lock, so an idle tail cannot stop between the two.
+    async fn follow(
+        self: &Arc<Self>,
+        store: &Store,
+        ws: &str,
+    ) -> Result<(Arc<Tail>, broadcast::Receiver<Arc<StreamEvent>>), EngineError> {
+        if let Some(t) = lock(&self.tails).get(ws) {
+            return Ok((Arc::clone(t), t.events.subscribe()));
         }
         let head = store.outbox_bounds(ws).await?.head;
-        let mut tails = self
-            .tails
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tails = lock(&self.tails);
         if let Some(t) = tails.get(ws) {
-            return Ok(Arc::clone(t));
+            return Ok((Arc::clone(t), t.events.subscribe()));
         }
-        let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let (events, receiver) = broadcast::channel(BROADCAST_CAPACITY);
         let tail = Arc::new(Tail {
             wake: Notify::new(),
             events,
             read: AtomicI64::new(head),
         });
         tails.insert(ws.to_owned(), Arc::clone(&tail));
-        tokio::spawn(run_tail(store.clone(), ws.to_owned(), Arc::clone(&tail)));
-        Ok(tail)
+        tokio::spawn(run_tail(
+            Arc::clone(self),
+            store.clone(),
+            ws.to_owned(),
+            Arc::clone(&tail),
+        ));
+        Ok((tail, receiver))
     }
 
     /// Wakes the tail of `ws`, if it runs here.
     pub(crate) fn wake(&self, ws: &str) {
-        let tails = self
-            .tails
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(t) = tails.get(ws) {
+        if let Some(t) = lock(&self.tails).get(ws) {
             t.wake.notify_one();
+        }
+    }
+
+    /// Forgets a stream's ownership of its consumer, if it still has it.
+    fn release(&self, ws: &str, consumer: &str, session: &str) {
+        let mut owners = lock(&self.owners);
+        let key = (ws.to_owned(), consumer.to_owned());
+        if owners.get(&key).is_some_and(|(s, _)| s == session) {
+            owners.remove(&key);
         }
     }
 }
 
-async fn run_tail(store: Store, ws: String, tail: Arc<Tail>) {
+async fn run_tail(hub: Arc<Hub>, store: Store, ws: String, tail: Arc<Tail>) {
     let mut last = tail.read.load(Ordering::SeqCst);
+    let mut idle = 0;
     loop {
         tokio::select! {
             () = tail.wake.notified() => {}
             () = tokio::time::sleep(POLL_EVERY) => {}
         }
+        if tail.events.receiver_count() == 0 {
+            idle += 1;
+            if idle >= IDLE_POLLS {
+                let mut tails = lock(&hub.tails);
+                if tail.events.receiver_count() == 0 {
+                    tails.remove(&ws);
+                    return;
+                }
+            }
+            continue;
+        }
+        idle = 0;
         loop {
             let batch = match store.outbox_after(&ws, last, BATCH).await {
                 Ok(batch) => batch,
@@ -203,7 +234,6 @@ async fn run_tail(store: Store, ws: String, tail: Arc<Tail>) {
             for record in batch {
                 last = record.seq;
                 match StreamEvent::decode(record) {
-                    // No subscriber yet is fine: they read the table first.
                     Ok(event) => drop(tail.events.send(Arc::new(event))),
                     Err(e) => {
                         tracing::error!(workspace = %ws, error = %e, "skipping an event that does not decode")
@@ -213,6 +243,20 @@ async fn run_tail(store: Store, ws: String, tail: Arc<Tail>) {
             tail.read.store(last, Ordering::SeqCst);
             if !full {
                 break;
+            }
+        }
+    }
+}
+
+/// Tells other replicas, one `pg_notify` per workspace per round however
+/// many commits there were.
+async fn announce_loop(hub: Arc<Hub>, store: Store) {
+    loop {
+        hub.announcer.notified().await;
+        let workspaces: Vec<String> = lock(&hub.unannounced).drain().collect();
+        for ws in workspaces {
+            if let Err(e) = store.notify_outbox(&ws).await {
+                tracing::debug!(error = %e, "could not announce events; readers poll anyway");
             }
         }
     }
@@ -251,15 +295,14 @@ impl Engine {
     /// other replicas through the database.
     pub(crate) fn announce(&self, ws: &str) {
         self.hub.wake(ws);
-        let store = self.store.clone();
-        let ws = ws.to_owned();
-        if store.backend() == leadflow_store::Backend::Postgres {
-            tokio::spawn(async move {
-                if let Err(e) = store.notify_outbox(&ws).await {
-                    tracing::debug!(error = %e, "could not announce events; readers poll anyway");
-                }
-            });
+        if self.store.backend() != leadflow_store::Backend::Postgres {
+            return;
         }
+        lock(&self.hub.unannounced).insert(ws.to_owned());
+        if !self.hub.announcer_started.swap(true, Ordering::SeqCst) {
+            tokio::spawn(announce_loop(Arc::clone(&self.hub), self.store.clone()));
+        }
+        self.hub.announcer.notify_one();
     }
 
     /// Wakes the tail of a workspace after another replica's commit.
@@ -301,6 +344,12 @@ impl Engine {
                     format!("{n}: sequences start at 1"),
                 ));
             }
+            (Start::AtSequence(n), _) if n > bounds.head + 1 => {
+                return Err(EngineError::OutOfRange(format!(
+                    "sequence {n} has not been handed out: the head is {}",
+                    bounds.head
+                )));
+            }
             (Start::AtSequence(n), _) => n,
         };
         if from <= bounds.floor {
@@ -310,27 +359,19 @@ impl Engine {
             )));
         }
         let session = uuid::Uuid::new_v4().to_string();
-        let now = self.now();
         let (record, _) = self
             .store
-            .claim_consumer(ws, consumer, from - 1, &session, now)
+            .claim_consumer(ws, consumer, from - 1, &session, self.now())
             .await?;
-        let taken_over = Arc::new(Notify::new());
-        {
-            let mut owners = self
-                .hub
-                .owners
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((_, previous)) = owners.insert(
-                (ws.to_owned(), consumer.to_owned()),
-                (session.clone(), Arc::clone(&taken_over)),
-            ) {
-                previous.notify_one();
-            }
+        let taken = Arc::new(Notify::new());
+        if let Some((_, previous)) = lock(&self.hub.owners).insert(
+            (ws.to_owned(), consumer.to_owned()),
+            (session.clone(), Arc::clone(&taken)),
+        ) {
+            previous.notify_one();
         }
-        let tail = self.hub.tail(&self.store, ws).await?;
-        let (tx, items) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let (tail, events) = self.hub.follow(&self.store, ws).await?;
+        let (out, items) = mpsc::channel(SUBSCRIPTION_BUFFER);
         let run = Run {
             engine: self.clone(),
             ws: ws.to_owned(),
@@ -338,9 +379,12 @@ impl Engine {
             session,
             filter,
             next: from,
-            out: tx,
+            out,
+            taken,
+            tail,
+            checkpointed: Instant::now(),
         };
-        tokio::spawn(run.go(tail, taken_over));
+        tokio::spawn(run.go(events));
         Ok(Subscription {
             consumer: record,
             from,
@@ -386,16 +430,21 @@ impl Engine {
                 key: consumer.to_owned(),
             });
         }
-        let owner = self
-            .hub
-            .owners
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&(ws.to_owned(), consumer.to_owned()));
-        if let Some((_, stream)) = owner {
+        if let Some((_, stream)) = lock(&self.hub.owners).remove(&(ws.to_owned(), consumer.to_owned())) {
             stream.notify_one();
         }
         Ok(())
+    }
+
+    /// Trims, in every workspace, events past the retention that every
+    /// consumer seen within it has acked.
+    pub async fn trim_events(&self) -> Result<u64, EngineError> {
+        let now = self.now();
+        let mut trimmed = 0;
+        for ws in self.store.workspaces().await? {
+            trimmed += self.store.trim_outbox(&ws, now).await?;
+        }
+        Ok(trimmed)
     }
 }
 
@@ -409,73 +458,69 @@ struct Run {
     /// The next sequence to deliver.
     next: i64,
     out: mpsc::Sender<Result<StreamItem, EngineError>>,
+    /// Notified when a newer stream claims the consumer, or it is deleted.
+    taken: Arc<Notify>,
+    tail: Arc<Tail>,
+    checkpointed: Instant,
 }
 
 impl Run {
-    async fn go(mut self, tail: Arc<Tail>, taken_over: Arc<Notify>) {
-        let mut events = tail.events.subscribe();
-        let mut checkpoint = tokio::time::interval(CHECKPOINT_EVERY);
-        checkpoint.tick().await;
+    async fn go(mut self, mut events: broadcast::Receiver<Arc<StreamEvent>>) {
         // Catch up from the table, then follow the broadcast.
         let mut behind = true;
         loop {
             if behind {
                 match self.catch_up().await {
-                    Ok(true) => behind = false,
-                    Ok(false) => {}
+                    Ok(Some(done)) => behind = !done,
+                    Ok(None) => break,
                     Err(e) => {
-                        let _ = self.out.send(Err(e)).await;
-                        return;
+                        self.end(e).await;
+                        break;
                     }
                 }
-                if self.out.is_closed() {
-                    return;
+                if !self.checkpoint_if_due().await {
+                    break;
                 }
                 continue;
             }
+            let deadline = self.checkpointed + CHECKPOINT_EVERY;
+            let (taken, out) = (Arc::clone(&self.taken), self.out.clone());
             tokio::select! {
                 received = events.recv() => match received {
+                    Ok(event) if event.seq < self.next => {}
+                    // Something between: read it from the table.
+                    Ok(event) if event.seq > self.next => behind = true,
                     Ok(event) => {
-                        if event.seq < self.next {
-                            continue;
-                        }
-                        if event.seq > self.next {
-                            behind = true; // something between: read it from the table
-                            continue;
-                        }
                         if !self.deliver(event).await {
-                            return;
+                            break;
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => behind = true,
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    Err(broadcast::error::RecvError::Closed) => break,
                 },
-                _ = checkpoint.tick() => {
-                    if !self.still_owner().await {
-                        return;
+                () = tokio::time::sleep_until(deadline) => {
+                    if !self.checkpoint_if_due().await {
+                        break;
                     }
                     // Safety net: the tail has read past us without our hearing of it.
-                    if tail.read.load(Ordering::SeqCst) >= self.next {
+                    if self.tail.read.load(Ordering::SeqCst) >= self.next {
                         behind = true;
                     }
-                    let item = StreamItem::Checkpoint { head: self.next - 1, at: self.engine.now() };
-                    if self.out.send(Ok(item)).await.is_err() {
-                        return;
-                    }
                 }
-                () = taken_over.notified() => {
+                () = taken.notified() => {
                     if !self.still_owner().await {
-                        return;
+                        break;
                     }
                 }
-                () = self.out.closed() => return,
+                () = out.closed() => break,
             }
         }
+        self.engine.hub.release(&self.ws, &self.consumer, &self.session);
     }
 
-    /// Delivers what the table holds from `next`; true when it has reached
-    /// the end of what is committed.
-    async fn catch_up(&mut self) -> Result<bool, EngineError> {
+    /// Delivers the next batch the table holds: `Some(true)` when that was
+    /// the end of what is committed, `None` when the stream must stop.
+    async fn catch_up(&mut self) -> Result<Option<bool>, EngineError> {
         let batch = self
             .engine
             .store
@@ -483,12 +528,20 @@ impl Run {
             .await?;
         let done = (batch.len() as u64) < BATCH;
         for record in batch {
+            if record.seq > self.next {
+                // Sequences have no holes: these were trimmed under us.
+                return Err(EngineError::OutOfRange(format!(
+                    "events {} to {} are no longer kept",
+                    self.next,
+                    record.seq - 1
+                )));
+            }
             let event = Arc::new(StreamEvent::decode(record)?);
             if !self.deliver(event).await {
-                return Ok(true);
+                return Ok(None);
             }
         }
-        Ok(done)
+        Ok(Some(done))
     }
 
     async fn deliver(&mut self, event: Arc<StreamEvent>) -> bool {
@@ -496,7 +549,50 @@ impl Run {
         if !self.filter.admits(&event) {
             return true;
         }
-        self.out.send(Ok(StreamItem::Event(event))).await.is_ok()
+        self.send(StreamItem::Event(event)).await
+    }
+
+    /// Sends an item, still listening for a takeover and the client going:
+    /// a client that stops reading holds nothing but this bounded channel.
+    async fn send(&mut self, item: StreamItem) -> bool {
+        let taken = Arc::clone(&self.taken);
+        let out = self.out.clone();
+        loop {
+            tokio::select! {
+                biased;
+                () = taken.notified() => {
+                    if !self.still_owner().await {
+                        return false;
+                    }
+                }
+                permit = out.reserve() => {
+                    return match permit {
+                        Ok(permit) => {
+                            permit.send(Ok(item));
+                            true
+                        }
+                        Err(_) => false,
+                    };
+                }
+            }
+        }
+    }
+
+    /// At least every 5 s: where the stream stands, after checking it still
+    /// owns its consumer.
+    async fn checkpoint_if_due(&mut self) -> bool {
+        if self.checkpointed.elapsed() < CHECKPOINT_EVERY {
+            return true;
+        }
+        if !self.still_owner().await {
+            return false;
+        }
+        self.checkpointed = Instant::now();
+        let item = StreamItem::Checkpoint {
+            head: self.next - 1,
+            at: self.engine.now(),
+        };
+        self.send(item).await
     }
 
     /// Whether this stream still owns its consumer; if not, ends it with
@@ -522,20 +618,12 @@ impl Run {
             // The database is away for a moment: keep streaming; the next look decides.
             Err(_) => return true,
         };
-        let _ = self.out.send(Err(error)).await;
+        self.end(error).await;
         false
     }
-}
 
-impl Engine {
-    /// Trims, in every workspace, events past the retention that every
-    /// consumer seen within it has acked.
-    pub async fn trim_events(&self) -> Result<u64, EngineError> {
-        let now = self.now();
-        let mut trimmed = 0;
-        for ws in self.store.workspaces().await? {
-            trimmed += self.store.trim_outbox(&ws, now).await?;
-        }
-        Ok(trimmed)
+    /// Ends the stream with an error, unless the client has stopped reading.
+    async fn end(&self, error: EngineError) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.out.send(Err(error))).await;
     }
 }

@@ -9,6 +9,9 @@ use leadflow_domain::{Command, Timestamp};
 use leadflow_store::DueTimer;
 
 use crate::Engine;
+
+/// How long a timer that failed to fire waits before the next try.
+const RETRY_FAILED_TIMER: leadflow_domain::Span = leadflow_domain::Span::from_secs(300);
 use crate::error::EngineError;
 use crate::leads::retrying;
 use crate::model::Request;
@@ -23,10 +26,21 @@ impl Engine {
             match retrying!(self.try_fire(timer, now)) {
                 Ok(true) => fired += 1,
                 Ok(false) => {}
-                Err(e) => tracing::warn!(
-                    workspace = %timer.workspace, lead_id = %timer.lead_id, timer = %timer.key, error = %e,
-                    "a due timer could not fire; it stays for the next round"
-                ),
+                Err(e) => {
+                    // Out of the way of the others: it is tried again later.
+                    let later = now.saturating_add(RETRY_FAILED_TIMER);
+                    tracing::warn!(
+                        workspace = %timer.workspace, lead_id = %timer.lead_id, timer = %timer.key, error = %e,
+                        retry_at = %later, "a due timer could not fire"
+                    );
+                    if let Err(e) = self
+                        .store
+                        .postpone_timer(&timer.workspace, &timer.lead_id, &timer.key, later)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not postpone the failed timer");
+                    }
+                }
             }
         }
         Ok(fired)
@@ -35,13 +49,14 @@ impl Engine {
     async fn try_fire(&self, due: &DueTimer, now: Timestamp) -> Result<bool, EngineError> {
         let ws = due.workspace.as_str();
         let tx = self.store.begin().await?;
-        let (policy_version, policy) = self.active_policy(&tx, ws).await?;
         let Some(record) = tx.lock_lead(ws, &due.lead_id).await? else {
             // The lead is gone: so is its timer.
             tx.take_timer(ws, &due.lead_id, &due.key).await?;
             tx.commit().await?;
             return Ok(false);
         };
+        // After the lead's lock: the policy its last command committed under.
+        let (policy_version, policy) = self.active_policy(&tx, ws).await?;
         // Gone (fired elsewhere, cancelled) or held by another worker.
         let Some(stored) = tx.take_timer(ws, &due.lead_id, &due.key).await? else {
             return Ok(false);

@@ -86,39 +86,36 @@ impl Store {
         now: Timestamp,
     ) -> Result<(ConsumerRecord, bool), StoreError> {
         let tx = self.writer().begin().await?;
-        let existing = consumer::Entity::find_by_id((ws.to_owned(), name.to_owned()))
+        // Insert-or-nothing first, so two first subscribes of one name
+        // cannot both insert; the row is then locked and claimed.
+        let inserted = consumer::Entity::insert(consumer::ActiveModel::from(consumer::Model {
+            workspace_id: ws.to_owned(),
+            name: name.to_owned(),
+            cursor,
+            session: session.to_owned(),
+            created_at: now.as_micros(),
+            last_seen_at: now.as_micros(),
+        }))
+        .on_conflict_do_nothing_on([consumer::Column::WorkspaceId, consumer::Column::Name])
+        .exec_without_returning(&tx)
+        .await?;
+        let created = matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0);
+        let mut row = consumer::Entity::find_by_id((ws.to_owned(), name.to_owned()))
             .lock_exclusive()
             .one(&tx)
-            .await?;
-        let created = existing.is_none();
-        let row = match existing {
-            Some(mut row) => {
-                consumer::Entity::update_many()
-                    .col_expr(consumer::Column::Session, Expr::value(session))
-                    .col_expr(consumer::Column::LastSeenAt, Expr::value(now.as_micros()))
-                    .filter(consumer::Column::WorkspaceId.eq(ws))
-                    .filter(consumer::Column::Name.eq(name))
-                    .exec(&tx)
-                    .await?;
-                row.session = session.to_owned();
-                row.last_seen_at = now.as_micros();
-                row
-            }
-            None => {
-                let row = consumer::Model {
-                    workspace_id: ws.to_owned(),
-                    name: name.to_owned(),
-                    cursor,
-                    session: session.to_owned(),
-                    created_at: now.as_micros(),
-                    last_seen_at: now.as_micros(),
-                };
-                consumer::Entity::insert(consumer::ActiveModel::from(row.clone()))
-                    .exec_without_returning(&tx)
-                    .await?;
-                row
-            }
-        };
+            .await?
+            .ok_or_else(|| StoreError::corrupt("consumers", name, "vanished while claimed"))?;
+        if !created {
+            consumer::Entity::update_many()
+                .col_expr(consumer::Column::Session, Expr::value(session))
+                .col_expr(consumer::Column::LastSeenAt, Expr::value(now.as_micros()))
+                .filter(consumer::Column::WorkspaceId.eq(ws))
+                .filter(consumer::Column::Name.eq(name))
+                .exec(&tx)
+                .await?;
+            row.session = session.to_owned();
+            row.last_seen_at = now.as_micros();
+        }
         tx.commit().await?;
         Ok((record(row), created))
     }

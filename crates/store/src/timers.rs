@@ -38,6 +38,27 @@ impl Store {
             .collect())
     }
 
+    /// Moves a timer's due instant (a timer that failed to fire).
+    pub async fn postpone_timer(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        key: &str,
+        to: Timestamp,
+    ) -> Result<(), StoreError> {
+        timer::Entity::update_many()
+            .col_expr(
+                timer::Column::DueAt,
+                sea_orm::sea_query::Expr::value(to.as_micros()),
+            )
+            .filter(timer::Column::WorkspaceId.eq(ws))
+            .filter(timer::Column::LeadId.eq(lead_id))
+            .filter(timer::Column::Key.eq(key))
+            .exec(self.writer())
+            .await?;
+        Ok(())
+    }
+
     /// When the next timer is due, if any.
     pub async fn next_timer_due(&self) -> Result<Option<Timestamp>, StoreError> {
         Ok(timer::Entity::find()

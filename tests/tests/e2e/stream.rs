@@ -83,6 +83,8 @@ on_both_databases!(
 
         let err = subscribe(&mut server, "x", pb::StartPosition::Resume, 0, None).await.expect_err("unknown consumer");
         assert_eq!(err.code(), tonic::Code::NotFound);
+        let err = subscribe(&mut server, "x", pb::StartPosition::AtSequence, 99, None).await.expect_err("not yet handed out");
+        assert_eq!(err.code(), tonic::Code::OutOfRange);
         let err = subscribe(&mut server, "x", pb::StartPosition::AtSequence, 0, None).await.expect_err("no sequence 0");
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         let err = subscribe(&mut server, "bad name!", pb::StartPosition::Earliest, 0, None).await.expect_err("bad name");

@@ -214,8 +214,10 @@ struct Run<'a> {
     lead: Lead,
     events: Vec<Event>,
     timers: Vec<TimerChange>,
-    /// Firing a suppressed timer: everything it sets off is suppressed too.
-    suppress: bool,
+    /// Firing a timer: what it sets off is suppressed exactly when the timer
+    /// was (decided when it was armed — a history import — not when a
+    /// worker got to it, so an outage delays triggers but loses none).
+    firing: Option<bool>,
 }
 
 impl<'a> Run<'a> {
@@ -227,7 +229,7 @@ impl<'a> Run<'a> {
             lead,
             events: Vec::new(),
             timers: Vec::new(),
-            suppress: false,
+            firing: None,
         }
     }
 
@@ -454,7 +456,7 @@ impl<'a> Run<'a> {
     fn timer(&mut self, timer: Timer) -> Result<(), DomainError> {
         let policy = self.policy;
         let t = timer.due_at.max(self.lead.last_transition_at);
-        self.suppress = timer.suppressed;
+        self.firing = Some(timer.suppressed);
         self.begin(t);
         let unbroken = timer
             .bound
@@ -475,7 +477,7 @@ impl<'a> Run<'a> {
                         on: wf.on.to_string(),
                         at: t,
                         stage: self.lead.stage,
-                        suppressed: self.suppress || is_suppressed(t, self.now),
+                        suppressed: timer.suppressed,
                     }));
                 }
                 self.finish(t, false);
@@ -491,7 +493,7 @@ impl<'a> Run<'a> {
                     sla_id: sla.id.clone(),
                     stage: sla.stage,
                     at: t,
-                    suppressed: self.suppress || is_suppressed(t, self.now),
+                    suppressed: timer.suppressed,
                 }));
                 let breached = Happening::SlaBreached(sla.id.clone());
                 match automatic_edge(self.lead.stage, Move::SlaRecycle).filter(|_| sla.recycle) {
@@ -704,10 +706,10 @@ impl<'a> Run<'a> {
     fn fire(&mut self, happenings: &[Happening], at: Timestamp) {
         let stage = (self.lead.stage, self.lead.entered_stage_at);
         let (mut events, timers) = workflows_for(self.policy, happenings, at, stage, self.now);
-        if self.suppress {
+        if let Some(suppressed) = self.firing {
             for event in &mut events {
                 if let Event::Trigger(trigger) = event {
-                    trigger.suppressed = true;
+                    trigger.suppressed = suppressed;
                 }
             }
         }
