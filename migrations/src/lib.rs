@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_initial;
 mod m20261125_000002_stream;
+mod m20261125_000003_rescore;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_initial::Migration),
             Box::new(m20261125_000002_stream::Migration),
+            Box::new(m20261125_000003_rescore::Migration),
         ]
     }
 

@@ -57,12 +57,14 @@ impl TestServer {
         let engine = leadflow_server::open_engine(&config, engine_clock)
             .await
             .expect("open the engine");
+        // On a hand-moved clock the test runs timers and re-scores itself.
         let workers = leadflow_server::Workers {
             timer_poll: if clock.is_some() {
                 None
             } else {
                 Some(Duration::from_millis(200))
             },
+            rescore_batch: if clock.is_some() { None } else { Some(50) },
         };
         let running =
             leadflow_server::start_with("127.0.0.1:0".parse().expect("address"), engine.clone(), &workers)

@@ -142,3 +142,21 @@ fn contributions(policy: &Policy, state: &ScoreState, at: Timestamp) -> Vec<Rule
         })
         .collect()
 }
+
+/// The MQL guards (those of the automatic IQL → MQL move) for a lead in any
+/// open stage at `at`: whether it would still qualify, guard by guard.
+pub fn qualification(policy: &Policy, lead: &Lead, log: &[Engagement], at: Timestamp) -> Vec<GuardCheck> {
+    let qualifying = ScoreState::replay(policy, log, lead.window_start, Some(at));
+    let facts = Facts {
+        policy,
+        profile: &lead.profile,
+        fit: fit_score(policy, &lead.profile),
+        engagement: qualifying.value_at(policy, at),
+        window: &qualifying,
+    };
+    TABLE
+        .iter()
+        .find(|e| e.by == Move::AutoQualify)
+        .map(|e| evaluate_all(e.guards, &facts))
+        .unwrap_or_default()
+}

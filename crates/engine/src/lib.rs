@@ -24,6 +24,7 @@ mod model;
 mod persist;
 mod policies;
 mod reads;
+mod rescore;
 mod stream;
 mod timers;
 
@@ -40,6 +41,7 @@ pub use model::{
     BatchItem, HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage, LeadView, OutboxPayload, Outcome,
     PolicyActivation, Request,
 };
+pub use rescore::{Draft, SimulatedLead, Simulation, SimulationCounts};
 pub use stream::{CHECKPOINT_EVERY, Filter, Start, StreamEvent, StreamItem, Subscription};
 
 /// The workspace every row lives in until tokens bind callers to others.

@@ -102,6 +102,8 @@ pub struct HistoryCursor {
 pub struct PolicyActivation {
     pub policy: PolicyRecord,
     pub note: String,
+    /// The re-score of existing leads it started.
+    pub job: leadflow_store::RescoreJobRecord,
 }
 
 /// An outbox event's payload: what a subscriber gets.

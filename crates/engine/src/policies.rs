@@ -10,8 +10,9 @@ use crate::leads::{replay, retrying, save};
 use crate::model::{PolicyActivation, Request};
 
 /// What activation does to existing leads, said in every activation.
-pub(crate) const ACTIVATION_NOTE: &str = "New decisions use this version at once. Each existing lead is re-scored under \
-it (recorded as a POLICY_CHANGE, forward moves only) at its next engagement, profile change or transition.";
+pub(crate) const ACTIVATION_NOTE: &str = "New decisions use this version at once. Every existing lead is re-scored \
+under it in the background, decided at the activation instant (recorded as POLICY_CHANGE, forward moves only); a \
+lead's own next command re-scores it first if the job has not reached it yet. Follow the job with WatchRescore.";
 
 impl Engine {
     /// Parses and validates a document without storing it.
@@ -142,6 +143,7 @@ impl Engine {
         }
         let now = self.now();
         tx.activate_policy(ws, version, now).await?;
+        let job = tx.start_rescore(ws, version, now).await?;
         let policy = tx
             .policy(ws, version)
             .await?
@@ -149,6 +151,7 @@ impl Engine {
         let activation = PolicyActivation {
             policy,
             note: ACTIVATION_NOTE.to_owned(),
+            job,
         };
         save(&tx, req, "ActivatePolicy", &activation, now).await?;
         tx.commit().await?;

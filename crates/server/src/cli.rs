@@ -65,17 +65,42 @@ struct ServeArgs {
     /// Milliseconds between the timer worker's looks for due timers.
     #[arg(long, env = "LEADFLOW_TIMER_POLL_MS")]
     timer_poll_ms: Option<u64>,
+    /// Leads per transaction when a policy activation re-scores every lead.
+    #[arg(long, env = "LEADFLOW_RESCORE_BATCH")]
+    rescore_batch: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
     /// Checks a policy file; prints every problem with its path.
     Validate { file: PathBuf },
-    /// Stores a policy file as a new version on a running server and activates it.
-    Apply {
+    /// Shows what a policy file would do to every current lead on a running
+    /// server: counts per stage before and after, and the top movers.
+    Simulate {
         file: PathBuf,
         /// The server's gRPC address.
-        #[arg(long, env = "LEADFLOW_SERVER", default_value = "http://127.0.0.1:50051")]
+        #[arg(
+            long = "against",
+            env = "LEADFLOW_SERVER",
+            default_value = "http://127.0.0.1:50051"
+        )]
+        server: String,
+        /// Movers to list.
+        #[arg(long, default_value_t = 20)]
+        top: u16,
+    },
+    /// Stores a policy file as a new version on a running server, activates
+    /// it and follows the re-score of every lead; fails if the re-score does.
+    #[command(alias = "apply")]
+    Activate {
+        file: PathBuf,
+        /// The server's gRPC address.
+        #[arg(
+            long = "against",
+            alias = "server",
+            env = "LEADFLOW_SERVER",
+            default_value = "http://127.0.0.1:50051"
+        )]
         server: String,
     },
 }
@@ -120,6 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 shutdown_grace_secs: args.shutdown_grace_secs,
                 max_connections: args.max_connections,
                 timer_poll_ms: args.timer_poll_ms,
+                rescore_batch: args.rescore_batch,
             };
             let config = config(cli.config.as_deref(), flags)?;
             let _telemetry = crate::telemetry::init(config.log_format, &config.log_level, std::io::stderr)?;
@@ -152,7 +178,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Policy(PolicyCommand::Apply { file, server }) => apply(&file, &server).await,
+        Command::Policy(PolicyCommand::Activate { file, server }) => activate(&file, &server).await,
+        Command::Policy(PolicyCommand::Simulate { file, server, top }) => simulate(&file, &server, top).await,
     }
 }
 
@@ -160,19 +187,108 @@ fn read(file: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
 }
 
-async fn apply(file: &Path, server: &str) -> anyhow::Result<ExitCode> {
+/// Reads a policy file and reports its problems; `None` if it has some.
+fn policy_file(file: &Path) -> anyhow::Result<Option<String>> {
     let source = read(file)?;
     if let Err(errors) = leadflow_domain::Policy::from_toml(&source) {
         for e in &errors.0 {
             eprintln!("{}: {e}", file.display());
         }
-        return Ok(ExitCode::FAILURE);
+        eprintln!("{} problem(s) in {}", errors.0.len(), file.display());
+        return Ok(None);
     }
-    let channel = tonic::transport::Endpoint::from_shared(server.to_owned())
+    Ok(Some(source))
+}
+
+async fn connect(server: &str) -> anyhow::Result<tonic::transport::Channel> {
+    tonic::transport::Endpoint::from_shared(server.to_owned())
         .with_context(|| format!("bad server address {server:?}"))?
         .connect()
         .await
-        .with_context(|| format!("cannot reach leadflow at {server}"))?;
+        .with_context(|| format!("cannot reach leadflow at {server}"))
+}
+
+fn rpc_error(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{}: {}", s.code(), s.message())
+}
+
+fn stage_name(value: i32) -> &'static str {
+    pb::Stage::try_from(value)
+        .map_or("?", |s| s.as_str_name())
+        .trim_start_matches("STAGE_")
+}
+
+async fn simulate(file: &Path, server: &str, top: u16) -> anyhow::Result<ExitCode> {
+    let Some(source) = policy_file(file)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let mut client = pb::policy_service_client::PolicyServiceClient::new(connect(server).await?);
+    let sim = client
+        .simulate_policy(pb::SimulatePolicyRequest {
+            policy: Some(pb::simulate_policy_request::Policy::Source(source)),
+            page_size: i32::from(top),
+            ..Default::default()
+        })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    println!(
+        "{} leads under the active version {} against {}:\n",
+        sim.leads,
+        sim.active_version,
+        file.display()
+    );
+    println!(
+        "{:<14} {:>10} {:>10} {:>10}",
+        "stage", "before", "after", "change"
+    );
+    for c in &sim.stages {
+        println!(
+            "{:<14} {:>10} {:>10} {:>+10}",
+            stage_name(c.stage),
+            c.before,
+            c.after,
+            c.after - c.before
+        );
+    }
+    println!(
+        "\n{} would move; {} would newly fail a qualification guard.",
+        sim.movers, sim.newly_failing
+    );
+    let movers: Vec<&pb::SimulatedLead> = sim
+        .changed
+        .iter()
+        .filter(|l| l.from_stage != l.to_stage)
+        .collect();
+    if !movers.is_empty() {
+        println!("\n{:<38} {:<24} deciding guards", "lead", "move");
+        for l in movers {
+            let guards: Vec<String> = l
+                .transitions
+                .last()
+                .map(|t| t.guards.iter().map(|g| g.detail.clone()).collect())
+                .unwrap_or_default();
+            let reason = l.transitions.last().map(|t| t.reason.clone()).unwrap_or_default();
+            let why = if guards.is_empty() {
+                reason
+            } else {
+                guards.join(", ")
+            };
+            println!(
+                "{:<38} {:<24} {why}",
+                l.lead_id,
+                format!("{} -> {}", stage_name(l.from_stage), stage_name(l.to_stage))
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn activate(file: &Path, server: &str) -> anyhow::Result<ExitCode> {
+    let Some(source) = policy_file(file)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let channel = connect(server).await?;
     let mut client = pb::policy_service_client::PolicyServiceClient::new(channel);
     let created = client
         .create_policy_version(pb::CreatePolicyVersionRequest {
@@ -180,7 +296,7 @@ async fn apply(file: &Path, server: &str) -> anyhow::Result<ExitCode> {
             source,
         })
         .await
-        .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
+        .map_err(rpc_error)?
         .into_inner()
         .policy
         .context("the server returned no policy")?;
@@ -190,12 +306,59 @@ async fn apply(file: &Path, server: &str) -> anyhow::Result<ExitCode> {
             version: created.version,
         })
         .await
-        .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
+        .map_err(rpc_error)?
         .into_inner();
     println!(
         "policy {:?} is version {} and active",
         created.name, created.version
     );
     println!("{}", activated.note);
-    Ok(ExitCode::SUCCESS)
+    let job = activated.job.context("the server started no re-score")?;
+    let mut progress = client
+        .watch_rescore(pb::WatchRescoreRequest { job_id: job.id })
+        .await
+        .map_err(rpc_error)?
+        .into_inner();
+    let mut last = job;
+    while let Some(update) = progress.message().await.map_err(rpc_error)? {
+        if let Some(job) = update.job {
+            eprint!("\r{}", progress_bar(&job));
+            last = job;
+        }
+    }
+    eprintln!();
+    match pb::RescoreStatus::try_from(last.status) {
+        Ok(pb::RescoreStatus::Done) => {
+            println!("re-scored {} leads: {} transitions", last.done, last.transitions);
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(pb::RescoreStatus::Superseded) => {
+            eprintln!("the re-score was superseded by a later activation");
+            Ok(ExitCode::FAILURE)
+        }
+        _ => {
+            eprintln!("the re-score failed: {}", last.error);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `[#########...........]  45%  4500/10000 leads  120 transitions  900/s  ETA 6s`
+fn progress_bar(job: &pb::RescoreJob) -> String {
+    const WIDTH: i64 = 30;
+    let total = job.total.max(1);
+    let done = job.done.min(total);
+    let filled = usize::try_from(done * WIDTH / total).unwrap_or(0);
+    let empty = usize::try_from(WIDTH).unwrap_or(30).saturating_sub(filled);
+    format!(
+        "[{}{}] {:>3}%  {}/{} leads  {} transitions  {:.0}/s  ETA {:.0}s ",
+        "#".repeat(filled),
+        ".".repeat(empty),
+        done * 100 / total,
+        job.done,
+        job.total,
+        job.transitions,
+        job.rate,
+        job.eta_seconds
+    )
 }

@@ -59,6 +59,8 @@ pub struct Config {
     pub max_connections: u32,
     /// How often the timer worker looks for due timers.
     pub timer_poll: Duration,
+    /// Leads per transaction of a policy re-score.
+    pub rescore_batch: u64,
 }
 
 impl Default for Config {
@@ -71,6 +73,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             max_connections: 16,
             timer_poll: Duration::from_secs(1),
+            rescore_batch: 200,
         }
     }
 }
@@ -86,6 +89,7 @@ pub struct Layer {
     pub shutdown_grace_secs: Option<u64>,
     pub max_connections: Option<u32>,
     pub timer_poll_ms: Option<u64>,
+    pub rescore_batch: Option<u64>,
 }
 
 impl Layer {
@@ -121,6 +125,9 @@ impl Config {
         if let Some(v) = layer.timer_poll_ms {
             self.timer_poll = Duration::from_millis(v);
         }
+        if let Some(v) = layer.rescore_batch {
+            self.rescore_batch = v;
+        }
         self
     }
 
@@ -137,6 +144,9 @@ impl Config {
         }
         if self.timer_poll < Duration::from_millis(10) || self.timer_poll > Duration::from_secs(3600) {
             anyhow::bail!("timer_poll_ms must be from 10 to 3600000");
+        }
+        if !(1..=10_000).contains(&self.rescore_batch) {
+            anyhow::bail!("rescore_batch must be from 1 to 10000");
         }
         if self.shutdown_grace > Duration::from_secs(3600) {
             anyhow::bail!("shutdown_grace_secs must be at most 3600");

@@ -148,7 +148,7 @@ pub(crate) fn lead_out(view: &LeadView) -> pb::Lead {
     }
 }
 
-fn guard_out(g: &GuardCheck) -> pb::GuardCheck {
+pub(crate) fn guard_out(g: &GuardCheck) -> pb::GuardCheck {
     pb::GuardCheck {
         guard: g.guard.as_str().to_owned(),
         passed: g.passed,

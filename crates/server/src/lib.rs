@@ -102,12 +102,16 @@ pub struct Workers {
     /// How often the timer worker looks for due timers; `None`: no worker
     /// (tests that fire timers themselves).
     pub timer_poll: Option<std::time::Duration>,
+    /// Leads per transaction of a policy re-score; `None`: no re-score
+    /// worker (tests that run batches themselves).
+    pub rescore_batch: Option<u64>,
 }
 
 impl Default for Workers {
     fn default() -> Self {
         Self {
             timer_poll: Some(std::time::Duration::from_secs(1)),
+            rescore_batch: Some(200),
         }
     }
 }
@@ -142,6 +146,9 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
     ];
     if let Some(poll) = workers.timer_poll {
         background.push(tokio::spawn(fire_timers(engine.clone(), poll)));
+    }
+    if let Some(batch) = workers.rescore_batch {
+        background.push(tokio::spawn(rescore(engine.clone(), batch)));
     }
     let triggers = TriggerServiceServer::new(TriggerApi::new(engine.clone(), DEFAULT_WORKSPACE))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
@@ -208,6 +215,19 @@ async fn fire_timers(engine: Engine, poll: std::time::Duration) {
     }
 }
 
+/// The re-score worker: runs the batches of any running re-score, one
+/// transaction each; several replicas share the work.
+async fn rescore(engine: Engine, batch: u64) {
+    loop {
+        match engine.run_rescore_batch(batch).await {
+            Ok(Some(job)) if job.status == leadflow_store::RESCORE_RUNNING => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "a re-score batch failed; it is tried again"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
 /// On PostgreSQL, wakes the local event tails when another replica commits
 /// events (a hint: the tails poll as well).
 async fn listen_for_events(engine: Engine) {
@@ -239,6 +259,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let engine = open_engine(&config, Arc::new(SystemClock)).await?;
     let workers = Workers {
         timer_poll: Some(config.timer_poll),
+        rescore_batch: Some(config.rescore_batch),
     };
     let running = start_with(config.listen, engine, &workers).await?;
     tracing::info!(

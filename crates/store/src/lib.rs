@@ -19,6 +19,7 @@ mod entity;
 mod error;
 mod reads;
 mod records;
+mod rescore;
 mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -31,6 +32,7 @@ pub use records::{
     EngagementCursor, LeadRecord, LeadWrite, NewOutboxEvent, OutboxRecord, PolicyRecord, StoredEngagement,
     StoredResult, StoredTimer, StoredTransition,
 };
+pub use rescore::{RESCORE_DONE, RESCORE_FAILED, RESCORE_RUNNING, RESCORE_SUPERSEDED, RescoreJobRecord};
 pub use stream::{ConsumerRecord, OUTBOX_CHANNEL, OutboxBounds, RETENTION};
 pub use timers::DueTimer;
 pub use tx::Tx;

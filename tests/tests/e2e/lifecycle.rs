@@ -265,8 +265,10 @@ on_both_databases!(
     }
 );
 
-on_both_databases!(
-    async fn a_new_policy_applies_to_the_next_decision(server) {
+// On a hand-moved clock the re-score worker does not run: the lead's own
+// next command re-scores it.
+on_both_databases_with_clock!(
+    async fn a_lead_the_rescore_has_not_reached_is_rescored_by_its_next_command(server, leadflow_domain::Timestamp::from_secs(1_767_603_600)) {
         let lead = create(&mut server, "gi@acme.com").await?;
         server.leads.record_engagement(record(&lead.id, engagement("t", "trial_started"))).await?;
         server.leads.record_engagement(record(&lead.id, engagement("w", "webinar_attended"))).await?;

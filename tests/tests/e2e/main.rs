@@ -6,6 +6,7 @@ mod idempotency;
 mod lifecycle;
 mod reads;
 mod replicas;
+mod rescore;
 mod service;
 mod stream;
 mod timers;

@@ -18,6 +18,7 @@ use tonic::transport::Channel;
 /// A `leadflow serve` process.
 struct Replica {
     child: Child,
+    address: String,
     channel: Channel,
     _dir: tempdir::Dir,
 }
@@ -35,6 +36,10 @@ mod tempdir {
 
 impl Replica {
     async fn start(database_url: &str) -> anyhow::Result<Self> {
+        Self::start_with(database_url, &[]).await
+    }
+
+    async fn start_with(database_url: &str, extra: &[&str]) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let dir = std::env::temp_dir().join(format!("leadflow-replica-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
@@ -48,6 +53,7 @@ impl Replica {
                 &format!("127.0.0.1:{port}"),
             ])
             .args(["--timer-poll-ms", "100", "--log-format", "json"])
+            .args(extra)
             .current_dir(&dir)
             .stdout(Stdio::null())
             .stderr(log)
@@ -55,6 +61,7 @@ impl Replica {
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?;
         let mut replica = Self {
             child,
+            address: format!("127.0.0.1:{port}"),
             channel: endpoint.connect_lazy(),
             _dir: tempdir::Dir(dir),
         };
@@ -76,6 +83,10 @@ impl Replica {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         anyhow::bail!("the replica did not come up")
+    }
+
+    fn address(&self) -> String {
+        self.address.clone()
     }
 
     fn leads(&self) -> LeadServiceClient<Channel> {
@@ -313,6 +324,134 @@ async fn killing_a_replica_mid_load_loses_no_committed_event() -> anyhow::Result
             streamed.contains(c),
             "{c:?} was confirmed to the caller but not streamed"
         );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescore_killed_midway_finishes_after_a_restart_touching_each_lead_once() -> anyhow::Result<()> {
+    let Some(db) = TestDatabase::postgres().await else {
+        return Ok(());
+    };
+    let mut a = Replica::start_with(&db.url, &["--rescore-batch", "1"]).await?;
+    let mut leads = a.leads();
+    let total = 400;
+    let mut items = Vec::new();
+    for i in 0..total {
+        let lead = leads
+            .create_lead(create_request(&format!("r{i}@acme.com")))
+            .await?
+            .into_inner()
+            .lead
+            .expect("lead");
+        for kind in ["trial_started", "webinar_attended"] {
+            items.push(pb::EngagementItem {
+                lead: by_id(&lead.id),
+                engagement: Some(engagement(&format!("{}-{kind}", lead.id), kind)),
+            });
+        }
+    }
+    for chunk in items.chunks(500) {
+        leads
+            .record_engagements(pb::RecordEngagementsRequest {
+                engagements: chunk.to_vec(),
+            })
+            .await?;
+    }
+    // the command line shows what the draft would do
+    let dir = std::env::temp_dir().join(format!("leadflow-draft-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("draft.toml");
+    std::fs::write(
+        &file,
+        leadflow_server::DEFAULT_POLICY.replace("engagement_at_least = 60", "engagement_at_least = 40"),
+    )?;
+    let target = format!("http://{}", a.address());
+    let out = Command::new(env!("CARGO_BIN_EXE_leadflow-e2e-server"))
+        .args([
+            "policy",
+            "simulate",
+            file.to_str().unwrap_or_default(),
+            "--against",
+            &target,
+            "--top",
+            "3",
+        ])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&format!("{total} would move")), "{text}");
+    assert!(
+        text.contains("IQL -> MQL") && text.contains("engagement 45 ≥ 40"),
+        "{text}"
+    );
+
+    let mut policies = PolicyServiceClient::new(a.channel.clone());
+    let source = std::fs::read_to_string(&file)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let version = policies
+        .create_policy_version(pb::CreatePolicyVersionRequest {
+            source,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .policy
+        .expect("policy")
+        .version;
+    let job = policies
+        .activate_policy(pb::ActivatePolicyRequest {
+            version,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .job
+        .expect("job");
+    let mut watch = policies
+        .watch_rescore(pb::WatchRescoreRequest { job_id: job.id })
+        .await?
+        .into_inner();
+    loop {
+        let update = watch.message().await?.and_then(|u| u.job).expect("progress");
+        if update.done >= 20 {
+            assert_eq!(update.status, pb::RescoreStatus::Running as i32, "killed midway");
+            assert!(update.done < total);
+            break;
+        }
+    }
+    a.kill();
+
+    let b = Replica::start(&db.url).await?;
+    let mut watch = PolicyServiceClient::new(b.channel.clone())
+        .watch_rescore(pb::WatchRescoreRequest { job_id: job.id })
+        .await?
+        .into_inner();
+    let mut last = None;
+    while let Some(update) = watch.message().await? {
+        last = update.job;
+    }
+    let last = last.expect("a final state");
+    assert_eq!(
+        (last.status, last.done, last.transitions),
+        (pb::RescoreStatus::Done as i32, total, total)
+    );
+    let store = leadflow_store::Store::connect(&db.url, &leadflow_store::StoreOptions::default()).await?;
+    let all = store.list_leads("default", None, None, 10_000).await?;
+    assert_eq!(all.len(), usize::try_from(total)?);
+    for lead in all {
+        let changes = store
+            .transitions_page("default", &lead.id, 0, 100)
+            .await?
+            .into_iter()
+            .filter(|t| t.record.cause == leadflow_domain::Cause::PolicyChange)
+            .count();
+        assert_eq!(changes, 1, "lead {}: re-scored exactly once", lead.id);
+        assert_eq!(lead.policy_version, version);
     }
     Ok(())
 }

@@ -1,11 +1,18 @@
 //! `leadflow.v1.PolicyService`.
 
-use leadflow_engine::Engine;
+use std::pin::Pin;
+use std::time::Duration;
+
+use leadflow_engine::{Draft, Engine, SimulatedLead};
 use leadflow_proto::v1 as pb;
+use leadflow_store::RescoreJobRecord;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::engine_request;
-use crate::convert::{policy_out, token_in, token_out};
+use crate::convert::{
+    guard_out, policy_out, stage_out, timestamp_in, timestamp_out, token_in, token_out, transition_out,
+};
 use crate::error::{status, too_large};
 use crate::limits::{Check, MAX_ID_CHARS, MAX_PAGE, MAX_POLICY_BYTES};
 use crate::observe::traceparent_of;
@@ -25,6 +32,60 @@ impl PolicyApi {
     }
 }
 
+/// How often `WatchRescore` looks at its job.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+
+pub(crate) fn job_out(job: &RescoreJobRecord, now: leadflow_domain::Timestamp) -> pb::RescoreJob {
+    let status = match job.status.as_str() {
+        leadflow_store::RESCORE_RUNNING => pb::RescoreStatus::Running,
+        leadflow_store::RESCORE_DONE => pb::RescoreStatus::Done,
+        leadflow_store::RESCORE_FAILED => pb::RescoreStatus::Failed,
+        leadflow_store::RESCORE_SUPERSEDED => pb::RescoreStatus::Superseded,
+        _ => pb::RescoreStatus::Unspecified,
+    };
+    let until = job.finished_at.unwrap_or(now);
+    #[allow(clippy::cast_precision_loss)] // rates and counts of leads
+    let seconds = (until.since(job.started_at).as_micros() as f64 / 1e6).max(1e-3);
+    #[allow(clippy::cast_precision_loss)]
+    let rate = job.done as f64 / seconds;
+    let left = (job.total - job.done).max(0);
+    #[allow(clippy::cast_precision_loss)]
+    let eta = if status == pb::RescoreStatus::Running && rate > 0.0 {
+        left as f64 / rate
+    } else {
+        0.0
+    };
+    pb::RescoreJob {
+        id: job.id,
+        policy_version: job.policy_version,
+        activated_at: Some(timestamp_out(job.activated_at)),
+        status: status.into(),
+        total: job.total,
+        done: job.done,
+        transitions: job.transitions,
+        rate,
+        eta_seconds: eta,
+        started_at: Some(timestamp_out(job.started_at)),
+        finished_at: job.finished_at.map(timestamp_out),
+        error: job.error.clone().unwrap_or_default(),
+    }
+}
+
+fn simulated_out(l: &SimulatedLead) -> pb::SimulatedLead {
+    pb::SimulatedLead {
+        lead_id: l.lead_id.clone(),
+        external_key: l.external_key.clone().unwrap_or_default(),
+        from_stage: stage_out(l.from).into(),
+        to_stage: stage_out(l.to).into(),
+        transitions: l.transitions.iter().map(transition_out).collect(),
+        newly_failing: l.newly_failing.iter().map(guard_out).collect(),
+        fit: l.fit,
+        qualifying_engagement: l.qualifying_engagement,
+    }
+}
+
+type JobStream = Pin<Box<dyn Stream<Item = Result<pb::WatchRescoreResponse, Status>> + Send>>;
+
 fn check_source(source: &str) -> Result<(), Status> {
     if source.len() > MAX_POLICY_BYTES {
         return Err(too_large(
@@ -37,6 +98,116 @@ fn check_source(source: &str) -> Result<(), Status> {
 
 #[tonic::async_trait]
 impl pb::policy_service_server::PolicyService for PolicyApi {
+    type WatchRescoreStream = JobStream;
+
+    async fn simulate_policy(
+        &self,
+        request: Request<pb::SimulatePolicyRequest>,
+    ) -> Result<Response<pb::SimulatePolicyResponse>, Status> {
+        let r = request.into_inner();
+        let mut check = Check::default();
+        let draft = match r.policy {
+            Some(pb::simulate_policy_request::Policy::Source(source)) => {
+                check_source(&source)?;
+                Some(Draft::Source(source))
+            }
+            Some(pb::simulate_policy_request::Policy::Version(v)) if v > 0 => Some(Draft::Version(v)),
+            Some(pb::simulate_policy_request::Policy::Version(v)) => {
+                check.fail("version", format!("{v} is not a version"));
+                None
+            }
+            None => {
+                check.fail("policy", "required: a source or a version");
+                None
+            }
+        };
+        let as_of = timestamp_in(&mut check, "as_of", r.as_of.as_ref());
+        let size = check.page_size("page_size", r.page_size, 100, 1_000);
+        let after = token_in(&mut check, "sim", &r.page_token);
+        check.into_result()?;
+        let Some(draft) = draft else {
+            return Err(Status::invalid_argument("policy: required"));
+        };
+        let size = usize::try_from(size).unwrap_or(100);
+        let sim = self
+            .engine
+            .simulate(&self.workspace, &draft, as_of, after.as_deref(), size)
+            .await
+            .map_err(status)?;
+        let counts = sim.counts.unwrap_or_default();
+        Ok(Response::new(pb::SimulatePolicyResponse {
+            as_of: Some(timestamp_out(sim.as_of)),
+            active_version: sim.active_version.unwrap_or_default(),
+            leads: counts.leads,
+            stages: counts
+                .stages
+                .iter()
+                .map(|(stage, before, after)| pb::StageCount {
+                    stage: stage_out(*stage).into(),
+                    before: *before,
+                    after: *after,
+                })
+                .collect(),
+            movers: counts.movers,
+            newly_failing: counts.newly_failing,
+            changed: sim.changed.iter().map(simulated_out).collect(),
+            next_page_token: sim.next_after.map(|id| token_out("sim", &id)).unwrap_or_default(),
+        }))
+    }
+
+    async fn watch_rescore(
+        &self,
+        request: Request<pb::WatchRescoreRequest>,
+    ) -> Result<Response<JobStream>, Status> {
+        let id = request.into_inner().job_id;
+        if id <= 0 {
+            let mut check = Check::default();
+            check.fail("job_id", "required: the job from ActivatePolicy");
+            check.into_result()?;
+        }
+        let first = self
+            .engine
+            .rescore_job(&self.workspace, id)
+            .await
+            .map_err(status)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let engine = self.engine.clone();
+        let ws = self.workspace.clone();
+        tokio::spawn(async move {
+            let mut job = first;
+            let mut sent: Option<(String, i64, i64)> = None;
+            loop {
+                let key = (job.status.clone(), job.done, job.transitions);
+                if sent.as_ref() != Some(&key) {
+                    let item = pb::WatchRescoreResponse {
+                        job: Some(job_out(&job, engine.now())),
+                    };
+                    if tx.send(Ok(item)).await.is_err() {
+                        return;
+                    }
+                    sent = Some(key);
+                }
+                if job.status != leadflow_store::RESCORE_RUNNING {
+                    return;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(WATCH_EVERY) => {}
+                    () = tx.closed() => return,
+                }
+                job = match engine.rescore_job(&ws, id).await {
+                    Ok(job) => job,
+                    Err(e) => {
+                        let _ = tx.send(Err(status(e))).await;
+                        return;
+                    }
+                };
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn validate_policy(
         &self,
         request: Request<pb::ValidatePolicyRequest>,
@@ -165,6 +336,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         Ok(Response::new(pb::ActivatePolicyResponse {
             policy: Some(policy_out(&activation.policy)),
             note: activation.note,
+            job: Some(job_out(&activation.job, self.engine.now())),
         }))
     }
 }

@@ -9,6 +9,7 @@ pub(crate) mod idempotency;
 pub(crate) mod lead;
 pub(crate) mod outbox;
 pub(crate) mod policy;
+pub(crate) mod rescore_job;
 pub(crate) mod timer;
 pub(crate) mod transition;
 pub(crate) mod workspace;

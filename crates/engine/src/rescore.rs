@@ -1,0 +1,284 @@
+//! Policy lifecycle beyond versions: simulating a draft over every lead,
+//! and the durable re-score an activation starts.
+//!
+//! Both run the same decision — the domain's `PolicyChanged` at one instant,
+//! forward moves only — so a simulation `as_of` the activation instant is
+//! what the activation then records.
+
+use leadflow_domain::explain::qualification;
+use leadflow_domain::lifecycle::{Context, GuardCheck};
+use leadflow_domain::{Command, Policy, Stage, Timestamp};
+use leadflow_store::{RESCORE_DONE, RESCORE_FAILED, RESCORE_RUNNING, RescoreJobRecord, StoredTransition};
+
+use crate::Engine;
+use crate::error::EngineError;
+use crate::model::Request;
+use crate::persist::{Before, persist};
+
+/// Leads read per round of a simulation.
+const SIMULATION_BATCH: u64 = 1_000;
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub enum Draft {
+    /// A TOML document, not stored.
+    Source(String),
+    /// A stored version.
+    Version(i64),
+}
+
+/// Counts over every lead (on a simulation's first page).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SimulationCounts {
+    pub leads: i64,
+    /// Per stage: before, after.
+    pub stages: Vec<(Stage, i64, i64)>,
+    pub movers: i64,
+    pub newly_failing: i64,
+}
+
+/// A lead the draft moves, or whose qualification it newly fails.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimulatedLead {
+    pub lead_id: String,
+    pub external_key: Option<String>,
+    pub from: Stage,
+    pub to: Stage,
+    pub transitions: Vec<StoredTransition>,
+    pub newly_failing: Vec<GuardCheck>,
+    pub fit: f64,
+    pub qualifying_engagement: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Simulation {
+    pub as_of: Timestamp,
+    pub active_version: Option<i64>,
+    pub counts: Option<SimulationCounts>,
+    pub changed: Vec<SimulatedLead>,
+    /// The last lead of this page, when more follow.
+    pub next_after: Option<String>,
+}
+
+impl Engine {
+    /// A dry run of `draft` over every lead at `as_of` (default now). With
+    /// no `after` it counts every lead; a page holds up to `page_size`
+    /// changed leads after `after`. Writes nothing.
+    pub async fn simulate(
+        &self,
+        ws: &str,
+        draft: &Draft,
+        as_of: Option<Timestamp>,
+        after: Option<&str>,
+        page_size: usize,
+    ) -> Result<Simulation, EngineError> {
+        let now = self.now();
+        let at = as_of.unwrap_or(now);
+        if at > now.saturating_add(leadflow_domain::lifecycle::MAX_FUTURE) {
+            return Err(EngineError::invalid(
+                "INVALID_FIELD",
+                "as_of",
+                format!("{at} is in the future"),
+            ));
+        }
+        let (policy, version) = match draft {
+            Draft::Source(source) => (
+                std::sync::Arc::new(Policy::from_toml(source).map_err(EngineError::InvalidPolicy)?),
+                0,
+            ),
+            Draft::Version(v) => {
+                let record = self
+                    .store
+                    .policy(ws, *v)
+                    .await?
+                    .ok_or_else(|| EngineError::NotFound {
+                        what: "policy version",
+                        key: v.to_string(),
+                    })?;
+                (self.cache_policy(ws, *v, &record.source)?, *v)
+            }
+        };
+        let counting = after.is_none();
+        let mut counts = SimulationCounts {
+            stages: Stage::ALL.iter().map(|s| (*s, 0, 0)).collect(),
+            ..SimulationCounts::default()
+        };
+        let mut changed = Vec::new();
+        let mut next_after = None;
+        let mut cursor = after.unwrap_or_default().to_owned();
+        let ctx = Context { now };
+        'scan: loop {
+            let batch = self.store.leads_with_logs(ws, &cursor, SIMULATION_BATCH).await?;
+            let Some(last) = batch.last() else { break };
+            cursor.clone_from(&last.0.id);
+            for (record, log) in batch {
+                let current = self.stored_policy(ws, record.policy_version).await?;
+                let decision = leadflow_domain::decide(
+                    &policy,
+                    &record.lead,
+                    Command::PolicyChanged { at },
+                    &ctx,
+                    Some(&log),
+                )?;
+                let (from, to) = (record.lead.stage, decision.lead.stage);
+                let newly_failing = if matches!(from, Stage::Iql | Stage::Mql | Stage::Sql) {
+                    let before = qualification(&current, &record.lead, &log, at);
+                    qualification(&policy, &decision.lead, &log, at)
+                        .into_iter()
+                        .filter(|g| !g.passed && before.iter().any(|b| b.guard == g.guard && b.passed))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let moved = from != to;
+                let failing: bool = !newly_failing.is_empty();
+                if counting {
+                    counts.leads += 1;
+                    counts.movers += i64::from(moved);
+                    counts.newly_failing += i64::from(failing);
+                    for (stage, before, after) in &mut counts.stages {
+                        *before += i64::from(*stage == from);
+                        *after += i64::from(*stage == to);
+                    }
+                }
+                if !moved && !failing {
+                    continue;
+                }
+                if changed.len() == page_size {
+                    next_after = changed.last().map(|l: &SimulatedLead| l.lead_id.clone());
+                    if counting {
+                        continue;
+                    }
+                    break 'scan;
+                }
+                let scores = decision.lead.scores_at(&policy, at);
+                changed.push(SimulatedLead {
+                    transitions: (record.history_len + 1..)
+                        .zip(decision.transitions())
+                        .map(|(seq, t)| StoredTransition {
+                            lead_id: record.id.clone(),
+                            seq,
+                            record: t.clone(),
+                            policy_version: version,
+                        })
+                        .collect(),
+                    lead_id: record.id,
+                    external_key: record.external_key,
+                    from,
+                    to,
+                    newly_failing,
+                    fit: scores.fit,
+                    qualifying_engagement: scores.qualifying_engagement,
+                });
+            }
+        }
+        Ok(Simulation {
+            as_of: at,
+            active_version: self.store.active_policy_version(ws).await?,
+            counts: counting.then_some(counts),
+            changed,
+            next_after,
+        })
+    }
+
+    /// A stored version, parsed (cached), read outside a transaction.
+    async fn stored_policy(&self, ws: &str, version: i64) -> Result<std::sync::Arc<Policy>, EngineError> {
+        if let Some(p) = self.cached_policy(ws, version) {
+            return Ok(p);
+        }
+        let record =
+            self.store.policy(ws, version).await?.ok_or_else(|| {
+                EngineError::Internal(format!("policy version {version} of {ws:?} is missing"))
+            })?;
+        self.cache_policy(ws, version, &record.source)
+    }
+
+    /// Re-scores the next batch of leads of a running re-score (any
+    /// workspace), in one transaction with the job's progress: a restart
+    /// resumes where the last commit left off, and each lead is re-scored
+    /// once. `None` when no re-score is running.
+    pub async fn run_rescore_batch(&self, batch: u64) -> Result<Option<RescoreJobRecord>, EngineError> {
+        let tx = self.store.begin().await?;
+        let Some(mut job) = tx.take_running_rescore().await? else {
+            return Ok(None);
+        };
+        let ws = job.workspace.clone();
+        let now = self.now();
+        let policy = match self.policy_version_of(&tx, &ws, job.policy_version).await {
+            Ok(p) => p,
+            Err(e) => {
+                tx.advance_rescore(&job, now, RESCORE_FAILED, Some(&e.to_string()))
+                    .await?;
+                tx.commit().await?;
+                job.status = RESCORE_FAILED.to_owned();
+                return Ok(Some(job));
+            }
+        };
+        let req = Request::new(ws.as_str());
+        let target = self.target(&req, &policy, job.policy_version, now);
+        let ctx = Context { now };
+        let leads = tx
+            .lock_leads_after(&ws, &job.cursor, &job.last_lead, batch)
+            .await?;
+        let finished = (leads.len() as u64) < batch;
+        let mut events = 0;
+        for record in leads {
+            job.cursor.clone_from(&record.id);
+            job.done += 1;
+            if record.policy_version == job.policy_version {
+                continue; // re-scored already, by a command that reached it first
+            }
+            let history = tx.engagements_of(&ws, &record.id).await?;
+            let change = Command::PolicyChanged { at: job.activated_at };
+            let decision = match leadflow_domain::decide(&policy, &record.lead, change, &ctx, Some(&history))
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    drop(tx);
+                    return self.fail_rescore(job, &format!("lead {}: {e}", record.id)).await;
+                }
+            };
+            let written = persist(&tx, &target, Before::Existing(&record), None, &decision).await?;
+            job.transitions += i64::try_from(written.transitions.len()).unwrap_or(0);
+            events += written.events;
+        }
+        let status = if finished { RESCORE_DONE } else { RESCORE_RUNNING };
+        tx.advance_rescore(&job, now, status, None).await?;
+        tx.commit().await?;
+        job.status = status.to_owned();
+        job.updated_at = now;
+        if finished {
+            job.finished_at = Some(now);
+            tracing::info!(workspace = %ws, job = job.id, leads = job.done, transitions = job.transitions, "re-score done");
+        }
+        if events > 0 {
+            self.announce(&ws);
+        }
+        Ok(Some(job))
+    }
+
+    async fn fail_rescore(
+        &self,
+        mut job: RescoreJobRecord,
+        error: &str,
+    ) -> Result<Option<RescoreJobRecord>, EngineError> {
+        tracing::error!(workspace = %job.workspace, job = job.id, error, "re-score failed");
+        let tx = self.store.begin().await?;
+        let now = self.now();
+        tx.advance_rescore(&job, now, RESCORE_FAILED, Some(error)).await?;
+        tx.commit().await?;
+        job.status = RESCORE_FAILED.to_owned();
+        job.error = Some(error.to_owned());
+        Ok(Some(job))
+    }
+
+    pub async fn rescore_job(&self, ws: &str, id: i64) -> Result<RescoreJobRecord, EngineError> {
+        self.store
+            .rescore_job(ws, id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound {
+                what: "re-score job",
+                key: id.to_string(),
+            })
+    }
+}

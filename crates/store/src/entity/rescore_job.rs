@@ -1,0 +1,28 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "rescore_jobs")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub workspace_id: String,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: i64,
+    pub policy_version: i64,
+    pub activated_at: i64,
+    pub status: String,
+    pub cursor: String,
+    pub last_lead: String,
+    pub total: i64,
+    pub done: i64,
+    pub transitions: i64,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub error: Option<String>,
+    pub started_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
