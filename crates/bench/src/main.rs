@@ -1,10 +1,27 @@
-//! `leadflow-bench`: measures leadflow on this machine, each figure beside a
-//! baseline measured in the same run. Never part of the tests' pass/fail.
+//! `leadflow-bench`: measures leadflow on this machine, each figure beside
+//! the ceiling it is bounded by, measured in the same run — a raw tonic
+//! echo (E) and server stream (S), raw SQLite inserts (L1, LB), raw
+//! PostgreSQL inserts (P1, PB). Prints a Markdown table and writes JSON.
+//! Never part of the tests' pass/fail.
+//!
+//! Build both binaries, then run: `cargo build --release -p leadflow-server
+//! -p leadflow-bench && target/release/leadflow-bench run` (`--quick` for a
+//! short run).
 
 // A measuring tool reports on stdout.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod cpu;
+mod echo;
+mod fanout;
+mod load;
+mod rawdb;
+mod report;
+mod server;
 mod simulate;
+mod stats;
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -17,9 +34,32 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
+    /// Everything: ceilings, leadflow on SQLite and PostgreSQL, fan-out.
+    Run(report::Args),
     /// SimulatePolicy over many leads on PostgreSQL, against a plain read
     /// of the same leads and logs.
     Simulate(simulate::Args),
+    /// Load on a server already running (to profile it): seeds leads, then
+    /// one kind of call for a while.
+    Load {
+        /// host:port of a running `leadflow serve`.
+        #[arg(long)]
+        address: String,
+        /// unary, batched or stream.
+        #[arg(long, default_value = "unary")]
+        kind: String,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 200)]
+        leads: usize,
+    },
+    /// The echo server the ceilings are measured against (started by `run`).
+    EchoServer {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -27,7 +67,33 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         match cli.command {
+            Scenario::Run(args) => report::run(args).await,
             Scenario::Simulate(args) => simulate::run(args).await,
+            Scenario::EchoServer { listen } => echo::serve(listen).await,
+            Scenario::Load {
+                address,
+                kind,
+                concurrency,
+                seconds,
+                leads,
+            } => load::standalone(&address, &kind, concurrency, seconds, leads).await,
         }
     })
+}
+
+/// A scratch directory, removed on drop.
+pub(crate) struct Scratch(pub(crate) PathBuf);
+
+impl Scratch {
+    pub(crate) fn new(tag: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("leadflow-bench-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

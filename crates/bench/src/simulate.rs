@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use leadflow_engine::{BatchItem, CreateLead, Draft, Engine, LeadKey, Request, SystemClock};
-use leadflow_server::{Config, DatabaseUrl, DEFAULT_POLICY, DEFAULT_WORKSPACE};
+use leadflow_server::{Config, DEFAULT_POLICY, DEFAULT_WORKSPACE, DatabaseUrl};
 use leadflow_store::testing::{Engine as Db, TestDatabase};
 
 #[derive(Debug, clap::Args)]
@@ -24,7 +24,12 @@ pub(crate) struct Args {
     sqlite: bool,
 }
 
-const KINDS: [&str; 4] = ["page_viewed", "webinar_attended", "ebook_downloaded", "email_clicked"];
+const KINDS: [&str; 4] = [
+    "page_viewed",
+    "webinar_attended",
+    "ebook_downloaded",
+    "email_clicked",
+];
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let db = TestDatabase::new(if args.sqlite { Db::Sqlite } else { Db::Postgres })
@@ -44,7 +49,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let engine = engine.clone();
         let (from, to) = (w * per, ((w + 1) * per).min(args.leads));
         let engagements = args.engagements;
-        seeders.push(tokio::spawn(async move { seed(&engine, from, to, engagements).await }));
+        seeders.push(tokio::spawn(
+            async move { seed(&engine, from, to, engagements).await },
+        ));
     }
     for s in seeders {
         s.await??;
@@ -62,7 +69,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let mut cursor = String::new();
     let mut read = 0;
     loop {
-        let batch = engine.store().leads_with_logs(DEFAULT_WORKSPACE, &cursor, 1_000).await?;
+        let batch = engine
+            .store()
+            .leads_with_logs(DEFAULT_WORKSPACE, &cursor, 1_000)
+            .await?;
         let Some(last) = batch.last() else { break };
         cursor.clone_from(&last.0.id);
         read += batch.len();
@@ -71,12 +81,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
     let draft = DEFAULT_POLICY.replace("engagement_at_least = 60", "engagement_at_least = 20");
     let started = Instant::now();
-    let sim = engine.simulate(DEFAULT_WORKSPACE, &Draft::Source(draft), None, None, 100).await?;
+    let sim = engine
+        .simulate(DEFAULT_WORKSPACE, &Draft::Source(draft), None, None, 100)
+        .await?;
     let simulated = started.elapsed().as_secs_f64();
     let counts = sim.counts.unwrap_or_default();
     println!("| measure | leads | seconds | leads/s |");
     println!("| --- | ---: | ---: | ---: |");
-    println!("| read leads and logs (baseline) | {read} | {baseline:.2} | {:.0} |", read as f64 / baseline);
+    println!(
+        "| read leads and logs (baseline) | {read} | {baseline:.2} | {:.0} |",
+        read as f64 / baseline
+    );
     println!(
         "| SimulatePolicy, full count | {} | {simulated:.2} | {:.0} |",
         counts.leads,
@@ -98,10 +113,19 @@ async fn seed(engine: &Engine, from: usize, to: usize, engagements: usize) -> an
         let mut profile = std::collections::BTreeMap::new();
         profile.insert("email".to_owned(), format!("lead{i}@acme{}.com", i % 97));
         profile.insert("company".to_owned(), "Acme".to_owned());
-        profile.insert("title".to_owned(), if i % 3 == 0 { "VP Sales" } else { "Analyst" }.to_owned());
+        profile.insert(
+            "title".to_owned(),
+            if i % 3 == 0 { "VP Sales" } else { "Analyst" }.to_owned(),
+        );
         profile.insert("company_size".to_owned(), (50 + i % 400).to_string());
         let lead = engine
-            .create_lead(&req, &CreateLead { profile, ..CreateLead::default() })
+            .create_lead(
+                &req,
+                &CreateLead {
+                    profile,
+                    ..CreateLead::default()
+                },
+            )
             .await?;
         for k in 0..engagements {
             let now = engine.now();

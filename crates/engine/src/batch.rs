@@ -5,7 +5,9 @@ use leadflow_domain::FieldViolation;
 
 use crate::Engine;
 use crate::error::EngineError;
-use crate::leads::{MAX_BATCH, lock, retrying};
+use std::collections::HashMap;
+
+use crate::leads::{Locked, MAX_BATCH, retrying};
 use crate::model::{BatchItem, LeadKey, Outcome, Request};
 
 impl Engine {
@@ -41,9 +43,16 @@ impl Engine {
         let mut keys: Vec<&LeadKey> = items.iter().map(|i| &i.lead).collect();
         keys.sort_by(|a, b| order(a).cmp(&order(b)));
         keys.dedup();
+        // Kept by lead id, so a lead named both ways is one record.
+        let mut ids: HashMap<&LeadKey, String> = HashMap::new();
+        let mut locked: HashMap<String, Locked> = HashMap::new();
         for key in keys {
-            match lock(&tx, &req.workspace, key).await {
-                Ok(_) | Err(EngineError::NotFound { .. }) => {}
+            match self.lock(&tx, &req.workspace, key).await {
+                Ok(l) => {
+                    ids.insert(key, l.record.id.clone());
+                    locked.insert(l.record.id.clone(), l);
+                }
+                Err(EngineError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -53,11 +62,13 @@ impl Engine {
         let mut events = 0;
         for (i, item) in items.iter().enumerate() {
             let field = format!("engagements[{i}].engagement");
+            let current = ids.get(&item.lead).and_then(|id| locked.get(id)).cloned();
             match self
                 .engagement_in(
                     &tx,
                     req,
                     &item.lead,
+                    current,
                     &item.engagement,
                     item.occurred_at_given,
                     &field,
@@ -65,6 +76,9 @@ impl Engine {
                 .await
             {
                 Ok(applied) => {
+                    if let Some(l) = locked.get_mut(&applied.outcome.lead.record.id) {
+                        l.record = applied.outcome.lead.record.clone();
+                    }
                     events += applied.events;
                     outcomes.push(applied.outcome);
                 }

@@ -36,6 +36,14 @@ macro_rules! retrying {
 }
 pub(crate) use retrying;
 
+/// A locked lead, and the policy to decide with.
+#[derive(Clone)]
+pub(crate) struct Locked {
+    pub(crate) record: LeadRecord,
+    pub(crate) policy_version: i64,
+    pub(crate) policy: Arc<Policy>,
+}
+
 /// Timers fired, at most, before one command.
 const MAX_CATCH_UP_ROUNDS: usize = 100;
 
@@ -139,7 +147,7 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let tx = self.store.begin().await?;
         let applied = self
-            .engagement_in(&tx, req, key, engagement, occurred_at_given, "engagement")
+            .engagement_in(&tx, req, key, None, engagement, occurred_at_given, "engagement")
             .await?;
         if !applied.outcome.duplicate {
             tx.commit().await?;
@@ -151,11 +159,15 @@ impl Engine {
     }
 
     /// One engagement inside a transaction (a single call, or an item of a batch).
+    /// One engagement inside a transaction (a single call, or an item of a
+    /// batch, which passes the lead it already locked).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn engagement_in(
         &self,
         tx: &Tx,
         req: &Request,
         key: &LeadKey,
+        locked: Option<Locked>,
         engagement: &Engagement,
         occurred_at_given: bool,
         field: &str,
@@ -163,10 +175,26 @@ impl Engine {
         let ws = req.workspace.as_str();
         // The lead first: what is read after its lock is what the previous
         // command on it committed (its policy, its results).
-        let record = lock(tx, ws, key).await?;
-        let (policy_version, policy) = self.active_policy(tx, ws).await?;
+        let Locked {
+            record,
+            policy_version,
+            policy,
+        } = match locked {
+            Some(locked) => locked,
+            None => self.lock(tx, ws, key).await?,
+        };
         let fp = engagement_fingerprint(&record.id, engagement, occurred_at_given);
-        if let Some(seen) = tx.engagement(ws, &engagement.event_id).await? {
+        let now = self.now();
+        if !tx
+            .insert_engagement_if_new(ws, &record.id, engagement, &fp, now)
+            .await?
+        {
+            let Some(seen) = tx.engagement(ws, &engagement.event_id).await? else {
+                return Err(EngineError::Internal(format!(
+                    "event {} vanished",
+                    engagement.event_id
+                )));
+            };
             if seen.fingerprint != fp {
                 return Err(EngineError::invalid(
                     "EVENT_ID_REUSED",
@@ -184,7 +212,7 @@ impl Engine {
             let scored_with = self.policy_version_of(tx, ws, record.policy_version).await?;
             return Ok(Applied {
                 outcome: Outcome {
-                    lead: view(&scored_with, record, self.now()),
+                    lead: view(&scored_with, record, now),
                     transitions,
                     triggers: seen.triggers,
                     duplicate: true,
@@ -192,18 +220,41 @@ impl Engine {
                 events: 0,
             });
         }
-        let target = self.target(req, &policy, policy_version, self.now());
+        let target = self.target(req, &policy, policy_version, now);
         let command = Command::RecordEngagement(engagement.clone());
         self.apply(
             tx,
             &target,
             record,
             command,
-            Some((engagement, fp.as_str())),
+            Some(&engagement.event_id),
             engagement.occurred_at,
         )
         .await
         .map_err(|e| rename_field(e, "engagement", field))
+    }
+
+    /// Locks a lead and reads the active policy with it.
+    pub(crate) async fn lock(&self, tx: &Tx, ws: &str, key: &LeadKey) -> Result<Locked, EngineError> {
+        let lookup = match key {
+            LeadKey::Id(id) => leadflow_store::LeadLookup::Id(id),
+            LeadKey::ExternalKey(k) => leadflow_store::LeadLookup::ExternalKey(k),
+        };
+        let (record, active) =
+            tx.lock_lead_with_policy(ws, lookup)
+                .await?
+                .ok_or_else(|| EngineError::NotFound {
+                    what: "lead",
+                    key: key.describe(),
+                })?;
+        let policy_version =
+            active.ok_or_else(|| EngineError::NotReady(format!("workspace {ws:?} has no active policy")))?;
+        let policy = self.policy_version_of(tx, ws, policy_version).await?;
+        Ok(Locked {
+            record,
+            policy_version,
+            policy,
+        })
     }
 
     pub async fn update_profile(
@@ -240,11 +291,14 @@ impl Engine {
         let ws = req.workspace.as_str();
         let tx = self.store.begin().await?;
         // The lead first: a retry waiting on it then sees the first call's result.
-        let record = lock(&tx, ws, key).await?;
+        let Locked {
+            record,
+            policy_version,
+            policy,
+        } = self.lock(&tx, ws, key).await?;
         if let Some(done) = replay::<Outcome>(&tx, req, method).await? {
             return Ok(done);
         }
-        let (policy_version, policy) = self.active_policy(&tx, ws).await?;
         if let Some(expected) = expected_version
             && expected != record.version
         {
@@ -281,7 +335,7 @@ impl Engine {
         target: &Target<'_>,
         mut record: LeadRecord,
         command: Command,
-        engagement: Option<(&Engagement, &str)>,
+        engagement: Option<&str>,
         until: Timestamp,
     ) -> Result<Applied, EngineError> {
         let ctx = Context { now: target.now };
@@ -340,6 +394,10 @@ impl Engine {
         let ctx = Context { now: target.now };
         // A bound on timers re-arming each other within the window.
         for _ in 0..MAX_CATCH_UP_ROUNDS {
+            // The lead's state lists its timers: look only when one is due.
+            if record.lead.next_timer_due().is_none_or(|due| due > until) {
+                return Ok(record);
+            }
             let due = tx.due_timers_of(target.ws, &record.id, until).await?;
             let Some(next) = due.into_iter().next() else {
                 return Ok(record);
@@ -447,17 +505,6 @@ async fn decide(
         }
         other => Ok(other?),
     }
-}
-
-pub(crate) async fn lock(tx: &Tx, ws: &str, key: &LeadKey) -> Result<LeadRecord, EngineError> {
-    let found = match key {
-        LeadKey::Id(id) => tx.lock_lead(ws, id).await?,
-        LeadKey::ExternalKey(k) => tx.lock_lead_by_key(ws, k).await?,
-    };
-    found.ok_or_else(|| EngineError::NotFound {
-        what: "lead",
-        key: key.describe(),
-    })
 }
 
 pub(crate) fn view(policy: &Policy, record: LeadRecord, now: Timestamp) -> LeadView {

@@ -1,7 +1,7 @@
 //! A decision into the transaction: lead row, history, timers, outbox.
 
 use leadflow_domain::workflow::{Event, Trigger};
-use leadflow_domain::{Decision, Engagement, Policy, Timestamp};
+use leadflow_domain::{Decision, Policy, Timestamp};
 use leadflow_store::{LeadRecord, LeadWrite, NewOutboxEvent, StoredTransition, Tx};
 
 use crate::error::EngineError;
@@ -34,12 +34,13 @@ pub(crate) struct Written {
     pub(crate) events: usize,
 }
 
-/// Writes the engagement (if any) and everything the decision decided.
+/// Writes everything the decision decided (the engagement, if any, is
+/// already in: `engagement` names it).
 pub(crate) async fn persist(
     tx: &Tx,
     target: &Target<'_>,
     before: Before<'_>,
-    engagement: Option<(&Engagement, &str)>,
+    engagement: Option<&str>,
     decision: &Decision,
 ) -> Result<Written, EngineError> {
     let ws = target.ws;
@@ -52,7 +53,8 @@ pub(crate) async fn persist(
         ),
         Before::New { id, external_key } => (*id, *external_key, 1, 0),
     };
-    if let Some((e, fingerprint)) = engagement {
+    if let Some(event_id) = engagement {
+        // A repeat of the event id answers with the triggers it set off.
         let triggers: Vec<Trigger> = decision
             .events
             .iter()
@@ -61,8 +63,9 @@ pub(crate) async fn persist(
                 _ => None,
             })
             .collect();
-        tx.insert_engagement(ws, id, e, fingerprint, &triggers, target.now)
-            .await?;
+        if !triggers.is_empty() {
+            tx.set_engagement_triggers(ws, event_id, &triggers).await?;
+        }
     }
     let records: Vec<_> = decision.transitions().collect();
     let new_len = history_len + i64::try_from(records.len()).unwrap_or(i64::MAX);

@@ -14,7 +14,7 @@ use crate::Engine;
 const RETRY_FAILED_TIMER: leadflow_domain::Span = leadflow_domain::Span::from_secs(300);
 use crate::error::EngineError;
 use crate::leads::retrying;
-use crate::model::Request;
+use crate::model::{LeadKey, Request};
 
 impl Engine {
     /// Fires up to `limit` timers due now; returns how many fired.
@@ -49,14 +49,19 @@ impl Engine {
     async fn try_fire(&self, due: &DueTimer, now: Timestamp) -> Result<bool, EngineError> {
         let ws = due.workspace.as_str();
         let tx = self.store.begin().await?;
-        let Some(record) = tx.lock_lead(ws, &due.lead_id).await? else {
-            // The lead is gone: so is its timer.
-            tx.take_timer(ws, &due.lead_id, &due.key).await?;
-            tx.commit().await?;
-            return Ok(false);
+        // The lead first, then the policy read with it: what the lead's last
+        // command committed under.
+        let locked = match self.lock(&tx, ws, &LeadKey::Id(due.lead_id.clone())).await {
+            Ok(l) => l,
+            Err(EngineError::NotFound { .. }) => {
+                // The lead is gone: so is its timer.
+                tx.take_timer(ws, &due.lead_id, &due.key).await?;
+                tx.commit().await?;
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
         };
-        // After the lead's lock: the policy its last command committed under.
-        let (policy_version, policy) = self.active_policy(&tx, ws).await?;
+        let (record, policy_version, policy) = (locked.record, locked.policy_version, locked.policy);
         // Gone (fired elsewhere, cancelled) or held by another worker.
         let Some(stored) = tx.take_timer(ws, &due.lead_id, &due.key).await? else {
             return Ok(false);

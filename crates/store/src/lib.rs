@@ -35,4 +35,4 @@ pub use records::{
 pub use rescore::{RESCORE_DONE, RESCORE_FAILED, RESCORE_RUNNING, RESCORE_SUPERSEDED, RescoreJobRecord};
 pub use stream::{ConsumerRecord, OUTBOX_CHANNEL, OutboxBounds, RETENTION};
 pub use timers::DueTimer;
-pub use tx::Tx;
+pub use tx::{LeadLookup, Tx};

@@ -5,6 +5,7 @@ use leadflow_domain::workflow::{TimerChange, Trigger};
 use std::sync::{Mutex, PoisonError};
 
 use leadflow_domain::{Engagement, Timestamp};
+use sea_orm::ConnectionTrait as _;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -15,6 +16,13 @@ use crate::db::Backend;
 use crate::entity::{engagement, idempotency, lead, outbox, policy, timer, transition, workspace};
 use crate::error::StoreError;
 use crate::records::{LeadRecord, LeadWrite, NewOutboxEvent, PolicyRecord, StoredEngagement, StoredResult};
+
+/// How a lead is looked up.
+#[derive(Clone, Copy, Debug)]
+pub enum LeadLookup<'a> {
+    Id(&'a str),
+    ExternalKey(&'a str),
+}
 
 /// PostgreSQL takes at most 65,535 bind parameters in one statement.
 const INSERT_CHUNK: usize = 1_000;
@@ -173,30 +181,39 @@ impl Tx {
 
     // ---- leads ------------------------------------------------------------
 
-    /// Reads a lead and locks it until commit (PostgreSQL; SQLite has a
-    /// single writer already).
-    pub async fn lock_lead(&self, ws: &str, id: &str) -> Result<Option<LeadRecord>, StoreError> {
-        lead::Entity::find_by_id((ws.to_owned(), id.to_owned()))
-            .lock_exclusive()
-            .one(&self.txn)
-            .await?
-            .map(convert::lead_record)
-            .transpose()
-    }
-
-    pub async fn lock_lead_by_key(
+    /// Reads a lead and locks it until commit, together with the workspace's
+    /// active policy version — one statement, on the hot path of every command.
+    pub async fn lock_lead_with_policy(
         &self,
         ws: &str,
-        external_key: &str,
-    ) -> Result<Option<LeadRecord>, StoreError> {
-        lead::Entity::find()
-            .filter(lead::Column::WorkspaceId.eq(ws))
-            .filter(lead::Column::ExternalKey.eq(external_key))
-            .lock_exclusive()
-            .one(&self.txn)
-            .await?
-            .map(convert::lead_record)
-            .transpose()
+        key: LeadLookup<'_>,
+    ) -> Result<Option<(LeadRecord, Option<i64>)>, StoreError> {
+        let (by, value) = match key {
+            LeadLookup::Id(id) => ("id", id),
+            LeadLookup::ExternalKey(k) => ("external_key", k),
+        };
+        let sql = match self.backend {
+            Backend::Postgres => format!(
+                "SELECT l.*, (SELECT w.active_policy_version FROM workspaces w WHERE w.id = $1) AS active_version \
+                 FROM leads l WHERE l.workspace_id = $1 AND l.{by} = $2 FOR UPDATE OF l"
+            ),
+            // One writer at a time: no row lock to take.
+            Backend::Sqlite => format!(
+                "SELECT l.*, (SELECT w.active_policy_version FROM workspaces w WHERE w.id = ?1) AS active_version \
+                 FROM leads l WHERE l.workspace_id = ?1 AND l.{by} = ?2"
+            ),
+        };
+        let statement = sea_orm::Statement::from_sql_and_values(
+            self.txn.get_database_backend(),
+            sql,
+            [ws.into(), value.into()],
+        );
+        let Some(row) = self.txn.query_one_raw(statement).await? else {
+            return Ok(None);
+        };
+        let active: Option<i64> = row.try_get("", "active_version")?;
+        let model = <lead::Model as sea_orm::FromQueryResult>::from_query_result(&row, "")?;
+        Ok(Some((convert::lead_record(model)?, active)))
     }
 
     /// The id of the lead holding `external_key`, if any.
@@ -253,38 +270,38 @@ impl Tx {
         crate::reads::engagements_of(&self.txn, ws, lead_id).await
     }
 
-    pub async fn insert_engagement(
+    /// Records an engagement unless its event id is already recorded;
+    /// false if it was (nothing written).
+    pub async fn insert_engagement_if_new(
         &self,
         ws: &str,
         lead_id: &str,
         e: &Engagement,
         fingerprint: &str,
-        triggers: &[Trigger],
         now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let result = engagement::Entity::insert(engagement_model(ws, lead_id, e, fingerprint, None, now)?)
+            .on_conflict_do_nothing_on([engagement::Column::WorkspaceId, engagement::Column::EventId])
+            .exec_without_returning(&self.txn)
+            .await?;
+        Ok(matches!(result, sea_orm::TryInsertResult::Inserted(n) if n > 0))
+    }
+
+    /// Notes the workflow triggers an engagement set off (for a repeat of its event id).
+    pub async fn set_engagement_triggers(
+        &self,
+        ws: &str,
+        event_id: &str,
+        triggers: &[Trigger],
     ) -> Result<(), StoreError> {
-        let caused_triggers = if triggers.is_empty() {
-            None
-        } else {
-            Some(
-                serde_json::to_string(triggers)
-                    .map_err(|x| StoreError::corrupt("engagements", &e.event_id, x))?,
-            )
-        };
-        engagement::Entity::insert(engagement::ActiveModel {
-            workspace_id: Set(ws.to_owned()),
-            event_id: Set(e.event_id.clone()),
-            lead_id: Set(lead_id.to_owned()),
-            kind: Set(e.kind.clone()),
-            channel: Set(e.channel.clone()),
-            properties: Set(serde_json::to_string(&e.properties)
-                .map_err(|x| StoreError::corrupt("engagements", &e.event_id, x))?),
-            occurred_at: Set(e.occurred_at.as_micros()),
-            recorded_at: Set(now.as_micros()),
-            fingerprint: Set(fingerprint.to_owned()),
-            caused_triggers: Set(caused_triggers),
-        })
-        .exec_without_returning(&self.txn)
-        .await?;
+        let json =
+            serde_json::to_string(triggers).map_err(|x| StoreError::corrupt("engagements", event_id, x))?;
+        engagement::Entity::update_many()
+            .col_expr(engagement::Column::CausedTriggers, Expr::value(json))
+            .filter(engagement::Column::WorkspaceId.eq(ws))
+            .filter(engagement::Column::EventId.eq(event_id))
+            .exec(&self.txn)
+            .await?;
         Ok(())
     }
 
@@ -545,5 +562,35 @@ fn lead_model(
         updated_at: Set(w.now.as_micros()),
         last_engagement_at: Set(w.lead.last_engagement_at().map(Timestamp::as_micros)),
         history_len: Set(w.history_len),
+    })
+}
+
+fn engagement_model(
+    ws: &str,
+    lead_id: &str,
+    e: &Engagement,
+    fingerprint: &str,
+    triggers: Option<&[Trigger]>,
+    now: Timestamp,
+) -> Result<engagement::ActiveModel, StoreError> {
+    let caused_triggers = match triggers {
+        Some(t) if !t.is_empty() => {
+            Some(serde_json::to_string(t).map_err(|x| StoreError::corrupt("engagements", &e.event_id, x))?)
+        }
+        _ => None,
+    };
+    let properties = serde_json::to_string(&e.properties)
+        .map_err(|x| StoreError::corrupt("engagements", &e.event_id, x))?;
+    Ok(engagement::ActiveModel {
+        workspace_id: Set(ws.to_owned()),
+        event_id: Set(e.event_id.clone()),
+        lead_id: Set(lead_id.to_owned()),
+        kind: Set(e.kind.clone()),
+        channel: Set(e.channel.clone()),
+        properties: Set(properties),
+        occurred_at: Set(e.occurred_at.as_micros()),
+        recorded_at: Set(now.as_micros()),
+        fingerprint: Set(fingerprint.to_owned()),
+        caused_triggers: Set(caused_triggers),
     })
 }

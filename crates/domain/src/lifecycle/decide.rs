@@ -116,6 +116,7 @@ pub fn capture(
         qualifying: ScoreState::new(policy, None),
         crossings: rebase_crossings(policy, 0.0),
         evaluated_at: t,
+        timers: BTreeMap::new(),
     };
     let mut run = Run::new(policy, lead, ctx, None);
     let fit = run.fit();
@@ -233,11 +234,38 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn done(self, profile_changed: bool) -> Decision {
+    fn done(mut self, profile_changed: bool) -> Decision {
+        // Keep only the changes that change something, and mirror them in
+        // the lead's own list of pending timers.
+        let pending = &mut self.lead.timers;
+        let mut changes = Vec::with_capacity(self.timers.len());
+        for change in self.timers {
+            match &change {
+                TimerChange::Schedule(t) => {
+                    if pending.get(&t.kind.key()) == Some(t) {
+                        continue;
+                    }
+                    pending.insert(t.kind.key(), t.clone());
+                }
+                TimerChange::Cancel(kind) => {
+                    if pending.remove(&kind.key()).is_none() {
+                        continue;
+                    }
+                }
+                TimerChange::CancelStageBound => {
+                    let before = pending.len();
+                    pending.retain(|_, t| t.bound.is_none());
+                    if pending.len() == before {
+                        continue;
+                    }
+                }
+            }
+            changes.push(change);
+        }
         Decision {
             lead: self.lead,
             events: self.events,
-            timers: self.timers,
+            timers: changes,
             profile_changed,
         }
     }
@@ -457,6 +485,8 @@ impl<'a> Run<'a> {
         let policy = self.policy;
         let t = timer.due_at.max(self.lead.last_transition_at);
         self.firing = Some(timer.suppressed);
+        // The caller took it from the store.
+        self.lead.timers.remove(&timer.kind.key());
         self.begin(t);
         let unbroken = timer
             .bound

@@ -9,7 +9,9 @@ use crate::profile::Profile;
 use crate::score::{ScoreState, fit_score, round6};
 use crate::stage::Stage;
 use crate::time::Timestamp;
-use crate::workflow::CrossingState;
+use std::collections::BTreeMap;
+
+use crate::workflow::{CrossingState, Timer};
 
 /// Everything the domain needs to decide the next command for a lead. The
 /// store keeps it; the scores in it are a cache of a replay of the log.
@@ -34,6 +36,11 @@ pub struct Lead {
     pub crossings: Vec<CrossingState>,
     /// The last instant the crossings were brought up to date.
     pub evaluated_at: Timestamp,
+    /// The lead's pending durable timers by key, as its decisions left them
+    /// (the store holds the same): a command looks for overdue timers only
+    /// when one is due, and an unchanged timer is not written again.
+    #[serde(default)]
+    pub timers: BTreeMap<String, Timer>,
 }
 
 /// The scores a lead shows at an instant.
@@ -64,6 +71,11 @@ impl Lead {
                     .value_at(policy, t.max(self.qualifying.last_at().unwrap_or(t))),
             ),
         }
+    }
+
+    /// When the soonest of the lead's timers is due.
+    pub fn next_timer_due(&self) -> Option<Timestamp> {
+        self.timers.values().map(|t| t.due_at).min()
     }
 
     /// When the lead's last engagement occurred.

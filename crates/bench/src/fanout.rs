@@ -1,0 +1,140 @@
+//! Fan-out: how long a committed transition takes to reach 1, 100 or 1,000
+//! subscribers, and how many deliveries a second the stream sustains.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use leadflow_proto::v1 as pb;
+use leadflow_proto::v1::lead_service_client::LeadServiceClient;
+use leadflow_proto::v1::trigger_service_client::TriggerServiceClient;
+use serde::Serialize;
+use tonic::transport::Channel;
+
+use crate::stats::percentile;
+
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct FanOut {
+    pub(crate) name: String,
+    pub(crate) subscribers: usize,
+    pub(crate) events: usize,
+    pub(crate) deliveries: u64,
+    /// Deliveries a second, from the first write to the last delivery.
+    pub(crate) per_second: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+}
+
+static RUN: AtomicU64 = AtomicU64::new(0);
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(0))
+}
+
+/// `subscribers` streams on `read` (100 to a connection), `events`
+/// transitions written on `write`, one every `pace` (or as fast as 4
+/// writers go). Each delivery's latency is its arrival minus the event's
+/// commit instant.
+pub(crate) async fn run(
+    name: &str,
+    write: &Channel,
+    read: &str,
+    subscribers: usize,
+    events: usize,
+    pace: Option<Duration>,
+) -> anyhow::Result<FanOut> {
+    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let connections = subscribers.div_ceil(100);
+    let mut channels = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        channels.push(
+            tonic::transport::Endpoint::from_shared(format!("http://{read}"))?
+                .connect()
+                .await?,
+        );
+    }
+    let mut streams = Vec::with_capacity(subscribers);
+    for s in 0..subscribers {
+        let mut client = TriggerServiceClient::new(channels[s % connections].clone());
+        let stream = client
+            .subscribe(pb::SubscribeRequest {
+                consumer: format!("bench-{run}-{s}"),
+                start: pb::StartPosition::Latest.into(),
+                at_sequence: 0,
+                filter: Some(pb::EventFilter {
+                    kinds: vec![pb::EventKind::Transition.into()],
+                    ..Default::default()
+                }),
+            })
+            .await?
+            .into_inner();
+        streams.push(stream);
+    }
+    let delivered = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::with_capacity(subscribers);
+    for mut stream in streams {
+        let delivered = Arc::clone(&delivered);
+        readers.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(events);
+            while latencies.len() < events {
+                let Ok(Ok(Some(item))) =
+                    tokio::time::timeout(Duration::from_secs(20), stream.message()).await
+                else {
+                    break;
+                };
+                if let Some(pb::subscribe_response::Item::Event(e)) = item.item {
+                    let committed = e
+                        .committed_at
+                        .map_or(0, |t| t.seconds * 1_000_000 + i64::from(t.nanos / 1_000));
+                    latencies.push(u64::try_from(now_micros() - committed).unwrap_or(0));
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            latencies
+        }));
+    }
+    let started = Instant::now();
+    let writers = if pace.is_some() { 1 } else { 4 };
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let mut client = LeadServiceClient::new(write.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in (w..events).step_by(writers) {
+                let mut profile = std::collections::BTreeMap::new();
+                profile.insert("email".to_owned(), format!("fan{run}-{i}@acme.com"));
+                client
+                    .create_lead(pb::CreateLeadRequest {
+                        profile,
+                        ..Default::default()
+                    })
+                    .await?;
+                if let Some(pace) = pace {
+                    tokio::time::sleep(pace).await;
+                }
+            }
+            Ok::<(), anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let mut latencies = Vec::new();
+    for r in readers {
+        latencies.extend(r.await?);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let deliveries = delivered.load(Ordering::Relaxed);
+    #[allow(clippy::cast_precision_loss)]
+    Ok(FanOut {
+        name: name.to_owned(),
+        subscribers,
+        events,
+        deliveries,
+        per_second: deliveries as f64 / seconds,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+    })
+}

@@ -1,0 +1,230 @@
+//! leadflow under load: RecordEngagement, RecordEngagements (100 a call) and
+//! StreamEngagements, from closed-loop clients over several channels.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use leadflow_proto::v1 as pb;
+use leadflow_proto::v1::lead_service_client::LeadServiceClient;
+use tonic::transport::Channel;
+
+use crate::stats::{Stats, closed_loop};
+
+/// Leads the load spreads over.
+pub(crate) async fn seed(channels: &[Channel], leads: usize) -> anyhow::Result<Arc<Vec<String>>> {
+    let mut tasks = Vec::new();
+    let per = leads.div_ceil(channels.len());
+    for (c, channel) in channels.iter().enumerate() {
+        let mut client = LeadServiceClient::new(channel.clone());
+        let (from, to) = (c * per, ((c + 1) * per).min(leads));
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in from..to {
+                let mut profile = std::collections::BTreeMap::new();
+                profile.insert("email".to_owned(), format!("load{i}@acme.com"));
+                profile.insert("company".to_owned(), "Acme".to_owned());
+                let lead = client
+                    .create_lead(pb::CreateLeadRequest {
+                        profile,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner()
+                    .lead
+                    .ok_or_else(|| anyhow::anyhow!("no lead"))?;
+                ids.push(lead.id);
+            }
+            Ok::<_, anyhow::Error>(ids)
+        }));
+    }
+    let mut all = Vec::with_capacity(leads);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(Arc::new(all))
+}
+
+fn engagement(run: &str, n: u64) -> pb::Engagement {
+    let mut properties = std::collections::BTreeMap::new();
+    properties.insert("path".to_owned(), "/docs/getting-started".to_owned());
+    pb::Engagement {
+        event_id: format!("{run}-{n}"),
+        r#type: "page_viewed".to_owned(),
+        channel: String::new(),
+        properties,
+        occurred_at: None,
+    }
+}
+
+fn lead_ref(id: &str) -> Option<pb::LeadRef> {
+    Some(pb::LeadRef {
+        key: Some(pb::lead_ref::Key::Id(id.to_owned())),
+    })
+}
+
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+fn run_id() -> String {
+    format!("r{}", RUNS.fetch_add(1, Ordering::Relaxed))
+}
+
+pub(crate) async fn unary(
+    name: &str,
+    channels: &[Channel],
+    leads: &Arc<Vec<String>>,
+    concurrency: usize,
+    duration: Duration,
+    server: u32,
+) -> Stats {
+    let clients: Vec<_> = channels.iter().cloned().map(LeadServiceClient::new).collect();
+    let (leads, run, next) = (Arc::clone(leads), Arc::new(run_id()), Arc::new(AtomicU64::new(0)));
+    closed_loop(name, concurrency, duration, Some(server), move |w, _| {
+        let mut client = clients[w % clients.len()].clone();
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        let lead = leads[usize::try_from(n).unwrap_or(0) % leads.len()].clone();
+        let e = engagement(&run, n);
+        async move {
+            client
+                .record_engagement(pb::RecordEngagementRequest {
+                    lead: lead_ref(&lead),
+                    engagement: Some(e),
+                })
+                .await?;
+            Ok(1)
+        }
+    })
+    .await
+}
+
+pub(crate) async fn batched(
+    name: &str,
+    channels: &[Channel],
+    leads: &Arc<Vec<String>>,
+    concurrency: usize,
+    duration: Duration,
+    server: u32,
+) -> Stats {
+    let clients: Vec<_> = channels.iter().cloned().map(LeadServiceClient::new).collect();
+    let (leads, run, next) = (Arc::clone(leads), Arc::new(run_id()), Arc::new(AtomicU64::new(0)));
+    closed_loop(name, concurrency, duration, Some(server), move |w, _| {
+        let mut client = clients[w % clients.len()].clone();
+        let items: Vec<pb::EngagementItem> = (0..100)
+            .map(|_| {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                pb::EngagementItem {
+                    lead: lead_ref(&leads[usize::try_from(n).unwrap_or(0) % leads.len()]),
+                    engagement: Some(engagement(&run, n)),
+                }
+            })
+            .collect();
+        async move {
+            client
+                .record_engagements(pb::RecordEngagementsRequest { engagements: items })
+                .await?;
+            Ok(100)
+        }
+    })
+    .await
+}
+
+/// Each worker keeps one client stream open and writes as fast as it is taken.
+pub(crate) async fn stream(
+    name: &str,
+    channels: &[Channel],
+    leads: &Arc<Vec<String>>,
+    concurrency: usize,
+    duration: Duration,
+    server: u32,
+) -> anyhow::Result<Stats> {
+    let cpu = crate::cpu::Meter::start(Some(server));
+    let started = Instant::now();
+    let run = run_id();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let mut client = LeadServiceClient::new(channels[w % channels.len()].clone());
+        let (leads, run, next) = (Arc::clone(leads), run.clone(), Arc::clone(&next));
+        let deadline = started + duration;
+        tasks.push(tokio::spawn(async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            let producer = tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let m = pb::StreamEngagementsRequest {
+                        lead: lead_ref(&leads[usize::try_from(n).unwrap_or(0) % leads.len()]),
+                        engagement: Some(engagement(&run, n)),
+                    };
+                    if tx.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let response = client
+                .stream_engagements(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await?
+                .into_inner();
+            producer.await?;
+            Ok::<u64, anyhow::Error>(u64::try_from(response.committed).unwrap_or(0))
+        }));
+    }
+    let mut items = 0;
+    for t in tasks {
+        items += t.await??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let (client_cpu, server_cpu) = cpu.stop();
+    #[allow(clippy::cast_precision_loss)]
+    Ok(Stats {
+        name: name.to_owned(),
+        concurrency,
+        per_second: items as f64 / seconds,
+        items,
+        calls: concurrency as u64,
+        seconds,
+        client_cpu,
+        server_cpu,
+        ..Stats::default()
+    })
+}
+
+/// `leadflow-bench load`: one kind of load on a running server.
+pub(crate) async fn standalone(
+    address: &str,
+    kind: &str,
+    concurrency: usize,
+    seconds: u64,
+    leads: usize,
+) -> anyhow::Result<()> {
+    let mut channels = Vec::new();
+    for _ in 0..4 {
+        channels.push(
+            tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+                .connect()
+                .await?,
+        );
+    }
+    let ids = seed(&channels, leads).await?;
+    let duration = Duration::from_secs(seconds);
+    let stats = match kind {
+        "unary" => unary("RecordEngagement", &channels, &ids, concurrency, duration, 0).await,
+        "batched" => {
+            batched(
+                "RecordEngagements ×100",
+                &channels,
+                &ids,
+                concurrency,
+                duration,
+                0,
+            )
+            .await
+        }
+        "stream" => stream("StreamEngagements", &channels, &ids, concurrency, duration, 0).await?,
+        other => anyhow::bail!("unknown kind {other:?}: unary, batched or stream"),
+    };
+    println!(
+        "{}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+        stats.name, stats.per_second, stats.p50_ms, stats.p99_ms, stats.errors
+    );
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! The whole run, and its report.
+
+use std::time::Duration;
+
+use leadflow_store::testing::TestDatabase;
+use serde::Serialize;
+
+use crate::fanout::FanOut;
+use crate::server::{Process, sibling};
+use crate::stats::Stats;
+use crate::{Scratch, echo, fanout, load, rawdb};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// A short run (under 30 s): one concurrency, short cells.
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the figures as JSON.
+    #[arg(long, default_value = "leadflow-bench.json")]
+    json: std::path::PathBuf,
+    /// The `leadflow` binary (default: next to this one).
+    #[arg(long)]
+    leadflow: Option<std::path::PathBuf>,
+    /// Skip PostgreSQL.
+    #[arg(long)]
+    no_postgres: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Report {
+    quick: bool,
+    cores: usize,
+    ceilings: Vec<Stats>,
+    leadflow: Vec<Stats>,
+    fanout: Vec<FanOut>,
+    checks: Vec<Check>,
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    target: String,
+    measured: String,
+    met: bool,
+}
+
+/// The bytes of a typical RecordEngagementRequest, for the echo ceiling.
+const MESSAGE_BYTES: usize = 160;
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let cell = if args.quick {
+        Duration::from_millis(1_000)
+    } else {
+        Duration::from_millis(2_500)
+    };
+    let concurrencies: &[usize] = if args.quick { &[8] } else { &[1, 8, 32] };
+    let leads = if args.quick { 100 } else { 400 };
+    let leadflow = args.leadflow.clone().unwrap_or_else(|| sibling("leadflow"));
+    let mut report = Report {
+        quick: args.quick,
+        cores: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        ..Report::default()
+    };
+    let scratch = Scratch::new("run")?;
+
+    eprintln!("ceilings: tonic echo and stream");
+    {
+        let me = std::env::current_exe()?;
+        let echo_server = Process::start(&me, &["echo-server"], &scratch.0).await?;
+        let channels = echo_server.channels(4).await?;
+        for &c in concurrencies {
+            report
+                .ceilings
+                .push(echo::unary(&channels, MESSAGE_BYTES, c, cell, echo_server.pid()).await);
+        }
+        let messages = if args.quick { 100_000 } else { 400_000 };
+        report
+            .ceilings
+            .push(echo::stream(&channels[0], 200, messages, echo_server.pid()).await?);
+    }
+
+    eprintln!("ceilings: raw SQLite");
+    for &c in concurrencies {
+        report
+            .ceilings
+            .push(rawdb::sqlite(&scratch.0.join("raw.db"), c, 1, cell).await?);
+    }
+    report
+        .ceilings
+        .push(rawdb::sqlite(&scratch.0.join("raw.db"), 8, 100, cell).await?);
+
+    let postgres = if args.no_postgres {
+        None
+    } else {
+        TestDatabase::postgres().await
+    };
+    if let Some(db) = &postgres {
+        eprintln!("ceilings: raw PostgreSQL");
+        for &c in concurrencies {
+            report.ceilings.push(rawdb::postgres(&db.url, c, 1, cell).await?);
+        }
+        report
+            .ceilings
+            .push(rawdb::postgres(&db.url, 8, 100, cell).await?);
+    }
+
+    let sqlite_url = format!("sqlite://{}", scratch.0.join("leadflow.db").display());
+    let mut targets = vec![("SQLite", sqlite_url)];
+    let leadflow_pg = if postgres.is_some() {
+        TestDatabase::postgres().await
+    } else {
+        None
+    };
+    if let Some(db) = &leadflow_pg {
+        targets.push(("PostgreSQL", db.url.clone()));
+    }
+    for (label, url) in &targets {
+        eprintln!("leadflow on {label}");
+        let server = Process::start(
+            &leadflow,
+            &["serve", "--database-url", url, "--log-level", "warn"],
+            &scratch.0,
+        )
+        .await?;
+        let channels = server.channels(4).await?;
+        let ids = load::seed(&channels, leads).await?;
+        for &c in concurrencies {
+            let name = format!("leadflow RecordEngagement, {label}");
+            report
+                .leadflow
+                .push(load::unary(&name, &channels, &ids, c, cell, server.pid()).await);
+        }
+        let name = format!("leadflow RecordEngagements ×100, {label}");
+        report
+            .leadflow
+            .push(load::batched(&name, &channels, &ids, 4, cell, server.pid()).await);
+        let name = format!("leadflow StreamEngagements, {label}");
+        report
+            .leadflow
+            .push(load::stream(&name, &channels, &ids, 4, cell, server.pid()).await?);
+
+        if *label == "PostgreSQL" || leadflow_pg.is_none() {
+            eprintln!("fan-out on {label}");
+            let write = &channels[0];
+            let pace = Some(Duration::from_millis(25));
+            let events = if args.quick { 20 } else { 60 };
+            for subscribers in [1, 100, 1_000] {
+                let name = format!("commit → {subscribers} subscriber(s), {label}");
+                report
+                    .fanout
+                    .push(fanout::run(&name, write, &server.address, subscribers, events, pace).await?);
+            }
+            let name = format!("burst to 1000 subscribers, {label}");
+            let burst = if args.quick { 50 } else { 200 };
+            report
+                .fanout
+                .push(fanout::run(&name, write, &server.address, 1_000, burst, None).await?);
+            if *label == "PostgreSQL" {
+                let other = Process::start(
+                    &leadflow,
+                    &["serve", "--database-url", url, "--log-level", "warn"],
+                    &scratch.0,
+                )
+                .await?;
+                let name = "commit on A → subscriber on B, PostgreSQL".to_owned();
+                report
+                    .fanout
+                    .push(fanout::run(&name, write, &other.address, 1, events, pace).await?);
+            }
+        }
+    }
+
+    checks(&mut report);
+    print(&report);
+    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
+    eprintln!("figures written to {}", args.json.display());
+    Ok(())
+}
+
+fn find<'a>(list: &'a [Stats], prefix: &str, concurrency: usize) -> Option<&'a Stats> {
+    list.iter()
+        .find(|s| s.name.starts_with(prefix) && s.concurrency == concurrency)
+}
+
+fn checks(report: &mut Report) {
+    let mut add = |target: &str, measured: String, met: bool| {
+        report.checks.push(Check {
+            target: target.to_owned(),
+            measured,
+            met,
+        });
+    };
+    for c in [1, 8, 32] {
+        if let (Some(lf), Some(p1)) = (
+            find(&report.leadflow, "leadflow RecordEngagement, PostgreSQL", c),
+            find(&report.ceilings, "P1", c),
+        ) {
+            let r = lf.per_second / p1.per_second;
+            add(
+                &format!("RecordEngagement on PostgreSQL ≥ 0.7 × P1 at concurrency {c}"),
+                format!("{r:.2} ×"),
+                r >= 0.7,
+            );
+        }
+        if let (Some(lf), Some(l1)) = (
+            find(&report.leadflow, "leadflow RecordEngagement, SQLite", c),
+            find(&report.ceilings, "L1", c),
+        ) {
+            let r = lf.per_second / l1.per_second;
+            add(
+                &format!("RecordEngagement on SQLite ≥ 0.8 × L1 at concurrency {c}"),
+                format!("{r:.2} ×"),
+                r >= 0.8,
+            );
+        }
+    }
+    let p1_best = report
+        .ceilings
+        .iter()
+        .filter(|s| s.name.starts_with("P1"))
+        .map(|s| s.per_second)
+        .fold(0.0, f64::max);
+    if let Some(b) = report
+        .leadflow
+        .iter()
+        .find(|s| s.name.starts_with("leadflow RecordEngagements ×100, PostgreSQL"))
+    {
+        let r = b.per_second / p1_best.max(1.0);
+        add(
+            "batched RecordEngagements on PostgreSQL ≥ 5 × P1 rows/s",
+            format!("{r:.2} ×"),
+            r >= 5.0,
+        );
+    }
+    if let (Some(b), Some(lb)) = (
+        report
+            .leadflow
+            .iter()
+            .find(|s| s.name.starts_with("leadflow RecordEngagements ×100, SQLite")),
+        report.ceilings.iter().find(|s| s.name.starts_with("LB")),
+    ) {
+        let r = b.per_second / lb.per_second;
+        add(
+            "batched RecordEngagements on SQLite ≥ 0.5 × LB rows/s",
+            format!("{r:.2} ×"),
+            r >= 0.5,
+        );
+    }
+    if let (Some(f), Some(s)) = (
+        report.fanout.iter().find(|f| f.name.starts_with("burst")),
+        report.ceilings.iter().find(|s| s.name.starts_with("S:")),
+    ) {
+        let r = f.per_second / s.per_second;
+        add("fan-out ≥ 0.5 × S messages/s", format!("{r:.2} ×"), r >= 0.5);
+    }
+    if let Some(f) = report
+        .fanout
+        .iter()
+        .find(|f| f.subscribers == 1_000 && !f.name.starts_with("burst"))
+    {
+        add(
+            "commit-to-subscriber p99 < 50 ms with 1,000 subscribers",
+            format!("{:.1} ms", f.p99_ms),
+            f.p99_ms < 50.0,
+        );
+    }
+}
+
+fn print(report: &Report) {
+    println!("\n| measure | concurrency | items/s | p50 ms | p99 ms | p99.9 ms | client CPU | server CPU |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for s in report.ceilings.iter().chain(&report.leadflow) {
+        let server = s
+            .server_cpu
+            .map_or_else(|| "—".to_owned(), |c| format!("{:.0}%", c * 100.0));
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0}% | {server} |",
+            s.name,
+            s.concurrency,
+            s.per_second,
+            s.p50_ms,
+            s.p99_ms,
+            s.p999_ms,
+            s.client_cpu * 100.0
+        );
+    }
+    println!("\n| fan-out | subscribers | deliveries | deliveries/s | p50 ms | p99 ms |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for f in &report.fanout {
+        println!(
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} |",
+            f.name, f.subscribers, f.deliveries, f.per_second, f.p50_ms, f.p99_ms
+        );
+    }
+    println!("\n| target | measured | met |\n| --- | ---: | --- |");
+    for c in &report.checks {
+        println!(
+            "| {} | {} | {} |",
+            c.target,
+            c.measured,
+            if c.met { "yes" } else { "no" }
+        );
+    }
+    println!(
+        "\nCPU shares are of all {} cores; client and server share them.",
+        report.cores
+    );
+}
