@@ -65,6 +65,7 @@ impl TestServer {
                 Some(Duration::from_millis(200))
             },
             rescore_batch: if clock.is_some() { None } else { Some(50) },
+            ..leadflow_server::Workers::default()
         };
         let running =
             leadflow_server::start_with("127.0.0.1:0".parse().expect("address"), engine.clone(), &workers)

@@ -66,7 +66,14 @@ fn lead_ref(id: &str) -> Option<pb::LeadRef> {
 static RUNS: AtomicU64 = AtomicU64::new(0);
 
 fn run_id() -> String {
-    format!("r{}", RUNS.fetch_add(1, Ordering::Relaxed))
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!(
+        "r{}-{started}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub(crate) async fn unary(
@@ -128,7 +135,9 @@ pub(crate) async fn batched(
     .await
 }
 
-/// Each worker keeps one client stream open and writes as fast as it is taken.
+/// Each worker streams `duration × 400` engagements (a fixed count: the
+/// client can buffer far ahead of the server, so a time limit would measure
+/// the buffer) and waits for the server's count.
 pub(crate) async fn stream(
     name: &str,
     channels: &[Channel],
@@ -145,11 +154,12 @@ pub(crate) async fn stream(
     for w in 0..concurrency {
         let mut client = LeadServiceClient::new(channels[w % channels.len()].clone());
         let (leads, run, next) = (Arc::clone(leads), run.clone(), Arc::clone(&next));
-        let deadline = started + duration;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let count = (duration.as_secs_f64() * 400.0 / concurrency as f64).ceil() as u64;
         tasks.push(tokio::spawn(async move {
             let (tx, rx) = tokio::sync::mpsc::channel(64);
             let producer = tokio::spawn(async move {
-                while Instant::now() < deadline {
+                for _ in 0..count {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     let m = pb::StreamEngagementsRequest {
                         lead: lead_ref(&leads[usize::try_from(n).unwrap_or(0) % leads.len()]),

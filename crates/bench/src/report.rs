@@ -61,8 +61,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         ..Report::default()
     };
     let scratch = Scratch::new("run")?;
+    let clock = std::time::Instant::now();
+    let lap = |what: &str| eprintln!("[{:>6.1} s] {what}", clock.elapsed().as_secs_f64());
 
-    eprintln!("ceilings: tonic echo and stream");
+    lap("ceilings: tonic echo and stream");
     {
         let me = std::env::current_exe()?;
         let echo_server = Process::start(&me, &["echo-server"], &scratch.0).await?;
@@ -78,7 +80,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .push(echo::stream(&channels[0], 200, messages, echo_server.pid()).await?);
     }
 
-    eprintln!("ceilings: raw SQLite");
+    lap("ceilings: raw SQLite");
     for &c in concurrencies {
         report
             .ceilings
@@ -94,7 +96,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         TestDatabase::postgres().await
     };
     if let Some(db) = &postgres {
-        eprintln!("ceilings: raw PostgreSQL");
+        lap("ceilings: raw PostgreSQL");
         for &c in concurrencies {
             report.ceilings.push(rawdb::postgres(&db.url, c, 1, cell).await?);
         }
@@ -114,7 +116,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         targets.push(("PostgreSQL", db.url.clone()));
     }
     for (label, url) in &targets {
-        eprintln!("leadflow on {label}");
+        lap(&format!("leadflow on {label}"));
         let server = Process::start(
             &leadflow,
             &["serve", "--database-url", url, "--log-level", "warn"],
@@ -139,7 +141,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .push(load::stream(&name, &channels, &ids, 4, cell, server.pid()).await?);
 
         if *label == "PostgreSQL" || leadflow_pg.is_none() {
-            eprintln!("fan-out on {label}");
+            lap(&format!("fan-out on {label}"));
             let write = &channels[0];
             let pace = Some(Duration::from_millis(25));
             let events = if args.quick { 20 } else { 60 };
@@ -169,6 +171,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
+    lap("done");
     checks(&mut report);
     print(&report);
     std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;

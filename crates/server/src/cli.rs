@@ -68,6 +68,9 @@ struct ServeArgs {
     /// Leads per transaction when a policy activation re-scores every lead.
     #[arg(long, env = "LEADFLOW_RESCORE_BATCH")]
     rescore_batch: Option<u64>,
+    /// Calls in flight at most; more are refused at once with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "LEADFLOW_MAX_IN_FLIGHT")]
+    max_in_flight: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_connections: args.max_connections,
                 timer_poll_ms: args.timer_poll_ms,
                 rescore_batch: args.rescore_batch,
+                max_in_flight: args.max_in_flight,
             };
             let config = config(cli.config.as_deref(), flags)?;
             let _telemetry = crate::telemetry::init(config.log_format, &config.log_level, std::io::stderr)?;

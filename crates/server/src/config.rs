@@ -61,6 +61,8 @@ pub struct Config {
     pub timer_poll: Duration,
     /// Leads per transaction of a policy re-score.
     pub rescore_batch: u64,
+    /// Calls in flight at most; more are refused with RESOURCE_EXHAUSTED.
+    pub max_in_flight: usize,
 }
 
 impl Default for Config {
@@ -74,6 +76,7 @@ impl Default for Config {
             max_connections: 16,
             timer_poll: Duration::from_secs(1),
             rescore_batch: 200,
+            max_in_flight: 256,
         }
     }
 }
@@ -90,6 +93,7 @@ pub struct Layer {
     pub max_connections: Option<u32>,
     pub timer_poll_ms: Option<u64>,
     pub rescore_batch: Option<u64>,
+    pub max_in_flight: Option<usize>,
 }
 
 impl Layer {
@@ -128,6 +132,9 @@ impl Config {
         if let Some(v) = layer.rescore_batch {
             self.rescore_batch = v;
         }
+        if let Some(v) = layer.max_in_flight {
+            self.max_in_flight = v;
+        }
         self
     }
 
@@ -144,6 +151,9 @@ impl Config {
         }
         if self.timer_poll < Duration::from_millis(10) || self.timer_poll > Duration::from_secs(3600) {
             anyhow::bail!("timer_poll_ms must be from 10 to 3600000");
+        }
+        if !(1..=100_000).contains(&self.max_in_flight) {
+            anyhow::bail!("max_in_flight must be from 1 to 100000");
         }
         if !(1..=10_000).contains(&self.rescore_batch) {
             anyhow::bail!("rescore_batch must be from 1 to 10000");

@@ -13,6 +13,7 @@
 //! - `convert.rs`, `limits.rs`, `error.rs`: the edge.
 //! - [`config`], [`telemetry`]: the process.
 
+mod admission;
 pub mod cli;
 pub mod config;
 mod convert;
@@ -105,6 +106,8 @@ pub struct Workers {
     /// Leads per transaction of a policy re-score; `None`: no re-score
     /// worker (tests that run batches themselves).
     pub rescore_batch: Option<u64>,
+    /// Calls in flight at most; more are refused with RESOURCE_EXHAUSTED.
+    pub max_in_flight: usize,
 }
 
 impl Default for Workers {
@@ -112,6 +115,7 @@ impl Default for Workers {
         Self {
             timer_poll: Some(std::time::Duration::from_secs(1)),
             rescore_batch: Some(200),
+            max_in_flight: 256,
         }
     }
 }
@@ -162,6 +166,7 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .layer(observe::ObserveLayer)
+        .layer(admission::AdmissionLayer::new(workers.max_in_flight))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -260,6 +265,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let workers = Workers {
         timer_poll: Some(config.timer_poll),
         rescore_batch: Some(config.rescore_batch),
+        max_in_flight: config.max_in_flight,
     };
     let running = start_with(config.listen, engine, &workers).await?;
     tracing::info!(

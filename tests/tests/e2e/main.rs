@@ -4,6 +4,7 @@ mod batch;
 mod errors;
 mod idempotency;
 mod lifecycle;
+mod overload;
 mod reads;
 mod replicas;
 mod rescore;

@@ -122,6 +122,62 @@ fn after_committed(status: Status, committed: i64) -> Status {
     Status::with_error_details(status.code(), message, details)
 }
 
+/// Engagements of a client stream committed in one transaction, at most.
+const STREAM_BATCH: usize = 100;
+
+impl LeadApi {
+    fn stream_item(&self, m: &pb::StreamEngagementsRequest) -> Result<BatchItem, Status> {
+        let mut check = Check::default();
+        let key = lead_key(&mut check, "lead", m.lead.as_ref());
+        let engagement = engagement_in(&mut check, "engagement", m.engagement.as_ref(), self.engine.now());
+        check.into_result()?;
+        let (Some(lead), Some((engagement, occurred_at_given))) = (key, engagement) else {
+            return Err(Status::invalid_argument("lead and engagement are required"));
+        };
+        Ok(BatchItem {
+            lead,
+            engagement,
+            occurred_at_given,
+        })
+    }
+
+    /// Commits a stream's batch; if it is refused, commits its items one by
+    /// one up to the refused one, so the error can say how many went in.
+    async fn commit_stream_batch(
+        &self,
+        req: &leadflow_engine::Request,
+        items: &[BatchItem],
+        response: &mut pb::StreamEngagementsResponse,
+    ) -> Result<(), Status> {
+        let count = |o: &Outcome, response: &mut pb::StreamEngagementsResponse| {
+            response.committed += 1;
+            response.duplicates += i64::from(o.duplicate);
+            response.transitions += i64::try_from(o.transitions.len()).unwrap_or(0);
+        };
+        match items {
+            [] => return Ok(()),
+            [_, _, ..] => {
+                if let Ok(outcomes) = self.engine.record_engagements(req, items).await {
+                    for o in &outcomes {
+                        count(o, response);
+                    }
+                    return Ok(());
+                }
+            }
+            [_] => {}
+        }
+        for item in items {
+            let outcome = self
+                .engine
+                .record_engagement(req, &item.lead, &item.engagement, item.occurred_at_given)
+                .await
+                .map_err(|e| after_committed(status(e), response.committed))?;
+            count(&outcome, response);
+        }
+        Ok(())
+    }
+}
+
 #[tonic::async_trait]
 impl pb::lead_service_server::LeadService for LeadApi {
     async fn create_lead(
@@ -327,32 +383,50 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let mut stream = request.into_inner();
         let mut response = pb::StreamEngagementsResponse::default();
         let req = self.plain(trace);
-        while let Some(m) = stream
-            .message()
-            .await
-            .map_err(|s| after_committed(s, response.committed))?
-        {
-            let mut check = Check::default();
-            let key = lead_key(&mut check, "lead", m.lead.as_ref());
-            let engagement =
-                engagement_in(&mut check, "engagement", m.engagement.as_ref(), self.engine.now());
-            check
-                .into_result()
-                .map_err(|s| after_committed(s, response.committed))?;
-            let (Some(key), Some((engagement, given))) = (key, engagement) else {
-                return Err(after_committed(
-                    Status::invalid_argument("lead and engagement are required"),
-                    response.committed,
-                ));
-            };
-            let outcome = self
-                .engine
-                .record_engagement(&req, &key, &engagement, given)
+        // What has arrived is committed together (one transaction for up to
+        // STREAM_BATCH engagements); a client that sends one at a time gets
+        // one at a time.
+        let mut ended = false;
+        while !ended {
+            let mut pending = Vec::new();
+            let mut refused = None;
+            let first = stream
+                .message()
                 .await
-                .map_err(|e| after_committed(status(e), response.committed))?;
-            response.committed += 1;
-            response.duplicates += i64::from(outcome.duplicate);
-            response.transitions += i64::try_from(outcome.transitions.len()).unwrap_or(0);
+                .map_err(|s| after_committed(s, response.committed))?;
+            let Some(first) = first else { break };
+            let mut next = Some(first);
+            loop {
+                if let Some(m) = next.take() {
+                    match self.stream_item(&m) {
+                        Ok(item) => pending.push(item),
+                        Err(s) => {
+                            refused = Some(s);
+                            break;
+                        }
+                    }
+                }
+                if pending.len() >= STREAM_BATCH {
+                    break;
+                }
+                // Only what is here already: never wait with engagements in hand.
+                match tokio::time::timeout(std::time::Duration::ZERO, stream.message()).await {
+                    Ok(Ok(Some(m))) => next = Some(m),
+                    Ok(Ok(None)) => {
+                        ended = true;
+                        break;
+                    }
+                    Ok(Err(s)) => {
+                        refused = Some(s);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_stream_batch(&req, &pending, &mut response).await?;
+            if let Some(s) = refused {
+                return Err(after_committed(s, response.committed));
+            }
         }
         Ok(Response::new(response))
     }

@@ -1,0 +1,103 @@
+//! Admission: a bounded number of calls in flight. Past it, a call is
+//! refused at once with RESOURCE_EXHAUSTED (and a retry hint) instead of
+//! queueing without bound behind the database pool.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::sync::Semaphore;
+use tonic::Code;
+use tonic_types::{ErrorDetails, StatusExt};
+
+#[derive(Clone, Debug)]
+pub(crate) struct AdmissionLayer {
+    permits: Arc<Semaphore>,
+}
+
+impl AdmissionLayer {
+    pub(crate) fn new(max_in_flight: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max_in_flight)),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Admission {
+            inner,
+            permits: Arc::clone(&self.permits),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Admission<S> {
+    inner: S,
+    permits: Arc<Semaphore>,
+}
+
+/// The calls that do work in the database. Long-lived streams (event
+/// subscriptions, re-score progress) and health checks are not counted.
+fn counted(path: &str) -> bool {
+    (path.starts_with("/leadflow.v1.LeadService/") || path.starts_with("/leadflow.v1.PolicyService/"))
+        && path != "/leadflow.v1.PolicyService/WatchRescore"
+}
+
+fn overloaded() -> http::Response<tonic::body::Body> {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(
+        "OVERLOADED",
+        crate::error::ERROR_DOMAIN,
+        std::collections::HashMap::new(),
+    );
+    details.set_retry_info(Some(std::time::Duration::from_millis(100)));
+    tonic::Status::with_error_details(
+        Code::ResourceExhausted,
+        "leadflow is at its limit of calls in flight; retry shortly",
+        details,
+    )
+    .into_http()
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for Admission<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let permit = if counted(req.uri().path()) {
+            match Arc::clone(&self.permits).try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => return Box::pin(async { Ok(overloaded()) }),
+            }
+        } else {
+            None
+        };
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let response = inner.call(req).await;
+            drop(permit);
+            response
+        })
+    }
+}
