@@ -51,6 +51,7 @@ pub(crate) async fn run(
     for _ in 0..connections {
         channels.push(
             tonic::transport::Endpoint::from_shared(format!("http://{read}"))?
+                .tcp_nodelay(true)
                 .connect()
                 .await?,
         );
@@ -136,5 +137,114 @@ pub(crate) async fn run(
         per_second: deliveries as f64 / seconds,
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
+    })
+}
+
+/// Fan-out capacity: `events` transitions are committed first, then
+/// `subscribers` streams read them all from the same sequence at once;
+/// deliveries a second over the whole read.
+pub(crate) async fn backlog(
+    name: &str,
+    write: &Channel,
+    read: &str,
+    subscribers: usize,
+    events: usize,
+) -> anyhow::Result<FanOut> {
+    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let mut triggers = TriggerServiceClient::new(write.clone());
+    // A consumer created at LATEST has its cursor at the head.
+    let probe = format!("bench-head-{run}");
+    drop(
+        triggers
+            .subscribe(pb::SubscribeRequest {
+                consumer: probe.clone(),
+                start: pb::StartPosition::Latest.into(),
+                ..Default::default()
+            })
+            .await?,
+    );
+    let head = triggers
+        .list_consumers(pb::ListConsumersRequest {})
+        .await?
+        .into_inner()
+        .consumers
+        .into_iter()
+        .find(|c| c.name == probe)
+        .map_or(0, |c| c.cursor);
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let mut client = LeadServiceClient::new(write.clone());
+        writers.push(tokio::spawn(async move {
+            for i in (w..events).step_by(4) {
+                let mut profile = std::collections::BTreeMap::new();
+                profile.insert("email".to_owned(), format!("backlog{run}-{i}@acme.com"));
+                client
+                    .create_lead(pb::CreateLeadRequest {
+                        profile,
+                        ..Default::default()
+                    })
+                    .await?;
+            }
+            Ok::<(), anyhow::Error>(())
+        }));
+    }
+    for w in writers {
+        w.await??;
+    }
+    let connections = subscribers.div_ceil(100);
+    let mut channels = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        channels.push(
+            tonic::transport::Endpoint::from_shared(format!("http://{read}"))?
+                .tcp_nodelay(true)
+                .connect()
+                .await?,
+        );
+    }
+    let started = Instant::now();
+    let mut readers = Vec::with_capacity(subscribers);
+    for s in 0..subscribers {
+        let mut client = TriggerServiceClient::new(channels[s % connections].clone());
+        let consumer = format!("bench-backlog-{run}-{s}");
+        readers.push(tokio::spawn(async move {
+            let mut stream = client
+                .subscribe(pb::SubscribeRequest {
+                    consumer,
+                    start: pb::StartPosition::AtSequence.into(),
+                    at_sequence: head + 1,
+                    filter: Some(pb::EventFilter {
+                        kinds: vec![pb::EventKind::Transition.into()],
+                        ..Default::default()
+                    }),
+                })
+                .await?
+                .into_inner();
+            let mut n = 0_u64;
+            while n < events as u64 {
+                match tokio::time::timeout(Duration::from_secs(30), stream.message()).await {
+                    Ok(Ok(Some(pb::SubscribeResponse {
+                        item: Some(pb::subscribe_response::Item::Event(_)),
+                    }))) => n += 1,
+                    Ok(Ok(Some(_))) => {}
+                    _ => break,
+                }
+            }
+            Ok::<u64, anyhow::Error>(n)
+        }));
+    }
+    let mut deliveries = 0;
+    for r in readers {
+        deliveries += r.await??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss)]
+    Ok(FanOut {
+        name: name.to_owned(),
+        subscribers,
+        events,
+        deliveries,
+        per_second: deliveries as f64 / seconds,
+        p50_ms: 0.0,
+        p99_ms: 0.0,
     })
 }

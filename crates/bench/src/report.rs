@@ -151,11 +151,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                     .fanout
                     .push(fanout::run(&name, write, &server.address, subscribers, events, pace).await?);
             }
-            let name = format!("burst to 1000 subscribers, {label}");
+            let name = format!("backlog read by 1000 subscribers, {label}");
             let burst = if args.quick { 50 } else { 200 };
             report
                 .fanout
-                .push(fanout::run(&name, write, &server.address, 1_000, burst, None).await?);
+                .push(fanout::backlog(&name, write, &server.address, 1_000, burst).await?);
             if *label == "PostgreSQL" {
                 let other = Process::start(
                     &leadflow,
@@ -249,7 +249,7 @@ fn checks(report: &mut Report) {
         );
     }
     if let (Some(f), Some(s)) = (
-        report.fanout.iter().find(|f| f.name.starts_with("burst")),
+        report.fanout.iter().find(|f| f.name.starts_with("backlog")),
         report.ceilings.iter().find(|s| s.name.starts_with("S:")),
     ) {
         let r = f.per_second / s.per_second;
@@ -258,7 +258,7 @@ fn checks(report: &mut Report) {
     if let Some(f) = report
         .fanout
         .iter()
-        .find(|f| f.subscribers == 1_000 && !f.name.starts_with("burst"))
+        .find(|f| f.subscribers == 1_000 && !f.name.starts_with("backlog"))
     {
         add(
             "commit-to-subscriber p99 < 50 ms with 1,000 subscribers",
