@@ -126,19 +126,42 @@ fn after_committed(status: Status, committed: i64) -> Status {
 const STREAM_BATCH: usize = 100;
 
 impl LeadApi {
-    fn stream_item(&self, m: &pb::StreamEngagementsRequest) -> Result<BatchItem, Status> {
-        let mut check = Check::default();
-        let key = lead_key(&mut check, "lead", m.lead.as_ref());
-        let engagement = engagement_in(&mut check, "engagement", m.engagement.as_ref(), self.engine.now());
-        check.into_result()?;
-        let (Some(lead), Some((engagement, occurred_at_given))) = (key, engagement) else {
-            return Err(Status::invalid_argument("lead and engagement are required"));
+    /// A lead and an engagement from a request, checked; violations are
+    /// reported under `prefix` (e.g. `engagements[3].`).
+    fn item(
+        &self,
+        check: &mut Check,
+        prefix: &str,
+        lead: Option<&pb::LeadRef>,
+        engagement: Option<&pb::Engagement>,
+    ) -> Option<BatchItem> {
+        let lead = lead_key(check, &format!("{prefix}lead"), lead);
+        let engagement = engagement_in(
+            check,
+            &format!("{prefix}engagement"),
+            engagement,
+            self.engine.now(),
+        );
+        let (Some(lead), Some((engagement, occurred_at_given))) = (lead, engagement) else {
+            return None;
         };
-        Ok(BatchItem {
+        Some(BatchItem {
             lead,
             engagement,
             occurred_at_given,
         })
+    }
+
+    /// One checked item, or the INVALID_ARGUMENT for it.
+    fn one_item(
+        &self,
+        lead: Option<&pb::LeadRef>,
+        engagement: Option<&pb::Engagement>,
+    ) -> Result<BatchItem, Status> {
+        let mut check = Check::default();
+        let item = self.item(&mut check, "", lead, engagement);
+        check.into_result()?;
+        item.ok_or_else(|| Status::invalid_argument("lead and engagement are required"))
     }
 
     /// Commits a stream's batch; if it is refused, commits its items one by
@@ -298,16 +321,15 @@ impl pb::lead_service_server::LeadService for LeadApi {
     ) -> Result<Response<pb::RecordEngagementResponse>, Status> {
         let trace = traceparent_of(&request);
         let r = request.into_inner();
-        let mut check = Check::default();
-        let key = lead_key(&mut check, "lead", r.lead.as_ref());
-        let engagement = engagement_in(&mut check, "engagement", r.engagement.as_ref(), self.engine.now());
-        check.into_result()?;
-        let (Some(key), Some((engagement, given))) = (key, engagement) else {
-            return Err(Status::invalid_argument("lead and engagement are required"));
-        };
+        let item = self.one_item(r.lead.as_ref(), r.engagement.as_ref())?;
         let outcome = self
             .engine
-            .record_engagement(&self.plain(trace), &key, &engagement, given)
+            .record_engagement(
+                &self.plain(trace),
+                &item.lead,
+                &item.engagement,
+                item.occurred_at_given,
+            )
             .await
             .map_err(status)?;
         let p = parts(&outcome);
@@ -334,24 +356,11 @@ impl pb::lead_service_server::LeadService for LeadApi {
                 ),
             ));
         }
-        let now = self.engine.now();
         let mut check = Check::default();
         let mut items = Vec::with_capacity(r.engagements.len());
         for (i, item) in r.engagements.iter().enumerate() {
-            let key = lead_key(&mut check, &format!("engagements[{i}].lead"), item.lead.as_ref());
-            let e = engagement_in(
-                &mut check,
-                &format!("engagements[{i}].engagement"),
-                item.engagement.as_ref(),
-                now,
-            );
-            if let (Some(lead), Some((engagement, occurred_at_given))) = (key, e) {
-                items.push(BatchItem {
-                    lead,
-                    engagement,
-                    occurred_at_given,
-                });
-            }
+            let prefix = format!("engagements[{i}].");
+            items.extend(self.item(&mut check, &prefix, item.lead.as_ref(), item.engagement.as_ref()));
         }
         check.into_result()?;
         let outcomes = self
@@ -398,7 +407,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
             let mut next = Some(first);
             loop {
                 if let Some(m) = next.take() {
-                    match self.stream_item(&m) {
+                    match self.one_item(m.lead.as_ref(), m.engagement.as_ref()) {
                         Ok(item) => pending.push(item),
                         Err(s) => {
                             refused = Some(s);
