@@ -160,3 +160,21 @@ pub fn qualification(policy: &Policy, lead: &Lead, log: &[Engagement], at: Times
         .map(|e| evaluate_all(e.guards, &facts))
         .unwrap_or_default()
 }
+
+/// The MQL guards a lead in an open stage passes under one policy and would
+/// fail under another (each with the lead as that policy scores it).
+pub fn newly_failing(
+    before: (&Policy, &Lead),
+    after: (&Policy, &Lead),
+    log: &[Engagement],
+    at: Timestamp,
+) -> Vec<GuardCheck> {
+    if !matches!(before.1.stage, Stage::Iql | Stage::Mql | Stage::Sql) {
+        return Vec::new();
+    }
+    let passed = qualification(before.0, before.1, log, at);
+    qualification(after.0, after.1, log, at)
+        .into_iter()
+        .filter(|g| !g.passed && passed.iter().any(|b| b.guard == g.guard && b.passed))
+        .collect()
+}

@@ -5,7 +5,7 @@
 //! forward moves only — so a simulation `as_of` the activation instant is
 //! what the activation then records.
 
-use leadflow_domain::explain::qualification;
+use leadflow_domain::explain::newly_failing;
 use leadflow_domain::lifecycle::{Context, GuardCheck};
 use leadflow_domain::{Command, Policy, Stage, Timestamp};
 use leadflow_store::{RESCORE_DONE, RESCORE_FAILED, RESCORE_RUNNING, RescoreJobRecord, StoredTransition};
@@ -121,15 +121,8 @@ impl Engine {
                     Some(&log),
                 )?;
                 let (from, to) = (record.lead.stage, decision.lead.stage);
-                let newly_failing = if matches!(from, Stage::Iql | Stage::Mql | Stage::Sql) {
-                    let before = qualification(&current, &record.lead, &log, at);
-                    qualification(&policy, &decision.lead, &log, at)
-                        .into_iter()
-                        .filter(|g| !g.passed && before.iter().any(|b| b.guard == g.guard && b.passed))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
+                let newly_failing =
+                    newly_failing((&current, &record.lead), (&policy, &decision.lead), &log, at);
                 let moved = from != to;
                 let failing: bool = !newly_failing.is_empty();
                 if counting {
