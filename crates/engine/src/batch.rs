@@ -63,7 +63,7 @@ impl Engine {
         for (i, item) in items.iter().enumerate() {
             let field = format!("engagements[{i}].engagement");
             let current = ids.get(&item.lead).and_then(|id| locked.get(id)).cloned();
-            match self
+            let result = self
                 .engagement_in(
                     &tx,
                     req,
@@ -73,8 +73,15 @@ impl Engine {
                     item.occurred_at_given,
                     &field,
                 )
-                .await
+                .await;
+            if result.is_err()
+                && let Some(id) = ids.get(&item.lead)
             {
+                // A refused item may have written before it was refused
+                // (overdue timers, a policy change): the lead is read again.
+                locked.remove(id);
+            }
+            match result {
                 Ok(applied) => {
                     if let Some(l) = locked.get_mut(&applied.outcome.lead.record.id) {
                         l.record = applied.outcome.lead.record.clone();

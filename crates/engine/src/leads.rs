@@ -49,14 +49,14 @@ const MAX_CATCH_UP_ROUNDS: usize = 100;
 
 /// What several decisions in one command wrote.
 #[derive(Default)]
-struct Acc {
-    transitions: Vec<leadflow_store::StoredTransition>,
-    triggers: Vec<leadflow_domain::workflow::Trigger>,
-    events: usize,
+pub(crate) struct Acc {
+    pub(crate) transitions: Vec<leadflow_store::StoredTransition>,
+    pub(crate) triggers: Vec<leadflow_domain::workflow::Trigger>,
+    pub(crate) events: usize,
 }
 
 impl Acc {
-    fn absorb(&mut self, written: crate::persist::Written) -> LeadRecord {
+    pub(crate) fn absorb(&mut self, written: crate::persist::Written) -> LeadRecord {
         self.transitions.extend(written.transitions);
         self.triggers.extend(written.triggers);
         self.events += written.events;
@@ -247,6 +247,13 @@ impl Engine {
                     what: "lead",
                     key: key.describe(),
                 })?;
+        // On PostgreSQL the active version was read in the snapshot taken
+        // before waiting for the lock: if the lead says otherwise, read again.
+        let active = if active.is_some_and(|v| v != record.policy_version) {
+            tx.active_policy_version(ws).await?.flatten()
+        } else {
+            active
+        };
         let policy_version =
             active.ok_or_else(|| EngineError::NotReady(format!("workspace {ws:?} has no active policy")))?;
         let policy = self.policy_version_of(tx, ws, policy_version).await?;
@@ -358,7 +365,7 @@ impl Engine {
             record = self
                 .fire_overdue(tx, &old, record, at.min(until), &mut acc)
                 .await?;
-            let history = tx.engagements_of(target.ws, &record.id).await?;
+            let history = history_without(tx, target.ws, &record.id, engagement).await?;
             let change = Command::PolicyChanged { at };
             let decision =
                 leadflow_domain::decide(target.policy, &record.lead, change, &ctx, Some(&history))?;
@@ -383,7 +390,7 @@ impl Engine {
 
     /// Fires, in order, the lead's timers due by `until`, including those
     /// that firing arms and that fall due by then too.
-    async fn fire_overdue(
+    pub(crate) async fn fire_overdue(
         &self,
         tx: &Tx,
         target: &Target<'_>,
@@ -483,6 +490,21 @@ impl Engine {
     }
 }
 
+/// The lead's log as it stood before the command: without the command's
+/// own engagement, which is inserted first.
+async fn history_without(
+    tx: &Tx,
+    ws: &str,
+    lead_id: &str,
+    own: Option<&str>,
+) -> Result<Vec<leadflow_domain::Engagement>, EngineError> {
+    let mut history = tx.engagements_of(ws, lead_id).await?;
+    if let Some(own) = own {
+        history.retain(|e| e.event_id != own);
+    }
+    Ok(history)
+}
+
 /// Decides, loading the lead's log only if the domain asks for it.
 async fn decide(
     tx: &Tx,
@@ -494,7 +516,12 @@ async fn decide(
 ) -> Result<Decision, EngineError> {
     match leadflow_domain::decide(policy, &record.lead, command.clone(), ctx, None) {
         Err(DomainError::HistoryRequired) => {
-            let history = tx.engagements_of(ws, &record.id).await?;
+            // The command's own engagement is in the table already; the domain adds it.
+            let own = match &command {
+                Command::RecordEngagement(e) => Some(e.event_id.as_str()),
+                _ => None,
+            };
+            let history = history_without(tx, ws, &record.id, own).await?;
             Ok(leadflow_domain::decide(
                 policy,
                 &record.lead,

@@ -61,6 +61,8 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     policies: PolicyCache,
     hub: Arc<stream::Hub>,
+    /// Failed batches in a row, per re-score job (workspace, id).
+    rescore_failures: Arc<Mutex<HashMap<(String, i64), u32>>>,
 }
 
 impl Engine {
@@ -70,6 +72,7 @@ impl Engine {
             clock,
             policies: Arc::default(),
             hub: Arc::default(),
+            rescore_failures: Arc::default(),
         }
     }
 

@@ -15,6 +15,24 @@ use crate::error::EngineError;
 use crate::model::Request;
 use crate::persist::{Before, persist};
 
+/// Batches of one re-score that may fail in a row before it is failed.
+const MAX_BATCH_FAILURES: u32 = 10;
+
+/// A re-score batch's error, with the job it was for (if one was taken).
+struct BatchError {
+    job: Option<RescoreJobRecord>,
+    error: EngineError,
+}
+
+impl BatchError {
+    fn before(e: leadflow_store::StoreError) -> Self {
+        Self {
+            job: None,
+            error: e.into(),
+        }
+    }
+}
+
 /// Leads read per round of a simulation.
 const SIMULATION_BATCH: u64 = 1_000;
 
@@ -191,10 +209,67 @@ impl Engine {
     /// resumes where the last commit left off, and each lead is re-scored
     /// once. `None` when no re-score is running.
     pub async fn run_rescore_batch(&self, batch: u64) -> Result<Option<RescoreJobRecord>, EngineError> {
-        let tx = self.store.begin().await?;
-        let Some(mut job) = tx.take_running_rescore().await? else {
+        match self.try_rescore_batch(batch).await {
+            Err(BatchError {
+                job: Some(job),
+                error,
+            }) => {
+                // A batch that keeps failing ends its job rather than holding
+                // every later re-score up behind it.
+                let key = (job.workspace.clone(), job.id);
+                let failures = {
+                    let mut counts = self
+                        .rescore_failures
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let n = counts.entry(key.clone()).or_insert(0);
+                    *n += 1;
+                    *n
+                };
+                if failures >= MAX_BATCH_FAILURES {
+                    self.rescore_failures
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&key);
+                    return self
+                        .fail_rescore(job, &format!("{failures} batches failed in a row: {error}"))
+                        .await;
+                }
+                Err(error)
+            }
+            Err(BatchError { job: None, error }) => Err(error),
+            Ok(job) => {
+                if let Some(job) = &job {
+                    self.rescore_failures
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&(job.workspace.clone(), job.id));
+                }
+                Ok(job)
+            }
+        }
+    }
+
+    async fn try_rescore_batch(&self, batch: u64) -> Result<Option<RescoreJobRecord>, BatchError> {
+        let tx = self.store.begin().await.map_err(BatchError::before)?;
+        let Some(job) = tx.take_running_rescore().await.map_err(BatchError::before)? else {
             return Ok(None);
         };
+        let held = job.clone();
+        self.rescore_batch_of(tx, job, batch)
+            .await
+            .map_err(|error| BatchError {
+                job: Some(held),
+                error,
+            })
+    }
+
+    async fn rescore_batch_of(
+        &self,
+        tx: leadflow_store::Tx,
+        mut job: RescoreJobRecord,
+        batch: u64,
+    ) -> Result<Option<RescoreJobRecord>, EngineError> {
         let ws = job.workspace.clone();
         let now = self.now();
         let policy = match self.policy_version_of(&tx, &ws, job.policy_version).await {
@@ -215,12 +290,26 @@ impl Engine {
             .await?;
         let finished = (leads.len() as u64) < batch;
         let mut events = 0;
-        for record in leads {
+        for mut record in leads {
             job.cursor.clone_from(&record.id);
             job.done += 1;
             if record.policy_version == job.policy_version {
                 continue; // re-scored already, by a command that reached it first
             }
+            // As a command would: timers due before the change fire first,
+            // under the policy that armed them.
+            let old_policy = self.policy_version_of(&tx, &ws, record.policy_version).await?;
+            let old = crate::persist::Target {
+                policy: &old_policy,
+                policy_version: record.policy_version,
+                ..target
+            };
+            let mut acc = crate::leads::Acc::default();
+            record = self
+                .fire_overdue(&tx, &old, record, job.activated_at, &mut acc)
+                .await?;
+            job.transitions += i64::try_from(acc.transitions.len()).unwrap_or(0);
+            events += acc.events;
             let history = tx.engagements_of(&ws, &record.id).await?;
             let change = Command::PolicyChanged { at: job.activated_at };
             let decision = match leadflow_domain::decide(&policy, &record.lead, change, &ctx, Some(&history))

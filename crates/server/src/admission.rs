@@ -42,10 +42,14 @@ pub(crate) struct Admission<S> {
 }
 
 /// The calls that do work in the database. Long-lived streams (event
-/// subscriptions, re-score progress) and health checks are not counted.
+/// subscriptions, re-score progress, engagement uploads) and health checks
+/// are not counted: an upload stream may sit idle between messages, and it
+/// applies one message at a time, so it never has more than one unit of
+/// work in flight of its own.
 fn counted(path: &str) -> bool {
     (path.starts_with("/leadflow.v1.LeadService/") || path.starts_with("/leadflow.v1.PolicyService/"))
         && path != "/leadflow.v1.PolicyService/WatchRescore"
+        && path != "/leadflow.v1.LeadService/StreamEngagements"
 }
 
 fn overloaded() -> http::Response<tonic::body::Body> {
@@ -99,5 +103,20 @@ where
             drop(permit);
             response
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counted;
+
+    #[test]
+    fn only_unary_database_calls_take_a_permit() {
+        assert!(counted("/leadflow.v1.LeadService/RecordEngagement"));
+        assert!(counted("/leadflow.v1.PolicyService/SimulatePolicy"));
+        assert!(!counted("/leadflow.v1.LeadService/StreamEngagements"));
+        assert!(!counted("/leadflow.v1.PolicyService/WatchRescore"));
+        assert!(!counted("/leadflow.v1.TriggerService/Subscribe"));
+        assert!(!counted("/grpc.health.v1.Health/Check"));
     }
 }

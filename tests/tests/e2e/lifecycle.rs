@@ -307,3 +307,49 @@ on_both_databases_with_clock!(
         Ok(())
     }
 );
+
+on_both_databases!(
+    async fn a_late_engagement_is_scored_once_in_its_place(server) {
+        let lead = server
+            .leads
+            .create_lead(pb::CreateLeadRequest {
+                profile: good_fit("lu@acme.com"),
+                captured_at: Some(seconds_ago(300)),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .lead
+            .expect("lead");
+        let t = seconds_ago(60);
+        for (i, kind) in ["trial_started", "webinar_attended", "ebook_downloaded"].iter().enumerate() {
+            server
+                .leads
+                .record_engagement(record(&lead.id, at(engagement(&format!("e{i}"), kind), t)))
+                .await?;
+        }
+        // older than what the lead has seen: the log is replayed with it in place
+        let r = server
+            .leads
+            .record_engagement(record(&lead.id, at(engagement("late", "ebook_downloaded"), seconds_ago(120))))
+            .await?
+            .into_inner();
+        // two minutes of a 30-day half-life: within 0.01 of the points
+        let scored = r.lead.as_ref().and_then(|l| l.scores.as_ref()).map(|s| s.engagement.round());
+        assert_eq!(scored, Some(65.0), "55 + 10, the late event counted once");
+        // decided at its own time, over the events up to then: 10 points
+        assert!(r.transitions.is_empty());
+        let got = server.leads.get_lead(pb::GetLeadRequest { lead: by_id(&lead.id) }).await?.into_inner();
+        assert_eq!(got.lead.and_then(|l| l.scores).map(|s| s.engagement.round()), Some(65.0));
+        // the next event is decided over all of them: 66 points
+        let r = server
+            .leads
+            .record_engagement(record(&lead.id, engagement("now", "page_viewed")))
+            .await?
+            .into_inner();
+        assert_eq!(moves(&r.transitions), [(pb::Stage::Iql, pb::Stage::Mql)]);
+        let mql = &r.transitions[0];
+        assert_eq!(mql.cause_ref, "now");
+        Ok(())
+    }
+);

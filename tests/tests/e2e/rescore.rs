@@ -277,3 +277,53 @@ on_both_databases_with_clock!(
 fn clock(server: &TestServer) -> &leadflow_engine::ManualClock {
     server.clock.as_deref().expect("a hand-moved clock")
 }
+
+on_both_databases_with_clock!(
+    async fn a_rescore_first_fires_the_lead_s_overdue_timers(server, T0) {
+        // an MQL whose 30-day idle recycle is due when no timer worker ran
+        let lead = create(&mut server, "idle@acme.com").await?;
+        for (i, kind) in ["trial_started", "webinar_attended", "ebook_downloaded", "ebook_downloaded"].iter().enumerate() {
+            server.leads.record_engagement(record(&lead.id, engagement(&format!("idle-{i}"), kind))).await?;
+        }
+        clock(&server).advance(Span::from_days(31));
+        let version = server
+            .policies
+            .create_policy_version(pb::CreatePolicyVersionRequest { source: draft(), ..Default::default() })
+            .await?
+            .into_inner()
+            .policy
+            .expect("policy")
+            .version;
+        server.policies.activate_policy(pb::ActivatePolicyRequest { version, ..Default::default() }).await?;
+        while let Some(job) = server.engine.run_rescore_batch(10).await? {
+            if job.status != leadflow_store::RESCORE_RUNNING {
+                break;
+            }
+        }
+        // the recycle happened at its own time, under the policy that armed it
+        let h = server
+            .leads
+            .get_lead_history(pb::GetLeadHistoryRequest { lead: by_id(&lead.id), ..Default::default() })
+            .await?
+            .into_inner();
+        let transitions: Vec<pb::Transition> = h
+            .entries
+            .iter()
+            .filter_map(|e| match &e.entry {
+                Some(pb::history_entry::Entry::Transition(t)) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        let recycle = transitions.last().expect("transitions");
+        assert_eq!(
+            moves(&transitions),
+            [(pb::Stage::Unspecified, pb::Stage::Iql), (pb::Stage::Iql, pb::Stage::Mql), (pb::Stage::Mql, pb::Stage::Iql)]
+        );
+        assert_eq!((recycle.cause, recycle.policy_version), (pb::Cause::Timer as i32, 1));
+        let due = T0.saturating_add(Span::from_days(30));
+        assert_eq!(recycle.occurred_at.map(|t| t.seconds), Some(due.as_micros() / 1_000_000));
+        let got = server.leads.get_lead(pb::GetLeadRequest { lead: by_id(&lead.id) }).await?.into_inner();
+        assert_eq!(got.lead.map(|l| (stage(&l), l.policy_version)), Some((pb::Stage::Iql, version)));
+        Ok(())
+    }
+);
