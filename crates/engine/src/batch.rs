@@ -1,13 +1,13 @@
 //! Many engagements, possibly for many leads, in one transaction: all of
 //! them or none.
 
+use std::collections::{HashMap, HashSet};
+
 use leadflow_domain::FieldViolation;
 
 use crate::Engine;
 use crate::error::EngineError;
-use std::collections::HashMap;
-
-use crate::leads::{Locked, MAX_BATCH, retrying};
+use crate::leads::{Known, Locked, MAX_BATCH, retrying};
 use crate::model::{BatchItem, LeadKey, Outcome, Request};
 
 impl Engine {
@@ -29,53 +29,87 @@ impl Engine {
                 ),
             ));
         }
-        retrying!(self.try_record_engagements(req, items))
+        let items: Vec<(&Request, &BatchItem)> = items.iter().map(|item| (req, item)).collect();
+        retrying!(self.try_batch(&items))
     }
 
-    async fn try_record_engagements(
+    /// Items of one workspace, each under its own request, in one
+    /// transaction: all of them or none. The leads are locked up front in
+    /// one statement, the event ids looked up in one, and the rows written
+    /// at commit a statement a table (see `Tx::defer_writes`).
+    pub(crate) async fn try_batch(
         &self,
-        req: &Request,
-        items: &[BatchItem],
+        items: &[(&Request, &BatchItem)],
     ) -> Result<Vec<Outcome>, EngineError> {
+        let Some((first, _)) = items.first() else {
+            return Ok(Vec::new());
+        };
+        let ws = first.workspace.as_str();
         let tx = self.store.begin().await?;
-        // Every lead of the batch, locked up front in one order: two batches
-        // over the same leads queue instead of deadlocking.
-        let mut keys: Vec<&LeadKey> = items.iter().map(|i| &i.lead).collect();
-        keys.sort_by(|a, b| order(a).cmp(&order(b)));
-        keys.dedup();
-        // Kept by lead id, so a lead named both ways is one record.
-        let mut ids: HashMap<&LeadKey, String> = HashMap::new();
-        let mut locked: HashMap<String, Locked> = HashMap::new();
-        for key in keys {
-            match self.lock(&tx, &req.workspace, key).await {
-                Ok(l) => {
-                    ids.insert(key, l.record.id.clone());
-                    locked.insert(l.record.id.clone(), l);
-                }
-                Err(EngineError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
+        tx.defer_writes();
+
+        let mut ids: Vec<&str> = Vec::new();
+        let mut keys: Vec<&str> = Vec::new();
+        for (_, item) in items {
+            match &item.lead {
+                LeadKey::Id(id) => ids.push(id),
+                LeadKey::ExternalKey(k) => keys.push(k),
             }
         }
+        for list in [&mut ids, &mut keys] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        let (records, active) = tx.lock_leads_with_policy(ws, &ids, &keys).await?;
+        // Kept by lead id, so a lead named both ways is one record.
+        let mut by_key: HashMap<LeadKey, String> = HashMap::with_capacity(records.len());
+        let mut locked: HashMap<String, Locked> = HashMap::with_capacity(records.len());
+        for record in records {
+            if let Some(k) = &record.external_key {
+                by_key.insert(LeadKey::ExternalKey(k.clone()), record.id.clone());
+            }
+            by_key.insert(LeadKey::Id(record.id.clone()), record.id.clone());
+            locked.insert(record.id.clone(), self.locked(&tx, ws, record, active).await?);
+        }
+        let event_ids: Vec<&str> = items
+            .iter()
+            .map(|(_, i)| i.engagement.event_id.as_str())
+            .collect();
+        let recorded = tx.recorded_event_ids(ws, &event_ids).await?;
+        let mut staged: HashSet<&str> = HashSet::with_capacity(items.len());
+
         let mut outcomes = Vec::with_capacity(items.len());
         let mut violations: Vec<FieldViolation> = Vec::new();
         let mut reason = None;
         let mut events = 0;
-        for (i, item) in items.iter().enumerate() {
+        for (i, (req, item)) in items.iter().enumerate() {
             let field = format!("engagements[{i}].engagement");
-            let current = ids.get(&item.lead).and_then(|id| locked.get(id)).cloned();
+            let event_id = item.engagement.event_id.as_str();
+            let known = if recorded.contains(event_id) || staged.contains(event_id) {
+                Known::Recorded
+            } else {
+                Known::New
+            };
+            let id = by_key.get(&item.lead);
+            let current = id.and_then(|id| locked.get(id)).cloned();
             let result = self
                 .engagement_in(
                     &tx,
                     req,
                     &item.lead,
                     current,
+                    known,
                     &item.engagement,
                     item.occurred_at_given,
                     &field,
                 )
                 .await;
+            if known == Known::New && !matches!(result, Err(EngineError::NotFound { .. })) {
+                // Found its lead, so its engagement is written.
+                staged.insert(event_id);
+            }
             if result.is_err()
-                && let Some(id) = ids.get(&item.lead)
+                && let Some(id) = id
             {
                 // A refused item may have written before it was refused
                 // (overdue timers, a policy change): the lead is read again.
@@ -122,16 +156,8 @@ impl Engine {
         }
         tx.commit().await?;
         if events > 0 {
-            self.announce(&req.workspace);
+            self.announce(ws);
         }
         Ok(outcomes)
-    }
-}
-
-/// The order batches lock leads in.
-fn order(key: &LeadKey) -> (u8, &str) {
-    match key {
-        LeadKey::Id(id) => (0, id),
-        LeadKey::ExternalKey(k) => (1, k),
     }
 }

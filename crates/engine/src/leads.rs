@@ -71,6 +71,17 @@ pub(crate) struct Applied {
     pub(crate) events: usize,
 }
 
+/// What a command knows of its engagement's event id before writing it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Known {
+    /// Insert it unless recorded, and find out which.
+    Unknown,
+    /// Not recorded: insert it (deferred with the batch's other writes).
+    New,
+    /// Recorded already: answer as for a repeat.
+    Recorded,
+}
+
 /// A new lead.
 #[derive(Clone, Debug, Default)]
 pub struct CreateLead {
@@ -147,7 +158,16 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let tx = self.store.begin().await?;
         let applied = self
-            .engagement_in(&tx, req, key, None, engagement, occurred_at_given, "engagement")
+            .engagement_in(
+                &tx,
+                req,
+                key,
+                None,
+                Known::Unknown,
+                engagement,
+                occurred_at_given,
+                "engagement",
+            )
             .await?;
         if !applied.outcome.duplicate {
             tx.commit().await?;
@@ -168,6 +188,7 @@ impl Engine {
         req: &Request,
         key: &LeadKey,
         locked: Option<Locked>,
+        known: Known,
         engagement: &Engagement,
         occurred_at_given: bool,
         field: &str,
@@ -185,10 +206,18 @@ impl Engine {
         };
         let fp = engagement_fingerprint(&record.id, engagement, occurred_at_given);
         let now = self.now();
-        if !tx
-            .insert_engagement_if_new(ws, &record.id, engagement, &fp, now)
-            .await?
-        {
+        let new = match known {
+            Known::Unknown => {
+                tx.insert_engagement_if_new(ws, &record.id, engagement, &fp, now)
+                    .await?
+            }
+            Known::New => {
+                tx.stage_engagement(ws, &record.id, engagement, &fp, now).await?;
+                true
+            }
+            Known::Recorded => false,
+        };
+        if !new {
             let Some(seen) = tx.engagement(ws, &engagement.event_id).await? else {
                 return Err(EngineError::Internal(format!(
                     "event {} vanished",
@@ -254,6 +283,17 @@ impl Engine {
         } else {
             active
         };
+        self.locked(tx, ws, record, active).await
+    }
+
+    /// A locked lead with the policy to decide with.
+    pub(crate) async fn locked(
+        &self,
+        tx: &Tx,
+        ws: &str,
+        record: LeadRecord,
+        active: Option<i64>,
+    ) -> Result<Locked, EngineError> {
         let policy_version =
             active.ok_or_else(|| EngineError::NotReady(format!("workspace {ws:?} has no active policy")))?;
         let policy = self.policy_version_of(tx, ws, policy_version).await?;

@@ -75,7 +75,7 @@ impl Tx {
             .col_expr(rescore_job::Column::UpdatedAt, Expr::value(at.as_micros()))
             .filter(rescore_job::Column::WorkspaceId.eq(ws))
             .filter(rescore_job::Column::Status.eq(RESCORE_RUNNING))
-            .exec(self.conn())
+            .exec(self.db().await?)
             .await?;
         let id = rescore_job::Entity::find()
             .select_only()
@@ -83,7 +83,7 @@ impl Tx {
             .filter(rescore_job::Column::WorkspaceId.eq(ws))
             .order_by_desc(rescore_job::Column::Id)
             .into_tuple::<i64>()
-            .one(self.conn())
+            .one(self.db().await?)
             .await?
             .unwrap_or(0)
             + 1;
@@ -93,12 +93,12 @@ impl Tx {
             .filter(lead::Column::WorkspaceId.eq(ws))
             .order_by_desc(lead::Column::Id)
             .into_tuple::<String>()
-            .one(self.conn())
+            .one(self.db().await?)
             .await?
             .unwrap_or_default();
         let total = lead::Entity::find()
             .filter(lead::Column::WorkspaceId.eq(ws))
-            .count(self.conn())
+            .count(self.db().await?)
             .await?;
         let row = rescore_job::Model {
             workspace_id: ws.to_owned(),
@@ -117,7 +117,7 @@ impl Tx {
             finished_at: None,
         };
         rescore_job::Entity::insert(rescore_job::ActiveModel::from(row.clone()))
-            .exec_without_returning(self.conn())
+            .exec_without_returning(self.db().await?)
             .await?;
         Ok(job(row))
     }
@@ -128,7 +128,7 @@ impl Tx {
             .filter(rescore_job::Column::Status.eq(RESCORE_RUNNING))
             .order_by_asc(rescore_job::Column::StartedAt)
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-            .one(self.conn())
+            .one(self.db().await?)
             .await?
             .map(job))
     }
@@ -148,7 +148,7 @@ impl Tx {
             .order_by_asc(lead::Column::Id)
             .limit(limit)
             .lock_exclusive()
-            .all(self.conn())
+            .all(self.db().await?)
             .await?
             .into_iter()
             .map(convert::lead_record)
@@ -174,7 +174,7 @@ impl Tx {
             .col_expr(rescore_job::Column::FinishedAt, Expr::value(finished))
             .filter(rescore_job::Column::WorkspaceId.eq(&job.workspace))
             .filter(rescore_job::Column::Id.eq(job.id))
-            .exec(self.conn())
+            .exec(self.db().await?)
             .await?;
         Ok(())
     }

@@ -83,14 +83,14 @@ impl Tx {
     ) -> Result<Option<StoredTimer>, StoreError> {
         let row = timer::Entity::find_by_id((ws.to_owned(), lead_id.to_owned(), key.to_owned()))
             .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-            .one(self.conn())
+            .one(self.db().await?)
             .await?;
         let Some(row) = row else { return Ok(None) };
         timer::Entity::delete_many()
             .filter(timer::Column::WorkspaceId.eq(ws))
             .filter(timer::Column::LeadId.eq(lead_id))
             .filter(timer::Column::Key.eq(key))
-            .exec(self.conn())
+            .exec(self.db().await?)
             .await?;
         convert::timer(row).map(Some)
     }
@@ -108,7 +108,7 @@ impl Tx {
             .filter(timer::Column::DueAt.lte(until.as_micros()))
             .order_by_asc(timer::Column::DueAt)
             .order_by_asc(timer::Column::Key)
-            .all(self.conn())
+            .all(self.db().await?)
             .await?
             .into_iter()
             .map(convert::timer)

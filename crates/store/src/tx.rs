@@ -4,6 +4,8 @@ use leadflow_domain::lifecycle::TransitionRecord;
 use leadflow_domain::workflow::{TimerChange, Trigger};
 use std::sync::{Mutex, PoisonError};
 
+use indexmap::IndexMap;
+
 use leadflow_domain::{Engagement, Timestamp};
 use sea_orm::ConnectionTrait as _;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
@@ -27,6 +29,22 @@ pub enum LeadLookup<'a> {
 /// PostgreSQL takes at most 65,535 bind parameters in one statement.
 const INSERT_CHUNK: usize = 1_000;
 
+/// What a decision changes on a lead row (not its identity, key or capture).
+const LEAD_DECISION_COLUMNS: [lead::Column; 12] = [
+    lead::Column::Stage,
+    lead::Column::Version,
+    lead::Column::PolicyVersion,
+    lead::Column::Fit,
+    lead::Column::Engagement,
+    lead::Column::QualifyingEngagement,
+    lead::Column::Grade,
+    lead::Column::State,
+    lead::Column::EnteredStageAt,
+    lead::Column::UpdatedAt,
+    lead::Column::LastEngagementAt,
+    lead::Column::HistoryLen,
+];
+
 /// A write transaction. Dropped without [`Tx::commit`], it rolls back.
 #[derive(Debug)]
 pub struct Tx {
@@ -34,6 +52,24 @@ pub struct Tx {
     backend: Backend,
     /// Outbox events, appended at commit (see [`Tx::append_outbox`]).
     outbox: Mutex<Vec<(String, NewOutboxEvent)>>,
+    /// Writes held back until the next statement (see [`Tx::defer_writes`]).
+    pending: Mutex<Pending>,
+}
+
+/// Rows written together, a statement a table, before anything else runs.
+#[derive(Debug, Default)]
+struct Pending {
+    on: bool,
+    engagements: Vec<engagement::ActiveModel>,
+    /// The latest state of each lead updated, by id.
+    leads: IndexMap<String, lead::ActiveModel>,
+    transitions: Vec<transition::ActiveModel>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.engagements.is_empty() && self.leads.is_empty() && self.transitions.is_empty()
+    }
 }
 
 impl Tx {
@@ -42,6 +78,7 @@ impl Tx {
             txn,
             backend,
             outbox: Mutex::new(Vec::new()),
+            pending: Mutex::new(Pending::default()),
         }
     }
 
@@ -49,12 +86,73 @@ impl Tx {
         self.backend
     }
 
-    pub(crate) fn conn(&self) -> &DatabaseTransaction {
-        &self.txn
+    /// From now on, new engagements ([`Tx::stage_engagement`]), lead updates
+    /// and transitions are held back and written together — engagements and
+    /// transitions in multi-row inserts, each lead once with its latest
+    /// state — just before the next other statement or the commit. Every
+    /// read in this transaction still sees them. A batch of many
+    /// engagements costs a few statements instead of a few per engagement.
+    pub fn defer_writes(&self) {
+        self.pending().on = true;
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn deferring(&self) -> bool {
+        self.pending().on
+    }
+
+    /// The connection, once every held-back write is in.
+    pub(crate) async fn db(&self) -> Result<&DatabaseTransaction, StoreError> {
+        self.flush().await?;
+        Ok(&self.txn)
+    }
+
+    /// Writes what [`Tx::defer_writes`] held back.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let pending = {
+            let mut p = self.pending();
+            if p.is_empty() {
+                return Ok(());
+            }
+            Pending {
+                on: p.on,
+                engagements: std::mem::take(&mut p.engagements),
+                leads: std::mem::take(&mut p.leads),
+                transitions: std::mem::take(&mut p.transitions),
+            }
+        };
+        for chunk in pending.engagements.chunks(INSERT_CHUNK) {
+            engagement::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&self.txn)
+                .await?;
+        }
+        let leads: Vec<lead::ActiveModel> = pending.leads.into_values().collect();
+        for chunk in leads.chunks(INSERT_CHUNK) {
+            // Every lead here exists and is locked: the insert is an update
+            // of the columns a decision changes, one statement for them all.
+            lead::Entity::insert_many(chunk.to_vec())
+                .on_conflict(
+                    OnConflict::columns([lead::Column::WorkspaceId, lead::Column::Id])
+                        .update_columns(LEAD_DECISION_COLUMNS)
+                        .to_owned(),
+                )
+                .exec_without_returning(&self.txn)
+                .await?;
+        }
+        for chunk in pending.transitions.chunks(INSERT_CHUNK) {
+            transition::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&self.txn)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Appends the buffered outbox events, then commits.
     pub async fn commit(self) -> Result<(), StoreError> {
+        self.flush().await?;
         let pending = std::mem::take(&mut *self.outbox.lock().unwrap_or_else(PoisonError::into_inner));
         let mut by_workspace: Vec<(String, Vec<NewOutboxEvent>)> = Vec::new();
         for (ws, event) in pending {
@@ -81,7 +179,7 @@ impl Tx {
             created_at: Set(now.as_micros()),
         })
         .on_conflict_do_nothing_on([workspace::Column::Id])
-        .exec_without_returning(&self.txn)
+        .exec_without_returning(self.db().await?)
         .await?;
         Ok(())
     }
@@ -89,7 +187,7 @@ impl Tx {
     /// The workspace's active policy version (`None` if the workspace does not exist).
     pub async fn active_policy_version(&self, ws: &str) -> Result<Option<Option<i64>>, StoreError> {
         Ok(workspace::Entity::find_by_id(ws.to_owned())
-            .one(&self.txn)
+            .one(self.db().await?)
             .await?
             .map(|w| w.active_policy_version))
     }
@@ -99,7 +197,7 @@ impl Tx {
     pub async fn lock_workspace(&self, ws: &str) -> Result<Option<Option<i64>>, StoreError> {
         Ok(workspace::Entity::find_by_id(ws.to_owned())
             .lock_exclusive()
-            .one(&self.txn)
+            .one(self.db().await?)
             .await?
             .map(|w| w.active_policy_version))
     }
@@ -114,7 +212,7 @@ impl Tx {
             .filter(policy::Column::WorkspaceId.eq(ws))
             .filter(policy::Column::Checksum.eq(checksum))
             .order_by_asc(policy::Column::Version)
-            .one(&self.txn)
+            .one(self.db().await?)
             .await?
             .map(|row| convert::policy(row, active)))
     }
@@ -133,7 +231,7 @@ impl Tx {
         let last = policy::Entity::find()
             .filter(policy::Column::WorkspaceId.eq(ws))
             .order_by_desc(policy::Column::Version)
-            .one(&self.txn)
+            .one(self.db().await?)
             .await?
             .map_or(0, |p| p.version);
         let row = policy::Model {
@@ -147,18 +245,18 @@ impl Tx {
             activated_at: None,
         };
         policy::Entity::insert(policy::ActiveModel::from(row.clone()))
-            .exec_without_returning(&self.txn)
+            .exec_without_returning(self.db().await?)
             .await?;
         Ok(convert::policy(row, None))
     }
 
     pub async fn policy(&self, ws: &str, version: i64) -> Result<Option<PolicyRecord>, StoreError> {
         let active = workspace::Entity::find_by_id(ws.to_owned())
-            .one(&self.txn)
+            .one(self.db().await?)
             .await?
             .and_then(|w| w.active_policy_version);
         Ok(policy::Entity::find_by_id((ws.to_owned(), version))
-            .one(&self.txn)
+            .one(self.db().await?)
             .await?
             .map(|row| convert::policy(row, active)))
     }
@@ -168,13 +266,13 @@ impl Tx {
         workspace::Entity::update_many()
             .col_expr(workspace::Column::ActivePolicyVersion, Expr::value(version))
             .filter(workspace::Column::Id.eq(ws))
-            .exec(&self.txn)
+            .exec(self.db().await?)
             .await?;
         policy::Entity::update_many()
             .col_expr(policy::Column::ActivatedAt, Expr::value(now.as_micros()))
             .filter(policy::Column::WorkspaceId.eq(ws))
             .filter(policy::Column::Version.eq(version))
-            .exec(&self.txn)
+            .exec(self.db().await?)
             .await?;
         Ok(())
     }
@@ -208,12 +306,48 @@ impl Tx {
             sql,
             [ws.into(), value.into()],
         );
-        let Some(row) = self.txn.query_one_raw(statement).await? else {
+        let Some(row) = self.db().await?.query_one_raw(statement).await? else {
             return Ok(None);
         };
         let active: Option<i64> = row.try_get("", "active_version")?;
         let model = <lead::Model as sea_orm::FromQueryResult>::from_query_result(&row, "")?;
         Ok(Some((convert::lead_record(model)?, active)))
+    }
+
+    /// Reads many leads, by id or external key, and locks them until commit
+    /// in id order (so two batches over the same leads queue instead of
+    /// deadlocking); with the workspace's active policy version, read after
+    /// the locks are held. Leads not found are left out.
+    pub async fn lock_leads_with_policy(
+        &self,
+        ws: &str,
+        ids: &[&str],
+        external_keys: &[&str],
+    ) -> Result<(Vec<LeadRecord>, Option<i64>), StoreError> {
+        let mut records = Vec::with_capacity(ids.len() + external_keys.len());
+        // One statement, unless there are more than a statement may carry.
+        let (mut rest_ids, mut rest_keys) = (ids, external_keys);
+        while !rest_ids.is_empty() || !rest_keys.is_empty() {
+            let (ids, more_ids) = rest_ids.split_at(rest_ids.len().min(INSERT_CHUNK));
+            let (keys, more_keys) = rest_keys.split_at(rest_keys.len().min(INSERT_CHUNK - ids.len()));
+            (rest_ids, rest_keys) = (more_ids, more_keys);
+            let rows = lead::Entity::find()
+                .filter(lead::Column::WorkspaceId.eq(ws))
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(lead::Column::Id.is_in(ids.iter().copied()))
+                        .add(lead::Column::ExternalKey.is_in(keys.iter().copied())),
+                )
+                .order_by_asc(lead::Column::Id)
+                .lock_exclusive()
+                .all(self.db().await?)
+                .await?;
+            for row in rows {
+                records.push(convert::lead_record(row)?);
+            }
+        }
+        let active = self.active_policy_version(ws).await?.flatten();
+        Ok((records, active))
     }
 
     /// The id of the lead holding `external_key`, if any.
@@ -224,7 +358,7 @@ impl Tx {
             .filter(lead::Column::WorkspaceId.eq(ws))
             .filter(lead::Column::ExternalKey.eq(external_key))
             .into_tuple::<String>()
-            .one(&self.txn)
+            .one(self.db().await?)
             .await?)
     }
 
@@ -235,12 +369,17 @@ impl Tx {
         w: LeadWrite<'_>,
     ) -> Result<(), StoreError> {
         lead::Entity::insert(lead_model(ws, external_key, &w)?)
-            .exec_without_returning(&self.txn)
+            .exec_without_returning(self.db().await?)
             .await?;
         Ok(())
     }
 
     pub async fn update_lead(&self, ws: &str, w: LeadWrite<'_>) -> Result<(), StoreError> {
+        if self.deferring() {
+            let model = lead_model(ws, None, &w)?;
+            self.pending().leads.insert(w.id.to_owned(), model);
+            return Ok(());
+        }
         let mut model = lead_model(ws, None, &w)?;
         model.external_key = sea_orm::ActiveValue::NotSet;
         model.workspace_id = sea_orm::ActiveValue::NotSet;
@@ -250,7 +389,7 @@ impl Tx {
             .set(model)
             .filter(lead::Column::WorkspaceId.eq(ws))
             .filter(lead::Column::Id.eq(w.id))
-            .exec(&self.txn)
+            .exec(self.db().await?)
             .await?;
         Ok(())
     }
@@ -259,7 +398,7 @@ impl Tx {
 
     pub async fn engagement(&self, ws: &str, event_id: &str) -> Result<Option<StoredEngagement>, StoreError> {
         engagement::Entity::find_by_id((ws.to_owned(), event_id.to_owned()))
-            .one(&self.txn)
+            .one(self.db().await?)
             .await?
             .map(convert::engagement)
             .transpose()
@@ -267,7 +406,7 @@ impl Tx {
 
     /// A lead's whole log, in scoring order.
     pub async fn engagements_of(&self, ws: &str, lead_id: &str) -> Result<Vec<Engagement>, StoreError> {
-        crate::reads::engagements_of(&self.txn, ws, lead_id).await
+        crate::reads::engagements_of(self.db().await?, ws, lead_id).await
     }
 
     /// Records an engagement unless its event id is already recorded;
@@ -282,9 +421,51 @@ impl Tx {
     ) -> Result<bool, StoreError> {
         let result = engagement::Entity::insert(engagement_model(ws, lead_id, e, fingerprint, None, now)?)
             .on_conflict_do_nothing_on([engagement::Column::WorkspaceId, engagement::Column::EventId])
-            .exec_without_returning(&self.txn)
+            .exec_without_returning(self.db().await?)
             .await?;
         Ok(matches!(result, sea_orm::TryInsertResult::Inserted(n) if n > 0))
+    }
+
+    /// Of these event ids, those already recorded.
+    pub async fn recorded_event_ids(
+        &self,
+        ws: &str,
+        event_ids: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut seen = std::collections::HashSet::new();
+        for chunk in event_ids.chunks(INSERT_CHUNK) {
+            let ids: Vec<String> = engagement::Entity::find()
+                .select_only()
+                .column(engagement::Column::EventId)
+                .filter(engagement::Column::WorkspaceId.eq(ws))
+                .filter(engagement::Column::EventId.is_in(chunk.iter().copied()))
+                .into_tuple::<String>()
+                .all(self.db().await?)
+                .await?;
+            seen.extend(ids);
+        }
+        Ok(seen)
+    }
+
+    /// Records an engagement known to be new (see [`Tx::recorded_event_ids`]):
+    /// held back with the other deferred writes, if they are deferred.
+    pub async fn stage_engagement(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        e: &Engagement,
+        fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let row = engagement_model(ws, lead_id, e, fingerprint, None, now)?;
+        if self.deferring() {
+            self.pending().engagements.push(row);
+            return Ok(());
+        }
+        engagement::Entity::insert(row)
+            .exec_without_returning(self.db().await?)
+            .await?;
+        Ok(())
     }
 
     /// Notes the workflow triggers an engagement set off (for a repeat of its event id).
@@ -296,11 +477,23 @@ impl Tx {
     ) -> Result<(), StoreError> {
         let json =
             serde_json::to_string(triggers).map_err(|x| StoreError::corrupt("engagements", event_id, x))?;
+        {
+            let mut pending = self.pending();
+            if let Some(row) = pending
+                .engagements
+                .iter_mut()
+                .rev()
+                .find(|r| matches!(&r.event_id, sea_orm::ActiveValue::Set(id) if id == event_id))
+            {
+                row.caused_triggers = Set(Some(json));
+                return Ok(());
+            }
+        }
         engagement::Entity::update_many()
             .col_expr(engagement::Column::CausedTriggers, Expr::value(json))
             .filter(engagement::Column::WorkspaceId.eq(ws))
             .filter(engagement::Column::EventId.eq(event_id))
-            .exec(&self.txn)
+            .exec(self.db().await?)
             .await?;
         Ok(())
     }
@@ -340,9 +533,13 @@ impl Tx {
                 policy_version: Set(policy_version),
             });
         }
+        if self.deferring() {
+            self.pending().transitions.extend(rows);
+            return Ok(());
+        }
         for chunk in rows.chunks(INSERT_CHUNK) {
             transition::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(&self.txn)
+                .exec_without_returning(self.db().await?)
                 .await?;
         }
         Ok(())
@@ -391,19 +588,19 @@ impl Tx {
                         ])
                         .to_owned(),
                     )
-                    .exec_without_returning(&self.txn)
+                    .exec_without_returning(self.db().await?)
                     .await?;
                 }
                 TimerChange::Cancel(kind) => {
                     of_lead()
                         .filter(timer::Column::Key.eq(kind.key()))
-                        .exec(&self.txn)
+                        .exec(self.db().await?)
                         .await?;
                 }
                 TimerChange::CancelStageBound => {
                     of_lead()
                         .filter(timer::Column::BoundStage.is_not_null())
-                        .exec(&self.txn)
+                        .exec(self.db().await?)
                         .await?;
                 }
             }
@@ -441,7 +638,7 @@ impl Tx {
                 Expr::col(workspace::Column::OutboxHead).add(n),
             )
             .filter(workspace::Column::Id.eq(ws))
-            .exec_with_returning(&self.txn)
+            .exec_with_returning(self.db().await?)
             .await?
             .first()
             .map(|w| w.outbox_head)
@@ -464,7 +661,7 @@ impl Tx {
             .collect();
         for chunk in rows.chunks(INSERT_CHUNK) {
             outbox::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(&self.txn)
+                .exec_without_returning(self.db().await?)
                 .await?;
         }
         Ok(())
@@ -483,7 +680,7 @@ impl Tx {
             .filter(transition::Column::Cause.eq("ENGAGEMENT"))
             .filter(transition::Column::CauseRef.eq(event_id))
             .order_by_asc(transition::Column::Seq)
-            .all(&self.txn)
+            .all(self.db().await?)
             .await?
             .into_iter()
             .map(convert::transition)
@@ -499,7 +696,7 @@ impl Tx {
     ) -> Result<Option<StoredResult>, StoreError> {
         Ok(
             idempotency::Entity::find_by_id((ws.to_owned(), request_id.to_owned()))
-                .one(&self.txn)
+                .one(self.db().await?)
                 .await?
                 .map(|r| StoredResult {
                     method: r.method,
@@ -524,7 +721,7 @@ impl Tx {
             response: Set(result.response.clone()),
             created_at: Set(result.created_at.as_micros()),
         })
-        .exec_without_returning(&self.txn)
+        .exec_without_returning(self.db().await?)
         .await?;
         Ok(())
     }
@@ -533,7 +730,7 @@ impl Tx {
     pub async fn purge_results(&self, before: Timestamp) -> Result<u64, StoreError> {
         Ok(idempotency::Entity::delete_many()
             .filter(idempotency::Column::CreatedAt.lt(before.as_micros()))
-            .exec(&self.txn)
+            .exec(self.db().await?)
             .await?
             .rows_affected)
     }
