@@ -139,17 +139,9 @@ impl Engine {
         Ok(outcome)
     }
 
-    pub async fn record_engagement(
-        &self,
-        req: &Request,
-        key: &LeadKey,
-        engagement: &Engagement,
-        occurred_at_given: bool,
-    ) -> Result<Outcome, EngineError> {
-        retrying!(self.try_record_engagement(req, key, engagement, occurred_at_given))
-    }
-
-    async fn try_record_engagement(
+    /// One engagement in a transaction of its own (see `group.rs` for the
+    /// entry point, which commits concurrent calls together).
+    pub(crate) async fn try_record_engagement(
         &self,
         req: &Request,
         key: &LeadKey,

@@ -19,6 +19,7 @@ mod batch;
 mod clock;
 mod error;
 mod fingerprint;
+mod group;
 mod leads;
 mod model;
 mod persist;
@@ -51,6 +52,9 @@ pub const DEFAULT_WORKSPACE: &str = "default";
 /// concurrent transactions (deadlock, serialisation failure).
 const RETRIES: usize = 8;
 
+/// Groups of single engagements committing at once on PostgreSQL.
+const GROUP_RUNNERS_POSTGRES: usize = 4;
+
 /// Parsed policies by (workspace, version): versions are immutable.
 type PolicyCache = Arc<Mutex<HashMap<(String, i64), Arc<Policy>>>>;
 
@@ -63,16 +67,23 @@ pub struct Engine {
     hub: Arc<stream::Hub>,
     /// Failed batches in a row, per re-score job (workspace, id).
     rescore_failures: Arc<Mutex<HashMap<(String, i64), u32>>>,
+    /// Single engagements waiting to be committed together.
+    groups: Arc<group::Groups>,
 }
 
 impl Engine {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        let runners = match store.backend() {
+            leadflow_store::Backend::Sqlite => 1,
+            leadflow_store::Backend::Postgres => GROUP_RUNNERS_POSTGRES,
+        };
         Self {
             store,
             clock,
             policies: Arc::default(),
             hub: Arc::default(),
             rescore_failures: Arc::default(),
+            groups: Arc::new(group::Groups::new(runners)),
         }
     }
 

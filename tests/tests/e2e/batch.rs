@@ -112,3 +112,75 @@ on_both_databases!(
         Ok(())
     }
 );
+
+on_both_databases!(
+    async fn concurrent_single_calls_each_get_the_answer_they_would_get_alone(server) {
+        let mut leads = Vec::new();
+        for k in 0..4 {
+            leads.push(create(&mut server, &format!("g{k}@acme.com")).await?.id);
+        }
+        // (label, lead, event)
+        let mut calls: Vec<(String, String, pb::Engagement)> = Vec::new();
+        for (k, lead) in leads.iter().enumerate() {
+            for j in 0..8 {
+                calls.push((format!("good-{k}-{j}"), lead.clone(), engagement(&format!("g{k}-{j}"), "ebook_downloaded")));
+            }
+        }
+        calls.push(("dup-a".into(), leads[0].clone(), engagement("dup", "webinar_attended")));
+        calls.push(("dup-b".into(), leads[0].clone(), engagement("dup", "webinar_attended")));
+        calls.push(("reuse-a".into(), leads[1].clone(), engagement("reuse", "webinar_attended")));
+        calls.push(("reuse-b".into(), leads[1].clone(), engagement("reuse", "ebook_downloaded")));
+        calls.push(("bad-type".into(), leads[2].clone(), engagement("bad", "webinar_atended")));
+        calls.push(("no-lead".into(), "no-such-lead".into(), engagement("lost", "ebook_downloaded")));
+
+        let mut tasks = Vec::new();
+        for (label, lead, e) in calls {
+            let mut client = server.leads.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = client
+                    .record_engagement(pb::RecordEngagementRequest {
+                        lead: by_id(&lead),
+                        engagement: Some(e),
+                        ..pb::RecordEngagementRequest::default()
+                    })
+                    .await
+                    .map(tonic::Response::into_inner);
+                (label, lead, r)
+            }));
+        }
+        let mut answers = std::collections::HashMap::new();
+        for task in tasks {
+            let (label, lead, r) = task.await?;
+            answers.insert(label, (lead, r));
+        }
+        for (label, (lead, r)) in &answers {
+            if label.starts_with("good-") {
+                let r = r.as_ref().map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
+                assert!(!r.duplicate, "{label}");
+                assert_eq!(r.lead.as_ref().map(|l| l.id.as_str()), Some(lead.as_str()), "{label}");
+            }
+        }
+        let dups: Vec<bool> = ["dup-a", "dup-b"]
+            .iter()
+            .map(|l| answers[*l].1.as_ref().map(|r| r.duplicate).expect("a repeat is answered"))
+            .collect();
+        assert_eq!(dups.iter().filter(|d| **d).count(), 1, "exactly one is the repeat: {dups:?}");
+        let reuse: Vec<_> = ["reuse-a", "reuse-b"].iter().map(|l| &answers[*l].1).collect();
+        assert_eq!(reuse.iter().filter(|r| r.is_ok()).count(), 1, "the first of the two is recorded");
+        let refused = reuse.iter().find_map(|r| r.as_ref().err()).expect("the other is refused");
+        assert_eq!((refused.code(), reason(refused)), (tonic::Code::InvalidArgument, "EVENT_ID_REUSED".to_owned()));
+        assert_eq!(fields(refused), ["engagement.event_id"]);
+        let bad = answers["bad-type"].1.as_ref().expect_err("unknown type");
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+        assert_eq!(fields(bad), ["engagement.type"]);
+        let lost = answers["no-lead"].1.as_ref().expect_err("no lead");
+        assert_eq!(lost.code(), tonic::Code::NotFound);
+        assert_eq!(server.rows().await[1], 32 + 1 + 1, "every accepted engagement, once");
+        let logs = server.engine.store().leads_with_logs(server.workspace(), "", 100).await?;
+        for (record, log) in logs {
+            let expected = if record.id == leads[0] || record.id == leads[1] { 9 } else { 8 };
+            assert_eq!(log.len(), expected, "lead {}", record.id);
+        }
+        Ok(())
+    }
+);

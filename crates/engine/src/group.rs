@@ -1,0 +1,186 @@
+//! Group commit for single engagements: calls that arrive while a write is
+//! in progress are committed together in the next transaction, each answered
+//! only after that commit.
+//!
+//! A caller queues its engagement and, unless enough runners are busy
+//! already, starts one. A runner takes what is queued (up to
+//! [`GROUP_MAX`] of one workspace) and writes it as one batch. If any of
+//! them is refused, the batch is rolled back and each is run alone, so
+//! every caller gets exactly the answer it would have had on its own. One
+//! waiting engagement runs alone straight away: at low load nothing waits
+//! for company.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+
+use leadflow_domain::Engagement;
+use tokio::sync::oneshot;
+
+use crate::Engine;
+use crate::error::EngineError;
+use crate::leads::retrying;
+use crate::model::{BatchItem, LeadKey, Outcome, Request};
+
+/// The most engagements committed together.
+pub(crate) const GROUP_MAX: usize = 100;
+
+/// Queued engagements and the runners writing them.
+#[derive(Debug)]
+pub(crate) struct Groups {
+    state: Mutex<State>,
+    /// Transactions of groups in flight at once: 1 for SQLite's one
+    /// writer; more let PostgreSQL commit one group while another waits.
+    max_runners: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Job>,
+    runners: usize,
+}
+
+#[derive(Debug)]
+struct Job {
+    req: Request,
+    item: BatchItem,
+    reply: oneshot::Sender<Result<Outcome, EngineError>>,
+}
+
+impl Groups {
+    pub(crate) fn new(max_runners: usize) -> Self {
+        Self {
+            state: Mutex::default(),
+            max_runners: max_runners.max(1),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a job; true if the caller must start a runner.
+    fn push(&self, job: Job) -> bool {
+        let mut state = self.state();
+        state.queue.push_back(job);
+        if state.runners < self.max_runners {
+            state.runners += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The next group: queued jobs of the front job's workspace, in order.
+    /// None (and the runner is counted out) when nothing is queued.
+    fn next(&self) -> Option<Vec<Job>> {
+        let mut state = self.state();
+        let Some(front) = state.queue.front() else {
+            state.runners -= 1;
+            return None;
+        };
+        let ws = front.req.workspace.clone();
+        let mut group = Vec::new();
+        let mut rest = VecDeque::with_capacity(state.queue.len());
+        while let Some(job) = state.queue.pop_front() {
+            if group.len() < GROUP_MAX && job.req.workspace == ws {
+                group.push(job);
+            } else {
+                rest.push_back(job);
+            }
+        }
+        state.queue = rest;
+        Some(group)
+    }
+}
+
+/// Counts a runner out if it ends other than by finding the queue empty
+/// (a panic), and starts another for what is still queued.
+struct RunnerGuard {
+    engine: Option<Engine>,
+}
+
+impl Drop for RunnerGuard {
+    fn drop(&mut self) {
+        let Some(engine) = self.engine.take() else {
+            return;
+        };
+        let restart = {
+            let mut state = engine.groups.state();
+            state.runners -= 1;
+            if state.queue.is_empty() {
+                false
+            } else {
+                state.runners += 1;
+                true
+            }
+        };
+        if restart && let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(engine.run_groups());
+        }
+    }
+}
+
+impl Engine {
+    /// Records one engagement, committed together with those of concurrent
+    /// callers; the answer comes after the commit.
+    pub async fn record_engagement(
+        &self,
+        req: &Request,
+        key: &LeadKey,
+        engagement: &Engagement,
+        occurred_at_given: bool,
+    ) -> Result<Outcome, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            req: req.clone(),
+            item: BatchItem {
+                lead: key.clone(),
+                engagement: engagement.clone(),
+                occurred_at_given,
+            },
+            reply,
+        };
+        if self.groups.push(job) {
+            // The write goes on if the caller goes away: it was asked for.
+            tokio::spawn(self.clone().run_groups());
+        }
+        answer
+            .await
+            .map_err(|_| EngineError::Internal("the engagement's write ended without an answer".into()))?
+    }
+
+    async fn run_groups(self) {
+        let mut guard = RunnerGuard {
+            engine: Some(self.clone()),
+        };
+        while let Some(group) = self.groups.next() {
+            self.run_group(group).await;
+        }
+        // Counted out by `next`.
+        guard.engine = None;
+    }
+
+    async fn run_group(&self, group: Vec<Job>) {
+        if group.len() > 1 {
+            let items: Vec<(&Request, &BatchItem)> = group.iter().map(|j| (&j.req, &j.item)).collect();
+            if let Ok(outcomes) = retrying!(self.try_batch(&items)) {
+                for (job, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+                return;
+            }
+            // One was refused (or the database failed): each on its own,
+            // for its own answer.
+        }
+        for job in group {
+            let Job { req, item, reply } = job;
+            let result = retrying!(self.try_record_engagement(
+                &req,
+                &item.lead,
+                &item.engagement,
+                item.occurred_at_given
+            ));
+            let _ = reply.send(result);
+        }
+    }
+}
