@@ -141,7 +141,6 @@ on_both_databases!(
                     .record_engagement(pb::RecordEngagementRequest {
                         lead: by_id(&lead),
                         engagement: Some(e),
-                        ..pb::RecordEngagementRequest::default()
                     })
                     .await
                     .map(tonic::Response::into_inner);
