@@ -162,9 +162,10 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
     let (shutdown, signal) = oneshot::channel::<()>();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Replies go out at once: without TCP_NODELAY a small reply written in
+    // two parts can wait for the client's delayed ACK (40 ms on Linux).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .layer(observe::ObserveLayer)
         .layer(admission::AdmissionLayer::new(workers.max_in_flight))
         .add_service(health_service)

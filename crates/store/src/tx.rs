@@ -325,27 +325,25 @@ impl Tx {
         external_keys: &[&str],
     ) -> Result<(Vec<LeadRecord>, Option<i64>), StoreError> {
         let mut records = Vec::with_capacity(ids.len() + external_keys.len());
-        // One statement, unless there are more than a statement may carry.
-        let (mut rest_ids, mut rest_keys) = (ids, external_keys);
-        while !rest_ids.is_empty() || !rest_keys.is_empty() {
-            let (ids, more_ids) = rest_ids.split_at(rest_ids.len().min(INSERT_CHUNK));
-            let (keys, more_keys) = rest_keys.split_at(rest_keys.len().min(INSERT_CHUNK - ids.len()));
-            (rest_ids, rest_keys) = (more_ids, more_keys);
-            let rows = lead::Entity::find()
-                .filter(lead::Column::WorkspaceId.eq(ws))
-                .filter(
-                    sea_orm::Condition::any()
-                        .add(lead::Column::Id.is_in(ids.iter().copied()))
-                        .add(lead::Column::ExternalKey.is_in(keys.iter().copied())),
-                )
-                .order_by_asc(lead::Column::Id)
-                .lock_exclusive()
-                .all(self.db().await?)
-                .await?;
-            for row in rows {
-                records.push(convert::lead_record(row)?);
+        if self.backend == Backend::Postgres {
+            // Arrays as single parameters: the plan uses the keys' indexes
+            // whatever the table's statistics (a list of parameters, planned
+            // generically while a new table's statistics are stale, was
+            // seen to scan the whole workspace).
+            let statement = sea_orm::Statement::from_sql_and_values(
+                self.txn.get_database_backend(),
+                "SELECT * FROM leads WHERE workspace_id = $1 AND (id = ANY($2) OR external_key = ANY($3)) \
+                 ORDER BY id FOR UPDATE",
+                [ws.into(), string_array(ids), string_array(external_keys)],
+            );
+            for row in self.db().await?.query_all_raw(statement).await? {
+                let model = <lead::Model as sea_orm::FromQueryResult>::from_query_result(&row, "")?;
+                records.push(convert::lead_record(model)?);
             }
+            let active = self.active_policy_version(ws).await?.flatten();
+            return Ok((records, active));
         }
+        // One statement, unless there are more than a statement may carry.
         let active = self.active_policy_version(ws).await?.flatten();
         Ok((records, active))
     }
@@ -433,6 +431,18 @@ impl Tx {
         event_ids: &[&str],
     ) -> Result<std::collections::HashSet<String>, StoreError> {
         let mut seen = std::collections::HashSet::new();
+        if self.backend == Backend::Postgres {
+            // One array parameter: see `lock_leads_with_policy`.
+            let statement = sea_orm::Statement::from_sql_and_values(
+                self.txn.get_database_backend(),
+                "SELECT event_id FROM engagements WHERE workspace_id = $1 AND event_id = ANY($2)",
+                [ws.into(), string_array(event_ids)],
+            );
+            for row in self.db().await?.query_all_raw(statement).await? {
+                seen.insert(row.try_get::<String>("", "event_id")?);
+            }
+            return Ok(seen);
+        }
         for chunk in event_ids.chunks(INSERT_CHUNK) {
             let ids: Vec<String> = engagement::Entity::find()
                 .select_only()
@@ -790,4 +800,12 @@ fn engagement_model(
         fingerprint: Set(fingerprint.to_owned()),
         caused_triggers: Set(caused_triggers),
     })
+}
+
+/// A PostgreSQL `text[]` parameter.
+fn string_array(items: &[&str]) -> sea_orm::Value {
+    sea_orm::Value::Array(
+        sea_orm::sea_query::ArrayType::String,
+        Some(Box::new(items.iter().map(|s| sea_orm::Value::from(*s)).collect())),
+    )
 }
