@@ -103,9 +103,14 @@ pub(crate) async fn postgres(
     batch: usize,
     duration: Duration,
 ) -> anyhow::Result<Stats> {
+    // Connected as leadflow connects (no TLS on loopback unless asked).
+    let options = leadflow_store::postgres_tls_default(
+        url.parse::<sqlx::postgres::PgConnectOptions>()?,
+        leadflow_store::loopback_without_sslmode(url),
+    );
     let pool = PgPoolOptions::new()
         .max_connections(u32::try_from(concurrency).unwrap_or(8).max(1))
-        .connect(url)
+        .connect_with(options)
         .await?;
     sqlx::query("DROP TABLE IF EXISTS bench_rows")
         .execute(&pool)

@@ -39,7 +39,8 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct DatabaseArgs {
-    /// sqlite://PATH or postgres://USER@HOST/DB.
+    /// sqlite://PATH or postgres://USER@HOST/DB. A PostgreSQL on loopback
+    /// is reached without TLS unless the URL sets sslmode.
     #[arg(long, env = "LEADFLOW_DATABASE_URL")]
     database_url: Option<String>,
 }

@@ -62,10 +62,12 @@ impl Store {
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut opts = ConnectOptions::new(url.to_owned());
+            let plain = loopback_without_sslmode(url);
             opts.max_connections(options.max_connections.max(2))
                 .min_connections(1)
                 .acquire_timeout(options.acquire_timeout)
-                .sqlx_logging(false);
+                .sqlx_logging(false)
+                .map_sqlx_postgres_opts(move |o| postgres_tls_default(o, plain));
             let db = Database::connect(opts).await?;
             Ok(Self {
                 reader: db.clone(),
@@ -131,6 +133,46 @@ fn sqlite_options(url: &str, options: &StoreOptions, connections: u32) -> Connec
     opts
 }
 
+/// True for a PostgreSQL URL on this machine that does not choose `sslmode`.
+pub fn loopback_without_sslmode(url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    let loopback = match parsed.host() {
+        // Hosts of a `postgres:` URL are not parsed as addresses.
+        Some(url::Host::Domain(d)) => {
+            d == "localhost"
+                || d.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        // No host: a Unix socket, which never uses TLS.
+        None => false,
+    };
+    loopback
+        && !parsed
+            .query_pairs()
+            .any(|(k, _)| k == "sslmode" || k == "ssl-mode")
+}
+
+/// A PostgreSQL on loopback is reached without TLS unless the URL asks for
+/// it: TLS protects nothing that never leaves the machine, and costs more
+/// than its CPU here — the driver does not set TCP_NODELAY, so a statement
+/// larger than one TLS record (16 KiB, a batch's insert) waits for the
+/// server's delayed ACK, about 40 ms (measured in docs/performance.md).
+pub fn postgres_tls_default(
+    options: sqlx::postgres::PgConnectOptions,
+    loopback_without_sslmode: bool,
+) -> sqlx::postgres::PgConnectOptions {
+    if loopback_without_sslmode {
+        options.ssl_mode(sqlx::postgres::PgSslMode::Disable)
+    } else {
+        options
+    }
+}
+
 /// A database URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -142,5 +184,31 @@ pub fn redact(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_without_sslmode;
+
+    #[test]
+    fn only_loopback_urls_without_sslmode_go_without_tls() {
+        for url in [
+            "postgres://postgres@127.0.0.1:5432/db",
+            "postgres://u:p@localhost/db?application_name=x",
+            "postgresql://[::1]:5432/db",
+        ] {
+            assert!(loopback_without_sslmode(url), "{url}");
+        }
+        for url in [
+            "postgres://postgres@127.0.0.1:5432/db?sslmode=require",
+            "postgres://postgres@127.0.0.1/db?sslmode=prefer",
+            "postgres://db.internal:5432/db",
+            "postgres://10.0.0.5/db",
+            "postgres:///db?host=/var/run/postgresql",
+            "not a url",
+        ] {
+            assert!(!loopback_without_sslmode(url), "{url}");
+        }
     }
 }

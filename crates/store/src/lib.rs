@@ -26,7 +26,7 @@ pub mod testing;
 mod timers;
 mod tx;
 
-pub use db::{Backend, Store, StoreOptions, redact};
+pub use db::{Backend, Store, StoreOptions, loopback_without_sslmode, postgres_tls_default, redact};
 pub use error::StoreError;
 pub use records::{
     EngagementCursor, LeadRecord, LeadWrite, NewOutboxEvent, OutboxRecord, PolicyRecord, StoredEngagement,
