@@ -64,11 +64,50 @@ struct Pending {
     /// The latest state of each lead updated, by id.
     leads: IndexMap<String, lead::ActiveModel>,
     transitions: Vec<transition::ActiveModel>,
+    /// Each lead's timer changes by (workspace, lead), folded into their net effect.
+    timers: IndexMap<(String, String), LeadTimers>,
+}
+
+/// The net effect of a lead's timer changes, in the order they were made:
+/// first its stage-bound timers are cancelled (if any change said so), then
+/// each key ends up scheduled (`Some`) or cancelled (`None`).
+#[derive(Debug, Default)]
+struct LeadTimers {
+    cancel_stage_bound: bool,
+    keys: IndexMap<String, Option<timer::ActiveModel>>,
+}
+
+impl LeadTimers {
+    fn apply(&mut self, change: &TimerChange, ws: &str, lead_id: &str, now: Timestamp) {
+        match change {
+            TimerChange::Schedule(t) => {
+                self.keys
+                    .insert(t.kind.key(), Some(timer_model(ws, lead_id, t, now)));
+            }
+            TimerChange::Cancel(kind) => {
+                self.keys.insert(kind.key(), None);
+            }
+            TimerChange::CancelStageBound => {
+                self.cancel_stage_bound = true;
+                for row in self.keys.values_mut() {
+                    if row
+                        .as_ref()
+                        .is_some_and(|r| matches!(&r.bound_stage, sea_orm::ActiveValue::Set(Some(_))))
+                    {
+                        *row = None;
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.engagements.is_empty() && self.leads.is_empty() && self.transitions.is_empty()
+        self.engagements.is_empty()
+            && self.leads.is_empty()
+            && self.transitions.is_empty()
+            && self.timers.is_empty()
     }
 }
 
@@ -122,6 +161,7 @@ impl Tx {
                 engagements: std::mem::take(&mut p.engagements),
                 leads: std::mem::take(&mut p.leads),
                 transitions: std::mem::take(&mut p.transitions),
+                timers: std::mem::take(&mut p.timers),
             }
         };
         for chunk in pending.engagements.chunks(INSERT_CHUNK) {
@@ -144,6 +184,55 @@ impl Tx {
         }
         for chunk in pending.transitions.chunks(INSERT_CHUNK) {
             transition::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&self.txn)
+                .await?;
+        }
+        self.write_timers(pending.timers).await
+    }
+
+    /// Timer changes held back, a statement per kind of change.
+    async fn write_timers(&self, timers: IndexMap<(String, String), LeadTimers>) -> Result<(), StoreError> {
+        let mut unbound: IndexMap<&str, Vec<&str>> = IndexMap::new();
+        for ((ws, lead), t) in &timers {
+            if t.cancel_stage_bound {
+                unbound.entry(ws.as_str()).or_default().push(lead.as_str());
+            }
+        }
+        for (ws, leads) in unbound {
+            for chunk in leads.chunks(INSERT_CHUNK) {
+                timer::Entity::delete_many()
+                    .filter(timer::Column::WorkspaceId.eq(ws))
+                    .filter(timer::Column::LeadId.is_in(chunk.iter().copied()))
+                    .filter(timer::Column::BoundStage.is_not_null())
+                    .exec(&self.txn)
+                    .await?;
+            }
+        }
+        let mut cancelled = Vec::new();
+        let mut scheduled = Vec::new();
+        for ((ws, lead), t) in &timers {
+            for (key, row) in &t.keys {
+                match row {
+                    Some(row) => scheduled.push(row.clone()),
+                    None => cancelled.push((ws.as_str(), lead.as_str(), key.as_str())),
+                }
+            }
+        }
+        for chunk in cancelled.chunks(INSERT_CHUNK / 3) {
+            let mut any = sea_orm::Condition::any();
+            for &(ws, lead, key) in chunk {
+                any = any.add(
+                    sea_orm::Condition::all()
+                        .add(timer::Column::WorkspaceId.eq(ws))
+                        .add(timer::Column::LeadId.eq(lead))
+                        .add(timer::Column::Key.eq(key)),
+                );
+            }
+            timer::Entity::delete_many().filter(any).exec(&self.txn).await?;
+        }
+        for chunk in scheduled.chunks(INSERT_CHUNK) {
+            timer::Entity::insert_many(chunk.to_vec())
+                .on_conflict(timer_upsert())
                 .exec_without_returning(&self.txn)
                 .await?;
         }
@@ -565,6 +654,22 @@ impl Tx {
         changes: &[TimerChange],
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut pending = self.pending();
+            if pending.on {
+                let timers = pending
+                    .timers
+                    .entry((ws.to_owned(), lead_id.to_owned()))
+                    .or_default();
+                for change in changes {
+                    timers.apply(change, ws, lead_id, now);
+                }
+                return Ok(());
+            }
+        }
         let of_lead = || {
             timer::Entity::delete_many()
                 .filter(timer::Column::WorkspaceId.eq(ws))
@@ -573,33 +678,10 @@ impl Tx {
         for change in changes {
             match change {
                 TimerChange::Schedule(t) => {
-                    timer::Entity::insert(timer::ActiveModel {
-                        workspace_id: Set(ws.to_owned()),
-                        lead_id: Set(lead_id.to_owned()),
-                        key: Set(t.kind.key()),
-                        due_at: Set(t.due_at.as_micros()),
-                        bound_stage: Set(t.bound.map(|(s, _)| s.as_str().to_owned())),
-                        bound_at: Set(t.bound.map(|(_, at)| at.as_micros())),
-                        suppressed: Set(t.suppressed),
-                        created_at: Set(now.as_micros()),
-                    })
-                    .on_conflict(
-                        OnConflict::columns([
-                            timer::Column::WorkspaceId,
-                            timer::Column::LeadId,
-                            timer::Column::Key,
-                        ])
-                        .update_columns([
-                            timer::Column::DueAt,
-                            timer::Column::BoundStage,
-                            timer::Column::BoundAt,
-                            timer::Column::Suppressed,
-                            timer::Column::CreatedAt,
-                        ])
-                        .to_owned(),
-                    )
-                    .exec_without_returning(self.db().await?)
-                    .await?;
+                    timer::Entity::insert(timer_model(ws, lead_id, t, now))
+                        .on_conflict(timer_upsert())
+                        .exec_without_returning(self.db().await?)
+                        .await?;
                 }
                 TimerChange::Cancel(kind) => {
                     of_lead()
@@ -808,4 +890,39 @@ fn string_array(items: &[&str]) -> sea_orm::Value {
         sea_orm::sea_query::ArrayType::String,
         Some(Box::new(items.iter().map(|s| sea_orm::Value::from(*s)).collect())),
     )
+}
+
+fn timer_model(
+    ws: &str,
+    lead_id: &str,
+    t: &leadflow_domain::workflow::Timer,
+    now: Timestamp,
+) -> timer::ActiveModel {
+    timer::ActiveModel {
+        workspace_id: Set(ws.to_owned()),
+        lead_id: Set(lead_id.to_owned()),
+        key: Set(t.kind.key()),
+        due_at: Set(t.due_at.as_micros()),
+        bound_stage: Set(t.bound.map(|(s, _)| s.as_str().to_owned())),
+        bound_at: Set(t.bound.map(|(_, at)| at.as_micros())),
+        suppressed: Set(t.suppressed),
+        created_at: Set(now.as_micros()),
+    }
+}
+
+/// A timer scheduled again replaces the one of the same key.
+fn timer_upsert() -> OnConflict {
+    OnConflict::columns([
+        timer::Column::WorkspaceId,
+        timer::Column::LeadId,
+        timer::Column::Key,
+    ])
+    .update_columns([
+        timer::Column::DueAt,
+        timer::Column::BoundStage,
+        timer::Column::BoundAt,
+        timer::Column::Suppressed,
+        timer::Column::CreatedAt,
+    ])
+    .to_owned()
 }
