@@ -53,7 +53,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         Duration::from_millis(2_500)
     };
     let concurrencies: &[usize] = if args.quick { &[8] } else { &[1, 8, 32] };
-    let leads = if args.quick { 100 } else { 400 };
+    let leads = if args.quick { 100 } else { 2000 };
     let leadflow = args.leadflow.clone().unwrap_or_else(|| sibling("leadflow"));
     let mut report = Report {
         quick: args.quick,

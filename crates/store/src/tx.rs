@@ -433,6 +433,26 @@ impl Tx {
             return Ok((records, active));
         }
         // One statement, unless there are more than a statement may carry.
+        let (mut rest_ids, mut rest_keys) = (ids, external_keys);
+        while !rest_ids.is_empty() || !rest_keys.is_empty() {
+            let (ids, more_ids) = rest_ids.split_at(rest_ids.len().min(INSERT_CHUNK));
+            let (keys, more_keys) = rest_keys.split_at(rest_keys.len().min(INSERT_CHUNK - ids.len()));
+            (rest_ids, rest_keys) = (more_ids, more_keys);
+            // One writer at a time on SQLite: reading is locking.
+            let rows = lead::Entity::find()
+                .filter(lead::Column::WorkspaceId.eq(ws))
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(lead::Column::Id.is_in(ids.iter().copied()))
+                        .add(lead::Column::ExternalKey.is_in(keys.iter().copied())),
+                )
+                .order_by_asc(lead::Column::Id)
+                .all(self.db().await?)
+                .await?;
+            for row in rows {
+                records.push(convert::lead_record(row)?);
+            }
+        }
         let active = self.active_policy_version(ws).await?.flatten();
         Ok((records, active))
     }

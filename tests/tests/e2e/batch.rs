@@ -183,3 +183,30 @@ on_both_databases!(
         Ok(())
     }
 );
+
+on_both_databases!(
+    async fn a_batch_locks_the_leads_it_names_in_one_go(server) {
+        let a = create(&mut server, "la@acme.com").await?;
+        let b = create(&mut server, "lb@acme.com").await?;
+        let keyed = server
+            .leads
+            .create_lead(pb::CreateLeadRequest {
+                external_key: "crm-42".into(),
+                profile: good_fit("lk@acme.com"),
+                ..pb::CreateLeadRequest::default()
+            })
+            .await?
+            .into_inner()
+            .lead
+            .expect("lead");
+        let tx = server.engine.store().begin().await?;
+        let (records, active) = tx
+            .lock_leads_with_policy(server.workspace(), &[a.id.as_str(), b.id.as_str(), "nobody"], &["crm-42", "crm-0"])
+            .await?;
+        let mut expected = vec![a.id.clone(), b.id.clone(), keyed.id.clone()];
+        expected.sort();
+        assert_eq!(records.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), expected, "in id order, the unknown left out");
+        assert!(active.is_some());
+        Ok(())
+    }
+);
