@@ -1,13 +1,14 @@
 //! Many engagements, possibly for many leads, in one transaction: all of
 //! them or none.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use leadflow_domain::FieldViolation;
+use leadflow_store::NewEngagement;
 
 use crate::Engine;
 use crate::error::EngineError;
-use crate::leads::{Known, Locked, MAX_BATCH, retrying};
+use crate::leads::{Known, Locked, MAX_BATCH, engagement_fingerprint, retrying};
 use crate::model::{BatchItem, LeadKey, Outcome, Request};
 
 impl Engine {
@@ -35,8 +36,8 @@ impl Engine {
 
     /// Items of one workspace, each under its own request, in one
     /// transaction: all of them or none. The leads are locked up front in
-    /// one statement, the event ids looked up in one, and the rows written
-    /// at commit a statement a table (see `Tx::defer_writes`).
+    /// one statement, the engagements inserted in one, and the other rows
+    /// written at commit a statement a table (see `Tx::defer_writes`).
     pub(crate) async fn try_batch(
         &self,
         items: &[(&Request, &BatchItem)],
@@ -71,12 +72,31 @@ impl Engine {
             by_key.insert(LeadKey::Id(record.id.clone()), record.id.clone());
             locked.insert(record.id.clone(), self.locked(&tx, ws, record, active).await?);
         }
-        let event_ids: Vec<&str> = items
+        // Every engagement whose lead is locked, recorded up front in one
+        // statement; an event id that was not inserted is a repeat.
+        let fingerprints: Vec<Option<String>> = items
             .iter()
-            .map(|(_, i)| i.engagement.event_id.as_str())
+            .map(|(_, item)| {
+                let id = by_key.get(&item.lead)?;
+                Some(engagement_fingerprint(
+                    id,
+                    &item.engagement,
+                    item.occurred_at_given,
+                ))
+            })
             .collect();
-        let recorded = tx.recorded_event_ids(ws, &event_ids).await?;
-        let mut staged: HashSet<&str> = HashSet::with_capacity(items.len());
+        let new: Vec<NewEngagement<'_>> = items
+            .iter()
+            .zip(&fingerprints)
+            .filter_map(|((_, item), fp)| {
+                Some(NewEngagement {
+                    lead_id: by_key.get(&item.lead)?,
+                    engagement: &item.engagement,
+                    fingerprint: fp.as_deref()?,
+                })
+            })
+            .collect();
+        let mut inserted = tx.insert_engagements_if_new(ws, &new, self.now()).await?;
 
         let mut outcomes = Vec::with_capacity(items.len());
         let mut violations: Vec<FieldViolation> = Vec::new();
@@ -84,13 +104,16 @@ impl Engine {
         let mut events = 0;
         for (i, (req, item)) in items.iter().enumerate() {
             let field = format!("engagements[{i}].engagement");
-            let event_id = item.engagement.event_id.as_str();
-            let known = if recorded.contains(event_id) || staged.contains(event_id) {
-                Known::Recorded
-            } else {
-                Known::New
-            };
             let id = by_key.get(&item.lead);
+            let known = if id.is_none() {
+                // Not locked up front (not found, or named by a key that a
+                // concurrent call has just given a lead): found out on its own.
+                Known::Unknown
+            } else if inserted.remove(item.engagement.event_id.as_str()) {
+                Known::Inserted
+            } else {
+                Known::Recorded
+            };
             let current = id.and_then(|id| locked.get(id)).cloned();
             let result = self
                 .engagement_in(
@@ -104,10 +127,6 @@ impl Engine {
                     &field,
                 )
                 .await;
-            if known == Known::New && !matches!(result, Err(EngineError::NotFound { .. })) {
-                // Found its lead, so its engagement is written.
-                staged.insert(event_id);
-            }
             if result.is_err()
                 && let Some(id) = id
             {

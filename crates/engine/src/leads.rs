@@ -76,8 +76,9 @@ pub(crate) struct Applied {
 pub(crate) enum Known {
     /// Insert it unless recorded, and find out which.
     Unknown,
-    /// Not recorded: insert it (deferred with the batch's other writes).
-    New,
+    /// Recorded by this command just now (a batch inserts its engagements
+    /// up front, in one statement).
+    Inserted,
     /// Recorded already: answer as for a repeat.
     Recorded,
 }
@@ -203,10 +204,7 @@ impl Engine {
                 tx.insert_engagement_if_new(ws, &record.id, engagement, &fp, now)
                     .await?
             }
-            Known::New => {
-                tx.stage_engagement(ws, &record.id, engagement, &fp, now).await?;
-                true
-            }
+            Known::Inserted => true,
             Known::Recorded => false,
         };
         if !new {
@@ -575,7 +573,7 @@ pub(crate) fn view(policy: &Policy, record: LeadRecord, now: Timestamp) -> LeadV
 }
 
 /// What makes two engagements with one event id the same event.
-fn engagement_fingerprint(lead_id: &str, e: &Engagement, occurred_at_given: bool) -> String {
+pub(crate) fn engagement_fingerprint(lead_id: &str, e: &Engagement, occurred_at_given: bool) -> String {
     let properties = serde_json::to_string(&e.properties).unwrap_or_default();
     let occurred = if occurred_at_given {
         e.occurred_at.as_micros().to_string()

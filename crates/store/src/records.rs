@@ -33,6 +33,15 @@ pub struct LeadWrite<'a> {
     pub now: Timestamp,
 }
 
+/// An engagement to record, for [`crate::Tx::insert_engagements_if_new`].
+#[derive(Clone, Copy, Debug)]
+pub struct NewEngagement<'a> {
+    pub lead_id: &'a str,
+    pub engagement: &'a Engagement,
+    /// See `StoredEngagement::fingerprint`.
+    pub fingerprint: &'a str,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredEngagement {
     pub lead_id: String,

@@ -17,7 +17,9 @@ use crate::convert;
 use crate::db::Backend;
 use crate::entity::{engagement, idempotency, lead, outbox, policy, timer, transition, workspace};
 use crate::error::StoreError;
-use crate::records::{LeadRecord, LeadWrite, NewOutboxEvent, PolicyRecord, StoredEngagement, StoredResult};
+use crate::records::{
+    LeadRecord, LeadWrite, NewEngagement, NewOutboxEvent, PolicyRecord, StoredEngagement, StoredResult,
+};
 
 /// How a lead is looked up.
 #[derive(Clone, Copy, Debug)]
@@ -60,7 +62,6 @@ pub struct Tx {
 #[derive(Debug, Default)]
 struct Pending {
     on: bool,
-    engagements: Vec<engagement::ActiveModel>,
     /// The latest state of each lead updated, by id.
     leads: IndexMap<String, lead::ActiveModel>,
     transitions: Vec<transition::ActiveModel>,
@@ -104,10 +105,7 @@ impl LeadTimers {
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.engagements.is_empty()
-            && self.leads.is_empty()
-            && self.transitions.is_empty()
-            && self.timers.is_empty()
+        self.leads.is_empty() && self.transitions.is_empty() && self.timers.is_empty()
     }
 }
 
@@ -125,10 +123,10 @@ impl Tx {
         self.backend
     }
 
-    /// From now on, new engagements ([`Tx::stage_engagement`]), lead updates
-    /// and transitions are held back and written together — engagements and
-    /// transitions in multi-row inserts, each lead once with its latest
-    /// state — just before the next other statement or the commit. Every
+    /// From now on, lead updates, transitions and timer changes are held
+    /// back and written together — each lead once with its latest state,
+    /// transitions in multi-row inserts, timers by their net effect — just
+    /// before the next other statement or the commit. Every
     /// read in this transaction still sees them. A batch of many
     /// engagements costs a few statements instead of a few per engagement.
     pub fn defer_writes(&self) {
@@ -158,17 +156,11 @@ impl Tx {
             }
             Pending {
                 on: p.on,
-                engagements: std::mem::take(&mut p.engagements),
                 leads: std::mem::take(&mut p.leads),
                 transitions: std::mem::take(&mut p.transitions),
                 timers: std::mem::take(&mut p.timers),
             }
         };
-        for chunk in pending.engagements.chunks(INSERT_CHUNK) {
-            engagement::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(&self.txn)
-                .await?;
-        }
         let leads: Vec<lead::ActiveModel> = pending.leads.into_values().collect();
         for chunk in leads.chunks(INSERT_CHUNK) {
             // Every lead here exists and is locked: the insert is an update
@@ -533,58 +525,35 @@ impl Tx {
         Ok(matches!(result, sea_orm::TryInsertResult::Inserted(n) if n > 0))
     }
 
-    /// Of these event ids, those already recorded.
-    pub async fn recorded_event_ids(
+    /// Records each engagement whose event id is not recorded yet, in one
+    /// statement (a few for very large batches), and returns the event ids
+    /// it recorded: the others were recorded before (or earlier in the
+    /// list). The key's own index decides, not a plan.
+    pub async fn insert_engagements_if_new(
         &self,
         ws: &str,
-        event_ids: &[&str],
-    ) -> Result<std::collections::HashSet<String>, StoreError> {
-        let mut seen = std::collections::HashSet::new();
-        if self.backend == Backend::Postgres {
-            // One array parameter: see `lock_leads_with_policy`.
-            let statement = sea_orm::Statement::from_sql_and_values(
-                self.txn.get_database_backend(),
-                "SELECT event_id FROM engagements WHERE workspace_id = $1 AND event_id = ANY($2)",
-                [ws.into(), string_array(event_ids)],
-            );
-            for row in self.db().await?.query_all_raw(statement).await? {
-                seen.insert(row.try_get::<String>("", "event_id")?);
-            }
-            return Ok(seen);
-        }
-        for chunk in event_ids.chunks(INSERT_CHUNK) {
-            let ids: Vec<String> = engagement::Entity::find()
-                .select_only()
-                .column(engagement::Column::EventId)
-                .filter(engagement::Column::WorkspaceId.eq(ws))
-                .filter(engagement::Column::EventId.is_in(chunk.iter().copied()))
-                .into_tuple::<String>()
-                .all(self.db().await?)
-                .await?;
-            seen.extend(ids);
-        }
-        Ok(seen)
-    }
-
-    /// Records an engagement known to be new (see [`Tx::recorded_event_ids`]):
-    /// held back with the other deferred writes, if they are deferred.
-    pub async fn stage_engagement(
-        &self,
-        ws: &str,
-        lead_id: &str,
-        e: &Engagement,
-        fingerprint: &str,
+        items: &[NewEngagement<'_>],
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let row = engagement_model(ws, lead_id, e, fingerprint, None, now)?;
-        if self.deferring() {
-            self.pending().engagements.push(row);
-            return Ok(());
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        use sea_orm::QueryTrait as _;
+        let mut inserted = std::collections::HashSet::with_capacity(items.len());
+        let rows = items
+            .iter()
+            .map(|i| engagement_model(ws, i.lead_id, i.engagement, i.fingerprint, None, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut insert = engagement::Entity::insert_many(chunk.to_vec()).on_conflict(
+                OnConflict::columns([engagement::Column::WorkspaceId, engagement::Column::EventId])
+                    .do_nothing()
+                    .to_owned(),
+            );
+            insert.query().returning_col(engagement::Column::EventId);
+            let statement = insert.build(self.txn.get_database_backend());
+            for row in self.db().await?.query_all_raw(statement).await? {
+                inserted.insert(row.try_get::<String>("", "event_id")?);
+            }
         }
-        engagement::Entity::insert(row)
-            .exec_without_returning(self.db().await?)
-            .await?;
-        Ok(())
+        Ok(inserted)
     }
 
     /// Notes the workflow triggers an engagement set off (for a repeat of its event id).
@@ -596,18 +565,6 @@ impl Tx {
     ) -> Result<(), StoreError> {
         let json =
             serde_json::to_string(triggers).map_err(|x| StoreError::corrupt("engagements", event_id, x))?;
-        {
-            let mut pending = self.pending();
-            if let Some(row) = pending
-                .engagements
-                .iter_mut()
-                .rev()
-                .find(|r| matches!(&r.event_id, sea_orm::ActiveValue::Set(id) if id == event_id))
-            {
-                row.caused_triggers = Set(Some(json));
-                return Ok(());
-            }
-        }
         engagement::Entity::update_many()
             .col_expr(engagement::Column::CausedTriggers, Expr::value(json))
             .filter(engagement::Column::WorkspaceId.eq(ws))

@@ -5,7 +5,7 @@ use leadflow_domain::Stage;
 use leadflow_domain::workflow::{Timer, TimerChange, TimerKind};
 use leadflow_domain::{Engagement, Timestamp};
 use leadflow_store::testing::{Engine, TestDatabase};
-use leadflow_store::{Store, StoreOptions};
+use leadflow_store::{NewEngagement, Store, StoreOptions};
 
 async fn store(engine: Engine) -> Option<(TestDatabase, Store)> {
     let db = TestDatabase::new(engine).await?;
@@ -142,22 +142,55 @@ async fn reads_in_the_transaction_see_held_back_writes(engine: Engine) {
     let Some((_db, store)) = store(engine).await else {
         return;
     };
-    let e = Engagement {
-        event_id: "e1".into(),
+    let engagement = |id: &str| Engagement {
+        event_id: id.into(),
         kind: "page_viewed".into(),
         channel: None,
         properties: std::collections::BTreeMap::new(),
         occurred_at: Timestamp::from_secs(3),
     };
+    let (e1, e2, e3) = (engagement("e1"), engagement("e2"), engagement("e3"));
+    let new = |e| NewEngagement {
+        lead_id: "lead-1",
+        engagement: e,
+        fingerprint: "fp",
+    };
     let tx = store.begin().await.expect("begin");
     tx.defer_writes();
-    tx.stage_engagement("now", "lead-1", &e, "fp", Timestamp::from_secs(4))
+    let first = tx
+        .insert_engagements_if_new("now", &[new(&e1), new(&e2), new(&e1)], Timestamp::from_secs(4))
         .await
-        .expect("stage");
-    let seen = tx.recorded_event_ids("now", &["e1", "e2"]).await.expect("ids");
-    assert!(seen.contains("e1"), "a read writes what was held back first");
-    let log = tx.engagements_of("now", "lead-1").await.expect("log");
-    assert_eq!(log.len(), 1);
+        .expect("insert");
+    assert_eq!(
+        sorted(first),
+        ["e1", "e2"],
+        "a repeat within the list is not inserted"
+    );
+    let second = tx
+        .insert_engagements_if_new("now", &[new(&e2), new(&e3)], Timestamp::from_secs(4))
+        .await
+        .expect("insert");
+    assert_eq!(sorted(second), ["e3"], "nor one recorded before");
+    let due = Timer {
+        kind: TimerKind::Sla("idle".into()),
+        due_at: Timestamp::from_secs(50),
+        bound: None,
+        suppressed: false,
+    };
+    tx.apply_timers(
+        "now",
+        "lead-1",
+        &[TimerChange::Schedule(due)],
+        Timestamp::from_secs(4),
+    )
+    .await
+    .expect("held back");
+    let seen = tx
+        .due_timers_of("now", "lead-1", Timestamp::from_secs(60))
+        .await
+        .expect("read");
+    assert_eq!(seen.len(), 1, "a read writes what was held back first");
+    assert_eq!(tx.engagements_of("now", "lead-1").await.expect("log").len(), 3);
     drop(tx);
     assert!(
         store
@@ -167,6 +200,13 @@ async fn reads_in_the_transaction_see_held_back_writes(engine: Engine) {
             .is_empty(),
         "rolled back with the transaction"
     );
+    assert!(store.timers_of("now", "lead-1").await.expect("timers").is_empty());
+}
+
+fn sorted(ids: std::collections::HashSet<String>) -> Vec<String> {
+    let mut ids: Vec<String> = ids.into_iter().collect();
+    ids.sort();
+    ids
 }
 
 #[tokio::test]
