@@ -24,10 +24,18 @@ use crate::model::{BatchItem, LeadKey, Outcome, Request};
 /// The most engagements committed together.
 pub(crate) const GROUP_MAX: usize = 100;
 
+/// How long a runner waits for a group as large as the last one.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Queued engagements and the runners writing them.
 #[derive(Debug)]
 pub(crate) struct Groups {
     state: Mutex<State>,
+    /// Rung when a job is queued.
+    queued: tokio::sync::Notify,
+    /// The size of the last group: callers that were answered together
+    /// tend to call again together.
+    last: std::sync::atomic::AtomicUsize,
     /// Transactions of groups in flight at once: 1 for SQLite's one
     /// writer; more let PostgreSQL commit one group while another waits.
     max_runners: usize,
@@ -50,7 +58,29 @@ impl Groups {
     pub(crate) fn new(max_runners: usize) -> Self {
         Self {
             state: Mutex::default(),
+            queued: tokio::sync::Notify::new(),
+            last: std::sync::atomic::AtomicUsize::new(0),
             max_runners: max_runners.max(1),
+        }
+    }
+
+    /// Waits (briefly) until as many jobs are queued as the last group had:
+    /// at low load the last group was one job and nothing waits; under load
+    /// the callers answered together are back within a moment, and one
+    /// transaction for all of them costs far less than one each.
+    async fn gather(&self) {
+        let want = self.last.load(std::sync::atomic::Ordering::Relaxed);
+        if want <= 1 {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + GATHER;
+        while self.state().queue.len() < want {
+            if tokio::time::timeout_at(deadline, self.queued.notified())
+                .await
+                .is_err()
+            {
+                return;
+            }
         }
     }
 
@@ -60,14 +90,18 @@ impl Groups {
 
     /// Queues a job; true if the caller must start a runner.
     fn push(&self, job: Job) -> bool {
-        let mut state = self.state();
-        state.queue.push_back(job);
-        if state.runners < self.max_runners {
-            state.runners += 1;
-            true
-        } else {
-            false
-        }
+        let start = {
+            let mut state = self.state();
+            state.queue.push_back(job);
+            if state.runners < self.max_runners {
+                state.runners += 1;
+                true
+            } else {
+                false
+            }
+        };
+        self.queued.notify_one();
+        start
     }
 
     /// The next group: queued jobs of the front job's workspace, in order.
@@ -153,7 +187,14 @@ impl Engine {
         let mut guard = RunnerGuard {
             engine: Some(self.clone()),
         };
-        while let Some(group) = self.groups.next() {
+        loop {
+            self.groups.gather().await;
+            let Some(group) = self.groups.next() else {
+                break;
+            };
+            self.groups
+                .last
+                .store(group.len(), std::sync::atomic::Ordering::Relaxed);
             self.run_group(group).await;
         }
         // Counted out by `next`.

@@ -53,7 +53,7 @@ pub const DEFAULT_WORKSPACE: &str = "default";
 const RETRIES: usize = 8;
 
 /// Groups of single engagements committing at once on PostgreSQL.
-const GROUP_RUNNERS_POSTGRES: usize = 4;
+const GROUP_RUNNERS_POSTGRES: usize = 2;
 
 /// Parsed policies by (workspace, version): versions are immutable.
 type PolicyCache = Arc<Mutex<HashMap<(String, i64), Arc<Policy>>>>;
