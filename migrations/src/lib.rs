@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_initial;
 mod m20261125_000002_stream;
 mod m20261125_000003_rescore;
+mod m20261125_000004_tokens;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_initial::Migration),
             Box::new(m20261125_000002_stream::Migration),
             Box::new(m20261125_000003_rescore::Migration),
+            Box::new(m20261125_000004_tokens::Migration),
         ]
     }
 

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
-pub use fingerprint::fingerprint;
+pub use fingerprint::{fingerprint, hex};
 use leadflow_domain::Policy;
 use leadflow_store::Store;
 pub use leads::{CreateLead, MAX_BATCH};

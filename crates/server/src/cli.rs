@@ -35,6 +35,66 @@ enum Command {
     /// Lead definitions (policies).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Workspaces: each has its own leads, policy, events and tokens.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+    /// API tokens (bearer tokens bound to a workspace and scopes).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkspaceCommand {
+    /// Creates a workspace, with the example lead definition active.
+    Create {
+        /// Letters, digits, `-` and `_`, at most 64.
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Lists the workspaces.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Creates a token and prints its secret, once: only a hash is kept.
+    Create {
+        #[arg(long)]
+        workspace: String,
+        /// What the token is for (shown in lists and recorded as the
+        /// principal of what it does).
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: leads:read, leads:write, engagements:write,
+        /// transitions:write, policy:admin, triggers:subscribe, analytics:read.
+        #[arg(long)]
+        scopes: String,
+        /// Lifetime, e.g. `90d` or `12h`; none by default.
+        #[arg(long)]
+        expires: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Lists tokens (never their secrets).
+    List {
+        /// Only this workspace's.
+        #[arg(long)]
+        workspace: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revokes a token by id or name; refused on every replica within seconds.
+    Revoke {
+        #[arg(long)]
+        workspace: String,
+        id_or_name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +132,10 @@ struct ServeArgs {
     /// Calls in flight at most; more are refused at once with RESOURCE_EXHAUSTED.
     #[arg(long, env = "LEADFLOW_MAX_IN_FLIGHT")]
     max_in_flight: Option<usize>,
+    /// Require a bearer token on every call even when listening on loopback
+    /// (on any other address tokens are always required).
+    #[arg(long, env = "LEADFLOW_REQUIRE_AUTH")]
+    require_auth: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +215,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 timer_poll_ms: args.timer_poll_ms,
                 rescore_batch: args.rescore_batch,
                 max_in_flight: args.max_in_flight,
+                require_auth: args.require_auth,
             };
             let config = config(cli.config.as_deref(), flags)?;
             let _telemetry = crate::telemetry::init(config.log_format, &config.log_level, std::io::stderr)?;
@@ -183,8 +248,162 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Workspace(command) => workspace_command(cli.config.as_deref(), command).await,
+        Command::Token(command) => token_command(cli.config.as_deref(), command).await,
         Command::Policy(PolicyCommand::Activate { file, server }) => activate(&file, &server).await,
         Command::Policy(PolicyCommand::Simulate { file, server, top }) => simulate(&file, &server, top).await,
+    }
+}
+
+/// The engine on the configured database, for the management commands.
+async fn management_engine(
+    file: Option<&Path>,
+    database: DatabaseArgs,
+) -> anyhow::Result<leadflow_engine::Engine> {
+    let flags = Layer {
+        database_url: database.database_url.map(DatabaseUrl::new),
+        ..Layer::default()
+    };
+    let config = config(file, flags)?;
+    crate::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await
+}
+
+fn valid_workspace_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+async fn workspace_command(file: Option<&Path>, command: WorkspaceCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        WorkspaceCommand::Create { name, database } => {
+            if !valid_workspace_name(&name) {
+                eprintln!("workspace name {name:?}: letters, digits, '-' and '_', 1 to 64 of them");
+                return Ok(ExitCode::from(2));
+            }
+            let engine = management_engine(file, database).await?;
+            if engine.store().workspace_exists(&name).await? {
+                eprintln!("workspace {name:?} exists already");
+                return Ok(ExitCode::FAILURE);
+            }
+            engine.bootstrap(&name, crate::DEFAULT_POLICY).await?;
+            println!("created workspace {name}");
+            Ok(ExitCode::SUCCESS)
+        }
+        WorkspaceCommand::List { database } => {
+            let engine = management_engine(file, database).await?;
+            println!("{:<32} {:>14}  created", "workspace", "active policy");
+            for w in engine.store().workspace_list().await? {
+                let active = w
+                    .active_policy_version
+                    .map_or("none".to_owned(), |v| format!("v{v}"));
+                println!("{:<32} {active:>14}  {}", w.id, w.created_at);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn token_command(file: Option<&Path>, command: TokenCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TokenCommand::Create {
+            workspace,
+            name,
+            scopes,
+            expires,
+            database,
+        } => {
+            let scopes = match crate::auth::parse_scopes(&scopes) {
+                Ok(scopes) => scopes,
+                Err(e) => {
+                    eprintln!("--scopes: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let lifetime = match expires.as_deref().map(leadflow_domain::Span::parse).transpose() {
+                Ok(lifetime) => lifetime,
+                Err(e) => {
+                    eprintln!("--expires: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            if name.trim().is_empty() || name.len() > 128 {
+                eprintln!("--name: 1 to 128 characters");
+                return Ok(ExitCode::from(2));
+            }
+            let engine = management_engine(file, database).await?;
+            if !engine.store().workspace_exists(&workspace).await? {
+                eprintln!("no workspace {workspace:?} (leadflow workspace create {workspace})");
+                return Ok(ExitCode::FAILURE);
+            }
+            let now = engine.now();
+            let secret = crate::auth::new_secret()?;
+            let token = leadflow_store::TokenRecord {
+                workspace,
+                id: uuid::Uuid::now_v7().to_string(),
+                name,
+                scopes,
+                created_at: now,
+                expires_at: lifetime.map(|span| now.saturating_add(span)),
+                revoked_at: None,
+            };
+            engine
+                .store()
+                .insert_token(&token, &crate::auth::secret_hash(&secret))
+                .await?;
+            eprintln!(
+                "token {} ({}) for workspace {} with scopes {}; the secret below is shown once",
+                token.id,
+                token.name,
+                token.workspace,
+                token.scopes.join(",")
+            );
+            println!("{secret}");
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::List { workspace, database } => {
+            let engine = management_engine(file, database).await?;
+            let now = engine.now();
+            println!(
+                "{:<36} {:<16} {:<24} {:<8} scopes",
+                "id", "workspace", "name", "state"
+            );
+            for t in engine.store().tokens(workspace.as_deref()).await? {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else if !t.is_live(now) {
+                    "expired"
+                } else {
+                    "live"
+                };
+                println!(
+                    "{:<36} {:<16} {:<24} {state:<8} {}",
+                    t.id,
+                    t.workspace,
+                    t.name,
+                    t.scopes.join(",")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::Revoke {
+            workspace,
+            id_or_name,
+            database,
+        } => {
+            let engine = management_engine(file, database).await?;
+            let n = engine
+                .store()
+                .revoke_token(&workspace, &id_or_name, engine.now())
+                .await?;
+            if n == 0 {
+                eprintln!("no live token {id_or_name:?} in workspace {workspace:?}");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("revoked {n} token(s)");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

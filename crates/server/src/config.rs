@@ -63,6 +63,8 @@ pub struct Config {
     pub rescore_batch: u64,
     /// Calls in flight at most; more are refused with RESOURCE_EXHAUSTED.
     pub max_in_flight: usize,
+    /// Tokens on every call even on loopback (elsewhere they always are).
+    pub require_auth: bool,
 }
 
 impl Default for Config {
@@ -77,6 +79,7 @@ impl Default for Config {
             timer_poll: Duration::from_secs(1),
             rescore_batch: 200,
             max_in_flight: 256,
+            require_auth: false,
         }
     }
 }
@@ -94,6 +97,7 @@ pub struct Layer {
     pub timer_poll_ms: Option<u64>,
     pub rescore_batch: Option<u64>,
     pub max_in_flight: Option<usize>,
+    pub require_auth: Option<bool>,
 }
 
 impl Layer {
@@ -134,6 +138,9 @@ impl Config {
         }
         if let Some(v) = layer.max_in_flight {
             self.max_in_flight = v;
+        }
+        if let Some(v) = layer.require_auth {
+            self.require_auth = v;
         }
         self
     }

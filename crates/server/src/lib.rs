@@ -14,6 +14,7 @@
 //! - [`config`], [`telemetry`]: the process.
 
 mod admission;
+pub mod auth;
 pub mod cli;
 pub mod config;
 mod convert;
@@ -108,6 +109,20 @@ pub struct Workers {
     pub rescore_batch: Option<u64>,
     /// Calls in flight at most; more are refused with RESOURCE_EXHAUSTED.
     pub max_in_flight: usize,
+    /// Who may call.
+    pub auth: AuthMode,
+}
+
+/// Who may call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A bearer token on every call, unless the service listens on loopback
+    /// only: there every call acts for the default workspace, and a warning
+    /// says so at start.
+    #[default]
+    Auto,
+    /// A bearer token on every call.
+    Required,
 }
 
 impl Default for Workers {
@@ -116,6 +131,7 @@ impl Default for Workers {
             timer_poll: Some(std::time::Duration::from_secs(1)),
             rescore_batch: Some(200),
             max_in_flight: 256,
+            auth: AuthMode::Auto,
         }
     }
 }
@@ -154,12 +170,22 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
     if let Some(batch) = workers.rescore_batch {
         background.push(tokio::spawn(rescore(engine.clone(), batch)));
     }
-    let triggers = TriggerServiceServer::new(TriggerApi::new(engine.clone(), DEFAULT_WORKSPACE))
+    let authenticator = if workers.auth == AuthMode::Auto && addr.ip().is_loopback() {
+        tracing::warn!(
+            workspace = DEFAULT_WORKSPACE,
+            "authentication is OFF: listening on loopback only, every call acts for workspace {DEFAULT_WORKSPACE:?} \
+             (--require-auth turns tokens on)"
+        );
+        auth::Authenticator::open(engine.clone(), DEFAULT_WORKSPACE)
+    } else {
+        auth::Authenticator::new(engine.clone())
+    };
+    let triggers = TriggerServiceServer::new(TriggerApi::new(engine.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let leads = LeadServiceServer::new(LeadApi::new(engine.clone(), DEFAULT_WORKSPACE))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let policies = PolicyServiceServer::new(PolicyApi::new(engine, DEFAULT_WORKSPACE))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let leads =
+        LeadServiceServer::new(LeadApi::new(engine.clone())).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let policies =
+        PolicyServiceServer::new(PolicyApi::new(engine)).max_decoding_message_size(MAX_MESSAGE_BYTES);
 
     let (shutdown, signal) = oneshot::channel::<()>();
     // Replies go out at once: without TCP_NODELAY a small reply written in
@@ -167,6 +193,7 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let router = tonic::transport::Server::builder()
         .layer(observe::ObserveLayer)
+        .layer(auth::AuthLayer::new(Arc::new(authenticator)))
         .layer(admission::AdmissionLayer::new(workers.max_in_flight))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -267,6 +294,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         timer_poll: Some(config.timer_poll),
         rescore_batch: Some(config.rescore_batch),
         max_in_flight: config.max_in_flight,
+        auth: if config.require_auth {
+            AuthMode::Required
+        } else {
+            AuthMode::Auto
+        },
     };
     let running = start_with(config.listen, engine, &workers).await?;
     tracing::info!(

@@ -74,3 +74,99 @@ fn help_lists_the_commands() {
         assert!(text.contains(command), "{text}");
     }
 }
+
+#[test]
+fn workspaces_and_tokens_are_managed_from_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("leadflow-cli-tokens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let db = dir.join("t.db");
+    let url = format!("sqlite://{}", db.display());
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--database-url", url.as_str()]);
+        leadflow(&all)
+    };
+    let text = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+
+    let out = run(&["workspace", "create", "acme"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        run(&["workspace", "create", "acme"]).status.code(),
+        Some(1),
+        "exists"
+    );
+    assert_eq!(run(&["workspace", "create", "no spaces"]).status.code(), Some(2));
+    let listed = text(&run(&["workspace", "list"]));
+    assert!(listed.contains("acme") && listed.contains("v1"), "{listed}");
+
+    let bad = run(&[
+        "token",
+        "create",
+        "--workspace",
+        "acme",
+        "--name",
+        "x",
+        "--scopes",
+        "leads:reed",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("leads:read"));
+    let missing = run(&[
+        "token",
+        "create",
+        "--workspace",
+        "nope",
+        "--name",
+        "x",
+        "--scopes",
+        "leads:read",
+    ]);
+    assert_eq!(missing.status.code(), Some(1));
+
+    let created = run(&[
+        "token",
+        "create",
+        "--workspace",
+        "acme",
+        "--name",
+        "crm-sync",
+        "--scopes",
+        "leads:read,engagements:write",
+        "--expires",
+        "90d",
+    ]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let secret = text(&created).trim().to_owned();
+    assert!(secret.starts_with("lft_") && secret.len() > 40, "{secret}");
+
+    let listed = text(&run(&["token", "list", "--workspace", "acme"]));
+    assert!(listed.contains("crm-sync") && listed.contains("live"), "{listed}");
+    assert!(!listed.contains(&secret), "the secret is never shown again");
+    for file in [db.clone(), dir.join("t.db-wal")] {
+        let stored = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !stored.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the secret is not in {}",
+            file.display()
+        );
+    }
+
+    assert!(
+        run(&["token", "revoke", "--workspace", "acme", "crm-sync"])
+            .status
+            .success()
+    );
+    assert!(text(&run(&["token", "list"])).contains("revoked"));
+    assert_eq!(
+        run(&["token", "revoke", "--workspace", "acme", "crm-sync"])
+            .status
+            .code(),
+        Some(1),
+        "nothing left to revoke"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,7 +2,7 @@
 //! one code path on sea-orm.
 //!
 //! It owns the tables (leads, engagements, transitions, outbox, timers,
-//! policies, idempotent results) and the queries on them, and it converts
+//! policies, idempotent results, workspaces and tokens) and the queries on them, and it converts
 //! rows to and from the domain's types. It makes no decisions: the engine
 //! asks, the domain decides, the store persists. It never imports tonic or
 //! the generated API.
@@ -24,6 +24,7 @@ mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timers;
+mod tokens;
 mod tx;
 
 pub use db::{Backend, Store, StoreOptions, loopback_without_sslmode, postgres_tls_default, redact};
@@ -35,4 +36,5 @@ pub use records::{
 pub use rescore::{RESCORE_DONE, RESCORE_FAILED, RESCORE_RUNNING, RESCORE_SUPERSEDED, RescoreJobRecord};
 pub use stream::{ConsumerRecord, OUTBOX_CHANNEL, OutboxBounds, RETENTION};
 pub use timers::DueTimer;
+pub use tokens::{TokenRecord, WorkspaceRecord};
 pub use tx::{LeadLookup, Tx};

@@ -1,5 +1,6 @@
 //! leadflow end to end: every scenario on SQLite and on PostgreSQL.
 
+mod auth;
 mod batch;
 mod errors;
 mod idempotency;

@@ -21,24 +21,21 @@ use crate::observe::{record_lead, traceparent_of};
 #[derive(Clone, Debug)]
 pub struct LeadApi {
     engine: Engine,
-    workspace: String,
 }
 
 impl LeadApi {
-    pub fn new(engine: Engine, workspace: impl Into<String>) -> Self {
-        Self {
-            engine,
-            workspace: workspace.into(),
-        }
+    pub fn new(engine: Engine) -> Self {
+        Self { engine }
     }
+}
 
-    fn plain(&self, traceparent: Option<String>) -> EngineRequest {
-        EngineRequest {
-            workspace: self.workspace.clone(),
-            request_id: None,
-            fingerprint: String::new(),
-            traceparent,
-        }
+/// An engine request without an idempotency key.
+fn plain(ws: &str, traceparent: Option<String>) -> EngineRequest {
+    EngineRequest {
+        workspace: ws.to_owned(),
+        request_id: None,
+        fingerprint: String::new(),
+        traceparent,
     }
 }
 
@@ -207,6 +204,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::CreateLeadRequest>,
     ) -> Result<Response<pb::CreateLeadResponse>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         let mut check = Check::default();
@@ -216,7 +214,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let captured_at = timestamp_in(&mut check, "captured_at", r.captured_at.as_ref());
         check.into_result()?;
         let req = engine_request(
-            &self.workspace,
+            &ws,
             "CreateLead",
             &r.request_id,
             &r,
@@ -241,6 +239,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::GetLeadRequest>,
     ) -> Result<Response<pb::GetLeadResponse>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         let key = lead_key(&mut check, "lead", r.lead.as_ref());
@@ -248,11 +247,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let Some(key) = key else {
             return Err(Status::invalid_argument("lead: required"));
         };
-        let view = self
-            .engine
-            .get_lead(&self.workspace, &key)
-            .await
-            .map_err(status)?;
+        let view = self.engine.get_lead(&ws, &key).await.map_err(status)?;
         record_lead(&view.record.id);
         Ok(Response::new(pb::GetLeadResponse {
             lead: Some(lead_out(&view)),
@@ -263,6 +258,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::ListLeadsRequest>,
     ) -> Result<Response<pb::ListLeadsResponse>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         let stage = stage_in(&mut check, "stage", r.stage);
@@ -271,7 +267,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         check.into_result()?;
         let page = self
             .engine
-            .list_leads(&self.workspace, stage, after.as_deref(), size)
+            .list_leads(&ws, stage, after.as_deref(), size)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListLeadsResponse {
@@ -284,6 +280,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::UpdateLeadProfileRequest>,
     ) -> Result<Response<pb::UpdateLeadProfileResponse>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         let mut check = Check::default();
@@ -295,7 +292,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
             return Err(Status::invalid_argument("lead: required"));
         };
         let req = engine_request(
-            &self.workspace,
+            &ws,
             "UpdateLeadProfile",
             &r.request_id,
             &r,
@@ -319,13 +316,14 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::RecordEngagementRequest>,
     ) -> Result<Response<pb::RecordEngagementResponse>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         let item = self.one_item(r.lead.as_ref(), r.engagement.as_ref())?;
         let outcome = self
             .engine
             .record_engagement(
-                &self.plain(trace),
+                &plain(&ws, trace),
                 &item.lead,
                 &item.engagement,
                 item.occurred_at_given,
@@ -345,6 +343,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::RecordEngagementsRequest>,
     ) -> Result<Response<pb::RecordEngagementsResponse>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         if r.engagements.len() > MAX_BATCH {
@@ -365,7 +364,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         check.into_result()?;
         let outcomes = self
             .engine
-            .record_engagements(&self.plain(trace), &items)
+            .record_engagements(&plain(&ws, trace), &items)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::RecordEngagementsResponse {
@@ -388,10 +387,11 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<Streaming<pb::StreamEngagementsRequest>>,
     ) -> Result<Response<pb::StreamEngagementsResponse>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let trace = traceparent_of(&request);
         let mut stream = request.into_inner();
         let mut response = pb::StreamEngagementsResponse::default();
-        let req = self.plain(trace);
+        let req = plain(&ws, trace);
         // What has arrived is committed together (one transaction for up to
         // STREAM_BATCH engagements); a client that sends one at a time gets
         // one at a time.
@@ -444,6 +444,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::TransitionRequest>,
     ) -> Result<Response<pb::TransitionResponse>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         let mut check = Check::default();
@@ -472,7 +473,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
             occurred_at,
         };
         let req = engine_request(
-            &self.workspace,
+            &ws,
             "Transition",
             &r.request_id,
             &r,
@@ -496,6 +497,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::GetLeadHistoryRequest>,
     ) -> Result<Response<pb::GetLeadHistoryResponse>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         let key = lead_key(&mut check, "lead", r.lead.as_ref());
@@ -507,7 +509,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         };
         let page = self
             .engine
-            .history(&self.workspace, &key, &cursor, size)
+            .history(&ws, &key, &cursor, size)
             .await
             .map_err(status)?;
         let entries = page
@@ -530,6 +532,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::ExplainScoreRequest>,
     ) -> Result<Response<pb::ExplainScoreResponse>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         let key = lead_key(&mut check, "lead", r.lead.as_ref());
@@ -538,11 +541,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let Some(key) = key else {
             return Err(Status::invalid_argument("lead: required"));
         };
-        let (view, explanation) = self
-            .engine
-            .explain(&self.workspace, &key, as_of)
-            .await
-            .map_err(status)?;
+        let (view, explanation) = self.engine.explain(&ws, &key, as_of).await.map_err(status)?;
         record_lead(&view.record.id);
         Ok(Response::new(explanation_out(&view, &explanation)))
     }

@@ -20,15 +20,11 @@ use crate::observe::traceparent_of;
 #[derive(Clone, Debug)]
 pub struct PolicyApi {
     engine: Engine,
-    workspace: String,
 }
 
 impl PolicyApi {
-    pub fn new(engine: Engine, workspace: impl Into<String>) -> Self {
-        Self {
-            engine,
-            workspace: workspace.into(),
-        }
+    pub fn new(engine: Engine) -> Self {
+        Self { engine }
     }
 }
 
@@ -104,6 +100,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         &self,
         request: Request<pb::SimulatePolicyRequest>,
     ) -> Result<Response<pb::SimulatePolicyResponse>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         let draft = match r.policy {
@@ -131,7 +128,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         let size = usize::try_from(size).unwrap_or(100);
         let sim = self
             .engine
-            .simulate(&self.workspace, &draft, as_of, after.as_deref(), size)
+            .simulate(&ws, &draft, as_of, after.as_deref(), size)
             .await
             .map_err(status)?;
         let counts = sim.counts.unwrap_or_default();
@@ -159,20 +156,17 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         &self,
         request: Request<pb::WatchRescoreRequest>,
     ) -> Result<Response<JobStream>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let id = request.into_inner().job_id;
         if id <= 0 {
             let mut check = Check::default();
             check.fail("job_id", "required: the job from ActivatePolicy");
             check.into_result()?;
         }
-        let first = self
-            .engine
-            .rescore_job(&self.workspace, id)
-            .await
-            .map_err(status)?;
+        let first = self.engine.rescore_job(&ws, id).await.map_err(status)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let engine = self.engine.clone();
-        let ws = self.workspace.clone();
+        let ws = ws.clone();
         tokio::spawn(async move {
             let mut job = first;
             let mut sent: Option<(String, i64, i64)> = None;
@@ -212,6 +206,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         &self,
         request: Request<pb::ValidatePolicyRequest>,
     ) -> Result<Response<pb::ValidatePolicyResponse>, Status> {
+        crate::auth::principal(&request)?;
         let r = request.into_inner();
         check_source(&r.source)?;
         Ok(Response::new(match Engine::validate_policy(&r.source) {
@@ -239,6 +234,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         &self,
         request: Request<pb::CreatePolicyVersionRequest>,
     ) -> Result<Response<pb::CreatePolicyVersionResponse>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         check_source(&r.source)?;
@@ -249,7 +245,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         }
         check.into_result()?;
         let req = engine_request(
-            &self.workspace,
+            &ws,
             "CreatePolicyVersion",
             &r.request_id,
             &r,
@@ -270,6 +266,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         &self,
         request: Request<pb::ListPolicyVersionsRequest>,
     ) -> Result<Response<pb::ListPolicyVersionsResponse>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         let size = check.page_size("page_size", r.page_size, 50, MAX_PAGE);
@@ -285,7 +282,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         check.into_result()?;
         let (versions, next) = self
             .engine
-            .list_policy_versions(&self.workspace, before, size)
+            .list_policy_versions(&ws, before, size)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListPolicyVersionsResponse {
@@ -296,13 +293,10 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
 
     async fn get_active_policy(
         &self,
-        _request: Request<pb::GetActivePolicyRequest>,
+        request: Request<pb::GetActivePolicyRequest>,
     ) -> Result<Response<pb::GetActivePolicyResponse>, Status> {
-        let record = self
-            .engine
-            .active_policy_record(&self.workspace)
-            .await
-            .map_err(status)?;
+        let ws = crate::auth::workspace(&request)?;
+        let record = self.engine.active_policy_record(&ws).await.map_err(status)?;
         Ok(Response::new(pb::GetActivePolicyResponse {
             policy: Some(policy_out(&record)),
         }))
@@ -312,6 +306,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         &self,
         request: Request<pb::ActivatePolicyRequest>,
     ) -> Result<Response<pb::ActivatePolicyResponse>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         let mut check = Check::default();
@@ -321,7 +316,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         }
         check.into_result()?;
         let req = engine_request(
-            &self.workspace,
+            &ws,
             "ActivatePolicy",
             &r.request_id,
             &r,

@@ -17,15 +17,11 @@ use crate::limits::{Check, MAX_ID_CHARS, MAX_MAP_ENTRIES};
 #[derive(Clone, Debug)]
 pub struct TriggerApi {
     engine: Engine,
-    workspace: String,
 }
 
 impl TriggerApi {
-    pub fn new(engine: Engine, workspace: impl Into<String>) -> Self {
-        Self {
-            engine,
-            workspace: workspace.into(),
-        }
+    pub fn new(engine: Engine) -> Self {
+        Self { engine }
     }
 }
 
@@ -104,6 +100,7 @@ impl pb::trigger_service_server::TriggerService for TriggerApi {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         check.text("consumer", &r.consumer, MAX_ID_CHARS, true);
@@ -146,7 +143,7 @@ impl pb::trigger_service_server::TriggerService for TriggerApi {
         check.into_result()?;
         let subscription = self
             .engine
-            .subscribe(&self.workspace, &r.consumer, start, filter)
+            .subscribe(&ws, &r.consumer, start, filter)
             .await
             .map_err(status)?;
         let items = tokio_stream::wrappers::ReceiverStream::new(subscription.into_receiver()).map(|item| {
@@ -165,13 +162,14 @@ impl pb::trigger_service_server::TriggerService for TriggerApi {
     }
 
     async fn ack(&self, request: Request<pb::AckRequest>) -> Result<Response<pb::AckResponse>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         check.text("consumer", &r.consumer, MAX_ID_CHARS, true);
         check.into_result()?;
         let (consumer, head) = self
             .engine
-            .ack(&self.workspace, &r.consumer, r.sequence)
+            .ack(&ws, &r.consumer, r.sequence)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::AckResponse {
@@ -181,9 +179,10 @@ impl pb::trigger_service_server::TriggerService for TriggerApi {
 
     async fn list_consumers(
         &self,
-        _request: Request<pb::ListConsumersRequest>,
+        request: Request<pb::ListConsumersRequest>,
     ) -> Result<Response<pb::ListConsumersResponse>, Status> {
-        let (consumers, head) = self.engine.consumers(&self.workspace).await.map_err(status)?;
+        let ws = crate::auth::workspace(&request)?;
+        let (consumers, head) = self.engine.consumers(&ws).await.map_err(status)?;
         Ok(Response::new(pb::ListConsumersResponse {
             consumers: consumers.iter().map(|c| consumer_out(c, head)).collect(),
         }))
@@ -193,12 +192,13 @@ impl pb::trigger_service_server::TriggerService for TriggerApi {
         &self,
         request: Request<pb::DeleteConsumerRequest>,
     ) -> Result<Response<pb::DeleteConsumerResponse>, Status> {
+        let ws = crate::auth::workspace(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         check.text("consumer", &r.consumer, MAX_ID_CHARS, true);
         check.into_result()?;
         self.engine
-            .delete_consumer(&self.workspace, &r.consumer)
+            .delete_consumer(&ws, &r.consumer)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::DeleteConsumerResponse {}))

@@ -11,5 +11,6 @@ pub(crate) mod outbox;
 pub(crate) mod policy;
 pub(crate) mod rescore_job;
 pub(crate) mod timer;
+pub(crate) mod token;
 pub(crate) mod transition;
 pub(crate) mod workspace;

@@ -1,0 +1,350 @@
+//! Bearer tokens: who calls, for which workspace, with which scopes.
+//!
+//! A token is a 256-bit random secret shown once at creation; the database
+//! keeps its SHA-256 only. Every call to a leadflow service carries it in
+//! `authorization: Bearer …`; the layer here looks it up (a few seconds'
+//! cache, so a revocation reaches every replica within [`CACHE_TTL`]),
+//! checks the scope the method needs ([`required_scope`]) and hands the
+//! services a [`Principal`]. Health checks and reflection stay open.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use leadflow_engine::Engine;
+use leadflow_store::TokenRecord;
+use sha2::{Digest, Sha256};
+use tonic::Code;
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// How long a looked-up token is trusted before it is read again.
+pub const CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// What a token may do.
+pub const SCOPES: [&str; 7] = [
+    "leads:read",
+    "leads:write",
+    "engagements:write",
+    "transitions:write",
+    "policy:admin",
+    "triggers:subscribe",
+    "analytics:read",
+];
+
+/// The caller of a request, as the services see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub workspace: String,
+    /// The token's name (recorded beside the caller-supplied actor), or
+    /// `anonymous` when auth is off.
+    pub name: String,
+}
+
+/// The scope a method needs; `None` for methods open to everyone (health,
+/// reflection). A leadflow method not in the table needs a token but no
+/// particular scope (tonic answers UNIMPLEMENTED for it).
+pub fn required_scope(path: &str) -> Option<Option<&'static str>> {
+    let (service, method) = path.trim_start_matches('/').split_once('/')?;
+    let scope = match (service, method) {
+        ("leadflow.v1.LeadService", "GetLead" | "ListLeads" | "GetLeadHistory" | "ExplainScore") => {
+            "leads:read"
+        }
+        ("leadflow.v1.LeadService", "CreateLead" | "UpdateLeadProfile" | "EraseLead") => "leads:write",
+        ("leadflow.v1.LeadService", "RecordEngagement" | "RecordEngagements" | "StreamEngagements") => {
+            "engagements:write"
+        }
+        ("leadflow.v1.LeadService", "Transition") => "transitions:write",
+        ("leadflow.v1.PolicyService", _) => "policy:admin",
+        ("leadflow.v1.TriggerService", _) => "triggers:subscribe",
+        ("leadflow.v1.AnalyticsService", _) => "analytics:read",
+        (s, _) if s.starts_with("leadflow.") => return Some(None),
+        _ => return None,
+    };
+    Some(Some(scope))
+}
+
+/// A new secret: `lft_` and 256 random bits, base64url.
+pub fn new_secret() -> anyhow::Result<String> {
+    let mut bytes = [0_u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
+    Ok(format!("lft_{}", URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+/// What is stored of a secret.
+pub fn secret_hash(secret: &str) -> String {
+    leadflow_engine::hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// Checks scopes given on the command line: every one known, at least one.
+pub fn parse_scopes(list: &str) -> Result<Vec<String>, String> {
+    let mut scopes: Vec<String> = Vec::new();
+    for scope in list.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()) {
+        if !SCOPES.contains(&scope) {
+            return Err(format!("unknown scope {scope:?}: one of {}", SCOPES.join(", ")));
+        }
+        if !scopes.iter().any(|s| s == scope) {
+            scopes.push(scope.to_owned());
+        }
+    }
+    if scopes.is_empty() {
+        return Err(format!("at least one scope: {}", SCOPES.join(", ")));
+    }
+    Ok(scopes)
+}
+
+/// Looks tokens up, with a short cache.
+#[derive(Debug)]
+pub struct Authenticator {
+    engine: Engine,
+    /// `None`: auth is off and every call acts for this workspace.
+    open_workspace: Option<String>,
+    cache: Mutex<HashMap<String, (Instant, Option<TokenRecord>)>>,
+}
+
+/// Why a call is refused.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    Unauthenticated(&'static str),
+    PermissionDenied(String),
+    Unavailable,
+}
+
+impl Authenticator {
+    /// Tokens required.
+    pub fn new(engine: Engine) -> Self {
+        Self {
+            engine,
+            open_workspace: None,
+            cache: Mutex::default(),
+        }
+    }
+
+    /// No tokens: every call acts for `workspace` (loopback only).
+    pub fn open(engine: Engine, workspace: &str) -> Self {
+        Self {
+            engine,
+            open_workspace: Some(workspace.to_owned()),
+            cache: Mutex::default(),
+        }
+    }
+
+    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, Refusal> {
+        if let Some((at, token)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(hash)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(token.clone());
+        }
+        let token = self.engine.store().token_by_hash(hash).await.map_err(|e| {
+            tracing::warn!(error = %e, "token look-up failed");
+            Refusal::Unavailable
+        })?;
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        // Unknown secrets are cached too (a flood of bad tokens stays off
+        // the database); the map is cleared when it grows large.
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(hash.to_owned(), (Instant::now(), token.clone()));
+        Ok(token)
+    }
+
+    async fn principal(&self, path: &str, authorization: Option<&str>) -> Result<Option<Principal>, Refusal> {
+        let Some(scope) = required_scope(path) else {
+            return Ok(None);
+        };
+        if let Some(ws) = &self.open_workspace {
+            return Ok(Some(Principal {
+                workspace: ws.clone(),
+                name: "anonymous".to_owned(),
+            }));
+        }
+        let secret = authorization
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or(Refusal::Unauthenticated(
+                "a bearer token is required (authorization: Bearer …)",
+            ))?;
+        let token = self
+            .token(&secret_hash(secret))
+            .await?
+            .ok_or(Refusal::Unauthenticated("the token is not valid"))?;
+        if !token.is_live(self.engine.now()) {
+            return Err(Refusal::Unauthenticated("the token is revoked or expired"));
+        }
+        if let Some(scope) = scope
+            && !token.scopes.iter().any(|s| s == scope)
+        {
+            return Err(Refusal::PermissionDenied(format!(
+                "token {:?} lacks the scope {scope} that {path} needs",
+                token.name
+            )));
+        }
+        Ok(Some(Principal {
+            workspace: token.workspace,
+            name: token.name,
+        }))
+    }
+}
+
+fn refused(refusal: Refusal) -> http::Response<tonic::body::Body> {
+    let (code, reason, message) = match refusal {
+        Refusal::Unauthenticated(m) => (Code::Unauthenticated, "UNAUTHENTICATED", m.to_owned()),
+        Refusal::PermissionDenied(m) => (Code::PermissionDenied, "MISSING_SCOPE", m),
+        Refusal::Unavailable => (
+            Code::Unavailable,
+            "TOKEN_LOOKUP_FAILED",
+            "the token could not be checked; retry shortly".to_owned(),
+        ),
+    };
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, crate::error::ERROR_DOMAIN, HashMap::new());
+    tonic::Status::with_error_details(code, message, details).into_http()
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct AuthLayer {
+    auth: Arc<Authenticator>,
+}
+
+impl AuthLayer {
+    pub(crate) fn new(auth: Arc<Authenticator>) -> Self {
+        Self { auth }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Auth {
+            inner,
+            auth: Arc::clone(&self.auth),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Auth<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for Auth<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = Arc::clone(&self.auth);
+        Box::pin(async move {
+            let authorization = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            match auth.principal(req.uri().path(), authorization.as_deref()).await {
+                Ok(Some(principal)) => {
+                    req.extensions_mut().insert(principal);
+                }
+                Ok(None) => {}
+                Err(refusal) => return Ok(refused(refusal)),
+            }
+            inner.call(req).await
+        })
+    }
+}
+
+/// The caller of a request that passed the auth layer.
+pub(crate) fn principal<T>(request: &tonic::Request<T>) -> Result<&Principal, tonic::Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .ok_or_else(|| tonic::Status::unauthenticated("no caller: the request did not pass authentication"))
+}
+
+/// The workspace a request acts in: its token's.
+pub(crate) fn workspace<T>(request: &tonic::Request<T>) -> Result<String, tonic::Status> {
+    Ok(principal(request)?.workspace.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_scopes, required_scope, secret_hash};
+
+    #[test]
+    fn every_leadflow_method_needs_a_token_and_health_does_not() {
+        assert_eq!(
+            required_scope("/leadflow.v1.LeadService/GetLead"),
+            Some(Some("leads:read"))
+        );
+        assert_eq!(
+            required_scope("/leadflow.v1.LeadService/RecordEngagements"),
+            Some(Some("engagements:write"))
+        );
+        assert_eq!(
+            required_scope("/leadflow.v1.PolicyService/ActivatePolicy"),
+            Some(Some("policy:admin"))
+        );
+        assert_eq!(
+            required_scope("/leadflow.v1.TriggerService/Ack"),
+            Some(Some("triggers:subscribe"))
+        );
+        assert_eq!(
+            required_scope("/leadflow.v1.LeadService/NoSuchMethod"),
+            Some(None)
+        );
+        assert_eq!(required_scope("/grpc.health.v1.Health/Check"), None);
+        assert_eq!(
+            required_scope("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+            None
+        );
+    }
+
+    #[test]
+    fn scopes_are_checked_and_deduplicated() {
+        assert_eq!(
+            parse_scopes("leads:read, engagements:write,leads:read").expect("valid"),
+            ["leads:read", "engagements:write"]
+        );
+        assert!(
+            parse_scopes("leads:reed")
+                .expect_err("unknown")
+                .contains("leads:read")
+        );
+        assert!(parse_scopes(" , ").is_err());
+    }
+
+    #[test]
+    fn a_secret_is_stored_as_its_sha256() {
+        assert_eq!(
+            secret_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

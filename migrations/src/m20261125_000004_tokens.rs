@@ -1,0 +1,59 @@
+//! API tokens: a workspace, a name, scopes and the hash of a secret that is
+//! shown once and never stored.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::{big_integer, big_integer_null, string, text};
+
+#[derive(DeriveMigrationName)]
+pub(crate) struct Migration;
+
+#[derive(DeriveIden)]
+enum Tokens {
+    Table,
+    WorkspaceId,
+    Id,
+    Name,
+    SecretHash,
+    Scopes,
+    CreatedAt,
+    ExpiresAt,
+    RevokedAt,
+}
+
+// The trait is declared with an elided `SchemaManager` lifetime; naming it breaks the match.
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Tokens::Table)
+                .col(string(Tokens::WorkspaceId))
+                .col(string(Tokens::Id))
+                .col(string(Tokens::Name))
+                // SHA-256 of the secret, hex.
+                .col(string(Tokens::SecretHash))
+                // Space-separated scopes.
+                .col(text(Tokens::Scopes))
+                .col(big_integer(Tokens::CreatedAt))
+                .col(big_integer_null(Tokens::ExpiresAt))
+                .col(big_integer_null(Tokens::RevokedAt))
+                .primary_key(Index::create().col(Tokens::WorkspaceId).col(Tokens::Id))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("tokens_secret_hash")
+                .table(Tokens::Table)
+                .col(Tokens::SecretHash)
+                .unique()
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table(Tokens::Table).to_owned()).await
+    }
+}

@@ -1,0 +1,222 @@
+//! Bearer tokens: a token acts for its workspace only, with its scopes only;
+//! a revoked or expired token is refused; health checks need none.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadflow_e2e::*;
+use leadflow_proto::v1 as pb;
+use leadflow_proto::v1::lead_service_client::LeadServiceClient;
+use leadflow_server::auth::{CACHE_TTL, new_secret, secret_hash};
+use leadflow_store::TokenRecord;
+use leadflow_store::testing::TestDatabase;
+use tonic::Code;
+
+/// A request carrying `secret` as its bearer token (none if empty).
+fn with_token<T>(secret: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if !secret.is_empty() {
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {secret}").parse().expect("header value"),
+        );
+    }
+    request
+}
+
+async fn token(
+    engine: &leadflow_engine::Engine,
+    ws: &str,
+    name: &str,
+    scopes: &[&str],
+    expires_at: Option<leadflow_domain::Timestamp>,
+) -> anyhow::Result<String> {
+    let secret = new_secret()?;
+    let record = TokenRecord {
+        workspace: ws.to_owned(),
+        id: format!("{ws}-{name}"),
+        name: name.to_owned(),
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        created_at: engine.now(),
+        expires_at,
+        revoked_at: None,
+    };
+    engine
+        .store()
+        .insert_token(&record, &secret_hash(&secret))
+        .await?;
+    Ok(secret)
+}
+
+fn create(secret: &str, email: &str) -> tonic::Request<pb::CreateLeadRequest> {
+    with_token(
+        secret,
+        pb::CreateLeadRequest {
+            profile: good_fit(email),
+            ..pb::CreateLeadRequest::default()
+        },
+    )
+}
+
+async fn tokens_bind_calls_to_their_workspace_and_scopes(db: Db) -> anyhow::Result<()> {
+    let Some(database) = TestDatabase::new(db).await else {
+        return Ok(());
+    };
+    let config = leadflow_server::Config {
+        database_url: leadflow_server::DatabaseUrl::new(database.url.clone()),
+        ..leadflow_server::Config::default()
+    };
+    let engine = leadflow_server::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;
+    for ws in ["acme", "globex"] {
+        engine.bootstrap(ws, leadflow_server::DEFAULT_POLICY).await?;
+    }
+    let writer = token(
+        &engine,
+        "acme",
+        "crm-sync",
+        &["leads:read", "leads:write", "engagements:write"],
+        None,
+    )
+    .await?;
+    let reader = token(&engine, "acme", "reports", &["leads:read"], None).await?;
+    let other = token(
+        &engine,
+        "globex",
+        "everything",
+        &leadflow_server::auth::SCOPES,
+        None,
+    )
+    .await?;
+    let expired = token(
+        &engine,
+        "acme",
+        "old",
+        &["leads:read"],
+        Some(engine.now().saturating_sub(leadflow_domain::Span::from_days(1))),
+    )
+    .await?;
+
+    let workers = leadflow_server::Workers {
+        auth: leadflow_server::AuthMode::Required,
+        ..leadflow_server::Workers::default()
+    };
+    let running = leadflow_server::start_with("127.0.0.1:0".parse()?, engine.clone(), &workers).await?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))?
+        .connect()
+        .await?;
+    let mut leads = LeadServiceClient::new(channel.clone());
+
+    // No token, a made-up one, an expired one: UNAUTHENTICATED, nothing written.
+    for (secret, what) in [
+        ("", "none"),
+        ("lft_not-a-real-token", "unknown"),
+        (expired.as_str(), "expired"),
+    ] {
+        let err = leads
+            .create_lead(create(secret, "x@acme.com"))
+            .await
+            .expect_err(what);
+        assert_eq!(err.code(), Code::Unauthenticated, "{what}: {err:?}");
+    }
+    // A valid token without the scope: PERMISSION_DENIED.
+    let err = leads
+        .create_lead(create(&reader, "r@acme.com"))
+        .await
+        .expect_err("no leads:write");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert_eq!(reason(&err), "MISSING_SCOPE");
+    assert_eq!(engine.store().row_counts("acme").await?[0], 0, "nothing written");
+
+    let lead = leads
+        .create_lead(create(&writer, "w@acme.com"))
+        .await?
+        .into_inner()
+        .lead
+        .expect("lead");
+    let got = leads
+        .get_lead(with_token(
+            &reader,
+            pb::GetLeadRequest {
+                lead: by_id(&lead.id),
+            },
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(got.lead.map(|l| l.id), Some(lead.id.clone()));
+
+    // Another workspace's token never sees the lead, nor can it write to it.
+    let err = leads
+        .get_lead(with_token(
+            &other,
+            pb::GetLeadRequest {
+                lead: by_id(&lead.id),
+            },
+        ))
+        .await
+        .expect_err("other workspace");
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(!err.message().contains("w@acme.com"));
+    let err = leads
+        .record_engagement(with_token(
+            &other,
+            pb::RecordEngagementRequest {
+                lead: by_id(&lead.id),
+                engagement: Some(engagement("g-1", "demo_requested")),
+            },
+        ))
+        .await
+        .expect_err("other workspace");
+    assert_eq!(err.code(), Code::NotFound);
+    let listed = leads
+        .list_leads(with_token(&other, pb::ListLeadsRequest::default()))
+        .await?
+        .into_inner();
+    assert!(listed.leads.is_empty(), "globex lists none of acme's leads");
+    assert_eq!(
+        engine.store().row_counts("acme").await?[1],
+        0,
+        "no engagement written"
+    );
+
+    // Health needs no token.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    // Revoked: refused once the cache has turned over.
+    assert_eq!(
+        engine
+            .store()
+            .revoke_token("acme", "crm-sync", engine.now())
+            .await?,
+        1
+    );
+    tokio::time::sleep(CACHE_TTL + Duration::from_millis(300)).await;
+    let err = leads
+        .create_lead(create(&writer, "late@acme.com"))
+        .await
+        .expect_err("revoked");
+    assert_eq!(err.code(), Code::Unauthenticated);
+
+    running.shutdown(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_bind_calls_to_their_workspace_and_scopes_sqlite() -> anyhow::Result<()> {
+    tokens_bind_calls_to_their_workspace_and_scopes(Db::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_bind_calls_to_their_workspace_and_scopes_postgres() -> anyhow::Result<()> {
+    tokens_bind_calls_to_their_workspace_and_scopes(Db::Postgres).await
+}
