@@ -1,8 +1,9 @@
 //! API tokens: a workspace, a name, scopes and the hash of a secret that is
-//! shown once and never stored.
+//! shown once and never stored; and the principal (a token's name) recorded
+//! on transitions and policy versions.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::{big_integer, big_integer_null, string, text};
+use sea_orm_migration::schema::{big_integer, big_integer_null, string, text, text_null};
 
 #[derive(DeriveMigrationName)]
 pub(crate) struct Migration;
@@ -18,6 +19,19 @@ enum Tokens {
     CreatedAt,
     ExpiresAt,
     RevokedAt,
+}
+
+#[derive(DeriveIden)]
+enum Transitions {
+    Table,
+    Principal,
+}
+
+#[derive(DeriveIden)]
+enum Policies {
+    Table,
+    CreatedBy,
+    ActivatedBy,
 }
 
 // The trait is declared with an elided `SchemaManager` lifetime; naming it breaks the match.
@@ -50,10 +64,44 @@ impl MigrationTrait for Migration {
                 .unique()
                 .to_owned(),
         )
-        .await
+        .await?;
+        // SQLite adds one column per statement.
+        m.alter_table(
+            Table::alter()
+                .table(Transitions::Table)
+                .add_column(text_null(Transitions::Principal))
+                .to_owned(),
+        )
+        .await?;
+        for column in [Policies::CreatedBy, Policies::ActivatedBy] {
+            m.alter_table(
+                Table::alter()
+                    .table(Policies::Table)
+                    .add_column(text_null(column))
+                    .to_owned(),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for column in [Policies::CreatedBy, Policies::ActivatedBy] {
+            m.alter_table(
+                Table::alter()
+                    .table(Policies::Table)
+                    .drop_column(column)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        m.alter_table(
+            Table::alter()
+                .table(Transitions::Table)
+                .drop_column(Transitions::Principal)
+                .to_owned(),
+        )
+        .await?;
         m.drop_table(Table::drop().table(Tokens::Table).to_owned()).await
     }
 }

@@ -467,6 +467,7 @@ impl Engine {
             policy_version,
             now,
             traceparent: req.traceparent.as_deref(),
+            principal: req.principal.as_deref(),
         }
     }
 

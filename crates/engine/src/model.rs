@@ -32,6 +32,9 @@ pub struct Request {
     pub fingerprint: String,
     /// W3C trace context of the call, carried on its outbox events.
     pub traceparent: Option<String>,
+    /// The authenticated caller (a token's name), recorded on what the
+    /// call does beside the caller-supplied actor.
+    pub principal: Option<String>,
 }
 
 impl Request {

@@ -14,6 +14,8 @@ pub(crate) struct Target<'a> {
     pub(crate) policy_version: i64,
     pub(crate) now: Timestamp,
     pub(crate) traceparent: Option<&'a str>,
+    /// Recorded on the transitions (see `Request::principal`).
+    pub(crate) principal: Option<&'a str>,
 }
 
 /// The lead before the decision, or a new one.
@@ -83,8 +85,15 @@ pub(crate) async fn persist(
         Before::Existing(_) => tx.update_lead(ws, write).await?,
         Before::New { .. } => tx.insert_lead(ws, external_key, write).await?,
     }
-    tx.insert_transitions(ws, id, history_len + 1, &records, target.policy_version)
-        .await?;
+    tx.insert_transitions(
+        ws,
+        id,
+        history_len + 1,
+        &records,
+        target.policy_version,
+        target.principal,
+    )
+    .await?;
     tx.apply_timers(ws, id, &decision.timers, target.now).await?;
 
     let transitions: Vec<StoredTransition> = (history_len + 1..)
@@ -94,6 +103,7 @@ pub(crate) async fn persist(
             seq,
             record: record.clone(),
             policy_version: target.policy_version,
+            principal: target.principal.map(str::to_owned),
         })
         .collect();
     let record = LeadRecord {

@@ -28,8 +28,8 @@ impl Engine {
         tx.ensure_workspace(ws, now).await?;
         if tx.lock_workspace(ws).await?.flatten().is_none() {
             let policy = Policy::from_toml(default_source).map_err(EngineError::InvalidPolicy)?;
-            let record = self.store_version(&tx, ws, &policy, default_source).await?;
-            tx.activate_policy(ws, record.version, now).await?;
+            let record = self.store_version(&tx, ws, &policy, default_source, None).await?;
+            tx.activate_policy(ws, record.version, now, None).await?;
             tracing::info!(workspace = ws, version = record.version, name = %policy.name, "activated the default policy");
         }
         tx.commit().await?;
@@ -42,6 +42,7 @@ impl Engine {
         ws: &str,
         policy: &Policy,
         source: &str,
+        by: Option<&str>,
     ) -> Result<PolicyRecord, EngineError> {
         let checksum = fingerprint([source.as_bytes()]);
         if let Some(existing) = tx.policy_by_checksum(ws, &checksum).await? {
@@ -50,10 +51,13 @@ impl Engine {
         let record = tx
             .insert_policy(
                 ws,
-                &policy.name,
-                &policy.description,
-                source,
-                &checksum,
+                &leadflow_store::NewPolicy {
+                    name: &policy.name,
+                    description: &policy.description,
+                    source,
+                    checksum: &checksum,
+                    created_by: by,
+                },
                 self.now(),
             )
             .await?;
@@ -81,7 +85,9 @@ impl Engine {
         if let Some(done) = replay::<PolicyRecord>(&tx, req, "CreatePolicyVersion").await? {
             return Ok(done);
         }
-        let record = self.store_version(&tx, &req.workspace, policy, source).await?;
+        let record = self
+            .store_version(&tx, &req.workspace, policy, source, req.principal.as_deref())
+            .await?;
         save(&tx, req, "CreatePolicyVersion", &record, self.now()).await?;
         tx.commit().await?;
         Ok(record)
@@ -142,7 +148,8 @@ impl Engine {
             });
         }
         let now = self.now();
-        tx.activate_policy(ws, version, now).await?;
+        tx.activate_policy(ws, version, now, req.principal.as_deref())
+            .await?;
         let job = tx.start_rescore(ws, version, now).await?;
         let policy = tx
             .policy(ws, version)

@@ -171,6 +171,7 @@ impl Engine {
                             seq,
                             record: t.clone(),
                             policy_version: version,
+                            principal: None,
                         })
                         .collect(),
                     lead_id: record.id,

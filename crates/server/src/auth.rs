@@ -43,6 +43,16 @@ pub struct Principal {
     /// The token's name (recorded beside the caller-supplied actor), or
     /// `anonymous` when auth is off.
     pub name: String,
+    /// Authenticated by a token.
+    pub token: bool,
+}
+
+impl Principal {
+    /// What is recorded as the principal of what the call does: the
+    /// token's name; nothing when auth is off.
+    pub fn recorded_name(&self) -> Option<String> {
+        self.token.then(|| self.name.clone())
+    }
 }
 
 /// The scope a method needs; `None` for methods open to everyone (health,
@@ -165,6 +175,7 @@ impl Authenticator {
             return Ok(Some(Principal {
                 workspace: ws.clone(),
                 name: "anonymous".to_owned(),
+                token: false,
             }));
         }
         let secret = authorization
@@ -192,6 +203,7 @@ impl Authenticator {
         Ok(Some(Principal {
             workspace: token.workspace,
             name: token.name,
+            token: true,
         }))
     }
 }
@@ -288,9 +300,9 @@ pub(crate) fn principal<T>(request: &tonic::Request<T>) -> Result<&Principal, to
         .ok_or_else(|| tonic::Status::unauthenticated("no caller: the request did not pass authentication"))
 }
 
-/// The workspace a request acts in: its token's.
-pub(crate) fn workspace<T>(request: &tonic::Request<T>) -> Result<String, tonic::Status> {
-    Ok(principal(request)?.workspace.clone())
+/// Who calls, for the services.
+pub(crate) fn caller<T>(request: &tonic::Request<T>) -> Result<Principal, tonic::Status> {
+    Ok(principal(request)?.clone())
 }
 
 #[cfg(test)]

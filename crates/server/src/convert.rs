@@ -178,6 +178,7 @@ pub(crate) fn transition_out(t: &StoredTransition) -> pb::Transition {
         guards: r.guards.iter().map(guard_out).collect(),
         policy_version: t.policy_version,
         sequence: t.seq,
+        principal: t.principal.clone().unwrap_or_default(),
     }
 }
 
@@ -306,6 +307,8 @@ pub(crate) fn policy_out(p: &PolicyRecord) -> pb::PolicyVersion {
         created_at: Some(timestamp_out(p.created_at)),
         active: p.active,
         activated_at: p.activated_at.map(timestamp_out),
+        created_by: p.created_by.clone().unwrap_or_default(),
+        activated_by: p.activated_by.clone().unwrap_or_default(),
     }
 }
 

@@ -112,6 +112,7 @@ pub(crate) fn transition(row: transition::Model) -> Result<StoredTransition, Sto
     Ok(StoredTransition {
         seq: row.seq,
         policy_version: row.policy_version,
+        principal: row.principal,
         record: TransitionRecord {
             from,
             to: stage("transitions", &key, &row.to_stage)?,
@@ -160,5 +161,7 @@ pub(crate) fn policy(row: policy::Model, active: Option<i64>) -> PolicyRecord {
         checksum: row.checksum,
         created_at: ts(row.created_at),
         activated_at: row.activated_at.map(ts),
+        created_by: row.created_by,
+        activated_by: row.activated_by,
     }
 }

@@ -30,8 +30,8 @@ mod tx;
 pub use db::{Backend, Store, StoreOptions, loopback_without_sslmode, postgres_tls_default, redact};
 pub use error::StoreError;
 pub use records::{
-    EngagementCursor, LeadRecord, LeadWrite, NewEngagement, NewOutboxEvent, OutboxRecord, PolicyRecord,
-    StoredEngagement, StoredResult, StoredTimer, StoredTransition,
+    EngagementCursor, LeadRecord, LeadWrite, NewEngagement, NewOutboxEvent, NewPolicy, OutboxRecord,
+    PolicyRecord, StoredEngagement, StoredResult, StoredTimer, StoredTransition,
 };
 pub use rescore::{RESCORE_DONE, RESCORE_FAILED, RESCORE_RUNNING, RESCORE_SUPERSEDED, RescoreJobRecord};
 pub use stream::{ConsumerRecord, OUTBOX_CHANNEL, OutboxBounds, RETENTION};

@@ -33,6 +33,18 @@ pub struct LeadWrite<'a> {
     pub now: Timestamp,
 }
 
+/// A policy version to store, for [`crate::Tx::insert_policy`].
+#[derive(Clone, Copy, Debug)]
+pub struct NewPolicy<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    /// The TOML document.
+    pub source: &'a str,
+    pub checksum: &'a str,
+    /// The token (by name) that stores it.
+    pub created_by: Option<&'a str>,
+}
+
 /// An engagement to record, for [`crate::Tx::insert_engagements_if_new`].
 #[derive(Clone, Copy, Debug)]
 pub struct NewEngagement<'a> {
@@ -66,6 +78,10 @@ pub struct StoredTransition {
     pub seq: i64,
     pub record: TransitionRecord,
     pub policy_version: i64,
+    /// The token (by name) whose call made it; none for the service's own
+    /// moves (timers, re-scores) and when auth is off.
+    #[serde(default)]
+    pub principal: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +94,11 @@ pub struct PolicyRecord {
     pub created_at: Timestamp,
     pub activated_at: Option<Timestamp>,
     pub active: bool,
+    /// The token (by name) that stored it, and that last activated it.
+    #[serde(default)]
+    pub created_by: Option<String>,
+    #[serde(default)]
+    pub activated_by: Option<String>,
 }
 
 /// An event for the outbox; its sequence is assigned at commit.

@@ -18,7 +18,8 @@ use crate::db::Backend;
 use crate::entity::{engagement, idempotency, lead, outbox, policy, timer, transition, workspace};
 use crate::error::StoreError;
 use crate::records::{
-    LeadRecord, LeadWrite, NewEngagement, NewOutboxEvent, PolicyRecord, StoredEngagement, StoredResult,
+    LeadRecord, LeadWrite, NewEngagement, NewOutboxEvent, NewPolicy, PolicyRecord, StoredEngagement,
+    StoredResult,
 };
 
 /// How a lead is looked up.
@@ -303,10 +304,7 @@ impl Tx {
     pub async fn insert_policy(
         &self,
         ws: &str,
-        name: &str,
-        description: &str,
-        source: &str,
-        checksum: &str,
+        new: &NewPolicy<'_>,
         now: Timestamp,
     ) -> Result<PolicyRecord, StoreError> {
         let last = policy::Entity::find()
@@ -318,12 +316,14 @@ impl Tx {
         let row = policy::Model {
             workspace_id: ws.to_owned(),
             version: last + 1,
-            name: name.to_owned(),
-            description: description.to_owned(),
-            source: source.to_owned(),
-            checksum: checksum.to_owned(),
+            name: new.name.to_owned(),
+            description: new.description.to_owned(),
+            source: new.source.to_owned(),
+            checksum: new.checksum.to_owned(),
             created_at: now.as_micros(),
             activated_at: None,
+            created_by: new.created_by.map(str::to_owned),
+            activated_by: None,
         };
         policy::Entity::insert(policy::ActiveModel::from(row.clone()))
             .exec_without_returning(self.db().await?)
@@ -343,7 +343,13 @@ impl Tx {
     }
 
     /// Makes `version` the active one (it must exist).
-    pub async fn activate_policy(&self, ws: &str, version: i64, now: Timestamp) -> Result<(), StoreError> {
+    pub async fn activate_policy(
+        &self,
+        ws: &str,
+        version: i64,
+        now: Timestamp,
+        by: Option<&str>,
+    ) -> Result<(), StoreError> {
         workspace::Entity::update_many()
             .col_expr(workspace::Column::ActivePolicyVersion, Expr::value(version))
             .filter(workspace::Column::Id.eq(ws))
@@ -351,6 +357,7 @@ impl Tx {
             .await?;
         policy::Entity::update_many()
             .col_expr(policy::Column::ActivatedAt, Expr::value(now.as_micros()))
+            .col_expr(policy::Column::ActivatedBy, Expr::value(by.map(str::to_owned)))
             .filter(policy::Column::WorkspaceId.eq(ws))
             .filter(policy::Column::Version.eq(version))
             .exec(self.db().await?)
@@ -584,6 +591,7 @@ impl Tx {
         first_seq: i64,
         records: &[&TransitionRecord],
         policy_version: i64,
+        principal: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut rows = Vec::with_capacity(records.len());
         for (seq, t) in (first_seq..).zip(records) {
@@ -607,6 +615,7 @@ impl Tx {
                 guards: Set(serde_json::to_string(&t.guards)
                     .map_err(|e| StoreError::corrupt("transitions", lead_id, e))?),
                 policy_version: Set(policy_version),
+                principal: Set(principal.map(str::to_owned)),
             });
         }
         if self.deferring() {

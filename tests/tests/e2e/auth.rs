@@ -127,12 +127,20 @@ async fn tokens_bind_calls_to_their_workspace_and_scopes(db: Db) -> anyhow::Resu
     assert_eq!(reason(&err), "MISSING_SCOPE");
     assert_eq!(engine.store().row_counts("acme").await?[0], 0, "nothing written");
 
-    let lead = leads
+    let created = leads
         .create_lead(create(&writer, "w@acme.com"))
         .await?
-        .into_inner()
-        .lead
-        .expect("lead");
+        .into_inner();
+    assert_eq!(
+        created
+            .transitions
+            .iter()
+            .map(|t| t.principal.as_str())
+            .collect::<Vec<_>>(),
+        ["crm-sync"],
+        "the token's name is recorded on what its call did"
+    );
+    let lead = created.lead.expect("lead");
     let got = leads
         .get_lead(with_token(
             &reader,
@@ -177,6 +185,55 @@ async fn tokens_bind_calls_to_their_workspace_and_scopes(db: Db) -> anyhow::Resu
         0,
         "no engagement written"
     );
+
+    // Policy changes record their principal too; engagement writers may not make them.
+    let mut policies = leadflow_proto::v1::policy_service_client::PolicyServiceClient::new(channel.clone());
+    let source = format!("{}\n# tuned by marketing ops\n", leadflow_server::DEFAULT_POLICY);
+    let err = policies
+        .create_policy_version(with_token(
+            &writer,
+            pb::CreatePolicyVersionRequest {
+                request_id: String::new(),
+                source: source.clone(),
+            },
+        ))
+        .await
+        .expect_err("no policy:admin");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let admin = token(&engine, "acme", "ops", &["policy:admin"], None).await?;
+    let version = policies
+        .create_policy_version(with_token(
+            &admin,
+            pb::CreatePolicyVersionRequest {
+                request_id: String::new(),
+                source,
+            },
+        ))
+        .await?
+        .into_inner()
+        .policy
+        .expect("policy");
+    assert_eq!(version.created_by, "ops");
+    let activated = policies
+        .activate_policy(with_token(
+            &admin,
+            pb::ActivatePolicyRequest {
+                request_id: String::new(),
+                version: version.version,
+            },
+        ))
+        .await?
+        .into_inner()
+        .policy
+        .expect("policy");
+    assert_eq!(activated.activated_by, "ops");
+    let globex_active = policies
+        .get_active_policy(with_token(&other, pb::GetActivePolicyRequest::default()))
+        .await?
+        .into_inner()
+        .policy
+        .expect("policy");
+    assert_eq!(globex_active.version, 1, "globex keeps its own policy");
 
     // Health needs no token.
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tonic_types::StatusExt;
 
 use super::engine_request;
+use crate::auth::Principal;
 use crate::convert::{
     engagement_in, engagement_out, explanation_out, lead_key, lead_out, stage_in, timestamp_in, token_in,
     token_out, transition_out, trigger_out,
@@ -30,12 +31,13 @@ impl LeadApi {
 }
 
 /// An engine request without an idempotency key.
-fn plain(ws: &str, traceparent: Option<String>) -> EngineRequest {
+fn plain(caller: &Principal, traceparent: Option<String>) -> EngineRequest {
     EngineRequest {
-        workspace: ws.to_owned(),
+        workspace: caller.workspace.clone(),
         request_id: None,
         fingerprint: String::new(),
         traceparent,
+        principal: caller.recorded_name(),
     }
 }
 
@@ -204,7 +206,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::CreateLeadRequest>,
     ) -> Result<Response<pb::CreateLeadResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         let mut check = Check::default();
@@ -214,7 +216,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let captured_at = timestamp_in(&mut check, "captured_at", r.captured_at.as_ref());
         check.into_result()?;
         let req = engine_request(
-            &ws,
+            &caller,
             "CreateLead",
             &r.request_id,
             &r,
@@ -239,7 +241,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::GetLeadRequest>,
     ) -> Result<Response<pb::GetLeadResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         let key = lead_key(&mut check, "lead", r.lead.as_ref());
@@ -247,7 +249,11 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let Some(key) = key else {
             return Err(Status::invalid_argument("lead: required"));
         };
-        let view = self.engine.get_lead(&ws, &key).await.map_err(status)?;
+        let view = self
+            .engine
+            .get_lead(&caller.workspace, &key)
+            .await
+            .map_err(status)?;
         record_lead(&view.record.id);
         Ok(Response::new(pb::GetLeadResponse {
             lead: Some(lead_out(&view)),
@@ -258,7 +264,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::ListLeadsRequest>,
     ) -> Result<Response<pb::ListLeadsResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         let stage = stage_in(&mut check, "stage", r.stage);
@@ -267,7 +273,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         check.into_result()?;
         let page = self
             .engine
-            .list_leads(&ws, stage, after.as_deref(), size)
+            .list_leads(&caller.workspace, stage, after.as_deref(), size)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListLeadsResponse {
@@ -280,7 +286,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::UpdateLeadProfileRequest>,
     ) -> Result<Response<pb::UpdateLeadProfileResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         let mut check = Check::default();
@@ -292,7 +298,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
             return Err(Status::invalid_argument("lead: required"));
         };
         let req = engine_request(
-            &ws,
+            &caller,
             "UpdateLeadProfile",
             &r.request_id,
             &r,
@@ -316,14 +322,14 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::RecordEngagementRequest>,
     ) -> Result<Response<pb::RecordEngagementResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         let item = self.one_item(r.lead.as_ref(), r.engagement.as_ref())?;
         let outcome = self
             .engine
             .record_engagement(
-                &plain(&ws, trace),
+                &plain(&caller, trace),
                 &item.lead,
                 &item.engagement,
                 item.occurred_at_given,
@@ -343,7 +349,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::RecordEngagementsRequest>,
     ) -> Result<Response<pb::RecordEngagementsResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         if r.engagements.len() > MAX_BATCH {
@@ -364,7 +370,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         check.into_result()?;
         let outcomes = self
             .engine
-            .record_engagements(&plain(&ws, trace), &items)
+            .record_engagements(&plain(&caller, trace), &items)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::RecordEngagementsResponse {
@@ -387,11 +393,11 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<Streaming<pb::StreamEngagementsRequest>>,
     ) -> Result<Response<pb::StreamEngagementsResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let trace = traceparent_of(&request);
         let mut stream = request.into_inner();
         let mut response = pb::StreamEngagementsResponse::default();
-        let req = plain(&ws, trace);
+        let req = plain(&caller, trace);
         // What has arrived is committed together (one transaction for up to
         // STREAM_BATCH engagements); a client that sends one at a time gets
         // one at a time.
@@ -444,7 +450,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::TransitionRequest>,
     ) -> Result<Response<pb::TransitionResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         let mut check = Check::default();
@@ -473,7 +479,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
             occurred_at,
         };
         let req = engine_request(
-            &ws,
+            &caller,
             "Transition",
             &r.request_id,
             &r,
@@ -497,7 +503,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::GetLeadHistoryRequest>,
     ) -> Result<Response<pb::GetLeadHistoryResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         let key = lead_key(&mut check, "lead", r.lead.as_ref());
@@ -509,7 +515,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         };
         let page = self
             .engine
-            .history(&ws, &key, &cursor, size)
+            .history(&caller.workspace, &key, &cursor, size)
             .await
             .map_err(status)?;
         let entries = page
@@ -532,7 +538,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         &self,
         request: Request<pb::ExplainScoreRequest>,
     ) -> Result<Response<pb::ExplainScoreResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         let key = lead_key(&mut check, "lead", r.lead.as_ref());
@@ -541,7 +547,11 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let Some(key) = key else {
             return Err(Status::invalid_argument("lead: required"));
         };
-        let (view, explanation) = self.engine.explain(&ws, &key, as_of).await.map_err(status)?;
+        let (view, explanation) = self
+            .engine
+            .explain(&caller.workspace, &key, as_of)
+            .await
+            .map_err(status)?;
         record_lead(&view.record.id);
         Ok(Response::new(explanation_out(&view, &explanation)))
     }

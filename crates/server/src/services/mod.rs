@@ -14,7 +14,7 @@ use leadflow_engine::{Request, fingerprint};
 /// content without that key (so a retry with the same id is recognised and
 /// the same id with other content is not).
 pub(crate) fn engine_request<M: prost::Message + Clone>(
-    workspace: &str,
+    caller: &crate::auth::Principal,
     method: &str,
     request_id: &str,
     message: &M,
@@ -24,9 +24,10 @@ pub(crate) fn engine_request<M: prost::Message + Clone>(
     let mut copy = message.clone();
     clear_id(&mut copy);
     Request {
-        workspace: workspace.to_owned(),
+        workspace: caller.workspace.clone(),
         request_id: (!request_id.is_empty()).then(|| request_id.to_owned()),
         fingerprint: fingerprint([method.as_bytes(), copy.encode_to_vec().as_slice()]),
         traceparent,
+        principal: caller.recorded_name(),
     }
 }

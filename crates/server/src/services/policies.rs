@@ -100,7 +100,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         &self,
         request: Request<pb::SimulatePolicyRequest>,
     ) -> Result<Response<pb::SimulatePolicyResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         let draft = match r.policy {
@@ -128,7 +128,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         let size = usize::try_from(size).unwrap_or(100);
         let sim = self
             .engine
-            .simulate(&ws, &draft, as_of, after.as_deref(), size)
+            .simulate(&caller.workspace, &draft, as_of, after.as_deref(), size)
             .await
             .map_err(status)?;
         let counts = sim.counts.unwrap_or_default();
@@ -156,17 +156,21 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         &self,
         request: Request<pb::WatchRescoreRequest>,
     ) -> Result<Response<JobStream>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let id = request.into_inner().job_id;
         if id <= 0 {
             let mut check = Check::default();
             check.fail("job_id", "required: the job from ActivatePolicy");
             check.into_result()?;
         }
-        let first = self.engine.rescore_job(&ws, id).await.map_err(status)?;
+        let first = self
+            .engine
+            .rescore_job(&caller.workspace, id)
+            .await
+            .map_err(status)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let engine = self.engine.clone();
-        let ws = ws.clone();
+        let ws = caller.workspace.clone();
         tokio::spawn(async move {
             let mut job = first;
             let mut sent: Option<(String, i64, i64)> = None;
@@ -234,7 +238,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         &self,
         request: Request<pb::CreatePolicyVersionRequest>,
     ) -> Result<Response<pb::CreatePolicyVersionResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         check_source(&r.source)?;
@@ -245,7 +249,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         }
         check.into_result()?;
         let req = engine_request(
-            &ws,
+            &caller,
             "CreatePolicyVersion",
             &r.request_id,
             &r,
@@ -266,7 +270,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         &self,
         request: Request<pb::ListPolicyVersionsRequest>,
     ) -> Result<Response<pb::ListPolicyVersionsResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         let size = check.page_size("page_size", r.page_size, 50, MAX_PAGE);
@@ -282,7 +286,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         check.into_result()?;
         let (versions, next) = self
             .engine
-            .list_policy_versions(&ws, before, size)
+            .list_policy_versions(&caller.workspace, before, size)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ListPolicyVersionsResponse {
@@ -295,8 +299,12 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         &self,
         request: Request<pb::GetActivePolicyRequest>,
     ) -> Result<Response<pb::GetActivePolicyResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
-        let record = self.engine.active_policy_record(&ws).await.map_err(status)?;
+        let caller = crate::auth::caller(&request)?;
+        let record = self
+            .engine
+            .active_policy_record(&caller.workspace)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::GetActivePolicyResponse {
             policy: Some(policy_out(&record)),
         }))
@@ -306,7 +314,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         &self,
         request: Request<pb::ActivatePolicyRequest>,
     ) -> Result<Response<pb::ActivatePolicyResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         let mut check = Check::default();
@@ -316,7 +324,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         }
         check.into_result()?;
         let req = engine_request(
-            &ws,
+            &caller,
             "ActivatePolicy",
             &r.request_id,
             &r,

@@ -100,7 +100,7 @@ impl pb::trigger_service_server::TriggerService for TriggerApi {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         check.text("consumer", &r.consumer, MAX_ID_CHARS, true);
@@ -143,7 +143,7 @@ impl pb::trigger_service_server::TriggerService for TriggerApi {
         check.into_result()?;
         let subscription = self
             .engine
-            .subscribe(&ws, &r.consumer, start, filter)
+            .subscribe(&caller.workspace, &r.consumer, start, filter)
             .await
             .map_err(status)?;
         let items = tokio_stream::wrappers::ReceiverStream::new(subscription.into_receiver()).map(|item| {
@@ -162,14 +162,14 @@ impl pb::trigger_service_server::TriggerService for TriggerApi {
     }
 
     async fn ack(&self, request: Request<pb::AckRequest>) -> Result<Response<pb::AckResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         check.text("consumer", &r.consumer, MAX_ID_CHARS, true);
         check.into_result()?;
         let (consumer, head) = self
             .engine
-            .ack(&ws, &r.consumer, r.sequence)
+            .ack(&caller.workspace, &r.consumer, r.sequence)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::AckResponse {
@@ -181,8 +181,8 @@ impl pb::trigger_service_server::TriggerService for TriggerApi {
         &self,
         request: Request<pb::ListConsumersRequest>,
     ) -> Result<Response<pb::ListConsumersResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
-        let (consumers, head) = self.engine.consumers(&ws).await.map_err(status)?;
+        let caller = crate::auth::caller(&request)?;
+        let (consumers, head) = self.engine.consumers(&caller.workspace).await.map_err(status)?;
         Ok(Response::new(pb::ListConsumersResponse {
             consumers: consumers.iter().map(|c| consumer_out(c, head)).collect(),
         }))
@@ -192,13 +192,13 @@ impl pb::trigger_service_server::TriggerService for TriggerApi {
         &self,
         request: Request<pb::DeleteConsumerRequest>,
     ) -> Result<Response<pb::DeleteConsumerResponse>, Status> {
-        let ws = crate::auth::workspace(&request)?;
+        let caller = crate::auth::caller(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
         check.text("consumer", &r.consumer, MAX_ID_CHARS, true);
         check.into_result()?;
         self.engine
-            .delete_consumer(&ws, &r.consumer)
+            .delete_consumer(&caller.workspace, &r.consumer)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::DeleteConsumerResponse {}))

@@ -13,6 +13,10 @@ pub struct Model {
     pub checksum: String,
     pub created_at: i64,
     pub activated_at: Option<i64>,
+    /// The token (by name) that stored it.
+    pub created_by: Option<String>,
+    /// The token (by name) that last activated it.
+    pub activated_by: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

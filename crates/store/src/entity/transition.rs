@@ -28,6 +28,8 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub guards: String,
     pub policy_version: i64,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub principal: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
