@@ -136,6 +136,15 @@ struct ServeArgs {
     /// (on any other address tokens are always required).
     #[arg(long, env = "LEADFLOW_REQUIRE_AUTH")]
     require_auth: Option<bool>,
+    /// TLS: the server's certificate chain (PEM).
+    #[arg(long, env = "LEADFLOW_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// TLS: the server's private key (PEM).
+    #[arg(long, env = "LEADFLOW_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Mutual TLS: clients must present a certificate this CA (PEM) signed.
+    #[arg(long, env = "LEADFLOW_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +225,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rescore_batch: args.rescore_batch,
                 max_in_flight: args.max_in_flight,
                 require_auth: args.require_auth,
+                tls_cert: args.tls_cert,
+                tls_key: args.tls_key,
+                tls_client_ca: args.tls_client_ca,
             };
             let config = config(cli.config.as_deref(), flags)?;
             let _telemetry = crate::telemetry::init(config.log_format, &config.log_level, std::io::stderr)?;

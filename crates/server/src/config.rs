@@ -2,7 +2,7 @@
 //! variables, then flags — validated once, before anything starts.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -65,6 +65,18 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Tokens on every call even on loopback (elsewhere they always are).
     pub require_auth: bool,
+    /// TLS: the server's certificate chain and key (PEM); with
+    /// `tls_client_ca`, clients must present a certificate it signed.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The files of the server's TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Mutual TLS: the CA that signs client certificates.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -80,6 +92,7 @@ impl Default for Config {
             rescore_batch: 200,
             max_in_flight: 256,
             require_auth: false,
+            tls: None,
         }
     }
 }
@@ -98,6 +111,9 @@ pub struct Layer {
     pub rescore_batch: Option<u64>,
     pub max_in_flight: Option<usize>,
     pub require_auth: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Layer {
@@ -142,6 +158,23 @@ impl Config {
         if let Some(v) = layer.require_auth {
             self.require_auth = v;
         }
+        if layer.tls_cert.is_some() || layer.tls_key.is_some() || layer.tls_client_ca.is_some() {
+            let mut tls = self.tls.take().unwrap_or(TlsFiles {
+                cert: PathBuf::new(),
+                key: PathBuf::new(),
+                client_ca: None,
+            });
+            if let Some(v) = layer.tls_cert {
+                tls.cert = v;
+            }
+            if let Some(v) = layer.tls_key {
+                tls.key = v;
+            }
+            if let Some(v) = layer.tls_client_ca {
+                tls.client_ca = Some(v);
+            }
+            self.tls = Some(tls);
+        }
         self
     }
 
@@ -167,6 +200,11 @@ impl Config {
         }
         if self.shutdown_grace > Duration::from_secs(3600) {
             anyhow::bail!("shutdown_grace_secs must be at most 3600");
+        }
+        if let Some(tls) = &self.tls
+            && (tls.cert.as_os_str().is_empty() || tls.key.as_os_str().is_empty())
+        {
+            anyhow::bail!("TLS needs both tls_cert and tls_key (tls_client_ca adds mutual TLS)");
         }
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| anyhow::anyhow!("bad log_level {:?}: {e}", self.log_level))?;

@@ -36,7 +36,7 @@ use leadflow_store::{Store, StoreOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::{Config, DatabaseUrl, LogFormat};
+pub use config::{Config, DatabaseUrl, LogFormat, TlsFiles};
 pub use leadflow_engine::DEFAULT_WORKSPACE;
 pub use limits::{MAX_BATCH, MAX_MESSAGE_BYTES};
 pub use services::{LeadApi, PolicyApi, TriggerApi};
@@ -111,6 +111,8 @@ pub struct Workers {
     pub max_in_flight: usize,
     /// Who may call.
     pub auth: AuthMode,
+    /// TLS, or mutual TLS; plain HTTP/2 if `None`.
+    pub tls: Option<TlsFiles>,
 }
 
 /// Who may call.
@@ -132,6 +134,7 @@ impl Default for Workers {
             rescore_batch: Some(200),
             max_in_flight: 256,
             auth: AuthMode::Auto,
+            tls: None,
         }
     }
 }
@@ -191,7 +194,11 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
     // Replies go out at once: without TCP_NODELAY a small reply written in
     // two parts can wait for the client's delayed ACK (40 ms on Linux).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(files) = &workers.tls {
+        builder = builder.tls_config(tls_config(files)?)?;
+    }
+    let router = builder
         .layer(observe::ObserveLayer)
         .layer(auth::AuthLayer::new(Arc::new(authenticator)))
         .layer(admission::AdmissionLayer::new(workers.max_in_flight))
@@ -211,6 +218,20 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
         health,
         workers: background,
     })
+}
+
+/// The server's TLS from its files.
+fn tls_config(files: &TlsFiles) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path).with_context(|| format!("cannot read the TLS {what} {}", path.display()))
+    };
+    let identity =
+        tonic::transport::Identity::from_pem(read(&files.cert, "certificate")?, read(&files.key, "key")?);
+    let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &files.client_ca {
+        config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca, "client CA")?));
+    }
+    Ok(config)
 }
 
 /// Hourly: forgets idempotent results older than two days, and trims
@@ -299,6 +320,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         } else {
             AuthMode::Auto
         },
+        tls: config.tls.clone(),
     };
     let running = start_with(config.listen, engine, &workers).await?;
     tracing::info!(

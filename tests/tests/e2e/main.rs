@@ -12,3 +12,4 @@ mod rescore;
 mod service;
 mod stream;
 mod timers;
+mod tls;
