@@ -43,15 +43,15 @@ pub struct Principal {
     /// The token's name (recorded beside the caller-supplied actor), or
     /// `anonymous` when auth is off.
     pub name: String,
-    /// Authenticated by a token.
-    pub token: bool,
+    /// The token's id; `None` when auth is off.
+    pub token: Option<String>,
 }
 
 impl Principal {
     /// What is recorded as the principal of what the call does: the
     /// token's name; nothing when auth is off.
     pub fn recorded_name(&self) -> Option<String> {
-        self.token.then(|| self.name.clone())
+        self.token.as_ref().map(|_| self.name.clone())
     }
 }
 
@@ -111,24 +111,70 @@ pub fn parse_scopes(list: &str) -> Result<Vec<String>, String> {
 #[derive(Debug)]
 pub struct Authenticator {
     engine: Engine,
+    /// Per token; `None`: unlimited.
+    rate: Option<RateLimit>,
+    buckets: Mutex<HashMap<String, Bucket>>,
     /// `None`: auth is off and every call acts for this workspace.
     open_workspace: Option<String>,
     cache: Mutex<HashMap<String, (Instant, Option<TokenRecord>)>>,
 }
 
 /// Why a call is refused.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 enum Refusal {
     Unauthenticated(&'static str),
     PermissionDenied(String),
     Unavailable,
+    /// Over the token's rate; a call may succeed after this long.
+    RateLimited(Duration),
+}
+
+/// Calls a token may make: `per_second` on average, `burst` at once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+impl RateLimit {
+    /// `per_second` calls a second, bursts of as many again.
+    pub fn per_second(per_second: u32) -> Option<Self> {
+        (per_second > 0).then(|| Self {
+            per_second: f64::from(per_second),
+            burst: f64::from(per_second),
+        })
+    }
+}
+
+/// A token bucket.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// Takes one call's worth, or says how long until one is there.
+    fn take(&mut self, limit: RateLimit, now: Instant) -> Result<(), Duration> {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * limit.per_second;
+        self.tokens = (self.tokens + refill).min(limit.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / limit.per_second))
+        }
+    }
 }
 
 impl Authenticator {
     /// Tokens required.
-    pub fn new(engine: Engine) -> Self {
+    pub fn new(engine: Engine, rate: Option<RateLimit>) -> Self {
         Self {
             engine,
+            rate,
+            buckets: Mutex::default(),
             open_workspace: None,
             cache: Mutex::default(),
         }
@@ -138,6 +184,8 @@ impl Authenticator {
     pub fn open(engine: Engine, workspace: &str) -> Self {
         Self {
             engine,
+            rate: None,
+            buckets: Mutex::default(),
             open_workspace: Some(workspace.to_owned()),
             cache: Mutex::default(),
         }
@@ -175,7 +223,7 @@ impl Authenticator {
             return Ok(Some(Principal {
                 workspace: ws.clone(),
                 name: "anonymous".to_owned(),
-                token: false,
+                token: None,
             }));
         }
         let secret = authorization
@@ -200,15 +248,24 @@ impl Authenticator {
                 token.name
             )));
         }
+        if let Some(limit) = self.rate {
+            let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+            let bucket = buckets.entry(token.id.clone()).or_insert_with(|| Bucket {
+                tokens: limit.burst,
+                at: Instant::now(),
+            });
+            bucket.take(limit, Instant::now()).map_err(Refusal::RateLimited)?;
+        }
         Ok(Some(Principal {
             workspace: token.workspace,
             name: token.name,
-            token: true,
+            token: Some(token.id),
         }))
     }
 }
 
 fn refused(refusal: Refusal) -> http::Response<tonic::body::Body> {
+    let mut retry = None;
     let (code, reason, message) = match refusal {
         Refusal::Unauthenticated(m) => (Code::Unauthenticated, "UNAUTHENTICATED", m.to_owned()),
         Refusal::PermissionDenied(m) => (Code::PermissionDenied, "MISSING_SCOPE", m),
@@ -217,9 +274,20 @@ fn refused(refusal: Refusal) -> http::Response<tonic::body::Body> {
             "TOKEN_LOOKUP_FAILED",
             "the token could not be checked; retry shortly".to_owned(),
         ),
+        Refusal::RateLimited(wait) => {
+            retry = Some(wait);
+            (
+                Code::ResourceExhausted,
+                "RATE_LIMITED",
+                "this token is over its rate of calls; retry after the delay given".to_owned(),
+            )
+        }
     };
     let mut details = ErrorDetails::new();
     details.set_error_info(reason, crate::error::ERROR_DOMAIN, HashMap::new());
+    if retry.is_some() {
+        details.set_retry_info(retry);
+    }
     tonic::Status::with_error_details(code, message, details).into_http()
 }
 
@@ -350,6 +418,34 @@ mod tests {
                 .contains("leads:read")
         );
         assert!(parse_scopes(" , ").is_err());
+    }
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_its_rate() {
+        use super::{Bucket, RateLimit};
+        use std::time::{Duration, Instant};
+        let limit = RateLimit {
+            per_second: 10.0,
+            burst: 3.0,
+        };
+        let start = Instant::now();
+        let mut bucket = Bucket {
+            tokens: limit.burst,
+            at: start,
+        };
+        for _ in 0..3 {
+            assert!(bucket.take(limit, start).is_ok());
+        }
+        let wait = bucket.take(limit, start).expect_err("over the burst");
+        assert!(
+            wait > Duration::from_millis(90) && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        );
+        assert!(
+            bucket.take(limit, start + Duration::from_millis(100)).is_ok(),
+            "refilled"
+        );
+        assert!(bucket.take(limit, start + Duration::from_millis(100)).is_err());
     }
 
     #[test]

@@ -145,6 +145,10 @@ struct ServeArgs {
     /// Mutual TLS: clients must present a certificate this CA (PEM) signed.
     #[arg(long, env = "LEADFLOW_TLS_CLIENT_CA")]
     tls_client_ca: Option<PathBuf>,
+    /// Calls a second per token (bursts of as many); more are refused with
+    /// RESOURCE_EXHAUSTED and a retry delay. 0: unlimited.
+    #[arg(long, env = "LEADFLOW_TOKEN_RATE_LIMIT")]
+    token_rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,6 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tls_cert: args.tls_cert,
                 tls_key: args.tls_key,
                 tls_client_ca: args.tls_client_ca,
+                token_rate_limit: args.token_rate_limit,
             };
             let config = config(cli.config.as_deref(), flags)?;
             let _telemetry = crate::telemetry::init(config.log_format, &config.log_level, std::io::stderr)?;

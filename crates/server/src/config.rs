@@ -68,6 +68,8 @@ pub struct Config {
     /// TLS: the server's certificate chain and key (PEM); with
     /// `tls_client_ca`, clients must present a certificate it signed.
     pub tls: Option<TlsFiles>,
+    /// Calls a second per token (bursts of as many); 0: unlimited.
+    pub token_rate_limit: u32,
 }
 
 /// The files of the server's TLS.
@@ -93,6 +95,7 @@ impl Default for Config {
             max_in_flight: 256,
             require_auth: false,
             tls: None,
+            token_rate_limit: 1_000,
         }
     }
 }
@@ -114,6 +117,7 @@ pub struct Layer {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_client_ca: Option<PathBuf>,
+    pub token_rate_limit: Option<u32>,
 }
 
 impl Layer {
@@ -157,6 +161,9 @@ impl Config {
         }
         if let Some(v) = layer.require_auth {
             self.require_auth = v;
+        }
+        if let Some(v) = layer.token_rate_limit {
+            self.token_rate_limit = v;
         }
         if layer.tls_cert.is_some() || layer.tls_key.is_some() || layer.tls_client_ca.is_some() {
             let mut tls = self.tls.take().unwrap_or(TlsFiles {

@@ -113,6 +113,8 @@ pub struct Workers {
     pub auth: AuthMode,
     /// TLS, or mutual TLS; plain HTTP/2 if `None`.
     pub tls: Option<TlsFiles>,
+    /// Calls a second per token (bursts of as many); 0: unlimited.
+    pub token_rate_limit: u32,
 }
 
 /// Who may call.
@@ -135,6 +137,7 @@ impl Default for Workers {
             max_in_flight: 256,
             auth: AuthMode::Auto,
             tls: None,
+            token_rate_limit: 1_000,
         }
     }
 }
@@ -181,7 +184,10 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
         );
         auth::Authenticator::open(engine.clone(), DEFAULT_WORKSPACE)
     } else {
-        auth::Authenticator::new(engine.clone())
+        auth::Authenticator::new(
+            engine.clone(),
+            auth::RateLimit::per_second(workers.token_rate_limit),
+        )
     };
     let triggers = TriggerServiceServer::new(TriggerApi::new(engine.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
@@ -321,6 +327,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             AuthMode::Auto
         },
         tls: config.tls.clone(),
+        token_rate_limit: config.token_rate_limit,
     };
     let running = start_with(config.listen, engine, &workers).await?;
     tracing::info!(

@@ -277,3 +277,71 @@ async fn tokens_bind_calls_to_their_workspace_and_scopes_sqlite() -> anyhow::Res
 async fn tokens_bind_calls_to_their_workspace_and_scopes_postgres() -> anyhow::Result<()> {
     tokens_bind_calls_to_their_workspace_and_scopes(Db::Postgres).await
 }
+
+async fn each_token_has_its_own_rate(db: Db) -> anyhow::Result<()> {
+    let Some(database) = TestDatabase::new(db).await else {
+        return Ok(());
+    };
+    let config = leadflow_server::Config {
+        database_url: leadflow_server::DatabaseUrl::new(database.url.clone()),
+        ..leadflow_server::Config::default()
+    };
+    let engine = leadflow_server::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;
+    engine.bootstrap("acme", leadflow_server::DEFAULT_POLICY).await?;
+    let busy = token(&engine, "acme", "busy", &["leads:read"], None).await?;
+    let calm = token(&engine, "acme", "calm", &["leads:read"], None).await?;
+    let workers = leadflow_server::Workers {
+        auth: leadflow_server::AuthMode::Required,
+        token_rate_limit: 2,
+        ..leadflow_server::Workers::default()
+    };
+    let running = leadflow_server::start_with("127.0.0.1:0".parse()?, engine.clone(), &workers).await?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))?
+        .connect()
+        .await?;
+    let mut leads = LeadServiceClient::new(channel);
+    let mut limited = Vec::new();
+    for _ in 0..20 {
+        if let Err(e) = leads
+            .list_leads(with_token(&busy, pb::ListLeadsRequest::default()))
+            .await
+        {
+            limited.push(e);
+        }
+    }
+    assert!(
+        limited.len() >= 10,
+        "at most the burst and a little refill got through: {}",
+        limited.len()
+    );
+    for e in &limited {
+        assert_eq!(e.code(), Code::ResourceExhausted);
+        assert_eq!(reason(e), "RATE_LIMITED");
+        let retry = details(e)
+            .retry_info()
+            .and_then(|r| r.retry_delay)
+            .expect("a retry delay");
+        assert!(retry <= Duration::from_millis(500), "{retry:?}");
+    }
+    leads
+        .list_leads(with_token(&calm, pb::ListLeadsRequest::default()))
+        .await
+        .expect("another token is not limited by the first");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    leads
+        .list_leads(with_token(&busy, pb::ListLeadsRequest::default()))
+        .await
+        .expect("refilled");
+    running.shutdown(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_token_has_its_own_rate_sqlite() -> anyhow::Result<()> {
+    each_token_has_its_own_rate(Db::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_token_has_its_own_rate_postgres() -> anyhow::Result<()> {
+    each_token_has_its_own_rate(Db::Postgres).await
+}
