@@ -1,6 +1,6 @@
 //! API tokens: a workspace, a name, scopes and the hash of a secret that is
 //! shown once and never stored; and the principal (a token's name) recorded
-//! on transitions and policy versions.
+//! on transitions and policy versions; and when a lead was erased.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{big_integer, big_integer_null, string, text, text_null};
@@ -19,6 +19,12 @@ enum Tokens {
     CreatedAt,
     ExpiresAt,
     RevokedAt,
+}
+
+#[derive(DeriveIden)]
+enum Leads {
+    Table,
+    ErasedAt,
 }
 
 #[derive(DeriveIden)]
@@ -68,6 +74,13 @@ impl MigrationTrait for Migration {
         // SQLite adds one column per statement.
         m.alter_table(
             Table::alter()
+                .table(Leads::Table)
+                .add_column(big_integer_null(Leads::ErasedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
                 .table(Transitions::Table)
                 .add_column(text_null(Transitions::Principal))
                 .to_owned(),
@@ -99,6 +112,13 @@ impl MigrationTrait for Migration {
             Table::alter()
                 .table(Transitions::Table)
                 .drop_column(Transitions::Principal)
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table(Leads::Table)
+                .drop_column(Leads::ErasedAt)
                 .to_owned(),
         )
         .await?;

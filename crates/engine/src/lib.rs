@@ -17,6 +17,7 @@
 
 mod batch;
 mod clock;
+mod erase;
 mod error;
 mod fingerprint;
 mod group;
@@ -33,6 +34,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use erase::Erasure;
 pub use error::EngineError;
 pub use fingerprint::{fingerprint, hex};
 use leadflow_domain::Policy;

@@ -16,6 +16,7 @@
 mod convert;
 mod db;
 mod entity;
+mod erase;
 mod error;
 mod reads;
 mod records;
@@ -28,6 +29,7 @@ mod tokens;
 mod tx;
 
 pub use db::{Backend, Store, StoreOptions, loopback_without_sslmode, postgres_tls_default, redact};
+pub use erase::Erased;
 pub use error::StoreError;
 pub use records::{
     EngagementCursor, LeadRecord, LeadWrite, NewEngagement, NewOutboxEvent, NewPolicy, OutboxRecord,

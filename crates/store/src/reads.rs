@@ -35,6 +35,7 @@ pub(crate) async fn engagements_of<C: ConnectionTrait>(
 impl Store {
     pub async fn lead(&self, ws: &str, id: &str) -> Result<Option<LeadRecord>, StoreError> {
         lead::Entity::find_by_id((ws.to_owned(), id.to_owned()))
+            .filter(lead::Column::ErasedAt.is_null())
             .one(self.reader())
             .await?
             .map(convert::lead_record)
@@ -45,6 +46,7 @@ impl Store {
         lead::Entity::find()
             .filter(lead::Column::WorkspaceId.eq(ws))
             .filter(lead::Column::ExternalKey.eq(external_key))
+            .filter(lead::Column::ErasedAt.is_null())
             .one(self.reader())
             .await?
             .map(convert::lead_record)
@@ -59,7 +61,9 @@ impl Store {
         after: Option<&str>,
         limit: u64,
     ) -> Result<Vec<LeadRecord>, StoreError> {
-        let mut q = lead::Entity::find().filter(lead::Column::WorkspaceId.eq(ws));
+        let mut q = lead::Entity::find()
+            .filter(lead::Column::WorkspaceId.eq(ws))
+            .filter(lead::Column::ErasedAt.is_null());
         if let Some(stage) = stage {
             q = q.filter(lead::Column::Stage.eq(stage.as_str()));
         }

@@ -98,6 +98,7 @@ impl Tx {
             .unwrap_or_default();
         let total = lead::Entity::find()
             .filter(lead::Column::WorkspaceId.eq(ws))
+            .filter(lead::Column::ErasedAt.is_null())
             .count(self.db().await?)
             .await?;
         let row = rescore_job::Model {
@@ -145,6 +146,7 @@ impl Tx {
             .filter(lead::Column::WorkspaceId.eq(ws))
             .filter(lead::Column::Id.gt(after))
             .filter(lead::Column::Id.lte(up_to))
+            .filter(lead::Column::ErasedAt.is_null())
             .order_by_asc(lead::Column::Id)
             .limit(limit)
             .lock_exclusive()
@@ -198,6 +200,7 @@ impl Store {
         let leads: Vec<LeadRecord> = lead::Entity::find()
             .filter(lead::Column::WorkspaceId.eq(ws))
             .filter(lead::Column::Id.gt(after))
+            .filter(lead::Column::ErasedAt.is_null())
             .order_by_asc(lead::Column::Id)
             .limit(limit)
             .all(self.reader())

@@ -381,12 +381,12 @@ impl Tx {
         let sql = match self.backend {
             Backend::Postgres => format!(
                 "SELECT l.*, (SELECT w.active_policy_version FROM workspaces w WHERE w.id = $1) AS active_version \
-                 FROM leads l WHERE l.workspace_id = $1 AND l.{by} = $2 FOR UPDATE OF l"
+                 FROM leads l WHERE l.workspace_id = $1 AND l.{by} = $2 AND l.erased_at IS NULL FOR UPDATE OF l"
             ),
             // One writer at a time: no row lock to take.
             Backend::Sqlite => format!(
                 "SELECT l.*, (SELECT w.active_policy_version FROM workspaces w WHERE w.id = ?1) AS active_version \
-                 FROM leads l WHERE l.workspace_id = ?1 AND l.{by} = ?2"
+                 FROM leads l WHERE l.workspace_id = ?1 AND l.{by} = ?2 AND l.erased_at IS NULL"
             ),
         };
         let statement = sea_orm::Statement::from_sql_and_values(
@@ -421,7 +421,7 @@ impl Tx {
             let statement = sea_orm::Statement::from_sql_and_values(
                 self.txn.get_database_backend(),
                 "SELECT * FROM leads WHERE workspace_id = $1 AND (id = ANY($2) OR external_key = ANY($3)) \
-                 ORDER BY id FOR UPDATE",
+                 AND erased_at IS NULL ORDER BY id FOR UPDATE",
                 [ws.into(), string_array(ids), string_array(external_keys)],
             );
             for row in self.db().await?.query_all_raw(statement).await? {
@@ -445,6 +445,7 @@ impl Tx {
                         .add(lead::Column::Id.is_in(ids.iter().copied()))
                         .add(lead::Column::ExternalKey.is_in(keys.iter().copied())),
                 )
+                .filter(lead::Column::ErasedAt.is_null())
                 .order_by_asc(lead::Column::Id)
                 .all(self.db().await?)
                 .await?;
@@ -491,6 +492,7 @@ impl Tx {
         model.workspace_id = sea_orm::ActiveValue::NotSet;
         model.id = sea_orm::ActiveValue::NotSet;
         model.captured_at = sea_orm::ActiveValue::NotSet;
+        model.erased_at = sea_orm::ActiveValue::NotSet;
         lead::Entity::update_many()
             .set(model)
             .filter(lead::Column::WorkspaceId.eq(ws))
@@ -837,6 +839,7 @@ fn lead_model(
         updated_at: Set(w.now.as_micros()),
         last_engagement_at: Set(w.lead.last_engagement_at().map(Timestamp::as_micros)),
         history_len: Set(w.history_len),
+        erased_at: Set(None),
     })
 }
 

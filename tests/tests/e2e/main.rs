@@ -2,6 +2,7 @@
 
 mod auth;
 mod batch;
+mod erase;
 mod errors;
 mod idempotency;
 mod lifecycle;

@@ -12,8 +12,8 @@ use tonic_types::StatusExt;
 use super::engine_request;
 use crate::auth::Principal;
 use crate::convert::{
-    engagement_in, engagement_out, explanation_out, lead_key, lead_out, stage_in, timestamp_in, token_in,
-    token_out, transition_out, trigger_out,
+    engagement_in, engagement_out, explanation_out, lead_key, lead_out, stage_in, timestamp_in,
+    timestamp_out, token_in, token_out, transition_out, trigger_out,
 };
 use crate::error::{status, too_large};
 use crate::limits::{Check, MAX_BATCH, MAX_HISTORY_PAGE, MAX_ID_CHARS, MAX_PAGE, MAX_TEXT_CHARS};
@@ -554,5 +554,33 @@ impl pb::lead_service_server::LeadService for LeadApi {
             .map_err(status)?;
         record_lead(&view.record.id);
         Ok(Response::new(explanation_out(&view, &explanation)))
+    }
+
+    async fn erase_lead(
+        &self,
+        request: Request<pb::EraseLeadRequest>,
+    ) -> Result<Response<pb::EraseLeadResponse>, Status> {
+        let caller = crate::auth::caller(&request)?;
+        let trace = traceparent_of(&request);
+        let r = request.into_inner();
+        let mut check = Check::default();
+        let key = lead_key(&mut check, "lead", r.lead.as_ref());
+        check.into_result()?;
+        let Some(key) = key else {
+            return Err(Status::invalid_argument("lead: required"));
+        };
+        let erasure = self
+            .engine
+            .erase_lead(&plain(&caller, trace), &key)
+            .await
+            .map_err(status)?;
+        record_lead(&erasure.lead_id);
+        Ok(Response::new(pb::EraseLeadResponse {
+            lead_id: erasure.lead_id,
+            erased_at: Some(timestamp_out(erasure.erased_at)),
+            already_erased: erasure.already,
+            engagements_scrubbed: i64::try_from(erasure.engagements).unwrap_or(i64::MAX),
+            events_scrubbed: i64::try_from(erasure.events).unwrap_or(i64::MAX),
+        }))
     }
 }

@@ -24,6 +24,9 @@ pub struct Model {
     pub last_engagement_at: Option<i64>,
     /// Transitions recorded so far; the next one gets `history_len + 1`.
     pub history_len: i64,
+    /// Set when the lead was erased: it is then invisible to every lead
+    /// read and frozen, its personal data gone.
+    pub erased_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

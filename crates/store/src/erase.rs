@@ -1,0 +1,116 @@
+//! Erasing a lead: its personal data goes, its anonymous facts stay.
+
+use leadflow_domain::Timestamp;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+
+use crate::convert;
+use crate::entity::{engagement, idempotency, lead, outbox, timer};
+use crate::error::StoreError;
+use crate::records::LeadRecord;
+use crate::tx::{LeadLookup, Tx};
+
+/// What erasing a lead changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Erased {
+    pub engagements: u64,
+    pub events: u64,
+    pub results: u64,
+}
+
+impl Tx {
+    /// A lead, erased or not, locked until commit; with the instant it was
+    /// erased, if it was.
+    pub async fn lock_lead_even_erased(
+        &self,
+        ws: &str,
+        key: LeadLookup<'_>,
+    ) -> Result<Option<(LeadRecord, Option<Timestamp>)>, StoreError> {
+        let query = lead::Entity::find().filter(lead::Column::WorkspaceId.eq(ws));
+        let query = match key {
+            LeadLookup::Id(id) => query.filter(lead::Column::Id.eq(id)),
+            LeadLookup::ExternalKey(k) => query.filter(lead::Column::ExternalKey.eq(k)),
+        };
+        let Some(row) = query.lock_exclusive().one(self.db().await?).await? else {
+            return Ok(None);
+        };
+        let erased = row.erased_at.map(convert::ts);
+        Ok(Some((convert::lead_record(row)?, erased)))
+    }
+
+    /// Erases a lead's personal data in this transaction: its external key
+    /// and its state as `scrubbed_state` (the profile emptied), the
+    /// properties of its engagements, the external key in its stored
+    /// events, its timers and the stored results of calls that returned it.
+    /// Its stage history stays, under its opaque id.
+    pub async fn erase_lead(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        scrubbed_state: &str,
+        now: Timestamp,
+    ) -> Result<Erased, StoreError> {
+        let db = self.db().await?;
+        lead::Entity::update_many()
+            .col_expr(lead::Column::ExternalKey, Expr::value(Option::<String>::None))
+            .col_expr(lead::Column::State, Expr::value(scrubbed_state))
+            .col_expr(lead::Column::ErasedAt, Expr::value(now.as_micros()))
+            .col_expr(lead::Column::UpdatedAt, Expr::value(now.as_micros()))
+            .filter(lead::Column::WorkspaceId.eq(ws))
+            .filter(lead::Column::Id.eq(lead_id))
+            .exec(db)
+            .await?;
+        let engagements = engagement::Entity::update_many()
+            .col_expr(engagement::Column::Properties, Expr::value("{}"))
+            .filter(engagement::Column::WorkspaceId.eq(ws))
+            .filter(engagement::Column::LeadId.eq(lead_id))
+            .exec(db)
+            .await?
+            .rows_affected;
+        let mut events = 0;
+        let stored: Vec<(i64, String)> = outbox::Entity::find()
+            .select_only()
+            .column(outbox::Column::Seq)
+            .column(outbox::Column::Payload)
+            .filter(outbox::Column::WorkspaceId.eq(ws))
+            .filter(outbox::Column::LeadId.eq(lead_id))
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (seq, payload) in stored {
+            let mut value: serde_json::Value = serde_json::from_str(&payload)
+                .map_err(|e| StoreError::corrupt("outbox", seq.to_string(), e))?;
+            let Some(key) = value.get_mut("external_key") else {
+                continue;
+            };
+            if key.is_null() {
+                continue;
+            }
+            *key = serde_json::Value::Null;
+            outbox::Entity::update_many()
+                .col_expr(outbox::Column::Payload, Expr::value(value.to_string()))
+                .filter(outbox::Column::WorkspaceId.eq(ws))
+                .filter(outbox::Column::Seq.eq(seq))
+                .exec(db)
+                .await?;
+            events += 1;
+        }
+        timer::Entity::delete_many()
+            .filter(timer::Column::WorkspaceId.eq(ws))
+            .filter(timer::Column::LeadId.eq(lead_id))
+            .exec(db)
+            .await?;
+        // Lead ids are UUIDs: a stored result holds one only if it returned that lead.
+        let results = idempotency::Entity::delete_many()
+            .filter(idempotency::Column::WorkspaceId.eq(ws))
+            .filter(idempotency::Column::Response.like(format!("%{lead_id}%")))
+            .exec(db)
+            .await?
+            .rows_affected;
+        Ok(Erased {
+            engagements,
+            events,
+            results,
+        })
+    }
+}
