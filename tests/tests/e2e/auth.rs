@@ -345,3 +345,298 @@ async fn each_token_has_its_own_rate_sqlite() -> anyhow::Result<()> {
 async fn each_token_has_its_own_rate_postgres() -> anyhow::Result<()> {
     each_token_has_its_own_rate(Db::Postgres).await
 }
+
+/// Every RPC with a token of workspace B against what workspace A has.
+async fn another_workspace_sees_nothing(db: Db) -> anyhow::Result<()> {
+    use leadflow_proto::v1::policy_service_client::PolicyServiceClient;
+    use leadflow_proto::v1::trigger_service_client::TriggerServiceClient;
+    let Some(database) = TestDatabase::new(db).await else {
+        return Ok(());
+    };
+    let config = leadflow_server::Config {
+        database_url: leadflow_server::DatabaseUrl::new(database.url.clone()),
+        ..leadflow_server::Config::default()
+    };
+    let engine = leadflow_server::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;
+    for ws in ["acme", "globex"] {
+        engine.bootstrap(ws, leadflow_server::DEFAULT_POLICY).await?;
+    }
+    let a = token(&engine, "acme", "a", &leadflow_server::auth::SCOPES, None).await?;
+    let b = token(&engine, "globex", "b", &leadflow_server::auth::SCOPES, None).await?;
+    let workers = leadflow_server::Workers {
+        auth: leadflow_server::AuthMode::Required,
+        ..leadflow_server::Workers::default()
+    };
+    let running = leadflow_server::start_with("127.0.0.1:0".parse()?, engine.clone(), &workers).await?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))?
+        .connect()
+        .await?;
+    let mut leads = LeadServiceClient::new(channel.clone());
+    let mut policies = PolicyServiceClient::new(channel.clone());
+    let mut triggers = TriggerServiceClient::new(channel);
+
+    // Workspace A: a lead with a key, an engagement, a consumer, a second policy version.
+    let lead = leads
+        .create_lead(with_token(
+            &a,
+            pb::CreateLeadRequest {
+                external_key: "crm-1".into(),
+                profile: good_fit("a@acme.com"),
+                ..pb::CreateLeadRequest::default()
+            },
+        ))
+        .await?
+        .into_inner()
+        .lead
+        .expect("lead");
+    leads
+        .record_engagement(with_token(
+            &a,
+            pb::RecordEngagementRequest {
+                lead: by_id(&lead.id),
+                engagement: Some(engagement("a-1", "demo_requested")),
+            },
+        ))
+        .await?;
+    let mut stream = triggers
+        .subscribe(with_token(
+            &a,
+            pb::SubscribeRequest {
+                consumer: "crm".into(),
+                start: pb::StartPosition::Earliest.into(),
+                ..pb::SubscribeRequest::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    let first = stream.message().await?.expect("an event");
+    let Some(pb::subscribe_response::Item::Event(event)) = first.item else {
+        anyhow::bail!("expected an event first");
+    };
+    triggers
+        .ack(with_token(
+            &a,
+            pb::AckRequest {
+                consumer: "crm".into(),
+                sequence: event.sequence,
+            },
+        ))
+        .await?;
+    drop(stream);
+    let version = policies
+        .create_policy_version(with_token(
+            &a,
+            pb::CreatePolicyVersionRequest {
+                request_id: String::new(),
+                source: format!("{}\n# acme's own\n", leadflow_server::DEFAULT_POLICY),
+            },
+        ))
+        .await?
+        .into_inner()
+        .policy
+        .expect("policy");
+    let job = policies
+        .activate_policy(with_token(
+            &a,
+            pb::ActivatePolicyRequest {
+                request_id: String::new(),
+                version: version.version,
+            },
+        ))
+        .await?
+        .into_inner()
+        .job
+        .expect("job");
+
+    // Workspace B's token, RPC by RPC.
+    fn not_found<T>(r: Result<T, tonic::Status>, rpc: &str) -> anyhow::Result<()> {
+        match r {
+            Err(e) if e.code() == Code::NotFound => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("{rpc}: {e:?}")),
+            Ok(_) => Err(anyhow::anyhow!("{rpc}: answered")),
+        }
+    }
+    for lead_ref in [by_id(&lead.id), by_key("crm-1")] {
+        not_found(
+            leads
+                .get_lead(with_token(
+                    &b,
+                    pb::GetLeadRequest {
+                        lead: lead_ref.clone(),
+                    },
+                ))
+                .await,
+            "GetLead",
+        )?;
+        not_found(
+            leads
+                .update_lead_profile(with_token(
+                    &b,
+                    pb::UpdateLeadProfileRequest {
+                        lead: lead_ref.clone(),
+                        attributes: profile(&[("title", "CEO")]),
+                        ..Default::default()
+                    },
+                ))
+                .await,
+            "UpdateLeadProfile",
+        )?;
+        not_found(
+            leads
+                .record_engagement(with_token(
+                    &b,
+                    pb::RecordEngagementRequest {
+                        lead: lead_ref.clone(),
+                        engagement: Some(engagement("b-1", "demo_requested")),
+                    },
+                ))
+                .await,
+            "RecordEngagement",
+        )?;
+        not_found(
+            leads
+                .transition(with_token(
+                    &b,
+                    pb::TransitionRequest {
+                        lead: lead_ref.clone(),
+                        action: pb::Action::Disqualify.into(),
+                        reason: "competitor".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await,
+            "Transition",
+        )?;
+        not_found(
+            leads
+                .get_lead_history(with_token(
+                    &b,
+                    pb::GetLeadHistoryRequest {
+                        lead: lead_ref.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await,
+            "GetLeadHistory",
+        )?;
+        not_found(
+            leads
+                .explain_score(with_token(
+                    &b,
+                    pb::ExplainScoreRequest {
+                        lead: lead_ref.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await,
+            "ExplainScore",
+        )?;
+        not_found(
+            leads
+                .erase_lead(with_token(&b, pb::EraseLeadRequest { lead: lead_ref }))
+                .await,
+            "EraseLead",
+        )?;
+    }
+    let batch = leads
+        .record_engagements(with_token(
+            &b,
+            pb::RecordEngagementsRequest {
+                engagements: vec![pb::EngagementItem {
+                    lead: by_id(&lead.id),
+                    engagement: Some(engagement("b-2", "demo_requested")),
+                }],
+            },
+        ))
+        .await
+        .expect_err("not B's lead");
+    assert_eq!(reason(&batch), "NOT_FOUND");
+    let listed = leads
+        .list_leads(with_token(&b, pb::ListLeadsRequest::default()))
+        .await?
+        .into_inner();
+    assert!(listed.leads.is_empty());
+    // B may use the same external key: it is B's own.
+    leads
+        .create_lead(with_token(
+            &b,
+            pb::CreateLeadRequest {
+                external_key: "crm-1".into(),
+                profile: good_fit("b@globex.com"),
+                ..pb::CreateLeadRequest::default()
+            },
+        ))
+        .await?;
+
+    let versions = policies
+        .list_policy_versions(with_token(&b, pb::ListPolicyVersionsRequest::default()))
+        .await?
+        .into_inner();
+    assert_eq!(versions.policies.len(), 1, "only globex's own version");
+    not_found(
+        policies
+            .activate_policy(with_token(
+                &b,
+                pb::ActivatePolicyRequest {
+                    request_id: String::new(),
+                    version: version.version,
+                },
+            ))
+            .await,
+        "ActivatePolicy",
+    )?;
+    not_found(
+        policies
+            .watch_rescore(with_token(&b, pb::WatchRescoreRequest { job_id: job.id }))
+            .await,
+        "WatchRescore",
+    )?;
+
+    let consumers = triggers
+        .list_consumers(with_token(&b, pb::ListConsumersRequest {}))
+        .await?
+        .into_inner();
+    assert!(consumers.consumers.is_empty(), "{consumers:?}");
+    not_found(
+        triggers
+            .subscribe(with_token(
+                &b,
+                pb::SubscribeRequest {
+                    consumer: "crm".into(),
+                    start: pb::StartPosition::Resume.into(),
+                    ..pb::SubscribeRequest::default()
+                },
+            ))
+            .await,
+        "Subscribe RESUME",
+    )?;
+    not_found(
+        triggers
+            .delete_consumer(with_token(
+                &b,
+                pb::DeleteConsumerRequest {
+                    consumer: "crm".into(),
+                },
+            ))
+            .await,
+        "DeleteConsumer",
+    )?;
+    let still = triggers
+        .list_consumers(with_token(&a, pb::ListConsumersRequest {}))
+        .await?
+        .into_inner();
+    assert_eq!(still.consumers.len(), 1, "A's consumer is untouched");
+
+    running.shutdown(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_workspace_sees_nothing_sqlite() -> anyhow::Result<()> {
+    another_workspace_sees_nothing(Db::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_workspace_sees_nothing_postgres() -> anyhow::Result<()> {
+    another_workspace_sees_nothing(Db::Postgres).await
+}
