@@ -6,6 +6,7 @@ mod erase;
 mod errors;
 mod idempotency;
 mod lifecycle;
+mod outage;
 mod overload;
 mod reads;
 mod replicas;
