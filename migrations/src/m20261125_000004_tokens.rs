@@ -25,6 +25,7 @@ enum Tokens {
 enum Leads {
     Table,
     ErasedAt,
+    ErasedBy,
 }
 
 #[derive(DeriveIden)]
@@ -81,6 +82,13 @@ impl MigrationTrait for Migration {
         .await?;
         m.alter_table(
             Table::alter()
+                .table(Leads::Table)
+                .add_column(text_null(Leads::ErasedBy))
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
                 .table(Transitions::Table)
                 .add_column(text_null(Transitions::Principal))
                 .to_owned(),
@@ -115,13 +123,10 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.alter_table(
-            Table::alter()
-                .table(Leads::Table)
-                .drop_column(Leads::ErasedAt)
-                .to_owned(),
-        )
-        .await?;
+        for column in [Leads::ErasedAt, Leads::ErasedBy] {
+            m.alter_table(Table::alter().table(Leads::Table).drop_column(column).to_owned())
+                .await?;
+        }
         m.drop_table(Table::drop().table(Tokens::Table).to_owned()).await
     }
 }

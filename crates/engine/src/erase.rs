@@ -59,7 +59,9 @@ impl Engine {
         let mut scrubbed = record.lead.clone();
         scrubbed.profile = Profile::default();
         let state = serde_json::to_string(&scrubbed).map_err(|e| EngineError::Internal(e.to_string()))?;
-        let erased = tx.erase_lead(ws, &record.id, &state, now).await?;
+        let erased = tx
+            .erase_lead(ws, &record.id, &state, now, req.principal.as_deref())
+            .await?;
         let payload = OutboxPayload {
             lead_id: record.id.clone(),
             external_key: None,

@@ -18,6 +18,20 @@ pub struct Erased {
     pub results: u64,
 }
 
+impl crate::Store {
+    /// When a lead was erased and by which token, if it was.
+    pub async fn erasure_of(
+        &self,
+        ws: &str,
+        lead_id: &str,
+    ) -> Result<Option<(Timestamp, Option<String>)>, StoreError> {
+        Ok(lead::Entity::find_by_id((ws.to_owned(), lead_id.to_owned()))
+            .one(self.reader())
+            .await?
+            .and_then(|row| row.erased_at.map(|at| (convert::ts(at), row.erased_by))))
+    }
+}
+
 impl Tx {
     /// A lead, erased or not, locked until commit; with the instant it was
     /// erased, if it was.
@@ -49,12 +63,14 @@ impl Tx {
         lead_id: &str,
         scrubbed_state: &str,
         now: Timestamp,
+        by: Option<&str>,
     ) -> Result<Erased, StoreError> {
         let db = self.db().await?;
         lead::Entity::update_many()
             .col_expr(lead::Column::ExternalKey, Expr::value(Option::<String>::None))
             .col_expr(lead::Column::State, Expr::value(scrubbed_state))
             .col_expr(lead::Column::ErasedAt, Expr::value(now.as_micros()))
+            .col_expr(lead::Column::ErasedBy, Expr::value(by.map(str::to_owned)))
             .col_expr(lead::Column::UpdatedAt, Expr::value(now.as_micros()))
             .filter(lead::Column::WorkspaceId.eq(ws))
             .filter(lead::Column::Id.eq(lead_id))

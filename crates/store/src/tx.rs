@@ -493,6 +493,7 @@ impl Tx {
         model.id = sea_orm::ActiveValue::NotSet;
         model.captured_at = sea_orm::ActiveValue::NotSet;
         model.erased_at = sea_orm::ActiveValue::NotSet;
+        model.erased_by = sea_orm::ActiveValue::NotSet;
         lead::Entity::update_many()
             .set(model)
             .filter(lead::Column::WorkspaceId.eq(ws))
@@ -840,6 +841,7 @@ fn lead_model(
         last_engagement_at: Set(w.lead.last_engagement_at().map(Timestamp::as_micros)),
         history_len: Set(w.history_len),
         erased_at: Set(None),
+        erased_by: Set(None),
     })
 }
 

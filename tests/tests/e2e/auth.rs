@@ -249,6 +249,22 @@ async fn tokens_bind_calls_to_their_workspace_and_scopes(db: Db) -> anyhow::Resu
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 
+    // An erase records its principal too.
+    leads
+        .erase_lead(with_token(
+            &writer,
+            pb::EraseLeadRequest {
+                lead: by_id(&lead.id),
+            },
+        ))
+        .await?;
+    let erasure = engine
+        .store()
+        .erasure_of("acme", &lead.id)
+        .await?
+        .expect("erased");
+    assert_eq!(erasure.1.as_deref(), Some("crm-sync"));
+
     // Revoked: refused once the cache has turned over.
     assert_eq!(
         engine

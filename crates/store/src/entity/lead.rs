@@ -27,6 +27,8 @@ pub struct Model {
     /// Set when the lead was erased: it is then invisible to every lead
     /// read and frozen, its personal data gone.
     pub erased_at: Option<i64>,
+    /// The token (by name) that erased it.
+    pub erased_by: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
