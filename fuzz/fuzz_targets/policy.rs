@@ -35,7 +35,13 @@ fuzz_target!(|data: &[u8]| {
             properties: BTreeMap::new(),
             occurred_at: Timestamp::from_secs(1_799_990_000 + i64::try_from(i).unwrap_or(0)),
         };
-        if let Ok(d) = leadflow_domain::decide(&policy, &lead, Command::RecordEngagement(event.clone()), &ctx, Some(&log)) {
+        if let Ok(d) = leadflow_domain::decide(
+            &policy,
+            &lead,
+            Command::RecordEngagement(event.clone()),
+            &ctx,
+            Some(&log),
+        ) {
             lead = d.lead;
             log.push(event);
         }
