@@ -656,3 +656,40 @@ async fn another_workspace_sees_nothing_sqlite() -> anyhow::Result<()> {
 async fn another_workspace_sees_nothing_postgres() -> anyhow::Result<()> {
     another_workspace_sees_nothing(Db::Postgres).await
 }
+
+/// Listening beyond loopback turns tokens on without being asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_required_off_loopback() -> anyhow::Result<()> {
+    let Some(database) = TestDatabase::new(Db::Sqlite).await else {
+        return Ok(());
+    };
+    let config = leadflow_server::Config {
+        database_url: leadflow_server::DatabaseUrl::new(database.url.clone()),
+        ..leadflow_server::Config::default()
+    };
+    let engine = leadflow_server::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;
+    let running = leadflow_server::start_with(
+        "0.0.0.0:0".parse()?,
+        engine.clone(),
+        &leadflow_server::Workers::default(),
+    )
+    .await?;
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", running.addr.port()))?
+            .connect()
+            .await?;
+    let err = LeadServiceClient::new(channel.clone())
+        .create_lead(create("", "open@acme.com"))
+        .await
+        .expect_err("no token");
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health stays open");
+    running.shutdown(Duration::from_secs(2)).await;
+    Ok(())
+}
