@@ -388,3 +388,26 @@ pub fn describe(e: &pb::Event) -> String {
         None => "?".to_owned(),
     }
 }
+
+/// An engine on the database at `url` (migrated, the default workspace
+/// ready), on the system clock: for tests that start servers of their own.
+pub async fn engine_on(url: &str) -> anyhow::Result<Engine> {
+    let config = Config {
+        database_url: DatabaseUrl::new(url),
+        ..Config::default()
+    };
+    leadflow_server::open_engine(&config, Arc::new(SystemClock)).await
+}
+
+/// Serves `engine` on a free loopback port with `workers`: the running
+/// server and a plain-text channel to it.
+pub async fn serve(
+    engine: &Engine,
+    workers: &leadflow_server::Workers,
+) -> anyhow::Result<(Running, Channel)> {
+    let running = leadflow_server::start_with("127.0.0.1:0".parse()?, engine.clone(), workers).await?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))?
+        .connect()
+        .await?;
+    Ok((running, channel))
+}

@@ -102,17 +102,17 @@ impl Engine {
         let mut violations: Vec<FieldViolation> = Vec::new();
         let mut reason = None;
         let mut events = 0;
-        for (i, (req, item)) in items.iter().enumerate() {
+        for (i, ((req, item), fingerprint)) in items.iter().zip(&fingerprints).enumerate() {
             let field = format!("engagements[{i}].engagement");
             let id = by_key.get(&item.lead);
-            let known = if id.is_none() {
+            let known = match fingerprint.as_deref() {
                 // Not locked up front (not found, or named by a key that a
                 // concurrent call has just given a lead): found out on its own.
-                Known::Unknown
-            } else if inserted.remove(item.engagement.event_id.as_str()) {
-                Known::Inserted
-            } else {
-                Known::Recorded
+                None => Known::Unknown,
+                Some(fingerprint) if inserted.remove(item.engagement.event_id.as_str()) => {
+                    Known::Inserted { fingerprint }
+                }
+                Some(fingerprint) => Known::Recorded { fingerprint },
             };
             let current = id.and_then(|id| locked.get(id)).cloned();
             let result = self

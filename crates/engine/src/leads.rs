@@ -71,16 +71,17 @@ pub(crate) struct Applied {
     pub(crate) events: usize,
 }
 
-/// What a command knows of its engagement's event id before writing it.
+/// What a command knows of its engagement's event id before writing it;
+/// the batch, which looked, also passes the fingerprint it computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Known {
+pub(crate) enum Known<'a> {
     /// Insert it unless recorded, and find out which.
     Unknown,
     /// Recorded by this command just now (a batch inserts its engagements
     /// up front, in one statement).
-    Inserted,
+    Inserted { fingerprint: &'a str },
     /// Recorded already: answer as for a repeat.
-    Recorded,
+    Recorded { fingerprint: &'a str },
 }
 
 /// A new lead.
@@ -181,7 +182,7 @@ impl Engine {
         req: &Request,
         key: &LeadKey,
         locked: Option<Locked>,
-        known: Known,
+        known: Known<'_>,
         engagement: &Engagement,
         occurred_at_given: bool,
         field: &str,
@@ -197,15 +198,17 @@ impl Engine {
             Some(locked) => locked,
             None => self.lock(tx, ws, key).await?,
         };
-        let fp = engagement_fingerprint(&record.id, engagement, occurred_at_given);
         let now = self.now();
-        let new = match known {
+        let (fp, new) = match known {
             Known::Unknown => {
-                tx.insert_engagement_if_new(ws, &record.id, engagement, &fp, now)
-                    .await?
+                let fp = engagement_fingerprint(&record.id, engagement, occurred_at_given);
+                let new = tx
+                    .insert_engagement_if_new(ws, &record.id, engagement, &fp, now)
+                    .await?;
+                (fp, new)
             }
-            Known::Inserted => true,
-            Known::Recorded => false,
+            Known::Inserted { fingerprint } => (fingerprint.to_owned(), true),
+            Known::Recorded { fingerprint } => (fingerprint.to_owned(), false),
         };
         if !new {
             let Some(seen) = tx.engagement(ws, &engagement.event_id).await? else {

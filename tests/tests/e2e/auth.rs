@@ -1,7 +1,6 @@
 //! Bearer tokens: a token acts for its workspace only, with its scopes only;
 //! a revoked or expired token is refused; health checks need none.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use leadflow_e2e::*;
@@ -62,11 +61,7 @@ async fn tokens_bind_calls_to_their_workspace_and_scopes(db: Db) -> anyhow::Resu
     let Some(database) = TestDatabase::new(db).await else {
         return Ok(());
     };
-    let config = leadflow_server::Config {
-        database_url: leadflow_server::DatabaseUrl::new(database.url.clone()),
-        ..leadflow_server::Config::default()
-    };
-    let engine = leadflow_server::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;
+    let engine = engine_on(&database.url).await?;
     for ws in ["acme", "globex"] {
         engine.bootstrap(ws, leadflow_server::DEFAULT_POLICY).await?;
     }
@@ -100,10 +95,7 @@ async fn tokens_bind_calls_to_their_workspace_and_scopes(db: Db) -> anyhow::Resu
         auth: leadflow_server::AuthMode::Required,
         ..leadflow_server::Workers::default()
     };
-    let running = leadflow_server::start_with("127.0.0.1:0".parse()?, engine.clone(), &workers).await?;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))?
-        .connect()
-        .await?;
+    let (running, channel) = serve(&engine, &workers).await?;
     let mut leads = LeadServiceClient::new(channel.clone());
 
     // No token, a made-up one, an expired one: UNAUTHENTICATED, nothing written.
@@ -298,11 +290,7 @@ async fn each_token_has_its_own_rate(db: Db) -> anyhow::Result<()> {
     let Some(database) = TestDatabase::new(db).await else {
         return Ok(());
     };
-    let config = leadflow_server::Config {
-        database_url: leadflow_server::DatabaseUrl::new(database.url.clone()),
-        ..leadflow_server::Config::default()
-    };
-    let engine = leadflow_server::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;
+    let engine = engine_on(&database.url).await?;
     engine.bootstrap("acme", leadflow_server::DEFAULT_POLICY).await?;
     let busy = token(&engine, "acme", "busy", &["leads:read"], None).await?;
     let calm = token(&engine, "acme", "calm", &["leads:read"], None).await?;
@@ -311,10 +299,7 @@ async fn each_token_has_its_own_rate(db: Db) -> anyhow::Result<()> {
         token_rate_limit: 2,
         ..leadflow_server::Workers::default()
     };
-    let running = leadflow_server::start_with("127.0.0.1:0".parse()?, engine.clone(), &workers).await?;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))?
-        .connect()
-        .await?;
+    let (running, channel) = serve(&engine, &workers).await?;
     let mut leads = LeadServiceClient::new(channel);
     let mut limited = Vec::new();
     for _ in 0..20 {
@@ -369,11 +354,7 @@ async fn another_workspace_sees_nothing(db: Db) -> anyhow::Result<()> {
     let Some(database) = TestDatabase::new(db).await else {
         return Ok(());
     };
-    let config = leadflow_server::Config {
-        database_url: leadflow_server::DatabaseUrl::new(database.url.clone()),
-        ..leadflow_server::Config::default()
-    };
-    let engine = leadflow_server::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;
+    let engine = engine_on(&database.url).await?;
     for ws in ["acme", "globex"] {
         engine.bootstrap(ws, leadflow_server::DEFAULT_POLICY).await?;
     }
@@ -383,10 +364,7 @@ async fn another_workspace_sees_nothing(db: Db) -> anyhow::Result<()> {
         auth: leadflow_server::AuthMode::Required,
         ..leadflow_server::Workers::default()
     };
-    let running = leadflow_server::start_with("127.0.0.1:0".parse()?, engine.clone(), &workers).await?;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))?
-        .connect()
-        .await?;
+    let (running, channel) = serve(&engine, &workers).await?;
     let mut leads = LeadServiceClient::new(channel.clone());
     let mut policies = PolicyServiceClient::new(channel.clone());
     let mut triggers = TriggerServiceClient::new(channel);
@@ -663,11 +641,7 @@ async fn tokens_are_required_off_loopback() -> anyhow::Result<()> {
     let Some(database) = TestDatabase::new(Db::Sqlite).await else {
         return Ok(());
     };
-    let config = leadflow_server::Config {
-        database_url: leadflow_server::DatabaseUrl::new(database.url.clone()),
-        ..leadflow_server::Config::default()
-    };
-    let engine = leadflow_server::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;
+    let engine = engine_on(&database.url).await?;
     let running = leadflow_server::start_with(
         "0.0.0.0:0".parse()?,
         engine.clone(),

@@ -103,20 +103,8 @@ async fn a_database_outage_is_unavailable_and_loses_nothing_acknowledged() -> an
         .expect("a postgres URL");
     let proxy = Proxy::start(upstream).await?;
     let (_, url) = through_proxy(&database.url, proxy.port).expect("a postgres URL");
-    let config = leadflow_server::Config {
-        database_url: leadflow_server::DatabaseUrl::new(url),
-        ..leadflow_server::Config::default()
-    };
-    let engine = leadflow_server::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;
-    let running = leadflow_server::start_with(
-        "127.0.0.1:0".parse()?,
-        engine.clone(),
-        &leadflow_server::Workers::default(),
-    )
-    .await?;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))?
-        .connect()
-        .await?;
+    let engine = engine_on(&url).await?;
+    let (running, channel) = serve(&engine, &leadflow_server::Workers::default()).await?;
     let mut leads = LeadServiceClient::new(channel);
     let lead = leads
         .create_lead(pb::CreateLeadRequest {

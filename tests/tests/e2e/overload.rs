@@ -1,8 +1,6 @@
 //! Under overload leadflow sheds calls with RESOURCE_EXHAUSTED at once
 //! instead of queueing them without bound; what it refuses it does not write.
 
-use std::sync::Arc;
-
 use leadflow_e2e::*;
 use leadflow_proto::v1 as pb;
 use leadflow_proto::v1::lead_service_client::LeadServiceClient;
@@ -12,19 +10,12 @@ async fn shed(db: Db) -> anyhow::Result<()> {
     let Some(database) = TestDatabase::new(db).await else {
         return Ok(());
     };
-    let config = leadflow_server::Config {
-        database_url: leadflow_server::DatabaseUrl::new(database.url.clone()),
-        ..leadflow_server::Config::default()
-    };
-    let engine = leadflow_server::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;
+    let engine = engine_on(&database.url).await?;
     let workers = leadflow_server::Workers {
         max_in_flight: 2,
         ..leadflow_server::Workers::default()
     };
-    let running = leadflow_server::start_with("127.0.0.1:0".parse()?, engine.clone(), &workers).await?;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))?
-        .connect()
-        .await?;
+    let (running, channel) = serve(&engine, &workers).await?;
     let mut leads = LeadServiceClient::new(channel.clone());
     let mut ids = Vec::new();
     for i in 0..10 {

@@ -1,7 +1,6 @@
 //! TLS and mutual TLS, with certificates made for the test.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use leadflow_e2e::*;
@@ -79,11 +78,7 @@ async fn mutual_tls_admits_only_clients_the_ca_signed(db: Db) -> anyhow::Result<
         key: write(&dir, "server.key", &pki.server.1)?,
         client_ca: Some(write(&dir, "ca.pem", &pki.ca)?),
     };
-    let config = leadflow_server::Config {
-        database_url: leadflow_server::DatabaseUrl::new(database.url.clone()),
-        ..leadflow_server::Config::default()
-    };
-    let engine = leadflow_server::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;
+    let engine = engine_on(&database.url).await?;
     let workers = leadflow_server::Workers {
         tls: Some(tls),
         ..leadflow_server::Workers::default()
