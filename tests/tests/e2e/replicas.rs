@@ -1,9 +1,12 @@
 //! Two `leadflow serve` processes on one PostgreSQL: events committed on
 //! one reach subscribers on the other, a timer fires once, and a replica
-//! killed with SIGKILL loses no committed event.
+//! killed with SIGKILL loses no committed event; a server killed with
+//! SIGKILL and restarted loses nothing it acknowledged, and its consumers
+//! resume with every committed event.
 
 use std::collections::{BTreeSet, HashSet};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,7 +44,17 @@ impl Replica {
 
     async fn start_with(database_url: &str, extra: &[&str]) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let dir = std::env::temp_dir().join(format!("leadflow-replica-{port}-{}", std::process::id()));
+        Self::start_on(database_url, port, extra).await
+    }
+
+    /// On `port`: a restarted server comes back where its clients expect it.
+    async fn start_on(database_url: &str, port: u16, extra: &[&str]) -> anyhow::Result<Self> {
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "leadflow-replica-{port}-{}-{}",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::create_dir_all(&dir)?;
         let log = std::fs::File::create(dir.join("serve.log"))?;
         let child = Command::new(env!("CARGO_BIN_EXE_leadflow-e2e-server"))
@@ -326,6 +339,232 @@ async fn killing_a_replica_mid_load_loses_no_committed_event() -> anyhow::Result
         );
     }
     Ok(())
+}
+
+/// A durable consumer that acks each event once it has it, and resumes
+/// from its cursor whenever its server goes away, until `stop`. Returns how
+/// many streams it opened.
+fn consume(
+    channel: Channel,
+    consumer: &'static str,
+    received: Arc<Mutex<Vec<pb::Event>>>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<u32> {
+    tokio::spawn(async move {
+        let mut client = TriggerServiceClient::new(channel);
+        let mut streams = 0;
+        while !stop.load(Ordering::SeqCst) {
+            // RESUME for a known consumer, EARLIEST the first time
+            let Ok(response) = client
+                .subscribe(pb::SubscribeRequest {
+                    consumer: consumer.into(),
+                    ..Default::default()
+                })
+                .await
+            else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            streams += 1;
+            let mut stream = response.into_inner();
+            let mut last = 0;
+            loop {
+                match next_event(&mut stream, Duration::from_millis(200)).await {
+                    Ok(Some(e)) => {
+                        assert!(e.sequence > last, "in order within a stream");
+                        last = e.sequence;
+                        received.lock().expect("lock").push(e);
+                        let ack = client.ack(pb::AckRequest {
+                            consumer: consumer.into(),
+                            sequence: last,
+                        });
+                        if ack.await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) if stop.load(Ordering::SeqCst) => return streams,
+                    Ok(None) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        streams
+    })
+}
+
+/// Creates leads and records engagements that move them (IQL → MQL → SQL)
+/// until `stop`, retrying each refused call; every engagement the server
+/// acknowledged goes into `acknowledged`, every refusal into `refused`.
+fn drive(
+    channel: Channel,
+    worker: usize,
+    acknowledged: Arc<Mutex<Vec<(String, String)>>>,
+    refused: Arc<Mutex<Vec<tonic::Status>>>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut leads = LeadServiceClient::new(channel);
+        let refuse = |status| {
+            refused.lock().expect("lock").push(status);
+            tokio::time::sleep(Duration::from_millis(20))
+        };
+        'leads: for i in 0.. {
+            let lead = loop {
+                if stop.load(Ordering::SeqCst) {
+                    break 'leads;
+                }
+                match leads
+                    .create_lead(create_request(&format!("c{worker}-{i}@acme.com")))
+                    .await
+                {
+                    Ok(r) => break r.into_inner().lead.expect("lead"),
+                    Err(status) => refuse(status).await,
+                }
+            };
+            for (n, kind) in ["webinar_attended", "webinar_attended", "demo_requested"]
+                .into_iter()
+                .enumerate()
+            {
+                let id = format!("{}-{n}", lead.id);
+                while !stop.load(Ordering::SeqCst) {
+                    match leads
+                        .record_engagement(record(&lead.id, engagement(&id, kind)))
+                        .await
+                    {
+                        Ok(_) => {
+                            acknowledged
+                                .lock()
+                                .expect("lock")
+                                .push((lead.id.clone(), id.clone()));
+                            break;
+                        }
+                        Err(status) => refuse(status).await,
+                    }
+                }
+            }
+        }
+    })
+}
+
+async fn kill_and_restart_loses_nothing(db: TestDatabase) -> anyhow::Result<()> {
+    let mut server = Replica::start(&db.url).await?;
+    let port: u16 = server.address().rsplit(':').next().unwrap_or_default().parse()?;
+    let channel = server.channel.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(Mutex::new(Vec::<pb::Event>::new()));
+    let consumer = consume(channel.clone(), "crm", Arc::clone(&received), Arc::clone(&stop));
+    let load_stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let load: Vec<_> = (0..3)
+        .map(|w| {
+            drive(
+                channel.clone(),
+                w,
+                Arc::clone(&acknowledged),
+                Arc::clone(&refused),
+                Arc::clone(&load_stop),
+            )
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    server.kill(); // SIGKILL, mid-write
+    let before = acknowledged.lock().expect("lock").len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _server = Replica::start_on(&db.url, port, &[]).await?;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    load_stop.store(true, Ordering::SeqCst);
+    for task in load {
+        task.await?;
+    }
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert!(before > 10, "the load ran before the kill ({before})");
+    assert!(
+        acknowledged.len() > before + 10,
+        "the load ran after the restart ({} then {})",
+        before,
+        acknowledged.len()
+    );
+    // a dead server answers nothing: the client sees its own transport errors
+    assert!(!refused.lock().expect("lock").is_empty(), "the kill was felt");
+
+    // every acknowledged engagement is stored
+    let store = leadflow_store::Store::connect(&db.url, &leadflow_store::StoreOptions::default()).await?;
+    let mut stored = HashSet::new();
+    let all = store.list_leads("default", None, None, 100_000).await?;
+    let mut transitions = BTreeSet::new();
+    for lead in &all {
+        for e in store.engagements_of("default", &lead.id).await? {
+            stored.insert((lead.id.clone(), e.event_id));
+        }
+        for t in store.transitions_page("default", &lead.id, 0, 100).await? {
+            transitions.insert((t.lead_id, t.seq));
+        }
+    }
+    for a in &acknowledged {
+        assert!(stored.contains(a), "acknowledged {a:?} is missing");
+    }
+
+    // every committed event reaches the consumer, across the restart
+    let head = store.outbox_bounds("default").await?.head;
+    for _ in 0..200 {
+        if received.lock().expect("lock").iter().any(|e| e.sequence == head) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let streams = consumer.await?;
+    assert!(
+        streams >= 2,
+        "the consumer resumed after the restart ({streams} streams)"
+    );
+    let received = received.lock().expect("lock").clone();
+    let sequences: BTreeSet<i64> = received.iter().map(|e| e.sequence).collect();
+    assert_eq!(
+        sequences,
+        (1..=head).collect::<BTreeSet<_>>(),
+        "every committed event was delivered"
+    );
+    let delivered: BTreeSet<(String, i64)> = received
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(pb::event::Payload::Transition(t)) => Some((t.lead_id.clone(), t.sequence)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        delivered, transitions,
+        "every committed transition's event was delivered"
+    );
+    assert!(
+        transitions.len() > all.len() * 2,
+        "the engagements moved leads ({} transitions of {} leads)",
+        transitions.len(),
+        all.len()
+    );
+    // at least once: only what was not yet acknowledged comes again
+    let repeats = received.len() - sequences.len();
+    assert!(
+        repeats <= streams as usize,
+        "{repeats} repeats over {streams} streams"
+    );
+    store.close().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_and_restarted_on_sqlite_loses_nothing_acknowledged() -> anyhow::Result<()> {
+    kill_and_restart_loses_nothing(TestDatabase::sqlite()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_and_restarted_on_postgres_loses_nothing_acknowledged() -> anyhow::Result<()> {
+    let Some(db) = TestDatabase::postgres().await else {
+        return Ok(());
+    };
+    kill_and_restart_loses_nothing(db).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
