@@ -123,6 +123,10 @@ struct ServeArgs {
     /// Database connection pool size.
     #[arg(long, env = "LEADFLOW_MAX_CONNECTIONS")]
     max_connections: Option<u32>,
+    /// Milliseconds a call waits for a database connection (while the
+    /// database restarts, say) before it is refused with UNAVAILABLE.
+    #[arg(long, env = "LEADFLOW_DB_ACQUIRE_TIMEOUT_MS")]
+    db_acquire_timeout_ms: Option<u64>,
     /// Milliseconds between the timer worker's looks for due timers.
     #[arg(long, env = "LEADFLOW_TIMER_POLL_MS")]
     timer_poll_ms: Option<u64>,
@@ -225,6 +229,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 log_level: args.log_level,
                 shutdown_grace_secs: args.shutdown_grace_secs,
                 max_connections: args.max_connections,
+                db_acquire_timeout_ms: args.db_acquire_timeout_ms,
                 timer_poll_ms: args.timer_poll_ms,
                 rescore_batch: args.rescore_batch,
                 max_in_flight: args.max_in_flight,

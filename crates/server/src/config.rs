@@ -57,6 +57,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Database pool size.
     pub max_connections: u32,
+    /// How long a call waits for a database connection (while the database
+    /// restarts, say) before it is refused with UNAVAILABLE.
+    pub db_acquire_timeout: Duration,
     /// How often the timer worker looks for due timers.
     pub timer_poll: Duration,
     /// Leads per transaction of a policy re-score.
@@ -90,6 +93,7 @@ impl Default for Config {
             log_level: "info,sea_orm_migration=warn,sqlx=warn".to_owned(),
             shutdown_grace: Duration::from_secs(10),
             max_connections: 16,
+            db_acquire_timeout: Duration::from_secs(5),
             timer_poll: Duration::from_secs(1),
             rescore_batch: 200,
             max_in_flight: 256,
@@ -110,6 +114,7 @@ pub struct Layer {
     pub log_level: Option<String>,
     pub shutdown_grace_secs: Option<u64>,
     pub max_connections: Option<u32>,
+    pub db_acquire_timeout_ms: Option<u64>,
     pub timer_poll_ms: Option<u64>,
     pub rescore_batch: Option<u64>,
     pub max_in_flight: Option<usize>,
@@ -149,6 +154,9 @@ impl Config {
         }
         if let Some(v) = layer.max_connections {
             self.max_connections = v;
+        }
+        if let Some(v) = layer.db_acquire_timeout_ms {
+            self.db_acquire_timeout = Duration::from_millis(v);
         }
         if let Some(v) = layer.timer_poll_ms {
             self.timer_poll = Duration::from_millis(v);
@@ -195,6 +203,11 @@ impl Config {
         }
         if self.max_connections == 0 {
             anyhow::bail!("max_connections must be at least 1");
+        }
+        if self.db_acquire_timeout < Duration::from_millis(10)
+            || self.db_acquire_timeout > Duration::from_secs(300)
+        {
+            anyhow::bail!("db_acquire_timeout_ms must be from 10 to 300000");
         }
         if self.timer_poll < Duration::from_millis(10) || self.timer_poll > Duration::from_secs(3600) {
             anyhow::bail!("timer_poll_ms must be from 10 to 3600000");
@@ -248,5 +261,10 @@ mod tests {
             ..Config::default()
         };
         assert!(bad.validate().is_err());
+        let no_wait = Config::default().apply(toml::from_str("db_acquire_timeout_ms = 0").expect("a layer"));
+        assert!(no_wait.validate().is_err());
+        let wait = Config::default().apply(toml::from_str("db_acquire_timeout_ms = 750").expect("a layer"));
+        assert_eq!(wait.db_acquire_timeout, Duration::from_millis(750));
+        assert!(wait.validate().is_ok());
     }
 }

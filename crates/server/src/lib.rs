@@ -49,6 +49,7 @@ pub const DEFAULT_POLICY: &str = include_str!("../../../examples/policy.toml");
 pub async fn open_engine(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
     let options = StoreOptions {
         max_connections: config.max_connections,
+        acquire_timeout: config.db_acquire_timeout,
         ..StoreOptions::default()
     };
     let store = Store::connect(config.database_url.expose(), &options)

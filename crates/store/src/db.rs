@@ -22,6 +22,8 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long a writer waits for a locked SQLite database.
     pub busy_timeout: Duration,
+    /// How long a command waits for a connection (a free one, or a new one
+    /// while the database is away) before it fails as unavailable.
     pub acquire_timeout: Duration,
 }
 
@@ -30,7 +32,7 @@ impl Default for StoreOptions {
         Self {
             max_connections: 16,
             busy_timeout: Duration::from_secs(5),
-            acquire_timeout: Duration::from_secs(10),
+            acquire_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -46,8 +46,30 @@ impl StoreError {
         .any(|needle| text.contains(needle))
     }
 
-    /// The database could not be reached or the pool is exhausted.
+    /// The database could not be reached, the pool is exhausted, the
+    /// connection broke mid-command, or PostgreSQL is shutting down or
+    /// starting up (SQLSTATE classes 08 and 57P): nothing was committed,
+    /// and the call may be made again once the database is back.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Db(DbErr::Conn(_) | DbErr::ConnectionAcquire(_)))
+        let Self::Db(e) = self else { return false };
+        let runtime = match e {
+            DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => return true,
+            DbErr::Exec(r) | DbErr::Query(r) => r,
+            _ => return false,
+        };
+        let sea_orm::RuntimeErr::SqlxError(e) = runtime else {
+            return false;
+        };
+        match &**e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            _ => false,
+        }
     }
 }

@@ -2,10 +2,14 @@
 //! UNAVAILABLE meanwhile (never INTERNAL), the service recovers by itself,
 //! and every engagement it acknowledged is stored.
 //!
-//! The outage is a proxy between leadflow and PostgreSQL that drops every
-//! connection and refuses new ones for a while, as a restart does, without
-//! disturbing the other tests that share the server.
+//! Two outages: a proxy between leadflow and PostgreSQL that drops every
+//! connection and refuses new ones for a while, and a real restart (an
+//! immediate stop, as a crash, then a start with recovery) of a PostgreSQL
+//! cluster the test runs itself — neither disturbs the server that the
+//! other tests share.
 
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -93,17 +97,22 @@ fn through_proxy(url: &str, proxy_port: u16) -> Option<(String, String)> {
     Some((host_port, format!("{scheme}://{at}127.0.0.1:{proxy_port}{tail}")))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_is_unavailable_and_loses_nothing_acknowledged() -> anyhow::Result<()> {
-    let Some(database) = TestDatabase::new(Db::Postgres).await else {
-        return Ok(());
+/// Records engagements on one lead through leadflow on `service_url`, one
+/// call after another, while `outage` runs beside them; keeps going until
+/// calls have succeeded for 500 ms after it ended. Then checks, on
+/// `check_url`, that every acknowledged engagement is stored and that every
+/// refusal was UNAVAILABLE; returns the refusals.
+async fn calls_through<F>(service_url: &str, check_url: &str, outage: F) -> anyhow::Result<Vec<tonic::Status>>
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    // a call waits half a second for the database, then is refused
+    let config = leadflow_server::Config {
+        database_url: leadflow_server::DatabaseUrl::new(service_url),
+        db_acquire_timeout: Duration::from_millis(500),
+        ..leadflow_server::Config::default()
     };
-    let upstream = through_proxy(&database.url, 0)
-        .map(|(h, _)| h)
-        .expect("a postgres URL");
-    let proxy = Proxy::start(upstream).await?;
-    let (_, url) = through_proxy(&database.url, proxy.port).expect("a postgres URL");
-    let engine = engine_on(&url).await?;
+    let engine = leadflow_server::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;
     let (running, channel) = serve(&engine, &leadflow_server::Workers::default()).await?;
     let mut leads = LeadServiceClient::new(channel);
     let lead = leads
@@ -119,23 +128,18 @@ async fn a_database_outage_is_unavailable_and_loses_nothing_acknowledged() -> an
     let mut acknowledged = Vec::new();
     let mut refused = Vec::new();
     let started = Instant::now();
-    let mut cut_at = None;
-    let mut restored_at = None;
+    let over = Arc::new(Mutex::new(None::<Instant>));
+    let outage = {
+        let over = Arc::clone(&over);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let result = outage.await;
+            *over.lock().expect("lock") = Some(Instant::now());
+            result
+        })
+    };
     let mut n = 0;
-    // Before, during (2 s) and after the outage, until calls succeed again.
     loop {
-        let elapsed = started.elapsed();
-        if cut_at.is_none() && elapsed > Duration::from_millis(500) {
-            proxy.cut();
-            cut_at = Some(Instant::now());
-        }
-        if let Some(at) = cut_at
-            && restored_at.is_none()
-            && at.elapsed() > Duration::from_secs(2)
-        {
-            proxy.restore();
-            restored_at = Some(Instant::now());
-        }
         let id = format!("o-{n}");
         n += 1;
         let call = leads.record_engagement(pb::RecordEngagementRequest {
@@ -145,8 +149,10 @@ async fn a_database_outage_is_unavailable_and_loses_nothing_acknowledged() -> an
         match tokio::time::timeout(Duration::from_secs(15), call).await {
             Ok(Ok(_)) => {
                 acknowledged.push(id);
-                if let Some(at) = restored_at
-                    && at.elapsed() > Duration::from_millis(500)
+                if over
+                    .lock()
+                    .expect("lock")
+                    .is_some_and(|at| at.elapsed() > Duration::from_millis(500))
                 {
                     break;
                 }
@@ -160,19 +166,17 @@ async fn a_database_outage_is_unavailable_and_loses_nothing_acknowledged() -> an
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(!refused.is_empty(), "the outage was felt");
-    for status in &refused {
-        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-    }
-    // Every acknowledged engagement is stored (read without the proxy).
-    let store =
-        leadflow_store::Store::connect(&database.url, &leadflow_store::StoreOptions::default()).await?;
+    outage.await??;
+    running.shutdown(Duration::from_secs(2)).await;
+
+    let store = leadflow_store::Store::connect(check_url, &leadflow_store::StoreOptions::default()).await?;
     let stored: std::collections::HashSet<String> = store
         .engagements_of(leadflow_server::DEFAULT_WORKSPACE, &lead.id)
         .await?
         .into_iter()
         .map(|e| e.event_id)
         .collect();
+    store.close().await;
     for id in &acknowledged {
         assert!(stored.contains(id), "acknowledged {id} is missing");
     }
@@ -180,9 +184,175 @@ async fn a_database_outage_is_unavailable_and_loses_nothing_acknowledged() -> an
         acknowledged.len() > 10,
         "calls before and after the outage succeeded"
     );
-    store.close().await;
-    running.shutdown(Duration::from_secs(2)).await;
+    assert!(!refused.is_empty(), "the outage was felt");
+    for status in &refused {
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    }
+    Ok(refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_unavailable_and_loses_nothing_acknowledged() -> anyhow::Result<()> {
+    let Some(database) = TestDatabase::new(Db::Postgres).await else {
+        return Ok(());
+    };
+    let upstream = through_proxy(&database.url, 0)
+        .map(|(h, _)| h)
+        .expect("a postgres URL");
+    let proxy = Arc::new(Proxy::start(upstream).await?);
+    let (_, url) = through_proxy(&database.url, proxy.port).expect("a postgres URL");
+    let cutter = Arc::clone(&proxy);
+    calls_through(&url, &database.url, async move {
+        cutter.cut();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        cutter.restore();
+        Ok(())
+    })
+    .await?;
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_is_unavailable_and_loses_nothing_acknowledged() -> anyhow::Result<()> {
+    let Some(cluster) = Cluster::create()? else {
+        return Ok(());
+    };
+    let cluster = Arc::new(cluster);
+    let restarter = Arc::clone(&cluster);
+    let refused = calls_through(&cluster.url(), &cluster.url(), async move {
+        // as a crash does: no checkpoint, connections dropped, recovery at start
+        tokio::task::spawn_blocking(move || {
+            restarter.stop("immediate")?;
+            std::thread::sleep(Duration::from_secs(2));
+            restarter.start()
+        })
+        .await?
+    })
+    .await?;
+    assert!(
+        refused.len() > 1,
+        "calls were refused all through the outage, not only those it cut"
+    );
+    Ok(())
+}
+
+/// A PostgreSQL cluster of the test's own, in a scratch directory on a free
+/// port, that the test may stop and start. Needs the server's binaries
+/// (`initdb`, `pg_ctl`); as root it runs them as the `postgres` user.
+struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl Cluster {
+    /// `None` (said loudly) when no PostgreSQL binaries are installed,
+    /// unless `LEADFLOW_REQUIRE_POSTGRES=1`, where that is an error.
+    #[allow(clippy::print_stderr)] // the loud skip
+    fn create() -> anyhow::Result<Option<Self>> {
+        let Some(bin) = postgres_binaries() else {
+            if std::env::var("LEADFLOW_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                anyhow::bail!("PostgreSQL is required but no initdb was found under /usr/lib/postgresql");
+            }
+            eprintln!("\n*** SKIPPING a PostgreSQL restart test: no initdb under /usr/lib/postgresql.\n");
+            return Ok(None);
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let dir = std::env::temp_dir().join(format!("leadflow-pg-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let as_postgres = std::fs::metadata("/proc/self")?.uid() == 0;
+        let cluster = Self {
+            bin,
+            dir,
+            port,
+            as_postgres,
+        };
+        if as_postgres {
+            // initdb refuses to run as root
+            cluster.run("chown", &["-R", "postgres:", &cluster.dir.display().to_string()])?;
+        }
+        let data = cluster.data();
+        cluster.pg(
+            "initdb",
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        )?;
+        cluster.start()?;
+        Ok(Some(cluster))
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn start(&self) -> anyhow::Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("postgres.log").display().to_string();
+        self.pg(
+            "pg_ctl",
+            &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "start"],
+        )
+    }
+
+    fn stop(&self, mode: &str) -> anyhow::Result<()> {
+        self.pg("pg_ctl", &["-D", &self.data(), "-m", mode, "-w", "stop"])
+    }
+
+    fn pg(&self, tool: &str, args: &[&str]) -> anyhow::Result<()> {
+        let path = self.bin.join(tool).display().to_string();
+        if self.as_postgres {
+            let mut all = vec!["-u", "postgres", "--", path.as_str()];
+            all.extend_from_slice(args);
+            self.run("runuser", &all)
+        } else {
+            self.run(&path, args)
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> anyhow::Result<()> {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .current_dir(&self.dir)
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.stop("immediate");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin` with an `initdb`.
+fn postgres_binaries() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
 }
 
 #[test]
