@@ -12,6 +12,7 @@
 //! - [`lifecycle`]: the transition table, guards, a lead's state, [`lifecycle::decide`].
 //! - [`workflow`]: triggers, durable timers, score crossings.
 //! - [`explain`]: a lead's scores rule by rule and the guards ahead of it.
+//! - [`analytics`]: the funnel of a period, from the leads' stage histories.
 //! - [`diagram`]: `docs/lifecycle.md`, generated from the table.
 //!
 //! This crate must never import tonic, prost, sea-orm, sqlx or tokio, nor read
@@ -19,6 +20,7 @@
 //! or a [`lifecycle::Context`]. That is what makes a re-score a replay and
 //! property tests cheap.
 
+pub mod analytics;
 pub mod diagram;
 pub mod engagement;
 pub mod error;

@@ -15,6 +15,7 @@
 //! - `persist.rs`: a decision into the transaction, outbox payloads included.
 //! - [`Clock`]: the engine's only source of "now".
 
+mod analytics;
 mod batch;
 mod clock;
 mod erase;

@@ -71,7 +71,7 @@ pub(crate) fn stage_in(check: &mut Check, field: &str, value: i32) -> Option<Sta
     }
 }
 
-fn move_out(by: Move) -> pb::Move {
+pub(crate) fn move_out(by: Move) -> pb::Move {
     match by {
         Move::Capture => pb::Move::Capture,
         Move::Promote => pb::Move::Promote,

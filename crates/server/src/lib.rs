@@ -31,6 +31,7 @@ use anyhow::Context as _;
 use leadflow_engine::{Clock, Engine, SystemClock};
 use leadflow_proto::v1::lead_service_server::LeadServiceServer;
 use leadflow_proto::v1::policy_service_server::PolicyServiceServer;
+use leadflow_proto::v1::analytics_service_server::AnalyticsServiceServer;
 use leadflow_proto::v1::trigger_service_server::TriggerServiceServer;
 use leadflow_store::{Store, StoreOptions};
 use tokio::sync::oneshot;
@@ -39,7 +40,7 @@ use tokio::task::JoinHandle;
 pub use config::{Config, DatabaseUrl, LogFormat, TlsFiles};
 pub use leadflow_engine::DEFAULT_WORKSPACE;
 pub use limits::{MAX_BATCH, MAX_MESSAGE_BYTES};
-pub use services::{LeadApi, PolicyApi, TriggerApi};
+pub use services::{AnalyticsApi, LeadApi, PolicyApi, TriggerApi};
 
 /// leadflow's default lead definition, given to a new workspace.
 pub const DEFAULT_POLICY: &str = include_str!("../../../examples/policy.toml");
@@ -159,6 +160,7 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
     health.set_serving::<LeadServiceServer<LeadApi>>().await;
     health.set_serving::<PolicyServiceServer<PolicyApi>>().await;
     health.set_serving::<TriggerServiceServer<TriggerApi>>().await;
+    health.set_serving::<AnalyticsServiceServer<AnalyticsApi>>().await;
     let reflection = |builder: tonic_reflection::server::Builder<'static>| {
         builder
             .register_encoded_file_descriptor_set(leadflow_proto::FILE_DESCRIPTOR_SET)
@@ -194,6 +196,8 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let leads =
         LeadServiceServer::new(LeadApi::new(engine.clone())).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let analytics = AnalyticsServiceServer::new(AnalyticsApi::new(engine.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let policies =
         PolicyServiceServer::new(PolicyApi::new(engine)).max_decoding_message_size(MAX_MESSAGE_BYTES);
 
@@ -214,7 +218,8 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
         .add_service(reflection_v1alpha)
         .add_service(leads)
         .add_service(policies)
-        .add_service(triggers);
+        .add_service(triggers)
+        .add_service(analytics);
     let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = signal.await;
     }));

@@ -80,6 +80,15 @@ impl Check {
         }
     }
 
+    /// Like [`Self::page_size`], but over `max` is refused, not lowered.
+    pub(crate) fn page_size_at_most(&mut self, field: &str, requested: i32, default: u64, max: u64) -> u64 {
+        if i64::from(requested) > i64::try_from(max).unwrap_or(i64::MAX) {
+            self.fail(field, format!("{requested}; at most {max}"));
+            return default;
+        }
+        self.page_size(field, requested, default, max)
+    }
+
     pub(crate) fn into_result(self) -> Result<(), tonic::Status> {
         if self.violations.is_empty() {
             Ok(())

@@ -91,7 +91,7 @@ fn cause(key: &str, kind: &str, reference: Option<String>) -> Result<Cause, Stor
     })
 }
 
-fn by(key: &str, text: &str) -> Result<Move, StoreError> {
+pub(crate) fn by(key: &str, text: &str) -> Result<Move, StoreError> {
     serde_json::from_value(serde_json::Value::String(text.to_owned()))
         .map_err(|_| StoreError::corrupt("transitions", key, format!("unknown move {text:?}")))
 }

@@ -13,6 +13,7 @@
 //! - [`Tx`]: a write transaction and every write, committed together or not at all.
 //! - [`testing`] (feature `testing`): throwaway databases for tests.
 
+mod analytics;
 mod convert;
 mod db;
 mod entity;

@@ -66,7 +66,7 @@ impl fmt::Display for CommandKind {
 }
 
 /// Which edge moved a lead: a manual command, or one of the automatic moves.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Move {
     Capture,

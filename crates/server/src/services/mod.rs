@@ -1,9 +1,11 @@
 //! The tonic services: proto in, engine call, proto out.
 
+mod analytics;
 mod leads;
 mod policies;
 mod triggers;
 
+pub use analytics::AnalyticsApi;
 pub use leads::LeadApi;
 pub use policies::PolicyApi;
 pub use triggers::TriggerApi;

@@ -1,0 +1,445 @@
+//! The funnel of a period, from the stage histories of the leads that moved
+//! in it.
+//!
+//! - **Entries**: moves into a stage during the period. A forward jump is a
+//!   move into every stage it passes, so each counts; `leads` counts each
+//!   lead once per stage.
+//! - **Conversions** are cohorts: of the leads whose *first* entry into
+//!   `from` lies in the period, how many have entered `to` since (up to
+//!   now, not only within the period), and how long that took.
+//! - **Time in stage**: the stays that ended in the period, each from the
+//!   move into the stage to the move out of it (a stage passed in a forward
+//!   jump is a stay of zero).
+//! - **Rejection and recycle rates**: of the MQL cohort, the share sent back
+//!   by REJECT, or by RECYCLE (manual or an SLA's), at least once since.
+//! - **Reasons**: the reasons given by rejections, recycles and
+//!   disqualifications during the period.
+//!
+//! Erased leads keep their stage history, so they count like any other.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::lifecycle::Move;
+use crate::stage::Stage;
+use crate::time::{Span, Timestamp};
+
+/// The group of a lead without a channel (or an engagement).
+pub const NO_CHANNEL: &str = "(none)";
+/// The MQL group of a lead promoted by a command.
+pub const MANUAL: &str = "(manual)";
+/// The MQL group of a lead qualified by its profile (at capture or on an update).
+pub const PROFILE: &str = "(profile)";
+/// The MQL group of a lead moved by a timer or a policy re-score.
+pub const AUTOMATIC: &str = "(automatic)";
+/// The MQL group of a lead that has not been an MQL.
+pub const NOT_MQL: &str = "(not MQL)";
+
+/// `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Period {
+    pub start: Timestamp,
+    pub end: Timestamp,
+}
+
+impl Period {
+    pub fn contains(&self, t: Timestamp) -> bool {
+        self.start <= t && t < self.end
+    }
+}
+
+/// How the funnel is split.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Grouping {
+    /// One group, keyed "".
+    #[default]
+    None,
+    /// By the channel of the lead's first engagement.
+    SourceChannel,
+    /// By the channel of the engagement that first made the lead an MQL.
+    MqlChannel,
+    /// By the policy version each move was decided under (a cohort by the
+    /// version of its first entry).
+    PolicyVersion,
+}
+
+/// The width of a velocity bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bucket {
+    Day,
+    Week,
+}
+
+impl Bucket {
+    pub const fn span(self) -> Span {
+        match self {
+            Self::Day => Span::from_secs(86_400),
+            Self::Week => Span::from_secs(7 * 86_400),
+        }
+    }
+}
+
+/// One move of a lead's history, as the funnel reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    pub from: Option<Stage>,
+    pub to: Stage,
+    pub at: Timestamp,
+    pub by: Move,
+    pub reason: Option<String>,
+    pub policy_version: i64,
+    pub caused_by: StepCause,
+}
+
+/// What made a move, as far as grouping by MQL channel cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepCause {
+    /// An engagement, on this channel (if it named one).
+    Engagement { channel: Option<String> },
+    /// A caller's command.
+    Command,
+    /// The profile: at capture, or on an update.
+    Profile,
+    /// A timer or a policy re-score.
+    Automatic,
+}
+
+/// A lead's whole stage history, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct History {
+    pub lead_id: String,
+    /// The channel of the lead's first engagement (when asked for).
+    pub source_channel: Option<String>,
+    pub steps: Vec<Step>,
+}
+
+impl History {
+    fn first_entry(&self, stage: Stage) -> Option<&Step> {
+        self.steps.iter().find(|s| s.to == stage)
+    }
+
+    fn source_key(&self) -> String {
+        non_empty(self.source_channel.as_deref()).unwrap_or(NO_CHANNEL).to_owned()
+    }
+
+    fn mql_key(&self) -> String {
+        match self.first_entry(Stage::Mql).map(|s| &s.caused_by) {
+            None => NOT_MQL.to_owned(),
+            Some(StepCause::Engagement { channel }) => non_empty(channel.as_deref()).unwrap_or(NO_CHANNEL).to_owned(),
+            Some(StepCause::Command) => MANUAL.to_owned(),
+            Some(StepCause::Profile) => PROFILE.to_owned(),
+            Some(StepCause::Automatic) => AUTOMATIC.to_owned(),
+        }
+    }
+}
+
+fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.trim().is_empty())
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Query {
+    pub period: Period,
+    pub grouping: Grouping,
+    pub bucket: Bucket,
+    /// Only leads whose first engagement came on this channel.
+    pub source_channel: Option<String>,
+}
+
+/// The stage pairs a funnel reports conversion for.
+pub const CONVERSIONS: [(Stage, Stage); 5] = [
+    (Stage::Iql, Stage::Mql),
+    (Stage::Mql, Stage::Sql),
+    (Stage::Sql, Stage::Customer),
+    (Stage::Mql, Stage::Customer),
+    (Stage::Iql, Stage::Customer),
+];
+
+/// The stages a stay can be measured in (CUSTOMER is never left).
+pub const STAYS: [Stage; 4] = [Stage::Iql, Stage::Mql, Stage::Sql, Stage::Disqualified];
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Funnel {
+    /// By key, ascending (policy versions by number).
+    pub groups: Vec<Group>,
+    /// The velocity buckets' starts, shared by every group.
+    pub buckets: Vec<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Group {
+    pub key: String,
+    /// One per stage, in [`Stage::ALL`] order.
+    pub entries: Vec<Entries>,
+    /// One per pair of [`CONVERSIONS`], in that order.
+    pub conversions: Vec<Conversion>,
+    /// One per stage of [`STAYS`], in that order.
+    pub time_in_stage: Vec<StageTime>,
+    /// Per stage in [`Stage::ALL`] order, entries per bucket of [`Funnel::buckets`].
+    pub velocity: Vec<Vec<u64>>,
+    pub rejected: Rate,
+    pub recycled: Rate,
+    /// Most frequent first.
+    pub reasons: Vec<ReasonCount>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entries {
+    pub stage: Stage,
+    pub leads: u64,
+    pub entries: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conversion {
+    pub from: Stage,
+    pub to: Stage,
+    pub cohort: u64,
+    pub converted: u64,
+    /// `converted / cohort`; 0 for an empty cohort.
+    pub rate: f64,
+    /// Time from entering `from` to entering `to`, over the converted.
+    pub p50: Option<Span>,
+    pub p90: Option<Span>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageTime {
+    pub stage: Stage,
+    pub stays: u64,
+    pub p50: Option<Span>,
+    pub p90: Option<Span>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rate {
+    /// The MQL cohort.
+    pub cohort: u64,
+    pub count: u64,
+    pub rate: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReasonCount {
+    pub by: Move,
+    pub reason: String,
+    pub count: u64,
+}
+
+/// The velocity buckets of a period: their starts, from the period's start.
+pub fn bucket_starts(period: Period, bucket: Bucket) -> Vec<Timestamp> {
+    let width = bucket.span().as_micros().max(1);
+    let mut starts = Vec::new();
+    let mut t = period.start;
+    while t < period.end {
+        starts.push(t);
+        t = Timestamp::from_micros(t.as_micros().saturating_add(width));
+    }
+    starts
+}
+
+/// The nearest-rank percentile `p` (0–100) of sorted values.
+pub fn percentile(sorted: &[i64], p: u32) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let n = sorted.len();
+    // ceil(p · n / 100), at least 1
+    let rank = (usize::try_from(p).unwrap_or(100) * n).div_ceil(100).max(1);
+    sorted.get(rank.min(n) - 1).copied()
+}
+
+#[derive(Default)]
+struct Acc {
+    entries: BTreeMap<Stage, (u64, BTreeSet<usize>)>,
+    cohorts: BTreeMap<(Stage, Stage), (u64, Vec<i64>)>,
+    stays: BTreeMap<Stage, Vec<i64>>,
+    velocity: BTreeMap<Stage, Vec<u64>>,
+    mql_cohort: u64,
+    rejected: u64,
+    recycled: u64,
+    reasons: BTreeMap<(Move, String), u64>,
+}
+
+/// The funnel of `query.period` over `histories` (each a lead's whole
+/// history; leads without a move in the period contribute nothing).
+pub fn funnel(histories: &[History], query: &Query) -> Funnel {
+    let period = query.period;
+    let buckets = bucket_starts(period, query.bucket);
+    let width = query.bucket.span().as_micros().max(1);
+    let mut groups: BTreeMap<GroupKey, Acc> = BTreeMap::new();
+    let lead_key = |h: &History| match query.grouping {
+        Grouping::None => Some(GroupKey::Text(String::new())),
+        Grouping::SourceChannel => Some(GroupKey::Text(h.source_key())),
+        Grouping::MqlChannel => Some(GroupKey::Text(h.mql_key())),
+        Grouping::PolicyVersion => None,
+    };
+    for (index, h) in histories.iter().enumerate() {
+        if let Some(wanted) = &query.source_channel
+            && h.source_key() != *wanted
+        {
+            continue;
+        }
+        let fixed = lead_key(h);
+        let key_of = |step: &Step| fixed.clone().unwrap_or(GroupKey::Version(step.policy_version));
+        // moves in the period
+        for (i, step) in h.steps.iter().enumerate() {
+            if !period.contains(step.at) {
+                continue;
+            }
+            let acc = groups.entry(key_of(step)).or_default();
+            let e = acc.entries.entry(step.to).or_default();
+            e.0 += 1;
+            e.1.insert(index);
+            let slot = usize::try_from(step.at.since(period.start).as_micros() / width).unwrap_or(0);
+            let series = acc.velocity.entry(step.to).or_insert_with(|| vec![0; buckets.len()]);
+            if let Some(n) = series.get_mut(slot) {
+                *n += 1;
+            }
+            if let (Some(from), Some(previous)) = (step.from, i.checked_sub(1).and_then(|p| h.steps.get(p))) {
+                acc.stays
+                    .entry(from)
+                    .or_default()
+                    .push(step.at.since(previous.at).as_micros());
+            }
+            if matches!(
+                step.by,
+                Move::Reject | Move::Recycle | Move::SlaRecycle | Move::Disqualify | Move::AutoDisqualify
+            ) {
+                let reason = step.reason.clone().unwrap_or_else(|| NO_CHANNEL.to_owned());
+                *acc.reasons.entry((step.by, reason)).or_default() += 1;
+            }
+        }
+        // cohorts: first entries in the period
+        for (from, to) in CONVERSIONS {
+            let Some(first) = h.first_entry(from).filter(|s| period.contains(s.at)) else {
+                continue;
+            };
+            let acc = groups.entry(key_of(first)).or_default();
+            let cohort = acc.cohorts.entry((from, to)).or_default();
+            cohort.0 += 1;
+            if let Some(reached) = h.steps.iter().find(|s| s.to == to && s.at >= first.at) {
+                cohort.1.push(reached.at.since(first.at).as_micros());
+            }
+        }
+        if let Some(first) = h.first_entry(Stage::Mql).filter(|s| period.contains(s.at)) {
+            let after = h.steps.iter().filter(|s| s.at >= first.at);
+            let (mut rejected, mut recycled) = (false, false);
+            for s in after {
+                rejected |= s.by == Move::Reject;
+                recycled |= matches!(s.by, Move::Recycle | Move::SlaRecycle);
+            }
+            let acc = groups.entry(key_of(first)).or_default();
+            acc.mql_cohort += 1;
+            acc.rejected += u64::from(rejected);
+            acc.recycled += u64::from(recycled);
+        }
+    }
+    if groups.is_empty() && query.grouping == Grouping::None {
+        groups.insert(GroupKey::Text(String::new()), Acc::default());
+    }
+    Funnel {
+        groups: groups
+            .into_iter()
+            .map(|(key, acc)| group(key.to_string(), acc, buckets.len()))
+            .collect(),
+        buckets,
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum GroupKey {
+    Version(i64),
+    Text(String),
+}
+
+impl std::fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Version(v) => write!(f, "{v}"),
+            Self::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        // counts far below 2^52: exact
+        #[allow(clippy::cast_precision_loss)]
+        let r = part as f64 / whole as f64;
+        r
+    }
+}
+
+fn group(key: String, mut acc: Acc, buckets: usize) -> Group {
+    let entries = Stage::ALL
+        .iter()
+        .map(|&stage| {
+            let (entries, leads) = acc.entries.remove(&stage).unwrap_or_default();
+            Entries {
+                stage,
+                leads: leads.len() as u64,
+                entries,
+            }
+        })
+        .collect();
+    let conversions = CONVERSIONS
+        .iter()
+        .map(|&(from, to)| {
+            let (cohort, mut times) = acc.cohorts.remove(&(from, to)).unwrap_or_default();
+            times.sort_unstable();
+            let converted = times.len() as u64;
+            Conversion {
+                from,
+                to,
+                cohort,
+                converted,
+                rate: ratio(converted, cohort),
+                p50: percentile(&times, 50).map(Span::from_micros),
+                p90: percentile(&times, 90).map(Span::from_micros),
+            }
+        })
+        .collect();
+    let time_in_stage = STAYS
+        .iter()
+        .map(|&stage| {
+            let mut times = acc.stays.remove(&stage).unwrap_or_default();
+            times.sort_unstable();
+            StageTime {
+                stage,
+                stays: times.len() as u64,
+                p50: percentile(&times, 50).map(Span::from_micros),
+                p90: percentile(&times, 90).map(Span::from_micros),
+            }
+        })
+        .collect();
+    let velocity = Stage::ALL
+        .iter()
+        .map(|stage| acc.velocity.remove(stage).unwrap_or_else(|| vec![0; buckets]))
+        .collect();
+    let mut reasons: Vec<ReasonCount> = acc
+        .reasons
+        .into_iter()
+        .map(|((by, reason), count)| ReasonCount { by, reason, count })
+        .collect();
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.count));
+    Group {
+        key,
+        entries,
+        conversions,
+        time_in_stage,
+        velocity,
+        rejected: Rate {
+            cohort: acc.mql_cohort,
+            count: acc.rejected,
+            rate: ratio(acc.rejected, acc.mql_cohort),
+        },
+        recycled: Rate {
+            cohort: acc.mql_cohort,
+            count: acc.recycled,
+            rate: ratio(acc.recycled, acc.mql_cohort),
+        },
+        reasons,
+    }
+}

@@ -1,0 +1,235 @@
+//! `leadflow.v1.AnalyticsService`.
+
+use leadflow_domain::analytics::funnel::{self, Bucket, Grouping, Period, Query};
+use leadflow_domain::time::Span;
+use leadflow_engine::Engine;
+use leadflow_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::convert::{move_out, stage_out, timestamp_in, timestamp_out, token_in, token_out};
+use crate::error::status;
+use crate::limits::{Check, MAX_NAME_CHARS};
+
+#[derive(Clone, Debug)]
+pub struct AnalyticsApi {
+    engine: Engine,
+}
+
+impl AnalyticsApi {
+    pub fn new(engine: Engine) -> Self {
+        Self { engine }
+    }
+}
+
+/// Velocity buckets in one funnel, at most.
+pub(crate) const MAX_BUCKETS: i64 = 1_000;
+/// Funnel groups per page, at most.
+pub(crate) const MAX_GROUPS_PAGE: u64 = 200;
+/// Periods up to this many days get daily buckets unless asked otherwise.
+const DAILY_UP_TO_DAYS: i64 = 92;
+
+/// A period, checked: both ends, start before end.
+pub(crate) fn period_in(check: &mut Check, field: &str, period: Option<&pb::Period>) -> Option<Period> {
+    let Some(p) = period else {
+        check.fail(field, "required");
+        return None;
+    };
+    let start = timestamp_in(check, &format!("{field}.start"), p.start.as_ref());
+    let end = timestamp_in(check, &format!("{field}.end"), p.end.as_ref());
+    if p.start.is_none() {
+        check.fail(format!("{field}.start"), "required");
+    }
+    if p.end.is_none() {
+        check.fail(format!("{field}.end"), "required");
+    }
+    let (start, end) = (start?, end?);
+    if end <= start {
+        let what = if end == start { "empty" } else { "reversed" };
+        check.fail(format!("{field}.end"), format!("the period is {what}: end must be after start"));
+        return None;
+    }
+    Some(Period { start, end })
+}
+
+pub(crate) fn period_out(p: Period) -> pb::Period {
+    pb::Period {
+        start: Some(timestamp_out(p.start)),
+        end: Some(timestamp_out(p.end)),
+    }
+}
+
+fn grouping_in(check: &mut Check, value: i32) -> Grouping {
+    match pb::FunnelGrouping::try_from(value) {
+        Ok(pb::FunnelGrouping::Unspecified) => Grouping::None,
+        Ok(pb::FunnelGrouping::SourceChannel) => Grouping::SourceChannel,
+        Ok(pb::FunnelGrouping::MqlChannel) => Grouping::MqlChannel,
+        Ok(pb::FunnelGrouping::PolicyVersion) => Grouping::PolicyVersion,
+        Err(_) => {
+            check.fail("group_by", format!("unknown grouping {value}"));
+            Grouping::None
+        }
+    }
+}
+
+fn bucket_in(check: &mut Check, value: i32, period: Option<Period>) -> Bucket {
+    let length = period.map_or(Span::ZERO, |p| p.end.since(p.start));
+    let bucket = match pb::VelocityBucket::try_from(value) {
+        Ok(pb::VelocityBucket::Unspecified) if length <= Span::from_days(DAILY_UP_TO_DAYS) => Bucket::Day,
+        Ok(pb::VelocityBucket::Unspecified | pb::VelocityBucket::Week) => Bucket::Week,
+        Ok(pb::VelocityBucket::Day) => Bucket::Day,
+        Err(_) => {
+            check.fail("bucket", format!("unknown bucket {value}"));
+            return Bucket::Day;
+        }
+    };
+    let width = bucket.span().as_micros();
+    let count = length.as_micros().div_euclid(width) + i64::from(length.as_micros() % width != 0);
+    if count > MAX_BUCKETS {
+        check.fail(
+            "bucket",
+            format!("the period holds {count} buckets of this width; at most {MAX_BUCKETS}: widen the bucket or shorten the period"),
+        );
+    }
+    bucket
+}
+
+fn bucket_out(b: Bucket) -> pb::VelocityBucket {
+    match b {
+        Bucket::Day => pb::VelocityBucket::Day,
+        Bucket::Week => pb::VelocityBucket::Week,
+    }
+}
+
+pub(crate) fn duration_out(span: Span) -> prost_types::Duration {
+    let micros = span.as_micros();
+    prost_types::Duration {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or(0),
+    }
+}
+
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn group_out(g: &funnel::Group) -> pb::FunnelGroup {
+    pb::FunnelGroup {
+        key: g.key.clone(),
+        entries: g
+            .entries
+            .iter()
+            .map(|e| pb::StageEntries {
+                stage: stage_out(e.stage).into(),
+                leads: count(e.leads),
+                entries: count(e.entries),
+            })
+            .collect(),
+        conversions: g
+            .conversions
+            .iter()
+            .map(|c| pb::Conversion {
+                from: stage_out(c.from).into(),
+                to: stage_out(c.to).into(),
+                cohort: count(c.cohort),
+                converted: count(c.converted),
+                rate: c.rate,
+                p50: c.p50.map(duration_out),
+                p90: c.p90.map(duration_out),
+            })
+            .collect(),
+        time_in_stage: g
+            .time_in_stage
+            .iter()
+            .map(|t| pb::StageTime {
+                stage: stage_out(t.stage).into(),
+                stays: count(t.stays),
+                p50: t.p50.map(duration_out),
+                p90: t.p90.map(duration_out),
+            })
+            .collect(),
+        velocity: leadflow_domain::Stage::ALL
+            .iter()
+            .zip(&g.velocity)
+            .map(|(&stage, series)| pb::Velocity {
+                stage: stage_out(stage).into(),
+                entries: series.iter().map(|&n| count(n)).collect(),
+            })
+            .collect(),
+        rejected: Some(rate_out(&g.rejected)),
+        recycled: Some(rate_out(&g.recycled)),
+        reasons: g
+            .reasons
+            .iter()
+            .map(|r| pb::ReasonCount {
+                r#move: move_out(r.by).into(),
+                reason: r.reason.clone(),
+                count: count(r.count),
+            })
+            .collect(),
+    }
+}
+
+fn rate_out(r: &funnel::Rate) -> pb::CohortRate {
+    pb::CohortRate {
+        cohort: count(r.cohort),
+        count: count(r.count),
+        rate: r.rate,
+    }
+}
+
+/// A checked `GetFunnelRequest`: the query, the page size and the offset.
+pub(crate) fn funnel_query(r: &pb::GetFunnelRequest) -> Result<(Query, usize, usize), Status> {
+    let mut check = Check::default();
+    let period = period_in(&mut check, "period", r.period.as_ref());
+    let grouping = grouping_in(&mut check, r.group_by);
+    let bucket = bucket_in(&mut check, r.bucket, period);
+    check.text("source_channel", &r.source_channel, MAX_NAME_CHARS, false);
+    let size = check.page_size_at_most("page_size", r.page_size, 50, MAX_GROUPS_PAGE);
+    let offset = match token_in(&mut check, "fg", &r.page_token).map(|t| t.parse::<usize>()) {
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            check.fail("page_token", "not a page token of this list");
+            0
+        }
+        None => 0,
+    };
+    check.into_result()?;
+    let period = period.ok_or_else(|| Status::internal("a checked period is missing"))?;
+    let query = Query {
+        period,
+        grouping,
+        bucket,
+        source_channel: (!r.source_channel.trim().is_empty()).then(|| r.source_channel.trim().to_owned()),
+    };
+    Ok((query, usize::try_from(size).unwrap_or(50), offset))
+}
+
+#[tonic::async_trait]
+impl pb::analytics_service_server::AnalyticsService for AnalyticsApi {
+    async fn get_funnel(
+        &self,
+        request: Request<pb::GetFunnelRequest>,
+    ) -> Result<Response<pb::GetFunnelResponse>, Status> {
+        let caller = crate::auth::caller(&request)?;
+        let (query, size, offset) = funnel_query(request.get_ref())?;
+        let funnel = self
+            .engine
+            .funnel(&caller.workspace, &query)
+            .await
+            .map_err(status)?;
+        let total = funnel.groups.len();
+        let groups: Vec<pb::FunnelGroup> = funnel.groups.iter().skip(offset).take(size).map(group_out).collect();
+        let next = offset + groups.len();
+        Ok(Response::new(pb::GetFunnelResponse {
+            period: Some(period_out(query.period)),
+            bucket: bucket_out(query.bucket).into(),
+            bucket_starts: funnel.buckets.iter().map(|&t| timestamp_out(t)).collect(),
+            groups,
+            next_page_token: if next < total {
+                token_out("fg", &next.to_string())
+            } else {
+                String::new()
+            },
+        }))
+    }
+}

@@ -1,0 +1,106 @@
+//! Reads for analytics: the stage histories of the leads that moved in a
+//! period, with what the funnel groups them by.
+
+use std::collections::HashMap;
+
+use leadflow_domain::analytics::{History, Period, Step, StepCause};
+use sea_orm::{ConnectionTrait, Statement, Value};
+
+use crate::convert::{self, ts};
+use crate::db::Backend;
+use crate::error::StoreError;
+use crate::Store;
+
+/// The leads with a move in the period (a subquery of `ws`, `start`, `end`).
+const MOVED: &str = "SELECT m.lead_id FROM transitions m WHERE m.workspace_id = $1 AND m.at >= $2 AND m.at < $3";
+
+impl Store {
+    /// The whole stage history of every lead that moved during `period`,
+    /// each move with the channel of the engagement that caused it; with
+    /// `source_channels`, each lead's first engagement's channel too.
+    /// Erased leads are included: their stage history is anonymous.
+    pub async fn funnel_histories(
+        &self,
+        ws: &str,
+        period: Period,
+        source_channels: bool,
+    ) -> Result<Vec<History>, StoreError> {
+        let params = || -> Vec<Value> {
+            vec![
+                ws.into(),
+                period.start.as_micros().into(),
+                period.end.as_micros().into(),
+            ]
+        };
+        let sql = format!(
+            "SELECT t.lead_id, t.seq, t.from_stage, t.to_stage, t.at, t.\"move\" AS by, t.cause, t.reason, \
+             t.policy_version, e.channel \
+             FROM transitions t \
+             LEFT JOIN engagements e ON t.cause = 'ENGAGEMENT' AND e.workspace_id = t.workspace_id \
+             AND e.event_id = t.cause_ref \
+             WHERE t.workspace_id = $1 AND t.lead_id IN ({MOVED}) \
+             ORDER BY t.lead_id, t.seq"
+        );
+        let rows = self.reader().query_all_raw(self.statement(&sql, params())).await?;
+        let mut histories: Vec<History> = Vec::new();
+        for row in rows {
+            let lead_id: String = row.try_get("", "lead_id")?;
+            let seq: i64 = row.try_get("", "seq")?;
+            let key = format!("{lead_id}#{seq}");
+            let from: Option<String> = row.try_get("", "from_stage")?;
+            let to: String = row.try_get("", "to_stage")?;
+            let cause: String = row.try_get("", "cause")?;
+            let channel: Option<String> = row.try_get("", "channel")?;
+            let step = Step {
+                from: from
+                    .as_deref()
+                    .map(|s| convert::stage("transitions", &key, s))
+                    .transpose()?,
+                to: convert::stage("transitions", &key, &to)?,
+                at: ts(row.try_get("", "at")?),
+                by: convert::by(&key, &row.try_get::<String>("", "by")?)?,
+                reason: row.try_get("", "reason")?,
+                policy_version: row.try_get("", "policy_version")?,
+                caused_by: match cause.as_str() {
+                    "ENGAGEMENT" => StepCause::Engagement { channel },
+                    "MANUAL" => StepCause::Command,
+                    "CAPTURE" | "PROFILE_UPDATE" => StepCause::Profile,
+                    _ => StepCause::Automatic,
+                },
+            };
+            match histories.last_mut() {
+                Some(h) if h.lead_id == lead_id => h.steps.push(step),
+                _ => histories.push(History {
+                    lead_id,
+                    source_channel: None,
+                    steps: vec![step],
+                }),
+            }
+        }
+        if source_channels && !histories.is_empty() {
+            let sql = format!(
+                "SELECT l.id, (SELECT e.channel FROM engagements e \
+                 WHERE e.workspace_id = l.workspace_id AND e.lead_id = l.id \
+                 ORDER BY e.occurred_at, e.event_id LIMIT 1) AS channel \
+                 FROM leads l WHERE l.workspace_id = $1 AND l.id IN ({MOVED})"
+            );
+            let mut channels: HashMap<String, Option<String>> = HashMap::new();
+            for row in self.reader().query_all_raw(self.statement(&sql, params())).await? {
+                channels.insert(row.try_get("", "id")?, row.try_get("", "channel")?);
+            }
+            for h in &mut histories {
+                h.source_channel = channels.remove(&h.lead_id).flatten();
+            }
+        }
+        Ok(histories)
+    }
+
+    /// `sql` written with `$n` placeholders, for this store's backend.
+    fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
+        let sql = match self.backend() {
+            Backend::Postgres => sql.to_owned(),
+            Backend::Sqlite => sql.replace('$', "?"),
+        };
+        Statement::from_sql_and_values(self.reader().get_database_backend(), sql, values)
+    }
+}
