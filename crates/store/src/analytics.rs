@@ -6,13 +6,14 @@ use std::collections::HashMap;
 use leadflow_domain::analytics::{History, Period, Step, StepCause};
 use sea_orm::{ConnectionTrait, Statement, Value};
 
+use crate::Store;
 use crate::convert::{self, ts};
 use crate::db::Backend;
 use crate::error::StoreError;
-use crate::Store;
 
 /// The leads with a move in the period (a subquery of `ws`, `start`, `end`).
-const MOVED: &str = "SELECT m.lead_id FROM transitions m WHERE m.workspace_id = $1 AND m.at >= $2 AND m.at < $3";
+const MOVED: &str =
+    "SELECT m.lead_id FROM transitions m WHERE m.workspace_id = $1 AND m.at >= $2 AND m.at < $3";
 
 impl Store {
     /// The whole stage history of every lead that moved during `period`,
@@ -41,7 +42,10 @@ impl Store {
              WHERE t.workspace_id = $1 AND t.lead_id IN ({MOVED}) \
              ORDER BY t.lead_id, t.seq"
         );
-        let rows = self.reader().query_all_raw(self.statement(&sql, params())).await?;
+        let rows = self
+            .reader()
+            .query_all_raw(self.statement(&sql, params()))
+            .await?;
         let mut histories: Vec<History> = Vec::new();
         for row in rows {
             let lead_id: String = row.try_get("", "lead_id")?;
@@ -85,7 +89,11 @@ impl Store {
                  FROM leads l WHERE l.workspace_id = $1 AND l.id IN ({MOVED})"
             );
             let mut channels: HashMap<String, Option<String>> = HashMap::new();
-            for row in self.reader().query_all_raw(self.statement(&sql, params())).await? {
+            for row in self
+                .reader()
+                .query_all_raw(self.statement(&sql, params()))
+                .await?
+            {
                 channels.insert(row.try_get("", "id")?, row.try_get("", "channel")?);
             }
             for h in &mut histories {

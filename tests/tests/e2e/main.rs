@@ -1,5 +1,6 @@
 //! leadflow end to end: every scenario on SQLite and on PostgreSQL.
 
+mod analytics;
 mod auth;
 mod batch;
 mod erase;

@@ -118,13 +118,17 @@ impl History {
     }
 
     fn source_key(&self) -> String {
-        non_empty(self.source_channel.as_deref()).unwrap_or(NO_CHANNEL).to_owned()
+        non_empty(self.source_channel.as_deref())
+            .unwrap_or(NO_CHANNEL)
+            .to_owned()
     }
 
     fn mql_key(&self) -> String {
         match self.first_entry(Stage::Mql).map(|s| &s.caused_by) {
             None => NOT_MQL.to_owned(),
-            Some(StepCause::Engagement { channel }) => non_empty(channel.as_deref()).unwrap_or(NO_CHANNEL).to_owned(),
+            Some(StepCause::Engagement { channel }) => {
+                non_empty(channel.as_deref()).unwrap_or(NO_CHANNEL).to_owned()
+            }
             Some(StepCause::Command) => MANUAL.to_owned(),
             Some(StepCause::Profile) => PROFILE.to_owned(),
             Some(StepCause::Automatic) => AUTOMATIC.to_owned(),
@@ -291,7 +295,10 @@ pub fn funnel(histories: &[History], query: &Query) -> Funnel {
             e.0 += 1;
             e.1.insert(index);
             let slot = usize::try_from(step.at.since(period.start).as_micros() / width).unwrap_or(0);
-            let series = acc.velocity.entry(step.to).or_insert_with(|| vec![0; buckets.len()]);
+            let series = acc
+                .velocity
+                .entry(step.to)
+                .or_insert_with(|| vec![0; buckets.len()]);
             if let Some(n) = series.get_mut(slot) {
                 *n += 1;
             }

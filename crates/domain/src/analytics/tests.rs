@@ -127,11 +127,19 @@ fn cohorts_convert_after_the_period_too() {
 #[test]
 fn stays_ending_in_the_period_are_timed() {
     let g = &funnel(&histories(), &query(0, 10)).groups[0];
-    let mql = g.time_in_stage.iter().find(|t| t.stage == Stage::Mql).expect("MQL");
+    let mql = g
+        .time_in_stage
+        .iter()
+        .find(|t| t.stage == Stage::Mql)
+        .expect("MQL");
     // a: 2 days, b: 0, c: 2 days
     assert_eq!(mql.stays, 3);
     assert_eq!(mql.p50, Some(Span::from_days(2)));
-    let iql = g.time_in_stage.iter().find(|t| t.stage == Stage::Iql).expect("IQL");
+    let iql = g
+        .time_in_stage
+        .iter()
+        .find(|t| t.stage == Stage::Iql)
+        .expect("IQL");
     // a 1 d, b 2 d − 100 s, c 1 d, c again 2 d
     assert_eq!(iql.stays, 4);
     assert_eq!(iql.p50, Some(Span::from_days(1)));
@@ -143,7 +151,11 @@ fn rates_and_reasons() {
     let g = &funnel(&histories(), &query(0, 10)).groups[0];
     assert_eq!((g.rejected.cohort, g.rejected.count), (3, 1));
     assert_eq!((g.recycled.cohort, g.recycled.count), (3, 1));
-    let reasons: Vec<_> = g.reasons.iter().map(|r| (r.by, r.reason.as_str(), r.count)).collect();
+    let reasons: Vec<_> = g
+        .reasons
+        .iter()
+        .map(|r| (r.by, r.reason.as_str(), r.count))
+        .collect();
     assert!(reasons.contains(&(Move::Reject, "not_ready", 1)));
     assert!(reasons.contains(&(Move::Recycle, "no_response", 1)));
     assert_eq!(reasons.len(), 2);
@@ -198,7 +210,10 @@ fn groupings() {
     assert_eq!(keys, ["1", "2"]);
     assert_eq!(entries(&by_version.groups[1], Stage::Mql), (1, 1));
     // the cohort goes by the version of the first entry
-    assert_eq!(conversion(&by_version.groups[1], Stage::Mql, Stage::Sql).cohort, 0);
+    assert_eq!(
+        conversion(&by_version.groups[1], Stage::Mql, Stage::Sql).cohort,
+        0
+    );
     let filtered = funnel(
         &histories(),
         &Query {
@@ -215,7 +230,11 @@ fn an_empty_period_is_zeros() {
     assert_eq!(f.groups.len(), 1);
     let g = &f.groups[0];
     assert!(g.entries.iter().all(|e| e.entries == 0 && e.leads == 0));
-    assert!(g.conversions.iter().all(|c| c.cohort == 0 && c.rate == 0.0 && c.p50.is_none()));
+    assert!(
+        g.conversions
+            .iter()
+            .all(|c| c.cohort == 0 && c.rate == 0.0 && c.p50.is_none())
+    );
     assert_eq!(g.velocity[0], vec![0, 0, 0]);
 }
 

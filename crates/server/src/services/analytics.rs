@@ -45,7 +45,10 @@ pub(crate) fn period_in(check: &mut Check, field: &str, period: Option<&pb::Peri
     let (start, end) = (start?, end?);
     if end <= start {
         let what = if end == start { "empty" } else { "reversed" };
-        check.fail(format!("{field}.end"), format!("the period is {what}: end must be after start"));
+        check.fail(
+            format!("{field}.end"),
+            format!("the period is {what}: end must be after start"),
+        );
         return None;
     }
     Some(Period { start, end })
@@ -218,7 +221,13 @@ impl pb::analytics_service_server::AnalyticsService for AnalyticsApi {
             .await
             .map_err(status)?;
         let total = funnel.groups.len();
-        let groups: Vec<pb::FunnelGroup> = funnel.groups.iter().skip(offset).take(size).map(group_out).collect();
+        let groups: Vec<pb::FunnelGroup> = funnel
+            .groups
+            .iter()
+            .skip(offset)
+            .take(size)
+            .map(group_out)
+            .collect();
         let next = offset + groups.len();
         Ok(Response::new(pb::GetFunnelResponse {
             period: Some(period_out(query.period)),

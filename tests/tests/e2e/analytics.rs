@@ -1,0 +1,491 @@
+//! AnalyticsService over a scripted history, on SQLite and PostgreSQL. The
+//! expected numbers are worked out by hand from the script below, not by
+//! the code under test.
+//!
+//! Days count from T0; the period is [day 0, day 20); "now" is day 31.
+//!
+//! | lead | source channel | history |
+//! | --- | --- | --- |
+//! | L1 | webinar | captured d0; 2 trials d1 → MQL d1; ACCEPT d3 → SQL; CONVERT d10 |
+//! | L2 | web | captured d0 + 1 h; demo d2 → MQL and SQL d2; RECYCLE went_dark d5 |
+//! | L3 | (none) | captured d1; PROMOTE d2; REJECT not_ready d4; PROMOTE d6 |
+//! | L4 | paid_social | captured d3; 2 trials d4 → MQL d4; REJECT bad_fit d5; erased |
+//! | L6 | (none) | captured d2; DISQUALIFY spam d3 |
+//! | L7 | email | captured d−5; 2 trials d−4 → MQL d−4; ACCEPT d2 → SQL |
+//! | L8 | web | captured d25 (after the period) |
+
+use leadflow_domain::Timestamp;
+use leadflow_e2e::*;
+use leadflow_proto::v1 as pb;
+use leadflow_proto::v1::analytics_service_client::AnalyticsServiceClient;
+use tonic::transport::Channel;
+
+/// 2026-10-01T00:00:00Z.
+const T0: i64 = 1_790_812_800;
+const DAY: i64 = 86_400;
+const HOUR: i64 = 3_600;
+
+fn t(secs: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: T0 + secs,
+        nanos: 0,
+    }
+}
+
+fn day(n: i64) -> prost_types::Timestamp {
+    t(n * DAY)
+}
+
+fn period(from: i64, to: i64) -> Option<pb::Period> {
+    Some(pb::Period {
+        start: Some(day(from)),
+        end: Some(day(to)),
+    })
+}
+
+fn secs(d: Option<&prost_types::Duration>) -> Option<i64> {
+    d.map(|d| d.seconds)
+}
+
+struct Script<'a> {
+    server: &'a mut TestServer,
+    n: usize,
+}
+
+impl Script<'_> {
+    async fn capture(&mut self, name: &str, at: prost_types::Timestamp) -> anyhow::Result<String> {
+        Ok(self
+            .server
+            .leads
+            .create_lead(pb::CreateLeadRequest {
+                profile: good_fit(&format!("{name}@acme.com")),
+                captured_at: Some(at),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .lead
+            .expect("lead")
+            .id)
+    }
+
+    async fn engage(
+        &mut self,
+        lead: &str,
+        kind: &str,
+        channel: &str,
+        when: prost_types::Timestamp,
+    ) -> anyhow::Result<()> {
+        self.n += 1;
+        let e = pb::Engagement {
+            channel: channel.to_owned(),
+            ..at(engagement(&format!("e{}", self.n), kind), when)
+        };
+        self.server.leads.record_engagement(record(lead, e)).await?;
+        Ok(())
+    }
+
+    async fn command(
+        &mut self,
+        lead: &str,
+        action: pb::Action,
+        reason: &str,
+        when: prost_types::Timestamp,
+    ) -> anyhow::Result<()> {
+        let mut request = transition(lead, action, reason);
+        request.occurred_at = Some(when);
+        if action == pb::Action::Convert {
+            request.deal_value = Some(12_000.0);
+            request.currency = "EUR".to_owned();
+        }
+        self.server.leads.transition(request).await?;
+        Ok(())
+    }
+}
+
+async fn seed(server: &mut TestServer) -> anyhow::Result<()> {
+    let mut s = Script { server, n: 0 };
+    let l1 = s.capture("l1", day(0)).await?;
+    s.engage(&l1, "trial_started", "webinar", day(1)).await?;
+    s.engage(&l1, "trial_started", "webinar", day(1)).await?;
+    s.command(&l1, pb::Action::Accept, "", day(3)).await?;
+    s.command(&l1, pb::Action::Convert, "", day(10)).await?;
+
+    let l2 = s.capture("l2", t(HOUR)).await?;
+    s.engage(&l2, "demo_requested", "web", day(2)).await?;
+    s.command(&l2, pb::Action::Recycle, "went_dark", day(5)).await?;
+
+    let l3 = s.capture("l3", day(1)).await?;
+    s.command(&l3, pb::Action::Promote, "booth", day(2)).await?;
+    s.command(&l3, pb::Action::Reject, "not_ready", day(4)).await?;
+    s.command(&l3, pb::Action::Promote, "booth", day(6)).await?;
+
+    let l4 = s.capture("l4", day(3)).await?;
+    s.engage(&l4, "trial_started", "paid_social", day(4)).await?;
+    s.engage(&l4, "trial_started", "paid_social", day(4)).await?;
+    s.command(&l4, pb::Action::Reject, "bad_fit", day(5)).await?;
+
+    let l6 = s.capture("l6", day(2)).await?;
+    s.command(&l6, pb::Action::Disqualify, "spam", day(3)).await?;
+
+    let l7 = s.capture("l7", day(-5)).await?;
+    s.engage(&l7, "trial_started", "email", day(-4)).await?;
+    s.engage(&l7, "trial_started", "email", day(-4)).await?;
+    s.command(&l7, pb::Action::Accept, "", day(2)).await?;
+
+    let l8 = s.capture("l8", day(25)).await?;
+    s.engage(&l8, "page_viewed", "web", day(25)).await?;
+
+    // an erased lead still counts
+    s.server
+        .leads
+        .erase_lead(pb::EraseLeadRequest { lead: by_id(&l4) })
+        .await?;
+    Ok(())
+}
+
+fn analytics(server: &TestServer) -> AnalyticsServiceClient<Channel> {
+    AnalyticsServiceClient::new(server.channel.clone())
+}
+
+fn entries(g: &pb::FunnelGroup, stage: pb::Stage) -> (i64, i64) {
+    g.entries
+        .iter()
+        .find(|e| e.stage == stage as i32)
+        .map_or((-1, -1), |e| (e.leads, e.entries))
+}
+
+fn conversion(g: &pb::FunnelGroup, from: pb::Stage, to: pb::Stage) -> (i64, i64, Option<i64>, Option<i64>) {
+    let c = g
+        .conversions
+        .iter()
+        .find(|c| c.from == from as i32 && c.to == to as i32)
+        .expect("the pair");
+    (c.cohort, c.converted, secs(c.p50.as_ref()), secs(c.p90.as_ref()))
+}
+
+fn stay(g: &pb::FunnelGroup, stage: pb::Stage) -> (i64, Option<i64>, Option<i64>) {
+    let s = g
+        .time_in_stage
+        .iter()
+        .find(|s| s.stage == stage as i32)
+        .expect("the stage");
+    (s.stays, secs(s.p50.as_ref()), secs(s.p90.as_ref()))
+}
+
+fn velocity(g: &pb::FunnelGroup, stage: pb::Stage) -> Vec<i64> {
+    g.velocity
+        .iter()
+        .find(|v| v.stage == stage as i32)
+        .map(|v| v.entries.clone())
+        .unwrap_or_default()
+}
+
+async fn the_funnel_matches_the_script(mut server: TestServer) -> anyhow::Result<()> {
+    use pb::Stage::{Customer, Disqualified, Iql, Mql, Sql};
+    seed(&mut server).await?;
+    let response = analytics(&server)
+        .get_funnel(pb::GetFunnelRequest {
+            period: period(0, 20),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(response.bucket, pb::VelocityBucket::Day as i32);
+    assert_eq!(response.bucket_starts.len(), 20);
+    assert_eq!(response.bucket_starts[3], day(3));
+    assert_eq!(response.groups.len(), 1);
+    let g = &response.groups[0];
+    assert_eq!(g.key, "");
+
+    // entries: (distinct leads, entries)
+    assert_eq!(entries(g, Iql), (5, 8));
+    assert_eq!(entries(g, Mql), (4, 5));
+    assert_eq!(entries(g, Sql), (3, 3));
+    assert_eq!(entries(g, Customer), (1, 1));
+    assert_eq!(entries(g, Disqualified), (1, 1));
+
+    // cohorts: (cohort, converted, p50, p90)
+    assert_eq!(conversion(g, Iql, Mql), (5, 4, Some(DAY), Some(2 * DAY - HOUR)));
+    assert_eq!(conversion(g, Mql, Sql), (4, 2, Some(0), Some(2 * DAY)));
+    assert_eq!(conversion(g, Sql, Customer), (3, 1, Some(7 * DAY), Some(7 * DAY)));
+    assert_eq!(conversion(g, Mql, Customer), (4, 1, Some(9 * DAY), Some(9 * DAY)));
+    assert_eq!(
+        conversion(g, Iql, Customer),
+        (5, 1, Some(10 * DAY), Some(10 * DAY))
+    );
+    let rate = g
+        .conversions
+        .iter()
+        .find(|c| c.from == Mql as i32 && c.to == Sql as i32)
+        .map(|c| c.rate);
+    assert_eq!(rate, Some(0.5));
+
+    // stays that ended in the period: (stays, p50, p90)
+    assert_eq!(stay(g, Iql), (6, Some(DAY), Some(2 * DAY)));
+    assert_eq!(stay(g, Mql), (5, Some(2 * DAY), Some(6 * DAY)));
+    assert_eq!(stay(g, Sql), (2, Some(3 * DAY), Some(7 * DAY)));
+    assert_eq!(stay(g, Disqualified), (0, None, None));
+
+    // velocity: MQL entries on days 1, 2 (two), 4 and 6
+    let mut mql = vec![0; 20];
+    mql[1] = 1;
+    mql[2] = 2;
+    mql[4] = 1;
+    mql[6] = 1;
+    assert_eq!(velocity(g, Mql), mql);
+    assert_eq!(velocity(g, Iql).iter().sum::<i64>(), 8);
+
+    // of the 4 MQLs: L3 and L4 rejected, L2 recycled
+    let rejected = g.rejected.as_ref().expect("rate");
+    assert_eq!((rejected.cohort, rejected.count, rejected.rate), (4, 2, 0.5));
+    let recycled = g.recycled.as_ref().expect("rate");
+    assert_eq!((recycled.cohort, recycled.count, recycled.rate), (4, 1, 0.25));
+    let mut reasons: Vec<(i32, String, i64)> = g
+        .reasons
+        .iter()
+        .map(|r| (r.r#move, r.reason.clone(), r.count))
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            (pb::Move::Reject as i32, "bad_fit".to_owned(), 1),
+            (pb::Move::Reject as i32, "not_ready".to_owned(), 1),
+            (pb::Move::Recycle as i32, "went_dark".to_owned(), 1),
+            (pb::Move::Disqualify as i32, "spam".to_owned(), 1),
+        ]
+    );
+
+    // a day after the period takes in L1's conversion on day 10 … and
+    // nothing of L8 until day 25
+    let later = analytics(&server)
+        .get_funnel(pb::GetFunnelRequest {
+            period: period(10, 30),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let g = &later.groups[0];
+    assert_eq!(entries(g, Customer), (1, 1));
+    assert_eq!(entries(g, Iql), (1, 1));
+    assert_eq!(entries(g, Mql), (0, 0));
+    Ok(())
+}
+
+async fn groups_match_the_script(mut server: TestServer) -> anyhow::Result<()> {
+    use pb::Stage::{Iql, Mql, Sql};
+    seed(&mut server).await?;
+    let by = |group_by: pb::FunnelGrouping| pb::GetFunnelRequest {
+        period: period(0, 20),
+        group_by: group_by.into(),
+        ..Default::default()
+    };
+    let source = analytics(&server)
+        .get_funnel(by(pb::FunnelGrouping::SourceChannel))
+        .await?
+        .into_inner();
+    let keys: Vec<&str> = source.groups.iter().map(|g| g.key.as_str()).collect();
+    assert_eq!(keys, ["(none)", "email", "paid_social", "web", "webinar"]);
+    let none = &source.groups[0];
+    // L3 captured and rejected, L6 captured; L3 promoted twice
+    assert_eq!(entries(none, Iql), (2, 3));
+    assert_eq!(entries(none, Mql), (1, 2));
+    let email = &source.groups[1];
+    assert_eq!(entries(email, Sql), (1, 1));
+    assert_eq!(conversion(email, Sql, pb::Stage::Customer).0, 1);
+
+    let mql = analytics(&server)
+        .get_funnel(by(pb::FunnelGrouping::MqlChannel))
+        .await?
+        .into_inner();
+    let keys: Vec<&str> = mql.groups.iter().map(|g| g.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["(manual)", "(not MQL)", "email", "paid_social", "web", "webinar"]
+    );
+    let manual = &mql.groups[0];
+    assert_eq!(conversion(manual, Mql, Sql), (1, 0, None, None));
+    let web = &mql.groups[4];
+    assert_eq!(conversion(web, Mql, Sql), (1, 1, Some(0), Some(0)));
+
+    let version = analytics(&server)
+        .get_funnel(by(pb::FunnelGrouping::PolicyVersion))
+        .await?
+        .into_inner();
+    let keys: Vec<&str> = version.groups.iter().map(|g| g.key.as_str()).collect();
+    assert_eq!(keys, ["1"]);
+    assert_eq!(entries(&version.groups[0], Iql), (5, 8));
+
+    // the channel filter
+    let web_only = analytics(&server)
+        .get_funnel(pb::GetFunnelRequest {
+            source_channel: "web".into(),
+            ..by(pb::FunnelGrouping::Unspecified)
+        })
+        .await?
+        .into_inner();
+    assert_eq!(entries(&web_only.groups[0], Iql), (1, 2));
+    assert_eq!(entries(&web_only.groups[0], Sql), (1, 1));
+
+    // pages of groups
+    let mut keys = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = analytics(&server)
+            .get_funnel(pb::GetFunnelRequest {
+                page_size: 2,
+                page_token: token,
+                ..by(pb::FunnelGrouping::SourceChannel)
+            })
+            .await?
+            .into_inner();
+        assert!(page.groups.len() <= 2);
+        keys.extend(page.groups.into_iter().map(|g| g.key));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(keys, ["(none)", "email", "paid_social", "web", "webinar"]);
+    Ok(())
+}
+
+async fn bad_requests_name_their_field(server: TestServer) -> anyhow::Result<()> {
+    let cases: Vec<(pb::GetFunnelRequest, &str)> = vec![
+        (pb::GetFunnelRequest::default(), "period"),
+        (
+            pb::GetFunnelRequest {
+                period: Some(pb::Period {
+                    start: Some(day(1)),
+                    end: None,
+                }),
+                ..Default::default()
+            },
+            "period.end",
+        ),
+        (
+            pb::GetFunnelRequest {
+                period: period(3, 3),
+                ..Default::default()
+            },
+            "period.end",
+        ),
+        (
+            pb::GetFunnelRequest {
+                period: period(5, 1),
+                ..Default::default()
+            },
+            "period.end",
+        ),
+        (
+            pb::GetFunnelRequest {
+                period: period(0, 10),
+                group_by: 42,
+                ..Default::default()
+            },
+            "group_by",
+        ),
+        (
+            pb::GetFunnelRequest {
+                period: period(0, 10),
+                bucket: 9,
+                ..Default::default()
+            },
+            "bucket",
+        ),
+        (
+            pb::GetFunnelRequest {
+                period: period(0, 2_000),
+                bucket: pb::VelocityBucket::Day.into(),
+                ..Default::default()
+            },
+            "bucket",
+        ),
+        (
+            pb::GetFunnelRequest {
+                period: period(0, 10),
+                page_size: 201,
+                ..Default::default()
+            },
+            "page_size",
+        ),
+        (
+            pb::GetFunnelRequest {
+                period: period(0, 10),
+                page_token: "nonsense".into(),
+                ..Default::default()
+            },
+            "page_token",
+        ),
+    ];
+    for (request, field) in cases {
+        let status = analytics(&server)
+            .get_funnel(request.clone())
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{request:?}: {status:?}"
+        );
+        assert!(
+            fields(&status).contains(&field.to_owned()),
+            "{request:?}: {status:?}"
+        );
+    }
+    Ok(())
+}
+
+async fn an_empty_workspace_is_zeros(server: TestServer) -> anyhow::Result<()> {
+    let response = analytics(&server)
+        .get_funnel(pb::GetFunnelRequest {
+            period: period(0, 400),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(response.bucket, pb::VelocityBucket::Week as i32, "over 92 days");
+    assert_eq!(response.bucket_starts.len(), 58);
+    assert_eq!(response.groups.len(), 1);
+    let g = &response.groups[0];
+    assert!(g.entries.iter().all(|e| e.leads == 0 && e.entries == 0));
+    assert!(
+        g.conversions
+            .iter()
+            .all(|c| c.cohort == 0 && c.rate == 0.0 && c.p50.is_none())
+    );
+    assert!(
+        g.velocity
+            .iter()
+            .all(|v| v.entries.len() == 58 && v.entries.iter().all(|&n| n == 0))
+    );
+    Ok(())
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_secs(T0 + 31 * DAY)
+}
+
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run_with_clock(Db::Sqlite, now(), super::$name).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run_with_clock(Db::Postgres, now(), super::$name).await;
+            }
+        }
+    };
+}
+
+on_both!(the_funnel_matches_the_script);
+on_both!(groups_match_the_script);
+on_both!(bad_requests_name_their_field);
+on_both!(an_empty_workspace_is_zeros);
