@@ -1,7 +1,9 @@
-//! Analytics over what leadflow has recorded: the funnel of a period (how
-//! many leads entered each stage, how cohorts converted and how fast, why
-//! leads were sent back), pure functions of the leads' histories.
+//! Analytics over what leadflow has recorded, pure functions of the leads'
+//! histories: the funnel of a period (how many leads entered each stage, how
+//! cohorts converted and how fast, why leads were sent back), and what the
+//! outcomes say of the lead definition (rule lift, threshold calibration).
 
+pub mod evidence;
 pub mod funnel;
 
 pub use funnel::{Bucket, Funnel, Grouping, History, Period, Step, StepCause, funnel};

@@ -248,3 +248,203 @@ fn nearest_rank_percentiles() {
     assert_eq!(percentile(&v, 100), Some(10));
     assert_eq!(percentile(&[1, 2, 3], 50), Some(2));
 }
+
+// ---- evidence: rule lift and calibration ------------------------------------
+
+mod evidence {
+    use std::collections::BTreeMap;
+
+    use super::at;
+    use crate::analytics::evidence::*;
+    use crate::engagement::Engagement;
+    use crate::lifecycle::Move;
+    use crate::policy::Policy;
+    use crate::profile::Profile;
+    use crate::stage::Stage;
+    use crate::time::Timestamp;
+
+    fn policy() -> Policy {
+        let source = include_str!("../../../../examples/policy.toml");
+        Policy::from_toml(source).expect("the example policy")
+    }
+
+    fn profile(senior: bool) -> Profile {
+        let mut a = BTreeMap::new();
+        a.insert("email".to_owned(), "x@acme.com".to_owned());
+        a.insert("company".to_owned(), "Acme".to_owned());
+        a.insert("company_size".to_owned(), "250".to_owned());
+        if senior {
+            a.insert("title".to_owned(), "VP Sales".to_owned());
+        }
+        Profile::capture(a).expect("a profile")
+    }
+
+    fn event(id: &str, kind: &str, t: Timestamp) -> Engagement {
+        Engagement {
+            event_id: id.to_owned(),
+            kind: kind.to_owned(),
+            channel: None,
+            properties: BTreeMap::new(),
+            occurred_at: t,
+        }
+    }
+
+    fn lead(id: &str, senior: bool, log: Vec<Engagement>, moves: Vec<(Stage, Move, Timestamp)>) -> Evidence {
+        Evidence {
+            lead_id: id.to_owned(),
+            profile: profile(senior),
+            log,
+            moves,
+        }
+    }
+
+    /// won: senior, trial + webinar, SQL d2, customer d5
+    /// won: senior, trial ×2, SQL d3, customer d9
+    /// lost: not senior, webinar, rejected d2, then a trial on d3 (after the outcome)
+    /// lost: senior, ebook, disqualified d1
+    /// open: not senior, page view
+    fn leads() -> Vec<Evidence> {
+        use Stage::*;
+        vec![
+            lead(
+                "w1",
+                true,
+                vec![
+                    event("a", "trial_started", at(1, 0)),
+                    event("b", "webinar_attended", at(1, 60)),
+                ],
+                vec![
+                    (Iql, Move::Capture, at(0, 0)),
+                    (Sql, Move::Accept, at(2, 0)),
+                    (Customer, Move::Convert, at(5, 0)),
+                ],
+            ),
+            lead(
+                "w2",
+                true,
+                vec![
+                    event("c", "trial_started", at(1, 0)),
+                    event("d", "trial_started", at(1, 0)),
+                ],
+                vec![
+                    (Iql, Move::Capture, at(0, 0)),
+                    (Sql, Move::Accept, at(3, 0)),
+                    (Customer, Move::Convert, at(9, 0)),
+                ],
+            ),
+            lead(
+                "l1",
+                false,
+                vec![
+                    event("e", "webinar_attended", at(1, 0)),
+                    event("f", "trial_started", at(3, 0)),
+                ],
+                vec![
+                    (Iql, Move::Capture, at(0, 0)),
+                    (Mql, Move::Promote, at(1, 0)),
+                    (Iql, Move::Reject, at(2, 0)),
+                ],
+            ),
+            lead(
+                "l2",
+                true,
+                vec![event("g", "ebook_downloaded", at(0, 60))],
+                vec![
+                    (Iql, Move::Capture, at(0, 0)),
+                    (Disqualified, Move::Disqualify, at(1, 0)),
+                ],
+            ),
+            lead(
+                "o1",
+                false,
+                vec![event("h", "page_viewed", at(0, 60))],
+                vec![(Iql, Move::Capture, at(0, 0))],
+            ),
+        ]
+    }
+
+    #[test]
+    fn rules_are_tallied_by_outcome_with_lift() {
+        let report = rule_report(&policy(), &leads());
+        assert_eq!(
+            (report.leads.won, report.leads.lost, report.leads.open),
+            (2, 2, 1)
+        );
+        let rule = |id: &str| report.rules.iter().find(|r| r.rule_id == id).expect(id);
+        // trial: both wins; l1's trial came after its rejection
+        let trial = rule("trial");
+        assert_eq!((trial.fired.won, trial.fired.lost, trial.fired.open), (2, 0, 0));
+        assert_eq!(trial.lift, Some(2.0));
+        let webinar = rule("webinar-attendance");
+        assert_eq!((webinar.fired.won, webinar.fired.lost), (1, 1));
+        assert_eq!(webinar.lift, Some(1.0));
+        let senior = rule("senior-title");
+        assert_eq!(senior.kind, RuleKind::Fit);
+        assert_eq!(
+            (senior.fired.won, senior.fired.lost, senior.fired.open),
+            (2, 1, 0)
+        );
+        assert_eq!(
+            (senior.not_fired.won, senior.not_fired.lost, senior.not_fired.open),
+            (0, 1, 1)
+        );
+        assert!((senior.lift.expect("lift") - 4.0 / 3.0).abs() < 1e-6);
+        let ebook = rule("ebook");
+        assert_eq!(ebook.lift, Some(0.0));
+        // never fired: no lift
+        assert_eq!(rule("hard-bounce").lift, None);
+        assert_eq!(rule("hard-bounce").kind, RuleKind::Undesirable);
+    }
+
+    #[test]
+    fn calibration_reads_peaks_before_the_outcome() {
+        let policy = policy();
+        let leads = leads();
+        // peaks: w1 45 (trial 30 + webinar 15 a minute later, barely decayed),
+        // w2 60, l1 15 (its trial came after the rejection), l2 10, o1 1
+        let peaks: Vec<f64> = leads
+            .iter()
+            .map(|l| {
+                let c = calibrate(&policy, std::slice::from_ref(l), &[0.0], None);
+                c.max_peak
+            })
+            .collect();
+        assert!((peaks[0] - 45.0).abs() < 1e-3, "{peaks:?}");
+        assert_eq!(&peaks[1..], &[60.0, 15.0, 10.0, 1.0]);
+
+        let c = calibrate(&policy, &leads, &cutoffs(60.0, 20.0), None);
+        assert_eq!((c.leads, c.reached_sql, c.customers), (5, 2, 2));
+        let at = |cut: f64| c.points.iter().find(|p| p.cutoff == cut).expect("a cut-off");
+        // fit ≥ 20 passes for the seniors (w1, w2, l2: 30) and not for the others (15)
+        assert_eq!(at(0.0).qualified, 3);
+        assert_eq!(at(0.0).precision, Some(0.666_667));
+        assert_eq!(at(0.0).recall, Some(1.0));
+        assert_eq!(at(20.0).qualified, 2);
+        assert_eq!(at(20.0).precision, Some(1.0));
+        assert_eq!(at(60.0).qualified, 1);
+        assert_eq!(at(60.0).recall, Some(0.5));
+        // best F1: 20 (precision 1, recall 1)
+        assert_eq!(c.suggested.as_ref().map(|p| p.cutoff), Some(20.0));
+        let targeted = calibrate(&policy, &leads, &cutoffs(60.0, 20.0), Some(0.9));
+        assert_eq!(targeted.suggested.map(|p| p.cutoff), Some(20.0));
+        let impossible = calibrate(&policy, &leads[2..], &cutoffs(60.0, 20.0), Some(0.9));
+        assert_eq!(impossible.suggested, None);
+    }
+
+    #[test]
+    fn cutoffs_and_drafts() {
+        assert_eq!(cutoffs(12.0, 5.0), vec![0.0, 5.0, 10.0, 15.0]);
+        assert_eq!(cutoffs(0.0, 5.0), vec![0.0]);
+        assert_eq!(cutoffs(1e9, 1.0).len(), MAX_CUTOFFS);
+        let source = include_str!("../../../../examples/policy.toml");
+        let draft = with_mql_threshold(source, 42.5).expect("a draft");
+        let policy = Policy::from_toml(&draft).expect("a valid draft");
+        assert_eq!(policy.mql.engagement_at_least, 42.5);
+        let whole = with_mql_threshold(source, 40.0).expect("a draft");
+        assert_eq!(
+            Policy::from_toml(&whole).expect("valid").mql.engagement_at_least,
+            40.0
+        );
+        assert_eq!(with_mql_threshold("name = \"x\"", 1.0), None);
+    }
+}

@@ -1,0 +1,364 @@
+//! What the leads' outcomes say about a lead definition: which rules fired
+//! for leads that were won and which for leads that were lost (lift), and
+//! where the MQL engagement threshold would have sat best (calibration).
+//!
+//! Outcomes, as of now:
+//! - **won**: the lead became a CUSTOMER;
+//! - **lost**: sales sent it back (REJECT, RECYCLE, an SLA's recycle) or it
+//!   was disqualified, before any win;
+//! - **open**: neither yet.
+//!
+//! A rule *fired* for a lead when its profile matches the attribute rule,
+//! or an engagement before the outcome matched the event rule (counted or
+//! not: caps do not hide a signal). Lift is the won share (of won and lost)
+//! among leads the rule fired for, over the won share of all leads.
+
+use crate::engagement::{Engagement, canonical_log};
+use crate::lifecycle::Move;
+use crate::policy::Policy;
+use crate::profile::Profile;
+use crate::score::{ScoreState, fit_score, round6};
+use crate::stage::Stage;
+use crate::time::Timestamp;
+
+/// One lead, as the evidence reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evidence {
+    pub lead_id: String,
+    pub profile: Profile,
+    pub log: Vec<Engagement>,
+    /// Its moves, in order: (to, by, at).
+    pub moves: Vec<(Stage, Move, Timestamp)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Won,
+    Lost,
+    Open,
+}
+
+impl Evidence {
+    /// The outcome and its instant.
+    pub fn outcome(&self) -> (Outcome, Option<Timestamp>) {
+        for &(to, by, at) in &self.moves {
+            if to == Stage::Customer {
+                return (Outcome::Won, Some(at));
+            }
+            if is_loss(by) {
+                return (Outcome::Lost, Some(at));
+            }
+        }
+        (Outcome::Open, None)
+    }
+
+    /// The first entry into SQL or CUSTOMER.
+    fn reached_sql(&self) -> Option<Timestamp> {
+        self.moves
+            .iter()
+            .find(|(to, ..)| matches!(to, Stage::Sql | Stage::Customer))
+            .map(|&(.., at)| at)
+    }
+
+    fn became_customer(&self) -> bool {
+        self.moves.iter().any(|(to, ..)| *to == Stage::Customer)
+    }
+
+    /// Engagements up to `until` (all of them without), in scoring order.
+    fn log_until(&self, until: Option<Timestamp>) -> Vec<&Engagement> {
+        let mut log = canonical_log(&self.log);
+        if let Some(u) = until {
+            log.retain(|e| e.occurred_at <= u);
+        }
+        log
+    }
+
+    /// The highest engagement score the lead had up to `until`: scores only
+    /// decay between engagements, so the peak follows one of them.
+    pub fn peak_engagement(&self, policy: &Policy, until: Option<Timestamp>) -> f64 {
+        let mut state = ScoreState::new(policy, None);
+        let mut peak: f64 = 0.0;
+        for event in self.log_until(until) {
+            state.apply(policy, event);
+            peak = peak.max(state.value_at(policy, event.occurred_at));
+        }
+        round6(peak)
+    }
+}
+
+fn is_loss(by: Move) -> bool {
+    matches!(
+        by,
+        Move::Reject | Move::Recycle | Move::SlaRecycle | Move::Disqualify | Move::AutoDisqualify
+    )
+}
+
+// ---- rule lift ------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub won: u64,
+    pub lost: u64,
+    pub open: u64,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Won => self.won += 1,
+            Outcome::Lost => self.lost += 1,
+            Outcome::Open => self.open += 1,
+        }
+    }
+
+    /// won / (won + lost); `None` when nothing is decided.
+    pub fn win_rate(&self) -> Option<f64> {
+        let decided = self.won + self.lost;
+        // counts far below 2^52: exact
+        #[allow(clippy::cast_precision_loss)]
+        (decided > 0).then(|| self.won as f64 / decided as f64)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleKind {
+    Fit,
+    Engagement,
+    Undesirable,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleLift {
+    pub rule_id: String,
+    pub kind: RuleKind,
+    pub fired: Tally,
+    pub not_fired: Tally,
+    /// The won share among decided leads it fired for, over the won share
+    /// of all decided leads; `None` when either is undefined or zero.
+    pub lift: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleReport {
+    pub leads: Tally,
+    /// In policy order: attribute rules, then event rules.
+    pub rules: Vec<RuleLift>,
+}
+
+/// Rule by rule, for leads with `evidence`, scored by `policy`.
+pub fn rule_report(policy: &Policy, evidence: &[Evidence]) -> RuleReport {
+    let attribute = policy.attribute_rules.len();
+    let mut fired = vec![Tally::default(); attribute + policy.event_rules.len()];
+    let mut all = Tally::default();
+    for lead in evidence {
+        let (outcome, at) = lead.outcome();
+        all.add(outcome);
+        let mut hit = vec![false; fired.len()];
+        for (i, rule) in policy.attribute_rules.iter().enumerate() {
+            hit[i] = rule.matches(&lead.profile);
+        }
+        for event in lead.log_until(at) {
+            for (i, rule) in policy.event_rules.iter().enumerate() {
+                if !hit[attribute + i] && rule.matches(event) {
+                    hit[attribute + i] = true;
+                }
+            }
+        }
+        for (tally, _) in fired.iter_mut().zip(&hit).filter(|(_, h)| **h) {
+            tally.add(outcome);
+        }
+    }
+    let base = all.win_rate().filter(|r| *r > 0.0);
+    let kinds = policy
+        .attribute_rules
+        .iter()
+        .map(|r| {
+            (
+                r.id.as_str(),
+                if r.undesirable {
+                    RuleKind::Undesirable
+                } else {
+                    RuleKind::Fit
+                },
+            )
+        })
+        .chain(policy.event_rules.iter().map(|r| {
+            (
+                r.id.as_str(),
+                if r.undesirable {
+                    RuleKind::Undesirable
+                } else {
+                    RuleKind::Engagement
+                },
+            )
+        }));
+    let rules = kinds
+        .zip(fired)
+        .map(|((id, kind), fired)| RuleLift {
+            rule_id: id.to_owned(),
+            kind,
+            fired,
+            not_fired: Tally {
+                won: all.won - fired.won,
+                lost: all.lost - fired.lost,
+                open: all.open - fired.open,
+            },
+            lift: fired.win_rate().zip(base).map(|(r, b)| round6(r / b)),
+        })
+        .collect();
+    RuleReport { leads: all, rules }
+}
+
+// ---- threshold calibration ----------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CutPoint {
+    pub cutoff: f64,
+    /// Leads that would have qualified: fit guard passed and a peak at or
+    /// above the cut-off.
+    pub qualified: u64,
+    /// Of those, the share that reached SQL or CUSTOMER.
+    pub precision: Option<f64>,
+    /// Of the customers, the share that would have qualified.
+    pub recall: Option<f64>,
+    pub f1: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Calibration {
+    pub leads: u64,
+    /// Reached SQL or CUSTOMER.
+    pub reached_sql: u64,
+    pub customers: u64,
+    /// Ascending cut-offs.
+    pub points: Vec<CutPoint>,
+    /// With a target precision: the lowest cut-off that reaches it (the
+    /// most recall at that precision); without: the best F1 (the lowest
+    /// cut-off of a tie). `None` when no cut-off qualifies.
+    pub suggested: Option<CutPoint>,
+    /// The highest peak seen.
+    pub max_peak: f64,
+}
+
+/// Each lead's peak engagement score before its outcome (reaching SQL, a
+/// win or a loss) against the outcome, over `cutoffs`.
+pub fn calibrate(
+    policy: &Policy,
+    evidence: &[Evidence],
+    cutoffs: &[f64],
+    target_precision: Option<f64>,
+) -> Calibration {
+    struct Row {
+        peak: f64,
+        fit_passes: bool,
+        reached_sql: bool,
+        customer: bool,
+    }
+    let rows: Vec<Row> = evidence
+        .iter()
+        .map(|lead| {
+            let (_, outcome_at) = lead.outcome();
+            let sql_at = lead.reached_sql();
+            let until = match (sql_at, outcome_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            Row {
+                peak: lead.peak_engagement(policy, until),
+                fit_passes: round6(fit_score(policy, &lead.profile)) >= policy.mql.fit_at_least,
+                reached_sql: sql_at.is_some(),
+                customer: lead.became_customer(),
+            }
+        })
+        .collect();
+    let customers = rows.iter().filter(|r| r.customer).count() as u64;
+    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+    let points: Vec<CutPoint> = cutoffs
+        .iter()
+        .map(|&cutoff| {
+            let qualified: Vec<&Row> = rows.iter().filter(|r| r.fit_passes && r.peak >= cutoff).collect();
+            let n = qualified.len() as u64;
+            let good = qualified.iter().filter(|r| r.reached_sql).count() as f64;
+            let caught = qualified.iter().filter(|r| r.customer).count() as f64;
+            let precision = (n > 0).then(|| good / n as f64);
+            let recall = (customers > 0).then(|| caught / customers as f64);
+            let f1 = match (precision, recall) {
+                (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
+                (Some(_), Some(_)) => Some(0.0),
+                _ => None,
+            };
+            CutPoint {
+                cutoff,
+                qualified: n,
+                precision: precision.map(round6),
+                recall: recall.map(round6),
+                f1: f1.map(round6),
+            }
+        })
+        .collect();
+    let suggested = match target_precision {
+        Some(target) => points
+            .iter()
+            .find(|p| p.qualified > 0 && p.precision.is_some_and(|x| x >= target))
+            .cloned(),
+        None => points
+            .iter()
+            .filter(|p| p.qualified > 0 && p.f1.is_some())
+            .fold(None::<&CutPoint>, |best, p| match best {
+                Some(b) if b.f1 >= p.f1 => Some(b),
+                _ => Some(p),
+            })
+            .cloned(),
+    };
+    Calibration {
+        leads: rows.len() as u64,
+        reached_sql: rows.iter().filter(|r| r.reached_sql).count() as u64,
+        customers,
+        points,
+        suggested,
+        max_peak: rows.iter().map(|r| r.peak).fold(0.0, f64::max),
+    }
+}
+
+/// Cut-offs from 0 to `max` (inclusive, rounded up to a step) every `step`.
+pub fn cutoffs(max: f64, step: f64) -> Vec<f64> {
+    if step.is_nan() || step <= 0.0 || !max.is_finite() {
+        return vec![0.0];
+    }
+    let mut out = Vec::new();
+    let mut i: u32 = 0;
+    loop {
+        let c = round6(f64::from(i) * step);
+        out.push(c);
+        if c >= max || out.len() >= MAX_CUTOFFS {
+            return out;
+        }
+        i += 1;
+    }
+}
+
+/// Cut-offs in one calibration, at most.
+pub const MAX_CUTOFFS: usize = 500;
+
+/// `source` with its MQL `engagement_at_least` set to `cutoff`; `None` if
+/// the document has no such key to change.
+pub fn with_mql_threshold(source: &str, cutoff: f64) -> Option<String> {
+    let key = regex::Regex::new(r"(?m)^(\s*engagement_at_least\s*=\s*)[-+0-9.eE_]+").ok()?;
+    let found = key.find(source)?;
+    let mut out = String::with_capacity(source.len() + 8);
+    out.push_str(&source[..found.start()]);
+    let caps = key.captures(&source[found.start()..])?;
+    out.push_str(caps.get(1).map_or("", |m| m.as_str()));
+    out.push_str(&format_number(cutoff));
+    out.push_str(&source[found.end()..]);
+    Some(out)
+}
+
+fn format_number(x: f64) -> String {
+    let text = format!("{}", round6(x));
+    if text.contains('.') || text.contains('e') {
+        text
+    } else {
+        format!("{text}.0")
+    }
+}
