@@ -1,10 +1,40 @@
-//! Analytics: the funnel of a period, computed by the domain from the
-//! stage histories the store reads.
+//! Analytics: the funnel of a period, rule lift and threshold calibration,
+//! computed by the domain from what the store reads.
 
+use std::sync::Arc;
+
+use leadflow_domain::Policy;
+use leadflow_domain::analytics::Period;
+use leadflow_domain::analytics::evidence::{self, Calibration, RuleReport};
 use leadflow_domain::analytics::funnel::{self, Funnel, Grouping, Query};
+use leadflow_store::PolicyRecord;
 
 use crate::Engine;
 use crate::error::EngineError;
+
+/// What to calibrate the MQL engagement threshold over.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CalibrationQuery {
+    /// Leads captured in this period.
+    pub period: Period,
+    /// Scored by this version; the active one by default.
+    pub policy_version: Option<i64>,
+    /// Suggest the lowest cut-off with at least this precision; best F1 without.
+    pub target_precision: Option<f64>,
+    /// Cut-offs every `step` points from 0 …
+    pub step: f64,
+    /// … up to this one (default: the highest peak seen).
+    pub max_cutoff: Option<f64>,
+}
+
+/// A calibration, the version it scored with, and that version's source
+/// with the suggested threshold, ready for `SimulatePolicy`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CalibrationResult {
+    pub policy_version: i64,
+    pub calibration: Calibration,
+    pub draft_source: Option<String>,
+}
 
 impl Engine {
     /// The funnel of `query.period` in `ws`; zeros for a quiet period or an
@@ -13,5 +43,69 @@ impl Engine {
         let channels = query.grouping == Grouping::SourceChannel || query.source_channel.is_some();
         let histories = self.store.funnel_histories(ws, query.period, channels).await?;
         Ok(funnel::funnel(&histories, query))
+    }
+
+    /// A version of the workspace's policy, the active one by default.
+    async fn analysed_policy(
+        &self,
+        ws: &str,
+        version: Option<i64>,
+    ) -> Result<(PolicyRecord, Arc<Policy>), EngineError> {
+        let record = match version {
+            None => self.active_policy_record(ws).await?,
+            Some(v) => self
+                .store
+                .policy(ws, v)
+                .await?
+                .ok_or_else(|| EngineError::NotFound {
+                    what: "policy version",
+                    key: v.to_string(),
+                })?,
+        };
+        let policy = match self.cached_policy(ws, record.version) {
+            Some(p) => p,
+            None => self.cache_policy(ws, record.version, &record.source)?,
+        };
+        Ok((record, policy))
+    }
+
+    /// How each rule of a policy version fired for the leads captured in
+    /// `period`, by their outcome.
+    pub async fn rule_report(
+        &self,
+        ws: &str,
+        period: Period,
+        version: Option<i64>,
+    ) -> Result<(i64, RuleReport), EngineError> {
+        let (record, policy) = self.analysed_policy(ws, version).await?;
+        let leads = self.store.evidence(ws, period).await?;
+        Ok((record.version, evidence::rule_report(&policy, &leads)))
+    }
+
+    /// Precision and recall of MQL engagement cut-offs over the leads
+    /// captured in `query.period`, with a suggestion and its draft.
+    pub async fn calibrate(
+        &self,
+        ws: &str,
+        query: &CalibrationQuery,
+    ) -> Result<CalibrationResult, EngineError> {
+        let (record, policy) = self.analysed_policy(ws, query.policy_version).await?;
+        let leads = self.store.evidence(ws, query.period).await?;
+        let max = match query.max_cutoff {
+            Some(m) => m,
+            None => evidence::calibrate(&policy, &leads, &[], None).max_peak,
+        };
+        let cutoffs = evidence::cutoffs(max, query.step);
+        let calibration = evidence::calibrate(&policy, &leads, &cutoffs, query.target_precision);
+        let draft_source = calibration
+            .suggested
+            .as_ref()
+            .and_then(|s| evidence::with_mql_threshold(&record.source, s.cutoff))
+            .filter(|draft| Policy::from_toml(draft).is_ok());
+        Ok(CalibrationResult {
+            policy_version: record.version,
+            calibration,
+            draft_source,
+        })
     }
 }

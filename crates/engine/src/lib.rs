@@ -34,6 +34,7 @@ mod timers;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+pub use analytics::{CalibrationQuery, CalibrationResult};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use erase::Erasure;
 pub use error::EngineError;

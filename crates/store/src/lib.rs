@@ -19,6 +19,7 @@ mod db;
 mod entity;
 mod erase;
 mod error;
+mod evidence;
 mod reads;
 mod records;
 mod rescore;

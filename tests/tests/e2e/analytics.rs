@@ -463,6 +463,189 @@ async fn an_empty_workspace_is_zeros(server: TestServer) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn rules_and_calibration_match_the_script(mut server: TestServer) -> anyhow::Result<()> {
+    seed(&mut server).await?;
+    // captured in [d−10, d30) and not erased: L1 won; L2, L3, L6 lost; L7, L8 open
+    let report = analytics(&server)
+        .get_rule_report(pb::GetRuleReportRequest {
+            period: period(-10, 30),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(report.policy_version, 1);
+    let leads = report.leads.expect("leads");
+    assert_eq!((leads.won, leads.lost, leads.open), (1, 3, 2));
+    let rule = |id: &str| {
+        report
+            .rules
+            .iter()
+            .find(|r| r.rule_id == id)
+            .unwrap_or_else(|| panic!("{id}"))
+    };
+    let tally = |c: Option<&pb::OutcomeCounts>| c.map(|c| (c.won, c.lost, c.open));
+    // every lead has the good-fit profile
+    let senior = rule("senior-title");
+    assert_eq!(senior.kind, pb::RuleKind::Fit as i32);
+    assert_eq!(tally(senior.fired.as_ref()), Some((1, 3, 2)));
+    assert_eq!(senior.lift, Some(1.0));
+    // trials: L1 (won) and L7 (open): a win rate of 1 against 1/4
+    let trial = rule("trial");
+    assert_eq!(tally(trial.fired.as_ref()), Some((1, 0, 1)));
+    assert_eq!(tally(trial.not_fired.as_ref()), Some((0, 3, 1)));
+    assert_eq!(trial.lift, Some(4.0));
+    // L8's page view: no decided lead, no lift
+    let page = rule("any-page");
+    assert_eq!(tally(page.fired.as_ref()), Some((0, 0, 1)));
+    assert_eq!(page.lift, None);
+    assert_eq!(tally(rule("webinar-attendance").fired.as_ref()), Some((0, 0, 0)));
+
+    // peaks before reaching SQL or the outcome: L1 60, L7 60, L8 1, the rest 0;
+    // L1, L2 (a demo) and L7 reached SQL; L1 is the customer
+    let calibration = analytics(&server)
+        .calibrate_threshold(pb::CalibrateThresholdRequest {
+            period: period(-10, 30),
+            step: Some(10.0),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (
+            calibration.leads,
+            calibration.reached_sql,
+            calibration.customers,
+            calibration.max_peak
+        ),
+        (6, 3, 1, 60.0)
+    );
+    let cut = |c: f64| {
+        calibration
+            .points
+            .iter()
+            .find(|p| p.cutoff == c)
+            .map(|p| (p.qualified, p.precision, p.recall))
+    };
+    assert_eq!(calibration.points.len(), 7);
+    assert_eq!(cut(0.0), Some((6, Some(0.5), Some(1.0))));
+    assert_eq!(cut(10.0), Some((2, Some(1.0), Some(1.0))));
+    assert_eq!(cut(60.0), Some((2, Some(1.0), Some(1.0))));
+    let suggested = calibration.suggested.expect("a suggestion");
+    assert_eq!((suggested.cutoff, suggested.f1), (10.0, Some(1.0)));
+    assert!(
+        calibration.draft_source.contains("engagement_at_least = 10.0"),
+        "{}",
+        calibration.draft_source
+    );
+    // the draft runs through SimulatePolicy as it is
+    server
+        .policies
+        .simulate_policy(pb::SimulatePolicyRequest {
+            policy: Some(pb::simulate_policy_request::Policy::Source(
+                calibration.draft_source.clone(),
+            )),
+            ..Default::default()
+        })
+        .await?;
+    let targeted = analytics(&server)
+        .calibrate_threshold(pb::CalibrateThresholdRequest {
+            period: period(-10, 30),
+            step: Some(10.0),
+            target_precision: Some(0.4),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(targeted.suggested.map(|s| s.cutoff), Some(0.0));
+    Ok(())
+}
+
+async fn bad_analytics_requests_name_their_field(server: TestServer) -> anyhow::Result<()> {
+    let calibrate = |r: pb::CalibrateThresholdRequest| pb::CalibrateThresholdRequest {
+        period: period(0, 10),
+        ..r
+    };
+    let cases = vec![
+        (
+            calibrate(pb::CalibrateThresholdRequest {
+                stage: pb::Stage::Sql.into(),
+                ..Default::default()
+            }),
+            "stage",
+        ),
+        (
+            calibrate(pb::CalibrateThresholdRequest {
+                target_precision: Some(1.5),
+                ..Default::default()
+            }),
+            "target_precision",
+        ),
+        (
+            calibrate(pb::CalibrateThresholdRequest {
+                step: Some(0.0),
+                ..Default::default()
+            }),
+            "step",
+        ),
+        (
+            calibrate(pb::CalibrateThresholdRequest {
+                step: Some(0.01),
+                max_cutoff: Some(100.0),
+                ..Default::default()
+            }),
+            "step",
+        ),
+        (
+            calibrate(pb::CalibrateThresholdRequest {
+                policy_version: -1,
+                ..Default::default()
+            }),
+            "policy_version",
+        ),
+        (pb::CalibrateThresholdRequest::default(), "period"),
+    ];
+    for (request, field) in cases {
+        let status = analytics(&server)
+            .calibrate_threshold(request)
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{request:?}: {status:?}"
+        );
+        assert!(
+            fields(&status).contains(&field.to_owned()),
+            "{request:?}: {status:?}"
+        );
+    }
+    let status = analytics(&server)
+        .get_rule_report(pb::GetRuleReportRequest {
+            period: period(4, 2),
+            ..Default::default()
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(fields(&status), ["period.end"]);
+    let status = analytics(&server)
+        .get_rule_report(pb::GetRuleReportRequest {
+            period: period(0, 2),
+            policy_version: 99,
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    // an empty workspace: zeros, no suggestion
+    let empty = analytics(&server)
+        .calibrate_threshold(calibrate(pb::CalibrateThresholdRequest::default()))
+        .await?
+        .into_inner();
+    assert_eq!((empty.leads, empty.points.len()), (0, 1));
+    assert!(empty.suggested.is_none() && empty.draft_source.is_empty());
+    Ok(())
+}
+
 fn now() -> Timestamp {
     Timestamp::from_secs(T0 + 31 * DAY)
 }
@@ -489,3 +672,5 @@ on_both!(the_funnel_matches_the_script);
 on_both!(groups_match_the_script);
 on_both!(bad_requests_name_their_field);
 on_both!(an_empty_workspace_is_zeros);
+on_both!(rules_and_calibration_match_the_script);
+on_both!(bad_analytics_requests_name_their_field);

@@ -1,8 +1,9 @@
 //! `leadflow.v1.AnalyticsService`.
 
+use leadflow_domain::analytics::evidence::{self, MAX_CUTOFFS, RuleKind, Tally};
 use leadflow_domain::analytics::funnel::{self, Bucket, Grouping, Period, Query};
 use leadflow_domain::time::Span;
-use leadflow_engine::Engine;
+use leadflow_engine::{CalibrationQuery, Engine};
 use leadflow_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -207,8 +208,139 @@ pub(crate) fn funnel_query(r: &pb::GetFunnelRequest) -> Result<(Query, usize, us
     Ok((query, usize::try_from(size).unwrap_or(50), offset))
 }
 
+fn version_in(check: &mut Check, field: &str, version: i64) -> Option<i64> {
+    if version < 0 {
+        check.fail(
+            field,
+            format!("{version} is negative; 0 means the active version"),
+        );
+    }
+    (version > 0).then_some(version)
+}
+
+fn tally_out(t: Tally) -> pb::OutcomeCounts {
+    pb::OutcomeCounts {
+        won: count(t.won),
+        lost: count(t.lost),
+        open: count(t.open),
+    }
+}
+
+fn cut_out(p: &evidence::CutPoint) -> pb::CutPoint {
+    pb::CutPoint {
+        cutoff: p.cutoff,
+        qualified: count(p.qualified),
+        precision: p.precision,
+        recall: p.recall,
+        f1: p.f1,
+    }
+}
+
+/// A checked `CalibrateThresholdRequest`.
+pub(crate) fn calibration_query(r: &pb::CalibrateThresholdRequest) -> Result<CalibrationQuery, Status> {
+    let mut check = Check::default();
+    match pb::Stage::try_from(r.stage) {
+        Ok(pb::Stage::Unspecified | pb::Stage::Mql) => {}
+        _ => check.fail("stage", "only STAGE_MQL has a score threshold to calibrate"),
+    }
+    let period = period_in(&mut check, "period", r.period.as_ref());
+    let policy_version = version_in(&mut check, "policy_version", r.policy_version);
+    if let Some(p) = r.target_precision
+        && !(p > 0.0 && p <= 1.0)
+    {
+        check.fail("target_precision", format!("{p} is not in (0, 1]"));
+    }
+    let step = r.step.unwrap_or(5.0);
+    if !(step.is_finite() && step > 0.0) {
+        check.fail("step", format!("{step} is not a positive number"));
+    }
+    if let Some(max) = r.max_cutoff {
+        if !(max.is_finite() && max >= 0.0) {
+            check.fail("max_cutoff", format!("{max} is not a number at or above 0"));
+        } else if step.is_finite()
+            && step > 0.0
+            && max / step >= f64::from(u32::try_from(MAX_CUTOFFS).unwrap_or(500))
+        {
+            check.fail(
+                "step",
+                format!("{max} / {step} makes more than {MAX_CUTOFFS} cut-offs: take a larger step"),
+            );
+        }
+    }
+    check.into_result()?;
+    Ok(CalibrationQuery {
+        period: period.ok_or_else(|| Status::internal("a checked period is missing"))?,
+        policy_version,
+        target_precision: r.target_precision,
+        step,
+        max_cutoff: r.max_cutoff,
+    })
+}
+
 #[tonic::async_trait]
 impl pb::analytics_service_server::AnalyticsService for AnalyticsApi {
+    async fn get_rule_report(
+        &self,
+        request: Request<pb::GetRuleReportRequest>,
+    ) -> Result<Response<pb::GetRuleReportResponse>, Status> {
+        let caller = crate::auth::caller(&request)?;
+        let r = request.get_ref();
+        let mut check = Check::default();
+        let period = period_in(&mut check, "period", r.period.as_ref());
+        let version = version_in(&mut check, "policy_version", r.policy_version);
+        check.into_result()?;
+        let period = period.ok_or_else(|| Status::internal("a checked period is missing"))?;
+        let (version, report) = self
+            .engine
+            .rule_report(&caller.workspace, period, version)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetRuleReportResponse {
+            policy_version: version,
+            leads: Some(tally_out(report.leads)),
+            rules: report
+                .rules
+                .iter()
+                .map(|rule| pb::RuleLift {
+                    rule_id: rule.rule_id.clone(),
+                    kind: match rule.kind {
+                        RuleKind::Fit => pb::RuleKind::Fit,
+                        RuleKind::Engagement => pb::RuleKind::Engagement,
+                        RuleKind::Undesirable => pb::RuleKind::Undesirable,
+                    }
+                    .into(),
+                    fired: Some(tally_out(rule.fired)),
+                    not_fired: Some(tally_out(rule.not_fired)),
+                    lift: rule.lift,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn calibrate_threshold(
+        &self,
+        request: Request<pb::CalibrateThresholdRequest>,
+    ) -> Result<Response<pb::CalibrateThresholdResponse>, Status> {
+        let caller = crate::auth::caller(&request)?;
+        let query = calibration_query(request.get_ref())?;
+        let result = self
+            .engine
+            .calibrate(&caller.workspace, &query)
+            .await
+            .map_err(status)?;
+        let c = &result.calibration;
+        Ok(Response::new(pb::CalibrateThresholdResponse {
+            policy_version: result.policy_version,
+            leads: count(c.leads),
+            reached_sql: count(c.reached_sql),
+            customers: count(c.customers),
+            points: c.points.iter().map(cut_out).collect(),
+            suggested: c.suggested.as_ref().map(cut_out),
+            draft_source: result.draft_source.unwrap_or_default(),
+            max_peak: c.max_peak,
+        }))
+    }
+
     async fn get_funnel(
         &self,
         request: Request<pb::GetFunnelRequest>,
