@@ -5,6 +5,7 @@ mod auth;
 mod batch;
 mod erase;
 mod errors;
+mod grades;
 mod idempotency;
 mod lifecycle;
 mod outage;
