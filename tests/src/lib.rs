@@ -167,6 +167,25 @@ macro_rules! on_both_databases {
     };
 }
 
+/// Declares `async fn NAME(server: TestServer)` as two tests on a
+/// hand-moved clock starting at `now`: `NAME::sqlite` and `NAME::postgres`.
+#[macro_export]
+macro_rules! on_both_databases_at {
+    ($now:expr, $name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::run_with_clock($crate::Db::Sqlite, $now, super::$name).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $crate::run_with_clock($crate::Db::Postgres, $now, super::$name).await;
+            }
+        }
+    };
+}
+
 // ---- request builders ---------------------------------------------------------
 
 pub fn by_id(id: &str) -> Option<pb::LeadRef> {
@@ -410,4 +429,30 @@ pub async fn serve(
         .connect()
         .await?;
     Ok((running, channel))
+}
+
+/// A token of `ws` with `scopes` (a fresh secret, stored hashed as the
+/// CLI stores it): its secret.
+pub async fn token(
+    engine: &Engine,
+    ws: &str,
+    name: &str,
+    scopes: &[&str],
+    expires_at: Option<leadflow_domain::Timestamp>,
+) -> anyhow::Result<String> {
+    let secret = leadflow_server::auth::new_secret()?;
+    let record = leadflow_store::TokenRecord {
+        workspace: ws.to_owned(),
+        id: format!("{ws}-{name}"),
+        name: name.to_owned(),
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        created_at: engine.now(),
+        expires_at,
+        revoked_at: None,
+    };
+    engine
+        .store()
+        .insert_token(&record, &leadflow_server::auth::secret_hash(&secret))
+        .await?;
+    Ok(secret)
 }

@@ -45,6 +45,16 @@ impl Engine {
         Ok(funnel::funnel(&histories, query))
     }
 
+    /// The workspace's latest `limit` transitions, newest first: stage
+    /// history only, nothing personal.
+    pub async fn latest_transitions(
+        &self,
+        ws: &str,
+        limit: u64,
+    ) -> Result<Vec<leadflow_store::StoredTransition>, EngineError> {
+        Ok(self.store.latest_transitions(ws, limit).await?)
+    }
+
     /// A version of the workspace's policy, the active one by default.
     async fn analysed_policy(
         &self,

@@ -264,6 +264,33 @@ impl Authenticator {
     }
 }
 
+impl Authenticator {
+    /// The caller of a dashboard page: as for `GetFunnel`, a token with
+    /// `analytics:read` unless auth is off. The refusal's code and message.
+    pub(crate) async fn dashboard_principal(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Principal, (Code, String)> {
+        match self
+            .principal("/leadflow.v1.AnalyticsService/GetFunnel", authorization)
+            .await
+        {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => Err((Code::Internal, "the dashboard has no scope".to_owned())),
+            Err(Refusal::Unauthenticated(m)) => Err((Code::Unauthenticated, m.to_owned())),
+            Err(Refusal::PermissionDenied(m)) => Err((Code::PermissionDenied, m)),
+            Err(Refusal::Unavailable) => Err((
+                Code::Unavailable,
+                "the token could not be checked; retry".to_owned(),
+            )),
+            Err(Refusal::RateLimited(after)) => Err((
+                Code::ResourceExhausted,
+                format!("over the token's rate limit; retry in {} ms", after.as_millis()),
+            )),
+        }
+    }
+}
+
 fn refused(refusal: Refusal) -> http::Response<tonic::body::Body> {
     let mut retry = None;
     let (code, reason, message) = match refusal {

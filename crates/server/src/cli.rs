@@ -112,6 +112,9 @@ struct ServeArgs {
     /// Address for gRPC.
     #[arg(long, env = "LEADFLOW_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Address for the HTTP side: the funnel dashboard at /dashboard.
+    #[arg(long, env = "LEADFLOW_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
     #[arg(long, env = "LEADFLOW_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
     /// A tracing filter: `info`, `debug`, `leadflow_engine=debug,info`…
@@ -225,6 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let flags = Layer {
                 database_url: args.database.database_url.map(DatabaseUrl::new),
                 listen: args.listen,
+                http_listen: args.http_listen,
                 log_format: args.log_format,
                 log_level: args.log_level,
                 shutdown_grace_secs: args.shutdown_grace_secs,

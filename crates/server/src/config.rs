@@ -50,6 +50,8 @@ impl std::fmt::Display for DatabaseUrl {
 pub struct Config {
     pub database_url: DatabaseUrl,
     pub listen: SocketAddr,
+    /// Where the HTTP side (the funnel dashboard) listens.
+    pub http_listen: SocketAddr,
     pub log_format: LogFormat,
     /// A tracing filter, e.g. `info` or `leadflow=debug,info`.
     pub log_level: String,
@@ -89,6 +91,7 @@ impl Default for Config {
         Self {
             database_url: DatabaseUrl::new("sqlite://leadflow.db"),
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             log_format: LogFormat::Pretty,
             log_level: "info,sea_orm_migration=warn,sqlx=warn".to_owned(),
             shutdown_grace: Duration::from_secs(10),
@@ -110,6 +113,7 @@ impl Default for Config {
 pub struct Layer {
     pub database_url: Option<DatabaseUrl>,
     pub listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
     pub shutdown_grace_secs: Option<u64>,
@@ -142,6 +146,9 @@ impl Config {
         }
         if let Some(v) = layer.listen {
             self.listen = v;
+        }
+        if let Some(v) = layer.http_listen {
+            self.http_listen = v;
         }
         if let Some(v) = layer.log_format {
             self.log_format = v;

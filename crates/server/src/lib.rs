@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 mod convert;
 mod error;
+mod http;
 mod limits;
 mod observe;
 mod services;
@@ -72,6 +73,8 @@ pub async fn open_engine(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Resu
 #[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
+    /// The HTTP side (the dashboard), when it was asked for.
+    pub http_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     health: tonic_health::server::HealthReporter,
@@ -117,6 +120,8 @@ pub struct Workers {
     pub tls: Option<TlsFiles>,
     /// Calls a second per token (bursts of as many); 0: unlimited.
     pub token_rate_limit: u32,
+    /// Where the HTTP side (the dashboard) listens; `None`: no HTTP side.
+    pub http: Option<SocketAddr>,
 }
 
 /// Who may call.
@@ -140,6 +145,7 @@ impl Default for Workers {
             auth: AuthMode::Auto,
             tls: None,
             token_rate_limit: 1_000,
+            http: None,
         }
     }
 }
@@ -179,7 +185,7 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
     if let Some(batch) = workers.rescore_batch {
         background.push(tokio::spawn(rescore(engine.clone(), batch)));
     }
-    let authenticator = if workers.auth == AuthMode::Auto && addr.ip().is_loopback() {
+    let authenticator = Arc::new(if workers.auth == AuthMode::Auto && addr.ip().is_loopback() {
         tracing::warn!(
             workspace = DEFAULT_WORKSPACE,
             "authentication is OFF: listening on loopback only, every call acts for workspace {DEFAULT_WORKSPACE:?} \
@@ -191,6 +197,26 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
             engine.clone(),
             auth::RateLimit::per_second(workers.token_rate_limit),
         )
+    });
+    let http_addr = match workers.http {
+        Some(listen) => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen for HTTP on {listen}"))?;
+            let http_addr = listener.local_addr()?;
+            let router = http::router(Arc::new(http::Http {
+                engine: engine.clone(),
+                auth: Arc::clone(&authenticator),
+            }));
+            background.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(error = %e, "the HTTP side stopped");
+                }
+            }));
+            tracing::info!(%http_addr, "dashboard at http://{http_addr}/dashboard");
+            Some(http_addr)
+        }
+        None => None,
     };
     let triggers = TriggerServiceServer::new(TriggerApi::new(engine.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
@@ -211,7 +237,7 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
     }
     let router = builder
         .layer(observe::ObserveLayer)
-        .layer(auth::AuthLayer::new(Arc::new(authenticator)))
+        .layer(auth::AuthLayer::new(authenticator))
         .layer(admission::AdmissionLayer::new(workers.max_in_flight))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -225,6 +251,7 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
     }));
     Ok(Running {
         addr,
+        http_addr,
         shutdown: Some(shutdown),
         task,
         health,
@@ -334,6 +361,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
         tls: config.tls.clone(),
         token_rate_limit: config.token_rate_limit,
+        http: Some(config.http_listen),
     };
     let running = start_with(config.listen, engine, &workers).await?;
     tracing::info!(

@@ -80,6 +80,25 @@ impl Store {
     }
 
     /// A lead's whole log, in scoring order.
+    /// The workspace's latest transitions, newest first.
+    pub async fn latest_transitions(
+        &self,
+        ws: &str,
+        limit: u64,
+    ) -> Result<Vec<StoredTransition>, StoreError> {
+        transition::Entity::find()
+            .filter(transition::Column::WorkspaceId.eq(ws))
+            .order_by_desc(transition::Column::At)
+            .order_by_desc(transition::Column::LeadId)
+            .order_by_desc(transition::Column::Seq)
+            .limit(limit)
+            .all(self.reader())
+            .await?
+            .into_iter()
+            .map(convert::transition)
+            .collect()
+    }
+
     pub async fn engagements_of(&self, ws: &str, lead_id: &str) -> Result<Vec<Engagement>, StoreError> {
         engagements_of(self.reader(), ws, lead_id).await
     }

@@ -36,7 +36,7 @@ fn day(n: i64) -> prost_types::Timestamp {
     t(n * DAY)
 }
 
-fn period(from: i64, to: i64) -> Option<pb::Period> {
+pub(crate) fn period(from: i64, to: i64) -> Option<pb::Period> {
     Some(pb::Period {
         start: Some(day(from)),
         end: Some(day(to)),
@@ -103,7 +103,7 @@ impl Script<'_> {
     }
 }
 
-async fn seed(server: &mut TestServer) -> anyhow::Result<()> {
+pub(crate) async fn seed(server: &mut TestServer) -> anyhow::Result<()> {
     let mut s = Script { server, n: 0 };
     let l1 = s.capture("l1", day(0)).await?;
     s.engage(&l1, "trial_started", "webinar", day(1)).await?;
@@ -650,27 +650,9 @@ fn now() -> Timestamp {
     Timestamp::from_secs(T0 + 31 * DAY)
 }
 
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                run_with_clock(Db::Sqlite, now(), super::$name).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                run_with_clock(Db::Postgres, now(), super::$name).await;
-            }
-        }
-    };
-}
-
-on_both!(the_funnel_matches_the_script);
-on_both!(groups_match_the_script);
-on_both!(bad_requests_name_their_field);
-on_both!(an_empty_workspace_is_zeros);
-on_both!(rules_and_calibration_match_the_script);
-on_both!(bad_analytics_requests_name_their_field);
+on_both_databases_at!(super::now(), the_funnel_matches_the_script);
+on_both_databases_at!(super::now(), groups_match_the_script);
+on_both_databases_at!(super::now(), bad_requests_name_their_field);
+on_both_databases_at!(super::now(), an_empty_workspace_is_zeros);
+on_both_databases_at!(super::now(), rules_and_calibration_match_the_script);
+on_both_databases_at!(super::now(), bad_analytics_requests_name_their_field);

@@ -6,8 +6,7 @@ use std::time::Duration;
 use leadflow_e2e::*;
 use leadflow_proto::v1 as pb;
 use leadflow_proto::v1::lead_service_client::LeadServiceClient;
-use leadflow_server::auth::{CACHE_TTL, new_secret, secret_hash};
-use leadflow_store::TokenRecord;
+use leadflow_server::auth::CACHE_TTL;
 use leadflow_store::testing::TestDatabase;
 use tonic::Code;
 
@@ -21,30 +20,6 @@ fn with_token<T>(secret: &str, message: T) -> tonic::Request<T> {
         );
     }
     request
-}
-
-async fn token(
-    engine: &leadflow_engine::Engine,
-    ws: &str,
-    name: &str,
-    scopes: &[&str],
-    expires_at: Option<leadflow_domain::Timestamp>,
-) -> anyhow::Result<String> {
-    let secret = new_secret()?;
-    let record = TokenRecord {
-        workspace: ws.to_owned(),
-        id: format!("{ws}-{name}"),
-        name: name.to_owned(),
-        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-        created_at: engine.now(),
-        expires_at,
-        revoked_at: None,
-    };
-    engine
-        .store()
-        .insert_token(&record, &secret_hash(&secret))
-        .await?;
-    Ok(secret)
 }
 
 fn create(secret: &str, email: &str) -> tonic::Request<pb::CreateLeadRequest> {

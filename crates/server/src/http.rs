@@ -1,0 +1,780 @@
+//! The HTTP side: a funnel dashboard for people, server-rendered HTML with
+//! inline SVG charts and a few lines of inline script for the live tail —
+//! nothing fetched from elsewhere, so it works offline.
+//!
+//! With authentication on, every page needs a token with `analytics:read`:
+//! `authorization: Bearer …`, or the cookie `/login` sets from a form. The
+//! page shows that token's workspace only, and no personal field: leads by
+//! their opaque id.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use leadflow_domain::analytics::evidence::Calibration;
+use leadflow_domain::analytics::funnel::{self, Bucket, Funnel, Grouping, Period, Query as FunnelQuery};
+use leadflow_domain::time::Span;
+use leadflow_domain::{Stage, Timestamp};
+use leadflow_engine::{CalibrationQuery, Engine};
+use serde::Deserialize;
+
+use crate::auth::{Authenticator, Principal};
+
+/// The cookie `/login` sets.
+const COOKIE: &str = "leadflow_token";
+/// Transitions in the live tail.
+const TAIL: u64 = 20;
+/// The default period: the last 30 days.
+const DEFAULT_DAYS: i64 = 30;
+/// A period longer than this is refused (the page would not be read).
+const MAX_DAYS: i64 = 3_660;
+
+#[derive(Debug)]
+pub(crate) struct Http {
+    pub(crate) engine: Engine,
+    pub(crate) auth: Arc<Authenticator>,
+}
+
+pub(crate) fn router(state: Arc<Http>) -> axum::Router {
+    axum::Router::new()
+        .route("/", get(|| async { Redirect::to("/dashboard") }))
+        .route("/dashboard", get(dashboard))
+        .route("/dashboard/tail", get(tail))
+        .route("/login", get(login_form).post(login))
+        .with_state(state)
+}
+
+/// The dashboard's filters, as the form sends them.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Filters {
+    /// First day, `YYYY-MM-DD` (UTC).
+    from: Option<String>,
+    /// Day after the last, `YYYY-MM-DD` (UTC): the period is [from, to).
+    to: Option<String>,
+    /// Only leads whose first engagement came on this channel.
+    channel: Option<String>,
+    /// `day` or `week`; by default a day up to 92 days.
+    bucket: Option<String>,
+}
+
+fn page_error(status: StatusCode, message: &str) -> Response {
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>leadflow</title>{STYLE}</head>\
+         <body><main><h1>leadflow</h1><p class=\"error\" id=\"error\">{}</p>\
+         <p><a href=\"/dashboard\">Back to the dashboard</a> · <a href=\"/login\">Sign in with a token</a></p>\
+         </main></body></html>",
+        escape(message)
+    );
+    let mut response = (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"leadflow\""),
+        );
+    }
+    response
+}
+
+/// The caller, from a bearer header or the login cookie.
+async fn caller(state: &Http, headers: &HeaderMap) -> Result<Principal, Response> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let from_cookie = || {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == COOKIE)
+            .map(|(_, value)| format!("Bearer {value}"))
+    };
+    let authorization = bearer.or_else(from_cookie);
+    state
+        .auth
+        .dashboard_principal(authorization.as_deref())
+        .await
+        .map_err(|(code, message)| match code {
+            tonic::Code::Unauthenticated => page_error(StatusCode::UNAUTHORIZED, &message),
+            tonic::Code::PermissionDenied => page_error(StatusCode::FORBIDDEN, &message),
+            tonic::Code::ResourceExhausted => page_error(StatusCode::TOO_MANY_REQUESTS, &message),
+            _ => page_error(StatusCode::SERVICE_UNAVAILABLE, &message),
+        })
+}
+
+fn day_start(text: &str, field: &str) -> Result<Timestamp, String> {
+    let date = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("{field}: {text:?} is not a date (YYYY-MM-DD)"))?;
+    let midnight = date
+        .and_hms_opt(0, 0, 0)
+        .ok_or_else(|| format!("{field}: {text:?} is not a date"))?
+        .and_utc();
+    Ok(Timestamp::from_micros(midnight.timestamp_micros()))
+}
+
+fn date_of(t: Timestamp) -> String {
+    t.to_chrono()
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+/// The filters as a funnel query, or what is wrong with them.
+pub(crate) fn query_of(filters: &Filters, now: Timestamp) -> Result<FunnelQuery, String> {
+    let day = Span::from_days(1).as_micros();
+    let tomorrow = Timestamp::from_micros((now.as_micros().div_euclid(day) + 1) * day);
+    let end = match filters.to.as_deref().filter(|s| !s.is_empty()) {
+        Some(text) => day_start(text, "to")?,
+        None => tomorrow,
+    };
+    let start = match filters.from.as_deref().filter(|s| !s.is_empty()) {
+        Some(text) => day_start(text, "from")?,
+        None => end.saturating_sub(Span::from_days(DEFAULT_DAYS)),
+    };
+    if end <= start {
+        return Err("to: the period is empty or reversed: 'to' must be after 'from'".to_owned());
+    }
+    if end.since(start) > Span::from_days(MAX_DAYS) {
+        return Err(format!("the period is longer than {MAX_DAYS} days"));
+    }
+    let bucket = match filters.bucket.as_deref().unwrap_or("") {
+        "day" => Bucket::Day,
+        "week" => Bucket::Week,
+        "" if end.since(start) <= Span::from_days(92) => Bucket::Day,
+        "" => Bucket::Week,
+        other => return Err(format!("bucket: {other:?} is neither day nor week")),
+    };
+    if bucket == Bucket::Day && end.since(start) > Span::from_days(1_000) {
+        return Err("bucket: more than 1000 days: use week".to_owned());
+    }
+    let channel = filters
+        .channel
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned);
+    if channel.as_ref().is_some_and(|c| c.chars().count() > 128) {
+        return Err("channel: longer than 128 characters".to_owned());
+    }
+    Ok(FunnelQuery {
+        period: Period { start, end },
+        grouping: Grouping::None,
+        bucket,
+        source_channel: channel,
+    })
+}
+
+async fn dashboard(
+    State(state): State<Arc<Http>>,
+    headers: HeaderMap,
+    Query(filters): Query<Filters>,
+) -> Response {
+    let principal = match caller(&state, &headers).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let query = match query_of(&filters, state.engine.now()) {
+        Ok(q) => q,
+        Err(message) => return page_error(StatusCode::BAD_REQUEST, &message),
+    };
+    let ws = principal.workspace.as_str();
+    let loaded = async {
+        let funnel = state.engine.funnel(ws, &query).await?;
+        let by_channel = state
+            .engine
+            .funnel(
+                ws,
+                &FunnelQuery {
+                    grouping: Grouping::SourceChannel,
+                    source_channel: None,
+                    ..query.clone()
+                },
+            )
+            .await?;
+        let calibration = state
+            .engine
+            .calibrate(
+                ws,
+                &CalibrationQuery {
+                    period: query.period,
+                    policy_version: None,
+                    target_precision: None,
+                    step: 5.0,
+                    max_cutoff: None,
+                },
+            )
+            .await?;
+        let tail = state.engine.latest_transitions(ws, TAIL).await?;
+        Ok::<_, leadflow_engine::EngineError>((funnel, by_channel, calibration, tail))
+    };
+    match loaded.await {
+        Ok((funnel, by_channel, calibration, tail)) => {
+            let channels: Vec<String> = by_channel.groups.into_iter().map(|g| g.key).collect();
+            let html = render(&Page {
+                workspace: ws,
+                query: &query,
+                channels: &channels,
+                funnel: &funnel,
+                calibration: &calibration.calibration,
+                tail: &tail,
+            });
+            (
+                [
+                    (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                html,
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the dashboard could not be read");
+            page_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the data could not be read; retry",
+            )
+        }
+    }
+}
+
+/// The live tail as an HTML fragment, for the page's script.
+async fn tail(State(state): State<Arc<Http>>, headers: HeaderMap) -> Response {
+    let principal = match caller(&state, &headers).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    match state.engine.latest_transitions(&principal.workspace, TAIL).await {
+        Ok(tail) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            tail_rows(&tail),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "the live tail could not be read");
+            page_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the data could not be read; retry",
+            )
+        }
+    }
+}
+
+async fn login_form() -> Response {
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>leadflow: sign in</title>{STYLE}</head>\
+         <body><main><h1>leadflow</h1><form method=\"post\" action=\"/login\">\
+         <label>Token with analytics:read <input type=\"password\" name=\"token\" autocomplete=\"off\"></label> \
+         <button type=\"submit\">Sign in</button></form></main></body></html>"
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct Login {
+    token: String,
+}
+
+async fn login(State(state): State<Arc<Http>>, Form(form): Form<Login>) -> Response {
+    let token = form.token.trim();
+    let valid = token
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid {
+        return page_error(StatusCode::UNAUTHORIZED, "the token is not valid");
+    }
+    let header_value = format!("Bearer {token}");
+    if let Err((_, message)) = state.auth.dashboard_principal(Some(&header_value)).await {
+        return page_error(StatusCode::UNAUTHORIZED, &message);
+    }
+    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+    let mut response = Redirect::to("/dashboard").into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+// ---- rendering --------------------------------------------------------------------
+
+struct Page<'a> {
+    workspace: &'a str,
+    query: &'a FunnelQuery,
+    channels: &'a [String],
+    funnel: &'a Funnel,
+    calibration: &'a Calibration,
+    tail: &'a [leadflow_store::StoredTransition],
+}
+
+/// `text` safe inside HTML text and attribute values.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `2d 3h`, `45m`, `12s`.
+pub(crate) fn human(span: Option<Span>) -> String {
+    let Some(span) = span else {
+        return "–".to_owned();
+    };
+    let secs = span.as_micros() / 1_000_000;
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m")
+    } else {
+        format!("{secs}s")
+    }
+}
+
+fn percent(rate: f64) -> String {
+    format!("{:.1}%", rate * 100.0)
+}
+
+const COLORS: [&str; 5] = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#e15759"];
+
+const STYLE: &str = "<style>\
+body{font-family:system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}\
+main{max-width:1100px;margin:0 auto;padding:16px 24px}\
+h1{font-size:22px;margin:8px 0}h2{font-size:16px;margin:0 0 8px}\
+section{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:12px 16px;margin:12px 0}\
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:12px}.grid section{margin:0}\
+table{border-collapse:collapse;width:100%;font-size:14px}\
+th,td{text-align:right;padding:4px 8px;border-bottom:1px solid #eef0f3}\
+th:first-child,td:first-child{text-align:left}\
+form{display:flex;gap:12px;align-items:end;flex-wrap:wrap;font-size:14px}\
+label{display:flex;flex-direction:column;gap:2px}\
+.muted{color:#667085;font-size:13px}.error{color:#b42318}\
+svg text{font-size:11px;fill:#1d2330}\
+#tail li{font-family:ui-monospace,monospace;font-size:12px;margin:2px 0}\
+</style>";
+
+fn render(p: &Page<'_>) -> String {
+    let mut html = String::with_capacity(32 * 1024);
+    let period = p.query.period;
+    let last_day = period.end.saturating_sub(Span::from_micros(1));
+    let _ = write!(
+        html,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\"><title>leadflow funnel</title>{STYLE}</head>\
+         <body><main><h1>leadflow funnel</h1>\
+         <p class=\"muted\">Workspace <b id=\"workspace\">{ws}</b> · \
+         <span id=\"period\" data-start=\"{start}\" data-end=\"{end}\">{start} to {last} (UTC)</span></p>",
+        ws = escape(p.workspace),
+        start = date_of(period.start),
+        end = date_of(period.end),
+        last = date_of(last_day),
+    );
+    filters(&mut html, p);
+    let Some(group) = p.funnel.groups.first() else {
+        html.push_str("<p>No data.</p></main></body></html>");
+        return html;
+    };
+    funnel_section(&mut html, group);
+    html.push_str("<div class=\"grid\">");
+    time_in_stage(&mut html, group);
+    reasons(&mut html, group);
+    html.push_str("</div>");
+    velocity(&mut html, group, &p.funnel.buckets);
+    html.push_str("<div class=\"grid\">");
+    calibration(&mut html, p.calibration);
+    let _ = write!(
+        html,
+        "<section><h2>Live tail <span class=\"muted\">latest transitions, every 5 s</span></h2>\
+         <ol id=\"tail\">{}</ol></section>",
+        tail_rows(p.tail)
+    );
+    html.push_str("</div>");
+    html.push_str(
+        "<script>\
+         setInterval(function(){fetch('/dashboard/tail',{credentials:'same-origin'})\
+         .then(function(r){return r.ok?r.text():null})\
+         .then(function(t){if(t!==null){document.getElementById('tail').innerHTML=t;}})\
+         .catch(function(){});},5000);\
+         </script></main></body></html>",
+    );
+    html
+}
+
+fn filters(html: &mut String, p: &Page<'_>) {
+    let period = p.query.period;
+    let selected = |on: bool| if on { " selected" } else { "" };
+    let _ = write!(
+        html,
+        "<section><form id=\"filters\" method=\"get\" action=\"/dashboard\">\
+         <label>From <input type=\"date\" name=\"from\" value=\"{}\"></label>\
+         <label>To (exclusive) <input type=\"date\" name=\"to\" value=\"{}\"></label>\
+         <label>Source channel <select name=\"channel\"><option value=\"\">all</option>",
+        date_of(period.start),
+        date_of(period.end),
+    );
+    let current = p.query.source_channel.as_deref();
+    let mut channels: Vec<&str> = p.channels.iter().map(String::as_str).collect();
+    if let Some(c) = current
+        && !channels.contains(&c)
+    {
+        channels.push(c);
+    }
+    for c in channels {
+        let _ = write!(
+            html,
+            "<option value=\"{v}\"{s}>{v}</option>",
+            v = escape(c),
+            s = selected(current == Some(c))
+        );
+    }
+    let _ = write!(
+        html,
+        "</select></label><label>Velocity by <select name=\"bucket\">\
+         <option value=\"day\"{}>day</option><option value=\"week\"{}>week</option></select></label>\
+         <button type=\"submit\">Show</button></form></section>",
+        selected(p.query.bucket == Bucket::Day),
+        selected(p.query.bucket == Bucket::Week),
+    );
+}
+
+fn conversion(g: &funnel::Group, from: Stage, to: Stage) -> Option<&funnel::Conversion> {
+    g.conversions.iter().find(|c| c.from == from && c.to == to)
+}
+
+fn funnel_section(html: &mut String, g: &funnel::Group) {
+    const MAIN: [Stage; 4] = [Stage::Iql, Stage::Mql, Stage::Sql, Stage::Customer];
+    html.push_str("<section><h2>Funnel <span class=\"muted\">leads entering each stage in the period; conversion of the cohort that first entered the stage before</span></h2>");
+    let max = g.entries.iter().map(|e| e.leads).max().unwrap_or(0).max(1);
+    let (width, row, left, bars) = (1000.0, 34.0, 110.0, 620.0);
+    let _ = write!(
+        html,
+        "<svg id=\"funnel-chart\" viewBox=\"0 0 {width} {h}\" width=\"100%\" role=\"img\" aria-label=\"funnel\">",
+        h = row * 4.0 + 4.0
+    );
+    for (i, stage) in MAIN.iter().enumerate() {
+        let leads = g
+            .entries
+            .iter()
+            .find(|e| e.stage == *stage)
+            .map_or(0, |e| e.leads);
+        #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+        let w = (leads as f64 / max as f64) * bars;
+        #[allow(clippy::cast_precision_loss)]
+        let y = i as f64 * row;
+        let _ = write!(
+            html,
+            "<text x=\"0\" y=\"{ty}\">{name}</text><rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{hh}\" fill=\"{c}\" rx=\"3\"></rect>\
+             <text x=\"{lx}\" y=\"{ty}\">{leads}</text>",
+            ty = y + 20.0,
+            name = stage.as_str(),
+            x = left + (bars - w) / 2.0,
+            hh = row - 6.0,
+            c = COLORS[i],
+            lx = left + bars + 12.0,
+        );
+        if i > 0
+            && let Some(c) = conversion(g, MAIN[i - 1], *stage)
+        {
+            let _ = write!(
+                html,
+                "<text x=\"{}\" y=\"{}\">{} of the {} cohort</text>",
+                left + bars + 60.0,
+                y + 20.0,
+                percent(c.rate),
+                MAIN[i - 1].as_str()
+            );
+        }
+    }
+    html.push_str("</svg>");
+    html.push_str(
+        "<table id=\"funnel\"><thead><tr><th>Stage</th><th>Leads entering</th><th>Entries</th></tr></thead><tbody>",
+    );
+    for e in &g.entries {
+        let _ = write!(
+            html,
+            "<tr data-stage=\"{s}\"><td>{s}</td><td data-k=\"leads\">{}</td><td data-k=\"entries\">{}</td></tr>",
+            e.leads,
+            e.entries,
+            s = e.stage.as_str()
+        );
+    }
+    html.push_str("</tbody></table>");
+    html.push_str(
+        "<table id=\"conversions\"><thead><tr><th>Cohort</th><th>Leads</th><th>Converted</th><th>Rate</th>\
+         <th>Time p50</th><th>Time p90</th></tr></thead><tbody>",
+    );
+    for c in &g.conversions {
+        let _ = write!(
+            html,
+            "<tr data-conv=\"{f}-{t}\"><td>{f} → {t}</td><td data-k=\"cohort\">{}</td><td data-k=\"converted\">{}</td>\
+             <td data-k=\"rate\" data-v=\"{}\">{}</td><td data-k=\"p50\" data-v=\"{}\">{}</td><td data-k=\"p90\" data-v=\"{}\">{}</td></tr>",
+            c.cohort,
+            c.converted,
+            c.rate,
+            percent(c.rate),
+            c.p50.map_or(-1, |s| s.as_micros() / 1_000_000),
+            human(c.p50),
+            c.p90.map_or(-1, |s| s.as_micros() / 1_000_000),
+            human(c.p90),
+            f = c.from.as_str(),
+            t = c.to.as_str(),
+        );
+    }
+    let _ = write!(
+        html,
+        "</tbody></table><p class=\"muted\">Of the MQL cohort: rejected <b id=\"rejected\" data-v=\"{}\">{}</b> \
+         ({} of {}), recycled <b id=\"recycled\" data-v=\"{}\">{}</b> ({} of {}).</p></section>",
+        g.rejected.rate,
+        percent(g.rejected.rate),
+        g.rejected.count,
+        g.rejected.cohort,
+        g.recycled.rate,
+        percent(g.recycled.rate),
+        g.recycled.count,
+        g.recycled.cohort,
+    );
+}
+
+fn time_in_stage(html: &mut String, g: &funnel::Group) {
+    html.push_str(
+        "<section><h2>Time in stage <span class=\"muted\">stays that ended in the period</span></h2>\
+         <table id=\"time-in-stage\"><thead><tr><th>Stage</th><th>Stays</th><th>p50</th><th>p90</th></tr></thead><tbody>",
+    );
+    for t in &g.time_in_stage {
+        let _ = write!(
+            html,
+            "<tr data-stage=\"{s}\"><td>{s}</td><td data-k=\"stays\">{}</td><td data-k=\"p50\" data-v=\"{}\">{}</td>\
+             <td data-k=\"p90\" data-v=\"{}\">{}</td></tr>",
+            t.stays,
+            t.p50.map_or(-1, |s| s.as_micros() / 1_000_000),
+            human(t.p50),
+            t.p90.map_or(-1, |s| s.as_micros() / 1_000_000),
+            human(t.p90),
+            s = t.stage.as_str(),
+        );
+    }
+    html.push_str("</tbody></table></section>");
+}
+
+fn reasons(html: &mut String, g: &funnel::Group) {
+    html.push_str(
+        "<section><h2>Why leads were sent back</h2><table id=\"reasons\"><thead><tr><th>Move</th><th>Reason</th>\
+         <th>Count</th></tr></thead><tbody>",
+    );
+    if g.reasons.is_empty() {
+        html.push_str("<tr><td colspan=\"3\" class=\"muted\">none in the period</td></tr>");
+    }
+    for r in &g.reasons {
+        let _ = write!(
+            html,
+            "<tr data-move=\"{m}\" data-reason=\"{reason}\"><td>{m}</td><td>{reason}</td><td data-k=\"count\">{}</td></tr>",
+            r.count,
+            m = r.by.as_str(),
+            reason = escape(&r.reason),
+        );
+    }
+    html.push_str("</tbody></table></section>");
+}
+
+/// A line chart: one polyline per series over `n` points.
+fn lines(
+    html: &mut String,
+    id: &str,
+    w: f64,
+    series: &[(&str, &str, Vec<f64>)],
+    max: f64,
+    x_labels: (&str, &str),
+) {
+    let (h, left, bottom) = (220.0, 40.0, 20.0);
+    let n = series.iter().map(|s| s.2.len()).max().unwrap_or(0);
+    let max = if max > 0.0 { max } else { 1.0 };
+    let _ = write!(
+        html,
+        "<svg id=\"{id}\" viewBox=\"0 0 {w} {vh}\" width=\"100%\" role=\"img\">\
+         <line x1=\"{left}\" y1=\"{base}\" x2=\"{w}\" y2=\"{base}\" stroke=\"#99a\"></line>\
+         <text x=\"0\" y=\"12\">{max}</text><text x=\"0\" y=\"{base}\">0</text>\
+         <text x=\"{left}\" y=\"{lab}\">{a}</text><text x=\"{right}\" y=\"{lab}\">{b}</text>",
+        vh = h + bottom,
+        base = h,
+        lab = h + 16.0,
+        right = w - 70.0,
+        a = escape(x_labels.0),
+        b = escape(x_labels.1),
+        max = (max * 100.0).round() / 100.0,
+    );
+    for (name, color, values) in series {
+        #[allow(clippy::cast_precision_loss)]
+        let step = if n > 1 { (w - left) / (n - 1) as f64 } else { 0.0 };
+        let points: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                #[allow(clippy::cast_precision_loss)]
+                let x = left + i as f64 * step;
+                format!("{x:.1},{:.1}", h - v / max * (h - 10.0))
+            })
+            .collect();
+        let _ = write!(
+            html,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\" data-series=\"{}\"></polyline>",
+            points.join(" "),
+            escape(name)
+        );
+    }
+    html.push_str("</svg><p class=\"muted\">");
+    for (name, color, _) in series {
+        let _ = write!(html, "<span style=\"color:{color}\">■</span> {} ", escape(name));
+    }
+    html.push_str("</p>");
+}
+
+fn velocity(html: &mut String, g: &funnel::Group, buckets: &[Timestamp]) {
+    let bucket = if buckets.len() > 1 && buckets[1].since(buckets[0]) > Span::from_days(1) {
+        "week"
+    } else {
+        "day"
+    };
+    let _ = write!(
+        html,
+        "<section><h2>Velocity <span class=\"muted\">entries per {bucket}</span></h2>"
+    );
+    #[allow(clippy::cast_precision_loss)]
+    let series: Vec<(&str, &str, Vec<f64>)> = Stage::ALL
+        .iter()
+        .zip(&g.velocity)
+        .enumerate()
+        .map(|(i, (stage, counts))| {
+            (
+                stage.as_str(),
+                COLORS[i],
+                counts.iter().map(|&c| c as f64).collect(),
+            )
+        })
+        .collect();
+    let max = series
+        .iter()
+        .flat_map(|s| s.2.iter().copied())
+        .fold(0.0, f64::max);
+    let first = buckets.first().map(|&t| date_of(t)).unwrap_or_default();
+    let last = buckets.last().map(|&t| date_of(t)).unwrap_or_default();
+    lines(html, "velocity", 1000.0, &series, max, (&first, &last));
+    html.push_str("</section>");
+}
+
+fn calibration(html: &mut String, c: &Calibration) {
+    let _ = write!(
+        html,
+        "<section><h2>MQL threshold calibration <span class=\"muted\">leads captured in the period, peak engagement before the outcome</span></h2>\
+         <p class=\"muted\">{} leads, {} reached SQL, {} customers.",
+        c.leads, c.reached_sql, c.customers
+    );
+    if let Some(s) = &c.suggested {
+        let _ = write!(
+            html,
+            " Best F1 at <b id=\"suggested\" data-v=\"{}\">{}</b> (precision {}, recall {}).",
+            s.cutoff,
+            s.cutoff,
+            s.precision.map_or("–".to_owned(), percent),
+            s.recall.map_or("–".to_owned(), percent),
+        );
+    }
+    html.push_str("</p>");
+    let precision: Vec<f64> = c.points.iter().map(|p| p.precision.unwrap_or(0.0)).collect();
+    let recall: Vec<f64> = c.points.iter().map(|p| p.recall.unwrap_or(0.0)).collect();
+    let first = c.points.first().map(|p| p.cutoff.to_string()).unwrap_or_default();
+    let last = c.points.last().map(|p| p.cutoff.to_string()).unwrap_or_default();
+    lines(
+        html,
+        "calibration",
+        500.0,
+        &[("precision", COLORS[0], precision), ("recall", COLORS[1], recall)],
+        1.0,
+        (&first, &last),
+    );
+    html.push_str("</section>");
+}
+
+fn tail_rows(tail: &[leadflow_store::StoredTransition]) -> String {
+    let mut out = String::new();
+    if tail.is_empty() {
+        out.push_str("<li class=\"muted\">no transitions yet</li>");
+    }
+    for t in tail {
+        let r = &t.record;
+        let _ = write!(
+            out,
+            "<li data-lead=\"{lead}\">{at} {lead} {from} → {to} {by}{reason}</li>",
+            at = escape(&r.at.to_string()),
+            lead = escape(&t.lead_id),
+            from = r.from.map_or("·", Stage::as_str),
+            to = r.to.as_str(),
+            by = r.by.as_str(),
+            reason = r
+                .reason
+                .as_deref()
+                .map(|x| format!(" ({})", escape(x)))
+                .unwrap_or_default(),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(
+            escape("<b a=\"1\">'&'</b>"),
+            "&lt;b a=&quot;1&quot;&gt;&#39;&amp;&#39;&lt;/b&gt;"
+        );
+    }
+
+    #[test]
+    fn spans_read_as_people_read_them() {
+        assert_eq!(human(None), "–");
+        assert_eq!(human(Some(Span::from_secs(12))), "12s");
+        assert_eq!(human(Some(Span::from_secs(2_700))), "45m");
+        assert_eq!(human(Some(Span::from_hours(50))), "2d 2h");
+    }
+
+    #[test]
+    fn filters_become_a_query_or_a_reason() {
+        let now = Timestamp::from_secs(1_790_812_800 + 3_600); // 2026-10-01T01:00Z
+        let q = query_of(&Filters::default(), now).expect("defaults");
+        assert_eq!(date_of(q.period.end), "2026-10-02");
+        assert_eq!(date_of(q.period.start), "2026-09-02");
+        assert_eq!(q.bucket, Bucket::Day);
+        let f = |from: &str, to: &str| Filters {
+            from: Some(from.to_owned()),
+            to: Some(to.to_owned()),
+            ..Filters::default()
+        };
+        assert!(query_of(&f("2026-10-05", "2026-10-05"), now).is_err());
+        assert!(query_of(&f("2026-10-05", "2026-10-01"), now).is_err());
+        assert!(query_of(&f("yesterday", "2026-10-01"), now).is_err());
+        let long = query_of(&f("2025-01-01", "2026-01-01"), now).expect("a year");
+        assert_eq!(long.bucket, Bucket::Week);
+        let bad_bucket = Filters {
+            bucket: Some("month".to_owned()),
+            ..Filters::default()
+        };
+        assert!(query_of(&bad_bucket, now).is_err());
+    }
+}
