@@ -89,6 +89,13 @@ impl TestServer {
         })
     }
 
+    /// The gRPC address the server listens on.
+    pub fn grpc_addr(&self) -> std::net::SocketAddr {
+        self.running
+            .as_ref()
+            .map_or_else(|| ([127, 0, 0, 1], 0).into(), |r| r.addr)
+    }
+
     pub fn database_url(&self) -> &str {
         &self._database.url
     }

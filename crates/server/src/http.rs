@@ -60,6 +60,17 @@ pub(crate) struct Filters {
     bucket: Option<String>,
 }
 
+impl Filters {
+    pub(crate) fn new(from: Option<String>, to: Option<String>, channel: Option<String>) -> Self {
+        Self {
+            from,
+            to,
+            channel,
+            bucket: None,
+        }
+    }
+}
+
 fn page_error(status: StatusCode, message: &str) -> Response {
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>leadflow</title>{STYLE}</head>\

@@ -334,9 +334,75 @@ async fn the_page_needs_analytics_read_and_shows_one_workspace(mut server: TestS
     )
     .await?;
     assert_eq!(status, 401);
+    // the command line takes the token too
+    let grpc = http.addr;
+    let (ok, text) = tokio::task::spawn_blocking(move || funnel_command(grpc, &[])).await??;
+    assert!(!ok && text.contains("a bearer token is required"), "{text}");
+    let (ok, text) =
+        tokio::task::spawn_blocking(move || funnel_command(grpc, &["--token", reader.as_str()])).await??;
+    assert!(ok, "{text}");
+    assert_eq!(row(&text, "IQL "), ["5", "8"], "{text}");
     http.shutdown(Duration::from_secs(1)).await;
     Ok(())
 }
 
+/// `leadflow funnel` against `grpc` with `extra` arguments: success, output.
+fn funnel_command(grpc: SocketAddr, extra: &[&str]) -> anyhow::Result<(bool, String)> {
+    let out = Command::new(env!("CARGO_BIN_EXE_leadflow-e2e-server"))
+        .args(["funnel", "--against", &format!("http://{grpc}")])
+        .args(["--from", "2026-10-01", "--to", "2026-10-21"])
+        .args(extra)
+        .env_remove("LEADFLOW_TOKEN")
+        .output()?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+/// The numbers of a table row that starts with `label`.
+fn row(text: &str, label: &str) -> Vec<String> {
+    text.lines()
+        .find(|l| l.starts_with(label))
+        .map(|l| l[label.len()..].split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+async fn the_command_line_prints_the_same_funnel(mut server: TestServer) -> anyhow::Result<()> {
+    seed(&mut server).await?;
+    let grpc = server.grpc_addr();
+    let (ok, text) = tokio::task::spawn_blocking(move || funnel_command(grpc, &[])).await??;
+    assert!(ok, "{text}");
+    assert!(text.contains("Funnel 2026-10-01 to 2026-10-20 (UTC)"), "{text}");
+    assert_eq!(row(&text, "IQL "), ["5", "8"], "{text}");
+    assert_eq!(row(&text, "MQL "), ["4", "5"], "{text}");
+    assert_eq!(
+        row(&text, "MQL -> SQL"),
+        ["4", "2", "50.0%", "0s", "2d", "0h"],
+        "{text}"
+    );
+    assert!(
+        text.contains("rejected 50.0% (2 of 4), recycled 25.0% (1 of 4)"),
+        "{text}"
+    );
+    assert_eq!(row(&text, "REJECT         not_ready"), ["1"], "{text}");
+    let (ok, grouped) =
+        tokio::task::spawn_blocking(move || funnel_command(grpc, &["--group-by", "source-channel"]))
+            .await??;
+    assert!(
+        ok && grouped.contains("== webinar ==") && grouped.contains("== (none) =="),
+        "{grouped}"
+    );
+    let (ok, bad) =
+        tokio::task::spawn_blocking(move || funnel_command(grpc, &["--group-by", "colour"])).await??;
+    assert!(!ok && bad.contains("--group-by"), "{bad}");
+    Ok(())
+}
+
 on_both_databases_at!(super::NOW, the_page_shows_what_get_funnel_answers);
+on_both_databases_at!(super::NOW, the_command_line_prints_the_same_funnel);
 on_both_databases_at!(super::NOW, the_page_needs_analytics_read_and_shows_one_workspace);

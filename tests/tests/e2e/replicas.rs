@@ -66,6 +66,7 @@ impl Replica {
                 &format!("127.0.0.1:{port}"),
             ])
             .args(["--timer-poll-ms", "100", "--log-format", "json"])
+            .args(["--http-listen", "127.0.0.1:0"])
             .args(extra)
             .current_dir(&dir)
             .stdout(Stdio::null())

@@ -6,6 +6,7 @@ mod policies;
 mod triggers;
 
 pub use analytics::AnalyticsApi;
+pub(crate) use analytics::period_out;
 pub use leads::LeadApi;
 pub use policies::PolicyApi;
 pub use triggers::TriggerApi;
