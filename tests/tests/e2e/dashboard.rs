@@ -406,3 +406,71 @@ async fn the_command_line_prints_the_same_funnel(mut server: TestServer) -> anyh
 on_both_databases_at!(super::NOW, the_page_shows_what_get_funnel_answers);
 on_both_databases_at!(super::NOW, the_command_line_prints_the_same_funnel);
 on_both_databases_at!(super::NOW, the_page_needs_analytics_read_and_shows_one_workspace);
+
+async fn analytics_calls_need_their_scope_and_see_one_workspace(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    seed(&mut server).await?;
+    let engine = server.engine.clone();
+    engine
+        .bootstrap("globex", leadflow_server::DEFAULT_POLICY)
+        .await?;
+    let reader = token(&engine, "default", "dash", &["analytics:read"], None).await?;
+    let writer = token(&engine, "default", "crm", &["leads:read", "leads:write"], None).await?;
+    let other = token(&engine, "globex", "dash", &["analytics:read"], None).await?;
+    let secured = with_http(&server, leadflow_server::AuthMode::Required).await?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", secured.addr))?
+        .connect()
+        .await?;
+    let mut client = AnalyticsServiceClient::new(channel);
+    let ask = |secret: &str| {
+        let mut request = tonic::Request::new(pb::GetFunnelRequest {
+            period: period(0, 20),
+            ..Default::default()
+        });
+        if !secret.is_empty() {
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {secret}").parse().expect("header"),
+            );
+        }
+        request
+    };
+    let none = client.get_funnel(ask("")).await.expect_err("no token");
+    assert_eq!(none.code(), tonic::Code::Unauthenticated);
+    let wrong_scope = client
+        .get_funnel(ask(&writer))
+        .await
+        .expect_err("no analytics:read");
+    assert_eq!(wrong_scope.code(), tonic::Code::PermissionDenied);
+    let mine = client.get_funnel(ask(&reader)).await?.into_inner();
+    let iql = |r: &pb::GetFunnelResponse| {
+        r.groups[0]
+            .entries
+            .iter()
+            .find(|e| e.stage == pb::Stage::Iql as i32)
+            .map(|e| e.entries)
+    };
+    assert_eq!(iql(&mine), Some(8));
+    // another workspace sees zeros, not ours
+    let theirs = client.get_funnel(ask(&other)).await?.into_inner();
+    assert_eq!(iql(&theirs), Some(0));
+    let mut report = tonic::Request::new(pb::GetRuleReportRequest {
+        period: period(-10, 30),
+        ..Default::default()
+    });
+    report
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {other}").parse()?);
+    let leads = client
+        .get_rule_report(report)
+        .await?
+        .into_inner()
+        .leads
+        .expect("leads");
+    assert_eq!((leads.won, leads.lost, leads.open), (0, 0, 0));
+    secured.shutdown(Duration::from_secs(1)).await;
+    Ok(())
+}
+
+on_both_databases_at!(super::NOW, analytics_calls_need_their_scope_and_see_one_workspace);
