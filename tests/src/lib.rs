@@ -308,6 +308,45 @@ pub fn fields(status: &tonic::Status) -> Vec<String> {
 }
 
 /// Creates a lead and returns it.
+/// Checks that a call was refused with INVALID_ARGUMENT naming `field`.
+pub fn assert_invalid<T, R: std::fmt::Debug>(result: Result<T, tonic::Status>, field: &str, request: &R) {
+    let Err(status) = result else {
+        panic!("{request:?} was accepted");
+    };
+    assert_eq!(
+        status.code(),
+        tonic::Code::InvalidArgument,
+        "{request:?}: {status:?}"
+    );
+    assert!(
+        fields(&status).contains(&field.to_owned()),
+        "{request:?}: {status:?}"
+    );
+}
+
+/// Stores `source` as a policy version and activates it: its version.
+pub async fn activate_policy(server: &mut TestServer, source: String) -> anyhow::Result<i64> {
+    let version = server
+        .policies
+        .create_policy_version(pb::CreatePolicyVersionRequest {
+            source,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .policy
+        .map(|p| p.version)
+        .ok_or_else(|| anyhow::anyhow!("no policy in the answer"))?;
+    server
+        .policies
+        .activate_policy(pb::ActivatePolicyRequest {
+            version,
+            ..Default::default()
+        })
+        .await?;
+    Ok(version)
+}
+
 pub async fn create(server: &mut TestServer, email: &str) -> anyhow::Result<pb::Lead> {
     let response = server
         .leads

@@ -420,18 +420,10 @@ async fn bad_requests_name_their_field(server: TestServer) -> anyhow::Result<()>
         ),
     ];
     for (request, field) in cases {
-        let status = analytics(&server)
-            .get_funnel(request.clone())
-            .await
-            .expect_err("refused");
-        assert_eq!(
-            status.code(),
-            tonic::Code::InvalidArgument,
-            "{request:?}: {status:?}"
-        );
-        assert!(
-            fields(&status).contains(&field.to_owned()),
-            "{request:?}: {status:?}"
+        assert_invalid(
+            analytics(&server).get_funnel(request.clone()).await,
+            field,
+            &request,
         );
     }
     Ok(())
@@ -605,18 +597,10 @@ async fn bad_analytics_requests_name_their_field(server: TestServer) -> anyhow::
         (pb::CalibrateThresholdRequest::default(), "period"),
     ];
     for (request, field) in cases {
-        let status = analytics(&server)
-            .calibrate_threshold(request)
-            .await
-            .expect_err("refused");
-        assert_eq!(
-            status.code(),
-            tonic::Code::InvalidArgument,
-            "{request:?}: {status:?}"
-        );
-        assert!(
-            fields(&status).contains(&field.to_owned()),
-            "{request:?}: {status:?}"
+        assert_invalid(
+            analytics(&server).calibrate_threshold(request).await,
+            field,
+            &request,
         );
     }
     let status = analytics(&server)

@@ -9,24 +9,7 @@ on_both_databases!(
         // A = 40 and above, B = 30
         let source =
             leadflow_server::DEFAULT_POLICY.replace("fit_at_least = 20", "fit_at_least = 20\ngrade_at_least = \"A\"");
-        let version = server
-            .policies
-            .create_policy_version(pb::CreatePolicyVersionRequest {
-                source,
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .policy
-            .expect("policy")
-            .version;
-        server
-            .policies
-            .activate_policy(pb::ActivatePolicyRequest {
-                version,
-                ..Default::default()
-            })
-            .await?;
+        activate_policy(&mut server, source).await?;
 
         let a = create(&mut server, "a@acme.com").await?;
         let mut b_profile = good_fit("b@acme.com");
