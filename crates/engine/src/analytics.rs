@@ -101,17 +101,15 @@ impl Engine {
     ) -> Result<CalibrationResult, EngineError> {
         let (record, policy) = self.analysed_policy(ws, query.policy_version).await?;
         let leads = self.store.evidence(ws, query.period).await?;
-        let max = match query.max_cutoff {
-            Some(m) => m,
-            None => evidence::calibrate(&policy, &leads, &[], None).max_peak,
+        let cutoffs = evidence::Cutoffs {
+            step: query.step,
+            max: query.max_cutoff,
         };
-        let cutoffs = evidence::cutoffs(max, query.step);
-        let calibration = evidence::calibrate(&policy, &leads, &cutoffs, query.target_precision);
+        let calibration = evidence::calibrate(&policy, &leads, cutoffs, query.target_precision);
         let draft_source = calibration
             .suggested
             .as_ref()
-            .and_then(|s| evidence::with_mql_threshold(&record.source, s.cutoff))
-            .filter(|draft| Policy::from_toml(draft).is_ok());
+            .and_then(|s| evidence::with_mql_threshold(&record.source, s.cutoff));
         Ok(CalibrationResult {
             policy_version: record.version,
             calibration,

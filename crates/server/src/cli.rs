@@ -498,6 +498,13 @@ fn stage_name(value: i32) -> &'static str {
         .trim_start_matches("STAGE_")
 }
 
+/// Text from the data, safe to print: control characters shown as `?`.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 fn span_text(d: Option<&prost_types::Duration>) -> String {
     crate::http::human(d.map(|d| leadflow_domain::time::Span::from_secs(d.seconds)))
 }
@@ -573,7 +580,7 @@ async fn funnel(args: FunnelArgs) -> anyhow::Result<ExitCode> {
     }
     for g in &groups {
         if !g.key.is_empty() {
-            println!("\n== {} ==", g.key);
+            println!("\n== {} ==", printable(&g.key));
         }
         println!("\n{:<14} {:>8} {:>8}", "stage", "leads", "entries");
         for e in &g.entries {

@@ -32,10 +32,29 @@ const DEFAULT_DAYS: i64 = 30;
 /// A period longer than this is refused (the page would not be read).
 const MAX_DAYS: i64 = 3_660;
 
+/// Pages rendered at once, at most: more wait for a free slot up to
+/// [`BUSY_WAIT`], then get 503.
+const PAGES_AT_ONCE: usize = 4;
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug)]
 pub(crate) struct Http {
-    pub(crate) engine: Engine,
-    pub(crate) auth: Arc<Authenticator>,
+    engine: Engine,
+    auth: Arc<Authenticator>,
+    /// Listening on loopback only: the login cookie may go over plain HTTP.
+    loopback: bool,
+    pages: tokio::sync::Semaphore,
+}
+
+impl Http {
+    pub(crate) fn new(engine: Engine, auth: Arc<Authenticator>, loopback: bool) -> Self {
+        Self {
+            engine,
+            auth,
+            loopback,
+            pages: tokio::sync::Semaphore::new(PAGES_AT_ONCE),
+        }
+    }
 }
 
 pub(crate) fn router(state: Arc<Http>) -> axum::Router {
@@ -44,7 +63,41 @@ pub(crate) fn router(state: Arc<Http>) -> axum::Router {
         .route("/dashboard", get(dashboard))
         .route("/dashboard/tail", get(tail))
         .route("/login", get(login_form).post(login))
+        .layer(axum::middleware::map_response(harden))
         .with_state(state)
+}
+
+/// Every page: nothing from elsewhere, never in a frame, never sniffed.
+async fn harden(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
+             connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+/// Without tokens (loopback only), a page is served for a loopback host
+/// name only: another site's name resolving to 127.0.0.1 (DNS rebinding)
+/// gets nothing.
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    matches!(name, "localhost" | "127.0.0.1" | "[::1]") || name.starts_with("127.")
 }
 
 /// The dashboard's filters, as the form sends them.
@@ -106,6 +159,12 @@ async fn caller(state: &Http, headers: &HeaderMap) -> Result<Principal, Response
             .map(|(_, value)| format!("Bearer {value}"))
     };
     let authorization = bearer.or_else(from_cookie);
+    if state.auth.is_open() && !loopback_host(headers) {
+        return Err(page_error(
+            StatusCode::FORBIDDEN,
+            "without tokens the dashboard answers to localhost only",
+        ));
+    }
     state
         .auth
         .dashboard_principal(authorization.as_deref())
@@ -192,6 +251,9 @@ async fn dashboard(
         Ok(q) => q,
         Err(message) => return page_error(StatusCode::BAD_REQUEST, &message),
     };
+    let Ok(Ok(_slot)) = tokio::time::timeout(BUSY_WAIT, state.pages.acquire()).await else {
+        return page_error(StatusCode::SERVICE_UNAVAILABLE, "the dashboard is busy; retry");
+    };
     let ws = principal.workspace.as_str();
     let loaded = async {
         let funnel = state.engine.funnel(ws, &query).await?;
@@ -206,6 +268,7 @@ async fn dashboard(
                 },
             )
             .await?;
+        // a calibration that cannot be made leaves its section empty
         let calibration = state
             .engine
             .calibrate(
@@ -218,7 +281,9 @@ async fn dashboard(
                     max_cutoff: None,
                 },
             )
-            .await?;
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "no calibration for the dashboard"))
+            .ok();
         let tail = state.engine.latest_transitions(ws, TAIL).await?;
         Ok::<_, leadflow_engine::EngineError>((funnel, by_channel, calibration, tail))
     };
@@ -230,7 +295,7 @@ async fn dashboard(
                 query: &query,
                 channels: &channels,
                 funnel: &funnel,
-                calibration: &calibration.calibration,
+                calibration: calibration.as_ref().map(|c| &c.calibration),
                 tail: &tail,
             });
             (
@@ -304,7 +369,8 @@ async fn login(State(state): State<Arc<Http>>, Form(form): Form<Login>) -> Respo
     if let Err((_, message)) = state.auth.dashboard_principal(Some(&header_value)).await {
         return page_error(StatusCode::UNAUTHORIZED, &message);
     }
-    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+    let secure = if state.loopback { "" } else { "; Secure" };
+    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{secure}");
     let mut response = Redirect::to("/dashboard").into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -319,7 +385,7 @@ struct Page<'a> {
     query: &'a FunnelQuery,
     channels: &'a [String],
     funnel: &'a Funnel,
-    calibration: &'a Calibration,
+    calibration: Option<&'a Calibration>,
     tail: &'a [leadflow_store::StoredTransition],
 }
 
@@ -687,11 +753,18 @@ fn velocity(html: &mut String, g: &funnel::Group, buckets: &[Timestamp]) {
     html.push_str("</section>");
 }
 
-fn calibration(html: &mut String, c: &Calibration) {
+fn calibration(html: &mut String, c: Option<&Calibration>) {
+    html.push_str(
+        "<section><h2>MQL threshold calibration <span class=\"muted\">leads captured in the period, \
+         all channels; peak engagement before the outcome</span></h2>",
+    );
+    let Some(c) = c else {
+        html.push_str("<p class=\"muted\">not available now; retry</p></section>");
+        return;
+    };
     let _ = write!(
         html,
-        "<section><h2>MQL threshold calibration <span class=\"muted\">leads captured in the period, peak engagement before the outcome</span></h2>\
-         <p class=\"muted\">{} leads, {} reached SQL, {} customers.",
+        "<p class=\"muted\">{} leads, {} reached SQL, {} customers.",
         c.leads, c.reached_sql, c.customers
     );
     if let Some(s) = &c.suggested {
@@ -735,14 +808,26 @@ fn tail_rows(tail: &[leadflow_store::StoredTransition]) -> String {
             from = r.from.map_or("·", Stage::as_str),
             to = r.to.as_str(),
             by = r.by.as_str(),
+            // Reasons from the policy's lists only: a PROMOTE's free text
+            // may name a person.
             reason = r
                 .reason
                 .as_deref()
+                .filter(|_| listed_reason(r.by))
                 .map(|x| format!(" ({})", escape(x)))
                 .unwrap_or_default(),
         );
     }
     out
+}
+
+/// Moves whose reason comes from a list in the policy.
+fn listed_reason(by: leadflow_domain::Move) -> bool {
+    use leadflow_domain::Move;
+    matches!(
+        by,
+        Move::Reject | Move::Recycle | Move::SlaRecycle | Move::Disqualify | Move::AutoDisqualify
+    )
 }
 
 #[cfg(test)]

@@ -185,7 +185,9 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
     if let Some(batch) = workers.rescore_batch {
         background.push(tokio::spawn(rescore(engine.clone(), batch)));
     }
-    let authenticator = Arc::new(if workers.auth == AuthMode::Auto && addr.ip().is_loopback() {
+    // Without tokens only while nothing listens beyond loopback.
+    let loopback_only = addr.ip().is_loopback() && workers.http.is_none_or(|h| h.ip().is_loopback());
+    let authenticator = Arc::new(if workers.auth == AuthMode::Auto && loopback_only {
         tracing::warn!(
             workspace = DEFAULT_WORKSPACE,
             "authentication is OFF: listening on loopback only, every call acts for workspace {DEFAULT_WORKSPACE:?} \
@@ -204,10 +206,11 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
                 .await
                 .with_context(|| format!("cannot listen for HTTP on {listen}"))?;
             let http_addr = listener.local_addr()?;
-            let router = http::router(Arc::new(http::Http {
-                engine: engine.clone(),
-                auth: Arc::clone(&authenticator),
-            }));
+            let router = http::router(Arc::new(http::Http::new(
+                engine.clone(),
+                Arc::clone(&authenticator),
+                http_addr.ip().is_loopback(),
+            )));
             background.push(tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, router).await {
                     tracing::error!(error = %e, "the HTTP side stopped");

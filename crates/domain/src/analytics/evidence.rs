@@ -4,8 +4,8 @@
 //!
 //! Outcomes, as of now:
 //! - **won**: the lead became a CUSTOMER;
-//! - **lost**: sales sent it back (REJECT, RECYCLE, an SLA's recycle) or it
-//!   was disqualified, before any win;
+//! - **lost**: never won, and sales sent it back (REJECT, RECYCLE, an SLA's
+//!   recycle) or it was disqualified;
 //! - **open**: neither yet.
 //!
 //! A rule *fired* for a lead when its profile matches the attribute rule,
@@ -17,7 +17,7 @@ use crate::engagement::{Engagement, canonical_log};
 use crate::lifecycle::Move;
 use crate::policy::Policy;
 use crate::profile::Profile;
-use crate::score::{ScoreState, fit_score, round6};
+use crate::score::{ScoreState, disqualifying_attribute, fit_score, round6};
 use crate::stage::Stage;
 use crate::time::Timestamp;
 
@@ -39,17 +39,34 @@ pub enum Outcome {
 }
 
 impl Evidence {
-    /// The outcome and its instant.
+    /// The outcome and its instant: won if the lead ever became a
+    /// CUSTOMER (at that entry), else lost at its first loss, else open.
     pub fn outcome(&self) -> (Outcome, Option<Timestamp>) {
-        for &(to, by, at) in &self.moves {
-            if to == Stage::Customer {
-                return (Outcome::Won, Some(at));
-            }
-            if is_loss(by) {
-                return (Outcome::Lost, Some(at));
-            }
+        if let Some(&(.., at)) = self.moves.iter().find(|(to, ..)| *to == Stage::Customer) {
+            return (Outcome::Won, Some(at));
         }
-        (Outcome::Open, None)
+        match self.moves.iter().find(|&&(_, by, _)| is_loss(by)) {
+            Some(&(.., at)) => (Outcome::Lost, Some(at)),
+            None => (Outcome::Open, None),
+        }
+    }
+
+    /// Whether the MQL guards other than the engagement threshold pass on
+    /// the profile: fit, grade, required attributes, no disqualifying match.
+    fn profile_qualifies(&self, policy: &Policy) -> bool {
+        let fit = round6(fit_score(policy, &self.profile));
+        let mql = &policy.mql;
+        fit >= mql.fit_at_least
+            && mql
+                .grade_at_least
+                .as_deref()
+                .and_then(|letter| policy.grade_threshold(letter))
+                .is_none_or(|required| fit >= required)
+            && mql
+                .requires_attributes
+                .iter()
+                .all(|a| self.profile.get(a).is_some_and(|v| !v.trim().is_empty()))
+            && disqualifying_attribute(policy, &self.profile).is_none()
     }
 
     /// The first entry into SQL or CUSTOMER.
@@ -214,8 +231,9 @@ pub fn rule_report(policy: &Policy, evidence: &[Evidence]) -> RuleReport {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CutPoint {
     pub cutoff: f64,
-    /// Leads that would have qualified: fit guard passed and a peak at or
-    /// above the cut-off.
+    /// Leads that would have qualified: the MQL guards on the profile pass
+    /// (fit, grade, required attributes, no disqualifying match) and the
+    /// peak is at or above the cut-off.
     pub qualified: u64,
     /// Of those, the share that reached SQL or CUSTOMER.
     pub precision: Option<f64>,
@@ -240,12 +258,20 @@ pub struct Calibration {
     pub max_peak: f64,
 }
 
+/// The cut-offs a calibration tries: every `step` from 0 to `max` (default:
+/// the highest peak).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cutoffs {
+    pub step: f64,
+    pub max: Option<f64>,
+}
+
 /// Each lead's peak engagement score before its outcome (reaching SQL, a
 /// win or a loss) against the outcome, over `cutoffs`.
 pub fn calibrate(
     policy: &Policy,
     evidence: &[Evidence],
-    cutoffs: &[f64],
+    cutoffs: Cutoffs,
     target_precision: Option<f64>,
 ) -> Calibration {
     struct Row {
@@ -265,13 +291,15 @@ pub fn calibrate(
             };
             Row {
                 peak: lead.peak_engagement(policy, until),
-                fit_passes: round6(fit_score(policy, &lead.profile)) >= policy.mql.fit_at_least,
+                fit_passes: lead.profile_qualifies(policy),
                 reached_sql: sql_at.is_some(),
                 customer: lead.became_customer(),
             }
         })
         .collect();
     let customers = rows.iter().filter(|r| r.customer).count() as u64;
+    let max_peak = rows.iter().map(|r| r.peak).fold(0.0, f64::max);
+    let cutoffs = cutoff_list(cutoffs.max.unwrap_or(max_peak), cutoffs.step);
     #[allow(clippy::cast_precision_loss)] // counts far below 2^52
     let points: Vec<CutPoint> = cutoffs
         .iter()
@@ -316,13 +344,14 @@ pub fn calibrate(
         customers,
         points,
         suggested,
-        max_peak: rows.iter().map(|r| r.peak).fold(0.0, f64::max),
+        max_peak,
     }
 }
 
-/// Cut-offs from 0 to `max` (inclusive, rounded up to a step) every `step`.
-pub fn cutoffs(max: f64, step: f64) -> Vec<f64> {
-    if step.is_nan() || step <= 0.0 || !max.is_finite() {
+/// Cut-offs from 0 to `max` (inclusive, rounded up to a step) every `step`,
+/// at most [`MAX_CUTOFFS`].
+pub fn cutoff_list(max: f64, step: f64) -> Vec<f64> {
+    if step.is_nan() || step < MIN_STEP || !max.is_finite() {
         return vec![0.0];
     }
     let mut out = Vec::new();
@@ -339,6 +368,8 @@ pub fn cutoffs(max: f64, step: f64) -> Vec<f64> {
 
 /// Cut-offs in one calibration, at most.
 pub const MAX_CUTOFFS: usize = 500;
+/// The finest step between cut-offs (scores are kept to 6 decimals).
+pub const MIN_STEP: f64 = 1e-6;
 
 /// `source` with its MQL `engagement_at_least` set to `cutoff`; `None` if
 /// the document has no such key to change.
@@ -351,7 +382,9 @@ pub fn with_mql_threshold(source: &str, cutoff: f64) -> Option<String> {
     out.push_str(caps.get(1).map_or("", |m| m.as_str()));
     out.push_str(&format_number(cutoff));
     out.push_str(&source[found.end()..]);
-    Some(out)
+    // the edit must have changed the MQL threshold, and only that
+    let parsed = Policy::from_toml(&out).ok()?;
+    (parsed.mql.engagement_at_least == round6(cutoff)).then_some(out)
 }
 
 fn format_number(x: f64) -> String {

@@ -136,8 +136,9 @@ impl History {
     }
 }
 
+/// A channel as a group key: trimmed; `None` when blank.
 fn non_empty(s: Option<&str>) -> Option<&str> {
-    s.filter(|s| !s.trim().is_empty())
+    s.map(str::trim).filter(|s| !s.is_empty())
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -263,6 +263,10 @@ mod evidence {
     use crate::stage::Stage;
     use crate::time::Timestamp;
 
+    fn every(step: f64, max: f64) -> Cutoffs {
+        Cutoffs { step, max: Some(max) }
+    }
+
     fn policy() -> Policy {
         let source = include_str!("../../../../examples/policy.toml");
         Policy::from_toml(source).expect("the example policy")
@@ -397,6 +401,43 @@ mod evidence {
     }
 
     #[test]
+    fn a_lead_sent_back_then_won_is_won() {
+        use Stage::*;
+        let comeback = lead(
+            "c",
+            true,
+            vec![event("x", "trial_started", at(3, 0))],
+            vec![
+                (Iql, Move::Capture, at(0, 0)),
+                (Mql, Move::Promote, at(1, 0)),
+                (Iql, Move::Reject, at(2, 0)),
+                (Customer, Move::Convert, at(4, 0)),
+            ],
+        );
+        assert_eq!(comeback.outcome(), (Outcome::Won, Some(at(4, 0))));
+        // the trial after the rejection and before the win counts
+        let report = rule_report(&policy(), &[comeback]);
+        let trial = report.rules.iter().find(|r| r.rule_id == "trial").expect("trial");
+        assert_eq!(trial.fired.won, 1);
+    }
+
+    #[test]
+    fn a_profile_that_fails_the_other_guards_never_qualifies() {
+        let mut no_company = leads()[1].clone();
+        no_company.profile = {
+            let mut a = BTreeMap::new();
+            a.insert("email".to_owned(), "x@acme.com".to_owned());
+            a.insert("title".to_owned(), "VP Sales".to_owned());
+            a.insert("company_size".to_owned(), "250".to_owned());
+            Profile::capture(a).expect("a profile")
+        };
+        // fit 30 passes, but `company` is required
+        let c = calibrate(&policy(), &[no_company], every(10.0, 60.0), None);
+        assert!(c.points.iter().all(|p| p.qualified == 0));
+        assert_eq!(c.suggested, None);
+    }
+
+    #[test]
     fn calibration_reads_peaks_before_the_outcome() {
         let policy = policy();
         let leads = leads();
@@ -405,14 +446,14 @@ mod evidence {
         let peaks: Vec<f64> = leads
             .iter()
             .map(|l| {
-                let c = calibrate(&policy, std::slice::from_ref(l), &[0.0], None);
+                let c = calibrate(&policy, std::slice::from_ref(l), every(5.0, 0.0), None);
                 c.max_peak
             })
             .collect();
         assert!((peaks[0] - 45.0).abs() < 1e-3, "{peaks:?}");
         assert_eq!(&peaks[1..], &[60.0, 15.0, 10.0, 1.0]);
 
-        let c = calibrate(&policy, &leads, &cutoffs(60.0, 20.0), None);
+        let c = calibrate(&policy, &leads, every(20.0, 60.0), None);
         assert_eq!((c.leads, c.reached_sql, c.customers), (5, 2, 2));
         let at = |cut: f64| c.points.iter().find(|p| p.cutoff == cut).expect("a cut-off");
         // fit ≥ 20 passes for the seniors (w1, w2, l2: 30) and not for the others (15)
@@ -425,17 +466,18 @@ mod evidence {
         assert_eq!(at(60.0).recall, Some(0.5));
         // best F1: 20 (precision 1, recall 1)
         assert_eq!(c.suggested.as_ref().map(|p| p.cutoff), Some(20.0));
-        let targeted = calibrate(&policy, &leads, &cutoffs(60.0, 20.0), Some(0.9));
+        let targeted = calibrate(&policy, &leads, every(20.0, 60.0), Some(0.9));
         assert_eq!(targeted.suggested.map(|p| p.cutoff), Some(20.0));
-        let impossible = calibrate(&policy, &leads[2..], &cutoffs(60.0, 20.0), Some(0.9));
+        let impossible = calibrate(&policy, &leads[2..], every(20.0, 60.0), Some(0.9));
         assert_eq!(impossible.suggested, None);
     }
 
     #[test]
     fn cutoffs_and_drafts() {
-        assert_eq!(cutoffs(12.0, 5.0), vec![0.0, 5.0, 10.0, 15.0]);
-        assert_eq!(cutoffs(0.0, 5.0), vec![0.0]);
-        assert_eq!(cutoffs(1e9, 1.0).len(), MAX_CUTOFFS);
+        assert_eq!(cutoff_list(12.0, 5.0), vec![0.0, 5.0, 10.0, 15.0]);
+        assert_eq!(cutoff_list(0.0, 5.0), vec![0.0]);
+        assert_eq!(cutoff_list(1e9, 1.0).len(), MAX_CUTOFFS);
+        assert_eq!(cutoff_list(10.0, 1e-9), vec![0.0]);
         let source = include_str!("../../../../examples/policy.toml");
         let draft = with_mql_threshold(source, 42.5).expect("a draft");
         let policy = Policy::from_toml(&draft).expect("a valid draft");

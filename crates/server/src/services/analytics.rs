@@ -89,8 +89,9 @@ fn bucket_in(check: &mut Check, value: i32, period: Option<Period>) -> Bucket {
     let width = bucket.span().as_micros();
     let count = length.as_micros().div_euclid(width) + i64::from(length.as_micros() % width != 0);
     if count > MAX_BUCKETS {
+        let field = if value == 0 { "period" } else { "bucket" };
         check.fail(
-            "bucket",
+            field,
             format!("the period holds {count} buckets of this width; at most {MAX_BUCKETS}: widen the bucket or shorten the period"),
         );
     }
@@ -251,8 +252,11 @@ pub(crate) fn calibration_query(r: &pb::CalibrateThresholdRequest) -> Result<Cal
         check.fail("target_precision", format!("{p} is not in (0, 1]"));
     }
     let step = r.step.unwrap_or(5.0);
-    if !(step.is_finite() && step > 0.0) {
-        check.fail("step", format!("{step} is not a positive number"));
+    if !(step.is_finite() && step >= evidence::MIN_STEP) {
+        check.fail(
+            "step",
+            format!("{step} is not a number at or above {}", evidence::MIN_STEP),
+        );
     }
     if let Some(max) = r.max_cutoff {
         if !(max.is_finite() && max >= 0.0) {
