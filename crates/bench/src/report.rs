@@ -119,7 +119,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         lap(&format!("leadflow on {label}"));
         let server = Process::start(
             &leadflow,
-            &["serve", "--database-url", url, "--log-level", "warn"],
+            &[
+                "serve",
+                "--database-url",
+                url,
+                "--log-level",
+                "warn",
+                "--http-listen",
+                "127.0.0.1:0",
+            ],
             &scratch.0,
         )
         .await?;
@@ -159,7 +167,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             if *label == "PostgreSQL" {
                 let other = Process::start(
                     &leadflow,
-                    &["serve", "--database-url", url, "--log-level", "warn"],
+                    &[
+                        "serve",
+                        "--database-url",
+                        url,
+                        "--log-level",
+                        "warn",
+                        "--http-listen",
+                        "127.0.0.1:0",
+                    ],
                     &scratch.0,
                 )
                 .await?;
