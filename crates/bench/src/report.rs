@@ -117,20 +117,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     for (label, url) in &targets {
         lap(&format!("leadflow on {label}"));
-        let server = Process::start(
-            &leadflow,
-            &[
-                "serve",
-                "--database-url",
-                url,
-                "--log-level",
-                "warn",
-                "--http-listen",
-                "127.0.0.1:0",
-            ],
-            &scratch.0,
-        )
-        .await?;
+        let server = Process::start(&leadflow, &serve_args(url), &scratch.0).await?;
         let channels = server.channels(4).await?;
         let ids = load::seed(&channels, leads).await?;
         for &c in concurrencies {
@@ -165,20 +152,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 .fanout
                 .push(fanout::backlog(&name, write, &server.address, 1_000, burst).await?);
             if *label == "PostgreSQL" {
-                let other = Process::start(
-                    &leadflow,
-                    &[
-                        "serve",
-                        "--database-url",
-                        url,
-                        "--log-level",
-                        "warn",
-                        "--http-listen",
-                        "127.0.0.1:0",
-                    ],
-                    &scratch.0,
-                )
-                .await?;
+                let other = Process::start(&leadflow, &serve_args(url), &scratch.0).await?;
                 let name = "commit on A → subscriber on B, PostgreSQL".to_owned();
                 report
                     .fanout
@@ -323,4 +297,17 @@ fn print(report: &Report) {
         "\nCPU shares are of all {} cores; client and server share them.",
         report.cores
     );
+}
+
+/// `leadflow serve` on `url`, quiet, with the HTTP side on a free port.
+fn serve_args(url: &str) -> [&str; 7] {
+    [
+        "serve",
+        "--database-url",
+        url,
+        "--log-level",
+        "warn",
+        "--http-listen",
+        "127.0.0.1:0",
+    ]
 }

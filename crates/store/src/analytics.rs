@@ -4,11 +4,10 @@
 use std::collections::HashMap;
 
 use leadflow_domain::analytics::{History, Period, Step, StepCause};
-use sea_orm::{ConnectionTrait, Statement, Value};
+use sea_orm::{ConnectionTrait, Value};
 
 use crate::Store;
 use crate::convert::{self, ts};
-use crate::db::Backend;
 use crate::error::StoreError;
 
 /// The leads with a move in the period (a subquery of `ws`, `start`, `end`).
@@ -42,10 +41,7 @@ impl Store {
              WHERE t.workspace_id = $1 AND t.lead_id IN ({MOVED}) \
              ORDER BY t.lead_id, t.seq"
         );
-        let rows = self
-            .reader()
-            .query_all_raw(self.statement(&sql, params()))
-            .await?;
+        let rows = self.reader().query_all_raw(self.sql(&sql, params())).await?;
         let mut histories: Vec<History> = Vec::new();
         for row in rows {
             let lead_id: String = row.try_get("", "lead_id")?;
@@ -89,11 +85,7 @@ impl Store {
                  FROM leads l WHERE l.workspace_id = $1 AND l.id IN ({MOVED})"
             );
             let mut channels: HashMap<String, Option<String>> = HashMap::new();
-            for row in self
-                .reader()
-                .query_all_raw(self.statement(&sql, params()))
-                .await?
-            {
+            for row in self.reader().query_all_raw(self.sql(&sql, params())).await? {
                 channels.insert(row.try_get("", "id")?, row.try_get("", "channel")?);
             }
             for h in &mut histories {
@@ -101,14 +93,5 @@ impl Store {
             }
         }
         Ok(histories)
-    }
-
-    /// `sql` written with `$n` placeholders, for this store's backend.
-    fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
-        let sql = match self.backend() {
-            Backend::Postgres => sql.to_owned(),
-            Backend::Sqlite => sql.replace('$', "?"),
-        };
-        Statement::from_sql_and_values(self.reader().get_database_backend(), sql, values)
     }
 }

@@ -87,7 +87,8 @@ impl Store {
         Ok(out)
     }
 
-    /// `sql` written with `$n` placeholders, for this store's backend.
+    /// `sql` written with `$n` placeholders, for this store's backend (the
+    /// analytics reads share it).
     pub(crate) fn sql(&self, sql: &str, values: Vec<Value>) -> Statement {
         let sql = match self.backend() {
             Backend::Postgres => sql.to_owned(),
