@@ -11,6 +11,7 @@ mod m20261125_000001_initial;
 mod m20261125_000002_stream;
 mod m20261125_000003_rescore;
 mod m20261125_000004_tokens;
+mod m20261125_000005_analytics;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_stream::Migration),
             Box::new(m20261125_000003_rescore::Migration),
             Box::new(m20261125_000004_tokens::Migration),
+            Box::new(m20261125_000005_analytics::Migration),
         ]
     }
 

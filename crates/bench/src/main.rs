@@ -14,6 +14,7 @@
 mod cpu;
 mod echo;
 mod fanout;
+mod funnel;
 mod load;
 mod rawdb;
 mod report;
@@ -39,6 +40,9 @@ enum Scenario {
     /// SimulatePolicy over many leads on PostgreSQL, against a plain read
     /// of the same leads and logs.
     Simulate(simulate::Args),
+    /// GetFunnel over about a million transitions, on SQLite and
+    /// PostgreSQL, beside a plain read of the same period.
+    Funnel(funnel::Args),
     /// Load on a server already running (to profile it): seeds leads, then
     /// one kind of call for a while.
     Load {
@@ -69,6 +73,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Scenario::Run(args) => report::run(args).await,
             Scenario::Simulate(args) => simulate::run(args).await,
+            Scenario::Funnel(args) => funnel::run(args).await,
             Scenario::EchoServer { listen } => echo::serve(listen).await,
             Scenario::Load {
                 address,

@@ -12,6 +12,10 @@ use leadflow_store::PolicyRecord;
 use crate::Engine;
 use crate::error::EngineError;
 
+/// Leads read at once for a rule report or a calibration: their logs are
+/// replayed a page at a time, so memory does not grow with the period.
+const EVIDENCE_PAGE: u64 = 500;
+
 /// What to calibrate the MQL engagement threshold over.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CalibrationQuery {
@@ -88,8 +92,22 @@ impl Engine {
         version: Option<i64>,
     ) -> Result<(i64, RuleReport), EngineError> {
         let (record, policy) = self.analysed_policy(ws, version).await?;
-        let leads = self.store.evidence(ws, period).await?;
-        Ok((record.version, evidence::rule_report(&policy, &leads)))
+        let mut tallies = evidence::RuleTallies::new(&policy);
+        let mut after = None;
+        loop {
+            let (leads, next) = self
+                .store
+                .evidence(ws, period, after.as_ref(), EVIDENCE_PAGE)
+                .await?;
+            for lead in &leads {
+                tallies.add(&policy, lead);
+            }
+            match next {
+                Some(cursor) => after = Some(cursor),
+                None => break,
+            }
+        }
+        Ok((record.version, tallies.report(&policy)))
     }
 
     /// Precision and recall of MQL engagement cut-offs over the leads
@@ -100,12 +118,24 @@ impl Engine {
         query: &CalibrationQuery,
     ) -> Result<CalibrationResult, EngineError> {
         let (record, policy) = self.analysed_policy(ws, query.policy_version).await?;
-        let leads = self.store.evidence(ws, query.period).await?;
+        let mut peaks = Vec::new();
+        let mut after = None;
+        loop {
+            let (leads, next) = self
+                .store
+                .evidence(ws, query.period, after.as_ref(), EVIDENCE_PAGE)
+                .await?;
+            peaks.extend(leads.iter().map(|lead| evidence::Peak::of(&policy, lead)));
+            match next {
+                Some(cursor) => after = Some(cursor),
+                None => break,
+            }
+        }
         let cutoffs = evidence::Cutoffs {
             step: query.step,
             max: query.max_cutoff,
         };
-        let calibration = evidence::calibrate(&policy, &leads, cutoffs, query.target_precision);
+        let calibration = evidence::calibrate_peaks(&peaks, cutoffs, query.target_precision);
         let draft_source = calibration
             .suggested
             .as_ref()

@@ -733,7 +733,7 @@ fn velocity(html: &mut String, g: &funnel::Group, buckets: &[Timestamp]) {
     #[allow(clippy::cast_precision_loss)]
     let series: Vec<(&str, &str, Vec<f64>)> = Stage::ALL
         .iter()
-        .zip(&g.velocity)
+        .zip(g.velocity.series(buckets.len()))
         .enumerate()
         .map(|(i, (stage, counts))| {
             (

@@ -8,6 +8,7 @@ use sea_orm::{ConnectionTrait, Value};
 
 use crate::Store;
 use crate::convert::{self, ts};
+use crate::db::Backend;
 use crate::error::StoreError;
 
 /// The leads with a move in the period (a subquery of `ws`, `start`, `end`).
@@ -78,10 +79,16 @@ impl Store {
             }
         }
         if source_channels && !histories.is_empty() {
+            // Ties on the instant go to the smallest event id byte by byte,
+            // as in the domain, whatever the database's collation.
+            let bytewise = match self.backend() {
+                Backend::Postgres => " COLLATE \"C\"",
+                Backend::Sqlite => "",
+            };
             let sql = format!(
                 "SELECT l.id, (SELECT e.channel FROM engagements e \
                  WHERE e.workspace_id = l.workspace_id AND e.lead_id = l.id \
-                 ORDER BY e.occurred_at, e.event_id LIMIT 1) AS channel \
+                 ORDER BY e.occurred_at, e.event_id{bytewise} LIMIT 1) AS channel \
                  FROM leads l WHERE l.workspace_id = $1 AND l.id IN ({MOVED})"
             );
             let mut channels: HashMap<String, Option<String>> = HashMap::new();

@@ -1,5 +1,6 @@
 //! Reads for what outcomes say of a lead definition: each lead captured in
-//! a period with its profile, its engagement log and its moves.
+//! a period with its profile, its engagement log and its moves, a page at
+//! a time.
 
 use std::collections::HashMap;
 
@@ -13,34 +14,63 @@ use crate::db::Backend;
 use crate::entity::{engagement, lead};
 use crate::error::StoreError;
 
-/// The leads captured in the period and not erased (a subquery of `ws`,
-/// `start`, `end`).
-const CAPTURED: &str = "SELECT c.id FROM leads c WHERE c.workspace_id = $1 AND c.captured_at >= $2 \
-                        AND c.captured_at < $3 AND c.erased_at IS NULL";
+/// A page of the leads captured in the period and not erased, after a
+/// cursor, in (capture instant, id) order (a subquery of `ws`, `start`,
+/// `end`, the cursor's `captured_at` and `id`, and the page size).
+const PAGE: &str = "SELECT c.id FROM leads c WHERE c.workspace_id = $1 AND c.captured_at < $3 \
+                    AND (c.captured_at, c.id) > ($4, $5) AND c.captured_at >= $2 \
+                    AND c.erased_at IS NULL ORDER BY c.captured_at, c.id LIMIT $6";
+
+/// Where a page of evidence ends: the last lead's capture instant and id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvidenceCursor {
+    captured_at: i64,
+    id: String,
+}
 
 impl Store {
-    /// Every lead captured during `period` and not erased (an erased lead's
-    /// profile and engagement details are gone), by id, with its profile,
-    /// engagement log and moves.
-    pub async fn evidence(&self, ws: &str, period: Period) -> Result<Vec<Evidence>, StoreError> {
+    /// Up to `limit` of the leads captured during `period` and not erased
+    /// (an erased lead's profile and engagement details are gone), after
+    /// `after`, each with its profile, engagement log and moves; and the
+    /// cursor of the next page, if there may be one. Paged so that a
+    /// report over a long period holds one page in memory at a time.
+    pub async fn evidence(
+        &self,
+        ws: &str,
+        period: Period,
+        after: Option<&EvidenceCursor>,
+        limit: u64,
+    ) -> Result<(Vec<Evidence>, Option<EvidenceCursor>), StoreError> {
+        let (after_at, after_id) = after.map_or((i64::MIN, ""), |c| (c.captured_at, c.id.as_str()));
         let params = || -> Vec<Value> {
             vec![
                 ws.into(),
                 period.start.as_micros().into(),
                 period.end.as_micros().into(),
+                after_at.into(),
+                after_id.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
             ]
         };
         let leads = self
             .reader()
             .query_all_raw(self.sql(
-                &format!("SELECT * FROM leads WHERE workspace_id = $1 AND id IN ({CAPTURED}) ORDER BY id"),
+                &format!(
+                    "SELECT * FROM leads WHERE workspace_id = $1 AND id IN ({PAGE}) ORDER BY captured_at, id"
+                ),
                 params(),
             ))
             .await?;
         let mut out = Vec::with_capacity(leads.len());
         let mut index = HashMap::with_capacity(leads.len());
+        let mut last = None;
         for row in leads {
-            let record = convert::lead_record(lead::Model::from_query_result(&row, "")?)?;
+            let model = lead::Model::from_query_result(&row, "")?;
+            last = Some(EvidenceCursor {
+                captured_at: model.captured_at,
+                id: model.id.clone(),
+            });
+            let record = convert::lead_record(model)?;
             index.insert(record.id.clone(), out.len());
             out.push(Evidence {
                 lead_id: record.id,
@@ -50,12 +80,12 @@ impl Store {
             });
         }
         if out.is_empty() {
-            return Ok(out);
+            return Ok((out, None));
         }
         let engagements = self
             .reader()
             .query_all_raw(self.sql(
-                &format!("SELECT * FROM engagements WHERE workspace_id = $1 AND lead_id IN ({CAPTURED})"),
+                &format!("SELECT * FROM engagements WHERE workspace_id = $1 AND lead_id IN ({PAGE})"),
                 params(),
             ))
             .await?;
@@ -70,7 +100,7 @@ impl Store {
             .query_all_raw(self.sql(
                 &format!(
                     "SELECT lead_id, seq, to_stage, \"move\" AS by, at FROM transitions \
-                     WHERE workspace_id = $1 AND lead_id IN ({CAPTURED}) ORDER BY lead_id, seq"
+                     WHERE workspace_id = $1 AND lead_id IN ({PAGE}) ORDER BY lead_id, seq"
                 ),
                 params(),
             ))
@@ -84,7 +114,8 @@ impl Store {
                 out[i].moves.push((to, by, ts(row.try_get("", "at")?)));
             }
         }
-        Ok(out)
+        let next = if out.len() as u64 >= limit { last } else { None };
+        Ok((out, next))
     }
 
     /// `sql` written with `$n` placeholders, for this store's backend (the

@@ -630,6 +630,80 @@ async fn bad_analytics_requests_name_their_field(server: TestServer) -> anyhow::
     Ok(())
 }
 
+/// Rule reports and calibrations read the leads a page at a time: more
+/// leads than a page, many captured at one instant, each counted once.
+async fn reports_count_every_lead_of_many_pages_once(server: TestServer) -> anyhow::Result<()> {
+    use leadflow_domain::lifecycle::Deal;
+    use leadflow_domain::{CommandKind, ManualTransition};
+    use leadflow_engine::{CreateLead, LeadKey, Request};
+
+    let engine = &server.engine;
+    let req = Request::new(leadflow_server::DEFAULT_WORKSPACE);
+    let (mut won, mut erased) = (0_i64, 0_i64);
+    for i in 0..1_203_i64 {
+        // four instants, so that pages end inside runs of equal capture times
+        let captured = Timestamp::from_secs(T0 + (i % 4) * HOUR);
+        let lead = engine
+            .create_lead(
+                &req,
+                &CreateLead {
+                    profile: good_fit(&format!("lead{i}@acme.com")),
+                    captured_at: Some(captured),
+                    ..CreateLead::default()
+                },
+            )
+            .await?;
+        let key = LeadKey::Id(lead.lead.record.id.clone());
+        let erase = i % 400 == 1;
+        if i % 3 == 0 {
+            engine
+                .transition(
+                    &req,
+                    &key,
+                    &ManualTransition {
+                        command: CommandKind::Convert,
+                        reason: None,
+                        actor: None,
+                        deal: Some(Deal {
+                            value: 1_000.0,
+                            currency: "EUR".to_owned(),
+                        }),
+                        occurred_at: None,
+                    },
+                    None,
+                )
+                .await?;
+            won += i64::from(!erase);
+        }
+        if erase {
+            engine.erase_lead(&req, &key).await?;
+            erased += 1;
+        }
+    }
+    let report = analytics(&server)
+        .get_rule_report(pb::GetRuleReportRequest {
+            period: period(-1, 1),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let leads = report.leads.expect("leads");
+    assert_eq!((leads.won, leads.lost, leads.open), (won, 0, 1_203 - erased - won));
+    let calibration = analytics(&server)
+        .calibrate_threshold(pb::CalibrateThresholdRequest {
+            period: period(-1, 1),
+            step: Some(10.0),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (calibration.leads, calibration.customers),
+        (1_203 - erased, won)
+    );
+    Ok(())
+}
+
 fn now() -> Timestamp {
     Timestamp::from_secs(T0 + 31 * DAY)
 }
@@ -640,3 +714,4 @@ on_both_databases_at!(super::now(), bad_requests_name_their_field);
 on_both_databases_at!(super::now(), an_empty_workspace_is_zeros);
 on_both_databases_at!(super::now(), rules_and_calibration_match_the_script);
 on_both_databases_at!(super::now(), bad_analytics_requests_name_their_field);
+on_both_databases_at!(super::now(), reports_count_every_lead_of_many_pages_once);

@@ -164,13 +164,35 @@ pub struct RuleReport {
 
 /// Rule by rule, for leads with `evidence`, scored by `policy`.
 pub fn rule_report(policy: &Policy, evidence: &[Evidence]) -> RuleReport {
-    let attribute = policy.attribute_rules.len();
-    let mut fired = vec![Tally::default(); attribute + policy.event_rules.len()];
-    let mut all = Tally::default();
+    let mut tallies = RuleTallies::new(policy);
     for lead in evidence {
+        tallies.add(policy, lead);
+    }
+    tallies.report(policy)
+}
+
+/// A rule report built one lead at a time, so that the leads can be read a
+/// page at a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleTallies {
+    /// Per rule, attribute rules then event rules: the leads it fired for.
+    fired: Vec<Tally>,
+    all: Tally,
+}
+
+impl RuleTallies {
+    pub fn new(policy: &Policy) -> Self {
+        Self {
+            fired: vec![Tally::default(); policy.attribute_rules.len() + policy.event_rules.len()],
+            all: Tally::default(),
+        }
+    }
+
+    pub fn add(&mut self, policy: &Policy, lead: &Evidence) {
+        let attribute = policy.attribute_rules.len();
         let (outcome, at) = lead.outcome();
-        all.add(outcome);
-        let mut hit = vec![false; fired.len()];
+        self.all.add(outcome);
+        let mut hit = vec![false; self.fired.len()];
         for (i, rule) in policy.attribute_rules.iter().enumerate() {
             hit[i] = rule.matches(&lead.profile);
         }
@@ -181,11 +203,15 @@ pub fn rule_report(policy: &Policy, evidence: &[Evidence]) -> RuleReport {
                 }
             }
         }
-        for (tally, _) in fired.iter_mut().zip(&hit).filter(|(_, h)| **h) {
+        for (tally, _) in self.fired.iter_mut().zip(&hit).filter(|(_, h)| **h) {
             tally.add(outcome);
         }
     }
-    let base = all.win_rate().filter(|r| *r > 0.0);
+
+    /// The report, for the `policy` the tallies were made with.
+    pub fn report(self, policy: &Policy) -> RuleReport {
+        let Self { fired, all } = self;
+        let base = all.win_rate().filter(|r| *r > 0.0);
     let kinds = policy
         .attribute_rules
         .iter()
@@ -224,6 +250,7 @@ pub fn rule_report(policy: &Policy, evidence: &[Evidence]) -> RuleReport {
         })
         .collect();
     RuleReport { leads: all, rules }
+    }
 }
 
 // ---- threshold calibration ----------------------------------------------------
@@ -266,48 +293,77 @@ pub struct Cutoffs {
     pub max: Option<f64>,
 }
 
-/// Each lead's peak engagement score before its outcome (reaching SQL, a
-/// win or a loss) against the outcome, over `cutoffs`.
+/// What calibration keeps of a lead.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Peak {
+    /// The peak engagement score before the outcome.
+    pub peak: f64,
+    /// The MQL guards on the profile pass.
+    pub profile_qualifies: bool,
+    pub reached_sql: bool,
+    pub customer: bool,
+}
+
+impl Peak {
+    /// The lead's peak engagement score before its outcome (reaching SQL, a
+    /// win or a loss), and the outcome.
+    pub fn of(policy: &Policy, lead: &Evidence) -> Self {
+        let (_, outcome_at) = lead.outcome();
+        let sql_at = lead.reached_sql();
+        let until = match (sql_at, outcome_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Self {
+            peak: lead.peak_engagement(policy, until),
+            profile_qualifies: lead.profile_qualifies(policy),
+            reached_sql: sql_at.is_some(),
+            customer: lead.became_customer(),
+        }
+    }
+}
+
+/// Each lead's peak engagement score before its outcome against the
+/// outcome, over `cutoffs`.
 pub fn calibrate(
     policy: &Policy,
     evidence: &[Evidence],
     cutoffs: Cutoffs,
     target_precision: Option<f64>,
 ) -> Calibration {
-    struct Row {
-        peak: f64,
-        fit_passes: bool,
-        reached_sql: bool,
-        customer: bool,
+    let peaks: Vec<Peak> = evidence.iter().map(|lead| Peak::of(policy, lead)).collect();
+    calibrate_peaks(&peaks, cutoffs, target_precision)
+}
+
+/// [`calibrate`] over the leads' [`Peak`]s: in O(n log n + cut-offs · log n).
+pub fn calibrate_peaks(peaks: &[Peak], cutoffs: Cutoffs, target_precision: Option<f64>) -> Calibration {
+    let customers = peaks.iter().filter(|r| r.customer).count() as u64;
+    let max_peak = peaks.iter().map(|r| r.peak).fold(0.0, f64::max);
+    // The leads that could qualify, by peak; with running counts of those
+    // that reached SQL and became customers, so a cut-off's qualified leads
+    // are a suffix and its counts two subtractions.
+    let mut eligible: Vec<&Peak> = peaks.iter().filter(|r| r.profile_qualifies).collect();
+    eligible.sort_by(|a, b| a.peak.total_cmp(&b.peak));
+    let mut good_before = Vec::with_capacity(eligible.len() + 1);
+    let mut caught_before = Vec::with_capacity(eligible.len() + 1);
+    let (mut good, mut caught) = (0_u64, 0_u64);
+    for r in &eligible {
+        good_before.push(good);
+        caught_before.push(caught);
+        good += u64::from(r.reached_sql);
+        caught += u64::from(r.customer);
     }
-    let rows: Vec<Row> = evidence
-        .iter()
-        .map(|lead| {
-            let (_, outcome_at) = lead.outcome();
-            let sql_at = lead.reached_sql();
-            let until = match (sql_at, outcome_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            Row {
-                peak: lead.peak_engagement(policy, until),
-                fit_passes: lead.profile_qualifies(policy),
-                reached_sql: sql_at.is_some(),
-                customer: lead.became_customer(),
-            }
-        })
-        .collect();
-    let customers = rows.iter().filter(|r| r.customer).count() as u64;
-    let max_peak = rows.iter().map(|r| r.peak).fold(0.0, f64::max);
+    good_before.push(good);
+    caught_before.push(caught);
     let cutoffs = cutoff_list(cutoffs.max.unwrap_or(max_peak), cutoffs.step);
     #[allow(clippy::cast_precision_loss)] // counts far below 2^52
     let points: Vec<CutPoint> = cutoffs
         .iter()
         .map(|&cutoff| {
-            let qualified: Vec<&Row> = rows.iter().filter(|r| r.fit_passes && r.peak >= cutoff).collect();
-            let n = qualified.len() as u64;
-            let good = qualified.iter().filter(|r| r.reached_sql).count() as f64;
-            let caught = qualified.iter().filter(|r| r.customer).count() as f64;
+            let first = eligible.partition_point(|r| r.peak < cutoff);
+            let n = (eligible.len() - first) as u64;
+            let good = (good - good_before[first]) as f64;
+            let caught = (caught - caught_before[first]) as f64;
             let precision = (n > 0).then(|| good / n as f64);
             let recall = (customers > 0).then(|| caught / customers as f64);
             let f1 = match (precision, recall) {
@@ -339,8 +395,8 @@ pub fn calibrate(
             .cloned(),
     };
     Calibration {
-        leads: rows.len() as u64,
-        reached_sql: rows.iter().filter(|r| r.reached_sql).count() as u64,
+        leads: peaks.len() as u64,
+        reached_sql: peaks.iter().filter(|r| r.reached_sql).count() as u64,
         customers,
         points,
         suggested,

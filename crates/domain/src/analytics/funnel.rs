@@ -179,12 +179,36 @@ pub struct Group {
     pub conversions: Vec<Conversion>,
     /// One per stage of [`STAYS`], in that order.
     pub time_in_stage: Vec<StageTime>,
-    /// Per stage in [`Stage::ALL`] order, entries per bucket of [`Funnel::buckets`].
-    pub velocity: Vec<Vec<u64>>,
+    /// Entries per stage and bucket of [`Funnel::buckets`].
+    pub velocity: Velocity,
     pub rejected: Rate,
     pub recycled: Rate,
     /// Most frequent first.
     pub reasons: Vec<ReasonCount>,
+}
+
+/// Entries per stage and velocity bucket. Only buckets with entries are
+/// held, so a funnel of many groups over many buckets stays small.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Velocity(BTreeMap<(Stage, usize), u64>);
+
+impl Velocity {
+    /// Per stage in [`Stage::ALL`] order, the entries in each of `buckets`
+    /// buckets.
+    pub fn series(&self, buckets: usize) -> Vec<Vec<u64>> {
+        Stage::ALL
+            .iter()
+            .map(|&stage| {
+                let mut series = vec![0; buckets];
+                for (&(_, slot), &n) in self.0.range((stage, 0)..=(stage, usize::MAX)) {
+                    if let Some(x) = series.get_mut(slot) {
+                        *x = n;
+                    }
+                }
+                series
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -258,7 +282,7 @@ struct Acc {
     entries: BTreeMap<Stage, (u64, BTreeSet<usize>)>,
     cohorts: BTreeMap<(Stage, Stage), (u64, Vec<i64>)>,
     stays: BTreeMap<Stage, Vec<i64>>,
-    velocity: BTreeMap<Stage, Vec<u64>>,
+    velocity: Velocity,
     mql_cohort: u64,
     rejected: u64,
     recycled: u64,
@@ -296,12 +320,8 @@ pub fn funnel(histories: &[History], query: &Query) -> Funnel {
             e.0 += 1;
             e.1.insert(index);
             let slot = usize::try_from(step.at.since(period.start).as_micros() / width).unwrap_or(0);
-            let series = acc
-                .velocity
-                .entry(step.to)
-                .or_insert_with(|| vec![0; buckets.len()]);
-            if let Some(n) = series.get_mut(slot) {
-                *n += 1;
+            if slot < buckets.len() {
+                *acc.velocity.0.entry((step.to, slot)).or_default() += 1;
             }
             if let (Some(from), Some(previous)) = (step.from, i.checked_sub(1).and_then(|p| h.steps.get(p))) {
                 acc.stays
@@ -348,7 +368,7 @@ pub fn funnel(histories: &[History], query: &Query) -> Funnel {
     Funnel {
         groups: groups
             .into_iter()
-            .map(|(key, acc)| group(key.to_string(), acc, buckets.len()))
+            .map(|(key, acc)| group(key.to_string(), acc))
             .collect(),
         buckets,
     }
@@ -380,7 +400,7 @@ fn ratio(part: u64, whole: u64) -> f64 {
     }
 }
 
-fn group(key: String, mut acc: Acc, buckets: usize) -> Group {
+fn group(key: String, mut acc: Acc) -> Group {
     let entries = Stage::ALL
         .iter()
         .map(|&stage| {
@@ -422,10 +442,6 @@ fn group(key: String, mut acc: Acc, buckets: usize) -> Group {
             }
         })
         .collect();
-    let velocity = Stage::ALL
-        .iter()
-        .map(|stage| acc.velocity.remove(stage).unwrap_or_else(|| vec![0; buckets]))
-        .collect();
     let mut reasons: Vec<ReasonCount> = acc
         .reasons
         .into_iter()
@@ -437,7 +453,7 @@ fn group(key: String, mut acc: Acc, buckets: usize) -> Group {
         entries,
         conversions,
         time_in_stage,
-        velocity,
+        velocity: acc.velocity,
         rejected: Rate {
             cohort: acc.mql_cohort,
             count: acc.rejected,

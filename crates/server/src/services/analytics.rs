@@ -117,7 +117,7 @@ fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn group_out(g: &funnel::Group) -> pb::FunnelGroup {
+fn group_out(g: &funnel::Group, buckets: usize) -> pb::FunnelGroup {
     pb::FunnelGroup {
         key: g.key.clone(),
         entries: g
@@ -154,7 +154,7 @@ fn group_out(g: &funnel::Group) -> pb::FunnelGroup {
             .collect(),
         velocity: leadflow_domain::Stage::ALL
             .iter()
-            .zip(&g.velocity)
+            .zip(g.velocity.series(buckets))
             .map(|(&stage, series)| pb::Velocity {
                 stage: stage_out(stage).into(),
                 entries: series.iter().map(|&n| count(n)).collect(),
@@ -362,7 +362,7 @@ impl pb::analytics_service_server::AnalyticsService for AnalyticsApi {
             .iter()
             .skip(offset)
             .take(size)
-            .map(group_out)
+            .map(|g| group_out(g, funnel.buckets.len()))
             .collect();
         let next = offset + groups.len();
         Ok(Response::new(pb::GetFunnelResponse {
