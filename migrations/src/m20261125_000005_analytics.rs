@@ -32,7 +32,12 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_index(Index::drop().name("leads_captured").table(Leads::Table).to_owned())
-            .await
+        m.drop_index(
+            Index::drop()
+                .name("leads_captured")
+                .table(Leads::Table)
+                .to_owned(),
+        )
+        .await
     }
 }

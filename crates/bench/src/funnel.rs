@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use leadflow_domain::Span;
 use leadflow_domain::analytics::Period;
 use leadflow_domain::analytics::funnel::{Bucket, Grouping, Query};
-use leadflow_domain::Span;
 use leadflow_engine::{Engine, SystemClock};
 use leadflow_server::{Config, DatabaseUrl};
 use leadflow_store::testing::{Engine as Db, TestDatabase};
@@ -28,6 +28,10 @@ pub(crate) struct Args {
     /// Runs of each measurement; the median is reported.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Keep the seeded databases (their URLs are printed), to look at
+    /// query plans.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// The workspace the history is seeded in.
@@ -68,9 +72,7 @@ fn seed_sql(leads: u64, base: i64) -> Vec<String> {
         )
     };
     vec![
-        format!(
-            "INSERT INTO workspaces (id, outbox_head, created_at) VALUES ('{WS}', 0, {base})"
-        ),
+        format!("INSERT INTO workspaces (id, outbox_head, created_at) VALUES ('{WS}', 0, {base})"),
         format!(
             "WITH RECURSIVE {n} INSERT INTO leads (workspace_id, id, stage, version, policy_version, fit, \
              engagement, qualifying_engagement, grade, state, captured_at, entered_stage_at, updated_at, \
@@ -111,12 +113,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |");
     for &db in engines {
-        measure(db, leads, args.runs).await?;
+        measure(db, leads, args.runs, args.keep).await?;
     }
     Ok(())
 }
 
-async fn measure(db: Db, leads: u64, runs: usize) -> anyhow::Result<()> {
+async fn measure(db: Db, leads: u64, runs: usize, keep: bool) -> anyhow::Result<()> {
     let name = match db {
         Db::Sqlite => "SQLite",
         Db::Postgres => "PostgreSQL",
@@ -140,7 +142,12 @@ async fn measure(db: Db, leads: u64, runs: usize) -> anyhow::Result<()> {
         // What autovacuum does soon after a bulk load.
         raw.execute("ANALYZE").await?;
     }
-    let total = raw.count("SELECT COUNT(*) FROM transitions WHERE workspace_id = 'bench'", &[]).await?;
+    let total = raw
+        .count(
+            "SELECT COUNT(*) FROM transitions WHERE workspace_id = 'bench'",
+            &[],
+        )
+        .await?;
     eprintln!(
         "{name}: seeded {total} transitions of {leads} leads in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -165,17 +172,7 @@ async fn measure(db: Db, leads: u64, runs: usize) -> anyhow::Result<()> {
                 &bounds,
             )
             .await?;
-        let baseline = median_seconds(runs, || async {
-            raw.count(
-                "SELECT COUNT(*) FROM (SELECT lead_id, seq, from_stage, to_stage, at, \"move\", cause, \
-                 cause_ref, reason, policy_version FROM transitions WHERE workspace_id = 'bench' \
-                 AND at >= $1 AND at < $2) r",
-                &bounds,
-            )
-            .await
-            .map(drop)
-        })
-        .await?;
+        let baseline = median_seconds(runs, || raw.read_period(&bounds)).await?;
         for grouping in [Grouping::None, Grouping::SourceChannel] {
             let query = Query {
                 period,
@@ -185,7 +182,7 @@ async fn measure(db: Db, leads: u64, runs: usize) -> anyhow::Result<()> {
             };
             let funnel = median_seconds(runs, || funnel_once(&engine, &query)).await?;
             println!(
-                "| {name} | {days} days | {} | {in_period} | {moved} | {:.0} ms | {:.0} ms | {:.1}× |",
+                "| {name} | {days} days | {} | {in_period} | {moved} | {:.1} ms | {:.1} ms | {:.1}× |",
                 match grouping {
                     Grouping::None => "none",
                     _ => "source channel",
@@ -195,6 +192,10 @@ async fn measure(db: Db, leads: u64, runs: usize) -> anyhow::Result<()> {
                 funnel / baseline
             );
         }
+    }
+    if keep {
+        eprintln!("{name}: kept {}", database.url);
+        std::mem::forget(database);
     }
     Ok(())
 }
@@ -237,9 +238,36 @@ impl Raw {
     async fn execute(&self, sql: &str) -> anyhow::Result<()> {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
         match self {
-            Self::Sqlite(pool) => drop(sqlx::raw_sql(sql).execute(pool).await?),
-            Self::Postgres(pool) => drop(sqlx::raw_sql(sql).execute(pool).await?),
+            Self::Sqlite(pool) => {
+                sqlx::raw_sql(sql).execute(pool).await?;
+            }
+            Self::Postgres(pool) => {
+                sqlx::raw_sql(sql).execute(pool).await?;
+            }
         }
+        Ok(())
+    }
+
+    /// Every transition of the period, fetched: what a funnel reads at
+    /// least.
+    async fn read_period(&self, bounds: &[i64; 2]) -> anyhow::Result<()> {
+        const SQL: &str = "SELECT lead_id, seq, from_stage, to_stage, at, \"move\", cause, cause_ref, reason, \
+                           policy_version FROM transitions WHERE workspace_id = 'bench' AND at >= $1 AND at < $2";
+        let rows = match self {
+            Self::Sqlite(pool) => sqlx::query(sqlx::AssertSqlSafe(SQL.replace('$', "?")))
+                .bind(bounds[0])
+                .bind(bounds[1])
+                .fetch_all(pool)
+                .await?
+                .len(),
+            Self::Postgres(pool) => sqlx::query(SQL)
+                .bind(bounds[0])
+                .bind(bounds[1])
+                .fetch_all(pool)
+                .await?
+                .len(),
+        };
+        anyhow::ensure!(rows > 0, "no transitions in a seeded period");
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use leadflow_domain::analytics::{History, Period, Step, StepCause};
-use sea_orm::{ConnectionTrait, Value};
+use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 
 use crate::Store;
 use crate::convert::{self, ts};
@@ -13,7 +13,7 @@ use crate::error::StoreError;
 
 /// The leads with a move in the period (a subquery of `ws`, `start`, `end`).
 const MOVED: &str =
-    "SELECT m.lead_id FROM transitions m WHERE m.workspace_id = $1 AND m.at >= $2 AND m.at < $3";
+    "SELECT DISTINCT m.lead_id FROM transitions m WHERE m.workspace_id = $1 AND m.at >= $2 AND m.at < $3";
 
 impl Store {
     /// The whole stage history of every lead that moved during `period`,
@@ -33,16 +33,28 @@ impl Store {
                 period.end.as_micros().into(),
             ]
         };
+        // PostgreSQL is handed the moved leads as an array, so that it
+        // looks their histories up by key: joined to the subquery, it
+        // scans every transition of the workspace however short the period.
+        // And these reads plan better than they compile: no JIT.
+        let (moved, bytewise) = match self.backend() {
+            Backend::Postgres => (format!("= ANY(ARRAY({MOVED}))"), " COLLATE \"C\""),
+            Backend::Sqlite => (format!("IN ({MOVED})"), ""),
+        };
+        let tx = self.reader().begin().await?;
+        if self.backend() == Backend::Postgres {
+            tx.execute_unprepared("SET LOCAL jit = off").await?;
+        }
         let sql = format!(
             "SELECT t.lead_id, t.seq, t.from_stage, t.to_stage, t.at, t.\"move\" AS by, t.cause, t.reason, \
              t.policy_version, e.channel \
              FROM transitions t \
              LEFT JOIN engagements e ON t.cause = 'ENGAGEMENT' AND e.workspace_id = t.workspace_id \
              AND e.event_id = t.cause_ref \
-             WHERE t.workspace_id = $1 AND t.lead_id IN ({MOVED}) \
+             WHERE t.workspace_id = $1 AND t.lead_id {moved} \
              ORDER BY t.lead_id, t.seq"
         );
-        let rows = self.reader().query_all_raw(self.sql(&sql, params())).await?;
+        let rows = tx.query_all_raw(self.sql(&sql, params())).await?;
         let mut histories: Vec<History> = Vec::new();
         for row in rows {
             let lead_id: String = row.try_get("", "lead_id")?;
@@ -81,24 +93,21 @@ impl Store {
         if source_channels && !histories.is_empty() {
             // Ties on the instant go to the smallest event id byte by byte,
             // as in the domain, whatever the database's collation.
-            let bytewise = match self.backend() {
-                Backend::Postgres => " COLLATE \"C\"",
-                Backend::Sqlite => "",
-            };
             let sql = format!(
                 "SELECT l.id, (SELECT e.channel FROM engagements e \
                  WHERE e.workspace_id = l.workspace_id AND e.lead_id = l.id \
                  ORDER BY e.occurred_at, e.event_id{bytewise} LIMIT 1) AS channel \
-                 FROM leads l WHERE l.workspace_id = $1 AND l.id IN ({MOVED})"
+                 FROM leads l WHERE l.workspace_id = $1 AND l.id {moved}"
             );
             let mut channels: HashMap<String, Option<String>> = HashMap::new();
-            for row in self.reader().query_all_raw(self.sql(&sql, params())).await? {
+            for row in tx.query_all_raw(self.sql(&sql, params())).await? {
                 channels.insert(row.try_get("", "id")?, row.try_get("", "channel")?);
             }
             for h in &mut histories {
                 h.source_channel = channels.remove(&h.lead_id).flatten();
             }
         }
+        tx.commit().await?;
         Ok(histories)
     }
 }

@@ -32,8 +32,8 @@ mod tx;
 
 pub use db::{Backend, Store, StoreOptions, loopback_without_sslmode, postgres_tls_default, redact};
 pub use erase::Erased;
-pub use evidence::EvidenceCursor;
 pub use error::StoreError;
+pub use evidence::EvidenceCursor;
 pub use records::{
     EngagementCursor, LeadRecord, LeadWrite, NewEngagement, NewOutboxEvent, NewPolicy, OutboxRecord,
     PolicyRecord, StoredEngagement, StoredResult, StoredTimer, StoredTransition,

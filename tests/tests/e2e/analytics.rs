@@ -688,7 +688,10 @@ async fn reports_count_every_lead_of_many_pages_once(server: TestServer) -> anyh
         .await?
         .into_inner();
     let leads = report.leads.expect("leads");
-    assert_eq!((leads.won, leads.lost, leads.open), (won, 0, 1_203 - erased - won));
+    assert_eq!(
+        (leads.won, leads.lost, leads.open),
+        (won, 0, 1_203 - erased - won)
+    );
     let calibration = analytics(&server)
         .calibrate_threshold(pb::CalibrateThresholdRequest {
             period: period(-1, 1),
@@ -697,10 +700,7 @@ async fn reports_count_every_lead_of_many_pages_once(server: TestServer) -> anyh
         })
         .await?
         .into_inner();
-    assert_eq!(
-        (calibration.leads, calibration.customers),
-        (1_203 - erased, won)
-    );
+    assert_eq!((calibration.leads, calibration.customers), (1_203 - erased, won));
     Ok(())
 }
 

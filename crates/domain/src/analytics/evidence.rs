@@ -212,44 +212,44 @@ impl RuleTallies {
     pub fn report(self, policy: &Policy) -> RuleReport {
         let Self { fired, all } = self;
         let base = all.win_rate().filter(|r| *r > 0.0);
-    let kinds = policy
-        .attribute_rules
-        .iter()
-        .map(|r| {
-            (
-                r.id.as_str(),
-                if r.undesirable {
-                    RuleKind::Undesirable
-                } else {
-                    RuleKind::Fit
+        let kinds = policy
+            .attribute_rules
+            .iter()
+            .map(|r| {
+                (
+                    r.id.as_str(),
+                    if r.undesirable {
+                        RuleKind::Undesirable
+                    } else {
+                        RuleKind::Fit
+                    },
+                )
+            })
+            .chain(policy.event_rules.iter().map(|r| {
+                (
+                    r.id.as_str(),
+                    if r.undesirable {
+                        RuleKind::Undesirable
+                    } else {
+                        RuleKind::Engagement
+                    },
+                )
+            }));
+        let rules = kinds
+            .zip(fired)
+            .map(|((id, kind), fired)| RuleLift {
+                rule_id: id.to_owned(),
+                kind,
+                fired,
+                not_fired: Tally {
+                    won: all.won - fired.won,
+                    lost: all.lost - fired.lost,
+                    open: all.open - fired.open,
                 },
-            )
-        })
-        .chain(policy.event_rules.iter().map(|r| {
-            (
-                r.id.as_str(),
-                if r.undesirable {
-                    RuleKind::Undesirable
-                } else {
-                    RuleKind::Engagement
-                },
-            )
-        }));
-    let rules = kinds
-        .zip(fired)
-        .map(|((id, kind), fired)| RuleLift {
-            rule_id: id.to_owned(),
-            kind,
-            fired,
-            not_fired: Tally {
-                won: all.won - fired.won,
-                lost: all.lost - fired.lost,
-                open: all.open - fired.open,
-            },
-            lift: fired.win_rate().zip(base).map(|(r, b)| round6(r / b)),
-        })
-        .collect();
-    RuleReport { leads: all, rules }
+                lift: fired.win_rate().zip(base).map(|(r, b)| round6(r / b)),
+            })
+            .collect();
+        RuleReport { leads: all, rules }
     }
 }
 
