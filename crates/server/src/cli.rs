@@ -4,12 +4,11 @@
 // A command-line tool talks to its user on stdout and stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::config::{Config, DatabaseUrl, Layer, LogFormat};
+use crate::config::{Config, ConfigError, Layers, Resolved};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use leadflow_proto::v1 as pb;
@@ -18,8 +17,9 @@ use leadflow_proto::v1 as pb;
 #[derive(Debug, Parser)]
 #[command(name = "leadflow", version, about, long_about = None)]
 struct Cli {
-    /// A TOML file of settings (the flags' long names, with `_`). Flags and
-    /// LEADFLOW_* variables override it.
+    /// A TOML file of settings (the flags' long names, with `_`).
+    /// LEADFLOW_* and OTEL_* variables override it, and flags override
+    /// those.
     #[arg(long, env = "LEADFLOW_CONFIG", global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -44,6 +44,9 @@ enum Command {
     /// Prints the funnel of a period from a running server, as a table:
     /// the numbers of `GetFunnel` and of the dashboard.
     Funnel(FunnelArgs),
+    /// The service's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
 #[derive(Debug, Args)]
@@ -130,61 +133,117 @@ enum TokenCommand {
 struct DatabaseArgs {
     /// sqlite://PATH or postgres://USER@HOST/DB. A PostgreSQL on loopback
     /// is reached without TLS unless the URL sets sslmode.
-    #[arg(long, env = "LEADFLOW_DATABASE_URL")]
+    /// [env: LEADFLOW_DATABASE_URL]
+    #[arg(long)]
     database_url: Option<String>,
 }
 
+/// The service's settings as flags. Each can also come from the
+/// configuration file (the flag's name with `_`) or an environment
+/// variable; flags win over variables, variables over the file.
 #[derive(Debug, Args)]
 struct ServeArgs {
     #[command(flatten)]
     database: DatabaseArgs,
-    /// Address for gRPC.
-    #[arg(long, env = "LEADFLOW_LISTEN")]
-    listen: Option<SocketAddr>,
-    /// Address for the HTTP side: the funnel dashboard at /dashboard.
-    #[arg(long, env = "LEADFLOW_HTTP_LISTEN")]
-    http_listen: Option<SocketAddr>,
-    #[arg(long, env = "LEADFLOW_LOG_FORMAT", value_enum)]
-    log_format: Option<LogFormat>,
+    /// Address for gRPC. [env: LEADFLOW_LISTEN]
+    #[arg(long)]
+    listen: Option<String>,
+    /// Address for the HTTP side: the funnel dashboard and /metrics.
+    /// [env: LEADFLOW_HTTP_LISTEN]
+    #[arg(long)]
+    http_listen: Option<String>,
+    /// json or pretty. [env: LEADFLOW_LOG_FORMAT]
+    #[arg(long)]
+    log_format: Option<String>,
     /// A tracing filter: `info`, `debug`, `leadflow_engine=debug,info`…
-    #[arg(long, env = "LEADFLOW_LOG_LEVEL")]
+    /// [env: LEADFLOW_LOG_LEVEL]
+    #[arg(long)]
     log_level: Option<String>,
     /// Seconds shutdown waits for calls in flight.
-    #[arg(long, env = "LEADFLOW_SHUTDOWN_GRACE_SECS")]
-    shutdown_grace_secs: Option<u64>,
-    /// Database connection pool size.
-    #[arg(long, env = "LEADFLOW_MAX_CONNECTIONS")]
-    max_connections: Option<u32>,
+    /// [env: LEADFLOW_SHUTDOWN_GRACE_SECS]
+    #[arg(long)]
+    shutdown_grace_secs: Option<String>,
+    /// Database connection pool size. [env: LEADFLOW_MAX_CONNECTIONS]
+    #[arg(long)]
+    max_connections: Option<String>,
     /// Milliseconds a call waits for a database connection (while the
     /// database restarts, say) before it is refused with UNAVAILABLE.
-    #[arg(long, env = "LEADFLOW_DB_ACQUIRE_TIMEOUT_MS")]
-    db_acquire_timeout_ms: Option<u64>,
+    /// [env: LEADFLOW_DB_ACQUIRE_TIMEOUT_MS]
+    #[arg(long)]
+    db_acquire_timeout_ms: Option<String>,
     /// Milliseconds between the timer worker's looks for due timers.
-    #[arg(long, env = "LEADFLOW_TIMER_POLL_MS")]
-    timer_poll_ms: Option<u64>,
+    /// [env: LEADFLOW_TIMER_POLL_MS]
+    #[arg(long)]
+    timer_poll_ms: Option<String>,
     /// Leads per transaction when a policy activation re-scores every lead.
-    #[arg(long, env = "LEADFLOW_RESCORE_BATCH")]
-    rescore_batch: Option<u64>,
-    /// Calls in flight at most; more are refused at once with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "LEADFLOW_MAX_IN_FLIGHT")]
-    max_in_flight: Option<usize>,
+    /// [env: LEADFLOW_RESCORE_BATCH]
+    #[arg(long)]
+    rescore_batch: Option<String>,
+    /// Calls in flight at most; more are refused at once with
+    /// RESOURCE_EXHAUSTED. [env: LEADFLOW_MAX_IN_FLIGHT]
+    #[arg(long)]
+    max_in_flight: Option<String>,
     /// Require a bearer token on every call even when listening on loopback
     /// (on any other address tokens are always required).
-    #[arg(long, env = "LEADFLOW_REQUIRE_AUTH")]
-    require_auth: Option<bool>,
-    /// TLS: the server's certificate chain (PEM).
-    #[arg(long, env = "LEADFLOW_TLS_CERT")]
-    tls_cert: Option<PathBuf>,
-    /// TLS: the server's private key (PEM).
-    #[arg(long, env = "LEADFLOW_TLS_KEY")]
-    tls_key: Option<PathBuf>,
+    /// [env: LEADFLOW_REQUIRE_AUTH]
+    #[arg(long)]
+    require_auth: Option<String>,
+    /// TLS: the server's certificate chain (PEM). [env: LEADFLOW_TLS_CERT]
+    #[arg(long)]
+    tls_cert: Option<String>,
+    /// TLS: the server's private key (PEM). [env: LEADFLOW_TLS_KEY]
+    #[arg(long)]
+    tls_key: Option<String>,
     /// Mutual TLS: clients must present a certificate this CA (PEM) signed.
-    #[arg(long, env = "LEADFLOW_TLS_CLIENT_CA")]
-    tls_client_ca: Option<PathBuf>,
+    /// [env: LEADFLOW_TLS_CLIENT_CA]
+    #[arg(long)]
+    tls_client_ca: Option<String>,
     /// Calls a second per token (bursts of as many); more are refused with
     /// RESOURCE_EXHAUSTED and a retry delay. 0: unlimited.
-    #[arg(long, env = "LEADFLOW_TOKEN_RATE_LIMIT")]
-    token_rate_limit: Option<u32>,
+    /// [env: LEADFLOW_TOKEN_RATE_LIMIT]
+    #[arg(long)]
+    token_rate_limit: Option<String>,
+    /// OTLP/gRPC endpoint for spans and metrics, e.g. http://collector:4317.
+    /// [env: OTEL_EXPORTER_OTLP_ENDPOINT, LEADFLOW_OTLP_ENDPOINT]
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
+    /// service.name of spans and metrics (default leadflow).
+    /// [env: OTEL_SERVICE_NAME, LEADFLOW_SERVICE_NAME]
+    #[arg(long)]
+    service_name: Option<String>,
+}
+
+impl ServeArgs {
+    /// The flags given, by setting name.
+    fn into_flags(self) -> Vec<(&'static str, Option<String>)> {
+        vec![
+            ("database_url", self.database.database_url),
+            ("listen", self.listen),
+            ("http_listen", self.http_listen),
+            ("log_format", self.log_format),
+            ("log_level", self.log_level),
+            ("shutdown_grace_secs", self.shutdown_grace_secs),
+            ("max_connections", self.max_connections),
+            ("db_acquire_timeout_ms", self.db_acquire_timeout_ms),
+            ("timer_poll_ms", self.timer_poll_ms),
+            ("rescore_batch", self.rescore_batch),
+            ("max_in_flight", self.max_in_flight),
+            ("require_auth", self.require_auth),
+            ("tls_cert", self.tls_cert),
+            ("tls_key", self.tls_key),
+            ("tls_client_ca", self.tls_client_ca),
+            ("token_rate_limit", self.token_rate_limit),
+            ("otlp_endpoint", self.otlp_endpoint),
+            ("service_name", self.service_name),
+        ]
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Prints the effective configuration as TOML, each setting with where
+    /// it came from; secrets redacted.
+    Show(ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,14 +281,21 @@ enum PolicyCommand {
     },
 }
 
-fn config(file: Option<&Path>, flags: Layer) -> anyhow::Result<Config> {
-    let mut config = Config::default();
+/// The configuration: defaults, the file, the environment, then `flags`.
+fn resolve(file: Option<&Path>, flags: Vec<(&'static str, Option<String>)>) -> Result<Resolved, ConfigError> {
+    let mut layers = Layers::default();
     if let Some(file) = file {
-        config = config.apply(Layer::from_file(file)?);
+        layers.file(file)?;
     }
-    let config = config.apply(flags);
-    config.validate()?;
-    Ok(config)
+    layers.env(|name| std::env::var(name).ok());
+    for (name, value) in flags {
+        layers.flag(name, value);
+    }
+    layers.resolve()
+}
+
+fn config(file: Option<&Path>, flags: Vec<(&'static str, Option<String>)>) -> Result<Config, ConfigError> {
+    Ok(resolve(file, flags)?.config)
 }
 
 /// Runs the command line given to the process.
@@ -246,7 +312,11 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("leadflow: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -254,35 +324,17 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
-            let flags = Layer {
-                database_url: args.database.database_url.map(DatabaseUrl::new),
-                listen: args.listen,
-                http_listen: args.http_listen,
-                log_format: args.log_format,
-                log_level: args.log_level,
-                shutdown_grace_secs: args.shutdown_grace_secs,
-                max_connections: args.max_connections,
-                db_acquire_timeout_ms: args.db_acquire_timeout_ms,
-                timer_poll_ms: args.timer_poll_ms,
-                rescore_batch: args.rescore_batch,
-                max_in_flight: args.max_in_flight,
-                require_auth: args.require_auth,
-                tls_cert: args.tls_cert,
-                tls_key: args.tls_key,
-                tls_client_ca: args.tls_client_ca,
-                token_rate_limit: args.token_rate_limit,
-            };
-            let config = config(cli.config.as_deref(), flags)?;
-            let _telemetry = crate::telemetry::init(config.log_format, &config.log_level, std::io::stderr)?;
+            let config = config(cli.config.as_deref(), args.into_flags())?;
+            let _telemetry = crate::telemetry::init(&config, std::io::stderr)?;
             crate::serve(config).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Config(ConfigCommand::Show(args)) => {
+            print!("{}", resolve(cli.config.as_deref(), args.into_flags())?.show());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Migrate(args) => {
-            let flags = Layer {
-                database_url: args.database_url.map(DatabaseUrl::new),
-                ..Layer::default()
-            };
-            let config = config(cli.config.as_deref(), flags)?;
+            let config = config(cli.config.as_deref(), vec![("database_url", args.database_url)])?;
             crate::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;
             println!("migrated {}", config.database_url);
             Ok(ExitCode::SUCCESS)
@@ -316,11 +368,7 @@ async fn management_engine(
     file: Option<&Path>,
     database: DatabaseArgs,
 ) -> anyhow::Result<leadflow_engine::Engine> {
-    let flags = Layer {
-        database_url: database.database_url.map(DatabaseUrl::new),
-        ..Layer::default()
-    };
-    let config = config(file, flags)?;
+    let config = config(file, vec![("database_url", database.database_url)])?;
     crate::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await
 }
 

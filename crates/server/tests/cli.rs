@@ -59,11 +59,83 @@ fn migrate_creates_a_sqlite_database() {
 
 #[test]
 fn bad_configuration_is_refused_before_anything_starts() {
-    let out = leadflow(&["serve", "--database-url", "mysql://nope"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("database_url must be"));
-    let out = leadflow(&["serve", "--listen", "not-an-address"]);
-    assert!(!out.status.success());
+    let refused = |out: &std::process::Output, expected: &str| {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{expected:?} not in {stderr}");
+    };
+    refused(
+        &leadflow(&["serve", "--database-url", "mysql://u:pw@nope/x"]),
+        "bad database_url from flag --database-url: sqlite://PATH or postgres://…, not mysql://u:***@nope/x",
+    );
+    refused(
+        &leadflow(&["serve", "--listen", "not-an-address"]),
+        "bad listen from flag --listen: \"not-an-address\" is not an address",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args(["serve"])
+        .env("LEADFLOW_MAX_IN_FLIGHT", "lots")
+        .output()
+        .expect("run leadflow");
+    refused(
+        &out,
+        "bad max_in_flight from environment variable LEADFLOW_MAX_IN_FLIGHT: \"lots\" is not a whole number",
+    );
+    let dir = std::env::temp_dir().join(format!("leadflow-cli-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("leadflow.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\n\ntimer_poll_ms = 1\n").expect("write");
+    let out = leadflow(&["serve", "--config", &file.display().to_string()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    refused(
+        &out,
+        &format!(
+            "bad timer_poll_ms from {} line 3: 1 is not from 10 to 3600000",
+            file.display()
+        ),
+    );
+}
+
+#[test]
+fn config_show_prints_each_setting_with_its_source() {
+    let dir = std::env::temp_dir().join(format!("leadflow-cli-show-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("leadflow.toml");
+    std::fs::write(
+        &file,
+        "database_url = \"postgres://app:hunter2@db:5432/leadflow\"\nlisten = \"0.0.0.0:50051\"\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args([
+            "config",
+            "show",
+            "--config",
+            &file.display().to_string(),
+            "--listen",
+            "127.0.0.1:6000",
+        ])
+        .env("LEADFLOW_MAX_CONNECTIONS", "32")
+        .env("OTEL_SERVICE_NAME", "leadflow-eu")
+        .output()
+        .expect("run leadflow");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+    for expected in [
+        "database_url = \"postgres://app:***@db:5432/leadflow\"",
+        "line 1",
+        "listen = \"127.0.0.1:6000\"",
+        "# flag --listen",
+        "max_connections = 32",
+        "# environment variable LEADFLOW_MAX_CONNECTIONS",
+        "service_name = \"leadflow-eu\"",
+        "timer_poll_ms = 1000",
+        "# default",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} not in\n{stdout}");
+    }
 }
 
 #[test]
