@@ -31,7 +31,9 @@ impl Engine {
             ));
         }
         let items: Vec<(&Request, &BatchItem)> = items.iter().map(|item| (req, item)).collect();
-        retrying!(self.try_batch(&items))
+        let outcomes = retrying!(self.try_batch(&items))?;
+        self.count_recorded(&outcomes);
+        Ok(outcomes)
     }
 
     /// Items of one workspace, each under its own request, in one
@@ -178,5 +180,13 @@ impl Engine {
             self.announce(ws);
         }
         Ok(outcomes)
+    }
+
+    /// Counts the engagements of `outcomes` that were new.
+    pub(crate) fn count_recorded(&self, outcomes: &[Outcome]) {
+        let recorded = outcomes.iter().filter(|o| !o.duplicate).count() as u64;
+        self.counters
+            .engagements_recorded
+            .fetch_add(recorded, std::sync::atomic::Ordering::Relaxed);
     }
 }

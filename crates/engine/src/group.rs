@@ -178,9 +178,11 @@ impl Engine {
             // The write goes on if the caller goes away: it was asked for.
             tokio::spawn(self.clone().run_groups());
         }
-        answer
+        let outcome = answer
             .await
-            .map_err(|_| EngineError::Internal("the engagement's write ended without an answer".into()))?
+            .map_err(|_| EngineError::Internal("the engagement's write ended without an answer".into()))??;
+        self.count_recorded(std::slice::from_ref(&outcome));
+        Ok(outcome)
     }
 
     async fn run_groups(self) {

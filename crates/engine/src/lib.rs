@@ -73,6 +73,14 @@ pub struct Engine {
     rescore_failures: Arc<Mutex<HashMap<(String, i64), u32>>>,
     /// Single engagements waiting to be committed together.
     groups: Arc<group::Groups>,
+    counters: Arc<Counters>,
+}
+
+/// What this engine has done since it started, for metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Engagements recorded (not counting repeats of an event id).
+    pub engagements_recorded: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {
@@ -88,7 +96,12 @@ impl Engine {
             hub: Arc::default(),
             rescore_failures: Arc::default(),
             groups: Arc::new(group::Groups::new(runners)),
+            counters: Arc::default(),
         }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     pub fn store(&self) -> &Store {

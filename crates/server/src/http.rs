@@ -22,6 +22,7 @@ use leadflow_engine::{CalibrationQuery, Engine};
 use serde::Deserialize;
 
 use crate::auth::{Authenticator, Principal};
+use crate::metrics::Metrics;
 
 /// The cookie `/login` sets.
 const COOKIE: &str = "leadflow_token";
@@ -44,15 +45,22 @@ pub(crate) struct Http {
     /// Listening on loopback only: the login cookie may go over plain HTTP.
     loopback: bool,
     pages: tokio::sync::Semaphore,
+    metrics: Arc<Metrics>,
 }
 
 impl Http {
-    pub(crate) fn new(engine: Engine, auth: Arc<Authenticator>, loopback: bool) -> Self {
+    pub(crate) fn new(
+        engine: Engine,
+        auth: Arc<Authenticator>,
+        loopback: bool,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             engine,
             auth,
             loopback,
             pages: tokio::sync::Semaphore::new(PAGES_AT_ONCE),
+            metrics,
         }
     }
 }
@@ -63,8 +71,25 @@ pub(crate) fn router(state: Arc<Http>) -> axum::Router {
         .route("/dashboard", get(dashboard))
         .route("/dashboard/tail", get(tail))
         .route("/login", get(login_form).post(login))
+        .route("/metrics", get(metrics))
         .layer(axum::middleware::map_response(harden))
         .with_state(state)
+}
+
+/// Every metric, for a Prometheus scrape. No token: counts per workspace,
+/// stage and method, nothing about a lead.
+async fn metrics(State(http): State<Arc<Http>>) -> Response {
+    match http.metrics.render().await {
+        Ok(text) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            text,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not render metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 /// Every page: nothing from elsewhere, never in a frame, never sniffed.

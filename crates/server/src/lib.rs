@@ -21,6 +21,7 @@ mod convert;
 mod error;
 mod http;
 mod limits;
+mod metrics;
 mod observe;
 mod services;
 pub mod telemetry;
@@ -79,6 +80,7 @@ pub struct Running {
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     health: tonic_health::server::HealthReporter,
     workers: Vec<JoinHandle<()>>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl Running {
@@ -100,6 +102,7 @@ impl Running {
             );
             abort.abort();
         }
+        self.metrics.shutdown();
     }
 }
 
@@ -120,8 +123,13 @@ pub struct Workers {
     pub tls: Option<TlsFiles>,
     /// Calls a second per token (bursts of as many); 0: unlimited.
     pub token_rate_limit: u32,
-    /// Where the HTTP side (the dashboard) listens; `None`: no HTTP side.
+    /// Where the HTTP side (the dashboard, /metrics) listens; `None`: no
+    /// HTTP side.
     pub http: Option<SocketAddr>,
+    /// Where metrics go over OTLP/gRPC, besides /metrics.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the metrics.
+    pub service_name: String,
 }
 
 /// Who may call.
@@ -146,6 +154,8 @@ impl Default for Workers {
             tls: None,
             token_rate_limit: 1_000,
             http: None,
+            otlp_endpoint: None,
+            service_name: "leadflow".to_owned(),
         }
     }
 }
@@ -185,6 +195,14 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
     if let Some(batch) = workers.rescore_batch {
         background.push(tokio::spawn(rescore(engine.clone(), batch)));
     }
+    let metrics = metrics::Metrics::new(
+        engine.clone(),
+        &workers.service_name,
+        workers.otlp_endpoint.as_deref(),
+    )?;
+    if workers.otlp_endpoint.is_some() {
+        background.push(tokio::spawn(Arc::clone(&metrics).sample_for_export()));
+    }
     // Without tokens only while nothing listens beyond loopback.
     let loopback_only = addr.ip().is_loopback() && workers.http.is_none_or(|h| h.ip().is_loopback());
     let authenticator = Arc::new(if workers.auth == AuthMode::Auto && loopback_only {
@@ -210,6 +228,7 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
                 engine.clone(),
                 Arc::clone(&authenticator),
                 http_addr.ip().is_loopback(),
+                Arc::clone(&metrics),
             )));
             background.push(tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, router).await {
@@ -239,7 +258,7 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
         builder = builder.tls_config(tls_config(files)?)?;
     }
     let router = builder
-        .layer(observe::ObserveLayer)
+        .layer(observe::ObserveLayer::new(Arc::clone(&metrics)))
         .layer(auth::AuthLayer::new(authenticator))
         .layer(admission::AdmissionLayer::new(workers.max_in_flight))
         .add_service(health_service)
@@ -259,6 +278,7 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
         task,
         health,
         workers: background,
+        metrics,
     })
 }
 
@@ -365,6 +385,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tls: config.tls.clone(),
         token_rate_limit: config.token_rate_limit,
         http: Some(config.http_listen),
+        otlp_endpoint: config.otlp_endpoint.clone(),
+        service_name: config.service_name.clone(),
     };
     let running = start_with(config.listen, engine, &workers).await?;
     tracing::info!(

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -13,21 +14,35 @@ use opentelemetry::trace::TraceContextExt as _;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use crate::metrics::Metrics;
+
 /// Wraps the gRPC router.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ObserveLayer;
+#[derive(Clone, Debug)]
+pub(crate) struct ObserveLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl ObserveLayer {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
 
 impl<S> tower::Layer<S> for ObserveLayer {
     type Service = Observe<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Observe { inner }
+        Observe {
+            inner,
+            metrics: Arc::clone(&self.metrics),
+        }
     }
 }
 
 #[derive(Clone, Debug)]
 pub(crate) struct Observe<S> {
     inner: S,
+    metrics: Arc<Metrics>,
 }
 
 struct Headers<'a>(&'a HeaderMap);
@@ -80,13 +95,16 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let started = Instant::now();
+        let metrics = Arc::clone(&self.metrics);
         Box::pin(async move {
             let mut result = inner.call(req).instrument(span.clone()).await;
             let code = match &mut result {
                 Ok(response) => status_of(response.headers_mut()),
                 Err(_) => tonic::Code::Unknown,
             };
-            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let elapsed = started.elapsed().as_secs_f64();
+            metrics.rpc(&method, code, elapsed);
+            let latency_ms = elapsed * 1000.0;
             span.record("rpc.grpc.status_code", code as i32);
             let _entered = span.enter();
             match code {

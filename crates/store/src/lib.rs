@@ -20,6 +20,7 @@ mod entity;
 mod erase;
 mod error;
 mod evidence;
+mod gauges;
 mod reads;
 mod records;
 mod rescore;
@@ -34,6 +35,7 @@ pub use db::{Backend, Store, StoreOptions, loopback_without_sslmode, postgres_tl
 pub use erase::Erased;
 pub use error::StoreError;
 pub use evidence::EvidenceCursor;
+pub use gauges::Gauges;
 pub use records::{
     EngagementCursor, LeadRecord, LeadWrite, NewEngagement, NewOutboxEvent, NewPolicy, OutboxRecord,
     PolicyRecord, StoredEngagement, StoredResult, StoredTimer, StoredTransition,

@@ -25,7 +25,7 @@ const NOW: Timestamp = Timestamp::from_secs(1_790_812_800 + 31 * 86_400);
 const PAGE: &str = "/dashboard?from=2026-10-01&to=2026-10-21";
 
 /// A second server on the test's engine, with the HTTP side on.
-async fn with_http(
+pub(crate) async fn with_http(
     server: &TestServer,
     auth: leadflow_server::AuthMode,
 ) -> anyhow::Result<leadflow_server::Running> {
@@ -40,7 +40,11 @@ async fn with_http(
 }
 
 /// A GET over plain HTTP/1.1: the status and the body.
-async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<(u16, String)> {
+pub(crate) async fn get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, String)> {
     request(addr, "GET", path, headers, "").await
 }
 

@@ -9,6 +9,7 @@ mod errors;
 mod grades;
 mod idempotency;
 mod lifecycle;
+mod metrics;
 mod outage;
 mod overload;
 mod reads;

@@ -1,0 +1,250 @@
+//! Metrics, scraped from `/metrics` on the HTTP side (Prometheus text
+//! format) and pushed over OTLP when an endpoint is configured:
+//!
+//! - `rpc.server.call.duration` (seconds; its count is the calls) by method
+//!   and gRPC status code;
+//! - `leadflow.engagements.recorded`, a counter (its rate is engagements/s);
+//! - from the database, per workspace: `leadflow.leads` by stage,
+//!   `leadflow.outbox.head`, `leadflow.consumer.lag` (events not yet acked,
+//!   by consumer), `leadflow.timers.due` (due, not yet fired) and
+//!   `leadflow.rescore.done` / `leadflow.rescore.total` of running re-scores.
+//!
+//! The database numbers are sampled at most once a second, on a scrape or
+//! before an OTLP export.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use leadflow_engine::Engine;
+use leadflow_store::Gauges;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Histogram, Meter, MeterProvider as _};
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+
+/// How often metrics go out over OTLP.
+const EXPORT_EVERY: Duration = Duration::from_secs(10);
+/// A scrape within this long of the last sample reuses it.
+const SAMPLE_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+
+/// The instruments of one server.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    provider: SdkMeterProvider,
+    registry: prometheus::Registry,
+    rpc_duration: Histogram<f64>,
+    engine: Engine,
+    /// The last sample of the database, read by the gauges' callbacks.
+    sampled: Arc<Mutex<Gauges>>,
+    /// When it was taken; held while sampling, so one scrape samples.
+    sampled_at: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Metrics {
+    pub(crate) fn new(engine: Engine, service_name: &str, otlp: Option<&str>) -> anyhow::Result<Arc<Self>> {
+        let registry = prometheus::Registry::new();
+        let prometheus = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .build()?;
+        let resource = opentelemetry_sdk::Resource::builder()
+            .with_service_name(service_name.to_owned())
+            .build();
+        let mut builder = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_reader(prometheus);
+        if let Some(endpoint) = otlp {
+            let exporter = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()?;
+            builder = builder.with_reader(
+                PeriodicReader::builder(exporter)
+                    .with_interval(EXPORT_EVERY)
+                    .build(),
+            );
+        }
+        let provider = builder.build();
+        let meter = provider.meter("leadflow");
+        let rpc_duration = meter
+            .f64_histogram("rpc.server.call.duration")
+            .with_unit("s")
+            .with_description("gRPC calls served, by method and status code")
+            .with_boundaries(vec![
+                0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+            .build();
+        let sampled = Arc::new(Mutex::new(Gauges::default()));
+        observe(&meter, &engine, &sampled);
+        Ok(Arc::new(Self {
+            provider,
+            registry,
+            rpc_duration,
+            engine,
+            sampled,
+            sampled_at: tokio::sync::Mutex::new(None),
+        }))
+    }
+
+    /// Notes a call: its method (`/package.Service/Method`), status and time.
+    pub(crate) fn rpc(&self, method: &str, code: tonic::Code, seconds: f64) {
+        let (service, name) = method
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or(("", method));
+        self.rpc_duration.record(
+            seconds,
+            &[
+                KeyValue::new("rpc.system", "grpc"),
+                KeyValue::new("rpc.service", service.to_owned()),
+                KeyValue::new("rpc.method", name.to_owned()),
+                KeyValue::new("rpc.grpc.status_code", i64::from(code as i32)),
+            ],
+        );
+    }
+
+    /// Samples the database, unless a sample is fresh.
+    pub(crate) async fn sample(&self) {
+        let mut at = self.sampled_at.lock().await;
+        if at.is_some_and(|t| t.elapsed() < SAMPLE_AT_MOST_EVERY) {
+            return;
+        }
+        match self.engine.store().gauges(self.engine.now().as_micros()).await {
+            Ok(gauges) => {
+                *self
+                    .sampled
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = gauges;
+                *at = Some(Instant::now());
+            }
+            Err(e) => tracing::warn!(error = %e, "could not sample the database for metrics"),
+        }
+    }
+
+    /// Every metric in the Prometheus text format, the database freshly
+    /// sampled.
+    pub(crate) async fn render(&self) -> anyhow::Result<String> {
+        self.sample().await;
+        let mut text = String::new();
+        prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut text)?;
+        Ok(text)
+    }
+
+    /// Samples ahead of each OTLP export, until the server stops.
+    pub(crate) async fn sample_for_export(self: Arc<Self>) {
+        let mut every = tokio::time::interval(EXPORT_EVERY);
+        loop {
+            every.tick().await;
+            self.sample().await;
+        }
+    }
+
+    /// Sends what is buffered.
+    pub(crate) fn shutdown(&self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// The instruments whose values are read when metrics are collected.
+fn observe(meter: &Meter, engine: &Engine, sampled: &Arc<Mutex<Gauges>>) {
+    let read = |sampled: &Arc<Mutex<Gauges>>| -> Gauges {
+        sampled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    };
+    let counters = engine.clone();
+    meter
+        .u64_observable_counter("leadflow.engagements.recorded")
+        .with_description("Engagements recorded by this server (repeats of an event id not counted)")
+        .with_callback(move |o| {
+            o.observe(
+                counters
+                    .counters()
+                    .engagements_recorded
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                &[],
+            );
+        })
+        .build();
+    let s = Arc::clone(sampled);
+    meter
+        .i64_observable_gauge("leadflow.leads")
+        .with_description("Leads, by workspace and stage")
+        .with_callback(move |o| {
+            for (ws, stage, n) in read(&s).leads {
+                o.observe(
+                    n,
+                    &[KeyValue::new("workspace", ws), KeyValue::new("stage", stage)],
+                );
+            }
+        })
+        .build();
+    let s = Arc::clone(sampled);
+    meter
+        .i64_observable_gauge("leadflow.outbox.head")
+        .with_description("The sequence of the workspace's latest event")
+        .with_callback(move |o| {
+            for (ws, head) in read(&s).outbox_heads {
+                o.observe(head, &[KeyValue::new("workspace", ws)]);
+            }
+        })
+        .build();
+    let s = Arc::clone(sampled);
+    meter
+        .i64_observable_gauge("leadflow.consumer.lag")
+        .with_description("Events a named consumer has not acknowledged yet")
+        .with_callback(move |o| {
+            let gauges = read(&s);
+            for (ws, name, cursor) in &gauges.consumers {
+                let head = gauges
+                    .outbox_heads
+                    .iter()
+                    .find(|(w, _)| w == ws)
+                    .map_or(*cursor, |(_, h)| *h);
+                o.observe(
+                    (head - cursor).max(0),
+                    &[
+                        KeyValue::new("workspace", ws.clone()),
+                        KeyValue::new("consumer", name.clone()),
+                    ],
+                );
+            }
+        })
+        .build();
+    let s = Arc::clone(sampled);
+    meter
+        .i64_observable_gauge("leadflow.timers.due")
+        .with_description("Timers due and not fired yet (the timer worker's backlog)")
+        .with_callback(move |o| {
+            for (ws, n) in read(&s).due_timers {
+                o.observe(n, &[KeyValue::new("workspace", ws)]);
+            }
+        })
+        .build();
+    for (name, description, done) in [
+        (
+            "leadflow.rescore.done",
+            "Leads re-scored so far by a running re-score",
+            true,
+        ),
+        (
+            "leadflow.rescore.total",
+            "Leads a running re-score goes through",
+            false,
+        ),
+    ] {
+        let s = Arc::clone(sampled);
+        meter
+            .i64_observable_gauge(name)
+            .with_description(description)
+            .with_callback(move |o| {
+                for (ws, job, d, total) in read(&s).rescores {
+                    o.observe(
+                        if done { d } else { total },
+                        &[KeyValue::new("workspace", ws), KeyValue::new("job", job)],
+                    );
+                }
+            })
+            .build();
+    }
+}
