@@ -43,6 +43,7 @@ pub struct CalibrationResult {
 impl Engine {
     /// The funnel of `query.period` in `ws`; zeros for a quiet period or an
     /// empty workspace.
+    #[tracing::instrument(name = "engine.funnel", skip_all)]
     pub async fn funnel(&self, ws: &str, query: &Query) -> Result<Funnel, EngineError> {
         let channels = query.grouping == Grouping::SourceChannel || query.source_channel.is_some();
         let histories = self.store.funnel_histories(ws, query.period, channels).await?;
@@ -51,6 +52,7 @@ impl Engine {
 
     /// The workspace's latest `limit` transitions, newest first: stage
     /// history only, nothing personal.
+    #[tracing::instrument(name = "engine.latest_transitions", skip_all)]
     pub async fn latest_transitions(
         &self,
         ws: &str,
@@ -85,6 +87,7 @@ impl Engine {
 
     /// How each rule of a policy version fired for the leads captured in
     /// `period`, by their outcome.
+    #[tracing::instrument(name = "engine.rule_report", skip_all)]
     pub async fn rule_report(
         &self,
         ws: &str,
@@ -112,6 +115,7 @@ impl Engine {
 
     /// Precision and recall of MQL engagement cut-offs over the leads
     /// captured in `query.period`, with a suggestion and its draft.
+    #[tracing::instrument(name = "engine.calibrate", skip_all)]
     pub async fn calibrate(
         &self,
         ws: &str,

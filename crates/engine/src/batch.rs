@@ -15,6 +15,7 @@ impl Engine {
     /// Records every item in order, in one transaction. If any item is
     /// refused, nothing is written and every refusal is reported, each
     /// under `engagements[i]`.
+    #[tracing::instrument(name = "engine.record_engagements", skip_all)]
     pub async fn record_engagements(
         &self,
         req: &Request,

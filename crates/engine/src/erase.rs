@@ -27,6 +27,7 @@ pub struct Erasure {
 impl Engine {
     /// Erases a lead. A second erase by id changes nothing and says so; by
     /// external key it is NOT_FOUND, since the key is gone.
+    #[tracing::instrument(name = "engine.erase_lead", skip_all)]
     pub async fn erase_lead(&self, req: &Request, key: &LeadKey) -> Result<Erasure, EngineError> {
         retrying!(self.try_erase_lead(req, key))
     }

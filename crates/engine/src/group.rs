@@ -157,6 +157,7 @@ impl Drop for RunnerGuard {
 impl Engine {
     /// Records one engagement, committed together with those of concurrent
     /// callers; the answer comes after the commit.
+    #[tracing::instrument(name = "engine.record_engagement", skip_all)]
     pub async fn record_engagement(
         &self,
         req: &Request,

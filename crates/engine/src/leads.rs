@@ -93,6 +93,7 @@ pub struct CreateLead {
 }
 
 impl Engine {
+    #[tracing::instrument(name = "engine.create_lead", skip_all)]
     pub async fn create_lead(&self, req: &Request, input: &CreateLead) -> Result<Outcome, EngineError> {
         retrying!(self.try_create_lead(req, input))
     }
@@ -297,6 +298,7 @@ impl Engine {
         })
     }
 
+    #[tracing::instrument(name = "engine.update_profile", skip_all)]
     pub async fn update_profile(
         &self,
         req: &Request,
@@ -309,6 +311,7 @@ impl Engine {
             .map_err(|e| rename_field(e, "profile.", "attributes."))
     }
 
+    #[tracing::instrument(name = "engine.transition", skip_all)]
     pub async fn transition(
         &self,
         req: &Request,

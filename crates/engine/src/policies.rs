@@ -66,6 +66,7 @@ impl Engine {
 
     /// Stores a validated document as a new immutable version. The same
     /// document again gives back the version it is already stored as.
+    #[tracing::instrument(name = "engine.create_policy_version", skip_all)]
     pub async fn create_policy_version(
         &self,
         req: &Request,
@@ -93,6 +94,7 @@ impl Engine {
         Ok(record)
     }
 
+    #[tracing::instrument(name = "engine.list_policy_versions", skip_all)]
     pub async fn list_policy_versions(
         &self,
         ws: &str,
@@ -122,6 +124,7 @@ impl Engine {
     }
 
     /// Makes a stored version the active one.
+    #[tracing::instrument(name = "engine.activate_policy", skip_all)]
     pub async fn activate_policy(
         &self,
         req: &Request,

@@ -38,12 +38,14 @@ impl Engine {
     }
 
     /// A lead, with its scores decayed to now.
+    #[tracing::instrument(name = "engine.get_lead", skip_all)]
     pub async fn get_lead(&self, ws: &str, key: &LeadKey) -> Result<LeadView, EngineError> {
         let record = self.find(ws, key).await?;
         let policy = self.policy_of(ws, record.policy_version).await?;
         Ok(view(&policy, record, self.now()))
     }
 
+    #[tracing::instrument(name = "engine.list_leads", skip_all)]
     pub async fn list_leads(
         &self,
         ws: &str,
@@ -66,6 +68,7 @@ impl Engine {
 
     /// Transitions and engagements merged oldest first; at one instant an
     /// engagement comes before the transitions it caused.
+    #[tracing::instrument(name = "engine.history", skip_all)]
     pub async fn history(
         &self,
         ws: &str,
@@ -119,6 +122,7 @@ impl Engine {
 
     /// Every rule behind the lead's scores at `as_of` (default now), under
     /// the policy version that scored it.
+    #[tracing::instrument(name = "engine.explain", skip_all)]
     pub async fn explain(
         &self,
         ws: &str,

@@ -82,6 +82,7 @@ impl Engine {
     /// A dry run of `draft` over every lead at `as_of` (default now). With
     /// no `after` it counts every lead; a page holds up to `page_size`
     /// changed leads after `after`. Writes nothing.
+    #[tracing::instrument(name = "engine.simulate", skip_all)]
     pub async fn simulate(
         &self,
         ws: &str,

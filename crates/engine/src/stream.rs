@@ -311,6 +311,7 @@ impl Engine {
     }
 
     /// Starts a subscription for `consumer`.
+    #[tracing::instrument(name = "engine.subscribe", skip_all)]
     pub async fn subscribe(
         &self,
         ws: &str,
@@ -392,6 +393,7 @@ impl Engine {
         })
     }
 
+    #[tracing::instrument(name = "engine.ack", skip_all)]
     pub async fn ack(
         &self,
         ws: &str,
@@ -418,11 +420,13 @@ impl Engine {
     }
 
     /// Consumers, with the head to measure their lag against.
+    #[tracing::instrument(name = "engine.consumers", skip_all)]
     pub async fn consumers(&self, ws: &str) -> Result<(Vec<ConsumerRecord>, i64), EngineError> {
         let head = self.store.outbox_bounds(ws).await?.head;
         Ok((self.store.list_consumers(ws).await?, head))
     }
 
+    #[tracing::instrument(name = "engine.delete_consumer", skip_all)]
     pub async fn delete_consumer(&self, ws: &str, consumer: &str) -> Result<(), EngineError> {
         if !self.store.delete_consumer(ws, consumer).await? {
             return Err(EngineError::NotFound {

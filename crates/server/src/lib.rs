@@ -102,7 +102,7 @@ impl Running {
             );
             abort.abort();
         }
-        self.metrics.shutdown();
+        self.metrics.shutdown().await;
     }
 }
 

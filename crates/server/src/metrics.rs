@@ -102,10 +102,11 @@ impl Metrics {
         );
     }
 
-    /// Samples the database, unless a sample is fresh.
-    pub(crate) async fn sample(&self) {
+    /// Samples the database, unless a sample is fresh (or even so, when
+    /// `force`d).
+    pub(crate) async fn sample(&self, force: bool) {
         let mut at = self.sampled_at.lock().await;
-        if at.is_some_and(|t| t.elapsed() < SAMPLE_AT_MOST_EVERY) {
+        if !force && at.is_some_and(|t| t.elapsed() < SAMPLE_AT_MOST_EVERY) {
             return;
         }
         match self.engine.store().gauges(self.engine.now().as_micros()).await {
@@ -123,7 +124,7 @@ impl Metrics {
     /// Every metric in the Prometheus text format, the database freshly
     /// sampled.
     pub(crate) async fn render(&self) -> anyhow::Result<String> {
-        self.sample().await;
+        self.sample(false).await;
         let mut text = String::new();
         prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut text)?;
         Ok(text)
@@ -134,12 +135,13 @@ impl Metrics {
         let mut every = tokio::time::interval(EXPORT_EVERY);
         loop {
             every.tick().await;
-            self.sample().await;
+            self.sample(false).await;
         }
     }
 
-    /// Sends what is buffered.
-    pub(crate) fn shutdown(&self) {
+    /// Sends the last numbers, then what is buffered.
+    pub(crate) async fn shutdown(&self) {
+        self.sample(true).await;
         let _ = self.provider.shutdown();
     }
 }

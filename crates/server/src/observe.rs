@@ -89,8 +89,18 @@ where
             rpc.method = %method,
             lead_id = tracing::field::Empty,
             rpc.grpc.status_code = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
         let _ = span.set_parent(parent);
+        // On the span, for the log lines written inside it (JSON logs carry
+        // the span's fields).
+        let context = span.context();
+        let ids = context.span().span_context().clone();
+        if ids.is_valid() {
+            span.record("trace_id", tracing::field::display(ids.trace_id()));
+            span.record("span_id", tracing::field::display(ids.span_id()));
+        }
         // The service that was polled ready goes with this call; a clone stays.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);

@@ -5,6 +5,7 @@ use std::time::Duration;
 use leadflow_migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, TransactionTrait};
 use sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use tracing::Instrument as _;
 
 use crate::error::StoreError;
 use crate::tx::Tx;
@@ -96,8 +97,23 @@ impl Store {
 
     /// Starts a write transaction. On SQLite, writes are serialised through
     /// one connection, so a transaction never meets another writer's lock.
+    /// A transaction on the writer. Within a traced call it is a span of
+    /// its own (`db.transaction`), from `BEGIN` to commit or rollback.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(Tx::new(self.writer.begin().await?, self.backend))
+        let span = if tracing::Span::current().is_none() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                "db.transaction",
+                otel.kind = "client",
+                db.system.name = match self.backend {
+                    Backend::Sqlite => "sqlite",
+                    Backend::Postgres => "postgresql",
+                },
+            )
+        };
+        let txn = self.writer.begin().instrument(span.clone()).await?;
+        Ok(Tx::new(txn, self.backend, span))
     }
 
     pub(crate) fn reader(&self) -> &DatabaseConnection {

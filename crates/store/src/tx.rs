@@ -57,6 +57,8 @@ pub struct Tx {
     outbox: Mutex<Vec<(String, NewOutboxEvent)>>,
     /// Writes held back until the next statement (see [`Tx::defer_writes`]).
     pending: Mutex<Pending>,
+    /// The transaction's span: it ends when the transaction does.
+    _span: tracing::Span,
 }
 
 /// Rows written together, a statement a table, before anything else runs.
@@ -111,12 +113,13 @@ impl Pending {
 }
 
 impl Tx {
-    pub(crate) fn new(txn: DatabaseTransaction, backend: Backend) -> Self {
+    pub(crate) fn new(txn: DatabaseTransaction, backend: Backend, span: tracing::Span) -> Self {
         Self {
             txn,
             backend,
             outbox: Mutex::new(Vec::new()),
             pending: Mutex::new(Pending::default()),
+            _span: span,
         }
     }
 

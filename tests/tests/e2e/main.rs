@@ -17,5 +17,6 @@ mod replicas;
 mod rescore;
 mod service;
 mod stream;
+mod telemetry;
 mod timers;
 mod tls;
