@@ -12,6 +12,7 @@ mod m20261125_000002_stream;
 mod m20261125_000003_rescore;
 mod m20261125_000004_tokens;
 mod m20261125_000005_analytics;
+mod m20261125_000006_trace;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_rescore::Migration),
             Box::new(m20261125_000004_tokens::Migration),
             Box::new(m20261125_000005_analytics::Migration),
+            Box::new(m20261125_000006_trace::Migration),
         ]
     }
 

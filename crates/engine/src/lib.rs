@@ -30,6 +30,7 @@ mod reads;
 mod rescore;
 mod stream;
 mod timers;
+pub mod trace;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

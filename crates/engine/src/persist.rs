@@ -94,7 +94,8 @@ pub(crate) async fn persist(
         target.principal,
     )
     .await?;
-    tx.apply_timers(ws, id, &decision.timers, target.now).await?;
+    tx.apply_timers(ws, id, &decision.timers, target.now, target.traceparent)
+        .await?;
 
     let transitions: Vec<StoredTransition> = (history_len + 1..)
         .zip(records)

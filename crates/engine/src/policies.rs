@@ -153,7 +153,9 @@ impl Engine {
         let now = self.now();
         tx.activate_policy(ws, version, now, req.principal.as_deref())
             .await?;
-        let job = tx.start_rescore(ws, version, now).await?;
+        let job = tx
+            .start_rescore(ws, version, now, req.traceparent.as_deref())
+            .await?;
         let policy = tx
             .policy(ws, version)
             .await?

@@ -10,6 +10,8 @@ use leadflow_domain::lifecycle::{Context, GuardCheck};
 use leadflow_domain::{Command, Policy, Stage, Timestamp};
 use leadflow_store::{RESCORE_DONE, RESCORE_FAILED, RESCORE_RUNNING, RescoreJobRecord, StoredTransition};
 
+use tracing::Instrument as _;
+
 use crate::Engine;
 use crate::error::EngineError;
 use crate::model::Request;
@@ -258,7 +260,20 @@ impl Engine {
             return Ok(None);
         };
         let held = job.clone();
-        self.rescore_batch_of(tx, job, batch)
+        // A trace of its own, linked to the activation that started the job.
+        let span = crate::trace::linked(
+            tracing::info_span!(
+                parent: None,
+                "rescore.batch",
+                workspace = %job.workspace,
+                job = job.id,
+                policy_version = job.policy_version,
+            ),
+            job.traceparent.as_deref(),
+        );
+        let traceparent = crate::trace::traceparent(&span);
+        self.rescore_batch_of(tx, job, batch, traceparent)
+            .instrument(span)
             .await
             .map_err(|error| BatchError {
                 job: Some(held),
@@ -271,6 +286,7 @@ impl Engine {
         tx: leadflow_store::Tx,
         mut job: RescoreJobRecord,
         batch: u64,
+        traceparent: Option<String>,
     ) -> Result<Option<RescoreJobRecord>, EngineError> {
         let ws = job.workspace.clone();
         let now = self.now();
@@ -284,7 +300,10 @@ impl Engine {
                 return Ok(Some(job));
             }
         };
-        let req = Request::new(ws.as_str());
+        let req = Request {
+            traceparent,
+            ..Request::new(ws.as_str())
+        };
         let target = self.target(&req, &policy, job.policy_version, now);
         let ctx = Context { now };
         let leads = tx

@@ -8,7 +8,9 @@
 use leadflow_domain::{Command, Timestamp};
 use leadflow_store::DueTimer;
 
-use crate::Engine;
+use tracing::Instrument as _;
+
+use crate::{Engine, trace};
 
 /// How long a timer that failed to fire waits before the next try.
 const RETRY_FAILED_TIMER: leadflow_domain::Span = leadflow_domain::Span::from_secs(300);
@@ -23,7 +25,22 @@ impl Engine {
         let due = self.store.due_timers(now, limit).await?;
         let mut fired = 0;
         for timer in &due {
-            match retrying!(self.try_fire(timer, now)) {
+            // A trace of its own, linked to the call that scheduled it.
+            let span = trace::linked(
+                tracing::info_span!(
+                    parent: None,
+                    "timer.fire",
+                    workspace = %timer.workspace,
+                    lead_id = %timer.lead_id,
+                    timer = %timer.key,
+                ),
+                timer.traceparent.as_deref(),
+            );
+            let traceparent = trace::traceparent(&span);
+            let fired_here = async { retrying!(self.try_fire(timer, now, traceparent.as_deref())) }
+                .instrument(span)
+                .await;
+            match fired_here {
                 Ok(true) => fired += 1,
                 Ok(false) => {}
                 Err(e) => {
@@ -46,7 +63,12 @@ impl Engine {
         Ok(fired)
     }
 
-    async fn try_fire(&self, due: &DueTimer, now: Timestamp) -> Result<bool, EngineError> {
+    async fn try_fire(
+        &self,
+        due: &DueTimer,
+        now: Timestamp,
+        traceparent: Option<&str>,
+    ) -> Result<bool, EngineError> {
         let ws = due.workspace.as_str();
         let tx = self.store.begin().await?;
         // The lead first, then the policy read with it: what the lead's last
@@ -69,7 +91,10 @@ impl Engine {
         if stored.timer.due_at > now {
             return Ok(false); // moved later since it was listed; rolling back keeps it
         }
-        let req = Request::new(ws);
+        let req = Request {
+            traceparent: traceparent.map(str::to_owned),
+            ..Request::new(ws)
+        };
         let target = self.target(&req, &policy, policy_version, now);
         let until = stored.timer.due_at;
         let applied = self

@@ -174,17 +174,7 @@ pub(crate) fn traceparent_of<T>(request: &tonic::Request<T>) -> Option<String> {
 
 /// The W3C `traceparent` of the current span, for the events a call causes.
 fn current_traceparent() -> Option<String> {
-    let context = tracing::Span::current().context();
-    let span = context.span();
-    let sc = span.span_context();
-    sc.is_valid().then(|| {
-        format!(
-            "00-{}-{}-{:02x}",
-            sc.trace_id(),
-            sc.span_id(),
-            sc.trace_flags().to_u8()
-        )
-    })
+    leadflow_engine::trace::traceparent(&tracing::Span::current())
 }
 
 /// Notes the lead a call is about on its span.

@@ -148,6 +148,7 @@ pub(crate) fn timer(row: timer::Model) -> Result<StoredTimer, StoreError> {
             bound,
             suppressed: row.suppressed,
         },
+        traceparent: row.traceparent,
     })
 }
 

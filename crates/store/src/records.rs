@@ -127,6 +127,9 @@ pub struct OutboxRecord {
 pub struct StoredTimer {
     pub lead_id: String,
     pub timer: Timer,
+    /// W3C trace context of the call that scheduled it: what firing it
+    /// links to.
+    pub traceparent: Option<String>,
 }
 
 /// The first result of an idempotent request.

@@ -36,6 +36,9 @@ pub struct RescoreJobRecord {
     pub started_at: Timestamp,
     pub updated_at: Timestamp,
     pub finished_at: Option<Timestamp>,
+    /// W3C trace context of the activation that started it: what its
+    /// batches link to.
+    pub traceparent: Option<String>,
 }
 
 fn job(row: rescore_job::Model) -> RescoreJobRecord {
@@ -54,6 +57,7 @@ fn job(row: rescore_job::Model) -> RescoreJobRecord {
         started_at: ts(row.started_at),
         updated_at: ts(row.updated_at),
         finished_at: row.finished_at.map(ts),
+        traceparent: row.traceparent,
     }
 }
 
@@ -65,6 +69,7 @@ impl Tx {
         ws: &str,
         version: i64,
         at: Timestamp,
+        traceparent: Option<&str>,
     ) -> Result<RescoreJobRecord, StoreError> {
         rescore_job::Entity::update_many()
             .col_expr(
@@ -116,6 +121,7 @@ impl Tx {
             started_at: at.as_micros(),
             updated_at: at.as_micros(),
             finished_at: None,
+            traceparent: traceparent.map(str::to_owned),
         };
         rescore_job::Entity::insert(rescore_job::ActiveModel::from(row.clone()))
             .exec_without_returning(self.db().await?)

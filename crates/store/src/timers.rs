@@ -17,6 +17,8 @@ pub struct DueTimer {
     pub lead_id: String,
     pub key: String,
     pub due_at: Timestamp,
+    /// W3C trace context of the call that scheduled it.
+    pub traceparent: Option<String>,
 }
 
 impl Store {
@@ -34,6 +36,7 @@ impl Store {
                 lead_id: t.lead_id,
                 key: t.key,
                 due_at: convert::ts(t.due_at),
+                traceparent: t.traceparent,
             })
             .collect())
     }

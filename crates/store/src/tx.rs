@@ -82,11 +82,18 @@ struct LeadTimers {
 }
 
 impl LeadTimers {
-    fn apply(&mut self, change: &TimerChange, ws: &str, lead_id: &str, now: Timestamp) {
+    fn apply(
+        &mut self,
+        change: &TimerChange,
+        ws: &str,
+        lead_id: &str,
+        now: Timestamp,
+        traceparent: Option<&str>,
+    ) {
         match change {
             TimerChange::Schedule(t) => {
                 self.keys
-                    .insert(t.kind.key(), Some(timer_model(ws, lead_id, t, now)));
+                    .insert(t.kind.key(), Some(timer_model(ws, lead_id, t, now, traceparent)));
             }
             TimerChange::Cancel(kind) => {
                 self.keys.insert(kind.key(), None);
@@ -645,6 +652,7 @@ impl Tx {
         lead_id: &str,
         changes: &[TimerChange],
         now: Timestamp,
+        traceparent: Option<&str>,
     ) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
@@ -657,7 +665,7 @@ impl Tx {
                     .entry((ws.to_owned(), lead_id.to_owned()))
                     .or_default();
                 for change in changes {
-                    timers.apply(change, ws, lead_id, now);
+                    timers.apply(change, ws, lead_id, now, traceparent);
                 }
                 return Ok(());
             }
@@ -670,7 +678,7 @@ impl Tx {
         for change in changes {
             match change {
                 TimerChange::Schedule(t) => {
-                    timer::Entity::insert(timer_model(ws, lead_id, t, now))
+                    timer::Entity::insert(timer_model(ws, lead_id, t, now, traceparent))
                         .on_conflict(timer_upsert())
                         .exec_without_returning(self.db().await?)
                         .await?;
@@ -891,6 +899,7 @@ fn timer_model(
     lead_id: &str,
     t: &leadflow_domain::workflow::Timer,
     now: Timestamp,
+    traceparent: Option<&str>,
 ) -> timer::ActiveModel {
     timer::ActiveModel {
         workspace_id: Set(ws.to_owned()),
@@ -901,6 +910,7 @@ fn timer_model(
         bound_at: Set(t.bound.map(|(_, at)| at.as_micros())),
         suppressed: Set(t.suppressed),
         created_at: Set(now.as_micros()),
+        traceparent: Set(traceparent.map(str::to_owned)),
     }
 }
 
@@ -917,6 +927,7 @@ fn timer_upsert() -> OnConflict {
         timer::Column::BoundAt,
         timer::Column::Suppressed,
         timer::Column::CreatedAt,
+        timer::Column::Traceparent,
     ])
     .to_owned()
 }

@@ -89,7 +89,7 @@ async fn timer_changes_end_where_they_would_one_by_one(engine: Engine) {
         let tx = store.begin().await.expect("begin");
         for ws in ["now", "later"] {
             for lead in &leads {
-                tx.apply_timers(ws, lead, &start, now).await.expect("start");
+                tx.apply_timers(ws, lead, &start, now, None).await.expect("start");
             }
         }
         tx.commit().await.expect("commit");
@@ -104,7 +104,7 @@ async fn timer_changes_end_where_they_would_one_by_one(engine: Engine) {
         let immediate = store.begin().await.expect("begin");
         for (lead, changes) in &decisions {
             immediate
-                .apply_timers("now", &leads[*lead], changes, now)
+                .apply_timers("now", &leads[*lead], changes, now, None)
                 .await
                 .expect("apply");
         }
@@ -113,7 +113,7 @@ async fn timer_changes_end_where_they_would_one_by_one(engine: Engine) {
         deferred.defer_writes();
         for (lead, changes) in &decisions {
             deferred
-                .apply_timers("later", &leads[*lead], changes, now)
+                .apply_timers("later", &leads[*lead], changes, now, None)
                 .await
                 .expect("apply");
         }
@@ -182,6 +182,7 @@ async fn reads_in_the_transaction_see_held_back_writes(engine: Engine) {
         "lead-1",
         &[TimerChange::Schedule(due)],
         Timestamp::from_secs(4),
+        None,
     )
     .await
     .expect("held back");

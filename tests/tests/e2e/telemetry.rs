@@ -1,7 +1,8 @@
 //! Telemetry end to end: `leadflow serve` exports spans and metrics over
 //! OTLP to a real OTLP/gRPC receiver; the caller's `traceparent` is
 //! continued from the RPC to the engine's use case, to the database
-//! transaction, and onto the event the call caused.
+//! transaction, and onto the event the call caused; a timer and a
+//! re-score start traces of their own, linked to the call that caused them.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -11,6 +12,7 @@ use std::time::Duration;
 use leadflow_e2e::*;
 use leadflow_proto::v1 as pb;
 use leadflow_proto::v1::lead_service_client::LeadServiceClient;
+use leadflow_proto::v1::policy_service_client::PolicyServiceClient;
 use leadflow_proto::v1::trigger_service_client::TriggerServiceClient;
 use leadflow_store::testing::TestDatabase;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
@@ -68,6 +70,16 @@ impl TraceService for Receiver {
     }
 }
 
+/// `message` as a call of the caller's trace.
+fn traced<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE}-{CALLER}-01").parse().expect("ascii"),
+    );
+    request
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -102,6 +114,7 @@ async fn spans_reach_the_collector_with_their_parents(db: Db) -> anyhow::Result<
             "127.0.0.1:0",
         ])
         .args(["--otlp-endpoint", &format!("http://{collector}")])
+        .args(["--timer-poll-ms", "100"])
         .env("LEADFLOW_DATABASE_URL", &database.url)
         .env("OTEL_SERVICE_NAME", "leadflow-under-test")
         .args(["--log-format", "json"])
@@ -120,19 +133,48 @@ async fn spans_reach_the_collector_with_their_parents(db: Db) -> anyhow::Result<
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let channel = channel.ok_or_else(|| anyhow::anyhow!("the server did not come up"))?;
-        let mut request = tonic::Request::new(pb::CreateLeadRequest {
-            profile: good_fit("ann@acme.com"),
-            ..Default::default()
-        });
-        request
-            .metadata_mut()
-            .insert("traceparent", format!("00-{TRACE}-{CALLER}-01").parse()?);
-        let lead = LeadServiceClient::new(channel.clone())
-            .create_lead(request)
+        // the follow-up of the example policy, due a second after MQL
+        let mut policies = PolicyServiceClient::new(channel.clone());
+        let version = policies
+            .create_policy_version(pb::CreatePolicyVersionRequest {
+                source: leadflow_server::DEFAULT_POLICY.replace("after = \"3d\"", "after = \"1s\""),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .policy
+            .map(|p| p.version)
+            .ok_or_else(|| anyhow::anyhow!("no policy"))?;
+        policies
+            .activate_policy(traced(pb::ActivatePolicyRequest {
+                version,
+                ..Default::default()
+            }))
+            .await?;
+        let mut leads = LeadServiceClient::new(channel.clone());
+        let lead = leads
+            .create_lead(traced(pb::CreateLeadRequest {
+                profile: good_fit("ann@acme.com"),
+                ..Default::default()
+            }))
             .await?
             .into_inner()
             .lead
             .expect("a lead");
+        // these make Ann an MQL, which schedules the follow-up
+        for (i, kind) in [
+            "trial_started",
+            "webinar_attended",
+            "ebook_downloaded",
+            "ebook_downloaded",
+        ]
+        .iter()
+        .enumerate()
+        {
+            leads
+                .record_engagement(traced(record(&lead.id, engagement(&format!("e{i}"), kind))))
+                .await?;
+        }
         let mut events = TriggerServiceClient::new(channel)
             .subscribe(pb::SubscribeRequest {
                 consumer: "crm".into(),
@@ -141,14 +183,21 @@ async fn spans_reach_the_collector_with_their_parents(db: Db) -> anyhow::Result<
             })
             .await?
             .into_inner();
-        let captured = loop {
-            let event = next_event(&mut events, Duration::from_secs(5))
+        let (mut captured, mut followup) = (None, None);
+        while captured.is_none() || followup.is_none() {
+            let event = next_event(&mut events, Duration::from_secs(10))
                 .await?
-                .ok_or_else(|| anyhow::anyhow!("no event for the new lead"))?;
-            if event.lead.as_ref().is_some_and(|l| l.id == lead.id) {
-                break event;
+                .ok_or_else(|| anyhow::anyhow!("the capture and the follow-up did not both come"))?;
+            if event.lead.as_ref().is_none_or(|l| l.id != lead.id) {
+                continue;
             }
-        };
+            match describe(&event).as_str() {
+                "TRANSITION:IQL" => captured = Some(event),
+                "TRIGGER:mql_followup_day3" => followup = Some(event),
+                _ => {}
+            }
+        }
+        let captured = (captured.expect("captured"), followup.expect("followed up"));
         anyhow::Ok(captured)
     }
     .await;
@@ -159,7 +208,7 @@ async fn spans_reach_the_collector_with_their_parents(db: Db) -> anyhow::Result<
     let stopped = tokio::task::spawn_blocking(move || child.wait()).await??;
     let log = std::fs::read_to_string(dir.join("serve.log"))?;
     let _ = std::fs::remove_dir_all(&dir);
-    let event = result?;
+    let (event, followup) = result?;
     assert!(stopped.success(), "leadflow serve exited with {stopped}");
     server.abort();
 
@@ -187,11 +236,10 @@ async fn spans_reach_the_collector_with_their_parents(db: Db) -> anyhow::Result<
         use_case.parent_span_id, rpc.span_id,
         "the use case runs inside the RPC"
     );
-    let tx = named("db.transaction");
-    assert_eq!(
-        tx.parent_span_id, use_case.span_id,
-        "the transaction runs inside the use case"
-    );
+    let tx = in_trace
+        .iter()
+        .find(|s| s.name == "db.transaction" && s.parent_span_id == use_case.span_id)
+        .unwrap_or_else(|| panic!("no transaction inside the use case: {:?}", names(&spans)));
     assert!(tx.end_time_unix_nano >= tx.start_time_unix_nano && tx.end_time_unix_nano > 0);
     // the call's log line, in JSON, names its trace and span
     let line = log
@@ -201,6 +249,46 @@ async fn spans_reach_the_collector_with_their_parents(db: Db) -> anyhow::Result<
     let line: serde_json::Value = serde_json::from_str(line)?;
     assert_eq!(line["span"]["trace_id"], TRACE, "{line}");
     assert_eq!(line["span"]["span_id"], hex(&rpc.span_id), "{line}");
+    // the timer fired in a trace of its own, linked to the call that made
+    // Ann an MQL; the follow-up it emitted carries that trace
+    let calls: Vec<&Vec<u8>> = in_trace
+        .iter()
+        .filter(|s| s.name == "/leadflow.v1.LeadService/RecordEngagement")
+        .map(|s| &s.span_id)
+        .collect();
+    assert_eq!(calls.len(), 4, "{:?}", names(&spans));
+    let fired = spans
+        .iter()
+        .find(|s| s.name == "timer.fire")
+        .unwrap_or_else(|| panic!("no timer.fire span: {:?}", names(&spans)));
+    assert!(fired.parent_span_id.is_empty(), "a root span");
+    assert_ne!(hex(&fired.trace_id), TRACE, "a trace of its own");
+    assert_eq!(fired.links.len(), 1, "{:?}", fired.links);
+    assert_eq!(hex(&fired.links[0].trace_id), TRACE);
+    assert!(
+        calls.contains(&&fired.links[0].span_id),
+        "linked to one of the calls"
+    );
+    assert_eq!(
+        followup.traceparent,
+        format!("00-{}-{}-01", hex(&fired.trace_id), hex(&fired.span_id)),
+        "the follow-up's traceparent"
+    );
+    // so did the re-score the activation started
+    let activation = named("/leadflow.v1.PolicyService/ActivatePolicy");
+    let batch = spans
+        .iter()
+        .find(|s| s.name == "rescore.batch")
+        .unwrap_or_else(|| panic!("no rescore.batch span: {:?}", names(&spans)));
+    assert!(batch.parent_span_id.is_empty() && hex(&batch.trace_id) != TRACE);
+    assert_eq!(
+        batch
+            .links
+            .iter()
+            .map(|l| (hex(&l.trace_id), &l.span_id))
+            .collect::<Vec<_>>(),
+        [(TRACE.to_owned(), &activation.span_id)]
+    );
     // and the metrics went the same way
     let metrics = receiver
         .1

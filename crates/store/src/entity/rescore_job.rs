@@ -20,6 +20,9 @@ pub struct Model {
     pub started_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
+    /// W3C trace context of the activation that started it.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub traceparent: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

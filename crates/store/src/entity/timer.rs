@@ -14,6 +14,8 @@ pub struct Model {
     pub bound_at: Option<i64>,
     pub suppressed: bool,
     pub created_at: i64,
+    /// W3C trace context of the call that scheduled it.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
