@@ -18,6 +18,7 @@ mod funnel;
 mod load;
 mod rawdb;
 mod report;
+mod scale;
 mod server;
 mod simulate;
 mod stats;
@@ -43,6 +44,11 @@ enum Scenario {
     /// GetFunnel over about a million transitions, on SQLite and
     /// PostgreSQL, beside a plain read of the same period.
     Funnel(funnel::Args),
+    /// 1, 2 and 3 replicas on one PostgreSQL under the same load, the last
+    /// killed halfway: throughput, commit-to-subscriber latency, and that
+    /// nothing acknowledged is lost, every event arrives and every timer
+    /// fires once.
+    Scale(scale::Args),
     /// Load on a server already running (to profile it): seeds leads, then
     /// one kind of call for a while.
     Load {
@@ -74,6 +80,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Run(args) => report::run(args).await,
             Scenario::Simulate(args) => simulate::run(args).await,
             Scenario::Funnel(args) => funnel::run(args).await,
+            Scenario::Scale(args) => scale::run(args).await,
             Scenario::EchoServer { listen } => echo::serve(listen).await,
             Scenario::Load {
                 address,
