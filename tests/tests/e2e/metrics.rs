@@ -75,6 +75,10 @@ async fn metrics_count_calls_and_show_the_database(mut server: TestServer) -> an
         .as_ref()
         .expect("a hand-moved clock")
         .advance(Span::from_hours(25));
+    // a new version's re-score, left running (no re-score worker here)
+    let source =
+        leadflow_server::DEFAULT_POLICY.replace("engagement_at_least = 60", "engagement_at_least = 50");
+    activate_policy(&mut server, source).await?;
 
     let (status, text) = get(http, "/metrics", &[]).await?;
     assert_eq!(status, 200, "{text}");
@@ -132,6 +136,15 @@ async fn metrics_count_calls_and_show_the_database(mut server: TestServer) -> an
     assert_eq!(
         sample(&text, "leadflow_timers_due", &[("workspace", "default")]),
         Some(1.0),
+        "{text}"
+    );
+    let rescore = |name: &str| sample(&text, name, &[("workspace", "default"), ("job", "1")]);
+    assert_eq!(
+        (
+            rescore("leadflow_rescore_done"),
+            rescore("leadflow_rescore_total")
+        ),
+        (Some(0.0), Some(2.0)),
         "{text}"
     );
     assert!(text.contains("service_name=\"leadflow\""), "{text}");
