@@ -268,6 +268,8 @@ impl Engine {
                 workspace = %job.workspace,
                 job = job.id,
                 policy_version = job.policy_version,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
             ),
             job.traceparent.as_deref(),
         );

@@ -33,6 +33,8 @@ impl Engine {
                     workspace = %timer.workspace,
                     lead_id = %timer.lead_id,
                     timer = %timer.key,
+                    trace_id = tracing::field::Empty,
+                    span_id = tracing::field::Empty,
                 ),
                 timer.traceparent.as_deref(),
             );

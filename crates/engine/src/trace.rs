@@ -41,12 +41,26 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
     })
 }
 
-/// `span`, the root of a new trace, linked to the call `cause` names.
+/// `span`, the root of a new trace, linked to the call `cause` names; its
+/// `trace_id` and `span_id` fields (when it declares them) set, for the log
+/// lines written inside it.
 pub(crate) fn linked(span: tracing::Span, cause: Option<&str>) -> tracing::Span {
     if let Some(context) = cause.and_then(parse) {
         span.add_link(context);
     }
+    record_ids(&span);
     span
+}
+
+/// Sets `span`'s `trace_id` and `span_id` fields to its OpenTelemetry ids.
+pub fn record_ids(span: &tracing::Span) {
+    let context = span.context();
+    let otel = context.span();
+    let ids = otel.span_context();
+    if ids.is_valid() {
+        span.record("trace_id", tracing::field::display(ids.trace_id()));
+        span.record("span_id", tracing::field::display(ids.span_id()));
+    }
 }
 
 #[cfg(test)]

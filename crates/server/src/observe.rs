@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use http::{HeaderMap, HeaderValue};
 use opentelemetry::propagation::Extractor;
-use opentelemetry::trace::TraceContextExt as _;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -95,12 +94,7 @@ where
         let _ = span.set_parent(parent);
         // On the span, for the log lines written inside it (JSON logs carry
         // the span's fields).
-        let context = span.context();
-        let ids = context.span().span_context().clone();
-        if ids.is_valid() {
-            span.record("trace_id", tracing::field::display(ids.trace_id()));
-            span.record("span_id", tracing::field::display(ids.span_id()));
-        }
+        leadflow_engine::trace::record_ids(&span);
         // The service that was polled ready goes with this call; a clone stays.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
