@@ -211,11 +211,7 @@ pub const KEYS: &[Key] = &[
     ),
     key(
         "otlp_endpoint",
-        &[
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "LEADFLOW_OTLP_ENDPOINT",
-        ],
+        &["OTEL_EXPORTER_OTLP_ENDPOINT", "LEADFLOW_OTLP_ENDPOINT"],
         "--otlp-endpoint",
     ),
     key(
@@ -298,11 +294,12 @@ impl Layers {
         Ok(())
     }
 
-    /// Adds the settings of the environment, as `var` reads it.
+    /// Adds the settings of the environment, as `var` reads it. An empty
+    /// variable counts as unset (as OpenTelemetry's do).
     pub fn env(&mut self, var: impl Fn(&str) -> Option<String>) {
         for key in KEYS {
             for name in key.env {
-                if let Some(value) = var(name) {
+                if let Some(value) = var(name).filter(|v| !v.trim().is_empty()) {
                     self.0.push((
                         key.name,
                         Raw {
@@ -365,11 +362,16 @@ impl Layers {
         if let Some(tls) = &config.tls
             && (tls.cert.as_os_str().is_empty() || tls.key.as_os_str().is_empty())
         {
-            let (key, missing) = if tls.cert.as_os_str().is_empty() {
-                ("tls_key", "tls_cert")
+            // Named after a setting that was given, with its source.
+            let missing = if tls.cert.as_os_str().is_empty() {
+                "tls_cert"
             } else {
-                ("tls_cert", "tls_key")
+                "tls_key"
             };
+            let key = ["tls_cert", "tls_key", "tls_client_ca"]
+                .into_iter()
+                .find(|k| *k != missing && source_of(k) != Source::Default)
+                .unwrap_or(missing);
             return Err(ConfigError {
                 key,
                 origin: source_of(key),
@@ -540,8 +542,10 @@ impl Config {
             }
             "otlp_endpoint" => {
                 let url = value.trim();
-                if !(url.starts_with("http://") || url.starts_with("https://"))
-                    || url.len() <= "https://".len()
+                let uri: http::Uri = url
+                    .parse()
+                    .map_err(|_| format!("{value:?} is not an http:// or https:// URL"))?;
+                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty)
                 {
                     return Err(format!("{value:?} is not an http:// or https:// URL"));
                 }
@@ -725,6 +729,37 @@ mod tests {
                 .to_string()
                 .starts_with("bad config from leadflow.toml line 2"),
             "{broken}"
+        );
+    }
+
+    #[test]
+    fn empty_variables_are_unset_and_endpoints_are_urls() {
+        let mut layers = Layers::default();
+        layers.env(env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+            ("OTEL_SERVICE_NAME", " "),
+        ]));
+        let config = layers.resolve().expect("empty variables are unset").config;
+        assert_eq!(
+            (config.otlp_endpoint, config.service_name.as_str()),
+            (None, "leadflow")
+        );
+        for (url, ok) in [
+            ("http://x", true),
+            ("https://collector.example:4317", true),
+            ("http://bad host:4317", false),
+            ("ftp://collector:21", false),
+            ("http://", false),
+        ] {
+            let mut layers = Layers::default();
+            layers.flag("otlp_endpoint", Some(url.to_owned()));
+            assert_eq!(layers.resolve().is_ok(), ok, "{url}");
+        }
+        let mut layers = Layers::default();
+        layers.env(env(&[("LEADFLOW_TLS_CLIENT_CA", "/etc/leadflow/ca.pem")]));
+        assert_eq!(
+            layers.resolve().expect_err("no certificate").to_string(),
+            "bad tls_client_ca from environment variable LEADFLOW_TLS_CLIENT_CA: TLS needs tls_cert too"
         );
     }
 

@@ -77,8 +77,16 @@ pub(crate) fn router(state: Arc<Http>) -> axum::Router {
 }
 
 /// Every metric, for a Prometheus scrape. No token: counts per workspace,
-/// stage and method, nothing about a lead.
-async fn metrics(State(http): State<Arc<Http>>) -> Response {
+/// stage and method, nothing about a lead. Without tokens (loopback only),
+/// for a loopback host name only, as the dashboard.
+async fn metrics(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
+    if http.auth.is_open() && !loopback_host(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            "without tokens /metrics answers to localhost only",
+        )
+            .into_response();
+    }
     match http.metrics.render().await {
         Ok(text) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

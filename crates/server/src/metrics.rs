@@ -86,11 +86,13 @@ impl Metrics {
     }
 
     /// Notes a call: its method (`/package.Service/Method`), status and time.
+    /// A path no service knows counts as `_OTHER`, so that made-up paths
+    /// cannot multiply the series.
     pub(crate) fn rpc(&self, method: &str, code: tonic::Code, seconds: f64) {
-        let (service, name) = method
-            .trim_start_matches('/')
-            .split_once('/')
-            .unwrap_or(("", method));
+        let (service, name) = match method.trim_start_matches('/').split_once('/') {
+            Some(known) if code != tonic::Code::Unimplemented => known,
+            _ => ("_OTHER", "_OTHER"),
+        };
         self.rpc_duration.record(
             seconds,
             &[

@@ -7,7 +7,10 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Level;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -53,20 +56,34 @@ where
     let provider = tracer_provider(config.otlp_endpoint.as_deref(), &config.service_name)?;
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(provider.clone());
-    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("leadflow"));
-    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&config.log_level))?;
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    // The log level filters log lines only: leadflow's spans go to
+    // OpenTelemetry (and give events their traceparent) whatever it is.
+    let spans = Targets::new()
+        .with_target("leadflow_server", Level::INFO)
+        .with_target("leadflow_engine", Level::INFO)
+        .with_target("leadflow_store", Level::INFO);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("leadflow"))
+        .with_filter(spans);
+    let logs = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&config.log_level))?;
+    let registry = tracing_subscriber::registry().with(otel);
     match config.log_format {
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_writer(writer),
+                    .with_writer(writer)
+                    .with_filter(logs),
             )
             .try_init()?,
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().compact().with_writer(writer))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_writer(writer)
+                    .with_filter(logs),
+            )
             .try_init()?,
     }
     Ok(TelemetryGuard { provider })

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use leadflow_domain::analytics::{History, Period, Step, StepCause};
-use sea_orm::{ConnectionTrait, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, Value};
 
 use crate::Store;
 use crate::convert::{self, ts};
@@ -36,15 +36,11 @@ impl Store {
         // PostgreSQL is handed the moved leads as an array, so that it
         // looks their histories up by key: joined to the subquery, it
         // scans every transition of the workspace however short the period.
-        // And these reads plan better than they compile: no JIT.
         let (moved, bytewise) = match self.backend() {
             Backend::Postgres => (format!("= ANY(ARRAY({MOVED}))"), " COLLATE \"C\""),
             Backend::Sqlite => (format!("IN ({MOVED})"), ""),
         };
-        let tx = self.reader().begin().await?;
-        if self.backend() == Backend::Postgres {
-            tx.execute_unprepared("SET LOCAL jit = off").await?;
-        }
+        let tx = self.read_snapshot().await?;
         let sql = format!(
             "SELECT t.lead_id, t.seq, t.from_stage, t.to_stage, t.at, t.\"move\" AS by, t.cause, t.reason, \
              t.policy_version, e.channel \

@@ -90,15 +90,34 @@ impl Store {
     }
 
     /// Applies every pending migration.
+    /// Applies pending migrations. On PostgreSQL, under an advisory lock:
+    /// replicas starting together, or beside a migration job, take turns,
+    /// and the later ones find nothing left to do.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Migrator::up(&self.writer, None).await?;
+        let Some(pool) = self.postgres_pool() else {
+            Migrator::up(&self.writer, None).await?;
+            return Ok(());
+        };
+        let mut lock = pool.acquire().await.map_err(exec_err)?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *lock)
+            .await
+            .map_err(exec_err)?;
+        let migrated = Migrator::up(&self.writer, None).await;
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *lock)
+            .await;
+        migrated?;
+        unlocked.map_err(exec_err)?;
         Ok(())
     }
 
     /// Starts a write transaction. On SQLite, writes are serialised through
     /// one connection, so a transaction never meets another writer's lock.
-    /// A transaction on the writer. Within a traced call it is a span of
-    /// its own (`db.transaction`), from `BEGIN` to commit or rollback.
+    /// Within a traced call or job it is a span of its own
+    /// (`db.transaction`), from `BEGIN` to commit or rollback.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         let span = if tracing::Span::current().is_none() {
             tracing::Span::none()
@@ -191,23 +210,72 @@ pub fn postgres_tls_default(
     }
 }
 
-/// A database URL without its password, for messages.
+/// A database URL without its passwords (in the credentials or as a
+/// `password`/`sslpassword` parameter), for messages.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
+            let credentials = &base[scheme + 3..at];
             match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
+                Some((user, _)) => format!("{}{user}:***{}", &base[..scheme + 3], &base[at..]),
+                None => base.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _))
+                    if key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword") =>
+                {
+                    format!("{key}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
+
+/// A driver error as the store reports the ORM's (so that a broken
+/// connection stays UNAVAILABLE).
+fn exec_err(e: sqlx::Error) -> sea_orm::DbErr {
+    sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e)))
+}
+
+/// The advisory lock migrations take on PostgreSQL (any constant, the same
+/// in every replica).
+const MIGRATION_LOCK: i64 = 0x6c65_6164_666c_6f77; // "leadflow"
 
 #[cfg(test)]
 mod tests {
-    use super::loopback_without_sslmode;
+    use super::{loopback_without_sslmode, redact};
+
+    #[test]
+    fn passwords_never_print() {
+        for (url, shown) in [
+            ("postgres://u:secret@db/x", "postgres://u:***@db/x"),
+            (
+                "postgres://u@db/x?password=secret&sslmode=require",
+                "postgres://u@db/x?password=***&sslmode=require",
+            ),
+            (
+                "postgres://u:a@db/x?sslpassword=secret",
+                "postgres://u:***@db/x?sslpassword=***",
+            ),
+            ("sqlite://leadflow.db", "sqlite://leadflow.db"),
+        ] {
+            assert_eq!(redact(url), shown);
+        }
+    }
 
     #[test]
     fn only_loopback_urls_without_sslmode_go_without_tls() {

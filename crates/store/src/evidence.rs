@@ -6,7 +6,10 @@ use std::collections::HashMap;
 
 use leadflow_domain::analytics::Period;
 use leadflow_domain::analytics::evidence::Evidence;
-use sea_orm::{ConnectionTrait, FromQueryResult, Statement, Value};
+use sea_orm::{
+    AccessMode, ConnectionTrait, DatabaseTransaction, FromQueryResult, IsolationLevel, Statement,
+    TransactionTrait, Value,
+};
 
 use crate::Store;
 use crate::convert::{self, ts};
@@ -52,8 +55,10 @@ impl Store {
                 i64::try_from(limit).unwrap_or(i64::MAX).into(),
             ]
         };
-        let leads = self
-            .reader()
+        // The three reads see one snapshot: a lead captured or erased
+        // meanwhile cannot shift the page between them.
+        let snapshot = self.read_snapshot().await?;
+        let leads = snapshot
             .query_all_raw(self.sql(
                 &format!(
                     "SELECT * FROM leads WHERE workspace_id = $1 AND id IN ({PAGE}) ORDER BY captured_at, id"
@@ -82,8 +87,7 @@ impl Store {
         if out.is_empty() {
             return Ok((out, None));
         }
-        let engagements = self
-            .reader()
+        let engagements = snapshot
             .query_all_raw(self.sql(
                 &format!("SELECT * FROM engagements WHERE workspace_id = $1 AND lead_id IN ({PAGE})"),
                 params(),
@@ -95,8 +99,7 @@ impl Store {
                 out[i].log.push(e.engagement);
             }
         }
-        let moves = self
-            .reader()
+        let moves = snapshot
             .query_all_raw(self.sql(
                 &format!(
                     "SELECT lead_id, seq, to_stage, \"move\" AS by, at FROM transitions \
@@ -114,8 +117,28 @@ impl Store {
                 out[i].moves.push((to, by, ts(row.try_get("", "at")?)));
             }
         }
+        snapshot.commit().await?;
         let next = if out.len() as u64 >= limit { last } else { None };
         Ok((out, next))
+    }
+
+    /// A read-only transaction whose statements all see one snapshot
+    /// (REPEATABLE READ on PostgreSQL; any SQLite read transaction does);
+    /// on PostgreSQL without JIT, which these analytic reads pay more for
+    /// than they gain.
+    pub(crate) async fn read_snapshot(&self) -> Result<DatabaseTransaction, StoreError> {
+        let tx = match self.backend() {
+            Backend::Postgres => {
+                let tx = self
+                    .reader()
+                    .begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly))
+                    .await?;
+                tx.execute_unprepared("SET LOCAL jit = off").await?;
+                tx
+            }
+            Backend::Sqlite => self.reader().begin().await?,
+        };
+        Ok(tx)
     }
 
     /// `sql` written with `$n` placeholders, for this store's backend (the

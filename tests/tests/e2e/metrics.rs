@@ -150,6 +150,9 @@ async fn metrics_count_calls_and_show_the_database(mut server: TestServer) -> an
     assert!(text.contains("service_name=\"leadflow\""), "{text}");
     // nothing personal
     assert!(!text.contains("acme.com"), "{text}");
+    // without tokens, for loopback host names only (as the dashboard)
+    let (status, _) = get(http, "/metrics", &[("host", "metrics.example.com")]).await?;
+    assert_eq!(status, 403);
     running.shutdown(Duration::from_secs(1)).await;
     Ok(())
 }
