@@ -179,11 +179,9 @@ impl Engine {
             // The write goes on if the caller goes away: it was asked for.
             tokio::spawn(self.clone().run_groups());
         }
-        let outcome = answer
+        answer
             .await
-            .map_err(|_| EngineError::Internal("the engagement's write ended without an answer".into()))??;
-        self.count_recorded(std::slice::from_ref(&outcome));
-        Ok(outcome)
+            .map_err(|_| EngineError::Internal("the engagement's write ended without an answer".into()))?
     }
 
     async fn run_groups(self) {
@@ -208,6 +206,8 @@ impl Engine {
         if group.len() > 1 {
             let items: Vec<(&Request, &BatchItem)> = group.iter().map(|j| (&j.req, &j.item)).collect();
             if let Ok(outcomes) = retrying!(self.try_batch(&items)) {
+                // Counted here: the write stands even if its caller left.
+                self.count_recorded(&outcomes);
                 for (job, outcome) in group.into_iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
                 }
@@ -224,6 +224,9 @@ impl Engine {
                 &item.engagement,
                 item.occurred_at_given
             ));
+            if let Ok(outcome) = &result {
+                self.count_recorded(std::slice::from_ref(outcome));
+            }
             let _ = reply.send(result);
         }
     }
