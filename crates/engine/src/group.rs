@@ -15,6 +15,7 @@ use std::sync::{Mutex, PoisonError};
 
 use leadflow_domain::Engagement;
 use tokio::sync::oneshot;
+use tracing::Instrument as _;
 
 use crate::Engine;
 use crate::error::EngineError;
@@ -52,6 +53,8 @@ struct Job {
     req: Request,
     item: BatchItem,
     reply: oneshot::Sender<Result<Outcome, EngineError>>,
+    /// The caller's span (its `engine.record_engagement`).
+    span: tracing::Span,
 }
 
 impl Groups {
@@ -174,6 +177,7 @@ impl Engine {
                 occurred_at_given,
             },
             reply,
+            span: tracing::Span::current(),
         };
         if self.groups.push(job) {
             // The write goes on if the caller goes away: it was asked for.
@@ -202,7 +206,18 @@ impl Engine {
         guard.engine = None;
     }
 
+    /// Commits a group under a span of the first caller's, linked to the
+    /// other callers' (one transaction serves them all).
     async fn run_group(&self, group: Vec<Job>) {
+        let Some(first) = group.first() else { return };
+        let span = tracing::info_span!(parent: &first.span, "engine.engagement_group", size = group.len());
+        for job in &group[1..] {
+            crate::trace::link(&span, job.req.traceparent.as_deref());
+        }
+        self.run_group_in(group).instrument(span).await;
+    }
+
+    async fn run_group_in(&self, group: Vec<Job>) {
         if group.len() > 1 {
             let items: Vec<(&Request, &BatchItem)> = group.iter().map(|j| (&j.req, &j.item)).collect();
             if let Ok(outcomes) = retrying!(self.try_batch(&items)) {
@@ -217,7 +232,7 @@ impl Engine {
             // for its own answer.
         }
         for job in group {
-            let Job { req, item, reply } = job;
+            let Job { req, item, reply, .. } = job;
             let result = retrying!(self.try_record_engagement(
                 &req,
                 &item.lead,

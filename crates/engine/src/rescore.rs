@@ -285,11 +285,12 @@ impl Engine {
 
     async fn rescore_batch_of(
         &self,
-        tx: leadflow_store::Tx,
+        mut tx: leadflow_store::Tx,
         mut job: RescoreJobRecord,
         batch: u64,
         traceparent: Option<String>,
     ) -> Result<Option<RescoreJobRecord>, EngineError> {
+        tx.trace_here();
         let ws = job.workspace.clone();
         let now = self.now();
         let policy = match self.policy_version_of(&tx, &ws, job.policy_version).await {

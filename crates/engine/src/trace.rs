@@ -45,11 +45,16 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
 /// `trace_id` and `span_id` fields (when it declares them) set, for the log
 /// lines written inside it.
 pub(crate) fn linked(span: tracing::Span, cause: Option<&str>) -> tracing::Span {
-    if let Some(context) = cause.and_then(parse) {
-        span.add_link(context);
-    }
+    link(&span, cause);
     record_ids(&span);
     span
+}
+
+/// Links `span` to the span `traceparent` names, if any.
+pub(crate) fn link(span: &tracing::Span, traceparent: Option<&str>) {
+    if let Some(context) = traceparent.and_then(parse) {
+        span.add_link(context);
+    }
 }
 
 /// Sets `span`'s `trace_id` and `span_id` fields to its OpenTelemetry ids.

@@ -119,18 +119,7 @@ impl Store {
     /// Within a traced call or job it is a span of its own
     /// (`db.transaction`), from `BEGIN` to commit or rollback.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        let span = if tracing::Span::current().is_none() {
-            tracing::Span::none()
-        } else {
-            tracing::info_span!(
-                "db.transaction",
-                otel.kind = "client",
-                db.system.name = match self.backend {
-                    Backend::Sqlite => "sqlite",
-                    Backend::Postgres => "postgresql",
-                },
-            )
-        };
+        let span = transaction_span(self.backend);
         let txn = self.writer.begin().instrument(span.clone()).await?;
         Ok(Tx::new(txn, self.backend, span))
     }
@@ -243,6 +232,22 @@ pub fn redact(url: &str) -> String {
         out.push_str(&params.join("&"));
     }
     out
+}
+
+/// A `db.transaction` span under the current one; none outside a traced
+/// call or job.
+pub(crate) fn transaction_span(backend: Backend) -> tracing::Span {
+    if tracing::Span::current().is_none() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "db.transaction",
+        otel.kind = "client",
+        db.system.name = match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgresql",
+        },
+    )
 }
 
 /// A driver error as the store reports the ORM's (so that a broken

@@ -58,7 +58,7 @@ pub struct Tx {
     /// Writes held back until the next statement (see [`Tx::defer_writes`]).
     pending: Mutex<Pending>,
     /// The transaction's span: it ends when the transaction does.
-    _span: tracing::Span,
+    span: tracing::Span,
 }
 
 /// Rows written together, a statement a table, before anything else runs.
@@ -126,7 +126,15 @@ impl Tx {
             backend,
             outbox: Mutex::new(Vec::new()),
             pending: Mutex::new(Pending::default()),
-            _span: span,
+            span,
+        }
+    }
+
+    /// Gives a transaction begun outside any trace the span it would have
+    /// had under the current one (a job found inside it starts the trace).
+    pub fn trace_here(&mut self) {
+        if self.span.is_none() {
+            self.span = crate::db::transaction_span(self.backend);
         }
     }
 

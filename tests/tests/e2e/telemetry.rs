@@ -241,6 +241,22 @@ async fn spans_reach_the_collector_with_their_parents(db: Db) -> anyhow::Result<
         .find(|s| s.name == "db.transaction" && s.parent_span_id == use_case.span_id)
         .unwrap_or_else(|| panic!("no transaction inside the use case: {:?}", names(&spans)));
     assert!(tx.end_time_unix_nano >= tx.start_time_unix_nano && tx.end_time_unix_nano > 0);
+    // a single engagement is written in a group commit: the group's span,
+    // and its transaction, sit under the caller's use case
+    let child_of = |parent: &Span, name: &str| -> Option<Span> {
+        in_trace
+            .iter()
+            .find(|s| s.name == name && s.parent_span_id == parent.span_id)
+            .map(|s| (*s).clone())
+    };
+    let recorded = in_trace
+        .iter()
+        .filter(|s| s.name == "/leadflow.v1.LeadService/RecordEngagement")
+        .filter_map(|rpc| child_of(rpc, "engine.record_engagement"))
+        .filter_map(|use_case| child_of(&use_case, "engine.engagement_group"))
+        .filter_map(|group| child_of(&group, "db.transaction"))
+        .count();
+    assert_eq!(recorded, 4, "{:?}", names(&spans));
     // the call's log line, in JSON, names its trace and span
     let line = log
         .lines()
@@ -288,6 +304,12 @@ async fn spans_reach_the_collector_with_their_parents(db: Db) -> anyhow::Result<
             .map(|l| (hex(&l.trace_id), &l.span_id))
             .collect::<Vec<_>>(),
         [(TRACE.to_owned(), &activation.span_id)]
+    );
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "db.transaction" && s.parent_span_id == batch.span_id),
+        "the batch's transaction is a span of its trace"
     );
     // and the metrics went the same way
     let metrics = receiver
