@@ -141,10 +141,12 @@ impl Metrics {
         }
     }
 
-    /// Sends the last numbers, then what is buffered.
+    /// Sends the last numbers, then what is buffered (the exporter blocks:
+    /// off the runtime's threads).
     pub(crate) async fn shutdown(&self) {
         self.sample(true).await;
-        let _ = self.provider.shutdown();
+        let provider = self.provider.clone();
+        let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
     }
 }
 
