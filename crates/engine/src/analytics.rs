@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use leadflow_domain::Policy;
 use leadflow_domain::analytics::Period;
-use leadflow_domain::analytics::evidence::{self, Calibration, RuleReport};
+use leadflow_domain::analytics::evidence::{self, Calibration, Evidence, RuleReport};
 use leadflow_domain::analytics::funnel::{self, Funnel, Grouping, Query};
 use leadflow_store::PolicyRecord;
 
@@ -61,6 +61,28 @@ impl Engine {
         Ok(self.store.latest_transitions(ws, limit).await?)
     }
 
+    /// `f` over every lead captured in `period` and not erased, read
+    /// [`EVIDENCE_PAGE`] at a time.
+    async fn each_lead_captured(
+        &self,
+        ws: &str,
+        period: Period,
+        mut f: impl FnMut(&Evidence),
+    ) -> Result<(), EngineError> {
+        let mut after = None;
+        loop {
+            let (leads, next) = self
+                .store
+                .evidence(ws, period, after.as_ref(), EVIDENCE_PAGE)
+                .await?;
+            leads.iter().for_each(&mut f);
+            match next {
+                Some(cursor) => after = Some(cursor),
+                None => return Ok(()),
+            }
+        }
+    }
+
     /// A version of the workspace's policy, the active one by default.
     async fn analysed_policy(
         &self,
@@ -96,20 +118,8 @@ impl Engine {
     ) -> Result<(i64, RuleReport), EngineError> {
         let (record, policy) = self.analysed_policy(ws, version).await?;
         let mut tallies = evidence::RuleTallies::new(&policy);
-        let mut after = None;
-        loop {
-            let (leads, next) = self
-                .store
-                .evidence(ws, period, after.as_ref(), EVIDENCE_PAGE)
-                .await?;
-            for lead in &leads {
-                tallies.add(&policy, lead);
-            }
-            match next {
-                Some(cursor) => after = Some(cursor),
-                None => break,
-            }
-        }
+        self.each_lead_captured(ws, period, |lead| tallies.add(&policy, lead))
+            .await?;
         Ok((record.version, tallies.report(&policy)))
     }
 
@@ -123,18 +133,10 @@ impl Engine {
     ) -> Result<CalibrationResult, EngineError> {
         let (record, policy) = self.analysed_policy(ws, query.policy_version).await?;
         let mut peaks = Vec::new();
-        let mut after = None;
-        loop {
-            let (leads, next) = self
-                .store
-                .evidence(ws, query.period, after.as_ref(), EVIDENCE_PAGE)
-                .await?;
-            peaks.extend(leads.iter().map(|lead| evidence::Peak::of(&policy, lead)));
-            match next {
-                Some(cursor) => after = Some(cursor),
-                None => break,
-            }
-        }
+        self.each_lead_captured(ws, query.period, |lead| {
+            peaks.push(evidence::Peak::of(&policy, lead));
+        })
+        .await?;
         let cutoffs = evidence::Cutoffs {
             step: query.step,
             max: query.max_cutoff,

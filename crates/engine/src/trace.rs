@@ -1,5 +1,6 @@
-//! Traces the engine starts itself: a timer firing begins a trace of its
-//! own, linked to the call that scheduled the timer.
+//! Traces the engine starts itself: a timer firing or a re-score batch
+//! begins a trace of its own, linked to the call that scheduled the timer
+//! or activated the policy.
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;

@@ -6,11 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
 /// How log lines look.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
     /// One JSON object a line, for collectors.
     Json,
@@ -20,8 +17,7 @@ pub enum LogFormat {
 }
 
 /// A database URL that never prints its password.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl(String);
 
 impl DatabaseUrl {
@@ -240,15 +236,14 @@ impl Layers {
     /// Adds the settings of a TOML file of the same keys, each with its
     /// line.
     pub fn file(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let file_error = |message: String| ConfigError {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             key: "config",
             origin: Source::File {
                 path: path.to_owned(),
                 line: 1,
             },
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| file_error(format!("cannot read it: {e}")))?;
+            message: format!("cannot read it: {e}"),
+        })?;
         self.toml(path, &text)
     }
 
