@@ -56,6 +56,16 @@ pub enum DomainError {
         kind: InvalidKind,
         violations: Vec<FieldViolation>,
     },
+    /// A size limit on what is kept for a lead (its merged profile): the
+    /// change is refused whole.
+    #[error("{field}: {what} {actual}; at most {limit}")]
+    LimitExceeded {
+        field: String,
+        /// What is measured, e.g. "attributes" or "bytes of attributes".
+        what: &'static str,
+        limit: u64,
+        actual: u64,
+    },
     /// No edge of the transition table leaves `stage` on `command`.
     #[error("{command} is not allowed from {stage}")]
     InvalidTransition { stage: Stage, command: CommandKind },

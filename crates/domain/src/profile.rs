@@ -9,6 +9,12 @@ use crate::error::{DomainError, FieldViolation};
 pub const EMAIL: &str = "email";
 pub const EMAIL_DOMAIN: &str = "email_domain";
 
+/// Attributes a lead keeps at most (the derived `email_domain` aside).
+pub const MAX_ATTRIBUTES: usize = 64;
+/// Bytes of attribute names and values a lead keeps at most (the derived
+/// `email_domain` aside): every read of the lead carries them.
+pub const MAX_PROFILE_BYTES: usize = 64 * 1024;
+
 /// The attributes a lead has. An attribute is present when non-empty; the
 /// derived `email_domain` is always the lower-cased text after the last `@`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,16 +27,21 @@ impl Profile {
         let mut profile = Self::default();
         profile.apply(attributes);
         profile.check_email()?;
+        profile.check_size(None, "profile")?;
         Ok(profile)
     }
 
     /// Merges changes: a non-empty value sets the attribute, an empty one
     /// removes it. Returns whether anything changed. The email can be changed
-    /// but never removed (an IQL has given contact info).
+    /// but never removed (an IQL has given contact info). The merged profile
+    /// must stay within [`MAX_ATTRIBUTES`] and [`MAX_PROFILE_BYTES`]; a
+    /// profile already past them (kept from before the limits) is not cut,
+    /// but a change that would make it larger is refused.
     pub fn merge(&self, changes: BTreeMap<String, String>) -> Result<(Self, bool), DomainError> {
         let mut next = self.clone();
         next.apply(changes);
         next.check_email()?;
+        next.check_size(Some(self), "profile")?;
         let changed = next != *self;
         Ok((next, changed))
     }
@@ -69,6 +80,34 @@ impl Profile {
             ))),
             Some(_) => Ok(()),
         }
+    }
+
+    /// Attributes and their bytes (names and values), the derived
+    /// `email_domain` aside.
+    fn size(&self) -> (usize, usize) {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.as_str() != EMAIL_DOMAIN)
+            .fold((0, 0), |(n, bytes), (k, v)| (n + 1, bytes + k.len() + v.len()))
+    }
+
+    /// Within the limits, or no larger than `before` on the measure it passes.
+    fn check_size(&self, before: Option<&Self>, field: &str) -> Result<(), DomainError> {
+        let (count, bytes) = self.size();
+        let (count_before, bytes_before) = before.map_or((0, 0), Self::size);
+        let exceeded = |what, limit: usize, actual: usize| DomainError::LimitExceeded {
+            field: field.to_owned(),
+            what,
+            limit: limit as u64,
+            actual: actual as u64,
+        };
+        if count > MAX_ATTRIBUTES && count > count_before {
+            return Err(exceeded("attributes", MAX_ATTRIBUTES, count));
+        }
+        if bytes > MAX_PROFILE_BYTES && bytes > bytes_before {
+            return Err(exceeded("bytes of attributes", MAX_PROFILE_BYTES, bytes));
+        }
+        Ok(())
     }
 
     /// The attribute's value, if present.
@@ -147,6 +186,70 @@ mod tests {
             let err = Profile::capture(bad).expect_err("refused");
             assert!(err.to_string().contains("profile.email"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_merged_profile_is_bounded() {
+        let p = Profile::capture(attrs(&[("email", "a@acme.com")])).expect("valid");
+        let many = |from: usize, n: usize, len: usize| -> BTreeMap<String, String> {
+            (from..from + n)
+                .map(|i| (format!("a{i}"), "v".repeat(len)))
+                .collect()
+        };
+        // 63 more make 64 with the email: the limit, accepted.
+        let (full, _) = p.merge(many(0, 63, 10)).expect("at the limit");
+        let err = full.merge(many(100, 1, 10)).expect_err("one past the limit");
+        assert!(
+            matches!(
+                err,
+                DomainError::LimitExceeded {
+                    what: "attributes",
+                    limit: 64,
+                    actual: 65,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // Replacing one keeps the count.
+        assert!(full.merge(attrs(&[("a0", "w")])).is_ok());
+        let err = p.merge(many(0, 40, 2_000)).expect_err("too many bytes");
+        assert!(
+            matches!(
+                err,
+                DomainError::LimitExceeded {
+                    what: "bytes of attributes",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = Profile::capture(
+            many(0, 70, 1)
+                .into_iter()
+                .chain(attrs(&[("email", "a@b.c")]))
+                .collect(),
+        )
+        .expect_err("capture is bounded too");
+        assert!(matches!(err, DomainError::LimitExceeded { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_profile_past_the_limits_may_shrink_but_not_grow() {
+        let mut map = attrs(&[("email", "a@acme.com")]);
+        map.extend((0..100).map(|i| (format!("a{i}"), "v".repeat(1_000))));
+        let big = Profile::from_stored(map);
+        let (smaller, changed) = big.merge(attrs(&[("a0", ""), ("a1", "")])).expect("removals");
+        assert!(changed);
+        assert_eq!(smaller.get("a0"), None);
+        // 98 left beside the email, and the derived domain.
+        assert_eq!(smaller.len(), 100);
+        assert!(big.merge(attrs(&[("a2", "short")])).is_ok(), "a smaller value");
+        assert!(big.merge(attrs(&[("new", "v")])).is_err(), "one more attribute");
+        assert!(
+            big.merge(attrs(&[("a2", &"v".repeat(1_001))])).is_err(),
+            "more bytes"
+        );
     }
 
     #[test]

@@ -1,21 +1,79 @@
-//! Many engagements, possibly for many leads, in one transaction: all of
-//! them or none.
+//! Many engagements, possibly for many leads, in one call. Every item is
+//! checked before anything is written; then the items are written in order,
+//! in chunks that each hold the writer (SQLite's one writer, PostgreSQL's
+//! row locks) for about [`CHUNK_TIME`], so that other writers get in
+//! between. A failure after the first chunk says what was committed; a
+//! retry of the whole batch is safe, since event ids make the committed
+//! items repeats.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use leadflow_domain::FieldViolation;
-use leadflow_store::NewEngagement;
+use leadflow_domain::{Context, FieldViolation, Policy};
+use leadflow_store::{NewEngagement, StoredEngagement};
 
 use crate::Engine;
 use crate::error::EngineError;
-use crate::leads::{Known, Locked, MAX_BATCH, engagement_fingerprint, retrying};
+use crate::leads::{Known, Locked, MAX_BATCH, engagement_fingerprint, rename_field, retrying};
 use crate::model::{BatchItem, LeadKey, Outcome, Request};
 
+/// About how long one chunk of a batch may hold the writer.
+const CHUNK_TIME: Duration = Duration::from_millis(100);
+/// The first chunk, before the cost of an item is known.
+const FIRST_CHUNK: usize = 8;
+/// The most items one chunk may hold.
+const MAX_CHUNK: usize = 100;
+
+/// The next chunk's size, from the time an item took in the last one.
+fn chunk_size(per_item: Duration) -> usize {
+    let fit = CHUNK_TIME.as_micros() / per_item.as_micros().max(1);
+    usize::try_from(fit).unwrap_or(MAX_CHUNK).clamp(1, MAX_CHUNK)
+}
+
+impl EngineError {
+    /// The error of a batch whose items `refusals` were refused (by index,
+    /// in order): the first refusal's, listing every refused item's
+    /// violations. `None` when nothing was refused.
+    pub fn batch(refusals: Vec<(usize, EngineError)>) -> Option<Self> {
+        let violations = refusals
+            .iter()
+            .flat_map(|(i, e)| item_violations(*i, e))
+            .collect();
+        let (_, first) = refusals.into_iter().next()?;
+        Some(Self::Batch {
+            first: Box::new(first),
+            violations,
+        })
+    }
+}
+
+/// The field violations that name a refused item.
+fn item_violations(i: usize, error: &EngineError) -> Vec<FieldViolation> {
+    match error {
+        EngineError::NotFound { what, key } => vec![FieldViolation::new(
+            format!("engagements[{i}].lead"),
+            format!("{what} {key} not found"),
+        )],
+        EngineError::InvalidArgument { violations, .. }
+        | EngineError::Domain(leadflow_domain::DomainError::InvalidArgument { violations, .. }) => {
+            violations.clone()
+        }
+        other => vec![FieldViolation::new(
+            format!("engagements[{i}]"),
+            other.to_string(),
+        )],
+    }
+}
+
 impl Engine {
-    /// Records every item in order, in one transaction. If any item is
-    /// refused, nothing is written and every refusal is reported, each
-    /// under `engagements[i]`.
-    #[tracing::instrument(name = "engine.record_engagements", skip_all)]
+    /// Records every item in order. If any item is refused, nothing is
+    /// written: the error is the one the first refused item would get
+    /// alone, and lists every refused item under `engagements[i]`. Then
+    /// the items are written in chunks of bounded time; if one fails after
+    /// others were committed, the error is [`EngineError::Committed`] with
+    /// their outcomes.
+    #[tracing::instrument(name = "engine.record_engagements", skip_all, fields(items = items.len()))]
     pub async fn record_engagements(
         &self,
         req: &Request,
@@ -31,19 +89,102 @@ impl Engine {
                 ),
             ));
         }
-        let items: Vec<(&Request, &BatchItem)> = items.iter().map(|item| (req, item)).collect();
-        let outcomes = retrying!(self.try_batch(&items))?;
-        self.count_recorded(&outcomes);
+        let indexed: Vec<(usize, &BatchItem)> = items.iter().enumerate().collect();
+        if let Some(refused) = EngineError::batch(self.refusals(req, &indexed).await?) {
+            return Err(refused);
+        }
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(items.len());
+        let mut size = FIRST_CHUNK;
+        while outcomes.len() < items.len() {
+            let start = outcomes.len();
+            let chunk: Vec<(&Request, &BatchItem)> = items[start..(start + size).min(items.len())]
+                .iter()
+                .map(|item| (req, item))
+                .collect();
+            let began = Instant::now();
+            match retrying!(self.try_batch(&chunk, start)) {
+                Ok(done) => {
+                    self.count_recorded(&done);
+                    outcomes.extend(done);
+                }
+                Err(error) if start == 0 => return Err(error),
+                Err(error) => {
+                    return Err(EngineError::Committed {
+                        error: Box::new(error),
+                        outcomes,
+                    });
+                }
+            }
+            let per_item = began.elapsed() / u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+            size = chunk_size(per_item);
+        }
         Ok(outcomes)
+    }
+
+    /// Why each of `items` (with its index in the caller's list) would be
+    /// refused, without writing or locking anything: an unknown lead, an
+    /// engagement the active policy does not take, an event id already
+    /// recorded (or used earlier in the list) with other content. The
+    /// refusals by index, in order; those of a batch's items are found
+    /// again when they are written, should the data change in between.
+    pub async fn refusals(
+        &self,
+        req: &Request,
+        items: &[(usize, &BatchItem)],
+    ) -> Result<Vec<(usize, EngineError)>, EngineError> {
+        let ws = req.workspace.as_str();
+        let (_, policy) = self.active_policy_read(ws).await?;
+        let mut ids: Vec<&str> = Vec::new();
+        let mut keys: Vec<&str> = Vec::new();
+        for (_, item) in items {
+            match &item.lead {
+                LeadKey::Id(id) => ids.push(id),
+                LeadKey::ExternalKey(k) => keys.push(k),
+            }
+        }
+        let mut event_ids: Vec<&str> = items
+            .iter()
+            .map(|(_, item)| item.engagement.event_id.as_str())
+            .collect();
+        for list in [&mut ids, &mut keys, &mut event_ids] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        let mut lead_ids: HashMap<LeadKey, String> = HashMap::new();
+        for (id, key) in self.store.lead_names(ws, &ids, &keys).await? {
+            if let Some(key) = key {
+                lead_ids.insert(LeadKey::ExternalKey(key), id.clone());
+            }
+            lead_ids.insert(LeadKey::Id(id.clone()), id);
+        }
+        let recorded: HashMap<String, StoredEngagement> = self
+            .store
+            .engagements_by_event_id(ws, &event_ids)
+            .await?
+            .into_iter()
+            .map(|e| (e.engagement.event_id.clone(), e))
+            .collect();
+        let ctx = Context { now: self.now() };
+        // Earlier in the list: (index, fingerprint) by event id.
+        let mut listed: HashMap<&str, (usize, String)> = HashMap::new();
+        let mut refusals = Vec::new();
+        for (i, item) in items {
+            if let Some(refusal) = refusal(&policy, &ctx, *i, item, &lead_ids, &recorded, &mut listed) {
+                refusals.push((*i, refusal));
+            }
+        }
+        Ok(refusals)
     }
 
     /// Items of one workspace, each under its own request, in one
     /// transaction: all of them or none. The leads are locked up front in
     /// one statement, the engagements inserted in one, and the other rows
     /// written at commit a statement a table (see `Tx::defer_writes`).
+    /// Items are named `engagements[offset + i]` in errors.
     pub(crate) async fn try_batch(
         &self,
         items: &[(&Request, &BatchItem)],
+        offset: usize,
     ) -> Result<Vec<Outcome>, EngineError> {
         let Some((first, _)) = items.first() else {
             return Ok(Vec::new());
@@ -102,10 +243,10 @@ impl Engine {
         let mut inserted = tx.insert_engagements_if_new(ws, &new, self.now()).await?;
 
         let mut outcomes = Vec::with_capacity(items.len());
-        let mut violations: Vec<FieldViolation> = Vec::new();
-        let mut reason = None;
+        let mut refusals: Vec<(usize, EngineError)> = Vec::new();
         let mut events = 0;
         for (i, ((req, item), fingerprint)) in items.iter().zip(&fingerprints).enumerate() {
+            let i = offset + i;
             let field = format!("engagements[{i}].engagement");
             let id = by_key.get(&item.lead);
             let known = match fingerprint.as_deref() {
@@ -145,36 +286,17 @@ impl Engine {
                     events += applied.events;
                     outcomes.push(applied.outcome);
                 }
-                Err(EngineError::NotFound { what, key }) => {
-                    reason.get_or_insert("NOT_FOUND");
-                    violations.push(FieldViolation::new(
-                        format!("engagements[{i}].lead"),
-                        format!("{what} {key} not found"),
-                    ));
-                }
-                Err(EngineError::Domain(leadflow_domain::DomainError::InvalidArgument {
-                    kind,
-                    violations: v,
-                })) => {
-                    reason.get_or_insert(kind.reason());
-                    violations.extend(v);
-                }
-                Err(EngineError::InvalidArgument {
-                    reason: r,
-                    violations: v,
-                }) => {
-                    reason.get_or_insert(r);
-                    violations.extend(v);
-                }
+                Err(
+                    e @ (EngineError::NotFound { .. }
+                    | EngineError::InvalidArgument { .. }
+                    | EngineError::Domain(_)),
+                ) => refusals.push((i, e)),
                 Err(other) => return Err(other),
             }
         }
-        if !violations.is_empty() {
+        if let Some(refused) = EngineError::batch(refusals) {
             // Dropping the transaction rolls back every item already applied.
-            return Err(EngineError::InvalidArgument {
-                reason: reason.unwrap_or("INVALID_FIELD"),
-                violations,
-            });
+            return Err(refused);
         }
         tx.commit().await?;
         if events > 0 {
@@ -189,5 +311,89 @@ impl Engine {
         self.counters
             .engagements_recorded
             .fetch_add(recorded, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The workspace's active policy, read outside any transaction.
+    async fn active_policy_read(&self, ws: &str) -> Result<(i64, Arc<Policy>), EngineError> {
+        let version = self
+            .store
+            .active_policy_version(ws)
+            .await?
+            .ok_or_else(|| EngineError::NotReady(format!("workspace {ws:?} has no active policy")))?;
+        if let Some(policy) = self.cached_policy(ws, version) {
+            return Ok((version, policy));
+        }
+        let record =
+            self.store.policy(ws, version).await?.ok_or_else(|| {
+                EngineError::Internal(format!("policy version {version} of {ws:?} is missing"))
+            })?;
+        Ok((version, self.cache_policy(ws, version, &record.source)?))
+    }
+}
+
+/// Why the item at `i` would be refused, if it would.
+fn refusal<'a>(
+    policy: &Policy,
+    ctx: &Context,
+    i: usize,
+    item: &'a BatchItem,
+    lead_ids: &HashMap<LeadKey, String>,
+    recorded: &HashMap<String, StoredEngagement>,
+    listed: &mut HashMap<&'a str, (usize, String)>,
+) -> Option<EngineError> {
+    let Some(lead_id) = lead_ids.get(&item.lead) else {
+        return Some(EngineError::NotFound {
+            what: "lead",
+            key: item.lead.describe(),
+        });
+    };
+    let e = &item.engagement;
+    if let Err(refused) = leadflow_domain::lifecycle::check_engagement(policy, e, ctx) {
+        return Some(rename_field(
+            refused.into(),
+            "engagement.",
+            &format!("engagements[{i}].engagement."),
+        ));
+    }
+    let fingerprint = engagement_fingerprint(lead_id, e, item.occurred_at_given);
+    let reused = |description: String| {
+        Some(EngineError::invalid(
+            "EVENT_ID_REUSED",
+            format!("engagements[{i}].engagement.event_id"),
+            description,
+        ))
+    };
+    if let Some(seen) = recorded.get(&e.event_id) {
+        if seen.fingerprint != fingerprint {
+            return reused(format!(
+                "event id {:?} was already recorded with other content (lead {}, {} at {})",
+                e.event_id, seen.lead_id, seen.engagement.kind, seen.engagement.occurred_at
+            ));
+        }
+        return None;
+    }
+    match listed.get(e.event_id.as_str()) {
+        Some((j, first)) if *first != fingerprint => reused(format!(
+            "event id {:?} is used by engagements[{j}] with other content",
+            e.event_id
+        )),
+        Some(_) => None,
+        None => {
+            listed.insert(&e.event_id, (i, fingerprint));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_fits_its_time() {
+        assert_eq!(chunk_size(Duration::from_millis(60)), 1);
+        assert_eq!(chunk_size(Duration::from_millis(10)), 10);
+        assert_eq!(chunk_size(Duration::from_micros(300)), 100);
+        assert_eq!(chunk_size(Duration::ZERO), 100);
     }
 }

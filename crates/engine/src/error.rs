@@ -16,6 +16,22 @@ pub enum EngineError {
     /// A policy document that does not validate.
     #[error("invalid policy:\n{0}")]
     InvalidPolicy(PolicyErrors),
+    /// Items of a batch refused before anything was written: `first` is
+    /// what the first refused item would get alone, `violations` name every
+    /// refused item.
+    #[error("{first}")]
+    Batch {
+        first: Box<EngineError>,
+        violations: Vec<FieldViolation>,
+    },
+    /// A batch written in several transactions failed after some of its
+    /// items were committed: their outcomes, in order (a retry is safe:
+    /// they are known by event id).
+    #[error("{error} ({} committed before)", .outcomes.len())]
+    Committed {
+        error: Box<EngineError>,
+        outcomes: Vec<crate::model::Outcome>,
+    },
     #[error("{what} {key:?} not found")]
     NotFound { what: &'static str, key: String },
     #[error("{what} {key:?} already exists (id {id})")]

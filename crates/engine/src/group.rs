@@ -220,7 +220,7 @@ impl Engine {
     async fn run_group_in(&self, group: Vec<Job>) {
         if group.len() > 1 {
             let items: Vec<(&Request, &BatchItem)> = group.iter().map(|j| (&j.req, &j.item)).collect();
-            if let Ok(outcomes) = retrying!(self.try_batch(&items)) {
+            if let Ok(outcomes) = retrying!(self.try_batch(&items, 0)) {
                 // Counted here: the write stands even if its caller left.
                 self.count_recorded(&outcomes);
                 for (job, outcome) in group.into_iter().zip(outcomes) {

@@ -658,9 +658,26 @@ pub(crate) fn rename_field(e: EngineError, from: &str, to: &str) -> EngineError 
     let rename = |field: &mut String| {
         if let Some(rest) = field.strip_prefix(from) {
             *field = format!("{to}{rest}");
+        } else if field == from.trim_end_matches('.') {
+            // The whole thing (`profile` itself, as a size limit names it).
+            *field = to.trim_end_matches('.').to_owned();
         }
     };
     match e {
+        EngineError::Domain(DomainError::LimitExceeded {
+            mut field,
+            what,
+            limit,
+            actual,
+        }) => {
+            rename(&mut field);
+            EngineError::Domain(DomainError::LimitExceeded {
+                field,
+                what,
+                limit,
+                actual,
+            })
+        }
         EngineError::Domain(DomainError::InvalidArgument { kind, mut violations }) => {
             violations.iter_mut().for_each(|v| rename(&mut v.field));
             EngineError::Domain(DomainError::InvalidArgument { kind, violations })

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::sync::Semaphore;
-use tonic::Code;
-use tonic_types::{ErrorDetails, StatusExt};
 
 #[derive(Clone, Debug)]
 pub(crate) struct AdmissionLayer {
@@ -53,17 +51,9 @@ fn counted(path: &str) -> bool {
 }
 
 fn overloaded() -> http::Response<tonic::body::Body> {
-    let mut details = ErrorDetails::new();
-    details.set_error_info(
-        "OVERLOADED",
-        crate::error::ERROR_DOMAIN,
-        std::collections::HashMap::new(),
-    );
-    details.set_retry_info(Some(std::time::Duration::from_millis(100)));
-    tonic::Status::with_error_details(
-        Code::ResourceExhausted,
+    crate::error::overloaded(
         "leadflow is at its limit of calls in flight; retry shortly",
-        details,
+        crate::error::RETRY_AFTER_OVERLOAD,
     )
     .into_http()
 }

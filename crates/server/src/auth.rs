@@ -20,6 +20,8 @@ use leadflow_engine::Engine;
 use leadflow_store::TokenRecord;
 use sha2::{Digest, Sha256};
 use tonic::Code;
+
+use crate::watch::{Watch, WatchedRequest, WatchedResponse};
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// How long a looked-up token is trusted before it is read again.
@@ -56,9 +58,10 @@ impl Principal {
 }
 
 /// The scope a method needs; `None` for methods open to everyone (health,
-/// reflection). A leadflow method not in the table needs a token but no
-/// particular scope (tonic answers UNIMPLEMENTED for it).
-pub fn required_scope(path: &str) -> Option<Option<&'static str>> {
+/// reflection). Every leadflow method is in this table (a test checks the
+/// served descriptors against it); a leadflow method that is not needs a
+/// token and is refused whatever its scopes: nothing is open by omission.
+pub fn required_scope(path: &str) -> Option<Scope> {
     let (service, method) = path.trim_start_matches('/').split_once('/')?;
     let scope = match (service, method) {
         ("leadflow.v1.LeadService", "GetLead" | "ListLeads" | "GetLeadHistory" | "ExplainScore") => {
@@ -69,13 +72,46 @@ pub fn required_scope(path: &str) -> Option<Option<&'static str>> {
             "engagements:write"
         }
         ("leadflow.v1.LeadService", "Transition") => "transitions:write",
-        ("leadflow.v1.PolicyService", _) => "policy:admin",
-        ("leadflow.v1.TriggerService", _) => "triggers:subscribe",
-        ("leadflow.v1.AnalyticsService", _) => "analytics:read",
-        (s, _) if s.starts_with("leadflow.") => return Some(None),
+        (
+            "leadflow.v1.PolicyService",
+            "ValidatePolicy"
+            | "CreatePolicyVersion"
+            | "ListPolicyVersions"
+            | "GetActivePolicy"
+            | "SimulatePolicy"
+            | "ActivatePolicy"
+            | "WatchRescore",
+        ) => "policy:admin",
+        ("leadflow.v1.TriggerService", "Subscribe" | "Ack" | "ListConsumers" | "DeleteConsumer") => {
+            "triggers:subscribe"
+        }
+        ("leadflow.v1.AnalyticsService", "GetFunnel" | "GetRuleReport" | "CalibrateThreshold") => {
+            "analytics:read"
+        }
+        (s, _) if s.starts_with("leadflow.") => return Some(Scope::Unlisted),
         _ => return None,
     };
-    Some(Some(scope))
+    Some(Scope::Needs(scope))
+}
+
+/// What a leadflow method asks of a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// A token with this scope.
+    Needs(&'static str),
+    /// Not in the table: refused to every token.
+    Unlisted,
+}
+
+/// Calls that stay open (streams): their token is checked again while
+/// they last (see `watch.rs`).
+pub fn long_lived(path: &str) -> bool {
+    matches!(
+        path,
+        "/leadflow.v1.TriggerService/Subscribe"
+            | "/leadflow.v1.PolicyService/WatchRescore"
+            | "/leadflow.v1.LeadService/StreamEngagements"
+    )
 }
 
 /// A new secret: `lft_` and 256 random bits, base64url.
@@ -121,7 +157,7 @@ pub struct Authenticator {
 
 /// Why a call is refused.
 #[derive(Debug, PartialEq)]
-enum Refusal {
+pub(crate) enum Refusal {
     Unauthenticated(&'static str),
     PermissionDenied(String),
     Unavailable,
@@ -226,13 +262,9 @@ impl Authenticator {
                 token: None,
             }));
         }
-        let secret = authorization
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or(Refusal::Unauthenticated(
-                "a bearer token is required (authorization: Bearer …)",
-            ))?;
+        let secret = bearer(authorization).ok_or(Refusal::Unauthenticated(
+            "a bearer token is required (authorization: Bearer …)",
+        ))?;
         let token = self
             .token(&secret_hash(secret))
             .await?
@@ -240,13 +272,19 @@ impl Authenticator {
         if !token.is_live(self.engine.now()) {
             return Err(Refusal::Unauthenticated("the token is revoked or expired"));
         }
-        if let Some(scope) = scope
-            && !token.scopes.iter().any(|s| s == scope)
-        {
-            return Err(Refusal::PermissionDenied(format!(
-                "token {:?} lacks the scope {scope} that {path} needs",
-                token.name
-            )));
+        match scope {
+            Scope::Needs(scope) if !token.scopes.iter().any(|s| s == scope) => {
+                return Err(Refusal::PermissionDenied(format!(
+                    "token {:?} lacks the scope {scope} that {path} needs",
+                    token.name
+                )));
+            }
+            Scope::Needs(_) => {}
+            Scope::Unlisted => {
+                return Err(Refusal::PermissionDenied(format!(
+                    "{path} is not a method any scope grants"
+                )));
+            }
         }
         if let Some(limit) = self.rate {
             let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
@@ -264,7 +302,27 @@ impl Authenticator {
     }
 }
 
+/// The secret of an `authorization: Bearer …` header.
+fn bearer(authorization: Option<&str>) -> Option<&str> {
+    authorization
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
 impl Authenticator {
+    /// Why a call made with the token of `hash` must end now (revoked,
+    /// expired, gone), if it must. A failed look-up does not end it: the
+    /// next check looks again.
+    pub(crate) async fn refusal_now(&self, hash: &str) -> Option<&'static str> {
+        match self.token(hash).await {
+            Ok(Some(token)) if token.is_live(self.engine.now()) => None,
+            Ok(Some(_)) => Some("the token was revoked or has expired"),
+            Ok(None) => Some("the token is not valid"),
+            Err(_) => None,
+        }
+    }
+
     /// Auth is off: every call acts for one workspace.
     pub(crate) fn is_open(&self) -> bool {
         self.open_workspace.is_some()
@@ -296,7 +354,8 @@ impl Authenticator {
     }
 }
 
-fn refused(refusal: Refusal) -> http::Response<tonic::body::Body> {
+/// The status of a refusal.
+pub(crate) fn refusal_status(refusal: Refusal) -> tonic::Status {
     let mut retry = None;
     let (code, reason, message) = match refusal {
         Refusal::Unauthenticated(m) => (Code::Unauthenticated, "UNAUTHENTICATED", m.to_owned()),
@@ -320,7 +379,7 @@ fn refused(refusal: Refusal) -> http::Response<tonic::body::Body> {
     if retry.is_some() {
         details.set_retry_info(retry);
     }
-    tonic::Status::with_error_details(code, message, details).into_http()
+    tonic::Status::with_error_details(code, message, details)
 }
 
 #[derive(Clone, Debug)]
@@ -353,14 +412,12 @@ pub(crate) struct Auth<S> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S, B> tower::Service<http::Request<B>> for Auth<S>
+type Body = tonic::body::Body;
+
+impl<S> tower::Service<http::Request<Body>> for Auth<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -370,7 +427,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = Arc::clone(&self.auth);
@@ -380,14 +437,28 @@ where
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            match auth.principal(req.uri().path(), authorization.as_deref()).await {
+            let path = req.uri().path().to_owned();
+            let watch = match auth.principal(&path, authorization.as_deref()).await {
                 Ok(Some(principal)) => {
+                    let watch = principal
+                        .token
+                        .is_some()
+                        .then(|| bearer(authorization.as_deref()))
+                        .flatten()
+                        .filter(|_| long_lived(&path))
+                        .map(|secret| Watch::new(Arc::clone(&auth), secret_hash(secret)));
                     req.extensions_mut().insert(principal);
+                    watch
                 }
-                Ok(None) => {}
-                Err(refusal) => return Ok(refused(refusal)),
-            }
-            inner.call(req).await
+                Ok(None) => None,
+                Err(refusal) => return Ok(refusal_status(refusal).into_http()),
+            };
+            let Some(watch) = watch else {
+                return inner.call(req).await;
+            };
+            let req = req.map(|body| Body::new(WatchedRequest::new(body, watch.clone())));
+            let response = inner.call(req).await?;
+            Ok(response.map(|body| Body::new(WatchedResponse::new(body, watch))))
         })
     }
 }
@@ -407,35 +478,69 @@ pub(crate) fn caller<T>(request: &tonic::Request<T>) -> Result<Principal, tonic:
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_scopes, required_scope, secret_hash};
+    use super::{SCOPES, Scope, long_lived, parse_scopes, required_scope, secret_hash};
 
     #[test]
     fn every_leadflow_method_needs_a_token_and_health_does_not() {
         assert_eq!(
             required_scope("/leadflow.v1.LeadService/GetLead"),
-            Some(Some("leads:read"))
+            Some(Scope::Needs("leads:read"))
         );
         assert_eq!(
             required_scope("/leadflow.v1.LeadService/RecordEngagements"),
-            Some(Some("engagements:write"))
+            Some(Scope::Needs("engagements:write"))
         );
         assert_eq!(
             required_scope("/leadflow.v1.PolicyService/ActivatePolicy"),
-            Some(Some("policy:admin"))
+            Some(Scope::Needs("policy:admin"))
         );
         assert_eq!(
             required_scope("/leadflow.v1.TriggerService/Ack"),
-            Some(Some("triggers:subscribe"))
+            Some(Scope::Needs("triggers:subscribe"))
         );
         assert_eq!(
             required_scope("/leadflow.v1.LeadService/NoSuchMethod"),
-            Some(None)
+            Some(Scope::Unlisted)
+        );
+        assert_eq!(
+            required_scope("/leadflow.v1.PolicyService/NoSuchMethod"),
+            Some(Scope::Unlisted)
         );
         assert_eq!(required_scope("/grpc.health.v1.Health/Check"), None);
         assert_eq!(
             required_scope("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
             None
         );
+    }
+
+    /// Every method the server serves, from its descriptors: a new RPC
+    /// that is not in the scope table fails here.
+    #[test]
+    fn every_served_method_has_a_scope_and_every_stream_is_watched() {
+        use prost::Message as _;
+        let set = prost_types::FileDescriptorSet::decode(leadflow_proto::FILE_DESCRIPTOR_SET)
+            .expect("the descriptor set decodes");
+        let mut methods = 0;
+        for file in &set.file {
+            for service in &file.service {
+                let name = format!("{}.{}", file.package(), service.name());
+                for method in &service.method {
+                    methods += 1;
+                    let path = format!("/{name}/{}", method.name());
+                    match required_scope(&path) {
+                        Some(Scope::Needs(scope)) => assert!(SCOPES.contains(&scope), "{path}: {scope}"),
+                        other => panic!("{path} is not in the scope table ({other:?})"),
+                    }
+                    let streams = method.client_streaming() || method.server_streaming();
+                    assert_eq!(
+                        long_lived(&path),
+                        streams,
+                        "{path}: a stream is long-lived, a unary call not"
+                    );
+                }
+            }
+        }
+        assert!(methods >= 20, "{methods} methods served");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use leadflow_engine::{LeadKey, LeadView};
 use leadflow_proto::v1 as pb;
 use leadflow_store::{PolicyRecord, StoredEngagement, StoredTransition};
 
-use crate::limits::{Check, MAX_ID_CHARS, MAX_NAME_CHARS};
+use crate::limits::{Check, MAX_NAME_CHARS};
 
 // ---- time -----------------------------------------------------------------
 
@@ -108,13 +108,9 @@ pub(crate) fn lead_key(check: &mut Check, field: &str, lead: Option<&pb::LeadRef
             check.fail(field, "required: an id or an external_key");
             return None;
         }
-        Some(pb::lead_ref::Key::Id(id)) => {
-            check.text(&format!("{field}.id"), id, MAX_ID_CHARS, true);
-            LeadKey::Id(id.clone())
-        }
+        Some(pb::lead_ref::Key::Id(id)) => LeadKey::Id(check.key(&format!("{field}.id"), id, true)),
         Some(pb::lead_ref::Key::ExternalKey(k)) => {
-            check.text(&format!("{field}.external_key"), k, MAX_ID_CHARS, true);
-            LeadKey::ExternalKey(k.clone())
+            LeadKey::ExternalKey(check.key(&format!("{field}.external_key"), k, true))
         }
     };
     Some(key)
@@ -216,14 +212,14 @@ pub(crate) fn engagement_in(
         check.fail(field, "required");
         return None;
     };
-    check.text(&format!("{field}.event_id"), &e.event_id, MAX_ID_CHARS, true);
+    let event_id = check.key(&format!("{field}.event_id"), &e.event_id, true);
     check.text(&format!("{field}.type"), &e.r#type, MAX_NAME_CHARS, true);
     check.text(&format!("{field}.channel"), &e.channel, MAX_NAME_CHARS, false);
     check.map(&format!("{field}.properties"), &e.properties);
     let occurred_at = timestamp_in(check, &format!("{field}.occurred_at"), e.occurred_at.as_ref());
     Some((
         Engagement {
-            event_id: e.event_id.clone(),
+            event_id,
             kind: e.r#type.clone(),
             channel: (!e.channel.trim().is_empty()).then(|| e.channel.clone()),
             properties: e.properties.clone(),

@@ -1,5 +1,13 @@
 //! Engine errors to gRPC statuses, variant by variant, with rich details
 //! (`google.rpc.ErrorInfo`, `BadRequest`, `PreconditionFailure`, `ResourceInfo`).
+//!
+//! Every status leaves through [`finish`], which keeps its trailers small
+//! whatever the input: stock clients (gRPC C-core and its Python, Ruby and
+//! PHP wrappers, Java, most proxies) refuse metadata past 8 KiB, and would
+//! then show their own RESOURCE_EXHAUSTED instead of ours. So at most
+//! [`MAX_VIOLATIONS`] field violations are listed (then one `…and K more`
+//! with the count, which `ErrorInfo.metadata["violations"]` also holds),
+//! echoed values are cut, and the message is bounded.
 
 use std::collections::HashMap;
 
@@ -11,181 +19,489 @@ use tonic_types::{ErrorDetails, StatusExt};
 /// The `ErrorInfo.domain` of every leadflow error.
 pub(crate) const ERROR_DOMAIN: &str = "leadflow";
 
-fn info(details: &mut ErrorDetails, reason: &str, metadata: &[(&str, String)]) {
-    let metadata: HashMap<String, String> = metadata
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+/// Field violations listed at most; the rest are counted.
+pub(crate) const MAX_VIOLATIONS: usize = 20;
+/// Bytes of violations (fields and descriptions) listed at most. Base64
+/// in `grpc-status-details-bin` makes 4/3 of it.
+const VIOLATION_BYTES: usize = 2_560;
+/// A field path and a description, cut to these many bytes.
+const MAX_FIELD_BYTES: usize = 160;
+const MAX_DESCRIPTION_BYTES: usize = 320;
+/// `grpc-message`, before percent-encoding (at most 3 bytes a byte).
+const MAX_MESSAGE_BYTES: usize = 512;
+/// An `ErrorInfo` metadata value.
+const MAX_METADATA_BYTES: usize = 200;
+
+/// `text` cut to at most `max` bytes on a character boundary, with an
+/// ellipsis when cut.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// What an error says, before it is bounded and encoded.
+#[derive(Debug)]
+struct Error {
+    code: Code,
+    message: String,
+    reason: &'static str,
+    metadata: Vec<(&'static str, String)>,
+    violations: Vec<FieldViolation>,
+    preconditions: Vec<(String, String, String)>,
+    resource: Option<(String, String, String)>,
+    retry: Option<std::time::Duration>,
+}
+
+impl Error {
+    fn new(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            reason,
+            metadata: Vec::new(),
+            violations: Vec::new(),
+            preconditions: Vec::new(),
+            resource: None,
+            retry: None,
+        }
+    }
+
+    fn meta(mut self, key: &'static str, value: impl ToString) -> Self {
+        self.metadata.push((key, value.to_string()));
+        self
+    }
+}
+
+/// The listed share of `violations`, each cut, then `…and K more`.
+fn bounded(violations: &[FieldViolation]) -> Vec<FieldViolation> {
+    let mut out = Vec::with_capacity(violations.len().min(MAX_VIOLATIONS + 1));
+    let mut bytes = 0;
+    for (i, v) in violations.iter().enumerate() {
+        let v = FieldViolation::new(
+            truncate(&v.field, MAX_FIELD_BYTES),
+            truncate(&v.description, MAX_DESCRIPTION_BYTES),
+        );
+        let cost = v.field.len() + v.description.len();
+        if out.len() == MAX_VIOLATIONS || bytes + cost > VIOLATION_BYTES {
+            let more = violations.len() - i;
+            out.push(FieldViolation::new("", format!("…and {more} more")));
+            break;
+        }
+        bytes += cost;
+        out.push(v);
+    }
+    out
+}
+
+/// The status of an error, bounded.
+fn finish(error: Error) -> Status {
+    let mut details = ErrorDetails::new();
+    let total = error.violations.len();
+    let listed = bounded(&error.violations);
+    for v in &listed {
+        details.add_bad_request_violation(v.field.clone(), v.description.clone());
+    }
+    let preconditions = error.preconditions.len();
+    for (i, (kind, subject, description)) in error.preconditions.into_iter().enumerate() {
+        if i == MAX_VIOLATIONS {
+            details.add_precondition_failure_violation("", "", format!("…and {} more", preconditions - i));
+            break;
+        }
+        details.add_precondition_failure_violation(
+            kind,
+            truncate(&subject, MAX_FIELD_BYTES),
+            truncate(&description, MAX_DESCRIPTION_BYTES),
+        );
+    }
+    let mut metadata: HashMap<String, String> = error
+        .metadata
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), truncate(&v, MAX_METADATA_BYTES)))
         .collect();
-    details.set_error_info(reason, ERROR_DOMAIN, metadata);
+    if total > 0 {
+        metadata.insert("violations".to_owned(), total.to_string());
+    }
+    details.set_error_info(error.reason, ERROR_DOMAIN, metadata);
+    if let Some((kind, name, description)) = error.resource {
+        details.set_resource_info(
+            kind,
+            truncate(&name, MAX_FIELD_BYTES),
+            "",
+            truncate(&description, MAX_DESCRIPTION_BYTES),
+        );
+    }
+    if error.retry.is_some() {
+        details.set_retry_info(error.retry);
+    }
+    Status::with_error_details(error.code, truncate(&error.message, MAX_MESSAGE_BYTES), details)
+}
+
+/// A message that lists violations: the first few, then how many more.
+fn listing(violations: &[FieldViolation]) -> String {
+    let mut message = String::new();
+    for (i, v) in violations.iter().enumerate() {
+        let item = format!("{}: {}", truncate(&v.field, 64), truncate(&v.description, 160));
+        if i > 0 && message.len() + item.len() > MAX_MESSAGE_BYTES - 32 {
+            message.push_str(&format!("; …and {} more", violations.len() - i));
+            break;
+        }
+        if i > 0 {
+            message.push_str("; ");
+        }
+        message.push_str(&item);
+    }
+    message
 }
 
 /// `INVALID_ARGUMENT` with a field violation each.
-pub(crate) fn invalid(reason: &str, violations: &[FieldViolation]) -> Status {
-    let mut details = ErrorDetails::new();
-    for v in violations {
-        details.add_bad_request_violation(v.field.clone(), v.description.clone());
-    }
-    info(&mut details, reason, &[]);
-    let message = violations
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ");
-    Status::with_error_details(Code::InvalidArgument, message, details)
+pub(crate) fn invalid(reason: &'static str, violations: &[FieldViolation]) -> Status {
+    finish(Error {
+        violations: violations.to_vec(),
+        ..Error::new(Code::InvalidArgument, reason, listing(violations))
+    })
+}
+
+/// A limit of ours that a request passes: `code` is INVALID_ARGUMENT for
+/// a field, RESOURCE_EXHAUSTED for a whole batch or message. `ErrorInfo`
+/// says `LIMIT_EXCEEDED` with the field, the limit and the actual value of
+/// the first violation, which is the limit; any others are listed too.
+pub(crate) fn limit_exceeded(code: Code, violations: &[FieldViolation], limit: u64, actual: u64) -> Status {
+    let field = violations.first().map(|v| v.field.clone()).unwrap_or_default();
+    finish(Error {
+        violations: violations.to_vec(),
+        ..Error::new(code, "LIMIT_EXCEEDED", listing(violations))
+            .meta("field", field)
+            .meta("limit", limit)
+            .meta("actual", actual)
+    })
 }
 
 /// `RESOURCE_EXHAUSTED`: a request over a size limit.
-pub(crate) fn too_large(field: &str, message: String) -> Status {
-    let mut details = ErrorDetails::new();
-    details.add_bad_request_violation(field, message.clone());
-    info(&mut details, "LIMIT_EXCEEDED", &[("field", field.to_owned())]);
-    Status::with_error_details(Code::ResourceExhausted, message, details)
+pub(crate) fn too_large(field: &str, description: String, limit: usize, actual: usize) -> Status {
+    limit_exceeded(
+        Code::ResourceExhausted,
+        &[FieldViolation::new(field, description)],
+        u64::try_from(limit).unwrap_or(u64::MAX),
+        u64::try_from(actual).unwrap_or(u64::MAX),
+    )
 }
 
+/// The codec's refusal of a message over the decode limit ("Error, decoded
+/// message length too large: found N bytes, the limit is: M bytes"), as
+/// our own limits answer it; `None` for any other message.
+pub(crate) fn from_decode_limit(message: &str) -> Option<Status> {
+    let rest = message.strip_prefix("Error, decoded message length too large: found ")?;
+    let (found, rest) = rest.split_once(" bytes, the limit is: ")?;
+    let limit = rest.strip_suffix(" bytes")?;
+    let (found, limit) = (found.parse::<usize>().ok()?, limit.parse::<usize>().ok()?);
+    Some(too_large(
+        "(message)",
+        format!("a message of {found} bytes; at most {limit}"),
+        limit,
+        found,
+    ))
+}
+
+/// A status from the request stream of a call (a client stream): the
+/// codec's decode-limit refusal is answered as our own limits are.
+pub(crate) fn from_stream(status: Status) -> Status {
+    if status.code() == Code::OutOfRange
+        && let Some(ours) = from_decode_limit(status.message())
+    {
+        return ours;
+    }
+    status
+}
+
+/// `RESOURCE_EXHAUSTED` with a retry hint: leadflow itself is at a limit
+/// (calls in flight, database connections), not the caller.
+pub(crate) fn overloaded(message: &str, retry_after: std::time::Duration) -> Status {
+    finish(Error {
+        retry: Some(retry_after),
+        ..Error::new(Code::ResourceExhausted, "OVERLOADED", message)
+    })
+}
+
+/// How long a caller refused as overloaded is told to wait.
+pub(crate) const RETRY_AFTER_OVERLOAD: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub(crate) fn status(error: EngineError) -> Status {
+    finish(describe(error))
+}
+
+fn describe(error: EngineError) -> Error {
     match error {
         EngineError::Domain(e) => domain(e),
-        EngineError::InvalidArgument { reason, violations } => invalid(reason, &violations),
+        EngineError::InvalidArgument { reason, violations } => Error {
+            message: listing(&violations),
+            violations,
+            ..Error::new(Code::InvalidArgument, reason, "")
+        },
         EngineError::InvalidPolicy(errors) => {
             let violations: Vec<FieldViolation> = errors
                 .0
                 .iter()
                 .map(|e| FieldViolation::new("source", e.to_string()))
                 .collect();
-            invalid("INVALID_POLICY", &violations)
+            Error {
+                message: listing(&violations),
+                violations,
+                ..Error::new(Code::InvalidArgument, "INVALID_POLICY", "")
+            }
         }
-        EngineError::NotFound { what, key } => {
-            let mut details = ErrorDetails::new();
-            info(
-                &mut details,
+        EngineError::Batch { first, violations } => {
+            // The code and reason the first refused item would get alone;
+            // every item's violation listed.
+            let first = describe(*first);
+            Error {
+                message: listing(&violations),
+                violations,
+                ..first
+            }
+        }
+        EngineError::Committed { error, outcomes } => {
+            let committed = outcomes.len();
+            let inner = describe(*error);
+            let message = format!(
+                "{} ({committed} engagements were committed before this one)",
+                inner.message
+            );
+            Error { message, ..inner }.meta("committed", committed)
+        }
+        EngineError::NotFound { what, key } => Error {
+            resource: Some((
+                what.to_owned(),
+                key.clone(),
+                "no such resource in this workspace".to_owned(),
+            )),
+            ..Error::new(
+                Code::NotFound,
                 "NOT_FOUND",
-                &[("resource", what.to_owned()), ("key", key.clone())],
-            );
-            details.set_resource_info(what, key.clone(), "", "no such resource in this workspace");
-            Status::with_error_details(Code::NotFound, format!("{what} {key} not found"), details)
-        }
-        EngineError::AlreadyExists { what, key, id } => {
-            let mut details = ErrorDetails::new();
-            info(
-                &mut details,
-                "ALREADY_EXISTS",
-                &[
-                    ("resource", what.to_owned()),
-                    ("key", key.clone()),
-                    ("id", id.clone()),
-                ],
-            );
-            details.set_resource_info(what, id.clone(), "", format!("{key:?} already names {what} {id}"));
-            Status::with_error_details(
+                format!("{what} {} not found", truncate(&key, 160)),
+            )
+            .meta("resource", what)
+            .meta("key", &key)
+        },
+        EngineError::AlreadyExists { what, key, id } => Error {
+            resource: Some((
+                what.to_owned(),
+                id.clone(),
+                format!("{:?} already names {what} {id}", truncate(&key, 160)),
+            )),
+            ..Error::new(
                 Code::AlreadyExists,
-                format!("{what} {key:?} already exists: {id}"),
-                details,
+                "ALREADY_EXISTS",
+                format!("{what} {:?} already exists: {id}", truncate(&key, 160)),
             )
-        }
-        EngineError::VersionConflict { expected, actual } => {
-            let mut details = ErrorDetails::new();
-            info(
-                &mut details,
-                "VERSION_CONFLICT",
-                &[
-                    ("expected_version", expected.to_string()),
-                    ("actual_version", actual.to_string()),
-                ],
-            );
-            Status::with_error_details(
-                Code::Aborted,
-                format!("the lead is at version {actual}, not {expected}: read it again and retry"),
-                details,
-            )
-        }
-        EngineError::OutOfRange(message) => {
-            let mut details = ErrorDetails::new();
-            info(&mut details, "SEQUENCE_NOT_KEPT", &[]);
-            Status::with_error_details(Code::OutOfRange, message, details)
-        }
-        EngineError::Aborted(message) => {
-            let mut details = ErrorDetails::new();
-            info(&mut details, "TAKEN_OVER", &[]);
-            Status::with_error_details(Code::Aborted, message, details)
-        }
-        EngineError::NotReady(message) => {
-            let mut details = ErrorDetails::new();
-            info(&mut details, "NO_ACTIVE_POLICY", &[]);
-            Status::with_error_details(Code::FailedPrecondition, message, details)
+            .meta("resource", what)
+            .meta("key", &key)
+            .meta("id", &id)
+        },
+        EngineError::VersionConflict { expected, actual } => Error::new(
+            Code::Aborted,
+            "VERSION_CONFLICT",
+            format!("the lead is at version {actual}, not {expected}: read it again and retry"),
+        )
+        .meta("expected_version", expected)
+        .meta("actual_version", actual),
+        EngineError::OutOfRange(message) => Error::new(Code::OutOfRange, "SEQUENCE_NOT_KEPT", message),
+        EngineError::Aborted(message) => Error::new(Code::Aborted, "TAKEN_OVER", message),
+        EngineError::NotReady(message) => Error::new(Code::FailedPrecondition, "NO_ACTIVE_POLICY", message),
+        EngineError::Store(e) if e.is_busy() => {
+            tracing::warn!(error = %e, "every database connection is busy");
+            Error {
+                retry: Some(RETRY_AFTER_OVERLOAD),
+                ..Error::new(
+                    Code::ResourceExhausted,
+                    "OVERLOADED",
+                    "every database connection is busy; retry after the delay given",
+                )
+            }
         }
         EngineError::Store(e) if e.is_unavailable() => {
             tracing::error!(error = %e, "database unavailable");
-            Status::unavailable("the database is unavailable; retry")
+            Error::new(
+                Code::Unavailable,
+                "DATABASE_UNAVAILABLE",
+                "the database is unavailable; retry",
+            )
         }
-        EngineError::Store(e) if e.is_retryable() || e.is_unique_violation() => {
-            let mut details = ErrorDetails::new();
-            info(&mut details, "CONCURRENT_UPDATE", &[]);
-            Status::with_error_details(Code::Aborted, "a concurrent update won; retry", details)
-        }
+        EngineError::Store(e) if e.is_retryable() || e.is_unique_violation() => Error::new(
+            Code::Aborted,
+            "CONCURRENT_UPDATE",
+            "a concurrent update won; retry",
+        ),
         EngineError::Store(e) => {
             tracing::error!(error = %e, "storage error");
-            Status::internal("internal storage error")
+            Error::new(Code::Internal, "INTERNAL", "internal storage error")
         }
         EngineError::Internal(message) => {
             tracing::error!(error = %message, "internal error");
-            Status::internal("internal error")
+            Error::new(Code::Internal, "INTERNAL", "internal error")
         }
     }
 }
 
-fn domain(error: DomainError) -> Status {
+fn domain(error: DomainError) -> Error {
     match error {
-        DomainError::InvalidArgument { kind, violations } => invalid(kind.reason(), &violations),
+        DomainError::InvalidArgument { kind, violations } => Error {
+            message: listing(&violations),
+            violations,
+            ..Error::new(Code::InvalidArgument, kind.reason(), "")
+        },
+        DomainError::LimitExceeded {
+            field,
+            what,
+            limit,
+            actual,
+        } => {
+            let description = format!("{what} {actual}; at most {limit}");
+            Error {
+                violations: vec![FieldViolation::new(&field, &description)],
+                ..Error::new(
+                    Code::InvalidArgument,
+                    "LIMIT_EXCEEDED",
+                    format!("{field}: {description}"),
+                )
+                .meta("field", &field)
+                .meta("limit", limit)
+                .meta("actual", actual)
+            }
+        }
         DomainError::InvalidTransition { stage, command } => {
-            let mut details = ErrorDetails::new();
-            info(
-                &mut details,
-                "INVALID_TRANSITION",
-                &[
-                    ("stage", stage.as_str().to_owned()),
-                    ("command", command.as_str().to_owned()),
-                ],
-            );
             let message = format!("{command} is not allowed from {stage}");
-            details.add_precondition_failure_violation("INVALID_TRANSITION", stage.as_str(), message.clone());
-            Status::with_error_details(Code::FailedPrecondition, message, details)
+            Error {
+                preconditions: vec![(
+                    "INVALID_TRANSITION".to_owned(),
+                    stage.as_str().to_owned(),
+                    message.clone(),
+                )],
+                ..Error::new(Code::FailedPrecondition, "INVALID_TRANSITION", message)
+                    .meta("stage", stage.as_str())
+                    .meta("command", command.as_str())
+            }
         }
         DomainError::GuardFailed { command, failed } => {
-            let mut details = ErrorDetails::new();
             let first = failed.first();
-            info(
-                &mut details,
-                "GUARD_FAILED",
-                &[
-                    ("command", command.as_str().to_owned()),
-                    (
-                        "guard",
-                        first.map(|g| g.guard.as_str().to_owned()).unwrap_or_default(),
-                    ),
-                    ("detail", first.map(|g| g.detail.clone()).unwrap_or_default()),
-                ],
-            );
-            for check in &failed {
-                details.add_precondition_failure_violation(
-                    "GUARD",
-                    check.guard.as_str(),
-                    check.detail.clone(),
-                );
-            }
+            let guard = first.map(|g| g.guard.as_str().to_owned()).unwrap_or_default();
+            let detail = first.map(|g| g.detail.clone()).unwrap_or_default();
             let list = failed
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("; ");
-            Status::with_error_details(
-                Code::FailedPrecondition,
-                format!("{command} refused: {list}"),
-                details,
-            )
+            Error {
+                preconditions: failed
+                    .iter()
+                    .map(|check| {
+                        (
+                            "GUARD".to_owned(),
+                            check.guard.as_str().to_owned(),
+                            check.detail.clone(),
+                        )
+                    })
+                    .collect(),
+                ..Error::new(
+                    Code::FailedPrecondition,
+                    "GUARD_FAILED",
+                    format!("{command} refused: {list}"),
+                )
+                .meta("command", command.as_str())
+                .meta("guard", guard)
+                .meta("detail", detail)
+            }
         }
         DomainError::HistoryRequired => {
             tracing::error!("a decision asked for history the engine did not give");
-            Status::internal("internal error")
+            Error::new(Code::Internal, "INTERNAL", "internal error")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a client receives as metadata for a status: its message,
+    /// percent-encoded, and its details, base64.
+    fn trailer_bytes(status: &Status) -> usize {
+        let message: usize = status
+            .message()
+            .bytes()
+            .map(|b| {
+                if (0x20..0x7f).contains(&b) && b != b'%' {
+                    1
+                } else {
+                    3
+                }
+            })
+            .sum();
+        message + status.details().len().div_ceil(3) * 4
+    }
+
+    #[test]
+    fn many_long_violations_stay_small_and_are_counted() {
+        let violations: Vec<FieldViolation> = (0..3_000)
+            .map(|i| {
+                FieldViolation::new(
+                    format!("profile[{:?}]", "k".repeat(20_000)),
+                    format!("item {i}: {}", "é".repeat(5_000)),
+                )
+            })
+            .collect();
+        let status = invalid("INVALID_FIELD", &violations);
+        assert!(trailer_bytes(&status) < 7 * 1024, "{}", trailer_bytes(&status));
+        let details = status.get_error_details();
+        let listed = &details.bad_request().expect("listed").field_violations;
+        assert!(listed.len() <= MAX_VIOLATIONS + 1);
+        assert_eq!(
+            listed.last().map(|v| v.description.clone()),
+            Some(format!("…and {} more", 3_000 - (listed.len() - 1)))
+        );
+        assert_eq!(
+            details.error_info().map(|i| i.metadata["violations"].clone()),
+            Some("3000".to_owned())
+        );
+    }
+
+    #[test]
+    fn few_short_violations_are_listed_whole() {
+        let violations = vec![
+            FieldViolation::new("a", "required"),
+            FieldViolation::new("b", "too long"),
+        ];
+        let status = invalid("INVALID_FIELD", &violations);
+        assert_eq!(status.message(), "a: required; b: too long");
+        let listed = status
+            .get_error_details()
+            .bad_request()
+            .expect("listed")
+            .field_violations
+            .clone();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[1].description, "too long");
+    }
+
+    #[test]
+    fn truncation_keeps_characters_whole() {
+        assert_eq!(truncate("abc", 3), "abc");
+        assert_eq!(truncate("abcdef", 5), "ab…");
+        assert_eq!(truncate("ééé", 5), "é…");
+    }
+
+    #[test]
+    fn a_long_key_is_cut_in_not_found() {
+        let status = status(EngineError::NotFound {
+            what: "lead",
+            key: "x".repeat(100_000),
+        });
+        assert_eq!(status.code(), Code::NotFound);
+        assert!(trailer_bytes(&status) < 2 * 1024, "{}", trailer_bytes(&status));
     }
 }

@@ -25,6 +25,7 @@ mod metrics;
 mod observe;
 mod services;
 pub mod telemetry;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use opentelemetry::propagation::Extractor;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -131,9 +131,10 @@ where
 /// The status of a response whose headers carry it (an error, or a call
 /// refused before it ran); OK otherwise, as that status comes in trailers.
 ///
-/// A request over the size limit is refused by the codec as OUT_OF_RANGE;
-/// gRPC's own convention for it is RESOURCE_EXHAUSTED, which is what
-/// callers are told.
+/// A request over the size limit is refused by the codec as OUT_OF_RANGE
+/// with a bare message; callers are told what any other limit of ours
+/// tells them: RESOURCE_EXHAUSTED (gRPC's convention for it), `ErrorInfo`
+/// `LIMIT_EXCEEDED` with the limit and the actual size.
 fn status_of(headers: &mut HeaderMap) -> tonic::Code {
     let Some(code) = headers
         .get("grpc-status")
@@ -142,18 +143,47 @@ fn status_of(headers: &mut HeaderMap) -> tonic::Code {
     else {
         return tonic::Code::Ok;
     };
-    let too_large = headers
-        .get("grpc-message")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|m| m.contains("too%20large") || m.contains("too large"));
-    if code == tonic::Code::OutOfRange as i32 && too_large {
-        headers.insert(
-            "grpc-status",
-            HeaderValue::from(tonic::Code::ResourceExhausted as i32),
-        );
+    if code == tonic::Code::OutOfRange as i32
+        && let Some(message) = headers.get("grpc-message").and_then(|v| v.to_str().ok())
+        && let Some(status) = crate::error::from_decode_limit(&percent_decode(message))
+    {
+        let refused = status.into_http::<tonic::body::Body>();
+        for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+            match refused.headers().get(name) {
+                Some(value) => {
+                    headers.insert(name, value.clone());
+                }
+                None => {
+                    headers.remove(name);
+                }
+            }
+        }
         return tonic::Code::ResourceExhausted;
     }
     tonic::Code::from(code)
+}
+
+/// A `grpc-message` as sent: percent-encoded.
+fn percent_decode(message: &str) -> String {
+    let bytes = message.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The caller's `traceparent` header, as received.

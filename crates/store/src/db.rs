@@ -89,7 +89,6 @@ impl Store {
         self.backend
     }
 
-    /// Applies every pending migration.
     /// Applies pending migrations. On PostgreSQL, under an advisory lock:
     /// replicas starting together, or beside a migration job, take turns,
     /// and the later ones find nothing left to do.
@@ -120,8 +119,60 @@ impl Store {
     /// (`db.transaction`), from `BEGIN` to commit or rollback.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         let span = transaction_span(self.backend);
-        let txn = self.writer.begin().instrument(span.clone()).await?;
+        let txn = self
+            .writer
+            .begin()
+            .instrument(span.clone())
+            .await
+            .map_err(|e| self.on_writer(e))?;
         Ok(Tx::new(txn, self.backend, span))
+    }
+
+    /// A failed command on the reader pool: a time-out waiting for a
+    /// connection while every one is in use is [`StoreError::Busy`].
+    pub(crate) fn on_reader(&self, e: sea_orm::DbErr) -> StoreError {
+        self.classify(&self.reader, e)
+    }
+
+    /// [`Self::on_reader`], on the writer pool.
+    pub(crate) fn on_writer(&self, e: sea_orm::DbErr) -> StoreError {
+        self.classify(&self.writer, e)
+    }
+
+    fn classify(&self, db: &DatabaseConnection, e: sea_orm::DbErr) -> StoreError {
+        if !matches!(
+            e,
+            sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout)
+        ) {
+            return StoreError::Db(e);
+        }
+        // The same time-out is given when no new connection could be made
+        // (the database is away): that one is unavailability.
+        let (size, idle, max, waited) = match self.backend {
+            Backend::Sqlite => {
+                let pool = db.get_sqlite_connection_pool();
+                (
+                    pool.size(),
+                    pool.num_idle(),
+                    pool.options().get_max_connections(),
+                    pool.options().get_acquire_timeout(),
+                )
+            }
+            Backend::Postgres => {
+                let pool = db.get_postgres_connection_pool();
+                (
+                    pool.size(),
+                    pool.num_idle(),
+                    pool.options().get_max_connections(),
+                    pool.options().get_acquire_timeout(),
+                )
+            }
+        };
+        if size >= max && idle == 0 {
+            StoreError::Busy { waited }
+        } else {
+            StoreError::Db(e)
+        }
     }
 
     pub(crate) fn reader(&self) -> &DatabaseConnection {

@@ -27,7 +27,8 @@ impl crate::Store {
     ) -> Result<Option<(Timestamp, Option<String>)>, StoreError> {
         Ok(lead::Entity::find_by_id((ws.to_owned(), lead_id.to_owned()))
             .one(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .and_then(|row| row.erased_at.map(|at| (convert::ts(at), row.erased_by))))
     }
 }

@@ -13,6 +13,10 @@ pub enum StoreError {
     },
     #[error("bad database configuration: {0}")]
     Config(String),
+    /// No connection came free in time while every one of the pool was in
+    /// use: leadflow is at its own limit, the database may be fine.
+    #[error("every database connection is in use (waited {waited:?})")]
+    Busy { waited: std::time::Duration },
 }
 
 impl StoreError {
@@ -22,6 +26,11 @@ impl StoreError {
             key: key.into(),
             detail: detail.to_string(),
         }
+    }
+
+    /// leadflow's own pool is exhausted (see [`StoreError::Busy`]).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Busy { .. })
     }
 
     /// A unique key was taken by a concurrent writer.
@@ -46,8 +55,8 @@ impl StoreError {
         .any(|needle| text.contains(needle))
     }
 
-    /// The database could not be reached, the pool is exhausted, the
-    /// connection broke mid-command, or PostgreSQL is shutting down or
+    /// The database could not be reached (a connection could not be made in
+    /// time), the connection broke mid-command, or PostgreSQL is shutting down or
     /// starting up (SQLSTATE classes 08 and 57P): nothing was committed,
     /// and the call may be made again once the database is back.
     pub fn is_unavailable(&self) -> bool {

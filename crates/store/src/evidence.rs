@@ -132,11 +132,12 @@ impl Store {
                 let tx = self
                     .reader()
                     .begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly))
-                    .await?;
+                    .await
+                    .map_err(|e| self.on_reader(e))?;
                 tx.execute_unprepared("SET LOCAL jit = off").await?;
                 tx
             }
-            Backend::Sqlite => self.reader().begin().await?,
+            Backend::Sqlite => self.reader().begin().await.map_err(|e| self.on_reader(e))?,
         };
         Ok(tx)
     }

@@ -37,7 +37,8 @@ impl Store {
         lead::Entity::find_by_id((ws.to_owned(), id.to_owned()))
             .filter(lead::Column::ErasedAt.is_null())
             .one(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .map(convert::lead_record)
             .transpose()
     }
@@ -48,9 +49,58 @@ impl Store {
             .filter(lead::Column::ExternalKey.eq(external_key))
             .filter(lead::Column::ErasedAt.is_null())
             .one(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .map(convert::lead_record)
             .transpose()
+    }
+
+    /// The live leads named by `ids` or `external_keys` (at most a batch's
+    /// worth): (id, external key) each, read without locking.
+    pub async fn lead_names(
+        &self,
+        ws: &str,
+        ids: &[&str],
+        external_keys: &[&str],
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        if ids.is_empty() && external_keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        lead::Entity::find()
+            .select_only()
+            .column(lead::Column::Id)
+            .column(lead::Column::ExternalKey)
+            .filter(lead::Column::WorkspaceId.eq(ws))
+            .filter(
+                Condition::any()
+                    .add(lead::Column::Id.is_in(ids.iter().copied()))
+                    .add(lead::Column::ExternalKey.is_in(external_keys.iter().copied())),
+            )
+            .filter(lead::Column::ErasedAt.is_null())
+            .into_tuple::<(String, Option<String>)>()
+            .all(self.reader())
+            .await
+            .map_err(|e| self.on_reader(e))
+    }
+
+    /// The engagements recorded under `event_ids` (at most a batch's worth).
+    pub async fn engagements_by_event_id(
+        &self,
+        ws: &str,
+        event_ids: &[&str],
+    ) -> Result<Vec<StoredEngagement>, StoreError> {
+        if event_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        engagement::Entity::find()
+            .filter(engagement::Column::WorkspaceId.eq(ws))
+            .filter(engagement::Column::EventId.is_in(event_ids.iter().copied()))
+            .all(self.reader())
+            .await
+            .map_err(|e| self.on_reader(e))?
+            .into_iter()
+            .map(convert::engagement)
+            .collect()
     }
 
     /// Leads by id, after `after`, optionally in one stage.
@@ -73,7 +123,8 @@ impl Store {
         q.order_by_asc(lead::Column::Id)
             .limit(limit)
             .all(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .into_iter()
             .map(convert::lead_record)
             .collect()
@@ -93,7 +144,8 @@ impl Store {
             .order_by_desc(transition::Column::Seq)
             .limit(limit)
             .all(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .into_iter()
             .map(convert::transition)
             .collect()
@@ -129,7 +181,8 @@ impl Store {
             .order_by_asc(engagement::Column::EventId)
             .limit(limit)
             .all(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .into_iter()
             .map(convert::engagement)
             .collect()
@@ -150,7 +203,8 @@ impl Store {
             .order_by_asc(transition::Column::Seq)
             .limit(limit)
             .all(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .into_iter()
             .map(convert::transition)
             .collect()
@@ -163,7 +217,8 @@ impl Store {
             .filter(timer::Column::LeadId.eq(lead_id))
             .order_by_asc(timer::Column::DueAt)
             .all(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .into_iter()
             .map(convert::timer)
             .collect()
@@ -182,7 +237,8 @@ impl Store {
             .order_by_asc(outbox::Column::Seq)
             .limit(limit)
             .all(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .into_iter()
             .map(|r| OutboxRecord {
                 seq: r.seq,
@@ -233,7 +289,8 @@ impl Store {
     pub async fn active_policy_version(&self, ws: &str) -> Result<Option<i64>, StoreError> {
         Ok(workspace::Entity::find_by_id(ws.to_owned())
             .one(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .and_then(|w| w.active_policy_version))
     }
 
@@ -241,7 +298,8 @@ impl Store {
         let active = self.active_policy_version(ws).await?;
         Ok(policy::Entity::find_by_id((ws.to_owned(), version))
             .one(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .map(|row| convert::policy(row, active)))
     }
 
@@ -260,7 +318,8 @@ impl Store {
         Ok(q.order_by_desc(policy::Column::Version)
             .limit(limit)
             .all(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .into_iter()
             .map(|row| convert::policy(row, active))
             .collect())

@@ -192,7 +192,8 @@ impl Store {
     pub async fn rescore_job(&self, ws: &str, id: i64) -> Result<Option<RescoreJobRecord>, StoreError> {
         Ok(rescore_job::Entity::find_by_id((ws.to_owned(), id))
             .one(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .map(job))
     }
 
@@ -210,7 +211,8 @@ impl Store {
             .order_by_asc(lead::Column::Id)
             .limit(limit)
             .all(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .into_iter()
             .map(convert::lead_record)
             .collect::<Result<_, _>>()?;
@@ -227,7 +229,8 @@ impl Store {
                 .order_by_asc(engagement::Column::OccurredAt)
                 .order_by_asc(engagement::Column::EventId)
                 .all(self.reader())
-                .await?;
+                .await
+                .map_err(|e| self.on_reader(e))?;
             for row in rows {
                 let stored = convert::engagement(row)?;
                 logs.entry(stored.lead_id).or_default().push(stored.engagement);

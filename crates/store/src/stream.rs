@@ -52,7 +52,8 @@ impl Store {
     pub async fn outbox_bounds(&self, ws: &str) -> Result<OutboxBounds, StoreError> {
         let w = workspace::Entity::find_by_id(ws.to_owned())
             .one(self.reader())
-            .await?;
+            .await
+            .map_err(|e| self.on_reader(e))?;
         Ok(w.map_or(OutboxBounds { floor: 0, head: 0 }, |w| OutboxBounds {
             floor: w.outbox_floor,
             head: w.outbox_head,
@@ -60,18 +61,20 @@ impl Store {
     }
 
     pub async fn workspaces(&self) -> Result<Vec<String>, StoreError> {
-        Ok(workspace::Entity::find()
+        workspace::Entity::find()
             .select_only()
             .column(workspace::Column::Id)
             .into_tuple::<String>()
             .all(self.reader())
-            .await?)
+            .await
+            .map_err(|e| self.on_reader(e))
     }
 
     pub async fn consumer(&self, ws: &str, name: &str) -> Result<Option<ConsumerRecord>, StoreError> {
         Ok(consumer::Entity::find_by_id((ws.to_owned(), name.to_owned()))
             .one(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .map(record))
     }
 
@@ -85,7 +88,7 @@ impl Store {
         session: &str,
         now: Timestamp,
     ) -> Result<(ConsumerRecord, bool), StoreError> {
-        let tx = self.writer().begin().await?;
+        let tx = self.writer().begin().await.map_err(|e| self.on_writer(e))?;
         // Insert-or-nothing first, so two first subscribes of one name
         // cannot both insert; the row is then locked and claimed.
         let inserted = consumer::Entity::insert(consumer::ActiveModel::from(consumer::Model {
@@ -128,7 +131,7 @@ impl Store {
         seq: i64,
         now: Timestamp,
     ) -> Result<Option<ConsumerRecord>, StoreError> {
-        let tx = self.writer().begin().await?;
+        let tx = self.writer().begin().await.map_err(|e| self.on_writer(e))?;
         let Some(mut row) = consumer::Entity::find_by_id((ws.to_owned(), name.to_owned()))
             .lock_exclusive()
             .one(&tx)
@@ -156,7 +159,8 @@ impl Store {
             .filter(consumer::Column::WorkspaceId.eq(ws))
             .filter(consumer::Column::Name.eq(name))
             .exec(self.writer())
-            .await?;
+            .await
+            .map_err(|e| self.on_writer(e))?;
         Ok(())
     }
 
@@ -165,7 +169,8 @@ impl Store {
             .filter(consumer::Column::WorkspaceId.eq(ws))
             .order_by_asc(consumer::Column::Name)
             .all(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .into_iter()
             .map(record)
             .collect())
@@ -176,7 +181,8 @@ impl Store {
             .filter(consumer::Column::WorkspaceId.eq(ws))
             .filter(consumer::Column::Name.eq(name))
             .exec(self.writer())
-            .await?
+            .await
+            .map_err(|e| self.on_writer(e))?
             .rows_affected
             > 0)
     }
@@ -185,7 +191,7 @@ impl Store {
     /// within it has acked; raises the floor. Returns how many went.
     pub async fn trim_outbox(&self, ws: &str, now: Timestamp) -> Result<u64, StoreError> {
         let since = now.saturating_sub(RETENTION).as_micros();
-        let tx = self.writer().begin().await?;
+        let tx = self.writer().begin().await.map_err(|e| self.on_writer(e))?;
         let Some(w) = workspace::Entity::find_by_id(ws.to_owned())
             .lock_exclusive()
             .one(&tx)

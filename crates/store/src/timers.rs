@@ -29,7 +29,8 @@ impl Store {
             .order_by_asc(timer::Column::DueAt)
             .limit(limit)
             .all(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .into_iter()
             .map(|t| DueTimer {
                 workspace: t.workspace_id,
@@ -58,7 +59,8 @@ impl Store {
             .filter(timer::Column::LeadId.eq(lead_id))
             .filter(timer::Column::Key.eq(key))
             .exec(self.writer())
-            .await?;
+            .await
+            .map_err(|e| self.on_writer(e))?;
         Ok(())
     }
 
@@ -70,7 +72,8 @@ impl Store {
             .order_by_asc(timer::Column::DueAt)
             .into_tuple::<i64>()
             .one(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .map(convert::ts))
     }
 }

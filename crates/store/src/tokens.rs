@@ -61,7 +61,8 @@ impl Store {
         })
         .on_conflict_do_nothing_on([workspace::Column::Id])
         .exec_without_returning(self.writer())
-        .await?;
+        .await
+        .map_err(|e| self.on_writer(e))?;
         Ok(matches!(result, sea_orm::TryInsertResult::Inserted(n) if n > 0))
     }
 
@@ -69,7 +70,8 @@ impl Store {
         Ok(workspace::Entity::find()
             .order_by_asc(workspace::Column::Id)
             .all(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .into_iter()
             .map(|w| WorkspaceRecord {
                 id: w.id,
@@ -82,7 +84,8 @@ impl Store {
     pub async fn workspace_exists(&self, ws: &str) -> Result<bool, StoreError> {
         Ok(workspace::Entity::find_by_id(ws.to_owned())
             .one(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .is_some())
     }
 
@@ -99,7 +102,8 @@ impl Store {
             revoked_at: Set(None),
         })
         .exec_without_returning(self.writer())
-        .await?;
+        .await
+        .map_err(|e| self.on_writer(e))?;
         Ok(())
     }
 
@@ -114,7 +118,8 @@ impl Store {
             .order_by_asc(token::Column::CreatedAt)
             .order_by_asc(token::Column::Id)
             .all(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .into_iter()
             .map(record)
             .collect())
@@ -125,7 +130,8 @@ impl Store {
         Ok(token::Entity::find()
             .filter(token::Column::SecretHash.eq(secret_hash))
             .one(self.reader())
-            .await?
+            .await
+            .map_err(|e| self.on_reader(e))?
             .map(record))
     }
 
@@ -142,7 +148,8 @@ impl Store {
             )
             .filter(token::Column::RevokedAt.is_null())
             .exec(self.writer())
-            .await?
+            .await
+            .map_err(|e| self.on_writer(e))?
             .rows_affected)
     }
 }

@@ -49,12 +49,25 @@ on_both_databases!(
             .record_engagements(pb::RecordEngagementsRequest { engagements: items.clone() })
             .await
             .expect_err("refused");
+        // Every refused item is listed, whatever refused it; the code is
+        // the one the first would get alone.
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
-        assert_eq!(fields(&err), ["engagements[3].engagement.event_id"], "static checks first");
-        let items = items[..3].to_vec();
+        assert_eq!(reason(&err), "UNKNOWN_ENGAGEMENT_TYPE");
+        assert_eq!(
+            fields(&err),
+            ["engagements[1].engagement.type", "engagements[2].lead", "engagements[3].engagement.event_id"]
+        );
         let err = server
             .leads
-            .record_engagements(pb::RecordEngagementsRequest { engagements: items })
+            .record_engagements(pb::RecordEngagementsRequest { engagements: items[2..].to_vec() })
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), tonic::Code::NotFound, "an unknown lead first, as RecordEngagement says: {err:?}");
+        assert_eq!(reason(&err), "NOT_FOUND");
+        assert_eq!(fields(&err), ["engagements[0].lead", "engagements[1].engagement.event_id"]);
+        let err = server
+            .leads
+            .record_engagements(pb::RecordEngagementsRequest { engagements: items[..3].to_vec() })
             .await
             .expect_err("refused");
         assert_eq!(err.code(), tonic::Code::InvalidArgument);

@@ -183,6 +183,35 @@ pub fn decide(
     Ok(run.done(false))
 }
 
+/// Whether `policy` takes `event` at all, whatever the lead: an event id,
+/// a type of its vocabulary, an instant not in the future. Field paths
+/// begin with `engagement.`.
+pub fn check_engagement(policy: &Policy, event: &Engagement, ctx: &Context) -> Result<(), DomainError> {
+    if event.event_id.trim().is_empty() {
+        return Err(DomainError::invalid(FieldViolation::new(
+            "engagement.event_id",
+            "required",
+        )));
+    }
+    if !policy.knows_type(&event.kind) {
+        let hint = policy
+            .suggest_type(&event.kind)
+            .map(|s| format!(" (did you mean {s:?}?)"))
+            .unwrap_or_default();
+        return Err(DomainError::invalid_as(
+            InvalidKind::UnknownEngagementType,
+            FieldViolation::new(
+                "engagement.type",
+                format!(
+                    "unknown engagement type {:?}{hint}: not in policy {:?}",
+                    event.kind, policy.name
+                ),
+            ),
+        ));
+    }
+    check_instant("engagement.occurred_at", event.occurred_at, ctx)
+}
+
 fn check_instant(field: &str, t: Timestamp, ctx: &Context) -> Result<(), DomainError> {
     if t > ctx.now.saturating_add(MAX_FUTURE) {
         return Err(DomainError::invalid(FieldViolation::new(
@@ -316,33 +345,7 @@ impl<'a> Run<'a> {
 
     fn engagement(&mut self, event: Engagement) -> Result<(), DomainError> {
         let policy = self.policy;
-        if event.event_id.trim().is_empty() {
-            return Err(DomainError::invalid(FieldViolation::new(
-                "engagement.event_id",
-                "required",
-            )));
-        }
-        if !policy.knows_type(&event.kind) {
-            let hint = policy
-                .suggest_type(&event.kind)
-                .map(|s| format!(" (did you mean {s:?}?)"))
-                .unwrap_or_default();
-            return Err(DomainError::invalid_as(
-                InvalidKind::UnknownEngagementType,
-                FieldViolation::new(
-                    "engagement.type",
-                    format!(
-                        "unknown engagement type {:?}{hint}: not in policy {:?}",
-                        event.kind, policy.name
-                    ),
-                ),
-            ));
-        }
-        check_instant(
-            "engagement.occurred_at",
-            event.occurred_at,
-            &Context { now: self.now },
-        )?;
+        check_engagement(policy, &event, &Context { now: self.now })?;
 
         let t = event.occurred_at.max(self.lead.last_transition_at);
         self.begin(t);

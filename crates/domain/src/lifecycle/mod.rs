@@ -6,7 +6,9 @@ pub(crate) mod guards;
 mod lead;
 mod table;
 
-pub use decide::{Command, Context, Decision, MAX_FUTURE, ManualTransition, capture, decide};
+pub use decide::{
+    Command, Context, Decision, MAX_FUTURE, ManualTransition, capture, check_engagement, decide,
+};
 pub use guards::{GuardCheck, show};
 pub use lead::{Cause, Deal, Lead, Scores, TransitionRecord};
 pub use table::{

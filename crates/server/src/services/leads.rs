@@ -1,9 +1,10 @@
 //! `leadflow.v1.LeadService`.
 
-use leadflow_domain::CommandKind;
 use leadflow_domain::lifecycle::{Deal, ManualTransition};
+use leadflow_domain::{CommandKind, FieldViolation};
 use leadflow_engine::{
-    BatchItem, CreateLead, Engine, HistoryCursor, HistoryEntry, Outcome, Request as EngineRequest,
+    BatchItem, CreateLead, Engine, EngineError, HistoryCursor, HistoryEntry, Outcome,
+    Request as EngineRequest,
 };
 use leadflow_proto::v1 as pb;
 use tonic::{Request, Response, Status, Streaming};
@@ -15,8 +16,8 @@ use crate::convert::{
     engagement_in, engagement_out, explanation_out, lead_key, lead_out, stage_in, timestamp_in,
     timestamp_out, token_in, token_out, transition_out, trigger_out,
 };
-use crate::error::{status, too_large};
-use crate::limits::{Check, MAX_BATCH, MAX_HISTORY_PAGE, MAX_ID_CHARS, MAX_PAGE, MAX_TEXT_CHARS};
+use crate::error::{from_stream, status, too_large};
+use crate::limits::{Check, MAX_BATCH, MAX_HISTORY_PAGE, MAX_LIST_BYTES, MAX_PAGE, MAX_TEXT_CHARS};
 use crate::observe::{record_lead, traceparent_of};
 
 #[derive(Clone, Debug)]
@@ -176,19 +177,27 @@ impl LeadApi {
             response.duplicates += i64::from(o.duplicate);
             response.transitions += i64::try_from(o.transitions.len()).unwrap_or(0);
         };
+        let mut rest = items;
         match items {
             [] => return Ok(()),
-            [_, _, ..] => {
-                if let Ok(outcomes) = self.engine.record_engagements(req, items).await {
+            [_, _, ..] => match self.engine.record_engagements(req, items).await {
+                Ok(outcomes) => {
                     for o in &outcomes {
                         count(o, response);
                     }
                     return Ok(());
                 }
-            }
+                Err(EngineError::Committed { outcomes, .. }) => {
+                    for o in &outcomes {
+                        count(o, response);
+                    }
+                    rest = &items[outcomes.len()..];
+                }
+                Err(_) => {}
+            },
             [_] => {}
         }
-        for item in items {
+        for item in rest {
             let outcome = self
                 .engine
                 .record_engagement(req, &item.lead, &item.engagement, item.occurred_at_given)
@@ -210,21 +219,21 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         let mut check = Check::default();
-        check.text("request_id", &r.request_id, MAX_ID_CHARS, false);
-        check.text("external_key", &r.external_key, MAX_ID_CHARS, false);
+        let request_id = check.key("request_id", &r.request_id, false);
+        let external_key = check.key("external_key", &r.external_key, false);
         check.map("profile", &r.profile);
         let captured_at = timestamp_in(&mut check, "captured_at", r.captured_at.as_ref());
         check.into_result()?;
         let req = engine_request(
             &caller,
             "CreateLead",
-            &r.request_id,
+            &request_id,
             &r,
             |m| m.request_id.clear(),
             trace,
         );
         let input = CreateLead {
-            external_key: (!r.external_key.is_empty()).then(|| r.external_key.clone()),
+            external_key: (!external_key.is_empty()).then_some(external_key),
             profile: r.profile,
             captured_at,
         };
@@ -276,9 +285,24 @@ impl pb::lead_service_server::LeadService for LeadApi {
             .list_leads(&caller.workspace, stage, after.as_deref(), size)
             .await
             .map_err(status)?;
+        // A page is bounded in bytes as well as in leads: at least one lead,
+        // then as many as fit, and the next page starts after the last.
+        let mut leads = Vec::with_capacity(page.leads.len());
+        let mut bytes = 0;
+        let mut next_after = page.next_after;
+        for view in &page.leads {
+            let lead = lead_out(view);
+            let size = prost::Message::encoded_len(&lead);
+            if !leads.is_empty() && bytes + size > MAX_LIST_BYTES {
+                next_after = leads.last().map(|l: &pb::Lead| l.id.clone());
+                break;
+            }
+            bytes += size;
+            leads.push(lead);
+        }
         Ok(Response::new(pb::ListLeadsResponse {
-            leads: page.leads.iter().map(lead_out).collect(),
-            next_page_token: page.next_after.map(|id| token_out("l", &id)).unwrap_or_default(),
+            leads,
+            next_page_token: next_after.map(|id| token_out("l", &id)).unwrap_or_default(),
         }))
     }
 
@@ -290,7 +314,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         let mut check = Check::default();
-        check.text("request_id", &r.request_id, MAX_ID_CHARS, false);
+        let request_id = check.key("request_id", &r.request_id, false);
         let key = lead_key(&mut check, "lead", r.lead.as_ref());
         check.map("attributes", &r.attributes);
         check.into_result()?;
@@ -300,7 +324,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let req = engine_request(
             &caller,
             "UpdateLeadProfile",
-            &r.request_id,
+            &request_id,
             &r,
             |m| m.request_id.clear(),
             trace,
@@ -359,18 +383,41 @@ impl pb::lead_service_server::LeadService for LeadApi {
                     "{} engagements in one call; at most {MAX_BATCH}",
                     r.engagements.len()
                 ),
+                MAX_BATCH,
+                r.engagements.len(),
             ));
         }
-        let mut check = Check::default();
+        // Every item checked; an item refused here and one the engine would
+        // refuse are answered together, with the code of the first.
         let mut items = Vec::with_capacity(r.engagements.len());
+        let mut refusals = Vec::new();
         for (i, item) in r.engagements.iter().enumerate() {
+            let mut check = Check::default();
             let prefix = format!("engagements[{i}].");
-            items.extend(self.item(&mut check, &prefix, item.lead.as_ref(), item.engagement.as_ref()));
+            let parsed = self.item(&mut check, &prefix, item.lead.as_ref(), item.engagement.as_ref());
+            match (check.into_refusal(), parsed) {
+                (None, Some(parsed)) => items.push((i, parsed)),
+                (refusal, _) => refusals.push((
+                    i,
+                    refusal.unwrap_or_else(|| EngineError::InvalidArgument {
+                        reason: "INVALID_FIELD",
+                        violations: vec![FieldViolation::new(format!("{prefix}engagement"), "required")],
+                    }),
+                )),
+            }
         }
-        check.into_result()?;
+        let req = plain(&caller, trace);
+        if !refusals.is_empty() {
+            let listed: Vec<(usize, &BatchItem)> = items.iter().map(|(i, item)| (*i, item)).collect();
+            refusals.extend(self.engine.refusals(&req, &listed).await.map_err(status)?);
+            refusals.sort_by_key(|(i, _)| *i);
+            return Err(EngineError::batch(refusals)
+                .map_or_else(|| Status::invalid_argument("engagements: refused"), status));
+        }
+        let items: Vec<BatchItem> = items.into_iter().map(|(_, item)| item).collect();
         let outcomes = self
             .engine
-            .record_engagements(&plain(&caller, trace), &items)
+            .record_engagements(&req, &items)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::RecordEngagementsResponse {
@@ -408,7 +455,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
             let first = stream
                 .message()
                 .await
-                .map_err(|s| after_committed(s, response.committed))?;
+                .map_err(|s| after_committed(from_stream(s), response.committed))?;
             let Some(first) = first else { break };
             let mut next = Some(first);
             loop {
@@ -432,7 +479,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
                         break;
                     }
                     Ok(Err(s)) => {
-                        refused = Some(s);
+                        refused = Some(from_stream(s));
                         break;
                     }
                     Err(_) => break,
@@ -454,7 +501,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         let mut check = Check::default();
-        check.text("request_id", &r.request_id, MAX_ID_CHARS, false);
+        let request_id = check.key("request_id", &r.request_id, false);
         let key = lead_key(&mut check, "lead", r.lead.as_ref());
         let command = action(&mut check, r.action);
         check.text("reason", &r.reason, MAX_TEXT_CHARS, false);
@@ -481,7 +528,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let req = engine_request(
             &caller,
             "Transition",
-            &r.request_id,
+            &request_id,
             &r,
             |m| m.request_id.clear(),
             trace,

@@ -14,7 +14,7 @@ use crate::convert::{
     guard_out, policy_out, stage_out, timestamp_in, timestamp_out, token_in, token_out, transition_out,
 };
 use crate::error::{status, too_large};
-use crate::limits::{Check, MAX_ID_CHARS, MAX_PAGE, MAX_POLICY_BYTES};
+use crate::limits::{Check, MAX_PAGE, MAX_POLICY_BYTES};
 use crate::observe::traceparent_of;
 
 #[derive(Clone, Debug)]
@@ -87,6 +87,8 @@ fn check_source(source: &str) -> Result<(), Status> {
         return Err(too_large(
             "source",
             format!("a policy of {} bytes; at most {MAX_POLICY_BYTES}", source.len()),
+            MAX_POLICY_BYTES,
+            source.len(),
         ));
     }
     Ok(())
@@ -243,7 +245,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         let r = request.into_inner();
         check_source(&r.source)?;
         let mut check = Check::default();
-        check.text("request_id", &r.request_id, MAX_ID_CHARS, false);
+        let request_id = check.key("request_id", &r.request_id, false);
         if r.source.trim().is_empty() {
             check.fail("source", "required: a TOML policy document");
         }
@@ -251,7 +253,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         let req = engine_request(
             &caller,
             "CreatePolicyVersion",
-            &r.request_id,
+            &request_id,
             &r,
             |m| m.request_id.clear(),
             trace,
@@ -318,7 +320,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         let trace = traceparent_of(&request);
         let r = request.into_inner();
         let mut check = Check::default();
-        check.text("request_id", &r.request_id, MAX_ID_CHARS, false);
+        let request_id = check.key("request_id", &r.request_id, false);
         if r.version <= 0 {
             check.fail("version", "required: a version number from CreatePolicyVersion");
         }
@@ -326,7 +328,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         let req = engine_request(
             &caller,
             "ActivatePolicy",
-            &r.request_id,
+            &request_id,
             &r,
             |m| m.request_id.clear(),
             trace,

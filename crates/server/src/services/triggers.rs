@@ -103,7 +103,7 @@ impl pb::trigger_service_server::TriggerService for TriggerApi {
         let caller = crate::auth::caller(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
-        check.text("consumer", &r.consumer, MAX_ID_CHARS, true);
+        let consumer = check.key("consumer", &r.consumer, true);
         let start = match pb::StartPosition::try_from(r.start) {
             Ok(pb::StartPosition::Unspecified) => Start::Default,
             Ok(pb::StartPosition::Resume) => Start::Resume,
@@ -143,7 +143,7 @@ impl pb::trigger_service_server::TriggerService for TriggerApi {
         check.into_result()?;
         let subscription = self
             .engine
-            .subscribe(&caller.workspace, &r.consumer, start, filter)
+            .subscribe(&caller.workspace, &consumer, start, filter)
             .await
             .map_err(status)?;
         let items = tokio_stream::wrappers::ReceiverStream::new(subscription.into_receiver()).map(|item| {
@@ -165,11 +165,11 @@ impl pb::trigger_service_server::TriggerService for TriggerApi {
         let caller = crate::auth::caller(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
-        check.text("consumer", &r.consumer, MAX_ID_CHARS, true);
+        let consumer = check.key("consumer", &r.consumer, true);
         check.into_result()?;
         let (consumer, head) = self
             .engine
-            .ack(&caller.workspace, &r.consumer, r.sequence)
+            .ack(&caller.workspace, &consumer, r.sequence)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::AckResponse {
@@ -195,10 +195,10 @@ impl pb::trigger_service_server::TriggerService for TriggerApi {
         let caller = crate::auth::caller(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
-        check.text("consumer", &r.consumer, MAX_ID_CHARS, true);
+        let consumer = check.key("consumer", &r.consumer, true);
         check.into_result()?;
         self.engine
-            .delete_consumer(&caller.workspace, &r.consumer)
+            .delete_consumer(&caller.workspace, &consumer)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::DeleteConsumerResponse {}))
