@@ -1,6 +1,6 @@
-//! Erasing a lead (DESIGN §7): personal data goes in one transaction, the
-//! anonymous stage history stays, and a LEAD_ERASED event tells downstream
-//! engines to delete their copies.
+//! Erasing a lead (`docs/security.md`, "Erasing a lead"): personal data goes
+//! in one transaction, the anonymous stage history stays, and a LEAD_ERASED
+//! event tells downstream engines to delete their copies.
 
 use leadflow_domain::Timestamp;
 use leadflow_domain::profile::Profile;

@@ -1,8 +1,9 @@
 //! Policies: versioned lead definitions, parsed from TOML and validated with
 //! a document path on every error.
 //!
-//! The format is part of the contract (DESIGN.md §3); `examples/policy.toml`
-//! documents its scoring semantics.
+//! The format is part of the contract: `docs/policy.md` describes every key
+//! as this parser accepts it, and `examples/policy.toml` is the default
+//! policy.
 
 mod parse;
 mod rules;
