@@ -336,6 +336,57 @@ fn broken_toml_is_reported_with_its_position() {
 }
 
 #[test]
+fn a_syntax_error_on_a_huge_line_quotes_only_its_surroundings() {
+    // The error in the middle of a 200 KB line: the excerpt is cut on both
+    // sides and the caret still points at the offending character.
+    let items = "1, ".repeat(35_000);
+    let toml = format!("name = \"x\"\nlist = [{items}oops, {items}]\n");
+    let errs = errors(&toml);
+    assert_eq!(errs.len(), 1);
+    let message = &errs[0];
+    assert!(message.len() < 1_000, "{} bytes: {message:.300}", message.len());
+    let column = "list = [".len() + items.len() + 1;
+    assert!(
+        message.starts_with(&format!("not valid TOML at line 2, column {column}: ")),
+        "{message}"
+    );
+    let lines: Vec<&str> = message.lines().collect();
+    let excerpt = lines.iter().find(|l| l.starts_with("2 | ")).expect("the line");
+    let caret = lines.last().expect("the caret");
+    assert!(
+        excerpt.starts_with("2 | …") && excerpt.ends_with('…'),
+        "{excerpt}"
+    );
+    let at = caret.chars().position(|c| c == '^').expect("a caret");
+    let pointed: String = excerpt.chars().skip(at).take(4).collect();
+    assert_eq!(pointed, "oops", "{excerpt}\n{caret}");
+
+    // At the end of a long line, and on a short one: nothing is cut.
+    let errs = errors(&format!("name = \"{}", "x".repeat(200_000)));
+    assert!(errs[0].len() < 1_000, "{:.300}", errs[0]);
+    assert!(errs[0].contains("line 1") && errs[0].contains("…"), "{}", errs[0]);
+    let errs = errors("name = \"x\"\n[stages.MQL\n");
+    assert!(errs[0].contains("2 | [stages.MQL\n"), "{}", errs[0]);
+    assert!(!errs[0].contains('…'), "{}", errs[0]);
+}
+
+#[test]
+fn messages_quoting_huge_values_are_cut() {
+    let long = "w".repeat(100_000);
+    let errs = edited(
+        "type = \"webinar_attended\"",
+        &format!("type = \"{long}\"\n{long} = 1"),
+    );
+    assert_eq!(errs.len(), 2, "{errs:.300?}");
+    for e in &errs {
+        assert!(e.chars().count() < 900, "{} chars: {e:.300}", e.chars().count());
+        assert!(e.contains(" … "), "{e:.300}");
+    }
+    assert!(errs.iter().any(|e| e.contains("unknown engagement type")));
+    assert!(errs.iter().any(|e| e.contains("unknown key")));
+}
+
+#[test]
 fn a_policy_without_decay_keeps_scores() {
     let toml = example_toml().replacen("[decay]\nhalf_life = \"30d\"\n", "", 1);
     let p = Policy::from_toml(&toml).expect("valid");
