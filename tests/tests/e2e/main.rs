@@ -20,3 +20,4 @@ mod stream;
 mod telemetry;
 mod timers;
 mod tls;
+mod validation;
