@@ -3,6 +3,7 @@
 mod analytics;
 mod auth;
 mod batch;
+mod cli;
 mod dashboard;
 mod erase;
 mod errors;
