@@ -4,13 +4,14 @@
 // A command-line tool talks to its user on stdout and stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::config::{Config, ConfigError, Layers, Resolved};
+use crate::config::{Config, ConfigError, KEYS, Layers, Resolved};
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use leadflow_proto::v1 as pb;
 
 /// leadflow: the B2B lead lifecycle, as a gRPC service.
@@ -49,18 +50,38 @@ enum Command {
     Config(ConfigCommand),
 }
 
+/// How a command reaches a running server: the same flags for every
+/// command that talks to one.
 #[derive(Debug, Args)]
-struct FunnelArgs {
-    /// The server's gRPC address.
+struct Remote {
+    /// The server's gRPC address; https://… for a server with TLS.
     #[arg(
         long = "against",
+        alias = "server",
         env = "LEADFLOW_SERVER",
         default_value = "http://127.0.0.1:50051"
     )]
     server: String,
-    /// A token with analytics:read (needed unless the server runs without tokens).
+    /// A bearer token (`leadflow token create`), needed unless the server
+    /// runs without tokens. The variable keeps it out of process lists.
     #[arg(long, env = "LEADFLOW_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// TLS: the CA certificate (PEM) that signed the server's certificate.
+    #[arg(long, env = "LEADFLOW_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// Mutual TLS: this client's certificate (PEM), with --client-key.
+    #[arg(long, env = "LEADFLOW_CLIENT_CERT", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// Mutual TLS: this client's private key (PEM), with --client-cert.
+    #[arg(long, env = "LEADFLOW_CLIENT_KEY", requires = "client_cert")]
+    client_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct FunnelArgs {
+    // A token needs analytics:read.
+    #[command(flatten)]
+    remote: Remote,
     /// First day, YYYY-MM-DD (UTC); default 30 days before --to.
     #[arg(long)]
     from: Option<String>,
@@ -133,82 +154,73 @@ enum TokenCommand {
 struct DatabaseArgs {
     /// sqlite://PATH or postgres://USER@HOST/DB. A PostgreSQL on loopback
     /// is reached without TLS unless the URL sets sslmode.
-    /// [env: LEADFLOW_DATABASE_URL]
     #[arg(long)]
     database_url: Option<String>,
 }
 
 /// The service's settings as flags. Each can also come from the
 /// configuration file (the flag's name with `_`) or an environment
-/// variable; flags win over variables, variables over the file.
+/// variable; flags win over variables, variables over the file. None has a
+/// clap default (it would hide the file and the variables): the help shows
+/// each one's variables and default from the configuration's own, see
+/// [`setting_help`].
 #[derive(Debug, Args)]
 struct ServeArgs {
     #[command(flatten)]
     database: DatabaseArgs,
-    /// Address for gRPC. [env: LEADFLOW_LISTEN]
+    /// Address for gRPC.
     #[arg(long)]
     listen: Option<String>,
     /// Address for the HTTP side: the funnel dashboard and /metrics.
-    /// [env: LEADFLOW_HTTP_LISTEN]
     #[arg(long)]
     http_listen: Option<String>,
-    /// json or pretty. [env: LEADFLOW_LOG_FORMAT]
+    /// json or pretty.
     #[arg(long)]
     log_format: Option<String>,
     /// A tracing filter: `info`, `debug`, `leadflow_engine=debug,info`…
-    /// [env: LEADFLOW_LOG_LEVEL]
     #[arg(long)]
     log_level: Option<String>,
     /// Seconds shutdown waits for calls in flight.
-    /// [env: LEADFLOW_SHUTDOWN_GRACE_SECS]
     #[arg(long)]
     shutdown_grace_secs: Option<String>,
-    /// Database connection pool size. [env: LEADFLOW_MAX_CONNECTIONS]
+    /// Database connection pool size.
     #[arg(long)]
     max_connections: Option<String>,
     /// Milliseconds a call waits for a database connection (while the
     /// database restarts, say) before it is refused with UNAVAILABLE.
-    /// [env: LEADFLOW_DB_ACQUIRE_TIMEOUT_MS]
     #[arg(long)]
     db_acquire_timeout_ms: Option<String>,
     /// Milliseconds between the timer worker's looks for due timers.
-    /// [env: LEADFLOW_TIMER_POLL_MS]
     #[arg(long)]
     timer_poll_ms: Option<String>,
     /// Leads per transaction when a policy activation re-scores every lead.
-    /// [env: LEADFLOW_RESCORE_BATCH]
     #[arg(long)]
     rescore_batch: Option<String>,
     /// Calls in flight at most; more are refused at once with
-    /// RESOURCE_EXHAUSTED. [env: LEADFLOW_MAX_IN_FLIGHT]
+    /// RESOURCE_EXHAUSTED.
     #[arg(long)]
     max_in_flight: Option<String>,
     /// Require a bearer token on every call even when listening on loopback
     /// (on any other address tokens are always required).
-    /// [env: LEADFLOW_REQUIRE_AUTH]
     #[arg(long)]
-    require_auth: Option<String>,
-    /// TLS: the server's certificate chain (PEM). [env: LEADFLOW_TLS_CERT]
+    require_auth: bool,
+    /// TLS: the server's certificate chain (PEM).
     #[arg(long)]
     tls_cert: Option<String>,
-    /// TLS: the server's private key (PEM). [env: LEADFLOW_TLS_KEY]
+    /// TLS: the server's private key (PEM).
     #[arg(long)]
     tls_key: Option<String>,
     /// Mutual TLS: clients must present a certificate this CA (PEM) signed.
-    /// [env: LEADFLOW_TLS_CLIENT_CA]
     #[arg(long)]
     tls_client_ca: Option<String>,
     /// Calls a second per token (bursts of as many); more are refused with
     /// RESOURCE_EXHAUSTED and a retry delay. 0: unlimited.
-    /// [env: LEADFLOW_TOKEN_RATE_LIMIT]
     #[arg(long)]
     token_rate_limit: Option<String>,
     /// OTLP/gRPC endpoint for spans and metrics, e.g. http://collector:4317.
-    /// [env: OTEL_EXPORTER_OTLP_ENDPOINT, LEADFLOW_OTLP_ENDPOINT]
     #[arg(long)]
     otlp_endpoint: Option<String>,
-    /// service.name of spans and metrics (default leadflow).
-    /// [env: OTEL_SERVICE_NAME, LEADFLOW_SERVICE_NAME]
+    /// service.name of spans and metrics.
     #[arg(long)]
     service_name: Option<String>,
 }
@@ -228,7 +240,8 @@ impl ServeArgs {
             ("timer_poll_ms", self.timer_poll_ms),
             ("rescore_batch", self.rescore_batch),
             ("max_in_flight", self.max_in_flight),
-            ("require_auth", self.require_auth),
+            // A bare flag: absent leaves the file's or the variable's value.
+            ("require_auth", self.require_auth.then(|| "true".to_owned())),
             ("tls_cert", self.tls_cert),
             ("tls_key", self.tls_key),
             ("tls_client_ca", self.tls_client_ca),
@@ -248,36 +261,31 @@ enum ConfigCommand {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
-    /// Checks a policy file; prints every problem with its path.
+    /// Checks a policy file; prints every problem with its path. Warnings
+    /// (e.g. a threshold no lead can reach) do not fail it.
     Validate { file: PathBuf },
     /// Shows what a policy file would do to every current lead on a running
-    /// server: counts per stage before and after, and the top movers.
+    /// server: counts per stage before and after, the leads that would move
+    /// and those that would newly fail a guard. Writes nothing.
     Simulate {
         file: PathBuf,
-        /// The server's gRPC address.
-        #[arg(
-            long = "against",
-            env = "LEADFLOW_SERVER",
-            default_value = "http://127.0.0.1:50051"
-        )]
-        server: String,
-        /// Movers to list.
-        #[arg(long, default_value_t = 20)]
-        top: u16,
+        // A token needs policy:admin, as for every policy command.
+        #[command(flatten)]
+        remote: Remote,
+        /// Leads to list of each kind (movers, newly failing).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+        top: u32,
+        /// List every lead that would move or newly fail.
+        #[arg(long, conflicts_with = "top")]
+        all: bool,
     },
     /// Stores a policy file as a new version on a running server, activates
     /// it and follows the re-score of every lead; fails if the re-score does.
     #[command(alias = "apply")]
     Activate {
         file: PathBuf,
-        /// The server's gRPC address.
-        #[arg(
-            long = "against",
-            alias = "server",
-            env = "LEADFLOW_SERVER",
-            default_value = "http://127.0.0.1:50051"
-        )]
-        server: String,
+        #[command(flatten)]
+        remote: Remote,
     },
 }
 
@@ -300,7 +308,11 @@ fn config(file: Option<&Path>, flags: Vec<(&'static str, Option<String>)>) -> Re
 
 /// Runs the command line given to the process.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut command = setting_help(Cli::command());
+    let cli = match Cli::from_arg_matches(&command.get_matches_mut()) {
+        Ok(cli) => cli,
+        Err(e) => e.format(&mut command).exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -311,7 +323,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("leadflow: {e:#}");
+            eprintln!("leadflow: {}", causes(&e));
             if e.downcast_ref::<ConfigError>().is_some() {
                 ExitCode::from(2)
             } else {
@@ -321,11 +333,51 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// An error and its causes, `: `-separated, each said once. Some errors
+/// already include their source in their own message (tonic's transport
+/// errors say `tcp connect error: Connection refused`, then have that very
+/// text as their source), so a cause that a neighbour already says is left
+/// out.
+fn causes(error: &anyhow::Error) -> String {
+    let mut said: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        let text = text.trim();
+        match said.last_mut() {
+            Some(last) if last.ends_with(text) => {}
+            Some(last) if text.starts_with(last.as_str()) => text.clone_into(last),
+            _ => said.push(text.to_owned()),
+        }
+    }
+    said.join(": ")
+}
+
+/// The help of every setting flag, with its environment variables and its
+/// default: from the configuration's own table and `Config::default()`, so
+/// that neither can drift from what the configuration does.
+fn setting_help(command: clap::Command) -> clap::Command {
+    command
+        .mut_args(|arg| {
+            let Some(key) = KEYS.iter().find(|k| k.name == arg.get_id().as_str()) else {
+                return arg;
+            };
+            let mut help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            help.push_str(&format!(" [env: {}]", key.env.join(", ")));
+            if let Some(default) = crate::config::default_text(key.name) {
+                help.push_str(&format!(" [default: {default}]"));
+            }
+            arg.help(help)
+        })
+        .mut_subcommands(setting_help)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
             let config = config(cli.config.as_deref(), args.into_flags())?;
-            let _telemetry = crate::telemetry::init(&config, std::io::stderr)?;
+            let colour =
+                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            let _telemetry = crate::telemetry::init(&config, std::io::stderr, colour)?;
             crate::serve(config).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -340,25 +392,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy(PolicyCommand::Validate { file }) => {
-            let source = read(&file)?;
-            match leadflow_domain::Policy::from_toml(&source) {
-                Ok(policy) => {
-                    println!("{}: policy {:?} is valid", file.display(), policy.name);
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(errors) => {
-                    for e in &errors.0 {
-                        eprintln!("{}: {e}", file.display());
-                    }
-                    eprintln!("{} problem(s) in {}", errors.0.len(), file.display());
-                    Ok(ExitCode::FAILURE)
-                }
+            let Some((_, policy, warnings)) = policy_file(&file)? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            match warnings {
+                0 => println!("{}: policy {:?} is valid", file.display(), policy.name),
+                n => println!(
+                    "{}: policy {:?} is valid, with {n} warning(s)",
+                    file.display(),
+                    policy.name
+                ),
             }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Workspace(command) => workspace_command(cli.config.as_deref(), command).await,
         Command::Token(command) => token_command(cli.config.as_deref(), command).await,
-        Command::Policy(PolicyCommand::Activate { file, server }) => activate(&file, &server).await,
-        Command::Policy(PolicyCommand::Simulate { file, server, top }) => simulate(&file, &server, top).await,
+        Command::Policy(PolicyCommand::Activate { file, remote }) => activate(&file, &remote).await,
+        Command::Policy(PolicyCommand::Simulate {
+            file,
+            remote,
+            top,
+            all,
+        }) => {
+            let top = if all {
+                usize::MAX
+            } else {
+                usize::try_from(top).unwrap_or(usize::MAX)
+            };
+            simulate(&file, &remote, top).await
+        }
         Command::Funnel(args) => funnel(args).await,
     }
 }
@@ -515,29 +577,96 @@ fn read(file: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
 }
 
-/// Reads a policy file and reports its problems; `None` if it has some.
-fn policy_file(file: &Path) -> anyhow::Result<Option<String>> {
+/// Reads a policy file and reports its problems: `None` if it has errors,
+/// else its text, the policy and how many warnings were printed.
+fn policy_file(file: &Path) -> anyhow::Result<Option<(String, leadflow_domain::Policy, usize)>> {
     let source = read(file)?;
-    if let Err(errors) = leadflow_domain::Policy::from_toml(&source) {
-        for e in &errors.0 {
-            eprintln!("{}: {e}", file.display());
+    match leadflow_domain::Policy::from_toml(&source) {
+        Ok(policy) => {
+            let warnings = policy.warnings();
+            for w in &warnings {
+                eprintln!("{}: warning: {w}", file.display());
+            }
+            Ok(Some((source, policy, warnings.len())))
         }
-        eprintln!("{} problem(s) in {}", errors.0.len(), file.display());
-        return Ok(None);
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{}: {e}", file.display());
+            }
+            eprintln!("{} problem(s) in {}", errors.0.len(), file.display());
+            Ok(None)
+        }
     }
-    Ok(Some(source))
 }
 
-async fn connect(server: &str) -> anyhow::Result<tonic::transport::Channel> {
-    tonic::transport::Endpoint::from_shared(server.to_owned())
-        .with_context(|| format!("bad server address {server:?}"))?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach leadflow at {server}"))
+/// Puts the caller's bearer token, if any, on every call.
+#[derive(Clone, Debug)]
+struct Bearer(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A connection to a server, with the token.
+type Connection = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>;
+
+impl Remote {
+    /// Connects as the flags say: TLS for an https:// address (with the CA
+    /// and the client certificate given), the token on every call.
+    async fn connect(&self) -> anyhow::Result<Connection> {
+        let server = self.server.as_str();
+        let bearer = match &self.token {
+            Some(token) => {
+                let mut value: tonic::metadata::AsciiMetadataValue = format!("Bearer {}", token.trim())
+                    .parse()
+                    .context("the token has characters no header can carry")?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        let mut endpoint = tonic::transport::Endpoint::from_shared(server.to_owned())
+            .with_context(|| format!("bad server address {server:?}"))?
+            .connect_timeout(std::time::Duration::from_secs(10));
+        let https = endpoint.uri().scheme_str() == Some("https");
+        if https {
+            // Only the CA given is trusted: the client carries no system roots.
+            let ca = self.ca_cert.as_deref().with_context(|| {
+                format!("{server} is https://: --ca-cert names the CA that signed its certificate")
+            })?;
+            let read =
+                |path: &Path| std::fs::read(path).with_context(|| format!("cannot read {}", path.display()));
+            let mut tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+            if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+                tls = tls.identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?));
+            }
+            endpoint = endpoint.tls_config(tls).context("cannot set up TLS")?;
+        } else if self.ca_cert.is_some() || self.client_cert.is_some() {
+            anyhow::bail!("--ca-cert and --client-cert are for https:// servers, and {server} is not one");
+        }
+        let channel = endpoint
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach leadflow at {server}"))?;
+        Ok(tonic::service::interceptor::InterceptedService::new(
+            channel,
+            Bearer(bearer),
+        ))
+    }
 }
 
 fn rpc_error(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{}: {}", s.code(), s.message())
+    let hint = match s.code() {
+        tonic::Code::Unauthenticated => " (give a token with --token or LEADFLOW_TOKEN)",
+        _ => "",
+    };
+    anyhow::anyhow!("{:?}: {}{hint}", s.code(), s.message())
 }
 
 fn stage_name(value: i32) -> &'static str {
@@ -581,27 +710,19 @@ async fn funnel(args: FunnelArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let mut client = pb::analytics_service_client::AnalyticsServiceClient::new(connect(&args.server).await?);
+    let mut client = pb::analytics_service_client::AnalyticsServiceClient::new(args.remote.connect().await?);
     let mut groups = Vec::new();
     let mut page_token = String::new();
     let (start, end) = (query.period.start, query.period.end);
     loop {
-        let mut request = tonic::Request::new(pb::GetFunnelRequest {
+        let request = pb::GetFunnelRequest {
             period: Some(crate::services::period_out(query.period)),
             group_by: group_by.into(),
             source_channel: args.channel.clone().unwrap_or_default(),
             page_size: 200,
             page_token,
             ..Default::default()
-        });
-        if let Some(token) = &args.token {
-            request.metadata_mut().insert(
-                "authorization",
-                format!("Bearer {}", token.trim())
-                    .parse()
-                    .context("the token is not a valid header value")?,
-            );
-        }
+        };
         let page = client.get_funnel(request).await.map_err(rpc_error)?.into_inner();
         groups.extend(page.groups);
         if page.next_page_token.is_empty() {
@@ -688,17 +809,23 @@ async fn funnel(args: FunnelArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn simulate(file: &Path, server: &str, top: u16) -> anyhow::Result<ExitCode> {
-    let Some(source) = policy_file(file)? else {
+/// Simulated leads a page; the server takes up to 1000, but each comes with
+/// its transitions and guards, and a page must stay well inside a message.
+const SIMULATION_PAGE: i32 = 250;
+
+async fn simulate(file: &Path, remote: &Remote, top: usize) -> anyhow::Result<ExitCode> {
+    let Some((source, _, _)) = policy_file(file)? else {
         return Ok(ExitCode::FAILURE);
     };
-    let mut client = pb::policy_service_client::PolicyServiceClient::new(connect(server).await?);
+    let mut client = pb::policy_service_client::PolicyServiceClient::new(remote.connect().await?);
+    let request = |as_of: Option<prost_types::Timestamp>, page_token: String| pb::SimulatePolicyRequest {
+        policy: Some(pb::simulate_policy_request::Policy::Source(source.clone())),
+        as_of,
+        page_size: SIMULATION_PAGE,
+        page_token,
+    };
     let sim = client
-        .simulate_policy(pb::SimulatePolicyRequest {
-            policy: Some(pb::simulate_policy_request::Policy::Source(source)),
-            page_size: i32::from(top),
-            ..Default::default()
-        })
+        .simulate_policy(request(None, String::new()))
         .await
         .map_err(rpc_error)?
         .into_inner();
@@ -725,41 +852,100 @@ async fn simulate(file: &Path, server: &str, top: u16) -> anyhow::Result<ExitCod
         "\n{} would move; {} would newly fail a qualification guard.",
         sim.movers, sim.newly_failing
     );
-    let movers: Vec<&pb::SimulatedLead> = sim
-        .changed
-        .iter()
-        .filter(|l| l.from_stage != l.to_stage)
-        .collect();
+    // Leads come a page at a time, movers and newly failing mixed, by id:
+    // read on until both lists are as long as asked (or all there is).
+    let want = |total: i64| usize::try_from(total).unwrap_or(0).min(top);
+    let (want_movers, want_failing) = (want(sim.movers), want(sim.newly_failing));
+    let mut movers: Vec<pb::SimulatedLead> = Vec::new();
+    let mut failing: Vec<pb::SimulatedLead> = Vec::new();
+    let as_of = sim.as_of;
+    let mut page = (sim.changed, sim.next_page_token);
+    loop {
+        for lead in page.0 {
+            if lead.from_stage != lead.to_stage && movers.len() < want_movers {
+                movers.push(lead.clone());
+            }
+            if !lead.newly_failing.is_empty() && failing.len() < want_failing {
+                failing.push(lead);
+            }
+        }
+        if page.1.is_empty() || (movers.len() >= want_movers && failing.len() >= want_failing) {
+            break;
+        }
+        let next = client
+            .simulate_policy(request(as_of, page.1))
+            .await
+            .map_err(rpc_error)?
+            .into_inner();
+        page = (next.changed, next.next_page_token);
+    }
     if !movers.is_empty() {
-        println!("\n{:<38} {:<24} deciding guards", "lead", "move");
-        for l in movers {
-            let guards: Vec<String> = l
-                .transitions
-                .last()
-                .map(|t| t.guards.iter().map(|g| g.detail.clone()).collect())
+        println!("\nWould move:");
+        println!("{:<38} {:<24} deciding guards", "lead", "move");
+        for l in &movers {
+            let last = l.transitions.last();
+            let guards: Vec<String> = last
+                .map(|t| t.guards.iter().map(|g| printable(&g.detail)).collect())
                 .unwrap_or_default();
-            let reason = l.transitions.last().map(|t| t.reason.clone()).unwrap_or_default();
             let why = if guards.is_empty() {
-                reason
+                last.map(|t| printable(&t.reason)).unwrap_or_default()
             } else {
                 guards.join(", ")
             };
             println!(
                 "{:<38} {:<24} {why}",
-                l.lead_id,
+                lead_label(l),
                 format!("{} -> {}", stage_name(l.from_stage), stage_name(l.to_stage))
             );
         }
+        more(movers.len(), sim.movers);
+    }
+    if !failing.is_empty() {
+        println!("\nWould newly fail a guard:");
+        println!("{:<38} {:<14} failing guards", "lead", "stage");
+        for l in &failing {
+            let guards: Vec<String> = l
+                .newly_failing
+                .iter()
+                .map(|g| printable(if g.detail.is_empty() { &g.guard } else { &g.detail }))
+                .collect();
+            println!(
+                "{:<38} {:<14} {}",
+                lead_label(l),
+                stage_name(l.to_stage),
+                guards.join(", ")
+            );
+        }
+        more(failing.len(), sim.newly_failing);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn activate(file: &Path, server: &str) -> anyhow::Result<ExitCode> {
-    let Some(source) = policy_file(file)? else {
+/// A simulated lead by its external key where it has one, else its id.
+fn lead_label(lead: &pb::SimulatedLead) -> String {
+    if lead.external_key.is_empty() {
+        lead.lead_id.clone()
+    } else {
+        printable(&lead.external_key)
+    }
+}
+
+/// The line under a list cut at `listed` of `total`.
+fn more(listed: usize, total: i64) {
+    let listed = i64::try_from(listed).unwrap_or(i64::MAX);
+    if total > listed {
+        println!(
+            "… and {} more (--top {total} or --all lists them)",
+            total - listed
+        );
+    }
+}
+
+async fn activate(file: &Path, remote: &Remote) -> anyhow::Result<ExitCode> {
+    let Some((source, _, _)) = policy_file(file)? else {
         return Ok(ExitCode::FAILURE);
     };
-    let channel = connect(server).await?;
-    let mut client = pb::policy_service_client::PolicyServiceClient::new(channel);
+    let mut client = pb::policy_service_client::PolicyServiceClient::new(remote.connect().await?);
     let created = client
         .create_policy_version(pb::CreatePolicyVersionRequest {
             request_id: String::new(),

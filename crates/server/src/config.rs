@@ -439,6 +439,14 @@ fn quoted(text: &str) -> String {
     out
 }
 
+/// A setting's default as `leadflow config show` prints it (without
+/// quotes); `None` for a setting unset by default.
+pub fn default_text(name: &str) -> Option<String> {
+    match Config::default().get(name)? {
+        Shown::Text(text) | Shown::Number(text) => Some(text),
+    }
+}
+
 /// How `leadflow config show` prints a value.
 enum Shown {
     Text(String),

@@ -49,7 +49,9 @@ pub fn tracer_provider(endpoint: Option<&str>, service_name: &str) -> anyhow::Re
 }
 
 /// Installs the global subscriber: logs to `writer`, spans to OpenTelemetry.
-pub fn init<W>(config: &Config, writer: W) -> anyhow::Result<TelemetryGuard>
+/// Pretty logs are in colour only with `colour`: the caller knows whether
+/// `writer` is a terminal, and escape codes in a file are noise.
+pub fn init<W>(config: &Config, writer: W, colour: bool) -> anyhow::Result<TelemetryGuard>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -81,6 +83,7 @@ where
             .with(
                 tracing_subscriber::fmt::layer()
                     .compact()
+                    .with_ansi(colour)
                     .with_writer(writer)
                     .with_filter(logs),
             )

@@ -242,3 +242,335 @@ fn workspaces_and_tokens_are_managed_from_the_command_line() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A scratch directory, removed on drop.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("leadflow-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `leadflow serve` process on free ports, its output (stdout and
+/// stderr) going to a file as when redirected; killed on drop.
+struct Served {
+    child: std::process::Child,
+    log: String,
+    /// `http://127.0.0.1:PORT`.
+    address: String,
+}
+
+impl Served {
+    fn start(dir: &Scratch, database_url: &str, extra: &[&str]) -> Self {
+        let log = dir.path("serve.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+            .args(["serve", "--database-url", database_url])
+            .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("NO_COLOR")
+            .env_remove("RUST_LOG")
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .expect("start leadflow serve");
+        let mut served = Self {
+            child,
+            log,
+            address: String::new(),
+        };
+        for _ in 0..300 {
+            let text = served.log_text();
+            if let Some(rest) = text.split("leadflow listening on ").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or_default();
+                served.address = format!("http://{addr}");
+                return served;
+            }
+            if let Ok(Some(status)) = served.child.try_wait() {
+                panic!("leadflow serve exited with {status}:\n{text}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("leadflow serve did not start:\n{}", served.log_text());
+    }
+
+    fn log_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn pretty_logs_into_a_file_have_no_colour_codes() {
+    let dir = Scratch::new("colour");
+    let url = format!("sqlite://{}", dir.path("c.db"));
+    let served = Served::start(&dir, &url, &["--log-format", "pretty"]);
+    let log = std::fs::read(&served.log).expect("log");
+    drop(served);
+    assert!(!log.is_empty());
+    assert!(
+        !log.contains(&0x1b),
+        "escape codes in a redirected log:\n{}",
+        String::from_utf8_lossy(&log)
+    );
+}
+
+#[test]
+fn policy_commands_send_the_token_to_a_server_that_requires_one() {
+    let dir = Scratch::new("token");
+    let url = format!("sqlite://{}", dir.path("t.db"));
+    let migrated = leadflow(&["migrate", "--database-url", &url]);
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let token = |name: &str, scopes: &str| {
+        let created = leadflow(&[
+            "token",
+            "create",
+            "--workspace",
+            "default",
+            "--name",
+            name,
+            "--scopes",
+            scopes,
+            "--database-url",
+            &url,
+        ]);
+        assert!(created.status.success(), "{}", stderr(&created));
+        stdout(&created).trim().to_owned()
+    };
+    let reader = token("reports", "analytics:read");
+    let token = token("policy-admin", "policy:admin");
+
+    // A bare --require-auth: tokens even on loopback.
+    let served = Served::start(&dir, &url, &["--require-auth"]);
+    assert!(
+        !served.log_text().contains("authentication is OFF"),
+        "{}",
+        served.log_text()
+    );
+    let remote = |args: &[&str], token: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+        command.args(args).args(["--against", &served.address]);
+        command.env_remove("LEADFLOW_TOKEN").env_remove("LEADFLOW_SERVER");
+        if let Some(token) = token {
+            command.env("LEADFLOW_TOKEN", token);
+        }
+        command.output().expect("run leadflow")
+    };
+    let policy = example();
+
+    for args in [
+        &["policy", "simulate", policy.as_str()][..],
+        &["policy", "activate", policy.as_str()][..],
+    ] {
+        let refused = remote(args, None);
+        assert_eq!(refused.status.code(), Some(1), "{args:?}");
+        let message = stderr(&refused);
+        assert!(
+            message.contains("Unauthenticated: a bearer token is required")
+                && message.contains("--token or LEADFLOW_TOKEN"),
+            "{args:?}: {message}"
+        );
+    }
+
+    let simulated = remote(&["policy", "simulate", &policy], Some(&token));
+    assert!(simulated.status.success(), "{}", stderr(&simulated));
+    assert!(
+        stdout(&simulated).contains("0 would move; 0 would newly fail"),
+        "{}",
+        stdout(&simulated)
+    );
+    // The flag does as the variable does.
+    let mut args = vec!["policy", "activate", policy.as_str(), "--token", token.as_str()];
+    let activated = remote(&args, None);
+    assert!(activated.status.success(), "{}", stderr(&activated));
+    assert!(
+        stdout(&activated).contains("policy \"acme-b2b\" is version 1 and active"),
+        "{}",
+        stdout(&activated)
+    );
+    // A made-up token, or one without policy:admin, is refused as such.
+    args.truncate(3);
+    let bad = remote(&args, Some("lft_not-a-real-token"));
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("Unauthenticated: the token is not valid"),
+        "{}",
+        stderr(&bad)
+    );
+    let unscoped = remote(&args, Some(&reader));
+    assert_eq!(unscoped.status.code(), Some(1));
+    assert!(
+        stderr(&unscoped).contains("PermissionDenied: token \"reports\" lacks the scope policy:admin"),
+        "{}",
+        stderr(&unscoped)
+    );
+    // The funnel takes the same flags.
+    let funnel = remote(&["funnel"], Some(&reader));
+    assert!(funnel.status.success(), "{}", stderr(&funnel));
+}
+
+#[test]
+fn require_auth_is_a_bare_flag_a_variable_or_a_file_setting() {
+    let dir = Scratch::new("require-auth");
+    let show = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+            .args(["config", "show"])
+            .args(args)
+            .env_clear()
+            .envs(env.iter().copied())
+            .output()
+            .expect("run leadflow");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+            .lines()
+            .find(|l| l.starts_with("require_auth = "))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .expect("require_auth shown")
+    };
+    assert_eq!(show(&[], &[]), "require_auth = false # default");
+    assert_eq!(
+        show(&["--require-auth"], &[]),
+        "require_auth = true # flag --require-auth"
+    );
+    assert_eq!(
+        show(&[], &[("LEADFLOW_REQUIRE_AUTH", "true")]),
+        "require_auth = true # environment variable LEADFLOW_REQUIRE_AUTH"
+    );
+    let file = dir.path("leadflow.toml");
+    std::fs::write(&file, "require_auth = true\n").expect("write");
+    assert_eq!(
+        show(&["--config", &file], &[]),
+        format!("require_auth = true # {file} line 1")
+    );
+    // Without the flag, the file's setting stands.
+    assert_eq!(
+        show(&["--config", &file], &[("LEADFLOW_LOG_FORMAT", "json")]),
+        format!("require_auth = true # {file} line 1")
+    );
+    let valued = leadflow(&["config", "show", "--require-auth", "true"]);
+    assert_eq!(valued.status.code(), Some(2), "the flag takes no value");
+}
+
+#[test]
+fn serve_help_shows_every_default_and_variable() {
+    let help = stdout(&leadflow(&["serve", "--help"]));
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for expected in [
+        "[env: LEADFLOW_LISTEN] [default: 127.0.0.1:50051]",
+        "[env: LEADFLOW_DATABASE_URL] [default: sqlite://leadflow.db]",
+        "[env: LEADFLOW_HTTP_LISTEN] [default: 127.0.0.1:8080]",
+        "[env: LEADFLOW_TIMER_POLL_MS] [default: 1000]",
+        "[env: OTEL_SERVICE_NAME, LEADFLOW_SERVICE_NAME] [default: leadflow]",
+        "[env: LEADFLOW_TLS_CERT]",
+    ] {
+        assert!(help.contains(expected), "{expected:?} not in\n{help}");
+    }
+    // The defaults shown are the configuration's: what `config show`
+    // prints with nothing set.
+    let shown = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .args(["config", "show"])
+        .env_clear()
+        .output()
+        .expect("run leadflow");
+    let defaults = stdout(&shown);
+    let defaults = defaults
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.ends_with("# default"));
+    for line in defaults {
+        let (name, value) = line.split_once(" = ").expect("a setting");
+        let value = value.trim_end_matches("# default").trim().trim_matches('"');
+        assert!(
+            help.contains(&format!("[default: {value}]")),
+            "{name}: {value} not in\n{help}"
+        );
+    }
+    // Only settings have them: a flag that the file and the variables do
+    // not fill keeps clap's own.
+    let help = stdout(&leadflow(&["policy", "simulate", "--help"]));
+    assert!(help.contains("[default: 20]"), "{help}");
+}
+
+#[test]
+fn an_unreachable_server_is_reported_with_each_cause_once() {
+    let out = leadflow(&["funnel", "--against", "http://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let message = stderr(&out);
+    assert!(
+        message.starts_with("leadflow: cannot reach leadflow at http://127.0.0.1:1: "),
+        "{message}"
+    );
+    assert_eq!(message.matches("tcp connect error").count(), 1, "{message}");
+    assert_eq!(message.matches("Connection refused").count(), 1, "{message}");
+}
+
+#[test]
+fn tls_flags_are_refused_for_a_plain_server_and_required_for_https() {
+    let out = leadflow(&["funnel", "--against", "https://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--ca-cert"), "{}", stderr(&out));
+    let out = leadflow(&[
+        "funnel",
+        "--against",
+        "http://127.0.0.1:1",
+        "--ca-cert",
+        "/nonexistent/ca.pem",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("are for https:// servers"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn policy_validate_warns_of_an_unreachable_threshold_and_succeeds() {
+    let dir = Scratch::new("warn");
+    let file = dir.path("unreachable.toml");
+    let source = std::fs::read_to_string(example())
+        .expect("example")
+        .replace("fit_at_least = 20", "fit_at_least = 500");
+    std::fs::write(&file, source).expect("write");
+    let out = leadflow(&["policy", "validate", &file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{file}: warning: stages.MQL.fit_at_least: unreachable: the fit rules give at most 40"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("is valid, with 1 warning(s)"),
+        "{}",
+        stdout(&out)
+    );
+}

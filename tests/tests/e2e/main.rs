@@ -3,6 +3,7 @@
 mod analytics;
 mod auth;
 mod batch;
+mod cli;
 mod dashboard;
 mod erase;
 mod errors;
@@ -20,3 +21,4 @@ mod stream;
 mod telemetry;
 mod timers;
 mod tls;
+mod validation;

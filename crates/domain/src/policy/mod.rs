@@ -6,6 +6,7 @@
 //! policy.
 
 mod parse;
+mod reach;
 mod rules;
 
 use std::collections::BTreeSet;
@@ -154,6 +155,20 @@ impl fmt::Display for PolicyError {
         } else {
             write!(f, "{}: {}", self.path, self.message)
         }
+    }
+}
+
+/// Something a valid policy says that is almost certainly a mistake (see
+/// [`Policy::warnings`]): the policy is still accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyWarning {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
     }
 }
 

@@ -20,13 +20,19 @@ use crate::time::Span;
 const MAX_MAGNITUDE: f64 = 1_000_000.0;
 const MAX_REGEX_BYTES: usize = 1 << 20;
 
+/// A message quotes what the document says, and a document can say a lot:
+/// longer messages keep their start and end (where hints go).
+const MAX_MESSAGE_CHARS: usize = 400;
+/// Characters of the offending line a TOML syntax error shows.
+const EXCERPT_CHARS: usize = 120;
+
 pub(super) fn parse(source: &str) -> Result<Policy, PolicyErrors> {
     let root: Table = match toml::from_str(source) {
         Ok(table) => table,
         Err(e) => {
             return Err(PolicyErrors(vec![PolicyError {
                 path: String::new(),
-                message: format!("not valid TOML: {}", e.to_string().trim_end()),
+                message: syntax_error(source, &e),
             }]));
         }
     };
@@ -46,10 +52,67 @@ struct Cx {
 impl Cx {
     fn err(&mut self, path: &str, message: impl Into<String>) {
         self.errors.push(PolicyError {
-            path: path.to_owned(),
-            message: message.into(),
+            path: shortened(path, MAX_MESSAGE_CHARS),
+            message: shortened(&message.into(), MAX_MESSAGE_CHARS),
         });
     }
+}
+
+/// `text` cut to about `max` characters: its start, ` … `, its end.
+fn shortened(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        return text.to_owned();
+    }
+    let tail = max / 4;
+    let head = max - tail;
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(count - tail).collect();
+    format!("{start} … {end}")
+}
+
+/// A TOML syntax error with its position and the offending line, cut to
+/// [`EXCERPT_CHARS`] around the error: a one-line document of 200 KB must
+/// not come back whole in the message.
+fn syntax_error(source: &str, error: &toml::de::Error) -> String {
+    let message = shortened(error.message().trim_end(), MAX_MESSAGE_CHARS);
+    let Some(span) = error.span() else {
+        return format!("not valid TOML: {message}");
+    };
+    let at = source.floor_char_boundary(span.start.min(source.len()));
+    let line_start = source[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = source[at..].find('\n').map_or(source.len(), |i| at + i);
+    let line = source[..at].matches('\n').count() + 1;
+    let column = source[line_start..at].chars().count();
+    // Tabs and other control characters would shift the caret, or worse.
+    let text: Vec<char> = source[line_start..line_end]
+        .trim_end_matches('\r')
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let from = if text.len() <= EXCERPT_CHARS {
+        0
+    } else {
+        column
+            .saturating_sub(EXCERPT_CHARS / 2)
+            .min(text.len() - EXCERPT_CHARS)
+    };
+    let to = text.len().min(from + EXCERPT_CHARS);
+    let mut excerpt: String = text[from..to].iter().collect();
+    let mut caret = column - from;
+    if from > 0 {
+        excerpt.insert(0, '…');
+        caret += 1;
+    }
+    if to < text.len() {
+        excerpt.push('…');
+    }
+    let gutter = " ".repeat(line.to_string().len());
+    format!(
+        "not valid TOML at line {line}, column {}: {message}\n{gutter} |\n{line} | {excerpt}\n{gutter} | {}^",
+        column + 1,
+        " ".repeat(caret)
+    )
 }
 
 fn join(parent: &str, key: &str) -> String {

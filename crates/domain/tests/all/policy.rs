@@ -336,6 +336,190 @@ fn broken_toml_is_reported_with_its_position() {
 }
 
 #[test]
+fn a_syntax_error_on_a_huge_line_quotes_only_its_surroundings() {
+    // The error in the middle of a 200 KB line: the excerpt is cut on both
+    // sides and the caret still points at the offending character.
+    let items = "1, ".repeat(35_000);
+    let toml = format!("name = \"x\"\nlist = [{items}oops, {items}]\n");
+    let errs = errors(&toml);
+    assert_eq!(errs.len(), 1);
+    let message = &errs[0];
+    assert!(message.len() < 1_000, "{} bytes: {message:.300}", message.len());
+    let column = "list = [".len() + items.len() + 1;
+    assert!(
+        message.starts_with(&format!("not valid TOML at line 2, column {column}: ")),
+        "{message}"
+    );
+    let lines: Vec<&str> = message.lines().collect();
+    let excerpt = lines.iter().find(|l| l.starts_with("2 | ")).expect("the line");
+    let caret = lines.last().expect("the caret");
+    assert!(
+        excerpt.starts_with("2 | …") && excerpt.ends_with('…'),
+        "{excerpt}"
+    );
+    let at = caret.chars().position(|c| c == '^').expect("a caret");
+    let pointed: String = excerpt.chars().skip(at).take(4).collect();
+    assert_eq!(pointed, "oops", "{excerpt}\n{caret}");
+
+    // At the end of a long line, and on a short one: nothing is cut.
+    let errs = errors(&format!("name = \"{}", "x".repeat(200_000)));
+    assert!(errs[0].len() < 1_000, "{:.300}", errs[0]);
+    assert!(errs[0].contains("line 1") && errs[0].contains("…"), "{}", errs[0]);
+    let errs = errors("name = \"x\"\n[stages.MQL\n");
+    assert!(errs[0].contains("2 | [stages.MQL\n"), "{}", errs[0]);
+    assert!(!errs[0].contains('…'), "{}", errs[0]);
+}
+
+#[test]
+fn messages_quoting_huge_values_are_cut() {
+    let long = "w".repeat(100_000);
+    let errs = edited(
+        "type = \"webinar_attended\"",
+        &format!("type = \"{long}\"\n{long} = 1"),
+    );
+    assert_eq!(errs.len(), 2, "{errs:.300?}");
+    for e in &errs {
+        assert!(e.chars().count() < 900, "{} chars: {e:.300}", e.chars().count());
+        assert!(e.contains(" … "), "{e:.300}");
+    }
+    assert!(errs.iter().any(|e| e.contains("unknown engagement type")));
+    assert!(errs.iter().any(|e| e.contains("unknown key")));
+}
+
+/// The warnings of the example policy edited with each `(replace, with)`.
+fn warnings(edits: &[(&str, &str)]) -> Vec<String> {
+    let mut toml = example_toml();
+    for (replace, with) in edits {
+        assert!(toml.contains(replace), "no {replace:?} in the example");
+        toml = toml.replacen(replace, with, 1);
+    }
+    Policy::from_toml(&toml)
+        .expect("warnings do not make a policy invalid")
+        .warnings()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// Caps on the example's uncapped positive rules: together the positive
+/// rules give at most 20 + 30 + 30 + 10 + 40 + 30 + 9 = 169.
+const CAPPED: &[(&str, &str)] = &[
+    (
+        "points = 15\n\n[[engagement]]\nid = \"ebook\"",
+        "points = 15\nmax_points = 30\n\n[[engagement]]\nid = \"ebook\"",
+    ),
+    ("max_per_day = 2", "max_per_day = 2\nmax_points = 40"),
+    (
+        "type = \"trial_started\"\npoints = 30",
+        "type = \"trial_started\"\npoints = 30\nmax_points = 30",
+    ),
+];
+
+#[test]
+fn an_unreachable_engagement_threshold_is_a_warning() {
+    assert_eq!(warnings(&[]), Vec::<String>::new(), "the example is fine");
+    // One uncapped positive rule is enough to reach anything.
+    assert_eq!(
+        warnings(&[("engagement_at_least = 60", "engagement_at_least = 5000")]),
+        Vec::<String>::new()
+    );
+    let mut edits = CAPPED.to_vec();
+    edits.push(("engagement_at_least = 60", "engagement_at_least = 5000"));
+    assert_eq!(
+        warnings(&edits),
+        [
+            "stages.MQL.engagement_at_least: unreachable: every positive engagement rule has max_points, \
+          and together they give at most 169, below 5000"
+        ]
+    );
+    // Exactly the sum is reachable; negative rules do not count against it.
+    let mut edits = CAPPED.to_vec();
+    edits.push(("engagement_at_least = 60", "engagement_at_least = 169"));
+    assert_eq!(warnings(&edits), Vec::<String>::new());
+    let p = Policy::from_toml(
+        &CAPPED
+            .iter()
+            .fold(example_toml(), |t, (a, b)| t.replacen(a, b, 1)),
+    )
+    .expect("valid");
+    assert_eq!(p.most_engagement(), Some(169.0));
+    assert_eq!(
+        leadflow_domain::policy::PolicyWarning {
+            path: "p".to_owned(),
+            message: "m".to_owned(),
+        }
+        .to_string(),
+        "p: m"
+    );
+}
+
+#[test]
+fn an_unreachable_fit_threshold_or_grade_is_a_warning() {
+    // title 15 + company_size 15 + industry 10
+    assert_eq!(
+        warnings(&[("fit_at_least = 20", "fit_at_least = 40")]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        warnings(&[("fit_at_least = 20", "fit_at_least = 41")]),
+        [
+            "stages.MQL.fit_at_least: unreachable: the fit rules give at most 40 \
+          (the best positive points per attribute, summed), below 41"
+        ]
+    );
+    // Rules on one attribute that exclude each other give their best, not
+    // their sum: a small company gets 5 or a mid-market one 15, never 20.
+    let small = "[[fit]]\nid = \"small\"\nattribute = \"company_size\"\nat_most = 50\npoints = 5\n\n[[fit]]\nid = \"mid-market\"";
+    assert_eq!(
+        warnings(&[
+            ("fit_at_least = 20", "fit_at_least = 41"),
+            ("[[fit]]\nid = \"mid-market\"", small)
+        ])
+        .len(),
+        1
+    );
+    // Rules that match one value together add up: 1000 people is mid-market
+    // and large, 25 points; with title and industry, 50 is reachable.
+    let large = "[[fit]]\nid = \"large\"\nattribute = \"company_size\"\nat_least = 1000\npoints = 10\n\n[[fit]]\nid = \"mid-market\"";
+    assert_eq!(
+        warnings(&[
+            ("fit_at_least = 20", "fit_at_least = 50"),
+            ("[[fit]]\nid = \"mid-market\"", large)
+        ]),
+        Vec::<String>::new()
+    );
+    // A regex may match whatever else matches, so its points always count.
+    let titled = "[[fit]]\nid = \"engineer\"\nattribute = \"title\"\nmatches = \"(?i)engineer\"\npoints = 5\n\n[[fit]]\nid = \"mid-market\"";
+    assert_eq!(
+        warnings(&[
+            ("fit_at_least = 20", "fit_at_least = 45"),
+            ("[[fit]]\nid = \"mid-market\"", titled)
+        ]),
+        Vec::<String>::new()
+    );
+
+    assert_eq!(
+        warnings(&[
+            (
+                "requires_attributes",
+                "grade_at_least = \"A\"\nrequires_attributes"
+            ),
+            ("A = 40", "A = 45"),
+        ]),
+        [
+            "stages.MQL.grade_at_least: unreachable: grade A needs a fit of 45, and the fit rules give at most 40"
+        ]
+    );
+    assert_eq!(
+        warnings(&[(
+            "requires_attributes",
+            "grade_at_least = \"A\"\nrequires_attributes"
+        )]),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
 fn a_policy_without_decay_keeps_scores() {
     let toml = example_toml().replacen("[decay]\nhalf_life = \"30d\"\n", "", 1);
     let p = Policy::from_toml(&toml).expect("valid");

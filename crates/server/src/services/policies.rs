@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use leadflow_engine::{Draft, Engine, SimulatedLead};
 use leadflow_proto::v1 as pb;
+use leadflow_proto::v1::policy_problem::Severity;
 use leadflow_store::RescoreJobRecord;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -78,6 +79,28 @@ fn simulated_out(l: &SimulatedLead) -> pb::SimulatedLead {
         fit: l.fit,
         qualifying_engagement: l.qualifying_engagement,
     }
+}
+
+/// Problems a `ValidatePolicy` answer lists; the rest are only counted. A
+/// document of thousands of bad rules would otherwise answer with megabytes.
+const MAX_PROBLEMS: usize = 100;
+
+struct Problems {
+    listed: Vec<pb::PolicyProblem>,
+    total: usize,
+}
+
+fn problem_list(problems: impl ExactSizeIterator<Item = (String, String)>, severity: Severity) -> Problems {
+    let total = problems.len();
+    let listed = problems
+        .take(MAX_PROBLEMS)
+        .map(|(path, message)| pb::PolicyProblem {
+            path,
+            message,
+            severity: severity.into(),
+        })
+        .collect();
+    Problems { listed, total }
 }
 
 type JobStream = Pin<Box<dyn Stream<Item = Result<pb::WatchRescoreResponse, Status>> + Send>>;
@@ -215,24 +238,21 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         crate::auth::principal(&request)?;
         let r = request.into_inner();
         check_source(&r.source)?;
-        Ok(Response::new(match Engine::validate_policy(&r.source) {
-            Ok(policy) => pb::ValidatePolicyResponse {
-                valid: true,
-                problems: Vec::new(),
-                name: policy.name,
-            },
-            Err(errors) => pb::ValidatePolicyResponse {
-                valid: false,
-                problems: errors
-                    .0
-                    .into_iter()
-                    .map(|e| pb::PolicyProblem {
-                        path: e.path,
-                        message: e.message,
-                    })
-                    .collect(),
-                name: String::new(),
-            },
+        let (valid, name, problems) = match Engine::validate_policy(&r.source) {
+            Ok(policy) => {
+                let warnings = policy.warnings().into_iter().map(|w| (w.path, w.message));
+                (true, policy.name, problem_list(warnings, Severity::Warning))
+            }
+            Err(errors) => {
+                let errors = errors.0.into_iter().map(|e| (e.path, e.message));
+                (false, String::new(), problem_list(errors, Severity::Error))
+            }
+        };
+        Ok(Response::new(pb::ValidatePolicyResponse {
+            valid,
+            problems_total: i32::try_from(problems.total).unwrap_or(i32::MAX),
+            problems: problems.listed,
+            name,
         }))
     }
 

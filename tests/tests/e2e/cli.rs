@@ -1,0 +1,324 @@
+//! The `leadflow` command against a server that requires tokens, and one
+//! with mutual TLS: every remote command takes the same connection flags.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use leadflow_e2e::*;
+use leadflow_proto::v1 as pb;
+use leadflow_proto::v1::lead_service_client::LeadServiceClient;
+use leadflow_store::testing::TestDatabase;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str, db: Db) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("leadflow-e2e-{name}-{db:?}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+
+    fn write(&self, name: &str, text: &str) -> anyhow::Result<String> {
+        let path = self.0.join(name);
+        std::fs::write(&path, text)?;
+        Ok(path.display().to_string())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the `leadflow` command off the runtime (the server under test runs
+/// on it), with `LEADFLOW_TOKEN` set to `token` if given.
+async fn leadflow(args: &[&str], token: Option<&str>) -> anyhow::Result<Output> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_leadflow-e2e-server"));
+    command.args(args);
+    for var in ["LEADFLOW_TOKEN", "LEADFLOW_SERVER", "LEADFLOW_CA_CERT"] {
+        command.env_remove(var);
+    }
+    if let Some(token) = token {
+        command.env("LEADFLOW_TOKEN", token);
+    }
+    Ok(tokio::task::spawn_blocking(move || command.output()).await??)
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn with_token<T>(secret: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {secret}").parse().expect("header value"),
+    );
+    request
+}
+
+/// A lead with `key` (none if empty), `title` and engagements now.
+async fn seed(
+    leads: &mut LeadServiceClient<tonic::transport::Channel>,
+    secret: &str,
+    (key, email): (&str, &str),
+    title: &str,
+) -> anyhow::Result<String> {
+    let lead = leads
+        .create_lead(with_token(
+            secret,
+            pb::CreateLeadRequest {
+                external_key: key.to_owned(),
+                profile: profile(&[
+                    ("email", email),
+                    ("company", "Acme"),
+                    ("title", title),
+                    ("company_size", "250"),
+                    ("industry", "software"),
+                ]),
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner()
+        .lead
+        .expect("lead");
+    for kind in ["trial_started", "webinar_attended"] {
+        leads
+            .record_engagement(with_token(
+                secret,
+                record(&lead.id, engagement(&format!("{}-{kind}", lead.id), kind)),
+            ))
+            .await?;
+    }
+    Ok(lead.id)
+}
+
+async fn policy_commands_list_leads_by_key_and_need_a_token(db: Db) -> anyhow::Result<()> {
+    let Some(database) = TestDatabase::new(db).await else {
+        return Ok(());
+    };
+    let engine = engine_on(&database.url).await?;
+    let ws = leadflow_server::DEFAULT_WORKSPACE;
+    let secret = token(
+        &engine,
+        ws,
+        "admin",
+        &["leads:write", "engagements:write", "policy:admin"],
+        None,
+    )
+    .await?;
+    let workers = leadflow_server::Workers {
+        auth: leadflow_server::AuthMode::Required,
+        ..leadflow_server::Workers::default()
+    };
+    let (running, channel) = serve(&engine, &workers).await?;
+    let mut leads = LeadServiceClient::new(channel);
+    // Engagement 45 each. The draft moves the VPs (fit 40) to MQL at 40,
+    // and newly fails the analysts' fit (25) at 30.
+    let mut keyless = String::new();
+    for i in 0..5 {
+        let key = if i == 4 {
+            String::new()
+        } else {
+            format!("crm-vp-{i}")
+        };
+        let id = seed(
+            &mut leads,
+            &secret,
+            (&key, &format!("vp{i}@acme.com")),
+            "VP Sales",
+        )
+        .await?;
+        if key.is_empty() {
+            keyless = id;
+        }
+    }
+    for i in 0..3 {
+        let key = format!("crm-analyst-{i}");
+        seed(
+            &mut leads,
+            &secret,
+            (&key, &format!("analyst{i}@acme.com")),
+            "Analyst",
+        )
+        .await?;
+    }
+    let dir = Scratch::new("simulate", db)?;
+    let draft = dir.write(
+        "draft.toml",
+        &leadflow_server::DEFAULT_POLICY
+            .replace("engagement_at_least = 60", "engagement_at_least = 40")
+            .replace("fit_at_least = 20", "fit_at_least = 30"),
+    )?;
+    let against = format!("http://{}", running.addr);
+    let simulate = [
+        "policy",
+        "simulate",
+        draft.as_str(),
+        "--against",
+        against.as_str(),
+    ];
+
+    let refused = leadflow(&simulate, None).await?;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("Unauthenticated") && text(&refused).contains("--token"),
+        "{}",
+        text(&refused)
+    );
+
+    let top = leadflow(&[&simulate[..], &["--top", "2"]].concat(), Some(&secret)).await?;
+    let out = text(&top);
+    assert!(top.status.success(), "{out}");
+    assert!(out.contains("5 would move; 3 would newly fail"), "{out}");
+    for listed in ["crm-vp-0", "crm-vp-1", "crm-analyst-0", "crm-analyst-1"] {
+        assert!(out.contains(listed), "{listed} not in {out}");
+    }
+    for unlisted in ["crm-vp-2", "crm-analyst-2", keyless.as_str()] {
+        assert!(!out.contains(unlisted), "{unlisted} in {out}");
+    }
+    assert!(
+        out.contains("… and 3 more (--top 5 or --all lists them)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("… and 1 more (--top 3 or --all lists them)"),
+        "{out}"
+    );
+    let analyst = out
+        .lines()
+        .find(|l| l.starts_with("crm-analyst-0"))
+        .expect("an analyst");
+    assert!(
+        analyst.contains("IQL") && analyst.contains("fit 25 < 30"),
+        "{analyst}"
+    );
+
+    // --all reads every page; a lead without a key shows its id.
+    let all = leadflow(&[&simulate[..], &["--all"]].concat(), Some(&secret)).await?;
+    let out = text(&all);
+    assert!(all.status.success(), "{out}");
+    for listed in ["crm-vp-3", "crm-analyst-2", keyless.as_str()] {
+        assert!(out.contains(listed), "{listed} not in {out}");
+    }
+    assert!(!out.contains("more (--top"), "{out}");
+
+    // Activation with the flag rather than the variable.
+    let activate = [
+        "policy",
+        "activate",
+        draft.as_str(),
+        "--against",
+        against.as_str(),
+    ];
+    let refused = leadflow(&activate, None).await?;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(text(&refused).contains("Unauthenticated"), "{}", text(&refused));
+    let activated = leadflow(&[&activate[..], &["--token", secret.as_str()]].concat(), None).await?;
+    let out = text(&activated);
+    assert!(activated.status.success(), "{out}");
+    assert!(out.contains("is version 2 and active"), "{out}");
+    assert!(out.contains("re-scored 8 leads: 5 transitions"), "{out}");
+
+    running.shutdown(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_commands_list_leads_by_key_and_need_a_token_sqlite() -> anyhow::Result<()> {
+    policy_commands_list_leads_by_key_and_need_a_token(Db::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_commands_list_leads_by_key_and_need_a_token_postgres() -> anyhow::Result<()> {
+    policy_commands_list_leads_by_key_and_need_a_token(Db::Postgres).await
+}
+
+fn authority(name: &str) -> anyhow::Result<CertifiedIssuer<'static, KeyPair>> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    Ok(CertifiedIssuer::self_signed(params, KeyPair::generate()?)?)
+}
+
+fn leaf(names: &[&str], issuer: &CertifiedIssuer<'static, KeyPair>) -> anyhow::Result<(String, String)> {
+    let key = KeyPair::generate()?;
+    let params = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+async fn remote_commands_speak_mutual_tls(db: Db) -> anyhow::Result<()> {
+    let Some(database) = TestDatabase::new(db).await else {
+        return Ok(());
+    };
+    let dir = Scratch::new("tls", db)?;
+    let ca = authority("leadflow test CA")?;
+    let (server_cert, server_key) = leaf(&["localhost"], &ca)?;
+    let (client_cert, client_key) = leaf(&["reports"], &ca)?;
+    let ca_file = dir.write("ca.pem", &ca.pem())?;
+    let client = [
+        dir.write("client.pem", &client_cert)?,
+        dir.write("client.key", &client_key)?,
+    ];
+    let engine = engine_on(&database.url).await?;
+    let workers = leadflow_server::Workers {
+        tls: Some(leadflow_server::TlsFiles {
+            cert: PathBuf::from(dir.write("server.pem", &server_cert)?),
+            key: PathBuf::from(dir.write("server.key", &server_key)?),
+            client_ca: Some(Path::new(&ca_file).to_owned()),
+        }),
+        ..leadflow_server::Workers::default()
+    };
+    let running = leadflow_server::start_with("127.0.0.1:0".parse()?, engine, &workers).await?;
+    let against = format!("https://localhost:{}", running.addr.port());
+    let funnel = [
+        "funnel",
+        "--against",
+        against.as_str(),
+        "--ca-cert",
+        ca_file.as_str(),
+    ];
+
+    let admitted = leadflow(
+        &[
+            &funnel[..],
+            &["--client-cert", &client[0], "--client-key", &client[1]],
+        ]
+        .concat(),
+        None,
+    )
+    .await?;
+    assert!(admitted.status.success(), "{}", text(&admitted));
+    assert!(text(&admitted).starts_with("Funnel "), "{}", text(&admitted));
+
+    // Without a client certificate the server refuses; without the CA the
+    // client will not go on.
+    let anonymous = leadflow(&funnel, None).await?;
+    assert_eq!(anonymous.status.code(), Some(1), "{}", text(&anonymous));
+    let untrusted = leadflow(&["funnel", "--against", &against], None).await?;
+    assert_eq!(untrusted.status.code(), Some(1));
+    assert!(text(&untrusted).contains("--ca-cert"), "{}", text(&untrusted));
+
+    running.shutdown(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_commands_speak_mutual_tls_sqlite() -> anyhow::Result<()> {
+    remote_commands_speak_mutual_tls(Db::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_commands_speak_mutual_tls_postgres() -> anyhow::Result<()> {
+    remote_commands_speak_mutual_tls(Db::Postgres).await
+}
