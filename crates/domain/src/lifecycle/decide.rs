@@ -431,7 +431,7 @@ impl<'a> Run<'a> {
             }
             _ => {}
         }
-        match (&m.deal, m.command == CommandKind::Convert) {
+        let deal = match (m.deal, m.command == CommandKind::Convert) {
             (None, true) => {
                 return Err(DomainError::invalid(FieldViolation::new(
                     "deal_value",
@@ -444,9 +444,9 @@ impl<'a> Run<'a> {
                     format!("only CONVERT takes a deal, not {}", m.command),
                 )));
             }
-            (Some(deal), true) => check_deal(deal)?,
-            (None, false) => {}
-        }
+            (Some(deal), true) => Some(checked_deal(deal)?),
+            (None, false) => None,
+        };
         // Without an instant, now — or the last transition, if that lies a
         // few seconds ahead (an engagement from a clock a little fast).
         let t = m
@@ -476,7 +476,7 @@ impl<'a> Run<'a> {
         let details = Details {
             reason: reason.map(str::to_owned),
             actor: m.actor,
-            deal: m.deal,
+            deal,
         };
         self.take(edge, t, &Cause::Manual, details, checks, &window, Vec::new())?;
         self.auto_advance(t, &Cause::Manual)?;
@@ -823,19 +823,34 @@ impl<'a> Run<'a> {
     }
 }
 
-fn check_deal(deal: &Deal) -> Result<(), DomainError> {
-    if !deal.value.is_finite() || deal.value < 0.0 {
+/// The largest deal value taken: far above any deal, and small enough that
+/// sums of many stay exact to the cent in an f64.
+pub(crate) const MAX_DEAL_VALUE: f64 = 1e15;
+
+/// A deal as recorded: a finite value from 0 to [`MAX_DEAL_VALUE`] (−0 is
+/// kept as 0) in a currency of the ISO 4217 list.
+fn checked_deal(deal: Deal) -> Result<Deal, DomainError> {
+    if !deal.value.is_finite() || !(0.0..=MAX_DEAL_VALUE).contains(&deal.value) {
         return Err(DomainError::invalid(FieldViolation::new(
             "deal_value",
-            format!("{} is not a deal value: it must be zero or more", deal.value),
+            format!(
+                "{} is not a deal value: it must be from 0 to {MAX_DEAL_VALUE:e}",
+                deal.value
+            ),
         )));
     }
-    let currency = deal.currency.as_str();
-    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+    if iso_currency::Currency::from_code(&deal.currency).is_none() {
         return Err(DomainError::invalid(FieldViolation::new(
             "currency",
-            format!("{currency:?} is not an ISO 4217 currency code (three capital letters, e.g. EUR)"),
+            format!(
+                "{:?} is not an ISO 4217 currency code (e.g. EUR, USD, JPY)",
+                deal.currency
+            ),
         )));
     }
-    Ok(())
+    Ok(Deal {
+        // −0.0 passes the range check; it is recorded as 0.
+        value: if deal.value == 0.0 { 0.0 } else { deal.value },
+        ..deal
+    })
 }

@@ -52,6 +52,35 @@ fn lead_in(stage: Stage) -> Harness {
 }
 
 #[test]
+fn a_deal_is_recorded_within_its_bounds_and_minus_zero_as_zero() {
+    for (value, currency, recorded) in [(-0.0, "EUR", 0.0_f64), (1e15, "JPY", 1e15), (0.5, "CHF", 0.5)] {
+        let mut h = lead_in(Stage::Sql);
+        let decision = h
+            .try_decide(Command::Transition(ManualTransition {
+                command: CommandKind::Convert,
+                reason: None,
+                actor: None,
+                deal: Some(Deal {
+                    value,
+                    currency: currency.to_owned(),
+                }),
+                occurred_at: None,
+            }))
+            .unwrap_or_else(|e| panic!("{value} {currency}: {e}"));
+        let deal = decision
+            .transitions()
+            .find_map(|t| t.deal.clone())
+            .expect("the deal is on the transition");
+        assert_eq!(deal.currency, currency);
+        assert_eq!(
+            deal.value.to_bits(),
+            recorded.to_bits(),
+            "{value} is recorded as {recorded}"
+        );
+    }
+}
+
+#[test]
 fn every_stage_and_manual_command_is_an_edge_or_a_typed_refusal() {
     let mut legal = 0;
     for stage in Stage::ALL {
@@ -513,24 +542,31 @@ fn bad_commands_are_refused_with_the_field_and_change_nothing() {
             currency: currency.to_owned(),
         })
     };
-    check(
-        transition(deal(-1.0, "EUR"), CommandKind::Convert, None),
-        "deal_value",
-        InvalidKind::Field,
-        "zero or more",
-    );
-    check(
-        transition(deal(f64::NAN, "EUR"), CommandKind::Convert, None),
-        "deal_value",
-        InvalidKind::Field,
-        "zero or more",
-    );
-    check(
-        transition(deal(5.0, "euro"), CommandKind::Convert, None),
-        "currency",
-        InvalidKind::Field,
-        "ISO 4217",
-    );
+    for bad in [
+        -1.0,
+        -1e-9,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        1.000_000_1e15,
+        f64::MAX,
+    ] {
+        check(
+            transition(deal(bad, "EUR"), CommandKind::Convert, None),
+            "deal_value",
+            InvalidKind::Field,
+            "from 0 to 1e15",
+        );
+    }
+    // Three capitals are not enough: the code must be on the ISO 4217 list.
+    for bad in ["euro", "eur", "XYZ", "", "EU", "EURO"] {
+        check(
+            transition(deal(5.0, bad), CommandKind::Convert, None),
+            "currency",
+            InvalidKind::Field,
+            "ISO 4217",
+        );
+    }
     check(
         transition(deal(5.0, "EUR"), CommandKind::Accept, None),
         "deal_value",
