@@ -120,17 +120,44 @@ async fn harden(mut response: Response) -> Response {
 }
 
 /// Without tokens (loopback only), a page is served for a loopback host
-/// name only: another site's name resolving to 127.0.0.1 (DNS rebinding)
-/// gets nothing.
+/// only: another site's name resolving to 127.0.0.1 (DNS rebinding) gets
+/// nothing.
 fn loopback_host(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(names_loopback)
+}
+
+/// Whether a Host header names this machine's loopback: an IPv4 literal in
+/// 127.0.0.0/8, `[::1]`, or `localhost` (any case, with or without the root's
+/// trailing dot, which names the same host and which no other site can
+/// claim), each with or without a port. Anything else — a name that merely
+/// starts like one (`127.0.0.1.nip.io`), another spelling of an address
+/// (`2130706433`, `127.0.0.01`) — is refused: only the forms a browser sends
+/// for a loopback address are known to be one.
+fn names_loopback(host: &str) -> bool {
+    let port_ok = |port: &str| {
+        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
     };
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
-        _ => host,
+    if let Some(rest) = host.strip_prefix('[') {
+        let Some((address, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port_fits = after.is_empty() || after.strip_prefix(':').is_some_and(port_ok);
+        return port_fits
+            && address
+                .parse::<std::net::Ipv6Addr>()
+                .is_ok_and(|a| a.is_loopback());
+    }
+    let name = match host.split_once(':') {
+        Some((name, port)) if port_ok(port) => name,
+        Some(_) => return false,
+        None => host,
     };
-    matches!(name, "localhost" | "127.0.0.1" | "[::1]") || name.starts_with("127.")
+    name.eq_ignore_ascii_case("localhost")
+        || name.eq_ignore_ascii_case("localhost.")
+        || name.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_loopback())
 }
 
 /// The dashboard's filters, as the form sends them.
@@ -881,6 +908,54 @@ mod tests {
         assert_eq!(human(Some(Span::from_secs(12))), "12s");
         assert_eq!(human(Some(Span::from_secs(2_700))), "45m");
         assert_eq!(human(Some(Span::from_hours(50))), "2d 2h");
+    }
+
+    #[test]
+    fn only_loopback_hosts_count_as_loopback() {
+        for host in [
+            "localhost",
+            "LOCALHOST:8080",
+            "localhost.",
+            "127.0.0.1",
+            "127.0.0.1:65535",
+            "127.1.2.3",
+            "127.255.255.254:80",
+            "[::1]",
+            "[::1]:8080",
+            "[0:0:0:0:0:0:0:1]",
+        ] {
+            assert!(names_loopback(host), "{host}");
+        }
+        for host in [
+            "",
+            "127.evil.example",
+            "127.0.0.1.nip.io",
+            "127.0.0.1.nip.io:8080",
+            "localhost.evil.example",
+            "evil.localhost",
+            "localhost..",
+            "128.0.0.1",
+            "0.0.0.0",
+            "127.0.0.01",
+            "127.1",
+            "2130706433",
+            "0x7f000001",
+            "127.0.0.1:",
+            "127.0.0.1:+80",
+            "127.0.0.1:65536",
+            "127.0.0.1:80:80",
+            "127.0.0.1 ",
+            "::1",
+            "[::1",
+            "[::1]8080",
+            "[::1]:",
+            "[::1].evil.example",
+            "[::2]",
+            "[::ffff:127.0.0.1]",
+            "[::1%25lo]",
+        ] {
+            assert!(!names_loopback(host), "{host:?}");
+        }
     }
 
     #[test]

@@ -523,4 +523,59 @@ async fn analytics_calls_need_their_scope_and_see_one_workspace(
 }
 
 on_both_databases_at!(super::NOW, analytics_calls_need_their_scope_and_see_one_workspace);
+
+/// Without tokens every page answers to a loopback name or address only,
+/// parsed as one: a name that merely starts like one, which a rebinding
+/// site can point at 127.0.0.1, gets nothing.
+async fn without_tokens_only_loopback_hosts_are_served(server: TestServer) -> anyhow::Result<()> {
+    let running = with_http(&server, leadflow_server::AuthMode::Auto).await?;
+    let addr = running.http_addr.expect("the HTTP side");
+    let port = addr.port();
+    let refused = [
+        "127.evil.example".to_owned(),
+        "127.0.0.1.nip.io".to_owned(),
+        format!("127.0.0.1.nip.io:{port}"),
+        "127.0.0.1.evil.example".to_owned(),
+        "localhost.evil.example".to_owned(),
+        "evil.localhost".to_owned(),
+        "rebound.example:8080".to_owned(),
+        "[::1].evil.example".to_owned(),
+        "[::2]".to_owned(),
+        "[::ffff:10.0.0.1]".to_owned(),
+        "::1".to_owned(),
+        "0.0.0.0".to_owned(),
+        format!("10.0.0.1:{port}"),
+        "127.0.0.01".to_owned(),
+        "2130706433".to_owned(),
+        "127.0.0.1:".to_owned(),
+        "127.0.0.1:+80".to_owned(),
+        "127.0.0.1:99999".to_owned(),
+        "127.0.0.1:80:80".to_owned(),
+    ];
+    let served = [
+        "localhost".to_owned(),
+        format!("LocalHost:{port}"),
+        "localhost.".to_owned(),
+        "127.0.0.1".to_owned(),
+        format!("127.0.0.1:{port}"),
+        format!("127.1.2.3:{port}"),
+        "127.255.255.254".to_owned(),
+        "[::1]".to_owned(),
+        format!("[::1]:{port}"),
+    ];
+    for path in ["/dashboard", "/dashboard/tail", "/metrics"] {
+        for host in &refused {
+            let (status, body) = get(addr, path, &[("host", host)]).await?;
+            assert_eq!(status, 403, "{path} for host {host:?}: {body}");
+        }
+        for host in &served {
+            let (status, body) = get(addr, path, &[("host", host)]).await?;
+            assert_eq!(status, 200, "{path} for host {host:?}: {body}");
+        }
+    }
+    running.shutdown(Duration::from_secs(1)).await;
+    Ok(())
+}
+
+on_both_databases_at!(super::NOW, without_tokens_only_loopback_hosts_are_served);
 on_both_databases_at!(super::NOW, an_http_side_beyond_loopback_needs_tokens);
