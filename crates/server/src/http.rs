@@ -76,20 +76,35 @@ pub(crate) fn router(state: Arc<Http>) -> axum::Router {
         .with_state(state)
 }
 
-/// Every metric, for a Prometheus scrape. No token: counts per workspace,
-/// stage and method, nothing about a lead. Without tokens (loopback only),
-/// for a loopback host name only, as the dashboard.
+/// The metrics of the caller's workspace, for a Prometheus scrape, let in
+/// as a dashboard page is: with tokens, one with `analytics:read`; without,
+/// a loopback host, for the workspace every call acts for. Counts per
+/// stage, method and consumer, nothing about a lead.
 async fn metrics(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
-    if http.auth.is_open() && !loopback_host(&headers) {
-        return (
-            StatusCode::FORBIDDEN,
-            "without tokens /metrics answers to localhost only",
-        )
-            .into_response();
-    }
-    match http.metrics.render().await {
+    let principal = match principal_of(&http, &headers).await {
+        Ok(p) => p,
+        Err((status, message)) => {
+            let mut response = (
+                status,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                format!("{message}\n"),
+            )
+                .into_response();
+            if status == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"leadflow\""),
+                );
+            }
+            return response;
+        }
+    };
+    match http.metrics.render(&principal.workspace).await {
         Ok(text) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [
+                (header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
             text,
         )
             .into_response(),
@@ -202,8 +217,18 @@ fn page_error(status: StatusCode, message: &str) -> Response {
     response
 }
 
-/// The caller, from a bearer header or the login cookie.
+/// The caller of a dashboard page, from a bearer header or the login
+/// cookie; a refusal as a page.
 async fn caller(state: &Http, headers: &HeaderMap) -> Result<Principal, Response> {
+    principal_of(state, headers)
+        .await
+        .map_err(|(status, message)| page_error(status, &message))
+}
+
+/// The caller of a page or a scrape, from a bearer header or the login
+/// cookie: as for `GetFunnel`, a token with `analytics:read` unless auth is
+/// off, when the host must be a loopback one. A refusal's status and why.
+async fn principal_of(state: &Http, headers: &HeaderMap) -> Result<Principal, (StatusCode, String)> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -220,20 +245,24 @@ async fn caller(state: &Http, headers: &HeaderMap) -> Result<Principal, Response
     };
     let authorization = bearer.or_else(from_cookie);
     if state.auth.is_open() && !loopback_host(headers) {
-        return Err(page_error(
+        return Err((
             StatusCode::FORBIDDEN,
-            "without tokens the dashboard answers to localhost only",
+            "without tokens the HTTP side answers to a loopback host only (localhost, 127.0.0.1, [::1])"
+                .to_owned(),
         ));
     }
     state
         .auth
         .dashboard_principal(authorization.as_deref())
         .await
-        .map_err(|(code, message)| match code {
-            tonic::Code::Unauthenticated => page_error(StatusCode::UNAUTHORIZED, &message),
-            tonic::Code::PermissionDenied => page_error(StatusCode::FORBIDDEN, &message),
-            tonic::Code::ResourceExhausted => page_error(StatusCode::TOO_MANY_REQUESTS, &message),
-            _ => page_error(StatusCode::SERVICE_UNAVAILABLE, &message),
+        .map_err(|(code, message)| {
+            let status = match code {
+                tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+                tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+                tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            (status, message)
         })
 }
 

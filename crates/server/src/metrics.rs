@@ -6,12 +6,16 @@
 //! - `leadflow.engagements.recorded`, a counter (its rate is engagements/s);
 //! - from the database, per workspace: `leadflow.leads` by stage,
 //!   `leadflow.outbox.head`, `leadflow.consumer.lag` (events not yet acked,
-//!   by consumer), `leadflow.timers.due` (due, not yet fired) and
+//!   by consumer: the [`CONSUMERS_SHOWN`] most behind, the rest summed under
+//!   [`OTHER_CONSUMERS`]), `leadflow.timers.due` (due, not yet fired) and
 //!   `leadflow.rescore.done` / `leadflow.rescore.total` of running re-scores.
 //!
 //! The database numbers are sampled at most once a second, on a scrape or
-//! before an OTLP export.
+//! before an OTLP export. A scrape shows one workspace's series (and those
+//! of the process, which name none); the OTLP push, which goes to the
+//! operator's collector, carries every workspace.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +30,13 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 const EXPORT_EVERY: Duration = Duration::from_secs(10);
 /// A scrape within this long of the last sample reuses it.
 const SAMPLE_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+/// Consumers with a series of their own, per workspace: callers name
+/// consumers, and each name would otherwise be a series.
+pub(crate) const CONSUMERS_SHOWN: usize = 50;
+/// The `consumer` label of the lag of the consumers beyond
+/// [`CONSUMERS_SHOWN`], summed. A consumer really named so is summed there
+/// too, so that two series never share a label set.
+pub(crate) const OTHER_CONSUMERS: &str = "_other";
 
 /// The instruments of one server.
 #[derive(Debug)]
@@ -123,12 +134,24 @@ impl Metrics {
         }
     }
 
-    /// Every metric in the Prometheus text format, the database freshly
-    /// sampled.
-    pub(crate) async fn render(&self) -> anyhow::Result<String> {
+    /// The metrics of `workspace` and of the process in the Prometheus text
+    /// format, the database freshly sampled: a series of another workspace
+    /// is left out.
+    pub(crate) async fn render(&self, workspace: &str) -> anyhow::Result<String> {
         self.sample(false).await;
+        let mut families = self.registry.gather();
+        for family in &mut families {
+            family.mut_metric().retain(|m| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == "workspace")
+                    .is_none_or(|l| l.value() == workspace)
+            });
+        }
+        // the encoder refuses a family without a series
+        families.retain(|f| !f.get_metric().is_empty());
         let mut text = String::new();
-        prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut text)?;
+        prometheus::TextEncoder::new().encode_utf8(&families, &mut text)?;
         Ok(text)
     }
 
@@ -200,19 +223,10 @@ fn observe(meter: &Meter, engine: &Engine, sampled: &Arc<Mutex<Gauges>>) {
         .i64_observable_gauge("leadflow.consumer.lag")
         .with_description("Events a named consumer has not acknowledged yet")
         .with_callback(move |o| {
-            let gauges = read(&s);
-            for (ws, name, cursor) in &gauges.consumers {
-                let head = gauges
-                    .outbox_heads
-                    .iter()
-                    .find(|(w, _)| w == ws)
-                    .map_or(*cursor, |(_, h)| *h);
+            for (ws, name, lag) in consumer_lags(&read(&s)) {
                 o.observe(
-                    (head - cursor).max(0),
-                    &[
-                        KeyValue::new("workspace", ws.clone()),
-                        KeyValue::new("consumer", name.clone()),
-                    ],
+                    lag,
+                    &[KeyValue::new("workspace", ws), KeyValue::new("consumer", name)],
                 );
             }
         })
@@ -252,5 +266,100 @@ fn observe(meter: &Meter, engine: &Engine, sampled: &Arc<Mutex<Gauges>>) {
                 }
             })
             .build();
+    }
+}
+
+/// (workspace, consumer, lag): per workspace the [`CONSUMERS_SHOWN`] most
+/// behind (ties by name), then the rest summed under [`OTHER_CONSUMERS`].
+fn consumer_lags(g: &Gauges) -> Vec<(String, String, i64)> {
+    let mut by_workspace: BTreeMap<&str, Vec<(&str, i64)>> = BTreeMap::new();
+    for (ws, name, cursor) in &g.consumers {
+        let head = g
+            .outbox_heads
+            .iter()
+            .find(|(w, _)| w == ws)
+            .map_or(*cursor, |(_, h)| *h);
+        by_workspace
+            .entry(ws)
+            .or_default()
+            .push((name, (head - cursor).max(0)));
+    }
+    let mut out = Vec::new();
+    for (ws, mut consumers) in by_workspace {
+        let (mut other, mut folded) = (0, false);
+        consumers.retain(|&(name, lag)| {
+            let named_other = name == OTHER_CONSUMERS;
+            if named_other {
+                (other, folded) = (other + lag, true);
+            }
+            !named_other
+        });
+        consumers.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        for (i, (name, lag)) in consumers.into_iter().enumerate() {
+            if i < CONSUMERS_SHOWN {
+                out.push((ws.to_owned(), name.to_owned(), lag));
+            } else {
+                (other, folded) = (other + lag, true);
+            }
+        }
+        if folded {
+            out.push((ws.to_owned(), OTHER_CONSUMERS.to_owned(), other));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauges() -> Gauges {
+        Gauges {
+            outbox_heads: vec![("acme".into(), 100), ("globex".into(), 7)],
+            ..Gauges::default()
+        }
+    }
+
+    #[test]
+    fn consumers_beyond_the_most_behind_are_summed() {
+        let mut g = gauges();
+        for i in 0..CONSUMERS_SHOWN {
+            g.consumers.push(("acme".into(), format!("c{i:02}"), 10));
+        }
+        g.consumers.push(("acme".into(), "late".into(), 99));
+        g.consumers.push(("acme".into(), "caught-up".into(), 100));
+        g.consumers.push(("acme".into(), "near".into(), 95));
+        g.consumers.push(("acme".into(), OTHER_CONSUMERS.into(), 98));
+        g.consumers.push(("globex".into(), "sync".into(), 5));
+        let lags = consumer_lags(&g);
+        let acme: Vec<_> = lags.iter().filter(|(ws, ..)| ws == "acme").collect();
+        assert_eq!(acme.len(), CONSUMERS_SHOWN + 1);
+        assert!(
+            acme[..CONSUMERS_SHOWN]
+                .iter()
+                .all(|(_, name, lag)| name.starts_with('c') && *lag == 90)
+        );
+        // late 1, caught-up 0, near 5, and the one named _other 2
+        assert_eq!(
+            acme[CONSUMERS_SHOWN],
+            &("acme".to_owned(), OTHER_CONSUMERS.to_owned(), 8)
+        );
+        assert_eq!(lags.last(), Some(&("globex".to_owned(), "sync".to_owned(), 2)));
+    }
+
+    #[test]
+    fn a_few_consumers_are_shown_as_they_are() {
+        let mut g = gauges();
+        g.consumers.push(("acme".into(), "b".into(), 90));
+        g.consumers.push(("acme".into(), "ahead".into(), 150));
+        g.consumers.push(("acme".into(), "a".into(), 90));
+        assert_eq!(
+            consumer_lags(&g),
+            [
+                ("acme".to_owned(), "a".to_owned(), 10),
+                ("acme".to_owned(), "b".to_owned(), 10),
+                ("acme".to_owned(), "ahead".to_owned(), 0),
+            ]
+        );
     }
 }
