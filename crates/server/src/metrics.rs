@@ -9,13 +9,15 @@
 //!   by consumer: the [`CONSUMERS_SHOWN`] most behind, the rest summed under
 //!   [`OTHER_CONSUMERS`]), `leadflow.timers.due` (due, not yet fired) and
 //!   `leadflow.rescore.done` / `leadflow.rescore.total` of running re-scores.
+//!   The last three have a series for every workspace from the start, at 0
+//!   while nothing is due or running, so that an alert has one to read.
 //!
 //! The database numbers are sampled at most once a second, on a scrape or
 //! before an OTLP export. A scrape shows one workspace's series (and those
 //! of the process, which name none); the OTLP push, which goes to the
 //! operator's collector, carries every workspace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -236,7 +238,7 @@ fn observe(meter: &Meter, engine: &Engine, sampled: &Arc<Mutex<Gauges>>) {
         .i64_observable_gauge("leadflow.timers.due")
         .with_description("Timers due and not fired yet (the timer worker's backlog)")
         .with_callback(move |o| {
-            for (ws, n) in read(&s).due_timers {
+            for (ws, n) in due_timers(&read(&s)) {
                 o.observe(n, &[KeyValue::new("workspace", ws)]);
             }
         })
@@ -244,12 +246,12 @@ fn observe(meter: &Meter, engine: &Engine, sampled: &Arc<Mutex<Gauges>>) {
     for (name, description, done) in [
         (
             "leadflow.rescore.done",
-            "Leads re-scored so far by a running re-score",
+            "Leads re-scored so far by a running re-score (0 without one)",
             true,
         ),
         (
             "leadflow.rescore.total",
-            "Leads a running re-score goes through",
+            "Leads a running re-score goes through (0 without one)",
             false,
         ),
     ] {
@@ -258,15 +260,35 @@ fn observe(meter: &Meter, engine: &Engine, sampled: &Arc<Mutex<Gauges>>) {
             .i64_observable_gauge(name)
             .with_description(description)
             .with_callback(move |o| {
-                for (ws, job, d, total) in read(&s).rescores {
-                    o.observe(
-                        if done { d } else { total },
-                        &[KeyValue::new("workspace", ws), KeyValue::new("job", job)],
-                    );
+                for r in rescores(&read(&s)) {
+                    let value = if done { r.done } else { r.total };
+                    match r.job {
+                        // `job` is the label Prometheus gives the scrape
+                        // target: a series's own would be renamed
+                        Some(job) => o.observe(
+                            value,
+                            &[
+                                KeyValue::new("workspace", r.workspace),
+                                KeyValue::new("rescore_job", job),
+                            ],
+                        ),
+                        None => o.observe(value, &[KeyValue::new("workspace", r.workspace)]),
+                    }
                 }
             })
             .build();
     }
+}
+
+/// Every workspace the sample knows of, in order.
+fn workspaces(g: &Gauges) -> BTreeSet<&str> {
+    g.outbox_heads
+        .iter()
+        .map(|(ws, _)| ws.as_str())
+        .chain(g.due_timers.iter().map(|(ws, _)| ws.as_str()))
+        .chain(g.rescores.iter().map(|(ws, ..)| ws.as_str()))
+        .chain(g.consumers.iter().map(|(ws, ..)| ws.as_str()))
+        .collect()
 }
 
 /// (workspace, consumer, lag): per workspace the [`CONSUMERS_SHOWN`] most
@@ -304,6 +326,60 @@ fn consumer_lags(g: &Gauges) -> Vec<(String, String, i64)> {
         }
         if folded {
             out.push((ws.to_owned(), OTHER_CONSUMERS.to_owned(), other));
+        }
+    }
+    out
+}
+
+/// (workspace, timers due) for every workspace, 0 where none is.
+fn due_timers(g: &Gauges) -> Vec<(String, i64)> {
+    workspaces(g)
+        .into_iter()
+        .map(|ws| {
+            let n = g
+                .due_timers
+                .iter()
+                .filter(|(w, _)| w == ws)
+                .map(|(_, n)| *n)
+                .sum();
+            (ws.to_owned(), n)
+        })
+        .collect()
+}
+
+/// A re-score's progress, or a workspace's 0 while none runs.
+#[derive(Debug, PartialEq, Eq)]
+struct Progress {
+    workspace: String,
+    job: Option<i64>,
+    done: i64,
+    total: i64,
+}
+
+/// The running re-scores, and a [`Progress`] without a job for every
+/// workspace where none runs.
+fn rescores(g: &Gauges) -> Vec<Progress> {
+    let mut out = Vec::new();
+    for ws in workspaces(g) {
+        let before = out.len();
+        out.extend(
+            g.rescores
+                .iter()
+                .filter(|(w, ..)| w == ws)
+                .map(|(_, job, done, total)| Progress {
+                    workspace: ws.to_owned(),
+                    job: Some(*job),
+                    done: *done,
+                    total: *total,
+                }),
+        );
+        if out.len() == before {
+            out.push(Progress {
+                workspace: ws.to_owned(),
+                job: None,
+                done: 0,
+                total: 0,
+            });
         }
     }
     out
@@ -359,6 +435,31 @@ mod tests {
                 ("acme".to_owned(), "a".to_owned(), 10),
                 ("acme".to_owned(), "b".to_owned(), 10),
                 ("acme".to_owned(), "ahead".to_owned(), 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_workspace_has_timer_and_rescore_series() {
+        let mut g = gauges();
+        g.due_timers.push(("globex".into(), 3));
+        g.rescores.push(("acme".into(), 4, 10, 40));
+        assert_eq!(due_timers(&g), [("acme".to_owned(), 0), ("globex".to_owned(), 3)]);
+        assert_eq!(
+            rescores(&g),
+            [
+                Progress {
+                    workspace: "acme".into(),
+                    job: Some(4),
+                    done: 10,
+                    total: 40
+                },
+                Progress {
+                    workspace: "globex".into(),
+                    job: None,
+                    done: 0,
+                    total: 0
+                },
             ]
         );
     }

@@ -30,6 +30,24 @@ fn series(text: &str, name: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// `ws`, with no re-score running, has one series of each re-score metric,
+/// at 0, without a job.
+fn idle_rescore(text: &str, ws: &str) {
+    for name in ["leadflow_rescore_done", "leadflow_rescore_total"] {
+        let found = series(text, name);
+        assert_eq!(found.len(), 1, "{name}: {text}");
+        let (labels, value) = &found[0];
+        assert!(
+            labels.contains(&format!("workspace=\"{ws}\""))
+                && !labels
+                    .split(',')
+                    .any(|l| l.starts_with("rescore_job=") || l.starts_with("job=")),
+            "{name}: {text}"
+        );
+        assert!(*value == 0.0, "{name}: {text}");
+    }
+}
+
 /// A consumer of `ws` whose cursor is `cursor`, as a subscription leaves it.
 async fn consumer(server: &TestServer, ws: &str, name: &str, cursor: i64) -> anyhow::Result<()> {
     server
@@ -157,7 +175,7 @@ async fn metrics_count_calls_and_show_the_database(mut server: TestServer) -> an
         Some(1.0),
         "{text}"
     );
-    let rescore = |name: &str| sample(&text, name, &[("workspace", "default"), ("job", "1")]);
+    let rescore = |name: &str| sample(&text, name, &[("workspace", "default"), ("rescore_job", "1")]);
     assert_eq!(
         (
             rescore("leadflow_rescore_done"),
@@ -179,11 +197,14 @@ async fn metrics_count_calls_and_show_the_database(mut server: TestServer) -> an
         .bootstrap("globex", leadflow_server::DEFAULT_POLICY)
         .await?;
     consumer(&server, "globex", "globex-sync", 0).await?;
+    // the re-score done, its series give way to the workspace's idle one
+    while server.engine.run_rescore_batch(100).await?.is_some() {}
     tokio::time::sleep(Duration::from_millis(1_100)).await; // past the cached sample
     let (status, text) = get(http, "/metrics", &[]).await?;
     assert_eq!(status, 200, "{text}");
     assert!(!text.contains("globex"), "{text}");
     assert!(text.contains("workspace=\"default\""), "{text}");
+    idle_rescore(&text, "default");
     running.shutdown(Duration::from_secs(1)).await;
     Ok(())
 }
@@ -293,6 +314,31 @@ async fn metrics_need_analytics_read_and_show_one_workspace(mut server: TestServ
         Some(0.0),
         "{text}"
     );
+    // a fresh workspace has its timer and re-score series, at 0
+    assert_eq!(
+        sample(&text, "leadflow_timers_due", &[("workspace", "globex")]),
+        Some(0.0),
+        "{text}"
+    );
+    idle_rescore(&text, "globex");
+    running.shutdown(Duration::from_secs(1)).await;
+    Ok(())
+}
+
+/// A fresh server has its due-timer and re-score series from the start, at
+/// 0, so a dashboard or an alert has something to read before anything
+/// happens.
+async fn a_fresh_server_exports_timers_and_rescores_at_zero(server: TestServer) -> anyhow::Result<()> {
+    let running = with_http(&server, leadflow_server::AuthMode::Auto).await?;
+    let http = running.http_addr.expect("the HTTP side");
+    let (status, text) = get(http, "/metrics", &[]).await?;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        sample(&text, "leadflow_timers_due", &[("workspace", "default")]),
+        Some(0.0),
+        "{text}"
+    );
+    idle_rescore(&text, "default");
     running.shutdown(Duration::from_secs(1)).await;
     Ok(())
 }
@@ -303,3 +349,4 @@ fn now() -> Timestamp {
 
 on_both_databases_at!(super::now(), metrics_count_calls_and_show_the_database);
 on_both_databases_at!(super::now(), metrics_need_analytics_read_and_show_one_workspace);
+on_both_databases_at!(super::now(), a_fresh_server_exports_timers_and_rescores_at_zero);
