@@ -76,20 +76,35 @@ pub(crate) fn router(state: Arc<Http>) -> axum::Router {
         .with_state(state)
 }
 
-/// Every metric, for a Prometheus scrape. No token: counts per workspace,
-/// stage and method, nothing about a lead. Without tokens (loopback only),
-/// for a loopback host name only, as the dashboard.
+/// The metrics of the caller's workspace, for a Prometheus scrape, let in
+/// as a dashboard page is: with tokens, one with `analytics:read`; without,
+/// a loopback host, for the workspace every call acts for. Counts per
+/// stage, method and consumer, nothing about a lead.
 async fn metrics(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
-    if http.auth.is_open() && !loopback_host(&headers) {
-        return (
-            StatusCode::FORBIDDEN,
-            "without tokens /metrics answers to localhost only",
-        )
-            .into_response();
-    }
-    match http.metrics.render().await {
+    let principal = match principal_of(&http, &headers).await {
+        Ok(p) => p,
+        Err((status, message)) => {
+            let mut response = (
+                status,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                format!("{message}\n"),
+            )
+                .into_response();
+            if status == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"leadflow\""),
+                );
+            }
+            return response;
+        }
+    };
+    match http.metrics.render(&principal.workspace).await {
         Ok(text) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [
+                (header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
             text,
         )
             .into_response(),
@@ -120,17 +135,44 @@ async fn harden(mut response: Response) -> Response {
 }
 
 /// Without tokens (loopback only), a page is served for a loopback host
-/// name only: another site's name resolving to 127.0.0.1 (DNS rebinding)
-/// gets nothing.
+/// only: another site's name resolving to 127.0.0.1 (DNS rebinding) gets
+/// nothing.
 fn loopback_host(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(names_loopback)
+}
+
+/// Whether a Host header names this machine's loopback: an IPv4 literal in
+/// 127.0.0.0/8, `[::1]`, or `localhost` (any case, with or without the root's
+/// trailing dot, which names the same host and which no other site can
+/// claim), each with or without a port. Anything else — a name that merely
+/// starts like one (`127.0.0.1.nip.io`), another spelling of an address
+/// (`2130706433`, `127.0.0.01`) — is refused: only the forms a browser sends
+/// for a loopback address are known to be one.
+fn names_loopback(host: &str) -> bool {
+    let port_ok = |port: &str| {
+        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
     };
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
-        _ => host,
+    if let Some(rest) = host.strip_prefix('[') {
+        let Some((address, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port_fits = after.is_empty() || after.strip_prefix(':').is_some_and(port_ok);
+        return port_fits
+            && address
+                .parse::<std::net::Ipv6Addr>()
+                .is_ok_and(|a| a.is_loopback());
+    }
+    let name = match host.split_once(':') {
+        Some((name, port)) if port_ok(port) => name,
+        Some(_) => return false,
+        None => host,
     };
-    matches!(name, "localhost" | "127.0.0.1" | "[::1]") || name.starts_with("127.")
+    name.eq_ignore_ascii_case("localhost")
+        || name.eq_ignore_ascii_case("localhost.")
+        || name.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_loopback())
 }
 
 /// The dashboard's filters, as the form sends them.
@@ -175,8 +217,18 @@ fn page_error(status: StatusCode, message: &str) -> Response {
     response
 }
 
-/// The caller, from a bearer header or the login cookie.
+/// The caller of a dashboard page, from a bearer header or the login
+/// cookie; a refusal as a page.
 async fn caller(state: &Http, headers: &HeaderMap) -> Result<Principal, Response> {
+    principal_of(state, headers)
+        .await
+        .map_err(|(status, message)| page_error(status, &message))
+}
+
+/// The caller of a page or a scrape, from a bearer header or the login
+/// cookie: as for `GetFunnel`, a token with `analytics:read` unless auth is
+/// off, when the host must be a loopback one. A refusal's status and why.
+async fn principal_of(state: &Http, headers: &HeaderMap) -> Result<Principal, (StatusCode, String)> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -193,20 +245,24 @@ async fn caller(state: &Http, headers: &HeaderMap) -> Result<Principal, Response
     };
     let authorization = bearer.or_else(from_cookie);
     if state.auth.is_open() && !loopback_host(headers) {
-        return Err(page_error(
+        return Err((
             StatusCode::FORBIDDEN,
-            "without tokens the dashboard answers to localhost only",
+            "without tokens the HTTP side answers to a loopback host only (localhost, 127.0.0.1, [::1])"
+                .to_owned(),
         ));
     }
     state
         .auth
         .dashboard_principal(authorization.as_deref())
         .await
-        .map_err(|(code, message)| match code {
-            tonic::Code::Unauthenticated => page_error(StatusCode::UNAUTHORIZED, &message),
-            tonic::Code::PermissionDenied => page_error(StatusCode::FORBIDDEN, &message),
-            tonic::Code::ResourceExhausted => page_error(StatusCode::TOO_MANY_REQUESTS, &message),
-            _ => page_error(StatusCode::SERVICE_UNAVAILABLE, &message),
+        .map_err(|(code, message)| {
+            let status = match code {
+                tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+                tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+                tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            (status, message)
         })
 }
 
@@ -465,7 +521,7 @@ const COLORS: [&str; 5] = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#e15759"
 const STYLE: &str = "<style>\
 body{font-family:system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}\
 main{max-width:1100px;margin:0 auto;padding:16px 24px}\
-h1{font-size:22px;margin:8px 0}h2{font-size:16px;margin:0 0 8px}\
+h1{font-size:22px;margin:8px 0}h2{font-size:16px;margin:0 0 8px}h3{font-size:14px;margin:8px 0 4px}\
 section{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:12px 16px;margin:12px 0}\
 .grid{display:grid;grid-template-columns:1fr 1fr;gap:12px}.grid section{margin:0}\
 table{border-collapse:collapse;width:100%;font-size:14px}\
@@ -474,7 +530,7 @@ th:first-child,td:first-child{text-align:left}\
 form{display:flex;gap:12px;align-items:end;flex-wrap:wrap;font-size:14px}\
 label{display:flex;flex-direction:column;gap:2px}\
 .muted{color:#667085;font-size:13px}.error{color:#b42318}\
-svg text{font-size:11px;fill:#1d2330}\
+svg text{font-size:11px;fill:#1d2330}svg .axis-title{font-size:12px;fill:#667085}\
 #tail li{font-family:ui-monospace,monospace;font-size:12px;margin:2px 0}\
 </style>";
 
@@ -504,7 +560,7 @@ fn render(p: &Page<'_>) -> String {
     time_in_stage(&mut html, group);
     reasons(&mut html, group);
     html.push_str("</div>");
-    velocity(&mut html, group, &p.funnel.buckets);
+    velocity(&mut html, group, &p.funnel.buckets, p.query.bucket);
     html.push_str("<div class=\"grid\">");
     calibration(&mut html, p.calibration);
     let _ = write!(
@@ -562,55 +618,63 @@ fn filters(html: &mut String, p: &Page<'_>) {
     );
 }
 
-fn conversion(g: &funnel::Group, from: Stage, to: Stage) -> Option<&funnel::Conversion> {
-    g.conversions.iter().find(|c| c.from == from && c.to == to)
-}
-
 fn funnel_section(html: &mut String, g: &funnel::Group) {
     const MAIN: [Stage; 4] = [Stage::Iql, Stage::Mql, Stage::Sql, Stage::Customer];
-    html.push_str("<section><h2>Funnel <span class=\"muted\">leads entering each stage in the period; conversion of the cohort that first entered the stage before</span></h2>");
-    let max = g.entries.iter().map(|e| e.leads).max().unwrap_or(0).max(1);
-    let (width, row, left, bars) = (1000.0, 34.0, 110.0, 620.0);
-    let _ = write!(
-        html,
-        "<svg id=\"funnel-chart\" viewBox=\"0 0 {width} {h}\" width=\"100%\" role=\"img\" aria-label=\"funnel\">",
-        h = row * 4.0 + 4.0
+    html.push_str(
+        "<section><h2>Funnel</h2><h3>Leads entering each stage <span class=\"muted\">in the period</span></h3>",
     );
-    for (i, stage) in MAIN.iter().enumerate() {
-        let leads = g
-            .entries
+    let leads = |stage: Stage| g.entries.iter().find(|e| e.stage == stage).map_or(0, |e| e.leads);
+    let ticks = count_ticks(MAIN.iter().map(|&s| leads(s)).max().unwrap_or(0));
+    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+    let bars: Vec<HBar> = MAIN
+        .iter()
+        .enumerate()
+        .map(|(i, &stage)| HBar {
+            label: stage.as_str().to_owned(),
+            value: leads(stage) as f64,
+            text: leads(stage).to_string(),
+            color: COLORS[i],
+            data: format!("data-bar=\"{}\" data-leads=\"{}\"", stage.as_str(), leads(stage)),
+        })
+        .collect();
+    #[allow(clippy::cast_precision_loss)]
+    hbars(
+        html,
+        "funnel-chart",
+        &bars,
+        &ticks
             .iter()
-            .find(|e| e.stage == *stage)
-            .map_or(0, |e| e.leads);
-        #[allow(clippy::cast_precision_loss)] // counts far below 2^52
-        let w = (leads as f64 / max as f64) * bars;
-        #[allow(clippy::cast_precision_loss)]
-        let y = i as f64 * row;
-        let _ = write!(
-            html,
-            "<text x=\"0\" y=\"{ty}\">{name}</text><rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{hh}\" fill=\"{c}\" rx=\"3\"></rect>\
-             <text x=\"{lx}\" y=\"{ty}\">{leads}</text>",
-            ty = y + 20.0,
-            name = stage.as_str(),
-            x = left + (bars - w) / 2.0,
-            hh = row - 6.0,
-            c = COLORS[i],
-            lx = left + bars + 12.0,
-        );
-        if i > 0
-            && let Some(c) = conversion(g, MAIN[i - 1], *stage)
-        {
-            let _ = write!(
-                html,
-                "<text x=\"{}\" y=\"{}\">{} of the {} cohort</text>",
-                left + bars + 60.0,
-                y + 20.0,
-                percent(c.rate),
-                MAIN[i - 1].as_str()
-            );
-        }
-    }
-    html.push_str("</svg>");
+            .map(|&t| (t as f64, t.to_string()))
+            .collect::<Vec<_>>(),
+        "leads entering the stage in the period",
+    );
+    html.push_str(
+        "<h3>Cohort conversion <span class=\"muted\">of the leads that first entered a stage in the period, \
+         the share that has entered the later one since</span></h3>",
+    );
+    let bars: Vec<HBar> = g
+        .conversions
+        .iter()
+        .map(|c| HBar {
+            label: format!("{} → {}", c.from.as_str(), c.to.as_str()),
+            value: c.rate,
+            text: format!("{} ({} of {})", percent(c.rate), c.converted, c.cohort),
+            color: COLORS[0],
+            data: format!(
+                "data-bar=\"{}-{}\" data-rate=\"{}\"",
+                c.from.as_str(),
+                c.to.as_str(),
+                c.rate
+            ),
+        })
+        .collect();
+    hbars(
+        html,
+        "conversion-chart",
+        &bars,
+        &[0.0, 0.25, 0.5, 0.75, 1.0].map(|r| (r, format!("{}%", r * 100.0))),
+        "converted, % of the cohort",
+    );
     html.push_str(
         "<table id=\"funnel\"><thead><tr><th>Stage</th><th>Leads entering</th><th>Entries</th></tr></thead><tbody>",
     );
@@ -701,89 +765,243 @@ fn reasons(html: &mut String, g: &funnel::Group) {
     html.push_str("</tbody></table></section>");
 }
 
-/// A line chart: one polyline per series over `n` points.
-fn lines(
-    html: &mut String,
-    id: &str,
-    w: f64,
-    series: &[(&str, &str, Vec<f64>)],
-    max: f64,
-    x_labels: (&str, &str),
-) {
-    let (h, left, bottom) = (220.0, 40.0, 20.0);
-    let n = series.iter().map(|s| s.2.len()).max().unwrap_or(0);
-    let max = if max > 0.0 { max } else { 1.0 };
-    let _ = write!(
-        html,
-        "<svg id=\"{id}\" viewBox=\"0 0 {w} {vh}\" width=\"100%\" role=\"img\">\
-         <line x1=\"{left}\" y1=\"{base}\" x2=\"{w}\" y2=\"{base}\" stroke=\"#99a\"></line>\
-         <text x=\"0\" y=\"12\">{max}</text><text x=\"0\" y=\"{base}\">0</text>\
-         <text x=\"{left}\" y=\"{lab}\">{a}</text><text x=\"{right}\" y=\"{lab}\">{b}</text>",
-        vh = h + bottom,
-        base = h,
-        lab = h + 16.0,
-        right = w - 70.0,
-        a = escape(x_labels.0),
-        b = escape(x_labels.1),
-        max = (max * 100.0).round() / 100.0,
-    );
-    for (name, color, values) in series {
-        #[allow(clippy::cast_precision_loss)]
-        let step = if n > 1 { (w - left) / (n - 1) as f64 } else { 0.0 };
-        let points: Vec<String> = values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                #[allow(clippy::cast_precision_loss)]
-                let x = left + i as f64 * step;
-                format!("{x:.1},{:.1}", h - v / max * (h - 10.0))
-            })
-            .collect();
-        let _ = write!(
-            html,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\" data-series=\"{}\"></polyline>",
-            points.join(" "),
-            escape(name)
-        );
+/// Integer ticks from 0 that cover `max`: steps of 1, 2 or 5 times a power
+/// of ten, at most five of them.
+fn count_ticks(max: u64) -> Vec<u64> {
+    let max = max.max(1);
+    let mut power = 1_u64;
+    loop {
+        for step in [power, power.saturating_mul(2), power.saturating_mul(5)] {
+            let steps = max.div_ceil(step);
+            if steps <= 5 {
+                return (0..=steps).map(|i| i.saturating_mul(step)).collect();
+            }
+        }
+        power = power.saturating_mul(10);
     }
-    html.push_str("</svg><p class=\"muted\">");
-    for (name, color, _) in series {
-        let _ = write!(html, "<span style=\"color:{color}\">■</span> {} ", escape(name));
-    }
-    html.push_str("</p>");
 }
 
-fn velocity(html: &mut String, g: &funnel::Group, buckets: &[Timestamp]) {
-    let bucket = if buckets.len() > 1 && buckets[1].since(buckets[0]) > Span::from_days(1) {
-        "week"
-    } else {
-        "day"
+/// A bar of [`hbars`]: its row's label, its value on the axis, the text
+/// beside it, and `data-` attributes for whoever reads the page.
+struct HBar {
+    label: String,
+    value: f64,
+    text: String,
+    color: &'static str,
+    data: String,
+}
+
+/// A horizontal bar chart: one row per bar, from 0 up to the last tick.
+fn hbars(html: &mut String, id: &str, bars: &[HBar], ticks: &[(f64, String)], x_title: &str) {
+    let (left, plot, row, top) = (130.0, 680.0, 30.0, 6.0);
+    let end = ticks.last().map_or(1.0, |t| t.0).max(f64::MIN_POSITIVE);
+    #[allow(clippy::cast_precision_loss)]
+    let axis = top + bars.len() as f64 * row + 4.0;
+    let _ = write!(
+        html,
+        "<svg id=\"{id}\" viewBox=\"0 0 1000 {h}\" width=\"100%\" role=\"img\" aria-label=\"{t}\">",
+        h = axis + 40.0,
+        t = escape(x_title),
+    );
+    for (x, label) in ticks {
+        let x = left + x / end * plot;
+        let _ = write!(
+            html,
+            "<line x1=\"{x:.1}\" y1=\"{top}\" x2=\"{x:.1}\" y2=\"{axis}\" stroke=\"#eef0f3\"></line>\
+             <text x=\"{x:.1}\" y=\"{ly}\" text-anchor=\"middle\">{label}</text>",
+            ly = axis + 15.0,
+            label = escape(label),
+        );
+    }
+    for (i, bar) in bars.iter().enumerate() {
+        #[allow(clippy::cast_precision_loss)]
+        let y = top + i as f64 * row;
+        let w = (bar.value / end).clamp(0.0, 1.0) * plot;
+        let _ = write!(
+            html,
+            "<text x=\"0\" y=\"{ty}\">{label}</text>\
+             <rect class=\"bar\" {data} x=\"{left}\" y=\"{y}\" width=\"{w:.1}\" height=\"{bh}\" fill=\"{c}\" rx=\"2\">\
+             <title>{label}: {text}</title></rect>\
+             <text class=\"value\" x=\"{vx:.1}\" y=\"{ty}\">{text}</text>",
+            ty = y + row / 2.0 + 1.0,
+            label = escape(&bar.label),
+            data = bar.data,
+            bh = row - 8.0,
+            c = bar.color,
+            vx = left + w + 8.0,
+            text = escape(&bar.text),
+        );
+    }
+    let _ = write!(
+        html,
+        "<line class=\"x-axis\" x1=\"{left}\" y1=\"{axis}\" x2=\"{right}\" y2=\"{axis}\" stroke=\"#99a\"></line>\
+         <text class=\"axis-title\" data-axis=\"x\" x=\"{mid}\" y=\"{ty}\" text-anchor=\"middle\">{title}</text></svg>",
+        right = left + plot,
+        mid = left + plot / 2.0,
+        ty = axis + 34.0,
+        title = escape(x_title),
+    );
+}
+
+/// The plot area of a chart with a vertical value axis, in the SVG's
+/// units, with room on the left for the value labels and the axis title.
+/// Values from 0 to `y_end` map to heights through [`Frame::y`].
+struct Frame {
+    view_width: f64,
+    left: f64,
+    top: f64,
+    width: f64,
+    height: f64,
+    y_end: f64,
+}
+
+impl Frame {
+    /// A frame `view_width` wide whose value axis ends at the last of
+    /// `y_ticks`.
+    fn new(view_width: f64, y_ticks: &[(f64, String)]) -> Self {
+        Self {
+            view_width,
+            left: 62.0,
+            top: 8.0,
+            width: view_width - 62.0 - 14.0,
+            height: 200.0,
+            y_end: y_ticks.last().map_or(1.0, |t| t.0).max(f64::MIN_POSITIVE),
+        }
+    }
+
+    fn y(&self, value: f64) -> f64 {
+        self.top + self.height - (value / self.y_end).clamp(0.0, 1.0) * self.height
+    }
+
+    /// Opens the SVG and draws the frame — grid lines and labels at
+    /// `y_ticks`, `x_labels` at their x, the axes and their titles; the
+    /// caller draws the data and closes it.
+    fn open(
+        &self,
+        html: &mut String,
+        id: &str,
+        y_ticks: &[(f64, String)],
+        x_labels: &[(f64, String)],
+        (x_title, y_title): (&str, &str),
+    ) {
+        let frame = self;
+        let base = frame.top + frame.height;
+        let _ = write!(
+            html,
+            "<svg id=\"{id}\" viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\" aria-label=\"{t}\">",
+            w = frame.view_width,
+            h = base + 42.0,
+            t = escape(&format!("{y_title} by {x_title}")),
+        );
+        for (value, label) in y_ticks {
+            let y = frame.y(*value);
+            let _ = write!(
+                html,
+                "<line x1=\"{l}\" y1=\"{y:.1}\" x2=\"{r}\" y2=\"{y:.1}\" stroke=\"#eef0f3\"></line>\
+                 <text x=\"{tx}\" y=\"{ty:.1}\" text-anchor=\"end\">{label}</text>",
+                l = frame.left,
+                r = frame.left + frame.width,
+                tx = frame.left - 6.0,
+                ty = y + 4.0,
+                label = escape(label),
+            );
+        }
+        for (x, label) in x_labels {
+            let _ = write!(
+                html,
+                "<text x=\"{x:.1}\" y=\"{y}\" text-anchor=\"middle\">{label}</text>",
+                y = base + 15.0,
+                label = escape(label),
+            );
+        }
+        let _ = write!(
+            html,
+            "<line class=\"x-axis\" x1=\"{l}\" y1=\"{base}\" x2=\"{r}\" y2=\"{base}\" stroke=\"#99a\"></line>\
+             <line class=\"y-axis\" x1=\"{l}\" y1=\"{t}\" x2=\"{l}\" y2=\"{base}\" stroke=\"#99a\"></line>\
+             <text class=\"axis-title\" data-axis=\"x\" x=\"{mid}\" y=\"{xt}\" text-anchor=\"middle\">{x_title}</text>\
+             <text class=\"axis-title\" data-axis=\"y\" transform=\"rotate(-90)\" x=\"{ym:.1}\" y=\"12\" text-anchor=\"middle\">{y_title}</text>",
+            l = frame.left,
+            r = frame.left + frame.width,
+            t = frame.top,
+            mid = frame.left + frame.width / 2.0,
+            xt = base + 36.0,
+            ym = -(frame.top + frame.height / 2.0),
+            x_title = escape(x_title),
+            y_title = escape(y_title),
+        );
+    }
+}
+
+/// Entries per bucket as bars, one per bucket, stacked by stage: counts of
+/// separate days or weeks, which a line between them would misstate.
+fn velocity(html: &mut String, g: &funnel::Group, buckets: &[Timestamp], bucket: Bucket) {
+    let unit = match bucket {
+        Bucket::Day => "day",
+        Bucket::Week => "week",
     };
     let _ = write!(
         html,
-        "<section><h2>Velocity <span class=\"muted\">entries per {bucket}</span></h2>"
+        "<section><h2>Velocity <span class=\"muted\">entries into each stage per {unit}</span></h2>"
     );
-    #[allow(clippy::cast_precision_loss)]
-    let series: Vec<(&str, &str, Vec<f64>)> = Stage::ALL
-        .iter()
-        .zip(g.velocity.series(buckets.len()))
-        .enumerate()
-        .map(|(i, (stage, counts))| {
-            (
-                stage.as_str(),
-                COLORS[i],
-                counts.iter().map(|&c| c as f64).collect(),
-            )
-        })
+    let series = g.velocity.series(buckets.len());
+    let totals: Vec<u64> = (0..buckets.len())
+        .map(|i| series.iter().map(|s| s[i]).sum())
         .collect();
-    let max = series
+    let ticks = count_ticks(totals.iter().copied().max().unwrap_or(0));
+    #[allow(clippy::cast_precision_loss)]
+    let y_ticks: Vec<(f64, String)> = ticks.iter().map(|&t| (t as f64, t.to_string())).collect();
+    let frame = Frame::new(1000.0, &y_ticks);
+    #[allow(clippy::cast_precision_loss)]
+    let slot = frame.width / buckets.len().max(1) as f64;
+    // about seven dates along the axis, whatever the number of bars
+    let every = buckets.len().div_ceil(7).max(1);
+    #[allow(clippy::cast_precision_loss)]
+    let x_labels: Vec<(f64, String)> = buckets
         .iter()
-        .flat_map(|s| s.2.iter().copied())
-        .fold(0.0, f64::max);
-    let first = buckets.first().map(|&t| date_of(t)).unwrap_or_default();
-    let last = buckets.last().map(|&t| date_of(t)).unwrap_or_default();
-    lines(html, "velocity", 1000.0, &series, max, (&first, &last));
-    html.push_str("</section>");
+        .enumerate()
+        .filter(|(i, _)| i % every == 0)
+        .map(|(i, &t)| (frame.left + (i as f64 + 0.5) * slot, date_of(t)))
+        .collect();
+    let x_title = match bucket {
+        Bucket::Day => "day (UTC)",
+        Bucket::Week => "week, by its first day (UTC)",
+    };
+    let y_title = format!("entries per {unit}");
+    frame.open(html, "velocity", &y_ticks, &x_labels, (x_title, &y_title));
+    let bar = (slot * 0.8).max(0.5);
+    for (i, &start) in buckets.iter().enumerate() {
+        #[allow(clippy::cast_precision_loss)]
+        let x = frame.left + i as f64 * slot + (slot - bar) / 2.0;
+        let mut below = 0_u64;
+        for (s, stage) in Stage::ALL.iter().enumerate() {
+            let n = series[s][i];
+            if n == 0 {
+                continue;
+            }
+            #[allow(clippy::cast_precision_loss)]
+            let (bottom, top) = (frame.y(below as f64), frame.y((below + n) as f64));
+            below += n;
+            let _ = write!(
+                html,
+                "<rect class=\"bar\" data-bar=\"{st}\" data-bucket=\"{d}\" data-n=\"{n}\" x=\"{x:.1}\" y=\"{top:.1}\" \
+                 width=\"{bar:.1}\" height=\"{h:.1}\" fill=\"{c}\"><title>{d} {st}: {n}</title></rect>",
+                st = stage.as_str(),
+                d = date_of(start),
+                h = bottom - top,
+                c = COLORS[s],
+            );
+        }
+    }
+    html.push_str("</svg><p class=\"muted\">");
+    for (i, stage) in Stage::ALL.iter().enumerate() {
+        let _ = write!(
+            html,
+            "<span style=\"color:{}\">■</span> {} ",
+            COLORS[i],
+            stage.as_str()
+        );
+    }
+    html.push_str("</p></section>");
 }
 
 fn calibration(html: &mut String, c: Option<&Calibration>) {
@@ -811,19 +1029,56 @@ fn calibration(html: &mut String, c: Option<&Calibration>) {
         );
     }
     html.push_str("</p>");
-    let precision: Vec<f64> = c.points.iter().map(|p| p.precision.unwrap_or(0.0)).collect();
-    let recall: Vec<f64> = c.points.iter().map(|p| p.recall.unwrap_or(0.0)).collect();
-    let first = c.points.first().map(|p| p.cutoff.to_string()).unwrap_or_default();
-    let last = c.points.last().map(|p| p.cutoff.to_string()).unwrap_or_default();
-    lines(
+    let first = c.points.first().map_or(0.0, |p| p.cutoff);
+    let last = c.points.last().map_or(0.0, |p| p.cutoff);
+    let span = if last > first { last - first } else { 1.0 };
+    let y_ticks: Vec<(f64, String)> = [0.0, 0.25, 0.5, 0.75, 1.0]
+        .iter()
+        .map(|&v| (v, format!("{}%", v * 100.0)))
+        .collect();
+    let frame = Frame::new(500.0, &y_ticks);
+    let x = |cutoff: f64| frame.left + (cutoff - first) / span * frame.width;
+    let marks: &[f64] = if last > first {
+        &[first, (first + last) / 2.0, last]
+    } else {
+        &[first]
+    };
+    let x_labels: Vec<(f64, String)> = marks
+        .iter()
+        .map(|&v| (x(v), format!("{}", (v * 10.0).round() / 10.0)))
+        .collect();
+    frame.open(
         html,
         "calibration",
-        500.0,
-        &[("precision", COLORS[0], precision), ("recall", COLORS[1], recall)],
-        1.0,
-        (&first, &last),
+        &y_ticks,
+        &x_labels,
+        ("MQL cut-off: peak engagement score", "precision, recall"),
     );
-    html.push_str("</section>");
+    type Pick = fn(&leadflow_domain::analytics::evidence::CutPoint) -> Option<f64>;
+    let series: [(&str, &str, Pick); 2] = [
+        ("precision", COLORS[0], |p| p.precision),
+        ("recall", COLORS[1], |p| p.recall),
+    ];
+    for (name, color, pick) in series {
+        // a cut-off no lead passes has no precision: the line stops there
+        let points: Vec<String> = c
+            .points
+            .iter()
+            .filter_map(|p| Some(format!("{:.1},{:.1}", x(p.cutoff), frame.y(pick(p)?))))
+            .collect();
+        let _ = write!(
+            html,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\" data-series=\"{name}\"></polyline>",
+            points.join(" "),
+        );
+    }
+    let _ = write!(
+        html,
+        "</svg><p class=\"muted\"><span style=\"color:{}\">■</span> precision: of the leads at or above the cut-off, \
+         the share that reached SQL<br><span style=\"color:{}\">■</span> recall: of the customers, the share at or \
+         above it</p></section>",
+        COLORS[0], COLORS[1]
+    );
 }
 
 fn tail_rows(tail: &[leadflow_store::StoredTransition]) -> String {
@@ -881,6 +1136,65 @@ mod tests {
         assert_eq!(human(Some(Span::from_secs(12))), "12s");
         assert_eq!(human(Some(Span::from_secs(2_700))), "45m");
         assert_eq!(human(Some(Span::from_hours(50))), "2d 2h");
+    }
+
+    #[test]
+    fn count_axes_end_on_a_round_number() {
+        assert_eq!(count_ticks(0), [0, 1]);
+        assert_eq!(count_ticks(5), [0, 1, 2, 3, 4, 5]);
+        assert_eq!(count_ticks(6), [0, 2, 4, 6]);
+        assert_eq!(count_ticks(11), [0, 5, 10, 15]);
+        assert_eq!(count_ticks(26), [0, 10, 20, 30]);
+        assert_eq!(count_ticks(4_321), [0, 1_000, 2_000, 3_000, 4_000, 5_000]);
+        assert_eq!(count_ticks(u64::MAX).last(), Some(&u64::MAX));
+    }
+
+    #[test]
+    fn only_loopback_hosts_count_as_loopback() {
+        for host in [
+            "localhost",
+            "LOCALHOST:8080",
+            "localhost.",
+            "127.0.0.1",
+            "127.0.0.1:65535",
+            "127.1.2.3",
+            "127.255.255.254:80",
+            "[::1]",
+            "[::1]:8080",
+            "[0:0:0:0:0:0:0:1]",
+        ] {
+            assert!(names_loopback(host), "{host}");
+        }
+        for host in [
+            "",
+            "127.evil.example",
+            "127.0.0.1.nip.io",
+            "127.0.0.1.nip.io:8080",
+            "localhost.evil.example",
+            "evil.localhost",
+            "localhost..",
+            "128.0.0.1",
+            "0.0.0.0",
+            "127.0.0.01",
+            "127.1",
+            "2130706433",
+            "0x7f000001",
+            "127.0.0.1:",
+            "127.0.0.1:+80",
+            "127.0.0.1:65536",
+            "127.0.0.1:80:80",
+            "127.0.0.1 ",
+            "::1",
+            "[::1",
+            "[::1]8080",
+            "[::1]:",
+            "[::1].evil.example",
+            "[::2]",
+            "[::ffff:127.0.0.1]",
+            "[::1%25lo]",
+        ] {
+            assert!(!names_loopback(host), "{host:?}");
+        }
     }
 
     #[test]

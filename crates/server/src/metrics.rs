@@ -6,12 +6,18 @@
 //! - `leadflow.engagements.recorded`, a counter (its rate is engagements/s);
 //! - from the database, per workspace: `leadflow.leads` by stage,
 //!   `leadflow.outbox.head`, `leadflow.consumer.lag` (events not yet acked,
-//!   by consumer), `leadflow.timers.due` (due, not yet fired) and
+//!   by consumer: the [`CONSUMERS_SHOWN`] most behind, the rest summed under
+//!   [`OTHER_CONSUMERS`]), `leadflow.timers.due` (due, not yet fired) and
 //!   `leadflow.rescore.done` / `leadflow.rescore.total` of running re-scores.
+//!   The last three have a series for every workspace from the start, at 0
+//!   while nothing is due or running, so that an alert has one to read.
 //!
 //! The database numbers are sampled at most once a second, on a scrape or
-//! before an OTLP export.
+//! before an OTLP export. A scrape shows one workspace's series (and those
+//! of the process, which name none); the OTLP push, which goes to the
+//! operator's collector, carries every workspace.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +32,13 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 const EXPORT_EVERY: Duration = Duration::from_secs(10);
 /// A scrape within this long of the last sample reuses it.
 const SAMPLE_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+/// Consumers with a series of their own, per workspace: callers name
+/// consumers, and each name would otherwise be a series.
+pub(crate) const CONSUMERS_SHOWN: usize = 50;
+/// The `consumer` label of the lag of the consumers beyond
+/// [`CONSUMERS_SHOWN`], summed. A consumer really named so is summed there
+/// too, so that two series never share a label set.
+pub(crate) const OTHER_CONSUMERS: &str = "_other";
 
 /// The instruments of one server.
 #[derive(Debug)]
@@ -123,12 +136,24 @@ impl Metrics {
         }
     }
 
-    /// Every metric in the Prometheus text format, the database freshly
-    /// sampled.
-    pub(crate) async fn render(&self) -> anyhow::Result<String> {
+    /// The metrics of `workspace` and of the process in the Prometheus text
+    /// format, the database freshly sampled: a series of another workspace
+    /// is left out.
+    pub(crate) async fn render(&self, workspace: &str) -> anyhow::Result<String> {
         self.sample(false).await;
+        let mut families = self.registry.gather();
+        for family in &mut families {
+            family.mut_metric().retain(|m| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == "workspace")
+                    .is_none_or(|l| l.value() == workspace)
+            });
+        }
+        // the encoder refuses a family without a series
+        families.retain(|f| !f.get_metric().is_empty());
         let mut text = String::new();
-        prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut text)?;
+        prometheus::TextEncoder::new().encode_utf8(&families, &mut text)?;
         Ok(text)
     }
 
@@ -200,19 +225,10 @@ fn observe(meter: &Meter, engine: &Engine, sampled: &Arc<Mutex<Gauges>>) {
         .i64_observable_gauge("leadflow.consumer.lag")
         .with_description("Events a named consumer has not acknowledged yet")
         .with_callback(move |o| {
-            let gauges = read(&s);
-            for (ws, name, cursor) in &gauges.consumers {
-                let head = gauges
-                    .outbox_heads
-                    .iter()
-                    .find(|(w, _)| w == ws)
-                    .map_or(*cursor, |(_, h)| *h);
+            for (ws, name, lag) in consumer_lags(&read(&s)) {
                 o.observe(
-                    (head - cursor).max(0),
-                    &[
-                        KeyValue::new("workspace", ws.clone()),
-                        KeyValue::new("consumer", name.clone()),
-                    ],
+                    lag,
+                    &[KeyValue::new("workspace", ws), KeyValue::new("consumer", name)],
                 );
             }
         })
@@ -222,7 +238,7 @@ fn observe(meter: &Meter, engine: &Engine, sampled: &Arc<Mutex<Gauges>>) {
         .i64_observable_gauge("leadflow.timers.due")
         .with_description("Timers due and not fired yet (the timer worker's backlog)")
         .with_callback(move |o| {
-            for (ws, n) in read(&s).due_timers {
+            for (ws, n) in due_timers(&read(&s)) {
                 o.observe(n, &[KeyValue::new("workspace", ws)]);
             }
         })
@@ -230,12 +246,12 @@ fn observe(meter: &Meter, engine: &Engine, sampled: &Arc<Mutex<Gauges>>) {
     for (name, description, done) in [
         (
             "leadflow.rescore.done",
-            "Leads re-scored so far by a running re-score",
+            "Leads re-scored so far by a running re-score (0 without one)",
             true,
         ),
         (
             "leadflow.rescore.total",
-            "Leads a running re-score goes through",
+            "Leads a running re-score goes through (0 without one)",
             false,
         ),
     ] {
@@ -244,13 +260,207 @@ fn observe(meter: &Meter, engine: &Engine, sampled: &Arc<Mutex<Gauges>>) {
             .i64_observable_gauge(name)
             .with_description(description)
             .with_callback(move |o| {
-                for (ws, job, d, total) in read(&s).rescores {
-                    o.observe(
-                        if done { d } else { total },
-                        &[KeyValue::new("workspace", ws), KeyValue::new("job", job)],
-                    );
+                for r in rescores(&read(&s)) {
+                    let value = if done { r.done } else { r.total };
+                    match r.job {
+                        // `job` is the label Prometheus gives the scrape
+                        // target: a series's own would be renamed
+                        Some(job) => o.observe(
+                            value,
+                            &[
+                                KeyValue::new("workspace", r.workspace),
+                                KeyValue::new("rescore_job", job),
+                            ],
+                        ),
+                        None => o.observe(value, &[KeyValue::new("workspace", r.workspace)]),
+                    }
                 }
             })
             .build();
+    }
+}
+
+/// Every workspace the sample knows of, in order.
+fn workspaces(g: &Gauges) -> BTreeSet<&str> {
+    g.outbox_heads
+        .iter()
+        .map(|(ws, _)| ws.as_str())
+        .chain(g.due_timers.iter().map(|(ws, _)| ws.as_str()))
+        .chain(g.rescores.iter().map(|(ws, ..)| ws.as_str()))
+        .chain(g.consumers.iter().map(|(ws, ..)| ws.as_str()))
+        .collect()
+}
+
+/// (workspace, consumer, lag): per workspace the [`CONSUMERS_SHOWN`] most
+/// behind (ties by name), then the rest summed under [`OTHER_CONSUMERS`].
+fn consumer_lags(g: &Gauges) -> Vec<(String, String, i64)> {
+    let mut by_workspace: BTreeMap<&str, Vec<(&str, i64)>> = BTreeMap::new();
+    for (ws, name, cursor) in &g.consumers {
+        let head = g
+            .outbox_heads
+            .iter()
+            .find(|(w, _)| w == ws)
+            .map_or(*cursor, |(_, h)| *h);
+        by_workspace
+            .entry(ws)
+            .or_default()
+            .push((name, (head - cursor).max(0)));
+    }
+    let mut out = Vec::new();
+    for (ws, mut consumers) in by_workspace {
+        let (mut other, mut folded) = (0, false);
+        consumers.retain(|&(name, lag)| {
+            let named_other = name == OTHER_CONSUMERS;
+            if named_other {
+                (other, folded) = (other + lag, true);
+            }
+            !named_other
+        });
+        consumers.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        for (i, (name, lag)) in consumers.into_iter().enumerate() {
+            if i < CONSUMERS_SHOWN {
+                out.push((ws.to_owned(), name.to_owned(), lag));
+            } else {
+                (other, folded) = (other + lag, true);
+            }
+        }
+        if folded {
+            out.push((ws.to_owned(), OTHER_CONSUMERS.to_owned(), other));
+        }
+    }
+    out
+}
+
+/// (workspace, timers due) for every workspace, 0 where none is.
+fn due_timers(g: &Gauges) -> Vec<(String, i64)> {
+    workspaces(g)
+        .into_iter()
+        .map(|ws| {
+            let n = g
+                .due_timers
+                .iter()
+                .filter(|(w, _)| w == ws)
+                .map(|(_, n)| *n)
+                .sum();
+            (ws.to_owned(), n)
+        })
+        .collect()
+}
+
+/// A re-score's progress, or a workspace's 0 while none runs.
+#[derive(Debug, PartialEq, Eq)]
+struct Progress {
+    workspace: String,
+    job: Option<i64>,
+    done: i64,
+    total: i64,
+}
+
+/// The running re-scores, and a [`Progress`] without a job for every
+/// workspace where none runs.
+fn rescores(g: &Gauges) -> Vec<Progress> {
+    let mut out = Vec::new();
+    for ws in workspaces(g) {
+        let before = out.len();
+        out.extend(
+            g.rescores
+                .iter()
+                .filter(|(w, ..)| w == ws)
+                .map(|(_, job, done, total)| Progress {
+                    workspace: ws.to_owned(),
+                    job: Some(*job),
+                    done: *done,
+                    total: *total,
+                }),
+        );
+        if out.len() == before {
+            out.push(Progress {
+                workspace: ws.to_owned(),
+                job: None,
+                done: 0,
+                total: 0,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauges() -> Gauges {
+        Gauges {
+            outbox_heads: vec![("acme".into(), 100), ("globex".into(), 7)],
+            ..Gauges::default()
+        }
+    }
+
+    #[test]
+    fn consumers_beyond_the_most_behind_are_summed() {
+        let mut g = gauges();
+        for i in 0..CONSUMERS_SHOWN {
+            g.consumers.push(("acme".into(), format!("c{i:02}"), 10));
+        }
+        g.consumers.push(("acme".into(), "late".into(), 99));
+        g.consumers.push(("acme".into(), "caught-up".into(), 100));
+        g.consumers.push(("acme".into(), "near".into(), 95));
+        g.consumers.push(("acme".into(), OTHER_CONSUMERS.into(), 98));
+        g.consumers.push(("globex".into(), "sync".into(), 5));
+        let lags = consumer_lags(&g);
+        let acme: Vec<_> = lags.iter().filter(|(ws, ..)| ws == "acme").collect();
+        assert_eq!(acme.len(), CONSUMERS_SHOWN + 1);
+        assert!(
+            acme[..CONSUMERS_SHOWN]
+                .iter()
+                .all(|(_, name, lag)| name.starts_with('c') && *lag == 90)
+        );
+        // late 1, caught-up 0, near 5, and the one named _other 2
+        assert_eq!(
+            acme[CONSUMERS_SHOWN],
+            &("acme".to_owned(), OTHER_CONSUMERS.to_owned(), 8)
+        );
+        assert_eq!(lags.last(), Some(&("globex".to_owned(), "sync".to_owned(), 2)));
+    }
+
+    #[test]
+    fn a_few_consumers_are_shown_as_they_are() {
+        let mut g = gauges();
+        g.consumers.push(("acme".into(), "b".into(), 90));
+        g.consumers.push(("acme".into(), "ahead".into(), 150));
+        g.consumers.push(("acme".into(), "a".into(), 90));
+        assert_eq!(
+            consumer_lags(&g),
+            [
+                ("acme".to_owned(), "a".to_owned(), 10),
+                ("acme".to_owned(), "b".to_owned(), 10),
+                ("acme".to_owned(), "ahead".to_owned(), 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_workspace_has_timer_and_rescore_series() {
+        let mut g = gauges();
+        g.due_timers.push(("globex".into(), 3));
+        g.rescores.push(("acme".into(), 4, 10, 40));
+        assert_eq!(due_timers(&g), [("acme".to_owned(), 0), ("globex".to_owned(), 3)]);
+        assert_eq!(
+            rescores(&g),
+            [
+                Progress {
+                    workspace: "acme".into(),
+                    job: Some(4),
+                    done: 10,
+                    total: 40
+                },
+                Progress {
+                    workspace: "globex".into(),
+                    job: None,
+                    done: 0,
+                    total: 0
+                },
+            ]
+        );
     }
 }

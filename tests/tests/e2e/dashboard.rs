@@ -7,6 +7,7 @@
 //! browser test says so and is skipped, unless `LEADFLOW_REQUIRE_BROWSER=1`.
 //! `LEADFLOW_SCREENSHOT=path` saves a screenshot of the page.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
@@ -106,7 +107,7 @@ fn browse(browser: &str, url: &str, screenshot: bool) -> anyhow::Result<String> 
                 "--disable-gpu",
                 "--hide-scrollbars",
                 &format!("--user-data-dir={}", profile.display()),
-                "--window-size=1200,2050",
+                "--window-size=1200,2250",
                 &format!("--screenshot={path}"),
                 url,
             ])
@@ -148,6 +149,81 @@ fn value(dom: &str, marker: &str, key: &str) -> Option<String> {
         row.find(&format!("data-k=\"{key}\" data-v=\""))? + format!("data-k=\"{key}\" data-v=\"").len();
     let end = row[start..].find('"')?;
     Some(row[start..start + end].to_owned())
+}
+
+/// The chart `id` as the browser built it.
+fn chart<'a>(dom: &'a str, id: &str) -> &'a str {
+    let start = dom
+        .find(&format!("<svg id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no chart {id}"));
+    let end = dom[start..].find("</svg>").map_or(dom.len(), |e| start + e);
+    &dom[start..end]
+}
+
+/// The attributes of every `<tag …>` in `html`.
+fn tags(html: &str, tag: &str) -> Vec<HashMap<String, String>> {
+    html.match_indices(&format!("<{tag} "))
+        .map(|(at, open)| {
+            let rest = &html[at + open.len()..];
+            let mut inside = &rest[..rest.find('>').unwrap_or(rest.len())];
+            let mut attributes = HashMap::new();
+            while let Some((name, after)) = inside.split_once("=\"") {
+                let Some((value, next)) = after.split_once('"') else {
+                    break;
+                };
+                attributes.insert(name.trim().to_owned(), value.to_owned());
+                inside = next;
+            }
+            attributes
+        })
+        .collect()
+}
+
+/// The number in attribute `name`.
+fn number(attributes: &HashMap<String, String>, name: &str) -> f64 {
+    attributes
+        .get(name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no number {name} in {attributes:?}"))
+}
+
+/// The bars of a chart: `data-bar` and its attributes.
+fn bars(svg: &str) -> Vec<HashMap<String, String>> {
+    tags(svg, "rect")
+        .into_iter()
+        .filter(|a| a.contains_key("data-bar"))
+        .collect()
+}
+
+/// The texts of the elements of a chart whose tag holds `marker`.
+fn texts(svg: &str, marker: &str) -> Vec<String> {
+    svg.match_indices(marker)
+        .filter_map(|(at, _)| {
+            let rest = &svg[at..];
+            let open = rest.find('>')? + 1;
+            let close = rest[open..].find('<')?;
+            Some(rest[open..open + close].to_owned())
+        })
+        .collect()
+}
+
+/// The texts of a chart's axis titles.
+fn axis_titles(svg: &str) -> Vec<String> {
+    texts(svg, "class=\"axis-title\"")
+}
+
+/// The length of a chart's x axis.
+fn x_axis(svg: &str) -> f64 {
+    let axis = tags(svg, "line")
+        .into_iter()
+        .find(|a| a.get("class").map(String::as_str) == Some("x-axis"))
+        .expect("an x axis");
+    number(&axis, "x2") - number(&axis, "x1")
+}
+
+/// `YYYY-MM-DD` of a UTC instant.
+fn date(t: &prost_types::Timestamp) -> String {
+    Timestamp::from_secs(t.seconds).to_string()[..10].to_owned()
 }
 
 fn stage_name(stage: i32) -> &'static str {
@@ -238,11 +314,139 @@ async fn the_page_shows_what_get_funnel_answers(mut server: TestServer) -> anyho
         dom.contains(&format!("id=\"rejected\" data-v=\"{rejected}\"")),
         "rejected"
     );
-    // the charts and the tail are there; the tail names no person
-    for id in ["funnel-chart", "velocity", "calibration", "id=\"tail\""] {
-        assert!(dom.contains(id), "{id}");
+    // one kind of number a chart: the funnel's bars are the leads entering
+    // each stage, as long as their numbers, and say nothing of conversion
+    let funnel_chart = chart(&dom, "funnel-chart");
+    let drawn = bars(funnel_chart);
+    assert_eq!(drawn.len(), 4, "{funnel_chart}");
+    let leads_of = |bar: &HashMap<String, String>| {
+        g.entries
+            .iter()
+            .find(|e| stage_name(e.stage) == bar["data-bar"])
+            .expect("a stage of GetFunnel")
+            .leads
+    };
+    let widest = drawn.iter().map(leads_of).max().expect("bars");
+    let widest_bar = drawn.iter().map(|b| number(b, "width")).fold(0.0, f64::max);
+    for bar in &drawn {
+        let leads = leads_of(bar);
+        assert_eq!(bar["data-leads"], leads.to_string(), "{bar:?}");
+        #[allow(clippy::cast_precision_loss)]
+        let expected = widest_bar * leads as f64 / widest as f64;
+        assert!(
+            (number(bar, "width") - expected).abs() < 0.2,
+            "{bar:?}: expected width {expected}"
+        );
     }
-    assert!(dom.contains("data-series=\"MQL\""));
+    // each bar's number beside it, and no other kind of number
+    let numbers: Vec<String> = drawn.iter().map(|b| b["data-leads"].clone()).collect();
+    assert_eq!(texts(funnel_chart, "class=\"value\""), numbers);
+    assert!(
+        texts(funnel_chart, "<text")
+            .iter()
+            .all(|t| !t.contains('%') && !t.contains("cohort")),
+        "{funnel_chart}"
+    );
+    assert_eq!(
+        axis_titles(funnel_chart),
+        ["leads entering the stage in the period"]
+    );
+    // conversion is a chart of its own, bars as long as the rates
+    let conversion_chart = chart(&dom, "conversion-chart");
+    let full = x_axis(conversion_chart);
+    let drawn = bars(conversion_chart);
+    assert_eq!(drawn.len(), g.conversions.len());
+    for c in &g.conversions {
+        let key = format!("{}-{}", stage_name(c.from), stage_name(c.to));
+        let bar = drawn
+            .iter()
+            .find(|b| b["data-bar"] == key)
+            .unwrap_or_else(|| panic!("no bar {key}"));
+        assert_eq!(bar["data-rate"], c.rate.to_string(), "{key}");
+        assert!(
+            (number(bar, "width") - c.rate * full).abs() < 0.1,
+            "{key}: {bar:?}"
+        );
+    }
+    assert_eq!(axis_titles(conversion_chart), ["converted, % of the cohort"]);
+    // velocity: a bar a day, stacked by stage, each part as tall as
+    // GetFunnel's count; no part for a zero
+    let velocity = chart(&dom, "velocity");
+    let drawn = bars(velocity);
+    let mut parts = 0;
+    for series in &g.velocity {
+        let stage = stage_name(series.stage);
+        for (start, &n) in funnel.bucket_starts.iter().zip(&series.entries) {
+            let day = date(start);
+            let bar = drawn
+                .iter()
+                .find(|b| b["data-bar"] == stage && b["data-bucket"] == day);
+            match bar {
+                None => assert_eq!(n, 0, "{stage} on {day}"),
+                Some(bar) => {
+                    parts += 1;
+                    assert_eq!(number(bar, "data-n"), n as f64, "{stage} on {day}");
+                }
+            }
+        }
+    }
+    assert!(parts > 0 && parts == drawn.len(), "{velocity}");
+    let per_entry: Vec<f64> = drawn
+        .iter()
+        .map(|b| number(b, "height") / number(b, "data-n"))
+        .collect();
+    assert!(
+        per_entry.iter().all(|h| (h - per_entry[0]).abs() < 0.1),
+        "one scale: {per_entry:?}"
+    );
+    assert_eq!(axis_titles(velocity), ["day (UTC)", "entries per day"]);
+    assert!(!velocity.contains("<polyline"), "{velocity}");
+    // the calibration curve says what its axes are
+    let calibration = chart(&dom, "calibration");
+    assert_eq!(
+        axis_titles(calibration),
+        ["MQL cut-off: peak engagement score", "precision, recall"]
+    );
+    for series in ["precision", "recall"] {
+        assert!(
+            calibration.contains(&format!("data-series=\"{series}\"")),
+            "{calibration}"
+        );
+    }
+    assert!(dom.contains("id=\"tail\""));
+    // by week, a bar a week, as GetFunnel counts them
+    let weekly = AnalyticsServiceClient::new(server.channel.clone())
+        .get_funnel(pb::GetFunnelRequest {
+            period: period(0, 20),
+            bucket: pb::VelocityBucket::Week.into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let (status, page) = get(addr, &format!("{PAGE}&bucket=week"), &[]).await?;
+    assert_eq!(status, 200, "{page}");
+    let velocity = chart(&page, "velocity");
+    assert_eq!(
+        axis_titles(velocity),
+        ["week, by its first day (UTC)", "entries per week"]
+    );
+    assert_eq!(weekly.bucket_starts.len(), 3);
+    for (i, start) in weekly.bucket_starts.iter().enumerate() {
+        let week = date(start);
+        let drawn: f64 = bars(velocity)
+            .iter()
+            .filter(|b| b["data-bucket"] == week)
+            .map(|b| number(b, "data-n"))
+            .sum();
+        let counted: i64 = weekly.groups[0].velocity.iter().map(|v| v.entries[i]).sum();
+        #[allow(clippy::cast_precision_loss)]
+        let counted = counted as f64;
+        assert!(
+            drawn == counted,
+            "week of {week}: {drawn} drawn, {counted} counted"
+        );
+    }
+    assert!(!bars(velocity).is_empty(), "{velocity}");
     // the channel filter narrows the numbers as GetFunnel's does
     let web = AnalyticsServiceClient::new(server.channel.clone())
         .get_funnel(pb::GetFunnelRequest {
@@ -523,4 +727,59 @@ async fn analytics_calls_need_their_scope_and_see_one_workspace(
 }
 
 on_both_databases_at!(super::NOW, analytics_calls_need_their_scope_and_see_one_workspace);
+
+/// Without tokens every page answers to a loopback name or address only,
+/// parsed as one: a name that merely starts like one, which a rebinding
+/// site can point at 127.0.0.1, gets nothing.
+async fn without_tokens_only_loopback_hosts_are_served(server: TestServer) -> anyhow::Result<()> {
+    let running = with_http(&server, leadflow_server::AuthMode::Auto).await?;
+    let addr = running.http_addr.expect("the HTTP side");
+    let port = addr.port();
+    let refused = [
+        "127.evil.example".to_owned(),
+        "127.0.0.1.nip.io".to_owned(),
+        format!("127.0.0.1.nip.io:{port}"),
+        "127.0.0.1.evil.example".to_owned(),
+        "localhost.evil.example".to_owned(),
+        "evil.localhost".to_owned(),
+        "rebound.example:8080".to_owned(),
+        "[::1].evil.example".to_owned(),
+        "[::2]".to_owned(),
+        "[::ffff:10.0.0.1]".to_owned(),
+        "::1".to_owned(),
+        "0.0.0.0".to_owned(),
+        format!("10.0.0.1:{port}"),
+        "127.0.0.01".to_owned(),
+        "2130706433".to_owned(),
+        "127.0.0.1:".to_owned(),
+        "127.0.0.1:+80".to_owned(),
+        "127.0.0.1:99999".to_owned(),
+        "127.0.0.1:80:80".to_owned(),
+    ];
+    let served = [
+        "localhost".to_owned(),
+        format!("LocalHost:{port}"),
+        "localhost.".to_owned(),
+        "127.0.0.1".to_owned(),
+        format!("127.0.0.1:{port}"),
+        format!("127.1.2.3:{port}"),
+        "127.255.255.254".to_owned(),
+        "[::1]".to_owned(),
+        format!("[::1]:{port}"),
+    ];
+    for path in ["/dashboard", "/dashboard/tail", "/metrics"] {
+        for host in &refused {
+            let (status, body) = get(addr, path, &[("host", host)]).await?;
+            assert_eq!(status, 403, "{path} for host {host:?}: {body}");
+        }
+        for host in &served {
+            let (status, body) = get(addr, path, &[("host", host)]).await?;
+            assert_eq!(status, 200, "{path} for host {host:?}: {body}");
+        }
+    }
+    running.shutdown(Duration::from_secs(1)).await;
+    Ok(())
+}
+
+on_both_databases_at!(super::NOW, without_tokens_only_loopback_hosts_are_served);
 on_both_databases_at!(super::NOW, an_http_side_beyond_loopback_needs_tokens);
