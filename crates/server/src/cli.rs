@@ -187,7 +187,8 @@ struct ServeArgs {
     #[arg(long)]
     max_connections: Option<String>,
     /// Milliseconds a call waits for a database connection (while the
-    /// database restarts, say) before it is refused with UNAVAILABLE.
+    /// database restarts, say) before it is refused: UNAVAILABLE, or
+    /// RESOURCE_EXHAUSTED when every connection was in use.
     #[arg(long)]
     db_acquire_timeout_ms: Option<String>,
     /// Milliseconds between the timer worker's looks for due timers.

@@ -57,7 +57,8 @@ pub struct Config {
     /// Database pool size.
     pub max_connections: u32,
     /// How long a call waits for a database connection (while the database
-    /// restarts, say) before it is refused with UNAVAILABLE.
+    /// restarts, say) before it is refused: UNAVAILABLE, or
+    /// RESOURCE_EXHAUSTED when every connection was in use.
     pub db_acquire_timeout: Duration,
     /// How often the timer worker looks for due timers.
     pub timer_poll: Duration,

@@ -8,6 +8,7 @@ mod dashboard;
 mod erase;
 mod errors;
 mod grades;
+mod hardening;
 mod idempotency;
 mod lifecycle;
 mod metrics;
