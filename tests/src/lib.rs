@@ -307,7 +307,18 @@ pub fn fields(status: &tonic::Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Creates a lead and returns it.
+/// A request carrying `secret` as its bearer token (none if empty).
+pub fn with_token<T>(secret: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if !secret.is_empty() {
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {secret}").parse().expect("header value"),
+        );
+    }
+    request
+}
+
 /// Checks that a call was refused with INVALID_ARGUMENT naming `field`.
 pub fn assert_invalid<T, R: std::fmt::Debug>(result: Result<T, tonic::Status>, field: &str, request: &R) {
     let Err(status) = result else {

@@ -134,22 +134,13 @@ impl Engine {
     ) -> Result<Vec<(usize, EngineError)>, EngineError> {
         let ws = req.workspace.as_str();
         let (_, policy) = self.active_policy_read(ws).await?;
-        let mut ids: Vec<&str> = Vec::new();
-        let mut keys: Vec<&str> = Vec::new();
-        for (_, item) in items {
-            match &item.lead {
-                LeadKey::Id(id) => ids.push(id),
-                LeadKey::ExternalKey(k) => keys.push(k),
-            }
-        }
+        let (ids, keys) = lead_keys(items.iter().map(|(_, item)| *item));
         let mut event_ids: Vec<&str> = items
             .iter()
             .map(|(_, item)| item.engagement.event_id.as_str())
             .collect();
-        for list in [&mut ids, &mut keys, &mut event_ids] {
-            list.sort_unstable();
-            list.dedup();
-        }
+        event_ids.sort_unstable();
+        event_ids.dedup();
         let mut lead_ids: HashMap<LeadKey, String> = HashMap::new();
         for (id, key) in self.store.lead_names(ws, &ids, &keys).await? {
             if let Some(key) = key {
@@ -193,18 +184,7 @@ impl Engine {
         let tx = self.store.begin().await?;
         tx.defer_writes();
 
-        let mut ids: Vec<&str> = Vec::new();
-        let mut keys: Vec<&str> = Vec::new();
-        for (_, item) in items {
-            match &item.lead {
-                LeadKey::Id(id) => ids.push(id),
-                LeadKey::ExternalKey(k) => keys.push(k),
-            }
-        }
-        for list in [&mut ids, &mut keys] {
-            list.sort_unstable();
-            list.dedup();
-        }
+        let (ids, keys) = lead_keys(items.iter().map(|(_, item)| *item));
         let (records, active) = tx.lock_leads_with_policy(ws, &ids, &keys).await?;
         // Kept by lead id, so a lead named both ways is one record.
         let mut by_key: HashMap<LeadKey, String> = HashMap::with_capacity(records.len());
@@ -329,6 +309,23 @@ impl Engine {
             })?;
         Ok((version, self.cache_policy(ws, version, &record.source)?))
     }
+}
+
+/// The leads `items` name: their ids and their external keys, each once.
+fn lead_keys<'a>(items: impl Iterator<Item = &'a BatchItem>) -> (Vec<&'a str>, Vec<&'a str>) {
+    let mut ids: Vec<&str> = Vec::new();
+    let mut keys: Vec<&str> = Vec::new();
+    for item in items {
+        match &item.lead {
+            LeadKey::Id(id) => ids.push(id),
+            LeadKey::ExternalKey(k) => keys.push(k),
+        }
+    }
+    for list in [&mut ids, &mut keys] {
+        list.sort_unstable();
+        list.dedup();
+    }
+    (ids, keys)
 }
 
 /// Why the item at `i` would be refused, if it would.

@@ -21,7 +21,7 @@ use leadflow_store::TokenRecord;
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
-use crate::watch::{Watch, WatchedRequest, WatchedResponse};
+use crate::watch::{Watch, Watched};
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// How long a looked-up token is trusted before it is read again.
@@ -456,9 +456,9 @@ where
             let Some(watch) = watch else {
                 return inner.call(req).await;
             };
-            let req = req.map(|body| Body::new(WatchedRequest::new(body, watch.clone())));
+            let req = req.map(|body| Body::new(Watched::request(body, watch.clone())));
             let response = inner.call(req).await?;
-            Ok(response.map(|body| Body::new(WatchedResponse::new(body, watch))))
+            Ok(response.map(|body| Body::new(Watched::response(body, watch))))
         })
     }
 }

@@ -88,25 +88,47 @@ fn unauthenticated(refusal: &'static str) -> tonic::Status {
     crate::auth::refusal_status(crate::auth::Refusal::Unauthenticated(refusal))
 }
 
-/// A server stream's body that ends with UNAUTHENTICATED in its trailers
-/// once the token is dead.
-pub(crate) struct WatchedResponse {
+/// Where the refusal goes once the token is dead.
+#[derive(Clone, Copy, Debug)]
+enum End {
+    /// A server stream: its headers went out with the first message, so
+    /// the refusal ends it in the trailers.
+    Trailers,
+    /// A client stream: its next message is the refusal.
+    Error,
+}
+
+/// A call's body (request or response) that ends with UNAUTHENTICATED once
+/// its token is dead.
+pub(crate) struct Watched {
     inner: tonic::body::Body,
     schedule: Schedule,
+    end: End,
     ended: bool,
 }
 
-impl WatchedResponse {
-    pub(crate) fn new(inner: tonic::body::Body, watch: Watch) -> Self {
+impl Watched {
+    /// A server stream's response body.
+    pub(crate) fn response(inner: tonic::body::Body, watch: Watch) -> Self {
+        Self::new(inner, watch, End::Trailers)
+    }
+
+    /// A client stream's request body.
+    pub(crate) fn request(inner: tonic::body::Body, watch: Watch) -> Self {
+        Self::new(inner, watch, End::Error)
+    }
+
+    fn new(inner: tonic::body::Body, watch: Watch, end: End) -> Self {
         Self {
             inner,
             schedule: Schedule::new(watch),
+            end,
             ended: false,
         }
     }
 }
 
-impl Body for WatchedResponse {
+impl Body for Watched {
     type Data = Bytes;
     type Error = tonic::Status;
 
@@ -120,65 +142,22 @@ impl Body for WatchedResponse {
         }
         if let Poll::Ready(refusal) = this.schedule.poll_refusal(cx) {
             this.ended = true;
-            let mut trailers = http::HeaderMap::new();
-            // The stream's headers went out with the first message: the
-            // refusal goes in the trailers.
-            if let Err(e) = unauthenticated(refusal).add_header(&mut trailers) {
-                return Poll::Ready(Some(Err(e)));
-            }
-            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+            let status = unauthenticated(refusal);
+            return Poll::Ready(Some(match this.end {
+                End::Error => Err(status),
+                End::Trailers => {
+                    let mut trailers = http::HeaderMap::new();
+                    status
+                        .add_header(&mut trailers)
+                        .map(|()| Frame::trailers(trailers))
+                }
+            }));
         }
         let frame = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(None) = frame {
             this.ended = true;
         }
         frame
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.ended || self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A client stream's body whose next message is the refusal once the token
-/// is dead.
-pub(crate) struct WatchedRequest {
-    inner: tonic::body::Body,
-    schedule: Schedule,
-    ended: bool,
-}
-
-impl WatchedRequest {
-    pub(crate) fn new(inner: tonic::body::Body, watch: Watch) -> Self {
-        Self {
-            inner,
-            schedule: Schedule::new(watch),
-            ended: false,
-        }
-    }
-}
-
-impl Body for WatchedRequest {
-    type Data = Bytes;
-    type Error = tonic::Status;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.get_mut();
-        if this.ended {
-            return Poll::Ready(None);
-        }
-        if let Poll::Ready(refusal) = this.schedule.poll_refusal(cx) {
-            this.ended = true;
-            return Poll::Ready(Some(Err(unauthenticated(refusal))));
-        }
-        Pin::new(&mut this.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -10,18 +10,6 @@ use leadflow_server::auth::CACHE_TTL;
 use leadflow_store::testing::TestDatabase;
 use tonic::Code;
 
-/// A request carrying `secret` as its bearer token (none if empty).
-fn with_token<T>(secret: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if !secret.is_empty() {
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {secret}").parse().expect("header value"),
-        );
-    }
-    request
-}
-
 fn create(secret: &str, email: &str) -> tonic::Request<pb::CreateLeadRequest> {
     with_token(
         secret,

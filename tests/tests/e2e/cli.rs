@@ -56,15 +56,6 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn with_token<T>(secret: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {secret}").parse().expect("header value"),
-    );
-    request
-}
-
 /// A lead with `key` (none if empty), `title` and engagements now.
 async fn seed(
     leads: &mut LeadServiceClient<tonic::transport::Channel>,

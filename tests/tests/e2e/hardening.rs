@@ -303,16 +303,6 @@ async fn a_busy_pool_is_overload_not_unavailability_postgres() -> anyhow::Result
     a_busy_pool_is_overload_not_unavailability(Db::Postgres).await
 }
 
-/// A request carrying `secret` as its bearer token.
-fn with_token<T>(secret: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {secret}").parse().expect("header value"),
-    );
-    request
-}
-
 /// How a stream ends, after what it still had to deliver.
 async fn end_of<T>(stream: &mut tonic::Streaming<T>) -> Result<(), tonic::Status> {
     while stream.message().await?.is_some() {}
