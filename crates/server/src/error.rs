@@ -219,6 +219,28 @@ pub(crate) fn from_stream(status: Status) -> Status {
     status
 }
 
+/// `message`, cut so that the note of how many engagements were committed
+/// before the error fits after it.
+fn committed_note(message: &str, committed: usize) -> String {
+    let note = format!(" ({committed} engagements were committed before this one)");
+    format!("{}{note}", truncate(message, MAX_MESSAGE_BYTES - note.len()))
+}
+
+/// A stream's error, with how many engagements were committed before it
+/// (in the message and in `ErrorInfo.metadata["committed"]`).
+pub(crate) fn after_committed(status: Status, committed: i64) -> Status {
+    let mut details = status.get_error_details();
+    let info = details.error_info().cloned();
+    let reason = info
+        .as_ref()
+        .map_or_else(|| "STREAM_ABORTED".to_owned(), |i| i.reason.clone());
+    let mut metadata = info.map(|i| i.metadata).unwrap_or_default();
+    metadata.insert("committed".to_owned(), committed.to_string());
+    details.set_error_info(reason, ERROR_DOMAIN, metadata);
+    let message = committed_note(status.message(), usize::try_from(committed).unwrap_or(0));
+    Status::with_error_details(status.code(), message, details)
+}
+
 /// `RESOURCE_EXHAUSTED` with a retry hint: leadflow itself is at a limit
 /// (calls in flight, database connections), not the caller.
 pub(crate) fn overloaded(message: &str, retry_after: std::time::Duration) -> Status {
@@ -268,10 +290,7 @@ fn describe(error: EngineError) -> Error {
         EngineError::Committed { error, outcomes } => {
             let committed = outcomes.len();
             let inner = describe(*error);
-            let message = format!(
-                "{} ({committed} engagements were committed before this one)",
-                inner.message
-            );
+            let message = committed_note(&inner.message, committed);
             Error { message, ..inner }.meta("committed", committed)
         }
         EngineError::NotFound { what, key } => Error {
@@ -486,6 +505,29 @@ mod tests {
             .clone();
         assert_eq!(listed.len(), 2);
         assert_eq!(listed[1].description, "too long");
+    }
+
+    #[test]
+    fn the_committed_note_fits_in_a_bounded_message() {
+        let long = invalid("INVALID_FIELD", &[FieldViolation::new("f", "x".repeat(10_000))]);
+        let status = after_committed(long, 5);
+        assert!(
+            status.message().len() <= MAX_MESSAGE_BYTES,
+            "{}",
+            status.message().len()
+        );
+        assert!(
+            status
+                .message()
+                .ends_with("(5 engagements were committed before this one)")
+        );
+        assert_eq!(
+            status
+                .get_error_details()
+                .error_info()
+                .map(|i| i.metadata["committed"].clone()),
+            Some("5".to_owned())
+        );
     }
 
     #[test]

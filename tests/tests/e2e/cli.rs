@@ -9,7 +9,8 @@ use leadflow_e2e::*;
 use leadflow_proto::v1 as pb;
 use leadflow_proto::v1::lead_service_client::LeadServiceClient;
 use leadflow_store::testing::TestDatabase;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+use crate::tls::{authority, leaf};
 
 /// A scratch directory, removed on drop.
 struct Scratch(PathBuf);
@@ -232,20 +233,6 @@ async fn policy_commands_list_leads_by_key_and_need_a_token_sqlite() -> anyhow::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_commands_list_leads_by_key_and_need_a_token_postgres() -> anyhow::Result<()> {
     policy_commands_list_leads_by_key_and_need_a_token(Db::Postgres).await
-}
-
-fn authority(name: &str) -> anyhow::Result<CertifiedIssuer<'static, KeyPair>> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(rcgen::DnType::CommonName, name);
-    Ok(CertifiedIssuer::self_signed(params, KeyPair::generate()?)?)
-}
-
-fn leaf(names: &[&str], issuer: &CertifiedIssuer<'static, KeyPair>) -> anyhow::Result<(String, String)> {
-    let key = KeyPair::generate()?;
-    let params = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
-    let cert = params.signed_by(&key, issuer)?;
-    Ok((cert.pem(), key.serialize_pem()))
 }
 
 async fn remote_commands_speak_mutual_tls(db: Db) -> anyhow::Result<()> {

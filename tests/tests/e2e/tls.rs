@@ -19,14 +19,19 @@ struct Pki {
     stranger: (String, String),
 }
 
-fn authority(name: &str) -> anyhow::Result<CertifiedIssuer<'static, KeyPair>> {
+/// A certificate authority of the test's own.
+pub(crate) fn authority(name: &str) -> anyhow::Result<CertifiedIssuer<'static, KeyPair>> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.distinguished_name.push(rcgen::DnType::CommonName, name);
     Ok(CertifiedIssuer::self_signed(params, KeyPair::generate()?)?)
 }
 
-fn leaf(names: &[&str], issuer: &CertifiedIssuer<'static, KeyPair>) -> anyhow::Result<(String, String)> {
+/// A certificate for `names` signed by `issuer`, and its key (PEM).
+pub(crate) fn leaf(
+    names: &[&str],
+    issuer: &CertifiedIssuer<'static, KeyPair>,
+) -> anyhow::Result<(String, String)> {
     let key = KeyPair::generate()?;
     let params = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
     let cert = params.signed_by(&key, issuer)?;

@@ -16,7 +16,7 @@ use crate::convert::{
     engagement_in, engagement_out, explanation_out, lead_key, lead_out, stage_in, timestamp_in,
     timestamp_out, token_in, token_out, transition_out, trigger_out,
 };
-use crate::error::{from_stream, status, too_large};
+use crate::error::{after_committed, from_stream, status, too_large};
 use crate::limits::{Check, MAX_BATCH, MAX_HISTORY_PAGE, MAX_LIST_BYTES, MAX_PAGE, MAX_TEXT_CHARS};
 use crate::observe::{record_lead, traceparent_of};
 
@@ -103,23 +103,6 @@ fn history_cursor(check: &mut Check, token: &str) -> HistoryCursor {
 fn history_token(cursor: &HistoryCursor) -> String {
     let (at, id) = cursor.engagement.clone().unwrap_or((0, String::new()));
     token_out("h", &format!("{}|{at}|{id}", cursor.transition))
-}
-
-/// Adds to a stream's error how many engagements were committed before it.
-fn after_committed(status: Status, committed: i64) -> Status {
-    let mut details = status.get_error_details();
-    let mut info = details.error_info().cloned();
-    let reason = info
-        .as_ref()
-        .map_or_else(|| "STREAM_ABORTED".to_owned(), |i| i.reason.clone());
-    let mut metadata = info.take().map(|i| i.metadata).unwrap_or_default();
-    metadata.insert("committed".to_owned(), committed.to_string());
-    details.set_error_info(reason, crate::error::ERROR_DOMAIN, metadata);
-    let message = format!(
-        "{} ({committed} engagements were committed before this one)",
-        status.message()
-    );
-    Status::with_error_details(status.code(), message, details)
 }
 
 /// Engagements of a client stream committed in one transaction, at most.
