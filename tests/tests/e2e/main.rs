@@ -8,6 +8,7 @@ mod dashboard;
 mod erase;
 mod errors;
 mod grades;
+mod grpcio;
 mod idempotency;
 mod lifecycle;
 mod metrics;
