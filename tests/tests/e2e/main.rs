@@ -8,6 +8,7 @@ mod dashboard;
 mod erase;
 mod errors;
 mod grades;
+mod grpcio;
 mod hardening;
 mod idempotency;
 mod lifecycle;
