@@ -8,7 +8,6 @@ use leadflow_engine::{
 };
 use leadflow_proto::v1 as pb;
 use tonic::{Request, Response, Status, Streaming};
-use tonic_types::StatusExt;
 
 use super::engine_request;
 use crate::auth::Principal;
