@@ -15,6 +15,7 @@ mod cpu;
 mod echo;
 mod fanout;
 mod funnel;
+mod import;
 mod load;
 mod rawdb;
 mod report;
@@ -49,6 +50,11 @@ enum Scenario {
     /// nothing acknowledged is lost, every event arrives and every timer
     /// fires once.
     Scale(scale::Args),
+    /// Back-dated RecordEngagements batches to a lead with a long log,
+    /// beside single RecordEngagement calls on other leads, on SQLite and
+    /// PostgreSQL: the single calls' p99 against their idle p99, and that
+    /// none fails. Exits non-zero when one fails or the p99 grows over 5 ×.
+    Import(import::Args),
     /// Load on a server already running (to profile it): seeds leads, then
     /// one kind of call for a while.
     Load {
@@ -81,6 +87,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Simulate(args) => simulate::run(args).await,
             Scenario::Funnel(args) => funnel::run(args).await,
             Scenario::Scale(args) => scale::run(args).await,
+            Scenario::Import(args) => import::run(args).await,
             Scenario::EchoServer { listen } => echo::serve(listen).await,
             Scenario::Load {
                 address,
