@@ -10,20 +10,60 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use leadflow_domain::{Context, FieldViolation, Policy};
-use leadflow_store::{NewEngagement, StoredEngagement};
+use leadflow_domain::{Context, Engagement, FieldViolation, Policy};
+use leadflow_store::{LeadRecord, NewEngagement, StoredEngagement};
 
 use crate::Engine;
 use crate::error::EngineError;
-use crate::leads::{Known, Locked, MAX_BATCH, engagement_fingerprint, rename_field, retrying};
+use crate::leads::{Known, Locked, Log, MAX_BATCH, engagement_fingerprint, rename_field, retrying};
 use crate::model::{BatchItem, LeadKey, Outcome, Request};
 
-/// About how long one chunk of a batch may hold the writer.
-const CHUNK_TIME: Duration = Duration::from_millis(100);
+/// About how long one chunk of a batch may hold the writer: a single call
+/// waiting behind it should wait no more than a few times its own length.
+const CHUNK_TIME: Duration = Duration::from_millis(20);
 /// The first chunk, before the cost of an item is known.
-const FIRST_CHUNK: usize = 8;
+const FIRST_CHUNK: usize = 4;
 /// The most items one chunk may hold.
 const MAX_CHUNK: usize = 100;
+
+/// Events of lead logs a batch keeps from one chunk to the next, at most.
+const MAX_KEPT_EVENTS: usize = 200_000;
+
+/// The logs a batch has read, kept from one chunk to the next with the
+/// lead record they go with: late items of one lead then read its log once
+/// for the whole batch. A chunk that finds a lead otherwise (another writer
+/// came in between) reads its log again.
+#[derive(Debug, Default)]
+pub(crate) struct Logs {
+    by_lead: HashMap<String, (LeadRecord, Vec<Engagement>)>,
+}
+
+impl Logs {
+    /// The logs still good for `locked`, by lead id.
+    fn still_good(self, locked: &HashMap<String, Locked>) -> HashMap<String, Vec<Engagement>> {
+        self.by_lead
+            .into_iter()
+            .filter(|(id, (record, _))| locked.get(id).is_some_and(|l| l.record == *record))
+            .map(|(id, (_, log))| (id, log))
+            .collect()
+    }
+
+    /// The logs of a committed chunk, with the records they go with now;
+    /// as many as fit in [`MAX_KEPT_EVENTS`].
+    fn committed(kept: HashMap<String, Vec<Engagement>>, locked: &HashMap<String, Locked>) -> Self {
+        let mut by_lead = HashMap::with_capacity(kept.len());
+        let mut events = 0;
+        for (id, log) in kept {
+            let Some(l) = locked.get(&id) else { continue };
+            if events + log.len() > MAX_KEPT_EVENTS {
+                continue;
+            }
+            events += log.len();
+            by_lead.insert(id, (l.record.clone(), log));
+        }
+        Self { by_lead }
+    }
+}
 
 /// The next chunk's size, from the time an item took in the last one.
 fn chunk_size(per_item: Duration) -> usize {
@@ -94,6 +134,7 @@ impl Engine {
             return Err(refused);
         }
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(items.len());
+        let mut logs = Logs::default();
         let mut size = FIRST_CHUNK;
         while outcomes.len() < items.len() {
             let start = outcomes.len();
@@ -102,7 +143,7 @@ impl Engine {
                 .map(|item| (req, item))
                 .collect();
             let began = Instant::now();
-            match retrying!(self.try_batch(&chunk, start)) {
+            match retrying!(self.try_batch(&chunk, start, &mut logs)) {
                 Ok(done) => {
                     self.count_recorded(&done);
                     outcomes.extend(done);
@@ -171,11 +212,13 @@ impl Engine {
     /// transaction: all of them or none. The leads are locked up front in
     /// one statement, the engagements inserted in one, and the other rows
     /// written at commit a statement a table (see `Tx::defer_writes`).
-    /// Items are named `engagements[offset + i]` in errors.
+    /// Items are named `engagements[offset + i]` in errors. The lead logs
+    /// read are kept in `logs` for the next chunk once this one commits.
     pub(crate) async fn try_batch(
         &self,
         items: &[(&Request, &BatchItem)],
         offset: usize,
+        logs: &mut Logs,
     ) -> Result<Vec<Outcome>, EngineError> {
         let Some((first, _)) = items.first() else {
             return Ok(Vec::new());
@@ -221,6 +264,20 @@ impl Engine {
             })
             .collect();
         let mut inserted = tx.insert_engagements_if_new(ws, &new, self.now()).await?;
+        // What each lead's log leaves out until its item is applied: the
+        // engagements inserted above, in order.
+        let mut unapplied: HashMap<&str, Vec<String>> = HashMap::new();
+        for (_, item) in items {
+            if let Some(id) = by_key.get(&item.lead)
+                && inserted.contains(item.engagement.event_id.as_str())
+            {
+                unapplied
+                    .entry(id.as_str())
+                    .or_default()
+                    .push(item.engagement.event_id.clone());
+            }
+        }
+        let mut kept = std::mem::take(logs).still_good(&locked);
 
         let mut outcomes = Vec::with_capacity(items.len());
         let mut refusals: Vec<(usize, EngineError)> = Vec::new();
@@ -239,6 +296,15 @@ impl Engine {
                 Some(fingerprint) => Known::Recorded { fingerprint },
             };
             let current = id.and_then(|id| locked.get(id)).cloned();
+            let own = &item.engagement.event_id;
+            let mut leaving_out = id
+                .and_then(|id| unapplied.get(id.as_str()))
+                .cloned()
+                .unwrap_or_default();
+            if !leaving_out.contains(own) {
+                leaving_out.push(own.clone());
+            }
+            let mut log = Log::from_kept(id.and_then(|id| kept.remove(id)), leaving_out);
             let result = self
                 .engagement_in(
                     &tx,
@@ -249,8 +315,17 @@ impl Engine {
                     &item.engagement,
                     item.occurred_at_given,
                     &field,
+                    &mut log,
                 )
                 .await;
+            if let Some(id) = id {
+                if let Some(list) = unapplied.get_mut(id.as_str()) {
+                    list.retain(|e| e != own);
+                }
+                if let Some(log) = log.into_kept() {
+                    kept.insert(id.clone(), log);
+                }
+            }
             if result.is_err()
                 && let Some(id) = id
             {
@@ -279,6 +354,7 @@ impl Engine {
             return Err(refused);
         }
         tx.commit().await?;
+        *logs = Logs::committed(kept, &locked);
         if events > 0 {
             self.announce(ws);
         }
@@ -389,8 +465,8 @@ mod tests {
     #[test]
     fn a_chunk_fits_its_time() {
         assert_eq!(chunk_size(Duration::from_millis(60)), 1);
-        assert_eq!(chunk_size(Duration::from_millis(10)), 10);
-        assert_eq!(chunk_size(Duration::from_micros(300)), 100);
+        assert_eq!(chunk_size(Duration::from_millis(2)), 10);
+        assert_eq!(chunk_size(Duration::from_micros(100)), 100);
         assert_eq!(chunk_size(Duration::ZERO), 100);
     }
 }

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
 use crate::Engine;
+use crate::batch::Logs;
 use crate::error::EngineError;
 use crate::leads::retrying;
 use crate::model::{BatchItem, LeadKey, Outcome, Request};
@@ -220,7 +221,7 @@ impl Engine {
     async fn run_group_in(&self, group: Vec<Job>) {
         if group.len() > 1 {
             let items: Vec<(&Request, &BatchItem)> = group.iter().map(|j| (&j.req, &j.item)).collect();
-            if let Ok(outcomes) = retrying!(self.try_batch(&items, 0)) {
+            if let Ok(outcomes) = retrying!(self.try_batch(&items, 0, &mut Logs::default())) {
                 // Counted here: the write stands even if its caller left.
                 self.count_recorded(&outcomes);
                 for (job, outcome) in group.into_iter().zip(outcomes) {

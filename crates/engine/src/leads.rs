@@ -162,6 +162,7 @@ impl Engine {
                 engagement,
                 occurred_at_given,
                 "engagement",
+                &mut Log::leaving_out(vec![engagement.event_id.clone()]),
             )
             .await?;
         if !applied.outcome.duplicate {
@@ -173,7 +174,6 @@ impl Engine {
         Ok(applied.outcome)
     }
 
-    /// One engagement inside a transaction (a single call, or an item of a batch).
     /// One engagement inside a transaction (a single call, or an item of a
     /// batch, which passes the lead it already locked).
     #[allow(clippy::too_many_arguments)]
@@ -187,6 +187,7 @@ impl Engine {
         engagement: &Engagement,
         occurred_at_given: bool,
         field: &str,
+        log: &mut Log,
     ) -> Result<Applied, EngineError> {
         let ws = req.workspace.as_str();
         // The lead first: what is read after its lock is what the previous
@@ -252,6 +253,7 @@ impl Engine {
             command,
             Some(&engagement.event_id),
             engagement.occurred_at,
+            log,
         )
         .await
         .map_err(|e| rename_field(e, "engagement", field))
@@ -357,7 +359,15 @@ impl Engine {
             _ => now,
         };
         let applied = self
-            .apply(&tx, &target, record, command.clone(), None, until)
+            .apply(
+                &tx,
+                &target,
+                record,
+                command.clone(),
+                None,
+                until,
+                &mut Log::default(),
+            )
             .await?;
         save(&tx, req, method, &applied.outcome, now).await?;
         tx.commit().await?;
@@ -372,6 +382,7 @@ impl Engine {
     /// recorded as such); the lead's timers due by `until` (the command's
     /// instant) fire first, in order, so a late worker or a history import
     /// gives the history a live one would have; then the command is decided.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn apply(
         &self,
         tx: &Tx,
@@ -380,6 +391,7 @@ impl Engine {
         command: Command,
         engagement: Option<&str>,
         until: Timestamp,
+        log: &mut Log,
     ) -> Result<Applied, EngineError> {
         let ctx = Context { now: target.now };
         let mut acc = Acc::default();
@@ -399,18 +411,26 @@ impl Engine {
                 ..*target
             };
             record = self
-                .fire_overdue(tx, &old, record, at.min(until), &mut acc)
+                .fire_overdue(tx, &old, record, at.min(until), &mut acc, log)
                 .await?;
-            let history = history_without(tx, target.ws, &record.id, engagement).await?;
+            let history = log.get(tx, target.ws, &record.id).await?;
             let change = Command::PolicyChanged { at };
-            let decision =
-                leadflow_domain::decide(target.policy, &record.lead, change, &ctx, Some(&history))?;
+            let decision = leadflow_domain::decide(target.policy, &record.lead, change, &ctx, Some(history))?;
             let written = persist(tx, target, Before::Existing(&record), None, &decision).await?;
             record = acc.absorb(written);
         }
-        record = self.fire_overdue(tx, target, record, until, &mut acc).await?;
-        let decision = decide(tx, target.ws, target.policy, &record, command, &ctx).await?;
+        record = self
+            .fire_overdue(tx, target, record, until, &mut acc, log)
+            .await?;
+        let own = match &command {
+            Command::RecordEngagement(e) => Some(e.clone()),
+            _ => None,
+        };
+        let decision = decide(tx, target.ws, target.policy, &record, command, &ctx, log).await?;
         let written = persist(tx, target, Before::Existing(&record), engagement, &decision).await?;
+        if let Some(own) = &own {
+            log.applied(own);
+        }
         let lead = written.lead.clone();
         acc.absorb(written);
         Ok(Applied {
@@ -433,6 +453,7 @@ impl Engine {
         mut record: LeadRecord,
         until: Timestamp,
         acc: &mut Acc,
+        log: &mut Log,
     ) -> Result<LeadRecord, EngineError> {
         let ctx = Context { now: target.now };
         // A bound on timers re-arming each other within the window.
@@ -453,7 +474,7 @@ impl Engine {
                 return Ok(record);
             }
             let fired = Command::TimerFired(next.timer);
-            let decision = decide(tx, target.ws, target.policy, &record, fired, &ctx).await?;
+            let decision = decide(tx, target.ws, target.policy, &record, fired, &ctx, log).await?;
             let written = persist(tx, target, Before::Existing(&record), None, &decision).await?;
             record = acc.absorb(written);
         }
@@ -527,19 +548,66 @@ impl Engine {
     }
 }
 
-/// The lead's log as it stood before the command: without the command's
-/// own engagement, which is inserted first.
-async fn history_without(
-    tx: &Tx,
-    ws: &str,
-    lead_id: &str,
-    own: Option<&str>,
-) -> Result<Vec<leadflow_domain::Engagement>, EngineError> {
-    let mut history = tx.engagements_of(ws, lead_id).await?;
-    if let Some(own) = own {
-        history.retain(|e| e.event_id != own);
+/// A lead's engagement log as it stood before a command. It is read from
+/// the transaction the first time a decision needs it — without the
+/// engagements the transaction holds that are not part of it yet (the
+/// command's own, inserted first; a batch's later items) — and then kept,
+/// so several decisions of one command (or one batch) read it once.
+#[derive(Debug, Default)]
+pub(crate) struct Log {
+    kept: Option<Vec<Engagement>>,
+    /// Event ids in the table that the log leaves out.
+    unapplied: Vec<String>,
+}
+
+impl Log {
+    /// A log read when needed, leaving out `unapplied`.
+    pub(crate) fn leaving_out(unapplied: Vec<String>) -> Self {
+        Self {
+            kept: None,
+            unapplied,
+        }
     }
-    Ok(history)
+
+    /// A log already read (by an earlier command of a batch), or read when
+    /// needed, leaving out `unapplied`.
+    pub(crate) fn from_kept(kept: Option<Vec<Engagement>>, unapplied: Vec<String>) -> Self {
+        Self { kept, unapplied }
+    }
+
+    pub(crate) async fn get(
+        &mut self,
+        tx: &Tx,
+        ws: &str,
+        lead_id: &str,
+    ) -> Result<&[Engagement], EngineError> {
+        if self.kept.is_none() {
+            let mut log = tx.engagements_of(ws, lead_id).await?;
+            if !self.unapplied.is_empty() {
+                let unapplied: std::collections::HashSet<&str> =
+                    self.unapplied.iter().map(String::as_str).collect();
+                log.retain(|e| !unapplied.contains(e.event_id.as_str()));
+            }
+            self.kept = Some(log);
+        }
+        Ok(self.kept.as_deref().unwrap_or_default())
+    }
+
+    /// The command's engagement was applied: it is part of the log now.
+    fn applied(&mut self, e: &Engagement) {
+        self.unapplied.retain(|id| *id != e.event_id);
+        if let Some(log) = &mut self.kept {
+            let at = log.partition_point(|x| {
+                (x.occurred_at, x.event_id.as_str()) < (e.occurred_at, e.event_id.as_str())
+            });
+            log.insert(at, e.clone());
+        }
+    }
+
+    /// The log, if it was read.
+    pub(crate) fn into_kept(self) -> Option<Vec<Engagement>> {
+        self.kept
+    }
 }
 
 /// Decides, loading the lead's log only if the domain asks for it.
@@ -550,21 +618,17 @@ async fn decide(
     record: &LeadRecord,
     command: Command,
     ctx: &Context,
+    log: &mut Log,
 ) -> Result<Decision, EngineError> {
     match leadflow_domain::decide(policy, &record.lead, command.clone(), ctx, None) {
         Err(DomainError::HistoryRequired) => {
-            // The command's own engagement is in the table already; the domain adds it.
-            let own = match &command {
-                Command::RecordEngagement(e) => Some(e.event_id.as_str()),
-                _ => None,
-            };
-            let history = history_without(tx, ws, &record.id, own).await?;
+            let history = log.get(tx, ws, &record.id).await?;
             Ok(leadflow_domain::decide(
                 policy,
                 &record.lead,
                 command,
                 ctx,
-                Some(&history),
+                Some(history),
             )?)
         }
         other => Ok(other?),

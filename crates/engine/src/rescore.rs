@@ -330,7 +330,14 @@ impl Engine {
             };
             let mut acc = crate::leads::Acc::default();
             record = self
-                .fire_overdue(&tx, &old, record, job.activated_at, &mut acc)
+                .fire_overdue(
+                    &tx,
+                    &old,
+                    record,
+                    job.activated_at,
+                    &mut acc,
+                    &mut crate::leads::Log::default(),
+                )
                 .await?;
             job.transitions += i64::try_from(acc.transitions.len()).unwrap_or(0);
             events += acc.events;

@@ -107,6 +107,7 @@ impl Engine {
                 Command::TimerFired(stored.timer),
                 None,
                 until,
+                &mut crate::leads::Log::default(),
             )
             .await?;
         tx.commit().await?;

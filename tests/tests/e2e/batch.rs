@@ -223,3 +223,39 @@ on_both_databases!(
         Ok(())
     }
 );
+
+on_both_databases_with_clock!(
+    async fn a_late_item_is_answered_as_if_recorded_alone(server, leadflow_domain::Timestamp::from_secs(1_767_603_600)) {
+        let now = 1_767_603_600;
+        let page = |id: &str, path: &str, ago_days: i64| {
+            let mut e = engagement(id, "page_viewed");
+            e.properties.insert("path".to_owned(), path.to_owned());
+            at(e, prost_types::Timestamp { seconds: now - ago_days * 86_400, nanos: 0 })
+        };
+        // Two leads with a page view now; then two page views dated before
+        // it (late events): one by one on the first, in one batch on the second.
+        let alone = create(&mut server, "alone@acme.com").await?;
+        let batched = create(&mut server, "batched@acme.com").await?;
+        for lead in [&alone, &batched] {
+            server.leads.record_engagement(record(&lead.id, page(&format!("{}-now", lead.id), "/pricing", 0))).await?;
+        }
+        let mut one_by_one = Vec::new();
+        for (i, ago) in [3, 2].into_iter().enumerate() {
+            let r = server.leads.record_engagement(record(&alone.id, page(&format!("a-{i}"), "/docs", ago))).await?.into_inner();
+            one_by_one.push(r.lead.and_then(|l| l.scores).expect("scores"));
+        }
+        let r = server
+            .leads
+            .record_engagements(pb::RecordEngagementsRequest {
+                engagements: vec![item(&batched.id, page("b-0", "/docs", 3)), item(&batched.id, page("b-1", "/docs", 2))],
+            })
+            .await?
+            .into_inner();
+        let in_batch: Vec<pb::Scores> = r.results.into_iter().map(|x| x.lead.and_then(|l| l.scores).expect("scores")).collect();
+        assert_ne!(one_by_one[0].engagement, one_by_one[1].engagement, "each late view adds to the score");
+        for (i, (a, b)) in one_by_one.iter().zip(&in_batch).enumerate() {
+            assert_eq!((a.engagement, a.qualifying_engagement), (b.engagement, b.qualifying_engagement), "item {i}: what it would be alone");
+        }
+        Ok(())
+    }
+);
