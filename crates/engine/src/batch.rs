@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use leadflow_domain::{Context, Engagement, FieldViolation, Policy};
+use leadflow_domain::{Context, Engagement, FieldViolation, Policy, Timestamp};
 use leadflow_store::{LeadRecord, NewEngagement, StoredEngagement};
 
 use crate::Engine;
@@ -20,9 +20,10 @@ use crate::model::{BatchItem, LeadKey, Outcome, Request};
 
 /// About how long one chunk of a batch may hold the writer: a single call
 /// waiting behind it should wait no more than a few times its own length.
-const CHUNK_TIME: Duration = Duration::from_millis(20);
-/// The first chunk, before the cost of an item is known.
-const FIRST_CHUNK: usize = 4;
+const CHUNK_TIME: Duration = Duration::from_millis(10);
+/// The first chunk of a batch that starts with a late item, before the
+/// cost of one is known.
+const FIRST_LATE_CHUNK: usize = 2;
 /// The most items one chunk may hold.
 const MAX_CHUNK: usize = 100;
 
@@ -65,10 +66,35 @@ impl Logs {
     }
 }
 
-/// The next chunk's size, from the time an item took in the last one.
-fn chunk_size(per_item: Duration) -> usize {
-    let fit = CHUNK_TIME.as_micros() / per_item.as_micros().max(1);
-    usize::try_from(fit).unwrap_or(MAX_CHUNK).clamp(1, MAX_CHUNK)
+/// What a batch's items are, before any is written.
+struct Survey {
+    /// The refused items, by index, in order.
+    refusals: Vec<(usize, EngineError)>,
+    /// Whether each item is dated before its lead's latest engagement, so
+    /// that deciding it replays the lead's log.
+    late: Vec<bool>,
+}
+
+/// Where the chunk that starts at `start` ends, and how many late items it
+/// holds: at most [`MAX_CHUNK`] items, and as many late ones as fit in
+/// [`CHUNK_TIME`] at `late_cost` each ([`FIRST_LATE_CHUNK`] while that is
+/// unknown); at least one item.
+fn chunk_end(late: &[bool], start: usize, late_cost: Option<Duration>) -> (usize, usize) {
+    let allowed = late_cost.map_or(FIRST_LATE_CHUNK, |cost| {
+        let fit = CHUNK_TIME.as_micros() / cost.as_micros().max(1);
+        usize::try_from(fit).unwrap_or(MAX_CHUNK).clamp(1, MAX_CHUNK)
+    });
+    let (mut end, mut seen) = (start, 0);
+    while end < late.len() && end - start < MAX_CHUNK {
+        if late[end] {
+            if seen == allowed {
+                break;
+            }
+            seen += 1;
+        }
+        end += 1;
+    }
+    (end, seen)
 }
 
 impl EngineError {
@@ -130,18 +156,22 @@ impl Engine {
             ));
         }
         let indexed: Vec<(usize, &BatchItem)> = items.iter().enumerate().collect();
-        if let Some(refused) = EngineError::batch(self.refusals(req, &indexed).await?) {
+        let survey = self.survey(req, &indexed).await?;
+        if let Some(refused) = EngineError::batch(survey.refusals) {
             return Err(refused);
         }
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(items.len());
         let mut logs = Logs::default();
-        let mut size = FIRST_CHUNK;
+        // A late item (dated before its lead's latest engagement) replays
+        // the lead's log, and is what makes a chunk long: a chunk holds as
+        // many as fit in CHUNK_TIME at the time the last ones took (few,
+        // until that is known), and any number of other items.
+        let mut late_cost: Option<Duration> = None;
         while outcomes.len() < items.len() {
             let start = outcomes.len();
-            let chunk: Vec<(&Request, &BatchItem)> = items[start..(start + size).min(items.len())]
-                .iter()
-                .map(|item| (req, item))
-                .collect();
+            let (end, late) = chunk_end(&survey.late, start, late_cost);
+            let chunk: Vec<(&Request, &BatchItem)> =
+                items[start..end].iter().map(|item| (req, item)).collect();
             let began = Instant::now();
             match retrying!(self.try_batch(&chunk, start, &mut logs)) {
                 Ok(done) => {
@@ -156,8 +186,9 @@ impl Engine {
                     });
                 }
             }
-            let per_item = began.elapsed() / u32::try_from(chunk.len()).unwrap_or(u32::MAX);
-            size = chunk_size(per_item);
+            if late > 0 {
+                late_cost = Some(began.elapsed() / u32::try_from(late).unwrap_or(u32::MAX));
+            }
         }
         Ok(outcomes)
     }
@@ -173,6 +204,11 @@ impl Engine {
         req: &Request,
         items: &[(usize, &BatchItem)],
     ) -> Result<Vec<(usize, EngineError)>, EngineError> {
+        Ok(self.survey(req, items).await?.refusals)
+    }
+
+    /// [`Self::refusals`], and which items are late.
+    async fn survey(&self, req: &Request, items: &[(usize, &BatchItem)]) -> Result<Survey, EngineError> {
         let ws = req.workspace.as_str();
         let (_, policy) = self.active_policy_read(ws).await?;
         let (ids, keys) = lead_keys(items.iter().map(|(_, item)| *item));
@@ -182,30 +218,47 @@ impl Engine {
             .collect();
         event_ids.sort_unstable();
         event_ids.dedup();
+        let found = self.store.batch_survey(ws, &ids, &keys, &event_ids).await?;
         let mut lead_ids: HashMap<LeadKey, String> = HashMap::new();
-        for (id, key) in self.store.lead_names(ws, &ids, &keys).await? {
-            if let Some(key) = key {
-                lead_ids.insert(LeadKey::ExternalKey(key), id.clone());
+        let mut latest: HashMap<String, Timestamp> = HashMap::new();
+        for lead in found.leads {
+            if let Some(key) = lead.external_key {
+                lead_ids.insert(LeadKey::ExternalKey(key), lead.id.clone());
             }
-            lead_ids.insert(LeadKey::Id(id.clone()), id);
+            if let Some(last) = lead.last_engagement_at {
+                latest.insert(lead.id.clone(), last);
+            }
+            lead_ids.insert(LeadKey::Id(lead.id.clone()), lead.id);
         }
-        let recorded: HashMap<String, StoredEngagement> = self
-            .store
-            .engagements_by_event_id(ws, &event_ids)
-            .await?
+        let recorded: HashMap<String, StoredEngagement> = found
+            .engagements
             .into_iter()
             .map(|e| (e.engagement.event_id.clone(), e))
             .collect();
         let ctx = Context { now: self.now() };
         // Earlier in the list: (index, fingerprint) by event id.
         let mut listed: HashMap<&str, (usize, String)> = HashMap::new();
-        let mut refusals = Vec::new();
+        let mut survey = Survey {
+            refusals: Vec::new(),
+            late: Vec::with_capacity(items.len()),
+        };
         for (i, item) in items {
             if let Some(refusal) = refusal(&policy, &ctx, *i, item, &lead_ids, &recorded, &mut listed) {
-                refusals.push((*i, refusal));
+                survey.refusals.push((*i, refusal));
             }
+            let at = item.engagement.occurred_at;
+            let late = match lead_ids.get(&item.lead) {
+                Some(id) => {
+                    let last = latest.entry(id.clone()).or_insert(at);
+                    let late = at < *last;
+                    *last = (*last).max(at);
+                    late
+                }
+                None => false,
+            };
+            survey.late.push(late);
         }
-        Ok(refusals)
+        Ok(survey)
     }
 
     /// Items of one workspace, each under its own request, in one
@@ -463,10 +516,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_chunk_fits_its_time() {
-        assert_eq!(chunk_size(Duration::from_millis(60)), 1);
-        assert_eq!(chunk_size(Duration::from_millis(2)), 10);
-        assert_eq!(chunk_size(Duration::from_micros(100)), 100);
-        assert_eq!(chunk_size(Duration::ZERO), 100);
+    fn a_chunk_holds_as_many_late_items_as_fit_its_time() {
+        let late = [false, true, false, true, true, true, false];
+        // The cost of a late item unknown: the first two of them.
+        assert_eq!(chunk_end(&late, 0, None), (4, 2));
+        // 4 ms each fit twice in 10 ms; 60 ms once; 50 µs any number.
+        assert_eq!(chunk_end(&late, 0, Some(Duration::from_millis(4))), (4, 2));
+        assert_eq!(chunk_end(&late, 1, Some(Duration::from_millis(60))), (3, 1));
+        assert_eq!(chunk_end(&late, 0, Some(Duration::from_micros(50))), (7, 4));
+        // Items that are not late fill a chunk up to its size.
+        let cheap = [false; 250];
+        assert_eq!(chunk_end(&cheap, 0, None), (MAX_CHUNK, 0));
+        assert_eq!(chunk_end(&cheap, 200, None), (250, 0));
     }
 }

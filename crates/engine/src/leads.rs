@@ -415,7 +415,9 @@ impl Engine {
                 .await?;
             let history = log.get(tx, target.ws, &record.id).await?;
             let change = Command::PolicyChanged { at };
-            let decision = leadflow_domain::decide(target.policy, &record.lead, change, &ctx, Some(history))?;
+            let decision = replaying(|| {
+                leadflow_domain::decide(target.policy, &record.lead, change, &ctx, Some(history))
+            })?;
             let written = persist(tx, target, Before::Existing(&record), None, &decision).await?;
             record = acc.absorb(written);
         }
@@ -610,6 +612,17 @@ impl Log {
     }
 }
 
+/// Runs a decision that replays a lead's log: CPU work that grows with the
+/// log (milliseconds for ten thousand engagements). On a multi-threaded
+/// runtime the worker hands its other tasks to another thread meanwhile, so
+/// the calls it serves do not wait behind the replay.
+pub(crate) fn replaying<T>(decision: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(decision),
+        _ => decision(),
+    }
+}
+
 /// Decides, loading the lead's log only if the domain asks for it.
 async fn decide(
     tx: &Tx,
@@ -623,13 +636,9 @@ async fn decide(
     match leadflow_domain::decide(policy, &record.lead, command.clone(), ctx, None) {
         Err(DomainError::HistoryRequired) => {
             let history = log.get(tx, ws, &record.id).await?;
-            Ok(leadflow_domain::decide(
-                policy,
-                &record.lead,
-                command,
-                ctx,
-                Some(history),
-            )?)
+            Ok(replaying(|| {
+                leadflow_domain::decide(policy, &record.lead, command, ctx, Some(history))
+            })?)
         }
         other => Ok(other?),
     }

@@ -36,6 +36,7 @@ pub use erase::Erased;
 pub use error::StoreError;
 pub use evidence::EvidenceCursor;
 pub use gauges::Gauges;
+pub use reads::{BatchSurvey, LeadName};
 pub use records::{
     EngagementCursor, LeadRecord, LeadWrite, NewEngagement, NewOutboxEvent, NewPolicy, OutboxRecord,
     PolicyRecord, StoredEngagement, StoredResult, StoredTimer, StoredTransition,

@@ -1,19 +1,37 @@
 //! Reads outside a write transaction (on SQLite, through the reader pool).
 
-use leadflow_domain::{Engagement, Stage};
+use leadflow_domain::{Engagement, Stage, Timestamp};
 use sea_orm::sea_query::Condition;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    AccessMode, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 
 use crate::Store;
 use crate::convert;
+use crate::db::Backend;
 use crate::entity::{engagement, lead, outbox, policy, timer, transition, workspace};
 use crate::error::StoreError;
 use crate::records::{
     EngagementCursor, LeadRecord, NewOutboxEvent, OutboxRecord, PolicyRecord, StoredEngagement, StoredTimer,
     StoredTransition,
 };
+use crate::tx::string_array;
+
+/// What [`Store::batch_survey`] found.
+#[derive(Clone, Debug, Default)]
+pub struct BatchSurvey {
+    pub leads: Vec<LeadName>,
+    pub engagements: Vec<StoredEngagement>,
+}
+
+/// A live lead, as a batch names it.
+#[derive(Clone, Debug)]
+pub struct LeadName {
+    pub id: String,
+    pub external_key: Option<String>,
+    pub last_engagement_at: Option<Timestamp>,
+}
 
 pub(crate) async fn engagements_of<C: ConnectionTrait>(
     db: &C,
@@ -55,52 +73,103 @@ impl Store {
             .transpose()
     }
 
-    /// The live leads named by `ids` or `external_keys` (at most a batch's
-    /// worth): (id, external key) each, read without locking.
-    pub async fn lead_names(
+    /// What a batch checks before it writes, read without locking: the live
+    /// leads named by `ids` or `external_keys` (each one's id, external key
+    /// and the instant of its latest engagement), and the engagements
+    /// already recorded under `event_ids`. At most a batch's worth of each.
+    ///
+    /// Every row is found through its key's index: on PostgreSQL the keys go
+    /// as arrays, in a read-only transaction that does not let the planner
+    /// scan a table whose statistics are stale (a young table's plan was seen
+    /// to scan a whole workspace for a hundred event ids).
+    pub async fn batch_survey(
         &self,
         ws: &str,
         ids: &[&str],
         external_keys: &[&str],
-    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
-        if ids.is_empty() && external_keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        lead::Entity::find()
-            .select_only()
-            .column(lead::Column::Id)
-            .column(lead::Column::ExternalKey)
-            .filter(lead::Column::WorkspaceId.eq(ws))
-            .filter(
-                Condition::any()
-                    .add(lead::Column::Id.is_in(ids.iter().copied()))
-                    .add(lead::Column::ExternalKey.is_in(external_keys.iter().copied())),
-            )
-            .filter(lead::Column::ErasedAt.is_null())
-            .into_tuple::<(String, Option<String>)>()
-            .all(self.reader())
-            .await
-            .map_err(|e| self.on_reader(e))
-    }
-
-    /// The engagements recorded under `event_ids` (at most a batch's worth).
-    pub async fn engagements_by_event_id(
-        &self,
-        ws: &str,
         event_ids: &[&str],
-    ) -> Result<Vec<StoredEngagement>, StoreError> {
-        if event_ids.is_empty() {
-            return Ok(Vec::new());
+    ) -> Result<BatchSurvey, StoreError> {
+        let mut survey = BatchSurvey::default();
+        if self.backend() == Backend::Postgres {
+            let tx = self
+                .reader()
+                .begin_with_config(None, Some(AccessMode::ReadOnly))
+                .await
+                .map_err(|e| self.on_reader(e))?;
+            tx.execute_unprepared("SET LOCAL enable_seqscan = off").await?;
+            let statement = |sql: &str, values: Vec<sea_orm::Value>| {
+                sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
+            };
+            if !ids.is_empty() || !external_keys.is_empty() {
+                for row in tx
+                    .query_all_raw(statement(
+                        "SELECT id, external_key, last_engagement_at FROM leads WHERE workspace_id = $1 \
+                         AND (id = ANY($2) OR external_key = ANY($3)) AND erased_at IS NULL",
+                        vec![ws.into(), string_array(ids), string_array(external_keys)],
+                    ))
+                    .await?
+                {
+                    survey.leads.push(LeadName {
+                        id: row.try_get("", "id")?,
+                        external_key: row.try_get("", "external_key")?,
+                        last_engagement_at: row
+                            .try_get::<Option<i64>>("", "last_engagement_at")?
+                            .map(Timestamp::from_micros),
+                    });
+                }
+            }
+            if !event_ids.is_empty() {
+                for row in tx
+                    .query_all_raw(statement(
+                        "SELECT * FROM engagements WHERE workspace_id = $1 AND event_id = ANY($2)",
+                        vec![ws.into(), string_array(event_ids)],
+                    ))
+                    .await?
+                {
+                    let model = <engagement::Model as sea_orm::FromQueryResult>::from_query_result(&row, "")?;
+                    survey.engagements.push(convert::engagement(model)?);
+                }
+            }
+            tx.commit().await?;
+            return Ok(survey);
         }
-        engagement::Entity::find()
-            .filter(engagement::Column::WorkspaceId.eq(ws))
-            .filter(engagement::Column::EventId.is_in(event_ids.iter().copied()))
-            .all(self.reader())
-            .await
-            .map_err(|e| self.on_reader(e))?
-            .into_iter()
-            .map(convert::engagement)
-            .collect()
+        if !ids.is_empty() || !external_keys.is_empty() {
+            survey.leads = lead::Entity::find()
+                .select_only()
+                .column(lead::Column::Id)
+                .column(lead::Column::ExternalKey)
+                .column(lead::Column::LastEngagementAt)
+                .filter(lead::Column::WorkspaceId.eq(ws))
+                .filter(
+                    Condition::any()
+                        .add(lead::Column::Id.is_in(ids.iter().copied()))
+                        .add(lead::Column::ExternalKey.is_in(external_keys.iter().copied())),
+                )
+                .filter(lead::Column::ErasedAt.is_null())
+                .into_tuple::<(String, Option<String>, Option<i64>)>()
+                .all(self.reader())
+                .await
+                .map_err(|e| self.on_reader(e))?
+                .into_iter()
+                .map(|(id, external_key, last)| LeadName {
+                    id,
+                    external_key,
+                    last_engagement_at: last.map(Timestamp::from_micros),
+                })
+                .collect();
+        }
+        if !event_ids.is_empty() {
+            survey.engagements = engagement::Entity::find()
+                .filter(engagement::Column::WorkspaceId.eq(ws))
+                .filter(engagement::Column::EventId.is_in(event_ids.iter().copied()))
+                .all(self.reader())
+                .await
+                .map_err(|e| self.on_reader(e))?
+                .into_iter()
+                .map(convert::engagement)
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(survey)
     }
 
     /// Leads by id, after `after`, optionally in one stage.

@@ -895,7 +895,7 @@ fn engagement_model(
 }
 
 /// A PostgreSQL `text[]` parameter.
-fn string_array(items: &[&str]) -> sea_orm::Value {
+pub(crate) fn string_array(items: &[&str]) -> sea_orm::Value {
     sea_orm::Value::Array(
         sea_orm::sea_query::ArrayType::String,
         Some(Box::new(items.iter().map(|s| sea_orm::Value::from(*s)).collect())),
