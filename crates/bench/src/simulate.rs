@@ -64,15 +64,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         args.leads as f64 / seeding
     );
 
-    // Baseline: read every lead with its log, decide nothing.
+    // Baseline: read every lead with its log, decide nothing (the store
+    // on the same database, beside the engine).
+    let store = leadflow_store::Store::connect(&db.url, &leadflow_store::StoreOptions::default()).await?;
     let started = Instant::now();
     let mut cursor = String::new();
     let mut read = 0;
     loop {
-        let batch = engine
-            .store()
-            .leads_with_logs(DEFAULT_WORKSPACE, &cursor, 1_000)
-            .await?;
+        let batch = store.leads_with_logs(DEFAULT_WORKSPACE, &cursor, 1_000).await?;
         let Some(last) = batch.last() else { break };
         cursor.clone_from(&last.0.id);
         read += batch.len();
@@ -130,7 +129,7 @@ async fn seed(engine: &Engine, from: usize, to: usize, engagements: usize) -> an
         for k in 0..engagements {
             let now = engine.now();
             items.push(BatchItem {
-                lead: LeadKey::Id(lead.lead.record.id.clone()),
+                lead: LeadKey::Id(lead.lead.id.clone()),
                 engagement: leadflow_domain::Engagement {
                     event_id: format!("e{i}-{k}"),
                     kind: KINDS[(i + k) % KINDS.len()].to_owned(),

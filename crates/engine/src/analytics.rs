@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
+use crate::views::{PolicyVersion, TransitionView};
 use leadflow_domain::Policy;
 use leadflow_domain::analytics::Period;
 use leadflow_domain::analytics::evidence::{self, Calibration, Evidence, RuleReport};
 use leadflow_domain::analytics::funnel::{self, Funnel, Grouping, Query};
-use leadflow_store::PolicyRecord;
 
 use crate::Engine;
 use crate::error::EngineError;
@@ -53,12 +53,10 @@ impl Engine {
     /// The workspace's latest `limit` transitions, newest first: stage
     /// history only, nothing personal.
     #[tracing::instrument(name = "engine.latest_transitions", skip_all)]
-    pub async fn latest_transitions(
-        &self,
-        ws: &str,
-        limit: u64,
-    ) -> Result<Vec<leadflow_store::StoredTransition>, EngineError> {
-        Ok(self.store.latest_transitions(ws, limit).await?)
+    pub async fn latest_transitions(&self, ws: &str, limit: u64) -> Result<Vec<TransitionView>, EngineError> {
+        Ok(crate::views::transitions(
+            self.store.latest_transitions(ws, limit).await?,
+        ))
     }
 
     /// `f` over every lead captured in `period` and not erased, read
@@ -88,13 +86,14 @@ impl Engine {
         &self,
         ws: &str,
         version: Option<i64>,
-    ) -> Result<(PolicyRecord, Arc<Policy>), EngineError> {
+    ) -> Result<(PolicyVersion, Arc<Policy>), EngineError> {
         let record = match version {
-            None => self.active_policy_record(ws).await?,
+            None => self.active_policy_version(ws).await?,
             Some(v) => self
                 .store
                 .policy(ws, v)
                 .await?
+                .map(PolicyVersion::from)
                 .ok_or_else(|| EngineError::NotFound {
                     what: "policy version",
                     key: v.to_string(),

@@ -10,13 +10,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use leadflow_domain::{Context, Engagement, FieldViolation, Policy, Timestamp};
+use leadflow_domain::{Context, Engagement, Policy, Timestamp};
 use leadflow_store::{LeadRecord, NewEngagement, StoredEngagement};
 
 use crate::Engine;
 use crate::error::EngineError;
-use crate::leads::{Known, Locked, Log, MAX_BATCH, engagement_fingerprint, rename_field, retrying};
-use crate::model::{BatchItem, LeadKey, Outcome, Request};
+use crate::leads::{Known, Locked, Log, MAX_BATCH, engagement_fingerprint, retrying};
+use crate::model::{BatchItem, LeadKey, Recorded, Request};
+use crate::views::Outcome;
 
 /// About how long one chunk of a batch may hold the writer: a single call
 /// waiting behind it should wait no more than a few times its own length.
@@ -99,46 +100,20 @@ fn chunk_end(late: &[bool], start: usize, late_cost: Option<Duration>) -> (usize
 
 impl EngineError {
     /// The error of a batch whose items `refusals` were refused (by index,
-    /// in order): the first refusal's, listing every refused item's
-    /// violations. `None` when nothing was refused.
+    /// in order); `None` when nothing was refused.
     pub fn batch(refusals: Vec<(usize, EngineError)>) -> Option<Self> {
-        let violations = refusals
-            .iter()
-            .flat_map(|(i, e)| item_violations(*i, e))
-            .collect();
-        let (_, first) = refusals.into_iter().next()?;
-        Some(Self::Batch {
-            first: Box::new(first),
-            violations,
-        })
-    }
-}
-
-/// The field violations that name a refused item.
-fn item_violations(i: usize, error: &EngineError) -> Vec<FieldViolation> {
-    match error {
-        EngineError::NotFound { what, key } => vec![FieldViolation::new(
-            format!("engagements[{i}].lead"),
-            format!("{what} {key} not found"),
-        )],
-        EngineError::InvalidArgument { violations, .. }
-        | EngineError::Domain(leadflow_domain::DomainError::InvalidArgument { violations, .. }) => {
-            violations.clone()
-        }
-        other => vec![FieldViolation::new(
-            format!("engagements[{i}]"),
-            other.to_string(),
-        )],
+        (!refusals.is_empty()).then_some(Self::Batch { refusals })
     }
 }
 
 impl Engine {
     /// Records every item in order. If any item is refused, nothing is
-    /// written: the error is the one the first refused item would get
-    /// alone, and lists every refused item under `engagements[i]`. Then
+    /// written: the error is [`EngineError::Batch`], every refused item with
+    /// what it would get alone. Then
     /// the items are written in chunks of bounded time; if one fails after
     /// others were committed, the error is [`EngineError::Committed`] with
-    /// their outcomes.
+    /// their outcomes. Refused items are named by their index in `items`,
+    /// their fields by the domain's paths (`engagement.type`).
     #[tracing::instrument(name = "engine.record_engagements", skip_all, fields(items = items.len()))]
     pub async fn record_engagements(
         &self,
@@ -176,7 +151,7 @@ impl Engine {
             match retrying!(self.try_batch(&chunk, start, &mut logs)) {
                 Ok(done) => {
                     self.count_recorded(&done);
-                    outcomes.extend(done);
+                    outcomes.extend(done.into_iter().map(Outcome::from));
                 }
                 Err(error) if start == 0 => return Err(error),
                 Err(error) => {
@@ -265,14 +240,14 @@ impl Engine {
     /// transaction: all of them or none. The leads are locked up front in
     /// one statement, the engagements inserted in one, and the other rows
     /// written at commit a statement a table (see `Tx::defer_writes`).
-    /// Items are named `engagements[offset + i]` in errors. The lead logs
+    /// A refused item is named by `offset + i`, its index in the batch. The lead logs
     /// read are kept in `logs` for the next chunk once this one commits.
     pub(crate) async fn try_batch(
         &self,
         items: &[(&Request, &BatchItem)],
         offset: usize,
         logs: &mut Logs,
-    ) -> Result<Vec<Outcome>, EngineError> {
+    ) -> Result<Vec<Recorded>, EngineError> {
         let Some((first, _)) = items.first() else {
             return Ok(Vec::new());
         };
@@ -337,7 +312,6 @@ impl Engine {
         let mut events = 0;
         for (i, ((req, item), fingerprint)) in items.iter().zip(&fingerprints).enumerate() {
             let i = offset + i;
-            let field = format!("engagements[{i}].engagement");
             let id = by_key.get(&item.lead);
             let known = match fingerprint.as_deref() {
                 // Not locked up front (not found, or named by a key that a
@@ -367,7 +341,6 @@ impl Engine {
                     known,
                     &item.engagement,
                     item.occurred_at_given,
-                    &field,
                     &mut log,
                 )
                 .await;
@@ -415,7 +388,7 @@ impl Engine {
     }
 
     /// Counts the engagements of `outcomes` that were new.
-    pub(crate) fn count_recorded(&self, outcomes: &[Outcome]) {
+    pub(crate) fn count_recorded(&self, outcomes: &[Recorded]) {
         let recorded = outcomes.iter().filter(|o| !o.duplicate).count() as u64;
         self.counters
             .engagements_recorded
@@ -475,17 +448,13 @@ fn refusal<'a>(
     };
     let e = &item.engagement;
     if let Err(refused) = leadflow_domain::lifecycle::check_engagement(policy, e, ctx) {
-        return Some(rename_field(
-            refused.into(),
-            "engagement.",
-            &format!("engagements[{i}].engagement."),
-        ));
+        return Some(refused.into());
     }
     let fingerprint = engagement_fingerprint(lead_id, e, item.occurred_at_given);
     let reused = |description: String| {
         Some(EngineError::invalid(
             "EVENT_ID_REUSED",
-            format!("engagements[{i}].engagement.event_id"),
+            "engagement.event_id",
             description,
         ))
     };
@@ -500,7 +469,7 @@ fn refusal<'a>(
     }
     match listed.get(e.event_id.as_str()) {
         Some((j, first)) if *first != fingerprint => reused(format!(
-            "event id {:?} is used by engagements[{j}] with other content",
+            "event id {:?} is used by item {j} of this batch with other content",
             e.event_id
         )),
         Some(_) => None,

@@ -16,21 +16,18 @@ pub enum EngineError {
     /// A policy document that does not validate.
     #[error("invalid policy:\n{0}")]
     InvalidPolicy(PolicyErrors),
-    /// Items of a batch refused before anything was written: `first` is
-    /// what the first refused item would get alone, `violations` name every
-    /// refused item.
-    #[error("{first}")]
-    Batch {
-        first: Box<EngineError>,
-        violations: Vec<FieldViolation>,
-    },
+    /// Items of a batch refused before anything was written: each by its
+    /// index in the batch, with what it would get alone (its fields named
+    /// by the domain's paths, e.g. `engagement.type`), in order.
+    #[error("{} item(s) of the batch refused", .refusals.len())]
+    Batch { refusals: Vec<(usize, EngineError)> },
     /// A batch written in several transactions failed after some of its
     /// items were committed: their outcomes, in order (a retry is safe:
     /// they are known by event id).
     #[error("{error} ({} committed before)", .outcomes.len())]
     Committed {
         error: Box<EngineError>,
-        outcomes: Vec<crate::model::Outcome>,
+        outcomes: Vec<crate::views::Outcome>,
     },
     #[error("{what} {key:?} not found")]
     NotFound { what: &'static str, key: String },
@@ -52,8 +49,21 @@ pub enum EngineError {
     /// Nothing is configured to decide with (no active policy).
     #[error("{0}")]
     NotReady(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    /// leadflow's own pool of database connections stayed busy: nothing
+    /// was done, and the call may be made again shortly.
+    #[error("busy: {0}")]
+    Busy(String),
+    /// The database could not be reached, or a connection broke
+    /// mid-command: nothing was committed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A concurrent transaction won (a deadlock, a serialization failure,
+    /// a key taken meanwhile): running the command again may succeed.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Any other failure of the database.
+    #[error("storage: {0}")]
+    Storage(String),
     /// A stored value the engine cannot read back.
     #[error("internal: {0}")]
     Internal(String),
@@ -72,7 +82,22 @@ impl EngineError {
     }
 
     pub(crate) fn retryable(&self) -> bool {
-        matches!(self, Self::Store(e) if e.is_retryable() || e.is_unique_violation())
+        matches!(self, Self::Conflict(_))
+    }
+}
+
+/// A store failure, as callers need to tell it apart.
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        if e.is_busy() {
+            Self::Busy(e.to_string())
+        } else if e.is_unavailable() {
+            Self::Unavailable(e.to_string())
+        } else if e.is_retryable() || e.is_unique_violation() {
+            Self::Conflict(e.to_string())
+        } else {
+            Self::Storage(e.to_string())
+        }
     }
 }
 

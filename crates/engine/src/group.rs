@@ -21,7 +21,8 @@ use crate::Engine;
 use crate::batch::Logs;
 use crate::error::EngineError;
 use crate::leads::retrying;
-use crate::model::{BatchItem, LeadKey, Outcome, Request};
+use crate::model::{BatchItem, LeadKey, Recorded, Request};
+use crate::views::Outcome;
 
 /// The most engagements committed together.
 pub(crate) const GROUP_MAX: usize = 100;
@@ -53,7 +54,7 @@ struct State {
 struct Job {
     req: Request,
     item: BatchItem,
-    reply: oneshot::Sender<Result<Outcome, EngineError>>,
+    reply: oneshot::Sender<Result<Recorded, EngineError>>,
     /// The caller's span (its `engine.record_engagement`).
     span: tracing::Span,
 }
@@ -187,6 +188,7 @@ impl Engine {
         answer
             .await
             .map_err(|_| EngineError::Internal("the engagement's write ended without an answer".into()))?
+            .map(Outcome::from)
     }
 
     async fn run_groups(self) {

@@ -12,8 +12,9 @@ use serde::de::DeserializeOwned;
 use crate::Engine;
 use crate::error::EngineError;
 use crate::fingerprint::fingerprint;
-use crate::model::{LeadKey, LeadView, Outcome, Request};
+use crate::model::{LeadKey, Recorded, Request, Scored};
 use crate::persist::{Before, Target, persist};
+use crate::views::Outcome;
 
 /// The most engagements one `RecordEngagements` call may carry.
 pub const MAX_BATCH: usize = 500;
@@ -67,7 +68,7 @@ impl Acc {
 /// What `apply` did: the outcome for the caller, and how many outbox
 /// events it wrote (to announce after commit).
 pub(crate) struct Applied {
-    pub(crate) outcome: Outcome,
+    pub(crate) outcome: Recorded,
     pub(crate) events: usize,
 }
 
@@ -95,13 +96,13 @@ pub struct CreateLead {
 impl Engine {
     #[tracing::instrument(name = "engine.create_lead", skip_all)]
     pub async fn create_lead(&self, req: &Request, input: &CreateLead) -> Result<Outcome, EngineError> {
-        retrying!(self.try_create_lead(req, input))
+        retrying!(self.try_create_lead(req, input)).map(Outcome::from)
     }
 
-    async fn try_create_lead(&self, req: &Request, input: &CreateLead) -> Result<Outcome, EngineError> {
+    async fn try_create_lead(&self, req: &Request, input: &CreateLead) -> Result<Recorded, EngineError> {
         let ws = req.workspace.as_str();
         let tx = self.store.begin().await?;
-        if let Some(done) = replay::<Outcome>(&tx, req, "CreateLead").await? {
+        if let Some(done) = replay::<Recorded>(&tx, req, "CreateLead").await? {
             return Ok(done);
         }
         let (policy_version, policy) = self.active_policy(&tx, ws).await?;
@@ -128,7 +129,7 @@ impl Engine {
             external_key: input.external_key.as_deref(),
         };
         let written = persist(&tx, &target, before, None, &decision).await?;
-        let outcome = Outcome {
+        let outcome = Recorded {
             lead: written.lead,
             transitions: written.transitions,
             triggers: written.triggers,
@@ -150,7 +151,7 @@ impl Engine {
         key: &LeadKey,
         engagement: &Engagement,
         occurred_at_given: bool,
-    ) -> Result<Outcome, EngineError> {
+    ) -> Result<Recorded, EngineError> {
         let tx = self.store.begin().await?;
         let applied = self
             .engagement_in(
@@ -161,7 +162,6 @@ impl Engine {
                 Known::Unknown,
                 engagement,
                 occurred_at_given,
-                "engagement",
                 &mut Log::leaving_out(vec![engagement.event_id.clone()]),
             )
             .await?;
@@ -186,7 +186,6 @@ impl Engine {
         known: Known<'_>,
         engagement: &Engagement,
         occurred_at_given: bool,
-        field: &str,
         log: &mut Log,
     ) -> Result<Applied, EngineError> {
         let ws = req.workspace.as_str();
@@ -222,7 +221,7 @@ impl Engine {
             if seen.fingerprint != fp {
                 return Err(EngineError::invalid(
                     "EVENT_ID_REUSED",
-                    format!("{field}.event_id"),
+                    "engagement.event_id",
                     format!(
                         "event id {:?} was already recorded with other content (lead {}, {} at {})",
                         engagement.event_id, seen.lead_id, seen.engagement.kind, seen.engagement.occurred_at
@@ -235,7 +234,7 @@ impl Engine {
                 .await?;
             let scored_with = self.policy_version_of(tx, ws, record.policy_version).await?;
             return Ok(Applied {
-                outcome: Outcome {
+                outcome: Recorded {
                     lead: view(&scored_with, record, now),
                     transitions,
                     triggers: seen.triggers,
@@ -256,7 +255,6 @@ impl Engine {
             log,
         )
         .await
-        .map_err(|e| rename_field(e, "engagement", field))
     }
 
     /// Locks a lead and reads the active policy with it.
@@ -310,7 +308,7 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let command = Command::UpdateProfile(attributes.clone());
         retrying!(self.try_command(req, "UpdateLeadProfile", key, &command, expected_version))
-            .map_err(|e| rename_field(e, "profile.", "attributes."))
+            .map(Outcome::from)
     }
 
     #[tracing::instrument(name = "engine.transition", skip_all)]
@@ -322,7 +320,7 @@ impl Engine {
         expected_version: Option<i64>,
     ) -> Result<Outcome, EngineError> {
         let command = Command::Transition(transition.clone());
-        retrying!(self.try_command(req, "Transition", key, &command, expected_version))
+        retrying!(self.try_command(req, "Transition", key, &command, expected_version)).map(Outcome::from)
     }
 
     async fn try_command(
@@ -332,7 +330,7 @@ impl Engine {
         key: &LeadKey,
         command: &Command,
         expected_version: Option<i64>,
-    ) -> Result<Outcome, EngineError> {
+    ) -> Result<Recorded, EngineError> {
         let ws = req.workspace.as_str();
         let tx = self.store.begin().await?;
         // The lead first: a retry waiting on it then sees the first call's result.
@@ -341,7 +339,7 @@ impl Engine {
             policy_version,
             policy,
         } = self.lock(&tx, ws, key).await?;
-        if let Some(done) = replay::<Outcome>(&tx, req, method).await? {
+        if let Some(done) = replay::<Recorded>(&tx, req, method).await? {
             return Ok(done);
         }
         if let Some(expected) = expected_version
@@ -436,7 +434,7 @@ impl Engine {
         let lead = written.lead.clone();
         acc.absorb(written);
         Ok(Applied {
-            outcome: Outcome {
+            outcome: Recorded {
                 lead,
                 transitions: acc.transitions,
                 triggers: acc.triggers,
@@ -644,8 +642,8 @@ async fn decide(
     }
 }
 
-pub(crate) fn view(policy: &Policy, record: LeadRecord, now: Timestamp) -> LeadView {
-    LeadView {
+pub(crate) fn view(policy: &Policy, record: LeadRecord, now: Timestamp) -> Scored {
+    Scored {
         scores: record.lead.scores_at(policy, now),
         scored_at: now,
         record,
@@ -720,48 +718,4 @@ pub(crate) async fn save<T: Serialize>(
     )
     .await?;
     Ok(())
-}
-
-/// Moves the domain's `engagement.` field paths under the caller's prefix
-/// (e.g. `engagements[3].engagement.`).
-pub(crate) fn rename_field(e: EngineError, from: &str, to: &str) -> EngineError {
-    if from == to {
-        return e;
-    }
-    let rename = |field: &mut String| {
-        if let Some(rest) = field.strip_prefix(from) {
-            *field = format!("{to}{rest}");
-        } else if field == from.trim_end_matches('.') {
-            // The whole thing (`profile` itself, as a size limit names it).
-            *field = to.trim_end_matches('.').to_owned();
-        }
-    };
-    match e {
-        EngineError::Domain(DomainError::LimitExceeded {
-            mut field,
-            what,
-            limit,
-            actual,
-        }) => {
-            rename(&mut field);
-            EngineError::Domain(DomainError::LimitExceeded {
-                field,
-                what,
-                limit,
-                actual,
-            })
-        }
-        EngineError::Domain(DomainError::InvalidArgument { kind, mut violations }) => {
-            violations.iter_mut().for_each(|v| rename(&mut v.field));
-            EngineError::Domain(DomainError::InvalidArgument { kind, violations })
-        }
-        EngineError::InvalidArgument {
-            reason,
-            mut violations,
-        } => {
-            violations.iter_mut().for_each(|v| rename(&mut v.field));
-            EngineError::InvalidArgument { reason, violations }
-        }
-        other => other,
-    }
 }

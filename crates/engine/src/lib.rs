@@ -15,6 +15,7 @@
 //! - `persist.rs`: a decision into the transaction, outbox payloads included.
 //! - [`Clock`]: the engine's only source of "now".
 
+mod admin;
 mod analytics;
 mod batch;
 mod clock;
@@ -31,10 +32,12 @@ mod rescore;
 mod stream;
 mod timers;
 pub mod trace;
+mod views;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+pub use admin::NewToken;
 pub use analytics::{CalibrationQuery, CalibrationResult};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use erase::Erasure;
@@ -44,11 +47,14 @@ use leadflow_domain::Policy;
 use leadflow_store::Store;
 pub use leads::{CreateLead, MAX_BATCH};
 pub use model::{
-    BatchItem, HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage, LeadView, OutboxPayload, Outcome,
-    PolicyActivation, Request,
+    BatchItem, HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage, OutboxPayload, Request,
 };
 pub use rescore::{Draft, SimulatedLead, Simulation, SimulationCounts};
 pub use stream::{CHECKPOINT_EVERY, Filter, Start, StreamEvent, StreamItem, Subscription};
+pub use views::{
+    Consumer, EngagementView, Gauges, LeadView, Outcome, PolicyActivation, PolicyVersion, RescoreJob,
+    RescoreStatus, Token, TransitionView, Workspace,
+};
 
 /// The workspace every row lives in until tokens bind callers to others.
 pub const DEFAULT_WORKSPACE: &str = "default";
@@ -105,6 +111,9 @@ impl Engine {
         &self.counters
     }
 
+    /// The store underneath, for tests that look at rows directly; the
+    /// service itself goes through the use cases.
+    #[cfg(any(test, feature = "testing"))]
     pub fn store(&self) -> &Store {
         &self.store
     }

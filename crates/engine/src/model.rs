@@ -3,7 +3,9 @@
 use leadflow_domain::lifecycle::Scores;
 use leadflow_domain::workflow::{SlaBreach, Trigger};
 use leadflow_domain::{Engagement, Timestamp};
-use leadflow_store::{LeadRecord, PolicyRecord, StoredEngagement, StoredTransition};
+use leadflow_store::{LeadRecord, StoredTransition};
+
+use crate::views::{EngagementView, LeadView, TransitionView};
 use serde::{Deserialize, Serialize};
 
 /// A lead named by leadflow's id or the caller's key.
@@ -46,22 +48,26 @@ impl Request {
     }
 }
 
-/// A lead as callers see it: stored state plus its scores now.
+/// A stored lead and its scores at an instant, as the use cases work with
+/// it (the public form is [`crate::LeadView`]). Its JSON is the stored form
+/// of an idempotent call's result: it does not change.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LeadView {
-    pub record: LeadRecord,
-    pub scores: Scores,
-    pub scored_at: Timestamp,
+pub(crate) struct Scored {
+    pub(crate) record: LeadRecord,
+    pub(crate) scores: Scores,
+    pub(crate) scored_at: Timestamp,
 }
 
-/// What a mutating command did.
+/// What a mutating command did, as the use cases work with it (the public
+/// form is [`crate::Outcome`]); its JSON is the stored result of an
+/// idempotent call, and does not change.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Outcome {
-    pub lead: LeadView,
-    pub transitions: Vec<StoredTransition>,
-    pub triggers: Vec<Trigger>,
+pub(crate) struct Recorded {
+    pub(crate) lead: Scored,
+    pub(crate) transitions: Vec<StoredTransition>,
+    pub(crate) triggers: Vec<Trigger>,
     /// An engagement whose event id was already recorded: nothing changed.
-    pub duplicate: bool,
+    pub(crate) duplicate: bool,
 }
 
 /// One engagement of a batch.
@@ -81,8 +87,8 @@ pub struct LeadPage {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum HistoryEntry {
-    Transition(StoredTransition),
-    Engagement(StoredEngagement),
+    Transition(TransitionView),
+    Engagement(EngagementView),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -101,14 +107,6 @@ pub struct HistoryCursor {
     pub engagement: Option<(i64, String)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PolicyActivation {
-    pub policy: PolicyRecord,
-    pub note: String,
-    /// The re-score of existing leads it started.
-    pub job: leadflow_store::RescoreJobRecord,
-}
-
 /// An outbox event's payload: what a subscriber gets.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OutboxPayload {
@@ -118,7 +116,7 @@ pub struct OutboxPayload {
     pub lead_version: i64,
     pub scores: Scores,
     pub policy_version: i64,
-    pub transition: Option<StoredTransition>,
+    pub transition: Option<TransitionView>,
     pub trigger: Option<Trigger>,
     pub sla_breach: Option<SlaBreach>,
 }

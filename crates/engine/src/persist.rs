@@ -5,7 +5,7 @@ use leadflow_domain::{Decision, Policy, Timestamp};
 use leadflow_store::{LeadRecord, LeadWrite, NewOutboxEvent, StoredTransition, Tx};
 
 use crate::error::EngineError;
-use crate::model::{LeadView, OutboxPayload};
+use crate::model::{OutboxPayload, Scored};
 
 /// Where a decision lands.
 pub(crate) struct Target<'a> {
@@ -29,7 +29,7 @@ pub(crate) enum Before<'a> {
 
 /// What was written.
 pub(crate) struct Written {
-    pub(crate) lead: LeadView,
+    pub(crate) lead: Scored,
     pub(crate) transitions: Vec<StoredTransition>,
     pub(crate) triggers: Vec<Trigger>,
     /// Outbox events written.
@@ -134,7 +134,7 @@ pub(crate) async fn persist(
         };
         let kind = match event {
             Event::Transition(_) => {
-                payload.transition = next_transition.next().cloned();
+                payload.transition = next_transition.next().cloned().map(Into::into);
                 "TRANSITION"
             }
             Event::Trigger(t) => {
@@ -162,7 +162,7 @@ pub(crate) async fn persist(
     tx.append_outbox(ws, outbox);
     Ok(Written {
         events,
-        lead: LeadView {
+        lead: Scored {
             record,
             scores,
             scored_at: target.now,

@@ -7,7 +7,8 @@ use crate::Engine;
 use crate::error::EngineError;
 use crate::fingerprint::fingerprint;
 use crate::leads::{replay, retrying, save};
-use crate::model::{PolicyActivation, Request};
+use crate::model::Request;
+use crate::views::{PolicyActivation, PolicyVersion, StoredActivation};
 
 /// What activation does to existing leads, said in every activation.
 pub(crate) const ACTIVATION_NOTE: &str = "New decisions use this version at once. Every existing lead is re-scored \
@@ -71,7 +72,7 @@ impl Engine {
         &self,
         req: &Request,
         source: &str,
-    ) -> Result<PolicyRecord, EngineError> {
+    ) -> Result<PolicyVersion, EngineError> {
         let policy = Policy::from_toml(source).map_err(EngineError::InvalidPolicy)?;
         retrying!(self.try_create_policy_version(req, &policy, source))
     }
@@ -81,17 +82,18 @@ impl Engine {
         req: &Request,
         policy: &Policy,
         source: &str,
-    ) -> Result<PolicyRecord, EngineError> {
+    ) -> Result<PolicyVersion, EngineError> {
         let tx = self.store.begin().await?;
-        if let Some(done) = replay::<PolicyRecord>(&tx, req, "CreatePolicyVersion").await? {
+        if let Some(done) = replay::<PolicyVersion>(&tx, req, "CreatePolicyVersion").await? {
             return Ok(done);
         }
-        let record = self
-            .store_version(&tx, &req.workspace, policy, source, req.principal.as_deref())
-            .await?;
-        save(&tx, req, "CreatePolicyVersion", &record, self.now()).await?;
+        let version = PolicyVersion::from(
+            self.store_version(&tx, &req.workspace, policy, source, req.principal.as_deref())
+                .await?,
+        );
+        save(&tx, req, "CreatePolicyVersion", &version, self.now()).await?;
         tx.commit().await?;
-        Ok(record)
+        Ok(version)
     }
 
     #[tracing::instrument(name = "engine.list_policy_versions", skip_all)]
@@ -100,15 +102,16 @@ impl Engine {
         ws: &str,
         before: Option<i64>,
         page_size: u64,
-    ) -> Result<(Vec<PolicyRecord>, Option<i64>), EngineError> {
+    ) -> Result<(Vec<PolicyVersion>, Option<i64>), EngineError> {
         let mut versions = self.store.list_policies(ws, before, page_size + 1).await?;
         let more = versions.len() as u64 > page_size;
         versions.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
         let next = more.then(|| versions.last().map(|p| p.version)).flatten();
-        Ok((versions, next))
+        Ok((versions.into_iter().map(PolicyVersion::from).collect(), next))
     }
 
-    pub async fn active_policy_record(&self, ws: &str) -> Result<PolicyRecord, EngineError> {
+    /// The workspace's active version.
+    pub async fn active_policy_version(&self, ws: &str) -> Result<PolicyVersion, EngineError> {
         let version = self
             .store
             .active_policy_version(ws)
@@ -117,6 +120,7 @@ impl Engine {
         self.store
             .policy(ws, version)
             .await?
+            .map(PolicyVersion::from)
             .ok_or_else(|| EngineError::NotFound {
                 what: "policy version",
                 key: version.to_string(),
@@ -140,8 +144,8 @@ impl Engine {
     ) -> Result<PolicyActivation, EngineError> {
         let ws = req.workspace.as_str();
         let tx = self.store.begin().await?;
-        if let Some(done) = replay::<PolicyActivation>(&tx, req, "ActivatePolicy").await? {
-            return Ok(done);
+        if let Some(done) = replay::<StoredActivation>(&tx, req, "ActivatePolicy").await? {
+            return Ok(done.into());
         }
         tx.lock_workspace(ws).await?;
         if tx.policy(ws, version).await?.is_none() {
@@ -160,14 +164,14 @@ impl Engine {
             .policy(ws, version)
             .await?
             .ok_or_else(|| EngineError::Internal("the activated policy vanished".to_owned()))?;
-        let activation = PolicyActivation {
+        let activation = StoredActivation {
             policy,
             note: ACTIVATION_NOTE.to_owned(),
             job,
         };
         save(&tx, req, "ActivatePolicy", &activation, now).await?;
         tx.commit().await?;
-        Ok(activation)
+        Ok(activation.into())
     }
 
     /// Forgets idempotent results older than `keep` (they are kept at least

@@ -7,7 +7,8 @@ use leadflow_store::EngagementCursor;
 use crate::Engine;
 use crate::error::EngineError;
 use crate::leads::view;
-use crate::model::{HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage, LeadView};
+use crate::model::{HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage};
+use crate::views::LeadView;
 
 impl Engine {
     async fn find(&self, ws: &str, key: &LeadKey) -> Result<leadflow_store::LeadRecord, EngineError> {
@@ -42,7 +43,7 @@ impl Engine {
     pub async fn get_lead(&self, ws: &str, key: &LeadKey) -> Result<LeadView, EngineError> {
         let record = self.find(ws, key).await?;
         let policy = self.policy_of(ws, record.policy_version).await?;
-        Ok(view(&policy, record, self.now()))
+        Ok(view(&policy, record, self.now()).into())
     }
 
     #[tracing::instrument(name = "engine.list_leads", skip_all)]
@@ -60,9 +61,9 @@ impl Engine {
         let mut leads = Vec::with_capacity(records.len());
         for record in records {
             let policy = self.policy_of(ws, record.policy_version).await?;
-            leads.push(view(&policy, record, now));
+            leads.push(LeadView::from(view(&policy, record, now)));
         }
-        let next_after = more.then(|| leads.last().map(|l| l.record.id.clone())).flatten();
+        let next_after = more.then(|| leads.last().map(|l| l.id.clone())).flatten();
         Ok(LeadPage { leads, next_after })
     }
 
@@ -106,11 +107,11 @@ impl Engine {
                     en.engagement.occurred_at.as_micros(),
                     en.engagement.event_id.clone(),
                 ));
-                entries.push(HistoryEntry::Engagement(en));
+                entries.push(HistoryEntry::Engagement(en.into()));
             } else {
                 let Some(tr) = t.next() else { break };
                 next.transition = tr.seq;
-                entries.push(HistoryEntry::Transition(tr));
+                entries.push(HistoryEntry::Transition(tr.into()));
             }
         }
         let more = t.peek().is_some() || e.peek().is_some();
@@ -135,6 +136,6 @@ impl Engine {
         let now = self.now();
         let at = as_of.unwrap_or(now);
         let explanation = leadflow_domain::explain::explain(&policy, &record.lead, &log, at);
-        Ok((view(&policy, record, now), explanation))
+        Ok((view(&policy, record, now).into(), explanation))
     }
 }

@@ -8,7 +8,9 @@
 use leadflow_domain::explain::newly_failing;
 use leadflow_domain::lifecycle::{Context, GuardCheck};
 use leadflow_domain::{Command, Policy, Stage, Timestamp};
-use leadflow_store::{RESCORE_DONE, RESCORE_FAILED, RESCORE_RUNNING, RescoreJobRecord, StoredTransition};
+use leadflow_store::{RESCORE_DONE, RESCORE_FAILED, RESCORE_RUNNING, RescoreJobRecord};
+
+use crate::views::{RescoreJob, TransitionView};
 
 use tracing::Instrument as _;
 
@@ -64,7 +66,7 @@ pub struct SimulatedLead {
     pub external_key: Option<String>,
     pub from: Stage,
     pub to: Stage,
-    pub transitions: Vec<StoredTransition>,
+    pub transitions: Vec<TransitionView>,
     pub newly_failing: Vec<GuardCheck>,
     pub fit: f64,
     pub qualifying_engagement: f64,
@@ -169,7 +171,7 @@ impl Engine {
                 changed.push(SimulatedLead {
                     transitions: (record.history_len + 1..)
                         .zip(decision.transitions())
-                        .map(|(seq, t)| StoredTransition {
+                        .map(|(seq, t)| TransitionView {
                             lead_id: record.id.clone(),
                             seq,
                             record: t.clone(),
@@ -212,7 +214,11 @@ impl Engine {
     /// workspace), in one transaction with the job's progress: a restart
     /// resumes where the last commit left off, and each lead is re-scored
     /// once. `None` when no re-score is running.
-    pub async fn run_rescore_batch(&self, batch: u64) -> Result<Option<RescoreJobRecord>, EngineError> {
+    pub async fn run_rescore_batch(&self, batch: u64) -> Result<Option<RescoreJob>, EngineError> {
+        Ok(self.rescore_batch(batch).await?.map(RescoreJob::from))
+    }
+
+    async fn rescore_batch(&self, batch: u64) -> Result<Option<RescoreJobRecord>, EngineError> {
         match self.try_rescore_batch(batch).await {
             Err(BatchError {
                 job: Some(job),
@@ -385,10 +391,11 @@ impl Engine {
         Ok(Some(job))
     }
 
-    pub async fn rescore_job(&self, ws: &str, id: i64) -> Result<RescoreJobRecord, EngineError> {
+    pub async fn rescore_job(&self, ws: &str, id: i64) -> Result<RescoreJob, EngineError> {
         self.store
             .rescore_job(ws, id)
             .await?
+            .map(RescoreJob::from)
             .ok_or_else(|| EngineError::NotFound {
                 what: "re-score job",
                 key: id.to_string(),

@@ -12,7 +12,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use leadflow_domain::{Stage, Timestamp};
-use leadflow_store::{ConsumerRecord, OutboxRecord, Store};
+use leadflow_store::{OutboxRecord, Store};
+
+use crate::views::Consumer;
 use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::Engine;
@@ -266,7 +268,7 @@ async fn announce_loop(hub: Arc<Hub>, store: Store) {
 /// stops the producer.
 #[derive(Debug)]
 pub struct Subscription {
-    pub consumer: ConsumerRecord,
+    pub consumer: Consumer,
     /// The first sequence it will deliver.
     pub from: i64,
     items: mpsc::Receiver<Result<StreamItem, EngineError>>,
@@ -387,19 +389,14 @@ impl Engine {
         };
         tokio::spawn(run.go(events));
         Ok(Subscription {
-            consumer: record,
+            consumer: record.into(),
             from,
             items,
         })
     }
 
     #[tracing::instrument(name = "engine.ack", skip_all)]
-    pub async fn ack(
-        &self,
-        ws: &str,
-        consumer: &str,
-        seq: i64,
-    ) -> Result<(ConsumerRecord, i64), EngineError> {
+    pub async fn ack(&self, ws: &str, consumer: &str, seq: i64) -> Result<(Consumer, i64), EngineError> {
         let head = self.store.outbox_bounds(ws).await?.head;
         if seq < 0 || seq > head {
             return Err(EngineError::invalid(
@@ -416,14 +413,15 @@ impl Engine {
                 what: "consumer",
                 key: consumer.to_owned(),
             })?;
-        Ok((record, head))
+        Ok((record.into(), head))
     }
 
     /// Consumers, with the head to measure their lag against.
     #[tracing::instrument(name = "engine.consumers", skip_all)]
-    pub async fn consumers(&self, ws: &str) -> Result<(Vec<ConsumerRecord>, i64), EngineError> {
+    pub async fn consumers(&self, ws: &str) -> Result<(Vec<Consumer>, i64), EngineError> {
         let head = self.store.outbox_bounds(ws).await?.head;
-        Ok((self.store.list_consumers(ws).await?, head))
+        let consumers = self.store.list_consumers(ws).await?;
+        Ok((consumers.into_iter().map(Consumer::from).collect(), head))
     }
 
     #[tracing::instrument(name = "engine.delete_consumer", skip_all)]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use leadflow_engine::Engine;
-use leadflow_store::TokenRecord;
+use leadflow_engine::Token;
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
@@ -152,7 +152,7 @@ pub struct Authenticator {
     buckets: Mutex<HashMap<String, Bucket>>,
     /// `None`: auth is off and every call acts for this workspace.
     open_workspace: Option<String>,
-    cache: Mutex<HashMap<String, (Instant, Option<TokenRecord>)>>,
+    cache: Mutex<HashMap<String, (Instant, Option<Token>)>>,
 }
 
 /// Why a call is refused.
@@ -227,7 +227,7 @@ impl Authenticator {
         }
     }
 
-    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, Refusal> {
+    async fn token(&self, hash: &str) -> Result<Option<Token>, Refusal> {
         if let Some((at, token)) = self
             .cache
             .lock()
@@ -237,7 +237,7 @@ impl Authenticator {
         {
             return Ok(token.clone());
         }
-        let token = self.engine.store().token_by_hash(hash).await.map_err(|e| {
+        let token = self.engine.token_by_hash(hash).await.map_err(|e| {
             tracing::warn!(error = %e, "token look-up failed");
             Refusal::Unavailable
         })?;

@@ -450,18 +450,17 @@ async fn workspace_command(file: Option<&Path>, command: WorkspaceCommand) -> an
                 return Ok(ExitCode::from(2));
             }
             let engine = management_engine(file, database).await?;
-            if engine.store().workspace_exists(&name).await? {
+            if !engine.create_workspace(&name, crate::DEFAULT_POLICY).await? {
                 eprintln!("workspace {name:?} exists already");
                 return Ok(ExitCode::FAILURE);
             }
-            engine.bootstrap(&name, crate::DEFAULT_POLICY).await?;
             println!("created workspace {name}");
             Ok(ExitCode::SUCCESS)
         }
         WorkspaceCommand::List { database } => {
             let engine = management_engine(file, database).await?;
             println!("{:<32} {:>14}  created", "workspace", "active policy");
-            for w in engine.store().workspace_list().await? {
+            for w in engine.workspaces().await? {
                 let active = w
                     .active_policy_version
                     .map_or("none".to_owned(), |v| format!("v{v}"));
@@ -500,25 +499,24 @@ async fn token_command(file: Option<&Path>, command: TokenCommand) -> anyhow::Re
                 return Ok(ExitCode::from(2));
             }
             let engine = management_engine(file, database).await?;
-            if !engine.store().workspace_exists(&workspace).await? {
-                eprintln!("no workspace {workspace:?} (leadflow workspace create {workspace})");
-                return Ok(ExitCode::FAILURE);
-            }
-            let now = engine.now();
             let secret = crate::auth::new_secret()?;
-            let token = leadflow_store::TokenRecord {
-                workspace,
-                id: uuid::Uuid::now_v7().to_string(),
-                name,
-                scopes,
-                created_at: now,
-                expires_at: lifetime.map(|span| now.saturating_add(span)),
-                revoked_at: None,
+            let token = match engine
+                .create_token(leadflow_engine::NewToken {
+                    workspace,
+                    name,
+                    scopes,
+                    lifetime,
+                    secret_hash: crate::auth::secret_hash(&secret),
+                })
+                .await
+            {
+                Ok(token) => token,
+                Err(leadflow_engine::EngineError::NotFound { key, .. }) => {
+                    eprintln!("no workspace {key:?} (leadflow workspace create {key})");
+                    return Ok(ExitCode::FAILURE);
+                }
+                Err(e) => return Err(e.into()),
             };
-            engine
-                .store()
-                .insert_token(&token, &crate::auth::secret_hash(&secret))
-                .await?;
             eprintln!(
                 "token {} ({}) for workspace {} with scopes {}; the secret below is shown once",
                 token.id,
@@ -536,7 +534,7 @@ async fn token_command(file: Option<&Path>, command: TokenCommand) -> anyhow::Re
                 "{:<36} {:<16} {:<24} {:<8} scopes",
                 "id", "workspace", "name", "state"
             );
-            for t in engine.store().tokens(workspace.as_deref()).await? {
+            for t in engine.tokens(workspace.as_deref()).await? {
                 let state = if t.revoked_at.is_some() {
                     "revoked"
                 } else if !t.is_live(now) {
@@ -560,10 +558,7 @@ async fn token_command(file: Option<&Path>, command: TokenCommand) -> anyhow::Re
             database,
         } => {
             let engine = management_engine(file, database).await?;
-            let n = engine
-                .store()
-                .revoke_token(&workspace, &id_or_name, engine.now())
-                .await?;
+            let n = engine.revoke_token(&workspace, &id_or_name).await?;
             if n == 0 {
                 eprintln!("no live token {id_or_name:?} in workspace {workspace:?}");
                 return Ok(ExitCode::FAILURE);

@@ -7,9 +7,8 @@ use leadflow_domain::explain::{Explanation, FitContribution, NextStep, RuleContr
 use leadflow_domain::lifecycle::{Cause, GuardCheck, Move, Scores};
 use leadflow_domain::workflow::{SlaBreach, Trigger};
 use leadflow_domain::{Engagement, Stage, Timestamp};
-use leadflow_engine::{LeadKey, LeadView};
+use leadflow_engine::{EngagementView, LeadKey, LeadView, PolicyVersion, TransitionView};
 use leadflow_proto::v1 as pb;
-use leadflow_store::{PolicyRecord, StoredEngagement, StoredTransition};
 
 use crate::limits::{Check, MAX_NAME_CHARS};
 
@@ -127,20 +126,20 @@ pub(crate) fn scores_out(scores: &Scores, at: Timestamp) -> pb::Scores {
 }
 
 pub(crate) fn lead_out(view: &LeadView) -> pb::Lead {
-    let r = &view.record;
+    let lead = &view.lead;
     pb::Lead {
-        id: r.id.clone(),
-        external_key: r.external_key.clone().unwrap_or_default(),
-        stage: stage_out(r.lead.stage).into(),
-        version: r.version,
-        profile: r.lead.profile.as_map().clone(),
+        id: view.id.clone(),
+        external_key: view.external_key.clone().unwrap_or_default(),
+        stage: stage_out(lead.stage).into(),
+        version: view.version,
+        profile: lead.profile.as_map().clone(),
         scores: Some(scores_out(&view.scores, view.scored_at)),
-        captured_at: Some(timestamp_out(r.lead.captured_at)),
-        entered_stage_at: Some(timestamp_out(r.lead.entered_stage_at)),
-        updated_at: Some(timestamp_out(r.updated_at)),
-        policy_version: r.policy_version,
-        qualifying_since: r.lead.window_start.map(timestamp_out),
-        last_engagement_at: r.lead.last_engagement_at().map(timestamp_out),
+        captured_at: Some(timestamp_out(lead.captured_at)),
+        entered_stage_at: Some(timestamp_out(lead.entered_stage_at)),
+        updated_at: Some(timestamp_out(view.updated_at)),
+        policy_version: view.policy_version,
+        qualifying_since: lead.window_start.map(timestamp_out),
+        last_engagement_at: lead.last_engagement_at().map(timestamp_out),
     }
 }
 
@@ -154,7 +153,7 @@ pub(crate) fn guard_out(g: &GuardCheck) -> pb::GuardCheck {
     }
 }
 
-pub(crate) fn transition_out(t: &StoredTransition) -> pb::Transition {
+pub(crate) fn transition_out(t: &TransitionView) -> pb::Transition {
     let r = &t.record;
     let (cause, cause_ref) = cause_out(&r.cause);
     pb::Transition {
@@ -229,7 +228,7 @@ pub(crate) fn engagement_in(
     ))
 }
 
-pub(crate) fn engagement_out(e: &StoredEngagement) -> pb::Engagement {
+pub(crate) fn engagement_out(e: &EngagementView) -> pb::Engagement {
     pb::Engagement {
         event_id: e.engagement.event_id.clone(),
         r#type: e.engagement.kind.clone(),
@@ -279,10 +278,10 @@ fn next_out(n: &NextStep) -> pb::NextStep {
 
 pub(crate) fn explanation_out(view: &LeadView, x: &Explanation) -> pb::ExplainScoreResponse {
     pb::ExplainScoreResponse {
-        lead_id: view.record.id.clone(),
+        lead_id: view.id.clone(),
         stage: stage_out(x.stage).into(),
         scores: Some(scores_out(&x.scores, x.at)),
-        policy_version: view.record.policy_version,
+        policy_version: view.policy_version,
         fit: x.fit.iter().map(fit_out).collect(),
         engagement: rules_out(&x.engagement),
         qualifying: rules_out(&x.qualifying),
@@ -293,7 +292,7 @@ pub(crate) fn explanation_out(view: &LeadView, x: &Explanation) -> pb::ExplainSc
 
 // ---- policies -----------------------------------------------------------------
 
-pub(crate) fn policy_out(p: &PolicyRecord) -> pb::PolicyVersion {
+pub(crate) fn policy_out(p: &PolicyVersion) -> pb::PolicyVersion {
     pb::PolicyVersion {
         version: p.version,
         name: p.name.clone(),

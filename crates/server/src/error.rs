@@ -277,14 +277,20 @@ fn describe(error: EngineError) -> Error {
                 ..Error::new(Code::InvalidArgument, "INVALID_POLICY", "")
             }
         }
-        EngineError::Batch { first, violations } => {
+        EngineError::Batch { refusals } => {
             // The code and reason the first refused item would get alone;
-            // every item's violation listed.
-            let first = describe(*first);
+            // every item's violations listed, under `engagements[i]`.
+            let violations: Vec<FieldViolation> = refusals
+                .iter()
+                .flat_map(|(i, e)| item_violations(*i, e))
+                .collect();
+            let Some((_, first)) = refusals.into_iter().next() else {
+                return Error::new(Code::InvalidArgument, "INVALID_FIELD", "the batch was refused");
+            };
             Error {
                 message: listing(&violations),
                 violations,
-                ..first
+                ..describe(first)
             }
         }
         EngineError::Committed { error, outcomes } => {
@@ -332,7 +338,7 @@ fn describe(error: EngineError) -> Error {
         EngineError::OutOfRange(message) => Error::new(Code::OutOfRange, "SEQUENCE_NOT_KEPT", message),
         EngineError::Aborted(message) => Error::new(Code::Aborted, "TAKEN_OVER", message),
         EngineError::NotReady(message) => Error::new(Code::FailedPrecondition, "NO_ACTIVE_POLICY", message),
-        EngineError::Store(e) if e.is_busy() => {
+        EngineError::Busy(e) => {
             tracing::warn!(error = %e, "every database connection is busy");
             Error {
                 retry: Some(RETRY_AFTER_OVERLOAD),
@@ -343,7 +349,7 @@ fn describe(error: EngineError) -> Error {
                 )
             }
         }
-        EngineError::Store(e) if e.is_unavailable() => {
+        EngineError::Unavailable(e) => {
             tracing::error!(error = %e, "database unavailable");
             Error::new(
                 Code::Unavailable,
@@ -351,12 +357,12 @@ fn describe(error: EngineError) -> Error {
                 "the database is unavailable; retry",
             )
         }
-        EngineError::Store(e) if e.is_retryable() || e.is_unique_violation() => Error::new(
+        EngineError::Conflict(_) => Error::new(
             Code::Aborted,
             "CONCURRENT_UPDATE",
             "a concurrent update won; retry",
         ),
-        EngineError::Store(e) => {
+        EngineError::Storage(e) => {
             tracing::error!(error = %e, "storage error");
             Error::new(Code::Internal, "INTERNAL", "internal storage error")
         }
@@ -364,6 +370,70 @@ fn describe(error: EngineError) -> Error {
             tracing::error!(error = %message, "internal error");
             Error::new(Code::Internal, "INTERNAL", "internal error")
         }
+    }
+}
+
+/// The field violations that name a refused item of a batch: its lead
+/// (`engagements[i].lead`) or its engagement's fields, which the engine
+/// names as the domain does (`engagement.type`).
+fn item_violations(i: usize, error: &EngineError) -> Vec<FieldViolation> {
+    let under = |v: &FieldViolation| {
+        FieldViolation::new(format!("engagements[{i}].{}", v.field), v.description.clone())
+    };
+    match error {
+        EngineError::NotFound { what, key } => vec![FieldViolation::new(
+            format!("engagements[{i}].lead"),
+            format!("{what} {key} not found"),
+        )],
+        EngineError::InvalidArgument { violations, .. }
+        | EngineError::Domain(DomainError::InvalidArgument { violations, .. }) => {
+            violations.iter().map(under).collect()
+        }
+        other => vec![FieldViolation::new(
+            format!("engagements[{i}]"),
+            other.to_string(),
+        )],
+    }
+}
+
+/// `error` with the domain's field path `from` (and any path under it)
+/// named `to`, as a method's request names it (`profile` is
+/// `UpdateLeadProfile`'s `attributes`).
+pub(crate) fn renamed(error: EngineError, from: &str, to: &str) -> EngineError {
+    let rename = |field: &mut String| {
+        if field == from {
+            *field = to.to_owned();
+        } else if let Some(rest) = field.strip_prefix(from).filter(|r| r.starts_with('.')) {
+            *field = format!("{to}{rest}");
+        }
+    };
+    match error {
+        EngineError::Domain(DomainError::LimitExceeded {
+            mut field,
+            what,
+            limit,
+            actual,
+        }) => {
+            rename(&mut field);
+            EngineError::Domain(DomainError::LimitExceeded {
+                field,
+                what,
+                limit,
+                actual,
+            })
+        }
+        EngineError::Domain(DomainError::InvalidArgument { kind, mut violations }) => {
+            violations.iter_mut().for_each(|v| rename(&mut v.field));
+            EngineError::Domain(DomainError::InvalidArgument { kind, violations })
+        }
+        EngineError::InvalidArgument {
+            reason,
+            mut violations,
+        } => {
+            violations.iter_mut().for_each(|v| rename(&mut v.field));
+            EngineError::InvalidArgument { reason, violations }
+        }
+        other => other,
     }
 }
 

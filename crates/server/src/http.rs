@@ -475,7 +475,7 @@ struct Page<'a> {
     channels: &'a [String],
     funnel: &'a Funnel,
     calibration: Option<&'a Calibration>,
-    tail: &'a [leadflow_store::StoredTransition],
+    tail: &'a [leadflow_engine::TransitionView],
 }
 
 /// `text` safe inside HTML text and attribute values.
@@ -1081,7 +1081,7 @@ fn calibration(html: &mut String, c: Option<&Calibration>) {
     );
 }
 
-fn tail_rows(tail: &[leadflow_store::StoredTransition]) -> String {
+fn tail_rows(tail: &[leadflow_engine::TransitionView]) -> String {
     let mut out = String::new();
     if tail.is_empty() {
         out.push_str("<li class=\"muted\">no transitions yet</li>");

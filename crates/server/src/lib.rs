@@ -188,7 +188,10 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
 
     let mut background = vec![
         tokio::spawn(housekeeping(engine.clone())),
-        tokio::spawn(listen_for_events(engine.clone())),
+        tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.follow_other_replicas().await }
+        }),
     ];
     if let Some(poll) = workers.timer_poll {
         background.push(tokio::spawn(fire_timers(engine.clone(), poll)));
@@ -337,36 +340,11 @@ async fn fire_timers(engine: Engine, poll: std::time::Duration) {
 async fn rescore(engine: Engine, batch: u64) {
     loop {
         match engine.run_rescore_batch(batch).await {
-            Ok(Some(job)) if job.status == leadflow_store::RESCORE_RUNNING => continue,
+            Ok(Some(job)) if job.is_running() => continue,
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "a re-score batch failed; it is tried again"),
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-}
-
-/// On PostgreSQL, wakes the local event tails when another replica commits
-/// events (a hint: the tails poll as well).
-async fn listen_for_events(engine: Engine) {
-    loop {
-        let mut listener = match engine.store().outbox_listener().await {
-            Ok(Some(listener)) => listener,
-            Ok(None) => return, // SQLite: one process, woken in-process
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot LISTEN for events; polling only, retrying in 5 s");
-                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-                continue;
-            }
-        };
-        loop {
-            match listener.recv().await {
-                Ok(notification) => engine.wake_stream(notification.payload()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "lost the event LISTEN connection");
-                    break;
-                }
-            }
-        }
     }
 }
 

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use leadflow_engine::Engine;
-use leadflow_store::Gauges;
+use leadflow_engine::Gauges;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter, MeterProvider as _};
 use opentelemetry_otlp::WithExportConfig as _;
@@ -124,7 +124,7 @@ impl Metrics {
         if !force && at.is_some_and(|t| t.elapsed() < SAMPLE_AT_MOST_EVERY) {
             return;
         }
-        match self.engine.store().gauges(self.engine.now().as_micros()).await {
+        match self.engine.gauges().await {
             Ok(gauges) => {
                 *self
                     .sampled

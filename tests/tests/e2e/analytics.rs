@@ -653,7 +653,7 @@ async fn reports_count_every_lead_of_many_pages_once(server: TestServer) -> anyh
                 },
             )
             .await?;
-        let key = LeadKey::Id(lead.lead.record.id.clone());
+        let key = LeadKey::Id(lead.lead.id.clone());
         let erase = i % 400 == 1;
         if i % 3 == 0 {
             engine

@@ -198,8 +198,8 @@ on_both_databases_with_clock!(
         let mut rounds = 0;
         while let Some(job) = server.engine.run_rescore_batch(6).await? {
             rounds += 1;
-            if job.status != leadflow_store::RESCORE_RUNNING {
-                assert_eq!(job.status, leadflow_store::RESCORE_DONE);
+            if !job.is_running() {
+                assert_eq!(job.status, Some(leadflow_engine::RescoreStatus::Done));
                 assert_eq!((job.done, job.transitions), (28, 10));
                 break;
             }
@@ -260,12 +260,12 @@ on_both_databases_with_clock!(
             server.clock.clone().expect("clock"),
         );
         while let Some(job) = other.run_rescore_batch(4).await? {
-            if job.status != leadflow_store::RESCORE_RUNNING {
+            if !job.is_running() {
                 break;
             }
         }
         let done = server.engine.rescore_job(server.workspace(), job.id).await?;
-        assert_eq!((done.status.as_str(), done.done), (leadflow_store::RESCORE_DONE, 28));
+        assert_eq!((done.status, done.done), (Some(leadflow_engine::RescoreStatus::Done), 28));
         assert_eq!(done.transitions, 9, "the lead its own command re-scored is not done twice");
         let changes = policy_changes(&mut server).await?;
         assert_eq!(changes.keys().cloned().collect::<BTreeSet<_>>(), movers);
@@ -296,7 +296,7 @@ on_both_databases_with_clock!(
             .version;
         server.policies.activate_policy(pb::ActivatePolicyRequest { version, ..Default::default() }).await?;
         while let Some(job) = server.engine.run_rescore_batch(10).await? {
-            if job.status != leadflow_store::RESCORE_RUNNING {
+            if !job.is_running() {
                 break;
             }
         }

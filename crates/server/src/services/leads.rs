@@ -15,7 +15,7 @@ use crate::convert::{
     engagement_in, engagement_out, explanation_out, lead_key, lead_out, stage_in, timestamp_in,
     timestamp_out, token_in, token_out, transition_out, trigger_out,
 };
-use crate::error::{after_committed, from_stream, status, too_large};
+use crate::error::{after_committed, from_stream, renamed, status, too_large};
 use crate::limits::{Check, MAX_BATCH, MAX_HISTORY_PAGE, MAX_LIST_BYTES, MAX_PAGE, MAX_TEXT_CHARS};
 use crate::observe::{record_lead, traceparent_of};
 
@@ -48,7 +48,7 @@ struct Parts {
 }
 
 fn parts(outcome: &Outcome) -> Parts {
-    record_lead(&outcome.lead.record.id);
+    record_lead(&outcome.lead.id);
     Parts {
         lead: Some(lead_out(&outcome.lead)),
         transitions: outcome.transitions.iter().map(transition_out).collect(),
@@ -245,7 +245,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
             .get_lead(&caller.workspace, &key)
             .await
             .map_err(status)?;
-        record_lead(&view.record.id);
+        record_lead(&view.id);
         Ok(Response::new(pb::GetLeadResponse {
             lead: Some(lead_out(&view)),
         }))
@@ -315,7 +315,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
             .engine
             .update_profile(&req, &key, &r.attributes, r.expected_version)
             .await
-            .map_err(status)?;
+            .map_err(|e| status(renamed(e, "profile", "attributes")))?;
         let p = parts(&outcome);
         Ok(Response::new(pb::UpdateLeadProfileResponse {
             lead: p.lead,
@@ -374,16 +374,17 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let mut items = Vec::with_capacity(r.engagements.len());
         let mut refusals = Vec::new();
         for (i, item) in r.engagements.iter().enumerate() {
+            // Named as an item names its fields; the error puts them under
+            // `engagements[i]`.
             let mut check = Check::default();
-            let prefix = format!("engagements[{i}].");
-            let parsed = self.item(&mut check, &prefix, item.lead.as_ref(), item.engagement.as_ref());
+            let parsed = self.item(&mut check, "", item.lead.as_ref(), item.engagement.as_ref());
             match (check.into_refusal(), parsed) {
                 (None, Some(parsed)) => items.push((i, parsed)),
                 (refusal, _) => refusals.push((
                     i,
                     refusal.unwrap_or_else(|| EngineError::InvalidArgument {
                         reason: "INVALID_FIELD",
-                        violations: vec![FieldViolation::new(format!("{prefix}engagement"), "required")],
+                        violations: vec![FieldViolation::new("engagement", "required")],
                     }),
                 )),
             }
@@ -581,7 +582,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
             .explain(&caller.workspace, &key, as_of)
             .await
             .map_err(status)?;
-        record_lead(&view.record.id);
+        record_lead(&view.id);
         Ok(Response::new(explanation_out(&view, &explanation)))
     }
 

@@ -3,10 +3,9 @@
 use std::pin::Pin;
 use std::time::Duration;
 
-use leadflow_engine::{Draft, Engine, SimulatedLead};
+use leadflow_engine::{Draft, Engine, RescoreJob, RescoreStatus, SimulatedLead};
 use leadflow_proto::v1 as pb;
 use leadflow_proto::v1::policy_problem::Severity;
-use leadflow_store::RescoreJobRecord;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -32,13 +31,13 @@ impl PolicyApi {
 /// How often `WatchRescore` looks at its job.
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 
-pub(crate) fn job_out(job: &RescoreJobRecord, now: leadflow_domain::Timestamp) -> pb::RescoreJob {
-    let status = match job.status.as_str() {
-        leadflow_store::RESCORE_RUNNING => pb::RescoreStatus::Running,
-        leadflow_store::RESCORE_DONE => pb::RescoreStatus::Done,
-        leadflow_store::RESCORE_FAILED => pb::RescoreStatus::Failed,
-        leadflow_store::RESCORE_SUPERSEDED => pb::RescoreStatus::Superseded,
-        _ => pb::RescoreStatus::Unspecified,
+pub(crate) fn job_out(job: &RescoreJob, now: leadflow_domain::Timestamp) -> pb::RescoreJob {
+    let status = match job.status {
+        Some(RescoreStatus::Running) => pb::RescoreStatus::Running,
+        Some(RescoreStatus::Done) => pb::RescoreStatus::Done,
+        Some(RescoreStatus::Failed) => pb::RescoreStatus::Failed,
+        Some(RescoreStatus::Superseded) => pb::RescoreStatus::Superseded,
+        None => pb::RescoreStatus::Unspecified,
     };
     let until = job.finished_at.unwrap_or(now);
     #[allow(clippy::cast_precision_loss)] // rates and counts of leads
@@ -198,9 +197,9 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         let ws = caller.workspace.clone();
         tokio::spawn(async move {
             let mut job = first;
-            let mut sent: Option<(String, i64, i64)> = None;
+            let mut sent: Option<(Option<RescoreStatus>, i64, i64)> = None;
             loop {
-                let key = (job.status.clone(), job.done, job.transitions);
+                let key = (job.status, job.done, job.transitions);
                 if sent.as_ref() != Some(&key) {
                     let item = pb::WatchRescoreResponse {
                         job: Some(job_out(&job, engine.now())),
@@ -210,7 +209,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
                     }
                     sent = Some(key);
                 }
-                if job.status != leadflow_store::RESCORE_RUNNING {
+                if !job.is_running() {
                     return;
                 }
                 tokio::select! {
@@ -324,7 +323,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         let caller = crate::auth::caller(&request)?;
         let record = self
             .engine
-            .active_policy_record(&caller.workspace)
+            .active_policy_version(&caller.workspace)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::GetActivePolicyResponse {

@@ -2,9 +2,8 @@
 
 use std::pin::Pin;
 
-use leadflow_engine::{Engine, Filter, Start, StreamEvent, StreamItem};
+use leadflow_engine::{Consumer, Engine, Filter, Start, StreamEvent, StreamItem};
 use leadflow_proto::v1 as pb;
-use leadflow_store::ConsumerRecord;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
@@ -79,7 +78,7 @@ pub(crate) fn event_out(e: &StreamEvent) -> pb::Event {
     }
 }
 
-fn consumer_out(c: &ConsumerRecord, head: i64) -> pb::Consumer {
+fn consumer_out(c: &Consumer, head: i64) -> pb::Consumer {
     pb::Consumer {
         name: c.name.clone(),
         cursor: c.cursor,
