@@ -344,3 +344,62 @@ impl From<leadflow_store::Gauges> for Gauges {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy_record() -> PolicyRecord {
+        PolicyRecord {
+            version: 3,
+            name: "b2b".to_owned(),
+            description: "the default".to_owned(),
+            source: "name = \"b2b\"".to_owned(),
+            checksum: "abc".to_owned(),
+            created_at: Timestamp::from_micros(1_000),
+            activated_at: Some(Timestamp::from_micros(2_000)),
+            active: true,
+            created_by: Some("ops".to_owned()),
+            activated_by: None,
+        }
+    }
+
+    /// A `CreatePolicyVersion` result stored before the engine had its own
+    /// types is answered the same after.
+    #[test]
+    fn a_stored_policy_version_reads_as_it_was_written() {
+        let stored = serde_json::to_string(&policy_record()).expect("encodes");
+        let read: PolicyVersion = serde_json::from_str(&stored).expect("decodes");
+        assert_eq!(read, PolicyVersion::from(policy_record()));
+        assert_eq!(serde_json::to_string(&read).expect("encodes"), stored);
+    }
+
+    /// Outbox events carry transitions: their JSON is the same as the
+    /// store's row's.
+    #[test]
+    fn a_transition_in_an_event_keeps_its_json() {
+        let row = StoredTransition {
+            lead_id: "l1".to_owned(),
+            seq: 2,
+            record: TransitionRecord {
+                from: Some(leadflow_domain::Stage::Iql),
+                to: leadflow_domain::Stage::Mql,
+                at: Timestamp::from_micros(5),
+                by: leadflow_domain::Move::AutoQualify,
+                cause: leadflow_domain::Cause::ProfileUpdate,
+                reason: None,
+                actor: None,
+                deal: None,
+                fit: 20.0,
+                engagement: 61.5,
+                guards: Vec::new(),
+            },
+            policy_version: 1,
+            principal: Some("crm".to_owned()),
+        };
+        let stored = serde_json::to_string(&row).expect("encodes");
+        let view: TransitionView = serde_json::from_str(&stored).expect("decodes");
+        assert_eq!(view, TransitionView::from(row));
+        assert_eq!(serde_json::to_string(&view).expect("encodes"), stored);
+    }
+}
