@@ -14,6 +14,7 @@
 //! - [`testing`] (feature `testing`): throwaway databases for tests.
 
 mod analytics;
+mod backend;
 mod convert;
 mod db;
 mod entity;
@@ -21,6 +22,7 @@ mod erase;
 mod error;
 mod evidence;
 mod gauges;
+mod queries;
 mod reads;
 mod records;
 mod rescore;
@@ -31,7 +33,8 @@ mod timers;
 mod tokens;
 mod tx;
 
-pub use db::{Backend, Store, StoreOptions, loopback_without_sslmode, postgres_tls_default, redact};
+pub use backend::Backend;
+pub use db::{Store, StoreOptions, loopback_without_sslmode, postgres_tls_default, redact};
 pub use erase::Erased;
 pub use error::StoreError;
 pub use evidence::EvidenceCursor;

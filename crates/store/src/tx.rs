@@ -13,8 +13,8 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
+use crate::backend::{Backend, string_array};
 use crate::convert;
-use crate::db::Backend;
 use crate::entity::{engagement, idempotency, lead, outbox, policy, timer, transition, workspace};
 use crate::error::StoreError;
 use crate::records::{
@@ -134,7 +134,7 @@ impl Tx {
     /// had under the current one (a job found inside it starts the trace).
     pub fn trace_here(&mut self) {
         if self.span.is_none() {
-            self.span = crate::db::transaction_span(self.backend);
+            self.span = crate::backend::transaction_span(self.backend);
         }
     }
 
@@ -533,7 +533,7 @@ impl Tx {
 
     /// A lead's whole log, in scoring order.
     pub async fn engagements_of(&self, ws: &str, lead_id: &str) -> Result<Vec<Engagement>, StoreError> {
-        crate::reads::engagements_of(self.db().await?, ws, lead_id).await
+        crate::queries::engagements_of(self.db().await?, ws, lead_id).await
     }
 
     /// Records an engagement unless its event id is already recorded;
@@ -892,14 +892,6 @@ fn engagement_model(
         fingerprint: Set(fingerprint.to_owned()),
         caused_triggers: Set(caused_triggers),
     })
-}
-
-/// A PostgreSQL `text[]` parameter.
-pub(crate) fn string_array(items: &[&str]) -> sea_orm::Value {
-    sea_orm::Value::Array(
-        sea_orm::sea_query::ArrayType::String,
-        Some(Box::new(items.iter().map(|s| sea_orm::Value::from(*s)).collect())),
-    )
 }
 
 fn timer_model(
