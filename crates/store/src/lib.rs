@@ -22,6 +22,8 @@
 //! - One file for each feature beyond that, on both sides (`erase.rs`,
 //!   `rescore.rs`, `stream.rs`, `timers.rs` for firing them, `tokens.rs`,
 //!   `analytics.rs`, `evidence.rs`, `gauges.rs`).
+//! - [`StoreError`] (`error.rs`): what failed, read from the database's own
+//!   error codes (a SQLSTATE, a SQLite result code), never from its messages.
 //! - [`testing`] (feature `testing`): throwaway databases for tests.
 
 mod analytics;
