@@ -7,8 +7,8 @@ use leadflow_domain::analytics::{History, Period, Step, StepCause};
 use sea_orm::{ConnectionTrait, Value};
 
 use crate::Store;
+use crate::backend::Backend;
 use crate::convert::{self, ts};
-use crate::db::Backend;
 use crate::error::StoreError;
 
 /// The leads with a move in the period (a subquery of `ws`, `start`, `end`).

@@ -7,14 +7,9 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, TransactionTrait};
 use sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use tracing::Instrument as _;
 
+use crate::backend::{Backend, transaction_span};
 use crate::error::StoreError;
 use crate::tx::Tx;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// Tuning; the defaults suit one service on one machine.
 #[derive(Clone, Debug)]
@@ -283,22 +278,6 @@ pub fn redact(url: &str) -> String {
         out.push_str(&params.join("&"));
     }
     out
-}
-
-/// A `db.transaction` span under the current one; none outside a traced
-/// call or job.
-pub(crate) fn transaction_span(backend: Backend) -> tracing::Span {
-    if tracing::Span::current().is_none() {
-        return tracing::Span::none();
-    }
-    tracing::info_span!(
-        "db.transaction",
-        otel.kind = "client",
-        db.system.name = match backend {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgresql",
-        },
-    )
 }
 
 /// A driver error as the store reports the ORM's (so that a broken

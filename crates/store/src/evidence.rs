@@ -12,8 +12,8 @@ use sea_orm::{
 };
 
 use crate::Store;
+use crate::backend::Backend;
 use crate::convert::{self, ts};
-use crate::db::Backend;
 use crate::entity::{engagement, lead};
 use crate::error::StoreError;
 

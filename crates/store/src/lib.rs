@@ -9,11 +9,25 @@
 //!
 //! # Layout
 //!
-//! - [`Store`]: connections (on SQLite one writer and a pool of readers), migrations, reads.
-//! - [`Tx`]: a write transaction and every write, committed together or not at all.
+//! - [`Store`] (`db.rs`): connections (on SQLite one writer and a pool of
+//!   readers), migrations; its reads outside a transaction are in `reads.rs`.
+//! - [`Tx`] (`tx/`): a write transaction and every write, committed together
+//!   or not at all. `tx/mod.rs` is the unit of work (begin, held-back writes,
+//!   flush, commit); the statements on each table are in the table's file
+//!   (`tx/leads.rs`, `tx/engagements.rs`, `tx/transitions.rs`, `tx/timers.rs`,
+//!   `tx/outbox.rs`, `tx/policies.rs`, `tx/workspaces.rs`, `tx/idempotency.rs`).
+//! - `backend.rs` and `queries.rs`: what both build on (which database, the
+//!   shape of its parameters, the queries run in and out of a transaction),
+//!   so that neither imports the other's internals.
+//! - One file for each feature beyond that, on both sides (`erase.rs`,
+//!   `rescore.rs`, `stream.rs`, `timers.rs` for firing them, `tokens.rs`,
+//!   `analytics.rs`, `evidence.rs`, `gauges.rs`).
+//! - [`StoreError`] (`error.rs`): what failed, read from the database's own
+//!   error codes (a SQLSTATE, a SQLite result code), never from its messages.
 //! - [`testing`] (feature `testing`): throwaway databases for tests.
 
 mod analytics;
+mod backend;
 mod convert;
 mod db;
 mod entity;
@@ -21,6 +35,7 @@ mod erase;
 mod error;
 mod evidence;
 mod gauges;
+mod queries;
 mod reads;
 mod records;
 mod rescore;
@@ -31,7 +46,8 @@ mod timers;
 mod tokens;
 mod tx;
 
-pub use db::{Backend, Store, StoreOptions, loopback_without_sslmode, postgres_tls_default, redact};
+pub use backend::Backend;
+pub use db::{Store, StoreOptions, loopback_without_sslmode, postgres_tls_default, redact};
 pub use erase::Erased;
 pub use error::StoreError;
 pub use evidence::EvidenceCursor;

@@ -8,15 +8,15 @@ use sea_orm::{
 };
 
 use crate::Store;
+use crate::backend::{Backend, string_array};
 use crate::convert;
-use crate::db::Backend;
 use crate::entity::{engagement, lead, outbox, policy, timer, transition, workspace};
 use crate::error::StoreError;
+use crate::queries::engagements_of;
 use crate::records::{
     EngagementCursor, LeadRecord, NewOutboxEvent, OutboxRecord, PolicyRecord, StoredEngagement, StoredTimer,
     StoredTransition,
 };
-use crate::tx::string_array;
 
 /// What [`Store::batch_survey`] found.
 #[derive(Clone, Debug, Default)]
@@ -31,23 +31,6 @@ pub struct LeadName {
     pub id: String,
     pub external_key: Option<String>,
     pub last_engagement_at: Option<Timestamp>,
-}
-
-pub(crate) async fn engagements_of<C: ConnectionTrait>(
-    db: &C,
-    ws: &str,
-    lead_id: &str,
-) -> Result<Vec<Engagement>, StoreError> {
-    engagement::Entity::find()
-        .filter(engagement::Column::WorkspaceId.eq(ws))
-        .filter(engagement::Column::LeadId.eq(lead_id))
-        .order_by_asc(engagement::Column::OccurredAt)
-        .order_by_asc(engagement::Column::EventId)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|row| convert::engagement(row).map(|s| s.engagement))
-        .collect()
 }
 
 impl Store {
@@ -199,7 +182,6 @@ impl Store {
             .collect()
     }
 
-    /// A lead's whole log, in scoring order.
     /// The workspace's latest transitions, newest first.
     pub async fn latest_transitions(
         &self,
@@ -220,6 +202,7 @@ impl Store {
             .collect()
     }
 
+    /// A lead's whole log, in scoring order.
     pub async fn engagements_of(&self, ws: &str, lead_id: &str) -> Result<Vec<Engagement>, StoreError> {
         engagements_of(self.reader(), ws, lead_id).await
     }
