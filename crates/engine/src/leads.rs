@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::Engine;
 use crate::error::EngineError;
 use crate::fingerprint::fingerprint;
-use crate::model::{LeadKey, Recorded, Request, Scored};
+use crate::model::{LeadKey, Method, Recorded, Request, Scored};
 use crate::persist::{Before, Target, persist};
 use crate::views::Outcome;
 
@@ -102,7 +102,7 @@ impl Engine {
     async fn try_create_lead(&self, req: &Request, input: &CreateLead) -> Result<Recorded, EngineError> {
         let ws = req.workspace.as_str();
         let tx = self.store.begin().await?;
-        if let Some(done) = replay::<Recorded>(&tx, req, "CreateLead").await? {
+        if let Some(done) = replay::<Recorded>(&tx, req, Method::CreateLead).await? {
             return Ok(done);
         }
         let (policy_version, policy) = self.active_policy(&tx, ws).await?;
@@ -135,7 +135,7 @@ impl Engine {
             triggers: written.triggers,
             duplicate: false,
         };
-        save(&tx, req, "CreateLead", &outcome, now).await?;
+        save(&tx, req, Method::CreateLead, &outcome, now).await?;
         tx.commit().await?;
         if written.events > 0 {
             self.announce(ws);
@@ -307,7 +307,7 @@ impl Engine {
         expected_version: Option<i64>,
     ) -> Result<Outcome, EngineError> {
         let command = Command::UpdateProfile(attributes.clone());
-        retrying!(self.try_command(req, "UpdateLeadProfile", key, &command, expected_version))
+        retrying!(self.try_command(req, Method::UpdateLeadProfile, key, &command, expected_version))
             .map(Outcome::from)
     }
 
@@ -320,13 +320,14 @@ impl Engine {
         expected_version: Option<i64>,
     ) -> Result<Outcome, EngineError> {
         let command = Command::Transition(transition.clone());
-        retrying!(self.try_command(req, "Transition", key, &command, expected_version)).map(Outcome::from)
+        retrying!(self.try_command(req, Method::Transition, key, &command, expected_version))
+            .map(Outcome::from)
     }
 
     async fn try_command(
         &self,
         req: &Request,
-        method: &str,
+        method: Method,
         key: &LeadKey,
         command: &Command,
         expected_version: Option<i64>,
@@ -672,7 +673,7 @@ pub(crate) fn engagement_fingerprint(lead_id: &str, e: &Engagement, occurred_at_
 pub(crate) async fn replay<T: DeserializeOwned>(
     tx: &Tx,
     req: &Request,
-    method: &str,
+    method: Method,
 ) -> Result<Option<T>, EngineError> {
     let Some(request_id) = &req.request_id else {
         return Ok(None);
@@ -680,7 +681,7 @@ pub(crate) async fn replay<T: DeserializeOwned>(
     let Some(stored) = tx.stored_result(&req.workspace, request_id).await? else {
         return Ok(None);
     };
-    if stored.method != method || stored.fingerprint != req.fingerprint {
+    if stored.method != method.as_str() || stored.fingerprint != req.fingerprint {
         return Err(EngineError::invalid(
             "REQUEST_ID_REUSED",
             "request_id",
@@ -698,7 +699,7 @@ pub(crate) async fn replay<T: DeserializeOwned>(
 pub(crate) async fn save<T: Serialize>(
     tx: &Tx,
     req: &Request,
-    method: &str,
+    method: Method,
     result: &T,
     now: Timestamp,
 ) -> Result<(), EngineError> {
@@ -710,7 +711,7 @@ pub(crate) async fn save<T: Serialize>(
         &req.workspace,
         request_id,
         &leadflow_store::StoredResult {
-            method: method.to_owned(),
+            method: method.as_str().to_owned(),
             fingerprint: req.fingerprint.clone(),
             response,
             created_at: now,

@@ -47,7 +47,7 @@ use leadflow_domain::Policy;
 use leadflow_store::Store;
 pub use leads::{CreateLead, MAX_BATCH};
 pub use model::{
-    BatchItem, HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage, OutboxPayload, Request,
+    BatchItem, HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage, Method, OutboxPayload, Request,
 };
 pub use rescore::{Draft, SimulatedLead, Simulation, SimulationCounts};
 pub use stream::{CHECKPOINT_EVERY, Filter, Start, StreamEvent, StreamItem, Subscription};

@@ -24,6 +24,46 @@ impl LeadKey {
     }
 }
 
+/// The commands whose first result is kept for a retry with the same
+/// `request_id`: the name each is kept under, and part of what makes two
+/// requests the same. The names are stored: they never change, so that a
+/// retry across an upgrade still finds its first result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    CreateLead,
+    UpdateLeadProfile,
+    Transition,
+    CreatePolicyVersion,
+    ActivatePolicy,
+}
+
+impl Method {
+    pub const ALL: [Self; 5] = [
+        Self::CreateLead,
+        Self::UpdateLeadProfile,
+        Self::Transition,
+        Self::CreatePolicyVersion,
+        Self::ActivatePolicy,
+    ];
+
+    /// The stored name (the API's method name).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CreateLead => "CreateLead",
+            Self::UpdateLeadProfile => "UpdateLeadProfile",
+            Self::Transition => "Transition",
+            Self::CreatePolicyVersion => "CreatePolicyVersion",
+            Self::ActivatePolicy => "ActivatePolicy",
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Who asks, and how to recognise a retry.
 #[derive(Clone, Debug, Default)]
 pub struct Request {
@@ -119,4 +159,25 @@ pub struct OutboxPayload {
     pub transition: Option<TransitionView>,
     pub trigger: Option<Trigger>,
     pub sla_breach: Option<SlaBreach>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Method;
+
+    /// Stored results are found by these names: they never change.
+    #[test]
+    fn idempotent_methods_keep_their_stored_names() {
+        let names: Vec<&str> = Method::ALL.iter().map(|m| m.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "CreateLead",
+                "UpdateLeadProfile",
+                "Transition",
+                "CreatePolicyVersion",
+                "ActivatePolicy"
+            ]
+        );
+    }
 }

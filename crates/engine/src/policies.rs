@@ -7,7 +7,7 @@ use crate::Engine;
 use crate::error::EngineError;
 use crate::fingerprint::fingerprint;
 use crate::leads::{replay, retrying, save};
-use crate::model::Request;
+use crate::model::{Method, Request};
 use crate::views::{PolicyActivation, PolicyVersion, StoredActivation};
 
 /// What activation does to existing leads, said in every activation.
@@ -84,14 +84,14 @@ impl Engine {
         source: &str,
     ) -> Result<PolicyVersion, EngineError> {
         let tx = self.store.begin().await?;
-        if let Some(done) = replay::<PolicyVersion>(&tx, req, "CreatePolicyVersion").await? {
+        if let Some(done) = replay::<PolicyVersion>(&tx, req, Method::CreatePolicyVersion).await? {
             return Ok(done);
         }
         let version = PolicyVersion::from(
             self.store_version(&tx, &req.workspace, policy, source, req.principal.as_deref())
                 .await?,
         );
-        save(&tx, req, "CreatePolicyVersion", &version, self.now()).await?;
+        save(&tx, req, Method::CreatePolicyVersion, &version, self.now()).await?;
         tx.commit().await?;
         Ok(version)
     }
@@ -144,7 +144,7 @@ impl Engine {
     ) -> Result<PolicyActivation, EngineError> {
         let ws = req.workspace.as_str();
         let tx = self.store.begin().await?;
-        if let Some(done) = replay::<StoredActivation>(&tx, req, "ActivatePolicy").await? {
+        if let Some(done) = replay::<StoredActivation>(&tx, req, Method::ActivatePolicy).await? {
             return Ok(done.into());
         }
         tx.lock_workspace(ws).await?;
@@ -169,7 +169,7 @@ impl Engine {
             note: ACTIVATION_NOTE.to_owned(),
             job,
         };
-        save(&tx, req, "ActivatePolicy", &activation, now).await?;
+        save(&tx, req, Method::ActivatePolicy, &activation, now).await?;
         tx.commit().await?;
         Ok(activation.into())
     }

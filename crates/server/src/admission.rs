@@ -2,19 +2,19 @@
 //! refused at once with RESOURCE_EXHAUSTED (and a retry hint) instead of
 //! queueing without bound behind the database pool.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use tokio::sync::Semaphore;
 
+use crate::layers::{Body, BoxFuture, Middleware};
+
+/// At most so many counted calls in flight.
 #[derive(Clone, Debug)]
-pub(crate) struct AdmissionLayer {
+pub(crate) struct Admission {
     permits: Arc<Semaphore>,
 }
 
-impl AdmissionLayer {
+impl Admission {
     pub(crate) fn new(max_in_flight: usize) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(max_in_flight)),
@@ -22,35 +22,15 @@ impl AdmissionLayer {
     }
 }
 
-impl<S> tower::Layer<S> for AdmissionLayer {
-    type Service = Admission<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Admission {
-            inner,
-            permits: Arc::clone(&self.permits),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct Admission<S> {
-    inner: S,
-    permits: Arc<Semaphore>,
-}
-
-/// The calls that do work in the database. Long-lived streams (event
-/// subscriptions, re-score progress, engagement uploads) and health checks
-/// are not counted: an upload stream may sit idle between messages, and it
-/// applies one message at a time, so it never has more than one unit of
-/// work in flight of its own.
+/// The calls that take a permit: the method table's `Counted` ones.
 fn counted(path: &str) -> bool {
-    (path.starts_with("/leadflow.v1.LeadService/") || path.starts_with("/leadflow.v1.PolicyService/"))
-        && path != "/leadflow.v1.PolicyService/WatchRescore"
-        && path != "/leadflow.v1.LeadService/StreamEngagements"
+    matches!(
+        crate::methods::lookup(path),
+        crate::methods::Lookup::Known(rpc) if rpc.admission == crate::methods::Admission::Counted
+    )
 }
 
-fn overloaded() -> http::Response<tonic::body::Body> {
+fn overloaded() -> http::Response<Body> {
     crate::error::overloaded(
         "leadflow is at its limit of calls in flight; retry shortly",
         crate::error::RETRY_AFTER_OVERLOAD,
@@ -58,27 +38,17 @@ fn overloaded() -> http::Response<tonic::body::Body> {
     .into_http()
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B> tower::Service<http::Request<B>> for Admission<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let permit = if counted(req.uri().path()) {
+impl Middleware for Admission {
+    fn call<S>(
+        &self,
+        request: http::Request<Body>,
+        mut next: S,
+    ) -> BoxFuture<Result<http::Response<Body>, S::Error>>
+    where
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        let permit = if counted(request.uri().path()) {
             match Arc::clone(&self.permits).try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 Err(_) => return Box::pin(async { Ok(overloaded()) }),
@@ -86,10 +56,8 @@ where
         } else {
             None
         };
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let response = inner.call(req).await;
+            let response = next.call(request).await;
             drop(permit);
             response
         })

@@ -4,14 +4,11 @@
 //! keeps its SHA-256 only. Every call to a leadflow service carries it in
 //! `authorization: Bearer …`; the layer here looks it up (a few seconds'
 //! cache, so a revocation reaches every replica within [`CACHE_TTL`]),
-//! checks the scope the method needs ([`required_scope`]) and hands the
+//! checks the scope the method needs (the method table, `methods.rs`) and hands the
 //! services a [`Principal`]. Health checks and reflection stay open.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -21,6 +18,8 @@ use leadflow_engine::Token;
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
+use crate::layers::{Body, BoxFuture, Middleware};
+use crate::methods::{self, Lookup, Scope};
 use crate::watch::{Watch, Watched};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -55,63 +54,6 @@ impl Principal {
     pub fn recorded_name(&self) -> Option<String> {
         self.token.as_ref().map(|_| self.name.clone())
     }
-}
-
-/// The scope a method needs; `None` for methods open to everyone (health,
-/// reflection). Every leadflow method is in this table (a test checks the
-/// served descriptors against it); a leadflow method that is not needs a
-/// token and is refused whatever its scopes: nothing is open by omission.
-pub fn required_scope(path: &str) -> Option<Scope> {
-    let (service, method) = path.trim_start_matches('/').split_once('/')?;
-    let scope = match (service, method) {
-        ("leadflow.v1.LeadService", "GetLead" | "ListLeads" | "GetLeadHistory" | "ExplainScore") => {
-            "leads:read"
-        }
-        ("leadflow.v1.LeadService", "CreateLead" | "UpdateLeadProfile" | "EraseLead") => "leads:write",
-        ("leadflow.v1.LeadService", "RecordEngagement" | "RecordEngagements" | "StreamEngagements") => {
-            "engagements:write"
-        }
-        ("leadflow.v1.LeadService", "Transition") => "transitions:write",
-        (
-            "leadflow.v1.PolicyService",
-            "ValidatePolicy"
-            | "CreatePolicyVersion"
-            | "ListPolicyVersions"
-            | "GetActivePolicy"
-            | "SimulatePolicy"
-            | "ActivatePolicy"
-            | "WatchRescore",
-        ) => "policy:admin",
-        ("leadflow.v1.TriggerService", "Subscribe" | "Ack" | "ListConsumers" | "DeleteConsumer") => {
-            "triggers:subscribe"
-        }
-        ("leadflow.v1.AnalyticsService", "GetFunnel" | "GetRuleReport" | "CalibrateThreshold") => {
-            "analytics:read"
-        }
-        (s, _) if s.starts_with("leadflow.") => return Some(Scope::Unlisted),
-        _ => return None,
-    };
-    Some(Scope::Needs(scope))
-}
-
-/// What a leadflow method asks of a token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    /// A token with this scope.
-    Needs(&'static str),
-    /// Not in the table: refused to every token.
-    Unlisted,
-}
-
-/// Calls that stay open (streams): their token is checked again while
-/// they last (see `watch.rs`).
-pub fn long_lived(path: &str) -> bool {
-    matches!(
-        path,
-        "/leadflow.v1.TriggerService/Subscribe"
-            | "/leadflow.v1.PolicyService/WatchRescore"
-            | "/leadflow.v1.LeadService/StreamEngagements"
-    )
 }
 
 /// A new secret: `lft_` and 256 random bits, base64url.
@@ -252,8 +194,15 @@ impl Authenticator {
     }
 
     async fn principal(&self, path: &str, authorization: Option<&str>) -> Result<Option<Principal>, Refusal> {
-        let Some(scope) = required_scope(path) else {
-            return Ok(None);
+        // Every leadflow method has its scope in the method table; one
+        // missing from it is refused to every token.
+        let scope = match methods::lookup(path) {
+            Lookup::Known(rpc) => match rpc.scope {
+                Scope::Open => return Ok(None),
+                Scope::Needs(scope) => Some(scope),
+            },
+            Lookup::Unlisted => None,
+            Lookup::Unknown => return Ok(None),
         };
         if let Some(ws) = &self.open_workspace {
             return Ok(Some(Principal {
@@ -273,14 +222,14 @@ impl Authenticator {
             return Err(Refusal::Unauthenticated("the token is revoked or expired"));
         }
         match scope {
-            Scope::Needs(scope) if !token.scopes.iter().any(|s| s == scope) => {
+            Some(scope) if !token.scopes.iter().any(|s| s == scope) => {
                 return Err(Refusal::PermissionDenied(format!(
                     "token {:?} lacks the scope {scope} that {path} needs",
                     token.name
                 )));
             }
-            Scope::Needs(_) => {}
-            Scope::Unlisted => {
+            Some(_) => {}
+            None => {
                 return Err(Refusal::PermissionDenied(format!(
                     "{path} is not a method any scope grants"
                 )));
@@ -382,54 +331,28 @@ pub(crate) fn refusal_status(refusal: Refusal) -> tonic::Status {
     tonic::Status::with_error_details(code, message, details)
 }
 
+/// Tokens on every call, as the method table asks.
 #[derive(Clone, Debug)]
-pub(crate) struct AuthLayer {
+pub(crate) struct Auth {
     auth: Arc<Authenticator>,
 }
 
-impl AuthLayer {
+impl Auth {
     pub(crate) fn new(auth: Arc<Authenticator>) -> Self {
         Self { auth }
     }
 }
 
-impl<S> tower::Layer<S> for AuthLayer {
-    type Service = Auth<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Auth {
-            inner,
-            auth: Arc::clone(&self.auth),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct Auth<S> {
-    inner: S,
-    auth: Arc<Authenticator>,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-type Body = tonic::body::Body;
-
-impl<S> tower::Service<http::Request<Body>> for Auth<S>
-where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl Middleware for Auth {
+    fn call<S>(
+        &self,
+        mut req: http::Request<Body>,
+        mut inner: S,
+    ) -> BoxFuture<Result<http::Response<Body>, S::Error>>
+    where
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Send + 'static,
+        S::Future: Send + 'static,
+    {
         let auth = Arc::clone(&self.auth);
         Box::pin(async move {
             let authorization = req
@@ -445,7 +368,7 @@ where
                         .is_some()
                         .then(|| bearer(authorization.as_deref()))
                         .flatten()
-                        .filter(|_| long_lived(&path))
+                        .filter(|_| matches!(methods::lookup(&path), Lookup::Known(rpc) if rpc.long_lived))
                         .map(|secret| Watch::new(Arc::clone(&auth), secret_hash(secret)));
                     req.extensions_mut().insert(principal);
                     watch
@@ -478,70 +401,7 @@ pub(crate) fn caller<T>(request: &tonic::Request<T>) -> Result<Principal, tonic:
 
 #[cfg(test)]
 mod tests {
-    use super::{SCOPES, Scope, long_lived, parse_scopes, required_scope, secret_hash};
-
-    #[test]
-    fn every_leadflow_method_needs_a_token_and_health_does_not() {
-        assert_eq!(
-            required_scope("/leadflow.v1.LeadService/GetLead"),
-            Some(Scope::Needs("leads:read"))
-        );
-        assert_eq!(
-            required_scope("/leadflow.v1.LeadService/RecordEngagements"),
-            Some(Scope::Needs("engagements:write"))
-        );
-        assert_eq!(
-            required_scope("/leadflow.v1.PolicyService/ActivatePolicy"),
-            Some(Scope::Needs("policy:admin"))
-        );
-        assert_eq!(
-            required_scope("/leadflow.v1.TriggerService/Ack"),
-            Some(Scope::Needs("triggers:subscribe"))
-        );
-        assert_eq!(
-            required_scope("/leadflow.v1.LeadService/NoSuchMethod"),
-            Some(Scope::Unlisted)
-        );
-        assert_eq!(
-            required_scope("/leadflow.v1.PolicyService/NoSuchMethod"),
-            Some(Scope::Unlisted)
-        );
-        assert_eq!(required_scope("/grpc.health.v1.Health/Check"), None);
-        assert_eq!(
-            required_scope("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
-            None
-        );
-    }
-
-    /// Every method the server serves, from its descriptors: a new RPC
-    /// that is not in the scope table fails here.
-    #[test]
-    fn every_served_method_has_a_scope_and_every_stream_is_watched() {
-        use prost::Message as _;
-        let set = prost_types::FileDescriptorSet::decode(leadflow_proto::FILE_DESCRIPTOR_SET)
-            .expect("the descriptor set decodes");
-        let mut methods = 0;
-        for file in &set.file {
-            for service in &file.service {
-                let name = format!("{}.{}", file.package(), service.name());
-                for method in &service.method {
-                    methods += 1;
-                    let path = format!("/{name}/{}", method.name());
-                    match required_scope(&path) {
-                        Some(Scope::Needs(scope)) => assert!(SCOPES.contains(&scope), "{path}: {scope}"),
-                        other => panic!("{path} is not in the scope table ({other:?})"),
-                    }
-                    let streams = method.client_streaming() || method.server_streaming();
-                    assert_eq!(
-                        long_lived(&path),
-                        streams,
-                        "{path}: a stream is long-lived, a unary call not"
-                    );
-                }
-            }
-        }
-        assert!(methods >= 20, "{methods} methods served");
-    }
+    use super::{parse_scopes, secret_hash};
 
     #[test]
     fn scopes_are_checked_and_deduplicated() {

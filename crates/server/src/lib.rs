@@ -20,7 +20,9 @@ pub mod config;
 mod convert;
 mod error;
 mod http;
+mod layers;
 mod limits;
+mod methods;
 mod metrics;
 mod observe;
 mod services;
@@ -37,6 +39,8 @@ use leadflow_proto::v1::lead_service_server::LeadServiceServer;
 use leadflow_proto::v1::policy_service_server::PolicyServiceServer;
 use leadflow_proto::v1::trigger_service_server::TriggerServiceServer;
 use leadflow_store::{Store, StoreOptions};
+
+use crate::layers::MiddlewareLayer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -262,9 +266,9 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
         builder = builder.tls_config(tls_config(files)?)?;
     }
     let router = builder
-        .layer(observe::ObserveLayer::new(Arc::clone(&metrics)))
-        .layer(auth::AuthLayer::new(authenticator))
-        .layer(admission::AdmissionLayer::new(workers.max_in_flight))
+        .layer(MiddlewareLayer(observe::Observe::new(Arc::clone(&metrics))))
+        .layer(MiddlewareLayer(auth::Auth::new(authenticator)))
+        .layer(MiddlewareLayer(admission::Admission::new(workers.max_in_flight)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -102,8 +102,8 @@ impl Metrics {
     /// A path no service knows counts as `_OTHER`, so that made-up paths
     /// cannot multiply the series.
     pub(crate) fn rpc(&self, method: &str, code: tonic::Code, seconds: f64) {
-        let (service, name) = match method.trim_start_matches('/').split_once('/') {
-            Some(known) if code != tonic::Code::Unimplemented => known,
+        let (service, name) = match crate::methods::lookup(method) {
+            crate::methods::Lookup::Known(rpc) => (rpc.service, rpc.method),
             _ => ("_OTHER", "_OTHER"),
         };
         self.rpc_duration.record(

@@ -2,10 +2,7 @@
 //! continues the caller's trace (W3C `traceparent`), so every event a call
 //! causes carries that trace.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::HeaderMap;
@@ -13,35 +10,19 @@ use opentelemetry::propagation::Extractor;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use crate::layers::{Body, BoxFuture, Middleware};
 use crate::metrics::Metrics;
 
-/// Wraps the gRPC router.
+/// One span, one log line and one latency sample per call.
 #[derive(Clone, Debug)]
-pub(crate) struct ObserveLayer {
+pub(crate) struct Observe {
     metrics: Arc<Metrics>,
 }
 
-impl ObserveLayer {
+impl Observe {
     pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
         Self { metrics }
     }
-}
-
-impl<S> tower::Layer<S> for ObserveLayer {
-    type Service = Observe<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Observe {
-            inner,
-            metrics: Arc::clone(&self.metrics),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct Observe<S> {
-    inner: S,
-    metrics: Arc<Metrics>,
 }
 
 struct Headers<'a>(&'a HeaderMap);
@@ -56,36 +37,35 @@ impl Extractor for Headers<'_> {
     }
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B, R> tower::Service<http::Request<B>> for Observe<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send,
-    B: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+impl Middleware for Observe {
+    fn call<S>(
+        &self,
+        mut req: http::Request<Body>,
+        mut inner: S,
+    ) -> BoxFuture<Result<http::Response<Body>, S::Error>>
+    where
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Send + 'static,
+        S::Future: Send + 'static,
+    {
         let method = req.uri().path().to_owned();
         if let Some(tp) = req.headers().get("traceparent").and_then(|v| v.to_str().ok()) {
             let tp = IncomingTrace(tp.to_owned());
             req.extensions_mut().insert(tp);
         }
         let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(req.headers())));
+        // How a caller may retry the call, from the method table: with its
+        // request id, its event ids, or as it is.
+        let retry = match crate::methods::lookup(&method) {
+            crate::methods::Lookup::Known(rpc) => rpc.retry.as_str(),
+            _ => "",
+        };
         let span = tracing::info_span!(
             "rpc",
             otel.name = %method,
             otel.kind = "server",
             rpc.system = "grpc",
             rpc.method = %method,
+            leadflow.retry = retry,
             lead_id = tracing::field::Empty,
             rpc.grpc.status_code = tracing::field::Empty,
             trace_id = tracing::field::Empty,
@@ -95,9 +75,6 @@ where
         // On the span, for the log lines written inside it (JSON logs carry
         // the span's fields).
         leadflow_engine::trace::record_ids(&span);
-        // The service that was polled ready goes with this call; a clone stays.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         let started = Instant::now();
         let metrics = Arc::clone(&self.metrics);
         Box::pin(async move {

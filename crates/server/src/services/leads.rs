@@ -18,6 +18,7 @@ use crate::convert::{
 use crate::error::{after_committed, from_stream, renamed, status, too_large};
 use crate::limits::{Check, MAX_BATCH, MAX_HISTORY_PAGE, MAX_LIST_BYTES, MAX_PAGE, MAX_TEXT_CHARS};
 use crate::observe::{record_lead, traceparent_of};
+use leadflow_engine::Method;
 
 #[derive(Clone, Debug)]
 pub struct LeadApi {
@@ -208,7 +209,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         check.into_result()?;
         let req = engine_request(
             &caller,
-            "CreateLead",
+            Method::CreateLead,
             &request_id,
             &r,
             |m| m.request_id.clear(),
@@ -305,7 +306,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         };
         let req = engine_request(
             &caller,
-            "UpdateLeadProfile",
+            Method::UpdateLeadProfile,
             &request_id,
             &r,
             |m| m.request_id.clear(),
@@ -510,7 +511,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         };
         let req = engine_request(
             &caller,
-            "Transition",
+            Method::Transition,
             &request_id,
             &r,
             |m| m.request_id.clear(),

@@ -11,14 +11,14 @@ pub use leads::LeadApi;
 pub use policies::PolicyApi;
 pub use triggers::TriggerApi;
 
-use leadflow_engine::{Request, fingerprint};
+use leadflow_engine::{Method, Request, fingerprint};
 
 /// An engine request for a call: its idempotency key and a hash of its
 /// content without that key (so a retry with the same id is recognised and
 /// the same id with other content is not).
 pub(crate) fn engine_request<M: prost::Message + Clone>(
     caller: &crate::auth::Principal,
-    method: &str,
+    method: Method,
     request_id: &str,
     message: &M,
     clear_id: impl FnOnce(&mut M),
@@ -29,7 +29,7 @@ pub(crate) fn engine_request<M: prost::Message + Clone>(
     Request {
         workspace: caller.workspace.clone(),
         request_id: (!request_id.is_empty()).then(|| request_id.to_owned()),
-        fingerprint: fingerprint([method.as_bytes(), copy.encode_to_vec().as_slice()]),
+        fingerprint: fingerprint([method.as_str().as_bytes(), copy.encode_to_vec().as_slice()]),
         traceparent,
         principal: caller.recorded_name(),
     }

@@ -16,6 +16,7 @@ use crate::convert::{
 use crate::error::{status, too_large};
 use crate::limits::{Check, MAX_PAGE, MAX_POLICY_BYTES};
 use crate::observe::traceparent_of;
+use leadflow_engine::Method;
 
 #[derive(Clone, Debug)]
 pub struct PolicyApi {
@@ -271,7 +272,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         check.into_result()?;
         let req = engine_request(
             &caller,
-            "CreatePolicyVersion",
+            Method::CreatePolicyVersion,
             &request_id,
             &r,
             |m| m.request_id.clear(),
@@ -346,7 +347,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         check.into_result()?;
         let req = engine_request(
             &caller,
-            "ActivatePolicy",
+            Method::ActivatePolicy,
             &request_id,
             &r,
             |m| m.request_id.clear(),
