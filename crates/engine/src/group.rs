@@ -153,8 +153,8 @@ impl Drop for RunnerGuard {
                 true
             }
         };
-        if restart && let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(engine.run_groups());
+        if restart && tokio::runtime::Handle::try_current().is_ok() {
+            engine.tasks.spawn(engine.clone().run_groups());
         }
     }
 }
@@ -183,7 +183,7 @@ impl Engine {
         };
         if self.groups.push(job) {
             // The write goes on if the caller goes away: it was asked for.
-            tokio::spawn(self.clone().run_groups());
+            self.tasks.spawn(self.clone().run_groups());
         }
         answer
             .await

@@ -30,6 +30,7 @@ mod policies;
 mod reads;
 mod rescore;
 mod stream;
+mod tasks;
 mod timers;
 pub mod trace;
 mod views;
@@ -51,6 +52,7 @@ pub use model::{
 };
 pub use rescore::{Draft, SimulatedLead, Simulation, SimulationCounts};
 pub use stream::{CHECKPOINT_EVERY, Filter, Start, StreamEvent, StreamItem, Subscription};
+pub use tasks::Tasks;
 pub use views::{
     Consumer, EngagementView, Gauges, LeadView, Outcome, PolicyActivation, PolicyVersion, RescoreJob,
     RescoreStatus, Token, TransitionView, Workspace,
@@ -81,6 +83,8 @@ pub struct Engine {
     /// Single engagements waiting to be committed together.
     groups: Arc<group::Groups>,
     counters: Arc<Counters>,
+    /// Every background task it or its server started.
+    tasks: Arc<tasks::Tasks>,
 }
 
 /// What this engine has done since it started, for metrics.
@@ -104,6 +108,7 @@ impl Engine {
             rescore_failures: Arc::default(),
             groups: Arc::new(group::Groups::new(runners)),
             counters: Arc::default(),
+            tasks: Arc::default(),
         }
     }
 
@@ -120,5 +125,31 @@ impl Engine {
 
     pub fn now(&self) -> leadflow_domain::Timestamp {
         self.clock.now()
+    }
+
+    /// Runs `task` in the background, owned by the engine: a shutdown waits
+    /// for it (within its deadline) before aborting it. For work that was
+    /// asked for and must finish.
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// Runs `task` in the background until it ends or a shutdown is asked
+    /// for (then it is dropped at its next wait).
+    pub fn spawn_until_stopped(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn_until_stopped(task);
+    }
+
+    /// Cancelled when a shutdown is asked for: loops finish their round,
+    /// then stop.
+    pub fn stopping(&self) -> tokio_util::sync::CancellationToken {
+        self.tasks.stopping()
+    }
+
+    /// Stops the background work: asks every task to stop (subscriptions
+    /// end with UNAVAILABLE, workers finish their round), waits for them
+    /// within `deadline`, and aborts the rest.
+    pub async fn shutdown(&self, deadline: std::time::Duration) {
+        self.tasks.shutdown(deadline).await;
     }
 }

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use leadflow_domain::{Stage, Timestamp};
 use leadflow_store::{OutboxRecord, Store};
 
+use crate::tasks::Tasks;
 use crate::views::Consumer;
 use tokio::sync::{Notify, broadcast, mpsc};
 
@@ -161,6 +162,7 @@ impl Hub {
     async fn follow(
         self: &Arc<Self>,
         store: &Store,
+        tasks: &Tasks,
         ws: &str,
     ) -> Result<(Arc<Tail>, broadcast::Receiver<Arc<StreamEvent>>), EngineError> {
         if let Some(t) = lock(&self.tails).get(ws) {
@@ -178,7 +180,7 @@ impl Hub {
             read: AtomicI64::new(head),
         });
         tails.insert(ws.to_owned(), Arc::clone(&tail));
-        tokio::spawn(run_tail(
+        tasks.spawn_until_stopped(run_tail(
             Arc::clone(self),
             store.clone(),
             ws.to_owned(),
@@ -204,7 +206,29 @@ impl Hub {
     }
 }
 
+/// Forgets a tail when it stops, however it stops (idle, or at a
+/// shutdown): the next subscriber of its workspace starts another.
+struct TailEnd {
+    hub: Arc<Hub>,
+    ws: String,
+    tail: Arc<Tail>,
+}
+
+impl Drop for TailEnd {
+    fn drop(&mut self) {
+        let mut tails = lock(&self.hub.tails);
+        if tails.get(&self.ws).is_some_and(|t| Arc::ptr_eq(t, &self.tail)) {
+            tails.remove(&self.ws);
+        }
+    }
+}
+
 async fn run_tail(hub: Arc<Hub>, store: Store, ws: String, tail: Arc<Tail>) {
+    let _end = TailEnd {
+        hub: Arc::clone(&hub),
+        ws: ws.clone(),
+        tail: Arc::clone(&tail),
+    };
     let mut last = tail.read.load(Ordering::SeqCst);
     let mut idle = 0;
     loop {
@@ -253,6 +277,14 @@ async fn run_tail(hub: Arc<Hub>, store: Store, ws: String, tail: Arc<Tail>) {
 /// Tells other replicas, one `pg_notify` per workspace per round however
 /// many commits there were.
 async fn announce_loop(hub: Arc<Hub>, store: Store) {
+    /// Lets the next commit start another announcer once this one stops.
+    struct Stopped(Arc<Hub>);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            self.0.announcer_started.store(false, Ordering::SeqCst);
+        }
+    }
+    let _stopped = Stopped(Arc::clone(&hub));
     loop {
         hub.announcer.notified().await;
         let workspaces: Vec<String> = lock(&hub.unannounced).drain().collect();
@@ -302,7 +334,8 @@ impl Engine {
         }
         lock(&self.hub.unannounced).insert(ws.to_owned());
         if !self.hub.announcer_started.swap(true, Ordering::SeqCst) {
-            tokio::spawn(announce_loop(Arc::clone(&self.hub), self.store.clone()));
+            self.tasks
+                .spawn_until_stopped(announce_loop(Arc::clone(&self.hub), self.store.clone()));
         }
         self.hub.announcer.notify_one();
     }
@@ -373,7 +406,7 @@ impl Engine {
         ) {
             previous.notify_one();
         }
-        let (tail, events) = self.hub.follow(&self.store, ws).await?;
+        let (tail, events) = self.hub.follow(&self.store, &self.tasks, ws).await?;
         let (out, items) = mpsc::channel(SUBSCRIPTION_BUFFER);
         let run = Run {
             engine: self.clone(),
@@ -387,7 +420,18 @@ impl Engine {
             tail,
             checkpointed: Instant::now(),
         };
-        tokio::spawn(run.go(events));
+        // At a shutdown the subscriber is told to come back (to another
+        // replica, or to this one restarted), not that the stream is over.
+        let (stop, farewell) = (self.tasks.stopping(), run.out.clone());
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = run.go(events) => {}
+                () = stop.cancelled() => {
+                    let unavailable = EngineError::Unavailable("the server is shutting down; subscribe again".to_owned());
+                    let _ = tokio::time::timeout(Duration::from_secs(1), farewell.send(Err(unavailable))).await;
+                }
+            }
+        });
         Ok(Subscription {
             consumer: record.into(),
             from,

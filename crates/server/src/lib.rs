@@ -43,6 +43,7 @@ use leadflow_store::{Store, StoreOptions};
 use crate::layers::MiddlewareLayer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, DatabaseUrl, LogFormat, TlsFiles};
 pub use leadflow_engine::DEFAULT_WORKSPACE;
@@ -84,29 +85,33 @@ pub struct Running {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     health: tonic_health::server::HealthReporter,
-    workers: Vec<JoinHandle<()>>,
+    /// Its workers and the HTTP side, owned: stopped at shutdown.
+    workers: Arc<leadflow_engine::Tasks>,
+    engine: Engine,
     metrics: Arc<metrics::Metrics>,
 }
 
 impl Running {
-    /// Stops taking calls, lets those in flight finish within `grace`, then
-    /// cuts the rest (open streams included).
+    /// Stops taking calls and asks the background work to stop (workers
+    /// finish their round; event streams end with UNAVAILABLE); lets the
+    /// calls in flight and the writes they wait on finish within `grace`,
+    /// then cuts the rest.
     pub async fn shutdown(mut self, grace: std::time::Duration) {
-        for worker in &self.workers {
-            worker.abort();
-        }
         self.health.set_not_serving::<LeadServiceServer<LeadApi>>().await;
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         let abort = self.task.abort_handle();
-        if tokio::time::timeout(grace, &mut self.task).await.is_err() {
-            tracing::warn!(
-                grace_ms = grace.as_millis(),
-                "calls still open after the grace period; closing them"
-            );
-            abort.abort();
-        }
+        let calls = async {
+            if tokio::time::timeout(grace, &mut self.task).await.is_err() {
+                tracing::warn!(
+                    grace_ms = grace.as_millis(),
+                    "calls still open after the grace period; closing them"
+                );
+                abort.abort();
+            }
+        };
+        tokio::join!(calls, self.workers.shutdown(grace), self.engine.shutdown(grace));
         self.metrics.shutdown().await;
     }
 }
@@ -190,18 +195,18 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
     let reflection_v1 = reflection(tonic_reflection::server::Builder::configure()).build_v1()?;
     let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure()).build_v1alpha()?;
 
-    let mut background = vec![
-        tokio::spawn(housekeeping(engine.clone())),
-        tokio::spawn({
-            let engine = engine.clone();
-            async move { engine.follow_other_replicas().await }
-        }),
-    ];
+    let background = Arc::new(leadflow_engine::Tasks::default());
+    let stopping = background.stopping();
+    background.spawn(housekeeping(engine.clone(), stopping.clone()));
+    background.spawn_until_stopped({
+        let engine = engine.clone();
+        async move { engine.follow_other_replicas().await }
+    });
     if let Some(poll) = workers.timer_poll {
-        background.push(tokio::spawn(fire_timers(engine.clone(), poll)));
+        background.spawn(fire_timers(engine.clone(), poll, stopping.clone()));
     }
     if let Some(batch) = workers.rescore_batch {
-        background.push(tokio::spawn(rescore(engine.clone(), batch)));
+        background.spawn(rescore(engine.clone(), batch, stopping.clone()));
     }
     let metrics = metrics::Metrics::new(
         engine.clone(),
@@ -209,7 +214,7 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
         workers.otlp_endpoint.as_deref(),
     )?;
     if workers.otlp_endpoint.is_some() {
-        background.push(tokio::spawn(Arc::clone(&metrics).sample_for_export()));
+        background.spawn_until_stopped(Arc::clone(&metrics).sample_for_export());
     }
     // Without tokens only while nothing listens beyond loopback.
     let loopback_only = addr.ip().is_loopback() && workers.http.is_none_or(|h| h.ip().is_loopback());
@@ -238,11 +243,15 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
                 http_addr.ip().is_loopback(),
                 Arc::clone(&metrics),
             )));
-            background.push(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, router).await {
+            let stopping = stopping.clone();
+            background.spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { stopping.cancelled().await })
+                    .await;
+                if let Err(e) = served {
                     tracing::error!(error = %e, "the HTTP side stopped");
                 }
-            }));
+            });
             tracing::info!(%http_addr, "dashboard at http://{http_addr}/dashboard");
             Some(http_addr)
         }
@@ -255,7 +264,7 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
     let analytics = AnalyticsServiceServer::new(AnalyticsApi::new(engine.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let policies =
-        PolicyServiceServer::new(PolicyApi::new(engine)).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        PolicyServiceServer::new(PolicyApi::new(engine.clone())).max_decoding_message_size(MAX_MESSAGE_BYTES);
 
     let (shutdown, signal) = oneshot::channel::<()>();
     // Replies go out at once: without TCP_NODELAY a small reply written in
@@ -286,6 +295,7 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
         task,
         health,
         workers: background,
+        engine,
         metrics,
     })
 }
@@ -304,12 +314,18 @@ fn tls_config(files: &TlsFiles) -> anyhow::Result<tonic::transport::ServerTlsCon
     Ok(config)
 }
 
+/// Waits `pause`, or less if a shutdown is asked for meanwhile: false then.
+async fn pause(pause: std::time::Duration, stopping: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(pause) => true,
+        () = stopping.cancelled() => false,
+    }
+}
+
 /// Hourly: forgets idempotent results older than two days, and trims
 /// events every consumer has acked and that are past the retention.
-async fn housekeeping(engine: Engine) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
-    loop {
-        every.tick().await;
+async fn housekeeping(engine: Engine, stopping: CancellationToken) {
+    while pause(std::time::Duration::from_secs(3600), &stopping).await {
         match engine
             .purge_idempotent_results(leadflow_domain::Span::from_hours(48))
             .await
@@ -326,29 +342,33 @@ async fn housekeeping(engine: Engine) {
     }
 }
 
-/// The timer worker: fires due timers, in rounds.
-async fn fire_timers(engine: Engine, poll: std::time::Duration) {
+/// The timer worker: fires due timers, in rounds, until a shutdown.
+async fn fire_timers(engine: Engine, poll: std::time::Duration, stopping: CancellationToken) {
     const ROUND: u64 = 200;
-    loop {
+    while !stopping.is_cancelled() {
         match engine.fire_due_timers(ROUND).await {
             Ok(n) if n as u64 == ROUND => continue,
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "the timer worker could not read due timers"),
         }
-        tokio::time::sleep(poll).await;
+        if !pause(poll, &stopping).await {
+            break;
+        }
     }
 }
 
 /// The re-score worker: runs the batches of any running re-score, one
-/// transaction each; several replicas share the work.
-async fn rescore(engine: Engine, batch: u64) {
-    loop {
+/// transaction each, until a shutdown; several replicas share the work.
+async fn rescore(engine: Engine, batch: u64, stopping: CancellationToken) {
+    while !stopping.is_cancelled() {
         match engine.run_rescore_batch(batch).await {
             Ok(Some(job)) if job.is_running() => continue,
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "a re-score batch failed; it is tried again"),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        if !pause(std::time::Duration::from_millis(500), &stopping).await {
+            break;
+        }
     }
 }
 

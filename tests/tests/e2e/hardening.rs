@@ -630,3 +630,17 @@ on_both_databases!(
         Ok(())
     }
 );
+
+on_both_databases!(
+    async fn a_shutdown_ends_open_streams_with_unavailable(server) {
+        let mut stream = subscribe(&mut server, "nurture", pb::StartPosition::Earliest, 0, None).await?;
+        assert!(stream.message().await?.is_some(), "the stream delivers");
+        let stopping = tokio::spawn(server.stop());
+        let status = tokio::time::timeout(Duration::from_secs(10), end_of(&mut stream))
+            .await?
+            .expect_err("the stream ends with a status to act on");
+        assert_eq!(status.code(), Code::Unavailable, "subscribe again: {status:?}");
+        stopping.await?;
+        Ok(())
+    }
+);

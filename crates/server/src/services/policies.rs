@@ -196,7 +196,7 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let engine = self.engine.clone();
         let ws = caller.workspace.clone();
-        tokio::spawn(async move {
+        self.engine.spawn_until_stopped(async move {
             let mut job = first;
             let mut sent: Option<(Option<RescoreStatus>, i64, i64)> = None;
             loop {
