@@ -7,11 +7,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lifecycle::TransitionRecord;
+use crate::num::round6;
 use crate::policy::{Policy, SlaKind, WorkflowOn};
-use crate::score::round6;
 use crate::stage::Stage;
 use crate::time::{Span, Timestamp};
+use crate::transition::TransitionRecord;
 
 /// Triggers and timers whose moment lies further than this before the wall
 /// clock when decided (a history import) are recorded but not streamed.
@@ -63,6 +63,24 @@ impl fmt::Display for Crossing {
             Self::Below(n) => write!(f, "below:{n}"),
             Self::Above(n) => write!(f, "above:{n}"),
         }
+    }
+}
+
+impl Policy {
+    /// The distinct score thresholds workflows watch, in policy order.
+    pub fn crossings(&self) -> Vec<Crossing> {
+        let mut out: Vec<Crossing> = Vec::new();
+        for wf in &self.workflows {
+            let crossing = match wf.on {
+                WorkflowOn::EngagementBelow(n) => Crossing::Below(n),
+                WorkflowOn::EngagementAbove(n) => Crossing::Above(n),
+                _ => continue,
+            };
+            if !out.contains(&crossing) {
+                out.push(crossing);
+            }
+        }
+        out
     }
 }
 

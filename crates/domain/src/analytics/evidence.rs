@@ -15,9 +15,10 @@
 
 use crate::engagement::{Engagement, canonical_log};
 use crate::lifecycle::Move;
+use crate::num::round6;
 use crate::policy::Policy;
 use crate::profile::Profile;
-use crate::score::{ScoreState, disqualifying_attribute, fit_score, round6};
+use crate::score::{ScoreState, disqualifying_attribute, fit_score};
 use crate::stage::Stage;
 use crate::time::Timestamp;
 

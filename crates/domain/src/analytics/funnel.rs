@@ -19,9 +19,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::lifecycle::Move;
 use crate::stage::Stage;
 use crate::time::{Span, Timestamp};
+use crate::transition::Move;
 
 /// The group of a lead without a channel (or an engagement).
 pub const NO_CHANNEL: &str = "(none)";

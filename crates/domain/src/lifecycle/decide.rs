@@ -3,16 +3,18 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::guards::{Facts, GuardCheck, disqualifying_match, evaluate_all};
-use super::lead::{Cause, Deal, Lead, TransitionRecord};
-use super::table::{CommandKind, Edge, Move, automatic_edge, manual_edge, stages_entered};
+use super::guards::{Facts, disqualifying_match, evaluate_all};
+use super::lead::Lead;
+use super::table::{Edge, automatic_edge, manual_edge, stages_entered};
 use crate::engagement::Engagement;
 use crate::error::{DomainError, FieldViolation, InvalidKind};
+use crate::num::round6;
 use crate::policy::{Policy, SlaKind, WorkflowOn};
 use crate::profile::Profile;
-use crate::score::{ScoreState, fit_score, round6};
+use crate::score::{ScoreState, fit_score};
 use crate::stage::Stage;
 use crate::time::{Span, Timestamp};
+use crate::transition::{Cause, CommandKind, Deal, GuardCheck, Move, TransitionRecord};
 use crate::workflow::{
     Event, Happening, SlaBreach, Timer, TimerChange, TimerKind, is_suppressed, rebase_crossings,
     sla_engagement, sla_timers, workflows_for,

@@ -9,8 +9,8 @@ mod table;
 pub use decide::{
     Command, Context, Decision, MAX_FUTURE, ManualTransition, capture, check_engagement, decide,
 };
-pub use guards::{GuardCheck, show};
-pub use lead::{Cause, Deal, Lead, Scores, TransitionRecord};
-pub use table::{
-    AUTOMATIC_TRIGGERS, CommandKind, Edge, Guard, Move, TABLE, automatic_edge, manual_edge, stages_entered,
-};
+pub use guards::show;
+pub use lead::{Lead, Scores};
+pub use table::{AUTOMATIC_TRIGGERS, Edge, TABLE, automatic_edge, manual_edge, stages_entered};
+
+pub use crate::transition::{Cause, CommandKind, Deal, Guard, GuardCheck, Move, TransitionRecord};

@@ -193,7 +193,7 @@ impl Policy {
 
     /// The letter for a fit score: the highest band it reaches, else `F`.
     pub fn grade(&self, fit: f64) -> &str {
-        let fit = crate::score::round6(fit);
+        let fit = crate::num::round6(fit);
         self.grades
             .iter()
             .find(|g| fit >= g.at_least)
@@ -213,22 +213,6 @@ impl Policy {
             ReasonList::Recycle => &self.reasons.recycle,
             ReasonList::Disqualify => &self.reasons.disqualify,
         }
-    }
-
-    /// The distinct score thresholds workflows watch, in policy order.
-    pub fn crossings(&self) -> Vec<crate::workflow::Crossing> {
-        let mut out: Vec<crate::workflow::Crossing> = Vec::new();
-        for wf in &self.workflows {
-            let crossing = match wf.on {
-                WorkflowOn::EngagementBelow(n) => crate::workflow::Crossing::Below(n),
-                WorkflowOn::EngagementAbove(n) => crate::workflow::Crossing::Above(n),
-                _ => continue,
-            };
-            if !out.contains(&crossing) {
-                out.push(crossing);
-            }
-        }
-        out
     }
 }
 
