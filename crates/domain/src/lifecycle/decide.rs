@@ -9,15 +9,15 @@ use super::table::{Edge, automatic_edge, manual_edge, stages_entered};
 use crate::engagement::Engagement;
 use crate::error::{DomainError, FieldViolation, InvalidKind};
 use crate::num::round6;
-use crate::policy::{Policy, SlaKind, WorkflowOn};
+use crate::policy::Policy;
 use crate::profile::Profile;
 use crate::score::{ScoreState, fit_score};
 use crate::stage::Stage;
 use crate::time::{Span, Timestamp};
 use crate::transition::{Cause, CommandKind, Deal, GuardCheck, Move, TransitionRecord};
 use crate::workflow::{
-    Event, Happening, SlaBreach, Timer, TimerChange, TimerKind, is_suppressed, rebase_crossings,
-    sla_engagement, sla_timers, workflows_for,
+    Event, Happening, SlaBreach, Timer, TimerChange, TimerKind, is_suppressed, rebase_crossings, replan,
+    sla_engagement, sla_timers, trigger, workflows_for,
 };
 
 /// How far ahead of the wall clock an instant given by a caller may be
@@ -506,14 +506,8 @@ impl<'a> Run<'a> {
                     return Ok(()); // the policy no longer has it
                 };
                 if unbroken && wf.if_still.is_none_or(|s| s == self.lead.stage) {
-                    self.events.push(Event::Trigger(crate::workflow::Trigger {
-                        workflow_id: wf.id.clone(),
-                        emit: wf.emit.clone(),
-                        on: wf.on.to_string(),
-                        at: t,
-                        stage: self.lead.stage,
-                        suppressed: timer.suppressed,
-                    }));
+                    self.events
+                        .push(trigger(wf, t, self.lead.stage, timer.suppressed));
                 }
                 self.finish(t, false);
             }
@@ -568,61 +562,22 @@ impl<'a> Run<'a> {
     }
 
     /// Re-arms, under the new policy, the timers the move into the current
-    /// stage would have armed, where they are still ahead of `t` (arming a
-    /// kind again moves it). Timers already due are left to fire; one whose
-    /// SLA or workflow the policy no longer has does nothing when it fires.
+    /// stage would have armed (arming a kind again moves it). One whose SLA
+    /// or workflow the policy no longer has does nothing when it fires.
     fn replan(&mut self, t: Timestamp) -> Result<(), DomainError> {
-        let policy = self.policy;
-        let stage = self.lead.stage;
-        let entered = self.lead.entered_stage_at;
-        let latest = self.lead.last_engagement_at().unwrap_or(entered).max(entered);
-        for sla in policy.slas.iter().filter(|s| s.stage == stage) {
-            let due_at = match &sla.kind {
-                SlaKind::Idle => latest.saturating_add(sla.within),
-                SlaKind::Until(kind) => {
-                    let due_at = entered.saturating_add(sla.within);
-                    let met = self
-                        .history()?
-                        .iter()
-                        .any(|e| e.kind == *kind && e.occurred_at >= entered && e.occurred_at <= due_at);
-                    if met {
-                        continue;
-                    }
-                    due_at
-                }
-            };
-            if due_at > t {
-                self.timers.push(TimerChange::Schedule(Timer {
-                    kind: TimerKind::Sla(sla.id.clone()),
-                    due_at,
-                    bound: Some((stage, entered)),
-                    suppressed: false,
-                }));
-            }
-        }
-        let mut happenings = vec![Happening::Entered(stage)];
-        match (self.lead.entered_by, self.lead.entered_reason.clone()) {
-            (Move::Reject, Some(r)) => happenings.push(Happening::Rejected(r)),
-            (Move::Recycle | Move::SlaRecycle, Some(r)) => happenings.push(Happening::Recycled(r)),
-            _ => {}
-        }
-        for wf in policy.workflows.iter().filter(|w| w.after.is_some()) {
-            let sets_off = happenings.iter().any(|h| match (h, &wf.on) {
-                (Happening::Entered(a), WorkflowOn::Entered(b)) => a == b,
-                (Happening::Rejected(a), WorkflowOn::Rejected(b))
-                | (Happening::Recycled(a), WorkflowOn::Recycled(b)) => a == b,
-                _ => false,
-            });
-            let due_at = entered.saturating_add(wf.after.unwrap_or(Span::ZERO));
-            if sets_off && due_at > t {
-                self.timers.push(TimerChange::Schedule(Timer {
-                    kind: TimerKind::Workflow(wf.id.clone()),
-                    due_at,
-                    bound: Some((stage, entered)),
-                    suppressed: false,
-                }));
-            }
-        }
+        let lead = &self.lead;
+        let stage = (lead.stage, lead.entered_stage_at);
+        let latest = lead.last_engagement_at().unwrap_or(lead.entered_stage_at);
+        let timers = replan(
+            self.policy,
+            stage,
+            lead.entered_by,
+            lead.entered_reason.as_deref(),
+            latest,
+            self.history()?,
+            t,
+        );
+        self.timers.extend(timers);
         Ok(())
     }
 
@@ -697,14 +652,7 @@ impl<'a> Run<'a> {
         if edge.backward {
             self.open_window(t)?;
         }
-        happenings.push(Happening::Entered(edge.to));
-        if let Some(reason) = details.reason {
-            match edge.by {
-                Move::Reject => happenings.push(Happening::Rejected(reason)),
-                Move::Recycle | Move::SlaRecycle => happenings.push(Happening::Recycled(reason)),
-                _ => {}
-            }
-        }
+        happenings.extend(Happening::of_move(edge.by, edge.to, details.reason.as_deref()));
         self.timers.extend(sla_timers(policy, edge.to, t, self.now));
         self.fire(&happenings, t);
         Ok(())
