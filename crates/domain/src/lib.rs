@@ -33,6 +33,7 @@ pub mod engagement;
 pub mod error;
 pub mod explain;
 pub mod lifecycle;
+pub mod named;
 pub mod num;
 pub mod policy;
 pub mod profile;

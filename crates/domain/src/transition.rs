@@ -9,45 +9,30 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::named::named_enum;
 use crate::stage::Stage;
 use crate::time::Timestamp;
 
-/// What a caller (or the engine) asks of a lead.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum CommandKind {
-    Capture,
-    RecordEngagement,
-    UpdateProfile,
-    Promote,
-    Accept,
-    Reject,
-    Recycle,
-    Convert,
-    Disqualify,
-    Requalify,
-    TimerFired,
-    PolicyChanged,
+named_enum! {
+    /// What a caller (or the engine) asks of a lead.
+    #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+    pub enum CommandKind as "command" {
+        Capture = "CAPTURE",
+        RecordEngagement = "RECORD_ENGAGEMENT",
+        UpdateProfile = "UPDATE_PROFILE",
+        Promote = "PROMOTE",
+        Accept = "ACCEPT",
+        Reject = "REJECT",
+        Recycle = "RECYCLE",
+        Convert = "CONVERT",
+        Disqualify = "DISQUALIFY",
+        Requalify = "REQUALIFY",
+        TimerFired = "TIMER_FIRED",
+        PolicyChanged = "POLICY_CHANGED",
+    }
 }
 
 impl CommandKind {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Capture => "CAPTURE",
-            Self::RecordEngagement => "RECORD_ENGAGEMENT",
-            Self::UpdateProfile => "UPDATE_PROFILE",
-            Self::Promote => "PROMOTE",
-            Self::Accept => "ACCEPT",
-            Self::Reject => "REJECT",
-            Self::Recycle => "RECYCLE",
-            Self::Convert => "CONVERT",
-            Self::Disqualify => "DISQUALIFY",
-            Self::Requalify => "REQUALIFY",
-            Self::TimerFired => "TIMER_FIRED",
-            Self::PolicyChanged => "POLICY_CHANGED",
-        }
-    }
-
     /// The commands a caller gives through `Transition`.
     pub const MANUAL: [Self; 7] = [
         Self::Promote,
@@ -60,99 +45,49 @@ impl CommandKind {
     ];
 }
 
-impl fmt::Display for CommandKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+named_enum! {
+    /// Which edge moved a lead: a manual command, or one of the automatic moves.
+    #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+    pub enum Move as "move" {
+        Capture = "CAPTURE",
+        Promote = "PROMOTE",
+        Accept = "ACCEPT",
+        Reject = "REJECT",
+        Recycle = "RECYCLE",
+        Convert = "CONVERT",
+        Disqualify = "DISQUALIFY",
+        Requalify = "REQUALIFY",
+        /// The MQL thresholds and guards pass.
+        AutoQualify = "AUTO_QUALIFY",
+        /// A sales-ready action.
+        SalesReady = "SALES_READY",
+        /// A disqualifying undesirable matches.
+        AutoDisqualify = "AUTO_DISQUALIFY",
+        /// An SLA with `then = "recycle"` breached.
+        SlaRecycle = "SLA_RECYCLE",
     }
 }
 
-/// Which edge moved a lead: a manual command, or one of the automatic moves.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Move {
-    Capture,
-    Promote,
-    Accept,
-    Reject,
-    Recycle,
-    Convert,
-    Disqualify,
-    Requalify,
-    /// The MQL thresholds and guards pass.
-    AutoQualify,
-    /// A sales-ready action.
-    SalesReady,
-    /// A disqualifying undesirable matches.
-    AutoDisqualify,
-    /// An SLA with `then = "recycle"` breached.
-    SlaRecycle,
-}
-
-impl Move {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Capture => "CAPTURE",
-            Self::Promote => "PROMOTE",
-            Self::Accept => "ACCEPT",
-            Self::Reject => "REJECT",
-            Self::Recycle => "RECYCLE",
-            Self::Convert => "CONVERT",
-            Self::Disqualify => "DISQUALIFY",
-            Self::Requalify => "REQUALIFY",
-            Self::AutoQualify => "AUTO_QUALIFY",
-            Self::SalesReady => "SALES_READY",
-            Self::AutoDisqualify => "AUTO_DISQUALIFY",
-            Self::SlaRecycle => "SLA_RECYCLE",
-        }
-    }
-}
-
-impl fmt::Display for Move {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A condition an edge checks before it moves a lead.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Guard {
-    /// Qualifying engagement ≥ `[stages.MQL] engagement_at_least`.
-    EngagementAtLeast,
-    /// Fit ≥ `[stages.MQL] fit_at_least`.
-    FitAtLeast,
-    /// Grade ≥ `[stages.MQL] grade_at_least`, where set.
-    GradeAtLeast,
-    /// Every `[stages.MQL] requires_attributes` present.
-    RequiresAttributes,
-    /// No disqualifying undesirable matches.
-    NotDisqualified,
-    /// A `[stages.SQL] sales_ready_actions` engagement in the qualifying window.
-    SalesReadyAction,
-    /// No disqualifying attribute rule matches the profile.
-    NoDisqualifyingAttribute,
-    /// A disqualifying undesirable matches.
-    DisqualifyingMatch,
-}
-
-impl Guard {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::EngagementAtLeast => "engagement_at_least",
-            Self::FitAtLeast => "fit_at_least",
-            Self::GradeAtLeast => "grade_at_least",
-            Self::RequiresAttributes => "requires_attributes",
-            Self::NotDisqualified => "not_disqualified",
-            Self::SalesReadyAction => "sales_ready_action",
-            Self::NoDisqualifyingAttribute => "no_disqualifying_attribute",
-            Self::DisqualifyingMatch => "disqualifying_match",
-        }
-    }
-}
-
-impl fmt::Display for Guard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+named_enum! {
+    /// A condition an edge checks before it moves a lead.
+    #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+    pub enum Guard as "guard" {
+        /// Qualifying engagement ≥ `[stages.MQL] engagement_at_least`.
+        EngagementAtLeast = "engagement_at_least",
+        /// Fit ≥ `[stages.MQL] fit_at_least`.
+        FitAtLeast = "fit_at_least",
+        /// Grade ≥ `[stages.MQL] grade_at_least`, where set.
+        GradeAtLeast = "grade_at_least",
+        /// Every `[stages.MQL] requires_attributes` present.
+        RequiresAttributes = "requires_attributes",
+        /// No disqualifying undesirable matches.
+        NotDisqualified = "not_disqualified",
+        /// A `[stages.SQL] sales_ready_actions` engagement in the qualifying window.
+        SalesReadyAction = "sales_ready_action",
+        /// No disqualifying attribute rule matches the profile.
+        NoDisqualifyingAttribute = "no_disqualifying_attribute",
+        /// A disqualifying undesirable matches.
+        DisqualifyingMatch = "disqualifying_match",
     }
 }
 
@@ -175,37 +110,22 @@ impl fmt::Display for GuardCheck {
     }
 }
 
-/// Who or what caused a transition.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Cause {
-    /// The lead was created.
-    Capture,
-    /// An engagement, by its event id.
-    Engagement {
-        event_id: String,
-    },
-    ProfileUpdate,
-    /// A caller's `Transition` command.
-    Manual,
-    /// A durable timer (an SLA), by its key.
-    Timer {
-        key: String,
-    },
-    /// A re-score under a newly active policy.
-    PolicyChange,
-}
-
-impl Cause {
-    pub const fn as_str(&self) -> &'static str {
-        match self {
-            Self::Capture => "CAPTURE",
-            Self::Engagement { .. } => "ENGAGEMENT",
-            Self::ProfileUpdate => "PROFILE_UPDATE",
-            Self::Manual => "MANUAL",
-            Self::Timer { .. } => "TIMER",
-            Self::PolicyChange => "POLICY_CHANGE",
-        }
+named_enum! {
+    /// Who or what caused a transition.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(tag = "kind")]
+    pub enum Cause {
+        /// The lead was created.
+        Capture = "CAPTURE",
+        /// An engagement, by its event id.
+        Engagement { event_id: String } = "ENGAGEMENT",
+        ProfileUpdate = "PROFILE_UPDATE",
+        /// A caller's `Transition` command.
+        Manual = "MANUAL",
+        /// A durable timer (an SLA), by its key.
+        Timer { key: String } = "TIMER",
+        /// A re-score under a newly active policy.
+        PolicyChange = "POLICY_CHANGE",
     }
 }
 

@@ -3,6 +3,7 @@
 mod common;
 mod lifecycle;
 mod lifecycle_doc;
+mod names;
 mod policy;
 mod properties;
 mod scoring;
