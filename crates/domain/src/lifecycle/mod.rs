@@ -11,6 +11,9 @@ pub use decide::{
 };
 pub use guards::show;
 pub use lead::{Lead, Scores};
-pub use table::{AUTOMATIC_TRIGGERS, Edge, TABLE, automatic_edge, manual_edge, stages_entered};
+pub use table::{
+    AUTOMATIC_TRIGGERS, Edge, TABLE, automatic_edge, has_score_threshold, manual_edge, reason_from_policy,
+    sends_back, stages_entered,
+};
 
 pub use crate::transition::{Cause, CommandKind, Deal, Guard, GuardCheck, Move, TransitionRecord};

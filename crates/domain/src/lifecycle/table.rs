@@ -184,3 +184,32 @@ pub fn stages_entered(from: Stage, to: Stage) -> Vec<Stage> {
     let path = from.forward_path(to);
     if path.is_empty() { vec![to] } else { path.to_vec() }
 }
+
+/// Whether the reason a move records is always text the policy defines —
+/// an entry of a `[reasons]` list the caller chose from, or what leadflow
+/// sets on an automatic move (a disqualifying rule's id, an SLA's recycle
+/// reason) — and never a caller's own words, which may name a person (a
+/// PROMOTE's reason, a note on an ACCEPT). Only such reasons may be shown
+/// to everyone who can see the funnel.
+pub fn reason_from_policy(by: Move) -> bool {
+    let mut edges = TABLE.iter().filter(|e| e.by == by).peekable();
+    edges.peek().is_some() && edges.all(|e| e.automatic || e.reasons.is_some())
+}
+
+/// Whether a move sends a lead back or out: down from a stage of the
+/// forward path to IQL (a rejection, a recycle) or into DISQUALIFIED. The
+/// funnel counts the reasons of these moves; the evidence calls them losses.
+pub fn sends_back(by: Move) -> bool {
+    TABLE.iter().any(|e| {
+        e.by == by && (e.to == Disqualified || (e.backward && e.from.iter().all(|s| s.rank().is_some())))
+    })
+}
+
+/// Whether a lead enters `stage` on the policy's engagement score threshold
+/// (`[stages.MQL] engagement_at_least`, read by the `engagement_at_least`
+/// guard): the stages whose threshold a calibration can tune.
+pub fn has_score_threshold(stage: Stage) -> bool {
+    TABLE
+        .iter()
+        .any(|e| e.to == stage && e.guards.contains(&EngagementAtLeast))
+}
