@@ -7,4 +7,5 @@ mod names;
 mod policy;
 mod properties;
 mod scoring;
+mod transition_coverage;
 mod workflows;
