@@ -1,6 +1,7 @@
 //! leadflow-domain's tests, in one binary.
 
 mod common;
+mod layers;
 mod lifecycle;
 mod lifecycle_doc;
 mod names;
