@@ -1,14 +1,14 @@
 //! The lifecycle: the transition table, its guards, a lead's state, and
 //! [`decide`], which turns a command into a decision.
 
+mod command;
 mod decide;
 pub(crate) mod guards;
 mod lead;
 mod table;
 
-pub use decide::{
-    Command, Context, Decision, MAX_FUTURE, ManualTransition, capture, check_engagement, decide,
-};
+pub use command::{Command, Context, Decision, MAX_FUTURE, ManualTransition, check_engagement};
+pub use decide::{capture, decide};
 pub use guards::show;
 pub use lead::{Lead, Scores};
 pub use table::{
