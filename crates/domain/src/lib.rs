@@ -9,8 +9,8 @@
 //!
 //! Each module uses only those listed before it, so none is part of a cycle:
 //!
-//! - [`time`], [`stage`], [`num`]: instants and spans, the stages, how
-//!   scores compare.
+//! - [`named`], [`time`], [`num`], [`stage`]: enums named once for the wire,
+//!   instants and spans, how scores compare, the stages.
 //! - [`engagement`]: what a lead did.
 //! - [`transition`]: commands, moves, guards and the record a transition leaves.
 //! - [`error`], [`profile`]: the domain's error; a lead's attributes.
