@@ -1,7 +1,7 @@
 //! Enums whose variants are named on the wire and in databases.
 //!
 //! A stage, a move, a command, a guard or a cause is stored by its name and
-//! sent by it, so each variant's name is written once, in [`named_enum!`],
+//! sent by it, so each variant's name is written once, in `named_enum!`,
 //! and everything that reads or writes one — `as_str`, `Display`, `FromStr`,
 //! serde — takes it from there. Those names must never change.
 
