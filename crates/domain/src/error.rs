@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use crate::lifecycle::{CommandKind, GuardCheck};
 use crate::stage::Stage;
+use crate::transition::{CommandKind, GuardCheck};
 
 /// One bad field: its path in the request (e.g. `engagement.type`) and why.
 #[derive(Clone, Debug, PartialEq, Eq)]

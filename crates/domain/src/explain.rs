@@ -4,12 +4,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::engagement::Engagement;
-use crate::lifecycle::guards::{Facts, GuardCheck, evaluate_all};
-use crate::lifecycle::{Lead, Move, Scores, TABLE};
+use crate::lifecycle::guards::{Facts, evaluate_all};
+use crate::lifecycle::{Lead, Scores, TABLE};
+use crate::num::round6;
 use crate::policy::Policy;
-use crate::score::{ScoreState, fit_score, round6};
+use crate::score::{ScoreState, fit_score};
 use crate::stage::Stage;
 use crate::time::Timestamp;
+use crate::transition::{GuardCheck, Move};
 
 /// A lead's scores at an instant, explained.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -7,10 +7,17 @@
 //!
 //! # Layout
 //!
+//! Each module uses only those listed before it, so none is part of a cycle:
+//!
+//! - [`named`], [`time`], [`num`], [`stage`]: enums named once for the wire,
+//!   instants and spans, how scores compare, the stages.
+//! - [`engagement`]: what a lead did.
+//! - [`transition`]: commands, moves, guards and the record a transition leaves.
+//! - [`error`], [`profile`]: the domain's error; a lead's attributes.
 //! - [`policy`]: the TOML lead definition, parsed and validated with paths.
 //! - [`score`]: the engagement score as a fold over the sorted log.
-//! - [`lifecycle`]: the transition table, guards, a lead's state, [`lifecycle::decide`].
 //! - [`workflow`]: triggers, durable timers, score crossings.
+//! - [`lifecycle`]: the transition table, guards, a lead's state, [`lifecycle::decide`].
 //! - [`explain`]: a lead's scores rule by rule and the guards ahead of it.
 //! - [`analytics`]: the funnel of a period, from the leads' stage histories.
 //! - [`diagram`]: `docs/lifecycle.md`, generated from the table.
@@ -26,11 +33,14 @@ pub mod engagement;
 pub mod error;
 pub mod explain;
 pub mod lifecycle;
+pub mod named;
+pub mod num;
 pub mod policy;
 pub mod profile;
 pub mod score;
 pub mod stage;
 pub mod time;
+pub mod transition;
 pub mod workflow;
 
 pub use engagement::{Engagement, EventKey};

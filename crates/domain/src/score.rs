@@ -14,10 +14,7 @@ use crate::policy::Policy;
 use crate::profile::Profile;
 use crate::time::{Span, Timestamp};
 
-/// Guards compare values rounded to 6 decimals.
-pub fn round6(x: f64) -> f64 {
-    (x * 1e6).round() / 1e6
-}
+pub use crate::num::round6;
 
 /// The factor a contribution keeps after `age` under the policy's half-life.
 pub fn decay_factor(policy: &Policy, age: Span) -> f64 {

@@ -1,46 +1,28 @@
 //! The lifecycle stages.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
-/// Where a lead stands. The forward path is IQL → MQL → SQL → CUSTOMER;
-/// DISQUALIFIED sits beside it.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Stage {
-    /// Information-qualified: gave contact info for something of value.
-    Iql,
-    /// Marketing-qualified: engaged and fits well enough for sales' attention.
-    Mql,
-    /// Sales-qualified: ready for a direct sales conversation.
-    Sql,
-    /// Closed-won. Terminal.
-    Customer,
-    /// An undesirable: competitor, spam, bounce, …
-    Disqualified,
+use crate::named::named_enum;
+
+named_enum! {
+    /// Where a lead stands. The forward path is IQL → MQL → SQL → CUSTOMER;
+    /// DISQUALIFIED sits beside it.
+    #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+    pub enum Stage as "stage" {
+        /// Information-qualified: gave contact info for something of value.
+        Iql = "IQL",
+        /// Marketing-qualified: engaged and fits well enough for sales' attention.
+        Mql = "MQL",
+        /// Sales-qualified: ready for a direct sales conversation.
+        Sql = "SQL",
+        /// Closed-won. Terminal.
+        Customer = "CUSTOMER",
+        /// An undesirable: competitor, spam, bounce, …
+        Disqualified = "DISQUALIFIED",
+    }
 }
 
 impl Stage {
-    pub const ALL: [Self; 5] = [
-        Self::Iql,
-        Self::Mql,
-        Self::Sql,
-        Self::Customer,
-        Self::Disqualified,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Iql => "IQL",
-            Self::Mql => "MQL",
-            Self::Sql => "SQL",
-            Self::Customer => "CUSTOMER",
-            Self::Disqualified => "DISQUALIFIED",
-        }
-    }
-
     /// Position on the forward path; DISQUALIFIED has none.
     pub const fn rank(self) -> Option<u8> {
         match self {
@@ -65,28 +47,6 @@ impl Stage {
 
     pub const fn is_terminal(self) -> bool {
         matches!(self, Self::Customer)
-    }
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A name that is not a stage.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown stage {0:?} (expected one of IQL, MQL, SQL, CUSTOMER, DISQUALIFIED)")]
-pub struct UnknownStage(pub String);
-
-impl FromStr for Stage {
-    type Err = UnknownStage;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|stage| stage.as_str() == s)
-            .ok_or_else(|| UnknownStage(s.to_owned()))
     }
 }
 

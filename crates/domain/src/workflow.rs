@@ -7,11 +7,12 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lifecycle::TransitionRecord;
-use crate::policy::{Policy, SlaKind, WorkflowOn};
-use crate::score::round6;
+use crate::engagement::Engagement;
+use crate::num::round6;
+use crate::policy::{Policy, Sla, SlaKind, Workflow, WorkflowOn};
 use crate::stage::Stage;
 use crate::time::{Span, Timestamp};
+use crate::transition::{Move, TransitionRecord};
 
 /// Triggers and timers whose moment lies further than this before the wall
 /// clock when decided (a history import) are recorded but not streamed.
@@ -63,6 +64,24 @@ impl fmt::Display for Crossing {
             Self::Below(n) => write!(f, "below:{n}"),
             Self::Above(n) => write!(f, "above:{n}"),
         }
+    }
+}
+
+impl Policy {
+    /// The distinct score thresholds workflows watch, in policy order.
+    pub fn crossings(&self) -> Vec<Crossing> {
+        let mut out: Vec<Crossing> = Vec::new();
+        for wf in &self.workflows {
+            let crossing = match wf.on {
+                WorkflowOn::EngagementBelow(n) => Crossing::Below(n),
+                WorkflowOn::EngagementAbove(n) => Crossing::Above(n),
+                _ => continue,
+            };
+            if !out.contains(&crossing) {
+                out.push(crossing);
+            }
+        }
+        out
     }
 }
 
@@ -216,6 +235,20 @@ pub(crate) enum Happening {
 }
 
 impl Happening {
+    /// What a move into `to` sets off: the stage entered, and a rejection
+    /// or a recycle with its reason.
+    pub(crate) fn of_move(by: Move, to: Stage, reason: Option<&str>) -> Vec<Self> {
+        let mut out = vec![Self::Entered(to)];
+        if let Some(reason) = reason {
+            match by {
+                Move::Reject => out.push(Self::Rejected(reason.to_owned())),
+                Move::Recycle | Move::SlaRecycle => out.push(Self::Recycled(reason.to_owned())),
+                _ => {}
+            }
+        }
+        out
+    }
+
     fn sets_off(&self, on: &WorkflowOn) -> bool {
         match (self, on) {
             (Self::Entered(a), WorkflowOn::Entered(b)) => a == b,
@@ -230,6 +263,61 @@ impl Happening {
 
 pub(crate) fn is_suppressed(moment: Timestamp, now: Timestamp) -> bool {
     moment < now.saturating_sub(SUPPRESS_AFTER)
+}
+
+/// The trigger of a workflow that fires at `at`, the lead being in `stage`.
+pub(crate) fn trigger(wf: &Workflow, at: Timestamp, stage: Stage, suppressed: bool) -> Event {
+    Event::Trigger(Trigger {
+        workflow_id: wf.id.clone(),
+        emit: wf.emit.clone(),
+        on: wf.on.to_string(),
+        at,
+        stage,
+        suppressed,
+    })
+}
+
+/// The timer of a delayed workflow, bound to the stage it was set off in.
+fn workflow_timer(
+    wf: &Workflow,
+    due_at: Timestamp,
+    bound: (Stage, Timestamp),
+    suppressed: bool,
+) -> TimerChange {
+    TimerChange::Schedule(Timer {
+        kind: TimerKind::Workflow(wf.id.clone()),
+        due_at,
+        bound: Some(bound),
+        suppressed,
+    })
+}
+
+/// The timer of an SLA, bound to its stage and the instant it was entered.
+fn sla_timer(sla: &Sla, due_at: Timestamp, entered: Timestamp, suppressed: bool) -> TimerChange {
+    TimerChange::Schedule(Timer {
+        kind: TimerKind::Sla(sla.id.clone()),
+        due_at,
+        bound: Some((sla.stage, entered)),
+        suppressed,
+    })
+}
+
+/// When an SLA of a stage entered at `entered` breaches, the lead's latest
+/// engagement being at `latest`: an idle SLA counts from the later of the
+/// two, an `until` SLA from the entry.
+fn sla_due(sla: &Sla, entered: Timestamp, latest: Timestamp) -> Timestamp {
+    match sla.kind {
+        SlaKind::Idle => latest.max(entered).saturating_add(sla.within),
+        SlaKind::Until(_) => entered.saturating_add(sla.within),
+    }
+}
+
+/// Whether an engagement of type `kind` at `occurred_at` meets an `until`
+/// SLA of a stage entered at `entered`: the right type, within the window.
+fn meets(sla: &Sla, kind: &str, occurred_at: Timestamp, entered: Timestamp) -> bool {
+    matches!(&sla.kind, SlaKind::Until(ty) if ty == kind)
+        && occurred_at >= entered
+        && occurred_at <= entered.saturating_add(sla.within)
 }
 
 /// The workflows `happenings` set off at `at`, in policy order: immediate
@@ -251,24 +339,12 @@ pub(crate) fn workflows_for(
         match wf.after {
             None => {
                 if wf.if_still.is_none_or(|s| s == stage.0) {
-                    events.push(Event::Trigger(Trigger {
-                        workflow_id: wf.id.clone(),
-                        emit: wf.emit.clone(),
-                        on: wf.on.to_string(),
-                        at,
-                        stage: stage.0,
-                        suppressed: is_suppressed(at, now),
-                    }));
+                    events.push(trigger(wf, at, stage.0, is_suppressed(at, now)));
                 }
             }
             Some(after) => {
                 let due_at = at.saturating_add(after);
-                timers.push(TimerChange::Schedule(Timer {
-                    kind: TimerKind::Workflow(wf.id.clone()),
-                    due_at,
-                    bound: Some(stage),
-                    suppressed: is_suppressed(due_at, now),
-                }));
+                timers.push(workflow_timer(wf, due_at, stage, is_suppressed(due_at, now)));
             }
         }
     }
@@ -282,13 +358,8 @@ pub(crate) fn sla_timers(policy: &Policy, stage: Stage, at: Timestamp, now: Time
         .iter()
         .filter(|s| s.stage == stage)
         .map(|sla| {
-            let due_at = at.saturating_add(sla.within);
-            TimerChange::Schedule(Timer {
-                kind: TimerKind::Sla(sla.id.clone()),
-                due_at,
-                bound: Some((stage, at)),
-                suppressed: is_suppressed(due_at, now),
-            })
+            let due_at = sla_due(sla, at, at);
+            sla_timer(sla, due_at, at, is_suppressed(due_at, now))
         })
         .collect()
 }
@@ -311,18 +382,48 @@ pub(crate) fn sla_engagement(
     for sla in policy.slas.iter().filter(|s| s.stage == stage) {
         match &sla.kind {
             SlaKind::Idle => {
-                let due_at = latest.max(entered).saturating_add(sla.within);
-                out.push(TimerChange::Schedule(Timer {
-                    kind: TimerKind::Sla(sla.id.clone()),
-                    due_at,
-                    bound: Some((stage, entered)),
-                    suppressed: is_suppressed(due_at, now),
-                }));
+                let due_at = sla_due(sla, entered, latest);
+                out.push(sla_timer(sla, due_at, entered, is_suppressed(due_at, now)));
             }
-            SlaKind::Until(ty) if ty == kind && occurred_at <= entered.saturating_add(sla.within) => {
+            SlaKind::Until(_) if meets(sla, kind, occurred_at, entered) => {
                 out.push(TimerChange::Cancel(TimerKind::Sla(sla.id.clone())));
             }
             SlaKind::Until(_) => {}
+        }
+    }
+    out
+}
+
+/// The timers a lead has pending in its stage under a new policy, where
+/// still ahead of `t`: each SLA of the stage not yet met (by an engagement
+/// of `log`), and each delayed workflow the move into the stage (`by`, for
+/// `reason`) set off. Timers already due are left to fire as armed; none is
+/// suppressed, as the lead is being re-planned now.
+pub(crate) fn replan(
+    policy: &Policy,
+    stage: (Stage, Timestamp),
+    by: Move,
+    reason: Option<&str>,
+    latest: Timestamp,
+    log: &[Engagement],
+    t: Timestamp,
+) -> Vec<TimerChange> {
+    let (current, entered) = stage;
+    let mut out = Vec::new();
+    for sla in policy.slas.iter().filter(|s| s.stage == current) {
+        let met = matches!(sla.kind, SlaKind::Until(_))
+            && log.iter().any(|e| meets(sla, &e.kind, e.occurred_at, entered));
+        let due_at = sla_due(sla, entered, latest);
+        if !met && due_at > t {
+            out.push(sla_timer(sla, due_at, entered, false));
+        }
+    }
+    let happenings = Happening::of_move(by, current, reason);
+    for wf in &policy.workflows {
+        let Some(after) = wf.after else { continue };
+        let due_at = entered.saturating_add(after);
+        if happenings.iter().any(|h| h.sets_off(&wf.on)) && due_at > t {
+            out.push(workflow_timer(wf, due_at, stage, false));
         }
     }
     out

@@ -581,17 +581,27 @@ fn policy_file(file: &Path) -> anyhow::Result<Option<(String, leadflow_domain::P
         Ok(policy) => {
             let warnings = policy.warnings();
             for w in &warnings {
-                eprintln!("{}: warning: {w}", file.display());
+                let at = located(file, leadflow_domain::policy::place_of(&source, &w.path));
+                eprintln!("{at} warning: {w}");
             }
             Ok(Some((source, policy, warnings.len())))
         }
         Err(errors) => {
             for e in &errors.0 {
-                eprintln!("{}: {e}", file.display());
+                eprintln!("{} {e}", located(file, e.place));
             }
             eprintln!("{} problem(s) in {}", errors.0.len(), file.display());
             Ok(None)
         }
+    }
+}
+
+/// `file:line:column`, as editors and compilers write a place (`file:`
+/// when the problem has none).
+fn located(file: &Path, place: Option<leadflow_domain::policy::Place>) -> String {
+    match place {
+        Some(place) => format!("{}:{place}", file.display()),
+        None => format!("{}:", file.display()),
     }
 }
 

@@ -1096,26 +1096,17 @@ fn tail_rows(tail: &[leadflow_engine::TransitionView]) -> String {
             from = r.from.map_or("·", Stage::as_str),
             to = r.to.as_str(),
             by = r.by.as_str(),
-            // Reasons from the policy's lists only: a PROMOTE's free text
-            // may name a person.
+            // Only reasons the policy defines: a PROMOTE's free text may
+            // name a person.
             reason = r
                 .reason
                 .as_deref()
-                .filter(|_| listed_reason(r.by))
+                .filter(|_| leadflow_domain::lifecycle::reason_from_policy(r.by))
                 .map(|x| format!(" ({})", escape(x)))
                 .unwrap_or_default(),
         );
     }
     out
-}
-
-/// Moves whose reason comes from a list in the policy.
-fn listed_reason(by: leadflow_domain::Move) -> bool {
-    use leadflow_domain::Move;
-    matches!(
-        by,
-        Move::Reject | Move::Recycle | Move::SlaRecycle | Move::Disqualify | Move::AutoDisqualify
-    )
 }
 
 #[cfg(test)]

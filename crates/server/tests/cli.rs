@@ -558,12 +558,14 @@ fn policy_validate_warns_of_an_unreachable_threshold_and_succeeds() {
     let source = std::fs::read_to_string(example())
         .expect("example")
         .replace("fit_at_least = 20", "fit_at_least = 500");
-    std::fs::write(&file, source).expect("write");
+    std::fs::write(&file, &source).expect("write");
     let out = leadflow(&["policy", "validate", &file]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let (line, key) = line_and_column(&source, "fit_at_least = 500");
+    let column = key + "fit_at_least = ".len();
     assert!(
         stderr(&out).contains(&format!(
-            "{file}: warning: stages.MQL.fit_at_least: unreachable: the fit rules give at most 40"
+            "{file}:{line}:{column} warning: stages.MQL.fit_at_least: unreachable: the fit rules give at most 40"
         )),
         "{}",
         stderr(&out)
@@ -573,4 +575,52 @@ fn policy_validate_warns_of_an_unreachable_threshold_and_succeeds() {
         "{}",
         stdout(&out)
     );
+}
+
+/// The 1-based line and column of the first `needle` in `text`.
+fn line_and_column(text: &str, needle: &str) -> (usize, usize) {
+    let at = text.find(needle).expect("the needle is there");
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    (
+        text[..at].matches('\n').count() + 1,
+        text[line_start..at].chars().count() + 1,
+    )
+}
+
+#[test]
+fn policy_validate_prints_each_problem_at_its_file_line_and_column() {
+    let dir = Scratch::new("placed");
+    let file = dir.path("placed.toml");
+    let source = std::fs::read_to_string(example())
+        .expect("example")
+        .replace("type = \"webinar_attended\"", "type = \"webinar_atended\"")
+        .replace("engagement_at_least = 60", "engagment_at_least = 60");
+    std::fs::write(&file, &source).expect("write");
+    let out = leadflow(&["policy", "validate", &file]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    // `file:line:column path: message`, as editors read it.
+    let (line, column) = line_and_column(&source, "\"webinar_atended\"");
+    assert!(
+        err.contains(&format!(
+            "{file}:{line}:{column} engagement[1].type: unknown engagement type \"webinar_atended\""
+        )),
+        "{err}"
+    );
+    let (line, column) = line_and_column(&source, "engagment_at_least");
+    assert!(
+        err.contains(&format!(
+            "{file}:{line}:{column} stages.MQL.engagment_at_least: unknown key"
+        )),
+        "{err}"
+    );
+    // The key the MQL table now lacks: at the table's header.
+    let (line, column) = line_and_column(&source, "[stages.MQL]");
+    assert!(
+        err.contains(&format!(
+            "{file}:{line}:{column} stages.MQL.engagement_at_least: required"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("3 problem(s)"), "{err}");
 }

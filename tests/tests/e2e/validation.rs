@@ -78,3 +78,47 @@ on_both_databases!(
         Ok(())
     }
 );
+
+/// The 1-based line and column of the first `needle` in `text`.
+fn line_and_column(text: &str, needle: &str) -> (u32, u32) {
+    let at = text.find(needle).expect("the needle is there");
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[..at].matches('\n').count() + 1;
+    let column = text[line_start..at].chars().count() + 1;
+    (
+        u32::try_from(line).expect("small"),
+        u32::try_from(column).expect("small"),
+    )
+}
+
+on_both_databases!(
+    async fn every_problem_comes_with_its_line_and_column(server) {
+        // An error: at the value at fault.
+        let bad = leadflow_server::DEFAULT_POLICY.replace("half_life = \"30d\"", "half_life = \"a month\"");
+        let v = validate(&mut server, bad.clone()).await?;
+        let problem = &v.problems[0];
+        assert_eq!(problem.path, "decay.half_life");
+        assert_eq!((problem.line, problem.column), line_and_column(&bad, "\"a month\""));
+
+        // A warning: at the threshold no lead can reach.
+        let unreachable = leadflow_server::DEFAULT_POLICY.replacen("fit_at_least = 20", "fit_at_least = 500", 1);
+        let v = validate(&mut server, unreachable.clone()).await?;
+        assert!(v.valid, "{v:?}");
+        let warning = &v.problems[0];
+        assert_eq!(
+            (warning.path.as_str(), warning.severity),
+            ("stages.MQL.fit_at_least", Severity::Warning as i32)
+        );
+        let (line, key) = line_and_column(&unreachable, "fit_at_least = 500");
+        assert_eq!((warning.line, warning.column), (line, key + 15), "at the value");
+
+        // Not TOML: where the reader stopped.
+        let v = validate(&mut server, "name = \"x\"\n[stages.MQL\n".to_owned()).await?;
+        assert_eq!(v.problems[0].line, 2);
+        assert!(
+            v.problems[0].message.starts_with(&format!("not valid TOML at line 2, column {}:", v.problems[0].column)),
+            "{v:?}"
+        );
+        Ok(())
+    }
+);

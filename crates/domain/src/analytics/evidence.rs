@@ -14,10 +14,11 @@
 //! among leads the rule fired for, over the won share of all leads.
 
 use crate::engagement::{Engagement, canonical_log};
-use crate::lifecycle::Move;
+use crate::lifecycle::{Move, sends_back};
+use crate::num::round6;
 use crate::policy::Policy;
 use crate::profile::Profile;
-use crate::score::{ScoreState, disqualifying_attribute, fit_score, round6};
+use crate::score::{ScoreState, disqualifying_attribute, fit_score};
 use crate::stage::Stage;
 use crate::time::Timestamp;
 
@@ -45,7 +46,7 @@ impl Evidence {
         if let Some(&(.., at)) = self.moves.iter().find(|(to, ..)| *to == Stage::Customer) {
             return (Outcome::Won, Some(at));
         }
-        match self.moves.iter().find(|&&(_, by, _)| is_loss(by)) {
+        match self.moves.iter().find(|&&(_, by, _)| sends_back(by)) {
             Some(&(.., at)) => (Outcome::Lost, Some(at)),
             None => (Outcome::Open, None),
         }
@@ -101,13 +102,6 @@ impl Evidence {
         }
         round6(peak)
     }
-}
-
-fn is_loss(by: Move) -> bool {
-    matches!(
-        by,
-        Move::Reject | Move::Recycle | Move::SlaRecycle | Move::Disqualify | Move::AutoDisqualify
-    )
 }
 
 // ---- rule lift ------------------------------------------------------------------

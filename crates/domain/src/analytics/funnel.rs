@@ -19,9 +19,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::lifecycle::Move;
+use crate::lifecycle::sends_back;
 use crate::stage::Stage;
 use crate::time::{Span, Timestamp};
+use crate::transition::Move;
 
 /// The group of a lead without a channel (or an engagement).
 pub const NO_CHANNEL: &str = "(none)";
@@ -329,10 +330,7 @@ pub fn funnel(histories: &[History], query: &Query) -> Funnel {
                     .or_default()
                     .push(step.at.since(previous.at).as_micros());
             }
-            if matches!(
-                step.by,
-                Move::Reject | Move::Recycle | Move::SlaRecycle | Move::Disqualify | Move::AutoDisqualify
-            ) {
+            if sends_back(step.by) {
                 let reason = step.reason.clone().unwrap_or_else(|| NO_CHANNEL.to_owned());
                 *acc.reasons.entry((step.by, reason)).or_default() += 1;
             }

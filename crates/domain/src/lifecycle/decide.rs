@@ -3,94 +3,25 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::guards::{Facts, GuardCheck, disqualifying_match, evaluate_all};
-use super::lead::{Cause, Deal, Lead, TransitionRecord};
-use super::table::{CommandKind, Edge, Move, automatic_edge, manual_edge, stages_entered};
-use crate::engagement::Engagement;
-use crate::error::{DomainError, FieldViolation, InvalidKind};
-use crate::policy::{Policy, SlaKind, WorkflowOn};
-use crate::profile::Profile;
-use crate::score::{ScoreState, fit_score, round6};
-use crate::stage::Stage;
-use crate::time::{Span, Timestamp};
-use crate::workflow::{
-    Event, Happening, SlaBreach, Timer, TimerChange, TimerKind, is_suppressed, rebase_crossings,
-    sla_engagement, sla_timers, workflows_for,
+use super::command::{
+    Checked, Command, Context, Decision, ManualTransition, check_engagement, check_instant,
 };
-
-/// How far ahead of the wall clock an instant given by a caller may be
-/// (clock skew between services).
-pub const MAX_FUTURE: Span = Span::from_secs(5);
-
-/// What the domain is told about the world: only the wall clock, so it can
-/// refuse instants in the future and suppress stale triggers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Context {
-    pub now: Timestamp,
-}
-
-/// A command for an existing lead.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Command {
-    RecordEngagement(Engagement),
-    /// Attribute changes: a non-empty value sets, an empty one removes.
-    UpdateProfile(BTreeMap<String, String>),
-    Transition(ManualTransition),
-    TimerFired(Timer),
-    /// The lead is re-scored under a newly active policy, decided at the
-    /// activation instant (or the lead's last transition, if later).
-    PolicyChanged {
-        at: Timestamp,
-    },
-}
-
-impl Command {
-    pub fn kind(&self) -> CommandKind {
-        match self {
-            Self::RecordEngagement(_) => CommandKind::RecordEngagement,
-            Self::UpdateProfile(_) => CommandKind::UpdateProfile,
-            Self::Transition(t) => t.command,
-            Self::TimerFired(_) => CommandKind::TimerFired,
-            Self::PolicyChanged { .. } => CommandKind::PolicyChanged,
-        }
-    }
-}
-
-/// A caller's `Transition`: one of [`CommandKind::MANUAL`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct ManualTransition {
-    pub command: CommandKind,
-    pub reason: Option<String>,
-    pub actor: Option<String>,
-    /// CONVERT only.
-    pub deal: Option<Deal>,
-    /// Default: now. Never in the future, never before the last transition.
-    pub occurred_at: Option<Timestamp>,
-}
-
-/// What a command decided: the lead's new state, the events for the outbox
-/// (stream order), and the changes to its durable timers (apply in order).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Decision {
-    pub lead: Lead,
-    pub events: Vec<Event>,
-    pub timers: Vec<TimerChange>,
-    pub profile_changed: bool,
-}
-
-impl Decision {
-    pub fn transitions(&self) -> impl Iterator<Item = &TransitionRecord> {
-        self.events.iter().filter_map(|e| match e {
-            Event::Transition(t) => Some(t),
-            _ => None,
-        })
-    }
-
-    /// The lead's version changes with its stage and profile, not with every engagement.
-    pub fn bumps_version(&self) -> bool {
-        self.profile_changed || self.transitions().next().is_some()
-    }
-}
+use super::guards::{Facts, disqualifying_match, evaluate_all};
+use super::lead::Lead;
+use super::table::{Edge, automatic_edge, stages_entered};
+use crate::engagement::Engagement;
+use crate::error::DomainError;
+use crate::num::round6;
+use crate::policy::Policy;
+use crate::profile::Profile;
+use crate::score::{ScoreState, fit_score};
+use crate::stage::Stage;
+use crate::time::Timestamp;
+use crate::transition::{Cause, Deal, GuardCheck, Move, TransitionRecord};
+use crate::workflow::{
+    Event, Happening, SlaBreach, Timer, TimerChange, TimerKind, is_suppressed, rebase_crossings, replan,
+    sla_engagement, sla_timers, trigger, workflows_for,
+};
 
 /// Creates a lead: IQL at `captured_at` (default now), then whatever
 /// automatic move its profile already calls for.
@@ -181,51 +112,6 @@ pub fn decide(
         Command::PolicyChanged { at } => run.policy_changed(at)?,
     }
     Ok(run.done(false))
-}
-
-/// Whether `policy` takes `event` at all, whatever the lead: an event id,
-/// a type of its vocabulary, an instant not in the future. Field paths
-/// begin with `engagement.`.
-pub fn check_engagement(policy: &Policy, event: &Engagement, ctx: &Context) -> Result<(), DomainError> {
-    if event.event_id.trim().is_empty() {
-        return Err(DomainError::invalid(FieldViolation::new(
-            "engagement.event_id",
-            "required",
-        )));
-    }
-    if !policy.knows_type(&event.kind) {
-        let hint = policy
-            .suggest_type(&event.kind)
-            .map(|s| format!(" (did you mean {s:?}?)"))
-            .unwrap_or_default();
-        return Err(DomainError::invalid_as(
-            InvalidKind::UnknownEngagementType,
-            FieldViolation::new(
-                "engagement.type",
-                format!(
-                    "unknown engagement type {:?}{hint}: not in policy {:?}",
-                    event.kind, policy.name
-                ),
-            ),
-        ));
-    }
-    check_instant("engagement.occurred_at", event.occurred_at, ctx)
-}
-
-fn check_instant(field: &str, t: Timestamp, ctx: &Context) -> Result<(), DomainError> {
-    if t > ctx.now.saturating_add(MAX_FUTURE) {
-        return Err(DomainError::invalid(FieldViolation::new(
-            field,
-            format!("{t} is in the future (now is {})", ctx.now),
-        )));
-    }
-    if t < Timestamp::EPOCH {
-        return Err(DomainError::invalid(FieldViolation::new(
-            field,
-            format!("{t} is before 1970"),
-        )));
-    }
-    Ok(())
 }
 
 /// The details a move records.
@@ -382,102 +268,24 @@ impl<'a> Run<'a> {
     }
 
     fn manual(&mut self, m: ManualTransition) -> Result<(), DomainError> {
-        let policy = self.policy;
-        if !CommandKind::MANUAL.contains(&m.command) {
-            return Err(DomainError::invalid(FieldViolation::new(
-                "action",
-                format!("{} is not a transition a caller can ask for", m.command),
-            )));
-        }
-        // A pair outside the table is refused as such, whatever else is wrong.
-        let row = manual_edge(self.lead.stage, m.command).ok_or(DomainError::InvalidTransition {
-            stage: self.lead.stage,
-            command: m.command,
-        })?;
-        let reason = m.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
-        match (row.reasons, reason) {
-            (Some(list), None) => {
-                return Err(DomainError::invalid_as(
-                    InvalidKind::UnknownReason,
-                    FieldViolation::new(
-                        "reason",
-                        format!(
-                            "{} needs a reason, one of: {}",
-                            m.command,
-                            policy.reasons_for(list).join(", ")
-                        ),
-                    ),
-                ));
-            }
-            (Some(list), Some(r)) if !policy.reasons_for(list).iter().any(|x| x == r) => {
-                return Err(DomainError::invalid_as(
-                    InvalidKind::UnknownReason,
-                    FieldViolation::new(
-                        "reason",
-                        format!(
-                            "{r:?} is not a {} reason in policy {:?} (one of: {})",
-                            list.key(),
-                            policy.name,
-                            policy.reasons_for(list).join(", ")
-                        ),
-                    ),
-                ));
-            }
-            (None, None) if m.command == CommandKind::Promote => {
-                return Err(DomainError::invalid(FieldViolation::new(
-                    "reason",
-                    "PROMOTE skips the score thresholds and needs a reason",
-                )));
-            }
-            _ => {}
-        }
-        let deal = match (m.deal, m.command == CommandKind::Convert) {
-            (None, true) => {
-                return Err(DomainError::invalid(FieldViolation::new(
-                    "deal_value",
-                    "CONVERT needs the deal's value",
-                )));
-            }
-            (Some(_), false) => {
-                return Err(DomainError::invalid(FieldViolation::new(
-                    "deal_value",
-                    format!("only CONVERT takes a deal, not {}", m.command),
-                )));
-            }
-            (Some(deal), true) => Some(checked_deal(deal)?),
-            (None, false) => None,
-        };
-        // Without an instant, now — or the last transition, if that lies a
-        // few seconds ahead (an engagement from a clock a little fast).
-        let t = m
-            .occurred_at
-            .unwrap_or(self.now.max(self.lead.last_transition_at));
-        check_instant("occurred_at", t, &Context { now: self.now })?;
-        if t < self.lead.last_transition_at {
-            return Err(DomainError::invalid(FieldViolation::new(
-                "occurred_at",
-                format!(
-                    "{t} is before the lead's last transition at {}",
-                    self.lead.last_transition_at
-                ),
-            )));
-        }
-        let edge = row;
+        let Checked {
+            edge,
+            reason,
+            actor,
+            deal,
+            at: t,
+        } = m.check(self.policy, &self.lead, self.now)?;
         let window = self.window_at(t)?;
         let checks = evaluate_all(edge.guards, &self.facts(&window, t));
         let failed: Vec<GuardCheck> = checks.iter().filter(|c| !c.passed).cloned().collect();
         if !failed.is_empty() {
             return Err(DomainError::GuardFailed {
-                command: m.command,
+                command: edge.command,
                 failed,
             });
         }
         self.begin(t);
-        let details = Details {
-            reason: reason.map(str::to_owned),
-            actor: m.actor,
-            deal,
-        };
+        let details = Details { reason, actor, deal };
         self.take(edge, t, &Cause::Manual, details, checks, &window, Vec::new())?;
         self.auto_advance(t, &Cause::Manual)?;
         self.finish(t, edge.backward);
@@ -504,14 +312,8 @@ impl<'a> Run<'a> {
                     return Ok(()); // the policy no longer has it
                 };
                 if unbroken && wf.if_still.is_none_or(|s| s == self.lead.stage) {
-                    self.events.push(Event::Trigger(crate::workflow::Trigger {
-                        workflow_id: wf.id.clone(),
-                        emit: wf.emit.clone(),
-                        on: wf.on.to_string(),
-                        at: t,
-                        stage: self.lead.stage,
-                        suppressed: timer.suppressed,
-                    }));
+                    self.events
+                        .push(trigger(wf, t, self.lead.stage, timer.suppressed));
                 }
                 self.finish(t, false);
             }
@@ -566,61 +368,22 @@ impl<'a> Run<'a> {
     }
 
     /// Re-arms, under the new policy, the timers the move into the current
-    /// stage would have armed, where they are still ahead of `t` (arming a
-    /// kind again moves it). Timers already due are left to fire; one whose
-    /// SLA or workflow the policy no longer has does nothing when it fires.
+    /// stage would have armed (arming a kind again moves it). One whose SLA
+    /// or workflow the policy no longer has does nothing when it fires.
     fn replan(&mut self, t: Timestamp) -> Result<(), DomainError> {
-        let policy = self.policy;
-        let stage = self.lead.stage;
-        let entered = self.lead.entered_stage_at;
-        let latest = self.lead.last_engagement_at().unwrap_or(entered).max(entered);
-        for sla in policy.slas.iter().filter(|s| s.stage == stage) {
-            let due_at = match &sla.kind {
-                SlaKind::Idle => latest.saturating_add(sla.within),
-                SlaKind::Until(kind) => {
-                    let due_at = entered.saturating_add(sla.within);
-                    let met = self
-                        .history()?
-                        .iter()
-                        .any(|e| e.kind == *kind && e.occurred_at >= entered && e.occurred_at <= due_at);
-                    if met {
-                        continue;
-                    }
-                    due_at
-                }
-            };
-            if due_at > t {
-                self.timers.push(TimerChange::Schedule(Timer {
-                    kind: TimerKind::Sla(sla.id.clone()),
-                    due_at,
-                    bound: Some((stage, entered)),
-                    suppressed: false,
-                }));
-            }
-        }
-        let mut happenings = vec![Happening::Entered(stage)];
-        match (self.lead.entered_by, self.lead.entered_reason.clone()) {
-            (Move::Reject, Some(r)) => happenings.push(Happening::Rejected(r)),
-            (Move::Recycle | Move::SlaRecycle, Some(r)) => happenings.push(Happening::Recycled(r)),
-            _ => {}
-        }
-        for wf in policy.workflows.iter().filter(|w| w.after.is_some()) {
-            let sets_off = happenings.iter().any(|h| match (h, &wf.on) {
-                (Happening::Entered(a), WorkflowOn::Entered(b)) => a == b,
-                (Happening::Rejected(a), WorkflowOn::Rejected(b))
-                | (Happening::Recycled(a), WorkflowOn::Recycled(b)) => a == b,
-                _ => false,
-            });
-            let due_at = entered.saturating_add(wf.after.unwrap_or(Span::ZERO));
-            if sets_off && due_at > t {
-                self.timers.push(TimerChange::Schedule(Timer {
-                    kind: TimerKind::Workflow(wf.id.clone()),
-                    due_at,
-                    bound: Some((stage, entered)),
-                    suppressed: false,
-                }));
-            }
-        }
+        let lead = &self.lead;
+        let stage = (lead.stage, lead.entered_stage_at);
+        let latest = lead.last_engagement_at().unwrap_or(lead.entered_stage_at);
+        let timers = replan(
+            self.policy,
+            stage,
+            lead.entered_by,
+            lead.entered_reason.as_deref(),
+            latest,
+            self.history()?,
+            t,
+        );
+        self.timers.extend(timers);
         Ok(())
     }
 
@@ -695,14 +458,7 @@ impl<'a> Run<'a> {
         if edge.backward {
             self.open_window(t)?;
         }
-        happenings.push(Happening::Entered(edge.to));
-        if let Some(reason) = details.reason {
-            match edge.by {
-                Move::Reject => happenings.push(Happening::Rejected(reason)),
-                Move::Recycle | Move::SlaRecycle => happenings.push(Happening::Recycled(reason)),
-                _ => {}
-            }
-        }
+        happenings.extend(Happening::of_move(edge.by, edge.to, details.reason.as_deref()));
         self.timers.extend(sla_timers(policy, edge.to, t, self.now));
         self.fire(&happenings, t);
         Ok(())
@@ -821,36 +577,4 @@ impl<'a> Run<'a> {
             });
         }
     }
-}
-
-/// The largest deal value taken: far above any deal, and small enough that
-/// sums of many stay exact to the cent in an f64.
-pub(crate) const MAX_DEAL_VALUE: f64 = 1e15;
-
-/// A deal as recorded: a finite value from 0 to [`MAX_DEAL_VALUE`] (−0 is
-/// kept as 0) in a currency of the ISO 4217 list.
-fn checked_deal(deal: Deal) -> Result<Deal, DomainError> {
-    if !deal.value.is_finite() || !(0.0..=MAX_DEAL_VALUE).contains(&deal.value) {
-        return Err(DomainError::invalid(FieldViolation::new(
-            "deal_value",
-            format!(
-                "{} is not a deal value: it must be from 0 to {MAX_DEAL_VALUE:e}",
-                deal.value
-            ),
-        )));
-    }
-    if iso_currency::Currency::from_code(&deal.currency).is_none() {
-        return Err(DomainError::invalid(FieldViolation::new(
-            "currency",
-            format!(
-                "{:?} is not an ISO 4217 currency code (e.g. EUR, USD, JPY)",
-                deal.currency
-            ),
-        )));
-    }
-    Ok(Deal {
-        // −0.0 passes the range check; it is recorded as 0.
-        value: if deal.value == 0.0 { 0.0 } else { deal.value },
-        ..deal
-    })
 }

@@ -1,33 +1,11 @@
 //! Guards: each checks one condition of an edge and says, in words, what it
 //! compared (`fit 12 < 20`).
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
-use super::table::Guard;
+use crate::num::round6;
 use crate::policy::Policy;
 use crate::profile::Profile;
-use crate::score::{ScoreState, disqualifying_attribute, round6};
-
-/// The outcome of one guard.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GuardCheck {
-    pub guard: Guard,
-    pub passed: bool,
-    /// What was compared, e.g. `fit 12 < 20`.
-    pub detail: String,
-    /// The lead's value, for numeric guards (rounded to 6 decimals).
-    pub actual: Option<f64>,
-    /// The policy's threshold, for numeric guards.
-    pub required: Option<f64>,
-}
-
-impl fmt::Display for GuardCheck {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.guard, self.detail)
-    }
-}
+use crate::score::{ScoreState, disqualifying_attribute};
+use crate::transition::{Guard, GuardCheck};
 
 /// What the guards read.
 #[derive(Clone, Copy, Debug)]

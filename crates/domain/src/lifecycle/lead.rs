@@ -1,16 +1,16 @@
-//! A lead's state and the records a decision leaves behind.
+//! A lead's state: where it stands, its scores and its pending timers.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::guards::GuardCheck;
-use super::table::Move;
+use crate::num::round6;
 use crate::policy::Policy;
 use crate::profile::Profile;
-use crate::score::{ScoreState, fit_score, round6};
+use crate::score::{ScoreState, fit_score};
 use crate::stage::Stage;
 use crate::time::Timestamp;
-use std::collections::BTreeMap;
-
+use crate::transition::Move;
 use crate::workflow::{CrossingState, Timer};
 
 /// Everything the domain needs to decide the next command for a lead. The
@@ -82,65 +82,4 @@ impl Lead {
     pub fn last_engagement_at(&self) -> Option<Timestamp> {
         self.lifetime.last_at()
     }
-}
-
-/// Who or what caused a transition.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Cause {
-    /// The lead was created.
-    Capture,
-    /// An engagement, by its event id.
-    Engagement {
-        event_id: String,
-    },
-    ProfileUpdate,
-    /// A caller's `Transition` command.
-    Manual,
-    /// A durable timer (an SLA), by its key.
-    Timer {
-        key: String,
-    },
-    /// A re-score under a newly active policy.
-    PolicyChange,
-}
-
-impl Cause {
-    pub const fn as_str(&self) -> &'static str {
-        match self {
-            Self::Capture => "CAPTURE",
-            Self::Engagement { .. } => "ENGAGEMENT",
-            Self::ProfileUpdate => "PROFILE_UPDATE",
-            Self::Manual => "MANUAL",
-            Self::Timer { .. } => "TIMER",
-            Self::PolicyChange => "POLICY_CHANGE",
-        }
-    }
-}
-
-/// The deal a CONVERT closes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Deal {
-    pub value: f64,
-    /// ISO 4217, upper case.
-    pub currency: String,
-}
-
-/// One stage change, with the scores and guard values it was decided on.
-/// Later events never revise it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TransitionRecord {
-    /// `None` for the capture that created the lead.
-    pub from: Option<Stage>,
-    pub to: Stage,
-    pub at: Timestamp,
-    pub by: Move,
-    pub cause: Cause,
-    pub reason: Option<String>,
-    pub actor: Option<String>,
-    pub deal: Option<Deal>,
-    /// Fit and qualifying engagement at `at`, rounded to 6 decimals.
-    pub fit: f64,
-    pub engagement: f64,
-    pub guards: Vec<GuardCheck>,
 }

@@ -1,16 +1,19 @@
 //! The lifecycle: the transition table, its guards, a lead's state, and
 //! [`decide`], which turns a command into a decision.
 
+mod command;
 mod decide;
 pub(crate) mod guards;
 mod lead;
 mod table;
 
-pub use decide::{
-    Command, Context, Decision, MAX_FUTURE, ManualTransition, capture, check_engagement, decide,
-};
-pub use guards::{GuardCheck, show};
-pub use lead::{Cause, Deal, Lead, Scores, TransitionRecord};
+pub use command::{Command, Context, Decision, MAX_FUTURE, ManualTransition, check_engagement};
+pub use decide::{capture, decide};
+pub use guards::show;
+pub use lead::{Lead, Scores};
 pub use table::{
-    AUTOMATIC_TRIGGERS, CommandKind, Edge, Guard, Move, TABLE, automatic_edge, manual_edge, stages_entered,
+    AUTOMATIC_TRIGGERS, Edge, TABLE, automatic_edge, has_score_threshold, manual_edge, reason_from_policy,
+    sends_back, stages_entered,
 };
+
+pub use crate::transition::{Cause, CommandKind, Deal, Guard, GuardCheck, Move, TransitionRecord};

@@ -4,156 +4,9 @@
 //! `docs/lifecycle.md` is generated from [`TABLE`]; a test fails when it is
 //! out of date.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
 use crate::policy::ReasonList;
 use crate::stage::Stage;
-
-/// What a caller (or the engine) asks of a lead.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum CommandKind {
-    Capture,
-    RecordEngagement,
-    UpdateProfile,
-    Promote,
-    Accept,
-    Reject,
-    Recycle,
-    Convert,
-    Disqualify,
-    Requalify,
-    TimerFired,
-    PolicyChanged,
-}
-
-impl CommandKind {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Capture => "CAPTURE",
-            Self::RecordEngagement => "RECORD_ENGAGEMENT",
-            Self::UpdateProfile => "UPDATE_PROFILE",
-            Self::Promote => "PROMOTE",
-            Self::Accept => "ACCEPT",
-            Self::Reject => "REJECT",
-            Self::Recycle => "RECYCLE",
-            Self::Convert => "CONVERT",
-            Self::Disqualify => "DISQUALIFY",
-            Self::Requalify => "REQUALIFY",
-            Self::TimerFired => "TIMER_FIRED",
-            Self::PolicyChanged => "POLICY_CHANGED",
-        }
-    }
-
-    /// The commands a caller gives through `Transition`.
-    pub const MANUAL: [Self; 7] = [
-        Self::Promote,
-        Self::Accept,
-        Self::Reject,
-        Self::Recycle,
-        Self::Convert,
-        Self::Disqualify,
-        Self::Requalify,
-    ];
-}
-
-impl fmt::Display for CommandKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which edge moved a lead: a manual command, or one of the automatic moves.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Move {
-    Capture,
-    Promote,
-    Accept,
-    Reject,
-    Recycle,
-    Convert,
-    Disqualify,
-    Requalify,
-    /// The MQL thresholds and guards pass.
-    AutoQualify,
-    /// A sales-ready action.
-    SalesReady,
-    /// A disqualifying undesirable matches.
-    AutoDisqualify,
-    /// An SLA with `then = "recycle"` breached.
-    SlaRecycle,
-}
-
-impl Move {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Capture => "CAPTURE",
-            Self::Promote => "PROMOTE",
-            Self::Accept => "ACCEPT",
-            Self::Reject => "REJECT",
-            Self::Recycle => "RECYCLE",
-            Self::Convert => "CONVERT",
-            Self::Disqualify => "DISQUALIFY",
-            Self::Requalify => "REQUALIFY",
-            Self::AutoQualify => "AUTO_QUALIFY",
-            Self::SalesReady => "SALES_READY",
-            Self::AutoDisqualify => "AUTO_DISQUALIFY",
-            Self::SlaRecycle => "SLA_RECYCLE",
-        }
-    }
-}
-
-impl fmt::Display for Move {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A condition an edge checks before it moves a lead.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Guard {
-    /// Qualifying engagement ≥ `[stages.MQL] engagement_at_least`.
-    EngagementAtLeast,
-    /// Fit ≥ `[stages.MQL] fit_at_least`.
-    FitAtLeast,
-    /// Grade ≥ `[stages.MQL] grade_at_least`, where set.
-    GradeAtLeast,
-    /// Every `[stages.MQL] requires_attributes` present.
-    RequiresAttributes,
-    /// No disqualifying undesirable matches.
-    NotDisqualified,
-    /// A `[stages.SQL] sales_ready_actions` engagement in the qualifying window.
-    SalesReadyAction,
-    /// No disqualifying attribute rule matches the profile.
-    NoDisqualifyingAttribute,
-    /// A disqualifying undesirable matches.
-    DisqualifyingMatch,
-}
-
-impl Guard {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::EngagementAtLeast => "engagement_at_least",
-            Self::FitAtLeast => "fit_at_least",
-            Self::GradeAtLeast => "grade_at_least",
-            Self::RequiresAttributes => "requires_attributes",
-            Self::NotDisqualified => "not_disqualified",
-            Self::SalesReadyAction => "sales_ready_action",
-            Self::NoDisqualifyingAttribute => "no_disqualifying_attribute",
-            Self::DisqualifyingMatch => "disqualifying_match",
-        }
-    }
-}
-
-impl fmt::Display for Guard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::transition::{CommandKind, Guard, Move};
 
 /// One row of the table.
 #[derive(Clone, Copy, Debug)]
@@ -330,4 +183,33 @@ pub fn automatic_edge(stage: Stage, by: Move) -> Option<&'static Edge> {
 pub fn stages_entered(from: Stage, to: Stage) -> Vec<Stage> {
     let path = from.forward_path(to);
     if path.is_empty() { vec![to] } else { path.to_vec() }
+}
+
+/// Whether the reason a move records is always text the policy defines —
+/// an entry of a `[reasons]` list the caller chose from, or what leadflow
+/// sets on an automatic move (a disqualifying rule's id, an SLA's recycle
+/// reason) — and never a caller's own words, which may name a person (a
+/// PROMOTE's reason, a note on an ACCEPT). Only such reasons may be shown
+/// to everyone who can see the funnel.
+pub fn reason_from_policy(by: Move) -> bool {
+    let mut edges = TABLE.iter().filter(|e| e.by == by).peekable();
+    edges.peek().is_some() && edges.all(|e| e.automatic || e.reasons.is_some())
+}
+
+/// Whether a move sends a lead back or out: down from a stage of the
+/// forward path to IQL (a rejection, a recycle) or into DISQUALIFIED. The
+/// funnel counts the reasons of these moves; the evidence calls them losses.
+pub fn sends_back(by: Move) -> bool {
+    TABLE.iter().any(|e| {
+        e.by == by && (e.to == Disqualified || (e.backward && e.from.iter().all(|s| s.rank().is_some())))
+    })
+}
+
+/// Whether a lead enters `stage` on the policy's engagement score threshold
+/// (`[stages.MQL] engagement_at_least`, read by the `engagement_at_least`
+/// guard): the stages whose threshold a calibration can tune.
+pub fn has_score_threshold(stage: Stage) -> bool {
+    TABLE
+        .iter()
+        .any(|e| e.to == stage && e.guards.contains(&EngagementAtLeast))
 }

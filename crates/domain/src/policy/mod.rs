@@ -1,13 +1,23 @@
 //! Policies: versioned lead definitions, parsed from TOML and validated with
-//! a document path on every error.
+//! a document path, a line and a column on every error.
 //!
 //! The format is part of the contract: `docs/policy.md` describes every key
 //! as this parser accepts it, and `examples/policy.toml` is the default
 //! policy.
+//!
+//! - `reader`: the document with its spans, read with types; where each
+//!   problem is.
+//! - `grammar`: the document's tables and keys, and the [`Policy`] they make.
+//! - `checks`: what one part of the document says about another.
+//! - `suggestions`: "did you mean".
+//! - `reach`: the warnings of a valid policy.
 
-mod parse;
+mod checks;
+mod grammar;
 mod reach;
+mod reader;
 mod rules;
+mod suggestions;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -136,16 +146,36 @@ impl fmt::Display for WorkflowOn {
     }
 }
 
-/// Every problem found in a policy document, each with its path.
+/// Every problem found in a policy document, each with its path and place.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{}", self.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
 pub struct PolicyErrors(pub Vec<PolicyError>);
 
-/// One problem: where in the document (e.g. `engagement[3].type`) and what.
+/// One problem: where in the document (e.g. `engagement[3].type`, line 42,
+/// column 3) and what.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicyError {
     pub path: String,
     pub message: String,
+    /// The value at fault, the key that does not belong, or the table that
+    /// lacks a key (line 1, column 1 for the document itself). `None` only
+    /// for a syntax error the TOML reader could not place.
+    pub place: Option<Place>,
+}
+
+/// A position in a document: 1-based line and column, the column counted
+/// in characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Place {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Place {
+    /// `line:column`, as editors and compilers write it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
 }
 
 impl fmt::Display for PolicyError {
@@ -159,7 +189,8 @@ impl fmt::Display for PolicyError {
 }
 
 /// Something a valid policy says that is almost certainly a mistake (see
-/// [`Policy::warnings`]): the policy is still accepted.
+/// [`Policy::warnings`]): the policy is still accepted. [`place_of`] finds
+/// its path in the document.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicyWarning {
     pub path: String,
@@ -172,10 +203,22 @@ impl fmt::Display for PolicyWarning {
     }
 }
 
+/// Where `path` (an error's or a warning's) points in `source`: the value
+/// at it, or a table's header. `None` when `source` is not TOML or has
+/// nothing at that path.
+pub fn place_of(source: &str, path: &str) -> Option<Place> {
+    reader::place_of(source, path)
+}
+
 impl Policy {
     /// Parses and validates a policy document, reporting every error found.
     pub fn from_toml(source: &str) -> Result<Self, PolicyErrors> {
-        parse::parse(source)
+        let root = reader::document(source).map_err(|e| PolicyErrors(vec![e]))?;
+        let mut cx = reader::Cx::new(source);
+        match grammar::policy(&mut cx, root.get_ref()) {
+            Some(policy) if cx.errors.is_empty() => Ok(policy),
+            _ => Err(PolicyErrors(cx.errors)),
+        }
     }
 
     pub fn knows_type(&self, kind: &str) -> bool {
@@ -184,7 +227,7 @@ impl Policy {
 
     /// The closest vocabulary entry to an unknown type, for "did you mean".
     pub fn suggest_type(&self, kind: &str) -> Option<&str> {
-        parse::closest(kind, self.engagement_types.iter().map(String::as_str))
+        suggestions::closest(kind, self.engagement_types.iter().map(String::as_str))
     }
 
     pub fn is_sales_ready(&self, kind: &str) -> bool {
@@ -193,7 +236,7 @@ impl Policy {
 
     /// The letter for a fit score: the highest band it reaches, else `F`.
     pub fn grade(&self, fit: f64) -> &str {
-        let fit = crate::score::round6(fit);
+        let fit = crate::num::round6(fit);
         self.grades
             .iter()
             .find(|g| fit >= g.at_least)
@@ -213,22 +256,6 @@ impl Policy {
             ReasonList::Recycle => &self.reasons.recycle,
             ReasonList::Disqualify => &self.reasons.disqualify,
         }
-    }
-
-    /// The distinct score thresholds workflows watch, in policy order.
-    pub fn crossings(&self) -> Vec<crate::workflow::Crossing> {
-        let mut out: Vec<crate::workflow::Crossing> = Vec::new();
-        for wf in &self.workflows {
-            let crossing = match wf.on {
-                WorkflowOn::EngagementBelow(n) => crate::workflow::Crossing::Below(n),
-                WorkflowOn::EngagementAbove(n) => crate::workflow::Crossing::Above(n),
-                _ => continue,
-            };
-            if !out.contains(&crossing) {
-                out.push(crossing);
-            }
-        }
-        out
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::{AttributeMatcher, AttributeRule, Policy, PolicyWarning};
-use crate::score::round6;
+use crate::num::round6;
 
 impl Policy {
     /// The warnings about this policy, each with its document path.

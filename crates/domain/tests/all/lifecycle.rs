@@ -614,3 +614,30 @@ fn transitions_can_be_imported_with_their_true_dates() {
     assert_eq!(d.transitions().next().map(|t| t.at), Some(hours(5)));
     assert_eq!(h.lead.entered_stage_at, hours(5));
 }
+
+#[test]
+fn the_table_says_whose_reasons_are_shown_what_sends_back_and_where_the_threshold_is() {
+    use leadflow_domain::lifecycle::{has_score_threshold, reason_from_policy, sends_back};
+
+    let back = [
+        Move::Reject,
+        Move::Recycle,
+        Move::Disqualify,
+        Move::AutoDisqualify,
+        Move::SlaRecycle,
+    ];
+    for by in Move::ALL {
+        assert_eq!(sends_back(by), back.contains(&by), "{by}");
+        // A reason given in the caller's own words is never the policy's.
+        let own_words = matches!(
+            by,
+            Move::Capture | Move::Promote | Move::Accept | Move::Convert | Move::Requalify
+        );
+        assert_eq!(reason_from_policy(by), !own_words, "{by}");
+    }
+    let thresholds: Vec<Stage> = Stage::ALL
+        .into_iter()
+        .filter(|s| has_score_threshold(*s))
+        .collect();
+    assert_eq!(thresholds, [Stage::Mql]);
+}

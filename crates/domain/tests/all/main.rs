@@ -1,9 +1,12 @@
 //! leadflow-domain's tests, in one binary.
 
 mod common;
+mod layers;
 mod lifecycle;
 mod lifecycle_doc;
+mod names;
 mod policy;
 mod properties;
 mod scoring;
+mod transition_coverage;
 mod workflows;

@@ -525,3 +525,155 @@ fn a_policy_without_decay_keeps_scores() {
     let p = Policy::from_toml(&toml).expect("valid");
     assert_eq!(p.half_life, None);
 }
+
+/// The problems for a document, each as `(path, line, column)`.
+fn placed(toml: &str) -> Vec<(String, usize, usize)> {
+    match Policy::from_toml(toml) {
+        Ok(_) => panic!("expected the policy to be refused:\n{toml}"),
+        Err(e) => {
+            e.0.iter()
+                .map(|e| {
+                    let place = e.place.unwrap_or_else(|| panic!("{e} has no place"));
+                    (e.path.clone(), place.line, place.column)
+                })
+                .collect()
+        }
+    }
+}
+
+/// The 1-based line and column (in characters) of the first `needle` in
+/// `text` at or after the start of the line that holds `after`.
+fn position(text: &str, after: &str, needle: &str) -> (usize, usize) {
+    let from = text.find(after).expect("the anchor is there");
+    let from = text[..from].rfind('\n').map_or(0, |i| i + 1);
+    let at = from + text[from..].find(needle).expect("the needle is there");
+    let line = text[..at].matches('\n').count() + 1;
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    (line, text[line_start..at].chars().count() + 1)
+}
+
+fn edit(replace: &str, with: &str) -> String {
+    let toml = example_toml();
+    assert!(toml.contains(replace), "no {replace:?} in the example");
+    toml.replacen(replace, with, 1)
+}
+
+#[test]
+fn every_problem_carries_its_line_and_column() {
+    // A key that does not belong: at the key.
+    let toml = edit(
+        "engagement_at_least = 60",
+        "engagment_at_least = 60\nengagement_at_least = 60",
+    );
+    let (line, column) = position(&toml, "engagment_at_least", "engagment_at_least");
+    assert_eq!(
+        placed(&toml),
+        [("stages.MQL.engagment_at_least".to_owned(), line, column)]
+    );
+
+    // A bad value: at the value.
+    let toml = edit("max_points = 30", "max_points = -5");
+    let (line, column) = position(&toml, "max_points = -5", "-5");
+    assert_eq!(
+        placed(&toml),
+        [("engagement[2].max_points".to_owned(), line, column)]
+    );
+    assert_eq!(column, 14);
+
+    // A reference to another part of the document: at the reference.
+    let toml = edit("type = \"webinar_attended\"", "type = \"webinar_atended\"");
+    let (line, column) = position(&toml, "webinar_atended", "\"webinar_atended\"");
+    assert_eq!(placed(&toml), [("engagement[1].type".to_owned(), line, column)]);
+    let toml = edit("on = \"rejected:not_ready\"", "on = \"rejected:not_redy\"");
+    let (line, column) = position(&toml, "rejected:not_redy", "\"rejected");
+    assert_eq!(placed(&toml), [("workflow[2].on".to_owned(), line, column)]);
+
+    // A key a table lacks: at the table's header, or the document's start.
+    let toml = edit(
+        "type = \"webinar_attended\"\npoints = 15\n",
+        "type = \"webinar_attended\"\n",
+    );
+    let header = toml[..toml.find("webinar_attended\"\n").expect("the rule")]
+        .rfind("[[engagement]]")
+        .expect("its header");
+    let line = toml[..header].matches('\n').count() + 1;
+    assert_eq!(placed(&toml), [("engagement[1].points".to_owned(), line, 1)]);
+    assert_eq!(
+        placed(
+            "[decay]\nhalf_life = \"1d\"\n[engagements]\ntypes = [\"x\"]\n[stages.MQL]\nengagement_at_least = 1\nfit_at_least = 0"
+        ),
+        [("name".to_owned(), 1, 1)]
+    );
+
+    // Not TOML: where the reader stopped, as its message says.
+    let errs = Policy::from_toml("name = \"x\"\n[stages.MQL\n").expect_err("not TOML");
+    let place = errs.0[0].place.expect("a syntax error has a place");
+    assert_eq!(place.line, 2);
+    assert!(
+        errs.0[0]
+            .message
+            .starts_with(&format!("not valid TOML at line 2, column {}:", place.column)),
+        "{}",
+        errs.0[0].message
+    );
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    let toml = edit(
+        "type = \"webinar_attended\"\npoints = 15\n",
+        "type = \"webinar_attended\"\nwhere = { \"été\" = \"oui\", path_one_of = 5 }\npoints = 15\n",
+    );
+    let (line, column) = position(&toml, "path_one_of = 5", "5 }");
+    assert_eq!(
+        placed(&toml),
+        [("engagement[1].where.path_one_of".to_owned(), line, column)]
+    );
+    assert_eq!(
+        column,
+        "where = { \"été\" = \"oui\", path_one_of = ".chars().count() + 1
+    );
+}
+
+#[test]
+fn thousands_of_problems_on_one_long_line_are_all_placed() {
+    // One line of 40,000 empty names: each a problem, each with its column.
+    let n = 40_000;
+    let toml = format!("name = \"x\"\n[engagements]\ntypes = [{}]\n", "\"\", ".repeat(n));
+    let errs = Policy::from_toml(&toml).expect_err("empty names").0;
+    let on_the_line: Vec<usize> = errs
+        .iter()
+        .filter(|e| e.path.starts_with("engagements.types["))
+        .map(|e| {
+            let place = e.place.expect("placed");
+            assert_eq!(place.line, 3, "{e}");
+            place.column
+        })
+        .collect();
+    assert_eq!(on_the_line.len(), n);
+    let expected: Vec<usize> = (0..n).map(|i| "types = [".len() + 1 + 4 * i).collect();
+    assert_eq!(on_the_line, expected);
+}
+
+#[test]
+fn a_warning_is_placed_by_its_path() {
+    use leadflow_domain::policy::place_of;
+
+    let toml = example_toml();
+    let (line, column) = position(&toml, "engagement_at_least = 60", "60");
+    let place = place_of(&toml, "stages.MQL.engagement_at_least").expect("there");
+    assert_eq!((place.line, place.column), (line, column));
+    assert_eq!(place.to_string(), format!("{line}:{column}"));
+    let (line, _) = position(&toml, "[stages.MQL]", "[stages.MQL]");
+    assert_eq!(
+        place_of(&toml, "stages.MQL").map(|p| (p.line, p.column)),
+        Some((line, 1))
+    );
+    let (line, column) = position(&toml, "id = \"ebook\"", "\"ebook\"");
+    assert_eq!(
+        place_of(&toml, "engagement[2].id").map(|p| (p.line, p.column)),
+        Some((line, column))
+    );
+    assert_eq!(place_of(&toml, "stages.MQL.nothing"), None);
+    assert_eq!(place_of("[not toml", "stages"), None);
+}

@@ -1,7 +1,9 @@
 //! `leadflow.v1.AnalyticsService`.
 
+use leadflow_domain::Stage;
 use leadflow_domain::analytics::evidence::{self, MAX_CUTOFFS, RuleKind, Tally};
 use leadflow_domain::analytics::funnel::{self, Bucket, Grouping, Period, Query};
+use leadflow_domain::lifecycle::has_score_threshold;
 use leadflow_domain::time::Span;
 use leadflow_engine::{CalibrationQuery, Engine};
 use leadflow_proto::v1 as pb;
@@ -240,9 +242,17 @@ fn cut_out(p: &evidence::CutPoint) -> pb::CutPoint {
 /// A checked `CalibrateThresholdRequest`.
 pub(crate) fn calibration_query(r: &pb::CalibrateThresholdRequest) -> Result<CalibrationQuery, Status> {
     let mut check = Check::default();
+    let thresholds = Stage::ALL.into_iter().filter(|s| has_score_threshold(*s));
     match pb::Stage::try_from(r.stage) {
-        Ok(pb::Stage::Unspecified | pb::Stage::Mql) => {}
-        _ => check.fail("stage", "only STAGE_MQL has a score threshold to calibrate"),
+        Ok(pb::Stage::Unspecified) => {}
+        Ok(stage) if thresholds.clone().any(|s| stage_out(s) == stage) => {}
+        _ => {
+            let names: Vec<&str> = thresholds.map(|s| stage_out(s).as_str_name()).collect();
+            check.fail(
+                "stage",
+                format!("only {} has a score threshold to calibrate", names.join(", ")),
+            );
+        }
     }
     let period = period_in(&mut check, "period", r.period.as_ref());
     let policy_version = version_in(&mut check, "policy_version", r.policy_version);

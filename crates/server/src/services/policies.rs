@@ -3,6 +3,7 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use leadflow_domain::policy::{Place, place_of};
 use leadflow_engine::{Draft, Engine, RescoreJob, RescoreStatus, SimulatedLead};
 use leadflow_proto::v1 as pb;
 use leadflow_proto::v1::policy_problem::Severity;
@@ -90,14 +91,22 @@ struct Problems {
     total: usize,
 }
 
-fn problem_list(problems: impl ExactSizeIterator<Item = (String, String)>, severity: Severity) -> Problems {
+fn problem_list(
+    problems: impl ExactSizeIterator<Item = (String, String, Option<Place>)>,
+    severity: Severity,
+) -> Problems {
     let total = problems.len();
     let listed = problems
         .take(MAX_PROBLEMS)
-        .map(|(path, message)| pb::PolicyProblem {
-            path,
-            message,
-            severity: severity.into(),
+        .map(|(path, message, place)| {
+            let (line, column) = place.map_or((0, 0), |p| (p.line, p.column));
+            pb::PolicyProblem {
+                path,
+                message,
+                severity: severity.into(),
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+                column: u32::try_from(column).unwrap_or(u32::MAX),
+            }
         })
         .collect();
     Problems { listed, total }
@@ -240,11 +249,14 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         check_source(&r.source)?;
         let (valid, name, problems) = match Engine::validate_policy(&r.source) {
             Ok(policy) => {
-                let warnings = policy.warnings().into_iter().map(|w| (w.path, w.message));
+                let warnings = policy.warnings().into_iter().map(|w| {
+                    let place = place_of(&r.source, &w.path);
+                    (w.path, w.message, place)
+                });
                 (true, policy.name, problem_list(warnings, Severity::Warning))
             }
             Err(errors) => {
-                let errors = errors.0.into_iter().map(|e| (e.path, e.message));
+                let errors = errors.0.into_iter().map(|e| (e.path, e.message, e.place));
                 (false, String::new(), problem_list(errors, Severity::Error))
             }
         };

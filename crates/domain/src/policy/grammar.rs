@@ -1,0 +1,711 @@
+//! The shape of a policy document: which tables and keys it has, what each
+//! holds, and how they become a [`Policy`]. Reading goes through
+//! [`super::reader`]; what one part says about another is left to
+//! [`super::checks`], called where the part that refers is read.
+
+use std::collections::BTreeSet;
+
+use regex::RegexBuilder;
+use toml::de::DeValue;
+
+use super::checks::{self, Ids};
+use super::reader::{self, Cx, Loc, MAX_MAGNITUDE, Obj, Table, integer, kind_of};
+use super::rules::fold;
+use super::{
+    AttributeMatcher, AttributeRule, EventRule, Grade, LOWEST_GRADE, MqlStage, Policy, PropertyCondition,
+    Reasons, Sla, SlaKind, SqlStage, Workflow, WorkflowOn,
+};
+use crate::stage::Stage;
+
+const MAX_REGEX_BYTES: usize = 1 << 20;
+
+/// Reads a whole document; `None` when a part the policy cannot do without
+/// is missing or wrong (the problems are in `cx`).
+pub(super) fn policy(cx: &mut Cx<'_>, root: &Table<'_>) -> Option<Policy> {
+    Parser { cx }.policy(root)
+}
+
+struct Parser<'c, 's> {
+    cx: &'c mut Cx<'s>,
+}
+
+impl Parser<'_, '_> {
+    fn policy(&mut self, root: &Table<'_>) -> Option<Policy> {
+        let top = Obj::new(
+            self.cx,
+            Loc::root(),
+            root,
+            &[
+                "name",
+                "description",
+                "decay",
+                "engagements",
+                "fit",
+                "engagement",
+                "undesirable",
+                "stages",
+                "reasons",
+                "grades",
+                "sla",
+                "workflow",
+            ],
+        );
+        let name = top.name(self.cx, "name");
+        let description = top.string(self.cx, "description").unwrap_or_default();
+        let half_life = top.table(self.cx, "decay").and_then(|(at, t)| {
+            let decay = Obj::new(self.cx, at, t, &["half_life"]);
+            if !decay.has("half_life") {
+                self.cx.err(
+                    &decay.at("half_life"),
+                    "required (leave out [decay] for no decay)",
+                );
+            }
+            decay.duration(self.cx, "half_life")
+        });
+        let engagement_types = self.vocabulary(&top);
+        let types: BTreeSet<String> = engagement_types.iter().cloned().collect();
+
+        let mut ids = Ids::new();
+        let mut attribute_rules = Vec::new();
+        let mut event_rules = Vec::new();
+        for (at, t) in top.tables(self.cx, "fit") {
+            let obj = Obj::new(
+                self.cx,
+                at,
+                t,
+                &[
+                    "id",
+                    "attribute",
+                    "equals",
+                    "one_of",
+                    "matches",
+                    "at_least",
+                    "at_most",
+                    "points",
+                ],
+            );
+            if let Some(rule) = self.attribute_rule(&obj, &mut ids, false) {
+                attribute_rules.push(rule);
+            }
+        }
+        for (at, t) in top.tables(self.cx, "engagement") {
+            let obj = Obj::new(
+                self.cx,
+                at,
+                t,
+                &[
+                    "id",
+                    "type",
+                    "channel",
+                    "where",
+                    "points",
+                    "max_points",
+                    "max_per_day",
+                ],
+            );
+            if let Some(rule) = self.event_rule(&obj, &mut ids, &types, false) {
+                event_rules.push(rule);
+            }
+        }
+        for (at, t) in top.tables(self.cx, "undesirable") {
+            match (t.contains_key("attribute"), t.contains_key("type")) {
+                (true, false) => {
+                    let obj = Obj::new(
+                        self.cx,
+                        at,
+                        t,
+                        &[
+                            "id", "attribute", "equals", "one_of", "matches", "at_least", "at_most",
+                            "points", "disqualify",
+                        ],
+                    );
+                    if let Some(rule) = self.attribute_rule(&obj, &mut ids, true) {
+                        attribute_rules.push(rule);
+                    }
+                }
+                (false, true) => {
+                    let obj = Obj::new(
+                        self.cx,
+                        at,
+                        t,
+                        &[
+                            "id", "type", "channel", "where", "points", "max_points", "max_per_day",
+                            "disqualify",
+                        ],
+                    );
+                    if let Some(rule) = self.event_rule(&obj, &mut ids, &types, true) {
+                        event_rules.push(rule);
+                    }
+                }
+                _ => self.cx.err(
+                    &at,
+                    "an undesirable reads either an `attribute` (profile) or a `type` (engagement), exactly one",
+                ),
+            }
+        }
+
+        let grades = self.grades(&top);
+        let (mql, sql) = self.stages(&top, &types, &grades);
+        let reasons = self.reasons(&top);
+        let slas = self.slas(&top, &types, &reasons);
+        let workflows = self.workflows(&top, &reasons, &slas);
+
+        Some(Policy {
+            name: name?,
+            description,
+            half_life,
+            engagement_types,
+            type_set: types,
+            attribute_rules,
+            event_rules,
+            mql: mql?,
+            sql,
+            reasons,
+            grades,
+            slas,
+            workflows,
+        })
+    }
+
+    fn vocabulary(&mut self, top: &Obj<'_>) -> Vec<String> {
+        let Some((at, t)) = top.table(self.cx, "engagements") else {
+            if !top.has("engagements") {
+                self.cx.err(
+                    &top.at("engagements").key("types"),
+                    "required: the engagement vocabulary",
+                );
+            }
+            return Vec::new();
+        };
+        let obj = Obj::new(self.cx, at, t, &["types"]);
+        if !obj.has("types") {
+            self.cx
+                .err(&obj.at("types"), "required: the engagement vocabulary");
+        }
+        let types = obj.strings(self.cx, "types").unwrap_or_default();
+        for (ty, at) in &types {
+            if ty.chars().any(char::is_whitespace) {
+                self.cx.err(at, format!("{ty:?} must not contain spaces"));
+            }
+        }
+        reader::texts(types)
+    }
+
+    fn rule_id(&mut self, obj: &Obj<'_>, ids: &mut Ids) -> Option<String> {
+        let id = obj.name(self.cx, "id")?;
+        let at = obj.at("id");
+        if !is_id(&id) {
+            self.cx.err(
+                &at,
+                format!("{id:?} is not an id: use letters, digits, '_', '-' and '.'"),
+            );
+            return None;
+        }
+        checks::unique_id(self.cx, &at, &id, ids).then_some(id)
+    }
+
+    fn points(&mut self, obj: &Obj<'_>, undesirable: bool, disqualify: bool) -> Option<f64> {
+        if !obj.has("points") {
+            if undesirable && disqualify {
+                return Some(0.0);
+            }
+            self.cx.err(&obj.at("points"), "required");
+            return None;
+        }
+        let points = obj.number(self.cx, "points")?;
+        if undesirable && points > 0.0 {
+            self.cx.err(
+                &obj.at("points"),
+                format!("an undesirable takes points away: {points} must be zero or negative"),
+            );
+            return None;
+        }
+        Some(points)
+    }
+
+    fn attribute_rule(&mut self, obj: &Obj<'_>, ids: &mut Ids, undesirable: bool) -> Option<AttributeRule> {
+        let id = self.rule_id(obj, ids);
+        let attribute = obj.name(self.cx, "attribute");
+        let disqualify = obj.boolean(self.cx, "disqualify").unwrap_or(false);
+        let points = self.points(obj, undesirable, disqualify);
+        let matcher = self.attribute_matcher(obj);
+        Some(AttributeRule {
+            id: id?,
+            attribute: attribute?,
+            matcher: matcher?,
+            points: points?,
+            undesirable,
+            disqualify,
+        })
+    }
+
+    fn attribute_matcher(&mut self, obj: &Obj<'_>) -> Option<AttributeMatcher> {
+        let given: Vec<&str> = ["equals", "one_of", "matches", "at_least", "at_most"]
+            .into_iter()
+            .filter(|k| obj.has(k))
+            .collect();
+        let is_range = !given.is_empty() && given.iter().all(|k| k.starts_with("at_"));
+        if given.is_empty() || (given.len() > 1 && !is_range) {
+            self.cx.err(
+                &obj.loc,
+                "needs exactly one of equals, one_of, matches, at_least/at_most (at_least and at_most may go together)",
+            );
+            return None;
+        }
+        match given[0] {
+            "equals" => {
+                let value = obj.string(self.cx, "equals")?;
+                Some(AttributeMatcher::Equals(fold(&value)))
+            }
+            "one_of" => {
+                let values = obj.strings(self.cx, "one_of")?;
+                if values.is_empty() {
+                    self.cx.err(&obj.at("one_of"), "must list at least one value");
+                }
+                Some(AttributeMatcher::OneOf(
+                    values.iter().map(|(v, _)| fold(v)).collect(),
+                ))
+            }
+            "matches" => {
+                let pattern = obj.string(self.cx, "matches")?;
+                match RegexBuilder::new(&pattern).size_limit(MAX_REGEX_BYTES).build() {
+                    Ok(regex) => Some(AttributeMatcher::Matches(regex)),
+                    Err(e) => {
+                        let detail = e.to_string().lines().last().unwrap_or_default().trim().to_owned();
+                        self.cx
+                            .err(&obj.at("matches"), format!("bad regex {pattern:?}: {detail}"));
+                        None
+                    }
+                }
+            }
+            _ => {
+                let at_least = obj.number(self.cx, "at_least");
+                let at_most = obj.number(self.cx, "at_most");
+                if let (Some(lo), Some(hi)) = (at_least, at_most)
+                    && lo > hi
+                {
+                    self.cx.err(
+                        &obj.at("at_most"),
+                        format!("{hi} is below at_least {lo}: nothing can match"),
+                    );
+                }
+                if at_least.is_none() && at_most.is_none() {
+                    return None; // the type error is already reported
+                }
+                Some(AttributeMatcher::Range { at_least, at_most })
+            }
+        }
+    }
+
+    fn engagement_type(&mut self, obj: &Obj<'_>, key: &str, types: &BTreeSet<String>) -> Option<String> {
+        let ty = obj.name(self.cx, key)?;
+        checks::engagement_type(self.cx, &obj.at(key), &ty, types).then_some(ty)
+    }
+
+    fn event_rule(
+        &mut self,
+        obj: &Obj<'_>,
+        ids: &mut Ids,
+        types: &BTreeSet<String>,
+        undesirable: bool,
+    ) -> Option<EventRule> {
+        let id = self.rule_id(obj, ids);
+        let kind = self.engagement_type(obj, "type", types);
+        let channel = obj.string(self.cx, "channel").map(|c| fold(&c));
+        if channel.as_deref() == Some("") {
+            self.cx.err(
+                &obj.at("channel"),
+                "must not be empty (leave it out to match every channel)",
+            );
+        }
+        let conditions = obj.table(self.cx, "where").map(|(at, t)| self.conditions(&at, t));
+        let disqualify = obj.boolean(self.cx, "disqualify").unwrap_or(false);
+        let points = self.points(obj, undesirable, disqualify);
+        let max_points = obj.number(self.cx, "max_points");
+        if let Some(cap) = max_points
+            && cap <= 0.0
+        {
+            self.cx.err(
+                &obj.at("max_points"),
+                format!("a cap must be positive, not {cap}"),
+            );
+        }
+        let max_per_day = match obj.get("max_per_day") {
+            None => None,
+            Some(DeValue::Integer(n)) => match integer(n) {
+                Some(n) if (1..=1_000_000).contains(&n) => u32::try_from(n).ok(),
+                written => {
+                    let n = written.map_or_else(|| n.to_string(), |n| n.to_string());
+                    self.cx.err(
+                        &obj.at("max_per_day"),
+                        format!("a cap must be a count from 1 to 1000000, not {n}"),
+                    );
+                    None
+                }
+            },
+            Some(other) => {
+                self.cx.err(
+                    &obj.at("max_per_day"),
+                    format!("expected a whole number, found {}", kind_of(other)),
+                );
+                None
+            }
+        };
+        Some(EventRule {
+            id: id?,
+            kind: kind?,
+            channel,
+            conditions: conditions.unwrap_or_else(|| Some(Vec::new()))?,
+            points: points?,
+            max_points,
+            max_per_day,
+            undesirable,
+            disqualify,
+        })
+    }
+
+    fn conditions(&mut self, at: &Loc, table: &Table<'_>) -> Option<Vec<PropertyCondition>> {
+        let obj = Obj::named(at.clone(), table);
+        let mut out = Vec::with_capacity(table.len());
+        let mut ok = true;
+        for (key, at, node) in obj.entries() {
+            if reader::has_control(key) || key.trim().is_empty() {
+                self.cx.err(&obj.key_at(key), "not a property name");
+                ok = false;
+                continue;
+            }
+            let condition = if let Some(property) = key.strip_suffix("_one_of") {
+                reader::strings(self.cx, &at, node).map(|values| PropertyCondition::OneOf {
+                    property: property.to_owned(),
+                    values: values.iter().map(|(v, _)| fold(v)).collect(),
+                })
+            } else {
+                let DeValue::String(text) = node.get_ref() else {
+                    self.cx.err(
+                        &at,
+                        format!("expected a string, found {}", kind_of(node.get_ref())),
+                    );
+                    ok = false;
+                    continue;
+                };
+                match key.strip_suffix("_prefix") {
+                    Some(property) => Some(PropertyCondition::Prefix {
+                        property: property.to_owned(),
+                        prefix: text.trim().to_owned(),
+                    }),
+                    None => Some(PropertyCondition::Equals {
+                        property: key.to_owned(),
+                        value: fold(text),
+                    }),
+                }
+            };
+            match condition {
+                Some(c) => out.push(c),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn grades(&mut self, top: &Obj<'_>) -> Vec<Grade> {
+        let Some((at, t)) = top.table(self.cx, "grades") else {
+            return Vec::new();
+        };
+        let obj = Obj::named(at, t);
+        let mut grades: Vec<Grade> = Vec::with_capacity(t.len());
+        for (key, at, _) in obj.entries() {
+            if !is_id(key) {
+                self.cx.err(
+                    &obj.key_at(key),
+                    format!("{key:?} is not a grade name: use letters, digits, '_', '-' and '.'"),
+                );
+                continue;
+            }
+            if key == LOWEST_GRADE {
+                self.cx.err(
+                    &obj.key_at(key),
+                    "F is the grade below every band and cannot be set",
+                );
+                continue;
+            }
+            let Some(at_least) = obj.number(self.cx, key) else {
+                continue;
+            };
+            if let Some(other) = grades.iter().find(|g| g.at_least == at_least) {
+                self.cx.err(
+                    &at,
+                    format!("same threshold {at_least} as grade {}", other.letter),
+                );
+                continue;
+            }
+            grades.push(Grade {
+                letter: key.to_owned(),
+                at_least,
+            });
+        }
+        grades.sort_by(|a, b| b.at_least.total_cmp(&a.at_least));
+        grades
+    }
+
+    fn stages(
+        &mut self,
+        top: &Obj<'_>,
+        types: &BTreeSet<String>,
+        grades: &[Grade],
+    ) -> (Option<MqlStage>, SqlStage) {
+        let Some((at, t)) = top.table(self.cx, "stages") else {
+            if !top.has("stages") {
+                self.cx
+                    .err(&top.at("stages").key("MQL"), "required: the MQL thresholds");
+            }
+            return (None, SqlStage::default());
+        };
+        let stages = Obj::new(self.cx, at, t, &["MQL", "SQL"]);
+        let mql = match stages.table(self.cx, "MQL") {
+            None => {
+                if !stages.has("MQL") {
+                    self.cx.err(&stages.at("MQL"), "required: the MQL thresholds");
+                }
+                None
+            }
+            Some((at, t)) => {
+                let obj = Obj::new(
+                    self.cx,
+                    at,
+                    t,
+                    &[
+                        "engagement_at_least",
+                        "fit_at_least",
+                        "grade_at_least",
+                        "requires_attributes",
+                    ],
+                );
+                let engagement = self.threshold(&obj, "engagement_at_least");
+                let fit = self.threshold(&obj, "fit_at_least");
+                let grade = obj.string(self.cx, "grade_at_least");
+                if let Some(letter) = &grade {
+                    checks::grade(self.cx, &obj.at("grade_at_least"), letter, grades);
+                }
+                let requires = obj.strings(self.cx, "requires_attributes").unwrap_or_default();
+                Some(MqlStage {
+                    engagement_at_least: engagement.unwrap_or(0.0),
+                    fit_at_least: fit.unwrap_or(0.0),
+                    grade_at_least: grade,
+                    requires_attributes: reader::texts(requires),
+                })
+            }
+        };
+        let sql = match stages.table(self.cx, "SQL") {
+            None => SqlStage::default(),
+            Some((at, t)) => {
+                let obj = Obj::new(self.cx, at, t, &["sales_ready_actions"]);
+                let actions = obj.strings(self.cx, "sales_ready_actions").unwrap_or_default();
+                let actions = actions
+                    .into_iter()
+                    .filter(|(a, at)| checks::engagement_type(self.cx, at, a, types))
+                    .map(|(a, _)| a)
+                    .collect();
+                SqlStage {
+                    sales_ready_actions: actions,
+                }
+            }
+        };
+        (mql, sql)
+    }
+
+    fn threshold(&mut self, obj: &Obj<'_>, key: &str) -> Option<f64> {
+        if !obj.has(key) {
+            self.cx.err(&obj.at(key), "required");
+            return None;
+        }
+        let n = obj.number(self.cx, key)?;
+        if n < 0.0 {
+            self.cx
+                .err(&obj.at(key), format!("a threshold must be zero or more, not {n}"));
+            return None;
+        }
+        Some(n)
+    }
+
+    fn reasons(&mut self, top: &Obj<'_>) -> Reasons {
+        let Some((at, t)) = top.table(self.cx, "reasons") else {
+            return Reasons::default();
+        };
+        let obj = Obj::new(self.cx, at, t, &["reject", "recycle", "disqualify"]);
+        let mut list = |key| reader::texts(obj.strings(self.cx, key).unwrap_or_default());
+        Reasons {
+            reject: list("reject"),
+            recycle: list("recycle"),
+            disqualify: list("disqualify"),
+        }
+    }
+
+    fn slas(&mut self, top: &Obj<'_>, types: &BTreeSet<String>, reasons: &Reasons) -> Vec<Sla> {
+        let Some((at, t)) = top.table(self.cx, "sla") else {
+            return Vec::new();
+        };
+        let sections = Obj::named(at, t);
+        let mut out = Vec::with_capacity(t.len());
+        for (id, at, node) in sections.entries() {
+            if !is_id(id) {
+                self.cx.err(
+                    &sections.key_at(id),
+                    format!("{id:?} is not an id: use letters, digits, '_', '-' and '.'"),
+                );
+                continue;
+            }
+            let DeValue::Table(t) = node.get_ref() else {
+                self.cx.err(
+                    &at,
+                    format!("expected a table ([sla.{id}]), found {}", kind_of(node.get_ref())),
+                );
+                continue;
+            };
+            let obj = Obj::new(self.cx, at, t, &["stage", "within", "until", "idle", "then"]);
+            if !obj.has("stage") {
+                self.cx.err(&obj.at("stage"), "required");
+            }
+            if !obj.has("within") {
+                self.cx.err(&obj.at("within"), "required");
+            }
+            let stage = obj.stage(self.cx, "stage");
+            if let Some(s @ (Stage::Customer | Stage::Disqualified)) = stage {
+                self.cx.err(
+                    &obj.at("stage"),
+                    format!("{s} is an end state: a lead there has nothing left to do in time"),
+                );
+            }
+            let within = obj.duration(self.cx, "within");
+            let until = obj
+                .has("until")
+                .then(|| self.engagement_type(&obj, "until", types));
+            let idle = obj.boolean(self.cx, "idle").unwrap_or(false);
+            let kind = match (until, idle) {
+                (Some(Some(ty)), false) => Some(SlaKind::Until(ty)),
+                (None, true) => Some(SlaKind::Idle),
+                (Some(None), false) => None, // reported
+                (Some(_), true) => {
+                    self.cx
+                        .err(&obj.loc, "takes until = \"<type>\" or idle = true, not both");
+                    None
+                }
+                (None, false) => {
+                    self.cx.err(&obj.loc, "needs until = \"<type>\" or idle = true");
+                    None
+                }
+            };
+            let recycle = match obj.string(self.cx, "then").as_deref() {
+                None => false,
+                Some("recycle") => true,
+                Some(other) => {
+                    self.cx.err(
+                        &obj.at("then"),
+                        format!("unknown action {other:?} (the only one is \"recycle\")"),
+                    );
+                    false
+                }
+            };
+            let (Some(stage), Some(within), Some(kind)) = (stage, within, kind) else {
+                continue;
+            };
+            let sla = Sla {
+                id: id.to_owned(),
+                stage,
+                within,
+                kind,
+                recycle,
+            };
+            if recycle {
+                checks::sla_recycle(self.cx, &obj.at("then"), &sla, reasons);
+            }
+            out.push(sla);
+        }
+        out
+    }
+
+    fn workflows(&mut self, top: &Obj<'_>, reasons: &Reasons, slas: &[Sla]) -> Vec<Workflow> {
+        let mut out = Vec::new();
+        let mut ids = Ids::new();
+        for (at, t) in top.tables(self.cx, "workflow") {
+            let obj = Obj::new(self.cx, at, t, &["id", "on", "after", "if_still", "emit"]);
+            let id = self.rule_id(&obj, &mut ids);
+            if !obj.has("on") {
+                self.cx.err(&obj.at("on"), "required");
+            }
+            let on = obj
+                .string(self.cx, "on")
+                .and_then(|text| self.workflow_on(&obj.at("on"), &text, reasons, slas));
+            let after = obj.duration(self.cx, "after");
+            let if_still = obj.stage(self.cx, "if_still");
+            let emit = obj.name(self.cx, "emit");
+            if let (Some(on), Some(_), Some(still)) = (&on, after, if_still) {
+                checks::can_fire(self.cx, &obj.at("if_still"), on, still, slas);
+            }
+            if let (Some(id), Some(on), Some(emit)) = (id, on, emit) {
+                out.push(Workflow {
+                    id,
+                    on,
+                    after,
+                    if_still,
+                    emit,
+                });
+            }
+        }
+        out
+    }
+
+    fn workflow_on(&mut self, at: &Loc, text: &str, reasons: &Reasons, slas: &[Sla]) -> Option<WorkflowOn> {
+        const KINDS: &str = "entered:<STAGE>, rejected:<reason>, recycled:<reason>, engagement_below:<n>, engagement_above:<n>, sla_breached:<id>";
+        let Some((kind, arg)) = text.split_once(':') else {
+            self.cx
+                .err(at, format!("unknown event {text:?} (expected one of {KINDS})"));
+            return None;
+        };
+        let arg = arg.trim();
+        match kind.trim() {
+            "entered" => match arg.parse::<Stage>() {
+                Ok(stage) => Some(WorkflowOn::Entered(stage)),
+                Err(e) => {
+                    self.cx.err(at, e.to_string());
+                    None
+                }
+            },
+            "rejected" => checks::reason(self.cx, at, arg, &reasons.reject, "reject")
+                .then(|| WorkflowOn::Rejected(arg.to_owned())),
+            "recycled" => checks::reason(self.cx, at, arg, &reasons.recycle, "recycle")
+                .then(|| WorkflowOn::Recycled(arg.to_owned())),
+            "engagement_below" | "engagement_above" => {
+                let n = match arg.parse::<f64>() {
+                    Ok(n) if n.is_finite() && n.abs() <= MAX_MAGNITUDE => n,
+                    _ => {
+                        self.cx
+                            .err(at, format!("{arg:?} is not a score threshold (a number)"));
+                        return None;
+                    }
+                };
+                Some(if kind.trim() == "engagement_below" {
+                    WorkflowOn::EngagementBelow(n)
+                } else {
+                    WorkflowOn::EngagementAbove(n)
+                })
+            }
+            "sla_breached" => {
+                checks::sla(self.cx, at, arg, slas).then(|| WorkflowOn::SlaBreached(arg.to_owned()))
+            }
+            other => {
+                self.cx
+                    .err(at, format!("unknown event {other:?} (expected one of {KINDS})"));
+                None
+            }
+        }
+    }
+}
+
+/// Ids (rules, workflows, SLAs, grades) end up in keys and metadata.
+fn is_id(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 128
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
