@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::config::{Config, ConfigError, KEYS, Layers, Resolved};
+use crate::config::{Config, ConfigError, Layers, Resolved};
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use leadflow_proto::v1 as pb;
@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs the gRPC service (SQLite at ./leadflow.db unless told otherwise).
-    Serve(ServeArgs),
+    Serve(Config),
     /// Applies pending database migrations, then exits.
     Migrate(DatabaseArgs),
     /// Lead definitions (policies).
@@ -158,106 +158,11 @@ struct DatabaseArgs {
     database_url: Option<String>,
 }
 
-/// The service's settings as flags. Each can also come from the
-/// configuration file (the flag's name with `_`) or an environment
-/// variable; flags win over variables, variables over the file. None has a
-/// clap default (it would hide the file and the variables): the help shows
-/// each one's variables and default from the configuration's own, see
-/// [`setting_help`].
-#[derive(Debug, Args)]
-struct ServeArgs {
-    #[command(flatten)]
-    database: DatabaseArgs,
-    /// Address for gRPC.
-    #[arg(long)]
-    listen: Option<String>,
-    /// Address for the HTTP side: the funnel dashboard and /metrics.
-    #[arg(long)]
-    http_listen: Option<String>,
-    /// json or pretty.
-    #[arg(long)]
-    log_format: Option<String>,
-    /// A tracing filter: `info`, `debug`, `leadflow_engine=debug,info`…
-    #[arg(long)]
-    log_level: Option<String>,
-    /// Seconds shutdown waits for calls in flight.
-    #[arg(long)]
-    shutdown_grace_secs: Option<String>,
-    /// Database connection pool size.
-    #[arg(long)]
-    max_connections: Option<String>,
-    /// Milliseconds a call waits for a database connection (while the
-    /// database restarts, say) before it is refused: UNAVAILABLE, or
-    /// RESOURCE_EXHAUSTED when every connection was in use.
-    #[arg(long)]
-    db_acquire_timeout_ms: Option<String>,
-    /// Milliseconds between the timer worker's looks for due timers.
-    #[arg(long)]
-    timer_poll_ms: Option<String>,
-    /// Leads per transaction when a policy activation re-scores every lead.
-    #[arg(long)]
-    rescore_batch: Option<String>,
-    /// Calls in flight at most; more are refused at once with
-    /// RESOURCE_EXHAUSTED.
-    #[arg(long)]
-    max_in_flight: Option<String>,
-    /// Require a bearer token on every call even when listening on loopback
-    /// (on any other address tokens are always required).
-    #[arg(long)]
-    require_auth: bool,
-    /// TLS: the server's certificate chain (PEM).
-    #[arg(long)]
-    tls_cert: Option<String>,
-    /// TLS: the server's private key (PEM).
-    #[arg(long)]
-    tls_key: Option<String>,
-    /// Mutual TLS: clients must present a certificate this CA (PEM) signed.
-    #[arg(long)]
-    tls_client_ca: Option<String>,
-    /// Calls a second per token (bursts of as many); more are refused with
-    /// RESOURCE_EXHAUSTED and a retry delay. 0: unlimited.
-    #[arg(long)]
-    token_rate_limit: Option<String>,
-    /// OTLP/gRPC endpoint for spans and metrics, e.g. http://collector:4317.
-    #[arg(long)]
-    otlp_endpoint: Option<String>,
-    /// service.name of spans and metrics.
-    #[arg(long)]
-    service_name: Option<String>,
-}
-
-impl ServeArgs {
-    /// The flags given, by setting name.
-    fn into_flags(self) -> Vec<(&'static str, Option<String>)> {
-        vec![
-            ("database_url", self.database.database_url),
-            ("listen", self.listen),
-            ("http_listen", self.http_listen),
-            ("log_format", self.log_format),
-            ("log_level", self.log_level),
-            ("shutdown_grace_secs", self.shutdown_grace_secs),
-            ("max_connections", self.max_connections),
-            ("db_acquire_timeout_ms", self.db_acquire_timeout_ms),
-            ("timer_poll_ms", self.timer_poll_ms),
-            ("rescore_batch", self.rescore_batch),
-            ("max_in_flight", self.max_in_flight),
-            // A bare flag: absent leaves the file's or the variable's value.
-            ("require_auth", self.require_auth.then(|| "true".to_owned())),
-            ("tls_cert", self.tls_cert),
-            ("tls_key", self.tls_key),
-            ("tls_client_ca", self.tls_client_ca),
-            ("token_rate_limit", self.token_rate_limit),
-            ("otlp_endpoint", self.otlp_endpoint),
-            ("service_name", self.service_name),
-        ]
-    }
-}
-
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Prints the effective configuration as TOML, each setting with where
     /// it came from; secrets redacted.
-    Show(ServeArgs),
+    Show(Config),
 }
 
 #[derive(Debug, Subcommand)]
@@ -290,27 +195,48 @@ enum PolicyCommand {
     },
 }
 
-/// The configuration: defaults, the file, the environment, then `flags`.
-fn resolve(file: Option<&Path>, flags: Vec<(&'static str, Option<String>)>) -> Result<Resolved, ConfigError> {
+/// The configuration: defaults, the file, the environment, then the flags
+/// given (`given` as clap parsed them, `matches` telling which were on the
+/// command line), then `extra`, flags of a command's own by setting name.
+fn resolve(
+    file: Option<&Path>,
+    given: Option<(&Config, &clap::ArgMatches)>,
+    extra: Vec<(&'static str, Option<String>)>,
+) -> Result<Resolved, ConfigError> {
     let mut layers = Layers::default();
     if let Some(file) = file {
         layers.file(file)?;
     }
     layers.env(|name| std::env::var(name).ok());
-    for (name, value) in flags {
+    if let Some((config, matches)) = given {
+        layers.flags(config, matches);
+    }
+    for (name, value) in extra {
         layers.flag(name, value);
     }
     layers.resolve()
 }
 
-fn config(file: Option<&Path>, flags: Vec<(&'static str, Option<String>)>) -> Result<Config, ConfigError> {
-    Ok(resolve(file, flags)?.config)
+fn config(file: Option<&Path>, extra: Vec<(&'static str, Option<String>)>) -> Result<Config, ConfigError> {
+    Ok(resolve(file, None, extra)?.config)
 }
 
 /// Runs the command line given to the process.
 pub fn main() -> ExitCode {
     let mut command = setting_help(Cli::command());
-    let cli = match Cli::from_arg_matches(&command.get_matches_mut()) {
+    let matches = match command.try_get_matches_from_mut(std::env::args_os()) {
+        Ok(matches) => matches,
+        Err(e) => {
+            // A setting's bad value is told as any bad setting is, wherever
+            // it came from; anything else as clap tells it.
+            if let Some(refused) = bad_setting_flag(&e) {
+                eprintln!("leadflow: {refused}");
+                return ExitCode::from(2);
+            }
+            e.exit()
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.format(&mut command).exit(),
     };
@@ -321,7 +247,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, &matches)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("leadflow: {}", causes(&e));
@@ -332,6 +258,31 @@ pub fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The configuration's own refusal of a setting's flag value that clap
+/// could not parse.
+fn bad_setting_flag(e: &clap::Error) -> Option<ConfigError> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(e.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
+        return None;
+    }
+    let text = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let flag = text(ContextKind::InvalidArg)?;
+    let key = flag
+        .trim_start_matches("--")
+        .split([' ', '='])
+        .next()?
+        .replace('-', "_");
+    if !Config::keys().contains(&key) {
+        return None;
+    }
+    let mut layers = Layers::default();
+    layers.flag(&key, text(ContextKind::InvalidValue));
+    layers.resolve().err()
 }
 
 /// An error and its causes, `: `-separated, each said once. Some errors
@@ -353,18 +304,22 @@ fn causes(error: &anyhow::Error) -> String {
     said.join(": ")
 }
 
-/// The help of every setting flag, with its environment variables and its
-/// default: from the configuration's own table and `Config::default()`, so
-/// that neither can drift from what the configuration does.
+/// The help of every setting flag names its environment variables (its
+/// default clap shows), from the configuration's own rule.
 fn setting_help(command: clap::Command) -> clap::Command {
+    let keys = Config::keys();
     command
         .mut_args(|arg| {
-            let Some(key) = KEYS.iter().find(|k| k.name == arg.get_id().as_str()) else {
+            let id = arg.get_id().as_str();
+            if !keys.iter().any(|k| k == id) {
                 return arg;
-            };
+            }
             let mut help = arg.get_help().map(ToString::to_string).unwrap_or_default();
-            help.push_str(&format!(" [env: {}]", key.env.join(", ")));
-            if let Some(default) = crate::config::default_text(key.name) {
+            help.push_str(&format!(" [env: {}]", crate::config::variables(id).join(", ")));
+            // A bare flag shows no default of its own.
+            if arg.get_default_values().is_empty()
+                && let Some(default) = Config::default_text(id)
+            {
                 help.push_str(&format!(" [default: {default}]"));
             }
             arg.help(help)
@@ -372,18 +327,23 @@ fn setting_help(command: clap::Command) -> clap::Command {
         .mut_subcommands(setting_help)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => {
-            let config = config(cli.config.as_deref(), args.into_flags())?;
+        Command::Serve(given) => {
+            let flags = matches.subcommand_matches("serve").map(|m| (&given, m));
+            let config = resolve(cli.config.as_deref(), flags, Vec::new())?.config;
             let colour =
                 std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
             let _telemetry = crate::telemetry::init(&config, std::io::stderr, colour)?;
             crate::serve(config).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config(ConfigCommand::Show(args)) => {
-            print!("{}", resolve(cli.config.as_deref(), args.into_flags())?.show());
+        Command::Config(ConfigCommand::Show(given)) => {
+            let flags = matches
+                .subcommand_matches("config")
+                .and_then(|m| m.subcommand_matches("show"))
+                .map(|m| (&given, m));
+            print!("{}", resolve(cli.config.as_deref(), flags, Vec::new())?.show());
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate(args) => {

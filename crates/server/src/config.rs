@@ -1,13 +1,25 @@
-//! Configuration: defaults, then a TOML file, then `LEADFLOW_*` and `OTEL_*`
-//! environment variables, then flags — each value checked once, before
-//! anything starts, and a bad one named with where it came from.
+//! Configuration: one typed [`Config`]. Its fields are the settings: serde
+//! reads them from a TOML file, clap makes them flags, and figment layers
+//! them — defaults, then the file, then `LEADFLOW_*` (and the standard
+//! `OTEL_*`, and `RUST_LOG` for the log level) environment variables, then
+//! flags — keeping where each value came from. [`Config::validate`] then
+//! checks every value, and a bad one is named with its source: a flag, a
+//! variable, or the file and its line.
+//!
+//! Adding a setting is adding a field (its doc comment is its help) and,
+//! if its values are bounded, a line of `validate`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
 /// How log lines look.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// One JSON object a line, for collectors.
     Json,
@@ -16,11 +28,25 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// A database URL that never prints its password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseUrl(String);
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Json => "json",
+            Self::Pretty => "pretty",
+        })
+    }
+}
 
-impl DatabaseUrl {
+/// A secret setting: it never prints (a database URL prints without its
+/// password), whether in a log line, an error or `leadflow config show`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+/// The database's URL, which may hold a password.
+pub type DatabaseUrl = Secret;
+
+impl Secret {
     pub fn new(url: impl Into<String>) -> Self {
         Self(url.into())
     }
@@ -30,53 +56,92 @@ impl DatabaseUrl {
     }
 }
 
-impl std::fmt::Debug for DatabaseUrl {
+impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&leadflow_store::redact(&self.0))
     }
 }
 
-impl std::fmt::Display for DatabaseUrl {
+impl std::fmt::Display for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&leadflow_store::redact(&self.0))
     }
 }
 
-/// Everything `leadflow serve` can be told.
-#[derive(Clone, Debug, PartialEq)]
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// Everything `leadflow serve` can be told. Each field is a setting of the
+/// same name in the file, a flag (`--max-connections`) and a variable
+/// (`LEADFLOW_MAX_CONNECTIONS`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// sqlite://PATH or postgres://USER@HOST/DB. A PostgreSQL on loopback is
+    /// reached without TLS unless the URL sets sslmode.
+    #[arg(long, default_value_t = Config::default().database_url)]
     pub database_url: DatabaseUrl,
+    /// Address for gRPC.
+    #[arg(long, default_value_t = Config::default().listen)]
     pub listen: SocketAddr,
-    /// Where the HTTP side (the funnel dashboard) listens.
+    /// Address for the HTTP side: the funnel dashboard and /metrics.
+    #[arg(long, default_value_t = Config::default().http_listen)]
     pub http_listen: SocketAddr,
+    /// How log lines look.
+    #[arg(long, value_enum, default_value_t = Config::default().log_format)]
     pub log_format: LogFormat,
-    /// A tracing filter, e.g. `info` or `leadflow=debug,info`.
+    /// Which log lines are written: a tracing filter, `info`, `debug`,
+    /// `leadflow_engine=debug,info`… (the flag beats `RUST_LOG`).
+    #[arg(long, default_value_t = Config::default().log_level)]
     pub log_level: String,
-    /// How long shutdown waits for calls in flight.
-    pub shutdown_grace: Duration,
-    /// Database pool size.
+    /// Seconds shutdown waits for calls in flight.
+    #[arg(long, default_value_t = Config::default().shutdown_grace_secs)]
+    pub shutdown_grace_secs: u64,
+    /// Database connection pool size.
+    #[arg(long, default_value_t = Config::default().max_connections)]
     pub max_connections: u32,
-    /// How long a call waits for a database connection (while the database
-    /// restarts, say) before it is refused: UNAVAILABLE, or
+    /// Milliseconds a call waits for a database connection (while the
+    /// database restarts, say) before it is refused: UNAVAILABLE, or
     /// RESOURCE_EXHAUSTED when every connection was in use.
-    pub db_acquire_timeout: Duration,
-    /// How often the timer worker looks for due timers.
-    pub timer_poll: Duration,
-    /// Leads per transaction of a policy re-score.
+    #[arg(long, default_value_t = Config::default().db_acquire_timeout_ms)]
+    pub db_acquire_timeout_ms: u64,
+    /// Milliseconds between the timer worker's looks for due timers.
+    #[arg(long, default_value_t = Config::default().timer_poll_ms)]
+    pub timer_poll_ms: u64,
+    /// Leads per transaction when a policy activation re-scores every lead.
+    #[arg(long, default_value_t = Config::default().rescore_batch)]
     pub rescore_batch: u64,
-    /// Calls in flight at most; more are refused with RESOURCE_EXHAUSTED.
+    /// Calls in flight at most; more are refused at once with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = Config::default().max_in_flight)]
     pub max_in_flight: usize,
-    /// Tokens on every call even on loopback (elsewhere they always are).
+    /// Require a bearer token on every call even when listening on loopback
+    /// (on any other address tokens are always required).
+    #[arg(long)]
     pub require_auth: bool,
-    /// TLS: the server's certificate chain and key (PEM); with
-    /// `tls_client_ca`, clients must present a certificate it signed.
-    pub tls: Option<TlsFiles>,
-    /// Calls a second per token (bursts of as many); 0: unlimited.
+    /// TLS: the server's certificate chain (PEM), with tls_key.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: the server's private key (PEM), with tls_cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: clients must present a certificate this CA (PEM) signed.
+    #[arg(long)]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Calls a second per token (bursts of as many); more are refused with
+    /// RESOURCE_EXHAUSTED and a retry delay. 0: unlimited.
+    #[arg(long, default_value_t = Config::default().token_rate_limit)]
     pub token_rate_limit: u32,
-    /// Where spans go over OTLP/gRPC; nowhere when unset (calls still get
-    /// trace ids, which events carry).
+    /// OTLP/gRPC endpoint for spans and metrics, e.g. http://collector:4317.
+    #[arg(long)]
     pub otlp_endpoint: Option<String>,
-    /// `service.name` of the spans and metrics.
+    /// service.name of spans and metrics.
+    #[arg(long, default_value_t = Config::default().service_name)]
     pub service_name: String,
 }
 
@@ -97,19 +162,150 @@ impl Default for Config {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             log_format: LogFormat::Pretty,
             log_level: "info,sea_orm_migration=warn,sqlx=warn".to_owned(),
-            shutdown_grace: Duration::from_secs(10),
+            shutdown_grace_secs: 10,
             max_connections: 16,
-            db_acquire_timeout: Duration::from_secs(5),
-            timer_poll: Duration::from_secs(1),
+            db_acquire_timeout_ms: 5_000,
+            timer_poll_ms: 1_000,
             rescore_batch: 200,
             max_in_flight: 256,
             require_auth: false,
-            tls: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             token_rate_limit: 1_000,
             otlp_endpoint: None,
             service_name: "leadflow".to_owned(),
         }
     }
+}
+
+impl Config {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn db_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_acquire_timeout_ms)
+    }
+
+    pub fn timer_poll(&self) -> Duration {
+        Duration::from_millis(self.timer_poll_ms)
+    }
+
+    /// The server's TLS, when it has a certificate and a key (`validate`
+    /// refuses one without the other).
+    pub fn tls(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+
+    /// Every value checked: the first bad one, as (setting, why).
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        fn within<T: PartialOrd + std::fmt::Display>(
+            key: &'static str,
+            value: T,
+            range: std::ops::RangeInclusive<T>,
+        ) -> Result<(), (&'static str, String)> {
+            if range.contains(&value) {
+                Ok(())
+            } else {
+                Err((
+                    key,
+                    format!("{value} is not from {} to {}", range.start(), range.end()),
+                ))
+            }
+        }
+        let url = self.database_url.expose();
+        if !["sqlite:", "postgres:", "postgresql:"]
+            .iter()
+            .any(|s| url.starts_with(s))
+        {
+            return Err((
+                "database_url",
+                format!("sqlite://PATH or postgres://…, not {}", self.database_url),
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .map_err(|e| ("log_level", format!("{:?}: {e}", self.log_level)))?;
+        within("shutdown_grace_secs", self.shutdown_grace_secs, 0..=3600)?;
+        within("max_connections", self.max_connections, 1..=1000)?;
+        within("db_acquire_timeout_ms", self.db_acquire_timeout_ms, 10..=300_000)?;
+        within("timer_poll_ms", self.timer_poll_ms, 10..=3_600_000)?;
+        within("rescore_batch", self.rescore_batch, 1..=10_000)?;
+        within("max_in_flight", self.max_in_flight, 1..=100_000)?;
+        within("token_rate_limit", self.token_rate_limit, 0..=1_000_000)?;
+        for (key, path) in [
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+            ("tls_client_ca", &self.tls_client_ca),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err((key, "an empty path".to_owned()));
+            }
+        }
+        match (&self.tls_cert, &self.tls_key, &self.tls_client_ca) {
+            (Some(_), None, _) => return Err(("tls_cert", "TLS needs tls_key too".to_owned())),
+            (None, Some(_), _) => return Err(("tls_key", "TLS needs tls_cert too".to_owned())),
+            (None, None, Some(_)) => return Err(("tls_client_ca", "TLS needs tls_cert too".to_owned())),
+            _ => {}
+        }
+        if let Some(url) = &self.otlp_endpoint {
+            let ok = url.parse::<http::Uri>().is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
+            });
+            if !ok {
+                return Err((
+                    "otlp_endpoint",
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        if self.service_name.trim().is_empty() {
+            return Err(("service_name", "an empty name".to_owned()));
+        }
+        Ok(())
+    }
+
+    /// A setting's default as the help and `config show` print it; `None`
+    /// for one unset by default.
+    pub fn default_text(key: &str) -> Option<String> {
+        match Value::serialize(Self::default()) {
+            Ok(Value::Dict(_, values)) => match values.get(key)? {
+                Value::String(_, s) => Some(s.clone()),
+                Value::Num(_, n) => Some(number(n)),
+                Value::Bool(_, b) => Some(b.to_string()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The settings, in the order they are declared.
+    pub fn keys() -> Vec<String> {
+        use clap::Args as _;
+        Self::augment_args(clap::Command::new("settings"))
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect()
+    }
+}
+
+/// The environment variables of a setting, later ones winning.
+pub fn variables(key: &str) -> Vec<String> {
+    let standard: &[&str] = match key {
+        "otlp_endpoint" => &["OTEL_EXPORTER_OTLP_ENDPOINT"],
+        "service_name" => &["OTEL_SERVICE_NAME"],
+        "log_level" => &["RUST_LOG"],
+        _ => &[],
+    };
+    standard
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain([format!("LEADFLOW_{}", key.to_ascii_uppercase())])
+        .collect()
 }
 
 /// Where a setting's value came from, for error messages and
@@ -123,9 +319,9 @@ pub enum Source {
         line: usize,
     },
     /// An environment variable.
-    Env(&'static str),
+    Env(String),
     /// A command-line flag.
-    Flag(&'static str),
+    Flag(String),
 }
 
 impl std::fmt::Display for Source {
@@ -144,101 +340,55 @@ impl std::fmt::Display for Source {
 #[derive(Debug, thiserror::Error)]
 #[error("bad {key} from {origin}: {message}")]
 pub struct ConfigError {
-    pub key: &'static str,
+    pub key: String,
     pub origin: Source,
     pub message: String,
 }
 
-/// A setting: its name in the file, its environment variables (later ones
-/// win) and its flag.
-#[derive(Clone, Copy, Debug)]
-pub struct Key {
-    pub name: &'static str,
-    pub env: &'static [&'static str],
-    pub flag: &'static str,
-    /// Printed redacted.
-    pub secret: bool,
+/// One layer's values, named as its source is: figment keeps the name
+/// with every value, so a value's source is known after the merge.
+struct Layer {
+    name: String,
+    file: Option<PathBuf>,
+    values: Dict,
 }
 
-const fn key(name: &'static str, env: &'static [&'static str], flag: &'static str) -> Key {
-    Key {
-        name,
-        env,
-        flag,
-        secret: false,
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        let metadata = Metadata::named(self.name.clone());
+        match &self.file {
+            Some(path) => metadata.source(path.as_path()),
+            None => metadata,
+        }
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.values.clone()))
     }
 }
 
-/// Every setting, in the order `leadflow config show` prints them.
-pub const KEYS: &[Key] = &[
-    Key {
-        secret: true,
-        ..key("database_url", &["LEADFLOW_DATABASE_URL"], "--database-url")
-    },
-    key("listen", &["LEADFLOW_LISTEN"], "--listen"),
-    key("http_listen", &["LEADFLOW_HTTP_LISTEN"], "--http-listen"),
-    key("log_format", &["LEADFLOW_LOG_FORMAT"], "--log-format"),
-    key("log_level", &["LEADFLOW_LOG_LEVEL"], "--log-level"),
-    key(
-        "shutdown_grace_secs",
-        &["LEADFLOW_SHUTDOWN_GRACE_SECS"],
-        "--shutdown-grace-secs",
-    ),
-    key(
-        "max_connections",
-        &["LEADFLOW_MAX_CONNECTIONS"],
-        "--max-connections",
-    ),
-    key(
-        "db_acquire_timeout_ms",
-        &["LEADFLOW_DB_ACQUIRE_TIMEOUT_MS"],
-        "--db-acquire-timeout-ms",
-    ),
-    key("timer_poll_ms", &["LEADFLOW_TIMER_POLL_MS"], "--timer-poll-ms"),
-    key("rescore_batch", &["LEADFLOW_RESCORE_BATCH"], "--rescore-batch"),
-    key("max_in_flight", &["LEADFLOW_MAX_IN_FLIGHT"], "--max-in-flight"),
-    key("require_auth", &["LEADFLOW_REQUIRE_AUTH"], "--require-auth"),
-    key("tls_cert", &["LEADFLOW_TLS_CERT"], "--tls-cert"),
-    key("tls_key", &["LEADFLOW_TLS_KEY"], "--tls-key"),
-    key("tls_client_ca", &["LEADFLOW_TLS_CLIENT_CA"], "--tls-client-ca"),
-    key(
-        "token_rate_limit",
-        &["LEADFLOW_TOKEN_RATE_LIMIT"],
-        "--token-rate-limit",
-    ),
-    key(
-        "otlp_endpoint",
-        &["OTEL_EXPORTER_OTLP_ENDPOINT", "LEADFLOW_OTLP_ENDPOINT"],
-        "--otlp-endpoint",
-    ),
-    key(
-        "service_name",
-        &["OTEL_SERVICE_NAME", "LEADFLOW_SERVICE_NAME"],
-        "--service-name",
-    ),
-];
-
-fn find_key(name: &str) -> Option<&'static Key> {
-    KEYS.iter().find(|k| k.name == name)
+/// The layers of a configuration, defaults first.
+#[derive(Debug)]
+pub struct Layers {
+    figment: Figment,
+    /// The file's text, for the line of a setting.
+    file: Option<(PathBuf, String)>,
 }
 
-/// A setting's text and where it came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Raw {
-    pub value: String,
-    pub source: Source,
+impl Default for Layers {
+    fn default() -> Self {
+        Self {
+            figment: Figment::from(figment::providers::Serialized::defaults(Config::default())),
+            file: None,
+        }
+    }
 }
-
-/// The settings given, by key; a later layer replaces an earlier one's.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Layers(Vec<(&'static str, Raw)>);
 
 impl Layers {
-    /// Adds the settings of a TOML file of the same keys, each with its
-    /// line.
+    /// Adds a TOML file of settings.
     pub fn file(&mut self, path: &Path) -> Result<(), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            key: "config",
+            key: "config".to_owned(),
             origin: Source::File {
                 path: path.to_owned(),
                 line: 1,
@@ -251,130 +401,182 @@ impl Layers {
     /// Adds the settings of `text`, a TOML document read from `path`.
     pub fn toml(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
         let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError {
-            key: "config",
+            key: "config".to_owned(),
             origin: Source::File {
                 path: path.to_owned(),
                 line: e.span().map_or(1, |s| line_of(text, s.start)),
             },
             message: e.message().to_owned(),
         })?;
-        for (name, value) in table {
-            let source = Source::File {
-                path: path.to_owned(),
-                line: key_line(text, &name),
-            };
-            let Some(key) = find_key(&name) else {
-                return Err(ConfigError {
-                    key: "config",
-                    origin: source,
-                    message: format!("no setting is called {name:?}"),
-                });
-            };
-            let value = match value {
-                toml::Value::String(s) => s,
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
-                other => {
-                    return Err(ConfigError {
-                        key: key.name,
-                        origin: source,
-                        message: format!(
-                            "a string, a whole number or true/false, not a {}",
-                            other.type_str()
-                        ),
-                    });
-                }
-            };
-            self.0.push((key.name, Raw { value, source }));
-        }
+        let values = match Value::serialize(&table) {
+            Ok(Value::Dict(_, values)) => values,
+            _ => Dict::new(),
+        };
+        self.figment = std::mem::take(&mut self.figment).merge(Layer {
+            name: "file".to_owned(),
+            file: Some(path.to_owned()),
+            values,
+        });
+        self.file = Some((path.to_owned(), text.to_owned()));
         Ok(())
     }
 
     /// Adds the settings of the environment, as `var` reads it. An empty
     /// variable counts as unset (as OpenTelemetry's do).
     pub fn env(&mut self, var: impl Fn(&str) -> Option<String>) {
-        for key in KEYS {
-            for name in key.env {
-                if let Some(value) = var(name).filter(|v| !v.trim().is_empty()) {
-                    self.0.push((
-                        key.name,
-                        Raw {
-                            value,
-                            source: Source::Env(name),
-                        },
-                    ));
+        for key in Config::keys() {
+            for name in variables(&key) {
+                if let Some(value) = var(&name).filter(|v| !v.trim().is_empty()) {
+                    let value = value.parse::<Value>().unwrap_or(Value::from(value));
+                    self.given(format!("environment variable {name}"), &key, value);
                 }
             }
         }
     }
 
-    /// Adds a flag's value, by the setting's name.
-    pub fn flag(&mut self, name: &str, value: Option<String>) {
-        if let (Some(key), Some(value)) = (find_key(name), value) {
-            self.0.push((
-                key.name,
-                Raw {
-                    value,
-                    source: Source::Flag(key.flag),
-                },
-            ));
+    /// Adds the flags given on the command line: those of `matches` (the
+    /// settings' arguments) whose value came from the command line, as
+    /// `given` has them parsed.
+    pub fn flags(&mut self, given: &Config, matches: &clap::ArgMatches) {
+        let Ok(Value::Dict(_, values)) = Value::serialize(given) else {
+            return;
+        };
+        for key in Config::keys() {
+            if matches.value_source(&key) == Some(clap::parser::ValueSource::CommandLine)
+                && let Some(value) = values.get(&key)
+            {
+                let flag = format!("--{}", key.replace('_', "-"));
+                self.given(format!("flag {flag}"), &key, value.clone());
+            }
         }
     }
 
-    /// The winning value of each setting given.
-    fn effective(&self) -> Vec<(&'static str, &Raw)> {
-        let mut out: Vec<(&'static str, &Raw)> = Vec::new();
-        for (name, raw) in &self.0 {
-            match out.iter_mut().find(|(n, _)| n == name) {
-                Some(slot) => slot.1 = raw,
-                None => out.push((name, raw)),
-            }
+    /// Adds one flag's value, by the setting's name (for callers that take
+    /// a setting from a flag of their own, such as `--database-url`).
+    pub fn flag(&mut self, key: &str, value: Option<String>) {
+        if let Some(value) = value {
+            let flag = format!("--{}", key.replace('_', "-"));
+            let value = value.parse::<Value>().unwrap_or(Value::from(value));
+            self.given(format!("flag {flag}"), key, value);
         }
-        out
+    }
+
+    fn given(&mut self, name: String, key: &str, value: Value) {
+        let mut values = Dict::new();
+        values.insert(key.to_owned(), value);
+        self.figment = std::mem::take(&mut self.figment).merge(Layer {
+            name,
+            file: None,
+            values,
+        });
+    }
+
+    /// Where the value of `key` came from.
+    fn source(&self, key: &str) -> Source {
+        match self.figment.find_metadata(key) {
+            Some(m) if m.source.as_ref().and_then(|s| s.file_path()).is_some() => {
+                let path = m
+                    .source
+                    .as_ref()
+                    .and_then(|s| s.file_path())
+                    .map(Path::to_owned)
+                    .unwrap_or_default();
+                let line = self.file.as_ref().map_or(1, |(_, text)| key_line(text, key));
+                Source::File { path, line }
+            }
+            Some(m) if m.name.starts_with("environment variable ") => {
+                Source::Env(m.name.trim_start_matches("environment variable ").to_owned())
+            }
+            Some(m) if m.name.starts_with("flag ") => {
+                Source::Flag(m.name.trim_start_matches("flag ").to_owned())
+            }
+            _ => Source::Default,
+        }
     }
 
     /// The configuration: defaults, then these layers in order; every value
     /// checked, a bad one named with its source.
     pub fn resolve(&self) -> Result<Resolved, ConfigError> {
-        let mut config = Config::default();
-        let mut sources: Vec<(&'static str, Source)> =
-            KEYS.iter().map(|k| (k.name, Source::Default)).collect();
-        for (name, raw) in self.effective() {
-            config.set(name, &raw.value).map_err(|message| ConfigError {
-                key: name,
-                origin: raw.source.clone(),
-                message,
-            })?;
-            if let Some(slot) = sources.iter_mut().find(|(n, _)| *n == name) {
-                slot.1 = raw.source.clone();
+        let config: Config = self.figment.extract().map_err(|e| self.explain(e))?;
+        config.validate().map_err(|(key, message)| ConfigError {
+            key: key.to_owned(),
+            origin: self.source(key),
+            message,
+        })?;
+        let sources = Config::keys()
+            .into_iter()
+            .map(|key| {
+                let source = self.source(&key);
+                (key, source)
+            })
+            .collect();
+        Ok(Resolved { config, sources })
+    }
+
+    /// A value figment could not read as its setting's type.
+    fn explain(&self, e: figment::Error) -> ConfigError {
+        use figment::error::{Actual, Kind};
+        let key = e.path.first().cloned().unwrap_or_else(|| "config".to_owned());
+        match &e.kind {
+            Kind::UnknownField(name, _) => ConfigError {
+                key: "config".to_owned(),
+                origin: match self.file.as_ref() {
+                    Some((path, text)) => Source::File {
+                        path: path.clone(),
+                        line: key_line(text, name),
+                    },
+                    None => Source::Default,
+                },
+                message: format!("no setting is called {name:?}"),
+            },
+            Kind::InvalidType(actual, expected) => {
+                let shown = match actual {
+                    Actual::Str(s) => format!("{s:?}"),
+                    Actual::Signed(n) => n.to_string(),
+                    Actual::Unsigned(n) => n.to_string(),
+                    Actual::Bool(b) => b.to_string(),
+                    other => format!("a {other}"),
+                };
+                let whole = [
+                    "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+                ];
+                let message = if expected.contains("bool") {
+                    format!("{shown} is not true or false")
+                } else if expected.contains("integer") || whole.contains(&expected.as_str()) {
+                    format!("{shown} is not a whole number")
+                } else {
+                    match actual {
+                        Actual::Str(_) | Actual::Signed(_) | Actual::Unsigned(_) | Actual::Bool(_) => {
+                            format!("{shown} is not {expected}")
+                        }
+                        other => format!("a string, a whole number or true/false, not {other}"),
+                    }
+                };
+                ConfigError {
+                    origin: self.source(&key),
+                    key,
+                    message,
+                }
+            }
+            _ => {
+                let given = match self.figment.find_value(&key) {
+                    Ok(Value::String(_, s)) => format!("{s:?}"),
+                    Ok(other) => format!("{other:?}"),
+                    Err(_) => String::new(),
+                };
+                let message = match &e.kind {
+                    Kind::Message(m) if m.contains("socket address") => {
+                        format!("{given} is not an address like 127.0.0.1:50051 or [::]:50051")
+                    }
+                    kind => format!("{given} is not valid here: {kind}"),
+                };
+                ConfigError {
+                    origin: self.source(&key),
+                    key,
+                    message,
+                }
             }
         }
-        let source_of = |name: &str| {
-            sources
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map_or(Source::Default, |(_, s)| s.clone())
-        };
-        if let Some(tls) = &config.tls
-            && (tls.cert.as_os_str().is_empty() || tls.key.as_os_str().is_empty())
-        {
-            // Named after a setting that was given, with its source.
-            let missing = if tls.cert.as_os_str().is_empty() {
-                "tls_cert"
-            } else {
-                "tls_key"
-            };
-            let key = ["tls_cert", "tls_key", "tls_client_ca"]
-                .into_iter()
-                .find(|k| *k != missing && source_of(k) != Source::Default)
-                .unwrap_or(missing);
-            return Err(ConfigError {
-                key,
-                origin: source_of(key),
-                message: format!("TLS needs {missing} too"),
-            });
-        }
-        Ok(Resolved { config, sources })
     }
 }
 
@@ -384,44 +586,58 @@ fn line_of(text: &str, offset: usize) -> usize {
         .map_or(1, |before| before.matches('\n').count() + 1)
 }
 
-/// The line where `key` is set at the top level of a TOML document.
+/// The line where `key` is set at the top level of a TOML document, read
+/// with the document's spans.
 fn key_line(text: &str, key: &str) -> usize {
-    text.lines()
-        .position(|line| {
-            let line = line.trim_start();
-            let name = line.split('=').next().unwrap_or("").trim().trim_matches('"');
-            line.contains('=') && name == key
-        })
-        .map_or(1, |i| i + 1)
+    let Ok(table) = toml::de::DeTable::parse(text) else {
+        return 1;
+    };
+    table
+        .get_ref()
+        .iter()
+        .find(|(k, _)| k.get_ref() == key)
+        .map_or(1, |(k, _)| line_of(text, k.span().start))
 }
 
 /// A configuration and where each of its settings came from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Resolved {
     pub config: Config,
-    pub sources: Vec<(&'static str, Source)>,
+    pub sources: Vec<(String, Source)>,
 }
 
 impl Resolved {
     /// The effective configuration as TOML, each setting with its source;
     /// secrets redacted.
     pub fn show(&self) -> String {
+        let shown = Config {
+            database_url: DatabaseUrl::new(self.config.database_url.to_string()),
+            ..self.config.clone()
+        };
+        let values = match Value::serialize(&shown) {
+            Ok(Value::Dict(_, values)) => values,
+            _ => Dict::new(),
+        };
         let mut out = String::new();
-        for key in KEYS {
-            let source = self
-                .sources
-                .iter()
-                .find(|(n, _)| *n == key.name)
-                .map_or(Source::Default, |(_, s)| s.clone());
-            let line = match self.config.get(key.name) {
-                Some(Shown::Text(v)) => format!("{} = {}", key.name, quoted(&v)),
-                Some(Shown::Number(v)) => format!("{} = {v}", key.name),
-                None => format!("# {} is not set", key.name),
+        for (key, source) in &self.sources {
+            let line = match values.get(key) {
+                Some(Value::String(_, s)) => format!("{key} = {}", quoted(s)),
+                Some(Value::Num(_, n)) => format!("{key} = {}", number(n)),
+                Some(Value::Bool(_, b)) => format!("{key} = {b}"),
+                _ => format!("# {key} is not set"),
             };
             out.push_str(&format!("{line:<60} # {source}\n"));
         }
         out
     }
+}
+
+fn number(n: &figment::value::Num) -> String {
+    n.to_u128()
+        .map(|u| u.to_string())
+        .or_else(|| n.to_i128().map(|i| i.to_string()))
+        .or_else(|| n.to_f64().map(|f| f.to_string()))
+        .unwrap_or_default()
 }
 
 /// `text` as a TOML basic string.
@@ -438,169 +654,6 @@ fn quoted(text: &str) -> String {
     }
     out.push('"');
     out
-}
-
-/// A setting's default as `leadflow config show` prints it (without
-/// quotes); `None` for a setting unset by default.
-pub fn default_text(name: &str) -> Option<String> {
-    match Config::default().get(name)? {
-        Shown::Text(text) | Shown::Number(text) => Some(text),
-    }
-}
-
-/// How `leadflow config show` prints a value.
-enum Shown {
-    Text(String),
-    Number(String),
-}
-
-fn number<T>(value: &str, range: std::ops::RangeInclusive<T>) -> Result<T, String>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display,
-{
-    let n: T = value
-        .trim()
-        .parse()
-        .map_err(|_| format!("{value:?} is not a whole number"))?;
-    if range.contains(&n) {
-        Ok(n)
-    } else {
-        Err(format!("{n} is not from {} to {}", range.start(), range.end()))
-    }
-}
-
-fn boolean(value: &str) -> Result<bool, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(format!("{value:?} is not true or false")),
-    }
-}
-
-fn address(value: &str) -> Result<SocketAddr, String> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| format!("{value:?} is not an address like 127.0.0.1:50051 or [::]:50051"))
-}
-
-fn path(value: &str) -> Result<PathBuf, String> {
-    if value.trim().is_empty() {
-        Err("an empty path".to_owned())
-    } else {
-        Ok(PathBuf::from(value))
-    }
-}
-
-impl Config {
-    /// Sets one setting from its text.
-    fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
-        match name {
-            "database_url" => {
-                if !(value.starts_with("sqlite:")
-                    || value.starts_with("postgres:")
-                    || value.starts_with("postgresql:"))
-                {
-                    return Err(format!(
-                        "sqlite://PATH or postgres://…, not {}",
-                        leadflow_store::redact(value)
-                    ));
-                }
-                self.database_url = DatabaseUrl::new(value);
-            }
-            "listen" => self.listen = address(value)?,
-            "http_listen" => self.http_listen = address(value)?,
-            "log_format" => {
-                self.log_format = match value.trim() {
-                    "json" => LogFormat::Json,
-                    "pretty" => LogFormat::Pretty,
-                    _ => return Err(format!("{value:?} is not json or pretty")),
-                };
-            }
-            "log_level" => {
-                tracing_subscriber::EnvFilter::try_new(value).map_err(|e| format!("{value:?}: {e}"))?;
-                value.clone_into(&mut self.log_level);
-            }
-            "shutdown_grace_secs" => self.shutdown_grace = Duration::from_secs(number(value, 0..=3600)?),
-            "max_connections" => self.max_connections = number(value, 1..=1000)?,
-            "db_acquire_timeout_ms" => {
-                self.db_acquire_timeout = Duration::from_millis(number(value, 10..=300_000)?);
-            }
-            "timer_poll_ms" => self.timer_poll = Duration::from_millis(number(value, 10..=3_600_000)?),
-            "rescore_batch" => self.rescore_batch = number(value, 1..=10_000)?,
-            "max_in_flight" => self.max_in_flight = number(value, 1..=100_000)?,
-            "require_auth" => self.require_auth = boolean(value)?,
-            "token_rate_limit" => self.token_rate_limit = number(value, 0..=1_000_000)?,
-            "tls_cert" | "tls_key" | "tls_client_ca" => {
-                let p = path(value)?;
-                let tls = self.tls.get_or_insert_with(|| TlsFiles {
-                    cert: PathBuf::new(),
-                    key: PathBuf::new(),
-                    client_ca: None,
-                });
-                match name {
-                    "tls_cert" => tls.cert = p,
-                    "tls_key" => tls.key = p,
-                    _ => tls.client_ca = Some(p),
-                }
-            }
-            "otlp_endpoint" => {
-                let url = value.trim();
-                let uri: http::Uri = url
-                    .parse()
-                    .map_err(|_| format!("{value:?} is not an http:// or https:// URL"))?;
-                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty)
-                {
-                    return Err(format!("{value:?} is not an http:// or https:// URL"));
-                }
-                self.otlp_endpoint = Some(url.to_owned());
-            }
-            "service_name" => {
-                if value.trim().is_empty() {
-                    return Err("an empty name".to_owned());
-                }
-                value.trim().clone_into(&mut self.service_name);
-            }
-            _ => return Err("no such setting".to_owned()),
-        }
-        Ok(())
-    }
-
-    /// One setting's value as shown (secrets redacted); `None` when unset.
-    fn get(&self, name: &str) -> Option<Shown> {
-        let text = |s: String| Some(Shown::Text(s));
-        let num = |n: u128| Some(Shown::Number(n.to_string()));
-        let tls = self.tls.as_ref();
-        match name {
-            "database_url" => text(self.database_url.to_string()),
-            "listen" => text(self.listen.to_string()),
-            "http_listen" => text(self.http_listen.to_string()),
-            "log_format" => text(
-                match self.log_format {
-                    LogFormat::Json => "json",
-                    LogFormat::Pretty => "pretty",
-                }
-                .to_owned(),
-            ),
-            "log_level" => text(self.log_level.clone()),
-            "shutdown_grace_secs" => num(self.shutdown_grace.as_secs().into()),
-            "max_connections" => num(self.max_connections.into()),
-            "db_acquire_timeout_ms" => num(self.db_acquire_timeout.as_millis()),
-            "timer_poll_ms" => num(self.timer_poll.as_millis()),
-            "rescore_batch" => num(self.rescore_batch.into()),
-            "max_in_flight" => num(self.max_in_flight as u128),
-            "require_auth" => Some(Shown::Number(self.require_auth.to_string())),
-            "token_rate_limit" => num(self.token_rate_limit.into()),
-            "tls_cert" => tls.map(|t| Shown::Text(t.cert.display().to_string())),
-            "tls_key" => tls.map(|t| Shown::Text(t.key.display().to_string())),
-            "tls_client_ca" => tls
-                .and_then(|t| t.client_ca.as_ref())
-                .map(|p| Shown::Text(p.display().to_string())),
-            "otlp_endpoint" => self.otlp_endpoint.clone().map(Shown::Text),
-            "service_name" => text(self.service_name.clone()),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -682,7 +735,11 @@ mod tests {
 
         let mut layers = Layers::default();
         layers.flag("listen", Some("localhost".to_owned()));
-        assert!(bad(layers).starts_with("bad listen from flag --listen: \"localhost\" is not an address"));
+        let message = bad(layers);
+        assert!(
+            message.starts_with("bad listen from flag --listen: \"localhost\""),
+            "{message}"
+        );
 
         let mut layers = Layers::default();
         layers.flag("database_url", Some("mysql://u:pw@db/x".to_owned()));
@@ -710,7 +767,7 @@ mod tests {
             ),
             (
                 "log_format = [1]\n",
-                "bad log_format from leadflow.toml line 1: a string, a whole number or true/false, not a array",
+                "bad log_format from leadflow.toml line 1: a string, a whole number or true/false, not sequence",
             ),
             (
                 "otlp_endpoint = \"collector:4317\"\n",
@@ -767,21 +824,33 @@ mod tests {
         );
     }
 
+    /// `--log-level` beats `RUST_LOG`, which beats the file.
     #[test]
-    fn every_key_can_be_set_and_shown() {
+    fn the_log_level_flag_beats_rust_log() {
+        let mut layers = file("log_level = \"warn\"\n");
+        layers.env(env(&[("RUST_LOG", "debug")]));
+        assert_eq!(layers.resolve().expect("valid").config.log_level, "debug");
+        layers.flag("log_level", Some("error".to_owned()));
+        let resolved = layers.resolve().expect("valid");
+        assert_eq!(resolved.config.log_level, "error");
+        assert!(resolved.show().contains("# flag --log-level"));
+        let mut layers = Layers::default();
+        layers.env(env(&[("RUST_LOG", "debug"), ("LEADFLOW_LOG_LEVEL", "info")]));
+        assert_eq!(layers.resolve().expect("valid").config.log_level, "info");
+    }
+
+    #[test]
+    fn every_setting_is_a_flag_a_variable_and_a_key() {
+        let keys = Config::keys();
+        assert!(keys.len() >= 18, "{keys:?}");
         let defaults = Layers::default().resolve().expect("defaults are valid");
-        for key in KEYS {
-            let shown = defaults.config.get(key.name);
+        let shown = defaults.show();
+        for key in &keys {
             assert!(
-                shown.is_some()
-                    || matches!(
-                        key.name,
-                        "tls_cert" | "tls_key" | "tls_client_ca" | "otlp_endpoint"
-                    ),
-                "{}",
-                key.name
+                shown.contains(&format!("{key} = ")) || shown.contains(&format!("# {key} is not set")),
+                "{key}"
             );
-            assert!(key.flag.starts_with("--") && !key.env.is_empty());
+            assert!(variables(key).contains(&format!("LEADFLOW_{}", key.to_ascii_uppercase())));
         }
     }
 }

@@ -58,7 +58,7 @@ pub const DEFAULT_POLICY: &str = include_str!("../../../examples/policy.toml");
 pub async fn open_engine(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
     let options = StoreOptions {
         max_connections: config.max_connections,
-        acquire_timeout: config.db_acquire_timeout,
+        acquire_timeout: config.db_acquire_timeout(),
         ..StoreOptions::default()
     };
     let store = Store::connect(config.database_url.expose(), &options)
@@ -377,7 +377,7 @@ async fn rescore(engine: Engine, batch: u64, stopping: CancellationToken) {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let engine = open_engine(&config, Arc::new(SystemClock)).await?;
     let workers = Workers {
-        timer_poll: Some(config.timer_poll),
+        timer_poll: Some(config.timer_poll()),
         rescore_batch: Some(config.rescore_batch),
         max_in_flight: config.max_in_flight,
         auth: if config.require_auth {
@@ -385,7 +385,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         } else {
             AuthMode::Auto
         },
-        tls: config.tls.clone(),
+        tls: config.tls(),
         token_rate_limit: config.token_rate_limit,
         http: Some(config.http_listen),
         otlp_endpoint: config.otlp_endpoint.clone(),
@@ -400,8 +400,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.database_url
     );
     shutdown_signal().await;
-    tracing::info!(grace_secs = config.shutdown_grace.as_secs(), "shutting down");
-    running.shutdown(config.shutdown_grace).await;
+    tracing::info!(grace_secs = config.shutdown_grace_secs, "shutting down");
+    running.shutdown(config.shutdown_grace()).await;
     tracing::info!("stopped");
     Ok(())
 }

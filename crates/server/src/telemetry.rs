@@ -67,7 +67,9 @@ where
     let otel = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("leadflow"))
         .with_filter(spans);
-    let logs = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&config.log_level))?;
+    // `log_level` is already layered: RUST_LOG counts as a variable of it,
+    // below LEADFLOW_LOG_LEVEL and the --log-level flag.
+    let logs = EnvFilter::try_new(&config.log_level)?;
     let registry = tracing_subscriber::registry().with(otel);
     match config.log_format {
         LogFormat::Json => registry

@@ -237,7 +237,7 @@ async fn server_with(
     let config = leadflow_server::Config {
         database_url: leadflow_server::DatabaseUrl::new(database.url.clone()),
         max_connections: 2,
-        db_acquire_timeout: acquire,
+        db_acquire_timeout_ms: u64::try_from(acquire.as_millis()).unwrap_or(u64::MAX),
         ..leadflow_server::Config::default()
     };
     let engine = leadflow_server::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;

@@ -109,7 +109,7 @@ where
     // a call waits half a second for the database, then is refused
     let config = leadflow_server::Config {
         database_url: leadflow_server::DatabaseUrl::new(service_url),
-        db_acquire_timeout: Duration::from_millis(500),
+        db_acquire_timeout_ms: 500,
         ..leadflow_server::Config::default()
     };
     let engine = leadflow_server::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;
