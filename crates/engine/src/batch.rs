@@ -15,7 +15,8 @@ use leadflow_store::{LeadRecord, NewEngagement, StoredEngagement};
 
 use crate::Engine;
 use crate::error::EngineError;
-use crate::leads::{Known, Locked, Log, MAX_BATCH, engagement_fingerprint, retrying};
+use crate::leads::{Known, Locked, MAX_BATCH, engagement_fingerprint, retrying};
+use crate::log::Log;
 use crate::model::{BatchItem, LeadKey, Recorded, Request};
 use crate::views::Outcome;
 

@@ -6,7 +6,8 @@ use leadflow_store::PolicyRecord;
 use crate::Engine;
 use crate::error::EngineError;
 use crate::fingerprint::fingerprint;
-use crate::leads::{replay, retrying, save};
+use crate::idempotency::{replay, save};
+use crate::leads::retrying;
 use crate::model::{Method, Request};
 use crate::views::{PolicyActivation, PolicyVersion, StoredActivation};
 

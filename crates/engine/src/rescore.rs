@@ -342,7 +342,7 @@ impl Engine {
                     record,
                     job.activated_at,
                     &mut acc,
-                    &mut crate::leads::Log::default(),
+                    &mut crate::log::Log::default(),
                 )
                 .await?;
             job.transitions += i64::try_from(acc.transitions.len()).unwrap_or(0);

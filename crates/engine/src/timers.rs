@@ -107,7 +107,7 @@ impl Engine {
                 Command::TimerFired(stored.timer),
                 None,
                 until,
-                &mut crate::leads::Log::default(),
+                &mut crate::log::Log::default(),
             )
             .await?;
         tx.commit().await?;
