@@ -23,6 +23,10 @@ use serde::Deserialize;
 
 use crate::auth::{Authenticator, Principal};
 use crate::metrics::Metrics;
+use crate::present;
+
+// `leadflow funnel` still finds the duration wording here.
+pub(crate) use crate::present::duration as human;
 
 /// The cookie `/login` sets.
 const COOKIE: &str = "leadflow_token";
@@ -276,12 +280,6 @@ fn day_start(text: &str, field: &str) -> Result<Timestamp, String> {
     Ok(Timestamp::from_micros(midnight.timestamp_micros()))
 }
 
-fn date_of(t: Timestamp) -> String {
-    t.to_chrono()
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_default()
-}
-
 /// The filters as a funnel query, or what is wrong with them.
 pub(crate) fn query_of(filters: &Filters, now: Timestamp) -> Result<FunnelQuery, String> {
     let day = Span::from_days(1).as_micros();
@@ -494,28 +492,6 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
-/// `2d 3h`, `45m`, `12s`.
-pub(crate) fn human(span: Option<Span>) -> String {
-    let Some(span) = span else {
-        return "–".to_owned();
-    };
-    let secs = span.as_micros() / 1_000_000;
-    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60);
-    if d > 0 {
-        format!("{d}d {h}h")
-    } else if h > 0 {
-        format!("{h}h {m}m")
-    } else if m > 0 {
-        format!("{m}m")
-    } else {
-        format!("{secs}s")
-    }
-}
-
-fn percent(rate: f64) -> String {
-    format!("{:.1}%", rate * 100.0)
-}
-
 const COLORS: [&str; 5] = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#e15759"];
 
 const STYLE: &str = "<style>\
@@ -537,18 +513,17 @@ svg text{font-size:11px;fill:#1d2330}svg .axis-title{font-size:12px;fill:#667085
 fn render(p: &Page<'_>) -> String {
     let mut html = String::with_capacity(32 * 1024);
     let period = p.query.period;
-    let last_day = period.end.saturating_sub(Span::from_micros(1));
     let _ = write!(
         html,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width\"><title>leadflow funnel</title>{STYLE}</head>\
          <body><main><h1>leadflow funnel</h1>\
          <p class=\"muted\">Workspace <b id=\"workspace\">{ws}</b> · \
-         <span id=\"period\" data-start=\"{start}\" data-end=\"{end}\">{start} to {last} (UTC)</span></p>",
+         <span id=\"period\" data-start=\"{start}\" data-end=\"{end}\">{days}</span></p>",
         ws = escape(p.workspace),
-        start = date_of(period.start),
-        end = date_of(period.end),
-        last = date_of(last_day),
+        start = present::date(period.start),
+        end = present::date(period.end),
+        days = present::days(period),
     );
     filters(&mut html, p);
     let Some(group) = p.funnel.groups.first() else {
@@ -590,8 +565,8 @@ fn filters(html: &mut String, p: &Page<'_>) {
          <label>From <input type=\"date\" name=\"from\" value=\"{}\"></label>\
          <label>To (exclusive) <input type=\"date\" name=\"to\" value=\"{}\"></label>\
          <label>Source channel <select name=\"channel\"><option value=\"\">all</option>",
-        date_of(period.start),
-        date_of(period.end),
+        present::date(period.start),
+        present::date(period.end),
     );
     let current = p.query.source_channel.as_deref();
     let mut channels: Vec<&str> = p.channels.iter().map(String::as_str).collect();
@@ -658,7 +633,7 @@ fn funnel_section(html: &mut String, g: &funnel::Group) {
         .map(|c| HBar {
             label: format!("{} → {}", c.from.as_str(), c.to.as_str()),
             value: c.rate,
-            text: format!("{} ({} of {})", percent(c.rate), c.converted, c.cohort),
+            text: present::share(c.rate, c.converted, c.cohort),
             color: COLORS[0],
             data: format!(
                 "data-bar=\"{}-{}\" data-rate=\"{}\"",
@@ -672,7 +647,7 @@ fn funnel_section(html: &mut String, g: &funnel::Group) {
         html,
         "conversion-chart",
         &bars,
-        &[0.0, 0.25, 0.5, 0.75, 1.0].map(|r| (r, format!("{}%", r * 100.0))),
+        &[0.0, 0.25, 0.5, 0.75, 1.0].map(|r| (r, present::round_percent(r))),
         "converted, % of the cohort",
     );
     html.push_str(
@@ -700,11 +675,11 @@ fn funnel_section(html: &mut String, g: &funnel::Group) {
             c.cohort,
             c.converted,
             c.rate,
-            percent(c.rate),
+            present::percent(c.rate),
             c.p50.map_or(-1, |s| s.as_micros() / 1_000_000),
-            human(c.p50),
+            present::duration(c.p50),
             c.p90.map_or(-1, |s| s.as_micros() / 1_000_000),
-            human(c.p90),
+            present::duration(c.p90),
             f = c.from.as_str(),
             t = c.to.as_str(),
         );
@@ -712,15 +687,13 @@ fn funnel_section(html: &mut String, g: &funnel::Group) {
     let _ = write!(
         html,
         "</tbody></table><p class=\"muted\">Of the MQL cohort: rejected <b id=\"rejected\" data-v=\"{}\">{}</b> \
-         ({} of {}), recycled <b id=\"recycled\" data-v=\"{}\">{}</b> ({} of {}).</p></section>",
+         ({}), recycled <b id=\"recycled\" data-v=\"{}\">{}</b> ({}).</p></section>",
         g.rejected.rate,
-        percent(g.rejected.rate),
-        g.rejected.count,
-        g.rejected.cohort,
+        present::percent(g.rejected.rate),
+        present::part_of(g.rejected.count, g.rejected.cohort),
         g.recycled.rate,
-        percent(g.recycled.rate),
-        g.recycled.count,
-        g.recycled.cohort,
+        present::percent(g.recycled.rate),
+        present::part_of(g.recycled.count, g.recycled.cohort),
     );
 }
 
@@ -736,9 +709,9 @@ fn time_in_stage(html: &mut String, g: &funnel::Group) {
              <td data-k=\"p90\" data-v=\"{}\">{}</td></tr>",
             t.stays,
             t.p50.map_or(-1, |s| s.as_micros() / 1_000_000),
-            human(t.p50),
+            present::duration(t.p50),
             t.p90.map_or(-1, |s| s.as_micros() / 1_000_000),
-            human(t.p90),
+            present::duration(t.p90),
             s = t.stage.as_str(),
         );
     }
@@ -960,7 +933,7 @@ fn velocity(html: &mut String, g: &funnel::Group, buckets: &[Timestamp], bucket:
         .iter()
         .enumerate()
         .filter(|(i, _)| i % every == 0)
-        .map(|(i, &t)| (frame.left + (i as f64 + 0.5) * slot, date_of(t)))
+        .map(|(i, &t)| (frame.left + (i as f64 + 0.5) * slot, present::date(t)))
         .collect();
     let x_title = match bucket {
         Bucket::Day => "day (UTC)",
@@ -986,7 +959,7 @@ fn velocity(html: &mut String, g: &funnel::Group, buckets: &[Timestamp], bucket:
                 "<rect class=\"bar\" data-bar=\"{st}\" data-bucket=\"{d}\" data-n=\"{n}\" x=\"{x:.1}\" y=\"{top:.1}\" \
                  width=\"{bar:.1}\" height=\"{h:.1}\" fill=\"{c}\"><title>{d} {st}: {n}</title></rect>",
                 st = stage.as_str(),
-                d = date_of(start),
+                d = present::date(start),
                 h = bottom - top,
                 c = COLORS[s],
             );
@@ -1024,8 +997,10 @@ fn calibration(html: &mut String, c: Option<&Calibration>) {
             " Best F1 at <b id=\"suggested\" data-v=\"{}\">{}</b> (precision {}, recall {}).",
             s.cutoff,
             s.cutoff,
-            s.precision.map_or("–".to_owned(), percent),
-            s.recall.map_or("–".to_owned(), percent),
+            s.precision
+                .map_or_else(|| present::NONE.to_owned(), present::percent),
+            s.recall
+                .map_or_else(|| present::NONE.to_owned(), present::percent),
         );
     }
     html.push_str("</p>");
@@ -1034,7 +1009,7 @@ fn calibration(html: &mut String, c: Option<&Calibration>) {
     let span = if last > first { last - first } else { 1.0 };
     let y_ticks: Vec<(f64, String)> = [0.0, 0.25, 0.5, 0.75, 1.0]
         .iter()
-        .map(|&v| (v, format!("{}%", v * 100.0)))
+        .map(|&v| (v, present::round_percent(v)))
         .collect();
     let frame = Frame::new(500.0, &y_ticks);
     let x = |cutoff: f64| frame.left + (cutoff - first) / span * frame.width;
@@ -1043,10 +1018,7 @@ fn calibration(html: &mut String, c: Option<&Calibration>) {
     } else {
         &[first]
     };
-    let x_labels: Vec<(f64, String)> = marks
-        .iter()
-        .map(|&v| (x(v), format!("{}", (v * 10.0).round() / 10.0)))
-        .collect();
+    let x_labels: Vec<(f64, String)> = marks.iter().map(|&v| (x(v), present::score(v))).collect();
     frame.open(
         html,
         "calibration",
@@ -1122,14 +1094,6 @@ mod tests {
     }
 
     #[test]
-    fn spans_read_as_people_read_them() {
-        assert_eq!(human(None), "–");
-        assert_eq!(human(Some(Span::from_secs(12))), "12s");
-        assert_eq!(human(Some(Span::from_secs(2_700))), "45m");
-        assert_eq!(human(Some(Span::from_hours(50))), "2d 2h");
-    }
-
-    #[test]
     fn count_axes_end_on_a_round_number() {
         assert_eq!(count_ticks(0), [0, 1]);
         assert_eq!(count_ticks(5), [0, 1, 2, 3, 4, 5]);
@@ -1192,8 +1156,8 @@ mod tests {
     fn filters_become_a_query_or_a_reason() {
         let now = Timestamp::from_secs(1_790_812_800 + 3_600); // 2026-10-01T01:00Z
         let q = query_of(&Filters::default(), now).expect("defaults");
-        assert_eq!(date_of(q.period.end), "2026-10-02");
-        assert_eq!(date_of(q.period.start), "2026-09-02");
+        assert_eq!(present::date(q.period.end), "2026-10-02");
+        assert_eq!(present::date(q.period.start), "2026-09-02");
         assert_eq!(q.bucket, Bucket::Day);
         let f = |from: &str, to: &str| Filters {
             from: Some(from.to_owned()),
