@@ -25,6 +25,7 @@ mod limits;
 mod methods;
 mod metrics;
 mod observe;
+mod present;
 mod services;
 pub mod telemetry;
 mod watch;

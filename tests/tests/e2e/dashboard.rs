@@ -783,3 +783,34 @@ async fn without_tokens_only_loopback_hosts_are_served(server: TestServer) -> an
 
 on_both_databases_at!(super::NOW, without_tokens_only_loopback_hosts_are_served);
 on_both_databases_at!(super::NOW, an_http_side_beyond_loopback_needs_tokens);
+
+/// What the data holds is shown as text: a channel named like markup is
+/// neither an element of the page nor a way out of an attribute.
+async fn markup_in_the_data_is_shown_as_text(mut server: TestServer) -> anyhow::Result<()> {
+    const CHANNEL: &str = "<img src=x onerror=alert(1)>\"'&";
+    let lead = create(&mut server, "odd@acme.com").await?;
+    let e = pb::Engagement {
+        channel: CHANNEL.to_owned(),
+        ..engagement("odd-1", "page_viewed")
+    };
+    server.leads.record_engagement(record(&lead.id, e)).await?;
+    let running = with_http(&server, leadflow_server::AuthMode::Auto).await?;
+    let addr = running.http_addr.expect("the HTTP side");
+    // the last 30 days, which hold the lead
+    let (status, page) = get(addr, "/dashboard?channel=%3Cimg%20src%3Dx%3E", &[]).await?;
+    assert_eq!(status, 200, "{page}");
+    let shown = "&lt;img src=x onerror=alert(1)&gt;&quot;'&amp;";
+    assert!(
+        page.contains(&format!("<option value=\"{shown}\">{shown}</option>")),
+        "{page}"
+    );
+    assert!(
+        page.contains("<option value=\"&lt;img src=x&gt;\" selected>&lt;img src=x&gt;</option>"),
+        "{page}"
+    );
+    assert!(!page.contains("<img"), "{page}");
+    running.shutdown(Duration::from_secs(1)).await;
+    Ok(())
+}
+
+on_both_databases_at!(super::NOW, markup_in_the_data_is_shown_as_text);

@@ -1,0 +1,68 @@
+//! What a page shows, read from the engine for one workspace: the same
+//! calls `GetFunnel`, `Calibrate` and the transition listing make, so the
+//! page cannot show other numbers than the API answers.
+
+use leadflow_domain::analytics::evidence::Calibration;
+use leadflow_domain::analytics::funnel::{Funnel, Grouping, Query as FunnelQuery};
+use leadflow_engine::{CalibrationQuery, Engine, EngineError, TransitionView};
+
+/// Transitions in the live tail.
+const TAIL: u64 = 20;
+
+/// The dashboard's data.
+#[derive(Debug)]
+pub(super) struct Dashboard {
+    pub(super) funnel: Funnel,
+    /// Every source channel seen in the period, for the filter's choices,
+    /// whatever channel the page is narrowed to.
+    pub(super) channels: Vec<String>,
+    /// None when it cannot be made now: its section says so, the rest of
+    /// the page stands.
+    pub(super) calibration: Option<Calibration>,
+    pub(super) tail: Vec<TransitionView>,
+}
+
+pub(super) async fn dashboard(
+    engine: &Engine,
+    ws: &str,
+    query: &FunnelQuery,
+) -> Result<Dashboard, EngineError> {
+    let funnel = engine.funnel(ws, query).await?;
+    let by_channel = engine
+        .funnel(
+            ws,
+            &FunnelQuery {
+                grouping: Grouping::SourceChannel,
+                source_channel: None,
+                ..query.clone()
+            },
+        )
+        .await?;
+    let calibration = engine
+        .calibrate(
+            ws,
+            &CalibrationQuery {
+                period: query.period,
+                policy_version: None,
+                target_precision: None,
+                step: 5.0,
+                max_cutoff: None,
+            },
+        )
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "no calibration for the dashboard"))
+        .ok()
+        .map(|c| c.calibration);
+    let tail = tail(engine, ws).await?;
+    Ok(Dashboard {
+        funnel,
+        channels: by_channel.groups.into_iter().map(|g| g.key).collect(),
+        calibration,
+        tail,
+    })
+}
+
+/// The latest transitions, newest first.
+pub(super) async fn tail(engine: &Engine, ws: &str) -> Result<Vec<TransitionView>, EngineError> {
+    engine.latest_transitions(ws, TAIL).await
+}

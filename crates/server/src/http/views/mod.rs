@@ -1,0 +1,247 @@
+//! The HTML of the HTTP side. Templates escape every value they are given,
+//! so text from the data (a channel, a reason, a workspace's name) reads as
+//! text; only this module's own style sheet and script go in as they are.
+//!
+//! The ids, classes and `data-` attributes are read by the browser test and
+//! by whoever scrapes the page: keep them when changing the look.
+
+mod charts;
+mod funnel;
+mod trends;
+
+use leadflow_domain::Stage;
+use leadflow_domain::analytics::funnel::Query as FunnelQuery;
+use leadflow_engine::TransitionView;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use super::load::Dashboard;
+use crate::present;
+
+const STYLE: &str = "\
+body{font-family:system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}\
+main{max-width:1100px;margin:0 auto;padding:16px 24px}\
+h1{font-size:22px;margin:8px 0}h2{font-size:16px;margin:0 0 8px}h3{font-size:14px;margin:8px 0 4px}\
+section{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:12px 16px;margin:12px 0}\
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:12px}.grid section{margin:0}\
+table{border-collapse:collapse;width:100%;font-size:14px}\
+th,td{text-align:right;padding:4px 8px;border-bottom:1px solid #eef0f3}\
+th:first-child,td:first-child{text-align:left}\
+form{display:flex;gap:12px;align-items:end;flex-wrap:wrap;font-size:14px}\
+label{display:flex;flex-direction:column;gap:2px}\
+.muted{color:#667085;font-size:13px}.error{color:#b42318}\
+svg text{font-size:11px;fill:#1d2330}svg .axis-title{font-size:12px;fill:#667085}\
+#tail li{font-family:ui-monospace,monospace;font-size:12px;margin:2px 0}";
+
+/// The live tail's refresh: the fragment replaces the list, and a refusal
+/// or an outage leaves the last one standing.
+const TAIL_SCRIPT: &str = "\
+setInterval(function(){fetch('/dashboard/tail',{credentials:'same-origin'})\
+.then(function(r){return r.ok?r.text():null})\
+.then(function(t){if(t!==null){document.getElementById('tail').innerHTML=t;}})\
+.catch(function(){});},5000);";
+
+fn style() -> Markup {
+    html! { style { (PreEscaped(STYLE)) } }
+}
+
+/// A page that says what went wrong, with the ways on.
+pub(super) fn error_page(message: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html {
+            head { meta charset="utf-8"; title { "leadflow" } (style()) }
+            body {
+                main {
+                    h1 { "leadflow" }
+                    p class="error" id="error" { (message) }
+                    p {
+                        a href="/dashboard" { "Back to the dashboard" }
+                        " · "
+                        a href="/login" { "Sign in with a token" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The form that turns a token into the login cookie.
+pub(super) fn login_page() -> Markup {
+    html! {
+        (DOCTYPE)
+        html {
+            head { meta charset="utf-8"; title { "leadflow: sign in" } (style()) }
+            body {
+                main {
+                    h1 { "leadflow" }
+                    form method="post" action="/login" {
+                        label {
+                            "Token with analytics:read "
+                            input type="password" name="token" autocomplete="off";
+                        }
+                        " "
+                        button type="submit" { "Sign in" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The funnel dashboard of workspace `ws` for `query`.
+pub(super) fn dashboard(ws: &str, query: &FunnelQuery, data: &Dashboard) -> Markup {
+    let period = query.period;
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width";
+                title { "leadflow funnel" }
+                (style())
+            }
+            body {
+                main {
+                    h1 { "leadflow funnel" }
+                    p class="muted" {
+                        "Workspace " b id="workspace" { (ws) } " · "
+                        span id="period" data-start=(present::date(period.start))
+                            data-end=(present::date(period.end)) { (present::days(period)) }
+                    }
+                    (funnel::filters(query, &data.channels))
+                    @if let Some(group) = data.funnel.groups.first() {
+                        (funnel::funnel(group))
+                        div class="grid" {
+                            (funnel::time_in_stage(group))
+                            (funnel::reasons(group))
+                        }
+                        (trends::velocity(group, &data.funnel.buckets, query.bucket))
+                        div class="grid" {
+                            (trends::calibration(data.calibration.as_ref()))
+                            section {
+                                h2 { "Live tail " span class="muted" { "latest transitions, every 5 s" } }
+                                ol id="tail" { (tail_rows(&data.tail)) }
+                            }
+                        }
+                        script { (PreEscaped(TAIL_SCRIPT)) }
+                    } @else {
+                        p { "No data." }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The live tail's items, newest first: when, which lead, the move. A
+/// reason only where the policy defines it: a PROMOTE's free text may name
+/// a person.
+pub(super) fn tail_rows(tail: &[TransitionView]) -> Markup {
+    html! {
+        @if tail.is_empty() {
+            li class="muted" { "no transitions yet" }
+        }
+        @for t in tail {
+            @let r = &t.record;
+            li data-lead=(t.lead_id) {
+                (r.at) " " (t.lead_id) " " (r.from.map_or("·", Stage::as_str)) " → " (r.to.as_str())
+                " " (r.by.as_str())
+                @if let Some(reason) = r.reason.as_deref()
+                    .filter(|_| leadflow_domain::lifecycle::reason_from_policy(r.by)) {
+                    " (" (reason) ")"
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use leadflow_domain::analytics::funnel::{self, Bucket, Grouping, History, Period, Step, StepCause};
+    use leadflow_domain::{Move, Timestamp};
+
+    use super::*;
+
+    /// Markup where a channel or a reason goes, as a caller could send it.
+    const HOSTILE: &str = "<img src=x onerror=alert(1)>\"&";
+    const SHOWN: &str = "&lt;img src=x onerror=alert(1)&gt;&quot;&amp;";
+
+    fn day(n: i64) -> Timestamp {
+        Timestamp::from_secs(1_790_812_800 + n * 86_400) // 2026-10-01 + n
+    }
+
+    fn step(from: Option<Stage>, to: Stage, at: i64, by: Move, reason: Option<&str>) -> Step {
+        Step {
+            from,
+            to,
+            at: day(at),
+            by,
+            reason: reason.map(str::to_owned),
+            policy_version: 1,
+            caused_by: StepCause::Command,
+        }
+    }
+
+    #[test]
+    fn the_data_on_a_page_reads_as_text() {
+        let history = History {
+            lead_id: "l1".to_owned(),
+            source_channel: Some(HOSTILE.to_owned()),
+            steps: vec![
+                step(None, Stage::Iql, 0, Move::Capture, None),
+                step(Some(Stage::Iql), Stage::Mql, 1, Move::Promote, None),
+                step(Some(Stage::Mql), Stage::Iql, 2, Move::Reject, Some(HOSTILE)),
+            ],
+        };
+        let query = funnel::Query {
+            period: Period {
+                start: day(0),
+                end: day(7),
+            },
+            grouping: Grouping::None,
+            bucket: Bucket::Day,
+            source_channel: Some(HOSTILE.to_owned()),
+        };
+        let data = Dashboard {
+            funnel: funnel::funnel(&[history], &query),
+            channels: vec![HOSTILE.to_owned()],
+            calibration: None,
+            tail: Vec::new(),
+        };
+        let page = dashboard(HOSTILE, &query, &data).into_string();
+        assert!(!page.contains("<img"), "{page}");
+        // the workspace, the chosen channel (value and text), the reason
+        // (attribute and cell)
+        assert!(
+            page.contains(&format!("<b id=\"workspace\">{SHOWN}</b>")),
+            "{page}"
+        );
+        assert!(
+            page.contains(&format!("<option value=\"{SHOWN}\" selected>{SHOWN}</option>")),
+            "{page}"
+        );
+        assert!(
+            page.contains(&format!(
+                "<tr data-move=\"REJECT\" data-reason=\"{SHOWN}\"><td>REJECT</td><td>{SHOWN}</td>\
+                 <td data-k=\"count\">1</td></tr>"
+            )),
+            "{page}"
+        );
+        assert_eq!(page.matches(SHOWN).count(), 5, "{page}");
+        // the funnel's numbers are there, and the page is whole
+        assert!(page.contains("<tr data-stage=\"MQL\"><td>MQL</td><td data-k=\"leads\">1</td>"));
+        assert!(page.contains("<p class=\"muted\">not available now; retry</p>"));
+        assert!(page.contains("<li class=\"muted\">no transitions yet</li>"));
+        assert!(page.ends_with("</script></main></body></html>"), "{page}");
+    }
+
+    #[test]
+    fn a_refusal_reads_as_text() {
+        let page = error_page(HOSTILE).into_string();
+        assert!(
+            page.contains(&format!("<p class=\"error\" id=\"error\">{SHOWN}</p>")),
+            "{page}"
+        );
+        assert!(!page.contains("<img"));
+    }
+}
