@@ -8,10 +8,17 @@
 //!
 //! # Layout
 //!
-//! - [`start`] / [`serve`]: the server, on a listener of its own.
-//! - `services/`: `LeadService` and `PolicyService`.
-//! - `convert.rs`, `limits.rs`, `error.rs`: the edge.
-//! - [`config`], [`telemetry`]: the process.
+//! - [`start`] / [`serve`]: the server, on a listener of its own, and the
+//!   background work it owns.
+//! - `services/`: one file per gRPC service; `convert.rs`, `limits.rs`,
+//!   `error.rs`: the edge — input checked and converted, engine errors as
+//!   statuses.
+//! - `methods.rs`: every RPC once, with its scope, admission class and
+//!   retry kind; `auth.rs`, `admission.rs`, `observe.rs` and `metrics.rs`
+//!   read it, as tower layers built on `layers.rs`.
+//! - `http/`: the dashboard and `/metrics`; `present.rs` words numbers and
+//!   dates for the dashboard and the command line alike.
+//! - [`config`], [`telemetry`], [`cli`]: the process.
 
 mod admission;
 pub mod auth;

@@ -9,6 +9,8 @@ use clap::Args;
 use leadflow_proto::v1 as pb;
 
 use super::remote::{Remote, rpc_error};
+use crate::http::{Filters, query_of};
+use crate::present;
 
 #[derive(Debug, Args)]
 pub(super) struct FunnelArgs {
@@ -42,13 +44,14 @@ pub(super) fn printable(text: &str) -> String {
         .collect()
 }
 
-pub(super) fn span_text(d: Option<&prost_types::Duration>) -> String {
-    crate::http::human(d.map(|d| leadflow_domain::time::Span::from_secs(d.seconds)))
+/// A duration off the wire, worded as the dashboard words it.
+fn span_text(d: Option<&prost_types::Duration>) -> String {
+    present::duration(d.map(|d| leadflow_domain::time::Span::from_secs(d.seconds)))
 }
 
 pub(super) async fn funnel(args: FunnelArgs) -> anyhow::Result<ExitCode> {
-    let filters = crate::http::Filters::new(args.from, args.to, None);
-    let query = match crate::http::query_of(
+    let filters = Filters::new(args.from, args.to, None);
+    let query = match query_of(
         &filters,
         leadflow_domain::Timestamp::from_micros(chrono::Utc::now().timestamp_micros()),
     ) {
@@ -73,7 +76,6 @@ pub(super) async fn funnel(args: FunnelArgs) -> anyhow::Result<ExitCode> {
     let mut client = pb::analytics_service_client::AnalyticsServiceClient::new(args.remote.connect().await?);
     let mut groups = Vec::new();
     let mut page_token = String::new();
-    let (start, end) = (query.period.start, query.period.end);
     loop {
         let request = pb::GetFunnelRequest {
             period: Some(crate::services::period_out(query.period)),
@@ -90,18 +92,11 @@ pub(super) async fn funnel(args: FunnelArgs) -> anyhow::Result<ExitCode> {
         }
         page_token = page.next_page_token;
     }
-    let last = end.saturating_sub(leadflow_domain::time::Span::from_micros(1));
     println!(
-        "Funnel {} to {} (UTC){}",
-        start
-            .to_chrono()
-            .map(|d| d.format("%Y-%m-%d").to_string())
-            .unwrap_or_default(),
-        last.to_chrono()
-            .map(|d| d.format("%Y-%m-%d").to_string())
-            .unwrap_or_default(),
+        "Funnel {}{}",
+        present::days(query.period),
         args.channel
-            .map(|c| format!(", source channel {c}"))
+            .map(|c| format!(", source channel {}", printable(&c)))
             .unwrap_or_default()
     );
     if groups.is_empty() {
@@ -121,11 +116,11 @@ pub(super) async fn funnel(args: FunnelArgs) -> anyhow::Result<ExitCode> {
         );
         for c in &g.conversions {
             println!(
-                "{:<20} {:>8} {:>9} {:>6.1}% {:>9} {:>9}",
+                "{:<20} {:>8} {:>9} {:>7} {:>9} {:>9}",
                 format!("{} -> {}", stage_name(c.from), stage_name(c.to)),
                 c.cohort,
                 c.converted,
-                c.rate * 100.0,
+                present::percent(c.rate),
                 span_text(c.p50.as_ref()),
                 span_text(c.p90.as_ref())
             );
@@ -144,9 +139,7 @@ pub(super) async fn funnel(args: FunnelArgs) -> anyhow::Result<ExitCode> {
             );
         }
         let rate = |r: Option<&pb::CohortRate>| {
-            r.map_or_else(String::new, |r| {
-                format!("{:.1}% ({} of {})", r.rate * 100.0, r.count, r.cohort)
-            })
+            r.map_or_else(String::new, |r| present::share(r.rate, r.count, r.cohort))
         };
         println!(
             "\nof the MQL cohort: rejected {}, recycled {}",
@@ -160,7 +153,7 @@ pub(super) async fn funnel(args: FunnelArgs) -> anyhow::Result<ExitCode> {
                 println!(
                     "{:<14} {:<24} {:>6}",
                     by.trim_start_matches("MOVE_"),
-                    r.reason,
+                    printable(&r.reason),
                     r.count
                 );
             }

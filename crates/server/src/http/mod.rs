@@ -35,8 +35,6 @@ use crate::metrics::Metrics;
 
 pub(crate) use filters::{Filters, query_of};
 pub(crate) use routes::router;
-// `leadflow funnel` still finds the duration wording here.
-pub(crate) use crate::present::duration as human;
 
 /// Pages rendered at once, at most: more wait for a free slot up to
 /// [`routes::BUSY_WAIT`], then get 503.
