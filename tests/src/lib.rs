@@ -10,7 +10,7 @@ use leadflow_proto::v1 as pb;
 use leadflow_proto::v1::lead_service_client::LeadServiceClient;
 use leadflow_proto::v1::policy_service_client::PolicyServiceClient;
 use leadflow_proto::v1::trigger_service_client::TriggerServiceClient;
-use leadflow_server::{Config, DatabaseUrl, Running};
+use leadflow_server::{Config, DatabaseUrl, Parts, Running};
 pub use leadflow_store::testing::Engine as Db;
 use leadflow_store::testing::TestDatabase;
 use tonic::transport::Channel;
@@ -46,9 +46,10 @@ impl TestServer {
     async fn start_with(db: Db, clock: Option<Arc<ManualClock>>) -> Option<Self> {
         let database = TestDatabase::new(db).await?;
         let config = Config {
-            database_url: DatabaseUrl::new(database.url.clone()),
             max_connections: 8,
-            ..Config::default()
+            timer_poll_ms: 200,
+            rescore_batch: 50,
+            ..loopback(&database.url)
         };
         let engine_clock: Arc<dyn Clock> = match &clock {
             Some(c) => c.clone(),
@@ -58,19 +59,14 @@ impl TestServer {
             .await
             .expect("open the engine");
         // On a hand-moved clock the test runs timers and re-scores itself.
-        let workers = leadflow_server::Workers {
-            timer_poll: if clock.is_some() {
-                None
-            } else {
-                Some(Duration::from_millis(200))
-            },
-            rescore_batch: if clock.is_some() { None } else { Some(50) },
-            ..leadflow_server::Workers::default()
+        let parts = Parts {
+            timers: clock.is_none(),
+            rescore: clock.is_none(),
+            http: false,
         };
-        let running =
-            leadflow_server::start_with("127.0.0.1:0".parse().expect("address"), engine.clone(), &workers)
-                .await
-                .expect("start the server");
+        let running = leadflow_server::start(&config, engine.clone(), parts)
+            .await
+            .expect("start the server");
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))
             .expect("endpoint")
             .connect()
@@ -475,13 +471,35 @@ pub async fn engine_on(url: &str) -> anyhow::Result<Engine> {
     leadflow_server::open_engine(&config, Arc::new(SystemClock)).await
 }
 
-/// Serves `engine` on a free loopback port with `workers`: the running
-/// server and a plain-text channel to it.
-pub async fn serve(
-    engine: &Engine,
-    workers: &leadflow_server::Workers,
-) -> anyhow::Result<(Running, Channel)> {
-    let running = leadflow_server::start_with("127.0.0.1:0".parse()?, engine.clone(), workers).await?;
+/// A configuration for a test's own server on the database at `url`: gRPC
+/// and the HTTP side on free loopback ports, the rest as shipped.
+pub fn loopback(url: &str) -> Config {
+    Config {
+        database_url: DatabaseUrl::new(url),
+        listen: ([127, 0, 0, 1], 0).into(),
+        http_listen: ([127, 0, 0, 1], 0).into(),
+        ..Config::default()
+    }
+}
+
+/// The gRPC side and its workers, without the HTTP side.
+pub const NO_HTTP: Parts = Parts {
+    timers: true,
+    rescore: true,
+    http: false,
+};
+
+/// The gRPC side only: no timer or re-score worker, no HTTP side.
+pub const GRPC_ONLY: Parts = Parts {
+    timers: false,
+    rescore: false,
+    http: false,
+};
+
+/// Serves `engine` as `config` says, with `parts` beside the RPCs: the
+/// running server and a plain-text channel to it.
+pub async fn serve(engine: &Engine, config: &Config, parts: Parts) -> anyhow::Result<(Running, Channel)> {
+    let running = leadflow_server::start(config, engine.clone(), parts).await?;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))?
         .connect()
         .await?;

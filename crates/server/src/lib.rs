@@ -124,68 +124,34 @@ impl Running {
     }
 }
 
-/// What runs beside the RPCs.
-#[derive(Clone, Debug)]
-pub struct Workers {
-    /// How often the timer worker looks for due timers; `None`: no worker
-    /// (tests that fire timers themselves).
-    pub timer_poll: Option<std::time::Duration>,
-    /// Leads per transaction of a policy re-score; `None`: no re-score
-    /// worker (tests that run batches themselves).
-    pub rescore_batch: Option<u64>,
-    /// Calls in flight at most; more are refused with RESOURCE_EXHAUSTED.
-    pub max_in_flight: usize,
-    /// Who may call.
-    pub auth: AuthMode,
-    /// TLS, or mutual TLS; plain HTTP/2 if `None`.
-    pub tls: Option<TlsFiles>,
-    /// Calls a second per token (bursts of as many); 0: unlimited.
-    pub token_rate_limit: u32,
-    /// Where the HTTP side (the dashboard, /metrics) listens; `None`: no
-    /// HTTP side.
-    pub http: Option<SocketAddr>,
-    /// Where metrics go over OTLP/gRPC, besides /metrics.
-    pub otlp_endpoint: Option<String>,
-    /// `service.name` of the metrics.
-    pub service_name: String,
+/// What runs beside the RPCs. `leadflow serve` runs all of it; a test
+/// leaves out what it drives by hand. How each part runs is the
+/// [`Config`]'s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parts {
+    /// The timer worker, looking for due timers every `timer_poll_ms`
+    /// (off: the caller fires timers with `Engine::fire_due_timers`).
+    pub timers: bool,
+    /// The re-score worker, `rescore_batch` leads a transaction (off: the
+    /// caller runs batches with `Engine::run_rescore_batch`).
+    pub rescore: bool,
+    /// The HTTP side on `http_listen`: the dashboard and `/metrics`.
+    pub http: bool,
 }
 
-/// Who may call.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AuthMode {
-    /// A bearer token on every call, unless the service listens on loopback
-    /// only: there every call acts for the default workspace, and a warning
-    /// says so at start.
-    #[default]
-    Auto,
-    /// A bearer token on every call.
-    Required,
+impl Parts {
+    /// Everything, as `leadflow serve` runs it.
+    pub const ALL: Self = Self {
+        timers: true,
+        rescore: true,
+        http: true,
+    };
 }
 
-impl Default for Workers {
-    fn default() -> Self {
-        Self {
-            timer_poll: Some(std::time::Duration::from_secs(1)),
-            rescore_batch: Some(200),
-            max_in_flight: 256,
-            auth: AuthMode::Auto,
-            tls: None,
-            token_rate_limit: 1_000,
-            http: None,
-            otlp_endpoint: None,
-            service_name: "leadflow".to_owned(),
-        }
-    }
-}
-
-/// Starts serving gRPC on `listen` (port 0 picks a free one), with the
-/// background workers.
-pub async fn start(listen: SocketAddr, engine: Engine) -> anyhow::Result<Running> {
-    start_with(listen, engine, &Workers::default()).await
-}
-
-/// [`start`], choosing the workers.
-pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -> anyhow::Result<Running> {
+/// Starts serving gRPC on `config.listen` (port 0 picks a free one), with
+/// the `parts` asked for beside it.
+pub async fn start(config: &Config, engine: Engine, parts: Parts) -> anyhow::Result<Running> {
+    let listen = config.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -210,23 +176,23 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
         let engine = engine.clone();
         async move { engine.follow_other_replicas().await }
     });
-    if let Some(poll) = workers.timer_poll {
-        background.spawn(fire_timers(engine.clone(), poll, stopping.clone()));
+    if parts.timers {
+        background.spawn(fire_timers(engine.clone(), config.timer_poll(), stopping.clone()));
     }
-    if let Some(batch) = workers.rescore_batch {
-        background.spawn(rescore(engine.clone(), batch, stopping.clone()));
+    if parts.rescore {
+        background.spawn(rescore(engine.clone(), config.rescore_batch, stopping.clone()));
     }
     let metrics = metrics::Metrics::new(
         engine.clone(),
-        &workers.service_name,
-        workers.otlp_endpoint.as_deref(),
+        &config.service_name,
+        config.otlp_endpoint.as_deref(),
     )?;
-    if workers.otlp_endpoint.is_some() {
+    if config.otlp_endpoint.is_some() {
         background.spawn_until_stopped(Arc::clone(&metrics).sample_for_export());
     }
     // Without tokens only while nothing listens beyond loopback.
-    let loopback_only = addr.ip().is_loopback() && workers.http.is_none_or(|h| h.ip().is_loopback());
-    let authenticator = Arc::new(if workers.auth == AuthMode::Auto && loopback_only {
+    let loopback_only = addr.ip().is_loopback() && (!parts.http || config.http_listen.ip().is_loopback());
+    let authenticator = Arc::new(if !config.require_auth && loopback_only {
         tracing::warn!(
             workspace = DEFAULT_WORKSPACE,
             "authentication is OFF: listening on loopback only, every call acts for workspace {DEFAULT_WORKSPACE:?} \
@@ -236,10 +202,10 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
     } else {
         auth::Authenticator::new(
             engine.clone(),
-            auth::RateLimit::per_second(workers.token_rate_limit),
+            auth::RateLimit::per_second(config.token_rate_limit),
         )
     });
-    let http_addr = match workers.http {
+    let http_addr = match parts.http.then_some(config.http_listen) {
         Some(listen) => {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
@@ -279,13 +245,13 @@ pub async fn start_with(listen: SocketAddr, engine: Engine, workers: &Workers) -
     // two parts can wait for the client's delayed ACK (40 ms on Linux).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut builder = tonic::transport::Server::builder();
-    if let Some(files) = &workers.tls {
-        builder = builder.tls_config(tls_config(files)?)?;
+    if let Some(files) = config.tls() {
+        builder = builder.tls_config(tls_config(&files)?)?;
     }
     let router = builder
         .layer(MiddlewareLayer(observe::Observe::new(Arc::clone(&metrics))))
         .layer(MiddlewareLayer(auth::Auth::new(authenticator)))
-        .layer(MiddlewareLayer(admission::Admission::new(workers.max_in_flight)))
+        .layer(MiddlewareLayer(admission::Admission::new(config.max_in_flight)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -384,22 +350,7 @@ async fn rescore(engine: Engine, batch: u64, stopping: CancellationToken) {
 /// the configured grace period.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let engine = open_engine(&config, Arc::new(SystemClock)).await?;
-    let workers = Workers {
-        timer_poll: Some(config.timer_poll()),
-        rescore_batch: Some(config.rescore_batch),
-        max_in_flight: config.max_in_flight,
-        auth: if config.require_auth {
-            AuthMode::Required
-        } else {
-            AuthMode::Auto
-        },
-        tls: config.tls(),
-        token_rate_limit: config.token_rate_limit,
-        http: Some(config.http_listen),
-        otlp_endpoint: config.otlp_endpoint.clone(),
-        service_name: config.service_name.clone(),
-    };
-    let running = start_with(config.listen, engine, &workers).await?;
+    let running = start(&config, engine, Parts::ALL).await?;
     tracing::info!(
         grpc = %running.addr,
         database = %config.database_url,

@@ -54,11 +54,11 @@ async fn tokens_bind_calls_to_their_workspace_and_scopes(db: Db) -> anyhow::Resu
     )
     .await?;
 
-    let workers = leadflow_server::Workers {
-        auth: leadflow_server::AuthMode::Required,
-        ..leadflow_server::Workers::default()
+    let config = leadflow_server::Config {
+        require_auth: true,
+        ..loopback(&database.url)
     };
-    let (running, channel) = serve(&engine, &workers).await?;
+    let (running, channel) = serve(&engine, &config, NO_HTTP).await?;
     let mut leads = LeadServiceClient::new(channel.clone());
 
     // No token, a made-up one, an expired one: UNAUTHENTICATED, nothing written.
@@ -257,12 +257,12 @@ async fn each_token_has_its_own_rate(db: Db) -> anyhow::Result<()> {
     engine.bootstrap("acme", leadflow_server::DEFAULT_POLICY).await?;
     let busy = token(&engine, "acme", "busy", &["leads:read"], None).await?;
     let calm = token(&engine, "acme", "calm", &["leads:read"], None).await?;
-    let workers = leadflow_server::Workers {
-        auth: leadflow_server::AuthMode::Required,
+    let config = leadflow_server::Config {
+        require_auth: true,
         token_rate_limit: 2,
-        ..leadflow_server::Workers::default()
+        ..loopback(&database.url)
     };
-    let (running, channel) = serve(&engine, &workers).await?;
+    let (running, channel) = serve(&engine, &config, NO_HTTP).await?;
     let mut leads = LeadServiceClient::new(channel);
     let mut limited = Vec::new();
     for _ in 0..20 {
@@ -323,11 +323,11 @@ async fn another_workspace_sees_nothing(db: Db) -> anyhow::Result<()> {
     }
     let a = token(&engine, "acme", "a", &leadflow_server::auth::SCOPES, None).await?;
     let b = token(&engine, "globex", "b", &leadflow_server::auth::SCOPES, None).await?;
-    let workers = leadflow_server::Workers {
-        auth: leadflow_server::AuthMode::Required,
-        ..leadflow_server::Workers::default()
+    let config = leadflow_server::Config {
+        require_auth: true,
+        ..loopback(&database.url)
     };
-    let (running, channel) = serve(&engine, &workers).await?;
+    let (running, channel) = serve(&engine, &config, NO_HTTP).await?;
     let mut leads = LeadServiceClient::new(channel.clone());
     let mut policies = PolicyServiceClient::new(channel.clone());
     let mut triggers = TriggerServiceClient::new(channel);
@@ -605,12 +605,11 @@ async fn tokens_are_required_off_loopback() -> anyhow::Result<()> {
         return Ok(());
     };
     let engine = engine_on(&database.url).await?;
-    let running = leadflow_server::start_with(
-        "0.0.0.0:0".parse()?,
-        engine.clone(),
-        &leadflow_server::Workers::default(),
-    )
-    .await?;
+    let config = leadflow_server::Config {
+        listen: "0.0.0.0:0".parse()?,
+        ..loopback(&database.url)
+    };
+    let running = leadflow_server::start(&config, engine.clone(), NO_HTTP).await?;
     let channel =
         tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", running.addr.port()))?
             .connect()

@@ -108,11 +108,11 @@ async fn policy_commands_list_leads_by_key_and_need_a_token(db: Db) -> anyhow::R
         None,
     )
     .await?;
-    let workers = leadflow_server::Workers {
-        auth: leadflow_server::AuthMode::Required,
-        ..leadflow_server::Workers::default()
+    let config = leadflow_server::Config {
+        require_auth: true,
+        ..loopback(&database.url)
     };
-    let (running, channel) = serve(&engine, &workers).await?;
+    let (running, channel) = serve(&engine, &config, NO_HTTP).await?;
     let mut leads = LeadServiceClient::new(channel);
     // Engagement 45 each. The draft moves the VPs (fit 40) to MQL at 40,
     // and newly fails the analysts' fit (25) at 30.
@@ -249,15 +249,13 @@ async fn remote_commands_speak_mutual_tls(db: Db) -> anyhow::Result<()> {
         dir.write("client.key", &client_key)?,
     ];
     let engine = engine_on(&database.url).await?;
-    let workers = leadflow_server::Workers {
-        tls: Some(leadflow_server::TlsFiles {
-            cert: PathBuf::from(dir.write("server.pem", &server_cert)?),
-            key: PathBuf::from(dir.write("server.key", &server_key)?),
-            client_ca: Some(Path::new(&ca_file).to_owned()),
-        }),
-        ..leadflow_server::Workers::default()
+    let config = leadflow_server::Config {
+        tls_cert: Some(PathBuf::from(dir.write("server.pem", &server_cert)?)),
+        tls_key: Some(PathBuf::from(dir.write("server.key", &server_key)?)),
+        tls_client_ca: Some(Path::new(&ca_file).to_owned()),
+        ..loopback(&database.url)
     };
-    let running = leadflow_server::start_with("127.0.0.1:0".parse()?, engine, &workers).await?;
+    let running = leadflow_server::start(&config, engine, NO_HTTP).await?;
     let against = format!("https://localhost:{}", running.addr.port());
     let funnel = [
         "funnel",

@@ -25,19 +25,21 @@ const NOW: Timestamp = Timestamp::from_secs(1_790_812_800 + 31 * 86_400);
 /// Days 0 to 20 of the script.
 const PAGE: &str = "/dashboard?from=2026-10-01&to=2026-10-21";
 
-/// A second server on the test's engine, with the HTTP side on.
+/// A second server on the test's engine, with the HTTP side on (and
+/// tokens required if `require_auth`).
 pub(crate) async fn with_http(
     server: &TestServer,
-    auth: leadflow_server::AuthMode,
+    require_auth: bool,
 ) -> anyhow::Result<leadflow_server::Running> {
-    let workers = leadflow_server::Workers {
-        timer_poll: None,
-        rescore_batch: None,
-        auth,
-        http: Some("127.0.0.1:0".parse()?),
-        ..leadflow_server::Workers::default()
+    let config = leadflow_server::Config {
+        require_auth,
+        ..loopback(server.database_url())
     };
-    leadflow_server::start_with("127.0.0.1:0".parse()?, server.engine.clone(), &workers).await
+    let parts = leadflow_server::Parts {
+        http: true,
+        ..GRPC_ONLY
+    };
+    leadflow_server::start(&config, server.engine.clone(), parts).await
 }
 
 /// A GET over plain HTTP/1.1: the status and the body.
@@ -243,7 +245,7 @@ async fn the_page_shows_what_get_funnel_answers(mut server: TestServer) -> anyho
         return Ok(());
     };
     seed(&mut server).await?;
-    let http = with_http(&server, leadflow_server::AuthMode::Auto).await?;
+    let http = with_http(&server, false).await?;
     let addr = http.http_addr.expect("the HTTP side");
     let dom = tokio::task::spawn_blocking(move || browse(&browser, &format!("http://{addr}{PAGE}"), true))
         .await??;
@@ -515,7 +517,7 @@ async fn the_page_needs_analytics_read_and_shows_one_workspace(mut server: TestS
     let reader = token(&engine, "default", "dash", &["analytics:read"], None).await?;
     let writer = token(&engine, "default", "crm", &["leads:write"], None).await?;
     let other = token(&engine, "globex", "dash", &["analytics:read"], None).await?;
-    let http = with_http(&server, leadflow_server::AuthMode::Required).await?;
+    let http = with_http(&server, true).await?;
     let addr = http.http_addr.expect("the HTTP side");
 
     let (status, body) = get(addr, PAGE, &[]).await?;
@@ -645,14 +647,15 @@ on_both_databases_at!(super::NOW, the_page_needs_analytics_read_and_shows_one_wo
 
 /// A dashboard beyond loopback needs tokens even when gRPC is on loopback.
 async fn an_http_side_beyond_loopback_needs_tokens(server: TestServer) -> anyhow::Result<()> {
-    let workers = leadflow_server::Workers {
-        timer_poll: None,
-        rescore_batch: None,
-        http: Some("0.0.0.0:0".parse()?),
-        ..leadflow_server::Workers::default()
+    let config = leadflow_server::Config {
+        http_listen: "0.0.0.0:0".parse()?,
+        ..loopback(server.database_url())
     };
-    let running =
-        leadflow_server::start_with("127.0.0.1:0".parse()?, server.engine.clone(), &workers).await?;
+    let parts = leadflow_server::Parts {
+        http: true,
+        ..GRPC_ONLY
+    };
+    let running = leadflow_server::start(&config, server.engine.clone(), parts).await?;
     let port = running.http_addr.expect("the HTTP side").port();
     let (status, _) = get(SocketAddr::from(([127, 0, 0, 1], port)), PAGE, &[]).await?;
     assert_eq!(status, 401);
@@ -671,7 +674,7 @@ async fn analytics_calls_need_their_scope_and_see_one_workspace(
     let reader = token(&engine, "default", "dash", &["analytics:read"], None).await?;
     let writer = token(&engine, "default", "crm", &["leads:read", "leads:write"], None).await?;
     let other = token(&engine, "globex", "dash", &["analytics:read"], None).await?;
-    let secured = with_http(&server, leadflow_server::AuthMode::Required).await?;
+    let secured = with_http(&server, true).await?;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", secured.addr))?
         .connect()
         .await?;
@@ -732,7 +735,7 @@ on_both_databases_at!(super::NOW, analytics_calls_need_their_scope_and_see_one_w
 /// parsed as one: a name that merely starts like one, which a rebinding
 /// site can point at 127.0.0.1, gets nothing.
 async fn without_tokens_only_loopback_hosts_are_served(server: TestServer) -> anyhow::Result<()> {
-    let running = with_http(&server, leadflow_server::AuthMode::Auto).await?;
+    let running = with_http(&server, false).await?;
     let addr = running.http_addr.expect("the HTTP side");
     let port = addr.port();
     let refused = [
@@ -794,7 +797,7 @@ async fn markup_in_the_data_is_shown_as_text(mut server: TestServer) -> anyhow::
         ..engagement("odd-1", "page_viewed")
     };
     server.leads.record_engagement(record(&lead.id, e)).await?;
-    let running = with_http(&server, leadflow_server::AuthMode::Auto).await?;
+    let running = with_http(&server, false).await?;
     let addr = running.http_addr.expect("the HTTP side");
     // the last 30 days, which hold the lead
     let (status, page) = get(addr, "/dashboard?channel=%3Cimg%20src%3Dx%3E", &[]).await?;

@@ -222,7 +222,7 @@ on_both_databases!(
 async fn server_with(
     db: Db,
     acquire: Duration,
-    workers: &leadflow_server::Workers,
+    parts: leadflow_server::Parts,
 ) -> anyhow::Result<
     Option<(
         TestDatabase,
@@ -235,24 +235,18 @@ async fn server_with(
         return Ok(None);
     };
     let config = leadflow_server::Config {
-        database_url: leadflow_server::DatabaseUrl::new(database.url.clone()),
         max_connections: 2,
         db_acquire_timeout_ms: u64::try_from(acquire.as_millis()).unwrap_or(u64::MAX),
-        ..leadflow_server::Config::default()
+        ..loopback(&database.url)
     };
     let engine = leadflow_server::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;
-    let (running, channel) = serve(&engine, workers).await?;
+    let (running, channel) = serve(&engine, &config, parts).await?;
     Ok(Some((database, engine, running, channel)))
 }
 
 async fn a_busy_pool_is_overload_not_unavailability(db: Db) -> anyhow::Result<()> {
-    let workers = leadflow_server::Workers {
-        timer_poll: None,
-        rescore_batch: None,
-        ..Default::default()
-    };
     let Some((_database, engine, running, channel)) =
-        server_with(db, Duration::from_millis(300), &workers).await?
+        server_with(db, Duration::from_millis(300), GRPC_ONLY).await?
     else {
         return Ok(());
     };
@@ -338,12 +332,15 @@ async fn open_calls_end_when_their_token_does(db: Db) -> anyhow::Result<()> {
         .saturating_add(leadflow_domain::Span::from_micros(3_000_000));
     let expiring = token(&engine, "acme", "expiring", &all, Some(soon)).await?;
     // No re-score worker: an activation's job stays running, and its watch open.
-    let workers = leadflow_server::Workers {
-        auth: leadflow_server::AuthMode::Required,
-        rescore_batch: None,
-        ..leadflow_server::Workers::default()
+    let config = leadflow_server::Config {
+        require_auth: true,
+        ..loopback(&database.url)
     };
-    let (running, channel) = serve(&engine, &workers).await?;
+    let parts = leadflow_server::Parts {
+        rescore: false,
+        ..NO_HTTP
+    };
+    let (running, channel) = serve(&engine, &config, parts).await?;
     let mut leads = LeadServiceClient::new(channel.clone());
     let mut policies = PolicyServiceClient::new(channel.clone());
     let mut triggers = TriggerServiceClient::new(channel.clone());
@@ -533,9 +530,8 @@ fn back_dated(lead: &str, prefix: &str, n: usize) -> Vec<pb::EngagementItem> {
 async fn an_import_lets_other_writers_in(db: Db) -> anyhow::Result<()> {
     // Calls wait at most a second for the writer: an import that held it
     // for its whole length would refuse them.
-    let workers = leadflow_server::Workers::default();
     let Some((_database, _engine, running, channel)) =
-        server_with(db, Duration::from_secs(1), &workers).await?
+        server_with(db, Duration::from_secs(1), NO_HTTP).await?
     else {
         return Ok(());
     };

@@ -59,7 +59,7 @@ async fn consumer(server: &TestServer, ws: &str, name: &str, cursor: i64) -> any
 }
 
 async fn metrics_count_calls_and_show_the_database(mut server: TestServer) -> anyhow::Result<()> {
-    let running = with_http(&server, leadflow_server::AuthMode::Auto).await?;
+    let running = with_http(&server, false).await?;
     let http = running.http_addr.expect("the HTTP side");
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))?
         .connect()
@@ -238,7 +238,7 @@ async fn metrics_need_analytics_read_and_show_one_workspace(mut server: TestServ
     }
     consumer(&server, "globex", "globex-sync", 0).await?;
 
-    let running = with_http(&server, leadflow_server::AuthMode::Required).await?;
+    let running = with_http(&server, true).await?;
     let http = running.http_addr.expect("the HTTP side");
     let bearer = |secret: &str| format!("Bearer {secret}");
     let (status, body) = get(http, "/metrics", &[]).await?;
@@ -329,7 +329,7 @@ async fn metrics_need_analytics_read_and_show_one_workspace(mut server: TestServ
 /// 0, so a dashboard or an alert has something to read before anything
 /// happens.
 async fn a_fresh_server_exports_timers_and_rescores_at_zero(server: TestServer) -> anyhow::Result<()> {
-    let running = with_http(&server, leadflow_server::AuthMode::Auto).await?;
+    let running = with_http(&server, false).await?;
     let http = running.http_addr.expect("the HTTP side");
     let (status, text) = get(http, "/metrics", &[]).await?;
     assert_eq!(status, 200, "{text}");

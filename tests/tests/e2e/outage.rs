@@ -108,12 +108,11 @@ where
 {
     // a call waits half a second for the database, then is refused
     let config = leadflow_server::Config {
-        database_url: leadflow_server::DatabaseUrl::new(service_url),
         db_acquire_timeout_ms: 500,
-        ..leadflow_server::Config::default()
+        ..loopback(service_url)
     };
     let engine = leadflow_server::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;
-    let (running, channel) = serve(&engine, &leadflow_server::Workers::default()).await?;
+    let (running, channel) = serve(&engine, &config, NO_HTTP).await?;
     let mut leads = LeadServiceClient::new(channel);
     let lead = leads
         .create_lead(pb::CreateLeadRequest {

@@ -11,11 +11,11 @@ async fn shed(db: Db) -> anyhow::Result<()> {
         return Ok(());
     };
     let engine = engine_on(&database.url).await?;
-    let workers = leadflow_server::Workers {
+    let config = leadflow_server::Config {
         max_in_flight: 2,
-        ..leadflow_server::Workers::default()
+        ..loopback(&database.url)
     };
-    let (running, channel) = serve(&engine, &workers).await?;
+    let (running, channel) = serve(&engine, &config, NO_HTTP).await?;
     let mut leads = LeadServiceClient::new(channel.clone());
     let mut ids = Vec::new();
     for i in 0..10 {

@@ -78,17 +78,14 @@ async fn mutual_tls_admits_only_clients_the_ca_signed(db: Db) -> anyhow::Result<
     let pki = pki()?;
     let dir = std::env::temp_dir().join(format!("leadflow-tls-{}-{db:?}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let tls = leadflow_server::TlsFiles {
-        cert: write(&dir, "server.pem", &pki.server.0)?,
-        key: write(&dir, "server.key", &pki.server.1)?,
-        client_ca: Some(write(&dir, "ca.pem", &pki.ca)?),
+    let config = leadflow_server::Config {
+        tls_cert: Some(write(&dir, "server.pem", &pki.server.0)?),
+        tls_key: Some(write(&dir, "server.key", &pki.server.1)?),
+        tls_client_ca: Some(write(&dir, "ca.pem", &pki.ca)?),
+        ..loopback(&database.url)
     };
     let engine = engine_on(&database.url).await?;
-    let workers = leadflow_server::Workers {
-        tls: Some(tls),
-        ..leadflow_server::Workers::default()
-    };
-    let running = leadflow_server::start_with("127.0.0.1:0".parse()?, engine.clone(), &workers).await?;
+    let running = leadflow_server::start(&config, engine.clone(), NO_HTTP).await?;
     let port = running.addr.port();
     let https = || Endpoint::from_shared(format!("https://localhost:{port}")).expect("endpoint");
     let trust = || {

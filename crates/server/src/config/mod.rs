@@ -6,8 +6,10 @@
 //! checks every value, and a bad one is named with its source: a flag, a
 //! variable, or the file and its line.
 //!
-//! Adding a setting is adding a field (its doc comment is its help) and,
-//! if its values are bounded, a line of `validate`.
+//! Adding a setting is adding a field (its doc comment is its help) with
+//! its value in `Default` and, if its values are bounded, a line of
+//! `validate`. The server is started with the whole `Config`
+//! ([`crate::start`]), so the code that uses the setting reads it there.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
