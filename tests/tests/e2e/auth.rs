@@ -7,7 +7,6 @@ use leadflow_e2e::*;
 use leadflow_proto::v1 as pb;
 use leadflow_proto::v1::lead_service_client::LeadServiceClient;
 use leadflow_server::auth::CACHE_TTL;
-use leadflow_store::testing::TestDatabase;
 use tonic::Code;
 
 fn create(secret: &str, email: &str) -> tonic::Request<pb::CreateLeadRequest> {
@@ -21,9 +20,7 @@ fn create(secret: &str, email: &str) -> tonic::Request<pb::CreateLeadRequest> {
 }
 
 async fn tokens_bind_calls_to_their_workspace_and_scopes(db: Db) -> anyhow::Result<()> {
-    let Some(database) = TestDatabase::new(db).await else {
-        return Ok(());
-    };
+    let database = fresh_database(db).await?;
     let engine = engine_on(&database.url).await?;
     for ws in ["acme", "globex"] {
         engine.bootstrap(ws, leadflow_server::DEFAULT_POLICY).await?;
@@ -239,20 +236,8 @@ async fn tokens_bind_calls_to_their_workspace_and_scopes(db: Db) -> anyhow::Resu
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_bind_calls_to_their_workspace_and_scopes_sqlite() -> anyhow::Result<()> {
-    tokens_bind_calls_to_their_workspace_and_scopes(Db::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_bind_calls_to_their_workspace_and_scopes_postgres() -> anyhow::Result<()> {
-    tokens_bind_calls_to_their_workspace_and_scopes(Db::Postgres).await
-}
-
 async fn each_token_has_its_own_rate(db: Db) -> anyhow::Result<()> {
-    let Some(database) = TestDatabase::new(db).await else {
-        return Ok(());
-    };
+    let database = fresh_database(db).await?;
     let engine = engine_on(&database.url).await?;
     engine.bootstrap("acme", leadflow_server::DEFAULT_POLICY).await?;
     let busy = token(&engine, "acme", "busy", &["leads:read"], None).await?;
@@ -300,23 +285,11 @@ async fn each_token_has_its_own_rate(db: Db) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_token_has_its_own_rate_sqlite() -> anyhow::Result<()> {
-    each_token_has_its_own_rate(Db::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_token_has_its_own_rate_postgres() -> anyhow::Result<()> {
-    each_token_has_its_own_rate(Db::Postgres).await
-}
-
 /// Every RPC with a token of workspace B against what workspace A has.
 async fn another_workspace_sees_nothing(db: Db) -> anyhow::Result<()> {
     use leadflow_proto::v1::policy_service_client::PolicyServiceClient;
     use leadflow_proto::v1::trigger_service_client::TriggerServiceClient;
-    let Some(database) = TestDatabase::new(db).await else {
-        return Ok(());
-    };
+    let database = fresh_database(db).await?;
     let engine = engine_on(&database.url).await?;
     for ws in ["acme", "globex"] {
         engine.bootstrap(ws, leadflow_server::DEFAULT_POLICY).await?;
@@ -588,22 +561,9 @@ async fn another_workspace_sees_nothing(db: Db) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_workspace_sees_nothing_sqlite() -> anyhow::Result<()> {
-    another_workspace_sees_nothing(Db::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_workspace_sees_nothing_postgres() -> anyhow::Result<()> {
-    another_workspace_sees_nothing(Db::Postgres).await
-}
-
 /// Listening beyond loopback turns tokens on without being asked.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_required_off_loopback() -> anyhow::Result<()> {
-    let Some(database) = TestDatabase::new(Db::Sqlite).await else {
-        return Ok(());
-    };
+    let database = fresh_database(Db::Sqlite).await?;
     let engine = engine_on(&database.url).await?;
     let running = leadflow_server::start_with(
         "0.0.0.0:0".parse()?,
@@ -629,4 +589,11 @@ async fn tokens_are_required_off_loopback() -> anyhow::Result<()> {
         .expect("health stays open");
     running.shutdown(Duration::from_secs(2)).await;
     Ok(())
+}
+
+scenarios! {
+    tokens_bind_calls_to_their_workspace_and_scopes = each_database(),
+    each_token_has_its_own_rate = each_database(),
+    another_workspace_sees_nothing = each_database(),
+    tokens_are_required_off_loopback = once(),
 }
