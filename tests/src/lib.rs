@@ -424,11 +424,26 @@ pub fn describe(e: &pb::Event) -> String {
 /// An engine on the database at `url` (migrated, the default workspace
 /// ready), on the system clock: for tests that start servers of their own.
 pub async fn engine_on(url: &str) -> anyhow::Result<Engine> {
+    engine_on_clock(url, Arc::new(SystemClock)).await
+}
+
+/// [`engine_on`], on `clock`.
+pub async fn engine_on_clock(url: &str, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
     let config = Config {
         database_url: DatabaseUrl::new(url),
         ..Config::default()
     };
-    leadflow_server::open_engine(&config, Arc::new(SystemClock)).await
+    leadflow_server::open_engine(&config, clock).await
+}
+
+/// A hand-moved clock that starts now.
+pub fn manual_clock_now() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(SystemClock.now()))
+}
+
+/// `d` as a span of the engine's clock.
+pub fn span(d: Duration) -> leadflow_domain::Span {
+    leadflow_domain::Span::from_micros(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// Serves `engine` on a free loopback port with `workers`: the running
