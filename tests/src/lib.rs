@@ -1,9 +1,16 @@
 //! leadflow-e2e: black-box tests of leadflow. Each scenario runs against a
 //! real server on port 0 with a fresh database, through a real tonic client,
-//! once on SQLite and once on PostgreSQL (see [`on_both_databases!`]).
+//! once on SQLite and once on PostgreSQL (see [`scenarios!`]). The test
+//! binary's harness ([`harness`]) shows a trial it cannot run here — no
+//! PostgreSQL, no browser, no Python — as ignored, with the reason.
+
+pub mod harness;
+pub use harness::*;
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 use leadflow_engine::{Clock, Engine, ManualClock, SystemClock};
 use leadflow_proto::v1 as pb;
@@ -14,6 +21,17 @@ use leadflow_server::{Config, DatabaseUrl, Parts, Running};
 pub use leadflow_store::testing::Engine as Db;
 use leadflow_store::testing::TestDatabase;
 use tonic::transport::Channel;
+
+/// A fresh database on `db`; an error where none can be made (the harness
+/// ignores PostgreSQL trials where no PostgreSQL answered at start).
+pub async fn fresh_database(db: Db) -> anyhow::Result<TestDatabase> {
+    TestDatabase::new(db).await.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no {db:?} database: {}",
+            leadflow_store::testing::postgres_admin_url()
+        )
+    })
+}
 
 /// A server for one test, and clients for it. Dropping it stops the server
 /// and drops the database.
@@ -32,19 +50,18 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// `None` when the test must be skipped (no PostgreSQL, not required).
-    pub async fn start(db: Db) -> Option<Self> {
+    pub async fn start(db: Db) -> anyhow::Result<Self> {
         Self::start_with(db, None).await
     }
 
     /// On a clock the test moves, without a timer worker: the test fires
     /// timers with `engine.fire_due_timers`.
-    pub async fn start_with_clock(db: Db, start: leadflow_domain::Timestamp) -> Option<Self> {
+    pub async fn start_with_clock(db: Db, start: leadflow_domain::Timestamp) -> anyhow::Result<Self> {
         Self::start_with(db, Some(Arc::new(ManualClock::new(start)))).await
     }
 
-    async fn start_with(db: Db, clock: Option<Arc<ManualClock>>) -> Option<Self> {
-        let database = TestDatabase::new(db).await?;
+    async fn start_with(db: Db, clock: Option<Arc<ManualClock>>) -> anyhow::Result<Self> {
+        let database = fresh_database(db).await?;
         let config = Config {
             max_connections: 8,
             timer_poll_ms: 200,
@@ -57,7 +74,7 @@ impl TestServer {
         };
         let engine = leadflow_server::open_engine(&config, engine_clock)
             .await
-            .expect("open the engine");
+            .context("open the engine")?;
         // On a hand-moved clock the test runs timers and re-scores itself.
         let parts = Parts {
             timers: clock.is_none(),
@@ -66,13 +83,12 @@ impl TestServer {
         };
         let running = leadflow_server::start(&config, engine.clone(), parts)
             .await
-            .expect("start the server");
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))
-            .expect("endpoint")
+            .context("start the server")?;
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))?
             .connect()
             .await
-            .expect("connect");
-        Some(Self {
+            .context("connect")?;
+        Ok(Self {
             leads: LeadServiceClient::new(channel.clone()),
             policies: PolicyServiceClient::new(channel.clone()),
             triggers: TriggerServiceClient::new(channel.clone()),
@@ -83,6 +99,13 @@ impl TestServer {
             running: Some(running),
             _database: database,
         })
+    }
+
+    /// The hand-moved clock of a server started on one.
+    pub fn manual_clock(&self) -> &ManualClock {
+        self.clock
+            .as_deref()
+            .expect("a server on a hand-moved clock (clock_at)")
     }
 
     /// The gRPC address the server listens on.
@@ -114,79 +137,6 @@ impl TestServer {
             running.shutdown(Duration::from_secs(2)).await;
         }
     }
-}
-
-/// Runs a scenario on a fresh server on a hand-moved clock starting at `start`.
-pub async fn run_with_clock<F, Fut>(db: Db, start: leadflow_domain::Timestamp, scenario: F)
-where
-    F: FnOnce(TestServer) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let Some(server) = TestServer::start_with_clock(db, start).await else {
-        return;
-    };
-    if let Err(e) = scenario(server).await {
-        panic!("scenario failed on {db:?}: {e:#}");
-    }
-}
-
-/// Runs a scenario on a fresh server on `db`, and stops the server after.
-pub async fn run<F, Fut>(db: Db, scenario: F)
-where
-    F: FnOnce(TestServer) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let Some(server) = TestServer::start(db).await else {
-        return;
-    };
-    if let Err(e) = scenario(server).await {
-        panic!("scenario failed on {db:?}: {e:#}");
-    }
-}
-
-/// Declares a scenario as two tests, `NAME::sqlite` and `NAME::postgres`.
-#[macro_export]
-macro_rules! on_both_databases {
-    (async fn $name:ident($srv:ident) $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn scenario(mut $srv: $crate::TestServer) -> anyhow::Result<()> {
-                let _ = &mut $srv;
-                $body
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                $crate::run($crate::Db::Sqlite, scenario).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                $crate::run($crate::Db::Postgres, scenario).await;
-            }
-        }
-    };
-}
-
-/// Declares `async fn NAME(server: TestServer)` as two tests on a
-/// hand-moved clock starting at `now`: `NAME::sqlite` and `NAME::postgres`.
-#[macro_export]
-macro_rules! on_both_databases_at {
-    ($now:expr, $name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                $crate::run_with_clock($crate::Db::Sqlite, $now, super::$name).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                $crate::run_with_clock($crate::Db::Postgres, $now, super::$name).await;
-            }
-        }
-    };
 }
 
 // ---- request builders ---------------------------------------------------------
@@ -331,10 +281,13 @@ pub fn assert_invalid<T, R: std::fmt::Debug>(result: Result<T, tonic::Status>, f
     );
 }
 
-/// Stores `source` as a policy version and activates it: its version.
-pub async fn activate_policy(server: &mut TestServer, source: String) -> anyhow::Result<i64> {
-    let version = server
-        .policies
+/// Stores `source` as a policy version and activates it: the activation's
+/// answer (the version, the re-score job it started).
+pub async fn activate_source(
+    policies: &mut PolicyServiceClient<Channel>,
+    source: String,
+) -> anyhow::Result<pb::ActivatePolicyResponse> {
+    let version = policies
         .create_policy_version(pb::CreatePolicyVersionRequest {
             source,
             ..Default::default()
@@ -344,14 +297,22 @@ pub async fn activate_policy(server: &mut TestServer, source: String) -> anyhow:
         .policy
         .map(|p| p.version)
         .ok_or_else(|| anyhow::anyhow!("no policy in the answer"))?;
-    server
-        .policies
+    Ok(policies
         .activate_policy(pb::ActivatePolicyRequest {
             version,
             ..Default::default()
         })
-        .await?;
-    Ok(version)
+        .await?
+        .into_inner())
+}
+
+/// Stores `source` as a policy version and activates it: its version.
+pub async fn activate_policy(server: &mut TestServer, source: String) -> anyhow::Result<i64> {
+    activate_source(&mut server.policies, source)
+        .await?
+        .policy
+        .map(|p| p.version)
+        .ok_or_else(|| anyhow::anyhow!("no policy in the activation's answer"))
 }
 
 pub async fn create(server: &mut TestServer, email: &str) -> anyhow::Result<pb::Lead> {
@@ -368,30 +329,26 @@ pub async fn create(server: &mut TestServer, email: &str) -> anyhow::Result<pb::
         .ok_or_else(|| anyhow::anyhow!("no lead in the response"))
 }
 
-/// Declares a scenario on a hand-moved clock as two tests, `NAME::sqlite` and `NAME::postgres`.
-#[macro_export]
-macro_rules! on_both_databases_with_clock {
-    (async fn $name:ident($srv:ident, $start:expr) $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
+/// The engagements that take a fresh good-fit lead from IQL to MQL
+/// (`trial_started`, `webinar_attended`, two `ebook_downloaded`).
+pub const TO_MQL: [&str; 4] = [
+    "trial_started",
+    "webinar_attended",
+    "ebook_downloaded",
+    "ebook_downloaded",
+];
 
-            async fn scenario(mut $srv: $crate::TestServer) -> anyhow::Result<()> {
-                let _ = &mut $srv;
-                $body
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                $crate::run_with_clock($crate::Db::Sqlite, $start, scenario).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                $crate::run_with_clock($crate::Db::Postgres, $start, scenario).await;
-            }
-        }
-    };
+/// A good-fit lead taken to MQL by [`TO_MQL`] (events `{email}-0`…): its
+/// id. Its events: CAPTURE (IQL), MQL, the `mql_welcome` trigger.
+pub async fn mql_lead(server: &mut TestServer, email: &str) -> anyhow::Result<String> {
+    let lead = create(server, email).await?;
+    for (i, kind) in TO_MQL.iter().enumerate() {
+        server
+            .leads
+            .record_engagement(record(&lead.id, engagement(&format!("{email}-{i}"), kind)))
+            .await?;
+    }
+    Ok(lead.id)
 }
 
 // ---- the event stream ---------------------------------------------------------
@@ -464,11 +421,26 @@ pub fn describe(e: &pb::Event) -> String {
 /// An engine on the database at `url` (migrated, the default workspace
 /// ready), on the system clock: for tests that start servers of their own.
 pub async fn engine_on(url: &str) -> anyhow::Result<Engine> {
+    engine_on_clock(url, Arc::new(SystemClock)).await
+}
+
+/// [`engine_on`], on `clock`.
+pub async fn engine_on_clock(url: &str, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
     let config = Config {
         database_url: DatabaseUrl::new(url),
         ..Config::default()
     };
-    leadflow_server::open_engine(&config, Arc::new(SystemClock)).await
+    leadflow_server::open_engine(&config, clock).await
+}
+
+/// A hand-moved clock that starts now.
+pub fn manual_clock_now() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(SystemClock.now()))
+}
+
+/// `d` as a span of the engine's clock.
+pub fn span(d: Duration) -> leadflow_domain::Span {
+    leadflow_domain::Span::from_micros(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// A configuration for a test's own server on the database at `url`: gRPC

@@ -3,16 +3,18 @@
 //! A token is a 256-bit random secret shown once at creation; the database
 //! keeps its SHA-256 only. Every call to a leadflow service carries it in
 //! `authorization: Bearer …`; the layer here looks it up (a few seconds'
-//! cache, so a revocation reaches every replica within [`CACHE_TTL`]),
+//! cache, so a revocation reaches every replica within [`CACHE_TTL`] of the
+//! engine's clock),
 //! checks the scope the method needs (the method table, `methods.rs`) and hands the
 //! services a [`Principal`]. Health checks and reflection stay open.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use leadflow_domain::{Span, Timestamp};
 use leadflow_engine::Engine;
 use leadflow_engine::Token;
 use sha2::{Digest, Sha256};
@@ -23,7 +25,8 @@ use crate::methods::{self, Lookup, Scope};
 use crate::watch::{Watch, Watched};
 use tonic_types::{ErrorDetails, StatusExt};
 
-/// How long a looked-up token is trusted before it is read again.
+/// How long a looked-up token is trusted before it is read again, on the
+/// engine's clock.
 pub const CACHE_TTL: Duration = Duration::from_secs(2);
 
 /// What a token may do.
@@ -94,7 +97,8 @@ pub struct Authenticator {
     buckets: Mutex<HashMap<String, Bucket>>,
     /// `None`: auth is off and every call acts for this workspace.
     open_workspace: Option<String>,
-    cache: Mutex<HashMap<String, (Instant, Option<Token>)>>,
+    /// When each secret was looked up (the engine's clock), and what was found.
+    cache: Mutex<HashMap<String, (Timestamp, Option<Token>)>>,
 }
 
 /// Why a call is refused.
@@ -124,17 +128,22 @@ impl RateLimit {
     }
 }
 
-/// A token bucket.
+/// A token bucket, filling on the engine's clock.
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
-    at: Instant,
+    at: Timestamp,
+}
+
+/// How long from `earlier` to `later`; nothing when the clock went back.
+fn elapsed(earlier: Timestamp, later: Timestamp) -> Duration {
+    Duration::from_micros(u64::try_from(later.since(earlier).as_micros()).unwrap_or(0))
 }
 
 impl Bucket {
     /// Takes one call's worth, or says how long until one is there.
-    fn take(&mut self, limit: RateLimit, now: Instant) -> Result<(), Duration> {
-        let refill = now.saturating_duration_since(self.at).as_secs_f64() * limit.per_second;
+    fn take(&mut self, limit: RateLimit, now: Timestamp) -> Result<(), Duration> {
+        let refill = elapsed(self.at, now).as_secs_f64() * limit.per_second;
         self.tokens = (self.tokens + refill).min(limit.burst);
         self.at = now;
         if self.tokens >= 1.0 {
@@ -175,7 +184,7 @@ impl Authenticator {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(hash)
-            && at.elapsed() < CACHE_TTL
+            && fresh(*at, self.engine.now())
         {
             return Ok(token.clone());
         }
@@ -189,7 +198,7 @@ impl Authenticator {
         if cache.len() > 10_000 {
             cache.clear();
         }
-        cache.insert(hash.to_owned(), (Instant::now(), token.clone()));
+        cache.insert(hash.to_owned(), (self.engine.now(), token.clone()));
         Ok(token)
     }
 
@@ -237,11 +246,12 @@ impl Authenticator {
         }
         if let Some(limit) = self.rate {
             let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = self.engine.now();
             let bucket = buckets.entry(token.id.clone()).or_insert_with(|| Bucket {
                 tokens: limit.burst,
-                at: Instant::now(),
+                at: now,
             });
-            bucket.take(limit, Instant::now()).map_err(Refusal::RateLimited)?;
+            bucket.take(limit, now).map_err(Refusal::RateLimited)?;
         }
         Ok(Some(Principal {
             workspace: token.workspace,
@@ -249,6 +259,12 @@ impl Authenticator {
             token: Some(token.id),
         }))
     }
+}
+
+/// Whether a look-up made at `at` may still be used at `now`: younger than
+/// [`CACHE_TTL`], and not from the future (a clock set back reads again).
+fn fresh(at: Timestamp, now: Timestamp) -> bool {
+    now.since(at) >= Span::ZERO && elapsed(at, now) < CACHE_TTL
 }
 
 /// The secret of an `authorization: Bearer …` header.
@@ -418,14 +434,34 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_look_up_lasts_its_ttl_on_the_engine_s_clock() {
+        use super::{CACHE_TTL, fresh};
+        use leadflow_domain::{Span, Timestamp};
+        let at = Timestamp::from_secs(1_767_603_600);
+        let ttl = Span::from_micros(i64::try_from(CACHE_TTL.as_micros()).unwrap_or(i64::MAX));
+        assert!(fresh(at, at));
+        assert!(fresh(
+            at,
+            at.saturating_add(ttl).saturating_sub(Span::from_micros(1))
+        ));
+        assert!(!fresh(at, at.saturating_add(ttl)), "stale at the TTL");
+        assert!(
+            !fresh(at, at.saturating_sub(Span::from_secs(1))),
+            "a clock set back reads again"
+        );
+    }
+
+    #[test]
     fn a_bucket_allows_its_burst_then_its_rate() {
         use super::{Bucket, RateLimit};
-        use std::time::{Duration, Instant};
+        use leadflow_domain::{Span, Timestamp};
+        use std::time::Duration;
         let limit = RateLimit {
             per_second: 10.0,
             burst: 3.0,
         };
-        let start = Instant::now();
+        let start = Timestamp::from_secs(1_767_603_600);
+        let later = start.saturating_add(Span::from_micros(100_000));
         let mut bucket = Bucket {
             tokens: limit.burst,
             at: start,
@@ -438,11 +474,8 @@ mod tests {
             wait > Duration::from_millis(90) && wait <= Duration::from_millis(100),
             "{wait:?}"
         );
-        assert!(
-            bucket.take(limit, start + Duration::from_millis(100)).is_ok(),
-            "refilled"
-        );
-        assert!(bucket.take(limit, start + Duration::from_millis(100)).is_err());
+        assert!(bucket.take(limit, later).is_ok(), "refilled");
+        assert!(bucket.take(limit, later).is_err());
     }
 
     #[test]

@@ -5,12 +5,40 @@
 //!
 //! Where no PostgreSQL answers, [`TestDatabase::postgres`] says so loudly and
 //! returns `None` — unless `LEADFLOW_REQUIRE_POSTGRES=1`, where it panics.
+//! Test binaries built on [`harness`] (feature `harness`) look once, at start,
+//! and show the trials they cannot run as ignored in their summary.
 
 use std::path::PathBuf;
 
 use sea_orm::{ConnectionTrait, Database};
 
+#[cfg(feature = "harness")]
+pub mod harness;
+
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The PostgreSQL server tests make their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("LEADFLOW_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
+}
+
+/// Whether `LEADFLOW_REQUIRE_POSTGRES=1`: a missing PostgreSQL is then a failure.
+pub fn postgres_required() -> bool {
+    std::env::var("LEADFLOW_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+/// Connects to the server of [`postgres_admin_url`] and runs one query,
+/// giving up after a few seconds.
+pub async fn postgres_answers() -> Result<(), sea_orm::DbErr> {
+    let mut options = sea_orm::ConnectOptions::new(postgres_admin_url());
+    options
+        .max_connections(1)
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .acquire_timeout(std::time::Duration::from_secs(3));
+    let admin = Database::connect(options).await?;
+    admin.execute_unprepared("SELECT 1").await?;
+    admin.close().await
+}
 
 /// Which engine a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,9 +80,8 @@ impl TestDatabase {
 
     #[allow(clippy::print_stderr)] // the loud skip below
     pub async fn postgres() -> Option<Self> {
-        let admin_url =
-            std::env::var("LEADFLOW_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
-        let required = std::env::var("LEADFLOW_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+        let admin_url = postgres_admin_url();
+        let required = postgres_required();
         let name = format!("leadflow_test_{}", uuid::Uuid::new_v4().simple());
         let created = async {
             let admin = Database::connect(admin_url.as_str()).await?;

@@ -708,10 +708,12 @@ fn now() -> Timestamp {
     Timestamp::from_secs(T0 + 31 * DAY)
 }
 
-on_both_databases_at!(super::now(), the_funnel_matches_the_script);
-on_both_databases_at!(super::now(), groups_match_the_script);
-on_both_databases_at!(super::now(), bad_requests_name_their_field);
-on_both_databases_at!(super::now(), an_empty_workspace_is_zeros);
-on_both_databases_at!(super::now(), rules_and_calibration_match_the_script);
-on_both_databases_at!(super::now(), bad_analytics_requests_name_their_field);
-on_both_databases_at!(super::now(), reports_count_every_lead_of_many_pages_once);
+scenarios! {
+    the_funnel_matches_the_script = clock_at(now()),
+    groups_match_the_script = clock_at(now()),
+    bad_requests_name_their_field = clock_at(now()),
+    an_empty_workspace_is_zeros = clock_at(now()),
+    rules_and_calibration_match_the_script = clock_at(now()),
+    bad_analytics_requests_name_their_field = clock_at(now()),
+    reports_count_every_lead_of_many_pages_once = clock_at(now()),
+}

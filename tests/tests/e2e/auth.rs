@@ -7,7 +7,6 @@ use leadflow_e2e::*;
 use leadflow_proto::v1 as pb;
 use leadflow_proto::v1::lead_service_client::LeadServiceClient;
 use leadflow_server::auth::CACHE_TTL;
-use leadflow_store::testing::TestDatabase;
 use tonic::Code;
 
 fn create(secret: &str, email: &str) -> tonic::Request<pb::CreateLeadRequest> {
@@ -21,10 +20,10 @@ fn create(secret: &str, email: &str) -> tonic::Request<pb::CreateLeadRequest> {
 }
 
 async fn tokens_bind_calls_to_their_workspace_and_scopes(db: Db) -> anyhow::Result<()> {
-    let Some(database) = TestDatabase::new(db).await else {
-        return Ok(());
-    };
-    let engine = engine_on(&database.url).await?;
+    let database = fresh_database(db).await?;
+    // The token cache reads the engine's clock: the test moves it.
+    let clock = manual_clock_now();
+    let engine = engine_on_clock(&database.url, clock.clone()).await?;
     for ws in ["acme", "globex"] {
         engine.bootstrap(ws, leadflow_server::DEFAULT_POLICY).await?;
     }
@@ -228,7 +227,7 @@ async fn tokens_bind_calls_to_their_workspace_and_scopes(db: Db) -> anyhow::Resu
             .await?,
         1
     );
-    tokio::time::sleep(CACHE_TTL + Duration::from_millis(300)).await;
+    clock.advance(span(CACHE_TTL + Duration::from_millis(300)));
     let err = leads
         .create_lead(create(&writer, "late@acme.com"))
         .await
@@ -239,21 +238,11 @@ async fn tokens_bind_calls_to_their_workspace_and_scopes(db: Db) -> anyhow::Resu
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_bind_calls_to_their_workspace_and_scopes_sqlite() -> anyhow::Result<()> {
-    tokens_bind_calls_to_their_workspace_and_scopes(Db::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_bind_calls_to_their_workspace_and_scopes_postgres() -> anyhow::Result<()> {
-    tokens_bind_calls_to_their_workspace_and_scopes(Db::Postgres).await
-}
-
 async fn each_token_has_its_own_rate(db: Db) -> anyhow::Result<()> {
-    let Some(database) = TestDatabase::new(db).await else {
-        return Ok(());
-    };
-    let engine = engine_on(&database.url).await?;
+    let database = fresh_database(db).await?;
+    // The buckets fill on the engine's clock: the test moves it.
+    let clock = manual_clock_now();
+    let engine = engine_on_clock(&database.url, clock.clone()).await?;
     engine.bootstrap("acme", leadflow_server::DEFAULT_POLICY).await?;
     let busy = token(&engine, "acme", "busy", &["leads:read"], None).await?;
     let calm = token(&engine, "acme", "calm", &["leads:read"], None).await?;
@@ -273,11 +262,7 @@ async fn each_token_has_its_own_rate(db: Db) -> anyhow::Result<()> {
             limited.push(e);
         }
     }
-    assert!(
-        limited.len() >= 10,
-        "at most the burst and a little refill got through: {}",
-        limited.len()
-    );
+    assert_eq!(limited.len(), 18, "the burst of 2 got through, and no more");
     for e in &limited {
         assert_eq!(e.code(), Code::ResourceExhausted);
         assert_eq!(reason(e), "RATE_LIMITED");
@@ -291,7 +276,7 @@ async fn each_token_has_its_own_rate(db: Db) -> anyhow::Result<()> {
         .list_leads(with_token(&calm, pb::ListLeadsRequest::default()))
         .await
         .expect("another token is not limited by the first");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    clock.advance(span(Duration::from_millis(600)));
     leads
         .list_leads(with_token(&busy, pb::ListLeadsRequest::default()))
         .await
@@ -300,23 +285,11 @@ async fn each_token_has_its_own_rate(db: Db) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_token_has_its_own_rate_sqlite() -> anyhow::Result<()> {
-    each_token_has_its_own_rate(Db::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_token_has_its_own_rate_postgres() -> anyhow::Result<()> {
-    each_token_has_its_own_rate(Db::Postgres).await
-}
-
 /// Every RPC with a token of workspace B against what workspace A has.
 async fn another_workspace_sees_nothing(db: Db) -> anyhow::Result<()> {
     use leadflow_proto::v1::policy_service_client::PolicyServiceClient;
     use leadflow_proto::v1::trigger_service_client::TriggerServiceClient;
-    let Some(database) = TestDatabase::new(db).await else {
-        return Ok(());
-    };
+    let database = fresh_database(db).await?;
     let engine = engine_on(&database.url).await?;
     for ws in ["acme", "globex"] {
         engine.bootstrap(ws, leadflow_server::DEFAULT_POLICY).await?;
@@ -588,22 +561,9 @@ async fn another_workspace_sees_nothing(db: Db) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_workspace_sees_nothing_sqlite() -> anyhow::Result<()> {
-    another_workspace_sees_nothing(Db::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_workspace_sees_nothing_postgres() -> anyhow::Result<()> {
-    another_workspace_sees_nothing(Db::Postgres).await
-}
-
 /// Listening beyond loopback turns tokens on without being asked.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_required_off_loopback() -> anyhow::Result<()> {
-    let Some(database) = TestDatabase::new(Db::Sqlite).await else {
-        return Ok(());
-    };
+    let database = fresh_database(Db::Sqlite).await?;
     let engine = engine_on(&database.url).await?;
     let config = leadflow_server::Config {
         listen: "0.0.0.0:0".parse()?,
@@ -628,4 +588,11 @@ async fn tokens_are_required_off_loopback() -> anyhow::Result<()> {
         .expect("health stays open");
     running.shutdown(Duration::from_secs(2)).await;
     Ok(())
+}
+
+scenarios! {
+    tokens_bind_calls_to_their_workspace_and_scopes = each_database(),
+    each_token_has_its_own_rate = each_database(),
+    another_workspace_sees_nothing = each_database(),
+    tokens_are_required_off_loopback = once(),
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use leadflow_e2e::*;
 use leadflow_proto::v1 as pb;
 use leadflow_proto::v1::lead_service_client::LeadServiceClient;
-use leadflow_store::testing::TestDatabase;
 
 use crate::tls::{authority, leaf};
 
@@ -95,9 +94,7 @@ async fn seed(
 }
 
 async fn policy_commands_list_leads_by_key_and_need_a_token(db: Db) -> anyhow::Result<()> {
-    let Some(database) = TestDatabase::new(db).await else {
-        return Ok(());
-    };
+    let database = fresh_database(db).await?;
     let engine = engine_on(&database.url).await?;
     let ws = leadflow_server::DEFAULT_WORKSPACE;
     let secret = token(
@@ -225,20 +222,8 @@ async fn policy_commands_list_leads_by_key_and_need_a_token(db: Db) -> anyhow::R
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn policy_commands_list_leads_by_key_and_need_a_token_sqlite() -> anyhow::Result<()> {
-    policy_commands_list_leads_by_key_and_need_a_token(Db::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn policy_commands_list_leads_by_key_and_need_a_token_postgres() -> anyhow::Result<()> {
-    policy_commands_list_leads_by_key_and_need_a_token(Db::Postgres).await
-}
-
 async fn remote_commands_speak_mutual_tls(db: Db) -> anyhow::Result<()> {
-    let Some(database) = TestDatabase::new(db).await else {
-        return Ok(());
-    };
+    let database = fresh_database(db).await?;
     let dir = Scratch::new("tls", db)?;
     let ca = authority("leadflow test CA")?;
     let (server_cert, server_key) = leaf(&["localhost"], &ca)?;
@@ -289,12 +274,7 @@ async fn remote_commands_speak_mutual_tls(db: Db) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remote_commands_speak_mutual_tls_sqlite() -> anyhow::Result<()> {
-    remote_commands_speak_mutual_tls(Db::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remote_commands_speak_mutual_tls_postgres() -> anyhow::Result<()> {
-    remote_commands_speak_mutual_tls(Db::Postgres).await
+scenarios! {
+    policy_commands_list_leads_by_key_and_need_a_token = each_database(),
+    remote_commands_speak_mutual_tls = each_database(),
 }

@@ -10,7 +10,8 @@
 //!
 //! The Python is `$LEADFLOW_TEST_PYTHON`, with grpcio-tools installed
 //! (`python3 -m venv venv && venv/bin/pip install grpcio-tools`); without
-//! it the test says so and is skipped, unless `LEADFLOW_REQUIRE_PYTHON=1`.
+//! it the test is ignored, marked `[no python]`, unless
+//! `LEADFLOW_REQUIRE_PYTHON=1`, where it fails.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -46,24 +47,6 @@ const COVERED: &[&str] = &[
     "TriggerService.DeleteConsumer",
     "AnalyticsService.GetFunnel",
 ];
-
-/// The Python to run the client with, if there is one.
-#[allow(clippy::print_stderr)] // the loud skip
-fn python() -> Option<String> {
-    let python = std::env::var("LEADFLOW_TEST_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty());
-    if python.is_none() {
-        assert!(
-            std::env::var("LEADFLOW_REQUIRE_PYTHON").as_deref() != Ok("1"),
-            "a Python with grpcio-tools is required (LEADFLOW_REQUIRE_PYTHON=1) but LEADFLOW_TEST_PYTHON is not set"
-        );
-        eprintln!(
-            "\n*** SKIPPING the grpcio client test: set LEADFLOW_TEST_PYTHON to a Python with grpcio-tools.\n"
-        );
-    }
-    python
-}
 
 /// A scratch directory for the generated stubs, removed on drop.
 struct Scratch(PathBuf);
@@ -144,48 +127,45 @@ fn print_cases(db: Db, cases: &[serde_json::Value]) {
     }
 }
 
-on_both_databases!(
-    async fn a_stock_grpcio_client_reads_every_error(server) {
-        let Some(python) = python() else {
-            return Ok(());
-        };
-        let scratch = Scratch(std::env::temp_dir().join(format!(
-            "leadflow-grpcio-{:?}-{}",
-            server.db,
-            std::process::id()
-        )));
-        std::fs::create_dir_all(&scratch.0)?;
-        generate_stubs(&python, &scratch.0).await?;
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/error_sizes.py");
-        let out = run_python(
-            &python,
-            vec![
-                script.display().to_string(),
-                server.grpc_addr().to_string(),
-                scratch.0.display().to_string(),
-            ],
-        )
-        .await?;
-        let cases: Result<Vec<serde_json::Value>, _> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(serde_json::from_str)
-            .collect();
-        if let Ok(cases) = &cases {
-            print_cases(server.db, cases);
-        }
-        ensure_success("the grpcio client", &out)?;
-        let cases = cases?;
-
-        for case in &cases {
-            anyhow::ensure!(case.get("failures").is_none(), "{}", describe_case(case));
-            if let Some(trailers) = case.get("trailers") {
-                let trailers = trailers.as_u64().unwrap_or(u64::MAX);
-                anyhow::ensure!(trailers < MAX_TRAILERS, "{}", describe_case(case));
-            }
-        }
-        let tried: BTreeSet<&str> = cases.iter().filter_map(|c| c["rpc"].as_str()).collect();
-        let untried: Vec<&&str> = COVERED.iter().filter(|rpc| !tried.contains(**rpc)).collect();
-        anyhow::ensure!(untried.is_empty(), "no case for {untried:?}");
-        Ok(())
+async fn a_stock_grpcio_client_reads_every_error(server: TestServer) -> anyhow::Result<()> {
+    let python = python().ok_or_else(|| anyhow::anyhow!("LEADFLOW_TEST_PYTHON is not set"))?;
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("leadflow-grpcio-{:?}-{}", server.db, std::process::id())));
+    std::fs::create_dir_all(&scratch.0)?;
+    generate_stubs(&python, &scratch.0).await?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/error_sizes.py");
+    let out = run_python(
+        &python,
+        vec![
+            script.display().to_string(),
+            server.grpc_addr().to_string(),
+            scratch.0.display().to_string(),
+        ],
+    )
+    .await?;
+    let cases: Result<Vec<serde_json::Value>, _> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(serde_json::from_str)
+        .collect();
+    if let Ok(cases) = &cases {
+        print_cases(server.db, cases);
     }
-);
+    ensure_success("the grpcio client", &out)?;
+    let cases = cases?;
+
+    for case in &cases {
+        anyhow::ensure!(case.get("failures").is_none(), "{}", describe_case(case));
+        if let Some(trailers) = case.get("trailers") {
+            let trailers = trailers.as_u64().unwrap_or(u64::MAX);
+            anyhow::ensure!(trailers < MAX_TRAILERS, "{}", describe_case(case));
+        }
+    }
+    let tried: BTreeSet<&str> = cases.iter().filter_map(|c| c["rpc"].as_str()).collect();
+    let untried: Vec<&&str> = COVERED.iter().filter(|rpc| !tried.contains(**rpc)).collect();
+    anyhow::ensure!(untried.is_empty(), "no case for {untried:?}");
+    Ok(())
+}
+
+scenarios! {
+    a_stock_grpcio_client_reads_every_error = system_clock().needs(&PYTHON),
+}

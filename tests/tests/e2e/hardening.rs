@@ -39,201 +39,301 @@ fn update(
     }
 }
 
-on_both_databases!(
-    async fn a_profile_stays_within_its_limits_after_any_number_of_merges(server) {
-        let lead = create(&mut server, "big@acme.com").await?;
-        // good_fit has 5 attributes: 59 more make 64, the limit.
-        server.leads.update_lead_profile(update(&lead.id, attributes(0, 59, 10))).await?;
-        let before = server.rows().await;
-        let at_limit = server.leads.get_lead(pb::GetLeadRequest { lead: by_id(&lead.id) }).await?.into_inner().lead;
-        let err = server
+async fn a_profile_stays_within_its_limits_after_any_number_of_merges(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    let lead = create(&mut server, "big@acme.com").await?;
+    // good_fit has 5 attributes: 59 more make 64, the limit.
+    server
+        .leads
+        .update_lead_profile(update(&lead.id, attributes(0, 59, 10)))
+        .await?;
+    let before = server.rows().await;
+    let at_limit = server
+        .leads
+        .get_lead(pb::GetLeadRequest {
+            lead: by_id(&lead.id),
+        })
+        .await?
+        .into_inner()
+        .lead;
+    let err = server
+        .leads
+        .update_lead_profile(update(&lead.id, attributes(100, 1, 10)))
+        .await
+        .expect_err("the 65th attribute");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(reason(&err), "LIMIT_EXCEEDED");
+    assert_eq!(fields(&err), ["attributes"]);
+    assert_eq!(
+        (meta(&err, "limit").as_str(), meta(&err, "actual").as_str()),
+        ("64", "65")
+    );
+    // Replacing and removing stay possible at the limit.
+    let replaced = server
+        .leads
+        .update_lead_profile(update(
+            &lead.id,
+            [
+                ("attr_0".to_owned(), "w".to_owned()),
+                ("attr_1".to_owned(), String::new()),
+            ]
+            .into(),
+        ))
+        .await?
+        .into_inner()
+        .lead
+        .expect("lead");
+    assert_eq!(
+        replaced.profile.len(),
+        63 + 1,
+        "63 attributes and the derived email_domain"
+    );
+
+    // The byte cap, one call at a time: each call is within the request
+    // limits, the merged profile is not.
+    let other = create(&mut server, "bytes@acme.com").await?;
+    let mut refused = None;
+    for round in 0..10 {
+        match server
             .leads
-            .update_lead_profile(update(&lead.id, attributes(100, 1, 10)))
+            .update_lead_profile(update(&other.id, attributes(round * 10, 10, 2_000)))
             .await
-            .expect_err("the 65th attribute");
-        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-        assert_eq!(reason(&err), "LIMIT_EXCEEDED");
-        assert_eq!(fields(&err), ["attributes"]);
-        assert_eq!((meta(&err, "limit").as_str(), meta(&err, "actual").as_str()), ("64", "65"));
-        // Replacing and removing stay possible at the limit.
-        let replaced = server
-            .leads
-            .update_lead_profile(update(&lead.id, [("attr_0".to_owned(), "w".to_owned()), ("attr_1".to_owned(), String::new())].into()))
-            .await?
-            .into_inner()
-            .lead
-            .expect("lead");
-        assert_eq!(replaced.profile.len(), 63 + 1, "63 attributes and the derived email_domain");
-
-        // The byte cap, one call at a time: each call is within the request
-        // limits, the merged profile is not.
-        let other = create(&mut server, "bytes@acme.com").await?;
-        let mut refused = None;
-        for round in 0..10 {
-            match server.leads.update_lead_profile(update(&other.id, attributes(round * 10, 10, 2_000))).await {
-                Ok(_) => {}
-                Err(e) => {
-                    refused = Some((round, e));
-                    break;
-                }
-            }
-        }
-        let (round, err) = refused.expect("the byte cap is reached");
-        assert_eq!(round, 3, "30 attributes of 2,000 bytes fit in 64 KiB, 40 do not");
-        assert_eq!(reason(&err), "LIMIT_EXCEEDED");
-        assert_eq!(meta(&err, "limit"), (64 * 1024).to_string());
-        let got = server.leads.get_lead(pb::GetLeadRequest { lead: by_id(&other.id) }).await?.into_inner().lead.expect("lead");
-        let bytes: usize = got.profile.iter().filter(|(k, _)| *k != "email_domain").map(|(k, v)| k.len() + v.len()).sum();
-        assert!(bytes <= 64 * 1024, "{bytes} bytes kept");
-
-        // A capture is bounded the same way.
-        let mut profile = good_fit("huge@acme.com");
-        profile.extend(attributes(0, 40, 2_000));
-        let err = server
-            .leads
-            .create_lead(pb::CreateLeadRequest { profile, ..Default::default() })
-            .await
-            .expect_err("too many bytes at capture");
-        assert_eq!(reason(&err), "LIMIT_EXCEEDED");
-        assert_eq!(fields(&err), ["profile"]);
-
-        // Nothing of the refused calls was written.
-        let after = server.leads.get_lead(pb::GetLeadRequest { lead: by_id(&lead.id) }).await?.into_inner().lead;
-        assert_eq!(after.map(|l| l.version), Some(replaced.version));
-        assert_ne!(at_limit.map(|l| l.version), Some(replaced.version));
-        assert_eq!(server.rows().await[0], before[0] + 1, "the second lead only");
-        Ok(())
-    }
-);
-
-on_both_databases!(
-    async fn a_page_of_leads_is_bounded_in_bytes(server) {
-        // 60 leads of about 60 KB each: 3.6 MB, more than a page may carry.
-        for i in 0..60 {
-            let mut profile = good_fit(&format!("p{i}@acme.com"));
-            profile.extend(attributes(0, 30, 2_000));
-            server.leads.create_lead(pb::CreateLeadRequest { profile, ..Default::default() }).await?;
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        let mut page_token = String::new();
-        let mut pages = 0;
-        loop {
-            let page = server
-                .leads
-                .list_leads(pb::ListLeadsRequest { page_size: 500, page_token, ..Default::default() })
-                .await?
-                .into_inner();
-            let size = prost::Message::encoded_len(&page);
-            assert!(size <= 3 * 1024 * 1024, "a page of {size} bytes");
-            assert!(!page.leads.is_empty());
-            pages += 1;
-            for lead in page.leads {
-                assert!(seen.insert(lead.id), "a lead listed twice");
-            }
-            if page.next_page_token.is_empty() {
+        {
+            Ok(_) => {}
+            Err(e) => {
+                refused = Some((round, e));
                 break;
             }
-            page_token = page.next_page_token;
         }
-        assert_eq!(seen.len(), 60, "every lead listed once");
-        assert!(pages >= 2, "{pages} pages");
-        Ok(())
     }
-);
+    let (round, err) = refused.expect("the byte cap is reached");
+    assert_eq!(round, 3, "30 attributes of 2,000 bytes fit in 64 KiB, 40 do not");
+    assert_eq!(reason(&err), "LIMIT_EXCEEDED");
+    assert_eq!(meta(&err, "limit"), (64 * 1024).to_string());
+    let got = server
+        .leads
+        .get_lead(pb::GetLeadRequest {
+            lead: by_id(&other.id),
+        })
+        .await?
+        .into_inner()
+        .lead
+        .expect("lead");
+    let bytes: usize = got
+        .profile
+        .iter()
+        .filter(|(k, _)| *k != "email_domain")
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    assert!(bytes <= 64 * 1024, "{bytes} bytes kept");
 
-on_both_databases!(
-    async fn keys_are_trimmed_and_checked_alike_everywhere(server) {
-        let before = server.rows().await;
-        let capture = |key: &str| pb::CreateLeadRequest {
-            external_key: key.to_owned(),
-            profile: good_fit("keys@acme.com"),
+    // A capture is bounded the same way.
+    let mut profile = good_fit("huge@acme.com");
+    profile.extend(attributes(0, 40, 2_000));
+    let err = server
+        .leads
+        .create_lead(pb::CreateLeadRequest {
+            profile,
             ..Default::default()
-        };
-        let err = server.leads.create_lead(capture("   ")).await.expect_err("a blank key");
+        })
+        .await
+        .expect_err("too many bytes at capture");
+    assert_eq!(reason(&err), "LIMIT_EXCEEDED");
+    assert_eq!(fields(&err), ["profile"]);
+
+    // Nothing of the refused calls was written.
+    let after = server
+        .leads
+        .get_lead(pb::GetLeadRequest {
+            lead: by_id(&lead.id),
+        })
+        .await?
+        .into_inner()
+        .lead;
+    assert_eq!(after.map(|l| l.version), Some(replaced.version));
+    assert_ne!(at_limit.map(|l| l.version), Some(replaced.version));
+    assert_eq!(server.rows().await[0], before[0] + 1, "the second lead only");
+    Ok(())
+}
+
+async fn a_page_of_leads_is_bounded_in_bytes(mut server: TestServer) -> anyhow::Result<()> {
+    // 60 leads of about 60 KB each: 3.6 MB, more than a page may carry.
+    for i in 0..60 {
+        let mut profile = good_fit(&format!("p{i}@acme.com"));
+        profile.extend(attributes(0, 30, 2_000));
+        server
+            .leads
+            .create_lead(pb::CreateLeadRequest {
+                profile,
+                ..Default::default()
+            })
+            .await?;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut page_token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = server
+            .leads
+            .list_leads(pb::ListLeadsRequest {
+                page_size: 500,
+                page_token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let size = prost::Message::encoded_len(&page);
+        assert!(size <= 3 * 1024 * 1024, "a page of {size} bytes");
+        assert!(!page.leads.is_empty());
+        pages += 1;
+        for lead in page.leads {
+            assert!(seen.insert(lead.id), "a lead listed twice");
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(seen.len(), 60, "every lead listed once");
+    assert!(pages >= 2, "{pages} pages");
+    Ok(())
+}
+
+async fn keys_are_trimmed_and_checked_alike_everywhere(mut server: TestServer) -> anyhow::Result<()> {
+    let before = server.rows().await;
+    let capture = |key: &str| pb::CreateLeadRequest {
+        external_key: key.to_owned(),
+        profile: good_fit("keys@acme.com"),
+        ..Default::default()
+    };
+    let err = server
+        .leads
+        .create_lead(capture("   "))
+        .await
+        .expect_err("a blank key");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(fields(&err), ["external_key"]);
+    assert_eq!(server.rows().await, before, "nothing written");
+
+    let lead = server
+        .leads
+        .create_lead(capture("  crm-7 "))
+        .await?
+        .into_inner()
+        .lead
+        .expect("lead");
+    assert_eq!(lead.external_key, "crm-7");
+    for key in ["crm-7", " crm-7", "crm-7\t"] {
+        let got = server
+            .leads
+            .get_lead(pb::GetLeadRequest { lead: by_key(key) })
+            .await?
+            .into_inner();
+        assert_eq!(got.lead.map(|l| l.id), Some(lead.id.clone()), "{key:?}");
+    }
+    let err = server
+        .leads
+        .create_lead(capture("crm-7"))
+        .await
+        .expect_err("taken");
+    assert_eq!(err.code(), Code::AlreadyExists);
+    for blank in ["", "  "] {
+        let err = server
+            .leads
+            .get_lead(pb::GetLeadRequest { lead: by_key(blank) })
+            .await
+            .expect_err("blank");
         assert_eq!(err.code(), Code::InvalidArgument);
-        assert_eq!(fields(&err), ["external_key"]);
-        assert_eq!(server.rows().await, before, "nothing written");
-
-        let lead = server.leads.create_lead(capture("  crm-7 ")).await?.into_inner().lead.expect("lead");
-        assert_eq!(lead.external_key, "crm-7");
-        for key in ["crm-7", " crm-7", "crm-7\t"] {
-            let got = server.leads.get_lead(pb::GetLeadRequest { lead: by_key(key) }).await?.into_inner();
-            assert_eq!(got.lead.map(|l| l.id), Some(lead.id.clone()), "{key:?}");
-        }
-        let err = server.leads.create_lead(capture("crm-7")).await.expect_err("taken");
-        assert_eq!(err.code(), Code::AlreadyExists);
-        for blank in ["", "  "] {
-            let err = server.leads.get_lead(pb::GetLeadRequest { lead: by_key(blank) }).await.expect_err("blank");
-            assert_eq!(err.code(), Code::InvalidArgument);
-            assert_eq!(fields(&err), ["lead.external_key"]);
-        }
-        let err = server
-            .leads
-            .transition(pb::TransitionRequest { request_id: " ".to_owned(), ..transition(&lead.id, pb::Action::Promote, "booth") })
-            .await
-            .expect_err("a blank request id");
-        assert_eq!(fields(&err), ["request_id"]);
-
-        // An event id is a key too.
-        let first = server.leads.record_engagement(record(&lead.id, engagement(" ev-1 ", "trial_started"))).await?.into_inner();
-        assert!(!first.duplicate);
-        let again = server.leads.record_engagement(record(&lead.id, engagement("ev-1", "trial_started"))).await?.into_inner();
-        assert!(again.duplicate, "the same event");
-        Ok(())
+        assert_eq!(fields(&err), ["lead.external_key"]);
     }
-);
+    let err = server
+        .leads
+        .transition(pb::TransitionRequest {
+            request_id: " ".to_owned(),
+            ..transition(&lead.id, pb::Action::Promote, "booth")
+        })
+        .await
+        .expect_err("a blank request id");
+    assert_eq!(fields(&err), ["request_id"]);
 
-on_both_databases!(
-    async fn a_message_over_the_decode_limit_gets_our_limit_details(server) {
-        let lead = create(&mut server, "decode@acme.com").await?;
-        let huge = "x".repeat(5 * 1024 * 1024);
-        let mut profile = good_fit("too-big@acme.com");
-        profile.insert("notes".to_owned(), huge.clone());
-        let err = server
-            .leads
-            .create_lead(pb::CreateLeadRequest { profile, ..Default::default() })
-            .await
-            .expect_err("over 4 MiB");
-        assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
-        assert_eq!(reason(&err), "LIMIT_EXCEEDED");
-        assert_eq!(meta(&err, "limit"), (4 * 1024 * 1024).to_string());
-        assert!(meta(&err, "actual").parse::<u64>().is_ok_and(|n| n > 5 * 1024 * 1024), "{err:?}");
+    // An event id is a key too.
+    let first = server
+        .leads
+        .record_engagement(record(&lead.id, engagement(" ev-1 ", "trial_started")))
+        .await?
+        .into_inner();
+    assert!(!first.duplicate);
+    let again = server
+        .leads
+        .record_engagement(record(&lead.id, engagement("ev-1", "trial_started")))
+        .await?
+        .into_inner();
+    assert!(again.duplicate, "the same event");
+    Ok(())
+}
 
-        // In a client stream, after one committed engagement.
-        let mut big = engagement("s-2", "trial_started");
-        big.properties.insert("blob".to_owned(), huge);
-        let messages = vec![
-            pb::StreamEngagementsRequest { lead: by_id(&lead.id), engagement: Some(engagement("s-1", "trial_started")) },
-            pb::StreamEngagementsRequest { lead: by_id(&lead.id), engagement: Some(big) },
-        ];
-        let err = server
-            .leads
-            .stream_engagements(tokio_stream::iter(messages))
-            .await
-            .expect_err("over 4 MiB");
-        assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
-        assert_eq!(reason(&err), "LIMIT_EXCEEDED");
-        assert_eq!(meta(&err, "committed"), "1");
-        Ok(())
-    }
-);
+async fn a_message_over_the_decode_limit_gets_our_limit_details(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    let lead = create(&mut server, "decode@acme.com").await?;
+    let huge = "x".repeat(5 * 1024 * 1024);
+    let mut profile = good_fit("too-big@acme.com");
+    profile.insert("notes".to_owned(), huge.clone());
+    let err = server
+        .leads
+        .create_lead(pb::CreateLeadRequest {
+            profile,
+            ..Default::default()
+        })
+        .await
+        .expect_err("over 4 MiB");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(reason(&err), "LIMIT_EXCEEDED");
+    assert_eq!(meta(&err, "limit"), (4 * 1024 * 1024).to_string());
+    assert!(
+        meta(&err, "actual")
+            .parse::<u64>()
+            .is_ok_and(|n| n > 5 * 1024 * 1024),
+        "{err:?}"
+    );
+
+    // In a client stream, after one committed engagement.
+    let mut big = engagement("s-2", "trial_started");
+    big.properties.insert("blob".to_owned(), huge);
+    let messages = vec![
+        pb::StreamEngagementsRequest {
+            lead: by_id(&lead.id),
+            engagement: Some(engagement("s-1", "trial_started")),
+        },
+        pb::StreamEngagementsRequest {
+            lead: by_id(&lead.id),
+            engagement: Some(big),
+        },
+    ];
+    let err = server
+        .leads
+        .stream_engagements(tokio_stream::iter(messages))
+        .await
+        .expect_err("over 4 MiB");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(reason(&err), "LIMIT_EXCEEDED");
+    assert_eq!(meta(&err, "committed"), "1");
+    Ok(())
+}
 
 /// A server whose calls wait at most `acquire` for a database connection.
 async fn server_with(
     db: Db,
     acquire: Duration,
     parts: leadflow_server::Parts,
-) -> anyhow::Result<
-    Option<(
-        TestDatabase,
-        leadflow_engine::Engine,
-        leadflow_server::Running,
-        tonic::transport::Channel,
-    )>,
-> {
-    let Some(database) = TestDatabase::new(db).await else {
-        return Ok(None);
-    };
+) -> anyhow::Result<(
+    TestDatabase,
+    leadflow_engine::Engine,
+    leadflow_server::Running,
+    tonic::transport::Channel,
+)> {
+    let database = fresh_database(db).await?;
     let config = leadflow_server::Config {
         max_connections: 2,
         db_acquire_timeout_ms: u64::try_from(acquire.as_millis()).unwrap_or(u64::MAX),
@@ -241,15 +341,12 @@ async fn server_with(
     };
     let engine = leadflow_server::open_engine(&config, Arc::new(leadflow_engine::SystemClock)).await?;
     let (running, channel) = serve(&engine, &config, parts).await?;
-    Ok(Some((database, engine, running, channel)))
+    Ok((database, engine, running, channel))
 }
 
 async fn a_busy_pool_is_overload_not_unavailability(db: Db) -> anyhow::Result<()> {
-    let Some((_database, engine, running, channel)) =
-        server_with(db, Duration::from_millis(300), GRPC_ONLY).await?
-    else {
-        return Ok(());
-    };
+    let (_database, engine, running, channel) =
+        server_with(db, Duration::from_millis(300), GRPC_ONLY).await?;
     let mut leads = LeadServiceClient::new(channel);
     // Every write connection taken (SQLite has one writer; PostgreSQL a
     // pool of two, which its event listener shares).
@@ -287,16 +384,6 @@ async fn a_busy_pool_is_overload_not_unavailability(db: Db) -> anyhow::Result<()
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_busy_pool_is_overload_not_unavailability_sqlite() -> anyhow::Result<()> {
-    a_busy_pool_is_overload_not_unavailability(Db::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_busy_pool_is_overload_not_unavailability_postgres() -> anyhow::Result<()> {
-    a_busy_pool_is_overload_not_unavailability(Db::Postgres).await
-}
-
 /// How a stream ends, after what it still had to deliver.
 async fn end_of<T>(stream: &mut tonic::Streaming<T>) -> Result<(), tonic::Status> {
     while stream.message().await?.is_some() {}
@@ -318,9 +405,7 @@ fn unauthenticated(result: Result<(), tonic::Status>, what: &str) -> tonic::Stat
 const TOKEN_END_NOTICED: Duration = Duration::from_secs(5);
 
 async fn open_calls_end_when_their_token_does(db: Db) -> anyhow::Result<()> {
-    let Some(database) = TestDatabase::new(db).await else {
-        return Ok(());
-    };
+    let database = fresh_database(db).await?;
     let engine = engine_on(&database.url).await?;
     engine.bootstrap("acme", leadflow_server::DEFAULT_POLICY).await?;
     let all = leadflow_server::auth::SCOPES;
@@ -467,16 +552,6 @@ async fn open_calls_end_when_their_token_does(db: Db) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn open_calls_end_when_their_token_does_sqlite() -> anyhow::Result<()> {
-    open_calls_end_when_their_token_does(Db::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn open_calls_end_when_their_token_does_postgres() -> anyhow::Result<()> {
-    open_calls_end_when_their_token_does(Db::Postgres).await
-}
-
 /// A lead with a long log, for imports that replay it.
 async fn long_lead(
     leads: &mut LeadServiceClient<tonic::transport::Channel>,
@@ -530,11 +605,7 @@ fn back_dated(lead: &str, prefix: &str, n: usize) -> Vec<pb::EngagementItem> {
 async fn an_import_lets_other_writers_in(db: Db) -> anyhow::Result<()> {
     // Calls wait at most a second for the writer: an import that held it
     // for its whole length would refuse them.
-    let Some((_database, _engine, running, channel)) =
-        server_with(db, Duration::from_secs(1), NO_HTTP).await?
-    else {
-        return Ok(());
-    };
+    let (_database, _engine, running, channel) = server_with(db, Duration::from_secs(1), NO_HTTP).await?;
     let mut leads = LeadServiceClient::new(channel);
     let long = long_lead(&mut leads, "long@acme.com", 1_000).await?;
     let mut others = Vec::new();
@@ -594,49 +665,62 @@ async fn an_import_lets_other_writers_in(db: Db) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_import_lets_other_writers_in_sqlite() -> anyhow::Result<()> {
-    an_import_lets_other_writers_in(Db::Sqlite).await
+async fn a_batch_that_fails_midway_says_what_it_committed(mut server: TestServer) -> anyhow::Result<()> {
+    let long = long_lead(&mut server.leads, "midway@acme.com", 1_000).await?;
+    let before = server.rows().await[1];
+    let mut importer = server.leads.clone();
+    let items = back_dated(&long, "mid", 300);
+    let import = tokio::spawn(async move {
+        importer
+            .record_engagements(pb::RecordEngagementsRequest { engagements: items })
+            .await
+    });
+    // Once the first chunk is in, the lead goes away.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while server.rows().await[1] == before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the import commits a first chunk"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server
+        .leads
+        .erase_lead(pb::EraseLeadRequest { lead: by_id(&long) })
+        .await?;
+    let err = import.await?.expect_err("the lead was erased midway");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let committed: usize = meta(&err, "committed").parse()?;
+    assert!((1..300).contains(&committed), "{committed} committed");
+    assert!(
+        err.message()
+            .contains(&format!("{committed} engagements were committed")),
+        "{}",
+        err.message()
+    );
+    Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_import_lets_other_writers_in_postgres() -> anyhow::Result<()> {
-    an_import_lets_other_writers_in(Db::Postgres).await
+async fn a_shutdown_ends_open_streams_with_unavailable(mut server: TestServer) -> anyhow::Result<()> {
+    let mut stream = subscribe(&mut server, "nurture", pb::StartPosition::Earliest, 0, None).await?;
+    assert!(stream.message().await?.is_some(), "the stream delivers");
+    let stopping = tokio::spawn(server.stop());
+    let status = tokio::time::timeout(Duration::from_secs(10), end_of(&mut stream))
+        .await?
+        .expect_err("the stream ends with a status to act on");
+    assert_eq!(status.code(), Code::Unavailable, "subscribe again: {status:?}");
+    stopping.await?;
+    Ok(())
 }
 
-on_both_databases!(
-    async fn a_batch_that_fails_midway_says_what_it_committed(server) {
-        let long = long_lead(&mut server.leads, "midway@acme.com", 1_000).await?;
-        let before = server.rows().await[1];
-        let mut importer = server.leads.clone();
-        let items = back_dated(&long, "mid", 300);
-        let import = tokio::spawn(async move { importer.record_engagements(pb::RecordEngagementsRequest { engagements: items }).await });
-        // Once the first chunk is in, the lead goes away.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while server.rows().await[1] == before {
-            assert!(tokio::time::Instant::now() < deadline, "the import commits a first chunk");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        server.leads.erase_lead(pb::EraseLeadRequest { lead: by_id(&long) }).await?;
-        let err = import.await?.expect_err("the lead was erased midway");
-        assert_eq!(err.code(), Code::NotFound, "{err:?}");
-        let committed: usize = meta(&err, "committed").parse()?;
-        assert!((1..300).contains(&committed), "{committed} committed");
-        assert!(err.message().contains(&format!("{committed} engagements were committed")), "{}", err.message());
-        Ok(())
-    }
-);
-
-on_both_databases!(
-    async fn a_shutdown_ends_open_streams_with_unavailable(server) {
-        let mut stream = subscribe(&mut server, "nurture", pb::StartPosition::Earliest, 0, None).await?;
-        assert!(stream.message().await?.is_some(), "the stream delivers");
-        let stopping = tokio::spawn(server.stop());
-        let status = tokio::time::timeout(Duration::from_secs(10), end_of(&mut stream))
-            .await?
-            .expect_err("the stream ends with a status to act on");
-        assert_eq!(status.code(), Code::Unavailable, "subscribe again: {status:?}");
-        stopping.await?;
-        Ok(())
-    }
-);
+scenarios! {
+    a_profile_stays_within_its_limits_after_any_number_of_merges,
+    a_page_of_leads_is_bounded_in_bytes,
+    keys_are_trimmed_and_checked_alike_everywhere,
+    a_message_over_the_decode_limit_gets_our_limit_details,
+    a_busy_pool_is_overload_not_unavailability = each_database(),
+    open_calls_end_when_their_token_does = each_database(),
+    an_import_lets_other_writers_in = each_database(),
+    a_batch_that_fails_midway_says_what_it_committed,
+    a_shutdown_ends_open_streams_with_unavailable,
+}

@@ -107,11 +107,7 @@ async fn metrics_count_calls_and_show_the_database(mut server: TestServer) -> an
         .into_inner()
         .consumers[0]
         .head;
-    server
-        .clock
-        .as_ref()
-        .expect("a hand-moved clock")
-        .advance(Span::from_hours(25));
+    server.manual_clock().advance(Span::from_hours(25));
     // a new version's re-score, left running (no re-score worker here)
     let source =
         leadflow_server::DEFAULT_POLICY.replace("engagement_at_least = 60", "engagement_at_least = 50");
@@ -347,6 +343,8 @@ fn now() -> Timestamp {
     Timestamp::from_secs(1_790_812_800)
 }
 
-on_both_databases_at!(super::now(), metrics_count_calls_and_show_the_database);
-on_both_databases_at!(super::now(), metrics_need_analytics_read_and_show_one_workspace);
-on_both_databases_at!(super::now(), a_fresh_server_exports_timers_and_rescores_at_zero);
+scenarios! {
+    metrics_count_calls_and_show_the_database = clock_at(now()),
+    metrics_need_analytics_read_and_show_one_workspace = clock_at(now()),
+    a_fresh_server_exports_timers_and_rescores_at_zero = clock_at(now()),
+}

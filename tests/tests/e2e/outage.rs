@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use leadflow_e2e::*;
 use leadflow_proto::v1 as pb;
 use leadflow_proto::v1::lead_service_client::LeadServiceClient;
-use leadflow_store::testing::TestDatabase;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -190,11 +189,8 @@ where
     Ok(refused)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_is_unavailable_and_loses_nothing_acknowledged() -> anyhow::Result<()> {
-    let Some(database) = TestDatabase::new(Db::Postgres).await else {
-        return Ok(());
-    };
+    let database = fresh_database(Db::Postgres).await?;
     let upstream = through_proxy(&database.url, 0)
         .map(|(h, _)| h)
         .expect("a postgres URL");
@@ -211,12 +207,8 @@ async fn a_database_outage_is_unavailable_and_loses_nothing_acknowledged() -> an
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_is_unavailable_and_loses_nothing_acknowledged() -> anyhow::Result<()> {
-    let Some(cluster) = Cluster::create()? else {
-        return Ok(());
-    };
-    let cluster = Arc::new(cluster);
+    let cluster = Arc::new(Cluster::create()?);
     let restarter = Arc::clone(&cluster);
     let refused = calls_through(&cluster.url(), &cluster.url(), async move {
         // as a crash does: no checkpoint, connections dropped, recovery at start
@@ -246,17 +238,11 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// `None` (said loudly) when no PostgreSQL binaries are installed,
-    /// unless `LEADFLOW_REQUIRE_POSTGRES=1`, where that is an error.
-    #[allow(clippy::print_stderr)] // the loud skip
-    fn create() -> anyhow::Result<Option<Self>> {
-        let Some(bin) = postgres_binaries() else {
-            if std::env::var("LEADFLOW_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-                anyhow::bail!("PostgreSQL is required but no initdb was found under /usr/lib/postgresql");
-            }
-            eprintln!("\n*** SKIPPING a PostgreSQL restart test: no initdb under /usr/lib/postgresql.\n");
-            return Ok(None);
-        };
+    /// An error when no PostgreSQL binaries are installed (the harness
+    /// ignores the test then, see [`INITDB`]).
+    fn create() -> anyhow::Result<Self> {
+        let bin =
+            postgres_binaries().ok_or_else(|| anyhow::anyhow!("no initdb under /usr/lib/postgresql"))?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let dir = std::env::temp_dir().join(format!("leadflow-pg-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
@@ -277,7 +263,7 @@ impl Cluster {
             &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
         )?;
         cluster.start()?;
-        Ok(Some(cluster))
+        Ok(cluster)
     }
 
     fn url(&self) -> String {
@@ -339,23 +325,7 @@ impl Drop for Cluster {
     }
 }
 
-/// The newest `/usr/lib/postgresql/<version>/bin` with an `initdb`.
-fn postgres_binaries() -> Option<PathBuf> {
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let version = entry.file_name().to_str()?.parse().ok()?;
-            let bin = entry.path().join("bin");
-            bin.join("initdb").exists().then_some((version, bin))
-        })
-        .collect();
-    found.sort();
-    found.pop().map(|(_, bin)| bin)
-}
-
-#[test]
-fn urls_are_routed_through_the_proxy() {
+async fn urls_are_routed_through_the_proxy() {
     assert_eq!(
         through_proxy("postgres://postgres@127.0.0.1:5432/db_1?x=y", 7000),
         Some((
@@ -367,4 +337,10 @@ fn urls_are_routed_through_the_proxy() {
         through_proxy("postgres://localhost/db", 7000).map(|(h, _)| h),
         Some("localhost:5432".to_owned())
     );
+}
+
+scenarios! {
+    a_database_outage_is_unavailable_and_loses_nothing_acknowledged = once().needs(&POSTGRES),
+    a_postgres_restart_is_unavailable_and_loses_nothing_acknowledged = once().needs(&INITDB),
+    urls_are_routed_through_the_proxy = once(),
 }

@@ -4,12 +4,9 @@
 use leadflow_e2e::*;
 use leadflow_proto::v1 as pb;
 use leadflow_proto::v1::lead_service_client::LeadServiceClient;
-use leadflow_store::testing::TestDatabase;
 
-async fn shed(db: Db) -> anyhow::Result<()> {
-    let Some(database) = TestDatabase::new(db).await else {
-        return Ok(());
-    };
+async fn overload_is_shed_with_resource_exhausted(db: Db) -> anyhow::Result<()> {
+    let database = fresh_database(db).await?;
     let engine = engine_on(&database.url).await?;
     let config = leadflow_server::Config {
         max_in_flight: 2,
@@ -68,12 +65,6 @@ async fn shed(db: Db) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn overload_is_shed_with_resource_exhausted_sqlite() -> anyhow::Result<()> {
-    shed(Db::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn overload_is_shed_with_resource_exhausted_postgres() -> anyhow::Result<()> {
-    shed(Db::Postgres).await
+scenarios! {
+    overload_is_shed_with_resource_exhausted = each_database(),
 }

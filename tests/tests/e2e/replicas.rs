@@ -119,14 +119,12 @@ impl Drop for Replica {
     }
 }
 
-async fn two_replicas() -> anyhow::Result<Option<(TestDatabase, Replica, Replica)>> {
-    let Some(db) = TestDatabase::postgres().await else {
-        return Ok(None);
-    };
+async fn two_replicas() -> anyhow::Result<(TestDatabase, Replica, Replica)> {
+    let db = fresh_database(Db::Postgres).await?;
     // One after the other: the first applies the migrations.
     let a = Replica::start(&db.url).await?;
     let b = Replica::start(&db.url).await?;
-    Ok(Some((db, a, b)))
+    Ok((db, a, b))
 }
 
 fn create_request(email: &str) -> pb::CreateLeadRequest {
@@ -136,11 +134,8 @@ fn create_request(email: &str) -> pb::CreateLeadRequest {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transition_on_one_replica_reaches_a_subscriber_on_the_other() -> anyhow::Result<()> {
-    let Some((_db, a, b)) = two_replicas().await? else {
-        return Ok(());
-    };
+    let (_db, a, b) = two_replicas().await?;
     let mut on_b = TriggerServiceClient::new(b.channel.clone())
         .subscribe(pb::SubscribeRequest {
             consumer: "router".into(),
@@ -171,29 +166,11 @@ async fn a_transition_on_one_replica_reaches_a_subscriber_on_the_other() -> anyh
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timer_due_while_both_run_fires_once() -> anyhow::Result<()> {
-    let Some((db, a, _b)) = two_replicas().await? else {
-        return Ok(());
-    };
+    let (db, a, _b) = two_replicas().await?;
     let mut policies = PolicyServiceClient::new(a.channel.clone());
     let source = leadflow_server::DEFAULT_POLICY.replace("after = \"3d\"", "after = \"2s\"");
-    let version = policies
-        .create_policy_version(pb::CreatePolicyVersionRequest {
-            source,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .policy
-        .expect("policy")
-        .version;
-    policies
-        .activate_policy(pb::ActivatePolicyRequest {
-            version,
-            ..Default::default()
-        })
-        .await?;
+    activate_source(&mut policies, source).await?;
     let mut leads = a.leads();
     let mut ids = Vec::new();
     for i in 0..10 {
@@ -233,11 +210,8 @@ async fn a_timer_due_while_both_run_fires_once() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_replica_mid_load_loses_no_committed_event() -> anyhow::Result<()> {
-    let Some((db, mut a, b)) = two_replicas().await? else {
-        return Ok(());
-    };
+    let (db, mut a, b) = two_replicas().await?;
     // a subscriber on B records everything
     let received = Arc::new(Mutex::new(Vec::<pb::Event>::new()));
     let collector = {
@@ -555,24 +529,17 @@ async fn kill_and_restart_loses_nothing(db: TestDatabase) -> anyhow::Result<()> 
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_and_restarted_on_sqlite_loses_nothing_acknowledged() -> anyhow::Result<()> {
     kill_and_restart_loses_nothing(TestDatabase::sqlite()).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_and_restarted_on_postgres_loses_nothing_acknowledged() -> anyhow::Result<()> {
-    let Some(db) = TestDatabase::postgres().await else {
-        return Ok(());
-    };
+    let db = fresh_database(Db::Postgres).await?;
     kill_and_restart_loses_nothing(db).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rescore_killed_midway_finishes_after_a_restart_touching_each_lead_once() -> anyhow::Result<()> {
-    let Some(db) = TestDatabase::postgres().await else {
-        return Ok(());
-    };
+    let db = fresh_database(Db::Postgres).await?;
     let mut a = Replica::start_with(&db.url, &["--rescore-batch", "1"]).await?;
     let mut leads = a.leads();
     let total = 400;
@@ -633,25 +600,9 @@ async fn a_rescore_killed_midway_finishes_after_a_restart_touching_each_lead_onc
     let mut policies = PolicyServiceClient::new(a.channel.clone());
     let source = std::fs::read_to_string(&file)?;
     let _ = std::fs::remove_dir_all(&dir);
-    let version = policies
-        .create_policy_version(pb::CreatePolicyVersionRequest {
-            source,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .policy
-        .expect("policy")
-        .version;
-    let job = policies
-        .activate_policy(pb::ActivatePolicyRequest {
-            version,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .job
-        .expect("job");
+    let activated = activate_source(&mut policies, source).await?;
+    let version = activated.policy.expect("policy").version;
+    let job = activated.job.expect("job");
     let mut watch = policies
         .watch_rescore(pb::WatchRescoreRequest { job_id: job.id })
         .await?
@@ -694,4 +645,13 @@ async fn a_rescore_killed_midway_finishes_after_a_restart_touching_each_lead_onc
         assert_eq!(lead.policy_version, version);
     }
     Ok(())
+}
+
+scenarios! {
+    a_transition_on_one_replica_reaches_a_subscriber_on_the_other = once().needs(&POSTGRES),
+    a_timer_due_while_both_run_fires_once = once().needs(&POSTGRES),
+    killing_a_replica_mid_load_loses_no_committed_event = once().needs(&POSTGRES),
+    a_server_killed_and_restarted_on_sqlite_loses_nothing_acknowledged = once(),
+    a_server_killed_and_restarted_on_postgres_loses_nothing_acknowledged = once().needs(&POSTGRES),
+    a_rescore_killed_midway_finishes_after_a_restart_touching_each_lead_once = once().needs(&POSTGRES),
 }

@@ -152,178 +152,222 @@ async fn policy_changes(server: &mut TestServer) -> anyhow::Result<BTreeMap<Stri
     Ok(out)
 }
 
-on_both_databases_with_clock!(
-    async fn simulation_equals_what_activation_does_and_writes_nothing(server, T0) {
-        let (movers, failing) = population(&mut server).await?;
-        let before_rows = server.rows().await;
-        let before_counts = stage_counts(&mut server).await?;
-        let (summary, changed) = simulate_all(&mut server, &draft()).await?;
-        assert_eq!(server.rows().await, before_rows, "a simulation writes nothing");
-        assert_eq!(stage_counts(&mut server).await?, before_counts);
+async fn simulation_equals_what_activation_does_and_writes_nothing(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    let (movers, failing) = population(&mut server).await?;
+    let before_rows = server.rows().await;
+    let before_counts = stage_counts(&mut server).await?;
+    let (summary, changed) = simulate_all(&mut server, &draft()).await?;
+    assert_eq!(server.rows().await, before_rows, "a simulation writes nothing");
+    assert_eq!(stage_counts(&mut server).await?, before_counts);
 
-        assert_eq!(summary.leads, 28);
-        assert_eq!((summary.movers, summary.newly_failing), (10, 13));
-        let simulated_movers: BTreeSet<String> =
-            changed.iter().filter(|l| l.from_stage != l.to_stage).map(|l| l.lead_id.clone()).collect();
-        assert_eq!(simulated_movers, movers);
-        let simulated_failing: BTreeSet<String> =
-            changed.iter().filter(|l| !l.newly_failing.is_empty()).map(|l| l.lead_id.clone()).collect();
-        assert_eq!(simulated_failing, failing);
-        assert!(changed
+    assert_eq!(summary.leads, 28);
+    assert_eq!((summary.movers, summary.newly_failing), (10, 13));
+    let simulated_movers: BTreeSet<String> = changed
+        .iter()
+        .filter(|l| l.from_stage != l.to_stage)
+        .map(|l| l.lead_id.clone())
+        .collect();
+    assert_eq!(simulated_movers, movers);
+    let simulated_failing: BTreeSet<String> = changed
+        .iter()
+        .filter(|l| !l.newly_failing.is_empty())
+        .map(|l| l.lead_id.clone())
+        .collect();
+    assert_eq!(simulated_failing, failing);
+    assert!(changed.iter().filter(|l| failing.contains(&l.lead_id)).all(|l| {
+        l.newly_failing
             .iter()
-            .filter(|l| failing.contains(&l.lead_id))
-            .all(|l| l.newly_failing.iter().any(|g| g.guard == "fit_at_least" && g.detail == "fit 25 < 30")));
-        let mover = changed.iter().find(|l| l.from_stage != l.to_stage).expect("a mover");
-        let guards = &mover.transitions.last().expect("a transition").guards;
-        assert!(guards.iter().any(|g| g.detail.starts_with("engagement 45") && g.detail.ends_with("≥ 40")), "{guards:?}");
-        let after: BTreeMap<i32, i64> =
-            summary.stages.iter().filter(|c| c.after > 0).map(|c| (c.stage, c.after)).collect();
+            .any(|g| g.guard == "fit_at_least" && g.detail == "fit 25 < 30")
+    }));
+    let mover = changed
+        .iter()
+        .find(|l| l.from_stage != l.to_stage)
+        .expect("a mover");
+    let guards = &mover.transitions.last().expect("a transition").guards;
+    assert!(
+        guards
+            .iter()
+            .any(|g| g.detail.starts_with("engagement 45") && g.detail.ends_with("≥ 40")),
+        "{guards:?}"
+    );
+    let after: BTreeMap<i32, i64> = summary
+        .stages
+        .iter()
+        .filter(|c| c.after > 0)
+        .map(|c| (c.stage, c.after))
+        .collect();
 
-        // activate at the simulated instant and run the re-score to its end
-        let version = server
-            .policies
-            .create_policy_version(pb::CreatePolicyVersionRequest { source: draft(), ..Default::default() })
-            .await?
-            .into_inner()
-            .policy
-            .expect("policy")
-            .version;
-        let activated = server
-            .policies
-            .activate_policy(pb::ActivatePolicyRequest { version, ..Default::default() })
-            .await?
-            .into_inner();
-        let job = activated.job.expect("a job");
-        assert_eq!((job.status, job.total, job.done), (pb::RescoreStatus::Running as i32, 28, 0));
-        let mut rounds = 0;
-        while let Some(job) = server.engine.run_rescore_batch(6).await? {
-            rounds += 1;
-            if !job.is_running() {
-                assert_eq!(job.status, Some(leadflow_engine::RescoreStatus::Done));
-                assert_eq!((job.done, job.transitions), (28, 10));
-                break;
-            }
+    // activate at the simulated instant and run the re-score to its end
+    let activated = activate_source(&mut server.policies, draft()).await?;
+    let version = activated.policy.as_ref().expect("policy").version;
+    let job = activated.job.expect("a job");
+    assert_eq!(
+        (job.status, job.total, job.done),
+        (pb::RescoreStatus::Running as i32, 28, 0)
+    );
+    let mut rounds = 0;
+    while let Some(job) = server.engine.run_rescore_batch(6).await? {
+        rounds += 1;
+        if !job.is_running() {
+            assert_eq!(job.status, Some(leadflow_engine::RescoreStatus::Done));
+            assert_eq!((job.done, job.transitions), (28, 10));
+            break;
         }
-        assert_eq!(rounds, 5, "28 leads, 6 a batch");
-        assert!(server.engine.run_rescore_batch(6).await?.is_none(), "nothing left running");
-
-        assert_eq!(stage_counts(&mut server).await?, after, "activation ends where the simulation said");
-        let changes = policy_changes(&mut server).await?;
-        assert_eq!(changes.keys().cloned().collect::<BTreeSet<_>>(), movers);
-        assert!(changes.values().all(|moves| moves == &[(pb::Stage::Iql as i32, pb::Stage::Mql as i32)]));
-        // the same workflow triggers a live engagement would have set off
-        let events = server.engine.store().outbox_after(server.workspace(), 0, 10_000).await?;
-        for id in &movers {
-            let welcomes = events
-                .iter()
-                .filter(|r| &r.event.lead_id == id && r.event.payload.contains("\"mql_welcome_sequence\""))
-                .count();
-            assert_eq!(welcomes, 1, "lead {id}");
-            let timers = server.engine.store().timers_of(server.workspace(), id).await?;
-            assert!(timers.iter().any(|t| t.timer.kind.key() == "workflow:mql-day-3"), "lead {id}: day-3 step armed");
-        }
-        // the explanation names the version that scored each lead
-        let any = movers.iter().next().expect("a mover");
-        let x = server.leads.explain_score(pb::ExplainScoreRequest { lead: by_id(any), ..Default::default() }).await?.into_inner();
-        assert_eq!(x.policy_version, version);
-        Ok(())
     }
-);
+    assert_eq!(rounds, 5, "28 leads, 6 a batch");
+    assert!(
+        server.engine.run_rescore_batch(6).await?.is_none(),
+        "nothing left running"
+    );
 
-on_both_databases_with_clock!(
-    async fn a_restarted_rescore_finishes_and_touches_each_lead_once(server, T0) {
-        let (movers, _) = population(&mut server).await?;
-        let version = server
-            .policies
-            .create_policy_version(pb::CreatePolicyVersionRequest { source: draft(), ..Default::default() })
-            .await?
-            .into_inner()
-            .policy
-            .expect("policy")
-            .version;
-        let job = server
-            .policies
-            .activate_policy(pb::ActivatePolicyRequest { version, ..Default::default() })
-            .await?
-            .into_inner()
-            .job
-            .expect("job");
-        server.engine.run_rescore_batch(4).await?;
-        server.engine.run_rescore_batch(4).await?;
-        // a command reaches one lead before the job does
-        let ahead = movers.iter().next_back().expect("a mover").clone();
-        clock(&server).advance(Span::from_secs(1));
-        server.leads.record_engagement(record(&ahead, engagement("ahead", "page_viewed"))).await?;
-        // "restart": a new engine on the same database carries on
-        let other = leadflow_engine::Engine::new(
-            leadflow_store::Store::connect(server.database_url(), &leadflow_store::StoreOptions::default()).await?,
-            server.clock.clone().expect("clock"),
+    assert_eq!(
+        stage_counts(&mut server).await?,
+        after,
+        "activation ends where the simulation said"
+    );
+    let changes = policy_changes(&mut server).await?;
+    assert_eq!(changes.keys().cloned().collect::<BTreeSet<_>>(), movers);
+    assert!(
+        changes
+            .values()
+            .all(|moves| moves == &[(pb::Stage::Iql as i32, pb::Stage::Mql as i32)])
+    );
+    // the same workflow triggers a live engagement would have set off
+    let events = server
+        .engine
+        .store()
+        .outbox_after(server.workspace(), 0, 10_000)
+        .await?;
+    for id in &movers {
+        let welcomes = events
+            .iter()
+            .filter(|r| &r.event.lead_id == id && r.event.payload.contains("\"mql_welcome_sequence\""))
+            .count();
+        assert_eq!(welcomes, 1, "lead {id}");
+        let timers = server.engine.store().timers_of(server.workspace(), id).await?;
+        assert!(
+            timers.iter().any(|t| t.timer.kind.key() == "workflow:mql-day-3"),
+            "lead {id}: day-3 step armed"
         );
-        while let Some(job) = other.run_rescore_batch(4).await? {
-            if !job.is_running() {
-                break;
-            }
-        }
-        let done = server.engine.rescore_job(server.workspace(), job.id).await?;
-        assert_eq!((done.status, done.done), (Some(leadflow_engine::RescoreStatus::Done), 28));
-        assert_eq!(done.transitions, 9, "the lead its own command re-scored is not done twice");
-        let changes = policy_changes(&mut server).await?;
-        assert_eq!(changes.keys().cloned().collect::<BTreeSet<_>>(), movers);
-        assert!(changes.values().all(|moves| moves.len() == 1), "{changes:?}");
-        Ok(())
     }
-);
-
-fn clock(server: &TestServer) -> &leadflow_engine::ManualClock {
-    server.clock.as_deref().expect("a hand-moved clock")
+    // the explanation names the version that scored each lead
+    let any = movers.iter().next().expect("a mover");
+    let x = server
+        .leads
+        .explain_score(pb::ExplainScoreRequest {
+            lead: by_id(any),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(x.policy_version, version);
+    Ok(())
 }
 
-on_both_databases_with_clock!(
-    async fn a_rescore_first_fires_the_lead_s_overdue_timers(server, T0) {
-        // an MQL whose 30-day idle recycle is due when no timer worker ran
-        let lead = create(&mut server, "idle@acme.com").await?;
-        for (i, kind) in ["trial_started", "webinar_attended", "ebook_downloaded", "ebook_downloaded"].iter().enumerate() {
-            server.leads.record_engagement(record(&lead.id, engagement(&format!("idle-{i}"), kind))).await?;
+async fn a_restarted_rescore_finishes_and_touches_each_lead_once(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    let (movers, _) = population(&mut server).await?;
+    let job = activate_source(&mut server.policies, draft())
+        .await?
+        .job
+        .expect("job");
+    server.engine.run_rescore_batch(4).await?;
+    server.engine.run_rescore_batch(4).await?;
+    // a command reaches one lead before the job does
+    let ahead = movers.iter().next_back().expect("a mover").clone();
+    server.manual_clock().advance(Span::from_secs(1));
+    server
+        .leads
+        .record_engagement(record(&ahead, engagement("ahead", "page_viewed")))
+        .await?;
+    // "restart": a new engine on the same database carries on
+    let other = leadflow_engine::Engine::new(
+        leadflow_store::Store::connect(server.database_url(), &leadflow_store::StoreOptions::default())
+            .await?,
+        server.clock.clone().expect("clock"),
+    );
+    while let Some(job) = other.run_rescore_batch(4).await? {
+        if !job.is_running() {
+            break;
         }
-        clock(&server).advance(Span::from_days(31));
-        let version = server
-            .policies
-            .create_policy_version(pb::CreatePolicyVersionRequest { source: draft(), ..Default::default() })
-            .await?
-            .into_inner()
-            .policy
-            .expect("policy")
-            .version;
-        server.policies.activate_policy(pb::ActivatePolicyRequest { version, ..Default::default() }).await?;
-        while let Some(job) = server.engine.run_rescore_batch(10).await? {
-            if !job.is_running() {
-                break;
-            }
-        }
-        // the recycle happened at its own time, under the policy that armed it
-        let h = server
-            .leads
-            .get_lead_history(pb::GetLeadHistoryRequest { lead: by_id(&lead.id), ..Default::default() })
-            .await?
-            .into_inner();
-        let transitions: Vec<pb::Transition> = h
-            .entries
-            .iter()
-            .filter_map(|e| match &e.entry {
-                Some(pb::history_entry::Entry::Transition(t)) => Some(t.clone()),
-                _ => None,
-            })
-            .collect();
-        let recycle = transitions.last().expect("transitions");
-        assert_eq!(
-            moves(&transitions),
-            [(pb::Stage::Unspecified, pb::Stage::Iql), (pb::Stage::Iql, pb::Stage::Mql), (pb::Stage::Mql, pb::Stage::Iql)]
-        );
-        assert_eq!((recycle.cause, recycle.policy_version), (pb::Cause::Timer as i32, 1));
-        let due = T0.saturating_add(Span::from_days(30));
-        assert_eq!(recycle.occurred_at.map(|t| t.seconds), Some(due.as_micros() / 1_000_000));
-        let got = server.leads.get_lead(pb::GetLeadRequest { lead: by_id(&lead.id) }).await?.into_inner();
-        assert_eq!(got.lead.map(|l| (stage(&l), l.policy_version)), Some((pb::Stage::Iql, version)));
-        Ok(())
     }
-);
+    let done = server.engine.rescore_job(server.workspace(), job.id).await?;
+    assert_eq!(
+        (done.status, done.done),
+        (Some(leadflow_engine::RescoreStatus::Done), 28)
+    );
+    assert_eq!(
+        done.transitions, 9,
+        "the lead its own command re-scored is not done twice"
+    );
+    let changes = policy_changes(&mut server).await?;
+    assert_eq!(changes.keys().cloned().collect::<BTreeSet<_>>(), movers);
+    assert!(changes.values().all(|moves| moves.len() == 1), "{changes:?}");
+    Ok(())
+}
+
+async fn a_rescore_first_fires_the_lead_s_overdue_timers(mut server: TestServer) -> anyhow::Result<()> {
+    // an MQL whose 30-day idle recycle is due when no timer worker ran
+    let lead = mql_lead(&mut server, "idle@acme.com").await?;
+    server.manual_clock().advance(Span::from_days(31));
+    let version = activate_policy(&mut server, draft()).await?;
+    while let Some(job) = server.engine.run_rescore_batch(10).await? {
+        if !job.is_running() {
+            break;
+        }
+    }
+    // the recycle happened at its own time, under the policy that armed it
+    let h = server
+        .leads
+        .get_lead_history(pb::GetLeadHistoryRequest {
+            lead: by_id(&lead),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let transitions: Vec<pb::Transition> = h
+        .entries
+        .iter()
+        .filter_map(|e| match &e.entry {
+            Some(pb::history_entry::Entry::Transition(t)) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    let recycle = transitions.last().expect("transitions");
+    assert_eq!(
+        moves(&transitions),
+        [
+            (pb::Stage::Unspecified, pb::Stage::Iql),
+            (pb::Stage::Iql, pb::Stage::Mql),
+            (pb::Stage::Mql, pb::Stage::Iql)
+        ]
+    );
+    assert_eq!(
+        (recycle.cause, recycle.policy_version),
+        (pb::Cause::Timer as i32, 1)
+    );
+    let due = T0.saturating_add(Span::from_days(30));
+    assert_eq!(
+        recycle.occurred_at.map(|t| t.seconds),
+        Some(due.as_micros() / 1_000_000)
+    );
+    let got = server
+        .leads
+        .get_lead(pb::GetLeadRequest { lead: by_id(&lead) })
+        .await?
+        .into_inner();
+    assert_eq!(
+        got.lead.map(|l| (stage(&l), l.policy_version)),
+        Some((pb::Stage::Iql, version))
+    );
+    Ok(())
+}
+
+scenarios! {
+    simulation_equals_what_activation_does_and_writes_nothing = clock_at(T0),
+    a_restarted_rescore_finishes_and_touches_each_lead_once = clock_at(T0),
+    a_rescore_first_fires_the_lead_s_overdue_timers = clock_at(T0),
+}

@@ -8,194 +8,312 @@ use leadflow_proto::v1 as pb;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-/// A lead that goes IQL → MQL: events CAPTURE (IQL), MQL, mql_welcome trigger.
-async fn qualified_lead(server: &mut TestServer, email: &str) -> anyhow::Result<String> {
-    let lead = create(server, email).await?;
-    for (i, kind) in [
-        "trial_started",
-        "webinar_attended",
-        "ebook_downloaded",
-        "ebook_downloaded",
-    ]
-    .iter()
-    .enumerate()
-    {
-        server
-            .leads
-            .record_engagement(record(&lead.id, engagement(&format!("{email}-{i}"), kind)))
-            .await?;
-    }
-    Ok(lead.id)
-}
+async fn subscribe_receive_ack_disconnect_resume(mut server: TestServer) -> anyhow::Result<()> {
+    let mut stream = subscribe(&mut server, "nurture", pb::StartPosition::Earliest, 0, None).await?;
+    let lead = mql_lead(&mut server, "ev@acme.com").await?;
+    let got = events(&mut stream, 3, WAIT).await?;
+    assert_eq!(
+        got.iter().map(describe).collect::<Vec<_>>(),
+        ["TRANSITION:IQL", "TRANSITION:MQL", "TRIGGER:mql_welcome_sequence"]
+    );
+    assert_eq!(got.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1, 2, 3]);
+    let mql = &got[1];
+    assert!(!mql.event_id.is_empty());
+    assert_eq!(mql.kind, pb::EventKind::Transition as i32);
+    let snapshot = mql.lead.clone().expect("lead snapshot");
+    assert_eq!(
+        (snapshot.id.as_str(), snapshot.stage),
+        (lead.as_str(), pb::Stage::Mql as i32)
+    );
+    let Some(pb::event::Payload::Transition(t)) = &mql.payload else {
+        anyhow::bail!("a transition")
+    };
+    assert_eq!((t.from_stage, t.policy_version), (pb::Stage::Iql as i32, 1));
+    assert_eq!(t.cause, pb::Cause::Engagement as i32);
 
-on_both_databases!(
-    async fn subscribe_receive_ack_disconnect_resume(server) {
-        let mut stream = subscribe(&mut server, "nurture", pb::StartPosition::Earliest, 0, None).await?;
-        let lead = qualified_lead(&mut server, "ev@acme.com").await?;
-        let got = events(&mut stream, 3, WAIT).await?;
-        assert_eq!(got.iter().map(describe).collect::<Vec<_>>(), ["TRANSITION:IQL", "TRANSITION:MQL", "TRIGGER:mql_welcome_sequence"]);
-        assert_eq!(got.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1, 2, 3]);
-        let mql = &got[1];
-        assert!(!mql.event_id.is_empty());
-        assert_eq!(mql.kind, pb::EventKind::Transition as i32);
-        let snapshot = mql.lead.clone().expect("lead snapshot");
-        assert_eq!((snapshot.id.as_str(), snapshot.stage), (lead.as_str(), pb::Stage::Mql as i32));
-        let Some(pb::event::Payload::Transition(t)) = &mql.payload else { anyhow::bail!("a transition") };
-        assert_eq!((t.from_stage, t.policy_version), (pb::Stage::Iql as i32, 1));
-        assert_eq!(t.cause, pb::Cause::Engagement as i32);
+    let acked = server
+        .triggers
+        .ack(pb::AckRequest {
+            consumer: "nurture".into(),
+            sequence: 2,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(acked.consumer.map(|c| (c.cursor, c.head, c.lag)), Some((2, 3, 1)));
+    drop(stream);
 
-        let acked = server.triggers.ack(pb::AckRequest { consumer: "nurture".into(), sequence: 2 }).await?.into_inner();
-        assert_eq!(acked.consumer.map(|c| (c.cursor, c.head, c.lag)), Some((2, 3, 1)));
-        drop(stream);
+    // while nobody listens, sales accepts
+    server
+        .leads
+        .transition(transition(&lead, pb::Action::Accept, ""))
+        .await?;
+    let listed = server
+        .triggers
+        .list_consumers(pb::ListConsumersRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(
+        listed
+            .consumers
+            .iter()
+            .map(|c| (c.name.as_str(), c.cursor, c.head, c.lag))
+            .collect::<Vec<_>>(),
+        [("nurture", 2, 4, 2)]
+    );
 
-        // while nobody listens, sales accepts
-        server.leads.transition(transition(&lead, pb::Action::Accept, "")).await?;
-        let listed = server.triggers.list_consumers(pb::ListConsumersRequest {}).await?.into_inner();
-        assert_eq!(listed.consumers.iter().map(|c| (c.name.as_str(), c.cursor, c.head, c.lag)).collect::<Vec<_>>(), [("nurture", 2, 4, 2)]);
-
-        // resuming redelivers what was not acked, then goes on
-        let mut stream = subscribe(&mut server, "nurture", pb::StartPosition::Resume, 0, None).await?;
-        let got = events(&mut stream, 2, WAIT).await?;
-        assert_eq!(got.iter().map(|e| (e.sequence, describe(e))).collect::<Vec<_>>(), [(3, "TRIGGER:mql_welcome_sequence".to_owned()), (4, "TRANSITION:SQL".to_owned())]);
-        // an ack never moves the cursor back
-        server.triggers.ack(pb::AckRequest { consumer: "nurture".into(), sequence: 4 }).await?;
-        let acked = server.triggers.ack(pb::AckRequest { consumer: "nurture".into(), sequence: 1 }).await?.into_inner();
-        assert_eq!(acked.consumer.map(|c| c.cursor), Some(4));
-        let err = server.triggers.ack(pb::AckRequest { consumer: "nurture".into(), sequence: 99 }).await.expect_err("beyond the head");
-        assert_eq!(err.code(), tonic::Code::InvalidArgument);
-        let err = server.triggers.ack(pb::AckRequest { consumer: "nobody".into(), sequence: 1 }).await.expect_err("unknown");
-        assert_eq!(err.code(), tonic::Code::NotFound);
-        Ok(())
-    }
-);
-
-on_both_databases!(
-    async fn start_positions(server) {
-        qualified_lead(&mut server, "fa@acme.com").await?; // sequences 1..=3
-        let mut at = subscribe(&mut server, "at", pb::StartPosition::AtSequence, 2, None).await?;
-        assert_eq!(next_event(&mut at, WAIT).await?.map(|e| e.sequence), Some(2));
-        let mut latest = subscribe(&mut server, "latest", pb::StartPosition::Latest, 0, None).await?;
-        let mut earliest = subscribe(&mut server, "earliest", pb::StartPosition::Earliest, 0, None).await?;
-        assert_eq!(next_event(&mut earliest, WAIT).await?.map(|e| e.sequence), Some(1));
-        let other = create(&mut server, "fb@acme.com").await?;
-        let first_new = next_event(&mut latest, WAIT).await?.expect("an event");
-        assert_eq!((first_new.sequence, first_new.lead.map(|l| l.id)), (4, Some(other.id)));
-
-        let err = subscribe(&mut server, "x", pb::StartPosition::Resume, 0, None).await.expect_err("unknown consumer");
-        assert_eq!(err.code(), tonic::Code::NotFound);
-        let err = subscribe(&mut server, "x", pb::StartPosition::AtSequence, 99, None).await.expect_err("not yet handed out");
-        assert_eq!(err.code(), tonic::Code::OutOfRange);
-        let err = subscribe(&mut server, "x", pb::StartPosition::AtSequence, 0, None).await.expect_err("no sequence 0");
-        assert_eq!(err.code(), tonic::Code::InvalidArgument);
-        let err = subscribe(&mut server, "bad name!", pb::StartPosition::Earliest, 0, None).await.expect_err("bad name");
-        assert_eq!((err.code(), fields(&err)), (tonic::Code::InvalidArgument, vec!["consumer".to_owned()]));
-        // a new consumer with no start position begins at the start; a known one resumes
-        let mut fresh = subscribe(&mut server, "fresh", pb::StartPosition::Unspecified, 0, None).await?;
-        assert_eq!(next_event(&mut fresh, WAIT).await?.map(|e| e.sequence), Some(1));
-        Ok(())
-    }
-);
-
-on_both_databases!(
-    async fn filters_narrow_by_kind_stage_and_workflow(server) {
-        let kinds = pb::EventFilter { kinds: vec![pb::EventKind::Trigger.into()], ..Default::default() };
-        let mut triggers_only = subscribe(&mut server, "t", pb::StartPosition::Earliest, 0, Some(kinds)).await?;
-        let sql = pb::EventFilter {
-            kinds: vec![pb::EventKind::Transition.into()],
-            stages: vec![pb::Stage::Sql.into()],
-            ..Default::default()
-        };
-        let mut sql_only = subscribe(&mut server, "s", pb::StartPosition::Earliest, 0, Some(sql)).await?;
-        let workflows = pb::EventFilter { workflows: vec!["not-ready".into()], kinds: vec![pb::EventKind::Trigger.into()], ..Default::default() };
-        let mut not_ready = subscribe(&mut server, "w", pb::StartPosition::Earliest, 0, Some(workflows)).await?;
-
-        let lead = qualified_lead(&mut server, "ga@acme.com").await?;
-        server.leads.transition(transition(&lead, pb::Action::Reject, "not_ready")).await?;
-        let other = create(&mut server, "gb@acme.com").await?;
-        server.leads.record_engagement(record(&other.id, engagement("demo", "demo_requested"))).await?;
-
-        let got = events(&mut triggers_only, 2, WAIT).await?;
-        assert_eq!(got.iter().map(describe).collect::<Vec<_>>(), ["TRIGGER:mql_welcome_sequence", "TRIGGER:long_term_nurture"]);
-        let got = events(&mut sql_only, 1, WAIT).await?;
-        assert_eq!(got.iter().map(describe).collect::<Vec<_>>(), ["TRANSITION:SQL"]);
-        assert_eq!(got[0].lead.as_ref().map(|l| l.id.clone()), Some(other.id.clone()));
-        let got = events(&mut not_ready, 1, WAIT).await?;
-        assert_eq!(got.iter().map(describe).collect::<Vec<_>>(), ["TRIGGER:long_term_nurture"]);
-        // nothing else passes, but a checkpoint says how far the stream has looked
-        let head = server.triggers.list_consumers(pb::ListConsumersRequest {}).await?.into_inner().consumers[0].head;
-        let item = tokio::time::timeout(Duration::from_secs(7), not_ready.message())
-            .await??
-            .and_then(|r| r.item);
-        let checkpoint = match item {
-            Some(pb::subscribe_response::Item::Checkpoint(c)) => c,
-            Some(pb::subscribe_response::Item::Event(e)) => anyhow::bail!("unexpected {}", describe(&e)),
-            None => anyhow::bail!("the stream ended"),
-        };
-        assert_eq!(checkpoint.head_sequence, head);
-        Ok(())
-    }
-);
-
-on_both_databases!(
-    async fn a_newer_stream_takes_over_a_consumer(server) {
-        let mut old = subscribe(&mut server, "engine", pb::StartPosition::Earliest, 0, None).await?;
-        create(&mut server, "ha@acme.com").await?;
-        assert!(next_event(&mut old, WAIT).await?.is_some());
-        let mut new = subscribe(&mut server, "engine", pb::StartPosition::Resume, 0, None).await?;
-        let ended = tokio::time::timeout(Duration::from_secs(7), async {
-            loop {
-                match old.message().await {
-                    Err(status) => break Some(status),
-                    Ok(None) => break None,
-                    Ok(Some(_)) => {}
-                }
-            }
+    // resuming redelivers what was not acked, then goes on
+    let mut stream = subscribe(&mut server, "nurture", pb::StartPosition::Resume, 0, None).await?;
+    let got = events(&mut stream, 2, WAIT).await?;
+    assert_eq!(
+        got.iter().map(|e| (e.sequence, describe(e))).collect::<Vec<_>>(),
+        [
+            (3, "TRIGGER:mql_welcome_sequence".to_owned()),
+            (4, "TRANSITION:SQL".to_owned())
+        ]
+    );
+    // an ack never moves the cursor back
+    server
+        .triggers
+        .ack(pb::AckRequest {
+            consumer: "nurture".into(),
+            sequence: 4,
         })
         .await?;
-        assert_eq!(ended.map(|s| s.code()), Some(tonic::Code::Aborted));
-        assert_eq!(next_event(&mut new, WAIT).await?.map(|e| e.sequence), Some(1), "nothing acked: redelivered");
-        // deleting the consumer ends its stream and forgets its cursor
-        server.triggers.delete_consumer(pb::DeleteConsumerRequest { consumer: "engine".into() }).await?;
-        let err = subscribe(&mut server, "engine", pb::StartPosition::Resume, 0, None).await.expect_err("gone");
-        assert_eq!(err.code(), tonic::Code::NotFound);
-        let err = server.triggers.delete_consumer(pb::DeleteConsumerRequest { consumer: "engine".into() }).await.expect_err("gone");
-        assert_eq!(err.code(), tonic::Code::NotFound);
-        Ok(())
-    }
-);
+    let acked = server
+        .triggers
+        .ack(pb::AckRequest {
+            consumer: "nurture".into(),
+            sequence: 1,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(acked.consumer.map(|c| c.cursor), Some(4));
+    let err = server
+        .triggers
+        .ack(pb::AckRequest {
+            consumer: "nurture".into(),
+            sequence: 99,
+        })
+        .await
+        .expect_err("beyond the head");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let err = server
+        .triggers
+        .ack(pb::AckRequest {
+            consumer: "nobody".into(),
+            sequence: 1,
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    Ok(())
+}
 
-on_both_databases!(
-    async fn concurrent_writers_stream_in_order_per_lead_without_gaps(server) {
-        let mut stream = subscribe(&mut server, "all", pb::StartPosition::Earliest, 0, None).await?;
-        let mut ids = Vec::new();
-        for i in 0..6 {
-            ids.push(create(&mut server, &format!("w{i}@acme.com")).await?.id);
+async fn start_positions(mut server: TestServer) -> anyhow::Result<()> {
+    mql_lead(&mut server, "fa@acme.com").await?; // sequences 1..=3
+    let mut at = subscribe(&mut server, "at", pb::StartPosition::AtSequence, 2, None).await?;
+    assert_eq!(next_event(&mut at, WAIT).await?.map(|e| e.sequence), Some(2));
+    let mut latest = subscribe(&mut server, "latest", pb::StartPosition::Latest, 0, None).await?;
+    let mut earliest = subscribe(&mut server, "earliest", pb::StartPosition::Earliest, 0, None).await?;
+    assert_eq!(
+        next_event(&mut earliest, WAIT).await?.map(|e| e.sequence),
+        Some(1)
+    );
+    let other = create(&mut server, "fb@acme.com").await?;
+    let first_new = next_event(&mut latest, WAIT).await?.expect("an event");
+    assert_eq!(
+        (first_new.sequence, first_new.lead.map(|l| l.id)),
+        (4, Some(other.id))
+    );
+
+    let err = subscribe(&mut server, "x", pb::StartPosition::Resume, 0, None)
+        .await
+        .expect_err("unknown consumer");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let err = subscribe(&mut server, "x", pb::StartPosition::AtSequence, 99, None)
+        .await
+        .expect_err("not yet handed out");
+    assert_eq!(err.code(), tonic::Code::OutOfRange);
+    let err = subscribe(&mut server, "x", pb::StartPosition::AtSequence, 0, None)
+        .await
+        .expect_err("no sequence 0");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let err = subscribe(&mut server, "bad name!", pb::StartPosition::Earliest, 0, None)
+        .await
+        .expect_err("bad name");
+    assert_eq!(
+        (err.code(), fields(&err)),
+        (tonic::Code::InvalidArgument, vec!["consumer".to_owned()])
+    );
+    // a new consumer with no start position begins at the start; a known one resumes
+    let mut fresh = subscribe(&mut server, "fresh", pb::StartPosition::Unspecified, 0, None).await?;
+    assert_eq!(next_event(&mut fresh, WAIT).await?.map(|e| e.sequence), Some(1));
+    Ok(())
+}
+
+async fn filters_narrow_by_kind_stage_and_workflow(mut server: TestServer) -> anyhow::Result<()> {
+    let kinds = pb::EventFilter {
+        kinds: vec![pb::EventKind::Trigger.into()],
+        ..Default::default()
+    };
+    let mut triggers_only = subscribe(&mut server, "t", pb::StartPosition::Earliest, 0, Some(kinds)).await?;
+    let sql = pb::EventFilter {
+        kinds: vec![pb::EventKind::Transition.into()],
+        stages: vec![pb::Stage::Sql.into()],
+        ..Default::default()
+    };
+    let mut sql_only = subscribe(&mut server, "s", pb::StartPosition::Earliest, 0, Some(sql)).await?;
+    let workflows = pb::EventFilter {
+        workflows: vec!["not-ready".into()],
+        kinds: vec![pb::EventKind::Trigger.into()],
+        ..Default::default()
+    };
+    let mut not_ready = subscribe(&mut server, "w", pb::StartPosition::Earliest, 0, Some(workflows)).await?;
+
+    let lead = mql_lead(&mut server, "ga@acme.com").await?;
+    server
+        .leads
+        .transition(transition(&lead, pb::Action::Reject, "not_ready"))
+        .await?;
+    let other = create(&mut server, "gb@acme.com").await?;
+    server
+        .leads
+        .record_engagement(record(&other.id, engagement("demo", "demo_requested")))
+        .await?;
+
+    let got = events(&mut triggers_only, 2, WAIT).await?;
+    assert_eq!(
+        got.iter().map(describe).collect::<Vec<_>>(),
+        ["TRIGGER:mql_welcome_sequence", "TRIGGER:long_term_nurture"]
+    );
+    let got = events(&mut sql_only, 1, WAIT).await?;
+    assert_eq!(got.iter().map(describe).collect::<Vec<_>>(), ["TRANSITION:SQL"]);
+    assert_eq!(got[0].lead.as_ref().map(|l| l.id.clone()), Some(other.id.clone()));
+    let got = events(&mut not_ready, 1, WAIT).await?;
+    assert_eq!(
+        got.iter().map(describe).collect::<Vec<_>>(),
+        ["TRIGGER:long_term_nurture"]
+    );
+    // nothing else passes, but a checkpoint says how far the stream has looked
+    let head = server
+        .triggers
+        .list_consumers(pb::ListConsumersRequest {})
+        .await?
+        .into_inner()
+        .consumers[0]
+        .head;
+    let item = tokio::time::timeout(Duration::from_secs(7), not_ready.message())
+        .await??
+        .and_then(|r| r.item);
+    let checkpoint = match item {
+        Some(pb::subscribe_response::Item::Checkpoint(c)) => c,
+        Some(pb::subscribe_response::Item::Event(e)) => anyhow::bail!("unexpected {}", describe(&e)),
+        None => anyhow::bail!("the stream ended"),
+    };
+    assert_eq!(checkpoint.head_sequence, head);
+    Ok(())
+}
+
+async fn a_newer_stream_takes_over_a_consumer(mut server: TestServer) -> anyhow::Result<()> {
+    let mut old = subscribe(&mut server, "engine", pb::StartPosition::Earliest, 0, None).await?;
+    create(&mut server, "ha@acme.com").await?;
+    assert!(next_event(&mut old, WAIT).await?.is_some());
+    let mut new = subscribe(&mut server, "engine", pb::StartPosition::Resume, 0, None).await?;
+    let ended = tokio::time::timeout(Duration::from_secs(7), async {
+        loop {
+            match old.message().await {
+                Err(status) => break Some(status),
+                Ok(None) => break None,
+                Ok(Some(_)) => {}
+            }
         }
-        let mut tasks = Vec::new();
-        for id in ids.clone() {
-            let mut client = server.leads.clone();
-            tasks.push(tokio::spawn(async move {
-                client.transition(transition(&id, pb::Action::Promote, "booth")).await?;
-                client.transition(transition(&id, pb::Action::Accept, "")).await?;
-                client.transition(transition(&id, pb::Action::Recycle, "timing")).await?;
-                Ok::<(), tonic::Status>(())
-            }));
-        }
-        for task in tasks {
-            task.await??;
-        }
-        // 6 captures + per lead: MQL, welcome, SQL, IQL (recycle)
-        let got = events(&mut stream, 6 + 6 * 4, Duration::from_secs(10)).await?;
-        let seqs: Vec<i64> = got.iter().map(|e| e.sequence).collect();
-        assert_eq!(seqs, (1..=30).collect::<Vec<_>>(), "every sequence once, in order");
-        for id in &ids {
-            let mine: Vec<String> = got
-                .iter()
-                .filter(|e| e.lead.as_ref().is_some_and(|l| &l.id == id))
-                .map(describe)
-                .collect();
-            assert_eq!(mine, ["TRANSITION:IQL", "TRANSITION:MQL", "TRIGGER:mql_welcome_sequence", "TRANSITION:SQL", "TRANSITION:IQL"]);
-        }
-        Ok(())
+    })
+    .await?;
+    assert_eq!(ended.map(|s| s.code()), Some(tonic::Code::Aborted));
+    assert_eq!(
+        next_event(&mut new, WAIT).await?.map(|e| e.sequence),
+        Some(1),
+        "nothing acked: redelivered"
+    );
+    // deleting the consumer ends its stream and forgets its cursor
+    server
+        .triggers
+        .delete_consumer(pb::DeleteConsumerRequest {
+            consumer: "engine".into(),
+        })
+        .await?;
+    let err = subscribe(&mut server, "engine", pb::StartPosition::Resume, 0, None)
+        .await
+        .expect_err("gone");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let err = server
+        .triggers
+        .delete_consumer(pb::DeleteConsumerRequest {
+            consumer: "engine".into(),
+        })
+        .await
+        .expect_err("gone");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    Ok(())
+}
+
+async fn concurrent_writers_stream_in_order_per_lead_without_gaps(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    let mut stream = subscribe(&mut server, "all", pb::StartPosition::Earliest, 0, None).await?;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(create(&mut server, &format!("w{i}@acme.com")).await?.id);
     }
-);
+    let mut tasks = Vec::new();
+    for id in ids.clone() {
+        let mut client = server.leads.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .transition(transition(&id, pb::Action::Promote, "booth"))
+                .await?;
+            client.transition(transition(&id, pb::Action::Accept, "")).await?;
+            client
+                .transition(transition(&id, pb::Action::Recycle, "timing"))
+                .await?;
+            Ok::<(), tonic::Status>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    // 6 captures + per lead: MQL, welcome, SQL, IQL (recycle)
+    let got = events(&mut stream, 6 + 6 * 4, Duration::from_secs(10)).await?;
+    let seqs: Vec<i64> = got.iter().map(|e| e.sequence).collect();
+    assert_eq!(
+        seqs,
+        (1..=30).collect::<Vec<_>>(),
+        "every sequence once, in order"
+    );
+    for id in &ids {
+        let mine: Vec<String> = got
+            .iter()
+            .filter(|e| e.lead.as_ref().is_some_and(|l| &l.id == id))
+            .map(describe)
+            .collect();
+        assert_eq!(
+            mine,
+            [
+                "TRANSITION:IQL",
+                "TRANSITION:MQL",
+                "TRIGGER:mql_welcome_sequence",
+                "TRANSITION:SQL",
+                "TRANSITION:IQL"
+            ]
+        );
+    }
+    Ok(())
+}
+
+scenarios! {
+    subscribe_receive_ack_disconnect_resume,
+    start_positions,
+    filters_narrow_by_kind_stage_and_workflow,
+    a_newer_stream_takes_over_a_consumer,
+    concurrent_writers_stream_in_order_per_lead_without_gaps,
+}

@@ -14,7 +14,6 @@ use leadflow_proto::v1 as pb;
 use leadflow_proto::v1::lead_service_client::LeadServiceClient;
 use leadflow_proto::v1::policy_service_client::PolicyServiceClient;
 use leadflow_proto::v1::trigger_service_client::TriggerServiceClient;
-use leadflow_store::testing::TestDatabase;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -89,9 +88,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 async fn spans_reach_the_collector_with_their_parents(db: Db) -> anyhow::Result<()> {
-    let Some(database) = TestDatabase::new(db).await else {
-        return Ok(());
-    };
+    let database = fresh_database(db).await?;
     let receiver = Receiver::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let collector: SocketAddr = listener.local_addr()?;
@@ -337,16 +334,6 @@ fn names(spans: &[Span]) -> Vec<(String, String)> {
     spans.iter().map(|s| (s.name.clone(), hex(&s.trace_id))).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spans_reach_the_collector_with_their_parents_sqlite() {
-    spans_reach_the_collector_with_their_parents(Db::Sqlite)
-        .await
-        .expect("scenario");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spans_reach_the_collector_with_their_parents_postgres() {
-    spans_reach_the_collector_with_their_parents(Db::Postgres)
-        .await
-        .expect("scenario");
+scenarios! {
+    spans_reach_the_collector_with_their_parents = each_database(),
 }

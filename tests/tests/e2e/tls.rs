@@ -6,7 +6,6 @@ use std::time::Duration;
 use leadflow_e2e::*;
 use leadflow_proto::v1 as pb;
 use leadflow_proto::v1::lead_service_client::LeadServiceClient;
-use leadflow_store::testing::TestDatabase;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
@@ -72,9 +71,7 @@ async fn call(endpoint: Endpoint) -> Result<pb::CreateLeadResponse, String> {
 }
 
 async fn mutual_tls_admits_only_clients_the_ca_signed(db: Db) -> anyhow::Result<()> {
-    let Some(database) = TestDatabase::new(db).await else {
-        return Ok(());
-    };
+    let database = fresh_database(db).await?;
     let pki = pki()?;
     let dir = std::env::temp_dir().join(format!("leadflow-tls-{}-{db:?}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -121,12 +118,6 @@ async fn mutual_tls_admits_only_clients_the_ca_signed(db: Db) -> anyhow::Result<
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mutual_tls_admits_only_clients_the_ca_signed_sqlite() -> anyhow::Result<()> {
-    mutual_tls_admits_only_clients_the_ca_signed(Db::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mutual_tls_admits_only_clients_the_ca_signed_postgres() -> anyhow::Result<()> {
-    mutual_tls_admits_only_clients_the_ca_signed(Db::Postgres).await
+scenarios! {
+    mutual_tls_admits_only_clients_the_ca_signed = each_database(),
 }

@@ -5,13 +5,16 @@
 use std::time::Duration;
 
 use leadflow_domain::Timestamp;
+use leadflow_store::testing::harness::Trial;
 use leadflow_store::testing::{Engine, TestDatabase};
 use leadflow_store::{Store, StoreError, StoreOptions, StoredResult, TokenRecord, Tx};
 use sea_orm::{DbErr, RuntimeErr};
 use sqlx::Connection as _;
 
-async fn store(engine: Engine, options: &StoreOptions) -> Option<(TestDatabase, Store)> {
-    let db = TestDatabase::new(engine).await?;
+async fn store(engine: Engine, options: &StoreOptions) -> (TestDatabase, Store) {
+    let db = TestDatabase::new(engine)
+        .await
+        .expect("a database: PostgreSQL trials are ignored where none answers");
     let store = Store::connect(&db.url, options).await.expect("connect");
     store.migrate().await.expect("migrate");
     let tx = store.begin().await.expect("begin");
@@ -21,7 +24,7 @@ async fn store(engine: Engine, options: &StoreOptions) -> Option<(TestDatabase, 
             .expect("workspace");
     }
     tx.commit().await.expect("commit");
-    Some((db, store))
+    (db, store)
 }
 
 /// The code the database gave, as the driver reports it.
@@ -76,9 +79,7 @@ fn token(id: &str) -> TokenRecord {
 }
 
 async fn a_taken_key_is_a_unique_violation(engine: Engine) {
-    let Some((_db, store)) = store(engine, &StoreOptions::default()).await else {
-        return;
-    };
+    let (_db, store) = store(engine, &StoreOptions::default()).await;
     // A primary key.
     let tx = store.begin().await.expect("begin");
     tx.save_result("a", "request-1", &result()).await.expect("first");
@@ -110,12 +111,10 @@ async fn a_taken_key_is_a_unique_violation(engine: Engine) {
     classified(&e, "unique");
 }
 
-#[tokio::test]
 async fn a_taken_key_is_a_unique_violation_sqlite() {
     a_taken_key_is_a_unique_violation(Engine::Sqlite).await;
 }
 
-#[tokio::test]
 async fn a_taken_key_is_a_unique_violation_postgres() {
     a_taken_key_is_a_unique_violation(Engine::Postgres).await;
 }
@@ -126,11 +125,8 @@ async fn lock_then_commit(tx: Tx, ws: &str) -> Result<(), StoreError> {
     tx.commit().await
 }
 
-#[tokio::test]
 async fn a_deadlock_between_two_transactions_is_retryable_postgres() {
-    let Some((_db, store)) = store(Engine::Postgres, &StoreOptions::default()).await else {
-        return;
-    };
+    let (_db, store) = store(Engine::Postgres, &StoreOptions::default()).await;
     let first = store.begin().await.expect("begin");
     first.lock_workspace("a").await.expect("lock a");
     let second = store.begin().await.expect("begin");
@@ -154,15 +150,12 @@ async fn other_writer(db: &TestDatabase) -> sqlx::SqliteConnection {
     sqlx::SqliteConnection::connect(&db.url).await.expect("connect")
 }
 
-#[tokio::test]
 async fn a_second_writer_on_the_file_is_sqlite_busy_and_retryable() {
     let options = StoreOptions {
         busy_timeout: Duration::from_millis(50),
         ..StoreOptions::default()
     };
-    let Some((db, store)) = store(Engine::Sqlite, &options).await else {
-        return;
-    };
+    let (db, store) = store(Engine::Sqlite, &options).await;
     let mut other = other_writer(&db).await;
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut other)
@@ -182,11 +175,8 @@ async fn a_second_writer_on_the_file_is_sqlite_busy_and_retryable() {
         .expect("rollback");
 }
 
-#[tokio::test]
 async fn a_write_on_a_snapshot_another_writer_moved_past_is_sqlite_busy_and_retryable() {
-    let Some((db, store)) = store(Engine::Sqlite, &StoreOptions::default()).await else {
-        return;
-    };
+    let (db, store) = store(Engine::Sqlite, &StoreOptions::default()).await;
     let tx = store.begin().await.expect("begin");
     // The transaction reads: it now sees the file as it is.
     tx.active_policy_version("a").await.expect("read");
@@ -204,11 +194,8 @@ async fn a_write_on_a_snapshot_another_writer_moved_past_is_sqlite_busy_and_retr
     classified(&e, "retryable");
 }
 
-#[tokio::test]
 async fn a_connection_the_server_ends_is_unavailable_postgres() {
-    let Some((db, store)) = store(Engine::Postgres, &StoreOptions::default()).await else {
-        return;
-    };
+    let (db, store) = store(Engine::Postgres, &StoreOptions::default()).await;
     let tx = store.begin().await.expect("begin");
     let mut admin = sqlx::PgConnection::connect(&db.url).await.expect("connect");
     sqlx::query(
@@ -252,11 +239,10 @@ fn from_driver(e: sqlx::Error) -> StoreError {
     StoreError::Db(DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(e))))
 }
 
-#[tokio::test]
 async fn the_code_decides_not_the_message_postgres() {
-    let Some(db) = TestDatabase::postgres().await else {
-        return;
-    };
+    let db = TestDatabase::postgres()
+        .await
+        .expect("a database: PostgreSQL trials are ignored where none answers");
     let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
     let e = from_driver(
         sqlx::query(
@@ -278,7 +264,6 @@ async fn the_code_decides_not_the_message_postgres() {
     classified(&e, "none");
 }
 
-#[tokio::test]
 async fn the_code_decides_not_the_message_sqlite() {
     let db = TestDatabase::sqlite();
     let mut conn = sqlx::SqliteConnection::connect(&format!("{}?mode=rwc", db.url))
@@ -292,4 +277,17 @@ async fn the_code_decides_not_the_message_sqlite() {
     );
     assert_eq!(code(&e).as_deref(), Some("1"), "{e}"); // SQLITE_ERROR
     classified(&e, "none");
+}
+
+pub(crate) fn trials() -> Vec<Trial> {
+    crate::trials![
+        a_taken_key_is_a_unique_violation_sqlite,
+        a_taken_key_is_a_unique_violation_postgres,
+        a_deadlock_between_two_transactions_is_retryable_postgres,
+        a_second_writer_on_the_file_is_sqlite_busy_and_retryable,
+        a_write_on_a_snapshot_another_writer_moved_past_is_sqlite_busy_and_retryable,
+        a_connection_the_server_ends_is_unavailable_postgres,
+        the_code_decides_not_the_message_postgres,
+        the_code_decides_not_the_message_sqlite,
+    ]
 }

@@ -4,11 +4,14 @@
 use leadflow_domain::Stage;
 use leadflow_domain::workflow::{Timer, TimerChange, TimerKind};
 use leadflow_domain::{Engagement, Timestamp};
+use leadflow_store::testing::harness::Trial;
 use leadflow_store::testing::{Engine, TestDatabase};
 use leadflow_store::{NewEngagement, Store, StoreOptions};
 
-async fn store(engine: Engine) -> Option<(TestDatabase, Store)> {
-    let db = TestDatabase::new(engine).await?;
+async fn store(engine: Engine) -> (TestDatabase, Store) {
+    let db = TestDatabase::new(engine)
+        .await
+        .expect("a database: PostgreSQL trials are ignored where none answers");
     let store = Store::connect(&db.url, &StoreOptions::default())
         .await
         .expect("connect");
@@ -20,7 +23,7 @@ async fn store(engine: Engine) -> Option<(TestDatabase, Store)> {
             .expect("workspace");
     }
     tx.commit().await.expect("commit");
-    Some((db, store))
+    (db, store)
 }
 
 /// A small deterministic generator (the sequences must be reproducible).
@@ -77,9 +80,7 @@ async fn timers(store: &Store, ws: &str, lead: &str) -> Vec<(String, Timestamp, 
 }
 
 async fn timer_changes_end_where_they_would_one_by_one(engine: Engine) {
-    let Some((_db, store)) = store(engine).await else {
-        return;
-    };
+    let (_db, store) = store(engine).await;
     let now = Timestamp::from_secs(10);
     for seed in 0..40_u64 {
         let mut rng = Lcg(seed);
@@ -128,20 +129,16 @@ async fn timer_changes_end_where_they_would_one_by_one(engine: Engine) {
     }
 }
 
-#[tokio::test]
 async fn timer_changes_end_where_they_would_one_by_one_sqlite() {
     timer_changes_end_where_they_would_one_by_one(Engine::Sqlite).await;
 }
 
-#[tokio::test]
 async fn timer_changes_end_where_they_would_one_by_one_postgres() {
     timer_changes_end_where_they_would_one_by_one(Engine::Postgres).await;
 }
 
 async fn reads_in_the_transaction_see_held_back_writes(engine: Engine) {
-    let Some((_db, store)) = store(engine).await else {
-        return;
-    };
+    let (_db, store) = store(engine).await;
     let engagement = |id: &str| Engagement {
         event_id: id.into(),
         kind: "page_viewed".into(),
@@ -210,12 +207,19 @@ fn sorted(ids: std::collections::HashSet<String>) -> Vec<String> {
     ids
 }
 
-#[tokio::test]
 async fn reads_in_the_transaction_see_held_back_writes_sqlite() {
     reads_in_the_transaction_see_held_back_writes(Engine::Sqlite).await;
 }
 
-#[tokio::test]
 async fn reads_in_the_transaction_see_held_back_writes_postgres() {
     reads_in_the_transaction_see_held_back_writes(Engine::Postgres).await;
+}
+
+pub(crate) fn trials() -> Vec<Trial> {
+    crate::trials![
+        timer_changes_end_where_they_would_one_by_one_sqlite,
+        timer_changes_end_where_they_would_one_by_one_postgres,
+        reads_in_the_transaction_see_held_back_writes_sqlite,
+        reads_in_the_transaction_see_held_back_writes_postgres,
+    ]
 }
