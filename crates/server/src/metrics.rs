@@ -19,8 +19,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use leadflow_domain::Span;
 use leadflow_engine::Engine;
 use leadflow_engine::Gauges;
 use opentelemetry::KeyValue;
@@ -31,7 +32,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 /// How often metrics go out over OTLP.
 const EXPORT_EVERY: Duration = Duration::from_secs(10);
 /// A scrape within this long of the last sample reuses it.
-const SAMPLE_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+const SAMPLE_AT_MOST_EVERY: Span = Span::from_secs(1);
 /// Consumers with a series of their own, per workspace: callers name
 /// consumers, and each name would otherwise be a series.
 pub(crate) const CONSUMERS_SHOWN: usize = 50;
@@ -50,7 +51,8 @@ pub(crate) struct Metrics {
     /// The last sample of the database, read by the gauges' callbacks.
     sampled: Arc<Mutex<Gauges>>,
     /// When it was taken; held while sampling, so one scrape samples.
-    sampled_at: tokio::sync::Mutex<Option<Instant>>,
+    /// On the engine's clock.
+    sampled_at: tokio::sync::Mutex<Option<leadflow_domain::Timestamp>>,
 }
 
 impl Metrics {
@@ -121,7 +123,9 @@ impl Metrics {
     /// `force`d).
     pub(crate) async fn sample(&self, force: bool) {
         let mut at = self.sampled_at.lock().await;
-        if !force && at.is_some_and(|t| t.elapsed() < SAMPLE_AT_MOST_EVERY) {
+        let now = self.engine.now();
+        // A sample from the future (a clock set back) is not fresh.
+        if !force && at.is_some_and(|t| now.since(t) >= Span::ZERO && now.since(t) < SAMPLE_AT_MOST_EVERY) {
             return;
         }
         match self.engine.gauges().await {
@@ -130,7 +134,7 @@ impl Metrics {
                     .sampled
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = gauges;
-                *at = Some(Instant::now());
+                *at = Some(now);
             }
             Err(e) => tracing::warn!(error = %e, "could not sample the database for metrics"),
         }

@@ -195,7 +195,7 @@ async fn metrics_count_calls_and_show_the_database(mut server: TestServer) -> an
     consumer(&server, "globex", "globex-sync", 0).await?;
     // the re-score done, its series give way to the workspace's idle one
     while server.engine.run_rescore_batch(100).await?.is_some() {}
-    tokio::time::sleep(Duration::from_millis(1_100)).await; // past the cached sample
+    server.manual_clock().advance(Span::from_micros(1_100_000)); // past the cached sample
     let (status, text) = get(http, "/metrics", &[]).await?;
     assert_eq!(status, 200, "{text}");
     assert!(!text.contains("globex"), "{text}");
