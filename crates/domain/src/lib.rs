@@ -47,7 +47,7 @@ pub use engagement::{Engagement, EventKey};
 pub use error::{DomainError, FieldViolation, InvalidKind};
 pub use lifecycle::{
     Cause, Command, CommandKind, Context, Decision, Lead, ManualTransition, Move, Scores, TransitionRecord,
-    capture, decide,
+    capture, decide, decide_since,
 };
 pub use policy::{Policy, PolicyError, PolicyErrors};
 pub use stage::Stage;

@@ -59,6 +59,26 @@ pub struct ScoreState {
     pub disqualified_by: Option<String>,
     /// The latest sales-ready action in the window.
     pub sales_ready_at: Option<Timestamp>,
+    /// Events applied (in the window). States stored before it was kept
+    /// start from 0: it paces checkpoints, and no score reads it.
+    #[serde(default)]
+    pub applied: u64,
+}
+
+/// A lead's score states after a prefix of its log, the prefix ending at
+/// the lifetime state's last event: a late engagement after that event is
+/// replayed from here instead of from the lead's first engagement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub lifetime: ScoreState,
+    pub qualifying: ScoreState,
+}
+
+impl Checkpoint {
+    /// The last event of the prefix; `None` for an empty one.
+    pub fn key(&self) -> Option<&EventKey> {
+        self.lifetime.last.as_ref()
+    }
 }
 
 /// What applying one event did, for the lifecycle to act on.
@@ -76,6 +96,7 @@ impl ScoreState {
             last: None,
             disqualified_by: None,
             sales_ready_at: None,
+            applied: 0,
         }
     }
 
@@ -86,14 +107,29 @@ impl ScoreState {
         since: Option<Timestamp>,
         until: Option<Timestamp>,
     ) -> Self {
-        let mut state = Self::new(policy, since);
+        Self::new(policy, since).replayed(policy, log, None, until)
+    }
+
+    /// This state carried on over `log` — the events that sort after
+    /// `after` (the end of the prefix this state was built from), up to
+    /// `until`.
+    pub fn replayed(
+        mut self,
+        policy: &Policy,
+        log: &[Engagement],
+        after: Option<&EventKey>,
+        until: Option<Timestamp>,
+    ) -> Self {
         for event in canonical_log(log) {
+            if after.is_some_and(|k| !event.is_after(k)) {
+                continue;
+            }
             if until.is_some_and(|u| event.occurred_at > u) {
                 break;
             }
-            state.apply(policy, event);
+            self.apply(policy, event);
         }
-        state
+        self
     }
 
     /// Whether this state was built for the policy's rules.
@@ -165,6 +201,7 @@ impl ScoreState {
             self.sales_ready_at = Some(event.occurred_at);
         }
         self.last = Some(event.key());
+        self.applied += 1;
         applied
     }
 

@@ -14,7 +14,7 @@ use crate::error::DomainError;
 use crate::num::round6;
 use crate::policy::Policy;
 use crate::profile::Profile;
-use crate::score::{ScoreState, fit_score};
+use crate::score::{Checkpoint, ScoreState, fit_score};
 use crate::stage::Stage;
 use crate::time::Timestamp;
 use crate::transition::{Cause, Deal, GuardCheck, Move, TransitionRecord};
@@ -83,8 +83,46 @@ pub fn decide(
     ctx: &Context,
     history: Option<&[Engagement]>,
 ) -> Result<Decision, DomainError> {
+    decide_with(
+        policy,
+        lead,
+        command,
+        ctx,
+        history.map(|h| History::Full(Cow::Borrowed(h))),
+    )
+}
+
+/// [`decide`], given the lead's log from a checkpoint on: `after` holds the
+/// stored engagements that sort after the checkpoint's last event (without
+/// the command's own). A late engagement after that event is replayed from
+/// the checkpoint. Where that is not enough — the command reaches back
+/// before the checkpoint, opens a window it does not hold, or reads the
+/// whole log — it returns [`DomainError::HistoryRequired`]: decide again
+/// with the whole log. The checkpoint must have been made under `policy`.
+pub fn decide_since(
+    policy: &Policy,
+    lead: &Lead,
+    command: Command,
+    ctx: &Context,
+    checkpoint: &Checkpoint,
+    after: &[Engagement],
+) -> Result<Decision, DomainError> {
+    let history = History::Since {
+        checkpoint,
+        after: Cow::Borrowed(after),
+    };
+    decide_with(policy, lead, command, ctx, Some(history))
+}
+
+fn decide_with(
+    policy: &Policy,
+    lead: &Lead,
+    command: Command,
+    ctx: &Context,
+    history: Option<History<'_>>,
+) -> Result<Decision, DomainError> {
     if !lead.lifetime.fits(policy) || !lead.qualifying.fits(policy) {
-        // Scored under another policy: only a full replay can continue.
+        // Scored under another policy: only a replay can continue.
         if history.is_none() {
             return Err(DomainError::HistoryRequired);
         }
@@ -122,11 +160,22 @@ struct Details {
     deal: Option<Deal>,
 }
 
+/// What of the lead's log a decision is given.
+enum History<'a> {
+    /// The whole log.
+    Full(Cow<'a, [Engagement]>),
+    /// The score states after a prefix of the log, and the events after it.
+    Since {
+        checkpoint: &'a Checkpoint,
+        after: Cow<'a, [Engagement]>,
+    },
+}
+
 /// One decision being made.
 struct Run<'a> {
     policy: &'a Policy,
     now: Timestamp,
-    history: Option<Cow<'a, [Engagement]>>,
+    history: Option<History<'a>>,
     lead: Lead,
     events: Vec<Event>,
     timers: Vec<TimerChange>,
@@ -137,11 +186,11 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(policy: &'a Policy, lead: Lead, ctx: &Context, history: Option<&'a [Engagement]>) -> Self {
+    fn new(policy: &'a Policy, lead: Lead, ctx: &Context, history: Option<History<'a>>) -> Self {
         Self {
             policy,
             now: ctx.now,
-            history: history.map(Cow::Borrowed),
+            history,
             lead,
             events: Vec::new(),
             timers: Vec::new(),
@@ -185,8 +234,65 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// The whole log.
     fn history(&self) -> Result<&[Engagement], DomainError> {
-        self.history.as_deref().ok_or(DomainError::HistoryRequired)
+        match &self.history {
+            Some(History::Full(log)) => Ok(log),
+            _ => Err(DomainError::HistoryRequired),
+        }
+    }
+
+    /// The score state over the window after `since` of the events up to
+    /// `until`: from the first event, or from the checkpoint given.
+    fn replay(&self, since: Option<Timestamp>, until: Option<Timestamp>) -> Result<ScoreState, DomainError> {
+        let policy = self.policy;
+        match self.history.as_ref().ok_or(DomainError::HistoryRequired)? {
+            History::Full(log) => Ok(ScoreState::replay(policy, log, since, until)),
+            History::Since { checkpoint, after } => {
+                let end = checkpoint.key();
+                // The checkpoint's events all count, or it is of no use.
+                if until.is_some_and(|u| end.is_some_and(|k| k.occurred_at > u)) {
+                    return Err(DomainError::HistoryRequired);
+                }
+                let start = [&checkpoint.lifetime, &checkpoint.qualifying]
+                    .into_iter()
+                    .find(|s| s.since == since && s.fits(policy))
+                    .cloned()
+                    .or_else(|| {
+                        // A window opening after the checkpoint's last event starts empty.
+                        since
+                            .filter(|s| end.is_none_or(|k| k.occurred_at <= *s))
+                            .map(|_| ScoreState::new(policy, since))
+                    })
+                    .ok_or(DomainError::HistoryRequired)?;
+                Ok(start.replayed(policy, after, end, until))
+            }
+        }
+    }
+
+    /// The log given, with a late `event` in its place.
+    fn insert(&mut self, event: &Engagement) -> Result<(), DomainError> {
+        self.history = Some(match self.history.take() {
+            None => return Err(DomainError::HistoryRequired),
+            Some(History::Full(log)) => {
+                let mut log = log.into_owned();
+                log.push(event.clone());
+                History::Full(Cow::Owned(log))
+            }
+            Some(History::Since { checkpoint, after }) => {
+                if checkpoint.key().is_some_and(|k| !event.is_after(k)) {
+                    self.history = Some(History::Since { checkpoint, after });
+                    return Err(DomainError::HistoryRequired);
+                }
+                let mut after = after.into_owned();
+                after.push(event.clone());
+                History::Since {
+                    checkpoint,
+                    after: Cow::Owned(after),
+                }
+            }
+        });
+        Ok(())
     }
 
     fn fit(&self) -> f64 {
@@ -199,12 +305,7 @@ impl<'a> Run<'a> {
         if self.lead.qualifying.last_at().is_none_or(|last| last <= t) {
             return Ok(self.lead.qualifying.clone());
         }
-        Ok(ScoreState::replay(
-            self.policy,
-            self.history()?,
-            self.lead.window_start,
-            Some(t),
-        ))
+        self.replay(self.lead.window_start, Some(t))
     }
 
     fn facts<'s>(&'s self, window: &'s ScoreState, t: Timestamp) -> Facts<'s> {
@@ -219,9 +320,8 @@ impl<'a> Run<'a> {
 
     /// Rebuilds both score states from the log under the current policy.
     fn rescore(&mut self) -> Result<(), DomainError> {
-        let log = self.history()?;
-        let lifetime = ScoreState::replay(self.policy, log, None, None);
-        let qualifying = ScoreState::replay(self.policy, log, self.lead.window_start, None);
+        let lifetime = self.replay(None, None)?;
+        let qualifying = self.replay(self.lead.window_start, None)?;
         self.lead.lifetime = lifetime;
         self.lead.qualifying = qualifying;
         Ok(())
@@ -240,9 +340,7 @@ impl<'a> Run<'a> {
             self.lead.qualifying.apply(policy, &event);
         } else {
             // A late event: replay the log with it in its place.
-            let mut log = self.history()?.to_vec();
-            log.push(event.clone());
-            self.history = Some(Cow::Owned(log));
+            self.insert(&event)?;
             self.rescore()?;
         }
         let stage_before = (self.lead.stage, self.lead.entered_stage_at);
@@ -469,7 +567,7 @@ impl<'a> Run<'a> {
         let policy = self.policy;
         self.lead.window_start = Some(t);
         self.lead.qualifying = if self.lead.lifetime.last_at().is_some_and(|last| last > t) {
-            ScoreState::replay(policy, self.history()?, Some(t), None)
+            self.replay(Some(t), None)?
         } else {
             ScoreState::new(policy, Some(t))
         };

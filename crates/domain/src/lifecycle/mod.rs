@@ -8,7 +8,7 @@ mod lead;
 mod table;
 
 pub use command::{Command, Context, Decision, MAX_FUTURE, ManualTransition, check_engagement};
-pub use decide::{capture, decide};
+pub use decide::{capture, decide, decide_since};
 pub use guards::show;
 pub use lead::{Lead, Scores};
 pub use table::{

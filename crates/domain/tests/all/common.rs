@@ -1,9 +1,12 @@
 //! Shared helpers: the project's example policy, instants, and a harness that
-//! drives `decide` the way the engine does (retrying with the log when asked).
+//! drives `decide` the way the engine does (retrying with the log when asked),
+//! keeping score checkpoints as the engine does and checking that deciding
+//! from any of them gives what deciding from the whole log gives.
 
 use std::collections::BTreeMap;
 
 use leadflow_domain::lifecycle::ManualTransition;
+use leadflow_domain::score::Checkpoint;
 use leadflow_domain::workflow::{Event, TimerChange, TimerKind, Trigger};
 use leadflow_domain::{
     Command, CommandKind, Context, Decision, DomainError, Engagement, Lead, Policy, Span, Stage, Timestamp,
@@ -91,6 +94,14 @@ pub(crate) struct Harness {
     /// Pending timers by key, as the store would hold them.
     pub(crate) timers: BTreeMap<String, leadflow_domain::workflow::Timer>,
     pub(crate) last: Option<Decision>,
+    /// The lead's score states after each decision, with the scoring rules
+    /// they were made under; a late engagement drops those at or after it.
+    pub(crate) checkpoints: Vec<(String, Checkpoint)>,
+}
+
+/// What a score state depends on of a policy.
+fn scoring_of(policy: &Policy) -> String {
+    format!("{:?}", (&policy.half_life, &policy.event_rules))
 }
 
 impl Harness {
@@ -104,8 +115,10 @@ impl Harness {
             events: Vec::new(),
             timers: BTreeMap::new(),
             last: None,
+            checkpoints: Vec::new(),
         };
         h.absorb(decision);
+        h.checkpoint();
         h
     }
 
@@ -118,15 +131,69 @@ impl Harness {
         let ctx = self.ctx();
         let decision = match leadflow_domain::decide(&self.policy, &self.lead, command.clone(), &ctx, None) {
             Err(DomainError::HistoryRequired) => {
-                leadflow_domain::decide(&self.policy, &self.lead, command.clone(), &ctx, Some(&self.log))
+                let full =
+                    leadflow_domain::decide(&self.policy, &self.lead, command.clone(), &ctx, Some(&self.log));
+                self.check_checkpoints(&command, &full);
+                full
             }
             other => other,
         }?;
         if let Command::RecordEngagement(e) = &command {
+            if !self.lead.lifetime.can_append(e) {
+                // A late engagement: the states after it changed.
+                self.checkpoints
+                    .retain(|(_, c)| c.key().is_none_or(|k| e.is_after(k)));
+            }
             self.log.push(e.clone());
         }
         self.absorb(decision.clone());
+        self.checkpoint();
         Ok(decision)
+    }
+
+    fn checkpoint(&mut self) {
+        let checkpoint = Checkpoint {
+            lifetime: self.lead.lifetime.clone(),
+            qualifying: self.lead.qualifying.clone(),
+        };
+        self.checkpoints.push((scoring_of(&self.policy), checkpoint));
+    }
+
+    /// Decides `command` again from the first, the second-newest and the
+    /// newest checkpoint made under the current scoring rules: each either
+    /// asks for the whole log or decides exactly what `full` decided.
+    fn check_checkpoints(&self, command: &Command, full: &Result<Decision, DomainError>) {
+        let scoring = scoring_of(&self.policy);
+        let usable: Vec<&Checkpoint> = self
+            .checkpoints
+            .iter()
+            .filter(|(s, _)| *s == scoring)
+            .map(|(_, c)| c)
+            .collect();
+        let n = usable.len();
+        let picked = [0, n.saturating_sub(2), n.saturating_sub(1)];
+        for (i, checkpoint) in usable.iter().enumerate() {
+            if !picked.contains(&i) {
+                continue;
+            }
+            let after: Vec<Engagement> = self
+                .log
+                .iter()
+                .filter(|e| checkpoint.key().is_none_or(|k| e.is_after(k)))
+                .cloned()
+                .collect();
+            let since = leadflow_domain::decide_since(
+                &self.policy,
+                &self.lead,
+                command.clone(),
+                &self.ctx(),
+                checkpoint,
+                &after,
+            );
+            if since != Err(DomainError::HistoryRequired) {
+                assert_eq!(&since, full, "deciding from checkpoint {i} of {n}");
+            }
+        }
     }
 
     pub(crate) fn decide(&mut self, command: Command) -> Decision {

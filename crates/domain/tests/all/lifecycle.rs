@@ -456,6 +456,7 @@ fn bad_commands_are_refused_with_the_field_and_change_nothing() {
             events: Vec::new(),
             timers: Default::default(),
             last: None,
+            checkpoints: Vec::new(),
         };
         match h2.try_decide(command) {
             Err(DomainError::InvalidArgument { kind: k, violations }) => {
