@@ -13,6 +13,7 @@ mod m20261125_000003_rescore;
 mod m20261125_000004_tokens;
 mod m20261125_000005_analytics;
 mod m20261125_000006_trace;
+mod m20261205_000007_checkpoints;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_tokens::Migration),
             Box::new(m20261125_000005_analytics::Migration),
             Box::new(m20261125_000006_trace::Migration),
+            Box::new(m20261205_000007_checkpoints::Migration),
         ]
     }
 

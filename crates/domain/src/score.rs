@@ -75,9 +75,67 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// Before any event, with the qualifying window after `since`.
+    pub fn start(policy: &Policy, since: Option<Timestamp>) -> Self {
+        Self {
+            lifetime: ScoreState::new(policy, None),
+            qualifying: ScoreState::new(policy, since),
+        }
+    }
+
     /// The last event of the prefix; `None` for an empty one.
     pub fn key(&self) -> Option<&EventKey> {
         self.lifetime.last.as_ref()
+    }
+
+    /// The state over the window after `since` at the checkpoint, if it
+    /// holds one: its own of that window, or an empty one for a window that
+    /// opens after its last event.
+    pub fn state_for(&self, policy: &Policy, since: Option<Timestamp>) -> Option<ScoreState> {
+        let end = self.key();
+        [&self.lifetime, &self.qualifying]
+            .into_iter()
+            .find(|s| s.since == since && s.fits(policy))
+            .cloned()
+            .or_else(|| {
+                since
+                    .filter(|s| end.is_none_or(|k| k.occurred_at <= *s))
+                    .map(|_| ScoreState::new(policy, since))
+            })
+    }
+
+    /// These states carried on over `log` (the events after the
+    /// checkpoint's end; others are skipped), the qualifying window after
+    /// `since`: the checkpoints passed on the way, one each time the
+    /// lifetime count reaches a multiple of `every`, and the end. `None`
+    /// when this checkpoint holds no state of that window.
+    pub fn carried(
+        &self,
+        policy: &Policy,
+        log: &[Engagement],
+        since: Option<Timestamp>,
+        every: u64,
+    ) -> Option<Vec<Self>> {
+        let end = self.key();
+        let mut at = Self {
+            lifetime: self.state_for(policy, None)?,
+            qualifying: self.state_for(policy, since)?,
+        };
+        let mut passed = Vec::new();
+        for event in canonical_log(log) {
+            if end.is_some_and(|k| !event.is_after(k)) {
+                continue;
+            }
+            at.lifetime.apply(policy, event);
+            at.qualifying.apply(policy, event);
+            if every > 0 && at.lifetime.applied.is_multiple_of(every) {
+                passed.push(at.clone());
+            }
+        }
+        if passed.last() != Some(&at) {
+            passed.push(at);
+        }
+        Some(passed)
     }
 }
 

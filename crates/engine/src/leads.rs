@@ -11,8 +11,7 @@ use crate::Engine;
 use crate::error::EngineError;
 use crate::fingerprint::fingerprint;
 use crate::idempotency::{replay, save};
-use crate::log::decide;
-use crate::log::{Log, replaying};
+use crate::log::{Log, decide, keep_checkpoints, replaying};
 use crate::model::{LeadKey, Method, Recorded, Request, Scored};
 use crate::persist::{Before, Target, persist};
 use crate::views::Outcome;
@@ -428,7 +427,10 @@ impl Engine {
             Command::RecordEngagement(e) => Some(e.clone()),
             _ => None,
         };
-        let decision = decide(tx, target.ws, target.policy, &record, command, &ctx, log).await?;
+        let decision = decide(tx, target, &record, command, &ctx, log).await?;
+        if let Some(own) = &own {
+            keep_checkpoints(tx, target, &record, &decision, own, log).await?;
+        }
         let written = persist(tx, target, Before::Existing(&record), engagement, &decision).await?;
         if let Some(own) = &own {
             log.applied(own);
@@ -476,7 +478,7 @@ impl Engine {
                 return Ok(record);
             }
             let fired = Command::TimerFired(next.timer);
-            let decision = decide(tx, target.ws, target.policy, &record, fired, &ctx, log).await?;
+            let decision = decide(tx, target, &record, fired, &ctx, log).await?;
             let written = persist(tx, target, Before::Existing(&record), None, &decision).await?;
             record = acc.absorb(written);
         }

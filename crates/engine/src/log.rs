@@ -1,10 +1,18 @@
 //! A lead's engagement log for the decisions that replay it: read once,
-//! kept, and replayed off the runtime's worker.
+//! kept, and replayed off the runtime's worker — or, for a late engagement,
+//! replayed from the lead's newest score checkpoint before it.
 
-use leadflow_domain::{Command, Context, Decision, DomainError, Engagement, Policy};
+use leadflow_domain::score::Checkpoint;
+use leadflow_domain::{Command, Context, Decision, DomainError, Engagement, EventKey};
 use leadflow_store::{LeadRecord, Tx};
 
 use crate::error::EngineError;
+use crate::persist::Target;
+
+/// A lead keeps a checkpoint of its score states every this many
+/// engagements, and after each late one: a late engagement replays at most
+/// about this many of the engagements before it (plus those after it).
+pub(crate) const CHECKPOINT_EVERY: u64 = 64;
 
 /// A lead's engagement log as it stood before a command. It is read from
 /// the transaction the first time a decision needs it — without the
@@ -66,6 +74,24 @@ impl Log {
     pub(crate) fn into_kept(self) -> Option<Vec<Engagement>> {
         self.kept
     }
+
+    /// The engagements that sort after `key`, as the log stood before the
+    /// command: from the kept log, or read.
+    async fn after(
+        &self,
+        tx: &Tx,
+        ws: &str,
+        lead_id: &str,
+        key: Option<&EventKey>,
+    ) -> Result<Vec<Engagement>, EngineError> {
+        let after = |e: &Engagement| key.is_none_or(|k| e.is_after(k));
+        if let Some(kept) = &self.kept {
+            return Ok(kept.iter().filter(|e| after(e)).cloned().collect());
+        }
+        let mut log = tx.engagements_after(ws, lead_id, key).await?;
+        log.retain(|e| !self.unapplied.contains(&e.event_id));
+        Ok(log)
+    }
 }
 
 /// Runs a decision that replays a lead's log: CPU work that grows with the
@@ -79,18 +105,40 @@ pub(crate) fn replaying<T>(decision: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Decides, loading the lead's log only if the domain asks for it.
+/// Decides, loading the lead's log only if the domain asks for it: for a
+/// late engagement, first the part after the lead's newest checkpoint
+/// before it; the whole log when that is not enough.
 pub(crate) async fn decide(
     tx: &Tx,
-    ws: &str,
-    policy: &Policy,
+    target: &Target<'_>,
     record: &LeadRecord,
     command: Command,
     ctx: &Context,
     log: &mut Log,
 ) -> Result<Decision, EngineError> {
+    let (ws, policy) = (target.ws, target.policy);
     match leadflow_domain::decide(policy, &record.lead, command.clone(), ctx, None) {
         Err(DomainError::HistoryRequired) => {
+            if let Command::RecordEngagement(e) = &command
+                && let Some(checkpoint) = tx
+                    .checkpoint_before(ws, &record.id, target.policy_version, &e.key())
+                    .await?
+            {
+                let after = log.after(tx, ws, &record.id, checkpoint.key()).await?;
+                match replaying(|| {
+                    leadflow_domain::decide_since(
+                        policy,
+                        &record.lead,
+                        command.clone(),
+                        ctx,
+                        &checkpoint,
+                        &after,
+                    )
+                }) {
+                    Err(DomainError::HistoryRequired) => {}
+                    other => return Ok(other?),
+                }
+            }
             let history = log.get(tx, ws, &record.id).await?;
             Ok(replaying(|| {
                 leadflow_domain::decide(policy, &record.lead, command, ctx, Some(history))
@@ -98,4 +146,47 @@ pub(crate) async fn decide(
         }
         other => Ok(other?),
     }
+}
+
+/// Keeps the lead's score checkpoints true after it recorded `own`. A late
+/// engagement drops those at or after it, and carries the newest one
+/// before it (or the start) on over the log with it in its place, leaving
+/// a checkpoint every [`CHECKPOINT_EVERY`] engagements and at the end; an
+/// appended one leaves one every [`CHECKPOINT_EVERY`].
+pub(crate) async fn keep_checkpoints(
+    tx: &Tx,
+    target: &Target<'_>,
+    before: &LeadRecord,
+    decided: &Decision,
+    own: &Engagement,
+    log: &Log,
+) -> Result<(), EngineError> {
+    let (ws, id, version) = (target.ws, before.id.as_str(), target.policy_version);
+    let now = Checkpoint {
+        lifetime: decided.lead.lifetime.clone(),
+        qualifying: decided.lead.qualifying.clone(),
+    };
+    if before.lead.lifetime.can_append(own) {
+        if now.lifetime.applied > 0 && now.lifetime.applied.is_multiple_of(CHECKPOINT_EVERY) {
+            tx.save_checkpoints(ws, id, version, &[now]).await?;
+        }
+        return Ok(());
+    }
+    tx.drop_checkpoints_from(ws, id, &own.key()).await?;
+    let since = decided.lead.window_start;
+    let base = tx
+        .checkpoint_before(ws, id, version, &own.key())
+        .await?
+        .unwrap_or_else(|| Checkpoint::start(target.policy, since));
+    let mut events = log.after(tx, ws, id, base.key()).await?;
+    events.push(own.clone());
+    let mut passed =
+        replaying(|| base.carried(target.policy, &events, since, CHECKPOINT_EVERY)).unwrap_or_default();
+    // The decision's own states end it: they are what the lead keeps.
+    if passed.last().and_then(Checkpoint::key) == now.key() {
+        passed.pop();
+    }
+    passed.push(now);
+    tx.save_checkpoints(ws, id, version, &passed).await?;
+    Ok(())
 }

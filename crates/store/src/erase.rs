@@ -5,7 +5,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
 use crate::convert;
-use crate::entity::{engagement, idempotency, lead, outbox, timer};
+use crate::entity::{engagement, idempotency, lead, outbox, score_checkpoint, timer};
 use crate::error::StoreError;
 use crate::records::LeadRecord;
 use crate::tx::{LeadLookup, Tx};
@@ -115,6 +115,11 @@ impl Tx {
         timer::Entity::delete_many()
             .filter(timer::Column::WorkspaceId.eq(ws))
             .filter(timer::Column::LeadId.eq(lead_id))
+            .exec(db)
+            .await?;
+        score_checkpoint::Entity::delete_many()
+            .filter(score_checkpoint::Column::WorkspaceId.eq(ws))
+            .filter(score_checkpoint::Column::LeadId.eq(lead_id))
             .exec(db)
             .await?;
         // Lead ids are UUIDs: a stored result holds one only if it returned that lead.

@@ -44,6 +44,31 @@ impl Store {
             .transpose()
     }
 
+    /// Where the lead's score checkpoints end, in scoring order: for tests
+    /// that look at the cache.
+    #[cfg(any(test, feature = "testing"))]
+    pub async fn checkpoints_of(
+        &self,
+        ws: &str,
+        lead_id: &str,
+    ) -> Result<Vec<leadflow_domain::EventKey>, StoreError> {
+        use crate::entity::score_checkpoint::{Column as C, Entity};
+        use sea_orm::QueryOrder as _;
+        Ok(Entity::find()
+            .filter(C::WorkspaceId.eq(ws))
+            .filter(C::LeadId.eq(lead_id))
+            .order_by_asc(C::OccurredAt)
+            .order_by_asc(C::EventId)
+            .all(self.reader())
+            .await?
+            .into_iter()
+            .map(|row| leadflow_domain::EventKey {
+                occurred_at: Timestamp::from_micros(row.occurred_at),
+                event_id: row.event_id,
+            })
+            .collect())
+    }
+
     pub async fn lead_by_key(&self, ws: &str, external_key: &str) -> Result<Option<LeadRecord>, StoreError> {
         lead::Entity::find()
             .filter(lead::Column::WorkspaceId.eq(ws))

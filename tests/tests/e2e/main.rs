@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod analytics;
 mod auth;
 mod batch;
+mod checkpoints;
 mod cli;
 mod dashboard;
 mod erase;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         analytics::trials(),
         auth::trials(),
         batch::trials(),
+        checkpoints::trials(),
         cli::trials(),
         dashboard::trials(),
         erase::trials(),

@@ -254,16 +254,8 @@ impl<'a> Run<'a> {
                 if until.is_some_and(|u| end.is_some_and(|k| k.occurred_at > u)) {
                     return Err(DomainError::HistoryRequired);
                 }
-                let start = [&checkpoint.lifetime, &checkpoint.qualifying]
-                    .into_iter()
-                    .find(|s| s.since == since && s.fits(policy))
-                    .cloned()
-                    .or_else(|| {
-                        // A window opening after the checkpoint's last event starts empty.
-                        since
-                            .filter(|s| end.is_none_or(|k| k.occurred_at <= *s))
-                            .map(|_| ScoreState::new(policy, since))
-                    })
+                let start = checkpoint
+                    .state_for(policy, since)
                     .ok_or(DomainError::HistoryRequired)?;
                 Ok(start.replayed(policy, after, end, until))
             }

@@ -10,6 +10,7 @@ pub(crate) mod lead;
 pub(crate) mod outbox;
 pub(crate) mod policy;
 pub(crate) mod rescore_job;
+pub(crate) mod score_checkpoint;
 pub(crate) mod timer;
 pub(crate) mod token;
 pub(crate) mod transition;
