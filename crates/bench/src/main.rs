@@ -17,6 +17,7 @@ mod fanout;
 mod funnel;
 mod import;
 mod load;
+mod long_lead;
 mod rawdb;
 mod report;
 mod scale;
@@ -37,7 +38,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
-    /// Everything: ceilings, leadflow on SQLite and PostgreSQL, fan-out.
+    /// Everything: ceilings, leadflow on SQLite and PostgreSQL, fan-out
+    /// (`--long-lead`: instead, writes to a lead with a long history).
     Run(report::Args),
     /// SimulatePolicy over many leads on PostgreSQL, against a plain read
     /// of the same leads and logs.

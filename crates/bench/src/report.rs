@@ -6,9 +6,10 @@ use leadflow_store::testing::TestDatabase;
 use serde::Serialize;
 
 use crate::fanout::FanOut;
+use crate::long_lead::LongLead;
 use crate::server::{Process, sibling};
 use crate::stats::Stats;
-use crate::{Scratch, echo, fanout, load, rawdb};
+use crate::{Scratch, echo, fanout, load, long_lead, rawdb};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -24,6 +25,14 @@ pub(crate) struct Args {
     /// Skip PostgreSQL.
     #[arg(long)]
     no_postgres: bool,
+    /// Only the long-history scenario, instead of everything above: in-order
+    /// and late RecordEngagement calls on a lead with 10 and with 10,000
+    /// engagements, and a StreamEngagements import over 10,000 leads.
+    #[arg(long, conflicts_with = "quick")]
+    long_lead: bool,
+    /// Engagements the long-history scenario imports.
+    #[arg(long, default_value_t = 1_000_000, requires = "long_lead")]
+    long_lead_engagements: u64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -33,6 +42,8 @@ struct Report {
     ceilings: Vec<Stats>,
     leadflow: Vec<Stats>,
     fanout: Vec<FanOut>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    long_lead: Vec<LongLead>,
     checks: Vec<Check>,
 }
 
@@ -63,6 +74,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let scratch = Scratch::new("run")?;
     let clock = std::time::Instant::now();
     let lap = |what: &str| eprintln!("[{:>6.1} s] {what}", clock.elapsed().as_secs_f64());
+
+    if args.long_lead {
+        long_lead_only(&args, &leadflow, &scratch, &mut report, &lap).await?;
+        return finish(&args, &mut report, &lap);
+    }
 
     lap("ceilings: tonic echo and stream");
     {
@@ -161,11 +177,54 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
+    finish(&args, &mut report, &lap)
+}
+
+/// The checks, the tables and the JSON.
+fn finish(args: &Args, report: &mut Report, lap: &dyn Fn(&str)) -> anyhow::Result<()> {
     lap("done");
-    checks(&mut report);
-    print(&report);
-    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
+    checks(report);
+    print(report);
+    std::fs::write(&args.json, serde_json::to_string_pretty(report)?)?;
     eprintln!("figures written to {}", args.json.display());
+    Ok(())
+}
+
+/// `--long-lead`: the long-history scenario alone, on SQLite and (unless
+/// `--no-postgres`) PostgreSQL, each on a fresh database and server.
+async fn long_lead_only(
+    args: &Args,
+    leadflow: &std::path::Path,
+    scratch: &Scratch,
+    report: &mut Report,
+    lap: &dyn Fn(&str),
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        leadflow.is_file(),
+        "no server binary at {}: build it first (cargo build --release -p leadflow-server) or pass --leadflow",
+        leadflow.display()
+    );
+    anyhow::ensure!(
+        args.long_lead_engagements >= 10,
+        "--long-lead-engagements: at least 10"
+    );
+    let sqlite_url = format!("sqlite://{}", scratch.0.join("long-lead.db").display());
+    let postgres = if args.no_postgres {
+        None
+    } else {
+        TestDatabase::postgres().await
+    };
+    let mut targets = vec![("SQLite", sqlite_url)];
+    if let Some(db) = &postgres {
+        targets.push(("PostgreSQL", db.url.clone()));
+    }
+    for (label, url) in &targets {
+        let server = Process::start(leadflow, &serve_args(url), &scratch.0).await?;
+        let channels = server.channels(4).await?;
+        report
+            .long_lead
+            .push(long_lead::measure(label, &channels, args.long_lead_engagements, lap).await?);
+    }
     Ok(())
 }
 
@@ -182,6 +241,9 @@ fn checks(report: &mut Report) {
             met,
         });
     };
+    for (target, measured, met) in report.long_lead.iter().flat_map(LongLead::checks) {
+        add(&target, measured, met);
+    }
     for c in [1, 8, 32] {
         if let (Some(lf), Some(p1)) = (
             find(&report.leadflow, "leadflow RecordEngagement, PostgreSQL", c),
@@ -259,6 +321,11 @@ fn checks(report: &mut Report) {
 }
 
 fn print(report: &Report) {
+    if !report.long_lead.is_empty() {
+        long_lead::print(&report.long_lead);
+        print_checks(report);
+        return;
+    }
     println!("\n| measure | concurrency | items/s | p50 ms | p99 ms | p99.9 ms | client CPU | server CPU |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for s in report.ceilings.iter().chain(&report.leadflow) {
@@ -284,6 +351,14 @@ fn print(report: &Report) {
             f.name, f.subscribers, f.deliveries, f.per_second, f.p50_ms, f.p99_ms
         );
     }
+    print_checks(report);
+    println!(
+        "\nCPU shares are of all {} cores; client and server share them.",
+        report.cores
+    );
+}
+
+fn print_checks(report: &Report) {
     println!("\n| target | measured | met |\n| --- | ---: | --- |");
     for c in &report.checks {
         println!(
@@ -293,10 +368,6 @@ fn print(report: &Report) {
             if c.met { "yes" } else { "no" }
         );
     }
-    println!(
-        "\nCPU shares are of all {} cores; client and server share them.",
-        report.cores
-    );
 }
 
 /// `leadflow serve` on `url`, quiet, with the HTTP side on a free port.
