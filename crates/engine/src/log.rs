@@ -14,6 +14,10 @@ use crate::persist::Target;
 /// about this many of the engagements before it (plus those after it).
 pub(crate) const CHECKPOINT_EVERY: u64 = 64;
 
+/// After a late engagement the lead keeps at most this many of the
+/// checkpoints the replay passed (the newest), besides its new end.
+const CHECKPOINTS_KEPT_BY_A_REPLAY: usize = 3;
+
 /// A lead's engagement log as it stood before a command. It is read from
 /// the transaction the first time a decision needs it — without the
 /// engagements the transaction holds that are not part of it yet (the
@@ -24,6 +28,9 @@ pub(crate) struct Log {
     kept: Option<Vec<Engagement>>,
     /// Event ids in the table that the log leaves out.
     unapplied: Vec<String>,
+    /// The checkpoint the command's decision started from, and the events
+    /// after it (without the command's own).
+    from_checkpoint: Option<(Checkpoint, Vec<Engagement>)>,
 }
 
 impl Log {
@@ -32,13 +39,18 @@ impl Log {
         Self {
             kept: None,
             unapplied,
+            from_checkpoint: None,
         }
     }
 
     /// A log already read (by an earlier command of a batch), or read when
     /// needed, leaving out `unapplied`.
     pub(crate) fn from_kept(kept: Option<Vec<Engagement>>, unapplied: Vec<String>) -> Self {
-        Self { kept, unapplied }
+        Self {
+            kept,
+            unapplied,
+            from_checkpoint: None,
+        }
     }
 
     pub(crate) async fn get(
@@ -125,7 +137,7 @@ pub(crate) async fn decide(
                     .await?
             {
                 let after = log.after(tx, ws, &record.id, checkpoint.key()).await?;
-                match replaying(|| {
+                let decided = replaying(|| {
                     leadflow_domain::decide_since(
                         policy,
                         &record.lead,
@@ -134,7 +146,9 @@ pub(crate) async fn decide(
                         &checkpoint,
                         &after,
                     )
-                }) {
+                });
+                log.from_checkpoint = Some((checkpoint, after));
+                match decided {
                     Err(DomainError::HistoryRequired) => {}
                     other => return Ok(other?),
                 }
@@ -149,36 +163,42 @@ pub(crate) async fn decide(
 }
 
 /// Keeps the lead's score checkpoints true after it recorded `own`. A late
-/// engagement drops those at or after it, and carries the newest one
-/// before it (or the start) on over the log with it in its place, leaving
-/// a checkpoint every [`CHECKPOINT_EVERY`] engagements and at the end; an
-/// appended one leaves one every [`CHECKPOINT_EVERY`].
+/// engagement drops those at or after it, and carries the checkpoint its
+/// decision started from (or the start) on over the log with it in its
+/// place, keeping the newest few checkpoints passed every
+/// [`CHECKPOINT_EVERY`] engagements and one at the end; an appended one
+/// leaves one every [`CHECKPOINT_EVERY`]. Those of other policy versions
+/// go.
 pub(crate) async fn keep_checkpoints(
     tx: &Tx,
     target: &Target<'_>,
     before: &LeadRecord,
     decided: &Decision,
     own: &Engagement,
-    log: &Log,
+    log: &mut Log,
 ) -> Result<(), EngineError> {
     let (ws, id, version) = (target.ws, before.id.as_str(), target.policy_version);
+    let from_checkpoint = log.from_checkpoint.take();
     let now = Checkpoint {
         lifetime: decided.lead.lifetime.clone(),
         qualifying: decided.lead.qualifying.clone(),
     };
     if before.lead.lifetime.can_append(own) {
         if now.lifetime.applied > 0 && now.lifetime.applied.is_multiple_of(CHECKPOINT_EVERY) {
-            tx.save_checkpoints(ws, id, version, &[now]).await?;
+            tx.drop_checkpoints(ws, id, version, None).await?;
+            tx.save_checkpoints(ws, id, &[now], version).await?;
         }
         return Ok(());
     }
-    tx.drop_checkpoints_from(ws, id, &own.key()).await?;
+    tx.drop_checkpoints(ws, id, version, Some(&own.key())).await?;
     let since = decided.lead.window_start;
-    let base = tx
-        .checkpoint_before(ws, id, version, &own.key())
-        .await?
-        .unwrap_or_else(|| Checkpoint::start(target.policy, since));
-    let mut events = log.after(tx, ws, id, base.key()).await?;
+    let (base, mut events) = match from_checkpoint {
+        Some((checkpoint, after)) if checkpoint.key().is_none_or(|k| own.is_after(k)) => (checkpoint, after),
+        _ => (
+            Checkpoint::start(target.policy, since),
+            log.get(tx, ws, id).await?.to_vec(),
+        ),
+    };
     events.push(own.clone());
     let mut passed =
         replaying(|| base.carried(target.policy, &events, since, CHECKPOINT_EVERY)).unwrap_or_default();
@@ -186,7 +206,8 @@ pub(crate) async fn keep_checkpoints(
     if passed.last().and_then(Checkpoint::key) == now.key() {
         passed.pop();
     }
+    passed.drain(..passed.len().saturating_sub(CHECKPOINTS_KEPT_BY_A_REPLAY));
     passed.push(now);
-    tx.save_checkpoints(ws, id, version, &passed).await?;
+    tx.save_checkpoints(ws, id, &passed, version).await?;
     Ok(())
 }

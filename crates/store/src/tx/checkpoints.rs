@@ -89,23 +89,16 @@ impl Tx {
             .collect()
     }
 
-    /// Keeps `checkpoints` (the lead's states under `policy_version`), and
-    /// drops the lead's checkpoints of other versions.
+    /// Keeps `checkpoints`, the lead's states under `policy_version`.
     pub async fn save_checkpoints(
         &self,
         ws: &str,
         lead_id: &str,
-        policy_version: i64,
         checkpoints: &[Checkpoint],
+        policy_version: i64,
     ) -> Result<(), StoreError> {
         use score_checkpoint::Column as C;
         let db = self.db().await?;
-        score_checkpoint::Entity::delete_many()
-            .filter(C::WorkspaceId.eq(ws))
-            .filter(C::LeadId.eq(lead_id))
-            .filter(C::PolicyVersion.ne(policy_version))
-            .exec(db)
-            .await?;
         let mut rows = Vec::with_capacity(checkpoints.len());
         for checkpoint in checkpoints {
             let Some(key) = checkpoint.key() else {
@@ -136,19 +129,25 @@ impl Tx {
         Ok(())
     }
 
-    /// Drops the lead's checkpoints that end at or after `key`: a late
-    /// engagement there changed the states they hold.
-    pub async fn drop_checkpoints_from(
+    /// Drops the lead's checkpoints of policy versions other than
+    /// `policy_version`, and those that end at or after `from` (a late
+    /// engagement there changed the states they hold).
+    pub async fn drop_checkpoints(
         &self,
         ws: &str,
         lead_id: &str,
-        key: &EventKey,
+        policy_version: i64,
+        from: Option<&EventKey>,
     ) -> Result<(), StoreError> {
         use score_checkpoint::Column as C;
+        let mut stale = Condition::any().add(C::PolicyVersion.ne(policy_version));
+        if let Some(key) = from {
+            stale = stale.add(before(C::OccurredAt, C::EventId, key).not());
+        }
         score_checkpoint::Entity::delete_many()
             .filter(C::WorkspaceId.eq(ws))
             .filter(C::LeadId.eq(lead_id))
-            .filter(before(C::OccurredAt, C::EventId, key).not())
+            .filter(stale)
             .exec(self.db().await?)
             .await?;
         Ok(())
