@@ -7,6 +7,7 @@ use super::command::{
     Checked, Command, Context, Decision, ManualTransition, check_engagement, check_instant,
 };
 use super::guards::{Facts, disqualifying_match, evaluate_all};
+use super::history::History;
 use super::lead::Lead;
 use super::table::{Edge, automatic_edge, stages_entered};
 use crate::engagement::Engagement;
@@ -14,7 +15,7 @@ use crate::error::DomainError;
 use crate::num::round6;
 use crate::policy::Policy;
 use crate::profile::Profile;
-use crate::score::{Checkpoint, ScoreState, fit_score};
+use crate::score::{ScoreState, fit_score};
 use crate::stage::Stage;
 use crate::time::Timestamp;
 use crate::transition::{Cause, Deal, GuardCheck, Move, TransitionRecord};
@@ -92,29 +93,7 @@ pub fn decide(
     )
 }
 
-/// [`decide`], given the lead's log from a checkpoint on: `after` holds the
-/// stored engagements that sort after the checkpoint's last event (without
-/// the command's own). A late engagement after that event is replayed from
-/// the checkpoint. Where that is not enough — the command reaches back
-/// before the checkpoint, opens a window it does not hold, or reads the
-/// whole log — it returns [`DomainError::HistoryRequired`]: decide again
-/// with the whole log. The checkpoint must have been made under `policy`.
-pub fn decide_since(
-    policy: &Policy,
-    lead: &Lead,
-    command: Command,
-    ctx: &Context,
-    checkpoint: &Checkpoint,
-    after: &[Engagement],
-) -> Result<Decision, DomainError> {
-    let history = History::Since {
-        checkpoint,
-        after: Cow::Borrowed(after),
-    };
-    decide_with(policy, lead, command, ctx, Some(history))
-}
-
-fn decide_with(
+pub(super) fn decide_with(
     policy: &Policy,
     lead: &Lead,
     command: Command,
@@ -158,17 +137,6 @@ struct Details {
     reason: Option<String>,
     actor: Option<String>,
     deal: Option<Deal>,
-}
-
-/// What of the lead's log a decision is given.
-enum History<'a> {
-    /// The whole log.
-    Full(Cow<'a, [Engagement]>),
-    /// The score states after a prefix of the log, and the events after it.
-    Since {
-        checkpoint: &'a Checkpoint,
-        after: Cow<'a, [Engagement]>,
-    },
 }
 
 /// One decision being made.
@@ -236,55 +204,34 @@ impl<'a> Run<'a> {
 
     /// The whole log.
     fn history(&self) -> Result<&[Engagement], DomainError> {
-        match &self.history {
-            Some(History::Full(log)) => Ok(log),
-            _ => Err(DomainError::HistoryRequired),
-        }
+        self.history
+            .as_ref()
+            .and_then(History::whole)
+            .ok_or(DomainError::HistoryRequired)
     }
 
     /// The score state over the window after `since` of the events up to
-    /// `until`: from the first event, or from the checkpoint given.
+    /// `until`.
     fn replay(&self, since: Option<Timestamp>, until: Option<Timestamp>) -> Result<ScoreState, DomainError> {
-        let policy = self.policy;
-        match self.history.as_ref().ok_or(DomainError::HistoryRequired)? {
-            History::Full(log) => Ok(ScoreState::replay(policy, log, since, until)),
-            History::Since { checkpoint, after } => {
-                let end = checkpoint.key();
-                // The checkpoint's events all count, or it is of no use.
-                if until.is_some_and(|u| end.is_some_and(|k| k.occurred_at > u)) {
-                    return Err(DomainError::HistoryRequired);
-                }
-                let start = checkpoint
-                    .state_for(policy, since)
-                    .ok_or(DomainError::HistoryRequired)?;
-                Ok(start.replayed(policy, after, end, until))
-            }
-        }
+        self.history
+            .as_ref()
+            .ok_or(DomainError::HistoryRequired)?
+            .replay(self.policy, since, until)
     }
 
     /// The log given, with a late `event` in its place.
     fn insert(&mut self, event: &Engagement) -> Result<(), DomainError> {
-        self.history = Some(match self.history.take() {
-            None => return Err(DomainError::HistoryRequired),
-            Some(History::Full(log)) => {
-                let mut log = log.into_owned();
-                log.push(event.clone());
-                History::Full(Cow::Owned(log))
+        let history = self.history.take().ok_or(DomainError::HistoryRequired)?;
+        match history.with(event) {
+            Ok(with) => {
+                self.history = Some(with);
+                Ok(())
             }
-            Some(History::Since { checkpoint, after }) => {
-                if checkpoint.key().is_some_and(|k| !event.is_after(k)) {
-                    self.history = Some(History::Since { checkpoint, after });
-                    return Err(DomainError::HistoryRequired);
-                }
-                let mut after = after.into_owned();
-                after.push(event.clone());
-                History::Since {
-                    checkpoint,
-                    after: Cow::Owned(after),
-                }
+            Err(without) => {
+                self.history = Some(without);
+                Err(DomainError::HistoryRequired)
             }
-        });
-        Ok(())
+        }
     }
 
     fn fit(&self) -> f64 {

@@ -4,12 +4,14 @@
 mod command;
 mod decide;
 pub(crate) mod guards;
+mod history;
 mod lead;
 mod table;
 
 pub use command::{Command, Context, Decision, MAX_FUTURE, ManualTransition, check_engagement};
-pub use decide::{capture, decide, decide_since};
+pub use decide::{capture, decide};
 pub use guards::show;
+pub use history::decide_since;
 pub use lead::{Lead, Scores};
 pub use table::{
     AUTOMATIC_TRIGGERS, Edge, TABLE, automatic_edge, has_score_threshold, manual_edge, reason_from_policy,
