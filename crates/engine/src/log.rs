@@ -87,22 +87,34 @@ impl Log {
         self.kept
     }
 
-    /// The engagements that sort after `key`, as the log stood before the
-    /// command: from the kept log, or read.
-    async fn after(
+    /// The lead's newest checkpoint under `policy_version` before `key`,
+    /// and the engagements that sort after it as the log stood before the
+    /// command: from the kept log, or read with the checkpoint.
+    async fn checkpoint_before(
         &self,
         tx: &Tx,
         ws: &str,
         lead_id: &str,
-        key: Option<&EventKey>,
-    ) -> Result<Vec<Engagement>, EngineError> {
-        let after = |e: &Engagement| key.is_none_or(|k| e.is_after(k));
+        policy_version: i64,
+        key: &EventKey,
+    ) -> Result<Option<(Checkpoint, Vec<Engagement>)>, EngineError> {
         if let Some(kept) = &self.kept {
-            return Ok(kept.iter().filter(|e| after(e)).cloned().collect());
+            let Some(checkpoint) = tx.checkpoint_before(ws, lead_id, policy_version, key).await? else {
+                return Ok(None);
+            };
+            let after = kept
+                .iter()
+                .filter(|e| checkpoint.key().is_none_or(|k| e.is_after(k)))
+                .cloned()
+                .collect();
+            return Ok(Some((checkpoint, after)));
         }
-        let mut log = tx.engagements_after(ws, lead_id, key).await?;
-        log.retain(|e| !self.unapplied.contains(&e.event_id));
-        Ok(log)
+        let Some((checkpoint, mut after)) = tx.checkpoint_and_after(ws, lead_id, policy_version, key).await?
+        else {
+            return Ok(None);
+        };
+        after.retain(|e| !self.unapplied.contains(&e.event_id));
+        Ok(Some((checkpoint, after)))
     }
 }
 
@@ -132,11 +144,10 @@ pub(crate) async fn decide(
     match leadflow_domain::decide(policy, &record.lead, command.clone(), ctx, None) {
         Err(DomainError::HistoryRequired) => {
             if let Command::RecordEngagement(e) = &command
-                && let Some(checkpoint) = tx
-                    .checkpoint_before(ws, &record.id, target.policy_version, &e.key())
+                && let Some((checkpoint, after)) = log
+                    .checkpoint_before(tx, ws, &record.id, target.policy_version, &e.key())
                     .await?
             {
-                let after = log.after(tx, ws, &record.id, checkpoint.key()).await?;
                 let decided = replaying(|| {
                     leadflow_domain::decide_since(
                         policy,
@@ -185,12 +196,10 @@ pub(crate) async fn keep_checkpoints(
     };
     if before.lead.lifetime.can_append(own) {
         if now.lifetime.applied > 0 && now.lifetime.applied.is_multiple_of(CHECKPOINT_EVERY) {
-            tx.drop_checkpoints(ws, id, version, None).await?;
-            tx.save_checkpoints(ws, id, &[now], version).await?;
+            tx.replace_checkpoints(ws, id, version, None, &[now]).await?;
         }
         return Ok(());
     }
-    tx.drop_checkpoints(ws, id, version, Some(&own.key())).await?;
     let since = decided.lead.window_start;
     let (base, mut events) = match from_checkpoint {
         Some((checkpoint, after)) if checkpoint.key().is_none_or(|k| own.is_after(k)) => (checkpoint, after),
@@ -200,14 +209,22 @@ pub(crate) async fn keep_checkpoints(
         ),
     };
     events.push(own.clone());
-    let mut passed =
-        replaying(|| base.carried(target.policy, &events, since, CHECKPOINT_EVERY)).unwrap_or_default();
+    // Only a multiple of CHECKPOINT_EVERY strictly between the base and
+    // the end is kept besides the end: without one, nothing to replay.
+    let from = base.lifetime.applied;
+    let first_multiple = (from / CHECKPOINT_EVERY + 1) * CHECKPOINT_EVERY;
+    let mut passed = if first_multiple < now.lifetime.applied {
+        replaying(|| base.carried(target.policy, &events, since, CHECKPOINT_EVERY)).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     // The decision's own states end it: they are what the lead keeps.
     if passed.last().and_then(Checkpoint::key) == now.key() {
         passed.pop();
     }
     passed.drain(..passed.len().saturating_sub(CHECKPOINTS_KEPT_BY_A_REPLAY));
     passed.push(now);
-    tx.save_checkpoints(ws, id, &passed, version).await?;
+    tx.replace_checkpoints(ws, id, version, Some(&own.key()), &passed)
+        .await?;
     Ok(())
 }

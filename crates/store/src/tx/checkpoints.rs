@@ -7,23 +7,16 @@
 use leadflow_domain::score::Checkpoint;
 use leadflow_domain::{Engagement, EventKey};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 
 use super::{INSERT_CHUNK, Tx};
+use crate::backend::Backend;
 use crate::convert;
-use crate::entity::{engagement, score_checkpoint};
+use crate::entity::score_checkpoint;
 use crate::error::StoreError;
-
-/// Rows sorting after `key` in scoring order, on a table with these columns.
-fn after(occurred_at: impl ColumnTrait, event_id: impl ColumnTrait, key: &EventKey) -> Condition {
-    Condition::any()
-        .add(occurred_at.gt(key.occurred_at.as_micros()))
-        .add(
-            Condition::all()
-                .add(occurred_at.eq(key.occurred_at.as_micros()))
-                .add(event_id.gt(key.event_id.as_str())),
-        )
-}
 
 /// Rows sorting before `key` in scoring order.
 fn before(occurred_at: impl ColumnTrait, event_id: impl ColumnTrait, key: &EventKey) -> Condition {
@@ -65,32 +58,73 @@ impl Tx {
             .map_err(|e| StoreError::corrupt("score_checkpoints", format!("{lead_id}/{}", row.event_id), e))
     }
 
-    /// The lead's engagements that sort after `key` (all of them for
-    /// `None`), in scoring order.
-    pub async fn engagements_after(
+    /// The lead's newest checkpoint under `policy_version` that ends before
+    /// `key`, and the lead's engagements that sort after that checkpoint, in
+    /// scoring order: one statement.
+    pub async fn checkpoint_and_after(
         &self,
         ws: &str,
         lead_id: &str,
-        key: Option<&EventKey>,
-    ) -> Result<Vec<Engagement>, StoreError> {
-        use engagement::Column as C;
-        let mut q = engagement::Entity::find()
-            .filter(C::WorkspaceId.eq(ws))
-            .filter(C::LeadId.eq(lead_id));
-        if let Some(key) = key {
-            q = q.filter(after(C::OccurredAt, C::EventId, key));
+        policy_version: i64,
+        key: &EventKey,
+    ) -> Result<Option<(Checkpoint, Vec<Engagement>)>, StoreError> {
+        // The checkpoint is the first row (part 0); the engagements after
+        // it follow. Row values keep both reads on their primary key and
+        // index ranges.
+        let sql = "WITH cp AS (\
+               SELECT occurred_at, event_id, state FROM score_checkpoints \
+               WHERE workspace_id = $1 AND lead_id = $2 AND policy_version = $3 \
+               AND (occurred_at, event_id) < ($4, $5) \
+               ORDER BY occurred_at DESC, event_id DESC LIMIT 1) \
+             SELECT 0 AS part, cp.state AS state, cp.event_id AS event_id, '' AS type, \
+                    NULL AS channel, '' AS properties, cp.occurred_at AS occurred_at FROM cp \
+             UNION ALL \
+             SELECT 1, NULL, e.event_id, e.type, e.channel, e.properties, e.occurred_at \
+             FROM cp JOIN engagements e ON e.workspace_id = $1 AND e.lead_id = $2 \
+             AND (e.occurred_at, e.event_id) > (cp.occurred_at, cp.event_id) \
+             ORDER BY 1, 7, 3";
+        let sql = match self.backend {
+            Backend::Postgres => sql.to_owned(),
+            Backend::Sqlite => sql.replace('$', "?"),
+        };
+        let statement = sea_orm::Statement::from_sql_and_values(
+            self.txn.get_database_backend(),
+            sql,
+            [
+                ws.into(),
+                lead_id.into(),
+                policy_version.into(),
+                key.occurred_at.as_micros().into(),
+                key.event_id.as_str().into(),
+            ],
+        );
+        let rows = self.db().await?.query_all_raw(statement).await?;
+        let mut rows = rows.into_iter();
+        let Some(first) = rows.next() else {
+            return Ok(None);
+        };
+        let state: Option<String> = first.try_get("", "state")?;
+        let event_id: String = first.try_get("", "event_id")?;
+        let checkpoint = serde_json::from_str(state.as_deref().unwrap_or_default())
+            .map_err(|e| StoreError::corrupt("score_checkpoints", format!("{lead_id}/{event_id}"), e))?;
+        let mut after = Vec::with_capacity(rows.len());
+        for row in rows {
+            let event_id: String = row.try_get("", "event_id")?;
+            let properties: String = row.try_get("", "properties")?;
+            after.push(Engagement {
+                properties: serde_json::from_str(&properties)
+                    .map_err(|e| StoreError::corrupt("engagements", &event_id, e))?,
+                kind: row.try_get("", "type")?,
+                channel: row.try_get("", "channel")?,
+                occurred_at: convert::ts(row.try_get("", "occurred_at")?),
+                event_id,
+            });
         }
-        q.order_by_asc(C::OccurredAt)
-            .order_by_asc(C::EventId)
-            .all(self.db().await?)
-            .await?
-            .into_iter()
-            .map(|row| convert::engagement(row).map(|s| s.engagement))
-            .collect()
+        Ok(Some((checkpoint, after)))
     }
 
     /// Keeps `checkpoints`, the lead's states under `policy_version`.
-    pub async fn save_checkpoints(
+    async fn save_checkpoints(
         &self,
         ws: &str,
         lead_id: &str,
@@ -132,7 +166,7 @@ impl Tx {
     /// Drops the lead's checkpoints of policy versions other than
     /// `policy_version`, and those that end at or after `from` (a late
     /// engagement there changed the states they hold).
-    pub async fn drop_checkpoints(
+    async fn drop_checkpoints(
         &self,
         ws: &str,
         lead_id: &str,
@@ -150,6 +184,67 @@ impl Tx {
             .filter(stale)
             .exec(self.db().await?)
             .await?;
+        Ok(())
+    }
+
+    /// Drops the lead's checkpoints as [`Tx::drop_checkpoints`] does and
+    /// keeps `checkpoints` in their place: on PostgreSQL in one statement.
+    pub async fn replace_checkpoints(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        policy_version: i64,
+        from: Option<&EventKey>,
+        checkpoints: &[Checkpoint],
+    ) -> Result<(), StoreError> {
+        if self.backend != Backend::Postgres || checkpoints.is_empty() || checkpoints.len() > INSERT_CHUNK {
+            self.drop_checkpoints(ws, lead_id, policy_version, from).await?;
+            return self
+                .save_checkpoints(ws, lead_id, checkpoints, policy_version)
+                .await;
+        }
+        let mut values: Vec<sea_orm::Value> = vec![ws.into(), lead_id.into(), policy_version.into()];
+        let mut stale = "policy_version <> $3".to_owned();
+        if let Some(key) = from {
+            stale.push_str(" OR (occurred_at, event_id) >= ($4, $5)");
+            values.push(key.occurred_at.as_micros().into());
+            values.push(key.event_id.as_str().into());
+        }
+        let mut rows = Vec::with_capacity(checkpoints.len());
+        for checkpoint in checkpoints {
+            let Some(key) = checkpoint.key() else {
+                continue;
+            };
+            let state = serde_json::to_string(checkpoint)
+                .map_err(|e| StoreError::corrupt("score_checkpoints", lead_id, e))?;
+            let n = values.len();
+            rows.push(format!(
+                "(${}::bigint, ${}::text, ${}::text)",
+                n + 1,
+                n + 2,
+                n + 3
+            ));
+            values.push(key.occurred_at.as_micros().into());
+            values.push(key.event_id.as_str().into());
+            values.push(state.into());
+        }
+        if rows.is_empty() {
+            return self.drop_checkpoints(ws, lead_id, policy_version, from).await;
+        }
+        // The rows kept are left out of the delete: a statement must not
+        // both delete and update one row.
+        let sql = format!(
+            "WITH kept (occurred_at, event_id, state) AS (VALUES {}), \
+             dropped AS (DELETE FROM score_checkpoints WHERE workspace_id = $1 AND lead_id = $2 \
+               AND ({stale}) AND (occurred_at, event_id) NOT IN (SELECT occurred_at, event_id FROM kept)) \
+             INSERT INTO score_checkpoints (workspace_id, lead_id, occurred_at, event_id, policy_version, state) \
+             SELECT $1, $2, occurred_at, event_id, $3, state FROM kept \
+             ON CONFLICT (workspace_id, lead_id, occurred_at, event_id) \
+             DO UPDATE SET policy_version = excluded.policy_version, state = excluded.state",
+            rows.join(", ")
+        );
+        let statement = sea_orm::Statement::from_sql_and_values(self.txn.get_database_backend(), sql, values);
+        self.db().await?.execute_raw(statement).await?;
         Ok(())
     }
 }
