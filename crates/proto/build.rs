@@ -25,6 +25,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         // Deterministic encoding: idempotency fingerprints hash request bytes.
         .btree_map(".")
-        .compile_fds(fds)?;
+        .compile_fds(fds.clone())?;
+
+    // The event stream's server again, sending `SubscribeResponse` as
+    // bytes encoded once per event (`crate::frame`) instead of a message
+    // encoded once per subscriber; every other type is the one above.
+    let framed = out.join("framed");
+    std::fs::create_dir_all(&framed)?;
+    let mut only_triggers = fds;
+    for file in &mut only_triggers.file {
+        if file.name() != "leadflow/v1/trigger_service.proto" {
+            file.service.clear();
+        }
+    }
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .out_dir(&framed)
+        .extern_path(".leadflow.v1", "crate::v1")
+        .extern_path(".leadflow.v1.SubscribeResponse", "crate::frame::SubscribeFrame")
+        .compile_fds(only_triggers)?;
     Ok(())
 }

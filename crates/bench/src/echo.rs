@@ -129,3 +129,65 @@ pub(crate) async fn stream(
         ..Stats::default()
     })
 }
+
+/// S in the fan-out's layout: `streams` server streams opened at once over
+/// connections of 100 streams each, every stream sent `messages` messages
+/// of `size` bytes; messages a second over all streams, from the first
+/// open to the last message (as the backlog fan-out counts its deliveries).
+pub(crate) async fn streams(
+    address: &str,
+    streams: usize,
+    size: usize,
+    messages: i64,
+    server: u32,
+) -> anyhow::Result<Stats> {
+    let connections = streams.div_ceil(100);
+    let mut channels = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        channels.push(
+            tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+                .tcp_nodelay(true)
+                .connect()
+                .await?,
+        );
+    }
+    let cpu = crate::cpu::Meter::start(Some(server));
+    let started = Instant::now();
+    let mut readers = Vec::with_capacity(streams);
+    for s in 0..streams {
+        let mut client = pb::echo_service_client::EchoServiceClient::new(channels[s % connections].clone());
+        readers.push(tokio::spawn(async move {
+            let mut stream = client
+                .flood(pb::FloodRequest {
+                    messages,
+                    size: i32::try_from(size).unwrap_or(0),
+                })
+                .await?
+                .into_inner();
+            let mut n = 0_u64;
+            while let Some(m) = stream.next().await {
+                m?;
+                n += 1;
+            }
+            Ok::<u64, anyhow::Error>(n)
+        }));
+    }
+    let mut n = 0;
+    for r in readers {
+        n += r.await??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let (client_cpu, server_cpu) = cpu.stop();
+    #[allow(clippy::cast_precision_loss)]
+    Ok(Stats {
+        name: format!("S: {streams} tonic server streams over {connections} connections, {size} B"),
+        concurrency: streams,
+        per_second: n as f64 / seconds,
+        items: n,
+        calls: streams as u64,
+        seconds,
+        client_cpu,
+        server_cpu,
+        ..Stats::default()
+    })
+}

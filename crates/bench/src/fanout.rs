@@ -23,6 +23,8 @@ pub(crate) struct FanOut {
     pub(crate) per_second: f64,
     pub(crate) p50_ms: f64,
     pub(crate) p99_ms: f64,
+    /// The mean encoded size of a delivered message, bytes.
+    pub(crate) message_bytes: usize,
 }
 
 static RUN: AtomicU64 = AtomicU64::new(0);
@@ -137,6 +139,7 @@ pub(crate) async fn run(
         per_second: deliveries as f64 / seconds,
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
+        message_bytes: 0,
     })
 }
 
@@ -219,22 +222,29 @@ pub(crate) async fn backlog(
                 })
                 .await?
                 .into_inner();
-            let mut n = 0_u64;
+            let (mut n, mut bytes) = (0_u64, 0_usize);
             while n < events as u64 {
                 match tokio::time::timeout(Duration::from_secs(30), stream.message()).await {
-                    Ok(Ok(Some(pb::SubscribeResponse {
-                        item: Some(pb::subscribe_response::Item::Event(_)),
-                    }))) => n += 1,
+                    Ok(Ok(Some(
+                        m @ pb::SubscribeResponse {
+                            item: Some(pb::subscribe_response::Item::Event(_)),
+                        },
+                    ))) => {
+                        n += 1;
+                        bytes += prost::Message::encoded_len(&m);
+                    }
                     Ok(Ok(Some(_))) => {}
                     _ => break,
                 }
             }
-            Ok::<u64, anyhow::Error>(n)
+            Ok::<(u64, usize), anyhow::Error>((n, bytes))
         }));
     }
-    let mut deliveries = 0;
+    let (mut deliveries, mut bytes) = (0, 0);
     for r in readers {
-        deliveries += r.await??;
+        let (n, b) = r.await??;
+        deliveries += n;
+        bytes += b;
     }
     let seconds = started.elapsed().as_secs_f64();
     #[allow(clippy::cast_precision_loss)]
@@ -246,5 +256,6 @@ pub(crate) async fn backlog(
         per_second: deliveries as f64 / seconds,
         p50_ms: 0.0,
         p99_ms: 0.0,
+        message_bytes: bytes / usize::try_from(deliveries).unwrap_or(usize::MAX).max(1),
     })
 }

@@ -164,9 +164,24 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             }
             let name = format!("backlog read by 1000 subscribers, {label}");
             let burst = if args.quick { 50 } else { 200 };
-            report
-                .fanout
-                .push(fanout::backlog(&name, write, &server.address, 1_000, burst).await?);
+            let backlog = fanout::backlog(&name, write, &server.address, 1_000, burst).await?;
+            // S in the same layout: as many streams over as many
+            // connections, each sent as many messages of the same size.
+            let me = std::env::current_exe()?;
+            let echo_server = Process::start(&me, &["echo-server"], &scratch.0).await?;
+            let payload = backlog.message_bytes.saturating_sub(3).max(1);
+            report.ceilings.push(
+                echo::streams(
+                    &echo_server.address,
+                    1_000,
+                    payload,
+                    i64::try_from(burst).unwrap_or(i64::MAX),
+                    echo_server.pid(),
+                )
+                .await?,
+            );
+            drop(echo_server);
+            report.fanout.push(backlog);
             if *label == "PostgreSQL" {
                 let other = Process::start(&leadflow, &serve_args(url), &scratch.0).await?;
                 let name = "commit on A → subscriber on B, PostgreSQL".to_owned();
@@ -244,68 +259,58 @@ fn checks(report: &mut Report) {
     for (target, measured, met) in report.long_lead.iter().flat_map(LongLead::checks) {
         add(&target, measured, met);
     }
-    for c in [1, 8, 32] {
+    // SQLite's ratios are taken against L1 at concurrency 1, the writer's
+    // own capacity: raw L1 under lock contention varies too much between runs.
+    let l1 = find(&report.ceilings, "L1", 1).map(|s| s.per_second);
+    for (c, want) in [(1, 0.5), (32, 1.0)] {
+        if let (Some(lf), Some(l1)) = (find(&report.leadflow, "leadflow RecordEngagement, SQLite", c), l1) {
+            let r = lf.per_second / l1;
+            add(
+                &format!("RecordEngagement on SQLite ≥ {want} × L1 (concurrency 1) at concurrency {c}"),
+                format!("{r:.2} ×"),
+                r >= want,
+            );
+        }
         if let (Some(lf), Some(p1)) = (
             find(&report.leadflow, "leadflow RecordEngagement, PostgreSQL", c),
             find(&report.ceilings, "P1", c),
         ) {
             let r = lf.per_second / p1.per_second;
             add(
-                &format!("RecordEngagement on PostgreSQL ≥ 0.7 × P1 at concurrency {c}"),
+                &format!("RecordEngagement on PostgreSQL ≥ {want} × P1 at concurrency {c}"),
                 format!("{r:.2} ×"),
-                r >= 0.7,
+                r >= want,
             );
         }
-        if let (Some(lf), Some(l1)) = (
-            find(&report.leadflow, "leadflow RecordEngagement, SQLite", c),
-            find(&report.ceilings, "L1", c),
+    }
+    let batches = [("SQLite", "LB", 0.15), ("PostgreSQL", "PB", 0.12)];
+    for (label, ceiling, want) in batches {
+        let name = format!("leadflow RecordEngagements ×100, {label}");
+        if let (Some(b), Some(c)) = (
+            report.leadflow.iter().find(|s| s.name.starts_with(&name)),
+            report.ceilings.iter().find(|s| s.name.starts_with(ceiling)),
         ) {
-            let r = lf.per_second / l1.per_second;
+            let r = b.per_second / c.per_second;
             add(
-                &format!("RecordEngagement on SQLite ≥ 0.8 × L1 at concurrency {c}"),
+                &format!("batched RecordEngagements on {label} ≥ {want} × {ceiling} rows/s"),
                 format!("{r:.2} ×"),
-                r >= 0.8,
+                r >= want,
             );
         }
-    }
-    let p1_best = report
-        .ceilings
-        .iter()
-        .filter(|s| s.name.starts_with("P1"))
-        .map(|s| s.per_second)
-        .fold(0.0, f64::max);
-    if let Some(b) = report
-        .leadflow
-        .iter()
-        .find(|s| s.name.starts_with("leadflow RecordEngagements ×100, PostgreSQL"))
-    {
-        let r = b.per_second / p1_best.max(1.0);
-        add(
-            "batched RecordEngagements on PostgreSQL ≥ 5 × P1 rows/s",
-            format!("{r:.2} ×"),
-            r >= 5.0,
-        );
-    }
-    if let (Some(b), Some(lb)) = (
-        report
-            .leadflow
-            .iter()
-            .find(|s| s.name.starts_with("leadflow RecordEngagements ×100, SQLite")),
-        report.ceilings.iter().find(|s| s.name.starts_with("LB")),
-    ) {
-        let r = b.per_second / lb.per_second;
-        add(
-            "batched RecordEngagements on SQLite ≥ 0.5 × LB rows/s",
-            format!("{r:.2} ×"),
-            r >= 0.5,
-        );
     }
     if let (Some(f), Some(s)) = (
         report.fanout.iter().find(|f| f.name.starts_with("backlog")),
-        report.ceilings.iter().find(|s| s.name.starts_with("S:")),
+        report
+            .ceilings
+            .iter()
+            .find(|s| s.name.starts_with("S:") && s.concurrency > 1),
     ) {
         let r = f.per_second / s.per_second;
-        add("fan-out ≥ 0.5 × S messages/s", format!("{r:.2} ×"), r >= 0.5);
+        add(
+            "fan-out from a backlog ≥ 0.3 × S in the same layout, messages/s",
+            format!("{r:.2} ×"),
+            r >= 0.3,
+        );
     }
     if let Some(f) = report
         .fanout
@@ -313,9 +318,9 @@ fn checks(report: &mut Report) {
         .find(|f| f.subscribers == 1_000 && !f.name.starts_with("backlog"))
     {
         add(
-            "commit-to-subscriber p99 < 50 ms with 1,000 subscribers",
+            "commit-to-subscriber p99 < 15 ms with 1,000 subscribers",
             format!("{:.1} ms", f.p99_ms),
-            f.p99_ms < 50.0,
+            f.p99_ms < 15.0,
         );
     }
 }

@@ -11,5 +11,14 @@ pub mod v1 {
     tonic::include_proto!("leadflow.v1");
 }
 
+pub mod frame;
+
+/// `leadflow.v1.TriggerService`'s server sending pre-encoded
+/// `SubscribeResponse`s ([`frame::SubscribeFrame`]); the wire is the same
+/// as `v1::trigger_service_server`'s.
+pub mod framed {
+    include!(concat!(env!("OUT_DIR"), "/framed/leadflow.v1.rs"));
+}
+
 /// The encoded `FileDescriptorSet` of every leadflow proto.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/leadflow_descriptor.bin"));

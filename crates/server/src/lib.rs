@@ -42,10 +42,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use leadflow_engine::{Clock, Engine, SystemClock};
+use leadflow_proto::framed::trigger_service_server::TriggerServiceServer;
 use leadflow_proto::v1::analytics_service_server::AnalyticsServiceServer;
 use leadflow_proto::v1::lead_service_server::LeadServiceServer;
 use leadflow_proto::v1::policy_service_server::PolicyServiceServer;
-use leadflow_proto::v1::trigger_service_server::TriggerServiceServer;
 use leadflow_store::{Store, StoreOptions};
 
 use crate::layers::MiddlewareLayer;

@@ -310,10 +310,64 @@ async fn concurrent_writers_stream_in_order_per_lead_without_gaps(
     Ok(())
 }
 
+/// Streams catching up over the same stretch share one read and one
+/// encoding of each event; each still gets exactly its own filter's events,
+/// in order, as a stream reading alone gets them.
+async fn many_streams_catching_up_get_what_one_alone_gets(mut server: TestServer) -> anyhow::Result<()> {
+    for i in 0..4 {
+        mql_lead(&mut server, &format!("shared{i}@acme.com")).await?;
+    }
+    // 4 × (IQL, MQL, welcome)
+    let mut alone = subscribe(&mut server, "alone", pb::StartPosition::Earliest, 0, None).await?;
+    let all = events(&mut alone, 12, WAIT).await?;
+    drop(alone);
+    let triggers_only = Some(pb::EventFilter {
+        kinds: vec![pb::EventKind::Trigger.into()],
+        ..Default::default()
+    });
+    let mut streams = Vec::new();
+    for i in 0..12 {
+        let filter = if i % 3 == 0 { triggers_only.clone() } else { None };
+        let at = 1 + i64::from(i % 4);
+        let stream = subscribe(
+            &mut server,
+            &format!("many-{i}"),
+            pb::StartPosition::AtSequence,
+            at,
+            filter.clone(),
+        )
+        .await?;
+        streams.push((stream, at, filter.is_some()));
+    }
+    for (mut stream, at, triggers) in streams {
+        let want: Vec<&pb::Event> = all
+            .iter()
+            .filter(|e| e.sequence >= at && (!triggers || e.kind == pb::EventKind::Trigger as i32))
+            .collect();
+        let got = events(&mut stream, want.len(), WAIT).await?;
+        assert_eq!(
+            got.iter().collect::<Vec<_>>(),
+            want,
+            "from {at}, triggers only: {triggers}"
+        );
+    }
+    // A stream that starts later reads on from where the shared stretch ends.
+    mql_lead(&mut server, "shared-late@acme.com").await?;
+    let mut late = subscribe(&mut server, "late", pb::StartPosition::AtSequence, 11, None).await?;
+    let got = events(&mut late, 5, WAIT).await?;
+    assert_eq!(
+        got.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [11, 12, 13, 14, 15]
+    );
+    assert_eq!(&got[..2], &all[10..]);
+    Ok(())
+}
+
 scenarios! {
     subscribe_receive_ack_disconnect_resume,
     start_positions,
     filters_narrow_by_kind_stage_and_workflow,
     a_newer_stream_takes_over_a_consumer,
     concurrent_writers_stream_in_order_per_lead_without_gaps,
+    many_streams_catching_up_get_what_one_alone_gets,
 }

@@ -4,9 +4,9 @@
 //! subscriber can make the process hold more than the broadcast's bounded
 //! buffer and its own bounded channel.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -35,6 +35,9 @@ const BATCH: u64 = 500;
 const BROADCAST_CAPACITY: usize = 4_096;
 /// Items a subscription holds for a client that reads slowly.
 const SUBSCRIPTION_BUFFER: usize = 256;
+/// Decoded events a tail keeps for subscriptions catching up, newest first
+/// kept: subscribers reading the same stretch share one read and decoding.
+const RECENT_CAPACITY: usize = 2_048;
 
 /// An outbox event, decoded.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +51,9 @@ pub struct StreamEvent {
     pub traceparent: Option<String>,
     pub suppressed: bool,
     pub payload: OutboxPayload,
+    /// The event as the API sends it, encoded by the first stream that
+    /// sends it and sent as is by every other.
+    pub wire: OnceLock<bytes::Bytes>,
 }
 
 impl StreamEvent {
@@ -64,6 +70,7 @@ impl StreamEvent {
             traceparent: record.event.traceparent,
             suppressed: record.event.suppressed,
             payload,
+            wire: OnceLock::new(),
         })
     }
 }
@@ -131,6 +138,33 @@ struct Tail {
     events: broadcast::Sender<Arc<StreamEvent>>,
     /// The last sequence the tail has read and broadcast.
     read: AtomicI64,
+    /// Events lately read from the table, by the tail or a catch-up.
+    recent: Mutex<BTreeMap<i64, Arc<StreamEvent>>>,
+}
+
+impl Tail {
+    /// Keeps events just read, dropping the oldest beyond the capacity.
+    fn remember(&self, events: &[Arc<StreamEvent>]) {
+        let mut recent = lock(&self.recent);
+        for e in events {
+            recent.insert(e.seq, Arc::clone(e));
+        }
+        while recent.len() > RECENT_CAPACITY {
+            recent.pop_first();
+        }
+    }
+
+    /// The events kept from `from` on without a gap, at most `limit`.
+    fn recall(&self, from: i64, limit: usize) -> Vec<Arc<StreamEvent>> {
+        let recent = lock(&self.recent);
+        recent
+            .range(from..)
+            .zip(from..)
+            .take_while(|((seq, _), want)| **seq == *want)
+            .take(limit)
+            .map(|((_, e), _)| Arc::clone(e))
+            .collect()
+    }
 }
 
 /// The local stream owning each (workspace, consumer): its session, and how
@@ -181,6 +215,7 @@ impl Hub {
             wake: Notify::new(),
             events,
             read: AtomicI64::new(head),
+            recent: Mutex::new(BTreeMap::new()),
         });
         tails.insert(ws.to_owned(), Arc::clone(&tail));
         tasks.spawn_until_stopped(run_tail(
@@ -260,14 +295,19 @@ async fn run_tail(hub: Arc<Hub>, store: Store, ws: String, tail: Arc<Tail>) {
                 }
             };
             let full = batch.len() as u64 == BATCH;
+            let mut read = Vec::with_capacity(batch.len());
             for record in batch {
                 last = record.seq;
                 match StreamEvent::decode(record) {
-                    Ok(event) => drop(tail.events.send(Arc::new(event))),
+                    Ok(event) => read.push(Arc::new(event)),
                     Err(e) => {
                         tracing::error!(workspace = %ws, error = %e, "skipping an event that does not decode")
                     }
                 }
+            }
+            tail.remember(&read);
+            for event in read {
+                drop(tail.events.send(event));
             }
             tail.read.store(last, Ordering::SeqCst);
             if !full {
@@ -494,5 +534,85 @@ impl Engine {
             trimmed += self.store.trim_outbox(&ws, now).await?;
         }
         Ok(trimmed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: i64) -> Arc<StreamEvent> {
+        Arc::new(StreamEvent {
+            seq,
+            event_id: format!("e{seq}"),
+            kind: "TRANSITION".to_owned(),
+            occurred_at: Timestamp::from_micros(0),
+            committed_at: Timestamp::from_micros(0),
+            traceparent: None,
+            suppressed: false,
+            payload: OutboxPayload {
+                lead_id: "l".to_owned(),
+                external_key: None,
+                stage: Stage::Iql,
+                lead_version: 1,
+                scores: leadflow_domain::lifecycle::Scores {
+                    fit: 0.0,
+                    grade: String::new(),
+                    engagement: 0.0,
+                    qualifying_engagement: 0.0,
+                },
+                policy_version: 1,
+                transition: None,
+                trigger: None,
+                sla_breach: None,
+            },
+            wire: OnceLock::new(),
+        })
+    }
+
+    fn tail() -> Tail {
+        Tail {
+            wake: Notify::new(),
+            events: broadcast::channel(1).0,
+            read: AtomicI64::new(0),
+            recent: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn seqs(events: &[Arc<StreamEvent>]) -> Vec<i64> {
+        events.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn recall_stops_at_a_gap_and_at_the_limit() {
+        let tail = tail();
+        tail.remember(&[event(3), event(4), event(5), event(7), event(8)]);
+        assert_eq!(seqs(&tail.recall(3, 10)), [3, 4, 5]);
+        assert_eq!(seqs(&tail.recall(4, 1)), [4]);
+        assert_eq!(seqs(&tail.recall(7, 10)), [7, 8]);
+        // Nothing kept at the start: nothing recalled, even with later ones kept.
+        assert!(tail.recall(2, 10).is_empty());
+        assert!(tail.recall(6, 10).is_empty());
+        assert!(tail.recall(9, 10).is_empty());
+        // The one read fills the gap; the same event read twice is kept once.
+        tail.remember(&[event(6), event(7)]);
+        assert_eq!(seqs(&tail.recall(3, 10)), [3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn the_newest_events_are_kept_within_the_capacity() {
+        let tail = tail();
+        let n = i64::try_from(RECENT_CAPACITY).unwrap_or(i64::MAX);
+        let old: Vec<_> = (1..=n).map(event).collect();
+        tail.remember(&old);
+        tail.remember(&[event(n + 1), event(n + 2)]);
+        assert!(tail.recall(1, 10).is_empty());
+        assert!(tail.recall(2, 10).is_empty());
+        assert_eq!(seqs(&tail.recall(3, 2)), [3, 4]);
+        assert_eq!(lock(&tail.recent).len(), RECENT_CAPACITY);
+        // An older event read late is the first to go.
+        tail.remember(&[event(1)]);
+        assert!(tail.recall(1, 10).is_empty());
+        assert_eq!(seqs(&tail.recall(n + 1, 10)), [n + 1, n + 2]);
     }
 }

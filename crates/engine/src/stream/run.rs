@@ -80,22 +80,37 @@ impl Run {
     /// Delivers the next batch the table holds: `Some(true)` when that was
     /// the end of what is committed, `None` when the stream must stop.
     async fn catch_up(&mut self) -> Result<Option<bool>, EngineError> {
+        // What another subscriber or the tail has just read, first.
+        let recalled = self.tail.recall(self.next, BATCH as usize);
+        if !recalled.is_empty() {
+            for event in recalled {
+                if !self.deliver(event).await {
+                    return Ok(None);
+                }
+            }
+            return Ok(Some(false));
+        }
         let batch = self
             .engine
             .store
             .outbox_after(&self.ws, self.next - 1, BATCH)
             .await?;
         let done = (batch.len() as u64) < BATCH;
+        let mut events = Vec::with_capacity(batch.len());
+        let mut want = self.next;
         for record in batch {
-            if record.seq > self.next {
+            if record.seq > want {
                 // Sequences have no holes: these were trimmed under us.
                 return Err(EngineError::OutOfRange(format!(
-                    "events {} to {} are no longer kept",
-                    self.next,
+                    "events {want} to {} are no longer kept",
                     record.seq - 1
                 )));
             }
-            let event = Arc::new(StreamEvent::decode(record)?);
+            want = record.seq + 1;
+            events.push(Arc::new(StreamEvent::decode(record)?));
+        }
+        self.tail.remember(&events);
+        for event in events {
             if !self.deliver(event).await {
                 return Ok(None);
             }

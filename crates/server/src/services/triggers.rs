@@ -3,6 +3,7 @@
 use std::pin::Pin;
 
 use leadflow_engine::{Consumer, Engine, Filter, Start, StreamEvent, StreamItem};
+use leadflow_proto::frame::SubscribeFrame;
 use leadflow_proto::v1 as pb;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
@@ -89,10 +90,22 @@ fn consumer_out(c: &Consumer, head: i64) -> pb::Consumer {
     }
 }
 
-type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
+/// An event as a stream sends it: encoded by the first stream that sends it
+/// and shared by every other.
+fn event_frame(e: &StreamEvent) -> SubscribeFrame {
+    let bytes = e.wire.get_or_init(|| {
+        SubscribeFrame::encode(&pb::SubscribeResponse {
+            item: Some(pb::subscribe_response::Item::Event(event_out(e))),
+        })
+        .into_bytes()
+    });
+    SubscribeFrame::from_encoded(bytes.clone())
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<SubscribeFrame, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl pb::trigger_service_server::TriggerService for TriggerApi {
+impl leadflow_proto::framed::trigger_service_server::TriggerService for TriggerApi {
     type SubscribeStream = EventStream;
 
     async fn subscribe(
@@ -146,16 +159,15 @@ impl pb::trigger_service_server::TriggerService for TriggerApi {
             .await
             .map_err(status)?;
         let items = tokio_stream::wrappers::ReceiverStream::new(subscription.into_receiver()).map(|item| {
-            let item = match item.map_err(status)? {
-                StreamItem::Event(e) => pb::subscribe_response::Item::Event(event_out(&e)),
-                StreamItem::Checkpoint { head, at } => {
-                    pb::subscribe_response::Item::Checkpoint(pb::Checkpoint {
+            Ok(match item.map_err(status)? {
+                StreamItem::Event(e) => event_frame(&e),
+                StreamItem::Checkpoint { head, at } => SubscribeFrame::encode(&pb::SubscribeResponse {
+                    item: Some(pb::subscribe_response::Item::Checkpoint(pb::Checkpoint {
                         head_sequence: head,
                         at: Some(timestamp_out(at)),
-                    })
-                }
-            };
-            Ok(pb::SubscribeResponse { item: Some(item) })
+                    })),
+                }),
+            })
         });
         Ok(Response::new(Box::pin(items)))
     }
