@@ -92,16 +92,12 @@ pub(crate) async fn unary(
     .await
 }
 
-/// S: messages a second one server stream delivers.
-pub(crate) async fn stream(
-    channel: &tonic::transport::Channel,
-    size: usize,
+/// Asks for `messages` of `size` bytes on one stream; how many arrived.
+async fn flood(
+    client: &mut pb::echo_service_client::EchoServiceClient<tonic::transport::Channel>,
     messages: i64,
-    server: u32,
-) -> anyhow::Result<Stats> {
-    let mut client = pb::echo_service_client::EchoServiceClient::new(channel.clone());
-    let cpu = crate::cpu::Meter::start(Some(server));
-    let started = Instant::now();
+    size: usize,
+) -> anyhow::Result<u64> {
     let mut stream = client
         .flood(pb::FloodRequest {
             messages,
@@ -114,6 +110,20 @@ pub(crate) async fn stream(
         m?;
         n += 1;
     }
+    Ok(n)
+}
+
+/// S: messages a second one server stream delivers.
+pub(crate) async fn stream(
+    channel: &tonic::transport::Channel,
+    size: usize,
+    messages: i64,
+    server: u32,
+) -> anyhow::Result<Stats> {
+    let mut client = pb::echo_service_client::EchoServiceClient::new(channel.clone());
+    let cpu = crate::cpu::Meter::start(Some(server));
+    let started = Instant::now();
+    let n = flood(&mut client, messages, size).await?;
     let seconds = started.elapsed().as_secs_f64();
     let (client_cpu, server_cpu) = cpu.stop();
     #[allow(clippy::cast_precision_loss)]
@@ -142,35 +152,15 @@ pub(crate) async fn streams(
     server: u32,
 ) -> anyhow::Result<Stats> {
     let connections = streams.div_ceil(100);
-    let mut channels = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        channels.push(
-            tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
-                .tcp_nodelay(true)
-                .connect()
-                .await?,
-        );
-    }
+    let channels = crate::server::connect(address, connections).await?;
     let cpu = crate::cpu::Meter::start(Some(server));
     let started = Instant::now();
     let mut readers = Vec::with_capacity(streams);
     for s in 0..streams {
         let mut client = pb::echo_service_client::EchoServiceClient::new(channels[s % connections].clone());
-        readers.push(tokio::spawn(async move {
-            let mut stream = client
-                .flood(pb::FloodRequest {
-                    messages,
-                    size: i32::try_from(size).unwrap_or(0),
-                })
-                .await?
-                .into_inner();
-            let mut n = 0_u64;
-            while let Some(m) = stream.next().await {
-                m?;
-                n += 1;
-            }
-            Ok::<u64, anyhow::Error>(n)
-        }));
+        readers.push(tokio::spawn(
+            async move { flood(&mut client, messages, size).await },
+        ));
     }
     let mut n = 0;
     for r in readers {

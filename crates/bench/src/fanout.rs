@@ -49,15 +49,7 @@ pub(crate) async fn run(
 ) -> anyhow::Result<FanOut> {
     let run = RUN.fetch_add(1, Ordering::Relaxed);
     let connections = subscribers.div_ceil(100);
-    let mut channels = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        channels.push(
-            tonic::transport::Endpoint::from_shared(format!("http://{read}"))?
-                .tcp_nodelay(true)
-                .connect()
-                .await?,
-        );
-    }
+    let channels = crate::server::connect(read, connections).await?;
     let mut streams = Vec::with_capacity(subscribers);
     for s in 0..subscribers {
         let mut client = TriggerServiceClient::new(channels[s % connections].clone());
@@ -195,15 +187,7 @@ pub(crate) async fn backlog(
         w.await??;
     }
     let connections = subscribers.div_ceil(100);
-    let mut channels = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        channels.push(
-            tonic::transport::Endpoint::from_shared(format!("http://{read}"))?
-                .tcp_nodelay(true)
-                .connect()
-                .await?,
-        );
-    }
+    let channels = crate::server::connect(read, connections).await?;
     let started = Instant::now();
     let mut readers = Vec::with_capacity(subscribers);
     for s in 0..subscribers {

@@ -46,16 +46,7 @@ impl Process {
 
     /// `n` client channels (HTTP/2 connections).
     pub(crate) async fn channels(&self, n: usize) -> anyhow::Result<Vec<Channel>> {
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            out.push(
-                tonic::transport::Endpoint::from_shared(format!("http://{}", self.address))?
-                    .tcp_nodelay(true)
-                    .connect()
-                    .await?,
-            );
-        }
-        Ok(out)
+        connect(&self.address, n).await
     }
 
     pub(crate) fn stop(&mut self) {
@@ -68,6 +59,20 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `n` client channels (HTTP/2 connections) to `address` (`host:port`).
+pub(crate) async fn connect(address: &str, n: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(
+            tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+                .tcp_nodelay(true)
+                .connect()
+                .await?,
+        );
+    }
+    Ok(out)
 }
 
 /// The `leadflow` binary next to this one (both built by one `cargo build --release`).
