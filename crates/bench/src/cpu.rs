@@ -48,3 +48,17 @@ impl Meter {
         (client, server)
     }
 }
+
+/// A process's resident memory now, MiB (`VmRSS` in /proc/PID/status).
+pub(crate) fn resident_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}

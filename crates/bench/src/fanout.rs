@@ -25,6 +25,9 @@ pub(crate) struct FanOut {
     pub(crate) p99_ms: f64,
     /// The mean encoded size of a delivered message, bytes.
     pub(crate) message_bytes: usize,
+    /// The server's resident memory with every stream open, once the
+    /// events are written, MiB.
+    pub(crate) server_rss_mib: Option<f64>,
 }
 
 static RUN: AtomicU64 = AtomicU64::new(0);
@@ -43,6 +46,7 @@ pub(crate) async fn run(
     name: &str,
     write: &Channel,
     read: &str,
+    server: Option<u32>,
     subscribers: usize,
     events: usize,
     pace: Option<Duration>,
@@ -115,6 +119,7 @@ pub(crate) async fn run(
     for t in tasks {
         t.await??;
     }
+    let server_rss_mib = server.and_then(crate::cpu::resident_mib);
     let mut latencies = Vec::new();
     for r in readers {
         latencies.extend(r.await?);
@@ -132,6 +137,7 @@ pub(crate) async fn run(
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
         message_bytes: 0,
+        server_rss_mib,
     })
 }
 
@@ -241,5 +247,6 @@ pub(crate) async fn backlog(
         p50_ms: 0.0,
         p99_ms: 0.0,
         message_bytes: bytes / usize::try_from(deliveries).unwrap_or(usize::MAX).max(1),
+        server_rss_mib: None,
     })
 }

@@ -158,9 +158,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             let events = if args.quick { 20 } else { 60 };
             for subscribers in [1, 100, 1_000] {
                 let name = format!("commit → {subscribers} subscriber(s), {label}");
-                report
-                    .fanout
-                    .push(fanout::run(&name, write, &server.address, subscribers, events, pace).await?);
+                report.fanout.push(
+                    fanout::run(
+                        &name,
+                        write,
+                        &server.address,
+                        Some(server.pid()),
+                        subscribers,
+                        events,
+                        pace,
+                    )
+                    .await?,
+                );
             }
             let name = format!("backlog read by 1000 subscribers, {label}");
             let burst = if args.quick { 50 } else { 200 };
@@ -187,7 +196,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 let name = "commit on A → subscriber on B, PostgreSQL".to_owned();
                 report
                     .fanout
-                    .push(fanout::run(&name, write, &other.address, 1, events, pace).await?);
+                    .push(fanout::run(&name, write, &other.address, None, 1, events, pace).await?);
             }
         }
     }
@@ -322,6 +331,13 @@ fn checks(report: &mut Report) {
             format!("{:.1} ms", f.p99_ms),
             f.p99_ms < 15.0,
         );
+        if let Some(rss) = f.server_rss_mib {
+            add(
+                "server memory with 1,000 open streams < 128 MiB RSS",
+                format!("{rss:.1} MiB"),
+                rss < 128.0,
+            );
+        }
     }
 }
 
@@ -348,11 +364,14 @@ fn print(report: &Report) {
             s.client_cpu * 100.0
         );
     }
-    println!("\n| fan-out | subscribers | deliveries | deliveries/s | p50 ms | p99 ms |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!("\n| fan-out | subscribers | deliveries | deliveries/s | p50 ms | p99 ms | server RSS MiB |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for f in &report.fanout {
+        let rss = f
+            .server_rss_mib
+            .map_or_else(|| "—".to_owned(), |r| format!("{r:.1}"));
         println!(
-            "| {} | {} | {} | {:.0} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {rss} |",
             f.name, f.subscribers, f.deliveries, f.per_second, f.p50_ms, f.p99_ms
         );
     }
