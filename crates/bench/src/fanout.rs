@@ -28,6 +28,9 @@ pub(crate) struct FanOut {
     /// The server's resident memory with every stream open, once the
     /// events are written, MiB.
     pub(crate) server_rss_mib: Option<f64>,
+    /// From the start to the last stream's answer to `Subscribe`, seconds
+    /// (the backlog: opening the streams, within the measured time).
+    pub(crate) opened_after_seconds: Option<f64>,
 }
 
 static RUN: AtomicU64 = AtomicU64::new(0);
@@ -138,6 +141,7 @@ pub(crate) async fn run(
         p99_ms: percentile(&latencies, 0.99),
         message_bytes: 0,
         server_rss_mib,
+        opened_after_seconds: None,
     })
 }
 
@@ -195,12 +199,14 @@ pub(crate) async fn backlog(
     let connections = subscribers.div_ceil(100);
     let channels = crate::server::connect(read, connections).await?;
     let started = Instant::now();
+    let opened = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::with_capacity(subscribers);
     for s in 0..subscribers {
         let mut client = TriggerServiceClient::new(channels[s % connections].clone());
         let consumer = format!("bench-backlog-{run}-{s}");
+        let opened = Arc::clone(&opened);
         readers.push(tokio::spawn(async move {
-            let mut stream = client
+            let stream = client
                 .subscribe(pb::SubscribeRequest {
                     consumer,
                     start: pb::StartPosition::AtSequence.into(),
@@ -210,8 +216,10 @@ pub(crate) async fn backlog(
                         ..Default::default()
                     }),
                 })
-                .await?
-                .into_inner();
+                .await?;
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            opened.fetch_max(micros, Ordering::Relaxed);
+            let mut stream = stream.into_inner();
             let (mut n, mut bytes) = (0_u64, 0_usize);
             while n < events as u64 {
                 match tokio::time::timeout(Duration::from_secs(30), stream.message()).await {
@@ -248,5 +256,7 @@ pub(crate) async fn backlog(
         p99_ms: 0.0,
         message_bytes: bytes / usize::try_from(deliveries).unwrap_or(usize::MAX).max(1),
         server_rss_mib: None,
+        #[allow(clippy::cast_precision_loss)]
+        opened_after_seconds: Some(opened.load(Ordering::Relaxed) as f64 / 1e6),
     })
 }

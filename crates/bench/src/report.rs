@@ -375,6 +375,14 @@ fn print(report: &Report) {
             f.name, f.subscribers, f.deliveries, f.per_second, f.p50_ms, f.p99_ms
         );
     }
+    for f in report.fanout.iter().filter(|f| f.opened_after_seconds.is_some()) {
+        let deliveries = f.deliveries as f64 / f.per_second.max(1e-9);
+        println!(
+            "\n{}: the last stream opened after {:.2} s of {deliveries:.2} s",
+            f.name,
+            f.opened_after_seconds.unwrap_or(0.0)
+        );
+    }
     print_checks(report);
     println!(
         "\nCPU shares are of all {} cores; client and server share them.",
