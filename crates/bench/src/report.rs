@@ -376,9 +376,9 @@ fn print(report: &Report) {
         );
     }
     for f in report.fanout.iter().filter(|f| f.opened_after_seconds.is_some()) {
-        let deliveries = f.deliveries as f64 / f.per_second.max(1e-9);
+        let seconds = f.deliveries as f64 / f.per_second.max(1e-9);
         println!(
-            "\n{}: the last stream opened after {:.2} s of {deliveries:.2} s",
+            "\n{}: the last stream opened after {:.2} s of {seconds:.2} s",
             f.name,
             f.opened_after_seconds.unwrap_or(0.0)
         );

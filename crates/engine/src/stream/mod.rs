@@ -1,8 +1,10 @@
 //! The event stream: a tail per workspace reads new outbox rows once and
 //! broadcasts them; each subscription catches up from the table, then
-//! follows the broadcast, and falls back to the table whenever it lags. No
-//! subscriber can make the process hold more than the broadcast's bounded
-//! buffer and its own bounded channel.
+//! follows the broadcast, and falls back to the table whenever it lags;
+//! streams catching up over the same stretch share what the tail keeps of
+//! it. No subscriber can make the process hold more than the broadcast's
+//! bounded buffer, the tail's bounded store of recent events and its own
+//! bounded channel.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -143,15 +145,19 @@ struct Tail {
 }
 
 impl Tail {
-    /// Keeps events just read, dropping the oldest beyond the capacity.
-    fn remember(&self, events: &[Arc<StreamEvent>]) {
+    /// Keeps events just read, dropping the oldest beyond the capacity, and
+    /// hands back the ones to send: an event already kept is the kept one
+    /// (with its encoding, if a stream has made it), not a second copy.
+    fn remember(&self, events: Vec<Arc<StreamEvent>>) -> Vec<Arc<StreamEvent>> {
         let mut recent = lock(&self.recent);
-        for e in events {
-            recent.insert(e.seq, Arc::clone(e));
-        }
+        let shared = events
+            .into_iter()
+            .map(|e| Arc::clone(recent.entry(e.seq).or_insert(e)))
+            .collect();
         while recent.len() > RECENT_CAPACITY {
             recent.pop_first();
         }
+        shared
     }
 
     /// The events kept from `from` on without a gap, at most `limit`.
@@ -305,8 +311,7 @@ async fn run_tail(hub: Arc<Hub>, store: Store, ws: String, tail: Arc<Tail>) {
                     }
                 }
             }
-            tail.remember(&read);
-            for event in read {
+            for event in tail.remember(read) {
                 drop(tail.events.send(event));
             }
             tail.read.store(last, Ordering::SeqCst);
@@ -586,7 +591,7 @@ mod tests {
     #[test]
     fn recall_stops_at_a_gap_and_at_the_limit() {
         let tail = tail();
-        tail.remember(&[event(3), event(4), event(5), event(7), event(8)]);
+        tail.remember(vec![event(3), event(4), event(5), event(7), event(8)]);
         assert_eq!(seqs(&tail.recall(3, 10)), [3, 4, 5]);
         assert_eq!(seqs(&tail.recall(4, 1)), [4]);
         assert_eq!(seqs(&tail.recall(7, 10)), [7, 8]);
@@ -594,8 +599,12 @@ mod tests {
         assert!(tail.recall(2, 10).is_empty());
         assert!(tail.recall(6, 10).is_empty());
         assert!(tail.recall(9, 10).is_empty());
-        // The one read fills the gap; the same event read twice is kept once.
-        tail.remember(&[event(6), event(7)]);
+        // The one read fills the gap; the same event read twice is kept
+        // once, and the copy kept first is the one handed back.
+        let kept = tail.recall(7, 1);
+        let handed = tail.remember(vec![event(6), event(7)]);
+        assert_eq!(seqs(&handed), [6, 7]);
+        assert!(Arc::ptr_eq(&handed[1], &kept[0]));
         assert_eq!(seqs(&tail.recall(3, 10)), [3, 4, 5, 6, 7, 8]);
     }
 
@@ -604,14 +613,14 @@ mod tests {
         let tail = tail();
         let n = i64::try_from(RECENT_CAPACITY).unwrap_or(i64::MAX);
         let old: Vec<_> = (1..=n).map(event).collect();
-        tail.remember(&old);
-        tail.remember(&[event(n + 1), event(n + 2)]);
+        tail.remember(old);
+        tail.remember(vec![event(n + 1), event(n + 2)]);
         assert!(tail.recall(1, 10).is_empty());
         assert!(tail.recall(2, 10).is_empty());
         assert_eq!(seqs(&tail.recall(3, 2)), [3, 4]);
         assert_eq!(lock(&tail.recent).len(), RECENT_CAPACITY);
         // An older event read late is the first to go.
-        tail.remember(&[event(1)]);
+        tail.remember(vec![event(1)]);
         assert!(tail.recall(1, 10).is_empty());
         assert_eq!(seqs(&tail.recall(n + 1, 10)), [n + 1, n + 2]);
     }

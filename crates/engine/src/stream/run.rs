@@ -109,8 +109,7 @@ impl Run {
             want = record.seq + 1;
             events.push(Arc::new(StreamEvent::decode(record)?));
         }
-        self.tail.remember(&events);
-        for event in events {
+        for event in self.tail.remember(events) {
             if !self.deliver(event).await {
                 return Ok(None);
             }
