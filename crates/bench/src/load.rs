@@ -238,3 +238,48 @@ pub(crate) async fn standalone(
     );
     Ok(())
 }
+
+/// `leadflow-bench load --engagements N`: seeds the leads, then records
+/// exactly `n` engagements, one call at a time (`unary`: one a call;
+/// `batched`: 100 a call), the same ones for the same `n` but for their
+/// event ids. Under callgrind, two runs with different `n` give the
+/// server's instructions per engagement: the difference over the difference.
+pub(crate) async fn fixed(address: &str, kind: &str, n: u64, leads: usize) -> anyhow::Result<()> {
+    let channels = crate::server::connect(address, 1).await?;
+    let ids = seed(&channels, leads).await?;
+    let mut client = LeadServiceClient::new(channels[0].clone());
+    let run = run_id();
+    let lead = |i: u64| lead_ref(&ids[usize::try_from(i).unwrap_or(0) % ids.len()]);
+    let started = Instant::now();
+    match kind {
+        "unary" => {
+            for i in 0..n {
+                client
+                    .record_engagement(pb::RecordEngagementRequest {
+                        lead: lead(i),
+                        engagement: Some(engagement(&run, i)),
+                    })
+                    .await?;
+            }
+        }
+        "batched" => {
+            let mut i = 0;
+            while i < n {
+                let end = (i + 100).min(n);
+                let engagements = (i..end)
+                    .map(|k| pb::EngagementItem {
+                        lead: lead(k),
+                        engagement: Some(engagement(&run, k)),
+                    })
+                    .collect();
+                client
+                    .record_engagements(pb::RecordEngagementsRequest { engagements })
+                    .await?;
+                i = end;
+            }
+        }
+        other => anyhow::bail!("unknown kind {other:?} with --engagements: unary or batched"),
+    }
+    println!("{n} engagements ({kind}) in {:.2} s", started.elapsed().as_secs_f64());
+    Ok(())
+}

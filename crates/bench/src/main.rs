@@ -72,6 +72,10 @@ enum Scenario {
         seconds: u64,
         #[arg(long, default_value_t = 200)]
         leads: usize,
+        /// Instead of a time: this many engagements, one call after another
+        /// (a fixed workload, for `valgrind --tool=callgrind` on the server).
+        #[arg(long)]
+        engagements: Option<u64>,
     },
     /// The echo server the ceilings are measured against (started by `run`).
     EchoServer {
@@ -97,7 +101,11 @@ fn main() -> anyhow::Result<()> {
                 concurrency,
                 seconds,
                 leads,
-            } => load::standalone(&address, &kind, concurrency, seconds, leads).await,
+                engagements,
+            } => match engagements {
+                Some(n) => load::fixed(&address, &kind, n, leads).await,
+                None => load::standalone(&address, &kind, concurrency, seconds, leads).await,
+            },
         }
     })
 }

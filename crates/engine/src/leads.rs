@@ -191,25 +191,40 @@ impl Engine {
         let ws = req.workspace.as_str();
         // The lead first: what is read after its lock is what the previous
         // command on it committed (its policy, its results).
+        let (locked, recorded) = match (locked, key, known) {
+            (Some(locked), _, _) => (locked, None),
+            // By id, the engagement's row is written with the lock (one
+            // statement on PostgreSQL).
+            (None, LeadKey::Id(id), Known::Unknown) => {
+                let fp = engagement_fingerprint(id, engagement, occurred_at_given);
+                let (record, active, new) = tx
+                    .lock_lead_recording(ws, id, engagement, &fp, self.now())
+                    .await?
+                    .ok_or_else(|| EngineError::NotFound {
+                        what: "lead",
+                        key: key.describe(),
+                    })?;
+                (self.locked_fresh(tx, ws, record, active).await?, Some((fp, new)))
+            }
+            (None, _, _) => (self.lock(tx, ws, key).await?, None),
+        };
         let Locked {
             record,
             policy_version,
             policy,
-        } = match locked {
-            Some(locked) => locked,
-            None => self.lock(tx, ws, key).await?,
-        };
+        } = locked;
         let now = self.now();
-        let (fp, new) = match known {
-            Known::Unknown => {
+        let (fp, new) = match (recorded, known) {
+            (Some(recorded), _) => recorded,
+            (None, Known::Unknown) => {
                 let fp = engagement_fingerprint(&record.id, engagement, occurred_at_given);
                 let new = tx
                     .insert_engagement_if_new(ws, &record.id, engagement, &fp, now)
                     .await?;
                 (fp, new)
             }
-            Known::Inserted { fingerprint } => (fingerprint.to_owned(), true),
-            Known::Recorded { fingerprint } => (fingerprint.to_owned(), false),
+            (None, Known::Inserted { fingerprint }) => (fingerprint.to_owned(), true),
+            (None, Known::Recorded { fingerprint }) => (fingerprint.to_owned(), false),
         };
         if !new {
             let Some(seen) = tx.engagement(ws, &engagement.event_id).await? else {
@@ -270,8 +285,20 @@ impl Engine {
                     what: "lead",
                     key: key.describe(),
                 })?;
-        // On PostgreSQL the active version was read in the snapshot taken
-        // before waiting for the lock: if the lead says otherwise, read again.
+        self.locked_fresh(tx, ws, record, active).await
+    }
+
+    /// [`Engine::locked`] for a lead read with the active policy version in
+    /// one statement: on PostgreSQL that version was read in the snapshot
+    /// taken before waiting for the lock, so if the lead says otherwise it
+    /// is read again.
+    async fn locked_fresh(
+        &self,
+        tx: &Tx,
+        ws: &str,
+        record: LeadRecord,
+        active: Option<i64>,
+    ) -> Result<Locked, EngineError> {
         let active = if active.is_some_and(|v| v != record.policy_version) {
             tx.active_policy_version(ws).await?.flatten()
         } else {

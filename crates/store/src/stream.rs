@@ -79,7 +79,9 @@ impl Store {
     }
 
     /// Makes `session` the owner of the consumer, creating it with
-    /// `cursor` if it is new. Returns the consumer and whether it was new.
+    /// `cursor` if it is new (an existing consumer keeps its cursor). One
+    /// statement, committed on its own: two first subscribes of one name
+    /// cannot both insert, and the later claim wins.
     pub async fn claim_consumer(
         &self,
         ws: &str,
@@ -87,11 +89,10 @@ impl Store {
         cursor: i64,
         session: &str,
         now: Timestamp,
-    ) -> Result<(ConsumerRecord, bool), StoreError> {
-        let tx = self.writer().begin().await.map_err(|e| self.on_writer(e))?;
-        // Insert-or-nothing first, so two first subscribes of one name
-        // cannot both insert; the row is then locked and claimed.
-        let inserted = consumer::Entity::insert(consumer::ActiveModel::from(consumer::Model {
+    ) -> Result<ConsumerRecord, StoreError> {
+        use sea_orm::QueryTrait as _;
+        use sea_orm::sea_query::OnConflict;
+        let mut insert = consumer::Entity::insert(consumer::ActiveModel::from(consumer::Model {
             workspace_id: ws.to_owned(),
             name: name.to_owned(),
             cursor,
@@ -99,28 +100,21 @@ impl Store {
             created_at: now.as_micros(),
             last_seen_at: now.as_micros(),
         }))
-        .on_conflict_do_nothing_on([consumer::Column::WorkspaceId, consumer::Column::Name])
-        .exec_without_returning(&tx)
-        .await?;
-        let created = matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0);
-        let mut row = consumer::Entity::find_by_id((ws.to_owned(), name.to_owned()))
-            .lock_exclusive()
-            .one(&tx)
-            .await?
-            .ok_or_else(|| StoreError::corrupt("consumers", name, "vanished while claimed"))?;
-        if !created {
-            consumer::Entity::update_many()
-                .col_expr(consumer::Column::Session, Expr::value(session))
-                .col_expr(consumer::Column::LastSeenAt, Expr::value(now.as_micros()))
-                .filter(consumer::Column::WorkspaceId.eq(ws))
-                .filter(consumer::Column::Name.eq(name))
-                .exec(&tx)
-                .await?;
-            row.session = session.to_owned();
-            row.last_seen_at = now.as_micros();
-        }
-        tx.commit().await?;
-        Ok((record(row), created))
+        .on_conflict(
+            OnConflict::columns([consumer::Column::WorkspaceId, consumer::Column::Name])
+                .update_columns([consumer::Column::Session, consumer::Column::LastSeenAt])
+                .to_owned(),
+        );
+        insert.query().returning_all();
+        let statement = insert.build(self.writer().get_database_backend());
+        let row = self
+            .writer()
+            .query_one_raw(statement)
+            .await
+            .map_err(|e| self.on_writer(e))?
+            .ok_or_else(|| StoreError::corrupt("consumers", name, "no row after the claim"))?;
+        let row = <consumer::Model as sea_orm::FromQueryResult>::from_query_result(&row, "")?;
+        Ok(record(row))
     }
 
     /// Moves the cursor forward to `seq` (never back). `None` if unknown.

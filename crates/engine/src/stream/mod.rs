@@ -443,7 +443,7 @@ impl Engine {
             )));
         }
         let session = uuid::Uuid::new_v4().to_string();
-        let (record, _) = self
+        let record = self
             .store
             .claim_consumer(ws, consumer, from - 1, &session, self.now())
             .await?;

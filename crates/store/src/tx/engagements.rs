@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use leadflow_domain::workflow::Trigger;
 use leadflow_domain::{Engagement, Timestamp};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait as _, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait as _, EntityTrait, QueryFilter};
 
 use super::{INSERT_CHUNK, Tx};
 use crate::convert;
@@ -38,7 +38,7 @@ impl Tx {
         fingerprint: &str,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let result = engagement::Entity::insert(engagement_model(ws, lead_id, e, fingerprint, None, now)?)
+        let result = engagement::Entity::insert(engagement_model(ws, lead_id, e, fingerprint, now)?)
             .on_conflict_do_nothing_on([engagement::Column::WorkspaceId, engagement::Column::EventId])
             .exec_without_returning(self.db().await?)
             .await?;
@@ -59,7 +59,7 @@ impl Tx {
         let mut inserted = HashSet::with_capacity(items.len());
         let rows = items
             .iter()
-            .map(|i| engagement_model(ws, i.lead_id, i.engagement, i.fingerprint, None, now))
+            .map(|i| engagement_model(ws, i.lead_id, i.engagement, i.fingerprint, now))
             .collect::<Result<Vec<_>, _>>()?;
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut insert = engagement::Entity::insert_many(chunk.to_vec()).on_conflict(
@@ -95,32 +95,36 @@ impl Tx {
     }
 }
 
+/// An engagement's row, as plain values.
+pub(super) fn engagement_row(
+    ws: &str,
+    lead_id: &str,
+    e: &Engagement,
+    fingerprint: &str,
+    now: Timestamp,
+) -> Result<engagement::Model, StoreError> {
+    let properties = serde_json::to_string(&e.properties)
+        .map_err(|x| StoreError::corrupt("engagements", &e.event_id, x))?;
+    Ok(engagement::Model {
+        workspace_id: ws.to_owned(),
+        event_id: e.event_id.clone(),
+        lead_id: lead_id.to_owned(),
+        kind: e.kind.clone(),
+        channel: e.channel.clone(),
+        properties,
+        occurred_at: e.occurred_at.as_micros(),
+        recorded_at: now.as_micros(),
+        fingerprint: fingerprint.to_owned(),
+        caused_triggers: None,
+    })
+}
+
 fn engagement_model(
     ws: &str,
     lead_id: &str,
     e: &Engagement,
     fingerprint: &str,
-    triggers: Option<&[Trigger]>,
     now: Timestamp,
 ) -> Result<engagement::ActiveModel, StoreError> {
-    let caused_triggers = match triggers {
-        Some(t) if !t.is_empty() => {
-            Some(serde_json::to_string(t).map_err(|x| StoreError::corrupt("engagements", &e.event_id, x))?)
-        }
-        _ => None,
-    };
-    let properties = serde_json::to_string(&e.properties)
-        .map_err(|x| StoreError::corrupt("engagements", &e.event_id, x))?;
-    Ok(engagement::ActiveModel {
-        workspace_id: Set(ws.to_owned()),
-        event_id: Set(e.event_id.clone()),
-        lead_id: Set(lead_id.to_owned()),
-        kind: Set(e.kind.clone()),
-        channel: Set(e.channel.clone()),
-        properties: Set(properties),
-        occurred_at: Set(e.occurred_at.as_micros()),
-        recorded_at: Set(now.as_micros()),
-        fingerprint: Set(fingerprint.to_owned()),
-        caused_triggers: Set(caused_triggers),
-    })
+    engagement_row(ws, lead_id, e, fingerprint, now).map(engagement::ActiveModel::from)
 }

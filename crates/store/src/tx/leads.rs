@@ -2,7 +2,7 @@
 //! creating them, and writing their new state (held back under
 //! [`Tx::defer_writes`]).
 
-use leadflow_domain::Timestamp;
+use leadflow_domain::{Engagement, Timestamp};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait as _, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -72,6 +72,62 @@ impl Tx {
         let active: Option<i64> = row.try_get("", "active_version")?;
         let model = <lead::Model as sea_orm::FromQueryResult>::from_query_result(&row, "")?;
         Ok(Some((convert::lead_record(model)?, active)))
+    }
+
+    /// [`Tx::lock_lead_with_policy`] by id, then records the engagement
+    /// unless its event id is recorded already (the last value: whether it
+    /// was recorded now). On PostgreSQL one statement does both, the insert
+    /// after the lock (a data-modifying `WITH` over the locked row); nothing
+    /// is recorded when the lead is not found.
+    pub async fn lock_lead_recording(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        e: &Engagement,
+        fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<Option<(LeadRecord, Option<i64>, bool)>, StoreError> {
+        if self.backend == Backend::Sqlite {
+            let Some((record, active)) = self.lock_lead_with_policy(ws, LeadLookup::Id(lead_id)).await? else {
+                return Ok(None);
+            };
+            let new = self
+                .insert_engagement_if_new(ws, lead_id, e, fingerprint, now)
+                .await?;
+            return Ok(Some((record, active, new)));
+        }
+        let row = super::engagements::engagement_row(ws, lead_id, e, fingerprint, now)?;
+        let statement = sea_orm::Statement::from_sql_and_values(
+            self.txn.get_database_backend(),
+            "WITH locked AS ( \
+               SELECT l.*, (SELECT w.active_policy_version FROM workspaces w WHERE w.id = $1) AS active_version \
+               FROM leads l WHERE l.workspace_id = $1 AND l.id = $2 AND l.erased_at IS NULL FOR UPDATE OF l \
+             ), recorded AS ( \
+               INSERT INTO engagements \
+                 (workspace_id, event_id, lead_id, \"type\", channel, properties, occurred_at, recorded_at, fingerprint) \
+               SELECT $1, $3, locked.id, $4, $5, $6, $7, $8, $9 FROM locked \
+               ON CONFLICT (workspace_id, event_id) DO NOTHING RETURNING 1 \
+             ) \
+             SELECT locked.*, EXISTS (SELECT 1 FROM recorded) AS recorded FROM locked",
+            [
+                ws.into(),
+                lead_id.into(),
+                row.event_id.into(),
+                row.kind.into(),
+                row.channel.into(),
+                row.properties.into(),
+                row.occurred_at.into(),
+                row.recorded_at.into(),
+                row.fingerprint.into(),
+            ],
+        );
+        let Some(row) = self.db().await?.query_one_raw(statement).await? else {
+            return Ok(None);
+        };
+        let active: Option<i64> = row.try_get("", "active_version")?;
+        let recorded: bool = row.try_get("", "recorded")?;
+        let model = <lead::Model as sea_orm::FromQueryResult>::from_query_result(&row, "")?;
+        Ok(Some((convert::lead_record(model)?, active, recorded)))
     }
 
     /// Reads many leads, by id or external key, and locks them until commit
