@@ -30,7 +30,10 @@ impl Tasks {
         let mut running = lock(&self.running);
         // What has ended is forgotten as new work comes in.
         while running.try_join_next().is_some() {}
-        running.spawn(task);
+        // Boxed: the runtime moves a task's future into its cell and its
+        // stage through completion, and a command's future is many
+        // kilobytes; a box is a pointer to move.
+        running.spawn(Box::pin(task));
     }
 
     /// Runs `task` until it ends or a shutdown is asked for, whichever is
