@@ -3,7 +3,8 @@
 //! Applied at start-up and by `leadflow migrate`. Every table's primary key
 //! begins with `workspace_id`, so the schema can be distributed by workspace.
 //! Instants are BIGINT microseconds since the Unix epoch (UTC); structured
-//! values are JSON text. This crate knows nothing of the domain.
+//! values are JSON text (a lead's state is packed: see the migration that
+//! packs it). This crate knows nothing of the domain.
 
 pub use sea_orm_migration::prelude::*;
 
@@ -14,6 +15,7 @@ mod m20261125_000004_tokens;
 mod m20261125_000005_analytics;
 mod m20261125_000006_trace;
 mod m20261205_000007_checkpoints;
+mod m20261206_000008_packed_state;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -30,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_analytics::Migration),
             Box::new(m20261125_000006_trace::Migration),
             Box::new(m20261205_000007_checkpoints::Migration),
+            Box::new(m20261206_000008_packed_state::Migration),
         ]
     }
 

@@ -280,6 +280,9 @@ pub(crate) async fn fixed(address: &str, kind: &str, n: u64, leads: usize) -> an
         }
         other => anyhow::bail!("unknown kind {other:?} with --engagements: unary or batched"),
     }
-    println!("{n} engagements ({kind}) in {:.2} s", started.elapsed().as_secs_f64());
+    println!(
+        "{n} engagements ({kind}) in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -59,9 +59,8 @@ impl Engine {
         let policy = self.policy_version_of(&tx, ws, record.policy_version).await?;
         let mut scrubbed = record.lead.clone();
         scrubbed.profile = Profile::default();
-        let state = serde_json::to_string(&scrubbed).map_err(|e| EngineError::Internal(e.to_string()))?;
         let erased = tx
-            .erase_lead(ws, &record.id, &state, now, req.principal.as_deref())
+            .erase_lead(ws, &record.id, &scrubbed, now, req.principal.as_deref())
             .await?;
         let payload = OutboxPayload {
             lead_id: record.id.clone(),

@@ -20,8 +20,7 @@ pub(crate) fn stage(table: &'static str, key: &str, text: &str) -> Result<Stage,
 }
 
 pub(crate) fn lead_record(row: lead::Model) -> Result<LeadRecord, StoreError> {
-    let lead: Lead =
-        serde_json::from_str(&row.state).map_err(|e| StoreError::corrupt("leads", &row.id, e))?;
+    let lead: Lead = crate::state::unpack(&row.id, row.packed_state.as_deref(), &row.state)?;
     Ok(LeadRecord {
         id: row.id,
         external_key: row.external_key,

@@ -1,6 +1,6 @@
 //! Erasing a lead: its personal data goes, its anonymous facts stay.
 
-use leadflow_domain::Timestamp;
+use leadflow_domain::{Lead, Timestamp};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
@@ -54,7 +54,7 @@ impl Tx {
     }
 
     /// Erases a lead's personal data in this transaction: its external key
-    /// and its state as `scrubbed_state` (the profile emptied), the
+    /// and its state as `scrubbed` (the profile emptied), the
     /// properties of its engagements, the external key in its stored
     /// events, its timers and the stored results of calls that returned it.
     /// Its stage history stays, under its opaque id.
@@ -62,14 +62,18 @@ impl Tx {
         &self,
         ws: &str,
         lead_id: &str,
-        scrubbed_state: &str,
+        scrubbed: &Lead,
         now: Timestamp,
         by: Option<&str>,
     ) -> Result<Erased, StoreError> {
         let db = self.db().await?;
+        let packed = crate::state::pack(lead_id, scrubbed)?;
+        let profile = crate::state::profile_json(lead_id, scrubbed)?;
         lead::Entity::update_many()
             .col_expr(lead::Column::ExternalKey, Expr::value(Option::<String>::None))
-            .col_expr(lead::Column::State, Expr::value(scrubbed_state))
+            .col_expr(lead::Column::State, Expr::value(String::new()))
+            .col_expr(lead::Column::PackedState, Expr::value(Some(packed)))
+            .col_expr(lead::Column::Profile, Expr::value(Some(profile)))
             .col_expr(lead::Column::ErasedAt, Expr::value(now.as_micros()))
             .col_expr(lead::Column::ErasedBy, Expr::value(by.map(str::to_owned)))
             .col_expr(lead::Column::UpdatedAt, Expr::value(now.as_micros()))

@@ -39,6 +39,7 @@ mod queries;
 mod reads;
 mod records;
 mod rescore;
+mod state;
 mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -15,7 +15,8 @@ pub struct Model {
     pub engagement: f64,
     pub qualifying_engagement: f64,
     pub grade: String,
-    /// The domain's `Lead`, as JSON.
+    /// The domain's `Lead` as JSON, for rows written before `packed_state`
+    /// (empty once it is set).
     #[sea_orm(column_type = "Text")]
     pub state: String,
     pub captured_at: i64,
@@ -29,6 +30,13 @@ pub struct Model {
     pub erased_at: Option<i64>,
     /// The token (by name) that erased it.
     pub erased_by: Option<String>,
+    /// The domain's `Lead`, packed (see `crate::state`).
+    #[sea_orm(column_type = "Blob", nullable)]
+    pub packed_state: Option<Vec<u8>>,
+    /// The profile's attributes as a JSON object: a copy of what the state
+    /// holds, for queries.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub profile: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

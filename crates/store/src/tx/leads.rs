@@ -23,7 +23,7 @@ pub enum LeadLookup<'a> {
 }
 
 /// What a decision changes on a lead row (not its identity, key or capture).
-const LEAD_DECISION_COLUMNS: [lead::Column; 12] = [
+const LEAD_DECISION_COLUMNS: [lead::Column; 14] = [
     lead::Column::Stage,
     lead::Column::Version,
     lead::Column::PolicyVersion,
@@ -32,6 +32,8 @@ const LEAD_DECISION_COLUMNS: [lead::Column; 12] = [
     lead::Column::QualifyingEngagement,
     lead::Column::Grade,
     lead::Column::State,
+    lead::Column::PackedState,
+    lead::Column::Profile,
     lead::Column::EnteredStageAt,
     lead::Column::UpdatedAt,
     lead::Column::LastEngagementAt,
@@ -88,7 +90,8 @@ impl Tx {
         now: Timestamp,
     ) -> Result<Option<(LeadRecord, Option<i64>, bool)>, StoreError> {
         if self.backend == Backend::Sqlite {
-            let Some((record, active)) = self.lock_lead_with_policy(ws, LeadLookup::Id(lead_id)).await? else {
+            let Some((record, active)) = self.lock_lead_with_policy(ws, LeadLookup::Id(lead_id)).await?
+            else {
                 return Ok(None);
             };
             let new = self
@@ -254,7 +257,8 @@ fn lead_model(
     external_key: Option<&str>,
     w: &LeadWrite<'_>,
 ) -> Result<lead::ActiveModel, StoreError> {
-    let state = serde_json::to_string(w.lead).map_err(|e| StoreError::corrupt("leads", w.id, e))?;
+    let packed = crate::state::pack(w.id, w.lead)?;
+    let profile = crate::state::profile_json(w.id, w.lead)?;
     Ok(lead::ActiveModel {
         workspace_id: Set(ws.to_owned()),
         id: Set(w.id.to_owned()),
@@ -266,7 +270,9 @@ fn lead_model(
         engagement: Set(w.scores.engagement),
         qualifying_engagement: Set(w.scores.qualifying_engagement),
         grade: Set(w.scores.grade.clone()),
-        state: Set(state),
+        state: Set(String::new()),
+        packed_state: Set(Some(packed)),
+        profile: Set(Some(profile)),
         captured_at: Set(w.lead.captured_at.as_micros()),
         entered_stage_at: Set(w.lead.entered_stage_at.as_micros()),
         updated_at: Set(w.now.as_micros()),

@@ -9,6 +9,7 @@ use leadflow_store::testing::harness::{self, POSTGRES, Trial};
 mod deferred;
 mod errors;
 mod outbox;
+mod state;
 
 /// Trials of the module's async test functions, named `MODULE::FUNCTION`;
 /// those whose names end in `_postgres` need PostgreSQL.
@@ -34,9 +35,14 @@ where
 }
 
 fn main() -> ExitCode {
-    let trials = [deferred::trials(), errors::trials(), outbox::trials()]
-        .into_iter()
-        .flatten()
-        .collect();
+    let trials = [
+        deferred::trials(),
+        errors::trials(),
+        outbox::trials(),
+        state::trials(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     harness::run(trials, &[&POSTGRES])
 }
