@@ -16,6 +16,7 @@ mod echo;
 mod fanout;
 mod funnel;
 mod import;
+mod instructions;
 mod load;
 mod long_lead;
 mod rawdb;
@@ -57,6 +58,9 @@ enum Scenario {
     /// PostgreSQL: the single calls' p99 against their idle p99, and that
     /// none fails. Exits non-zero when one fails or the p99 grows over 5 ×.
     Import(import::Args),
+    /// The server's instructions per engagement under a fixed workload,
+    /// counted by `valgrind --tool=callgrind`.
+    Instructions(instructions::Args),
     /// Load on a server already running (to profile it): seeds leads, then
     /// one kind of call for a while.
     Load {
@@ -94,6 +98,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Funnel(args) => funnel::run(args).await,
             Scenario::Scale(args) => scale::run(args).await,
             Scenario::Import(args) => import::run(args).await,
+            Scenario::Instructions(args) => instructions::run(args).await,
             Scenario::EchoServer { listen } => echo::serve(listen).await,
             Scenario::Load {
                 address,

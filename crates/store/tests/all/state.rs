@@ -14,19 +14,22 @@ use sea_orm::{ConnectionTrait as _, Database, DbBackend, Statement};
 /// The migrations before the packed state.
 const BEFORE_PACKED: u32 = 7;
 
-/// A lead with something in every part of its state: a profile, rule
-/// totals in both windows, crossings and timers from the shipped policy.
-fn a_lead() -> Lead {
+fn shipped_policy() -> Policy {
     let toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/policy.toml"))
         .expect("the shipped policy");
-    let policy = Policy::from_toml(&toml).expect("the shipped policy parses");
+    Policy::from_toml(&toml).expect("the shipped policy parses")
+}
+
+/// A lead with something in every part of its state: a profile, rule
+/// totals in both windows, crossings and timers from the shipped policy.
+fn a_lead(policy: &Policy) -> Lead {
     let t0 = Timestamp::from_secs(1_780_000_000);
     let profile = BTreeMap::from([
         ("email".to_owned(), "ada@acme.example".to_owned()),
         ("company".to_owned(), "Acme \"Analytical\" Engines".to_owned()),
         ("title".to_owned(), "VP Engineering".to_owned()),
     ]);
-    let mut lead = leadflow_domain::capture(&policy, profile, Some(t0), &Context { now: t0 })
+    let mut lead = leadflow_domain::capture(policy, profile, Some(t0), &Context { now: t0 })
         .expect("capture")
         .lead;
     for (i, kind) in ["page_viewed", "webinar_attended", "trial_started", "page_viewed"]
@@ -42,7 +45,7 @@ fn a_lead() -> Lead {
             occurred_at: at,
         };
         lead = leadflow_domain::decide(
-            &policy,
+            policy,
             &lead,
             Command::RecordEngagement(engagement),
             &Context { now: at },
@@ -60,7 +63,8 @@ async fn a_lead_written_as_json_before_the_migration_reads_the_same_and_is_packe
     let db = TestDatabase::new(engine)
         .await
         .expect("a database: PostgreSQL trials are ignored where none answers");
-    let lead = a_lead();
+    let policy = shipped_policy();
+    let lead = a_lead(&policy);
     let state = serde_json::to_string(&lead).expect("json");
     // A database as the release before left it, with one lead in it.
     {
@@ -101,9 +105,9 @@ async fn a_lead_written_as_json_before_the_migration_reads_the_same_and_is_packe
     let read = store.lead("w", "l1").await.expect("read").expect("the lead");
     assert_eq!(read.lead, lead, "a JSON state reads as it was written");
     assert_eq!(read.version, 3);
-    let profile = profile_column(&db.url).await;
+    let (_, _, profile) = columns(&db.url).await;
     let profile: BTreeMap<String, String> =
-        serde_json::from_str(&profile).expect("the profile column is JSON");
+        serde_json::from_str(&profile.expect("a profile")).expect("the profile column is JSON");
     assert_eq!(
         &profile,
         lead.profile.as_map(),
@@ -118,14 +122,7 @@ async fn a_lead_written_as_json_before_the_migration_reads_the_same_and_is_packe
         .expect("merge")
         .0;
     let tx = store.begin().await.expect("begin");
-    let scores = changed.scores_at(
-        &Policy::from_toml(
-            &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/policy.toml"))
-                .expect("policy"),
-        )
-        .expect("policy"),
-        Timestamp::from_secs(1_780_001_000),
-    );
+    let scores = changed.scores_at(&policy, Timestamp::from_secs(1_780_001_000));
     tx.update_lead(
         "w",
         LeadWrite {
@@ -143,7 +140,7 @@ async fn a_lead_written_as_json_before_the_migration_reads_the_same_and_is_packe
     tx.commit().await.expect("commit");
     let read = store.lead("w", "l1").await.expect("read").expect("the lead");
     assert_eq!(read.lead, changed, "a packed state reads as it was written");
-    let (json, packed) = state_columns(&db.url).await;
+    let (json, packed, profile) = columns(&db.url).await;
     assert_eq!(json, "", "the JSON is gone once the state is packed");
     let packed = packed.expect("packed");
     assert!(
@@ -153,7 +150,7 @@ async fn a_lead_written_as_json_before_the_migration_reads_the_same_and_is_packe
         state.len()
     );
     let profile: BTreeMap<String, String> =
-        serde_json::from_str(&profile_column(&db.url).await).expect("the profile column is JSON");
+        serde_json::from_str(&profile.expect("a profile")).expect("the profile column is JSON");
     assert_eq!(
         profile.get("title").map(String::as_str),
         Some("CTO"),
@@ -161,27 +158,13 @@ async fn a_lead_written_as_json_before_the_migration_reads_the_same_and_is_packe
     );
 }
 
-async fn profile_column(url: &str) -> String {
+/// The lead's `state`, `packed_state` and `profile` columns, as stored.
+async fn columns(url: &str) -> (String, Option<Vec<u8>>, Option<String>) {
     let conn = Database::connect(url).await.expect("connect");
     let row = conn
         .query_one_raw(Statement::from_string(
             conn.get_database_backend(),
-            "SELECT profile FROM leads WHERE id = 'l1'",
-        ))
-        .await
-        .expect("select")
-        .expect("a row");
-    let profile: Option<String> = row.try_get("", "profile").expect("profile");
-    conn.close().await.expect("close");
-    profile.expect("a profile")
-}
-
-async fn state_columns(url: &str) -> (String, Option<Vec<u8>>) {
-    let conn = Database::connect(url).await.expect("connect");
-    let row = conn
-        .query_one_raw(Statement::from_string(
-            conn.get_database_backend(),
-            "SELECT state, packed_state FROM leads WHERE id = 'l1'",
+            "SELECT state, packed_state, profile FROM leads WHERE id = 'l1'",
         ))
         .await
         .expect("select")
@@ -189,6 +172,7 @@ async fn state_columns(url: &str) -> (String, Option<Vec<u8>>) {
     let out = (
         row.try_get("", "state").expect("state"),
         row.try_get("", "packed_state").expect("packed_state"),
+        row.try_get("", "profile").expect("profile"),
     );
     conn.close().await.expect("close");
     out
