@@ -59,7 +59,7 @@ pub use records::{
     PolicyRecord, StoredEngagement, StoredResult, StoredTimer, StoredTransition,
 };
 pub use rescore::{RESCORE_DONE, RESCORE_FAILED, RESCORE_RUNNING, RESCORE_SUPERSEDED, RescoreJobRecord};
-pub use stream::{ConsumerRecord, OUTBOX_CHANNEL, OutboxBounds, RETENTION};
+pub use stream::{Claim, ConsumerRecord, OUTBOX_CHANNEL, OutboxBounds, RETENTION};
 pub use timers::DueTimer;
 pub use tokens::{TokenRecord, WorkspaceRecord};
 pub use tx::{LeadLookup, Tx};

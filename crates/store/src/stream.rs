@@ -40,6 +40,14 @@ fn record(row: consumer::Model) -> ConsumerRecord {
     }
 }
 
+/// A stream's claim of a consumer: created at `cursor` if new.
+#[derive(Clone, Copy, Debug)]
+pub struct Claim<'a> {
+    pub name: &'a str,
+    pub cursor: i64,
+    pub session: &'a str,
+}
+
 /// Sequences of a workspace's outbox: at or below `floor` trimmed, `head`
 /// the newest handed out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,31 +98,66 @@ impl Store {
         session: &str,
         now: Timestamp,
     ) -> Result<ConsumerRecord, StoreError> {
+        let claim = Claim {
+            name,
+            cursor,
+            session,
+        };
+        self.claim_consumers(ws, &[claim], now)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::corrupt("consumers", name, "no row after the claim"))
+    }
+
+    /// [`Store::claim_consumer`] for several consumers of one workspace in
+    /// one statement (names must differ: one statement cannot claim a row
+    /// twice). The records come back in the claims' order.
+    pub async fn claim_consumers(
+        &self,
+        ws: &str,
+        claims: &[Claim<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<ConsumerRecord>, StoreError> {
         use sea_orm::QueryTrait as _;
         use sea_orm::sea_query::OnConflict;
-        let mut insert = consumer::Entity::insert(consumer::ActiveModel::from(consumer::Model {
-            workspace_id: ws.to_owned(),
-            name: name.to_owned(),
-            cursor,
-            session: session.to_owned(),
-            created_at: now.as_micros(),
-            last_seen_at: now.as_micros(),
-        }))
-        .on_conflict(
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = claims.iter().map(|c| {
+            consumer::ActiveModel::from(consumer::Model {
+                workspace_id: ws.to_owned(),
+                name: c.name.to_owned(),
+                cursor: c.cursor,
+                session: c.session.to_owned(),
+                created_at: now.as_micros(),
+                last_seen_at: now.as_micros(),
+            })
+        });
+        let mut insert = consumer::Entity::insert_many(rows).on_conflict(
             OnConflict::columns([consumer::Column::WorkspaceId, consumer::Column::Name])
                 .update_columns([consumer::Column::Session, consumer::Column::LastSeenAt])
                 .to_owned(),
         );
         insert.query().returning_all();
         let statement = insert.build(self.writer().get_database_backend());
-        let row = self
+        let rows = self
             .writer()
-            .query_one_raw(statement)
+            .query_all_raw(statement)
             .await
-            .map_err(|e| self.on_writer(e))?
-            .ok_or_else(|| StoreError::corrupt("consumers", name, "no row after the claim"))?;
-        let row = <consumer::Model as sea_orm::FromQueryResult>::from_query_result(&row, "")?;
-        Ok(record(row))
+            .map_err(|e| self.on_writer(e))?;
+        let mut claimed = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let row = <consumer::Model as sea_orm::FromQueryResult>::from_query_result(row, "")?;
+            claimed.insert(row.name.clone(), record(row));
+        }
+        claims
+            .iter()
+            .map(|c| {
+                claimed
+                    .remove(c.name)
+                    .ok_or_else(|| StoreError::corrupt("consumers", c.name, "no row after the claim"))
+            })
+            .collect()
     }
 
     /// Moves the cursor forward to `seq` (never back). `None` if unknown.

@@ -19,6 +19,7 @@ use leadflow_store::{OutboxRecord, Store};
 use crate::tasks::Tasks;
 use run::Run;
 
+mod claims;
 mod run;
 use crate::views::Consumer;
 use tokio::sync::{Notify, broadcast, mpsc};
@@ -190,6 +191,8 @@ pub(crate) struct Hub {
     unannounced: Mutex<HashSet<String>>,
     announcer: Notify,
     announcer_started: AtomicBool,
+    /// Consumer claims waiting to be written together.
+    claims: Arc<claims::Claims>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -444,8 +447,17 @@ impl Engine {
         }
         let session = uuid::Uuid::new_v4().to_string();
         let record = self
-            .store
-            .claim_consumer(ws, consumer, from - 1, &session, self.now())
+            .hub
+            .claims
+            .claim(
+                &self.store,
+                &self.tasks,
+                ws,
+                consumer,
+                from - 1,
+                &session,
+                self.now(),
+            )
             .await?;
         let taken = Arc::new(Notify::new());
         if let Some((_, previous)) = lock(&self.hub.owners).insert(
