@@ -70,7 +70,10 @@ impl Tx {
     ) -> Result<Option<(Checkpoint, Vec<Engagement>)>, StoreError> {
         // The checkpoint is the first row (part 0); the engagements after
         // it follow. Row values keep both reads on their primary key and
-        // index ranges.
+        // index ranges; the checkpoint's key reaches the engagements as
+        // scalar subqueries, not a join, so that it bounds the index scan
+        // whatever the plan (a join's key was seen applied as a filter over
+        // the lead's whole log when PostgreSQL planned on stale statistics).
         let sql = "WITH cp AS (\
                SELECT occurred_at, event_id, state FROM score_checkpoints \
                WHERE workspace_id = $1 AND lead_id = $2 AND policy_version = $3 \
@@ -80,8 +83,8 @@ impl Tx {
                     NULL AS channel, '' AS properties, cp.occurred_at AS occurred_at FROM cp \
              UNION ALL \
              SELECT 1, NULL, e.event_id, e.type, e.channel, e.properties, e.occurred_at \
-             FROM cp JOIN engagements e ON e.workspace_id = $1 AND e.lead_id = $2 \
-             AND (e.occurred_at, e.event_id) > (cp.occurred_at, cp.event_id) \
+             FROM engagements e WHERE e.workspace_id = $1 AND e.lead_id = $2 \
+             AND (e.occurred_at, e.event_id) > ((SELECT occurred_at FROM cp), (SELECT event_id FROM cp)) \
              ORDER BY 1, 7, 3";
         let sql = match self.backend {
             Backend::Postgres => sql.to_owned(),
