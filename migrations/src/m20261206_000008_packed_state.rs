@@ -40,16 +40,7 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        let db = m.get_connection();
-        let backend = db.get_database_backend();
-        let fill = match backend {
-            DbBackend::Postgres => {
-                "UPDATE leads SET profile = (state::jsonb -> 'profile')::text WHERE profile IS NULL"
-            }
-            _ => "UPDATE leads SET profile = json_extract(state, '$.profile') WHERE profile IS NULL",
-        };
-        db.execute_raw(Statement::from_string(backend, fill)).await?;
-        Ok(())
+        fill_profiles(m).await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
@@ -83,5 +74,63 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await
+    }
+}
+
+/// Rows fetched at a time while filling `profile`.
+const PAGE: u64 = 1_000;
+
+/// Copies each existing lead's profile out of its JSON state, a page of
+/// leads at a time. In Rust rather than SQL: PostgreSQL's JSON functions
+/// refuse a `\u0000` escape, which a stored string may hold, and would
+/// respace the object.
+async fn fill_profiles(m: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let db = m.get_connection();
+    let backend = db.get_database_backend();
+    let sql = |s: &str| match backend {
+        DbBackend::Postgres => s.to_owned(),
+        _ => s.replace('$', "?"),
+    };
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let page = match &after {
+            None => Statement::from_string(
+                backend,
+                format!("SELECT workspace_id, id, state FROM leads ORDER BY workspace_id, id LIMIT {PAGE}"),
+            ),
+            Some((ws, id)) => Statement::from_sql_and_values(
+                backend,
+                sql(&format!(
+                    "SELECT workspace_id, id, state FROM leads WHERE (workspace_id, id) > ($1, $2) \
+                     ORDER BY workspace_id, id LIMIT {PAGE}"
+                )),
+                [ws.as_str().into(), id.as_str().into()],
+            ),
+        };
+        let rows = db.query_all_raw(page).await?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = Some((last.try_get("", "workspace_id")?, last.try_get("", "id")?));
+        for row in &rows {
+            let (ws, id, state): (String, String, String) = (
+                row.try_get("", "workspace_id")?,
+                row.try_get("", "id")?,
+                row.try_get("", "state")?,
+            );
+            // A state that does not parse is reported when the lead is read.
+            let Some(profile) = serde_json::from_str::<serde_json::Value>(&state)
+                .ok()
+                .and_then(|v| v.get("profile").map(ToString::to_string))
+            else {
+                continue;
+            };
+            db.execute_raw(Statement::from_sql_and_values(
+                backend,
+                sql("UPDATE leads SET profile = $1 WHERE workspace_id = $2 AND id = $3"),
+                [profile.into(), ws.into(), id.into()],
+            ))
+            .await?;
+        }
     }
 }

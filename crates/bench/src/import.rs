@@ -270,7 +270,9 @@ async fn measure(db: Db, leadflow: &std::path::Path, args: &Args) -> anyhow::Res
             .await?;
         late.push(began.elapsed().as_secs_f64() * 1e3);
     }
-    let breakdown = breakdown(&raw, &long, start).await?;
+    let store =
+        leadflow_store::Store::connect(&database.url, &leadflow_store::StoreOptions::default()).await?;
+    let breakdown = breakdown(&raw, &store, &long, start).await?;
 
     lap(&format!(
         "import phase: {} batches of {}",
@@ -318,10 +320,20 @@ async fn measure(db: Db, leadflow: &std::path::Path, args: &Args) -> anyhow::Res
 /// What a late event costs the server before anything is written: the
 /// log read (the engine reads the same rows, through sea-orm) and the
 /// decision, which replays the log.
-async fn breakdown(raw: &Raw, lead: &str, start: i64) -> anyhow::Result<Breakdown> {
+async fn breakdown(
+    raw: &Raw,
+    store: &leadflow_store::Store,
+    lead: &str,
+    start: i64,
+) -> anyhow::Result<Breakdown> {
     let policy = leadflow_domain::Policy::from_toml(leadflow_server::DEFAULT_POLICY)
         .map_err(|e| anyhow::anyhow!("the default policy does not parse: {e}"))?;
-    let state: leadflow_domain::Lead = serde_json::from_str(&raw.lead_state(lead).await?)?;
+    // As the engine reads it (the stored form is the store's business).
+    let state = store
+        .lead(WS, lead)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the long lead {lead} is not stored"))?
+        .lead;
     let ctx = leadflow_domain::Context {
         now: leadflow_domain::Timestamp::from_micros(now_micros()),
     };
@@ -686,27 +698,6 @@ impl Raw {
                 })
             })
             .collect()
-    }
-
-    /// The lead's state as stored (the domain's `Lead`, JSON).
-    async fn lead_state(&self, lead: &str) -> anyhow::Result<String> {
-        const SQL: &str = "SELECT state FROM leads WHERE workspace_id = $1 AND id = $2";
-        Ok(match self {
-            Self::Sqlite(pool) => {
-                sqlx::query_scalar(sqlx::AssertSqlSafe(SQL.replace("$1", "?").replace("$2", "?")))
-                    .bind(WS)
-                    .bind(lead)
-                    .fetch_one(pool)
-                    .await?
-            }
-            Self::Postgres(pool) => {
-                sqlx::query_scalar(SQL)
-                    .bind(WS)
-                    .bind(lead)
-                    .fetch_one(pool)
-                    .await?
-            }
-        })
     }
 
     async fn engagements_of(&self, lead: &str) -> anyhow::Result<i64> {

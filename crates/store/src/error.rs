@@ -52,6 +52,18 @@ impl StoreError {
         database_error(e).is_some_and(|db| failure(db) == Failure::Conflict)
     }
 
+    /// The same failure for another caller of a call that failed together
+    /// (`None` unless it is [`StoreError::is_busy`] or
+    /// [`StoreError::is_unavailable`]: those say nothing of one call, and
+    /// trying each call alone would wait as long again for each).
+    pub fn for_another_caller(&self) -> Option<Self> {
+        match self {
+            Self::Busy { waited } => Some(Self::Busy { waited: *waited }),
+            _ if self.is_unavailable() => Some(Self::Db(DbErr::Conn(RuntimeErr::Internal(self.to_string())))),
+            _ => None,
+        }
+    }
+
     /// The database could not be reached (a connection could not be made in
     /// time), the connection broke mid-command, or PostgreSQL is shutting down or
     /// starting up (SQLSTATE classes 08 and 57P): nothing was committed,

@@ -46,6 +46,7 @@ pub struct Claim<'a> {
     pub name: &'a str,
     pub cursor: i64,
     pub session: &'a str,
+    pub now: Timestamp,
 }
 
 /// Sequences of a workspace's outbox: at or below `floor` trimmed, `head`
@@ -102,8 +103,9 @@ impl Store {
             name,
             cursor,
             session,
+            now,
         };
-        self.claim_consumers(ws, &[claim], now)
+        self.claim_consumers(ws, &[claim])
             .await?
             .pop()
             .ok_or_else(|| StoreError::corrupt("consumers", name, "no row after the claim"))
@@ -111,26 +113,29 @@ impl Store {
 
     /// [`Store::claim_consumer`] for several consumers of one workspace in
     /// one statement (names must differ: one statement cannot claim a row
-    /// twice). The records come back in the claims' order.
+    /// twice). The records come back in the claims' order. Rows are
+    /// claimed in name order, so that two replicas claiming overlapping
+    /// names queue instead of deadlocking.
     pub async fn claim_consumers(
         &self,
         ws: &str,
         claims: &[Claim<'_>],
-        now: Timestamp,
     ) -> Result<Vec<ConsumerRecord>, StoreError> {
         use sea_orm::QueryTrait as _;
         use sea_orm::sea_query::OnConflict;
         if claims.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = claims.iter().map(|c| {
+        let mut ordered: Vec<&Claim<'_>> = claims.iter().collect();
+        ordered.sort_unstable_by_key(|c| c.name);
+        let rows = ordered.into_iter().map(|c| {
             consumer::ActiveModel::from(consumer::Model {
                 workspace_id: ws.to_owned(),
                 name: c.name.to_owned(),
                 cursor: c.cursor,
                 session: c.session.to_owned(),
-                created_at: now.as_micros(),
-                last_seen_at: now.as_micros(),
+                created_at: c.now.as_micros(),
+                last_seen_at: c.now.as_micros(),
             })
         });
         let mut insert = consumer::Entity::insert_many(rows).on_conflict(

@@ -67,7 +67,13 @@ impl Claims {
             !std::mem::replace(&mut state.writing, true)
         };
         if start {
-            tasks.spawn(Arc::clone(self).write(store.clone()));
+            // The writer's turn is held by a guard the task owns from its
+            // creation: dropped unpolled (a shutdown), it still ends the turn.
+            let turn = Writing {
+                claims: Arc::clone(self),
+                finished: false,
+            };
+            tasks.spawn(turn.write(store.clone()));
         }
         match answer.await {
             Ok(result) => Ok(result?),
@@ -75,44 +81,6 @@ impl Claims {
                 "the server is shutting down; subscribe again".to_owned(),
             )),
         }
-    }
-
-    /// Writes what is queued, a workspace at a time, until nothing is.
-    async fn write(self: Arc<Self>, store: Store) {
-        let mut writing = Writing {
-            claims: &self,
-            finished: false,
-        };
-        while let Some(group) = self.next() {
-            let Some((ws, now)) = group.first().map(|q| (q.ws.clone(), q.now)) else {
-                continue;
-            };
-            let claims: Vec<Claim<'_>> = group
-                .iter()
-                .map(|q| Claim {
-                    name: &q.name,
-                    cursor: q.cursor,
-                    session: &q.session,
-                })
-                .collect();
-            match store.claim_consumers(&ws, &claims, now).await {
-                Ok(records) => {
-                    for (q, record) in group.into_iter().zip(records) {
-                        let _ = q.reply.send(Ok(record));
-                    }
-                }
-                // Each alone, for its own answer.
-                Err(_) => {
-                    for q in group {
-                        let result = store
-                            .claim_consumer(&q.ws, &q.name, q.cursor, &q.session, q.now)
-                            .await;
-                        let _ = q.reply.send(result);
-                    }
-                }
-            }
-        }
-        writing.finished = true;
     }
 
     /// The next group: queued claims of the front one's workspace, each
@@ -141,15 +109,59 @@ impl Claims {
     }
 }
 
-/// Ends the writer's turn if it ends other than by finding the queue empty
-/// (a panic): what is queued is dropped, each claimant answered by its
-/// channel closing, and the next claim starts a writer.
-struct Writing<'a> {
-    claims: &'a Claims,
+/// The writer's turn: it ends when the writer finds the queue empty, or,
+/// if the writer ends any other way (a panic, dropped at a shutdown),
+/// when this is dropped: what is queued is dropped then, each claimant
+/// answered by its channel closing, and the next claim starts a writer.
+struct Writing {
+    claims: Arc<Claims>,
     finished: bool,
 }
 
-impl Drop for Writing<'_> {
+impl Writing {
+    /// Writes what is queued, a workspace at a time, until nothing is.
+    async fn write(mut self, store: Store) {
+        while let Some(group) = self.claims.next() {
+            let Some(ws) = group.first().map(|q| q.ws.clone()) else {
+                continue;
+            };
+            let claims: Vec<Claim<'_>> = group
+                .iter()
+                .map(|q| Claim {
+                    name: &q.name,
+                    cursor: q.cursor,
+                    session: &q.session,
+                    now: q.now,
+                })
+                .collect();
+            match store.claim_consumers(&ws, &claims).await {
+                Ok(records) => {
+                    for (q, record) in group.into_iter().zip(records) {
+                        let _ = q.reply.send(Ok(record));
+                    }
+                }
+                Err(e) => {
+                    for q in group {
+                        // The database away or the pool full is everyone's
+                        // answer; anything else, each alone for its own.
+                        let result = match e.for_another_caller() {
+                            Some(same) => Err(same),
+                            None => {
+                                store
+                                    .claim_consumer(&q.ws, &q.name, q.cursor, &q.session, q.now)
+                                    .await
+                            }
+                        };
+                        let _ = q.reply.send(result);
+                    }
+                }
+            }
+        }
+        self.finished = true;
+    }
+}
+
+impl Drop for Writing {
     fn drop(&mut self) {
         if !self.finished {
             let mut state = lock(&self.claims.state);

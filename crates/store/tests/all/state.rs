@@ -26,7 +26,11 @@ fn a_lead(policy: &Policy) -> Lead {
     let t0 = Timestamp::from_secs(1_780_000_000);
     let profile = BTreeMap::from([
         ("email".to_owned(), "ada@acme.example".to_owned()),
-        ("company".to_owned(), "Acme \"Analytical\" Engines".to_owned()),
+        // A quote, and a NUL (which PostgreSQL's jsonb refuses).
+        (
+            "company".to_owned(),
+            "Acme \"Analytical\" Engines\u{0}".to_owned(),
+        ),
         ("title".to_owned(), "VP Engineering".to_owned()),
     ]);
     let mut lead = leadflow_domain::capture(policy, profile, Some(t0), &Context { now: t0 })
