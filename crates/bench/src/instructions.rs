@@ -92,7 +92,7 @@ async fn counted(leadflow: &Path, url: &str, kind: &str, n: u64, dir: &Path) -> 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let loaded = if up {
-        crate::load::fixed(&address, kind, n, 50).await
+        crate::load::fixed(&address, kind, n, 50, None).await
     } else {
         Err(anyhow::anyhow!("leadflow under callgrind did not come up"))
     };

@@ -244,9 +244,18 @@ pub(crate) async fn standalone(
 /// `batched`: 100 a call), the same ones for the same `n` but for their
 /// event ids. Under callgrind, two runs with different `n` give the
 /// server's instructions per engagement: the difference over the difference.
-pub(crate) async fn fixed(address: &str, kind: &str, n: u64, leads: usize) -> anyhow::Result<()> {
+/// With the server's pid, it also prints what the server spent per call:
+/// user and system CPU and context switches, from /proc.
+pub(crate) async fn fixed(
+    address: &str,
+    kind: &str,
+    n: u64,
+    leads: usize,
+    server: Option<u32>,
+) -> anyhow::Result<()> {
     let channels = crate::server::connect(address, 1).await?;
     let ids = seed(&channels, leads).await?;
+    let spent = server.and_then(crate::cpu::Spent::start);
     let mut client = LeadServiceClient::new(channels[0].clone());
     let run = run_id();
     let lead = |i: u64| lead_ref(&ids[usize::try_from(i).unwrap_or(0) % ids.len()]);
@@ -280,9 +289,15 @@ pub(crate) async fn fixed(address: &str, kind: &str, n: u64, leads: usize) -> an
         }
         other => anyhow::bail!("unknown kind {other:?} with --engagements: unary or batched"),
     }
-    println!(
-        "{n} engagements ({kind}) in {:.2} s",
-        started.elapsed().as_secs_f64()
-    );
+    let seconds = started.elapsed().as_secs_f64();
+    println!("{n} engagements ({kind}) in {seconds:.2} s");
+    let calls = if kind == "batched" { n.div_ceil(100) } else { n };
+    if let Some((user, system, switched)) = spent.and_then(|s| s.per_call(calls)) {
+        #[allow(clippy::cast_precision_loss)]
+        let wall = seconds * 1e6 / calls.max(1) as f64;
+        println!(
+            "per call: {wall:.0} µs wall; server {user:.0} µs user + {system:.0} µs system CPU, {switched:.1} context switches"
+        );
+    }
     Ok(())
 }

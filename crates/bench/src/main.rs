@@ -80,6 +80,17 @@ enum Scenario {
         /// (a fixed workload, for `valgrind --tool=callgrind` on the server).
         #[arg(long)]
         engagements: Option<u64>,
+        /// With --engagements: the server's pid, to print its CPU time and
+        /// context switches per call.
+        #[arg(long, requires = "engagements")]
+        server_pid: Option<u32>,
+    },
+    /// What one more statement in a SQLite write transaction costs through
+    /// the driver (the hand-off to its connection's thread), at concurrency 1.
+    Handoffs {
+        /// Seconds for each of the three transaction sizes.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
     },
     /// The echo server the ceilings are measured against (started by `run`).
     EchoServer {
@@ -99,6 +110,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Scale(args) => scale::run(args).await,
             Scenario::Import(args) => import::run(args).await,
             Scenario::Instructions(args) => instructions::run(args).await,
+            Scenario::Handoffs { seconds } => rawdb::handoffs(seconds).await,
             Scenario::EchoServer { listen } => echo::serve(listen).await,
             Scenario::Load {
                 address,
@@ -107,8 +119,9 @@ fn main() -> anyhow::Result<()> {
                 seconds,
                 leads,
                 engagements,
+                server_pid,
             } => match engagements {
-                Some(n) => load::fixed(&address, &kind, n, leads).await,
+                Some(n) => load::fixed(&address, &kind, n, leads, server_pid).await,
                 None => load::standalone(&address, &kind, concurrency, seconds, leads).await,
             },
         }

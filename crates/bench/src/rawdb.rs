@@ -139,3 +139,66 @@ pub(crate) async fn postgres(
     .await;
     Ok(stats)
 }
+
+/// `leadflow-bench handoffs`: what one more statement in a SQLite write
+/// transaction costs through the driver, at concurrency 1. The driver runs
+/// each statement on its connection's own thread and hands the answer
+/// back, so a statement that makes SQLite do almost nothing (`SELECT 1`)
+/// costs the hand-off: transactions of one insert plus 0, 4 and 8 of them,
+/// and the slope.
+pub(crate) async fn handoffs(seconds: u64) -> anyhow::Result<()> {
+    let scratch = crate::Scratch::new("handoffs")?;
+    let duration = Duration::from_secs(seconds);
+    let options = SqliteConnectOptions::new()
+        .filename(scratch.0.join("handoffs.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?;
+    sqlx::query(CREATE).execute(&pool).await?;
+    let next = Arc::new(AtomicU64::new(0));
+    let sql = Arc::new(insert_sql(1, false));
+    let mut points = Vec::new();
+    for extra in [0_usize, 4, 8] {
+        let (pool, next, sql) = (pool.clone(), Arc::clone(&next), Arc::clone(&sql));
+        let name = format!("BEGIN, INSERT, {extra} × SELECT 1, COMMIT");
+        let stats = closed_loop(&name, 1, duration, None, move |_, _| {
+            let (pool, next, sql) = (pool.clone(), Arc::clone(&next), Arc::clone(&sql));
+            async move {
+                let mut tx = pool.begin().await?;
+                let (id, lead, fp, n) = row(next.fetch_add(1, Ordering::Relaxed));
+                sqlx::query(sqlx::AssertSqlSafe(sql.as_str().to_owned()))
+                    .bind(id)
+                    .bind(lead)
+                    .bind(n)
+                    .bind(n)
+                    .bind(fp)
+                    .execute(&mut *tx)
+                    .await?;
+                for _ in 0..extra {
+                    sqlx::query("SELECT 1").execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(1)
+            }
+        })
+        .await;
+        let micros = 1e6 / stats.per_second.max(1e-9);
+        println!(
+            "{name}: {:.0} transactions/s, {micros:.1} µs each",
+            stats.per_second
+        );
+        #[allow(clippy::cast_precision_loss)]
+        points.push((extra as f64, micros));
+    }
+    if let (Some(first), Some(last)) = (points.first(), points.last()) {
+        println!(
+            "one more statement: {:.1} µs",
+            (last.1 - first.1) / (last.0 - first.0).max(1.0)
+        );
+    }
+    Ok(())
+}

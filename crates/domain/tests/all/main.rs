@@ -4,6 +4,7 @@ mod common;
 mod layers;
 mod lifecycle;
 mod lifecycle_doc;
+mod meaning;
 mod names;
 mod policy;
 mod properties;
