@@ -374,6 +374,32 @@ impl Parser<'_, '_> {
                 ok = false;
                 continue;
             }
+            let numeric = key
+                .strip_suffix("_at_least")
+                .map(|p| (p, true))
+                .or_else(|| key.strip_suffix("_at_most").map(|p| (p, false)));
+            // A number under `_at_least`/`_at_most` is a bound; a string
+            // there keeps its older meaning, equality on the key itself.
+            if let Some((property, at_least)) = numeric
+                && matches!(node.get_ref(), DeValue::Integer(_) | DeValue::Float(_))
+            {
+                if property.trim().is_empty() {
+                    self.cx.err(&obj.key_at(key), "not a property name");
+                    ok = false;
+                    continue;
+                }
+                let Some(bound) = obj.number(self.cx, key) else {
+                    ok = false;
+                    continue;
+                };
+                let property = property.to_owned();
+                out.push(if at_least {
+                    PropertyCondition::AtLeast { property, bound }
+                } else {
+                    PropertyCondition::AtMost { property, bound }
+                });
+                continue;
+            }
             let condition = if let Some(property) = key.strip_suffix("_one_of") {
                 reader::strings(self.cx, &at, node).map(|values| PropertyCondition::OneOf {
                     property: property.to_owned(),
@@ -381,9 +407,14 @@ impl Parser<'_, '_> {
                 })
             } else {
                 let DeValue::String(text) = node.get_ref() else {
+                    let expected = if numeric.is_some() {
+                        "a number (a bound) or a string (equality)"
+                    } else {
+                        "a string"
+                    };
                     self.cx.err(
                         &at,
-                        format!("expected a string, found {}", kind_of(node.get_ref())),
+                        format!("expected {expected}, found {}", kind_of(node.get_ref())),
                     );
                     ok = false;
                     continue;
@@ -402,6 +433,24 @@ impl Parser<'_, '_> {
             match condition {
                 Some(c) => out.push(c),
                 None => ok = false,
+            }
+        }
+        for (property, low) in out.iter().filter_map(|c| match c {
+            PropertyCondition::AtLeast { property, bound } => Some((property, *bound)),
+            _ => None,
+        }) {
+            let high = out.iter().find_map(|c| match c {
+                PropertyCondition::AtMost { property: p, bound } if p == property && *bound < low => {
+                    Some(*bound)
+                }
+                _ => None,
+            });
+            if let Some(high) = high {
+                self.cx.err(
+                    &obj.key_at(&format!("{property}_at_most")),
+                    format!("{property} can never be at least {low} and at most {high}: the rule would never match"),
+                );
+                ok = false;
             }
         }
         ok.then_some(out)

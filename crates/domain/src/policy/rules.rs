@@ -52,12 +52,8 @@ impl AttributeMatcher {
                 options.contains(&value)
             }
             Self::Matches(regex) => regex.is_match(value),
-            Self::Range { at_least, at_most } => match value.parse::<f64>() {
-                Ok(n) if n.is_finite() => {
-                    at_least.is_none_or(|min| n >= min) && at_most.is_none_or(|max| n <= max)
-                }
-                _ => false,
-            },
+            Self::Range { at_least, at_most } => number(value)
+                .is_some_and(|n| at_least.is_none_or(|min| n >= min) && at_most.is_none_or(|max| n <= max)),
         }
     }
 }
@@ -81,7 +77,7 @@ pub struct EventRule {
 }
 
 /// One `where` entry. A missing property never matches.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum PropertyCondition {
     /// `prop = "v"`: equal, case-insensitively after trimming (stored folded).
     Equals { property: String, value: String },
@@ -89,6 +85,11 @@ pub enum PropertyCondition {
     Prefix { property: String, prefix: String },
     /// `prop_one_of = [...]`: like `Equals`, against any of them (stored folded).
     OneOf { property: String, values: Vec<String> },
+    /// `prop_at_least = n` (a TOML number): the property, read as a number
+    /// as attribute ranges read one, is at least `bound`.
+    AtLeast { property: String, bound: f64 },
+    /// `prop_at_most = n` (a TOML number): at most `bound`.
+    AtMost { property: String, bound: f64 },
 }
 
 impl EventRule {
@@ -113,8 +114,22 @@ impl PropertyCondition {
                 let v = fold(v);
                 values.contains(&v)
             }),
+            Self::AtLeast { property, bound } => event
+                .property(property)
+                .and_then(number)
+                .is_some_and(|n| n >= *bound),
+            Self::AtMost { property, bound } => event
+                .property(property)
+                .and_then(number)
+                .is_some_and(|n| n <= *bound),
         }
     }
+}
+
+/// A text as a number: trimmed, then read as a finite decimal ("120",
+/// " 1.5e3 ", "-4"); anything else is not a number.
+pub(crate) fn number(text: &str) -> Option<f64> {
+    text.trim().parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
 /// Case- and space-insensitive form of a text for comparisons.

@@ -677,3 +677,111 @@ fn a_warning_is_placed_by_its_path() {
     assert_eq!(place_of(&toml, "stages.MQL.nothing"), None);
     assert_eq!(place_of("[not toml", "stages"), None);
 }
+
+/// The example policy with one more engagement rule reading `where`.
+fn with_where(conditions: &str) -> String {
+    let toml = example_toml();
+    let rule = format!(
+        "[[engagement]]\nid = \"long-view\"\ntype = \"page_viewed\"\nwhere = {{ {conditions} }}\npoints = 5\n\n[[undesirable]]\nid = \"careers-page\""
+    );
+    toml.replacen("[[undesirable]]\nid = \"careers-page\"", &rule, 1)
+}
+
+fn page_with(props: &[(&str, &str)]) -> leadflow_domain::Engagement {
+    let mut e = crate::common::ev("e1", "page_viewed", crate::common::T0);
+    for (k, v) in props {
+        e.properties.insert((*k).to_owned(), (*v).to_owned());
+    }
+    e
+}
+
+#[test]
+fn numeric_where_conditions_are_bounds_and_strings_keep_equality() {
+    use leadflow_domain::policy::PropertyCondition;
+    let p = Policy::from_toml(&with_where("seconds_at_least = 120, percent_at_most = 50.5")).expect("valid");
+    let rule = p
+        .event_rules
+        .iter()
+        .find(|r| r.id == "long-view")
+        .expect("the rule");
+    assert_eq!(
+        rule.conditions,
+        vec![
+            PropertyCondition::AtLeast {
+                property: "seconds".into(),
+                bound: 120.0
+            },
+            PropertyCondition::AtMost {
+                property: "percent".into(),
+                bound: 50.5
+            },
+        ]
+    );
+    for (seconds, percent, matches) in [
+        ("120", "50.5", true),
+        (" 300 ", "0", true),
+        ("1.2e3", "-3", true),
+        ("119.99", "10", false),
+        ("200", "50.6", false),
+        ("abc", "10", false),
+        ("", "10", false),
+        ("inf", "10", false),
+        ("NaN", "10", false),
+    ] {
+        let e = page_with(&[("seconds", seconds), ("percent", percent)]);
+        assert_eq!(
+            rule.matches(&e),
+            matches,
+            "seconds {seconds:?}, percent {percent:?}"
+        );
+    }
+    assert!(
+        !rule.matches(&page_with(&[("percent", "10")])),
+        "a missing property never matches"
+    );
+
+    // A string keeps the meaning stored versions gave it: equality on a
+    // property literally named `seconds_at_least`.
+    let p = Policy::from_toml(&with_where("seconds_at_least = \"120\"")).expect("valid");
+    let rule = p
+        .event_rules
+        .iter()
+        .find(|r| r.id == "long-view")
+        .expect("the rule");
+    assert_eq!(
+        rule.conditions,
+        vec![PropertyCondition::Equals {
+            property: "seconds_at_least".into(),
+            value: "120".into()
+        }]
+    );
+    assert!(rule.matches(&page_with(&[("seconds_at_least", "120")])));
+    assert!(!rule.matches(&page_with(&[("seconds", "500")])));
+}
+
+#[test]
+fn bad_numeric_where_conditions_are_refused_at_their_paths() {
+    for (conditions, expected) in [
+        (
+            "seconds_at_least = true",
+            "expected a number (a bound) or a string (equality), found a boolean",
+        ),
+        (
+            "seconds_at_most = [1]",
+            "expected a number (a bound) or a string (equality), found an array",
+        ),
+        ("seconds_at_least = inf", "out of range"),
+        ("seconds_at_least = nan", "out of range"),
+        ("seconds_at_least = 1e300", "out of range"),
+        ("_at_least = 3", "not a property name"),
+        ("seconds = 3", "expected a string, found an integer"),
+        (
+            "seconds_at_least = 60, seconds_at_most = 30",
+            "seconds can never be at least 60 and at most 30",
+        ),
+    ] {
+        let errs = errors(&with_where(conditions));
+        assert_has(&errs, "engagement[7].where");
+        assert_has(&errs, expected);
+    }
+}

@@ -8,7 +8,15 @@ use leadflow_domain::score::{ScoreState, decay_factor, round6};
 use leadflow_domain::{Command, CommandKind, Engagement, Policy, Span, Stage, Timestamp};
 use proptest::prelude::*;
 
-use crate::common::{Harness, T0, good_fit, manual, policy};
+use crate::common::{Harness, T0, good_fit, manual, policy, policy_with};
+
+/// The example with a rule that reads a numeric bound.
+fn bounded() -> Policy {
+    policy_with(
+        "[[undesirable]]\nid = \"careers-page\"",
+        "[[engagement]]\nid = \"long-read\"\ntype = \"page_viewed\"\nwhere = { seconds_at_least = 120, seconds_at_most = 900 }\npoints = 4\nmax_points = 24\nmax_per_day = 3\n\n[[undesirable]]\nid = \"careers-page\"",
+    )
+}
 
 const KINDS: [&str; 8] = [
     "webinar_registered",
@@ -22,6 +30,8 @@ const KINDS: [&str; 8] = [
 ];
 const PATHS: [&str; 4] = ["/pricing", "/pricing/teams", "/careers", "/blog"];
 const CHANNELS: [Option<&str>; 3] = [None, Some("paid_social"), Some("search")];
+/// Time on a page, as callers send it: numbers, spaced, or not numbers.
+const SECONDS: [&str; 6] = ["30", "120", " 600 ", "119.5", "n/a", "1e3"];
 
 fn engagement() -> impl Strategy<Value = Engagement> {
     (
@@ -30,11 +40,13 @@ fn engagement() -> impl Strategy<Value = Engagement> {
         0..CHANNELS.len(),
         0_i64..(60 * 24 * 3600),
         0_u32..1_000_000,
+        0..SECONDS.len(),
     )
-        .prop_map(|(k, p, c, secs, id)| {
+        .prop_map(|(k, p, c, secs, id, seconds)| {
             let mut properties = BTreeMap::new();
             if KINDS[k] == "page_viewed" {
                 properties.insert("path".to_owned(), PATHS[p].to_owned());
+                properties.insert("seconds".to_owned(), SECONDS[seconds].to_owned());
             }
             Engagement {
                 event_id: format!("e{id}"),
@@ -118,6 +130,29 @@ proptest! {
         prop_assert_eq!(&a, &b);
         let at = end_of(&log);
         prop_assert_eq!(a.value_at(&p, at).to_bits(), b.value_at(&p, at).to_bits());
+    }
+
+    #[test]
+    fn bounded_rules_score_permuted_logs_identically_and_as_the_direct_sum(log in log(), seed in any::<u64>()) {
+        let p = bounded();
+        let mut shuffled = log.clone();
+        let mut state = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+            #[allow(clippy::cast_possible_truncation)]
+            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let a = ScoreState::replay(&p, &sorted(&log), None, None);
+        let b = ScoreState::replay(&p, &shuffled, None, None);
+        prop_assert_eq!(&a, &b);
+        let at = end_of(&log);
+        prop_assert!((a.value_at(&p, at) - reference_score(&p, &log, at)).abs() < 1e-6);
+        let long = p.event_rules.iter().position(|r| r.id == "long-read").expect("the rule");
+        let in_range = log.iter().filter(|e| {
+            e.kind == "page_viewed"
+                && e.properties.get("seconds").and_then(|s| s.trim().parse::<f64>().ok()).is_some_and(|n| (120.0..=900.0).contains(&n))
+        }).count();
+        prop_assert_eq!(a.rules[long].matched as usize, in_range);
     }
 
     #[test]
