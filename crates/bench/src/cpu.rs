@@ -6,12 +6,7 @@ use std::time::Instant;
 const TICKS: f64 = 100.0;
 
 fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces: the fields follow the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let user: f64 = fields.get(11)?.parse().ok()?;
-    let system: f64 = fields.get(12)?.parse().ok()?;
-    Some((user + system) / TICKS)
+    cpu_split(pid).map(|(user, system)| user + system)
 }
 
 /// A process's CPU time so far, split: (user, system) seconds.

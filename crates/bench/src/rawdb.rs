@@ -49,14 +49,9 @@ fn insert_sql(rows: usize, postgres: bool) -> String {
     sql
 }
 
-/// L1 and LB on a fresh SQLite file (WAL, synchronous=NORMAL), writes
-/// through one connection as leadflow does.
-pub(crate) async fn sqlite(
-    path: &std::path::Path,
-    concurrency: usize,
-    batch: usize,
-    duration: Duration,
-) -> anyhow::Result<Stats> {
+/// One connection to a SQLite file (WAL, synchronous=NORMAL), as
+/// leadflow's writer, with an empty `bench_rows`.
+async fn sqlite_writer(path: &std::path::Path) -> anyhow::Result<sqlx::SqlitePool> {
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -71,6 +66,18 @@ pub(crate) async fn sqlite(
         .execute(&pool)
         .await?;
     sqlx::query(CREATE).execute(&pool).await?;
+    Ok(pool)
+}
+
+/// L1 and LB on a fresh SQLite file (WAL, synchronous=NORMAL), writes
+/// through one connection as leadflow does.
+pub(crate) async fn sqlite(
+    path: &std::path::Path,
+    concurrency: usize,
+    batch: usize,
+    duration: Duration,
+) -> anyhow::Result<Stats> {
+    let pool = sqlite_writer(path).await?;
     let next = Arc::new(AtomicU64::new(0));
     let sql = Arc::new(insert_sql(batch, false));
     let name = if batch == 1 {
@@ -149,16 +156,7 @@ pub(crate) async fn postgres(
 pub(crate) async fn handoffs(seconds: u64) -> anyhow::Result<()> {
     let scratch = crate::Scratch::new("handoffs")?;
     let duration = Duration::from_secs(seconds);
-    let options = SqliteConnectOptions::new()
-        .filename(scratch.0.join("handoffs.db"))
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await?;
-    sqlx::query(CREATE).execute(&pool).await?;
+    let pool = sqlite_writer(&scratch.0.join("handoffs.db")).await?;
     let next = Arc::new(AtomicU64::new(0));
     let sql = Arc::new(insert_sql(1, false));
     let mut points = Vec::new();

@@ -687,6 +687,15 @@ fn with_where(conditions: &str) -> String {
     toml.replacen("[[undesirable]]\nid = \"careers-page\"", &rule, 1)
 }
 
+/// The `long-view` rule [`with_where`] adds, as parsed.
+fn long_view(conditions: &str) -> leadflow_domain::policy::EventRule {
+    let p = Policy::from_toml(&with_where(conditions)).expect("valid");
+    p.event_rules
+        .into_iter()
+        .find(|r| r.id == "long-view")
+        .expect("the rule")
+}
+
 fn page_with(props: &[(&str, &str)]) -> leadflow_domain::Engagement {
     let mut e = crate::common::ev("e1", "page_viewed", crate::common::T0);
     for (k, v) in props {
@@ -698,12 +707,7 @@ fn page_with(props: &[(&str, &str)]) -> leadflow_domain::Engagement {
 #[test]
 fn numeric_where_conditions_are_bounds_and_strings_keep_equality() {
     use leadflow_domain::policy::PropertyCondition;
-    let p = Policy::from_toml(&with_where("seconds_at_least = 120, percent_at_most = 50.5")).expect("valid");
-    let rule = p
-        .event_rules
-        .iter()
-        .find(|r| r.id == "long-view")
-        .expect("the rule");
+    let rule = long_view("seconds_at_least = 120, percent_at_most = 50.5");
     assert_eq!(
         rule.conditions,
         vec![
@@ -742,12 +746,7 @@ fn numeric_where_conditions_are_bounds_and_strings_keep_equality() {
 
     // A string keeps the meaning stored versions gave it: equality on a
     // property literally named `seconds_at_least`.
-    let p = Policy::from_toml(&with_where("seconds_at_least = \"120\"")).expect("valid");
-    let rule = p
-        .event_rules
-        .iter()
-        .find(|r| r.id == "long-view")
-        .expect("the rule");
+    let rule = long_view("seconds_at_least = \"120\"");
     assert_eq!(
         rule.conditions,
         vec![PropertyCondition::Equals {

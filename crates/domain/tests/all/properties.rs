@@ -73,6 +73,18 @@ fn sorted(log: &[Engagement]) -> Vec<Engagement> {
     s
 }
 
+/// A deterministic shuffle from the seed (xorshift).
+fn shuffle(events: &mut [Engagement], seed: u64) {
+    let mut state = seed | 1;
+    for i in (1..events.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        #[allow(clippy::cast_possible_truncation)]
+        events.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+}
+
 fn end_of(log: &[Engagement]) -> Timestamp {
     log.iter().map(|e| e.occurred_at).max().unwrap_or(T0)
 }
@@ -118,13 +130,7 @@ proptest! {
                 shuffled.push(log[d.index(log.len())].clone());
             }
         }
-        // a deterministic shuffle from the seed
-        let mut state = seed | 1;
-        for i in (1..shuffled.len()).rev() {
-            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
-            #[allow(clippy::cast_possible_truncation)]
-            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
-        }
+        shuffle(&mut shuffled, seed);
         let a = ScoreState::replay(&p, &sorted(&log), None, None);
         let b = ScoreState::replay(&p, &shuffled, None, None);
         prop_assert_eq!(&a, &b);
@@ -136,12 +142,7 @@ proptest! {
     fn bounded_rules_score_permuted_logs_identically_and_as_the_direct_sum(log in log(), seed in any::<u64>()) {
         let p = bounded();
         let mut shuffled = log.clone();
-        let mut state = seed | 1;
-        for i in (1..shuffled.len()).rev() {
-            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
-            #[allow(clippy::cast_possible_truncation)]
-            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
-        }
+        shuffle(&mut shuffled, seed);
         let a = ScoreState::replay(&p, &sorted(&log), None, None);
         let b = ScoreState::replay(&p, &shuffled, None, None);
         prop_assert_eq!(&a, &b);
