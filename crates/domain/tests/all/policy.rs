@@ -57,6 +57,7 @@ fn the_example_policy_parses_into_typed_rules() {
             "pricing-page",
             "trial",
             "paid-channel-click",
+            "docs-read",
             "careers-page",
             "unsubscribed",
             "hard-bounce"
@@ -429,12 +430,12 @@ fn an_unreachable_engagement_threshold_is_a_warning() {
         warnings(&edits),
         [
             "stages.MQL.engagement_at_least: unreachable: every positive engagement rule has max_points, \
-          and together they give at most 169, below 5000"
+          and together they give at most 189, below 5000"
         ]
     );
     // Exactly the sum is reachable; negative rules do not count against it.
     let mut edits = CAPPED.to_vec();
-    edits.push(("engagement_at_least = 60", "engagement_at_least = 169"));
+    edits.push(("engagement_at_least = 60", "engagement_at_least = 189"));
     assert_eq!(warnings(&edits), Vec::<String>::new());
     let p = Policy::from_toml(
         &CAPPED
@@ -442,7 +443,7 @@ fn an_unreachable_engagement_threshold_is_a_warning() {
             .fold(example_toml(), |t, (a, b)| t.replacen(a, b, 1)),
     )
     .expect("valid");
-    assert_eq!(p.most_engagement(), Some(169.0));
+    assert_eq!(p.most_engagement(), Some(189.0));
     assert_eq!(
         leadflow_domain::policy::PolicyWarning {
             path: "p".to_owned(),
@@ -780,7 +781,7 @@ fn bad_numeric_where_conditions_are_refused_at_their_paths() {
         ),
     ] {
         let errs = errors(&with_where(conditions));
-        assert_has(&errs, "engagement[7].where");
+        assert_has(&errs, "engagement[8].where");
         assert_has(&errs, expected);
     }
 }
