@@ -132,6 +132,16 @@ impl TestServer {
             .expect("count rows")
     }
 
+    /// The lead as `GetLead` shows it.
+    pub async fn lead(&mut self, id: &str) -> anyhow::Result<pb::Lead> {
+        self.leads
+            .get_lead(pb::GetLeadRequest { lead: by_id(id) })
+            .await?
+            .into_inner()
+            .lead
+            .context("GetLead answers a lead")
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown(Duration::from_secs(2)).await;

@@ -56,6 +56,16 @@ pub struct RuleContribution {
     pub cap_reached: bool,
     pub undesirable: bool,
     pub disqualify: bool,
+    /// A counting rule's `at_count`; 0 for a rule every matching event feeds.
+    #[serde(default)]
+    pub at_count: u32,
+    /// How many times a counting rule fired (`counted` of them gave points).
+    #[serde(default)]
+    pub fired: u32,
+    /// A counting rule's matching events kept towards its next firing and
+    /// still inside `within` at the instant explained.
+    #[serde(default)]
+    pub pending: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -141,6 +151,11 @@ fn contributions(policy: &Policy, state: &ScoreState, at: Timestamp) -> Vec<Rule
             cap_reached: rule.max_points.is_some_and(|cap| round6(s.raw.abs()) >= cap),
             undesirable: rule.undesirable,
             disqualify: rule.disqualify,
+            at_count: rule.count.map_or(0, |c| c.at),
+            fired: s.fired,
+            pending: rule
+                .count
+                .map_or(0, |c| u32::try_from(c.pending(&s.kept, at)).unwrap_or(u32::MAX)),
         })
         .collect()
 }

@@ -43,6 +43,13 @@ pub struct RuleState {
     /// Decayed value at `anchor` (the last counted event's time).
     pub value: f64,
     pub anchor: Timestamp,
+    /// A counting rule's matching events kept since it last fired (their
+    /// times, in scoring order).
+    #[serde(default)]
+    pub kept: Vec<Timestamp>,
+    /// How many times a counting rule fired.
+    #[serde(default)]
+    pub fired: u32,
 }
 
 /// A lead's engagement score over one window of its log.
@@ -223,6 +230,12 @@ impl ScoreState {
                 continue;
             }
             state.matched += 1;
+            if let Some(count) = rule.count {
+                if !count.keep(&mut state.kept, event.occurred_at) {
+                    continue;
+                }
+                state.fired += 1;
+            }
             if rule.disqualify {
                 applied.disqualified_by.get_or_insert_with(|| rule.id.clone());
             }

@@ -252,6 +252,9 @@ fn rules_out(rules: &[RuleContribution]) -> Vec<pb::RuleContribution> {
             cap_reached: r.cap_reached,
             undesirable: r.undesirable,
             disqualify: r.disqualify,
+            at_count: i64::from(r.at_count),
+            fired: i64::from(r.fired),
+            pending: i64::from(r.pending),
         })
         .collect()
 }

@@ -413,17 +413,8 @@ async fn a_late_engagement_is_scored_once_in_its_place(mut server: TestServer) -
     assert_eq!(scored, Some(65.0), "55 + 10, the late event counted once");
     // decided at its own time, over the events up to then: 10 points
     assert!(r.transitions.is_empty());
-    let got = server
-        .leads
-        .get_lead(pb::GetLeadRequest {
-            lead: by_id(&lead.id),
-        })
-        .await?
-        .into_inner();
-    assert_eq!(
-        got.lead.and_then(|l| l.scores).map(|s| s.engagement.round()),
-        Some(65.0)
-    );
+    let got = server.lead(&lead.id).await?;
+    assert_eq!(got.scores.map(|s| s.engagement.round()), Some(65.0));
     // the next event is decided over all of them: 66 points
     let r = server
         .leads

@@ -185,7 +185,83 @@ async fn explain_names_every_rule_and_the_next_guards(mut server: TestServer) ->
     Ok(())
 }
 
+async fn counting_and_bounded_rules_explain_their_firings(mut server: TestServer) -> anyhow::Result<()> {
+    const DAY: i64 = 86_400;
+    let lead = create(&mut server, "stories@acme.com").await?;
+    // two customer stories (the later one first), a long and a short docs read
+    for (id, path, seconds, ago) in [
+        ("s2", "/customers/b", "40", DAY),
+        ("s1", "/customers/a", "40", 3 * DAY),
+        ("d1", "/docs/api", " 150 ", 2 * DAY),
+        ("d2", "/docs/api", "30", 2 * DAY),
+    ] {
+        let mut e = at(engagement(id, "page_viewed"), seconds_ago(ago + 60));
+        e.properties.insert("path".to_owned(), path.to_owned());
+        e.properties.insert("seconds".to_owned(), seconds.to_owned());
+        server.leads.record_engagement(record(&lead.id, e)).await?;
+    }
+    let explain = |server: &mut TestServer| {
+        let mut leads = server.leads.clone();
+        let id = lead.id.clone();
+        async move {
+            let x = leads
+                .explain_score(pb::ExplainScoreRequest {
+                    lead: by_id(&id),
+                    as_of: None,
+                })
+                .await?
+                .into_inner();
+            anyhow::Ok(x)
+        }
+    };
+    let x = explain(&mut server).await?;
+    let rule =
+        |x: &pb::ExplainScoreResponse, id: &str| x.engagement.iter().find(|r| r.rule_id == id).cloned();
+    let stories = rule(&x, "case-study-research").expect("matched");
+    assert_eq!(
+        (
+            stories.matched,
+            stories.at_count,
+            stories.fired,
+            stories.pending,
+            stories.raw_points
+        ),
+        (2, 3, 0, 2, 0.0),
+        "two of three kept: {stories:?}"
+    );
+    let docs = rule(&x, "docs-read").expect("matched");
+    assert_eq!(
+        (docs.matched, docs.raw_points, docs.at_count),
+        (1, 4.0, 0),
+        "150 s only"
+    );
+
+    // the third story within the week fires the rule at itself
+    let mut e = at(engagement("s3", "page_viewed"), seconds_ago(60));
+    e.properties.insert("path".to_owned(), "/customers/c".to_owned());
+    server.leads.record_engagement(record(&lead.id, e)).await?;
+    let x = explain(&mut server).await?;
+    let stories = rule(&x, "case-study-research").expect("matched");
+    assert_eq!(
+        (
+            stories.matched,
+            stories.fired,
+            stories.counted,
+            stories.pending,
+            stories.raw_points
+        ),
+        (3, 1, 1, 0, 10.0)
+    );
+    let shown = server.lead(&lead.id).await?;
+    assert_eq!(
+        shown.scores.map(|s| s.engagement.round()),
+        x.scores.map(|s| s.engagement.round())
+    );
+    Ok(())
+}
+
 scenarios! {
+    counting_and_bounded_rules_explain_their_firings,
     leads_list_by_stage_page_by_page,
     history_pages_interleave_engagements_and_transitions,
     explain_names_every_rule_and_the_next_guards,

@@ -16,7 +16,7 @@ async fn validate(server: &mut TestServer, source: String) -> anyhow::Result<pb:
 
 async fn warnings_leave_a_policy_valid_and_storable(mut server: TestServer) -> anyhow::Result<()> {
     // Every positive engagement rule capped: at most 20 + 30 + 30 + 10 +
-    // 40 + 30 + 9 = 169 points, and the threshold asks for 5000.
+    // 40 + 30 + 20 + 20 + 9 = 209 points, and the threshold asks for 5000.
     let unreachable = leadflow_server::DEFAULT_POLICY
         .replacen(
             "points = 15\n\n[[engagement]]\nid = \"ebook\"",
@@ -38,7 +38,7 @@ async fn warnings_leave_a_policy_valid_and_storable(mut server: TestServer) -> a
     assert_eq!(warning.severity, Severity::Warning as i32);
     assert_eq!(warning.path, "stages.MQL.engagement_at_least");
     assert!(
-        warning.message.contains("at most 169, below 5000"),
+        warning.message.contains("at most 209, below 5000"),
         "{}",
         warning.message
     );
@@ -81,7 +81,7 @@ async fn a_very_bad_policy_gets_a_bounded_answer(mut server: TestServer) -> anyh
     assert!(!v.valid);
     assert_eq!(v.problems_total, 3_000);
     assert_eq!(v.problems.len(), 100, "the first 100 are listed");
-    assert_eq!(v.problems[0].path, "engagement[7].type");
+    assert_eq!(v.problems[0].path, "engagement[9].type");
     assert!(v.problems.iter().all(|p| p.severity == Severity::Error as i32));
     assert!(v.encoded_len() < 16 * 1024, "{} bytes", v.encoded_len());
 

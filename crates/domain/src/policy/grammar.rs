@@ -12,8 +12,8 @@ use super::checks::{self, Ids};
 use super::reader::{self, Cx, Loc, MAX_MAGNITUDE, Obj, Table, integer, kind_of};
 use super::rules::fold;
 use super::{
-    AttributeMatcher, AttributeRule, EventRule, Grade, LOWEST_GRADE, MqlStage, Policy, PropertyCondition,
-    Reasons, Sla, SlaKind, SqlStage, Workflow, WorkflowOn,
+    AttributeMatcher, AttributeRule, Count, EventRule, Grade, LOWEST_GRADE, MqlStage, Policy,
+    PropertyCondition, Reasons, Sla, SlaKind, SqlStage, Workflow, WorkflowOn,
 };
 use crate::stage::Stage;
 
@@ -101,6 +101,8 @@ impl Parser<'_, '_> {
                     "points",
                     "max_points",
                     "max_per_day",
+                    "at_count",
+                    "within",
                 ],
             );
             if let Some(rule) = self.event_rule(&obj, &mut ids, &types, false) {
@@ -130,7 +132,7 @@ impl Parser<'_, '_> {
                         t,
                         &[
                             "id", "type", "channel", "where", "points", "max_points", "max_per_day",
-                            "disqualify",
+                            "at_count", "within", "disqualify",
                         ],
                     );
                     if let Some(rule) = self.event_rule(&obj, &mut ids, &types, true) {
@@ -330,27 +332,8 @@ impl Parser<'_, '_> {
                 format!("a cap must be positive, not {cap}"),
             );
         }
-        let max_per_day = match obj.get("max_per_day") {
-            None => None,
-            Some(DeValue::Integer(n)) => match integer(n) {
-                Some(n) if (1..=1_000_000).contains(&n) => u32::try_from(n).ok(),
-                written => {
-                    let n = written.map_or_else(|| n.to_string(), |n| n.to_string());
-                    self.cx.err(
-                        &obj.at("max_per_day"),
-                        format!("a cap must be a count from 1 to 1000000, not {n}"),
-                    );
-                    None
-                }
-            },
-            Some(other) => {
-                self.cx.err(
-                    &obj.at("max_per_day"),
-                    format!("expected a whole number, found {}", kind_of(other)),
-                );
-                None
-            }
-        };
+        let max_per_day = self.count(obj, "max_per_day", "a cap must be a count", 1_000_000);
+        let count = self.counting(obj);
         Some(EventRule {
             id: id?,
             kind: kind?,
@@ -359,9 +342,61 @@ impl Parser<'_, '_> {
             points: points?,
             max_points,
             max_per_day,
+            count: count?,
             undesirable,
             disqualify,
         })
+    }
+
+    /// A whole number from 1 to `max` at `key`, if written; out of range,
+    /// the message starts with `what`.
+    fn count(&mut self, obj: &Obj<'_>, key: &str, what: &str, max: i64) -> Option<u32> {
+        match obj.get(key)? {
+            DeValue::Integer(n) => match integer(n) {
+                Some(n) if (1..=max).contains(&n) => u32::try_from(n).ok(),
+                written => {
+                    let n = written.map_or_else(|| n.to_string(), |n| n.to_string());
+                    self.cx
+                        .err(&obj.at(key), format!("{what} from 1 to {max}, not {n}"));
+                    None
+                }
+            },
+            other => {
+                self.cx.err(
+                    &obj.at(key),
+                    format!("expected a whole number, found {}", kind_of(other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// `at_count` and `within`: `Some(None)` for an ordinary rule, `None`
+    /// when either is wrong (reported).
+    fn counting(&mut self, obj: &Obj<'_>) -> Option<Option<Count>> {
+        let within = obj.has("within").then(|| obj.duration(self.cx, "within"));
+        if !obj.has("at_count") {
+            if within.is_some() {
+                self.cx.err(
+                    &obj.at("within"),
+                    "a window needs a count: add at_count = N (the rule fires at the Nth matching event within it)",
+                );
+                return None;
+            }
+            return Some(None);
+        }
+        let at = self.count(obj, "at_count", "expected a count", 1_000);
+        match within {
+            Some(None) => None,
+            Some(Some(within)) => Some(Some(Count {
+                at: at?,
+                within: Some(within),
+            })),
+            None => Some(Some(Count {
+                at: at?,
+                within: None,
+            })),
+        }
     }
 
     fn conditions(&mut self, at: &Loc, table: &Table<'_>) -> Option<Vec<PropertyCondition>> {

@@ -22,7 +22,7 @@ mod suggestions;
 use std::collections::BTreeSet;
 use std::fmt;
 
-pub use rules::{AttributeMatcher, AttributeRule, EventRule, PropertyCondition};
+pub use rules::{AttributeMatcher, AttributeRule, Count, EventRule, PropertyCondition};
 
 use crate::stage::Stage;
 use crate::time::Span;

@@ -4,6 +4,7 @@ use regex::Regex;
 
 use crate::engagement::Engagement;
 use crate::profile::Profile;
+use crate::time::{Span, Timestamp};
 
 /// A `[[fit]]` rule or an attribute `[[undesirable]]`.
 #[derive(Clone, Debug)]
@@ -70,10 +71,47 @@ pub struct EventRule {
     pub points: f64,
     /// Lifetime budget of counted, undecayed points (by magnitude).
     pub max_points: Option<f64>,
-    /// At most this many events count per UTC day.
+    /// At most this many events (firings, for a counting rule) count per UTC day.
     pub max_per_day: Option<u32>,
+    /// `at_count` (and `within`): the rule fires only at every Nth matching event.
+    pub count: Option<Count>,
     pub undesirable: bool,
     pub disqualify: bool,
+}
+
+/// A counting rule's condition: `at` matching events, kept since the rule
+/// last fired and, with `within`, no older than `within` before the latest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Count {
+    pub at: u32,
+    pub within: Option<Span>,
+}
+
+impl Count {
+    /// Keeps a matching event at `t` (in scoring order) in `kept`, the
+    /// times of the events kept so far; whether the rule fires at it. Kept
+    /// events older than `t - within` are dropped first; a firing clears them.
+    pub fn keep(self, kept: &mut Vec<Timestamp>, t: Timestamp) -> bool {
+        if let Some(within) = self.within {
+            let oldest = t.saturating_sub(within);
+            let stale = kept.partition_point(|k| *k < oldest);
+            kept.drain(..stale);
+        }
+        kept.push(t);
+        if kept.len() >= self.at as usize {
+            kept.clear();
+            return true;
+        }
+        false
+    }
+
+    /// How many of `kept` still count at `t` (not dropped by `within`).
+    pub fn pending(self, kept: &[Timestamp], t: Timestamp) -> usize {
+        self.within.map_or(kept.len(), |within| {
+            let oldest = t.saturating_sub(within);
+            kept.len() - kept.partition_point(|k| *k < oldest)
+        })
+    }
 }
 
 /// One `where` entry. A missing property never matches.

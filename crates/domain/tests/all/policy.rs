@@ -58,6 +58,7 @@ fn the_example_policy_parses_into_typed_rules() {
             "trial",
             "paid-channel-click",
             "docs-read",
+            "case-study-research",
             "careers-page",
             "unsubscribed",
             "hard-bounce"
@@ -403,7 +404,7 @@ fn warnings(edits: &[(&str, &str)]) -> Vec<String> {
 }
 
 /// Caps on the example's uncapped positive rules: together the positive
-/// rules give at most 20 + 30 + 30 + 10 + 40 + 30 + 9 = 169.
+/// rules give at most 20 + 30 + 30 + 10 + 40 + 30 + 20 + 20 + 9 = 209.
 const CAPPED: &[(&str, &str)] = &[
     (
         "points = 15\n\n[[engagement]]\nid = \"ebook\"",
@@ -430,12 +431,12 @@ fn an_unreachable_engagement_threshold_is_a_warning() {
         warnings(&edits),
         [
             "stages.MQL.engagement_at_least: unreachable: every positive engagement rule has max_points, \
-          and together they give at most 189, below 5000"
+          and together they give at most 209, below 5000"
         ]
     );
     // Exactly the sum is reachable; negative rules do not count against it.
     let mut edits = CAPPED.to_vec();
-    edits.push(("engagement_at_least = 60", "engagement_at_least = 189"));
+    edits.push(("engagement_at_least = 60", "engagement_at_least = 209"));
     assert_eq!(warnings(&edits), Vec::<String>::new());
     let p = Policy::from_toml(
         &CAPPED
@@ -443,7 +444,7 @@ fn an_unreachable_engagement_threshold_is_a_warning() {
             .fold(example_toml(), |t, (a, b)| t.replacen(a, b, 1)),
     )
     .expect("valid");
-    assert_eq!(p.most_engagement(), Some(189.0));
+    assert_eq!(p.most_engagement(), Some(209.0));
     assert_eq!(
         leadflow_domain::policy::PolicyWarning {
             path: "p".to_owned(),
@@ -781,7 +782,107 @@ fn bad_numeric_where_conditions_are_refused_at_their_paths() {
         ),
     ] {
         let errs = errors(&with_where(conditions));
-        assert_has(&errs, "engagement[8].where");
+        assert_has(&errs, "engagement[9].where");
         assert_has(&errs, expected);
+    }
+}
+
+/// The example with an engagement rule `counting` written with these lines.
+fn with_counting(lines: &str) -> String {
+    example_toml().replacen(
+        "[[undesirable]]\nid = \"careers-page\"",
+        &format!(
+            "[[engagement]]\nid = \"counting\"\ntype = \"page_viewed\"\npoints = 5\n{lines}\n\n[[undesirable]]\nid = \"careers-page\""
+        ),
+        1,
+    )
+}
+
+#[test]
+fn counting_rules_take_a_count_and_an_optional_window() {
+    let rule = |lines: &str| {
+        Policy::from_toml(&with_counting(lines))
+            .expect("valid")
+            .event_rules
+            .into_iter()
+            .find(|r| r.id == "counting")
+            .expect("the rule")
+    };
+    assert_eq!(rule("").count, None);
+    assert_eq!(
+        rule("at_count = 3\nwithin = \"1d\"").count,
+        Some(leadflow_domain::policy::Count {
+            at: 3,
+            within: Some(Span::from_days(1))
+        })
+    );
+    assert_eq!(
+        rule("at_count = 1000").count,
+        Some(leadflow_domain::policy::Count {
+            at: 1000,
+            within: None
+        })
+    );
+    // undesirables count too
+    let p = Policy::from_toml(&example_toml().replacen(
+        "id = \"hard-bounce\"\ntype = \"email_bounced\"",
+        "id = \"hard-bounce\"\ntype = \"email_bounced\"\nat_count = 2\nwithin = \"30d\"",
+        1,
+    ))
+    .expect("valid");
+    let bounce = p
+        .event_rules
+        .iter()
+        .find(|r| r.id == "hard-bounce")
+        .expect("the rule");
+    assert_eq!(bounce.count.map(|c| c.at), Some(2));
+}
+
+#[test]
+fn bad_counting_rules_are_refused_at_their_paths() {
+    for (lines, path, expected) in [
+        (
+            "at_count = 0",
+            "at_count",
+            "expected a count from 1 to 1000, not 0",
+        ),
+        (
+            "at_count = 1001",
+            "at_count",
+            "expected a count from 1 to 1000, not 1001",
+        ),
+        (
+            "at_count = -2",
+            "at_count",
+            "expected a count from 1 to 1000, not -2",
+        ),
+        (
+            "at_count = 2.5",
+            "at_count",
+            "expected a whole number, found a number",
+        ),
+        (
+            "at_count = \"3\"",
+            "at_count",
+            "expected a whole number, found a string",
+        ),
+        (
+            "at_count = 3\nwithin = \"a day\"",
+            "within",
+            "bad duration \"a day\"",
+        ),
+        (
+            "at_count = 3\nwithin = 86400",
+            "within",
+            "expected a string, found an integer",
+        ),
+        (
+            "within = \"1d\"",
+            "within",
+            "a window needs a count: add at_count = N",
+        ),
+    ] {
+        let errs = errors(&with_counting(lines));
+        assert_has(&errs, &format!("engagement[9].{path}: {expected}"));
     }
 }

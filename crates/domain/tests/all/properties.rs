@@ -10,11 +10,17 @@ use proptest::prelude::*;
 
 use crate::common::{Harness, T0, good_fit, manual, policy, policy_with};
 
-/// The example with a rule that reads a numeric bound.
+/// The example with a rule that reads a numeric bound and counting rules:
+/// one with a window (capped per day and in all), one without, and a
+/// disqualifying one.
 fn bounded() -> Policy {
     policy_with(
         "[[undesirable]]\nid = \"careers-page\"",
-        "[[engagement]]\nid = \"long-read\"\ntype = \"page_viewed\"\nwhere = { seconds_at_least = 120, seconds_at_most = 900 }\npoints = 4\nmax_points = 24\nmax_per_day = 3\n\n[[undesirable]]\nid = \"careers-page\"",
+        "[[engagement]]\nid = \"long-read\"\ntype = \"page_viewed\"\nwhere = { seconds_at_least = 120, seconds_at_most = 900 }\npoints = 4\nmax_points = 24\nmax_per_day = 3\n\n\
+         [[engagement]]\nid = \"pricing-twice\"\ntype = \"page_viewed\"\nwhere = { path_prefix = \"/pricing\" }\nat_count = 2\nwithin = \"7d\"\npoints = 10\nmax_points = 30\nmax_per_day = 1\n\n\
+         [[engagement]]\nid = \"clicks-thrice\"\ntype = \"email_clicked\"\nat_count = 3\npoints = 6\n\n\
+         [[undesirable]]\nid = \"blog-binge\"\ntype = \"page_viewed\"\nwhere = { path = \"/blog\" }\nat_count = 4\nwithin = \"3d\"\ndisqualify = true\n\n\
+         [[undesirable]]\nid = \"careers-page\"",
     )
 }
 
@@ -73,6 +79,35 @@ fn sorted(log: &[Engagement]) -> Vec<Engagement> {
     s
 }
 
+/// `log` with `burst`'s events squeezed into its first two days (with
+/// their own ids), so that counting rules' windows fill.
+fn with_burst(mut log: Vec<Engagement>, burst: Vec<Engagement>) -> Vec<Engagement> {
+    log.extend(burst.into_iter().map(|mut e| {
+        e.event_id = format!("burst-{}", e.event_id);
+        e.occurred_at = T0.saturating_add(Span::from_micros(
+            e.occurred_at.since(T0).as_micros() % (2 * 86_400_000_000),
+        ));
+        e
+    }));
+    log
+}
+
+/// How many times a counting rule fires over `log`, written out directly.
+fn reference_firings(rule: &leadflow_domain::policy::EventRule, log: &[Engagement]) -> u32 {
+    let Some(count) = rule.count else { return 0 };
+    let mut kept: Vec<Timestamp> = Vec::new();
+    let mut fired = 0;
+    for e in sorted(log).iter().filter(|e| rule.matches(e)) {
+        kept.retain(|t| count.within.is_none_or(|w| e.occurred_at.since(*t) <= w));
+        kept.push(e.occurred_at);
+        if kept.len() == count.at as usize {
+            kept.clear();
+            fired += 1;
+        }
+    }
+    fired
+}
+
 /// A deterministic shuffle from the seed (xorshift).
 fn shuffle(events: &mut [Engagement], seed: u64) {
     let mut state = seed | 1;
@@ -97,7 +132,17 @@ fn reference_score(policy: &Policy, log: &[Engagement], at: Timestamp) -> f64 {
     for rule in &policy.event_rules {
         let mut per_day: BTreeMap<i64, u32> = BTreeMap::new();
         let mut spent = 0.0_f64;
+        let mut kept: Vec<Timestamp> = Vec::new();
         for e in log.iter().filter(|e| rule.matches(e) && e.occurred_at <= at) {
+            if let Some(count) = rule.count {
+                // the matching events since the last firing, inside the window
+                kept.retain(|t| count.within.is_none_or(|w| e.occurred_at.since(*t) <= w));
+                kept.push(e.occurred_at);
+                if kept.len() < count.at as usize {
+                    continue;
+                }
+                kept.clear();
+            }
             let day = per_day.entry(e.occurred_at.utc_day()).or_default();
             if rule.max_per_day.is_some_and(|m| *day >= m) {
                 continue;
@@ -116,6 +161,34 @@ fn reference_score(policy: &Policy, log: &[Engagement], at: Timestamp) -> f64 {
         }
     }
     total
+}
+
+/// Engagements taken one by one, in time order (the incremental path) and
+/// in any order (late ones replay), leave the states a replay gives.
+fn incremental_equals_replay(policy: &Policy, log: &[Engagement], seed: u64) -> Result<(), TestCaseError> {
+    let mut h = Harness::capture(policy.clone(), good_fit(), T0);
+    for e in sorted(log) {
+        h.engage(e);
+    }
+    let replay = ScoreState::replay(&h.policy, log, h.lead.window_start, None);
+    prop_assert_eq!(&h.lead.qualifying, &replay);
+    let full = ScoreState::replay(&h.policy, log, None, None);
+    prop_assert_eq!(&h.lead.lifetime, &full);
+
+    let mut shuffled = log.to_vec();
+    shuffle(&mut shuffled, seed);
+    let mut g = Harness::capture(policy.clone(), good_fit(), T0);
+    g.now = end_of(log);
+    for e in shuffled {
+        g.decide(Command::RecordEngagement(e));
+    }
+    prop_assert_eq!(&g.lead.lifetime, &full);
+    let at = end_of(log);
+    prop_assert_eq!(
+        round6(g.lead.lifetime.value_at(&g.policy, at)),
+        round6(full.value_at(&g.policy, at))
+    );
+    Ok(())
 }
 
 proptest! {
@@ -139,8 +212,9 @@ proptest! {
     }
 
     #[test]
-    fn bounded_rules_score_permuted_logs_identically_and_as_the_direct_sum(log in log(), seed in any::<u64>()) {
+    fn bounded_rules_score_permuted_logs_identically_and_as_the_direct_sum(log in log(), burst in log(), seed in any::<u64>()) {
         let p = bounded();
+        let log = with_burst(log, burst);
         let mut shuffled = log.clone();
         shuffle(&mut shuffled, seed);
         let a = ScoreState::replay(&p, &sorted(&log), None, None);
@@ -154,6 +228,11 @@ proptest! {
                 && e.properties.get("seconds").and_then(|s| s.trim().parse::<f64>().ok()).is_some_and(|n| (120.0..=900.0).contains(&n))
         }).count();
         prop_assert_eq!(a.rules[long].matched as usize, in_range);
+        for (i, rule) in p.event_rules.iter().enumerate() {
+            prop_assert_eq!(a.rules[i].fired, reference_firings(rule, &log), "{}", rule.id);
+        }
+        let binge = p.event_rules.iter().position(|r| r.id == "blog-binge").expect("the rule");
+        prop_assert_eq!(a.rules[binge].fired > 0, a.disqualified_by.as_deref() == Some("blog-binge"));
     }
 
     #[test]
@@ -203,33 +282,9 @@ proptest! {
     }
 
     #[test]
-    fn incremental_decisions_equal_the_replay(log in log(), seed in any::<u64>()) {
-        // in time order: every engagement takes the incremental path
-        let mut h = Harness::capture(policy(), good_fit(), T0);
-        for e in sorted(&log) {
-            h.engage(e);
-        }
-        let replay = ScoreState::replay(&h.policy, &log, h.lead.window_start, None);
-        prop_assert_eq!(&h.lead.qualifying, &replay);
-        let full = ScoreState::replay(&h.policy, &log, None, None);
-        prop_assert_eq!(&h.lead.lifetime, &full);
-
-        // in any order: late events replay, and the end state is the same
-        let mut shuffled = log.clone();
-        let mut state = seed | 1;
-        for i in (1..shuffled.len()).rev() {
-            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
-            #[allow(clippy::cast_possible_truncation)]
-            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
-        }
-        let mut g = Harness::capture(policy(), good_fit(), T0);
-        g.now = end_of(&log);
-        for e in shuffled {
-            g.decide(Command::RecordEngagement(e));
-        }
-        prop_assert_eq!(&g.lead.lifetime, &full);
-        let at = end_of(&log);
-        prop_assert_eq!(round6(g.lead.lifetime.value_at(&g.policy, at)), round6(full.value_at(&g.policy, at)));
+    fn incremental_decisions_equal_the_replay(log in log(), burst in log(), seed in any::<u64>()) {
+        incremental_equals_replay(&policy(), &log, seed)?;
+        incremental_equals_replay(&bounded(), &with_burst(log, burst), seed)?;
     }
 
     #[test]

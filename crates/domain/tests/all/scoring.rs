@@ -202,3 +202,118 @@ fn decay_crossing_has_a_closed_form() {
     // no decay, no crossing; already below, no crossing
     assert_eq!(state.decay_reaches(&p, days(0), 50.0), None);
 }
+
+/// The example with "3 pricing page views within a day" (one firing a day
+/// counts) and "4 careers pages within a week" disqualifying.
+fn counting() -> Policy {
+    counting_capped("max_per_day = 1")
+}
+
+fn counting_capped(caps: &str) -> Policy {
+    policy_with(
+        "[[undesirable]]\nid = \"careers-page\"",
+        &format!(
+            "[[engagement]]\nid = \"pricing-thrice\"\ntype = \"page_viewed\"\nwhere = {{ path_prefix = \"/pricing\" }}\n\
+         at_count = 3\nwithin = \"1d\"\npoints = 10\n{caps}\n\n\
+         [[undesirable]]\nid = \"job-hunter\"\ntype = \"page_viewed\"\nwhere = {{ path_prefix = \"/careers\" }}\n\
+         at_count = 4\nwithin = \"7d\"\ndisqualify = true\n\n\
+         [[undesirable]]\nid = \"careers-page\""
+        ),
+    )
+}
+
+/// The state of the rule `id` after the pricing views at these hours.
+fn counted(
+    policy: &Policy,
+    id: &str,
+    views: &[i64],
+    since: Option<Timestamp>,
+) -> leadflow_domain::score::RuleState {
+    let log: Vec<_> = views
+        .iter()
+        .enumerate()
+        .map(|(i, h)| page(&format!("v{i:02}"), "/pricing", hours(*h)))
+        .collect();
+    let state = ScoreState::replay(policy, &log, since, None);
+    let i = policy
+        .event_rules
+        .iter()
+        .position(|r| r.id == id)
+        .expect("the rule");
+    state.rules[i].clone()
+}
+
+#[test]
+fn a_counting_rule_fires_at_the_nth_matching_event_within_its_window() {
+    let p = counting();
+    let r = counted(&p, "pricing-thrice", &[0, 1, 2], None);
+    assert_eq!((r.matched, r.fired, r.counted, r.raw), (3, 1, 1, 10.0));
+    assert!(r.kept.is_empty(), "a firing clears the kept events");
+    assert_eq!(r.anchor, hours(2), "it fires at the third");
+
+    // two, then one 29 hours after the second: the first two fall out
+    let r = counted(&p, "pricing-thrice", &[0, 1, 30], None);
+    assert_eq!((r.matched, r.fired, r.kept.len()), (3, 0, 1));
+    let r = counted(&p, "pricing-thrice", &[0, 1, 30, 31, 32], None);
+    assert_eq!((r.fired, r.anchor), (1, hours(32)));
+
+    // exactly `within` apart still counts
+    assert_eq!(counted(&p, "pricing-thrice", &[0, 12, 24], None).fired, 1);
+    // and a firing starts the count again: six views are two firings
+    assert_eq!(
+        counted(&p, "pricing-thrice", &[48, 49, 50, 51, 52], None).fired,
+        1
+    );
+    assert_eq!(
+        counted(&p, "pricing-thrice", &[48, 49, 50, 51, 52, 53], None).fired,
+        2
+    );
+}
+
+#[test]
+fn max_per_day_counts_firings_and_caps_limit_their_points() {
+    let p = counting();
+    // six views in a day fire twice; one firing a day gives points
+    let r = counted(&p, "pricing-thrice", &[0, 1, 2, 3, 4, 5], None);
+    assert_eq!((r.fired, r.counted, r.raw), (2, 1, 10.0));
+    // the next day's firing counts again
+    let r = counted(&p, "pricing-thrice", &[0, 1, 2, 3, 4, 5, 24, 25, 26], None);
+    assert_eq!((r.fired, r.counted, r.raw), (3, 2, 20.0));
+
+    let capped = counting_capped("max_points = 15");
+    let r = counted(&capped, "pricing-thrice", &[0, 1, 2, 3, 4, 5, 6, 7, 8], None);
+    assert_eq!(
+        (r.fired, r.counted, r.raw),
+        (3, 2, 15.0),
+        "10, then 5 up to the cap, then nothing"
+    );
+}
+
+#[test]
+fn after_a_backward_move_only_later_events_count() {
+    let p = counting();
+    // the window opens after hour 1: the views at 0 and 1 are not kept
+    let r = counted(&p, "pricing-thrice", &[0, 1, 2, 3], Some(hours(1)));
+    assert_eq!((r.matched, r.fired, r.kept.len()), (2, 0, 2));
+    let r = counted(&p, "pricing-thrice", &[0, 1, 2, 3, 4], Some(hours(1)));
+    assert_eq!((r.matched, r.fired), (3, 1));
+}
+
+#[test]
+fn a_counting_undesirable_disqualifies_when_it_fires_not_before() {
+    let p = counting();
+    let careers = |n: i64| -> Vec<Engagement> {
+        (0..n)
+            .map(|i| page(&format!("c{i}"), "/careers", days(i)))
+            .collect()
+    };
+    let three = ScoreState::replay(&p, &careers(3), None, None);
+    assert_eq!(three.disqualified_by, None);
+    let four = ScoreState::replay(&p, &careers(4), None, None);
+    assert_eq!(four.disqualified_by.as_deref(), Some("job-hunter"));
+    // four spread over more than a week never fire
+    let spread: Vec<_> = (0..4)
+        .map(|i| page(&format!("c{i}"), "/careers", days(i * 3)))
+        .collect();
+    assert_eq!(ScoreState::replay(&p, &spread, None, None).disqualified_by, None);
+}
