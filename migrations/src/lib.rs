@@ -16,6 +16,7 @@ mod m20261125_000005_analytics;
 mod m20261125_000006_trace;
 mod m20261205_000007_checkpoints;
 mod m20261206_000008_packed_state;
+mod m20261206_000009_level_changes;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_trace::Migration),
             Box::new(m20261205_000007_checkpoints::Migration),
             Box::new(m20261206_000008_packed_state::Migration),
+            Box::new(m20261206_000009_level_changes::Migration),
         ]
     }
 

@@ -326,10 +326,20 @@ pub async fn activate_policy(server: &mut TestServer, source: String) -> anyhow:
 }
 
 pub async fn create(server: &mut TestServer, email: &str) -> anyhow::Result<pb::Lead> {
+    create_captured(server, email, None).await
+}
+
+/// A good-fit lead captured at `captured_at` (default now).
+pub async fn create_captured(
+    server: &mut TestServer,
+    email: &str,
+    captured_at: Option<prost_types::Timestamp>,
+) -> anyhow::Result<pb::Lead> {
     let response = server
         .leads
         .create_lead(pb::CreateLeadRequest {
             profile: good_fit(email),
+            captured_at,
             ..pb::CreateLeadRequest::default()
         })
         .await?
@@ -337,6 +347,38 @@ pub async fn create(server: &mut TestServer, email: &str) -> anyhow::Result<pb::
     response
         .lead
         .ok_or_else(|| anyhow::anyhow!("no lead in the response"))
+}
+
+/// A lead's whole history, read `page_size` entries a page (each page
+/// checked to hold no more).
+pub async fn full_history(
+    server: &mut TestServer,
+    lead: &str,
+    page_size: i32,
+) -> anyhow::Result<Vec<pb::HistoryEntry>> {
+    let mut entries = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = server
+            .leads
+            .get_lead_history(pb::GetLeadHistoryRequest {
+                lead: by_id(lead),
+                page_size,
+                page_token: token,
+            })
+            .await?
+            .into_inner();
+        anyhow::ensure!(
+            page_size == 0 || page.entries.len() <= usize::try_from(page_size)?,
+            "a page of {} entries",
+            page.entries.len()
+        );
+        entries.extend(page.entries);
+        if page.next_page_token.is_empty() {
+            return Ok(entries);
+        }
+        token = page.next_page_token;
+    }
 }
 
 /// The engagements that take a fresh good-fit lead from IQL to MQL
@@ -413,7 +455,19 @@ pub async fn events(stream: &mut EventStream, n: usize, wait: Duration) -> anyho
     Ok(out)
 }
 
-/// A short description of an event: `TRANSITION:MQL`, `TRIGGER:mql_welcome_sequence`.
+/// A short description of a history entry: an engagement's event id,
+/// `->N` for a transition into stage N, `level:warm>hot` for a level change.
+pub fn entry_shape(e: &pb::HistoryEntry) -> String {
+    match &e.entry {
+        Some(pb::history_entry::Entry::Engagement(g)) => g.event_id.clone(),
+        Some(pb::history_entry::Entry::Transition(t)) => format!("->{}", t.to_stage),
+        Some(pb::history_entry::Entry::LevelChange(l)) => format!("level:{}>{}", l.from_level, l.to_level),
+        None => "?".to_owned(),
+    }
+}
+
+/// A short description of an event: `TRANSITION:MQL`, `TRIGGER:mql_welcome_sequence`,
+/// `LEVEL_CHANGED:>hot` (from no level to `hot`).
 pub fn describe(e: &pb::Event) -> String {
     match &e.payload {
         Some(pb::event::Payload::Transition(t)) => format!(
@@ -424,6 +478,7 @@ pub fn describe(e: &pb::Event) -> String {
         ),
         Some(pb::event::Payload::Trigger(t)) => format!("TRIGGER:{}", t.emit),
         Some(pb::event::Payload::SlaBreach(b)) => format!("SLA_BREACHED:{}", b.sla_id),
+        Some(pb::event::Payload::LevelChange(l)) => format!("LEVEL_CHANGED:{}>{}", l.from_level, l.to_level),
         None => "?".to_owned(),
     }
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engagement::Engagement;
 use crate::lifecycle::guards::{Facts, evaluate_all};
+use crate::lifecycle::levels::{level_checks, level_index};
 use crate::lifecycle::{Lead, Scores, TABLE};
 use crate::num::round6;
 use crate::policy::Policy;
@@ -29,6 +30,15 @@ pub struct Explanation {
     pub qualifying_since: Option<Timestamp>,
     /// The guarded moves out of the current stage, each guard evaluated.
     pub next: Vec<NextStep>,
+    /// An MQL's next level up, its thresholds evaluated.
+    #[serde(default)]
+    pub next_level: Option<NextLevel>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NextLevel {
+    pub id: String,
+    pub guards: Vec<GuardCheck>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,6 +128,14 @@ pub fn explain(policy: &Policy, lead: &Lead, log: &[Engagement], at: Timestamp) 
         })
         .collect();
     let rounded_fit = round6(fit);
+    let level = level_index(policy, lead.stage, fit, engagement);
+    let next_level = (lead.stage == Stage::Mql)
+        .then(|| policy.mql.levels.get(level.map_or(0, |i| i + 1)))
+        .flatten()
+        .map(|l| NextLevel {
+            id: l.id.clone(),
+            guards: level_checks(l, &facts),
+        });
     Explanation {
         at,
         stage: lead.stage,
@@ -126,12 +144,14 @@ pub fn explain(policy: &Policy, lead: &Lead, log: &[Engagement], at: Timestamp) 
             grade: policy.grade(rounded_fit).to_owned(),
             engagement: round6(lifetime.value_at(policy, at)),
             qualifying_engagement: round6(engagement),
+            level: level.map(|i| policy.mql.levels[i].id.clone()),
         },
         fit: fit_rules,
         engagement: contributions(policy, &lifetime, at),
         qualifying: contributions(policy, &qualifying, at),
         qualifying_since: lead.window_start,
         next,
+        next_level,
     }
 }
 

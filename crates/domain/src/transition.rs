@@ -126,6 +126,8 @@ named_enum! {
         Timer { key: String } = "TIMER",
         /// A re-score under a newly active policy.
         PolicyChange = "POLICY_CHANGE",
+        /// Decay alone (a level change; never a transition).
+        Decay = "DECAY",
     }
 }
 

@@ -12,7 +12,7 @@ use crate::num::round6;
 use crate::policy::{Policy, Sla, SlaKind, Workflow, WorkflowOn};
 use crate::stage::Stage;
 use crate::time::{Span, Timestamp};
-use crate::transition::{Move, TransitionRecord};
+use crate::transition::{Cause, Move, TransitionRecord};
 
 /// Triggers and timers whose moment lies further than this before the wall
 /// clock when decided (a history import) are recorded but not streamed.
@@ -116,6 +116,8 @@ pub enum TimerKind {
     Sla(String),
     /// The instant decay alone takes the score across a threshold.
     Crossing(Crossing),
+    /// The instant decay alone changes the lead's MQL level.
+    Level,
 }
 
 impl TimerKind {
@@ -126,6 +128,7 @@ impl TimerKind {
             Self::Workflow(id) => format!("workflow:{id}"),
             Self::Sla(id) => format!("sla:{id}"),
             Self::Crossing(c) => format!("crossing:{c}"),
+            Self::Level => "level".to_owned(),
         }
     }
 }
@@ -135,6 +138,9 @@ impl FromStr for TimerKind {
 
     fn from_str(key: &str) -> Result<Self, Self::Err> {
         let bad = || format!("bad timer key {key:?}");
+        if key == "level" {
+            return Ok(Self::Level);
+        }
         let (kind, rest) = key.split_once(':').ok_or_else(bad)?;
         match kind {
             "workflow" => Ok(Self::Workflow(rest.to_owned())),
@@ -182,6 +188,7 @@ pub enum Event {
     Transition(TransitionRecord),
     Trigger(Trigger),
     SlaBreached(SlaBreach),
+    LevelChanged(LevelChange),
 }
 
 impl Event {
@@ -191,6 +198,7 @@ impl Event {
             Self::Transition(_) => false,
             Self::Trigger(t) => t.suppressed,
             Self::SlaBreached(b) => b.suppressed,
+            Self::LevelChanged(l) => l.suppressed,
         }
     }
 
@@ -199,6 +207,7 @@ impl Event {
             Self::Transition(t) => t.at,
             Self::Trigger(t) => t.at,
             Self::SlaBreached(b) => b.at,
+            Self::LevelChanged(l) => l.at,
         }
     }
 }
@@ -224,6 +233,26 @@ pub struct SlaBreach {
     pub suppressed: bool,
 }
 
+/// A lead's MQL level changed: a history entry, not a transition (the
+/// stage and the lead's version stay).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LevelChange {
+    /// Position among the lead's level changes, from 1.
+    pub seq: u64,
+    /// Level ids; `None` is no level.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub at: Timestamp,
+    /// The lead's stage after the change (a lead leaving MQL loses its level).
+    pub stage: Stage,
+    /// What changed it: the command's cause, or `DECAY` when decay alone did.
+    pub cause: Cause,
+    /// The scores the levels read at that instant.
+    pub fit: f64,
+    pub engagement: f64,
+    pub suppressed: bool,
+}
+
 /// Something a workflow can be `on`.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Happening {
@@ -232,6 +261,8 @@ pub(crate) enum Happening {
     Recycled(String),
     SlaBreached(String),
     Crossed(Crossing),
+    /// The lead's level became this one.
+    Level(String),
 }
 
 impl Happening {
@@ -254,7 +285,8 @@ impl Happening {
             (Self::Entered(a), WorkflowOn::Entered(b)) => a == b,
             (Self::Rejected(a), WorkflowOn::Rejected(b))
             | (Self::Recycled(a), WorkflowOn::Recycled(b))
-            | (Self::SlaBreached(a), WorkflowOn::SlaBreached(b)) => a == b,
+            | (Self::SlaBreached(a), WorkflowOn::SlaBreached(b))
+            | (Self::Level(a), WorkflowOn::Level(b)) => a == b,
             (Self::Crossed(c), on) => c.matches(on),
             _ => false,
         }

@@ -73,6 +73,7 @@ impl Engine {
             transition: None,
             trigger: None,
             sla_breach: None,
+            level_change: None,
         };
         tx.append_outbox(
             ws,

@@ -56,8 +56,8 @@ pub use rescore::{Draft, SimulatedLead, Simulation, SimulationCounts};
 pub use stream::{CHECKPOINT_EVERY, Filter, Start, StreamEvent, StreamItem, Subscription};
 pub use tasks::Tasks;
 pub use views::{
-    Consumer, EngagementView, Gauges, LeadView, Outcome, PolicyActivation, PolicyVersion, RescoreJob,
-    RescoreStatus, Token, TransitionView, Workspace,
+    Consumer, EngagementView, Gauges, LeadView, LevelChangeView, Outcome, PolicyActivation, PolicyVersion,
+    RescoreJob, RescoreStatus, Token, TransitionView, Workspace,
 };
 
 /// The workspace every row lives in until tokens bind callers to others.

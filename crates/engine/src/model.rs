@@ -1,11 +1,11 @@
 //! What the use cases take and give back.
 
 use leadflow_domain::lifecycle::Scores;
-use leadflow_domain::workflow::{SlaBreach, Trigger};
+use leadflow_domain::workflow::{LevelChange, SlaBreach, Trigger};
 use leadflow_domain::{Engagement, Timestamp};
 use leadflow_store::{LeadRecord, StoredTransition};
 
-use crate::views::{EngagementView, LeadView, TransitionView};
+use crate::views::{EngagementView, LeadView, LevelChangeView, TransitionView};
 use serde::{Deserialize, Serialize};
 
 /// A lead named by leadflow's id or the caller's key.
@@ -129,6 +129,7 @@ pub struct LeadPage {
 pub enum HistoryEntry {
     Transition(TransitionView),
     Engagement(EngagementView),
+    LevelChange(LevelChangeView),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -145,6 +146,10 @@ pub struct HistoryCursor {
     pub transition: i64,
     /// Last engagement returned (time, event id).
     pub engagement: Option<(i64, String)>,
+    /// Last level change sequence returned (cursors made before levels
+    /// existed have none).
+    #[serde(default)]
+    pub level: i64,
 }
 
 /// An outbox event's payload: what a subscriber gets.
@@ -159,6 +164,9 @@ pub struct OutboxPayload {
     pub transition: Option<TransitionView>,
     pub trigger: Option<Trigger>,
     pub sla_breach: Option<SlaBreach>,
+    /// Events stored before levels existed have none.
+    #[serde(default)]
+    pub level_change: Option<LevelChange>,
 }
 
 #[cfg(test)]

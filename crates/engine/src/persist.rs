@@ -94,6 +94,16 @@ pub(crate) async fn persist(
         target.principal,
     )
     .await?;
+    let level_changes: Vec<_> = decision
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::LevelChanged(l) => Some(l),
+            _ => None,
+        })
+        .collect();
+    tx.insert_level_changes(ws, id, &level_changes, target.policy_version)
+        .await?;
     tx.apply_timers(ws, id, &decision.timers, target.now, target.traceparent)
         .await?;
 
@@ -131,6 +141,7 @@ pub(crate) async fn persist(
             transition: None,
             trigger: None,
             sla_breach: None,
+            level_change: None,
         };
         let kind = match event {
             Event::Transition(_) => {
@@ -145,6 +156,10 @@ pub(crate) async fn persist(
             Event::SlaBreached(b) => {
                 payload.sla_breach = Some(b.clone());
                 "SLA_BREACHED"
+            }
+            Event::LevelChanged(l) => {
+                payload.level_change = Some(l.clone());
+                "LEVEL_CHANGED"
             }
         };
         outbox.push(NewOutboxEvent {

@@ -67,8 +67,9 @@ impl Engine {
         Ok(LeadPage { leads, next_after })
     }
 
-    /// Transitions and engagements merged oldest first; at one instant an
-    /// engagement comes before the transitions it caused.
+    /// Transitions, engagements and level changes merged oldest first; at
+    /// one instant an engagement comes before the transitions it caused,
+    /// and those before level changes.
     #[tracing::instrument(name = "engine.history", skip_all)]
     pub async fn history(
         &self,
@@ -90,31 +91,48 @@ impl Engine {
             .store
             .engagements_page(ws, &record.id, after.as_ref(), page_size + 1)
             .await?;
+        let levels = self
+            .store
+            .level_changes_page(ws, &record.id, cursor.level, page_size + 1)
+            .await?;
         let mut t = transitions.into_iter().peekable();
         let mut e = engagements.into_iter().peekable();
+        let mut l = levels.into_iter().peekable();
         let mut entries = Vec::new();
         let mut next = cursor.clone();
         while (entries.len() as u64) < page_size {
-            let take_engagement = match (t.peek(), e.peek()) {
-                (None, None) => break,
-                (Some(_), None) => false,
-                (None, Some(_)) => true,
-                (Some(tr), Some(en)) => en.engagement.occurred_at <= tr.record.at,
+            // The earliest head; at one instant an engagement, then a
+            // transition, then a level change.
+            let heads = [
+                e.peek().map(|en| (en.engagement.occurred_at, 0)),
+                t.peek().map(|tr| (tr.record.at, 1)),
+                l.peek().map(|lc| (lc.change.at, 2)),
+            ];
+            let Some((_, source)) = heads.into_iter().flatten().min() else {
+                break;
             };
-            if take_engagement {
-                let Some(en) = e.next() else { break };
-                next.engagement = Some((
-                    en.engagement.occurred_at.as_micros(),
-                    en.engagement.event_id.clone(),
-                ));
-                entries.push(HistoryEntry::Engagement(en.into()));
-            } else {
-                let Some(tr) = t.next() else { break };
-                next.transition = tr.seq;
-                entries.push(HistoryEntry::Transition(tr.into()));
+            match source {
+                0 => {
+                    let Some(en) = e.next() else { break };
+                    next.engagement = Some((
+                        en.engagement.occurred_at.as_micros(),
+                        en.engagement.event_id.clone(),
+                    ));
+                    entries.push(HistoryEntry::Engagement(en.into()));
+                }
+                1 => {
+                    let Some(tr) = t.next() else { break };
+                    next.transition = tr.seq;
+                    entries.push(HistoryEntry::Transition(tr.into()));
+                }
+                _ => {
+                    let Some(lc) = l.next() else { break };
+                    next.level = i64::try_from(lc.change.seq).unwrap_or(i64::MAX);
+                    entries.push(HistoryEntry::LevelChange(lc.into()));
+                }
             }
         }
-        let more = t.peek().is_some() || e.peek().is_some();
+        let more = t.peek().is_some() || e.peek().is_some() || l.peek().is_some();
         Ok(HistoryPage {
             entries,
             next: more.then_some(next),

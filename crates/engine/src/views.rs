@@ -2,11 +2,11 @@
 //! and however it keeps it. The server translates these to the API.
 
 use leadflow_domain::lifecycle::{Scores, TransitionRecord};
-use leadflow_domain::workflow::Trigger;
+use leadflow_domain::workflow::{LevelChange, Trigger};
 use leadflow_domain::{Engagement, Lead, Timestamp};
 use leadflow_store::{
-    ConsumerRecord, PolicyRecord, RescoreJobRecord, StoredEngagement, StoredTransition, TokenRecord,
-    WorkspaceRecord,
+    ConsumerRecord, PolicyRecord, RescoreJobRecord, StoredEngagement, StoredLevelChange, StoredTransition,
+    TokenRecord, WorkspaceRecord,
 };
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +56,25 @@ pub struct TransitionView {
     /// moves (timers, re-scores) and when tokens are off.
     #[serde(default)]
     pub principal: Option<String>,
+}
+
+/// A change of a lead's MQL level. Its JSON is part of stored outbox
+/// events: it does not change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LevelChangeView {
+    pub lead_id: String,
+    pub policy_version: i64,
+    pub change: LevelChange,
+}
+
+impl From<StoredLevelChange> for LevelChangeView {
+    fn from(l: StoredLevelChange) -> Self {
+        Self {
+            lead_id: l.lead_id,
+            policy_version: l.policy_version,
+            change: l.change,
+        }
+    }
 }
 
 impl From<StoredTransition> for TransitionView {

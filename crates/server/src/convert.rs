@@ -5,7 +5,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use leadflow_domain::explain::{Explanation, FitContribution, NextStep, RuleContribution};
 use leadflow_domain::lifecycle::{Cause, GuardCheck, Move, Scores};
-use leadflow_domain::workflow::{SlaBreach, Trigger};
+use leadflow_domain::workflow::{LevelChange, SlaBreach, Trigger};
 use leadflow_domain::{Engagement, Stage, Timestamp};
 use leadflow_engine::{EngagementView, LeadKey, LeadView, PolicyVersion, TransitionView};
 use leadflow_proto::v1 as pb;
@@ -95,6 +95,7 @@ fn cause_out(cause: &Cause) -> (pb::Cause, String) {
         Cause::Manual => (pb::Cause::Manual, String::new()),
         Cause::Timer { key } => (pb::Cause::Timer, key.clone()),
         Cause::PolicyChange => (pb::Cause::PolicyChange, String::new()),
+        Cause::Decay => (pb::Cause::Decay, String::new()),
     }
 }
 
@@ -122,6 +123,7 @@ pub(crate) fn scores_out(scores: &Scores, at: Timestamp) -> pb::Scores {
         engagement: scores.engagement,
         qualifying_engagement: scores.qualifying_engagement,
         as_of: Some(timestamp_out(at)),
+        level: scores.level.clone().unwrap_or_default(),
     }
 }
 
@@ -185,6 +187,24 @@ pub(crate) fn trigger_out(t: &Trigger) -> pb::WorkflowTrigger {
         occurred_at: Some(timestamp_out(t.at)),
         stage: stage_out(t.stage).into(),
         suppressed: t.suppressed,
+    }
+}
+
+pub(crate) fn level_change_out(l: &LevelChange, lead_id: &str, policy_version: i64) -> pb::LevelChange {
+    let (cause, cause_ref) = cause_out(&l.cause);
+    pb::LevelChange {
+        lead_id: lead_id.to_owned(),
+        from_level: l.from.clone().unwrap_or_default(),
+        to_level: l.to.clone().unwrap_or_default(),
+        occurred_at: Some(timestamp_out(l.at)),
+        stage: stage_out(l.stage).into(),
+        cause: cause.into(),
+        cause_ref,
+        fit: l.fit,
+        engagement: l.engagement,
+        policy_version,
+        sequence: i64::try_from(l.seq).unwrap_or(i64::MAX),
+        suppressed: l.suppressed,
     }
 }
 
@@ -290,6 +310,10 @@ pub(crate) fn explanation_out(view: &LeadView, x: &Explanation) -> pb::ExplainSc
         qualifying: rules_out(&x.qualifying),
         qualifying_since: x.qualifying_since.map(timestamp_out),
         next: x.next.iter().map(next_out).collect(),
+        next_level: x.next_level.as_ref().map(|l| pb::NextLevel {
+            id: l.id.clone(),
+            guards: l.guards.iter().map(guard_out).collect(),
+        }),
     }
 }
 

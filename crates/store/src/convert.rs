@@ -3,12 +3,14 @@
 use std::collections::BTreeMap;
 
 use leadflow_domain::lifecycle::{Cause, Deal, GuardCheck, Move, TransitionRecord};
-use leadflow_domain::workflow::{Timer, TimerKind};
+use leadflow_domain::workflow::{LevelChange, Timer, TimerKind};
 use leadflow_domain::{Engagement, Lead, Stage, Timestamp};
 
-use crate::entity::{engagement, lead, policy, timer, transition};
+use crate::entity::{engagement, lead, level_change, policy, timer, transition};
 use crate::error::StoreError;
-use crate::records::{LeadRecord, PolicyRecord, StoredEngagement, StoredTimer, StoredTransition};
+use crate::records::{
+    LeadRecord, PolicyRecord, StoredEngagement, StoredLevelChange, StoredTimer, StoredTransition,
+};
 
 pub(crate) fn ts(micros: i64) -> Timestamp {
     Timestamp::from_micros(micros)
@@ -65,10 +67,9 @@ pub(crate) fn cause_parts(cause: &Cause) -> (&'static str, Option<String>) {
     (cause.as_str(), reference)
 }
 
-fn cause(key: &str, kind: &str, reference: Option<String>) -> Result<Cause, StoreError> {
-    let need = |r: Option<String>| {
-        r.ok_or_else(|| StoreError::corrupt("transitions", key, "cause without its reference"))
-    };
+fn cause(table: &'static str, key: &str, kind: &str, reference: Option<String>) -> Result<Cause, StoreError> {
+    let need =
+        |r: Option<String>| r.ok_or_else(|| StoreError::corrupt(table, key, "cause without its reference"));
     Ok(match kind {
         "CAPTURE" => Cause::Capture,
         "ENGAGEMENT" => Cause::Engagement {
@@ -80,9 +81,10 @@ fn cause(key: &str, kind: &str, reference: Option<String>) -> Result<Cause, Stor
             key: need(reference)?,
         },
         "POLICY_CHANGE" => Cause::PolicyChange,
+        "DECAY" => Cause::Decay,
         other => {
             return Err(StoreError::corrupt(
-                "transitions",
+                table,
                 key,
                 format!("unknown cause {other:?}"),
             ));
@@ -117,7 +119,7 @@ pub(crate) fn transition(row: transition::Model) -> Result<StoredTransition, Sto
             to: stage("transitions", &key, &row.to_stage)?,
             at: ts(row.at),
             by: by(&key, &row.by)?,
-            cause: cause(&key, &row.cause, row.cause_ref)?,
+            cause: cause("transitions", &key, &row.cause, row.cause_ref)?,
             reason: row.reason,
             actor: row.actor,
             deal,
@@ -164,4 +166,23 @@ pub(crate) fn policy(row: policy::Model, active: Option<i64>) -> PolicyRecord {
         created_by: row.created_by,
         activated_by: row.activated_by,
     }
+}
+
+pub(crate) fn level_change(row: level_change::Model) -> Result<StoredLevelChange, StoreError> {
+    let key = format!("{}#{}", row.lead_id, row.seq);
+    Ok(StoredLevelChange {
+        lead_id: row.lead_id,
+        policy_version: row.policy_version,
+        change: LevelChange {
+            seq: u64::try_from(row.seq).map_err(|e| StoreError::corrupt("level_changes", &key, e))?,
+            from: row.from_level,
+            to: row.to_level,
+            at: ts(row.at),
+            stage: stage("level_changes", &key, &row.stage)?,
+            cause: cause("level_changes", &key, &row.cause, row.cause_ref)?,
+            fit: row.fit,
+            engagement: row.engagement,
+            suppressed: row.suppressed,
+        },
+    })
 }

@@ -56,7 +56,7 @@ pub use gauges::Gauges;
 pub use reads::{BatchSurvey, LeadName};
 pub use records::{
     EngagementCursor, LeadRecord, LeadWrite, NewEngagement, NewOutboxEvent, NewPolicy, OutboxRecord,
-    PolicyRecord, StoredEngagement, StoredResult, StoredTimer, StoredTransition,
+    PolicyRecord, StoredEngagement, StoredLevelChange, StoredResult, StoredTimer, StoredTransition,
 };
 pub use rescore::{RESCORE_DONE, RESCORE_FAILED, RESCORE_RUNNING, RESCORE_SUPERSEDED, RescoreJobRecord};
 pub use stream::{Claim, ConsumerRecord, OUTBOX_CHANNEL, OutboxBounds, RETENTION};

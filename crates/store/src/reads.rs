@@ -10,12 +10,12 @@ use sea_orm::{
 use crate::Store;
 use crate::backend::{Backend, string_array};
 use crate::convert;
-use crate::entity::{engagement, lead, outbox, policy, timer, transition, workspace};
+use crate::entity::{engagement, lead, level_change, outbox, policy, timer, transition, workspace};
 use crate::error::StoreError;
 use crate::queries::engagements_of;
 use crate::records::{
-    EngagementCursor, LeadRecord, NewOutboxEvent, OutboxRecord, PolicyRecord, StoredEngagement, StoredTimer,
-    StoredTransition,
+    EngagementCursor, LeadRecord, NewOutboxEvent, OutboxRecord, PolicyRecord, StoredEngagement,
+    StoredLevelChange, StoredTimer, StoredTransition,
 };
 
 /// What [`Store::batch_survey`] found.
@@ -284,6 +284,28 @@ impl Store {
             .map_err(|e| self.on_reader(e))?
             .into_iter()
             .map(convert::transition)
+            .collect()
+    }
+
+    /// A page of a lead's level changes, in order, after sequence `after`.
+    pub async fn level_changes_page(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<StoredLevelChange>, StoreError> {
+        level_change::Entity::find()
+            .filter(level_change::Column::WorkspaceId.eq(ws))
+            .filter(level_change::Column::LeadId.eq(lead_id))
+            .filter(level_change::Column::Seq.gt(after))
+            .order_by_asc(level_change::Column::Seq)
+            .limit(limit)
+            .all(self.reader())
+            .await
+            .map_err(|e| self.on_reader(e))?
+            .into_iter()
+            .map(convert::level_change)
             .collect()
     }
 

@@ -1,7 +1,7 @@
 //! What the store hands out and takes in, in the domain's terms.
 
 use leadflow_domain::lifecycle::{Scores, TransitionRecord};
-use leadflow_domain::workflow::{Timer, Trigger};
+use leadflow_domain::workflow::{LevelChange, Timer, Trigger};
 use leadflow_domain::{Engagement, Lead, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +71,15 @@ pub struct EngagementCursor {
     pub event_id: String,
 }
 
+/// A stored level change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredLevelChange {
+    pub lead_id: String,
+    pub policy_version: i64,
+    pub change: LevelChange,
+}
+
+/// A stored transition.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredTransition {
     pub lead_id: String,

@@ -374,17 +374,7 @@ async fn a_lead_the_rescore_has_not_reached_is_rescored_by_its_next_command(
 }
 
 async fn a_late_engagement_is_scored_once_in_its_place(mut server: TestServer) -> anyhow::Result<()> {
-    let lead = server
-        .leads
-        .create_lead(pb::CreateLeadRequest {
-            profile: good_fit("lu@acme.com"),
-            captured_at: Some(seconds_ago(300)),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .lead
-        .expect("lead");
+    let lead = create_captured(&mut server, "lu@acme.com", Some(seconds_ago(300))).await?;
     let t = seconds_ago(60);
     for (i, kind) in ["trial_started", "webinar_attended", "ebook_downloaded"]
         .iter()

@@ -16,6 +16,7 @@ mod grades;
 mod grpcio;
 mod hardening;
 mod idempotency;
+mod levels;
 mod lifecycle;
 mod metrics;
 mod outage;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         grpcio::trials(),
         hardening::trials(),
         idempotency::trials(),
+        levels::trials(),
         lifecycle::trials(),
         metrics::trials(),
         outage::trials(),

@@ -55,17 +55,7 @@ async fn leads_list_by_stage_page_by_page(mut server: TestServer) -> anyhow::Res
 }
 
 async fn history_pages_interleave_engagements_and_transitions(mut server: TestServer) -> anyhow::Result<()> {
-    let lead = server
-        .leads
-        .create_lead(pb::CreateLeadRequest {
-            profile: good_fit("sa@acme.com"),
-            captured_at: Some(seconds_ago(600)),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .lead
-        .expect("lead");
+    let lead = create_captured(&mut server, "sa@acme.com", Some(seconds_ago(600))).await?;
     for (i, kind) in [
         "trial_started",
         "webinar_attended",
@@ -85,33 +75,8 @@ async fn history_pages_interleave_engagements_and_transitions(mut server: TestSe
             ))
             .await?;
     }
-    let mut entries = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = server
-            .leads
-            .get_lead_history(pb::GetLeadHistoryRequest {
-                lead: by_id(&lead.id),
-                page_size: 2,
-                page_token: token.clone(),
-            })
-            .await?
-            .into_inner();
-        assert!(page.entries.len() <= 2);
-        entries.extend(page.entries);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
-    let shape: Vec<String> = entries
-        .iter()
-        .map(|e| match &e.entry {
-            Some(pb::history_entry::Entry::Engagement(g)) => g.event_id.clone(),
-            Some(pb::history_entry::Entry::Transition(t)) => format!("->{}", t.to_stage),
-            None => "?".to_owned(),
-        })
-        .collect();
+    let entries = full_history(&mut server, &lead.id, 2).await?;
+    let shape: Vec<String> = entries.iter().map(entry_shape).collect();
     // captured, 4 engagements (MQL on the 4th), the demo (MQL -> SQL)
     let iql = pb::Stage::Iql as i32;
     let mql = pb::Stage::Mql as i32;

@@ -9,6 +9,7 @@ use super::command::{
 use super::guards::{Facts, disqualifying_match, evaluate_all};
 use super::history::History;
 use super::lead::Lead;
+use super::levels::{decay_changes_level, level_index};
 use super::table::{Edge, automatic_edge, stages_entered};
 use crate::engagement::Engagement;
 use crate::error::DomainError;
@@ -20,8 +21,8 @@ use crate::stage::Stage;
 use crate::time::Timestamp;
 use crate::transition::{Cause, Deal, GuardCheck, Move, TransitionRecord};
 use crate::workflow::{
-    Event, Happening, SlaBreach, Timer, TimerChange, TimerKind, is_suppressed, rebase_crossings, replan,
-    sla_engagement, sla_timers, trigger, workflows_for,
+    Event, Happening, LevelChange, SlaBreach, Timer, TimerChange, TimerKind, is_suppressed, rebase_crossings,
+    replan, sla_engagement, sla_timers, trigger, workflows_for,
 };
 
 /// Creates a lead: IQL at `captured_at` (default now), then whatever
@@ -49,8 +50,10 @@ pub fn capture(
         crossings: rebase_crossings(policy, 0.0),
         evaluated_at: t,
         timers: BTreeMap::new(),
+        level: None,
+        level_changes: 0,
     };
-    let mut run = Run::new(policy, lead, ctx, None);
+    let mut run = Run::new(policy, lead, ctx, None, Cause::Capture);
     let fit = run.fit();
     run.events.push(Event::Transition(TransitionRecord {
         from: None,
@@ -106,7 +109,18 @@ pub(super) fn decide_with(
             return Err(DomainError::HistoryRequired);
         }
     }
-    let mut run = Run::new(policy, lead.clone(), ctx, history);
+    let cause = match &command {
+        Command::RecordEngagement(e) => Cause::Engagement {
+            event_id: e.event_id.clone(),
+        },
+        Command::UpdateProfile(_) => Cause::ProfileUpdate,
+        Command::Transition(_) => Cause::Manual,
+        Command::TimerFired(timer) => Cause::Timer {
+            key: timer.kind.key(),
+        },
+        Command::PolicyChanged { .. } => Cause::PolicyChange,
+    };
+    let mut run = Run::new(policy, lead.clone(), ctx, history, cause);
     if !lead.lifetime.fits(policy) && !matches!(command, Command::PolicyChanged { .. }) {
         run.rescore()?;
     }
@@ -151,10 +165,18 @@ struct Run<'a> {
     /// was (decided when it was armed — a history import — not when a
     /// worker got to it, so an outage delays triggers but loses none).
     firing: Option<bool>,
+    /// What the command is, for the level changes it makes.
+    cause: Cause,
 }
 
 impl<'a> Run<'a> {
-    fn new(policy: &'a Policy, lead: Lead, ctx: &Context, history: Option<History<'a>>) -> Self {
+    fn new(
+        policy: &'a Policy,
+        lead: Lead,
+        ctx: &Context,
+        history: Option<History<'a>>,
+        cause: Cause,
+    ) -> Self {
         Self {
             policy,
             now: ctx.now,
@@ -163,6 +185,7 @@ impl<'a> Run<'a> {
             events: Vec::new(),
             timers: Vec::new(),
             firing: None,
+            cause,
         }
     }
 
@@ -340,8 +363,9 @@ impl<'a> Run<'a> {
             .bound
             .is_none_or(|bound| bound == (self.lead.stage, self.lead.entered_stage_at));
         match &timer.kind {
-            TimerKind::Crossing(_) => {
-                // `begin` fired it if the score has crossed; `finish` re-arms it if not yet.
+            TimerKind::Crossing(_) | TimerKind::Level => {
+                // `begin` fired it if the score has crossed (or the level
+                // changed); `finish` re-arms it if not yet.
                 self.finish(t, true);
             }
             TimerKind::Workflow(id) => {
@@ -573,7 +597,49 @@ impl<'a> Run<'a> {
         for (at, crossing) in fired {
             self.fire(&[Happening::Crossed(crossing)], at);
         }
+        // Each level decay passed through since, at its own instant (one a
+        // level at most: decay moves the score one way).
+        let mut at = from;
+        for _ in 0..=policy.mql.levels.len() {
+            let fit = fit_score(policy, &self.lead.profile);
+            let Some(due) = decay_changes_level(policy, self.lead.stage, fit, &self.lead.qualifying, at)
+                .filter(|due| *due <= until)
+            else {
+                break;
+            };
+            self.set_level(due, Cause::Decay);
+            at = due;
+        }
         self.lead.evaluated_at = until;
+    }
+
+    /// Sets the lead's level by its scores at `at`; a change is recorded
+    /// and sets off the workflows `on` the new level.
+    fn set_level(&mut self, at: Timestamp, cause: Cause) {
+        let policy = self.policy;
+        let fit = round6(fit_score(policy, &self.lead.profile));
+        let engagement = round6(self.lead.qualifying.value_at(policy, at));
+        let level =
+            level_index(policy, self.lead.stage, fit, engagement).map(|i| policy.mql.levels[i].id.clone());
+        if level == self.lead.level {
+            return;
+        }
+        let from = std::mem::replace(&mut self.lead.level, level.clone());
+        self.lead.level_changes += 1;
+        self.events.push(Event::LevelChanged(LevelChange {
+            seq: self.lead.level_changes,
+            from,
+            to: level.clone(),
+            at,
+            stage: self.lead.stage,
+            cause,
+            fit,
+            engagement,
+            suppressed: self.firing.unwrap_or_else(|| is_suppressed(at, self.now)),
+        }));
+        if let Some(id) = level {
+            self.fire(&[Happening::Level(id)], at);
+        }
     }
 
     /// After the command: fires the thresholds its score change crossed and,
@@ -594,6 +660,19 @@ impl<'a> Run<'a> {
             self.fire(&[happening], at);
         }
         self.lead.evaluated_at = at;
+        self.set_level(at, self.cause.clone());
+        let fit = fit_score(policy, &self.lead.profile);
+        self.timers.push(
+            match decay_changes_level(policy, self.lead.stage, fit, &self.lead.qualifying, at) {
+                Some(due_at) => TimerChange::Schedule(Timer {
+                    kind: TimerKind::Level,
+                    due_at,
+                    bound: None,
+                    suppressed: is_suppressed(due_at, self.now),
+                }),
+                None => TimerChange::Cancel(TimerKind::Level),
+            },
+        );
         if !score_changed {
             return;
         }

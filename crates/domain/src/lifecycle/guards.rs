@@ -31,7 +31,7 @@ pub fn show(x: f64, against: f64) -> String {
     if text == "-0" { "0".to_owned() } else { text }
 }
 
-fn numeric(guard: Guard, name: &str, actual: f64, required: f64) -> GuardCheck {
+pub(crate) fn numeric(guard: Guard, name: &str, actual: f64, required: f64) -> GuardCheck {
     let actual = round6(actual);
     let passed = actual >= required;
     let op = if passed { "≥" } else { "<" };
@@ -58,6 +58,23 @@ fn check(guard: Guard, passed: bool, detail: String) -> GuardCheck {
     }
 }
 
+/// The `grade_at_least` guard for `letter`; `None` without a letter or for
+/// a letter `[grades]` lacks.
+pub(crate) fn grade_check(policy: &Policy, letter: Option<&str>, fit: f64) -> Option<GuardCheck> {
+    let letter = letter?;
+    let required = policy.grade_threshold(letter)?;
+    let grade = policy.grade(fit);
+    let passed = round6(fit) >= required;
+    let op = if passed { "≥" } else { "<" };
+    Some(GuardCheck {
+        guard: Guard::GradeAtLeast,
+        passed,
+        detail: format!("grade {grade} {op} {letter}"),
+        actual: Some(round6(fit)),
+        required: Some(required),
+    })
+}
+
 /// Evaluates one guard; `None` when the policy does not use it.
 pub(crate) fn evaluate(guard: Guard, facts: &Facts<'_>) -> Option<GuardCheck> {
     let policy = facts.policy;
@@ -69,20 +86,7 @@ pub(crate) fn evaluate(guard: Guard, facts: &Facts<'_>) -> Option<GuardCheck> {
             policy.mql.engagement_at_least,
         ),
         Guard::FitAtLeast => numeric(guard, "fit", facts.fit, policy.mql.fit_at_least),
-        Guard::GradeAtLeast => {
-            let letter = policy.mql.grade_at_least.as_deref()?;
-            let required = policy.grade_threshold(letter)?;
-            let grade = policy.grade(facts.fit);
-            let passed = round6(facts.fit) >= required;
-            let op = if passed { "≥" } else { "<" };
-            GuardCheck {
-                guard,
-                passed,
-                detail: format!("grade {grade} {op} {letter}"),
-                actual: Some(round6(facts.fit)),
-                required: Some(required),
-            }
-        }
+        Guard::GradeAtLeast => grade_check(policy, policy.mql.grade_at_least.as_deref(), facts.fit)?,
         Guard::RequiresAttributes => {
             let required = &policy.mql.requires_attributes;
             if required.is_empty() {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::levels::level_index;
 use crate::num::round6;
 use crate::policy::Policy;
 use crate::profile::Profile;
@@ -41,6 +42,13 @@ pub struct Lead {
     /// when one is due, and an unchanged timer is not written again.
     #[serde(default)]
     pub timers: BTreeMap<String, Timer>,
+    /// The MQL level its last decision left it at (`[[stages.MQL.levels]]`
+    /// id); decay may have lowered it since (`Scores::level` is the level at an instant).
+    #[serde(default)]
+    pub level: Option<String>,
+    /// Level changes recorded so far (the last one's sequence).
+    #[serde(default)]
+    pub level_changes: u64,
 }
 
 /// The scores a lead shows at an instant.
@@ -52,6 +60,9 @@ pub struct Scores {
     pub engagement: f64,
     /// Over the qualifying window (what guards read).
     pub qualifying_engagement: f64,
+    /// An MQL's level (a `[[stages.MQL.levels]]` id).
+    #[serde(default)]
+    pub level: Option<String>,
 }
 
 impl Lead {
@@ -59,6 +70,10 @@ impl Lead {
     /// after the last event applied (`ScoreState::last_at`).
     pub fn scores_at(&self, policy: &Policy, t: Timestamp) -> Scores {
         let fit = round6(fit_score(policy, &self.profile));
+        let qualifying_engagement = round6(
+            self.qualifying
+                .value_at(policy, t.max(self.qualifying.last_at().unwrap_or(t))),
+        );
         Scores {
             fit,
             grade: policy.grade(fit).to_owned(),
@@ -66,10 +81,9 @@ impl Lead {
                 self.lifetime
                     .value_at(policy, t.max(self.lifetime.last_at().unwrap_or(t))),
             ),
-            qualifying_engagement: round6(
-                self.qualifying
-                    .value_at(policy, t.max(self.qualifying.last_at().unwrap_or(t))),
-            ),
+            qualifying_engagement,
+            level: level_index(policy, self.stage, fit, qualifying_engagement)
+                .map(|i| policy.mql.levels[i].id.clone()),
         }
     }
 

@@ -6,6 +6,7 @@ mod decide;
 pub(crate) mod guards;
 mod history;
 mod lead;
+pub(crate) mod levels;
 mod table;
 
 pub use command::{Command, Context, Decision, MAX_FUTURE, ManualTransition, check_engagement};

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::reader::{Cx, Loc};
 use super::suggestions::did_you_mean;
-use super::{Grade, Reasons, Sla, WorkflowOn};
+use super::{Grade, Level, Reasons, Sla, WorkflowOn};
 use crate::stage::Stage;
 
 /// Where each rule id was first used, to report duplicates.
@@ -48,6 +48,21 @@ pub(super) fn grade(cx: &mut Cx<'_>, at: &Loc, letter: &str, grades: &[Grade]) -
             known.join(", ")
         ),
     );
+    false
+}
+
+/// A level of `[[stages.MQL.levels]]`.
+pub(super) fn level(cx: &mut Cx<'_>, at: &Loc, id: &str, levels: &[Level]) -> bool {
+    if levels.iter().any(|l| l.id == id) {
+        return true;
+    }
+    let message = if levels.is_empty() {
+        format!("no level {id:?}: [stages.MQL] has no levels")
+    } else {
+        let hint = did_you_mean(id, levels.iter().map(|l| l.id.as_str()));
+        format!("no level {id:?} in [[stages.MQL.levels]]{hint}")
+    };
+    cx.err(at, message);
     false
 }
 
@@ -113,6 +128,7 @@ fn arming_stage(on: &WorkflowOn, slas: &[Sla]) -> Option<Stage> {
     match on {
         WorkflowOn::Entered(stage) => Some(*stage),
         WorkflowOn::Rejected(_) | WorkflowOn::Recycled(_) => Some(Stage::Iql),
+        WorkflowOn::Level(_) => Some(Stage::Mql),
         WorkflowOn::SlaBreached(id) => slas
             .iter()
             .find(|s| s.id == *id)

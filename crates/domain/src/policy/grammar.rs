@@ -12,7 +12,7 @@ use super::checks::{self, Ids};
 use super::reader::{self, Cx, Loc, MAX_MAGNITUDE, Obj, Table, integer, kind_of};
 use super::rules::fold;
 use super::{
-    AttributeMatcher, AttributeRule, Count, EventRule, Grade, LOWEST_GRADE, MqlStage, Policy,
+    AttributeMatcher, AttributeRule, Count, EventRule, Grade, LOWEST_GRADE, Level, MqlStage, Policy,
     PropertyCondition, Reasons, Sla, SlaKind, SqlStage, Workflow, WorkflowOn,
 };
 use crate::stage::Stage;
@@ -150,7 +150,8 @@ impl Parser<'_, '_> {
         let (mql, sql) = self.stages(&top, &types, &grades);
         let reasons = self.reasons(&top);
         let slas = self.slas(&top, &types, &reasons);
-        let workflows = self.workflows(&top, &reasons, &slas);
+        let levels = mql.as_ref().map_or(&[][..], |m| m.levels.as_slice());
+        let workflows = self.workflows(&top, &reasons, &slas, levels);
 
         Some(Policy {
             name: name?,
@@ -562,20 +563,28 @@ impl Parser<'_, '_> {
                         "fit_at_least",
                         "grade_at_least",
                         "requires_attributes",
+                        "levels",
                     ],
                 );
                 let engagement = self.threshold(&obj, "engagement_at_least");
                 let fit = self.threshold(&obj, "fit_at_least");
                 let grade = obj.string(self.cx, "grade_at_least");
-                if let Some(letter) = &grade {
-                    checks::grade(self.cx, &obj.at("grade_at_least"), letter, grades);
-                }
+                let grade =
+                    grade.filter(|letter| checks::grade(self.cx, &obj.at("grade_at_least"), letter, grades));
                 let requires = obj.strings(self.cx, "requires_attributes").unwrap_or_default();
-                Some(MqlStage {
+                let bar = Level {
+                    id: "MQL".to_owned(),
                     engagement_at_least: engagement.unwrap_or(0.0),
                     fit_at_least: fit.unwrap_or(0.0),
                     grade_at_least: grade,
+                };
+                let levels = self.levels(&obj, &bar, grades);
+                Some(MqlStage {
+                    engagement_at_least: bar.engagement_at_least,
+                    fit_at_least: bar.fit_at_least,
+                    grade_at_least: bar.grade_at_least,
                     requires_attributes: reader::texts(requires),
+                    levels,
                 })
             }
         };
@@ -595,6 +604,103 @@ impl Parser<'_, '_> {
             }
         };
         (mql, sql)
+    }
+
+    /// `[[stages.MQL.levels]]`, each resolved against the one below (`bar`
+    /// for the first): unset thresholds are inherited, set ones may not be
+    /// lower, and each level must ask for more than the one below.
+    fn levels(&mut self, mql: &Obj<'_>, bar: &Level, grades: &[Grade]) -> Vec<Level> {
+        let grade_floor = |letter: Option<&str>| {
+            letter
+                .and_then(|l| grades.iter().find(|g| g.letter == l))
+                .map_or(f64::NEG_INFINITY, |g| g.at_least)
+        };
+        let mut out: Vec<Level> = Vec::new();
+        let mut ids = Ids::new();
+        for (at, t) in mql.tables(self.cx, "levels") {
+            let obj = Obj::new(
+                self.cx,
+                at,
+                t,
+                &["id", "engagement_at_least", "fit_at_least", "grade_at_least"],
+            );
+            let id = self.rule_id(&obj, &mut ids);
+            let below = out.last().unwrap_or(bar);
+            let what = if out.is_empty() {
+                "the MQL bar".to_owned()
+            } else {
+                format!("level {}", below.id)
+            };
+            if !["engagement_at_least", "fit_at_least", "grade_at_least"]
+                .iter()
+                .any(|k| obj.has(k))
+            {
+                self.cx.err(
+                    &obj.loc,
+                    "a level needs at least one of engagement_at_least, fit_at_least, grade_at_least",
+                );
+                continue;
+            }
+            let mut ok = true;
+            let mut number = |cx: &mut Self, key: &str, inherited: f64| match obj
+                .has(key)
+                .then(|| cx.threshold(&obj, key))
+            {
+                None => inherited,
+                Some(None) => {
+                    ok = false;
+                    inherited
+                }
+                Some(Some(n)) if n < inherited => {
+                    cx.cx.err(
+                        &obj.at(key),
+                        format!("{n} is below {what}'s {inherited}: levels go from the MQL bar upwards"),
+                    );
+                    ok = false;
+                    inherited
+                }
+                Some(Some(n)) => n,
+            };
+            let engagement = number(self, "engagement_at_least", below.engagement_at_least);
+            let fit = number(self, "fit_at_least", below.fit_at_least);
+            let grade = match obj.string(self.cx, "grade_at_least") {
+                None => below.grade_at_least.clone(),
+                Some(letter) if !checks::grade(self.cx, &obj.at("grade_at_least"), &letter, grades) => {
+                    ok = false;
+                    None
+                }
+                Some(letter) if grade_floor(Some(&letter)) < grade_floor(below.grade_at_least.as_deref()) => {
+                    let inherited = below.grade_at_least.as_deref().unwrap_or_default();
+                    self.cx.err(
+                        &obj.at("grade_at_least"),
+                        format!("{letter} is below {what}'s {inherited}: levels go from the MQL bar upwards"),
+                    );
+                    ok = false;
+                    None
+                }
+                Some(letter) => Some(letter),
+            };
+            let (Some(id), true) = (id, ok) else { continue };
+            let level = Level {
+                id,
+                engagement_at_least: engagement,
+                fit_at_least: fit,
+                grade_at_least: grade,
+            };
+            let same = level.engagement_at_least == below.engagement_at_least
+                && level.fit_at_least == below.fit_at_least
+                && grade_floor(level.grade_at_least.as_deref())
+                    == grade_floor(below.grade_at_least.as_deref());
+            if same {
+                self.cx.err(
+                    &obj.loc,
+                    format!("asks for no more than {what}: a lead would always be at both"),
+                );
+                continue;
+            }
+            out.push(level);
+        }
+        out
     }
 
     fn threshold(&mut self, obj: &Obj<'_>, key: &str) -> Option<f64> {
@@ -707,7 +813,13 @@ impl Parser<'_, '_> {
         out
     }
 
-    fn workflows(&mut self, top: &Obj<'_>, reasons: &Reasons, slas: &[Sla]) -> Vec<Workflow> {
+    fn workflows(
+        &mut self,
+        top: &Obj<'_>,
+        reasons: &Reasons,
+        slas: &[Sla],
+        levels: &[Level],
+    ) -> Vec<Workflow> {
         let mut out = Vec::new();
         let mut ids = Ids::new();
         for (at, t) in top.tables(self.cx, "workflow") {
@@ -718,7 +830,7 @@ impl Parser<'_, '_> {
             }
             let on = obj
                 .string(self.cx, "on")
-                .and_then(|text| self.workflow_on(&obj.at("on"), &text, reasons, slas));
+                .and_then(|text| self.workflow_on(&obj.at("on"), &text, reasons, slas, levels));
             let after = obj.duration(self.cx, "after");
             let if_still = obj.stage(self.cx, "if_still");
             let emit = obj.name(self.cx, "emit");
@@ -738,8 +850,15 @@ impl Parser<'_, '_> {
         out
     }
 
-    fn workflow_on(&mut self, at: &Loc, text: &str, reasons: &Reasons, slas: &[Sla]) -> Option<WorkflowOn> {
-        const KINDS: &str = "entered:<STAGE>, rejected:<reason>, recycled:<reason>, engagement_below:<n>, engagement_above:<n>, sla_breached:<id>";
+    fn workflow_on(
+        &mut self,
+        at: &Loc,
+        text: &str,
+        reasons: &Reasons,
+        slas: &[Sla],
+        levels: &[Level],
+    ) -> Option<WorkflowOn> {
+        const KINDS: &str = "entered:<STAGE>, rejected:<reason>, recycled:<reason>, engagement_below:<n>, engagement_above:<n>, sla_breached:<id>, level:<id>";
         let Some((kind, arg)) = text.split_once(':') else {
             self.cx
                 .err(at, format!("unknown event {text:?} (expected one of {KINDS})"));
@@ -776,6 +895,7 @@ impl Parser<'_, '_> {
             "sla_breached" => {
                 checks::sla(self.cx, at, arg, slas).then(|| WorkflowOn::SlaBreached(arg.to_owned()))
             }
+            "level" => checks::level(self.cx, at, arg, levels).then(|| WorkflowOn::Level(arg.to_owned())),
             other => {
                 self.cx
                     .err(at, format!("unknown event {other:?} (expected one of {KINDS})"));

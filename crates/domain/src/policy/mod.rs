@@ -58,6 +58,23 @@ pub struct MqlStage {
     /// A grade letter from `[grades]`.
     pub grade_at_least: Option<String>,
     pub requires_attributes: Vec<String>,
+    /// `[[stages.MQL.levels]]`, lowest first: each at or above the one
+    /// before, the first at or above the MQL bar.
+    pub levels: Vec<Level>,
+}
+
+/// A band of MQLs (`warm`, `hot`). Not a stage: a lead in MQL has the
+/// highest level whose thresholds it meets, or none. A threshold a level
+/// leaves out is the one of the level below (the MQL bar's for the first),
+/// so every level's thresholds are all set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Level {
+    pub id: String,
+    /// On the qualifying engagement score, as the MQL guard reads it.
+    pub engagement_at_least: f64,
+    pub fit_at_least: f64,
+    /// A grade letter from `[grades]`.
+    pub grade_at_least: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -131,6 +148,8 @@ pub enum WorkflowOn {
     /// The qualifying engagement score rises from ≤ n to > n.
     EngagementAbove(f64),
     SlaBreached(String),
+    /// The lead's MQL level becomes this one (from no level, or another).
+    Level(String),
 }
 
 impl fmt::Display for WorkflowOn {
@@ -142,6 +161,7 @@ impl fmt::Display for WorkflowOn {
             Self::EngagementBelow(n) => write!(f, "engagement_below:{n}"),
             Self::EngagementAbove(n) => write!(f, "engagement_above:{n}"),
             Self::SlaBreached(id) => write!(f, "sla_breached:{id}"),
+            Self::Level(id) => write!(f, "level:{id}"),
         }
     }
 }
@@ -241,6 +261,13 @@ impl Policy {
             .iter()
             .find(|g| fit >= g.at_least)
             .map_or(LOWEST_GRADE, |g| g.letter.as_str())
+    }
+
+    /// The fit a grade letter asks for; no letter asks for nothing.
+    pub fn grade_floor(&self, letter: Option<&str>) -> f64 {
+        letter
+            .and_then(|l| self.grade_threshold(l))
+            .unwrap_or(f64::NEG_INFINITY)
     }
 
     pub fn grade_threshold(&self, letter: &str) -> Option<f64> {

@@ -2,6 +2,7 @@
 
 mod common;
 mod layers;
+mod levels;
 mod lifecycle;
 mod lifecycle_doc;
 mod meaning;

@@ -96,6 +96,7 @@ fn decisions(name: &str, source: &str) -> String {
                     Event::Transition(t) => format!("{:?}>{:?}", t.by, t.to),
                     Event::Trigger(t) => t.emit.clone(),
                     Event::SlaBreached(b) => format!("sla:{}", b.sla_id),
+                    Event::LevelChanged(l) => format!("level:{:?}", l.to),
                 })
                 .collect();
             let _ = writeln!(

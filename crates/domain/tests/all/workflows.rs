@@ -125,6 +125,7 @@ fn an_idle_mql_breaches_and_is_recycled_with_reason_idle() {
         .map(|e| match e {
             Event::Trigger(t) => format!("trigger {} at {}", t.emit, t.at > days(34) && t.at < days(35)),
             Event::SlaBreached(b) => format!("breach {} at {}", b.sla_id, b.at == days(40)),
+            Event::LevelChanged(l) => format!("level {:?}", l.to),
             Event::Transition(t) => format!(
                 "{} -> {}",
                 t.from.map(|s| s.to_string()).unwrap_or_default(),

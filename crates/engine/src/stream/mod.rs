@@ -577,11 +577,13 @@ mod tests {
                     grade: String::new(),
                     engagement: 0.0,
                     qualifying_engagement: 0.0,
+                    level: None,
                 },
                 policy_version: 1,
                 transition: None,
                 trigger: None,
                 sla_breach: None,
+                level_change: None,
             },
             wire: OnceLock::new(),
         })

@@ -12,8 +12,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::engine_request;
 use crate::auth::Principal;
 use crate::convert::{
-    engagement_in, engagement_out, explanation_out, lead_key, lead_out, stage_in, timestamp_in,
-    timestamp_out, token_in, token_out, transition_out, trigger_out,
+    engagement_in, engagement_out, explanation_out, lead_key, lead_out, level_change_out, stage_in,
+    timestamp_in, timestamp_out, token_in, token_out, transition_out, trigger_out,
 };
 use crate::error::{after_committed, from_stream, renamed, status, too_large};
 use crate::limits::{Check, MAX_BATCH, MAX_HISTORY_PAGE, MAX_LIST_BYTES, MAX_PAGE, MAX_TEXT_CHARS};
@@ -80,7 +80,8 @@ fn action(check: &mut Check, value: i32) -> Option<CommandKind> {
     }
 }
 
-/// A history page token: `transition|occurred_at|event_id`.
+/// A history page token: `transition:level|occurred_at|event_id` (tokens
+/// made before levels existed have no `:level`).
 fn history_cursor(check: &mut Check, token: &str) -> HistoryCursor {
     let Some(text) = token_in(check, "h", token) else {
         return HistoryCursor::default();
@@ -90,19 +91,21 @@ fn history_cursor(check: &mut Check, token: &str) -> HistoryCursor {
         check.fail("page_token", "not a page token of this list");
         return HistoryCursor::default();
     };
-    let (Ok(t), Ok(at)) = (t.parse::<i64>(), at.parse::<i64>()) else {
+    let (t, level) = t.split_once(':').unwrap_or((t, "0"));
+    let (Ok(t), Ok(level), Ok(at)) = (t.parse::<i64>(), level.parse::<i64>(), at.parse::<i64>()) else {
         check.fail("page_token", "not a page token of this list");
         return HistoryCursor::default();
     };
     HistoryCursor {
         transition: t,
         engagement: (!id.is_empty()).then(|| (at, id.to_owned())),
+        level,
     }
 }
 
 fn history_token(cursor: &HistoryCursor) -> String {
     let (at, id) = cursor.engagement.clone().unwrap_or((0, String::new()));
-    token_out("h", &format!("{}|{at}|{id}", cursor.transition))
+    token_out("h", &format!("{}:{}|{at}|{id}", cursor.transition, cursor.level))
 }
 
 /// Engagements of a client stream committed in one transaction, at most.
@@ -556,6 +559,11 @@ impl pb::lead_service_server::LeadService for LeadApi {
                 entry: Some(match e {
                     HistoryEntry::Transition(t) => pb::history_entry::Entry::Transition(transition_out(t)),
                     HistoryEntry::Engagement(g) => pb::history_entry::Entry::Engagement(engagement_out(g)),
+                    HistoryEntry::LevelChange(l) => pb::history_entry::Entry::LevelChange(level_change_out(
+                        &l.change,
+                        &l.lead_id,
+                        l.policy_version,
+                    )),
                 }),
             })
             .collect();

@@ -9,7 +9,8 @@ use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{
-    scores_out, sla_breach_out, stage_in, stage_out, timestamp_out, transition_out, trigger_out,
+    level_change_out, scores_out, sla_breach_out, stage_in, stage_out, timestamp_out, transition_out,
+    trigger_out,
 };
 use crate::error::status;
 use crate::limits::{Check, MAX_ID_CHARS, MAX_MAP_ENTRIES};
@@ -31,6 +32,7 @@ fn kind_out(kind: &str) -> pb::EventKind {
         "TRIGGER" => pb::EventKind::Trigger,
         "SLA_BREACHED" => pb::EventKind::SlaBreached,
         "LEAD_ERASED" => pb::EventKind::LeadErased,
+        "LEVEL_CHANGED" => pb::EventKind::LevelChanged,
         _ => pb::EventKind::Unspecified,
     }
 }
@@ -41,6 +43,7 @@ fn kind_in(check: &mut Check, field: &str, value: i32) -> Option<String> {
         Ok(pb::EventKind::Trigger) => "TRIGGER",
         Ok(pb::EventKind::SlaBreached) => "SLA_BREACHED",
         Ok(pb::EventKind::LeadErased) => "LEAD_ERASED",
+        Ok(pb::EventKind::LevelChanged) => "LEVEL_CHANGED",
         _ => {
             check.fail(field, format!("{value} is not an event kind"));
             return None;
@@ -55,6 +58,12 @@ pub(crate) fn event_out(e: &StreamEvent) -> pb::Event {
         Some(pb::event::Payload::Transition(transition_out(t)))
     } else if let Some(t) = &p.trigger {
         Some(pb::event::Payload::Trigger(trigger_out(t)))
+    } else if let Some(l) = &p.level_change {
+        Some(pb::event::Payload::LevelChange(level_change_out(
+            l,
+            &p.lead_id,
+            p.policy_version,
+        )))
     } else {
         p.sla_breach
             .as_ref()

@@ -7,6 +7,7 @@ mod checkpoints;
 mod engagements;
 mod idempotency;
 mod leads;
+mod level_changes;
 mod outbox;
 mod policies;
 mod timers;
@@ -21,7 +22,7 @@ use sea_orm::DatabaseTransaction;
 pub use self::leads::LeadLookup;
 use self::timers::LeadTimers;
 use crate::backend::{Backend, transaction_span};
-use crate::entity::{lead, transition};
+use crate::entity::{lead, level_change, transition};
 use crate::error::StoreError;
 use crate::records::NewOutboxEvent;
 
@@ -48,13 +49,17 @@ struct Pending {
     /// The latest state of each lead updated, by id.
     leads: IndexMap<String, lead::ActiveModel>,
     transitions: Vec<transition::ActiveModel>,
+    level_changes: Vec<level_change::ActiveModel>,
     /// Each lead's timer changes by (workspace, lead), folded into their net effect.
     timers: IndexMap<(String, String), LeadTimers>,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.leads.is_empty() && self.transitions.is_empty() && self.timers.is_empty()
+        self.leads.is_empty()
+            && self.transitions.is_empty()
+            && self.level_changes.is_empty()
+            && self.timers.is_empty()
     }
 }
 
@@ -116,12 +121,14 @@ impl Tx {
                 on: p.on,
                 leads: std::mem::take(&mut p.leads),
                 transitions: std::mem::take(&mut p.transitions),
+                level_changes: std::mem::take(&mut p.level_changes),
                 timers: std::mem::take(&mut p.timers),
             }
         };
         self.write_deferred_leads(pending.leads.into_values().collect())
             .await?;
         self.write_deferred_transitions(&pending.transitions).await?;
+        self.write_deferred_level_changes(&pending.level_changes).await?;
         self.write_deferred_timers(pending.timers).await
     }
 
