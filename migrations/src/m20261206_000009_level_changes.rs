@@ -55,6 +55,16 @@ impl MigrationTrait for Migration {
                 )
                 .to_owned(),
         )
+        .await?;
+        // The funnel finds the leads whose level changed in a period.
+        m.create_index(
+            Index::create()
+                .name("level_changes_at")
+                .table(LevelChanges::Table)
+                .col(LevelChanges::WorkspaceId)
+                .col(LevelChanges::At)
+                .to_owned(),
+        )
         .await
     }
 

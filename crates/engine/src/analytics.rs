@@ -47,7 +47,13 @@ impl Engine {
     pub async fn funnel(&self, ws: &str, query: &Query) -> Result<Funnel, EngineError> {
         let channels = query.grouping == Grouping::SourceChannel || query.source_channel.is_some();
         let histories = self.store.funnel_histories(ws, query.period, channels).await?;
-        Ok(funnel::funnel(&histories, query))
+        let mut funnel = funnel::funnel(&histories, query);
+        if let Some(version) = self.store.active_policy_version(ws).await? {
+            let policy = self.policy_of(ws, version).await?;
+            let order: Vec<String> = policy.mql.levels.iter().map(|l| l.id.clone()).collect();
+            funnel.order_levels(&order);
+        }
+        Ok(funnel)
     }
 
     /// The workspace's latest `limit` transitions, newest first: stage

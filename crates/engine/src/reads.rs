@@ -22,8 +22,8 @@ impl Engine {
         })
     }
 
-    /// The policy a lead was scored under.
-    async fn policy_of(
+    /// A stored policy version (the one a lead was scored under, say).
+    pub(crate) async fn policy_of(
         &self,
         ws: &str,
         version: i64,

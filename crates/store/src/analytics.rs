@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use leadflow_domain::analytics::{History, Period, Step, StepCause};
+use leadflow_domain::analytics::{History, LevelStep, Period, Step, StepCause};
 use sea_orm::{ConnectionTrait, Value};
 
 use crate::Store;
@@ -11,9 +11,10 @@ use crate::backend::Backend;
 use crate::convert::{self, ts};
 use crate::error::StoreError;
 
-/// The leads with a move in the period (a subquery of `ws`, `start`, `end`).
-const MOVED: &str =
-    "SELECT DISTINCT m.lead_id FROM transitions m WHERE m.workspace_id = $1 AND m.at >= $2 AND m.at < $3";
+/// The leads with a move or a level change in the period (a subquery of
+/// `ws`, `start`, `end`).
+const MOVED: &str = "SELECT m.lead_id FROM transitions m WHERE m.workspace_id = $1 AND m.at >= $2 AND m.at < $3 \
+     UNION SELECT c.lead_id FROM level_changes c WHERE c.workspace_id = $1 AND c.at >= $2 AND c.at < $3";
 
 impl Store {
     /// The whole stage history of every lead that moved during `period`,
@@ -83,7 +84,29 @@ impl Store {
                     lead_id,
                     source_channel: None,
                     steps: vec![step],
+                    levels: Vec::new(),
                 }),
+            }
+        }
+        if !histories.is_empty() {
+            let sql = format!(
+                "SELECT lead_id, to_level, at, policy_version FROM level_changes \
+                 WHERE workspace_id = $1 AND lead_id {moved} AND to_level IS NOT NULL \
+                 ORDER BY lead_id, seq"
+            );
+            let index: HashMap<String, usize> = histories
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (h.lead_id.clone(), i))
+                .collect();
+            for row in tx.query_all_raw(self.sql(&sql, params())).await? {
+                let lead_id: String = row.try_get("", "lead_id")?;
+                let Some(&i) = index.get(&lead_id) else { continue };
+                histories[i].levels.push(LevelStep {
+                    level: row.try_get("", "to_level")?,
+                    at: ts(row.try_get("", "at")?),
+                    policy_version: row.try_get("", "policy_version")?,
+                });
             }
         }
         if source_channels && !histories.is_empty() {

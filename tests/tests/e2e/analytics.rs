@@ -144,7 +144,7 @@ pub(crate) async fn seed(server: &mut TestServer) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn analytics(server: &TestServer) -> AnalyticsServiceClient<Channel> {
+pub(crate) fn analytics(server: &TestServer) -> AnalyticsServiceClient<Channel> {
     AnalyticsServiceClient::new(server.channel.clone())
 }
 

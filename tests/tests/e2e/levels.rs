@@ -11,19 +11,16 @@ use leadflow_proto::v1 as pb;
 const T0: Timestamp = Timestamp::from_secs(1_767_603_600);
 const WAIT: Duration = Duration::from_secs(5);
 
-/// The example with `warm` (65) and `hot` (85, grade A) levels and a
-/// workflow on `level:hot`.
+/// The example with its `warm` level at `warm` (90 as shipped) and its
+/// `hot` one at 85 (120); its workflow on `level:hot` emits
+/// `sales_hot_lead_alert` while the lead is an MQL.
 fn levelled(warm: &str) -> String {
-    let anchor = "requires_attributes = [\"email\", \"company\"]\n";
-    assert!(leadflow_server::DEFAULT_POLICY.contains(anchor));
-    let levels = format!(
-        "{anchor}\n[[stages.MQL.levels]]\nid = \"warm\"\nengagement_at_least = {warm}\n\n\
-         [[stages.MQL.levels]]\nid = \"hot\"\nengagement_at_least = 85\ngrade_at_least = \"A\"\n"
-    );
-    format!(
-        "{}\n[[workflow]]\nid = \"hot-alert\"\non = \"level:hot\"\nemit = \"sales_alert\"\n",
-        leadflow_server::DEFAULT_POLICY.replacen(anchor, &levels, 1)
-    )
+    let policy = leadflow_server::DEFAULT_POLICY;
+    let (warm_at, hot_at) = ("engagement_at_least = 90", "engagement_at_least = 120");
+    assert!(policy.contains(warm_at) && policy.contains(hot_at));
+    policy
+        .replacen(warm_at, &format!("engagement_at_least = {warm}"), 1)
+        .replacen(hot_at, "engagement_at_least = 85", 1)
 }
 
 /// Records trials (30 points each), ebooks (10) at `t`.
@@ -171,7 +168,7 @@ async fn levels_rise_with_engagements_and_show_on_the_lead_the_history_and_the_s
             "TRIGGER:mql_welcome_sequence",
             "LEVEL_CHANGED:>warm",
             "LEVEL_CHANGED:warm>hot",
-            "TRIGGER:sales_alert"
+            "TRIGGER:sales_hot_lead_alert"
         ]
     );
 
@@ -190,6 +187,24 @@ async fn levels_rise_with_engagements_and_show_on_the_lead_the_history_and_the_s
     );
     let streamed: Vec<String> = events(&mut stream, 2, WAIT).await?.iter().map(describe).collect();
     assert_eq!(streamed, ["TRANSITION:SQL", "LEVEL_CHANGED:hot>"]);
+
+    // the funnel: the leads that reached each level, and went on to SQL
+    let funnel = crate::analytics::analytics(&server)
+        .get_funnel(pb::GetFunnelRequest {
+            period: Some(pb::Period {
+                start: Some(seconds_ago(3_600)),
+                end: Some(seconds_ago(-60)),
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let levels: Vec<(&str, i64, i64)> = funnel.groups[0]
+        .levels
+        .iter()
+        .map(|l| (l.level.as_str(), l.leads, l.to_sql))
+        .collect();
+    assert_eq!(levels, [("warm", 1, 1), ("hot", 1, 1)], "the policy's order");
     Ok(())
 }
 

@@ -29,7 +29,10 @@ async fn warnings_leave_a_policy_valid_and_storable(mut server: TestServer) -> a
             "type = \"trial_started\"\npoints = 30\nmax_points = 30",
             1,
         )
-        .replacen("engagement_at_least = 60", "engagement_at_least = 5000", 1);
+        .replacen("engagement_at_least = 60", "engagement_at_least = 5000", 1)
+        // the levels stay above the MQL bar
+        .replacen("engagement_at_least = 90", "engagement_at_least = 6000", 1)
+        .replacen("engagement_at_least = 120", "engagement_at_least = 7000", 1);
     let v = validate(&mut server, unreachable.clone()).await?;
     assert!(v.valid, "{v:?}");
     assert_eq!((v.name.as_str(), v.problems_total), ("acme-b2b", 1));

@@ -111,6 +111,16 @@ pub struct History {
     /// The channel of the lead's first engagement (when asked for).
     pub source_channel: Option<String>,
     pub steps: Vec<Step>,
+    /// The MQL levels it reached, in order.
+    pub levels: Vec<LevelStep>,
+}
+
+/// A lead reached an MQL level (a level change to it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LevelStep {
+    pub level: String,
+    pub at: Timestamp,
+    pub policy_version: i64,
 }
 
 impl History {
@@ -186,6 +196,40 @@ pub struct Group {
     pub recycled: Rate,
     /// Most frequent first.
     pub reasons: Vec<ReasonCount>,
+    /// One per MQL level reached in the period, by id (see
+    /// [`Funnel::order_levels`]).
+    pub levels: Vec<LevelConversion>,
+}
+
+/// The leads that reached an MQL level in the period, and how many of them
+/// went on to SQL.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LevelConversion {
+    pub level: String,
+    /// Distinct leads (each counted once however often it reached the level).
+    pub leads: u64,
+    /// Those that entered SQL at or after first reaching it in the period.
+    pub to_sql: u64,
+    /// `to_sql / leads`.
+    pub rate: f64,
+    /// Time from reaching the level to entering SQL, over those.
+    pub p50: Option<Span>,
+    pub p90: Option<Span>,
+}
+
+impl Funnel {
+    /// Puts each group's levels in `order` (a policy's levels, lowest
+    /// first); levels it does not name (an older policy's) follow by id.
+    pub fn order_levels(&mut self, order: &[String]) {
+        for group in &mut self.groups {
+            group.levels.sort_by_key(|l| {
+                (
+                    order.iter().position(|id| *id == l.level).unwrap_or(order.len()),
+                    l.level.clone(),
+                )
+            });
+        }
+    }
 }
 
 /// Entries per stage and velocity bucket. Only buckets with entries are
@@ -288,6 +332,8 @@ struct Acc {
     rejected: u64,
     recycled: u64,
     reasons: BTreeMap<(Move, String), u64>,
+    /// Per level: the leads that reached it, and their times to SQL.
+    levels: BTreeMap<String, (u64, Vec<i64>)>,
 }
 
 /// The funnel of `query.period` over `histories` (each a lead's whole
@@ -345,6 +391,24 @@ pub fn funnel(histories: &[History], query: &Query) -> Funnel {
             cohort.0 += 1;
             if let Some(reached) = h.steps.iter().find(|s| s.to == to && s.at >= first.at) {
                 cohort.1.push(reached.at.since(first.at).as_micros());
+            }
+        }
+        // levels: each lead once a level, at its first reaching it in the period
+        let mut reached = BTreeSet::new();
+        for l in h.levels.iter().filter(|l| period.contains(l.at)) {
+            if !reached.insert(l.level.as_str()) {
+                continue;
+            }
+            let key = fixed.clone().unwrap_or(GroupKey::Version(l.policy_version));
+            let level = groups
+                .entry(key)
+                .or_default()
+                .levels
+                .entry(l.level.clone())
+                .or_default();
+            level.0 += 1;
+            if let Some(sql) = h.steps.iter().find(|s| s.to == Stage::Sql && s.at >= l.at) {
+                level.1.push(sql.at.since(l.at).as_micros());
             }
         }
         if let Some(first) = h.first_entry(Stage::Mql).filter(|s| period.contains(s.at)) {
@@ -446,6 +510,22 @@ fn group(key: String, mut acc: Acc) -> Group {
         .map(|((by, reason), count)| ReasonCount { by, reason, count })
         .collect();
     reasons.sort_by_key(|r| std::cmp::Reverse(r.count));
+    let levels = acc
+        .levels
+        .into_iter()
+        .map(|(level, (leads, mut times))| {
+            times.sort_unstable();
+            let to_sql = times.len() as u64;
+            LevelConversion {
+                level,
+                leads,
+                to_sql,
+                rate: ratio(to_sql, leads),
+                p50: percentile(&times, 50).map(Span::from_micros),
+                p90: percentile(&times, 90).map(Span::from_micros),
+            }
+        })
+        .collect();
     Group {
         key,
         entries,
@@ -463,5 +543,6 @@ fn group(key: String, mut acc: Acc) -> Group {
             rate: ratio(acc.recycled, acc.mql_cohort),
         },
         reasons,
+        levels,
     }
 }

@@ -6,7 +6,7 @@
 pub mod evidence;
 pub mod funnel;
 
-pub use funnel::{Bucket, Funnel, Grouping, History, Period, Step, StepCause, funnel};
+pub use funnel::{Bucket, Funnel, Grouping, History, LevelStep, Period, Step, StepCause, funnel};
 
 #[cfg(test)]
 mod tests;

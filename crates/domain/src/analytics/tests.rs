@@ -26,6 +26,7 @@ fn lead(id: &str, source: Option<&str>, steps: Vec<Step>) -> History {
         lead_id: id.to_owned(),
         source_channel: source.map(str::to_owned),
         steps,
+        levels: Vec::new(),
     }
 }
 
@@ -489,4 +490,59 @@ mod evidence {
         );
         assert_eq!(with_mql_threshold("name = \"x\"", 1.0), None);
     }
+}
+
+fn reached(level: &str, t: Timestamp) -> LevelStep {
+    LevelStep {
+        level: level.to_owned(),
+        at: t,
+        policy_version: 1,
+    }
+}
+
+#[test]
+fn levels_count_each_lead_once_and_what_went_on_to_sql() {
+    use Stage::*;
+    let mut histories = histories();
+    // a: warm day 1, hot day 2, SQL day 3; warm again day 2 counts once
+    histories[0].levels = vec![
+        reached("warm", at(1, 10)),
+        reached("hot", at(2, 0)),
+        reached("warm", at(2, 1)),
+    ];
+    // c: warm day 2, never SQL; and warm again day 12 (outside the period)
+    histories[2].levels = vec![reached("warm", at(2, 0)), reached("warm", at(12, 0))];
+    // e: no move in the period, hot on day 5 (its level changed in it)
+    let mut e = lead(
+        "e",
+        None,
+        vec![
+            step(None, Iql, at(-9, 0), Move::Capture),
+            step(Some(Iql), Mql, at(-8, 0), Move::AutoQualify),
+        ],
+    );
+    e.levels = vec![reached("hot", at(5, 0))];
+    histories.push(e);
+    let mut f = funnel(&histories, &query(0, 10));
+    let shape = |f: &Funnel| -> Vec<(String, u64, u64)> {
+        f.groups[0]
+            .levels
+            .iter()
+            .map(|l| (l.level.clone(), l.leads, l.to_sql))
+            .collect()
+    };
+    assert_eq!(
+        shape(&f),
+        [("hot".to_owned(), 2, 1), ("warm".to_owned(), 2, 1)],
+        "by id until ordered"
+    );
+    let hot = &f.groups[0].levels[0];
+    assert_eq!((hot.rate, hot.p50), (0.5, Some(Span::from_secs(DAY))));
+    f.order_levels(&["warm".to_owned(), "hot".to_owned()]);
+    assert_eq!(shape(&f)[0].0, "warm");
+    // the stage counts are those of the moves alone
+    assert_eq!(
+        f.groups[0].entries,
+        funnel(&histories[..4], &query(0, 10)).groups[0].entries
+    );
 }

@@ -617,6 +617,7 @@ impl Parser<'_, '_> {
         };
         let mut out: Vec<Level> = Vec::new();
         let mut ids = Ids::new();
+        let mut below_in_error = false;
         for (at, t) in mql.tables(self.cx, "levels") {
             let obj = Obj::new(
                 self.cx,
@@ -626,6 +627,8 @@ impl Parser<'_, '_> {
             );
             let id = self.rule_id(&obj, &mut ids);
             let below = out.last().unwrap_or(bar);
+            // Measured against a level in error, this one would be too.
+            let judged = !below_in_error;
             let what = if out.is_empty() {
                 "the MQL bar".to_owned()
             } else {
@@ -651,7 +654,7 @@ impl Parser<'_, '_> {
                     ok = false;
                     inherited
                 }
-                Some(Some(n)) if n < inherited => {
+                Some(Some(n)) if n < inherited && judged => {
                     cx.cx.err(
                         &obj.at(key),
                         format!("{n} is below {what}'s {inherited}: levels go from the MQL bar upwards"),
@@ -669,7 +672,10 @@ impl Parser<'_, '_> {
                     ok = false;
                     None
                 }
-                Some(letter) if grade_floor(Some(&letter)) < grade_floor(below.grade_at_least.as_deref()) => {
+                Some(letter)
+                    if judged
+                        && grade_floor(Some(&letter)) < grade_floor(below.grade_at_least.as_deref()) =>
+                {
                     let inherited = below.grade_at_least.as_deref().unwrap_or_default();
                     self.cx.err(
                         &obj.at("grade_at_least"),
@@ -680,7 +686,9 @@ impl Parser<'_, '_> {
                 }
                 Some(letter) => Some(letter),
             };
-            let (Some(id), true) = (id, ok) else { continue };
+            // A level in error is kept (the policy is refused anyway), so
+            // that workflows on it are not reported as naming no level.
+            let Some(id) = id else { continue };
             let level = Level {
                 id,
                 engagement_at_least: engagement,
@@ -691,13 +699,13 @@ impl Parser<'_, '_> {
                 && level.fit_at_least == below.fit_at_least
                 && grade_floor(level.grade_at_least.as_deref())
                     == grade_floor(below.grade_at_least.as_deref());
-            if same {
+            if same && ok && judged {
                 self.cx.err(
                     &obj.loc,
                     format!("asks for no more than {what}: a lead would always be at both"),
                 );
-                continue;
             }
+            below_in_error = !ok;
             out.push(level);
         }
         out

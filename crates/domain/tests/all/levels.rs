@@ -7,28 +7,30 @@ use leadflow_domain::{Cause, Command, Policy, Span, Stage, Timestamp};
 
 use crate::common::{Harness, T0, attrs, ev, example_toml, good_fit, hours, page};
 
-const LEVELS: &str = "\n[[stages.MQL.levels]]\nid = \"warm\"\nengagement_at_least = 70\n\n\
+/// The example's levels, as shipped.
+const EXAMPLE_LEVELS: &str = "[[stages.MQL.levels]]\nid = \"warm\"\nengagement_at_least = 90\n\n\
+    [[stages.MQL.levels]]\nid = \"hot\"\nengagement_at_least = 120\ngrade_at_least = \"A\"\n";
+
+/// Lower ones, for short tests.
+const LEVELS: &str = "[[stages.MQL.levels]]\nid = \"warm\"\nengagement_at_least = 70\n\n\
     [[stages.MQL.levels]]\nid = \"hot\"\nengagement_at_least = 100\ngrade_at_least = \"A\"\n";
 
-const HOT_ALERT: &str = "\n[[workflow]]\nid = \"hot-alert\"\non = \"level:hot\"\nemit = \"sales_alert\"\n";
-
-fn with_levels(levels: &str, workflows: &str) -> String {
-    let anchor = "requires_attributes = [\"email\", \"company\"]\n";
+/// The example with `levels` in place of its own, and its workflow on
+/// `level:hot` (`sales_hot_lead_alert`, if still MQL) on `on` instead.
+fn with_levels(levels: &str, on: &str) -> String {
     let toml = example_toml();
-    assert!(toml.contains(anchor));
-    format!(
-        "{}{workflows}",
-        toml.replacen(anchor, &format!("{anchor}{levels}"), 1)
-    )
+    assert!(toml.contains(EXAMPLE_LEVELS) && toml.contains("on = \"level:hot\""));
+    toml.replacen(EXAMPLE_LEVELS, levels, 1)
+        .replacen("on = \"level:hot\"", &format!("on = \"{on}\""), 1)
 }
 
 fn levelled() -> Policy {
-    Policy::from_toml(&with_levels(LEVELS, HOT_ALERT)).expect("valid")
+    Policy::from_toml(&with_levels(LEVELS, "level:hot")).expect("valid")
 }
 
-fn errors(levels: &str, workflows: &str) -> Vec<String> {
-    match Policy::from_toml(&with_levels(levels, workflows)) {
-        Ok(_) => panic!("expected {levels}{workflows} to be refused"),
+fn errors(levels: &str, on: &str) -> Vec<String> {
+    match Policy::from_toml(&with_levels(levels, on)) {
+        Ok(_) => panic!("expected {levels} with {on} to be refused"),
         Err(e) => e.0.iter().map(ToString::to_string).collect(),
     }
 }
@@ -149,20 +151,20 @@ fn bad_levels_are_refused_at_their_paths() {
             "stages.MQL.levels[1]: asks for no more than level warm",
         ),
     ] {
-        let errs = errors(&levels, "");
+        let errs = errors(&levels, "level:hot");
         assert!(
             errs.iter().any(|e| e.starts_with(expected)),
             "expected {expected:?}, got:\n{}",
             errs.join("\n")
         );
     }
-    let errs = errors(LEVELS, &HOT_ALERT.replace("level:hot", "level:hott"));
+    let errs = errors(LEVELS, "level:hott");
     assert!(
         errs.iter()
             .any(|e| e.contains("no level \"hott\" in [[stages.MQL.levels]] (did you mean \"hot\"?)")),
         "{errs:?}"
     );
-    let errs = errors("", HOT_ALERT);
+    let errs = errors("", "level:hot");
     assert!(
         errs.iter()
             .any(|e| e.contains("no level \"hot\": [stages.MQL] has no levels")),
@@ -203,9 +205,9 @@ fn engagements_raise_the_level_one_change_at_a_time_and_each_fires_its_workflows
         [(Some("warm"), Some("hot"))]
     );
     assert!(
-        d.events
-            .iter()
-            .any(|e| matches!(e, Event::Trigger(t) if t.emit == "sales_alert" && t.on == "level:hot"))
+        d.events.iter().any(
+            |e| matches!(e, Event::Trigger(t) if t.emit == "sales_hot_lead_alert" && t.on == "level:hot")
+        )
     );
     assert_eq!(h.lead.scores_at(&h.policy, h.now).level.as_deref(), Some("hot"));
 }
@@ -235,7 +237,7 @@ fn a_lead_entering_mql_at_hot_records_the_move_then_the_level() {
             "->MQL",
             "mql_welcome_sequence",
             "level Some(\"hot\")",
-            "sales_alert"
+            "sales_hot_lead_alert"
         ]
     );
     assert_eq!(level_changes(&d.events)[0].cause, Cause::ProfileUpdate);
@@ -317,7 +319,7 @@ fn a_policy_change_recomputes_the_level() {
     let mut h = Harness::capture(levelled(), good_fit(), T0);
     trials(&mut h, "t", 3, hours(1));
     assert_eq!(h.lead.level.as_deref(), Some("warm"));
-    h.policy = Policy::from_toml(&with_levels(&LEVELS.replace("= 100", "= 85"), HOT_ALERT)).expect("valid");
+    h.policy = Policy::from_toml(&with_levels(&LEVELS.replace("= 100", "= 85"), "level:hot")).expect("valid");
     h.now = hours(2);
     let d = h.decide(Command::PolicyChanged { at: hours(2) });
     let changes = level_changes(&d.events);

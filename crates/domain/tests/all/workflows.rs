@@ -332,7 +332,7 @@ fn a_policy_change_rescores_moves_forward_and_replans_timers() {
     assert!(h.timer(&workflow("mql-day-3")).is_some());
 
     // a stricter policy never moves a lead back
-    h.policy = policy_with("engagement_at_least = 60", "engagement_at_least = 90");
+    h.policy = policy_with("engagement_at_least = 60", "engagement_at_least = 85");
     h.now = hours(4);
     let d = h.decide(Command::PolicyChanged { at: hours(4) });
     assert_eq!(d.transitions().count(), 0);
@@ -348,6 +348,7 @@ fn timer_keys_round_trip() {
         sla("mql_idle"),
         COOLING,
         TimerKind::Crossing(Crossing::Above(-12.5)),
+        TimerKind::Level,
     ] {
         assert_eq!(kind.key().parse::<TimerKind>(), Ok(kind));
     }

@@ -146,6 +146,23 @@ pub(super) async fn funnel(args: FunnelArgs) -> anyhow::Result<ExitCode> {
             rate(g.rejected.as_ref()),
             rate(g.recycled.as_ref())
         );
+        if !g.levels.is_empty() {
+            println!(
+                "\n{:<20} {:>8} {:>8} {:>7} {:>9} {:>9}",
+                "MQL level", "leads", "to SQL", "rate", "p50", "p90"
+            );
+            for l in &g.levels {
+                println!(
+                    "{:<20} {:>8} {:>8} {:>7} {:>9} {:>9}",
+                    printable(&l.level),
+                    l.leads,
+                    l.to_sql,
+                    present::percent(l.rate),
+                    span_text(l.p50.as_ref()),
+                    span_text(l.p90.as_ref())
+                );
+            }
+        }
         if !g.reasons.is_empty() {
             println!("\n{:<14} {:<24} {:>6}", "move", "reason", "count");
             for r in &g.reasons {

@@ -173,6 +173,18 @@ fn group_out(g: &funnel::Group, buckets: usize) -> pb::FunnelGroup {
                 count: count(r.count),
             })
             .collect(),
+        levels: g
+            .levels
+            .iter()
+            .map(|l| pb::LevelConversion {
+                level: l.level.clone(),
+                leads: count(l.leads),
+                to_sql: count(l.to_sql),
+                rate: l.rate,
+                p50: l.p50.map(duration_out),
+                p90: l.p90.map(duration_out),
+            })
+            .collect(),
     }
 }
 

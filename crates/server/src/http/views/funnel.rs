@@ -1,6 +1,6 @@
 //! The filters form and the sections of the funnel's numbers: entries and
-//! conversion (charts and tables), time in stage, the reasons leads were
-//! sent back.
+//! conversion (charts and tables), MQL levels, time in stage, the reasons
+//! leads were sent back.
 
 use leadflow_domain::Stage;
 use leadflow_domain::analytics::funnel::{Bucket, Group, Query as FunnelQuery};
@@ -135,6 +135,34 @@ pub(super) fn funnel(g: &Group) -> Markup {
                             td data-k="rate" data-v=(c.rate) { (present::percent(c.rate)) }
                             td data-k="p50" data-v=(seconds(c.p50)) { (present::duration(c.p50)) }
                             td data-k="p90" data-v=(seconds(c.p90)) { (present::duration(c.p90)) }
+                        }
+                    }
+                }
+            }
+            @if !g.levels.is_empty() {
+                h3 {
+                    "MQL levels "
+                    span class="muted" {
+                        "the leads that reached each level in the period, and the share that has entered SQL since"
+                    }
+                }
+                table id="levels" {
+                    thead {
+                        tr {
+                            th { "Level" } th { "Leads" } th { "To SQL" } th { "Rate" }
+                            th { "Time p50" } th { "Time p90" }
+                        }
+                    }
+                    tbody {
+                        @for l in &g.levels {
+                            tr data-level=(l.level) {
+                                td { (l.level) }
+                                td data-k="leads" { (l.leads) }
+                                td data-k="to_sql" { (l.to_sql) }
+                                td data-k="rate" data-v=(l.rate) { (present::percent(l.rate)) }
+                                td data-k="p50" data-v=(seconds(l.p50)) { (present::duration(l.p50)) }
+                                td data-k="p90" data-v=(seconds(l.p90)) { (present::duration(l.p90)) }
+                            }
                         }
                     }
                 }

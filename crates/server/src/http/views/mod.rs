@@ -157,7 +157,9 @@ pub(super) fn tail_rows(tail: &[TransitionView]) -> Markup {
 
 #[cfg(test)]
 mod tests {
-    use leadflow_domain::analytics::funnel::{self, Bucket, Grouping, History, Period, Step, StepCause};
+    use leadflow_domain::analytics::funnel::{
+        self, Bucket, Grouping, History, LevelStep, Period, Step, StepCause,
+    };
     use leadflow_domain::{Move, Timestamp};
 
     use super::*;
@@ -192,6 +194,11 @@ mod tests {
                 step(Some(Stage::Iql), Stage::Mql, 1, Move::Promote, None),
                 step(Some(Stage::Mql), Stage::Iql, 2, Move::Reject, Some(HOSTILE)),
             ],
+            levels: vec![LevelStep {
+                level: HOSTILE.to_owned(),
+                at: day(1),
+                policy_version: 1,
+            }],
         };
         let query = funnel::Query {
             period: Period {
@@ -227,7 +234,13 @@ mod tests {
             )),
             "{page}"
         );
-        assert_eq!(page.matches(SHOWN).count(), 5, "{page}");
+        assert!(
+            page.contains(&format!(
+                "<tr data-level=\"{SHOWN}\"><td>{SHOWN}</td><td data-k=\"leads\">1</td><td data-k=\"to_sql\">0</td>"
+            )),
+            "{page}"
+        );
+        assert_eq!(page.matches(SHOWN).count(), 7, "{page}");
         // the funnel's numbers are there, and the page is whole
         assert!(page.contains("<tr data-stage=\"MQL\"><td>MQL</td><td data-k=\"leads\">1</td>"));
         assert!(page.contains("<p class=\"muted\">not available now; retry</p>"));
