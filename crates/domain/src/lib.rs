@@ -32,6 +32,7 @@ pub mod diagram;
 pub mod engagement;
 pub mod error;
 pub mod explain;
+pub mod life;
 pub mod lifecycle;
 pub mod named;
 pub mod num;

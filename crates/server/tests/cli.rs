@@ -624,3 +624,140 @@ fn policy_validate_prints_each_problem_at_its_file_line_and_column() {
     );
     assert!(err.contains("3 problem(s)"), "{err}");
 }
+
+fn example_cases() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/policy-tests").to_owned()
+}
+
+#[test]
+fn policy_test_passes_the_example_cases() {
+    let out = leadflow(&["policy", "test", &example(), "--cases", &example_cases()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("6 passed, 0 failed, 0 could not run"), "{text}");
+    assert!(
+        text.contains("ok    ") && text.contains("02-hot-lead.toml"),
+        "{text}"
+    );
+}
+
+/// A directory of cases, removed on drop.
+struct Cases(std::path::PathBuf);
+
+impl Cases {
+    fn new(name: &str, cases: &[(&str, &str)]) -> Self {
+        let dir = std::env::temp_dir().join(format!("leadflow-cases-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        for (file, text) in cases {
+            std::fs::write(dir.join(file), text).expect("write a case");
+        }
+        Self(dir)
+    }
+
+    fn run(&self) -> std::process::Output {
+        leadflow(&[
+            "policy",
+            "test",
+            &example(),
+            "--cases",
+            self.0.to_str().expect("path"),
+        ])
+    }
+}
+
+impl Drop for Cases {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const TRIALS: &str = r#"
+[profile]
+email = "ann@acme.com"
+company = "Acme"
+title = "VP Engineering"
+company_size = "250"
+industry = "Software"
+
+[[engagement]]
+id = "t1"
+type = "trial_started"
+at = "2026-01-05T09:10:00Z"
+
+[[engagement]]
+id = "t2"
+type = "trial_started"
+at = "2026-01-05T09:10:00Z"
+"#;
+
+#[test]
+fn policy_test_prints_each_difference_of_a_failing_case_and_fails() {
+    let wrong = format!(
+        "description = \"two trials\"\nnow = \"2026-01-05T10:00:00Z\"\n{TRIALS}\n[expect]\nstage = \"SQL\"\n\
+         level = \"hot\"\nengagement = {{ at_least = 100 }}\ntriggers = []\nblocked_by = []\n"
+    );
+    let right = format!("now = \"2026-01-05T10:00:00Z\"\n{TRIALS}\n[expect]\nstage = \"MQL\"\n");
+    let cases = Cases::new(
+        "failing",
+        &[
+            ("a-wrong.toml", &wrong),
+            ("b-right.toml", &right),
+            ("notes.txt", "not a case"),
+        ],
+    );
+    let out = cases.run();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    for line in [
+        "FAIL  ",
+        "a-wrong.toml — two trials",
+        "      stage: expected SQL, got MQL",
+        "      level: expected hot, got none",
+        "      engagement: expected x ≥ 100, got 59.",
+        "      triggers: expected [], got [\"mql_welcome_sequence\"]",
+        "      blocked_by: expected [], got [\"sales_ready_action\"] (no demo_requested or contact_requested yet)",
+        "b-right.toml",
+        "1 passed, 1 failed, 0 could not run",
+    ] {
+        assert!(text.contains(line), "{line:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn policy_test_reports_a_case_it_cannot_run_and_exits_2() {
+    let bad_instant = format!("now = \"yesterday\"\n{TRIALS}\n[expect]\n");
+    let unknown_key = format!("now = \"2026-01-05T10:00:00Z\"\n{TRIALS}\n[expect]\nstgae = \"MQL\"\n");
+    let unknown_type = "now = \"2026-01-05T10:00:00Z\"\n[profile]\nemail = \"a@acme.com\"\n\
+                        [[engagement]]\nid = \"x\"\ntype = \"webinar_atended\"\n\
+                        at = \"2026-01-05T09:00:00Z\"\n[expect]\n";
+    let cases = Cases::new(
+        "broken",
+        &[
+            ("a.toml", &bad_instant),
+            ("b.toml", &unknown_key),
+            ("c.toml", unknown_type),
+        ],
+    );
+    let out = cases.run();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("now: \"yesterday\" is not an RFC 3339 instant"),
+        "{text}"
+    );
+    assert!(
+        text.contains("      unknown field `stgae`, expected one of `stage`"),
+        "{text}"
+    );
+    assert!(text.contains("TOML parse error at line 21, column 1"), "{text}");
+    assert!(
+        text.contains("x refused: ") && text.contains("webinar_atended"),
+        "{text}"
+    );
+    assert!(text.contains("0 passed, 0 failed, 3 could not run"), "{text}");
+
+    let empty = Cases::new("empty", &[]);
+    let out = empty.run();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no cases (*.toml) in"), "{}", stderr(&out));
+}

@@ -3,6 +3,7 @@
 mod common;
 mod layers;
 mod levels;
+mod life;
 mod lifecycle;
 mod lifecycle_doc;
 mod meaning;

@@ -13,6 +13,7 @@
 mod admin;
 mod funnel;
 mod policy;
+mod policy_test;
 mod remote;
 
 use std::io::IsTerminal as _;
@@ -244,6 +245,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Workspace(command) => admin::workspace_command(cli.config.as_deref(), command).await,
         Command::Token(command) => admin::token_command(cli.config.as_deref(), command).await,
         Command::Policy(PolicyCommand::Activate { file, remote }) => policy::activate(&file, &remote).await,
+        Command::Policy(PolicyCommand::Test { file, cases }) => policy_test::run(&file, &cases),
         Command::Policy(PolicyCommand::Simulate {
             file,
             remote,

@@ -33,6 +33,16 @@ pub(super) enum PolicyCommand {
         #[arg(long, conflicts_with = "top")]
         all: bool,
     },
+    /// Runs a policy file against fixture cases (one TOML file each: a
+    /// profile, engagements with their times, `now` and `[expect]`), with
+    /// the service's own decisions and no server. Prints a difference per
+    /// failing case; exits 1 if one fails, 2 if a case cannot be run.
+    Test {
+        file: PathBuf,
+        /// The directory of case files (`*.toml`).
+        #[arg(long)]
+        cases: PathBuf,
+    },
     /// Stores a policy file as a new version on a running server, activates
     /// it and follows the re-score of every lead; fails if the re-score does.
     #[command(alias = "apply")]
