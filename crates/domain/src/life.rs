@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::engagement::Engagement;
 use crate::error::DomainError;
-use crate::lifecycle::{Command, Context, Decision, Lead, capture, decide};
+use crate::lifecycle::{Command, Context, Decision, Lead, ManualTransition, capture, decide};
 use crate::policy::Policy;
 use crate::time::Timestamp;
 use crate::workflow::{Event, Timer, TimerChange};
@@ -29,8 +29,32 @@ pub struct Life {
     pub timers: BTreeMap<String, Timer>,
 }
 
+/// Something that happens to a lead in its life.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Happening {
+    Engagement(Engagement),
+    /// A manual move, at its `occurred_at` (required).
+    Transition(ManualTransition),
+}
+
+impl Happening {
+    fn at(&self) -> Option<Timestamp> {
+        match self {
+            Self::Engagement(e) => Some(e.occurred_at),
+            Self::Transition(t) => t.occurred_at,
+        }
+    }
+
+    fn name(&self, index: usize) -> String {
+        match self {
+            Self::Engagement(e) => e.event_id.clone(),
+            Self::Transition(t) => format!("transition[{index}] {}", t.command),
+        }
+    }
+}
+
 /// Why a life could not be lived: a command the domain refused (`at` is
-/// the engagement's event id, or `capture`).
+/// the engagement's event id, the transition, or `capture`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Refused {
     pub at: String,
@@ -86,13 +110,15 @@ impl Life {
 }
 
 /// Lives a lead's life up to `until`: captured at `captured_at` with
-/// `profile`, then `engagements` sorted by scoring order, each decided at
-/// its `occurred_at`, with timers firing as they fall due.
+/// `profile`, then each happening at its instant — in time order, an
+/// engagement before a transition of the same instant, engagements of one
+/// instant in scoring order, transitions in the order given — with timers
+/// firing as they fall due.
 pub fn live(
     policy: &Policy,
     profile: BTreeMap<String, String>,
     captured_at: Timestamp,
-    engagements: &[Engagement],
+    happenings: &[Happening],
     until: Timestamp,
 ) -> Result<Life, Refused> {
     fn refused(at: &str) -> impl FnOnce(DomainError) -> Refused + '_ {
@@ -106,26 +132,34 @@ pub fn live(
     let mut life = Life {
         lead: captured.lead.clone(),
         events: Vec::new(),
-        log: Vec::with_capacity(engagements.len()),
+        log: Vec::with_capacity(happenings.len()),
         timers: BTreeMap::new(),
     };
     life.absorb(captured);
-    let mut sorted: Vec<&Engagement> = engagements.iter().collect();
-    sorted.sort_by(|a, b| a.cmp_key(b));
+    let mut sorted: Vec<(usize, &Happening)> = happenings.iter().enumerate().collect();
+    sorted.sort_by(|(i, a), (j, b)| {
+        let instant = |h: &Happening| h.at().unwrap_or(captured_at);
+        instant(a).cmp(&instant(b)).then_with(|| match (a, b) {
+            (Happening::Engagement(x), Happening::Engagement(y)) => x.cmp_key(y),
+            (Happening::Engagement(_), Happening::Transition(_)) => std::cmp::Ordering::Less,
+            (Happening::Transition(_), Happening::Engagement(_)) => std::cmp::Ordering::Greater,
+            (Happening::Transition(_), Happening::Transition(_)) => i.cmp(j),
+        })
+    });
     let mut fired = 0;
-    for e in sorted {
-        life.fire_until(policy, e.occurred_at, &mut fired)?;
-        let ctx = Context { now: e.occurred_at };
-        let decision = decide(
-            policy,
-            &life.lead,
-            Command::RecordEngagement(e.clone()),
-            &ctx,
-            Some(&life.log),
-        )
-        .map_err(refused(&e.event_id))?;
+    for (i, h) in sorted {
+        let at = h.at().unwrap_or(captured_at);
+        life.fire_until(policy, at, &mut fired)?;
+        let command = match h {
+            Happening::Engagement(e) => Command::RecordEngagement(e.clone()),
+            Happening::Transition(t) => Command::Transition(t.clone()),
+        };
+        let decision = decide(policy, &life.lead, command, &Context { now: at }, Some(&life.log))
+            .map_err(refused(&h.name(i)))?;
         life.absorb(decision);
-        life.log.push(e.clone());
+        if let Happening::Engagement(e) = h {
+            life.log.push(e.clone());
+        }
     }
     life.fire_until(policy, until, &mut fired)?;
     Ok(life)

@@ -634,7 +634,7 @@ fn policy_test_passes_the_example_cases() {
     let out = leadflow(&["policy", "test", &example(), "--cases", &example_cases()]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("6 passed, 0 failed, 0 could not run"), "{text}");
+    assert!(text.contains("6 passed, 0 failed, 0 could not be read"), "{text}");
     assert!(
         text.contains("ok    ") && text.contains("02-hot-lead.toml"),
         "{text}"
@@ -717,14 +717,14 @@ fn policy_test_prints_each_difference_of_a_failing_case_and_fails() {
         "      triggers: expected [], got [\"mql_welcome_sequence\"]",
         "      blocked_by: expected [], got [\"sales_ready_action\"] (no demo_requested or contact_requested yet)",
         "b-right.toml",
-        "1 passed, 1 failed, 0 could not run",
+        "1 passed, 1 failed, 0 could not be read",
     ] {
         assert!(text.contains(line), "{line:?} in:\n{text}");
     }
 }
 
 #[test]
-fn policy_test_reports_a_case_it_cannot_run_and_exits_2() {
+fn policy_test_reports_a_case_it_cannot_read_and_exits_2() {
     let bad_instant = format!("now = \"yesterday\"\n{TRIALS}\n[expect]\n");
     let unknown_key = format!("now = \"2026-01-05T10:00:00Z\"\n{TRIALS}\n[expect]\nstgae = \"MQL\"\n");
     let unknown_type = "now = \"2026-01-05T10:00:00Z\"\n[profile]\nemail = \"a@acme.com\"\n\
@@ -750,11 +750,12 @@ fn policy_test_reports_a_case_it_cannot_run_and_exits_2() {
         "{text}"
     );
     assert!(text.contains("TOML parse error at line 21, column 1"), "{text}");
+    // an engagement the policy refuses is a failure, not a broken case
     assert!(
-        text.contains("x refused: ") && text.contains("webinar_atended"),
+        text.contains("FAIL  ") && text.contains("x refused: ") && text.contains("webinar_atended"),
         "{text}"
     );
-    assert!(text.contains("0 passed, 0 failed, 3 could not run"), "{text}");
+    assert!(text.contains("0 passed, 1 failed, 2 could not be read"), "{text}");
 
     let empty = Cases::new("empty", &[]);
     let out = empty.run();

@@ -93,24 +93,32 @@ async fn seed(
     Ok(lead.id)
 }
 
-async fn policy_commands_list_leads_by_key_and_need_a_token(db: Db) -> anyhow::Result<()> {
+/// A server on a fresh database that requires tokens, and a token with
+/// `scopes` (named `name`) for the default workspace.
+async fn served_with_token(
+    db: Db,
+    name: &str,
+    scopes: &[&str],
+) -> anyhow::Result<(
+    leadflow_store::testing::TestDatabase,
+    String,
+    leadflow_server::Running,
+    LeadServiceClient<tonic::transport::Channel>,
+)> {
     let database = fresh_database(db).await?;
     let engine = engine_on(&database.url).await?;
-    let ws = leadflow_server::DEFAULT_WORKSPACE;
-    let secret = token(
-        &engine,
-        ws,
-        "admin",
-        &["leads:write", "engagements:write", "policy:admin"],
-        None,
-    )
-    .await?;
+    let secret = token(&engine, leadflow_server::DEFAULT_WORKSPACE, name, scopes, None).await?;
     let config = leadflow_server::Config {
         require_auth: true,
         ..loopback(&database.url)
     };
     let (running, channel) = serve(&engine, &config, NO_HTTP).await?;
-    let mut leads = LeadServiceClient::new(channel);
+    Ok((database, secret, running, LeadServiceClient::new(channel)))
+}
+
+async fn policy_commands_list_leads_by_key_and_need_a_token(db: Db) -> anyhow::Result<()> {
+    let (_database, secret, running, mut leads) =
+        served_with_token(db, "admin", &["leads:write", "engagements:write", "policy:admin"]).await?;
     // Engagement 45 each. The draft moves the VPs (fit 40) to MQL at 40,
     // and newly fails the analysts' fit (25) at 30.
     let mut keyless = String::new();
@@ -274,7 +282,157 @@ async fn remote_commands_speak_mutual_tls(db: Db) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn recorded_cases_pin_what_real_leads_are(db: Db) -> anyhow::Result<()> {
+    let scopes = [
+        "leads:read",
+        "leads:write",
+        "engagements:write",
+        "transitions:write",
+        "policy:admin",
+    ];
+    let (_database, secret, running, mut leads) = served_with_token(db, "recorder", &scopes).await?;
+    // a: an MQL (65) with a personal first name and a pricing view carrying a
+    // campaign no rule reads; b: the same, then rejected by sales.
+    for key in ["crm-a", "crm-b"] {
+        let id = seed(&mut leads, &secret, (key, &format!("{key}@acme.com")), "VP Sales").await?;
+        leads
+            .update_lead_profile(with_token(
+                &secret,
+                pb::UpdateLeadProfileRequest {
+                    lead: by_id(&id),
+                    attributes: profile(&[("first_name", "Annabel")]),
+                    ..Default::default()
+                },
+            ))
+            .await?;
+        let mut view = engagement(&format!("{key}-view"), "page_viewed");
+        view.properties = profile(&[("path", "/pricing/teams"), ("utm_campaign", "secret-campaign")]);
+        leads
+            .record_engagement(with_token(&secret, record(&id, view)))
+            .await?;
+        leads
+            .record_engagement(with_token(
+                &secret,
+                record(&id, engagement(&format!("{key}-ebook"), "ebook_downloaded")),
+            ))
+            .await?;
+    }
+    let mut reject = transition("", pb::Action::Reject, "not_ready");
+    reject.lead = by_key("crm-b");
+    let b = leads.transition(with_token(&secret, reject)).await?.into_inner();
+    assert_eq!(b.lead.map(|l| stage(&l)), Some(pb::Stage::Iql));
+
+    let dir = Scratch::new("record", db)?;
+    let cases = dir.0.join("cases");
+    let cases_arg = cases.display().to_string();
+    let against = format!("http://{}", running.addr);
+    let recorded = leadflow(
+        &[
+            "policy",
+            "test",
+            "--record",
+            "--against",
+            &against,
+            "--lead",
+            "crm-a",
+            "--lead",
+            "crm-b",
+            "--cases",
+            &cases_arg,
+        ],
+        Some(&secret),
+    )
+    .await?;
+    assert!(recorded.status.success(), "{}", text(&recorded));
+    assert!(text(&recorded).contains("recorded "), "{}", text(&recorded));
+    let a = std::fs::read_to_string(cases.join("crm-a.toml"))?;
+    for kept in [
+        "@acme.com",
+        "VP Sales",
+        "/pricing/teams",
+        "stage = \"MQL\"",
+        "policy version 1",
+    ] {
+        assert!(a.contains(kept), "{kept} in\n{a}");
+    }
+    for hidden in ["Annabel", "crm-a@", "secret-campaign"] {
+        assert!(!a.contains(hidden), "{hidden} in\n{a}");
+    }
+    assert!(a.contains("pseudo-"), "{a}");
+    let b = std::fs::read_to_string(cases.join("crm-b.toml"))?;
+    assert!(
+        b.contains("action = \"REJECT\"") && b.contains("reason = \"not_ready\""),
+        "{b}"
+    );
+
+    // the recorded cases pass under the policy they were recorded under …
+    let example = dir.write("policy.toml", leadflow_server::DEFAULT_POLICY)?;
+    let run = leadflow(&["policy", "test", &example, "--cases", &cases_arg], None).await?;
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("2 passed, 0 failed"), "{}", text(&run));
+    // … and tell what a stricter one changes
+    let stricter = dir.write(
+        "stricter.toml",
+        &leadflow_server::DEFAULT_POLICY.replace("engagement_at_least = 60", "engagement_at_least = 80"),
+    )?;
+    let run = leadflow(&["policy", "test", &stricter, "--cases", &cases_arg], None).await?;
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    assert!(
+        text(&run).contains("stage: expected MQL, got IQL"),
+        "{}",
+        text(&run)
+    );
+
+    // --keep-personal keeps what the policy does not read
+    let kept = dir.0.join("kept");
+    let kept_arg = kept.display().to_string();
+    let recorded = leadflow(
+        &[
+            "policy",
+            "test",
+            "--record",
+            "--keep-personal",
+            "--against",
+            &against,
+            "--lead",
+            "crm-a",
+            "--cases",
+            &kept_arg,
+        ],
+        Some(&secret),
+    )
+    .await?;
+    assert!(recorded.status.success(), "{}", text(&recorded));
+    let a = std::fs::read_to_string(kept.join("crm-a.toml"))?;
+    assert!(
+        a.contains("Annabel") && a.contains("crm-a@acme.com") && a.contains("secret-campaign"),
+        "{a}"
+    );
+
+    // an unknown lead is named
+    let missing = leadflow(
+        &[
+            "policy",
+            "test",
+            "--record",
+            "--against",
+            &against,
+            "--lead",
+            "nobody",
+            "--cases",
+            &kept_arg,
+        ],
+        Some(&secret),
+    )
+    .await?;
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert!(text(&missing).contains("\"nobody\""), "{}", text(&missing));
+    running.shutdown(Duration::from_secs(2)).await;
+    Ok(())
+}
+
 scenarios! {
+    recorded_cases_pin_what_real_leads_are = each_database(),
     policy_commands_list_leads_by_key_and_need_a_token = each_database(),
     remote_commands_speak_mutual_tls = each_database(),
 }

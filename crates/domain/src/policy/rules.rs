@@ -142,6 +142,17 @@ impl EventRule {
 }
 
 impl PropertyCondition {
+    /// The property it reads.
+    pub fn property(&self) -> &str {
+        match self {
+            Self::Equals { property, .. }
+            | Self::Prefix { property, .. }
+            | Self::OneOf { property, .. }
+            | Self::AtLeast { property, .. }
+            | Self::AtMost { property, .. } => property,
+        }
+    }
+
     fn matches(&self, event: &Engagement) -> bool {
         match self {
             Self::Equals { property, value } => event.property(property).is_some_and(|v| fold(v) == *value),

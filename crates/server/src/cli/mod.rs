@@ -13,6 +13,7 @@
 mod admin;
 mod funnel;
 mod policy;
+mod policy_record;
 mod policy_test;
 mod remote;
 
@@ -245,7 +246,18 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Workspace(command) => admin::workspace_command(cli.config.as_deref(), command).await,
         Command::Token(command) => admin::token_command(cli.config.as_deref(), command).await,
         Command::Policy(PolicyCommand::Activate { file, remote }) => policy::activate(&file, &remote).await,
-        Command::Policy(PolicyCommand::Test { file, cases }) => policy_test::run(&file, &cases),
+        Command::Policy(PolicyCommand::Test {
+            file,
+            cases,
+            record,
+            leads,
+            keep_personal,
+            remote,
+        }) => match (record, file) {
+            (true, _) => policy_record::record(&cases, &remote, &leads, keep_personal).await,
+            (false, Some(file)) => policy_test::run(&file, &cases),
+            (false, None) => anyhow::bail!("name the policy file to test"),
+        },
         Command::Policy(PolicyCommand::Simulate {
             file,
             remote,

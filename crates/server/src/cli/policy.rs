@@ -36,12 +36,32 @@ pub(super) enum PolicyCommand {
     /// Runs a policy file against fixture cases (one TOML file each: a
     /// profile, engagements with their times, `now` and `[expect]`), with
     /// the service's own decisions and no server. Prints a difference per
-    /// failing case; exits 1 if one fails, 2 if a case cannot be run.
+    /// failing case; exits 1 if one fails, 2 if a case cannot be read.
+    ///
+    /// With --record, writes instead a case for each lead named by --lead
+    /// from a running server (its profile and history, and what it is
+    /// now), to pin today's behaviour before a change.
     Test {
-        file: PathBuf,
+        /// The policy file (not with --record: the server's active policy
+        /// is recorded under).
+        #[arg(required_unless_present = "record", conflicts_with = "record")]
+        file: Option<PathBuf>,
         /// The directory of case files (`*.toml`).
         #[arg(long)]
         cases: PathBuf,
+        /// Write cases from leads of a running server into --cases.
+        #[arg(long)]
+        record: bool,
+        /// A lead to record: its external key, else its id (repeatable).
+        #[arg(long = "lead", value_name = "KEY", requires = "record")]
+        leads: Vec<String>,
+        /// Record the profile and properties as they are: by default what
+        /// the policy does not read is pseudonymised, since cases are meant
+        /// for a repository.
+        #[arg(long, requires = "record")]
+        keep_personal: bool,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Stores a policy file as a new version on a running server, activates
     /// it and follows the re-score of every lead; fails if the re-score does.

@@ -12,71 +12,103 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use leadflow_domain::life::{Life, live};
+use leadflow_domain::life::{Happening, Life, live};
+use leadflow_domain::lifecycle::Deal;
 use leadflow_domain::transition::Move;
 use leadflow_domain::workflow::Event;
-use leadflow_domain::{Engagement, Policy, Stage, Timestamp};
-use serde::Deserialize;
+use leadflow_domain::{CommandKind, Engagement, ManualTransition, Policy, Stage, Timestamp};
+use serde::{Deserialize, Serialize};
 
 use super::funnel::printable;
 use super::policy::policy_file;
 
-/// Exit status when a policy or a case cannot be read or run.
+/// Exit status when a policy or a case cannot be read.
 const UNUSABLE: u8 = 2;
 
 /// One case file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct Case {
-    #[serde(default)]
-    description: String,
+pub(super) struct Case {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) description: String,
     /// RFC 3339; the instant the expectations are checked at.
-    now: String,
+    pub(super) now: String,
     /// RFC 3339; default: the first engagement's time, else `now`.
-    captured_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) captured_at: Option<String>,
     #[serde(default)]
-    profile: BTreeMap<String, String>,
-    #[serde(default)]
-    engagement: Vec<CaseEngagement>,
-    expect: Expect,
+    pub(super) profile: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) engagement: Vec<CaseEngagement>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) transition: Vec<CaseTransition>,
+    pub(super) expect: Expect,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct CaseEngagement {
-    id: String,
+pub(super) struct CaseEngagement {
+    pub(super) id: String,
     #[serde(rename = "type")]
-    kind: String,
+    pub(super) kind: String,
     /// RFC 3339.
-    at: String,
-    channel: Option<String>,
-    #[serde(default)]
-    properties: BTreeMap<String, String>,
+    pub(super) at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) channel: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) properties: BTreeMap<String, String>,
+}
+
+/// A manual move (`Transition`), at its instant.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CaseTransition {
+    /// PROMOTE, ACCEPT, REJECT, RECYCLE, CONVERT, DISQUALIFY or REQUALIFY.
+    pub(super) action: String,
+    /// RFC 3339.
+    pub(super) at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) reason: Option<String>,
+    /// CONVERT only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) deal_value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) currency: Option<String>,
 }
 
 /// What the lead should be at `now`; what is left out is not checked.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct Expect {
-    stage: Option<String>,
+pub(super) struct Expect {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) stage: Option<String>,
     /// A level id; `""` for none.
-    level: Option<String>,
-    grade: Option<String>,
-    fit: Option<Range>,
-    engagement: Option<Range>,
-    qualifying_engagement: Option<Range>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) level: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) grade: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) fit: Option<Range>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) engagement: Option<Range>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) qualifying_engagement: Option<Range>,
     /// The workflows' `emit`s fired over the whole life, in order.
-    triggers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) triggers: Option<Vec<String>>,
     /// The guards that fail on the lead's next automatic move up (IQL →
     /// MQL, MQL → SQL), in the order they are evaluated; `[]` for none.
-    blocked_by: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) blocked_by: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct Range {
-    at_least: Option<f64>,
-    at_most: Option<f64>,
+pub(super) struct Range {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) at_least: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) at_most: Option<f64>,
 }
 
 impl Range {
@@ -107,7 +139,7 @@ struct Ready {
     now: Timestamp,
     captured_at: Timestamp,
     profile: BTreeMap<String, String>,
-    engagements: Vec<Engagement>,
+    happenings: Vec<Happening>,
     description: String,
     expect: Expect,
 }
@@ -135,11 +167,38 @@ fn read_case(file: &Path) -> anyhow::Result<Ready> {
             .unwrap_or(now)
             .min(now),
     };
+    let mut happenings: Vec<Happening> = engagements.into_iter().map(Happening::Engagement).collect();
+    for (i, t) in case.transition.into_iter().enumerate() {
+        let at = instant(&format!("transition[{i}].at"), &t.at)?;
+        let command = t
+            .action
+            .parse::<CommandKind>()
+            .ok()
+            .filter(|c| CommandKind::MANUAL.contains(c))
+            .with_context(|| {
+                let manual: Vec<&str> = CommandKind::MANUAL.iter().map(|c| c.as_str()).collect();
+                format!(
+                    "transition[{i}].action: {:?} is not one of {}",
+                    t.action,
+                    manual.join(", ")
+                )
+            })?;
+        happenings.push(Happening::Transition(ManualTransition {
+            command,
+            reason: t.reason,
+            actor: None,
+            deal: t.deal_value.map(|value| Deal {
+                value,
+                currency: t.currency.unwrap_or_default(),
+            }),
+            occurred_at: Some(at),
+        }));
+    }
     Ok(Ready {
         now,
         captured_at,
         profile: case.profile,
-        engagements,
+        happenings,
         description: case.description,
         expect: case.expect,
     })
@@ -147,7 +206,7 @@ fn read_case(file: &Path) -> anyhow::Result<Ready> {
 
 /// The guards failing on the lead's next automatic move up, with what each
 /// compared.
-fn blocking(policy: &Policy, life: &Life, now: Timestamp) -> Vec<(String, String)> {
+pub(super) fn blocking(policy: &Policy, life: &Life, now: Timestamp) -> Vec<(String, String)> {
     let up = match life.lead.stage {
         Stage::Iql => Move::AutoQualify,
         Stage::Mql => Move::SalesReady,
@@ -250,8 +309,8 @@ fn case_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Runs every case of `cases` against the policy in `file`. Exit status 0
-/// when all pass, 1 when one fails, 2 when the policy or a case cannot be
-/// read or run.
+/// when all pass, 1 when one fails (a difference, or an engagement or move
+/// the policy refuses), 2 when the policy or a case cannot be read.
 pub(super) fn run(file: &Path, cases: &Path) -> anyhow::Result<ExitCode> {
     let Some((_, policy, _)) = policy_file(file)? else {
         return Ok(ExitCode::from(UNUSABLE));
@@ -279,18 +338,19 @@ pub(super) fn run(file: &Path, cases: &Path) -> anyhow::Result<ExitCode> {
             &policy,
             case.profile.clone(),
             case.captured_at,
-            &case.engagements,
+            &case.happenings,
             case.now,
         ) {
             Ok(life) => life,
             Err(refused) => {
-                println!("ERROR {name}");
+                // the policy decides otherwise than the case was written for
+                println!("FAIL  {name}");
                 println!(
                     "      {} refused: {}",
                     printable(&refused.at),
                     printable(&refused.error.to_string())
                 );
-                unusable += 1;
+                failed += 1;
                 continue;
             }
         };
@@ -311,7 +371,7 @@ pub(super) fn run(file: &Path, cases: &Path) -> anyhow::Result<ExitCode> {
             failed += 1;
         }
     }
-    println!("\n{passed} passed, {failed} failed, {unusable} could not run");
+    println!("\n{passed} passed, {failed} failed, {unusable} could not be read");
     Ok(if unusable > 0 {
         ExitCode::from(UNUSABLE)
     } else if failed > 0 {
