@@ -282,6 +282,12 @@ async fn remote_commands_speak_mutual_tls(db: Db) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `leadflow policy test --record --against … ARGS` with the token.
+async fn record_cases(against: &str, secret: &str, args: &[&str]) -> anyhow::Result<Output> {
+    let command = [&["policy", "test", "--record", "--against", against][..], args].concat();
+    leadflow(&command, Some(secret)).await
+}
+
 async fn recorded_cases_pin_what_real_leads_are(db: Db) -> anyhow::Result<()> {
     let scopes = [
         "leads:read",
@@ -326,21 +332,10 @@ async fn recorded_cases_pin_what_real_leads_are(db: Db) -> anyhow::Result<()> {
     let cases = dir.0.join("cases");
     let cases_arg = cases.display().to_string();
     let against = format!("http://{}", running.addr);
-    let recorded = leadflow(
-        &[
-            "policy",
-            "test",
-            "--record",
-            "--against",
-            &against,
-            "--lead",
-            "crm-a",
-            "--lead",
-            "crm-b",
-            "--cases",
-            &cases_arg,
-        ],
-        Some(&secret),
+    let recorded = record_cases(
+        &against,
+        &secret,
+        &["--lead", "crm-a", "--lead", "crm-b", "--cases", &cases_arg],
     )
     .await?;
     assert!(recorded.status.success(), "{}", text(&recorded));
@@ -382,24 +377,20 @@ async fn recorded_cases_pin_what_real_leads_are(db: Db) -> anyhow::Result<()> {
         "{}",
         text(&run)
     );
+    assert!(
+        text(&run).contains("REJECT refused: REJECT is not allowed from IQL"),
+        "the rejected lead never qualifies: {}",
+        text(&run)
+    );
+    assert!(text(&run).contains("0 passed, 2 failed"), "{}", text(&run));
 
     // --keep-personal keeps what the policy does not read
     let kept = dir.0.join("kept");
     let kept_arg = kept.display().to_string();
-    let recorded = leadflow(
-        &[
-            "policy",
-            "test",
-            "--record",
-            "--keep-personal",
-            "--against",
-            &against,
-            "--lead",
-            "crm-a",
-            "--cases",
-            &kept_arg,
-        ],
-        Some(&secret),
+    let recorded = record_cases(
+        &against,
+        &secret,
+        &["--keep-personal", "--lead", "crm-a", "--cases", &kept_arg],
     )
     .await?;
     assert!(recorded.status.success(), "{}", text(&recorded));
@@ -410,21 +401,7 @@ async fn recorded_cases_pin_what_real_leads_are(db: Db) -> anyhow::Result<()> {
     );
 
     // an unknown lead is named
-    let missing = leadflow(
-        &[
-            "policy",
-            "test",
-            "--record",
-            "--against",
-            &against,
-            "--lead",
-            "nobody",
-            "--cases",
-            &kept_arg,
-        ],
-        Some(&secret),
-    )
-    .await?;
+    let missing = record_cases(&against, &secret, &["--lead", "nobody", "--cases", &kept_arg]).await?;
     assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
     assert!(text(&missing).contains("\"nobody\""), "{}", text(&missing));
     running.shutdown(Duration::from_secs(2)).await;
