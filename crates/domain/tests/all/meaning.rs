@@ -1,15 +1,19 @@
-//! Every policy already stored keeps its meaning: the shipped example as it
-//! was stored (`tests/policies/example.toml`) and the stored shapes beside
-//! it decide a fixed set of histories
-//! exactly as recorded in `tests/golden/decisions.txt` (written by a run
-//! with `LEADFLOW_BLESS=1`, from the code before a change to the format).
+//! Every policy already stored keeps its meaning: the example as shipped
+//! now (`examples/policy.toml`, every new workspace's first version), the
+//! example as it was shipped before (`tests/policies/example.toml`) and the
+//! stored shapes beside it decide a fixed set of histories exactly as
+//! recorded in `tests/golden/decisions.txt` (written by a run with
+//! `LEADFLOW_BLESS=1`, from the code before a change to the format). A
+//! change to the example keeps the version it replaces in
+//! `tests/policies/` (stored workspaces hold it) before blessing the new
+//! one's lines.
 
 use std::fmt::Write as _;
 
 use leadflow_domain::workflow::Event;
 use leadflow_domain::{Engagement, Policy, Span};
 
-use crate::common::{Harness, T0, good_fit};
+use crate::common::{Harness, T0, example_toml, good_fit};
 
 /// Paths, durations, percents and topics the histories draw from.
 const PATHS: [&str; 5] = ["/pricing", "/docs/api", "/careers", "/blog", "/docs"];
@@ -132,6 +136,7 @@ fn all_decisions() -> String {
             &std::fs::read_to_string(&file).expect("readable"),
         ));
     }
+    out.push_str(&decisions("shipped", &example_toml()));
     out
 }
 
