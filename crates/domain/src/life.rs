@@ -54,11 +54,12 @@ impl Happening {
 }
 
 /// Why a life could not be lived: a command the domain refused (`at` is
-/// the engagement's event id, the transition, or `capture`).
+/// the engagement's event id, the transition, `capture` or a timer's key),
+/// or timers that kept re-arming past [`MAX_TIMERS`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Refused {
     pub at: String,
-    pub error: DomainError,
+    pub error: String,
 }
 
 impl Life {
@@ -80,7 +81,7 @@ impl Life {
 
     /// Fires the timers due by `t`, soonest first (ties by key).
     fn fire_until(&mut self, policy: &Policy, t: Timestamp, fired: &mut usize) -> Result<(), Refused> {
-        while *fired < MAX_TIMERS {
+        loop {
             let Some(key) = self
                 .timers
                 .iter()
@@ -90,6 +91,12 @@ impl Life {
             else {
                 return Ok(());
             };
+            if *fired >= MAX_TIMERS {
+                return Err(Refused {
+                    at: key,
+                    error: format!("more than {MAX_TIMERS} timers fired: they keep re-arming"),
+                });
+            }
             let Some(timer) = self.timers.remove(&key) else {
                 return Ok(());
             };
@@ -102,10 +109,12 @@ impl Life {
                 &ctx,
                 Some(&self.log),
             )
-            .map_err(|error| Refused { at: key, error })?;
+            .map_err(|error| Refused {
+                at: key,
+                error: error.to_string(),
+            })?;
             self.absorb(decision);
         }
-        Ok(())
     }
 }
 
@@ -124,7 +133,7 @@ pub fn live(
     fn refused(at: &str) -> impl FnOnce(DomainError) -> Refused + '_ {
         move |error| Refused {
             at: at.to_owned(),
-            error,
+            error: error.to_string(),
         }
     }
     let captured = capture(policy, profile, Some(captured_at), &Context { now: captured_at })

@@ -730,12 +730,20 @@ fn policy_test_reports_a_case_it_cannot_read_and_exits_2() {
     let unknown_type = "now = \"2026-01-05T10:00:00Z\"\n[profile]\nemail = \"a@acme.com\"\n\
                         [[engagement]]\nid = \"x\"\ntype = \"webinar_atended\"\n\
                         at = \"2026-01-05T09:00:00Z\"\n[expect]\n";
+    // the second trial comes after `now`
+    let second = "id = \"t2\"\ntype = \"trial_started\"\nat = \"2026-01-05T09:";
+    let late = format!("now = \"2026-01-05T09:15:00Z\"\n{TRIALS}\n[expect]\n")
+        .replace(&format!("{second}10"), &format!("{second}20"));
+    let twice = format!("now = \"2026-01-05T10:00:00Z\"\n{TRIALS}").replace("id = \"t2\"", "id = \"t1\"")
+        + "\n[expect]\n";
     let cases = Cases::new(
         "broken",
         &[
             ("a.toml", &bad_instant),
             ("b.toml", &unknown_key),
             ("c.toml", unknown_type),
+            ("d.toml", &late),
+            ("e.toml", &twice),
         ],
     );
     let out = cases.run();
@@ -755,7 +763,9 @@ fn policy_test_reports_a_case_it_cannot_read_and_exits_2() {
         text.contains("FAIL  ") && text.contains("x refused: ") && text.contains("webinar_atended"),
         "{text}"
     );
-    assert!(text.contains("0 passed, 1 failed, 2 could not be read"), "{text}");
+    assert!(text.contains("engagement[1].at: after `now`"), "{text}");
+    assert!(text.contains("engagement[1].id: \"t1\" is used twice"), "{text}");
+    assert!(text.contains("0 passed, 1 failed, 4 could not be read"), "{text}");
 
     let empty = Cases::new("empty", &[]);
     let out = empty.run();

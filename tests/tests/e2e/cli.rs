@@ -299,7 +299,7 @@ async fn recorded_cases_pin_what_real_leads_are(db: Db) -> anyhow::Result<()> {
     let (_database, secret, running, mut leads) = served_with_token(db, "recorder", &scopes).await?;
     // a: an MQL (65) with a personal first name and a pricing view carrying a
     // campaign no rule reads; b: the same, then rejected by sales.
-    for key in ["crm-a", "crm-b"] {
+    for key in ["crm-a", "crm-b", "crm-c", "crm-d"] {
         let id = seed(&mut leads, &secret, (key, &format!("{key}@acme.com")), "VP Sales").await?;
         leads
             .update_lead_profile(with_token(
@@ -327,6 +327,17 @@ async fn recorded_cases_pin_what_real_leads_are(db: Db) -> anyhow::Result<()> {
     reject.lead = by_key("crm-b");
     let b = leads.transition(with_token(&secret, reject)).await?.into_inner();
     assert_eq!(b.lead.map(|l| stage(&l)), Some(pb::Stage::Iql));
+    // c: won straight from MQL (a jump through SQL: two records, one move);
+    // d: accepted with a note that names someone
+    let mut convert = transition("", pb::Action::Convert, "");
+    convert.lead = by_key("crm-c");
+    convert.deal_value = Some(12_000.0);
+    convert.currency = "EUR".to_owned();
+    let c = leads.transition(with_token(&secret, convert)).await?.into_inner();
+    assert_eq!(c.transitions.len(), 2);
+    let mut accept = transition("", pb::Action::Accept, "met Annabel at the fair");
+    accept.lead = by_key("crm-d");
+    leads.transition(with_token(&secret, accept)).await?;
 
     let dir = Scratch::new("record", db)?;
     let cases = dir.0.join("cases");
@@ -335,7 +346,9 @@ async fn recorded_cases_pin_what_real_leads_are(db: Db) -> anyhow::Result<()> {
     let recorded = record_cases(
         &against,
         &secret,
-        &["--lead", "crm-a", "--lead", "crm-b", "--cases", &cases_arg],
+        &[
+            "--lead", "crm-a", "--lead", "crm-b", "--lead", "crm-c", "--lead", "crm-d", "--cases", &cases_arg,
+        ],
     )
     .await?;
     assert!(recorded.status.success(), "{}", text(&recorded));
@@ -359,12 +372,20 @@ async fn recorded_cases_pin_what_real_leads_are(db: Db) -> anyhow::Result<()> {
         b.contains("action = \"REJECT\"") && b.contains("reason = \"not_ready\""),
         "{b}"
     );
+    let c = std::fs::read_to_string(cases.join("crm-c.toml"))?;
+    assert_eq!(c.matches("[[transition]]").count(), 1, "{c}");
+    assert!(
+        c.contains("action = \"CONVERT\"") && c.contains("deal_value = 12000.0"),
+        "{c}"
+    );
+    let d = std::fs::read_to_string(cases.join("crm-d.toml"))?;
+    assert!(d.contains("action = \"ACCEPT\"") && !d.contains("Annabel"), "{d}");
 
     // the recorded cases pass under the policy they were recorded under …
     let example = dir.write("policy.toml", leadflow_server::DEFAULT_POLICY)?;
     let run = leadflow(&["policy", "test", &example, "--cases", &cases_arg], None).await?;
     assert!(run.status.success(), "{}", text(&run));
-    assert!(text(&run).contains("2 passed, 0 failed"), "{}", text(&run));
+    assert!(text(&run).contains("4 passed, 0 failed"), "{}", text(&run));
     // … and tell what a stricter one changes
     let stricter = dir.write(
         "stricter.toml",
@@ -382,7 +403,8 @@ async fn recorded_cases_pin_what_real_leads_are(db: Db) -> anyhow::Result<()> {
         "the rejected lead never qualifies: {}",
         text(&run)
     );
-    assert!(text(&run).contains("0 passed, 2 failed"), "{}", text(&run));
+    // a win from IQL is a win still
+    assert!(text(&run).contains("1 passed, 3 failed"), "{}", text(&run));
 
     // --keep-personal keeps what the policy does not read
     let kept = dir.0.join("kept");

@@ -190,10 +190,14 @@ impl RuleTallies {
         for (i, rule) in policy.attribute_rules.iter().enumerate() {
             hit[i] = rule.matches(&lead.profile);
         }
+        // A counting rule fires at its Nth matching engagement, not at the first.
+        let mut kept: Vec<Vec<Timestamp>> = vec![Vec::new(); policy.event_rules.len()];
         for event in lead.log_until(at) {
             for (i, rule) in policy.event_rules.iter().enumerate() {
                 if !hit[attribute + i] && rule.matches(event) {
-                    hit[attribute + i] = true;
+                    hit[attribute + i] = rule
+                        .count
+                        .is_none_or(|count| count.keep(&mut kept[i], event.occurred_at));
                 }
             }
         }

@@ -337,7 +337,8 @@ struct Acc {
 }
 
 /// The funnel of `query.period` over `histories` (each a lead's whole
-/// history; leads without a move in the period contribute nothing).
+/// history; leads without a move or a level reached in the period
+/// contribute nothing).
 pub fn funnel(histories: &[History], query: &Query) -> Funnel {
     let period = query.period;
     let buckets = bucket_starts(period, query.bucket);

@@ -402,6 +402,51 @@ mod evidence {
     }
 
     #[test]
+    fn a_counting_rule_fires_for_a_lead_at_its_nth_engagement_only() {
+        use Stage::*;
+        let story = |id: &str, t: Timestamp| {
+            let mut e = event(id, "page_viewed", t);
+            e.properties
+                .insert("path".to_owned(), "/customers/acme".to_owned());
+            e
+        };
+        let won = |id: &str, log: Vec<Engagement>| {
+            lead(
+                id,
+                true,
+                log,
+                vec![
+                    (Iql, Move::Capture, at(0, 0)),
+                    (Customer, Move::Convert, at(9, 0)),
+                ],
+            )
+        };
+        // the example's case-study-research: 3 stories within 7 days
+        let two = won("two", vec![story("a", at(1, 0)), story("b", at(2, 0))]);
+        let spread = won(
+            "spread",
+            vec![story("c", at(1, 0)), story("d", at(2, 0)), story("e", at(8, 1))],
+        );
+        let three = won(
+            "three",
+            vec![story("f", at(1, 0)), story("g", at(2, 0)), story("h", at(3, 0))],
+        );
+        let report = rule_report(&policy(), &[two, spread, three]);
+        let rule = report
+            .rules
+            .iter()
+            .find(|r| r.rule_id == "case-study-research")
+            .expect("the rule");
+        assert_eq!((rule.fired.won, rule.not_fired.won), (1, 2));
+        let any_page = report
+            .rules
+            .iter()
+            .find(|r| r.rule_id == "any-page")
+            .expect("the rule");
+        assert_eq!(any_page.fired.won, 3);
+    }
+
+    #[test]
     fn a_lead_sent_back_then_won_is_won() {
         use Stage::*;
         let comeback = lead(

@@ -167,6 +167,9 @@ struct Run<'a> {
     firing: Option<bool>,
     /// What the command is, for the level changes it makes.
     cause: Cause,
+    /// Level changes set off workflows (not when a new policy rebases the
+    /// levels, as it rebases the crossings).
+    level_workflows: bool,
 }
 
 impl<'a> Run<'a> {
@@ -186,6 +189,7 @@ impl<'a> Run<'a> {
             timers: Vec::new(),
             firing: None,
             cause,
+            level_workflows: true,
         }
     }
 
@@ -422,6 +426,7 @@ impl<'a> Run<'a> {
         let score = self.lead.qualifying.value_at(policy, t);
         self.lead.crossings = rebase_crossings(policy, score);
         self.lead.evaluated_at = self.lead.evaluated_at.max(t);
+        self.level_workflows = false;
         self.replan(t)?;
         self.auto_advance(t, &Cause::PolicyChange)?;
         self.finish(t, true);
@@ -599,25 +604,26 @@ impl<'a> Run<'a> {
         }
         // Each level decay passed through since, at its own instant (one a
         // level at most: decay moves the score one way).
-        let mut at = from;
-        for _ in 0..=policy.mql.levels.len() {
-            let fit = fit_score(policy, &self.lead.profile);
-            let Some(due) = decay_changes_level(policy, self.lead.stage, fit, &self.lead.qualifying, at)
-                .filter(|due| *due <= until)
-            else {
-                break;
-            };
-            self.set_level(due, Cause::Decay);
-            at = due;
+        if self.lead.stage == Stage::Mql && !policy.mql.levels.is_empty() {
+            let fit = round6(fit_score(policy, &self.lead.profile));
+            let mut at = from;
+            for _ in 0..=policy.mql.levels.len() {
+                let Some(due) = decay_changes_level(policy, self.lead.stage, fit, &self.lead.qualifying, at)
+                    .filter(|due| *due <= until)
+                else {
+                    break;
+                };
+                self.set_level(due, Cause::Decay, fit);
+                at = due;
+            }
         }
         self.lead.evaluated_at = until;
     }
 
-    /// Sets the lead's level by its scores at `at`; a change is recorded
-    /// and sets off the workflows `on` the new level.
-    fn set_level(&mut self, at: Timestamp, cause: Cause) {
+    /// Sets the lead's level by its scores at `at` (`fit` rounded); a
+    /// change is recorded and sets off the workflows `on` the new level.
+    fn set_level(&mut self, at: Timestamp, cause: Cause, fit: f64) {
         let policy = self.policy;
-        let fit = round6(fit_score(policy, &self.lead.profile));
         let engagement = round6(self.lead.qualifying.value_at(policy, at));
         let level =
             level_index(policy, self.lead.stage, fit, engagement).map(|i| policy.mql.levels[i].id.clone());
@@ -637,7 +643,7 @@ impl<'a> Run<'a> {
             engagement,
             suppressed: self.firing.unwrap_or_else(|| is_suppressed(at, self.now)),
         }));
-        if let Some(id) = level {
+        if let Some(id) = level.filter(|_| self.level_workflows) {
             self.fire(&[Happening::Level(id)], at);
         }
     }
@@ -660,19 +666,27 @@ impl<'a> Run<'a> {
             self.fire(&[happening], at);
         }
         self.lead.evaluated_at = at;
-        self.set_level(at, self.cause.clone());
-        let fit = fit_score(policy, &self.lead.profile);
-        self.timers.push(
-            match decay_changes_level(policy, self.lead.stage, fit, &self.lead.qualifying, at) {
-                Some(due_at) => TimerChange::Schedule(Timer {
-                    kind: TimerKind::Level,
-                    due_at,
-                    bound: None,
-                    suppressed: is_suppressed(due_at, self.now),
-                }),
-                None => TimerChange::Cancel(TimerKind::Level),
-            },
-        );
+        // Levels (and their timer) are looked at only where they can be:
+        // a policy with levels, or a lead that still has one.
+        let level_timer = TimerKind::Level;
+        if !policy.mql.levels.is_empty()
+            || self.lead.level.is_some()
+            || self.lead.timers.contains_key(&level_timer.key())
+        {
+            let fit = round6(fit_score(policy, &self.lead.profile));
+            self.set_level(at, self.cause.clone(), fit);
+            self.timers.push(
+                match decay_changes_level(policy, self.lead.stage, fit, &self.lead.qualifying, at) {
+                    Some(due_at) => TimerChange::Schedule(Timer {
+                        kind: level_timer,
+                        due_at,
+                        bound: None,
+                        suppressed: is_suppressed(due_at, self.now),
+                    }),
+                    None => TimerChange::Cancel(level_timer),
+                },
+            );
+        }
         if !score_changed {
             return;
         }

@@ -328,6 +328,11 @@ fn a_policy_change_recomputes_the_level() {
         [(Some("warm"), Some("hot"))]
     );
     assert_eq!(changes[0].cause, Cause::PolicyChange);
+    assert!(
+        !d.events.iter().any(|e| matches!(e, Event::Trigger(_))),
+        "a new policy rebases levels without setting off their workflows: {:?}",
+        d.events
+    );
 }
 
 #[test]

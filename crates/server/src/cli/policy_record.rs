@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use leadflow_domain::Policy;
+use leadflow_domain::{CommandKind, Policy};
 use leadflow_proto::v1 as pb;
 use sha2::{Digest, Sha256};
 
@@ -57,14 +57,16 @@ impl Pseudonyms {
     }
 }
 
-/// What the policy reads: profile attributes and engagement properties.
+/// The values the policy reads: profile attributes its rules compare and
+/// engagement properties its `where`s compare. (An attribute that
+/// `requires_attributes` only needs present stays present under a
+/// pseudonym.)
 fn read_by(policy: &Policy) -> (BTreeSet<String>, BTreeSet<String>) {
-    let mut attributes: BTreeSet<String> = policy
+    let attributes: BTreeSet<String> = policy
         .attribute_rules
         .iter()
         .map(|r| r.attribute.clone())
         .collect();
-    attributes.extend(policy.mql.requires_attributes.iter().cloned());
     let properties = policy
         .event_rules
         .iter()
@@ -164,15 +166,16 @@ async fn case_of(
         .filter(|(k, _)| k.as_str() != "email_domain")
         .map(|(k, v)| {
             let v = match k.as_str() {
-                "email" => pseudonyms.email(v),
                 _ if attributes.contains(k) => v.clone(),
+                "email" => pseudonyms.email(v),
                 _ => pseudonyms.of(v),
             };
             (k.clone(), v)
         })
         .collect();
     let mut engagement = Vec::new();
-    let mut transition = Vec::new();
+    let mut transition: Vec<CaseTransition> = Vec::new();
+    let mut manual_step: Option<(CommandKind, String)> = None;
     for entry in history(leads, &lead.id).await? {
         match entry.entry {
             Some(pb::history_entry::Entry::Engagement(e)) => engagement.push(CaseEngagement {
@@ -194,25 +197,29 @@ async fn case_of(
                     .collect(),
             }),
             Some(pb::history_entry::Entry::Transition(t)) if t.cause == pb::Cause::Manual as i32 => {
-                let action = pb::Move::try_from(t.r#move)
+                let by = pb::Move::try_from(t.r#move)
                     .map_or("?", |m| m.as_str_name())
-                    .trim_start_matches("MOVE_")
-                    .to_owned();
-                // a PROMOTE's reason is free text; the others come from the policy
-                let reason = (!t.reason.is_empty()).then(|| {
-                    if action == "PROMOTE" {
-                        pseudonyms.of(&t.reason)
-                    } else {
-                        t.reason.clone()
-                    }
-                });
-                transition.push(CaseTransition {
-                    action,
-                    at: rfc3339(t.occurred_at.as_ref())?,
-                    reason,
-                    deal_value: t.deal_value,
-                    currency: t.deal_value.map(|_| t.currency.clone()),
-                });
+                    .trim_start_matches("MOVE_");
+                // A manual command also records the automatic move it sets
+                // off (same cause): only the caller's own moves are replayed.
+                let Some(command) = by
+                    .parse::<CommandKind>()
+                    .ok()
+                    .filter(|c| CommandKind::MANUAL.contains(c))
+                else {
+                    continue;
+                };
+                let at = rfc3339(t.occurred_at.as_ref())?;
+                // A forward jump records every stage it enters, under one
+                // command: its last record (the one with the deal) stands for it.
+                if let Some(last) = transition.last_mut()
+                    && manual_step == Some((command, at.clone()))
+                {
+                    *last = manual_move(&t, command, at, pseudonyms);
+                    continue;
+                }
+                manual_step = Some((command, at.clone()));
+                transition.push(manual_move(&t, command, at, pseudonyms));
             }
             _ => {}
         }
@@ -248,6 +255,34 @@ async fn case_of(
             blocked_by: Some(blocked_by),
         },
     })
+}
+
+/// A manual move of the history as a case's `[[transition]]`: a reason
+/// from the policy's lists as it is, a free-text one pseudonymised.
+fn manual_move(
+    t: &pb::Transition,
+    command: CommandKind,
+    at: String,
+    pseudonyms: &Pseudonyms,
+) -> CaseTransition {
+    let listed = command
+        .as_str()
+        .parse::<leadflow_domain::Move>()
+        .is_ok_and(leadflow_domain::lifecycle::reason_from_policy);
+    let reason = (!t.reason.is_empty()).then(|| {
+        if listed {
+            t.reason.clone()
+        } else {
+            pseudonyms.of(&t.reason)
+        }
+    });
+    CaseTransition {
+        action: command.as_str().to_owned(),
+        at,
+        reason,
+        deal_value: t.deal_value,
+        currency: t.deal_value.map(|_| t.currency.clone()),
+    }
 }
 
 /// A lead key as a file name: letters, digits, `-`, `_` and `.` kept, the

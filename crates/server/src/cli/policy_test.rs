@@ -33,7 +33,7 @@ pub(super) struct Case {
     pub(super) description: String,
     /// RFC 3339; the instant the expectations are checked at.
     pub(super) now: String,
-    /// RFC 3339; default: the first engagement's time, else `now`.
+    /// RFC 3339; default: the first engagement's or move's time, else `now`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) captured_at: Option<String>,
     #[serde(default)]
@@ -158,11 +158,30 @@ fn read_case(file: &Path) -> anyhow::Result<Ready> {
             properties: e.properties,
         });
     }
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, e) in engagements.iter().enumerate() {
+        anyhow::ensure!(
+            e.occurred_at <= now,
+            "engagement[{i}].at: after `now` (the case looks at the lead at `now`)"
+        );
+        anyhow::ensure!(
+            ids.insert(e.event_id.as_str()),
+            "engagement[{i}].id: {:?} is used twice (an event id counts once)",
+            e.event_id
+        );
+    }
+    let first_move = case
+        .transition
+        .iter()
+        .filter_map(|t| chrono::DateTime::parse_from_rfc3339(&t.at).ok())
+        .map(|t| Timestamp::from_micros(t.timestamp_micros()))
+        .min();
     let captured_at = match &case.captured_at {
         Some(text) => instant("captured_at", text)?,
         None => engagements
             .iter()
             .map(|e| e.occurred_at)
+            .chain(first_move)
             .min()
             .unwrap_or(now)
             .min(now),
@@ -170,6 +189,10 @@ fn read_case(file: &Path) -> anyhow::Result<Ready> {
     let mut happenings: Vec<Happening> = engagements.into_iter().map(Happening::Engagement).collect();
     for (i, t) in case.transition.into_iter().enumerate() {
         let at = instant(&format!("transition[{i}].at"), &t.at)?;
+        anyhow::ensure!(
+            at <= now,
+            "transition[{i}].at: after `now` (the case looks at the lead at `now`)"
+        );
         let command = t
             .action
             .parse::<CommandKind>()
@@ -348,7 +371,7 @@ pub(super) fn run(file: &Path, cases: &Path) -> anyhow::Result<ExitCode> {
                 println!(
                     "      {} refused: {}",
                     printable(&refused.at),
-                    printable(&refused.error.to_string())
+                    printable(&refused.error)
                 );
                 failed += 1;
                 continue;
