@@ -123,8 +123,9 @@ impl TestServer {
         leadflow_server::DEFAULT_WORKSPACE
     }
 
-    /// Rows per table: leads, engagements, transitions, outbox, timers.
-    pub async fn rows(&self) -> [u64; 5] {
+    /// Rows per table: leads, engagements, transitions, outbox, timers,
+    /// level changes.
+    pub async fn rows(&self) -> [u64; 6] {
         self.engine
             .store()
             .row_counts(self.workspace())

@@ -356,8 +356,9 @@ impl Store {
     }
 
     /// Rows per table in a workspace — leads, engagements, transitions,
-    /// outbox, timers — for checks that a refused command wrote nothing.
-    pub async fn row_counts(&self, ws: &str) -> Result<[u64; 5], StoreError> {
+    /// outbox, timers, level changes — for checks that a refused command
+    /// wrote nothing.
+    pub async fn row_counts(&self, ws: &str) -> Result<[u64; 6], StoreError> {
         let db = self.reader();
         Ok([
             lead::Entity::find()
@@ -378,6 +379,10 @@ impl Store {
                 .await?,
             timer::Entity::find()
                 .filter(timer::Column::WorkspaceId.eq(ws))
+                .count(db)
+                .await?,
+            level_change::Entity::find()
+                .filter(level_change::Column::WorkspaceId.eq(ws))
                 .count(db)
                 .await?,
         ])
