@@ -89,17 +89,17 @@ impl Store {
             }
         }
         if !histories.is_empty() {
-            let sql = format!(
-                "SELECT lead_id, to_level, at, policy_version FROM level_changes \
-                 WHERE workspace_id = $1 AND lead_id {moved} AND to_level IS NOT NULL \
-                 ORDER BY lead_id, seq"
-            );
+            // The funnel reads the levels reached in the period only: by the
+            // index on the instant, without the moved leads' subquery again.
+            let sql = "SELECT lead_id, to_level, at, policy_version FROM level_changes \
+                       WHERE workspace_id = $1 AND at >= $2 AND at < $3 AND to_level IS NOT NULL \
+                       ORDER BY lead_id, seq";
             let index: HashMap<String, usize> = histories
                 .iter()
                 .enumerate()
                 .map(|(i, h)| (h.lead_id.clone(), i))
                 .collect();
-            for row in tx.query_all_raw(self.sql(&sql, params())).await? {
+            for row in tx.query_all_raw(self.sql(sql, params())).await? {
                 let lead_id: String = row.try_get("", "lead_id")?;
                 let Some(&i) = index.get(&lead_id) else { continue };
                 histories[i].levels.push(LevelStep {

@@ -111,7 +111,8 @@ pub struct History {
     /// The channel of the lead's first engagement (when asked for).
     pub source_channel: Option<String>,
     pub steps: Vec<Step>,
-    /// The MQL levels it reached, in order.
+    /// The MQL levels it reached, in order (the store reads those of the
+    /// period, all a funnel counts).
     pub levels: Vec<LevelStep>,
 }
 
