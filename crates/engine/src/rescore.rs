@@ -55,6 +55,9 @@ pub struct SimulationCounts {
     pub leads: i64,
     /// Per stage: before, after.
     pub stages: Vec<(Stage, i64, i64)>,
+    /// Per MQL level (the draft's in order, then the active policy's
+    /// others): leads at it before, after.
+    pub levels: Vec<(String, i64, i64)>,
     pub movers: i64,
     pub newly_failing: i64,
 }
@@ -80,6 +83,20 @@ pub struct Simulation {
     pub changed: Vec<SimulatedLead>,
     /// The last lead of this page, when more follow.
     pub next_after: Option<String>,
+}
+
+/// Counts a lead's level before and after (a level only the active policy
+/// has joins the list).
+fn count_levels(levels: &mut Vec<(String, i64, i64)>, was: Option<String>, will: Option<String>) {
+    if let Some(was) = was {
+        match levels.iter_mut().find(|(id, _, _)| *id == was) {
+            Some((_, before, _)) => *before += 1,
+            None => levels.push((was, 1, 0)),
+        }
+    }
+    if let Some((_, _, after)) = will.and_then(|will| levels.iter_mut().find(|(id, _, _)| *id == will)) {
+        *after += 1;
+    }
 }
 
 impl Engine {
@@ -124,6 +141,7 @@ impl Engine {
         let counting = after.is_none();
         let mut counts = SimulationCounts {
             stages: Stage::ALL.iter().map(|s| (*s, 0, 0)).collect(),
+            levels: policy.mql.levels.iter().map(|l| (l.id.clone(), 0, 0)).collect(),
             ..SimulationCounts::default()
         };
         let mut changed = Vec::new();
@@ -156,6 +174,9 @@ impl Engine {
                         *before += i64::from(*stage == from);
                         *after += i64::from(*stage == to);
                     }
+                    let was = record.lead.scores_at(&current, at).level;
+                    let will = decision.lead.scores_at(&policy, at).level;
+                    count_levels(&mut counts.levels, was, will);
                 }
                 if !moved && !failing {
                     continue;

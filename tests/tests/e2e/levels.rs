@@ -299,7 +299,50 @@ async fn bad_levels_are_refused_with_their_paths(mut server: TestServer) -> anyh
     Ok(())
 }
 
+async fn a_simulation_counts_leads_per_level_before_and_after(mut server: TestServer) -> anyhow::Result<()> {
+    // the example's levels: warm at 90, hot at 120 (grade A)
+    for (email, trials, webinar) in [("hot@acme.com", 5, false), ("warm@acme.com", 3, true)] {
+        let lead = create(&mut server, email).await?;
+        let mut kinds = vec!["trial_started"; trials];
+        if webinar {
+            kinds.push("webinar_attended");
+        }
+        for (i, kind) in kinds.iter().enumerate() {
+            server
+                .leads
+                .record_engagement(record(&lead.id, engagement(&format!("{email}-{i}"), kind)))
+                .await?;
+        }
+    }
+    let draft = leadflow_server::DEFAULT_POLICY
+        .replacen("engagement_at_least = 90", "engagement_at_least = 110", 1)
+        .replacen("engagement_at_least = 120", "engagement_at_least = 130", 1);
+    let before = server.rows().await;
+    let sim = server
+        .policies
+        .simulate_policy(pb::SimulatePolicyRequest {
+            policy: Some(pb::simulate_policy_request::Policy::Source(draft)),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(server.rows().await, before, "a simulation writes nothing");
+    let levels: Vec<(&str, i64, i64)> = sim
+        .levels
+        .iter()
+        .map(|l| (l.level.as_str(), l.before, l.after))
+        .collect();
+    assert_eq!(
+        levels,
+        [("warm", 1, 0), ("hot", 1, 1)],
+        "105 is no longer warm at 110"
+    );
+    assert_eq!(sim.movers, 0, "a level is not a stage");
+    Ok(())
+}
+
 scenarios! {
+    a_simulation_counts_leads_per_level_before_and_after,
     levels_rise_with_engagements_and_show_on_the_lead_the_history_and_the_stream,
     decay_lowers_the_level_on_a_durable_timer = clock_at(T0),
     bad_levels_are_refused_with_their_paths,

@@ -148,6 +148,21 @@ pub(super) async fn simulate(file: &Path, remote: &Remote, top: usize) -> anyhow
             c.after - c.before
         );
     }
+    if !sim.levels.is_empty() {
+        println!(
+            "\n{:<14} {:>10} {:>10} {:>10}",
+            "MQL level", "before", "after", "change"
+        );
+        for l in &sim.levels {
+            println!(
+                "{:<14} {:>10} {:>10} {:>+10}",
+                printable(&l.level),
+                l.before,
+                l.after,
+                l.after - l.before
+            );
+        }
+    }
     println!(
         "\n{} would move; {} would newly fail a qualification guard.",
         sim.movers, sim.newly_failing

@@ -181,6 +181,15 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
                 .collect(),
             movers: counts.movers,
             newly_failing: counts.newly_failing,
+            levels: counts
+                .levels
+                .iter()
+                .map(|(level, before, after)| pb::LevelCount {
+                    level: level.clone(),
+                    before: *before,
+                    after: *after,
+                })
+                .collect(),
             changed: sim.changed.iter().map(simulated_out).collect(),
             next_page_token: sim.next_after.map(|id| token_out("sim", &id)).unwrap_or_default(),
         }))
