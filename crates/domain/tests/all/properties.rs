@@ -291,6 +291,7 @@ proptest! {
     fn lifecycle_invariants_hold_for_any_command_sequence(steps in prop::collection::vec((0_usize..12, engagement()), 1..40)) {
         let mut h = Harness::capture(policy(), good_fit(), T0);
         let mut was_customer = false;
+        let mut level_before = h.lead.level.clone();
         for (i, (choice, mut e)) in steps.into_iter().enumerate() {
             let now = T0.saturating_add(Span::from_hours(i64::try_from(i).unwrap_or(0) + 1));
             h.now = now;
@@ -335,6 +336,21 @@ proptest! {
                 at = t.to;
             }
             prop_assert_eq!(at, d.lead.stage);
+            // the level a decision leaves is the one its scores give, only
+            // an MQL has one, and each change chains from the one before
+            let scores = d.lead.scores_at(&h.policy, d.lead.evaluated_at);
+            prop_assert_eq!(&d.lead.level, &scores.level);
+            prop_assert!(d.lead.stage == Stage::Mql || d.lead.level.is_none());
+            let mut level = level_before.clone();
+            for e in &d.events {
+                if let leadflow_domain::workflow::Event::LevelChanged(c) = e {
+                    prop_assert_eq!(&c.from, &level);
+                    prop_assert_ne!(&c.from, &c.to);
+                    level.clone_from(&c.to);
+                }
+            }
+            prop_assert_eq!(&level, &d.lead.level);
+            level_before = d.lead.level.clone();
             if was_customer {
                 prop_assert_eq!(d.lead.stage, Stage::Customer, "CUSTOMER is terminal");
                 prop_assert_eq!(d.transitions().count(), 0);
