@@ -15,8 +15,8 @@ pub use guards::show;
 pub use history::decide_since;
 pub use lead::{Lead, Scores};
 pub use table::{
-    AUTOMATIC_TRIGGERS, Edge, TABLE, automatic_edge, has_score_threshold, manual_edge, reason_from_policy,
-    sends_back, stages_entered,
+    AUTOMATIC_TRIGGERS, Edge, TABLE, automatic_edge, automatic_move_up, has_score_threshold, manual_edge,
+    reason_from_policy, sends_back, stages_entered,
 };
 
 pub use crate::transition::{Cause, CommandKind, Deal, Guard, GuardCheck, Move, TransitionRecord};

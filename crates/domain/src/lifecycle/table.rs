@@ -171,6 +171,17 @@ pub fn manual_edge(stage: Stage, command: CommandKind) -> Option<&'static Edge> 
         .find(|e| !e.automatic && e.command == command && e.from.contains(&stage))
 }
 
+/// The automatic move that takes a lead in `stage` up the forward path
+/// (IQL → MQL by its scores, MQL → SQL by a sales-ready action); `None`
+/// where no automatic move goes up.
+pub fn automatic_move_up(stage: Stage) -> Option<Move> {
+    match stage {
+        Stage::Iql => Some(Move::AutoQualify),
+        Stage::Mql => Some(Move::SalesReady),
+        _ => None,
+    }
+}
+
 /// The edge of an automatic move, if it leaves from `stage`.
 pub fn automatic_edge(stage: Stage, by: Move) -> Option<&'static Edge> {
     TABLE

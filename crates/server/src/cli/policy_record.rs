@@ -224,11 +224,11 @@ async fn case_of(
             _ => {}
         }
     }
-    let up = match pb::Stage::try_from(lead.stage) {
-        Ok(pb::Stage::Iql) => Some(pb::Move::AutoQualify),
-        Ok(pb::Stage::Mql) => Some(pb::Move::SalesReady),
-        _ => None,
-    };
+    let up = stage_name(lead.stage)
+        .parse::<leadflow_domain::Stage>()
+        .ok()
+        .and_then(leadflow_domain::lifecycle::automatic_move_up)
+        .and_then(|m| pb::Move::from_str_name(&format!("MOVE_{}", m.as_str())));
     let blocked_by = explained
         .next
         .iter()

@@ -13,10 +13,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use leadflow_domain::life::{Happening, Life, live};
-use leadflow_domain::lifecycle::Deal;
-use leadflow_domain::transition::Move;
+use leadflow_domain::lifecycle::{Deal, automatic_move_up};
 use leadflow_domain::workflow::Event;
-use leadflow_domain::{CommandKind, Engagement, ManualTransition, Policy, Stage, Timestamp};
+use leadflow_domain::{CommandKind, Engagement, ManualTransition, Policy, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::funnel::printable;
@@ -170,22 +169,7 @@ fn read_case(file: &Path) -> anyhow::Result<Ready> {
             e.event_id
         );
     }
-    let first_move = case
-        .transition
-        .iter()
-        .filter_map(|t| chrono::DateTime::parse_from_rfc3339(&t.at).ok())
-        .map(|t| Timestamp::from_micros(t.timestamp_micros()))
-        .min();
-    let captured_at = match &case.captured_at {
-        Some(text) => instant("captured_at", text)?,
-        None => engagements
-            .iter()
-            .map(|e| e.occurred_at)
-            .chain(first_move)
-            .min()
-            .unwrap_or(now)
-            .min(now),
-    };
+    let mut first = engagements.iter().map(|e| e.occurred_at).min();
     let mut happenings: Vec<Happening> = engagements.into_iter().map(Happening::Engagement).collect();
     for (i, t) in case.transition.into_iter().enumerate() {
         let at = instant(&format!("transition[{i}].at"), &t.at)?;
@@ -193,6 +177,7 @@ fn read_case(file: &Path) -> anyhow::Result<Ready> {
             at <= now,
             "transition[{i}].at: after `now` (the case looks at the lead at `now`)"
         );
+        first = Some(first.map_or(at, |f| f.min(at)));
         let command = t
             .action
             .parse::<CommandKind>()
@@ -217,6 +202,10 @@ fn read_case(file: &Path) -> anyhow::Result<Ready> {
             occurred_at: Some(at),
         }));
     }
+    let captured_at = match &case.captured_at {
+        Some(text) => instant("captured_at", text)?,
+        None => first.unwrap_or(now),
+    };
     Ok(Ready {
         now,
         captured_at,
@@ -229,11 +218,9 @@ fn read_case(file: &Path) -> anyhow::Result<Ready> {
 
 /// The guards failing on the lead's next automatic move up, with what each
 /// compared.
-pub(super) fn blocking(policy: &Policy, life: &Life, now: Timestamp) -> Vec<(String, String)> {
-    let up = match life.lead.stage {
-        Stage::Iql => Move::AutoQualify,
-        Stage::Mql => Move::SalesReady,
-        _ => return Vec::new(),
+fn blocking(policy: &Policy, life: &Life, now: Timestamp) -> Vec<(String, String)> {
+    let Some(up) = automatic_move_up(life.lead.stage) else {
+        return Vec::new();
     };
     leadflow_domain::explain::explain(policy, &life.lead, &life.log, now)
         .next
