@@ -9,7 +9,7 @@ use crate::lifecycle::levels::{level_checks, level_index};
 use crate::lifecycle::{Lead, Scores, TABLE};
 use crate::num::round6;
 use crate::policy::Policy;
-use crate::score::{ScoreState, fit_score};
+use crate::score::ScoreState;
 use crate::stage::Stage;
 use crate::time::Timestamp;
 use crate::transition::{GuardCheck, Move};
@@ -49,6 +49,9 @@ pub struct FitContribution {
     pub points: f64,
     pub undesirable: bool,
     pub disqualify: bool,
+    /// The `[[model]]` the rule scores; `None`: the default model.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -76,6 +79,9 @@ pub struct RuleContribution {
     /// still inside `within` at the instant explained.
     #[serde(default)]
     pub pending: u32,
+    /// The `[[model]]` the rule scores; `None`: the default model.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,15 +98,7 @@ pub struct NextStep {
 pub fn explain(policy: &Policy, lead: &Lead, log: &[Engagement], at: Timestamp) -> Explanation {
     let lifetime = ScoreState::replay(policy, log, None, Some(at));
     let qualifying = ScoreState::replay(policy, log, lead.window_start, Some(at));
-    let fit = fit_score(policy, &lead.profile);
-    let engagement = qualifying.value_at(policy, at);
-    let facts = Facts {
-        policy,
-        profile: &lead.profile,
-        fit,
-        engagement,
-        window: &qualifying,
-    };
+    let facts = Facts::at(policy, &lead.profile, &qualifying, at);
     let next = TABLE
         .iter()
         .filter(|e| e.from.contains(&lead.stage) && !e.guards.is_empty())
@@ -125,10 +123,10 @@ pub fn explain(policy: &Policy, lead: &Lead, log: &[Engagement], at: Timestamp) 
             points: r.points,
             undesirable: r.undesirable,
             disqualify: r.disqualify,
+            model: model_id(policy, r.model),
         })
         .collect();
-    let rounded_fit = round6(fit);
-    let level = level_index(policy, lead.stage, fit, engagement);
+    let level = level_index(policy, lead.stage, facts.fits, facts.engagement);
     let next_level = (lead.stage == Stage::Mql)
         .then(|| policy.mql.levels.get(level.map_or(0, |i| i + 1)))
         .flatten()
@@ -139,13 +137,13 @@ pub fn explain(policy: &Policy, lead: &Lead, log: &[Engagement], at: Timestamp) 
     Explanation {
         at,
         stage: lead.stage,
-        scores: Scores {
-            fit: rounded_fit,
-            grade: policy.grade(rounded_fit).to_owned(),
-            engagement: round6(lifetime.value_at(policy, at)),
-            qualifying_engagement: round6(engagement),
-            level: level.map(|i| policy.mql.levels[i].id.clone()),
-        },
+        scores: Scores::read(
+            policy,
+            lead.stage,
+            &lead.profile,
+            (&lifetime, at),
+            (&qualifying, at),
+        ),
         fit: fit_rules,
         engagement: contributions(policy, &lifetime, at),
         qualifying: contributions(policy, &qualifying, at),
@@ -176,21 +174,21 @@ fn contributions(policy: &Policy, state: &ScoreState, at: Timestamp) -> Vec<Rule
             pending: rule
                 .count
                 .map_or(0, |c| u32::try_from(c.pending(&s.kept, at)).unwrap_or(u32::MAX)),
+            model: model_id(policy, rule.model),
         })
         .collect()
+}
+
+/// A rule's model as contributions name it: `None` for the default.
+fn model_id(policy: &Policy, model: usize) -> Option<String> {
+    (model > 0).then(|| policy.models[model].id.clone())
 }
 
 /// The MQL guards (those of the automatic IQL → MQL move) for a lead in any
 /// open stage at `at`: whether it would still qualify, guard by guard.
 pub fn qualification(policy: &Policy, lead: &Lead, log: &[Engagement], at: Timestamp) -> Vec<GuardCheck> {
     let qualifying = ScoreState::replay(policy, log, lead.window_start, Some(at));
-    let facts = Facts {
-        policy,
-        profile: &lead.profile,
-        fit: fit_score(policy, &lead.profile),
-        engagement: qualifying.value_at(policy, at),
-        window: &qualifying,
-    };
+    let facts = Facts::at(policy, &lead.profile, &qualifying, at);
     TABLE
         .iter()
         .find(|e| e.by == Move::AutoQualify)

@@ -2,8 +2,9 @@
 //!
 //! Replay and the incremental path run the very same step ([`ScoreState::apply`])
 //! in the same order, so appending an event later than every other gives
-//! bit-for-bit the state a full replay gives. Every contribution decays by the
-//! same factor, so the total at `t` is the total at the last event times
+//! bit-for-bit the state a full replay gives. Each rule belongs to one score
+//! model, and every contribution to a model decays by the same factor, so a
+//! model's total at `t` is its total at the last event times
 //! `0.5 ^ ((t - last) / half_life)`, and a threshold crossing by decay alone
 //! has a closed form.
 
@@ -16,9 +17,10 @@ use crate::time::{Span, Timestamp};
 
 pub use crate::num::round6;
 
-/// The factor a contribution keeps after `age` under the policy's half-life.
-pub fn decay_factor(policy: &Policy, age: Span) -> f64 {
-    match policy.half_life {
+/// The factor a contribution keeps after `age` under a half-life (`None`:
+/// no decay).
+pub fn decay_factor(half_life: Option<Span>, age: Span) -> f64 {
+    match half_life {
         Some(h) if age.as_micros() > 0 => {
             #[allow(clippy::cast_precision_loss)] // microsecond ratios are far inside f64
             let halvings = age.as_micros() as f64 / h.as_micros() as f64;
@@ -261,7 +263,9 @@ impl ScoreState {
             }
             state.counted += 1;
             state.raw += points;
-            state.value = state.value * decay_factor(policy, event.occurred_at.since(state.anchor)) + points;
+            let half_life = policy.models[rule.model].half_life;
+            state.value =
+                state.value * decay_factor(half_life, event.occurred_at.since(state.anchor)) + points;
             state.anchor = event.occurred_at;
         }
         if self.disqualified_by.is_none() {
@@ -278,22 +282,41 @@ impl ScoreState {
 
     /// One rule's decayed value at `t` (no earlier than the rule's last event).
     pub fn rule_value(&self, policy: &Policy, index: usize, t: Timestamp) -> f64 {
+        let half_life = policy
+            .event_rules
+            .get(index)
+            .and_then(|rule| policy.models.get(rule.model))
+            .and_then(|m| m.half_life);
         self.rules
             .get(index)
-            .map_or(0.0, |r| r.value * decay_factor(policy, t.since(r.anchor)))
+            .map_or(0.0, |r| r.value * decay_factor(half_life, t.since(r.anchor)))
     }
 
-    /// The engagement score at `t`.
-    pub fn value_at(&self, policy: &Policy, t: Timestamp) -> f64 {
-        (0..self.rules.len()).map(|i| self.rule_value(policy, i, t)).sum()
+    /// A model's engagement score at `t` (model 0: the default).
+    pub fn value_at(&self, policy: &Policy, model: usize, t: Timestamp) -> f64 {
+        let half_life = policy.models.get(model).and_then(|m| m.half_life);
+        policy
+            .event_rules
+            .iter()
+            .zip(&self.rules)
+            .filter(|(rule, _)| rule.model == model)
+            .map(|(_, r)| r.value * decay_factor(half_life, t.since(r.anchor)))
+            .sum()
     }
 
-    /// The first instant at or after `from` when the score, decaying alone,
-    /// is no larger in magnitude than `target` (of the same sign). `None`
-    /// when there is no decay, the signs differ, or it is there already.
-    pub fn decay_reaches(&self, policy: &Policy, from: Timestamp, target: f64) -> Option<Timestamp> {
-        let h = policy.half_life?;
-        let now = self.value_at(policy, from);
+    /// The first instant at or after `from` when a model's score, decaying
+    /// alone, is no larger in magnitude than `target` (of the same sign).
+    /// `None` when the model does not decay, the signs differ, or it is
+    /// there already.
+    pub fn decay_reaches(
+        &self,
+        policy: &Policy,
+        model: usize,
+        from: Timestamp,
+        target: f64,
+    ) -> Option<Timestamp> {
+        let h = policy.models.get(model)?.half_life?;
+        let now = self.value_at(policy, model, from);
         if target == 0.0 || now.signum() != target.signum() || now.abs() <= target.abs() {
             return None;
         }
@@ -307,12 +330,15 @@ impl ScoreState {
     }
 }
 
-/// The fit score: every matching attribute rule, undesirables included.
-pub fn fit_score(policy: &Policy, profile: &Profile) -> f64 {
+/// A model's fit score (model 0: the default): every matching attribute
+/// rule of the model, undesirables included — the default model's for a
+/// model without attribute rules of its own.
+pub fn fit_score(policy: &Policy, model: usize, profile: &Profile) -> f64 {
+    let model = policy.fit_model(model);
     policy
         .attribute_rules
         .iter()
-        .filter(|r| r.matches(profile))
+        .filter(|r| r.model == model && r.matches(profile))
         .map(|r| r.points)
         .sum()
 }

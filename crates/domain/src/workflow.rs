@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::engagement::Engagement;
 use crate::num::round6;
 use crate::policy::{Policy, Sla, SlaKind, Workflow, WorkflowOn};
+use crate::score::ScoreState;
 use crate::stage::Stage;
 use crate::time::{Span, Timestamp};
 use crate::transition::{Cause, Move, TransitionRecord};
@@ -49,10 +50,12 @@ impl Crossing {
         }
     }
 
-    pub fn matches(self, on: &WorkflowOn) -> bool {
+    /// Whether a workflow is `on` this threshold of `model`'s score (`None`:
+    /// the default model).
+    pub fn matches(self, model: Option<&str>, on: &WorkflowOn) -> bool {
         match (self, on) {
-            (Self::Below(a), WorkflowOn::EngagementBelow(b))
-            | (Self::Above(a), WorkflowOn::EngagementAbove(b)) => a == *b,
+            (Self::Below(a), WorkflowOn::EngagementBelow(m, b))
+            | (Self::Above(a), WorkflowOn::EngagementAbove(m, b)) => a == *b && m.as_deref() == model,
             _ => false,
         }
     }
@@ -68,40 +71,65 @@ impl fmt::Display for Crossing {
 }
 
 impl Policy {
-    /// The distinct score thresholds workflows watch, in policy order.
-    pub fn crossings(&self) -> Vec<Crossing> {
-        let mut out: Vec<Crossing> = Vec::new();
+    /// The distinct score thresholds workflows watch, each with its model
+    /// (`None`: the default), in policy order.
+    pub fn crossings(&self) -> Vec<(Option<String>, Crossing)> {
+        let mut out: Vec<(Option<String>, Crossing)> = Vec::new();
         for wf in &self.workflows {
-            let crossing = match wf.on {
-                WorkflowOn::EngagementBelow(n) => Crossing::Below(n),
-                WorkflowOn::EngagementAbove(n) => Crossing::Above(n),
+            let watched = match &wf.on {
+                WorkflowOn::EngagementBelow(model, n) => (model.clone(), Crossing::Below(*n)),
+                WorkflowOn::EngagementAbove(model, n) => (model.clone(), Crossing::Above(*n)),
                 _ => continue,
             };
-            if !out.contains(&crossing) {
-                out.push(crossing);
+            if !out.contains(&watched) {
+                out.push(watched);
             }
         }
         out
     }
 }
 
-/// The side of one threshold the qualifying score was last seen on.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+/// The side of one threshold a model's qualifying score was last seen on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CrossingState {
     pub crossing: Crossing,
     /// On the firing side (so it has fired, or started there).
     pub reached: bool,
+    /// The `[[model]]` whose score it watches; `None`: the default model.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
-/// Crossing states for a score, set without firing anything (a new lead, a
-/// new qualifying window, a new policy).
-pub fn rebase_crossings(policy: &Policy, score: f64) -> Vec<CrossingState> {
+impl CrossingState {
+    /// The index of the model it watches under `policy`; `None` for a
+    /// model the policy does not have (a state kept from another policy).
+    pub fn model_index(&self, policy: &Policy) -> Option<usize> {
+        policy.model_named(self.model.as_deref())
+    }
+
+    /// The durable timer of its decay crossing.
+    pub fn timer(&self) -> TimerKind {
+        match &self.model {
+            None => TimerKind::Crossing(self.crossing),
+            Some(model) => TimerKind::ModelCrossing(model.clone(), self.crossing),
+        }
+    }
+}
+
+/// Crossing states for the scores a qualifying state gives at `t`, set
+/// without firing anything (a new lead, a new qualifying window, a new
+/// policy).
+pub fn rebase_crossings(policy: &Policy, window: &ScoreState, t: Timestamp) -> Vec<CrossingState> {
     policy
         .crossings()
         .into_iter()
-        .map(|crossing| CrossingState {
-            crossing,
-            reached: crossing.reached(score),
+        .map(|(model, crossing)| {
+            let index = policy.model_named(model.as_deref()).unwrap_or(0);
+            CrossingState {
+                crossing,
+                reached: crossing.reached(window.value_at(policy, index, t)),
+                model,
+            }
         })
         .collect()
 }
@@ -114,21 +142,25 @@ pub enum TimerKind {
     Workflow(String),
     /// An SLA, by id.
     Sla(String),
-    /// The instant decay alone takes the score across a threshold.
+    /// The instant decay alone takes the default model's score across a threshold.
     Crossing(Crossing),
     /// The instant decay alone changes the lead's MQL level.
     Level,
+    /// The instant decay alone takes a `[[model]]`'s score (by id) across
+    /// a threshold.
+    ModelCrossing(String, Crossing),
 }
 
 impl TimerKind {
     /// A stable text key, unique per lead (`workflow:mql-day-3`,
-    /// `sla:mql_idle`, `crossing:below:30`).
+    /// `sla:mql_idle`, `crossing:below:30`, `crossing:product_b:below:30`).
     pub fn key(&self) -> String {
         match self {
             Self::Workflow(id) => format!("workflow:{id}"),
             Self::Sla(id) => format!("sla:{id}"),
             Self::Crossing(c) => format!("crossing:{c}"),
             Self::Level => "level".to_owned(),
+            Self::ModelCrossing(model, c) => format!("crossing:{model}:{c}"),
         }
     }
 }
@@ -146,13 +178,21 @@ impl FromStr for TimerKind {
             "workflow" => Ok(Self::Workflow(rest.to_owned())),
             "sla" => Ok(Self::Sla(rest.to_owned())),
             "crossing" => {
+                let (model, rest) = match rest.split(':').count() {
+                    3 => rest.split_once(':').map(|(m, r)| (Some(m), r)).ok_or_else(bad)?,
+                    _ => (None, rest),
+                };
                 let (side, n) = rest.split_once(':').ok_or_else(bad)?;
                 let n: f64 = n.parse().map_err(|_| bad())?;
-                match side {
-                    "below" => Ok(Self::Crossing(Crossing::Below(n))),
-                    "above" => Ok(Self::Crossing(Crossing::Above(n))),
-                    _ => Err(bad()),
-                }
+                let crossing = match side {
+                    "below" => Crossing::Below(n),
+                    "above" => Crossing::Above(n),
+                    _ => return Err(bad()),
+                };
+                Ok(match model {
+                    None => Self::Crossing(crossing),
+                    Some(model) => Self::ModelCrossing(model.to_owned(), crossing),
+                })
             }
             _ => Err(bad()),
         }
@@ -260,7 +300,8 @@ pub(crate) enum Happening {
     Rejected(String),
     Recycled(String),
     SlaBreached(String),
-    Crossed(Crossing),
+    /// A threshold of a model's score (`None`: the default model).
+    Crossed(Option<String>, Crossing),
     /// The lead's level became this one.
     Level(String),
 }
@@ -287,7 +328,7 @@ impl Happening {
             | (Self::Recycled(a), WorkflowOn::Recycled(b))
             | (Self::SlaBreached(a), WorkflowOn::SlaBreached(b))
             | (Self::Level(a), WorkflowOn::Level(b)) => a == b,
-            (Self::Crossed(c), on) => c.matches(on),
+            (Self::Crossed(model, c), on) => c.matches(model.as_deref(), on),
             _ => false,
         }
     }

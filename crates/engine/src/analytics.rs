@@ -29,6 +29,11 @@ pub struct CalibrationQuery {
     pub step: f64,
     /// … up to this one (default: the highest peak seen).
     pub max_cutoff: Option<f64>,
+    /// The score model calibrated (a `[[model]]` id or `default`); `None`:
+    /// the one the MQL stage reads.
+    pub model: Option<String>,
+    /// A level to calibrate instead of the MQL bar.
+    pub level: Option<String>,
 }
 
 /// A calibration, the version it scored with, and that version's source
@@ -38,6 +43,9 @@ pub struct CalibrationResult {
     pub policy_version: i64,
     pub calibration: Calibration,
     pub draft_source: Option<String>,
+    /// The model and level calibrated, by id (`None`: the MQL bar).
+    pub model: String,
+    pub level: Option<String>,
 }
 
 impl Engine {
@@ -137,9 +145,10 @@ impl Engine {
         query: &CalibrationQuery,
     ) -> Result<CalibrationResult, EngineError> {
         let (record, policy) = self.analysed_policy(ws, query.policy_version).await?;
+        let target = calibration_target(&policy, query)?;
         let mut peaks = Vec::new();
         self.each_lead_captured(ws, query.period, |lead| {
-            peaks.push(evidence::Peak::of(&policy, lead));
+            peaks.push(evidence::Peak::of(&policy, target, lead));
         })
         .await?;
         let cutoffs = evidence::Cutoffs {
@@ -150,11 +159,60 @@ impl Engine {
         let draft_source = calibration
             .suggested
             .as_ref()
-            .and_then(|s| evidence::with_mql_threshold(&record.source, s.cutoff));
+            .and_then(|s| evidence::with_threshold(&record.source, &policy, target, s.cutoff));
         Ok(CalibrationResult {
             policy_version: record.version,
             calibration,
             draft_source,
+            model: policy.models[target.model].id.clone(),
+            level: target.level.map(|i| policy.mql.levels[i].id.clone()),
         })
     }
+}
+
+/// The model and level a calibration names, in `policy`.
+fn calibration_target(policy: &Policy, query: &CalibrationQuery) -> Result<evidence::Target, EngineError> {
+    let listed = |ids: Vec<&str>| {
+        if ids.is_empty() {
+            "none".to_owned()
+        } else {
+            ids.join(", ")
+        }
+    };
+    let model = match query.model.as_deref() {
+        None => policy.mql.model,
+        Some(id) => policy.model_index(id).ok_or_else(|| {
+            let ids = policy.models.iter().map(|m| m.id.as_str()).collect();
+            EngineError::invalid(
+                "UNKNOWN_MODEL",
+                "model",
+                format!("the policy has no model {id:?} (models: {})", listed(ids)),
+            )
+        })?,
+    };
+    let level = match query.level.as_deref() {
+        None => None,
+        Some(id) => {
+            let index = policy.mql.levels.iter().position(|l| l.id == id).ok_or_else(|| {
+                let ids = policy.mql.levels.iter().map(|l| l.id.as_str()).collect();
+                EngineError::invalid(
+                    "UNKNOWN_LEVEL",
+                    "level",
+                    format!("the policy has no MQL level {id:?} (levels: {})", listed(ids)),
+                )
+            })?;
+            if model != policy.mql.model {
+                return Err(EngineError::invalid(
+                    "LEVEL_READS_ANOTHER_MODEL",
+                    "model",
+                    format!(
+                        "levels read the model the MQL stage reads ({}), not {}",
+                        policy.models[policy.mql.model].id, policy.models[model].id
+                    ),
+                ));
+            }
+            Some(index)
+        }
+    };
+    Ok(evidence::Target { model, level })
 }

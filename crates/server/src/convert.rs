@@ -124,6 +124,18 @@ pub(crate) fn scores_out(scores: &Scores, at: Timestamp) -> pb::Scores {
         qualifying_engagement: scores.qualifying_engagement,
         as_of: Some(timestamp_out(at)),
         level: scores.level.clone().unwrap_or_default(),
+        models: scores
+            .models
+            .iter()
+            .map(|(id, m)| {
+                let scores = pb::ModelScores {
+                    fit: m.fit,
+                    engagement: m.engagement,
+                    qualifying_engagement: m.qualifying_engagement,
+                };
+                (id.clone(), scores)
+            })
+            .collect(),
     }
 }
 
@@ -275,6 +287,7 @@ fn rules_out(rules: &[RuleContribution]) -> Vec<pb::RuleContribution> {
             at_count: i64::from(r.at_count),
             fired: i64::from(r.fired),
             pending: i64::from(r.pending),
+            model: r.model.clone().unwrap_or_default(),
         })
         .collect()
 }
@@ -287,6 +300,7 @@ fn fit_out(f: &FitContribution) -> pb::FitContribution {
         points: f.points,
         undesirable: f.undesirable,
         disqualify: f.disqualify,
+        model: f.model.clone().unwrap_or_default(),
     }
 }
 

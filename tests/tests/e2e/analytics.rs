@@ -598,7 +598,7 @@ async fn bad_analytics_requests_name_their_field(server: TestServer) -> anyhow::
     ];
     for (request, field) in cases {
         assert_invalid(
-            analytics(&server).calibrate_threshold(request).await,
+            analytics(&server).calibrate_threshold(request.clone()).await,
             field,
             &request,
         );

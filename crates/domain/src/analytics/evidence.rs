@@ -16,7 +16,7 @@
 use crate::engagement::{Engagement, canonical_log};
 use crate::lifecycle::{Move, sends_back};
 use crate::num::round6;
-use crate::policy::Policy;
+use crate::policy::{Policy, with_value};
 use crate::profile::Profile;
 use crate::score::{ScoreState, disqualifying_attribute, fit_score};
 use crate::stage::Stage;
@@ -52,17 +52,21 @@ impl Evidence {
         }
     }
 
-    /// Whether the MQL guards other than the engagement threshold pass on
-    /// the profile: fit, grade, required attributes, no disqualifying match.
-    fn profile_qualifies(&self, policy: &Policy) -> bool {
-        let fit = round6(fit_score(policy, &self.profile));
+    /// Whether the guards of `target` other than its engagement threshold
+    /// pass on the profile: fit (the target model's), grade (the default
+    /// model's), required attributes, no disqualifying match.
+    fn profile_qualifies(&self, policy: &Policy, target: Target) -> bool {
+        let fit = round6(fit_score(policy, target.model, &self.profile));
+        let grade_fit = round6(fit_score(policy, 0, &self.profile));
         let mql = &policy.mql;
-        fit >= mql.fit_at_least
-            && mql
-                .grade_at_least
-                .as_deref()
+        let (fit_at_least, grade) = match target.level.and_then(|i| mql.levels.get(i)) {
+            Some(level) => (level.fit_at_least, level.grade_at_least.as_deref()),
+            None => (mql.fit_at_least, mql.grade_at_least.as_deref()),
+        };
+        fit >= fit_at_least
+            && grade
                 .and_then(|letter| policy.grade_threshold(letter))
-                .is_none_or(|required| fit >= required)
+                .is_none_or(|required| grade_fit >= required)
             && mql
                 .requires_attributes
                 .iter()
@@ -91,17 +95,27 @@ impl Evidence {
         log
     }
 
-    /// The highest engagement score the lead had up to `until`: scores only
-    /// decay between engagements, so the peak follows one of them.
-    pub fn peak_engagement(&self, policy: &Policy, until: Option<Timestamp>) -> f64 {
+    /// The highest engagement score of a model the lead had up to `until`:
+    /// scores only decay between engagements, so the peak follows one of them.
+    pub fn peak_engagement(&self, policy: &Policy, model: usize, until: Option<Timestamp>) -> f64 {
         let mut state = ScoreState::new(policy, None);
         let mut peak: f64 = 0.0;
         for event in self.log_until(until) {
             state.apply(policy, event);
-            peak = peak.max(state.value_at(policy, event.occurred_at));
+            peak = peak.max(state.value_at(policy, model, event.occurred_at));
         }
         round6(peak)
     }
+}
+
+/// The engagement threshold a calibration is for: the MQL bar's, or one of
+/// its levels', on a model's score.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Target {
+    /// An index into `Policy::models`.
+    pub model: usize,
+    /// An index into `[[stages.MQL.levels]]`; `None`: the MQL bar.
+    pub level: Option<usize>,
 }
 
 // ---- rule lift ------------------------------------------------------------------
@@ -305,7 +319,7 @@ pub struct Peak {
 impl Peak {
     /// The lead's peak engagement score before its outcome (reaching SQL, a
     /// win or a loss), and the outcome.
-    pub fn of(policy: &Policy, lead: &Evidence) -> Self {
+    pub fn of(policy: &Policy, target: Target, lead: &Evidence) -> Self {
         let (_, outcome_at) = lead.outcome();
         let sql_at = lead.reached_sql();
         let until = match (sql_at, outcome_at) {
@@ -313,8 +327,8 @@ impl Peak {
             (a, b) => a.or(b),
         };
         Self {
-            peak: lead.peak_engagement(policy, until),
-            profile_qualifies: lead.profile_qualifies(policy),
+            peak: lead.peak_engagement(policy, target.model, until),
+            profile_qualifies: lead.profile_qualifies(policy, target),
             reached_sql: sql_at.is_some(),
             customer: lead.became_customer(),
         }
@@ -325,11 +339,15 @@ impl Peak {
 /// outcome, over `cutoffs`.
 pub fn calibrate(
     policy: &Policy,
+    target: Target,
     evidence: &[Evidence],
     cutoffs: Cutoffs,
     target_precision: Option<f64>,
 ) -> Calibration {
-    let peaks: Vec<Peak> = evidence.iter().map(|lead| Peak::of(policy, lead)).collect();
+    let peaks: Vec<Peak> = evidence
+        .iter()
+        .map(|lead| Peak::of(policy, target, lead))
+        .collect();
     calibrate_peaks(&peaks, cutoffs, target_precision)
 }
 
@@ -425,20 +443,40 @@ pub const MAX_CUTOFFS: usize = 500;
 /// The finest step between cut-offs (scores are kept to 6 decimals).
 pub const MIN_STEP: f64 = 1e-6;
 
-/// `source` with its MQL `engagement_at_least` set to `cutoff`; `None` if
-/// the document has no such key to change.
-pub fn with_mql_threshold(source: &str, cutoff: f64) -> Option<String> {
-    let key = regex::Regex::new(r"(?m)^(\s*engagement_at_least\s*=\s*)[-+0-9.eE_]+").ok()?;
-    let found = key.find(source)?;
-    let mut out = String::with_capacity(source.len() + 8);
-    out.push_str(&source[..found.start()]);
-    let caps = key.captures(&source[found.start()..])?;
-    out.push_str(caps.get(1).map_or("", |m| m.as_str()));
-    out.push_str(&format_number(cutoff));
-    out.push_str(&source[found.end()..]);
-    // the edit must have changed the MQL threshold, and only that
+/// `source` (the document of `policy`) with the engagement threshold of
+/// `target` set to `cutoff`: the MQL bar's `engagement_at_least` — and its
+/// `model`, when the target's model is not the one the MQL stage reads —
+/// or a level's. `None` if the document cannot be edited so, or the edit
+/// would not be a valid policy (a level's threshold out of order).
+pub fn with_threshold(source: &str, policy: &Policy, target: Target, cutoff: f64) -> Option<String> {
+    let value = format_number(cutoff);
+    let out = match target.level {
+        Some(i) => {
+            (target.model == policy.mql.model && i < policy.mql.levels.len()).then_some(())?;
+            with_value(
+                source,
+                &format!("stages.MQL.levels[{i}]"),
+                "engagement_at_least",
+                &value,
+            )?
+        }
+        None => {
+            let out = with_value(source, "stages.MQL", "engagement_at_least", &value)?;
+            if target.model == policy.mql.model {
+                out
+            } else {
+                let id = &policy.models.get(target.model)?.id;
+                with_value(&out, "stages.MQL", "model", &format!("{id:?}"))?
+            }
+        }
+    };
+    // the edit must have changed that threshold (and model), and only that
     let parsed = Policy::from_toml(&out).ok()?;
-    (parsed.mql.engagement_at_least == round6(cutoff)).then_some(out)
+    let threshold = match target.level {
+        Some(i) => parsed.mql.levels.get(i)?.engagement_at_least,
+        None => parsed.mql.engagement_at_least,
+    };
+    (threshold == round6(cutoff) && parsed.mql.model == target.model).then_some(out)
 }
 
 fn format_number(x: f64) -> String {

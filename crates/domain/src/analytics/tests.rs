@@ -478,7 +478,13 @@ mod evidence {
             Profile::capture(a).expect("a profile")
         };
         // fit 30 passes, but `company` is required
-        let c = calibrate(&policy(), &[no_company], every(10.0, 60.0), None);
+        let c = calibrate(
+            &policy(),
+            Target::default(),
+            &[no_company],
+            every(10.0, 60.0),
+            None,
+        );
         assert!(c.points.iter().all(|p| p.qualified == 0));
         assert_eq!(c.suggested, None);
     }
@@ -492,14 +498,20 @@ mod evidence {
         let peaks: Vec<f64> = leads
             .iter()
             .map(|l| {
-                let c = calibrate(&policy, std::slice::from_ref(l), every(5.0, 0.0), None);
+                let c = calibrate(
+                    &policy,
+                    Target::default(),
+                    std::slice::from_ref(l),
+                    every(5.0, 0.0),
+                    None,
+                );
                 c.max_peak
             })
             .collect();
         assert!((peaks[0] - 45.0).abs() < 1e-3, "{peaks:?}");
         assert_eq!(&peaks[1..], &[60.0, 15.0, 10.0, 1.0]);
 
-        let c = calibrate(&policy, &leads, every(20.0, 60.0), None);
+        let c = calibrate(&policy, Target::default(), &leads, every(20.0, 60.0), None);
         assert_eq!((c.leads, c.reached_sql, c.customers), (5, 2, 2));
         let at = |cut: f64| c.points.iter().find(|p| p.cutoff == cut).expect("a cut-off");
         // fit ≥ 20 passes for the seniors (w1, w2, l2: 30) and not for the others (15)
@@ -512,9 +524,15 @@ mod evidence {
         assert_eq!(at(60.0).recall, Some(0.5));
         // best F1: 20 (precision 1, recall 1)
         assert_eq!(c.suggested.as_ref().map(|p| p.cutoff), Some(20.0));
-        let targeted = calibrate(&policy, &leads, every(20.0, 60.0), Some(0.9));
+        let targeted = calibrate(&policy, Target::default(), &leads, every(20.0, 60.0), Some(0.9));
         assert_eq!(targeted.suggested.map(|p| p.cutoff), Some(20.0));
-        let impossible = calibrate(&policy, &leads[2..], every(20.0, 60.0), Some(0.9));
+        let impossible = calibrate(
+            &policy,
+            Target::default(),
+            &leads[2..],
+            every(20.0, 60.0),
+            Some(0.9),
+        );
         assert_eq!(impossible.suggested, None);
     }
 
@@ -525,15 +543,40 @@ mod evidence {
         assert_eq!(cutoff_list(1e9, 1.0).len(), MAX_CUTOFFS);
         assert_eq!(cutoff_list(10.0, 1e-9), vec![0.0]);
         let source = include_str!("../../../../examples/policy.toml");
-        let draft = with_mql_threshold(source, 42.5).expect("a draft");
+        let example = Policy::from_toml(source).expect("the example");
+        let mql = Target::default();
+        let draft = with_threshold(source, &example, mql, 42.5).expect("a draft");
         let policy = Policy::from_toml(&draft).expect("a valid draft");
         assert_eq!(policy.mql.engagement_at_least, 42.5);
-        let whole = with_mql_threshold(source, 40.0).expect("a draft");
+        let whole = with_threshold(source, &example, mql, 40.0).expect("a draft");
         assert_eq!(
             Policy::from_toml(&whole).expect("valid").mql.engagement_at_least,
             40.0
         );
-        assert_eq!(with_mql_threshold("name = \"x\"", 1.0), None);
+        assert_eq!(with_threshold("name = \"x\"", &example, mql, 1.0), None);
+        // A level's threshold, kept between the levels around it.
+        let warm = Target {
+            model: 0,
+            level: Some(0),
+        };
+        let draft = with_threshold(source, &example, warm, 100.0).expect("a draft");
+        let policy = Policy::from_toml(&draft).expect("a valid draft");
+        assert_eq!(policy.mql.levels[0].engagement_at_least, 100.0);
+        assert_eq!(policy.mql.engagement_at_least, example.mql.engagement_at_least);
+        assert_eq!(with_threshold(source, &example, warm, 500.0), None, "above hot");
+        assert_eq!(
+            with_threshold(source, &example, warm, 1.0),
+            None,
+            "below the MQL bar"
+        );
+        // A level that leaves its engagement threshold out gets one.
+        let inherited = source.replacen("engagement_at_least = 90\n", "fit_at_least = 30\n", 1);
+        let example = Policy::from_toml(&inherited).expect("valid without warm's threshold");
+        let draft = with_threshold(&inherited, &example, warm, 80.0).expect("a draft");
+        assert_eq!(
+            Policy::from_toml(&draft).expect("valid").mql.levels[0].engagement_at_least,
+            80.0
+        );
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::command::{
     Checked, Command, Context, Decision, ManualTransition, check_engagement, check_instant,
 };
-use super::guards::{Facts, disqualifying_match, evaluate_all};
+use super::guards::{Facts, Fits, disqualifying_match, evaluate_all};
 use super::history::History;
 use super::lead::Lead;
 use super::levels::{decay_changes_level, level_index};
@@ -16,7 +16,7 @@ use crate::error::DomainError;
 use crate::num::round6;
 use crate::policy::Policy;
 use crate::profile::Profile;
-use crate::score::{ScoreState, fit_score};
+use crate::score::ScoreState;
 use crate::stage::Stage;
 use crate::time::Timestamp;
 use crate::transition::{Cause, Deal, GuardCheck, Move, TransitionRecord};
@@ -36,6 +36,7 @@ pub fn capture(
     let t = captured_at.unwrap_or(ctx.now);
     check_instant("captured_at", t, ctx)?;
     let profile = Profile::capture(attributes)?;
+    let qualifying = ScoreState::new(policy, None);
     let lead = Lead {
         stage: Stage::Iql,
         profile,
@@ -46,8 +47,8 @@ pub fn capture(
         entered_reason: None,
         window_start: None,
         lifetime: ScoreState::new(policy, None),
-        qualifying: ScoreState::new(policy, None),
-        crossings: rebase_crossings(policy, 0.0),
+        crossings: rebase_crossings(policy, &qualifying, t),
+        qualifying,
         evaluated_at: t,
         timers: BTreeMap::new(),
         level: None,
@@ -261,8 +262,14 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// The fit scores the guards read.
+    fn fits(&self) -> Fits {
+        Fits::of(self.policy, &self.lead.profile)
+    }
+
+    /// The fit a transition records: the MQL model's.
     fn fit(&self) -> f64 {
-        round6(fit_score(self.policy, &self.lead.profile))
+        round6(self.fits().fit)
     }
 
     /// The qualifying score state as of `t`: the lead's own unless events
@@ -275,13 +282,7 @@ impl<'a> Run<'a> {
     }
 
     fn facts<'s>(&'s self, window: &'s ScoreState, t: Timestamp) -> Facts<'s> {
-        Facts {
-            policy: self.policy,
-            profile: &self.lead.profile,
-            fit: fit_score(self.policy, &self.lead.profile),
-            engagement: window.value_at(self.policy, t),
-            window,
-        }
+        Facts::at(self.policy, &self.lead.profile, window, t)
     }
 
     /// Rebuilds both score states from the log under the current policy.
@@ -367,7 +368,7 @@ impl<'a> Run<'a> {
             .bound
             .is_none_or(|bound| bound == (self.lead.stage, self.lead.entered_stage_at));
         match &timer.kind {
-            TimerKind::Crossing(_) | TimerKind::Level => {
+            TimerKind::Crossing(_) | TimerKind::ModelCrossing(..) | TimerKind::Level => {
                 // `begin` fired it if the score has crossed (or the level
                 // changed); `finish` re-arms it if not yet.
                 self.finish(t, true);
@@ -423,8 +424,7 @@ impl<'a> Run<'a> {
         let policy = self.policy;
         let t = at.max(self.lead.last_transition_at);
         self.rescore()?;
-        let score = self.lead.qualifying.value_at(policy, t);
-        self.lead.crossings = rebase_crossings(policy, score);
+        self.lead.crossings = rebase_crossings(policy, &self.lead.qualifying, t);
         self.lead.evaluated_at = self.lead.evaluated_at.max(t);
         self.level_workflows = false;
         self.replan(t)?;
@@ -495,7 +495,7 @@ impl<'a> Run<'a> {
         let policy = self.policy;
         let from = self.lead.stage;
         let fit = self.fit();
-        let engagement = round6(window.value_at(policy, t));
+        let engagement = round6(window.value_at(policy, policy.mql.model, t));
         let entered = stages_entered(from, edge.to);
         self.leave_stage();
         let mut previous = from;
@@ -540,7 +540,7 @@ impl<'a> Run<'a> {
             ScoreState::new(policy, Some(t))
         };
         let at = t.max(self.lead.qualifying.last_at().unwrap_or(t));
-        self.lead.crossings = rebase_crossings(policy, self.lead.qualifying.value_at(policy, at));
+        self.lead.crossings = rebase_crossings(policy, &self.lead.qualifying, at);
         Ok(())
     }
 
@@ -584,49 +584,54 @@ impl<'a> Run<'a> {
             .evaluated_at
             .max(self.lead.qualifying.last_at().unwrap_or(self.lead.evaluated_at));
         let until = t.max(self.lead.evaluated_at);
-        let score = self.lead.qualifying.value_at(policy, until);
         let mut fired = Vec::new();
         for state in &mut self.lead.crossings {
-            let reached = state.crossing.reached(score);
+            let Some(model) = state.model_index(policy) else {
+                continue;
+            };
+            let reached = state
+                .crossing
+                .reached(self.lead.qualifying.value_at(policy, model, until));
             if reached && !state.reached {
                 let at = state
                     .crossing
                     .decay_target()
-                    .and_then(|target| self.lead.qualifying.decay_reaches(policy, from, target))
+                    .and_then(|target| self.lead.qualifying.decay_reaches(policy, model, from, target))
                     .map_or(until, |c| c.clamp(from, until));
-                fired.push((at, state.crossing));
+                fired.push((at, state.model.clone(), state.crossing));
             }
             state.reached = reached;
         }
-        fired.sort_by_key(|(at, _)| *at);
-        for (at, crossing) in fired {
-            self.fire(&[Happening::Crossed(crossing)], at);
+        fired.sort_by_key(|(at, ..)| *at);
+        for (at, model, crossing) in fired {
+            self.fire(&[Happening::Crossed(model, crossing)], at);
         }
         // Each level decay passed through since, at its own instant (one a
         // level at most: decay moves the score one way).
         if self.lead.stage == Stage::Mql && !policy.mql.levels.is_empty() {
-            let fit = round6(fit_score(policy, &self.lead.profile));
+            let fits = self.fits();
             let mut at = from;
             for _ in 0..=policy.mql.levels.len() {
-                let Some(due) = decay_changes_level(policy, self.lead.stage, fit, &self.lead.qualifying, at)
+                let Some(due) = decay_changes_level(policy, self.lead.stage, fits, &self.lead.qualifying, at)
                     .filter(|due| *due <= until)
                 else {
                     break;
                 };
-                self.set_level(due, Cause::Decay, fit);
+                self.set_level(due, Cause::Decay, fits);
                 at = due;
             }
         }
         self.lead.evaluated_at = until;
     }
 
-    /// Sets the lead's level by its scores at `at` (`fit` rounded); a
-    /// change is recorded and sets off the workflows `on` the new level.
-    fn set_level(&mut self, at: Timestamp, cause: Cause, fit: f64) {
+    /// Sets the lead's level by its scores at `at`; a change is recorded
+    /// and sets off the workflows `on` the new level.
+    fn set_level(&mut self, at: Timestamp, cause: Cause, fits: Fits) {
         let policy = self.policy;
-        let engagement = round6(self.lead.qualifying.value_at(policy, at));
+        let engagement = round6(self.lead.qualifying.value_at(policy, policy.mql.model, at));
+        let fit = round6(fits.fit);
         let level =
-            level_index(policy, self.lead.stage, fit, engagement).map(|i| policy.mql.levels[i].id.clone());
+            level_index(policy, self.lead.stage, fits, engagement).map(|i| policy.mql.levels[i].id.clone());
         if level == self.lead.level {
             return;
         }
@@ -653,12 +658,16 @@ impl<'a> Run<'a> {
     fn finish(&mut self, t: Timestamp, score_changed: bool) {
         let policy = self.policy;
         let at = t.max(self.lead.evaluated_at);
-        let score = self.lead.qualifying.value_at(policy, at);
         let mut crossed = Vec::new();
         for state in &mut self.lead.crossings {
-            let reached = state.crossing.reached(score);
+            let Some(model) = state.model_index(policy) else {
+                continue;
+            };
+            let reached = state
+                .crossing
+                .reached(self.lead.qualifying.value_at(policy, model, at));
             if reached && !state.reached {
-                crossed.push(Happening::Crossed(state.crossing));
+                crossed.push(Happening::Crossed(state.model.clone(), state.crossing));
             }
             state.reached = reached;
         }
@@ -673,10 +682,10 @@ impl<'a> Run<'a> {
             || self.lead.level.is_some()
             || self.lead.timers.contains_key(&level_timer.key())
         {
-            let fit = round6(fit_score(policy, &self.lead.profile));
-            self.set_level(at, self.cause.clone(), fit);
+            let fits = self.fits();
+            self.set_level(at, self.cause.clone(), fits);
             self.timers.push(
-                match decay_changes_level(policy, self.lead.stage, fit, &self.lead.qualifying, at) {
+                match decay_changes_level(policy, self.lead.stage, fits, &self.lead.qualifying, at) {
                     Some(due_at) => TimerChange::Schedule(Timer {
                         kind: level_timer,
                         due_at,
@@ -691,11 +700,12 @@ impl<'a> Run<'a> {
             return;
         }
         for state in self.lead.crossings.clone() {
-            let kind = TimerKind::Crossing(state.crossing);
+            let kind = state.timer();
             let due = (!state.reached)
                 .then(|| state.crossing.decay_target())
                 .flatten()
-                .and_then(|target| self.lead.qualifying.decay_reaches(policy, at, target));
+                .zip(state.model_index(policy))
+                .and_then(|(target, model)| self.lead.qualifying.decay_reaches(policy, model, at, target));
             self.timers.push(match due {
                 Some(due_at) => TimerChange::Schedule(Timer {
                     kind,

@@ -4,18 +4,63 @@
 use crate::num::round6;
 use crate::policy::Policy;
 use crate::profile::Profile;
-use crate::score::{ScoreState, disqualifying_attribute};
+use crate::score::{ScoreState, disqualifying_attribute, fit_score};
+use crate::time::Timestamp;
 use crate::transition::{Guard, GuardCheck};
+
+/// The fit scores the MQL guards and levels read: the MQL model's (its
+/// `fit_at_least`), and the default model's (grades).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Fits {
+    pub(crate) fit: f64,
+    pub(crate) grade: f64,
+}
+
+impl Fits {
+    pub(crate) fn of(policy: &Policy, profile: &Profile) -> Self {
+        let grade = fit_score(policy, 0, profile);
+        let model = policy.fit_model(policy.mql.model);
+        Self {
+            fit: if model == 0 {
+                grade
+            } else {
+                fit_score(policy, model, profile)
+            },
+            grade,
+        }
+    }
+
+    /// Each rounded as guards compare them.
+    pub(crate) fn rounded(self) -> Self {
+        Self {
+            fit: round6(self.fit),
+            grade: round6(self.grade),
+        }
+    }
+}
 
 /// What the guards read.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Facts<'a> {
     pub(crate) policy: &'a Policy,
     pub(crate) profile: &'a Profile,
-    pub(crate) fit: f64,
-    /// The qualifying engagement score.
+    pub(crate) fits: Fits,
+    /// The MQL model's qualifying engagement score.
     pub(crate) engagement: f64,
     pub(crate) window: &'a ScoreState,
+}
+
+impl<'a> Facts<'a> {
+    /// The facts of a lead with this profile and qualifying score state at `t`.
+    pub(crate) fn at(policy: &'a Policy, profile: &'a Profile, window: &'a ScoreState, t: Timestamp) -> Self {
+        Self {
+            policy,
+            profile,
+            fits: Fits::of(policy, profile),
+            engagement: window.value_at(policy, policy.mql.model, t),
+            window,
+        }
+    }
 }
 
 /// A number as shown to people: two decimals, unless that would hide the
@@ -85,8 +130,8 @@ pub(crate) fn evaluate(guard: Guard, facts: &Facts<'_>) -> Option<GuardCheck> {
             facts.engagement,
             policy.mql.engagement_at_least,
         ),
-        Guard::FitAtLeast => numeric(guard, "fit", facts.fit, policy.mql.fit_at_least),
-        Guard::GradeAtLeast => grade_check(policy, policy.mql.grade_at_least.as_deref(), facts.fit)?,
+        Guard::FitAtLeast => numeric(guard, "fit", facts.fits.fit, policy.mql.fit_at_least),
+        Guard::GradeAtLeast => grade_check(policy, policy.mql.grade_at_least.as_deref(), facts.fits.grade)?,
         Guard::RequiresAttributes => {
             let required = &policy.mql.requires_attributes;
             if required.is_empty() {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::guards::Fits;
 use super::levels::level_index;
 use crate::num::round6;
 use crate::policy::Policy;
@@ -51,7 +52,8 @@ pub struct Lead {
     pub level_changes: u64,
 }
 
-/// The scores a lead shows at an instant.
+/// The scores a lead shows at an instant: the default model's, its grade
+/// and level, and every other model's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scores {
     pub fit: f64,
@@ -63,28 +65,62 @@ pub struct Scores {
     /// An MQL's level (a `[[stages.MQL.levels]]` id).
     #[serde(default)]
     pub level: Option<String>,
+    /// The `[[model]]`s' scores by model id (the fields above are the
+    /// default model's); empty for a policy without models.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelScores>,
+}
+
+/// One model's scores.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelScores {
+    pub fit: f64,
+    pub engagement: f64,
+    pub qualifying_engagement: f64,
+}
+
+impl Scores {
+    /// The scores of a lead in `stage` with these score states, each read at
+    /// its instant and rounded to 6 decimals.
+    pub(crate) fn read(
+        policy: &Policy,
+        stage: Stage,
+        profile: &Profile,
+        (lifetime, lifetime_at): (&ScoreState, Timestamp),
+        (qualifying, qualifying_at): (&ScoreState, Timestamp),
+    ) -> Self {
+        let model = |m: usize| ModelScores {
+            fit: round6(fit_score(policy, m, profile)),
+            engagement: round6(lifetime.value_at(policy, m, lifetime_at)),
+            qualifying_engagement: round6(qualifying.value_at(policy, m, qualifying_at)),
+        };
+        let default = model(0);
+        let fits = Fits::of(policy, profile);
+        let mql_engagement = qualifying.value_at(policy, policy.mql.model, qualifying_at);
+        Self {
+            grade: policy.grade(default.fit).to_owned(),
+            fit: default.fit,
+            engagement: default.engagement,
+            qualifying_engagement: default.qualifying_engagement,
+            level: level_index(policy, stage, fits, mql_engagement).map(|i| policy.mql.levels[i].id.clone()),
+            models: (1..policy.models.len())
+                .map(|m| (policy.models[m].id.clone(), model(m)))
+                .collect(),
+        }
+    }
 }
 
 impl Lead {
     /// The scores at `t`, each rounded to 6 decimals. Accurate for `t` at or
     /// after the last event applied (`ScoreState::last_at`).
     pub fn scores_at(&self, policy: &Policy, t: Timestamp) -> Scores {
-        let fit = round6(fit_score(policy, &self.profile));
-        let qualifying_engagement = round6(
-            self.qualifying
-                .value_at(policy, t.max(self.qualifying.last_at().unwrap_or(t))),
-        );
-        Scores {
-            fit,
-            grade: policy.grade(fit).to_owned(),
-            engagement: round6(
-                self.lifetime
-                    .value_at(policy, t.max(self.lifetime.last_at().unwrap_or(t))),
-            ),
-            qualifying_engagement,
-            level: level_index(policy, self.stage, fit, qualifying_engagement)
-                .map(|i| policy.mql.levels[i].id.clone()),
-        }
+        Scores::read(
+            policy,
+            self.stage,
+            &self.profile,
+            (&self.lifetime, t.max(self.lifetime.last_at().unwrap_or(t))),
+            (&self.qualifying, t.max(self.qualifying.last_at().unwrap_or(t))),
+        )
     }
 
     /// When the soonest of the lead's timers is due.

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::reader::{Cx, Loc};
 use super::suggestions::did_you_mean;
-use super::{Grade, Level, Reasons, Sla, WorkflowOn};
+use super::{Grade, Level, Model, Reasons, Sla, WorkflowOn};
 use crate::stage::Stage;
 
 /// Where each rule id was first used, to report duplicates.
@@ -49,6 +49,23 @@ pub(super) fn grade(cx: &mut Cx<'_>, at: &Loc, letter: &str, grades: &[Grade]) -
         ),
     );
     false
+}
+
+/// A model of `[[model]]`, or the default: its index.
+pub(super) fn model(cx: &mut Cx<'_>, at: &Loc, id: &str, models: &[Model]) -> Option<usize> {
+    if let Some(i) = models.iter().position(|m| m.id == id) {
+        return Some(i);
+    }
+    let hint = did_you_mean(id, models.iter().map(|m| m.id.as_str()));
+    let known: Vec<&str> = models.iter().map(|m| m.id.as_str()).collect();
+    cx.err(
+        at,
+        format!(
+            "unknown model {id:?}{hint} (the models are: {})",
+            known.join(", ")
+        ),
+    );
+    None
 }
 
 /// A level of `[[stages.MQL.levels]]`.
@@ -133,6 +150,6 @@ fn arming_stage(on: &WorkflowOn, slas: &[Sla]) -> Option<Stage> {
             .iter()
             .find(|s| s.id == *id)
             .map(|s| if s.recycle { Stage::Iql } else { s.stage }),
-        WorkflowOn::EngagementBelow(_) | WorkflowOn::EngagementAbove(_) => None,
+        WorkflowOn::EngagementBelow(..) | WorkflowOn::EngagementAbove(..) => None,
     }
 }

@@ -12,10 +12,11 @@ use super::checks::{self, Ids};
 use super::reader::{self, Cx, Loc, MAX_MAGNITUDE, Obj, Table, integer, kind_of};
 use super::rules::fold;
 use super::{
-    AttributeMatcher, AttributeRule, Count, EventRule, Grade, LOWEST_GRADE, Level, MqlStage, Policy,
-    PropertyCondition, Reasons, Sla, SlaKind, SqlStage, Workflow, WorkflowOn,
+    AttributeMatcher, AttributeRule, Count, DEFAULT_MODEL, EventRule, Grade, LOWEST_GRADE, Level, MAX_MODELS,
+    Model, MqlStage, Policy, PropertyCondition, Reasons, Sla, SlaKind, SqlStage, Workflow, WorkflowOn,
 };
 use crate::stage::Stage;
+use crate::time::Span;
 
 const MAX_REGEX_BYTES: usize = 1 << 20;
 
@@ -39,6 +40,7 @@ impl Parser<'_, '_> {
                 "name",
                 "description",
                 "decay",
+                "model",
                 "engagements",
                 "fit",
                 "engagement",
@@ -52,16 +54,8 @@ impl Parser<'_, '_> {
         );
         let name = top.name(self.cx, "name");
         let description = top.string(self.cx, "description").unwrap_or_default();
-        let half_life = top.table(self.cx, "decay").and_then(|(at, t)| {
-            let decay = Obj::new(self.cx, at, t, &["half_life"]);
-            if !decay.has("half_life") {
-                self.cx.err(
-                    &decay.at("half_life"),
-                    "required (leave out [decay] for no decay)",
-                );
-            }
-            decay.duration(self.cx, "half_life")
-        });
+        let half_life = self.decay(&top);
+        let mut models = self.models(&top, half_life);
         let engagement_types = self.vocabulary(&top);
         let types: BTreeSet<String> = engagement_types.iter().cloned().collect();
 
@@ -82,9 +76,10 @@ impl Parser<'_, '_> {
                     "at_least",
                     "at_most",
                     "points",
+                    "model",
                 ],
             );
-            if let Some(rule) = self.attribute_rule(&obj, &mut ids, false) {
+            if let Some(rule) = self.attribute_rule(&obj, &mut ids, &models, false) {
                 attribute_rules.push(rule);
             }
         }
@@ -103,9 +98,10 @@ impl Parser<'_, '_> {
                     "max_per_day",
                     "at_count",
                     "within",
+                    "model",
                 ],
             );
-            if let Some(rule) = self.event_rule(&obj, &mut ids, &types, false) {
+            if let Some(rule) = self.event_rule(&obj, &mut ids, &types, &models, false) {
                 event_rules.push(rule);
             }
         }
@@ -118,10 +114,10 @@ impl Parser<'_, '_> {
                         t,
                         &[
                             "id", "attribute", "equals", "one_of", "matches", "at_least", "at_most",
-                            "points", "disqualify",
+                            "points", "disqualify", "model",
                         ],
                     );
-                    if let Some(rule) = self.attribute_rule(&obj, &mut ids, true) {
+                    if let Some(rule) = self.attribute_rule(&obj, &mut ids, &models, true) {
                         attribute_rules.push(rule);
                     }
                 }
@@ -132,10 +128,10 @@ impl Parser<'_, '_> {
                         t,
                         &[
                             "id", "type", "channel", "where", "points", "max_points", "max_per_day",
-                            "at_count", "within", "disqualify",
+                            "at_count", "within", "disqualify", "model",
                         ],
                     );
-                    if let Some(rule) = self.event_rule(&obj, &mut ids, &types, true) {
+                    if let Some(rule) = self.event_rule(&obj, &mut ids, &types, &models, true) {
                         event_rules.push(rule);
                     }
                 }
@@ -146,17 +142,21 @@ impl Parser<'_, '_> {
             }
         }
 
+        for rule in &attribute_rules {
+            models[rule.model].own_fit = true;
+        }
         let grades = self.grades(&top);
-        let (mql, sql) = self.stages(&top, &types, &grades);
+        let (mql, sql) = self.stages(&top, &types, &grades, &models);
         let reasons = self.reasons(&top);
         let slas = self.slas(&top, &types, &reasons);
         let levels = mql.as_ref().map_or(&[][..], |m| m.levels.as_slice());
-        let workflows = self.workflows(&top, &reasons, &slas, levels);
+        let workflows = self.workflows(&top, &reasons, &slas, levels, &models);
 
         Some(Policy {
             name: name?,
             description,
             half_life,
+            models,
             engagement_types,
             type_set: types,
             attribute_rules,
@@ -168,6 +168,71 @@ impl Parser<'_, '_> {
             slas,
             workflows,
         })
+    }
+
+    /// A `[decay]` table (the policy's or a model's) in `obj`.
+    fn decay(&mut self, obj: &Obj<'_>) -> Option<Span> {
+        obj.table(self.cx, "decay").and_then(|(at, t)| {
+            let decay = Obj::new(self.cx, at, t, &["half_life"]);
+            if !decay.has("half_life") {
+                self.cx.err(
+                    &decay.at("half_life"),
+                    "required (leave out [decay] for no decay)",
+                );
+            }
+            decay.duration(self.cx, "half_life")
+        })
+    }
+
+    /// The default model, then each `[[model]]`; a model without its own
+    /// `[model.decay]` decays by the policy's `[decay]`.
+    fn models(&mut self, top: &Obj<'_>, half_life: Option<Span>) -> Vec<Model> {
+        let mut out = vec![Model {
+            id: DEFAULT_MODEL.to_owned(),
+            half_life,
+            own_fit: false,
+        }];
+        let mut ids = Ids::new();
+        for (at, t) in top.tables(self.cx, "model") {
+            let obj = Obj::new(self.cx, at, t, &["id", "decay"]);
+            let own = if obj.has("decay") {
+                self.decay(&obj)
+            } else {
+                half_life
+            };
+            let Some(id) = self.rule_id(&obj, &mut ids) else {
+                continue;
+            };
+            if id == DEFAULT_MODEL {
+                self.cx.err(
+                    &obj.at("id"),
+                    "\"default\" is the model of rules that name none: give this model another id",
+                );
+                continue;
+            }
+            if out.len() > MAX_MODELS {
+                self.cx.err(
+                    &obj.loc,
+                    format!("too many models: at most {MAX_MODELS} besides the default"),
+                );
+                break;
+            }
+            out.push(Model {
+                id,
+                half_life: own,
+                own_fit: false,
+            });
+        }
+        out
+    }
+
+    /// A rule's (or the MQL stage's) `model`: the default when left out.
+    fn model(&mut self, obj: &Obj<'_>, models: &[Model]) -> Option<usize> {
+        if !obj.has("model") {
+            return Some(0);
+        }
+        let id = obj.name(self.cx, "model")?;
+        checks::model(self.cx, &obj.at("model"), &id, models)
     }
 
     fn vocabulary(&mut self, top: &Obj<'_>) -> Vec<String> {
@@ -226,8 +291,15 @@ impl Parser<'_, '_> {
         Some(points)
     }
 
-    fn attribute_rule(&mut self, obj: &Obj<'_>, ids: &mut Ids, undesirable: bool) -> Option<AttributeRule> {
+    fn attribute_rule(
+        &mut self,
+        obj: &Obj<'_>,
+        ids: &mut Ids,
+        models: &[Model],
+        undesirable: bool,
+    ) -> Option<AttributeRule> {
         let id = self.rule_id(obj, ids);
+        let model = self.model(obj, models);
         let attribute = obj.name(self.cx, "attribute");
         let disqualify = obj.boolean(self.cx, "disqualify").unwrap_or(false);
         let points = self.points(obj, undesirable, disqualify);
@@ -239,6 +311,7 @@ impl Parser<'_, '_> {
             points: points?,
             undesirable,
             disqualify,
+            model: model?,
         })
     }
 
@@ -310,9 +383,11 @@ impl Parser<'_, '_> {
         obj: &Obj<'_>,
         ids: &mut Ids,
         types: &BTreeSet<String>,
+        models: &[Model],
         undesirable: bool,
     ) -> Option<EventRule> {
         let id = self.rule_id(obj, ids);
+        let model = self.model(obj, models);
         let kind = self.engagement_type(obj, "type", types);
         let channel = obj.string(self.cx, "channel").map(|c| fold(&c));
         if channel.as_deref() == Some("") {
@@ -346,6 +421,7 @@ impl Parser<'_, '_> {
             count: count?,
             undesirable,
             disqualify,
+            model: model?,
         })
     }
 
@@ -537,6 +613,7 @@ impl Parser<'_, '_> {
         top: &Obj<'_>,
         types: &BTreeSet<String>,
         grades: &[Grade],
+        models: &[Model],
     ) -> (Option<MqlStage>, SqlStage) {
         let Some((at, t)) = top.table(self.cx, "stages") else {
             if !top.has("stages") {
@@ -564,8 +641,10 @@ impl Parser<'_, '_> {
                         "grade_at_least",
                         "requires_attributes",
                         "levels",
+                        "model",
                     ],
                 );
+                let model = self.model(&obj, models);
                 let engagement = self.threshold(&obj, "engagement_at_least");
                 let fit = self.threshold(&obj, "fit_at_least");
                 let grade = obj.string(self.cx, "grade_at_least");
@@ -580,6 +659,7 @@ impl Parser<'_, '_> {
                 };
                 let levels = self.levels(&obj, &bar, grades);
                 Some(MqlStage {
+                    model: model.unwrap_or(0),
                     engagement_at_least: bar.engagement_at_least,
                     fit_at_least: bar.fit_at_least,
                     grade_at_least: bar.grade_at_least,
@@ -827,6 +907,7 @@ impl Parser<'_, '_> {
         reasons: &Reasons,
         slas: &[Sla],
         levels: &[Level],
+        models: &[Model],
     ) -> Vec<Workflow> {
         let mut out = Vec::new();
         let mut ids = Ids::new();
@@ -838,7 +919,7 @@ impl Parser<'_, '_> {
             }
             let on = obj
                 .string(self.cx, "on")
-                .and_then(|text| self.workflow_on(&obj.at("on"), &text, reasons, slas, levels));
+                .and_then(|text| self.workflow_on(&obj.at("on"), &text, reasons, slas, levels, models));
             let after = obj.duration(self.cx, "after");
             let if_still = obj.stage(self.cx, "if_still");
             let emit = obj.name(self.cx, "emit");
@@ -865,8 +946,9 @@ impl Parser<'_, '_> {
         reasons: &Reasons,
         slas: &[Sla],
         levels: &[Level],
+        models: &[Model],
     ) -> Option<WorkflowOn> {
-        const KINDS: &str = "entered:<STAGE>, rejected:<reason>, recycled:<reason>, engagement_below:<n>, engagement_above:<n>, sla_breached:<id>, level:<id>";
+        const KINDS: &str = "entered:<STAGE>, rejected:<reason>, recycled:<reason>, engagement_below:[<model>:]<n>, engagement_above:[<model>:]<n>, sla_breached:<id>, level:<id>";
         let Some((kind, arg)) = text.split_once(':') else {
             self.cx
                 .err(at, format!("unknown event {text:?} (expected one of {KINDS})"));
@@ -886,6 +968,14 @@ impl Parser<'_, '_> {
             "recycled" => checks::reason(self.cx, at, arg, &reasons.recycle, "recycle")
                 .then(|| WorkflowOn::Recycled(arg.to_owned())),
             "engagement_below" | "engagement_above" => {
+                let (model, arg) = match arg.split_once(':') {
+                    Some((model, n)) => {
+                        let model = model.trim();
+                        let index = checks::model(self.cx, at, model, models)?;
+                        ((index > 0).then(|| model.to_owned()), n.trim())
+                    }
+                    None => (None, arg),
+                };
                 let n = match arg.parse::<f64>() {
                     Ok(n) if n.is_finite() && n.abs() <= MAX_MAGNITUDE => n,
                     _ => {
@@ -895,9 +985,9 @@ impl Parser<'_, '_> {
                     }
                 };
                 Some(if kind.trim() == "engagement_below" {
-                    WorkflowOn::EngagementBelow(n)
+                    WorkflowOn::EngagementBelow(model, n)
                 } else {
-                    WorkflowOn::EngagementAbove(n)
+                    WorkflowOn::EngagementAbove(model, n)
                 })
             }
             "sla_breached" => {

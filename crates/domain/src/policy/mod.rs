@@ -32,8 +32,11 @@ use crate::time::Span;
 pub struct Policy {
     pub name: String,
     pub description: String,
-    /// `None`: scores do not decay.
+    /// `None`: scores do not decay. The default model's (`[decay]`).
     pub half_life: Option<Span>,
+    /// The score models: the default first (index 0, [`DEFAULT_MODEL`]),
+    /// then each `[[model]]` in document order. Rules refer to them by index.
+    pub models: Vec<Model>,
     /// The engagement vocabulary, in document order.
     pub engagement_types: Vec<String>,
     type_set: BTreeSet<String>,
@@ -51,8 +54,29 @@ pub struct Policy {
     pub workflows: Vec<Workflow>,
 }
 
+/// The id of the model of rules that name none.
+pub const DEFAULT_MODEL: &str = "default";
+
+/// At most this many `[[model]]` tables besides the default.
+pub const MAX_MODELS: usize = 16;
+
+/// A score model: its own engagement score (with its own half-life) and,
+/// when it has fit rules, its own fit score.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    pub id: String,
+    /// `[model.decay]`, else the policy's `[decay]`.
+    pub half_life: Option<Span>,
+    /// It has attribute rules (`[[fit]]` or attribute `[[undesirable]]`) of
+    /// its own; without, its fit is the default model's.
+    pub own_fit: bool,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct MqlStage {
+    /// The model (index into `Policy::models`) whose scores the MQL
+    /// thresholds and levels read.
+    pub model: usize,
     pub engagement_at_least: f64,
     pub fit_at_least: f64,
     /// A grade letter from `[grades]`.
@@ -143,10 +167,11 @@ pub enum WorkflowOn {
     Entered(Stage),
     Rejected(String),
     Recycled(String),
-    /// The qualifying engagement score falls from ≥ n to < n.
-    EngagementBelow(f64),
-    /// The qualifying engagement score rises from ≤ n to > n.
-    EngagementAbove(f64),
+    /// A model's qualifying engagement score (`None`: the default model)
+    /// falls from ≥ n to < n.
+    EngagementBelow(Option<String>, f64),
+    /// A model's qualifying engagement score rises from ≤ n to > n.
+    EngagementAbove(Option<String>, f64),
     SlaBreached(String),
     /// The lead's MQL level becomes this one (from no level, or another).
     Level(String),
@@ -158,8 +183,10 @@ impl fmt::Display for WorkflowOn {
             Self::Entered(stage) => write!(f, "entered:{stage}"),
             Self::Rejected(reason) => write!(f, "rejected:{reason}"),
             Self::Recycled(reason) => write!(f, "recycled:{reason}"),
-            Self::EngagementBelow(n) => write!(f, "engagement_below:{n}"),
-            Self::EngagementAbove(n) => write!(f, "engagement_above:{n}"),
+            Self::EngagementBelow(None, n) => write!(f, "engagement_below:{n}"),
+            Self::EngagementAbove(None, n) => write!(f, "engagement_above:{n}"),
+            Self::EngagementBelow(Some(model), n) => write!(f, "engagement_below:{model}:{n}"),
+            Self::EngagementAbove(Some(model), n) => write!(f, "engagement_above:{model}:{n}"),
             Self::SlaBreached(id) => write!(f, "sla_breached:{id}"),
             Self::Level(id) => write!(f, "level:{id}"),
         }
@@ -230,6 +257,15 @@ pub fn place_of(source: &str, path: &str) -> Option<Place> {
     reader::place_of(source, path)
 }
 
+/// `source` with the value at `table.key` (a document path, as errors
+/// give them: `stages.MQL.levels[1]`) set to `value`, written as TOML (a
+/// number, or a quoted string); a key the table lacks is added after its
+/// header. `None` when `source` is not TOML or lacks the table. The result
+/// is not validated.
+pub fn with_value(source: &str, table: &str, key: &str, value: &str) -> Option<String> {
+    reader::with_value(source, table, key, value)
+}
+
 impl Policy {
     /// Parses and validates a policy document, reporting every error found.
     pub fn from_toml(source: &str) -> Result<Self, PolicyErrors> {
@@ -248,6 +284,25 @@ impl Policy {
     /// The closest vocabulary entry to an unknown type, for "did you mean".
     pub fn suggest_type(&self, kind: &str) -> Option<&str> {
         suggestions::closest(kind, self.engagement_types.iter().map(String::as_str))
+    }
+
+    /// The index of a model by id (`default` is the default model's).
+    pub fn model_index(&self, id: &str) -> Option<usize> {
+        self.models.iter().position(|m| m.id == id)
+    }
+
+    /// The model a stored name (`None`: the default) refers to.
+    pub fn model_named(&self, id: Option<&str>) -> Option<usize> {
+        id.map_or(Some(0), |id| self.model_index(id))
+    }
+
+    /// The model whose fit a model's fit is: its own, or the default's.
+    pub fn fit_model(&self, model: usize) -> usize {
+        if self.models.get(model).is_some_and(|m| m.own_fit) {
+            model
+        } else {
+            0
+        }
     }
 
     pub fn is_sales_ready(&self, kind: &str) -> bool {

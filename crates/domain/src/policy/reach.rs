@@ -12,7 +12,7 @@ impl Policy {
     pub fn warnings(&self) -> Vec<PolicyWarning> {
         let mut out = Vec::new();
         let mql = &self.mql;
-        if let Some(most) = self.most_engagement()
+        if let Some(most) = self.most_engagement(mql.model)
             && round6(most) < mql.engagement_at_least
         {
             out.push(PolicyWarning {
@@ -24,7 +24,7 @@ impl Policy {
                 ),
             });
         }
-        let fit = round6(self.most_fit());
+        let fit = round6(self.most_fit(mql.model));
         if fit < mql.fit_at_least {
             out.push(PolicyWarning {
                 path: "stages.MQL.fit_at_least".to_owned(),
@@ -34,36 +34,42 @@ impl Policy {
                 ),
             });
         }
+        let grade_fit = round6(self.most_fit(0));
         if let Some(letter) = &mql.grade_at_least
             && let Some(required) = self.grade_threshold(letter)
-            && fit < required
+            && grade_fit < required
         {
             out.push(PolicyWarning {
                 path: "stages.MQL.grade_at_least".to_owned(),
                 message: format!(
-                    "unreachable: grade {letter} needs a fit of {required}, and the fit rules give at most {fit}"
+                    "unreachable: grade {letter} needs a fit of {required}, and the fit rules give at most {grade_fit}"
                 ),
             });
         }
         out
     }
 
-    /// The most engagement score a lead can ever have: the sum of the
-    /// positive rules' `max_points` (decay only takes away), or `None` when a
-    /// positive rule has no cap and the score has no bound.
-    pub fn most_engagement(&self) -> Option<f64> {
+    /// The most engagement score of a model a lead can ever have: the sum
+    /// of its positive rules' `max_points` (decay only takes away), or
+    /// `None` when a positive rule has no cap and the score has no bound.
+    pub fn most_engagement(&self, model: usize) -> Option<f64> {
         self.event_rules
             .iter()
-            .filter(|r| r.points > 0.0)
+            .filter(|r| r.points > 0.0 && r.model == model)
             .map(|r| r.max_points)
             .sum()
     }
 
-    /// At least the most fit score a profile can have: per attribute, the
-    /// best the positive rules on it can give together, summed.
-    pub fn most_fit(&self) -> f64 {
+    /// At least the most fit score of a model a profile can have: per
+    /// attribute, the best the positive rules on it can give together, summed.
+    pub fn most_fit(&self, model: usize) -> f64 {
+        let model = self.fit_model(model);
         let mut by_attribute: BTreeMap<&str, Vec<&AttributeRule>> = BTreeMap::new();
-        for rule in self.attribute_rules.iter().filter(|r| r.points > 0.0) {
+        for rule in self
+            .attribute_rules
+            .iter()
+            .filter(|r| r.points > 0.0 && r.model == model)
+        {
             by_attribute
                 .entry(rule.attribute.as_str())
                 .or_default()

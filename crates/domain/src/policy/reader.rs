@@ -45,21 +45,52 @@ pub(crate) fn place_of(source: &str, path: &str) -> Option<Place> {
     Some(Lines::new(source).place(at))
 }
 
+/// `source` with the value at `table.key` replaced by `value` (TOML text),
+/// or the key added on the line after the table's header when the table
+/// lacks it. `None` when the document is not TOML or has no such table.
+pub(crate) fn with_value(source: &str, table: &str, key: &str, value: &str) -> Option<String> {
+    let root = DeTable::parse(source).ok()?;
+    let (at, end, text) = match find_span(root.get_ref(), "", &join(table, key)) {
+        Some(span) => (span.start, span.end, value.to_owned()),
+        None => {
+            let header = find(root.get_ref(), "", table)?;
+            let line_end = source[header..]
+                .find('\n')
+                .map_or(source.len(), |i| header + i + 1);
+            let newline = if line_end == source.len() && !source.ends_with('\n') {
+                "\n"
+            } else {
+                ""
+            };
+            (line_end, line_end, format!("{newline}{key} = {value}\n"))
+        }
+    };
+    let mut out = String::with_capacity(source.len() + text.len());
+    out.push_str(&source[..at]);
+    out.push_str(&text);
+    out.push_str(&source[end..]);
+    Some(out)
+}
+
 fn find(table: &Table<'_>, base: &str, path: &str) -> Option<usize> {
+    find_span(table, base, path).map(|span| span.start)
+}
+
+fn find_span(table: &Table<'_>, base: &str, path: &str) -> Option<std::ops::Range<usize>> {
     table
         .iter()
         .find_map(|(key, node)| within(node, &join(base, key.get_ref()), path))
 }
 
-fn within(node: &Node<'_>, here: &str, path: &str) -> Option<usize> {
+fn within(node: &Node<'_>, here: &str, path: &str) -> Option<std::ops::Range<usize>> {
     if here == path {
-        return Some(node.span().start);
+        return Some(node.span());
     }
     if !path.starts_with(here) {
         return None;
     }
     match node.get_ref() {
-        DeValue::Table(t) => find(t, here, path),
+        DeValue::Table(t) => find_span(t, here, path),
         DeValue::Array(items) => items
             .iter()
             .enumerate()

@@ -15,6 +15,8 @@ pub struct AttributeRule {
     pub points: f64,
     pub undesirable: bool,
     pub disqualify: bool,
+    /// The model it scores (index into `Policy::models`; 0 the default).
+    pub model: usize,
 }
 
 /// How an attribute's value is compared. Text compares case-insensitively
@@ -77,6 +79,8 @@ pub struct EventRule {
     pub count: Option<Count>,
     pub undesirable: bool,
     pub disqualify: bool,
+    /// The model it scores (index into `Policy::models`; 0 the default).
+    pub model: usize,
 }
 
 /// A counting rule's condition: `at` matching events, kept since the rule

@@ -32,6 +32,62 @@ pub(crate) fn policy_with(replace: &str, with: &str) -> Policy {
 /// 2026-01-05T00:00:00Z, a Monday.
 pub(crate) const T0: Timestamp = Timestamp::from_secs(1_767_571_200);
 
+/// Two more score models besides the example's (default, analytics): `platform` (its own
+/// 7-day decay and fit rule, a webinar and a trial rule) and `services`
+/// (the default's decay and fit, one contact rule).
+pub(crate) const MODELS: &str = r#"
+[[model]]
+id = "platform"
+[model.decay]
+half_life = "7d"
+
+[[model]]
+id = "services"
+
+[[fit]]
+id = "platform-fintech"
+attribute = "industry"
+equals = "fintech"
+points = 40
+model = "platform"
+
+[[engagement]]
+id = "platform-webinar"
+type = "webinar_attended"
+points = 50
+model = "platform"
+
+[[engagement]]
+id = "platform-trial"
+type = "trial_started"
+points = 20
+max_points = 40
+model = "platform"
+
+[[engagement]]
+id = "services-contact"
+type = "contact_requested"
+points = 25
+model = "services"
+"#;
+
+/// The example with [`MODELS`] added, its MQL stage reading `mql_model`.
+pub(crate) fn modelled_toml(mql_model: Option<&str>) -> String {
+    let mut toml = example_toml();
+    if let Some(model) = mql_model {
+        toml = toml.replacen(
+            "[stages.MQL]\n",
+            &format!("[stages.MQL]\nmodel = \"{model}\"\n"),
+            1,
+        );
+    }
+    toml + MODELS
+}
+
+pub(crate) fn modelled(mql_model: Option<&str>) -> Policy {
+    Policy::from_toml(&modelled_toml(mql_model)).expect("the modelled example is valid")
+}
+
 pub(crate) fn hours(h: i64) -> Timestamp {
     T0.saturating_add(Span::from_hours(h))
 }
@@ -101,7 +157,7 @@ pub(crate) struct Harness {
 
 /// What a score state depends on of a policy.
 fn scoring_of(policy: &Policy) -> String {
-    format!("{:?}", (&policy.half_life, &policy.event_rules))
+    format!("{:?}", (&policy.models, &policy.event_rules))
 }
 
 impl Harness {

@@ -7,6 +7,7 @@ mod life;
 mod lifecycle;
 mod lifecycle_doc;
 mod meaning;
+mod models;
 mod names;
 mod policy;
 mod properties;

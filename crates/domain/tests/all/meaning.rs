@@ -103,9 +103,16 @@ fn decisions(name: &str, source: &str) -> String {
                     Event::LevelChanged(l) => format!("level:{:?}", l.to),
                 })
                 .collect();
+            // Other models, when the policy has any (lines of policies
+            // without stay as they were).
+            let models: String = s
+                .models
+                .iter()
+                .map(|(id, m)| format!(" {id}=({},{},{})", m.fit, m.engagement, m.qualifying_engagement))
+                .collect();
             let _ = writeln!(
                 out,
-                "{name} {seed} {id} {:?} fit={} eng={} q={} [{}]",
+                "{name} {seed} {id} {:?} fit={} eng={} q={}{models} [{}]",
                 h.stage(),
                 s.fit,
                 s.engagement,

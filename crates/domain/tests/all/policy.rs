@@ -59,6 +59,9 @@ fn the_example_policy_parses_into_typed_rules() {
             "paid-channel-click",
             "docs-read",
             "case-study-research",
+            "analytics-pages",
+            "analytics-webinar",
+            "analytics-trial",
             "careers-page",
             "unsubscribed",
             "hard-bounce"
@@ -82,7 +85,7 @@ fn the_example_policy_parses_into_typed_rules() {
     assert!(p.slas[1].recycle);
     assert_eq!(p.workflows[1].on, WorkflowOn::Entered(Stage::Mql));
     assert_eq!(p.workflows[1].after, Some(Span::from_days(3)));
-    assert_eq!(p.workflows[3].on, WorkflowOn::EngagementBelow(30.0));
+    assert_eq!(p.workflows[3].on, WorkflowOn::EngagementBelow(None, 30.0));
 }
 
 #[test]
@@ -447,7 +450,7 @@ fn an_unreachable_engagement_threshold_is_a_warning() {
             .fold(example_toml(), |t, (a, b)| t.replacen(a, b, 1)),
     )
     .expect("valid");
-    assert_eq!(p.most_engagement(), Some(209.0));
+    assert_eq!(p.most_engagement(0), Some(209.0));
     assert_eq!(
         leadflow_domain::policy::PolicyWarning {
             path: "p".to_owned(),

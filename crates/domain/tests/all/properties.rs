@@ -8,7 +8,7 @@ use leadflow_domain::score::{ScoreState, decay_factor, round6};
 use leadflow_domain::{Command, CommandKind, Engagement, Policy, Span, Stage, Timestamp};
 use proptest::prelude::*;
 
-use crate::common::{Harness, T0, good_fit, manual, policy, policy_with};
+use crate::common::{Harness, T0, good_fit, manual, modelled, policy, policy_with};
 
 /// The example with a rule that reads a numeric bound and counting rules:
 /// one with a window (capped per day and in all), one without, and a
@@ -24,7 +24,8 @@ fn bounded() -> Policy {
     )
 }
 
-const KINDS: [&str; 8] = [
+const KINDS: [&str; 9] = [
+    "contact_requested",
     "webinar_registered",
     "webinar_attended",
     "ebook_downloaded",
@@ -124,12 +125,14 @@ fn end_of(log: &[Engagement]) -> Timestamp {
     log.iter().map(|e| e.occurred_at).max().unwrap_or(T0)
 }
 
-/// The semantics of examples/policy.toml written out directly: a sum over
-/// counted events, each decayed from its own time.
-fn reference_score(policy: &Policy, log: &[Engagement], at: Timestamp) -> f64 {
+/// The semantics of examples/policy.toml written out directly: a model's
+/// sum over counted events of its rules, each decayed from its own time by
+/// the model's half-life.
+fn reference_score(policy: &Policy, model: usize, log: &[Engagement], at: Timestamp) -> f64 {
     let log = sorted(log);
     let mut total = 0.0;
-    for rule in &policy.event_rules {
+    let half_life = policy.models[model].half_life;
+    for rule in policy.event_rules.iter().filter(|r| r.model == model) {
         let mut per_day: BTreeMap<i64, u32> = BTreeMap::new();
         let mut spent = 0.0_f64;
         let mut kept: Vec<Timestamp> = Vec::new();
@@ -157,7 +160,7 @@ fn reference_score(policy: &Policy, log: &[Engagement], at: Timestamp) -> f64 {
                 points = points.signum() * points.abs().min(room);
             }
             spent += points;
-            total += points * decay_factor(policy, at.since(e.occurred_at));
+            total += points * decay_factor(half_life, at.since(e.occurred_at));
         }
     }
     total
@@ -184,10 +187,12 @@ fn incremental_equals_replay(policy: &Policy, log: &[Engagement], seed: u64) -> 
     }
     prop_assert_eq!(&g.lead.lifetime, &full);
     let at = end_of(log);
-    prop_assert_eq!(
-        round6(g.lead.lifetime.value_at(&g.policy, at)),
-        round6(full.value_at(&g.policy, at))
-    );
+    for model in 0..g.policy.models.len() {
+        prop_assert_eq!(
+            round6(g.lead.lifetime.value_at(&g.policy, model, at)),
+            round6(full.value_at(&g.policy, model, at))
+        );
+    }
     Ok(())
 }
 
@@ -208,7 +213,7 @@ proptest! {
         let b = ScoreState::replay(&p, &shuffled, None, None);
         prop_assert_eq!(&a, &b);
         let at = end_of(&log);
-        prop_assert_eq!(a.value_at(&p, at).to_bits(), b.value_at(&p, at).to_bits());
+        prop_assert_eq!(a.value_at(&p, 0, at).to_bits(), b.value_at(&p, 0, at).to_bits());
     }
 
     #[test]
@@ -221,7 +226,7 @@ proptest! {
         let b = ScoreState::replay(&p, &shuffled, None, None);
         prop_assert_eq!(&a, &b);
         let at = end_of(&log);
-        prop_assert!((a.value_at(&p, at) - reference_score(&p, &log, at)).abs() < 1e-6);
+        prop_assert!((a.value_at(&p, 0, at) - reference_score(&p, 0, &log, at)).abs() < 1e-6);
         let long = p.event_rules.iter().position(|r| r.id == "long-read").expect("the rule");
         let in_range = log.iter().filter(|e| {
             e.kind == "page_viewed"
@@ -240,9 +245,29 @@ proptest! {
         let p = policy();
         let at = end_of(&log).saturating_add(Span::from_days(extra_days));
         let state = ScoreState::replay(&p, &log, None, None);
-        let folded = state.value_at(&p, at);
-        let direct = reference_score(&p, &log, at);
+        let folded = state.value_at(&p, 0, at);
+        let direct = reference_score(&p, 0, &log, at);
         prop_assert!((folded - direct).abs() < 1e-6, "fold {} vs direct {}", folded, direct);
+    }
+
+    #[test]
+    fn every_model_folds_to_its_own_direct_sum_and_permuted_logs_agree(log in log(), extra_days in 0_i64..90, seed in any::<u64>()) {
+        let p = modelled(Some("platform"));
+        let at = end_of(&log).saturating_add(Span::from_days(extra_days));
+        let state = ScoreState::replay(&p, &log, None, None);
+        let mut shuffled = log.clone();
+        shuffle(&mut shuffled, seed);
+        let permuted = ScoreState::replay(&p, &shuffled, None, None);
+        prop_assert_eq!(&state, &permuted);
+        for model in 0..p.models.len() {
+            let folded = state.value_at(&p, model, at);
+            let direct = reference_score(&p, model, &log, at);
+            prop_assert!((folded - direct).abs() < 1e-6, "model {}: fold {} vs direct {}", p.models[model].id, folded, direct);
+        }
+        // the default model's score is the example's: the models' rules add to theirs only
+        let example = policy();
+        let alone = ScoreState::replay(&example, &log, None, None);
+        prop_assert_eq!(round6(state.value_at(&p, 0, at)), round6(alone.value_at(&example, 0, at)));
     }
 
     #[test]
@@ -275,8 +300,8 @@ proptest! {
         let state = ScoreState::replay(&p, &log, None, None);
         let end = end_of(&log);
         let (early, late) = (a.min(b), a.max(b));
-        let s1 = state.value_at(&p, end.saturating_add(Span::from_hours(early)));
-        let s2 = state.value_at(&p, end.saturating_add(Span::from_hours(late)));
+        let s1 = state.value_at(&p, 0, end.saturating_add(Span::from_hours(early)));
+        let s2 = state.value_at(&p, 0, end.saturating_add(Span::from_hours(late)));
         prop_assert!(s2.abs() <= s1.abs() + 1e-12);
         prop_assert!(s1 == 0.0 || s2 == 0.0 || s1.signum() == s2.signum());
     }
@@ -284,6 +309,7 @@ proptest! {
     #[test]
     fn incremental_decisions_equal_the_replay(log in log(), burst in log(), seed in any::<u64>()) {
         incremental_equals_replay(&policy(), &log, seed)?;
+        incremental_equals_replay(&modelled(Some("platform")), &log, seed)?;
         incremental_equals_replay(&bounded(), &with_burst(log, burst), seed)?;
     }
 

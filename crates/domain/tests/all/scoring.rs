@@ -6,7 +6,7 @@ use leadflow_domain::{Engagement, Policy, Timestamp};
 use crate::common::{attrs, days, ev, hours, page, policy, policy_with};
 
 fn score(policy: &Policy, log: &[Engagement], at: Timestamp) -> f64 {
-    round6(ScoreState::replay(policy, log, None, Some(at)).value_at(policy, at))
+    round6(ScoreState::replay(policy, log, None, Some(at)).value_at(policy, 0, at))
 }
 
 #[test]
@@ -109,7 +109,7 @@ fn engagement_decays_with_the_half_life_and_fit_does_not() {
         ("title", "Head of Data"),
     ]))
     .expect("valid");
-    assert_eq!(fit_score(&p, &profile), 15.0);
+    assert_eq!(fit_score(&p, 0, &profile), 15.0);
 }
 
 #[test]
@@ -145,6 +145,7 @@ fn fit_rules_compare_text_case_insensitively_and_numbers_only_as_numbers() {
         all.extend_from_slice(pairs);
         fit_score(
             &p,
+            0,
             &leadflow_domain::profile::Profile::capture(attrs(&all)).expect("valid"),
         )
     };
@@ -159,6 +160,7 @@ fn fit_rules_compare_text_case_insensitively_and_numbers_only_as_numbers() {
     assert_eq!(
         fit_score(
             &p,
+            0,
             &leadflow_domain::profile::Profile::capture(attrs(&[("email", "x@GMail.com")])).expect("valid")
         ),
         -15.0
@@ -188,10 +190,12 @@ fn decay_crossing_has_a_closed_form() {
         None,
     );
     // 45 points fall below 30 after 30d · log2(45/30) ≈ 17.55 days
-    let at = state.decay_reaches(&p, days(0), 30.0 - 6e-7).expect("it decays");
-    assert!(round6(state.value_at(&p, at)) < 30.0);
+    let at = state
+        .decay_reaches(&p, 0, days(0), 30.0 - 6e-7)
+        .expect("it decays");
+    assert!(round6(state.value_at(&p, 0, at)) < 30.0);
     let just_before = Timestamp::from_micros(at.as_micros() - 1_000_000);
-    assert!(round6(state.value_at(&p, just_before)) >= 30.0);
+    assert!(round6(state.value_at(&p, 0, just_before)) >= 30.0);
     let expected_days = 30.0 * (45.0_f64 / 30.0).log2();
     #[allow(clippy::cast_precision_loss)]
     let got_days = (at.as_micros() - days(0).as_micros()) as f64 / 86_400e6;
@@ -200,7 +204,7 @@ fn decay_crossing_has_a_closed_form() {
         "{got_days} vs {expected_days}"
     );
     // no decay, no crossing; already below, no crossing
-    assert_eq!(state.decay_reaches(&p, days(0), 50.0), None);
+    assert_eq!(state.decay_reaches(&p, 0, days(0), 50.0), None);
 }
 
 /// The example with "3 pricing page views within a day" (one firing a day

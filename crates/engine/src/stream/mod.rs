@@ -578,6 +578,7 @@ mod tests {
                     engagement: 0.0,
                     qualifying_engagement: 0.0,
                     level: None,
+                    models: Default::default(),
                 },
                 policy_version: 1,
                 transition: None,

@@ -16,7 +16,7 @@ use leadflow_proto::v1 as pb;
 use sha2::{Digest, Sha256};
 
 use super::funnel::stage_name;
-use super::policy_test::{Case, CaseEngagement, CaseTransition, Expect, Range};
+use super::policy_test::{Case, CaseEngagement, CaseTransition, Expect, ModelExpect, Range};
 use super::remote::{Connection, Remote, rpc_error};
 
 /// How far a recorded score may move (rounding, the instant).
@@ -251,6 +251,18 @@ async fn case_of(
             fit: around(scores.fit),
             engagement: around(scores.engagement),
             qualifying_engagement: around(scores.qualifying_engagement),
+            models: scores
+                .models
+                .iter()
+                .map(|(id, m)| {
+                    let expect = ModelExpect {
+                        fit: around(m.fit),
+                        engagement: around(m.engagement),
+                        qualifying_engagement: around(m.qualifying_engagement),
+                    };
+                    (id.clone(), expect)
+                })
+                .collect(),
             triggers: None,
             blocked_by: Some(blocked_by),
         },

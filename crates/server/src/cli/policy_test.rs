@@ -92,6 +92,9 @@ pub(super) struct Expect {
     pub(super) engagement: Option<Range>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) qualifying_engagement: Option<Range>,
+    /// The `[[model]]`s' scores, by model id (`[expect.models.<id>]`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) models: BTreeMap<String, ModelExpect>,
     /// The workflows' `emit`s fired over the whole life, in order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) triggers: Option<Vec<String>>,
@@ -99,6 +102,18 @@ pub(super) struct Expect {
     /// MQL, MQL → SQL), in the order they are evaluated; `[]` for none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) blocked_by: Option<Vec<String>>,
+}
+
+/// One model's scores, as `Expect` has the default model's.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ModelExpect {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) fit: Option<Range>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) engagement: Option<Range>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) qualifying_engagement: Option<Range>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -264,15 +279,43 @@ fn differences(policy: &Policy, case: &Ready, life: &Life) -> Vec<String> {
     {
         out.push(format!("grade: expected {grade}, got {}", scores.grade));
     }
-    for (name, range, actual) in [
-        ("fit", &e.fit, scores.fit),
-        ("engagement", &e.engagement, scores.engagement),
+    let mut ranges = vec![
+        ("fit".to_owned(), &e.fit, scores.fit),
+        ("engagement".to_owned(), &e.engagement, scores.engagement),
         (
-            "qualifying_engagement",
+            "qualifying_engagement".to_owned(),
             &e.qualifying_engagement,
             scores.qualifying_engagement,
         ),
-    ] {
+    ];
+    for (id, expected) in &e.models {
+        let Some(actual) = scores.models.get(id) else {
+            let known: Vec<&str> = scores.models.keys().map(String::as_str).collect();
+            let known = if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            };
+            out.push(format!(
+                "models.{id}: the policy has no such model (its models: {known})"
+            ));
+            continue;
+        };
+        ranges.extend([
+            (format!("models.{id}.fit"), &expected.fit, actual.fit),
+            (
+                format!("models.{id}.engagement"),
+                &expected.engagement,
+                actual.engagement,
+            ),
+            (
+                format!("models.{id}.qualifying_engagement"),
+                &expected.qualifying_engagement,
+                actual.qualifying_engagement,
+            ),
+        ]);
+    }
+    for (name, range, actual) in ranges {
         if let Some(range) = range
             && !range.holds(actual)
         {

@@ -47,6 +47,8 @@ pub(super) async fn dashboard(
                 target_precision: None,
                 step: 5.0,
                 max_cutoff: None,
+                model: None,
+                level: None,
             },
         )
         .await

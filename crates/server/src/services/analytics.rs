@@ -293,11 +293,15 @@ pub(crate) fn calibration_query(r: &pb::CalibrateThresholdRequest) -> Result<Cal
             );
         }
     }
+    check.text("model", &r.model, MAX_NAME_CHARS, false);
+    check.text("level", &r.level, MAX_NAME_CHARS, false);
     check.into_result()?;
     Ok(CalibrationQuery {
         period: period.ok_or_else(|| Status::internal("a checked period is missing"))?,
         policy_version,
         target_precision: r.target_precision,
+        model: (!r.model.is_empty()).then(|| r.model.clone()),
+        level: (!r.level.is_empty()).then(|| r.level.clone()),
         step,
         max_cutoff: r.max_cutoff,
     })
@@ -364,6 +368,8 @@ impl pb::analytics_service_server::AnalyticsService for AnalyticsApi {
             suggested: c.suggested.as_ref().map(cut_out),
             draft_source: result.draft_source.unwrap_or_default(),
             max_peak: c.max_peak,
+            model: result.model,
+            level: result.level.unwrap_or_default(),
         }))
     }
 
