@@ -19,6 +19,7 @@ mod idempotency;
 mod levels;
 mod lifecycle;
 mod metrics;
+mod models;
 mod outage;
 mod overload;
 mod reads;
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         levels::trials(),
         lifecycle::trials(),
         metrics::trials(),
+        models::trials(),
         outage::trials(),
         overload::trials(),
         reads::trials(),

@@ -30,8 +30,11 @@ async fn policies_validate_version_and_activate(mut server: TestServer) -> anyho
     let v1 = active.policy.expect("the default policy");
     assert_eq!((v1.version, v1.name.as_str(), v1.active), (1, "acme-b2b", true));
 
-    let bad =
-        leadflow_server::DEFAULT_POLICY.replace("type = \"webinar_attended\"", "type = \"webinar_atended\"");
+    let bad = leadflow_server::DEFAULT_POLICY.replacen(
+        "type = \"webinar_attended\"",
+        "type = \"webinar_atended\"",
+        1,
+    );
     let v = server
         .policies
         .validate_policy(pb::ValidatePolicyRequest { source: bad.clone() })

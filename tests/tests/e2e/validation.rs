@@ -84,7 +84,7 @@ async fn a_very_bad_policy_gets_a_bounded_answer(mut server: TestServer) -> anyh
     assert!(!v.valid);
     assert_eq!(v.problems_total, 3_000);
     assert_eq!(v.problems.len(), 100, "the first 100 are listed");
-    assert_eq!(v.problems[0].path, "engagement[9].type");
+    assert_eq!(v.problems[0].path, "engagement[12].type");
     assert!(v.problems.iter().all(|p| p.severity == Severity::Error as i32));
     assert!(v.encoded_len() < 16 * 1024, "{} bytes", v.encoded_len());
 
