@@ -179,6 +179,8 @@ async fn measure(db: Db, leads: u64, runs: usize, keep: bool) -> anyhow::Result<
                 grouping,
                 bucket: if days > 90 { Bucket::Week } else { Bucket::Day },
                 source_channel: None,
+                attribution: None,
+                top: leadflow_domain::analytics::attribution::DEFAULT_TOP,
             };
             let funnel = median_seconds(runs, || funnel_once(&engine, &query)).await?;
             println!(

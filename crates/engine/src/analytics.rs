@@ -5,8 +5,11 @@ use std::sync::Arc;
 
 use crate::views::{PolicyVersion, TransitionView};
 use leadflow_domain::Policy;
+use leadflow_domain::analytics::Attribution;
 use leadflow_domain::analytics::Period;
-use leadflow_domain::analytics::evidence::{self, Calibration, Evidence, RuleReport};
+use leadflow_domain::analytics::evidence::{
+    self, Calibration, Evidence, OutcomeGroup, OutcomeTallies, RuleReport,
+};
 use leadflow_domain::analytics::funnel::{self, Funnel, Grouping, Query};
 
 use crate::Engine;
@@ -54,7 +57,11 @@ impl Engine {
     #[tracing::instrument(name = "engine.funnel", skip_all)]
     pub async fn funnel(&self, ws: &str, query: &Query) -> Result<Funnel, EngineError> {
         let channels = query.grouping == Grouping::SourceChannel || query.source_channel.is_some();
-        let histories = self.store.funnel_histories(ws, query.period, channels).await?;
+        let touches = query.attribution.as_ref().map(|a| a.property.as_str());
+        let histories = self
+            .store
+            .funnel_histories(ws, query.period, channels, touches)
+            .await?;
         let mut funnel = funnel::funnel(&histories, query);
         if let Some(version) = self.store.active_policy_version(ws).await? {
             let policy = self.policy_of(ws, version).await?;
@@ -79,13 +86,14 @@ impl Engine {
         &self,
         ws: &str,
         period: Period,
+        erased: bool,
         mut f: impl FnMut(&Evidence),
     ) -> Result<(), EngineError> {
         let mut after = None;
         loop {
             let (leads, next) = self
                 .store
-                .evidence(ws, period, after.as_ref(), EVIDENCE_PAGE)
+                .evidence(ws, period, after.as_ref(), EVIDENCE_PAGE, erased)
                 .await?;
             leads.iter().for_each(&mut f);
             match next {
@@ -121,19 +129,31 @@ impl Engine {
     }
 
     /// How each rule of a policy version fired for the leads captured in
-    /// `period`, by their outcome.
+    /// `period`, by their outcome; with an attribution (and its top groups),
+    /// their outcomes by it too (erased leads included there, as "(erased)").
     #[tracing::instrument(name = "engine.rule_report", skip_all)]
     pub async fn rule_report(
         &self,
         ws: &str,
         period: Period,
         version: Option<i64>,
-    ) -> Result<(i64, RuleReport), EngineError> {
+        attribution: Option<(Attribution, usize)>,
+    ) -> Result<(i64, RuleReport, Vec<OutcomeGroup>), EngineError> {
         let (record, policy) = self.analysed_policy(ws, version).await?;
         let mut tallies = evidence::RuleTallies::new(&policy);
-        self.each_lead_captured(ws, period, |lead| tallies.add(&policy, lead))
-            .await?;
-        Ok((record.version, tallies.report(&policy)))
+        let (mut outcomes, top) = match attribution {
+            Some((a, top)) => (Some(OutcomeTallies::new(a)), top),
+            None => (None, 0),
+        };
+        self.each_lead_captured(ws, period, outcomes.is_some(), |lead| {
+            tallies.add(&policy, lead);
+            if let Some(o) = &mut outcomes {
+                o.add(lead);
+            }
+        })
+        .await?;
+        let groups = outcomes.map(|o| o.report(top)).unwrap_or_default();
+        Ok((record.version, tallies.report(&policy), groups))
     }
 
     /// Precision and recall of MQL engagement cut-offs over the leads
@@ -147,7 +167,7 @@ impl Engine {
         let (record, policy) = self.analysed_policy(ws, query.policy_version).await?;
         let target = calibration_target(&policy, query)?;
         let mut peaks = Vec::new();
-        self.each_lead_captured(ws, query.period, |lead| {
+        self.each_lead_captured(ws, query.period, false, |lead| {
             peaks.push(evidence::Peak::of(&policy, target, lead));
         })
         .await?;

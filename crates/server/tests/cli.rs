@@ -27,7 +27,7 @@ fn policy_validate_prints_every_problem_with_its_path_and_fails() {
     let file = dir.join("bad.toml");
     let source = std::fs::read_to_string(example())
         .expect("example")
-        .replace("type = \"webinar_attended\"", "type = \"webinar_atended\"")
+        .replacen("type = \"webinar_attended\"", "type = \"webinar_atended\"", 1)
         .replace("half_life = \"30d\"", "half_life = \"a month\"");
     std::fs::write(&file, source).expect("write");
     let out = leadflow(&["policy", "validate", file.to_str().expect("path")]);
@@ -593,7 +593,7 @@ fn policy_validate_prints_each_problem_at_its_file_line_and_column() {
     let file = dir.path("placed.toml");
     let source = std::fs::read_to_string(example())
         .expect("example")
-        .replace("type = \"webinar_attended\"", "type = \"webinar_atended\"")
+        .replacen("type = \"webinar_attended\"", "type = \"webinar_atended\"", 1)
         .replace("engagement_at_least = 60", "engagment_at_least = 60");
     std::fs::write(&file, &source).expect("write");
     let out = leadflow(&["policy", "validate", &file]);
@@ -634,7 +634,7 @@ fn policy_test_passes_the_example_cases() {
     let out = leadflow(&["policy", "test", &example(), "--cases", &example_cases()]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("6 passed, 0 failed, 0 could not be read"), "{text}");
+    assert!(text.contains("7 passed, 0 failed, 0 could not be read"), "{text}");
     assert!(
         text.contains("ok    ") && text.contains("02-hot-lead.toml"),
         "{text}"

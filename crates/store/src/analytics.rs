@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use leadflow_domain::analytics::{History, LevelStep, Period, Step, StepCause};
+use leadflow_domain::analytics::{History, LevelStep, Period, Step, StepCause, Touch};
 use sea_orm::{ConnectionTrait, Value};
 
 use crate::Store;
@@ -19,13 +19,16 @@ const MOVED: &str = "SELECT m.lead_id FROM transitions m WHERE m.workspace_id = 
 impl Store {
     /// The whole stage history of every lead that moved during `period`,
     /// each move with the channel of the engagement that caused it; with
-    /// `source_channels`, each lead's first engagement's channel too.
-    /// Erased leads are included: their stage history is anonymous.
+    /// `source_channels`, each lead's first engagement's channel too; with
+    /// `touches`, each lead's engagements with that property's value
+    /// (`channel` and `type` are the engagement's own) and whether it was
+    /// erased. Erased leads are included: their stage history is anonymous.
     pub async fn funnel_histories(
         &self,
         ws: &str,
         period: Period,
         source_channels: bool,
+        touches: Option<&str>,
     ) -> Result<Vec<History>, StoreError> {
         let params = || -> Vec<Value> {
             vec![
@@ -44,7 +47,7 @@ impl Store {
         let tx = self.read_snapshot().await?;
         let sql = format!(
             "SELECT t.lead_id, t.seq, t.from_stage, t.to_stage, t.at, t.\"move\" AS by, t.cause, t.reason, \
-             t.policy_version, e.channel \
+             t.policy_version, t.cause_ref, e.channel \
              FROM transitions t \
              LEFT JOIN engagements e ON t.cause = 'ENGAGEMENT' AND e.workspace_id = t.workspace_id \
              AND e.event_id = t.cause_ref \
@@ -61,6 +64,7 @@ impl Store {
             let to: String = row.try_get("", "to_stage")?;
             let cause: String = row.try_get("", "cause")?;
             let channel: Option<String> = row.try_get("", "channel")?;
+            let cause_ref: Option<String> = row.try_get("", "cause_ref")?;
             let step = Step {
                 from: from
                     .as_deref()
@@ -72,7 +76,10 @@ impl Store {
                 reason: row.try_get("", "reason")?,
                 policy_version: row.try_get("", "policy_version")?,
                 caused_by: match cause.as_str() {
-                    "ENGAGEMENT" => StepCause::Engagement { channel },
+                    "ENGAGEMENT" => StepCause::Engagement {
+                        channel,
+                        event_id: cause_ref.unwrap_or_default(),
+                    },
                     "MANUAL" => StepCause::Command,
                     "CAPTURE" | "PROFILE_UPDATE" => StepCause::Profile,
                     _ => StepCause::Automatic,
@@ -85,6 +92,8 @@ impl Store {
                     source_channel: None,
                     steps: vec![step],
                     levels: Vec::new(),
+                    touches: Vec::new(),
+                    erased: false,
                 }),
             }
         }
@@ -126,7 +135,57 @@ impl Store {
                 h.source_channel = channels.remove(&h.lead_id).flatten();
             }
         }
+        if let Some(property) = touches.filter(|_| !histories.is_empty()) {
+            let index: HashMap<String, usize> = histories
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (h.lead_id.clone(), i))
+                .collect();
+            let sql = format!(
+                "SELECT l.id FROM leads l WHERE l.workspace_id = $1 AND l.id {moved} AND l.erased_at IS NOT NULL"
+            );
+            for row in tx.query_all_raw(self.sql(&sql, params())).await? {
+                let id: String = row.try_get("", "id")?;
+                if let Some(&i) = index.get(&id) {
+                    histories[i].erased = true;
+                }
+            }
+            // In scoring order: by instant, ties to the smallest event id
+            // byte by byte.
+            let sql = format!(
+                "SELECT e.lead_id, e.event_id, e.occurred_at, e.channel, e.type AS kind, e.properties \
+                 FROM engagements e WHERE e.workspace_id = $1 AND e.lead_id {moved} \
+                 ORDER BY e.lead_id, e.occurred_at, e.event_id{bytewise}"
+            );
+            for row in tx.query_all_raw(self.sql(&sql, params())).await? {
+                let lead_id: String = row.try_get("", "lead_id")?;
+                let Some(&i) = index.get(&lead_id) else { continue };
+                let event_id: String = row.try_get("", "event_id")?;
+                let value = match property {
+                    "channel" => row.try_get("", "channel")?,
+                    "type" => Some(row.try_get("", "kind")?),
+                    _ => {
+                        let text: String = row.try_get("", "properties")?;
+                        property_value(&text, property)
+                            .map_err(|e| StoreError::corrupt("engagements", &event_id, e))?
+                    }
+                };
+                histories[i].touches.push(Touch {
+                    event_id,
+                    at: ts(row.try_get("", "occurred_at")?),
+                    value,
+                });
+            }
+        }
         tx.commit().await?;
         Ok(histories)
     }
+}
+
+/// One property of an engagement's stored properties (a JSON object of
+/// texts).
+fn property_value(properties: &str, property: &str) -> Result<Option<String>, String> {
+    let mut map: HashMap<String, String> =
+        serde_json::from_str(properties).map_err(|e| format!("properties: {e}"))?;
+    Ok(map.remove(property))
 }

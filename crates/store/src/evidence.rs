@@ -17,12 +17,18 @@ use crate::convert::{self, ts};
 use crate::entity::{engagement, lead};
 use crate::error::StoreError;
 
-/// A page of the leads captured in the period and not erased, after a
-/// cursor, in (capture instant, id) order (a subquery of `ws`, `start`,
-/// `end`, the cursor's `captured_at` and `id`, and the page size).
-const PAGE: &str = "SELECT c.id FROM leads c WHERE c.workspace_id = $1 AND c.captured_at < $3 \
-                    AND (c.captured_at, c.id) > ($4, $5) AND c.captured_at >= $2 \
-                    AND c.erased_at IS NULL ORDER BY c.captured_at, c.id LIMIT $6";
+/// A page of the leads captured in the period (and not erased, unless
+/// `erased`), after a cursor, in (capture instant, id) order (a subquery of
+/// `ws`, `start`, `end`, the cursor's `captured_at` and `id`, and the page
+/// size).
+fn page(erased: bool) -> String {
+    let erased = if erased { "" } else { "AND c.erased_at IS NULL " };
+    format!(
+        "SELECT c.id FROM leads c WHERE c.workspace_id = $1 AND c.captured_at < $3 \
+         AND (c.captured_at, c.id) > ($4, $5) AND c.captured_at >= $2 \
+         {erased}ORDER BY c.captured_at, c.id LIMIT $6"
+    )
+}
 
 /// Where a page of evidence ends: the last lead's capture instant and id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,17 +39,20 @@ pub struct EvidenceCursor {
 
 impl Store {
     /// Up to `limit` of the leads captured during `period` and not erased
-    /// (an erased lead's profile and engagement details are gone), after
-    /// `after`, each with its profile, engagement log and moves; and the
-    /// cursor of the next page, if there may be one. Paged so that a
-    /// report over a long period holds one page in memory at a time.
+    /// (an erased lead's profile and engagement details are gone; with
+    /// `erased`, those too, marked), after `after`, each with its profile,
+    /// engagement log and moves; and the cursor of the next page, if there
+    /// may be one. Paged so that a report over a long period holds one page
+    /// in memory at a time.
     pub async fn evidence(
         &self,
         ws: &str,
         period: Period,
         after: Option<&EvidenceCursor>,
         limit: u64,
+        erased: bool,
     ) -> Result<(Vec<Evidence>, Option<EvidenceCursor>), StoreError> {
+        let page = page(erased);
         let (after_at, after_id) = after.map_or((i64::MIN, ""), |c| (c.captured_at, c.id.as_str()));
         let params = || -> Vec<Value> {
             vec![
@@ -61,7 +70,7 @@ impl Store {
         let leads = snapshot
             .query_all_raw(self.sql(
                 &format!(
-                    "SELECT * FROM leads WHERE workspace_id = $1 AND id IN ({PAGE}) ORDER BY captured_at, id"
+                    "SELECT * FROM leads WHERE workspace_id = $1 AND id IN ({page}) ORDER BY captured_at, id"
                 ),
                 params(),
             ))
@@ -71,6 +80,7 @@ impl Store {
         let mut last = None;
         for row in leads {
             let model = lead::Model::from_query_result(&row, "")?;
+            let erased = model.erased_at.is_some();
             last = Some(EvidenceCursor {
                 captured_at: model.captured_at,
                 id: model.id.clone(),
@@ -82,6 +92,8 @@ impl Store {
                 profile: record.lead.profile,
                 log: Vec::new(),
                 moves: Vec::new(),
+                mql_by: None,
+                erased,
             });
         }
         if out.is_empty() {
@@ -89,7 +101,7 @@ impl Store {
         }
         let engagements = snapshot
             .query_all_raw(self.sql(
-                &format!("SELECT * FROM engagements WHERE workspace_id = $1 AND lead_id IN ({PAGE})"),
+                &format!("SELECT * FROM engagements WHERE workspace_id = $1 AND lead_id IN ({page})"),
                 params(),
             ))
             .await?;
@@ -102,8 +114,8 @@ impl Store {
         let moves = snapshot
             .query_all_raw(self.sql(
                 &format!(
-                    "SELECT lead_id, seq, to_stage, \"move\" AS by, at FROM transitions \
-                     WHERE workspace_id = $1 AND lead_id IN ({PAGE}) ORDER BY lead_id, seq"
+                    "SELECT lead_id, seq, to_stage, \"move\" AS by, at, cause, cause_ref FROM transitions \
+                     WHERE workspace_id = $1 AND lead_id IN ({page}) ORDER BY lead_id, seq"
                 ),
                 params(),
             ))
@@ -114,7 +126,13 @@ impl Store {
             let to = convert::stage("transitions", &key, &row.try_get::<String>("", "to_stage")?)?;
             let by = convert::by(&key, &row.try_get::<String>("", "by")?)?;
             if let Some(&i) = index.get(&lead_id) {
-                out[i].moves.push((to, by, ts(row.try_get("", "at")?)));
+                let lead = &mut out[i];
+                if to == leadflow_domain::Stage::Mql && lead.mql_by.is_none() {
+                    let cause: String = row.try_get("", "cause")?;
+                    let cause_ref: Option<String> = row.try_get("", "cause_ref")?;
+                    lead.mql_by = Some(cause_ref.filter(|_| cause == "ENGAGEMENT"));
+                }
+                lead.moves.push((to, by, ts(row.try_get("", "at")?)));
             }
         }
         snapshot.commit().await?;

@@ -616,6 +616,7 @@ async fn bad_analytics_requests_name_their_field(server: TestServer) -> anyhow::
         .get_rule_report(pb::GetRuleReportRequest {
             period: period(0, 2),
             policy_version: 99,
+            ..Default::default()
         })
         .await
         .expect_err("refused");

@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 mod analytics;
+mod attribution;
 mod auth;
 mod batch;
 mod checkpoints;
@@ -35,6 +36,7 @@ mod validation;
 fn main() -> ExitCode {
     let mut trials = [
         analytics::trials(),
+        attribution::trials(),
         auth::trials(),
         batch::trials(),
         checkpoints::trials(),

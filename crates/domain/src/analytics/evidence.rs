@@ -13,6 +13,10 @@
 //! not: caps do not hide a signal). Lift is the won share (of won and lost)
 //! among leads the rule fired for, over the won share of all leads.
 
+use std::collections::BTreeMap;
+
+use super::attribution::{self, Attribution, Touch, Touched};
+use super::funnel::percentile;
 use crate::engagement::{Engagement, canonical_log};
 use crate::lifecycle::{Move, sends_back};
 use crate::num::round6;
@@ -20,7 +24,7 @@ use crate::policy::{Policy, with_value};
 use crate::profile::Profile;
 use crate::score::{ScoreState, disqualifying_attribute, fit_score};
 use crate::stage::Stage;
-use crate::time::Timestamp;
+use crate::time::{Span, Timestamp};
 
 /// One lead, as the evidence reads it.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +34,13 @@ pub struct Evidence {
     pub log: Vec<Engagement>,
     /// Its moves, in order: (to, by, at).
     pub moves: Vec<(Stage, Move, Timestamp)>,
+    /// What made its first MQL move: `None` when it has none; the event id
+    /// of the engagement that did (`Some(None)`: a command, the profile or
+    /// a policy). Read for attribution.
+    pub mql_by: Option<Option<String>>,
+    /// Erased: its profile and engagement details are gone. Rule lift and
+    /// calibration leave it out; attribution counts it as "(erased)".
+    pub erased: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,6 +129,105 @@ pub struct Target {
     pub level: Option<usize>,
 }
 
+// ---- outcomes by attribution ------------------------------------------------------
+
+/// The outcomes of one attribution group.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutcomeGroup {
+    pub key: String,
+    pub leads: Tally,
+    /// won / (won + lost).
+    pub win_rate: Option<f64>,
+    /// The win rate over that of all leads; `None` when either is undefined
+    /// or nothing was won overall.
+    pub lift: Option<f64>,
+    /// From capture to the win, over the won.
+    pub p50_to_win: Option<Span>,
+    pub p90_to_win: Option<Span>,
+}
+
+/// Outcomes by an attribution, built one lead at a time.
+#[derive(Clone, Debug)]
+pub struct OutcomeTallies {
+    attribution: Attribution,
+    /// Per lead: its keys, its outcome, its time from capture to a win.
+    leads: Vec<(Vec<String>, Outcome, Option<i64>)>,
+}
+
+impl OutcomeTallies {
+    pub fn new(attribution: Attribution) -> Self {
+        Self {
+            attribution,
+            leads: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, lead: &Evidence) {
+        let property = self.attribution.property.as_str();
+        let touches: Vec<Touch> = canonical_log(&lead.log)
+            .into_iter()
+            .map(|e| Touch {
+                event_id: e.event_id.clone(),
+                at: e.occurred_at,
+                value: match property {
+                    "channel" => e.channel.clone(),
+                    "type" => Some(e.kind.clone()),
+                    _ => e.property(property).map(str::to_owned),
+                },
+            })
+            .collect();
+        let (outcome, at) = lead.outcome();
+        let keys = self.attribution.keys(&Touched {
+            erased: lead.erased,
+            touches: &touches,
+            mql_by: lead.mql_by.as_ref().map(Option::as_deref),
+            outcome_at: at,
+        });
+        let captured = lead.moves.first().map(|&(.., t)| t);
+        let to_win = match (outcome, captured, at) {
+            (Outcome::Won, Some(from), Some(to)) => Some(to.since(from).as_micros()),
+            _ => None,
+        };
+        self.leads.push((keys, outcome, to_win));
+    }
+
+    /// The groups by key (the `top` largest, the rest as "(other)").
+    pub fn report(self, top: usize) -> Vec<OutcomeGroup> {
+        type Keys = Vec<Vec<String>>;
+        let (keys, rest): (Keys, Vec<(Outcome, Option<i64>)>) = self
+            .leads
+            .into_iter()
+            .map(|(keys, outcome, to_win)| (keys, (outcome, to_win)))
+            .unzip();
+        let mut all = Tally::default();
+        let mut groups: BTreeMap<String, (Tally, Vec<i64>)> = BTreeMap::new();
+        for (keys, (outcome, to_win)) in attribution::bounded(keys, top).into_iter().zip(rest) {
+            all.add(outcome);
+            for key in keys {
+                let group = groups.entry(key).or_default();
+                group.0.add(outcome);
+                group.1.extend(to_win);
+            }
+        }
+        let base = all.win_rate().filter(|r| *r > 0.0);
+        groups
+            .into_iter()
+            .map(|(key, (leads, mut times))| {
+                times.sort_unstable();
+                let win_rate = leads.win_rate();
+                OutcomeGroup {
+                    key,
+                    leads,
+                    win_rate: win_rate.map(round6),
+                    lift: win_rate.zip(base).map(|(r, b)| round6(r / b)),
+                    p50_to_win: percentile(&times, 50).map(Span::from_micros),
+                    p90_to_win: percentile(&times, 90).map(Span::from_micros),
+                }
+            })
+            .collect()
+    }
+}
+
 // ---- rule lift ------------------------------------------------------------------
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -196,7 +306,11 @@ impl RuleTallies {
         }
     }
 
+    /// Counts a lead; an erased one (its details are gone) is left out.
     pub fn add(&mut self, policy: &Policy, lead: &Evidence) {
+        if lead.erased {
+            return;
+        }
         let attribute = policy.attribute_rules.len();
         let (outcome, at) = lead.outcome();
         self.all.add(outcome);

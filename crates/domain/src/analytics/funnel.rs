@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::attribution::{self, Attribution, Touch, Touched};
 use crate::lifecycle::sends_back;
 use crate::stage::Stage;
 use crate::time::{Span, Timestamp};
@@ -95,7 +96,10 @@ pub struct Step {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StepCause {
     /// An engagement, on this channel (if it named one).
-    Engagement { channel: Option<String> },
+    Engagement {
+        channel: Option<String>,
+        event_id: String,
+    },
     /// A caller's command.
     Command,
     /// The profile: at capture, or on an update.
@@ -114,6 +118,11 @@ pub struct History {
     /// The MQL levels it reached, in order (the store reads those of the
     /// period, all a funnel counts).
     pub levels: Vec<LevelStep>,
+    /// Its engagements with the attributed property's value, in scoring
+    /// order (read only for an attribution).
+    pub touches: Vec<Touch>,
+    /// The lead was erased: its engagements' details are gone.
+    pub erased: bool,
 }
 
 /// A lead reached an MQL level (a level change to it).
@@ -138,12 +147,31 @@ impl History {
     fn mql_key(&self) -> String {
         match self.first_entry(Stage::Mql).map(|s| &s.caused_by) {
             None => NOT_MQL.to_owned(),
-            Some(StepCause::Engagement { channel }) => {
+            Some(StepCause::Engagement { channel, .. }) => {
                 non_empty(channel.as_deref()).unwrap_or(NO_CHANNEL).to_owned()
             }
             Some(StepCause::Command) => MANUAL.to_owned(),
             Some(StepCause::Profile) => PROFILE.to_owned(),
             Some(StepCause::Automatic) => AUTOMATIC.to_owned(),
+        }
+    }
+}
+
+impl History {
+    /// What attribution reads of the lead. Its outcome is a win (its first
+    /// entry into CUSTOMER), else its first loss (a move back or a
+    /// disqualification), as the rule report has it.
+    fn touched(&self) -> Touched<'_> {
+        let won = self.steps.iter().find(|s| s.to == Stage::Customer);
+        let outcome = won.or_else(|| self.steps.iter().find(|s| sends_back(s.by)));
+        Touched {
+            erased: self.erased,
+            touches: &self.touches,
+            mql_by: self.first_entry(Stage::Mql).map(|s| match &s.caused_by {
+                StepCause::Engagement { event_id, .. } => Some(event_id.as_str()),
+                _ => None,
+            }),
+            outcome_at: outcome.map(|s| s.at),
         }
     }
 }
@@ -160,6 +188,10 @@ pub struct Query {
     pub bucket: Bucket,
     /// Only leads whose first engagement came on this channel.
     pub source_channel: Option<String>,
+    /// Groups by an engagement property instead of `grouping`.
+    pub attribution: Option<Attribution>,
+    /// With an attribution: the groups kept besides "(other)".
+    pub top: usize,
 }
 
 /// The stage pairs a funnel reports conversion for.
@@ -180,6 +212,9 @@ pub struct Funnel {
     pub groups: Vec<Group>,
     /// The velocity buckets' starts, shared by every group.
     pub buckets: Vec<Timestamp>,
+    /// A lead may be in several groups (`touched:`): counts and rates do
+    /// not sum over the groups.
+    pub overlapping: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -275,6 +310,9 @@ pub struct Conversion {
     /// Time from entering `from` to entering `to`, over the converted.
     pub p50: Option<Span>,
     pub p90: Option<Span>,
+    /// The rate over that of all the period's leads (of a grouped funnel);
+    /// `None` when either cohort is empty or nobody converted overall.
+    pub lift: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -345,42 +383,60 @@ pub fn funnel(histories: &[History], query: &Query) -> Funnel {
     let buckets = bucket_starts(period, query.bucket);
     let width = query.bucket.span().as_micros().max(1);
     let mut groups: BTreeMap<GroupKey, Acc> = BTreeMap::new();
-    let lead_key = |h: &History| match query.grouping {
-        Grouping::None => Some(GroupKey::Text(String::new())),
-        Grouping::SourceChannel => Some(GroupKey::Text(h.source_key())),
-        Grouping::MqlChannel => Some(GroupKey::Text(h.mql_key())),
-        Grouping::PolicyVersion => None,
+    let wanted = |h: &History| query.source_channel.as_ref().is_none_or(|w| h.source_key() == *w);
+    // With an attribution, each lead's keys, bounded to the top groups.
+    let attributed: Option<Vec<Vec<String>>> = query.attribution.as_ref().map(|a| {
+        let keys = histories
+            .iter()
+            .map(|h| {
+                if wanted(h) {
+                    a.keys(&h.touched())
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        attribution::bounded(keys, query.top)
+    });
+    let lead_keys = |index: usize, h: &History| match (&attributed, query.grouping) {
+        (Some(keys), _) => Some(keys[index].iter().cloned().map(GroupKey::Text).collect()),
+        (None, Grouping::None) => Some(vec![GroupKey::Text(String::new())]),
+        (None, Grouping::SourceChannel) => Some(vec![GroupKey::Text(h.source_key())]),
+        (None, Grouping::MqlChannel) => Some(vec![GroupKey::Text(h.mql_key())]),
+        (None, Grouping::PolicyVersion) => None,
     };
     for (index, h) in histories.iter().enumerate() {
-        if let Some(wanted) = &query.source_channel
-            && h.source_key() != *wanted
-        {
+        if !wanted(h) {
             continue;
         }
-        let fixed = lead_key(h);
-        let key_of = |step: &Step| fixed.clone().unwrap_or(GroupKey::Version(step.policy_version));
+        let fixed: Option<Vec<GroupKey>> = lead_keys(index, h);
+        let keys_of = |version: i64| fixed.clone().unwrap_or_else(|| vec![GroupKey::Version(version)]);
         // moves in the period
         for (i, step) in h.steps.iter().enumerate() {
             if !period.contains(step.at) {
                 continue;
             }
-            let acc = groups.entry(key_of(step)).or_default();
-            let e = acc.entries.entry(step.to).or_default();
-            e.0 += 1;
-            e.1.insert(index);
-            let slot = usize::try_from(step.at.since(period.start).as_micros() / width).unwrap_or(0);
-            if slot < buckets.len() {
-                *acc.velocity.0.entry((step.to, slot)).or_default() += 1;
-            }
-            if let (Some(from), Some(previous)) = (step.from, i.checked_sub(1).and_then(|p| h.steps.get(p))) {
-                acc.stays
-                    .entry(from)
-                    .or_default()
-                    .push(step.at.since(previous.at).as_micros());
-            }
-            if sends_back(step.by) {
-                let reason = step.reason.clone().unwrap_or_else(|| NO_CHANNEL.to_owned());
-                *acc.reasons.entry((step.by, reason)).or_default() += 1;
+            for key in keys_of(step.policy_version) {
+                let acc = groups.entry(key).or_default();
+                let e = acc.entries.entry(step.to).or_default();
+                e.0 += 1;
+                e.1.insert(index);
+                let slot = usize::try_from(step.at.since(period.start).as_micros() / width).unwrap_or(0);
+                if slot < buckets.len() {
+                    *acc.velocity.0.entry((step.to, slot)).or_default() += 1;
+                }
+                if let (Some(from), Some(previous)) =
+                    (step.from, i.checked_sub(1).and_then(|p| h.steps.get(p)))
+                {
+                    acc.stays
+                        .entry(from)
+                        .or_default()
+                        .push(step.at.since(previous.at).as_micros());
+                }
+                if sends_back(step.by) {
+                    let reason = step.reason.clone().unwrap_or_else(|| NO_CHANNEL.to_owned());
+                    *acc.reasons.entry((step.by, reason)).or_default() += 1;
+                }
             }
         }
         // cohorts: first entries in the period
@@ -388,11 +444,18 @@ pub fn funnel(histories: &[History], query: &Query) -> Funnel {
             let Some(first) = h.first_entry(from).filter(|s| period.contains(s.at)) else {
                 continue;
             };
-            let acc = groups.entry(key_of(first)).or_default();
-            let cohort = acc.cohorts.entry((from, to)).or_default();
-            cohort.0 += 1;
-            if let Some(reached) = h.steps.iter().find(|s| s.to == to && s.at >= first.at) {
-                cohort.1.push(reached.at.since(first.at).as_micros());
+            let reached = h.steps.iter().find(|s| s.to == to && s.at >= first.at);
+            for key in keys_of(first.policy_version) {
+                let cohort = groups
+                    .entry(key)
+                    .or_default()
+                    .cohorts
+                    .entry((from, to))
+                    .or_default();
+                cohort.0 += 1;
+                if let Some(reached) = reached {
+                    cohort.1.push(reached.at.since(first.at).as_micros());
+                }
             }
         }
         // levels: each lead once a level, at its first reaching it in the period
@@ -401,16 +464,18 @@ pub fn funnel(histories: &[History], query: &Query) -> Funnel {
             if !reached.insert(l.level.as_str()) {
                 continue;
             }
-            let key = fixed.clone().unwrap_or(GroupKey::Version(l.policy_version));
-            let level = groups
-                .entry(key)
-                .or_default()
-                .levels
-                .entry(l.level.clone())
-                .or_default();
-            level.0 += 1;
-            if let Some(sql) = h.steps.iter().find(|s| s.to == Stage::Sql && s.at >= l.at) {
-                level.1.push(sql.at.since(l.at).as_micros());
+            let sql = h.steps.iter().find(|s| s.to == Stage::Sql && s.at >= l.at);
+            for key in keys_of(l.policy_version) {
+                let level = groups
+                    .entry(key)
+                    .or_default()
+                    .levels
+                    .entry(l.level.clone())
+                    .or_default();
+                level.0 += 1;
+                if let Some(sql) = sql {
+                    level.1.push(sql.at.since(l.at).as_micros());
+                }
             }
         }
         if let Some(first) = h.first_entry(Stage::Mql).filter(|s| period.contains(s.at)) {
@@ -420,22 +485,50 @@ pub fn funnel(histories: &[History], query: &Query) -> Funnel {
                 rejected |= s.by == Move::Reject;
                 recycled |= matches!(s.by, Move::Recycle | Move::SlaRecycle);
             }
-            let acc = groups.entry(key_of(first)).or_default();
-            acc.mql_cohort += 1;
-            acc.rejected += u64::from(rejected);
-            acc.recycled += u64::from(recycled);
+            for key in keys_of(first.policy_version) {
+                let acc = groups.entry(key).or_default();
+                acc.mql_cohort += 1;
+                acc.rejected += u64::from(rejected);
+                acc.recycled += u64::from(recycled);
+            }
         }
     }
-    if groups.is_empty() && query.grouping == Grouping::None {
+    let single = query.grouping == Grouping::None && query.attribution.is_none();
+    if groups.is_empty() && single {
         groups.insert(GroupKey::Text(String::new()), Acc::default());
     }
-    Funnel {
+    let mut funnel = Funnel {
         groups: groups
             .into_iter()
             .map(|(key, acc)| group(key.to_string(), acc))
             .collect(),
         buckets,
+        overlapping: query.attribution.as_ref().is_some_and(Attribution::overlaps),
+    };
+    // Each group's conversions against those of the whole: the funnel of
+    // the same leads, ungrouped.
+    let whole = if single {
+        funnel.groups.first().map(|g| g.conversions.clone())
+    } else {
+        let ungrouped = Query {
+            grouping: Grouping::None,
+            attribution: None,
+            ..query.clone()
+        };
+        self::funnel(histories, &ungrouped)
+            .groups
+            .into_iter()
+            .next()
+            .map(|g| g.conversions)
+    };
+    if let Some(whole) = whole {
+        for group in &mut funnel.groups {
+            for (c, all) in group.conversions.iter_mut().zip(&whole) {
+                c.lift = (c.cohort > 0 && all.rate > 0.0).then(|| crate::num::round6(c.rate / all.rate));
+            }
+        }
     }
+    funnel
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -490,6 +583,7 @@ fn group(key: String, mut acc: Acc) -> Group {
                 rate: ratio(converted, cohort),
                 p50: percentile(&times, 50).map(Span::from_micros),
                 p90: percentile(&times, 90).map(Span::from_micros),
+                lift: None,
             }
         })
         .collect();

@@ -1,11 +1,14 @@
 //! Analytics over what leadflow has recorded, pure functions of the leads'
 //! histories: the funnel of a period (how many leads entered each stage, how
 //! cohorts converted and how fast, why leads were sent back), and what the
-//! outcomes say of the lead definition (rule lift, threshold calibration).
+//! outcomes say of the lead definition (rule lift, threshold calibration),
+//! and either by what the leads engaged with (attribution).
 
+pub mod attribution;
 pub mod evidence;
 pub mod funnel;
 
+pub use attribution::{Attribution, Touch, Touchpoint};
 pub use funnel::{Bucket, Funnel, Grouping, History, LevelStep, Period, Step, StepCause, funnel};
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ fn lead(id: &str, source: Option<&str>, steps: Vec<Step>) -> History {
         source_channel: source.map(str::to_owned),
         steps,
         levels: Vec::new(),
+        touches: Vec::new(),
+        erased: false,
     }
 }
 
@@ -39,6 +41,8 @@ fn query(start: i64, end: i64) -> Query {
         grouping: Grouping::None,
         bucket: Bucket::Day,
         source_channel: None,
+        attribution: None,
+        top: super::attribution::DEFAULT_TOP,
     }
 }
 
@@ -56,6 +60,7 @@ fn histories() -> Vec<History> {
     ];
     a[1].caused_by = StepCause::Engagement {
         channel: Some("webinar".into()),
+        event_id: "a-webinar".into(),
     };
     let mut b = vec![
         step(None, Iql, at(0, 100), Move::Capture),
@@ -65,6 +70,7 @@ fn histories() -> Vec<History> {
     ];
     b[1].caused_by = StepCause::Engagement {
         channel: Some("web".into()),
+        event_id: "b-demo".into(),
     };
     b[3].reason = Some("no_response".into());
     let mut c = vec![
@@ -82,6 +88,108 @@ fn histories() -> Vec<History> {
         lead("c", None, c),
         lead("d", Some("web"), d),
     ]
+}
+
+fn touch(id: &str, day: i64, campaign: Option<&str>) -> super::Touch {
+    super::Touch {
+        event_id: id.to_owned(),
+        at: at(day, 0),
+        value: campaign.map(str::to_owned),
+    }
+}
+
+/// [`histories`] with campaigns: a saw "spring" first, qualified on a
+/// "webinar-q1" engagement, and touched "late" only after its win; b's
+/// first engagement has no campaign, its demo came from "spring"; c is
+/// erased.
+fn attributed(property: &str, top: usize) -> (Vec<History>, Query) {
+    let mut leads = histories();
+    leads[0].touches = vec![
+        touch("a-ad", 0, Some("spring")),
+        touch("a-webinar", 1, Some(" webinar-q1 ")),
+        touch("a-late", 11, Some("late")),
+    ];
+    leads[1].touches = vec![touch("b-page", 0, None), touch("b-demo", 2, Some("spring"))];
+    leads[2].erased = true;
+    leads[2].touches = vec![touch("c-x", 1, Some("spring"))];
+    let query = Query {
+        attribution: Some(property.parse().expect("an attribution")),
+        top,
+        ..query(0, 10)
+    };
+    (leads, query)
+}
+
+fn keys(f: &Funnel) -> Vec<&str> {
+    f.groups.iter().map(|g| g.key.as_str()).collect()
+}
+
+#[test]
+fn attribution_groups_by_the_first_the_mql_or_every_touch() {
+    let (leads, q) = attributed("first:campaign", 20);
+    let f = funnel(&leads, &q);
+    assert_eq!(keys(&f), ["(erased)", "(none)", "spring"]);
+    assert!(!f.overlapping);
+    let (leads, q) = attributed("mql:campaign", 20);
+    let f = funnel(&leads, &q);
+    assert_eq!(
+        keys(&f),
+        ["(erased)", "spring", "webinar-q1"],
+        "the engagement of the MQL move"
+    );
+    let (leads, q) = attributed("touched:campaign", 20);
+    let f = funnel(&leads, &q);
+    assert!(f.overlapping);
+    assert_eq!(
+        keys(&f),
+        ["(erased)", "spring", "webinar-q1"],
+        "not \"late\": after a's win"
+    );
+    let group = |key: &str| f.groups.iter().find(|g| g.key == key).expect("the group");
+    // MQL → CUSTOMER: 1 of 3 overall; spring 1 of 2 (a and b), webinar-q1 1 of 1
+    let spring = conversion(group("spring"), Stage::Mql, Stage::Customer);
+    assert_eq!((spring.cohort, spring.converted, spring.lift), (2, 1, Some(1.5)));
+    let webinar = conversion(group("webinar-q1"), Stage::Mql, Stage::Customer);
+    assert_eq!((webinar.cohort, webinar.lift), (1, Some(3.0)));
+    let erased = conversion(group("(erased)"), Stage::Mql, Stage::Customer);
+    assert_eq!((erased.cohort, erased.lift), (1, Some(0.0)));
+    assert_eq!(entries(group("spring"), Stage::Iql), (2, 3), "a and b, b twice");
+    // Never an MQL: its own group under mql:
+    let mut never = histories();
+    never.truncate(1);
+    never[0].steps.truncate(1);
+    let q = Query {
+        attribution: Some("mql:campaign".parse().expect("valid")),
+        ..query(0, 10)
+    };
+    assert_eq!(keys(&funnel(&never, &q)), ["(not MQL)"]);
+}
+
+#[test]
+fn attribution_keeps_the_top_groups_and_folds_the_rest_into_other() {
+    let (leads, q) = attributed("touched:campaign", 1);
+    let f = funnel(&leads, &q);
+    assert_eq!(keys(&f), ["(other)", "spring"]);
+    let other = f.groups.iter().find(|g| g.key == "(other)").expect("other");
+    assert_eq!(
+        entries(other, Stage::Iql).0,
+        2,
+        "a (webinar-q1) and c (erased), each once"
+    );
+    for bad in ["campaign", "last:campaign", "first:", "first:   "] {
+        assert!(bad.parse::<super::Attribution>().is_err(), "{bad}");
+    }
+    assert!(
+        format!("first:{}", "p".repeat(129))
+            .parse::<super::Attribution>()
+            .is_err()
+    );
+    assert_eq!(
+        "touched:utm_campaign"
+            .parse::<super::Attribution>()
+            .map(|a| a.to_string()),
+        Ok("touched:utm_campaign".to_owned())
+    );
 }
 
 fn entries(g: &Group, stage: Stage) -> (u64, u64) {
@@ -300,6 +408,8 @@ mod evidence {
             profile: profile(senior),
             log,
             moves,
+            mql_by: None,
+            erased: false,
         }
     }
 

@@ -89,6 +89,8 @@ pub(crate) fn query_of(filters: &Filters, now: Timestamp) -> Result<FunnelQuery,
         grouping: Grouping::None,
         bucket,
         source_channel: channel,
+        attribution: None,
+        top: leadflow_domain::analytics::attribution::DEFAULT_TOP,
     })
 }
 

@@ -1,6 +1,7 @@
 //! `leadflow.v1.AnalyticsService`.
 
 use leadflow_domain::Stage;
+use leadflow_domain::analytics::attribution::{self, Attribution};
 use leadflow_domain::analytics::evidence::{self, MAX_CUTOFFS, RuleKind, Tally};
 use leadflow_domain::analytics::funnel::{self, Bucket, Grouping, Period, Query};
 use leadflow_domain::lifecycle::has_score_threshold;
@@ -142,6 +143,7 @@ fn group_out(g: &funnel::Group, buckets: usize) -> pb::FunnelGroup {
                 rate: c.rate,
                 p50: c.p50.map(duration_out),
                 p90: c.p90.map(duration_out),
+                lift: c.lift,
             })
             .collect(),
         time_in_stage: g
@@ -204,6 +206,13 @@ pub(crate) fn funnel_query(r: &pb::GetFunnelRequest) -> Result<(Query, usize, us
     let bucket = bucket_in(&mut check, r.bucket, period);
     check.text("source_channel", &r.source_channel, MAX_NAME_CHARS, false);
     let size = check.page_size_at_most("page_size", r.page_size, 50, MAX_GROUPS_PAGE);
+    let attribution = attribution_in(&mut check, &r.group_by_property, r.top_groups);
+    if attribution.is_some() && grouping != Grouping::None {
+        check.fail(
+            "group_by",
+            "group by a property or by group_by, not both (leave group_by UNSPECIFIED)",
+        );
+    }
     let offset = match token_in(&mut check, "fg", &r.page_token).map(|t| t.parse::<usize>()) {
         Some(Ok(n)) => n,
         Some(Err(_)) => {
@@ -219,8 +228,50 @@ pub(crate) fn funnel_query(r: &pb::GetFunnelRequest) -> Result<(Query, usize, us
         grouping,
         bucket,
         source_channel: (!r.source_channel.trim().is_empty()).then(|| r.source_channel.trim().to_owned()),
+        top: top_groups(r.top_groups),
+        attribution,
     };
     Ok((query, usize::try_from(size).unwrap_or(50), offset))
+}
+
+/// A checked `top_groups`: 0 is the default.
+fn top_groups(top: i32) -> usize {
+    usize::try_from(top)
+        .ok()
+        .filter(|n| *n > 0)
+        .unwrap_or(attribution::DEFAULT_TOP)
+}
+
+/// A `group_by_property` (`first:`, `mql:` or `touched:` and a property)
+/// with its `top_groups`; `None` when empty.
+pub(crate) fn attribution_in(check: &mut Check, text: &str, top: i32) -> Option<Attribution> {
+    if !(0..=i32::try_from(attribution::MAX_TOP).unwrap_or(100)).contains(&top) {
+        check.fail(
+            "top_groups",
+            format!(
+                "{top} is not from 1 to {} (0: {})",
+                attribution::MAX_TOP,
+                attribution::DEFAULT_TOP
+            ),
+        );
+    }
+    if text.is_empty() {
+        if top != 0 {
+            check.fail("top_groups", "only with group_by_property");
+        }
+        return None;
+    }
+    if text.chars().count() > 200 {
+        check.fail("group_by_property", "longer than 200 characters");
+        return None;
+    }
+    match text.parse::<Attribution>() {
+        Ok(a) => Some(a),
+        Err(e) => {
+            check.fail("group_by_property", e);
+            None
+        }
+    }
 }
 
 fn version_in(check: &mut Check, field: &str, version: i64) -> Option<i64> {
@@ -318,11 +369,14 @@ impl pb::analytics_service_server::AnalyticsService for AnalyticsApi {
         let mut check = Check::default();
         let period = period_in(&mut check, "period", r.period.as_ref());
         let version = version_in(&mut check, "policy_version", r.policy_version);
+        let attribution = attribution_in(&mut check, &r.group_by_property, r.top_groups);
         check.into_result()?;
         let period = period.ok_or_else(|| Status::internal("a checked period is missing"))?;
-        let (version, report) = self
+        let overlap = attribution.as_ref().is_some_and(Attribution::overlaps);
+        let top = top_groups(r.top_groups);
+        let (version, report, groups) = self
             .engine
-            .rule_report(&caller.workspace, period, version)
+            .rule_report(&caller.workspace, period, version, attribution.map(|a| (a, top)))
             .await
             .map_err(status)?;
         Ok(Response::new(pb::GetRuleReportResponse {
@@ -344,6 +398,18 @@ impl pb::analytics_service_server::AnalyticsService for AnalyticsApi {
                     lift: rule.lift,
                 })
                 .collect(),
+            groups: groups
+                .into_iter()
+                .map(|g| pb::OutcomeGroup {
+                    key: g.key,
+                    leads: Some(tally_out(g.leads)),
+                    win_rate: g.win_rate,
+                    lift: g.lift,
+                    p50_to_win: g.p50_to_win.map(duration_out),
+                    p90_to_win: g.p90_to_win.map(duration_out),
+                })
+                .collect(),
+            groups_overlap: overlap,
         }))
     }
 
@@ -403,6 +469,7 @@ impl pb::analytics_service_server::AnalyticsService for AnalyticsApi {
             } else {
                 String::new()
             },
+            groups_overlap: funnel.overlapping,
         }))
     }
 }

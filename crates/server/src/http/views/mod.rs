@@ -199,6 +199,8 @@ mod tests {
                 at: day(1),
                 policy_version: 1,
             }],
+            touches: Vec::new(),
+            erased: false,
         };
         let query = funnel::Query {
             period: Period {
@@ -208,6 +210,8 @@ mod tests {
             grouping: Grouping::None,
             bucket: Bucket::Day,
             source_channel: Some(HOSTILE.to_owned()),
+            attribution: None,
+            top: 20,
         };
         let data = Dashboard {
             funnel: funnel::funnel(&[history], &query),
