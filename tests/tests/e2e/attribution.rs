@@ -39,7 +39,7 @@ impl Script<'_> {
 
     /// trial, webinar (campaign `webinar`), two ebooks (q1-ebook): 65 → MQL
     /// at the second ebook.
-    async fn to_mql(&mut self, lead: &str, first: &str, webinar: &str) -> anyhow::Result<()> {
+    async fn qualify(&mut self, lead: &str, first: &str, webinar: &str) -> anyhow::Result<()> {
         self.engage(lead, "trial_started", Some(first), 500).await?;
         self.engage(lead, "webinar_attended", Some(webinar), 490).await?;
         self.engage(lead, "ebook_downloaded", Some("q1-ebook"), 480)
@@ -54,7 +54,7 @@ async fn seed(server: &mut TestServer) -> anyhow::Result<()> {
     let mut s = Script { server, n: 0 };
     let won = create_captured(s.server, "won@acme.com", Some(seconds_ago(900))).await?;
     s.engage(&won.id, "ad_clicked", Some("spring"), 600).await?;
-    s.to_mql(&won.id, "spring", "webinar-q1").await?;
+    s.qualify(&won.id, "spring", "webinar-q1").await?;
     s.engage(&won.id, "demo_requested", None, 400).await?;
     let mut convert = transition(&won.id, pb::Action::Convert, "");
     convert.occurred_at = Some(seconds_ago(300));
@@ -65,7 +65,7 @@ async fn seed(server: &mut TestServer) -> anyhow::Result<()> {
     s.engage(&won.id, "page_viewed", Some("late"), 100).await?;
 
     let lost = create_captured(s.server, "lost@acme.com", Some(seconds_ago(900))).await?;
-    s.to_mql(&lost.id, "spring", "spring").await?;
+    s.qualify(&lost.id, "spring", "spring").await?;
     s.server
         .leads
         .transition(transition(&lost.id, pb::Action::Reject, "not_ready"))
@@ -78,7 +78,7 @@ async fn seed(server: &mut TestServer) -> anyhow::Result<()> {
         .await?;
 
     let erased = create_captured(s.server, "erased@acme.com", Some(seconds_ago(900))).await?;
-    s.to_mql(&erased.id, "spring", "spring").await?;
+    s.qualify(&erased.id, "spring", "spring").await?;
     s.server
         .leads
         .erase_lead(pb::EraseLeadRequest {
@@ -190,7 +190,8 @@ async fn the_rule_report_groups_outcomes_by_an_engagement_property(
         .await?
         .into_inner();
     assert!(report.groups_overlap);
-    let groups: Vec<(&str, (i64, i64, i64), Option<f64>)> = report
+    type Row<'a> = (&'a str, (i64, i64, i64), Option<f64>);
+    let groups: Vec<Row<'_>> = report
         .groups
         .iter()
         .map(|g| {
