@@ -492,6 +492,41 @@ async fn the_page_shows_what_get_funnel_answers(mut server: TestServer) -> anyho
     let (status, body) = get(addr, "/dashboard?from=2026-10-05&to=2026-10-01", &[]).await?;
     assert_eq!(status, 400);
     assert!(body.contains("to: the period is empty or reversed"), "{body}");
+    let (status, body) = get(addr, &format!("{PAGE}&by=last:campaign"), &[]).await?;
+    assert_eq!(status, 400);
+    assert!(body.contains("by: unknown touchpoint"), "{body}");
+    // attribution: the top groups by a property, as GetFunnel groups them
+    let by_first = AnalyticsServiceClient::new(server.channel.clone())
+        .get_funnel(pb::GetFunnelRequest {
+            period: period(0, 20),
+            group_by_property: "first:channel".into(),
+            top_groups: 10,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let (status, page) = get(addr, &format!("{PAGE}&by=first%3Achannel"), &[]).await?;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("value=\"first:channel\""), "{page}");
+    assert!(by_first.groups.len() >= 3, "{by_first:?}");
+    for g in &by_first.groups {
+        let marker = format!("data-group=\"{}\"", g.key);
+        let won = g
+            .conversions
+            .iter()
+            .find(|c| c.from == pb::Stage::Mql as i32 && c.to == pb::Stage::Customer as i32)
+            .expect("MQL → CUSTOMER");
+        assert_eq!(
+            cell(&page, &marker, "mqls"),
+            Some(won.cohort.to_string()),
+            "{marker}"
+        );
+        assert_eq!(
+            value(&page, &marker, "lift"),
+            Some(won.lift.unwrap_or(-1.0).to_string()),
+            "{marker}"
+        );
+    }
     http.shutdown(Duration::from_secs(1)).await;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! `leadflow funnel` reads its `--from`/`--to` the same way.
 
 use leadflow_domain::Timestamp;
+use leadflow_domain::analytics::Attribution;
 use leadflow_domain::analytics::funnel::{Bucket, Grouping, Period, Query as FunnelQuery};
 use leadflow_domain::time::Span;
 use serde::Deserialize;
@@ -23,6 +24,8 @@ pub(crate) struct Filters {
     channel: Option<String>,
     /// `day` or `week`; by default a day up to 92 days.
     bucket: Option<String>,
+    /// Attribution: the top groups by this (`touched:utm_campaign`).
+    by: Option<String>,
 }
 
 impl Filters {
@@ -32,7 +35,19 @@ impl Filters {
             to,
             channel,
             bucket: None,
+            by: None,
         }
+    }
+
+    /// The attribution asked for (`by`), or what is wrong with it.
+    pub(crate) fn attribution(&self) -> Result<Option<Attribution>, String> {
+        let Some(by) = self.by.as_deref().map(str::trim).filter(|b| !b.is_empty()) else {
+            return Ok(None);
+        };
+        if by.chars().count() > 200 {
+            return Err("by: longer than 200 characters".to_owned());
+        }
+        by.parse().map(Some).map_err(|e| format!("by: {e}"))
     }
 }
 

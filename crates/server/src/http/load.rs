@@ -2,12 +2,15 @@
 //! calls `GetFunnel`, `Calibrate` and the transition listing make, so the
 //! page cannot show other numbers than the API answers.
 
+use leadflow_domain::analytics::Attribution;
 use leadflow_domain::analytics::evidence::Calibration;
 use leadflow_domain::analytics::funnel::{Funnel, Grouping, Query as FunnelQuery};
 use leadflow_engine::{CalibrationQuery, Engine, EngineError, TransitionView};
 
 /// Transitions in the live tail.
 const TAIL: u64 = 20;
+/// Attribution groups on the page (the rest are "(other)").
+const ATTRIBUTION_TOP: usize = 10;
 
 /// The dashboard's data.
 #[derive(Debug)]
@@ -20,14 +23,28 @@ pub(super) struct Dashboard {
     /// the page stands.
     pub(super) calibration: Option<Calibration>,
     pub(super) tail: Vec<TransitionView>,
+    /// The top groups by an engagement property, when asked for.
+    pub(super) attribution: Option<(Attribution, Funnel)>,
 }
 
 pub(super) async fn dashboard(
     engine: &Engine,
     ws: &str,
     query: &FunnelQuery,
+    by: Option<Attribution>,
 ) -> Result<Dashboard, EngineError> {
     let funnel = engine.funnel(ws, query).await?;
+    let attribution = match by {
+        None => None,
+        Some(by) => {
+            let grouped = FunnelQuery {
+                attribution: Some(by.clone()),
+                top: ATTRIBUTION_TOP,
+                ..query.clone()
+            };
+            Some((by, engine.funnel(ws, &grouped).await?))
+        }
+    };
     let by_channel = engine
         .funnel(
             ws,
@@ -61,6 +78,7 @@ pub(super) async fn dashboard(
         channels: by_channel.groups.into_iter().map(|g| g.key).collect(),
         calibration,
         tail,
+        attribution,
     })
 }
 

@@ -100,15 +100,16 @@ async fn dashboard(
         Ok(p) => p,
         Err(response) => return response,
     };
-    let query = match query_of(&filters, state.engine.now()) {
-        Ok(q) => q,
-        Err(message) => return page_error(StatusCode::BAD_REQUEST, &message),
-    };
+    let (query, by) =
+        match query_of(&filters, state.engine.now()).and_then(|q| Ok((q, filters.attribution()?))) {
+            Ok(asked) => asked,
+            Err(message) => return page_error(StatusCode::BAD_REQUEST, &message),
+        };
     let Ok(Ok(_slot)) = tokio::time::timeout(BUSY_WAIT, state.pages.acquire()).await else {
         return page_error(StatusCode::SERVICE_UNAVAILABLE, "the dashboard is busy; retry");
     };
     let ws = principal.workspace.as_str();
-    match load::dashboard(&state.engine, ws, &query).await {
+    match load::dashboard(&state.engine, ws, &query, by).await {
         Ok(data) => private_html(views::dashboard(ws, &query, &data)),
         Err(e) => {
             tracing::warn!(error = %e, "the dashboard could not be read");

@@ -3,7 +3,8 @@
 //! leads were sent back.
 
 use leadflow_domain::Stage;
-use leadflow_domain::analytics::funnel::{Bucket, Group, Query as FunnelQuery};
+use leadflow_domain::analytics::Attribution;
+use leadflow_domain::analytics::funnel::{Bucket, Funnel, Group, Query as FunnelQuery};
 use leadflow_domain::time::Span;
 use maud::{Markup, html};
 
@@ -19,7 +20,7 @@ fn seconds(span: Option<Span>) -> i64 {
 /// The form that reloads the page with other filters, showing the current
 /// ones. The channel shown stays a choice even when no lead of the period
 /// came on it.
-pub(super) fn filters(query: &FunnelQuery, channels: &[String]) -> Markup {
+pub(super) fn filters(query: &FunnelQuery, channels: &[String], by: Option<&Attribution>) -> Markup {
     let current = query.source_channel.as_deref();
     let mut choices: Vec<&str> = channels.iter().map(String::as_str).collect();
     if let Some(c) = current
@@ -42,6 +43,11 @@ pub(super) fn filters(query: &FunnelQuery, channels: &[String]) -> Markup {
                             option value=(c) selected[current == Some(c)] { (c) }
                         }
                     }
+                }
+                label {
+                    "Group by "
+                    input type="text" name="by" placeholder="touched:utm_campaign" size="24"
+                        value=(by.map(ToString::to_string).unwrap_or_default());
                 }
                 label {
                     "Velocity by "
@@ -173,6 +179,59 @@ pub(super) fn funnel(g: &Group) -> Markup {
                 " (" (present::part_of(g.rejected.count, g.rejected.cohort)) "), recycled "
                 b id="recycled" data-v=(g.recycled.rate) { (present::percent(g.recycled.rate)) }
                 " (" (present::part_of(g.recycled.count, g.recycled.cohort)) ")."
+            }
+        }
+    }
+}
+
+/// Attribution: the top groups by an engagement property, each with its
+/// MQL cohort, how it converted, how fast, and its lift against the whole.
+pub(super) fn attribution(by: &Attribution, funnel: &Funnel) -> Markup {
+    let conversion = |g: &Group, from: Stage, to: Stage| {
+        g.conversions
+            .iter()
+            .find(|c| c.from == from && c.to == to)
+            .cloned()
+    };
+    html! {
+        section id="attribution-section" {
+            h2 {
+                "By " (by.to_string()) " "
+                span class="muted" {
+                    "the top groups by leads, the rest as (other)"
+                    @if funnel.overlapping { "; a lead counts in every group it touched, so the groups overlap" }
+                }
+            }
+            table id="attribution" {
+                thead {
+                    tr {
+                        th { "Group" } th { "MQLs" } th { "To SQL" } th { "To customer" }
+                        th { "Lift" } th { "Time to customer p50" }
+                    }
+                }
+                tbody {
+                    @for g in &funnel.groups {
+                        @let sql = conversion(g, Stage::Mql, Stage::Sql);
+                        @let won = conversion(g, Stage::Mql, Stage::Customer);
+                        tr data-group=(g.key) {
+                            td { (g.key) }
+                            td data-k="mqls" { (won.as_ref().map_or(0, |c| c.cohort)) }
+                            td data-k="to_sql" data-v=(sql.as_ref().map_or(0.0, |c| c.rate)) {
+                                (present::percent(sql.as_ref().map_or(0.0, |c| c.rate)))
+                            }
+                            td data-k="to_customer" data-v=(won.as_ref().map_or(0.0, |c| c.rate)) {
+                                (present::percent(won.as_ref().map_or(0.0, |c| c.rate)))
+                            }
+                            @let lift = won.as_ref().and_then(|c| c.lift);
+                            td data-k="lift" data-v=(lift.map_or(-1.0, |l| l)) {
+                                (lift.map_or_else(|| "—".to_owned(), |l| format!("{l:.2}×")))
+                            }
+                            td data-k="p50" data-v=(seconds(won.as_ref().and_then(|c| c.p50))) {
+                                (present::duration(won.as_ref().and_then(|c| c.p50)))
+                            }
+                        }
+                    }
+                }
             }
         }
     }

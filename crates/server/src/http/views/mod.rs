@@ -108,12 +108,15 @@ pub(super) fn dashboard(ws: &str, query: &FunnelQuery, data: &Dashboard) -> Mark
                         span id="period" data-start=(present::date(period.start))
                             data-end=(present::date(period.end)) { (present::days(period)) }
                     }
-                    (funnel::filters(query, &data.channels))
+                    (funnel::filters(query, &data.channels, data.attribution.as_ref().map(|(a, _)| a)))
                     @if let Some(group) = data.funnel.groups.first() {
                         (funnel::funnel(group))
                         div class="grid" {
                             (funnel::time_in_stage(group))
                             (funnel::reasons(group))
+                        }
+                        @if let Some((by, grouped)) = &data.attribution {
+                            (funnel::attribution(by, grouped))
                         }
                         (trends::velocity(group, &data.funnel.buckets, query.bucket))
                         div class="grid" {
@@ -213,11 +216,24 @@ mod tests {
             attribution: None,
             top: 20,
         };
+        let mut touched = history.clone();
+        touched.touches = vec![leadflow_domain::analytics::Touch {
+            event_id: "e1".to_owned(),
+            at: day(0),
+            value: Some(HOSTILE.to_owned()),
+        }];
+        let by: leadflow_domain::analytics::Attribution =
+            format!("first:{HOSTILE}").parse().expect("an attribution");
+        let grouped = funnel::Query {
+            attribution: Some(by.clone()),
+            ..query.clone()
+        };
         let data = Dashboard {
             funnel: funnel::funnel(&[history], &query),
             channels: vec![HOSTILE.to_owned()],
             calibration: None,
             tail: Vec::new(),
+            attribution: Some((by, funnel::funnel(&[touched], &grouped))),
         };
         let page = dashboard(HOSTILE, &query, &data).into_string();
         assert!(!page.contains("<img"), "{page}");
@@ -244,7 +260,14 @@ mod tests {
             )),
             "{page}"
         );
-        assert_eq!(page.matches(SHOWN).count(), 7, "{page}");
+        // the attribution: its property (heading and form) and its group
+        assert!(
+            page.contains(&format!(
+                "<tr data-group=\"{SHOWN}\"><td>{SHOWN}</td><td data-k=\"mqls\">1</td>"
+            )),
+            "{page}"
+        );
+        assert_eq!(page.matches(SHOWN).count(), 11, "{page}");
         // the funnel's numbers are there, and the page is whole
         assert!(page.contains("<tr data-stage=\"MQL\"><td>MQL</td><td data-k=\"leads\">1</td>"));
         assert!(page.contains("<p class=\"muted\">not available now; retry</p>"));
