@@ -330,6 +330,68 @@ impl ScoreState {
     }
 }
 
+/// The instant search keys are rebased to: 2026-01-01T00:00:00Z.
+pub const KEY_EPOCH: Timestamp = Timestamp::from_secs(1_767_225_600);
+
+/// Half-lives from `KEY_EPOCH` to `t` (0 without decay).
+fn halvings(half_life: Option<Span>, t: Timestamp) -> f64 {
+    #[allow(clippy::cast_precision_loss)] // microsecond ratios are far inside f64
+    half_life.map_or(0.0, |h| {
+        t.since(KEY_EPOCH).as_micros() as f64 / h.as_micros() as f64
+    })
+}
+
+/// A signed number given as its sign and the base-2 logarithm of its
+/// magnitude, as a search key: `sign · log2(1 + |n|)`, which grows with `n`
+/// over every real and is 0 at 0.
+fn signed_log_key(sign: f64, log2_magnitude: f64) -> f64 {
+    if sign == 0.0 || log2_magnitude == f64::NEG_INFINITY {
+        return 0.0;
+    }
+    let g = if log2_magnitude > 60.0 {
+        // log2(1 + y) − log2(y) < 2^-60 here
+        log2_magnitude
+    } else {
+        log2_magnitude.exp2().ln_1p() / std::f64::consts::LN_2
+    };
+    sign.signum() * g
+}
+
+impl ScoreState {
+    /// A model's **search key**: its score rebased to [`KEY_EPOCH`] — the
+    /// score at any instant `t` times `2^((t − epoch) / half_life)`, the
+    /// same at every `t` since every contribution of a model decays alike —
+    /// as a signed logarithm (`sign · log2(1 + |rebased|)`). Keys order
+    /// leads as their scores at any one instant do, so a score range at
+    /// `t` is a key range ([`key_of_score`]), whatever the instant: the
+    /// key changes only when the state does. Computed in log space, so it
+    /// never overflows; its magnitude is about the half-lives from the
+    /// epoch to the lead's latest engagement plus log2 of its score. A
+    /// rebased score below 2^-1074 (a state that decayed away long before
+    /// the epoch) has key 0: after the epoch its score is 0 to 6 decimals.
+    pub fn search_key(&self, policy: &Policy, model: usize) -> f64 {
+        let half_life = policy.models.get(model).and_then(|m| m.half_life);
+        let terms: Vec<(f64, f64)> = policy
+            .event_rules
+            .iter()
+            .zip(&self.rules)
+            .filter(|(rule, r)| rule.model == model && r.value != 0.0)
+            .map(|(_, r)| (r.value, halvings(half_life, r.anchor)))
+            .collect();
+        let Some(top) = terms.iter().map(|&(_, e)| e).reduce(f64::max) else {
+            return 0.0;
+        };
+        let sum: f64 = terms.iter().map(|&(v, e)| v * (e - top).exp2()).sum();
+        signed_log_key(sum, sum.abs().log2() + top)
+    }
+}
+
+/// The search key a lead of `model` whose score at `t` is `score` has.
+pub fn key_of_score(policy: &Policy, model: usize, score: f64, t: Timestamp) -> f64 {
+    let half_life = policy.models.get(model).and_then(|m| m.half_life);
+    signed_log_key(score, score.abs().log2() + halvings(half_life, t))
+}
+
 /// A model's fit score (model 0: the default): every matching attribute
 /// rule of the model, undesirables included — the default model's for a
 /// model without attribute rules of its own.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use leadflow_domain::score::{ScoreState, decay_factor, round6};
+use leadflow_domain::score::{ScoreState, decay_factor, key_of_score, round6};
 use leadflow_domain::{Command, CommandKind, Engagement, Policy, Span, Stage, Timestamp};
 use proptest::prelude::*;
 
@@ -268,6 +268,31 @@ proptest! {
         let example = policy();
         let alone = ScoreState::replay(&example, &log, None, None);
         prop_assert_eq!(round6(state.value_at(&p, 0, at)), round6(alone.value_at(&example, 0, at)));
+    }
+
+    #[test]
+    fn search_keys_order_leads_as_their_scores_do_at_every_instant(a in log(), b in log(), later in 0_i64..(3 * 365 * 24)) {
+        let p = modelled(Some("platform"));
+        let (sa, sb) = (ScoreState::replay(&p, &a, None, None), ScoreState::replay(&p, &b, None, None));
+        let t = end_of(&a).max(end_of(&b)).saturating_add(Span::from_hours(later));
+        for model in 0..p.models.len() {
+            let (ka, kb) = (sa.search_key(&p, model), sb.search_key(&p, model));
+            let (va, vb) = (sa.value_at(&p, model, t), sb.value_at(&p, model, t));
+            // the key is the score at t, rebased: key_of_score gives it back
+            for (k, v) in [(ka, va), (kb, vb)] {
+                let again = key_of_score(&p, model, v, t);
+                prop_assert!((k - again).abs() <= 1e-9 * k.abs().max(1.0), "model {}: {} vs {}", model, k, again);
+            }
+            if va < vb - 1e-9 * vb.abs().max(1.0) {
+                prop_assert!(ka < kb, "model {}: scores {} < {} but keys {} >= {}", model, va, vb, ka, kb);
+            }
+            // a score range at t is a key range
+            let x = (va + vb) / 2.0;
+            let bound = key_of_score(&p, model, x, t);
+            if (va - x).abs() > 1e-9 * x.abs().max(1.0) {
+                prop_assert_eq!(va >= x, ka >= bound);
+            }
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use leadflow_domain::score::{ScoreState, fit_score, round6};
 use leadflow_domain::{Engagement, Policy, Timestamp};
 
-use crate::common::{attrs, days, ev, hours, page, policy, policy_with};
+use crate::common::{T0, attrs, days, ev, hours, page, policy, policy_with};
 
 fn score(policy: &Policy, log: &[Engagement], at: Timestamp) -> f64 {
     round6(ScoreState::replay(policy, log, None, Some(at)).value_at(policy, 0, at))
@@ -320,4 +320,26 @@ fn a_counting_undesirable_disqualifies_when_it_fires_not_before() {
         .map(|i| page(&format!("c{i}"), "/careers", days(i * 3)))
         .collect();
     assert_eq!(ScoreState::replay(&p, &spread, None, None).disqualified_by, None);
+}
+
+#[test]
+fn search_keys_stay_finite_and_ordered_far_from_the_epoch_and_without_decay() {
+    use leadflow_domain::score::key_of_score;
+    let fast = policy_with("half_life = \"30d\"", "half_life = \"1h\"");
+    let far = Timestamp::from_secs(1_767_225_600 + 60 * 365 * 86_400); // sixty years on
+    for (at, points) in [(far, 10.0), (Timestamp::from_secs(1_767_225_600 - 86_400), 10.0)] {
+        let state = ScoreState::replay(&fast, &[ev("t", "trial_started", at)], None, None);
+        let key = state.search_key(&fast, 0);
+        assert!(key.is_finite(), "{key}");
+        let score = state.value_at(&fast, 0, at);
+        assert_eq!(score, points * 3.0);
+        assert!((key - key_of_score(&fast, 0, score, at)).abs() < 1e-6 * key.abs().max(1.0));
+        assert!(key_of_score(&fast, 0, score + 1.0, at) > key);
+        assert!(key_of_score(&fast, 0, -score, at) < 0.0);
+    }
+    // Without decay the key is the signed log of the score itself.
+    let still = policy_with("[decay]\nhalf_life = \"30d\"\n", "");
+    let state = ScoreState::replay(&still, &[ev("t", "trial_started", T0)], None, None);
+    assert!((state.search_key(&still, 0) - 31.0_f64.log2()).abs() < 1e-12);
+    assert_eq!(ScoreState::new(&still, None).search_key(&still, 0), 0.0);
 }
