@@ -17,6 +17,7 @@ mod m20261125_000006_trace;
 mod m20261205_000007_checkpoints;
 mod m20261206_000008_packed_state;
 mod m20261206_000009_level_changes;
+mod m20261207_000010_lead_search;
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000007_checkpoints::Migration),
             Box::new(m20261206_000008_packed_state::Migration),
             Box::new(m20261206_000009_level_changes::Migration),
+            Box::new(m20261207_000010_lead_search::Migration),
         ]
     }
 

@@ -31,6 +31,7 @@ mod persist;
 mod policies;
 mod reads;
 mod rescore;
+mod search;
 mod stream;
 mod tasks;
 mod timers;
@@ -48,11 +49,16 @@ pub use error::EngineError;
 pub use fingerprint::{fingerprint, hex};
 use leadflow_domain::Policy;
 use leadflow_store::Store;
+pub use leadflow_store::{ScoreColumn, SearchCursor};
 pub use leads::{CreateLead, MAX_BATCH};
 pub use model::{
     BatchItem, HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage, Method, OutboxPayload, Request,
 };
 pub use rescore::{Draft, SimulatedLead, Simulation, SimulationCounts};
+pub use search::{
+    AttributeFilter, AttributeMatch, LeadFilter, LeadOrder, LeadQuery, MAX_SCANNED, ScoreRange, ScoreRef,
+    SearchPage,
+};
 pub use stream::{CHECKPOINT_EVERY, Filter, Start, StreamEvent, StreamItem, Subscription};
 pub use tasks::Tasks;
 pub use views::{

@@ -72,10 +72,21 @@ pub(crate) async fn persist(
     let records: Vec<_> = decision.transitions().collect();
     let new_len = history_len + i64::try_from(records.len()).unwrap_or(i64::MAX);
     let scores = decision.lead.scores_at(target.policy, target.now);
+    let keys = decision.lead.search_keys(target.policy);
+    // What the store holds of the other models' keys is known only for a
+    // lead keyed under the same policy version: else every model is written.
+    let keys_before = match &before {
+        Before::Existing(r) if r.keyed && r.policy_version == target.policy_version => {
+            Some(r.lead.search_keys(target.policy))
+        }
+        _ => None,
+    };
     let write = LeadWrite {
         id,
         lead: &decision.lead,
         scores: &scores,
+        keys: &keys,
+        keys_before: keys_before.as_deref(),
         version,
         policy_version: target.policy_version,
         history_len: new_len,
@@ -125,6 +136,7 @@ pub(crate) async fn persist(
         history_len: new_len,
         updated_at: target.now,
         lead: decision.lead.clone(),
+        keyed: true,
     };
 
     let mut outbox = Vec::with_capacity(decision.events.len());

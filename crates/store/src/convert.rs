@@ -31,6 +31,7 @@ pub(crate) fn lead_record(row: lead::Model) -> Result<LeadRecord, StoreError> {
         history_len: row.history_len,
         updated_at: ts(row.updated_at),
         lead,
+        keyed: row.engagement_key.is_some(),
     })
 }
 

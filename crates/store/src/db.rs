@@ -90,6 +90,7 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let Some(pool) = self.postgres_pool() else {
             Migrator::up(&self.writer, None).await?;
+            self.key_unkeyed_leads().await?;
             return Ok(());
         };
         let mut lock = pool.acquire().await.map_err(exec_err)?;
@@ -98,7 +99,10 @@ impl Store {
             .execute(&mut *lock)
             .await
             .map_err(exec_err)?;
-        let migrated = Migrator::up(&self.writer, None).await;
+        let migrated = match Migrator::up(&self.writer, None).await {
+            Ok(()) => self.key_unkeyed_leads().await.map(|_| ()),
+            Err(e) => Err(e.into()),
+        };
         let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(MIGRATION_LOCK)
             .execute(&mut *lock)

@@ -39,6 +39,7 @@ mod queries;
 mod reads;
 mod records;
 mod rescore;
+mod search;
 mod state;
 mod stream;
 #[cfg(feature = "testing")]
@@ -59,6 +60,7 @@ pub use records::{
     PolicyRecord, StoredEngagement, StoredLevelChange, StoredResult, StoredTimer, StoredTransition,
 };
 pub use rescore::{RESCORE_DONE, RESCORE_FAILED, RESCORE_RUNNING, RESCORE_SUPERSEDED, RescoreJobRecord};
+pub use search::{Found, KeyRange, LeadSearch, ScoreColumn, SearchCursor, SearchOrder};
 pub use stream::{Claim, ConsumerRecord, OUTBOX_CHANNEL, OutboxBounds, RETENTION};
 pub use timers::DueTimer;
 pub use tokens::{TokenRecord, WorkspaceRecord};

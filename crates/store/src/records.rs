@@ -1,6 +1,6 @@
 //! What the store hands out and takes in, in the domain's terms.
 
-use leadflow_domain::lifecycle::{Scores, TransitionRecord};
+use leadflow_domain::lifecycle::{Scores, SearchKeys, TransitionRecord};
 use leadflow_domain::workflow::{LevelChange, Timer, Trigger};
 use leadflow_domain::{Engagement, Lead, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,9 @@ pub struct LeadRecord {
     pub history_len: i64,
     pub updated_at: Timestamp,
     pub lead: Lead,
+    /// Its search keys were written (rows last written before lead search
+    /// existed have none until their next write).
+    pub keyed: bool,
 }
 
 /// What a write of a lead carries besides the domain state.
@@ -27,6 +30,11 @@ pub struct LeadWrite<'a> {
     pub lead: &'a Lead,
     /// Cached for listing and sorting: the scores at the decision.
     pub scores: &'a Scores,
+    /// Every model's search keys, the default model's first; and those the
+    /// lead had before the decision (`None` for a new lead): only the
+    /// models whose keys changed are written.
+    pub keys: &'a [SearchKeys],
+    pub keys_before: Option<&'a [SearchKeys]>,
     pub version: i64,
     pub policy_version: i64,
     pub history_len: i64,

@@ -26,6 +26,7 @@ mod overload;
 mod reads;
 mod replicas;
 mod rescore;
+mod search;
 mod service;
 mod stream;
 mod telemetry;
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
         reads::trials(),
         replicas::trials(),
         rescore::trials(),
+        search::trials(),
         service::trials(),
         stream::trials(),
         telemetry::trials(),

@@ -110,7 +110,34 @@ impl Scores {
     }
 }
 
+/// What lead search indexes of one model's scores: its fit (which does not
+/// decay) and the search keys of its engagement scores
+/// ([`ScoreState::search_key`]), which order leads as the scores do at
+/// any instant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchKeys {
+    pub model: String,
+    pub fit: f64,
+    pub engagement: f64,
+    pub qualifying: f64,
+}
+
 impl Lead {
+    /// Every model's search keys, the default model's first.
+    pub fn search_keys(&self, policy: &Policy) -> Vec<SearchKeys> {
+        policy
+            .models
+            .iter()
+            .enumerate()
+            .map(|(m, model)| SearchKeys {
+                model: model.id.clone(),
+                fit: round6(fit_score(policy, m, &self.profile)),
+                engagement: self.lifetime.search_key(policy, m),
+                qualifying: self.qualifying.search_key(policy, m),
+            })
+            .collect()
+    }
+
     /// The scores at `t`, each rounded to 6 decimals. Accurate for `t` at or
     /// after the last event applied (`ScoreState::last_at`).
     pub fn scores_at(&self, policy: &Policy, t: Timestamp) -> Scores {

@@ -13,7 +13,7 @@ pub use command::{Command, Context, Decision, MAX_FUTURE, ManualTransition, chec
 pub use decide::{capture, decide};
 pub use guards::show;
 pub use history::decide_since;
-pub use lead::{Lead, Scores};
+pub use lead::{Lead, ModelScores, Scores, SearchKeys};
 pub use table::{
     AUTOMATIC_TRIGGERS, Edge, TABLE, automatic_edge, automatic_move_up, has_score_threshold, manual_edge,
     reason_from_policy, sends_back, stages_entered,

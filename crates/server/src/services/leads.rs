@@ -262,6 +262,36 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let caller = crate::auth::caller(&request)?;
         let r = request.into_inner();
         let mut check = Check::default();
+        if super::search::is_search(&r) {
+            let size = check.page_size("page_size", r.page_size, 50, MAX_PAGE);
+            let query = super::search::query_in(&mut check, &r, size);
+            check.into_result()?;
+            let page = self
+                .engine
+                .search_leads(&caller.workspace, &query)
+                .await
+                .map_err(status)?;
+            // Bounded in bytes too, as below.
+            let mut leads = Vec::with_capacity(page.leads.len());
+            let mut bytes = 0;
+            let mut next = page.next;
+            let mut last: Option<&leadflow_engine::SearchCursor> = None;
+            for (view, cursor) in &page.leads {
+                let lead = lead_out(view);
+                let size = prost::Message::encoded_len(&lead);
+                if !leads.is_empty() && bytes + size > MAX_LIST_BYTES {
+                    next = last.cloned();
+                    break;
+                }
+                bytes += size;
+                leads.push(lead);
+                last = Some(cursor);
+            }
+            return Ok(Response::new(pb::ListLeadsResponse {
+                leads,
+                next_page_token: next.map(|c| super::search::token(&query, &c)).unwrap_or_default(),
+            }));
+        }
         let stage = stage_in(&mut check, "stage", r.stage);
         let size = check.page_size("page_size", r.page_size, 50, MAX_PAGE);
         let after = token_in(&mut check, "l", &r.page_token);

@@ -3,6 +3,7 @@
 mod analytics;
 mod leads;
 mod policies;
+mod search;
 mod triggers;
 
 pub use analytics::AnalyticsApi;

@@ -37,6 +37,10 @@ pub struct Model {
     /// holds, for queries.
     #[sea_orm(column_type = "Text", nullable)]
     pub profile: Option<String>,
+    /// The default model's search keys (see `leadflow_domain::score`);
+    /// `None` on rows not written since they were added.
+    pub engagement_key: Option<f64>,
+    pub qualifying_key: Option<f64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,6 +7,7 @@ pub(crate) mod consumer;
 pub(crate) mod engagement;
 pub(crate) mod idempotency;
 pub(crate) mod lead;
+pub(crate) mod lead_score;
 pub(crate) mod level_change;
 pub(crate) mod outbox;
 pub(crate) mod policy;

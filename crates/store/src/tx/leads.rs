@@ -2,8 +2,9 @@
 //! creating them, and writing their new state (held back under
 //! [`Tx::defer_writes`]).
 
+use leadflow_domain::lifecycle::SearchKeys;
 use leadflow_domain::{Engagement, Timestamp};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait as _, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
@@ -11,7 +12,7 @@ use sea_orm::{
 use super::{INSERT_CHUNK, Tx};
 use crate::backend::{Backend, string_array};
 use crate::convert;
-use crate::entity::lead;
+use crate::entity::{lead, lead_score};
 use crate::error::StoreError;
 use crate::records::{LeadRecord, LeadWrite};
 
@@ -23,7 +24,7 @@ pub enum LeadLookup<'a> {
 }
 
 /// What a decision changes on a lead row (not its identity, key or capture).
-const LEAD_DECISION_COLUMNS: [lead::Column; 14] = [
+const LEAD_DECISION_COLUMNS: [lead::Column; 16] = [
     lead::Column::Stage,
     lead::Column::Version,
     lead::Column::PolicyVersion,
@@ -38,6 +39,8 @@ const LEAD_DECISION_COLUMNS: [lead::Column; 14] = [
     lead::Column::UpdatedAt,
     lead::Column::LastEngagementAt,
     lead::Column::HistoryLen,
+    lead::Column::EngagementKey,
+    lead::Column::QualifyingKey,
 ];
 
 impl Tx {
@@ -209,10 +212,79 @@ impl Tx {
         lead::Entity::insert(lead_model(ws, external_key, &w)?)
             .exec_without_returning(self.db().await?)
             .await?;
+        self.write_model_scores(ws, &w).await
+    }
+
+    /// The search keys of every model but the default (a column of the
+    /// lead's row) that changed, in one statement.
+    async fn write_model_scores(&self, ws: &str, w: &LeadWrite<'_>) -> Result<(), StoreError> {
+        let changed: Vec<&SearchKeys> = w
+            .keys
+            .iter()
+            .skip(1)
+            .filter(|k| w.keys_before.is_none_or(|before| !before.contains(k)))
+            .collect();
+        self.upsert_model_scores(ws, w.id, &changed).await
+    }
+
+    /// A lead's search keys, written apart from a decision (see
+    /// `Store::key_unkeyed_leads`).
+    pub(crate) async fn set_search_keys(
+        &self,
+        ws: &str,
+        id: &str,
+        keys: &[SearchKeys],
+    ) -> Result<(), StoreError> {
+        let Some(default) = keys.first() else {
+            return Ok(());
+        };
+        lead::Entity::update_many()
+            .col_expr(lead::Column::EngagementKey, Expr::value(default.engagement))
+            .col_expr(lead::Column::QualifyingKey, Expr::value(default.qualifying))
+            .filter(lead::Column::WorkspaceId.eq(ws))
+            .filter(lead::Column::Id.eq(id))
+            .exec(self.db().await?)
+            .await?;
+        let rest: Vec<&SearchKeys> = keys.iter().skip(1).collect();
+        self.upsert_model_scores(ws, id, &rest).await
+    }
+
+    async fn upsert_model_scores(&self, ws: &str, id: &str, keys: &[&SearchKeys]) -> Result<(), StoreError> {
+        let changed: Vec<lead_score::ActiveModel> = keys
+            .iter()
+            .map(|k| lead_score::ActiveModel {
+                workspace_id: Set(ws.to_owned()),
+                model: Set(k.model.clone()),
+                lead_id: Set(id.to_owned()),
+                fit: Set(k.fit),
+                engagement_key: Set(k.engagement),
+                qualifying_key: Set(k.qualifying),
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        lead_score::Entity::insert_many(changed)
+            .on_conflict(
+                OnConflict::columns([
+                    lead_score::Column::WorkspaceId,
+                    lead_score::Column::Model,
+                    lead_score::Column::LeadId,
+                ])
+                .update_columns([
+                    lead_score::Column::Fit,
+                    lead_score::Column::EngagementKey,
+                    lead_score::Column::QualifyingKey,
+                ])
+                .to_owned(),
+            )
+            .exec_without_returning(self.db().await?)
+            .await?;
         Ok(())
     }
 
     pub async fn update_lead(&self, ws: &str, w: LeadWrite<'_>) -> Result<(), StoreError> {
+        self.write_model_scores(ws, &w).await?;
         if self.deferring() {
             let model = lead_model(ws, None, &w)?;
             self.pending().leads.insert(w.id.to_owned(), model);
@@ -280,5 +352,7 @@ fn lead_model(
         history_len: Set(w.history_len),
         erased_at: Set(None),
         erased_by: Set(None),
+        engagement_key: Set(w.keys.first().map(|k| k.engagement)),
+        qualifying_key: Set(w.keys.first().map(|k| k.qualifying)),
     })
 }

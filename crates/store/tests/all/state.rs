@@ -14,10 +14,54 @@ use sea_orm::{ConnectionTrait as _, Database, DbBackend, Statement};
 /// The migrations before the packed state.
 const BEFORE_PACKED: u32 = 7;
 
+fn shipped_source() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/policy.toml"))
+        .expect("the shipped policy")
+}
+
 fn shipped_policy() -> Policy {
-    let toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/policy.toml"))
-        .expect("the shipped policy");
-    Policy::from_toml(&toml).expect("the shipped policy parses")
+    Policy::from_toml(&shipped_source()).expect("the shipped policy parses")
+}
+
+/// Lead l1's stored search keys: the default model's (on its row), then
+/// every other model's, by model id.
+async fn search_keys(url: &str) -> Vec<(String, f64, f64)> {
+    let conn = Database::connect(url).await.expect("connect");
+    let backend = conn.get_database_backend();
+    let mut out = Vec::new();
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT engagement_key, qualifying_key FROM leads WHERE id = 'l1'",
+        ))
+        .await
+        .expect("select")
+        .expect("a row");
+    out.push((
+        "default".to_owned(),
+        row.try_get::<Option<f64>>("", "engagement_key")
+            .expect("key")
+            .unwrap_or(f64::NAN),
+        row.try_get::<Option<f64>>("", "qualifying_key")
+            .expect("key")
+            .unwrap_or(f64::NAN),
+    ));
+    for row in conn
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT model, engagement_key, qualifying_key FROM lead_scores WHERE lead_id = 'l1' ORDER BY model",
+        ))
+        .await
+        .expect("select")
+    {
+        out.push((
+            row.try_get("", "model").expect("model"),
+            row.try_get("", "engagement_key").expect("key"),
+            row.try_get("", "qualifying_key").expect("key"),
+        ));
+    }
+    conn.close().await.expect("close");
+    out
 }
 
 /// A lead with something in every part of its state: a profile, rule
@@ -100,6 +144,18 @@ async fn a_lead_written_as_json_before_the_migration_reads_the_same_and_is_packe
         ))
         .await
         .expect("a lead as JSON");
+        // The policy version it was scored under.
+        conn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "INSERT INTO policies (workspace_id, version, name, description, source, checksum, created_at) \
+                 VALUES ('w', 1, 'acme-b2b', '', {}, 'c', 0)",
+                p(1)
+            ),
+            [shipped_source().into()],
+        ))
+        .await
+        .expect("a policy version");
         conn.close().await.expect("close");
     }
     let store = Store::connect(&db.url, &StoreOptions::default())
@@ -109,6 +165,16 @@ async fn a_lead_written_as_json_before_the_migration_reads_the_same_and_is_packe
     let read = store.lead("w", "l1").await.expect("read").expect("the lead");
     assert_eq!(read.lead, lead, "a JSON state reads as it was written");
     assert_eq!(read.version, 3);
+    // The migration keyed it for search, under its own policy version.
+    assert!(read.keyed, "keyed by the migration");
+    let keys = lead.search_keys(&policy);
+    assert_eq!(keys.len(), 2, "the default model and analytics");
+    assert_eq!(
+        search_keys(&db.url).await,
+        keys.iter()
+            .map(|k| (k.model.clone(), k.engagement, k.qualifying))
+            .collect::<Vec<_>>()
+    );
     let (_, _, profile) = columns(&db.url).await;
     let profile: BTreeMap<String, String> =
         serde_json::from_str(&profile.expect("a profile")).expect("the profile column is JSON");
@@ -133,6 +199,8 @@ async fn a_lead_written_as_json_before_the_migration_reads_the_same_and_is_packe
             id: "l1",
             lead: &changed,
             scores: &scores,
+            keys: &changed.search_keys(&policy),
+            keys_before: None,
             version: 4,
             policy_version: 1,
             history_len: 2,

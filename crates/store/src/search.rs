@@ -1,0 +1,313 @@
+//! Lead search: a workspace's leads by stage, grade, capture and
+//! stage-entry instants and score ranges, in an order, a page at a time.
+//!
+//! Score ranges are ranges of the search keys each write stores (the
+//! default model's on `leads`, every other model's in `lead_scores`; see
+//! `leadflow_domain::score::ScoreState::search_key`), so the indexed forms
+//! are index range scans. The caller turns a score range at an instant into
+//! a key range, widened a little; it checks each lead's exact scores itself.
+
+use std::collections::HashMap;
+
+use leadflow_domain::{Policy, Stage};
+use sea_orm::{ConnectionTrait, EntityTrait, FromQueryResult, Value};
+
+use crate::Store;
+use crate::backend::Backend;
+use crate::convert;
+use crate::entity::{lead, policy};
+use crate::error::StoreError;
+use crate::records::LeadRecord;
+
+/// Which of a model's scores a key range or an order reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScoreColumn {
+    /// Not decayed: the value itself.
+    Fit,
+    /// The lifetime engagement score's search key.
+    Engagement,
+    /// The qualifying engagement score's search key.
+    Qualifying,
+}
+
+/// One model's score between two keys (both inclusive).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyRange {
+    /// `None`: the default model.
+    pub model: Option<String>,
+    pub column: ScoreColumn,
+    pub at_least: Option<f64>,
+    pub at_most: Option<f64>,
+}
+
+/// The order of a search; ties by id.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SearchOrder {
+    Id,
+    /// By a model's score (its key).
+    Score {
+        model: Option<String>,
+        column: ScoreColumn,
+    },
+    EnteredStage,
+    Captured,
+}
+
+/// Where a page ended: the last lead's order value and id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchCursor {
+    /// The order value (a key, or an instant in microseconds as a number);
+    /// `None` for the id order.
+    pub value: Option<f64>,
+    pub id: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeadSearch {
+    /// Any of these (none: every stage).
+    pub stages: Vec<Stage>,
+    /// Any of these grades (none: every grade).
+    pub grades: Vec<String>,
+    /// `[start, end)` in microseconds.
+    pub captured: (Option<i64>, Option<i64>),
+    pub entered_stage: (Option<i64>, Option<i64>),
+    pub ranges: Vec<KeyRange>,
+    pub order: SearchOrder,
+    pub descending: bool,
+    pub after: Option<SearchCursor>,
+    pub limit: u64,
+}
+
+/// A lead found, with the value it was ordered by.
+#[derive(Clone, Debug)]
+pub struct Found {
+    pub record: LeadRecord,
+    pub cursor: SearchCursor,
+}
+
+/// A query under construction: its text and its parameters, numbered.
+struct Sql {
+    backend: Backend,
+    text: String,
+    params: Vec<Value>,
+}
+
+impl Sql {
+    fn param(&mut self, value: impl Into<Value>) -> String {
+        self.params.push(value.into());
+        match self.backend {
+            Backend::Postgres => format!("${}", self.params.len()),
+            Backend::Sqlite => format!("?{}", self.params.len()),
+        }
+    }
+}
+
+fn key_column(column: ScoreColumn) -> &'static str {
+    match column {
+        ScoreColumn::Fit => "fit",
+        ScoreColumn::Engagement => "engagement_key",
+        ScoreColumn::Qualifying => "qualifying_key",
+    }
+}
+
+impl Store {
+    /// A page of the workspace's leads (not erased) that `search` asks for,
+    /// in its order.
+    pub async fn search_leads(&self, ws: &str, search: &LeadSearch) -> Result<Vec<Found>, StoreError> {
+        let mut q = Sql {
+            backend: self.backend(),
+            text: String::new(),
+            params: Vec::new(),
+        };
+        let ws_param = q.param(ws);
+        // Each model other than the default is joined once, by its alias.
+        let mut joins: Vec<(Option<String>, String)> = vec![(None, "l".to_owned())];
+        let mut alias = |q: &mut Sql, model: &Option<String>| -> String {
+            if let Some((_, a)) = joins.iter().find(|(m, _)| m == model) {
+                return a.clone();
+            }
+            let a = format!("s{}", joins.len());
+            let model_param = q.param(model.clone().unwrap_or_default());
+            joins.push((model.clone(), a.clone()));
+            q.text.push_str(&format!(
+                " LEFT JOIN lead_scores {a} ON {a}.workspace_id = l.workspace_id AND {a}.model = {model_param} \
+                 AND {a}.lead_id = l.id"
+            ));
+            a
+        };
+        let mut conditions = vec![
+            format!("l.workspace_id = {ws_param}"),
+            "l.erased_at IS NULL".to_owned(),
+        ];
+        if !search.stages.is_empty() {
+            let list: Vec<String> = search.stages.iter().map(|s| q.param(s.as_str())).collect();
+            conditions.push(format!("l.stage IN ({})", list.join(", ")));
+        }
+        if !search.grades.is_empty() {
+            let list: Vec<String> = search.grades.iter().map(|g| q.param(g.clone())).collect();
+            conditions.push(format!("l.grade IN ({})", list.join(", ")));
+        }
+        for (column, (start, end)) in [
+            ("l.captured_at", search.captured),
+            ("l.entered_stage_at", search.entered_stage),
+        ] {
+            if let Some(start) = start {
+                conditions.push(format!("{column} >= {}", q.param(start)));
+            }
+            if let Some(end) = end {
+                conditions.push(format!("{column} < {}", q.param(end)));
+            }
+        }
+        for range in &search.ranges {
+            let a = alias(&mut q, &range.model);
+            let column = format!("{a}.{}", key_column(range.column));
+            let mut within = Vec::new();
+            if let Some(lo) = range.at_least {
+                within.push(format!("{column} >= {}", q.param(lo)));
+            }
+            if let Some(hi) = range.at_most {
+                within.push(format!("{column} <= {}", q.param(hi)));
+            }
+            if within.is_empty() {
+                continue;
+            }
+            // A lead without keys for the model yet (a model added since its
+            // last write) is read, and checked by its scores.
+            let unkeyed = match &range.model {
+                None => "l.engagement_key IS NULL".to_owned(),
+                Some(_) => format!("{a}.lead_id IS NULL"),
+            };
+            conditions.push(format!("(({}) OR {unkeyed})", within.join(" AND ")));
+        }
+        let order = match &search.order {
+            SearchOrder::Id => None,
+            SearchOrder::Score { model, column } => {
+                let a = alias(&mut q, model);
+                // Without keys (see above): at the low end.
+                Some(format!("COALESCE({a}.{}, -1e300)", key_column(*column)))
+            }
+            SearchOrder::EnteredStage => Some("l.entered_stage_at".to_owned()),
+            SearchOrder::Captured => Some("l.captured_at".to_owned()),
+        };
+        let (cmp, dir) = if search.descending {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
+        if let Some(after) = &search.after {
+            let id = q.param(after.id.clone());
+            match (&order, after.value) {
+                (Some(expr), Some(v)) => {
+                    let value = match search.order {
+                        SearchOrder::EnteredStage | SearchOrder::Captured => {
+                            #[allow(clippy::cast_possible_truncation)] // instants are whole microseconds
+                            q.param(v as i64)
+                        }
+                        _ => q.param(v),
+                    };
+                    conditions.push(format!(
+                        "({expr} {cmp} {value} OR ({expr} = {value} AND l.id {cmp} {id}))"
+                    ));
+                }
+                _ => conditions.push(format!("l.id {cmp} {id}")),
+            }
+        }
+        let order_value = order.clone().unwrap_or_else(|| "NULL".to_owned());
+        let by = match &order {
+            Some(expr) => format!("{expr} {dir}, l.id {dir}"),
+            None => format!("l.id {dir}"),
+        };
+        let limit = q.param(i64::try_from(search.limit).unwrap_or(i64::MAX));
+        let text = format!(
+            "SELECT l.*, {order_value} AS order_value FROM leads l{} WHERE {} ORDER BY {by} LIMIT {limit}",
+            q.text,
+            conditions.join(" AND ")
+        );
+        let statement = sea_orm::Statement::from_sql_and_values(
+            match self.backend() {
+                Backend::Postgres => sea_orm::DatabaseBackend::Postgres,
+                Backend::Sqlite => sea_orm::DatabaseBackend::Sqlite,
+            },
+            text,
+            q.params,
+        );
+        let rows = self
+            .reader()
+            .query_all_raw(statement)
+            .await
+            .map_err(|e| self.on_reader(e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let model = lead::Model::from_query_result(&row, "")?;
+            let value: Option<f64> = match search.order {
+                SearchOrder::Id => None,
+                SearchOrder::Score { .. } => row.try_get("", "order_value")?,
+                SearchOrder::EnteredStage => Some(model.entered_stage_at as f64),
+                SearchOrder::Captured => Some(model.captured_at as f64),
+            };
+            let cursor = SearchCursor {
+                value,
+                id: model.id.clone(),
+            };
+            out.push(Found {
+                record: convert::lead_record(model)?,
+                cursor,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes the search keys of every lead (not erased) that has none —
+    /// rows written before lead search — each computed under the policy
+    /// version its state was computed with. Run by `migrate`, so that a
+    /// search never meets a lead without keys but one whose model is newer
+    /// than its last write. Returns how many were keyed.
+    pub(crate) async fn key_unkeyed_leads(&self) -> Result<u64, StoreError> {
+        const PAGE: i64 = 500;
+        let mut policies: HashMap<(String, i64), Option<Policy>> = HashMap::new();
+        let (mut after_ws, mut after_id) = (String::new(), String::new());
+        let mut keyed = 0;
+        loop {
+            let statement = self.sql(
+                "SELECT * FROM leads WHERE engagement_key IS NULL AND erased_at IS NULL \
+                 AND (workspace_id > $1 OR (workspace_id = $1 AND id > $2)) \
+                 ORDER BY workspace_id, id LIMIT $3",
+                vec![after_ws.clone().into(), after_id.clone().into(), PAGE.into()],
+            );
+            // Read on the writer: the migrations just written are there.
+            let rows = self.writer().query_all_raw(statement).await?;
+            let n = rows.len();
+            let mut leads = Vec::with_capacity(n);
+            for row in rows {
+                let model = lead::Model::from_query_result(&row, "")?;
+                let version = (model.workspace_id.clone(), model.policy_version);
+                if let std::collections::hash_map::Entry::Vacant(slot) = policies.entry(version) {
+                    let source = policy::Entity::find_by_id(slot.key().clone())
+                        .one(self.writer())
+                        .await?
+                        .map(|p| p.source);
+                    slot.insert(source.and_then(|s| Policy::from_toml(&s).ok()));
+                }
+                leads.push(model);
+            }
+            let tx = self.begin().await?;
+            for model in leads {
+                let ws = model.workspace_id.clone();
+                (after_ws, after_id) = (ws.clone(), model.id.clone());
+                let version = model.policy_version;
+                let Some(Some(policy)) = policies.get(&(ws.clone(), version)) else {
+                    tracing::warn!(workspace = %ws, lead = %after_id, version, "no readable policy version: the lead is keyed at its next write");
+                    continue;
+                };
+                let record = convert::lead_record(model)?;
+                tx.set_search_keys(&ws, &record.id, &record.lead.search_keys(policy))
+                    .await?;
+                keyed += 1;
+            }
+            tx.commit().await?;
+            if n < usize::try_from(PAGE).unwrap_or(usize::MAX) {
+                return Ok(keyed);
+            }
+        }
+    }
+}
