@@ -71,6 +71,7 @@ pub struct SimulatedLead {
     pub to: Stage,
     pub transitions: Vec<TransitionView>,
     pub newly_failing: Vec<GuardCheck>,
+    /// Of the model the draft's MQL stage reads.
     pub fit: f64,
     pub qualifying_engagement: f64,
 }
@@ -189,6 +190,16 @@ impl Engine {
                     break 'scan;
                 }
                 let scores = decision.lead.scores_at(&policy, at);
+                // The scores the draft's MQL guards read: its MQL model's.
+                let (fit, qualifying_engagement) = match policy.mql.model {
+                    0 => (scores.fit, scores.qualifying_engagement),
+                    m => scores
+                        .models
+                        .get(&policy.models[m].id)
+                        .map_or((scores.fit, scores.qualifying_engagement), |s| {
+                            (s.fit, s.qualifying_engagement)
+                        }),
+                };
                 changed.push(SimulatedLead {
                     transitions: (record.history_len + 1..)
                         .zip(decision.transitions())
@@ -205,8 +216,8 @@ impl Engine {
                     from,
                     to,
                     newly_failing,
-                    fit: scores.fit,
-                    qualifying_engagement: scores.qualifying_engagement,
+                    fit,
+                    qualifying_engagement,
                 });
             }
         }

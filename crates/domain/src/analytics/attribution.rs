@@ -79,7 +79,8 @@ impl std::str::FromStr for Attribution {
                 ));
             }
         };
-        if property.trim().is_empty() || property.chars().count() > 128 {
+        let property = property.trim();
+        if property.is_empty() || property.chars().count() > 128 {
             return Err("the property must be 1 to 128 characters".to_owned());
         }
         Ok(Self {
@@ -162,27 +163,34 @@ impl Attribution {
 /// Each lead's keys with those outside the `top` largest groups (by
 /// leads; ties by key) made "(other)", once per lead.
 pub fn bounded(keys: Vec<Vec<String>>, top: usize) -> Vec<Vec<String>> {
-    let mut sizes: BTreeMap<&str, u64> = BTreeMap::new();
+    bounded_by(keys, top, |a, b| a.cmp(b), OTHER.to_owned())
+}
+
+/// [`bounded`] over any keys (`order` breaks ties in size), `other`
+/// standing for the rest.
+pub fn bounded_by<K: Ord + Clone>(
+    keys: Vec<Vec<K>>,
+    top: usize,
+    order: impl Fn(&K, &K) -> std::cmp::Ordering,
+    other: K,
+) -> Vec<Vec<K>> {
+    let mut sizes: BTreeMap<&K, u64> = BTreeMap::new();
     for lead in &keys {
         for key in lead {
-            *sizes.entry(key.as_str()).or_default() += 1;
+            *sizes.entry(key).or_default() += 1;
         }
     }
     if sizes.len() <= top {
         return keys;
     }
-    let mut ranked: Vec<(&str, u64)> = sizes.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let kept: BTreeSet<String> = ranked.iter().take(top).map(|(k, _)| (*k).to_owned()).collect();
+    let mut ranked: Vec<(&K, u64)> = sizes.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| order(a.0, b.0)));
+    let kept: BTreeSet<K> = ranked.iter().take(top).map(|(k, _)| (*k).clone()).collect();
     keys.into_iter()
         .map(|lead| {
-            let mut out: Vec<String> = Vec::with_capacity(lead.len());
+            let mut out: Vec<K> = Vec::with_capacity(lead.len());
             for key in lead {
-                let key = if kept.contains(&key) {
-                    key
-                } else {
-                    OTHER.to_owned()
-                };
+                let key = if kept.contains(&key) { key } else { other.clone() };
                 if !out.contains(&key) {
                     out.push(key);
                 }

@@ -146,20 +146,35 @@ pub struct OutcomeGroup {
     pub p90_to_win: Option<Span>,
 }
 
-/// Outcomes by an attribution, built one lead at a time.
+/// Outcomes by an attribution, built one lead at a time. Each key is kept
+/// once; a lead keeps the numbers of its keys, its outcome and its time to
+/// a win (the top groups are known only at the end).
 #[derive(Clone, Debug)]
 pub struct OutcomeTallies {
     attribution: Attribution,
-    /// Per lead: its keys, its outcome, its time from capture to a win.
-    leads: Vec<(Vec<String>, Outcome, Option<i64>)>,
+    keys: Vec<String>,
+    numbers: std::collections::HashMap<String, u32>,
+    leads: Vec<(Vec<u32>, Outcome, Option<i64>)>,
 }
 
 impl OutcomeTallies {
     pub fn new(attribution: Attribution) -> Self {
         Self {
             attribution,
+            keys: Vec::new(),
+            numbers: std::collections::HashMap::new(),
             leads: Vec::new(),
         }
+    }
+
+    fn number(&mut self, key: String) -> u32 {
+        if let Some(&n) = self.numbers.get(&key) {
+            return n;
+        }
+        let n = u32::try_from(self.keys.len()).unwrap_or(u32::MAX - 1);
+        self.keys.push(key.clone());
+        self.numbers.insert(key, n);
+        n
     }
 
     pub fn add(&mut self, lead: &Evidence) {
@@ -188,23 +203,34 @@ impl OutcomeTallies {
             (Outcome::Won, Some(from), Some(to)) => Some(to.since(from).as_micros()),
             _ => None,
         };
+        let keys = keys.into_iter().map(|k| self.number(k)).collect();
         self.leads.push((keys, outcome, to_win));
     }
 
     /// The groups by key (the `top` largest, the rest as "(other)").
     pub fn report(self, top: usize) -> Vec<OutcomeGroup> {
-        type Keys = Vec<Vec<String>>;
+        /// The number of "(other)".
+        const OTHER: u32 = u32::MAX;
+        type Keys = Vec<Vec<u32>>;
+        let names = self.keys;
         let (keys, rest): (Keys, Vec<(Outcome, Option<i64>)>) = self
             .leads
             .into_iter()
             .map(|(keys, outcome, to_win)| (keys, (outcome, to_win)))
             .unzip();
+        let name = |n: u32| {
+            usize::try_from(n)
+                .ok()
+                .and_then(|i| names.get(i))
+                .map_or(attribution::OTHER, String::as_str)
+        };
+        let bounded = attribution::bounded_by(keys, top, |a, b| name(*a).cmp(name(*b)), OTHER);
         let mut all = Tally::default();
         let mut groups: BTreeMap<String, (Tally, Vec<i64>)> = BTreeMap::new();
-        for (keys, (outcome, to_win)) in attribution::bounded(keys, top).into_iter().zip(rest) {
+        for (keys, (outcome, to_win)) in bounded.into_iter().zip(rest) {
             all.add(outcome);
             for key in keys {
-                let group = groups.entry(key).or_default();
+                let group = groups.entry(name(key).to_owned()).or_default();
                 group.0.add(outcome);
                 group.1.extend(to_win);
             }

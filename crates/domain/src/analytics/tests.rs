@@ -679,6 +679,36 @@ mod evidence {
             None,
             "below the MQL bar"
         );
+        // Keys are added under a table's own header only, in the
+        // document's line endings.
+        use crate::policy::with_value;
+        assert_eq!(
+            with_value("[a]\nx = 1\n", "a", "y", "2").as_deref(),
+            Some("[a]\ny = 2\nx = 1\n")
+        );
+        assert_eq!(
+            with_value("[a]\r\nx = 1\r\n", "a", "y", "2").as_deref(),
+            Some("[a]\r\ny = 2\r\nx = 1\r\n")
+        );
+        assert_eq!(
+            with_value("[s.m]\nz = 1\n", "s.m", "z", "5").as_deref(),
+            Some("[s.m]\nz = 5\n")
+        );
+        assert_eq!(
+            with_value("[[a.b]]\nid = \"x\"\n", "a", "y", "2"),
+            None,
+            "a only named by a deeper header"
+        );
+        assert_eq!(
+            with_value("[s]\nm.z = 1\n", "s.m", "y", "2"),
+            None,
+            "a dotted key"
+        );
+        assert_eq!(
+            with_value("[s]\nm = { z = 1 }\n", "s.m", "y", "2"),
+            None,
+            "an inline table"
+        );
         // A level that leaves its engagement threshold out gets one.
         let inherited = source.replacen("engagement_at_least = 90\n", "fit_at_least = 30\n", 1);
         let example = Policy::from_toml(&inherited).expect("valid without warm's threshold");

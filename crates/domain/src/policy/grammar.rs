@@ -142,7 +142,8 @@ impl Parser<'_, '_> {
             }
         }
 
-        for rule in &attribute_rules {
+        // A rule that only disqualifies (no points) leaves the fit as it is.
+        for rule in attribute_rules.iter().filter(|r| r.points != 0.0) {
             models[rule.model].own_fit = true;
         }
         let grades = self.grades(&top);

@@ -53,16 +53,26 @@ pub(crate) fn with_value(source: &str, table: &str, key: &str, value: &str) -> O
     let (at, end, text) = match find_span(root.get_ref(), "", &join(table, key)) {
         Some(span) => (span.start, span.end, value.to_owned()),
         None => {
+            // Only under a `[table]` header of its own: not a dotted key,
+            // an inline table, or a table named only by a deeper header.
             let header = find(root.get_ref(), "", table)?;
+            let line_start = source[..header].rfind('\n').map_or(0, |i| i + 1);
+            let line = source[line_start..].lines().next().unwrap_or_default().trim();
+            let own = format!("[{}]", table.split('[').next().unwrap_or(table));
+            let listed = format!("[[{}]]", table.split('[').next().unwrap_or(table));
+            if line != own && line != listed {
+                return None;
+            }
+            let eol = if source.contains("\r\n") { "\r\n" } else { "\n" };
             let line_end = source[header..]
                 .find('\n')
                 .map_or(source.len(), |i| header + i + 1);
             let newline = if line_end == source.len() && !source.ends_with('\n') {
-                "\n"
+                eol
             } else {
                 ""
             };
-            (line_end, line_end, format!("{newline}{key} = {value}\n"))
+            (line_end, line_end, format!("{newline}{key} = {value}{eol}"))
         }
     };
     let mut out = String::with_capacity(source.len() + text.len());

@@ -288,8 +288,18 @@ fn differences(policy: &Policy, case: &Ready, life: &Life) -> Vec<String> {
             scores.qualifying_engagement,
         ),
     ];
+    let default = leadflow_domain::lifecycle::ModelScores {
+        fit: scores.fit,
+        engagement: scores.engagement,
+        qualifying_engagement: scores.qualifying_engagement,
+    };
     for (id, expected) in &e.models {
-        let Some(actual) = scores.models.get(id) else {
+        let actual = if id == leadflow_domain::policy::DEFAULT_MODEL {
+            Some(&default)
+        } else {
+            scores.models.get(id)
+        };
+        let Some(actual) = actual else {
             let known: Vec<&str> = scores.models.keys().map(String::as_str).collect();
             let known = if known.is_empty() {
                 "none".to_owned()
