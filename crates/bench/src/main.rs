@@ -22,6 +22,7 @@ mod long_lead;
 mod rawdb;
 mod report;
 mod scale;
+mod search;
 mod server;
 mod simulate;
 mod stats;
@@ -48,6 +49,9 @@ enum Scenario {
     /// GetFunnel over about a million transitions, on SQLite and
     /// PostgreSQL, beside a plain read of the same period.
     Funnel(funnel::Args),
+    /// Filtered ListLeads pages over a million leads on PostgreSQL (the
+    /// indexed forms and a scanned one), beside a plain page by id.
+    Search(search::Args),
     /// 1, 2 and 3 replicas on one PostgreSQL under the same load, the last
     /// killed halfway: throughput, commit-to-subscriber latency, and that
     /// nothing acknowledged is lost, every event arrives and every timer
@@ -107,6 +111,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Run(args) => report::run(args).await,
             Scenario::Simulate(args) => simulate::run(args).await,
             Scenario::Funnel(args) => funnel::run(args).await,
+            Scenario::Search(args) => search::run(args).await,
             Scenario::Scale(args) => scale::run(args).await,
             Scenario::Import(args) => import::run(args).await,
             Scenario::Instructions(args) => instructions::run(args).await,

@@ -15,6 +15,15 @@ use sea_orm::{ConnectionTrait, Database};
 #[cfg(feature = "harness")]
 pub mod harness;
 
+/// A lead's state packed as the store writes it, and its profile as the
+/// `profile` column holds it: for tools that seed a database in bulk.
+pub fn stored_state(lead: &leadflow_domain::Lead) -> Result<(Vec<u8>, String), crate::StoreError> {
+    Ok((
+        crate::state::pack("", lead)?,
+        crate::state::profile_json("", lead)?,
+    ))
+}
+
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// The PostgreSQL server tests make their databases on.
