@@ -15,7 +15,7 @@ use leadflow_store::testing::{Engine as Db, TestDatabase};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::SqlitePoolOptions;
 
-use crate::stats::median;
+use crate::stats::median_seconds;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -206,20 +206,6 @@ async fn funnel_once(engine: &Engine, query: &Query) -> anyhow::Result<()> {
     let funnel = engine.funnel(WS, query).await?;
     anyhow::ensure!(!funnel.groups.is_empty(), "an empty funnel over a seeded history");
     Ok(())
-}
-
-async fn median_seconds<F, Fut>(runs: usize, mut f: F) -> anyhow::Result<f64>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
-    let mut seconds = Vec::with_capacity(runs);
-    for _ in 0..runs.max(1) {
-        let started = Instant::now();
-        f().await?;
-        seconds.push(started.elapsed().as_secs_f64());
-    }
-    Ok(median(&mut seconds))
 }
 
 /// The seeded database through its driver, beside the store.

@@ -17,7 +17,7 @@ use leadflow_server::{Config, DEFAULT_POLICY, DEFAULT_WORKSPACE, DatabaseUrl};
 use leadflow_store::testing::{Engine as Db, TestDatabase, stored_state};
 use sqlx::postgres::PgPoolOptions;
 
-use crate::stats::median;
+use crate::stats::median_seconds;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -314,18 +314,4 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     drop(engine);
     Ok(())
-}
-
-async fn median_seconds<F, Fut>(runs: usize, mut f: F) -> anyhow::Result<f64>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
-    let mut seconds = Vec::with_capacity(runs);
-    for _ in 0..runs.max(1) {
-        let started = Instant::now();
-        f().await?;
-        seconds.push(started.elapsed().as_secs_f64());
-    }
-    Ok(median(&mut seconds))
 }

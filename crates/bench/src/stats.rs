@@ -116,3 +116,18 @@ pub(crate) fn median(values: &mut [f64]) -> f64 {
         n => f64::midpoint(values[n / 2 - 1], values[n / 2]),
     }
 }
+
+/// The median, in seconds, of `runs` runs of `f` (at least one).
+pub(crate) async fn median_seconds<F, Fut>(runs: usize, mut f: F) -> anyhow::Result<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let mut seconds = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let started = Instant::now();
+        f().await?;
+        seconds.push(started.elapsed().as_secs_f64());
+    }
+    Ok(median(&mut seconds))
+}
