@@ -3,9 +3,9 @@
 //! key (the score rebased to a fixed epoch, as a signed logarithm: it
 //! orders leads as their scores do at every instant and changes only with
 //! the lead). The default model's keys are columns of `leads`; every other
-//! model's are rows of `lead_scores`. Rows written before are left without
-//! keys (NULL) until their next write: a search reads them too and checks
-//! their scores itself.
+//! model's are rows of `lead_scores`. Rows written before get their keys
+//! right after the migration (`Store::migrate` keys them under their own
+//! policy version, which the schema alone cannot).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{double, double_null, string};

@@ -248,13 +248,20 @@ fn micros((start, end): (Option<Timestamp>, Option<Timestamp>)) -> (Option<i64>,
 /// an engagement score as its search keys, a little wider (the exact
 /// check follows).
 fn key_range(policy: &Policy, model: usize, range: &ScoreRange, now: Timestamp) -> KeyRange {
+    // A lead whose latest engagement is a little ahead of this clock (at
+    // most `MAX_FUTURE`) is shown at that instant: the bounds cover both.
+    let later = now.saturating_add(leadflow_domain::lifecycle::MAX_FUTURE);
     let key = |x: f64, up: bool| match range.score.column {
         ScoreColumn::Fit => x,
         // a score shown as x is at least x − 5e-7 (rounding)
-        _ => widened(
-            key_of_score(policy, model, if up { x + 1e-6 } else { x - 1e-6 }, now),
-            up,
-        ),
+        _ => {
+            let x = if up { x + 1e-6 } else { x - 1e-6 };
+            let (a, b) = (
+                key_of_score(policy, model, x, now),
+                key_of_score(policy, model, x, later),
+            );
+            widened(if up { a.max(b) } else { a.min(b) }, up)
+        }
     };
     KeyRange {
         model: stored_model(&range.score),

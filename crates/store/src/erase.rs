@@ -5,7 +5,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
 use crate::convert;
-use crate::entity::{engagement, idempotency, lead, outbox, score_checkpoint, timer};
+use crate::entity::{engagement, idempotency, lead, lead_score, outbox, score_checkpoint, timer};
 use crate::error::StoreError;
 use crate::records::LeadRecord;
 use crate::tx::{LeadLookup, Tx};
@@ -79,6 +79,19 @@ impl Tx {
             .col_expr(lead::Column::UpdatedAt, Expr::value(now.as_micros()))
             .filter(lead::Column::WorkspaceId.eq(ws))
             .filter(lead::Column::Id.eq(lead_id))
+            .exec(db)
+            .await?;
+        // Its search keys go: a fit is derived from the profile.
+        lead::Entity::update_many()
+            .col_expr(lead::Column::EngagementKey, Expr::value(Option::<f64>::None))
+            .col_expr(lead::Column::QualifyingKey, Expr::value(Option::<f64>::None))
+            .filter(lead::Column::WorkspaceId.eq(ws))
+            .filter(lead::Column::Id.eq(lead_id))
+            .exec(db)
+            .await?;
+        lead_score::Entity::delete_many()
+            .filter(lead_score::Column::WorkspaceId.eq(ws))
+            .filter(lead_score::Column::LeadId.eq(lead_id))
             .exec(db)
             .await?;
         let engagements = engagement::Entity::update_many()

@@ -122,15 +122,18 @@ impl Store {
         let ws_param = q.param(ws);
         // Each model other than the default is joined once, by its alias.
         let mut joins: Vec<(Option<String>, String)> = vec![(None, "l".to_owned())];
-        let mut alias = |q: &mut Sql, model: &Option<String>| -> String {
+        // A range needs the model's row (an inner join, driven by its
+        // index); an order alone keeps the leads without one (last).
+        let mut alias = |q: &mut Sql, model: &Option<String>, inner: bool| -> String {
             if let Some((_, a)) = joins.iter().find(|(m, _)| m == model) {
                 return a.clone();
             }
             let a = format!("s{}", joins.len());
             let model_param = q.param(model.clone().unwrap_or_default());
             joins.push((model.clone(), a.clone()));
+            let join = if inner { "JOIN" } else { "LEFT JOIN" };
             q.text.push_str(&format!(
-                " LEFT JOIN lead_scores {a} ON {a}.workspace_id = l.workspace_id AND {a}.model = {model_param} \
+                " {join} lead_scores {a} ON {a}.workspace_id = l.workspace_id AND {a}.model = {model_param} \
                  AND {a}.lead_id = l.id"
             ));
             a
@@ -159,7 +162,7 @@ impl Store {
             }
         }
         for range in &search.ranges {
-            let a = alias(&mut q, &range.model);
+            let a = alias(&mut q, &range.model, true);
             let column = format!("{a}.{}", key_column(range.column));
             let mut within = Vec::new();
             if let Some(lo) = range.at_least {
@@ -171,50 +174,60 @@ impl Store {
             if within.is_empty() {
                 continue;
             }
-            // A lead without keys for the model yet (a model added since its
-            // last write) is read, and checked by its scores.
-            let unkeyed = match &range.model {
-                None => "l.engagement_key IS NULL".to_owned(),
-                Some(_) => format!("{a}.lead_id IS NULL"),
-            };
-            conditions.push(format!("(({}) OR {unkeyed})", within.join(" AND ")));
+            // A lead without default keys (its policy version unreadable
+            // when the migration keyed) is read, and checked by its scores.
+            let within = within.join(" AND ");
+            conditions.push(match &range.model {
+                None => format!("(({within}) OR l.engagement_key IS NULL)"),
+                Some(_) => within,
+            });
         }
         let order = match &search.order {
             SearchOrder::Id => None,
             SearchOrder::Score { model, column } => {
-                let a = alias(&mut q, model);
-                // Without keys (see above): at the low end.
-                Some(format!("COALESCE({a}.{}, -1e300)", key_column(*column)))
+                let a = alias(&mut q, model, false);
+                Some(format!("{a}.{}", key_column(*column)))
             }
             SearchOrder::EnteredStage => Some("l.entered_stage_at".to_owned()),
             SearchOrder::Captured => Some("l.captured_at".to_owned()),
         };
-        let (cmp, dir) = if search.descending {
-            ("<", "DESC")
+        // Leads without a key come last ascending, first descending (as
+        // an index in ascending order holds them, read either way).
+        let (cmp, dir, nulls) = if search.descending {
+            ("<", "DESC", "NULLS FIRST")
         } else {
-            (">", "ASC")
+            (">", "ASC", "NULLS LAST")
         };
         if let Some(after) = &search.after {
             let id = q.param(after.id.clone());
+            let instant = matches!(search.order, SearchOrder::EnteredStage | SearchOrder::Captured);
             match (&order, after.value) {
                 (Some(expr), Some(v)) => {
-                    let value = match search.order {
-                        SearchOrder::EnteredStage | SearchOrder::Captured => {
-                            #[allow(clippy::cast_possible_truncation)] // instants are whole microseconds
-                            q.param(v as i64)
-                        }
-                        _ => q.param(v),
+                    let value = if instant {
+                        #[allow(clippy::cast_possible_truncation)] // instants are whole microseconds
+                        q.param(v as i64)
+                    } else {
+                        q.param(v)
                     };
-                    conditions.push(format!(
-                        "({expr} {cmp} {value} OR ({expr} = {value} AND l.id {cmp} {id}))"
-                    ));
+                    let next = format!("({expr}, l.id) {cmp} ({value}, {id})");
+                    conditions.push(if search.descending || instant {
+                        next
+                    } else {
+                        format!("({next} OR {expr} IS NULL)")
+                    });
                 }
-                _ => conditions.push(format!("l.id {cmp} {id}")),
+                // after a lead without a key
+                (Some(expr), None) => conditions.push(if search.descending {
+                    format!("(({expr} IS NULL AND l.id {cmp} {id}) OR {expr} IS NOT NULL)")
+                } else {
+                    format!("({expr} IS NULL AND l.id {cmp} {id})")
+                }),
+                (None, _) => conditions.push(format!("l.id {cmp} {id}")),
             }
         }
         let order_value = order.clone().unwrap_or_else(|| "NULL".to_owned());
         let by = match &order {
-            Some(expr) => format!("{expr} {dir}, l.id {dir}"),
+            Some(expr) => format!("{expr} {dir} {nulls}, l.id {dir}"),
             None => format!("l.id {dir}"),
         };
         let limit = q.param(i64::try_from(search.limit).unwrap_or(i64::MAX));
@@ -299,10 +312,19 @@ impl Store {
                     tracing::warn!(workspace = %ws, lead = %after_id, version, "no readable policy version: the lead is keyed at its next write");
                     continue;
                 };
-                let record = convert::lead_record(model)?;
-                tx.set_search_keys(&ws, &record.id, &record.lead.search_keys(policy))
-                    .await?;
-                keyed += 1;
+                let record = match convert::lead_record(model) {
+                    Ok(record) => record,
+                    Err(e) => {
+                        tracing::warn!(workspace = %ws, lead = %after_id, error = %e, "an unreadable lead is not keyed");
+                        continue;
+                    }
+                };
+                if tx
+                    .set_search_keys(&ws, &record.id, &record.lead.search_keys(policy))
+                    .await?
+                {
+                    keyed += 1;
+                }
             }
             tx.commit().await?;
             if n < usize::try_from(PAGE).unwrap_or(usize::MAX) {

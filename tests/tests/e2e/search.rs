@@ -314,6 +314,23 @@ async fn leads_are_found_by_their_scores_profile_and_instants(mut server: TestSe
     .await?;
     assert_eq!(&by_score_paged[..2], ["d@acme.com", "a@acme.com"]);
     assert_eq!(by_score_paged.len(), 4);
+    // ascending, by another model's score, one a page: the same leads reversed in kind
+    let ascending = all_pages(
+        &mut server,
+        pb::ListLeadsRequest {
+            order_by: pb::LeadOrder::Score.into(),
+            order_score: score("analytics", pb::ScoreKind::Engagement),
+            ..Default::default()
+        },
+        1,
+    )
+    .await?;
+    assert_eq!(ascending.len(), 4, "{ascending:?}");
+    assert_eq!(
+        ascending.last().map(String::as_str),
+        Some("c@tiny.io"),
+        "40 on analytics, the others 0"
+    );
     Ok(())
 }
 

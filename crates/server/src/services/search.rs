@@ -225,9 +225,10 @@ pub(crate) fn query_in(check: &mut Check, r: &pb::ListLeadsRequest, page_size: u
         let parsed = text.split_once('|').and_then(|(c, rest)| {
             let (value, id) = rest.split_once('|')?;
             let value = if value.is_empty() {
-                None
+                // only a score order has leads without a value (no key)
+                matches!(query.order, LeadOrder::Id | LeadOrder::Score(_)).then_some(None)?
             } else {
-                Some(value.parse::<f64>().ok()?)
+                Some(value.parse::<f64>().ok().filter(|v| v.is_finite())?)
             };
             (c == code && !id.is_empty()).then(|| SearchCursor {
                 value,

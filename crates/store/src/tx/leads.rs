@@ -228,25 +228,32 @@ impl Tx {
     }
 
     /// A lead's search keys, written apart from a decision (see
-    /// `Store::key_unkeyed_leads`).
+    /// `Store::key_unkeyed_leads`) unless a decision keyed it meanwhile;
+    /// whether they were written.
     pub(crate) async fn set_search_keys(
         &self,
         ws: &str,
         id: &str,
         keys: &[SearchKeys],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let Some(default) = keys.first() else {
-            return Ok(());
+            return Ok(false);
         };
-        lead::Entity::update_many()
+        let updated = lead::Entity::update_many()
             .col_expr(lead::Column::EngagementKey, Expr::value(default.engagement))
             .col_expr(lead::Column::QualifyingKey, Expr::value(default.qualifying))
             .filter(lead::Column::WorkspaceId.eq(ws))
             .filter(lead::Column::Id.eq(id))
+            .filter(lead::Column::EngagementKey.is_null())
             .exec(self.db().await?)
-            .await?;
+            .await?
+            .rows_affected;
+        if updated == 0 {
+            return Ok(false);
+        }
         let rest: Vec<&SearchKeys> = keys.iter().skip(1).collect();
-        self.upsert_model_scores(ws, id, &rest).await
+        self.upsert_model_scores(ws, id, &rest).await?;
+        Ok(true)
     }
 
     async fn upsert_model_scores(&self, ws: &str, id: &str, keys: &[&SearchKeys]) -> Result<(), StoreError> {
