@@ -830,8 +830,95 @@ async fn markup_in_the_data_is_shown_as_text(mut server: TestServer) -> anyhow::
     Ok(())
 }
 
+/// The lead search page lists, page by page, what ListLeads answers for
+/// the same search, and refuses a bad field by name.
+async fn the_lead_search_page_shows_what_list_leads_answers(mut server: TestServer) -> anyhow::Result<()> {
+    let browser = chromium().ok_or_else(|| anyhow::anyhow!("no Chromium"))?;
+    for i in 0..60 {
+        let lead = create(&mut server, &format!("s{i}@acme.com")).await?;
+        for n in 0..(i % 5) {
+            server
+                .leads
+                .record_engagement(record(
+                    &lead.id,
+                    engagement(&format!("s{i}-{n}"), "trial_started"),
+                ))
+                .await?;
+        }
+    }
+    let http = with_http(&server, false).await?;
+    let addr = http.http_addr.expect("the HTTP side");
+    let path = "/dashboard/leads?min=60&order=score";
+    let dom = tokio::task::spawn_blocking(move || browse(&browser, &format!("http://{addr}{path}"), false))
+        .await??;
+    let listed = server
+        .leads
+        .list_leads(pb::ListLeadsRequest {
+            filter: Some(pb::LeadFilter {
+                scores: vec![pb::ScoreRange {
+                    score: None,
+                    at_least: Some(60.0),
+                    at_most: None,
+                }],
+                ..Default::default()
+            }),
+            order_by: pb::LeadOrder::Score.into(),
+            descending: true,
+            page_size: 50,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(listed.leads.len(), 36, "2, 3 and 4 trials: 60 and more");
+    let shown: Vec<&str> = dom
+        .match_indices("<tr data-lead=\"")
+        .map(|(at, m)| {
+            let rest = &dom[at + m.len()..];
+            &rest[..rest.find('"').unwrap_or(0)]
+        })
+        .collect();
+    let ids: Vec<&str> = listed.leads.iter().map(|l| l.id.as_str()).collect();
+    assert_eq!(shown, ids, "the same leads in the same order");
+    let first = &listed.leads[0];
+    let marker = format!("data-lead=\"{}\"", first.id);
+    assert_eq!(
+        value(&dom, &marker, "qualifying"),
+        first.scores.as_ref().map(|s| s.qualifying_engagement.to_string())
+    );
+    assert_eq!(cell(&dom, &marker, "stage"), Some("MQL".to_owned()));
+    assert!(!dom.contains("s1@acme.com"), "no profile fields");
+    assert!(!dom.contains("id=\"next\""), "one page holds them");
+    // a small page size is the form's own (50): the next link walks on
+    let (status, all) = get(addr, "/dashboard/leads?order=captured", &[]).await?;
+    assert_eq!(status, 200, "{all}");
+    assert!(all.contains("id=\"next\""), "60 leads: a second page");
+    let next = all
+        .split("id=\"next\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the next page's link")
+        .replace("&amp;", "&");
+    let (status, second) = get(addr, &next, &[]).await?;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second.matches("<tr data-lead=").count(), 10);
+    // bad fields are a 400 naming them
+    for (query, said) in [
+        ("min=lots", "min: &quot;lots&quot; is not a number"),
+        ("stage=LATE", "stage:"),
+        ("min=5&max=1", "max: 1 is below min 5"),
+        ("model=nope&min=1", "no model &quot;nope&quot;"),
+    ] {
+        let (status, body) = get(addr, &format!("/dashboard/leads?{query}"), &[]).await?;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body.contains(said), "{query}: {body}");
+    }
+    http.shutdown(Duration::from_secs(1)).await;
+    Ok(())
+}
+
 scenarios! {
     the_page_shows_what_get_funnel_answers = clock_at(NOW).needs(&BROWSER),
+    the_lead_search_page_shows_what_list_leads_answers = clock_at(NOW).needs(&BROWSER),
     the_command_line_prints_the_same_funnel = clock_at(NOW),
     the_page_needs_analytics_read_and_shows_one_workspace = clock_at(NOW),
     analytics_calls_need_their_scope_and_see_one_workspace = clock_at(NOW),

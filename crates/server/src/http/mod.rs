@@ -22,6 +22,7 @@
 
 mod auth;
 mod filters;
+mod leads;
 mod load;
 mod routes;
 mod views;

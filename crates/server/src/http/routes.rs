@@ -26,6 +26,7 @@ pub(crate) fn router(state: Arc<Http>) -> axum::Router {
         .route("/", get(|| async { Redirect::to("/dashboard") }))
         .route("/dashboard", get(dashboard))
         .route("/dashboard/tail", get(tail))
+        .route("/dashboard/leads", get(lead_search))
         .route("/login", get(login_form).post(login))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::map_response(harden))
@@ -113,6 +114,36 @@ async fn dashboard(
         Ok(data) => private_html(views::dashboard(ws, &query, &data)),
         Err(e) => {
             tracing::warn!(error = %e, "the dashboard could not be read");
+            page_error(StatusCode::SERVICE_UNAVAILABLE, UNREADABLE)
+        }
+    }
+}
+
+/// The lead search page: the form, and the leads it finds now.
+async fn lead_search(
+    State(state): State<Arc<Http>>,
+    headers: HeaderMap,
+    Query(form): Query<super::leads::SearchForm>,
+) -> Response {
+    let principal = match caller(&state, &headers).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let query = match form.query() {
+        Ok(q) => q,
+        Err(message) => return page_error(StatusCode::BAD_REQUEST, &message),
+    };
+    let Ok(Ok(_slot)) = tokio::time::timeout(BUSY_WAIT, state.pages.acquire()).await else {
+        return page_error(StatusCode::SERVICE_UNAVAILABLE, "the dashboard is busy; retry");
+    };
+    match state.engine.search_leads(&principal.workspace, &query).await {
+        Ok(page) => private_html(views::lead_search(&form, &page)),
+        Err(leadflow_engine::EngineError::InvalidArgument { violations, .. }) => {
+            let message: Vec<String> = violations.iter().map(ToString::to_string).collect();
+            page_error(StatusCode::BAD_REQUEST, &message.join("; "))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the lead search could not be read");
             page_error(StatusCode::SERVICE_UNAVAILABLE, UNREADABLE)
         }
     }

@@ -14,6 +14,7 @@ use leadflow_domain::analytics::funnel::Query as FunnelQuery;
 use leadflow_engine::TransitionView;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
+use super::leads::SearchForm;
 use super::load::Dashboard;
 use crate::present;
 
@@ -63,6 +64,131 @@ pub(super) fn error_page(message: &str) -> Markup {
             }
         }
     }
+}
+
+/// The lead search page: the form (showing what it was given) and a page
+/// of the leads found, by id and external key (no profile fields), with
+/// their stage, level, grade and scores now, and a link to the next page.
+pub(super) fn lead_search(form: &SearchForm, page: &leadflow_engine::SearchPage) -> Markup {
+    let field = |f: &Option<String>| f.clone().unwrap_or_default();
+    let selected =
+        |f: &Option<String>, value: &str, default: bool| f.as_deref().map_or(default, |v| v == value);
+    let next = page.next.as_ref().map(|cursor| {
+        let mut pairs: Vec<(&str, String)> = [
+            ("stage", &form.stage),
+            ("level", &form.level),
+            ("grade", &form.grade),
+            ("model", &form.model),
+            ("score", &form.score),
+            ("min", &form.min),
+            ("max", &form.max),
+            ("order", &form.order),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect();
+        pairs.push(("after", super::leads::after(cursor)));
+        let query: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", url_encode(v)))
+            .collect();
+        format!("/dashboard/leads?{}", query.join("&"))
+    });
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width";
+                title { "leadflow leads" }
+                (style())
+            }
+            body {
+                main {
+                    h1 { "Lead search" }
+                    p class="muted" { a href="/dashboard" { "The funnel" } }
+                    section {
+                        form id="search" method="get" action="/dashboard/leads" {
+                            label { "Stage " select name="stage" {
+                                option value="" { "any" }
+                                @for s in Stage::ALL {
+                                    option value=(s.as_str()) selected[selected(&form.stage, s.as_str(), false)] { (s.as_str()) }
+                                }
+                            } }
+                            label { "Level " input type="text" name="level" size="8" placeholder="hot, none" value=(field(&form.level)); }
+                            label { "Grade " input type="text" name="grade" size="4" value=(field(&form.grade)); }
+                            label { "Model " input type="text" name="model" size="10" placeholder="default" value=(field(&form.model)); }
+                            label { "Score " select name="score" {
+                                @for (value, text) in [("qualifying", "qualifying engagement"), ("engagement", "engagement"), ("fit", "fit")] {
+                                    option value=(value) selected[selected(&form.score, value, value == "qualifying")] { (text) }
+                                }
+                            } }
+                            label { "At least " input type="text" name="min" size="6" value=(field(&form.min)); }
+                            label { "At most " input type="text" name="max" size="6" value=(field(&form.max)); }
+                            label { "Order " select name="order" {
+                                @for (value, text) in [("score", "score, highest first"), ("entered", "stage entry, latest first"), ("captured", "capture, latest first")] {
+                                    option value=(value) selected[selected(&form.order, value, value == "score")] { (text) }
+                                }
+                            } }
+                            button type="submit" { "Search" }
+                        }
+                    }
+                    section {
+                        h2 { "Leads " span class="muted" { "scores as of now" } }
+                        @if page.leads.is_empty() {
+                            p id="no-leads" { "No lead on this page." }
+                        } @else {
+                            table id="leads" {
+                                thead { tr {
+                                    th { "Lead" } th { "External key" } th { "Stage" } th { "Level" } th { "Grade" }
+                                    th { "Fit" } th { "Qualifying" } th { "Engagement" } th { "Other models" }
+                                } }
+                                tbody {
+                                    @for (lead, _) in &page.leads {
+                                        tr data-lead=(lead.id) {
+                                            td { (lead.id) }
+                                            td { (lead.external_key.clone().unwrap_or_default()) }
+                                            td data-k="stage" { (lead.lead.stage.as_str()) }
+                                            td data-k="level" { (lead.scores.level.clone().unwrap_or_default()) }
+                                            td data-k="grade" { (lead.scores.grade) }
+                                            td data-k="fit" data-v=(lead.scores.fit) { (present::score(lead.scores.fit)) }
+                                            td data-k="qualifying" data-v=(lead.scores.qualifying_engagement) {
+                                                (present::score(lead.scores.qualifying_engagement))
+                                            }
+                                            td data-k="engagement" data-v=(lead.scores.engagement) { (present::score(lead.scores.engagement)) }
+                                            td {
+                                                @for (id, m) in &lead.scores.models {
+                                                    span data-model=(id) data-v=(m.qualifying_engagement) {
+                                                        (id) " " (present::score(m.qualifying_engagement)) " "
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        @if let Some(href) = next {
+                            p { a id="next" href=(href) { "Next page" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A query-string value, percent-encoded but for unreserved characters.
+fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The form that turns a token into the login cookie.
