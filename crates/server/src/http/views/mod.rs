@@ -45,6 +45,18 @@ fn style() -> Markup {
     html! { style { (PreEscaped(STYLE)) } }
 }
 
+/// A page's head: its title, and the style sheet.
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width";
+            title { (title) }
+            (style())
+        }
+    }
+}
+
 /// A page that says what went wrong, with the ways on.
 pub(super) fn error_page(message: &str) -> Markup {
     html! {
@@ -97,12 +109,7 @@ pub(super) fn lead_search(form: &SearchForm, page: &leadflow_engine::SearchPage)
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width";
-                title { "leadflow leads" }
-                (style())
-            }
+            (head("leadflow leads"))
             body {
                 main {
                     h1 { "Lead search" }
@@ -220,12 +227,7 @@ pub(super) fn dashboard(ws: &str, query: &FunnelQuery, data: &Dashboard) -> Mark
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width";
-                title { "leadflow funnel" }
-                (style())
-            }
+            (head("leadflow funnel"))
             body {
                 main {
                     h1 { "leadflow funnel" }
