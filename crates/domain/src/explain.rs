@@ -213,3 +213,77 @@ pub fn newly_failing(
         .filter(|g| !g.passed && passed.iter().any(|b| b.guard == g.guard && b.passed))
         .collect()
 }
+
+/// Every model's lifetime engagement score at `samples` instants evenly
+/// spaced from `from` to `to` (both included), in one pass over the log:
+/// the instants, and per model (in `Policy::models` order) its scores.
+pub fn timeline(
+    policy: &Policy,
+    log: &[Engagement],
+    from: Timestamp,
+    to: Timestamp,
+    samples: usize,
+) -> (Vec<Timestamp>, Vec<Vec<f64>>) {
+    let samples = samples.max(2);
+    let span = to.since(from).as_micros().max(0);
+    #[allow(clippy::cast_possible_wrap)] // a few hundred samples
+    let at: Vec<Timestamp> = (0..samples)
+        .map(|i| {
+            from.saturating_add(crate::time::Span::from_micros(
+                span * i as i64 / (samples as i64 - 1),
+            ))
+        })
+        .collect();
+    let mut series = vec![Vec::with_capacity(samples); policy.models.len()];
+    let mut state = ScoreState::new(policy, None);
+    let mut events = crate::engagement::canonical_log(log).into_iter().peekable();
+    for &t in &at {
+        while let Some(e) = events.next_if(|e| e.occurred_at <= t) {
+            state.apply(policy, e);
+        }
+        for (m, s) in series.iter_mut().enumerate() {
+            s.push(round6(state.value_at(
+                policy,
+                m,
+                t.max(state.last_at().unwrap_or(t)),
+            )));
+        }
+    }
+    (at, series)
+}
+
+/// A rule that counted an engagement: its id, its model (`None`: the
+/// default) and the points it gave, undecayed.
+pub type RuleGave = (String, Option<String>, f64);
+
+/// What each engagement of the log gave, in scoring order: per rule that
+/// counted it (or fired on it), the rule, its model and its points
+/// (undecayed). The last `keep` engagements only.
+pub fn log_points(policy: &Policy, log: &[Engagement], keep: usize) -> Vec<(Engagement, Vec<RuleGave>)> {
+    let mut state = ScoreState::new(policy, None);
+    let ordered = crate::engagement::canonical_log(log);
+    let skip = ordered.len().saturating_sub(keep);
+    let mut out = Vec::with_capacity(ordered.len() - skip);
+    for (i, e) in ordered.into_iter().enumerate() {
+        let before: Vec<(u32, f64)> = state.rules.iter().map(|r| (r.counted, r.raw)).collect();
+        state.apply(policy, e);
+        if i < skip {
+            continue;
+        }
+        let gave = policy
+            .event_rules
+            .iter()
+            .zip(state.rules.iter().zip(&before))
+            .filter(|(_, (after, (counted, _)))| after.counted > *counted)
+            .map(|(rule, (after, (_, raw)))| {
+                (
+                    rule.id.clone(),
+                    model_id(policy, rule.model),
+                    round6(after.raw - raw),
+                )
+            })
+            .collect();
+        out.push((e.clone(), gave));
+    }
+    out
+}

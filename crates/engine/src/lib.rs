@@ -54,6 +54,7 @@ pub use leads::{CreateLead, MAX_BATCH};
 pub use model::{
     BatchItem, HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage, Method, OutboxPayload, Request,
 };
+pub use reads::LeadDetail;
 pub use rescore::{Draft, SimulatedLead, Simulation, SimulationCounts};
 pub use search::{
     AttributeFilter, AttributeMatch, LeadFilter, LeadOrder, LeadQuery, MAX_SCANNED, ScoreRange, ScoreRef,

@@ -156,4 +156,37 @@ impl Engine {
         let explanation = leadflow_domain::explain::explain(&policy, &record.lead, &log, at);
         Ok((view(&policy, record, now).into(), explanation))
     }
+
+    /// What the dashboard's lead page shows: the lead now, its explanation,
+    /// its log, its first `moves` moves (instant and stage entered), and
+    /// the policy version that scored it.
+    #[tracing::instrument(name = "engine.lead_page", skip_all)]
+    pub async fn lead_page(&self, ws: &str, key: &LeadKey, moves: u64) -> Result<LeadDetail, EngineError> {
+        let record = self.find(ws, key).await?;
+        let policy = self.policy_of(ws, record.policy_version).await?;
+        let log = self.store.engagements_of(ws, &record.id).await?;
+        let transitions = self.store.transitions_page(ws, &record.id, 0, moves).await?;
+        let now = self.now();
+        let explanation = leadflow_domain::explain::explain(&policy, &record.lead, &log, now);
+        Ok(LeadDetail {
+            view: view(&policy, record, now).into(),
+            explanation,
+            moves: transitions
+                .into_iter()
+                .map(|t| (t.record.at, t.record.to))
+                .collect(),
+            log,
+            policy,
+        })
+    }
+}
+
+/// A lead with what explains it, for the dashboard's lead page.
+#[derive(Debug)]
+pub struct LeadDetail {
+    pub view: LeadView,
+    pub explanation: Explanation,
+    pub log: Vec<leadflow_domain::Engagement>,
+    pub moves: Vec<(Timestamp, Stage)>,
+    pub policy: std::sync::Arc<leadflow_domain::Policy>,
 }

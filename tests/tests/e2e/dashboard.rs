@@ -916,8 +916,89 @@ async fn the_lead_search_page_shows_what_list_leads_answers(mut server: TestServ
     Ok(())
 }
 
+/// A lead's page shows its scores over time, its thresholds and moves, its
+/// log with each rule's points and what blocks its next stage, as the API
+/// answers them.
+async fn the_lead_page_explains_the_lead(mut server: TestServer) -> anyhow::Result<()> {
+    let browser = chromium().ok_or_else(|| anyhow::anyhow!("no Chromium"))?;
+    let lead = create(&mut server, "page@acme.com").await?;
+    for (id, kind) in [
+        ("p1", "trial_started"),
+        ("p2", "trial_started"),
+        ("p3", "webinar_attended"),
+    ] {
+        server
+            .leads
+            .record_engagement(record(&lead.id, engagement(id, kind)))
+            .await?;
+    }
+    let got = server.lead(&lead.id).await?;
+    assert_eq!(stage(&got), pb::Stage::Mql);
+    let http = with_http(&server, false).await?;
+    let addr = http.http_addr.expect("the HTTP side");
+    let path = format!("/dashboard/leads/{}", lead.id);
+    let dom = tokio::task::spawn_blocking(move || browse(&browser, &format!("http://{addr}{path}"), false))
+        .await??;
+    assert!(dom.contains("<b id=\"stage\">MQL</b>"), "{dom}");
+    let scores = got.scores.expect("scores");
+    // the default model's line ends at the lead's lifetime score now
+    let last = dom
+        .split("data-model=\"default\" data-last=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("the default model's line");
+    assert_eq!(last, scores.engagement);
+    assert!(
+        dom.contains("data-model=\"analytics\""),
+        "every model has its line"
+    );
+    assert!(dom.contains("data-threshold=\"MQL\" data-v=\"60\""), "{dom}");
+    assert!(dom.contains("data-threshold=\"hot\""));
+    assert_eq!(dom.matches("class=\"move\"").count(), 2, "captured, then MQL");
+    assert_eq!(dom.matches("<tr data-event=").count(), 3);
+    assert!(dom.contains("data-rule=\"trial\" data-v=\"30\""), "{dom}");
+    assert!(
+        dom.contains("data-rule=\"webinar-attendance\" data-v=\"15\""),
+        "{dom}"
+    );
+    // what blocks it: ExplainScore's failing guards of the move up
+    let explained = server
+        .leads
+        .explain_score(pb::ExplainScoreRequest {
+            lead: by_id(&lead.id),
+            as_of: None,
+        })
+        .await?
+        .into_inner();
+    let failing: Vec<String> = explained
+        .next
+        .iter()
+        .flat_map(|n| n.guards.iter())
+        .filter(|g| !g.passed)
+        .map(|g| g.guard.clone())
+        .collect();
+    assert!(failing.contains(&"sales_ready_action".to_owned()));
+    for guard in &failing {
+        assert!(dom.contains(&format!("data-guard=\"{guard}\"")), "{guard}: {dom}");
+    }
+    assert!(!dom.contains("page@acme.com"), "no profile fields");
+    // the search page links to it
+    let (status, search) = get(addr, "/dashboard/leads", &[]).await?;
+    assert_eq!(status, 200);
+    assert!(
+        search.contains(&format!("href=\"/dashboard/leads/{}\"", lead.id)),
+        "{search}"
+    );
+    let (status, _) = get(addr, "/dashboard/leads/no-such-lead", &[]).await?;
+    assert_eq!(status, 404);
+    http.shutdown(Duration::from_secs(1)).await;
+    Ok(())
+}
+
 scenarios! {
     the_page_shows_what_get_funnel_answers = clock_at(NOW).needs(&BROWSER),
+    the_lead_page_explains_the_lead = clock_at(NOW).needs(&BROWSER),
     the_lead_search_page_shows_what_list_leads_answers = clock_at(NOW).needs(&BROWSER),
     the_command_line_prints_the_same_funnel = clock_at(NOW),
     the_page_needs_analytics_read_and_shows_one_workspace = clock_at(NOW),

@@ -298,3 +298,47 @@ fn bad_models_are_refused_at_their_paths() {
         "model[16]: too many models: at most 16 besides the default",
     );
 }
+
+#[test]
+fn the_timeline_samples_every_models_score_and_the_log_says_what_each_rule_gave() {
+    let mut h = Harness::capture(modelled(None), fintech(), T0);
+    h.engage(ev("w1", "webinar_attended", hours(1)));
+    let mut trial = ev("t1", "trial_started", hours(2));
+    trial
+        .properties
+        .insert("product".to_owned(), "analytics".to_owned());
+    h.engage(trial);
+    let end = hours(2).saturating_add(Span::from_days(7));
+    let (at, series) = leadflow_domain::explain::timeline(&h.policy, &h.log, T0, end, 5);
+    assert_eq!((at.len(), at[0], at[4]), (5, T0, end));
+    assert_eq!(series.len(), h.policy.models.len());
+    let scores = h.lead.scores_at(&h.policy, end);
+    assert_eq!(series[0][4], scores.engagement, "the default model at the end");
+    assert_eq!(series[0][0], 0.0, "nothing at capture");
+    let platform = h.policy.model_index("platform").expect("the model");
+    assert_eq!(series[platform][4], scores.models["platform"].engagement);
+    let logged = leadflow_domain::explain::log_points(&h.policy, &h.log, 10);
+    let gave: Vec<Vec<(&str, Option<&str>, f64)>> = logged
+        .iter()
+        .map(|(_, g)| g.iter().map(|(r, m, p)| (r.as_str(), m.as_deref(), *p)).collect())
+        .collect();
+    assert_eq!(
+        gave,
+        [
+            vec![
+                ("webinar-attendance", None, 15.0),
+                ("platform-webinar", Some("platform"), 50.0)
+            ],
+            vec![
+                ("trial", None, 30.0),
+                ("analytics-trial", Some("analytics"), 40.0),
+                ("platform-trial", Some("platform"), 20.0)
+            ],
+        ]
+    );
+    assert_eq!(
+        leadflow_domain::explain::log_points(&h.policy, &h.log, 1).len(),
+        1,
+        "the latest only"
+    );
+}

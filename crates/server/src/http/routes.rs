@@ -27,6 +27,7 @@ pub(crate) fn router(state: Arc<Http>) -> axum::Router {
         .route("/dashboard", get(dashboard))
         .route("/dashboard/tail", get(tail))
         .route("/dashboard/leads", get(lead_search))
+        .route("/dashboard/leads/{id}", get(lead_page))
         .route("/login", get(login_form).post(login))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::map_response(harden))
@@ -144,6 +145,35 @@ async fn lead_search(
         }
         Err(e) => {
             tracing::warn!(error = %e, "the lead search could not be read");
+            page_error(StatusCode::SERVICE_UNAVAILABLE, UNREADABLE)
+        }
+    }
+}
+
+/// A lead's page: why it is where it is.
+async fn lead_page(
+    State(state): State<Arc<Http>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let principal = match caller(&state, &headers).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    if id.is_empty() || id.chars().count() > 200 {
+        return page_error(StatusCode::BAD_REQUEST, "id: not a lead id");
+    }
+    let Ok(Ok(_slot)) = tokio::time::timeout(BUSY_WAIT, state.pages.acquire()).await else {
+        return page_error(StatusCode::SERVICE_UNAVAILABLE, "the dashboard is busy; retry");
+    };
+    let key = leadflow_engine::LeadKey::Id(id);
+    match state.engine.lead_page(&principal.workspace, &key, 500).await {
+        Ok(detail) => private_html(views::lead_page(&detail, state.engine.now())),
+        Err(leadflow_engine::EngineError::NotFound { .. }) => {
+            page_error(StatusCode::NOT_FOUND, "no such lead")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the lead page could not be read");
             page_error(StatusCode::SERVICE_UNAVAILABLE, UNREADABLE)
         }
     }

@@ -153,7 +153,7 @@ pub(super) fn lead_search(form: &SearchForm, page: &leadflow_engine::SearchPage)
                                 tbody {
                                     @for (lead, _) in &page.leads {
                                         tr data-lead=(lead.id) {
-                                            td { (lead.id) }
+                                            td { a href=(format!("/dashboard/leads/{}", url_encode(&lead.id))) { (lead.id) } }
                                             td { (lead.external_key.clone().unwrap_or_default()) }
                                             td data-k="stage" { (lead.lead.stage.as_str()) }
                                             td data-k="level" { (lead.scores.level.clone().unwrap_or_default()) }
@@ -183,6 +183,136 @@ pub(super) fn lead_search(form: &SearchForm, page: &leadflow_engine::SearchPage)
             }
         }
     }
+}
+
+/// Samples of the score chart.
+const SAMPLES: usize = 60;
+/// Engagements listed on a lead's page (the latest).
+const LOGGED: usize = 200;
+const CHART: (f64, f64) = (720.0, 220.0);
+
+/// A lead's page: where it is and why — its scores over time per model
+/// (sampled from the score function, with the MQL thresholds of the model
+/// the stage reads and its moves marked), its latest engagements with each
+/// rule's points, and the guards that block its next move.
+pub(super) fn lead_page(d: &leadflow_engine::LeadDetail, now: leadflow_domain::Timestamp) -> Markup {
+    let policy = &d.policy;
+    let lead = &d.view;
+    let from = lead.lead.captured_at.min(now);
+    let (at, series) = leadflow_domain::explain::timeline(policy, &d.log, from, now, SAMPLES);
+    let mut thresholds: Vec<(String, f64)> = vec![("MQL".to_owned(), policy.mql.engagement_at_least)];
+    thresholds.extend(
+        policy
+            .mql
+            .levels
+            .iter()
+            .map(|l| (l.id.clone(), l.engagement_at_least)),
+    );
+    let top = series
+        .iter()
+        .flatten()
+        .copied()
+        .chain(thresholds.iter().map(|(_, v)| *v))
+        .fold(1.0_f64, f64::max)
+        * 1.1;
+    let span = now.since(from).as_micros().max(1) as f64;
+    let x = |t: leadflow_domain::Timestamp| CHART.0 * t.since(from).as_micros() as f64 / span;
+    let y = |v: f64| CHART.1 - CHART.1 * v.max(0.0) / top;
+    let mql_model = policy.models[policy.mql.model].id.clone();
+    let blocking: Vec<&leadflow_domain::lifecycle::GuardCheck> = d
+        .explanation
+        .next
+        .iter()
+        .flat_map(|n| n.guards.iter())
+        .filter(|g| !g.passed)
+        .collect();
+    let logged = leadflow_domain::explain::log_points(policy, &d.log, LOGGED);
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head("leadflow lead"))
+            body {
+                main {
+                    h1 { "Lead " span id="lead-id" { (lead.id) } }
+                    p class="muted" {
+                        a href="/dashboard/leads" { "Lead search" } " · external key "
+                        span id="external-key" { (lead.external_key.clone().unwrap_or_default()) }
+                    }
+                    section {
+                        p {
+                            "Stage " b id="stage" { (lead.lead.stage.as_str()) }
+                            " · level " b id="level" { (lead.scores.level.clone().unwrap_or_else(|| "none".to_owned())) }
+                            " · grade " b id="grade" { (lead.scores.grade) }
+                            " · fit " b id="fit" data-v=(lead.scores.fit) { (present::score(lead.scores.fit)) }
+                            " · qualifying " b id="qualifying" data-v=(lead.scores.qualifying_engagement) { (present::score(lead.scores.qualifying_engagement)) }
+                        }
+                    }
+                    section {
+                        h2 { "Engagement over time " span class="muted" { "each model's score since capture; thresholds of the " (mql_model) " model, which the MQL stage reads; moves as lines" } }
+                        svg id="score-chart" width=(CHART.0 + 60.0) height=(CHART.1 + 30.0) viewBox=(format!("-50 -10 {} {}", CHART.0 + 60.0, CHART.1 + 30.0)) {
+                            @for (name, v) in &thresholds {
+                                line class="threshold" data-threshold=(name) data-v=(v) x1="0" x2=(CHART.0) y1=(y(*v)) y2=(y(*v)) stroke="#b42318" stroke-dasharray="4 3" {}
+                                text x="-48" y=(y(*v) + 4.0) { (name) " " (present::score(*v)) }
+                            }
+                            @for (t, stage) in &d.moves {
+                                line class="move" data-stage=(stage.as_str()) x1=(x(*t)) x2=(x(*t)) y1="0" y2=(CHART.1) stroke="#667085" {}
+                            }
+                            @for (m, values) in series.iter().enumerate() {
+                                @let points: Vec<String> = at.iter().zip(values).map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v))).collect();
+                                polyline class="series" data-model=(policy.models[m].id) data-last=(values.last().copied().unwrap_or_default())
+                                    points=(points.join(" ")) fill="none" stroke=(series_color(m)) stroke-width="2" {}
+                            }
+                        }
+                        p class="muted" {
+                            @for (m, model) in policy.models.iter().enumerate() {
+                                span style=(format!("color:{}", series_color(m))) { "■ " (model.id) " " }
+                            }
+                        }
+                    }
+                    section {
+                        h2 { "What blocks the next stage" }
+                        @if blocking.is_empty() {
+                            p id="no-block" { "Nothing: every guard of the next automatic move passes, or there is none." }
+                        } @else {
+                            ul id="blocking" {
+                                @for g in &blocking {
+                                    li data-guard=(g.guard.as_str()) { (g.guard.as_str()) ": " (g.detail) }
+                                }
+                            }
+                        }
+                    }
+                    section {
+                        h2 { "Engagements " span class="muted" { "the latest " (LOGGED) ", with what each rule gave (before decay)" } }
+                        table id="log" {
+                            thead { tr { th { "Event" } th { "Type" } th { "Occurred" } th { "Rules" } } }
+                            tbody {
+                                @for (e, gave) in logged.iter().rev() {
+                                    tr data-event=(e.event_id) {
+                                        td { (e.event_id) }
+                                        td { (e.kind) }
+                                        td { (e.occurred_at.to_string()) }
+                                        td {
+                                            @for (rule, model, points) in gave {
+                                                span data-rule=(rule) data-v=(points) {
+                                                    (rule) @if let Some(m) = model { " (" (m) ")" } " " (present::score(*points)) " "
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The colour of a model's line.
+pub(super) fn series_color(model: usize) -> &'static str {
+    const COLORS: [&str; 6] = ["#2563eb", "#16a34a", "#d97706", "#9333ea", "#0891b2", "#dc2626"];
+    COLORS[model % COLORS.len()]
 }
 
 /// A query-string value, percent-encoded but for unreserved characters.
