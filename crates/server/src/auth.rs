@@ -295,6 +295,16 @@ impl Authenticator {
 
     /// The caller of a dashboard page: as for `GetFunnel`, a token with
     /// `analytics:read` unless auth is off. The refusal's code and message.
+    /// Whether the dashboard's caller may read leads' profiles: its token
+    /// has `leads:read` (or tokens are off, as for `GetLead`).
+    pub(crate) async fn may_read_profiles(&self, authorization: Option<&str>) -> bool {
+        matches!(
+            self.principal("/leadflow.v1.LeadService/GetLead", authorization)
+                .await,
+            Ok(Some(_))
+        )
+    }
+
     pub(crate) async fn dashboard_principal(
         &self,
         authorization: Option<&str>,

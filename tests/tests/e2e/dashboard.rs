@@ -886,7 +886,10 @@ async fn the_lead_search_page_shows_what_list_leads_answers(mut server: TestServ
         first.scores.as_ref().map(|s| s.qualifying_engagement.to_string())
     );
     assert_eq!(cell(&dom, &marker, "stage"), Some("MQL".to_owned()));
-    assert!(!dom.contains("s1@acme.com"), "no profile fields");
+    assert!(
+        dom.contains("s4@acme.com"),
+        "without tokens every scope: the profile shows"
+    );
     assert!(!dom.contains("id=\"next\""), "one page holds them");
     // a small page size is the form's own (50): the next link walks on
     let (status, all) = get(addr, "/dashboard/leads?order=captured", &[]).await?;
@@ -982,7 +985,10 @@ async fn the_lead_page_explains_the_lead(mut server: TestServer) -> anyhow::Resu
     for guard in &failing {
         assert!(dom.contains(&format!("data-guard=\"{guard}\"")), "{guard}: {dom}");
     }
-    assert!(!dom.contains("page@acme.com"), "no profile fields");
+    assert!(
+        dom.contains("page@acme.com"),
+        "without tokens every scope: the profile shows"
+    );
     // the search page links to it
     let (status, search) = get(addr, "/dashboard/leads", &[]).await?;
     assert_eq!(status, 200);
@@ -992,6 +998,34 @@ async fn the_lead_page_explains_the_lead(mut server: TestServer) -> anyhow::Resu
     );
     let (status, _) = get(addr, "/dashboard/leads/no-such-lead", &[]).await?;
     assert_eq!(status, 404);
+    http.shutdown(Duration::from_secs(1)).await;
+    // With tokens: the profile only for one with leads:read.
+    let engine = server.engine.clone();
+    let analyst = token(&engine, "default", "analyst", &["analytics:read"], None).await?;
+    let sales = token(
+        &engine,
+        "default",
+        "sales",
+        &["analytics:read", "leads:read"],
+        None,
+    )
+    .await?;
+    let http = with_http(&server, true).await?;
+    let addr = http.http_addr.expect("the HTTP side");
+    for path in [
+        format!("/dashboard/leads/{}", lead.id),
+        "/dashboard/leads".to_owned(),
+    ] {
+        let (status, page) = get(addr, &path, &[("authorization", &format!("Bearer {analyst}"))]).await?;
+        assert_eq!(status, 200, "{page}");
+        assert!(
+            !page.contains("page@acme.com"),
+            "{path}: no leads:read, no profile"
+        );
+        let (status, page) = get(addr, &path, &[("authorization", &format!("Bearer {sales}"))]).await?;
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("page@acme.com"), "{path}: leads:read shows it");
+    }
     http.shutdown(Duration::from_secs(1)).await;
     Ok(())
 }

@@ -17,6 +17,32 @@ pub(super) type Refusal = (StatusCode, String);
 /// cookie: as for `GetFunnel`, a token with `analytics:read` unless auth is
 /// off, when the host must be a loopback one.
 pub(super) async fn principal_of(state: &Http, headers: &HeaderMap) -> Result<Principal, Refusal> {
+    let authorization = authorization(headers);
+    if state.auth.is_open() && !loopback_host(headers) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "without tokens the HTTP side answers to a loopback host only (localhost, 127.0.0.1, [::1])"
+                .to_owned(),
+        ));
+    }
+    state
+        .auth
+        .dashboard_principal(authorization.as_deref())
+        .await
+        .map_err(|(code, message)| (status_of(code), message))
+}
+
+/// Whether the caller (already a principal of the dashboard) may see
+/// leads' profiles: its token has `leads:read`.
+pub(super) async fn may_read_profiles(state: &Http, headers: &HeaderMap) -> bool {
+    state
+        .auth
+        .may_read_profiles(authorization(headers).as_deref())
+        .await
+}
+
+/// The bearer header, else the login cookie, as a bearer header.
+fn authorization(headers: &HeaderMap) -> Option<String> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -31,19 +57,7 @@ pub(super) async fn principal_of(state: &Http, headers: &HeaderMap) -> Result<Pr
             .find(|(name, _)| *name == COOKIE)
             .map(|(_, value)| format!("Bearer {value}"))
     };
-    let authorization = bearer.or_else(from_cookie);
-    if state.auth.is_open() && !loopback_host(headers) {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "without tokens the HTTP side answers to a loopback host only (localhost, 127.0.0.1, [::1])"
-                .to_owned(),
-        ));
-    }
-    state
-        .auth
-        .dashboard_principal(authorization.as_deref())
-        .await
-        .map_err(|(code, message)| (status_of(code), message))
+    bearer.or_else(from_cookie)
 }
 
 /// A token the login form was given, if it is one: checked as a bearer

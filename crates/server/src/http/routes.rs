@@ -10,7 +10,7 @@ use axum::routing::get;
 use maud::Markup;
 use serde::Deserialize;
 
-use super::auth::{COOKIE, check_token, principal_of};
+use super::auth::{COOKIE, check_token, may_read_profiles, principal_of};
 use super::filters::{Filters, query_of};
 use super::{Http, load, views};
 use crate::auth::Principal;
@@ -137,8 +137,9 @@ async fn lead_search(
     let Ok(Ok(_slot)) = tokio::time::timeout(BUSY_WAIT, state.pages.acquire()).await else {
         return page_error(StatusCode::SERVICE_UNAVAILABLE, "the dashboard is busy; retry");
     };
+    let profiles = may_read_profiles(&state, &headers).await;
     match state.engine.search_leads(&principal.workspace, &query).await {
-        Ok(page) => private_html(views::lead_search(&form, &page)),
+        Ok(page) => private_html(views::lead_search(&form, &page, profiles)),
         Err(leadflow_engine::EngineError::InvalidArgument { violations, .. }) => {
             let message: Vec<String> = violations.iter().map(ToString::to_string).collect();
             page_error(StatusCode::BAD_REQUEST, &message.join("; "))
@@ -167,8 +168,9 @@ async fn lead_page(
         return page_error(StatusCode::SERVICE_UNAVAILABLE, "the dashboard is busy; retry");
     };
     let key = leadflow_engine::LeadKey::Id(id);
+    let profiles = may_read_profiles(&state, &headers).await;
     match state.engine.lead_page(&principal.workspace, &key, 500).await {
-        Ok(detail) => private_html(views::lead_page(&detail, state.engine.now())),
+        Ok(detail) => private_html(views::lead_page(&detail, state.engine.now(), profiles)),
         Err(leadflow_engine::EngineError::NotFound { .. }) => {
             page_error(StatusCode::NOT_FOUND, "no such lead")
         }

@@ -79,9 +79,10 @@ pub(super) fn error_page(message: &str) -> Markup {
 }
 
 /// The lead search page: the form (showing what it was given) and a page
-/// of the leads found, by id and external key (no profile fields), with
+/// of the leads found, by id and external key (their email and company
+/// only for a caller who may read leads: `profiles`), with
 /// their stage, level, grade and scores now, and a link to the next page.
-pub(super) fn lead_search(form: &SearchForm, page: &leadflow_engine::SearchPage) -> Markup {
+pub(super) fn lead_search(form: &SearchForm, page: &leadflow_engine::SearchPage, profiles: bool) -> Markup {
     let field = |f: &Option<String>| f.clone().unwrap_or_default();
     let selected =
         |f: &Option<String>, value: &str, default: bool| f.as_deref().map_or(default, |v| v == value);
@@ -147,7 +148,9 @@ pub(super) fn lead_search(form: &SearchForm, page: &leadflow_engine::SearchPage)
                         } @else {
                             table id="leads" {
                                 thead { tr {
-                                    th { "Lead" } th { "External key" } th { "Stage" } th { "Level" } th { "Grade" }
+                                    th { "Lead" } th { "External key" }
+                                    @if profiles { th { "Email" } th { "Company" } }
+                                    th { "Stage" } th { "Level" } th { "Grade" }
                                     th { "Fit" } th { "Qualifying" } th { "Engagement" } th { "Other models" }
                                 } }
                                 tbody {
@@ -155,6 +158,10 @@ pub(super) fn lead_search(form: &SearchForm, page: &leadflow_engine::SearchPage)
                                         tr data-lead=(lead.id) {
                                             td { a href=(format!("/dashboard/leads/{}", url_encode(&lead.id))) { (lead.id) } }
                                             td { (lead.external_key.clone().unwrap_or_default()) }
+                                            @if profiles {
+                                                td data-k="email" { (lead.lead.profile.get("email").unwrap_or_default()) }
+                                                td data-k="company" { (lead.lead.profile.get("company").unwrap_or_default()) }
+                                            }
                                             td data-k="stage" { (lead.lead.stage.as_str()) }
                                             td data-k="level" { (lead.scores.level.clone().unwrap_or_default()) }
                                             td data-k="grade" { (lead.scores.grade) }
@@ -195,7 +202,11 @@ const CHART: (f64, f64) = (720.0, 220.0);
 /// (sampled from the score function, with the MQL thresholds of the model
 /// the stage reads and its moves marked), its latest engagements with each
 /// rule's points, and the guards that block its next move.
-pub(super) fn lead_page(d: &leadflow_engine::LeadDetail, now: leadflow_domain::Timestamp) -> Markup {
+pub(super) fn lead_page(
+    d: &leadflow_engine::LeadDetail,
+    now: leadflow_domain::Timestamp,
+    profiles: bool,
+) -> Markup {
     let policy = &d.policy;
     let lead = &d.view;
     let from = lead.lead.captured_at.min(now);
@@ -266,6 +277,18 @@ pub(super) fn lead_page(d: &leadflow_engine::LeadDetail, now: leadflow_domain::T
                         p class="muted" {
                             @for (m, model) in policy.models.iter().enumerate() {
                                 span style=(format!("color:{}", series_color(m))) { "■ " (model.id) " " }
+                            }
+                        }
+                    }
+                    @if profiles {
+                        section {
+                            h2 { "Profile" }
+                            table id="profile" {
+                                tbody {
+                                    @for (name, value) in lead.lead.profile.as_map() {
+                                        tr data-attribute=(name) { td { (name) } td { (value) } }
+                                    }
+                                }
                             }
                         }
                     }
