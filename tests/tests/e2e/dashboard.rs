@@ -904,8 +904,42 @@ async fn the_lead_search_page_shows_what_list_leads_answers(mut server: TestServ
     let (status, second) = get(addr, &next, &[]).await?;
     assert_eq!(status, 200, "{second}");
     assert_eq!(second.matches("<tr data-lead=").count(), 10);
+    // a profile attribute and the capture's days
+    let (status, one) = get(addr, "/dashboard/leads?attribute=email&prefix=S4%40", &[]).await?;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one.matches("<tr data-lead=").count(), 1, "{one}");
+    assert!(one.contains("s4@acme.com"));
+    let (_, company) = get(
+        addr,
+        "/dashboard/leads?attribute=company&equals=acme&order=captured",
+        &[],
+    )
+    .await?;
+    assert_eq!(company.matches("<tr data-lead=").count(), 50, "a full first page");
+    let (_, that_day) = get(
+        addr,
+        "/dashboard/leads?captured_from=2026-11-01&captured_to=2026-11-02&min=60",
+        &[],
+    )
+    .await?;
+    assert_eq!(that_day.matches("<tr data-lead=").count(), 36);
+    let (_, before) = get(addr, "/dashboard/leads?captured_to=2026-11-01", &[]).await?;
+    assert!(before.contains("id=\"no-leads\""), "{before}");
     // bad fields are a 400 naming them
     for (query, said) in [
+        (
+            "captured_from=yesterday",
+            "captured_from: &quot;yesterday&quot; is not a date",
+        ),
+        (
+            "captured_from=2026-11-02&captured_to=2026-11-01",
+            "captured_to: the range is empty or reversed",
+        ),
+        ("equals=x", "attribute: name the attribute"),
+        (
+            "attribute=email&equals=a&prefix=b",
+            "prefix: give equals or prefix, not both",
+        ),
         ("min=lots", "min: &quot;lots&quot; is not a number"),
         ("stage=LATE", "stage:"),
         ("min=5&max=1", "max: 1 is below min 5"),

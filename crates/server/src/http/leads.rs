@@ -2,7 +2,10 @@
 //! search, or what is wrong with them.
 
 use leadflow_domain::Stage;
-use leadflow_engine::{LeadFilter, LeadOrder, LeadQuery, ScoreColumn, ScoreRange, ScoreRef, SearchCursor};
+use leadflow_engine::{
+    AttributeFilter, AttributeMatch, LeadFilter, LeadOrder, LeadQuery, ScoreColumn, ScoreRange, ScoreRef,
+    SearchCursor,
+};
 use serde::Deserialize;
 
 /// Leads on a page.
@@ -22,6 +25,16 @@ pub(crate) struct SearchForm {
     pub(super) max: Option<String>,
     /// `score` (default, highest first), `entered` or `captured` (latest first).
     pub(super) order: Option<String>,
+    /// A profile attribute, and what it `equals` or starts with (`prefix`).
+    pub(super) attribute: Option<String>,
+    pub(super) equals: Option<String>,
+    pub(super) prefix: Option<String>,
+    /// Captured, and entered the stage, from and before these days
+    /// (`YYYY-MM-DD`, UTC).
+    pub(super) captured_from: Option<String>,
+    pub(super) captured_to: Option<String>,
+    pub(super) entered_from: Option<String>,
+    pub(super) entered_to: Option<String>,
     /// Where the page starts: the previous page's last lead (`value|id`).
     pub(super) after: Option<String>,
 }
@@ -44,9 +57,18 @@ fn bound(name: &str, field: &Option<String>) -> Result<Option<f64>, String> {
 impl SearchForm {
     /// The search the form asks for, or what is wrong with it (naming the field).
     pub(super) fn query(&self) -> Result<LeadQuery, String> {
-        let too_long = [&self.stage, &self.level, &self.grade, &self.model, &self.after]
-            .iter()
-            .any(|f| f.as_deref().is_some_and(|t| t.chars().count() > 200));
+        let too_long = [
+            &self.stage,
+            &self.level,
+            &self.grade,
+            &self.model,
+            &self.after,
+            &self.attribute,
+            &self.equals,
+            &self.prefix,
+        ]
+        .iter()
+        .any(|f| f.as_deref().is_some_and(|t| t.chars().count() > 200));
         if too_long {
             return Err("a field is longer than 200 characters".to_owned());
         }
@@ -88,6 +110,40 @@ impl SearchForm {
                 at_most: max,
             });
         }
+        match (given(&self.attribute), given(&self.equals), given(&self.prefix)) {
+            (None, None, None) => {}
+            (Some(attribute), Some(value), None) => filter.attributes.push(AttributeFilter {
+                attribute: attribute.to_owned(),
+                matches: AttributeMatch::Equals(value.to_owned()),
+            }),
+            (Some(attribute), None, Some(prefix)) => filter.attributes.push(AttributeFilter {
+                attribute: attribute.to_owned(),
+                matches: AttributeMatch::Prefix(prefix.to_owned()),
+            }),
+            (None, ..) => return Err("attribute: name the attribute to compare".to_owned()),
+            (Some(_), None, None) => {
+                return Err("equals: give what the attribute equals, or a prefix".to_owned());
+            }
+            (Some(_), Some(_), Some(_)) => return Err("prefix: give equals or prefix, not both".to_owned()),
+        }
+        filter.captured = (
+            day("captured_from", &self.captured_from)?,
+            day("captured_to", &self.captured_to)?,
+        );
+        filter.entered_stage = (
+            day("entered_from", &self.entered_from)?,
+            day("entered_to", &self.entered_to)?,
+        );
+        for (name, (start, end)) in [
+            ("captured_to", filter.captured),
+            ("entered_to", filter.entered_stage),
+        ] {
+            if let (Some(s), Some(e)) = (start, end)
+                && e <= s
+            {
+                return Err(format!("{name}: the range is empty or reversed"));
+            }
+        }
         let order = match given(&self.order).unwrap_or("score") {
             "score" => LeadOrder::Score(score),
             "entered" => LeadOrder::EnteredStage,
@@ -121,6 +177,19 @@ impl SearchForm {
             page_size: PAGE,
         })
     }
+}
+
+/// A day's start (UTC), from `YYYY-MM-DD`.
+fn day(name: &str, field: &Option<String>) -> Result<Option<leadflow_domain::Timestamp>, String> {
+    given(field)
+        .map(|text| {
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| leadflow_domain::Timestamp::from_micros(t.and_utc().timestamp_micros()))
+                .ok_or_else(|| format!("{name}: {text:?} is not a date (YYYY-MM-DD)"))
+        })
+        .transpose()
 }
 
 /// The `after` of the page that follows one ending at `cursor`.

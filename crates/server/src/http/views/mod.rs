@@ -96,6 +96,13 @@ pub(super) fn lead_search(form: &SearchForm, page: &leadflow_engine::SearchPage,
             ("min", &form.min),
             ("max", &form.max),
             ("order", &form.order),
+            ("attribute", &form.attribute),
+            ("equals", &form.equals),
+            ("prefix", &form.prefix),
+            ("captured_from", &form.captured_from),
+            ("captured_to", &form.captured_to),
+            ("entered_from", &form.entered_from),
+            ("entered_to", &form.entered_to),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
@@ -138,6 +145,13 @@ pub(super) fn lead_search(form: &SearchForm, page: &leadflow_engine::SearchPage,
                                     option value=(value) selected[selected(&form.order, value, value == "score")] { (text) }
                                 }
                             } }
+                            label { "Attribute " input type="text" name="attribute" size="10" placeholder="industry" value=(field(&form.attribute)); }
+                            label { "Equals " input type="text" name="equals" size="10" value=(field(&form.equals)); }
+                            label { "Or starts with " input type="text" name="prefix" size="10" value=(field(&form.prefix)); }
+                            label { "Captured from " input type="date" name="captured_from" value=(field(&form.captured_from)); }
+                            label { "to (exclusive) " input type="date" name="captured_to" value=(field(&form.captured_to)); }
+                            label { "Entered stage from " input type="date" name="entered_from" value=(field(&form.entered_from)); }
+                            label { "to (exclusive) " input type="date" name="entered_to" value=(field(&form.entered_to)); }
                             button type="submit" { "Search" }
                         }
                     }
