@@ -19,6 +19,10 @@ mod m20261206_000008_packed_state;
 mod m20261206_000009_level_changes;
 mod m20261207_000010_lead_search;
 
+/// The migration that adds lead search's keys: the store keys the leads
+/// stored before it once it is applied.
+pub const LEAD_SEARCH: &str = "m20261207_000010_lead_search";
+
 /// Every migration, in order.
 #[derive(Debug)]
 pub struct Migrator;

@@ -74,9 +74,12 @@ pub(crate) async fn persist(
     let scores = decision.lead.scores_at(target.policy, target.now);
     let keys = decision.lead.search_keys(target.policy);
     // What the store holds of the other models' keys is known only for a
-    // lead keyed under the same policy version: else every model is written.
+    // lead keyed under the same policy version: else every model is written
+    // (a policy with the default model alone has none to compare).
     let keys_before = match &before {
-        Before::Existing(r) if r.keyed && r.policy_version == target.policy_version => {
+        Before::Existing(r)
+            if target.policy.models.len() > 1 && r.keyed && r.policy_version == target.policy_version =>
+        {
             Some(r.lead.search_keys(target.policy))
         }
         _ => None,

@@ -191,15 +191,7 @@ impl Engine {
                 }
                 let scores = decision.lead.scores_at(&policy, at);
                 // The scores the draft's MQL guards read: its MQL model's.
-                let (fit, qualifying_engagement) = match policy.mql.model {
-                    0 => (scores.fit, scores.qualifying_engagement),
-                    m => scores
-                        .models
-                        .get(&policy.models[m].id)
-                        .map_or((scores.fit, scores.qualifying_engagement), |s| {
-                            (s.fit, s.qualifying_engagement)
-                        }),
-                };
+                let (fit, qualifying_engagement) = scores.mql_model(&policy);
                 changed.push(SimulatedLead {
                     transitions: (record.history_len + 1..)
                         .zip(decision.transitions())

@@ -84,14 +84,27 @@ impl Store {
         self.backend
     }
 
+    /// The pending migrations; when the one that adds search keys is among
+    /// them, the leads stored before it are keyed right after (a lead it
+    /// leaves unkeyed, its state unreadable, is keyed at its next write).
+    async fn apply_migrations(&self) -> Result<(), StoreError> {
+        let keying = Migrator::get_pending_migrations(&self.writer)
+            .await?
+            .iter()
+            .any(|m| m.name() == leadflow_migrations::LEAD_SEARCH);
+        Migrator::up(&self.writer, None).await?;
+        if keying {
+            self.key_unkeyed_leads().await?;
+        }
+        Ok(())
+    }
+
     /// Applies pending migrations. On PostgreSQL, under an advisory lock:
     /// replicas starting together, or beside a migration job, take turns,
     /// and the later ones find nothing left to do.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let Some(pool) = self.postgres_pool() else {
-            Migrator::up(&self.writer, None).await?;
-            self.key_unkeyed_leads().await?;
-            return Ok(());
+            return self.apply_migrations().await;
         };
         let mut lock = pool.acquire().await.map_err(exec_err)?;
         sqlx::query("SELECT pg_advisory_lock($1)")
@@ -99,10 +112,7 @@ impl Store {
             .execute(&mut *lock)
             .await
             .map_err(exec_err)?;
-        let migrated = match Migrator::up(&self.writer, None).await {
-            Ok(()) => self.key_unkeyed_leads().await.map(|_| ()),
-            Err(e) => Err(e.into()),
-        };
+        let migrated = self.apply_migrations().await;
         let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(MIGRATION_LOCK)
             .execute(&mut *lock)

@@ -89,22 +89,38 @@ impl Scores {
         (lifetime, lifetime_at): (&ScoreState, Timestamp),
         (qualifying, qualifying_at): (&ScoreState, Timestamp),
     ) -> Self {
-        let model = |m: usize| ModelScores {
-            fit: round6(fit_score(policy, m, profile)),
-            engagement: round6(lifetime.value_at(policy, m, lifetime_at)),
-            qualifying_engagement: round6(qualifying.value_at(policy, m, qualifying_at)),
+        // Every model once; a model without fit rules shares the default's fit.
+        let default_fit = round6(fit_score(policy, 0, profile));
+        let mut models: Vec<ModelScores> = (0..policy.models.len())
+            .map(|m| ModelScores {
+                fit: if policy.fit_model(m) == 0 {
+                    default_fit
+                } else {
+                    round6(fit_score(policy, m, profile))
+                },
+                engagement: round6(lifetime.value_at(policy, m, lifetime_at)),
+                qualifying_engagement: round6(qualifying.value_at(policy, m, qualifying_at)),
+            })
+            .collect();
+        let mql = &models[policy.mql.model];
+        let fits = Fits {
+            fit: mql.fit,
+            grade: default_fit,
         };
-        let default = model(0);
-        let fits = Fits::of(policy, profile);
-        let mql_engagement = qualifying.value_at(policy, policy.mql.model, qualifying_at);
+        let level = level_index(policy, stage, fits, mql.qualifying_engagement)
+            .map(|i| policy.mql.levels[i].id.clone());
+        let others = models.split_off(1);
+        let default = &models[0];
         Self {
             grade: policy.grade(default.fit).to_owned(),
             fit: default.fit,
             engagement: default.engagement,
             qualifying_engagement: default.qualifying_engagement,
-            level: level_index(policy, stage, fits, mql_engagement).map(|i| policy.mql.levels[i].id.clone()),
-            models: (1..policy.models.len())
-                .map(|m| (policy.models[m].id.clone(), model(m)))
+            level,
+            models: policy.models[1..]
+                .iter()
+                .map(|m| m.id.clone())
+                .zip(others)
                 .collect(),
         }
     }
@@ -120,6 +136,22 @@ pub struct SearchKeys {
     pub fit: f64,
     pub engagement: f64,
     pub qualifying: f64,
+}
+
+impl Scores {
+    /// The fit and qualifying engagement of the model the MQL stage reads
+    /// (the ones its guards compare).
+    pub fn mql_model(&self, policy: &Policy) -> (f64, f64) {
+        match policy.mql.model {
+            0 => (self.fit, self.qualifying_engagement),
+            m => self
+                .models
+                .get(&policy.models[m].id)
+                .map_or((self.fit, self.qualifying_engagement), |s| {
+                    (s.fit, s.qualifying_engagement)
+                }),
+        }
+    }
 }
 
 impl Lead {
