@@ -19,6 +19,8 @@
 //! - [`workflow`]: triggers, durable timers, score crossings.
 //! - [`lifecycle`]: the transition table, guards, a lead's state, [`lifecycle::decide`].
 //! - [`explain`]: a lead's scores rule by rule and the guards ahead of it.
+//! - [`account`]: accounts — matching leads to them, scores from their
+//!   members, buying groups, their stages and decisions.
 //! - [`analytics`]: the funnel of a period, from the leads' stage histories.
 //! - [`diagram`]: `docs/lifecycle.md`, generated from the table.
 //!
@@ -27,6 +29,7 @@
 //! or a [`lifecycle::Context`]. That is what makes a re-score a replay and
 //! property tests cheap.
 
+pub mod account;
 pub mod analytics;
 pub mod diagram;
 pub mod engagement;
@@ -51,5 +54,5 @@ pub use lifecycle::{
     capture, decide, decide_since,
 };
 pub use policy::{Policy, PolicyError, PolicyErrors};
-pub use stage::Stage;
+pub use stage::{AccountStage, Stage};
 pub use time::{Span, Timestamp};

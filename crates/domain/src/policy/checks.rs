@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::reader::{Cx, Loc};
 use super::suggestions::did_you_mean;
-use super::{Grade, Level, Model, Reasons, Sla, WorkflowOn};
+use super::{Grade, Level, Model, Persona, Reasons, Sla, WorkflowOn};
 use crate::stage::Stage;
 
 /// Where each rule id was first used, to report duplicates.
@@ -78,6 +78,21 @@ pub(super) fn level(cx: &mut Cx<'_>, at: &Loc, id: &str, levels: &[Level]) -> bo
     } else {
         let hint = did_you_mean(id, levels.iter().map(|l| l.id.as_str()));
         format!("no level {id:?} in [[stages.MQL.levels]]{hint}")
+    };
+    cx.err(at, message);
+    false
+}
+
+/// A persona of `[[persona]]`.
+pub(super) fn persona(cx: &mut Cx<'_>, at: &Loc, id: &str, personas: &[Persona]) -> bool {
+    if personas.iter().any(|p| p.id == id) {
+        return true;
+    }
+    let message = if personas.is_empty() {
+        format!("no persona {id:?}: the policy has no [[persona]]")
+    } else {
+        let hint = did_you_mean(id, personas.iter().map(|p| p.id.as_str()));
+        format!("no persona {id:?} in [[persona]]{hint}")
     };
     cx.err(at, message);
     false

@@ -12,13 +12,39 @@ use super::checks::{self, Ids};
 use super::reader::{self, Cx, Loc, MAX_MAGNITUDE, Obj, Table, integer, kind_of};
 use super::rules::fold;
 use super::{
-    AttributeMatcher, AttributeRule, Count, DEFAULT_MODEL, EventRule, Grade, LOWEST_GRADE, Level, MAX_MODELS,
-    Model, MqlStage, Policy, PropertyCondition, Reasons, Sla, SlaKind, SqlStage, Workflow, WorkflowOn,
+    AccountScore, AccountWorkflow, Accounts, Aggregate, AttributeMatcher, AttributeRule, Count,
+    DEFAULT_MODEL, EventRule, Grade, LOWEST_GRADE, Level, MAX_MODELS, Matcher, Model, MqaStage, MqlStage,
+    Persona, Policy, PropertyCondition, Reasons, Sla, SlaKind, SqlStage, Workflow, WorkflowOn,
 };
-use crate::stage::Stage;
+use crate::stage::{AccountStage, Stage};
 use crate::time::Span;
 
 const MAX_REGEX_BYTES: usize = 1 << 20;
+
+/// The keys of a `[[fit]]` rule: its id, what it reads and how (`model`
+/// last, `points` before it).
+const FIT_KEYS: &[&str] = &[
+    "id",
+    "attribute",
+    "equals",
+    "one_of",
+    "matches",
+    "at_least",
+    "at_most",
+    "points",
+    "model",
+];
+
+/// `[stages.MQA]` as read: where it is, and the stage when it is valid;
+/// `None` when the policy has no such table.
+type MqaTable = Option<(Loc, Option<MqaStage>)>;
+
+const MQA_KEYS: &[&str] = &[
+    "engagement_at_least",
+    "engaged_members_at_least",
+    "personas_required",
+    "fit_at_least",
+];
 
 /// Reads a whole document; `None` when a part the policy cannot do without
 /// is missing or wrong (the problems are in `cx`).
@@ -50,6 +76,8 @@ impl Parser<'_, '_> {
                 "grades",
                 "sla",
                 "workflow",
+                "persona",
+                "accounts",
             ],
         );
         let name = top.name(self.cx, "name");
@@ -63,22 +91,7 @@ impl Parser<'_, '_> {
         let mut attribute_rules = Vec::new();
         let mut event_rules = Vec::new();
         for (at, t) in top.tables(self.cx, "fit") {
-            let obj = Obj::new(
-                self.cx,
-                at,
-                t,
-                &[
-                    "id",
-                    "attribute",
-                    "equals",
-                    "one_of",
-                    "matches",
-                    "at_least",
-                    "at_most",
-                    "points",
-                    "model",
-                ],
-            );
+            let obj = Obj::new(self.cx, at, t, FIT_KEYS);
             if let Some(rule) = self.attribute_rule(&obj, &mut ids, &models, false) {
                 attribute_rules.push(rule);
             }
@@ -147,11 +160,13 @@ impl Parser<'_, '_> {
             models[rule.model].own_fit = true;
         }
         let grades = self.grades(&top);
-        let (mql, sql) = self.stages(&top, &types, &grades, &models);
+        let personas = self.personas(&top);
+        let (mql, sql, mqa) = self.stages(&top, &types, &grades, &models, &personas);
         let reasons = self.reasons(&top);
         let slas = self.slas(&top, &types, &reasons);
         let levels = mql.as_ref().map_or(&[][..], |m| m.levels.as_slice());
-        let workflows = self.workflows(&top, &reasons, &slas, levels, &models);
+        let mut accounts = self.accounts(&top, &models, mqa);
+        let workflows = self.workflows(&top, &reasons, &slas, levels, &models, accounts.as_mut());
 
         Some(Policy {
             name: name?,
@@ -168,6 +183,8 @@ impl Parser<'_, '_> {
             grades,
             slas,
             workflows,
+            personas,
+            accounts,
         })
     }
 
@@ -615,15 +632,16 @@ impl Parser<'_, '_> {
         types: &BTreeSet<String>,
         grades: &[Grade],
         models: &[Model],
-    ) -> (Option<MqlStage>, SqlStage) {
+        personas: &[Persona],
+    ) -> (Option<MqlStage>, SqlStage, MqaTable) {
         let Some((at, t)) = top.table(self.cx, "stages") else {
             if !top.has("stages") {
                 self.cx
                     .err(&top.at("stages").key("MQL"), "required: the MQL thresholds");
             }
-            return (None, SqlStage::default());
+            return (None, SqlStage::default(), None);
         };
-        let stages = Obj::new(self.cx, at, t, &["MQL", "SQL"]);
+        let stages = Obj::new(self.cx, at, t, &["MQL", "SQL", "MQA"]);
         let mql = match stages.table(self.cx, "MQL") {
             None => {
                 if !stages.has("MQL") {
@@ -684,7 +702,207 @@ impl Parser<'_, '_> {
                 }
             }
         };
-        (mql, sql)
+        let mqa = stages.table(self.cx, "MQA").map(|(at, t)| {
+            let obj = Obj::new(self.cx, at.clone(), t, MQA_KEYS);
+            (at, self.mqa(&obj, personas))
+        });
+        (mql, sql, mqa)
+    }
+
+    /// `[stages.MQA]`, read against the personas.
+    fn mqa(&mut self, obj: &Obj<'_>, personas: &[Persona]) -> Option<MqaStage> {
+        let engagement = self.threshold(obj, "engagement_at_least");
+        let members = if obj.has("engaged_members_at_least") {
+            match obj.get("engaged_members_at_least") {
+                Some(DeValue::Integer(n)) if integer(n) == Some(0) => Some(0),
+                _ => self.count(obj, "engaged_members_at_least", "a count of members", 100_000),
+            }
+        } else {
+            Some(1)
+        };
+        let required = obj.strings(self.cx, "personas_required").unwrap_or_default();
+        let mut ok = true;
+        for (id, at) in &required {
+            ok &= checks::persona(self.cx, at, id, personas);
+        }
+        let fit = obj
+            .has("fit_at_least")
+            .then(|| obj.number(self.cx, "fit_at_least"));
+        Some(MqaStage {
+            engagement_at_least: engagement?,
+            engaged_members_at_least: members?,
+            personas_required: ok.then(|| reader::texts(required))?,
+            fit_at_least: match fit {
+                None => None,
+                Some(n) => Some(n?),
+            },
+        })
+    }
+
+    /// `[[persona]]`, each read like an attribute rule without points.
+    fn personas(&mut self, top: &Obj<'_>) -> Vec<Persona> {
+        let mut out = Vec::new();
+        let mut ids = Ids::new();
+        for (at, t) in top.tables(self.cx, "persona") {
+            // A persona is a fit rule's match without points.
+            let obj = Obj::new(self.cx, at, t, &FIT_KEYS[..7]);
+            let id = self.rule_id(&obj, &mut ids);
+            let attribute = obj.name(self.cx, "attribute");
+            let matcher = self.attribute_matcher(&obj);
+            if let (Some(id), Some(attribute), Some(matcher)) = (id, attribute, matcher) {
+                out.push(Persona {
+                    id,
+                    attribute,
+                    matcher,
+                });
+            }
+        }
+        out
+    }
+
+    /// `[accounts]`, with `[stages.MQA]` as read (`None`: no such table).
+    fn accounts(&mut self, top: &Obj<'_>, models: &[Model], mqa: MqaTable) -> Option<Accounts> {
+        let Some((at, t)) = top.table(self.cx, "accounts") else {
+            if let Some((at, _)) = mqa {
+                self.cx.err(
+                    &at,
+                    "an MQA is a marketing-qualified account: add [accounts] (how leads find their account) or leave out [stages.MQA]",
+                );
+            }
+            return None;
+        };
+        let obj = Obj::new(
+            self.cx,
+            at,
+            t,
+            &[
+                "match",
+                "ignore_domains",
+                "create",
+                "inherit",
+                "engaged_at_least",
+                "promote_members_on_mqa",
+                "score",
+                "fit",
+            ],
+        );
+        let matchers = match obj.strings(self.cx, "match") {
+            None => Some(Matcher::ALL.to_vec()),
+            Some(names) => names
+                .into_iter()
+                .map(|(name, at)| {
+                    let found = Matcher::ALL.into_iter().find(|m| m.as_str() == name);
+                    if found.is_none() {
+                        self.cx.err(
+                            &at,
+                            format!("unknown matcher {name:?} (expected account_key or email_domain)"),
+                        );
+                    }
+                    found
+                })
+                .collect::<Option<Vec<_>>>(),
+        };
+        let mut ignore = BTreeSet::new();
+        for (domain, at) in obj.strings(self.cx, "ignore_domains").unwrap_or_default() {
+            let folded = domain.trim().to_lowercase();
+            if folded.contains('@') || folded.chars().any(char::is_whitespace) || !folded.contains('.') {
+                self.cx
+                    .err(&at, format!("{domain:?} is not a domain (e.g. \"example.com\")"));
+            } else {
+                ignore.insert(folded);
+            }
+        }
+        let create = obj.boolean(self.cx, "create").unwrap_or(true);
+        let inherit = reader::texts(obj.strings(self.cx, "inherit").unwrap_or_default());
+        let engaged = self.threshold(&obj, "engaged_at_least").filter(|&n| {
+            if n <= 0.0 {
+                self.cx.err(
+                    &obj.at("engaged_at_least"),
+                    "must be more than zero: a member with no engagement is not engaged",
+                );
+            }
+            n > 0.0
+        });
+        let promote = obj.boolean(self.cx, "promote_members_on_mqa").unwrap_or(false);
+        let score = match obj.table(self.cx, "score") {
+            None => Some(AccountScore {
+                model: 0,
+                aggregate: Aggregate::Sum,
+            }),
+            Some((at, t)) => {
+                let score = Obj::new(self.cx, at, t, &["aggregate", "model"]);
+                let model = self.model(&score, models);
+                let aggregate = match score.string(self.cx, "aggregate") {
+                    None => Some(Aggregate::Sum),
+                    Some(text) => self.aggregate(&score.at("aggregate"), &text),
+                };
+                model
+                    .zip(aggregate)
+                    .map(|(model, aggregate)| AccountScore { model, aggregate })
+            }
+        };
+        let mut ids = Ids::new();
+        let mut fit = Vec::new();
+        for (at, t) in obj.tables(self.cx, "fit") {
+            // An account's fit rules score no model.
+            let rule = Obj::new(self.cx, at, t, &FIT_KEYS[..FIT_KEYS.len() - 1]);
+            if let Some(rule) = self.attribute_rule(&rule, &mut ids, models, false) {
+                fit.push(rule);
+            }
+        }
+        let mqa = match mqa {
+            Some((at, mqa)) => {
+                if mqa.as_ref().is_some_and(|m| m.fit_at_least.is_some()) && fit.is_empty() {
+                    self.cx.err(
+                        &at.key("fit_at_least"),
+                        "an account's fit comes from [[accounts.fit]] rules, and there are none",
+                    );
+                }
+                mqa
+            }
+            None => {
+                self.cx.err(
+                    &top.at("stages").key("MQA"),
+                    "required with [accounts]: when an account is marketing-qualified",
+                );
+                None
+            }
+        };
+        Some(Accounts {
+            matchers: matchers?,
+            ignore_domains: ignore,
+            create,
+            inherit,
+            engaged_at_least: engaged?,
+            promote_members_on_mqa: promote,
+            score: score?,
+            fit,
+            mqa: mqa?,
+            workflows: Vec::new(),
+        })
+    }
+
+    /// `sum`, `max` or `top:N`.
+    fn aggregate(&mut self, at: &Loc, text: &str) -> Option<Aggregate> {
+        match text.trim() {
+            "sum" => Some(Aggregate::Sum),
+            "max" => Some(Aggregate::Max),
+            other => {
+                let n = other
+                    .strip_prefix("top:")
+                    .and_then(|n| n.trim().parse::<u32>().ok())
+                    .filter(|n| (1..=1_000).contains(n));
+                if n.is_none() {
+                    self.cx.err(
+                        at,
+                        format!(
+                            "unknown aggregate {other:?} (expected sum, max or top:N with N from 1 to 1000)"
+                        ),
+                    );
+                }
+                n.map(Aggregate::Top)
+            }
+        }
     }
 
     /// `[[stages.MQL.levels]]`, each resolved against the one below (`bar`
@@ -810,12 +1028,25 @@ impl Parser<'_, '_> {
         let Some((at, t)) = top.table(self.cx, "reasons") else {
             return Reasons::default();
         };
-        let obj = Obj::new(self.cx, at, t, &["reject", "recycle", "disqualify"]);
+        let obj = Obj::new(
+            self.cx,
+            at,
+            t,
+            &[
+                "reject",
+                "recycle",
+                "disqualify",
+                "reject_account",
+                "recycle_account",
+            ],
+        );
         let mut list = |key| reader::texts(obj.strings(self.cx, key).unwrap_or_default());
         Reasons {
             reject: list("reject"),
             recycle: list("recycle"),
             disqualify: list("disqualify"),
+            reject_account: list("reject_account"),
+            recycle_account: list("recycle_account"),
         }
     }
 
@@ -909,6 +1140,7 @@ impl Parser<'_, '_> {
         slas: &[Sla],
         levels: &[Level],
         models: &[Model],
+        mut accounts: Option<&mut Accounts>,
     ) -> Vec<Workflow> {
         let mut out = Vec::new();
         let mut ids = Ids::new();
@@ -917,6 +1149,18 @@ impl Parser<'_, '_> {
             let id = self.rule_id(&obj, &mut ids);
             if !obj.has("on") {
                 self.cx.err(&obj.at("on"), "required");
+            }
+            if let Some(DeValue::String(on)) = obj.get("on")
+                && let Some(stage) = on.trim().strip_prefix("account_entered:")
+            {
+                let emit = obj.name(self.cx, "emit");
+                let workflow = self.account_workflow(&obj, stage.trim(), accounts.is_some());
+                if let (Some(id), Some(stage), Some(emit), Some(accounts)) =
+                    (id, workflow, emit, accounts.as_deref_mut())
+                {
+                    accounts.workflows.push(AccountWorkflow { id, stage, emit });
+                }
+                continue;
             }
             let on = obj
                 .string(self.cx, "on")
@@ -940,6 +1184,33 @@ impl Parser<'_, '_> {
         out
     }
 
+    /// An `account_entered:<STAGE>` workflow's stage: it fires when the
+    /// account's move ends there, at once (`after` and `if_still` are a
+    /// lead's).
+    fn account_workflow(&mut self, obj: &Obj<'_>, stage: &str, accounts: bool) -> Option<AccountStage> {
+        for key in ["after", "if_still"] {
+            if obj.has(key) {
+                self.cx.err(
+                    &obj.at(key),
+                    "an account_entered workflow fires when the account enters the stage: leave out after and if_still",
+                );
+            }
+        }
+        if !accounts {
+            self.cx.err(
+                &obj.at("on"),
+                "account_entered needs [accounts]: without it accounts are not moved",
+            );
+        }
+        match stage.parse::<AccountStage>() {
+            Ok(stage) => (accounts && !obj.has("after") && !obj.has("if_still")).then_some(stage),
+            Err(e) => {
+                self.cx.err(&obj.at("on"), e.to_string());
+                None
+            }
+        }
+    }
+
     fn workflow_on(
         &mut self,
         at: &Loc,
@@ -949,7 +1220,7 @@ impl Parser<'_, '_> {
         levels: &[Level],
         models: &[Model],
     ) -> Option<WorkflowOn> {
-        const KINDS: &str = "entered:<STAGE>, rejected:<reason>, recycled:<reason>, engagement_below:[<model>:]<n>, engagement_above:[<model>:]<n>, sla_breached:<id>, level:<id>";
+        const KINDS: &str = "entered:<STAGE>, rejected:<reason>, recycled:<reason>, engagement_below:[<model>:]<n>, engagement_above:[<model>:]<n>, sla_breached:<id>, level:<id>, account_entered:<ACCOUNT_STAGE>";
         let Some((kind, arg)) = text.split_once(':') else {
             self.cx
                 .err(at, format!("unknown event {text:?} (expected one of {KINDS})"));

@@ -24,7 +24,8 @@ use std::fmt;
 
 pub use rules::{AttributeMatcher, AttributeRule, Count, EventRule, PropertyCondition};
 
-use crate::stage::Stage;
+use crate::profile::Profile;
+use crate::stage::{AccountStage, Stage};
 use crate::time::Span;
 
 /// A validated policy. Build one with [`Policy::from_toml`].
@@ -52,6 +53,12 @@ pub struct Policy {
     pub grades: Vec<Grade>,
     pub slas: Vec<Sla>,
     pub workflows: Vec<Workflow>,
+    /// `[[persona]]`, in document order: a lead's persona is the first that
+    /// matches its profile.
+    pub personas: Vec<Persona>,
+    /// `[accounts]`: matching leads to accounts, account scores and the
+    /// MQA stage. `None`: accounts are neither matched, scored nor moved.
+    pub accounts: Option<Accounts>,
 }
 
 /// The id of the model of rules that name none.
@@ -110,7 +117,12 @@ pub struct SqlStage {
 pub struct Reasons {
     pub reject: Vec<String>,
     pub recycle: Vec<String>,
+    /// A lead's and an account's DISQUALIFY.
     pub disqualify: Vec<String>,
+    /// An account's REJECT (MQA → ENGAGED).
+    pub reject_account: Vec<String>,
+    /// An account's RECYCLE (OPPORTUNITY → ENGAGED).
+    pub recycle_account: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -191,6 +203,124 @@ impl fmt::Display for WorkflowOn {
             Self::Level(id) => write!(f, "level:{id}"),
         }
     }
+}
+
+/// A `[[persona]]`: a role in a buying group, read from the profile like a
+/// fit rule (`title` matches `(?i)\b(vp|head|director)\b` → `decision_maker`).
+#[derive(Clone, Debug)]
+pub struct Persona {
+    pub id: String,
+    pub attribute: String,
+    pub matcher: AttributeMatcher,
+}
+
+impl Persona {
+    pub fn matches(&self, profile: &Profile) -> bool {
+        profile
+            .get(&self.attribute)
+            .is_some_and(|value| self.matcher.matches(value))
+    }
+}
+
+/// `[accounts]`: how leads are matched to accounts, how an account is
+/// scored from its members, and when it is a marketing-qualified account.
+#[derive(Clone, Debug)]
+pub struct Accounts {
+    /// `match`: the matchers in the order they are tried; the first that
+    /// applies to a lead decides.
+    pub matchers: Vec<Matcher>,
+    /// `ignore_domains`, lower-cased: never matched by email domain,
+    /// besides the built-in free and personal mail domains.
+    pub ignore_domains: BTreeSet<String>,
+    /// `create`: a match that finds no account creates one.
+    pub create: bool,
+    /// `inherit`: profile attributes an account created by a match copies.
+    pub inherit: Vec<String>,
+    /// `engaged_at_least`: the qualifying engagement at which a member is engaged.
+    pub engaged_at_least: f64,
+    /// `promote_members_on_mqa`: entering MQA promotes the engaged members
+    /// that pass the MQL guards other than the score.
+    pub promote_members_on_mqa: bool,
+    /// `[accounts.score]`.
+    pub score: AccountScore,
+    /// `[[accounts.fit]]`: rules on the account's own attributes, in
+    /// document order.
+    pub fit: Vec<AttributeRule>,
+    /// `[stages.MQA]`.
+    pub mqa: MqaStage,
+    /// `[[workflow]]`s on `account_entered:<STAGE>`, in document order.
+    pub workflows: Vec<AccountWorkflow>,
+}
+
+/// How a lead finds its account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Matcher {
+    /// `account_key`: the caller's explicit `profile.account_key`, an
+    /// account's external key.
+    AccountKey,
+    /// `email_domain`: the lead's email domain, unless a free or ignored one.
+    EmailDomain,
+}
+
+impl Matcher {
+    pub const ALL: [Self; 2] = [Self::AccountKey, Self::EmailDomain];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::AccountKey => "account_key",
+            Self::EmailDomain => "email_domain",
+        }
+    }
+}
+
+/// `[accounts.score]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountScore {
+    /// The model (index into `Policy::models`) whose qualifying engagement
+    /// the members contribute.
+    pub model: usize,
+    pub aggregate: Aggregate,
+}
+
+/// How members' qualifying engagement makes the account's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aggregate {
+    Sum,
+    Max,
+    /// The sum of the N highest.
+    Top(u32),
+}
+
+impl fmt::Display for Aggregate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sum => f.write_str("sum"),
+            Self::Max => f.write_str("max"),
+            Self::Top(n) => write!(f, "top:{n}"),
+        }
+    }
+}
+
+/// `[stages.MQA]`: when an account is marketing-qualified.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MqaStage {
+    /// On the account's aggregate engagement.
+    pub engagement_at_least: f64,
+    /// Engaged members, with a persona or without.
+    pub engaged_members_at_least: u32,
+    /// Personas that each need an engaged member.
+    pub personas_required: Vec<String>,
+    /// On the account's fit (`[[accounts.fit]]`); `None`: no fit guard.
+    pub fit_at_least: Option<f64>,
+}
+
+/// A `[[workflow]]` on `account_entered:<STAGE>`: fires when an account's
+/// move ends in the stage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountWorkflow {
+    pub id: String,
+    pub stage: AccountStage,
+    pub emit: String,
 }
 
 /// Every problem found in a policy document, each with its path and place.
@@ -337,7 +467,17 @@ impl Policy {
             ReasonList::Reject => &self.reasons.reject,
             ReasonList::Recycle => &self.reasons.recycle,
             ReasonList::Disqualify => &self.reasons.disqualify,
+            ReasonList::RejectAccount => &self.reasons.reject_account,
+            ReasonList::RecycleAccount => &self.reasons.recycle_account,
         }
+    }
+
+    /// A lead's persona: the first `[[persona]]` its profile matches.
+    pub fn persona(&self, profile: &Profile) -> Option<&str> {
+        self.personas
+            .iter()
+            .find(|p| p.matches(profile))
+            .map(|p| p.id.as_str())
     }
 }
 
@@ -347,6 +487,8 @@ pub enum ReasonList {
     Reject,
     Recycle,
     Disqualify,
+    RejectAccount,
+    RecycleAccount,
 }
 
 impl ReasonList {
@@ -355,6 +497,8 @@ impl ReasonList {
             Self::Reject => "reject",
             Self::Recycle => "recycle",
             Self::Disqualify => "disqualify",
+            Self::RejectAccount => "reject_account",
+            Self::RecycleAccount => "recycle_account",
         }
     }
 }

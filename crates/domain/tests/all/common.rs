@@ -88,6 +88,58 @@ pub(crate) fn modelled(mql_model: Option<&str>) -> Policy {
     Policy::from_toml(&modelled_toml(mql_model)).expect("the modelled example is valid")
 }
 
+/// Accounts on top of the example: personas, `[accounts]` (sum of the
+/// default model, engaged at 20), one account fit rule and `[stages.MQA]`
+/// (100 points, three engaged members, a decision maker among them).
+pub(crate) const ACCOUNTS: &str = r#"
+[[persona]]
+id = "decision_maker"
+attribute = "title"
+matches = "(?i)\\b(vp|head|director|chief)\\b"
+
+[[persona]]
+id = "practitioner"
+attribute = "title"
+matches = "(?i)engineer|developer|analyst|\\bvp\\b"
+
+[accounts]
+ignore_domains = ["Partner-Mail.net"]
+inherit = ["industry", "company_size", "country"]
+engaged_at_least = 20
+
+[[accounts.fit]]
+id = "target-industry"
+attribute = "industry"
+one_of = ["software", "fintech"]
+points = 20
+
+[stages.MQA]
+engagement_at_least = 100
+engaged_members_at_least = 3
+personas_required = ["decision_maker"]
+
+[[workflow]]
+id = "mqa-alert"
+on = "account_entered:MQA"
+emit = "sales.mqa_alert"
+"#;
+
+/// The example with [`ACCOUNTS`], `[reasons]` for accounts, and `extra`
+/// TOML after it.
+pub(crate) fn accounted_toml(extra: &str) -> String {
+    let toml = example_toml().replacen(
+        "[reasons]\n",
+        "[reasons]\nreject_account = [\"not_ready\", \"no_buying_group\"]\nrecycle_account = [\"lost\", \"timing\"]\n",
+        1,
+    );
+    format!("{toml}{ACCOUNTS}{extra}")
+}
+
+pub(crate) fn accounted(extra: &str) -> Policy {
+    Policy::from_toml(&accounted_toml(extra))
+        .unwrap_or_else(|e| panic!("the accounted example is valid: {e}"))
+}
+
 pub(crate) fn hours(h: i64) -> Timestamp {
     T0.saturating_add(Span::from_hours(h))
 }

@@ -1,5 +1,6 @@
 //! leadflow-domain's tests, in one binary.
 
+mod accounts;
 mod common;
 mod layers;
 mod levels;
