@@ -8,6 +8,7 @@ use prost::Message;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
+        "leadflow/v1/account_service.proto",
         "leadflow/v1/analytics_service.proto",
         "leadflow/v1/lead.proto",
         "leadflow/v1/lead_service.proto",

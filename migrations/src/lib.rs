@@ -18,6 +18,7 @@ mod m20261205_000007_checkpoints;
 mod m20261206_000008_packed_state;
 mod m20261206_000009_level_changes;
 mod m20261207_000010_lead_search;
+mod m20261208_000011_accounts;
 
 /// The migration that adds lead search's keys: the store keys the leads
 /// stored before it once it is applied.
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000008_packed_state::Migration),
             Box::new(m20261206_000009_level_changes::Migration),
             Box::new(m20261207_000010_lead_search::Migration),
+            Box::new(m20261208_000011_accounts::Migration),
         ]
     }
 

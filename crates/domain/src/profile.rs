@@ -31,6 +31,23 @@ impl Profile {
         Ok(profile)
     }
 
+    /// An account's attributes: no email required, the same limits.
+    pub fn of_account(attributes: BTreeMap<String, String>) -> Result<Self, DomainError> {
+        let mut profile = Self::default();
+        profile.apply(attributes);
+        profile.check_size(None, "attributes")?;
+        Ok(profile)
+    }
+
+    /// An account's attributes with `changes` merged (an empty value
+    /// removes one), within the limits.
+    pub fn merge_account(&self, changes: BTreeMap<String, String>) -> Result<Self, DomainError> {
+        let mut next = self.clone();
+        next.apply(changes);
+        next.check_size(Some(self), "attributes")?;
+        Ok(next)
+    }
+
     /// Merges changes: a non-empty value sets the attribute, an empty one
     /// removes it. Returns whether anything changed. The email can be changed
     /// but never removed (an IQL has given contact info). The merged profile

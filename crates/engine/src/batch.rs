@@ -397,7 +397,7 @@ impl Engine {
     }
 
     /// The workspace's active policy, read outside any transaction.
-    async fn active_policy_read(&self, ws: &str) -> Result<(i64, Arc<Policy>), EngineError> {
+    pub(crate) async fn active_policy_read(&self, ws: &str) -> Result<(i64, Arc<Policy>), EngineError> {
         let version = self
             .store
             .active_policy_version(ws)

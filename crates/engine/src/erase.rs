@@ -80,6 +80,7 @@ impl Engine {
             vec![NewOutboxEvent {
                 event_id: uuid::Uuid::now_v7().to_string(),
                 lead_id: record.id.clone(),
+                subject: leadflow_store::Subject::Lead,
                 kind: "LEAD_ERASED".to_owned(),
                 payload: serde_json::to_string(&payload).map_err(|e| EngineError::Internal(e.to_string()))?,
                 occurred_at: now,

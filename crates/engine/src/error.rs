@@ -7,6 +7,10 @@ pub enum EngineError {
     /// The domain refused the command (bad input, illegal transition, guard).
     #[error(transparent)]
     Domain(DomainError),
+    /// The domain refused an account command (an illegal transition, a
+    /// guard, no `[accounts]` in the policy).
+    #[error(transparent)]
+    Account(leadflow_domain::account::AccountError),
     /// Bad input the engine itself detects; `reason` is for machines.
     #[error("invalid argument: {}", .violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     InvalidArgument {
@@ -97,6 +101,15 @@ impl From<StoreError> for EngineError {
             Self::Conflict(e.to_string())
         } else {
             Self::Storage(e.to_string())
+        }
+    }
+}
+
+impl From<leadflow_domain::account::AccountError> for EngineError {
+    fn from(e: leadflow_domain::account::AccountError) -> Self {
+        match e {
+            leadflow_domain::account::AccountError::Invalid(e) => Self::Domain(e),
+            other => Self::Account(other),
         }
     }
 }

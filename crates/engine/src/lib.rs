@@ -15,6 +15,8 @@
 //! - `persist.rs`: a decision into the transaction, outbox payloads included.
 //! - [`Clock`]: the engine's only source of "now".
 
+mod account_calls;
+mod accounts;
 mod admin;
 mod analytics;
 mod batch;
@@ -41,6 +43,10 @@ mod views;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+pub use account_calls::{
+    AccountInput, AccountKey, AccountOutcome, AccountPage, AccountView, LinkOutcome, MAX_EXPLAINED_MEMBERS,
+};
+pub use accounts::AccountPayload;
 pub use admin::NewToken;
 pub use analytics::{CalibrationQuery, CalibrationResult};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -35,15 +35,25 @@ pub enum Method {
     Transition,
     CreatePolicyVersion,
     ActivatePolicy,
+    CreateAccount,
+    UpdateAccount,
+    LinkLead,
+    UnlinkLead,
+    TransitionAccount,
 }
 
 impl Method {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 10] = [
         Self::CreateLead,
         Self::UpdateLeadProfile,
         Self::Transition,
         Self::CreatePolicyVersion,
         Self::ActivatePolicy,
+        Self::CreateAccount,
+        Self::UpdateAccount,
+        Self::LinkLead,
+        Self::UnlinkLead,
+        Self::TransitionAccount,
     ];
 
     /// The stored name (the API's method name).
@@ -54,6 +64,11 @@ impl Method {
             Self::Transition => "Transition",
             Self::CreatePolicyVersion => "CreatePolicyVersion",
             Self::ActivatePolicy => "ActivatePolicy",
+            Self::CreateAccount => "CreateAccount",
+            Self::UpdateAccount => "UpdateAccount",
+            Self::LinkLead => "LinkLead",
+            Self::UnlinkLead => "UnlinkLead",
+            Self::TransitionAccount => "TransitionAccount",
         }
     }
 }

@@ -46,6 +46,10 @@ pub(crate) async fn persist(
     decision: &Decision,
 ) -> Result<Written, EngineError> {
     let ws = target.ws;
+    let before_lead = match &before {
+        Before::Existing(r) => Some(r.lead.clone()),
+        Before::New { .. } => None,
+    };
     let (id, external_key, version, history_len) = match &before {
         Before::Existing(r) => (
             r.id.as_str(),
@@ -180,6 +184,7 @@ pub(crate) async fn persist(
         outbox.push(NewOutboxEvent {
             event_id: uuid::Uuid::now_v7().to_string(),
             lead_id: id.to_owned(),
+            subject: leadflow_store::Subject::Lead,
             kind: kind.to_owned(),
             payload: serde_json::to_string(&payload).map_err(|e| EngineError::Internal(e.to_string()))?,
             occurred_at: event.at(),
@@ -188,8 +193,11 @@ pub(crate) async fn persist(
             suppressed: event.suppressed(),
         });
     }
-    let events = outbox.len();
+    let mut events = outbox.len();
     tx.append_outbox(ws, outbox);
+    // The lead's account follows, its events after the lead's.
+    let at = record.lead.evaluated_at.max(record.lead.last_transition_at);
+    events += crate::accounts::sync_lead(tx, target, before_lead.as_ref(), &record, engagement, at).await?;
     Ok(Written {
         events,
         lead: Scored {

@@ -30,7 +30,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 pub const CACHE_TTL: Duration = Duration::from_secs(2);
 
 /// What a token may do.
-pub const SCOPES: [&str; 7] = [
+pub const SCOPES: [&str; 9] = [
     "leads:read",
     "leads:write",
     "engagements:write",
@@ -38,6 +38,8 @@ pub const SCOPES: [&str; 7] = [
     "policy:admin",
     "triggers:subscribe",
     "analytics:read",
+    "accounts:read",
+    "accounts:write",
 ];
 
 /// The caller of a request, as the services see it.

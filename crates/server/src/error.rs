@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 
+use leadflow_domain::account::AccountError;
 use leadflow_domain::{DomainError, FieldViolation};
 use leadflow_engine::EngineError;
 use tonic::{Code, Status};
@@ -260,6 +261,7 @@ pub(crate) fn status(error: EngineError) -> Status {
 fn describe(error: EngineError) -> Error {
     match error {
         EngineError::Domain(e) => domain(e),
+        EngineError::Account(e) => account(e),
         EngineError::InvalidArgument { reason, violations } => Error {
             message: listing(&violations),
             violations,
@@ -509,6 +511,69 @@ fn domain(error: DomainError) -> Error {
         DomainError::HistoryRequired => {
             tracing::error!("a decision asked for history the engine did not give");
             Error::new(Code::Internal, "INTERNAL", "internal error")
+        }
+    }
+}
+
+/// An account command the domain refused: as a lead's, with the
+/// account's stage, command and guards.
+fn account(error: AccountError) -> Error {
+    match error {
+        AccountError::Invalid(e) => domain(e),
+        AccountError::NoAccountsPolicy => {
+            let message =
+                "the active policy has no [accounts]: accounts are kept but not matched, scored or moved";
+            Error {
+                preconditions: vec![(
+                    "NO_ACCOUNTS_POLICY".to_owned(),
+                    "policy".to_owned(),
+                    message.to_owned(),
+                )],
+                ..Error::new(Code::FailedPrecondition, "NO_ACCOUNTS_POLICY", message)
+            }
+        }
+        AccountError::InvalidTransition { stage, command } => {
+            let message = format!("{command} is not allowed from {stage}");
+            Error {
+                preconditions: vec![(
+                    "INVALID_TRANSITION".to_owned(),
+                    stage.as_str().to_owned(),
+                    message.clone(),
+                )],
+                ..Error::new(Code::FailedPrecondition, "INVALID_TRANSITION", message)
+                    .meta("stage", stage.as_str())
+                    .meta("command", command.as_str())
+            }
+        }
+        AccountError::GuardFailed { command, failed } => {
+            let first = failed.first();
+            let guard = first.map(|g| g.guard.as_str().to_owned()).unwrap_or_default();
+            let detail = first.map(|g| g.detail.clone()).unwrap_or_default();
+            let list = failed
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            Error {
+                preconditions: failed
+                    .iter()
+                    .map(|check| {
+                        (
+                            "GUARD".to_owned(),
+                            check.guard.as_str().to_owned(),
+                            check.detail.clone(),
+                        )
+                    })
+                    .collect(),
+                ..Error::new(
+                    Code::FailedPrecondition,
+                    "GUARD_FAILED",
+                    format!("{command} refused: {list}"),
+                )
+                .meta("command", command.as_str())
+                .meta("guard", guard)
+                .meta("detail", detail)
+            }
         }
     }
 }

@@ -43,6 +43,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use leadflow_engine::{Clock, Engine, SystemClock};
 use leadflow_proto::framed::trigger_service_server::TriggerServiceServer;
+use leadflow_proto::v1::account_service_server::AccountServiceServer;
 use leadflow_proto::v1::analytics_service_server::AnalyticsServiceServer;
 use leadflow_proto::v1::lead_service_server::LeadServiceServer;
 use leadflow_proto::v1::policy_service_server::PolicyServiceServer;
@@ -56,7 +57,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Config, DatabaseUrl, LogFormat, TlsFiles};
 pub use leadflow_engine::DEFAULT_WORKSPACE;
 pub use limits::{MAX_BATCH, MAX_MESSAGE_BYTES};
-pub use services::{AnalyticsApi, LeadApi, PolicyApi, TriggerApi};
+pub use services::{AccountApi, AnalyticsApi, LeadApi, PolicyApi, TriggerApi};
 
 /// leadflow's default lead definition, given to a new workspace.
 pub const DEFAULT_POLICY: &str = include_str!("../../../examples/policy.toml");
@@ -161,6 +162,7 @@ pub async fn start(config: &Config, engine: Engine, parts: Parts) -> anyhow::Res
     health.set_serving::<PolicyServiceServer<PolicyApi>>().await;
     health.set_serving::<TriggerServiceServer<TriggerApi>>().await;
     health.set_serving::<AnalyticsServiceServer<AnalyticsApi>>().await;
+    health.set_serving::<AccountServiceServer<AccountApi>>().await;
     let reflection = |builder: tonic_reflection::server::Builder<'static>| {
         builder
             .register_encoded_file_descriptor_set(leadflow_proto::FILE_DESCRIPTOR_SET)
@@ -239,6 +241,8 @@ pub async fn start(config: &Config, engine: Engine, parts: Parts) -> anyhow::Res
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let policies =
         PolicyServiceServer::new(PolicyApi::new(engine.clone())).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let accounts = AccountServiceServer::new(AccountApi::new(engine.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
     let (shutdown, signal) = oneshot::channel::<()>();
     // Replies go out at once: without TCP_NODELAY a small reply written in
@@ -258,7 +262,8 @@ pub async fn start(config: &Config, engine: Engine, parts: Parts) -> anyhow::Res
         .add_service(leads)
         .add_service(policies)
         .add_service(triggers)
-        .add_service(analytics);
+        .add_service(analytics)
+        .add_service(accounts);
     let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = signal.await;
     }));

@@ -89,6 +89,7 @@ const LEADS: &str = "leadflow.v1.LeadService";
 const POLICIES: &str = "leadflow.v1.PolicyService";
 const TRIGGERS: &str = "leadflow.v1.TriggerService";
 const ANALYTICS: &str = "leadflow.v1.AnalyticsService";
+const ACCOUNTS: &str = "leadflow.v1.AccountService";
 const HEALTH: &str = "grpc.health.v1.Health";
 const REFLECTION: &str = "grpc.reflection.v1.ServerReflection";
 const REFLECTION_ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
@@ -99,6 +100,8 @@ const ENGAGEMENTS: Scope = Scope::Needs("engagements:write");
 const POLICY: Scope = Scope::Needs("policy:admin");
 const SUBSCRIBE: Scope = Scope::Needs("triggers:subscribe");
 const ANALYSE: Scope = Scope::Needs("analytics:read");
+const READ_ACCOUNTS: Scope = Scope::Needs("accounts:read");
+const WRITE_ACCOUNTS: Scope = Scope::Needs("accounts:write");
 
 use Admission::{Counted, Free};
 use Retry::{EventId, Repeatable, RequestId};
@@ -160,6 +163,45 @@ pub(crate) const RPCS: &[Rpc] = &[
     rpc(ANALYTICS, "GetFunnel", ANALYSE, Free, Repeatable),
     rpc(ANALYTICS, "GetRuleReport", ANALYSE, Free, Repeatable),
     rpc(ANALYTICS, "CalibrateThreshold", ANALYSE, Free, Repeatable),
+    rpc(
+        ACCOUNTS,
+        "CreateAccount",
+        WRITE_ACCOUNTS,
+        Counted,
+        RequestId(Method::CreateAccount),
+    ),
+    rpc(ACCOUNTS, "GetAccount", READ_ACCOUNTS, Counted, Repeatable),
+    rpc(ACCOUNTS, "ListAccounts", READ_ACCOUNTS, Counted, Repeatable),
+    rpc(
+        ACCOUNTS,
+        "UpdateAccount",
+        WRITE_ACCOUNTS,
+        Counted,
+        RequestId(Method::UpdateAccount),
+    ),
+    rpc(
+        ACCOUNTS,
+        "LinkLead",
+        WRITE_ACCOUNTS,
+        Counted,
+        RequestId(Method::LinkLead),
+    ),
+    rpc(
+        ACCOUNTS,
+        "UnlinkLead",
+        WRITE_ACCOUNTS,
+        Counted,
+        RequestId(Method::UnlinkLead),
+    ),
+    rpc(
+        ACCOUNTS,
+        "TransitionAccount",
+        WRITE_ACCOUNTS,
+        Counted,
+        RequestId(Method::TransitionAccount),
+    ),
+    rpc(ACCOUNTS, "GetAccountHistory", READ_ACCOUNTS, Counted, Repeatable),
+    rpc(ACCOUNTS, "ExplainAccount", READ_ACCOUNTS, Counted, Repeatable),
     rpc(HEALTH, "Check", Scope::Open, Free, Repeatable),
     stream(HEALTH, "Watch", Scope::Open, Repeatable),
     stream(REFLECTION, "ServerReflectionInfo", Scope::Open, Repeatable),

@@ -26,6 +26,7 @@
 //!   error codes (a SQLSTATE, a SQLite result code), never from its messages.
 //! - [`testing`] (feature `testing`): throwaway databases for tests.
 
+mod accounts;
 mod analytics;
 mod backend;
 mod convert;
@@ -48,6 +49,9 @@ mod timers;
 mod tokens;
 mod tx;
 
+pub use accounts::{
+    AccountListing, AccountLookup, AccountRecord, MemberRecord, StoredAccountTransition, StoredLink,
+};
 pub use backend::Backend;
 pub use db::{Store, StoreOptions, loopback_without_sslmode, postgres_tls_default, redact};
 pub use erase::Erased;
@@ -57,7 +61,7 @@ pub use gauges::Gauges;
 pub use reads::{BatchSurvey, LeadName};
 pub use records::{
     EngagementCursor, LeadRecord, LeadWrite, NewEngagement, NewOutboxEvent, NewPolicy, OutboxRecord,
-    PolicyRecord, StoredEngagement, StoredLevelChange, StoredResult, StoredTimer, StoredTransition,
+    PolicyRecord, StoredEngagement, StoredLevelChange, StoredResult, StoredTimer, StoredTransition, Subject,
 };
 pub use rescore::{RESCORE_DONE, RESCORE_FAILED, RESCORE_RUNNING, RESCORE_SUPERSEDED, RescoreJobRecord};
 pub use search::{Found, KeyRange, LeadSearch, ScoreColumn, SearchCursor, SearchOrder};

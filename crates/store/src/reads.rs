@@ -345,6 +345,7 @@ impl Store {
                     created_at: convert::ts(r.created_at),
                     event_id: r.event_id,
                     lead_id: r.lead_id,
+                    subject: crate::records::Subject::parse(&r.subject),
                     kind: r.kind,
                     payload: r.payload,
                     occurred_at: convert::ts(r.occurred_at),

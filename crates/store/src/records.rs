@@ -118,11 +118,39 @@ pub struct PolicyRecord {
     pub activated_by: Option<String>,
 }
 
+/// Whose event an outbox event is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Subject {
+    #[default]
+    Lead,
+    Account,
+}
+
+impl Subject {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Lead => "LEAD",
+            Self::Account => "ACCOUNT",
+        }
+    }
+
+    /// A stored subject; anything else is a lead's (rows before subjects).
+    pub fn parse(text: &str) -> Self {
+        if text == "ACCOUNT" {
+            Self::Account
+        } else {
+            Self::Lead
+        }
+    }
+}
+
 /// An event for the outbox; its sequence is assigned at commit.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewOutboxEvent {
     pub event_id: String,
+    /// The subject's id: a lead's, or an account's.
     pub lead_id: String,
+    pub subject: Subject,
     pub kind: String,
     /// JSON.
     pub payload: String,

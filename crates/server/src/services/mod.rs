@@ -1,11 +1,13 @@
 //! The tonic services: proto in, engine call, proto out.
 
+mod accounts;
 mod analytics;
 mod leads;
 mod policies;
 mod search;
 mod triggers;
 
+pub use accounts::AccountApi;
 pub use analytics::AnalyticsApi;
 pub(crate) use analytics::period_out;
 pub use leads::LeadApi;

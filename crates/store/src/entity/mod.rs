@@ -3,6 +3,10 @@
 // The entity macros generate public items for a private module.
 #![allow(unreachable_pub, missing_debug_implementations)]
 
+pub(crate) mod account;
+pub(crate) mod account_link;
+pub(crate) mod account_member;
+pub(crate) mod account_transition;
 pub(crate) mod consumer;
 pub(crate) mod engagement;
 pub(crate) mod idempotency;

@@ -17,6 +17,8 @@ pub struct Model {
     #[sea_orm(column_type = "Text", nullable)]
     pub traceparent: Option<String>,
     pub suppressed: bool,
+    /// `LEAD` or `ACCOUNT`: whose id `lead_id` holds.
+    pub subject: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,6 +3,7 @@
 //! This file is the unit of work: beginning, held-back writes, flushing and
 //! committing. The statements on each table are in the file of its name.
 
+mod accounts;
 mod checkpoints;
 mod engagements;
 mod idempotency;

@@ -75,6 +75,7 @@ impl Tx {
                 created_at: Set(e.created_at.as_micros()),
                 traceparent: Set(e.traceparent.clone()),
                 suppressed: Set(e.suppressed),
+                subject: Set(e.subject.as_str().to_owned()),
             })
             .collect();
         for chunk in rows.chunks(INSERT_CHUNK) {

@@ -30,6 +30,7 @@ fn event(tag: &str) -> NewOutboxEvent {
     NewOutboxEvent {
         event_id: tag.to_owned(),
         lead_id: "lead".to_owned(),
+        subject: leadflow_store::Subject::Lead,
         kind: "TRANSITION".to_owned(),
         payload: "{}".to_owned(),
         occurred_at: Timestamp::from_secs(1),

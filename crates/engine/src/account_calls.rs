@@ -1,0 +1,830 @@
+//! The account use cases: create and update (an upsert by external key),
+//! link and unlink a lead, move an account by hand, and the reads — an
+//! account, a page of them, its history, its explanation.
+
+use std::collections::BTreeMap;
+
+use leadflow_domain::account::{
+    AccountCause, AccountError, AccountExplanation, AggregateInput, BuyingGroup, ManualAccountTransition,
+    MatchedBy, SumState, account_fit, decide_account, explain_account, top_n, transition_account,
+};
+use leadflow_domain::lifecycle::MAX_FUTURE;
+use leadflow_domain::policy::Accounts;
+use leadflow_domain::profile::Profile;
+use leadflow_domain::score::decay_factor;
+use leadflow_domain::{AccountStage, DomainError, FieldViolation, Policy, Timestamp};
+use leadflow_store::{
+    AccountListing, AccountLookup, AccountRecord, MemberRecord, StoredAccountTransition, StoredLink, Tx,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::Engine;
+use crate::accounts::{NewAccount, facts, insert_account, relink, write_decision};
+use crate::error::EngineError;
+use crate::idempotency::{replay, save};
+use crate::leads::{Locked, retrying};
+use crate::model::{LeadKey, Method, Request};
+use crate::persist::Target;
+
+/// The most members an explanation lists.
+pub const MAX_EXPLAINED_MEMBERS: u64 = 10_000;
+/// Bytes an external key, a domain or an owner may have.
+const MAX_KEY_BYTES: usize = 256;
+
+/// How a caller names an account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountKey {
+    Id(String),
+    ExternalKey(String),
+    Domain(String),
+}
+
+impl AccountKey {
+    fn lookup(&self) -> AccountLookup<'_> {
+        match self {
+            Self::Id(id) => AccountLookup::Id(id),
+            Self::ExternalKey(k) => AccountLookup::ExternalKey(k),
+            Self::Domain(d) => AccountLookup::Domain(d),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Id(id) => id.clone(),
+            Self::ExternalKey(k) => format!("external_key {k}"),
+            Self::Domain(d) => format!("domain {d}"),
+        }
+    }
+}
+
+/// An account's fields as a caller gives them. For an update, `None`
+/// leaves a field as it is and an empty value clears it (an attribute with
+/// an empty value is removed).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountInput {
+    pub external_key: Option<String>,
+    pub domain: Option<String>,
+    pub attributes: BTreeMap<String, String>,
+    pub owner: Option<String>,
+    /// A creation in the past (an import); now when left out.
+    pub created_at: Option<Timestamp>,
+}
+
+/// An account as a caller sees it, scored at `scored_at`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccountView {
+    pub id: String,
+    pub external_key: Option<String>,
+    pub domain: Option<String>,
+    pub attributes: BTreeMap<String, String>,
+    pub owner: Option<String>,
+    pub stage: AccountStage,
+    pub version: i64,
+    pub policy_version: i64,
+    pub created_at: Timestamp,
+    pub entered_stage_at: Timestamp,
+    pub last_transition_at: Timestamp,
+    pub window_start: Option<Timestamp>,
+    /// The aggregate engagement at `scored_at`, rounded to 6 decimals.
+    pub engagement: f64,
+    pub fit: f64,
+    pub engaged_members: u32,
+    /// Engaged members by persona.
+    pub personas: BTreeMap<String, u32>,
+    pub members: i64,
+    pub scored_at: Timestamp,
+}
+
+/// What an account command did. Its JSON is the stored result of an
+/// idempotent call: it does not change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccountOutcome {
+    pub account: AccountView,
+    pub transitions: Vec<StoredAccountTransition>,
+    /// `UpdateAccount` created it.
+    pub created: bool,
+}
+
+/// What a link or an unlink did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinkOutcome {
+    pub lead_id: String,
+    /// The lead's account after it; none after an unlink.
+    pub account: Option<AccountView>,
+    /// The change recorded; none when nothing changed.
+    pub link: Option<StoredLink>,
+}
+
+/// A page of accounts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountPage {
+    pub accounts: Vec<AccountView>,
+    /// The last account's sort value and id, when there may be more.
+    pub next: Option<(f64, String)>,
+}
+
+fn violation(field: &str, description: impl Into<String>) -> EngineError {
+    EngineError::Domain(DomainError::invalid(FieldViolation::new(field, description)))
+}
+
+/// A key, a domain or an owner: trimmed, bounded, printable.
+fn text_field(field: &str, value: &str) -> Result<String, EngineError> {
+    let value = value.trim();
+    if value.len() > MAX_KEY_BYTES {
+        return Err(violation(
+            field,
+            format!("{} bytes; at most {MAX_KEY_BYTES}", value.len()),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(violation(field, "contains control characters"));
+    }
+    Ok(value.to_owned())
+}
+
+/// A domain as accounts keep it: lower-cased, like `example.com`.
+fn domain_field(value: &str) -> Result<String, EngineError> {
+    let domain = text_field("domain", value)?.to_lowercase();
+    let ok = domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-'));
+    if !ok {
+        return Err(violation(
+            "domain",
+            format!("{value:?} is not a domain (e.g. \"example.com\", without @ or a scheme)"),
+        ));
+    }
+    Ok(domain)
+}
+
+fn no_accounts() -> EngineError {
+    EngineError::Account(AccountError::NoAccountsPolicy)
+}
+
+fn scored(record: &AccountRecord, engagement: f64, group: BuyingGroup, now: Timestamp) -> AccountView {
+    AccountView {
+        id: record.id.clone(),
+        external_key: record.external_key.clone(),
+        domain: record.domain.clone(),
+        attributes: record.attributes.clone(),
+        owner: record.owner.clone(),
+        stage: record.account.stage,
+        version: record.version,
+        policy_version: record.policy_version,
+        created_at: record.account.created_at,
+        entered_stage_at: record.account.entered_stage_at,
+        last_transition_at: record.account.last_transition_at,
+        window_start: record.account.window_start,
+        engagement,
+        fit: record.fit,
+        engaged_members: group.engaged,
+        personas: group.personas,
+        members: record.members,
+        scored_at: now,
+    }
+}
+
+/// The account's buying group at `t`: the stored one without the members
+/// whose engagement ended by then.
+fn group_at(record: &AccountRecord, ended: &[MemberRecord]) -> BuyingGroup {
+    let mut group = record.group.clone();
+    for m in ended {
+        group.remove(m.member.persona.as_deref());
+    }
+    group
+}
+
+/// The stored aggregate, decayed from when it was written to `t`: every
+/// member decays alike, so it is exact until the next change.
+fn engagement_at(policy: Option<&Policy>, record: &AccountRecord, t: Timestamp) -> f64 {
+    let Some(accounts) = policy.and_then(|p| p.accounts.as_ref()) else {
+        return record.engagement;
+    };
+    let policy = policy.unwrap_or_else(|| unreachable!("accounts come from a policy"));
+    let half_life = policy.models.get(accounts.score.model).and_then(|m| m.half_life);
+    leadflow_domain::score::round6(record.engagement * decay_factor(half_life, t.since(record.updated_at)))
+}
+
+impl Engine {
+    /// The active policy's `[accounts]`, with the policy.
+    async fn accounts_policy(&self, tx: &Tx, ws: &str) -> Result<(i64, std::sync::Arc<Policy>), EngineError> {
+        self.active_policy(tx, ws).await
+    }
+
+    /// An account in a transaction, scored at `now`.
+    async fn view_in(
+        &self,
+        tx: &Tx,
+        ws: &str,
+        policy: &Policy,
+        record: &AccountRecord,
+        now: Timestamp,
+    ) -> Result<AccountView, EngineError> {
+        let Some(accounts) = policy.accounts.as_ref() else {
+            return Ok(scored(record, record.engagement, record.group.clone(), now));
+        };
+        let ended = tx.engagement_ended(ws, &record.id, now).await?;
+        let top = tx
+            .top_contributions(ws, &record.id, top_n(accounts.score.aggregate) as u64)
+            .await?;
+        let engagement = AggregateInput { sum: record.sum, top }.value_at(policy, accounts, now);
+        Ok(scored(record, engagement, group_at(record, &ended), now))
+    }
+
+    /// An account read outside a transaction, scored now.
+    async fn view_now(&self, ws: &str, record: &AccountRecord) -> Result<AccountView, EngineError> {
+        let now = self.now();
+        let policy = self.policy_now(ws).await?;
+        let Some(accounts) = policy.as_ref().and_then(|p| p.accounts.as_ref()) else {
+            return Ok(scored(record, record.engagement, record.group.clone(), now));
+        };
+        let policy = policy
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("accounts come from a policy"));
+        let ended = self.store.engagement_ended(ws, &record.id, now).await?;
+        let top = self
+            .store
+            .top_contributions(ws, &record.id, top_n(accounts.score.aggregate) as u64)
+            .await?;
+        let engagement = AggregateInput { sum: record.sum, top }.value_at(policy, accounts, now);
+        Ok(scored(record, engagement, group_at(record, &ended), now))
+    }
+
+    /// The active policy, read outside a transaction.
+    async fn policy_now(&self, ws: &str) -> Result<Option<std::sync::Arc<Policy>>, EngineError> {
+        Ok(Some(self.active_policy_read(ws).await?.1))
+    }
+
+    /// The new account's fields, checked.
+    fn new_account(&self, input: &AccountInput, now: Timestamp) -> Result<NewAccount, EngineError> {
+        let external_key = input
+            .external_key
+            .as_deref()
+            .map(|k| text_field("external_key", k))
+            .transpose()?
+            .filter(|k| !k.is_empty());
+        let domain = input
+            .domain
+            .as_deref()
+            .filter(|d| !d.trim().is_empty())
+            .map(domain_field)
+            .transpose()?;
+        let owner = input
+            .owner
+            .as_deref()
+            .map(|o| text_field("owner", o))
+            .transpose()?
+            .filter(|o| !o.is_empty());
+        let attributes = Profile::of_account(input.attributes.clone())?;
+        let created_at = input.created_at.unwrap_or(now);
+        if created_at > now.saturating_add(MAX_FUTURE) {
+            return Err(violation(
+                "created_at",
+                format!("{created_at} is in the future (now is {now})"),
+            ));
+        }
+        Ok(NewAccount {
+            external_key,
+            domain,
+            attributes: attributes.as_map().clone(),
+            owner,
+            created_at,
+        })
+    }
+
+    /// Refuses a key or a domain another account has.
+    async fn taken(
+        &self,
+        tx: &Tx,
+        ws: &str,
+        new: &NewAccount,
+        except: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let checks = [
+            new.external_key
+                .as_deref()
+                .map(|k| (AccountLookup::ExternalKey(k), k)),
+            new.domain.as_deref().map(|d| (AccountLookup::Domain(d), d)),
+        ];
+        for (lookup, key) in checks.into_iter().flatten() {
+            if let Some(other) = tx.lock_account(ws, lookup).await?
+                && except != Some(other.id.as_str())
+            {
+                return Err(EngineError::AlreadyExists {
+                    what: "account",
+                    key: key.to_owned(),
+                    id: other.id,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "engine.create_account", skip_all)]
+    pub async fn create_account(
+        &self,
+        req: &Request,
+        input: &AccountInput,
+    ) -> Result<AccountOutcome, EngineError> {
+        retrying!(self.try_create_account(req, input, Method::CreateAccount))
+    }
+
+    async fn try_create_account(
+        &self,
+        req: &Request,
+        input: &AccountInput,
+        method: Method,
+    ) -> Result<AccountOutcome, EngineError> {
+        let ws = req.workspace.as_str();
+        let tx = self.store.begin().await?;
+        if let Some(done) = replay::<AccountOutcome>(&tx, req, method).await? {
+            return Ok(done);
+        }
+        let (policy_version, policy) = self.accounts_policy(&tx, ws).await?;
+        let now = self.now();
+        let new = self.new_account(input, now)?;
+        self.taken(&tx, ws, &new, None).await?;
+        let target = self.target(req, &policy, policy_version, now);
+        let Some((record, written)) = insert_account(&tx, &target, &new, AccountCause::Create).await? else {
+            return Err(EngineError::Conflict(
+                "the account's key or domain was taken meanwhile".to_owned(),
+            ));
+        };
+        let outcome = AccountOutcome {
+            account: self.view_in(&tx, ws, &policy, &record, now).await?,
+            transitions: written.transitions,
+            created: true,
+        };
+        save(&tx, req, method, &outcome, now).await?;
+        tx.commit().await?;
+        if written.events > 0 {
+            self.announce(ws);
+        }
+        Ok(outcome)
+    }
+
+    /// Updates the account with `input.external_key`, or creates it.
+    #[tracing::instrument(name = "engine.update_account", skip_all)]
+    pub async fn update_account(
+        &self,
+        req: &Request,
+        input: &AccountInput,
+        expected_version: Option<i64>,
+    ) -> Result<AccountOutcome, EngineError> {
+        retrying!(self.try_update_account(req, input, expected_version))
+    }
+
+    async fn try_update_account(
+        &self,
+        req: &Request,
+        input: &AccountInput,
+        expected_version: Option<i64>,
+    ) -> Result<AccountOutcome, EngineError> {
+        let ws = req.workspace.as_str();
+        let key = match input.external_key.as_deref().map(str::trim) {
+            Some(k) if !k.is_empty() => text_field("external_key", k)?,
+            _ => {
+                return Err(violation(
+                    "external_key",
+                    "required: UpdateAccount finds (or creates) the account by its external key",
+                ));
+            }
+        };
+        let tx = self.store.begin().await?;
+        let Some(mut record) = tx.lock_account(ws, AccountLookup::ExternalKey(&key)).await? else {
+            drop(tx);
+            if let Some(expected) = expected_version {
+                return Err(EngineError::VersionConflict { expected, actual: 0 });
+            }
+            return self.try_create_account(req, input, Method::UpdateAccount).await;
+        };
+        if let Some(done) = replay::<AccountOutcome>(&tx, req, Method::UpdateAccount).await? {
+            return Ok(done);
+        }
+        if let Some(expected) = expected_version
+            && expected != record.version
+        {
+            return Err(EngineError::VersionConflict {
+                expected,
+                actual: record.version,
+            });
+        }
+        let (policy_version, policy) = self.accounts_policy(&tx, ws).await?;
+        let now = self.now();
+        let mut changed = false;
+        if let Some(domain) = &input.domain {
+            let domain = if domain.trim().is_empty() {
+                None
+            } else {
+                Some(domain_field(domain)?)
+            };
+            if domain != record.domain {
+                let probe = NewAccount {
+                    domain: domain.clone(),
+                    ..NewAccount::default()
+                };
+                self.taken(&tx, ws, &probe, Some(&record.id)).await?;
+                record.domain = domain;
+                changed = true;
+            }
+        }
+        if let Some(owner) = &input.owner {
+            let owner = Some(text_field("owner", owner)?).filter(|o| !o.is_empty());
+            if owner != record.owner {
+                record.owner = owner;
+                changed = true;
+            }
+        }
+        if !input.attributes.is_empty() {
+            let merged = Profile::from_stored(record.attributes.clone())
+                .merge_account(input.attributes.clone())?
+                .as_map()
+                .clone();
+            if merged != record.attributes {
+                record.attributes = merged;
+                changed = true;
+            }
+        }
+        let target = self.target(req, &policy, policy_version, now);
+        let mut transitions = Vec::new();
+        let mut events = 0;
+        if changed {
+            record.version += 1;
+            let decision = match policy.accounts.as_ref() {
+                Some(accounts) => {
+                    let facts = facts(&tx, ws, &policy, accounts, &record, now).await?;
+                    record.fit = facts.fit;
+                    decide_account(&policy, &record.account, &facts, &AccountCause::Manual, now)
+                }
+                None => leadflow_domain::account::AccountDecision {
+                    account: record.account.clone(),
+                    events: Vec::new(),
+                    promote_members: false,
+                    window_reset: None,
+                },
+            };
+            let (written_record, written) = write_decision(&tx, &target, record, &decision, true).await?;
+            record = written_record;
+            transitions = written.transitions;
+            events = written.events;
+        }
+        let outcome = AccountOutcome {
+            account: self.view_in(&tx, ws, &policy, &record, now).await?,
+            transitions,
+            created: false,
+        };
+        save(&tx, req, Method::UpdateAccount, &outcome, now).await?;
+        tx.commit().await?;
+        if events > 0 {
+            self.announce(ws);
+        }
+        Ok(outcome)
+    }
+
+    /// An account, scored now.
+    pub async fn get_account(&self, ws: &str, key: &AccountKey) -> Result<AccountView, EngineError> {
+        let record = self.account_record(ws, key).await?;
+        self.view_now(ws, &record).await
+    }
+
+    async fn account_record(&self, ws: &str, key: &AccountKey) -> Result<AccountRecord, EngineError> {
+        let lookup = match key {
+            AccountKey::Domain(d) => AccountKey::Domain(d.trim().to_lowercase()),
+            other => other.clone(),
+        };
+        self.store
+            .account(ws, lookup.lookup())
+            .await?
+            .ok_or_else(|| EngineError::NotFound {
+                what: "account",
+                key: key.describe(),
+            })
+    }
+
+    /// A page of accounts, each scored now (the aggregate decayed from its
+    /// last change; the buying group as of then).
+    pub async fn list_accounts(&self, ws: &str, q: &AccountListing) -> Result<AccountPage, EngineError> {
+        let now = self.now();
+        let policy = self.policy_now(ws).await?;
+        let records = self.store.list_accounts(ws, q).await?;
+        let next = (records.len() as u64 == q.limit && q.limit > 0)
+            .then(|| records.last())
+            .flatten()
+            .map(|r| {
+                #[allow(clippy::cast_precision_loss)] // an instant in microseconds, sent back as given
+                let value = if q.by_score {
+                    r.engagement_key
+                } else {
+                    r.account.entered_stage_at.as_micros() as f64
+                };
+                (value, r.id.clone())
+            });
+        let accounts = records
+            .iter()
+            .map(|r| scored(r, engagement_at(policy.as_deref(), r, now), r.group.clone(), now))
+            .collect();
+        Ok(AccountPage { accounts, next })
+    }
+
+    /// An account's transitions after `after_seq`, oldest first.
+    pub async fn account_history(
+        &self,
+        ws: &str,
+        key: &AccountKey,
+        after_seq: i64,
+        limit: u64,
+    ) -> Result<(AccountView, Vec<StoredAccountTransition>), EngineError> {
+        let record = self.account_record(ws, key).await?;
+        let history = self
+            .store
+            .account_history(ws, &record.id, after_seq, limit)
+            .await?;
+        Ok((self.view_now(ws, &record).await?, history))
+    }
+
+    /// A lead's account and its link history.
+    pub async fn lead_account(
+        &self,
+        ws: &str,
+        lead_id: &str,
+    ) -> Result<(Option<MemberRecord>, Vec<StoredLink>), EngineError> {
+        Ok((
+            self.store.membership(ws, lead_id).await?,
+            self.store.links_of(ws, lead_id).await?,
+        ))
+    }
+
+    /// Explains an account now: each member's part, the aggregate, the
+    /// buying group and what blocks the next stage.
+    pub async fn explain_account(
+        &self,
+        ws: &str,
+        key: &AccountKey,
+    ) -> Result<AccountExplanation, EngineError> {
+        let record = self.account_record(ws, key).await?;
+        let policy = self.policy_now(ws).await?;
+        let Some(policy) = policy.filter(|p| p.accounts.is_some()) else {
+            return Err(no_accounts());
+        };
+        let accounts = policy
+            .accounts
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("checked above"));
+        let members = self
+            .store
+            .members_of(ws, &record.id, MAX_EXPLAINED_MEMBERS)
+            .await?;
+        let members: Vec<_> = members.into_iter().map(|m| m.member).collect();
+        let attributes = Profile::from_stored(record.attributes.clone());
+        Ok(explain_account(
+            &policy,
+            accounts,
+            &record.account,
+            &attributes,
+            &members,
+            self.now(),
+        ))
+    }
+
+    /// Links a lead to an account by hand: never undone automatically.
+    #[tracing::instrument(name = "engine.link_lead", skip_all)]
+    pub async fn link_lead(
+        &self,
+        req: &Request,
+        lead: &LeadKey,
+        account: Option<&AccountKey>,
+        actor: Option<&str>,
+    ) -> Result<LinkOutcome, EngineError> {
+        let method = if account.is_some() {
+            Method::LinkLead
+        } else {
+            Method::UnlinkLead
+        };
+        retrying!(self.try_link_lead(req, lead, account, actor, method))
+    }
+
+    async fn try_link_lead(
+        &self,
+        req: &Request,
+        lead: &LeadKey,
+        account: Option<&AccountKey>,
+        actor: Option<&str>,
+        method: Method,
+    ) -> Result<LinkOutcome, EngineError> {
+        let ws = req.workspace.as_str();
+        let tx = self.store.begin().await?;
+        let Locked {
+            record,
+            policy_version,
+            policy,
+        } = self.lock(&tx, ws, lead).await?;
+        if let Some(done) = replay::<LinkOutcome>(&tx, req, method).await? {
+            return Ok(done);
+        }
+        let accounts: &Accounts = policy.accounts.as_ref().ok_or_else(no_accounts)?;
+        let now = self.now();
+        let wanted = match account {
+            None => None,
+            Some(key) => {
+                let lookup_key = match key {
+                    AccountKey::Domain(d) => AccountKey::Domain(d.trim().to_lowercase()),
+                    other => other.clone(),
+                };
+                Some(tx.lock_account(ws, lookup_key.lookup()).await?.ok_or_else(|| {
+                    EngineError::NotFound {
+                        what: "account",
+                        key: key.describe(),
+                    }
+                })?)
+            }
+        };
+        let current = tx.member(ws, &record.id).await?;
+        let unchanged = match (&current, &wanted) {
+            (Some(m), Some(a)) => m.account_id == a.id && m.matched_by == MatchedBy::Manual,
+            (None, None) => tx
+                .last_link(ws, &record.id)
+                .await?
+                .is_some_and(|l| l.matched_by == MatchedBy::Manual && l.to_account.is_none()),
+            _ => false,
+        };
+        let target = self.target(req, &policy, policy_version, now);
+        let mut events = 0;
+        if !unchanged {
+            let cause = AccountCause::Member {
+                lead: record.id.clone(),
+                event_id: None,
+            };
+            let at = now;
+            events = relink(
+                &tx,
+                &target,
+                accounts,
+                &record,
+                current,
+                wanted,
+                MatchedBy::Manual,
+                actor,
+                at,
+                &cause,
+            )
+            .await?;
+        }
+        let link = if unchanged {
+            None
+        } else {
+            tx.last_link(ws, &record.id).await?
+        };
+        let account = match tx.member(ws, &record.id).await? {
+            Some(m) => match tx.lock_account(ws, AccountLookup::Id(&m.account_id)).await? {
+                Some(a) => Some(self.view_in(&tx, ws, &policy, &a, now).await?),
+                None => None,
+            },
+            None => None,
+        };
+        let outcome = LinkOutcome {
+            lead_id: record.id.clone(),
+            account,
+            link,
+        };
+        save(&tx, req, method, &outcome, now).await?;
+        tx.commit().await?;
+        if events > 0 {
+            self.announce(ws);
+        }
+        Ok(outcome)
+    }
+
+    /// Moves an account by hand (PROMOTE, ACCEPT, REJECT, RECYCLE,
+    /// DISQUALIFY, REQUALIFY). A backward move restarts the account's
+    /// window: every member's part is computed again over its engagements
+    /// after it.
+    #[tracing::instrument(name = "engine.transition_account", skip_all)]
+    pub async fn transition_account(
+        &self,
+        req: &Request,
+        key: &AccountKey,
+        command: &ManualAccountTransition,
+        expected_version: Option<i64>,
+    ) -> Result<AccountOutcome, EngineError> {
+        retrying!(self.try_transition_account(req, key, command, expected_version))
+    }
+
+    async fn try_transition_account(
+        &self,
+        req: &Request,
+        key: &AccountKey,
+        command: &ManualAccountTransition,
+        expected_version: Option<i64>,
+    ) -> Result<AccountOutcome, EngineError> {
+        let ws = req.workspace.as_str();
+        let tx = self.store.begin().await?;
+        let lookup_key = match key {
+            AccountKey::Domain(d) => AccountKey::Domain(d.trim().to_lowercase()),
+            other => other.clone(),
+        };
+        let record =
+            tx.lock_account(ws, lookup_key.lookup())
+                .await?
+                .ok_or_else(|| EngineError::NotFound {
+                    what: "account",
+                    key: key.describe(),
+                })?;
+        if let Some(done) = replay::<AccountOutcome>(&tx, req, Method::TransitionAccount).await? {
+            return Ok(done);
+        }
+        if let Some(expected) = expected_version
+            && expected != record.version
+        {
+            return Err(EngineError::VersionConflict {
+                expected,
+                actual: record.version,
+            });
+        }
+        let (policy_version, policy) = self.accounts_policy(&tx, ws).await?;
+        let accounts = policy.accounts.as_ref().ok_or_else(no_accounts)?;
+        let now = self.now();
+        let mut record = record;
+        let ended = tx.engagement_ended(ws, &record.id, now).await?;
+        record.group = group_at(&record, &ended);
+        tx.set_disengaged(
+            ws,
+            &ended.iter().map(|m| m.member.lead.clone()).collect::<Vec<_>>(),
+        )
+        .await?;
+        let facts = facts(&tx, ws, &policy, accounts, &record, now).await?;
+        let decision = transition_account(&policy, &record.account, &facts, command, now)?;
+        let target = self.target(req, &policy, policy_version, now);
+        let (mut record, written) = write_decision(&tx, &target, record, &decision, true).await?;
+        if let Some(window) = decision.window_reset {
+            record = self.rewindow(&tx, &target, accounts, record, window, now).await?;
+        }
+        let outcome = AccountOutcome {
+            account: self.view_in(&tx, ws, &policy, &record, now).await?,
+            transitions: written.transitions,
+            created: false,
+        };
+        save(&tx, req, Method::TransitionAccount, &outcome, now).await?;
+        tx.commit().await?;
+        if written.events > 0 {
+            self.announce(ws);
+        }
+        Ok(outcome)
+    }
+
+    /// Every member's part over its engagements after the account's new
+    /// window, and the sum and buying group from them (a backward move:
+    /// rare, and bounded by the account's size).
+    async fn rewindow(
+        &self,
+        tx: &Tx,
+        target: &Target<'_>,
+        accounts: &Accounts,
+        mut record: AccountRecord,
+        window: Timestamp,
+        now: Timestamp,
+    ) -> Result<AccountRecord, EngineError> {
+        let ws = target.ws;
+        let policy = target.policy;
+        let model = accounts.score.model;
+        let mut group = BuyingGroup::default();
+        let mut members = Vec::new();
+        for mut m in tx.all_members(ws, &record.id).await? {
+            if !m.member.erased
+                && let Some(lead) = tx.lead_unlocked(ws, &m.member.lead).await?
+            {
+                m.member.score = crate::accounts::contribution(
+                    tx,
+                    ws,
+                    policy,
+                    accounts,
+                    &lead.id,
+                    &lead.lead,
+                    Some(window),
+                )
+                .await?;
+            } else if m.member.score.at <= window {
+                // An erased member's frozen part: none of it after the window.
+                m.member.score = leadflow_domain::account::Contribution::ZERO;
+            }
+            m.key = m.member.score.key(policy, model);
+            m.engaged_until = m.member.engaged_until(policy, accounts);
+            m.engaged = m.engaged_until.at(now);
+            if m.engaged {
+                group.add(m.member.persona.as_deref());
+            }
+            tx.put_member(ws, &m).await?;
+            members.push(m.member);
+        }
+        record.sum = SumState::of(policy, model, &members);
+        record.group = group;
+        let input = AggregateInput::of(policy, accounts, &members);
+        record.engagement = input.value_at(policy, accounts, now);
+        record.engagement_key = leadflow_domain::score::key_of_score(policy, model, record.engagement, now);
+        record.fit = account_fit(accounts, &Profile::from_stored(record.attributes.clone()));
+        tx.update_account(ws, &record).await?;
+        Ok(record)
+    }
+}

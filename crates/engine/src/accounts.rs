@@ -1,0 +1,571 @@
+//! Accounts on the write path: a lead's change re-matches it (at capture
+//! and on a profile change), updates its membership — the account's sum,
+//! buying group and member count by the member's change alone — and
+//! re-decides the account, in the lead's transaction, its events after the
+//! lead's.
+
+use std::collections::BTreeMap;
+
+use leadflow_domain::account::{
+    AccountCause, AccountDecision, AccountEvent, AccountTransition, AggregateInput, Contribution, Facts,
+    Match, MatchKey, MatchedBy, Member, SumState, account_fit, create_account, created_domain,
+    decide_account, inherited, match_lead, top_n,
+};
+use leadflow_domain::policy::Accounts;
+use leadflow_domain::profile::Profile;
+use leadflow_domain::score::{ScoreState, key_of_score};
+use leadflow_domain::{Lead, Policy, Stage, Timestamp};
+use leadflow_store::{
+    AccountLookup, AccountRecord, LeadRecord, MemberRecord, NewOutboxEvent, StoredAccountTransition,
+    StoredLink, Subject, Tx,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+use crate::persist::Target;
+
+/// What an account's outbox event carries (`ACCOUNT_TRANSITION`,
+/// `ACCOUNT_TRIGGER`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccountPayload {
+    pub account_id: String,
+    pub external_key: Option<String>,
+    pub domain: Option<String>,
+    pub stage: leadflow_domain::AccountStage,
+    pub account_version: i64,
+    pub engagement: f64,
+    pub fit: f64,
+    pub engaged_members: u32,
+    pub policy_version: i64,
+    #[serde(default)]
+    pub transition: Option<StoredAccountTransition>,
+    #[serde(default)]
+    pub trigger: Option<leadflow_domain::account::AccountTrigger>,
+}
+
+/// What writing an account decision did.
+#[derive(Default)]
+pub(crate) struct AccountWritten {
+    pub(crate) transitions: Vec<StoredAccountTransition>,
+    pub(crate) events: usize,
+}
+
+/// A member's contribution to an account whose window may have started
+/// after the lead's own: over the lead's engagements after both.
+pub(crate) async fn contribution(
+    tx: &Tx,
+    ws: &str,
+    policy: &Policy,
+    accounts: &Accounts,
+    lead_id: &str,
+    lead: &Lead,
+    window: Option<Timestamp>,
+) -> Result<Contribution, EngineError> {
+    let model = accounts.score.model;
+    let Some(w) = window.filter(|w| lead.qualifying.since.is_none_or(|own| *w > own)) else {
+        return Ok(Contribution::of(policy, model, &lead.qualifying));
+    };
+    // The account's window started after the lead's: only what came after it.
+    if lead.qualifying.last_at().is_none_or(|last| last <= w) {
+        return Ok(Contribution::ZERO);
+    }
+    let log = tx.engagements_of(ws, lead_id).await?;
+    let state = ScoreState::replay(policy, &log, window, None);
+    Ok(Contribution::of(policy, model, &state))
+}
+
+/// The member a lead is in an account.
+#[allow(clippy::too_many_arguments)]
+async fn member_of(
+    tx: &Tx,
+    target: &Target<'_>,
+    accounts: &Accounts,
+    record: &LeadRecord,
+    account: &AccountRecord,
+    matched_by: MatchedBy,
+    matched_at: Timestamp,
+    erased: bool,
+) -> Result<MemberRecord, EngineError> {
+    let lead = &record.lead;
+    let score = contribution(
+        tx,
+        target.ws,
+        target.policy,
+        accounts,
+        &record.id,
+        lead,
+        account.account.window_start,
+    )
+    .await?;
+    let member = Member {
+        lead: record.id.clone(),
+        stage: lead.stage,
+        entered_stage_at: lead.entered_stage_at,
+        persona: target.policy.persona(&lead.profile).map(str::to_owned),
+        score,
+        erased,
+    };
+    let engaged_until = member.engaged_until(target.policy, accounts);
+    Ok(MemberRecord {
+        account_id: account.id.clone(),
+        matched_by,
+        matched_at,
+        key: score.key(target.policy, accounts.score.model),
+        engaged_until,
+        engaged: false,
+        member,
+    })
+}
+
+/// Brings the account of a lead up to date after a decision on the lead:
+/// re-matches it when its profile changed (or it has no account yet),
+/// updates its membership and re-decides the account at `at`. Returns the
+/// outbox events written. Nothing happens under a policy without
+/// `[accounts]`.
+pub(crate) async fn sync_lead(
+    tx: &Tx,
+    target: &Target<'_>,
+    before: Option<&Lead>,
+    record: &LeadRecord,
+    engagement: Option<&str>,
+    at: Timestamp,
+) -> Result<usize, EngineError> {
+    let Some(accounts) = target.policy.accounts.as_ref() else {
+        return Ok(0);
+    };
+    let ws = target.ws;
+    let current = tx.member(ws, &record.id).await?;
+    let profile_changed = before.is_none_or(|b| b.profile != record.lead.profile);
+    let manual = current
+        .as_ref()
+        .is_some_and(|m| m.matched_by == MatchedBy::Manual);
+    let cause = AccountCause::Member {
+        lead: record.id.clone(),
+        event_id: engagement.map(str::to_owned),
+    };
+    let mut events = 0;
+    if !manual && (current.is_none() || profile_changed) {
+        let mut found = match_lead(accounts, &record.lead.profile);
+        // A lead unlinked by hand stays unmatched until linked again.
+        if current.is_none()
+            && found.is_some()
+            && tx
+                .last_link(ws, &record.id)
+                .await?
+                .is_some_and(|l| l.matched_by == MatchedBy::Manual && l.to_account.is_none())
+        {
+            found = None;
+        }
+        let wanted = match &found {
+            Some(m) => {
+                resolve(
+                    tx,
+                    target,
+                    accounts,
+                    m,
+                    &record.lead.profile,
+                    &record.id,
+                    at,
+                    &mut events,
+                )
+                .await?
+            }
+            None => None,
+        };
+        let now_in = current.as_ref().map(|m| m.account_id.as_str());
+        if wanted.as_ref().map(|a| a.id.as_str()) != now_in {
+            let by = found.map_or(MatchedBy::EmailDomain, |m| m.by);
+            events += relink(
+                tx, target, accounts, record, current, wanted, by, None, at, &cause,
+            )
+            .await?;
+            return Ok(events);
+        }
+    }
+    let Some(current) = current else {
+        return Ok(events);
+    };
+    let Some(account) = tx
+        .lock_account(ws, AccountLookup::Id(&current.account_id))
+        .await?
+    else {
+        return Ok(events);
+    };
+    let next = member_of(
+        tx,
+        target,
+        accounts,
+        record,
+        &account,
+        current.matched_by,
+        current.matched_at,
+        current.member.erased,
+    )
+    .await?;
+    events += update_member(
+        tx,
+        target,
+        accounts,
+        account,
+        Some(current),
+        Some(next),
+        &cause,
+        at,
+    )
+    .await?;
+    Ok(events)
+}
+
+/// The account a match names, locked: found, or created (with `create`).
+#[allow(clippy::too_many_arguments)]
+async fn resolve(
+    tx: &Tx,
+    target: &Target<'_>,
+    accounts: &Accounts,
+    found: &Match,
+    profile: &Profile,
+    lead_id: &str,
+    at: Timestamp,
+    events: &mut usize,
+) -> Result<Option<AccountRecord>, EngineError> {
+    let ws = target.ws;
+    let lookup = match &found.key {
+        MatchKey::External(k) => AccountLookup::ExternalKey(k),
+        MatchKey::Domain(d) => AccountLookup::Domain(d),
+    };
+    if let Some(account) = tx.lock_account(ws, lookup).await? {
+        return Ok(Some(account));
+    }
+    if !accounts.create {
+        return Ok(None);
+    }
+    let mut domain = created_domain(accounts, found, profile);
+    if let (MatchKey::External(_), Some(d)) = (&found.key, &domain)
+        && tx.lock_account(ws, AccountLookup::Domain(d)).await?.is_some()
+    {
+        domain = None; // the domain is another account's
+    }
+    let external_key = match &found.key {
+        MatchKey::External(k) => Some(k.clone()),
+        MatchKey::Domain(_) => None,
+    };
+    let new = NewAccount {
+        external_key,
+        domain,
+        attributes: inherited(accounts, profile),
+        owner: None,
+        created_at: at,
+    };
+    let cause = AccountCause::Matched {
+        lead: lead_id.to_owned(),
+    };
+    match insert_account(tx, target, &new, cause).await? {
+        Some((account, written)) => {
+            *events += written.events;
+            Ok(Some(account))
+        }
+        // Created meanwhile by another lead's match: that one.
+        None => Ok(tx.lock_account(ws, lookup).await?),
+    }
+}
+
+/// A new account's fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NewAccount {
+    pub(crate) external_key: Option<String>,
+    pub(crate) domain: Option<String>,
+    pub(crate) attributes: BTreeMap<String, String>,
+    pub(crate) owner: Option<String>,
+    pub(crate) created_at: Timestamp,
+}
+
+/// Inserts an account in TARGET with its CREATE transition; `None` when
+/// its external key or domain is taken.
+pub(crate) async fn insert_account(
+    tx: &Tx,
+    target: &Target<'_>,
+    new: &NewAccount,
+    cause: AccountCause,
+) -> Result<Option<(AccountRecord, AccountWritten)>, EngineError> {
+    let attributes = Profile::from_stored(new.attributes.clone());
+    let fit = target
+        .policy
+        .accounts
+        .as_ref()
+        .map_or(0.0, |a| account_fit(a, &attributes));
+    let facts = Facts {
+        engagement: 0.0,
+        fit,
+        group: leadflow_domain::account::BuyingGroup::default(),
+        member_sql: None,
+        member_customer: None,
+    };
+    let (account, created) = create_account(new.created_at, cause, &facts);
+    let model = target.policy.accounts.as_ref().map_or(0, |a| a.score.model);
+    let record = AccountRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        external_key: new.external_key.clone(),
+        domain: new.domain.clone(),
+        attributes: new.attributes.clone(),
+        owner: new.owner.clone(),
+        account,
+        version: 1,
+        policy_version: target.policy_version,
+        history_len: 0,
+        fit,
+        engagement: 0.0,
+        engagement_key: 0.0,
+        sum: SumState::of(target.policy, model, &[]),
+        group: leadflow_domain::account::BuyingGroup::default(),
+        members: 0,
+        updated_at: target.now,
+    };
+    if !tx.insert_account(target.ws, &record).await? {
+        return Ok(None);
+    }
+    let decision = AccountDecision {
+        account: record.account.clone(),
+        events: vec![AccountEvent::Transition(created)],
+        promote_members: false,
+        window_reset: None,
+    };
+    let (record, written) = write_decision(tx, target, record, &decision, false).await?;
+    Ok(Some((record, written)))
+}
+
+/// Moves a lead from its account (if any) to `wanted` (if any), recording
+/// the change in its link history; both accounts are re-decided.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn relink(
+    tx: &Tx,
+    target: &Target<'_>,
+    accounts: &Accounts,
+    record: &LeadRecord,
+    current: Option<MemberRecord>,
+    wanted: Option<AccountRecord>,
+    by: MatchedBy,
+    actor: Option<&str>,
+    at: Timestamp,
+    cause: &AccountCause,
+) -> Result<usize, EngineError> {
+    let ws = target.ws;
+    let mut events = 0;
+    let from = current.as_ref().map(|m| m.account_id.clone());
+    let erased = current.as_ref().is_some_and(|m| m.member.erased);
+    if let Some(current) = current
+        && let Some(old) = tx
+            .lock_account(ws, AccountLookup::Id(&current.account_id))
+            .await?
+    {
+        tx.delete_member(ws, &record.id).await?;
+        events += update_member(tx, target, accounts, old, Some(current), None, cause, at).await?;
+    }
+    let to = wanted.as_ref().map(|a| a.id.clone());
+    if let Some(account) = wanted {
+        let next = member_of(tx, target, accounts, record, &account, by, at, erased).await?;
+        events += update_member(tx, target, accounts, account, None, Some(next), cause, at).await?;
+    }
+    tx.insert_link(
+        ws,
+        &StoredLink {
+            lead_id: record.id.clone(),
+            seq: 0,
+            from_account: from,
+            to_account: to,
+            matched_by: by,
+            at,
+            actor: actor.map(str::to_owned),
+            principal: target.principal.map(str::to_owned),
+        },
+    )
+    .await?;
+    Ok(events)
+}
+
+/// Replaces a member's old part in a locked account with its new one
+/// (either may be none: a member joining or leaving), brings the account's
+/// sum, buying group and member count up to date without reading the other
+/// members, re-decides it at `at` and writes it all.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn update_member(
+    tx: &Tx,
+    target: &Target<'_>,
+    accounts: &Accounts,
+    mut account: AccountRecord,
+    old: Option<MemberRecord>,
+    new: Option<MemberRecord>,
+    cause: &AccountCause,
+    at: Timestamp,
+) -> Result<usize, EngineError> {
+    let ws = target.ws;
+    let policy = target.policy;
+    let model = accounts.score.model;
+    let at = at.max(account.account.last_transition_at);
+    // The engaged members whose engagement ended by now leave the group first.
+    let ended = tx.engagement_ended(ws, &account.id, at).await?;
+    let ended_ids: Vec<String> = ended.iter().map(|m| m.member.lead.clone()).collect();
+    for m in &ended {
+        account.group.remove(m.member.persona.as_deref());
+    }
+    tx.set_disengaged(ws, &ended_ids).await?;
+    let old_was_engaged = old
+        .as_ref()
+        .is_some_and(|m| m.engaged && !ended_ids.contains(&m.member.lead));
+    if old_was_engaged && let Some(m) = &old {
+        account.group.remove(m.member.persona.as_deref());
+    }
+    let mut new = new;
+    if let Some(m) = &mut new {
+        m.engaged = m.engaged_until.at(at);
+        if m.engaged {
+            account.group.add(m.member.persona.as_deref());
+        }
+    }
+    let old_part = old.as_ref().filter(|m| m.member.counts()).map(|m| m.member.score);
+    let new_part = new.as_ref().filter(|m| m.member.counts()).map(|m| m.member.score);
+    if let Some(m) = &new {
+        tx.put_member(ws, m).await?;
+    }
+    account.members += i64::from(new.is_some()) - i64::from(old.is_some());
+    account.sum = match account.sum.replaced(policy, model, old_part, new_part) {
+        Some(sum) => sum,
+        None => {
+            let all = tx.all_members(ws, &account.id).await?;
+            SumState::of(policy, model, all.iter().map(|m| &m.member))
+        }
+    };
+    let (facts, input) = facts_with_input(tx, ws, policy, accounts, &account, at).await?;
+    let decision = decide_account(policy, &account.account, &facts, cause, at);
+    account.fit = facts.fit;
+    // Kept as at the write, so that a read decays it from `updated_at`.
+    account.engagement = input.value_at(policy, accounts, target.now);
+    account.engagement_key = key_of_score(policy, model, account.engagement, target.now);
+    let (_, written) = write_decision(tx, target, account, &decision, true).await?;
+    Ok(written.events)
+}
+
+/// An account's facts at `at`, from what the store keeps of its members:
+/// the sum, the N highest, the buying group, and the first member in SQL
+/// and in CUSTOMER after the account's window.
+pub(crate) async fn facts(
+    tx: &Tx,
+    ws: &str,
+    policy: &Policy,
+    accounts: &Accounts,
+    account: &AccountRecord,
+    at: Timestamp,
+) -> Result<Facts, EngineError> {
+    Ok(facts_with_input(tx, ws, policy, accounts, account, at).await?.0)
+}
+
+/// [`facts`], with what the aggregate read.
+async fn facts_with_input(
+    tx: &Tx,
+    ws: &str,
+    policy: &Policy,
+    accounts: &Accounts,
+    account: &AccountRecord,
+    at: Timestamp,
+) -> Result<(Facts, AggregateInput), EngineError> {
+    let n = top_n(accounts.score.aggregate) as u64;
+    let input = AggregateInput {
+        sum: account.sum,
+        top: tx.top_contributions(ws, &account.id, n).await?,
+    };
+    let window = account.account.window_start;
+    let facts = Facts {
+        engagement: input.value_at(policy, accounts, at),
+        fit: account_fit(accounts, &Profile::from_stored(account.attributes.clone())),
+        group: account.group.clone(),
+        member_sql: tx.first_member_in(ws, &account.id, Stage::Sql, window).await?,
+        member_customer: tx
+            .first_member_in(ws, &account.id, Stage::Customer, window)
+            .await?,
+    };
+    Ok((facts, input))
+}
+
+/// Writes an account after a decision: its row, its transitions and its
+/// outbox events, in order (a transition, then its triggers).
+pub(crate) async fn write_decision(
+    tx: &Tx,
+    target: &Target<'_>,
+    mut record: AccountRecord,
+    decision: &AccountDecision,
+    update: bool,
+) -> Result<(AccountRecord, AccountWritten), EngineError> {
+    let ws = target.ws;
+    let records: Vec<&AccountTransition> = decision.transitions().collect();
+    let first_seq = record.history_len + 1;
+    let moved = !records.is_empty();
+    record.account = decision.account.clone();
+    record.history_len += i64::try_from(records.len()).unwrap_or(i64::MAX);
+    if moved && update {
+        record.version += 1;
+    }
+    record.policy_version = target.policy_version;
+    record.updated_at = target.now;
+    if update {
+        tx.update_account(ws, &record).await?;
+    }
+    tx.insert_account_transitions(
+        ws,
+        &record.id,
+        first_seq,
+        &records,
+        target.policy_version,
+        target.principal,
+    )
+    .await?;
+    let transitions: Vec<StoredAccountTransition> = (first_seq..)
+        .zip(records)
+        .map(|(seq, t)| StoredAccountTransition {
+            account_id: record.id.clone(),
+            seq,
+            record: t.clone(),
+            policy_version: target.policy_version,
+            principal: target.principal.map(str::to_owned),
+        })
+        .collect();
+    let mut outbox = Vec::with_capacity(decision.events.len());
+    let mut next = transitions.iter();
+    for event in &decision.events {
+        let mut payload = AccountPayload {
+            account_id: record.id.clone(),
+            external_key: record.external_key.clone(),
+            domain: record.domain.clone(),
+            stage: record.account.stage,
+            account_version: record.version,
+            engagement: record.engagement,
+            fit: record.fit,
+            engaged_members: record.group.engaged,
+            policy_version: target.policy_version,
+            transition: None,
+            trigger: None,
+        };
+        let (kind, at) = match event {
+            AccountEvent::Transition(t) => {
+                payload.transition = next.next().cloned();
+                ("ACCOUNT_TRANSITION", t.at)
+            }
+            AccountEvent::Trigger(t) => {
+                payload.trigger = Some(t.clone());
+                ("ACCOUNT_TRIGGER", t.at)
+            }
+        };
+        outbox.push(NewOutboxEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            lead_id: record.id.clone(),
+            subject: Subject::Account,
+            kind: kind.to_owned(),
+            payload: serde_json::to_string(&payload).map_err(|e| EngineError::Internal(e.to_string()))?,
+            occurred_at: at,
+            created_at: target.now,
+            traceparent: target.traceparent.map(str::to_owned),
+            suppressed: false,
+        });
+    }
+    let events = outbox.len();
+    tx.append_outbox(ws, outbox);
+    Ok((record, AccountWritten { transitions, events }))
+}
