@@ -93,3 +93,96 @@ check(first.event.transition.to_stage == lead_pb2.STAGE_SQL, "the filter lets on
 acked = triggers.Ack(ts.AckRequest(consumer="python-check", sequence=first.event.sequence))
 check(acked.consumer.cursor == first.event.sequence, "Ack moves the consumer's cursor")
 stream.cancel()
+
+# Accounts: a policy with [accounts], a target account loaded ahead, two
+# people of it engaging, the account an MQA, explained, accepted, streamed.
+from leadflow.v1 import account_service_pb2 as acc, account_service_pb2_grpc  # noqa: E402
+from leadflow.v1 import policy_service_pb2, policy_service_pb2_grpc  # noqa: E402
+
+with open("examples/policy.toml", encoding="utf-8") as f:
+    source = f.read().replace(
+        "[reasons]\n", '[reasons]\nreject_account = ["not_ready"]\nrecycle_account = ["lost"]\n', 1
+    )
+source += """
+[[persona]]
+id = "decision_maker"
+attribute = "title"
+matches = "(?i)\\\\b(vp|head|director|chief|cto)\\\\b"
+
+[accounts]
+engaged_at_least = 20
+
+[stages.MQA]
+engagement_at_least = 50
+engaged_members_at_least = 2
+personas_required = ["decision_maker"]
+"""
+policies = policy_service_pb2_grpc.PolicyServiceStub(channel)
+version = policies.CreatePolicyVersion(policy_service_pb2.CreatePolicyVersionRequest(source=source)).policy.version
+policies.ActivatePolicy(policy_service_pb2.ActivatePolicyRequest(version=version))
+check(True, f"a policy with [accounts] is active (version {version})")
+
+accounts = account_service_pb2_grpc.AccountServiceStub(channel)
+tag = uuid.uuid4().hex[:8]
+domain = f"py{tag}.example"
+loaded = accounts.CreateAccount(
+    acc.CreateAccountRequest(request_id=str(uuid.uuid4()), external_key=f"crm-{tag}", domain=domain)
+)
+check(loaded.account.stage == acc.ACCOUNT_STAGE_TARGET, "CreateAccount loads a target account")
+check([t.move for t in loaded.transitions] == ["CREATE"], "its creation is a CREATE transition")
+people = []
+for name, title in (("cto", "CTO"), ("dev", "Developer")):
+    person = leads.CreateLead(
+        lead_service_pb2.CreateLeadRequest(
+            profile={"email": f"{name}@{domain}", "company": "Py", "title": title, "company_size": "500"}
+        )
+    ).lead
+    people.append(person)
+    leads.RecordEngagement(
+        lead_service_pb2.RecordEngagementRequest(
+            lead=lead_pb2.LeadRef(id=person.id),
+            engagement=lead_pb2.Engagement(event_id=str(uuid.uuid4()), type="trial_started", occurred_at=now),
+        )
+    )
+got = accounts.GetAccount(acc.GetAccountRequest(account=acc.AccountRef(domain=domain.upper()))).account
+check(got.id == loaded.account.id, "GetAccount finds it by domain, whatever the case")
+check(got.stage == acc.ACCOUNT_STAGE_MQA, f"two engaged people with a decision maker make it an MQA ({got.engagement})")
+check(got.engaged_members == 2 and got.personas.get("decision_maker") == 1, "its buying group is counted by persona")
+member = leads.GetLead(lead_service_pb2.GetLeadRequest(lead=lead_pb2.LeadRef(id=people[0].id)))
+check(
+    member.account_id == got.id and member.matched_by == "email_domain" and member.persona == "decision_maker",
+    "GetLead shows the lead's account and persona",
+)
+x = accounts.ExplainAccount(acc.ExplainAccountRequest(account=acc.AccountRef(id=got.id)))
+check(len(x.members) == 2 and all(m.engaged for m in x.members), "ExplainAccount lists each engaged member")
+check(
+    x.next_stage == acc.ACCOUNT_STAGE_OPPORTUNITY and list(x.or_by) == ["ACCEPT"],
+    "past MQA the next step is a member's SQL, or ACCEPT",
+)
+moved = accounts.TransitionAccount(
+    acc.TransitionAccountRequest(account=acc.AccountRef(id=got.id), command=acc.ACCOUNT_COMMAND_ACCEPT)
+)
+check(moved.account.stage == acc.ACCOUNT_STAGE_OPPORTUNITY, "TransitionAccount ACCEPT opens it")
+try:
+    accounts.TransitionAccount(
+        acc.TransitionAccountRequest(
+            account=acc.AccountRef(id=got.id), command=acc.ACCOUNT_COMMAND_RECYCLE, reason="went_dark"
+        )
+    )
+    check(False, "a lead's reason is refused for an account")
+except grpc.RpcError as e:
+    check(e.code() == grpc.StatusCode.INVALID_ARGUMENT, f"a lead's reason is INVALID_ARGUMENT for an account ({e.details()})")
+stream = triggers.Subscribe(
+    ts.SubscribeRequest(
+        consumer="python-accounts",
+        start=ts.START_POSITION_EARLIEST,
+        filter=ts.EventFilter(kinds=[ts.EVENT_KIND_ACCOUNT_TRANSITION], account_stages=[acc.ACCOUNT_STAGE_MQA]),
+    ),
+    timeout=10,
+)
+first = next(iter(stream))
+check(
+    first.event.account.id == got.id and first.event.account_transition.to == acc.ACCOUNT_STAGE_MQA,
+    "Subscribe streams the account's move to MQA",
+)
+stream.cancel()

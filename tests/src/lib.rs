@@ -14,6 +14,7 @@ use anyhow::Context as _;
 
 use leadflow_engine::{Clock, Engine, ManualClock, SystemClock};
 use leadflow_proto::v1 as pb;
+use leadflow_proto::v1::account_service_client::AccountServiceClient;
 use leadflow_proto::v1::lead_service_client::LeadServiceClient;
 use leadflow_proto::v1::policy_service_client::PolicyServiceClient;
 use leadflow_proto::v1::trigger_service_client::TriggerServiceClient;
@@ -38,6 +39,7 @@ pub async fn fresh_database(db: Db) -> anyhow::Result<TestDatabase> {
 #[derive(Debug)]
 pub struct TestServer {
     pub leads: LeadServiceClient<Channel>,
+    pub accounts: AccountServiceClient<Channel>,
     pub policies: PolicyServiceClient<Channel>,
     pub triggers: TriggerServiceClient<Channel>,
     pub channel: Channel,
@@ -90,6 +92,7 @@ impl TestServer {
             .context("connect")?;
         Ok(Self {
             leads: LeadServiceClient::new(channel.clone()),
+            accounts: AccountServiceClient::new(channel.clone()),
             policies: PolicyServiceClient::new(channel.clone()),
             triggers: TriggerServiceClient::new(channel.clone()),
             channel,
@@ -480,6 +483,13 @@ pub fn describe(e: &pb::Event) -> String {
         Some(pb::event::Payload::Trigger(t)) => format!("TRIGGER:{}", t.emit),
         Some(pb::event::Payload::SlaBreach(b)) => format!("SLA_BREACHED:{}", b.sla_id),
         Some(pb::event::Payload::LevelChange(l)) => format!("LEVEL_CHANGED:{}>{}", l.from_level, l.to_level),
+        Some(pb::event::Payload::AccountTransition(t)) => format!(
+            "ACCOUNT_TRANSITION:{}",
+            pb::AccountStage::try_from(t.to)
+                .map_or("?", |s| s.as_str_name())
+                .trim_start_matches("ACCOUNT_STAGE_")
+        ),
+        Some(pb::event::Payload::AccountTrigger(t)) => format!("ACCOUNT_TRIGGER:{}", t.emit),
         None => "?".to_owned(),
     }
 }

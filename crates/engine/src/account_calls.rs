@@ -545,6 +545,20 @@ impl Engine {
         Ok((self.view_now(ws, &record).await?, history))
     }
 
+    /// A lead's membership, if it has an account, and its persona under
+    /// the active policy.
+    pub async fn lead_membership(
+        &self,
+        ws: &str,
+        lead: &crate::LeadView,
+    ) -> Result<(Option<MemberRecord>, Option<String>), EngineError> {
+        let policy = self.policy_now(ws).await?;
+        let persona = policy
+            .as_ref()
+            .and_then(|p| p.persona(&lead.lead.profile).map(str::to_owned));
+        Ok((self.store.membership(ws, &lead.id).await?, persona))
+    }
+
     /// A lead's account and its link history.
     pub async fn lead_account(
         &self,

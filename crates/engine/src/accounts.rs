@@ -320,7 +320,18 @@ pub(crate) async fn insert_account(
         members: 0,
         updated_at: target.now,
     };
-    if !tx.insert_account(target.ws, &record).await? {
+    // The row holds its CREATE transition already; the record starts
+    // before it, so that writing the decision numbers it 1.
+    if !tx
+        .insert_account(
+            target.ws,
+            &AccountRecord {
+                history_len: 1,
+                ..record.clone()
+            },
+        )
+        .await?
+    {
         return Ok(None);
     }
     let decision = AccountDecision {

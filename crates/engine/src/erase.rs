@@ -89,6 +89,12 @@ impl Engine {
                 suppressed: false,
             }],
         );
+        // Its part in its account stays as numbers: the account's history
+        // and explanations keep it, without a person behind it.
+        if let Some(mut member) = tx.member(ws, &record.id).await? {
+            member.member.erased = true;
+            tx.put_member(ws, &member).await?;
+        }
         tx.commit().await?;
         self.announce(ws);
         tracing::info!(

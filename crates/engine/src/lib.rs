@@ -55,7 +55,7 @@ pub use error::EngineError;
 pub use fingerprint::{fingerprint, hex};
 use leadflow_domain::Policy;
 use leadflow_store::Store;
-pub use leadflow_store::{ScoreColumn, SearchCursor};
+pub use leadflow_store::{AccountListing, ScoreColumn, SearchCursor, StoredAccountTransition};
 pub use leads::{CreateLead, MAX_BATCH};
 pub use model::{
     BatchItem, HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage, Method, OutboxPayload, Request,
@@ -66,7 +66,7 @@ pub use search::{
     AttributeFilter, AttributeMatch, LeadFilter, LeadOrder, LeadQuery, MAX_SCANNED, ScoreRange, ScoreRef,
     SearchPage,
 };
-pub use stream::{CHECKPOINT_EVERY, Filter, Start, StreamEvent, StreamItem, Subscription};
+pub use stream::{CHECKPOINT_EVERY, Filter, Payload, Start, StreamEvent, StreamItem, Subscription};
 pub use tasks::Tasks;
 pub use views::{
     Consumer, EngagementView, Gauges, LeadView, LevelChangeView, Outcome, PolicyActivation, PolicyVersion,

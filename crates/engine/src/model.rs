@@ -199,7 +199,12 @@ mod tests {
                 "UpdateLeadProfile",
                 "Transition",
                 "CreatePolicyVersion",
-                "ActivatePolicy"
+                "ActivatePolicy",
+                "CreateAccount",
+                "UpdateAccount",
+                "LinkLead",
+                "UnlinkLead",
+                "TransitionAccount"
             ]
         );
     }

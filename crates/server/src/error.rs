@@ -466,52 +466,56 @@ fn domain(error: DomainError) -> Error {
             }
         }
         DomainError::InvalidTransition { stage, command } => {
-            let message = format!("{command} is not allowed from {stage}");
-            Error {
-                preconditions: vec![(
-                    "INVALID_TRANSITION".to_owned(),
-                    stage.as_str().to_owned(),
-                    message.clone(),
-                )],
-                ..Error::new(Code::FailedPrecondition, "INVALID_TRANSITION", message)
-                    .meta("stage", stage.as_str())
-                    .meta("command", command.as_str())
-            }
+            invalid_transition(stage.as_str(), command.as_str())
         }
-        DomainError::GuardFailed { command, failed } => {
-            let first = failed.first();
-            let guard = first.map(|g| g.guard.as_str().to_owned()).unwrap_or_default();
-            let detail = first.map(|g| g.detail.clone()).unwrap_or_default();
-            let list = failed
+        DomainError::GuardFailed { command, failed } => guard_failed(
+            command.as_str(),
+            failed
                 .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            Error {
-                preconditions: failed
-                    .iter()
-                    .map(|check| {
-                        (
-                            "GUARD".to_owned(),
-                            check.guard.as_str().to_owned(),
-                            check.detail.clone(),
-                        )
-                    })
-                    .collect(),
-                ..Error::new(
-                    Code::FailedPrecondition,
-                    "GUARD_FAILED",
-                    format!("{command} refused: {list}"),
-                )
-                .meta("command", command.as_str())
-                .meta("guard", guard)
-                .meta("detail", detail)
-            }
-        }
+                .map(|g| (g.guard.as_str(), g.detail.as_str(), g.to_string()))
+                .collect(),
+        ),
         DomainError::HistoryRequired => {
             tracing::error!("a decision asked for history the engine did not give");
             Error::new(Code::Internal, "INTERNAL", "internal error")
         }
+    }
+}
+
+/// `FAILED_PRECONDITION`: no edge of a transition table (a lead's or an
+/// account's) leaves `stage` on `command`.
+fn invalid_transition(stage: &str, command: &str) -> Error {
+    let message = format!("{command} is not allowed from {stage}");
+    Error {
+        preconditions: vec![("INVALID_TRANSITION".to_owned(), stage.to_owned(), message.clone())],
+        ..Error::new(Code::FailedPrecondition, "INVALID_TRANSITION", message)
+            .meta("stage", stage)
+            .meta("command", command)
+    }
+}
+
+/// `FAILED_PRECONDITION`: guards refused a command; each as (guard, detail,
+/// how it reads), the first one's in `ErrorInfo`.
+fn guard_failed(command: &str, failed: Vec<(&str, &str, String)>) -> Error {
+    let (guard, detail) = failed.first().map_or(("", ""), |(g, d, _)| (*g, *d));
+    let list = failed
+        .iter()
+        .map(|(_, _, text)| text.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Error {
+        preconditions: failed
+            .iter()
+            .map(|(g, d, _)| ("GUARD".to_owned(), (*g).to_owned(), (*d).to_owned()))
+            .collect(),
+        ..Error::new(
+            Code::FailedPrecondition,
+            "GUARD_FAILED",
+            format!("{command} refused: {list}"),
+        )
+        .meta("command", command)
+        .meta("guard", guard)
+        .meta("detail", detail)
     }
 }
 
@@ -533,48 +537,15 @@ fn account(error: AccountError) -> Error {
             }
         }
         AccountError::InvalidTransition { stage, command } => {
-            let message = format!("{command} is not allowed from {stage}");
-            Error {
-                preconditions: vec![(
-                    "INVALID_TRANSITION".to_owned(),
-                    stage.as_str().to_owned(),
-                    message.clone(),
-                )],
-                ..Error::new(Code::FailedPrecondition, "INVALID_TRANSITION", message)
-                    .meta("stage", stage.as_str())
-                    .meta("command", command.as_str())
-            }
+            invalid_transition(stage.as_str(), command.as_str())
         }
-        AccountError::GuardFailed { command, failed } => {
-            let first = failed.first();
-            let guard = first.map(|g| g.guard.as_str().to_owned()).unwrap_or_default();
-            let detail = first.map(|g| g.detail.clone()).unwrap_or_default();
-            let list = failed
+        AccountError::GuardFailed { command, failed } => guard_failed(
+            command.as_str(),
+            failed
                 .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            Error {
-                preconditions: failed
-                    .iter()
-                    .map(|check| {
-                        (
-                            "GUARD".to_owned(),
-                            check.guard.as_str().to_owned(),
-                            check.detail.clone(),
-                        )
-                    })
-                    .collect(),
-                ..Error::new(
-                    Code::FailedPrecondition,
-                    "GUARD_FAILED",
-                    format!("{command} refused: {list}"),
-                )
-                .meta("command", command.as_str())
-                .meta("guard", guard)
-                .meta("detail", detail)
-            }
-        }
+                .map(|g| (g.guard.as_str(), g.detail.as_str(), g.to_string()))
+                .collect(),
+        ),
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+mod accounts;
 mod analytics;
 mod attribution;
 mod auth;
@@ -36,6 +37,7 @@ mod validation;
 
 fn main() -> ExitCode {
     let mut trials = [
+        accounts::trials(),
         analytics::trials(),
         attribution::trials(),
         auth::trials(),

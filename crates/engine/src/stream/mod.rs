@@ -47,13 +47,14 @@ const RECENT_CAPACITY: usize = 2_048;
 pub struct StreamEvent {
     pub seq: i64,
     pub event_id: String,
-    /// TRANSITION, TRIGGER, SLA_BREACHED, LEAD_ERASED.
+    /// TRANSITION, TRIGGER, SLA_BREACHED, LEAD_ERASED, LEVEL_CHANGED,
+    /// ACCOUNT_TRANSITION, ACCOUNT_TRIGGER.
     pub kind: String,
     pub occurred_at: Timestamp,
     pub committed_at: Timestamp,
     pub traceparent: Option<String>,
     pub suppressed: bool,
-    pub payload: OutboxPayload,
+    pub payload: Payload,
     /// The event as the API sends it, encoded by the first stream that
     /// sends it and sent as is by every other.
     pub wire: OnceLock<bytes::Bytes>,
@@ -61,9 +62,17 @@ pub struct StreamEvent {
 
 impl StreamEvent {
     fn decode(record: OutboxRecord) -> Result<Self, EngineError> {
-        let payload = serde_json::from_str(&record.event.payload).map_err(|e| {
+        let undecodable = |e: serde_json::Error| {
             EngineError::Internal(format!("outbox event {} does not decode: {e}", record.seq))
-        })?;
+        };
+        let payload = match record.event.subject {
+            leadflow_store::Subject::Lead => {
+                Payload::Lead(serde_json::from_str(&record.event.payload).map_err(undecodable)?)
+            }
+            leadflow_store::Subject::Account => {
+                Payload::Account(serde_json::from_str(&record.event.payload).map_err(undecodable)?)
+            }
+        };
         Ok(Self {
             seq: record.seq,
             event_id: record.event.event_id,
@@ -76,6 +85,13 @@ impl StreamEvent {
             wire: OnceLock::new(),
         })
     }
+}
+
+/// Whose event it is, and what it says.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Payload {
+    Lead(Box<OutboxPayload>),
+    Account(Box<crate::accounts::AccountPayload>),
 }
 
 /// What a stream sends.
@@ -106,6 +122,8 @@ pub struct Filter {
     pub kinds: Vec<String>,
     /// Transitions entering these stages.
     pub stages: Vec<Stage>,
+    /// Account transitions entering these account stages.
+    pub account_stages: Vec<leadflow_domain::AccountStage>,
     /// Triggers of these workflows.
     pub workflows: Vec<String>,
 }
@@ -118,15 +136,33 @@ impl Filter {
         if !self.kinds.is_empty() && !self.kinds.contains(&e.kind) {
             return false;
         }
-        if let Some(t) = &e.payload.transition
+        let (entered_lead, entered_account, workflow) = match &e.payload {
+            Payload::Lead(p) => (
+                p.transition.as_ref().map(|t| t.record.to),
+                None,
+                p.trigger.as_ref().map(|t| t.workflow_id.as_str()),
+            ),
+            Payload::Account(p) => (
+                None,
+                p.transition.as_ref().map(|t| t.record.to),
+                p.trigger.as_ref().map(|t| t.workflow_id.as_str()),
+            ),
+        };
+        if let Some(to) = entered_lead
             && !self.stages.is_empty()
-            && !self.stages.contains(&t.record.to)
+            && !self.stages.contains(&to)
         {
             return false;
         }
-        if let Some(t) = &e.payload.trigger
+        if let Some(to) = entered_account
+            && !self.account_stages.is_empty()
+            && !self.account_stages.contains(&to)
+        {
+            return false;
+        }
+        if let Some(id) = workflow
             && !self.workflows.is_empty()
-            && !self.workflows.contains(&t.workflow_id)
+            && !self.workflows.iter().any(|w| w == id)
         {
             return false;
         }
@@ -567,7 +603,7 @@ mod tests {
             committed_at: Timestamp::from_micros(0),
             traceparent: None,
             suppressed: false,
-            payload: OutboxPayload {
+            payload: Payload::Lead(Box::new(OutboxPayload {
                 lead_id: "l".to_owned(),
                 external_key: None,
                 stage: Stage::Iql,
@@ -585,7 +621,7 @@ mod tests {
                 trigger: None,
                 sla_breach: None,
                 level_change: None,
-            },
+            })),
             wire: OnceLock::new(),
         })
     }

@@ -4,9 +4,11 @@ use leadflow_domain::AccountStage;
 use leadflow_domain::account::{
     AccountCommand, AccountExplanation, AccountGuardCheck, EngagedUntil, ManualAccountTransition,
 };
-use leadflow_engine::{AccountInput, AccountKey, AccountOutcome, AccountView, Engine, Method};
+use leadflow_engine::{
+    AccountInput, AccountKey, AccountListing, AccountOutcome, AccountView, Engine, Method,
+    StoredAccountTransition,
+};
 use leadflow_proto::v1 as pb;
-use leadflow_store::{AccountListing, StoredAccountTransition};
 use tonic::{Request, Response, Status};
 
 use super::engine_request;
@@ -37,7 +39,7 @@ pub(crate) fn account_stage_out(stage: AccountStage) -> pb::AccountStage {
     }
 }
 
-fn account_stage_in(check: &mut Check, field: &str, value: i32) -> Option<AccountStage> {
+pub(crate) fn account_stage_in(check: &mut Check, field: &str, value: i32) -> Option<AccountStage> {
     match pb::AccountStage::try_from(value) {
         Ok(pb::AccountStage::Target) => Some(AccountStage::Target),
         Ok(pb::AccountStage::Engaged) => Some(AccountStage::Engaged),

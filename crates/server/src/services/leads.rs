@@ -250,8 +250,21 @@ impl pb::lead_service_server::LeadService for LeadApi {
             .await
             .map_err(status)?;
         record_lead(&view.id);
+        let (membership, persona) = self
+            .engine
+            .lead_membership(&caller.workspace, &view)
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::GetLeadResponse {
             lead: Some(lead_out(&view)),
+            account_id: membership
+                .as_ref()
+                .map(|m| m.account_id.clone())
+                .unwrap_or_default(),
+            matched_by: membership
+                .map(|m| m.matched_by.as_str().to_owned())
+                .unwrap_or_default(),
+            persona: persona.unwrap_or_default(),
         }))
     }
 

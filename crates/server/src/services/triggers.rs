@@ -2,7 +2,7 @@
 
 use std::pin::Pin;
 
-use leadflow_engine::{Consumer, Engine, Filter, Start, StreamEvent, StreamItem};
+use leadflow_engine::{AccountPayload, Consumer, Engine, Filter, Payload, Start, StreamEvent, StreamItem};
 use leadflow_proto::frame::SubscribeFrame;
 use leadflow_proto::v1 as pb;
 use tokio_stream::{Stream, StreamExt as _};
@@ -33,6 +33,8 @@ fn kind_out(kind: &str) -> pb::EventKind {
         "SLA_BREACHED" => pb::EventKind::SlaBreached,
         "LEAD_ERASED" => pb::EventKind::LeadErased,
         "LEVEL_CHANGED" => pb::EventKind::LevelChanged,
+        "ACCOUNT_TRANSITION" => pb::EventKind::AccountTransition,
+        "ACCOUNT_TRIGGER" => pb::EventKind::AccountTrigger,
         _ => pb::EventKind::Unspecified,
     }
 }
@@ -44,6 +46,8 @@ fn kind_in(check: &mut Check, field: &str, value: i32) -> Option<String> {
         Ok(pb::EventKind::SlaBreached) => "SLA_BREACHED",
         Ok(pb::EventKind::LeadErased) => "LEAD_ERASED",
         Ok(pb::EventKind::LevelChanged) => "LEVEL_CHANGED",
+        Ok(pb::EventKind::AccountTransition) => "ACCOUNT_TRANSITION",
+        Ok(pb::EventKind::AccountTrigger) => "ACCOUNT_TRIGGER",
         _ => {
             check.fail(field, format!("{value} is not an event kind"));
             return None;
@@ -53,7 +57,10 @@ fn kind_in(check: &mut Check, field: &str, value: i32) -> Option<String> {
 }
 
 pub(crate) fn event_out(e: &StreamEvent) -> pb::Event {
-    let p = &e.payload;
+    let p = match &e.payload {
+        Payload::Lead(p) => p,
+        Payload::Account(a) => return account_event_out(e, a),
+    };
     let payload = if let Some(t) = &p.transition {
         Some(pb::event::Payload::Transition(transition_out(t)))
     } else if let Some(t) = &p.trigger {
@@ -70,12 +77,6 @@ pub(crate) fn event_out(e: &StreamEvent) -> pb::Event {
             .map(|b| pb::event::Payload::SlaBreach(sla_breach_out(b)))
     };
     pb::Event {
-        sequence: e.seq,
-        event_id: e.event_id.clone(),
-        kind: kind_out(&e.kind).into(),
-        occurred_at: Some(timestamp_out(e.occurred_at)),
-        committed_at: Some(timestamp_out(e.committed_at)),
-        traceparent: e.traceparent.clone().unwrap_or_default(),
         lead: Some(pb::LeadSnapshot {
             id: p.lead_id.clone(),
             external_key: p.external_key.clone().unwrap_or_default(),
@@ -85,6 +86,55 @@ pub(crate) fn event_out(e: &StreamEvent) -> pb::Event {
             policy_version: p.policy_version,
         }),
         payload,
+        ..header(e)
+    }
+}
+
+/// What every event says of itself: its sequence, id, kind, instants and
+/// trace context.
+fn header(e: &StreamEvent) -> pb::Event {
+    pb::Event {
+        sequence: e.seq,
+        event_id: e.event_id.clone(),
+        kind: kind_out(&e.kind).into(),
+        occurred_at: Some(timestamp_out(e.occurred_at)),
+        committed_at: Some(timestamp_out(e.committed_at)),
+        traceparent: e.traceparent.clone().unwrap_or_default(),
+        ..pb::Event::default()
+    }
+}
+
+/// An account's event: its snapshot, and its transition or trigger.
+fn account_event_out(e: &StreamEvent, a: &AccountPayload) -> pb::Event {
+    let payload = if let Some(t) = &a.transition {
+        Some(pb::event::Payload::AccountTransition(
+            super::accounts::account_transition_out(t),
+        ))
+    } else {
+        a.trigger.as_ref().map(|t| {
+            pb::event::Payload::AccountTrigger(pb::AccountTrigger {
+                workflow_id: t.workflow_id.clone(),
+                emit: t.emit.clone(),
+                on: t.on.clone(),
+                at: Some(timestamp_out(t.at)),
+                stage: super::accounts::account_stage_out(t.stage).into(),
+            })
+        })
+    };
+    pb::Event {
+        payload,
+        account: Some(pb::AccountSnapshot {
+            id: a.account_id.clone(),
+            external_key: a.external_key.clone().unwrap_or_default(),
+            domain: a.domain.clone().unwrap_or_default(),
+            stage: super::accounts::account_stage_out(a.stage).into(),
+            version: a.account_version,
+            engagement: a.engagement,
+            fit: a.fit,
+            engaged_members: i32::try_from(a.engaged_members).unwrap_or(i32::MAX),
+            policy_version: a.policy_version,
+        }),
+        ..header(e)
     }
 }
 
@@ -141,7 +191,7 @@ impl leadflow_proto::framed::trigger_service_server::TriggerService for TriggerA
         }
         let f = r.filter.unwrap_or_default();
         let mut filter = Filter::default();
-        if f.kinds.len() + f.stages.len() + f.workflows.len() > MAX_MAP_ENTRIES {
+        if f.kinds.len() + f.stages.len() + f.workflows.len() + f.account_stages.len() > MAX_MAP_ENTRIES {
             check.fail("filter", format!("at most {MAX_MAP_ENTRIES} entries in all"));
         }
         for (i, k) in f.kinds.iter().enumerate() {
@@ -160,6 +210,12 @@ impl leadflow_proto::framed::trigger_service_server::TriggerService for TriggerA
         for (i, w) in f.workflows.iter().enumerate() {
             check.text(&format!("filter.workflows[{i}]"), w, MAX_ID_CHARS, true);
             filter.workflows.push(w.clone());
+        }
+        for (i, s) in f.account_stages.iter().enumerate() {
+            let field = format!("filter.account_stages[{i}]");
+            filter
+                .account_stages
+                .extend(super::accounts::account_stage_in(&mut check, &field, *s));
         }
         check.into_result()?;
         let subscription = self

@@ -6,8 +6,8 @@ use leadflow_domain::Timestamp;
 use leadflow_domain::account::{AccountTransition, Contribution};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::Tx;
@@ -38,7 +38,7 @@ impl Tx {
     /// Inserts a new account; `false` when its external key or domain is
     /// taken (by a concurrent writer too: nothing is written then).
     pub async fn insert_account(&self, ws: &str, record: &AccountRecord) -> Result<bool, StoreError> {
-        let row = account_row(ws, record)?.into_active_model();
+        let row = account_row(ws, record)?.into_active_model().reset_all();
         let db = self.db().await?;
         // A savepoint, so that a taken key leaves the transaction usable.
         let savepoint = sea_orm::TransactionTrait::begin(db).await?;
@@ -64,7 +64,9 @@ impl Tx {
 
     /// Writes an account's new state (everything but its id).
     pub async fn update_account(&self, ws: &str, record: &AccountRecord) -> Result<(), StoreError> {
-        let mut row = account_row(ws, record)?.into_active_model();
+        // Every column set (a model's active model has them unchanged,
+        // which an update would leave out), the key as the filter.
+        let mut row = account_row(ws, record)?.into_active_model().reset_all();
         row.workspace_id = sea_orm::ActiveValue::Unchanged(ws.to_owned());
         row.id = sea_orm::ActiveValue::Unchanged(record.id.clone());
         account::Entity::update(row).exec(self.db().await?).await?;
@@ -84,7 +86,7 @@ impl Tx {
 
     /// Writes a membership (a lead has at most one account).
     pub async fn put_member(&self, ws: &str, member: &MemberRecord) -> Result<(), StoreError> {
-        let row = member_row(ws, member).into_active_model();
+        let row = member_row(ws, member).into_active_model().reset_all();
         account_member::Entity::insert(row)
             .on_conflict(
                 OnConflict::columns([

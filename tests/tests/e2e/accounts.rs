@@ -1,0 +1,711 @@
+//! Accounts over the API: matching at capture, an account reaching MQA in
+//! the commit of the engagement that makes it one (events in order), the
+//! explanation, manual links, hand moves with their reasons, concurrent
+//! members, an erased member, and bad input.
+
+use std::time::Duration;
+
+use leadflow_e2e::*;
+use leadflow_proto::v1 as pb;
+
+/// The example policy with accounts: personas, `[accounts]` (engaged at
+/// 20, the sum of the default model), an account fit rule, `[stages.MQA]`
+/// at `mqa_at` with three engaged members and a decision maker, account
+/// reasons, and a workflow on `account_entered:MQA`.
+fn accounted(mqa_at: u32) -> String {
+    let policy = leadflow_server::DEFAULT_POLICY.replacen(
+        "[reasons]\n",
+        "[reasons]\nreject_account = [\"not_ready\", \"no_buying_group\"]\nrecycle_account = [\"lost\"]\n",
+        1,
+    );
+    assert!(policy.contains("reject_account"));
+    format!(
+        r#"{policy}
+[[persona]]
+id = "decision_maker"
+attribute = "title"
+matches = "(?i)\\b(vp|head|director|chief)\\b"
+
+[[persona]]
+id = "practitioner"
+attribute = "title"
+matches = "(?i)engineer|developer|analyst"
+
+[accounts]
+ignore_domains = ["partner-mail.net"]
+inherit = ["industry", "company_size"]
+engaged_at_least = 20
+
+[[accounts.fit]]
+id = "target-industry"
+attribute = "industry"
+one_of = ["software", "fintech"]
+points = 20
+
+[stages.MQA]
+engagement_at_least = {mqa_at}
+engaged_members_at_least = 3
+personas_required = ["decision_maker"]
+
+[[workflow]]
+id = "mqa-alert"
+on = "account_entered:MQA"
+emit = "sales.mqa_alert"
+"#
+    )
+}
+
+/// A good-fit lead at `email` with `title`.
+async fn person(server: &mut TestServer, email: &str, title: &str) -> anyhow::Result<pb::Lead> {
+    let mut profile = good_fit(email);
+    profile.insert("title".to_owned(), title.to_owned());
+    server
+        .leads
+        .create_lead(pb::CreateLeadRequest {
+            profile,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .lead
+        .ok_or_else(|| anyhow::anyhow!("no lead"))
+}
+
+async fn trial(
+    server: &mut TestServer,
+    lead: &str,
+    id: &str,
+) -> anyhow::Result<pb::RecordEngagementResponse> {
+    Ok(server
+        .leads
+        .record_engagement(record(lead, engagement(id, "trial_started")))
+        .await?
+        .into_inner())
+}
+
+fn by_domain(domain: &str) -> Option<pb::AccountRef> {
+    Some(pb::AccountRef {
+        key: Some(pb::account_ref::Key::Domain(domain.to_owned())),
+    })
+}
+
+fn account_id(id: &str) -> Option<pb::AccountRef> {
+    Some(pb::AccountRef {
+        key: Some(pb::account_ref::Key::Id(id.to_owned())),
+    })
+}
+
+async fn account(server: &mut TestServer, domain: &str) -> anyhow::Result<pb::Account> {
+    server
+        .accounts
+        .get_account(pb::GetAccountRequest {
+            account: by_domain(domain),
+        })
+        .await?
+        .into_inner()
+        .account
+        .ok_or_else(|| anyhow::anyhow!("no account"))
+}
+
+fn account_stage(a: &pb::Account) -> pb::AccountStage {
+    pb::AccountStage::try_from(a.stage).unwrap_or(pb::AccountStage::Unspecified)
+}
+
+async fn history(server: &mut TestServer, id: &str) -> anyhow::Result<Vec<pb::AccountTransition>> {
+    Ok(server
+        .accounts
+        .get_account_history(pb::GetAccountHistoryRequest {
+            account: account_id(id),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .transitions)
+}
+
+async fn three_people_make_an_mqa_in_one_commit_with_the_events_in_order(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    // 145: five trials (150) decayed over the seconds the test takes.
+    activate_policy(&mut server, accounted(145)).await?;
+    let ann = person(&mut server, "ann@acme.com", "VP Engineering").await?;
+    let acme = account(&mut server, "acme.com").await?;
+    assert_eq!(account_stage(&acme), pb::AccountStage::Target);
+    assert_eq!(
+        acme.attributes.get("industry").map(String::as_str),
+        Some("software")
+    );
+    assert_eq!(acme.fit, 20.0, "its fit rule reads the inherited industry");
+    let got = server
+        .leads
+        .get_lead(pb::GetLeadRequest { lead: by_id(&ann.id) })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (
+            got.account_id.as_str(),
+            got.matched_by.as_str(),
+            got.persona.as_str()
+        ),
+        (acme.id.as_str(), "email_domain", "decision_maker")
+    );
+    let bob = person(&mut server, "bob@acme.com", "Software Engineer").await?;
+    let cat = person(&mut server, "cat@ACME.com", "Data Analyst").await?;
+    trial(&mut server, &ann.id, "ann-1").await?;
+    trial(&mut server, &ann.id, "ann-2").await?; // 60: ann is an MQL
+    assert_eq!(
+        account_stage(&account(&mut server, "acme.com").await?),
+        pb::AccountStage::Engaged
+    );
+    trial(&mut server, &bob.id, "bob-1").await?;
+    trial(&mut server, &cat.id, "cat-1").await?; // 120 from three engaged members
+    let before = account(&mut server, "acme.com").await?;
+    assert_eq!(account_stage(&before), pb::AccountStage::Engaged);
+    assert_eq!((before.engaged_members, before.members), (3, 3));
+    assert!((before.engagement - 120.0).abs() < 0.01, "{}", before.engagement);
+
+    let mut stream = subscribe(&mut server, "accounts", pb::StartPosition::Latest, 0, None).await?;
+    let answer = trial(&mut server, &cat.id, "cat-2").await?; // cat: an MQL; acme: about 150
+    assert!(
+        moves(&answer.transitions).contains(&(pb::Stage::Iql, pb::Stage::Mql)),
+        "{:?}",
+        answer.transitions
+    );
+    let mqa = account(&mut server, "acme.com").await?;
+    assert_eq!(account_stage(&mqa), pb::AccountStage::Mqa);
+    let qualify = history(&mut server, &mqa.id)
+        .await?
+        .into_iter()
+        .find(|t| t.r#move == "QUALIFY")
+        .expect("a QUALIFY transition");
+    assert_eq!(
+        (
+            qualify.cause.as_str(),
+            qualify.cause_lead_id.as_str(),
+            qualify.cause_event_id.as_str()
+        ),
+        ("MEMBER", cat.id.as_str(), "cat-2")
+    );
+    assert!(qualify.guards.iter().all(|g| g.passed), "{:?}", qualify.guards);
+    // One commit: the lead's events first, then the account's transition and
+    // its trigger, in consecutive sequences.
+    let mut seen = Vec::new();
+    while let Some(e) = next_event(&mut stream, Duration::from_millis(800)).await? {
+        seen.push(e);
+    }
+    let shapes: Vec<String> = seen.iter().map(describe).collect();
+    let first_account = seen
+        .iter()
+        .position(|e| e.account.is_some())
+        .expect("account events");
+    assert!(
+        seen[..first_account].iter().all(|e| e.lead.is_some()),
+        "{shapes:?}"
+    );
+    assert!(
+        shapes[..first_account].contains(&"TRANSITION:MQL".to_owned()),
+        "{shapes:?}"
+    );
+    assert_eq!(
+        shapes[first_account..],
+        ["ACCOUNT_TRANSITION:MQA", "ACCOUNT_TRIGGER:sales.mqa_alert"],
+        "{shapes:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[1].sequence == w[0].sequence + 1),
+        "one commit's events are consecutive"
+    );
+    let snapshot = seen[first_account].account.as_ref().expect("a snapshot");
+    assert_eq!(
+        (snapshot.id.as_str(), snapshot.stage),
+        (mqa.id.as_str(), pb::AccountStage::Mqa as i32)
+    );
+    Ok(())
+}
+
+async fn an_explanation_shows_each_member_and_what_blocks(mut server: TestServer) -> anyhow::Result<()> {
+    activate_policy(&mut server, accounted(150)).await?;
+    let ann = person(&mut server, "ann@initech.io", "Head of Data").await?;
+    let bob = person(&mut server, "bob@initech.io", "Engineer").await?;
+    trial(&mut server, &ann.id, "a1").await?;
+    trial(&mut server, &bob.id, "b1").await?;
+    trial(&mut server, &bob.id, "b2").await?;
+    let x = server
+        .accounts
+        .explain_account(pb::ExplainAccountRequest {
+            account: by_domain("INITECH.io"),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(x.aggregate, "sum");
+    let members: Vec<(&str, &str, f64, bool)> = x
+        .members
+        .iter()
+        .map(|m| (m.lead_id.as_str(), m.persona.as_str(), m.score, m.engaged))
+        .collect();
+    assert_eq!(
+        members,
+        [
+            (bob.id.as_str(), "practitioner", 60.0, true),
+            (ann.id.as_str(), "decision_maker", 30.0, true)
+        ]
+    );
+    assert!(
+        x.members
+            .iter()
+            .all(|m| m.engaged_until.is_some() && m.in_aggregate)
+    );
+    assert_eq!(x.next_stage, pb::AccountStage::Mqa as i32);
+    let failing: Vec<(&str, &str)> = x
+        .next_guards
+        .iter()
+        .filter(|g| !g.passed)
+        .map(|g| (g.guard.as_str(), g.detail.as_str()))
+        .collect();
+    assert_eq!(
+        failing,
+        [
+            ("engagement_at_least", "account engagement 90 < 150"),
+            ("engaged_members_at_least", "engaged members 2 < 3")
+        ]
+    );
+    let coverage: Vec<(&str, i32, bool)> = x
+        .coverage
+        .iter()
+        .map(|c| (c.persona.as_str(), c.engaged, c.required))
+        .collect();
+    assert_eq!(
+        coverage,
+        [("decision_maker", 1, true), ("practitioner", 1, false)]
+    );
+    Ok(())
+}
+
+async fn keys_free_mail_and_manual_links_decide_the_account(mut server: TestServer) -> anyhow::Result<()> {
+    activate_policy(&mut server, accounted(150)).await?;
+    let loaded = server
+        .accounts
+        .create_account(pb::CreateAccountRequest {
+            external_key: "crm-42".to_owned(),
+            domain: "Globex.com".to_owned(),
+            attributes: profile(&[("industry", "Fintech")]),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let globex = loaded.account.expect("an account");
+    assert_eq!((globex.domain.as_str(), globex.fit), ("globex.com", 20.0));
+    assert_eq!(
+        loaded
+            .transitions
+            .iter()
+            .map(|t| (t.r#move.as_str(), t.cause.as_str()))
+            .collect::<Vec<_>>(),
+        [("CREATE", "CREATE")]
+    );
+    // An explicit key wins over a free-mail address.
+    let mut keyed = good_fit("hank@gmail.com");
+    keyed.insert("account_key".to_owned(), "crm-42".to_owned());
+    let hank = server
+        .leads
+        .create_lead(pb::CreateLeadRequest {
+            profile: keyed,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .lead
+        .expect("a lead");
+    let membership = |server: &mut TestServer, id: String| {
+        let mut leads = server.leads.clone();
+        async move {
+            let r = leads
+                .get_lead(pb::GetLeadRequest { lead: by_id(&id) })
+                .await?
+                .into_inner();
+            anyhow::Ok((r.account_id, r.matched_by))
+        }
+    };
+    assert_eq!(
+        membership(&mut server, hank.id.clone()).await?,
+        (globex.id.clone(), "account_key".to_owned())
+    );
+    // Free mail alone matches nothing, and creates nothing.
+    let solo = create(&mut server, "solo@gmail.com").await?;
+    assert_eq!(
+        membership(&mut server, solo.id.clone()).await?,
+        (String::new(), String::new())
+    );
+    let listed = server
+        .accounts
+        .list_accounts(pb::ListAccountsRequest::default())
+        .await?
+        .into_inner();
+    assert_eq!(
+        listed
+            .accounts
+            .iter()
+            .map(|a| a.domain.as_str())
+            .collect::<Vec<_>>(),
+        ["globex.com"],
+        "no account for free mail"
+    );
+    // A manual link moves it, and a profile change does not undo it.
+    let linked = server
+        .accounts
+        .link_lead(pb::LinkLeadRequest {
+            lead: by_id(&solo.id),
+            account: account_id(&globex.id),
+            actor: "ops@globex.com".to_owned(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(linked.account.map(|a| a.members), Some(2));
+    server
+        .leads
+        .update_lead_profile(pb::UpdateLeadProfileRequest {
+            lead: by_id(&solo.id),
+            attributes: profile(&[("email", "solo@initrode.com")]),
+            ..Default::default()
+        })
+        .await?;
+    assert_eq!(
+        membership(&mut server, solo.id.clone()).await?,
+        (globex.id.clone(), "manual".to_owned())
+    );
+    // An unlink sticks too: the new domain does not match it again.
+    server
+        .accounts
+        .unlink_lead(pb::UnlinkLeadRequest {
+            lead: by_id(&solo.id),
+            ..Default::default()
+        })
+        .await?;
+    trial(&mut server, &solo.id, "solo-1").await?;
+    assert_eq!(
+        membership(&mut server, solo.id.clone()).await?,
+        (String::new(), String::new())
+    );
+    // A profile change re-matches a lead that was not linked by hand.
+    server
+        .leads
+        .update_lead_profile(pb::UpdateLeadProfileRequest {
+            lead: by_id(&hank.id),
+            attributes: profile(&[("account_key", ""), ("email", "hank@umbrella.org")]),
+            ..Default::default()
+        })
+        .await?;
+    let umbrella = account(&mut server, "umbrella.org").await?;
+    assert_eq!(
+        membership(&mut server, hank.id.clone()).await?,
+        (umbrella.id.clone(), "email_domain".to_owned())
+    );
+    assert_eq!(account(&mut server, "globex.com").await?.members, 0);
+    Ok(())
+}
+
+async fn hand_moves_check_reasons_and_guards(mut server: TestServer) -> anyhow::Result<()> {
+    activate_policy(&mut server, accounted(150)).await?;
+    let ann = person(&mut server, "ann@hooli.com", "VP Sales").await?;
+    trial(&mut server, &ann.id, "h1").await?;
+    let hooli = account(&mut server, "hooli.com").await?;
+    let move_it = |command: pb::AccountCommand, reason: &str| pb::TransitionAccountRequest {
+        account: account_id(&hooli.id),
+        command: command.into(),
+        reason: reason.to_owned(),
+        actor: "rep@hooli.com".to_owned(),
+        ..Default::default()
+    };
+    // PROMOTE skips the score, not the buying group.
+    let err = server
+        .accounts
+        .transition_account(move_it(pb::AccountCommand::Promote, "board asked"))
+        .await
+        .expect_err("one engaged member of three");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(reason(&err), "GUARD_FAILED");
+    // A lead's reason is not an account's.
+    let accepted = server
+        .accounts
+        .transition_account(move_it(pb::AccountCommand::Accept, ""))
+        .await?
+        .into_inner();
+    let stages: Vec<(i32, i32)> = accepted.transitions.iter().map(|t| (t.from, t.to)).collect();
+    assert_eq!(
+        stages,
+        [
+            (pb::AccountStage::Engaged as i32, pb::AccountStage::Mqa as i32),
+            (pb::AccountStage::Mqa as i32, pb::AccountStage::Opportunity as i32)
+        ]
+    );
+    let err = server
+        .accounts
+        .transition_account(move_it(pb::AccountCommand::Recycle, "went_dark"))
+        .await
+        .expect_err("a lead's recycle reason");
+    assert_eq!(
+        (err.code(), reason(&err)),
+        (tonic::Code::InvalidArgument, "UNKNOWN_REASON".to_owned())
+    );
+    let recycled = server
+        .accounts
+        .transition_account(move_it(pb::AccountCommand::Recycle, "lost"))
+        .await?
+        .into_inner()
+        .account
+        .expect("an account");
+    assert_eq!(account_stage(&recycled), pb::AccountStage::Engaged);
+    assert!(
+        recycled.window_start.is_some(),
+        "a backward move restarts the window"
+    );
+    assert_eq!(
+        recycled.engaged_members, 0,
+        "members' engagements before the recycle no longer count"
+    );
+    let err = server
+        .accounts
+        .transition_account(move_it(pb::AccountCommand::Reject, "not_ready"))
+        .await
+        .expect_err("REJECT leaves from MQA only");
+    assert_eq!(
+        (err.code(), reason(&err)),
+        (tonic::Code::FailedPrecondition, "INVALID_TRANSITION".to_owned())
+    );
+    let err = server
+        .accounts
+        .transition_account(pb::TransitionAccountRequest {
+            expected_version: Some(1),
+            ..move_it(pb::AccountCommand::Disqualify, "spam")
+        })
+        .await
+        .expect_err("a stale version");
+    assert_eq!(err.code(), tonic::Code::Aborted);
+    Ok(())
+}
+
+async fn members_engaging_at_once_lose_no_update_and_qualify_once(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    activate_policy(&mut server, accounted(300)).await?;
+    let mut leads = Vec::new();
+    for (i, title) in [
+        "VP Product",
+        "Engineer",
+        "Analyst",
+        "Developer",
+        "Engineer",
+        "Engineer",
+    ]
+    .iter()
+    .enumerate()
+    {
+        leads.push(person(&mut server, &format!("p{i}@massive.dynamic.com"), title).await?);
+    }
+    let mut tasks = Vec::new();
+    for (i, lead) in leads.iter().enumerate() {
+        for n in 0..2 {
+            let mut client = server.leads.clone();
+            let request = record(&lead.id, engagement(&format!("m{i}-{n}"), "trial_started"));
+            tasks.push(tokio::spawn(
+                async move { client.record_engagement(request).await },
+            ));
+        }
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let acct = account(&mut server, "massive.dynamic.com").await?;
+    assert!(
+        (acct.engagement - 360.0).abs() < 0.05,
+        "every engagement counts once: {}",
+        acct.engagement
+    );
+    assert_eq!((acct.engaged_members, acct.members), (6, 6));
+    assert_eq!(account_stage(&acct), pb::AccountStage::Mqa);
+    let moves: Vec<String> = history(&mut server, &acct.id)
+        .await?
+        .into_iter()
+        .map(|t| t.r#move)
+        .collect();
+    assert_eq!(moves, ["CREATE", "ENGAGE", "QUALIFY"], "promoted once");
+    Ok(())
+}
+
+async fn an_erased_member_keeps_its_numbers(mut server: TestServer) -> anyhow::Result<()> {
+    activate_policy(&mut server, accounted(150)).await?;
+    let ann = person(&mut server, "ann@soylent.com", "Director of IT").await?;
+    let bob = person(&mut server, "bob@soylent.com", "Engineer").await?;
+    trial(&mut server, &ann.id, "s1").await?;
+    trial(&mut server, &bob.id, "s2").await?;
+    server
+        .leads
+        .erase_lead(pb::EraseLeadRequest { lead: by_id(&ann.id) })
+        .await?;
+    let x = server
+        .accounts
+        .explain_account(pb::ExplainAccountRequest {
+            account: by_domain("soylent.com"),
+        })
+        .await?
+        .into_inner();
+    let erased: Vec<(bool, f64)> = x
+        .members
+        .iter()
+        .filter(|m| m.lead_id == ann.id)
+        .map(|m| (m.erased, m.score))
+        .collect();
+    assert_eq!(erased, [(true, 30.0)]);
+    let acct = x.account.expect("an account");
+    assert!((acct.engagement - 60.0).abs() < 0.01, "{}", acct.engagement);
+    Ok(())
+}
+
+async fn bad_account_requests_are_refused_with_their_fields(mut server: TestServer) -> anyhow::Result<()> {
+    // Without [accounts], nothing is linked or moved.
+    let lead = create(&mut server, "x@acme.com").await?;
+    let created = server
+        .accounts
+        .create_account(pb::CreateAccountRequest {
+            domain: "acme.com".to_owned(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .account
+        .expect("accounts can be loaded before the policy asks for them");
+    let err = server
+        .accounts
+        .link_lead(pb::LinkLeadRequest {
+            lead: by_id(&lead.id),
+            account: account_id(&created.id),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no [accounts]");
+    assert_eq!(
+        (err.code(), reason(&err)),
+        (tonic::Code::FailedPrecondition, "NO_ACCOUNTS_POLICY".to_owned())
+    );
+
+    activate_policy(&mut server, accounted(150)).await?;
+    let cases: Vec<(pb::CreateAccountRequest, &str)> = vec![
+        (
+            pb::CreateAccountRequest {
+                domain: "not a domain".to_owned(),
+                ..Default::default()
+            },
+            "domain",
+        ),
+        (
+            pb::CreateAccountRequest {
+                domain: "x@y.com".to_owned(),
+                ..Default::default()
+            },
+            "domain",
+        ),
+        (
+            pb::CreateAccountRequest {
+                external_key: "k".repeat(200),
+                ..Default::default()
+            },
+            "external_key",
+        ),
+        (
+            pb::CreateAccountRequest {
+                created_at: Some(seconds_ago(-3_600)),
+                ..Default::default()
+            },
+            "created_at",
+        ),
+        (
+            pb::CreateAccountRequest {
+                attributes: profile(&[("", "x")]),
+                ..Default::default()
+            },
+            "attributes[\"\"]",
+        ),
+    ];
+    for (request, field) in cases {
+        let result = server.accounts.create_account(request.clone()).await;
+        assert_invalid(result, field, &request);
+    }
+    let err = server
+        .accounts
+        .create_account(pb::CreateAccountRequest {
+            domain: "ACME.com".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("the domain is taken");
+    assert_eq!(err.code(), tonic::Code::AlreadyExists);
+    let result = server
+        .accounts
+        .update_account(pb::UpdateAccountRequest::default())
+        .await;
+    assert_invalid(result, "external_key", &"an update without a key");
+    let result = server
+        .accounts
+        .transition_account(pb::TransitionAccountRequest {
+            account: account_id(&created.id),
+            ..Default::default()
+        })
+        .await;
+    assert_invalid(result, "command", &"no command");
+    let result = server
+        .accounts
+        .get_account(pb::GetAccountRequest { account: None })
+        .await;
+    assert_invalid(result, "account", &"no account");
+    let err = server
+        .accounts
+        .get_account(pb::GetAccountRequest {
+            account: account_id("nope"),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let result = server
+        .accounts
+        .list_accounts(pb::ListAccountsRequest {
+            stages: vec![42],
+            ..Default::default()
+        })
+        .await;
+    assert_invalid(result, "stages[0]", &"a stage that is none");
+    let result = server
+        .accounts
+        .list_accounts(pb::ListAccountsRequest {
+            page_token: "garbage".to_owned(),
+            ..Default::default()
+        })
+        .await;
+    assert_invalid(result, "page_token", &"a token of nothing");
+    // A retry with the same request id answers the first result.
+    let request = pb::UpdateAccountRequest {
+        request_id: "upsert-1".to_owned(),
+        external_key: "crm-7".to_owned(),
+        owner: Some("owner-1".to_owned()),
+        ..Default::default()
+    };
+    let first = server
+        .accounts
+        .update_account(request.clone())
+        .await?
+        .into_inner();
+    let again = server.accounts.update_account(request).await?.into_inner();
+    assert!(first.created);
+    assert_eq!(first, again);
+    Ok(())
+}
+
+scenarios! {
+    three_people_make_an_mqa_in_one_commit_with_the_events_in_order,
+    an_explanation_shows_each_member_and_what_blocks,
+    keys_free_mail_and_manual_links_decide_the_account,
+    hand_moves_check_reasons_and_guards,
+    members_engaging_at_once_lose_no_update_and_qualify_once,
+    an_erased_member_keeps_its_numbers,
+    bad_account_requests_are_refused_with_their_fields,
+}
