@@ -1,7 +1,8 @@
 //! Accounts: the organisations leads belong to, their members, their stage
 //! history, and the history of each lead's link to an account. The outbox
 //! gains each event's subject (a lead or an account): an account's events
-//! carry the account's id where a lead's carry the lead's.
+//! carry the account's id where a lead's carry the lead's. A re-score gains
+//! its second phase: after every lead, every account (its cursor).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{
@@ -101,6 +102,12 @@ enum AccountLinks {
 enum Outbox {
     Table,
     Subject,
+}
+
+#[derive(DeriveIden)]
+enum RescoreJobs {
+    Table,
+    AccountCursor,
 }
 
 // The trait is declared with an elided `SchemaManager` lifetime; naming it breaks the match.
@@ -296,10 +303,24 @@ impl MigrationTrait for Migration {
                 .add_column(string(Outbox::Subject).default("LEAD"))
                 .to_owned(),
         )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table(RescoreJobs::Table)
+                .add_column(string_null(RescoreJobs::AccountCursor))
+                .to_owned(),
+        )
         .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(RescoreJobs::Table)
+                .drop_column(RescoreJobs::AccountCursor)
+                .to_owned(),
+        )
+        .await?;
         m.alter_table(
             Table::alter()
                 .table(Outbox::Table)

@@ -144,7 +144,8 @@ pub(crate) async fn sync_lead(
         event_id: engagement.map(str::to_owned),
     };
     let mut events = 0;
-    if !manual && (current.is_none() || profile_changed) {
+    // A policy change re-matches too: its match rules may have changed.
+    if !manual && (current.is_none() || profile_changed || target.defer_accounts) {
         let mut found = match_lead(accounts, &record.lead.profile);
         // A lead unlinked by hand stays unmatched until linked again.
         if current.is_none()
@@ -412,6 +413,17 @@ pub(crate) async fn update_member(
     let policy = target.policy;
     let model = accounts.score.model;
     let at = at.max(account.account.last_transition_at);
+    if target.defer_accounts {
+        // A re-score's first phase: the membership only; the second phase
+        // computes the account again from its members and decides it.
+        if let Some(m) = &new {
+            tx.put_member(ws, m).await?;
+        }
+        account.members += i64::from(new.is_some()) - i64::from(old.is_some());
+        account.updated_at = target.now;
+        tx.update_account(ws, &account).await?;
+        return Ok(0);
+    }
     // The engaged members whose engagement ended by now leave the group first.
     let ended = tx.engagement_ended(ws, &account.id, at).await?;
     let ended_ids: Vec<String> = ended.iter().map(|m| m.member.lead.clone()).collect();
@@ -449,6 +461,48 @@ pub(crate) async fn update_member(
     let decision = decide_account(policy, &account.account, &facts, cause, at);
     account.fit = facts.fit;
     // Kept as at the write, so that a read decays it from `updated_at`.
+    account.engagement = input.value_at(policy, accounts, target.now);
+    account.engagement_key = key_of_score(policy, model, account.engagement, target.now);
+    let (_, written) = write_decision(tx, target, account, &decision, true).await?;
+    Ok(written.events)
+}
+
+/// A re-score's second phase for one account: its members' parts under the
+/// new policy (their engagement ends, their order), its sum and buying
+/// group computed whole, then the account decided at `at` (cause
+/// POLICY_CHANGE). Returns the outbox events written.
+pub(crate) async fn redecide(
+    tx: &Tx,
+    target: &Target<'_>,
+    accounts: &Accounts,
+    mut account: AccountRecord,
+    at: Timestamp,
+) -> Result<usize, EngineError> {
+    let ws = target.ws;
+    let policy = target.policy;
+    let model = accounts.score.model;
+    let at = at.max(account.account.last_transition_at);
+    let mut group = leadflow_domain::account::BuyingGroup::default();
+    let mut members = Vec::new();
+    for mut m in tx.all_members(ws, &account.id).await? {
+        let before = (m.key, m.engaged_until, m.engaged);
+        m.key = m.member.score.key(policy, model);
+        m.engaged_until = m.member.engaged_until(policy, accounts);
+        m.engaged = m.engaged_until.at(at);
+        if m.engaged {
+            group.add(m.member.persona.as_deref());
+        }
+        if before != (m.key, m.engaged_until, m.engaged) {
+            tx.put_member(ws, &m).await?;
+        }
+        members.push(m.member);
+    }
+    account.members = i64::try_from(members.len()).unwrap_or(i64::MAX);
+    account.sum = SumState::of(policy, model, &members);
+    account.group = group;
+    let (facts, input) = facts_with_input(tx, ws, policy, accounts, &account, at).await?;
+    let decision = decide_account(policy, &account.account, &facts, &AccountCause::PolicyChange, at);
+    account.fit = facts.fit;
     account.engagement = input.value_at(policy, accounts, target.now);
     account.engagement_key = key_of_score(policy, model, account.engagement, target.now);
     let (_, written) = write_decision(tx, target, account, &decision, true).await?;

@@ -526,6 +526,7 @@ impl Engine {
             now,
             traceparent: req.traceparent.as_deref(),
             principal: req.principal.as_deref(),
+            defer_accounts: false,
         }
     }
 

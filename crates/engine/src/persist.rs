@@ -16,6 +16,9 @@ pub(crate) struct Target<'a> {
     pub(crate) traceparent: Option<&'a str>,
     /// Recorded on the transitions (see `Request::principal`).
     pub(crate) principal: Option<&'a str>,
+    /// A re-score's first phase: members' changes are recorded, their
+    /// accounts decided in the second phase, after every lead.
+    pub(crate) defer_accounts: bool,
 }
 
 /// The lead before the decision, or a new one.

@@ -337,7 +337,14 @@ impl Engine {
             traceparent,
             ..Request::new(ws.as_str())
         };
-        let target = self.target(&req, &policy, job.policy_version, now);
+        let mut target = self.target(&req, &policy, job.policy_version, now);
+        if let (Some(accounts), Some(after)) = (policy.accounts.as_ref(), job.account_cursor.clone()) {
+            return self
+                .rescore_accounts(tx, job, &target, accounts, &after, batch)
+                .await;
+        }
+        // Accounts are decided once all their members are re-scored.
+        target.defer_accounts = policy.accounts.is_some();
         let ctx = Context { now };
         let leads = tx
             .lock_leads_after(&ws, &job.cursor, &job.last_lead, batch)
@@ -385,6 +392,49 @@ impl Engine {
             job.transitions += i64::try_from(written.transitions.len()).unwrap_or(0);
             events += written.events;
         }
+        let accounts_next = finished && policy.accounts.is_some();
+        if accounts_next {
+            job.account_cursor = Some(String::new());
+        }
+        let status = if finished && !accounts_next {
+            RESCORE_DONE
+        } else {
+            RESCORE_RUNNING
+        };
+        tx.advance_rescore(&job, now, status, None).await?;
+        tx.commit().await?;
+        job.status = status.to_owned();
+        job.updated_at = now;
+        if finished && !accounts_next {
+            job.finished_at = Some(now);
+            tracing::info!(workspace = %ws, job = job.id, leads = job.done, transitions = job.transitions, "re-score done");
+        }
+        if events > 0 {
+            self.announce(&ws);
+        }
+        Ok(Some(job))
+    }
+
+    /// A batch of a re-score's second phase: the next accounts, each
+    /// computed again from its members and decided at the activation.
+    async fn rescore_accounts(
+        &self,
+        tx: leadflow_store::Tx,
+        mut job: RescoreJobRecord,
+        target: &crate::persist::Target<'_>,
+        accounts: &leadflow_domain::policy::Accounts,
+        after: &str,
+        batch: u64,
+    ) -> Result<Option<RescoreJobRecord>, EngineError> {
+        let ws = job.workspace.clone();
+        let now = target.now;
+        let found = tx.lock_accounts_after(&ws, after, batch).await?;
+        let finished = (found.len() as u64) < batch;
+        let mut events = 0;
+        for account in found {
+            job.account_cursor = Some(account.id.clone());
+            events += crate::accounts::redecide(&tx, target, accounts, account, job.activated_at).await?;
+        }
         let status = if finished { RESCORE_DONE } else { RESCORE_RUNNING };
         tx.advance_rescore(&job, now, status, None).await?;
         tx.commit().await?;
@@ -392,7 +442,7 @@ impl Engine {
         job.updated_at = now;
         if finished {
             job.finished_at = Some(now);
-            tracing::info!(workspace = %ws, job = job.id, leads = job.done, transitions = job.transitions, "re-score done");
+            tracing::info!(workspace = %ws, job = job.id, leads = job.done, "re-score done, accounts decided");
         }
         if events > 0 {
             self.announce(&ws);

@@ -39,6 +39,10 @@ pub struct RescoreJobRecord {
     /// W3C trace context of the activation that started it: what its
     /// batches link to.
     pub traceparent: Option<String>,
+    /// The second phase, under a policy with `[accounts]`: once every lead
+    /// is done, the last account id decided ("" before the first).
+    #[serde(default)]
+    pub account_cursor: Option<String>,
 }
 
 fn job(row: rescore_job::Model) -> RescoreJobRecord {
@@ -58,6 +62,7 @@ fn job(row: rescore_job::Model) -> RescoreJobRecord {
         updated_at: ts(row.updated_at),
         finished_at: row.finished_at.map(ts),
         traceparent: row.traceparent,
+        account_cursor: row.account_cursor,
     }
 }
 
@@ -122,6 +127,7 @@ impl Tx {
             updated_at: at.as_micros(),
             finished_at: None,
             traceparent: traceparent.map(str::to_owned),
+            account_cursor: None,
         };
         rescore_job::Entity::insert(rescore_job::ActiveModel::from(row.clone()))
             .exec_without_returning(self.db().await?)
@@ -174,6 +180,10 @@ impl Tx {
         let finished = (status != RESCORE_RUNNING).then_some(now.as_micros());
         rescore_job::Entity::update_many()
             .col_expr(rescore_job::Column::Cursor, Expr::value(job.cursor.clone()))
+            .col_expr(
+                rescore_job::Column::AccountCursor,
+                Expr::value(job.account_cursor.clone()),
+            )
             .col_expr(rescore_job::Column::Done, Expr::value(job.done))
             .col_expr(rescore_job::Column::Transitions, Expr::value(job.transitions))
             .col_expr(rescore_job::Column::Status, Expr::value(status))

@@ -700,6 +700,91 @@ async fn bad_account_requests_are_refused_with_their_fields(mut server: TestServ
     Ok(())
 }
 
+/// 2026-01-05T09:00:00Z.
+const T0: leadflow_domain::Timestamp = leadflow_domain::Timestamp::from_secs(1_767_603_600);
+
+async fn rescore_all(server: &mut TestServer) -> anyhow::Result<()> {
+    while let Some(job) = server.engine.run_rescore_batch(2).await? {
+        if !job.is_running() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn a_policy_change_matches_leads_then_decides_their_accounts(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    // Under the example (no [accounts]), three people of one company engage.
+    let mut people = Vec::new();
+    for (name, title) in [("ann", "VP Sales"), ("bob", "Engineer"), ("cat", "Analyst")] {
+        let lead = person(&mut server, &format!("{name}@stark.com"), title).await?;
+        trial(&mut server, &lead.id, &format!("{name}-1")).await?;
+        people.push(lead);
+    }
+    let err = server
+        .accounts
+        .get_account(pb::GetAccountRequest {
+            account: by_domain("stark.com"),
+        })
+        .await
+        .expect_err("no account without [accounts]");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    // Activating [accounts] matches them in the re-score; the account is
+    // decided once, after all three.
+    activate_source(&mut server.policies, accounted(80)).await?;
+    rescore_all(&mut server).await?;
+    let stark = account(&mut server, "stark.com").await?;
+    assert_eq!((stark.members, stark.engaged_members), (3, 3));
+    assert_eq!(account_stage(&stark), pb::AccountStage::Mqa);
+    let moves: Vec<(String, String)> = history(&mut server, &stark.id)
+        .await?
+        .into_iter()
+        .map(|t| (t.r#move, t.cause))
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("CREATE".to_owned(), "MATCHED".to_owned()),
+            ("ENGAGE".to_owned(), "POLICY_CHANGE".to_owned()),
+            ("QUALIFY".to_owned(), "POLICY_CHANGE".to_owned())
+        ]
+    );
+
+    // A version whose matching no longer applies to them takes them out
+    // (each change in their link history); the account keeps its stage.
+    let by_key_only = accounted(80).replacen("[accounts]\n", "[accounts]\nmatch = [\"account_key\"]\n", 1);
+    activate_source(&mut server.policies, by_key_only).await?;
+    rescore_all(&mut server).await?;
+    let stark = account(&mut server, "stark.com").await?;
+    assert_eq!((stark.members, account_stage(&stark)), (0, pb::AccountStage::Mqa));
+    let got = server
+        .leads
+        .get_lead(pb::GetLeadRequest {
+            lead: by_id(&people[0].id),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(got.account_id, "");
+
+    // Without [accounts], accounts and their history stay, and are not moved.
+    activate_source(&mut server.policies, leadflow_server::DEFAULT_POLICY.to_owned()).await?;
+    rescore_all(&mut server).await?;
+    assert_eq!(history(&mut server, &stark.id).await?.len(), 3);
+    let err = server
+        .accounts
+        .transition_account(pb::TransitionAccountRequest {
+            account: account_id(&stark.id),
+            command: pb::AccountCommand::Accept.into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no [accounts]");
+    assert_eq!(reason(&err), "NO_ACCOUNTS_POLICY");
+    Ok(())
+}
+
 scenarios! {
     three_people_make_an_mqa_in_one_commit_with_the_events_in_order,
     an_explanation_shows_each_member_and_what_blocks,
@@ -708,4 +793,5 @@ scenarios! {
     members_engaging_at_once_lose_no_update_and_qualify_once,
     an_erased_member_keeps_its_numbers,
     bad_account_requests_are_refused_with_their_fields,
+    a_policy_change_matches_leads_then_decides_their_accounts = clock_at(T0),
 }

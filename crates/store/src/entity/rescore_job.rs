@@ -23,6 +23,9 @@ pub struct Model {
     /// W3C trace context of the activation that started it.
     #[sea_orm(column_type = "Text", nullable)]
     pub traceparent: Option<String>,
+    /// Set once every lead is done and accounts are decided: the last
+    /// account id decided ("" before the first).
+    pub account_cursor: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -298,6 +298,28 @@ impl Tx {
         Ok(seq)
     }
 
+    /// The next accounts of a re-score's second phase, in id order, locked.
+    pub async fn lock_accounts_after(
+        &self,
+        ws: &str,
+        after: &str,
+        limit: u64,
+    ) -> Result<Vec<AccountRecord>, StoreError> {
+        let mut find = account::Entity::find()
+            .filter(account::Column::WorkspaceId.eq(ws))
+            .filter(account::Column::Id.gt(after))
+            .order_by_asc(account::Column::Id)
+            .limit(limit);
+        if self.backend == Backend::Postgres {
+            find = find.lock_exclusive();
+        }
+        find.all(self.db().await?)
+            .await?
+            .into_iter()
+            .map(account_record)
+            .collect()
+    }
+
     /// A lead as last committed, without locking it (an account's member,
     /// read while the account is locked).
     pub async fn lead_unlocked(
