@@ -11,6 +11,7 @@
 // A measuring tool reports on stdout.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod accounts;
 mod cpu;
 mod echo;
 mod fanout;
@@ -49,6 +50,9 @@ enum Scenario {
     /// GetFunnel over about a million transitions, on SQLite and
     /// PostgreSQL, beside a plain read of the same period.
     Funnel(funnel::Args),
+    /// An engagement to a member of an account of 10 members and of one of
+    /// 10,000, beside one to a lead without an account, in the same database.
+    Accounts(accounts::Args),
     /// Filtered ListLeads pages over a million leads on PostgreSQL (the
     /// indexed forms and a scanned one), beside a plain page by id.
     Search(search::Args),
@@ -112,6 +116,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Simulate(args) => simulate::run(args).await,
             Scenario::Funnel(args) => funnel::run(args).await,
             Scenario::Search(args) => search::run(args).await,
+            Scenario::Accounts(args) => accounts::run(args).await,
             Scenario::Scale(args) => scale::run(args).await,
             Scenario::Import(args) => import::run(args).await,
             Scenario::Instructions(args) => instructions::run(args).await,
