@@ -297,6 +297,17 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
+        // The leads an account ever had (an explanation in the past).
+        m.create_index(
+            Index::create()
+                .name("account_links_to")
+                .table(AccountLinks::Table)
+                .col(AccountLinks::WorkspaceId)
+                .col(AccountLinks::ToAccount)
+                .col(AccountLinks::LeadId)
+                .to_owned(),
+        )
+        .await?;
         m.alter_table(
             Table::alter()
                 .table(Outbox::Table)

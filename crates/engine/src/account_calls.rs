@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 
 use leadflow_domain::account::{
-    AccountCause, AccountError, AccountExplanation, AggregateInput, BuyingGroup, ManualAccountTransition,
-    MatchedBy, SumState, account_fit, decide_account, explain_account, top_n, transition_account,
+    Account, AccountCause, AccountError, AccountExplanation, AccountMove, AggregateInput, BuyingGroup,
+    Contribution, ManualAccountTransition, MatchedBy, Member, SumState, account_fit, decide_account,
+    explain_account, top_n, transition_account,
 };
 use leadflow_domain::lifecycle::MAX_FUTURE;
 use leadflow_domain::policy::Accounts;
 use leadflow_domain::profile::Profile;
-use leadflow_domain::score::decay_factor;
+use leadflow_domain::score::{ScoreState, decay_factor};
 use leadflow_domain::{AccountStage, DomainError, FieldViolation, Policy, Timestamp};
 use leadflow_store::{
     AccountListing, AccountLookup, AccountRecord, MemberRecord, StoredAccountTransition, StoredLink, Tx,
@@ -571,12 +572,13 @@ impl Engine {
         ))
     }
 
-    /// Explains an account now: each member's part, the aggregate, the
-    /// buying group and what blocks the next stage.
+    /// Explains an account at `as_of` (default now): each member's part,
+    /// the aggregate, the buying group and what blocks the next stage.
     pub async fn explain_account(
         &self,
         ws: &str,
         key: &AccountKey,
+        as_of: Option<Timestamp>,
     ) -> Result<AccountExplanation, EngineError> {
         let record = self.account_record(ws, key).await?;
         let policy = self.policy_now(ws).await?;
@@ -587,20 +589,139 @@ impl Engine {
             .accounts
             .as_ref()
             .unwrap_or_else(|| unreachable!("checked above"));
-        let members = self
-            .store
-            .members_of(ws, &record.id, MAX_EXPLAINED_MEMBERS)
-            .await?;
-        let members: Vec<_> = members.into_iter().map(|m| m.member).collect();
+        let now = self.now();
         let attributes = Profile::from_stored(record.attributes.clone());
+        let (account, members, at) = match as_of.filter(|t| *t < now) {
+            None => {
+                let members = self
+                    .store
+                    .members_of(ws, &record.id, MAX_EXPLAINED_MEMBERS)
+                    .await?;
+                let members: Vec<Member> = members.into_iter().map(|m| m.member).collect();
+                (record.account.clone(), members, now)
+            }
+            Some(t) => {
+                let account = self.account_at(ws, &record, t).await?;
+                let members = self
+                    .members_at(ws, &policy, accounts, &record.id, &account, t)
+                    .await?;
+                (account, members, t)
+            }
+        };
         Ok(explain_account(
             &policy,
             accounts,
-            &record.account,
+            &account,
             &attributes,
             &members,
-            self.now(),
+            at,
         ))
+    }
+
+    /// The account as it stood at `t`, from its history.
+    async fn account_at(
+        &self,
+        ws: &str,
+        record: &AccountRecord,
+        t: Timestamp,
+    ) -> Result<Account, EngineError> {
+        let history = self
+            .store
+            .account_history(ws, &record.id, 0, u64::MAX >> 1)
+            .await?;
+        let upto: Vec<&StoredAccountTransition> = history.iter().filter(|h| h.record.at <= t).collect();
+        let (Some(first), Some(last)) = (upto.first(), upto.last()) else {
+            return Err(violation(
+                "as_of",
+                format!(
+                    "{t} is before the account was created ({})",
+                    record.account.created_at
+                ),
+            ));
+        };
+        let window_start = upto
+            .iter()
+            .rev()
+            .find(|h| {
+                matches!(
+                    h.record.by,
+                    AccountMove::Reject | AccountMove::Recycle | AccountMove::Requalify
+                )
+            })
+            .map(|h| h.record.at);
+        Ok(Account {
+            stage: last.record.to,
+            created_at: first.record.at,
+            entered_stage_at: last.record.at,
+            last_transition_at: last.record.at,
+            entered_by: last.record.by,
+            window_start,
+        })
+    }
+
+    /// The account's members at `t` (by each lead's link history), each as
+    /// it stood then: its stage, and its qualifying engagement over its
+    /// engagements up to `t` after its own last backward move and the
+    /// account's. An erased member is its part as kept.
+    async fn members_at(
+        &self,
+        ws: &str,
+        policy: &Policy,
+        accounts: &Accounts,
+        account_id: &str,
+        account: &Account,
+        t: Timestamp,
+    ) -> Result<Vec<Member>, EngineError> {
+        let model = accounts.score.model;
+        let mut members = Vec::new();
+        for lead_id in self
+            .store
+            .leads_ever_in(ws, account_id, MAX_EXPLAINED_MEMBERS)
+            .await?
+        {
+            let links = self.store.links_of(ws, &lead_id).await?;
+            let linked = links
+                .iter()
+                .rev()
+                .find(|l| l.at <= t)
+                .is_some_and(|l| l.to_account.as_deref() == Some(account_id));
+            if !linked {
+                continue;
+            }
+            let Some(record) = self.store.lead(ws, &lead_id).await? else {
+                // Erased: its part as kept, if it was there by then.
+                if let Some(m) = self.store.membership(ws, &lead_id).await?
+                    && m.account_id == account_id
+                    && m.member.score.at <= t
+                {
+                    members.push(m.member);
+                }
+                continue;
+            };
+            let moves = self
+                .store
+                .transitions_page(ws, &lead_id, 0, u64::MAX >> 1)
+                .await?;
+            let upto: Vec<_> = moves.iter().filter(|m| m.record.at <= t).collect();
+            let Some(last) = upto.last() else { continue };
+            let own_window = upto
+                .iter()
+                .rev()
+                .find(|m| m.record.from.is_some() && m.record.to == leadflow_domain::Stage::Iql)
+                .map(|m| m.record.at);
+            let since = own_window.max(account.window_start);
+            let log = self.store.engagements_of(ws, &lead_id).await?;
+            let state = ScoreState::replay(policy, &log, since, Some(t));
+            members.push(Member {
+                lead: lead_id.clone(),
+                stage: last.record.to,
+                entered_stage_at: last.record.at,
+                persona: policy.persona(&record.lead.profile).map(str::to_owned),
+                score: Contribution::of(policy, model, &state),
+                erased: false,
+            });
+        }
+        Ok(members)
     }
 
     /// Links a lead to an account by hand: never undone automatically.

@@ -497,6 +497,28 @@ impl Store {
             .collect()
     }
 
+    /// The leads ever linked to an account (by any match or by hand), each
+    /// once, in id order, at most `limit`.
+    pub async fn leads_ever_in(
+        &self,
+        ws: &str,
+        account_id: &str,
+        limit: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(account_link::Entity::find()
+            .select_only()
+            .column(account_link::Column::LeadId)
+            .distinct()
+            .filter(account_link::Column::WorkspaceId.eq(ws))
+            .filter(account_link::Column::ToAccount.eq(account_id))
+            .order_by_asc(account_link::Column::LeadId)
+            .limit(limit)
+            .into_tuple::<String>()
+            .all(self.reader())
+            .await
+            .map_err(|e| self.on_reader(e))?)
+    }
+
     /// A lead's link history, oldest first.
     pub async fn links_of(&self, ws: &str, lead_id: &str) -> Result<Vec<StoredLink>, StoreError> {
         account_link::Entity::find()

@@ -234,6 +234,7 @@ async fn an_explanation_shows_each_member_and_what_blocks(mut server: TestServer
         .accounts
         .explain_account(pb::ExplainAccountRequest {
             account: by_domain("INITECH.io"),
+            as_of: None,
         })
         .await?
         .into_inner();
@@ -547,6 +548,7 @@ async fn an_erased_member_keeps_its_numbers(mut server: TestServer) -> anyhow::R
         .accounts
         .explain_account(pb::ExplainAccountRequest {
             account: by_domain("soylent.com"),
+            as_of: None,
         })
         .await?
         .into_inner();
@@ -785,6 +787,66 @@ async fn a_policy_change_matches_leads_then_decides_their_accounts(
     Ok(())
 }
 
+async fn an_explanation_in_the_past_reads_the_account_and_its_members_then(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    activate_policy(&mut server, accounted(150)).await?;
+    let ann = person(&mut server, "ann@wayne.com", "Director of Ops").await?;
+    let bob = person(&mut server, "bob@wayne.com", "Engineer").await?;
+    trial(&mut server, &ann.id, "w1").await?;
+    let then = server.engine.now();
+    server
+        .manual_clock()
+        .advance(leadflow_domain::Span::from_days(30));
+    trial(&mut server, &bob.id, "w2").await?;
+    trial(&mut server, &bob.id, "w3").await?;
+    let explain = |server: &mut TestServer, as_of: Option<leadflow_domain::Timestamp>| {
+        let mut client = server.accounts.clone();
+        async move {
+            client
+                .explain_account(pb::ExplainAccountRequest {
+                    account: by_domain("wayne.com"),
+                    as_of: as_of.map(|t| prost_types::Timestamp {
+                        seconds: t.as_micros() / 1_000_000,
+                        nanos: 0,
+                    }),
+                })
+                .await
+        }
+    };
+    let past = explain(&mut server, Some(then)).await?.into_inner();
+    let parts: Vec<(&str, f64, bool)> = past
+        .members
+        .iter()
+        .map(|m| (m.lead_id.as_str(), m.score, m.engaged))
+        .collect();
+    assert_eq!(
+        parts,
+        [(ann.id.as_str(), 30.0, true), (bob.id.as_str(), 0.0, false)]
+    );
+    let next: Vec<(&str, bool)> = past
+        .next_guards
+        .iter()
+        .map(|g| (g.guard.as_str(), g.passed))
+        .collect();
+    assert!(next.contains(&("engaged_members_at_least", false)), "{next:?}");
+    // Now: ann's 30 decayed over the 30-day half-life, bob's 60 fresh.
+    let now = explain(&mut server, None).await?.into_inner();
+    let parts: Vec<(&str, f64)> = now
+        .members
+        .iter()
+        .map(|m| (m.lead_id.as_str(), m.score))
+        .collect();
+    assert_eq!(parts, [(bob.id.as_str(), 60.0), (ann.id.as_str(), 15.0)]);
+    let before = leadflow_domain::Timestamp::from_micros(then.as_micros() - 3_600_000_000);
+    let result = explain(&mut server, Some(before)).await;
+    assert_invalid(result, "as_of", &"before the account existed");
+    let future = leadflow_domain::Timestamp::from_micros(server.engine.now().as_micros() + 3_600_000_000);
+    let result = explain(&mut server, Some(future)).await;
+    assert_invalid(result, "as_of", &"in the future");
+    Ok(())
+}
+
 scenarios! {
     three_people_make_an_mqa_in_one_commit_with_the_events_in_order,
     an_explanation_shows_each_member_and_what_blocks,
@@ -794,4 +856,5 @@ scenarios! {
     an_erased_member_keeps_its_numbers,
     bad_account_requests_are_refused_with_their_fields,
     a_policy_change_matches_leads_then_decides_their_accounts = clock_at(T0),
+    an_explanation_in_the_past_reads_the_account_and_its_members_then = clock_at(T0),
 }

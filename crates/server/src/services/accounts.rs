@@ -568,6 +568,13 @@ impl pb::account_service_server::AccountService for AccountApi {
         let r = request.into_inner();
         let mut check = Check::default();
         let key = account_key(&mut check, "account", r.account.as_ref());
+        let as_of = timestamp_in(&mut check, "as_of", r.as_of.as_ref());
+        let now = self.engine.now();
+        if let Some(t) = as_of
+            && t > now.saturating_add(leadflow_domain::lifecycle::MAX_FUTURE)
+        {
+            check.fail("as_of", format!("{t} is in the future (now is {now})"));
+        }
         check.into_result()?;
         let key = key.ok_or_else(|| Status::invalid_argument("account: required"))?;
         let view = self
@@ -577,7 +584,7 @@ impl pb::account_service_server::AccountService for AccountApi {
             .map_err(status)?;
         let x = self
             .engine
-            .explain_account(&caller.workspace, &key)
+            .explain_account(&caller.workspace, &key, as_of)
             .await
             .map_err(status)?;
         Ok(Response::new(explanation_out(&view, &x)))
