@@ -505,7 +505,7 @@ impl Store {
         account_id: &str,
         limit: u64,
     ) -> Result<Vec<String>, StoreError> {
-        Ok(account_link::Entity::find()
+        account_link::Entity::find()
             .select_only()
             .column(account_link::Column::LeadId)
             .distinct()
@@ -516,7 +516,7 @@ impl Store {
             .into_tuple::<String>()
             .all(self.reader())
             .await
-            .map_err(|e| self.on_reader(e))?)
+            .map_err(|e| self.on_reader(e))
     }
 
     /// A lead's link history, oldest first.
