@@ -99,6 +99,16 @@ enum AccountLinks {
 }
 
 #[derive(DeriveIden)]
+enum AccountPromotions {
+    Table,
+    WorkspaceId,
+    AccountId,
+    Cursor,
+    At,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
 enum Outbox {
     Table,
     Subject,
@@ -297,6 +307,24 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
+        // Accounts that entered MQA under `promote_members_on_mqa`: their
+        // engaged members are promoted in the background, a batch at a time.
+        m.create_table(
+            Table::create()
+                .table(AccountPromotions::Table)
+                .col(string(AccountPromotions::WorkspaceId))
+                .col(string(AccountPromotions::AccountId))
+                .col(string(AccountPromotions::Cursor))
+                .col(big_integer(AccountPromotions::At))
+                .col(big_integer(AccountPromotions::CreatedAt))
+                .primary_key(
+                    Index::create()
+                        .col(AccountPromotions::WorkspaceId)
+                        .col(AccountPromotions::AccountId),
+                )
+                .to_owned(),
+        )
+        .await?;
         // The leads an account ever had (an explanation in the past).
         m.create_index(
             Index::create()
@@ -340,6 +368,7 @@ impl MigrationTrait for Migration {
         )
         .await?;
         for table in [
+            AccountPromotions::Table.into_iden(),
             AccountLinks::Table.into_iden(),
             AccountTransitions::Table.into_iden(),
             AccountMembers::Table.into_iden(),

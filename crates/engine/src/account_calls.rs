@@ -962,4 +962,80 @@ impl Engine {
         tx.update_account(ws, &record).await?;
         Ok(record)
     }
+
+    /// Promotes, a batch at a time, the engaged IQL members of accounts
+    /// that entered MQA under `promote_members_on_mqa` — those that pass
+    /// the MQL guards other than the engagement score — each by a PROMOTE
+    /// of its own (actor `leadflow`). Returns how many members were looked
+    /// at (0: nothing queued).
+    #[tracing::instrument(name = "engine.promote_account_members", skip_all)]
+    pub async fn run_account_promotions(&self, batch: u64) -> Result<usize, EngineError> {
+        retrying!(self.try_account_promotions(batch))
+    }
+
+    async fn try_account_promotions(&self, batch: u64) -> Result<usize, EngineError> {
+        let tx = self.store.begin().await?;
+        let Some((ws, account_id, cursor, _)) = tx.take_promotion().await? else {
+            return Ok(0);
+        };
+        let ids = tx.engaged_iql_members(&ws, &account_id, &cursor, batch).await?;
+        let (policy_version, policy) = self.active_policy(&tx, &ws).await?;
+        let now = self.now();
+        let req = Request::new(ws.as_str());
+        let target = self.target(&req, &policy, policy_version, now);
+        let mut events = 0;
+        for id in &ids {
+            let record = match self.lock(&tx, &ws, &LeadKey::Id(id.clone())).await {
+                Ok(locked) => locked.record,
+                Err(EngineError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if record.lead.stage != leadflow_domain::Stage::Iql {
+                continue;
+            }
+            let log = tx.engagements_of(&ws, id).await?;
+            let blocked = leadflow_domain::explain::qualification(&policy, &record.lead, &log, now)
+                .iter()
+                .any(|g| !g.passed && g.guard != leadflow_domain::lifecycle::Guard::EngagementAtLeast);
+            if blocked {
+                continue;
+            }
+            let promote = leadflow_domain::Command::Transition(leadflow_domain::ManualTransition {
+                command: leadflow_domain::CommandKind::Promote,
+                reason: Some(format!("account {account_id} entered MQA")),
+                actor: Some("leadflow".to_owned()),
+                deal: None,
+                occurred_at: None,
+            });
+            match self
+                .apply(
+                    &tx,
+                    &target,
+                    record,
+                    promote,
+                    None,
+                    now,
+                    &mut crate::log::Log::default(),
+                )
+                .await
+            {
+                Ok(applied) => events += applied.events,
+                // A guard the decision checks that the look above did not.
+                Err(EngineError::Domain(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let more = ids.len() as u64 == batch;
+        tx.advance_promotion(
+            &ws,
+            &account_id,
+            more.then(|| ids.last().map(String::as_str)).flatten(),
+        )
+        .await?;
+        tx.commit().await?;
+        if events > 0 {
+            self.announce(&ws);
+        }
+        Ok(ids.len().max(1))
+    }
 }

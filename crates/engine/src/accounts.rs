@@ -632,5 +632,12 @@ pub(crate) async fn write_decision(
     }
     let events = outbox.len();
     tx.append_outbox(ws, outbox);
+    if decision.promote_members
+        && let Some(entered) = decision
+            .transitions()
+            .find(|t| t.to == leadflow_domain::AccountStage::Mqa)
+    {
+        tx.queue_promotion(ws, &record.id, entered.at, target.now).await?;
+    }
     Ok((record, AccountWritten { transitions, events }))
 }

@@ -330,6 +330,13 @@ async fn fire_timers(engine: Engine, poll: std::time::Duration, stopping: Cancel
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "the timer worker could not read due timers"),
         }
+        // Accounts that entered MQA promote their engaged members, a
+        // batch at a time, between rounds of timers.
+        match engine.run_account_promotions(50).await {
+            Ok(0) => {}
+            Ok(_) => continue,
+            Err(e) => tracing::warn!(error = %e, "a batch of account members could not be promoted"),
+        }
         if !pause(poll, &stopping).await {
             break;
         }

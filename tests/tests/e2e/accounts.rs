@@ -847,6 +847,58 @@ async fn an_explanation_in_the_past_reads_the_account_and_its_members_then(
     Ok(())
 }
 
+async fn entering_mqa_promotes_engaged_members_in_the_background(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    let policy = accounted(80).replacen("[accounts]\n", "[accounts]\npromote_members_on_mqa = true\n", 1);
+    activate_policy(&mut server, policy).await?;
+    let ann = person(&mut server, "ann@cyberdyne.io", "Chief of Staff").await?;
+    let bob = person(&mut server, "bob@cyberdyne.io", "Engineer").await?;
+    // No company: the MQL guards other than the score refuse him.
+    let mut bare = good_fit("cal@cyberdyne.io");
+    bare.remove("company");
+    let cal = server
+        .leads
+        .create_lead(pb::CreateLeadRequest {
+            profile: bare,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .lead
+        .expect("a lead");
+    for (lead, id) in [(&ann, "c1"), (&bob, "c2"), (&cal, "c3")] {
+        trial(&mut server, &lead.id, id).await?;
+    }
+    let acct = account(&mut server, "cyberdyne.io").await?;
+    assert_eq!(account_stage(&acct), pb::AccountStage::Mqa);
+    // Not in the commit that made it an MQA: in the background.
+    assert_eq!(stage(&server.lead(&ann.id).await?), pb::Stage::Iql);
+    while server.engine.run_account_promotions(2).await? > 0 {}
+    for (lead, expected) in [
+        (&ann, pb::Stage::Mql),
+        (&bob, pb::Stage::Mql),
+        (&cal, pb::Stage::Iql),
+    ] {
+        assert_eq!(stage(&server.lead(&lead.id).await?), expected, "{}", lead.id);
+    }
+    let history = full_history(&mut server, &ann.id, 100).await?;
+    let promote = history
+        .iter()
+        .find_map(|e| match &e.entry {
+            Some(pb::history_entry::Entry::Transition(t)) if t.to_stage == pb::Stage::Mql as i32 => {
+                Some(t.clone())
+            }
+            _ => None,
+        })
+        .expect("a move to MQL");
+    assert_eq!(
+        (promote.actor.as_str(), promote.reason.as_str()),
+        ("leadflow", format!("account {} entered MQA", acct.id).as_str())
+    );
+    Ok(())
+}
+
 scenarios! {
     three_people_make_an_mqa_in_one_commit_with_the_events_in_order,
     an_explanation_shows_each_member_and_what_blocks,
@@ -857,4 +909,5 @@ scenarios! {
     bad_account_requests_are_refused_with_their_fields,
     a_policy_change_matches_leads_then_decides_their_accounts = clock_at(T0),
     an_explanation_in_the_past_reads_the_account_and_its_members_then = clock_at(T0),
+    entering_mqa_promotes_engaged_members_in_the_background = clock_at(T0),
 }

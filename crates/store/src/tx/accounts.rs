@@ -16,7 +16,7 @@ use crate::accounts::{
     lookup_condition, member_record, member_row,
 };
 use crate::backend::Backend;
-use crate::entity::{account, account_link, account_member, account_transition};
+use crate::entity::{account, account_link, account_member, account_promotion, account_transition};
 use crate::error::StoreError;
 
 impl Tx {
@@ -318,6 +318,105 @@ impl Tx {
             .into_iter()
             .map(account_record)
             .collect()
+    }
+
+    /// Queues the promotion of an account's engaged members (it entered MQA
+    /// at `at`); a queued one starts over.
+    pub async fn queue_promotion(
+        &self,
+        ws: &str,
+        account_id: &str,
+        at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        account_promotion::Entity::insert(account_promotion::ActiveModel {
+            workspace_id: Set(ws.to_owned()),
+            account_id: Set(account_id.to_owned()),
+            cursor: Set(String::new()),
+            at: Set(at.as_micros()),
+            created_at: Set(now.as_micros()),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                account_promotion::Column::WorkspaceId,
+                account_promotion::Column::AccountId,
+            ])
+            .update_columns([account_promotion::Column::Cursor, account_promotion::Column::At])
+            .to_owned(),
+        )
+        .exec_without_returning(self.db().await?)
+        .await?;
+        Ok(())
+    }
+
+    /// A queued promotion no other worker holds, locked until commit:
+    /// (workspace, account, cursor, the MQA instant).
+    pub async fn take_promotion(&self) -> Result<Option<(String, String, String, Timestamp)>, StoreError> {
+        let mut find = account_promotion::Entity::find().order_by_asc(account_promotion::Column::CreatedAt);
+        if self.backend == Backend::Postgres {
+            find = find.lock_with_behavior(
+                sea_orm::sea_query::LockType::Update,
+                sea_orm::sea_query::LockBehavior::SkipLocked,
+            );
+        }
+        Ok(find
+            .one(self.db().await?)
+            .await?
+            .map(|p| (p.workspace_id, p.account_id, p.cursor, crate::convert::ts(p.at))))
+    }
+
+    /// Moves a promotion on past `cursor`, or ends it (`None`).
+    pub async fn advance_promotion(
+        &self,
+        ws: &str,
+        account_id: &str,
+        cursor: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let db = self.db().await?;
+        match cursor {
+            None => {
+                account_promotion::Entity::delete_many()
+                    .filter(account_promotion::Column::WorkspaceId.eq(ws))
+                    .filter(account_promotion::Column::AccountId.eq(account_id))
+                    .exec(db)
+                    .await?;
+            }
+            Some(cursor) => {
+                account_promotion::Entity::update_many()
+                    .col_expr(
+                        account_promotion::Column::Cursor,
+                        sea_orm::sea_query::Expr::value(cursor.to_owned()),
+                    )
+                    .filter(account_promotion::Column::WorkspaceId.eq(ws))
+                    .filter(account_promotion::Column::AccountId.eq(account_id))
+                    .exec(db)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An account's engaged IQL members after `after`, in lead id order.
+    pub async fn engaged_iql_members(
+        &self,
+        ws: &str,
+        account_id: &str,
+        after: &str,
+        limit: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(account_member::Entity::find()
+            .select_only()
+            .column(account_member::Column::LeadId)
+            .filter(account_member::Column::WorkspaceId.eq(ws))
+            .filter(account_member::Column::AccountId.eq(account_id))
+            .filter(account_member::Column::Engaged.eq(true))
+            .filter(account_member::Column::Stage.eq(leadflow_domain::Stage::Iql.as_str()))
+            .filter(account_member::Column::LeadId.gt(after))
+            .order_by_asc(account_member::Column::LeadId)
+            .limit(limit)
+            .into_tuple::<String>()
+            .all(self.db().await?)
+            .await?)
     }
 
     /// A lead as last committed, without locking it (an account's member,
