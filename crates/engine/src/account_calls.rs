@@ -560,6 +560,30 @@ impl Engine {
         Ok((self.store.membership(ws, &lead.id).await?, persona))
     }
 
+    /// The account funnel of `period`.
+    #[tracing::instrument(name = "engine.account_funnel", skip_all)]
+    pub async fn account_funnel(
+        &self,
+        ws: &str,
+        period: leadflow_domain::analytics::Period,
+    ) -> Result<leadflow_domain::analytics::AccountFunnel, EngineError> {
+        let histories = self.store.account_histories(ws, period).await?;
+        Ok(leadflow_domain::analytics::account_funnel(
+            &histories,
+            period,
+            self.now(),
+        ))
+    }
+
+    /// How many accounts are in each stage, every stage listed.
+    pub async fn account_stage_counts(&self, ws: &str) -> Result<Vec<(AccountStage, i64)>, EngineError> {
+        let counts = self.store.account_stage_counts(ws).await?;
+        Ok(AccountStage::ALL
+            .iter()
+            .map(|s| (*s, counts.iter().find(|(c, _)| c == s).map_or(0, |(_, n)| *n)))
+            .collect())
+    }
+
     /// A lead's account and its link history.
     pub async fn lead_account(
         &self,

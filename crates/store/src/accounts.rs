@@ -519,6 +519,72 @@ impl Store {
             .map_err(|e| self.on_reader(e))
     }
 
+    /// The whole histories of the accounts that moved in `period`.
+    pub async fn account_histories(
+        &self,
+        ws: &str,
+        period: leadflow_domain::analytics::Period,
+    ) -> Result<Vec<leadflow_domain::analytics::AccountHistory>, StoreError> {
+        use leadflow_domain::analytics::{AccountHistory, AccountStep};
+        let ids: Vec<String> = account_transition::Entity::find()
+            .select_only()
+            .column(account_transition::Column::AccountId)
+            .distinct()
+            .filter(account_transition::Column::WorkspaceId.eq(ws))
+            .filter(account_transition::Column::At.gte(period.start.as_micros()))
+            .filter(account_transition::Column::At.lt(period.end.as_micros()))
+            .into_tuple::<String>()
+            .all(self.reader())
+            .await
+            .map_err(|e| self.on_reader(e))?;
+        let mut out: Vec<AccountHistory> = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(1_000) {
+            let rows = account_transition::Entity::find()
+                .filter(account_transition::Column::WorkspaceId.eq(ws))
+                .filter(account_transition::Column::AccountId.is_in(chunk.iter().map(String::as_str)))
+                .order_by_asc(account_transition::Column::AccountId)
+                .order_by_asc(account_transition::Column::Seq)
+                .all(self.reader())
+                .await
+                .map_err(|e| self.on_reader(e))?;
+            for row in rows {
+                let t = account_transition(row)?;
+                let step = AccountStep {
+                    from: t.record.from,
+                    to: t.record.to,
+                    at: t.record.at,
+                    by: t.record.by,
+                    reason: t.record.reason,
+                };
+                match out.last_mut() {
+                    Some(h) if h.account == t.account_id => h.steps.push(step),
+                    _ => out.push(AccountHistory {
+                        account: t.account_id,
+                        steps: vec![step],
+                    }),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many accounts are in each stage.
+    pub async fn account_stage_counts(&self, ws: &str) -> Result<Vec<(AccountStage, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> = account::Entity::find()
+            .select_only()
+            .column(account::Column::Stage)
+            .column_as(account::Column::Id.count(), "n")
+            .filter(account::Column::WorkspaceId.eq(ws))
+            .group_by(account::Column::Stage)
+            .into_tuple()
+            .all(self.reader())
+            .await
+            .map_err(|e| self.on_reader(e))?;
+        rows.into_iter()
+            .map(|(stage, n)| Ok((named("accounts", ws, &stage)?, n)))
+            .collect()
+    }
+
     /// A lead's link history, oldest first.
     pub async fn links_of(&self, ws: &str, lead_id: &str) -> Result<Vec<StoredLink>, StoreError> {
         account_link::Entity::find()

@@ -899,6 +899,68 @@ async fn entering_mqa_promotes_engaged_members_in_the_background(
     Ok(())
 }
 
+async fn the_account_funnel_counts_stages_and_conversions(mut server: TestServer) -> anyhow::Result<()> {
+    activate_policy(&mut server, accounted(80)).await?;
+    let start = seconds_ago(60);
+    for (name, title) in [("ann", "VP Sales"), ("bob", "Engineer"), ("cat", "Analyst")] {
+        let lead = person(&mut server, &format!("{name}@tyrell.com"), title).await?;
+        trial(&mut server, &lead.id, &format!("t-{name}")).await?;
+    }
+    person(&mut server, "dan@oscorp.com", "Engineer").await?; // a target, never engaged
+    let mut analytics =
+        leadflow_proto::v1::analytics_service_client::AnalyticsServiceClient::new(server.channel.clone());
+    let period = pb::Period {
+        start: Some(start),
+        end: Some(seconds_ago(-60)),
+    };
+    let f = analytics
+        .get_funnel(pb::GetFunnelRequest {
+            period: Some(period),
+            subject: pb::FunnelSubject::Accounts.into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(f.groups.is_empty());
+    let f = f.account_funnel.expect("an account funnel");
+    let entries: Vec<(i32, i64)> = f.entries.iter().map(|e| (e.stage, e.accounts)).collect();
+    assert_eq!(
+        entries[..3],
+        [
+            (pb::AccountStage::Target as i32, 2),
+            (pb::AccountStage::Engaged as i32, 1),
+            (pb::AccountStage::Mqa as i32, 1)
+        ]
+    );
+    let target_to_engaged = &f.conversions[0];
+    assert_eq!(
+        (
+            target_to_engaged.cohort,
+            target_to_engaged.converted,
+            target_to_engaged.rate
+        ),
+        (2, 1, 0.5)
+    );
+    let err = analytics
+        .get_funnel(pb::GetFunnelRequest {
+            period: Some(period),
+            subject: pb::FunnelSubject::Accounts.into(),
+            group_by_property: "first:channel".to_owned(),
+            ..Default::default()
+        })
+        .await;
+    assert_invalid(err, "group_by_property", &"grouped accounts");
+    let err = analytics
+        .get_funnel(pb::GetFunnelRequest {
+            period: Some(period),
+            subject: 9,
+            ..Default::default()
+        })
+        .await;
+    assert_invalid(err, "subject", &"no such subject");
+    Ok(())
+}
+
 scenarios! {
     three_people_make_an_mqa_in_one_commit_with_the_events_in_order,
     an_explanation_shows_each_member_and_what_blocks,
@@ -910,4 +972,5 @@ scenarios! {
     a_policy_change_matches_leads_then_decides_their_accounts = clock_at(T0),
     an_explanation_in_the_past_reads_the_account_and_its_members_then = clock_at(T0),
     entering_mqa_promotes_engaged_members_in_the_background = clock_at(T0),
+    the_account_funnel_counts_stages_and_conversions,
 }

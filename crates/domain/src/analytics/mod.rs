@@ -4,10 +4,12 @@
 //! outcomes say of the lead definition (rule lift, threshold calibration),
 //! and either by what the leads engaged with (attribution).
 
+pub mod accounts;
 pub mod attribution;
 pub mod evidence;
 pub mod funnel;
 
+pub use accounts::{AccountFunnel, AccountHistory, AccountStep, account_funnel};
 pub use attribution::{Attribution, Touch, Touchpoint};
 pub use funnel::{Bucket, Funnel, Grouping, History, LevelStep, Period, Step, StepCause, funnel};
 

@@ -199,6 +199,91 @@ fn rate_out(r: &funnel::Rate) -> pb::CohortRate {
 }
 
 /// A checked `GetFunnelRequest`: the query, the page size and the offset.
+impl AnalyticsApi {
+    /// `GetFunnel` of accounts: the period only.
+    async fn account_funnel(
+        &self,
+        caller: &crate::auth::Principal,
+        r: &pb::GetFunnelRequest,
+    ) -> Result<Response<pb::GetFunnelResponse>, Status> {
+        let mut check = Check::default();
+        let period = period_in(&mut check, "period", r.period.as_ref());
+        let bucket = bucket_in(&mut check, r.bucket, period);
+        for (field, given) in [
+            ("group_by", r.group_by != 0),
+            ("group_by_property", !r.group_by_property.is_empty()),
+            ("source_channel", !r.source_channel.is_empty()),
+            ("page_token", !r.page_token.is_empty()),
+        ] {
+            if given {
+                check.fail(
+                    field,
+                    "not with subject ACCOUNTS: the account funnel is one, ungrouped",
+                );
+            }
+        }
+        check.into_result()?;
+        let period = period.ok_or_else(|| Status::internal("a checked period is missing"))?;
+        let f = self
+            .engine
+            .account_funnel(&caller.workspace, period)
+            .await
+            .map_err(status)?;
+        let stage =
+            |s: leadflow_domain::AccountStage| -> i32 { super::accounts::account_stage_out(s).into() };
+        let micros = |m: Option<i64>| m.map(|m| duration_out(Span::from_micros(m)));
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        Ok(Response::new(pb::GetFunnelResponse {
+            period: Some(period_out(period)),
+            bucket: bucket_out(bucket).into(),
+            account_funnel: Some(pb::AccountFunnel {
+                entries: f
+                    .entries
+                    .iter()
+                    .map(|e| pb::AccountStageEntries {
+                        stage: stage(e.stage),
+                        accounts: count(e.accounts),
+                        entries: count(e.entries),
+                    })
+                    .collect(),
+                conversions: f
+                    .conversions
+                    .iter()
+                    .map(|c| pb::AccountConversion {
+                        from: stage(c.from),
+                        to: stage(c.to),
+                        cohort: count(c.cohort),
+                        converted: count(c.converted),
+                        rate: c.rate,
+                        p50: micros(c.p50),
+                        p90: micros(c.p90),
+                    })
+                    .collect(),
+                time_in_stage: f
+                    .time_in_stage
+                    .iter()
+                    .map(|s| pb::AccountStageTime {
+                        stage: stage(s.stage),
+                        stays: count(s.stays),
+                        p50: micros(s.p50),
+                        p90: micros(s.p90),
+                    })
+                    .collect(),
+                reasons: f
+                    .reasons
+                    .iter()
+                    .map(|(by, reason, n)| pb::AccountReasonCount {
+                        r#move: by.as_str().to_owned(),
+                        reason: reason.clone(),
+                        count: count(*n),
+                    })
+                    .collect(),
+            }),
+            ..Default::default()
+        }))
+    }
+}
+
 pub(crate) fn funnel_query(r: &pb::GetFunnelRequest) -> Result<(Query, usize, usize), Status> {
     let mut check = Check::default();
     let period = period_in(&mut check, "period", r.period.as_ref());
@@ -444,6 +529,17 @@ impl pb::analytics_service_server::AnalyticsService for AnalyticsApi {
         request: Request<pb::GetFunnelRequest>,
     ) -> Result<Response<pb::GetFunnelResponse>, Status> {
         let caller = crate::auth::caller(&request)?;
+        if request.get_ref().subject == pb::FunnelSubject::Accounts as i32 {
+            return self.account_funnel(&caller, request.get_ref()).await;
+        }
+        if pb::FunnelSubject::try_from(request.get_ref().subject).is_err() {
+            let mut check = Check::default();
+            check.fail(
+                "subject",
+                format!("{} is not a funnel subject", request.get_ref().subject),
+            );
+            check.into_result()?;
+        }
         let (query, size, offset) = funnel_query(request.get_ref())?;
         let funnel = self
             .engine
@@ -470,6 +566,7 @@ impl pb::analytics_service_server::AnalyticsService for AnalyticsApi {
                 String::new()
             },
             groups_overlap: funnel.overlapping,
+            account_funnel: None,
         }))
     }
 }
