@@ -575,6 +575,15 @@ impl Engine {
         ))
     }
 
+    /// The personas the active policy's `[stages.MQA]` requires; `None`
+    /// under a policy without `[accounts]`.
+    pub async fn mqa_personas(&self, ws: &str) -> Result<Option<Vec<String>>, EngineError> {
+        Ok(self
+            .policy_now(ws)
+            .await?
+            .and_then(|p| p.accounts.as_ref().map(|a| a.mqa.personas_required.clone())))
+    }
+
     /// How many accounts are in each stage, every stage listed.
     pub async fn account_stage_counts(&self, ws: &str) -> Result<Vec<(AccountStage, i64)>, EngineError> {
         let counts = self.store.account_stage_counts(ws).await?;

@@ -961,6 +961,38 @@ async fn the_account_funnel_counts_stages_and_conversions(mut server: TestServer
     Ok(())
 }
 
+async fn the_account_view_shows_stages_and_top_accounts_without_people(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    activate_policy(&mut server, accounted(80)).await?;
+    for (name, title) in [("ann", "VP Sales"), ("bob", "Engineer"), ("cat", "Analyst")] {
+        let lead = person(&mut server, &format!("{name}@umbrella.io"), title).await?;
+        trial(&mut server, &lead.id, &format!("u-{name}")).await?;
+    }
+    person(&mut server, "dan@oscorp.com", "Engineer").await?;
+    let http = super::dashboard::with_http(&server, false).await?;
+    let addr = http.http_addr.expect("the HTTP side");
+    let (status, page) = super::dashboard::get(addr, "/dashboard/accounts", &[]).await?;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("<tr data-stage=\"MQA\"><td>MQA</td><td class=\"n\">1</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<tr data-stage=\"TARGET\"><td>TARGET</td><td class=\"n\">1</td>"),
+        "{page}"
+    );
+    let umbrella = page.find("umbrella.io").expect("the top account");
+    let oscorp = page.find("oscorp.com").expect("the target");
+    assert!(umbrella < oscorp, "highest score first");
+    assert!(page.contains("decision_maker 1"), "its buying group");
+    for person in ["ann@", "bob@", "VP Sales", "Engineer"] {
+        assert!(!page.contains(person), "no one is named: {person}");
+    }
+    http.shutdown(std::time::Duration::from_secs(1)).await;
+    Ok(())
+}
+
 scenarios! {
     three_people_make_an_mqa_in_one_commit_with_the_events_in_order,
     an_explanation_shows_each_member_and_what_blocks,
@@ -973,4 +1005,5 @@ scenarios! {
     an_explanation_in_the_past_reads_the_account_and_its_members_then = clock_at(T0),
     entering_mqa_promotes_engaged_members_in_the_background = clock_at(T0),
     the_account_funnel_counts_stages_and_conversions,
+    the_account_view_shows_stages_and_top_accounts_without_people,
 }

@@ -86,3 +86,37 @@ pub(super) async fn dashboard(
 pub(super) async fn tail(engine: &Engine, ws: &str) -> Result<Vec<TransitionView>, EngineError> {
     engine.latest_transitions(ws, TAIL).await
 }
+
+/// Accounts on the account view.
+const TOP_ACCOUNTS: u64 = 50;
+
+/// The account view's data.
+#[derive(Debug)]
+pub(super) struct Accounts {
+    pub(super) counts: Vec<(leadflow_domain::AccountStage, i64)>,
+    /// Highest score first.
+    pub(super) top: Vec<leadflow_engine::AccountView>,
+    /// The personas `[stages.MQA]` requires; `None` without `[accounts]`.
+    pub(super) required: Option<Vec<String>>,
+}
+
+pub(super) async fn accounts(engine: &Engine, ws: &str) -> Result<Accounts, EngineError> {
+    let counts = engine.account_stage_counts(ws).await?;
+    let top = engine
+        .list_accounts(
+            ws,
+            &leadflow_engine::AccountListing {
+                by_score: true,
+                limit: TOP_ACCOUNTS,
+                ..Default::default()
+            },
+        )
+        .await?
+        .accounts;
+    let required = engine.mqa_personas(ws).await?;
+    Ok(Accounts {
+        counts,
+        top,
+        required,
+    })
+}

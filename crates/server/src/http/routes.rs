@@ -28,6 +28,7 @@ pub(crate) fn router(state: Arc<Http>) -> axum::Router {
         .route("/dashboard/tail", get(tail))
         .route("/dashboard/leads", get(lead_search))
         .route("/dashboard/leads/{id}", get(lead_page))
+        .route("/dashboard/accounts", get(accounts_page))
         .route("/login", get(login_form).post(login))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::map_response(harden))
@@ -176,6 +177,26 @@ async fn lead_page(
         }
         Err(e) => {
             tracing::warn!(error = %e, "the lead page could not be read");
+            page_error(StatusCode::SERVICE_UNAVAILABLE, UNREADABLE)
+        }
+    }
+}
+
+/// The account view: accounts per stage, and the top accounts by score
+/// with their buying group — nothing personal (no member is named).
+async fn accounts_page(State(state): State<Arc<Http>>, headers: HeaderMap) -> Response {
+    let principal = match caller(&state, &headers).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let Ok(Ok(_slot)) = tokio::time::timeout(BUSY_WAIT, state.pages.acquire()).await else {
+        return page_error(StatusCode::SERVICE_UNAVAILABLE, "the dashboard is busy; retry");
+    };
+    let ws = principal.workspace.as_str();
+    match load::accounts(&state.engine, ws).await {
+        Ok(data) => private_html(views::accounts(ws, &data)),
+        Err(e) => {
+            tracing::warn!(error = %e, "the account view could not be read");
             page_error(StatusCode::SERVICE_UNAVAILABLE, UNREADABLE)
         }
     }

@@ -400,6 +400,7 @@ pub(super) fn dashboard(ws: &str, query: &FunnelQuery, data: &Dashboard) -> Mark
                     h1 { "leadflow funnel" }
                     p class="muted" {
                         "Workspace " b id="workspace" { (ws) } " · "
+                        a href="/dashboard/accounts" { "Accounts" } " · "
                         span id="period" data-start=(present::date(period.start))
                             data-end=(present::date(period.end)) { (present::days(period)) }
                     }
@@ -424,6 +425,83 @@ pub(super) fn dashboard(ws: &str, query: &FunnelQuery, data: &Dashboard) -> Mark
                         script { (PreEscaped(TAIL_SCRIPT)) }
                     } @else {
                         p { "No data." }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The account view: accounts per stage, and the top accounts by score
+/// with their buying group's coverage of the personas `[stages.MQA]`
+/// requires. Accounts by domain (else external key, else id); no member is
+/// named.
+pub(super) fn accounts(ws: &str, data: &super::load::Accounts) -> Markup {
+    let name = |a: &leadflow_engine::AccountView| {
+        a.domain
+            .clone()
+            .or_else(|| a.external_key.clone())
+            .unwrap_or_else(|| a.id.clone())
+    };
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head("leadflow accounts"))
+            body {
+                main {
+                    h1 { "Accounts" }
+                    p class="muted" {
+                        "Workspace " b id="workspace" { (ws) } " · "
+                        a href="/dashboard" { "The funnel" } " · "
+                        a href="/dashboard/leads" { "Lead search" }
+                    }
+                    @if data.required.is_none() {
+                        p id="no-accounts" class="muted" {
+                            "The active policy has no [accounts]: accounts are kept, not matched, scored or moved."
+                        }
+                    }
+                    section {
+                        h2 { "Accounts per stage" }
+                        table id="stages" {
+                            tr { th { "stage" } th { "accounts" } }
+                            @for (stage, n) in &data.counts {
+                                tr data-stage=(stage.as_str()) { td { (stage.as_str()) } td class="n" { (n) } }
+                            }
+                        }
+                    }
+                    section {
+                        h2 { "Top accounts " span class="muted" { "by engagement now" } }
+                        @if data.top.is_empty() {
+                            p class="muted" { "no accounts yet" }
+                        } @else {
+                            table id="top" {
+                                tr {
+                                    th { "account" } th { "stage" } th { "engagement" } th { "fit" }
+                                    th { "engaged / members" } th { "buying group" }
+                                }
+                                @for a in &data.top {
+                                    tr data-account=(a.id) {
+                                        td { (name(a)) }
+                                        td data-cell="stage" { (a.stage.as_str()) }
+                                        td class="n" data-cell="engagement" { (present::score(a.engagement)) }
+                                        td class="n" { (present::score(a.fit)) }
+                                        td class="n" data-cell="engaged" { (a.engaged_members) " / " (a.members) }
+                                        td data-cell="coverage" {
+                                            @for p in data.required.iter().flatten() {
+                                                @let n = a.personas.get(p).copied().unwrap_or(0);
+                                                span class=(if n > 0 { "covered" } else { "missing" }) {
+                                                    (p) " " (n)
+                                                }
+                                                " "
+                                            }
+                                            @for (p, n) in a.personas.iter().filter(|(p, _)| !data.required.iter().flatten().any(|r| r == *p)) {
+                                                span class="muted" { (p) " " (n) } " "
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }
