@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DomainError, FieldViolation};
 
 pub const EMAIL: &str = "email";
+/// A lead's explicit account: an account's external key (see
+/// `crate::account::ACCOUNT_KEY`), held to the rules of a key.
+pub const ACCOUNT_KEY: &str = "account_key";
+/// Characters an account key may have, as every key of the API.
+pub const MAX_ACCOUNT_KEY_CHARS: usize = 128;
 pub const EMAIL_DOMAIN: &str = "email_domain";
 
 /// Attributes a lead keeps at most (the derived `email_domain` aside).
@@ -27,6 +32,7 @@ impl Profile {
         let mut profile = Self::default();
         profile.apply(attributes);
         profile.check_email()?;
+        profile.check_account_key()?;
         profile.check_size(None, "profile")?;
         Ok(profile)
     }
@@ -58,6 +64,9 @@ impl Profile {
         let mut next = self.clone();
         next.apply(changes);
         next.check_email()?;
+        if next.get(ACCOUNT_KEY) != self.get(ACCOUNT_KEY) {
+            next.check_account_key()?;
+        }
         next.check_size(Some(self), "profile")?;
         let changed = next != *self;
         Ok((next, changed))
@@ -97,6 +106,26 @@ impl Profile {
             ))),
             Some(_) => Ok(()),
         }
+    }
+
+    /// An `account_key`, when given, is a key: at most 128 characters once
+    /// trimmed, without control characters.
+    fn check_account_key(&self) -> Result<(), DomainError> {
+        let Some(key) = self.0.get(ACCOUNT_KEY).map(|k| k.trim()) else {
+            return Ok(());
+        };
+        let chars = key.chars().count();
+        let problem = if chars > MAX_ACCOUNT_KEY_CHARS {
+            format!("{chars} characters; an account key has at most {MAX_ACCOUNT_KEY_CHARS}")
+        } else if key.chars().any(char::is_control) {
+            "an account key contains no control characters".to_owned()
+        } else {
+            return Ok(());
+        };
+        Err(DomainError::invalid(FieldViolation::new(
+            "profile.account_key",
+            problem,
+        )))
     }
 
     /// Attributes and their bytes (names and values), the derived

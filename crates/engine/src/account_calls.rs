@@ -161,6 +161,24 @@ fn domain_field(value: &str) -> Result<String, EngineError> {
     Ok(domain)
 }
 
+/// A locked account's aggregate brought up to `at` before a decision: the
+/// ended engagements out of its buying group, or, first under another
+/// policy version, the account computed whole.
+async fn bring_up(
+    tx: &Tx,
+    target: &Target<'_>,
+    accounts: &Accounts,
+    record: &mut AccountRecord,
+    at: Timestamp,
+) -> Result<(), EngineError> {
+    if record.policy_version == target.policy_version {
+        crate::accounts::catch_up(tx, target.ws, record, at).await?;
+    } else {
+        crate::accounts::recompute(tx, target, accounts, record, at).await?;
+    }
+    Ok(())
+}
+
 fn no_accounts() -> EngineError {
     EngineError::Account(AccountError::NoAccountsPolicy)
 }
@@ -400,7 +418,13 @@ impl Engine {
             if let Some(expected) = expected_version {
                 return Err(EngineError::VersionConflict { expected, actual: 0 });
             }
-            return self.try_create_account(req, input, Method::UpdateAccount).await;
+            return match self.try_create_account(req, input, Method::UpdateAccount).await {
+                // Created meanwhile by a concurrent upsert: again, as an update.
+                Err(EngineError::AlreadyExists { key: taken, .. }) if taken == key => Err(
+                    EngineError::Conflict(format!("account {key:?} was created meanwhile")),
+                ),
+                other => other,
+            };
         };
         if let Some(done) = replay::<AccountOutcome>(&tx, req, Method::UpdateAccount).await? {
             return Ok(done);
@@ -456,6 +480,7 @@ impl Engine {
             record.version += 1;
             let decision = match policy.accounts.as_ref() {
                 Some(accounts) => {
+                    bring_up(&tx, &target, accounts, &mut record, now).await?;
                     let facts = facts(&tx, ws, &policy, accounts, &record, now).await?;
                     record.fit = facts.fit;
                     decide_account(&policy, &record.account, &facts, &AccountCause::Manual, now)
@@ -915,16 +940,10 @@ impl Engine {
         let accounts = policy.accounts.as_ref().ok_or_else(no_accounts)?;
         let now = self.now();
         let mut record = record;
-        let ended = tx.engagement_ended(ws, &record.id, now).await?;
-        record.group = group_at(&record, &ended);
-        tx.set_disengaged(
-            ws,
-            &ended.iter().map(|m| m.member.lead.clone()).collect::<Vec<_>>(),
-        )
-        .await?;
+        let target = self.target(req, &policy, policy_version, now);
+        bring_up(&tx, &target, accounts, &mut record, now).await?;
         let facts = facts(&tx, ws, &policy, accounts, &record, now).await?;
         let decision = transition_account(&policy, &record.account, &facts, command, now)?;
-        let target = self.target(req, &policy, policy_version, now);
         let (mut record, written) = write_decision(&tx, &target, record, &decision, true).await?;
         if let Some(window) = decision.window_reset {
             record = self.rewindow(&tx, &target, accounts, record, window, now).await?;
@@ -1011,22 +1030,29 @@ impl Engine {
         let Some((ws, account_id, cursor, _)) = tx.take_promotion().await? else {
             return Ok(0);
         };
-        let ids = tx.engaged_iql_members(&ws, &account_id, &cursor, batch).await?;
-        let (policy_version, policy) = self.active_policy(&tx, &ws).await?;
         let now = self.now();
+        let ids = tx
+            .engaged_iql_members(&ws, &account_id, &cursor, now, batch)
+            .await?;
+        let (policy_version, policy) = self.active_policy(&tx, &ws).await?;
         let req = Request::new(ws.as_str());
         let target = self.target(&req, &policy, policy_version, now);
-        let mut events = 0;
+        // Every lead of the batch locked first, in id order: a lead is never
+        // locked after an account (which a promotion's decision locks).
+        let mut records = Vec::with_capacity(ids.len());
         for id in &ids {
-            let record = match self.lock(&tx, &ws, &LeadKey::Id(id.clone())).await {
-                Ok(locked) => locked.record,
-                Err(EngineError::NotFound { .. }) => continue,
+            match self.lock(&tx, &ws, &LeadKey::Id(id.clone())).await {
+                Ok(locked) => records.push(locked.record),
+                Err(EngineError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
-            };
+            }
+        }
+        let mut events = 0;
+        for record in records {
             if record.lead.stage != leadflow_domain::Stage::Iql {
                 continue;
             }
-            let log = tx.engagements_of(&ws, id).await?;
+            let log = tx.engagements_of(&ws, &record.id).await?;
             let blocked = leadflow_domain::explain::qualification(&policy, &record.lead, &log, now)
                 .iter()
                 .any(|g| !g.passed && g.guard != leadflow_domain::lifecycle::Guard::EngagementAtLeast);

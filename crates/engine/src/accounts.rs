@@ -122,10 +122,12 @@ async fn member_of(
 /// updates its membership and re-decides the account at `at`. Returns the
 /// outbox events written. Nothing happens under a policy without
 /// `[accounts]`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn sync_lead(
     tx: &Tx,
     target: &Target<'_>,
     before: Option<&Lead>,
+    policy_changed: bool,
     record: &LeadRecord,
     engagement: Option<&str>,
     at: Timestamp,
@@ -145,7 +147,7 @@ pub(crate) async fn sync_lead(
     };
     let mut events = 0;
     // A policy change re-matches too: its match rules may have changed.
-    if !manual && (current.is_none() || profile_changed || target.defer_accounts) {
+    if !manual && (current.is_none() || profile_changed || policy_changed) {
         let mut found = match_lead(accounts, &record.lead.profile);
         // A lead unlinked by hand stays unmatched until linked again.
         if current.is_none()
@@ -175,7 +177,12 @@ pub(crate) async fn sync_lead(
         };
         let now_in = current.as_ref().map(|m| m.account_id.as_str());
         if wanted.as_ref().map(|a| a.id.as_str()) != now_in {
-            let by = found.map_or(MatchedBy::EmailDomain, |m| m.by);
+            // An unlink because no matcher applies any more records the
+            // matcher that had linked it.
+            let by = found
+                .map(|m| m.by)
+                .or(current.as_ref().map(|m| m.matched_by))
+                .unwrap_or(MatchedBy::EmailDomain);
             events += relink(
                 tx, target, accounts, record, current, wanted, by, None, at, &cause,
             )
@@ -190,6 +197,11 @@ pub(crate) async fn sync_lead(
         .lock_account(ws, AccountLookup::Id(&current.account_id))
         .await?
     else {
+        return Ok(events);
+    };
+    // Read again under the account's lock: others' decisions on the account
+    // (an engagement ending, a window reset) rewrite members' rows.
+    let Some(current) = tx.member(ws, &record.id).await? else {
         return Ok(events);
     };
     let next = member_of(
@@ -364,11 +376,36 @@ pub(crate) async fn relink(
     let mut events = 0;
     let from = current.as_ref().map(|m| m.account_id.clone());
     let erased = current.as_ref().is_some_and(|m| m.member.erased);
+    let link = |to: Option<String>| StoredLink {
+        lead_id: record.id.clone(),
+        seq: 0,
+        from_account: from.clone(),
+        to_account: to,
+        matched_by: by,
+        at,
+        actor: actor.map(str::to_owned),
+        principal: target.principal.map(str::to_owned),
+    };
+    // The same account, linked another way (a match pinned by hand): its
+    // part stays as it is.
+    if let (Some(current), Some(account)) = (&current, &wanted)
+        && current.account_id == account.id
+    {
+        if let Some(mut member) = tx.member(ws, &record.id).await? {
+            member.matched_by = by;
+            member.matched_at = at;
+            tx.put_member(ws, &member).await?;
+        }
+        tx.insert_link(ws, &link(Some(account.id.clone()))).await?;
+        return Ok(0);
+    }
     if let Some(current) = current
         && let Some(old) = tx
             .lock_account(ws, AccountLookup::Id(&current.account_id))
             .await?
     {
+        // Read again under the account's lock (see `sync_lead`).
+        let current = tx.member(ws, &record.id).await?.unwrap_or(current);
         tx.delete_member(ws, &record.id).await?;
         events += update_member(tx, target, accounts, old, Some(current), None, cause, at).await?;
     }
@@ -377,20 +414,7 @@ pub(crate) async fn relink(
         let next = member_of(tx, target, accounts, record, &account, by, at, erased).await?;
         events += update_member(tx, target, accounts, account, None, Some(next), cause, at).await?;
     }
-    tx.insert_link(
-        ws,
-        &StoredLink {
-            lead_id: record.id.clone(),
-            seq: 0,
-            from_account: from,
-            to_account: to,
-            matched_by: by,
-            at,
-            actor: actor.map(str::to_owned),
-            principal: target.principal.map(str::to_owned),
-        },
-    )
-    .await?;
+    tx.insert_link(ws, &link(to)).await?;
     Ok(events)
 }
 
@@ -413,75 +437,91 @@ pub(crate) async fn update_member(
     let policy = target.policy;
     let model = accounts.score.model;
     let at = at.max(account.account.last_transition_at);
-    if target.defer_accounts {
-        // A re-score's first phase: the membership only; the second phase
-        // computes the account again from its members and decides it.
+    if account.policy_version == target.policy_version {
+        let ended = catch_up(tx, ws, &mut account, at).await?;
+        let old_was_engaged = old
+            .as_ref()
+            .is_some_and(|m| m.engaged && !ended.contains(&m.member.lead));
+        if old_was_engaged && let Some(m) = &old {
+            account.group.remove(m.member.persona.as_deref());
+        }
+        let mut new = new;
+        if let Some(m) = &mut new {
+            m.engaged = m.engaged_until.at(at);
+            if m.engaged {
+                account.group.add(m.member.persona.as_deref());
+            }
+        }
+        let old_part = old.as_ref().filter(|m| m.member.counts()).map(|m| m.member.score);
+        let new_part = new.as_ref().filter(|m| m.member.counts()).map(|m| m.member.score);
         if let Some(m) = &new {
             tx.put_member(ws, m).await?;
         }
         account.members += i64::from(new.is_some()) - i64::from(old.is_some());
-        account.updated_at = target.now;
-        tx.update_account(ws, &account).await?;
-        return Ok(0);
-    }
-    // The engaged members whose engagement ended by now leave the group first.
-    let ended = tx.engagement_ended(ws, &account.id, at).await?;
-    let ended_ids: Vec<String> = ended.iter().map(|m| m.member.lead.clone()).collect();
-    for m in &ended {
-        account.group.remove(m.member.persona.as_deref());
-    }
-    tx.set_disengaged(ws, &ended_ids).await?;
-    let old_was_engaged = old
-        .as_ref()
-        .is_some_and(|m| m.engaged && !ended_ids.contains(&m.member.lead));
-    if old_was_engaged && let Some(m) = &old {
-        account.group.remove(m.member.persona.as_deref());
-    }
-    let mut new = new;
-    if let Some(m) = &mut new {
-        m.engaged = m.engaged_until.at(at);
-        if m.engaged {
-            account.group.add(m.member.persona.as_deref());
+        account.sum = match account.sum.replaced(policy, model, old_part, new_part) {
+            Some(sum) => sum,
+            None => {
+                let all = tx.all_members(ws, &account.id).await?;
+                SumState::of(policy, model, all.iter().map(|m| &m.member))
+            }
+        };
+    } else {
+        // The first change under another policy version: its members' parts
+        // were kept under the old one (another half-life, another model),
+        // so the account is computed whole once.
+        if let Some(m) = &new {
+            tx.put_member(ws, m).await?;
         }
+        recompute(tx, target, accounts, &mut account, at).await?;
     }
-    let old_part = old.as_ref().filter(|m| m.member.counts()).map(|m| m.member.score);
-    let new_part = new.as_ref().filter(|m| m.member.counts()).map(|m| m.member.score);
-    if let Some(m) = &new {
-        tx.put_member(ws, m).await?;
-    }
-    account.members += i64::from(new.is_some()) - i64::from(old.is_some());
-    account.sum = match account.sum.replaced(policy, model, old_part, new_part) {
-        Some(sum) => sum,
-        None => {
-            let all = tx.all_members(ws, &account.id).await?;
-            SumState::of(policy, model, all.iter().map(|m| &m.member))
-        }
-    };
     let (facts, input) = facts_with_input(tx, ws, policy, accounts, &account, at).await?;
-    let decision = decide_account(policy, &account.account, &facts, cause, at);
     account.fit = facts.fit;
     // Kept as at the write, so that a read decays it from `updated_at`.
     account.engagement = input.value_at(policy, accounts, target.now);
     account.engagement_key = key_of_score(policy, model, account.engagement, target.now);
+    if target.defer_accounts {
+        // A re-score's first phase: the account is decided in the second,
+        // after all its members.
+        account.policy_version = target.policy_version;
+        account.updated_at = target.now;
+        tx.update_account(ws, &account).await?;
+        return Ok(0);
+    }
+    let decision = decide_account(policy, &account.account, &facts, cause, at);
     let (_, written) = write_decision(tx, target, account, &decision, true).await?;
     Ok(written.events)
 }
 
-/// A re-score's second phase for one account: its members' parts under the
-/// new policy (their engagement ends, their order), its sum and buying
-/// group computed whole, then the account decided at `at` (cause
-/// POLICY_CHANGE). Returns the outbox events written.
-pub(crate) async fn redecide(
+/// Brings a locked account's buying group up to `at`: the members whose
+/// engagement ended by then leave it (and are marked so). Their ids.
+pub(crate) async fn catch_up(
+    tx: &Tx,
+    ws: &str,
+    account: &mut AccountRecord,
+    at: Timestamp,
+) -> Result<Vec<String>, EngineError> {
+    let ended = tx.engagement_ended(ws, &account.id, at).await?;
+    let ids: Vec<String> = ended.iter().map(|m| m.member.lead.clone()).collect();
+    for m in &ended {
+        account.group.remove(m.member.persona.as_deref());
+    }
+    tx.set_disengaged(ws, &ids).await?;
+    Ok(ids)
+}
+
+/// A locked account computed whole from its members under the target's
+/// policy: each member's order and engagement end, the sum, the buying
+/// group at `at` and the member count.
+pub(crate) async fn recompute(
     tx: &Tx,
     target: &Target<'_>,
     accounts: &Accounts,
-    mut account: AccountRecord,
+    account: &mut AccountRecord,
     at: Timestamp,
-) -> Result<usize, EngineError> {
+) -> Result<(), EngineError> {
     let ws = target.ws;
     let policy = target.policy;
     let model = accounts.score.model;
-    let at = at.max(account.account.last_transition_at);
     let mut group = leadflow_domain::account::BuyingGroup::default();
     let mut members = Vec::new();
     for mut m in tx.all_members(ws, &account.id).await? {
@@ -500,6 +540,25 @@ pub(crate) async fn redecide(
     account.members = i64::try_from(members.len()).unwrap_or(i64::MAX);
     account.sum = SumState::of(policy, model, &members);
     account.group = group;
+    Ok(())
+}
+
+/// A re-score's second phase for one account: its members' parts under the
+/// new policy (their engagement ends, their order), its sum and buying
+/// group computed whole, then the account decided at `at` (cause
+/// POLICY_CHANGE). Returns the outbox events written.
+pub(crate) async fn redecide(
+    tx: &Tx,
+    target: &Target<'_>,
+    accounts: &Accounts,
+    mut account: AccountRecord,
+    at: Timestamp,
+) -> Result<usize, EngineError> {
+    let ws = target.ws;
+    let policy = target.policy;
+    let model = accounts.score.model;
+    let at = at.max(account.account.last_transition_at);
+    recompute(tx, target, accounts, &mut account, at).await?;
     let (facts, input) = facts_with_input(tx, ws, policy, accounts, &account, at).await?;
     let decision = decide_account(policy, &account.account, &facts, &AccountCause::PolicyChange, at);
     account.fit = facts.fit;

@@ -91,10 +91,7 @@ impl Engine {
         );
         // Its part in its account stays as numbers: the account's history
         // and explanations keep it, without a person behind it.
-        if let Some(mut member) = tx.member(ws, &record.id).await? {
-            member.member.erased = true;
-            tx.put_member(ws, &member).await?;
-        }
+        tx.mark_member_erased(ws, &record.id).await?;
         tx.commit().await?;
         self.announce(ws);
         tracing::info!(

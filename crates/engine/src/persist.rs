@@ -53,6 +53,7 @@ pub(crate) async fn persist(
         Before::Existing(r) => Some(r.lead.clone()),
         Before::New { .. } => None,
     };
+    let policy_changed = matches!(&before, Before::Existing(r) if r.policy_version != target.policy_version);
     let (id, external_key, version, history_len) = match &before {
         Before::Existing(r) => (
             r.id.as_str(),
@@ -200,7 +201,16 @@ pub(crate) async fn persist(
     tx.append_outbox(ws, outbox);
     // The lead's account follows, its events after the lead's.
     let at = record.lead.evaluated_at.max(record.lead.last_transition_at);
-    events += crate::accounts::sync_lead(tx, target, before_lead.as_ref(), &record, engagement, at).await?;
+    events += crate::accounts::sync_lead(
+        tx,
+        target,
+        before_lead.as_ref(),
+        policy_changed,
+        &record,
+        engagement,
+        at,
+    )
+    .await?;
     Ok(Written {
         events,
         lead: Scored {

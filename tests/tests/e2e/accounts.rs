@@ -331,6 +331,14 @@ async fn keys_free_mail_and_manual_links_decide_the_account(mut server: TestServ
         membership(&mut server, hank.id.clone()).await?,
         (globex.id.clone(), "account_key".to_owned())
     );
+    let err = server
+        .leads
+        .create_lead(pb::CreateLeadRequest {
+            profile: profile(&[("email", "k@x.com"), ("account_key", &"k".repeat(129))]),
+            ..Default::default()
+        })
+        .await;
+    assert_invalid(err, "profile.account_key", &"a key too long");
     // Free mail alone matches nothing, and creates nothing.
     let solo = create(&mut server, "solo@gmail.com").await?;
     assert_eq!(
@@ -403,6 +411,23 @@ async fn keys_free_mail_and_manual_links_decide_the_account(mut server: TestServ
         (umbrella.id.clone(), "email_domain".to_owned())
     );
     assert_eq!(account(&mut server, "globex.com").await?.members, 0);
+    // Linking it by hand where it already is pins it: nothing counts twice.
+    let pinned = server
+        .accounts
+        .link_lead(pb::LinkLeadRequest {
+            lead: by_id(&hank.id),
+            account: account_id(&umbrella.id),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .account
+        .expect("its account");
+    assert_eq!(pinned.members, 1);
+    assert_eq!(
+        membership(&mut server, hank.id.clone()).await?,
+        (umbrella.id.clone(), "manual".to_owned())
+    );
     Ok(())
 }
 

@@ -10,9 +10,10 @@ use crate::named::named_enum;
 use crate::policy::{Accounts, Matcher};
 use crate::profile::{EMAIL_DOMAIN, Profile};
 
-/// The profile attribute that names a lead's account explicitly: an
-/// account's external key (the CRM's account id).
-pub const ACCOUNT_KEY: &str = "account_key";
+pub use crate::profile::ACCOUNT_KEY;
+
+/// The longest domain there is (DNS): a longer one is matched to nothing.
+const MAX_DOMAIN_BYTES: usize = 253;
 
 /// Free and personal mail domains, never matched by email domain: a person
 /// at gmail.com is not an account. Sorted; `[accounts] ignore_domains` adds
@@ -142,7 +143,7 @@ pub fn match_lead(accounts: &Accounts, profile: &Profile) -> Option<Match> {
             }),
         Matcher::EmailDomain => profile
             .get(EMAIL_DOMAIN)
-            .filter(|domain| !is_ignored_domain(accounts, domain))
+            .filter(|domain| domain.len() <= MAX_DOMAIN_BYTES && !is_ignored_domain(accounts, domain))
             .map(|domain| Match {
                 by: MatchedBy::EmailDomain,
                 key: MatchKey::Domain(domain.to_owned()),
@@ -169,7 +170,7 @@ pub fn created_domain(accounts: &Accounts, found: &Match, profile: &Profile) -> 
         MatchKey::Domain(domain) => Some(domain.clone()),
         MatchKey::External(_) => profile
             .get(EMAIL_DOMAIN)
-            .filter(|d| !is_ignored_domain(accounts, d))
+            .filter(|d| d.len() <= MAX_DOMAIN_BYTES && !is_ignored_domain(accounts, d))
             .map(str::to_owned),
     }
 }

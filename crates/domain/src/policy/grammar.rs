@@ -1151,7 +1151,8 @@ impl Parser<'_, '_> {
                 self.cx.err(&obj.at("on"), "required");
             }
             if let Some(DeValue::String(on)) = obj.get("on")
-                && let Some(stage) = on.trim().strip_prefix("account_entered:")
+                && let Some((kind, stage)) = on.split_once(':')
+                && kind.trim() == "account_entered"
             {
                 let emit = obj.name(self.cx, "emit");
                 let workflow = self.account_workflow(&obj, stage.trim(), accounts.is_some());

@@ -278,6 +278,38 @@ fn a_lead_is_matched_by_key_then_domain_never_by_free_mail() {
 }
 
 #[test]
+fn an_account_key_is_a_key_and_a_workflow_on_may_be_spaced() {
+    let long = "k".repeat(129);
+    let err =
+        Profile::capture(attrs(&[("email", "a@acme.com"), ("account_key", &long)])).expect_err("too long");
+    assert!(err.to_string().contains("profile.account_key"), "{err}");
+    let err = Profile::capture(attrs(&[("email", "a@acme.com"), ("account_key", "a\u{7}b")]))
+        .expect_err("a control character");
+    assert!(err.to_string().contains("profile.account_key"), "{err}");
+    let ok = Profile::capture(attrs(&[
+        ("email", "a@acme.com"),
+        ("account_key", &"k".repeat(128)),
+    ]))
+    .expect("128 is a key");
+    let err = ok
+        .merge(attrs(&[("account_key", &long)]))
+        .expect_err("a change is checked too");
+    assert!(err.to_string().contains("profile.account_key"), "{err}");
+    // A domain longer than any there is matches nothing.
+    let p = accounted("");
+    let a = p.accounts.as_ref().expect("accounts");
+    let huge = format!("x@{}.com", "d".repeat(300));
+    assert_eq!(match_lead(a, &profile(&[("email", &huge)])), None);
+    let spaced = accounted_toml("").replacen(
+        "on = \"account_entered:MQA\"",
+        "on = \" account_entered : MQA \"",
+        1,
+    );
+    let p = Policy::from_toml(&spaced).expect("spaces around the parts are ignored");
+    assert_eq!(p.accounts.expect("accounts").workflows.len(), 1);
+}
+
+#[test]
 fn a_lead_has_the_first_persona_that_matches() {
     let p = accounted("");
     assert_eq!(

@@ -115,6 +115,21 @@ impl Tx {
         Ok(())
     }
 
+    /// Marks a lead's membership erased, and nothing else of it: its part
+    /// stays as the account's decisions last wrote it.
+    pub async fn mark_member_erased(&self, ws: &str, lead_id: &str) -> Result<(), StoreError> {
+        account_member::Entity::update_many()
+            .col_expr(
+                account_member::Column::Erased,
+                sea_orm::sea_query::Expr::value(true),
+            )
+            .filter(account_member::Column::WorkspaceId.eq(ws))
+            .filter(account_member::Column::LeadId.eq(lead_id))
+            .exec(self.db().await?)
+            .await?;
+        Ok(())
+    }
+
     /// Removes a lead's membership.
     pub async fn delete_member(&self, ws: &str, lead_id: &str) -> Result<(), StoreError> {
         account_member::Entity::delete_many()
@@ -396,12 +411,14 @@ impl Tx {
         Ok(())
     }
 
-    /// An account's engaged IQL members after `after`, in lead id order.
+    /// An account's IQL members after `after` engaged at `now`, in lead id
+    /// order.
     pub async fn engaged_iql_members(
         &self,
         ws: &str,
         account_id: &str,
         after: &str,
+        now: Timestamp,
         limit: u64,
     ) -> Result<Vec<String>, StoreError> {
         Ok(account_member::Entity::find()
@@ -410,6 +427,7 @@ impl Tx {
             .filter(account_member::Column::WorkspaceId.eq(ws))
             .filter(account_member::Column::AccountId.eq(account_id))
             .filter(account_member::Column::Engaged.eq(true))
+            .filter(account_member::Column::EngagedUntil.gt(now.as_micros()))
             .filter(account_member::Column::Stage.eq(leadflow_domain::Stage::Iql.as_str()))
             .filter(account_member::Column::LeadId.gt(after))
             .order_by_asc(account_member::Column::LeadId)
