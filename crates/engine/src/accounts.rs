@@ -700,3 +700,220 @@ pub(crate) async fn write_decision(
     }
     Ok((record, AccountWritten { transitions, events }))
 }
+
+/// Where a simulation's draft puts a lead.
+enum Place {
+    Existing(String),
+    /// An account its matching would create, by match key.
+    New(String),
+}
+
+/// A simulation's members, grouped by the account the draft puts them in.
+#[derive(Default)]
+pub(crate) struct SimulatedMembers {
+    /// Existing accounts by id: their members under the draft.
+    existing: BTreeMap<String, Vec<Member>>,
+    /// Accounts the draft's matching would create, by match key: the first
+    /// member's profile (what the account inherits), its name, its members.
+    created: BTreeMap<String, (Profile, String, Vec<Member>)>,
+    /// A match key's existing account (id, window), looked up once.
+    found: std::collections::HashMap<String, Option<(String, Option<Timestamp>)>>,
+    /// Existing accounts' windows, by id.
+    windows: std::collections::HashMap<String, Option<Timestamp>>,
+}
+
+fn key_text(key: &MatchKey) -> (String, String) {
+    match key {
+        MatchKey::External(k) => (format!("key:{k}"), k.clone()),
+        MatchKey::Domain(d) => (format!("domain:{d}"), d.clone()),
+    }
+}
+
+impl SimulatedMembers {
+    /// A lead as the draft decided it, in the account the draft puts it in
+    /// (a manual link stays; else the draft's match, which may create one).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn add(
+        &mut self,
+        engine: &crate::Engine,
+        ws: &str,
+        policy: &Policy,
+        membership: Option<&MemberRecord>,
+        lead_id: &str,
+        lead: &Lead,
+        log: &[leadflow_domain::Engagement],
+        at: Timestamp,
+    ) -> Result<(), EngineError> {
+        let Some(accounts) = policy.accounts.as_ref() else {
+            return Ok(());
+        };
+        let place = match membership {
+            Some(m) if m.matched_by == MatchedBy::Manual => Some(Place::Existing(m.account_id.clone())),
+            _ => match match_lead(accounts, &lead.profile) {
+                None => None,
+                Some(_) if membership.is_none() && unlinked_by_hand(engine, ws, lead_id).await? => None,
+                Some(found) => {
+                    let (text, name) = key_text(&found.key);
+                    if !self.found.contains_key(&text) {
+                        let lookup = match &found.key {
+                            MatchKey::External(k) => AccountLookup::ExternalKey(k),
+                            MatchKey::Domain(d) => AccountLookup::Domain(d),
+                        };
+                        let account = engine.store.account(ws, lookup).await?;
+                        self.found
+                            .insert(text.clone(), account.map(|a| (a.id, a.account.window_start)));
+                    }
+                    match self.found.get(&text).cloned().flatten() {
+                        Some((id, window)) => {
+                            self.windows.insert(id.clone(), window);
+                            Some(Place::Existing(id))
+                        }
+                        None if accounts.create => {
+                            self.created
+                                .entry(text.clone())
+                                .or_insert_with(|| (lead.profile.clone(), name, Vec::new()));
+                            Some(Place::New(text))
+                        }
+                        None => None,
+                    }
+                }
+            },
+        };
+        let Some(place) = place else { return Ok(()) };
+        let window = match &place {
+            Place::Existing(id) => match self.windows.get(id) {
+                Some(w) => *w,
+                None => {
+                    let w = engine
+                        .store
+                        .account(ws, AccountLookup::Id(id))
+                        .await?
+                        .and_then(|a| a.account.window_start);
+                    self.windows.insert(id.clone(), w);
+                    w
+                }
+            },
+            Place::New(_) => None,
+        };
+        let model = accounts.score.model;
+        let score = match window.filter(|w| lead.qualifying.since.is_none_or(|own| *w > own)) {
+            None => Contribution::of(policy, model, &lead.qualifying),
+            Some(w) => Contribution::of(policy, model, &ScoreState::replay(policy, log, Some(w), Some(at))),
+        };
+        let member = Member {
+            lead: lead_id.to_owned(),
+            stage: lead.stage,
+            entered_stage_at: lead.entered_stage_at,
+            persona: policy.persona(&lead.profile).map(str::to_owned),
+            score,
+            erased: false,
+        };
+        match place {
+            Place::Existing(id) => self.existing.entry(id).or_default().push(member),
+            Place::New(text) => {
+                if let Some((_, _, members)) = self.created.get_mut(&text) {
+                    members.push(member);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every account the draft's members are in, decided at `at` as the
+    /// re-score's second phase would.
+    pub(crate) async fn decide(
+        self,
+        engine: &crate::Engine,
+        ws: &str,
+        policy: &Policy,
+        at: Timestamp,
+    ) -> Result<crate::rescore::AccountSimulation, EngineError> {
+        use crate::rescore::{AccountSimulation, MAX_SIMULATED_ACCOUNTS, SimulatedAccount};
+        use leadflow_domain::AccountStage;
+        let Some(accounts) = policy.accounts.as_ref() else {
+            return Ok(AccountSimulation::default());
+        };
+        let mut stages: Vec<(AccountStage, i64, i64)> = engine
+            .account_stage_counts(ws)
+            .await?
+            .into_iter()
+            .map(|(s, n)| (s, n, n))
+            .collect();
+        let mut shift = |from: AccountStage, to: AccountStage, new: bool| {
+            for (stage, before, after) in &mut stages {
+                if *stage == from {
+                    *before += i64::from(new);
+                    *after += i64::from(new) - 1;
+                }
+                if *stage == to {
+                    *after += 1;
+                }
+            }
+        };
+        let mut out = AccountSimulation::default();
+        for (id, members) in self.existing {
+            let Some(record) = engine.store.account(ws, AccountLookup::Id(&id)).await? else {
+                continue;
+            };
+            let attributes = Profile::from_stored(record.attributes.clone());
+            let facts = Facts::of(policy, accounts, &record.account, &attributes, &members, at);
+            let decision = decide_account(policy, &record.account, &facts, &AccountCause::PolicyChange, at);
+            let (from, to) = (record.account.stage, decision.account.stage);
+            if from != to {
+                shift(from, to, false);
+                if out.moved.len() < MAX_SIMULATED_ACCOUNTS {
+                    out.moved.push(SimulatedAccount {
+                        name: record
+                            .domain
+                            .clone()
+                            .or(record.external_key.clone())
+                            .unwrap_or_else(|| record.id.clone()),
+                        account_id: Some(record.id),
+                        from,
+                        to,
+                        engagement: facts.engagement,
+                        engaged_members: facts.group.engaged,
+                    });
+                }
+            }
+        }
+        for (_, (profile, name, members)) in self.created {
+            let attributes = Profile::from_stored(inherited(accounts, &profile));
+            let empty = Facts {
+                engagement: 0.0,
+                fit: account_fit(accounts, &attributes),
+                group: leadflow_domain::account::BuyingGroup::default(),
+                member_sql: None,
+                member_customer: None,
+            };
+            let (account, _) = create_account(at, AccountCause::PolicyChange, &empty);
+            let facts = Facts::of(policy, accounts, &account, &attributes, &members, at);
+            let decision = decide_account(policy, &account, &facts, &AccountCause::PolicyChange, at);
+            let to = decision.account.stage;
+            out.created += 1;
+            shift(AccountStage::Target, to, true);
+            if to != AccountStage::Target && out.moved.len() < MAX_SIMULATED_ACCOUNTS {
+                out.moved.push(SimulatedAccount {
+                    account_id: None,
+                    name,
+                    from: AccountStage::Target,
+                    to,
+                    engagement: facts.engagement,
+                    engaged_members: facts.group.engaged,
+                });
+            }
+        }
+        out.stages = stages;
+        Ok(out)
+    }
+}
+
+/// Whether a lead's last link change was an unlink by hand.
+async fn unlinked_by_hand(engine: &crate::Engine, ws: &str, lead_id: &str) -> Result<bool, EngineError> {
+    Ok(engine
+        .store
+        .links_of(ws, lead_id)
+        .await?
+        .last()
+        .is_some_and(|l| l.matched_by == MatchedBy::Manual && l.to_account.is_none()))
+}

@@ -61,7 +61,10 @@ pub use model::{
     BatchItem, HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage, Method, OutboxPayload, Request,
 };
 pub use reads::LeadDetail;
-pub use rescore::{Draft, SimulatedLead, Simulation, SimulationCounts};
+pub use rescore::{
+    AccountSimulation, Draft, MAX_SIMULATED_ACCOUNTS, SimulatedAccount, SimulatedLead, Simulation,
+    SimulationCounts,
+};
 pub use search::{
     AttributeFilter, AttributeMatch, LeadFilter, LeadOrder, LeadQuery, MAX_SCANNED, ScoreRange, ScoreRef,
     SearchPage,

@@ -76,11 +76,39 @@ pub struct SimulatedLead {
     pub qualifying_engagement: f64,
 }
 
+/// An account the draft would move.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimulatedAccount {
+    /// `None` for an account the draft's matching would create.
+    pub account_id: Option<String>,
+    /// Its domain or external key (an id when it has neither).
+    pub name: String,
+    pub from: leadflow_domain::AccountStage,
+    pub to: leadflow_domain::AccountStage,
+    pub engagement: f64,
+    pub engaged_members: u32,
+}
+
+/// Accounts under the draft (on a simulation's first page, for a draft
+/// with `[accounts]`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AccountSimulation {
+    /// Per stage: before, after.
+    pub stages: Vec<(leadflow_domain::AccountStage, i64, i64)>,
+    /// At most [`MAX_SIMULATED_ACCOUNTS`].
+    pub moved: Vec<SimulatedAccount>,
+    pub created: i64,
+}
+
+/// Moved accounts a simulation lists at most.
+pub const MAX_SIMULATED_ACCOUNTS: usize = 100;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Simulation {
     pub as_of: Timestamp,
     pub active_version: Option<i64>,
     pub counts: Option<SimulationCounts>,
+    pub accounts: Option<AccountSimulation>,
     pub changed: Vec<SimulatedLead>,
     /// The last lead of this page, when more follow.
     pub next_after: Option<String>,
@@ -149,10 +177,25 @@ impl Engine {
         let mut next_after = None;
         let mut cursor = after.unwrap_or_default().to_owned();
         let ctx = Context { now };
+        let mut grouped = counting
+            .then(|| {
+                policy
+                    .accounts
+                    .as_ref()
+                    .map(|_| crate::accounts::SimulatedMembers::default())
+            })
+            .flatten();
         'scan: loop {
             let batch = self.store.leads_with_logs(ws, &cursor, SIMULATION_BATCH).await?;
             let Some(last) = batch.last() else { break };
             cursor.clone_from(&last.0.id);
+            let memberships = match &grouped {
+                Some(_) => {
+                    let ids: Vec<&str> = batch.iter().map(|(r, _)| r.id.as_str()).collect();
+                    self.store.memberships(ws, &ids).await?
+                }
+                None => Vec::new(),
+            };
             for (record, log) in batch {
                 let current = self.stored_policy(ws, record.policy_version).await?;
                 let decision = leadflow_domain::decide(
@@ -163,6 +206,21 @@ impl Engine {
                     Some(&log),
                 )?;
                 let (from, to) = (record.lead.stage, decision.lead.stage);
+                if let Some(grouped) = &mut grouped {
+                    let membership = memberships.iter().find(|m| m.member.lead == record.id);
+                    grouped
+                        .add(
+                            self,
+                            ws,
+                            &policy,
+                            membership,
+                            &record.id,
+                            &decision.lead,
+                            &log,
+                            at,
+                        )
+                        .await?;
+                }
                 let newly_failing =
                     newly_failing((&current, &record.lead), (&policy, &decision.lead), &log, at);
                 let moved = from != to;
@@ -213,10 +271,15 @@ impl Engine {
                 });
             }
         }
+        let accounts = match grouped {
+            Some(grouped) => Some(grouped.decide(self, ws, &policy, at).await?),
+            None => None,
+        };
         Ok(Simulation {
             as_of: at,
             active_version: self.store.active_policy_version(ws).await?,
             counts: counting.then_some(counts),
+            accounts,
             changed,
             next_after,
         })

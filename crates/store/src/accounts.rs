@@ -585,6 +585,23 @@ impl Store {
             .collect()
     }
 
+    /// The memberships of some leads.
+    pub async fn memberships(&self, ws: &str, lead_ids: &[&str]) -> Result<Vec<MemberRecord>, StoreError> {
+        let mut out = Vec::with_capacity(lead_ids.len());
+        for chunk in lead_ids.chunks(1_000) {
+            let rows = account_member::Entity::find()
+                .filter(account_member::Column::WorkspaceId.eq(ws))
+                .filter(account_member::Column::LeadId.is_in(chunk.iter().copied()))
+                .all(self.reader())
+                .await
+                .map_err(|e| self.on_reader(e))?;
+            for row in rows {
+                out.push(member_record(row)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// A lead's link history, oldest first.
     pub async fn links_of(&self, ws: &str, lead_id: &str) -> Result<Vec<StoredLink>, StoreError> {
         account_link::Entity::find()

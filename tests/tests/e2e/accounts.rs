@@ -1018,6 +1018,63 @@ async fn the_account_view_shows_stages_and_top_accounts_without_people(
     Ok(())
 }
 
+async fn a_simulation_reports_the_accounts_a_draft_would_create_and_move(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    for (name, title) in [("ann", "VP Sales"), ("bob", "Engineer"), ("cat", "Analyst")] {
+        let lead = person(&mut server, &format!("{name}@initrode.com"), title).await?;
+        trial(&mut server, &lead.id, &format!("i-{name}")).await?;
+    }
+    person(&mut server, "solo@gmail.com", "Engineer").await?;
+    let before = server.rows().await;
+    let sim = server
+        .policies
+        .simulate_policy(pb::SimulatePolicyRequest {
+            policy: Some(pb::simulate_policy_request::Policy::Source(accounted(80))),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(server.rows().await, before, "a simulation writes nothing");
+    assert_eq!(sim.accounts_created, 1, "initrode.com; none for free mail");
+    let stages: Vec<(i32, i64, i64)> = sim
+        .account_stages
+        .iter()
+        .filter(|s| s.before != 0 || s.after != 0)
+        .map(|s| (s.stage, s.before, s.after))
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            (pb::AccountStage::Target as i32, 1, 0),
+            (pb::AccountStage::Mqa as i32, 0, 1)
+        ]
+    );
+    let moved: Vec<(&str, i32, i32, i32)> = sim
+        .accounts_moved
+        .iter()
+        .map(|m| (m.name.as_str(), m.from, m.to, m.engaged_members))
+        .collect();
+    assert_eq!(
+        moved,
+        [(
+            "initrode.com",
+            pb::AccountStage::Target as i32,
+            pb::AccountStage::Mqa as i32,
+            3
+        )]
+    );
+    assert!(sim.accounts_moved[0].account_id.is_empty(), "one it would create");
+    // What the activation then does.
+    activate_source(&mut server.policies, accounted(80)).await?;
+    rescore_all(&mut server).await?;
+    assert_eq!(
+        account_stage(&account(&mut server, "initrode.com").await?),
+        pb::AccountStage::Mqa
+    );
+    Ok(())
+}
+
 scenarios! {
     three_people_make_an_mqa_in_one_commit_with_the_events_in_order,
     an_explanation_shows_each_member_and_what_blocks,
@@ -1031,4 +1088,5 @@ scenarios! {
     entering_mqa_promotes_engaged_members_in_the_background = clock_at(T0),
     the_account_funnel_counts_stages_and_conversions,
     the_account_view_shows_stages_and_top_accounts_without_people,
+    a_simulation_reports_the_accounts_a_draft_would_create_and_move = clock_at(T0),
 }

@@ -192,6 +192,30 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
                 .collect(),
             changed: sim.changed.iter().map(simulated_out).collect(),
             next_page_token: sim.next_after.map(|id| token_out("sim", &id)).unwrap_or_default(),
+            account_stages: sim
+                .accounts
+                .iter()
+                .flat_map(|a| &a.stages)
+                .map(|(stage, before, after)| pb::AccountStageCount {
+                    stage: super::accounts::account_stage_out(*stage).into(),
+                    before: *before,
+                    after: *after,
+                })
+                .collect(),
+            accounts_moved: sim
+                .accounts
+                .iter()
+                .flat_map(|a| &a.moved)
+                .map(|m| pb::SimulatedAccount {
+                    account_id: m.account_id.clone().unwrap_or_default(),
+                    name: m.name.clone(),
+                    from: super::accounts::account_stage_out(m.from).into(),
+                    to: super::accounts::account_stage_out(m.to).into(),
+                    engagement: m.engagement,
+                    engaged_members: i32::try_from(m.engaged_members).unwrap_or(i32::MAX),
+                })
+                .collect(),
+            accounts_created: sim.accounts.as_ref().map_or(0, |a| a.created),
         }))
     }
 
