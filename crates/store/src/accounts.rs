@@ -324,6 +324,41 @@ pub(crate) fn lookup_condition(ws: &str, by: AccountLookup<'_>) -> Condition {
     }
 }
 
+/// A lead's membership row.
+pub(crate) fn member_of(ws: &str, lead_id: &str) -> sea_orm::Select<account_member::Entity> {
+    account_member::Entity::find()
+        .filter(account_member::Column::WorkspaceId.eq(ws))
+        .filter(account_member::Column::LeadId.eq(lead_id))
+}
+
+/// An account's `n` highest counted members, highest first (then by lead id).
+pub(crate) fn highest(ws: &str, account_id: &str, n: u64) -> sea_orm::Select<account_member::Entity> {
+    account_member::Entity::find()
+        .filter(account_member::Column::WorkspaceId.eq(ws))
+        .filter(account_member::Column::AccountId.eq(account_id))
+        .filter(account_member::Column::Counts.eq(true))
+        .order_by_desc(account_member::Column::ScoreKey)
+        .order_by_asc(account_member::Column::LeadId)
+        .limit(n)
+}
+
+/// An account's members counted as engaged whose engagement ended by `t`.
+pub(crate) fn ended_by(ws: &str, account_id: &str, t: Timestamp) -> sea_orm::Select<account_member::Entity> {
+    account_member::Entity::find()
+        .filter(account_member::Column::WorkspaceId.eq(ws))
+        .filter(account_member::Column::AccountId.eq(account_id))
+        .filter(account_member::Column::Engaged.eq(true))
+        .filter(account_member::Column::EngagedUntil.lte(t.as_micros()))
+}
+
+/// A member row's contribution.
+pub(crate) fn contribution(m: account_member::Model) -> Contribution {
+    Contribution {
+        value: m.value,
+        at: ts(m.value_at),
+    }
+}
+
 impl Store {
     /// An account by id, external key or domain.
     pub async fn account(
@@ -416,9 +451,7 @@ impl Store {
 
     /// A lead's membership, if it has an account.
     pub async fn membership(&self, ws: &str, lead_id: &str) -> Result<Option<MemberRecord>, StoreError> {
-        account_member::Entity::find()
-            .filter(account_member::Column::WorkspaceId.eq(ws))
-            .filter(account_member::Column::LeadId.eq(lead_id))
+        member_of(ws, lead_id)
             .one(self.reader())
             .await
             .map_err(|e| self.on_reader(e))?
@@ -458,22 +491,11 @@ impl Store {
         if n == 0 {
             return Ok(Vec::new());
         }
-        Ok(account_member::Entity::find()
-            .filter(account_member::Column::WorkspaceId.eq(ws))
-            .filter(account_member::Column::AccountId.eq(account_id))
-            .filter(account_member::Column::Counts.eq(true))
-            .order_by_desc(account_member::Column::ScoreKey)
-            .order_by_asc(account_member::Column::LeadId)
-            .limit(n)
+        let rows = highest(ws, account_id, n)
             .all(self.reader())
             .await
-            .map_err(|e| self.on_reader(e))?
-            .into_iter()
-            .map(|m| Contribution {
-                value: m.value,
-                at: ts(m.value_at),
-            })
-            .collect())
+            .map_err(|e| self.on_reader(e))?;
+        Ok(rows.into_iter().map(contribution).collect())
     }
 
     /// The members counted among an account's engaged whose engagement
@@ -484,11 +506,7 @@ impl Store {
         account_id: &str,
         t: Timestamp,
     ) -> Result<Vec<MemberRecord>, StoreError> {
-        account_member::Entity::find()
-            .filter(account_member::Column::WorkspaceId.eq(ws))
-            .filter(account_member::Column::AccountId.eq(account_id))
-            .filter(account_member::Column::Engaged.eq(true))
-            .filter(account_member::Column::EngagedUntil.lte(t.as_micros()))
+        ended_by(ws, account_id, t)
             .all(self.reader())
             .await
             .map_err(|e| self.on_reader(e))?

@@ -6,8 +6,8 @@ use leadflow_domain::Timestamp;
 use leadflow_domain::account::{AccountTransition, Contribution};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 use super::Tx;
@@ -75,9 +75,7 @@ impl Tx {
 
     /// A lead's membership, if it has an account.
     pub async fn member(&self, ws: &str, lead_id: &str) -> Result<Option<MemberRecord>, StoreError> {
-        account_member::Entity::find()
-            .filter(account_member::Column::WorkspaceId.eq(ws))
-            .filter(account_member::Column::LeadId.eq(lead_id))
+        crate::accounts::member_of(ws, lead_id)
             .one(self.db().await?)
             .await?
             .map(member_record)
@@ -147,11 +145,7 @@ impl Tx {
         account_id: &str,
         t: Timestamp,
     ) -> Result<Vec<MemberRecord>, StoreError> {
-        account_member::Entity::find()
-            .filter(account_member::Column::WorkspaceId.eq(ws))
-            .filter(account_member::Column::AccountId.eq(account_id))
-            .filter(account_member::Column::Engaged.eq(true))
-            .filter(account_member::Column::EngagedUntil.lte(t.as_micros()))
+        crate::accounts::ended_by(ws, account_id, t)
             .all(self.db().await?)
             .await?
             .into_iter()
@@ -186,21 +180,10 @@ impl Tx {
         if n == 0 {
             return Ok(Vec::new());
         }
-        Ok(account_member::Entity::find()
-            .filter(account_member::Column::WorkspaceId.eq(ws))
-            .filter(account_member::Column::AccountId.eq(account_id))
-            .filter(account_member::Column::Counts.eq(true))
-            .order_by_desc(account_member::Column::ScoreKey)
-            .order_by_asc(account_member::Column::LeadId)
-            .limit(n)
+        let rows = crate::accounts::highest(ws, account_id, n)
             .all(self.db().await?)
-            .await?
-            .into_iter()
-            .map(|m| Contribution {
-                value: m.value,
-                at: crate::convert::ts(m.value_at),
-            })
-            .collect())
+            .await?;
+        Ok(rows.into_iter().map(crate::accounts::contribution).collect())
     }
 
     /// Every member of an account (a recompute: rare, and bounded by the
@@ -462,15 +445,5 @@ impl Tx {
             .await?
             .map(crate::accounts::link)
             .transpose()
-    }
-
-    /// How many members an account has (a recount after a recompute).
-    pub async fn count_members(&self, ws: &str, account_id: &str) -> Result<i64, StoreError> {
-        let n = account_member::Entity::find()
-            .filter(account_member::Column::WorkspaceId.eq(ws))
-            .filter(account_member::Column::AccountId.eq(account_id))
-            .count(self.db().await?)
-            .await?;
-        Ok(i64::try_from(n).unwrap_or(i64::MAX))
     }
 }
