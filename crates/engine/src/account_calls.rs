@@ -29,8 +29,11 @@ use crate::persist::Target;
 
 /// The most members an explanation lists.
 pub const MAX_EXPLAINED_MEMBERS: u64 = 10_000;
-/// Bytes an external key, a domain or an owner may have.
-const MAX_KEY_BYTES: usize = 256;
+/// Characters an external key or an owner may have (a lead's
+/// `account_key` too).
+const MAX_KEY_CHARS: usize = leadflow_domain::profile::MAX_ACCOUNT_KEY_CHARS;
+/// Bytes a domain may have (DNS).
+const MAX_DOMAIN_BYTES: usize = 253;
 
 /// How a caller names an account.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,10 +134,11 @@ fn violation(field: &str, description: impl Into<String>) -> EngineError {
 /// A key, a domain or an owner: trimmed, bounded, printable.
 fn text_field(field: &str, value: &str) -> Result<String, EngineError> {
     let value = value.trim();
-    if value.len() > MAX_KEY_BYTES {
+    let chars = value.chars().count();
+    if chars > MAX_KEY_CHARS {
         return Err(violation(
             field,
-            format!("{} bytes; at most {MAX_KEY_BYTES}", value.len()),
+            format!("{chars} characters; at most {MAX_KEY_CHARS}"),
         ));
     }
     if value.chars().any(char::is_control) {
@@ -145,7 +149,16 @@ fn text_field(field: &str, value: &str) -> Result<String, EngineError> {
 
 /// A domain as accounts keep it: lower-cased, like `example.com`.
 fn domain_field(value: &str) -> Result<String, EngineError> {
-    let domain = text_field("domain", value)?.to_lowercase();
+    if value.trim().len() > MAX_DOMAIN_BYTES {
+        return Err(violation(
+            "domain",
+            format!(
+                "{} bytes; a domain has at most {MAX_DOMAIN_BYTES}",
+                value.trim().len()
+            ),
+        ));
+    }
+    let domain = value.trim().to_lowercase();
     let ok = domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
@@ -176,6 +189,17 @@ async fn bring_up(
     } else {
         crate::accounts::recompute(tx, target, accounts, record, at).await?;
     }
+    // The aggregate as at this write, as a member's change keeps it.
+    let (facts, input) =
+        crate::accounts::facts_with_input(tx, target.ws, target.policy, accounts, record, at).await?;
+    record.fit = facts.fit;
+    record.engagement = input.value_at(target.policy, accounts, target.now);
+    record.engagement_key = leadflow_domain::score::key_of_score(
+        target.policy,
+        accounts.score.model,
+        record.engagement,
+        target.now,
+    );
     Ok(())
 }
 
@@ -325,15 +349,17 @@ impl Engine {
         let checks = [
             new.external_key
                 .as_deref()
-                .map(|k| (AccountLookup::ExternalKey(k), k)),
-            new.domain.as_deref().map(|d| (AccountLookup::Domain(d), d)),
+                .map(|k| (AccountLookup::ExternalKey(k), k, "account")),
+            new.domain
+                .as_deref()
+                .map(|d| (AccountLookup::Domain(d), d, "account domain")),
         ];
-        for (lookup, key) in checks.into_iter().flatten() {
+        for (lookup, key, what) in checks.into_iter().flatten() {
             if let Some(other) = tx.lock_account(ws, lookup).await?
                 && except != Some(other.id.as_str())
             {
                 return Err(EngineError::AlreadyExists {
-                    what: "account",
+                    what,
                     key: key.to_owned(),
                     id: other.id,
                 });
@@ -420,9 +446,13 @@ impl Engine {
             }
             return match self.try_create_account(req, input, Method::UpdateAccount).await {
                 // Created meanwhile by a concurrent upsert: again, as an update.
-                Err(EngineError::AlreadyExists { key: taken, .. }) if taken == key => Err(
-                    EngineError::Conflict(format!("account {key:?} was created meanwhile")),
-                ),
+                Err(EngineError::AlreadyExists {
+                    what: "account",
+                    key: taken,
+                    ..
+                }) if taken == key => Err(EngineError::Conflict(format!(
+                    "account {key:?} was created meanwhile"
+                ))),
                 other => other,
             };
         };

@@ -583,7 +583,7 @@ pub(crate) async fn facts(
 }
 
 /// [`facts`], with what the aggregate read.
-async fn facts_with_input(
+pub(crate) async fn facts_with_input(
     tx: &Tx,
     ws: &str,
     policy: &Policy,

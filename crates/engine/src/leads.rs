@@ -434,6 +434,7 @@ impl Engine {
             let old = Target {
                 policy: &old_policy,
                 policy_version: record.policy_version,
+                sync_accounts: false,
                 ..*target
             };
             record = self
@@ -527,6 +528,7 @@ impl Engine {
             traceparent: req.traceparent.as_deref(),
             principal: req.principal.as_deref(),
             defer_accounts: false,
+            sync_accounts: true,
         }
     }
 

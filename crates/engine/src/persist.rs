@@ -19,6 +19,11 @@ pub(crate) struct Target<'a> {
     /// A re-score's first phase: members' changes are recorded, their
     /// accounts decided in the second phase, after every lead.
     pub(crate) defer_accounts: bool,
+    /// Decisions under a policy version about to be left (timers due
+    /// before a change, fired under the version that armed them) leave the
+    /// lead's account alone: the change's own decision, next in the same
+    /// transaction, brings it up to the new version.
+    pub(crate) sync_accounts: bool,
 }
 
 /// The lead before the decision, or a new one.
@@ -201,16 +206,18 @@ pub(crate) async fn persist(
     tx.append_outbox(ws, outbox);
     // The lead's account follows, its events after the lead's.
     let at = record.lead.evaluated_at.max(record.lead.last_transition_at);
-    events += crate::accounts::sync_lead(
-        tx,
-        target,
-        before_lead.as_ref(),
-        policy_changed,
-        &record,
-        engagement,
-        at,
-    )
-    .await?;
+    if target.sync_accounts {
+        events += crate::accounts::sync_lead(
+            tx,
+            target,
+            before_lead.as_ref(),
+            policy_changed,
+            &record,
+            engagement,
+            at,
+        )
+        .await?;
+    }
     Ok(Written {
         events,
         lead: Scored {

@@ -189,12 +189,18 @@ impl Engine {
             let batch = self.store.leads_with_logs(ws, &cursor, SIMULATION_BATCH).await?;
             let Some(last) = batch.last() else { break };
             cursor.clone_from(&last.0.id);
-            let memberships = match &grouped {
+            let memberships: std::collections::HashMap<String, leadflow_store::MemberRecord> = match &grouped
+            {
                 Some(_) => {
                     let ids: Vec<&str> = batch.iter().map(|(r, _)| r.id.as_str()).collect();
-                    self.store.memberships(ws, &ids).await?
+                    self.store
+                        .memberships(ws, &ids)
+                        .await?
+                        .into_iter()
+                        .map(|m| (m.member.lead.clone(), m))
+                        .collect()
                 }
-                None => Vec::new(),
+                None => std::collections::HashMap::new(),
             };
             for (record, log) in batch {
                 let current = self.stored_policy(ws, record.policy_version).await?;
@@ -207,7 +213,7 @@ impl Engine {
                 )?;
                 let (from, to) = (record.lead.stage, decision.lead.stage);
                 if let Some(grouped) = &mut grouped {
-                    let membership = memberships.iter().find(|m| m.member.lead == record.id);
+                    let membership = memberships.get(&record.id);
                     grouped
                         .add(
                             self,
@@ -426,6 +432,7 @@ impl Engine {
             let old = crate::persist::Target {
                 policy: &old_policy,
                 policy_version: record.policy_version,
+                sync_accounts: false,
                 ..target
             };
             let mut acc = crate::leads::Acc::default();

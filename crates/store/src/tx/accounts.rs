@@ -104,7 +104,8 @@ impl Tx {
                     account_member::Column::Counts,
                     account_member::Column::EngagedUntil,
                     account_member::Column::Engaged,
-                    account_member::Column::Erased,
+                    // Only an erase sets it (`mark_member_erased`): a row
+                    // read before a concurrent erase never clears it.
                 ])
                 .to_owned(),
             )
