@@ -1060,6 +1060,30 @@ impl Engine {
         let Some((ws, account_id, cursor, _)) = tx.take_promotion().await? else {
             return Ok(0);
         };
+        match self.promote_batch(tx, &ws, &account_id, &cursor, batch).await {
+            Err(e) if !e.retryable() => {
+                // Behind the others, so that one that keeps failing holds
+                // none of them back; it is tried again after them.
+                tracing::warn!(workspace = %ws, account = %account_id, error = %e, "a batch of account members could not be promoted");
+                let tx = self.store.begin().await?;
+                tx.postpone_promotion(&ws, &account_id, self.now()).await?;
+                tx.commit().await?;
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// One batch of an account's promotion, in the transaction that took it.
+    async fn promote_batch(
+        &self,
+        tx: Tx,
+        ws: &str,
+        account_id: &str,
+        cursor: &str,
+        batch: u64,
+    ) -> Result<usize, EngineError> {
+        let (ws, account_id, cursor) = (ws.to_owned(), account_id.to_owned(), cursor.to_owned());
         let now = self.now();
         let ids = tx
             .engaged_iql_members(&ws, &account_id, &cursor, now, batch)

@@ -364,6 +364,25 @@ impl Tx {
             .map(|p| (p.workspace_id, p.account_id, p.cursor, crate::convert::ts(p.at))))
     }
 
+    /// Puts a promotion behind every other (one whose batch failed).
+    pub async fn postpone_promotion(
+        &self,
+        ws: &str,
+        account_id: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        account_promotion::Entity::update_many()
+            .col_expr(
+                account_promotion::Column::CreatedAt,
+                sea_orm::sea_query::Expr::value(now.as_micros()),
+            )
+            .filter(account_promotion::Column::WorkspaceId.eq(ws))
+            .filter(account_promotion::Column::AccountId.eq(account_id))
+            .exec(self.db().await?)
+            .await?;
+        Ok(())
+    }
+
     /// Moves a promotion on past `cursor`, or ends it (`None`).
     pub async fn advance_promotion(
         &self,
