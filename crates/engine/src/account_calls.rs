@@ -242,21 +242,15 @@ fn group_at(record: &AccountRecord, ended: &[MemberRecord]) -> BuyingGroup {
 
 /// The stored aggregate, decayed from when it was written to `t`: every
 /// member decays alike, so it is exact until the next change.
-fn engagement_at(policy: Option<&Policy>, record: &AccountRecord, t: Timestamp) -> f64 {
-    let Some(accounts) = policy.and_then(|p| p.accounts.as_ref()) else {
+fn engagement_at(policy: &Policy, record: &AccountRecord, t: Timestamp) -> f64 {
+    let Some(accounts) = policy.accounts.as_ref() else {
         return record.engagement;
     };
-    let policy = policy.unwrap_or_else(|| unreachable!("accounts come from a policy"));
     let half_life = policy.models.get(accounts.score.model).and_then(|m| m.half_life);
     leadflow_domain::score::round6(record.engagement * decay_factor(half_life, t.since(record.updated_at)))
 }
 
 impl Engine {
-    /// The active policy's `[accounts]`, with the policy.
-    async fn accounts_policy(&self, tx: &Tx, ws: &str) -> Result<(i64, std::sync::Arc<Policy>), EngineError> {
-        self.active_policy(tx, ws).await
-    }
-
     /// An account in a transaction, scored at `now`.
     async fn view_in(
         &self,
@@ -281,24 +275,21 @@ impl Engine {
     async fn view_now(&self, ws: &str, record: &AccountRecord) -> Result<AccountView, EngineError> {
         let now = self.now();
         let policy = self.policy_now(ws).await?;
-        let Some(accounts) = policy.as_ref().and_then(|p| p.accounts.as_ref()) else {
+        let Some(accounts) = policy.accounts.as_ref() else {
             return Ok(scored(record, record.engagement, record.group.clone(), now));
         };
-        let policy = policy
-            .as_deref()
-            .unwrap_or_else(|| unreachable!("accounts come from a policy"));
         let ended = self.store.engagement_ended(ws, &record.id, now).await?;
         let top = self
             .store
             .top_contributions(ws, &record.id, top_n(accounts.score.aggregate) as u64)
             .await?;
-        let engagement = AggregateInput { sum: record.sum, top }.value_at(policy, accounts, now);
+        let engagement = AggregateInput { sum: record.sum, top }.value_at(&policy, accounts, now);
         Ok(scored(record, engagement, group_at(record, &ended), now))
     }
 
     /// The active policy, read outside a transaction.
-    async fn policy_now(&self, ws: &str) -> Result<Option<std::sync::Arc<Policy>>, EngineError> {
-        Ok(Some(self.active_policy_read(ws).await?.1))
+    async fn policy_now(&self, ws: &str) -> Result<std::sync::Arc<Policy>, EngineError> {
+        Ok(self.active_policy_read(ws).await?.1)
     }
 
     /// The new account's fields, checked.
@@ -388,7 +379,7 @@ impl Engine {
         if let Some(done) = replay::<AccountOutcome>(&tx, req, method).await? {
             return Ok(done);
         }
-        let (policy_version, policy) = self.accounts_policy(&tx, ws).await?;
+        let (policy_version, policy) = self.active_policy(&tx, ws).await?;
         let now = self.now();
         let new = self.new_account(input, now)?;
         self.taken(&tx, ws, &new, None).await?;
@@ -467,7 +458,7 @@ impl Engine {
                 actual: record.version,
             });
         }
-        let (policy_version, policy) = self.accounts_policy(&tx, ws).await?;
+        let (policy_version, policy) = self.active_policy(&tx, ws).await?;
         let now = self.now();
         let mut changed = false;
         if let Some(domain) = &input.domain {
@@ -580,7 +571,7 @@ impl Engine {
             });
         let accounts = records
             .iter()
-            .map(|r| scored(r, engagement_at(policy.as_deref(), r, now), r.group.clone(), now))
+            .map(|r| scored(r, engagement_at(&policy, r, now), r.group.clone(), now))
             .collect();
         Ok(AccountPage { accounts, next })
     }
@@ -609,9 +600,7 @@ impl Engine {
         lead: &crate::LeadView,
     ) -> Result<(Option<MemberRecord>, Option<String>), EngineError> {
         let policy = self.policy_now(ws).await?;
-        let persona = policy
-            .as_ref()
-            .and_then(|p| p.persona(&lead.lead.profile).map(str::to_owned));
+        let persona = policy.persona(&lead.lead.profile).map(str::to_owned);
         Ok((self.store.membership(ws, &lead.id).await?, persona))
     }
 
@@ -636,7 +625,9 @@ impl Engine {
         Ok(self
             .policy_now(ws)
             .await?
-            .and_then(|p| p.accounts.as_ref().map(|a| a.mqa.personas_required.clone())))
+            .accounts
+            .as_ref()
+            .map(|a| a.mqa.personas_required.clone()))
     }
 
     /// How many accounts are in each stage, every stage listed.
@@ -646,18 +637,6 @@ impl Engine {
             .iter()
             .map(|s| (*s, counts.iter().find(|(c, _)| c == s).map_or(0, |(_, n)| *n)))
             .collect())
-    }
-
-    /// A lead's account and its link history.
-    pub async fn lead_account(
-        &self,
-        ws: &str,
-        lead_id: &str,
-    ) -> Result<(Option<MemberRecord>, Vec<StoredLink>), EngineError> {
-        Ok((
-            self.store.membership(ws, lead_id).await?,
-            self.store.links_of(ws, lead_id).await?,
-        ))
     }
 
     /// Explains an account at `as_of` (default now): each member's part,
@@ -670,13 +649,7 @@ impl Engine {
     ) -> Result<AccountExplanation, EngineError> {
         let record = self.account_record(ws, key).await?;
         let policy = self.policy_now(ws).await?;
-        let Some(policy) = policy.filter(|p| p.accounts.is_some()) else {
-            return Err(no_accounts());
-        };
-        let accounts = policy
-            .accounts
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("checked above"));
+        let accounts = policy.accounts.as_ref().ok_or_else(no_accounts)?;
         let now = self.now();
         let attributes = Profile::from_stored(record.attributes.clone());
         let (account, members, at) = match as_of.filter(|t| *t < now) {
@@ -870,7 +843,7 @@ impl Engine {
             (None, None) => tx
                 .last_link(ws, &record.id)
                 .await?
-                .is_some_and(|l| l.matched_by == MatchedBy::Manual && l.to_account.is_none()),
+                .is_some_and(|l| l.is_manual_unlink()),
             _ => false,
         };
         let target = self.target(req, &policy, policy_version, now);
@@ -966,7 +939,7 @@ impl Engine {
                 actual: record.version,
             });
         }
-        let (policy_version, policy) = self.accounts_policy(&tx, ws).await?;
+        let (policy_version, policy) = self.active_policy(&tx, ws).await?;
         let accounts = policy.accounts.as_ref().ok_or_else(no_accounts)?;
         let now = self.now();
         let mut record = record;
@@ -1064,7 +1037,6 @@ impl Engine {
             Err(e) if !e.retryable() => {
                 // Behind the others, so that one that keeps failing holds
                 // none of them back; it is tried again after them.
-                tracing::warn!(workspace = %ws, account = %account_id, error = %e, "a batch of account members could not be promoted");
                 let tx = self.store.begin().await?;
                 tx.postpone_promotion(&ws, &account_id, self.now()).await?;
                 tx.commit().await?;
@@ -1107,10 +1079,7 @@ impl Engine {
                 continue;
             }
             let log = tx.engagements_of(&ws, &record.id).await?;
-            let blocked = leadflow_domain::explain::qualification(&policy, &record.lead, &log, now)
-                .iter()
-                .any(|g| !g.passed && g.guard != leadflow_domain::lifecycle::Guard::EngagementAtLeast);
-            if blocked {
+            if !leadflow_domain::account::promotes(&policy, &record.lead, &log, now) {
                 continue;
             }
             let promote = leadflow_domain::Command::Transition(leadflow_domain::ManualTransition {

@@ -13,7 +13,7 @@ use leadflow_domain::account::{
 };
 use leadflow_domain::policy::Accounts;
 use leadflow_domain::profile::Profile;
-use leadflow_domain::score::{ScoreState, key_of_score};
+use leadflow_domain::score::key_of_score;
 use leadflow_domain::{Lead, Policy, Stage, Timestamp};
 use leadflow_store::{
     AccountLookup, AccountRecord, LeadRecord, MemberRecord, NewOutboxEvent, StoredAccountTransition,
@@ -62,16 +62,12 @@ pub(crate) async fn contribution(
     window: Option<Timestamp>,
 ) -> Result<Contribution, EngineError> {
     let model = accounts.score.model;
-    let Some(w) = window.filter(|w| lead.qualifying.since.is_none_or(|own| *w > own)) else {
-        return Ok(Contribution::of(policy, model, &lead.qualifying));
-    };
-    // The account's window started after the lead's: only what came after it.
-    if lead.qualifying.last_at().is_none_or(|last| last <= w) {
-        return Ok(Contribution::ZERO);
+    if let Some(part) = Contribution::of_member(policy, model, lead, window, None, None) {
+        return Ok(part);
     }
+    // The account's window started after the lead's: its log, after it.
     let log = tx.engagements_of(ws, lead_id).await?;
-    let state = ScoreState::replay(policy, &log, window, None);
-    Ok(Contribution::of(policy, model, &state))
+    Ok(Contribution::of_member(policy, model, lead, window, Some(&log), None).unwrap_or(Contribution::ZERO))
 }
 
 /// The member a lead is in an account.
@@ -155,7 +151,7 @@ pub(crate) async fn sync_lead(
             && tx
                 .last_link(ws, &record.id)
                 .await?
-                .is_some_and(|l| l.matched_by == MatchedBy::Manual && l.to_account.is_none())
+                .is_some_and(|l| l.is_manual_unlink())
         {
             found = None;
         }
@@ -796,10 +792,8 @@ impl SimulatedMembers {
             Place::New(_) => None,
         };
         let model = accounts.score.model;
-        let score = match window.filter(|w| lead.qualifying.since.is_none_or(|own| *w > own)) {
-            None => Contribution::of(policy, model, &lead.qualifying),
-            Some(w) => Contribution::of(policy, model, &ScoreState::replay(policy, log, Some(w), Some(at))),
-        };
+        let score = Contribution::of_member(policy, model, lead, window, Some(log), Some(at))
+            .unwrap_or(Contribution::ZERO);
         let member = Member {
             lead: lead_id.to_owned(),
             stage: lead.stage,
@@ -915,5 +909,5 @@ async fn unlinked_by_hand(engine: &crate::Engine, ws: &str, lead_id: &str) -> Re
         .links_of(ws, lead_id)
         .await?
         .last()
-        .is_some_and(|l| l.matched_by == MatchedBy::Manual && l.to_account.is_none()))
+        .is_some_and(StoredLink::is_manual_unlink))
 }

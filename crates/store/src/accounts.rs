@@ -86,6 +86,14 @@ pub struct StoredLink {
     pub principal: Option<String>,
 }
 
+impl StoredLink {
+    /// An unlink by hand: the lead stays without an account until it is
+    /// linked again by hand.
+    pub fn is_manual_unlink(&self) -> bool {
+        self.matched_by == MatchedBy::Manual && self.to_account.is_none()
+    }
+}
+
 /// How an account is looked up.
 #[derive(Clone, Copy, Debug)]
 pub enum AccountLookup<'a> {

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engagement::Engagement;
+use crate::lifecycle::Lead;
 use crate::num::round6;
 use crate::policy::{Accounts, Aggregate, Policy};
 use crate::profile::Profile;
@@ -65,6 +67,29 @@ impl Contribution {
             value: state.value_at(policy, model, at),
             at,
         })
+    }
+
+    /// A member's part in an account whose window (its last backward move)
+    /// is `window`: its qualifying engagement over its engagements after
+    /// both its own last backward move and the account's. From its state
+    /// while the account's window is not the later one; else from `log`
+    /// replayed after the account's window, up to `until` — `None` when the
+    /// log is needed and not given.
+    pub fn of_member(
+        policy: &Policy,
+        model: usize,
+        lead: &Lead,
+        window: Option<Timestamp>,
+        log: Option<&[Engagement]>,
+        until: Option<Timestamp>,
+    ) -> Option<Self> {
+        let Some(w) = window.filter(|w| lead.qualifying.since.is_none_or(|own| *w > own)) else {
+            return Some(Self::of(policy, model, &lead.qualifying));
+        };
+        if lead.qualifying.last_at().is_none_or(|last| last <= w) {
+            return Some(Self::ZERO); // nothing of its after the account's window
+        }
+        log.map(|log| Self::of(policy, model, &ScoreState::replay(policy, log, Some(w), until)))
     }
 
     /// The score at `t` (at or after `at`).

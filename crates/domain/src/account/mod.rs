@@ -78,6 +78,21 @@ impl Facts {
     }
 }
 
+/// Whether `promote_members_on_mqa` promotes a member at `at`: an IQL that
+/// passes every MQL guard but the engagement score (fit, grade, required
+/// attributes, not disqualified).
+pub fn promotes(
+    policy: &Policy,
+    lead: &crate::lifecycle::Lead,
+    log: &[crate::Engagement],
+    at: Timestamp,
+) -> bool {
+    lead.stage == Stage::Iql
+        && crate::explain::qualification(policy, lead, log, at)
+            .iter()
+            .all(|g| g.passed || g.guard == crate::lifecycle::Guard::EngagementAtLeast)
+}
+
 /// One member in an account's explanation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MemberExplanation {

@@ -21,10 +21,8 @@ named_enum! {
         Disqualify = "DISQUALIFY",
         Requalify = "REQUALIFY",
         /// A member changed (an engagement, a profile change, a transition,
-        /// a link or an unlink), or decay ended a member's engagement.
+        /// a link or an unlink), or a policy change re-decides the account.
         MemberChanged = "MEMBER_CHANGED",
-        /// A re-score under a newly active policy.
-        PolicyChanged = "POLICY_CHANGED",
     }
 }
 
