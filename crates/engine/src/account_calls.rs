@@ -822,6 +822,7 @@ impl Engine {
         }
         let accounts: &Accounts = policy.accounts.as_ref().ok_or_else(no_accounts)?;
         let now = self.now();
+        let current = tx.member(ws, &record.id).await?;
         let wanted = match account {
             None => None,
             Some(key) => {
@@ -829,6 +830,7 @@ impl Engine {
                     AccountKey::Domain(d) => AccountKey::Domain(d.trim().to_lowercase()),
                     other => other.clone(),
                 };
+                crate::accounts::lock_in_order(&tx, ws, current.as_ref(), lookup_key.lookup()).await?;
                 Some(tx.lock_account(ws, lookup_key.lookup()).await?.ok_or_else(|| {
                     EngineError::NotFound {
                         what: "account",
@@ -837,7 +839,6 @@ impl Engine {
                 })?)
             }
         };
-        let current = tx.member(ws, &record.id).await?;
         let unchanged = match (&current, &wanted) {
             (Some(m), Some(a)) => m.account_id == a.id && m.matched_by == MatchedBy::Manual,
             (None, None) => tx
@@ -1014,8 +1015,47 @@ impl Engine {
         record.engagement = input.value_at(policy, accounts, now);
         record.engagement_key = leadflow_domain::score::key_of_score(policy, model, record.engagement, now);
         record.fit = account_fit(accounts, &Profile::from_stored(record.attributes.clone()));
-        tx.update_account(ws, &record).await?;
+        tx.update_account(ws, &mut record).await?;
         Ok(record)
+    }
+
+    /// Fires an account's engagement-end timer: the members whose
+    /// engagement decay alone has ended by now leave its buying group, the
+    /// account's aggregate is written as of now and the timer moves to the
+    /// next end. Decay never moves an account (its automatic moves only go
+    /// forward), so no transition is recorded. False when the timer was not
+    /// taken here (gone, held by another worker, moved later).
+    pub(crate) async fn end_account_engagements(
+        &self,
+        ws: &str,
+        account_id: &str,
+        now: Timestamp,
+    ) -> Result<bool, EngineError> {
+        let tx = self.store.begin().await?;
+        let Some(mut record) = tx.lock_account(ws, AccountLookup::Id(account_id)).await? else {
+            return Ok(false);
+        };
+        let Some(due) = tx.take_account_timer(ws, account_id).await? else {
+            return Ok(false);
+        };
+        if due > now {
+            return Ok(false); // moved later since it was listed; rolling back keeps it
+        }
+        // Taken: whatever the members say now is scheduled again.
+        record.engagement_ends_at = None;
+        let (policy_version, policy) = self.active_policy(&tx, ws).await?;
+        if let Some(accounts) = policy.accounts.as_ref() {
+            let req = Request::new(ws);
+            let target = self.target(&req, &policy, policy_version, now);
+            bring_up(&tx, &target, accounts, &mut record, now).await?;
+            record.policy_version = policy_version;
+            record.updated_at = now;
+        }
+        // Under a policy without `[accounts]` the account stays as it is;
+        // its timer is scheduled again only while members are engaged.
+        tx.update_account(ws, &mut record).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Promotes, a batch at a time, the engaged IQL members of accounts

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use leadflow_domain::account::{
-    AccountCause, AccountDecision, AccountEvent, AccountTransition, AggregateInput, Contribution, Facts,
-    Match, MatchKey, MatchedBy, Member, SumState, account_fit, create_account, created_domain,
-    decide_account, inherited, match_lead, top_n,
+    AccountCause, AccountDecision, AccountEvent, AccountGuard, AccountTransition, AggregateInput,
+    Contribution, Facts, Match, MatchKey, MatchedBy, Member, SumState, account_fit, create_account,
+    created_domain, decide_account, inherited, match_lead, reads_guard, top_n,
 };
 use leadflow_domain::policy::Accounts;
 use leadflow_domain::profile::Profile;
@@ -155,6 +155,9 @@ pub(crate) async fn sync_lead(
         {
             found = None;
         }
+        if let Some(m) = &found {
+            lock_in_order(tx, ws, current.as_ref(), lookup_of(&m.key)).await?;
+        }
         let wanted = match &found {
             Some(m) => {
                 resolve(
@@ -195,10 +198,16 @@ pub(crate) async fn sync_lead(
     else {
         return Ok(events);
     };
-    // Read again under the account's lock: others' decisions on the account
-    // (an engagement ending, a window reset) rewrite members' rows.
-    let Some(current) = tx.member(ws, &record.id).await? else {
-        return Ok(events);
+    // Read again under the account's lock on PostgreSQL: others' decisions
+    // on the account (an engagement ending, a window reset) rewrite members'
+    // rows. SQLite has one writer at a time: the first read stands.
+    let current = if tx.backend() == leadflow_store::Backend::Postgres {
+        match tx.member(ws, &record.id).await? {
+            Some(current) => current,
+            None => return Ok(events),
+        }
+    } else {
+        current
     };
     let next = member_of(
         tx,
@@ -225,6 +234,33 @@ pub(crate) async fn sync_lead(
     Ok(events)
 }
 
+fn lookup_of(key: &MatchKey) -> AccountLookup<'_> {
+    match key {
+        MatchKey::External(k) => AccountLookup::ExternalKey(k),
+        MatchKey::Domain(d) => AccountLookup::Domain(d),
+    }
+}
+
+/// Locks a lead's current account ahead of the one it moves to when its id
+/// is the lower: two accounts are always locked in id order, so that two
+/// leads moving between them in opposite directions never wait on each
+/// other.
+pub(crate) async fn lock_in_order(
+    tx: &Tx,
+    ws: &str,
+    current: Option<&MemberRecord>,
+    wanted: AccountLookup<'_>,
+) -> Result<(), EngineError> {
+    let Some(current) = current else { return Ok(()) };
+    if let Some(id) = tx.account_id(ws, wanted).await?
+        && current.account_id < id
+    {
+        tx.lock_account(ws, AccountLookup::Id(&current.account_id))
+            .await?;
+    }
+    Ok(())
+}
+
 /// The account a match names, locked: found, or created (with `create`).
 #[allow(clippy::too_many_arguments)]
 async fn resolve(
@@ -238,10 +274,7 @@ async fn resolve(
     events: &mut usize,
 ) -> Result<Option<AccountRecord>, EngineError> {
     let ws = target.ws;
-    let lookup = match &found.key {
-        MatchKey::External(k) => AccountLookup::ExternalKey(k),
-        MatchKey::Domain(d) => AccountLookup::Domain(d),
-    };
+    let lookup = lookup_of(&found.key);
     if let Some(account) = tx.lock_account(ws, lookup).await? {
         return Ok(Some(account));
     }
@@ -328,6 +361,7 @@ pub(crate) async fn insert_account(
         group: leadflow_domain::account::BuyingGroup::default(),
         members: 0,
         updated_at: target.now,
+        engagement_ends_at: None,
     };
     // The row holds its CREATE transition already; the record starts
     // before it, so that writing the decision numbers it 1.
@@ -480,7 +514,7 @@ pub(crate) async fn update_member(
         // after all its members.
         account.policy_version = target.policy_version;
         account.updated_at = target.now;
-        tx.update_account(ws, &account).await?;
+        tx.update_account(ws, &mut account).await?;
         return Ok(0);
     }
     let decision = decide_account(policy, &account.account, &facts, cause, at);
@@ -593,14 +627,24 @@ pub(crate) async fn facts_with_input(
         top: tx.top_contributions(ws, &account.id, n).await?,
     };
     let window = account.account.window_start;
+    // Only what a move from the account's stage reads: past OPPORTUNITY no
+    // member's SQL, at CUSTOMER nothing.
+    let stage = account.account.stage;
     let facts = Facts {
         engagement: input.value_at(policy, accounts, at),
         fit: account_fit(accounts, &Profile::from_stored(account.attributes.clone())),
         group: account.group.clone(),
-        member_sql: tx.first_member_in(ws, &account.id, Stage::Sql, window).await?,
-        member_customer: tx
-            .first_member_in(ws, &account.id, Stage::Customer, window)
-            .await?,
+        member_sql: match reads_guard(stage, AccountGuard::MemberSql) {
+            true => tx.first_member_in(ws, &account.id, Stage::Sql, window).await?,
+            false => None,
+        },
+        member_customer: match reads_guard(stage, AccountGuard::MemberCustomer) {
+            true => {
+                tx.first_member_in(ws, &account.id, Stage::Customer, window)
+                    .await?
+            }
+            false => None,
+        },
     };
     Ok((facts, input))
 }
@@ -626,7 +670,7 @@ pub(crate) async fn write_decision(
     record.policy_version = target.policy_version;
     record.updated_at = target.now;
     if update {
-        tx.update_account(ws, &record).await?;
+        tx.update_account(ws, &mut record).await?;
     }
     tx.insert_account_transitions(
         ws,
@@ -716,6 +760,10 @@ pub(crate) struct SimulatedMembers {
     found: std::collections::HashMap<String, Option<(String, Option<Timestamp>)>>,
     /// Existing accounts' windows, by id.
     windows: std::collections::HashMap<String, Option<Timestamp>>,
+    /// The domain an account the draft creates by an explicit key takes
+    /// (the lead's email domain, as the re-score gives it): domain key text
+    /// → that account's key text, so that a later lead of the domain joins it.
+    domains: std::collections::HashMap<String, String>,
 }
 
 fn key_text(key: &MatchKey) -> (String, String) {
@@ -743,6 +791,10 @@ impl SimulatedMembers {
         let Some(accounts) = policy.accounts.as_ref() else {
             return Ok(());
         };
+        if let Some(m) = membership {
+            // Re-decided even if the draft moves every member elsewhere.
+            self.existing.entry(m.account_id.clone()).or_default();
+        }
         let place = match membership {
             Some(m) if m.matched_by == MatchedBy::Manual => Some(Place::Existing(m.account_id.clone())),
             _ => match match_lead(accounts, &lead.profile) {
@@ -765,10 +817,30 @@ impl SimulatedMembers {
                             Some(Place::Existing(id))
                         }
                         None if accounts.create => {
-                            self.created
-                                .entry(text.clone())
-                                .or_insert_with(|| (lead.profile.clone(), name, Vec::new()));
-                            Some(Place::New(text))
+                            if let Some(created) = self.domains.get(&text) {
+                                // Created by a key earlier, with this domain.
+                                Some(Place::New(created.clone()))
+                            } else {
+                                if !self.created.contains_key(&text)
+                                    && let MatchKey::External(_) = &found.key
+                                    && let Some(domain) = created_domain(accounts, &found, &lead.profile)
+                                {
+                                    let domain_text = key_text(&MatchKey::Domain(domain.clone())).0;
+                                    let taken = engine
+                                        .store
+                                        .account(ws, AccountLookup::Domain(&domain))
+                                        .await?
+                                        .is_some()
+                                        || self.created.contains_key(&domain_text);
+                                    if !taken {
+                                        self.domains.entry(domain_text).or_insert_with(|| text.clone());
+                                    }
+                                }
+                                self.created
+                                    .entry(text.clone())
+                                    .or_insert_with(|| (lead.profile.clone(), name, Vec::new()));
+                                Some(Place::New(text))
+                            }
                         }
                         None => None,
                     }
@@ -845,10 +917,19 @@ impl SimulatedMembers {
             }
         };
         let mut out = AccountSimulation::default();
-        for (id, members) in self.existing {
+        for (id, mut members) in self.existing {
             let Some(record) = engine.store.account(ws, AccountLookup::Id(&id)).await? else {
                 continue;
             };
+            // Erased members keep their frozen parts, as the re-score does.
+            members.extend(
+                engine
+                    .store
+                    .erased_members(ws, &id)
+                    .await?
+                    .into_iter()
+                    .map(|m| m.member),
+            );
             let attributes = Profile::from_stored(record.attributes.clone());
             let facts = Facts::of(policy, accounts, &record.account, &attributes, &members, at);
             let decision = decide_account(policy, &record.account, &facts, &AccountCause::PolicyChange, at);

@@ -6,7 +6,7 @@
 //! PostgreSQL, the row goes exactly once.
 
 use leadflow_domain::{Command, Timestamp};
-use leadflow_store::DueTimer;
+use leadflow_store::{ACCOUNT_ENGAGEMENT_END, DueTimer};
 
 use tracing::Instrument as _;
 
@@ -39,9 +39,16 @@ impl Engine {
                 timer.traceparent.as_deref(),
             );
             let traceparent = trace::traceparent(&span);
-            let fired_here = async { retrying!(self.try_fire(timer, now, traceparent.as_deref())) }
-                .instrument(span)
-                .await;
+            let fired_here = async {
+                if timer.key == ACCOUNT_ENGAGEMENT_END {
+                    // The timer of an account, under its id.
+                    retrying!(self.end_account_engagements(&timer.workspace, &timer.lead_id, now))
+                } else {
+                    retrying!(self.try_fire(timer, now, traceparent.as_deref()))
+                }
+            }
+            .instrument(span)
+            .await;
             match fired_here {
                 Ok(true) => fired += 1,
                 Ok(false) => {}

@@ -45,6 +45,9 @@ pub struct AccountRecord {
     /// Members, disqualified ones included.
     pub members: i64,
     pub updated_at: Timestamp,
+    /// When an engaged member's engagement next ends by decay alone (the
+    /// account's timer): kept by [`crate::Tx::update_account`].
+    pub engagement_ends_at: Option<Timestamp>,
 }
 
 /// A lead's membership of an account, as the account reads it.
@@ -170,6 +173,7 @@ pub(crate) fn account_record(row: account::Model) -> Result<AccountRecord, Store
         engagement_key: row.engagement_key,
         members: row.members,
         updated_at: ts(row.updated_at),
+        engagement_ends_at: row.engagement_ends_at.map(ts),
     })
 }
 
@@ -200,6 +204,7 @@ pub(crate) fn account_row(ws: &str, r: &AccountRecord) -> Result<account::Model,
         personas: serde_json::to_string(&r.group.personas).map_err(corrupt)?,
         members: r.members,
         updated_at: r.updated_at.as_micros(),
+        engagement_ends_at: r.engagement_ends_at.map(Timestamp::as_micros),
     })
 }
 
@@ -359,6 +364,28 @@ pub(crate) fn ended_by(ws: &str, account_id: &str, t: Timestamp) -> sea_orm::Sel
         .filter(account_member::Column::EngagedUntil.lte(t.as_micros()))
 }
 
+/// The timer key of an account's soonest engagement end, in the timers
+/// table under the account's id.
+pub const ACCOUNT_ENGAGEMENT_END: &str = "account:engagement-end";
+
+/// The soonest end by decay alone among an account's engaged members
+/// (those engaged until their next change have none).
+pub(crate) fn soonest_end(
+    ws: &str,
+    account_id: &str,
+) -> sea_orm::Selector<sea_orm::SelectGetableTuple<Option<i64>>> {
+    account_member::Entity::find()
+        .select_only()
+        .column(account_member::Column::EngagedUntil)
+        .filter(account_member::Column::WorkspaceId.eq(ws))
+        .filter(account_member::Column::AccountId.eq(account_id))
+        .filter(account_member::Column::Engaged.eq(true))
+        .filter(account_member::Column::EngagedUntil.lt(i64::MAX))
+        .order_by_asc(account_member::Column::EngagedUntil)
+        .limit(1)
+        .into_tuple::<Option<i64>>()
+}
+
 /// A member row's contribution.
 pub(crate) fn contribution(m: account_member::Model) -> Contribution {
     Contribution {
@@ -481,6 +508,21 @@ impl Store {
             .order_by_desc(account_member::Column::ScoreKey)
             .order_by_asc(account_member::Column::LeadId)
             .limit(limit)
+            .all(self.reader())
+            .await
+            .map_err(|e| self.on_reader(e))?
+            .into_iter()
+            .map(member_record)
+            .collect()
+    }
+
+    /// An account's erased members (their frozen parts), in lead id order.
+    pub async fn erased_members(&self, ws: &str, account_id: &str) -> Result<Vec<MemberRecord>, StoreError> {
+        account_member::Entity::find()
+            .filter(account_member::Column::WorkspaceId.eq(ws))
+            .filter(account_member::Column::AccountId.eq(account_id))
+            .filter(account_member::Column::Erased.eq(true))
+            .order_by_asc(account_member::Column::LeadId)
             .all(self.reader())
             .await
             .map_err(|e| self.on_reader(e))?

@@ -50,7 +50,8 @@ mod tokens;
 mod tx;
 
 pub use accounts::{
-    AccountListing, AccountLookup, AccountRecord, MemberRecord, StoredAccountTransition, StoredLink,
+    ACCOUNT_ENGAGEMENT_END, AccountListing, AccountLookup, AccountRecord, MemberRecord,
+    StoredAccountTransition, StoredLink,
 };
 pub use backend::Backend;
 pub use db::{Store, StoreOptions, loopback_without_sslmode, postgres_tls_default, redact};

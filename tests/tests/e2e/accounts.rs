@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
+use leadflow_domain::Span;
 use leadflow_e2e::*;
+use leadflow_engine::Clock as _;
 use leadflow_proto::v1 as pb;
 
 /// The example policy with accounts: personas, `[accounts]` (engaged at
@@ -820,9 +822,7 @@ async fn an_explanation_in_the_past_reads_the_account_and_its_members_then(
     let bob = person(&mut server, "bob@wayne.com", "Engineer").await?;
     trial(&mut server, &ann.id, "w1").await?;
     let then = server.engine.now();
-    server
-        .manual_clock()
-        .advance(leadflow_domain::Span::from_days(30));
+    server.manual_clock().advance(Span::from_days(30));
     trial(&mut server, &bob.id, "w2").await?;
     trial(&mut server, &bob.id, "w3").await?;
     let explain = |server: &mut TestServer, as_of: Option<leadflow_domain::Timestamp>| {
@@ -1075,7 +1075,181 @@ async fn a_simulation_reports_the_accounts_a_draft_would_create_and_move(
     Ok(())
 }
 
+/// The members' engagement ends, as `ExplainAccount` gives them, soonest first.
+async fn engagement_ends(server: &mut TestServer, domain: &str) -> anyhow::Result<Vec<(String, i64)>> {
+    let x = server
+        .accounts
+        .explain_account(pb::ExplainAccountRequest {
+            account: by_domain(domain),
+            as_of: None,
+        })
+        .await?
+        .into_inner();
+    let mut ends: Vec<(String, i64)> = x
+        .members
+        .iter()
+        .filter_map(|m| {
+            let t = m.engaged_until.as_ref()?;
+            Some((
+                m.lead_id.clone(),
+                t.seconds * 1_000_000 + i64::from(t.nanos / 1_000),
+            ))
+        })
+        .collect();
+    ends.sort_by_key(|(_, t)| *t);
+    Ok(ends)
+}
+
+/// Engaged members as `ListAccounts` shows them: as stored.
+async fn listed_engaged(server: &mut TestServer) -> anyhow::Result<Vec<i32>> {
+    Ok(server
+        .accounts
+        .list_accounts(pb::ListAccountsRequest::default())
+        .await?
+        .into_inner()
+        .accounts
+        .iter()
+        .map(|a| a.engaged_members)
+        .collect())
+}
+
+async fn decay_takes_members_out_of_the_buying_group_on_a_durable_timer(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    activate_policy(&mut server, accounted(1000)).await?;
+    let ann = person(&mut server, "ann@globex.com", "VP Sales").await?;
+    let bob = person(&mut server, "bob@globex.com", "Engineer").await?;
+    trial(&mut server, &ann.id, "g1").await?;
+    trial(&mut server, &bob.id, "g2").await?;
+    trial(&mut server, &bob.id, "g3").await?;
+    let ends = engagement_ends(&mut server, "globex.com").await?;
+    let ids: Vec<&str> = ends.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, [ann.id.as_str(), bob.id.as_str()], "30 points end before 60");
+    assert_eq!(listed_engaged(&mut server).await?, [2]);
+    let clock = server.manual_clock();
+    let now = clock.now().as_micros();
+    // A second before ann's end: nothing changes.
+    clock.advance(Span::from_micros(ends[0].1 - now - 1_000_000));
+    server.engine.fire_due_timers(100).await?;
+    assert_eq!(listed_engaged(&mut server).await?, [2]);
+    // At it, the account's timer takes her out, with no call on the account.
+    server.manual_clock().advance(Span::from_secs(1));
+    server.engine.fire_due_timers(100).await?;
+    assert_eq!(listed_engaged(&mut server).await?, [1]);
+    let acct = account(&mut server, "globex.com").await?;
+    assert_eq!(acct.engaged_members, 1);
+    assert_eq!(
+        account_stage(&acct),
+        pb::AccountStage::Engaged,
+        "decay moves no account"
+    );
+    // Then bob's: the timer had moved on to it.
+    let now = server.manual_clock().now().as_micros();
+    server.manual_clock().advance(Span::from_micros(ends[1].1 - now));
+    server.engine.fire_due_timers(100).await?;
+    assert_eq!(listed_engaged(&mut server).await?, [0]);
+    // An engagement makes bob engaged again, and schedules his end anew.
+    trial(&mut server, &bob.id, "g4").await?;
+    assert_eq!(listed_engaged(&mut server).await?, [1]);
+    let again = engagement_ends(&mut server, "globex.com").await?;
+    assert_eq!(again.len(), 1);
+    let now = server.manual_clock().now().as_micros();
+    server.manual_clock().advance(Span::from_micros(again[0].1 - now));
+    server.engine.fire_due_timers(100).await?;
+    assert_eq!(listed_engaged(&mut server).await?, [0]);
+    Ok(())
+}
+
+async fn a_simulation_counts_erased_members_and_gives_a_keyed_account_its_domain(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    // Accounts on, none created by a match, MQA out of reach: three
+    // engaged members of a loaded account leave it ENGAGED.
+    let no_create = accounted(1000).replacen("[accounts]\n", "[accounts]\ncreate = false\n", 1);
+    assert!(no_create.contains("create = false"));
+    activate_policy(&mut server, no_create).await?;
+    server
+        .accounts
+        .create_account(pb::CreateAccountRequest {
+            domain: "hooli.com".to_owned(),
+            ..Default::default()
+        })
+        .await?;
+    let mut cat = None;
+    for (name, title) in [("ann", "VP Sales"), ("bob", "Engineer"), ("cat", "Analyst")] {
+        let lead = person(&mut server, &format!("{name}@hooli.com"), title).await?;
+        trial(&mut server, &lead.id, &format!("h-{name}")).await?;
+        cat = Some(lead.id);
+    }
+    let cat = cat.expect("three leads");
+    server
+        .leads
+        .erase_lead(pb::EraseLeadRequest { lead: by_id(&cat) })
+        .await?;
+    // Two people of another company, left unmatched: the first names the
+    // CRM's account by key, the second only has the same email domain.
+    let mut dee = good_fit("dee@piedpiper.com");
+    dee.insert("account_key".to_owned(), "crm-pp".to_owned());
+    dee.insert("title".to_owned(), "Director of IT".to_owned());
+    server
+        .leads
+        .create_lead(pb::CreateLeadRequest {
+            profile: dee,
+            ..Default::default()
+        })
+        .await?;
+    person(&mut server, "eve@piedpiper.com", "Engineer").await?;
+    let sim = server
+        .policies
+        .simulate_policy(pb::SimulatePolicyRequest {
+            policy: Some(pb::simulate_policy_request::Policy::Source(accounted(80))),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    // Hooli reaches MQA only with the erased member's frozen part: three
+    // engaged members, 90 points.
+    let moved: Vec<(&str, i32, i32, i32)> = sim
+        .accounts_moved
+        .iter()
+        .map(|m| (m.name.as_str(), m.from, m.to, m.engaged_members))
+        .collect();
+    assert_eq!(
+        moved,
+        [(
+            "hooli.com",
+            pb::AccountStage::Engaged as i32,
+            pb::AccountStage::Mqa as i32,
+            3
+        )]
+    );
+    assert_eq!(sim.accounts_created, 1, "crm-pp, which eve joins by its domain");
+    // As the activation then does.
+    activate_policy(&mut server, accounted(80)).await?;
+    rescore_all(&mut server).await?;
+    let listed = server
+        .accounts
+        .list_accounts(pb::ListAccountsRequest::default())
+        .await?
+        .into_inner()
+        .accounts;
+    assert_eq!(listed.len(), 2, "hooli.com and crm-pp: {listed:?}");
+    let pp = listed
+        .iter()
+        .find(|a| a.external_key == "crm-pp")
+        .expect("the keyed account");
+    assert_eq!(pp.domain, "piedpiper.com");
+    assert_eq!(pp.members, 2);
+    assert_eq!(
+        account_stage(&account(&mut server, "hooli.com").await?),
+        pb::AccountStage::Mqa
+    );
+    Ok(())
+}
+
 scenarios! {
+    decay_takes_members_out_of_the_buying_group_on_a_durable_timer = clock_at(T0),
+    a_simulation_counts_erased_members_and_gives_a_keyed_account_its_domain = clock_at(T0),
     three_people_make_an_mqa_in_one_commit_with_the_events_in_order,
     an_explanation_shows_each_member_and_what_blocks,
     keys_free_mail_and_manual_links_decide_the_account,

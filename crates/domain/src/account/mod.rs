@@ -36,7 +36,7 @@ pub use members::{
 };
 pub use table::{
     ACCOUNT_TABLE, AccountCommand, AccountEdge, AccountGuard, AccountMove, account_stages_entered,
-    automatic_account_edges, manual_account_edge,
+    automatic_account_edges, manual_account_edge, reads_guard,
 };
 
 use crate::policy::{Accounts, Aggregate, Policy};

@@ -261,9 +261,35 @@ pub fn account_stages_entered(from: AccountStage, to: AccountStage) -> Vec<Accou
     if path.is_empty() { vec![to] } else { path.to_vec() }
 }
 
+/// Whether a decision on an account in `stage` can read `guard`: an
+/// automatic move from it checks it. Automatic moves only go forward, and
+/// each leaves from every stage before it, so no later stage of the same
+/// decision reads a guard its first stage does not.
+pub fn reads_guard(stage: AccountStage, guard: AccountGuard) -> bool {
+    ACCOUNT_TABLE
+        .iter()
+        .any(|e| e.automatic && e.from.contains(&stage) && e.guards.contains(&guard))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_in_sql_or_customer_are_read_only_before_those_stages() {
+        for stage in [Target, Engaged, Mqa, Opportunity, Customer, Disqualified] {
+            assert_eq!(
+                reads_guard(stage, MemberSql),
+                OPEN_STAGES.contains(&stage),
+                "{stage:?}"
+            );
+            assert_eq!(
+                reads_guard(stage, MemberCustomer),
+                FORWARD_STAGES.contains(&stage),
+                "{stage:?}"
+            );
+        }
+    }
 
     #[test]
     fn every_manual_command_has_an_edge_and_customer_leaves_on_nothing() {

@@ -34,6 +34,8 @@ pub struct Model {
     pub personas: String,
     pub members: i64,
     pub updated_at: i64,
+    /// The soonest end of an engaged member's engagement by decay alone.
+    pub engagement_ends_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,11 +12,11 @@ use sea_orm::{
 
 use super::Tx;
 use crate::accounts::{
-    AccountLookup, AccountRecord, MemberRecord, StoredLink, account_cause_parts, account_record, account_row,
-    lookup_condition, member_record, member_row,
+    ACCOUNT_ENGAGEMENT_END, AccountLookup, AccountRecord, MemberRecord, StoredLink, account_cause_parts,
+    account_record, account_row, lookup_condition, member_record, member_row,
 };
 use crate::backend::Backend;
-use crate::entity::{account, account_link, account_member, account_promotion, account_transition};
+use crate::entity::{account, account_link, account_member, account_promotion, account_transition, timer};
 use crate::error::StoreError;
 
 impl Tx {
@@ -33,6 +33,17 @@ impl Tx {
             find = find.lock_exclusive();
         }
         find.one(self.db().await?).await?.map(account_record).transpose()
+    }
+
+    /// An account's id, unlocked (to know the order to lock two in).
+    pub async fn account_id(&self, ws: &str, by: AccountLookup<'_>) -> Result<Option<String>, StoreError> {
+        Ok(account::Entity::find()
+            .select_only()
+            .column(account::Column::Id)
+            .filter(lookup_condition(ws, by))
+            .into_tuple::<String>()
+            .one(self.db().await?)
+            .await?)
     }
 
     /// Inserts a new account; `false` when its external key or domain is
@@ -62,8 +73,20 @@ impl Tx {
         }
     }
 
-    /// Writes an account's new state (everything but its id).
-    pub async fn update_account(&self, ws: &str, record: &AccountRecord) -> Result<(), StoreError> {
+    /// Writes an account's new state (everything but its id), and keeps its
+    /// engagement-end timer at the soonest end among its engaged members as
+    /// written before it in this transaction.
+    pub async fn update_account(&self, ws: &str, record: &mut AccountRecord) -> Result<(), StoreError> {
+        let soonest = crate::accounts::soonest_end(ws, &record.id)
+            .one(self.db().await?)
+            .await?
+            .flatten()
+            .map(crate::convert::ts);
+        if soonest != record.engagement_ends_at {
+            record.engagement_ends_at = soonest;
+            self.set_account_timer(ws, &record.id, soonest, record.updated_at)
+                .await?;
+        }
         // Every column set (a model's active model has them unchanged,
         // which an update would leave out), the key as the filter.
         let mut row = account_row(ws, record)?.into_active_model().reset_all();
@@ -71,6 +94,69 @@ impl Tx {
         row.id = sea_orm::ActiveValue::Unchanged(record.id.clone());
         account::Entity::update(row).exec(self.db().await?).await?;
         Ok(())
+    }
+
+    /// Schedules an account's engagement-end timer at `due`, or cancels it.
+    async fn set_account_timer(
+        &self,
+        ws: &str,
+        account_id: &str,
+        due: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let Some(due) = due else {
+            return self.cancel_account_timer(ws, account_id).await;
+        };
+        let row = timer::ActiveModel {
+            workspace_id: Set(ws.to_owned()),
+            lead_id: Set(account_id.to_owned()),
+            key: Set(ACCOUNT_ENGAGEMENT_END.to_owned()),
+            due_at: Set(due.as_micros()),
+            bound_stage: Set(None),
+            bound_at: Set(None),
+            suppressed: Set(false),
+            created_at: Set(now.as_micros()),
+            traceparent: Set(None),
+        };
+        timer::Entity::insert(row)
+            .on_conflict(super::timers::timer_upsert())
+            .exec_without_returning(self.db().await?)
+            .await?;
+        Ok(())
+    }
+
+    async fn cancel_account_timer(&self, ws: &str, account_id: &str) -> Result<(), StoreError> {
+        timer::Entity::delete_many()
+            .filter(timer::Column::WorkspaceId.eq(ws))
+            .filter(timer::Column::LeadId.eq(account_id))
+            .filter(timer::Column::Key.eq(ACCOUNT_ENGAGEMENT_END))
+            .exec(self.db().await?)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes an account's due engagement-end timer to fire (deleted at
+    /// commit; skipped if another worker holds it): its due instant. Call
+    /// with the account locked first.
+    pub async fn take_account_timer(
+        &self,
+        ws: &str,
+        account_id: &str,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let row = timer::Entity::find_by_id((
+            ws.to_owned(),
+            account_id.to_owned(),
+            ACCOUNT_ENGAGEMENT_END.to_owned(),
+        ))
+        .lock_with_behavior(
+            sea_orm::sea_query::LockType::Update,
+            sea_orm::sea_query::LockBehavior::SkipLocked,
+        )
+        .one(self.db().await?)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        self.cancel_account_timer(ws, account_id).await?;
+        Ok(Some(crate::convert::ts(row.due_at)))
     }
 
     /// A lead's membership, if it has an account.

@@ -184,7 +184,7 @@ fn timer_model(
 }
 
 /// A timer scheduled again replaces the one of the same key.
-fn timer_upsert() -> OnConflict {
+pub(super) fn timer_upsert() -> OnConflict {
     OnConflict::columns([
         timer::Column::WorkspaceId,
         timer::Column::LeadId,

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use leadflow_store::testing::harness::{self, POSTGRES, Trial};
 
 mod deferred;
+mod engagement_ends;
 mod errors;
 mod outbox;
 mod state;
@@ -37,6 +38,7 @@ where
 fn main() -> ExitCode {
     let trials = [
         deferred::trials(),
+        engagement_ends::trials(),
         errors::trials(),
         outbox::trials(),
         state::trials(),
