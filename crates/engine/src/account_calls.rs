@@ -1033,6 +1033,9 @@ impl Engine {
     ) -> Result<bool, EngineError> {
         let tx = self.store.begin().await?;
         let Some(mut record) = tx.lock_account(ws, AccountLookup::Id(account_id)).await? else {
+            // The account is gone: so is its timer.
+            tx.take_account_timer(ws, account_id).await?;
+            tx.commit().await?;
             return Ok(false);
         };
         let Some(due) = tx.take_account_timer(ws, account_id).await? else {
@@ -1050,9 +1053,12 @@ impl Engine {
             bring_up(&tx, &target, accounts, &mut record, now).await?;
             record.policy_version = policy_version;
             record.updated_at = now;
+        } else {
+            // A policy without `[accounts]` scores and moves no account, but
+            // the members whose engagement ended leave the group all the
+            // same, so that the timer moves on to the next end (or stops).
+            crate::accounts::catch_up(&tx, ws, &mut record, now).await?;
         }
-        // Under a policy without `[accounts]` the account stays as it is;
-        // its timer is scheduled again only while members are engaged.
         tx.update_account(ws, &mut record).await?;
         tx.commit().await?;
         Ok(true)

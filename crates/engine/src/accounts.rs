@@ -627,8 +627,8 @@ pub(crate) async fn facts_with_input(
         top: tx.top_contributions(ws, &account.id, n).await?,
     };
     let window = account.account.window_start;
-    // Only what a move from the account's stage reads: past OPPORTUNITY no
-    // member's SQL, at CUSTOMER nothing.
+    // Only what a move from the account's stage reads: from OPPORTUNITY on
+    // no member's SQL, from CUSTOMER (or DISQUALIFIED) nothing.
     let stage = account.account.stage;
     let facts = Facts {
         engagement: input.value_at(policy, accounts, at),
@@ -917,7 +917,13 @@ impl SimulatedMembers {
             }
         };
         let mut out = AccountSimulation::default();
-        for (id, mut members) in self.existing {
+        let mut existing = self.existing;
+        // Accounts no lead is in any more but erased members: the re-score
+        // decides them on their frozen parts too.
+        for id in engine.store.accounts_with_erased_members(ws).await? {
+            existing.entry(id).or_default();
+        }
+        for (id, mut members) in existing {
             let Some(record) = engine.store.account(ws, AccountLookup::Id(&id)).await? else {
                 continue;
             };

@@ -516,6 +516,21 @@ impl Store {
             .collect()
     }
 
+    /// The accounts that have erased members, in id order.
+    pub async fn accounts_with_erased_members(&self, ws: &str) -> Result<Vec<String>, StoreError> {
+        account_member::Entity::find()
+            .select_only()
+            .column(account_member::Column::AccountId)
+            .distinct()
+            .filter(account_member::Column::WorkspaceId.eq(ws))
+            .filter(account_member::Column::Erased.eq(true))
+            .order_by_asc(account_member::Column::AccountId)
+            .into_tuple::<String>()
+            .all(self.reader())
+            .await
+            .map_err(|e| self.on_reader(e))
+    }
+
     /// An account's erased members (their frozen parts), in lead id order.
     pub async fn erased_members(&self, ws: &str, account_id: &str) -> Result<Vec<MemberRecord>, StoreError> {
         account_member::Entity::find()

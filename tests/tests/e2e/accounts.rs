@@ -1153,10 +1153,13 @@ async fn decay_takes_members_out_of_the_buying_group_on_a_durable_timer(
     assert_eq!(listed_engaged(&mut server).await?, [1]);
     let again = engagement_ends(&mut server, "globex.com").await?;
     assert_eq!(again.len(), 1);
+    // Under a policy without `[accounts]` its end still comes, once.
+    activate_policy(&mut server, leadflow_server::DEFAULT_POLICY.to_owned()).await?;
     let now = server.manual_clock().now().as_micros();
     server.manual_clock().advance(Span::from_micros(again[0].1 - now));
     server.engine.fire_due_timers(100).await?;
     assert_eq!(listed_engaged(&mut server).await?, [0]);
+    assert_eq!(server.engine.fire_due_timers(100).await?, 0, "nothing left due");
     Ok(())
 }
 
