@@ -20,6 +20,7 @@ mod m20261206_000009_level_changes;
 mod m20261207_000010_lead_search;
 mod m20261208_000011_accounts;
 mod m20261209_000012_account_engagement_ends;
+mod m20261210_000013_anonymous_activity;
 
 /// The migration that adds lead search's keys: the store keys the leads
 /// stored before it once it is applied.
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000010_lead_search::Migration),
             Box::new(m20261208_000011_accounts::Migration),
             Box::new(m20261209_000012_account_engagement_ends::Migration),
+            Box::new(m20261210_000013_anonymous_activity::Migration),
         ]
     }
 

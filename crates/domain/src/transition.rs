@@ -29,6 +29,7 @@ named_enum! {
         Requalify = "REQUALIFY",
         TimerFired = "TIMER_FIRED",
         PolicyChanged = "POLICY_CHANGED",
+        Identify = "IDENTIFY",
     }
 }
 
@@ -128,6 +129,8 @@ named_enum! {
         PolicyChange = "POLICY_CHANGE",
         /// Decay alone (a level change; never a transition).
         Decay = "DECAY",
+        /// Anonymous activity joined the lead, by its anonymous id.
+        Identify { anonymous_id: String } = "IDENTIFY",
     }
 }
 

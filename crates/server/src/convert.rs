@@ -96,6 +96,7 @@ fn cause_out(cause: &Cause) -> (pb::Cause, String) {
         Cause::Timer { key } => (pb::Cause::Timer, key.clone()),
         Cause::PolicyChange => (pb::Cause::PolicyChange, String::new()),
         Cause::Decay => (pb::Cause::Decay, String::new()),
+        Cause::Identify { anonymous_id } => (pb::Cause::Identify, anonymous_id.clone()),
     }
 }
 

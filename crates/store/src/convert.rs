@@ -63,6 +63,7 @@ pub(crate) fn cause_parts(cause: &Cause) -> (&'static str, Option<String>) {
     let reference = match cause {
         Cause::Engagement { event_id } => Some(event_id.clone()),
         Cause::Timer { key } => Some(key.clone()),
+        Cause::Identify { anonymous_id } => Some(anonymous_id.clone()),
         _ => None,
     };
     (cause.as_str(), reference)
@@ -83,6 +84,9 @@ fn cause(table: &'static str, key: &str, kind: &str, reference: Option<String>) 
         },
         "POLICY_CHANGE" => Cause::PolicyChange,
         "DECAY" => Cause::Decay,
+        "IDENTIFY" => Cause::Identify {
+            anonymous_id: need(reference)?,
+        },
         other => {
             return Err(StoreError::corrupt(
                 table,

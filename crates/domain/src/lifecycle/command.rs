@@ -37,6 +37,15 @@ pub enum Command {
     PolicyChanged {
         at: Timestamp,
     },
+    /// Anonymous activity joins the lead (`IdentifyLead`): its events take
+    /// their places in the log at their own instants, so the scores are
+    /// those of the joined log; what they cause is decided at `at` (default
+    /// now; never in the future nor before the lead's last transition).
+    Identify {
+        anonymous_id: String,
+        events: Vec<Engagement>,
+        at: Option<Timestamp>,
+    },
 }
 
 impl Command {
@@ -47,6 +56,7 @@ impl Command {
             Self::Transition(t) => t.command,
             Self::TimerFired(_) => CommandKind::TimerFired,
             Self::PolicyChanged { .. } => CommandKind::PolicyChanged,
+            Self::Identify { .. } => CommandKind::Identify,
         }
     }
 }

@@ -12,7 +12,7 @@ use super::lead::Lead;
 use super::levels::{decay_changes_level, level_index};
 use super::table::{Edge, automatic_edge, stages_entered};
 use crate::engagement::Engagement;
-use crate::error::DomainError;
+use crate::error::{DomainError, FieldViolation};
 use crate::num::round6;
 use crate::policy::Policy;
 use crate::profile::Profile;
@@ -120,6 +120,9 @@ pub(super) fn decide_with(
             key: timer.kind.key(),
         },
         Command::PolicyChanged { .. } => Cause::PolicyChange,
+        Command::Identify { anonymous_id, .. } => Cause::Identify {
+            anonymous_id: anonymous_id.clone(),
+        },
     };
     let mut run = Run::new(policy, lead.clone(), ctx, history, cause);
     if !lead.lifetime.fits(policy) && !matches!(command, Command::PolicyChanged { .. }) {
@@ -142,6 +145,11 @@ pub(super) fn decide_with(
         Command::Transition(manual) => run.manual(manual)?,
         Command::TimerFired(timer) => run.timer(timer)?,
         Command::PolicyChanged { at } => run.policy_changed(at)?,
+        Command::Identify {
+            anonymous_id,
+            events,
+            at,
+        } => run.identify(anonymous_id, &events, at)?,
     }
     Ok(run.done(false))
 }
@@ -329,6 +337,38 @@ impl<'a> Run<'a> {
             ));
         }
         self.finish(t, true);
+        Ok(())
+    }
+
+    /// Anonymous activity joins the log at its own instants; the scores
+    /// are the joined log's, and the moves it makes are decided at the
+    /// identification's instant.
+    fn identify(
+        &mut self,
+        anonymous_id: String,
+        events: &[Engagement],
+        at: Option<Timestamp>,
+    ) -> Result<(), DomainError> {
+        let t = at.unwrap_or(self.now.max(self.lead.last_transition_at));
+        check_instant("occurred_at", t, &Context { now: self.now })?;
+        if t < self.lead.last_transition_at {
+            return Err(DomainError::invalid(FieldViolation::new(
+                "occurred_at",
+                format!(
+                    "{t} is before the lead's last transition at {}",
+                    self.lead.last_transition_at
+                ),
+            )));
+        }
+        self.begin(t);
+        for event in events {
+            self.insert(event)?;
+        }
+        if !events.is_empty() {
+            self.rescore()?;
+        }
+        self.auto_advance(t, &Cause::Identify { anonymous_id })?;
+        self.finish(t, !events.is_empty());
         Ok(())
     }
 

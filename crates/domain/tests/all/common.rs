@@ -246,8 +246,13 @@ impl Harness {
             }
             other => other,
         }?;
-        if let Command::RecordEngagement(e) = &command {
-            if !self.lead.lifetime.can_append(e) {
+        let joined: &[Engagement] = match &command {
+            Command::RecordEngagement(e) => std::slice::from_ref(e),
+            Command::Identify { events, .. } => events,
+            _ => &[],
+        };
+        for e in joined {
+            if !self.lead.lifetime.can_append(e) || matches!(command, Command::Identify { .. }) {
                 // A late engagement: the states after it changed.
                 self.checkpoints
                     .retain(|(_, c)| c.key().is_none_or(|k| e.is_after(k)));

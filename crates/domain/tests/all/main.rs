@@ -2,6 +2,7 @@
 
 mod accounts;
 mod common;
+mod identity;
 mod layers;
 mod levels;
 mod life;

@@ -20,6 +20,12 @@ pub struct Model {
     /// The workflow triggers it set off, as JSON (absent when none).
     #[sea_orm(column_type = "Text", nullable)]
     pub caused_triggers: Option<String>,
+    /// The anonymous id it was recorded under (`lead_id` is empty until
+    /// that id is identified).
+    pub anonymous_id: Option<String>,
+    /// One of an anonymous id's oldest events, dropped over its limit: only
+    /// its id (and content's hash) is kept.
+    pub dropped: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

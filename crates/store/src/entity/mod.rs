@@ -8,6 +8,7 @@ pub(crate) mod account_link;
 pub(crate) mod account_member;
 pub(crate) mod account_promotion;
 pub(crate) mod account_transition;
+pub(crate) mod anonymous_id;
 pub(crate) mod consumer;
 pub(crate) mod engagement;
 pub(crate) mod idempotency;

@@ -116,6 +116,8 @@ pub(super) fn engagement_row(
         recorded_at: now.as_micros(),
         fingerprint: fingerprint.to_owned(),
         caused_triggers: None,
+        anonymous_id: None,
+        dropped: false,
     })
 }
 

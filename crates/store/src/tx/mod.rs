@@ -4,6 +4,7 @@
 //! committing. The statements on each table are in the file of its name.
 
 mod accounts;
+mod anonymous;
 mod checkpoints;
 mod engagements;
 mod idempotency;
@@ -20,6 +21,7 @@ use std::sync::{Mutex, PoisonError};
 use indexmap::IndexMap;
 use sea_orm::DatabaseTransaction;
 
+pub use self::anonymous::{AnonymousRecord, UNIDENTIFIED};
 pub use self::leads::LeadLookup;
 use self::timers::LeadTimers;
 use crate::backend::{Backend, transaction_span};

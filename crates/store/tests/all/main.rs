@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use leadflow_store::testing::harness::{self, POSTGRES, Trial};
 
+mod anonymous;
 mod deferred;
 mod engagement_ends;
 mod errors;
@@ -37,6 +38,7 @@ where
 
 fn main() -> ExitCode {
     let trials = [
+        anonymous::trials(),
         deferred::trials(),
         engagement_ends::trials(),
         errors::trials(),
