@@ -67,7 +67,7 @@ async fn seed(engine: &Engine, req: &Request, email: &str, i: usize) -> anyhow::
             },
         )
         .await?;
-    let id = created.lead.id;
+    let id = created.lead.ok_or_else(|| anyhow::anyhow!("a created lead"))?.id;
     let mut e = engagement(format!("seed-{i}"), "webinar_attended");
     e.occurred_at = engine.now();
     engine

@@ -125,11 +125,13 @@ async fn seed(engine: &Engine, from: usize, to: usize, engagements: usize) -> an
                     ..CreateLead::default()
                 },
             )
-            .await?;
+            .await?
+            .lead
+            .ok_or_else(|| anyhow::anyhow!("a created lead"))?;
         for k in 0..engagements {
             let now = engine.now();
             items.push(BatchItem {
-                lead: LeadKey::Id(lead.lead.id.clone()),
+                lead: LeadKey::Id(lead.id.clone()),
                 engagement: leadflow_domain::Engagement {
                     event_id: format!("e{i}-{k}"),
                     kind: KINDS[(i + k) % KINDS.len()].to_owned(),

@@ -422,6 +422,9 @@ fn lead_keys<'a>(items: impl Iterator<Item = &'a BatchItem>) -> (Vec<&'a str>, V
         match &item.lead {
             LeadKey::Id(id) => ids.push(id),
             LeadKey::ExternalKey(k) => keys.push(k),
+            // Not a lead a batch locks: refused as unknown (anonymous
+            // activity is recorded one call at a time).
+            LeadKey::Anonymous(_) => {}
         }
     }
     for list in [&mut ids, &mut keys] {

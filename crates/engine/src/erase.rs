@@ -35,9 +35,17 @@ impl Engine {
     async fn try_erase_lead(&self, req: &Request, key: &LeadKey) -> Result<Erasure, EngineError> {
         let ws = req.workspace.as_str();
         let tx = self.store.begin().await?;
+        let identified;
         let lookup = match key {
             LeadKey::Id(id) => LeadLookup::Id(id),
             LeadKey::ExternalKey(k) => LeadLookup::ExternalKey(k),
+            LeadKey::Anonymous(a) => {
+                identified = tx
+                    .anonymous_lead(ws, a)
+                    .await?
+                    .ok_or_else(|| crate::identity::not_identified(a))?;
+                LeadLookup::Id(&identified)
+            }
         };
         let (record, erased_at) =
             tx.lock_lead_even_erased(ws, lookup)

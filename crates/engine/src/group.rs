@@ -170,6 +170,11 @@ impl Engine {
         engagement: &Engagement,
         occurred_at_given: bool,
     ) -> Result<Outcome, EngineError> {
+        if let LeadKey::Anonymous(id) = key {
+            return self
+                .record_anonymous(req, id, engagement, occurred_at_given)
+                .await;
+        }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             req: req.clone(),

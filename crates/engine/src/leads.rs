@@ -274,9 +274,17 @@ impl Engine {
 
     /// Locks a lead and reads the active policy with it.
     pub(crate) async fn lock(&self, tx: &Tx, ws: &str, key: &LeadKey) -> Result<Locked, EngineError> {
+        let identified;
         let lookup = match key {
             LeadKey::Id(id) => leadflow_store::LeadLookup::Id(id),
             LeadKey::ExternalKey(k) => leadflow_store::LeadLookup::ExternalKey(k),
+            LeadKey::Anonymous(a) => {
+                identified = tx
+                    .anonymous_lead(ws, a)
+                    .await?
+                    .ok_or_else(|| crate::identity::not_identified(a))?;
+                leadflow_store::LeadLookup::Id(&identified)
+            }
         };
         let (record, active) =
             tx.lock_lead_with_policy(ws, lookup)

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub enum LeadKey {
     Id(String),
     ExternalKey(String),
+    /// A caller's anonymous id (a cookie, a device): the lead it was
+    /// identified as, once it was.
+    Anonymous(String),
 }
 
 impl LeadKey {
@@ -20,6 +23,7 @@ impl LeadKey {
         match self {
             Self::Id(id) => id.clone(),
             Self::ExternalKey(key) => format!("external_key {key}"),
+            Self::Anonymous(id) => format!("anonymous_id {id}"),
         }
     }
 }
@@ -40,10 +44,11 @@ pub enum Method {
     LinkLead,
     UnlinkLead,
     TransitionAccount,
+    IdentifyLead,
 }
 
 impl Method {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::CreateLead,
         Self::UpdateLeadProfile,
         Self::Transition,
@@ -54,6 +59,7 @@ impl Method {
         Self::LinkLead,
         Self::UnlinkLead,
         Self::TransitionAccount,
+        Self::IdentifyLead,
     ];
 
     /// The stored name (the API's method name).
@@ -69,6 +75,7 @@ impl Method {
             Self::LinkLead => "LinkLead",
             Self::UnlinkLead => "UnlinkLead",
             Self::TransitionAccount => "TransitionAccount",
+            Self::IdentifyLead => "IdentifyLead",
         }
     }
 }
@@ -204,7 +211,8 @@ mod tests {
                 "UpdateAccount",
                 "LinkLead",
                 "UnlinkLead",
-                "TransitionAccount"
+                "TransitionAccount",
+                "IdentifyLead"
             ]
         );
     }

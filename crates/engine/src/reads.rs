@@ -15,6 +15,14 @@ impl Engine {
         let found = match key {
             LeadKey::Id(id) => self.store.lead(ws, id).await?,
             LeadKey::ExternalKey(k) => self.store.lead_by_key(ws, k).await?,
+            LeadKey::Anonymous(a) => {
+                let id = self
+                    .store
+                    .anonymous_lead(ws, a)
+                    .await?
+                    .ok_or_else(|| crate::identity::not_identified(a))?;
+                self.store.lead(ws, &id).await?
+            }
         };
         found.ok_or_else(|| EngineError::NotFound {
             what: "lead",

@@ -118,7 +118,9 @@ impl From<StoredEngagement> for EngagementView {
 /// What a mutating command did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outcome {
-    pub lead: LeadView,
+    /// `None` for an engagement kept as anonymous activity (its anonymous
+    /// id names no lead yet).
+    pub lead: Option<LeadView>,
     pub transitions: Vec<TransitionView>,
     pub triggers: Vec<Trigger>,
     /// An engagement whose event id was already recorded: nothing changed.
@@ -128,10 +130,22 @@ pub struct Outcome {
 impl From<Recorded> for Outcome {
     fn from(r: Recorded) -> Self {
         Self {
-            lead: r.lead.into(),
+            lead: Some(r.lead.into()),
             transitions: transitions(r.transitions),
             triggers: r.triggers,
             duplicate: r.duplicate,
+        }
+    }
+}
+
+impl Outcome {
+    /// An engagement kept as anonymous activity (or a repeat of one).
+    pub(crate) fn anonymous(duplicate: bool) -> Self {
+        Self {
+            lead: None,
+            transitions: Vec::new(),
+            triggers: Vec::new(),
+            duplicate,
         }
     }
 }

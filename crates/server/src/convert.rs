@@ -106,12 +106,15 @@ fn cause_out(cause: &Cause) -> (pb::Cause, String) {
 pub(crate) fn lead_key(check: &mut Check, field: &str, lead: Option<&pb::LeadRef>) -> Option<LeadKey> {
     let key = match lead.and_then(|l| l.key.as_ref()) {
         None => {
-            check.fail(field, "required: an id or an external_key");
+            check.fail(field, "required: an id, an external_key or an anonymous_id");
             return None;
         }
         Some(pb::lead_ref::Key::Id(id)) => LeadKey::Id(check.key(&format!("{field}.id"), id, true)),
         Some(pb::lead_ref::Key::ExternalKey(k)) => {
             LeadKey::ExternalKey(check.key(&format!("{field}.external_key"), k, true))
+        }
+        Some(pb::lead_ref::Key::AnonymousId(a)) => {
+            LeadKey::Anonymous(check.key(&format!("{field}.anonymous_id"), a, true))
         }
     };
     Some(key)

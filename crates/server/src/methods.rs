@@ -137,6 +137,13 @@ pub(crate) const RPCS: &[Rpc] = &[
     rpc(LEADS, "GetLeadHistory", READ_LEADS, Counted, Repeatable),
     rpc(LEADS, "ExplainScore", READ_LEADS, Counted, Repeatable),
     rpc(LEADS, "EraseLead", WRITE_LEADS, Counted, Repeatable),
+    rpc(
+        LEADS,
+        "IdentifyLead",
+        WRITE_LEADS,
+        Counted,
+        RequestId(Method::IdentifyLead),
+    ),
     rpc(POLICIES, "ValidatePolicy", POLICY, Counted, Repeatable),
     rpc(
         POLICIES,

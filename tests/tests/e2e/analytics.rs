@@ -654,7 +654,7 @@ async fn reports_count_every_lead_of_many_pages_once(server: TestServer) -> anyh
                 },
             )
             .await?;
-        let key = LeadKey::Id(lead.lead.id.clone());
+        let key = LeadKey::Id(lead.lead.expect("a created lead").id);
         let erase = i % 400 == 1;
         if i % 3 == 0 {
             engine

@@ -18,6 +18,7 @@ mod grades;
 mod grpcio;
 mod hardening;
 mod idempotency;
+mod identity;
 mod levels;
 mod lifecycle;
 mod metrics;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         grpcio::trials(),
         hardening::trials(),
         idempotency::trials(),
+        identity::trials(),
         levels::trials(),
         lifecycle::trials(),
         metrics::trials(),

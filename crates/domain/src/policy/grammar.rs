@@ -13,8 +13,8 @@ use super::reader::{self, Cx, Loc, MAX_MAGNITUDE, Obj, Table, integer, kind_of};
 use super::rules::fold;
 use super::{
     AccountScore, AccountWorkflow, Accounts, Aggregate, AttributeMatcher, AttributeRule, Count,
-    DEFAULT_MODEL, EventRule, Grade, LOWEST_GRADE, Level, MAX_MODELS, Matcher, Model, MqaStage, MqlStage,
-    Persona, Policy, PropertyCondition, Reasons, Sla, SlaKind, SqlStage, Workflow, WorkflowOn,
+    DEFAULT_MODEL, EventRule, Grade, Identity, LOWEST_GRADE, Level, MAX_MODELS, Matcher, Model, MqaStage,
+    MqlStage, Persona, Policy, PropertyCondition, Reasons, Sla, SlaKind, SqlStage, Workflow, WorkflowOn,
 };
 use crate::stage::{AccountStage, Stage};
 use crate::time::Span;
@@ -78,6 +78,7 @@ impl Parser<'_, '_> {
                 "workflow",
                 "persona",
                 "accounts",
+                "identity",
             ],
         );
         let name = top.name(self.cx, "name");
@@ -167,6 +168,7 @@ impl Parser<'_, '_> {
         let levels = mql.as_ref().map_or(&[][..], |m| m.levels.as_slice());
         let mut accounts = self.accounts(&top, &models, mqa);
         let workflows = self.workflows(&top, &reasons, &slas, levels, &models, accounts.as_mut());
+        let identity = self.identity(&top);
 
         Some(Policy {
             name: name?,
@@ -185,7 +187,26 @@ impl Parser<'_, '_> {
             workflows,
             personas,
             accounts,
+            identity,
         })
+    }
+
+    /// `[identity]`: defaults for what it leaves out.
+    fn identity(&mut self, top: &Obj<'_>) -> Identity {
+        let mut identity = Identity::default();
+        if let Some((at, t)) = top.table(self.cx, "identity") {
+            let obj = Obj::new(self.cx, at, t, &["anonymous_ttl"]);
+            if obj.has("anonymous_ttl")
+                && let Some(ttl) = obj.duration(self.cx, "anonymous_ttl")
+            {
+                if ttl <= Span::ZERO {
+                    self.cx.err(&obj.at("anonymous_ttl"), "must be longer than 0");
+                } else {
+                    identity.anonymous_ttl = ttl;
+                }
+            }
+        }
+        identity
     }
 
     /// A `[decay]` table (the policy's or a model's) in `obj`.

@@ -59,6 +59,28 @@ pub struct Policy {
     /// `[accounts]`: matching leads to accounts, account scores and the
     /// MQA stage. `None`: accounts are neither matched, scored nor moved.
     pub accounts: Option<Accounts>,
+    /// `[identity]`: anonymous activity and identities.
+    pub identity: Identity,
+}
+
+/// `[identity]`: how long anonymous activity is kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Identity {
+    /// `anonymous_ttl`: an anonymous event not identified this long after
+    /// it was received is purged (default 90 days).
+    pub anonymous_ttl: Span,
+}
+
+impl Identity {
+    pub const DEFAULT_ANONYMOUS_TTL: Span = Span::from_hours(90 * 24);
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Self {
+            anonymous_ttl: Self::DEFAULT_ANONYMOUS_TTL,
+        }
+    }
 }
 
 /// The id of the model of rules that name none.

@@ -3,7 +3,7 @@
 use leadflow_domain::lifecycle::{Deal, ManualTransition};
 use leadflow_domain::{CommandKind, FieldViolation};
 use leadflow_engine::{
-    BatchItem, CreateLead, Engine, EngineError, HistoryCursor, HistoryEntry, Outcome,
+    BatchItem, CreateLead, Engine, EngineError, HistoryCursor, HistoryEntry, LeadKey, Outcome,
     Request as EngineRequest,
 };
 use leadflow_proto::v1 as pb;
@@ -49,9 +49,11 @@ struct Parts {
 }
 
 fn parts(outcome: &Outcome) -> Parts {
-    record_lead(&outcome.lead.id);
+    if let Some(lead) = &outcome.lead {
+        record_lead(&lead.id);
+    }
     Parts {
-        lead: Some(lead_out(&outcome.lead)),
+        lead: outcome.lead.as_ref().map(lead_out),
         transitions: outcome.transitions.iter().map(transition_out).collect(),
         triggers: outcome.triggers.iter().map(trigger_out).collect(),
     }
@@ -120,8 +122,15 @@ impl LeadApi {
         prefix: &str,
         lead: Option<&pb::LeadRef>,
         engagement: Option<&pb::Engagement>,
+        anonymous_allowed: bool,
     ) -> Option<BatchItem> {
         let lead = lead_key(check, &format!("{prefix}lead"), lead);
+        if !anonymous_allowed && matches!(lead, Some(LeadKey::Anonymous(_))) {
+            check.fail(
+                format!("{prefix}lead.anonymous_id"),
+                "anonymous activity is recorded one engagement at a time (RecordEngagement); a batch names leads",
+            );
+        }
         let engagement = engagement_in(
             check,
             &format!("{prefix}engagement"),
@@ -145,7 +154,7 @@ impl LeadApi {
         engagement: Option<&pb::Engagement>,
     ) -> Result<BatchItem, Status> {
         let mut check = Check::default();
-        let item = self.item(&mut check, "", lead, engagement);
+        let item = self.item(&mut check, "", lead, engagement, true);
         check.into_result()?;
         item.ok_or_else(|| Status::invalid_argument("lead and engagement are required"))
     }
@@ -164,7 +173,10 @@ impl LeadApi {
             response.transitions += i64::try_from(o.transitions.len()).unwrap_or(0);
         };
         let mut rest = items;
+        // Anonymous activity is recorded one engagement at a time.
+        let anonymous = items.iter().any(|i| matches!(i.lead, LeadKey::Anonymous(_)));
         match items {
+            _ if anonymous => {}
             [] => return Ok(()),
             [_, _, ..] => match self.engine.record_engagements(req, items).await {
                 Ok(outcomes) => {
@@ -391,6 +403,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
             .map_err(status)?;
         let p = parts(&outcome);
         Ok(Response::new(pb::RecordEngagementResponse {
+            anonymous: outcome.lead.is_none(),
             lead: p.lead,
             duplicate: outcome.duplicate,
             transitions: p.transitions,
@@ -424,7 +437,13 @@ impl pb::lead_service_server::LeadService for LeadApi {
             // Named as an item names its fields; the error puts them under
             // `engagements[i]`.
             let mut check = Check::default();
-            let parsed = self.item(&mut check, "", item.lead.as_ref(), item.engagement.as_ref());
+            let parsed = self.item(
+                &mut check,
+                "",
+                item.lead.as_ref(),
+                item.engagement.as_ref(),
+                false,
+            );
             match (check.into_refusal(), parsed) {
                 (None, Some(parsed)) => items.push((i, parsed)),
                 (refusal, _) => refusals.push((
@@ -636,6 +655,45 @@ impl pb::lead_service_server::LeadService for LeadApi {
             .map_err(status)?;
         record_lead(&view.id);
         Ok(Response::new(explanation_out(&view, &explanation)))
+    }
+
+    async fn identify_lead(
+        &self,
+        request: Request<pb::IdentifyLeadRequest>,
+    ) -> Result<Response<pb::IdentifyLeadResponse>, Status> {
+        let caller = crate::auth::caller(&request)?;
+        let trace = traceparent_of(&request);
+        let r = request.into_inner();
+        let mut check = Check::default();
+        let request_id = check.key("request_id", &r.request_id, false);
+        let key = lead_key(&mut check, "lead", r.lead.as_ref());
+        let anonymous_id = check.key("anonymous_id", &r.anonymous_id, true);
+        let occurred_at = timestamp_in(&mut check, "occurred_at", r.occurred_at.as_ref());
+        check.into_result()?;
+        let Some(key) = key else {
+            return Err(Status::invalid_argument("lead: required"));
+        };
+        let req = engine_request(
+            &caller,
+            Method::IdentifyLead,
+            &request_id,
+            &r,
+            |m| m.request_id.clear(),
+            trace,
+        );
+        let identified = self
+            .engine
+            .identify_lead(&req, &key, &anonymous_id, occurred_at)
+            .await
+            .map_err(status)?;
+        let p = parts(&identified.outcome);
+        Ok(Response::new(pb::IdentifyLeadResponse {
+            lead: p.lead,
+            transitions: p.transitions,
+            triggers: p.triggers,
+            joined: i64::try_from(identified.joined).unwrap_or(i64::MAX),
+            already: identified.already,
+        }))
     }
 
     async fn erase_lead(

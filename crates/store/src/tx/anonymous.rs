@@ -54,6 +54,11 @@ impl Tx {
             .map(anonymous_record))
     }
 
+    /// The lead an anonymous id was identified as, if it was.
+    pub async fn anonymous_lead(&self, ws: &str, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(anonymous_lead(ws, id).one(self.db().await?).await?.flatten())
+    }
+
     /// Notes an anonymous id as seen at `now` (creating it), and returns it
     /// locked until commit: the first statement of recording its event, so
     /// that an identification in between is seen.
@@ -180,6 +185,30 @@ impl Tx {
             .exec(self.db().await?)
             .await?;
         Ok(events)
+    }
+}
+
+/// The lead an anonymous id joined.
+pub(crate) fn anonymous_lead(
+    ws: &str,
+    id: &str,
+) -> sea_orm::Selector<sea_orm::SelectGetableTuple<Option<String>>> {
+    anonymous_id::Entity::find()
+        .select_only()
+        .column(anonymous_id::Column::LeadId)
+        .filter(anonymous_id::Column::WorkspaceId.eq(ws))
+        .filter(anonymous_id::Column::AnonymousId.eq(id))
+        .into_tuple::<Option<String>>()
+}
+
+impl crate::Store {
+    /// The lead an anonymous id was identified as, if it was.
+    pub async fn anonymous_lead(&self, ws: &str, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(anonymous_lead(ws, id)
+            .one(self.reader())
+            .await
+            .map_err(|e| self.on_reader(e))?
+            .flatten())
     }
 }
 

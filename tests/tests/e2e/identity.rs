@@ -1,0 +1,325 @@
+//! Anonymous activity over the API: engagements under an anonymous id are
+//! kept and score nothing; `IdentifyLead` joins them to a lead at their
+//! own instants and decides what they cause at the identification; the id
+//! then names the lead.
+
+use leadflow_domain::{Span, Timestamp};
+use leadflow_e2e::*;
+use leadflow_proto::v1 as pb;
+
+/// 2026-01-05T09:00:00Z.
+const T0: Timestamp = Timestamp::from_secs(1_767_603_600);
+const HOUR: i64 = 3_600;
+
+fn anonymous(id: &str) -> Option<pb::LeadRef> {
+    Some(pb::LeadRef {
+        key: Some(pb::lead_ref::Key::AnonymousId(id.to_owned())),
+    })
+}
+
+fn pb_time(t: Timestamp) -> prost_types::Timestamp {
+    let micros = t.as_micros();
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or(0),
+    }
+}
+
+/// A pricing page seen `hours` after T0: 10 points (at most two a day) and
+/// 1 for any page.
+fn pricing_view(id: &str, hours: i64) -> pb::Engagement {
+    let mut e = engagement(id, "page_viewed");
+    e.properties.insert("path".to_owned(), "/pricing".to_owned());
+    at(
+        e,
+        pb_time(Timestamp::from_secs(T0.as_micros() / 1_000_000 + hours * HOUR)),
+    )
+}
+
+async fn as_visitor(
+    server: &mut TestServer,
+    visitor: &str,
+    e: pb::Engagement,
+) -> Result<pb::RecordEngagementResponse, tonic::Status> {
+    server
+        .leads
+        .record_engagement(pb::RecordEngagementRequest {
+            lead: anonymous(visitor),
+            engagement: Some(e),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn identify(lead: &str, visitor: &str) -> pb::IdentifyLeadRequest {
+    pb::IdentifyLeadRequest {
+        lead: by_id(lead),
+        anonymous_id: visitor.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// The six views of the first scenario: two a day over three days.
+const VIEW_HOURS: [i64; 6] = [0, 1, 24, 25, 48, 49];
+
+async fn a_visitor_s_page_views_then_a_form_make_an_mql_at_identification(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    server.manual_clock().set(T0.saturating_add(Span::from_hours(50)));
+    for (i, h) in VIEW_HOURS.iter().enumerate() {
+        let r = as_visitor(&mut server, "cookie-1", pricing_view(&format!("v{i}"), *h)).await?;
+        assert!(r.anonymous && r.lead.is_none() && !r.duplicate, "{r:?}");
+    }
+    // A re-delivery is known; the id names no lead yet.
+    let again = as_visitor(&mut server, "cookie-1", pricing_view("v0", 0)).await?;
+    assert!(again.anonymous && again.duplicate);
+    let missing = server
+        .leads
+        .get_lead(pb::GetLeadRequest {
+            lead: anonymous("cookie-1"),
+        })
+        .await
+        .expect_err("not identified yet");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+
+    // The form: a lead, at IQL, then identified an hour later.
+    server.manual_clock().set(T0.saturating_add(Span::from_hours(60)));
+    let lead = create(&mut server, "ann@initech.com").await?;
+    assert_eq!(stage(&lead), pb::Stage::Iql);
+    server.manual_clock().set(T0.saturating_add(Span::from_hours(61)));
+    let identified = server
+        .leads
+        .identify_lead(identify(&lead.id, "cookie-1"))
+        .await?
+        .into_inner();
+    assert_eq!(identified.joined, 6);
+    assert!(!identified.already);
+    assert_eq!(moves(&identified.transitions), [(pb::Stage::Iql, pb::Stage::Mql)]);
+    let mql = &identified.transitions[0];
+    assert_eq!(mql.cause, pb::Cause::Identify as i32);
+    assert_eq!(mql.cause_ref, "cookie-1");
+    let at = mql.occurred_at.expect("an instant");
+    assert_eq!(at.seconds, T0.as_micros() / 1_000_000 + 61 * HOUR);
+    // Each view decayed from its own instant over a 30-day half-life.
+    let expected: f64 = VIEW_HOURS
+        .iter()
+        .map(|h| 11.0 * 0.5_f64.powf((61 - h) as f64 / (30.0 * 24.0)))
+        .sum();
+    assert!(
+        (mql.engagement - expected).abs() < 1e-5,
+        "{} against {expected}",
+        mql.engagement
+    );
+    // The id now names the lead, for reads and for what it records.
+    let found = server
+        .leads
+        .get_lead(pb::GetLeadRequest {
+            lead: anonymous("cookie-1"),
+        })
+        .await?
+        .into_inner()
+        .lead
+        .expect("the lead");
+    assert_eq!(found.id, lead.id);
+    let later = as_visitor(&mut server, "cookie-1", pricing_view("v9", 61)).await?;
+    assert!(!later.anonymous && !later.duplicate);
+    assert_eq!(later.lead.map(|l| l.id), Some(lead.id.clone()));
+    let old = as_visitor(&mut server, "cookie-1", pricing_view("v0", 0)).await?;
+    assert!(
+        old.duplicate,
+        "a repeat of an event from before the identification"
+    );
+    assert_eq!(old.lead.map(|l| l.id), Some(lead.id.clone()));
+    // The history has the joined views at their own instants.
+    let history = full_history(&mut server, &lead.id, 0).await?;
+    let views: Vec<i64> = history
+        .iter()
+        .filter_map(|e| match &e.entry {
+            Some(pb::history_entry::Entry::Engagement(x)) => x.occurred_at.as_ref().map(|t| t.seconds),
+            _ => None,
+        })
+        .collect();
+    let base = T0.as_micros() / 1_000_000;
+    assert_eq!(
+        views,
+        [0, 1, 24, 25, 48, 49, 61].map(|h| base + h * HOUR).to_vec()
+    );
+    Ok(())
+}
+
+async fn an_identification_is_idempotent_and_an_id_joins_one_lead(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    as_visitor(&mut server, "device-7", pricing_view("d1", 0)).await?;
+    let ann = create(&mut server, "ann@hooli.com").await?;
+    let bob = create(&mut server, "bob@hooli.com").await?;
+    let first = server
+        .leads
+        .identify_lead(identify(&ann.id, "device-7"))
+        .await?
+        .into_inner();
+    assert_eq!((first.joined, first.already), (1, false));
+    let again = server
+        .leads
+        .identify_lead(identify(&ann.id, "device-7"))
+        .await?
+        .into_inner();
+    assert_eq!((again.joined, again.already), (0, true));
+    let taken = server
+        .leads
+        .identify_lead(identify(&bob.id, "device-7"))
+        .await
+        .expect_err("one lead per anonymous id");
+    assert_eq!(taken.code(), tonic::Code::AlreadyExists);
+    assert!(taken.message().contains(&ann.id), "{}", taken.message());
+    // A retry with the same request id answers the first result.
+    let mut request = identify(&bob.id, "device-8");
+    request.request_id = "identify-1".to_owned();
+    let once = server.leads.identify_lead(request.clone()).await?.into_inner();
+    let twice = server.leads.identify_lead(request).await?.into_inner();
+    assert_eq!(once, twice);
+    assert_eq!(
+        once.joined, 0,
+        "an id never seen is identified ahead of its activity"
+    );
+    // Its first engagement then goes to bob.
+    let r = as_visitor(&mut server, "device-8", pricing_view("d2", 0)).await?;
+    assert_eq!(r.lead.map(|l| l.id), Some(bob.id.clone()));
+    // Several ids may join one lead.
+    as_visitor(&mut server, "device-9", pricing_view("d3", 0)).await?;
+    let more = server
+        .leads
+        .identify_lead(identify(&bob.id, "device-9"))
+        .await?
+        .into_inner();
+    assert_eq!(more.joined, 1);
+    Ok(())
+}
+
+async fn bad_identity_requests_are_refused_with_their_fields(mut server: TestServer) -> anyhow::Result<()> {
+    let lead = create(&mut server, "cat@globex.com").await?;
+    let request = pb::IdentifyLeadRequest {
+        lead: by_id(&lead.id),
+        ..Default::default()
+    };
+    assert_invalid(
+        server.leads.identify_lead(request.clone()).await,
+        "anonymous_id",
+        &request,
+    );
+    let request = pb::IdentifyLeadRequest {
+        lead: by_id(&lead.id),
+        anonymous_id: "x".repeat(129),
+        ..Default::default()
+    };
+    assert_invalid(
+        server.leads.identify_lead(request.clone()).await,
+        "anonymous_id",
+        &request,
+    );
+    // Before the lead's capture (its last transition), and in the future.
+    let request = pb::IdentifyLeadRequest {
+        lead: by_id(&lead.id),
+        anonymous_id: "c".to_owned(),
+        occurred_at: Some(seconds_ago(3_600)),
+        ..Default::default()
+    };
+    assert_invalid(
+        server.leads.identify_lead(request.clone()).await,
+        "occurred_at",
+        &request,
+    );
+    let request = pb::IdentifyLeadRequest {
+        lead: by_id(&lead.id),
+        anonymous_id: "c".to_owned(),
+        occurred_at: Some(seconds_ago(-3_600)),
+        ..Default::default()
+    };
+    assert_invalid(
+        server.leads.identify_lead(request.clone()).await,
+        "occurred_at",
+        &request,
+    );
+    let unknown = server
+        .leads
+        .identify_lead(pb::IdentifyLeadRequest {
+            lead: by_id("no-such-lead"),
+            anonymous_id: "c".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no such lead");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    // An engagement the policy does not take, and an empty anonymous id.
+    let bad = as_visitor(&mut server, "c", engagement("b1", "no_such_type")).await;
+    assert_invalid(bad, "engagement.type", &"an unknown type");
+    let empty = as_visitor(&mut server, " ", engagement("b2", "page_viewed")).await;
+    assert_invalid(empty, "lead.anonymous_id", &"an empty id");
+    // One event-id namespace: a lead's event id is not an anonymous one.
+    server
+        .leads
+        .record_engagement(record(&lead.id, engagement("shared", "page_viewed")))
+        .await?;
+    let reused = as_visitor(&mut server, "c", engagement("shared", "page_viewed")).await;
+    let Err(status) = reused else {
+        panic!("an event id of a lead reused anonymously was accepted");
+    };
+    assert_eq!(reason(&status), "EVENT_ID_REUSED");
+    // Batches name leads.
+    let batch = pb::RecordEngagementsRequest {
+        engagements: vec![pb::EngagementItem {
+            lead: anonymous("c"),
+            engagement: Some(engagement("b3", "page_viewed")),
+        }],
+    };
+    assert_invalid(
+        server.leads.record_engagements(batch.clone()).await,
+        "engagements[0].lead.anonymous_id",
+        &batch,
+    );
+    // Nothing of it was kept: the id is still unknown to the lead calls.
+    let missing = server
+        .leads
+        .get_lead(pb::GetLeadRequest { lead: anonymous("c") })
+        .await
+        .expect_err("never identified");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    Ok(())
+}
+
+async fn a_stream_records_anonymous_activity_as_it_arrives(mut server: TestServer) -> anyhow::Result<()> {
+    let lead = create(&mut server, "dee@piedpiper.com").await?;
+    let items: Vec<pb::StreamEngagementsRequest> = (0..5)
+        .map(|i| pb::StreamEngagementsRequest {
+            lead: if i % 2 == 0 {
+                anonymous("tab-1")
+            } else {
+                by_id(&lead.id)
+            },
+            engagement: Some(engagement(&format!("s{i}"), "page_viewed")),
+        })
+        .collect();
+    let summary = server
+        .leads
+        .stream_engagements(tokio_stream::iter(items))
+        .await?
+        .into_inner();
+    assert_eq!(summary.committed, 5);
+    let identified = server
+        .leads
+        .identify_lead(identify(&lead.id, "tab-1"))
+        .await?
+        .into_inner();
+    assert_eq!(identified.joined, 3);
+    let scored = identified.lead.and_then(|l| l.scores).expect("scores");
+    // Five page views of one point each, nearly undecayed.
+    assert!((scored.engagement - 5.0).abs() < 0.01, "{}", scored.engagement);
+    Ok(())
+}
+
+scenarios! {
+    a_visitor_s_page_views_then_a_form_make_an_mql_at_identification = clock_at(T0),
+    an_identification_is_idempotent_and_an_id_joins_one_lead,
+    bad_identity_requests_are_refused_with_their_fields,
+    a_stream_records_anonymous_activity_as_it_arrives,
+}
