@@ -41,6 +41,10 @@ pub enum EngineError {
         key: String,
         id: String,
     },
+    /// An anonymous id's activity was asked for as anonymous activity, but
+    /// the id was identified: it is the lead's.
+    #[error("anonymous id {anonymous_id:?} was identified as lead {lead_id}: its activity is the lead's")]
+    Identified { anonymous_id: String, lead_id: String },
     /// `expected_version` did not match.
     #[error("version conflict: expected {expected}, the lead is at {actual}")]
     VersionConflict { expected: i64, actual: i64 },

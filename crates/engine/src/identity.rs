@@ -277,6 +277,52 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Erases the activity kept under an anonymous id no lead was
+    /// identified as: how many events (0 for an id with none). An
+    /// identified id's activity is its lead's: erase the lead.
+    #[tracing::instrument(name = "engine.erase_anonymous", skip_all)]
+    pub async fn erase_anonymous(&self, req: &Request, anonymous_id: &str) -> Result<u64, EngineError> {
+        retrying!(self.try_erase_anonymous(req, anonymous_id))
+    }
+
+    async fn try_erase_anonymous(&self, req: &Request, anonymous_id: &str) -> Result<u64, EngineError> {
+        let ws = req.workspace.as_str();
+        let tx = self.store.begin().await?;
+        if let Some(seen) = tx.lock_anonymous(ws, anonymous_id).await?
+            && let Some(lead_id) = seen.lead_id
+        {
+            return Err(EngineError::Identified {
+                anonymous_id: anonymous_id.to_owned(),
+                lead_id,
+            });
+        }
+        let erased = tx.erase_anonymous(ws, anonymous_id).await?;
+        tx.commit().await?;
+        Ok(erased)
+    }
+
+    /// Purges, in every workspace, the anonymous activity not identified
+    /// within its policy's `[identity] anonymous_ttl` of its receipt: how
+    /// many events.
+    pub async fn purge_anonymous_activity(&self) -> Result<u64, EngineError> {
+        let now = self.now();
+        let mut purged = 0;
+        for ws in self.store.workspaces().await? {
+            let policy = match self.active_policy_read(&ws).await {
+                Ok((_, policy)) => policy,
+                Err(EngineError::NotReady(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let cutoff = now.saturating_sub(policy.identity.anonymous_ttl);
+            let tx = self.store.begin().await?;
+            purged += tx.purge_anonymous(&ws, cutoff).await?;
+            tx.commit().await?;
+        }
+        Ok(purged)
+    }
+}
+
 /// EVENT_ID_REUSED: an event id recorded before with other content.
 fn reused(engagement: &Engagement, seen: &leadflow_store::StoredEngagement) -> EngineError {
     let whose = if seen.lead_id.is_empty() {

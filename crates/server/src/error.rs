@@ -340,6 +340,18 @@ fn describe(error: EngineError) -> Error {
         EngineError::OutOfRange(message) => Error::new(Code::OutOfRange, "SEQUENCE_NOT_KEPT", message),
         EngineError::Aborted(message) => Error::new(Code::Aborted, "TAKEN_OVER", message),
         EngineError::NotReady(message) => Error::new(Code::FailedPrecondition, "NO_ACTIVE_POLICY", message),
+        EngineError::Identified {
+            anonymous_id,
+            lead_id,
+        } => Error::new(
+            Code::FailedPrecondition,
+            "IDENTIFIED",
+            format!(
+                "anonymous id {:?} was identified as lead {lead_id}: its activity is the lead's (erase the lead)",
+                truncate(&anonymous_id, 160)
+            ),
+        )
+        .meta("lead_id", &lead_id),
         EngineError::Busy(e) => {
             tracing::warn!(error = %e, "every database connection is busy");
             Error {

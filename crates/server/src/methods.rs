@@ -137,6 +137,7 @@ pub(crate) const RPCS: &[Rpc] = &[
     rpc(LEADS, "GetLeadHistory", READ_LEADS, Counted, Repeatable),
     rpc(LEADS, "ExplainScore", READ_LEADS, Counted, Repeatable),
     rpc(LEADS, "EraseLead", WRITE_LEADS, Counted, Repeatable),
+    rpc(LEADS, "EraseAnonymous", WRITE_LEADS, Counted, Repeatable),
     rpc(
         LEADS,
         "IdentifyLead",

@@ -5,7 +5,9 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
 use crate::convert;
-use crate::entity::{engagement, idempotency, lead, lead_score, outbox, score_checkpoint, timer};
+use crate::entity::{
+    anonymous_id, engagement, idempotency, lead, lead_score, outbox, score_checkpoint, timer, transition,
+};
 use crate::error::StoreError;
 use crate::records::LeadRecord;
 use crate::tx::{LeadLookup, Tx};
@@ -96,11 +98,28 @@ impl Tx {
             .await?;
         let engagements = engagement::Entity::update_many()
             .col_expr(engagement::Column::Properties, Expr::value("{}"))
+            .col_expr(
+                engagement::Column::AnonymousId,
+                Expr::value(Option::<String>::None),
+            )
             .filter(engagement::Column::WorkspaceId.eq(ws))
             .filter(engagement::Column::LeadId.eq(lead_id))
             .exec(db)
             .await?
             .rows_affected;
+        // The anonymous ids it was identified by, wherever they are kept.
+        anonymous_id::Entity::delete_many()
+            .filter(anonymous_id::Column::WorkspaceId.eq(ws))
+            .filter(anonymous_id::Column::LeadId.eq(lead_id))
+            .exec(db)
+            .await?;
+        transition::Entity::update_many()
+            .col_expr(transition::Column::CauseRef, Expr::value(""))
+            .filter(transition::Column::WorkspaceId.eq(ws))
+            .filter(transition::Column::LeadId.eq(lead_id))
+            .filter(transition::Column::Cause.eq("IDENTIFY"))
+            .exec(db)
+            .await?;
         let mut events = 0;
         let stored: Vec<(i64, String)> = outbox::Entity::find()
             .select_only()
@@ -114,13 +133,17 @@ impl Tx {
         for (seq, payload) in stored {
             let mut value: serde_json::Value = serde_json::from_str(&payload)
                 .map_err(|e| StoreError::corrupt("outbox", seq.to_string(), e))?;
-            let Some(key) = value.get_mut("external_key") else {
-                continue;
+            let identified = scrub_anonymous_ids(&mut value);
+            let keyed = match value.get_mut("external_key") {
+                Some(key) if !key.is_null() => {
+                    *key = serde_json::Value::Null;
+                    true
+                }
+                _ => false,
             };
-            if key.is_null() {
+            if !keyed && !identified {
                 continue;
             }
-            *key = serde_json::Value::Null;
             outbox::Entity::update_many()
                 .col_expr(outbox::Column::Payload, Expr::value(value.to_string()))
                 .filter(outbox::Column::WorkspaceId.eq(ws))
@@ -151,5 +174,28 @@ impl Tx {
             events,
             results,
         })
+    }
+}
+
+/// Blanks every anonymous id a stored event names (an IDENTIFY cause):
+/// whether there was one.
+fn scrub_anonymous_ids(value: &mut serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut found = false;
+            if map.get("kind").and_then(serde_json::Value::as_str) == Some("IDENTIFY")
+                && let Some(id) = map.get_mut("anonymous_id")
+                && id.as_str().is_some_and(|s| !s.is_empty())
+            {
+                *id = serde_json::Value::String(String::new());
+                found = true;
+            }
+            for v in map.values_mut() {
+                found |= scrub_anonymous_ids(v);
+            }
+            found
+        }
+        serde_json::Value::Array(items) => items.iter_mut().fold(false, |f, v| scrub_anonymous_ids(v) | f),
+        _ => false,
     }
 }

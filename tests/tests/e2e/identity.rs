@@ -322,4 +322,78 @@ scenarios! {
     an_identification_is_idempotent_and_an_id_joins_one_lead,
     bad_identity_requests_are_refused_with_their_fields,
     a_stream_records_anonymous_activity_as_it_arrives,
+    anonymous_activity_is_purged_after_its_time_to_live_and_erased_on_request = clock_at(T0),
+}
+
+async fn anonymous_activity_is_purged_after_its_time_to_live_and_erased_on_request(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    let policy = format!(
+        "{}\n[identity]\nanonymous_ttl = \"7d\"\n",
+        leadflow_server::DEFAULT_POLICY
+    );
+    activate_policy(&mut server, policy).await?;
+    as_visitor(&mut server, "old-1", engagement("a1", "page_viewed")).await?;
+    server.manual_clock().advance(Span::from_hours(6 * 24));
+    as_visitor(&mut server, "old-1", engagement("a2", "page_viewed")).await?;
+    // A week and a second after the first: it goes, the second stays.
+    server.manual_clock().advance(Span::from_secs(24 * 3_600 + 1));
+    assert_eq!(server.engine.purge_anonymous_activity().await?, 1);
+    let lead = create(&mut server, "eve@soylent.com").await?;
+    let identified = server
+        .leads
+        .identify_lead(identify(&lead.id, "old-1"))
+        .await?
+        .into_inner();
+    assert_eq!(identified.joined, 1);
+    // The purged event's id is free again.
+    let again = as_visitor(&mut server, "old-2", engagement("a1", "page_viewed")).await?;
+    assert!(again.anonymous && !again.duplicate);
+    let erased = server
+        .leads
+        .erase_anonymous(pb::EraseAnonymousRequest {
+            anonymous_id: "old-2".to_owned(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(erased.events_erased, 1);
+    let twice = server
+        .leads
+        .erase_anonymous(pb::EraseAnonymousRequest {
+            anonymous_id: "old-2".to_owned(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(twice.events_erased, 0);
+    let identified = server
+        .leads
+        .erase_anonymous(pb::EraseAnonymousRequest {
+            anonymous_id: "old-1".to_owned(),
+        })
+        .await
+        .expect_err("an identified id's activity is its lead's");
+    assert_eq!(identified.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(reason(&identified), "IDENTIFIED");
+    let request = pb::EraseAnonymousRequest::default();
+    assert_invalid(
+        server.leads.erase_anonymous(request.clone()).await,
+        "anonymous_id",
+        &request,
+    );
+    // Erasing the lead by its anonymous id forgets the id with it.
+    server
+        .leads
+        .erase_lead(pb::EraseLeadRequest {
+            lead: anonymous("old-1"),
+        })
+        .await?;
+    let gone = server
+        .leads
+        .get_lead(pb::GetLeadRequest {
+            lead: anonymous("old-1"),
+        })
+        .await
+        .expect_err("erased with its lead");
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    Ok(())
 }

@@ -176,3 +176,27 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn the_identity_table_sets_how_long_anonymous_activity_is_kept() {
+    use leadflow_domain::Policy;
+    use leadflow_domain::policy::Identity;
+    let example = policy();
+    assert_eq!(example.identity.anonymous_ttl, Identity::DEFAULT_ANONYMOUS_TTL);
+    let toml = crate::common::example_toml();
+    let week = Policy::from_toml(&format!("{toml}\n[identity]\nanonymous_ttl = \"7d\"\n")).expect("valid");
+    assert_eq!(week.identity.anonymous_ttl, days(7));
+    for (bad, expected) in [
+        ("anonymous_ttl = \"0s\"", "identity.anonymous_ttl"),
+        ("anonymous_ttl = \"soon\"", "identity.anonymous_ttl"),
+        ("anonymous_ttl = 7", "identity.anonymous_ttl"),
+        ("keep = \"7d\"", "identity.keep"),
+    ] {
+        let refused = Policy::from_toml(&format!("{toml}\n[identity]\n{bad}\n")).expect_err(bad);
+        let messages: Vec<String> = refused.0.iter().map(ToString::to_string).collect();
+        assert!(
+            messages.iter().any(|m| m.starts_with(expected)),
+            "{bad}: {messages:?}"
+        );
+    }
+}

@@ -73,6 +73,7 @@ fn command_names_are_pinned() {
         "REQUALIFY",
         "TIMER_FIRED",
         "POLICY_CHANGED",
+        "IDENTIFY",
     ];
     pinned(&CommandKind::ALL, &names, |c| c.as_str());
 }
@@ -111,6 +112,13 @@ fn causes_are_tagged_with_their_pinned_kind() {
             r#"{"kind":"TIMER","key":"sla:mql_idle"}"#,
         ),
         (Cause::PolicyChange, r#"{"kind":"POLICY_CHANGE"}"#),
+        (Cause::Decay, r#"{"kind":"DECAY"}"#),
+        (
+            Cause::Identify {
+                anonymous_id: "cookie-1".to_owned(),
+            },
+            r#"{"kind":"IDENTIFY","anonymous_id":"cookie-1"}"#,
+        ),
     ];
     for (cause, json) in causes {
         assert_eq!(serde_json::to_string(&cause).expect("serialises"), json);

@@ -696,6 +696,26 @@ impl pb::lead_service_server::LeadService for LeadApi {
         }))
     }
 
+    async fn erase_anonymous(
+        &self,
+        request: Request<pb::EraseAnonymousRequest>,
+    ) -> Result<Response<pb::EraseAnonymousResponse>, Status> {
+        let caller = crate::auth::caller(&request)?;
+        let trace = traceparent_of(&request);
+        let r = request.into_inner();
+        let mut check = Check::default();
+        let anonymous_id = check.key("anonymous_id", &r.anonymous_id, true);
+        check.into_result()?;
+        let erased = self
+            .engine
+            .erase_anonymous(&plain(&caller, trace), &anonymous_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::EraseAnonymousResponse {
+            events_erased: i64::try_from(erased).unwrap_or(i64::MAX),
+        }))
+    }
+
     async fn erase_lead(
         &self,
         request: Request<pb::EraseLeadRequest>,

@@ -5,7 +5,9 @@
 
 use leadflow_domain::{Engagement, Timestamp};
 use sea_orm::sea_query::{Expr, LockType, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 
 use super::Tx;
 use super::engagements::engagement_row;
@@ -123,8 +125,9 @@ impl Tx {
             .one(self.db().await?)
             .await?
             .ok_or_else(|| StoreError::corrupt("anonymous_ids", id, "an event under an id never touched"))?;
-        let kept = record.kept + 1;
-        let over = u64::try_from(kept).unwrap_or(0).saturating_sub(limit);
+        // Counted, not added up: the purge takes old events away.
+        let kept = kept_events(ws, id).count(self.db().await?).await?;
+        let over = kept.saturating_sub(limit);
         if over > 0 {
             let oldest: Vec<String> = kept_events(ws, id)
                 .select_only()
@@ -144,7 +147,10 @@ impl Tx {
         }
         let over = i64::try_from(over).unwrap_or(i64::MAX);
         anonymous_id::Entity::update_many()
-            .col_expr(anonymous_id::Column::Kept, Expr::value(kept - over))
+            .col_expr(
+                anonymous_id::Column::Kept,
+                Expr::value(i64::try_from(kept.min(limit)).unwrap_or(i64::MAX)),
+            )
             .col_expr(anonymous_id::Column::Dropped, Expr::value(record.dropped + over))
             .filter(anonymous_id::Column::WorkspaceId.eq(ws))
             .filter(anonymous_id::Column::AnonymousId.eq(id))
@@ -185,6 +191,46 @@ impl Tx {
             .exec(self.db().await?)
             .await?;
         Ok(events)
+    }
+}
+
+impl Tx {
+    /// Removes an unidentified anonymous id's activity (its events, dropped
+    /// ones included, and the id): how many events. Call with it locked.
+    pub async fn erase_anonymous(&self, ws: &str, id: &str) -> Result<u64, StoreError> {
+        let erased = engagement::Entity::delete_many()
+            .filter(engagement::Column::WorkspaceId.eq(ws))
+            .filter(engagement::Column::AnonymousId.eq(id))
+            .filter(engagement::Column::LeadId.eq(UNIDENTIFIED))
+            .exec(self.db().await?)
+            .await?
+            .rows_affected;
+        anonymous_id::Entity::delete_many()
+            .filter(anonymous_id::Column::WorkspaceId.eq(ws))
+            .filter(anonymous_id::Column::AnonymousId.eq(id))
+            .filter(anonymous_id::Column::LeadId.is_null())
+            .exec(self.db().await?)
+            .await?;
+        Ok(erased)
+    }
+
+    /// Purges a workspace's unidentified activity received before `cutoff`,
+    /// and the ids not seen since: how many events.
+    pub async fn purge_anonymous(&self, ws: &str, cutoff: Timestamp) -> Result<u64, StoreError> {
+        let purged = engagement::Entity::delete_many()
+            .filter(engagement::Column::WorkspaceId.eq(ws))
+            .filter(engagement::Column::LeadId.eq(UNIDENTIFIED))
+            .filter(engagement::Column::RecordedAt.lt(cutoff.as_micros()))
+            .exec(self.db().await?)
+            .await?
+            .rows_affected;
+        anonymous_id::Entity::delete_many()
+            .filter(anonymous_id::Column::WorkspaceId.eq(ws))
+            .filter(anonymous_id::Column::LeadId.is_null())
+            .filter(anonymous_id::Column::LastSeenAt.lt(cutoff.as_micros()))
+            .exec(self.db().await?)
+            .await?;
+        Ok(purged)
     }
 }
 
