@@ -186,3 +186,35 @@ check(
     "Subscribe streams the account's move to MQA",
 )
 stream.cancel()
+
+# Identity: a visitor's activity under an anonymous id, kept until a form
+# makes it a lead, then joined to the lead by IdentifyLead.
+visitor = f"cookie-{uuid.uuid4().hex[:8]}"
+for i in range(5):
+    kept = leads.RecordEngagement(
+        lead_service_pb2.RecordEngagementRequest(
+            lead=lead_pb2.LeadRef(anonymous_id=visitor),
+            engagement=lead_pb2.Engagement(event_id=f"{visitor}-{i}", type="webinar_attended"),
+        )
+    )
+    check(kept.anonymous and not kept.HasField("lead"), f"RecordEngagement keeps visit {i} as anonymous activity")
+try:
+    leads.GetLead(lead_service_pb2.GetLeadRequest(lead=lead_pb2.LeadRef(anonymous_id=visitor)))
+    check(False, "an anonymous id names no lead before its identification")
+except grpc.RpcError as e:
+    check(e.code() == grpc.StatusCode.NOT_FOUND, "GetLead by an unidentified anonymous id is NOT_FOUND")
+form = leads.CreateLead(
+    lead_service_pb2.CreateLeadRequest(
+        profile={"email": f"py-{uuid.uuid4().hex[:8]}@initech.com", "company": "Initech", "title": "CTO", "company_size": "500"}
+    )
+).lead
+identified = leads.IdentifyLead(
+    lead_service_pb2.IdentifyLeadRequest(lead=lead_pb2.LeadRef(id=form.id), anonymous_id=visitor, request_id=str(uuid.uuid4()))
+)
+check(identified.joined == 5, f"IdentifyLead joins the five webinars ({identified.joined})")
+check(
+    [(t.to_stage, t.cause) for t in identified.transitions] == [(lead_pb2.STAGE_MQL, lead_pb2.CAUSE_IDENTIFY)],
+    "the joined activity makes the lead an MQL at its identification",
+)
+same = leads.GetLead(lead_service_pb2.GetLeadRequest(lead=lead_pb2.LeadRef(anonymous_id=visitor))).lead
+check(same.id == form.id, "the anonymous id now names the lead")
