@@ -325,6 +325,19 @@ scenarios! {
     anonymous_activity_is_purged_after_its_time_to_live_and_erased_on_request = clock_at(T0),
 }
 
+async fn erase_anonymous(
+    server: &mut TestServer,
+    id: &str,
+) -> Result<pb::EraseAnonymousResponse, tonic::Status> {
+    server
+        .leads
+        .erase_anonymous(pb::EraseAnonymousRequest {
+            anonymous_id: id.to_owned(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
 async fn anonymous_activity_is_purged_after_its_time_to_live_and_erased_on_request(
     mut server: TestServer,
 ) -> anyhow::Result<()> {
@@ -349,27 +362,9 @@ async fn anonymous_activity_is_purged_after_its_time_to_live_and_erased_on_reque
     // The purged event's id is free again.
     let again = as_visitor(&mut server, "old-2", engagement("a1", "page_viewed")).await?;
     assert!(again.anonymous && !again.duplicate);
-    let erased = server
-        .leads
-        .erase_anonymous(pb::EraseAnonymousRequest {
-            anonymous_id: "old-2".to_owned(),
-        })
-        .await?
-        .into_inner();
-    assert_eq!(erased.events_erased, 1);
-    let twice = server
-        .leads
-        .erase_anonymous(pb::EraseAnonymousRequest {
-            anonymous_id: "old-2".to_owned(),
-        })
-        .await?
-        .into_inner();
-    assert_eq!(twice.events_erased, 0);
-    let identified = server
-        .leads
-        .erase_anonymous(pb::EraseAnonymousRequest {
-            anonymous_id: "old-1".to_owned(),
-        })
+    assert_eq!(erase_anonymous(&mut server, "old-2").await?.events_erased, 1);
+    assert_eq!(erase_anonymous(&mut server, "old-2").await?.events_erased, 0);
+    let identified = erase_anonymous(&mut server, "old-1")
         .await
         .expect_err("an identified id's activity is its lead's");
     assert_eq!(identified.code(), tonic::Code::FailedPrecondition);
