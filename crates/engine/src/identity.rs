@@ -17,10 +17,12 @@ use serde::{Deserialize, Serialize};
 use crate::Engine;
 use crate::error::EngineError;
 use crate::idempotency::{replay, save};
-use crate::leads::{Locked, engagement_fingerprint, retrying};
+use crate::leads::{Applied, Locked, engagement_fingerprint, retrying};
 use crate::log::Log;
 use crate::model::{LeadKey, Method, Recorded, Request};
+use crate::persist::Target;
 use crate::views::Outcome;
+use leadflow_store::{LeadRecord, Tx};
 
 /// The most events kept for one anonymous id while it is not identified:
 /// past it the oldest are dropped (their event ids stay known).
@@ -213,23 +215,53 @@ impl Engine {
             return Ok(done);
         }
         let now = self.now();
+        let target = self.target(req, &policy, policy_version, now);
+        let joined = self
+            .identify_in(&tx, &target, record, anonymous_id, occurred_at)
+            .await?;
+        let kept = Kept {
+            recorded: joined.applied.outcome,
+            joined: joined.joined,
+            already: joined.already,
+        };
+        save(&tx, req, Method::IdentifyLead, &kept, now).await?;
+        tx.commit().await?;
+        if joined.applied.events > 0 {
+            self.announce(ws);
+        }
+        Ok(kept)
+    }
+
+    /// Joins an anonymous id's kept activity to a locked lead at
+    /// `occurred_at` (default now, or the lead's last transition if later),
+    /// in the caller's transaction: the id is locked after the lead.
+    pub(crate) async fn identify_in(
+        &self,
+        tx: &Tx,
+        target: &Target<'_>,
+        record: LeadRecord,
+        anonymous_id: &str,
+        occurred_at: Option<Timestamp>,
+    ) -> Result<Joined, EngineError> {
+        let ws = target.ws;
+        let now = target.now;
         let seen = tx.touch_anonymous(ws, anonymous_id, now).await?;
         match seen.lead_id {
             Some(lead) if lead == record.id => {
-                let scored_with = self.policy_version_of(&tx, ws, record.policy_version).await?;
-                let kept = Kept {
-                    recorded: Recorded {
-                        lead: crate::leads::view(&scored_with, record, now),
-                        transitions: Vec::new(),
-                        triggers: Vec::new(),
-                        duplicate: false,
+                let scored_with = self.policy_version_of(tx, ws, record.policy_version).await?;
+                return Ok(Joined {
+                    applied: Applied {
+                        outcome: Recorded {
+                            lead: crate::leads::view(&scored_with, record, now),
+                            transitions: Vec::new(),
+                            triggers: Vec::new(),
+                            duplicate: false,
+                        },
+                        events: 0,
                     },
                     joined: 0,
                     already: true,
-                };
-                save(&tx, req, Method::IdentifyLead, &kept, now).await?;
-                tx.commit().await?;
-                return Ok(kept);
+                });
             }
             Some(lead) => {
                 return Err(EngineError::AlreadyExists {
@@ -246,35 +278,29 @@ impl Engine {
         // Already in the store under the lead: the log read for the
         // decision leaves them out, the command brings them.
         let ids = events.iter().map(|e| e.event_id.clone()).collect();
-        let target = self.target(req, &policy, policy_version, now);
         let command = Command::Identify {
             anonymous_id: anonymous_id.to_owned(),
             events,
             at: Some(at),
         };
         let applied = self
-            .apply(
-                &tx,
-                &target,
-                record,
-                command,
-                None,
-                at,
-                &mut Log::leaving_out(ids),
-            )
+            .apply(tx, target, record, command, None, at, &mut Log::leaving_out(ids))
             .await?;
-        let kept = Kept {
-            recorded: applied.outcome,
+        Ok(Joined {
+            applied,
             joined,
             already: false,
-        };
-        save(&tx, req, Method::IdentifyLead, &kept, now).await?;
-        tx.commit().await?;
-        if applied.events > 0 {
-            self.announce(ws);
-        }
-        Ok(kept)
+        })
     }
+}
+
+/// What joining an anonymous id to a lead did.
+pub(crate) struct Joined {
+    pub(crate) applied: Applied,
+    /// The anonymous events joined.
+    pub(crate) joined: u64,
+    /// The id named this lead already.
+    pub(crate) already: bool,
 }
 
 impl Engine {

@@ -91,6 +91,8 @@ pub struct CreateLead {
     pub external_key: Option<String>,
     pub profile: BTreeMap<String, String>,
     pub captured_at: Option<Timestamp>,
+    /// Anonymous ids whose activity joins the lead at its capture.
+    pub anonymous_ids: Vec<String>,
 }
 
 impl Engine {
@@ -129,15 +131,29 @@ impl Engine {
             external_key: input.external_key.as_deref(),
         };
         let written = persist(&tx, &target, before, None, &decision).await?;
-        let outcome = Recorded {
+        let mut outcome = Recorded {
             lead: written.lead,
             transitions: written.transitions,
             triggers: written.triggers,
             duplicate: false,
         };
+        let mut events = written.events;
+        // Its anonymous ids, each joined at the capture (as IdentifyLead).
+        let captured_at = decision.lead.captured_at;
+        for anonymous_id in &input.anonymous_ids {
+            let record = outcome.lead.record.clone();
+            let joined = self
+                .identify_in(&tx, &target, record, anonymous_id, Some(captured_at))
+                .await?;
+            let then = joined.applied.outcome;
+            outcome.lead = then.lead;
+            outcome.transitions.extend(then.transitions);
+            outcome.triggers.extend(then.triggers);
+            events += joined.applied.events;
+        }
         save(&tx, req, Method::CreateLead, &outcome, now).await?;
         tx.commit().await?;
-        if written.events > 0 {
+        if events > 0 {
             self.announce(ws);
         }
         Ok(outcome)
@@ -463,9 +479,25 @@ impl Engine {
             Command::RecordEngagement(e) => Some(e.clone()),
             _ => None,
         };
+        // Joined activity takes its places in the log: the score states
+        // kept from its first event on no longer hold.
+        let joined_from = match &command {
+            Command::Identify { events, .. } => {
+                events.iter().min_by(|a, b| a.cmp_key(b)).map(Engagement::key)
+            }
+            _ => None,
+        };
         let decision = decide(tx, target, &record, command, &ctx, log).await?;
         if let Some(own) = &own {
             keep_checkpoints(tx, target, &record, &decision, own, log).await?;
+        }
+        if let Some(from) = &joined_from {
+            let now = leadflow_domain::score::Checkpoint {
+                lifetime: decision.lead.lifetime.clone(),
+                qualifying: decision.lead.qualifying.clone(),
+            };
+            tx.replace_checkpoints(target.ws, &record.id, target.policy_version, Some(from), &[now])
+                .await?;
         }
         let written = persist(tx, target, Before::Existing(&record), engagement, &decision).await?;
         if let Some(own) = &own {

@@ -2,11 +2,12 @@
 
 use leadflow_domain::{Lead, Timestamp};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait};
 
 use crate::convert;
 use crate::entity::{
-    anonymous_id, engagement, idempotency, lead, lead_score, outbox, score_checkpoint, timer, transition,
+    anonymous_id, engagement, idempotency, lead, lead_score, level_change, outbox, score_checkpoint, timer,
+    transition,
 };
 use crate::error::StoreError;
 use crate::records::LeadRecord;
@@ -107,7 +108,27 @@ impl Tx {
             .exec(db)
             .await?
             .rows_affected;
-        // The anonymous ids it was identified by, wherever they are kept.
+        // The anonymous ids it was identified by, wherever they are kept:
+        // their dropped events, the ids, the causes that name them.
+        let ids = anonymous_id::Entity::find()
+            .select_only()
+            .column(anonymous_id::Column::AnonymousId)
+            .filter(anonymous_id::Column::WorkspaceId.eq(ws))
+            .filter(anonymous_id::Column::LeadId.eq(lead_id))
+            .into_query();
+        engagement::Entity::delete_many()
+            .filter(engagement::Column::WorkspaceId.eq(ws))
+            .filter(engagement::Column::LeadId.eq(crate::UNIDENTIFIED))
+            .filter(engagement::Column::AnonymousId.in_subquery(ids))
+            .exec(db)
+            .await?;
+        level_change::Entity::update_many()
+            .col_expr(level_change::Column::CauseRef, Expr::value(""))
+            .filter(level_change::Column::WorkspaceId.eq(ws))
+            .filter(level_change::Column::LeadId.eq(lead_id))
+            .filter(level_change::Column::Cause.eq("IDENTIFY"))
+            .exec(db)
+            .await?;
         anonymous_id::Entity::delete_many()
             .filter(anonymous_id::Column::WorkspaceId.eq(ws))
             .filter(anonymous_id::Column::LeadId.eq(lead_id))

@@ -317,11 +317,138 @@ async fn a_stream_records_anonymous_activity_as_it_arrives(mut server: TestServe
     Ok(())
 }
 
+async fn a_capture_joins_the_anonymous_ids_it_names(mut server: TestServer) -> anyhow::Result<()> {
+    // Two visits under two devices of one person, then the form names both.
+    as_visitor(&mut server, "laptop", engagement("l1", "trial_started")).await?;
+    as_visitor(&mut server, "phone", engagement("p1", "trial_started")).await?;
+    let created = server
+        .leads
+        .create_lead(pb::CreateLeadRequest {
+            profile: good_fit("fay@hooli.com"),
+            anonymous_ids: vec!["laptop".to_owned(), "phone".to_owned()],
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let lead = created.lead.expect("a lead");
+    // Captured at IQL, then the second trial's 60 points make it an MQL
+    // at its capture, with cause IDENTIFY.
+    assert_eq!(
+        moves(&created.transitions),
+        [
+            (pb::Stage::Unspecified, pb::Stage::Iql),
+            (pb::Stage::Iql, pb::Stage::Mql)
+        ]
+    );
+    let mql = &created.transitions[1];
+    assert_eq!(
+        (mql.cause, mql.cause_ref.as_str()),
+        (pb::Cause::Identify as i32, "phone")
+    );
+    assert_eq!(mql.occurred_at, created.transitions[0].occurred_at);
+    for device in ["laptop", "phone"] {
+        let found = server
+            .leads
+            .get_lead(pb::GetLeadRequest {
+                lead: anonymous(device),
+            })
+            .await?
+            .into_inner()
+            .lead
+            .expect("the lead");
+        assert_eq!(found.id, lead.id);
+    }
+    // An id another lead has, and an id named twice, are refused whole.
+    let taken = server
+        .leads
+        .create_lead(pb::CreateLeadRequest {
+            profile: good_fit("gus@hooli.com"),
+            anonymous_ids: vec!["tablet".to_owned(), "phone".to_owned()],
+            ..Default::default()
+        })
+        .await
+        .expect_err("phone is fay's");
+    assert_eq!(taken.code(), tonic::Code::AlreadyExists);
+    let tablet = as_visitor(&mut server, "tablet", engagement("t1", "page_viewed")).await?;
+    assert!(tablet.anonymous, "nothing of the refused capture stayed");
+    let request = pb::CreateLeadRequest {
+        profile: good_fit("gus@hooli.com"),
+        anonymous_ids: vec!["tablet".to_owned(), " tablet ".to_owned()],
+        ..Default::default()
+    };
+    assert_invalid(
+        server.leads.create_lead(request.clone()).await,
+        "anonymous_ids[1]",
+        &request,
+    );
+    Ok(())
+}
+
+/// A webinar `hours` after T0: 15 points, no cap.
+fn webinar(id: &str, hours: i64) -> pb::Engagement {
+    at(
+        engagement(id, "webinar_attended"),
+        pb_time(Timestamp::from_secs(T0.as_micros() / 1_000_000 + hours * HOUR)),
+    )
+}
+
+async fn joined_activity_older_than_the_kept_score_states_counts_after_a_late_event(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    let lead = create(&mut server, "hal@initech.com").await?;
+    server
+        .manual_clock()
+        .set(T0.saturating_add(Span::from_hours(100)));
+    // 70 webinars, one an hour: the score states are kept every 64.
+    let items = (1..=70)
+        .map(|h| pb::EngagementItem {
+            lead: by_id(&lead.id),
+            engagement: Some(webinar(&format!("w{h}"), h)),
+        })
+        .collect();
+    server
+        .leads
+        .record_engagements(pb::RecordEngagementsRequest { engagements: items })
+        .await?;
+    // Two visits from long before the 64th, joined; then a late webinar
+    // between the 64th and the last, decided from the score states kept.
+    as_visitor(&mut server, "early", webinar("a10", 10)).await?;
+    as_visitor(&mut server, "early", webinar("a20", 20)).await?;
+    server.leads.identify_lead(identify(&lead.id, "early")).await?;
+    server
+        .leads
+        .record_engagement(record(&lead.id, webinar("late", 67)))
+        .await?;
+    let scores = server
+        .leads
+        .get_lead(pb::GetLeadRequest {
+            lead: by_id(&lead.id),
+        })
+        .await?
+        .into_inner()
+        .lead
+        .and_then(|l| l.scores)
+        .expect("scores");
+    let hours: Vec<i64> = (1..=70).chain([10, 20, 67]).collect();
+    let expected: f64 = hours
+        .iter()
+        .map(|h| 15.0 * 0.5_f64.powf((100 - h) as f64 / (30.0 * 24.0)))
+        .sum();
+    assert!(
+        (scores.engagement - expected).abs() < 1e-3,
+        "{} against {expected}",
+        scores.engagement
+    );
+    Ok(())
+}
+
 scenarios! {
     a_visitor_s_page_views_then_a_form_make_an_mql_at_identification = clock_at(T0),
     an_identification_is_idempotent_and_an_id_joins_one_lead,
     bad_identity_requests_are_refused_with_their_fields,
     a_stream_records_anonymous_activity_as_it_arrives,
+    a_capture_joins_the_anonymous_ids_it_names = clock_at(T0),
+    joined_activity_older_than_the_kept_score_states_counts_after_a_late_event = clock_at(T0),
     anonymous_activity_is_purged_after_its_time_to_live_and_erased_on_request = clock_at(T0),
 }
 

@@ -59,6 +59,31 @@ fn parts(outcome: &Outcome) -> Parts {
     }
 }
 
+/// The most anonymous ids one `CreateLead` joins.
+const MAX_ANONYMOUS_IDS: usize = 20;
+
+/// `CreateLead.anonymous_ids`: keys, each once, at most [`MAX_ANONYMOUS_IDS`].
+fn anonymous_ids(check: &mut Check, ids: &[String]) -> Vec<String> {
+    if ids.len() > MAX_ANONYMOUS_IDS {
+        check.fail(
+            "anonymous_ids",
+            format!("{} anonymous ids; at most {MAX_ANONYMOUS_IDS}", ids.len()),
+        );
+        return Vec::new();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let field = format!("anonymous_ids[{i}]");
+        let id = check.key(&field, id, true);
+        if !id.is_empty() && !seen.insert(id.clone()) {
+            check.fail(&field, format!("{id:?} is given twice"));
+        }
+        out.push(id);
+    }
+    out
+}
+
 fn action(check: &mut Check, value: i32) -> Option<CommandKind> {
     match pb::Action::try_from(value) {
         Ok(pb::Action::Promote) => Some(CommandKind::Promote),
@@ -221,6 +246,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
         let external_key = check.key("external_key", &r.external_key, false);
         check.map("profile", &r.profile);
         let captured_at = timestamp_in(&mut check, "captured_at", r.captured_at.as_ref());
+        let anonymous_ids = anonymous_ids(&mut check, &r.anonymous_ids);
         check.into_result()?;
         let req = engine_request(
             &caller,
@@ -234,6 +260,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
             external_key: (!external_key.is_empty()).then_some(external_key),
             profile: r.profile,
             captured_at,
+            anonymous_ids,
         };
         let outcome = self.engine.create_lead(&req, &input).await.map_err(status)?;
         let p = parts(&outcome);

@@ -7,6 +7,7 @@ use leadflow_domain::{Engagement, Timestamp};
 use sea_orm::sea_query::{Expr, LockType, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait,
 };
 
 use super::Tx;
@@ -168,12 +169,6 @@ impl Tx {
         lead_id: &str,
         at: Timestamp,
     ) -> Result<Vec<Engagement>, StoreError> {
-        let events: Vec<Engagement> = kept_events(ws, id)
-            .all(self.db().await?)
-            .await?
-            .into_iter()
-            .map(|row| crate::convert::engagement(row).map(|s| s.engagement))
-            .collect::<Result<_, _>>()?;
         engagement::Entity::update_many()
             .col_expr(engagement::Column::LeadId, Expr::value(lead_id))
             .filter(engagement::Column::WorkspaceId.eq(ws))
@@ -182,6 +177,19 @@ impl Tx {
             .filter(engagement::Column::Dropped.eq(false))
             .exec(self.db().await?)
             .await?;
+        // What was moved, read back: a row purged meanwhile is not among them.
+        let events: Vec<Engagement> = engagement::Entity::find()
+            .filter(engagement::Column::WorkspaceId.eq(ws))
+            .filter(engagement::Column::AnonymousId.eq(id))
+            .filter(engagement::Column::LeadId.eq(lead_id))
+            .filter(engagement::Column::Dropped.eq(false))
+            .order_by_asc(engagement::Column::OccurredAt)
+            .order_by_asc(engagement::Column::EventId)
+            .all(self.db().await?)
+            .await?
+            .into_iter()
+            .map(|row| crate::convert::engagement(row).map(|s| s.engagement))
+            .collect::<Result<_, _>>()?;
         anonymous_id::Entity::update_many()
             .col_expr(anonymous_id::Column::LeadId, Expr::value(lead_id))
             .col_expr(anonymous_id::Column::IdentifiedAt, Expr::value(at.as_micros()))
@@ -217,10 +225,19 @@ impl Tx {
     /// Purges a workspace's unidentified activity received before `cutoff`,
     /// and the ids not seen since: how many events.
     pub async fn purge_anonymous(&self, ws: &str, cutoff: Timestamp) -> Result<u64, StoreError> {
+        // Not the dropped events of an identified id: their event ids are
+        // its lead's to know.
+        let identified = anonymous_id::Entity::find()
+            .select_only()
+            .column(anonymous_id::Column::AnonymousId)
+            .filter(anonymous_id::Column::WorkspaceId.eq(ws))
+            .filter(anonymous_id::Column::LeadId.is_not_null())
+            .into_query();
         let purged = engagement::Entity::delete_many()
             .filter(engagement::Column::WorkspaceId.eq(ws))
             .filter(engagement::Column::LeadId.eq(UNIDENTIFIED))
             .filter(engagement::Column::RecordedAt.lt(cutoff.as_micros()))
+            .filter(engagement::Column::AnonymousId.not_in_subquery(identified))
             .exec(self.db().await?)
             .await?
             .rows_affected;
