@@ -16,6 +16,7 @@ mod cpu;
 mod echo;
 mod fanout;
 mod funnel;
+mod identify;
 mod import;
 mod instructions;
 mod load;
@@ -53,6 +54,9 @@ enum Scenario {
     /// An engagement to a member of an account of 10 members and of one of
     /// 10,000, beside one to a lead without an account, in the same database.
     Accounts(accounts::Args),
+    /// IdentifyLead with 1,000 anonymous events beside 10, and an anonymous
+    /// engagement beside a lead's.
+    Identify(identify::Args),
     /// Filtered ListLeads pages over a million leads on PostgreSQL (the
     /// indexed forms and a scanned one), beside a plain page by id.
     Search(search::Args),
@@ -117,6 +121,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Funnel(args) => funnel::run(args).await,
             Scenario::Search(args) => search::run(args).await,
             Scenario::Accounts(args) => accounts::run(args).await,
+            Scenario::Identify(args) => identify::run(args).await,
             Scenario::Scale(args) => scale::run(args).await,
             Scenario::Import(args) => import::run(args).await,
             Scenario::Instructions(args) => instructions::run(args).await,

@@ -98,7 +98,7 @@ impl Engine {
         let tx = self.store.begin().await?;
         let now = self.now();
         let seen = tx.touch_anonymous(ws, anonymous_id, now).await?;
-        if let Some(lead_id) = seen.lead_id {
+        if let Some(lead_id) = seen.lead_id.clone() {
             // Identified: the lead's engagement. The lead is locked first
             // on every other path, so this transaction ends before it is.
             drop(tx);
@@ -109,14 +109,7 @@ impl Engine {
         let (_, policy) = self.active_policy(&tx, ws).await?;
         check_engagement(&policy, engagement, &Context { now })?;
         let new = tx
-            .insert_anonymous_engagement(
-                ws,
-                anonymous_id,
-                engagement,
-                &fingerprint,
-                now,
-                MAX_ANONYMOUS_EVENTS,
-            )
+            .insert_anonymous_engagement(ws, &seen, engagement, &fingerprint, now, MAX_ANONYMOUS_EVENTS)
             .await?;
         if !new {
             let seen = tx

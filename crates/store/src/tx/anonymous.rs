@@ -100,19 +100,21 @@ impl Tx {
         Ok(anonymous_record(row))
     }
 
-    /// Records an engagement under an unidentified anonymous id (touched
-    /// first) unless its event id is already recorded — false then, nothing
-    /// written. Past `limit` kept events the id's oldest are dropped: their
-    /// rows keep the event id and the content's hash, nothing else.
+    /// Records an engagement under an unidentified anonymous id, `seen` as
+    /// [`Tx::touch_anonymous`] returned it, unless its event id is already
+    /// recorded — false then, nothing written. Past `limit` kept events the
+    /// id's oldest are dropped: their rows keep the event id, the type, the
+    /// instant and the content's hash, nothing else.
     pub async fn insert_anonymous_engagement(
         &self,
         ws: &str,
-        id: &str,
+        seen: &AnonymousRecord,
         e: &Engagement,
         fingerprint: &str,
         now: Timestamp,
         limit: u64,
     ) -> Result<bool, StoreError> {
+        let id = seen.anonymous_id.as_str();
         let mut row = engagement_row(ws, UNIDENTIFIED, e, fingerprint, now)?;
         row.anonymous_id = Some(id.to_owned());
         let result = engagement::Entity::insert(engagement::ActiveModel::from(row))
@@ -122,13 +124,14 @@ impl Tx {
         if !matches!(result, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
             return Ok(false);
         }
-        let record = anonymous_id::Entity::find_by_id((ws.to_owned(), id.to_owned()))
-            .one(self.db().await?)
-            .await?
-            .ok_or_else(|| StoreError::corrupt("anonymous_ids", id, "an event under an id never touched"))?;
-        // Counted, not added up: the purge takes old events away.
-        let kept = kept_events(ws, id).count(self.db().await?).await?;
-        let over = kept.saturating_sub(limit);
+        // The count kept with the id, counted again only past the limit: a
+        // purge may have taken old events away since.
+        let mut kept = u64::try_from(seen.kept).unwrap_or(0) + 1;
+        let mut over = 0;
+        if kept > limit {
+            kept = kept_events(ws, id).count(self.db().await?).await?;
+            over = kept.saturating_sub(limit);
+        }
         if over > 0 {
             let oldest: Vec<String> = kept_events(ws, id)
                 .select_only()
@@ -152,7 +155,7 @@ impl Tx {
                 anonymous_id::Column::Kept,
                 Expr::value(i64::try_from(kept.min(limit)).unwrap_or(i64::MAX)),
             )
-            .col_expr(anonymous_id::Column::Dropped, Expr::value(record.dropped + over))
+            .col_expr(anonymous_id::Column::Dropped, Expr::value(seen.dropped + over))
             .filter(anonymous_id::Column::WorkspaceId.eq(ws))
             .filter(anonymous_id::Column::AnonymousId.eq(id))
             .exec(self.db().await?)

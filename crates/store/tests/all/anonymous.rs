@@ -35,7 +35,7 @@ async fn anonymous_events_share_ids_keep_a_limit_and_join_a_lead(engine: Engine)
         let seen = tx.touch_anonymous("w", "cookie", now).await.expect("touch");
         assert_eq!(seen.lead_id, None);
         let new = tx
-            .insert_anonymous_engagement("w", "cookie", &event(id, minute), "fp", now, 3)
+            .insert_anonymous_engagement("w", &seen, &event(id, minute), "fp", now, 3)
             .await
             .expect("insert");
         assert!(new, "{id} is new");
@@ -48,9 +48,9 @@ async fn anonymous_events_share_ids_keep_a_limit_and_join_a_lead(engine: Engine)
     assert_eq!((record.kept, record.dropped), (3, 1));
     // Every id stays taken: a re-delivery of the dropped one, and a lead's
     // engagement reusing an anonymous event's id.
-    tx.touch_anonymous("w", "cookie", now).await.expect("touch");
+    let seen = tx.touch_anonymous("w", "cookie", now).await.expect("touch");
     let again = tx
-        .insert_anonymous_engagement("w", "cookie", &event("a1", 1), "fp", now, 3)
+        .insert_anonymous_engagement("w", &seen, &event("a1", 1), "fp", now, 3)
         .await
         .expect("insert");
     assert!(!again, "a dropped event's id is still known");
@@ -89,12 +89,28 @@ async fn anonymous_events_share_ids_keep_a_limit_and_join_a_lead(engine: Engine)
         (Some("lead-1"), Some(now), 0, 1)
     );
     // Another workspace has its own ids.
-    tx.touch_anonymous("v", "cookie", now).await.expect("touch");
+    let seen = tx.touch_anonymous("v", "cookie", now).await.expect("touch");
     assert!(
-        tx.insert_anonymous_engagement("v", "cookie", &event("a1", 1), "fp", now, 3)
+        tx.insert_anonymous_engagement("v", &seen, &event("a1", 1), "fp", now, 3)
             .await
             .expect("insert")
     );
+    // After a purge the count kept with an id is counted again, not
+    // trusted: three events purged, a fourth is not taken for one too many.
+    let later = Timestamp::from_secs(1_767_571_200 + 30 * 86_400);
+    for (id, minute) in [("p1", 1), ("p2", 2), ("p3", 3)] {
+        let seen = tx.touch_anonymous("w", "purged", now).await.expect("touch");
+        tx.insert_anonymous_engagement("w", &seen, &event(id, minute), "fp", now, 3)
+            .await
+            .expect("insert");
+    }
+    let seen = tx.touch_anonymous("w", "purged", later).await.expect("touch");
+    assert_eq!(tx.purge_anonymous("w", later).await.expect("purge"), 3);
+    tx.insert_anonymous_engagement("w", &seen, &event("p4", 4), "fp", later, 3)
+        .await
+        .expect("insert");
+    let record = tx.lock_anonymous("w", "purged").await.expect("read").expect("seen since");
+    assert_eq!((record.kept, record.dropped), (1, 0));
     tx.commit().await.expect("commit");
 }
 
