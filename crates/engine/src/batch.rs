@@ -136,6 +136,9 @@ impl Engine {
         if let Some(refused) = EngineError::batch(survey.refusals) {
             return Err(refused);
         }
+        if items.iter().any(|i| matches!(i.lead, LeadKey::Anonymous(_))) {
+            return self.one_at_a_time(req, items).await;
+        }
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(items.len());
         let mut logs = Logs::default();
         // A late item (dated before its lead's latest engagement) replays
@@ -169,6 +172,30 @@ impl Engine {
         Ok(outcomes)
     }
 
+    /// A checked batch with anonymous items: each item committed on its own,
+    /// in order (anonymous activity is recorded one engagement at a time).
+    async fn one_at_a_time(&self, req: &Request, items: &[BatchItem]) -> Result<Vec<Outcome>, EngineError> {
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            let (e, given) = (&item.engagement, item.occurred_at_given);
+            let done = match &item.lead {
+                LeadKey::Anonymous(id) => self.record_anonymous(req, id, e, given).await,
+                key => self.record_engagement(req, key, e, given).await,
+            };
+            match done {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(error) if outcomes.is_empty() => return Err(error),
+                Err(error) => {
+                    return Err(EngineError::Committed {
+                        error: Box::new(error),
+                        outcomes,
+                    });
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
     /// Why each of `items` (with its index in the caller's list) would be
     /// refused, without writing or locking anything: an unknown lead, an
     /// engagement the active policy does not take, an event id already
@@ -196,6 +223,15 @@ impl Engine {
         event_ids.dedup();
         let found = self.store.batch_survey(ws, &ids, &keys, &event_ids).await?;
         let mut lead_ids: HashMap<LeadKey, String> = HashMap::new();
+        // An anonymous id is a subject whether identified or not.
+        for (_, item) in items {
+            if let LeadKey::Anonymous(id) = &item.lead
+                && !lead_ids.contains_key(&item.lead)
+            {
+                let lead = self.store.anonymous_lead(ws, id).await?;
+                lead_ids.insert(item.lead.clone(), lead.unwrap_or_default());
+            }
+        }
         let mut latest: HashMap<String, Timestamp> = HashMap::new();
         for lead in found.leads {
             if let Some(key) = lead.external_key {
@@ -224,6 +260,7 @@ impl Engine {
             }
             let at = item.engagement.occurred_at;
             let late = match lead_ids.get(&item.lead) {
+                _ if matches!(item.lead, LeadKey::Anonymous(_)) => false,
                 Some(id) => {
                     let last = latest.entry(id.clone()).or_insert(at);
                     let late = at < *last;
@@ -454,7 +491,11 @@ fn refusal<'a>(
     if let Err(refused) = leadflow_domain::lifecycle::check_engagement(policy, e, ctx) {
         return Some(refused.into());
     }
-    let fingerprint = engagement_fingerprint(lead_id, e, item.occurred_at_given);
+    let subject = match &item.lead {
+        LeadKey::Anonymous(id) => crate::identity::subject(id),
+        _ => lead_id.clone(),
+    };
+    let fingerprint = engagement_fingerprint(&subject, e, item.occurred_at_given);
     let reused = |description: String| {
         Some(EngineError::invalid(
             "EVENT_ID_REUSED",
@@ -464,9 +505,14 @@ fn refusal<'a>(
     };
     if let Some(seen) = recorded.get(&e.event_id) {
         if seen.fingerprint != fingerprint {
+            let whose = if seen.lead_id.is_empty() {
+                "anonymous activity".to_owned()
+            } else {
+                format!("lead {}", seen.lead_id)
+            };
             return reused(format!(
-                "event id {:?} was already recorded with other content (lead {}, {} at {})",
-                e.event_id, seen.lead_id, seen.engagement.kind, seen.engagement.occurred_at
+                "event id {:?} was already recorded with other content ({whose}, {} at {})",
+                e.event_id, seen.engagement.kind, seen.engagement.occurred_at
             ));
         }
         return None;

@@ -39,7 +39,7 @@ pub(crate) fn not_identified(id: &str) -> EngineError {
 /// What an engagement's fingerprint is made over when the caller named an
 /// anonymous id: that id, whichever lead it leads to, so that a repeat of
 /// the same call is known as one after an identification too.
-fn subject(anonymous_id: &str) -> String {
+pub(crate) fn subject(anonymous_id: &str) -> String {
     format!("anonymous:{anonymous_id}")
 }
 

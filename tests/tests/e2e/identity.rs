@@ -265,18 +265,27 @@ async fn bad_identity_requests_are_refused_with_their_fields(mut server: TestSer
         panic!("an event id of a lead reused anonymously was accepted");
     };
     assert_eq!(reason(&status), "EVENT_ID_REUSED");
-    // Batches name leads.
+    // A batch is checked whole, its anonymous items too: nothing of it is
+    // written when one is bad.
     let batch = pb::RecordEngagementsRequest {
-        engagements: vec![pb::EngagementItem {
-            lead: anonymous("c"),
-            engagement: Some(engagement("b3", "page_viewed")),
-        }],
+        engagements: vec![
+            pb::EngagementItem {
+                lead: anonymous("c"),
+                engagement: Some(engagement("b3", "page_viewed")),
+            },
+            pb::EngagementItem {
+                lead: anonymous("c"),
+                engagement: Some(engagement("shared", "page_viewed")),
+            },
+        ],
     };
-    assert_invalid(
-        server.leads.record_engagements(batch.clone()).await,
-        "engagements[0].lead.anonymous_id",
-        &batch,
-    );
+    let refused = server
+        .leads
+        .record_engagements(batch.clone())
+        .await
+        .expect_err("an event id of a lead reused");
+    assert_eq!(reason(&refused), "EVENT_ID_REUSED");
+    assert!(fields(&refused).contains(&"engagements[1].engagement.event_id".to_owned()));
     // Nothing of it was kept: the id is still unknown to the lead calls.
     let missing = server
         .leads
@@ -442,11 +451,59 @@ async fn joined_activity_older_than_the_kept_score_states_counts_after_a_late_ev
     Ok(())
 }
 
+async fn a_batch_records_leads_and_anonymous_ids_in_order(mut server: TestServer) -> anyhow::Result<()> {
+    let lead = create(&mut server, "ivy@globex.com").await?;
+    as_visitor(&mut server, "known", engagement("k0", "page_viewed")).await?;
+    server.leads.identify_lead(identify(&lead.id, "known")).await?;
+    let item = |lead: Option<pb::LeadRef>, id: &str| pb::EngagementItem {
+        lead,
+        engagement: Some(engagement(id, "page_viewed")),
+    };
+    let batch = pb::RecordEngagementsRequest {
+        engagements: vec![
+            item(by_id(&lead.id), "m1"),
+            item(anonymous("fresh"), "m2"),
+            item(anonymous("known"), "m3"),
+            item(anonymous("fresh"), "m2"),
+        ],
+    };
+    let results = server
+        .leads
+        .record_engagements(batch.clone())
+        .await?
+        .into_inner()
+        .results;
+    let shape: Vec<(bool, Option<String>, bool)> = results
+        .iter()
+        .map(|r| (r.anonymous, r.lead.as_ref().map(|l| l.id.clone()), r.duplicate))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (false, Some(lead.id.clone()), false),
+            (true, None, false),
+            (false, Some(lead.id.clone()), false),
+            (true, None, true),
+        ]
+    );
+    // The whole batch again: every item a repeat.
+    let again = server.leads.record_engagements(batch).await?.into_inner().results;
+    assert!(again.iter().all(|r| r.duplicate), "{again:?}");
+    let joined = server
+        .leads
+        .identify_lead(identify(&lead.id, "fresh"))
+        .await?
+        .into_inner();
+    assert_eq!(joined.joined, 1);
+    Ok(())
+}
+
 scenarios! {
     a_visitor_s_page_views_then_a_form_make_an_mql_at_identification = clock_at(T0),
     an_identification_is_idempotent_and_an_id_joins_one_lead,
     bad_identity_requests_are_refused_with_their_fields,
     a_stream_records_anonymous_activity_as_it_arrives,
+    a_batch_records_leads_and_anonymous_ids_in_order,
     a_capture_joins_the_anonymous_ids_it_names = clock_at(T0),
     joined_activity_older_than_the_kept_score_states_counts_after_a_late_event = clock_at(T0),
     anonymous_activity_is_purged_after_its_time_to_live_and_erased_on_request = clock_at(T0),

@@ -147,15 +147,8 @@ impl LeadApi {
         prefix: &str,
         lead: Option<&pb::LeadRef>,
         engagement: Option<&pb::Engagement>,
-        anonymous_allowed: bool,
     ) -> Option<BatchItem> {
         let lead = lead_key(check, &format!("{prefix}lead"), lead);
-        if !anonymous_allowed && matches!(lead, Some(LeadKey::Anonymous(_))) {
-            check.fail(
-                format!("{prefix}lead.anonymous_id"),
-                "anonymous activity is recorded one engagement at a time (RecordEngagement); a batch names leads",
-            );
-        }
         let engagement = engagement_in(
             check,
             &format!("{prefix}engagement"),
@@ -179,7 +172,7 @@ impl LeadApi {
         engagement: Option<&pb::Engagement>,
     ) -> Result<BatchItem, Status> {
         let mut check = Check::default();
-        let item = self.item(&mut check, "", lead, engagement, true);
+        let item = self.item(&mut check, "", lead, engagement);
         check.into_result()?;
         item.ok_or_else(|| Status::invalid_argument("lead and engagement are required"))
     }
@@ -464,13 +457,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
             // Named as an item names its fields; the error puts them under
             // `engagements[i]`.
             let mut check = Check::default();
-            let parsed = self.item(
-                &mut check,
-                "",
-                item.lead.as_ref(),
-                item.engagement.as_ref(),
-                false,
-            );
+            let parsed = self.item(&mut check, "", item.lead.as_ref(), item.engagement.as_ref());
             match (check.into_refusal(), parsed) {
                 (None, Some(parsed)) => items.push((i, parsed)),
                 (refusal, _) => refusals.push((
@@ -502,6 +489,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
                 .map(|o| {
                     let p = parts(o);
                     pb::EngagementResult {
+                        anonymous: o.lead.is_none(),
                         lead: p.lead,
                         duplicate: o.duplicate,
                         transitions: p.transitions,

@@ -109,7 +109,11 @@ async fn anonymous_events_share_ids_keep_a_limit_and_join_a_lead(engine: Engine)
     tx.insert_anonymous_engagement("w", &seen, &event("p4", 4), "fp", later, 3)
         .await
         .expect("insert");
-    let record = tx.lock_anonymous("w", "purged").await.expect("read").expect("seen since");
+    let record = tx
+        .lock_anonymous("w", "purged")
+        .await
+        .expect("read")
+        .expect("seen since");
     assert_eq!((record.kept, record.dropped), (1, 0));
     tx.commit().await.expect("commit");
 }
