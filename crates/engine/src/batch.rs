@@ -176,12 +176,21 @@ impl Engine {
     /// in order (anonymous activity is recorded one engagement at a time).
     async fn one_at_a_time(&self, req: &Request, items: &[BatchItem]) -> Result<Vec<Outcome>, EngineError> {
         let mut outcomes = Vec::with_capacity(items.len());
-        for item in items {
+        for (i, item) in items.iter().enumerate() {
             let (e, given) = (&item.engagement, item.occurred_at_given);
             let done = match &item.lead {
                 LeadKey::Anonymous(id) => self.record_anonymous(req, id, e, given).await,
                 key => self.record_engagement(req, key, e, given).await,
-            };
+            }
+            .map_err(|error| match error {
+                // A refusal names its item, as the batch's check does.
+                refused @ (EngineError::NotFound { .. }
+                | EngineError::InvalidArgument { .. }
+                | EngineError::Domain(_)) => EngineError::Batch {
+                    refusals: vec![(i, refused)],
+                },
+                other => other,
+            });
             match done {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(error) if outcomes.is_empty() => return Err(error),

@@ -112,10 +112,9 @@ impl Engine {
             .insert_anonymous_engagement(ws, &seen, engagement, &fingerprint, now, MAX_ANONYMOUS_EVENTS)
             .await?;
         if !new {
-            let seen = tx
-                .engagement(ws, &engagement.event_id)
-                .await?
-                .ok_or_else(|| EngineError::Internal(format!("event {} vanished", engagement.event_id)))?;
+            let seen = tx.engagement(ws, &engagement.event_id).await?.ok_or_else(|| {
+                EngineError::Conflict(format!("event {} was removed meanwhile", engagement.event_id))
+            })?;
             if seen.fingerprint != fingerprint {
                 return Err(reused(engagement, &seen));
             }
@@ -268,6 +267,13 @@ impl Engine {
         let at = occurred_at.unwrap_or(now.max(record.lead.last_transition_at));
         let events = tx.join_anonymous(ws, anonymous_id, &record.id, at).await?;
         let joined = events.len() as u64;
+        // Activity after that instant (an import placing the identification
+        // earlier) is decided when its last event happened, never before.
+        let at = events
+            .iter()
+            .map(|e| e.occurred_at)
+            .max()
+            .map_or(at, |last| at.max(last));
         // Already in the store under the lead: the log read for the
         // decision leaves them out, the command brings them.
         let ids = events.iter().map(|e| e.event_id.clone()).collect();

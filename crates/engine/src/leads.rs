@@ -138,13 +138,35 @@ impl Engine {
             duplicate: false,
         };
         let mut events = written.events;
-        // Its anonymous ids, each joined at the capture (as IdentifyLead).
+        // Its anonymous ids, each joined at the capture (as IdentifyLead),
+        // locked in order.
         let captured_at = decision.lead.captured_at;
-        for anonymous_id in &input.anonymous_ids {
+        let mut ids: Vec<&String> = input.anonymous_ids.iter().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for anonymous_id in ids {
             let record = outcome.lead.record.clone();
-            let joined = self
+            let joined = match self
                 .identify_in(&tx, &target, record, anonymous_id, Some(captured_at))
-                .await?;
+                .await
+            {
+                Ok(joined) => joined,
+                Err(EngineError::AlreadyExists { .. }) if req.request_id.is_some() => {
+                    // A retry of this very call may have joined it first:
+                    // then its first result is the answer.
+                    match replay::<Recorded>(&tx, req, Method::CreateLead).await? {
+                        Some(done) => return Ok(done),
+                        None => {
+                            return Err(EngineError::AlreadyExists {
+                                what: "anonymous id",
+                                key: anonymous_id.clone(),
+                                id: tx.anonymous_lead(ws, anonymous_id).await?.unwrap_or_default(),
+                            });
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            };
             let then = joined.applied.outcome;
             outcome.lead = then.lead;
             outcome.transitions.extend(then.transitions);
@@ -244,8 +266,8 @@ impl Engine {
         };
         if !new {
             let Some(seen) = tx.engagement(ws, &engagement.event_id).await? else {
-                return Err(EngineError::Internal(format!(
-                    "event {} vanished",
+                return Err(EngineError::Conflict(format!(
+                    "event {} was removed meanwhile",
                     engagement.event_id
                 )));
             };

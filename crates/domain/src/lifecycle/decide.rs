@@ -360,6 +360,12 @@ impl<'a> Run<'a> {
                 ),
             )));
         }
+        // Activity after that instant is decided when its last event happened.
+        let t = events
+            .iter()
+            .map(|e| e.occurred_at)
+            .max()
+            .map_or(t, |last| t.max(last));
         self.begin(t);
         for event in events {
             self.insert(event)?;

@@ -80,6 +80,19 @@ fn what_the_activity_causes_is_decided_at_the_identification() {
 }
 
 #[test]
+fn activity_after_the_identification_s_instant_is_decided_when_it_happened() {
+    // Identified (as an import would place it) right at capture, with
+    // activity from the days after: the MQL comes at the last event.
+    let mut events = visits();
+    events.push(ev("v4", "trial_started", T0.saturating_add(days(2))));
+    let mut h = Harness::capture(policy(), good_fit(), T0);
+    h.now = T0.saturating_add(days(3));
+    let decision = h.decide(identify("cookie-3", events, Some(T0)));
+    let moves: Vec<(Stage, Timestamp)> = decision.transitions().map(|t| (t.to, t.at)).collect();
+    assert_eq!(moves, [(Stage::Mql, T0.saturating_add(days(2)))]);
+}
+
+#[test]
 fn an_identification_in_the_future_or_before_the_last_move_is_refused() {
     let mut h = Harness::capture(policy(), good_fit(), T0);
     let early = h.try_decide(identify("c", visits(), Some(T0.saturating_sub(days(1)))));
