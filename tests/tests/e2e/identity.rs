@@ -110,6 +110,24 @@ async fn a_visitor_s_page_views_then_a_form_make_an_mql_at_identification(
         "{} against {expected}",
         mql.engagement
     );
+    // The explanation reads the whole joined log at any instant: half an
+    // hour before the identification the views were worth what they were.
+    let before = server
+        .leads
+        .explain_score(pb::ExplainScoreRequest {
+            lead: anonymous("cookie-1"),
+            as_of: Some(pb_time(Timestamp::from_secs(
+                T0.as_micros() / 1_000_000 + 60 * HOUR + HOUR / 2,
+            ))),
+        })
+        .await?
+        .into_inner();
+    let then: f64 = VIEW_HOURS
+        .iter()
+        .map(|h| 11.0 * 0.5_f64.powf((60.5 - *h as f64) / (30.0 * 24.0)))
+        .sum();
+    let engagement = before.scores.map(|s| s.engagement).unwrap_or_default();
+    assert!((engagement - then).abs() < 1e-5, "{engagement} against {then}");
     // The id now names the lead, for reads and for what it records.
     let found = server
         .leads
