@@ -232,13 +232,20 @@ impl Engine {
         event_ids.dedup();
         let found = self.store.batch_survey(ws, &ids, &keys, &event_ids).await?;
         let mut lead_ids: HashMap<LeadKey, String> = HashMap::new();
-        // An anonymous id is a subject whether identified or not.
-        for (_, item) in items {
-            if let LeadKey::Anonymous(id) = &item.lead
-                && !lead_ids.contains_key(&item.lead)
-            {
-                let lead = self.store.anonymous_lead(ws, id).await?;
-                lead_ids.insert(item.lead.clone(), lead.unwrap_or_default());
+        // An anonymous id is a subject whether identified or not: its lead's
+        // id, or none yet.
+        let anonymous: Vec<&str> = items
+            .iter()
+            .filter_map(|(_, item)| match &item.lead {
+                LeadKey::Anonymous(id) => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        if !anonymous.is_empty() {
+            let mut identified = self.store.anonymous_leads(ws, &anonymous).await?;
+            for id in anonymous {
+                let lead = identified.remove(id).unwrap_or_default();
+                lead_ids.entry(LeadKey::Anonymous(id.to_owned())).or_insert(lead);
             }
         }
         let mut latest: HashMap<String, Timestamp> = HashMap::new();

@@ -267,13 +267,8 @@ impl Engine {
         let at = occurred_at.unwrap_or(now.max(record.lead.last_transition_at));
         let events = tx.join_anonymous(ws, anonymous_id, &record.id, at).await?;
         let joined = events.len() as u64;
-        // Activity after that instant (an import placing the identification
-        // earlier) is decided when its last event happened, never before.
-        let at = events
-            .iter()
-            .map(|e| e.occurred_at)
-            .max()
-            .map_or(at, |last| at.max(last));
+        // The instant the domain decides at: timers due by it fire first.
+        let at = leadflow_domain::lifecycle::identification_instant(at, &events);
         // Already in the store under the lead: the log read for the
         // decision leaves them out, the command brings them.
         let ids = events.iter().map(|e| e.event_id.clone()).collect();

@@ -151,19 +151,13 @@ impl Engine {
                 .await
             {
                 Ok(joined) => joined,
-                Err(EngineError::AlreadyExists { .. }) if req.request_id.is_some() => {
+                Err(taken @ EngineError::AlreadyExists { .. }) if req.request_id.is_some() => {
                     // A retry of this very call may have joined it first:
                     // then its first result is the answer.
-                    match replay::<Recorded>(&tx, req, Method::CreateLead).await? {
-                        Some(done) => return Ok(done),
-                        None => {
-                            return Err(EngineError::AlreadyExists {
-                                what: "anonymous id",
-                                key: anonymous_id.clone(),
-                                id: tx.anonymous_lead(ws, anonymous_id).await?.unwrap_or_default(),
-                            });
-                        }
-                    }
+                    return match replay::<Recorded>(&tx, req, Method::CreateLead).await? {
+                        Some(done) => Ok(done),
+                        None => Err(taken),
+                    };
                 }
                 Err(e) => return Err(e),
             };

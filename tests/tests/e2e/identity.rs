@@ -216,48 +216,22 @@ async fn an_identification_is_idempotent_and_an_id_joins_one_lead(
 
 async fn bad_identity_requests_are_refused_with_their_fields(mut server: TestServer) -> anyhow::Result<()> {
     let lead = create(&mut server, "cat@globex.com").await?;
-    let request = pb::IdentifyLeadRequest {
+    let bad = |anonymous_id: &str, occurred_at: Option<i64>| pb::IdentifyLeadRequest {
         lead: by_id(&lead.id),
+        anonymous_id: anonymous_id.to_owned(),
+        occurred_at: occurred_at.map(seconds_ago),
         ..Default::default()
     };
-    assert_invalid(
-        server.leads.identify_lead(request.clone()).await,
-        "anonymous_id",
-        &request,
-    );
-    let request = pb::IdentifyLeadRequest {
-        lead: by_id(&lead.id),
-        anonymous_id: "x".repeat(129),
-        ..Default::default()
-    };
-    assert_invalid(
-        server.leads.identify_lead(request.clone()).await,
-        "anonymous_id",
-        &request,
-    );
-    // Before the lead's capture (its last transition), and in the future.
-    let request = pb::IdentifyLeadRequest {
-        lead: by_id(&lead.id),
-        anonymous_id: "c".to_owned(),
-        occurred_at: Some(seconds_ago(3_600)),
-        ..Default::default()
-    };
-    assert_invalid(
-        server.leads.identify_lead(request.clone()).await,
-        "occurred_at",
-        &request,
-    );
-    let request = pb::IdentifyLeadRequest {
-        lead: by_id(&lead.id),
-        anonymous_id: "c".to_owned(),
-        occurred_at: Some(seconds_ago(-3_600)),
-        ..Default::default()
-    };
-    assert_invalid(
-        server.leads.identify_lead(request.clone()).await,
-        "occurred_at",
-        &request,
-    );
+    // No id, one too long; before the lead's capture (its last
+    // transition), and in the future.
+    for (request, field) in [
+        (bad("", None), "anonymous_id"),
+        (bad(&"x".repeat(129), None), "anonymous_id"),
+        (bad("c", Some(3_600)), "occurred_at"),
+        (bad("c", Some(-3_600)), "occurred_at"),
+    ] {
+        assert_invalid(server.leads.identify_lead(request.clone()).await, field, &request);
+    }
     let unknown = server
         .leads
         .identify_lead(pb::IdentifyLeadRequest {

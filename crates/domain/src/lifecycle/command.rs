@@ -61,6 +61,18 @@ impl Command {
     }
 }
 
+/// When an identification at `at` joining `events` is decided: at `at`,
+/// or at its last event if that is later (an import placing the
+/// identification before some of the activity: nothing is decided before
+/// it happened).
+pub fn identification_instant(at: Timestamp, events: &[Engagement]) -> Timestamp {
+    events
+        .iter()
+        .map(|e| e.occurred_at)
+        .max()
+        .map_or(at, |last| at.max(last))
+}
+
 /// A caller's `Transition`: one of [`CommandKind::MANUAL`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ManualTransition {

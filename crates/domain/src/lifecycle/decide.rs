@@ -360,12 +360,7 @@ impl<'a> Run<'a> {
                 ),
             )));
         }
-        // Activity after that instant is decided when its last event happened.
-        let t = events
-            .iter()
-            .map(|e| e.occurred_at)
-            .max()
-            .map_or(t, |last| t.max(last));
+        let t = super::command::identification_instant(t, events);
         self.begin(t);
         for event in events {
             self.insert(event)?;

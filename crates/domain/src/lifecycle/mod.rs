@@ -9,7 +9,9 @@ mod lead;
 pub(crate) mod levels;
 mod table;
 
-pub use command::{Command, Context, Decision, MAX_FUTURE, ManualTransition, check_engagement};
+pub use command::{
+    Command, Context, Decision, MAX_FUTURE, ManualTransition, check_engagement, identification_instant,
+};
 pub use decide::{capture, decide};
 pub use guards::show;
 pub use history::decide_since;

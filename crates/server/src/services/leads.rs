@@ -3,7 +3,7 @@
 use leadflow_domain::lifecycle::{Deal, ManualTransition};
 use leadflow_domain::{CommandKind, FieldViolation};
 use leadflow_engine::{
-    BatchItem, CreateLead, Engine, EngineError, HistoryCursor, HistoryEntry, LeadKey, Outcome,
+    BatchItem, CreateLead, Engine, EngineError, HistoryCursor, HistoryEntry, Outcome,
     Request as EngineRequest,
 };
 use leadflow_proto::v1 as pb;
@@ -191,10 +191,7 @@ impl LeadApi {
             response.transitions += i64::try_from(o.transitions.len()).unwrap_or(0);
         };
         let mut rest = items;
-        // Anonymous activity is recorded one engagement at a time.
-        let anonymous = items.iter().any(|i| matches!(i.lead, LeadKey::Anonymous(_)));
         match items {
-            _ if anonymous => {}
             [] => return Ok(()),
             [_, _, ..] => match self.engine.record_engagements(req, items).await {
                 Ok(outcomes) => {

@@ -268,6 +268,29 @@ pub(crate) fn anonymous_lead(
 }
 
 impl crate::Store {
+    /// The leads of those of `ids` that were identified, by anonymous id.
+    pub async fn anonymous_leads(
+        &self,
+        ws: &str,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let mut found = std::collections::HashMap::new();
+        for chunk in ids.chunks(super::INSERT_CHUNK) {
+            let rows: Vec<(String, Option<String>)> = anonymous_id::Entity::find()
+                .select_only()
+                .column(anonymous_id::Column::AnonymousId)
+                .column(anonymous_id::Column::LeadId)
+                .filter(anonymous_id::Column::WorkspaceId.eq(ws))
+                .filter(anonymous_id::Column::AnonymousId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(self.reader())
+                .await
+                .map_err(|e| self.on_reader(e))?;
+            found.extend(rows.into_iter().filter_map(|(id, lead)| Some((id, lead?))));
+        }
+        Ok(found)
+    }
+
     /// The lead an anonymous id was identified as, if it was.
     pub async fn anonymous_lead(&self, ws: &str, id: &str) -> Result<Option<String>, StoreError> {
         Ok(anonymous_lead(ws, id)
