@@ -21,6 +21,7 @@ mod m20261207_000010_lead_search;
 mod m20261208_000011_accounts;
 mod m20261209_000012_account_engagement_ends;
 mod m20261210_000013_anonymous_activity;
+mod m20261211_000014_merges;
 
 /// The migration that adds lead search's keys: the store keys the leads
 /// stored before it once it is applied.
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000011_accounts::Migration),
             Box::new(m20261209_000012_account_engagement_ends::Migration),
             Box::new(m20261210_000013_anonymous_activity::Migration),
+            Box::new(m20261211_000014_merges::Migration),
         ]
     }
 

@@ -490,6 +490,10 @@ pub fn describe(e: &pb::Event) -> String {
                 .trim_start_matches("ACCOUNT_STAGE_")
         ),
         Some(pb::event::Payload::AccountTrigger(t)) => format!("ACCOUNT_TRIGGER:{}", t.emit),
+        Some(pb::event::Payload::Merge(m)) => match pb::EventKind::try_from(e.kind) {
+            Ok(pb::EventKind::LeadUnmerged) => format!("LEAD_UNMERGED:{}<{}", m.survivor_id, m.duplicate_id),
+            _ => format!("LEAD_MERGED:{}<{}", m.survivor_id, m.duplicate_id),
+        },
         None => "?".to_owned(),
     }
 }

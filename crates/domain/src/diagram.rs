@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use crate::lifecycle::{AUTOMATIC_TRIGGERS, Edge, TABLE};
 use crate::stage::Stage;
+use crate::transition::CommandKind;
 
 /// The whole of `docs/lifecycle.md`.
 pub fn lifecycle_markdown() -> String {
@@ -32,8 +33,11 @@ pub fn lifecycle_markdown() -> String {
     for edge in TABLE {
         let from = cell(edge.from.iter().map(|s| s.as_str().to_owned()), "(new lead)");
         let guards = cell(edge.guards.iter().map(|g| format!("`{g}`")), "—");
+        let merging = matches!(edge.command, CommandKind::Merge | CommandKind::Unmerge);
         let mut kind = if edge.automatic {
             "automatic".to_owned()
+        } else if merging {
+            "by MergeLeads / UnmergeLead".to_owned()
         } else {
             "manual".to_owned()
         };

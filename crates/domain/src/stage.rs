@@ -19,20 +19,35 @@ named_enum! {
         Customer = "CUSTOMER",
         /// An undesirable: competitor, spam, bounce, …
         Disqualified = "DISQUALIFIED",
+        /// Merged into another lead (`MergeLeads`): its engagements and
+        /// keys are the survivor's. Left only by `UnmergeLead`; never part
+        /// of a policy or of the funnel's counts.
+        Merged = "MERGED",
     }
 }
 
 impl Stage {
-    /// Position on the forward path; DISQUALIFIED has none.
+    /// Position on the forward path; DISQUALIFIED and MERGED have none.
     pub const fn rank(self) -> Option<u8> {
         match self {
             Self::Iql => Some(0),
             Self::Mql => Some(1),
             Self::Sql => Some(2),
             Self::Customer => Some(3),
-            Self::Disqualified => None,
+            Self::Disqualified | Self::Merged => None,
         }
     }
+
+    /// The stages a lead can be in by the lifecycle's own moves: every
+    /// stage but MERGED, which only a merge enters. What a policy, the
+    /// funnel and the dashboard speak of.
+    pub const LIFECYCLE: [Self; 5] = [
+        Self::Iql,
+        Self::Mql,
+        Self::Sql,
+        Self::Customer,
+        Self::Disqualified,
+    ];
 
     const FORWARD: [Self; 4] = [Self::Iql, Self::Mql, Self::Sql, Self::Customer];
 

@@ -30,6 +30,11 @@ named_enum! {
         TimerFired = "TIMER_FIRED",
         PolicyChanged = "POLICY_CHANGED",
         Identify = "IDENTIFY",
+        /// A duplicate merged into this lead (`MergeLeads`), or this lead
+        /// merged into a survivor.
+        Merge = "MERGE",
+        /// A merge undone (`UnmergeLead`), for either lead.
+        Unmerge = "UNMERGE",
     }
 }
 
@@ -66,6 +71,14 @@ named_enum! {
         AutoDisqualify = "AUTO_DISQUALIFY",
         /// An SLA with `then = "recycle"` breached.
         SlaRecycle = "SLA_RECYCLE",
+        /// A merge brought a duplicate further along the forward path: the
+        /// survivor jumps to the duplicate's stage.
+        Merge = "MERGE",
+        /// The lead was merged into a survivor: it enters MERGED.
+        MergedInto = "MERGED_INTO",
+        /// The merge was undone: the lead leaves MERGED for the stage it
+        /// was merged from.
+        Unmerge = "UNMERGE",
     }
 }
 
@@ -131,6 +144,11 @@ named_enum! {
         Decay = "DECAY",
         /// Anonymous activity joined the lead, by its anonymous id.
         Identify { anonymous_id: String } = "IDENTIFY",
+        /// A merge, by the other lead's id: the duplicate's for the
+        /// survivor, the survivor's for the duplicate.
+        Merge { lead_id: String } = "MERGE",
+        /// A merge undone, by the other lead's id.
+        Unmerge { lead_id: String } = "UNMERGE",
     }
 }
 

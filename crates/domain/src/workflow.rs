@@ -310,6 +310,10 @@ impl Happening {
     /// What a move into `to` sets off: the stage entered, and a rejection
     /// or a recycle with its reason.
     pub(crate) fn of_move(by: Move, to: Stage, reason: Option<&str>) -> Vec<Self> {
+        // An unmerge gives a lead back the stage it had: it enters nothing new.
+        if matches!(by, Move::MergedInto | Move::Unmerge) {
+            return Vec::new();
+        }
         let mut out = vec![Self::Entered(to)];
         if let Some(reason) = reason {
             match by {

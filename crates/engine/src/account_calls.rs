@@ -816,6 +816,7 @@ impl Engine {
             record,
             policy_version,
             policy,
+            ..
         } = self.lock(&tx, ws, lead).await?;
         if let Some(done) = replay::<LinkOutcome>(&tx, req, method).await? {
             return Ok(done);

@@ -141,6 +141,27 @@ pub(crate) async fn sync_lead(
         lead: record.id.clone(),
         event_id: engagement.map(str::to_owned),
     };
+    // A lead merged into another leaves its account (the survivor is
+    // matched on its own).
+    if record.lead.stage == Stage::Merged {
+        let Some(current) = current else {
+            return Ok(0);
+        };
+        let by = current.matched_by;
+        return relink(
+            tx,
+            target,
+            accounts,
+            record,
+            Some(current),
+            None,
+            by,
+            None,
+            at,
+            &cause,
+        )
+        .await;
+    }
     let mut events = 0;
     // A policy change re-matches too: its match rules may have changed.
     if !manual && (current.is_none() || profile_changed || policy_changed) {

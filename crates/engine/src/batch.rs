@@ -75,6 +75,9 @@ struct Survey {
     /// Whether each item is dated before its lead's latest engagement, so
     /// that deciding it replays the lead's log.
     late: Vec<bool>,
+    /// An item names a lead merged into another (by its key): such a batch
+    /// goes one item at a time, each resolved to the survivor.
+    merged: bool,
 }
 
 /// Where the chunk that starts at `start` ends, and how many late items it
@@ -136,7 +139,7 @@ impl Engine {
         if let Some(refused) = EngineError::batch(survey.refusals) {
             return Err(refused);
         }
-        if items.iter().any(|i| matches!(i.lead, LeadKey::Anonymous(_))) {
+        if survey.merged || items.iter().any(|i| matches!(i.lead, LeadKey::Anonymous(_))) {
             return self.one_at_a_time(req, items).await;
         }
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(items.len());
@@ -185,6 +188,7 @@ impl Engine {
             .map_err(|error| match error {
                 // A refusal names its item, as the batch's check does.
                 refused @ (EngineError::NotFound { .. }
+                | EngineError::MergedInto { .. }
                 | EngineError::InvalidArgument { .. }
                 | EngineError::Domain(_)) => EngineError::Batch {
                     refusals: vec![(i, refused)],
@@ -249,6 +253,7 @@ impl Engine {
             }
         }
         let mut latest: HashMap<String, Timestamp> = HashMap::new();
+        let merged_named = found.leads.iter().any(|l| l.merged);
         for lead in found.leads {
             if let Some(key) = lead.external_key {
                 lead_ids.insert(LeadKey::ExternalKey(key), lead.id.clone());
@@ -269,6 +274,7 @@ impl Engine {
         let mut survey = Survey {
             refusals: Vec::new(),
             late: Vec::with_capacity(items.len()),
+            merged: merged_named,
         };
         for (i, item) in items {
             if let Some(refusal) = refusal(&policy, &ctx, *i, item, &lead_ids, &recorded, &mut listed) {
@@ -319,6 +325,14 @@ impl Engine {
                 by_key.insert(LeadKey::ExternalKey(k.clone()), record.id.clone());
             }
             by_key.insert(LeadKey::Id(record.id.clone()), record.id.clone());
+            if record.lead.stage == leadflow_domain::Stage::Merged {
+                // Merged since the batch was looked at (a caller's retry
+                // looks again; a group of single calls goes one by one).
+                return Err(EngineError::Aborted(format!(
+                    "lead {} was merged into another meanwhile: retry",
+                    record.id
+                )));
+            }
             locked.insert(record.id.clone(), self.locked(&tx, ws, record, active).await?);
         }
         // Every engagement whose lead is locked, recorded up front in one

@@ -2,8 +2,8 @@
 //! in one transaction, the anonymous stage history stays, and a LEAD_ERASED
 //! event tells downstream engines to delete their copies.
 
-use leadflow_domain::Timestamp;
 use leadflow_domain::profile::Profile;
+use leadflow_domain::{Stage, Timestamp};
 use leadflow_store::{LeadLookup, NewOutboxEvent};
 
 use crate::Engine;
@@ -47,13 +47,28 @@ impl Engine {
                 LeadLookup::Id(&identified)
             }
         };
-        let (record, erased_at) =
+        let (mut record, mut erased_at) =
             tx.lock_lead_even_erased(ws, lookup)
                 .await?
                 .ok_or_else(|| EngineError::NotFound {
                     what: "lead",
                     key: key.describe(),
                 })?;
+        // A merged lead is part of its survivor's person: erasing it (by
+        // its old id or key) erases the survivor, and with it every lead
+        // merged into it.
+        for _ in 0..64 {
+            if record.lead.stage != Stage::Merged || erased_at.is_some() {
+                break;
+            }
+            let Some(merge) = tx.merge_of(ws, &record.id).await? else {
+                break;
+            };
+            (record, erased_at) = tx
+                .lock_lead_even_erased(ws, LeadLookup::Id(&merge.survivor_id))
+                .await?
+                .ok_or_else(|| EngineError::Internal(format!("the survivor of {} is gone", record.id)))?;
+        }
         if let Some(erased_at) = erased_at {
             return Ok(Erasure {
                 lead_id: record.id,
@@ -64,7 +79,49 @@ impl Engine {
             });
         }
         let now = self.now();
-        let policy = self.policy_version_of(&tx, ws, record.policy_version).await?;
+        let mut total = self.erase_one(&tx, req, &record, now).await?;
+        // The leads merged into it, and what was kept to undo those merges.
+        let mut pending = vec![record.id.clone()];
+        while let Some(survivor) = pending.pop() {
+            for merged in tx.merged_ids(ws, &survivor).await? {
+                if let Some((dup, None)) = tx.lock_lead_even_erased(ws, LeadLookup::Id(&merged)).await? {
+                    let erased = self.erase_one(&tx, req, &dup, now).await?;
+                    total.engagements += erased.engagements;
+                    total.events += erased.events;
+                }
+                pending.push(merged);
+            }
+            tx.delete_merges(ws, &survivor).await?;
+        }
+        tx.commit().await?;
+        self.announce(ws);
+        tracing::info!(
+            lead = %record.id,
+            principal = req.principal.as_deref().unwrap_or(""),
+            engagements = total.engagements,
+            events = total.events,
+            "lead erased"
+        );
+        Ok(Erasure {
+            lead_id: record.id,
+            erased_at: now,
+            already: false,
+            engagements: total.engagements,
+            events: total.events,
+        })
+    }
+
+    /// Erases one locked lead in `tx`: its personal data, a LEAD_ERASED
+    /// event, its part in its account kept as numbers.
+    async fn erase_one(
+        &self,
+        tx: &leadflow_store::Tx,
+        req: &Request,
+        record: &leadflow_store::LeadRecord,
+        now: Timestamp,
+    ) -> Result<leadflow_store::Erased, EngineError> {
+        let ws = req.workspace.as_str();
+        let policy = self.policy_version_of(tx, ws, record.policy_version).await?;
         let mut scrubbed = record.lead.clone();
         scrubbed.profile = Profile::default();
         let erased = tx
@@ -82,6 +139,7 @@ impl Engine {
             trigger: None,
             sla_breach: None,
             level_change: None,
+            merge: None,
         };
         tx.append_outbox(
             ws,
@@ -100,21 +158,6 @@ impl Engine {
         // Its part in its account stays as numbers: the account's history
         // and explanations keep it, without a person behind it.
         tx.mark_member_erased(ws, &record.id).await?;
-        tx.commit().await?;
-        self.announce(ws);
-        tracing::info!(
-            lead = %record.id,
-            principal = req.principal.as_deref().unwrap_or(""),
-            engagements = erased.engagements,
-            events = erased.events,
-            "lead erased"
-        );
-        Ok(Erasure {
-            lead_id: record.id,
-            erased_at: now,
-            already: false,
-            engagements: erased.engagements,
-            events: erased.events,
-        })
+        Ok(erased)
     }
 }

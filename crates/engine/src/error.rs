@@ -41,6 +41,14 @@ pub enum EngineError {
         key: String,
         id: String,
     },
+    /// The call cannot be made in the current state; `reason` is for
+    /// machines (e.g. an unmerge after its window).
+    #[error("{message}")]
+    FailedPrecondition { reason: &'static str, message: String },
+    /// A lead asked for by its id was merged into another (`MergeLeads`):
+    /// its engagements and keys are the survivor's.
+    #[error("lead {lead_id} was merged into lead {survivor_id}")]
+    MergedInto { lead_id: String, survivor_id: String },
     /// An anonymous id's activity was asked for as anonymous activity, but
     /// the id was identified: it is the lead's.
     #[error("anonymous id {anonymous_id:?} was identified as lead {lead_id}: its activity is the lead's")]

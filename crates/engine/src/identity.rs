@@ -103,7 +103,14 @@ impl Engine {
             // on every other path, so this transaction ends before it is.
             drop(tx);
             return self
-                .record_identified(req, &lead_id, engagement, &fingerprint, occurred_at_given)
+                .record_identified(
+                    req,
+                    &lead_id,
+                    anonymous_id,
+                    engagement,
+                    &fingerprint,
+                    occurred_at_given,
+                )
                 .await;
         }
         let (_, policy) = self.active_policy(&tx, ws).await?;
@@ -122,7 +129,14 @@ impl Engine {
                 // Recorded for a lead meanwhile (this id's, identified since).
                 drop(tx);
                 return self
-                    .record_identified(req, &seen.lead_id, engagement, &fingerprint, occurred_at_given)
+                    .record_identified(
+                        req,
+                        &seen.lead_id,
+                        anonymous_id,
+                        engagement,
+                        &fingerprint,
+                        occurred_at_given,
+                    )
                     .await;
             }
             return Ok(Outcome::anonymous(true));
@@ -137,6 +151,7 @@ impl Engine {
         &self,
         req: &Request,
         lead_id: &str,
+        anonymous_id: &str,
         engagement: &Engagement,
         fingerprint: &str,
         occurred_at_given: bool,
@@ -148,6 +163,10 @@ impl Engine {
         let new = tx
             .insert_engagement_if_new(ws, lead_id, engagement, fingerprint, self.now())
             .await?;
+        if new {
+            // Its anonymous id goes with it if the id is given back (an unmerge).
+            tx.mark_anonymous(ws, &engagement.event_id, anonymous_id).await?;
+        }
         let known = if new {
             crate::leads::Known::Inserted { fingerprint }
         } else {
@@ -202,6 +221,7 @@ impl Engine {
             record,
             policy_version,
             policy,
+            ..
         } = self.lock(&tx, ws, key).await?;
         if let Some(done) = replay::<Kept>(&tx, req, Method::IdentifyLead).await? {
             return Ok(done);

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use leadflow_domain::lifecycle::ManualTransition;
-use leadflow_domain::{Command, Context, Engagement, Policy, Timestamp};
+use leadflow_domain::{Command, Context, Engagement, Policy, Stage, Timestamp};
 use leadflow_store::{LeadRecord, Tx};
 
 use crate::Engine;
@@ -43,7 +43,14 @@ pub(crate) struct Locked {
     pub(crate) record: LeadRecord,
     pub(crate) policy_version: i64,
     pub(crate) policy: Arc<Policy>,
+    /// Named by the external key of a lead merged into this one: that
+    /// lead's id (what an engagement recorded so is fingerprinted by, and
+    /// what an unmerge takes back).
+    pub(crate) via: Option<String>,
 }
+
+/// Merges followed, at most, from a merged lead's key to its survivor.
+const MAX_MERGE_HOPS: usize = 64;
 
 /// Timers fired, at most, before one command.
 const MAX_CATCH_UP_ROUNDS: usize = 100;
@@ -236,6 +243,10 @@ impl Engine {
                         what: "lead",
                         key: key.describe(),
                     })?;
+                if record.lead.stage == Stage::Merged {
+                    // Nothing is committed: the row written goes with the transaction.
+                    return Err(self.merged_into(tx, ws, record.id).await?);
+                }
                 (self.locked_fresh(tx, ws, record, active).await?, Some((fp, new)))
             }
             (None, _, _) => (self.lock(tx, ws, key).await?, None),
@@ -244,15 +255,21 @@ impl Engine {
             record,
             policy_version,
             policy,
+            via,
         } = locked;
         let now = self.now();
         let (fp, new) = match (recorded, known) {
             (Some(recorded), _) => recorded,
             (None, Known::Unknown) => {
-                let fp = engagement_fingerprint(&record.id, engagement, occurred_at_given);
+                // Under a merged lead's key, as that lead would have had it.
+                let subject = via.as_deref().unwrap_or(&record.id);
+                let fp = engagement_fingerprint(subject, engagement, occurred_at_given);
                 let new = tx
                     .insert_engagement_if_new(ws, &record.id, engagement, &fp, now)
                     .await?;
+                if new && let Some(via) = &via {
+                    tx.mark_via(ws, &engagement.event_id, via).await?;
+                }
                 (fp, new)
             }
             (None, Known::Inserted { fingerprint }) => (fingerprint.to_owned(), true),
@@ -265,7 +282,11 @@ impl Engine {
                     engagement.event_id
                 )));
             };
-            if seen.fingerprint != fp {
+            if seen.fingerprint != fp
+                && !self
+                    .fingerprint_of_merged(tx, ws, &seen, engagement, occurred_at_given)
+                    .await?
+            {
                 return Err(EngineError::invalid(
                     "EVENT_ID_REUSED",
                     "engagement.event_id",
@@ -318,14 +339,59 @@ impl Engine {
                 leadflow_store::LeadLookup::Id(&identified)
             }
         };
-        let (record, active) =
-            tx.lock_lead_with_policy(ws, lookup)
+        let not_found = || EngineError::NotFound {
+            what: "lead",
+            key: key.describe(),
+        };
+        let (record, active) = tx
+            .lock_lead_with_policy(ws, lookup)
+            .await?
+            .ok_or_else(not_found)?;
+        if record.lead.stage != Stage::Merged {
+            return self.locked_fresh(tx, ws, record, active).await;
+        }
+        if let LeadKey::Id(_) = key {
+            return Err(self.merged_into(tx, ws, record.id).await?);
+        }
+        // A merged lead's key names its survivor (the merged lead stays
+        // locked: it is always locked before its survivor).
+        let via = record.id.clone();
+        let mut id = record.id;
+        for _ in 0..MAX_MERGE_HOPS {
+            let survivor = tx
+                .merge_of(ws, &id)
                 .await?
-                .ok_or_else(|| EngineError::NotFound {
-                    what: "lead",
-                    key: key.describe(),
-                })?;
-        self.locked_fresh(tx, ws, record, active).await
+                .ok_or_else(|| EngineError::Internal(format!("merged lead {id} has no merge")))?
+                .survivor_id;
+            let (record, active) = tx
+                .lock_lead_with_policy(ws, leadflow_store::LeadLookup::Id(&survivor))
+                .await?
+                .ok_or_else(not_found)?;
+            if record.lead.stage != Stage::Merged {
+                let mut locked = self.locked_fresh(tx, ws, record, active).await?;
+                locked.via = Some(via);
+                return Ok(locked);
+            }
+            id = record.id;
+        }
+        Err(EngineError::Internal(format!(
+            "more than {MAX_MERGE_HOPS} merges from {via}"
+        )))
+    }
+
+    /// MERGED_INTO for a merged lead asked for by its id.
+    pub(crate) async fn merged_into(
+        &self,
+        tx: &Tx,
+        ws: &str,
+        lead_id: String,
+    ) -> Result<EngineError, EngineError> {
+        let survivor_id = tx
+            .merge_of(ws, &lead_id)
+            .await?
+            .map(|m| m.survivor_id)
+            .unwrap_or_default();
+        Ok(EngineError::MergedInto { lead_id, survivor_id })
     }
 
     /// [`Engine::locked`] for a lead read with the active policy version in
@@ -362,6 +428,7 @@ impl Engine {
             record,
             policy_version,
             policy,
+            via: None,
         })
     }
 
@@ -406,6 +473,7 @@ impl Engine {
             record,
             policy_version,
             policy,
+            ..
         } = self.lock(&tx, ws, key).await?;
         if let Some(done) = replay::<Recorded>(&tx, req, method).await? {
             return Ok(done);
@@ -498,9 +566,16 @@ impl Engine {
         // Joined activity takes its places in the log: the score states
         // kept from its first event on no longer hold.
         let joined_from = match &command {
-            Command::Identify { events, .. } => {
-                events.iter().min_by(|a, b| a.cmp_key(b)).map(Engagement::key)
-            }
+            Command::Identify { events, .. }
+            | Command::Merge {
+                duplicate: leadflow_domain::lifecycle::Duplicate { events, .. },
+                ..
+            } => events.iter().min_by(|a, b| a.cmp_key(b)).map(Engagement::key),
+            // Its log changed anywhere: none holds.
+            Command::Unmerge { .. } | Command::Unmerged { .. } => Some(leadflow_domain::EventKey {
+                occurred_at: Timestamp::from_micros(i64::MIN),
+                event_id: String::new(),
+            }),
             _ => None,
         };
         let decision = decide(tx, target, &record, command, &ctx, log).await?;

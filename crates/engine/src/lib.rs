@@ -29,6 +29,7 @@ mod idempotency;
 mod identity;
 mod leads;
 mod log;
+mod merge;
 mod model;
 mod persist;
 mod policies;
@@ -59,6 +60,7 @@ use leadflow_domain::Policy;
 use leadflow_store::Store;
 pub use leadflow_store::{AccountListing, ScoreColumn, SearchCursor, StoredAccountTransition};
 pub use leads::{CreateLead, MAX_BATCH};
+pub use merge::{Merged, Unmerged};
 pub use model::{
     BatchItem, HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage, Method, OutboxPayload, Request,
 };

@@ -45,10 +45,12 @@ pub enum Method {
     UnlinkLead,
     TransitionAccount,
     IdentifyLead,
+    MergeLeads,
+    UnmergeLead,
 }
 
 impl Method {
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 13] = [
         Self::CreateLead,
         Self::UpdateLeadProfile,
         Self::Transition,
@@ -60,6 +62,8 @@ impl Method {
         Self::UnlinkLead,
         Self::TransitionAccount,
         Self::IdentifyLead,
+        Self::MergeLeads,
+        Self::UnmergeLead,
     ];
 
     /// The stored name (the API's method name).
@@ -76,6 +80,8 @@ impl Method {
             Self::UnlinkLead => "UnlinkLead",
             Self::TransitionAccount => "TransitionAccount",
             Self::IdentifyLead => "IdentifyLead",
+            Self::MergeLeads => "MergeLeads",
+            Self::UnmergeLead => "UnmergeLead",
         }
     }
 }
@@ -189,6 +195,18 @@ pub struct OutboxPayload {
     /// Events stored before levels existed have none.
     #[serde(default)]
     pub level_change: Option<LevelChange>,
+    /// LEAD_MERGED and LEAD_UNMERGED: the two leads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergeNote>,
+}
+
+/// The leads of a merge (or of its undoing), as an event carries them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MergeNote {
+    pub survivor_id: String,
+    pub duplicate_id: String,
+    /// The duplicate's stage before the merge (and after an unmerge).
+    pub duplicate_stage: leadflow_domain::Stage,
 }
 
 #[cfg(test)]
@@ -212,7 +230,9 @@ mod tests {
                 "LinkLead",
                 "UnlinkLead",
                 "TransitionAccount",
-                "IdentifyLead"
+                "IdentifyLead",
+                "MergeLeads",
+                "UnmergeLead"
             ]
         );
     }

@@ -170,6 +170,7 @@ pub(crate) async fn persist(
             trigger: None,
             sla_breach: None,
             level_change: None,
+            merge: None,
         };
         let kind = match event {
             Event::Transition(_) => {

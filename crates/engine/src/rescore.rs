@@ -169,7 +169,7 @@ impl Engine {
         };
         let counting = after.is_none();
         let mut counts = SimulationCounts {
-            stages: Stage::ALL.iter().map(|s| (*s, 0, 0)).collect(),
+            stages: Stage::LIFECYCLE.iter().map(|s| (*s, 0, 0)).collect(),
             levels: policy.mql.levels.iter().map(|l| (l.id.clone(), 0, 0)).collect(),
             ..SimulationCounts::default()
         };

@@ -51,6 +51,7 @@ pub(crate) fn stage_out(stage: Stage) -> pb::Stage {
         Stage::Sql => pb::Stage::Sql,
         Stage::Customer => pb::Stage::Customer,
         Stage::Disqualified => pb::Stage::Disqualified,
+        Stage::Merged => pb::Stage::Merged,
     }
 }
 
@@ -63,6 +64,7 @@ pub(crate) fn stage_in(check: &mut Check, field: &str, value: i32) -> Option<Sta
         Ok(pb::Stage::Sql) => Some(Stage::Sql),
         Ok(pb::Stage::Customer) => Some(Stage::Customer),
         Ok(pb::Stage::Disqualified) => Some(Stage::Disqualified),
+        Ok(pb::Stage::Merged) => Some(Stage::Merged),
         Err(_) => {
             check.fail(field, format!("{value} is not a stage"));
             None
@@ -84,6 +86,9 @@ pub(crate) fn move_out(by: Move) -> pb::Move {
         Move::SalesReady => pb::Move::SalesReady,
         Move::AutoDisqualify => pb::Move::AutoDisqualify,
         Move::SlaRecycle => pb::Move::SlaRecycle,
+        Move::Merge => pb::Move::Merge,
+        Move::MergedInto => pb::Move::MergedInto,
+        Move::Unmerge => pb::Move::Unmerge,
     }
 }
 
@@ -97,6 +102,8 @@ fn cause_out(cause: &Cause) -> (pb::Cause, String) {
         Cause::PolicyChange => (pb::Cause::PolicyChange, String::new()),
         Cause::Decay => (pb::Cause::Decay, String::new()),
         Cause::Identify { anonymous_id } => (pb::Cause::Identify, anonymous_id.clone()),
+        Cause::Merge { lead_id } => (pb::Cause::Merge, lead_id.clone()),
+        Cause::Unmerge { lead_id } => (pb::Cause::Unmerge, lead_id.clone()),
     }
 }
 

@@ -340,6 +340,23 @@ fn describe(error: EngineError) -> Error {
         EngineError::OutOfRange(message) => Error::new(Code::OutOfRange, "SEQUENCE_NOT_KEPT", message),
         EngineError::Aborted(message) => Error::new(Code::Aborted, "TAKEN_OVER", message),
         EngineError::NotReady(message) => Error::new(Code::FailedPrecondition, "NO_ACTIVE_POLICY", message),
+        EngineError::FailedPrecondition { reason, message } => {
+            Error::new(Code::FailedPrecondition, reason, message)
+        }
+        EngineError::MergedInto { lead_id, survivor_id } => Error {
+            resource: Some((
+                "lead".to_owned(),
+                lead_id.clone(),
+                format!("merged into lead {survivor_id}"),
+            )),
+            ..Error::new(
+                Code::NotFound,
+                "MERGED_INTO",
+                format!("lead {lead_id} was merged into lead {survivor_id}: ask for the survivor"),
+            )
+            .meta("lead_id", &lead_id)
+            .meta("survivor_id", &survivor_id)
+        },
         EngineError::Identified {
             anonymous_id,
             lead_id,

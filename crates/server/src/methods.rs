@@ -145,6 +145,20 @@ pub(crate) const RPCS: &[Rpc] = &[
         Counted,
         RequestId(Method::IdentifyLead),
     ),
+    rpc(
+        LEADS,
+        "MergeLeads",
+        WRITE_LEADS,
+        Counted,
+        RequestId(Method::MergeLeads),
+    ),
+    rpc(
+        LEADS,
+        "UnmergeLead",
+        WRITE_LEADS,
+        Counted,
+        RequestId(Method::UnmergeLead),
+    ),
     rpc(POLICIES, "ValidatePolicy", POLICY, Counted, Repeatable),
     rpc(
         POLICIES,

@@ -31,6 +31,8 @@ pub struct LeadName {
     pub id: String,
     pub external_key: Option<String>,
     pub last_engagement_at: Option<Timestamp>,
+    /// Merged into another lead: its key names the survivor.
+    pub merged: bool,
 }
 
 impl Store {
@@ -111,7 +113,7 @@ impl Store {
             if !ids.is_empty() || !external_keys.is_empty() {
                 for row in tx
                     .query_all_raw(statement(
-                        "SELECT id, external_key, last_engagement_at FROM leads WHERE workspace_id = $1 \
+                        "SELECT id, external_key, last_engagement_at, stage FROM leads WHERE workspace_id = $1 \
                          AND (id = ANY($2) OR external_key = ANY($3)) AND erased_at IS NULL",
                         vec![ws.into(), string_array(ids), string_array(external_keys)],
                     ))
@@ -123,6 +125,7 @@ impl Store {
                         last_engagement_at: row
                             .try_get::<Option<i64>>("", "last_engagement_at")?
                             .map(Timestamp::from_micros),
+                        merged: row.try_get::<String>("", "stage")? == Stage::Merged.as_str(),
                     });
                 }
             }
@@ -147,6 +150,7 @@ impl Store {
                 .column(lead::Column::Id)
                 .column(lead::Column::ExternalKey)
                 .column(lead::Column::LastEngagementAt)
+                .column(lead::Column::Stage)
                 .filter(lead::Column::WorkspaceId.eq(ws))
                 .filter(
                     Condition::any()
@@ -154,15 +158,16 @@ impl Store {
                         .add(lead::Column::ExternalKey.is_in(external_keys.iter().copied())),
                 )
                 .filter(lead::Column::ErasedAt.is_null())
-                .into_tuple::<(String, Option<String>, Option<i64>)>()
+                .into_tuple::<(String, Option<String>, Option<i64>, String)>()
                 .all(self.reader())
                 .await
                 .map_err(|e| self.on_reader(e))?
                 .into_iter()
-                .map(|(id, external_key, last)| LeadName {
+                .map(|(id, external_key, last, stage)| LeadName {
                     id,
                     external_key,
                     last_engagement_at: last.map(Timestamp::from_micros),
+                    merged: stage == Stage::Merged.as_str(),
                 })
                 .collect();
         }
@@ -191,9 +196,11 @@ impl Store {
         let mut q = lead::Entity::find()
             .filter(lead::Column::WorkspaceId.eq(ws))
             .filter(lead::Column::ErasedAt.is_null());
-        if let Some(stage) = stage {
-            q = q.filter(lead::Column::Stage.eq(stage.as_str()));
-        }
+        // Merged leads only when asked for.
+        q = match stage {
+            Some(stage) => q.filter(lead::Column::Stage.eq(stage.as_str())),
+            None => q.filter(lead::Column::Stage.ne(Stage::Merged.as_str())),
+        };
         if let Some(after) = after {
             q = q.filter(lead::Column::Id.gt(after));
         }

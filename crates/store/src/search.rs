@@ -142,7 +142,10 @@ impl Store {
             format!("l.workspace_id = {ws_param}"),
             "l.erased_at IS NULL".to_owned(),
         ];
-        if !search.stages.is_empty() {
+        // Merged leads only when asked for.
+        if search.stages.is_empty() {
+            conditions.push("l.stage <> 'MERGED'".to_owned());
+        } else {
             let list: Vec<String> = search.stages.iter().map(|s| q.param(s.as_str())).collect();
             conditions.push(format!("l.stage IN ({})", list.join(", ")));
         }

@@ -220,7 +220,7 @@ pub struct Funnel {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Group {
     pub key: String,
-    /// One per stage, in [`Stage::ALL`] order.
+    /// One per stage, in [`Stage::LIFECYCLE`] order.
     pub entries: Vec<Entries>,
     /// One per pair of [`CONVERSIONS`], in that order.
     pub conversions: Vec<Conversion>,
@@ -274,10 +274,10 @@ impl Funnel {
 pub struct Velocity(BTreeMap<(Stage, usize), u64>);
 
 impl Velocity {
-    /// Per stage in [`Stage::ALL`] order, the entries in each of `buckets`
+    /// Per stage in [`Stage::LIFECYCLE`] order, the entries in each of `buckets`
     /// buckets.
     pub fn series(&self, buckets: usize) -> Vec<Vec<u64>> {
-        Stage::ALL
+        Stage::LIFECYCLE
             .iter()
             .map(|&stage| {
                 let mut series = vec![0; buckets];
@@ -558,7 +558,7 @@ fn ratio(part: u64, whole: u64) -> f64 {
 }
 
 fn group(key: String, mut acc: Acc) -> Group {
-    let entries = Stage::ALL
+    let entries = Stage::LIFECYCLE
         .iter()
         .map(|&stage| {
             let (entries, leads) = acc.entries.remove(&stage).unwrap_or_default();

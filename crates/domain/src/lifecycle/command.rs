@@ -9,6 +9,8 @@ use super::table::{Edge, manual_edge};
 use crate::engagement::Engagement;
 use crate::error::{DomainError, FieldViolation, InvalidKind};
 use crate::policy::Policy;
+use crate::profile::Profile;
+use crate::stage::Stage;
 use crate::time::{Span, Timestamp};
 use crate::transition::{CommandKind, Deal, TransitionRecord};
 use crate::workflow::{Event, Timer, TimerChange};
@@ -46,6 +48,51 @@ pub enum Command {
         events: Vec<Engagement>,
         at: Option<Timestamp>,
     },
+    /// A duplicate merges into this lead (`MergeLeads`): its events join
+    /// the log at their own instants, the attributes the lead lacks come
+    /// with it, the lead jumps to the duplicate's stage if that is further
+    /// along, and the automatic moves follow, all at `at` (see
+    /// [`merge_instant`]).
+    Merge {
+        duplicate: Duplicate,
+        at: Timestamp,
+    },
+    /// This lead is merged into `survivor_id` at `at`: it enters MERGED
+    /// and its timers go.
+    MergedInto {
+        survivor_id: String,
+        at: Timestamp,
+    },
+    /// A merge undone for the duplicate: it leaves MERGED for `stage` (the
+    /// stage it was merged from) at `at`, re-scored over its log as it is
+    /// given back, then the automatic moves.
+    Unmerge {
+        survivor_id: String,
+        stage: Stage,
+        at: Timestamp,
+    },
+    /// A merge undone for the survivor: re-scored at `at` over its log
+    /// without what the duplicate took back, its profile changed by
+    /// `attributes` (as `UpdateProfile` changes it); its stage stays.
+    Unmerged {
+        duplicate_id: String,
+        attributes: BTreeMap<String, String>,
+        at: Timestamp,
+    },
+}
+
+/// What a duplicate brings to the survivor of a merge.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Duplicate {
+    pub lead_id: String,
+    /// Its stage before the merge.
+    pub stage: Stage,
+    /// The deal of its conversion, when it is a CUSTOMER.
+    pub deal: Option<Deal>,
+    /// Its profile's attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// Its engagements.
+    pub events: Vec<Engagement>,
 }
 
 impl Command {
@@ -57,6 +104,8 @@ impl Command {
             Self::TimerFired(_) => CommandKind::TimerFired,
             Self::PolicyChanged { .. } => CommandKind::PolicyChanged,
             Self::Identify { .. } => CommandKind::Identify,
+            Self::Merge { .. } | Self::MergedInto { .. } => CommandKind::Merge,
+            Self::Unmerge { .. } | Self::Unmerged { .. } => CommandKind::Unmerge,
         }
     }
 }
@@ -71,6 +120,85 @@ pub fn identification_instant(at: Timestamp, events: &[Engagement]) -> Timestamp
         .map(|e| e.occurred_at)
         .max()
         .map_or(at, |last| at.max(last))
+}
+
+/// When a merge of `duplicate` (with its `events`) into `survivor` asked
+/// for at `at` (default now) happens: never in the future, never before
+/// either lead's last transition, and — as an identification — not before
+/// the last of the duplicate's events. Both leads' decisions take it.
+pub fn merge_instant(
+    at: Option<Timestamp>,
+    survivor: &Lead,
+    duplicate: &Lead,
+    events: &[Engagement],
+    ctx: &Context,
+) -> Result<Timestamp, DomainError> {
+    let last = survivor.last_transition_at.max(duplicate.last_transition_at);
+    let t = at.unwrap_or(ctx.now.max(last));
+    check_instant("occurred_at", t, ctx)?;
+    for (lead, which) in [(survivor, "survivor"), (duplicate, "duplicate")] {
+        if t < lead.last_transition_at {
+            return Err(DomainError::invalid(FieldViolation::new(
+                "occurred_at",
+                format!(
+                    "{t} is before the {which}'s last transition at {}",
+                    lead.last_transition_at
+                ),
+            )));
+        }
+    }
+    Ok(identification_instant(t, events))
+}
+
+/// The attribute changes a merge makes to the survivor's profile: every
+/// attribute of the duplicate the survivor lacks, and those `prefer` names
+/// where the two differ (the survivor wins on every other conflict). With
+/// them, what each attribute changed was before (empty: absent), so an
+/// unmerge can put it back.
+pub fn merge_attributes(
+    survivor: &Profile,
+    duplicate: &BTreeMap<String, String>,
+    prefer: &[String],
+) -> MergedAttributes {
+    let mut out = MergedAttributes::default();
+    for (key, value) in duplicate {
+        if key == crate::profile::EMAIL_DOMAIN || value.trim().is_empty() {
+            continue;
+        }
+        let before = survivor.get(key);
+        let take = match before {
+            None => true,
+            Some(mine) => mine != value && prefer.iter().any(|p| p == key),
+        };
+        if take {
+            out.set.insert(key.clone(), value.clone());
+            out.before
+                .insert(key.clone(), before.unwrap_or_default().to_owned());
+        }
+    }
+    out
+}
+
+/// What [`merge_attributes`] found.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MergedAttributes {
+    /// Attribute → the duplicate's value, set on the survivor.
+    pub set: BTreeMap<String, String>,
+    /// Attribute → the survivor's value before (empty: it had none).
+    pub before: BTreeMap<String, String>,
+}
+
+impl MergedAttributes {
+    /// The changes that undo the merge's on `now` (the survivor's profile
+    /// at the unmerge): each attribute the merge set and that still holds
+    /// the value it set goes back to what it was; one changed since stays.
+    pub fn undo(&self, now: &Profile) -> BTreeMap<String, String> {
+        self.set
+            .iter()
+            .filter(|(key, value)| now.get(key) == Some(value.as_str()))
+            .map(|(key, _)| (key.clone(), self.before.get(key).cloned().unwrap_or_default()))
+            .collect()
+    }
 }
 
 /// A caller's `Transition`: one of [`CommandKind::MANUAL`].

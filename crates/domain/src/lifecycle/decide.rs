@@ -19,7 +19,7 @@ use crate::profile::Profile;
 use crate::score::ScoreState;
 use crate::stage::Stage;
 use crate::time::Timestamp;
-use crate::transition::{Cause, Deal, GuardCheck, Move, TransitionRecord};
+use crate::transition::{Cause, CommandKind, Deal, GuardCheck, Move, TransitionRecord};
 use crate::workflow::{
     Event, Happening, LevelChange, SlaBreach, Timer, TimerChange, TimerKind, is_suppressed, rebase_crossings,
     replan, sla_engagement, sla_timers, trigger, workflows_for,
@@ -123,7 +123,25 @@ pub(super) fn decide_with(
         Command::Identify { anonymous_id, .. } => Cause::Identify {
             anonymous_id: anonymous_id.clone(),
         },
+        Command::Merge { duplicate, .. } => Cause::Merge {
+            lead_id: duplicate.lead_id.clone(),
+        },
+        Command::MergedInto { survivor_id, .. } => Cause::Merge {
+            lead_id: survivor_id.clone(),
+        },
+        Command::Unmerge { survivor_id, .. } => Cause::Unmerge {
+            lead_id: survivor_id.clone(),
+        },
+        Command::Unmerged { duplicate_id, .. } => Cause::Unmerge {
+            lead_id: duplicate_id.clone(),
+        },
     };
+    if lead.stage == Stage::Merged && !matches!(command, Command::Unmerge { .. }) {
+        return Err(DomainError::InvalidTransition {
+            stage: lead.stage,
+            command: command.kind(),
+        });
+    }
     let mut run = Run::new(policy, lead.clone(), ctx, history, cause);
     if !lead.lifetime.fits(policy) && !matches!(command, Command::PolicyChanged { .. }) {
         run.rescore()?;
@@ -150,6 +168,16 @@ pub(super) fn decide_with(
             events,
             at,
         } => run.identify(anonymous_id, &events, at)?,
+        Command::Merge { duplicate, at } => {
+            let changed = run.merge(duplicate, at)?;
+            return Ok(run.done(changed));
+        }
+        Command::MergedInto { at, .. } => run.merged_into(at)?,
+        Command::Unmerge { stage, at, .. } => run.unmerge(stage, at)?,
+        Command::Unmerged { attributes, at, .. } => {
+            let changed = run.unmerged(attributes, at)?;
+            return Ok(run.done(changed));
+        }
     }
     Ok(run.done(false))
 }
@@ -371,6 +399,121 @@ impl<'a> Run<'a> {
         self.auto_advance(t, &Cause::Identify { anonymous_id })?;
         self.finish(t, !events.is_empty());
         Ok(())
+    }
+
+    /// A duplicate's events join the log at their own instants and the
+    /// attributes the lead lacks come with it; if the duplicate was
+    /// further along the forward path, the lead jumps to its stage (a
+    /// DISQUALIFIED lead stays); then the automatic moves, all at `t`.
+    /// Whether the profile changed.
+    fn merge(&mut self, duplicate: super::command::Duplicate, t: Timestamp) -> Result<bool, DomainError> {
+        let policy = self.policy;
+        self.begin(t);
+        let attributes = super::command::merge_attributes(
+            &self.lead.profile,
+            &duplicate.attributes,
+            &policy.identity.prefer_duplicate,
+        );
+        let (profile, changed) = self.lead.profile.merge(attributes.set)?;
+        self.lead.profile = profile;
+        for event in &duplicate.events {
+            self.insert(event)?;
+        }
+        if !duplicate.events.is_empty() {
+            self.rescore()?;
+        }
+        let cause = Cause::Merge {
+            lead_id: duplicate.lead_id,
+        };
+        let ahead = matches!(
+            (self.lead.stage.rank(), duplicate.stage.rank()),
+            (Some(mine), Some(theirs)) if theirs > mine
+        );
+        if ahead && let Some(edge) = super::table::merging_edge(Move::Merge, self.lead.stage, duplicate.stage)
+        {
+            let window = self.window_at(t)?;
+            let details = Details {
+                deal: duplicate.deal.filter(|_| duplicate.stage == Stage::Customer),
+                ..Details::default()
+            };
+            self.take(edge, t, &cause, details, Vec::new(), &window, Vec::new())?;
+        }
+        self.auto_advance(t, &cause)?;
+        self.finish(t, true);
+        Ok(changed)
+    }
+
+    /// The lead enters MERGED at `t`; every timer it had goes.
+    fn merged_into(&mut self, t: Timestamp) -> Result<(), DomainError> {
+        let edge = super::table::merging_edge(Move::MergedInto, self.lead.stage, Stage::Merged).ok_or(
+            DomainError::InvalidTransition {
+                stage: self.lead.stage,
+                command: CommandKind::Merge,
+            },
+        )?;
+        self.begin(t);
+        let window = self.window_at(t)?;
+        let cause = self.cause.clone();
+        self.take(
+            edge,
+            t,
+            &cause,
+            Details::default(),
+            Vec::new(),
+            &window,
+            Vec::new(),
+        )?;
+        self.finish(t, false);
+        self.timers.retain(|c| !matches!(c, TimerChange::Schedule(_)));
+        let pending: Vec<TimerKind> = self.lead.timers.values().map(|t| t.kind.clone()).collect();
+        self.timers.extend(pending.into_iter().map(TimerChange::Cancel));
+        Ok(())
+    }
+
+    /// The lead leaves MERGED for `stage` at `t`, its scores those of its
+    /// log as given back; then the automatic moves.
+    fn unmerge(&mut self, stage: Stage, t: Timestamp) -> Result<(), DomainError> {
+        let edge = super::table::merging_edge(Move::Unmerge, self.lead.stage, stage).ok_or(
+            DomainError::InvalidTransition {
+                stage: self.lead.stage,
+                command: CommandKind::Unmerge,
+            },
+        )?;
+        check_instant("occurred_at", t, &Context { now: self.now })?;
+        let t = t.max(self.lead.last_transition_at);
+        self.rescore()?;
+        // Nothing it missed while merged is fired now: its crossings and
+        // level start from its scores at the unmerge.
+        self.lead.crossings = crate::workflow::rebase_crossings(self.policy, &self.lead.qualifying, t);
+        self.lead.evaluated_at = t;
+        let window = self.window_at(t)?;
+        let cause = self.cause.clone();
+        self.take(
+            edge,
+            t,
+            &cause,
+            Details::default(),
+            Vec::new(),
+            &window,
+            Vec::new(),
+        )?;
+        self.replan(t)?;
+        self.auto_advance(t, &cause)?;
+        self.finish(t, true);
+        Ok(())
+    }
+
+    /// The survivor of an undone merge: re-scored at `t` over its log as
+    /// it is left, its profile changed by `attributes`; its stage stays.
+    /// Whether the profile changed.
+    fn unmerged(&mut self, attributes: BTreeMap<String, String>, t: Timestamp) -> Result<bool, DomainError> {
+        let t = t.max(self.lead.last_transition_at);
+        self.begin(t);
+        let (profile, changed) = self.lead.profile.merge(attributes)?;
+        self.lead.profile = profile;
+        self.rescore()?;
+        self.finish(t, true);
+        Ok(changed)
     }
 
     fn manual(&mut self, m: ManualTransition) -> Result<(), DomainError> {

@@ -31,7 +31,7 @@ use Guard::{
     DisqualifyingMatch, EngagementAtLeast, FitAtLeast, GradeAtLeast, NoDisqualifyingAttribute,
     NotDisqualified, RequiresAttributes, SalesReadyAction,
 };
-use Stage::{Customer, Disqualified, Iql, Mql, Sql};
+use Stage::{Customer, Disqualified, Iql, Merged, Mql, Sql};
 
 const fn manual(
     by: Move,
@@ -68,6 +68,22 @@ const fn automatic(
         guards,
         automatic: true,
         backward: matches!(to, Iql),
+        reasons: None,
+    }
+}
+
+/// A row of a merge (or its undoing): taken by name by the engine, never
+/// by a caller's `Transition`, and never backward (the lead keeps its
+/// qualifying window).
+const fn merging(by: Move, command: CommandKind, from: &'static [Stage], to: Stage) -> Edge {
+    Edge {
+        by,
+        command,
+        from,
+        to,
+        guards: &[],
+        automatic: false,
+        backward: false,
         reasons: None,
     }
 }
@@ -153,6 +169,20 @@ pub const TABLE: &[Edge] = &[
         &[DisqualifyingMatch],
     ),
     automatic(Move::SlaRecycle, CommandKind::TimerFired, &[Mql, Sql], Iql, &[]),
+    merging(Move::Merge, CommandKind::Merge, &[Iql], Mql),
+    merging(Move::Merge, CommandKind::Merge, &[Iql, Mql], Sql),
+    merging(Move::Merge, CommandKind::Merge, &[Iql, Mql, Sql], Customer),
+    merging(
+        Move::MergedInto,
+        CommandKind::Merge,
+        &[Iql, Mql, Sql, Customer, Disqualified],
+        Merged,
+    ),
+    merging(Move::Unmerge, CommandKind::Unmerge, &[Merged], Iql),
+    merging(Move::Unmerge, CommandKind::Unmerge, &[Merged], Mql),
+    merging(Move::Unmerge, CommandKind::Unmerge, &[Merged], Sql),
+    merging(Move::Unmerge, CommandKind::Unmerge, &[Merged], Customer),
+    merging(Move::Unmerge, CommandKind::Unmerge, &[Merged], Disqualified),
 ];
 
 /// The commands that may set the automatic moves off, besides the one
@@ -180,6 +210,13 @@ pub fn automatic_move_up(stage: Stage) -> Option<Move> {
         Stage::Mql => Some(Move::SalesReady),
         _ => None,
     }
+}
+
+/// The edge a merge or an unmerge takes from `from` to `to`, if any.
+pub fn merging_edge(by: Move, from: Stage, to: Stage) -> Option<&'static Edge> {
+    TABLE
+        .iter()
+        .find(|e| e.by == by && e.to == to && e.from.contains(&from))
 }
 
 /// The edge of an automatic move, if it leaves from `stage`.
@@ -212,7 +249,7 @@ pub fn reason_from_policy(by: Move) -> bool {
 /// funnel counts the reasons of these moves; the evidence calls them losses.
 pub fn sends_back(by: Move) -> bool {
     TABLE.iter().any(|e| {
-        e.by == by && (e.to == Disqualified || (e.backward && e.from.iter().all(|s| s.rank().is_some())))
+        e.by == by && e.from.iter().all(|s| s.rank().is_some()) && (e.to == Disqualified || e.backward)
     })
 }
 

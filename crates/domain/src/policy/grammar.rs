@@ -195,14 +195,36 @@ impl Parser<'_, '_> {
     fn identity(&mut self, top: &Obj<'_>) -> Identity {
         let mut identity = Identity::default();
         if let Some((at, t)) = top.table(self.cx, "identity") {
-            let obj = Obj::new(self.cx, at, t, &["anonymous_ttl"]);
-            if obj.has("anonymous_ttl")
-                && let Some(ttl) = obj.duration(self.cx, "anonymous_ttl")
+            let obj = Obj::new(
+                self.cx,
+                at,
+                t,
+                &["anonymous_ttl", "prefer_duplicate", "unmerge_window"],
+            );
+            for (key, slot) in [
+                ("anonymous_ttl", &mut identity.anonymous_ttl),
+                ("unmerge_window", &mut identity.unmerge_window),
+            ] {
+                if obj.has(key)
+                    && let Some(span) = obj.duration(self.cx, key)
+                {
+                    if span <= Span::ZERO {
+                        self.cx.err(&obj.at(key), "must be longer than 0");
+                    } else {
+                        *slot = span;
+                    }
+                }
+            }
+            if obj.has("prefer_duplicate")
+                && let Some(list) = obj.strings(self.cx, "prefer_duplicate")
             {
-                if ttl <= Span::ZERO {
-                    self.cx.err(&obj.at("anonymous_ttl"), "must be longer than 0");
-                } else {
-                    identity.anonymous_ttl = ttl;
+                for (name, loc) in list {
+                    if name == crate::profile::EMAIL_DOMAIN {
+                        self.cx
+                            .err(&loc, "email_domain follows the email: prefer \"email\" instead");
+                    } else {
+                        identity.prefer_duplicate.push(name);
+                    }
                 }
             }
         }
@@ -1251,6 +1273,13 @@ impl Parser<'_, '_> {
         let arg = arg.trim();
         match kind.trim() {
             "entered" => match arg.parse::<Stage>() {
+                Ok(Stage::Merged) => {
+                    self.cx.err(
+                        at,
+                        "MERGED is entered only by a merge: a workflow cannot start on it",
+                    );
+                    None
+                }
                 Ok(stage) => Some(WorkflowOn::Entered(stage)),
                 Err(e) => {
                     self.cx.err(at, e.to_string());

@@ -63,22 +63,31 @@ pub struct Policy {
     pub identity: Identity,
 }
 
-/// `[identity]`: how long anonymous activity is kept.
+/// `[identity]`: how long anonymous activity is kept, and how merges go.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Identity {
     /// `anonymous_ttl`: an anonymous event not identified this long after
     /// it was received is purged (default 90 days).
     pub anonymous_ttl: Span,
+    /// `prefer_duplicate`: the attributes a merge takes from the duplicate
+    /// where both leads have one (the survivor's wins on every other).
+    pub prefer_duplicate: Vec<String>,
+    /// `unmerge_window`: how long after a merge it can be undone (default
+    /// 30 days).
+    pub unmerge_window: Span,
 }
 
 impl Identity {
     pub const DEFAULT_ANONYMOUS_TTL: Span = Span::from_hours(90 * 24);
+    pub const DEFAULT_UNMERGE_WINDOW: Span = Span::from_hours(30 * 24);
 }
 
 impl Default for Identity {
     fn default() -> Self {
         Self {
             anonymous_ttl: Self::DEFAULT_ANONYMOUS_TTL,
+            prefer_duplicate: Vec::new(),
+            unmerge_window: Self::DEFAULT_UNMERGE_WINDOW,
         }
     }
 }

@@ -438,9 +438,20 @@ impl<'a> Obj<'a> {
 
     pub(super) fn stage(&self, cx: &mut Cx<'_>, key: &str) -> Option<Stage> {
         let text = self.string(cx, key)?;
-        text.parse::<Stage>()
-            .map_err(|e| cx.err(&self.at(key), e.to_string()))
-            .ok()
+        match text.parse::<Stage>() {
+            Ok(Stage::Merged) => {
+                cx.err(
+                    &self.at(key),
+                    "MERGED is entered only by a merge: a policy cannot name it",
+                );
+                None
+            }
+            Ok(stage) => Some(stage),
+            Err(e) => {
+                cx.err(&self.at(key), e.to_string());
+                None
+            }
+        }
     }
 
     /// A list of distinct, non-blank strings, each with where it is.

@@ -249,10 +249,12 @@ impl Harness {
         let joined: &[Engagement] = match &command {
             Command::RecordEngagement(e) => std::slice::from_ref(e),
             Command::Identify { events, .. } => events,
+            Command::Merge { duplicate, .. } => &duplicate.events,
             _ => &[],
         };
+        let placed = matches!(command, Command::Identify { .. } | Command::Merge { .. });
         for e in joined {
-            if !self.lead.lifetime.can_append(e) || matches!(command, Command::Identify { .. }) {
+            if !self.lead.lifetime.can_append(e) || placed {
                 // A late engagement: the states after it changed.
                 self.checkpoints
                     .retain(|(_, c)| c.key().is_none_or(|k| e.is_after(k)));

@@ -41,6 +41,15 @@ fn lead_in(stage: Stage) -> Harness {
         Stage::Sql => &[CommandKind::Promote, CommandKind::Accept],
         Stage::Customer => &[CommandKind::Promote, CommandKind::Accept, CommandKind::Convert],
         Stage::Disqualified => &[CommandKind::Disqualify],
+        Stage::Merged => {
+            h.now = hours(1);
+            h.decide(Command::MergedInto {
+                survivor_id: "survivor".to_owned(),
+                at: hours(1),
+            });
+            h.now = hours(10);
+            return h;
+        }
     };
     for (i, step) in steps.iter().enumerate() {
         h.now = hours(i64::try_from(i).unwrap_or(0) + 1);
@@ -632,7 +641,14 @@ fn the_table_says_whose_reasons_are_shown_what_sends_back_and_where_the_threshol
         // A reason given in the caller's own words is never the policy's.
         let own_words = matches!(
             by,
-            Move::Capture | Move::Promote | Move::Accept | Move::Convert | Move::Requalify
+            Move::Capture
+                | Move::Promote
+                | Move::Accept
+                | Move::Convert
+                | Move::Requalify
+                | Move::Merge
+                | Move::MergedInto
+                | Move::Unmerge
         );
         assert_eq!(reason_from_policy(by), !own_words, "{by}");
     }

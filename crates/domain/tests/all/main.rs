@@ -9,6 +9,7 @@ mod life;
 mod lifecycle;
 mod lifecycle_doc;
 mod meaning;
+mod merge;
 mod models;
 mod names;
 mod policy;

@@ -24,7 +24,7 @@ where
 
 #[test]
 fn stage_names_are_pinned() {
-    let names = ["IQL", "MQL", "SQL", "CUSTOMER", "DISQUALIFIED"];
+    let names = ["IQL", "MQL", "SQL", "CUSTOMER", "DISQUALIFIED", "MERGED"];
     pinned(&Stage::ALL, &names, |s| s.as_str());
     for (stage, name) in Stage::ALL.into_iter().zip(names) {
         assert_eq!(name.parse::<Stage>(), Ok(stage));
@@ -32,7 +32,7 @@ fn stage_names_are_pinned() {
     let err = "Mql".parse::<Stage>().expect_err("names are case-sensitive");
     assert_eq!(
         err.to_string(),
-        "unknown stage \"Mql\" (expected one of IQL, MQL, SQL, CUSTOMER, DISQUALIFIED)"
+        "unknown stage \"Mql\" (expected one of IQL, MQL, SQL, CUSTOMER, DISQUALIFIED, MERGED)"
     );
     assert!(serde_json::from_str::<Stage>("\"Mql\"").is_err());
 }
@@ -52,6 +52,9 @@ fn move_names_are_pinned() {
         "SALES_READY",
         "AUTO_DISQUALIFY",
         "SLA_RECYCLE",
+        "MERGE",
+        "MERGED_INTO",
+        "UNMERGE",
     ];
     pinned(&Move::ALL, &names, |m| m.as_str());
     assert_eq!("SLA_RECYCLE".parse::<Move>(), Ok(Move::SlaRecycle));
@@ -74,6 +77,8 @@ fn command_names_are_pinned() {
         "TIMER_FIRED",
         "POLICY_CHANGED",
         "IDENTIFY",
+        "MERGE",
+        "UNMERGE",
     ];
     pinned(&CommandKind::ALL, &names, |c| c.as_str());
 }
@@ -118,6 +123,18 @@ fn causes_are_tagged_with_their_pinned_kind() {
                 anonymous_id: "cookie-1".to_owned(),
             },
             r#"{"kind":"IDENTIFY","anonymous_id":"cookie-1"}"#,
+        ),
+        (
+            Cause::Merge {
+                lead_id: "L2".to_owned(),
+            },
+            r#"{"kind":"MERGE","lead_id":"L2"}"#,
+        ),
+        (
+            Cause::Unmerge {
+                lead_id: "L2".to_owned(),
+            },
+            r#"{"kind":"UNMERGE","lead_id":"L2"}"#,
         ),
     ];
     for (cause, json) in causes {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use leadflow_domain::lifecycle::{Deal, Edge, ManualTransition, TABLE, reason_from_policy};
+use leadflow_domain::lifecycle::{Deal, Duplicate, Edge, ManualTransition, TABLE, reason_from_policy};
 use leadflow_domain::workflow::TimerKind;
 use leadflow_domain::{Command, CommandKind, Move, Policy, Stage, Timestamp, TransitionRecord};
 
@@ -94,6 +94,15 @@ fn lead_in(policy: &Policy, stage: Stage) -> Harness {
         Stage::Sql => &[CommandKind::Promote, CommandKind::Accept],
         Stage::Customer => &[CommandKind::Promote, CommandKind::Accept, CommandKind::Convert],
         Stage::Disqualified => &[CommandKind::Disqualify],
+        Stage::Merged => {
+            h.now = hours(1);
+            h.decide(Command::MergedInto {
+                survivor_id: "survivor".to_owned(),
+                at: hours(1),
+            });
+            h.now = hours(10);
+            return h;
+        }
     };
     for (hour, step) in (1..).zip(steps) {
         h.now = hours(hour);
@@ -110,6 +119,39 @@ fn lead_in(policy: &Policy, stage: Stage) -> Harness {
 
 /// Sets `edge` off for a lead in `from` the way the engine would.
 fn set_off(policy: &Policy, h: &mut Harness, edge: &Edge, from: Stage) {
+    match edge.by {
+        Move::Merge => {
+            // A duplicate in the stage the edge jumps to.
+            let dup = lead_in(policy, edge.to);
+            h.decide(Command::Merge {
+                duplicate: Duplicate {
+                    lead_id: "dup".to_owned(),
+                    stage: dup.stage(),
+                    deal: None,
+                    attributes: dup.lead.profile.as_map().clone(),
+                    events: dup.log.clone(),
+                },
+                at: h.now,
+            });
+            return;
+        }
+        Move::MergedInto => {
+            h.decide(Command::MergedInto {
+                survivor_id: "survivor".to_owned(),
+                at: h.now,
+            });
+            return;
+        }
+        Move::Unmerge => {
+            h.decide(Command::Unmerge {
+                survivor_id: "survivor".to_owned(),
+                stage: edge.to,
+                at: h.now,
+            });
+            return;
+        }
+        _ => {}
+    }
     if !edge.automatic {
         h.decide(manual_command(policy, edge));
         return;
@@ -149,7 +191,10 @@ fn set_off(policy: &Policy, h: &mut Harness, edge: &Edge, from: Stage) {
         | Move::Recycle
         | Move::Convert
         | Move::Disqualify
-        | Move::Requalify => {
+        | Move::Requalify
+        | Move::Merge
+        | Move::MergedInto
+        | Move::Unmerge => {
             panic!("{} is automatic in the table: say here what sets it off", edge.by)
         }
     }

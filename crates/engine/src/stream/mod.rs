@@ -621,6 +621,7 @@ mod tests {
                 trigger: None,
                 sla_breach: None,
                 level_change: None,
+                merge: None,
             })),
             wire: OnceLock::new(),
         })

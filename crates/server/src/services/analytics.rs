@@ -156,7 +156,7 @@ fn group_out(g: &funnel::Group, buckets: usize) -> pb::FunnelGroup {
                 p90: t.p90.map(duration_out),
             })
             .collect(),
-        velocity: leadflow_domain::Stage::ALL
+        velocity: leadflow_domain::Stage::LIFECYCLE
             .iter()
             .zip(g.velocity.series(buckets))
             .map(|(&stage, series)| pb::Velocity {
@@ -390,7 +390,7 @@ fn cut_out(p: &evidence::CutPoint) -> pb::CutPoint {
 /// A checked `CalibrateThresholdRequest`.
 pub(crate) fn calibration_query(r: &pb::CalibrateThresholdRequest) -> Result<CalibrationQuery, Status> {
     let mut check = Check::default();
-    let thresholds = Stage::ALL.into_iter().filter(|s| has_score_threshold(*s));
+    let thresholds = Stage::LIFECYCLE.into_iter().filter(|s| has_score_threshold(*s));
     match pb::Stage::try_from(r.stage) {
         Ok(pb::Stage::Unspecified) => {}
         Ok(stage) if thresholds.clone().any(|s| stage_out(s) == stage) => {}

@@ -708,6 +708,83 @@ impl pb::lead_service_server::LeadService for LeadApi {
         }))
     }
 
+    async fn merge_leads(
+        &self,
+        request: Request<pb::MergeLeadsRequest>,
+    ) -> Result<Response<pb::MergeLeadsResponse>, Status> {
+        let caller = crate::auth::caller(&request)?;
+        let trace = traceparent_of(&request);
+        let r = request.into_inner();
+        let mut check = Check::default();
+        let request_id = check.key("request_id", &r.request_id, false);
+        let survivor = lead_key(&mut check, "survivor", r.survivor.as_ref());
+        let duplicate = lead_key(&mut check, "duplicate", r.duplicate.as_ref());
+        let occurred_at = timestamp_in(&mut check, "occurred_at", r.occurred_at.as_ref());
+        check.into_result()?;
+        let (Some(survivor), Some(duplicate)) = (survivor, duplicate) else {
+            return Err(Status::invalid_argument("survivor and duplicate: required"));
+        };
+        let req = engine_request(
+            &caller,
+            Method::MergeLeads,
+            &request_id,
+            &r,
+            |m| m.request_id.clear(),
+            trace,
+        );
+        let merged = self
+            .engine
+            .merge_leads(&req, &survivor, &duplicate, occurred_at)
+            .await
+            .map_err(status)?;
+        let p = parts(&merged.survivor);
+        Ok(Response::new(pb::MergeLeadsResponse {
+            survivor: p.lead,
+            transitions: p.transitions,
+            triggers: p.triggers,
+            duplicate_id: merged.duplicate_id,
+            duplicate_stage: crate::convert::stage_out(merged.duplicate_stage).into(),
+            engagements_moved: i64::try_from(merged.engagements_moved).unwrap_or(i64::MAX),
+            anonymous_ids: merged.anonymous_ids,
+            attributes_taken: merged.attributes_taken,
+        }))
+    }
+
+    async fn unmerge_lead(
+        &self,
+        request: Request<pb::UnmergeLeadRequest>,
+    ) -> Result<Response<pb::UnmergeLeadResponse>, Status> {
+        let caller = crate::auth::caller(&request)?;
+        let trace = traceparent_of(&request);
+        let r = request.into_inner();
+        let mut check = Check::default();
+        let request_id = check.key("request_id", &r.request_id, false);
+        let duplicate_id = check.key("duplicate_id", &r.duplicate_id, true);
+        check.into_result()?;
+        let req = engine_request(
+            &caller,
+            Method::UnmergeLead,
+            &request_id,
+            &r,
+            |m| m.request_id.clear(),
+            trace,
+        );
+        let unmerged = self
+            .engine
+            .unmerge_lead(&req, &duplicate_id)
+            .await
+            .map_err(status)?;
+        let p = parts(&unmerged.duplicate);
+        record_lead(&unmerged.survivor.id);
+        Ok(Response::new(pb::UnmergeLeadResponse {
+            duplicate: p.lead,
+            transitions: p.transitions,
+            triggers: p.triggers,
+            survivor: Some(lead_out(&unmerged.survivor)),
+            engagements_returned: i64::try_from(unmerged.engagements_returned).unwrap_or(i64::MAX),
+        }))
+    }
+
     async fn erase_anonymous(
         &self,
         request: Request<pb::EraseAnonymousRequest>,

@@ -35,6 +35,8 @@ fn kind_out(kind: &str) -> pb::EventKind {
         "LEVEL_CHANGED" => pb::EventKind::LevelChanged,
         "ACCOUNT_TRANSITION" => pb::EventKind::AccountTransition,
         "ACCOUNT_TRIGGER" => pb::EventKind::AccountTrigger,
+        "LEAD_MERGED" => pb::EventKind::LeadMerged,
+        "LEAD_UNMERGED" => pb::EventKind::LeadUnmerged,
         _ => pb::EventKind::Unspecified,
     }
 }
@@ -48,6 +50,8 @@ fn kind_in(check: &mut Check, field: &str, value: i32) -> Option<String> {
         Ok(pb::EventKind::LevelChanged) => "LEVEL_CHANGED",
         Ok(pb::EventKind::AccountTransition) => "ACCOUNT_TRANSITION",
         Ok(pb::EventKind::AccountTrigger) => "ACCOUNT_TRIGGER",
+        Ok(pb::EventKind::LeadMerged) => "LEAD_MERGED",
+        Ok(pb::EventKind::LeadUnmerged) => "LEAD_UNMERGED",
         _ => {
             check.fail(field, format!("{value} is not an event kind"));
             return None;
@@ -71,6 +75,12 @@ pub(crate) fn event_out(e: &StreamEvent) -> pb::Event {
             &p.lead_id,
             p.policy_version,
         )))
+    } else if let Some(m) = &p.merge {
+        Some(pb::event::Payload::Merge(pb::LeadMerge {
+            survivor_id: m.survivor_id.clone(),
+            duplicate_id: m.duplicate_id.clone(),
+            duplicate_stage: stage_out(m.duplicate_stage).into(),
+        }))
     } else {
         p.sla_breach
             .as_ref()

@@ -26,6 +26,9 @@ pub struct Model {
     /// One of an anonymous id's oldest events, dropped over its limit: only
     /// its id (and content's hash) is kept.
     pub dropped: bool,
+    /// The merged lead whose external key or anonymous id named the lead it
+    /// was recorded for (an unmerge takes it back).
+    pub via: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

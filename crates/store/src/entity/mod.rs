@@ -15,6 +15,7 @@ pub(crate) mod idempotency;
 pub(crate) mod lead;
 pub(crate) mod lead_score;
 pub(crate) mod level_change;
+pub(crate) mod merge;
 pub(crate) mod outbox;
 pub(crate) mod policy;
 pub(crate) mod rescore_job;

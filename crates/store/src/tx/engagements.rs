@@ -118,6 +118,7 @@ pub(super) fn engagement_row(
         caused_triggers: None,
         anonymous_id: None,
         dropped: false,
+        via: None,
     })
 }
 

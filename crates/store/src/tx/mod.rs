@@ -10,6 +10,7 @@ mod engagements;
 mod idempotency;
 mod leads;
 mod level_changes;
+mod merges;
 mod outbox;
 mod policies;
 mod timers;
@@ -23,6 +24,7 @@ use sea_orm::DatabaseTransaction;
 
 pub use self::anonymous::{AnonymousRecord, UNIDENTIFIED};
 pub use self::leads::LeadLookup;
+pub use self::merges::MergeRecord;
 use self::timers::LeadTimers;
 use crate::backend::{Backend, transaction_span};
 use crate::entity::{lead, level_change, transition};

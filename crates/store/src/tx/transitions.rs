@@ -78,6 +78,24 @@ impl Tx {
             .collect()
     }
 
+    /// The lead's last move into `stage`, if it has one.
+    pub async fn last_transition_to(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        stage: leadflow_domain::Stage,
+    ) -> Result<Option<StoredTransition>, StoreError> {
+        transition::Entity::find()
+            .filter(transition::Column::WorkspaceId.eq(ws))
+            .filter(transition::Column::LeadId.eq(lead_id))
+            .filter(transition::Column::ToStage.eq(stage.as_str()))
+            .order_by_desc(transition::Column::Seq)
+            .one(self.db().await?)
+            .await?
+            .map(convert::transition)
+            .transpose()
+    }
+
     /// Transitions held back, in multi-row inserts.
     pub(super) async fn write_deferred_transitions(
         &self,

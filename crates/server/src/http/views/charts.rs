@@ -4,7 +4,7 @@
 
 use maud::{Markup, html};
 
-/// One colour per series, in the order of [`leadflow_domain::Stage::ALL`]
+/// One colour per series, in the order of [`leadflow_domain::Stage::LIFECYCLE`]
 /// where a chart has one per stage.
 pub(super) const COLORS: [&str; 5] = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#e15759"];
 

@@ -126,7 +126,7 @@ pub(super) fn lead_search(form: &SearchForm, page: &leadflow_engine::SearchPage,
                         form id="search" method="get" action="/dashboard/leads" {
                             label { "Stage " select name="stage" {
                                 option value="" { "any" }
-                                @for s in Stage::ALL {
+                                @for s in Stage::LIFECYCLE {
                                     option value=(s.as_str()) selected[selected(&form.stage, s.as_str(), false)] { (s.as_str()) }
                                 }
                             } }

@@ -48,7 +48,7 @@ pub(super) fn velocity(g: &Group, buckets: &[Timestamp], bucket: Bucket) -> Mark
         #[allow(clippy::cast_precision_loss)]
         let x = frame.left + i as f64 * slot + (slot - width) / 2.0;
         let mut below = 0_u64;
-        for ((stage, counts), color) in Stage::ALL.iter().zip(&series).zip(COLORS) {
+        for ((stage, counts), color) in Stage::LIFECYCLE.iter().zip(&series).zip(COLORS) {
             let n = counts[i];
             if n == 0 {
                 continue;
@@ -87,7 +87,7 @@ pub(super) fn velocity(g: &Group, buckets: &[Timestamp], bucket: Bucket) -> Mark
             h2 { "Velocity " span class="muted" { "entries into each stage per " (unit) } }
             (frame.chart(&axes, &bars))
             p class="muted" {
-                @for (stage, color) in Stage::ALL.iter().zip(COLORS) {
+                @for (stage, color) in Stage::LIFECYCLE.iter().zip(COLORS) {
                     span style=(format!("color:{color}")) { "■" } " " (stage.as_str()) " "
                 }
             }

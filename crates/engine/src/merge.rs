@@ -1,0 +1,493 @@
+//! Merges: two leads that are one person become one, reversibly.
+//!
+//! `MergeLeads` moves the duplicate's engagements, anonymous ids and
+//! external key (which then names the survivor) and the attributes the
+//! survivor lacks to the survivor, in one transaction: the survivor's
+//! scores are those of the union log at the merge's instant, its stage the
+//! further of the two (cause MERGE), then the automatic moves; the
+//! duplicate enters MERGED. What the duplicate brought is kept, so that
+//! `UnmergeLead` gives exactly that back (with what was recorded since
+//! under its key or anonymous ids).
+//!
+//! Lock order: two leads of a merge are locked in id order; a merged lead
+//! before its survivor (its key is resolved through it).
+
+use leadflow_domain::lifecycle::{Duplicate, merge_attributes, merge_instant};
+use leadflow_domain::{Command, Context, Stage, Timestamp};
+use leadflow_store::{LeadRecord, MergeRecord, NewOutboxEvent, Tx};
+use serde::{Deserialize, Serialize};
+
+use crate::Engine;
+use crate::error::EngineError;
+use crate::idempotency::{replay, save};
+use crate::leads::retrying;
+use crate::log::Log;
+use crate::model::{LeadKey, MergeNote, Method, OutboxPayload, Recorded, Request, Scored};
+use crate::persist::Target;
+use crate::views::{LeadView, Outcome};
+
+/// What `MergeLeads` did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Merged {
+    /// The survivor after the merge, with the moves it made.
+    pub survivor: Outcome,
+    pub duplicate_id: String,
+    /// The duplicate's stage before the merge.
+    pub duplicate_stage: Stage,
+    /// The duplicate's engagements, now the survivor's.
+    pub engagements_moved: u64,
+    /// The anonymous ids it brought.
+    pub anonymous_ids: Vec<String>,
+    /// The attributes the survivor took from it.
+    pub attributes_taken: Vec<String>,
+}
+
+/// What `UnmergeLead` did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unmerged {
+    /// The duplicate, back at its stage, with the moves it made.
+    pub duplicate: Outcome,
+    /// The survivor, re-scored without what the duplicate took back.
+    pub survivor: LeadView,
+    /// The engagements given back.
+    pub engagements_returned: u64,
+}
+
+/// [`Merged`] as kept for a retry with the same request id.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct KeptMerge {
+    survivor: Recorded,
+    duplicate_id: String,
+    duplicate_stage: Stage,
+    engagements_moved: u64,
+    anonymous_ids: Vec<String>,
+    attributes_taken: Vec<String>,
+}
+
+impl From<KeptMerge> for Merged {
+    fn from(k: KeptMerge) -> Self {
+        Self {
+            survivor: k.survivor.into(),
+            duplicate_id: k.duplicate_id,
+            duplicate_stage: k.duplicate_stage,
+            engagements_moved: k.engagements_moved,
+            anonymous_ids: k.anonymous_ids,
+            attributes_taken: k.attributes_taken,
+        }
+    }
+}
+
+/// [`Unmerged`] as kept for a retry with the same request id.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct KeptUnmerge {
+    duplicate: Recorded,
+    survivor: Recorded,
+    engagements_returned: u64,
+}
+
+impl From<KeptUnmerge> for Unmerged {
+    fn from(k: KeptUnmerge) -> Self {
+        Self {
+            duplicate: k.duplicate.into(),
+            survivor: k.survivor.lead.into(),
+            engagements_returned: k.engagements_returned,
+        }
+    }
+}
+
+impl Engine {
+    /// Merges `duplicate` into `survivor` at `occurred_at` (default now).
+    #[tracing::instrument(name = "engine.merge_leads", skip_all)]
+    pub async fn merge_leads(
+        &self,
+        req: &Request,
+        survivor: &LeadKey,
+        duplicate: &LeadKey,
+        occurred_at: Option<Timestamp>,
+    ) -> Result<Merged, EngineError> {
+        retrying!(self.try_merge(req, survivor, duplicate, occurred_at)).map(Merged::from)
+    }
+
+    async fn try_merge(
+        &self,
+        req: &Request,
+        survivor: &LeadKey,
+        duplicate: &LeadKey,
+        occurred_at: Option<Timestamp>,
+    ) -> Result<KeptMerge, EngineError> {
+        let ws = req.workspace.as_str();
+        let tx = self.store.begin().await?;
+        // Both named leads, then both locked in id order.
+        let s_id = self.resolve(&tx, ws, survivor, "survivor").await?;
+        let d_id = self.resolve(&tx, ws, duplicate, "duplicate").await?;
+        if s_id == d_id {
+            if let Some(done) = replay::<KeptMerge>(&tx, req, Method::MergeLeads).await? {
+                return Ok(done);
+            }
+            return Err(EngineError::invalid(
+                "SAME_LEAD",
+                "duplicate",
+                format!("the survivor and the duplicate are one lead ({s_id}): nothing to merge"),
+            ));
+        }
+        let (first, second) = if s_id < d_id {
+            (&s_id, &d_id)
+        } else {
+            (&d_id, &s_id)
+        };
+        let a = self.lock(&tx, ws, &LeadKey::Id(first.clone())).await?;
+        let b = self.lock(&tx, ws, &LeadKey::Id(second.clone())).await?;
+        if let Some(done) = replay::<KeptMerge>(&tx, req, Method::MergeLeads).await? {
+            return Ok(done);
+        }
+        let (s, d) = if a.record.id == s_id { (a, b) } else { (b, a) };
+        let (policy_version, policy) = (s.policy_version, std::sync::Arc::clone(&s.policy));
+        let now = self.now();
+        let target = self.target(req, &policy, policy_version, now);
+        let ctx = Context { now };
+        let events = tx.engagements_of(ws, &d.record.id).await?;
+        let at = merge_instant(occurred_at, &s.record.lead, &d.record.lead, &events, &ctx)?;
+        let survivor_before = s.record.lead.profile.clone();
+
+        // The duplicate first: its own timers due by then fire, it enters
+        // MERGED and leaves its account.
+        let d_id = d.record.id.clone();
+        let mut d_log = Log::default();
+        let left = self
+            .apply(
+                &tx,
+                &target,
+                d.record,
+                Command::MergedInto {
+                    survivor_id: s.record.id.clone(),
+                    at,
+                },
+                None,
+                at,
+                &mut d_log,
+            )
+            .await?;
+        let stage = left
+            .outcome
+            .transitions
+            .iter()
+            .rev()
+            .find(|t| t.record.to == Stage::Merged)
+            .and_then(|t| t.record.from)
+            .ok_or_else(|| EngineError::Internal(format!("lead {d_id} did not enter MERGED")))?;
+        let attributes = left.outcome.lead.record.lead.profile.as_map().clone();
+        let deal = if stage == Stage::Customer {
+            tx.last_transition_to(ws, &d_id, Stage::Customer)
+                .await?
+                .and_then(|t| t.record.deal)
+        } else {
+            None
+        };
+        // Its log and its anonymous ids become the survivor's.
+        let moved = tx.move_engagements(ws, &d_id, &s_id).await?;
+        let anonymous_ids = tx.move_anonymous_ids(ws, &d_id, &s_id, None).await?;
+        drop_checkpoints(&tx, ws, &d_id, policy_version).await?;
+        let taken = merge_attributes(&survivor_before, &attributes, &policy.identity.prefer_duplicate);
+        let event_ids: Vec<String> = moved.iter().map(|e| e.event_id.clone()).collect();
+        let engagements_moved = moved.len() as u64;
+        let command = Command::Merge {
+            duplicate: Duplicate {
+                lead_id: d_id.clone(),
+                stage,
+                deal,
+                attributes,
+                events: moved,
+            },
+            at,
+        };
+        let applied = self
+            .apply(
+                &tx,
+                &target,
+                s.record,
+                command,
+                None,
+                at,
+                &mut Log::leaving_out(event_ids.clone()),
+            )
+            .await?;
+        tx.save_merge(
+            ws,
+            &MergeRecord {
+                duplicate_id: d_id.clone(),
+                survivor_id: s_id.clone(),
+                merged_at: at,
+                recorded_at: now,
+                stage,
+                event_ids,
+                anonymous_ids: anonymous_ids.clone(),
+                attributes: taken.clone(),
+                merged_by: req.principal.clone(),
+                unmerged_at: None,
+            },
+        )
+        .await?;
+        let note = MergeNote {
+            survivor_id: s_id.clone(),
+            duplicate_id: d_id.clone(),
+            duplicate_stage: stage,
+        };
+        announce_merge(&tx, &target, &applied.outcome.lead, "LEAD_MERGED", note, at)?;
+        let kept = KeptMerge {
+            survivor: applied.outcome,
+            duplicate_id: d_id.clone(),
+            duplicate_stage: stage,
+            engagements_moved,
+            anonymous_ids,
+            attributes_taken: taken.set.into_keys().collect(),
+        };
+        save(&tx, req, Method::MergeLeads, &kept, now).await?;
+        tx.commit().await?;
+        self.announce(ws);
+        tracing::info!(
+            survivor = %s_id,
+            duplicate = %d_id,
+            engagements = engagements_moved,
+            principal = req.principal.as_deref().unwrap_or(""),
+            "leads merged"
+        );
+        Ok(kept)
+    }
+
+    /// The id of the lead a key names for a merge: a merged lead's id is
+    /// MERGED_INTO (a merge into or from a merged lead is refused); its key
+    /// names its survivor.
+    async fn resolve(&self, tx: &Tx, ws: &str, key: &LeadKey, field: &str) -> Result<String, EngineError> {
+        let id = match key {
+            LeadKey::Id(id) => id.clone(),
+            LeadKey::ExternalKey(k) => tx.lead_id_by_key(ws, k).await?.ok_or_else(|| not_found(key))?,
+            LeadKey::Anonymous(a) => tx
+                .anonymous_lead(ws, a)
+                .await?
+                .ok_or_else(|| crate::identity::not_identified(a))?,
+        };
+        // Follow merges from a key to the lead that holds it now.
+        let mut id = id;
+        for _ in 0..64 {
+            match tx.merge_of(ws, &id).await? {
+                Some(m) if !matches!(key, LeadKey::Id(_)) => id = m.survivor_id,
+                Some(m) => {
+                    return Err(EngineError::MergedInto {
+                        lead_id: id,
+                        survivor_id: m.survivor_id,
+                    });
+                }
+                None => return Ok(id),
+            }
+        }
+        Err(EngineError::invalid(
+            "MERGE_CHAIN",
+            field,
+            format!("{} leads through too many merges", key.describe()),
+        ))
+    }
+
+    /// Undoes the merge of `duplicate_id` within `[identity] unmerge_window`.
+    #[tracing::instrument(name = "engine.unmerge_lead", skip_all)]
+    pub async fn unmerge_lead(&self, req: &Request, duplicate_id: &str) -> Result<Unmerged, EngineError> {
+        retrying!(self.try_unmerge(req, duplicate_id)).map(Unmerged::from)
+    }
+
+    async fn try_unmerge(&self, req: &Request, duplicate_id: &str) -> Result<KeptUnmerge, EngineError> {
+        let ws = req.workspace.as_str();
+        let tx = self.store.begin().await?;
+        // The merged lead first, then its survivor.
+        let Some((d_record, active)) = tx
+            .lock_lead_with_policy(ws, leadflow_store::LeadLookup::Id(duplicate_id))
+            .await?
+        else {
+            return Err(not_found(&LeadKey::Id(duplicate_id.to_owned())));
+        };
+        if let Some(done) = replay::<KeptUnmerge>(&tx, req, Method::UnmergeLead).await? {
+            return Ok(done);
+        }
+        let merge = match tx.merge_of(ws, duplicate_id).await? {
+            Some(m) if d_record.lead.stage == Stage::Merged => m,
+            _ => {
+                return Err(EngineError::FailedPrecondition {
+                    reason: "NOT_MERGED",
+                    message: format!("lead {duplicate_id} is not merged into another"),
+                });
+            }
+        };
+        let s = self.lock(&tx, ws, &LeadKey::Id(merge.survivor_id.clone())).await.map_err(|e| match e {
+            EngineError::MergedInto { lead_id, survivor_id } => EngineError::FailedPrecondition {
+                reason: "SURVIVOR_MERGED",
+                message: format!(
+                    "lead {lead_id}, which {duplicate_id} was merged into, was merged into {survivor_id} since: unmerge it first"
+                ),
+            },
+            other => other,
+        })?;
+        let d = self.locked(&tx, ws, d_record, active).await?;
+        let now = self.now();
+        let window = s.policy.identity.unmerge_window;
+        if now > merge.recorded_at.saturating_add(window) {
+            return Err(EngineError::FailedPrecondition {
+                reason: "UNMERGE_WINDOW_PASSED",
+                message: format!(
+                    "lead {duplicate_id} was merged at {}; merges can be undone within {window} ([identity] unmerge_window)",
+                    merge.recorded_at
+                ),
+            });
+        }
+        let target = self.target(req, &s.policy, s.policy_version, now);
+        let at = now
+            .max(s.record.lead.last_transition_at)
+            .max(d.record.lead.last_transition_at);
+        let s_id = s.record.id.clone();
+        // What it brought, and what was recorded since under its key or ids.
+        let returned = tx
+            .return_engagements(ws, &s_id, duplicate_id, &merge.event_ids, &merge.anonymous_ids)
+            .await?;
+        tx.move_anonymous_ids(ws, &s_id, duplicate_id, Some(&merge.anonymous_ids))
+            .await?;
+        let attributes = merge.attributes.undo(&s.record.lead.profile);
+        let survivor = self
+            .apply(
+                &tx,
+                &target,
+                s.record,
+                Command::Unmerged {
+                    duplicate_id: duplicate_id.to_owned(),
+                    attributes,
+                    at,
+                },
+                None,
+                at,
+                &mut Log::default(),
+            )
+            .await?;
+        let back = self
+            .apply(
+                &tx,
+                &target,
+                d.record,
+                Command::Unmerge {
+                    survivor_id: s_id.clone(),
+                    stage: merge.stage,
+                    at,
+                },
+                None,
+                at,
+                &mut Log::default(),
+            )
+            .await?;
+        tx.end_merge(ws, duplicate_id, now).await?;
+        let note = MergeNote {
+            survivor_id: s_id.clone(),
+            duplicate_id: duplicate_id.to_owned(),
+            duplicate_stage: merge.stage,
+        };
+        announce_merge(&tx, &target, &back.outcome.lead, "LEAD_UNMERGED", note, at)?;
+        let kept = KeptUnmerge {
+            duplicate: back.outcome,
+            survivor: survivor.outcome,
+            engagements_returned: returned,
+        };
+        save(&tx, req, Method::UnmergeLead, &kept, now).await?;
+        tx.commit().await?;
+        self.announce(ws);
+        tracing::info!(
+            survivor = %s_id,
+            duplicate = %duplicate_id,
+            engagements = returned,
+            principal = req.principal.as_deref().unwrap_or(""),
+            "merge undone"
+        );
+        Ok(kept)
+    }
+
+    /// Whether an event id this lead holds was recorded, with this
+    /// content, for a lead merged into it (by that lead's id or key): a
+    /// re-delivery of it is a repeat, not a reuse.
+    pub(crate) async fn fingerprint_of_merged(
+        &self,
+        tx: &Tx,
+        ws: &str,
+        seen: &leadflow_store::StoredEngagement,
+        engagement: &leadflow_domain::Engagement,
+        occurred_at_given: bool,
+    ) -> Result<bool, EngineError> {
+        let mut pending = vec![seen.lead_id.clone()];
+        let mut looked = 0;
+        while let Some(survivor) = pending.pop() {
+            looked += 1;
+            if looked > 64 {
+                break;
+            }
+            for merged in tx.merged_ids(ws, &survivor).await? {
+                let fp = crate::leads::engagement_fingerprint(&merged, engagement, occurred_at_given);
+                if fp == seen.fingerprint {
+                    return Ok(true);
+                }
+                pending.push(merged);
+            }
+        }
+        Ok(false)
+    }
+}
+
+fn not_found(key: &LeadKey) -> EngineError {
+    EngineError::NotFound {
+        what: "lead",
+        key: key.describe(),
+    }
+}
+
+/// Drops every score checkpoint of a lead whose log was taken away.
+async fn drop_checkpoints(tx: &Tx, ws: &str, lead_id: &str, policy_version: i64) -> Result<(), EngineError> {
+    let first = leadflow_domain::EventKey {
+        occurred_at: Timestamp::from_micros(i64::MIN),
+        event_id: String::new(),
+    };
+    tx.replace_checkpoints(ws, lead_id, policy_version, Some(&first), &[])
+        .await?;
+    Ok(())
+}
+
+/// Appends LEAD_MERGED or LEAD_UNMERGED, naming both leads, with `lead`
+/// (the survivor, or the duplicate given back) as it is after.
+fn announce_merge(
+    tx: &Tx,
+    target: &Target<'_>,
+    lead: &Scored,
+    kind: &str,
+    note: MergeNote,
+    at: Timestamp,
+) -> Result<(), EngineError> {
+    let record: &LeadRecord = &lead.record;
+    let payload = OutboxPayload {
+        lead_id: record.id.clone(),
+        external_key: record.external_key.clone(),
+        stage: record.lead.stage,
+        lead_version: record.version,
+        scores: lead.scores.clone(),
+        policy_version: record.policy_version,
+        transition: None,
+        trigger: None,
+        sla_breach: None,
+        level_change: None,
+        merge: Some(note),
+    };
+    tx.append_outbox(
+        target.ws,
+        vec![NewOutboxEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            lead_id: record.id.clone(),
+            subject: leadflow_store::Subject::Lead,
+            kind: kind.to_owned(),
+            payload: serde_json::to_string(&payload).map_err(|e| EngineError::Internal(e.to_string()))?,
+            occurred_at: at,
+            created_at: target.now,
+            traceparent: target.traceparent.map(str::to_owned),
+            suppressed: false,
+        }],
+    );
+    Ok(())
+}

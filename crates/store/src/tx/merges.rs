@@ -1,0 +1,264 @@
+//! Merges in a write transaction: moving a duplicate's engagements and
+//! anonymous ids to its survivor, keeping what it brought, and giving it
+//! back on an unmerge.
+
+use leadflow_domain::lifecycle::MergedAttributes;
+use leadflow_domain::{Engagement, Stage, Timestamp};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
+
+use super::Tx;
+use crate::convert::ts;
+use crate::entity::{anonymous_id, engagement, merge};
+use crate::error::StoreError;
+
+/// Event ids bound in one statement (far below either database's limit).
+const IDS_PER_STATEMENT: usize = 500;
+
+/// A merge as stored: what the duplicate brought to the survivor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MergeRecord {
+    pub duplicate_id: String,
+    pub survivor_id: String,
+    pub merged_at: Timestamp,
+    /// When it was recorded (the unmerge window counts from here).
+    pub recorded_at: Timestamp,
+    /// The duplicate's stage before the merge.
+    pub stage: Stage,
+    pub event_ids: Vec<String>,
+    pub anonymous_ids: Vec<String>,
+    pub attributes: MergedAttributes,
+    pub merged_by: Option<String>,
+    pub unmerged_at: Option<Timestamp>,
+}
+
+fn merge_record(row: merge::Model) -> Result<MergeRecord, StoreError> {
+    let key = row.duplicate_id.clone();
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::corrupt("merges", key.clone(), e.to_string());
+    Ok(MergeRecord {
+        stage: row.stage.parse().map_err(|e| corrupt(&e))?,
+        event_ids: serde_json::from_str(&row.event_ids).map_err(|e| corrupt(&e))?,
+        anonymous_ids: serde_json::from_str(&row.anonymous_ids).map_err(|e| corrupt(&e))?,
+        attributes: serde_json::from_str(&row.attributes).map_err(|e| corrupt(&e))?,
+        duplicate_id: row.duplicate_id,
+        survivor_id: row.survivor_id,
+        merged_at: ts(row.merged_at),
+        recorded_at: ts(row.recorded_at),
+        merged_by: row.merged_by,
+        unmerged_at: row.unmerged_at.map(ts),
+    })
+}
+
+impl Tx {
+    /// The merge that made `duplicate_id` MERGED, if it stands.
+    pub async fn merge_of(&self, ws: &str, duplicate_id: &str) -> Result<Option<MergeRecord>, StoreError> {
+        merge::Entity::find_by_id((ws.to_owned(), duplicate_id.to_owned()))
+            .filter(merge::Column::UnmergedAt.is_null())
+            .one(self.db().await?)
+            .await?
+            .map(merge_record)
+            .transpose()
+    }
+
+    /// The leads merged into `survivor` (their merges standing).
+    pub async fn merged_ids(&self, ws: &str, survivor: &str) -> Result<Vec<String>, StoreError> {
+        Ok(merge::Entity::find()
+            .filter(merge::Column::WorkspaceId.eq(ws))
+            .filter(merge::Column::SurvivorId.eq(survivor))
+            .filter(merge::Column::UnmergedAt.is_null())
+            .order_by_asc(merge::Column::DuplicateId)
+            .all(self.db().await?)
+            .await?
+            .into_iter()
+            .map(|row| row.duplicate_id)
+            .collect())
+    }
+
+    /// Moves every engagement of `from` to `to` and returns them, in log
+    /// order.
+    pub async fn move_engagements(
+        &self,
+        ws: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<Engagement>, StoreError> {
+        let moved: Vec<Engagement> = engagement::Entity::find()
+            .filter(engagement::Column::WorkspaceId.eq(ws))
+            .filter(engagement::Column::LeadId.eq(from))
+            .order_by_asc(engagement::Column::OccurredAt)
+            .order_by_asc(engagement::Column::EventId)
+            .all(self.db().await?)
+            .await?
+            .into_iter()
+            .map(|row| crate::convert::engagement(row).map(|s| s.engagement))
+            .collect::<Result<_, _>>()?;
+        engagement::Entity::update_many()
+            .col_expr(engagement::Column::LeadId, Expr::value(to))
+            .filter(engagement::Column::WorkspaceId.eq(ws))
+            .filter(engagement::Column::LeadId.eq(from))
+            .exec(self.db().await?)
+            .await?;
+        Ok(moved)
+    }
+
+    /// Gives `duplicate` back, from `survivor`, the engagements it brought
+    /// (`event_ids`) and those recorded since under its key (`via`) or its
+    /// anonymous ids: how many moved.
+    pub async fn return_engagements(
+        &self,
+        ws: &str,
+        survivor: &str,
+        duplicate: &str,
+        event_ids: &[String],
+        anonymous_ids: &[String],
+    ) -> Result<u64, StoreError> {
+        let back = |whose: Condition| {
+            engagement::Entity::update_many()
+                .col_expr(engagement::Column::LeadId, Expr::value(duplicate))
+                .filter(engagement::Column::WorkspaceId.eq(ws))
+                .filter(engagement::Column::LeadId.eq(survivor))
+                .filter(whose)
+        };
+        let mut moved = 0;
+        for chunk in event_ids.chunks(IDS_PER_STATEMENT) {
+            let whose = Condition::all().add(engagement::Column::EventId.is_in(chunk.iter().cloned()));
+            moved += back(whose).exec(self.db().await?).await?.rows_affected;
+        }
+        let mut whose = Condition::any().add(engagement::Column::Via.eq(duplicate));
+        if !anonymous_ids.is_empty() {
+            whose = whose.add(engagement::Column::AnonymousId.is_in(anonymous_ids.iter().cloned()));
+        }
+        moved += back(whose).exec(self.db().await?).await?.rows_affected;
+        Ok(moved)
+    }
+
+    /// Marks an engagement as recorded under a merged lead's key or
+    /// anonymous id.
+    pub async fn mark_via(&self, ws: &str, event_id: &str, duplicate: &str) -> Result<(), StoreError> {
+        engagement::Entity::update_many()
+            .col_expr(engagement::Column::Via, Expr::value(duplicate))
+            .filter(engagement::Column::WorkspaceId.eq(ws))
+            .filter(engagement::Column::EventId.eq(event_id))
+            .exec(self.db().await?)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks an engagement recorded for a lead under one of its anonymous
+    /// ids with that id (an unmerge gives it back with the id).
+    pub async fn mark_anonymous(
+        &self,
+        ws: &str,
+        event_id: &str,
+        anonymous_id: &str,
+    ) -> Result<(), StoreError> {
+        engagement::Entity::update_many()
+            .col_expr(engagement::Column::AnonymousId, Expr::value(anonymous_id))
+            .filter(engagement::Column::WorkspaceId.eq(ws))
+            .filter(engagement::Column::EventId.eq(event_id))
+            .exec(self.db().await?)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves the anonymous ids identified as `from` to `to` (all of them,
+    /// or only `only` when given); returns those moved, sorted.
+    pub async fn move_anonymous_ids(
+        &self,
+        ws: &str,
+        from: &str,
+        to: &str,
+        only: Option<&[String]>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut filter = Condition::all()
+            .add(anonymous_id::Column::WorkspaceId.eq(ws))
+            .add(anonymous_id::Column::LeadId.eq(from));
+        if let Some(only) = only {
+            if only.is_empty() {
+                return Ok(Vec::new());
+            }
+            filter = filter.add(anonymous_id::Column::AnonymousId.is_in(only.iter().cloned()));
+        }
+        let ids: Vec<String> = anonymous_id::Entity::find()
+            .filter(filter.clone())
+            .order_by_asc(anonymous_id::Column::AnonymousId)
+            .all(self.db().await?)
+            .await?
+            .into_iter()
+            .map(|row| row.anonymous_id)
+            .collect();
+        anonymous_id::Entity::update_many()
+            .col_expr(anonymous_id::Column::LeadId, Expr::value(to))
+            .filter(filter)
+            .exec(self.db().await?)
+            .await?;
+        Ok(ids)
+    }
+
+    /// Records a merge (replacing an undone one of the same duplicate).
+    pub async fn save_merge(&self, ws: &str, m: &MergeRecord) -> Result<(), StoreError> {
+        let key = m.duplicate_id.as_str();
+        let row = merge::ActiveModel {
+            workspace_id: Set(ws.to_owned()),
+            duplicate_id: Set(m.duplicate_id.clone()),
+            survivor_id: Set(m.survivor_id.clone()),
+            merged_at: Set(m.merged_at.as_micros()),
+            recorded_at: Set(m.recorded_at.as_micros()),
+            stage: Set(m.stage.as_str().to_owned()),
+            event_ids: Set(to_json(key, &m.event_ids)?),
+            anonymous_ids: Set(to_json(key, &m.anonymous_ids)?),
+            attributes: Set(to_json(key, &m.attributes)?),
+            merged_by: Set(m.merged_by.clone()),
+            unmerged_at: Set(m.unmerged_at.map(Timestamp::as_micros)),
+        };
+        merge::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([merge::Column::WorkspaceId, merge::Column::DuplicateId])
+                    .update_columns([
+                        merge::Column::SurvivorId,
+                        merge::Column::MergedAt,
+                        merge::Column::RecordedAt,
+                        merge::Column::Stage,
+                        merge::Column::EventIds,
+                        merge::Column::AnonymousIds,
+                        merge::Column::Attributes,
+                        merge::Column::MergedBy,
+                        merge::Column::UnmergedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec(self.db().await?)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets the merges into `lead` and of it, standing or undone (what
+    /// was kept to undo them goes with them: an erase).
+    pub async fn delete_merges(&self, ws: &str, lead: &str) -> Result<(), StoreError> {
+        merge::Entity::delete_many()
+            .filter(merge::Column::WorkspaceId.eq(ws))
+            .filter(
+                Condition::any()
+                    .add(merge::Column::SurvivorId.eq(lead))
+                    .add(merge::Column::DuplicateId.eq(lead)),
+            )
+            .exec(self.db().await?)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a duplicate's merge undone at `at`.
+    pub async fn end_merge(&self, ws: &str, duplicate_id: &str, at: Timestamp) -> Result<(), StoreError> {
+        merge::Entity::update_many()
+            .col_expr(merge::Column::UnmergedAt, Expr::value(at.as_micros()))
+            .filter(merge::Column::WorkspaceId.eq(ws))
+            .filter(merge::Column::DuplicateId.eq(duplicate_id))
+            .exec(self.db().await?)
+            .await?;
+        Ok(())
+    }
+}
+
+fn to_json<T: serde::Serialize>(key: &str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::corrupt("merges", key, e))
+}
