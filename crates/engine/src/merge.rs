@@ -117,13 +117,14 @@ impl Engine {
     ) -> Result<KeptMerge, EngineError> {
         let ws = req.workspace.as_str();
         let tx = self.store.begin().await?;
+        // A retry of a merge done: its keys may name other leads now.
+        if let Some(done) = replay::<KeptMerge>(&tx, req, Method::MergeLeads).await? {
+            return Ok(done);
+        }
         // Both named leads, then both locked in id order.
         let s_id = self.resolve(&tx, ws, survivor, "survivor").await?;
         let d_id = self.resolve(&tx, ws, duplicate, "duplicate").await?;
         if s_id == d_id {
-            if let Some(done) = replay::<KeptMerge>(&tx, req, Method::MergeLeads).await? {
-                return Ok(done);
-            }
             return Err(EngineError::invalid(
                 "SAME_LEAD",
                 "duplicate",

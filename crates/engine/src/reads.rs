@@ -24,10 +24,40 @@ impl Engine {
                 self.store.lead(ws, &id).await?
             }
         };
-        found.ok_or_else(|| EngineError::NotFound {
+        let mut record = found.ok_or_else(|| EngineError::NotFound {
             what: "lead",
             key: key.describe(),
-        })
+        })?;
+        // A merged lead: by its id, MERGED_INTO; by its key, the survivor.
+        for _ in 0..64 {
+            if record.lead.stage != Stage::Merged {
+                return Ok(record);
+            }
+            let survivor = self
+                .store
+                .merge_of(ws, &record.id)
+                .await?
+                .map(|m| m.survivor_id)
+                .unwrap_or_default();
+            if let LeadKey::Id(_) = key {
+                return Err(EngineError::MergedInto {
+                    lead_id: record.id,
+                    survivor_id: survivor,
+                });
+            }
+            record = self
+                .store
+                .lead(ws, &survivor)
+                .await?
+                .ok_or_else(|| EngineError::NotFound {
+                    what: "lead",
+                    key: key.describe(),
+                })?;
+        }
+        Err(EngineError::Internal(format!(
+            "{} leads through too many merges",
+            key.describe()
+        )))
     }
 
     /// A stored policy version (the one a lead was scored under, say).

@@ -64,7 +64,8 @@ pub(crate) fn cause_parts(cause: &Cause) -> (&'static str, Option<String>) {
         Cause::Engagement { event_id } => Some(event_id.clone()),
         Cause::Timer { key } => Some(key.clone()),
         Cause::Identify { anonymous_id } => Some(anonymous_id.clone()),
-        _ => None,
+        Cause::Merge { lead_id } | Cause::Unmerge { lead_id } => Some(lead_id.clone()),
+        Cause::Capture | Cause::ProfileUpdate | Cause::Manual | Cause::PolicyChange | Cause::Decay => None,
     };
     (cause.as_str(), reference)
 }
@@ -86,6 +87,12 @@ fn cause(table: &'static str, key: &str, kind: &str, reference: Option<String>) 
         "DECAY" => Cause::Decay,
         "IDENTIFY" => Cause::Identify {
             anonymous_id: need(reference)?,
+        },
+        "MERGE" => Cause::Merge {
+            lead_id: need(reference)?,
+        },
+        "UNMERGE" => Cause::Unmerge {
+            lead_id: need(reference)?,
         },
         other => {
             return Err(StoreError::corrupt(

@@ -21,6 +21,7 @@ mod idempotency;
 mod identity;
 mod levels;
 mod lifecycle;
+mod merge;
 mod metrics;
 mod models;
 mod outage;
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
         identity::trials(),
         levels::trials(),
         lifecycle::trials(),
+        merge::trials(),
         metrics::trials(),
         models::trials(),
         outage::trials(),

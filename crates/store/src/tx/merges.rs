@@ -32,7 +32,7 @@ pub struct MergeRecord {
     pub unmerged_at: Option<Timestamp>,
 }
 
-fn merge_record(row: merge::Model) -> Result<MergeRecord, StoreError> {
+pub(crate) fn merge_record(row: merge::Model) -> Result<MergeRecord, StoreError> {
     let key = row.duplicate_id.clone();
     let corrupt = |e: &dyn std::fmt::Display| StoreError::corrupt("merges", key.clone(), e.to_string());
     Ok(MergeRecord {
@@ -47,6 +47,19 @@ fn merge_record(row: merge::Model) -> Result<MergeRecord, StoreError> {
         merged_by: row.merged_by,
         unmerged_at: row.unmerged_at.map(ts),
     })
+}
+
+impl crate::Store {
+    /// The merge that made `duplicate_id` MERGED, if it stands.
+    pub async fn merge_of(&self, ws: &str, duplicate_id: &str) -> Result<Option<MergeRecord>, StoreError> {
+        merge::Entity::find_by_id((ws.to_owned(), duplicate_id.to_owned()))
+            .filter(merge::Column::UnmergedAt.is_null())
+            .one(self.reader())
+            .await
+            .map_err(|e| self.on_reader(e))?
+            .map(merge_record)
+            .transpose()
+    }
 }
 
 impl Tx {
