@@ -218,3 +218,35 @@ check(
 )
 same = leads.GetLead(lead_service_pb2.GetLeadRequest(lead=lead_pb2.LeadRef(anonymous_id=visitor))).lead
 check(same.id == form.id, "the anonymous id now names the lead")
+
+# Merges: the lead above and a duplicate the CRM created, merged; the
+# duplicate's key names the survivor; the merge undone.
+crm_key = f"crm-{uuid.uuid4().hex[:8]}"
+crm = leads.CreateLead(
+    lead_service_pb2.CreateLeadRequest(
+        external_key=crm_key,
+        profile={"email": f"py-crm-{uuid.uuid4().hex[:8]}@initech.com", "company": "Initech", "phone": "+1 555 0100"},
+    )
+).lead
+merged = leads.MergeLeads(
+    lead_service_pb2.MergeLeadsRequest(
+        request_id=str(uuid.uuid4()),
+        survivor=lead_pb2.LeadRef(id=form.id),
+        duplicate=lead_pb2.LeadRef(external_key=crm_key),
+    )
+)
+check(merged.duplicate_id == crm.id and merged.survivor.id == form.id, "MergeLeads keeps the survivor")
+check("phone" in merged.attributes_taken, "the survivor takes the attribute it lacked")
+try:
+    leads.GetLead(lead_service_pb2.GetLeadRequest(lead=lead_pb2.LeadRef(id=crm.id)))
+    check(False, "a merged lead is not found by its id")
+except grpc.RpcError as e:
+    check(e.code() == grpc.StatusCode.NOT_FOUND, "GetLead by a merged lead's id is NOT_FOUND (MERGED_INTO)")
+by_key = leads.GetLead(lead_service_pb2.GetLeadRequest(lead=lead_pb2.LeadRef(external_key=crm_key))).lead
+check(by_key.id == form.id, "the duplicate's key names the survivor")
+unmerged = leads.UnmergeLead(lead_service_pb2.UnmergeLeadRequest(request_id=str(uuid.uuid4()), duplicate_id=crm.id))
+check(
+    unmerged.duplicate.id == crm.id and unmerged.duplicate.stage == lead_pb2.STAGE_IQL,
+    "UnmergeLead gives the duplicate back its stage",
+)
+check("phone" not in unmerged.survivor.profile, "the survivor gives the attribute back")

@@ -29,7 +29,9 @@ pub(crate) struct Args {
     postgres: bool,
 }
 
-fn event(engine: &Engine, id: String, i: usize, n: usize) -> Engagement {
+/// The `i`th of `n` engagements spread over the 30 days before now: page
+/// views, every tenth a webinar.
+pub(crate) fn event(engine: &Engine, id: String, i: usize, n: usize) -> Engagement {
     let back = Span::from_secs(i64::try_from((n - i) * 30 * 86_400 / (n + 1)).unwrap_or(0));
     Engagement {
         event_id: id,
@@ -89,8 +91,14 @@ async fn identify(engine: &Engine, req: &Request, visitor: &str, joined: usize) 
     Ok(micros)
 }
 
-pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let (db, label) = if args.postgres {
+/// An engine on a throwaway database (PostgreSQL's at
+/// `LEADFLOW_TEST_POSTGRES_URL`, or SQLite) with the default policy active:
+/// the database (dropped with it), the engine, a request of the default
+/// workspace and the database's name.
+pub(crate) async fn fresh_engine(
+    postgres: bool,
+) -> anyhow::Result<(TestDatabase, Engine, Request, &'static str)> {
+    let (db, label) = if postgres {
         (Db::Postgres, "PostgreSQL")
     } else {
         (Db::Sqlite, "SQLite")
@@ -106,6 +114,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let req = Request::new(DEFAULT_WORKSPACE);
     let version = engine.create_policy_version(&req, DEFAULT_POLICY).await?.version;
     engine.activate_policy(&req, version).await?;
+    Ok((database, engine, req, label))
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let (_database, engine, req, label) = fresh_engine(args.postgres).await?;
     // A lead's own engagements, as the baseline of one recorded event.
     let own = engine
         .create_lead(

@@ -21,6 +21,7 @@ mod import;
 mod instructions;
 mod load;
 mod long_lead;
+mod merge;
 mod rawdb;
 mod report;
 mod scale;
@@ -57,6 +58,9 @@ enum Scenario {
     /// IdentifyLead with 1,000 anonymous events beside 10, and an anonymous
     /// engagement beside a lead's.
     Identify(identify::Args),
+    /// MergeLeads and UnmergeLead of two leads with 10,000 engagements each
+    /// beside two with 10.
+    Merge(merge::Args),
     /// Filtered ListLeads pages over a million leads on PostgreSQL (the
     /// indexed forms and a scanned one), beside a plain page by id.
     Search(search::Args),
@@ -122,6 +126,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Search(args) => search::run(args).await,
             Scenario::Accounts(args) => accounts::run(args).await,
             Scenario::Identify(args) => identify::run(args).await,
+            Scenario::Merge(args) => merge::run(args).await,
             Scenario::Scale(args) => scale::run(args).await,
             Scenario::Import(args) => import::run(args).await,
             Scenario::Instructions(args) => instructions::run(args).await,

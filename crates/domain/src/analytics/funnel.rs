@@ -418,12 +418,15 @@ pub fn funnel(histories: &[History], query: &Query) -> Funnel {
             }
             for key in keys_of(step.policy_version) {
                 let acc = groups.entry(key).or_default();
-                let e = acc.entries.entry(step.to).or_default();
-                e.0 += 1;
-                e.1.insert(index);
-                let slot = usize::try_from(step.at.since(period.start).as_micros() / width).unwrap_or(0);
-                if slot < buckets.len() {
-                    *acc.velocity.0.entry((step.to, slot)).or_default() += 1;
+                // An unmerge gives a lead back the stage it had: no entry.
+                if step.by != Move::Unmerge {
+                    let e = acc.entries.entry(step.to).or_default();
+                    e.0 += 1;
+                    e.1.insert(index);
+                    let slot = usize::try_from(step.at.since(period.start).as_micros() / width).unwrap_or(0);
+                    if slot < buckets.len() {
+                        *acc.velocity.0.entry((step.to, slot)).or_default() += 1;
+                    }
                 }
                 if let (Some(from), Some(previous)) =
                     (step.from, i.checked_sub(1).and_then(|p| h.steps.get(p)))

@@ -196,7 +196,10 @@ fn a_policy_reads_prefer_duplicate_and_the_unmerge_window() {
         let err = leadflow_domain::Policy::from_toml(&toml).expect_err(bad);
         assert!(err.to_string().contains(path), "{bad}: {err}");
     }
-    for bad in ["[[workflow]]\nid = \"w\"\non = \"entered:MERGED\"\nemit = \"x\"\n"] {
+    for bad in [
+        "[[workflow]]\nid = \"w\"\non = \"entered:MERGED\"\nemit = \"x\"\n",
+        "[sla.merged]\nstage = \"MERGED\"\nwithin = \"1d\"\n",
+    ] {
         let toml = format!("{}\n{bad}", crate::common::example_toml());
         let err = leadflow_domain::Policy::from_toml(&toml).expect_err(bad);
         assert!(err.to_string().contains("MERGED"), "{bad}: {err}");

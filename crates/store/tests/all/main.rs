@@ -10,6 +10,7 @@ mod anonymous;
 mod deferred;
 mod engagement_ends;
 mod errors;
+mod merges;
 mod outbox;
 mod state;
 
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         deferred::trials(),
         engagement_ends::trials(),
         errors::trials(),
+        merges::trials(),
         outbox::trials(),
         state::trials(),
     ]
