@@ -254,6 +254,18 @@ impl Engine {
         }
         let mut latest: HashMap<String, Timestamp> = HashMap::new();
         let merged_named = found.leads.iter().any(|l| l.merged);
+        // A merged lead named by its id is refused (by its key, it names
+        // its survivor).
+        let mut merged_ids: HashMap<String, String> = HashMap::new();
+        for lead in found.leads.iter().filter(|l| l.merged) {
+            let survivor = self
+                .store
+                .merge_of(ws, &lead.id)
+                .await?
+                .map(|m| m.survivor_id)
+                .unwrap_or_default();
+            merged_ids.insert(lead.id.clone(), survivor);
+        }
         for lead in found.leads {
             if let Some(key) = lead.external_key {
                 lead_ids.insert(LeadKey::ExternalKey(key), lead.id.clone());
@@ -277,7 +289,18 @@ impl Engine {
             merged: merged_named,
         };
         for (i, item) in items {
-            if let Some(refusal) = refusal(&policy, &ctx, *i, item, &lead_ids, &recorded, &mut listed) {
+            if let LeadKey::Id(id) = &item.lead
+                && let Some(survivor) = merged_ids.get(id)
+            {
+                survey.refusals.push((
+                    *i,
+                    EngineError::MergedInto {
+                        lead_id: id.clone(),
+                        survivor_id: survivor.clone(),
+                    },
+                ));
+            } else if let Some(refusal) = refusal(&policy, &ctx, *i, item, &lead_ids, &recorded, &mut listed)
+            {
                 survey.refusals.push((*i, refusal));
             }
             let at = item.engagement.occurred_at;
@@ -326,10 +349,11 @@ impl Engine {
             }
             by_key.insert(LeadKey::Id(record.id.clone()), record.id.clone());
             if record.lead.stage == leadflow_domain::Stage::Merged {
-                // Merged since the batch was looked at (a caller's retry
-                // looks again; a group of single calls goes one by one).
-                return Err(EngineError::Aborted(format!(
-                    "lead {} was merged into another meanwhile: retry",
+                // Merged since the batch was looked at: a concurrent
+                // update won (a caller's retry looks again; a group of
+                // single calls goes one by one).
+                return Err(EngineError::Conflict(format!(
+                    "lead {} was merged into another meanwhile",
                     record.id
                 )));
             }

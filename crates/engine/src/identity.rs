@@ -159,7 +159,21 @@ impl Engine {
         let ws = req.workspace.as_str();
         let tx = self.store.begin().await?;
         let key = LeadKey::Id(lead_id.to_owned());
-        let locked = self.lock(&tx, ws, &key).await?;
+        let locked = match self.lock(&tx, ws, &key).await {
+            // Merged since the id was read: the id names the survivor now.
+            Err(EngineError::MergedInto { .. }) => {
+                return Err(EngineError::Conflict(format!(
+                    "lead {lead_id} was merged meanwhile"
+                )));
+            }
+            other => other?,
+        };
+        // Given back by an unmerge (or moved by a merge) since it was read.
+        if tx.anonymous_lead(ws, anonymous_id).await?.as_deref() != Some(lead_id) {
+            return Err(EngineError::Conflict(format!(
+                "anonymous id {anonymous_id} moved to another lead meanwhile"
+            )));
+        }
         let new = tx
             .insert_engagement_if_new(ws, lead_id, engagement, fingerprint, self.now())
             .await?;

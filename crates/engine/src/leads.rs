@@ -116,8 +116,15 @@ impl Engine {
         }
         let (policy_version, policy) = self.active_policy(&tx, ws).await?;
         if let Some(key) = &input.external_key
-            && let Some(id) = tx.lead_id_by_key(ws, key).await?
+            && let Some(mut id) = tx.lead_id_by_key(ws, key).await?
         {
+            // A merged lead's key names its survivor.
+            for _ in 0..MAX_MERGE_HOPS {
+                match tx.merge_of(ws, &id).await? {
+                    Some(m) => id = m.survivor_id,
+                    None => break,
+                }
+            }
             return Err(EngineError::AlreadyExists {
                 what: "lead",
                 key: key.clone(),
@@ -283,9 +290,10 @@ impl Engine {
                 )));
             };
             if seen.fingerprint != fp
-                && !self
-                    .fingerprint_of_merged(tx, ws, &seen, engagement, occurred_at_given)
-                    .await?
+                && !(seen.lead_id == record.id
+                    && self
+                        .fingerprint_of_merged(tx, ws, &seen, engagement, occurred_at_given)
+                        .await?)
             {
                 return Err(EngineError::invalid(
                     "EVENT_ID_REUSED",

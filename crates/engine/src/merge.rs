@@ -136,11 +136,38 @@ impl Engine {
         } else {
             (&d_id, &s_id)
         };
-        let a = self.lock(&tx, ws, &LeadKey::Id(first.clone())).await?;
-        let b = self.lock(&tx, ws, &LeadKey::Id(second.clone())).await?;
+        let mut locked = Vec::with_capacity(2);
+        for id in [first, second] {
+            locked.push(
+                tx.lock_lead_with_policy(ws, leadflow_store::LeadLookup::Id(id))
+                    .await?
+                    .ok_or_else(|| not_found(&LeadKey::Id(id.clone())))?,
+            );
+        }
+        // A retry that waited on the first call's locks: its answer.
         if let Some(done) = replay::<KeptMerge>(&tx, req, Method::MergeLeads).await? {
             return Ok(done);
         }
+        let mut both = Vec::with_capacity(2);
+        for (record, active) in locked {
+            if record.lead.stage == Stage::Merged {
+                let named_by_id = [(survivor, &s_id), (duplicate, &d_id)]
+                    .iter()
+                    .any(|(key, id)| **id == record.id && matches!(key, LeadKey::Id(_)));
+                if named_by_id {
+                    return Err(self.merged_into(&tx, ws, record.id).await?);
+                }
+                // Merged since its key was resolved: resolve it again.
+                return Err(EngineError::Conflict(format!(
+                    "lead {} was merged meanwhile",
+                    record.id
+                )));
+            }
+            both.push(self.locked(&tx, ws, record, active).await?);
+        }
+        let (Some(b), Some(a)) = (both.pop(), both.pop()) else {
+            return Err(EngineError::Internal("two leads were locked".to_owned()));
+        };
         let (s, d) = if a.record.id == s_id { (a, b) } else { (b, a) };
         let (policy_version, policy) = (s.policy_version, std::sync::Arc::clone(&s.policy));
         let now = self.now();

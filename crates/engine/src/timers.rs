@@ -84,8 +84,8 @@ impl Engine {
         // command committed under.
         let locked = match self.lock(&tx, ws, &LeadKey::Id(due.lead_id.clone())).await {
             Ok(l) => l,
-            Err(EngineError::NotFound { .. }) => {
-                // The lead is gone: so is its timer.
+            Err(EngineError::NotFound { .. } | EngineError::MergedInto { .. }) => {
+                // The lead is gone (or merged into another): so is its timer.
                 tx.take_timer(ws, &due.lead_id, &due.key).await?;
                 tx.commit().await?;
                 return Ok(false);

@@ -416,6 +416,10 @@ fn item_violations(i: usize, error: &EngineError) -> Vec<FieldViolation> {
             format!("engagements[{i}].lead"),
             format!("{what} {key} not found"),
         )],
+        EngineError::MergedInto { .. } => vec![FieldViolation::new(
+            format!("engagements[{i}].lead"),
+            error.to_string(),
+        )],
         EngineError::InvalidArgument { violations, .. }
         | EngineError::Domain(DomainError::InvalidArgument { violations, .. }) => {
             violations.iter().map(under).collect()

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use leadflow_domain::{Engagement, Timestamp};
+use leadflow_domain::{Engagement, Stage, Timestamp};
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
@@ -109,6 +109,7 @@ impl Tx {
         let total = lead::Entity::find()
             .filter(lead::Column::WorkspaceId.eq(ws))
             .filter(lead::Column::ErasedAt.is_null())
+            .filter(lead::Column::Stage.ne(Stage::Merged.as_str()))
             .count(self.db().await?)
             .await?;
         let row = rescore_job::Model {
@@ -159,6 +160,7 @@ impl Tx {
             .filter(lead::Column::Id.gt(after))
             .filter(lead::Column::Id.lte(up_to))
             .filter(lead::Column::ErasedAt.is_null())
+            .filter(lead::Column::Stage.ne(Stage::Merged.as_str()))
             .order_by_asc(lead::Column::Id)
             .limit(limit)
             .lock_exclusive()
@@ -218,6 +220,7 @@ impl Store {
             .filter(lead::Column::WorkspaceId.eq(ws))
             .filter(lead::Column::Id.gt(after))
             .filter(lead::Column::ErasedAt.is_null())
+            .filter(lead::Column::Stage.ne(Stage::Merged.as_str()))
             .order_by_asc(lead::Column::Id)
             .limit(limit)
             .all(self.reader())

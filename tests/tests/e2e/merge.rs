@@ -243,6 +243,43 @@ async fn an_unmerge_gives_the_duplicate_back_what_it_brought_and_what_came_since
     assert_eq!(merged.survivor.as_ref().map(stage), Some(pb::Stage::Mql));
     // Recorded under the duplicate's key while merged: the survivor's now.
     engage(&mut server, by_key("form-2"), "b-since", "webinar_attended").await?;
+    // The key is taken: by the survivor.
+    let taken = server
+        .leads
+        .create_lead(pb::CreateLeadRequest {
+            external_key: "form-2".to_owned(),
+            profile: good_fit("cy.c@initech.com"),
+            ..Default::default()
+        })
+        .await
+        .expect_err("the key names the survivor");
+    assert_eq!(taken.code(), tonic::Code::AlreadyExists);
+    assert_eq!(meta(&taken, "id"), a.id);
+    // A batch naming the merged lead by its id is refused whole.
+    let batch = server
+        .leads
+        .record_engagements(pb::RecordEngagementsRequest {
+            engagements: vec![
+                pb::EngagementItem {
+                    lead: by_id(&a.id),
+                    engagement: Some(engagement("batch-1", "page_viewed")),
+                },
+                pb::EngagementItem {
+                    lead: by_id(&b.id),
+                    engagement: Some(engagement("batch-2", "page_viewed")),
+                },
+            ],
+        })
+        .await
+        .expect_err("a merged lead by its id");
+    assert_eq!(reason(&batch), "MERGED_INTO");
+    assert_eq!(fields(&batch), ["engagements[1].lead"]);
+    // A new policy while merged: the unmerge re-scores under it.
+    let description =
+        "description = \"Mid-market software buyers; MQL on real intent, SQL on a sales-ready action.\"";
+    let edited = leadflow_server::DEFAULT_POLICY.replacen(description, "description = \"v2\"", 1);
+    assert_ne!(edited, leadflow_server::DEFAULT_POLICY);
+    activate_policy(&mut server, edited).await?;
     server.manual_clock().set(T0.saturating_add(Span::from_hours(3)));
     let unmerged = server
         .leads

@@ -136,7 +136,11 @@ pub(super) fn decide_with(
             lead_id: duplicate_id.clone(),
         },
     };
-    if lead.stage == Stage::Merged && !matches!(command, Command::Unmerge { .. }) {
+    // A merged lead takes its unmerge, and a new policy's scores (which
+    // move nothing: no edge leaves MERGED but the unmerge).
+    if lead.stage == Stage::Merged
+        && !matches!(command, Command::Unmerge { .. } | Command::PolicyChanged { .. })
+    {
         return Err(DomainError::InvalidTransition {
             stage: lead.stage,
             command: command.kind(),

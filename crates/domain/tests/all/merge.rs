@@ -224,7 +224,7 @@ fn the_merge_instant_follows_both_leads() {
 }
 
 #[test]
-fn a_merged_lead_takes_no_command_but_its_unmerge() {
+fn a_merged_lead_takes_no_command_but_its_unmerge_and_a_policy_change() {
     let mut a = Harness::capture(policy(), good_fit(), T0);
     let mut b = Harness::capture(policy(), good_fit(), T0);
     merge(&mut a, &mut b, "dup", None);
@@ -249,6 +249,10 @@ fn a_merged_lead_takes_no_command_but_its_unmerge() {
             "{command:?}: {err:?}"
         );
     }
+    // A new policy re-scores it and moves nothing.
+    let changed = b.decide(Command::PolicyChanged { at: b.now });
+    assert_eq!(changed.lead.stage, Stage::Merged);
+    assert_eq!(changed.transitions().count(), 0);
 }
 
 /// Unmerges as the engine does: the duplicate's events go back to its log.
