@@ -22,10 +22,14 @@ mod m20261208_000011_accounts;
 mod m20261209_000012_account_engagement_ends;
 mod m20261210_000013_anonymous_activity;
 mod m20261211_000014_merges;
+mod m20261212_000015_match_keys;
 
 /// The migration that adds lead search's keys: the store keys the leads
 /// stored before it once it is applied.
 pub const LEAD_SEARCH: &str = "m20261207_000010_lead_search";
+/// The migration that adds match keys: the leads stored before it are
+/// keyed right after it.
+pub const MATCH_KEYS: &str = "m20261212_000015_match_keys";
 
 /// Every migration, in order.
 #[derive(Debug)]
@@ -49,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261209_000012_account_engagement_ends::Migration),
             Box::new(m20261210_000013_anonymous_activity::Migration),
             Box::new(m20261211_000014_merges::Migration),
+            Box::new(m20261212_000015_match_keys::Migration),
         ]
     }
 

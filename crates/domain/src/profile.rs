@@ -20,6 +20,29 @@ pub const MAX_ATTRIBUTES: usize = 64;
 /// `email_domain` aside): every read of the lead carries them.
 pub const MAX_PROFILE_BYTES: usize = 64 * 1024;
 
+/// The longest match key kept: two leads whose values are longer together
+/// are not found as duplicates by them.
+pub const MAX_MATCH_KEY_BYTES: usize = 512;
+
+/// An email as duplicates are found by: trimmed and lower-cased, without a
+/// `+tag` in its local part (`Ann+News@Initech.com` → `ann@initech.com`).
+pub fn normalised_email(email: &str) -> Option<String> {
+    let email = email.trim().to_lowercase();
+    let (local, domain) = email.rsplit_once('@')?;
+    let local = local.split_once('+').map_or(local, |(base, _)| base);
+    (!local.is_empty() && !domain.is_empty()).then(|| format!("{local}@{domain}"))
+}
+
+/// An attribute's value as duplicates are found by: trimmed, lower-cased,
+/// runs of whitespace made one space.
+pub fn normalised_value(value: &str) -> String {
+    value
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
 /// The attributes a lead has. An attribute is present when non-empty; the
 /// derived `email_domain` is always the lower-cased text after the last `@`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +75,30 @@ impl Profile {
         next.apply(changes);
         next.check_size(Some(self), "attributes")?;
         Ok(next)
+    }
+
+    /// What this lead is found as a duplicate by under `identity`: its
+    /// normalised email, and its `match_attributes` values together
+    /// (normalised, in the policy's order, joined by U+001F) when it has
+    /// every one. A key over [`MAX_MATCH_KEY_BYTES`] is left out.
+    pub fn match_keys(&self, identity: &crate::policy::Identity) -> Vec<(crate::policy::MatchOn, String)> {
+        use crate::policy::MatchOn;
+        let mut keys = Vec::with_capacity(2);
+        if let Some(email) = self.get(EMAIL).and_then(normalised_email) {
+            keys.push((MatchOn::Email, email));
+        }
+        if !identity.match_attributes.is_empty() {
+            let values: Option<Vec<String>> = identity
+                .match_attributes
+                .iter()
+                .map(|a| self.get(a).map(normalised_value).filter(|v| !v.is_empty()))
+                .collect();
+            if let Some(values) = values {
+                keys.push((MatchOn::Attributes, values.join("\u{1f}")));
+            }
+        }
+        keys.retain(|(_, key)| key.len() <= MAX_MATCH_KEY_BYTES);
+        keys
     }
 
     /// Merges changes: a non-empty value sets the attribute, an empty one

@@ -181,6 +181,19 @@ impl Engine {
             outcome.triggers.extend(then.triggers);
             events += joined.applied.events;
         }
+        // `[identity] auto_merge_on`: merged into the oldest lead it matches.
+        if !policy.identity.auto_merge_on.is_empty() {
+            let created = self
+                .locked(&tx, ws, outcome.lead.record.clone(), Some(policy_version))
+                .await?;
+            if let Ok(merged) = self.auto_merge(&tx, req, created).await? {
+                outcome.transitions.extend(merged.duplicate_transitions);
+                outcome.lead = merged.survivor.lead;
+                outcome.transitions.extend(merged.survivor.transitions);
+                outcome.triggers.extend(merged.survivor.triggers);
+                events += 1;
+            }
+        }
         save(&tx, req, Method::CreateLead, &outcome, now).await?;
         tx.commit().await?;
         if events > 0 {

@@ -60,7 +60,7 @@ use leadflow_domain::Policy;
 use leadflow_store::Store;
 pub use leadflow_store::{AccountListing, ScoreColumn, SearchCursor, StoredAccountTransition};
 pub use leads::{CreateLead, MAX_BATCH};
-pub use merge::{Merged, Unmerged};
+pub use merge::{Candidate, MAX_CANDIDATES, Merged, Unmerged};
 pub use model::{
     BatchItem, HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage, Method, OutboxPayload, Request,
 };

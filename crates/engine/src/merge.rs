@@ -13,6 +13,7 @@
 //! before its survivor (its key is resolved through it).
 
 use leadflow_domain::lifecycle::{Duplicate, merge_attributes, merge_instant};
+use leadflow_domain::policy::MatchOn;
 use leadflow_domain::{Command, Context, Stage, Timestamp};
 use leadflow_store::{LeadRecord, MergeRecord, NewOutboxEvent, Tx};
 use serde::{Deserialize, Serialize};
@@ -55,11 +56,14 @@ pub struct Unmerged {
 
 /// [`Merged`] as kept for a retry with the same request id.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct KeptMerge {
-    survivor: Recorded,
-    duplicate_id: String,
+pub(crate) struct KeptMerge {
+    pub(crate) survivor: Recorded,
+    /// The duplicate's moves (into MERGED).
+    #[serde(default)]
+    pub(crate) duplicate_transitions: Vec<leadflow_store::StoredTransition>,
+    pub(crate) duplicate_id: String,
     duplicate_stage: Stage,
-    engagements_moved: u64,
+    pub(crate) engagements_moved: u64,
     anonymous_ids: Vec<String>,
     attributes_taken: Vec<String>,
 }
@@ -169,6 +173,32 @@ impl Engine {
             return Err(EngineError::Internal("two leads were locked".to_owned()));
         };
         let (s, d) = if a.record.id == s_id { (a, b) } else { (b, a) };
+        let now = self.now();
+        let kept = self.merge_locked(&tx, req, s, d, occurred_at).await?;
+        save(&tx, req, Method::MergeLeads, &kept, now).await?;
+        tx.commit().await?;
+        self.announce(ws);
+        tracing::info!(
+            survivor = %s_id,
+            duplicate = %kept.duplicate_id,
+            engagements = kept.engagements_moved,
+            principal = req.principal.as_deref().unwrap_or(""),
+            "leads merged"
+        );
+        Ok(kept)
+    }
+
+    /// Merges the locked `d` into the locked `s` in `tx` (see the module).
+    pub(crate) async fn merge_locked(
+        &self,
+        tx: &Tx,
+        req: &Request,
+        s: crate::leads::Locked,
+        d: crate::leads::Locked,
+        occurred_at: Option<Timestamp>,
+    ) -> Result<KeptMerge, EngineError> {
+        let ws = req.workspace.as_str();
+        let s_id = s.record.id.clone();
         let (policy_version, policy) = (s.policy_version, std::sync::Arc::clone(&s.policy));
         let now = self.now();
         let target = self.target(req, &policy, policy_version, now);
@@ -183,7 +213,7 @@ impl Engine {
         let mut d_log = Log::default();
         let left = self
             .apply(
-                &tx,
+                tx,
                 &target,
                 d.record,
                 Command::MergedInto {
@@ -214,7 +244,7 @@ impl Engine {
         // Its log and its anonymous ids become the survivor's.
         let moved = tx.move_engagements(ws, &d_id, &s_id).await?;
         let anonymous_ids = tx.move_anonymous_ids(ws, &d_id, &s_id, None).await?;
-        drop_checkpoints(&tx, ws, &d_id, policy_version).await?;
+        drop_checkpoints(tx, ws, &d_id, policy_version).await?;
         let taken = merge_attributes(&survivor_before, &attributes, &policy.identity.prefer_duplicate);
         let event_ids: Vec<String> = moved.iter().map(|e| e.event_id.clone()).collect();
         let engagements_moved = moved.len() as u64;
@@ -230,7 +260,7 @@ impl Engine {
         };
         let applied = self
             .apply(
-                &tx,
+                tx,
                 &target,
                 s.record,
                 command,
@@ -260,26 +290,16 @@ impl Engine {
             duplicate_id: d_id.clone(),
             duplicate_stage: stage,
         };
-        announce_merge(&tx, &target, &applied.outcome.lead, "LEAD_MERGED", note, at)?;
-        let kept = KeptMerge {
+        announce_merge(tx, &target, &applied.outcome.lead, "LEAD_MERGED", note, at)?;
+        Ok(KeptMerge {
             survivor: applied.outcome,
+            duplicate_transitions: left.outcome.transitions,
             duplicate_id: d_id.clone(),
             duplicate_stage: stage,
             engagements_moved,
             anonymous_ids,
             attributes_taken: taken.set.into_keys().collect(),
-        };
-        save(&tx, req, Method::MergeLeads, &kept, now).await?;
-        tx.commit().await?;
-        self.announce(ws);
-        tracing::info!(
-            survivor = %s_id,
-            duplicate = %d_id,
-            engagements = engagements_moved,
-            principal = req.principal.as_deref().unwrap_or(""),
-            "leads merged"
-        );
-        Ok(kept)
+        })
     }
 
     /// The id of the lead a key names for a merge: a merged lead's id is
@@ -458,6 +478,152 @@ impl Engine {
             }
         }
         Ok(false)
+    }
+}
+
+/// A lead found as a duplicate of another, with what matched.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    pub lead: LeadView,
+    /// The attributes that matched: `email`, or every `match_attributes`
+    /// attribute (both when both did).
+    pub matched: Vec<String>,
+}
+
+/// The most candidates `FindDuplicates` answers.
+pub const MAX_CANDIDATES: usize = 100;
+
+impl Engine {
+    /// The leads that match `key`'s lead by normalised email or by every
+    /// `[identity] match_attributes` attribute, under the active policy:
+    /// at most `limit`, by id.
+    #[tracing::instrument(name = "engine.find_duplicates", skip_all)]
+    pub async fn find_duplicates(
+        &self,
+        ws: &str,
+        key: &LeadKey,
+        limit: usize,
+    ) -> Result<Vec<Candidate>, EngineError> {
+        let record = self.find(ws, key).await?;
+        let (_, policy) = self.active_policy_read(ws).await?;
+        let now = self.now();
+        let found = self
+            .matching_leads(
+                ws,
+                &record,
+                &policy,
+                &[MatchOn::Email, MatchOn::Attributes],
+                limit,
+            )
+            .await?;
+        let mut out = Vec::with_capacity(found.len());
+        for (candidate, on) in found {
+            let scored_with = self.policy_of(ws, candidate.policy_version).await?;
+            let mut matched = Vec::new();
+            for kind in on {
+                match kind {
+                    MatchOn::Email => matched.push(leadflow_domain::profile::EMAIL.to_owned()),
+                    MatchOn::Attributes => matched.extend(policy.identity.match_attributes.iter().cloned()),
+                }
+            }
+            out.push(Candidate {
+                lead: crate::leads::view(&scored_with, candidate, now).into(),
+                matched,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The leads (not merged, not erased) sharing one of `on` with
+    /// `record` under `policy`, each checked against its profile now (a
+    /// key kept from an older policy does not count): with what they share.
+    async fn matching_leads(
+        &self,
+        ws: &str,
+        record: &LeadRecord,
+        policy: &leadflow_domain::Policy,
+        on: &[MatchOn],
+        limit: usize,
+    ) -> Result<Vec<(LeadRecord, Vec<MatchOn>)>, EngineError> {
+        let keys: Vec<(MatchOn, String)> = record
+            .lead
+            .profile
+            .match_keys(&policy.identity)
+            .into_iter()
+            .filter(|(kind, _)| on.contains(kind))
+            .collect();
+        let probe: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let limit = limit.min(MAX_CANDIDATES);
+        let rows = self
+            .store
+            .leads_matching(ws, &probe, &record.id, (limit * 2) as u64)
+            .await?;
+        let mut out = Vec::new();
+        for (id, _) in rows {
+            let Some(candidate) = self.store.lead(ws, &id).await? else {
+                continue;
+            };
+            if candidate.lead.stage == Stage::Merged {
+                continue;
+            }
+            let theirs = candidate.lead.profile.match_keys(&policy.identity);
+            let shared: Vec<MatchOn> = keys
+                .iter()
+                .filter(|k| theirs.contains(k))
+                .map(|(kind, _)| *kind)
+                .collect();
+            if !shared.is_empty() {
+                out.push((candidate, shared));
+            }
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// `[identity] auto_merge_on`: the new lead `created` (locked in `tx`)
+    /// merged into the oldest lead it matches on, if any: what the merge did.
+    pub(crate) async fn auto_merge(
+        &self,
+        tx: &Tx,
+        req: &Request,
+        created: crate::leads::Locked,
+    ) -> Result<Result<KeptMerge, crate::leads::Locked>, EngineError> {
+        let ws = req.workspace.as_str();
+        let on = created.policy.identity.auto_merge_on.clone();
+        if on.is_empty() {
+            return Ok(Err(created));
+        }
+        let policy = std::sync::Arc::clone(&created.policy);
+        let found = self
+            .matching_leads(ws, &created.record, &policy, &on, MAX_CANDIDATES)
+            .await?;
+        // The older lead survives: the earliest captured, then the first made.
+        let Some((oldest, _)) = found
+            .into_iter()
+            .min_by(|(a, _), (b, _)| (a.lead.captured_at, &a.id).cmp(&(b.lead.captured_at, &b.id)))
+        else {
+            return Ok(Err(created));
+        };
+        // The new lead is nobody else's yet: the older one is locked after it.
+        let Some((record, active)) = tx
+            .lock_lead_with_policy(ws, leadflow_store::LeadLookup::Id(&oldest.id))
+            .await?
+        else {
+            return Err(EngineError::Conflict(format!(
+                "lead {} went meanwhile",
+                oldest.id
+            )));
+        };
+        if record.lead.stage == Stage::Merged {
+            return Err(EngineError::Conflict(format!(
+                "lead {} was merged meanwhile",
+                record.id
+            )));
+        }
+        let survivor = self.locked(tx, ws, record, active).await?;
+        Ok(Ok(self.merge_locked(tx, req, survivor, created, None).await?))
     }
 }
 

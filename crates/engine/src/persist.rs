@@ -1,7 +1,7 @@
 //! A decision into the transaction: lead row, history, timers, outbox.
 
 use leadflow_domain::workflow::{Event, Trigger};
-use leadflow_domain::{Decision, Policy, Timestamp};
+use leadflow_domain::{Decision, Policy, Stage, Timestamp};
 use leadflow_store::{LeadRecord, LeadWrite, NewOutboxEvent, StoredTransition, Tx};
 
 use crate::error::EngineError;
@@ -111,6 +111,26 @@ pub(crate) async fn persist(
     match before {
         Before::Existing(_) => tx.update_lead(ws, write).await?,
         Before::New { .. } => tx.insert_lead(ws, external_key, write).await?,
+    }
+    // What it is found as a duplicate by follows its profile (and the
+    // policy's `match_attributes`); a merged lead is found by none.
+    let merged = decision.lead.stage == Stage::Merged;
+    let rekey = match &before_lead {
+        None => true,
+        Some(b) => {
+            b.profile != decision.lead.profile
+                || (b.stage == Stage::Merged) != merged
+                || (policy_changed && !target.policy.identity.match_attributes.is_empty())
+        }
+    };
+    if rekey {
+        let keys = if merged {
+            Vec::new()
+        } else {
+            decision.lead.profile.match_keys(&target.policy.identity)
+        };
+        let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        tx.set_match_keys(ws, id, &keys, before_lead.is_some()).await?;
     }
     tx.insert_transitions(
         ws,

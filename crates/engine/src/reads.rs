@@ -11,7 +11,11 @@ use crate::model::{HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage};
 use crate::views::LeadView;
 
 impl Engine {
-    async fn find(&self, ws: &str, key: &LeadKey) -> Result<leadflow_store::LeadRecord, EngineError> {
+    pub(crate) async fn find(
+        &self,
+        ws: &str,
+        key: &LeadKey,
+    ) -> Result<leadflow_store::LeadRecord, EngineError> {
         let found = match key {
             LeadKey::Id(id) => self.store.lead(ws, id).await?,
             LeadKey::ExternalKey(k) => self.store.lead_by_key(ws, k).await?,

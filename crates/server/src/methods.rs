@@ -152,6 +152,7 @@ pub(crate) const RPCS: &[Rpc] = &[
         Counted,
         RequestId(Method::MergeLeads),
     ),
+    rpc(LEADS, "FindDuplicates", READ_LEADS, Counted, Repeatable),
     rpc(
         LEADS,
         "UnmergeLead",

@@ -88,13 +88,17 @@ impl Store {
     /// them, the leads stored before it are keyed right after (a lead it
     /// leaves unkeyed, its state unreadable, is keyed at its next write).
     async fn apply_migrations(&self) -> Result<(), StoreError> {
-        let keying = Migrator::get_pending_migrations(&self.writer)
+        let pending: Vec<String> = Migrator::get_pending_migrations(&self.writer)
             .await?
             .iter()
-            .any(|m| m.name() == leadflow_migrations::LEAD_SEARCH);
+            .map(|m| m.name().to_owned())
+            .collect();
         Migrator::up(&self.writer, None).await?;
-        if keying {
+        if pending.iter().any(|m| m == leadflow_migrations::LEAD_SEARCH) {
             self.key_unkeyed_leads().await?;
+        }
+        if pending.iter().any(|m| m == leadflow_migrations::MATCH_KEYS) {
+            self.write_match_keys().await?;
         }
         Ok(())
     }

@@ -6,8 +6,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait};
 
 use crate::convert;
 use crate::entity::{
-    anonymous_id, engagement, idempotency, lead, lead_score, level_change, outbox, score_checkpoint, timer,
-    transition,
+    anonymous_id, engagement, idempotency, lead, lead_match_key, lead_score, level_change, outbox,
+    score_checkpoint, timer, transition,
 };
 use crate::error::StoreError;
 use crate::records::LeadRecord;
@@ -95,6 +95,12 @@ impl Tx {
         lead_score::Entity::delete_many()
             .filter(lead_score::Column::WorkspaceId.eq(ws))
             .filter(lead_score::Column::LeadId.eq(lead_id))
+            .exec(db)
+            .await?;
+        // What it was found as a duplicate by: its email among them.
+        lead_match_key::Entity::delete_many()
+            .filter(lead_match_key::Column::WorkspaceId.eq(ws))
+            .filter(lead_match_key::Column::LeadId.eq(lead_id))
             .exec(db)
             .await?;
         let engagements = engagement::Entity::update_many()

@@ -335,4 +335,54 @@ impl Store {
             }
         }
     }
+
+    /// Writes the match keys of every lead (not erased, not merged) stored
+    /// before they existed, each under the `[identity]` of the policy
+    /// version its state was computed with. Run by `migrate`. Returns how
+    /// many leads were keyed.
+    pub(crate) async fn write_match_keys(&self) -> Result<u64, StoreError> {
+        const PAGE: i64 = 500;
+        let mut policies: HashMap<(String, i64), Option<Policy>> = HashMap::new();
+        let (mut after_ws, mut after_id) = (String::new(), String::new());
+        let mut keyed = 0;
+        loop {
+            let statement = self.sql(
+                "SELECT * FROM leads WHERE erased_at IS NULL AND stage <> 'MERGED' \
+                 AND (workspace_id > $1 OR (workspace_id = $1 AND id > $2)) \
+                 ORDER BY workspace_id, id LIMIT $3",
+                vec![after_ws.clone().into(), after_id.clone().into(), PAGE.into()],
+            );
+            let rows = self.writer().query_all_raw(statement).await?;
+            let n = rows.len();
+            let tx = self.begin().await?;
+            for row in rows {
+                let model = lead::Model::from_query_result(&row, "")?;
+                let ws = model.workspace_id.clone();
+                (after_ws, after_id) = (ws.clone(), model.id.clone());
+                let version = (ws.clone(), model.policy_version);
+                if let std::collections::hash_map::Entry::Vacant(slot) = policies.entry(version.clone()) {
+                    let source = policy::Entity::find_by_id(slot.key().clone())
+                        .one(self.writer())
+                        .await?
+                        .map(|p| p.source);
+                    slot.insert(source.and_then(|s| Policy::from_toml(&s).ok()));
+                }
+                let Some(Some(policy)) = policies.get(&version) else {
+                    continue;
+                };
+                let Ok(record) = convert::lead_record(model) else {
+                    tracing::warn!(workspace = %ws, lead = %after_id, "an unreadable lead gets its match keys at its next write");
+                    continue;
+                };
+                let keys = record.lead.profile.match_keys(&policy.identity);
+                let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                tx.set_match_keys(&ws, &record.id, &keys, false).await?;
+                keyed += 1;
+            }
+            tx.commit().await?;
+            if n < usize::try_from(PAGE).unwrap_or(usize::MAX) {
+                return Ok(keyed);
+            }
+        }
+    }
 }

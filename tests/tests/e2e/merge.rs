@@ -470,7 +470,194 @@ async fn erasing_a_merged_lead_by_its_old_id_erases_the_person(mut server: TestS
     Ok(())
 }
 
+/// The example policy with `[identity]` settings.
+fn identity_policy(settings: &str) -> String {
+    let policy =
+        leadflow_server::DEFAULT_POLICY.replacen("[decay]", &format!("[identity]\n{settings}\n\n[decay]"), 1);
+    assert_ne!(policy, leadflow_server::DEFAULT_POLICY);
+    policy
+}
+
+async fn lead_with(
+    server: &mut TestServer,
+    pairs: &[(&str, &str)],
+) -> anyhow::Result<pb::CreateLeadResponse> {
+    Ok(server
+        .leads
+        .create_lead(pb::CreateLeadRequest {
+            profile: profile(pairs),
+            ..Default::default()
+        })
+        .await?
+        .into_inner())
+}
+
+async fn duplicates_of(server: &mut TestServer, lead: &str) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    Ok(server
+        .leads
+        .find_duplicates(pb::FindDuplicatesRequest {
+            lead: by_id(lead),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .candidates
+        .into_iter()
+        .map(|c| (c.lead.map(|l| l.id).unwrap_or_default(), c.matched))
+        .collect())
+}
+
+async fn duplicates_are_found_by_the_email_or_by_every_match_attribute(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    activate_policy(
+        &mut server,
+        identity_policy("match_attributes = [\"company\", \"last_name\"]"),
+    )
+    .await?;
+    let ann = lead_with(
+        &mut server,
+        &[
+            ("email", "ann+crm@initech.com"),
+            ("company", "Initech"),
+            ("last_name", "Smith"),
+        ],
+    )
+    .await?;
+    let ann = ann.lead.expect("a lead").id;
+    let same_mail = lead_with(
+        &mut server,
+        &[("email", " ANN@Initech.com"), ("company", "Globex")],
+    )
+    .await?;
+    let same_mail = same_mail.lead.expect("a lead").id;
+    let same_name = lead_with(
+        &mut server,
+        &[
+            ("email", "a.smith@initech.com"),
+            ("company", " initech "),
+            ("last_name", "SMITH"),
+        ],
+    )
+    .await?;
+    let same_name = same_name.lead.expect("a lead").id;
+    // The company alone is not enough: every attribute, or nothing.
+    let company_only = lead_with(
+        &mut server,
+        &[("email", "bo@initech.com"), ("company", "Initech")],
+    )
+    .await?;
+    let company_only = company_only.lead.expect("a lead").id;
+    let mut expected = vec![
+        (same_mail.clone(), vec!["email".to_owned()]),
+        (
+            same_name.clone(),
+            vec!["company".to_owned(), "last_name".to_owned()],
+        ),
+    ];
+    expected.sort();
+    assert_eq!(duplicates_of(&mut server, &ann).await?, expected);
+    assert!(duplicates_of(&mut server, &company_only).await?.is_empty());
+    // Nothing was merged by itself; once merged, a lead is no candidate.
+    server
+        .leads
+        .merge_leads(merge(by_id(&ann), by_id(&same_mail)))
+        .await?;
+    assert_eq!(
+        duplicates_of(&mut server, &ann).await?,
+        [(same_name, vec!["company".to_owned(), "last_name".to_owned()])]
+    );
+    let request = pb::FindDuplicatesRequest {
+        lead: by_id(&ann),
+        limit: 101,
+    };
+    assert_invalid(
+        server.leads.find_duplicates(request.clone()).await,
+        "limit",
+        &request,
+    );
+    let request = pb::FindDuplicatesRequest::default();
+    assert_invalid(
+        server.leads.find_duplicates(request.clone()).await,
+        "lead",
+        &request,
+    );
+    let missing = server
+        .leads
+        .find_duplicates(pb::FindDuplicatesRequest {
+            lead: by_id("no-such-lead"),
+            limit: 0,
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    Ok(())
+}
+
+async fn auto_merge_on_email_merges_a_new_lead_into_the_older_one_from_activation_on(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    // Two leads of one email before the policy says so: left alone.
+    let early = lead_with(
+        &mut server,
+        &[("email", "cy@initech.com"), ("company", "Initech")],
+    )
+    .await?;
+    let early = early.lead.expect("a lead").id;
+    let twin = lead_with(&mut server, &[("email", "Cy@initech.com")]).await?;
+    assert!(twin.merged_into.is_empty());
+    activate_policy(&mut server, identity_policy("auto_merge_on = [\"email\"]")).await?;
+    assert_eq!(
+        get(&mut server, by_id(&early)).await?.stage,
+        pb::Stage::Iql as i32
+    );
+    // A new lead of that email is merged into the oldest of them.
+    let late = server
+        .leads
+        .create_lead(pb::CreateLeadRequest {
+            external_key: "late-form".to_owned(),
+            profile: profile(&[("email", "cy+form@initech.com"), ("phone", "+1 555 0100")]),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(late.merged_into, early);
+    let survivor = late.lead.expect("the survivor");
+    assert_eq!(survivor.id, early);
+    assert_eq!(
+        survivor.profile.get("phone").map(String::as_str),
+        Some("+1 555 0100")
+    );
+    let moved: Vec<(String, i32)> = late
+        .transitions
+        .iter()
+        .map(|t| (t.lead_id.clone(), t.to_stage))
+        .collect();
+    let new_id = moved.first().map(|(id, _)| id.clone()).unwrap_or_default();
+    assert_eq!(
+        moved,
+        [
+            (new_id.clone(), pb::Stage::Iql as i32),
+            (new_id.clone(), pb::Stage::Merged as i32)
+        ]
+    );
+    assert_eq!(get(&mut server, by_key("late-form")).await?.id, early);
+    // An automatic merge is undone like any other.
+    let unmerged = server
+        .leads
+        .unmerge_lead(pb::UnmergeLeadRequest {
+            duplicate_id: new_id.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(unmerged.duplicate.map(|l| l.id), Some(new_id));
+    Ok(())
+}
+
 scenarios! {
+    duplicates_are_found_by_the_email_or_by_every_match_attribute,
+    auto_merge_on_email_merges_a_new_lead_into_the_older_one_from_activation_on,
     two_leads_below_the_bar_make_an_mql_and_the_duplicate_s_key_names_the_survivor = clock_at(T0),
     a_sales_qualified_duplicate_takes_an_iql_survivor_to_sql = clock_at(T0),
     an_unmerge_gives_the_duplicate_back_what_it_brought_and_what_came_since = clock_at(T0),

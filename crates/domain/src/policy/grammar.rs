@@ -199,7 +199,13 @@ impl Parser<'_, '_> {
                 self.cx,
                 at,
                 t,
-                &["anonymous_ttl", "prefer_duplicate", "unmerge_window"],
+                &[
+                    "anonymous_ttl",
+                    "prefer_duplicate",
+                    "unmerge_window",
+                    "match_attributes",
+                    "auto_merge_on",
+                ],
             );
             for (key, slot) in [
                 ("anonymous_ttl", &mut identity.anonymous_ttl),
@@ -224,6 +230,40 @@ impl Parser<'_, '_> {
                             .err(&loc, "email_domain follows the email: prefer \"email\" instead");
                     } else {
                         identity.prefer_duplicate.push(name);
+                    }
+                }
+            }
+            if obj.has("match_attributes")
+                && let Some(list) = obj.strings(self.cx, "match_attributes")
+            {
+                for (name, loc) in list {
+                    if name == crate::profile::EMAIL_DOMAIN || name == crate::profile::EMAIL {
+                        self.cx.err(
+                            &loc,
+                            format!("{name} is matched on its own (auto_merge_on = [\"email\"]): name other attributes"),
+                        );
+                    } else {
+                        identity.match_attributes.push(name);
+                    }
+                }
+            }
+            if obj.has("auto_merge_on")
+                && let Some(list) = obj.strings(self.cx, "auto_merge_on")
+            {
+                for (name, loc) in list {
+                    match name.as_str() {
+                        "email" => identity.auto_merge_on.push(super::MatchOn::Email),
+                        "match_attributes" if obj.has("match_attributes") => {
+                            identity.auto_merge_on.push(super::MatchOn::Attributes);
+                        }
+                        "match_attributes" => {
+                            self.cx
+                                .err(&loc, "match_attributes needs [identity] match_attributes");
+                        }
+                        other => self.cx.err(
+                            &loc,
+                            format!("unknown match {other:?} (expected \"email\" or \"match_attributes\")"),
+                        ),
                     }
                 }
             }

@@ -75,6 +75,31 @@ pub struct Identity {
     /// `unmerge_window`: how long after a merge it can be undone (default
     /// 30 days).
     pub unmerge_window: Span,
+    /// `match_attributes`: attributes that, all equal (normalised), make
+    /// two leads candidate duplicates (`FindDuplicates`).
+    pub match_attributes: Vec<String>,
+    /// `auto_merge_on`: the matches on which a new lead is merged into the
+    /// oldest lead it matches, at its capture.
+    pub auto_merge_on: Vec<MatchOn>,
+}
+
+/// What two leads match on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MatchOn {
+    /// The normalised email.
+    Email,
+    /// Every `match_attributes` attribute.
+    Attributes,
+}
+
+impl MatchOn {
+    /// Its name in `auto_merge_on`, and as stored.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Attributes => "match_attributes",
+        }
+    }
 }
 
 impl Identity {
@@ -88,6 +113,8 @@ impl Default for Identity {
             anonymous_ttl: Self::DEFAULT_ANONYMOUS_TTL,
             prefer_duplicate: Vec::new(),
             unmerge_window: Self::DEFAULT_UNMERGE_WINDOW,
+            match_attributes: Vec::new(),
+            auto_merge_on: Vec::new(),
         }
     }
 }

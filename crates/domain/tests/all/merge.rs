@@ -353,3 +353,50 @@ proptest! {
         prop_assert!(a.stage().rank() >= stage_before.rank());
     }
 }
+
+#[test]
+fn duplicates_are_found_by_the_normalised_email_or_every_match_attribute() {
+    use leadflow_domain::policy::MatchOn;
+    use leadflow_domain::profile::{Profile, normalised_email};
+
+    assert_eq!(
+        normalised_email(" Ann+News@Initech.COM "),
+        Some("ann@initech.com".to_owned())
+    );
+    assert_eq!(normalised_email("not-an-email"), None);
+    let p = policy_with(
+        "[decay]",
+        "[identity]\nmatch_attributes = [\"company\", \"last_name\"]\nauto_merge_on = [\"email\", \"match_attributes\"]\n\n[decay]",
+    );
+    assert_eq!(p.identity.auto_merge_on, [MatchOn::Email, MatchOn::Attributes]);
+    let full = Profile::capture(attrs(&[
+        ("email", "Ann@Initech.com"),
+        ("company", "  Initech   Corp "),
+        ("last_name", "Smith"),
+    ]))
+    .expect("profile");
+    assert_eq!(
+        full.match_keys(&p.identity),
+        [
+            (MatchOn::Email, "ann@initech.com".to_owned()),
+            (MatchOn::Attributes, "initech corp\u{1f}smith".to_owned()),
+        ]
+    );
+    // Without one of the attributes: by the email only (AND, never OR).
+    let partial = Profile::capture(attrs(&[("email", "bo@initech.com"), ("company", "Initech Corp")]))
+        .expect("profile");
+    assert_eq!(
+        partial.match_keys(&p.identity),
+        [(MatchOn::Email, "bo@initech.com".to_owned())]
+    );
+    for (bad, path) in [
+        ("match_attributes = [\"email\"]", "identity.match_attributes"),
+        ("auto_merge_on = [\"phone\"]", "identity.auto_merge_on"),
+        ("auto_merge_on = [\"match_attributes\"]", "identity.auto_merge_on"),
+    ] {
+        let toml =
+            crate::common::example_toml().replacen("[decay]", &format!("[identity]\n{bad}\n\n[decay]"), 1);
+        let err = leadflow_domain::Policy::from_toml(&toml).expect_err(bad);
+        assert!(err.to_string().contains(path), "{bad}: {err}");
+    }
+}

@@ -254,10 +254,18 @@ impl pb::lead_service_server::LeadService for LeadApi {
         };
         let outcome = self.engine.create_lead(&req, &input).await.map_err(status)?;
         let p = parts(&outcome);
+        // An automatic merge moved the new lead into MERGED, naming the survivor.
+        let merged_into = p
+            .transitions
+            .iter()
+            .find(|t| t.to_stage == pb::Stage::Merged as i32)
+            .map(|t| t.cause_ref.clone())
+            .unwrap_or_default();
         Ok(Response::new(pb::CreateLeadResponse {
             lead: p.lead,
             transitions: p.transitions,
             triggers: p.triggers,
+            merged_into,
         }))
     }
 
@@ -782,6 +790,49 @@ impl pb::lead_service_server::LeadService for LeadApi {
             triggers: p.triggers,
             survivor: Some(lead_out(&unmerged.survivor)),
             engagements_returned: i64::try_from(unmerged.engagements_returned).unwrap_or(i64::MAX),
+        }))
+    }
+
+    async fn find_duplicates(
+        &self,
+        request: Request<pb::FindDuplicatesRequest>,
+    ) -> Result<Response<pb::FindDuplicatesResponse>, Status> {
+        let caller = crate::auth::caller(&request)?;
+        let r = request.into_inner();
+        let mut check = Check::default();
+        let key = lead_key(&mut check, "lead", r.lead.as_ref());
+        let limit = match usize::try_from(r.limit) {
+            Ok(0) => 20,
+            Ok(n) if n <= leadflow_engine::MAX_CANDIDATES => n,
+            _ => {
+                check.fail(
+                    "limit",
+                    format!(
+                        "{}: from 1 to {} (0: 20)",
+                        r.limit,
+                        leadflow_engine::MAX_CANDIDATES
+                    ),
+                );
+                0
+            }
+        };
+        check.into_result()?;
+        let Some(key) = key else {
+            return Err(Status::invalid_argument("lead: required"));
+        };
+        let found = self
+            .engine
+            .find_duplicates(&caller.workspace, &key, limit)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::FindDuplicatesResponse {
+            candidates: found
+                .iter()
+                .map(|c| pb::DuplicateCandidate {
+                    lead: Some(lead_out(&c.lead)),
+                    matched: c.matched.clone(),
+                })
+                .collect(),
         }))
     }
 

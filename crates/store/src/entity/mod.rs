@@ -13,6 +13,7 @@ pub(crate) mod consumer;
 pub(crate) mod engagement;
 pub(crate) mod idempotency;
 pub(crate) mod lead;
+pub(crate) mod lead_match_key;
 pub(crate) mod lead_score;
 pub(crate) mod level_change;
 pub(crate) mod merge;

@@ -9,7 +9,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter
 
 use super::Tx;
 use crate::convert::ts;
-use crate::entity::{anonymous_id, engagement, merge};
+use crate::entity::{anonymous_id, engagement, lead_match_key, merge};
 use crate::error::StoreError;
 
 /// Event ids bound in one statement (far below either database's limit).
@@ -62,7 +62,105 @@ impl crate::Store {
     }
 }
 
+impl crate::Store {
+    /// The leads other than `except` holding one of `keys` (kind, value),
+    /// each with the kinds it holds, by lead id.
+    pub async fn leads_matching(
+        &self,
+        ws: &str,
+        keys: &[(&str, &str)],
+        except: &str,
+        limit: u64,
+    ) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        matching(self.reader(), ws, keys, except, limit)
+            .await
+            .map_err(|e| self.on_reader(e))
+    }
+}
+
+async fn matching(
+    db: &impl sea_orm::ConnectionTrait,
+    ws: &str,
+    keys: &[(&str, &str)],
+    except: &str,
+    limit: u64,
+) -> Result<Vec<(String, Vec<String>)>, sea_orm::DbErr> {
+    use sea_orm::QuerySelect;
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut any = Condition::any();
+    for (kind, value) in keys {
+        any = any.add(
+            Condition::all()
+                .add(lead_match_key::Column::Kind.eq(*kind))
+                .add(lead_match_key::Column::Value.eq(*value)),
+        );
+    }
+    let rows = lead_match_key::Entity::find()
+        .filter(lead_match_key::Column::WorkspaceId.eq(ws))
+        .filter(lead_match_key::Column::LeadId.ne(except))
+        .filter(any)
+        .order_by_asc(lead_match_key::Column::LeadId)
+        .order_by_asc(lead_match_key::Column::Kind)
+        .limit(limit.saturating_mul(keys.len() as u64))
+        .all(db)
+        .await?;
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for row in rows {
+        match out.last_mut() {
+            Some((lead, kinds)) if *lead == row.lead_id => kinds.push(row.kind),
+            _ => out.push((row.lead_id, vec![row.kind])),
+        }
+    }
+    out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok(out)
+}
+
 impl Tx {
+    /// Replaces a lead's match keys (kind, value) by `keys` (`replace`:
+    /// it may have some; a new lead has none).
+    pub async fn set_match_keys(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        keys: &[(&str, &str)],
+        replace: bool,
+    ) -> Result<(), StoreError> {
+        if replace {
+            lead_match_key::Entity::delete_many()
+                .filter(lead_match_key::Column::WorkspaceId.eq(ws))
+                .filter(lead_match_key::Column::LeadId.eq(lead_id))
+                .exec(self.db().await?)
+                .await?;
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let rows = keys.iter().map(|(kind, value)| lead_match_key::ActiveModel {
+            workspace_id: Set(ws.to_owned()),
+            kind: Set((*kind).to_owned()),
+            value: Set((*value).to_owned()),
+            lead_id: Set(lead_id.to_owned()),
+        });
+        lead_match_key::Entity::insert_many(rows)
+            .on_conflict_do_nothing()
+            .exec_without_returning(self.db().await?)
+            .await?;
+        Ok(())
+    }
+
+    /// [`crate::Store::leads_matching`] in this transaction.
+    pub async fn leads_matching(
+        &self,
+        ws: &str,
+        keys: &[(&str, &str)],
+        except: &str,
+        limit: u64,
+    ) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        Ok(matching(self.db().await?, ws, keys, except, limit).await?)
+    }
+
     /// The merge that made `duplicate_id` MERGED, if it stands.
     pub async fn merge_of(&self, ws: &str, duplicate_id: &str) -> Result<Option<MergeRecord>, StoreError> {
         merge::Entity::find_by_id((ws.to_owned(), duplicate_id.to_owned()))
