@@ -250,3 +250,13 @@ check(
     "UnmergeLead gives the duplicate back its stage",
 )
 check("phone" not in unmerged.survivor.profile, "the survivor gives the attribute back")
+
+# Duplicates: two leads of one person's email, written differently.
+mail = uuid.uuid4().hex[:8]
+first = leads.CreateLead(lead_service_pb2.CreateLeadRequest(profile={"email": f"dee-{mail}@initech.com"})).lead
+second = leads.CreateLead(lead_service_pb2.CreateLeadRequest(profile={"email": f"Dee-{mail}+news@Initech.com"})).lead
+found = leads.FindDuplicates(lead_service_pb2.FindDuplicatesRequest(lead=lead_pb2.LeadRef(id=first.id))).candidates
+check(
+    [(c.lead.id, list(c.matched)) for c in found] == [(second.id, ["email"])],
+    "FindDuplicates finds the lead of the same normalised email",
+)

@@ -77,30 +77,6 @@ impl Profile {
         Ok(next)
     }
 
-    /// What this lead is found as a duplicate by under `identity`: its
-    /// normalised email, and its `match_attributes` values together
-    /// (normalised, in the policy's order, joined by U+001F) when it has
-    /// every one. A key over [`MAX_MATCH_KEY_BYTES`] is left out.
-    pub fn match_keys(&self, identity: &crate::policy::Identity) -> Vec<(crate::policy::MatchOn, String)> {
-        use crate::policy::MatchOn;
-        let mut keys = Vec::with_capacity(2);
-        if let Some(email) = self.get(EMAIL).and_then(normalised_email) {
-            keys.push((MatchOn::Email, email));
-        }
-        if !identity.match_attributes.is_empty() {
-            let values: Option<Vec<String>> = identity
-                .match_attributes
-                .iter()
-                .map(|a| self.get(a).map(normalised_value).filter(|v| !v.is_empty()))
-                .collect();
-            if let Some(values) = values {
-                keys.push((MatchOn::Attributes, values.join("\u{1f}")));
-            }
-        }
-        keys.retain(|(_, key)| key.len() <= MAX_MATCH_KEY_BYTES);
-        keys
-    }
-
     /// Merges changes: a non-empty value sets the attribute, an empty one
     /// removes it. Returns whether anything changed. The email can be changed
     /// but never removed (an IQL has given contact info). The merged profile

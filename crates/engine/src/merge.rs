@@ -545,10 +545,9 @@ impl Engine {
         on: &[MatchOn],
         limit: usize,
     ) -> Result<Vec<(LeadRecord, Vec<MatchOn>)>, EngineError> {
-        let keys: Vec<(MatchOn, String)> = record
-            .lead
-            .profile
-            .match_keys(&policy.identity)
+        let keys: Vec<(MatchOn, String)> = policy
+            .identity
+            .match_keys(&record.lead.profile)
             .into_iter()
             .filter(|(kind, _)| on.contains(kind))
             .collect();
@@ -566,7 +565,7 @@ impl Engine {
             if candidate.lead.stage == Stage::Merged {
                 continue;
             }
-            let theirs = candidate.lead.profile.match_keys(&policy.identity);
+            let theirs = policy.identity.match_keys(&candidate.lead.profile);
             let shared: Vec<MatchOn> = keys
                 .iter()
                 .filter(|k| theirs.contains(k))

@@ -127,7 +127,7 @@ pub(crate) async fn persist(
         let keys = if merged {
             Vec::new()
         } else {
-            decision.lead.profile.match_keys(&target.policy.identity)
+            target.policy.identity.match_keys(&decision.lead.profile)
         };
         let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         tx.set_match_keys(ws, id, &keys, before_lead.is_some()).await?;

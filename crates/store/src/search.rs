@@ -296,14 +296,8 @@ impl Store {
             let mut leads = Vec::with_capacity(n);
             for row in rows {
                 let model = lead::Model::from_query_result(&row, "")?;
-                let version = (model.workspace_id.clone(), model.policy_version);
-                if let std::collections::hash_map::Entry::Vacant(slot) = policies.entry(version) {
-                    let source = policy::Entity::find_by_id(slot.key().clone())
-                        .one(self.writer())
-                        .await?
-                        .map(|p| p.source);
-                    slot.insert(source.and_then(|s| Policy::from_toml(&s).ok()));
-                }
+                self.read_policy(&mut policies, (model.workspace_id.clone(), model.policy_version))
+                    .await?;
                 leads.push(model);
             }
             let tx = self.begin().await?;
@@ -336,6 +330,23 @@ impl Store {
         }
     }
 
+    /// Reads a policy version into `cache` (on the writer: the migrations
+    /// just written are there), `None` for one missing or unreadable.
+    async fn read_policy(
+        &self,
+        cache: &mut HashMap<(String, i64), Option<Policy>>,
+        version: (String, i64),
+    ) -> Result<(), StoreError> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(version) {
+            let source = policy::Entity::find_by_id(slot.key().clone())
+                .one(self.writer())
+                .await?
+                .map(|p| p.source);
+            slot.insert(source.and_then(|s| Policy::from_toml(&s).ok()));
+        }
+        Ok(())
+    }
+
     /// Writes the match keys of every lead (not erased, not merged) stored
     /// before they existed, each under the `[identity]` of the policy
     /// version its state was computed with. Run by `migrate`. Returns how
@@ -354,19 +365,14 @@ impl Store {
             );
             let rows = self.writer().query_all_raw(statement).await?;
             let n = rows.len();
-            let tx = self.begin().await?;
+            // Read before the transaction: on SQLite it holds the one writer.
+            let mut keyed_leads = Vec::with_capacity(n);
             for row in rows {
                 let model = lead::Model::from_query_result(&row, "")?;
                 let ws = model.workspace_id.clone();
                 (after_ws, after_id) = (ws.clone(), model.id.clone());
                 let version = (ws.clone(), model.policy_version);
-                if let std::collections::hash_map::Entry::Vacant(slot) = policies.entry(version.clone()) {
-                    let source = policy::Entity::find_by_id(slot.key().clone())
-                        .one(self.writer())
-                        .await?
-                        .map(|p| p.source);
-                    slot.insert(source.and_then(|s| Policy::from_toml(&s).ok()));
-                }
+                self.read_policy(&mut policies, version.clone()).await?;
                 let Some(Some(policy)) = policies.get(&version) else {
                     continue;
                 };
@@ -374,9 +380,12 @@ impl Store {
                     tracing::warn!(workspace = %ws, lead = %after_id, "an unreadable lead gets its match keys at its next write");
                     continue;
                 };
-                let keys = record.lead.profile.match_keys(&policy.identity);
+                keyed_leads.push((ws, record.id, policy.identity.match_keys(&record.lead.profile)));
+            }
+            let tx = self.begin().await?;
+            for (ws, id, keys) in &keyed_leads {
                 let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                tx.set_match_keys(&ws, &record.id, &keys, false).await?;
+                tx.set_match_keys(ws, id, &keys, false).await?;
                 keyed += 1;
             }
             tx.commit().await?;

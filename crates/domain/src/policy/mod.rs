@@ -24,7 +24,7 @@ use std::fmt;
 
 pub use rules::{AttributeMatcher, AttributeRule, Count, EventRule, PropertyCondition};
 
-use crate::profile::Profile;
+use crate::profile::{EMAIL, MAX_MATCH_KEY_BYTES, Profile, normalised_email, normalised_value};
 use crate::stage::{AccountStage, Stage};
 use crate::time::Span;
 
@@ -105,6 +105,29 @@ impl MatchOn {
 impl Identity {
     pub const DEFAULT_ANONYMOUS_TTL: Span = Span::from_hours(90 * 24);
     pub const DEFAULT_UNMERGE_WINDOW: Span = Span::from_hours(30 * 24);
+
+    /// What a lead of this `profile` is found as a duplicate by: its
+    /// normalised email, and its `match_attributes` values together
+    /// (normalised, in the policy's order, joined by U+001F) when it has
+    /// every one. A key over [`MAX_MATCH_KEY_BYTES`] is left out.
+    pub fn match_keys(&self, profile: &Profile) -> Vec<(MatchOn, String)> {
+        let mut keys = Vec::with_capacity(2);
+        if let Some(email) = profile.get(EMAIL).and_then(normalised_email) {
+            keys.push((MatchOn::Email, email));
+        }
+        if !self.match_attributes.is_empty() {
+            let values: Option<Vec<String>> = self
+                .match_attributes
+                .iter()
+                .map(|a| profile.get(a).map(normalised_value).filter(|v| !v.is_empty()))
+                .collect();
+            if let Some(values) = values {
+                keys.push((MatchOn::Attributes, values.join("\u{1f}")));
+            }
+        }
+        keys.retain(|(_, key)| key.len() <= MAX_MATCH_KEY_BYTES);
+        keys
+    }
 }
 
 impl Default for Identity {

@@ -376,7 +376,7 @@ fn duplicates_are_found_by_the_normalised_email_or_every_match_attribute() {
     ]))
     .expect("profile");
     assert_eq!(
-        full.match_keys(&p.identity),
+        p.identity.match_keys(&full),
         [
             (MatchOn::Email, "ann@initech.com".to_owned()),
             (MatchOn::Attributes, "initech corp\u{1f}smith".to_owned()),
@@ -386,7 +386,7 @@ fn duplicates_are_found_by_the_normalised_email_or_every_match_attribute() {
     let partial = Profile::capture(attrs(&[("email", "bo@initech.com"), ("company", "Initech Corp")]))
         .expect("profile");
     assert_eq!(
-        partial.match_keys(&p.identity),
+        p.identity.match_keys(&partial),
         [(MatchOn::Email, "bo@initech.com".to_owned())]
     );
     for (bad, path) in [
