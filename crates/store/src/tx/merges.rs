@@ -213,8 +213,9 @@ impl Tx {
     }
 
     /// Gives `duplicate` back, from `survivor`, the engagements it brought
-    /// (`event_ids`) and those recorded since under its key (`via`) or its
-    /// anonymous ids: how many moved.
+    /// (`event_ids`) and those recorded since under its key or the key of a
+    /// lead merged into it (`via`), or under its anonymous ids: how many
+    /// moved.
     pub async fn return_engagements(
         &self,
         ws: &str,
@@ -235,7 +236,15 @@ impl Tx {
             let whose = Condition::all().add(engagement::Column::EventId.is_in(chunk.iter().cloned()));
             moved += back(whose).exec(self.db().await?).await?.rows_affected;
         }
-        let mut whose = Condition::any().add(engagement::Column::Via.eq(duplicate));
+        // Under its key, or under the key of a lead merged into it before.
+        let mut named = vec![duplicate.to_owned()];
+        let mut i = 0;
+        while i < named.len() && named.len() <= 64 {
+            let more = self.merged_ids(ws, &named[i].clone()).await?;
+            named.extend(more);
+            i += 1;
+        }
+        let mut whose = Condition::any().add(engagement::Column::Via.is_in(named));
         if !anonymous_ids.is_empty() {
             whose = whose.add(engagement::Column::AnonymousId.is_in(anonymous_ids.iter().cloned()));
         }

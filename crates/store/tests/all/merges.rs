@@ -92,20 +92,37 @@ async fn a_merge_moves_a_log_and_an_unmerge_gives_back_what_it_brought(engine: E
     tx.mark_anonymous("w", "via-cookie", "cookie")
         .await
         .expect("anonymous");
+    // Under the key of a lead merged into the duplicate before: its too.
+    tx.insert_engagement_if_new("w", "s", &event("via-chain", 8), "fp", now)
+        .await
+        .expect("insert");
+    tx.mark_via("w", "via-chain", "x").await.expect("via");
+    tx.save_merge(
+        "w",
+        &MergeRecord {
+            duplicate_id: "x".to_owned(),
+            survivor_id: "d".to_owned(),
+            event_ids: Vec::new(),
+            anonymous_ids: Vec::new(),
+            ..record.clone()
+        },
+    )
+    .await
+    .expect("an earlier merge into the duplicate");
 
     // The unmerge: all that, and only that, goes back.
     let back = tx
         .return_engagements("w", "s", "d", &record.event_ids, &record.anonymous_ids)
         .await
         .expect("return");
-    assert_eq!(back, 5);
+    assert_eq!(back, 6);
     assert_eq!(
         ids(&tx.engagements_of("w", "s").await.expect("log")),
         ["s1", "own"]
     );
     assert_eq!(
         ids(&tx.engagements_of("w", "d").await.expect("log")),
-        ["d1", "d2", "c1", "via-key", "via-cookie"]
+        ["d1", "d2", "c1", "via-key", "via-cookie", "via-chain"]
     );
     tx.move_anonymous_ids("w", "s", "d", Some(&record.anonymous_ids))
         .await
