@@ -280,6 +280,22 @@ impl Engine {
             .into_iter()
             .map(|e| (e.engagement.event_id.clone(), e))
             .collect();
+        // The leads merged into a lead an item names, where an event id it
+        // sends is recorded for that lead: a re-delivery may be theirs.
+        let mut merged_into: HashMap<String, Vec<String>> = HashMap::new();
+        for (_, item) in items {
+            let (Some(lead), Some(seen)) =
+                (lead_ids.get(&item.lead), recorded.get(&item.engagement.event_id))
+            else {
+                continue;
+            };
+            let repeat = matches!(item.lead, LeadKey::Anonymous(_))
+                || engagement_fingerprint(lead, &item.engagement, item.occurred_at_given) == seen.fingerprint;
+            if !repeat && seen.lead_id == *lead && !merged_into.contains_key(lead) {
+                let ids = self.store.merged_closure(ws, lead, 64).await?;
+                merged_into.insert(lead.clone(), ids);
+            }
+        }
         let ctx = Context { now: self.now() };
         // Earlier in the list: (index, fingerprint) by event id.
         let mut listed: HashMap<&str, (usize, String)> = HashMap::new();
@@ -299,8 +315,16 @@ impl Engine {
                         survivor_id: survivor.clone(),
                     },
                 ));
-            } else if let Some(refusal) = refusal(&policy, &ctx, *i, item, &lead_ids, &recorded, &mut listed)
-            {
+            } else if let Some(refusal) = refusal(
+                &policy,
+                &ctx,
+                *i,
+                item,
+                &lead_ids,
+                &recorded,
+                &merged_into,
+                &mut listed,
+            ) {
                 survey.refusals.push((*i, refusal));
             }
             let at = item.engagement.occurred_at;
@@ -533,6 +557,7 @@ fn refusal<'a>(
     item: &'a BatchItem,
     lead_ids: &HashMap<LeadKey, String>,
     recorded: &HashMap<String, StoredEngagement>,
+    merged: &HashMap<String, Vec<String>>,
     listed: &mut HashMap<&'a str, (usize, String)>,
 ) -> Option<EngineError> {
     let Some(lead_id) = lead_ids.get(&item.lead) else {
@@ -550,6 +575,14 @@ fn refusal<'a>(
         _ => lead_id.clone(),
     };
     let fingerprint = engagement_fingerprint(&subject, e, item.occurred_at_given);
+    // Recorded for a lead merged into this one since: a repeat too.
+    let merged_repeat = |seen: &StoredEngagement| {
+        seen.lead_id == *lead_id
+            && merged.get(lead_id).is_some_and(|ids| {
+                ids.iter()
+                    .any(|id| engagement_fingerprint(id, e, item.occurred_at_given) == seen.fingerprint)
+            })
+    };
     let reused = |description: String| {
         Some(EngineError::invalid(
             "EVENT_ID_REUSED",
@@ -558,7 +591,7 @@ fn refusal<'a>(
         ))
     };
     if let Some(seen) = recorded.get(&e.event_id) {
-        if seen.fingerprint != fingerprint {
+        if seen.fingerprint != fingerprint && !merged_repeat(seen) {
             let whose = if seen.lead_id.is_empty() {
                 "anonymous activity".to_owned()
             } else {

@@ -140,11 +140,11 @@ async fn two_leads_below_the_bar_make_an_mql_and_the_duplicate_s_key_names_the_s
         survivor.profile.get("email").map(String::as_str),
         Some("ann@initech.com")
     );
-    let engagement = survivor.scores.map(|s| s.engagement).unwrap_or_default();
+    let points = survivor.scores.map(|s| s.engagement).unwrap_or_default();
     let expected = 70.0 * 0.5_f64.powf(1.0 / (30.0 * 24.0));
     assert!(
-        (engagement - expected).abs() < 1e-6,
-        "{engagement} against {expected}"
+        (points - expected).abs() < 1e-6,
+        "{points} against {expected}"
     );
 
     // By its id the duplicate is gone, naming the survivor.
@@ -159,6 +159,20 @@ async fn two_leads_below_the_bar_make_an_mql_and_the_duplicate_s_key_names_the_s
     // A re-delivery of the duplicate's event is known as one.
     let again = engage(&mut server, by_key("form-1"), "b-webinar", "webinar_attended").await?;
     assert!(again.duplicate, "{again:?}");
+    // Under the survivor too, alone or in a batch.
+    let again = engage(&mut server, by_id(&a.id), "b-webinar", "webinar_attended").await?;
+    assert!(again.duplicate, "{again:?}");
+    let batch = server
+        .leads
+        .record_engagements(pb::RecordEngagementsRequest {
+            engagements: vec![pb::EngagementItem {
+                lead: by_id(&a.id),
+                engagement: Some(engagement("b-ebook", "ebook_downloaded")),
+            }],
+        })
+        .await?
+        .into_inner();
+    assert!(batch.results.iter().all(|r| r.duplicate), "{batch:?}");
     // A merged lead is listed only when asked for.
     let listed = server
         .leads

@@ -63,6 +63,35 @@ impl crate::Store {
 }
 
 impl crate::Store {
+    /// The leads merged into `survivor`, and into those, and so on (their
+    /// merges standing): at most `limit`.
+    pub async fn merged_closure(
+        &self,
+        ws: &str,
+        survivor: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut out: Vec<String> = Vec::new();
+        let mut pending = vec![survivor.to_owned()];
+        while let Some(next) = pending.pop() {
+            let rows = merge::Entity::find()
+                .filter(merge::Column::WorkspaceId.eq(ws))
+                .filter(merge::Column::SurvivorId.eq(next.as_str()))
+                .filter(merge::Column::UnmergedAt.is_null())
+                .all(self.reader())
+                .await
+                .map_err(|e| self.on_reader(e))?;
+            for row in rows {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                pending.push(row.duplicate_id.clone());
+                out.push(row.duplicate_id);
+            }
+        }
+        Ok(out)
+    }
+
     /// The leads other than `except` holding one of `keys` (kind, value),
     /// each with the kinds it holds, by lead id.
     pub async fn leads_matching(
