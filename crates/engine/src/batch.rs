@@ -321,8 +321,10 @@ impl Engine {
                 *i,
                 item,
                 &lead_ids,
-                &recorded,
-                &merged_into,
+                Seen {
+                    recorded: &recorded,
+                    merged: &merged_into,
+                },
                 &mut listed,
             ) {
                 survey.refusals.push((*i, refusal));
@@ -550,16 +552,24 @@ fn lead_keys<'a>(items: impl Iterator<Item = &'a BatchItem>) -> (Vec<&'a str>, V
 }
 
 /// Why the item at `i` would be refused, if it would.
+/// What the store holds of a batch's event ids: the engagements recorded
+/// under them, and the leads merged into the leads they were recorded for.
+#[derive(Clone, Copy)]
+struct Seen<'s> {
+    recorded: &'s HashMap<String, StoredEngagement>,
+    merged: &'s HashMap<String, Vec<String>>,
+}
+
 fn refusal<'a>(
     policy: &Policy,
     ctx: &Context,
     i: usize,
     item: &'a BatchItem,
     lead_ids: &HashMap<LeadKey, String>,
-    recorded: &HashMap<String, StoredEngagement>,
-    merged: &HashMap<String, Vec<String>>,
+    seen: Seen<'_>,
     listed: &mut HashMap<&'a str, (usize, String)>,
 ) -> Option<EngineError> {
+    let Seen { recorded, merged } = seen;
     let Some(lead_id) = lead_ids.get(&item.lead) else {
         return Some(EngineError::NotFound {
             what: "lead",

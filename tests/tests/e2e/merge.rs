@@ -142,10 +142,7 @@ async fn two_leads_below_the_bar_make_an_mql_and_the_duplicate_s_key_names_the_s
     );
     let points = survivor.scores.map(|s| s.engagement).unwrap_or_default();
     let expected = 70.0 * 0.5_f64.powf(1.0 / (30.0 * 24.0));
-    assert!(
-        (points - expected).abs() < 1e-6,
-        "{points} against {expected}"
-    );
+    assert!((points - expected).abs() < 1e-6, "{points} against {expected}");
 
     // By its id the duplicate is gone, naming the survivor.
     let gone = get(&mut server, by_id(&b.id)).await.expect_err("merged");
