@@ -35,40 +35,41 @@ impl Engine {
     async fn try_erase_lead(&self, req: &Request, key: &LeadKey) -> Result<Erasure, EngineError> {
         let ws = req.workspace.as_str();
         let tx = self.store.begin().await?;
-        let identified;
-        let lookup = match key {
-            LeadKey::Id(id) => LeadLookup::Id(id),
-            LeadKey::ExternalKey(k) => LeadLookup::ExternalKey(k),
-            LeadKey::Anonymous(a) => {
-                identified = tx
-                    .anonymous_lead(ws, a)
-                    .await?
-                    .ok_or_else(|| crate::identity::not_identified(a))?;
-                LeadLookup::Id(&identified)
-            }
+        let not_found = || EngineError::NotFound {
+            what: "lead",
+            key: key.describe(),
         };
-        let (mut record, mut erased_at) =
-            tx.lock_lead_even_erased(ws, lookup)
+        // The lead named, read without a lock: a merged lead is part of its
+        // survivor's person, so erasing it (by its old id or key) erases
+        // the survivor, and with it every lead merged into it.
+        let named = match key {
+            LeadKey::Id(id) => id.clone(),
+            LeadKey::ExternalKey(k) => tx.lead_id_by_key(ws, k).await?.ok_or_else(not_found)?,
+            LeadKey::Anonymous(a) => tx
+                .anonymous_lead(ws, a)
                 .await?
-                .ok_or_else(|| EngineError::NotFound {
-                    what: "lead",
-                    key: key.describe(),
-                })?;
-        // A merged lead is part of its survivor's person: erasing it (by
-        // its old id or key) erases the survivor, and with it every lead
-        // merged into it.
+                .ok_or_else(|| crate::identity::not_identified(a))?,
+        };
+        let mut top = named;
         for _ in 0..64 {
-            if record.lead.stage != Stage::Merged || erased_at.is_some() {
-                break;
+            match tx.merge_of(ws, &top).await? {
+                Some(m) => top = m.survivor_id,
+                None => break,
             }
-            let Some(merge) = tx.merge_of(ws, &record.id).await? else {
-                break;
-            };
-            (record, erased_at) = tx
-                .lock_lead_even_erased(ws, LeadLookup::Id(&merge.survivor_id))
-                .await?
-                .ok_or_else(|| EngineError::Internal(format!("the survivor of {} is gone", record.id)))?;
         }
+        let merged = merged_closure(&tx, ws, &top).await?;
+        // Merged leads before their survivors (the order every path takes),
+        // the deepest first.
+        let mut locked = Vec::with_capacity(merged.len());
+        for id in merged.iter().rev() {
+            if let Some(found) = tx.lock_lead_even_erased(ws, LeadLookup::Id(id)).await? {
+                locked.push(found);
+            }
+        }
+        let (record, erased_at) = tx
+            .lock_lead_even_erased(ws, LeadLookup::Id(&top))
+            .await?
+            .ok_or_else(not_found)?;
         if let Some(erased_at) = erased_at {
             return Ok(Erasure {
                 lead_id: record.id,
@@ -78,20 +79,25 @@ impl Engine {
                 events: 0,
             });
         }
+        // Merged or unmerged meanwhile: look again.
+        if record.lead.stage == Stage::Merged || merged_closure(&tx, ws, &top).await? != merged {
+            return Err(EngineError::Conflict(format!(
+                "the merges of lead {top} changed meanwhile"
+            )));
+        }
         let now = self.now();
         let mut total = self.erase_one(&tx, req, &record, now).await?;
         // The leads merged into it, and what was kept to undo those merges.
-        let mut pending = vec![record.id.clone()];
-        while let Some(survivor) = pending.pop() {
-            for merged in tx.merged_ids(ws, &survivor).await? {
-                if let Some((dup, None)) = tx.lock_lead_even_erased(ws, LeadLookup::Id(&merged)).await? {
-                    let erased = self.erase_one(&tx, req, &dup, now).await?;
-                    total.engagements += erased.engagements;
-                    total.events += erased.events;
-                }
-                pending.push(merged);
+        for (dup, erased) in &locked {
+            if erased.is_none() {
+                let done = self.erase_one(&tx, req, dup, now).await?;
+                total.engagements += done.engagements;
+                total.events += done.events;
             }
-            tx.delete_merges(ws, &survivor).await?;
+        }
+        tx.delete_merges(ws, &record.id).await?;
+        for id in &merged {
+            tx.delete_merges(ws, id).await?;
         }
         tx.commit().await?;
         self.announce(ws);
@@ -159,5 +165,28 @@ impl Engine {
         // and explanations keep it, without a person behind it.
         tx.mark_member_erased(ws, &record.id).await?;
         Ok(erased)
+    }
+}
+
+/// The leads merged into `survivor`, and into those, and so on (their
+/// merges standing), breadth first.
+async fn merged_closure(
+    tx: &leadflow_store::Tx,
+    ws: &str,
+    survivor: &str,
+) -> Result<Vec<String>, EngineError> {
+    let mut out: Vec<String> = Vec::new();
+    let mut next = 0;
+    let mut current = survivor.to_owned();
+    loop {
+        out.extend(tx.merged_ids(ws, &current).await?);
+        let Some(id) = out.get(next) else {
+            return Ok(out);
+        };
+        current = id.clone();
+        next += 1;
+        if out.len() > 1_000 {
+            return Ok(out);
+        }
     }
 }

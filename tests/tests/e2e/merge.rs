@@ -478,6 +478,13 @@ async fn erasing_a_merged_lead_by_its_old_id_erases_the_person(mut server: TestS
         let gone = get(&mut server, lead).await.expect_err("erased");
         assert_eq!(gone.code(), tonic::Code::NotFound);
     }
+    // Again by the old id: erased already, nothing changes.
+    let again = server
+        .leads
+        .erase_lead(pb::EraseLeadRequest { lead: by_id(&b.id) })
+        .await?
+        .into_inner();
+    assert!(again.already_erased, "{again:?}");
     Ok(())
 }
 
