@@ -391,7 +391,7 @@ impl Engine {
         let s_id = s.record.id.clone();
         // What it brought, and what was recorded since under its key or ids.
         let returned = tx
-            .return_engagements(ws, &s_id, duplicate_id, &merge.event_ids, &merge.anonymous_ids)
+            .return_engagements(ws, &s_id, duplicate_id, &merge.anonymous_ids)
             .await?;
         tx.move_anonymous_ids(ws, &s_id, duplicate_id, Some(&merge.anonymous_ids))
             .await?;

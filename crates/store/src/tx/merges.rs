@@ -4,16 +4,13 @@
 
 use leadflow_domain::lifecycle::MergedAttributes;
 use leadflow_domain::{Engagement, Stage, Timestamp};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, Func, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
 use super::Tx;
 use crate::convert::ts;
 use crate::entity::{anonymous_id, engagement, lead_match_key, merge};
 use crate::error::StoreError;
-
-/// Event ids bound in one statement (far below either database's limit).
-const IDS_PER_STATEMENT: usize = 500;
 
 /// A merge as stored: what the duplicate brought to the survivor.
 #[derive(Clone, Debug, PartialEq)]
@@ -232,8 +229,17 @@ impl Tx {
             .into_iter()
             .map(|row| crate::convert::engagement(row).map(|s| s.engagement))
             .collect::<Result<_, _>>()?;
+        // Each marked with the lead it came from (unless it came from one
+        // merged into that lead before): an unmerge gives back by the mark.
         engagement::Entity::update_many()
             .col_expr(engagement::Column::LeadId, Expr::value(to))
+            .col_expr(
+                engagement::Column::Via,
+                Expr::expr(Func::coalesce([
+                    Expr::col(engagement::Column::Via),
+                    Expr::val(from),
+                ])),
+            )
             .filter(engagement::Column::WorkspaceId.eq(ws))
             .filter(engagement::Column::LeadId.eq(from))
             .exec(self.db().await?)
@@ -242,30 +248,16 @@ impl Tx {
     }
 
     /// Gives `duplicate` back, from `survivor`, the engagements it brought
-    /// (`event_ids`) and those recorded since under its key or the key of a
-    /// lead merged into it (`via`), or under its anonymous ids: how many
-    /// moved.
+    /// and those recorded since under its key — both marked with it, or
+    /// with a lead merged into it before (`via`) — and under its anonymous
+    /// ids: how many moved. Its own are unmarked.
     pub async fn return_engagements(
         &self,
         ws: &str,
         survivor: &str,
         duplicate: &str,
-        event_ids: &[String],
         anonymous_ids: &[String],
     ) -> Result<u64, StoreError> {
-        let back = |whose: Condition| {
-            engagement::Entity::update_many()
-                .col_expr(engagement::Column::LeadId, Expr::value(duplicate))
-                .filter(engagement::Column::WorkspaceId.eq(ws))
-                .filter(engagement::Column::LeadId.eq(survivor))
-                .filter(whose)
-        };
-        let mut moved = 0;
-        for chunk in event_ids.chunks(IDS_PER_STATEMENT) {
-            let whose = Condition::all().add(engagement::Column::EventId.is_in(chunk.iter().cloned()));
-            moved += back(whose).exec(self.db().await?).await?.rows_affected;
-        }
-        // Under its key, or under the key of a lead merged into it before.
         let mut named = vec![duplicate.to_owned()];
         let mut i = 0;
         while i < named.len() && named.len() <= 64 {
@@ -277,7 +269,21 @@ impl Tx {
         if !anonymous_ids.is_empty() {
             whose = whose.add(engagement::Column::AnonymousId.is_in(anonymous_ids.iter().cloned()));
         }
-        moved += back(whose).exec(self.db().await?).await?.rows_affected;
+        let moved = engagement::Entity::update_many()
+            .col_expr(engagement::Column::LeadId, Expr::value(duplicate))
+            .filter(engagement::Column::WorkspaceId.eq(ws))
+            .filter(engagement::Column::LeadId.eq(survivor))
+            .filter(whose)
+            .exec(self.db().await?)
+            .await?
+            .rows_affected;
+        engagement::Entity::update_many()
+            .col_expr(engagement::Column::Via, Expr::value(Option::<String>::None))
+            .filter(engagement::Column::WorkspaceId.eq(ws))
+            .filter(engagement::Column::LeadId.eq(duplicate))
+            .filter(engagement::Column::Via.eq(duplicate))
+            .exec(self.db().await?)
+            .await?;
         Ok(moved)
     }
 

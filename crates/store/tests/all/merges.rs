@@ -112,7 +112,7 @@ async fn a_merge_moves_a_log_and_an_unmerge_gives_back_what_it_brought(engine: E
 
     // The unmerge: all that, and only that, goes back.
     let back = tx
-        .return_engagements("w", "s", "d", &record.event_ids, &record.anonymous_ids)
+        .return_engagements("w", "s", "d", &record.anonymous_ids)
         .await
         .expect("return");
     assert_eq!(back, 6);
