@@ -8,7 +8,7 @@
 //! so that an unmerge takes those back too.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::{big_integer, big_integer_null, string, string_null, text};
+use sea_orm_migration::schema::{big_integer, big_integer_null, boolean, string, string_null, text};
 
 #[derive(DeriveMigrationName)]
 pub(crate) struct Migration;
@@ -26,6 +26,7 @@ enum Merges {
     AnonymousIds,
     Attributes,
     MergedBy,
+    Automatic,
     UnmergedAt,
 }
 
@@ -53,6 +54,7 @@ impl MigrationTrait for Migration {
                 .col(text(Merges::AnonymousIds))
                 .col(text(Merges::Attributes))
                 .col(string_null(Merges::MergedBy))
+                .col(boolean(Merges::Automatic).default(false))
                 .col(big_integer_null(Merges::UnmergedAt))
                 .primary_key(Index::create().col(Merges::WorkspaceId).col(Merges::DuplicateId))
                 .to_owned(),

@@ -34,9 +34,19 @@ pub fn normalised_email(email: &str) -> Option<String> {
 }
 
 /// An attribute's value as duplicates are found by: trimmed, lower-cased,
-/// runs of whitespace made one space.
+/// runs of whitespace made one space, control characters left out.
 pub fn normalised_value(value: &str) -> String {
-    value
+    let visible: String = value
+        .chars()
+        .map(|c| {
+            if c.is_control() && !c.is_whitespace() {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    visible
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")

@@ -174,7 +174,7 @@ impl Engine {
         };
         let (s, d) = if a.record.id == s_id { (a, b) } else { (b, a) };
         let now = self.now();
-        let kept = self.merge_locked(&tx, req, s, d, occurred_at).await?;
+        let kept = self.merge_locked(&tx, req, s, d, occurred_at, false).await?;
         save(&tx, req, Method::MergeLeads, &kept, now).await?;
         tx.commit().await?;
         self.announce(ws);
@@ -196,6 +196,7 @@ impl Engine {
         s: crate::leads::Locked,
         d: crate::leads::Locked,
         occurred_at: Option<Timestamp>,
+        automatic: bool,
     ) -> Result<KeptMerge, EngineError> {
         let ws = req.workspace.as_str();
         let s_id = s.record.id.clone();
@@ -281,6 +282,7 @@ impl Engine {
                 anonymous_ids: anonymous_ids.clone(),
                 attributes: taken.clone(),
                 merged_by: req.principal.clone(),
+                automatic,
                 unmerged_at: None,
             },
         )
@@ -289,6 +291,7 @@ impl Engine {
             survivor_id: s_id.clone(),
             duplicate_id: d_id.clone(),
             duplicate_stage: stage,
+            automatic,
         };
         announce_merge(tx, &target, &applied.outcome.lead, "LEAD_MERGED", note, at)?;
         Ok(KeptMerge {
@@ -431,6 +434,7 @@ impl Engine {
             survivor_id: s_id.clone(),
             duplicate_id: duplicate_id.to_owned(),
             duplicate_stage: merge.stage,
+            automatic: merge.automatic,
         };
         announce_merge(&tx, &target, &back.outcome.lead, "LEAD_UNMERGED", note, at)?;
         let kept = KeptUnmerge {
@@ -582,7 +586,9 @@ impl Engine {
     }
 
     /// `[identity] auto_merge_on`: the new lead `created` (locked in `tx`)
-    /// merged into the oldest lead it matches on, if any: what the merge did.
+    /// merged into the oldest lead it matches on, if any: what the merge
+    /// did. The lead already there survives, even if the new one was
+    /// captured earlier (an import).
     pub(crate) async fn auto_merge(
         &self,
         tx: &Tx,
@@ -590,41 +596,54 @@ impl Engine {
         created: crate::leads::Locked,
     ) -> Result<Result<KeptMerge, crate::leads::Locked>, EngineError> {
         let ws = req.workspace.as_str();
-        let on = created.policy.identity.auto_merge_on.clone();
-        if on.is_empty() {
-            return Ok(Err(created));
-        }
-        let policy = std::sync::Arc::clone(&created.policy);
-        let found = self
-            .matching_leads(ws, &created.record, &policy, &on, MAX_CANDIDATES)
-            .await?;
-        // The older lead survives: the earliest captured, then the first made.
-        let Some((oldest, _)) = found
+        let identity = &created.policy.identity;
+        let keys: Vec<(MatchOn, String)> = identity
+            .match_keys(&created.record.lead.profile)
             .into_iter()
-            .min_by(|(a, _), (b, _)| (a.lead.captured_at, &a.id).cmp(&(b.lead.captured_at, &b.id)))
-        else {
+            .filter(|(kind, _)| identity.auto_merge_on.contains(kind))
+            .collect();
+        if keys.is_empty() {
+            return Ok(Err(created));
+        }
+        let probe: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        // Two captures of one person wait on each other: the later one
+        // finds the first.
+        tx.lock_match_keys(ws, &probe).await?;
+        let ids = tx
+            .leads_matching(ws, &probe, &created.record.id, AUTO_MERGE_CANDIDATES)
+            .await?;
+        // The candidates locked (by id, as they come) and checked as they
+        // stand: the new lead is nobody else's yet.
+        let mut oldest: Option<(LeadRecord, Option<i64>)> = None;
+        for (id, _) in ids {
+            let Some((record, active)) = tx
+                .lock_lead_with_policy(ws, leadflow_store::LeadLookup::Id(&id))
+                .await?
+            else {
+                continue;
+            };
+            let theirs = identity.match_keys(&record.lead.profile);
+            if record.lead.stage == Stage::Merged || !keys.iter().any(|k| theirs.contains(k)) {
+                continue;
+            }
+            let older =
+                |than: &LeadRecord| (record.lead.captured_at, &record.id) < (than.lead.captured_at, &than.id);
+            if oldest.as_ref().is_none_or(|(o, _)| older(o)) {
+                oldest = Some((record, active));
+            }
+        }
+        let Some((record, active)) = oldest else {
             return Ok(Err(created));
         };
-        // The new lead is nobody else's yet: the older one is locked after it.
-        let Some((record, active)) = tx
-            .lock_lead_with_policy(ws, leadflow_store::LeadLookup::Id(&oldest.id))
-            .await?
-        else {
-            return Err(EngineError::Conflict(format!(
-                "lead {} went meanwhile",
-                oldest.id
-            )));
-        };
-        if record.lead.stage == Stage::Merged {
-            return Err(EngineError::Conflict(format!(
-                "lead {} was merged meanwhile",
-                record.id
-            )));
-        }
         let survivor = self.locked(tx, ws, record, active).await?;
-        Ok(Ok(self.merge_locked(tx, req, survivor, created, None).await?))
+        Ok(Ok(self
+            .merge_locked(tx, req, survivor, created, None, true)
+            .await?))
     }
 }
+
+/// The most candidates an automatic merge looks at.
+const AUTO_MERGE_CANDIDATES: u64 = 20;
 
 fn not_found(key: &LeadKey) -> EngineError {
     EngineError::NotFound {

@@ -207,6 +207,9 @@ pub struct MergeNote {
     pub duplicate_id: String,
     /// The duplicate's stage before the merge (and after an unmerge).
     pub duplicate_stage: leadflow_domain::Stage,
+    /// Made by `[identity] auto_merge_on` at a capture.
+    #[serde(default)]
+    pub automatic: bool,
 }
 
 #[cfg(test)]

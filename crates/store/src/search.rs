@@ -373,14 +373,16 @@ impl Store {
                 (after_ws, after_id) = (ws.clone(), model.id.clone());
                 let version = (ws.clone(), model.policy_version);
                 self.read_policy(&mut policies, version.clone()).await?;
-                let Some(Some(policy)) = policies.get(&version) else {
-                    continue;
-                };
                 let Ok(record) = convert::lead_record(model) else {
                     tracing::warn!(workspace = %ws, lead = %after_id, "an unreadable lead gets its match keys at its next write");
                     continue;
                 };
-                keyed_leads.push((ws, record.id, policy.identity.match_keys(&record.lead.profile)));
+                // Without its policy version, by its email alone.
+                let keys = match policies.get(&version) {
+                    Some(Some(policy)) => policy.identity.match_keys(&record.lead.profile),
+                    _ => leadflow_domain::policy::Identity::default().match_keys(&record.lead.profile),
+                };
+                keyed_leads.push((ws, record.id, keys));
             }
             let tx = self.begin().await?;
             for (ws, id, keys) in &keyed_leads {

@@ -670,6 +670,35 @@ async fn auto_merge_on_email_merges_a_new_lead_into_the_older_one_from_activatio
         .await?
         .into_inner();
     assert_eq!(unmerged.duplicate.map(|l| l.id), Some(new_id));
+    // Four captures of one person at once: one lead stands, the others
+    // merged into it.
+    let mut calls = Vec::new();
+    for i in 0..4 {
+        let mut leads = server.leads.clone();
+        calls.push(tokio::spawn(async move {
+            leads
+                .create_lead(pb::CreateLeadRequest {
+                    profile: profile(&[("email", &format!("DEE+{i}@initech.com"))]),
+                    ..Default::default()
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        }));
+    }
+    let mut standing = Vec::new();
+    for call in calls {
+        let created = call.await??;
+        let lead = created.lead.map(|l| l.id).unwrap_or_default();
+        if created.merged_into.is_empty() {
+            standing.push(lead);
+        } else {
+            assert_eq!(created.merged_into, lead, "the answer is the survivor");
+            standing.push(lead);
+        }
+    }
+    standing.sort();
+    standing.dedup();
+    assert_eq!(standing.len(), 1, "{standing:?}");
     Ok(())
 }
 

@@ -236,6 +236,10 @@ impl Parser<'_, '_> {
             if obj.has("match_attributes")
                 && let Some(list) = obj.strings(self.cx, "match_attributes")
             {
+                if list.is_empty() {
+                    self.cx
+                        .err(&obj.at("match_attributes"), "name at least one attribute");
+                }
                 for (name, loc) in list {
                     if name == crate::profile::EMAIL_DOMAIN || name == crate::profile::EMAIL {
                         self.cx.err(
@@ -253,7 +257,7 @@ impl Parser<'_, '_> {
                 for (name, loc) in list {
                     match name.as_str() {
                         "email" => identity.auto_merge_on.push(super::MatchOn::Email),
-                        "match_attributes" if obj.has("match_attributes") => {
+                        "match_attributes" if !identity.match_attributes.is_empty() => {
                             identity.auto_merge_on.push(super::MatchOn::Attributes);
                         }
                         "match_attributes" => {

@@ -364,6 +364,11 @@ fn duplicates_are_found_by_the_normalised_email_or_every_match_attribute() {
         Some("ann@initech.com".to_owned())
     );
     assert_eq!(normalised_email("not-an-email"), None);
+    // A separator in a value cannot make two lists of values one key.
+    assert_eq!(
+        leadflow_domain::profile::normalised_value(" A\u{1f}b\tC "),
+        "a b c"
+    );
     let p = policy_with(
         "[decay]",
         "[identity]\nmatch_attributes = [\"company\", \"last_name\"]\nauto_merge_on = [\"email\", \"match_attributes\"]\n\n[decay]",
@@ -391,6 +396,7 @@ fn duplicates_are_found_by_the_normalised_email_or_every_match_attribute() {
     );
     for (bad, path) in [
         ("match_attributes = [\"email\"]", "identity.match_attributes"),
+        ("match_attributes = []", "identity.match_attributes"),
         ("auto_merge_on = [\"phone\"]", "identity.auto_merge_on"),
         ("auto_merge_on = [\"match_attributes\"]", "identity.auto_merge_on"),
     ] {

@@ -80,6 +80,7 @@ pub(crate) fn event_out(e: &StreamEvent) -> pb::Event {
             survivor_id: m.survivor_id.clone(),
             duplicate_id: m.duplicate_id.clone(),
             duplicate_stage: stage_out(m.duplicate_stage).into(),
+            automatic: m.automatic,
         }))
     } else {
         p.sla_breach

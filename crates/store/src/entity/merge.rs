@@ -25,6 +25,8 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub attributes: String,
     pub merged_by: Option<String>,
+    /// Made by `[identity] auto_merge_on` at a capture, not asked for.
+    pub automatic: bool,
     /// Set when the merge was undone.
     pub unmerged_at: Option<i64>,
 }

@@ -26,6 +26,8 @@ pub struct MergeRecord {
     pub anonymous_ids: Vec<String>,
     pub attributes: MergedAttributes,
     pub merged_by: Option<String>,
+    /// Made by `[identity] auto_merge_on` at a capture.
+    pub automatic: bool,
     pub unmerged_at: Option<Timestamp>,
 }
 
@@ -42,6 +44,7 @@ pub(crate) fn merge_record(row: merge::Model) -> Result<MergeRecord, StoreError>
         merged_at: ts(row.merged_at),
         recorded_at: ts(row.recorded_at),
         merged_by: row.merged_by,
+        automatic: row.automatic,
         unmerged_at: row.unmerged_at.map(ts),
     })
 }
@@ -173,6 +176,31 @@ impl Tx {
             .on_conflict_do_nothing()
             .exec_without_returning(self.db().await?)
             .await?;
+        Ok(())
+    }
+
+    /// Takes, until the transaction ends, a lock on each match key (kind,
+    /// value) on PostgreSQL, in order: two captures of one person wait on
+    /// each other, so the later one sees the first. SQLite has one writer
+    /// at a time: nothing to take.
+    pub async fn lock_match_keys(&self, ws: &str, keys: &[(&str, &str)]) -> Result<(), StoreError> {
+        if self.backend != crate::backend::Backend::Postgres {
+            return Ok(());
+        }
+        let mut names: Vec<String> = keys
+            .iter()
+            .map(|(k, v)| format!("{ws}\u{1f}{k}\u{1f}{v}"))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            let statement = sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
+                [name.into()],
+            );
+            sea_orm::ConnectionTrait::query_one_raw(self.db().await?, statement).await?;
+        }
         Ok(())
     }
 
@@ -364,6 +392,7 @@ impl Tx {
             anonymous_ids: Set(to_json(key, &m.anonymous_ids)?),
             attributes: Set(to_json(key, &m.attributes)?),
             merged_by: Set(m.merged_by.clone()),
+            automatic: Set(m.automatic),
             unmerged_at: Set(m.unmerged_at.map(Timestamp::as_micros)),
         };
         merge::Entity::insert(row)
@@ -378,6 +407,7 @@ impl Tx {
                         merge::Column::AnonymousIds,
                         merge::Column::Attributes,
                         merge::Column::MergedBy,
+                        merge::Column::Automatic,
                         merge::Column::UnmergedAt,
                     ])
                     .to_owned(),

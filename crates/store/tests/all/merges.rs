@@ -75,6 +75,7 @@ async fn a_merge_moves_a_log_and_an_unmerge_gives_back_what_it_brought(engine: E
             before: BTreeMap::from([("phone".to_owned(), String::new())]),
         },
         merged_by: Some("ops".to_owned()),
+        automatic: false,
         unmerged_at: None,
     };
     tx.save_merge("w", &record).await.expect("save");
