@@ -168,6 +168,9 @@ impl Engine {
     }
 }
 
+/// The most leads merged into one that an erase takes with it.
+const MAX_MERGED: usize = 1_000;
+
 /// The leads merged into `survivor`, and into those, and so on (their
 /// merges standing), breadth first.
 async fn merged_closure(
@@ -185,8 +188,12 @@ async fn merged_closure(
         };
         current = id.clone();
         next += 1;
-        if out.len() > 1_000 {
-            return Ok(out);
+        if out.len() > MAX_MERGED {
+            // Never erase a part of a person.
+            return Err(EngineError::FailedPrecondition {
+                reason: "TOO_MANY_MERGED",
+                message: format!("more than {MAX_MERGED} leads were merged into lead {survivor}"),
+            });
         }
     }
 }
