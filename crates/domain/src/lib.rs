@@ -41,6 +41,7 @@ pub mod named;
 pub mod num;
 pub mod policy;
 pub mod profile;
+pub mod routing;
 pub mod score;
 pub mod stage;
 pub mod time;

@@ -14,6 +14,7 @@ mod models;
 mod names;
 mod policy;
 mod properties;
+mod routing;
 mod scoring;
 mod transition_coverage;
 mod workflows;
