@@ -260,3 +260,18 @@ check(
     [(c.lead.id, list(c.matched)) for c in found] == [(second.id, ["email"])],
     "FindDuplicates finds the lead of the same normalised email",
 )
+
+# Owners: a sales rep of a team, created and read back.
+from leadflow.v1 import owner_service_pb2 as own, owner_service_pb2_grpc  # noqa: E402
+
+owners = owner_service_pb2_grpc.OwnerServiceStub(channel)
+rep_id = f"rep-{uuid.uuid4().hex[:8]}"
+created = owners.CreateOwner(
+    own.CreateOwnerRequest(
+        request_id=str(uuid.uuid4()),
+        owner=own.Owner(id=rep_id, display_name="Ana", teams=["emea"], capacity=5, weight=2, available=True),
+    )
+).owner
+check(created.id == rep_id and created.version == 1 and created.capacity == 5, "CreateOwner keeps the owner")
+listed = owners.ListOwners(own.ListOwnersRequest(team="emea")).owners
+check(rep_id in [o.id for o in listed], "ListOwners lists the team's owner")

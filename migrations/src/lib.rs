@@ -23,6 +23,7 @@ mod m20261209_000012_account_engagement_ends;
 mod m20261210_000013_anonymous_activity;
 mod m20261211_000014_merges;
 mod m20261212_000015_match_keys;
+mod m20261213_000016_owners;
 
 /// The migration that adds lead search's keys: the store keys the leads
 /// stored before it once it is applied.
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261210_000013_anonymous_activity::Migration),
             Box::new(m20261211_000014_merges::Migration),
             Box::new(m20261212_000015_match_keys::Migration),
+            Box::new(m20261213_000016_owners::Migration),
         ]
     }
 

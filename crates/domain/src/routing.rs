@@ -23,7 +23,7 @@ pub const MAX_LABELS: usize = 50;
 pub const MAX_WEIGHT: u32 = 1_000;
 
 /// A sales rep or a queue, as leads are routed to it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Owner {
     pub id: String,
     pub display_name: String,

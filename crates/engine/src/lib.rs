@@ -31,6 +31,7 @@ mod leads;
 mod log;
 mod merge;
 mod model;
+mod owners;
 mod persist;
 mod policies;
 mod reads;
@@ -64,6 +65,7 @@ pub use merge::{Candidate, MAX_CANDIDATES, Merged, Unmerged};
 pub use model::{
     BatchItem, HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage, Method, OutboxPayload, Request,
 };
+pub use owners::{OwnerPage, OwnerView};
 pub use reads::LeadDetail;
 pub use rescore::{
     AccountSimulation, Draft, MAX_SIMULATED_ACCOUNTS, SimulatedAccount, SimulatedLead, Simulation,

@@ -47,10 +47,12 @@ pub enum Method {
     IdentifyLead,
     MergeLeads,
     UnmergeLead,
+    CreateOwner,
+    UpdateOwner,
 }
 
 impl Method {
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 15] = [
         Self::CreateLead,
         Self::UpdateLeadProfile,
         Self::Transition,
@@ -64,6 +66,8 @@ impl Method {
         Self::IdentifyLead,
         Self::MergeLeads,
         Self::UnmergeLead,
+        Self::CreateOwner,
+        Self::UpdateOwner,
     ];
 
     /// The stored name (the API's method name).
@@ -82,6 +86,8 @@ impl Method {
             Self::IdentifyLead => "IdentifyLead",
             Self::MergeLeads => "MergeLeads",
             Self::UnmergeLead => "UnmergeLead",
+            Self::CreateOwner => "CreateOwner",
+            Self::UpdateOwner => "UpdateOwner",
         }
     }
 }
@@ -235,7 +241,9 @@ mod tests {
                 "TransitionAccount",
                 "IdentifyLead",
                 "MergeLeads",
-                "UnmergeLead"
+                "UnmergeLead",
+                "CreateOwner",
+                "UpdateOwner"
             ]
         );
     }

@@ -30,7 +30,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 pub const CACHE_TTL: Duration = Duration::from_secs(2);
 
 /// What a token may do.
-pub const SCOPES: [&str; 9] = [
+pub const SCOPES: [&str; 10] = [
     "leads:read",
     "leads:write",
     "engagements:write",
@@ -40,6 +40,7 @@ pub const SCOPES: [&str; 9] = [
     "analytics:read",
     "accounts:read",
     "accounts:write",
+    "owners:admin",
 ];
 
 /// The caller of a request, as the services see it.

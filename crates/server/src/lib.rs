@@ -46,6 +46,7 @@ use leadflow_proto::framed::trigger_service_server::TriggerServiceServer;
 use leadflow_proto::v1::account_service_server::AccountServiceServer;
 use leadflow_proto::v1::analytics_service_server::AnalyticsServiceServer;
 use leadflow_proto::v1::lead_service_server::LeadServiceServer;
+use leadflow_proto::v1::owner_service_server::OwnerServiceServer;
 use leadflow_proto::v1::policy_service_server::PolicyServiceServer;
 use leadflow_store::{Store, StoreOptions};
 
@@ -57,7 +58,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Config, DatabaseUrl, LogFormat, TlsFiles};
 pub use leadflow_engine::DEFAULT_WORKSPACE;
 pub use limits::{MAX_BATCH, MAX_MESSAGE_BYTES};
-pub use services::{AccountApi, AnalyticsApi, LeadApi, PolicyApi, TriggerApi};
+pub use services::{AccountApi, AnalyticsApi, LeadApi, OwnerApi, PolicyApi, TriggerApi};
 
 /// leadflow's default lead definition, given to a new workspace.
 pub const DEFAULT_POLICY: &str = include_str!("../../../examples/policy.toml");
@@ -163,6 +164,7 @@ pub async fn start(config: &Config, engine: Engine, parts: Parts) -> anyhow::Res
     health.set_serving::<TriggerServiceServer<TriggerApi>>().await;
     health.set_serving::<AnalyticsServiceServer<AnalyticsApi>>().await;
     health.set_serving::<AccountServiceServer<AccountApi>>().await;
+    health.set_serving::<OwnerServiceServer<OwnerApi>>().await;
     let reflection = |builder: tonic_reflection::server::Builder<'static>| {
         builder
             .register_encoded_file_descriptor_set(leadflow_proto::FILE_DESCRIPTOR_SET)
@@ -243,6 +245,8 @@ pub async fn start(config: &Config, engine: Engine, parts: Parts) -> anyhow::Res
         PolicyServiceServer::new(PolicyApi::new(engine.clone())).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let accounts = AccountServiceServer::new(AccountApi::new(engine.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let owners =
+        OwnerServiceServer::new(OwnerApi::new(engine.clone())).max_decoding_message_size(MAX_MESSAGE_BYTES);
 
     let (shutdown, signal) = oneshot::channel::<()>();
     // Replies go out at once: without TCP_NODELAY a small reply written in
@@ -263,7 +267,8 @@ pub async fn start(config: &Config, engine: Engine, parts: Parts) -> anyhow::Res
         .add_service(policies)
         .add_service(triggers)
         .add_service(analytics)
-        .add_service(accounts);
+        .add_service(accounts)
+        .add_service(owners);
     let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = signal.await;
     }));

@@ -90,6 +90,7 @@ const POLICIES: &str = "leadflow.v1.PolicyService";
 const TRIGGERS: &str = "leadflow.v1.TriggerService";
 const ANALYTICS: &str = "leadflow.v1.AnalyticsService";
 const ACCOUNTS: &str = "leadflow.v1.AccountService";
+const OWNERS: &str = "leadflow.v1.OwnerService";
 const HEALTH: &str = "grpc.health.v1.Health";
 const REFLECTION: &str = "grpc.reflection.v1.ServerReflection";
 const REFLECTION_ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
@@ -102,6 +103,7 @@ const SUBSCRIBE: Scope = Scope::Needs("triggers:subscribe");
 const ANALYSE: Scope = Scope::Needs("analytics:read");
 const READ_ACCOUNTS: Scope = Scope::Needs("accounts:read");
 const WRITE_ACCOUNTS: Scope = Scope::Needs("accounts:write");
+const OWNERS_ADMIN: Scope = Scope::Needs("owners:admin");
 
 use Admission::{Counted, Free};
 use Retry::{EventId, Repeatable, RequestId};
@@ -193,6 +195,22 @@ pub(crate) const RPCS: &[Rpc] = &[
         Counted,
         RequestId(Method::CreateAccount),
     ),
+    rpc(
+        OWNERS,
+        "CreateOwner",
+        OWNERS_ADMIN,
+        Counted,
+        RequestId(Method::CreateOwner),
+    ),
+    rpc(
+        OWNERS,
+        "UpdateOwner",
+        OWNERS_ADMIN,
+        Counted,
+        RequestId(Method::UpdateOwner),
+    ),
+    rpc(OWNERS, "GetOwner", OWNERS_ADMIN, Counted, Repeatable),
+    rpc(OWNERS, "ListOwners", OWNERS_ADMIN, Counted, Repeatable),
     rpc(ACCOUNTS, "GetAccount", READ_ACCOUNTS, Counted, Repeatable),
     rpc(ACCOUNTS, "ListAccounts", READ_ACCOUNTS, Counted, Repeatable),
     rpc(

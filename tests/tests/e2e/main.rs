@@ -26,6 +26,7 @@ mod metrics;
 mod models;
 mod outage;
 mod overload;
+mod owners;
 mod reads;
 mod replicas;
 mod rescore;
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
         models::trials(),
         outage::trials(),
         overload::trials(),
+        owners::trials(),
         reads::trials(),
         replicas::trials(),
         rescore::trials(),

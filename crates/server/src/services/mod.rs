@@ -3,6 +3,7 @@
 mod accounts;
 mod analytics;
 mod leads;
+mod owners;
 mod policies;
 mod search;
 mod triggers;
@@ -11,6 +12,7 @@ pub use accounts::AccountApi;
 pub use analytics::AnalyticsApi;
 pub(crate) use analytics::period_out;
 pub use leads::LeadApi;
+pub use owners::OwnerApi;
 pub use policies::PolicyApi;
 pub use triggers::TriggerApi;
 

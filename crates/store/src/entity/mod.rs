@@ -18,6 +18,7 @@ pub(crate) mod lead_score;
 pub(crate) mod level_change;
 pub(crate) mod merge;
 pub(crate) mod outbox;
+pub(crate) mod owner;
 pub(crate) mod policy;
 pub(crate) mod rescore_job;
 pub(crate) mod score_checkpoint;
