@@ -48,8 +48,9 @@ pub struct Merged {
 pub struct Unmerged {
     /// The duplicate, back at its stage, with the moves it made.
     pub duplicate: Outcome,
-    /// The survivor, re-scored without what the duplicate took back.
-    pub survivor: LeadView,
+    /// The survivor, re-scored without what the duplicate took back (its
+    /// stage stays; its triggers are the thresholds the re-score crossed).
+    pub survivor: Outcome,
     /// The engagements given back.
     pub engagements_returned: u64,
 }
@@ -93,7 +94,7 @@ impl From<KeptUnmerge> for Unmerged {
     fn from(k: KeptUnmerge) -> Self {
         Self {
             duplicate: k.duplicate.into(),
-            survivor: k.survivor.lead.into(),
+            survivor: k.survivor.into(),
             engagements_returned: k.engagements_returned,
         }
     }

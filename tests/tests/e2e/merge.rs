@@ -338,6 +338,47 @@ async fn an_unmerge_gives_the_duplicate_back_what_it_brought_and_what_came_since
     Ok(())
 }
 
+async fn an_unmerge_answers_the_workflows_the_survivor_s_re_score_set_off(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    let a = create(&mut server, "fox@initech.com").await?;
+    let b = create(&mut server, "fox.b@initech.com").await?;
+    engage(&mut server, by_id(&a.id), "a-webinar", "webinar_attended").await?;
+    for (id, kind) in [
+        ("b-1", "ebook_downloaded"),
+        ("b-2", "ebook_downloaded"),
+        ("b-3", "trial_started"),
+    ] {
+        engage(&mut server, by_id(&b.id), id, kind).await?;
+    }
+    server.manual_clock().set(T0.saturating_add(Span::from_hours(1)));
+    let merged = server
+        .leads
+        .merge_leads(merge(by_id(&a.id), by_id(&b.id)))
+        .await?
+        .into_inner();
+    assert_eq!(merged.survivor.as_ref().map(stage), Some(pb::Stage::Mql));
+    server.manual_clock().set(T0.saturating_add(Span::from_hours(2)));
+    let unmerged = server
+        .leads
+        .unmerge_lead(pb::UnmergeLeadRequest {
+            duplicate_id: b.id.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    // The survivor, an MQL of 15 points again, fell below 30: cooling off.
+    assert_eq!(unmerged.survivor.as_ref().map(stage), Some(pb::Stage::Mql));
+    let emitted: Vec<&str> = unmerged
+        .survivor_triggers
+        .iter()
+        .map(|t| t.emit.as_str())
+        .collect();
+    assert_eq!(emitted, ["re_engagement_campaign"]);
+    assert!(unmerged.triggers.is_empty(), "{:?}", unmerged.triggers);
+    Ok(())
+}
+
 async fn an_unmerge_after_its_window_is_refused(mut server: TestServer) -> anyhow::Result<()> {
     let a = create(&mut server, "di@initech.com").await?;
     let b = create(&mut server, "di.b@initech.com").await?;
@@ -709,6 +750,7 @@ scenarios! {
     a_sales_qualified_duplicate_takes_an_iql_survivor_to_sql = clock_at(T0),
     an_unmerge_gives_the_duplicate_back_what_it_brought_and_what_came_since = clock_at(T0),
     an_unmerge_after_its_window_is_refused = clock_at(T0),
+    an_unmerge_answers_the_workflows_the_survivor_s_re_score_set_off = clock_at(T0),
     bad_merge_requests_are_refused_with_their_fields = clock_at(T0),
     concurrent_merges_of_overlapping_leads_lose_no_engagement,
     erasing_a_merged_lead_by_its_old_id_erases_the_person = clock_at(T0),

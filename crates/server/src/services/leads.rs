@@ -783,13 +783,14 @@ impl pb::lead_service_server::LeadService for LeadApi {
             .await
             .map_err(status)?;
         let p = parts(&unmerged.duplicate);
-        record_lead(&unmerged.survivor.id);
+        let survivor = parts(&unmerged.survivor);
         Ok(Response::new(pb::UnmergeLeadResponse {
             duplicate: p.lead,
             transitions: p.transitions,
             triggers: p.triggers,
-            survivor: Some(lead_out(&unmerged.survivor)),
+            survivor: survivor.lead,
             engagements_returned: i64::try_from(unmerged.engagements_returned).unwrap_or(i64::MAX),
+            survivor_triggers: survivor.triggers,
         }))
     }
 
