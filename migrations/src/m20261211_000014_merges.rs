@@ -1,11 +1,11 @@
 //! Merges: one row per lead merged into another (`MergeLeads`), keeping
-//! what the duplicate brought — its engagements, anonymous ids, the
-//! attributes it gave the survivor and the stage it left — so that
-//! `UnmergeLead` gives exactly that back. A merged lead keeps its row in
-//! `leads` (stage MERGED, its external key with it): its key resolves to
-//! the survivor through this table. `engagements.via` names the merged
-//! duplicate whose key or anonymous id an engagement was recorded under,
-//! so that an unmerge takes those back too.
+//! what the duplicate brought — its anonymous ids, the attributes it gave
+//! the survivor and the stage it left — so that `UnmergeLead` gives exactly
+//! that back. A merged lead keeps its row in `leads` (stage MERGED, its
+//! external key with it): its key resolves to the survivor through this
+//! table. `engagements.via` names the lead an engagement came from in a
+//! merge, or the merged lead whose key it was recorded under: an unmerge
+//! gives back by it.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{big_integer, big_integer_null, boolean, string, string_null, text};
@@ -22,7 +22,6 @@ enum Merges {
     MergedAt,
     RecordedAt,
     Stage,
-    EventIds,
     AnonymousIds,
     Attributes,
     MergedBy,
@@ -50,7 +49,6 @@ impl MigrationTrait for Migration {
                 .col(big_integer(Merges::MergedAt))
                 .col(big_integer(Merges::RecordedAt))
                 .col(string(Merges::Stage))
-                .col(text(Merges::EventIds))
                 .col(text(Merges::AnonymousIds))
                 .col(text(Merges::Attributes))
                 .col(string_null(Merges::MergedBy))

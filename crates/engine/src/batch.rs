@@ -292,7 +292,10 @@ impl Engine {
             let repeat = matches!(item.lead, LeadKey::Anonymous(_))
                 || engagement_fingerprint(lead, &item.engagement, item.occurred_at_given) == seen.fingerprint;
             if !repeat && seen.lead_id == *lead && !merged_into.contains_key(lead) {
-                let ids = self.store.merged_closure(ws, lead, 64).await?;
+                let ids = self
+                    .store
+                    .merged_closure(ws, lead, leadflow_store::MAX_MERGE_HOPS)
+                    .await?;
                 merged_into.insert(lead.clone(), ids);
             }
         }

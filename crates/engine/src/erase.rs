@@ -50,13 +50,7 @@ impl Engine {
                 .await?
                 .ok_or_else(|| crate::identity::not_identified(a))?,
         };
-        let mut top = named;
-        for _ in 0..64 {
-            match tx.merge_of(ws, &top).await? {
-                Some(m) => top = m.survivor_id,
-                None => break,
-            }
-        }
+        let top = tx.survivor_of(ws, &named).await?;
         let merged = merged_closure(&tx, ws, &top).await?;
         // Merged leads before their survivors (the order every path takes),
         // the deepest first.
@@ -172,28 +166,19 @@ impl Engine {
 const MAX_MERGED: usize = 1_000;
 
 /// The leads merged into `survivor`, and into those, and so on (their
-/// merges standing), breadth first.
+/// merges standing), breadth first: refused past [`MAX_MERGED`].
 async fn merged_closure(
     tx: &leadflow_store::Tx,
     ws: &str,
     survivor: &str,
 ) -> Result<Vec<String>, EngineError> {
-    let mut out: Vec<String> = Vec::new();
-    let mut next = 0;
-    let mut current = survivor.to_owned();
-    loop {
-        out.extend(tx.merged_ids(ws, &current).await?);
-        let Some(id) = out.get(next) else {
-            return Ok(out);
-        };
-        current = id.clone();
-        next += 1;
-        if out.len() > MAX_MERGED {
-            // Never erase a part of a person.
-            return Err(EngineError::FailedPrecondition {
-                reason: "TOO_MANY_MERGED",
-                message: format!("more than {MAX_MERGED} leads were merged into lead {survivor}"),
-            });
-        }
+    let merged = tx.merged_closure(ws, survivor, MAX_MERGED + 1).await?;
+    if merged.len() > MAX_MERGED {
+        // Never erase a part of a person.
+        return Err(EngineError::FailedPrecondition {
+            reason: "TOO_MANY_MERGED",
+            message: format!("more than {MAX_MERGED} leads were merged into lead {survivor}"),
+        });
     }
+    Ok(merged)
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use leadflow_domain::lifecycle::ManualTransition;
 use leadflow_domain::{Command, Context, Engagement, Policy, Stage, Timestamp};
-use leadflow_store::{LeadRecord, Tx};
+use leadflow_store::{LeadRecord, MAX_MERGE_HOPS, Tx};
 
 use crate::Engine;
 use crate::error::EngineError;
@@ -48,9 +48,6 @@ pub(crate) struct Locked {
     /// what an unmerge takes back).
     pub(crate) via: Option<String>,
 }
-
-/// Merges followed, at most, from a merged lead's key to its survivor.
-const MAX_MERGE_HOPS: usize = 64;
 
 /// Timers fired, at most, before one command.
 const MAX_CATCH_UP_ROUNDS: usize = 100;
@@ -116,19 +113,13 @@ impl Engine {
         }
         let (policy_version, policy) = self.active_policy(&tx, ws).await?;
         if let Some(key) = &input.external_key
-            && let Some(mut id) = tx.lead_id_by_key(ws, key).await?
+            && let Some(id) = tx.lead_id_by_key(ws, key).await?
         {
-            // A merged lead's key names its survivor.
-            for _ in 0..MAX_MERGE_HOPS {
-                match tx.merge_of(ws, &id).await? {
-                    Some(m) => id = m.survivor_id,
-                    None => break,
-                }
-            }
             return Err(EngineError::AlreadyExists {
                 what: "lead",
                 key: key.clone(),
-                id,
+                // A merged lead's key names its survivor.
+                id: tx.survivor_of(ws, &id).await?,
             });
         }
         let now = self.now();

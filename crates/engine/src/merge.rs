@@ -127,8 +127,8 @@ impl Engine {
             return Ok(done);
         }
         // Both named leads, then both locked in id order.
-        let s_id = self.resolve(&tx, ws, survivor, "survivor").await?;
-        let d_id = self.resolve(&tx, ws, duplicate, "duplicate").await?;
+        let s_id = self.resolve(&tx, ws, survivor).await?;
+        let d_id = self.resolve(&tx, ws, duplicate).await?;
         if s_id == d_id {
             return Err(EngineError::invalid(
                 "SAME_LEAD",
@@ -268,7 +268,7 @@ impl Engine {
                 command,
                 None,
                 at,
-                &mut Log::leaving_out(event_ids.clone()),
+                &mut Log::leaving_out(event_ids),
             )
             .await?;
         tx.save_merge(
@@ -279,7 +279,6 @@ impl Engine {
                 merged_at: at,
                 recorded_at: now,
                 stage,
-                event_ids,
                 anonymous_ids: anonymous_ids.clone(),
                 attributes: taken.clone(),
                 merged_by: req.principal.clone(),
@@ -309,7 +308,7 @@ impl Engine {
     /// The id of the lead a key names for a merge: a merged lead's id is
     /// MERGED_INTO (a merge into or from a merged lead is refused); its key
     /// names its survivor.
-    async fn resolve(&self, tx: &Tx, ws: &str, key: &LeadKey, field: &str) -> Result<String, EngineError> {
+    async fn resolve(&self, tx: &Tx, ws: &str, key: &LeadKey) -> Result<String, EngineError> {
         let id = match key {
             LeadKey::Id(id) => id.clone(),
             LeadKey::ExternalKey(k) => tx.lead_id_by_key(ws, k).await?.ok_or_else(|| not_found(key))?,
@@ -318,25 +317,15 @@ impl Engine {
                 .await?
                 .ok_or_else(|| crate::identity::not_identified(a))?,
         };
-        // Follow merges from a key to the lead that holds it now.
-        let mut id = id;
-        for _ in 0..64 {
-            match tx.merge_of(ws, &id).await? {
-                Some(m) if !matches!(key, LeadKey::Id(_)) => id = m.survivor_id,
-                Some(m) => {
-                    return Err(EngineError::MergedInto {
-                        lead_id: id,
-                        survivor_id: m.survivor_id,
-                    });
-                }
-                None => return Ok(id),
-            }
+        match (key, tx.merge_of(ws, &id).await?) {
+            (LeadKey::Id(_), Some(m)) => Err(EngineError::MergedInto {
+                lead_id: id,
+                survivor_id: m.survivor_id,
+            }),
+            (_, None) => Ok(id),
+            // Follow merges from a key to the lead that holds it now.
+            (_, Some(m)) => Ok(tx.survivor_of(ws, &m.survivor_id).await?),
         }
-        Err(EngineError::invalid(
-            "MERGE_CHAIN",
-            field,
-            format!("{} leads through too many merges", key.describe()),
-        ))
     }
 
     /// Undoes the merge of `duplicate_id` within `[identity] unmerge_window`.
@@ -467,22 +456,12 @@ impl Engine {
         engagement: &leadflow_domain::Engagement,
         occurred_at_given: bool,
     ) -> Result<bool, EngineError> {
-        let mut pending = vec![seen.lead_id.clone()];
-        let mut looked = 0;
-        while let Some(survivor) = pending.pop() {
-            looked += 1;
-            if looked > 64 {
-                break;
-            }
-            for merged in tx.merged_ids(ws, &survivor).await? {
-                let fp = crate::leads::engagement_fingerprint(&merged, engagement, occurred_at_given);
-                if fp == seen.fingerprint {
-                    return Ok(true);
-                }
-                pending.push(merged);
-            }
-        }
-        Ok(false)
+        let merged = tx
+            .merged_closure(ws, &seen.lead_id, leadflow_store::MAX_MERGE_HOPS)
+            .await?;
+        Ok(merged.iter().any(|id| {
+            crate::leads::engagement_fingerprint(id, engagement, occurred_at_given) == seen.fingerprint
+        }))
     }
 }
 

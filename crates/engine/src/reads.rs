@@ -33,7 +33,7 @@ impl Engine {
             key: key.describe(),
         })?;
         // A merged lead: by its id, MERGED_INTO; by its key, the survivor.
-        for _ in 0..64 {
+        for _ in 0..leadflow_store::MAX_MERGE_HOPS {
             if record.lead.stage != Stage::Merged {
                 return Ok(record);
             }

@@ -14,9 +14,6 @@ pub struct Model {
     pub recorded_at: i64,
     /// The duplicate's stage before the merge.
     pub stage: String,
-    /// The duplicate's engagements, as a JSON array of event ids.
-    #[sea_orm(column_type = "Text")]
-    pub event_ids: String,
     /// The anonymous ids it brought, as a JSON array.
     #[sea_orm(column_type = "Text")]
     pub anonymous_ids: String,

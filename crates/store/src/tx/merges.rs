@@ -12,6 +12,9 @@ use crate::convert::ts;
 use crate::entity::{anonymous_id, engagement, lead_match_key, merge};
 use crate::error::StoreError;
 
+/// Merges followed, at most, through merges of merges.
+pub const MAX_MERGE_HOPS: usize = 64;
+
 /// A merge as stored: what the duplicate brought to the survivor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MergeRecord {
@@ -22,7 +25,6 @@ pub struct MergeRecord {
     pub recorded_at: Timestamp,
     /// The duplicate's stage before the merge.
     pub stage: Stage,
-    pub event_ids: Vec<String>,
     pub anonymous_ids: Vec<String>,
     pub attributes: MergedAttributes,
     pub merged_by: Option<String>,
@@ -36,7 +38,6 @@ pub(crate) fn merge_record(row: merge::Model) -> Result<MergeRecord, StoreError>
     let corrupt = |e: &dyn std::fmt::Display| StoreError::corrupt("merges", key.clone(), e.to_string());
     Ok(MergeRecord {
         stage: row.stage.parse().map_err(|e| corrupt(&e))?,
-        event_ids: serde_json::from_str(&row.event_ids).map_err(|e| corrupt(&e))?,
         anonymous_ids: serde_json::from_str(&row.anonymous_ids).map_err(|e| corrupt(&e))?,
         attributes: serde_json::from_str(&row.attributes).map_err(|e| corrupt(&e))?,
         duplicate_id: row.duplicate_id,
@@ -64,32 +65,16 @@ impl crate::Store {
 
 impl crate::Store {
     /// The leads merged into `survivor`, and into those, and so on (their
-    /// merges standing): at most `limit`.
+    /// merges standing), breadth first: at most `limit`.
     pub async fn merged_closure(
         &self,
         ws: &str,
         survivor: &str,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let mut out: Vec<String> = Vec::new();
-        let mut pending = vec![survivor.to_owned()];
-        while let Some(next) = pending.pop() {
-            let rows = merge::Entity::find()
-                .filter(merge::Column::WorkspaceId.eq(ws))
-                .filter(merge::Column::SurvivorId.eq(next.as_str()))
-                .filter(merge::Column::UnmergedAt.is_null())
-                .all(self.reader())
-                .await
-                .map_err(|e| self.on_reader(e))?;
-            for row in rows {
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-                pending.push(row.duplicate_id.clone());
-                out.push(row.duplicate_id);
-            }
-        }
-        Ok(out)
+        closure(self.reader(), ws, survivor, limit)
+            .await
+            .map_err(|e| self.on_reader(e))
     }
 
     /// The leads other than `except` holding one of `keys` (kind, value),
@@ -104,6 +89,37 @@ impl crate::Store {
         matching(self.reader(), ws, keys, except, limit)
             .await
             .map_err(|e| self.on_reader(e))
+    }
+}
+
+async fn closure(
+    db: &impl sea_orm::ConnectionTrait,
+    ws: &str,
+    survivor: &str,
+    limit: usize,
+) -> Result<Vec<String>, sea_orm::DbErr> {
+    let mut out: Vec<String> = Vec::new();
+    let mut next = survivor.to_owned();
+    let mut looked = 0;
+    loop {
+        let rows = merge::Entity::find()
+            .filter(merge::Column::WorkspaceId.eq(ws))
+            .filter(merge::Column::SurvivorId.eq(next.as_str()))
+            .filter(merge::Column::UnmergedAt.is_null())
+            .order_by_asc(merge::Column::DuplicateId)
+            .all(db)
+            .await?;
+        for row in rows {
+            if out.len() >= limit {
+                return Ok(out);
+            }
+            out.push(row.duplicate_id);
+        }
+        let Some(id) = out.get(looked) else {
+            return Ok(out);
+        };
+        next = id.clone();
+        looked += 1;
     }
 }
 
@@ -239,6 +255,29 @@ impl Tx {
             .collect())
     }
 
+    /// [`crate::Store::merged_closure`] in this transaction.
+    pub async fn merged_closure(
+        &self,
+        ws: &str,
+        survivor: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(closure(self.db().await?, ws, survivor, limit).await?)
+    }
+
+    /// The lead that holds `id`'s log now: `id` itself, or, for a merged
+    /// lead, its survivor (through merges of merges).
+    pub async fn survivor_of(&self, ws: &str, id: &str) -> Result<String, StoreError> {
+        let mut id = id.to_owned();
+        for _ in 0..MAX_MERGE_HOPS {
+            match self.merge_of(ws, &id).await? {
+                Some(m) => id = m.survivor_id,
+                None => break,
+            }
+        }
+        Ok(id)
+    }
+
     /// Moves every engagement of `from` to `to` and returns them, in log
     /// order.
     pub async fn move_engagements(
@@ -287,12 +326,7 @@ impl Tx {
         anonymous_ids: &[String],
     ) -> Result<u64, StoreError> {
         let mut named = vec![duplicate.to_owned()];
-        let mut i = 0;
-        while i < named.len() && named.len() <= 64 {
-            let more = self.merged_ids(ws, &named[i].clone()).await?;
-            named.extend(more);
-            i += 1;
-        }
+        named.extend(self.merged_closure(ws, duplicate, MAX_MERGE_HOPS).await?);
         let mut whose = Condition::any().add(engagement::Column::Via.is_in(named));
         if !anonymous_ids.is_empty() {
             whose = whose.add(engagement::Column::AnonymousId.is_in(anonymous_ids.iter().cloned()));
@@ -388,7 +422,6 @@ impl Tx {
             merged_at: Set(m.merged_at.as_micros()),
             recorded_at: Set(m.recorded_at.as_micros()),
             stage: Set(m.stage.as_str().to_owned()),
-            event_ids: Set(to_json(key, &m.event_ids)?),
             anonymous_ids: Set(to_json(key, &m.anonymous_ids)?),
             attributes: Set(to_json(key, &m.attributes)?),
             merged_by: Set(m.merged_by.clone()),
@@ -403,7 +436,6 @@ impl Tx {
                         merge::Column::MergedAt,
                         merge::Column::RecordedAt,
                         merge::Column::Stage,
-                        merge::Column::EventIds,
                         merge::Column::AnonymousIds,
                         merge::Column::Attributes,
                         merge::Column::MergedBy,

@@ -25,7 +25,7 @@ use sea_orm::DatabaseTransaction;
 
 pub use self::anonymous::{AnonymousRecord, UNIDENTIFIED};
 pub use self::leads::LeadLookup;
-pub use self::merges::MergeRecord;
+pub use self::merges::{MAX_MERGE_HOPS, MergeRecord};
 pub use self::owners::OwnerRecord;
 use self::timers::LeadTimers;
 use crate::backend::{Backend, transaction_span};

@@ -68,7 +68,6 @@ async fn a_merge_moves_a_log_and_an_unmerge_gives_back_what_it_brought(engine: E
         merged_at: now,
         recorded_at: now,
         stage: Stage::Sql,
-        event_ids: ids(&moved).into_iter().map(str::to_owned).collect(),
         anonymous_ids: brought.clone(),
         attributes: MergedAttributes {
             set: BTreeMap::from([("phone".to_owned(), "+33".to_owned())]),
@@ -103,7 +102,6 @@ async fn a_merge_moves_a_log_and_an_unmerge_gives_back_what_it_brought(engine: E
         &MergeRecord {
             duplicate_id: "x".to_owned(),
             survivor_id: "d".to_owned(),
-            event_ids: Vec::new(),
             anonymous_ids: Vec::new(),
             ..record.clone()
         },
