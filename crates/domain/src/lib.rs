@@ -35,6 +35,7 @@ pub mod diagram;
 pub mod engagement;
 pub mod error;
 pub mod explain;
+pub mod handoff;
 pub mod life;
 pub mod lifecycle;
 pub mod named;

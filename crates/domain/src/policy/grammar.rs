@@ -14,8 +14,10 @@ use super::rules::fold;
 use super::{
     AccountScore, AccountWorkflow, Accounts, Aggregate, AttributeMatcher, AttributeRule, Count,
     DEFAULT_MODEL, EventRule, Grade, Identity, LOWEST_GRADE, Level, MAX_MODELS, Matcher, Model, MqaStage,
-    MqlStage, Persona, Policy, PropertyCondition, Reasons, Sla, SlaKind, SqlStage, Workflow, WorkflowOn,
+    MqlStage, Persona, Policy, PropertyCondition, Reasons, Release, Route, RouteCondition, RouteOn,
+    RouteTarget, Routing, ScoreName, Sla, SlaKind, SqlStage, Workflow, WorkflowOn,
 };
+use crate::routing::Strategy;
 use crate::stage::{AccountStage, Stage};
 use crate::time::Span;
 
@@ -79,6 +81,8 @@ impl Parser<'_, '_> {
                 "persona",
                 "accounts",
                 "identity",
+                "route",
+                "routing",
             ],
         );
         let name = top.name(self.cx, "name");
@@ -169,6 +173,7 @@ impl Parser<'_, '_> {
         let mut accounts = self.accounts(&top, &models, mqa);
         let workflows = self.workflows(&top, &reasons, &slas, levels, &models, accounts.as_mut());
         let identity = self.identity(&top);
+        let routing = self.routing(&top, levels, &models);
 
         Some(Policy {
             name: name?,
@@ -188,7 +193,259 @@ impl Parser<'_, '_> {
             personas,
             accounts,
             identity,
+            routing,
         })
+    }
+
+    /// `[[route]]` and `[routing]`.
+    fn routing(&mut self, top: &Obj<'_>, levels: &[Level], models: &[Model]) -> Routing {
+        let mut routing = Routing::default();
+        if let Some((at, t)) = top.table(self.cx, "routing") {
+            let obj = Obj::new(self.cx, at, t, &["release_on"]);
+            if obj.has("release_on")
+                && let Some(list) = obj.strings(self.cx, "release_on")
+            {
+                routing.release_on.clear();
+                for (name, loc) in list {
+                    match name.parse::<Release>() {
+                        Ok(release) => routing.release_on.push(release),
+                        Err(e) => self.cx.err(&loc, e),
+                    }
+                }
+            }
+        }
+        let mut ids = Ids::new();
+        for (at, t) in top.tables(self.cx, "route") {
+            let obj = Obj::new(
+                self.cx,
+                at,
+                t,
+                &[
+                    "id",
+                    "on",
+                    "when",
+                    "owner",
+                    "team",
+                    "strategy",
+                    "territory",
+                    "fallback",
+                    "reassign",
+                ],
+            );
+            let id = self.rule_id(&obj, &mut ids);
+            if !obj.has("on") {
+                self.cx.err(&obj.at("on"), "required");
+            }
+            let on = obj
+                .string(self.cx, "on")
+                .and_then(|text| self.route_on(&obj.at("on"), &text, levels));
+            let mut when = Some(Vec::new());
+            for (at, t) in obj.tables(self.cx, "when") {
+                let condition = self.route_condition(at, t, models);
+                match (condition, when.as_mut()) {
+                    (Some(c), Some(list)) => list.push(c),
+                    _ => when = None,
+                }
+            }
+            let target = self.route_target(&obj);
+            let fallback = obj.has("fallback").then(|| self.owner_id(&obj, "fallback"));
+            let reassign = obj.boolean(self.cx, "reassign").unwrap_or(false);
+            if let (Some(id), Some(on), Some(when), Some(target), None | Some(Some(_))) =
+                (id, on, when, target, &fallback)
+            {
+                routing.routes.push(Route {
+                    id,
+                    on,
+                    when,
+                    target,
+                    fallback: fallback.flatten(),
+                    reassign,
+                });
+            }
+        }
+        routing
+    }
+
+    fn route_on(&mut self, at: &Loc, text: &str, levels: &[Level]) -> Option<RouteOn> {
+        const KINDS: &str = "entered:<IQL|MQL|SQL>, level:<id>";
+        let Some((kind, arg)) = text.split_once(':') else {
+            self.cx
+                .err(at, format!("unknown event {text:?} (expected one of {KINDS})"));
+            return None;
+        };
+        let arg = arg.trim();
+        match kind.trim() {
+            "entered" => match arg.parse::<Stage>() {
+                Ok(stage @ (Stage::Iql | Stage::Mql | Stage::Sql)) => Some(RouteOn::Entered(stage)),
+                Ok(stage) => {
+                    self.cx.err(
+                        at,
+                        format!("{stage} is not worked by an owner: a route starts on IQL, MQL or SQL"),
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.cx.err(at, e.to_string());
+                    None
+                }
+            },
+            "level" => checks::level(self.cx, at, arg, levels).then(|| RouteOn::Level(arg.to_owned())),
+            other => {
+                self.cx
+                    .err(at, format!("unknown event {other:?} (expected one of {KINDS})"));
+                None
+            }
+        }
+    }
+
+    /// A `[[route.when]]`: an `attribute` with a matcher, or a `score`
+    /// with a range.
+    fn route_condition(&mut self, at: Loc, t: &Table<'_>, models: &[Model]) -> Option<RouteCondition> {
+        match (t.contains_key("attribute"), t.contains_key("score")) {
+            (true, false) => {
+                let obj = Obj::new(
+                    self.cx,
+                    at,
+                    t,
+                    &["attribute", "equals", "one_of", "matches", "at_least", "at_most"],
+                );
+                let attribute = obj.name(self.cx, "attribute");
+                let matcher = self.attribute_matcher(&obj);
+                Some(RouteCondition::Attribute {
+                    attribute: attribute?,
+                    matcher: matcher?,
+                })
+            }
+            (false, true) => {
+                let obj = Obj::new(self.cx, at, t, &["score", "model", "at_least", "at_most"]);
+                let score = match obj.string(self.cx, "score").as_deref() {
+                    Some("fit") => Some(ScoreName::Fit),
+                    Some("engagement") => Some(ScoreName::Engagement),
+                    Some("qualifying_engagement") => Some(ScoreName::QualifyingEngagement),
+                    Some(other) => {
+                        self.cx.err(
+                            &obj.at("score"),
+                            format!(
+                                "unknown score {other:?} (expected fit, engagement or qualifying_engagement)"
+                            ),
+                        );
+                        None
+                    }
+                    None => None,
+                };
+                let model = self.model(&obj, models);
+                if !obj.has("at_least") && !obj.has("at_most") {
+                    self.cx
+                        .err(&obj.loc, "a score condition needs at_least, at_most or both");
+                    return None;
+                }
+                let bound = |cx: &mut Cx<'_>, key: &str| -> Option<Option<f64>> {
+                    if obj.has(key) {
+                        obj.number(cx, key).map(Some)
+                    } else {
+                        Some(None)
+                    }
+                };
+                let at_least = bound(self.cx, "at_least");
+                let at_most = bound(self.cx, "at_most");
+                let (at_least, at_most) = (at_least?, at_most?);
+                if let (Some(lo), Some(hi)) = (at_least, at_most)
+                    && lo > hi
+                {
+                    self.cx.err(
+                        &obj.at("at_most"),
+                        format!("{hi} is below at_least {lo}: nothing can match"),
+                    );
+                    return None;
+                }
+                Some(RouteCondition::Score {
+                    score: score?,
+                    model: model?,
+                    at_least,
+                    at_most,
+                })
+            }
+            _ => {
+                self.cx.err(
+                    &at,
+                    "a condition reads either an `attribute` (profile) or a `score`, exactly one",
+                );
+                None
+            }
+        }
+    }
+
+    /// `owner = "id"`, or `team` with a `strategy` (and a `territory`).
+    fn route_target(&mut self, obj: &Obj<'_>) -> Option<RouteTarget> {
+        match (obj.has("owner"), obj.has("team")) {
+            (true, false) => {
+                for key in ["strategy", "territory"] {
+                    if obj.has(key) {
+                        self.cx.err(&obj.at(key), "goes with team, not with owner");
+                    }
+                }
+                let owner = self.owner_id(obj, "owner")?;
+                (!obj.has("strategy") && !obj.has("territory")).then_some(RouteTarget::Owner(owner))
+            }
+            (false, true) => {
+                let team = obj.string(self.cx, "team").map(|t| t.trim().to_owned());
+                if team.as_deref() == Some("") {
+                    self.cx.err(&obj.at("team"), "must not be blank");
+                }
+                if !obj.has("strategy") {
+                    self.cx.err(
+                        &obj.at("strategy"),
+                        "required with team: round_robin, weighted or least_loaded",
+                    );
+                }
+                let strategy = obj
+                    .string(self.cx, "strategy")
+                    .and_then(|s| match s.parse::<Strategy>() {
+                        Ok(strategy) => Some(strategy),
+                        Err(e) => {
+                            self.cx.err(&obj.at("strategy"), e);
+                            None
+                        }
+                    });
+                let territory = if obj.has("territory") {
+                    Some(obj.name(self.cx, "territory")?)
+                } else {
+                    None
+                };
+                Some(RouteTarget::Team {
+                    team: team.filter(|t| !t.is_empty())?,
+                    strategy: strategy?,
+                    territory,
+                })
+            }
+            (true, true) => {
+                self.cx
+                    .err(&obj.loc, "takes owner = \"<id>\" or team = \"<team>\", not both");
+                None
+            }
+            (false, false) => {
+                self.cx
+                    .err(&obj.loc, "needs a target: owner = \"<id>\" or team = \"<team>\"");
+                None
+            }
+        }
+    }
+
+    /// An owner's id: as the API takes it, trimmed, at most 128 characters.
+    fn owner_id(&mut self, obj: &Obj<'_>, key: &str) -> Option<String> {
+        let id = obj.string(self.cx, key)?.trim().to_owned();
+        if id.is_empty() {
+            self.cx.err(&obj.at(key), "must not be blank");
+            return None;
+        }
+        if id.chars().count() > crate::routing::MAX_OWNER_ID_CHARS {
+            self.cx.err(
+                &obj.at(key),
+                format!("longer than {} characters", crate::routing::MAX_OWNER_ID_CHARS),
+            );
+            return None;
+        }
+        Some(id)
     }
 
     /// `[identity]`: defaults for what it leaves out.

@@ -16,12 +16,14 @@ mod checks;
 mod grammar;
 mod reach;
 mod reader;
+mod routes;
 mod rules;
 mod suggestions;
 
 use std::collections::BTreeSet;
 use std::fmt;
 
+pub use routes::{Release, Route, RouteCondition, RouteOn, RouteTarget, Routing, ScoreName};
 pub use rules::{AttributeMatcher, AttributeRule, Count, EventRule, PropertyCondition};
 
 use crate::profile::{EMAIL, MAX_MATCH_KEY_BYTES, Profile, normalised_email, normalised_value};
@@ -61,6 +63,8 @@ pub struct Policy {
     pub accounts: Option<Accounts>,
     /// `[identity]`: anonymous activity and identities.
     pub identity: Identity,
+    /// `[[route]]` and `[routing]`: owners for leads.
+    pub routing: Routing,
 }
 
 /// `[identity]`: how long anonymous activity is kept, and how merges go.

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod common;
+mod handoff;
 mod identity;
 mod layers;
 mod levels;

@@ -1,0 +1,359 @@
+//! The handoff: `[[route]]` and `[routing]` as the parser takes them, the
+//! route a decision sets off, and whom it gives the lead to.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use leadflow_domain::handoff::{Occasions, Pool, hand_off, occasions, route_for};
+use leadflow_domain::policy::{Release, RouteOn, RouteTarget};
+use leadflow_domain::profile::Profile;
+use leadflow_domain::routing::{Owner, Strategy, TeamCursor};
+use leadflow_domain::{CommandKind, Policy, Stage};
+
+use crate::common::{Harness, T0, attrs, ev, example_toml, good_fit, hours, manual};
+
+const ROUTES: &str = r#"
+[routing]
+release_on = ["rejected", "disqualified", "converted"]
+
+[[route]]
+id = "big-sql"
+on = "entered:SQL"
+team = "enterprise"
+strategy = "least_loaded"
+territory = "country"
+fallback = "queue-ent"
+reassign = true
+[[route.when]]
+attribute = "company_size"
+at_least = 1000
+[[route.when]]
+score = "fit"
+at_least = 30
+
+[[route]]
+id = "sql"
+on = "entered:SQL"
+team = "emea"
+strategy = "round_robin"
+fallback = "queue"
+
+[[route]]
+id = "hot"
+on = "level:hot"
+owner = "ana"
+"#;
+
+fn routed() -> Policy {
+    Policy::from_toml(&format!("{}{ROUTES}", example_toml())).expect("the routes are valid")
+}
+
+fn errors(extra: &str) -> Vec<String> {
+    match Policy::from_toml(&format!("{}{extra}", example_toml())) {
+        Ok(_) => panic!("expected the policy to be refused:\n{extra}"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn assert_has(errors: &[String], expected: &str) {
+    assert!(
+        errors.iter().any(|e| e.contains(expected)),
+        "expected an error containing {expected:?}, got:\n{}",
+        errors.join("\n")
+    );
+}
+
+fn profile(pairs: &[(&str, &str)]) -> Profile {
+    Profile::from_stored(attrs(pairs))
+}
+
+fn owner(id: &str, teams: &[&str]) -> Owner {
+    Owner {
+        id: id.to_owned(),
+        display_name: id.to_uppercase(),
+        teams: teams.iter().map(|t| (*t).to_owned()).collect(),
+        territories: Vec::new(),
+        capacity: None,
+        weight: 1,
+        available: true,
+    }
+}
+
+#[test]
+fn routes_parse_in_document_order_with_their_targets() {
+    let p = routed();
+    let ids: Vec<&str> = p.routing.routes.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["big-sql", "sql", "hot"]);
+    assert_eq!(
+        p.routing.release_on,
+        [Release::Rejected, Release::Disqualified, Release::Converted]
+    );
+    let big = &p.routing.routes[0];
+    assert_eq!(big.on, RouteOn::Entered(Stage::Sql));
+    assert_eq!(big.when.len(), 2);
+    assert!(big.reassign);
+    assert_eq!(big.fallback.as_deref(), Some("queue-ent"));
+    assert_eq!(
+        big.target,
+        RouteTarget::Team {
+            team: "enterprise".to_owned(),
+            strategy: Strategy::LeastLoaded,
+            territory: Some("country".to_owned()),
+        }
+    );
+    assert_eq!(p.routing.routes[2].target, RouteTarget::Owner("ana".to_owned()));
+    assert_eq!(p.routing.routes[2].on, RouteOn::Level("hot".to_owned()));
+    // Without [routing], the default releases.
+    let plain = Policy::from_toml(&example_toml()).expect("valid");
+    assert_eq!(plain.routing.release_on, Release::DEFAULT);
+    assert!(plain.routing.routes.is_empty());
+}
+
+#[test]
+fn bad_routes_are_refused_with_their_path() {
+    let e = errors("[[route]]\nid = \"r\"\non = \"entered:CUSTOMER\"\nowner = \"a\"\n");
+    assert_has(&e, "route[0].on");
+    assert_has(&e, "not worked by an owner");
+    let e = errors("[[route]]\nid = \"r\"\non = \"level:boiling\"\nowner = \"a\"\n");
+    assert_has(&e, "no level \"boiling\"");
+    let e = errors("[[route]]\nid = \"r\"\non = \"entered:SQL\"\n");
+    assert_has(&e, "needs a target");
+    let e = errors("[[route]]\nid = \"r\"\non = \"entered:SQL\"\nowner = \"a\"\nteam = \"t\"\n");
+    assert_has(&e, "not both");
+    let e = errors("[[route]]\nid = \"r\"\non = \"entered:SQL\"\nteam = \"t\"\n");
+    assert_has(&e, "route[0].strategy: required with team");
+    let e = errors("[[route]]\nid = \"r\"\non = \"entered:SQL\"\nteam = \"t\"\nstrategy = \"random\"\n");
+    assert_has(&e, "unknown strategy \"random\"");
+    let e = errors("[[route]]\nid = \"r\"\non = \"entered:SQL\"\nowner = \"a\"\nstrategy = \"weighted\"\n");
+    assert_has(&e, "goes with team");
+    let e = errors("[[route]]\nid = \"r\"\non = \"entered:SQL\"\nowner = \" \"\n");
+    assert_has(&e, "route[0].owner: must not be blank");
+    let e = errors("[[route]]\nid = \"r\"\non = \"entered:SQL\"\nowner = \"a\"\nfallback = \"\"\n");
+    assert_has(&e, "route[0].fallback: must not be blank");
+    let e = errors(
+        "[[route]]\nid = \"r\"\non = \"entered:SQL\"\nowner = \"a\"\n[[route]]\nid = \"r\"\non = \"entered:MQL\"\nowner = \"b\"\n",
+    );
+    assert_has(&e, "route[1].id");
+    let e = errors(
+        "[[route]]\nid = \"r\"\non = \"entered:SQL\"\nowner = \"a\"\n[[route.when]]\nscore = \"fit\"\n",
+    );
+    assert_has(&e, "needs at_least, at_most or both");
+    let e = errors(
+        "[[route]]\nid = \"r\"\non = \"entered:SQL\"\nowner = \"a\"\n[[route.when]]\nscore = \"karma\"\nat_least = 1\n",
+    );
+    assert_has(&e, "unknown score \"karma\"");
+    let e = errors(
+        "[[route]]\nid = \"r\"\non = \"entered:SQL\"\nowner = \"a\"\n[[route.when]]\nattribute = \"x\"\nscore = \"fit\"\n",
+    );
+    assert_has(&e, "route[0].when[0]");
+    let e = errors(
+        "[[route]]\nid = \"r\"\non = \"entered:SQL\"\nowner = \"a\"\n[[route.when]]\nattribute = \"x\"\n",
+    );
+    assert_has(&e, "needs exactly one of equals");
+    let e = errors("[[route]]\nid = \"r\"\non = \"entered:SQL\"\nowner = \"a\"\nreassing = true\n");
+    assert_has(&e, "reassing");
+    let e = errors("[routing]\nrelease_on = [\"lost\"]\n");
+    assert_has(&e, "unknown move \"lost\"");
+    let e = errors("[routing]\nreassign_on_policy_change = true\n");
+    assert_has(&e, "reassign_on_policy_change");
+}
+
+#[test]
+fn a_forward_jump_sets_off_only_its_final_stage() {
+    let p = routed();
+    let mut h = Harness::capture(p.clone(), good_fit(), T0);
+    let d = h.engage(ev("demo", "demo_requested", hours(1)));
+    // IQL → MQL → SQL at once: one occasion, SQL.
+    let o = occasions(&p, &d.events);
+    assert_eq!(o.on, [RouteOn::Entered(Stage::Sql)]);
+    assert_eq!(o.release, None);
+    assert!(!o.policy_change);
+}
+
+#[test]
+fn the_capture_sets_off_iql_and_a_rejection_releases() {
+    let p = routed();
+    let capture = leadflow_domain::capture(&p, good_fit(), None, &leadflow_domain::Context { now: T0 })
+        .expect("capture");
+    assert_eq!(occasions(&p, &capture.events).on, [RouteOn::Entered(Stage::Iql)]);
+
+    let mut h = Harness::capture(p.clone(), good_fit(), T0);
+    for i in 0..3 {
+        h.engage(ev(&format!("t{i}"), "trial_started", hours(1 + i)));
+    }
+    assert_eq!(h.stage(), Stage::Mql);
+    h.now = hours(10);
+    let d = h.decide(manual(CommandKind::Reject, Some("not_ready")));
+    let o = occasions(&p, &d.events);
+    assert_eq!(o.release, Some(Some(Release::Rejected)));
+    // Recycling is not in this policy's release_on.
+    let mut h = Harness::capture(p.clone(), good_fit(), T0);
+    h.engage(ev("demo", "demo_requested", hours(1)));
+    h.now = hours(2);
+    let d = h.decide(manual(CommandKind::Recycle, Some("timing")));
+    assert_eq!(
+        occasions(&p, &d.events),
+        Occasions {
+            release: None,
+            on: vec![RouteOn::Entered(Stage::Iql)],
+            policy_change: false,
+        }
+    );
+}
+
+#[test]
+fn the_first_route_whose_conditions_hold_applies() {
+    let p = routed();
+    let on = RouteOn::Entered(Stage::Sql);
+    let mut h = Harness::capture(p.clone(), good_fit(), T0);
+    h.engage(ev("demo", "demo_requested", hours(1)));
+    let scores = h.lead.scores_at(&p, hours(1));
+    // good_fit has no company_size: not big-sql.
+    assert_eq!(
+        route_for(&p, &on, &h.lead.profile, &scores).map(|r| r.id.as_str()),
+        Some("sql")
+    );
+    let mut profile = good_fit();
+    profile.insert("company_size".to_owned(), "5000".to_owned());
+    let mut h = Harness::capture(p.clone(), profile, T0);
+    h.engage(ev("demo", "demo_requested", hours(1)));
+    let scores = h.lead.scores_at(&p, hours(1));
+    let expected = if scores.fit >= 30.0 { "big-sql" } else { "sql" };
+    assert_eq!(
+        route_for(&p, &on, &h.lead.profile, &scores).map(|r| r.id.as_str()),
+        Some(expected)
+    );
+    assert!(route_for(&p, &RouteOn::Entered(Stage::Mql), &h.lead.profile, &scores).is_none());
+}
+
+#[test]
+fn an_owner_target_falls_back_when_its_owner_cannot_take_the_lead() {
+    let p = routed();
+    let hot = &p.routing.routes[2];
+    let mut ana = owner("ana", &[]);
+    let owners = vec![ana.clone()];
+    let (open, cursors) = (BTreeMap::new(), BTreeMap::new());
+    let pool = Pool {
+        owners: &owners,
+        open: &open,
+        cursors: &cursors,
+    };
+    let h = hand_off(hot, &profile(&[]), &pool, &BTreeSet::new());
+    assert_eq!(h.owner.as_deref(), Some("ana"));
+    assert_eq!(h.explanation, "owner ana");
+    ana.available = false;
+    let owners = vec![ana];
+    let pool = Pool {
+        owners: &owners,
+        ..pool
+    };
+    let h = hand_off(hot, &profile(&[]), &pool, &BTreeSet::new());
+    assert_eq!(h.owner, None);
+    assert_eq!(h.explanation, "owner ana (out of office) → no owner");
+    // Unknown owners are said so.
+    let none: Vec<Owner> = Vec::new();
+    let pool = Pool {
+        owners: &none,
+        ..pool
+    };
+    assert_eq!(
+        hand_off(hot, &profile(&[]), &pool, &BTreeSet::new()).explanation,
+        "owner ana (no such owner) → no owner"
+    );
+}
+
+#[test]
+fn a_team_route_takes_turns_skips_capacity_and_uses_the_fallback_last() {
+    let p = routed();
+    let sql = &p.routing.routes[1];
+    let mut ben = owner("ben", &["emea"]);
+    ben.capacity = Some(1);
+    let owners = vec![
+        owner("chloe", &["emea"]),
+        owner("ana", &["emea"]),
+        ben,
+        owner("queue", &[]),
+    ];
+    let mut open = BTreeMap::new();
+    let mut cursors: BTreeMap<String, TeamCursor> = BTreeMap::new();
+    let mut given = Vec::new();
+    for _ in 0..5 {
+        let pool = Pool {
+            owners: &owners,
+            open: &open,
+            cursors: &cursors,
+        };
+        let h = hand_off(sql, &profile(&[]), &pool, &BTreeSet::new());
+        // The same state gives the same choice.
+        assert_eq!(h, hand_off(sql, &profile(&[]), &pool, &BTreeSet::new()));
+        let id = h.owner.clone().expect("an owner");
+        *open.entry(id.clone()).or_insert(0u32) += 1;
+        if let Some((team, cursor)) = h.cursor {
+            cursors.insert(team, cursor);
+        }
+        given.push((id, h.explanation));
+    }
+    let ids: Vec<&str> = given.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["ana", "ben", "chloe", "ana", "chloe"]);
+    assert_eq!(given[3].1, "team emea round_robin: ben (at capacity, 1/1) → ana");
+    // Everyone out: the fallback, said so.
+    let away: Vec<Owner> = owners
+        .iter()
+        .cloned()
+        .map(|mut o| {
+            o.available = o.id == "queue";
+            o
+        })
+        .collect();
+    let pool = Pool {
+        owners: &away,
+        open: &open,
+        cursors: &cursors,
+    };
+    let h = hand_off(sql, &profile(&[]), &pool, &BTreeSet::new());
+    assert_eq!(h.owner.as_deref(), Some("queue"));
+    assert_eq!(
+        h.explanation,
+        "team emea round_robin: ana (out of office), ben (out of office), chloe (out of office) → no owner; fallback queue"
+    );
+    // Excluded owners (an SLA's reassign) are passed over too.
+    let pool = Pool {
+        owners: &owners,
+        open: &BTreeMap::new(),
+        cursors: &BTreeMap::new(),
+    };
+    let excluded: BTreeSet<String> = ["ana".to_owned()].into();
+    let h = hand_off(sql, &profile(&[]), &pool, &excluded);
+    assert_eq!(h.owner.as_deref(), Some("ben"));
+    assert_eq!(h.explanation, "team emea round_robin: ana (had it before) → ben");
+}
+
+#[test]
+fn a_territory_keeps_the_team_to_owners_of_the_leads_value() {
+    let p = routed();
+    let big = &p.routing.routes[0];
+    let mut de = owner("dora", &["enterprise"]);
+    de.territories = vec!["DE".to_owned(), "AT".to_owned()];
+    let mut fr = owner("felix", &["enterprise"]);
+    fr.territories = vec!["FR".to_owned()];
+    let owners = vec![de, fr, owner("queue-ent", &[])];
+    let (open, cursors) = (BTreeMap::new(), BTreeMap::new());
+    let pool = Pool {
+        owners: &owners,
+        open: &open,
+        cursors: &cursors,
+    };
+    let h = hand_off(big, &profile(&[("country", " fr ")]), &pool, &BTreeSet::new());
+    assert_eq!(h.owner.as_deref(), Some("felix"));
+    assert_eq!(
+        h.explanation,
+        "territory country = fr: team enterprise least_loaded: felix"
+    );
+    let h = hand_off(big, &profile(&[("country", "US")]), &pool, &BTreeSet::new());
+    assert_eq!(h.owner.as_deref(), Some("queue-ent"));
+    let h = hand_off(big, &profile(&[]), &pool, &BTreeSet::new());
+    assert_eq!(h.owner.as_deref(), Some("queue-ent"));
+    assert_eq!(
+        h.explanation,
+        "team enterprise least_loaded: the lead has no country to match a territory → no owner; fallback queue-ent"
+    );
+}
