@@ -124,6 +124,7 @@ impl Engine {
         let policy = self.policy_version_of(tx, ws, record.policy_version).await?;
         let mut scrubbed = record.lead.clone();
         scrubbed.profile = Profile::default();
+        crate::assign::release_erased(tx, ws, record).await?;
         let erased = tx
             .erase_lead(ws, &record.id, &scrubbed, now, req.principal.as_deref())
             .await?;
@@ -140,6 +141,7 @@ impl Engine {
             sla_breach: None,
             level_change: None,
             merge: None,
+            assignment: None,
         };
         tx.append_outbox(
             ws,

@@ -19,6 +19,7 @@ mod account_calls;
 mod accounts;
 mod admin;
 mod analytics;
+mod assign;
 mod batch;
 mod clock;
 mod erase;

@@ -666,6 +666,7 @@ fn announce_merge(
         sla_breach: None,
         level_change: None,
         merge: Some(note),
+        assignment: None,
     };
     tx.append_outbox(
         target.ws,

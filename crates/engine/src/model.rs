@@ -204,6 +204,9 @@ pub struct OutboxPayload {
     /// LEAD_MERGED and LEAD_UNMERGED: the two leads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<MergeNote>,
+    /// LEAD_ASSIGNED and LEAD_UNROUTED: the owners before and after, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<crate::assign::AssignmentNote>,
 }
 
 /// The leads of a merge (or of its undoing), as an event carries them.

@@ -73,6 +73,7 @@ impl Engine {
             created_at: now,
             updated_at: now,
             updated_by: req.principal.clone(),
+            open_leads: 0,
         };
         if !tx.insert_owner(ws, &record).await? {
             return Err(EngineError::AlreadyExists {
@@ -128,6 +129,7 @@ impl Engine {
             created_at: current.created_at,
             updated_at: now,
             updated_by: req.principal.clone(),
+            open_leads: current.open_leads,
         };
         tx.update_owner(ws, &record).await?;
         let view = OwnerView::from(record);

@@ -164,6 +164,24 @@ pub(crate) async fn persist(
             principal: target.principal.map(str::to_owned),
         })
         .collect();
+    // The owner follows the decision's moves.
+    let handed = crate::assign::after_decision(
+        tx,
+        &crate::assign::Around {
+            ws,
+            policy: target.policy,
+            lead_id: id,
+            before: match &before {
+                Before::Existing(r) => Some((r.owner.as_deref(), r.lead.stage)),
+                Before::New { .. } => None,
+            },
+            lead: &decision.lead,
+            scores: &scores,
+            principal: target.principal,
+        },
+        &decision.events,
+    )
+    .await?;
     let record = LeadRecord {
         id: id.to_owned(),
         external_key: external_key.map(str::to_owned),
@@ -173,25 +191,28 @@ pub(crate) async fn persist(
         updated_at: target.now,
         lead: decision.lead.clone(),
         keyed: true,
+        owner: handed.owner,
     };
 
-    let mut outbox = Vec::with_capacity(decision.events.len());
+    let mut outbox = Vec::with_capacity(decision.events.len() + handed.events.len());
     let mut triggers = Vec::new();
     let mut next_transition = transitions.iter();
+    let snapshot = OutboxPayload {
+        lead_id: id.to_owned(),
+        external_key: record.external_key.clone(),
+        stage: record.lead.stage,
+        lead_version: version,
+        scores: scores.clone(),
+        policy_version: target.policy_version,
+        transition: None,
+        trigger: None,
+        sla_breach: None,
+        level_change: None,
+        merge: None,
+        assignment: None,
+    };
     for event in &decision.events {
-        let mut payload = OutboxPayload {
-            lead_id: id.to_owned(),
-            external_key: record.external_key.clone(),
-            stage: record.lead.stage,
-            lead_version: version,
-            scores: scores.clone(),
-            policy_version: target.policy_version,
-            transition: None,
-            trigger: None,
-            sla_breach: None,
-            level_change: None,
-            merge: None,
-        };
+        let mut payload = snapshot.clone();
         let kind = match event {
             Event::Transition(_) => {
                 payload.transition = next_transition.next().cloned().map(Into::into);
@@ -221,6 +242,23 @@ pub(crate) async fn persist(
             created_at: target.now,
             traceparent: target.traceparent.map(str::to_owned),
             suppressed: event.suppressed(),
+        });
+    }
+    for (kind, note, at) in handed.events {
+        let payload = OutboxPayload {
+            assignment: Some(note),
+            ..snapshot.clone()
+        };
+        outbox.push(NewOutboxEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            lead_id: id.to_owned(),
+            subject: leadflow_store::Subject::Lead,
+            kind: kind.to_owned(),
+            payload: serde_json::to_string(&payload).map_err(|e| EngineError::Internal(e.to_string()))?,
+            occurred_at: at,
+            created_at: target.now,
+            traceparent: target.traceparent.map(str::to_owned),
+            suppressed: false,
         });
     }
     let mut events = outbox.len();

@@ -32,6 +32,7 @@ pub(crate) fn lead_record(row: lead::Model) -> Result<LeadRecord, StoreError> {
         updated_at: ts(row.updated_at),
         lead,
         keyed: row.engagement_key.is_some(),
+        owner: row.owner_id,
     })
 }
 

@@ -6,7 +6,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait};
 
 use crate::convert;
 use crate::entity::{
-    anonymous_id, engagement, idempotency, lead, lead_match_key, lead_score, level_change, outbox,
+    anonymous_id, assignment, engagement, idempotency, lead, lead_match_key, lead_score, level_change, outbox,
     score_checkpoint, timer, transition,
 };
 use crate::error::StoreError;
@@ -95,6 +95,12 @@ impl Tx {
         lead_score::Entity::delete_many()
             .filter(lead_score::Column::WorkspaceId.eq(ws))
             .filter(lead_score::Column::LeadId.eq(lead_id))
+            .exec(db)
+            .await?;
+        // Its owners' history (explanations may quote its attributes).
+        assignment::Entity::delete_many()
+            .filter(assignment::Column::WorkspaceId.eq(ws))
+            .filter(assignment::Column::LeadId.eq(lead_id))
             .exec(db)
             .await?;
         // What it was found as a duplicate by: its email among them.

@@ -69,4 +69,7 @@ pub use search::{Found, KeyRange, LeadSearch, ScoreColumn, SearchCursor, SearchO
 pub use stream::{Claim, ConsumerRecord, OUTBOX_CHANNEL, OutboxBounds, RETENTION};
 pub use timers::DueTimer;
 pub use tokens::{TokenRecord, WorkspaceRecord};
-pub use tx::{AnonymousRecord, LeadLookup, MAX_MERGE_HOPS, MergeRecord, OwnerRecord, Tx, UNIDENTIFIED};
+pub use tx::{
+    AnonymousRecord, AssignmentRecord, LeadLookup, MAX_MERGE_HOPS, MergeRecord, OwnerRecord, RoutingPool, Tx,
+    UNIDENTIFIED,
+};

@@ -21,6 +21,8 @@ pub struct LeadRecord {
     /// Its search keys were written (rows last written before lead search
     /// existed have none until their next write).
     pub keyed: bool,
+    /// The owner it is handed to (`OwnerService`), if any.
+    pub owner: Option<String>,
 }
 
 /// What a write of a lead carries besides the domain state.

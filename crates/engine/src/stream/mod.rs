@@ -622,6 +622,7 @@ mod tests {
                 sla_breach: None,
                 level_change: None,
                 merge: None,
+                assignment: None,
             })),
             wire: OnceLock::new(),
         })

@@ -41,6 +41,8 @@ pub struct Model {
     /// `None` on rows not written since they were added.
     pub engagement_key: Option<f64>,
     pub qualifying_key: Option<f64>,
+    /// The owner (`owners.id`) the lead is handed to, if any.
+    pub owner_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

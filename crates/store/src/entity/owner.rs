@@ -21,6 +21,9 @@ pub struct Model {
     pub created_at: i64,
     pub updated_at: i64,
     pub updated_by: Option<String>,
+    /// Leads it owns in IQL, MQL or SQL: kept with every change of a
+    /// lead's owner or stage (routing's capacity check).
+    pub open_leads: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

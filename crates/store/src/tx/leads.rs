@@ -361,5 +361,6 @@ fn lead_model(
         erased_by: Set(None),
         engagement_key: Set(w.keys.first().map(|k| k.engagement)),
         qualifying_key: Set(w.keys.first().map(|k| k.qualifying)),
+        owner_id: sea_orm::ActiveValue::NotSet,
     })
 }

@@ -19,9 +19,12 @@ pub struct OwnerRecord {
     pub updated_at: Timestamp,
     /// The token (by name) that made the last change.
     pub updated_by: Option<String>,
+    /// Leads it owns in IQL, MQL or SQL (kept by routing; ignored when
+    /// an owner is written).
+    pub open_leads: i64,
 }
 
-fn owner_record(row: owner::Model) -> Result<OwnerRecord, StoreError> {
+pub(super) fn owner_record(row: owner::Model) -> Result<OwnerRecord, StoreError> {
     let labels = |json: &str| -> Result<Vec<String>, StoreError> {
         serde_json::from_str(json).map_err(|e| StoreError::corrupt("owners", row.id.clone(), e))
     };
@@ -39,6 +42,7 @@ fn owner_record(row: owner::Model) -> Result<OwnerRecord, StoreError> {
         created_at: ts(row.created_at),
         updated_at: ts(row.updated_at),
         updated_by: row.updated_by,
+        open_leads: row.open_leads,
     })
 }
 
@@ -59,6 +63,8 @@ fn owner_row(ws: &str, r: &OwnerRecord) -> Result<owner::ActiveModel, StoreError
         created_at: Set(r.created_at.as_micros()),
         updated_at: Set(r.updated_at.as_micros()),
         updated_by: Set(r.updated_by.clone()),
+        // Kept by routing alone.
+        open_leads: sea_orm::ActiveValue::NotSet,
     })
 }
 

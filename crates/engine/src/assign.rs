@@ -1,0 +1,242 @@
+//! A lead's owner: after each decision (the release its moves ask for, the
+//! `[[route]]` it sets off, the owners' open leads), and by hand
+//! (`AssignLead`). Every change is made under the workspace's routing lock,
+//! taken after the lead's: concurrent transactions and replicas choose one
+//! after the other, from the state the previous one left, so a team's turn
+//! is never skipped nor taken twice and no owner goes past its capacity.
+
+use std::collections::BTreeSet;
+
+use leadflow_domain::handoff::{Pool, hand_off, is_open, occasions, route_for};
+use leadflow_domain::lifecycle::Scores;
+use leadflow_domain::workflow::Event;
+use leadflow_domain::{Lead, Policy, Stage, Timestamp};
+use leadflow_store::{AssignmentRecord, RoutingPool, Tx};
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+
+/// What a change of owner says in its event (`LEAD_ASSIGNED`, or
+/// `LEAD_UNROUTED` when no owner could take the lead).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignmentNote {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// `ROUTE`, `MANUAL`, `RELEASE`, `SLA` or `MERGE`.
+    pub cause: String,
+    pub route_id: Option<String>,
+    pub explanation: String,
+    pub reason: Option<String>,
+}
+
+/// The event kinds of a change of owner.
+pub(crate) const ASSIGNED: &str = "LEAD_ASSIGNED";
+pub(crate) const UNROUTED: &str = "LEAD_UNROUTED";
+
+/// The lead's owner after a decision, and the events saying how it came.
+#[derive(Debug, Default)]
+pub(crate) struct Handed {
+    pub(crate) owner: Option<String>,
+    /// (kind, note, instant), in order.
+    pub(crate) events: Vec<(&'static str, AssignmentNote, Timestamp)>,
+}
+
+/// The lead's state around a decision, as routing reads it.
+pub(crate) struct Around<'a> {
+    pub(crate) ws: &'a str,
+    pub(crate) policy: &'a Policy,
+    pub(crate) lead_id: &'a str,
+    /// The owner and stage before; `None` for a new lead.
+    pub(crate) before: Option<(Option<&'a str>, Stage)>,
+    pub(crate) lead: &'a Lead,
+    pub(crate) scores: &'a Scores,
+    pub(crate) principal: Option<&'a str>,
+}
+
+/// Keeps a lead's owner through its decision's `events`: a release move
+/// of `[routing] release_on` (or a merge into another lead) lets it go;
+/// each route event (the stage the moves end in, then each level reached)
+/// gives the lead to the first matching route's owner, when it has none or
+/// the route says `reassign`; the owners' open leads follow.
+pub(crate) async fn after_decision(tx: &Tx, at: &Around<'_>, events: &[Event]) -> Result<Handed, EngineError> {
+    let before_owner = at.before.and_then(|(o, _)| o);
+    let mut out = Handed {
+        owner: before_owner.map(str::to_owned),
+        events: Vec::new(),
+    };
+    if at.policy.routing.routes.is_empty() && before_owner.is_none() {
+        return Ok(out);
+    }
+    let when = at.lead.evaluated_at.max(at.lead.last_transition_at);
+    let found = occasions(at.policy, events);
+    let mut state = Locked::new(tx, at.ws);
+    // The owner whose open leads count this lead, as stored so far.
+    let mut counted = at.before.and_then(|(o, stage)| o.filter(|_| is_open(stage)).map(str::to_owned));
+    let open_now = is_open(at.lead.stage);
+    if let (Some(release), Some(from)) = (found.release, before_owner) {
+        let explanation = match release {
+            Some(r) => format!("released: {}", r.as_str()),
+            None => "released: merged into another lead".to_owned(),
+        };
+        state.lock().await?;
+        let note = AssignmentNote {
+            from: Some(from.to_owned()),
+            to: None,
+            cause: if release.is_some() { "RELEASE" } else { "MERGE" }.to_owned(),
+            route_id: None,
+            explanation,
+            reason: None,
+        };
+        record(tx, at, &note, when).await?;
+        out.events.push((ASSIGNED, note, when));
+        out.owner = None;
+        state.recount(&mut counted, None).await?;
+    }
+    for on in &found.on {
+        let Some(route) = route_for(at.policy, on, &at.lead.profile, at.scores) else {
+            continue;
+        };
+        if out.owner.is_some() && (!route.reassign || found.policy_change) {
+            continue;
+        }
+        let pool = state.pool().await?;
+        let handoff = hand_off(
+            route,
+            &at.lead.profile,
+            &Pool {
+                owners: &pool.owners,
+                open: &pool.open,
+                cursors: &pool.cursors,
+            },
+            &BTreeSet::new(),
+        );
+        if let Some((team, cursor)) = &handoff.cursor {
+            tx.set_team_cursor(at.ws, team, cursor).await?;
+            pool.cursors.insert(team.clone(), cursor.clone());
+        }
+        let mut note = AssignmentNote {
+            from: out.owner.clone(),
+            to: handoff.owner.clone(),
+            cause: "ROUTE".to_owned(),
+            route_id: Some(route.id.clone()),
+            explanation: format!("route {} on {on}: {}", route.id, handoff.explanation),
+            reason: None,
+        };
+        match handoff.owner {
+            Some(to) if out.owner.as_deref() != Some(to.as_str()) => {
+                record(tx, at, &note, when).await?;
+                out.events.push((ASSIGNED, note, when));
+                // Counted at once: a later event of this decision sees it.
+                state.recount(&mut counted, open_now.then_some(to.as_str())).await?;
+                out.owner = Some(to);
+            }
+            Some(_) => {} // the owner it has
+            None if out.owner.is_none() => {
+                note.to = None;
+                record(tx, at, &note, when).await?;
+                out.events.push((UNROUTED, note, when));
+            }
+            None => {} // a reassign found no one: the lead keeps its owner
+        }
+    }
+    // The open leads follow the owner and the stage.
+    let owner = out.owner.clone();
+    state
+        .recount(&mut counted, owner.as_deref().filter(|_| open_now))
+        .await?;
+    if out.owner.as_deref() != before_owner {
+        tx.set_lead_owner(at.ws, at.lead_id, out.owner.as_deref()).await?;
+    }
+    Ok(out)
+}
+
+/// An erased lead leaves its owner (its assignments go with its data).
+pub(crate) async fn release_erased(tx: &Tx, ws: &str, record: &leadflow_store::LeadRecord) -> Result<(), EngineError> {
+    if let Some(owner) = &record.owner {
+        tx.lock_routing(ws).await?;
+        if is_open(record.lead.stage) {
+            tx.add_open_leads(ws, owner, -1).await?;
+        }
+        tx.set_lead_owner(ws, &record.id, None).await?;
+    }
+    Ok(())
+}
+
+async fn record(tx: &Tx, at: &Around<'_>, note: &AssignmentNote, when: Timestamp) -> Result<(), EngineError> {
+    tx.insert_assignment(
+        at.ws,
+        &AssignmentRecord {
+            lead_id: at.lead_id.to_owned(),
+            seq: 0,
+            at: when,
+            from: note.from.clone(),
+            to: note.to.clone(),
+            cause: note.cause.clone(),
+            route_id: note.route_id.clone(),
+            explanation: note.explanation.clone(),
+            reason: note.reason.clone(),
+            principal: at.principal.map(str::to_owned),
+            stage: at.lead.stage,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The routing lock, taken once, and the pool read under it, once.
+struct Locked<'t> {
+    tx: &'t Tx,
+    ws: &'t str,
+    locked: bool,
+    pool: Option<RoutingPool>,
+}
+
+impl<'t> Locked<'t> {
+    fn new(tx: &'t Tx, ws: &'t str) -> Self {
+        Self {
+            tx,
+            ws,
+            locked: false,
+            pool: None,
+        }
+    }
+
+    async fn lock(&mut self) -> Result<(), EngineError> {
+        if !self.locked {
+            self.tx.lock_routing(self.ws).await?;
+            self.locked = true;
+        }
+        Ok(())
+    }
+
+    /// Moves the lead's count from the owner `counted` to `to` (in the
+    /// store, and in the pool if it was read).
+    async fn recount(&mut self, counted: &mut Option<String>, to: Option<&str>) -> Result<(), EngineError> {
+        if counted.as_deref() == to {
+            return Ok(());
+        }
+        self.lock().await?;
+        if let Some(from) = counted.take() {
+            self.tx.add_open_leads(self.ws, &from, -1).await?;
+            if let Some(n) = self.pool.as_mut().and_then(|p| p.open.get_mut(&from)) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        if let Some(to) = to {
+            self.tx.add_open_leads(self.ws, to, 1).await?;
+            if let Some(p) = self.pool.as_mut() {
+                *p.open.entry(to.to_owned()).or_insert(0) += 1;
+            }
+            *counted = Some(to.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn pool(&mut self) -> Result<&mut RoutingPool, EngineError> {
+        self.lock().await?;
+        if self.pool.is_none() {
+            self.pool = Some(self.tx.routing_pool(self.ws).await?);
+        }
+        Ok(self.pool.get_or_insert_with(RoutingPool::default))
+    }
+}

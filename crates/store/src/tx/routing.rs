@@ -1,0 +1,223 @@
+//! Routing's state: a lead's owner, each owner's open leads, each team's
+//! cursor, and the history of a lead's owners. Every change of them is
+//! made under the workspace's routing lock ([`Tx::lock_routing`]), so the
+//! choices of concurrent transactions (and replicas) follow one another.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use leadflow_domain::routing::{Owner, TeamCursor};
+use leadflow_domain::{Stage, Timestamp};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::Tx;
+use crate::convert::{stage, ts};
+use crate::entity::{assignment, lead, owner, team_cursor};
+use crate::error::StoreError;
+
+/// A workspace's owners as routing reads them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RoutingPool {
+    pub owners: Vec<Owner>,
+    /// Open leads by owner (those with none left out).
+    pub open: BTreeMap<String, u32>,
+    pub cursors: BTreeMap<String, TeamCursor>,
+}
+
+/// A change of a lead's owner, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssignmentRecord {
+    pub lead_id: String,
+    /// Position among the lead's assignments, from 1 (set when written).
+    pub seq: i64,
+    pub at: Timestamp,
+    pub from: Option<String>,
+    /// `None`: released, or left without an owner.
+    pub to: Option<String>,
+    /// `ROUTE`, `MANUAL`, `RELEASE`, `UNROUTED`, `SLA`, `MERGE`.
+    pub cause: String,
+    pub route_id: Option<String>,
+    /// The owners considered and why ("team emea round_robin: ana (at
+    /// capacity, 5/5) → ben"), or what the release was.
+    pub explanation: String,
+    pub reason: Option<String>,
+    /// The token (by name) that made the change.
+    pub principal: Option<String>,
+    /// The lead's stage then.
+    pub stage: Stage,
+}
+
+fn assignment_record(row: assignment::Model) -> Result<AssignmentRecord, StoreError> {
+    Ok(AssignmentRecord {
+        stage: stage("assignments", &row.lead_id, &row.stage)?,
+        lead_id: row.lead_id,
+        seq: row.seq,
+        at: ts(row.at),
+        from: row.from_owner,
+        to: row.to_owner,
+        cause: row.cause,
+        route_id: row.route_id,
+        explanation: row.explanation,
+        reason: row.reason,
+        principal: row.principal,
+    })
+}
+
+impl Tx {
+    /// Serialises routing in the workspace until commit (PostgreSQL: an
+    /// advisory lock; SQLite: one writer at a time already). Taken after
+    /// the leads' locks, before any owner's row.
+    pub async fn lock_routing(&self, ws: &str) -> Result<(), StoreError> {
+        if self.backend != crate::backend::Backend::Postgres {
+            return Ok(());
+        }
+        let statement = sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 11))",
+            [format!("{ws}\u{1f}routing").into()],
+        );
+        sea_orm::ConnectionTrait::query_one_raw(self.db().await?, statement).await?;
+        Ok(())
+    }
+
+    /// The workspace's owners, their open leads and the teams' cursors.
+    pub async fn routing_pool(&self, ws: &str) -> Result<RoutingPool, StoreError> {
+        let db = self.db().await?;
+        let rows = owner::Entity::find()
+            .filter(owner::Column::WorkspaceId.eq(ws))
+            .order_by_asc(owner::Column::Id)
+            .all(db)
+            .await?;
+        let mut pool = RoutingPool::default();
+        for row in rows {
+            let open = u32::try_from(Ord::max(row.open_leads, 0)).unwrap_or(u32::MAX);
+            let record = super::owners::owner_record(row)?;
+            if open > 0 {
+                pool.open.insert(record.owner.id.clone(), open);
+            }
+            pool.owners.push(record.owner);
+        }
+        for row in team_cursor::Entity::find()
+            .filter(team_cursor::Column::WorkspaceId.eq(ws))
+            .all(db)
+            .await?
+        {
+            let running: BTreeMap<String, i64> =
+                serde_json::from_str(&row.running).map_err(|e| StoreError::corrupt("team_cursors", &row.team, e))?;
+            pool.cursors.insert(row.team, TeamCursor {
+                last: row.last,
+                running,
+            });
+        }
+        Ok(pool)
+    }
+
+    pub async fn set_team_cursor(&self, ws: &str, team: &str, cursor: &TeamCursor) -> Result<(), StoreError> {
+        let running =
+            serde_json::to_string(&cursor.running).map_err(|e| StoreError::corrupt("team_cursors", team, e))?;
+        team_cursor::Entity::insert(team_cursor::ActiveModel {
+            workspace_id: Set(ws.to_owned()),
+            team: Set(team.to_owned()),
+            last: Set(cursor.last.clone()),
+            running: Set(running),
+        })
+        .on_conflict(
+            OnConflict::columns([team_cursor::Column::WorkspaceId, team_cursor::Column::Team])
+                .update_columns([team_cursor::Column::Last, team_cursor::Column::Running])
+                .to_owned(),
+        )
+        .exec_without_returning(self.db().await?)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_lead_owner(&self, ws: &str, lead_id: &str, owner_id: Option<&str>) -> Result<(), StoreError> {
+        lead::Entity::update_many()
+            .col_expr(lead::Column::OwnerId, Expr::value(owner_id.map(str::to_owned)))
+            .filter(lead::Column::WorkspaceId.eq(ws))
+            .filter(lead::Column::Id.eq(lead_id))
+            .exec(self.db().await?)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds `delta` to an owner's open leads.
+    pub async fn add_open_leads(&self, ws: &str, owner_id: &str, delta: i64) -> Result<(), StoreError> {
+        if delta == 0 {
+            return Ok(());
+        }
+        owner::Entity::update_many()
+            .col_expr(
+                owner::Column::OpenLeads,
+                Expr::col(owner::Column::OpenLeads).add(delta),
+            )
+            .filter(owner::Column::WorkspaceId.eq(ws))
+            .filter(owner::Column::Id.eq(owner_id))
+            .exec(self.db().await?)
+            .await?;
+        Ok(())
+    }
+
+    /// Appends to the lead's assignments (the record's `seq` is ignored):
+    /// the seq it was given.
+    pub async fn insert_assignment(&self, ws: &str, r: &AssignmentRecord) -> Result<i64, StoreError> {
+        let db = self.db().await?;
+        let last: Option<i64> = assignment::Entity::find()
+            .select_only()
+            .column_as(assignment::Column::Seq.max(), "seq")
+            .filter(assignment::Column::WorkspaceId.eq(ws))
+            .filter(assignment::Column::LeadId.eq(r.lead_id.as_str()))
+            .into_tuple::<Option<i64>>()
+            .one(db)
+            .await?
+            .flatten();
+        let seq = last.unwrap_or(0) + 1;
+        assignment::Entity::insert(assignment::ActiveModel {
+            workspace_id: Set(ws.to_owned()),
+            lead_id: Set(r.lead_id.clone()),
+            seq: Set(seq),
+            at: Set(r.at.as_micros()),
+            from_owner: Set(r.from.clone()),
+            to_owner: Set(r.to.clone()),
+            cause: Set(r.cause.clone()),
+            route_id: Set(r.route_id.clone()),
+            explanation: Set(r.explanation.clone()),
+            reason: Set(r.reason.clone()),
+            principal: Set(r.principal.clone()),
+            stage: Set(r.stage.as_str().to_owned()),
+        })
+        .exec_without_returning(db)
+        .await?;
+        Ok(seq)
+    }
+
+    /// The owners the lead was given at or after `since` (its current stay).
+    pub async fn owners_since(&self, ws: &str, lead_id: &str, since: Timestamp) -> Result<BTreeSet<String>, StoreError> {
+        let rows: Vec<Option<String>> = assignment::Entity::find()
+            .select_only()
+            .column(assignment::Column::ToOwner)
+            .filter(assignment::Column::WorkspaceId.eq(ws))
+            .filter(assignment::Column::LeadId.eq(lead_id))
+            .filter(assignment::Column::At.gte(since.as_micros()))
+            .into_tuple()
+            .all(self.db().await?)
+            .await?;
+        Ok(rows.into_iter().flatten().collect())
+    }
+}
+
+impl crate::Store {
+    /// A lead's assignments, oldest first.
+    pub async fn assignments(&self, ws: &str, lead_id: &str) -> Result<Vec<AssignmentRecord>, StoreError> {
+        assignment::Entity::find()
+            .filter(assignment::Column::WorkspaceId.eq(ws))
+            .filter(assignment::Column::LeadId.eq(lead_id))
+            .order_by_asc(assignment::Column::Seq)
+            .all(self.reader())
+            .await
+            .map_err(|e| self.on_reader(e))?
+            .into_iter()
+            .map(assignment_record)
+            .collect()
+    }
+}
