@@ -85,7 +85,11 @@ impl MigrationTrait for Migration {
                 .col(string(TeamCursors::Team))
                 .col(string_null(TeamCursors::Last))
                 .col(text(TeamCursors::Running))
-                .primary_key(Index::create().col(TeamCursors::WorkspaceId).col(TeamCursors::Team))
+                .primary_key(
+                    Index::create()
+                        .col(TeamCursors::WorkspaceId)
+                        .col(TeamCursors::Team),
+                )
                 .to_owned(),
         )
         .await?;
@@ -116,8 +120,10 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_table(Table::drop().table(Assignments::Table).to_owned()).await?;
-        m.drop_table(Table::drop().table(TeamCursors::Table).to_owned()).await?;
+        m.drop_table(Table::drop().table(Assignments::Table).to_owned())
+            .await?;
+        m.drop_table(Table::drop().table(TeamCursors::Table).to_owned())
+            .await?;
         m.alter_table(
             Table::alter()
                 .table(Owners::Table)

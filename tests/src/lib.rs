@@ -460,18 +460,21 @@ pub async fn events(stream: &mut EventStream, n: usize, wait: Duration) -> anyho
 }
 
 /// A short description of a history entry: an engagement's event id,
-/// `->N` for a transition into stage N, `level:warm>hot` for a level change.
+/// `->N` for a transition into stage N, `level:warm>hot` for a level change,
+/// `owner:>ana` for a change of owner.
 pub fn entry_shape(e: &pb::HistoryEntry) -> String {
     match &e.entry {
         Some(pb::history_entry::Entry::Engagement(g)) => g.event_id.clone(),
         Some(pb::history_entry::Entry::Transition(t)) => format!("->{}", t.to_stage),
         Some(pb::history_entry::Entry::LevelChange(l)) => format!("level:{}>{}", l.from_level, l.to_level),
+        Some(pb::history_entry::Entry::Assignment(a)) => format!("owner:{}>{}", a.from_owner, a.to_owner),
         None => "?".to_owned(),
     }
 }
 
 /// A short description of an event: `TRANSITION:MQL`, `TRIGGER:mql_welcome_sequence`,
-/// `LEVEL_CHANGED:>hot` (from no level to `hot`).
+/// `LEVEL_CHANGED:>hot` (from no level to `hot`), `LEAD_ASSIGNED:>ana` (from
+/// no owner to `ana`).
 pub fn describe(e: &pb::Event) -> String {
     match &e.payload {
         Some(pb::event::Payload::Transition(t)) => format!(
@@ -493,6 +496,10 @@ pub fn describe(e: &pb::Event) -> String {
         Some(pb::event::Payload::Merge(m)) => match pb::EventKind::try_from(e.kind) {
             Ok(pb::EventKind::LeadUnmerged) => format!("LEAD_UNMERGED:{}<{}", m.survivor_id, m.duplicate_id),
             _ => format!("LEAD_MERGED:{}<{}", m.survivor_id, m.duplicate_id),
+        },
+        Some(pb::event::Payload::Assignment(a)) => match pb::EventKind::try_from(e.kind) {
+            Ok(pb::EventKind::LeadUnrouted) => format!("LEAD_UNROUTED:{}", a.route_id),
+            _ => format!("LEAD_ASSIGNED:{}>{}", a.from_owner, a.to_owner),
         },
         None => "?".to_owned(),
     }

@@ -27,6 +27,9 @@ pub struct AssignmentNote {
     pub route_id: Option<String>,
     pub explanation: String,
     pub reason: Option<String>,
+    /// The token (by name) whose call made it.
+    #[serde(default)]
+    pub principal: Option<String>,
 }
 
 /// The event kinds of a change of owner.
@@ -58,7 +61,11 @@ pub(crate) struct Around<'a> {
 /// each route event (the stage the moves end in, then each level reached)
 /// gives the lead to the first matching route's owner, when it has none or
 /// the route says `reassign`; the owners' open leads follow.
-pub(crate) async fn after_decision(tx: &Tx, at: &Around<'_>, events: &[Event]) -> Result<Handed, EngineError> {
+pub(crate) async fn after_decision(
+    tx: &Tx,
+    at: &Around<'_>,
+    events: &[Event],
+) -> Result<Handed, EngineError> {
     let before_owner = at.before.and_then(|(o, _)| o);
     let mut out = Handed {
         owner: before_owner.map(str::to_owned),
@@ -71,7 +78,9 @@ pub(crate) async fn after_decision(tx: &Tx, at: &Around<'_>, events: &[Event]) -
     let found = occasions(at.policy, events);
     let mut state = Locked::new(tx, at.ws);
     // The owner whose open leads count this lead, as stored so far.
-    let mut counted = at.before.and_then(|(o, stage)| o.filter(|_| is_open(stage)).map(str::to_owned));
+    let mut counted = at
+        .before
+        .and_then(|(o, stage)| o.filter(|_| is_open(stage)).map(str::to_owned));
     let open_now = is_open(at.lead.stage);
     if let (Some(release), Some(from)) = (found.release, before_owner) {
         let explanation = match release {
@@ -86,6 +95,7 @@ pub(crate) async fn after_decision(tx: &Tx, at: &Around<'_>, events: &[Event]) -
             route_id: None,
             explanation,
             reason: None,
+            principal: at.principal.map(str::to_owned),
         };
         record(tx, at, &note, when).await?;
         out.events.push((ASSIGNED, note, when));
@@ -121,13 +131,16 @@ pub(crate) async fn after_decision(tx: &Tx, at: &Around<'_>, events: &[Event]) -
             route_id: Some(route.id.clone()),
             explanation: format!("route {} on {on}: {}", route.id, handoff.explanation),
             reason: None,
+            principal: at.principal.map(str::to_owned),
         };
         match handoff.owner {
             Some(to) if out.owner.as_deref() != Some(to.as_str()) => {
                 record(tx, at, &note, when).await?;
                 out.events.push((ASSIGNED, note, when));
                 // Counted at once: a later event of this decision sees it.
-                state.recount(&mut counted, open_now.then_some(to.as_str())).await?;
+                state
+                    .recount(&mut counted, open_now.then_some(to.as_str()))
+                    .await?;
                 out.owner = Some(to);
             }
             Some(_) => {} // the owner it has
@@ -151,7 +164,11 @@ pub(crate) async fn after_decision(tx: &Tx, at: &Around<'_>, events: &[Event]) -
 }
 
 /// An erased lead leaves its owner (its assignments go with its data).
-pub(crate) async fn release_erased(tx: &Tx, ws: &str, record: &leadflow_store::LeadRecord) -> Result<(), EngineError> {
+pub(crate) async fn release_erased(
+    tx: &Tx,
+    ws: &str,
+    record: &leadflow_store::LeadRecord,
+) -> Result<(), EngineError> {
     if let Some(owner) = &record.owner {
         tx.lock_routing(ws).await?;
         if is_open(record.lead.stage) {
@@ -163,24 +180,34 @@ pub(crate) async fn release_erased(tx: &Tx, ws: &str, record: &leadflow_store::L
 }
 
 async fn record(tx: &Tx, at: &Around<'_>, note: &AssignmentNote, when: Timestamp) -> Result<(), EngineError> {
-    tx.insert_assignment(
-        at.ws,
-        &AssignmentRecord {
-            lead_id: at.lead_id.to_owned(),
-            seq: 0,
-            at: when,
-            from: note.from.clone(),
-            to: note.to.clone(),
-            cause: note.cause.clone(),
-            route_id: note.route_id.clone(),
-            explanation: note.explanation.clone(),
-            reason: note.reason.clone(),
-            principal: at.principal.map(str::to_owned),
-            stage: at.lead.stage,
-        },
-    )
-    .await?;
-    Ok(())
+    record_at(tx, at, note, when).await.map(|_| ())
+}
+
+/// Appends the change to the lead's assignments: its seq.
+async fn record_at(
+    tx: &Tx,
+    at: &Around<'_>,
+    note: &AssignmentNote,
+    when: Timestamp,
+) -> Result<i64, EngineError> {
+    Ok(tx
+        .insert_assignment(
+            at.ws,
+            &AssignmentRecord {
+                lead_id: at.lead_id.to_owned(),
+                seq: 0,
+                at: when,
+                from: note.from.clone(),
+                to: note.to.clone(),
+                cause: note.cause.clone(),
+                route_id: note.route_id.clone(),
+                explanation: note.explanation.clone(),
+                reason: note.reason.clone(),
+                principal: note.principal.clone(),
+                stage: at.lead.stage,
+            },
+        )
+        .await?)
 }
 
 /// The routing lock, taken once, and the pool read under it, once.
@@ -239,4 +266,234 @@ impl<'t> Locked<'t> {
         }
         Ok(self.pool.get_or_insert_with(RoutingPool::default))
     }
+}
+
+/// What `AssignLead` did: the lead after, and the change (`None` when the
+/// lead already had that owner, or none).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assigned {
+    pub lead: crate::views::LeadView,
+    pub assignment: Option<AssignmentRecord>,
+}
+
+/// `Assigned` as stored for a retry.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StoredAssigned {
+    lead: crate::model::Scored,
+    assignment: Option<StoredAssignment>,
+}
+
+/// An assignment as stored for a retry (the record has no serde form).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StoredAssignment {
+    seq: i64,
+    at: Timestamp,
+    note: AssignmentNote,
+    stage: Stage,
+}
+
+impl StoredAssigned {
+    fn public(self) -> Assigned {
+        let lead_id = self.lead.record.id.clone();
+        Assigned {
+            assignment: self.assignment.map(|a| AssignmentRecord {
+                lead_id,
+                seq: a.seq,
+                at: a.at,
+                from: a.note.from,
+                to: a.note.to,
+                cause: a.note.cause,
+                route_id: a.note.route_id,
+                explanation: a.note.explanation,
+                reason: a.note.reason,
+                principal: a.note.principal,
+                stage: a.stage,
+            }),
+            lead: self.lead.into(),
+        }
+    }
+}
+
+/// The longest reason `AssignLead` takes.
+pub const MAX_ASSIGN_REASON_CHARS: usize = 1_000;
+
+impl crate::Engine {
+    /// Hands a lead to `owner` (`None`: releases it), by hand, with a
+    /// reason: the owner must exist, and may be out of office or at
+    /// capacity (a person decided). Recorded and streamed as routing's
+    /// changes are.
+    #[tracing::instrument(name = "engine.assign_lead", skip_all)]
+    pub async fn assign_lead(
+        &self,
+        req: &crate::Request,
+        key: &crate::LeadKey,
+        owner: Option<&str>,
+        reason: Option<&str>,
+        expected_version: Option<i64>,
+    ) -> Result<Assigned, EngineError> {
+        let owner = owner.map(str::trim);
+        if owner == Some("") {
+            return Err(EngineError::invalid(
+                "INVALID_FIELD",
+                "owner_id",
+                "must not be blank",
+            ));
+        }
+        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+        if let Some(r) = reason
+            && r.chars().count() > MAX_ASSIGN_REASON_CHARS
+        {
+            return Err(EngineError::invalid(
+                "INVALID_FIELD",
+                "reason",
+                format!("longer than {MAX_ASSIGN_REASON_CHARS} characters"),
+            ));
+        }
+        crate::leads::retrying!(self.try_assign_lead(req, key, owner, reason, expected_version))
+            .map(StoredAssigned::public)
+    }
+
+    async fn try_assign_lead(
+        &self,
+        req: &crate::Request,
+        key: &crate::LeadKey,
+        owner: Option<&str>,
+        reason: Option<&str>,
+        expected_version: Option<i64>,
+    ) -> Result<StoredAssigned, EngineError> {
+        use crate::idempotency::{replay, save};
+        use crate::model::Method;
+        let ws = req.workspace.as_str();
+        let tx = self.store.begin().await?;
+        // The lead first: a retry waiting on it then sees the first result.
+        let crate::leads::Locked { record, .. } = self.lock(&tx, ws, key).await?;
+        if let Some(done) = replay::<StoredAssigned>(&tx, req, Method::AssignLead).await? {
+            return Ok(done);
+        }
+        if let Some(expected) = expected_version
+            && expected != record.version
+        {
+            return Err(EngineError::VersionConflict {
+                expected,
+                actual: record.version,
+            });
+        }
+        let now = self.now();
+        let policy = self.policy_version_of(&tx, ws, record.policy_version).await?;
+        let scores = record.lead.scores_at(&policy, now);
+        tx.lock_routing(ws).await?;
+        if let Some(id) = owner
+            && tx.lock_owner(ws, id).await?.is_none()
+        {
+            return Err(EngineError::NotFound {
+                what: "owner",
+                key: id.to_owned(),
+            });
+        }
+        let mut record = record;
+        let mut change = None;
+        if record.owner.as_deref() != owner {
+            let note = AssignmentNote {
+                from: record.owner.clone(),
+                to: owner.map(str::to_owned),
+                cause: "MANUAL".to_owned(),
+                route_id: None,
+                explanation: match owner {
+                    Some(id) => format!("assigned by hand to {id}"),
+                    None => "released by hand".to_owned(),
+                },
+                reason: reason.map(str::to_owned),
+                principal: req.principal.clone(),
+            };
+            let around = Around {
+                ws,
+                policy: &policy,
+                lead_id: &record.id,
+                before: None,
+                lead: &record.lead,
+                scores: &scores,
+                principal: req.principal.as_deref(),
+            };
+            let seq = record_at(&tx, &around, &note, now).await?;
+            if is_open(record.lead.stage) {
+                if let Some(from) = &record.owner {
+                    tx.add_open_leads(ws, from, -1).await?;
+                }
+                if let Some(to) = owner {
+                    tx.add_open_leads(ws, to, 1).await?;
+                }
+            }
+            tx.set_lead_owner(ws, &record.id, owner).await?;
+            let snapshot = crate::model::OutboxPayload {
+                lead_id: record.id.clone(),
+                external_key: record.external_key.clone(),
+                stage: record.lead.stage,
+                lead_version: record.version,
+                scores: scores.clone(),
+                policy_version: record.policy_version,
+                transition: None,
+                trigger: None,
+                sla_breach: None,
+                level_change: None,
+                merge: None,
+                assignment: None,
+            };
+            let event = outbox_event(
+                &snapshot,
+                ASSIGNED,
+                note.clone(),
+                now,
+                now,
+                req.traceparent.as_deref(),
+            )?;
+            tx.append_outbox(ws, vec![event]);
+            record.owner = owner.map(str::to_owned);
+            change = Some(StoredAssignment {
+                seq,
+                at: now,
+                note,
+                stage: record.lead.stage,
+            });
+        }
+        let done = StoredAssigned {
+            lead: crate::model::Scored {
+                record,
+                scores,
+                scored_at: now,
+            },
+            assignment: change,
+        };
+        save(&tx, req, Method::AssignLead, &done, now).await?;
+        tx.commit().await?;
+        if done.assignment.is_some() {
+            self.announce(ws);
+        }
+        Ok(done)
+    }
+}
+
+/// A change of owner as an outbox event of the lead (`snapshot`).
+pub(crate) fn outbox_event(
+    snapshot: &crate::model::OutboxPayload,
+    kind: &str,
+    note: AssignmentNote,
+    at: Timestamp,
+    now: Timestamp,
+    traceparent: Option<&str>,
+) -> Result<leadflow_store::NewOutboxEvent, EngineError> {
+    let payload = crate::model::OutboxPayload {
+        assignment: Some(note),
+        ..snapshot.clone()
+    };
+    Ok(leadflow_store::NewOutboxEvent {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        lead_id: snapshot.lead_id.clone(),
+        subject: leadflow_store::Subject::Lead,
+        kind: kind.to_owned(),
+        payload: serde_json::to_string(&payload).map_err(|e| EngineError::Internal(e.to_string()))?,
+        occurred_at: at,
+        created_at: now,
+        traceparent: traceparent.map(str::to_owned),
+        suppressed: false,
+    })
 }

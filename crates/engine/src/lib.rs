@@ -53,6 +53,7 @@ pub use account_calls::{
 pub use accounts::AccountPayload;
 pub use admin::NewToken;
 pub use analytics::{CalibrationQuery, CalibrationResult};
+pub use assign::{Assigned, AssignmentNote, MAX_ASSIGN_REASON_CHARS};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use erase::Erasure;
 pub use error::EngineError;
@@ -60,7 +61,9 @@ pub use fingerprint::{fingerprint, hex};
 pub use identity::{Identified, MAX_ANONYMOUS_EVENTS};
 use leadflow_domain::Policy;
 use leadflow_store::Store;
-pub use leadflow_store::{AccountListing, ScoreColumn, SearchCursor, StoredAccountTransition};
+pub use leadflow_store::{
+    AccountListing, AssignmentRecord, ScoreColumn, SearchCursor, StoredAccountTransition,
+};
 pub use leads::{CreateLead, MAX_BATCH};
 pub use merge::{Candidate, MAX_CANDIDATES, Merged, Unmerged};
 pub use model::{

@@ -49,10 +49,11 @@ pub enum Method {
     UnmergeLead,
     CreateOwner,
     UpdateOwner,
+    AssignLead,
 }
 
 impl Method {
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::CreateLead,
         Self::UpdateLeadProfile,
         Self::Transition,
@@ -68,6 +69,7 @@ impl Method {
         Self::UnmergeLead,
         Self::CreateOwner,
         Self::UpdateOwner,
+        Self::AssignLead,
     ];
 
     /// The stored name (the API's method name).
@@ -88,6 +90,7 @@ impl Method {
             Self::UnmergeLead => "UnmergeLead",
             Self::CreateOwner => "CreateOwner",
             Self::UpdateOwner => "UpdateOwner",
+            Self::AssignLead => "AssignLead",
         }
     }
 }
@@ -164,6 +167,7 @@ pub enum HistoryEntry {
     Transition(TransitionView),
     Engagement(EngagementView),
     LevelChange(LevelChangeView),
+    Assignment(leadflow_store::AssignmentRecord),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -184,6 +188,9 @@ pub struct HistoryCursor {
     /// existed have none).
     #[serde(default)]
     pub level: i64,
+    /// Last assignment sequence returned.
+    #[serde(default)]
+    pub assignment: i64,
 }
 
 /// An outbox event's payload: what a subscriber gets.
@@ -246,7 +253,8 @@ mod tests {
                 "MergeLeads",
                 "UnmergeLead",
                 "CreateOwner",
-                "UpdateOwner"
+                "UpdateOwner",
+                "AssignLead"
             ]
         );
     }

@@ -245,21 +245,14 @@ pub(crate) async fn persist(
         });
     }
     for (kind, note, at) in handed.events {
-        let payload = OutboxPayload {
-            assignment: Some(note),
-            ..snapshot.clone()
-        };
-        outbox.push(NewOutboxEvent {
-            event_id: uuid::Uuid::now_v7().to_string(),
-            lead_id: id.to_owned(),
-            subject: leadflow_store::Subject::Lead,
-            kind: kind.to_owned(),
-            payload: serde_json::to_string(&payload).map_err(|e| EngineError::Internal(e.to_string()))?,
-            occurred_at: at,
-            created_at: target.now,
-            traceparent: target.traceparent.map(str::to_owned),
-            suppressed: false,
-        });
+        outbox.push(crate::assign::outbox_event(
+            &snapshot,
+            kind,
+            note,
+            at,
+            target.now,
+            target.traceparent,
+        )?);
     }
     let mut events = outbox.len();
     tx.append_outbox(ws, outbox);

@@ -109,9 +109,10 @@ impl Engine {
         Ok(LeadPage { leads, next_after })
     }
 
-    /// Transitions, engagements and level changes merged oldest first; at
-    /// one instant an engagement comes before the transitions it caused,
-    /// and those before level changes.
+    /// Transitions, engagements, level changes and assignments merged
+    /// oldest first; at one instant an engagement comes before the
+    /// transitions it caused, those before level changes, and those before
+    /// the changes of owner they set off.
     #[tracing::instrument(name = "engine.history", skip_all)]
     pub async fn history(
         &self,
@@ -137,9 +138,14 @@ impl Engine {
             .store
             .level_changes_page(ws, &record.id, cursor.level, page_size + 1)
             .await?;
+        let assignments = self
+            .store
+            .assignments_page(ws, &record.id, cursor.assignment, page_size + 1)
+            .await?;
         let mut t = transitions.into_iter().peekable();
         let mut e = engagements.into_iter().peekable();
         let mut l = levels.into_iter().peekable();
+        let mut a = assignments.into_iter().peekable();
         let mut entries = Vec::new();
         let mut next = cursor.clone();
         while (entries.len() as u64) < page_size {
@@ -149,6 +155,7 @@ impl Engine {
                 e.peek().map(|en| (en.engagement.occurred_at, 0)),
                 t.peek().map(|tr| (tr.record.at, 1)),
                 l.peek().map(|lc| (lc.change.at, 2)),
+                a.peek().map(|asg| (asg.at, 3)),
             ];
             let Some((_, source)) = heads.into_iter().flatten().min() else {
                 break;
@@ -167,14 +174,19 @@ impl Engine {
                     next.transition = tr.seq;
                     entries.push(HistoryEntry::Transition(tr.into()));
                 }
-                _ => {
+                2 => {
                     let Some(lc) = l.next() else { break };
                     next.level = i64::try_from(lc.change.seq).unwrap_or(i64::MAX);
                     entries.push(HistoryEntry::LevelChange(lc.into()));
                 }
+                _ => {
+                    let Some(asg) = a.next() else { break };
+                    next.assignment = asg.seq;
+                    entries.push(HistoryEntry::Assignment(asg));
+                }
             }
         }
-        let more = t.peek().is_some() || e.peek().is_some() || l.peek().is_some();
+        let more = t.peek().is_some() || e.peek().is_some() || l.peek().is_some() || a.peek().is_some();
         Ok(HistoryPage {
             entries,
             next: more.then_some(next),

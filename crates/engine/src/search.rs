@@ -59,6 +59,10 @@ pub struct LeadFilter {
     pub attributes: Vec<AttributeFilter>,
     pub captured: (Option<Timestamp>, Option<Timestamp>),
     pub entered_stage: (Option<Timestamp>, Option<Timestamp>),
+    /// Leads of any of these owners.
+    pub owners: Vec<String>,
+    /// Leads without an owner only.
+    pub unassigned: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -170,6 +174,8 @@ impl Engine {
             grades: filter.grades.clone(),
             captured: micros(filter.captured),
             entered_stage: micros(filter.entered_stage),
+            owners: filter.owners.clone(),
+            unassigned: filter.unassigned,
             ranges,
             order,
             descending: query.descending,

@@ -25,6 +25,8 @@ pub struct LeadView {
     pub lead: Lead,
     pub scores: Scores,
     pub scored_at: Timestamp,
+    /// The owner it is handed to, if any.
+    pub owner: Option<String>,
 }
 
 impl From<Scored> for LeadView {
@@ -39,6 +41,7 @@ impl From<Scored> for LeadView {
             lead: r.lead,
             scores: s.scores,
             scored_at: s.scored_at,
+            owner: r.owner,
         }
     }
 }

@@ -165,6 +165,31 @@ pub(crate) fn lead_out(view: &LeadView) -> pb::Lead {
         policy_version: view.policy_version,
         qualifying_since: lead.window_start.map(timestamp_out),
         last_engagement_at: lead.last_engagement_at().map(timestamp_out),
+        owner_id: view.owner.clone().unwrap_or_default(),
+    }
+}
+
+pub(crate) fn assignment_cause_out(cause: &str) -> pb::AssignmentCause {
+    match cause {
+        "ROUTE" => pb::AssignmentCause::Route,
+        "MANUAL" => pb::AssignmentCause::Manual,
+        "RELEASE" => pb::AssignmentCause::Release,
+        "MERGE" => pb::AssignmentCause::Merge,
+        _ => pb::AssignmentCause::Unspecified,
+    }
+}
+
+pub(crate) fn assignment_out(a: &leadflow_engine::AssignmentRecord) -> pb::Assignment {
+    pb::Assignment {
+        from_owner: a.from.clone().unwrap_or_default(),
+        to_owner: a.to.clone().unwrap_or_default(),
+        cause: assignment_cause_out(&a.cause).into(),
+        route_id: a.route_id.clone().unwrap_or_default(),
+        explanation: a.explanation.clone(),
+        reason: a.reason.clone().unwrap_or_default(),
+        at: Some(timestamp_out(a.at)),
+        stage: stage_out(a.stage).into(),
+        principal: a.principal.clone().unwrap_or_default(),
     }
 }
 

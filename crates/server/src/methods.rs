@@ -157,6 +157,13 @@ pub(crate) const RPCS: &[Rpc] = &[
     rpc(LEADS, "FindDuplicates", READ_LEADS, Counted, Repeatable),
     rpc(
         LEADS,
+        "AssignLead",
+        WRITE_LEADS,
+        Counted,
+        RequestId(Method::AssignLead),
+    ),
+    rpc(
+        LEADS,
         "UnmergeLead",
         WRITE_LEADS,
         Counted,

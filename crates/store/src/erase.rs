@@ -6,8 +6,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait};
 
 use crate::convert;
 use crate::entity::{
-    anonymous_id, assignment, engagement, idempotency, lead, lead_match_key, lead_score, level_change, outbox,
-    score_checkpoint, timer, transition,
+    anonymous_id, assignment, engagement, idempotency, lead, lead_match_key, lead_score, level_change,
+    outbox, score_checkpoint, timer, transition,
 };
 use crate::error::StoreError;
 use crate::records::LeadRecord;

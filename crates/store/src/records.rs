@@ -22,6 +22,7 @@ pub struct LeadRecord {
     /// existed have none until their next write).
     pub keyed: bool,
     /// The owner it is handed to (`OwnerService`), if any.
+    #[serde(default)]
     pub owner: Option<String>,
 }
 

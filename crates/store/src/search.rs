@@ -71,6 +71,10 @@ pub struct LeadSearch {
     /// `[start, end)` in microseconds.
     pub captured: (Option<i64>, Option<i64>),
     pub entered_stage: (Option<i64>, Option<i64>),
+    /// Leads of any of these owners (none: any owner, or none).
+    pub owners: Vec<String>,
+    /// Leads without an owner only.
+    pub unassigned: bool,
     pub ranges: Vec<KeyRange>,
     pub order: SearchOrder,
     pub descending: bool,
@@ -152,6 +156,13 @@ impl Store {
         if !search.grades.is_empty() {
             let list: Vec<String> = search.grades.iter().map(|g| q.param(g.clone())).collect();
             conditions.push(format!("l.grade IN ({})", list.join(", ")));
+        }
+        if !search.owners.is_empty() {
+            let list: Vec<String> = search.owners.iter().map(|o| q.param(o.clone())).collect();
+            conditions.push(format!("l.owner_id IN ({})", list.join(", ")));
+        }
+        if search.unassigned {
+            conditions.push("l.owner_id IS NULL".to_owned());
         }
         for (column, (start, end)) in [
             ("l.captured_at", search.captured),

@@ -12,8 +12,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::engine_request;
 use crate::auth::Principal;
 use crate::convert::{
-    engagement_in, engagement_out, explanation_out, lead_key, lead_out, level_change_out, stage_in,
-    timestamp_in, timestamp_out, token_in, token_out, transition_out, trigger_out,
+    assignment_out, engagement_in, engagement_out, explanation_out, lead_key, lead_out, level_change_out,
+    stage_in, timestamp_in, timestamp_out, token_in, token_out, transition_out, trigger_out,
 };
 use crate::error::{after_committed, from_stream, renamed, status, too_large};
 use crate::limits::{Check, MAX_BATCH, MAX_HISTORY_PAGE, MAX_LIST_BYTES, MAX_PAGE, MAX_TEXT_CHARS};
@@ -107,8 +107,9 @@ fn action(check: &mut Check, value: i32) -> Option<CommandKind> {
     }
 }
 
-/// A history page token: `transition:level|occurred_at|event_id` (tokens
-/// made before levels existed have no `:level`).
+/// A history page token: `transition:level:assignment|occurred_at|event_id`
+/// (tokens made before levels existed have no `:level`, those made before
+/// assignments no `:assignment`).
 fn history_cursor(check: &mut Check, token: &str) -> HistoryCursor {
     let Some(text) = token_in(check, "h", token) else {
         return HistoryCursor::default();
@@ -118,8 +119,17 @@ fn history_cursor(check: &mut Check, token: &str) -> HistoryCursor {
         check.fail("page_token", "not a page token of this list");
         return HistoryCursor::default();
     };
-    let (t, level) = t.split_once(':').unwrap_or((t, "0"));
-    let (Ok(t), Ok(level), Ok(at)) = (t.parse::<i64>(), level.parse::<i64>(), at.parse::<i64>()) else {
+    let mut seqs = t.split(':');
+    let t = seqs.next().unwrap_or_default();
+    let level = seqs.next().unwrap_or("0");
+    let assignment = seqs.next().unwrap_or("0");
+    let (Ok(t), Ok(level), Ok(assignment), Ok(at), None) = (
+        t.parse::<i64>(),
+        level.parse::<i64>(),
+        assignment.parse::<i64>(),
+        at.parse::<i64>(),
+        seqs.next(),
+    ) else {
         check.fail("page_token", "not a page token of this list");
         return HistoryCursor::default();
     };
@@ -127,12 +137,19 @@ fn history_cursor(check: &mut Check, token: &str) -> HistoryCursor {
         transition: t,
         engagement: (!id.is_empty()).then(|| (at, id.to_owned())),
         level,
+        assignment,
     }
 }
 
 fn history_token(cursor: &HistoryCursor) -> String {
     let (at, id) = cursor.engagement.clone().unwrap_or((0, String::new()));
-    token_out("h", &format!("{}:{}|{at}|{id}", cursor.transition, cursor.level))
+    token_out(
+        "h",
+        &format!(
+            "{}:{}:{}|{at}|{id}",
+            cursor.transition, cursor.level, cursor.assignment
+        ),
+    )
 }
 
 /// Engagements of a client stream committed in one transaction, at most.
@@ -646,6 +663,7 @@ impl pb::lead_service_server::LeadService for LeadApi {
                         &l.lead_id,
                         l.policy_version,
                     )),
+                    HistoryEntry::Assignment(a) => pb::history_entry::Entry::Assignment(assignment_out(a)),
                 }),
             })
             .collect();
@@ -791,6 +809,62 @@ impl pb::lead_service_server::LeadService for LeadApi {
             survivor: survivor.lead,
             engagements_returned: i64::try_from(unmerged.engagements_returned).unwrap_or(i64::MAX),
             survivor_triggers: survivor.triggers,
+        }))
+    }
+
+    async fn assign_lead(
+        &self,
+        request: Request<pb::AssignLeadRequest>,
+    ) -> Result<Response<pb::AssignLeadResponse>, Status> {
+        let caller = crate::auth::caller(&request)?;
+        let trace = traceparent_of(&request);
+        let r = request.into_inner();
+        let mut check = Check::default();
+        let request_id = check.key("request_id", &r.request_id, false);
+        let key = lead_key(&mut check, "lead", r.lead.as_ref());
+        let owner = match &r.target {
+            Some(pb::assign_lead_request::Target::OwnerId(id)) => {
+                check.key("owner_id", id, true);
+                Some(id.trim().to_owned())
+            }
+            Some(pb::assign_lead_request::Target::Release(true)) => None,
+            Some(pb::assign_lead_request::Target::Release(false)) | None => {
+                check.fail("target", "required: an owner_id, or release = true");
+                None
+            }
+        };
+        check.text(
+            "reason",
+            &r.reason,
+            leadflow_engine::MAX_ASSIGN_REASON_CHARS,
+            false,
+        );
+        check.into_result()?;
+        let Some(key) = key else {
+            return Err(Status::invalid_argument("lead is required"));
+        };
+        let req = engine_request(
+            &caller,
+            Method::AssignLead,
+            &request_id,
+            &r,
+            |m| m.request_id.clear(),
+            trace,
+        );
+        let assigned = self
+            .engine
+            .assign_lead(
+                &req,
+                &key,
+                owner.as_deref(),
+                Some(r.reason.as_str()),
+                r.expected_version,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::AssignLeadResponse {
+            lead: Some(lead_out(&assigned.lead)),
+            assignment: assigned.assignment.as_ref().map(assignment_out),
         }))
     }
 

@@ -8,7 +8,7 @@ use leadflow_engine::{
 use leadflow_proto::v1 as pb;
 
 use crate::convert::{stage_in, timestamp_in, token_in, token_out};
-use crate::limits::{Check, MAX_NAME_CHARS, MAX_TEXT_CHARS};
+use crate::limits::{Check, MAX_ID_CHARS, MAX_NAME_CHARS, MAX_TEXT_CHARS};
 
 /// Score ranges, attribute filters, at most.
 const MAX_CONDITIONS: usize = 8;
@@ -162,6 +162,19 @@ fn filter_in(check: &mut Check, stage: i32, f: Option<&pb::LeadFilter>) -> LeadF
     }
     out.captured = time_range(check, "filter.captured", f.captured.as_ref());
     out.entered_stage = time_range(check, "filter.entered_stage", f.entered_stage.as_ref());
+    out.owners = choices(check, "filter.owner_ids", &f.owner_ids, MAX_ID_CHARS);
+    for (i, o) in out.owners.iter().enumerate() {
+        if o.trim().is_empty() {
+            check.fail(format!("filter.owner_ids[{i}]"), "empty");
+        }
+    }
+    if f.unassigned && !f.owner_ids.is_empty() {
+        check.fail(
+            "filter.unassigned",
+            "given with owner_ids: a lead has an owner or none",
+        );
+    }
+    out.unassigned = f.unassigned;
     out
 }
 

@@ -37,6 +37,8 @@ fn kind_out(kind: &str) -> pb::EventKind {
         "ACCOUNT_TRIGGER" => pb::EventKind::AccountTrigger,
         "LEAD_MERGED" => pb::EventKind::LeadMerged,
         "LEAD_UNMERGED" => pb::EventKind::LeadUnmerged,
+        "LEAD_ASSIGNED" => pb::EventKind::LeadAssigned,
+        "LEAD_UNROUTED" => pb::EventKind::LeadUnrouted,
         _ => pb::EventKind::Unspecified,
     }
 }
@@ -52,6 +54,8 @@ fn kind_in(check: &mut Check, field: &str, value: i32) -> Option<String> {
         Ok(pb::EventKind::AccountTrigger) => "ACCOUNT_TRIGGER",
         Ok(pb::EventKind::LeadMerged) => "LEAD_MERGED",
         Ok(pb::EventKind::LeadUnmerged) => "LEAD_UNMERGED",
+        Ok(pb::EventKind::LeadAssigned) => "LEAD_ASSIGNED",
+        Ok(pb::EventKind::LeadUnrouted) => "LEAD_UNROUTED",
         _ => {
             check.fail(field, format!("{value} is not an event kind"));
             return None;
@@ -81,6 +85,18 @@ pub(crate) fn event_out(e: &StreamEvent) -> pb::Event {
             duplicate_id: m.duplicate_id.clone(),
             duplicate_stage: stage_out(m.duplicate_stage).into(),
             automatic: m.automatic,
+        }))
+    } else if let Some(a) = &p.assignment {
+        Some(pb::event::Payload::Assignment(pb::Assignment {
+            from_owner: a.from.clone().unwrap_or_default(),
+            to_owner: a.to.clone().unwrap_or_default(),
+            cause: crate::convert::assignment_cause_out(&a.cause).into(),
+            route_id: a.route_id.clone().unwrap_or_default(),
+            explanation: a.explanation.clone(),
+            reason: a.reason.clone().unwrap_or_default(),
+            at: Some(timestamp_out(e.occurred_at)),
+            stage: stage_out(p.stage).into(),
+            principal: a.principal.clone().unwrap_or_default(),
         }))
     } else {
         p.sla_breach

@@ -102,19 +102,22 @@ impl Tx {
             .all(db)
             .await?
         {
-            let running: BTreeMap<String, i64> =
-                serde_json::from_str(&row.running).map_err(|e| StoreError::corrupt("team_cursors", &row.team, e))?;
-            pool.cursors.insert(row.team, TeamCursor {
-                last: row.last,
-                running,
-            });
+            let running: BTreeMap<String, i64> = serde_json::from_str(&row.running)
+                .map_err(|e| StoreError::corrupt("team_cursors", &row.team, e))?;
+            pool.cursors.insert(
+                row.team,
+                TeamCursor {
+                    last: row.last,
+                    running,
+                },
+            );
         }
         Ok(pool)
     }
 
     pub async fn set_team_cursor(&self, ws: &str, team: &str, cursor: &TeamCursor) -> Result<(), StoreError> {
-        let running =
-            serde_json::to_string(&cursor.running).map_err(|e| StoreError::corrupt("team_cursors", team, e))?;
+        let running = serde_json::to_string(&cursor.running)
+            .map_err(|e| StoreError::corrupt("team_cursors", team, e))?;
         team_cursor::Entity::insert(team_cursor::ActiveModel {
             workspace_id: Set(ws.to_owned()),
             team: Set(team.to_owned()),
@@ -131,7 +134,12 @@ impl Tx {
         Ok(())
     }
 
-    pub async fn set_lead_owner(&self, ws: &str, lead_id: &str, owner_id: Option<&str>) -> Result<(), StoreError> {
+    pub async fn set_lead_owner(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        owner_id: Option<&str>,
+    ) -> Result<(), StoreError> {
         lead::Entity::update_many()
             .col_expr(lead::Column::OwnerId, Expr::value(owner_id.map(str::to_owned)))
             .filter(lead::Column::WorkspaceId.eq(ws))
@@ -192,7 +200,12 @@ impl Tx {
     }
 
     /// The owners the lead was given at or after `since` (its current stay).
-    pub async fn owners_since(&self, ws: &str, lead_id: &str, since: Timestamp) -> Result<BTreeSet<String>, StoreError> {
+    pub async fn owners_since(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        since: Timestamp,
+    ) -> Result<BTreeSet<String>, StoreError> {
         let rows: Vec<Option<String>> = assignment::Entity::find()
             .select_only()
             .column(assignment::Column::ToOwner)
@@ -207,12 +220,20 @@ impl Tx {
 }
 
 impl crate::Store {
-    /// A lead's assignments, oldest first.
-    pub async fn assignments(&self, ws: &str, lead_id: &str) -> Result<Vec<AssignmentRecord>, StoreError> {
+    /// A lead's assignments after seq `after`, oldest first, at most `limit`.
+    pub async fn assignments_page(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<AssignmentRecord>, StoreError> {
         assignment::Entity::find()
             .filter(assignment::Column::WorkspaceId.eq(ws))
             .filter(assignment::Column::LeadId.eq(lead_id))
+            .filter(assignment::Column::Seq.gt(after))
             .order_by_asc(assignment::Column::Seq)
+            .limit(limit)
             .all(self.reader())
             .await
             .map_err(|e| self.on_reader(e))?
