@@ -23,6 +23,9 @@ pub struct OwnerView {
     pub updated_at: Timestamp,
     /// The token (by name) whose call made the last change.
     pub updated_by: Option<String>,
+    /// Leads it owns in IQL, MQL or SQL.
+    #[serde(default)]
+    pub open_leads: i64,
 }
 
 impl From<OwnerRecord> for OwnerView {
@@ -33,6 +36,7 @@ impl From<OwnerRecord> for OwnerView {
             created_at: r.created_at,
             updated_at: r.updated_at,
             updated_by: r.updated_by,
+            open_leads: r.open_leads,
         }
     }
 }

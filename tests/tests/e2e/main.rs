@@ -30,6 +30,7 @@ mod owners;
 mod reads;
 mod replicas;
 mod rescore;
+mod routing;
 mod search;
 mod service;
 mod stream;
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
         reads::trials(),
         replicas::trials(),
         rescore::trials(),
+        routing::trials(),
         search::trials(),
         service::trials(),
         stream::trials(),

@@ -35,6 +35,7 @@ fn owner_out(v: &OwnerView) -> pb::Owner {
         created_at: Some(timestamp_out(v.created_at)),
         updated_at: Some(timestamp_out(v.updated_at)),
         updated_by: v.updated_by.clone().unwrap_or_default(),
+        open_leads: v.open_leads,
     }
 }
 

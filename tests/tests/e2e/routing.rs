@@ -1,0 +1,480 @@
+//! Routing over the API: leads entering a stage are handed to a team's
+//! owners by the policy's `[[route]]` (round robin exactly, even when they
+//! arrive at once; never past an owner's capacity; then the fallback; else
+//! unrouted and said so), released on the moves `[routing] release_on`
+//! names, and assigned by hand with `AssignLead`; every change is in the
+//! lead's history and on the stream.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use leadflow_e2e::*;
+use leadflow_proto::v1 as pb;
+use leadflow_proto::v1::owner_service_client::OwnerServiceClient;
+use tonic::transport::Channel;
+
+fn owners(server: &TestServer) -> OwnerServiceClient<Channel> {
+    OwnerServiceClient::new(server.channel.clone())
+}
+
+/// The default policy with `routes` appended.
+pub(crate) fn routed(routes: &str) -> String {
+    format!("{}\n{routes}", leadflow_server::DEFAULT_POLICY)
+}
+
+const ROUND_ROBIN: &str = r#"
+[[route]]
+id = "sql-emea"
+on = "entered:SQL"
+team = "emea"
+strategy = "round_robin"
+"#;
+
+pub(crate) async fn add_owner(
+    client: &mut OwnerServiceClient<Channel>,
+    id: &str,
+    teams: &[&str],
+    capacity: Option<i32>,
+) -> anyhow::Result<()> {
+    client
+        .create_owner(pb::CreateOwnerRequest {
+            owner: Some(pb::Owner {
+                id: id.to_owned(),
+                display_name: format!("Rep {id}"),
+                teams: teams.iter().map(|t| (*t).to_owned()).collect(),
+                capacity,
+                weight: 1,
+                available: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
+    Ok(())
+}
+
+/// `n` leads, created one by one, then made sales-ready all at once (each
+/// by its own call, at most 16 in flight): their ids.
+async fn sales_ready_at_once(server: &mut TestServer, prefix: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        ids.push(create(server, &format!("{prefix}{i}@acme.com")).await?.id);
+    }
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+    let mut calls = tokio::task::JoinSet::new();
+    for id in &ids {
+        let mut leads = server.leads.clone();
+        let gate = gate.clone();
+        let request = record(id, engagement(&format!("demo-{id}"), "demo_requested"));
+        calls.spawn(async move {
+            let _permit = gate.acquire_owned().await?;
+            leads.record_engagement(request).await?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        done??;
+    }
+    Ok(ids)
+}
+
+/// Each lead's owner ("" for none), by lead id.
+async fn owners_of(server: &mut TestServer, ids: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for id in ids {
+        out.insert(id.clone(), server.lead(id).await?.owner_id);
+    }
+    Ok(out)
+}
+
+fn counts(owners: &BTreeMap<String, String>) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for o in owners.values() {
+        *out.entry(o.clone()).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Every lead of a page of ListLeads filtered by `filter`.
+async fn listed(server: &mut TestServer, filter: pb::LeadFilter) -> anyhow::Result<Vec<pb::Lead>> {
+    Ok(server
+        .leads
+        .list_leads(pb::ListLeadsRequest {
+            filter: Some(filter),
+            page_size: 500,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .leads)
+}
+
+async fn open_leads(client: &mut OwnerServiceClient<Channel>, id: &str) -> anyhow::Result<i64> {
+    Ok(client
+        .get_owner(pb::GetOwnerRequest { id: id.to_owned() })
+        .await?
+        .into_inner()
+        .owner
+        .map_or(0, |o| o.open_leads))
+}
+
+async fn leads_entering_sql_at_once_are_spread_round_robin_exactly(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    activate_policy(&mut server, routed(ROUND_ROBIN)).await?;
+    let mut admin = owners(&server);
+    for id in ["ana", "ben", "chloe"] {
+        add_owner(&mut admin, id, &["emea"], None).await?;
+    }
+    add_owner(&mut admin, "zed", &["amer"], None).await?;
+    let ids = sales_ready_at_once(&mut server, "rr", 100).await?;
+    let given = owners_of(&mut server, &ids).await?;
+    let spread = counts(&given);
+    assert_eq!(
+        spread.keys().collect::<Vec<_>>(),
+        ["ana", "ben", "chloe"],
+        "{spread:?}"
+    );
+    let (min, max) = (
+        spread.values().min().copied().unwrap_or(0),
+        spread.values().max().copied().unwrap_or(0),
+    );
+    assert!(max - min <= 1, "round robin is exact: {spread:?}");
+    // One assignment per lead, each in its history with the route and the
+    // owners considered; the open counts follow.
+    for id in ids.iter().take(10) {
+        let history = full_history(&mut server, id, 0).await?;
+        let assigned: Vec<&pb::Assignment> = history
+            .iter()
+            .filter_map(|e| match &e.entry {
+                Some(pb::history_entry::Entry::Assignment(a)) => Some(a),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(assigned.len(), 1, "{id}: {assigned:?}");
+        let a = assigned[0];
+        assert_eq!(a.route_id, "sql-emea");
+        assert_eq!(a.cause, i32::from(pb::AssignmentCause::Route));
+        assert_eq!(a.to_owner, given[id]);
+        assert_eq!(a.stage, i32::from(pb::Stage::Sql));
+        assert!(
+            a.explanation
+                .starts_with("route sql-emea on entered:SQL: team emea round_robin: "),
+            "{}",
+            a.explanation
+        );
+    }
+    for (owner, n) in &spread {
+        assert_eq!(open_leads(&mut admin, owner).await?, i64::try_from(*n)?);
+        let theirs = listed(
+            &mut server,
+            pb::LeadFilter {
+                owner_ids: vec![owner.clone()],
+                ..Default::default()
+            },
+        )
+        .await?;
+        assert_eq!(theirs.len(), *n, "ListLeads by owner {owner}");
+        assert!(theirs.iter().all(|l| l.owner_id == *owner));
+    }
+    // A lead that was not routed (it stays in IQL) is unassigned.
+    let quiet = create(&mut server, "quiet@acme.com").await?;
+    let unassigned = listed(
+        &mut server,
+        pb::LeadFilter {
+            unassigned: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(
+        unassigned.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+        [quiet.id.as_str()]
+    );
+    Ok(())
+}
+
+async fn capacity_is_never_passed_then_the_fallback_then_unrouted(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    let routes = r#"
+[[route]]
+id = "sql-emea"
+on = "entered:SQL"
+team = "emea"
+strategy = "least_loaded"
+fallback = "queue"
+"#;
+    activate_policy(&mut server, routed(routes)).await?;
+    let mut admin = owners(&server);
+    add_owner(&mut admin, "ana", &["emea"], Some(2)).await?;
+    add_owner(&mut admin, "ben", &["emea"], Some(1)).await?;
+    add_owner(&mut admin, "queue", &[], Some(2)).await?;
+    let mut stream = subscribe(&mut server, "router", pb::StartPosition::Latest, 0, None).await?;
+    let ids = sales_ready_at_once(&mut server, "cap", 7).await?;
+    let spread = counts(&owners_of(&mut server, &ids).await?);
+    assert_eq!(
+        spread,
+        BTreeMap::from([
+            (String::new(), 2),
+            ("ana".to_owned(), 2),
+            ("ben".to_owned(), 1),
+            ("queue".to_owned(), 2),
+        ])
+    );
+    // The stream says who got each lead, and why the last two got no one.
+    let mut assigned = 0;
+    let mut unrouted = Vec::new();
+    while let Some(e) = next_event(&mut stream, Duration::from_secs(5)).await? {
+        match pb::EventKind::try_from(e.kind) {
+            Ok(pb::EventKind::LeadAssigned) => assigned += 1,
+            Ok(pb::EventKind::LeadUnrouted) => unrouted.push(e),
+            _ => {}
+        }
+        if assigned + unrouted.len() == 7 {
+            break;
+        }
+    }
+    assert_eq!((assigned, unrouted.len()), (5, 2));
+    let Some(pb::event::Payload::Assignment(why)) = &unrouted[0].payload else {
+        anyhow::bail!("an unrouted event without its assignment: {:?}", unrouted[0]);
+    };
+    assert_eq!(why.to_owner, "");
+    assert_eq!(
+        why.explanation,
+        "route sql-emea on entered:SQL: team emea least_loaded: ana (at capacity, 2/2), ben (at capacity, 1/1) → no owner; fallback queue (at capacity, 2/2) → no owner"
+    );
+    // A recycled lead is released (the default release_on): its owner's
+    // open leads fall, and the history says so.
+    let ana_lead = server
+        .leads
+        .list_leads(pb::ListLeadsRequest {
+            filter: Some(pb::LeadFilter {
+                owner_ids: vec!["ana".to_owned()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .leads
+        .remove(0);
+    server
+        .leads
+        .transition(transition(&ana_lead.id, pb::Action::Recycle, "timing"))
+        .await?;
+    assert_eq!(server.lead(&ana_lead.id).await?.owner_id, "");
+    assert_eq!(open_leads(&mut admin, "ana").await?, 1);
+    let shapes: Vec<String> = full_history(&mut server, &ana_lead.id, 0)
+        .await?
+        .iter()
+        .map(entry_shape)
+        .filter(|s| s.starts_with("owner:"))
+        .collect();
+    assert_eq!(shapes, ["owner:>ana", "owner:ana>"]);
+    Ok(())
+}
+
+async fn a_lead_is_assigned_and_released_by_hand(mut server: TestServer) -> anyhow::Result<()> {
+    let mut admin = owners(&server);
+    add_owner(&mut admin, "ana", &["emea"], Some(1)).await?;
+    add_owner(&mut admin, "ben", &["emea"], None).await?;
+    let lead = create(&mut server, "hand@acme.com").await?;
+    let mut stream = subscribe(
+        &mut server,
+        "sales",
+        pb::StartPosition::Latest,
+        0,
+        Some(pb::EventFilter {
+            kinds: vec![pb::EventKind::LeadAssigned.into()],
+            ..Default::default()
+        }),
+    )
+    .await?;
+    let request = pb::AssignLeadRequest {
+        request_id: "a-1".to_owned(),
+        lead: by_id(&lead.id),
+        target: Some(pb::assign_lead_request::Target::OwnerId("ana".to_owned())),
+        reason: "asked for by the account team".to_owned(),
+        ..Default::default()
+    };
+    let first = server.leads.assign_lead(request.clone()).await?.into_inner();
+    let change = first.assignment.clone().expect("a change");
+    assert_eq!(
+        (change.from_owner.as_str(), change.to_owner.as_str()),
+        ("", "ana")
+    );
+    assert_eq!(change.cause, i32::from(pb::AssignmentCause::Manual));
+    assert_eq!(change.reason, "asked for by the account team");
+    assert_eq!(first.lead.as_ref().map(|l| l.owner_id.as_str()), Some("ana"));
+    // A retry answers the first result and changes nothing more.
+    let again = server.leads.assign_lead(request).await?.into_inner();
+    assert_eq!(again, first);
+    assert_eq!(open_leads(&mut admin, "ana").await?, 1);
+    // A person may go past a capacity; the same owner again is no change.
+    let lead2 = create(&mut server, "hand2@acme.com").await?;
+    let to_ana = |id: &str| pb::AssignLeadRequest {
+        lead: by_id(id),
+        target: Some(pb::assign_lead_request::Target::OwnerId("ana".to_owned())),
+        ..Default::default()
+    };
+    server.leads.assign_lead(to_ana(&lead2.id)).await?;
+    assert_eq!(open_leads(&mut admin, "ana").await?, 2);
+    let same = server.leads.assign_lead(to_ana(&lead.id)).await?.into_inner();
+    assert_eq!(same.assignment, None);
+    // Released: the owner's count falls.
+    let released = server
+        .leads
+        .assign_lead(pb::AssignLeadRequest {
+            lead: by_id(&lead.id),
+            target: Some(pb::assign_lead_request::Target::Release(true)),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        released.assignment.map(|a| (a.from_owner, a.to_owner)),
+        Some(("ana".to_owned(), String::new()))
+    );
+    assert_eq!(open_leads(&mut admin, "ana").await?, 1);
+    let got = events(&mut stream, 3, Duration::from_secs(5)).await?;
+    assert_eq!(
+        got.iter().map(describe).collect::<Vec<_>>(),
+        ["LEAD_ASSIGNED:>ana", "LEAD_ASSIGNED:>ana", "LEAD_ASSIGNED:ana>"]
+    );
+    let shapes: Vec<String> = full_history(&mut server, &lead.id, 2)
+        .await?
+        .iter()
+        .map(entry_shape)
+        .collect();
+    assert_eq!(shapes, ["->1", "owner:>ana", "owner:ana>"]);
+    Ok(())
+}
+
+async fn bad_assignments_are_refused_with_their_fields(mut server: TestServer) -> anyhow::Result<()> {
+    let lead = create(&mut server, "bad@acme.com").await?;
+    let good = pb::AssignLeadRequest {
+        lead: by_id(&lead.id),
+        target: Some(pb::assign_lead_request::Target::OwnerId("nobody".to_owned())),
+        ..Default::default()
+    };
+    let missing = server
+        .leads
+        .assign_lead(good.clone())
+        .await
+        .expect_err("no such owner");
+    assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
+    for (request, field) in [
+        (
+            pb::AssignLeadRequest {
+                target: None,
+                ..good.clone()
+            },
+            "target",
+        ),
+        (
+            pb::AssignLeadRequest {
+                target: Some(pb::assign_lead_request::Target::Release(false)),
+                ..good.clone()
+            },
+            "target",
+        ),
+        (
+            pb::AssignLeadRequest {
+                target: Some(pb::assign_lead_request::Target::OwnerId(" ".to_owned())),
+                ..good.clone()
+            },
+            "owner_id",
+        ),
+        (
+            pb::AssignLeadRequest {
+                target: Some(pb::assign_lead_request::Target::OwnerId("o".repeat(200))),
+                ..good.clone()
+            },
+            "owner_id",
+        ),
+        (
+            pb::AssignLeadRequest {
+                reason: "r".repeat(1_001),
+                ..good.clone()
+            },
+            "reason",
+        ),
+        (
+            pb::AssignLeadRequest {
+                lead: None,
+                ..good.clone()
+            },
+            "lead",
+        ),
+        (
+            pb::AssignLeadRequest {
+                request_id: "x".repeat(200),
+                ..good.clone()
+            },
+            "request_id",
+        ),
+    ] {
+        assert_invalid(server.leads.assign_lead(request.clone()).await, field, &request);
+    }
+    let stale = server
+        .leads
+        .assign_lead(pb::AssignLeadRequest {
+            expected_version: Some(7),
+            target: Some(pb::assign_lead_request::Target::Release(true)),
+            ..good.clone()
+        })
+        .await
+        .expect_err("stale");
+    assert_eq!(stale.code(), tonic::Code::Aborted);
+    let request = pb::ListLeadsRequest {
+        filter: Some(pb::LeadFilter {
+            owner_ids: vec!["ana".to_owned()],
+            unassigned: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_invalid(
+        server.leads.list_leads(request.clone()).await,
+        "filter.unassigned",
+        &request,
+    );
+    let request = pb::ListLeadsRequest {
+        filter: Some(pb::LeadFilter {
+            owner_ids: vec![String::new()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    assert_invalid(
+        server.leads.list_leads(request.clone()).await,
+        "filter.owner_ids[0]",
+        &request,
+    );
+    // A policy with a bad route is refused with its path.
+    let refused = server
+        .policies
+        .create_policy_version(pb::CreatePolicyVersionRequest {
+            source: routed("[[route]]\nid = \"r\"\non = \"entered:SQL\"\nteam = \"emea\"\n"),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no strategy");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(fields(&refused), ["source"]);
+    assert!(
+        refused
+            .message()
+            .contains("route[0].strategy: required with team"),
+        "{refused:?}"
+    );
+    Ok(())
+}
+
+scenarios! {
+    leads_entering_sql_at_once_are_spread_round_robin_exactly,
+    capacity_is_never_passed_then_the_fallback_then_unrouted,
+    a_lead_is_assigned_and_released_by_hand,
+    bad_assignments_are_refused_with_their_fields,
+}
