@@ -651,7 +651,90 @@ async fn a_rescore_killed_midway_finishes_after_a_restart_touching_each_lead_onc
     Ok(())
 }
 
+/// Two replicas make leads sales-ready at once, each its half: the
+/// workspace's routing lock makes their choices follow one another, so the
+/// team's turns are neither skipped nor taken twice, and each lead has one
+/// owner, given once.
+async fn two_replicas_routing_at_once_spread_leads_round_robin_exactly() -> anyhow::Result<()> {
+    let (_db, a, b) = two_replicas().await?;
+    let mut policies = PolicyServiceClient::new(a.channel.clone());
+    activate_source(
+        &mut policies,
+        crate::routing::routed(
+            "[[route]]\nid = \"sql\"\non = \"entered:SQL\"\nteam = \"emea\"\nstrategy = \"round_robin\"\n",
+        ),
+    )
+    .await?;
+    let mut admin = leadflow_proto::v1::owner_service_client::OwnerServiceClient::new(b.channel.clone());
+    for id in ["ana", "ben", "chloe", "dan"] {
+        crate::routing::add_owner(&mut admin, id, &["emea"], Some(100)).await?;
+    }
+    let mut ids = Vec::new();
+    for i in 0..80 {
+        let lead = a
+            .leads()
+            .create_lead(create_request(&format!("r{i}@acme.com")))
+            .await?
+            .into_inner()
+            .lead
+            .expect("lead");
+        ids.push(lead.id);
+    }
+    let mut calls = tokio::task::JoinSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        let mut leads = if i % 2 == 0 { a.leads() } else { b.leads() };
+        let request = record(id, engagement(&format!("demo-{id}"), "demo_requested"));
+        calls.spawn(async move { leads.record_engagement(request).await.map(|_| ()) });
+    }
+    while let Some(done) = calls.join_next().await {
+        done??;
+    }
+    let mut spread = std::collections::BTreeMap::<String, usize>::new();
+    let mut leads = b.leads();
+    for id in &ids {
+        let lead = leads
+            .get_lead(pb::GetLeadRequest { lead: by_id(id) })
+            .await?
+            .into_inner()
+            .lead
+            .expect("lead");
+        *spread.entry(lead.owner_id).or_insert(0) += 1;
+        let history = leads
+            .get_lead_history(pb::GetLeadHistoryRequest {
+                lead: by_id(id),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .entries;
+        let given = history
+            .iter()
+            .filter(|e| matches!(e.entry, Some(pb::history_entry::Entry::Assignment(_))))
+            .count();
+        assert_eq!(given, 1, "lead {id} was given {given} times");
+    }
+    assert_eq!(
+        spread,
+        ["ana", "ben", "chloe", "dan"]
+            .into_iter()
+            .map(|o| (o.to_owned(), 20))
+            .collect(),
+        "four owners, 80 leads: 20 each"
+    );
+    for id in ["ana", "ben", "chloe", "dan"] {
+        let open = admin
+            .get_owner(pb::GetOwnerRequest { id: id.to_owned() })
+            .await?
+            .into_inner()
+            .owner
+            .map_or(0, |o| o.open_leads);
+        assert_eq!(open, 20, "{id}'s open leads");
+    }
+    Ok(())
+}
+
 scenarios! {
+    two_replicas_routing_at_once_spread_leads_round_robin_exactly = once().needs(&POSTGRES),
     a_transition_on_one_replica_reaches_a_subscriber_on_the_other = once().needs(&POSTGRES),
     a_timer_due_while_both_run_fires_once = once().needs(&POSTGRES),
     killing_a_replica_mid_load_loses_no_committed_event = once().needs(&POSTGRES),
