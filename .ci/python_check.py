@@ -275,3 +275,57 @@ created = owners.CreateOwner(
 check(created.id == rep_id and created.version == 1 and created.capacity == 5, "CreateOwner keeps the owner")
 listed = owners.ListOwners(own.ListOwnersRequest(team="emea")).owners
 check(rep_id in [o.id for o in listed], "ListOwners lists the team's owner")
+
+# Routing: a route hands SQLs to the team round robin; a sales-routing
+# engine consumes LEAD_ASSIGNED from the stream and learns whom to notify.
+team = f"team-{uuid.uuid4().hex[:8]}"
+reps = [f"{team}-ana", f"{team}-ben"]
+for rep in reps:
+    owners.CreateOwner(own.CreateOwnerRequest(owner=own.Owner(id=rep, display_name=rep, teams=[team], weight=1, available=True)))
+routed = source + f"""
+[[route]]
+id = "sql-to-{team}"
+on = "entered:SQL"
+team = "{team}"
+strategy = "round_robin"
+"""
+version = policies.CreatePolicyVersion(policy_service_pb2.CreatePolicyVersionRequest(source=routed)).policy.version
+policies.ActivatePolicy(policy_service_pb2.ActivatePolicyRequest(version=version))
+engine = triggers.Subscribe(
+    ts.SubscribeRequest(
+        consumer=f"sales-router-{team}",
+        start=ts.START_POSITION_LATEST,
+        filter=ts.EventFilter(kinds=[ts.EVENT_KIND_LEAD_ASSIGNED]),
+    ),
+    timeout=20,
+)
+buyers = []
+for i in range(4):
+    buyer = leads.CreateLead(
+        lead_service_pb2.CreateLeadRequest(profile={"email": f"buyer{i}-{team}@globex.com", "company": "Globex"})
+    ).lead
+    leads.RecordEngagement(
+        lead_service_pb2.RecordEngagementRequest(
+            lead=lead_pb2.LeadRef(id=buyer.id),
+            engagement=lead_pb2.Engagement(event_id=f"demo-{buyer.id}", type="demo_requested", occurred_at=now),
+        )
+    )
+    buyers.append(buyer.id)
+notified = {}
+for item in engine:
+    if not item.HasField("event"):
+        continue
+    e = item.event
+    check(e.kind == ts.EVENT_KIND_LEAD_ASSIGNED and e.HasField("assignment"), "the engine gets a LEAD_ASSIGNED")
+    check(e.assignment.route_id == f"sql-to-{team}", f"it names the route ({e.assignment.explanation})")
+    notified[e.lead.id] = e.assignment.to_owner
+    triggers.Ack(ts.AckRequest(consumer=f"sales-router-{team}", sequence=e.sequence))
+    if len(notified) == len(buyers):
+        break
+engine.cancel()
+check(sorted(notified) == sorted(buyers), "every SQL was handed to an owner")
+check([notified[b] for b in buyers] == [reps[0], reps[1], reps[0], reps[1]], "round robin, in turn")
+check(
+    leads.GetLead(lead_service_pb2.GetLeadRequest(lead=lead_pb2.LeadRef(id=buyers[0]))).lead.owner_id == reps[0],
+    "GetLead shows the owner",
+)
