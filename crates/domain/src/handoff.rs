@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::lifecycle::Scores;
-use crate::policy::{Policy, Release, Route, RouteOn, RouteTarget, ScoreName};
+use crate::policy::{Policy, Release, Route, RouteOn, RouteTarget, ScoreName, SlaAction};
 use crate::profile::Profile;
 use crate::routing::{Owner, Strategy, TeamCursor, Verdict, choose};
 use crate::stage::Stage;
@@ -30,6 +30,9 @@ pub struct Occasions {
     /// Set off by a policy change (re-score): such routes do not take a
     /// lead from its owner.
     pub policy_change: bool,
+    /// The SLAs with `then = "reassign"` that breached, in order: the lead
+    /// goes back through its stage's route, past the owners of its stay.
+    pub reassign: Vec<String>,
 }
 
 /// The release and the route events of a decision's `events`.
@@ -52,6 +55,14 @@ pub fn occasions(policy: &Policy, events: &[Event]) -> Occasions {
                     out.release = Some(Some(r));
                 }
                 last = Some(t);
+            }
+            Event::SlaBreached(b)
+                if policy
+                    .slas
+                    .iter()
+                    .any(|s| s.id == b.sla_id && s.then == SlaAction::Reassign) =>
+            {
+                out.reassign.push(b.sla_id.clone());
             }
             Event::LevelChanged(l) if !l.suppressed && l.cause != Cause::PolicyChange => {
                 if let Some(level) = &l.to {
@@ -123,7 +134,8 @@ pub struct Handoff {
 }
 
 /// Where `route` sends a lead of this profile, past the owners it may not
-/// go back to (`excluded`), then to the route's fallback.
+/// go back to (`excluded`), then to the route's fallback (which it may go
+/// back to).
 pub fn hand_off(route: &Route, profile: &Profile, pool: &Pool<'_>, excluded: &BTreeSet<String>) -> Handoff {
     let mut out = match &route.target {
         RouteTarget::Owner(id) => {
@@ -143,7 +155,8 @@ pub fn hand_off(route: &Route, profile: &Profile, pool: &Pool<'_>, excluded: &BT
     if out.owner.is_none()
         && let Some(fallback) = &route.fallback
     {
-        let (owner, explanation) = single(fallback, pool, excluded);
+        // The queue of last resort: an owner it had does not keep it out.
+        let (owner, explanation) = single(fallback, pool, &BTreeSet::new());
         out.owner = owner;
         out.explanation = format!("{}; fallback {explanation}", out.explanation);
     }

@@ -7,8 +7,10 @@
 
 use std::collections::BTreeSet;
 
-use leadflow_domain::handoff::{Pool, hand_off, is_open, occasions, route_for};
+use leadflow_domain::handoff::{Handoff, Pool, hand_off, is_open, occasions, route_for};
 use leadflow_domain::lifecycle::Scores;
+use leadflow_domain::policy::{Route, RouteOn};
+use leadflow_domain::profile::Profile;
 use leadflow_domain::workflow::Event;
 use leadflow_domain::{Lead, Policy, Stage, Timestamp};
 use leadflow_store::{AssignmentRecord, RoutingPool, Tx};
@@ -109,21 +111,7 @@ pub(crate) async fn after_decision(
         if out.owner.is_some() && (!route.reassign || found.policy_change) {
             continue;
         }
-        let pool = state.pool().await?;
-        let handoff = hand_off(
-            route,
-            &at.lead.profile,
-            &Pool {
-                owners: &pool.owners,
-                open: &pool.open,
-                cursors: &pool.cursors,
-            },
-            &BTreeSet::new(),
-        );
-        if let Some((team, cursor)) = &handoff.cursor {
-            tx.set_team_cursor(at.ws, team, cursor).await?;
-            pool.cursors.insert(team.clone(), cursor.clone());
-        }
+        let handoff = state.hand_off(route, &at.lead.profile, &BTreeSet::new()).await?;
         let mut note = AssignmentNote {
             from: out.owner.clone(),
             to: handoff.owner.clone(),
@@ -152,6 +140,9 @@ pub(crate) async fn after_decision(
             None => {} // a reassign found no one: the lead keeps its owner
         }
     }
+    for sla in &found.reassign {
+        reassign(&mut state, at, sla, when, &mut counted, &mut out).await?;
+    }
     // The open leads follow the owner and the stage.
     let owner = out.owner.clone();
     state
@@ -161,6 +152,62 @@ pub(crate) async fn after_decision(
         tx.set_lead_owner(at.ws, at.lead_id, out.owner.as_deref()).await?;
     }
     Ok(out)
+}
+
+/// An SLA with `then = "reassign"` breached: the lead goes back through
+/// its stage's route past every owner it had in this stay (the fallback
+/// excepted). When no one else can take it, it keeps its owner and
+/// `LEAD_UNROUTED` says why; without a matching route nothing changes.
+async fn reassign(
+    state: &mut Locked<'_>,
+    at: &Around<'_>,
+    sla: &str,
+    when: Timestamp,
+    counted: &mut Option<String>,
+    out: &mut Handed,
+) -> Result<(), EngineError> {
+    if !is_open(at.lead.stage) {
+        return Ok(());
+    }
+    let on = RouteOn::Entered(at.lead.stage);
+    let Some(route) = route_for(at.policy, &on, &at.lead.profile, at.scores) else {
+        return Ok(());
+    };
+    let tx = state.tx;
+    let mut excluded = tx
+        .owners_since(at.ws, at.lead_id, at.lead.entered_stage_at)
+        .await?;
+    excluded.extend(out.owner.clone());
+    let handoff = state.hand_off(route, &at.lead.profile, &excluded).await?;
+    let mut note = AssignmentNote {
+        from: out.owner.clone(),
+        to: handoff.owner.clone(),
+        cause: "SLA".to_owned(),
+        route_id: Some(route.id.clone()),
+        explanation: format!(
+            "sla {sla} breached: route {} on {on}: {}",
+            route.id, handoff.explanation
+        ),
+        reason: None,
+        principal: at.principal.map(str::to_owned),
+    };
+    match handoff.owner {
+        Some(to) if out.owner.as_deref() != Some(to.as_str()) => {
+            record(tx, at, &note, when).await?;
+            out.events.push((ASSIGNED, note, when));
+            state.recount(counted, Some(to.as_str())).await?;
+            out.owner = Some(to);
+        }
+        _ => {
+            if let Some(kept) = &out.owner {
+                note.explanation = format!("{}; kept by {kept}", note.explanation);
+            }
+            note.to = out.owner.clone();
+            record(tx, at, &note, when).await?;
+            out.events.push((UNROUTED, note, when));
+        }
+    }
+    Ok(())
 }
 
 /// An erased lead leaves its owner (its assignments go with its data).
@@ -257,6 +304,33 @@ impl<'t> Locked<'t> {
             *counted = Some(to.to_owned());
         }
         Ok(())
+    }
+
+    /// Where `route` sends the lead, from the pool as it stands; a team's
+    /// cursor the choice moved is kept.
+    async fn hand_off(
+        &mut self,
+        route: &Route,
+        profile: &Profile,
+        excluded: &BTreeSet<String>,
+    ) -> Result<Handoff, EngineError> {
+        let (tx, ws) = (self.tx, self.ws);
+        let pool = self.pool().await?;
+        let handoff = hand_off(
+            route,
+            profile,
+            &Pool {
+                owners: &pool.owners,
+                open: &pool.open,
+                cursors: &pool.cursors,
+            },
+            excluded,
+        );
+        if let Some((team, cursor)) = &handoff.cursor {
+            tx.set_team_cursor(ws, team, cursor).await?;
+            pool.cursors.insert(team.clone(), cursor.clone());
+        }
+        Ok(handoff)
     }
 
     async fn pool(&mut self) -> Result<&mut RoutingPool, EngineError> {

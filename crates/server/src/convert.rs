@@ -175,6 +175,7 @@ pub(crate) fn assignment_cause_out(cause: &str) -> pb::AssignmentCause {
         "MANUAL" => pb::AssignmentCause::Manual,
         "RELEASE" => pb::AssignmentCause::Release,
         "MERGE" => pb::AssignmentCause::Merge,
+        "SLA" => pb::AssignmentCause::Sla,
         _ => pb::AssignmentCause::Unspecified,
     }
 }

@@ -8,10 +8,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use leadflow_domain::{Span, Timestamp};
 use leadflow_e2e::*;
 use leadflow_proto::v1 as pb;
 use leadflow_proto::v1::owner_service_client::OwnerServiceClient;
 use tonic::transport::Channel;
+
+/// 2026-01-05T09:00:00Z.
+const T0: Timestamp = Timestamp::from_secs(1_767_603_600);
 
 fn owners(server: &TestServer) -> OwnerServiceClient<Channel> {
     OwnerServiceClient::new(server.channel.clone())
@@ -472,9 +476,167 @@ async fn bad_assignments_are_refused_with_their_fields(mut server: TestServer) -
     Ok(())
 }
 
+/// The default policy, its SQL SLA reassigning, with a round robin route.
+fn reassigning() -> String {
+    routed(
+        r#"
+[[route]]
+id = "sql-emea"
+on = "entered:SQL"
+team = "emea"
+strategy = "round_robin"
+fallback = "queue"
+"#,
+    )
+    .replace(
+        "until = \"sales_contacted\"\n",
+        "until = \"sales_contacted\"\nthen = \"reassign\"\n",
+    )
+}
+
+/// The lead's owner changes in its history: `owner:<from>><to>`.
+async fn owner_changes(server: &mut TestServer, lead: &str) -> anyhow::Result<Vec<String>> {
+    Ok(full_history(server, lead, 0)
+        .await?
+        .iter()
+        .map(entry_shape)
+        .filter(|s| s.starts_with("owner:"))
+        .collect())
+}
+
+async fn a_breached_sla_reassigns_past_the_owners_of_the_stay_once(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    activate_policy(&mut server, reassigning()).await?;
+    let mut admin = owners(&server);
+    add_owner(&mut admin, "ana", &["emea"], None).await?;
+    add_owner(&mut admin, "ben", &["emea"], Some(2)).await?;
+    add_owner(&mut admin, "queue", &[], None).await?;
+    let mut stream = subscribe(&mut server, "router", pb::StartPosition::Latest, 0, None).await?;
+    // slow → ana, quick → ben (contacted in time), later → ana an hour on.
+    let slow = create(&mut server, "slow@acme.com").await?.id;
+    let quick = create(&mut server, "quick@acme.com").await?.id;
+    let later = create(&mut server, "later@acme.com").await?.id;
+    for lead in [&slow, &quick] {
+        server
+            .leads
+            .record_engagement(record(
+                lead,
+                engagement(&format!("demo-{lead}"), "demo_requested"),
+            ))
+            .await?;
+    }
+    server.manual_clock().advance(Span::from_hours(1));
+    server
+        .leads
+        .record_engagement(record(&later, engagement("demo-later", "demo_requested")))
+        .await?;
+    server
+        .leads
+        .record_engagement(record(&quick, engagement("call", "sales_contacted")))
+        .await?;
+    let given = owners_of(&mut server, &[slow.clone(), quick.clone(), later.clone()]).await?;
+    assert_eq!(
+        [&given[&slow], &given[&quick], &given[&later]],
+        ["ana", "ben", "ana"]
+    );
+    // slow's SLA breaches: two replicas' workers fire it at once, once.
+    server
+        .manual_clock()
+        .advance(Span::from_hours(23) + Span::from_secs(1));
+    let url = server.database_url().to_owned();
+    let other = leadflow_engine::Engine::new(
+        leadflow_store::Store::connect(&url, &leadflow_store::StoreOptions::default()).await?,
+        server.clock.clone().expect("clock"),
+    );
+    let mine = server.engine.clone();
+    let (a, b) = tokio::join!(mine.fire_due_timers(100), other.fire_due_timers(100));
+    assert_eq!(a? + b?, 1, "only slow's SLA is due");
+    assert_eq!(server.lead(&slow).await?.owner_id, "ben");
+    assert_eq!(
+        owner_changes(&mut server, &slow).await?,
+        ["owner:>ana", "owner:ana>ben"]
+    );
+    assert_eq!(
+        owner_changes(&mut server, &quick).await?,
+        ["owner:>ben"],
+        "contacted in time"
+    );
+    let mut seen = Vec::new();
+    while let Some(e) = next_event(&mut stream, Duration::from_secs(5)).await? {
+        if e.lead.as_ref().is_some_and(|l| l.id == slow) {
+            seen.push(e.clone());
+        }
+        if matches!(&e.payload, Some(pb::event::Payload::Assignment(a)) if a.cause == pb::AssignmentCause::Sla as i32)
+        {
+            break;
+        }
+    }
+    let shapes: Vec<String> = seen.iter().map(describe).collect();
+    assert_eq!(
+        shapes[shapes.len() - 2..],
+        ["SLA_BREACHED:sql_first_contact", "LEAD_ASSIGNED:ana>ben"]
+    );
+    let Some(pb::event::Payload::Assignment(why)) = &seen.last().expect("an event").payload else {
+        anyhow::bail!("no assignment");
+    };
+    assert_eq!(
+        why.explanation,
+        "sla sql_first_contact breached: route sql-emea on entered:SQL: team emea round_robin: ana (had it before) → ben"
+    );
+    assert_eq!(why.route_id, "sql-emea");
+    assert_eq!(
+        (
+            open_leads(&mut admin, "ana").await?,
+            open_leads(&mut admin, "ben").await?
+        ),
+        (1, 2)
+    );
+
+    // later's SLA: ana had it, ben is at capacity, the fallback queue is
+    // out of office: it keeps ana, and LEAD_UNROUTED says why.
+    admin
+        .update_owner(pb::UpdateOwnerRequest {
+            owner: Some(pb::Owner {
+                id: "queue".to_owned(),
+                display_name: "Rep queue".to_owned(),
+                available: false,
+                weight: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
+    server.manual_clock().advance(Span::from_hours(1));
+    assert_eq!(server.engine.fire_due_timers(100).await?, 1);
+    assert_eq!(server.lead(&later).await?.owner_id, "ana");
+    let unrouted = loop {
+        let Some(e) = next_event(&mut stream, Duration::from_secs(5)).await? else {
+            anyhow::bail!("no LEAD_UNROUTED for later");
+        };
+        if e.lead.as_ref().is_some_and(|l| l.id == later) && e.kind == pb::EventKind::LeadUnrouted as i32 {
+            break e;
+        }
+    };
+    let Some(pb::event::Payload::Assignment(why)) = &unrouted.payload else {
+        anyhow::bail!("no assignment");
+    };
+    assert_eq!((why.from_owner.as_str(), why.to_owner.as_str()), ("ana", "ana"));
+    assert_eq!(
+        why.explanation,
+        "sla sql_first_contact breached: route sql-emea on entered:SQL: team emea round_robin: ana (had it before), ben (at capacity, 2/2) → no owner; fallback queue (out of office) → no owner; kept by ana"
+    );
+    assert_eq!(open_leads(&mut admin, "ana").await?, 1);
+    // Fired once: nothing is left to fire.
+    server.manual_clock().advance(Span::from_days(2));
+    assert_eq!(server.engine.fire_due_timers(100).await?, 0);
+    Ok(())
+}
+
 scenarios! {
     leads_entering_sql_at_once_are_spread_round_robin_exactly,
     capacity_is_never_passed_then_the_fallback_then_unrouted,
     a_lead_is_assigned_and_released_by_hand,
     bad_assignments_are_refused_with_their_fields,
+    a_breached_sla_reassigns_past_the_owners_of_the_stay_once = clock_at(T0),
 }

@@ -585,7 +585,7 @@ impl<'a> Run<'a> {
                     suppressed: timer.suppressed,
                 }));
                 let breached = Happening::SlaBreached(sla.id.clone());
-                match automatic_edge(self.lead.stage, Move::SlaRecycle).filter(|_| sla.recycle) {
+                match automatic_edge(self.lead.stage, Move::SlaRecycle).filter(|_| sla.recycles()) {
                     Some(edge) => {
                         let window = self.window_at(t)?;
                         let details = Details {

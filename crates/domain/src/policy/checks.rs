@@ -139,6 +139,18 @@ pub(super) fn sla_recycle(cx: &mut Cx<'_>, then: &Loc, sla: &Sla, reasons: &Reas
     }
 }
 
+/// An SLA with `then = "reassign"` (reported at `then`): the lead goes back
+/// through the route of the stage it watches, so there must be one.
+pub(super) fn sla_reassign(cx: &mut Cx<'_>, then: &Loc, sla: &Sla, routing: &super::Routing) {
+    let on = super::RouteOn::Entered(sla.stage);
+    if !routing.routes.iter().any(|r| r.on == on) {
+        cx.err(
+            then,
+            format!("a reassign goes back through routing: add a [[route]] with on = \"{on}\""),
+        );
+    }
+}
+
 /// A delayed workflow's `if_still` (reported there) is the stage the lead is
 /// in when the workflow is set off: it leaves that stage before the delay
 /// ends otherwise, which cancels the workflow.
@@ -164,7 +176,7 @@ fn arming_stage(on: &WorkflowOn, slas: &[Sla]) -> Option<Stage> {
         WorkflowOn::SlaBreached(id) => slas
             .iter()
             .find(|s| s.id == *id)
-            .map(|s| if s.recycle { Stage::Iql } else { s.stage }),
+            .map(|s| if s.recycles() { Stage::Iql } else { s.stage }),
         WorkflowOn::EngagementBelow(..) | WorkflowOn::EngagementAbove(..) => None,
     }
 }

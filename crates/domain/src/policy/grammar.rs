@@ -15,7 +15,7 @@ use super::{
     AccountScore, AccountWorkflow, Accounts, Aggregate, AttributeMatcher, AttributeRule, Count,
     DEFAULT_MODEL, EventRule, Grade, Identity, LOWEST_GRADE, Level, MAX_MODELS, Matcher, Model, MqaStage,
     MqlStage, Persona, Policy, PropertyCondition, Reasons, Release, Route, RouteCondition, RouteOn,
-    RouteTarget, Routing, ScoreName, Sla, SlaKind, SqlStage, Workflow, WorkflowOn,
+    RouteTarget, Routing, ScoreName, Sla, SlaAction, SlaKind, SqlStage, Workflow, WorkflowOn,
 };
 use crate::routing::Strategy;
 use crate::stage::{AccountStage, Stage};
@@ -168,12 +168,12 @@ impl Parser<'_, '_> {
         let personas = self.personas(&top);
         let (mql, sql, mqa) = self.stages(&top, &types, &grades, &models, &personas);
         let reasons = self.reasons(&top);
-        let slas = self.slas(&top, &types, &reasons);
         let levels = mql.as_ref().map_or(&[][..], |m| m.levels.as_slice());
+        let routing = self.routing(&top, levels, &models);
+        let slas = self.slas(&top, &types, &reasons, &routing);
         let mut accounts = self.accounts(&top, &models, mqa);
         let workflows = self.workflows(&top, &reasons, &slas, levels, &models, accounts.as_mut());
         let identity = self.identity(&top);
-        let routing = self.routing(&top, levels, &models);
 
         Some(Policy {
             name: name?,
@@ -1394,7 +1394,13 @@ impl Parser<'_, '_> {
         }
     }
 
-    fn slas(&mut self, top: &Obj<'_>, types: &BTreeSet<String>, reasons: &Reasons) -> Vec<Sla> {
+    fn slas(
+        &mut self,
+        top: &Obj<'_>,
+        types: &BTreeSet<String>,
+        reasons: &Reasons,
+        routing: &Routing,
+    ) -> Vec<Sla> {
         let Some((at, t)) = top.table(self.cx, "sla") else {
             return Vec::new();
         };
@@ -1448,15 +1454,16 @@ impl Parser<'_, '_> {
                     None
                 }
             };
-            let recycle = match obj.string(self.cx, "then").as_deref() {
-                None => false,
-                Some("recycle") => true,
+            let then = match obj.string(self.cx, "then").as_deref() {
+                None => SlaAction::Notify,
+                Some("recycle") => SlaAction::Recycle,
+                Some("reassign") => SlaAction::Reassign,
                 Some(other) => {
                     self.cx.err(
                         &obj.at("then"),
-                        format!("unknown action {other:?} (the only one is \"recycle\")"),
+                        format!("unknown action {other:?} (one of \"recycle\", \"reassign\")"),
                     );
-                    false
+                    SlaAction::Notify
                 }
             };
             let (Some(stage), Some(within), Some(kind)) = (stage, within, kind) else {
@@ -1467,10 +1474,12 @@ impl Parser<'_, '_> {
                 stage,
                 within,
                 kind,
-                recycle,
+                then,
             };
-            if recycle {
-                checks::sla_recycle(self.cx, &obj.at("then"), &sla, reasons);
+            match then {
+                SlaAction::Recycle => checks::sla_recycle(self.cx, &obj.at("then"), &sla, reasons),
+                SlaAction::Reassign => checks::sla_reassign(self.cx, &obj.at("then"), &sla, routing),
+                SlaAction::Notify => {}
             }
             out.push(sla);
         }

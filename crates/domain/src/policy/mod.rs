@@ -225,8 +225,21 @@ pub struct Sla {
     pub stage: Stage,
     pub within: Span,
     pub kind: SlaKind,
-    /// `then = "recycle"`: a breach recycles the lead to IQL.
-    pub recycle: bool,
+    /// `then`: what a breach does besides its event.
+    pub then: SlaAction,
+}
+
+/// What an SLA's breach does besides its `SLA_BREACHED` event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SlaAction {
+    /// Nothing more (no `then`).
+    #[default]
+    Notify,
+    /// `then = "recycle"`: the lead is recycled to IQL.
+    Recycle,
+    /// `then = "reassign"`: the lead goes back through routing, past every
+    /// owner it had in this stay.
+    Reassign,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,6 +251,11 @@ pub enum SlaKind {
 }
 
 impl Sla {
+    /// Whether a breach recycles the lead.
+    pub fn recycles(&self) -> bool {
+        self.then == SlaAction::Recycle
+    }
+
     /// The reason recorded on the recycle a breach causes: `idle` for an idle
     /// SLA, the SLA's id otherwise. It must be one of `[reasons] recycle`.
     pub fn recycle_reason(&self) -> &str {

@@ -196,6 +196,7 @@ fn the_capture_sets_off_iql_and_a_rejection_releases() {
             release: None,
             on: vec![RouteOn::Entered(Stage::Iql)],
             policy_change: false,
+            reassign: Vec::new(),
         }
     );
 }
@@ -325,6 +326,87 @@ fn a_team_route_takes_turns_skips_capacity_and_uses_the_fallback_last() {
     let h = hand_off(sql, &profile(&[]), &pool, &excluded);
     assert_eq!(h.owner.as_deref(), Some("ben"));
     assert_eq!(h.explanation, "team emea round_robin: ana (had it before) → ben");
+    // Everyone in the team excluded: the fallback still takes it, even if
+    // it had the lead (the queue of last resort).
+    let excluded: BTreeSet<String> = ["ana", "ben", "chloe", "queue"].map(str::to_owned).into();
+    let h = hand_off(sql, &profile(&[]), &pool, &excluded);
+    assert_eq!(h.owner.as_deref(), Some("queue"));
+    assert_eq!(
+        h.explanation,
+        "team emea round_robin: ana (had it before), ben (had it before), chloe (had it before) → no owner; fallback queue"
+    );
+}
+
+fn reassigning() -> Policy {
+    let toml = format!("{}{ROUTES}", example_toml()).replace(
+        "until = \"sales_contacted\"\n",
+        "until = \"sales_contacted\"\nthen = \"reassign\"\n",
+    );
+    Policy::from_toml(&toml).expect("the reassigning SLA is valid")
+}
+
+#[test]
+fn an_sla_that_reassigns_sets_off_a_reassign_when_it_breaches() {
+    use leadflow_domain::policy::SlaAction;
+    use leadflow_domain::workflow::TimerKind;
+    let p = reassigning();
+    let sla = p
+        .slas
+        .iter()
+        .find(|s| s.id == "sql_first_contact")
+        .expect("the SLA");
+    assert_eq!(sla.then, SlaAction::Reassign);
+    assert!(!sla.recycles());
+    let mut h = Harness::capture(p.clone(), good_fit(), T0);
+    h.engage(ev("demo", "demo_requested", hours(1)));
+    assert_eq!(h.stage(), Stage::Sql);
+    let d = h.fire(&TimerKind::Sla("sql_first_contact".to_owned()));
+    // The lead stays in SQL: no route of a stage, only the reassign.
+    assert_eq!(
+        occasions(&p, &d.events),
+        Occasions {
+            release: None,
+            on: Vec::new(),
+            policy_change: false,
+            reassign: vec!["sql_first_contact".to_owned()],
+        }
+    );
+    assert_eq!(h.stage(), Stage::Sql);
+    // The same breach under an SLA that only notifies asks nothing.
+    let mut h = Harness::capture(routed(), good_fit(), T0);
+    h.engage(ev("demo", "demo_requested", hours(1)));
+    let d = h.fire(&TimerKind::Sla("sql_first_contact".to_owned()));
+    assert!(matches!(
+        &d.events[..],
+        [leadflow_domain::workflow::Event::SlaBreached(_)]
+    ));
+    assert!(occasions(&routed(), &d.events).reassign.is_empty());
+}
+
+#[test]
+fn a_reassign_needs_a_route_of_its_stage() {
+    let toml = example_toml().replace(
+        "until = \"sales_contacted\"\n",
+        "until = \"sales_contacted\"\nthen = \"reassign\"\n",
+    );
+    let e = match Policy::from_toml(&toml) {
+        Ok(_) => panic!("a reassign without a route is refused"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    };
+    assert_has(&e, "sla.sql_first_contact.then");
+    assert_has(&e, "add a [[route]] with on = \"entered:SQL\"");
+    let toml = example_toml().replace(
+        "until = \"sales_contacted\"\n",
+        "until = \"sales_contacted\"\nthen = \"escalate\"\n",
+    );
+    let e = match Policy::from_toml(&toml) {
+        Ok(_) => panic!("an unknown action is refused"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    };
+    assert_has(
+        &e,
+        "unknown action \"escalate\" (one of \"recycle\", \"reassign\")",
+    );
 }
 
 #[test]

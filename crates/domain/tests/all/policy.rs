@@ -82,7 +82,7 @@ fn the_example_policy_parses_into_typed_rules() {
     assert_eq!(p.slas[0].id, "sql_first_contact");
     assert_eq!(p.slas[0].kind, SlaKind::Until("sales_contacted".to_owned()));
     assert_eq!(p.slas[1].kind, SlaKind::Idle);
-    assert!(p.slas[1].recycle);
+    assert!(p.slas[1].recycles());
     assert_eq!(p.workflows[1].on, WorkflowOn::Entered(Stage::Mql));
     assert_eq!(p.workflows[1].after, Some(Span::from_days(3)));
     assert_eq!(p.workflows[3].on, WorkflowOn::EngagementBelow(None, 30.0));

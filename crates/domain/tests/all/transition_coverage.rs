@@ -32,7 +32,7 @@ fn policy() -> Policy {
             1,
         );
     let policy = Policy::from_toml(&toml).expect("the edited policy is valid");
-    assert!(policy.slas.iter().all(|s| s.recycle), "both SLAs recycle");
+    assert!(policy.slas.iter().all(|s| s.recycles()), "both SLAs recycle");
     policy
 }
 
@@ -180,7 +180,7 @@ fn set_off(policy: &Policy, h: &mut Harness, edge: &Edge, from: Stage) {
             let sla = policy
                 .slas
                 .iter()
-                .find(|s| s.stage == from && s.recycle)
+                .find(|s| s.stage == from && s.recycles())
                 .unwrap_or_else(|| panic!("no recycling SLA on {from} in the test policy"));
             h.fire(&TimerKind::Sla(sla.id.clone()));
         }
