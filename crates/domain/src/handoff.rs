@@ -187,6 +187,20 @@ fn single(id: &str, pool: &Pool<'_>, excluded: &BTreeSet<String>) -> (Option<Str
     (None, format!("{id} ({verdict})"))
 }
 
+/// The lead's value of a route's `territory` attribute, as territories are
+/// matched (trimmed, lowercase; none when blank).
+fn territory_of(profile: &Profile, attribute: &str) -> Option<String> {
+    profile
+        .get(attribute)
+        .map(|v| v.trim().to_lowercase())
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether the owner works the territory `value` (as [`territory_of`]).
+fn serves(owner: &Owner, value: &str) -> bool {
+    owner.territories.iter().any(|t| t.trim().to_lowercase() == value)
+}
+
 fn team_choice(
     team: &str,
     strategy: Strategy,
@@ -199,29 +213,26 @@ fn team_choice(
     let cursor = pool.cursors.get(team).unwrap_or(&fresh);
     let (owners, prefix): (Vec<Owner>, String) = match territory {
         None => (pool.owners.to_vec(), String::new()),
-        Some(attribute) => {
-            let value = profile.get(attribute).map(|v| v.trim().to_lowercase());
-            match value.filter(|v| !v.is_empty()) {
-                None => {
-                    return Handoff {
-                        owner: None,
-                        explanation: format!(
-                            "team {team} {}: the lead has no {attribute} to match a territory → no owner",
-                            strategy.as_str()
-                        ),
-                        cursor: None,
-                    };
-                }
-                Some(value) => (
-                    pool.owners
-                        .iter()
-                        .filter(|o| o.territories.iter().any(|t| t.trim().to_lowercase() == value))
-                        .cloned()
-                        .collect(),
-                    format!("territory {attribute} = {value}: "),
-                ),
+        Some(attribute) => match territory_of(profile, attribute) {
+            None => {
+                return Handoff {
+                    owner: None,
+                    explanation: format!(
+                        "team {team} {}: the lead has no {attribute} to match a territory → no owner",
+                        strategy.as_str()
+                    ),
+                    cursor: None,
+                };
             }
-        }
+            Some(value) => (
+                pool.owners
+                    .iter()
+                    .filter(|o| serves(o, &value))
+                    .cloned()
+                    .collect(),
+                format!("territory {attribute} = {value}: "),
+            ),
+        },
     };
     let choice = choose(team, strategy, &owners, pool.open, cursor, excluded);
     let moved = choice.cursor != *cursor;
@@ -229,5 +240,315 @@ fn team_choice(
         explanation: format!("{prefix}{}", choice.explain()),
         cursor: moved.then(|| (team.to_owned(), choice.cursor.clone())),
         owner: choice.chosen,
+    }
+}
+
+/// The workspace's owners, their open leads and the teams' turns: what a
+/// [`plan`] reads and moves as it goes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolState {
+    pub owners: Vec<Owner>,
+    /// Open leads by owner (absent: none).
+    pub open: BTreeMap<String, u32>,
+    pub cursors: BTreeMap<String, TeamCursor>,
+}
+
+impl PoolState {
+    pub fn pool(&self) -> Pool<'_> {
+        Pool {
+            owners: &self.owners,
+            open: &self.open,
+            cursors: &self.cursors,
+        }
+    }
+}
+
+/// A lead around a decision, as routing reads it.
+#[derive(Clone, Copy, Debug)]
+pub struct Situation<'a> {
+    pub policy: &'a Policy,
+    /// Its owner before the decision.
+    pub owner: Option<&'a str>,
+    /// Its stage before the decision (`None`: a new lead).
+    pub stage_before: Option<Stage>,
+    /// Its stage after.
+    pub stage: Stage,
+    pub profile: &'a Profile,
+    pub scores: &'a Scores,
+    /// The decision is a policy change (the lead's first under a new
+    /// version): an open lead without an owner goes through its stage's
+    /// route, and with `[routing] reassign_on_policy_change` one whose
+    /// owner its route would no longer give it to.
+    pub policy_change: bool,
+    /// The owners it had in its current stay, for an SLA's reassign.
+    pub stay: &'a BTreeSet<String>,
+}
+
+/// Why the owner changed (or a route found none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeCause {
+    Route,
+    Release,
+    Merge,
+    Sla,
+}
+
+impl ChangeCause {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Route => "ROUTE",
+            Self::Release => "RELEASE",
+            Self::Merge => "MERGE",
+            Self::Sla => "SLA",
+        }
+    }
+}
+
+/// A change of the lead's owner, or a route that found no one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// `false`: no owner could take the lead (`LEAD_UNROUTED`); `to` is
+    /// the owner it keeps.
+    pub assigned: bool,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub cause: ChangeCause,
+    pub route_id: Option<String>,
+    pub explanation: String,
+}
+
+/// What routing does with a lead's decision.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The lead's owner after.
+    pub owner: Option<String>,
+    pub changes: Vec<Change>,
+    /// The open leads it moves, by owner (never zero).
+    pub counts: BTreeMap<String, i64>,
+    /// The teams' turns it moved.
+    pub cursors: BTreeMap<String, TeamCursor>,
+}
+
+impl Plan {
+    /// Whether it writes anything.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.counts.is_empty() && self.cursors.is_empty()
+    }
+}
+
+/// Whether [`plan`] reads the pool (a route runs): the caller may skip
+/// reading it (and locking it) otherwise.
+pub fn reads_pool(s: &Situation<'_>, found: &Occasions) -> bool {
+    let released = found.release.is_some();
+    let owned = s.owner.is_some() && !released;
+    for on in &found.on {
+        if let Some(route) = route_for(s.policy, on, s.profile, s.scores)
+            && (!owned || (route.reassign && !found.policy_change))
+        {
+            return true;
+        }
+    }
+    if !found.reassign.is_empty() && is_open(s.stage) {
+        return true;
+    }
+    s.policy_change
+        && is_open(s.stage)
+        && (!owned || s.policy.routing.reassign_on_policy_change)
+        && route_for(s.policy, &RouteOn::Entered(s.stage), s.profile, s.scores).is_some()
+}
+
+/// The lead's owner through its decision: a release move of
+/// `[routing] release_on` (or a merge into another lead) lets it go; each
+/// route event (the stage the moves end in, then each level reached) gives
+/// the lead to the first matching route's owner when it has none or the
+/// route says `reassign`; a breached SLA's reassign sends it back through
+/// its stage's route past the owners of its stay; a policy change routes an
+/// open lead without an owner (and re-routes one its route no longer fits,
+/// with `reassign_on_policy_change`). The pool's open leads and turns move
+/// as it goes; the plan says by how much.
+pub fn plan(s: &Situation<'_>, found: &Occasions, pool: &mut PoolState) -> Plan {
+    let mut p = Planner {
+        s,
+        pool,
+        out: Plan {
+            owner: s.owner.map(str::to_owned),
+            ..Plan::default()
+        },
+        counted: s
+            .owner
+            .filter(|_| s.stage_before.is_some_and(is_open))
+            .map(str::to_owned),
+        open_now: is_open(s.stage),
+    };
+    if let (Some(release), Some(from)) = (found.release, s.owner) {
+        p.out.changes.push(Change {
+            assigned: true,
+            from: Some(from.to_owned()),
+            to: None,
+            cause: if release.is_some() {
+                ChangeCause::Release
+            } else {
+                ChangeCause::Merge
+            },
+            route_id: None,
+            explanation: match release {
+                Some(r) => format!("released: {}", r.as_str()),
+                None => "released: merged into another lead".to_owned(),
+            },
+        });
+        p.out.owner = None;
+        p.count(None);
+    }
+    for on in &found.on {
+        let Some(route) = route_for(s.policy, on, s.profile, s.scores) else {
+            continue;
+        };
+        if p.out.owner.is_some() && (!route.reassign || found.policy_change) {
+            continue;
+        }
+        p.give(route, on, Why::Event);
+    }
+    if p.open_now {
+        let on = RouteOn::Entered(s.stage);
+        for sla in &found.reassign {
+            if let Some(route) = route_for(s.policy, &on, s.profile, s.scores) {
+                p.give(route, &on, Why::Sla(sla));
+            }
+        }
+        if s.policy_change
+            && !found.on.contains(&on)
+            && let Some(route) = route_for(s.policy, &on, s.profile, s.scores)
+        {
+            let refit = match &p.out.owner {
+                None => true,
+                Some(owner) => {
+                    s.policy.routing.reassign_on_policy_change
+                        && !admits(route, s.profile, &p.pool.pool(), owner)
+                }
+            };
+            if refit {
+                p.give(route, &on, Why::PolicyChange);
+            }
+        }
+    }
+    // The open leads follow the owner and the stage.
+    let last = p.out.owner.clone().filter(|_| p.open_now);
+    p.count(last);
+    let mut out = p.out;
+    out.counts.retain(|_, n| *n != 0);
+    out
+}
+
+/// A plan being made.
+struct Planner<'s, 'p> {
+    s: &'s Situation<'s>,
+    pool: &'p mut PoolState,
+    out: Plan,
+    /// The owner whose open leads count the lead, so far.
+    counted: Option<String>,
+    open_now: bool,
+}
+
+impl Planner<'_, '_> {
+    /// Counts the lead for `to` instead of the owner counting it so far.
+    fn count(&mut self, to: Option<String>) {
+        if self.counted == to {
+            return;
+        }
+        if let Some(from) = self.counted.take() {
+            if let Some(n) = self.pool.open.get_mut(&from) {
+                *n = n.saturating_sub(1);
+            }
+            *self.out.counts.entry(from).or_insert(0) -= 1;
+        }
+        if let Some(to) = &to {
+            *self.pool.open.entry(to.clone()).or_insert(0) += 1;
+            *self.out.counts.entry(to.clone()).or_insert(0) += 1;
+        }
+        self.counted = to;
+    }
+
+    /// Gives the lead to `route`'s choice.
+    fn give(&mut self, route: &Route, on: &RouteOn, why: Why<'_>) {
+        let none = BTreeSet::new();
+        let excluded = if matches!(why, Why::Sla(_)) {
+            self.s.stay
+        } else {
+            &none
+        };
+        let handoff = hand_off(route, self.s.profile, &self.pool.pool(), excluded);
+        if let Some((team, cursor)) = handoff.cursor {
+            self.pool.cursors.insert(team.clone(), cursor.clone());
+            self.out.cursors.insert(team, cursor);
+        }
+        let prefix = match why {
+            Why::Event => String::new(),
+            Why::Sla(id) => format!("sla {id} breached: "),
+            Why::PolicyChange => "policy change: ".to_owned(),
+        };
+        let mut change = Change {
+            assigned: true,
+            from: self.out.owner.clone(),
+            to: handoff.owner.clone(),
+            cause: if matches!(why, Why::Sla(_)) {
+                ChangeCause::Sla
+            } else {
+                ChangeCause::Route
+            },
+            route_id: Some(route.id.clone()),
+            explanation: format!("{prefix}route {} on {on}: {}", route.id, handoff.explanation),
+        };
+        match handoff.owner {
+            Some(to) if self.out.owner.as_deref() != Some(to.as_str()) => {
+                // Counted at once: a later event of this decision sees it.
+                self.count(Some(to.clone()).filter(|_| self.open_now));
+                self.out.owner = Some(to);
+                self.out.changes.push(change);
+            }
+            Some(_) => {} // the owner it has
+            None => match self.out.owner.clone() {
+                None => {
+                    change.assigned = false;
+                    self.out.changes.push(change);
+                }
+                // An SLA's reassign that found no one: the late owner keeps
+                // it, said so.
+                Some(kept) if matches!(why, Why::Sla(_)) => {
+                    change.assigned = false;
+                    change.explanation.push_str(&format!("; kept by {kept}"));
+                    change.to = Some(kept);
+                    self.out.changes.push(change);
+                }
+                Some(_) => {} // a route's reassign found no one: it keeps its owner
+            },
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Why<'a> {
+    Event,
+    Sla(&'a str),
+    PolicyChange,
+}
+
+/// Whether `route` could give a lead of this profile to `owner`: its
+/// target owner, a member of its team (in the lead's territory, when it
+/// has one), or its fallback.
+pub fn admits(route: &Route, profile: &Profile, pool: &Pool<'_>, owner: &str) -> bool {
+    if route.fallback.as_deref() == Some(owner) {
+        return true;
+    }
+    match &route.target {
+        RouteTarget::Owner(id) => id == owner,
+        RouteTarget::Team { team, territory, .. } => {
+            let Some(o) = pool.owners.iter().find(|o| o.id == owner && o.in_team(team)) else {
+                return false;
+            };
+            match territory {
+                None => true,
+                Some(attribute) => territory_of(profile, attribute).is_some_and(|v| serves(o, &v)),
+            }
+        }
     }
 }

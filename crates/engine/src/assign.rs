@@ -7,10 +7,8 @@
 
 use std::collections::BTreeSet;
 
-use leadflow_domain::handoff::{Handoff, Pool, hand_off, is_open, occasions, route_for};
+use leadflow_domain::handoff::{Situation, is_open, occasions, plan, reads_pool};
 use leadflow_domain::lifecycle::Scores;
-use leadflow_domain::policy::{Route, RouteOn};
-use leadflow_domain::profile::Profile;
 use leadflow_domain::workflow::Event;
 use leadflow_domain::{Lead, Policy, Stage, Timestamp};
 use leadflow_store::{AssignmentRecord, RoutingPool, Tx};
@@ -56,158 +54,81 @@ pub(crate) struct Around<'a> {
     pub(crate) lead: &'a Lead,
     pub(crate) scores: &'a Scores,
     pub(crate) principal: Option<&'a str>,
+    /// The decision is the lead's first under a new policy version.
+    pub(crate) policy_change: bool,
 }
 
-/// Keeps a lead's owner through its decision's `events`: a release move
-/// of `[routing] release_on` (or a merge into another lead) lets it go;
-/// each route event (the stage the moves end in, then each level reached)
-/// gives the lead to the first matching route's owner, when it has none or
-/// the route says `reassign`; the owners' open leads follow.
+/// Keeps a lead's owner through its decision's `events`, as the domain's
+/// [`plan`] says, under the workspace's routing lock when it reads the
+/// owners or writes anything: the changes recorded, the owners' open leads
+/// and the teams' turns moved, the lead's owner set.
 pub(crate) async fn after_decision(
     tx: &Tx,
     at: &Around<'_>,
     events: &[Event],
 ) -> Result<Handed, EngineError> {
     let before_owner = at.before.and_then(|(o, _)| o);
+    if at.policy.routing.routes.is_empty() && before_owner.is_none() {
+        return Ok(Handed::default());
+    }
+    let found = occasions(at.policy, events);
+    let stay = if found.reassign.is_empty() {
+        BTreeSet::new()
+    } else {
+        tx.owners_since(at.ws, at.lead_id, at.lead.entered_stage_at)
+            .await?
+    };
+    let situation = Situation {
+        policy: at.policy,
+        owner: before_owner,
+        stage_before: at.before.map(|(_, stage)| stage),
+        stage: at.lead.stage,
+        profile: &at.lead.profile,
+        scores: at.scores,
+        policy_change: at.policy_change,
+        stay: &stay,
+    };
+    let mut pool = if reads_pool(&situation, &found) {
+        tx.lock_routing(at.ws).await?;
+        tx.routing_pool(at.ws).await?
+    } else {
+        RoutingPool::default()
+    };
+    let planned = plan(&situation, &found, &mut pool);
     let mut out = Handed {
-        owner: before_owner.map(str::to_owned),
+        owner: planned.owner.clone(),
         events: Vec::new(),
     };
-    if at.policy.routing.routes.is_empty() && before_owner.is_none() {
+    if planned.is_empty() {
         return Ok(out);
     }
+    tx.lock_routing(at.ws).await?;
+    for (team, cursor) in &planned.cursors {
+        tx.set_team_cursor(at.ws, team, cursor).await?;
+    }
+    for (owner, n) in &planned.counts {
+        tx.add_open_leads(at.ws, owner, *n).await?;
+    }
     let when = at.lead.evaluated_at.max(at.lead.last_transition_at);
-    let found = occasions(at.policy, events);
-    let mut state = Locked::new(tx, at.ws);
-    // The owner whose open leads count this lead, as stored so far.
-    let mut counted = at
-        .before
-        .and_then(|(o, stage)| o.filter(|_| is_open(stage)).map(str::to_owned));
-    let open_now = is_open(at.lead.stage);
-    if let (Some(release), Some(from)) = (found.release, before_owner) {
-        let explanation = match release {
-            Some(r) => format!("released: {}", r.as_str()),
-            None => "released: merged into another lead".to_owned(),
-        };
-        state.lock().await?;
+    for change in planned.changes {
         let note = AssignmentNote {
-            from: Some(from.to_owned()),
-            to: None,
-            cause: if release.is_some() { "RELEASE" } else { "MERGE" }.to_owned(),
-            route_id: None,
-            explanation,
+            from: change.from,
+            to: change.to,
+            cause: change.cause.as_str().to_owned(),
+            route_id: change.route_id,
+            explanation: change.explanation,
             reason: None,
             principal: at.principal.map(str::to_owned),
         };
         record(tx, at, &note, when).await?;
-        out.events.push((ASSIGNED, note, when));
-        out.owner = None;
-        state.recount(&mut counted, None).await?;
+        let kind = if change.assigned { ASSIGNED } else { UNROUTED };
+        out.events.push((kind, note, when));
     }
-    for on in &found.on {
-        let Some(route) = route_for(at.policy, on, &at.lead.profile, at.scores) else {
-            continue;
-        };
-        if out.owner.is_some() && (!route.reassign || found.policy_change) {
-            continue;
-        }
-        let handoff = state.hand_off(route, &at.lead.profile, &BTreeSet::new()).await?;
-        let mut note = AssignmentNote {
-            from: out.owner.clone(),
-            to: handoff.owner.clone(),
-            cause: "ROUTE".to_owned(),
-            route_id: Some(route.id.clone()),
-            explanation: format!("route {} on {on}: {}", route.id, handoff.explanation),
-            reason: None,
-            principal: at.principal.map(str::to_owned),
-        };
-        match handoff.owner {
-            Some(to) if out.owner.as_deref() != Some(to.as_str()) => {
-                record(tx, at, &note, when).await?;
-                out.events.push((ASSIGNED, note, when));
-                // Counted at once: a later event of this decision sees it.
-                state
-                    .recount(&mut counted, open_now.then_some(to.as_str()))
-                    .await?;
-                out.owner = Some(to);
-            }
-            Some(_) => {} // the owner it has
-            None if out.owner.is_none() => {
-                note.to = None;
-                record(tx, at, &note, when).await?;
-                out.events.push((UNROUTED, note, when));
-            }
-            None => {} // a reassign found no one: the lead keeps its owner
-        }
-    }
-    for sla in &found.reassign {
-        reassign(&mut state, at, sla, when, &mut counted, &mut out).await?;
-    }
-    // The open leads follow the owner and the stage.
-    let owner = out.owner.clone();
-    state
-        .recount(&mut counted, owner.as_deref().filter(|_| open_now))
-        .await?;
-    if out.owner.as_deref() != before_owner {
-        tx.set_lead_owner(at.ws, at.lead_id, out.owner.as_deref()).await?;
+    if planned.owner.as_deref() != before_owner {
+        tx.set_lead_owner(at.ws, at.lead_id, planned.owner.as_deref())
+            .await?;
     }
     Ok(out)
-}
-
-/// An SLA with `then = "reassign"` breached: the lead goes back through
-/// its stage's route past every owner it had in this stay (the fallback
-/// excepted). When no one else can take it, it keeps its owner and
-/// `LEAD_UNROUTED` says why; without a matching route nothing changes.
-async fn reassign(
-    state: &mut Locked<'_>,
-    at: &Around<'_>,
-    sla: &str,
-    when: Timestamp,
-    counted: &mut Option<String>,
-    out: &mut Handed,
-) -> Result<(), EngineError> {
-    if !is_open(at.lead.stage) {
-        return Ok(());
-    }
-    let on = RouteOn::Entered(at.lead.stage);
-    let Some(route) = route_for(at.policy, &on, &at.lead.profile, at.scores) else {
-        return Ok(());
-    };
-    let tx = state.tx;
-    let mut excluded = tx
-        .owners_since(at.ws, at.lead_id, at.lead.entered_stage_at)
-        .await?;
-    excluded.extend(out.owner.clone());
-    let handoff = state.hand_off(route, &at.lead.profile, &excluded).await?;
-    let mut note = AssignmentNote {
-        from: out.owner.clone(),
-        to: handoff.owner.clone(),
-        cause: "SLA".to_owned(),
-        route_id: Some(route.id.clone()),
-        explanation: format!(
-            "sla {sla} breached: route {} on {on}: {}",
-            route.id, handoff.explanation
-        ),
-        reason: None,
-        principal: at.principal.map(str::to_owned),
-    };
-    match handoff.owner {
-        Some(to) if out.owner.as_deref() != Some(to.as_str()) => {
-            record(tx, at, &note, when).await?;
-            out.events.push((ASSIGNED, note, when));
-            state.recount(counted, Some(to.as_str())).await?;
-            out.owner = Some(to);
-        }
-        _ => {
-            if let Some(kept) = &out.owner {
-                note.explanation = format!("{}; kept by {kept}", note.explanation);
-            }
-            note.to = out.owner.clone();
-            record(tx, at, &note, when).await?;
-            out.events.push((UNROUTED, note, when));
-        }
-    }
-    Ok(())
 }
 
 /// An erased lead leaves its owner (its assignments go with its data).
@@ -255,91 +176,6 @@ async fn record_at(
             },
         )
         .await?)
-}
-
-/// The routing lock, taken once, and the pool read under it, once.
-struct Locked<'t> {
-    tx: &'t Tx,
-    ws: &'t str,
-    locked: bool,
-    pool: Option<RoutingPool>,
-}
-
-impl<'t> Locked<'t> {
-    fn new(tx: &'t Tx, ws: &'t str) -> Self {
-        Self {
-            tx,
-            ws,
-            locked: false,
-            pool: None,
-        }
-    }
-
-    async fn lock(&mut self) -> Result<(), EngineError> {
-        if !self.locked {
-            self.tx.lock_routing(self.ws).await?;
-            self.locked = true;
-        }
-        Ok(())
-    }
-
-    /// Moves the lead's count from the owner `counted` to `to` (in the
-    /// store, and in the pool if it was read).
-    async fn recount(&mut self, counted: &mut Option<String>, to: Option<&str>) -> Result<(), EngineError> {
-        if counted.as_deref() == to {
-            return Ok(());
-        }
-        self.lock().await?;
-        if let Some(from) = counted.take() {
-            self.tx.add_open_leads(self.ws, &from, -1).await?;
-            if let Some(n) = self.pool.as_mut().and_then(|p| p.open.get_mut(&from)) {
-                *n = n.saturating_sub(1);
-            }
-        }
-        if let Some(to) = to {
-            self.tx.add_open_leads(self.ws, to, 1).await?;
-            if let Some(p) = self.pool.as_mut() {
-                *p.open.entry(to.to_owned()).or_insert(0) += 1;
-            }
-            *counted = Some(to.to_owned());
-        }
-        Ok(())
-    }
-
-    /// Where `route` sends the lead, from the pool as it stands; a team's
-    /// cursor the choice moved is kept.
-    async fn hand_off(
-        &mut self,
-        route: &Route,
-        profile: &Profile,
-        excluded: &BTreeSet<String>,
-    ) -> Result<Handoff, EngineError> {
-        let (tx, ws) = (self.tx, self.ws);
-        let pool = self.pool().await?;
-        let handoff = hand_off(
-            route,
-            profile,
-            &Pool {
-                owners: &pool.owners,
-                open: &pool.open,
-                cursors: &pool.cursors,
-            },
-            excluded,
-        );
-        if let Some((team, cursor)) = &handoff.cursor {
-            tx.set_team_cursor(ws, team, cursor).await?;
-            pool.cursors.insert(team.clone(), cursor.clone());
-        }
-        Ok(handoff)
-    }
-
-    async fn pool(&mut self) -> Result<&mut RoutingPool, EngineError> {
-        self.lock().await?;
-        if self.pool.is_none() {
-            self.pool = Some(self.tx.routing_pool(self.ws).await?);
-        }
-        Ok(self.pool.get_or_insert_with(RoutingPool::default))
-    }
 }
 
 /// What `AssignLead` did: the lead after, and the change (`None` when the
@@ -487,6 +323,7 @@ impl crate::Engine {
                 lead: &record.lead,
                 scores: &scores,
                 principal: req.principal.as_deref(),
+                policy_change: false,
             };
             let seq = record_at(&tx, &around, &note, now).await?;
             if is_open(record.lead.stage) {

@@ -178,6 +178,7 @@ pub(crate) async fn persist(
             lead: &decision.lead,
             scores: &scores,
             principal: target.principal,
+            policy_change: policy_changed,
         },
         &decision.events,
     )

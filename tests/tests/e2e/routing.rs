@@ -633,10 +633,75 @@ async fn a_breached_sla_reassigns_past_the_owners_of_the_stay_once(
     Ok(())
 }
 
+/// Activates `source` and runs its re-score to its end.
+async fn activate_and_rescore(server: &mut TestServer, source: String) -> anyhow::Result<()> {
+    activate_policy(server, source).await?;
+    while let Some(job) = server.engine.run_rescore_batch(50).await? {
+        if !job.is_running() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn a_new_policy_routes_the_open_leads_it_finds_and_refits_only_when_asked(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    let mut admin = owners(&server);
+    for id in ["ana", "ben", "chloe"] {
+        add_owner(&mut admin, id, &["emea"], None).await?;
+    }
+    add_owner(&mut admin, "zed", &["apac"], None).await?;
+    // Three SQLs and an IQL before any route.
+    let ids = sales_ready_at_once(&mut server, "before", 3).await?;
+    let iql = create(&mut server, "iql@acme.com").await?.id;
+    assert!(owners_of(&mut server, &ids).await?.values().all(String::is_empty));
+    activate_and_rescore(&mut server, routed(ROUND_ROBIN)).await?;
+    let given = owners_of(&mut server, &ids).await?;
+    assert_eq!(
+        counts(&given),
+        BTreeMap::from([
+            ("ana".to_owned(), 1),
+            ("ben".to_owned(), 1),
+            ("chloe".to_owned(), 1)
+        ])
+    );
+    assert_eq!(server.lead(&iql).await?.owner_id, "", "no route for IQL");
+    let first = &ids[0];
+    let changes = owner_changes(&mut server, first).await?;
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    // Another team's route: the owners stay without reassign_on_policy_change…
+    let apac = ROUND_ROBIN.replace("team = \"emea\"", "team = \"apac\"");
+    activate_and_rescore(&mut server, routed(&apac)).await?;
+    assert_eq!(owners_of(&mut server, &ids).await?, given);
+    // …and move to the route's team with it.
+    activate_and_rescore(
+        &mut server,
+        routed(&format!("[routing]\nreassign_on_policy_change = true\n{apac}")),
+    )
+    .await?;
+    let moved = owners_of(&mut server, &ids).await?;
+    assert!(moved.values().all(|o| o == "zed"), "{moved:?}");
+    assert_eq!(
+        (
+            open_leads(&mut admin, "zed").await?,
+            open_leads(&mut admin, "ana").await?
+        ),
+        (3, 0)
+    );
+    let shapes = owner_changes(&mut server, first).await?;
+    assert_eq!(
+        shapes.last().map(String::as_str),
+        Some(format!("owner:{}>zed", given[first]).as_str())
+    );
+    Ok(())
+}
+
 scenarios! {
     leads_entering_sql_at_once_are_spread_round_robin_exactly,
     capacity_is_never_passed_then_the_fallback_then_unrouted,
     a_lead_is_assigned_and_released_by_hand,
     bad_assignments_are_refused_with_their_fields,
     a_breached_sla_reassigns_past_the_owners_of_the_stay_once = clock_at(T0),
+    a_new_policy_routes_the_open_leads_it_finds_and_refits_only_when_asked,
 }

@@ -201,7 +201,9 @@ impl Parser<'_, '_> {
     fn routing(&mut self, top: &Obj<'_>, levels: &[Level], models: &[Model]) -> Routing {
         let mut routing = Routing::default();
         if let Some((at, t)) = top.table(self.cx, "routing") {
-            let obj = Obj::new(self.cx, at, t, &["release_on"]);
+            let obj = Obj::new(self.cx, at, t, &["release_on", "reassign_on_policy_change"]);
+            routing.reassign_on_policy_change =
+                obj.boolean(self.cx, "reassign_on_policy_change").unwrap_or(false);
             if obj.has("release_on")
                 && let Some(list) = obj.strings(self.cx, "release_on")
             {

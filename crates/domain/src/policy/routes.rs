@@ -15,12 +15,17 @@ pub struct Routing {
     /// `release_on`: the moves out of the sales stages that take the lead
     /// from its owner (default: rejected, recycled, disqualified).
     pub release_on: Vec<Release>,
+    /// `reassign_on_policy_change`: at a policy change, an open lead whose
+    /// owner its stage's route could no longer give it to goes through the
+    /// route again.
+    pub reassign_on_policy_change: bool,
 }
 
 impl Default for Routing {
     fn default() -> Self {
         Self {
             routes: Vec::new(),
+            reassign_on_policy_change: false,
             release_on: Release::DEFAULT.to_vec(),
         }
     }

@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use leadflow_domain::handoff::{Occasions, Pool, hand_off, occasions, route_for};
+use leadflow_domain::handoff::{
+    ChangeCause, Occasions, Pool, PoolState, Situation, hand_off, occasions, plan, reads_pool, route_for,
+};
 use leadflow_domain::policy::{Release, RouteOn, RouteTarget};
 use leadflow_domain::profile::Profile;
 use leadflow_domain::routing::{Owner, Strategy, TeamCursor};
@@ -153,8 +155,8 @@ fn bad_routes_are_refused_with_their_path() {
     assert_has(&e, "reassing");
     let e = errors("[routing]\nrelease_on = [\"lost\"]\n");
     assert_has(&e, "unknown move \"lost\"");
-    let e = errors("[routing]\nreassign_on_policy_change = true\n");
-    assert_has(&e, "reassign_on_policy_change");
+    let e = errors("[routing]\nreassign_on_policy_change = \"yes\"\n");
+    assert_has(&e, "routing.reassign_on_policy_change");
 }
 
 #[test]
@@ -438,4 +440,184 @@ fn a_territory_keeps_the_team_to_owners_of_the_leads_value() {
         h.explanation,
         "team enterprise least_loaded: the lead has no country to match a territory → no owner; fallback queue-ent"
     );
+}
+
+/// A pool of these owners, none with open leads.
+fn sql_pool(owners: Vec<Owner>) -> PoolState {
+    PoolState {
+        owners,
+        ..PoolState::default()
+    }
+}
+
+#[test]
+fn a_plan_releases_routes_and_counts_in_one_go() {
+    let p = routed();
+    let mut h = Harness::capture(p.clone(), good_fit(), T0);
+    let d = h.engage(ev("demo", "demo_requested", hours(1)));
+    let scores = h.lead.scores_at(&p, hours(1));
+    let stay = BTreeSet::new();
+    let mut pool = sql_pool(vec![owner("ana", &["emea"]), owner("ben", &["emea"])]);
+    pool.open.insert("ana".to_owned(), 3);
+    let s = Situation {
+        policy: &p,
+        owner: None,
+        stage_before: Some(Stage::Iql),
+        stage: Stage::Sql,
+        profile: &h.lead.profile,
+        scores: &scores,
+        policy_change: false,
+        stay: &stay,
+    };
+    let found = occasions(&p, &d.events);
+    assert!(reads_pool(&s, &found));
+    let planned = plan(&s, &found, &mut pool);
+    assert_eq!(
+        planned.owner.as_deref(),
+        Some("ana"),
+        "round robin starts at the first id"
+    );
+    assert_eq!(planned.counts, BTreeMap::from([("ana".to_owned(), 1)]));
+    assert_eq!(pool.open["ana"], 4, "the pool moved as it went");
+    assert_eq!(planned.changes.len(), 1);
+    assert_eq!(planned.changes[0].cause, ChangeCause::Route);
+    assert_eq!(
+        planned.changes[0].explanation,
+        "route sql on entered:SQL: team emea round_robin: ana"
+    );
+    assert_eq!(planned.cursors["emea"].last.as_deref(), Some("ana"));
+
+    // Disqualified with an owner: released, counted down, no route read.
+    let mut h = Harness::capture(p.clone(), good_fit(), T0);
+    h.engage(ev("demo", "demo_requested", hours(1)));
+    let d = h.decide(manual(CommandKind::Disqualify, Some("competitor")));
+    let found = occasions(&p, &d.events);
+    let s = Situation {
+        policy: &p,
+        owner: Some("ana"),
+        stage_before: Some(Stage::Sql),
+        stage: h.lead.stage,
+        profile: &h.lead.profile,
+        scores: &scores,
+        policy_change: false,
+        stay: &stay,
+    };
+    assert!(!reads_pool(&s, &found));
+    let planned = plan(&s, &found, &mut PoolState::default());
+    assert_eq!(planned.owner, None);
+    assert_eq!(planned.counts, BTreeMap::from([("ana".to_owned(), -1)]));
+    assert_eq!(planned.changes[0].cause, ChangeCause::Release);
+    assert_eq!(planned.changes[0].explanation, "released: disqualified");
+}
+
+#[test]
+fn a_policy_change_routes_open_leads_without_an_owner_and_refits_only_when_asked() {
+    let p = routed();
+    let h = {
+        let mut h = Harness::capture(p.clone(), good_fit(), T0);
+        h.engage(ev("demo", "demo_requested", hours(1)));
+        h
+    };
+    let scores = h.lead.scores_at(&p, hours(1));
+    let stay = BTreeSet::new();
+    let owners = vec![owner("ana", &["emea"]), owner("zed", &["apac"])];
+    let s = Situation {
+        policy: &p,
+        owner: None,
+        stage_before: Some(Stage::Sql),
+        stage: Stage::Sql,
+        profile: &h.lead.profile,
+        scores: &scores,
+        policy_change: true,
+        stay: &stay,
+    };
+    // No event: the change itself routes the SQL without an owner.
+    let none = Occasions::default();
+    let planned = plan(&s, &none, &mut sql_pool(owners.clone()));
+    assert_eq!(planned.owner.as_deref(), Some("ana"));
+    assert_eq!(
+        planned.changes[0].explanation,
+        "policy change: route sql on entered:SQL: team emea round_robin: ana"
+    );
+    // An owner out of the route's team keeps the lead, unless asked.
+    let owned = Situation {
+        owner: Some("zed"),
+        ..s
+    };
+    assert!(!reads_pool(&owned, &none));
+    assert!(plan(&owned, &none, &mut sql_pool(owners.clone())).is_empty());
+    let mut refit = p.clone();
+    refit.routing.reassign_on_policy_change = true;
+    let asked = Situation {
+        policy: &refit,
+        ..owned
+    };
+    assert!(reads_pool(&asked, &none));
+    let planned = plan(&asked, &none, &mut sql_pool(owners.clone()));
+    assert_eq!(planned.owner.as_deref(), Some("ana"));
+    assert_eq!(
+        planned.counts,
+        BTreeMap::from([("ana".to_owned(), 1), ("zed".to_owned(), -1)])
+    );
+    // One the route could give it to keeps it.
+    let fits = Situation {
+        owner: Some("ana"),
+        ..asked
+    };
+    assert!(plan(&fits, &none, &mut sql_pool(owners)).is_empty());
+    // Without the policy change, nothing.
+    let plain = Situation {
+        policy_change: false,
+        ..s
+    };
+    assert!(!reads_pool(&plain, &none));
+}
+
+#[test]
+fn an_sla_reassign_passes_the_stay_and_keeps_the_late_owner_when_no_one_else_can() {
+    let p = reassigning();
+    let h = {
+        let mut h = Harness::capture(p.clone(), good_fit(), T0);
+        h.engage(ev("demo", "demo_requested", hours(1)));
+        h
+    };
+    let scores = h.lead.scores_at(&p, hours(1));
+    let stay: BTreeSet<String> = ["ana".to_owned()].into();
+    let found = Occasions {
+        reassign: vec!["sql_first_contact".to_owned()],
+        ..Occasions::default()
+    };
+    let s = Situation {
+        policy: &p,
+        owner: Some("ana"),
+        stage_before: Some(Stage::Sql),
+        stage: Stage::Sql,
+        profile: &h.lead.profile,
+        scores: &scores,
+        policy_change: false,
+        stay: &stay,
+    };
+    let planned = plan(
+        &s,
+        &found,
+        &mut sql_pool(vec![owner("ana", &["emea"]), owner("ben", &["emea"])]),
+    );
+    assert_eq!(planned.owner.as_deref(), Some("ben"));
+    assert_eq!(planned.changes[0].cause, ChangeCause::Sla);
+    assert_eq!(
+        planned.changes[0].explanation,
+        "sla sql_first_contact breached: route sql on entered:SQL: team emea round_robin: ana (had it before) → ben"
+    );
+    let mut queue = owner("queue", &[]);
+    queue.available = false;
+    let planned = plan(&s, &found, &mut sql_pool(vec![owner("ana", &["emea"]), queue]));
+    assert_eq!(planned.owner.as_deref(), Some("ana"));
+    assert!(!planned.changes[0].assigned);
+    assert_eq!(planned.changes[0].to.as_deref(), Some("ana"));
+    assert!(
+        planned.changes[0]
+            .explanation
+            .ends_with("fallback queue (out of office) → no owner; kept by ana")
+    );
+    assert!(planned.counts.is_empty());
 }

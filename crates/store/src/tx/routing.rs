@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use leadflow_domain::routing::{Owner, TeamCursor};
+use leadflow_domain::routing::TeamCursor;
 use leadflow_domain::{Stage, Timestamp};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -16,13 +16,7 @@ use crate::entity::{assignment, lead, owner, team_cursor};
 use crate::error::StoreError;
 
 /// A workspace's owners as routing reads them.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RoutingPool {
-    pub owners: Vec<Owner>,
-    /// Open leads by owner (those with none left out).
-    pub open: BTreeMap<String, u32>,
-    pub cursors: BTreeMap<String, TeamCursor>,
-}
+pub type RoutingPool = leadflow_domain::handoff::PoolState;
 
 /// A change of a lead's owner, as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
