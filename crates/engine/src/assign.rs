@@ -408,3 +408,153 @@ pub(crate) fn outbox_event(
         suppressed: false,
     })
 }
+
+/// Assignments a simulation lists at most.
+pub const MAX_SIMULATED_ASSIGNMENTS: usize = 100;
+
+/// What a draft's activation would do to the owners: each lead decided
+/// under it goes through routing as its re-score would, one after the
+/// other from the workspace's owners, open leads and turns as they stand.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RoutingSimulation {
+    /// Every owner, by id.
+    pub owners: Vec<OwnerLoad>,
+    /// The first [`MAX_SIMULATED_ASSIGNMENTS`] changes, in lead id order.
+    pub assignments: Vec<SimulatedAssignment>,
+    /// Changes of owner (a release included).
+    pub assigned: i64,
+    /// Routes that found no owner.
+    pub unrouted: i64,
+}
+
+/// An owner's open leads now and after the draft's activation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnerLoad {
+    pub owner_id: String,
+    pub display_name: String,
+    pub open_before: i64,
+    pub open_after: i64,
+    /// Leads it would be given.
+    pub given: i64,
+    /// Leads it would lose.
+    pub taken: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimulatedAssignment {
+    pub lead_id: String,
+    pub external_key: Option<String>,
+    pub record: AssignmentRecord,
+    /// `false`: no owner could take the lead.
+    pub assigned: bool,
+}
+
+/// A routing simulation under way.
+pub(crate) struct RoutingTally {
+    pool: RoutingPool,
+    open_before: std::collections::BTreeMap<String, u32>,
+    given: std::collections::BTreeMap<String, (i64, i64)>,
+    out: RoutingSimulation,
+}
+
+impl RoutingTally {
+    /// From the workspace's owners as they stand.
+    pub(crate) async fn start(engine: &crate::Engine, ws: &str) -> Result<Self, EngineError> {
+        let tx = engine.store.begin().await?;
+        let pool = tx.routing_pool(ws).await?;
+        drop(tx);
+        Ok(Self {
+            open_before: pool.open.clone(),
+            pool,
+            given: std::collections::BTreeMap::new(),
+            out: RoutingSimulation::default(),
+        })
+    }
+
+    /// A lead's decision under the draft (`version`, 0 for a source).
+    pub(crate) fn add(
+        &mut self,
+        policy: &Policy,
+        version: i64,
+        record: &leadflow_store::LeadRecord,
+        decision: &leadflow_domain::Decision,
+        at: Timestamp,
+    ) {
+        let lead = &decision.lead;
+        if policy.routing.routes.is_empty() && record.owner.is_none() {
+            return;
+        }
+        let scores = lead.scores_at(policy, at);
+        let found = occasions(policy, &decision.events);
+        let stay = BTreeSet::new();
+        let situation = Situation {
+            policy,
+            owner: record.owner.as_deref(),
+            stage_before: Some(record.lead.stage),
+            stage: lead.stage,
+            profile: &lead.profile,
+            scores: &scores,
+            policy_change: record.policy_version != version,
+            stay: &stay,
+        };
+        let planned = plan(&situation, &found, &mut self.pool);
+        for change in planned.changes {
+            if change.assigned {
+                self.out.assigned += 1;
+                if let Some(from) = &change.from {
+                    self.given.entry(from.clone()).or_default().1 += 1;
+                }
+                if let Some(to) = &change.to {
+                    self.given.entry(to.clone()).or_default().0 += 1;
+                }
+            } else {
+                self.out.unrouted += 1;
+            }
+            if self.out.assignments.len() < MAX_SIMULATED_ASSIGNMENTS {
+                self.out.assignments.push(SimulatedAssignment {
+                    assigned: change.assigned,
+                    lead_id: record.id.clone(),
+                    external_key: record.external_key.clone(),
+                    record: AssignmentRecord {
+                        lead_id: record.id.clone(),
+                        seq: 0,
+                        at,
+                        from: change.from,
+                        to: change.to,
+                        cause: change.cause.as_str().to_owned(),
+                        route_id: change.route_id,
+                        explanation: change.explanation,
+                        reason: None,
+                        principal: None,
+                        stage: lead.stage,
+                    },
+                });
+            }
+        }
+    }
+
+    pub(crate) fn finish(self) -> RoutingSimulation {
+        let Self {
+            pool,
+            open_before,
+            given,
+            mut out,
+        } = self;
+        out.owners = pool
+            .owners
+            .iter()
+            .map(|o| {
+                let (given, taken) = given.get(&o.id).copied().unwrap_or_default();
+                OwnerLoad {
+                    owner_id: o.id.clone(),
+                    display_name: o.display_name.clone(),
+                    open_before: i64::from(open_before.get(&o.id).copied().unwrap_or(0)),
+                    open_after: i64::from(pool.open.get(&o.id).copied().unwrap_or(0)),
+                    given,
+                    taken,
+                }
+            })
+            .collect();
+        out
+    }
+}

@@ -53,7 +53,10 @@ pub use account_calls::{
 pub use accounts::AccountPayload;
 pub use admin::NewToken;
 pub use analytics::{CalibrationQuery, CalibrationResult};
-pub use assign::{Assigned, AssignmentNote, MAX_ASSIGN_REASON_CHARS};
+pub use assign::{
+    Assigned, AssignmentNote, MAX_ASSIGN_REASON_CHARS, MAX_SIMULATED_ASSIGNMENTS, OwnerLoad,
+    RoutingSimulation, SimulatedAssignment,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use erase::Erasure;
 pub use error::EngineError;

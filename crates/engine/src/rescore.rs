@@ -109,6 +109,8 @@ pub struct Simulation {
     pub active_version: Option<i64>,
     pub counts: Option<SimulationCounts>,
     pub accounts: Option<AccountSimulation>,
+    /// On the first page: what its activation would do to the owners.
+    pub routing: Option<crate::assign::RoutingSimulation>,
     pub changed: Vec<SimulatedLead>,
     /// The last lead of this page, when more follow.
     pub next_after: Option<String>,
@@ -185,6 +187,11 @@ impl Engine {
                     .map(|_| crate::accounts::SimulatedMembers::default())
             })
             .flatten();
+        let mut routing = if counting {
+            Some(crate::assign::RoutingTally::start(self, ws).await?)
+        } else {
+            None
+        };
         'scan: loop {
             let batch = self.store.leads_with_logs(ws, &cursor, SIMULATION_BATCH).await?;
             let Some(last) = batch.last() else { break };
@@ -212,6 +219,9 @@ impl Engine {
                     Some(&log),
                 )?;
                 let (from, to) = (record.lead.stage, decision.lead.stage);
+                if let Some(routing) = &mut routing {
+                    routing.add(&policy, version, &record, &decision, at);
+                }
                 if let Some(grouped) = &mut grouped {
                     let membership = memberships.get(&record.id);
                     grouped
@@ -286,6 +296,7 @@ impl Engine {
             active_version: self.store.active_policy_version(ws).await?,
             counts: counting.then_some(counts),
             accounts,
+            routing: routing.map(crate::assign::RoutingTally::finish),
             changed,
             next_after,
         })

@@ -697,6 +697,54 @@ async fn a_new_policy_routes_the_open_leads_it_finds_and_refits_only_when_asked(
     Ok(())
 }
 
+async fn a_simulation_foretells_the_owners_activation_gives(mut server: TestServer) -> anyhow::Result<()> {
+    let mut admin = owners(&server);
+    add_owner(&mut admin, "ana", &["emea"], Some(1)).await?;
+    add_owner(&mut admin, "ben", &["emea"], None).await?;
+    let ids = sales_ready_at_once(&mut server, "sim", 4).await?;
+    let draft = routed(ROUND_ROBIN);
+    let sim = server
+        .policies
+        .simulate_policy(pb::SimulatePolicyRequest {
+            policy: Some(pb::simulate_policy_request::Policy::Source(draft.clone())),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!((sim.assigned, sim.unrouted), (4, 0));
+    let loads: Vec<(&str, i64, i64, i64, i64)> = sim
+        .owner_loads
+        .iter()
+        .map(|o| (o.owner_id.as_str(), o.open_before, o.open_after, o.given, o.taken))
+        .collect();
+    assert_eq!(loads, [("ana", 0, 1, 1, 0), ("ben", 0, 3, 3, 0)]);
+    let foretold: BTreeMap<String, String> = sim
+        .assignments
+        .iter()
+        .map(|a| {
+            let to = a
+                .assignment
+                .as_ref()
+                .map(|x| x.to_owner.clone())
+                .unwrap_or_default();
+            (a.lead_id.clone(), to)
+        })
+        .collect();
+    assert_eq!(foretold.len(), 4);
+    let second = sim.assignments[2].assignment.clone().unwrap_or_default();
+    assert_eq!(
+        second.explanation,
+        "policy change: route sql-emea on entered:SQL: team emea round_robin: ana (at capacity, 1/1) → ben"
+    );
+    // Nothing was written: no owner yet.
+    assert!(owners_of(&mut server, &ids).await?.values().all(String::is_empty));
+    assert_eq!(open_leads(&mut admin, "ben").await?, 0);
+    // Activation gives exactly what the simulation said.
+    activate_and_rescore(&mut server, draft).await?;
+    assert_eq!(owners_of(&mut server, &ids).await?, foretold);
+    Ok(())
+}
+
 scenarios! {
     leads_entering_sql_at_once_are_spread_round_robin_exactly,
     capacity_is_never_passed_then_the_fallback_then_unrouted,
@@ -704,4 +752,5 @@ scenarios! {
     bad_assignments_are_refused_with_their_fields,
     a_breached_sla_reassigns_past_the_owners_of_the_stay_once = clock_at(T0),
     a_new_policy_routes_the_open_leads_it_finds_and_refits_only_when_asked,
+    a_simulation_foretells_the_owners_activation_gives,
 }

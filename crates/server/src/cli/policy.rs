@@ -167,6 +167,26 @@ pub(super) async fn simulate(file: &Path, remote: &Remote, top: usize) -> anyhow
         "\n{} would move; {} would newly fail a qualification guard.",
         sim.movers, sim.newly_failing
     );
+    if sim.assigned + sim.unrouted > 0 {
+        println!(
+            "\n{:<24} {:>10} {:>10} {:>10} {:>10}",
+            "owner", "open now", "after", "given", "lost"
+        );
+        for o in &sim.owner_loads {
+            println!(
+                "{:<24} {:>10} {:>10} {:>10} {:>10}",
+                printable(&o.owner_id),
+                o.open_before,
+                o.open_after,
+                o.given,
+                o.taken
+            );
+        }
+        println!(
+            "{} change(s) of owner; {} lead(s) no owner could take.",
+            sim.assigned, sim.unrouted
+        );
+    }
     // Leads come a page at a time, movers and newly failing mixed, by id:
     // read on until both lists are as long as asked (or all there is).
     let want = |total: i64| usize::try_from(total).unwrap_or(0).min(top);

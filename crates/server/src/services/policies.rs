@@ -216,6 +216,32 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
                 })
                 .collect(),
             accounts_created: sim.accounts.as_ref().map_or(0, |a| a.created),
+            owner_loads: sim
+                .routing
+                .iter()
+                .flat_map(|r| &r.owners)
+                .map(|o| pb::OwnerLoad {
+                    owner_id: o.owner_id.clone(),
+                    display_name: o.display_name.clone(),
+                    open_before: o.open_before,
+                    open_after: o.open_after,
+                    given: o.given,
+                    taken: o.taken,
+                })
+                .collect(),
+            assignments: sim
+                .routing
+                .iter()
+                .flat_map(|r| &r.assignments)
+                .map(|a| pb::SimulatedAssignment {
+                    lead_id: a.lead_id.clone(),
+                    external_key: a.external_key.clone().unwrap_or_default(),
+                    assignment: Some(crate::convert::assignment_out(&a.record)),
+                    assigned: a.assigned,
+                })
+                .collect(),
+            assigned: sim.routing.as_ref().map_or(0, |r| r.assigned),
+            unrouted: sim.routing.as_ref().map_or(0, |r| r.unrouted),
         }))
     }
 
