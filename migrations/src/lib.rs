@@ -25,6 +25,7 @@ mod m20261211_000014_merges;
 mod m20261212_000015_match_keys;
 mod m20261213_000016_owners;
 mod m20261214_000017_assignments;
+mod m20261215_000018_routing_waits;
 
 /// The migration that adds lead search's keys: the store keys the leads
 /// stored before it once it is applied.
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261212_000015_match_keys::Migration),
             Box::new(m20261213_000016_owners::Migration),
             Box::new(m20261214_000017_assignments::Migration),
+            Box::new(m20261215_000018_routing_waits::Migration),
         ]
     }
 

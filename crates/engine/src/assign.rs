@@ -95,12 +95,41 @@ pub(crate) async fn after_decision(
         RoutingPool::default()
     };
     let planned = plan(&situation, &found, &mut pool);
-    let mut out = Handed {
-        owner: planned.owner.clone(),
-        events: Vec::new(),
-    };
+    let when = at.lead.evaluated_at.max(at.lead.last_transition_at);
+    let waits = planned.owner.is_none()
+        && is_open(at.lead.stage)
+        && planned.changes.iter().any(|c| !c.assigned && c.to.is_none());
+    let owner = planned.owner.clone();
+    let events = write_plan(tx, at, planned, when).await?;
+    if waits {
+        tx.wait_for_owner(at.ws, at.lead_id, when).await?;
+    } else if owner.is_some() && before_owner.is_none() {
+        tx.stop_waiting(at.ws, at.lead_id).await?;
+    }
+    if owner.as_deref() != before_owner {
+        tx.set_lead_owner(at.ws, at.lead_id, owner.as_deref()).await?;
+    }
+    Ok(Handed { owner, events })
+}
+
+/// Leads woken when an owner loses an open lead.
+const WAKE_ON_RELEASE: u64 = 16;
+/// Leads woken when an owner is created or updated.
+const WAKE_ON_OWNER: u64 = 100;
+
+/// Writes what a plan changes (under the routing lock): the teams' turns,
+/// the owners' open leads (waking the leads that wait longest when an
+/// owner has fewer), and each change in the lead's assignments; the events
+/// saying so.
+async fn write_plan(
+    tx: &Tx,
+    at: &Around<'_>,
+    planned: leadflow_domain::handoff::Plan,
+    when: Timestamp,
+) -> Result<Vec<(&'static str, AssignmentNote, Timestamp)>, EngineError> {
+    let mut events = Vec::new();
     if planned.is_empty() {
-        return Ok(out);
+        return Ok(events);
     }
     tx.lock_routing(at.ws).await?;
     for (team, cursor) in &planned.cursors {
@@ -109,7 +138,9 @@ pub(crate) async fn after_decision(
     for (owner, n) in &planned.counts {
         tx.add_open_leads(at.ws, owner, *n).await?;
     }
-    let when = at.lead.evaluated_at.max(at.lead.last_transition_at);
+    if planned.counts.values().any(|n| *n < 0) {
+        tx.wake_waiting(at.ws, WAKE_ON_RELEASE, when).await?;
+    }
     for change in planned.changes {
         let note = AssignmentNote {
             from: change.from,
@@ -122,13 +153,17 @@ pub(crate) async fn after_decision(
         };
         record(tx, at, &note, when).await?;
         let kind = if change.assigned { ASSIGNED } else { UNROUTED };
-        out.events.push((kind, note, when));
+        events.push((kind, note, when));
     }
-    if planned.owner.as_deref() != before_owner {
-        tx.set_lead_owner(at.ws, at.lead_id, planned.owner.as_deref())
-            .await?;
-    }
-    Ok(out)
+    Ok(events)
+}
+
+/// Capacity may have freed in the workspace (an owner created, back in
+/// office, or given more): the leads waiting longest are routed again.
+/// Call with the routing lock taken.
+pub(crate) async fn owners_changed(tx: &Tx, ws: &str, now: Timestamp) -> Result<(), EngineError> {
+    tx.wake_waiting(ws, WAKE_ON_OWNER, now).await?;
+    Ok(())
 }
 
 /// An erased lead leaves its owner (its assignments go with its data).
@@ -141,6 +176,7 @@ pub(crate) async fn release_erased(
         tx.lock_routing(ws).await?;
         if is_open(record.lead.stage) {
             tx.add_open_leads(ws, owner, -1).await?;
+            tx.wake_waiting(ws, WAKE_ON_RELEASE, record.updated_at).await?;
         }
         tx.set_lead_owner(ws, &record.id, None).await?;
     }
@@ -228,6 +264,99 @@ impl StoredAssigned {
 pub const MAX_ASSIGN_REASON_CHARS: usize = 1_000;
 
 impl crate::Engine {
+    /// Routes again up to `limit` leads woken since capacity may have
+    /// freed, longest waiting first: each through its stage's route, in a
+    /// transaction of its own with the lead locked first. One that still
+    /// finds no owner goes back to sleep (no new event). Returns how many
+    /// were given an owner.
+    pub async fn route_woken(&self, limit: u64) -> Result<usize, EngineError> {
+        let woken = self.store.woken_leads(limit).await?;
+        let mut routed = 0;
+        for (ws, lead_id) in &woken {
+            match crate::leads::retrying!(self.try_route_woken(ws, lead_id)) {
+                Ok(true) => routed += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(workspace = %ws, lead_id = %lead_id, error = %e, "a waiting lead could not be routed");
+                }
+            }
+        }
+        Ok(routed)
+    }
+
+    async fn try_route_woken(&self, ws: &str, lead_id: &str) -> Result<bool, EngineError> {
+        let tx = self.store.begin().await?;
+        let locked = match self.lock(&tx, ws, &crate::LeadKey::Id(lead_id.to_owned())).await {
+            Ok(l) => l,
+            Err(EngineError::NotFound { .. } | EngineError::MergedInto { .. }) => {
+                tx.stop_waiting(ws, lead_id).await?;
+                tx.commit().await?;
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        if !tx.awake(ws, lead_id).await? {
+            return Ok(false); // routed by another worker meanwhile
+        }
+        let crate::leads::Locked { record, policy, .. } = locked;
+        let stage = record.lead.stage;
+        if record.owner.is_some() || !is_open(stage) {
+            tx.stop_waiting(ws, lead_id).await?;
+            tx.commit().await?;
+            return Ok(false);
+        }
+        let now = self.now();
+        let scores = record.lead.scores_at(&policy, now);
+        let stay = BTreeSet::new();
+        let situation = Situation {
+            policy: &policy,
+            owner: None,
+            stage_before: Some(stage),
+            stage,
+            profile: &record.lead.profile,
+            scores: &scores,
+            policy_change: false,
+            stay: &stay,
+        };
+        let found = leadflow_domain::handoff::Occasions {
+            on: vec![leadflow_domain::policy::RouteOn::Entered(stage)],
+            ..Default::default()
+        };
+        tx.lock_routing(ws).await?;
+        let mut pool = tx.routing_pool(ws).await?;
+        let mut planned = plan(&situation, &found, &mut pool);
+        let Some(owner) = planned.owner.clone() else {
+            tx.sleep_waiting(ws, lead_id).await?;
+            tx.commit().await?;
+            return Ok(false);
+        };
+        for change in &mut planned.changes {
+            change.explanation = format!("capacity freed: {}", change.explanation);
+        }
+        let around = Around {
+            ws,
+            policy: &policy,
+            lead_id,
+            before: None,
+            lead: &record.lead,
+            scores: &scores,
+            principal: None,
+            policy_change: false,
+        };
+        let events = write_plan(&tx, &around, planned, now).await?;
+        tx.stop_waiting(ws, lead_id).await?;
+        tx.set_lead_owner(ws, lead_id, Some(&owner)).await?;
+        let snapshot = snapshot(&record, &scores);
+        let outbox = events
+            .into_iter()
+            .map(|(kind, note, at)| outbox_event(&snapshot, kind, note, at, now, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.append_outbox(ws, outbox);
+        tx.commit().await?;
+        self.announce(ws);
+        Ok(true)
+    }
+
     /// Hands a lead to `owner` (`None`: releases it), by hand, with a
     /// reason: the owner must exist, and may be out of office or at
     /// capacity (a person decided). Recorded and streamed as routing's
@@ -329,28 +458,18 @@ impl crate::Engine {
             if is_open(record.lead.stage) {
                 if let Some(from) = &record.owner {
                     tx.add_open_leads(ws, from, -1).await?;
+                    tx.wake_waiting(ws, WAKE_ON_RELEASE, now).await?;
                 }
                 if let Some(to) = owner {
                     tx.add_open_leads(ws, to, 1).await?;
                 }
             }
+            if owner.is_some() {
+                tx.stop_waiting(ws, &record.id).await?;
+            }
             tx.set_lead_owner(ws, &record.id, owner).await?;
-            let snapshot = crate::model::OutboxPayload {
-                lead_id: record.id.clone(),
-                external_key: record.external_key.clone(),
-                stage: record.lead.stage,
-                lead_version: record.version,
-                scores: scores.clone(),
-                policy_version: record.policy_version,
-                transition: None,
-                trigger: None,
-                sla_breach: None,
-                level_change: None,
-                merge: None,
-                assignment: None,
-            };
             let event = outbox_event(
-                &snapshot,
+                &snapshot(&record, &scores),
                 ASSIGNED,
                 note.clone(),
                 now,
@@ -380,6 +499,24 @@ impl crate::Engine {
             self.announce(ws);
         }
         Ok(done)
+    }
+}
+
+/// The lead as its owner's events carry it.
+fn snapshot(record: &leadflow_store::LeadRecord, scores: &Scores) -> crate::model::OutboxPayload {
+    crate::model::OutboxPayload {
+        lead_id: record.id.clone(),
+        external_key: record.external_key.clone(),
+        stage: record.lead.stage,
+        lead_version: record.version,
+        scores: scores.clone(),
+        policy_version: record.policy_version,
+        transition: None,
+        trigger: None,
+        sla_breach: None,
+        level_change: None,
+        merge: None,
+        assignment: None,
     }
 }
 

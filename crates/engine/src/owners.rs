@@ -67,6 +67,9 @@ impl Engine {
     async fn try_create_owner(&self, req: &Request, owner: &Owner) -> Result<OwnerView, EngineError> {
         let ws = req.workspace.as_str();
         let tx = self.store.begin().await?;
+        // Routing's lock first, as a lead's decision takes it before the
+        // owners' rows.
+        tx.lock_routing(ws).await?;
         if let Some(done) = replay::<OwnerView>(&tx, req, Method::CreateOwner).await? {
             return Ok(done);
         }
@@ -85,6 +88,9 @@ impl Engine {
                 key: owner.id.clone(),
                 id: owner.id.clone(),
             });
+        }
+        if owner.available {
+            crate::assign::owners_changed(&tx, ws, now).await?;
         }
         let view = OwnerView::from(record);
         save(&tx, req, Method::CreateOwner, &view, now).await?;
@@ -112,7 +118,10 @@ impl Engine {
     ) -> Result<OwnerView, EngineError> {
         let ws = req.workspace.as_str();
         let tx = self.store.begin().await?;
-        // The owner first: a retry waiting on it then sees the first result.
+        // Routing's lock first, as a lead's decision takes it before the
+        // owners' rows; then the owner: a retry waiting on it sees the
+        // first result.
+        tx.lock_routing(ws).await?;
         let current = tx.lock_owner(ws, &owner.id).await?;
         if let Some(done) = replay::<OwnerView>(&tx, req, Method::UpdateOwner).await? {
             return Ok(done);
@@ -136,6 +145,11 @@ impl Engine {
             open_leads: current.open_leads,
         };
         tx.update_owner(ws, &record).await?;
+        if owner.available {
+            // Back in office, more capacity, other teams: leads waiting
+            // for an owner may fit now.
+            crate::assign::owners_changed(&tx, ws, now).await?;
+        }
         let view = OwnerView::from(record);
         save(&tx, req, Method::UpdateOwner, &view, now).await?;
         tx.commit().await?;

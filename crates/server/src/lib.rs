@@ -341,6 +341,12 @@ async fn fire_timers(engine: Engine, poll: std::time::Duration, stopping: Cancel
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "the timer worker could not read due timers"),
         }
+        // Leads waiting for an owner, woken since capacity may have freed.
+        match engine.route_woken(50).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(routed = n, "waiting leads given an owner"),
+            Err(e) => tracing::warn!(error = %e, "the waiting leads could not be read"),
+        }
         // Accounts that entered MQA promote their engaged members, a
         // batch at a time, between rounds of timers.
         match engine.run_account_promotions(50).await {

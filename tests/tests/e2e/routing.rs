@@ -745,6 +745,92 @@ async fn a_simulation_foretells_the_owners_activation_gives(mut server: TestServ
     Ok(())
 }
 
+async fn a_waiting_lead_is_routed_when_capacity_frees(mut server: TestServer) -> anyhow::Result<()> {
+    activate_policy(&mut server, routed(ROUND_ROBIN)).await?;
+    let mut admin = owners(&server);
+    add_owner(&mut admin, "ana", &["emea"], Some(1)).await?;
+    let ids = sales_ready_at_once(&mut server, "wait", 1).await?;
+    let first = &ids[0];
+    let mut waiting = Vec::new();
+    for i in 0..3 {
+        let id = create(&mut server, &format!("waiting{i}@acme.com")).await?.id;
+        server
+            .leads
+            .record_engagement(record(&id, engagement(&format!("demo-w{i}"), "demo_requested")))
+            .await?;
+        waiting.push(id);
+    }
+    assert_eq!(server.lead(first).await?.owner_id, "ana");
+    assert!(
+        owners_of(&mut server, &waiting)
+            .await?
+            .values()
+            .all(String::is_empty)
+    );
+    assert_eq!(server.engine.route_woken(50).await?, 0, "nothing freed yet");
+    let mut stream = subscribe(&mut server, "router", pb::StartPosition::Latest, 0, None).await?;
+
+    // ana's lead is recycled: the longest waiting lead takes its place.
+    server
+        .leads
+        .transition(transition(first, pb::Action::Recycle, "timing"))
+        .await?;
+    assert_eq!(server.engine.route_woken(50).await?, 1, "one place freed");
+    assert_eq!(server.lead(&waiting[0]).await?.owner_id, "ana");
+    assert_eq!(
+        owner_changes(&mut server, &waiting[0]).await?,
+        ["owner:>", "owner:>ana"]
+    );
+    assert_eq!(server.engine.route_woken(50).await?, 0, "the others sleep again");
+    let assigned = loop {
+        let Some(e) = next_event(&mut stream, Duration::from_secs(5)).await? else {
+            anyhow::bail!("no LEAD_ASSIGNED for the waiting lead");
+        };
+        if e.kind == pb::EventKind::LeadAssigned as i32 && e.lead.as_ref().is_some_and(|l| l.id == waiting[0])
+        {
+            break e;
+        }
+    };
+    let Some(pb::event::Payload::Assignment(why)) = &assigned.payload else {
+        anyhow::bail!("no assignment");
+    };
+    assert_eq!(
+        why.explanation,
+        "capacity freed: route sql-emea on entered:SQL: team emea round_robin: ana"
+    );
+
+    // More capacity: the next waiting lead.
+    admin
+        .update_owner(pb::UpdateOwnerRequest {
+            owner: Some(pb::Owner {
+                id: "ana".to_owned(),
+                display_name: "Rep ana".to_owned(),
+                teams: vec!["emea".to_owned()],
+                capacity: Some(2),
+                weight: 1,
+                available: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
+    assert_eq!(server.engine.route_woken(50).await?, 1);
+    assert_eq!(server.lead(&waiting[1]).await?.owner_id, "ana");
+    // A new owner of the team: the last one.
+    add_owner(&mut admin, "ben", &["emea"], None).await?;
+    assert_eq!(server.engine.route_woken(50).await?, 1);
+    assert_eq!(server.lead(&waiting[2]).await?.owner_id, "ben");
+    assert_eq!(server.engine.route_woken(50).await?, 0);
+    assert_eq!(
+        (
+            open_leads(&mut admin, "ana").await?,
+            open_leads(&mut admin, "ben").await?
+        ),
+        (2, 1)
+    );
+    Ok(())
+}
+
 scenarios! {
     leads_entering_sql_at_once_are_spread_round_robin_exactly,
     capacity_is_never_passed_then_the_fallback_then_unrouted,
@@ -753,4 +839,5 @@ scenarios! {
     a_breached_sla_reassigns_past_the_owners_of_the_stay_once = clock_at(T0),
     a_new_policy_routes_the_open_leads_it_finds_and_refits_only_when_asked,
     a_simulation_foretells_the_owners_activation_gives,
+    a_waiting_lead_is_routed_when_capacity_frees,
 }

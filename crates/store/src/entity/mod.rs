@@ -22,6 +22,7 @@ pub(crate) mod outbox;
 pub(crate) mod owner;
 pub(crate) mod policy;
 pub(crate) mod rescore_job;
+pub(crate) mod routing_wait;
 pub(crate) mod score_checkpoint;
 pub(crate) mod team_cursor;
 pub(crate) mod timer;

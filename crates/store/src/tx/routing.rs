@@ -12,7 +12,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 
 use super::Tx;
 use crate::convert::{stage, ts};
-use crate::entity::{assignment, lead, owner, team_cursor};
+use crate::entity::{assignment, lead, owner, routing_wait, team_cursor};
 use crate::error::StoreError;
 
 /// A workspace's owners as routing reads them.
@@ -213,6 +213,86 @@ impl Tx {
     }
 }
 
+impl Tx {
+    /// The lead waits for an owner, since `since` (kept if it waits
+    /// already), asleep until capacity frees.
+    pub async fn wait_for_owner(&self, ws: &str, lead_id: &str, since: Timestamp) -> Result<(), StoreError> {
+        routing_wait::Entity::insert(routing_wait::ActiveModel {
+            workspace_id: Set(ws.to_owned()),
+            lead_id: Set(lead_id.to_owned()),
+            since: Set(since.as_micros()),
+            wake_at: Set(None),
+        })
+        .on_conflict(
+            OnConflict::columns([routing_wait::Column::WorkspaceId, routing_wait::Column::LeadId])
+                .update_column(routing_wait::Column::WakeAt)
+                .to_owned(),
+        )
+        .exec_without_returning(self.db().await?)
+        .await?;
+        Ok(())
+    }
+
+    /// The lead no longer waits (it has an owner, or is gone).
+    pub async fn stop_waiting(&self, ws: &str, lead_id: &str) -> Result<(), StoreError> {
+        routing_wait::Entity::delete_many()
+            .filter(routing_wait::Column::WorkspaceId.eq(ws))
+            .filter(routing_wait::Column::LeadId.eq(lead_id))
+            .exec(self.db().await?)
+            .await?;
+        Ok(())
+    }
+
+    /// Capacity may have freed: wakes the `n` leads of the workspace that
+    /// have waited longest and are asleep.
+    pub async fn wake_waiting(&self, ws: &str, n: u64, now: Timestamp) -> Result<(), StoreError> {
+        let db = self.db().await?;
+        let ids: Vec<String> = routing_wait::Entity::find()
+            .select_only()
+            .column(routing_wait::Column::LeadId)
+            .filter(routing_wait::Column::WorkspaceId.eq(ws))
+            .filter(routing_wait::Column::WakeAt.is_null())
+            .order_by_asc(routing_wait::Column::Since)
+            .order_by_asc(routing_wait::Column::LeadId)
+            .limit(n)
+            .into_tuple()
+            .all(db)
+            .await?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        routing_wait::Entity::update_many()
+            .col_expr(routing_wait::Column::WakeAt, Expr::value(now.as_micros()))
+            .filter(routing_wait::Column::WorkspaceId.eq(ws))
+            .filter(routing_wait::Column::LeadId.is_in(ids))
+            .exec(db)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the lead is still awake (woken and not yet routed by another
+    /// worker); call with the lead locked.
+    pub async fn awake(&self, ws: &str, lead_id: &str) -> Result<bool, StoreError> {
+        Ok(
+            routing_wait::Entity::find_by_id((ws.to_owned(), lead_id.to_owned()))
+                .one(self.db().await?)
+                .await?
+                .is_some_and(|w| w.wake_at.is_some()),
+        )
+    }
+
+    /// Puts a woken lead that still found no owner back to sleep.
+    pub async fn sleep_waiting(&self, ws: &str, lead_id: &str) -> Result<(), StoreError> {
+        routing_wait::Entity::update_many()
+            .col_expr(routing_wait::Column::WakeAt, Expr::value(Option::<i64>::None))
+            .filter(routing_wait::Column::WorkspaceId.eq(ws))
+            .filter(routing_wait::Column::LeadId.eq(lead_id))
+            .exec(self.db().await?)
+            .await?;
+        Ok(())
+    }
+}
+
 impl crate::Store {
     /// A lead's assignments after seq `after`, oldest first, at most `limit`.
     pub async fn assignments_page(
@@ -234,5 +314,21 @@ impl crate::Store {
             .into_iter()
             .map(assignment_record)
             .collect()
+    }
+
+    /// Woken leads to route again, (workspace, lead id), longest waiting
+    /// first, at most `limit`.
+    pub async fn woken_leads(&self, limit: u64) -> Result<Vec<(String, String)>, StoreError> {
+        routing_wait::Entity::find()
+            .select_only()
+            .column(routing_wait::Column::WorkspaceId)
+            .column(routing_wait::Column::LeadId)
+            .filter(routing_wait::Column::WakeAt.is_not_null())
+            .order_by_asc(routing_wait::Column::Since)
+            .limit(limit)
+            .into_tuple()
+            .all(self.reader())
+            .await
+            .map_err(|e| self.on_reader(e))
     }
 }
