@@ -444,39 +444,7 @@ impl crate::Engine {
                 reason: reason.map(str::to_owned),
                 principal: req.principal.clone(),
             };
-            let around = Around {
-                ws,
-                policy: &policy,
-                lead_id: &record.id,
-                before: None,
-                lead: &record.lead,
-                scores: &scores,
-                principal: req.principal.as_deref(),
-                policy_change: false,
-            };
-            let seq = record_at(&tx, &around, &note, now).await?;
-            if is_open(record.lead.stage) {
-                if let Some(from) = &record.owner {
-                    tx.add_open_leads(ws, from, -1).await?;
-                    tx.wake_waiting(ws, WAKE_ON_RELEASE, now).await?;
-                }
-                if let Some(to) = owner {
-                    tx.add_open_leads(ws, to, 1).await?;
-                }
-            }
-            if owner.is_some() {
-                tx.stop_waiting(ws, &record.id).await?;
-            }
-            tx.set_lead_owner(ws, &record.id, owner).await?;
-            let event = outbox_event(
-                &snapshot(&record, &scores),
-                ASSIGNED,
-                note.clone(),
-                now,
-                now,
-                req.traceparent.as_deref(),
-            )?;
-            tx.append_outbox(ws, vec![event]);
+            let seq = hand_over(&tx, ws, &record, &scores, &note, now, req.traceparent.as_deref()).await?;
             record.owner = owner.map(str::to_owned);
             change = Some(StoredAssignment {
                 seq,
@@ -500,6 +468,62 @@ impl crate::Engine {
         }
         Ok(done)
     }
+}
+
+/// Gives a lead its owner outside a decision (by hand, or a merge): the
+/// change recorded (its seq), the open leads moved (waking the leads that
+/// wait longest when an owner has one fewer), the lead's owner set, and
+/// `LEAD_ASSIGNED` streamed. Call with the routing lock taken.
+pub(crate) async fn hand_over(
+    tx: &Tx,
+    ws: &str,
+    record: &leadflow_store::LeadRecord,
+    scores: &Scores,
+    note: &AssignmentNote,
+    now: Timestamp,
+    traceparent: Option<&str>,
+) -> Result<i64, EngineError> {
+    let seq = tx
+        .insert_assignment(
+            ws,
+            &AssignmentRecord {
+                lead_id: record.id.clone(),
+                seq: 0,
+                at: now,
+                from: note.from.clone(),
+                to: note.to.clone(),
+                cause: note.cause.clone(),
+                route_id: note.route_id.clone(),
+                explanation: note.explanation.clone(),
+                reason: note.reason.clone(),
+                principal: note.principal.clone(),
+                stage: record.lead.stage,
+            },
+        )
+        .await?;
+    if is_open(record.lead.stage) {
+        if let Some(from) = &note.from {
+            tx.add_open_leads(ws, from, -1).await?;
+            tx.wake_waiting(ws, WAKE_ON_RELEASE, now).await?;
+        }
+        if let Some(to) = &note.to {
+            tx.add_open_leads(ws, to, 1).await?;
+        }
+    }
+    if note.to.is_some() {
+        tx.stop_waiting(ws, &record.id).await?;
+    }
+    tx.set_lead_owner(ws, &record.id, note.to.as_deref()).await?;
+    let event = outbox_event(
+        &snapshot(record, scores),
+        ASSIGNED,
+        note.clone(),
+        now,
+        now,
+        traceparent,
+    )?;
+    tx.append_outbox(ws, vec![event]);
+    Ok(seq)
 }
 
 /// The lead as its owner's events carry it.

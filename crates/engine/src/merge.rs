@@ -212,6 +212,7 @@ impl Engine {
         // The duplicate first: its own timers due by then fire, it enters
         // MERGED and leaves its account.
         let d_id = d.record.id.clone();
+        let d_owner = d.record.owner.clone();
         let mut d_log = Log::default();
         let left = self
             .apply(
@@ -260,7 +261,7 @@ impl Engine {
             },
             at,
         };
-        let applied = self
+        let mut applied = self
             .apply(
                 tx,
                 &target,
@@ -271,6 +272,32 @@ impl Engine {
                 &mut Log::leaving_out(event_ids),
             )
             .await?;
+        // One owner: the survivor's, else the duplicate's (released by its
+        // merge) passes to it.
+        let survivor = &mut applied.outcome.lead;
+        if let (None, Some(owner)) = (&survivor.record.owner, d_owner) {
+            tx.lock_routing(ws).await?;
+            let note = crate::assign::AssignmentNote {
+                from: None,
+                explanation: format!("merged: takes {owner}, the owner of {d_id}"),
+                to: Some(owner),
+                cause: "MERGE".to_owned(),
+                route_id: None,
+                reason: None,
+                principal: req.principal.clone(),
+            };
+            crate::assign::hand_over(
+                tx,
+                ws,
+                &survivor.record,
+                &survivor.scores,
+                &note,
+                now,
+                req.traceparent.as_deref(),
+            )
+            .await?;
+            survivor.record.owner = note.to;
+        }
         tx.save_merge(
             ws,
             &MergeRecord {

@@ -831,6 +831,72 @@ async fn a_waiting_lead_is_routed_when_capacity_frees(mut server: TestServer) ->
     Ok(())
 }
 
+async fn assign(server: &mut TestServer, lead: &str, owner: &str) -> anyhow::Result<()> {
+    server
+        .leads
+        .assign_lead(pb::AssignLeadRequest {
+            lead: by_id(lead),
+            target: Some(pb::assign_lead_request::Target::OwnerId(owner.to_owned())),
+            ..Default::default()
+        })
+        .await?;
+    Ok(())
+}
+
+async fn a_merge_keeps_one_owner(mut server: TestServer) -> anyhow::Result<()> {
+    let mut admin = owners(&server);
+    add_owner(&mut admin, "ana", &["emea"], None).await?;
+    add_owner(&mut admin, "ben", &["emea"], None).await?;
+    // The survivor has no owner: the duplicate's passes to it.
+    let survivor = create(&mut server, "survivor@acme.com").await?.id;
+    let duplicate = create(&mut server, "duplicate@acme.com").await?.id;
+    assign(&mut server, &duplicate, "ana").await?;
+    server
+        .leads
+        .merge_leads(pb::MergeLeadsRequest {
+            survivor: by_id(&survivor),
+            duplicate: by_id(&duplicate),
+            ..Default::default()
+        })
+        .await?;
+    assert_eq!(server.lead(&survivor).await?.owner_id, "ana");
+    assert_eq!(owner_changes(&mut server, &survivor).await?, ["owner:>ana"]);
+    let history = full_history(&mut server, &survivor, 0).await?;
+    let Some(pb::history_entry::Entry::Assignment(taken)) = history.iter().rev().find_map(|h| {
+        h.entry
+            .clone()
+            .filter(|e| matches!(e, pb::history_entry::Entry::Assignment(_)))
+    }) else {
+        anyhow::bail!("no assignment in the survivor's history");
+    };
+    assert_eq!(taken.cause, i32::from(pb::AssignmentCause::Merge));
+    assert_eq!(
+        taken.explanation,
+        format!("merged: takes ana, the owner of {duplicate}")
+    );
+    assert_eq!(open_leads(&mut admin, "ana").await?, 1, "one lead now, not two");
+    // The survivor has one: it keeps it, the duplicate's owner lets go.
+    let other = create(&mut server, "other@acme.com").await?.id;
+    assign(&mut server, &other, "ben").await?;
+    server
+        .leads
+        .merge_leads(pb::MergeLeadsRequest {
+            survivor: by_id(&survivor),
+            duplicate: by_id(&other),
+            ..Default::default()
+        })
+        .await?;
+    assert_eq!(server.lead(&survivor).await?.owner_id, "ana");
+    assert_eq!(
+        (
+            open_leads(&mut admin, "ana").await?,
+            open_leads(&mut admin, "ben").await?
+        ),
+        (1, 0)
+    );
+    Ok(())
+}
+
 scenarios! {
     leads_entering_sql_at_once_are_spread_round_robin_exactly,
     capacity_is_never_passed_then_the_fallback_then_unrouted,
@@ -840,4 +906,5 @@ scenarios! {
     a_new_policy_routes_the_open_leads_it_finds_and_refits_only_when_asked,
     a_simulation_foretells_the_owners_activation_gives,
     a_waiting_lead_is_routed_when_capacity_frees,
+    a_merge_keeps_one_owner,
 }
