@@ -181,6 +181,7 @@ async fn measure(db: Db, leads: u64, runs: usize, keep: bool) -> anyhow::Result<
                 source_channel: None,
                 attribution: None,
                 top: leadflow_domain::analytics::attribution::DEFAULT_TOP,
+                teams: std::collections::BTreeMap::new(),
             };
             let funnel = median_seconds(runs, || funnel_once(&engine, &query)).await?;
             println!(

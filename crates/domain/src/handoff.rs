@@ -411,7 +411,12 @@ pub fn plan(s: &Situation<'_>, found: &Occasions, pool: &mut PoolState) -> Plan 
     if p.open_now {
         let on = RouteOn::Entered(s.stage);
         for sla in &found.reassign {
-            if let Some(route) = route_for(s.policy, &on, s.profile, s.scores) {
+            // Only while the lead is still in the SLA's stage (a later move
+            // of the same decision routed it already).
+            let watched = s.policy.slas.iter().find(|x| x.id == *sla).map(|x| x.stage);
+            if watched == Some(s.stage)
+                && let Some(route) = route_for(s.policy, &on, s.profile, s.scores)
+            {
                 p.give(route, &on, Why::Sla(sla));
             }
         }
@@ -470,13 +475,19 @@ impl Planner<'_, '_> {
 
     /// Gives the lead to `route`'s choice.
     fn give(&mut self, route: &Route, on: &RouteOn, why: Why<'_>) {
-        let none = BTreeSet::new();
-        let excluded = if matches!(why, Why::Sla(_)) {
-            self.s.stay
+        // An SLA's reassign passes over every owner of the stay, the late
+        // one included.
+        let excluded: BTreeSet<String> = if matches!(why, Why::Sla(_)) {
+            self.s
+                .stay
+                .iter()
+                .cloned()
+                .chain(self.out.owner.clone())
+                .collect()
         } else {
-            &none
+            BTreeSet::new()
         };
-        let handoff = hand_off(route, self.s.profile, &self.pool.pool(), excluded);
+        let handoff = hand_off(route, self.s.profile, &self.pool.pool(), &excluded);
         if let Some((team, cursor)) = handoff.cursor {
             self.pool.cursors.insert(team.clone(), cursor.clone());
             self.out.cursors.insert(team, cursor);
@@ -505,8 +516,10 @@ impl Planner<'_, '_> {
                 self.out.owner = Some(to);
                 self.out.changes.push(change);
             }
-            Some(_) => {} // the owner it has
-            None => match self.out.owner.clone() {
+            // The owner it has (an SLA's reassign back to the fallback it
+            // had: kept, said so below).
+            Some(_) if !matches!(why, Why::Sla(_)) => {}
+            Some(_) | None => match self.out.owner.clone() {
                 None => {
                     change.assigned = false;
                     self.out.changes.push(change);

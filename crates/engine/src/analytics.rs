@@ -51,6 +51,23 @@ pub struct CalibrationResult {
     pub level: Option<String>,
 }
 
+/// The engagement types that count as a sales touch: those the policy's
+/// SQL SLAs wait for (`until`).
+fn touch_types(policy: &Policy) -> Vec<String> {
+    let mut types: Vec<String> = policy
+        .slas
+        .iter()
+        .filter(|s| s.stage == leadflow_domain::Stage::Sql)
+        .filter_map(|s| match &s.kind {
+            leadflow_domain::policy::SlaKind::Until(t) => Some(t.clone()),
+            leadflow_domain::policy::SlaKind::Idle => None,
+        })
+        .collect();
+    types.sort();
+    types.dedup();
+    types
+}
+
 impl Engine {
     /// The funnel of `query.period` in `ws`; zeros for a quiet period or an
     /// empty workspace.
@@ -58,13 +75,38 @@ impl Engine {
     pub async fn funnel(&self, ws: &str, query: &Query) -> Result<Funnel, EngineError> {
         let channels = query.grouping == Grouping::SourceChannel || query.source_channel.is_some();
         let touches = query.attribution.as_ref().map(|a| a.property.as_str());
+        let active = match self.store.active_policy_version(ws).await? {
+            Some(version) => Some(self.policy_of(ws, version).await?),
+            None => None,
+        };
+        let by_owner = matches!(query.grouping, Grouping::Owner | Grouping::Team);
+        let mut query = query.clone();
+        let mut names = std::collections::BTreeMap::new();
+        let owners_read = if by_owner {
+            let tx = self.store.begin().await?;
+            let pool = tx.routing_pool(ws).await?;
+            drop(tx);
+            for o in pool.owners {
+                names.insert(o.id.clone(), o.display_name);
+                query.teams.insert(o.id, o.teams);
+            }
+            Some(leadflow_store::OwnersRead {
+                touch_types: active.as_deref().map(touch_types).unwrap_or_default(),
+            })
+        } else {
+            None
+        };
         let histories = self
             .store
-            .funnel_histories(ws, query.period, channels, touches)
+            .funnel_histories(ws, query.period, channels, touches, owners_read.as_ref())
             .await?;
-        let mut funnel = funnel::funnel(&histories, query);
-        if let Some(version) = self.store.active_policy_version(ws).await? {
-            let policy = self.policy_of(ws, version).await?;
+        let mut funnel = funnel::funnel(&histories, &query);
+        if query.grouping == Grouping::Owner {
+            for h in funnel.groups.iter_mut().filter_map(|g| g.handoff.as_mut()) {
+                h.display_name = names.get(&h.key).cloned().unwrap_or_default();
+            }
+        }
+        if let Some(policy) = active {
             let order: Vec<String> = policy.mql.levels.iter().map(|l| l.id.clone()).collect();
             funnel.order_levels(&order);
         }

@@ -101,9 +101,10 @@ pub(crate) async fn after_decision(
         && planned.changes.iter().any(|c| !c.assigned && c.to.is_none());
     let owner = planned.owner.clone();
     let events = write_plan(tx, at, planned, when).await?;
+    let left_open = !is_open(at.lead.stage) && at.before.is_some_and(|(_, stage)| is_open(stage));
     if waits {
         tx.wait_for_owner(at.ws, at.lead_id, when).await?;
-    } else if owner.is_some() && before_owner.is_none() {
+    } else if (owner.is_some() && before_owner.is_none()) || (owner.is_none() && left_open) {
         tx.stop_waiting(at.ws, at.lead_id).await?;
     }
     if owner.as_deref() != before_owner {
@@ -325,8 +326,15 @@ impl crate::Engine {
         tx.lock_routing(ws).await?;
         let mut pool = tx.routing_pool(ws).await?;
         let mut planned = plan(&situation, &found, &mut pool);
+        if planned.changes.is_empty() {
+            // No route of its stage takes it any more (the policy changed,
+            // or its conditions no longer hold): it stops waiting.
+            tx.stop_waiting(ws, lead_id).await?;
+            tx.commit().await?;
+            return Ok(false);
+        }
         let Some(owner) = planned.owner.clone() else {
-            tx.sleep_waiting(ws, lead_id).await?;
+            tx.sleep_waiting(ws, lead_id, now).await?;
             tx.commit().await?;
             return Ok(false);
         };

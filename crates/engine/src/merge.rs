@@ -212,7 +212,7 @@ impl Engine {
         // The duplicate first: its own timers due by then fire, it enters
         // MERGED and leaves its account.
         let d_id = d.record.id.clone();
-        let d_owner = d.record.owner.clone();
+        let d_seen = tx.last_assignment(ws, &d_id).await?.map_or(0, |a| a.seq);
         let mut d_log = Log::default();
         let left = self
             .apply(
@@ -228,6 +228,13 @@ impl Engine {
                 &mut d_log,
             )
             .await?;
+        // The owner its merge let go (its timers, fired first, may have
+        // changed the one it had).
+        let d_owner = tx
+            .last_assignment(ws, &d_id)
+            .await?
+            .filter(|a| a.seq > d_seen && a.cause == "MERGE" && a.to.is_none())
+            .and_then(|a| a.from);
         let stage = left
             .outcome
             .transitions

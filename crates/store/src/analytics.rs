@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use leadflow_domain::analytics::{History, LevelStep, Period, Step, StepCause, Touch};
+use leadflow_domain::analytics::{History, LevelStep, OwnerStep, Period, Step, StepCause, Touch};
 use sea_orm::{ConnectionTrait, Value};
 
 use crate::Store;
@@ -15,6 +15,18 @@ use crate::error::StoreError;
 /// `ws`, `start`, `end`).
 const MOVED: &str = "SELECT m.lead_id FROM transitions m WHERE m.workspace_id = $1 AND m.at >= $2 AND m.at < $3 \
      UNION SELECT c.lead_id FROM level_changes c WHERE c.workspace_id = $1 AND c.at >= $2 AND c.at < $3";
+
+/// [`MOVED`], and the leads whose owner changed in the period.
+const MOVED_OR_HANDED: &str = "SELECT m.lead_id FROM transitions m WHERE m.workspace_id = $1 AND m.at >= $2 AND m.at < $3 \
+     UNION SELECT c.lead_id FROM level_changes c WHERE c.workspace_id = $1 AND c.at >= $2 AND c.at < $3 \
+     UNION SELECT a.lead_id FROM assignments a WHERE a.workspace_id = $1 AND a.at >= $2 AND a.at < $3";
+
+/// What a funnel by owner or team reads besides the stage histories.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnersRead {
+    /// The engagement types that count as a sales touch.
+    pub touch_types: Vec<String>,
+}
 
 impl Store {
     /// The whole stage history of every lead that moved during `period`,
@@ -29,6 +41,7 @@ impl Store {
         period: Period,
         source_channels: bool,
         touches: Option<&str>,
+        owners: Option<&OwnersRead>,
     ) -> Result<Vec<History>, StoreError> {
         let params = || -> Vec<Value> {
             vec![
@@ -40,9 +53,10 @@ impl Store {
         // PostgreSQL is handed the moved leads as an array, so that it
         // looks their histories up by key: joined to the subquery, it
         // scans every transition of the workspace however short the period.
+        let leads = if owners.is_some() { MOVED_OR_HANDED } else { MOVED };
         let (moved, bytewise) = match self.backend() {
-            Backend::Postgres => (format!("= ANY(ARRAY({MOVED}))"), " COLLATE \"C\""),
-            Backend::Sqlite => (format!("IN ({MOVED})"), ""),
+            Backend::Postgres => (format!("= ANY(ARRAY({leads}))"), " COLLATE \"C\""),
+            Backend::Sqlite => (format!("IN ({leads})"), ""),
         };
         let tx = self.read_snapshot().await?;
         let sql = format!(
@@ -94,6 +108,8 @@ impl Store {
                     levels: Vec::new(),
                     touches: Vec::new(),
                     erased: false,
+                    owners: Vec::new(),
+                    sales_touches: Vec::new(),
                 }),
             }
         }
@@ -175,6 +191,48 @@ impl Store {
                     at: ts(row.try_get("", "occurred_at")?),
                     value,
                 });
+            }
+        }
+        if let Some(read) = owners.filter(|_| !histories.is_empty()) {
+            let index: HashMap<String, usize> = histories
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (h.lead_id.clone(), i))
+                .collect();
+            let sql = format!(
+                "SELECT a.lead_id, a.at, a.from_owner, a.to_owner, a.cause FROM assignments a \
+                 WHERE a.workspace_id = $1 AND a.lead_id {moved} ORDER BY a.lead_id, a.seq"
+            );
+            for row in tx.query_all_raw(self.sql(&sql, params())).await? {
+                let lead_id: String = row.try_get("", "lead_id")?;
+                let Some(&i) = index.get(&lead_id) else { continue };
+                histories[i].owners.push(OwnerStep {
+                    at: ts(row.try_get("", "at")?),
+                    from: row.try_get("", "from_owner")?,
+                    to: row.try_get("", "to_owner")?,
+                    cause: row.try_get("", "cause")?,
+                });
+            }
+            if !read.touch_types.is_empty() {
+                let mut values = params();
+                let mut types = Vec::with_capacity(read.touch_types.len());
+                for t in &read.touch_types {
+                    values.push(t.clone().into());
+                    types.push(format!("${}", values.len()));
+                }
+                let types = types.join(", ");
+                let sql = format!(
+                    "SELECT e.lead_id, e.occurred_at FROM engagements e \
+                     WHERE e.workspace_id = $1 AND e.lead_id {moved} AND e.type IN ({types}) \
+                     ORDER BY e.lead_id, e.occurred_at"
+                );
+                for row in tx.query_all_raw(self.sql(&sql, values)).await? {
+                    let lead_id: String = row.try_get("", "lead_id")?;
+                    let Some(&i) = index.get(&lead_id) else { continue };
+                    histories[i]
+                        .sales_touches
+                        .push(ts(row.try_get("", "occurred_at")?));
+                }
             }
         }
         tx.commit().await?;

@@ -53,6 +53,7 @@ pub use accounts::{
     ACCOUNT_ENGAGEMENT_END, AccountListing, AccountLookup, AccountRecord, MemberRecord,
     StoredAccountTransition, StoredLink,
 };
+pub use analytics::OwnersRead;
 pub use backend::Backend;
 pub use db::{Store, StoreOptions, loopback_without_sslmode, postgres_tls_default, redact};
 pub use erase::Erased;

@@ -897,6 +897,79 @@ async fn a_merge_keeps_one_owner(mut server: TestServer) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn ts(t: Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.as_micros() / 1_000_000,
+        nanos: 0,
+    }
+}
+
+async fn the_funnel_by_owner_and_team_measures_the_handoff(mut server: TestServer) -> anyhow::Result<()> {
+    activate_policy(&mut server, routed(ROUND_ROBIN)).await?;
+    let mut admin = owners(&server);
+    add_owner(&mut admin, "ana", &["emea"], None).await?;
+    add_owner(&mut admin, "ben", &["emea"], None).await?;
+    // Two SQLs, ana's then ben's; ana's touched two hours later.
+    let ids = sales_ready_at_once(&mut server, "funnel", 1).await?;
+    let more = sales_ready_at_once(&mut server, "funnel-b", 1).await?;
+    assert_eq!(server.lead(&ids[0]).await?.owner_id, "ana");
+    assert_eq!(server.lead(&more[0]).await?.owner_id, "ben");
+    server.manual_clock().advance(Span::from_hours(2));
+    server
+        .leads
+        .record_engagement(record(&ids[0], engagement("call-1", "sales_contacted")))
+        .await?;
+    let mut analytics =
+        leadflow_proto::v1::analytics_service_client::AnalyticsServiceClient::new(server.channel.clone());
+    let funnel = |group_by: pb::FunnelGrouping| pb::GetFunnelRequest {
+        period: Some(pb::Period {
+            start: Some(ts(T0.saturating_add(Span::from_hours(-24)))),
+            end: Some(ts(T0.saturating_add(Span::from_hours(24)))),
+        }),
+        group_by: group_by.into(),
+        ..Default::default()
+    };
+    let by_owner = analytics
+        .get_funnel(funnel(pb::FunnelGrouping::Owner))
+        .await?
+        .into_inner();
+    let handoffs: Vec<(String, pb::Handoff)> = by_owner
+        .groups
+        .iter()
+        .map(|g| (g.key.clone(), g.handoff.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        handoffs.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        ["ana", "ben"]
+    );
+    let (ana, ben) = (&handoffs[0].1, &handoffs[1].1);
+    assert_eq!(ana.display_name, "Rep ana");
+    assert_eq!(
+        (ana.assigned, ana.sql, ana.touched, ana.sla_breaches),
+        (1, 1, 1, 0)
+    );
+    assert_eq!(
+        ana.first_touch_p50,
+        Some(prost_types::Duration {
+            seconds: 7_200,
+            nanos: 0
+        })
+    );
+    assert_eq!((ben.assigned, ben.sql, ben.touched), (1, 1, 0));
+    assert_eq!(ben.first_touch_p50, None);
+    // By team: both in emea.
+    let by_team = analytics
+        .get_funnel(funnel(pb::FunnelGrouping::Team))
+        .await?
+        .into_inner();
+    assert_eq!(by_team.groups.len(), 1);
+    assert_eq!(by_team.groups[0].key, "emea");
+    let emea = by_team.groups[0].handoff.clone().unwrap_or_default();
+    assert_eq!((emea.assigned, emea.sql, emea.touched), (2, 2, 1));
+    assert!(!by_team.groups_overlap);
+    Ok(())
+}
+
 scenarios! {
     leads_entering_sql_at_once_are_spread_round_robin_exactly,
     capacity_is_never_passed_then_the_fallback_then_unrouted,
@@ -905,6 +978,7 @@ scenarios! {
     a_breached_sla_reassigns_past_the_owners_of_the_stay_once = clock_at(T0),
     a_new_policy_routes_the_open_leads_it_finds_and_refits_only_when_asked,
     a_simulation_foretells_the_owners_activation_gives,
-    a_waiting_lead_is_routed_when_capacity_frees,
+    a_waiting_lead_is_routed_when_capacity_frees = clock_at(T0),
     a_merge_keeps_one_owner,
+    the_funnel_by_owner_and_team_measures_the_handoff = clock_at(T0),
 }

@@ -62,6 +62,11 @@ pub enum Grouping {
     /// By the policy version each move was decided under (a cohort by the
     /// version of its first entry).
     PolicyVersion,
+    /// By the lead's owner at the period's end ("(none)" without one).
+    Owner,
+    /// By the teams of the lead's owner at the period's end (a lead counts
+    /// in each; "(no team)" for an owner of none, "(none)" without one).
+    Team,
 }
 
 /// The width of a velocity bucket.
@@ -123,6 +128,22 @@ pub struct History {
     pub touches: Vec<Touch>,
     /// The lead was erased: its engagements' details are gone.
     pub erased: bool,
+    /// Its changes of owner, in order (read only to group by owner or team).
+    pub owners: Vec<OwnerStep>,
+    /// The instants of its sales touches (engagements of a type an SQL SLA
+    /// waits for), in order (read with `owners`).
+    pub sales_touches: Vec<Timestamp>,
+}
+
+/// A change of a lead's owner, as analytics reads it (a route that found
+/// none has `to` empty or the same as `from`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnerStep {
+    pub at: Timestamp,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// `ROUTE`, `MANUAL`, `RELEASE`, `MERGE` or `SLA`.
+    pub cause: String,
 }
 
 /// A lead reached an MQL level (a level change to it).
@@ -134,8 +155,17 @@ pub struct LevelStep {
 }
 
 impl History {
-    fn first_entry(&self, stage: Stage) -> Option<&Step> {
+    pub(crate) fn first_entry(&self, stage: Stage) -> Option<&Step> {
         self.steps.iter().find(|s| s.to == stage)
+    }
+
+    /// Its owner at `t` (after the changes at `t`).
+    pub(crate) fn owner_at(&self, t: Timestamp) -> Option<&str> {
+        self.owners
+            .iter()
+            .take_while(|o| o.at <= t)
+            .last()
+            .and_then(|o| o.to.as_deref())
     }
 
     fn source_key(&self) -> String {
@@ -192,7 +222,28 @@ pub struct Query {
     pub attribution: Option<Attribution>,
     /// With an attribution: the groups kept besides "(other)".
     pub top: usize,
+    /// Each owner's teams (to group by team).
+    pub teams: BTreeMap<String, Vec<String>>,
 }
+
+/// The group keys of a lead owned by `owner`, grouped by owner or team.
+pub(crate) fn owner_keys(query: &Query, owner: Option<&str>) -> Vec<String> {
+    let Some(owner) = owner else {
+        return vec![NO_OWNER.to_owned()];
+    };
+    if query.grouping != Grouping::Team {
+        return vec![owner.to_owned()];
+    }
+    match query.teams.get(owner).filter(|t| !t.is_empty()) {
+        Some(teams) => teams.clone(),
+        None => vec![NO_TEAM.to_owned()],
+    }
+}
+
+/// The key of leads without an owner.
+pub const NO_OWNER: &str = "(none)";
+/// The key of an owner of no team.
+pub const NO_TEAM: &str = "(no team)";
 
 /// The stage pairs a funnel reports conversion for.
 pub const CONVERSIONS: [(Stage, Stage); 5] = [
@@ -235,6 +286,8 @@ pub struct Group {
     /// One per MQL level reached in the period, by id (see
     /// [`Funnel::order_levels`]).
     pub levels: Vec<LevelConversion>,
+    /// Grouped by owner or team: its sales handoff.
+    pub handoff: Option<super::handoff::Handoff>,
 }
 
 /// The leads that reached an MQL level in the period, and how many of them
@@ -404,6 +457,15 @@ pub fn funnel(histories: &[History], query: &Query) -> Funnel {
         (None, Grouping::SourceChannel) => Some(vec![GroupKey::Text(h.source_key())]),
         (None, Grouping::MqlChannel) => Some(vec![GroupKey::Text(h.mql_key())]),
         (None, Grouping::PolicyVersion) => None,
+        (None, Grouping::Owner | Grouping::Team) => Some(
+            owner_keys(
+                query,
+                h.owner_at(Timestamp::from_micros(period.end.as_micros() - 1)),
+            )
+            .into_iter()
+            .map(GroupKey::Text)
+            .collect(),
+        ),
     };
     for (index, h) in histories.iter().enumerate() {
         if !wanted(h) {
@@ -500,13 +562,33 @@ pub fn funnel(histories: &[History], query: &Query) -> Funnel {
     if groups.is_empty() && single {
         groups.insert(GroupKey::Text(String::new()), Acc::default());
     }
+    let mut handoffs: BTreeMap<String, super::handoff::Handoff> =
+        if matches!(query.grouping, Grouping::Owner | Grouping::Team) {
+            super::handoff::handoff(histories, query)
+                .into_iter()
+                .map(|h| (h.key.clone(), h))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+    for key in handoffs.keys() {
+        groups.entry(GroupKey::Text(key.clone())).or_default();
+    }
     let mut funnel = Funnel {
         groups: groups
             .into_iter()
-            .map(|(key, acc)| group(key.to_string(), acc))
+            .map(|(key, acc)| {
+                let key = key.to_string();
+                let handoff = handoffs.remove(&key);
+                Group {
+                    handoff,
+                    ..group(key, acc)
+                }
+            })
             .collect(),
         buckets,
-        overlapping: query.attribution.as_ref().is_some_and(Attribution::overlaps),
+        overlapping: query.attribution.as_ref().is_some_and(Attribution::overlaps)
+            || (query.grouping == Grouping::Team && query.teams.values().any(|t| t.len() > 1)),
     };
     // Each group's conversions against those of the whole: the funnel of
     // the same leads, ungrouped.
@@ -549,7 +631,7 @@ impl std::fmt::Display for GroupKey {
     }
 }
 
-fn ratio(part: u64, whole: u64) -> f64 {
+pub(crate) fn ratio(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0
     } else {
@@ -643,5 +725,6 @@ fn group(key: String, mut acc: Acc) -> Group {
         },
         reasons,
         levels,
+        handoff: None,
     }
 }

@@ -8,10 +8,12 @@ pub mod accounts;
 pub mod attribution;
 pub mod evidence;
 pub mod funnel;
+pub mod handoff;
 
 pub use accounts::{AccountFunnel, AccountHistory, AccountStep, account_funnel};
 pub use attribution::{Attribution, Touch, Touchpoint};
-pub use funnel::{Bucket, Funnel, Grouping, History, LevelStep, Period, Step, StepCause, funnel};
+pub use funnel::{Bucket, Funnel, Grouping, History, LevelStep, OwnerStep, Period, Step, StepCause, funnel};
+pub use handoff::{Handoff, handoff};
 
 #[cfg(test)]
 mod tests;

@@ -29,6 +29,8 @@ fn lead(id: &str, source: Option<&str>, steps: Vec<Step>) -> History {
         levels: Vec::new(),
         touches: Vec::new(),
         erased: false,
+        owners: Vec::new(),
+        sales_touches: Vec::new(),
     }
 }
 
@@ -43,6 +45,7 @@ fn query(start: i64, end: i64) -> Query {
         source_channel: None,
         attribution: None,
         top: super::attribution::DEFAULT_TOP,
+        teams: std::collections::BTreeMap::new(),
     }
 }
 
@@ -773,4 +776,80 @@ fn levels_count_each_lead_once_and_what_went_on_to_sql() {
         f.groups[0].entries,
         funnel(&histories[..4], &query(0, 10)).groups[0].entries
     );
+}
+
+fn owned(at_: Timestamp, from: Option<&str>, to: Option<&str>, cause: &str) -> OwnerStep {
+    OwnerStep {
+        at: at_,
+        from: from.map(str::to_owned),
+        to: to.map(str::to_owned),
+        cause: cause.to_owned(),
+    }
+}
+
+/// [`histories`] with owners: a is ana's from SQL (touched 2 h later, won);
+/// b went to ben at SQL, an SLA's reassign gave it to ana on day 3
+/// (touched then), then it was recycled and released; c has none.
+fn handed() -> Vec<History> {
+    let mut leads = histories();
+    leads[0].owners = vec![owned(at(3, 0), None, Some("ana"), "ROUTE")];
+    leads[0].sales_touches = vec![at(3, 7_200)];
+    leads[1].owners = vec![
+        owned(at(2, 0), None, Some("ben"), "ROUTE"),
+        owned(at(3, 0), Some("ben"), Some("ana"), "SLA"),
+        owned(at(5, 0), Some("ana"), None, "RELEASE"),
+    ];
+    leads[1].sales_touches = vec![at(1, 0), at(3, 3_600)];
+    leads
+}
+
+#[test]
+fn a_funnel_by_owner_gives_each_owner_its_handoff() {
+    let q = Query {
+        grouping: Grouping::Owner,
+        ..query(0, 30)
+    };
+    let f = funnel(&handed(), &q);
+    let keys: Vec<&str> = f.groups.iter().map(|g| g.key.as_str()).collect();
+    // By the owner at the period's end (b was released, c never had one),
+    // and ben, who has a handoff though no lead at the end.
+    assert_eq!(keys, ["(none)", "ana", "ben"]);
+    let ana = f.groups[1].handoff.clone().expect("a handoff");
+    assert_eq!((ana.assigned, ana.sla_breaches), (2, 0));
+    // a entered SQL as ana's; b entered SQL as ben's.
+    assert_eq!((ana.sql, ana.touched, ana.converted), (1, 1, 1));
+    assert_eq!(ana.first_touch_p50, Some(Span::from_secs(7_200)));
+    assert!((ana.conversion_rate - 1.0).abs() < 1e-9);
+    // Nobody entered SQL without an owner.
+    assert_eq!(f.groups[0].handoff, None);
+    // ben has no lead at the end, but a handoff: one given, one breach, an
+    // SQL touched a day and an hour after it entered (the touch before
+    // SQL does not count).
+    let ben = f.groups[2].handoff.clone().expect("a handoff");
+    assert_eq!(f.groups[2].entries.iter().map(|e| e.leads).sum::<u64>(), 0);
+    assert_eq!(
+        (ben.assigned, ben.sla_breaches, ben.sql, ben.touched),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(ben.first_touch_p90, Some(Span::from_secs(DAY + 3_600)));
+    assert_eq!(ben.converted, 0);
+}
+
+#[test]
+fn a_funnel_by_team_counts_a_lead_in_each_team_of_its_owner() {
+    let mut q = Query {
+        grouping: Grouping::Team,
+        ..query(0, 30)
+    };
+    q.teams
+        .insert("ana".into(), vec!["emea".into(), "enterprise".into()]);
+    q.teams.insert("ben".into(), Vec::new());
+    let f = funnel(&handed(), &q);
+    let keys: Vec<&str> = f.groups.iter().map(|g| g.key.as_str()).collect();
+    assert_eq!(keys, ["(no team)", "(none)", "emea", "enterprise"]);
+    assert!(f.overlapping);
+    let emea = f.groups[2].handoff.clone().expect("a handoff");
+    assert_eq!((emea.assigned, emea.sql, emea.converted), (2, 1, 1));
+    let no_team = f.groups[0].handoff.clone().expect("a handoff");
+    assert_eq!((no_team.assigned, no_team.sla_breaches), (1, 1));
 }

@@ -608,6 +608,34 @@ fn an_sla_reassign_passes_the_stay_and_keeps_the_late_owner_when_no_one_else_can
         planned.changes[0].explanation,
         "sla sql_first_contact breached: route sql on entered:SQL: team emea round_robin: ana (had it before) → ben"
     );
+    // An owner given at MQL (not in the SQL stay) is passed over too.
+    let none = BTreeSet::new();
+    let kept_from_mql = Situation { stay: &none, ..s };
+    let planned = plan(
+        &kept_from_mql,
+        &found,
+        &mut sql_pool(vec![owner("ana", &["emea"]), owner("ben", &["emea"])]),
+    );
+    assert_eq!(planned.owner.as_deref(), Some("ben"));
+    // The fallback that has it already keeps it, said so.
+    let queue_has_it = Situation {
+        owner: Some("queue"),
+        ..s
+    };
+    let planned = plan(
+        &queue_has_it,
+        &found,
+        &mut sql_pool(vec![owner("ana", &["emea"]), owner("queue", &[])]),
+    );
+    assert_eq!(planned.owner.as_deref(), Some("queue"));
+    assert!(!planned.changes[0].assigned);
+    assert!(
+        planned.changes[0]
+            .explanation
+            .ends_with("→ no owner; fallback queue; kept by queue"),
+        "{}",
+        planned.changes[0].explanation
+    );
     let mut queue = owner("queue", &[]);
     queue.available = false;
     let planned = plan(&s, &found, &mut sql_pool(vec![owner("ana", &["emea"]), queue]));

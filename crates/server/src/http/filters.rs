@@ -106,6 +106,7 @@ pub(crate) fn query_of(filters: &Filters, now: Timestamp) -> Result<FunnelQuery,
         source_channel: channel,
         attribution: None,
         top: leadflow_domain::analytics::attribution::DEFAULT_TOP,
+        teams: std::collections::BTreeMap::new(),
     })
 }
 

@@ -25,6 +25,8 @@ pub(super) struct Dashboard {
     pub(super) tail: Vec<TransitionView>,
     /// The top groups by an engagement property, when asked for.
     pub(super) attribution: Option<(Attribution, Funnel)>,
+    /// By owner, with each owner's handoff.
+    pub(super) owners: Funnel,
 }
 
 pub(super) async fn dashboard(
@@ -55,6 +57,15 @@ pub(super) async fn dashboard(
             },
         )
         .await?;
+    let owners = engine
+        .funnel(
+            ws,
+            &FunnelQuery {
+                grouping: Grouping::Owner,
+                ..query.clone()
+            },
+        )
+        .await?;
     let calibration = engine
         .calibrate(
             ws,
@@ -78,6 +89,7 @@ pub(super) async fn dashboard(
         channels: by_channel.groups.into_iter().map(|g| g.key).collect(),
         calibration,
         tail,
+        owners,
         attribution,
     })
 }

@@ -71,6 +71,8 @@ fn grouping_in(check: &mut Check, value: i32) -> Grouping {
         Ok(pb::FunnelGrouping::SourceChannel) => Grouping::SourceChannel,
         Ok(pb::FunnelGrouping::MqlChannel) => Grouping::MqlChannel,
         Ok(pb::FunnelGrouping::PolicyVersion) => Grouping::PolicyVersion,
+        Ok(pb::FunnelGrouping::Owner) => Grouping::Owner,
+        Ok(pb::FunnelGrouping::Team) => Grouping::Team,
         Err(_) => {
             check.fail("group_by", format!("unknown grouping {value}"));
             Grouping::None
@@ -187,6 +189,17 @@ fn group_out(g: &funnel::Group, buckets: usize) -> pb::FunnelGroup {
                 p90: l.p90.map(duration_out),
             })
             .collect(),
+        handoff: g.handoff.as_ref().map(|h| pb::Handoff {
+            display_name: h.display_name.clone(),
+            assigned: count(h.assigned),
+            sla_breaches: count(h.sla_breaches),
+            sql: count(h.sql),
+            touched: count(h.touched),
+            first_touch_p50: h.first_touch_p50.map(duration_out),
+            first_touch_p90: h.first_touch_p90.map(duration_out),
+            converted: count(h.converted),
+            conversion_rate: h.conversion_rate,
+        }),
     }
 }
 
@@ -315,6 +328,7 @@ pub(crate) fn funnel_query(r: &pb::GetFunnelRequest) -> Result<(Query, usize, us
         source_channel: (!r.source_channel.trim().is_empty()).then(|| r.source_channel.trim().to_owned()),
         top: top_groups(r.top_groups),
         attribution,
+        teams: std::collections::BTreeMap::new(),
     };
     Ok((query, usize::try_from(size).unwrap_or(50), offset))
 }

@@ -193,6 +193,22 @@ impl Tx {
         Ok(seq)
     }
 
+    /// The lead's latest change of owner, if any.
+    pub async fn last_assignment(
+        &self,
+        ws: &str,
+        lead_id: &str,
+    ) -> Result<Option<AssignmentRecord>, StoreError> {
+        assignment::Entity::find()
+            .filter(assignment::Column::WorkspaceId.eq(ws))
+            .filter(assignment::Column::LeadId.eq(lead_id))
+            .order_by_desc(assignment::Column::Seq)
+            .one(self.db().await?)
+            .await?
+            .map(assignment_record)
+            .transpose()
+    }
+
     /// The owners the lead was given at or after `since` (its current stay).
     pub async fn owners_since(
         &self,
@@ -281,10 +297,12 @@ impl Tx {
         )
     }
 
-    /// Puts a woken lead that still found no owner back to sleep.
-    pub async fn sleep_waiting(&self, ws: &str, lead_id: &str) -> Result<(), StoreError> {
+    /// Puts a woken lead that still found no owner back to sleep, at the
+    /// back of the line (`now`), so that the next wakes reach the others.
+    pub async fn sleep_waiting(&self, ws: &str, lead_id: &str, now: Timestamp) -> Result<(), StoreError> {
         routing_wait::Entity::update_many()
             .col_expr(routing_wait::Column::WakeAt, Expr::value(Option::<i64>::None))
+            .col_expr(routing_wait::Column::Since, Expr::value(now.as_micros()))
             .filter(routing_wait::Column::WorkspaceId.eq(ws))
             .filter(routing_wait::Column::LeadId.eq(lead_id))
             .exec(self.db().await?)

@@ -260,6 +260,46 @@ pub(super) fn time_in_stage(g: &Group) -> Markup {
     }
 }
 
+/// The sales handoff per owner: leads given, SQLs, first touch, SLA
+/// breaches, conversion. Owners by display name only (their id in an
+/// attribute); nothing else personal.
+pub(super) fn owners(funnel: &Funnel) -> Markup {
+    let rows: Vec<(&Group, &leadflow_domain::analytics::Handoff)> = funnel
+        .groups
+        .iter()
+        .filter_map(|g| g.handoff.as_ref().map(|h| (g, h)))
+        .collect();
+    html! {
+        section {
+            h2 { "Owners " span class="muted" { "the sales handoff in the period; a touch is an engagement the SQL SLAs wait for" } }
+            table id="owners" {
+                thead { tr {
+                    th { "Owner" } th { "Assigned" } th { "SQLs" } th { "Touched" }
+                    th { "First touch p50" } th { "p90" } th { "SLA breaches" } th { "Won" } th { "Conversion" }
+                } }
+                tbody {
+                    @if rows.is_empty() {
+                        tr { td colspan="9" class="muted" { "no lead was handed to an owner in the period" } }
+                    }
+                    @for (g, h) in &rows {
+                        tr data-owner=(g.key) {
+                            td { @if h.display_name.is_empty() { (g.key) } @else { (h.display_name) } }
+                            td data-k="assigned" { (h.assigned) }
+                            td data-k="sql" { (h.sql) }
+                            td data-k="touched" { (h.touched) }
+                            td data-k="p50" data-v=(seconds(h.first_touch_p50)) { (present::duration(h.first_touch_p50)) }
+                            td data-k="p90" data-v=(seconds(h.first_touch_p90)) { (present::duration(h.first_touch_p90)) }
+                            td data-k="sla_breaches" { (h.sla_breaches) }
+                            td data-k="converted" { (h.converted) }
+                            td data-k="rate" { (present::percent(h.conversion_rate)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The reasons given for sending leads back, by move.
 pub(super) fn reasons(g: &Group) -> Markup {
     html! {

@@ -414,6 +414,7 @@ pub(super) fn dashboard(ws: &str, query: &FunnelQuery, data: &Dashboard) -> Mark
                         @if let Some((by, grouped)) = &data.attribution {
                             (funnel::attribution(by, grouped))
                         }
+                        (funnel::owners(&data.owners))
                         (trends::velocity(group, &data.funnel.buckets, query.bucket))
                         div class="grid" {
                             (trends::calibration(data.calibration.as_ref()))
@@ -577,6 +578,13 @@ mod tests {
             }],
             touches: Vec::new(),
             erased: false,
+            owners: vec![leadflow_domain::analytics::OwnerStep {
+                at: day(1),
+                from: None,
+                to: Some(HOSTILE.to_owned()),
+                cause: "ROUTE".to_owned(),
+            }],
+            sales_touches: Vec::new(),
         };
         let query = funnel::Query {
             period: Period {
@@ -588,6 +596,7 @@ mod tests {
             source_channel: Some(HOSTILE.to_owned()),
             attribution: None,
             top: 20,
+            teams: std::collections::BTreeMap::new(),
         };
         let mut touched = history.clone();
         touched.touches = vec![leadflow_domain::analytics::Touch {
@@ -602,11 +611,19 @@ mod tests {
             ..query.clone()
         };
         let data = Dashboard {
-            funnel: funnel::funnel(&[history], &query),
+            funnel: funnel::funnel(std::slice::from_ref(&history), &query),
             channels: vec![HOSTILE.to_owned()],
             calibration: None,
             tail: Vec::new(),
             attribution: Some((by, funnel::funnel(&[touched], &grouped))),
+            owners: funnel::funnel(
+                std::slice::from_ref(&history),
+                &funnel::Query {
+                    grouping: Grouping::Owner,
+                    source_channel: None,
+                    ..query.clone()
+                },
+            ),
         };
         let page = dashboard(HOSTILE, &query, &data).into_string();
         assert!(!page.contains("<img"), "{page}");
@@ -614,6 +631,13 @@ mod tests {
         // (attribute and cell)
         assert!(
             page.contains(&format!("<b id=\"workspace\">{SHOWN}</b>")),
+            "{page}"
+        );
+        // the owners' table: an owner id as text, in its attribute and cell
+        assert!(
+            page.contains(&format!(
+                "<tr data-owner=\"{SHOWN}\"><td>{SHOWN}</td><td data-k=\"assigned\">1</td>"
+            )),
             "{page}"
         );
         assert!(
@@ -640,7 +664,7 @@ mod tests {
             )),
             "{page}"
         );
-        assert_eq!(page.matches(SHOWN).count(), 11, "{page}");
+        assert_eq!(page.matches(SHOWN).count(), 13, "{page}");
         // the funnel's numbers are there, and the page is whole
         assert!(page.contains("<tr data-stage=\"MQL\"><td>MQL</td><td data-k=\"leads\">1</td>"));
         assert!(page.contains("<p class=\"muted\">not available now; retry</p>"));
