@@ -88,6 +88,7 @@ pub fn route_for<'p>(
     policy: &'p Policy,
     on: &RouteOn,
     profile: &Profile,
+    account: Option<&RouteAccount>,
     scores: &Scores,
 ) -> Option<&'p Route> {
     let score = |name: ScoreName, model: usize| -> Option<f64> {
@@ -103,12 +104,18 @@ pub fn route_for<'p>(
             ScoreName::QualifyingEngagement => qualifying,
         })
     };
-    policy
-        .routing
-        .routes
-        .iter()
-        .filter(|r| r.on == *on)
-        .find(|r| r.when.iter().all(|c| c.holds(profile, score)))
+    policy.routing.routes.iter().filter(|r| r.on == *on).find(|r| {
+        r.when
+            .iter()
+            .all(|c| c.holds(profile, account.map(|a| &a.attributes), score))
+    })
+}
+
+/// The lead's account, as routing reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteAccount {
+    pub owner: Option<String>,
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// The workspace's owners as routing reads them.
@@ -136,8 +143,37 @@ pub struct Handoff {
 /// Where `route` sends a lead of this profile, past the owners it may not
 /// go back to (`excluded`), then to the route's fallback (which it may go
 /// back to).
-pub fn hand_off(route: &Route, profile: &Profile, pool: &Pool<'_>, excluded: &BTreeSet<String>) -> Handoff {
+pub fn hand_off(
+    route: &Route,
+    profile: &Profile,
+    account_owner: Option<&str>,
+    pool: &Pool<'_>,
+    excluded: &BTreeSet<String>,
+) -> Handoff {
+    // The account's owner first: one rep works one account.
+    let mut first = String::new();
+    if route.account_owner {
+        match account_owner {
+            Some(id) => {
+                let (owner, explanation) = single(id, pool, excluded);
+                if owner.is_some() {
+                    return Handoff {
+                        owner,
+                        explanation: format!("account owner {explanation}"),
+                        cursor: None,
+                    };
+                }
+                first = format!("account owner {explanation}");
+            }
+            None => first = "account owner: none".to_owned(),
+        }
+    }
     let mut out = match &route.target {
+        RouteTarget::AccountOwner => Handoff {
+            owner: None,
+            explanation: std::mem::take(&mut first),
+            cursor: None,
+        },
         RouteTarget::Owner(id) => {
             let (owner, explanation) = single(id, pool, excluded);
             Handoff {
@@ -152,6 +188,9 @@ pub fn hand_off(route: &Route, profile: &Profile, pool: &Pool<'_>, excluded: &BT
             territory,
         } => team_choice(team, *strategy, territory.as_deref(), profile, pool, excluded),
     };
+    if !first.is_empty() {
+        out.explanation = format!("{first}; {}", out.explanation);
+    }
     if out.owner.is_none()
         && let Some(fallback) = &route.fallback
     {
@@ -282,6 +321,8 @@ pub struct Situation<'a> {
     pub policy_change: bool,
     /// The owners it had in its current stay, for an SLA's reassign.
     pub stay: &'a BTreeSet<String>,
+    /// Its account (read when a route reads one).
+    pub account: Option<&'a RouteAccount>,
 }
 
 /// Why the owner changed (or a route found none).
@@ -342,7 +383,7 @@ pub fn reads_pool(s: &Situation<'_>, found: &Occasions) -> bool {
     let released = found.release.is_some();
     let owned = s.owner.is_some() && !released;
     for on in &found.on {
-        if let Some(route) = route_for(s.policy, on, s.profile, s.scores)
+        if let Some(route) = route_for(s.policy, on, s.profile, s.account, s.scores)
             && (!owned || (route.reassign && !found.policy_change))
         {
             return true;
@@ -354,7 +395,14 @@ pub fn reads_pool(s: &Situation<'_>, found: &Occasions) -> bool {
     s.policy_change
         && is_open(s.stage)
         && (!owned || s.policy.routing.reassign_on_policy_change)
-        && route_for(s.policy, &RouteOn::Entered(s.stage), s.profile, s.scores).is_some()
+        && route_for(
+            s.policy,
+            &RouteOn::Entered(s.stage),
+            s.profile,
+            s.account,
+            s.scores,
+        )
+        .is_some()
 }
 
 /// The lead's owner through its decision: a release move of
@@ -400,7 +448,7 @@ pub fn plan(s: &Situation<'_>, found: &Occasions, pool: &mut PoolState) -> Plan 
         p.count(None);
     }
     for on in &found.on {
-        let Some(route) = route_for(s.policy, on, s.profile, s.scores) else {
+        let Some(route) = route_for(s.policy, on, s.profile, s.account, s.scores) else {
             continue;
         };
         if p.out.owner.is_some() && (!route.reassign || found.policy_change) {
@@ -415,20 +463,20 @@ pub fn plan(s: &Situation<'_>, found: &Occasions, pool: &mut PoolState) -> Plan 
             // of the same decision routed it already).
             let watched = s.policy.slas.iter().find(|x| x.id == *sla).map(|x| x.stage);
             if watched == Some(s.stage)
-                && let Some(route) = route_for(s.policy, &on, s.profile, s.scores)
+                && let Some(route) = route_for(s.policy, &on, s.profile, s.account, s.scores)
             {
                 p.give(route, &on, Why::Sla(sla));
             }
         }
         if s.policy_change
             && !found.on.contains(&on)
-            && let Some(route) = route_for(s.policy, &on, s.profile, s.scores)
+            && let Some(route) = route_for(s.policy, &on, s.profile, s.account, s.scores)
         {
             let refit = match &p.out.owner {
                 None => true,
                 Some(owner) => {
                     s.policy.routing.reassign_on_policy_change
-                        && !admits(route, s.profile, &p.pool.pool(), owner)
+                        && !admits(route, s.profile, account_owner(s), &p.pool.pool(), owner)
                 }
             };
             if refit {
@@ -487,7 +535,13 @@ impl Planner<'_, '_> {
         } else {
             BTreeSet::new()
         };
-        let handoff = hand_off(route, self.s.profile, &self.pool.pool(), &excluded);
+        let handoff = hand_off(
+            route,
+            self.s.profile,
+            account_owner(self.s),
+            &self.pool.pool(),
+            &excluded,
+        );
         if let Some((team, cursor)) = handoff.cursor {
             self.pool.cursors.insert(team.clone(), cursor.clone());
             self.out.cursors.insert(team, cursor);
@@ -538,6 +592,10 @@ impl Planner<'_, '_> {
     }
 }
 
+fn account_owner<'s>(s: &Situation<'s>) -> Option<&'s str> {
+    s.account.and_then(|a| a.owner.as_deref())
+}
+
 #[derive(Clone, Copy)]
 enum Why<'a> {
     Event,
@@ -546,13 +604,23 @@ enum Why<'a> {
 }
 
 /// Whether `route` could give a lead of this profile to `owner`: its
-/// target owner, a member of its team (in the lead's territory, when it
-/// has one), or its fallback.
-pub fn admits(route: &Route, profile: &Profile, pool: &Pool<'_>, owner: &str) -> bool {
+/// account's owner (with `account_owner`), its target owner, a member of
+/// its team (in the lead's territory, when it has one), or its fallback.
+pub fn admits(
+    route: &Route,
+    profile: &Profile,
+    account_owner: Option<&str>,
+    pool: &Pool<'_>,
+    owner: &str,
+) -> bool {
     if route.fallback.as_deref() == Some(owner) {
         return true;
     }
+    if route.account_owner && account_owner == Some(owner) {
+        return true;
+    }
     match &route.target {
+        RouteTarget::AccountOwner => false,
         RouteTarget::Owner(id) => id == owner,
         RouteTarget::Team { team, territory, .. } => {
             let Some(o) = pool.owners.iter().find(|o| o.id == owner && o.in_team(team)) else {

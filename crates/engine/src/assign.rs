@@ -78,6 +78,11 @@ pub(crate) async fn after_decision(
         tx.owners_since(at.ws, at.lead_id, at.lead.entered_stage_at)
             .await?
     };
+    let account = if at.policy.routing.reads_account() {
+        tx.route_account(at.ws, at.lead_id).await?
+    } else {
+        None
+    };
     let situation = Situation {
         policy: at.policy,
         owner: before_owner,
@@ -87,6 +92,7 @@ pub(crate) async fn after_decision(
         scores: at.scores,
         policy_change: at.policy_change,
         stay: &stay,
+        account: account.as_ref(),
     };
     let mut pool = if reads_pool(&situation, &found) {
         tx.lock_routing(at.ws).await?;
@@ -309,6 +315,11 @@ impl crate::Engine {
         let now = self.now();
         let scores = record.lead.scores_at(&policy, now);
         let stay = BTreeSet::new();
+        let account = if policy.routing.reads_account() {
+            tx.route_account(ws, lead_id).await?
+        } else {
+            None
+        };
         let situation = Situation {
             policy: &policy,
             owner: None,
@@ -318,6 +329,7 @@ impl crate::Engine {
             scores: &scores,
             policy_change: false,
             stay: &stay,
+            account: account.as_ref(),
         };
         let found = leadflow_domain::handoff::Occasions {
             on: vec![leadflow_domain::policy::RouteOn::Entered(stage)],
@@ -620,6 +632,7 @@ pub struct SimulatedAssignment {
 
 /// A routing simulation under way.
 pub(crate) struct RoutingTally {
+    ws: String,
     pool: RoutingPool,
     open_before: std::collections::BTreeMap<String, u32>,
     given: std::collections::BTreeMap<String, (i64, i64)>,
@@ -633,6 +646,7 @@ impl RoutingTally {
         let pool = tx.routing_pool(ws).await?;
         drop(tx);
         Ok(Self {
+            ws: ws.to_owned(),
             open_before: pool.open.clone(),
             pool,
             given: std::collections::BTreeMap::new(),
@@ -641,18 +655,27 @@ impl RoutingTally {
     }
 
     /// A lead's decision under the draft (`version`, 0 for a source).
-    pub(crate) fn add(
+    pub(crate) async fn add(
         &mut self,
+        engine: &crate::Engine,
         policy: &Policy,
         version: i64,
         record: &leadflow_store::LeadRecord,
         decision: &leadflow_domain::Decision,
         at: Timestamp,
-    ) {
+    ) -> Result<(), EngineError> {
         let lead = &decision.lead;
         if policy.routing.routes.is_empty() && record.owner.is_none() {
-            return;
+            return Ok(());
         }
+        let account = if policy.routing.reads_account() {
+            let tx = engine.store.begin().await?;
+            let account = tx.route_account(&self.ws, &record.id).await?;
+            drop(tx);
+            account
+        } else {
+            None
+        };
         let scores = lead.scores_at(policy, at);
         let found = occasions(policy, &decision.events);
         let stay = BTreeSet::new();
@@ -665,6 +688,7 @@ impl RoutingTally {
             scores: &scores,
             policy_change: record.policy_version != version,
             stay: &stay,
+            account: account.as_ref(),
         };
         let planned = plan(&situation, &found, &mut self.pool);
         for change in planned.changes {
@@ -700,10 +724,12 @@ impl RoutingTally {
                 });
             }
         }
+        Ok(())
     }
 
     pub(crate) fn finish(self) -> RoutingSimulation {
         let Self {
+            ws: _,
             pool,
             open_before,
             given,

@@ -220,7 +220,9 @@ impl Engine {
                 )?;
                 let (from, to) = (record.lead.stage, decision.lead.stage);
                 if let Some(routing) = &mut routing {
-                    routing.add(&policy, version, &record, &decision, at);
+                    routing
+                        .add(self, &policy, version, &record, &decision, at)
+                        .await?;
                 }
                 if let Some(grouped) = &mut grouped {
                     let membership = memberships.get(&record.id);

@@ -970,6 +970,84 @@ async fn the_funnel_by_owner_and_team_measures_the_handoff(mut server: TestServe
     Ok(())
 }
 
+async fn the_account_owner_works_the_account(mut server: TestServer) -> anyhow::Result<()> {
+    let routes = r#"
+[accounts]
+engaged_at_least = 20
+
+[stages.MQA]
+engagement_at_least = 500
+engaged_members_at_least = 3
+
+[[route]]
+id = "named"
+on = "entered:SQL"
+owner = "vip"
+[[route.when]]
+account_attribute = "tier"
+equals = "named"
+
+[[route]]
+id = "sql"
+on = "entered:SQL"
+account_owner = true
+team = "emea"
+strategy = "round_robin"
+"#;
+    activate_policy(&mut server, routed(routes)).await?;
+    let mut admin = owners(&server);
+    add_owner(&mut admin, "dora", &[], None).await?;
+    add_owner(&mut admin, "ana", &["emea"], None).await?;
+    add_owner(&mut admin, "vip", &[], None).await?;
+    for (domain, owner, tier) in [("acme.com", "dora", ""), ("initech.com", "", "named")] {
+        server
+            .accounts
+            .create_account(pb::CreateAccountRequest {
+                domain: domain.to_owned(),
+                owner: owner.to_owned(),
+                attributes: if tier.is_empty() {
+                    Default::default()
+                } else {
+                    [("tier".to_owned(), tier.to_owned())].into()
+                },
+                ..Default::default()
+            })
+            .await?;
+    }
+    let mut ids = Vec::new();
+    for email in ["a@acme.com", "b@initech.com", "c@solo.io"] {
+        let id = create(&mut server, email).await?.id;
+        server
+            .leads
+            .record_engagement(record(
+                &id,
+                engagement(&format!("demo-{email}"), "demo_requested"),
+            ))
+            .await?;
+        ids.push(id);
+    }
+    let given = owners_of(&mut server, &ids).await?;
+    assert_eq!(
+        [&given[&ids[0]], &given[&ids[1]], &given[&ids[2]]],
+        ["dora", "vip", "ana"]
+    );
+    let explanation = |history: Vec<pb::HistoryEntry>| {
+        history.iter().find_map(|h| match &h.entry {
+            Some(pb::history_entry::Entry::Assignment(a)) => Some(a.explanation.clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(
+        explanation(full_history(&mut server, &ids[0], 0).await?).as_deref(),
+        Some("route sql on entered:SQL: account owner dora")
+    );
+    assert_eq!(
+        explanation(full_history(&mut server, &ids[2], 0).await?).as_deref(),
+        Some("route sql on entered:SQL: account owner: none; team emea round_robin: ana")
+    );
+    Ok(())
+}
+
 scenarios! {
     leads_entering_sql_at_once_are_spread_round_robin_exactly,
     capacity_is_never_passed_then_the_fallback_then_unrouted,
@@ -981,4 +1059,5 @@ scenarios! {
     a_waiting_lead_is_routed_when_capacity_frees = clock_at(T0),
     a_merge_keeps_one_owner,
     the_funnel_by_owner_and_team_measures_the_handoff = clock_at(T0),
+    the_account_owner_works_the_account,
 }

@@ -232,6 +232,7 @@ impl Parser<'_, '_> {
                     "territory",
                     "fallback",
                     "reassign",
+                    "account_owner",
                 ],
             );
             let id = self.rule_id(&obj, &mut ids);
@@ -249,7 +250,8 @@ impl Parser<'_, '_> {
                     _ => when = None,
                 }
             }
-            let target = self.route_target(&obj);
+            let account_owner = obj.boolean(self.cx, "account_owner").unwrap_or(false);
+            let target = self.route_target(&obj, account_owner);
             let fallback = obj.has("fallback").then(|| self.owner_id(&obj, "fallback"));
             let reassign = obj.boolean(self.cx, "reassign").unwrap_or(false);
             if let (Some(id), Some(on), Some(when), Some(target), None | Some(Some(_))) =
@@ -260,6 +262,7 @@ impl Parser<'_, '_> {
                     on,
                     when,
                     target,
+                    account_owner,
                     fallback: fallback.flatten(),
                     reassign,
                 });
@@ -303,22 +306,34 @@ impl Parser<'_, '_> {
     /// A `[[route.when]]`: an `attribute` with a matcher, or a `score`
     /// with a range.
     fn route_condition(&mut self, at: Loc, t: &Table<'_>, models: &[Model]) -> Option<RouteCondition> {
-        match (t.contains_key("attribute"), t.contains_key("score")) {
-            (true, false) => {
+        let reads = [
+            t.contains_key("attribute"),
+            t.contains_key("account_attribute"),
+            t.contains_key("score"),
+        ];
+        match reads {
+            [true, false, false] | [false, true, false] => {
+                let key = if reads[0] {
+                    "attribute"
+                } else {
+                    "account_attribute"
+                };
                 let obj = Obj::new(
                     self.cx,
                     at,
                     t,
-                    &["attribute", "equals", "one_of", "matches", "at_least", "at_most"],
+                    &[key, "equals", "one_of", "matches", "at_least", "at_most"],
                 );
-                let attribute = obj.name(self.cx, "attribute");
+                let attribute = obj.name(self.cx, key);
                 let matcher = self.attribute_matcher(&obj);
-                Some(RouteCondition::Attribute {
-                    attribute: attribute?,
-                    matcher: matcher?,
+                let (attribute, matcher) = (attribute?, matcher?);
+                Some(if reads[0] {
+                    RouteCondition::Attribute { attribute, matcher }
+                } else {
+                    RouteCondition::AccountAttribute { attribute, matcher }
                 })
             }
-            (false, true) => {
+            [false, false, true] => {
                 let obj = Obj::new(self.cx, at, t, &["score", "model", "at_least", "at_most"]);
                 let score = match obj.string(self.cx, "score").as_deref() {
                     Some("fit") => Some(ScoreName::Fit),
@@ -370,15 +385,16 @@ impl Parser<'_, '_> {
             _ => {
                 self.cx.err(
                     &at,
-                    "a condition reads either an `attribute` (profile) or a `score`, exactly one",
+                    "a condition reads an `attribute` (profile), an `account_attribute` or a `score`, exactly one",
                 );
                 None
             }
         }
     }
 
-    /// `owner = "id"`, or `team` with a `strategy` (and a `territory`).
-    fn route_target(&mut self, obj: &Obj<'_>) -> Option<RouteTarget> {
+    /// `owner = "id"`, or `team` with a `strategy` (and a `territory`);
+    /// with `account_owner = true`, either may be left out.
+    fn route_target(&mut self, obj: &Obj<'_>, account_owner: bool) -> Option<RouteTarget> {
         match (obj.has("owner"), obj.has("team")) {
             (true, false) => {
                 for key in ["strategy", "territory"] {
@@ -425,9 +441,19 @@ impl Parser<'_, '_> {
                     .err(&obj.loc, "takes owner = \"<id>\" or team = \"<team>\", not both");
                 None
             }
+            (false, false) if account_owner => {
+                for key in ["strategy", "territory"] {
+                    if obj.has(key) {
+                        self.cx.err(&obj.at(key), "goes with team");
+                    }
+                }
+                Some(RouteTarget::AccountOwner)
+            }
             (false, false) => {
-                self.cx
-                    .err(&obj.loc, "needs a target: owner = \"<id>\" or team = \"<team>\"");
+                self.cx.err(
+                    &obj.loc,
+                    "needs a target: owner = \"<id>\", team = \"<team>\" or account_owner = true",
+                );
                 None
             }
         }

@@ -1,6 +1,7 @@
 //! `[[route]]` and `[routing]`: who a lead is handed to when it reaches a
 //! stage or a level, and when it is let go.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use super::AttributeMatcher;
@@ -19,6 +20,18 @@ pub struct Routing {
     /// owner its stage's route could no longer give it to goes through the
     /// route again.
     pub reassign_on_policy_change: bool,
+}
+
+impl Routing {
+    /// Whether a route reads the lead's account (its owner or attributes).
+    pub fn reads_account(&self) -> bool {
+        self.routes.iter().any(|r| {
+            r.account_owner
+                || r.when
+                    .iter()
+                    .any(|c| matches!(c, RouteCondition::AccountAttribute { .. }))
+        })
+    }
 }
 
 impl Default for Routing {
@@ -81,6 +94,9 @@ pub struct Route {
     /// `[[route.when]]`: every one must hold.
     pub when: Vec<RouteCondition>,
     pub target: RouteTarget,
+    /// `account_owner = true`: the owner of the lead's account first (so
+    /// one rep works one account), then the target.
+    pub account_owner: bool,
     /// `fallback`: the owner (a queue, usually) given the lead when the
     /// target gives none.
     pub fallback: Option<String>,
@@ -132,6 +148,12 @@ pub enum RouteCondition {
         attribute: String,
         matcher: AttributeMatcher,
     },
+    /// `account_attribute`: an attribute of the lead's account (a lead
+    /// without an account matches none).
+    AccountAttribute {
+        attribute: String,
+        matcher: AttributeMatcher,
+    },
     Score {
         score: ScoreName,
         /// The model (index into `Policy::models`; 0 the default).
@@ -144,11 +166,19 @@ pub enum RouteCondition {
 impl RouteCondition {
     /// Whether it holds for a lead of this profile and these scores (`fit`,
     /// `engagement`, `qualifying_engagement` by model index).
-    pub fn holds(&self, profile: &Profile, score: impl Fn(ScoreName, usize) -> Option<f64>) -> bool {
+    pub fn holds(
+        &self,
+        profile: &Profile,
+        account: Option<&BTreeMap<String, String>>,
+        score: impl Fn(ScoreName, usize) -> Option<f64>,
+    ) -> bool {
         match self {
             Self::Attribute { attribute, matcher } => {
                 profile.get(attribute).is_some_and(|v| matcher.matches(v))
             }
+            Self::AccountAttribute { attribute, matcher } => account
+                .and_then(|a| a.get(attribute))
+                .is_some_and(|v| matcher.matches(v)),
             Self::Score {
                 score: name,
                 model,
@@ -175,4 +205,6 @@ pub enum RouteTarget {
         strategy: Strategy,
         territory: Option<String>,
     },
+    /// `account_owner = true` alone: the owner of the lead's account only.
+    AccountOwner,
 }

@@ -212,7 +212,7 @@ fn the_first_route_whose_conditions_hold_applies() {
     let scores = h.lead.scores_at(&p, hours(1));
     // good_fit has no company_size: not big-sql.
     assert_eq!(
-        route_for(&p, &on, &h.lead.profile, &scores).map(|r| r.id.as_str()),
+        route_for(&p, &on, &h.lead.profile, None, &scores).map(|r| r.id.as_str()),
         Some("sql")
     );
     let mut profile = good_fit();
@@ -222,10 +222,10 @@ fn the_first_route_whose_conditions_hold_applies() {
     let scores = h.lead.scores_at(&p, hours(1));
     let expected = if scores.fit >= 30.0 { "big-sql" } else { "sql" };
     assert_eq!(
-        route_for(&p, &on, &h.lead.profile, &scores).map(|r| r.id.as_str()),
+        route_for(&p, &on, &h.lead.profile, None, &scores).map(|r| r.id.as_str()),
         Some(expected)
     );
-    assert!(route_for(&p, &RouteOn::Entered(Stage::Mql), &h.lead.profile, &scores).is_none());
+    assert!(route_for(&p, &RouteOn::Entered(Stage::Mql), &h.lead.profile, None, &scores).is_none());
 }
 
 #[test]
@@ -240,7 +240,7 @@ fn an_owner_target_falls_back_when_its_owner_cannot_take_the_lead() {
         open: &open,
         cursors: &cursors,
     };
-    let h = hand_off(hot, &profile(&[]), &pool, &BTreeSet::new());
+    let h = hand_off(hot, &profile(&[]), None, &pool, &BTreeSet::new());
     assert_eq!(h.owner.as_deref(), Some("ana"));
     assert_eq!(h.explanation, "owner ana");
     ana.available = false;
@@ -249,7 +249,7 @@ fn an_owner_target_falls_back_when_its_owner_cannot_take_the_lead() {
         owners: &owners,
         ..pool
     };
-    let h = hand_off(hot, &profile(&[]), &pool, &BTreeSet::new());
+    let h = hand_off(hot, &profile(&[]), None, &pool, &BTreeSet::new());
     assert_eq!(h.owner, None);
     assert_eq!(h.explanation, "owner ana (out of office) → no owner");
     // Unknown owners are said so.
@@ -259,7 +259,7 @@ fn an_owner_target_falls_back_when_its_owner_cannot_take_the_lead() {
         ..pool
     };
     assert_eq!(
-        hand_off(hot, &profile(&[]), &pool, &BTreeSet::new()).explanation,
+        hand_off(hot, &profile(&[]), None, &pool, &BTreeSet::new()).explanation,
         "owner ana (no such owner) → no owner"
     );
 }
@@ -285,9 +285,9 @@ fn a_team_route_takes_turns_skips_capacity_and_uses_the_fallback_last() {
             open: &open,
             cursors: &cursors,
         };
-        let h = hand_off(sql, &profile(&[]), &pool, &BTreeSet::new());
+        let h = hand_off(sql, &profile(&[]), None, &pool, &BTreeSet::new());
         // The same state gives the same choice.
-        assert_eq!(h, hand_off(sql, &profile(&[]), &pool, &BTreeSet::new()));
+        assert_eq!(h, hand_off(sql, &profile(&[]), None, &pool, &BTreeSet::new()));
         let id = h.owner.clone().expect("an owner");
         *open.entry(id.clone()).or_insert(0u32) += 1;
         if let Some((team, cursor)) = h.cursor {
@@ -312,7 +312,7 @@ fn a_team_route_takes_turns_skips_capacity_and_uses_the_fallback_last() {
         open: &open,
         cursors: &cursors,
     };
-    let h = hand_off(sql, &profile(&[]), &pool, &BTreeSet::new());
+    let h = hand_off(sql, &profile(&[]), None, &pool, &BTreeSet::new());
     assert_eq!(h.owner.as_deref(), Some("queue"));
     assert_eq!(
         h.explanation,
@@ -325,13 +325,13 @@ fn a_team_route_takes_turns_skips_capacity_and_uses_the_fallback_last() {
         cursors: &BTreeMap::new(),
     };
     let excluded: BTreeSet<String> = ["ana".to_owned()].into();
-    let h = hand_off(sql, &profile(&[]), &pool, &excluded);
+    let h = hand_off(sql, &profile(&[]), None, &pool, &excluded);
     assert_eq!(h.owner.as_deref(), Some("ben"));
     assert_eq!(h.explanation, "team emea round_robin: ana (had it before) → ben");
     // Everyone in the team excluded: the fallback still takes it, even if
     // it had the lead (the queue of last resort).
     let excluded: BTreeSet<String> = ["ana", "ben", "chloe", "queue"].map(str::to_owned).into();
-    let h = hand_off(sql, &profile(&[]), &pool, &excluded);
+    let h = hand_off(sql, &profile(&[]), None, &pool, &excluded);
     assert_eq!(h.owner.as_deref(), Some("queue"));
     assert_eq!(
         h.explanation,
@@ -426,15 +426,21 @@ fn a_territory_keeps_the_team_to_owners_of_the_leads_value() {
         open: &open,
         cursors: &cursors,
     };
-    let h = hand_off(big, &profile(&[("country", " fr ")]), &pool, &BTreeSet::new());
+    let h = hand_off(
+        big,
+        &profile(&[("country", " fr ")]),
+        None,
+        &pool,
+        &BTreeSet::new(),
+    );
     assert_eq!(h.owner.as_deref(), Some("felix"));
     assert_eq!(
         h.explanation,
         "territory country = fr: team enterprise least_loaded: felix"
     );
-    let h = hand_off(big, &profile(&[("country", "US")]), &pool, &BTreeSet::new());
+    let h = hand_off(big, &profile(&[("country", "US")]), None, &pool, &BTreeSet::new());
     assert_eq!(h.owner.as_deref(), Some("queue-ent"));
-    let h = hand_off(big, &profile(&[]), &pool, &BTreeSet::new());
+    let h = hand_off(big, &profile(&[]), None, &pool, &BTreeSet::new());
     assert_eq!(h.owner.as_deref(), Some("queue-ent"));
     assert_eq!(
         h.explanation,
@@ -468,6 +474,7 @@ fn a_plan_releases_routes_and_counts_in_one_go() {
         scores: &scores,
         policy_change: false,
         stay: &stay,
+        account: None,
     };
     let found = occasions(&p, &d.events);
     assert!(reads_pool(&s, &found));
@@ -501,6 +508,7 @@ fn a_plan_releases_routes_and_counts_in_one_go() {
         scores: &scores,
         policy_change: false,
         stay: &stay,
+        account: None,
     };
     assert!(!reads_pool(&s, &found));
     let planned = plan(&s, &found, &mut PoolState::default());
@@ -530,6 +538,7 @@ fn a_policy_change_routes_open_leads_without_an_owner_and_refits_only_when_asked
         scores: &scores,
         policy_change: true,
         stay: &stay,
+        account: None,
     };
     // No event: the change itself routes the SQL without an owner.
     let none = Occasions::default();
@@ -596,6 +605,7 @@ fn an_sla_reassign_passes_the_stay_and_keeps_the_late_owner_when_no_one_else_can
         scores: &scores,
         policy_change: false,
         stay: &stay,
+        account: None,
     };
     let planned = plan(
         &s,
@@ -648,4 +658,104 @@ fn an_sla_reassign_passes_the_stay_and_keeps_the_late_owner_when_no_one_else_can
             .ends_with("fallback queue (out of office) → no owner; kept by ana")
     );
     assert!(planned.counts.is_empty());
+}
+
+const ACCOUNT_ROUTES: &str = r#"
+[[route]]
+id = "named"
+on = "entered:SQL"
+account_owner = true
+fallback = "queue"
+[[route.when]]
+account_attribute = "tier"
+equals = "named"
+
+[[route]]
+id = "sql"
+on = "entered:SQL"
+account_owner = true
+team = "emea"
+strategy = "round_robin"
+fallback = "queue"
+"#;
+
+#[test]
+fn the_account_owner_comes_first_then_the_team_then_the_fallback() {
+    use leadflow_domain::handoff::RouteAccount;
+    let p = Policy::from_toml(&format!("{}{ACCOUNT_ROUTES}", example_toml())).expect("valid");
+    assert!(p.routing.reads_account());
+    assert_eq!(p.routing.routes[0].target, RouteTarget::AccountOwner);
+    assert!(p.routing.routes[1].account_owner);
+    let mut h = Harness::capture(p.clone(), good_fit(), T0);
+    h.engage(ev("demo", "demo_requested", hours(1)));
+    let scores = h.lead.scores_at(&p, hours(1));
+    let on = RouteOn::Entered(Stage::Sql);
+    let named = RouteAccount {
+        owner: Some("dora".to_owned()),
+        attributes: BTreeMap::from([("tier".to_owned(), "named".to_owned())]),
+    };
+    let plain = RouteAccount {
+        owner: Some("dora".to_owned()),
+        attributes: BTreeMap::new(),
+    };
+    // The account's attributes choose the route; a lead without an
+    // account matches no account condition.
+    let id = |account: Option<&RouteAccount>| {
+        route_for(&p, &on, &h.lead.profile, account, &scores).map(|r| r.id.clone())
+    };
+    assert_eq!(id(Some(&named)).as_deref(), Some("named"));
+    assert_eq!(id(Some(&plain)).as_deref(), Some("sql"));
+    assert_eq!(id(None).as_deref(), Some("sql"));
+    let mut dora = owner("dora", &[]);
+    let owners = vec![owner("ana", &["emea"]), dora.clone(), owner("queue", &[])];
+    let (open, cursors) = (BTreeMap::new(), BTreeMap::new());
+    let pool = Pool {
+        owners: &owners,
+        open: &open,
+        cursors: &cursors,
+    };
+    let sql = &p.routing.routes[1];
+    let given = hand_off(sql, &h.lead.profile, Some("dora"), &pool, &BTreeSet::new());
+    assert_eq!(given.owner.as_deref(), Some("dora"));
+    assert_eq!(given.explanation, "account owner dora");
+    // Out of office: the team.
+    dora.available = false;
+    let owners = vec![owner("ana", &["emea"]), dora, owner("queue", &[])];
+    let pool = Pool {
+        owners: &owners,
+        ..pool
+    };
+    let given = hand_off(sql, &h.lead.profile, Some("dora"), &pool, &BTreeSet::new());
+    assert_eq!(given.owner.as_deref(), Some("ana"));
+    assert_eq!(
+        given.explanation,
+        "account owner dora (out of office); team emea round_robin: ana"
+    );
+    // The account owner alone, and none: the fallback.
+    let only = &p.routing.routes[0];
+    let given = hand_off(only, &h.lead.profile, None, &pool, &BTreeSet::new());
+    assert_eq!(given.owner.as_deref(), Some("queue"));
+    assert_eq!(given.explanation, "account owner: none; fallback queue");
+    // A refit keeps a lead with its account's owner.
+    assert!(leadflow_domain::handoff::admits(
+        sql,
+        &h.lead.profile,
+        Some("dora"),
+        &pool,
+        "dora"
+    ));
+    assert!(!leadflow_domain::handoff::admits(
+        only,
+        &h.lead.profile,
+        None,
+        &pool,
+        "ana"
+    ));
+    // Bad keys are refused with their path.
+    let e = errors("[[route]]\nid = \"r\"\non = \"entered:SQL\"\naccount_owner = \"yes\"\n");
+    assert_has(&e, "route[0].account_owner");
+    let e = errors(
+        "[[route]]\nid = \"r\"\non = \"entered:SQL\"\naccount_owner = true\n[[route.when]]\naccount_attribute = \"tier\"\nattribute = \"x\"\nequals = \"y\"\n",
+    );
+    assert_has(&e, "exactly one");
 }

@@ -193,6 +193,29 @@ impl Tx {
         Ok(seq)
     }
 
+    /// The lead's account as routing reads it (its owner and attributes),
+    /// unlocked: routing's lock may be taken after it.
+    pub async fn route_account(
+        &self,
+        ws: &str,
+        lead_id: &str,
+    ) -> Result<Option<leadflow_domain::handoff::RouteAccount>, StoreError> {
+        let Some(member) = self.member(ws, lead_id).await? else {
+            return Ok(None);
+        };
+        let row = crate::entity::account::Entity::find()
+            .filter(crate::entity::account::Column::WorkspaceId.eq(ws))
+            .filter(crate::entity::account::Column::Id.eq(member.account_id))
+            .one(self.db().await?)
+            .await?;
+        Ok(row.map(crate::accounts::account_record).transpose()?.map(|a| {
+            leadflow_domain::handoff::RouteAccount {
+                owner: a.owner,
+                attributes: a.attributes,
+            }
+        }))
+    }
+
     /// The lead's latest change of owner, if any.
     pub async fn last_assignment(
         &self,
