@@ -32,6 +32,26 @@ pub struct AssignmentNote {
     pub principal: Option<String>,
 }
 
+impl AssignmentNote {
+    /// The change as the lead's assignments keep it (its seq set when
+    /// written).
+    fn record(&self, lead_id: &str, at: Timestamp, stage: Stage) -> AssignmentRecord {
+        AssignmentRecord {
+            lead_id: lead_id.to_owned(),
+            seq: 0,
+            at,
+            from: self.from.clone(),
+            to: self.to.clone(),
+            cause: self.cause.clone(),
+            route_id: self.route_id.clone(),
+            explanation: self.explanation.clone(),
+            reason: self.reason.clone(),
+            principal: self.principal.clone(),
+            stage,
+        }
+    }
+}
+
 /// The event kinds of a change of owner.
 pub(crate) const ASSIGNED: &str = "LEAD_ASSIGNED";
 pub(crate) const UNROUTED: &str = "LEAD_UNROUTED";
@@ -202,22 +222,7 @@ async fn record_at(
     when: Timestamp,
 ) -> Result<i64, EngineError> {
     Ok(tx
-        .insert_assignment(
-            at.ws,
-            &AssignmentRecord {
-                lead_id: at.lead_id.to_owned(),
-                seq: 0,
-                at: when,
-                from: note.from.clone(),
-                to: note.to.clone(),
-                cause: note.cause.clone(),
-                route_id: note.route_id.clone(),
-                explanation: note.explanation.clone(),
-                reason: note.reason.clone(),
-                principal: note.principal.clone(),
-                stage: at.lead.stage,
-            },
-        )
+        .insert_assignment(at.ws, &note.record(at.lead_id, when, at.lead.stage))
         .await?)
 }
 
@@ -250,17 +255,8 @@ impl StoredAssigned {
         let lead_id = self.lead.record.id.clone();
         Assigned {
             assignment: self.assignment.map(|a| AssignmentRecord {
-                lead_id,
                 seq: a.seq,
-                at: a.at,
-                from: a.note.from,
-                to: a.note.to,
-                cause: a.note.cause,
-                route_id: a.note.route_id,
-                explanation: a.note.explanation,
-                reason: a.note.reason,
-                principal: a.note.principal,
-                stage: a.stage,
+                ..a.note.record(&lead_id, a.at, a.stage)
             }),
             lead: self.lead.into(),
         }
@@ -504,22 +500,7 @@ pub(crate) async fn hand_over(
     traceparent: Option<&str>,
 ) -> Result<i64, EngineError> {
     let seq = tx
-        .insert_assignment(
-            ws,
-            &AssignmentRecord {
-                lead_id: record.id.clone(),
-                seq: 0,
-                at: now,
-                from: note.from.clone(),
-                to: note.to.clone(),
-                cause: note.cause.clone(),
-                route_id: note.route_id.clone(),
-                explanation: note.explanation.clone(),
-                reason: note.reason.clone(),
-                principal: note.principal.clone(),
-                stage: record.lead.stage,
-            },
-        )
+        .insert_assignment(ws, &note.record(&record.id, now, record.lead.stage))
         .await?;
     if is_open(record.lead.stage) {
         if let Some(from) = &note.from {
