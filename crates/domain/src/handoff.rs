@@ -118,6 +118,39 @@ pub struct RouteAccount {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// An account entered MQA: its owner, and how it came. An account with
+/// an owner keeps it ("account owner dora"); one without is given the
+/// first matching `account_entered:MQA` route's choice (`owner` true:
+/// set it). `None`: no account route matches.
+pub fn account_handoff<'p>(
+    policy: &'p Policy,
+    account: &RouteAccount,
+    pool: &Pool<'_>,
+) -> Option<(&'p Route, Handoff)> {
+    let nobody = Profile::default();
+    let route = policy
+        .routing
+        .routes
+        .iter()
+        .filter(|r| r.on == RouteOn::AccountMqa)
+        .find(|r| {
+            r.when
+                .iter()
+                .all(|c| c.holds(&nobody, Some(&account.attributes), |_, _| None))
+        })?;
+    if let Some(owner) = &account.owner {
+        return Some((
+            route,
+            Handoff {
+                owner: Some(owner.clone()),
+                explanation: format!("account owner {owner}"),
+                cursor: None,
+            },
+        ));
+    }
+    Some((route, hand_off(route, &nobody, None, pool, &BTreeSet::new())))
+}
+
 /// The workspace's owners as routing reads them.
 #[derive(Clone, Copy, Debug)]
 pub struct Pool<'a> {

@@ -1093,6 +1093,74 @@ impl Engine {
         }
     }
 
+    /// An account that entered MQA under an `account_entered:MQA` route:
+    /// its owner (kept, or chosen by the route and set), then each of the
+    /// batch's members without an owner given to it. Under the routing lock
+    /// and then the account's, taken after the members' (as a lead's
+    /// decision takes them). Returns the events written.
+    async fn route_account_members(
+        &self,
+        tx: &Tx,
+        policy: &leadflow_domain::Policy,
+        ws: &str,
+        account_id: &str,
+        members: &mut [leadflow_store::LeadRecord],
+        now: Timestamp,
+    ) -> Result<usize, EngineError> {
+        tx.lock_routing(ws).await?;
+        let Some(mut account) = tx
+            .lock_account(ws, leadflow_store::AccountLookup::Id(account_id))
+            .await?
+        else {
+            return Ok(0);
+        };
+        let pool = tx.routing_pool(ws).await?;
+        let seen = leadflow_domain::handoff::RouteAccount {
+            owner: account.owner.clone(),
+            attributes: account.attributes.clone(),
+        };
+        let Some((route, handoff)) = leadflow_domain::handoff::account_handoff(policy, &seen, &pool.pool())
+        else {
+            return Ok(0);
+        };
+        if let Some((team, cursor)) = &handoff.cursor {
+            tx.set_team_cursor(ws, team, cursor).await?;
+        }
+        let Some(owner) = handoff.owner else {
+            tracing::info!(workspace = %ws, account_id, explanation = %handoff.explanation, "an account in MQA found no owner");
+            return Ok(0);
+        };
+        if account.owner.is_none() {
+            account.owner = Some(owner.clone());
+            account.version += 1;
+            account.updated_at = now;
+            tx.update_account(ws, &mut account).await?;
+        }
+        let mut events = 0;
+        for member in members.iter_mut() {
+            if member.owner.is_some() || !leadflow_domain::handoff::is_open(member.lead.stage) {
+                continue;
+            }
+            let note = crate::assign::AssignmentNote {
+                from: None,
+                to: Some(owner.clone()),
+                cause: "ROUTE".to_owned(),
+                route_id: Some(route.id.clone()),
+                explanation: format!(
+                    "route {} on account_entered:MQA: {}",
+                    route.id, handoff.explanation
+                ),
+                reason: None,
+                principal: None,
+            };
+            let scores = member.lead.scores_at(policy, now);
+            crate::assign::hand_over(tx, ws, member, &scores, &note, now, None).await?;
+            member.owner = Some(owner.clone());
+            events += 1;
+        }
+        Ok(events)
+    }
+
     /// One batch of an account's promotion, in the transaction that took it.
     async fn promote_batch(
         &self,
@@ -1104,10 +1172,25 @@ impl Engine {
     ) -> Result<usize, EngineError> {
         let (ws, account_id, cursor) = (ws.to_owned(), account_id.to_owned(), cursor.to_owned());
         let now = self.now();
-        let ids = tx
-            .engaged_iql_members(&ws, &account_id, &cursor, now, batch)
-            .await?;
         let (policy_version, policy) = self.active_policy(&tx, &ws).await?;
+        let routed = policy
+            .routing
+            .routes
+            .iter()
+            .any(|r| r.on == leadflow_domain::policy::RouteOn::AccountMqa);
+        let promotes = policy.accounts.as_ref().is_some_and(|a| a.promote_members_on_mqa);
+        let stages: &[leadflow_domain::Stage] = if routed {
+            &[
+                leadflow_domain::Stage::Iql,
+                leadflow_domain::Stage::Mql,
+                leadflow_domain::Stage::Sql,
+            ]
+        } else {
+            &[leadflow_domain::Stage::Iql]
+        };
+        let ids = tx
+            .engaged_members(&ws, &account_id, stages, &cursor, now, batch)
+            .await?;
         let req = Request::new(ws.as_str());
         let target = self.target(&req, &policy, policy_version, now);
         // Every lead of the batch locked first, in id order: a lead is never
@@ -1121,8 +1204,13 @@ impl Engine {
             }
         }
         let mut events = 0;
+        if routed {
+            events += self
+                .route_account_members(&tx, &policy, &ws, &account_id, &mut records, now)
+                .await?;
+        }
         for record in records {
-            if record.lead.stage != leadflow_domain::Stage::Iql {
+            if !promotes || record.lead.stage != leadflow_domain::Stage::Iql {
                 continue;
             }
             let log = tx.engagements_of(&ws, &record.id).await?;

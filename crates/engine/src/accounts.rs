@@ -752,7 +752,13 @@ pub(crate) async fn write_decision(
     }
     let events = outbox.len();
     tx.append_outbox(ws, outbox);
-    if decision.promote_members
+    let routed = target
+        .policy
+        .routing
+        .routes
+        .iter()
+        .any(|r| r.on == leadflow_domain::policy::RouteOn::AccountMqa);
+    if (decision.promote_members || routed)
         && let Some(entered) = decision
             .transitions()
             .find(|t| t.to == leadflow_domain::AccountStage::Mqa)

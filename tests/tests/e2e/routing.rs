@@ -1048,6 +1048,99 @@ strategy = "round_robin"
     Ok(())
 }
 
+fn account_id(id: &str) -> Option<pb::AccountRef> {
+    Some(pb::AccountRef {
+        key: Some(pb::account_ref::Key::Id(id.to_owned())),
+    })
+}
+
+async fn an_account_entering_mqa_gets_an_owner_who_takes_its_members(
+    mut server: TestServer,
+) -> anyhow::Result<()> {
+    let routes = r#"
+[accounts]
+engaged_at_least = 20
+
+[stages.MQA]
+engagement_at_least = 30
+engaged_members_at_least = 2
+
+[[route]]
+id = "abm"
+on = "account_entered:MQA"
+account_owner = true
+team = "abm"
+strategy = "round_robin"
+"#;
+    activate_policy(&mut server, routed(routes)).await?;
+    let mut admin = owners(&server);
+    add_owner(&mut admin, "ana", &["abm"], None).await?;
+    add_owner(&mut admin, "ben", &["abm"], None).await?;
+    let account = server
+        .accounts
+        .create_account(pb::CreateAccountRequest {
+            domain: "acme.com".to_owned(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .account
+        .expect("an account");
+    let mut ids = Vec::new();
+    for email in ["a@acme.com", "b@acme.com"] {
+        let id = create(&mut server, email).await?.id;
+        for kind in ["webinar_attended", "ebook_downloaded"] {
+            server
+                .leads
+                .record_engagement(record(&id, engagement(&format!("{kind}-{email}"), kind)))
+                .await?;
+        }
+        ids.push(id);
+    }
+    let mql = server
+        .accounts
+        .get_account(pb::GetAccountRequest {
+            account: account_id(&account.id),
+        })
+        .await?
+        .into_inner()
+        .account
+        .expect("the account");
+    assert_eq!(mql.stage, pb::AccountStage::Mqa as i32, "{mql:?}");
+    // The worker routes the account, then its members.
+    while server.engine.run_account_promotions(50).await? > 0 {}
+    let routed_account = server
+        .accounts
+        .get_account(pb::GetAccountRequest {
+            account: account_id(&account.id),
+        })
+        .await?
+        .into_inner()
+        .account
+        .expect("the account");
+    assert_eq!(routed_account.owner, "ana");
+    let given = owners_of(&mut server, &ids).await?;
+    let mut stages = Vec::new();
+    for id in &ids {
+        stages.push(server.lead(id).await?.stage);
+    }
+    assert!(
+        given.values().all(|o| o == "ana"),
+        "{given:?} {stages:?} {routed_account:?}"
+    );
+    let history = full_history(&mut server, &ids[0], 0).await?;
+    let why = history.iter().find_map(|h| match &h.entry {
+        Some(pb::history_entry::Entry::Assignment(a)) => Some(a.explanation.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        why.as_deref(),
+        Some("route abm on account_entered:MQA: account owner: none; team abm round_robin: ana")
+    );
+    assert_eq!(open_leads(&mut admin, "ana").await?, 2);
+    Ok(())
+}
+
 scenarios! {
     leads_entering_sql_at_once_are_spread_round_robin_exactly,
     capacity_is_never_passed_then_the_fallback_then_unrouted,
@@ -1060,4 +1153,5 @@ scenarios! {
     a_merge_keeps_one_owner,
     the_funnel_by_owner_and_team_measures_the_handoff = clock_at(T0),
     the_account_owner_works_the_account,
+    an_account_entering_mqa_gets_an_owner_who_takes_its_members = clock_at(T0),
 }

@@ -169,7 +169,7 @@ impl Parser<'_, '_> {
         let (mql, sql, mqa) = self.stages(&top, &types, &grades, &models, &personas);
         let reasons = self.reasons(&top);
         let levels = mql.as_ref().map_or(&[][..], |m| m.levels.as_slice());
-        let routing = self.routing(&top, levels, &models);
+        let routing = self.routing(&top, levels, &models, mqa.is_some());
         let slas = self.slas(&top, &types, &reasons, &routing);
         let mut accounts = self.accounts(&top, &models, mqa);
         let workflows = self.workflows(&top, &reasons, &slas, levels, &models, accounts.as_mut());
@@ -198,7 +198,7 @@ impl Parser<'_, '_> {
     }
 
     /// `[[route]]` and `[routing]`.
-    fn routing(&mut self, top: &Obj<'_>, levels: &[Level], models: &[Model]) -> Routing {
+    fn routing(&mut self, top: &Obj<'_>, levels: &[Level], models: &[Model], mqa: bool) -> Routing {
         let mut routing = Routing::default();
         if let Some((at, t)) = top.table(self.cx, "routing") {
             let obj = Obj::new(self.cx, at, t, &["release_on", "reassign_on_policy_change"]);
@@ -241,7 +241,7 @@ impl Parser<'_, '_> {
             }
             let on = obj
                 .string(self.cx, "on")
-                .and_then(|text| self.route_on(&obj.at("on"), &text, levels));
+                .and_then(|text| self.route_on(&obj.at("on"), &text, levels, mqa));
             let mut when = Some(Vec::new());
             for (at, t) in obj.tables(self.cx, "when") {
                 let condition = self.route_condition(at, t, models);
@@ -251,6 +251,25 @@ impl Parser<'_, '_> {
                 }
             }
             let account_owner = obj.boolean(self.cx, "account_owner").unwrap_or(false);
+            if on == Some(RouteOn::AccountMqa) {
+                if let Some(list) = &when
+                    && list
+                        .iter()
+                        .any(|c| !matches!(c, RouteCondition::AccountAttribute { .. }))
+                {
+                    self.cx.err(
+                        &obj.at("when"),
+                        "an account route reads account_attribute conditions only",
+                    );
+                    when = None;
+                }
+                if obj.has("reassign") {
+                    self.cx.err(
+                        &obj.at("reassign"),
+                        "an account route never takes a member from its owner",
+                    );
+                }
+            }
             let target = self.route_target(&obj, account_owner);
             let fallback = obj.has("fallback").then(|| self.owner_id(&obj, "fallback"));
             let reassign = obj.boolean(self.cx, "reassign").unwrap_or(false);
@@ -271,8 +290,8 @@ impl Parser<'_, '_> {
         routing
     }
 
-    fn route_on(&mut self, at: &Loc, text: &str, levels: &[Level]) -> Option<RouteOn> {
-        const KINDS: &str = "entered:<IQL|MQL|SQL>, level:<id>";
+    fn route_on(&mut self, at: &Loc, text: &str, levels: &[Level], mqa: bool) -> Option<RouteOn> {
+        const KINDS: &str = "entered:<IQL|MQL|SQL>, level:<id>, account_entered:MQA";
         let Some((kind, arg)) = text.split_once(':') else {
             self.cx
                 .err(at, format!("unknown event {text:?} (expected one of {KINDS})"));
@@ -295,6 +314,20 @@ impl Parser<'_, '_> {
                 }
             },
             "level" => checks::level(self.cx, at, arg, levels).then(|| RouteOn::Level(arg.to_owned())),
+            "account_entered" if arg == "MQA" => {
+                if !mqa {
+                    self.cx
+                        .err(at, "account_entered:MQA needs [accounts] and [stages.MQA]");
+                }
+                mqa.then_some(RouteOn::AccountMqa)
+            }
+            "account_entered" => {
+                self.cx.err(
+                    at,
+                    format!("an account route starts on MQA, not {arg:?}: account_entered:MQA"),
+                );
+                None
+            }
             other => {
                 self.cx
                     .err(at, format!("unknown event {other:?} (expected one of {KINDS})"));

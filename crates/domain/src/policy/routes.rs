@@ -111,6 +111,10 @@ pub enum RouteOn {
     Entered(Stage),
     /// The lead's MQL level becomes this one.
     Level(String),
+    /// `account_entered:MQA`: the lead's account becomes marketing
+    /// qualified (the route decides the account's owner, who then takes
+    /// its engaged members without one).
+    AccountMqa,
 }
 
 impl fmt::Display for RouteOn {
@@ -118,6 +122,7 @@ impl fmt::Display for RouteOn {
         match self {
             Self::Entered(stage) => write!(f, "entered:{stage}"),
             Self::Level(level) => write!(f, "level:{level}"),
+            Self::AccountMqa => f.write_str("account_entered:MQA"),
         }
     }
 }

@@ -759,3 +759,54 @@ fn the_account_owner_comes_first_then_the_team_then_the_fallback() {
     );
     assert_has(&e, "exactly one");
 }
+
+#[test]
+fn an_account_route_keeps_the_account_owner_or_chooses_one() {
+    use leadflow_domain::handoff::{RouteAccount, account_handoff};
+    let p = crate::common::accounted(
+        "\n[[route]]\nid = \"abm\"\non = \"account_entered:MQA\"\naccount_owner = true\nteam = \"abm\"\nstrategy = \"round_robin\"\n[[route.when]]\naccount_attribute = \"tier\"\none_of = [\"named\", \"strategic\"]\n",
+    );
+    assert_eq!(p.routing.routes[0].on, RouteOn::AccountMqa);
+    let owners = vec![owner("ana", &["abm"]), owner("ben", &["abm"])];
+    let (open, cursors) = (BTreeMap::new(), BTreeMap::new());
+    let pool = Pool {
+        owners: &owners,
+        open: &open,
+        cursors: &cursors,
+    };
+    let mut account = RouteAccount {
+        owner: None,
+        attributes: BTreeMap::from([("tier".to_owned(), "named".to_owned())]),
+    };
+    let (route, chosen) = account_handoff(&p, &account, &pool).expect("the route matches");
+    assert_eq!(route.id, "abm");
+    assert_eq!(chosen.owner.as_deref(), Some("ana"));
+    assert_eq!(
+        chosen.explanation,
+        "account owner: none; team abm round_robin: ana"
+    );
+    account.owner = Some("dora".to_owned());
+    let (_, kept) = account_handoff(&p, &account, &pool).expect("the route matches");
+    assert_eq!(
+        (kept.owner.as_deref(), kept.explanation.as_str()),
+        (Some("dora"), "account owner dora")
+    );
+    account.attributes.clear();
+    assert!(
+        account_handoff(&p, &account, &pool).is_none(),
+        "its conditions fail"
+    );
+    // Refused: without accounts, on another account stage, lead conditions.
+    let e = errors("[[route]]\nid = \"r\"\non = \"account_entered:MQA\"\nowner = \"a\"\n");
+    assert_has(&e, "needs [accounts] and [stages.MQA]");
+    let e = errors("[[route]]\nid = \"r\"\non = \"account_entered:ENGAGED\"\nowner = \"a\"\n");
+    assert_has(&e, "an account route starts on MQA");
+    let e = match Policy::from_toml(&crate::common::accounted_toml(
+        "\n[[route]]\nid = \"r\"\non = \"account_entered:MQA\"\nowner = \"a\"\nreassign = true\n[[route.when]]\nscore = \"fit\"\nat_least = 1\n",
+    )) {
+        Ok(_) => panic!("refused"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    };
+    assert_has(&e, "account_attribute conditions only");
+    assert_has(&e, "never takes a member from its owner");
+}

@@ -500,12 +500,13 @@ impl Tx {
         Ok(())
     }
 
-    /// An account's IQL members after `after` engaged at `now`, in lead id
-    /// order.
-    pub async fn engaged_iql_members(
+    /// An account's members in `stages` after `after` engaged at `now`, in
+    /// lead id order.
+    pub async fn engaged_members(
         &self,
         ws: &str,
         account_id: &str,
+        stages: &[leadflow_domain::Stage],
         after: &str,
         now: Timestamp,
         limit: u64,
@@ -517,7 +518,7 @@ impl Tx {
             .filter(account_member::Column::AccountId.eq(account_id))
             .filter(account_member::Column::Engaged.eq(true))
             .filter(account_member::Column::EngagedUntil.gt(now.as_micros()))
-            .filter(account_member::Column::Stage.eq(leadflow_domain::Stage::Iql.as_str()))
+            .filter(account_member::Column::Stage.is_in(stages.iter().map(|s| s.as_str())))
             .filter(account_member::Column::LeadId.gt(after))
             .order_by_asc(account_member::Column::LeadId)
             .limit(limit)
