@@ -1141,6 +1141,34 @@ strategy = "round_robin"
     Ok(())
 }
 
+async fn a_weighted_team_shares_leads_by_weight(mut server: TestServer) -> anyhow::Result<()> {
+    let routes = ROUND_ROBIN.replace("round_robin", "weighted");
+    activate_policy(&mut server, routed(&routes)).await?;
+    let mut admin = owners(&server);
+    for (id, weight) in [("ana", 3), ("ben", 1)] {
+        admin
+            .create_owner(pb::CreateOwnerRequest {
+                owner: Some(pb::Owner {
+                    id: id.to_owned(),
+                    display_name: format!("Rep {id}"),
+                    teams: vec!["emea".to_owned()],
+                    weight,
+                    available: true,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await?;
+    }
+    let ids = sales_ready_at_once(&mut server, "weighted", 12).await?;
+    let spread = counts(&owners_of(&mut server, &ids).await?);
+    assert_eq!(
+        spread,
+        BTreeMap::from([("ana".to_owned(), 9), ("ben".to_owned(), 3)])
+    );
+    Ok(())
+}
+
 scenarios! {
     leads_entering_sql_at_once_are_spread_round_robin_exactly,
     capacity_is_never_passed_then_the_fallback_then_unrouted,
@@ -1154,4 +1182,5 @@ scenarios! {
     the_funnel_by_owner_and_team_measures_the_handoff = clock_at(T0),
     the_account_owner_works_the_account,
     an_account_entering_mqa_gets_an_owner_who_takes_its_members = clock_at(T0),
+    a_weighted_team_shares_leads_by_weight,
 }
