@@ -119,9 +119,9 @@ pub struct RouteAccount {
 }
 
 /// An account entered MQA: its owner, and how it came. An account with
-/// an owner keeps it ("account owner dora"); one without is given the
-/// first matching `account_entered:MQA` route's choice (`owner` true:
-/// set it). `None`: no account route matches.
+/// an owner keeps it ("account owner dora"); one without (or with an id
+/// that is no owner's) is given the first matching `account_entered:MQA`
+/// route's choice. `None`: no account route matches.
 pub fn account_handoff<'p>(
     policy: &'p Policy,
     account: &RouteAccount,
@@ -138,17 +138,23 @@ pub fn account_handoff<'p>(
                 .iter()
                 .all(|c| c.holds(&nobody, Some(&account.attributes), |_, _| None))
         })?;
-    if let Some(owner) = &account.owner {
-        return Some((
+    match &account.owner {
+        Some(owner) if pool.owners.iter().any(|o| o.id == *owner) => Some((
             route,
             Handoff {
                 owner: Some(owner.clone()),
                 explanation: format!("account owner {owner}"),
                 cursor: None,
             },
-        ));
+        )),
+        unknown => {
+            let mut chosen = hand_off(route, &nobody, None, pool, &BTreeSet::new());
+            if let Some(id) = unknown {
+                chosen.explanation = format!("account owner {id} (no such owner); {}", chosen.explanation);
+            }
+            Some((route, chosen))
+        }
     }
-    Some((route, hand_off(route, &nobody, None, pool, &BTreeSet::new())))
 }
 
 /// The workspace's owners as routing reads them.

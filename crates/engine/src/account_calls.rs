@@ -1065,11 +1065,13 @@ impl Engine {
         Ok(true)
     }
 
-    /// Promotes, a batch at a time, the engaged IQL members of accounts
-    /// that entered MQA under `promote_members_on_mqa` — those that pass
-    /// the MQL guards other than the engagement score — each by a PROMOTE
-    /// of its own (actor `leadflow`). Returns how many members were looked
-    /// at (0: nothing queued).
+    /// Works, a batch at a time, the engaged members of accounts that
+    /// entered MQA: under an `account_entered:MQA` route, hands those
+    /// without an owner to the account's owner; under
+    /// `promote_members_on_mqa`, promotes the IQL ones that pass the MQL
+    /// guards other than the engagement score, each by a PROMOTE of its own
+    /// (actor `leadflow`). Returns how many members were looked at (0:
+    /// nothing queued).
     #[tracing::instrument(name = "engine.promote_account_members", skip_all)]
     pub async fn run_account_promotions(&self, batch: u64) -> Result<usize, EngineError> {
         retrying!(self.try_account_promotions(batch))
@@ -1130,7 +1132,7 @@ impl Engine {
             tracing::info!(workspace = %ws, account_id, explanation = %handoff.explanation, "an account in MQA found no owner");
             return Ok(0);
         };
-        if account.owner.is_none() {
+        if account.owner.as_deref() != Some(owner.as_str()) {
             account.owner = Some(owner.clone());
             account.version += 1;
             account.updated_at = now;

@@ -83,12 +83,18 @@ impl Engine {
         let mut query = query.clone();
         let mut names = std::collections::BTreeMap::new();
         let owners_read = if by_owner {
-            let tx = self.store.begin().await?;
-            let pool = tx.routing_pool(ws).await?;
-            drop(tx);
-            for o in pool.owners {
-                names.insert(o.id.clone(), o.display_name);
-                query.teams.insert(o.id, o.teams);
+            // Read a page at a time, on the reader.
+            let mut after: Option<String> = None;
+            loop {
+                let (page, more) = self.store.owners(ws, None, after.as_deref(), 500).await?;
+                after = page.last().map(|o| o.owner.id.clone());
+                for o in page {
+                    names.insert(o.owner.id.clone(), o.owner.display_name);
+                    query.teams.insert(o.owner.id, o.owner.teams);
+                }
+                if !more || after.is_none() {
+                    break;
+                }
             }
             Some(leadflow_store::OwnersRead {
                 touch_types: active.as_deref().map(touch_types).unwrap_or_default(),

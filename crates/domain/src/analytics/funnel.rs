@@ -168,7 +168,7 @@ impl History {
             .and_then(|o| o.to.as_deref())
     }
 
-    fn source_key(&self) -> String {
+    pub(crate) fn source_key(&self) -> String {
         non_empty(self.source_channel.as_deref())
             .unwrap_or(NO_CHANNEL)
             .to_owned()

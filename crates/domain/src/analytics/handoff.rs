@@ -17,7 +17,8 @@ pub struct Handoff {
     /// Leads given to it in the period (by a route, by hand, a merge, an
     /// SLA's reassign).
     pub assigned: u64,
-    /// Leads an SLA's reassign took from it in the period (breaches).
+    /// Its SLA breaches in the period that sent a lead back through
+    /// routing (whether another owner took the lead or not).
     pub sla_breaches: u64,
     /// Leads whose first entry into SQL in the period found it their owner.
     pub sql: u64,
@@ -46,19 +47,24 @@ struct Acc {
 /// keys ascending. Leads without an owner are under "(none)".
 pub fn handoff(histories: &[History], query: &Query) -> Vec<Handoff> {
     let period = query.period;
-    let grouped = |owner: Option<&str>| {
-        let q = Query {
-            grouping: if query.grouping == Grouping::Team {
-                Grouping::Team
-            } else {
-                Grouping::Owner
-            },
-            ..query.clone()
-        };
-        owner_keys(&q, owner)
+    let by = Query {
+        grouping: if query.grouping == Grouping::Team {
+            Grouping::Team
+        } else {
+            Grouping::Owner
+        },
+        ..query.clone()
     };
+    let grouped = |owner: Option<&str>| owner_keys(&by, owner);
     let mut groups: BTreeMap<String, Acc> = BTreeMap::new();
     for h in histories {
+        if query
+            .source_channel
+            .as_ref()
+            .is_some_and(|w| h.source_key() != *w)
+        {
+            continue;
+        }
         for step in h.owners.iter().filter(|o| period.contains(o.at)) {
             if let Some(to) = step.to.as_deref().filter(|to| step.from.as_deref() != Some(*to)) {
                 for key in grouped(Some(to)) {

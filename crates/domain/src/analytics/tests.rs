@@ -833,6 +833,19 @@ fn a_funnel_by_owner_gives_each_owner_its_handoff() {
     );
     assert_eq!(ben.first_touch_p90, Some(Span::from_secs(DAY + 3_600)));
     assert_eq!(ben.converted, 0);
+    // Narrowed to a source channel: b (from "web") is left out, and with it
+    // ben's handoff.
+    let narrowed = Query {
+        source_channel: Some("webinar".to_owned()),
+        ..q
+    };
+    let keys: Vec<String> = funnel(&handed(), &narrowed)
+        .groups
+        .into_iter()
+        .filter(|g| g.handoff.is_some())
+        .map(|g| g.key)
+        .collect();
+    assert_eq!(keys, ["ana"]);
 }
 
 #[test]

@@ -269,6 +269,12 @@ impl Parser<'_, '_> {
                         "an account route never takes a member from its owner",
                     );
                 }
+                if obj.has("territory") {
+                    self.cx.err(
+                        &obj.at("territory"),
+                        "an account route has no lead to read a territory from",
+                    );
+                }
             }
             let target = self.route_target(&obj, account_owner);
             let fallback = obj.has("fallback").then(|| self.owner_id(&obj, "fallback"));

@@ -767,7 +767,7 @@ fn an_account_route_keeps_the_account_owner_or_chooses_one() {
         "\n[[route]]\nid = \"abm\"\non = \"account_entered:MQA\"\naccount_owner = true\nteam = \"abm\"\nstrategy = \"round_robin\"\n[[route.when]]\naccount_attribute = \"tier\"\none_of = [\"named\", \"strategic\"]\n",
     );
     assert_eq!(p.routing.routes[0].on, RouteOn::AccountMqa);
-    let owners = vec![owner("ana", &["abm"]), owner("ben", &["abm"])];
+    let owners = vec![owner("ana", &["abm"]), owner("ben", &["abm"]), owner("dora", &[])];
     let (open, cursors) = (BTreeMap::new(), BTreeMap::new());
     let pool = Pool {
         owners: &owners,
@@ -791,6 +791,14 @@ fn an_account_route_keeps_the_account_owner_or_chooses_one() {
         (kept.owner.as_deref(), kept.explanation.as_str()),
         (Some("dora"), "account owner dora")
     );
+    // An id no owner has is replaced by the route's choice.
+    account.owner = Some("ghost".to_owned());
+    let (_, replaced) = account_handoff(&p, &account, &pool).expect("the route matches");
+    assert_eq!(replaced.owner.as_deref(), Some("ana"));
+    assert_eq!(
+        replaced.explanation,
+        "account owner ghost (no such owner); account owner: none; team abm round_robin: ana"
+    );
     account.attributes.clear();
     assert!(
         account_handoff(&p, &account, &pool).is_none(),
@@ -808,5 +816,12 @@ fn an_account_route_keeps_the_account_owner_or_chooses_one() {
         Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
     };
     assert_has(&e, "account_attribute conditions only");
+    let t = match Policy::from_toml(&crate::common::accounted_toml(
+        "\n[[route]]\nid = \"r\"\non = \"account_entered:MQA\"\nteam = \"t\"\nstrategy = \"round_robin\"\nterritory = \"country\"\n",
+    )) {
+        Ok(_) => panic!("refused"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    };
+    assert_has(&t, "no lead to read a territory from");
     assert_has(&e, "never takes a member from its owner");
 }
