@@ -129,6 +129,15 @@ impl Engine {
             input.captured_at,
             &Context { now },
         )?;
+        // `[identity] auto_merge_on`: the oldest lead it matches, locked
+        // before it is written (a lead is never locked after the routing
+        // lock its capture may take).
+        let found = if policy.identity.auto_merge_on.is_empty() {
+            None
+        } else {
+            self.auto_merge_candidate(&tx, ws, &policy.identity, &decision.lead.profile)
+                .await?
+        };
         let id = uuid::Uuid::now_v7().to_string();
         let target = self.target(req, &policy, policy_version, now);
         let before = Before::New {
@@ -172,18 +181,17 @@ impl Engine {
             outcome.triggers.extend(then.triggers);
             events += joined.applied.events;
         }
-        // `[identity] auto_merge_on`: merged into the oldest lead it matches.
-        if !policy.identity.auto_merge_on.is_empty() {
+        // Merged into the oldest lead it matches.
+        if let Some(found) = found {
             let created = self
                 .locked(&tx, ws, outcome.lead.record.clone(), Some(policy_version))
                 .await?;
-            if let Ok(merged) = self.auto_merge(&tx, req, created).await? {
-                outcome.transitions.extend(merged.duplicate_transitions);
-                outcome.lead = merged.survivor.lead;
-                outcome.transitions.extend(merged.survivor.transitions);
-                outcome.triggers.extend(merged.survivor.triggers);
-                events += 1;
-            }
+            let merged = self.auto_merge(&tx, req, created, found).await?;
+            outcome.transitions.extend(merged.duplicate_transitions);
+            outcome.lead = merged.survivor.lead;
+            outcome.transitions.extend(merged.survivor.transitions);
+            outcome.triggers.extend(merged.survivor.triggers);
+            events += 1;
         }
         save(&tx, req, Method::CreateLead, &outcome, now).await?;
         tx.commit().await?;

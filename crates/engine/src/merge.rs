@@ -599,35 +599,31 @@ impl Engine {
         Ok(out)
     }
 
-    /// `[identity] auto_merge_on`: the new lead `created` (locked in `tx`)
-    /// merged into the oldest lead it matches on, if any: what the merge
-    /// did. The lead already there survives, even if the new one was
-    /// captured earlier (an import).
-    pub(crate) async fn auto_merge(
+    /// `[identity] auto_merge_on`: the oldest lead a new lead of `profile`
+    /// matches on, locked (with its policy version), if any. Looked up and
+    /// locked before the new lead is written, so that no lead is locked
+    /// after the routing lock its capture may take. Two captures of one
+    /// person wait on each other: the later one finds the first.
+    pub(crate) async fn auto_merge_candidate(
         &self,
         tx: &Tx,
-        req: &Request,
-        created: crate::leads::Locked,
-    ) -> Result<Result<KeptMerge, crate::leads::Locked>, EngineError> {
-        let ws = req.workspace.as_str();
-        let identity = &created.policy.identity;
+        ws: &str,
+        identity: &leadflow_domain::policy::Identity,
+        profile: &leadflow_domain::profile::Profile,
+    ) -> Result<Option<(LeadRecord, Option<i64>)>, EngineError> {
         let keys: Vec<(MatchOn, String)> = identity
-            .match_keys(&created.record.lead.profile)
+            .match_keys(profile)
             .into_iter()
             .filter(|(kind, _)| identity.auto_merge_on.contains(kind))
             .collect();
         if keys.is_empty() {
-            return Ok(Err(created));
+            return Ok(None);
         }
         let probe: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        // Two captures of one person wait on each other: the later one
-        // finds the first.
         tx.lock_match_keys(ws, &probe).await?;
-        let ids = tx
-            .leads_matching(ws, &probe, &created.record.id, AUTO_MERGE_CANDIDATES)
-            .await?;
+        let ids = tx.leads_matching(ws, &probe, "", AUTO_MERGE_CANDIDATES).await?;
         // The candidates locked (by id, as they come) and checked as they
-        // stand: the new lead is nobody else's yet.
+        // stand.
         let mut oldest: Option<(LeadRecord, Option<i64>)> = None;
         for (id, _) in ids {
             let Some((record, active)) = tx
@@ -646,13 +642,23 @@ impl Engine {
                 oldest = Some((record, active));
             }
         }
-        let Some((record, active)) = oldest else {
-            return Ok(Err(created));
-        };
-        let survivor = self.locked(tx, ws, record, active).await?;
-        Ok(Ok(self
-            .merge_locked(tx, req, survivor, created, None, true)
-            .await?))
+        Ok(oldest)
+    }
+
+    /// The new lead `created` (locked in `tx`) merged into `found`, the
+    /// candidate [`Self::auto_merge_candidate`] locked: the lead already
+    /// there survives, even if the new one was captured earlier (an
+    /// import).
+    pub(crate) async fn auto_merge(
+        &self,
+        tx: &Tx,
+        req: &Request,
+        created: crate::leads::Locked,
+        found: (LeadRecord, Option<i64>),
+    ) -> Result<KeptMerge, EngineError> {
+        let (record, active) = found;
+        let survivor = self.locked(tx, req.workspace.as_str(), record, active).await?;
+        self.merge_locked(tx, req, survivor, created, None, true).await
     }
 }
 
