@@ -26,6 +26,7 @@ mod m20261212_000015_match_keys;
 mod m20261213_000016_owners;
 mod m20261214_000017_assignments;
 mod m20261215_000018_routing_waits;
+mod m20261216_000019_sla_breaches;
 
 /// The migration that adds lead search's keys: the store keys the leads
 /// stored before it once it is applied.
@@ -60,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261213_000016_owners::Migration),
             Box::new(m20261214_000017_assignments::Migration),
             Box::new(m20261215_000018_routing_waits::Migration),
+            Box::new(m20261216_000019_sla_breaches::Migration),
         ]
     }
 

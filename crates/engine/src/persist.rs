@@ -151,6 +151,23 @@ pub(crate) async fn persist(
         .collect();
     tx.insert_level_changes(ws, id, &level_changes, target.policy_version)
         .await?;
+    // SLA breaches, with the owner the lead had (the funnel counts them per
+    // owner).
+    let breaches: Vec<(&str, leadflow_domain::Timestamp, Stage)> = decision
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::SlaBreached(b) => Some((b.sla_id.as_str(), b.at, b.stage)),
+            _ => None,
+        })
+        .collect();
+    if !breaches.is_empty() {
+        let owner = match &before {
+            Before::Existing(r) => r.owner.as_deref(),
+            Before::New { .. } => None,
+        };
+        tx.insert_sla_breaches(ws, id, &breaches, owner).await?;
+    }
     tx.apply_timers(ws, id, &decision.timers, target.now, target.traceparent)
         .await?;
 

@@ -19,7 +19,8 @@ const MOVED: &str = "SELECT m.lead_id FROM transitions m WHERE m.workspace_id = 
 /// [`MOVED`], and the leads whose owner changed in the period.
 const MOVED_OR_HANDED: &str = "SELECT m.lead_id FROM transitions m WHERE m.workspace_id = $1 AND m.at >= $2 AND m.at < $3 \
      UNION SELECT c.lead_id FROM level_changes c WHERE c.workspace_id = $1 AND c.at >= $2 AND c.at < $3 \
-     UNION SELECT a.lead_id FROM assignments a WHERE a.workspace_id = $1 AND a.at >= $2 AND a.at < $3";
+     UNION SELECT a.lead_id FROM assignments a WHERE a.workspace_id = $1 AND a.at >= $2 AND a.at < $3 \
+     UNION SELECT b.lead_id FROM sla_breaches b WHERE b.workspace_id = $1 AND b.at >= $2 AND b.at < $3";
 
 /// What a funnel by owner or team reads besides the stage histories.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -110,6 +111,7 @@ impl Store {
                     erased: false,
                     owners: Vec::new(),
                     sales_touches: Vec::new(),
+                    sla_breaches: Vec::new(),
                 }),
             }
         }
@@ -212,6 +214,17 @@ impl Store {
                     to: row.try_get("", "to_owner")?,
                     cause: row.try_get("", "cause")?,
                 });
+            }
+            let sql = format!(
+                "SELECT b.lead_id, b.at, b.owner_id FROM sla_breaches b \
+                 WHERE b.workspace_id = $1 AND b.lead_id {moved} ORDER BY b.lead_id, b.at"
+            );
+            for row in tx.query_all_raw(self.sql(&sql, params())).await? {
+                let lead_id: String = row.try_get("", "lead_id")?;
+                let Some(&i) = index.get(&lead_id) else { continue };
+                histories[i]
+                    .sla_breaches
+                    .push((ts(row.try_get("", "at")?), row.try_get("", "owner_id")?));
             }
             if !read.touch_types.is_empty() {
                 let mut values = params();

@@ -7,7 +7,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait};
 use crate::convert;
 use crate::entity::{
     anonymous_id, assignment, engagement, idempotency, lead, lead_match_key, lead_score, level_change,
-    outbox, routing_wait, score_checkpoint, timer, transition,
+    outbox, routing_wait, score_checkpoint, sla_breach, timer, transition,
 };
 use crate::error::StoreError;
 use crate::records::LeadRecord;
@@ -106,6 +106,11 @@ impl Tx {
         routing_wait::Entity::delete_many()
             .filter(routing_wait::Column::WorkspaceId.eq(ws))
             .filter(routing_wait::Column::LeadId.eq(lead_id))
+            .exec(db)
+            .await?;
+        sla_breach::Entity::delete_many()
+            .filter(sla_breach::Column::WorkspaceId.eq(ws))
+            .filter(sla_breach::Column::LeadId.eq(lead_id))
             .exec(db)
             .await?;
         // What it was found as a duplicate by: its email among them.

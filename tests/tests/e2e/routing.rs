@@ -919,12 +919,15 @@ async fn the_funnel_by_owner_and_team_measures_the_handoff(mut server: TestServe
         .leads
         .record_engagement(record(&ids[0], engagement("call-1", "sales_contacted")))
         .await?;
+    // ben's lead is not contacted within a day: its SLA breaches.
+    server.manual_clock().advance(Span::from_hours(23));
+    assert_eq!(server.engine.fire_due_timers(100).await?, 1);
     let mut analytics =
         leadflow_proto::v1::analytics_service_client::AnalyticsServiceClient::new(server.channel.clone());
     let funnel = |group_by: pb::FunnelGrouping| pb::GetFunnelRequest {
         period: Some(pb::Period {
             start: Some(ts(T0.saturating_add(Span::from_hours(-24)))),
-            end: Some(ts(T0.saturating_add(Span::from_hours(24)))),
+            end: Some(ts(T0.saturating_add(Span::from_hours(48)))),
         }),
         group_by: group_by.into(),
         ..Default::default()
@@ -955,7 +958,10 @@ async fn the_funnel_by_owner_and_team_measures_the_handoff(mut server: TestServe
             nanos: 0
         })
     );
-    assert_eq!((ben.assigned, ben.sql, ben.touched), (1, 1, 0));
+    assert_eq!(
+        (ben.assigned, ben.sql, ben.touched, ben.sla_breaches),
+        (1, 1, 0, 1)
+    );
     assert_eq!(ben.first_touch_p50, None);
     // By team: both in emea.
     let by_team = analytics
@@ -965,7 +971,10 @@ async fn the_funnel_by_owner_and_team_measures_the_handoff(mut server: TestServe
     assert_eq!(by_team.groups.len(), 1);
     assert_eq!(by_team.groups[0].key, "emea");
     let emea = by_team.groups[0].handoff.clone().unwrap_or_default();
-    assert_eq!((emea.assigned, emea.sql, emea.touched), (2, 2, 1));
+    assert_eq!(
+        (emea.assigned, emea.sql, emea.touched, emea.sla_breaches),
+        (2, 2, 1, 1)
+    );
     assert!(!by_team.groups_overlap);
     Ok(())
 }

@@ -133,6 +133,9 @@ pub struct History {
     /// The instants of its sales touches (engagements of a type an SQL SLA
     /// waits for), in order (read with `owners`).
     pub sales_touches: Vec<Timestamp>,
+    /// Its SLA breaches: when, and the owner it had then (read with
+    /// `owners`).
+    pub sla_breaches: Vec<(Timestamp, Option<String>)>,
 }
 
 /// A change of a lead's owner, as analytics reads it (a route that found

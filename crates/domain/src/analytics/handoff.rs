@@ -17,8 +17,7 @@ pub struct Handoff {
     /// Leads given to it in the period (by a route, by hand, a merge, an
     /// SLA's reassign).
     pub assigned: u64,
-    /// Its SLA breaches in the period that sent a lead back through
-    /// routing (whether another owner took the lead or not).
+    /// SLA breaches in the period of leads it owned then.
     pub sla_breaches: u64,
     /// Leads whose first entry into SQL in the period found it their owner.
     pub sql: u64,
@@ -71,12 +70,10 @@ pub fn handoff(histories: &[History], query: &Query) -> Vec<Handoff> {
                     groups.entry(key).or_default().assigned += 1;
                 }
             }
-            if step.cause == "SLA"
-                && let Some(from) = step.from.as_deref()
-            {
-                for key in grouped(Some(from)) {
-                    groups.entry(key).or_default().sla_breaches += 1;
-                }
+        }
+        for (_, owner) in h.sla_breaches.iter().filter(|(at, _)| period.contains(*at)) {
+            for key in grouped(owner.as_deref()) {
+                groups.entry(key).or_default().sla_breaches += 1;
             }
         }
         let Some(entry) = h.first_entry(Stage::Sql).filter(|s| period.contains(s.at)) else {

@@ -31,6 +31,7 @@ fn lead(id: &str, source: Option<&str>, steps: Vec<Step>) -> History {
         erased: false,
         owners: Vec::new(),
         sales_touches: Vec::new(),
+        sla_breaches: Vec::new(),
     }
 }
 
@@ -800,6 +801,8 @@ fn handed() -> Vec<History> {
         owned(at(5, 0), Some("ana"), None, "RELEASE"),
     ];
     leads[1].sales_touches = vec![at(1, 0), at(3, 3_600)];
+    // b's SLA breached while ben owned it (which reassigned it).
+    leads[1].sla_breaches = vec![(at(3, 0), Some("ben".to_owned()))];
     leads
 }
 

@@ -24,6 +24,7 @@ pub(crate) mod policy;
 pub(crate) mod rescore_job;
 pub(crate) mod routing_wait;
 pub(crate) mod score_checkpoint;
+pub(crate) mod sla_breach;
 pub(crate) mod team_cursor;
 pub(crate) mod timer;
 pub(crate) mod token;

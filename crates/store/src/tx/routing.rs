@@ -12,7 +12,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 
 use super::Tx;
 use crate::convert::{stage, ts};
-use crate::entity::{assignment, lead, owner, routing_wait, team_cursor};
+use crate::entity::{assignment, lead, owner, routing_wait, sla_breach, team_cursor};
 use crate::error::StoreError;
 
 /// A workspace's owners as routing reads them.
@@ -214,6 +214,42 @@ impl Tx {
                 attributes: a.attributes,
             }
         }))
+    }
+
+    /// Records a lead's SLA breaches (id, instant, stage) with the owner it
+    /// had then; one already recorded is left as it is.
+    pub async fn insert_sla_breaches(
+        &self,
+        ws: &str,
+        lead_id: &str,
+        breaches: &[(&str, Timestamp, Stage)],
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if breaches.is_empty() {
+            return Ok(());
+        }
+        let rows = breaches.iter().map(|(sla, at, stage)| sla_breach::ActiveModel {
+            workspace_id: Set(ws.to_owned()),
+            lead_id: Set(lead_id.to_owned()),
+            sla_id: Set((*sla).to_owned()),
+            at: Set(at.as_micros()),
+            stage: Set(stage.as_str().to_owned()),
+            owner_id: Set(owner.map(str::to_owned)),
+        });
+        sla_breach::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([
+                    sla_breach::Column::WorkspaceId,
+                    sla_breach::Column::LeadId,
+                    sla_breach::Column::SlaId,
+                    sla_breach::Column::At,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(self.db().await?)
+            .await?;
+        Ok(())
     }
 
     /// The lead's latest change of owner, if any.

@@ -585,6 +585,7 @@ mod tests {
                 cause: "ROUTE".to_owned(),
             }],
             sales_touches: Vec::new(),
+            sla_breaches: Vec::new(),
         };
         let query = funnel::Query {
             period: Period {
