@@ -425,6 +425,7 @@ pub async fn subscribe(
             start: start.into(),
             at_sequence,
             filter,
+            at_time: None,
         })
         .await?
         .into_inner())

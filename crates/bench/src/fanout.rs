@@ -69,6 +69,7 @@ pub(crate) async fn run(
                     kinds: vec![pb::EventKind::Transition.into()],
                     ..Default::default()
                 }),
+                at_time: None,
             })
             .await?
             .into_inner();
@@ -215,6 +216,7 @@ pub(crate) async fn backlog(
                         kinds: vec![pb::EventKind::Transition.into()],
                         ..Default::default()
                     }),
+                    at_time: None,
                 })
                 .await?;
             let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);

@@ -69,6 +69,26 @@ impl Store {
         }))
     }
 
+    /// The lowest sequence above `floor` committed at or after `t`.
+    pub async fn first_sequence_since(
+        &self,
+        ws: &str,
+        t: Timestamp,
+        floor: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        outbox::Entity::find()
+            .select_only()
+            .column(outbox::Column::Seq)
+            .filter(outbox::Column::WorkspaceId.eq(ws))
+            .filter(outbox::Column::Seq.gt(floor))
+            .filter(outbox::Column::CreatedAt.gte(t.as_micros()))
+            .order_by_asc(outbox::Column::Seq)
+            .into_tuple::<i64>()
+            .one(self.reader())
+            .await
+            .map_err(|e| self.on_reader(e))
+    }
+
     pub async fn workspaces(&self) -> Result<Vec<String>, StoreError> {
         workspace::Entity::find()
             .select_only()

@@ -363,6 +363,90 @@ async fn many_streams_catching_up_get_what_one_alone_gets(mut server: TestServer
     Ok(())
 }
 
+/// 2026-01-05T09:00:00Z.
+const T0: leadflow_domain::Timestamp = leadflow_domain::Timestamp::from_secs(1_767_603_600);
+
+fn at_time(t: leadflow_domain::Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.as_micros().div_euclid(1_000_000),
+        nanos: 0,
+    }
+}
+
+async fn subscribe_at(
+    server: &mut TestServer,
+    consumer: &str,
+    start: pb::StartPosition,
+    at: Option<leadflow_domain::Timestamp>,
+) -> Result<EventStream, tonic::Status> {
+    Ok(server
+        .triggers
+        .subscribe(pb::SubscribeRequest {
+            consumer: consumer.to_owned(),
+            start: start.into(),
+            at_time: at.map(at_time),
+            ..Default::default()
+        })
+        .await?
+        .into_inner())
+}
+
+async fn a_stream_starts_at_a_commit_time(mut server: TestServer) -> anyhow::Result<()> {
+    use leadflow_domain::Span;
+    let first = create(&mut server, "first@acme.com").await?.id;
+    server.manual_clock().advance(Span::from_hours(1));
+    let second = create(&mut server, "second@acme.com").await?.id;
+    // The lowest sequence committed at or after the instant: the second's
+    // capture, not the first's.
+    let half = T0.saturating_add(Span::from_secs(1_800));
+    let mut from_half = subscribe_at(&mut server, "half", pb::StartPosition::AtTime, Some(half)).await?;
+    let e = next_event(&mut from_half, WAIT).await?.expect("an event");
+    assert_eq!(e.lead.as_ref().map(|l| l.id.as_str()), Some(second.as_str()));
+    let mut from_start = subscribe_at(&mut server, "start", pb::StartPosition::AtTime, Some(T0)).await?;
+    let e = next_event(&mut from_start, WAIT).await?.expect("an event");
+    assert_eq!((e.sequence, e.lead.map(|l| l.id)), (1, Some(first.clone())));
+    // Bad input: in the future, missing, or with another start.
+    let ahead = T0.saturating_add(Span::from_days(1));
+    let err = subscribe_at(&mut server, "x", pb::StartPosition::AtTime, Some(ahead))
+        .await
+        .expect_err("in the future");
+    assert_eq!(
+        (err.code(), fields(&err)),
+        (tonic::Code::InvalidArgument, vec!["at_time".to_owned()])
+    );
+    let err = subscribe_at(&mut server, "x", pb::StartPosition::AtTime, None)
+        .await
+        .expect_err("missing");
+    assert_eq!(
+        (err.code(), fields(&err)),
+        (tonic::Code::InvalidArgument, vec!["at_time".to_owned()])
+    );
+    let err = subscribe_at(&mut server, "x", pb::StartPosition::Earliest, Some(T0))
+        .await
+        .expect_err("not with EARLIEST");
+    assert_eq!(
+        (err.code(), fields(&err)),
+        (tonic::Code::InvalidArgument, vec!["at_time".to_owned()])
+    );
+    // Past the retention, once events have been trimmed: OUT_OF_RANGE; a
+    // time since then with nothing committed starts at the next event.
+    for name in ["half", "start"] {
+        server.engine.delete_consumer(server.workspace(), name).await?;
+    }
+    server.manual_clock().advance(Span::from_days(8));
+    assert!(server.engine.trim_events().await? > 0);
+    let err = subscribe_at(&mut server, "x", pb::StartPosition::AtTime, Some(T0))
+        .await
+        .expect_err("trimmed");
+    assert_eq!(err.code(), tonic::Code::OutOfRange);
+    let recent = T0.saturating_add(Span::from_days(8));
+    let mut next = subscribe_at(&mut server, "next", pb::StartPosition::AtTime, Some(recent)).await?;
+    let third = create(&mut server, "third@acme.com").await?.id;
+    let e = next_event(&mut next, WAIT).await?.expect("an event");
+    assert_eq!(e.lead.map(|l| l.id), Some(third));
+    Ok(())
+}
+
 scenarios! {
     subscribe_receive_ack_disconnect_resume,
     start_positions,
@@ -370,4 +454,5 @@ scenarios! {
     a_newer_stream_takes_over_a_consumer,
     concurrent_writers_stream_in_order_per_lead_without_gaps,
     many_streams_catching_up_get_what_one_alone_gets,
+    a_stream_starts_at_a_commit_time = clock_at(T0),
 }

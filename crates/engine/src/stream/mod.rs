@@ -114,6 +114,8 @@ pub enum Start {
     Earliest,
     Latest,
     AtSequence(i64),
+    /// The lowest sequence committed at or after the instant.
+    AtTime(Timestamp),
 }
 
 /// Narrows a subscription; empty lists let everything through.
@@ -432,6 +434,37 @@ impl Engine {
         self.hub.wake(ws);
     }
 
+    /// The lowest kept sequence committed at or after `t`, or the next one
+    /// when none is yet: OUT_OF_RANGE when events committed at or after `t`
+    /// may have been trimmed (`t` older than the retention, and some were).
+    async fn first_at_or_after(
+        &self,
+        ws: &str,
+        t: Timestamp,
+        bounds: leadflow_store::OutboxBounds,
+    ) -> Result<i64, EngineError> {
+        let now = self.now();
+        if t > now.saturating_add(leadflow_domain::lifecycle::MAX_FUTURE) {
+            return Err(EngineError::invalid(
+                "INVALID_FIELD",
+                "at_time",
+                format!("{t} is in the future"),
+            ));
+        }
+        let kept_from = now.saturating_sub(leadflow_store::RETENTION);
+        if t < kept_from && bounds.floor > 0 {
+            return Err(EngineError::OutOfRange(format!(
+                "{t} is older than the retention: events committed since {kept_from} are kept, the oldest kept is sequence {}",
+                bounds.floor + 1
+            )));
+        }
+        Ok(self
+            .store
+            .first_sequence_since(ws, t, bounds.floor)
+            .await?
+            .unwrap_or(bounds.head + 1))
+    }
+
     /// Starts a subscription for `consumer`.
     #[tracing::instrument(name = "engine.subscribe", skip_all)]
     pub async fn subscribe(
@@ -474,6 +507,7 @@ impl Engine {
                 )));
             }
             (Start::AtSequence(n), _) => n,
+            (Start::AtTime(t), _) => self.first_at_or_after(ws, t, bounds).await?,
         };
         if from <= bounds.floor {
             return Err(EngineError::OutOfRange(format!(

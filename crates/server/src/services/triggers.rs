@@ -9,8 +9,8 @@ use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{
-    level_change_out, scores_out, sla_breach_out, stage_in, stage_out, timestamp_out, transition_out,
-    trigger_out,
+    level_change_out, scores_out, sla_breach_out, stage_in, stage_out, timestamp_in, timestamp_out,
+    transition_out, trigger_out,
 };
 use crate::error::status;
 use crate::limits::{Check, MAX_ID_CHARS, MAX_MAP_ENTRIES};
@@ -208,6 +208,15 @@ impl leadflow_proto::framed::trigger_service_server::TriggerService for TriggerA
             Ok(pb::StartPosition::Earliest) => Start::Earliest,
             Ok(pb::StartPosition::Latest) => Start::Latest,
             Ok(pb::StartPosition::AtSequence) => Start::AtSequence(r.at_sequence),
+            Ok(pb::StartPosition::AtTime) => match timestamp_in(&mut check, "at_time", r.at_time.as_ref()) {
+                Some(t) => Start::AtTime(t),
+                None => {
+                    if r.at_time.is_none() {
+                        check.fail("at_time", "required with START_POSITION_AT_TIME");
+                    }
+                    Start::Default
+                }
+            },
             Err(_) => {
                 check.fail("start", format!("{} is not a start position", r.start));
                 Start::Default
@@ -215,6 +224,9 @@ impl leadflow_proto::framed::trigger_service_server::TriggerService for TriggerA
         };
         if r.at_sequence != 0 && !matches!(start, Start::AtSequence(_)) {
             check.fail("at_sequence", "given without START_POSITION_AT_SEQUENCE");
+        }
+        if r.at_time.is_some() && r.start != pb::StartPosition::AtTime as i32 {
+            check.fail("at_time", "given without START_POSITION_AT_TIME");
         }
         let f = r.filter.unwrap_or_default();
         let mut filter = Filter::default();
