@@ -35,6 +35,7 @@ mod model;
 mod owners;
 mod persist;
 mod policies;
+mod relay;
 mod reads;
 mod rescore;
 mod search;
@@ -65,7 +66,7 @@ pub use identity::{Identified, MAX_ANONYMOUS_EVENTS};
 use leadflow_domain::Policy;
 use leadflow_store::Store;
 pub use leadflow_store::{
-    AccountListing, AssignmentRecord, ScoreColumn, SearchCursor, StoredAccountTransition,
+    AccountListing, AssignmentRecord, RelayRecord, ScoreColumn, SearchCursor, StoredAccountTransition,
 };
 pub use leads::{CreateLead, MAX_BATCH};
 pub use merge::{Candidate, MAX_CANDIDATES, Merged, Unmerged};
@@ -74,6 +75,7 @@ pub use model::{
 };
 pub use owners::{OwnerPage, OwnerView};
 pub use reads::LeadDetail;
+pub use relay::RelayBatch;
 pub use rescore::{
     AccountSimulation, Draft, MAX_SIMULATED_ACCOUNTS, SimulatedAccount, SimulatedLead, Simulation,
     SimulationCounts,
@@ -85,7 +87,7 @@ pub use search::{
 pub use stream::{CHECKPOINT_EVERY, Filter, Payload, Start, StreamEvent, StreamItem, Subscription};
 pub use tasks::Tasks;
 pub use views::{
-    Consumer, EngagementView, Gauges, LeadView, LevelChangeView, Outcome, PolicyActivation, PolicyVersion,
+    Consumer, ConsumerKind, EngagementView, Gauges, LeadView, LevelChangeView, Outcome, PolicyActivation, PolicyVersion,
     RescoreJob, RescoreStatus, Token, TransitionView, Workspace,
 };
 

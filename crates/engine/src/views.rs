@@ -286,19 +286,49 @@ impl From<StoredActivation> for PolicyActivation {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Consumer {
     pub name: String,
+    pub kind: ConsumerKind,
     /// The last sequence acknowledged.
     pub cursor: i64,
     pub created_at: Timestamp,
+    /// A stream's last call; a relay's last move.
     pub last_seen_at: Timestamp,
+    /// When the oldest event past the cursor was committed, if any is
+    /// (filled in by listings).
+    pub oldest_pending: Option<Timestamp>,
+}
+
+/// Who reads the outbox through a cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsumerKind {
+    /// A named `Subscribe` stream, moved by its acks.
+    Stream,
+    /// A relay to another system (JetStream), moved by the replica
+    /// relaying it.
+    Relay,
 }
 
 impl From<ConsumerRecord> for Consumer {
     fn from(c: ConsumerRecord) -> Self {
         Self {
             name: c.name,
+            kind: ConsumerKind::Stream,
             cursor: c.cursor,
             created_at: c.created_at,
             last_seen_at: c.last_seen_at,
+            oldest_pending: None,
+        }
+    }
+}
+
+impl From<leadflow_store::RelayRecord> for Consumer {
+    fn from(r: leadflow_store::RelayRecord) -> Self {
+        Self {
+            name: r.name,
+            kind: ConsumerKind::Relay,
+            cursor: r.cursor,
+            created_at: r.created_at,
+            last_seen_at: r.moved_at,
+            oldest_pending: r.oldest_pending,
         }
     }
 }
@@ -363,6 +393,9 @@ pub struct Gauges {
     pub outbox_heads: Vec<(String, i64)>,
     /// (workspace, consumer, its acknowledged cursor).
     pub consumers: Vec<(String, String, i64)>,
+    /// (workspace, relay, its cursor, how long ago in micros the oldest
+    /// event it has not relayed was committed).
+    pub relays: Vec<(String, String, i64, i64)>,
     /// (workspace, timers due and not yet fired).
     pub due_timers: Vec<(String, i64)>,
     /// (workspace, job id, leads done, leads in all) of running re-scores.
@@ -375,6 +408,7 @@ impl From<leadflow_store::Gauges> for Gauges {
             leads: g.leads,
             outbox_heads: g.outbox_heads,
             consumers: g.consumers,
+            relays: g.relays,
             due_timers: g.due_timers,
             rescores: g.rescores,
         }

@@ -32,6 +32,7 @@ mod limits;
 mod methods;
 mod metrics;
 mod observe;
+pub mod relay;
 mod present;
 mod services;
 pub mod telemetry;
@@ -193,6 +194,10 @@ pub async fn start(config: &Config, engine: Engine, parts: Parts) -> anyhow::Res
     )?;
     if config.otlp_endpoint.is_some() {
         background.spawn_until_stopped(Arc::clone(&metrics).sample_for_export());
+    }
+    if let Some(settings) = config.relay() {
+        let js = relay::connect(&settings).await?;
+        background.spawn(relay::run(engine.clone(), js, settings, stopping.clone()));
     }
     // Without tokens only while nothing listens beyond loopback.
     let loopback_only = addr.ip().is_loopback() && (!parts.http || config.http_listen.ip().is_loopback());

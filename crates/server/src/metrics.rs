@@ -7,7 +7,9 @@
 //! - from the database, per workspace: `leadflow.leads` by stage,
 //!   `leadflow.outbox.head`, `leadflow.consumer.lag` (events not yet acked,
 //!   by consumer: the [`CONSUMERS_SHOWN`] most behind, the rest summed under
-//!   [`OTHER_CONSUMERS`]), `leadflow.timers.due` (due, not yet fired) and
+//!   [`OTHER_CONSUMERS`]), `leadflow.relay.lag` and
+//!   `leadflow.relay.lag_seconds` (events not yet relayed to JetStream, and
+//!   how long ago the oldest of them was committed), `leadflow.timers.due` (due, not yet fired) and
 //!   `leadflow.rescore.done` / `leadflow.rescore.total` of running re-scores.
 //!   The last three have a series for every workspace from the start, at 0
 //!   while nothing is due or running, so that an alert has one to read.
@@ -233,6 +235,37 @@ fn observe(meter: &Meter, engine: &Engine, sampled: &Arc<Mutex<Gauges>>) {
                 o.observe(
                     lag,
                     &[KeyValue::new("workspace", ws), KeyValue::new("consumer", name)],
+                );
+            }
+        })
+        .build();
+    let s = Arc::clone(sampled);
+    meter
+        .i64_observable_gauge("leadflow.relay.lag")
+        .with_description("Events committed and not yet relayed (to JetStream), by relay")
+        .with_callback(move |o| {
+            let g = read(&s);
+            let heads: BTreeMap<&str, i64> = g.outbox_heads.iter().map(|(ws, h)| (ws.as_str(), *h)).collect();
+            for (ws, name, cursor, _) in &g.relays {
+                let head = heads.get(ws.as_str()).copied().unwrap_or(*cursor);
+                o.observe(
+                    (head - cursor).max(0),
+                    &[KeyValue::new("workspace", ws.clone()), KeyValue::new("relay", name.clone())],
+                );
+            }
+        })
+        .build();
+    let s = Arc::clone(sampled);
+    meter
+        .f64_observable_gauge("leadflow.relay.lag_seconds")
+        .with_description("How long ago the oldest event not yet relayed was committed (0: up to date)")
+        .with_callback(move |o| {
+            for (ws, name, _, behind) in &read(&s).relays {
+                #[allow(clippy::cast_precision_loss)]
+                let seconds = *behind as f64 / 1e6;
+                o.observe(
+                    seconds,
+                    &[KeyValue::new("workspace", ws.clone()), KeyValue::new("relay", name.clone())],
                 );
             }
         })

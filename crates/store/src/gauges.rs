@@ -16,6 +16,9 @@ pub struct Gauges {
     pub outbox_heads: Vec<(String, i64)>,
     /// (workspace, consumer, its acknowledged cursor).
     pub consumers: Vec<(String, String, i64)>,
+    /// (workspace, relay, its cursor, how long ago in micros the oldest
+    /// event it has not relayed was committed: 0 when none is left).
+    pub relays: Vec<(String, String, i64, i64)>,
     /// (workspace, timers due and not yet fired).
     pub due_timers: Vec<(String, i64)>,
     /// (workspace, job id, leads done, leads in all) of running re-scores.
@@ -50,6 +53,22 @@ impl Store {
                 row.try_get("", "workspace_id")?,
                 row.try_get("", "name")?,
                 row.try_get("", "cursor")?,
+            ));
+        }
+        for row in rows(
+            "SELECT r.workspace_id, r.name, r.cursor, \
+             (SELECT o.created_at FROM outbox o WHERE o.workspace_id = r.workspace_id AND o.seq > r.cursor \
+              ORDER BY o.seq LIMIT 1) AS oldest_pending FROM relays r",
+            vec![],
+        )
+        .await?
+        {
+            let oldest: Option<i64> = row.try_get("", "oldest_pending")?;
+            gauges.relays.push((
+                row.try_get("", "workspace_id")?,
+                row.try_get("", "name")?,
+                row.try_get("", "cursor")?,
+                oldest.map_or(0, |t| (now_micros - t).max(0)),
             ));
         }
         for row in rows(

@@ -38,6 +38,7 @@ mod evidence;
 mod gauges;
 mod queries;
 mod reads;
+mod relay;
 mod records;
 mod rescore;
 mod search;
@@ -61,6 +62,7 @@ pub use error::StoreError;
 pub use evidence::EvidenceCursor;
 pub use gauges::Gauges;
 pub use reads::{BatchSurvey, LeadName};
+pub use relay::{Lease, RelayRecord};
 pub use records::{
     EngagementCursor, LeadRecord, LeadWrite, NewEngagement, NewOutboxEvent, NewPolicy, OutboxRecord,
     PolicyRecord, StoredEngagement, StoredLevelChange, StoredResult, StoredTimer, StoredTransition, Subject,

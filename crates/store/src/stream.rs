@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use crate::convert::ts;
-use crate::entity::{consumer, outbox, workspace};
+use crate::entity::{consumer, outbox, relay, workspace};
 use crate::error::StoreError;
 use crate::{Backend, Store};
 
@@ -17,7 +17,7 @@ use crate::{Backend, Store};
 pub const OUTBOX_CHANNEL: &str = "leadflow_outbox";
 
 /// Events are kept at least this long, and until every consumer seen in
-/// that time has acked them.
+/// that time has acked them and every relay has relayed them.
 pub const RETENTION: Span = Span::from_days(7);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +87,21 @@ impl Store {
             .one(self.reader())
             .await
             .map_err(|e| self.on_reader(e))
+    }
+
+    /// When the first event after `seq` was committed, if there is one.
+    pub async fn committed_after(&self, ws: &str, seq: i64) -> Result<Option<Timestamp>, StoreError> {
+        Ok(outbox::Entity::find()
+            .select_only()
+            .column(outbox::Column::CreatedAt)
+            .filter(outbox::Column::WorkspaceId.eq(ws))
+            .filter(outbox::Column::Seq.gt(seq))
+            .order_by_asc(outbox::Column::Seq)
+            .into_tuple::<i64>()
+            .one(self.reader())
+            .await
+            .map_err(|e| self.on_reader(e))?
+            .map(ts))
     }
 
     pub async fn workspaces(&self) -> Result<Vec<String>, StoreError> {
@@ -270,6 +285,14 @@ impl Store {
             .map(|c| c.cursor)
             .min()
             .unwrap_or(w.outbox_head);
+        // Relays hold the retention however long they have not been seen.
+        let slowest = relay::Entity::find()
+            .filter(relay::Column::WorkspaceId.eq(ws))
+            .all(&tx)
+            .await?
+            .into_iter()
+            .map(|r| r.cursor)
+            .fold(slowest, i64::min);
         let newest_old = outbox::Entity::find()
             .select_only()
             .column(outbox::Column::Seq)

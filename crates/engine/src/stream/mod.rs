@@ -61,7 +61,7 @@ pub struct StreamEvent {
 }
 
 impl StreamEvent {
-    fn decode(record: OutboxRecord) -> Result<Self, EngineError> {
+    pub(crate) fn decode(record: OutboxRecord) -> Result<Self, EngineError> {
         let undecodable = |e: serde_json::Error| {
             EngineError::Internal(format!("outbox event {} does not decode: {e}", record.seq))
         };
@@ -231,6 +231,8 @@ pub(crate) struct Hub {
     announcer_started: AtomicBool,
     /// Consumer claims waiting to be written together.
     claims: Arc<claims::Claims>,
+    /// Woken at every commit with events, in any workspace: relays wait on it.
+    pub(crate) committed: Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -279,6 +281,7 @@ impl Hub {
         if let Some(t) = lock(&self.tails).get(ws) {
             t.wake.notify_one();
         }
+        self.committed.notify_waiters();
     }
 
     /// Forgets a stream's ownership of its consumer, if it still has it.
@@ -437,7 +440,7 @@ impl Engine {
     /// The lowest kept sequence committed at or after `t`, or the next one
     /// when none is yet: OUT_OF_RANGE when events committed at or after `t`
     /// may have been trimmed (`t` older than the retention, and some were).
-    async fn first_at_or_after(
+    pub(crate) async fn first_at_or_after(
         &self,
         ws: &str,
         t: Timestamp,
@@ -594,13 +597,19 @@ impl Engine {
     #[tracing::instrument(name = "engine.consumers", skip_all)]
     pub async fn consumers(&self, ws: &str) -> Result<(Vec<Consumer>, i64), EngineError> {
         let head = self.store.outbox_bounds(ws).await?.head;
-        let consumers = self.store.list_consumers(ws).await?;
-        Ok((consumers.into_iter().map(Consumer::from).collect(), head))
+        let mut consumers: Vec<Consumer> = Vec::new();
+        for record in self.store.list_consumers(ws).await? {
+            let mut consumer = Consumer::from(record);
+            consumer.oldest_pending = self.store.committed_after(ws, consumer.cursor).await?;
+            consumers.push(consumer);
+        }
+        consumers.extend(self.store.list_relays(ws).await?.into_iter().map(Consumer::from));
+        Ok((consumers, head))
     }
 
     #[tracing::instrument(name = "engine.delete_consumer", skip_all)]
     pub async fn delete_consumer(&self, ws: &str, consumer: &str) -> Result<(), EngineError> {
-        if !self.store.delete_consumer(ws, consumer).await? {
+        if !self.store.delete_consumer(ws, consumer).await? && !self.store.delete_relay(ws, consumer).await? {
             return Err(EngineError::NotFound {
                 what: "consumer",
                 key: consumer.to_owned(),

@@ -151,6 +151,23 @@ pub struct Config {
     /// service.name of spans and metrics.
     #[arg(long, default_value_t = Config::default().service_name)]
     pub service_name: String,
+    /// NATS server to relay every event to (JetStream), e.g.
+    /// nats://127.0.0.1:4222; several separated by commas. Unset: no relay.
+    #[arg(long)]
+    pub nats_url: Option<String>,
+    /// The JetStream stream events go to: created if absent (subjects
+    /// leadflow.>, 7 days, a 10-minute duplicate window), checked if present.
+    #[arg(long, default_value_t = Config::default().nats_stream)]
+    pub nats_stream: String,
+    /// Replicas of the stream when leadflow creates it (1 to 5; the JetStream
+    /// cluster needs as many servers).
+    #[arg(long, default_value_t = Config::default().nats_replicas)]
+    pub nats_replicas: usize,
+    /// Where a workspace's relay starts when it is first relayed: earliest
+    /// (the oldest event kept) or an RFC 3339 time (the lowest sequence
+    /// committed at or after it).
+    #[arg(long, default_value_t = Config::default().nats_start)]
+    pub nats_start: String,
 }
 
 /// The files of the server's TLS.
@@ -183,6 +200,10 @@ impl Default for Config {
             token_rate_limit: 1_000,
             otlp_endpoint: None,
             service_name: "leadflow".to_owned(),
+            nats_url: None,
+            nats_stream: "LEADFLOW".to_owned(),
+            nats_replicas: 1,
+            nats_start: "earliest".to_owned(),
         }
     }
 }
@@ -274,7 +295,61 @@ impl Config {
         if self.service_name.trim().is_empty() {
             return Err(("service_name", "an empty name".to_owned()));
         }
+        if let Some(url) = &self.nats_url {
+            let ok = !url.is_empty()
+                && url.split(',').all(|u| {
+                    let u = u.trim();
+                    ["nats://", "tls://"].iter().any(|s| u.starts_with(s)) && u.len() > 7
+                });
+            if !ok {
+                return Err((
+                    "nats_url",
+                    format!("{url:?} is not nats://HOST:PORT or tls://HOST:PORT (several separated by commas)"),
+                ));
+            }
+        }
+        let stream_ok = !self.nats_stream.is_empty()
+            && self.nats_stream.len() <= 64
+            && self
+                .nats_stream
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !stream_ok {
+            return Err((
+                "nats_stream",
+                format!("{:?}: a stream name is 1 to 64 of A-Z a-z 0-9 - _", self.nats_stream),
+            ));
+        }
+        within("nats_replicas", self.nats_replicas, 1..=5)?;
+        self.relay_start()?;
         Ok(())
+    }
+
+    /// Where a new relay starts (`nats_start`).
+    pub fn relay_start(&self) -> Result<leadflow_engine::Start, (&'static str, String)> {
+        if self.nats_start == "earliest" {
+            return Ok(leadflow_engine::Start::Earliest);
+        }
+        chrono::DateTime::parse_from_rfc3339(&self.nats_start)
+            .map(|t| {
+                leadflow_engine::Start::AtTime(leadflow_domain::Timestamp::from_micros(t.timestamp_micros()))
+            })
+            .map_err(|e| {
+                (
+                    "nats_start",
+                    format!("{:?} is not `earliest` nor an RFC 3339 time: {e}", self.nats_start),
+                )
+            })
+    }
+
+    /// The relay to JetStream, when `nats_url` is set.
+    pub fn relay(&self) -> Option<crate::relay::Settings> {
+        Some(crate::relay::Settings {
+            url: self.nats_url.clone()?,
+            stream: self.nats_stream.clone(),
+            replicas: self.nats_replicas,
+            start: self.relay_start().ok()?,
+        })
     }
 
     /// A setting's default as the help and `config show` print it; `None`

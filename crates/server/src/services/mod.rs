@@ -6,7 +6,7 @@ mod leads;
 mod owners;
 mod policies;
 mod search;
-mod triggers;
+pub(crate) mod triggers;
 
 pub use accounts::AccountApi;
 pub use analytics::AnalyticsApi;

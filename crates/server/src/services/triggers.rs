@@ -2,7 +2,7 @@
 
 use std::pin::Pin;
 
-use leadflow_engine::{AccountPayload, Consumer, Engine, Filter, Payload, Start, StreamEvent, StreamItem};
+use leadflow_engine::{AccountPayload, Consumer, ConsumerKind, Engine, Filter, Payload, Start, StreamEvent, StreamItem};
 use leadflow_proto::frame::SubscribeFrame;
 use leadflow_proto::v1 as pb;
 use tokio_stream::{Stream, StreamExt as _};
@@ -165,7 +165,8 @@ fn account_event_out(e: &StreamEvent, a: &AccountPayload) -> pb::Event {
     }
 }
 
-fn consumer_out(c: &Consumer, head: i64) -> pb::Consumer {
+fn consumer_out(c: &Consumer, head: i64, now: leadflow_domain::Timestamp) -> pb::Consumer {
+    let behind = c.oldest_pending.map_or(0, |t| (now.as_micros() - t.as_micros()).max(0));
     pb::Consumer {
         name: c.name.clone(),
         cursor: c.cursor,
@@ -173,6 +174,12 @@ fn consumer_out(c: &Consumer, head: i64) -> pb::Consumer {
         lag: (head - c.cursor).max(0),
         created_at: Some(timestamp_out(c.created_at)),
         last_seen_at: Some(timestamp_out(c.last_seen_at)),
+        kind: match c.kind {
+            ConsumerKind::Stream => pb::ConsumerKind::Stream,
+            ConsumerKind::Relay => pb::ConsumerKind::Relay,
+        }
+        .into(),
+        lag_time: Some(super::analytics::duration_out(leadflow_domain::Span::from_micros(behind))),
     }
 }
 
@@ -288,7 +295,7 @@ impl leadflow_proto::framed::trigger_service_server::TriggerService for TriggerA
             .await
             .map_err(status)?;
         Ok(Response::new(pb::AckResponse {
-            consumer: Some(consumer_out(&consumer, head)),
+            consumer: Some(consumer_out(&consumer, head, self.engine.now())),
         }))
     }
 
@@ -299,7 +306,10 @@ impl leadflow_proto::framed::trigger_service_server::TriggerService for TriggerA
         let caller = crate::auth::caller(&request)?;
         let (consumers, head) = self.engine.consumers(&caller.workspace).await.map_err(status)?;
         Ok(Response::new(pb::ListConsumersResponse {
-            consumers: consumers.iter().map(|c| consumer_out(c, head)).collect(),
+            consumers: consumers
+                .iter()
+                .map(|c| consumer_out(c, head, self.engine.now()))
+                .collect(),
         }))
     }
 

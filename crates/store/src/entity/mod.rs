@@ -21,6 +21,7 @@ pub(crate) mod merge;
 pub(crate) mod outbox;
 pub(crate) mod owner;
 pub(crate) mod policy;
+pub(crate) mod relay;
 pub(crate) mod rescore_job;
 pub(crate) mod routing_wait;
 pub(crate) mod score_checkpoint;

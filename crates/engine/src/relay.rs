@@ -1,0 +1,130 @@
+//! Relays of the outbox to other systems: the durable cursor and lease of
+//! each (workspace, relay), and the events a relay reads. What a relay
+//! sends is what `Subscribe` delivers: every event but the suppressed ones,
+//! in sequence order.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use leadflow_store::{Lease, RelayRecord};
+
+use crate::stream::{Start, StreamEvent};
+use crate::{Engine, EngineError};
+
+/// Wall-clock micros: leases are compared across replicas, whatever clock
+/// the engine's use cases run on.
+fn wall_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The events a relay reads in one go.
+#[derive(Clone, Debug, Default)]
+pub struct RelayBatch {
+    /// The events to send, in sequence order (suppressed ones left out).
+    pub events: Vec<Arc<StreamEvent>>,
+    /// The highest sequence read, sent or not: the cursor once every event
+    /// of the batch is acknowledged.
+    pub last: Option<i64>,
+}
+
+impl Engine {
+    /// Takes the lease of relay `name` of `ws` for `ttl` if no other
+    /// replica holds it, creating the relay at `start` if it is new: `None`
+    /// while another holds it. A start time older than what is kept starts
+    /// at the oldest event kept.
+    pub async fn take_relay(
+        &self,
+        ws: &str,
+        name: &str,
+        start: Start,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<RelayRecord>, EngineError> {
+        let bounds = self.store.outbox_bounds(ws).await?;
+        let first = match start {
+            Start::AtTime(t) => match self.first_at_or_after(ws, t, bounds).await {
+                Ok(first) => first,
+                Err(EngineError::OutOfRange(why)) => {
+                    tracing::warn!(workspace = %ws, relay = %name, "{why}; the relay starts at the oldest event kept");
+                    bounds.floor + 1
+                }
+                Err(e) => return Err(e),
+            },
+            Start::Latest => bounds.head + 1,
+            _ => bounds.floor + 1,
+        };
+        let now = wall_micros();
+        let lease = Lease {
+            holder,
+            now,
+            until: now.saturating_add(micros(ttl)),
+        };
+        Ok(self.store.take_relay(ws, name, first - 1, lease).await?)
+    }
+
+    /// Moves the relay's cursor to `cursor` and renews the lease for
+    /// `ttl`: false when `holder` lost the lease (then it must stop).
+    pub async fn advance_relay(
+        &self,
+        ws: &str,
+        name: &str,
+        holder: &str,
+        cursor: i64,
+        ttl: Duration,
+    ) -> Result<bool, EngineError> {
+        let now = wall_micros();
+        let lease = Lease {
+            holder,
+            now,
+            until: now.saturating_add(micros(ttl)),
+        };
+        Ok(self.store.advance_relay(ws, name, cursor, lease).await?)
+    }
+
+    /// Gives the lease up, so another replica takes the relay at once.
+    pub async fn release_relay(&self, ws: &str, name: &str, holder: &str) -> Result<(), EngineError> {
+        Ok(self.store.release_relay(ws, name, holder).await?)
+    }
+
+    /// The relays of a workspace.
+    pub async fn relays(&self, ws: &str) -> Result<Vec<RelayRecord>, EngineError> {
+        Ok(self.store.list_relays(ws).await?)
+    }
+
+    /// Up to `limit` events after `after`, the suppressed ones left out.
+    /// `OUT_OF_RANGE` when events after `after` were trimmed.
+    pub async fn relay_batch(&self, ws: &str, after: i64, limit: u64) -> Result<RelayBatch, EngineError> {
+        let records = self.store.outbox_after(ws, after, limit).await?;
+        let mut batch = RelayBatch::default();
+        let mut want = after + 1;
+        for record in records {
+            if record.seq > want {
+                return Err(EngineError::OutOfRange(format!(
+                    "events {want} to {} are no longer kept",
+                    record.seq - 1
+                )));
+            }
+            want = record.seq + 1;
+            batch.last = Some(record.seq);
+            let event = StreamEvent::decode(record)?;
+            if !event.suppressed {
+                batch.events.push(Arc::new(event));
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Resolves at the next commit with events in any workspace (in this
+    /// process or, on PostgreSQL, another replica), or never: wait on it
+    /// with a time-out. Create it before reading the table: it hears of a
+    /// commit from its creation on, polled or not.
+    pub fn next_commit(&self) -> tokio::sync::futures::Notified<'_> {
+        self.hub.committed.notified()
+    }
+}
