@@ -36,8 +36,27 @@ pub static INITDB: Need = Need::new("initdb", "LEADFLOW_REQUIRE_POSTGRES", || {
         .ok_or_else(|| "no initdb under /usr/lib/postgresql".to_owned())
 });
 
+/// `nats-server` (`$LEADFLOW_NATS_SERVER`, or on the PATH), for the relay's
+/// tests, which start servers and clusters of their own.
+pub static NATS: Need = Need::new("nats-server", "LEADFLOW_REQUIRE_NATS", || {
+    nats_server()
+        .map(|_| ())
+        .ok_or_else(|| "no nats-server on the PATH (apt-get install nats-server)".to_owned())
+});
+
 /// Everything some trial may need.
-pub const NEEDS: [&Need; 4] = [&POSTGRES, &BROWSER, &PYTHON, &INITDB];
+pub const NEEDS: [&Need; 5] = [&POSTGRES, &BROWSER, &PYTHON, &INITDB, &NATS];
+
+/// The `nats-server` to start, if there is one.
+pub fn nats_server() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("LEADFLOW_NATS_SERVER").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join("nats-server"))
+        .find(|p| p.exists())
+}
 
 fn chromium_path() -> String {
     std::env::var("LEADFLOW_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())

@@ -28,6 +28,7 @@ mod outage;
 mod overload;
 mod owners;
 mod reads;
+mod relay;
 mod replicas;
 mod rescore;
 mod routing;
@@ -65,6 +66,7 @@ fn main() -> ExitCode {
         overload::trials(),
         owners::trials(),
         reads::trials(),
+        relay::trials(),
         replicas::trials(),
         rescore::trials(),
         routing::trials(),

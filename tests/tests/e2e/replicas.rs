@@ -19,14 +19,14 @@ use leadflow_store::testing::TestDatabase;
 use tonic::transport::Channel;
 
 /// A `leadflow serve` process.
-struct Replica {
+pub(crate) struct Replica {
     child: Child,
     address: String,
-    channel: Channel,
-    _dir: tempdir::Dir,
+    pub(crate) channel: Channel,
+    pub(crate) dir: tempdir::Dir,
 }
 
-mod tempdir {
+pub(crate) mod tempdir {
     /// A scratch directory, removed on drop.
     pub(crate) struct Dir(pub(crate) std::path::PathBuf);
 
@@ -38,17 +38,17 @@ mod tempdir {
 }
 
 impl Replica {
-    async fn start(database_url: &str) -> anyhow::Result<Self> {
+    pub(crate) async fn start(database_url: &str) -> anyhow::Result<Self> {
         Self::start_with(database_url, &[]).await
     }
 
-    async fn start_with(database_url: &str, extra: &[&str]) -> anyhow::Result<Self> {
+    pub(crate) async fn start_with(database_url: &str, extra: &[&str]) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         Self::start_on(database_url, port, extra).await
     }
 
     /// On `port`: a restarted server comes back where its clients expect it.
-    async fn start_on(database_url: &str, port: u16, extra: &[&str]) -> anyhow::Result<Self> {
+    pub(crate) async fn start_on(database_url: &str, port: u16, extra: &[&str]) -> anyhow::Result<Self> {
         static STARTED: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "leadflow-replica-{port}-{}-{}",
@@ -77,7 +77,7 @@ impl Replica {
             child,
             address: format!("127.0.0.1:{port}"),
             channel: endpoint.connect_lazy(),
-            _dir: tempdir::Dir(dir),
+            dir: tempdir::Dir(dir),
         };
         for _ in 0..200 {
             if let Some(status) = replica.child.try_wait()? {
@@ -103,11 +103,11 @@ impl Replica {
         self.address.clone()
     }
 
-    fn leads(&self) -> LeadServiceClient<Channel> {
+    pub(crate) fn leads(&self) -> LeadServiceClient<Channel> {
         LeadServiceClient::new(self.channel.clone())
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill(); // SIGKILL
         let _ = self.child.wait();
     }

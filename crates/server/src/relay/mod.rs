@@ -97,7 +97,8 @@ async fn ensure_stream(js: &jetstream::Context, settings: &Settings) -> Result<(
                 .create_stream(settings.stream_config())
                 .await
                 .map(|_| tracing::info!(stream = %settings.stream, "created the JetStream stream"))
-                .map_err(|e| Unfit::Refused(format!("cannot create stream {}: {e}", settings.stream)));
+                // A cluster still electing its leader says so too: tried again.
+                .map_err(|e| Unfit::Unreachable(format!("cannot create stream {}: {e}", settings.stream)));
         }
         Err(e) => return Err(Unfit::Unreachable(e.to_string())),
     };
@@ -126,7 +127,7 @@ async fn ensure_stream(js: &jetstream::Context, settings: &Settings) -> Result<(
 enum Unfit {
     /// NATS or JetStream cannot be reached now: tried again.
     Unreachable(String),
-    /// The stream is there and wrong, or cannot be created: a setting to fix.
+    /// The stream is there and unfit: a setting to fix.
     Refused(String),
 }
 
