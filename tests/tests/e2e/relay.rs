@@ -127,7 +127,7 @@ impl Nats {
             .collect();
         let mut last = String::new();
         for _ in 0..150 {
-            match async_nats::connect(urls.join(",")).await {
+            match async_nats::connect(urls.as_slice()).await {
                 Ok(client) => {
                     let js = jetstream::new(client);
                     // JetStream answers: the stream, or that there is none.

@@ -138,7 +138,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<jetstream::Context> 
     let client = async_nats::ConnectOptions::new()
         .name("leadflow relay")
         .retry_on_initial_connect()
-        .connect(settings.url.as_str())
+        .connect(settings.url.split(',').map(str::trim).collect::<Vec<_>>())
         .await
         .context("nats_url: not a NATS server address")?;
     let mut js = jetstream::new(client);
