@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 
-use super::{Config, DatabaseUrl, variables};
+use super::{Config, DatabaseUrl, Secret, variables};
 
 /// Where a setting's value came from, for error messages and
 /// `leadflow config show`.
@@ -313,6 +313,7 @@ impl Resolved {
     pub fn show(&self) -> String {
         let shown = Config {
             database_url: DatabaseUrl::new(self.config.database_url.to_string()),
+            nats_url: self.config.nats_url.as_ref().map(|u| Secret::new(u.to_string())),
             ..self.config.clone()
         };
         let values = match Value::serialize(&shown) {

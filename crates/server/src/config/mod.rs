@@ -154,7 +154,7 @@ pub struct Config {
     /// NATS server to relay every event to (JetStream), e.g.
     /// nats://127.0.0.1:4222; several separated by commas. Unset: no relay.
     #[arg(long)]
-    pub nats_url: Option<String>,
+    pub nats_url: Option<Secret>,
     /// The JetStream stream events go to: created if absent (subjects
     /// leadflow.>, 7 days, a 10-minute duplicate window), checked if present.
     #[arg(long, default_value_t = Config::default().nats_stream)]
@@ -295,7 +295,7 @@ impl Config {
         if self.service_name.trim().is_empty() {
             return Err(("service_name", "an empty name".to_owned()));
         }
-        if let Some(url) = &self.nats_url {
+        if let Some(url) = self.nats_url.as_ref().map(Secret::expose) {
             let ok = !url.is_empty()
                 && url.split(',').all(|u| {
                     let u = u.trim();
@@ -304,7 +304,10 @@ impl Config {
             if !ok {
                 return Err((
                     "nats_url",
-                    format!("{url:?} is not nats://HOST:PORT or tls://HOST:PORT (several separated by commas)"),
+                    format!(
+                        "{:?} is not nats://HOST:PORT or tls://HOST:PORT (several separated by commas)",
+                        leadflow_store::redact(url)
+                    ),
                 ));
             }
         }
@@ -345,7 +348,7 @@ impl Config {
     /// The relay to JetStream, when `nats_url` is set.
     pub fn relay(&self) -> Option<crate::relay::Settings> {
         Some(crate::relay::Settings {
-            url: self.nats_url.clone()?,
+            url: self.nats_url.as_ref()?.expose().to_owned(),
             stream: self.nats_stream.clone(),
             replicas: self.nats_replicas,
             start: self.relay_start().ok()?,

@@ -119,6 +119,18 @@ fn bad_values_name_their_source() {
             "otlp_endpoint = \"collector:4317\"\n",
             "bad otlp_endpoint from leadflow.toml line 1: \"collector:4317\" is not an http:// or https:// URL",
         ),
+        (
+            "nats_url = \"nats://relay:secret@nats:4222,127.0.0.1:4223\"\n",
+            "bad nats_url from leadflow.toml line 1: \"nats://relay:***@nats:4222,127.0.0.1:4223\" is not nats://HOST:PORT or tls://HOST:PORT (several separated by commas)",
+        ),
+        (
+            "nats_stream = \"leadflow.events\"\n",
+            "bad nats_stream from leadflow.toml line 1: \"leadflow.events\": a stream name is 1 to 64 of A-Z a-z 0-9 - _",
+        ),
+        (
+            "nats_replicas = 0\n",
+            "bad nats_replicas from leadflow.toml line 1: 0 is not from 1 to 5",
+        ),
     ] {
         let mut layers = Layers::default();
         let error = layers
