@@ -35,8 +35,8 @@ mod model;
 mod owners;
 mod persist;
 mod policies;
-mod relay;
 mod reads;
+mod relay;
 mod rescore;
 mod search;
 mod stream;
@@ -87,8 +87,8 @@ pub use search::{
 pub use stream::{CHECKPOINT_EVERY, Filter, Payload, Start, StreamEvent, StreamItem, Subscription};
 pub use tasks::Tasks;
 pub use views::{
-    Consumer, ConsumerKind, EngagementView, Gauges, LeadView, LevelChangeView, Outcome, PolicyActivation, PolicyVersion,
-    RescoreJob, RescoreStatus, Token, TransitionView, Workspace,
+    Consumer, ConsumerKind, EngagementView, Gauges, LeadView, LevelChangeView, Outcome, PolicyActivation,
+    PolicyVersion, RescoreJob, RescoreStatus, Token, TransitionView, Workspace,
 };
 
 /// The workspace every row lives in until tokens bind callers to others.

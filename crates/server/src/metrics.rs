@@ -250,7 +250,10 @@ fn observe(meter: &Meter, engine: &Engine, sampled: &Arc<Mutex<Gauges>>) {
                 let head = heads.get(ws.as_str()).copied().unwrap_or(*cursor);
                 o.observe(
                     (head - cursor).max(0),
-                    &[KeyValue::new("workspace", ws.clone()), KeyValue::new("relay", name.clone())],
+                    &[
+                        KeyValue::new("workspace", ws.clone()),
+                        KeyValue::new("relay", name.clone()),
+                    ],
                 );
             }
         })
@@ -265,7 +268,10 @@ fn observe(meter: &Meter, engine: &Engine, sampled: &Arc<Mutex<Gauges>>) {
                 let seconds = *behind as f64 / 1e6;
                 o.observe(
                     seconds,
-                    &[KeyValue::new("workspace", ws.clone()), KeyValue::new("relay", name.clone())],
+                    &[
+                        KeyValue::new("workspace", ws.clone()),
+                        KeyValue::new("relay", name.clone()),
+                    ],
                 );
             }
         })

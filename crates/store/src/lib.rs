@@ -38,8 +38,8 @@ mod evidence;
 mod gauges;
 mod queries;
 mod reads;
-mod relay;
 mod records;
+mod relay;
 mod rescore;
 mod search;
 mod state;
@@ -62,11 +62,11 @@ pub use error::StoreError;
 pub use evidence::EvidenceCursor;
 pub use gauges::Gauges;
 pub use reads::{BatchSurvey, LeadName};
-pub use relay::{Lease, RelayRecord};
 pub use records::{
     EngagementCursor, LeadRecord, LeadWrite, NewEngagement, NewOutboxEvent, NewPolicy, OutboxRecord,
     PolicyRecord, StoredEngagement, StoredLevelChange, StoredResult, StoredTimer, StoredTransition, Subject,
 };
+pub use relay::{Lease, RelayRecord};
 pub use rescore::{RESCORE_DONE, RESCORE_FAILED, RESCORE_RUNNING, RESCORE_SUPERSEDED, RescoreJobRecord};
 pub use search::{Found, KeyRange, LeadSearch, ScoreColumn, SearchCursor, SearchOrder};
 pub use stream::{Claim, ConsumerRecord, OUTBOX_CHANNEL, OutboxBounds, RETENTION};

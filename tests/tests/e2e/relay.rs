@@ -133,7 +133,9 @@ impl Nats {
                     // JetStream answers: the stream, or that there is none.
                     match js.get_stream(STREAM).await {
                         Ok(_) => return Ok(js),
-                        Err(e) if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(_)) => {
+                        Err(e)
+                            if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(_)) =>
+                        {
                             return Ok(js);
                         }
                         Err(e) => last = e.to_string(),
@@ -307,9 +309,16 @@ async fn make_leads(leads: &mut LeadServiceClient<Channel>, prefix: &str, n: usi
 fn same_events(relayed: &[Relayed], delivered: &[pb::Event]) -> anyhow::Result<()> {
     let mut ids = HashSet::new();
     for m in relayed {
-        anyhow::ensure!(ids.insert(m.msg_id.clone()), "{} is in the stream twice", m.msg_id);
+        anyhow::ensure!(
+            ids.insert(m.msg_id.clone()),
+            "{} is in the stream twice",
+            m.msg_id
+        );
         anyhow::ensure!(m.msg_id == m.event.event_id, "Nats-Msg-Id is not the event id");
-        anyhow::ensure!(m.sequence == m.event.sequence, "Leadflow-Sequence is not the event's");
+        anyhow::ensure!(
+            m.sequence == m.event.sequence,
+            "Leadflow-Sequence is not the event's"
+        );
     }
     let wanted: HashSet<String> = delivered.iter().map(|e| e.event_id.clone()).collect();
     anyhow::ensure!(
@@ -353,7 +362,6 @@ async fn events_reach_jetstream_as_the_stream_delivers_them(db: Db) -> anyhow::R
     leads
         .erase_lead(pb::EraseLeadRequest {
             lead: by_id(&erased.id),
-            ..Default::default()
         })
         .await?;
     let relay = caught_up(&replica.channel, Duration::from_secs(30)).await?;
@@ -367,8 +375,14 @@ async fn events_reach_jetstream_as_the_stream_delivers_them(db: Db) -> anyhow::R
     let ws = leadflow_server::DEFAULT_WORKSPACE;
     for m in &relayed {
         assert_eq!(Some(&&m.event), by_id.get(m.event.event_id.as_str()));
-        assert_eq!(m.headers.get("Content-Type").map(String::as_str), Some("application/protobuf"));
-        assert_eq!(m.headers.get("Leadflow-Schema").map(String::as_str), Some("leadflow.v1.Event"));
+        assert_eq!(
+            m.headers.get("Content-Type").map(String::as_str),
+            Some("application/protobuf")
+        );
+        assert_eq!(
+            m.headers.get("Leadflow-Schema").map(String::as_str),
+            Some("leadflow.v1.Event")
+        );
         assert_eq!(m.headers.get("Leadflow-Workspace").map(String::as_str), Some(ws));
         assert!(!m.event.traceparent.is_empty());
         assert_eq!(m.headers.get("traceparent"), Some(&m.event.traceparent));
@@ -376,7 +390,9 @@ async fn events_reach_jetstream_as_the_stream_delivers_them(db: Db) -> anyhow::R
         let expected = match (kind, &m.event.payload) {
             (pb::EventKind::Transition, Some(pb::event::Payload::Transition(t))) => format!(
                 "leadflow.{ws}.transition.{}",
-                pb::Stage::try_from(t.to_stage)?.as_str_name().trim_start_matches("STAGE_")
+                pb::Stage::try_from(t.to_stage)?
+                    .as_str_name()
+                    .trim_start_matches("STAGE_")
             ),
             (pb::EventKind::Trigger, Some(pb::event::Payload::Trigger(t))) => {
                 format!("leadflow.{ws}.trigger.{}", t.workflow_id.replace('.', "%2E"))
@@ -388,12 +404,18 @@ async fn events_reach_jetstream_as_the_stream_delivers_them(db: Db) -> anyhow::R
                     .trim_start_matches("ACCOUNT_STAGE_")
             ),
             (pb::EventKind::AccountTrigger, Some(pb::event::Payload::AccountTrigger(t))) => {
-                format!("leadflow.{ws}.account_trigger.{}", t.workflow_id.replace('.', "%2E"))
+                format!(
+                    "leadflow.{ws}.account_trigger.{}",
+                    t.workflow_id.replace('.', "%2E")
+                )
             }
             (pb::EventKind::SlaBreached, _) => anyhow::bail!("no SLA is due in this test"),
             (other, _) => format!(
                 "leadflow.{ws}.{}._",
-                other.as_str_name().trim_start_matches("EVENT_KIND_").to_ascii_lowercase()
+                other
+                    .as_str_name()
+                    .trim_start_matches("EVENT_KIND_")
+                    .to_ascii_lowercase()
             ),
         };
         assert_eq!(m.subject, expected);
@@ -415,7 +437,10 @@ async fn events_reach_jetstream_as_the_stream_delivers_them(db: Db) -> anyhow::R
     let after = stream_messages(&js).await?;
     assert_eq!(after.len(), relayed.len(), "a re-publish was not de-duplicated");
     let log = std::fs::read_to_string(replica.dir.0.join("serve.log"))?;
-    assert!(log.contains("another replica took the relay over"), "the relay did not start over");
+    assert!(
+        log.contains("another replica took the relay over"),
+        "the relay did not start over"
+    );
     Ok(())
 }
 
@@ -434,7 +459,10 @@ async fn a_jetstream_outage_loses_nothing_and_writes_go_on(db: Db) -> anyhow::Re
     let behind = relay_consumer(&replica.channel)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no relay"))?;
-    assert!(behind.lag > 0, "nothing waits while JetStream is down: {behind:?}");
+    assert!(
+        behind.lag > 0,
+        "nothing waits while JetStream is down: {behind:?}"
+    );
     assert!(behind.lag_time.is_some_and(|d| d.seconds >= 1), "{behind:?}");
     // …and relayed once it is back.
     nats.restart(0)?;
@@ -483,12 +511,19 @@ async fn a_nats_node_and_the_relaying_replica_killed_under_load_lose_nothing() -
         anyhow::ensure!(tokio::time::Instant::now() < deadline, "no replica relays");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (killed, survivor) = if relays_here(&a) { (&mut a, &b) } else { (&mut b, &a) };
+    let (killed, survivor) = if relays_here(&a) {
+        (&mut a, &b)
+    } else {
+        (&mut b, &a)
+    };
     killed.kill();
     let killed_at = tokio::time::Instant::now();
     // The survivor takes the relay over within seconds.
     while !relays_here(survivor) {
-        anyhow::ensure!(killed_at.elapsed() < Duration::from_secs(20), "the relay was not taken over");
+        anyhow::ensure!(
+            killed_at.elapsed() < Duration::from_secs(20),
+            "the relay was not taken over"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -501,7 +536,11 @@ async fn a_nats_node_and_the_relaying_replica_killed_under_load_lose_nothing() -
     let js = nats.jetstream().await?;
     let relayed = stream_messages(&js).await?;
     let delivered = delivered(&survivor_channel).await?;
-    anyhow::ensure!(delivered.len() > 100, "too little load: {} events", delivered.len());
+    anyhow::ensure!(
+        delivered.len() > 100,
+        "too little load: {} events",
+        delivered.len()
+    );
     same_events(&relayed, &delivered)?;
     let info = js.get_stream(STREAM).await?.info().await?.config.num_replicas;
     assert_eq!(info, 3);
@@ -525,13 +564,28 @@ async fn a_stream_unfit_for_the_relay_stops_the_server() -> anyhow::Result<()> {
     assert!(e.to_string().contains("exited"), "{e}");
     // A bad name and a bad address are refused before anything starts.
     for (args, says) in [
-        (vec!["--nats-url", &nats.url(), "--nats-stream", "a.b"], "nats_stream"),
+        (
+            vec!["--nats-url", &nats.url(), "--nats-stream", "a.b"],
+            "nats_stream",
+        ),
         (vec!["--nats-url", "127.0.0.1:4222"], "nats_url"),
-        (vec!["--nats-url", &nats.url(), "--nats-replicas", "7"], "nats_replicas"),
-        (vec!["--nats-url", &nats.url(), "--nats-start", "yesterday"], "nats_start"),
+        (
+            vec!["--nats-url", &nats.url(), "--nats-replicas", "7"],
+            "nats_replicas",
+        ),
+        (
+            vec!["--nats-url", &nats.url(), "--nats-start", "yesterday"],
+            "nats_start",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_leadflow-e2e-server"))
-            .args(["serve", "--database-url", &database.url, "--listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--database-url",
+                &database.url,
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .args(args)
             .output()?;
         assert!(!out.status.success());

@@ -320,7 +320,10 @@ impl Config {
         if !stream_ok {
             return Err((
                 "nats_stream",
-                format!("{:?}: a stream name is 1 to 64 of A-Z a-z 0-9 - _", self.nats_stream),
+                format!(
+                    "{:?}: a stream name is 1 to 64 of A-Z a-z 0-9 - _",
+                    self.nats_stream
+                ),
             ));
         }
         within("nats_replicas", self.nats_replicas, 1..=5)?;
@@ -340,7 +343,10 @@ impl Config {
             .map_err(|e| {
                 (
                     "nats_start",
-                    format!("{:?} is not `earliest` nor an RFC 3339 time: {e}", self.nats_start),
+                    format!(
+                        "{:?} is not `earliest` nor an RFC 3339 time: {e}",
+                        self.nats_start
+                    ),
                 )
             })
     }

@@ -88,7 +88,11 @@ impl Settings {
 /// [`DUPLICATE_WINDOW`].
 async fn ensure_stream(js: &jetstream::Context, settings: &Settings) -> Result<(), Unfit> {
     let info = match js.get_stream(&settings.stream).await {
-        Ok(mut s) => s.info().await.map_err(|e| Unfit::Unreachable(e.to_string()))?.clone(),
+        Ok(mut s) => s
+            .info()
+            .await
+            .map_err(|e| Unfit::Unreachable(e.to_string()))?
+            .clone(),
         Err(e)
             if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
                 if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
@@ -102,11 +106,7 @@ async fn ensure_stream(js: &jetstream::Context, settings: &Settings) -> Result<(
         }
         Err(e) => return Err(Unfit::Unreachable(e.to_string())),
     };
-    let covers = info
-        .config
-        .subjects
-        .iter()
-        .any(|s| s == SUBJECTS || s == ">");
+    let covers = info.config.subjects.iter().any(|s| s == SUBJECTS || s == ">");
     if !covers {
         return Err(Unfit::Refused(format!(
             "stream {} takes the subjects {:?}, not {SUBJECTS}",
@@ -186,7 +186,10 @@ pub async fn run(engine: Engine, js: jetstream::Context, settings: Settings, sto
                     if relaying.contains(&ws) {
                         continue;
                     }
-                    match engine.take_relay(&ws, &name, settings.start, &holder, LEASE).await {
+                    match engine
+                        .take_relay(&ws, &name, settings.start, &holder, LEASE)
+                        .await
+                    {
                         Ok(Some(record)) => {
                             tracing::info!(workspace = %ws, relay = %name, cursor = record.cursor, "relaying");
                             relaying.insert(ws.clone());
@@ -202,7 +205,9 @@ pub async fn run(engine: Engine, js: jetstream::Context, settings: Settings, sto
                             workers.spawn(worker.run());
                         }
                         Ok(None) => {}
-                        Err(e) => tracing::warn!(workspace = %ws, error = %e, "cannot take the relay's lease"),
+                        Err(e) => {
+                            tracing::warn!(workspace = %ws, error = %e, "cannot take the relay's lease")
+                        }
                     }
                 }
             }
@@ -277,7 +282,11 @@ impl Worker {
         let stop = self.relay().await;
         match stop {
             Stop::Stopping => {
-                if let Err(e) = self.engine.release_relay(&self.ws, &self.name, &self.holder).await {
+                if let Err(e) = self
+                    .engine
+                    .release_relay(&self.ws, &self.name, &self.holder)
+                    .await
+                {
                     tracing::warn!(workspace = %self.ws, error = %e, "could not give the relay's lease up");
                 }
             }
@@ -395,7 +404,13 @@ impl Worker {
         loop {
             while flight.len() < IN_FLIGHT {
                 let Some(i) = ready.pop_front() else { break };
-                flight.spawn(send(self.js.clone(), self.ws.clone(), Arc::clone(&events[i]), i, Duration::ZERO));
+                flight.spawn(send(
+                    self.js.clone(),
+                    self.ws.clone(),
+                    Arc::clone(&events[i]),
+                    i,
+                    Duration::ZERO,
+                ));
             }
             if prefix == events.len() {
                 return None;

@@ -40,7 +40,7 @@ pub fn escape(token: &str) -> String {
     }
     if out.is_empty() {
         // An empty token would make an invalid subject; ids are never empty.
-        out.push_str("%");
+        out.push('%');
     }
     out
 }

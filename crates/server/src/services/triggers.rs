@@ -2,7 +2,9 @@
 
 use std::pin::Pin;
 
-use leadflow_engine::{AccountPayload, Consumer, ConsumerKind, Engine, Filter, Payload, Start, StreamEvent, StreamItem};
+use leadflow_engine::{
+    AccountPayload, Consumer, ConsumerKind, Engine, Filter, Payload, Start, StreamEvent, StreamItem,
+};
 use leadflow_proto::frame::SubscribeFrame;
 use leadflow_proto::v1 as pb;
 use tokio_stream::{Stream, StreamExt as _};
@@ -166,7 +168,9 @@ fn account_event_out(e: &StreamEvent, a: &AccountPayload) -> pb::Event {
 }
 
 fn consumer_out(c: &Consumer, head: i64, now: leadflow_domain::Timestamp) -> pb::Consumer {
-    let behind = c.oldest_pending.map_or(0, |t| (now.as_micros() - t.as_micros()).max(0));
+    let behind = c
+        .oldest_pending
+        .map_or(0, |t| (now.as_micros() - t.as_micros()).max(0));
     pb::Consumer {
         name: c.name.clone(),
         cursor: c.cursor,
@@ -179,7 +183,9 @@ fn consumer_out(c: &Consumer, head: i64, now: leadflow_domain::Timestamp) -> pb:
             ConsumerKind::Relay => pb::ConsumerKind::Relay,
         }
         .into(),
-        lag_time: Some(super::analytics::duration_out(leadflow_domain::Span::from_micros(behind))),
+        lag_time: Some(super::analytics::duration_out(
+            leadflow_domain::Span::from_micros(behind),
+        )),
     }
 }
 
