@@ -101,23 +101,11 @@ impl Engine {
     /// `OUT_OF_RANGE` when events after `after` were trimmed.
     pub async fn relay_batch(&self, ws: &str, after: i64, limit: u64) -> Result<RelayBatch, EngineError> {
         let records = self.store.outbox_after(ws, after, limit).await?;
-        let mut batch = RelayBatch::default();
-        let mut want = after + 1;
-        for record in records {
-            if record.seq > want {
-                return Err(EngineError::OutOfRange(format!(
-                    "events {want} to {} are no longer kept",
-                    record.seq - 1
-                )));
-            }
-            want = record.seq + 1;
-            batch.last = Some(record.seq);
-            let event = StreamEvent::decode(record)?;
-            if !event.suppressed {
-                batch.events.push(Arc::new(event));
-            }
-        }
-        Ok(batch)
+        let events = crate::stream::decode_after(after, records)?;
+        Ok(RelayBatch {
+            last: events.last().map(|e| e.seq),
+            events: events.into_iter().filter(|e| !e.suppressed).collect(),
+        })
     }
 
     /// Resolves at the next commit with events in any workspace (in this

@@ -61,7 +61,7 @@ pub struct StreamEvent {
 }
 
 impl StreamEvent {
-    pub(crate) fn decode(record: OutboxRecord) -> Result<Self, EngineError> {
+    fn decode(record: OutboxRecord) -> Result<Self, EngineError> {
         let undecodable = |e: serde_json::Error| {
             EngineError::Internal(format!("outbox event {} does not decode: {e}", record.seq))
         };
@@ -85,6 +85,28 @@ impl StreamEvent {
             wire: OnceLock::new(),
         })
     }
+}
+
+/// Outbox records read after sequence `after`, decoded: `OUT_OF_RANGE` when
+/// they skip a sequence (sequences have no holes: those were trimmed under
+/// the reader).
+pub(crate) fn decode_after(
+    after: i64,
+    records: Vec<OutboxRecord>,
+) -> Result<Vec<Arc<StreamEvent>>, EngineError> {
+    let mut events = Vec::with_capacity(records.len());
+    let mut want = after + 1;
+    for record in records {
+        if record.seq > want {
+            return Err(EngineError::OutOfRange(format!(
+                "events {want} to {} are no longer kept",
+                record.seq - 1
+            )));
+        }
+        want = record.seq + 1;
+        events.push(Arc::new(StreamEvent::decode(record)?));
+    }
+    Ok(events)
 }
 
 /// Whose event it is, and what it says.

@@ -96,19 +96,7 @@ impl Run {
             .outbox_after(&self.ws, self.next - 1, BATCH)
             .await?;
         let done = (batch.len() as u64) < BATCH;
-        let mut events = Vec::with_capacity(batch.len());
-        let mut want = self.next;
-        for record in batch {
-            if record.seq > want {
-                // Sequences have no holes: these were trimmed under us.
-                return Err(EngineError::OutOfRange(format!(
-                    "events {want} to {} are no longer kept",
-                    record.seq - 1
-                )));
-            }
-            want = record.seq + 1;
-            events.push(Arc::new(StreamEvent::decode(record)?));
-        }
+        let events = super::decode_after(self.next - 1, batch)?;
         for event in self.tail.remember(events) {
             if !self.deliver(event).await {
                 return Ok(None);
