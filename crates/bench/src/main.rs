@@ -23,6 +23,7 @@ mod load;
 mod long_lead;
 mod merge;
 mod rawdb;
+mod relay;
 mod report;
 mod scale;
 mod search;
@@ -74,6 +75,10 @@ enum Scenario {
     /// PostgreSQL: the single calls' p99 against their idle p99, and that
     /// none fails. Exits non-zero when one fails or the p99 grows over 5 ×.
     Import(import::Args),
+    /// The JetStream relay: a backlog drained (events/s) and commit to a
+    /// JetStream subscriber under a steady load, beside a raw async-nats
+    /// publish loop to the same nats-server (started by the run).
+    Relay(relay::Args),
     /// The server's instructions per engagement under a fixed workload,
     /// counted by `valgrind --tool=callgrind`.
     Instructions(instructions::Args),
@@ -130,6 +135,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Scale(args) => scale::run(args).await,
             Scenario::Import(args) => import::run(args).await,
             Scenario::Instructions(args) => instructions::run(args).await,
+            Scenario::Relay(args) => relay::run(args).await,
             Scenario::Handoffs { seconds } => rawdb::handoffs(seconds).await,
             Scenario::EchoServer { listen } => echo::serve(listen).await,
             Scenario::Load {

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use leadflow_store::{Lease, RelayRecord};
 
 use crate::stream::{Start, StreamEvent};
+
 use crate::{Engine, EngineError};
 
 /// Wall-clock micros: leases are compared across replicas, whatever clock
@@ -34,47 +35,56 @@ pub struct RelayBatch {
 }
 
 impl Engine {
-    /// Takes the lease of relay `name` of `ws` for `ttl` if no other
-    /// replica holds it, creating the relay at `start` if it is new: `None`
-    /// while another holds it. A start time older than what is kept starts
-    /// at the oldest event kept.
-    pub async fn take_relay(
+    /// Creates relay `name` in every workspace that has none, at `start`:
+    /// a start time older than what is kept starts at the oldest event kept.
+    pub async fn create_missing_relays(&self, name: &str, start: Start) -> Result<(), EngineError> {
+        for ws in self.store.workspaces_without_relay(name).await? {
+            let bounds = self.store.outbox_bounds(&ws).await?;
+            let first = match start {
+                Start::AtTime(t) => match self.first_at_or_after(&ws, t, bounds).await {
+                    Ok(first) => first,
+                    Err(EngineError::OutOfRange(why)) => {
+                        tracing::warn!(workspace = %ws, relay = %name, "{why}; the relay starts at the oldest event kept");
+                        bounds.floor + 1
+                    }
+                    Err(e) => return Err(e),
+                },
+                Start::Latest => bounds.head + 1,
+                _ => bounds.floor + 1,
+            };
+            self.store
+                .create_relay(&ws, name, first - 1, wall_micros())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Renews, for `ttl`, the leases of relay `name` that `holder` holds
+    /// and takes the free ones, in every workspace: the relays `holder`
+    /// holds now.
+    pub async fn hold_relays(
         &self,
-        ws: &str,
         name: &str,
-        start: Start,
         holder: &str,
         ttl: Duration,
-    ) -> Result<Option<RelayRecord>, EngineError> {
-        let bounds = self.store.outbox_bounds(ws).await?;
-        let first = match start {
-            Start::AtTime(t) => match self.first_at_or_after(ws, t, bounds).await {
-                Ok(first) => first,
-                Err(EngineError::OutOfRange(why)) => {
-                    tracing::warn!(workspace = %ws, relay = %name, "{why}; the relay starts at the oldest event kept");
-                    bounds.floor + 1
-                }
-                Err(e) => return Err(e),
-            },
-            Start::Latest => bounds.head + 1,
-            _ => bounds.floor + 1,
-        };
+    ) -> Result<Vec<RelayRecord>, EngineError> {
         let now = wall_micros();
         let lease = Lease {
             holder,
             now,
             until: now.saturating_add(micros(ttl)),
         };
-        Ok(self.store.take_relay(ws, name, first - 1, lease).await?)
+        Ok(self.store.hold_relays(name, lease).await?)
     }
 
     /// Moves the relay's cursor to `cursor` and renews the lease for
-    /// `ttl`: false when `holder` lost the lease (then it must stop).
+    /// `ttl`: false when `holder` lost the lease or the relay of `epoch`
+    /// (its creation instant, micros) was deleted (then it must stop).
     pub async fn advance_relay(
         &self,
         ws: &str,
         name: &str,
-        holder: &str,
+        (holder, epoch): (&str, i64),
         cursor: i64,
         ttl: Duration,
     ) -> Result<bool, EngineError> {
@@ -84,7 +94,12 @@ impl Engine {
             now,
             until: now.saturating_add(micros(ttl)),
         };
-        Ok(self.store.advance_relay(ws, name, cursor, lease).await?)
+        Ok(self.store.advance_relay(ws, name, epoch, cursor, lease).await?)
+    }
+
+    /// The highest trimmed sequence of `ws`: events after it are kept.
+    pub async fn outbox_floor(&self, ws: &str) -> Result<i64, EngineError> {
+        Ok(self.store.outbox_bounds(ws).await?.floor)
     }
 
     /// Gives the lease up, so another replica takes the relay at once.
@@ -108,11 +123,10 @@ impl Engine {
         })
     }
 
-    /// Resolves at the next commit with events in any workspace (in this
-    /// process or, on PostgreSQL, another replica), or never: wait on it
-    /// with a time-out. Create it before reading the table: it hears of a
-    /// commit from its creation on, polled or not.
-    pub fn next_commit(&self) -> tokio::sync::futures::Notified<'_> {
-        self.hub.committed.notified()
+    /// Notified at every commit with events in `ws`, in this process or,
+    /// on PostgreSQL, another replica. Take its `notified()` before reading
+    /// the table: it hears of a commit from its creation on, polled or not.
+    pub fn commits(&self, ws: &str) -> Arc<tokio::sync::Notify> {
+        self.hub.commits(ws)
     }
 }

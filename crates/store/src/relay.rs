@@ -18,6 +18,7 @@ use crate::error::StoreError;
 /// A relay's durable state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RelayRecord {
+    pub workspace: String,
     pub name: String,
     /// Every event up to this sequence has been relayed.
     pub cursor: i64,
@@ -42,6 +43,7 @@ pub struct Lease<'a> {
 
 fn record(row: relay::Model, oldest_pending: Option<i64>) -> RelayRecord {
     RelayRecord {
+        workspace: row.workspace_id,
         name: row.name,
         cursor: row.cursor,
         holder: row.holder,
@@ -55,33 +57,48 @@ fn record(row: relay::Model, oldest_pending: Option<i64>) -> RelayRecord {
 const RETURNING: &str = "RETURNING workspace_id, name, cursor, holder, lease_until, created_at, moved_at";
 
 impl Store {
-    /// Takes the lease of relay `name` of `ws` if it is free, run out or
-    /// already ours, creating the relay at `cursor` if it is new (an
-    /// existing relay keeps its cursor). `None` while another holds it.
-    pub async fn take_relay(
-        &self,
-        ws: &str,
-        name: &str,
-        cursor: i64,
-        lease: Lease<'_>,
-    ) -> Result<Option<RelayRecord>, StoreError> {
-        let db = self.writer();
-        db.execute_raw(self.sql(
-            "INSERT INTO relays (workspace_id, name, cursor, holder, lease_until, created_at, moved_at) \
-             VALUES ($1, $2, $3, '', 0, $4, $4) ON CONFLICT (workspace_id, name) DO NOTHING",
-            vec![ws.into(), name.into(), cursor.into(), lease.now.into()],
-        ))
-        .await
-        .map_err(|e| self.on_writer(e))?;
-        let row = db
-            .query_one_raw(self.sql(
+    /// The workspaces without a relay called `name` yet.
+    pub async fn workspaces_without_relay(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .reader()
+            .query_all_raw(self.sql(
+                "SELECT w.id FROM workspaces w WHERE NOT EXISTS \
+                 (SELECT 1 FROM relays r WHERE r.workspace_id = w.id AND r.name = $1) ORDER BY w.id",
+                vec![name.into()],
+            ))
+            .await
+            .map_err(|e| self.on_reader(e))?;
+        rows.iter()
+            .map(|row| row.try_get::<String>("", "id").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Creates relay `name` of `ws` at `cursor`, unless it exists.
+    pub async fn create_relay(&self, ws: &str, name: &str, cursor: i64, now: i64) -> Result<(), StoreError> {
+        self.writer()
+            .execute_raw(self.sql(
+                "INSERT INTO relays (workspace_id, name, cursor, holder, lease_until, created_at, moved_at) \
+                 VALUES ($1, $2, $3, '', 0, $4, $4) ON CONFLICT (workspace_id, name) DO NOTHING",
+                vec![ws.into(), name.into(), cursor.into(), now.into()],
+            ))
+            .await
+            .map_err(|e| self.on_writer(e))?;
+        Ok(())
+    }
+
+    /// In one statement, for every workspace: renews the leases of relay
+    /// `name` that `lease.holder` holds, and takes those nobody holds or
+    /// whose lease ran out. Returns every relay the holder holds now: one
+    /// it held and is not among them was taken over by another.
+    pub async fn hold_relays(&self, name: &str, lease: Lease<'_>) -> Result<Vec<RelayRecord>, StoreError> {
+        let rows = self
+            .writer()
+            .query_all_raw(self.sql(
                 &format!(
-                    "UPDATE relays SET holder = $3, lease_until = $4 \
-                     WHERE workspace_id = $1 AND name = $2 AND (holder = $3 OR holder = '' OR lease_until < $5) \
-                     {RETURNING}"
+                    "UPDATE relays SET holder = $2, lease_until = $3 \
+                     WHERE name = $1 AND (holder = $2 OR holder = '' OR lease_until < $4) {RETURNING}"
                 ),
                 vec![
-                    ws.into(),
                     name.into(),
                     lease.holder.into(),
                     lease.until.into(),
@@ -90,19 +107,22 @@ impl Store {
             ))
             .await
             .map_err(|e| self.on_writer(e))?;
-        row.map(|row| {
-            let row = <relay::Model as sea_orm::FromQueryResult>::from_query_result(&row, "")?;
-            Ok(record(row, None))
-        })
-        .transpose()
+        rows.iter()
+            .map(|row| {
+                let row = <relay::Model as sea_orm::FromQueryResult>::from_query_result(row, "")?;
+                Ok(record(row, None))
+            })
+            .collect()
     }
 
     /// Moves the cursor forward to `cursor` (never back) and renews the
-    /// lease, if `holder` still holds it: false when it does not.
+    /// lease, if `holder` still holds the relay created at `epoch`: false
+    /// when it does not (taken over, or deleted and made again).
     pub async fn advance_relay(
         &self,
         ws: &str,
         name: &str,
+        epoch: i64,
         cursor: i64,
         lease: Lease<'_>,
     ) -> Result<bool, StoreError> {
@@ -111,7 +131,7 @@ impl Store {
             .execute_raw(self.sql(
                 "UPDATE relays SET cursor = CASE WHEN cursor < $4 THEN $4 ELSE cursor END, \
                  moved_at = CASE WHEN cursor < $4 THEN $5 ELSE moved_at END, lease_until = $6 \
-                 WHERE workspace_id = $1 AND name = $2 AND holder = $3",
+                 WHERE workspace_id = $1 AND name = $2 AND holder = $3 AND created_at = $7",
                 vec![
                     ws.into(),
                     name.into(),
@@ -119,6 +139,7 @@ impl Store {
                     cursor.into(),
                     lease.now.into(),
                     lease.until.into(),
+                    epoch.into(),
                 ],
             ))
             .await

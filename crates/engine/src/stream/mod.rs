@@ -253,8 +253,8 @@ pub(crate) struct Hub {
     announcer_started: AtomicBool,
     /// Consumer claims waiting to be written together.
     claims: Arc<claims::Claims>,
-    /// Woken at every commit with events, in any workspace: relays wait on it.
-    pub(crate) committed: Notify,
+    /// Per workspace, woken at every commit with events: relays wait on it.
+    commits: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -303,7 +303,14 @@ impl Hub {
         if let Some(t) = lock(&self.tails).get(ws) {
             t.wake.notify_one();
         }
-        self.committed.notify_waiters();
+        if let Some(commits) = lock(&self.commits).get(ws) {
+            commits.notify_waiters();
+        }
+    }
+
+    /// What a commit with events in `ws` notifies (made on first use).
+    pub(crate) fn commits(&self, ws: &str) -> Arc<Notify> {
+        Arc::clone(lock(&self.commits).entry(ws.to_owned()).or_default())
     }
 
     /// Forgets a stream's ownership of its consumer, if it still has it.
@@ -612,7 +619,9 @@ impl Engine {
                 what: "consumer",
                 key: consumer.to_owned(),
             })?;
-        Ok((record.into(), head))
+        let mut acked = Consumer::from(record);
+        acked.oldest_pending = self.store.committed_after(ws, acked.cursor).await?;
+        Ok((acked, head))
     }
 
     /// Consumers, with the head to measure their lag against.

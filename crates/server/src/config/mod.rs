@@ -299,7 +299,9 @@ impl Config {
             let ok = !url.is_empty()
                 && url.split(',').all(|u| {
                     let u = u.trim();
-                    ["nats://", "tls://"].iter().any(|s| u.starts_with(s)) && u.len() > 7
+                    ["nats://", "tls://"]
+                        .iter()
+                        .any(|s| u.strip_prefix(s).is_some_and(|host| !host.is_empty()))
                 });
             if !ok {
                 return Err((

@@ -13,7 +13,7 @@
 
 mod subject;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,17 +35,18 @@ pub const SUBJECTS: &str = "leadflow.>";
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
 /// How long the stream leadflow creates keeps messages: the outbox's retention.
 pub const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// A replica's hold on a workspace's relay, renewed every [`RENEW`].
+/// A replica's hold on a workspace's relay, renewed every [`RENEW`] (for
+/// every workspace it relays, in one statement), when it also takes the
+/// relays nobody holds.
 pub const LEASE: Duration = Duration::from_secs(6);
 const RENEW: Duration = Duration::from_secs(2);
 /// A publish not acknowledged within this is sent again.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How often the relay looks for workspaces to relay.
-const SCAN: Duration = Duration::from_secs(1);
-/// How often a relay looks at its outbox without being woken.
-const POLL: Duration = Duration::from_millis(250);
+/// How often a relay looks at its outbox without being woken by a commit
+/// (of this replica, or of another through PostgreSQL's notifications).
+const POLL: Duration = Duration::from_secs(1);
 /// Events read at a time.
 const BATCH: u64 = 1_000;
 /// Publishes awaiting their acknowledgement, across owners.
@@ -172,48 +173,73 @@ pub async fn run(engine: Engine, js: jetstream::Context, settings: Settings, sto
             return;
         }
     }
-    let mut relaying: HashSet<String> = HashSet::new();
-    let mut workers: JoinSet<String> = JoinSet::new();
+    let settings = Arc::new(settings);
+    // Per workspace relayed here: the relay's epoch (its creation instant:
+    // a relay deleted and made again is another) and what stops the worker.
+    let mut relaying: HashMap<String, (i64, CancellationToken)> = HashMap::new();
+    let mut workers: JoinSet<()> = JoinSet::new();
+    let mut ids: HashMap<tokio::task::Id, (String, i64)> = HashMap::new();
     loop {
-        while let Some(done) = workers.try_join_next() {
-            if let Ok(ws) = done {
+        while let Some(done) = workers.try_join_next_with_id() {
+            let id = match &done {
+                Ok((id, ())) => *id,
+                Err(e) => {
+                    tracing::error!(error = %e, "a relay worker failed; it starts again from its cursor");
+                    e.id()
+                }
+            };
+            if let Some((ws, epoch)) = ids.remove(&id)
+                && relaying.get(&ws).is_some_and(|(e, _)| *e == epoch)
+            {
                 relaying.remove(&ws);
             }
         }
-        match engine.workspaces().await {
-            Ok(workspaces) => {
-                for ws in workspaces.into_iter().map(|w| w.id) {
-                    if relaying.contains(&ws) {
+        if let Err(e) = engine.create_missing_relays(&name, settings.start).await {
+            tracing::warn!(error = %e, "the relay cannot set up new workspaces");
+        }
+        match engine.hold_relays(&name, &holder, LEASE).await {
+            Ok(held) => {
+                let held_here: HashMap<&str, i64> = held
+                    .iter()
+                    .map(|r| (r.workspace.as_str(), r.created_at.as_micros()))
+                    .collect();
+                relaying.retain(|ws, (epoch, lost)| {
+                    let keep = held_here.get(ws.as_str()) == Some(epoch);
+                    if !keep {
+                        lost.cancel();
+                    }
+                    keep
+                });
+                for record in held {
+                    if relaying.contains_key(&record.workspace) {
                         continue;
                     }
-                    match engine
-                        .take_relay(&ws, &name, settings.start, &holder, LEASE)
-                        .await
-                    {
-                        Ok(Some(record)) => {
-                            tracing::info!(workspace = %ws, relay = %name, cursor = record.cursor, "relaying");
-                            relaying.insert(ws.clone());
-                            let worker = Worker {
-                                engine: engine.clone(),
-                                js: js.clone(),
-                                ws,
-                                name: name.clone(),
-                                holder: holder.clone(),
-                                cursor: record.cursor,
-                                stopping: stopping.child_token(),
-                            };
-                            workers.spawn(worker.run());
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::warn!(workspace = %ws, error = %e, "cannot take the relay's lease")
-                        }
-                    }
+                    let epoch = record.created_at.as_micros();
+                    tracing::info!(workspace = %record.workspace, relay = %name, cursor = record.cursor, "relaying");
+                    let lost = CancellationToken::new();
+                    relaying.insert(record.workspace.clone(), (epoch, lost.clone()));
+                    let worker = Worker {
+                        engine: engine.clone(),
+                        js: js.clone(),
+                        settings: Arc::clone(&settings),
+                        commits: engine.commits(&record.workspace),
+                        ws: record.workspace,
+                        name: name.clone(),
+                        lease: (holder.clone(), epoch),
+                        cursor: record.cursor,
+                        stopping: stopping.child_token(),
+                        lost,
+                    };
+                    let ws = worker.ws.clone();
+                    let handle = workers.spawn(worker.run());
+                    ids.insert(handle.id(), (ws, epoch));
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "the relay cannot list workspaces"),
+            // The leases run on; workers stop if they run out meanwhile
+            // (their cursor writes are fenced).
+            Err(e) => tracing::warn!(error = %e, "the relay cannot renew its leases"),
         }
-        if !pause(SCAN, &stopping).await {
+        if !pause(RENEW, &stopping).await {
             break;
         }
     }
@@ -261,56 +287,80 @@ fn backoff(attempts: u32) -> Duration {
 struct Worker {
     engine: Engine,
     js: jetstream::Context,
+    settings: Arc<Settings>,
     ws: String,
     name: String,
-    holder: String,
+    /// This replica, and the epoch of the relay it holds.
+    lease: (String, i64),
     /// Every event up to it is in JetStream.
     cursor: i64,
+    /// Notified at every commit with events in the workspace.
+    commits: Arc<tokio::sync::Notify>,
     stopping: CancellationToken,
+    /// Cancelled when another replica took the lease.
+    lost: CancellationToken,
 }
 
 /// Why a worker stopped relaying.
 enum Stop {
     /// A shutdown: the lease is given up.
     Stopping,
-    /// Another replica holds the lease now.
+    /// Another replica holds the lease now, or the relay was deleted.
     Lost,
+    /// Something broke: the worker starts again from its stored cursor at
+    /// the next renewal (the lease is kept).
+    Failed,
 }
 
 impl Worker {
-    async fn run(mut self) -> String {
-        let stop = self.relay().await;
-        match stop {
+    async fn run(mut self) {
+        match self.relay().await {
             Stop::Stopping => {
                 if let Err(e) = self
                     .engine
-                    .release_relay(&self.ws, &self.name, &self.holder)
+                    .release_relay(&self.ws, &self.name, &self.lease.0)
                     .await
                 {
                     tracing::warn!(workspace = %self.ws, error = %e, "could not give the relay's lease up");
                 }
             }
             Stop::Lost => {
-                tracing::warn!(workspace = %self.ws, relay = %self.name, "another replica took the relay over");
+                tracing::warn!(workspace = %self.ws, relay = %self.name, "the relay was taken over or deleted; this replica stops relaying it");
+            }
+            Stop::Failed => {
+                tracing::error!(workspace = %self.ws, relay = %self.name, "the relay stopped; it starts again from its cursor");
             }
         }
-        self.ws
     }
 
     async fn relay(&mut self) -> Stop {
-        let mut renewed = tokio::time::Instant::now();
         let mut failures = Backoff::default();
         loop {
-            let engine = self.engine.clone();
-            let commit = engine.next_commit();
+            let commits = Arc::clone(&self.commits);
+            let commit = commits.notified();
             let batch = match self.engine.relay_batch(&self.ws, self.cursor, BATCH).await {
                 Ok(batch) => batch,
+                Err(leadflow_engine::EngineError::OutOfRange(why)) => {
+                    // Only a relay made while old events were trimmed can
+                    // be behind what is kept: it goes on from the oldest.
+                    tracing::error!(workspace = %self.ws, "{why}: the relay goes on from the oldest event kept");
+                    match self.engine.outbox_floor(&self.ws).await {
+                        Ok(floor) => match self.move_to(floor).await {
+                            Ok(true) | Err(()) => {}
+                            Ok(false) => return Stop::Lost,
+                        },
+                        Err(e) => {
+                            tracing::warn!(workspace = %self.ws, error = %e, "the relay cannot read the outbox")
+                        }
+                    }
+                    if let Some(stop) = self.wait(failures.next()).await {
+                        return stop;
+                    }
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(workspace = %self.ws, error = %e, "the relay cannot read the outbox");
-                    if !pause(failures.next(), &self.stopping).await {
-                        return Stop::Stopping;
-                    }
-                    if let Some(stop) = self.renew_if_due(&mut renewed).await {
+                    if let Some(stop) = self.wait(failures.next()).await {
                         return stop;
                     }
                     continue;
@@ -318,50 +368,52 @@ impl Worker {
             };
             failures = Backoff::default();
             let Some(last) = batch.last else {
-                if let Some(stop) = self.renew_if_due(&mut renewed).await {
-                    return stop;
-                }
                 tokio::select! {
                     () = commit => {}
-                    () = tokio::time::sleep(POLL) => {}
-                    () = self.stopping.cancelled() => return Stop::Stopping,
+                    stop = self.wait(POLL) => if let Some(stop) = stop {
+                        return stop;
+                    },
                 }
                 continue;
             };
             drop(commit);
-            if let Some(stop) = self.publish(batch, &mut renewed).await {
+            if let Some(stop) = self.publish(batch).await {
                 return stop;
             }
-            match self.move_to(last).await {
-                Ok(true) => renewed = tokio::time::Instant::now(),
-                Ok(false) => return Stop::Lost,
-                Err(()) => {}
+            // Nothing more is read until the cursor is written: a batch
+            // is not published again for a database that refuses writes.
+            loop {
+                match self.move_to(last).await {
+                    Ok(true) => break,
+                    Ok(false) => return Stop::Lost,
+                    Err(()) => {
+                        if let Some(stop) = self.wait(failures.next()).await {
+                            return stop;
+                        }
+                    }
+                }
             }
+            failures = Backoff::default();
         }
     }
 
-    /// Renews the lease if it is time to: `Some` when the worker must stop.
-    async fn renew_if_due(&mut self, renewed: &mut tokio::time::Instant) -> Option<Stop> {
-        if renewed.elapsed() < RENEW {
-            return None;
-        }
-        match self.move_to(self.cursor).await {
-            Ok(true) => {
-                *renewed = tokio::time::Instant::now();
-                None
-            }
-            Ok(false) => Some(Stop::Lost),
-            Err(()) => None,
+    /// Waits `d`: `Some` when the worker must stop meanwhile.
+    async fn wait(&self, d: Duration) -> Option<Stop> {
+        tokio::select! {
+            () = tokio::time::sleep(d) => None,
+            () = self.stopping.cancelled() => Some(Stop::Stopping),
+            () = self.lost.cancelled() => Some(Stop::Lost),
         }
     }
 
     /// Writes the cursor (renewing the lease): `Ok(false)` once the lease
-    /// is lost; `Err` when the database could not be written (tried again
-    /// at the next move, the lease running meanwhile).
+    /// is lost or the relay deleted; `Err` when the database could not be
+    /// written.
     async fn move_to(&mut self, cursor: i64) -> Result<bool, ()> {
+        let (holder, epoch) = &self.lease;
         match self
             .engine
-            .advance_relay(&self.ws, &self.name, &self.holder, cursor, LEASE)
+            .advance_relay(&self.ws, &self.name, (holder, *epoch), cursor, LEASE)
             .await
         {
             Ok(true) => {
@@ -377,9 +429,9 @@ impl Worker {
     }
 
     /// Publishes the batch, one publish in flight per owner, each retried
-    /// until acknowledged; moves the cursor over what is done while it
-    /// renews the lease. `Some` when the worker must stop.
-    async fn publish(&mut self, batch: RelayBatch, renewed: &mut tokio::time::Instant) -> Option<Stop> {
+    /// until acknowledged; moves the cursor over what is done every
+    /// [`RENEW`]. `Some` when the worker must stop.
+    async fn publish(&mut self, batch: RelayBatch) -> Option<Stop> {
         let events = batch.events;
         // Per owner, its events' indexes in sequence order.
         let mut queues: HashMap<(&'static str, String), VecDeque<usize>> = HashMap::new();
@@ -406,6 +458,7 @@ impl Worker {
                 let Some(i) = ready.pop_front() else { break };
                 flight.spawn(send(
                     self.js.clone(),
+                    Arc::clone(&self.settings),
                     self.ws.clone(),
                     Arc::clone(&events[i]),
                     i,
@@ -417,13 +470,13 @@ impl Worker {
             }
             tokio::select! {
                 finished = flight.join_next() => {
-                    let Some(finished) = finished else { continue };
-                    let (i, result) = match finished {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::error!(error = %e, "a publish task failed");
-                            continue;
+                    // Nothing in flight with events left, or a publish
+                    // that broke: start again from the stored cursor.
+                    let Some(Ok((i, result))) = finished else {
+                        if let Some(Err(e)) = finished {
+                            tracing::error!(workspace = %self.ws, error = %e, "a publish failed unexpectedly");
                         }
+                        return Some(Stop::Failed);
                     };
                     match result {
                         Ok(ack) => {
@@ -451,20 +504,19 @@ impl Worker {
                                 "a publish to JetStream failed; it is sent again"
                             );
                             // The owner's next events wait: this one is sent again first.
-                            flight.spawn(send(self.js.clone(), self.ws.clone(), Arc::clone(&events[i]), i, wait));
+                            flight.spawn(send(self.js.clone(), Arc::clone(&self.settings), self.ws.clone(), Arc::clone(&events[i]), i, wait));
                         }
                     }
                 }
                 _ = tick.tick() => {
                     // Everything before the first event not yet acknowledged is done.
                     let cursor = if prefix < events.len() { events[prefix].seq - 1 } else { self.cursor };
-                    match self.move_to(cursor).await {
-                        Ok(true) => *renewed = tokio::time::Instant::now(),
-                        Ok(false) => return Some(Stop::Lost),
-                        Err(()) => {}
+                    if let Ok(false) = self.move_to(cursor).await {
+                        return Some(Stop::Lost);
                     }
                 }
                 () = self.stopping.cancelled() => return Some(Stop::Stopping),
+                () = self.lost.cancelled() => return Some(Stop::Lost),
             }
         }
     }
@@ -474,6 +526,7 @@ impl Worker {
 /// acknowledgement (at most [`ACK_TIMEOUT`]).
 async fn send(
     js: jetstream::Context,
+    settings: Arc<Settings>,
     ws: String,
     event: Arc<StreamEvent>,
     i: usize,
@@ -491,7 +544,20 @@ async fn send(
             .send_publish(subject::subject(&ws, &event), message)
             .await
             .map_err(|e| e.to_string())?;
-        ack.await.map_err(|e| e.to_string())
+        match ack.await {
+            Ok(ack) => Ok(ack),
+            // The stream was deleted under the relay: made again before
+            // the publish is retried.
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
+                if let Err(Unfit::Refused(why) | Unfit::Unreachable(why)) =
+                    ensure_stream(&js, &settings).await
+                {
+                    tracing::warn!(error = %why, "the relay's stream is missing and cannot be made");
+                }
+                Err(e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        }
     }
     .await;
     (i, result)

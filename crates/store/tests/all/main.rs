@@ -12,6 +12,7 @@ mod engagement_ends;
 mod errors;
 mod merges;
 mod outbox;
+mod relays;
 mod state;
 
 /// Trials of the module's async test functions, named `MODULE::FUNCTION`;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         errors::trials(),
         merges::trials(),
         outbox::trials(),
+        relays::trials(),
         state::trials(),
     ]
     .into_iter()
