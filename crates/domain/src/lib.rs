@@ -23,6 +23,8 @@
 //!   members, buying groups, their stages and decisions.
 //! - [`analytics`]: the funnel of a period, from the leads' stage histories.
 //! - [`diagram`]: `docs/lifecycle.md`, generated from the table.
+//! - [`webhook`]: webhook deliveries — retries, order per subject, an
+//!   endpoint's position, addresses never reached.
 //!
 //! This crate must never import tonic, prost, sea-orm, sqlx or tokio, nor read
 //! a clock, a file or the network: every instant comes in through a command
@@ -47,6 +49,7 @@ pub mod score;
 pub mod stage;
 pub mod time;
 pub mod transition;
+pub mod webhook;
 pub mod workflow;
 
 pub use engagement::{Engagement, EventKey};
