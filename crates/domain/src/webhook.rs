@@ -118,7 +118,10 @@ impl Deliveries {
     /// given that every event up to `read` has been read (and those not
     /// matching its filter resolved at once).
     pub fn cursor(&self, read: i64) -> i64 {
-        self.open.keys().next().map_or(read, |first| (first - 1).min(read))
+        self.open
+            .keys()
+            .next()
+            .map_or(read, |first| (first - 1).min(read))
     }
 }
 

@@ -49,6 +49,7 @@ pub mod testing;
 mod timers;
 mod tokens;
 mod tx;
+mod webhooks;
 
 pub use accounts::{
     ACCOUNT_ENGAGEMENT_END, AccountListing, AccountLookup, AccountRecord, MemberRecord,
@@ -75,4 +76,8 @@ pub use tokens::{TokenRecord, WorkspaceRecord};
 pub use tx::{
     AnonymousRecord, AssignmentRecord, LeadLookup, MAX_MERGE_HOPS, MergeRecord, OwnerRecord, RoutingPool, Tx,
     UNIDENTIFIED,
+};
+pub use webhooks::{
+    DELIVERY_DELIVERED, DELIVERY_PARKED, DELIVERY_PENDING, DELIVERY_RETRYING, DELIVERY_SKIPPED,
+    DeliveryRecord, WebhookRecord, relay_name as webhook_relay_name,
 };

@@ -30,4 +30,6 @@ pub(crate) mod team_cursor;
 pub(crate) mod timer;
 pub(crate) mod token;
 pub(crate) mod transition;
+pub(crate) mod webhook;
+pub(crate) mod webhook_delivery;
 pub(crate) mod workspace;

@@ -203,11 +203,155 @@ async fn a_relay_holds_the_retention_postgres() {
     a_relay_holds_the_retention(Engine::Postgres).await;
 }
 
+fn delivery(seq: i64, subject: &str, at: i64) -> leadflow_store::DeliveryRecord {
+    leadflow_store::DeliveryRecord {
+        seq,
+        event_id: format!("e{seq}"),
+        subject: subject.to_owned(),
+        status: leadflow_store::DELIVERY_PENDING.to_owned(),
+        attempts: 0,
+        first_attempt_at: None,
+        next_attempt_at: Timestamp::from_secs(at),
+        last_attempt_at: None,
+        last_status_code: None,
+        last_error: String::new(),
+        resolved_at: None,
+    }
+}
+
+/// A webhook endpoint is a relay row (its cursor, lease and hold on the
+/// retention) beside its deliveries; disabling or deleting it releases the
+/// events it held.
+async fn a_webhook_is_a_relay_with_deliveries(engine: Engine) {
+    let (_db, store) = store(engine).await;
+    let now = Timestamp::from_secs(100);
+    let hook = leadflow_store::WebhookRecord {
+        id: "h1".to_owned(),
+        url: "https://example.com/hook".to_owned(),
+        description: "crm".to_owned(),
+        filter: "{}".to_owned(),
+        secret: "whsec_a".to_owned(),
+        previous_secret: None,
+        previous_until: 0,
+        enabled: true,
+        disabled_reason: None,
+        read: 0,
+        failing_since: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_webhook("w", &hook, 1).await.expect("insert");
+    let relays = store.list_relays("w").await.expect("relays");
+    assert_eq!(
+        (relays[0].name.as_str(), relays[0].cursor),
+        (leadflow_store::webhook_relay_name("h1").as_str(), 1)
+    );
+    assert_eq!(
+        store.webhook("w", "h1").await.expect("read").map(|h| h.read),
+        Some(1)
+    );
+
+    store
+        .add_deliveries(
+            "w",
+            "h1",
+            &[delivery(2, "lead:a", 100), delivery(3, "lead:a", 100)],
+            3,
+        )
+        .await
+        .expect("add");
+    // Read again (a replica taking over): nothing twice, the position kept.
+    store
+        .add_deliveries("w", "h1", &[delivery(3, "lead:a", 100)], 2)
+        .await
+        .expect("add again");
+    assert_eq!(
+        store.webhook("w", "h1").await.expect("read").map(|h| h.read),
+        Some(3)
+    );
+    let open = store.open_deliveries("w", "h1").await.expect("open");
+    assert_eq!(open.iter().map(|d| d.seq).collect::<Vec<_>>(), [2, 3]);
+
+    let mut first = open[0].clone();
+    first.status = leadflow_store::DELIVERY_DELIVERED.to_owned();
+    first.attempts = 1;
+    first.last_status_code = Some(204);
+    first.resolved_at = Some(Timestamp::from_secs(101));
+    assert!(store.update_delivery("w", "h1", &first).await.expect("update"));
+    assert_eq!(store.open_deliveries("w", "h1").await.expect("open").len(), 1);
+    let delivered = store
+        .list_deliveries("w", "h1", Some(leadflow_store::DELIVERY_DELIVERED), 0, 10)
+        .await
+        .expect("list");
+    assert_eq!((delivered.len(), delivered[0].last_status_code), (1, Some(204)));
+    assert_eq!(
+        store
+            .list_deliveries("w", "h1", None, 3, 10)
+            .await
+            .expect("page")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.delivery("w", "h1", 3).await.expect("one").map(|d| d.seq),
+        Some(3)
+    );
+
+    let rotated = store
+        .rotate_webhook_secret("w", "h1", "whsec_b", 200_000_000, Timestamp::from_secs(102))
+        .await
+        .expect("rotate")
+        .expect("known");
+    assert_eq!(
+        (rotated.secret.as_str(), rotated.previous_secret.as_deref()),
+        ("whsec_b", Some("whsec_a"))
+    );
+
+    assert!(
+        store
+            .disable_webhook("w", "h1", "failing for 24 h", Timestamp::from_secs(103))
+            .await
+            .expect("disable")
+    );
+    assert!(
+        !store
+            .disable_webhook("w", "h1", "again", Timestamp::from_secs(104))
+            .await
+            .expect("once")
+    );
+    assert!(store.list_relays("w").await.expect("relays").is_empty());
+    let disabled = store.webhook("w", "h1").await.expect("read").expect("kept");
+    assert_eq!(
+        (disabled.enabled, disabled.disabled_reason.as_deref()),
+        (false, Some("failing for 24 h"))
+    );
+
+    assert!(store.delete_webhook("w", "h1").await.expect("delete"));
+    assert!(!store.delete_webhook("w", "h1").await.expect("gone"));
+    assert!(
+        store
+            .list_deliveries("w", "h1", None, 0, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+async fn a_webhook_is_a_relay_with_deliveries_sqlite() {
+    a_webhook_is_a_relay_with_deliveries(Engine::Sqlite).await;
+}
+
+async fn a_webhook_is_a_relay_with_deliveries_postgres() {
+    a_webhook_is_a_relay_with_deliveries(Engine::Postgres).await;
+}
+
 pub(crate) fn trials() -> Vec<Trial> {
     crate::trials![
         one_holder_at_a_time_sqlite,
         one_holder_at_a_time_postgres,
         a_relay_holds_the_retention_sqlite,
         a_relay_holds_the_retention_postgres,
+        a_webhook_is_a_relay_with_deliveries_sqlite,
+        a_webhook_is_a_relay_with_deliveries_postgres,
     ]
 }
