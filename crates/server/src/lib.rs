@@ -37,6 +37,7 @@ pub mod relay;
 mod services;
 pub mod telemetry;
 mod watch;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
