@@ -44,6 +44,7 @@ mod tasks;
 mod timers;
 pub mod trace;
 mod views;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

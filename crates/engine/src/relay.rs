@@ -77,6 +77,22 @@ impl Engine {
         Ok(self.store.hold_relays(name, lease).await?)
     }
 
+    /// [`Engine::hold_relays`] for every relay whose name starts with `prefix`.
+    pub async fn hold_relays_prefixed(
+        &self,
+        prefix: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Vec<RelayRecord>, EngineError> {
+        let now = wall_micros();
+        let lease = Lease {
+            holder,
+            now,
+            until: now.saturating_add(micros(ttl)),
+        };
+        Ok(self.store.hold_relays_prefixed(prefix, lease).await?)
+    }
+
     /// Moves the relay's cursor to `cursor` and renews the lease for
     /// `ttl`: false when `holder` lost the lease or the relay of `epoch`
     /// (its creation instant, micros) was deleted (then it must stop).

@@ -91,12 +91,31 @@ impl Store {
     /// whose lease ran out. Returns every relay the holder holds now: one
     /// it held and is not among them was taken over by another.
     pub async fn hold_relays(&self, name: &str, lease: Lease<'_>) -> Result<Vec<RelayRecord>, StoreError> {
+        self.hold_relays_where("name = $1", name, lease).await
+    }
+
+    /// [`Store::hold_relays`] for every relay whose name starts with `prefix`.
+    pub async fn hold_relays_prefixed(
+        &self,
+        prefix: &str,
+        lease: Lease<'_>,
+    ) -> Result<Vec<RelayRecord>, StoreError> {
+        let condition = format!("substr(name, 1, {}) = $1", prefix.chars().count());
+        self.hold_relays_where(&condition, prefix, lease).await
+    }
+
+    async fn hold_relays_where(
+        &self,
+        condition: &str,
+        name: &str,
+        lease: Lease<'_>,
+    ) -> Result<Vec<RelayRecord>, StoreError> {
         let rows = self
             .writer()
             .query_all_raw(self.sql(
                 &format!(
                     "UPDATE relays SET holder = $2, lease_until = $3 \
-                     WHERE name = $1 AND (holder = $2 OR holder = '' OR lease_until < $4) {RETURNING}"
+                     WHERE {condition} AND (holder = $2 OR holder = '' OR lease_until < $4) {RETURNING}"
                 ),
                 vec![
                     name.into(),

@@ -141,7 +141,8 @@ pub enum Start {
 }
 
 /// Narrows a subscription; empty lists let everything through.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Filter {
     pub kinds: Vec<String>,
     /// Transitions entering these stages.

@@ -1,0 +1,330 @@
+//! Webhook endpoints: made, listed, deleted, their secrets rotated, their
+//! deliveries listed, retried and skipped; and what their delivery workers
+//! read and write. The server signs and sends the requests.
+
+use leadflow_domain::Timestamp;
+use leadflow_domain::webhook::{Deliveries, Open, RETRY_FOR};
+use leadflow_store::{
+    DELIVERY_DELIVERED, DELIVERY_PARKED, DELIVERY_PENDING, DELIVERY_RETRYING, DELIVERY_SKIPPED,
+    DeliveryRecord, WebhookRecord,
+};
+
+use crate::stream::{Filter, Start};
+use crate::{Engine, EngineError};
+
+/// How long the secret a rotation replaces keeps signing beside the new one.
+pub const ROTATION_OVERLAP: leadflow_domain::Span = leadflow_domain::Span::from_hours(24);
+
+/// What `CreateWebhook` asks for (the URL already checked by the caller).
+#[derive(Clone, Debug)]
+pub struct NewWebhook {
+    pub url: String,
+    pub description: String,
+    pub filter: Filter,
+    pub start: Start,
+    /// Made by the caller (`whsec_…`).
+    pub secret: String,
+}
+
+/// An endpoint as the API shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookView {
+    pub record: WebhookRecord,
+    pub filter: Filter,
+    pub open: i64,
+    pub parked: i64,
+}
+
+fn not_found(id: &str) -> EngineError {
+    EngineError::NotFound {
+        what: "webhook",
+        key: id.to_owned(),
+    }
+}
+
+/// The stored filter.
+pub fn filter_of(record: &WebhookRecord) -> Filter {
+    serde_json::from_str(&record.filter).unwrap_or_default()
+}
+
+/// An endpoint's open deliveries, as the domain schedules them.
+pub fn schedule(open: &[DeliveryRecord]) -> Deliveries {
+    let mut d = Deliveries::new();
+    for r in open {
+        let state = if r.status == DELIVERY_PARKED {
+            Open::Parked
+        } else {
+            Open::Due(r.next_attempt_at)
+        };
+        d.insert(r.seq, r.subject.clone(), state);
+    }
+    d
+}
+
+impl Engine {
+    /// A new endpoint, starting after the event `start` designates
+    /// (LATEST by default).
+    pub async fn create_webhook(&self, ws: &str, new: NewWebhook) -> Result<WebhookView, EngineError> {
+        let bounds = self.store.outbox_bounds(ws).await?;
+        let first = match new.start {
+            Start::Default | Start::Latest | Start::Resume => bounds.head + 1,
+            Start::Earliest => bounds.floor + 1,
+            Start::AtSequence(n) if n < 1 || n > bounds.head + 1 => {
+                return Err(EngineError::invalid(
+                    "INVALID_FIELD",
+                    "at_sequence",
+                    format!("{n}: sequences handed out run from 1 to {}", bounds.head),
+                ));
+            }
+            Start::AtSequence(n) if n <= bounds.floor => {
+                return Err(EngineError::OutOfRange(format!(
+                    "sequence {n} is no longer kept: the oldest event kept is {}",
+                    bounds.floor + 1
+                )));
+            }
+            Start::AtSequence(n) => n,
+            Start::AtTime(t) => self.first_at_or_after(ws, t, bounds).await?,
+        };
+        let now = self.now();
+        let record = WebhookRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            url: new.url,
+            description: new.description,
+            filter: serde_json::to_string(&new.filter)
+                .map_err(|e| EngineError::Internal(format!("a filter does not encode: {e}")))?,
+            secret: new.secret,
+            previous_secret: None,
+            previous_until: 0,
+            enabled: true,
+            disabled_reason: None,
+            read: first - 1,
+            failing_since: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.insert_webhook(ws, &record, first - 1).await?;
+        Ok(WebhookView {
+            filter: new.filter,
+            record,
+            open: 0,
+            parked: 0,
+        })
+    }
+
+    /// The endpoints of `ws`, with their open and parked deliveries.
+    pub async fn webhooks(&self, ws: &str) -> Result<Vec<WebhookView>, EngineError> {
+        let mut out = Vec::new();
+        for record in self.store.list_webhooks(ws).await? {
+            let open = self.store.open_deliveries(ws, &record.id).await?;
+            let parked = open.iter().filter(|d| d.status == DELIVERY_PARKED).count();
+            out.push(WebhookView {
+                filter: filter_of(&record),
+                record,
+                open: i64::try_from(open.len()).unwrap_or(i64::MAX),
+                parked: i64::try_from(parked).unwrap_or(i64::MAX),
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn webhook(&self, ws: &str, id: &str) -> Result<WebhookRecord, EngineError> {
+        self.store.webhook(ws, id).await?.ok_or_else(|| not_found(id))
+    }
+
+    pub async fn delete_webhook(&self, ws: &str, id: &str) -> Result<(), EngineError> {
+        if !self.store.delete_webhook(ws, id).await? {
+            return Err(not_found(id));
+        }
+        Ok(())
+    }
+
+    /// Signs with `secret` from now on, and with the current one too for
+    /// [`ROTATION_OVERLAP`]: the previous secret's end.
+    pub async fn rotate_webhook_secret(
+        &self,
+        ws: &str,
+        id: &str,
+        secret: &str,
+    ) -> Result<Timestamp, EngineError> {
+        let now = self.now();
+        let until = now.saturating_add(ROTATION_OVERLAP);
+        self.store
+            .rotate_webhook_secret(ws, id, secret, until.as_micros(), now)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        Ok(until)
+    }
+
+    /// A page of an endpoint's deliveries, newest first, below `before`.
+    pub async fn webhook_deliveries(
+        &self,
+        ws: &str,
+        id: &str,
+        status: Option<&str>,
+        before: i64,
+        limit: u64,
+    ) -> Result<Vec<DeliveryRecord>, EngineError> {
+        self.webhook(ws, id).await?;
+        Ok(self.store.list_deliveries(ws, id, status, before, limit).await?)
+    }
+
+    /// An open delivery, for RetryDelivery and SkipDelivery.
+    async fn open_delivery(&self, ws: &str, id: &str, seq: i64) -> Result<DeliveryRecord, EngineError> {
+        self.webhook(ws, id).await?;
+        let d = self
+            .store
+            .delivery(ws, id, seq)
+            .await?
+            .ok_or_else(|| EngineError::NotFound {
+                what: "delivery",
+                key: format!("{id}/{seq}"),
+            })?;
+        if d.status != DELIVERY_PARKED && d.status != DELIVERY_RETRYING {
+            return Err(EngineError::FailedPrecondition {
+                reason: "DELIVERY_NOT_FAILED",
+                message: format!(
+                    "delivery {seq} is {}: only a parked or retrying one can be",
+                    d.status
+                ),
+            });
+        }
+        Ok(d)
+    }
+
+    /// Tries a parked or retrying delivery again now, with a fresh 24 h of
+    /// retries.
+    pub async fn retry_delivery(&self, ws: &str, id: &str, seq: i64) -> Result<DeliveryRecord, EngineError> {
+        let mut d = self.open_delivery(ws, id, seq).await?;
+        let now = self.now();
+        d.status = DELIVERY_RETRYING.to_owned();
+        d.next_attempt_at = now;
+        d.first_attempt_at = Some(now);
+        self.store.update_delivery(ws, id, &d).await?;
+        Ok(d)
+    }
+
+    /// Gives a parked or retrying delivery up: its lead's later deliveries go on.
+    pub async fn skip_delivery(&self, ws: &str, id: &str, seq: i64) -> Result<DeliveryRecord, EngineError> {
+        let mut d = self.open_delivery(ws, id, seq).await?;
+        d.status = DELIVERY_SKIPPED.to_owned();
+        d.resolved_at = Some(self.now());
+        self.store.update_delivery(ws, id, &d).await?;
+        Ok(d)
+    }
+
+    // ---- for the delivery workers ----------------------------------------
+
+    /// The endpoint's open deliveries.
+    pub async fn open_deliveries(&self, ws: &str, id: &str) -> Result<Vec<DeliveryRecord>, EngineError> {
+        Ok(self.store.open_deliveries(ws, id).await?)
+    }
+
+    /// Reads up to `limit` events after the endpoint's read position and
+    /// records a delivery of each its filter lets through: the new open
+    /// deliveries, and whether more events may follow.
+    pub async fn read_for_webhook(
+        &self,
+        ws: &str,
+        hook: &WebhookRecord,
+        limit: u64,
+    ) -> Result<(Vec<DeliveryRecord>, bool), EngineError> {
+        let filter = filter_of(hook);
+        let batch = self.relay_batch(ws, hook.read, limit).await?;
+        let Some(last) = batch.last else {
+            return Ok((Vec::new(), false));
+        };
+        let now = self.now();
+        let deliveries: Vec<DeliveryRecord> = batch
+            .events
+            .iter()
+            .filter(|e| filter.admits(e))
+            .map(|e| {
+                let (whose, id) = match &e.payload {
+                    crate::Payload::Lead(p) => ("lead", p.lead_id.as_str()),
+                    crate::Payload::Account(a) => ("account", a.account_id.as_str()),
+                };
+                DeliveryRecord {
+                    seq: e.seq,
+                    event_id: e.event_id.clone(),
+                    subject: format!("{whose}:{id}"),
+                    status: DELIVERY_PENDING.to_owned(),
+                    attempts: 0,
+                    first_attempt_at: None,
+                    next_attempt_at: now,
+                    last_attempt_at: None,
+                    last_status_code: None,
+                    last_error: String::new(),
+                    resolved_at: None,
+                }
+            })
+            .collect();
+        self.store.add_deliveries(ws, &hook.id, &deliveries, last).await?;
+        Ok((deliveries, true))
+    }
+
+    /// Writes an attempt's outcome: delivered, or failed and tried again
+    /// (`retry_at`) or parked (`None`); false if the endpoint is gone.
+    pub async fn record_attempt(&self, ws: &str, id: &str, d: &DeliveryRecord) -> Result<bool, EngineError> {
+        Ok(self.store.update_delivery(ws, id, d).await?)
+    }
+
+    /// Notes whether the endpoint's attempts fail, and disables it once
+    /// they have for 24 h: true when it was disabled now.
+    pub async fn note_webhook_health(
+        &self,
+        ws: &str,
+        hook: &WebhookRecord,
+        succeeded: bool,
+    ) -> Result<bool, EngineError> {
+        let now = self.now();
+        match (succeeded, hook.failing_since) {
+            (true, Some(_)) => self.store.set_webhook_failing(ws, &hook.id, None).await?,
+            (false, None) => self.store.set_webhook_failing(ws, &hook.id, Some(now)).await?,
+            (false, Some(since)) if since.saturating_add(RETRY_FOR) <= now => {
+                return Ok(self
+                    .store
+                    .disable_webhook(ws, &hook.id, "every delivery failed for 24 h", now)
+                    .await?);
+            }
+            _ => {}
+        }
+        Ok(false)
+    }
+}
+
+/// A delivery that succeeded at `at` with `status`.
+pub fn delivered(mut d: DeliveryRecord, at: Timestamp, status: u16) -> DeliveryRecord {
+    d.attempts += 1;
+    d.first_attempt_at.get_or_insert(at);
+    d.last_attempt_at = Some(at);
+    d.last_status_code = Some(i32::from(status));
+    d.last_error = String::new();
+    d.status = DELIVERY_DELIVERED.to_owned();
+    d.resolved_at = Some(at);
+    d
+}
+
+/// A delivery that failed at `at` (`status` if the endpoint answered), to
+/// be tried again per the domain's schedule or parked.
+pub fn failed(
+    mut d: DeliveryRecord,
+    at: Timestamp,
+    status: Option<u16>,
+    error: String,
+    jitter: f64,
+) -> DeliveryRecord {
+    d.attempts += 1;
+    let first = *d.first_attempt_at.get_or_insert(at);
+    d.last_attempt_at = Some(at);
+    d.last_status_code = status.map(i32::from);
+    d.last_error = error.chars().take(500).collect();
+    let failures = u32::try_from(d.attempts).unwrap_or(u32::MAX);
+    match leadflow_domain::webhook::retry_at(first, at, failures, jitter) {
+        Some(next) => {
+            d.status = DELIVERY_RETRYING.to_owned();
+            d.next_attempt_at = next;
+        }
+        None => d.status = DELIVERY_PARKED.to_owned(),
+    }
+    d
+}

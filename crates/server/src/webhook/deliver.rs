@@ -1,0 +1,295 @@
+//! The delivery workers: each endpoint is delivered by one replica at a
+//! time (its relay row's lease, as the JetStream relay's), which reads the
+//! events its filter lets through into deliveries, sends those the domain
+//! says may go (the first open one of each lead, when due), writes each
+//! outcome, and moves the endpoint's cursor to below its first open
+//! delivery.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use leadflow_domain::webhook::MAX_OPEN;
+use leadflow_engine::webhooks::{delivered, failed, schedule};
+use leadflow_engine::{Engine, EngineError};
+use leadflow_store::{DeliveryRecord, WebhookRecord};
+use prost::Message as _;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::http::{self, Reach};
+use super::sign;
+
+/// Every endpoint's relay row is named so.
+pub const PREFIX: &str = "webhook:";
+const LEASE: Duration = Duration::from_secs(6);
+const RENEW: Duration = Duration::from_secs(2);
+/// How often an endpoint looks for new events and due retries unwoken.
+const POLL: Duration = Duration::from_secs(1);
+/// Requests of one endpoint in flight at most (to different leads).
+const CONCURRENCY: usize = 16;
+/// Events read at a time.
+const BATCH: u64 = 500;
+
+/// The event as proto3 JSON (the canonical mapping of `leadflow.v1.Event`).
+pub fn event_json(event: &leadflow_proto::v1::Event) -> Result<Vec<u8>, String> {
+    static DESCRIPTOR: OnceLock<Option<prost_reflect::MessageDescriptor>> = OnceLock::new();
+    let descriptor = DESCRIPTOR
+        .get_or_init(|| {
+            prost_reflect::DescriptorPool::decode(leadflow_proto::FILE_DESCRIPTOR_SET)
+                .ok()?
+                .get_message_by_name("leadflow.v1.Event")
+        })
+        .as_ref()
+        .ok_or("the Event descriptor is missing")?;
+    let message = prost_reflect::DynamicMessage::decode(descriptor.clone(), event.encode_to_vec().as_slice())
+        .map_err(|e| e.to_string())?;
+    serde_json::to_vec(&message).map_err(|e| e.to_string())
+}
+
+/// Delivers every endpoint this replica can take, until `stopping`.
+pub async fn run(engine: Engine, reach: Reach, stopping: CancellationToken) {
+    let holder = uuid::Uuid::new_v4().to_string();
+    let mut running: HashMap<(String, String), (i64, CancellationToken)> = HashMap::new();
+    let mut workers: JoinSet<()> = JoinSet::new();
+    let mut ids: HashMap<tokio::task::Id, ((String, String), i64)> = HashMap::new();
+    loop {
+        while let Some(done) = workers.try_join_next_with_id() {
+            let id = match &done {
+                Ok((id, ())) => *id,
+                Err(e) => {
+                    tracing::error!(error = %e, "a webhook worker failed; it starts again");
+                    e.id()
+                }
+            };
+            if let Some((key, epoch)) = ids.remove(&id)
+                && running.get(&key).is_some_and(|(e, _)| *e == epoch)
+            {
+                running.remove(&key);
+            }
+        }
+        match engine.hold_relays_prefixed(PREFIX, &holder, LEASE).await {
+            Ok(held) => {
+                let here: HashMap<(String, String), i64> = held
+                    .iter()
+                    .map(|r| ((r.workspace.clone(), r.name.clone()), r.created_at.as_micros()))
+                    .collect();
+                running.retain(|key, (epoch, lost)| {
+                    let keep = here.get(key) == Some(epoch);
+                    if !keep {
+                        lost.cancel();
+                    }
+                    keep
+                });
+                for record in held {
+                    let key = (record.workspace.clone(), record.name.clone());
+                    if running.contains_key(&key) {
+                        continue;
+                    }
+                    let epoch = record.created_at.as_micros();
+                    let lost = CancellationToken::new();
+                    running.insert(key.clone(), (epoch, lost.clone()));
+                    let worker = Worker {
+                        engine: engine.clone(),
+                        reach,
+                        commits: engine.commits(&record.workspace),
+                        id: record.name.trim_start_matches(PREFIX).to_owned(),
+                        ws: record.workspace,
+                        name: record.name,
+                        lease: (holder.clone(), epoch),
+                        stopping: stopping.child_token(),
+                        lost,
+                    };
+                    let handle = workers.spawn(worker.run());
+                    ids.insert(handle.id(), (key, epoch));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the webhook workers cannot renew their leases"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RENEW) => {}
+            () = stopping.cancelled() => break,
+        }
+    }
+    while workers.join_next().await.is_some() {}
+}
+
+struct Worker {
+    engine: Engine,
+    reach: Reach,
+    commits: Arc<tokio::sync::Notify>,
+    ws: String,
+    id: String,
+    name: String,
+    lease: (String, i64),
+    stopping: CancellationToken,
+    lost: CancellationToken,
+}
+
+impl Worker {
+    async fn run(self) {
+        let stopped = self.deliver().await;
+        if stopped
+            && let Err(e) = self
+                .engine
+                .release_relay(&self.ws, &self.name, &self.lease.0)
+                .await
+        {
+            tracing::warn!(webhook = %self.id, error = %e, "could not give the webhook's lease up");
+        }
+    }
+
+    /// Delivers until stopped (true: a shutdown) or the lease is lost or
+    /// the endpoint gone (false).
+    async fn deliver(&self) -> bool {
+        loop {
+            let commits = Arc::clone(&self.commits);
+            let commit = commits.notified();
+            let pause = match self.round().await {
+                Ok(Some(pause)) => pause,
+                Ok(None) => return false,
+                Err(e) => {
+                    tracing::warn!(webhook = %self.id, error = %e, "a webhook round failed; tried again");
+                    POLL
+                }
+            };
+            if pause.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                () = commit => {}
+                () = tokio::time::sleep(pause) => {}
+                () = self.stopping.cancelled() => return true,
+                () = self.lost.cancelled() => return false,
+            }
+        }
+    }
+
+    /// One round: read, send what may go, write the outcomes and the
+    /// cursor. The pause before the next (zero: at once); `None` when the
+    /// worker must stop.
+    async fn round(&self) -> Result<Option<Duration>, EngineError> {
+        let hook = match self.engine.webhook(&self.ws, &self.id).await {
+            Ok(hook) if hook.enabled => hook,
+            Ok(_) | Err(EngineError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut open = self.engine.open_deliveries(&self.ws, &self.id).await?;
+        let mut more = false;
+        if open.len() < MAX_OPEN {
+            let room = u64::try_from(MAX_OPEN - open.len()).unwrap_or(0).min(BATCH);
+            let (new, read_any) = self.engine.read_for_webhook(&self.ws, &hook, room).await?;
+            more = read_any;
+            open.extend(new);
+        } else {
+            tracing::warn!(webhook = %self.id, open = open.len(), "the webhook holds {MAX_OPEN} open deliveries: it reads no new event until some resolve");
+        }
+        let hook = self.engine.webhook(&self.ws, &self.id).await?;
+        let now = self.engine.now();
+        let mut deliveries = schedule(&open);
+        let by_seq: HashMap<i64, DeliveryRecord> = open.into_iter().map(|d| (d.seq, d)).collect();
+        let ready: Vec<i64> = deliveries.ready(now).into_iter().take(CONCURRENCY).collect();
+        let mut sent = JoinSet::new();
+        for seq in &ready {
+            let Some(d) = by_seq.get(seq).cloned() else {
+                continue;
+            };
+            sent.spawn(attempt(
+                self.engine.clone(),
+                self.ws.clone(),
+                hook.clone(),
+                d,
+                self.reach,
+            ));
+        }
+        let mut any_succeeded = None;
+        while let Some(done) = sent.join_next().await {
+            let Ok((d, ok)) = done else { continue };
+            any_succeeded = Some(any_succeeded.unwrap_or(false) || ok);
+            if d.resolved_at.is_some() {
+                deliveries.resolve(d.seq);
+            }
+            if !self.engine.record_attempt(&self.ws, &self.id, &d).await? {
+                return Ok(None);
+            }
+        }
+        if let Some(ok) = any_succeeded
+            && self.engine.note_webhook_health(&self.ws, &hook, ok).await?
+        {
+            tracing::error!(webhook = %self.id, "every delivery failed for 24 h: the webhook is disabled");
+            return Ok(None);
+        }
+        let cursor = deliveries.cursor(hook.read);
+        let (holder, epoch) = &self.lease;
+        if !self
+            .engine
+            .advance_relay(&self.ws, &self.name, (holder, *epoch), cursor, LEASE)
+            .await?
+        {
+            return Ok(None);
+        }
+        if !ready.is_empty() || more {
+            return Ok(Some(Duration::ZERO));
+        }
+        let until_due = deliveries.next_due().map(|at| {
+            Duration::from_micros(u64::try_from((at.as_micros() - now.as_micros()).max(0)).unwrap_or(0))
+        });
+        Ok(Some(until_due.map_or(POLL, |d| d.min(POLL))))
+    }
+}
+
+/// One attempt of delivery `d`: the delivery as it stands after it, and
+/// whether the endpoint answered 2xx.
+async fn attempt(
+    engine: Engine,
+    ws: String,
+    hook: WebhookRecord,
+    d: DeliveryRecord,
+    reach: Reach,
+) -> (DeliveryRecord, bool) {
+    let at = engine.now();
+    let jitter = {
+        let mut b = [0u8; 1];
+        getrandom::fill(&mut b).map_or(0.5, |()| f64::from(b[0]) / 255.0)
+    };
+    let body = match engine.relay_batch(&ws, d.seq - 1, 1).await {
+        Ok(batch) => match batch.events.first().filter(|e| e.seq == d.seq) {
+            Some(e) => event_json(&crate::services::triggers::event_out(e)),
+            None => Err(format!("event {} is no longer kept", d.seq)),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    let body = match body {
+        Ok(body) => Bytes::from(body),
+        Err(why) => return (failed(d, at, None, why, jitter), false),
+    };
+    let timestamp = at.as_micros().div_euclid(1_000_000);
+    let mut secrets = vec![hook.secret.as_str()];
+    if let Some(previous) = &hook.previous_secret
+        && hook.previous_until > at.as_micros()
+    {
+        secrets.push(previous.as_str());
+    }
+    let headers = [
+        ("content-type", "application/json".to_owned()),
+        ("webhook-id", d.event_id.clone()),
+        ("webhook-timestamp", timestamp.to_string()),
+        (
+            "webhook-signature",
+            sign::signature_header(secrets, &d.event_id, timestamp, &body),
+        ),
+    ];
+    match http::post(&hook.url, &headers, body, reach).await {
+        Ok(answer) if (200..300).contains(&answer.status) => (delivered(d, at, answer.status), true),
+        Ok(answer) => {
+            let why = format!(
+                "HTTP {}: {}",
+                answer.status,
+                answer.body.chars().take(200).collect::<String>()
+            );
+            (failed(d, at, Some(answer.status), why, jitter), false)
+        }
+        Err(e) => (failed(d, at, None, e.to_string(), jitter), false),
+    }
+}
