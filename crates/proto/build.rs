@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "leadflow/v1/lead.proto",
         "leadflow/v1/lead_service.proto",
         "leadflow/v1/owner_service.proto",
+        "leadflow/v1/webhook_service.proto",
         "leadflow/v1/policy_service.proto",
         "leadflow/v1/trigger_service.proto",
     ];

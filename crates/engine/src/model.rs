@@ -50,10 +50,11 @@ pub enum Method {
     CreateOwner,
     UpdateOwner,
     AssignLead,
+    CreateWebhook,
 }
 
 impl Method {
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::CreateLead,
         Self::UpdateLeadProfile,
         Self::Transition,
@@ -70,6 +71,7 @@ impl Method {
         Self::CreateOwner,
         Self::UpdateOwner,
         Self::AssignLead,
+        Self::CreateWebhook,
     ];
 
     /// The stored name (the API's method name).
@@ -91,6 +93,7 @@ impl Method {
             Self::CreateOwner => "CreateOwner",
             Self::UpdateOwner => "UpdateOwner",
             Self::AssignLead => "AssignLead",
+            Self::CreateWebhook => "CreateWebhook",
         }
     }
 }
@@ -254,7 +257,8 @@ mod tests {
                 "UnmergeLead",
                 "CreateOwner",
                 "UpdateOwner",
-                "AssignLead"
+                "AssignLead",
+                "CreateWebhook"
             ]
         );
     }

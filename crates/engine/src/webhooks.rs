@@ -62,9 +62,73 @@ pub fn schedule(open: &[DeliveryRecord]) -> Deliveries {
 }
 
 impl Engine {
-    /// A new endpoint, starting after the event `start` designates
-    /// (LATEST by default).
-    pub async fn create_webhook(&self, ws: &str, new: NewWebhook) -> Result<WebhookView, EngineError> {
+    /// A new endpoint, starting after the event `start` designates, and
+    /// its secret. With a `request_id`, a retry gets the endpoint (and
+    /// secret) the first call made; the same id with another endpoint is
+    /// `ALREADY_EXISTS`.
+    pub async fn create_webhook(
+        &self,
+        ws: &str,
+        request_id: Option<&str>,
+        new: NewWebhook,
+    ) -> Result<(WebhookView, String), EngineError> {
+        let id = match request_id {
+            Some(key) => {
+                let digest = crate::fingerprint(["webhook".as_bytes(), ws.as_bytes(), key.as_bytes()]);
+                format!("wh_{}", &digest[..24])
+            }
+            None => format!("wh_{}", &uuid::Uuid::new_v4().simple().to_string()[..24]),
+        };
+        let same = |existing: &WebhookRecord| {
+            existing.url == new.url
+                && existing.description == new.description
+                && filter_of(existing) == new.filter
+        };
+        if let Some(existing) = self.store.webhook(ws, &id).await? {
+            return self.replayed(ws, existing, same);
+        }
+        let secret = new.secret.clone();
+        match self.insert_webhook(ws, id.clone(), new.clone()).await {
+            Ok(view) => Ok((view, secret)),
+            Err(e) => match self.store.webhook(ws, &id).await? {
+                // Two first calls at once: the other one made it.
+                Some(existing) => self.replayed(ws, existing, same),
+                None => Err(e),
+            },
+        }
+    }
+
+    fn replayed(
+        &self,
+        _ws: &str,
+        existing: WebhookRecord,
+        same: impl Fn(&WebhookRecord) -> bool,
+    ) -> Result<(WebhookView, String), EngineError> {
+        if !same(&existing) {
+            return Err(EngineError::AlreadyExists {
+                what: "webhook made with this request_id (another url, description or filter)",
+                key: existing.id.clone(),
+                id: existing.id,
+            });
+        }
+        let secret = existing.secret.clone();
+        Ok((
+            WebhookView {
+                filter: filter_of(&existing),
+                record: existing,
+                open: 0,
+                parked: 0,
+            },
+            secret,
+        ))
+    }
+
+    async fn insert_webhook(
+        &self,
+        ws: &str,
+        id: String,
+        new: NewWebhook,
+    ) -> Result<WebhookView, EngineError> {
         let bounds = self.store.outbox_bounds(ws).await?;
         let first = match new.start {
             Start::Default | Start::Latest | Start::Resume => bounds.head + 1,
@@ -87,7 +151,7 @@ impl Engine {
         };
         let now = self.now();
         let record = WebhookRecord {
-            id: uuid::Uuid::now_v7().to_string(),
+            id,
             url: new.url,
             description: new.description,
             filter: serde_json::to_string(&new.filter)

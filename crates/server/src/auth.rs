@@ -30,7 +30,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 pub const CACHE_TTL: Duration = Duration::from_secs(2);
 
 /// What a token may do.
-pub const SCOPES: [&str; 10] = [
+pub const SCOPES: [&str; 11] = [
     "leads:read",
     "leads:write",
     "engagements:write",
@@ -41,6 +41,7 @@ pub const SCOPES: [&str; 10] = [
     "accounts:read",
     "accounts:write",
     "owners:admin",
+    "webhooks:admin",
 ];
 
 /// The caller of a request, as the services see it.

@@ -50,6 +50,7 @@ use leadflow_proto::v1::analytics_service_server::AnalyticsServiceServer;
 use leadflow_proto::v1::lead_service_server::LeadServiceServer;
 use leadflow_proto::v1::owner_service_server::OwnerServiceServer;
 use leadflow_proto::v1::policy_service_server::PolicyServiceServer;
+use leadflow_proto::v1::webhook_service_server::WebhookServiceServer;
 use leadflow_store::{Store, StoreOptions};
 
 use crate::layers::MiddlewareLayer;
@@ -60,7 +61,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Config, DatabaseUrl, LogFormat, TlsFiles};
 pub use leadflow_engine::DEFAULT_WORKSPACE;
 pub use limits::{MAX_BATCH, MAX_MESSAGE_BYTES};
-pub use services::{AccountApi, AnalyticsApi, LeadApi, OwnerApi, PolicyApi, TriggerApi};
+pub use services::{AccountApi, AnalyticsApi, LeadApi, OwnerApi, PolicyApi, TriggerApi, WebhookApi};
 
 /// leadflow's default lead definition, given to a new workspace.
 pub const DEFAULT_POLICY: &str = include_str!("../../../examples/policy.toml");
@@ -167,6 +168,7 @@ pub async fn start(config: &Config, engine: Engine, parts: Parts) -> anyhow::Res
     health.set_serving::<AnalyticsServiceServer<AnalyticsApi>>().await;
     health.set_serving::<AccountServiceServer<AccountApi>>().await;
     health.set_serving::<OwnerServiceServer<OwnerApi>>().await;
+    health.set_serving::<WebhookServiceServer<WebhookApi>>().await;
     let reflection = |builder: tonic_reflection::server::Builder<'static>| {
         builder
             .register_encoded_file_descriptor_set(leadflow_proto::FILE_DESCRIPTOR_SET)
@@ -196,6 +198,11 @@ pub async fn start(config: &Config, engine: Engine, parts: Parts) -> anyhow::Res
     if config.otlp_endpoint.is_some() {
         background.spawn_until_stopped(Arc::clone(&metrics).sample_for_export());
     }
+    let reach = webhook::http::Reach {
+        http: config.webhooks_allow_http,
+        private: config.webhooks_allow_private_addresses,
+    };
+    background.spawn(webhook::deliver::run(engine.clone(), reach, stopping.clone()));
     if let Some(settings) = config.relay() {
         let js = relay::connect(&settings).await?;
         background.spawn(relay::run(engine.clone(), js, settings, stopping.clone()));
@@ -253,6 +260,14 @@ pub async fn start(config: &Config, engine: Engine, parts: Parts) -> anyhow::Res
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let owners =
         OwnerServiceServer::new(OwnerApi::new(engine.clone())).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let webhooks = WebhookServiceServer::new(WebhookApi::new(
+        engine.clone(),
+        webhook::http::Reach {
+            http: config.webhooks_allow_http,
+            private: config.webhooks_allow_private_addresses,
+        },
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
     let (shutdown, signal) = oneshot::channel::<()>();
     // Replies go out at once: without TCP_NODELAY a small reply written in
@@ -274,7 +289,8 @@ pub async fn start(config: &Config, engine: Engine, parts: Parts) -> anyhow::Res
         .add_service(triggers)
         .add_service(analytics)
         .add_service(accounts)
-        .add_service(owners);
+        .add_service(owners)
+        .add_service(webhooks);
     let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = signal.await;
     }));

@@ -91,6 +91,7 @@ const TRIGGERS: &str = "leadflow.v1.TriggerService";
 const ANALYTICS: &str = "leadflow.v1.AnalyticsService";
 const ACCOUNTS: &str = "leadflow.v1.AccountService";
 const OWNERS: &str = "leadflow.v1.OwnerService";
+const WEBHOOKS: &str = "leadflow.v1.WebhookService";
 const HEALTH: &str = "grpc.health.v1.Health";
 const REFLECTION: &str = "grpc.reflection.v1.ServerReflection";
 const REFLECTION_ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
@@ -104,6 +105,7 @@ const ANALYSE: Scope = Scope::Needs("analytics:read");
 const READ_ACCOUNTS: Scope = Scope::Needs("accounts:read");
 const WRITE_ACCOUNTS: Scope = Scope::Needs("accounts:write");
 const OWNERS_ADMIN: Scope = Scope::Needs("owners:admin");
+const WEBHOOKS_ADMIN: Scope = Scope::Needs("webhooks:admin");
 
 use Admission::{Counted, Free};
 use Retry::{EventId, Repeatable, RequestId};
@@ -218,6 +220,25 @@ pub(crate) const RPCS: &[Rpc] = &[
     ),
     rpc(OWNERS, "GetOwner", OWNERS_ADMIN, Counted, Repeatable),
     rpc(OWNERS, "ListOwners", OWNERS_ADMIN, Counted, Repeatable),
+    rpc(
+        WEBHOOKS,
+        "CreateWebhook",
+        WEBHOOKS_ADMIN,
+        Counted,
+        RequestId(Method::CreateWebhook),
+    ),
+    rpc(WEBHOOKS, "ListWebhooks", WEBHOOKS_ADMIN, Counted, Repeatable),
+    rpc(WEBHOOKS, "DeleteWebhook", WEBHOOKS_ADMIN, Counted, Repeatable),
+    rpc(
+        WEBHOOKS,
+        "RotateWebhookSecret",
+        WEBHOOKS_ADMIN,
+        Counted,
+        Repeatable,
+    ),
+    rpc(WEBHOOKS, "ListDeliveries", WEBHOOKS_ADMIN, Counted, Repeatable),
+    rpc(WEBHOOKS, "RetryDelivery", WEBHOOKS_ADMIN, Counted, Repeatable),
+    rpc(WEBHOOKS, "SkipDelivery", WEBHOOKS_ADMIN, Counted, Repeatable),
     rpc(ACCOUNTS, "GetAccount", READ_ACCOUNTS, Counted, Repeatable),
     rpc(ACCOUNTS, "ListAccounts", READ_ACCOUNTS, Counted, Repeatable),
     rpc(

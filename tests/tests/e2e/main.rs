@@ -39,6 +39,7 @@ mod telemetry;
 mod timers;
 mod tls;
 mod validation;
+mod webhooks;
 
 fn main() -> ExitCode {
     let mut trials = [
@@ -77,6 +78,7 @@ fn main() -> ExitCode {
         timers::trials(),
         tls::trials(),
         validation::trials(),
+        webhooks::trials(),
     ]
     .into_iter()
     .flatten()

@@ -168,6 +168,13 @@ pub struct Config {
     /// committed at or after it).
     #[arg(long, default_value_t = Config::default().nats_start)]
     pub nats_start: String,
+    /// Webhooks may be http:// URLs (otherwise https:// only).
+    #[arg(long)]
+    pub webhooks_allow_http: bool,
+    /// Webhook requests may reach loopback, private and link-local
+    /// addresses (refused otherwise, checked on the address connected to).
+    #[arg(long)]
+    pub webhooks_allow_private_addresses: bool,
 }
 
 /// The files of the server's TLS.
@@ -204,6 +211,8 @@ impl Default for Config {
             nats_stream: "LEADFLOW".to_owned(),
             nats_replicas: 1,
             nats_start: "earliest".to_owned(),
+            webhooks_allow_http: false,
+            webhooks_allow_private_addresses: false,
         }
     }
 }

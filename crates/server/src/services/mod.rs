@@ -7,6 +7,7 @@ mod owners;
 mod policies;
 mod search;
 pub(crate) mod triggers;
+mod webhooks;
 
 pub use accounts::AccountApi;
 pub use analytics::AnalyticsApi;
@@ -15,6 +16,7 @@ pub use leads::LeadApi;
 pub use owners::OwnerApi;
 pub use policies::PolicyApi;
 pub use triggers::TriggerApi;
+pub use webhooks::WebhookApi;
 
 use leadflow_engine::{Method, Request, fingerprint};
 

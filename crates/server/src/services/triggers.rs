@@ -66,6 +66,89 @@ fn kind_in(check: &mut Check, field: &str, value: i32) -> Option<String> {
     Some(name.to_owned())
 }
 
+/// Where a subscription (or a webhook) starts, as the request gives it.
+pub(crate) fn start_in(
+    check: &mut Check,
+    start: i32,
+    at_sequence: i64,
+    at_time: Option<&prost_types::Timestamp>,
+) -> Start {
+    let position = match pb::StartPosition::try_from(start) {
+        Ok(pb::StartPosition::Unspecified) => Start::Default,
+        Ok(pb::StartPosition::Resume) => Start::Resume,
+        Ok(pb::StartPosition::Earliest) => Start::Earliest,
+        Ok(pb::StartPosition::Latest) => Start::Latest,
+        Ok(pb::StartPosition::AtSequence) => Start::AtSequence(at_sequence),
+        Ok(pb::StartPosition::AtTime) => match timestamp_in(check, "at_time", at_time) {
+            Some(t) => Start::AtTime(t),
+            None => {
+                if at_time.is_none() {
+                    check.fail("at_time", "required with START_POSITION_AT_TIME");
+                }
+                Start::Default
+            }
+        },
+        Err(_) => {
+            check.fail("start", format!("{start} is not a start position"));
+            Start::Default
+        }
+    };
+    if at_sequence != 0 && !matches!(position, Start::AtSequence(_)) {
+        check.fail("at_sequence", "given without START_POSITION_AT_SEQUENCE");
+    }
+    if at_time.is_some() && start != pb::StartPosition::AtTime as i32 {
+        check.fail("at_time", "given without START_POSITION_AT_TIME");
+    }
+    position
+}
+
+/// An event filter, as the request gives it.
+pub(crate) fn filter_in(check: &mut Check, f: pb::EventFilter) -> Filter {
+    let mut filter = Filter::default();
+    if f.kinds.len() + f.stages.len() + f.workflows.len() + f.account_stages.len() > MAX_MAP_ENTRIES {
+        check.fail("filter", format!("at most {MAX_MAP_ENTRIES} entries in all"));
+        return filter;
+    }
+    for (i, k) in f.kinds.iter().enumerate() {
+        filter
+            .kinds
+            .extend(kind_in(check, &format!("filter.kinds[{i}]"), *k));
+    }
+    for (i, s) in f.stages.iter().enumerate() {
+        let field = format!("filter.stages[{i}]");
+        match stage_in(check, &field, *s) {
+            Some(stage) => filter.stages.push(stage),
+            None if *s == 0 => check.fail(&field, "a stage is required"),
+            None => {}
+        }
+    }
+    for (i, w) in f.workflows.iter().enumerate() {
+        check.text(&format!("filter.workflows[{i}]"), w, MAX_ID_CHARS, true);
+        filter.workflows.push(w.clone());
+    }
+    for (i, s) in f.account_stages.iter().enumerate() {
+        let field = format!("filter.account_stages[{i}]");
+        filter
+            .account_stages
+            .extend(super::accounts::account_stage_in(check, &field, *s));
+    }
+    filter
+}
+
+/// A filter as the API shows it.
+pub(crate) fn filter_out(f: &Filter) -> pb::EventFilter {
+    pb::EventFilter {
+        kinds: f.kinds.iter().map(|k| kind_out(k).into()).collect(),
+        stages: f.stages.iter().map(|s| stage_out(*s).into()).collect(),
+        workflows: f.workflows.clone(),
+        account_stages: f
+            .account_stages
+            .iter()
+            .map(|s| super::accounts::account_stage_out(*s).into())
+            .collect(),
+    }
+}
+
 pub(crate) fn event_out(e: &StreamEvent) -> pb::Event {
     let p = match &e.payload {
         Payload::Lead(p) => p,
@@ -215,60 +298,8 @@ impl leadflow_proto::framed::trigger_service_server::TriggerService for TriggerA
         let r = request.into_inner();
         let mut check = Check::default();
         let consumer = check.key("consumer", &r.consumer, true);
-        let start = match pb::StartPosition::try_from(r.start) {
-            Ok(pb::StartPosition::Unspecified) => Start::Default,
-            Ok(pb::StartPosition::Resume) => Start::Resume,
-            Ok(pb::StartPosition::Earliest) => Start::Earliest,
-            Ok(pb::StartPosition::Latest) => Start::Latest,
-            Ok(pb::StartPosition::AtSequence) => Start::AtSequence(r.at_sequence),
-            Ok(pb::StartPosition::AtTime) => match timestamp_in(&mut check, "at_time", r.at_time.as_ref()) {
-                Some(t) => Start::AtTime(t),
-                None => {
-                    if r.at_time.is_none() {
-                        check.fail("at_time", "required with START_POSITION_AT_TIME");
-                    }
-                    Start::Default
-                }
-            },
-            Err(_) => {
-                check.fail("start", format!("{} is not a start position", r.start));
-                Start::Default
-            }
-        };
-        if r.at_sequence != 0 && !matches!(start, Start::AtSequence(_)) {
-            check.fail("at_sequence", "given without START_POSITION_AT_SEQUENCE");
-        }
-        if r.at_time.is_some() && r.start != pb::StartPosition::AtTime as i32 {
-            check.fail("at_time", "given without START_POSITION_AT_TIME");
-        }
-        let f = r.filter.unwrap_or_default();
-        let mut filter = Filter::default();
-        if f.kinds.len() + f.stages.len() + f.workflows.len() + f.account_stages.len() > MAX_MAP_ENTRIES {
-            check.fail("filter", format!("at most {MAX_MAP_ENTRIES} entries in all"));
-        }
-        for (i, k) in f.kinds.iter().enumerate() {
-            filter
-                .kinds
-                .extend(kind_in(&mut check, &format!("filter.kinds[{i}]"), *k));
-        }
-        for (i, s) in f.stages.iter().enumerate() {
-            let field = format!("filter.stages[{i}]");
-            match stage_in(&mut check, &field, *s) {
-                Some(stage) => filter.stages.push(stage),
-                None if *s == 0 => check.fail(&field, "a stage is required"),
-                None => {}
-            }
-        }
-        for (i, w) in f.workflows.iter().enumerate() {
-            check.text(&format!("filter.workflows[{i}]"), w, MAX_ID_CHARS, true);
-            filter.workflows.push(w.clone());
-        }
-        for (i, s) in f.account_stages.iter().enumerate() {
-            let field = format!("filter.account_stages[{i}]");
-            filter
-                .account_stages
-                .extend(super::accounts::account_stage_in(&mut check, &field, *s));
-        }
+        let start = start_in(&mut check, r.start, r.at_sequence, r.at_time.as_ref());
+        let filter = filter_in(&mut check, r.filter.unwrap_or_default());
         check.into_result()?;
         let subscription = self
             .engine

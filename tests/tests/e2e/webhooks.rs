@@ -1,0 +1,683 @@
+//! Webhooks end to end: a receiver in the test takes the POSTs; their
+//! signatures are verified by an independent implementation of Standard
+//! Webhooks (the Python `standardwebhooks` library); retries after a 500
+//! and a time-out keep each lead's order while other leads go on; a
+//! delivery given up lets its lead go on; private addresses are refused
+//! where not allowed; bad input is refused field by field.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use leadflow_e2e::*;
+use leadflow_proto::v1 as pb;
+use leadflow_proto::v1::lead_service_client::LeadServiceClient;
+use leadflow_proto::v1::webhook_service_client::WebhookServiceClient;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tonic::transport::Channel;
+
+use crate::replicas::Replica;
+
+/// A request the receiver got.
+#[derive(Clone, Debug)]
+struct Got {
+    headers: BTreeMap<String, String>,
+    body: String,
+}
+
+impl Got {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_default()
+    }
+
+    fn lead(&self) -> String {
+        self.json()["lead"]["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    fn sequence(&self) -> i64 {
+        // proto3 JSON writes 64-bit integers as strings.
+        self.json()["sequence"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// What the receiver answers a request: a status, or nothing for a while.
+#[derive(Clone, Copy, Debug)]
+enum Reply {
+    Status(u16),
+    Hang(Duration),
+}
+
+type Script = Arc<Mutex<Box<dyn FnMut(&Got) -> Reply + Send>>>;
+
+/// An HTTP/1.1 receiver on loopback that answers per its script and keeps
+/// every request.
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Got>>>,
+}
+
+impl Receiver {
+    async fn start(script: impl FnMut(&Got) -> Reply + Send + 'static) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/hooks/leadflow", listener.local_addr()?);
+        let got: Arc<Mutex<Vec<Got>>> = Arc::default();
+        let script: Script = Arc::new(Mutex::new(Box::new(script)));
+        let kept = Arc::clone(&got);
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(serve(socket, Arc::clone(&kept), Arc::clone(&script)));
+            }
+        });
+        Ok(Self { url, got })
+    }
+
+    fn got(&self) -> Vec<Got> {
+        self.got.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// The requests answered 2xx… in fact every request; waits until `n`
+    /// distinct events were received.
+    async fn wait_for(&self, n: usize, within: Duration) -> anyhow::Result<Vec<Got>> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let got = self.got();
+            let distinct: std::collections::HashSet<String> = got
+                .iter()
+                .filter_map(|g| g.headers.get("webhook-id").cloned())
+                .collect();
+            if distinct.len() >= n {
+                return Ok(got);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {n} events arrived",
+                distinct.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn serve(mut socket: tokio::net::TcpStream, got: Arc<Mutex<Vec<Got>>>, script: Script) {
+    let mut buffer = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    let (head, mut body) = loop {
+        let n = socket.read(&mut chunk).await.unwrap_or(0);
+        if n == 0 {
+            return;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break (
+                String::from_utf8_lossy(&buffer[..at]).into_owned(),
+                buffer[at + 4..].to_vec(),
+            );
+        }
+    };
+    let mut headers = BTreeMap::new();
+    for line in head.lines().skip(1) {
+        if let Some((name, value)) = line.split_once(':') {
+            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+        }
+    }
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    while body.len() < length {
+        let n = socket.read(&mut chunk).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    let request = Got {
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let reply = script
+        .lock()
+        .map(|mut s| s(&request))
+        .unwrap_or(Reply::Status(500));
+    if let Ok(mut g) = got.lock() {
+        g.push(request);
+    }
+    match reply {
+        Reply::Status(code) => {
+            let _ = socket
+                .write_all(
+                    format!("HTTP/1.1 {code} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                        .as_bytes(),
+                )
+                .await;
+        }
+        Reply::Hang(d) => tokio::time::sleep(d).await,
+    }
+}
+
+const ALLOW: [&str; 2] = ["--webhooks-allow-http", "--webhooks-allow-private-addresses"];
+
+fn hooks(replica: &Replica) -> WebhookServiceClient<Channel> {
+    WebhookServiceClient::new(replica.channel.clone())
+}
+
+async fn create(
+    replica: &Replica,
+    url: &str,
+    filter: Option<pb::EventFilter>,
+) -> anyhow::Result<pb::CreateWebhookResponse> {
+    Ok(hooks(replica)
+        .create_webhook(pb::CreateWebhookRequest {
+            url: url.to_owned(),
+            description: "crm sync".to_owned(),
+            filter,
+            ..Default::default()
+        })
+        .await?
+        .into_inner())
+}
+
+/// A lead taken to MQL: its id (a capture, an MQL transition, a trigger).
+async fn mql(leads: &mut LeadServiceClient<Channel>, email: &str) -> anyhow::Result<String> {
+    let lead = leads
+        .create_lead(pb::CreateLeadRequest {
+            profile: good_fit(email),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .lead
+        .ok_or_else(|| anyhow::anyhow!("no lead"))?;
+    for (j, kind) in TO_MQL.iter().enumerate() {
+        leads
+            .record_engagement(record(&lead.id, engagement(&format!("{email}-{j}"), kind)))
+            .await?;
+    }
+    Ok(lead.id)
+}
+
+/// Each lead's events arrive in sequence order (the first time each arrives).
+fn in_order_per_lead(got: &[Got]) -> anyhow::Result<()> {
+    let mut last: HashMap<String, i64> = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for g in got {
+        if !seen.insert(g.headers.get("webhook-id").cloned().unwrap_or_default()) {
+            continue;
+        }
+        let before = last.insert(g.lead(), g.sequence()).unwrap_or(0);
+        anyhow::ensure!(
+            g.sequence() > before,
+            "lead {}: {} after {before}",
+            g.lead(),
+            g.sequence()
+        );
+    }
+    Ok(())
+}
+
+/// Verifies every request with the Python `standardwebhooks` library and
+/// each of `secrets`: how many requests each verifies.
+fn verified_by_standardwebhooks(got: &[Got], secrets: &[&str]) -> anyhow::Result<Vec<usize>> {
+    let python = python().ok_or_else(|| anyhow::anyhow!("no Python"))?;
+    let requests: Vec<serde_json::Value> = got
+        .iter()
+        .map(|g| serde_json::json!({"headers": g.headers, "body": g.body}))
+        .collect();
+    let input = serde_json::json!({"requests": requests, "secrets": secrets}).to_string();
+    let script = r#"
+import json, sys
+from standardwebhooks.webhooks import Webhook
+data = json.load(sys.stdin)
+counts = []
+for secret in data["secrets"]:
+    ok = 0
+    for r in data["requests"]:
+        try:
+            Webhook(secret).verify(r["body"], r["headers"])
+            ok += 1
+        except Exception:
+            pass
+    counts.append(ok)
+print(json.dumps(counts))
+"#;
+    let mut child = std::process::Command::new(python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write as _;
+        stdin.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "standardwebhooks: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+async fn events_arrive_signed_and_in_order(db: Db) -> anyhow::Result<()> {
+    let receiver = Receiver::start(|_| Reply::Status(204)).await?;
+    let database = fresh_database(db).await?;
+    let replica = Replica::start_with(&database.url, &ALLOW).await?;
+    let created = create(
+        &replica,
+        &receiver.url,
+        Some(pb::EventFilter {
+            kinds: vec![pb::EventKind::Transition.into(), pb::EventKind::Trigger.into()],
+            ..Default::default()
+        }),
+    )
+    .await?;
+    let hook = created.webhook.ok_or_else(|| anyhow::anyhow!("no webhook"))?;
+    assert!(created.secret.starts_with("whsec_"));
+    let mut leads = replica.leads();
+    for i in 0..4 {
+        mql(&mut leads, &format!("h{i}@acme.com")).await?;
+    }
+    // Each lead: IQL, MQL, the MQL trigger.
+    let got = receiver.wait_for(12, Duration::from_secs(30)).await?;
+    in_order_per_lead(&got)?;
+    for g in &got {
+        assert_eq!(
+            g.headers.get("content-type").map(String::as_str),
+            Some("application/json")
+        );
+        assert_eq!(
+            g.headers.get("webhook-id"),
+            g.json()["eventId"].as_str().map(str::to_owned).as_ref()
+        );
+        assert!(matches!(
+            g.json()["kind"].as_str(),
+            Some("EVENT_KIND_TRANSITION" | "EVENT_KIND_TRIGGER")
+        ));
+    }
+    assert_eq!(
+        verified_by_standardwebhooks(&got, &[&created.secret])?,
+        [got.len()]
+    );
+    // Another secret verifies none.
+    let other = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    assert_eq!(verified_by_standardwebhooks(&got, &[other])?, [0]);
+
+    // A rotation: both secrets sign for a day.
+    let rotated = hooks(&replica)
+        .rotate_webhook_secret(pb::RotateWebhookSecretRequest { id: hook.id.clone() })
+        .await?
+        .into_inner();
+    mql(&mut leads, "after@acme.com").await?;
+    let got = receiver.wait_for(15, Duration::from_secs(30)).await?;
+    let late: Vec<Got> = got[12..].to_vec();
+    assert_eq!(
+        verified_by_standardwebhooks(&late, &[&created.secret, &rotated.secret])?,
+        [late.len(), late.len()]
+    );
+    let deliveries = hooks(&replica)
+        .list_deliveries(pb::ListDeliveriesRequest {
+            webhook_id: hook.id.clone(),
+            status: pb::DeliveryStatus::Delivered.into(),
+            page_size: 10,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(deliveries.deliveries.len(), 10);
+    assert!(
+        deliveries
+            .deliveries
+            .iter()
+            .all(|d| d.last_status_code == 204 && d.attempts == 1)
+    );
+    let rest = hooks(&replica)
+        .list_deliveries(pb::ListDeliveriesRequest {
+            webhook_id: hook.id.clone(),
+            page_size: 10,
+            page_token: deliveries.next_page_token,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(rest.deliveries.len(), 5);
+    Ok(())
+}
+
+async fn a_failing_delivery_holds_its_lead_and_no_other(db: Db) -> anyhow::Result<()> {
+    // The slow lead's first delivery gets a 500, then hangs past the
+    // time-out, then is taken; everything else is taken at once.
+    let failures: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let seen = Arc::clone(&failures);
+    let slow_lead: Arc<Mutex<String>> = Arc::default();
+    let slow = Arc::clone(&slow_lead);
+    let receiver = Receiver::start(move |g| {
+        let lead = g.lead();
+        if slow.lock().map(|s| *s == lead).unwrap_or(false) {
+            let mut f = seen.lock().expect("lock");
+            let id = g.headers.get("webhook-id").cloned().unwrap_or_default();
+            // Only the lead's first event fails.
+            if f.is_empty() || f.contains_key(&id) {
+                let n = f.entry(id).or_default();
+                *n += 1;
+                return match *n {
+                    1 => Reply::Status(500),
+                    2 => Reply::Hang(Duration::from_secs(12)),
+                    _ => Reply::Status(200),
+                };
+            }
+        }
+        Reply::Status(200)
+    })
+    .await?;
+    let database = fresh_database(db).await?;
+    let replica = Replica::start_with(&database.url, &ALLOW).await?;
+    let hook = create(&replica, &receiver.url, None)
+        .await?
+        .webhook
+        .ok_or_else(|| anyhow::anyhow!("no webhook"))?;
+    let mut leads = replica.leads();
+    let lead = leads
+        .create_lead(pb::CreateLeadRequest {
+            profile: good_fit("slow@acme.com"),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .lead
+        .ok_or_else(|| anyhow::anyhow!("no lead"))?;
+    if let Ok(mut s) = slow_lead.lock() {
+        *s = lead.id.clone();
+    }
+    // The slow lead's capture is refused…
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for (j, kind) in TO_MQL.iter().enumerate() {
+        leads
+            .record_engagement(record(&lead.id, engagement(&format!("slow-{j}"), kind)))
+            .await?;
+    }
+    // …while another lead's events go through.
+    let other = mql(&mut leads, "quick@acme.com").await?;
+    let got = receiver.got();
+    let quick: Vec<&Got> = got.iter().filter(|g| g.lead() == other).collect();
+    let slow_later: Vec<&Got> = got
+        .iter()
+        .filter(|g| g.lead() == lead.id && g.sequence() > 1)
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = receiver.got();
+    anyhow::ensure!(
+        got.iter().filter(|g| g.lead() == other).count() >= 3,
+        "the other lead waited: {quick:?}"
+    );
+    assert!(slow_later.is_empty(), "the slow lead's later events went first");
+    // The retries (after 5 s, a 10 s time-out, after 30 s) deliver
+    // everything, each lead's in order.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let deliveries = loop {
+        let all = hooks(&replica)
+            .list_deliveries(pb::ListDeliveriesRequest {
+                webhook_id: hook.id.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .deliveries;
+        if all
+            .iter()
+            .all(|d| d.status == i32::from(pb::DeliveryStatus::Delivered))
+            && all.len() >= 6
+        {
+            break all;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "not all delivered: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    in_order_per_lead(&receiver.got())?;
+    let first = deliveries
+        .iter()
+        .find(|d| d.attempts == 3)
+        .ok_or_else(|| anyhow::anyhow!("no delivery took three attempts: {deliveries:?}"))?;
+    assert_eq!(first.last_status_code, 200);
+    assert!(deliveries.iter().filter(|d| d.attempts == 1).count() >= 5);
+    Ok(())
+}
+
+async fn a_skipped_delivery_lets_its_lead_go_on(db: Db) -> anyhow::Result<()> {
+    // The capture of every lead fails, forever.
+    let receiver = Receiver::start(|g| {
+        if g.json()["kind"].as_str() == Some("EVENT_KIND_TRANSITION") && g.sequence() == 1 {
+            Reply::Status(503)
+        } else {
+            Reply::Status(200)
+        }
+    })
+    .await?;
+    let database = fresh_database(db).await?;
+    let replica = Replica::start_with(&database.url, &ALLOW).await?;
+    let hook = create(&replica, &receiver.url, None)
+        .await?
+        .webhook
+        .ok_or_else(|| anyhow::anyhow!("no webhook"))?;
+    let mut leads = replica.leads();
+    mql(&mut leads, "stuck@acme.com").await?;
+    let mut api = hooks(&replica);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let failing = loop {
+        let retrying = api
+            .list_deliveries(pb::ListDeliveriesRequest {
+                webhook_id: hook.id.clone(),
+                status: pb::DeliveryStatus::Retrying.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .deliveries;
+        if let Some(d) = retrying.into_iter().next() {
+            break d;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no delivery failed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!((failing.sequence, failing.last_status_code), (1, 503));
+    assert!(failing.last_error.contains("503"), "{failing:?}");
+    // Nothing else of the lead went meanwhile.
+    assert!(receiver.got().iter().all(|g| g.sequence() == 1));
+    let skipped = api
+        .skip_delivery(pb::SkipDeliveryRequest {
+            webhook_id: hook.id.clone(),
+            sequence: 1,
+        })
+        .await?
+        .into_inner()
+        .delivery
+        .ok_or_else(|| anyhow::anyhow!("no delivery"))?;
+    assert_eq!(skipped.status, i32::from(pb::DeliveryStatus::Skipped));
+    // Skipped twice: not a failed delivery any more.
+    let again = api
+        .skip_delivery(pb::SkipDeliveryRequest {
+            webhook_id: hook.id.clone(),
+            sequence: 1,
+        })
+        .await;
+    assert_eq!(
+        again.map(drop).err().map(|s| s.code()),
+        Some(tonic::Code::FailedPrecondition)
+    );
+    let got = receiver.wait_for(3, Duration::from_secs(20)).await?;
+    assert!(got.iter().any(|g| g.sequence() > 1));
+    Ok(())
+}
+
+async fn private_addresses_and_bad_input_are_refused(db: Db) -> anyhow::Result<()> {
+    let receiver = Receiver::start(|_| Reply::Status(200)).await?;
+    let database = fresh_database(db).await?;
+    // No allowances: https only, and no private address.
+    let replica = Replica::start_with(&database.url, &[]).await?;
+    let mut api = hooks(&replica);
+    let refused = api
+        .create_webhook(pb::CreateWebhookRequest {
+            url: receiver.url.clone(),
+            ..Default::default()
+        })
+        .await;
+    assert_invalid(refused, "url", &receiver.url);
+    // An https URL to loopback is taken, and every request to it refused.
+    let https = receiver.url.replace("http://", "https://");
+    let hook = api
+        .create_webhook(pb::CreateWebhookRequest {
+            url: https.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .webhook
+        .ok_or_else(|| anyhow::anyhow!("no webhook"))?;
+    let mut leads = replica.leads();
+    mql(&mut leads, "ssrf@acme.com").await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let failed = api
+            .list_deliveries(pb::ListDeliveriesRequest {
+                webhook_id: hook.id.clone(),
+                status: pb::DeliveryStatus::Retrying.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .deliveries;
+        if let Some(d) = failed.first() {
+            assert!(d.last_error.contains("loopback"), "{d:?}");
+            assert_eq!(d.last_status_code, 0);
+            break;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no refused delivery");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(receiver.got().is_empty(), "a request reached a loopback address");
+
+    for (request, field) in [
+        (pb::CreateWebhookRequest::default(), "url"),
+        (
+            pb::CreateWebhookRequest {
+                url: "ftp://example.com/".to_owned(),
+                ..Default::default()
+            },
+            "url",
+        ),
+        (
+            pb::CreateWebhookRequest {
+                url: "https://user:pw@example.com/".to_owned(),
+                ..Default::default()
+            },
+            "url",
+        ),
+        (
+            pb::CreateWebhookRequest {
+                url: "https://example.com/".to_owned(),
+                description: "x".repeat(501),
+                ..Default::default()
+            },
+            "description",
+        ),
+        (
+            pb::CreateWebhookRequest {
+                url: "https://example.com/".to_owned(),
+                filter: Some(pb::EventFilter {
+                    kinds: vec![99],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "filter.kinds[0]",
+        ),
+        (
+            pb::CreateWebhookRequest {
+                url: "https://example.com/".to_owned(),
+                start: pb::StartPosition::AtTime.into(),
+                ..Default::default()
+            },
+            "at_time",
+        ),
+        (
+            pb::CreateWebhookRequest {
+                url: "https://example.com/".to_owned(),
+                start: pb::StartPosition::Resume.into(),
+                ..Default::default()
+            },
+            "start",
+        ),
+    ] {
+        let result = api.create_webhook(request.clone()).await;
+        assert_invalid(result, field, &request);
+    }
+    let listed = api.list_deliveries(pb::ListDeliveriesRequest {
+        webhook_id: hook.id.clone(),
+        page_size: -1,
+        ..Default::default()
+    });
+    assert_invalid(listed.await, "page_size", &"page_size -1");
+    for status in [
+        api.delete_webhook(pb::DeleteWebhookRequest {
+            id: "nope".to_owned(),
+        })
+        .await
+        .map(drop),
+        api.rotate_webhook_secret(pb::RotateWebhookSecretRequest {
+            id: "nope".to_owned(),
+        })
+        .await
+        .map(drop),
+        api.retry_delivery(pb::RetryDeliveryRequest {
+            webhook_id: hook.id.clone(),
+            sequence: 999,
+        })
+        .await
+        .map(drop),
+    ] {
+        assert_eq!(status.err().map(|s| s.code()), Some(tonic::Code::NotFound));
+    }
+    // Idempotent by request_id: the same call gets the same webhook and
+    // secret; the same id for another endpoint is refused.
+    let first = pb::CreateWebhookRequest {
+        request_id: "make-1".to_owned(),
+        url: "https://example.com/a".to_owned(),
+        ..Default::default()
+    };
+    let a = api.create_webhook(first.clone()).await?.into_inner();
+    let b = api.create_webhook(first.clone()).await?.into_inner();
+    assert_eq!(
+        (a.webhook.map(|w| w.id), a.secret),
+        (b.webhook.map(|w| w.id), b.secret)
+    );
+    let other = api
+        .create_webhook(pb::CreateWebhookRequest {
+            url: "https://example.com/b".to_owned(),
+            ..first
+        })
+        .await;
+    assert_eq!(other.err().map(|s| s.code()), Some(tonic::Code::AlreadyExists));
+    // Deleted: gone, with its deliveries.
+    api.delete_webhook(pb::DeleteWebhookRequest { id: hook.id.clone() })
+        .await?;
+    let listed = api
+        .list_webhooks(pb::ListWebhooksRequest {})
+        .await?
+        .into_inner()
+        .webhooks;
+    assert!(listed.iter().all(|w| w.id != hook.id));
+    Ok(())
+}
+
+scenarios! {
+    events_arrive_signed_and_in_order = each_database().needs(&PYTHON),
+    a_failing_delivery_holds_its_lead_and_no_other = each_database(),
+    a_skipped_delivery_lets_its_lead_go_on = each_database(),
+    private_addresses_and_bad_input_are_refused = each_database(),
+}
