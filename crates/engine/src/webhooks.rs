@@ -12,6 +12,9 @@ use leadflow_store::{
 use crate::stream::{Filter, Start};
 use crate::{Engine, EngineError};
 
+/// How long a delivered or skipped delivery stays listed.
+pub const DELIVERIES_KEPT: leadflow_domain::Span = leadflow_domain::Span::from_days(7);
+
 /// How long the secret a rotation replaces keeps signing beside the new one.
 pub const ROTATION_OVERLAP: leadflow_domain::Span = leadflow_domain::Span::from_hours(24);
 
@@ -274,6 +277,14 @@ impl Engine {
         d.resolved_at = Some(self.now());
         self.store.update_delivery(ws, id, &d).await?;
         Ok(d)
+    }
+
+    /// Forgets deliveries resolved more than [`DELIVERIES_KEPT`] ago.
+    pub async fn trim_deliveries(&self) -> Result<u64, EngineError> {
+        Ok(self
+            .store
+            .trim_deliveries(self.now().saturating_sub(DELIVERIES_KEPT))
+            .await?)
     }
 
     // ---- for the delivery workers ----------------------------------------

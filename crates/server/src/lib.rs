@@ -329,8 +329,9 @@ async fn pause(pause: std::time::Duration, stopping: &CancellationToken) -> bool
 }
 
 /// Hourly: forgets idempotent results older than two days, purges
-/// anonymous activity past its time to live, and trims events every
-/// consumer has acked and that are past the retention.
+/// anonymous activity past its time to live, forgets webhook deliveries
+/// resolved a week ago, and trims events every consumer has acked and
+/// that are past the retention.
 async fn housekeeping(engine: Engine, stopping: CancellationToken) {
     while pause(std::time::Duration::from_secs(3600), &stopping).await {
         match engine
@@ -345,6 +346,11 @@ async fn housekeeping(engine: Engine, stopping: CancellationToken) {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "purged anonymous activity past its time to live"),
             Err(e) => tracing::warn!(error = %e, "could not purge anonymous activity"),
+        }
+        match engine.trim_deliveries().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(trimmed = n, "forgot webhook deliveries resolved a week ago"),
+            Err(e) => tracing::warn!(error = %e, "could not trim webhook deliveries"),
         }
         match engine.trim_events().await {
             Ok(0) => {}

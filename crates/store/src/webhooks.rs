@@ -394,6 +394,16 @@ impl Store {
             .collect())
     }
 
+    /// Forgets deliveries resolved before `before`: how many.
+    pub async fn trim_deliveries(&self, before: Timestamp) -> Result<u64, StoreError> {
+        Ok(webhook_delivery::Entity::delete_many()
+            .filter(webhook_delivery::Column::ResolvedAt.lt(before.as_micros()))
+            .exec(self.writer())
+            .await
+            .map_err(|e| self.on_writer(e))?
+            .rows_affected)
+    }
+
     /// One delivery.
     pub async fn delivery(&self, ws: &str, id: &str, seq: i64) -> Result<Option<DeliveryRecord>, StoreError> {
         Ok(

@@ -326,6 +326,30 @@ async fn a_webhook_is_a_relay_with_deliveries(engine: Engine) {
         (false, Some("failing for 24 h"))
     );
 
+    // Resolved a while ago: forgotten; open ones stay.
+    assert_eq!(
+        store
+            .trim_deliveries(Timestamp::from_secs(101))
+            .await
+            .expect("trim"),
+        0
+    );
+    assert_eq!(
+        store
+            .trim_deliveries(Timestamp::from_secs(102))
+            .await
+            .expect("trim"),
+        1
+    );
+    assert_eq!(
+        store
+            .list_deliveries("w", "h1", None, 0, 10)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+
     assert!(store.delete_webhook("w", "h1").await.expect("delete"));
     assert!(!store.delete_webhook("w", "h1").await.expect("gone"));
     assert!(
