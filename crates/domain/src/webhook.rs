@@ -147,6 +147,8 @@ pub fn refused_address(ip: IpAddr) -> Option<&'static str> {
                 Some("multicast or reserved")
             } else if v4.is_documentation() || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) {
                 Some("documentation or benchmarking")
+            } else if o[0] == 192 && o[1] == 0 && o[2] == 0 {
+                Some("IETF protocol assignments")
             } else {
                 None
             }
@@ -156,6 +158,22 @@ pub fn refused_address(ip: IpAddr) -> Option<&'static str> {
                 return refused_address(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::new(
+                    (hi >> 8) as u8,
+                    (hi & 0xff) as u8,
+                    (lo >> 8) as u8,
+                    (lo & 0xff) as u8,
+                ))
+            };
+            // IPv4-compatible (::a.b.c.d, deprecated) and 6to4 (2002:a.b.c.d::)
+            // carry an IPv4 address that decides.
+            if s[..6].iter().all(|&x| x == 0) && !v6.is_loopback() && !v6.is_unspecified() {
+                return refused_address(embedded(s[6], s[7])).or(Some("IPv4-compatible"));
+            }
+            if s[0] == 0x2002 {
+                return refused_address(embedded(s[1], s[2]));
+            }
             if v6.is_loopback() {
                 Some("loopback")
             } else if v6.is_unspecified() {
@@ -168,6 +186,12 @@ pub fn refused_address(ip: IpAddr) -> Option<&'static str> {
                 Some("link-local")
             } else if s[0] == 0x2001 && s[1] == 0x0db8 {
                 Some("documentation")
+            } else if s[0] == 0x2001 && s[1] == 0 {
+                Some("Teredo")
+            } else if s[0] & 0xffc0 == 0xfec0 {
+                Some("site-local")
+            } else if s[0] == 0x0100 && s[1..4].iter().all(|&x| x == 0) {
+                Some("discard-only")
             } else if s[0] == 0x0064 && s[1] == 0xff9b {
                 // NAT64: the IPv4 address in the last 32 bits decides.
                 let v4 = std::net::Ipv4Addr::new(
@@ -276,11 +300,25 @@ mod tests {
             "::ffff:10.0.0.1",
             "64:ff9b::a9fe:a9fe",
             "2001:db8::1",
+            "192.0.0.8",
+            "::7f00:1",
+            "::a00:1",
+            "2002:c0a8:0101::1",
+            "2002:7f00:1::",
+            "2001:0:4136:e378::1",
+            "fec0::1",
+            "100::1",
         ] {
             let parsed: IpAddr = ip.parse().unwrap_or(IpAddr::from([127, 0, 0, 1]));
             assert!(refused_address(parsed).is_some(), "{ip} was allowed");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "2002:808:808::1",
+        ] {
             let parsed: IpAddr = ip.parse().unwrap_or(IpAddr::from([127, 0, 0, 1]));
             assert_eq!(refused_address(parsed), None, "{ip} was refused");
         }

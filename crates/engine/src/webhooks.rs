@@ -261,21 +261,42 @@ impl Engine {
     /// Tries a parked or retrying delivery again now, with a fresh 24 h of
     /// retries.
     pub async fn retry_delivery(&self, ws: &str, id: &str, seq: i64) -> Result<DeliveryRecord, EngineError> {
-        let mut d = self.open_delivery(ws, id, seq).await?;
+        let was = self.open_delivery(ws, id, seq).await?;
         let now = self.now();
+        let mut d = was.clone();
         d.status = DELIVERY_RETRYING.to_owned();
         d.next_attempt_at = now;
         d.first_attempt_at = Some(now);
-        self.store.update_delivery(ws, id, &d).await?;
+        // The schedule starts over: attempts count from this retry.
+        d.attempts = 0;
+        self.changed(ws, id, &was, &d).await?;
         Ok(d)
+    }
+
+    /// Writes a call's change of a delivery, unless an attempt changed it first.
+    async fn changed(
+        &self,
+        ws: &str,
+        id: &str,
+        was: &DeliveryRecord,
+        d: &DeliveryRecord,
+    ) -> Result<(), EngineError> {
+        if !self.store.update_delivery(ws, id, was, d).await? {
+            return Err(EngineError::Aborted(format!(
+                "delivery {} changed meanwhile (an attempt ended): read it again",
+                d.seq
+            )));
+        }
+        Ok(())
     }
 
     /// Gives a parked or retrying delivery up: its lead's later deliveries go on.
     pub async fn skip_delivery(&self, ws: &str, id: &str, seq: i64) -> Result<DeliveryRecord, EngineError> {
-        let mut d = self.open_delivery(ws, id, seq).await?;
+        let was = self.open_delivery(ws, id, seq).await?;
+        let mut d = was.clone();
         d.status = DELIVERY_SKIPPED.to_owned();
         d.resolved_at = Some(self.now());
-        self.store.update_delivery(ws, id, &d).await?;
+        self.changed(ws, id, &was, &d).await?;
         Ok(d)
     }
 
@@ -303,7 +324,9 @@ impl Engine {
         hook: &WebhookRecord,
         limit: u64,
     ) -> Result<(Vec<DeliveryRecord>, bool), EngineError> {
-        let filter = filter_of(hook);
+        let filter: Filter = serde_json::from_str(&hook.filter).map_err(|e| {
+            EngineError::Internal(format!("webhook {}'s filter does not decode: {e}", hook.id))
+        })?;
         let batch = self.relay_batch(ws, hook.read, limit).await?;
         let Some(last) = batch.last else {
             return Ok((Vec::new(), false));
@@ -333,14 +356,24 @@ impl Engine {
                 }
             })
             .collect();
-        self.store.add_deliveries(ws, &hook.id, &deliveries, last).await?;
+        if !self.store.add_deliveries(ws, &hook.id, &deliveries, last).await? {
+            return Err(not_found(&hook.id));
+        }
         Ok((deliveries, true))
     }
 
-    /// Writes an attempt's outcome: delivered, or failed and tried again
-    /// (`retry_at`) or parked (`None`); false if the endpoint is gone.
-    pub async fn record_attempt(&self, ws: &str, id: &str, d: &DeliveryRecord) -> Result<bool, EngineError> {
-        Ok(self.store.update_delivery(ws, id, d).await?)
+    /// Writes an attempt's outcome (delivered, to be tried again, or
+    /// parked) over the delivery as it was before the attempt: false, and
+    /// nothing written, if it changed meanwhile (skipped or retried by a
+    /// call, or attempted by another replica) or is gone.
+    pub async fn record_attempt(
+        &self,
+        ws: &str,
+        id: &str,
+        was: &DeliveryRecord,
+        d: &DeliveryRecord,
+    ) -> Result<bool, EngineError> {
+        Ok(self.store.update_delivery(ws, id, was, d).await?)
     }
 
     /// Notes whether the endpoint's attempts fail, and disables it once

@@ -297,15 +297,27 @@ impl Store {
     }
 
     /// New deliveries of the events read up to `read`, in one transaction
-    /// with the endpoint's read position (never moved back).
+    /// with the endpoint's read position (never moved back): false, and
+    /// nothing written, when the endpoint is gone.
     pub async fn add_deliveries(
         &self,
         ws: &str,
         id: &str,
         deliveries: &[DeliveryRecord],
         read: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let tx = self.writer().begin().await.map_err(|e| self.on_writer(e))?;
+        let moved = tx
+            .execute_raw(self.sql(
+                "UPDATE webhooks SET read_to = CASE WHEN read_to < $3 THEN $3 ELSE read_to END \
+                 WHERE workspace_id = $1 AND id = $2",
+                vec![ws.into(), id.into(), read.into()],
+            ))
+            .await?;
+        if moved.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         if !deliveries.is_empty() {
             webhook_delivery::Entity::insert_many(
                 deliveries
@@ -320,18 +332,21 @@ impl Store {
             .exec(&tx)
             .await?;
         }
-        tx.execute_raw(self.sql(
-            "UPDATE webhooks SET read_to = CASE WHEN read_to < $3 THEN $3 ELSE read_to END \
-             WHERE workspace_id = $1 AND id = $2",
-            vec![ws.into(), id.into(), read.into()],
-        ))
-        .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
-    /// Writes a delivery's new state: false if it is gone (its endpoint deleted).
-    pub async fn update_delivery(&self, ws: &str, id: &str, d: &DeliveryRecord) -> Result<bool, StoreError> {
+    /// Writes a delivery's new state if it still stands as `was` says
+    /// (open, with that status and that many attempts): false if it
+    /// changed meanwhile (skipped or retried by a call, attempted by
+    /// another replica) or is gone.
+    pub async fn update_delivery(
+        &self,
+        ws: &str,
+        id: &str,
+        was: &DeliveryRecord,
+        d: &DeliveryRecord,
+    ) -> Result<bool, StoreError> {
         let row = delivery_model(ws, id, d);
         Ok(webhook_delivery::Entity::update_many()
             .col_expr(webhook_delivery::Column::Status, Expr::value(row.status))
@@ -357,6 +372,9 @@ impl Store {
             .filter(webhook_delivery::Column::WorkspaceId.eq(ws))
             .filter(webhook_delivery::Column::WebhookId.eq(id))
             .filter(webhook_delivery::Column::Seq.eq(d.seq))
+            .filter(webhook_delivery::Column::ResolvedAt.is_null())
+            .filter(webhook_delivery::Column::Status.eq(was.status.as_str()))
+            .filter(webhook_delivery::Column::Attempts.eq(was.attempts))
             .exec(self.writer())
             .await
             .map_err(|e| self.on_writer(e))?

@@ -641,6 +641,12 @@ impl Engine {
 
     #[tracing::instrument(name = "engine.delete_consumer", skip_all)]
     pub async fn delete_consumer(&self, ws: &str, consumer: &str) -> Result<(), EngineError> {
+        if consumer.starts_with("webhook:") {
+            return Err(EngineError::FailedPrecondition {
+                reason: "WEBHOOK_CONSUMER",
+                message: format!("{consumer} is a webhook's: DeleteWebhook removes it"),
+            });
+        }
         if !self.store.delete_consumer(ws, consumer).await? && !self.store.delete_relay(ws, consumer).await? {
             return Err(EngineError::NotFound {
                 what: "consumer",

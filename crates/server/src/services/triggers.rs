@@ -107,7 +107,6 @@ pub(crate) fn filter_in(check: &mut Check, f: pb::EventFilter) -> Filter {
     let mut filter = Filter::default();
     if f.kinds.len() + f.stages.len() + f.workflows.len() + f.account_stages.len() > MAX_MAP_ENTRIES {
         check.fail("filter", format!("at most {MAX_MAP_ENTRIES} entries in all"));
-        return filter;
     }
     for (i, k) in f.kinds.iter().enumerate() {
         filter

@@ -205,13 +205,12 @@ impl Worker {
         }
         let mut any_succeeded = None;
         while let Some(done) = sent.join_next().await {
-            let Ok((d, ok)) = done else { continue };
+            let Ok((was, d, ok)) = done else { continue };
             any_succeeded = Some(any_succeeded.unwrap_or(false) || ok);
-            if d.resolved_at.is_some() {
+            // Written only over the delivery as it was: a call that skipped
+            // or retried it meanwhile wins, and the next round reads it.
+            if self.engine.record_attempt(&self.ws, &self.id, &was, &d).await? && d.resolved_at.is_some() {
                 deliveries.resolve(d.seq);
-            }
-            if !self.engine.record_attempt(&self.ws, &self.id, &d).await? {
-                return Ok(None);
             }
         }
         if let Some(ok) = any_succeeded
@@ -239,9 +238,21 @@ impl Worker {
     }
 }
 
-/// One attempt of delivery `d`: the delivery as it stands after it, and
-/// whether the endpoint answered 2xx.
+/// One attempt of delivery `d`: the delivery as it was, as it stands
+/// after the attempt, and whether the endpoint answered 2xx.
 async fn attempt(
+    engine: Engine,
+    ws: String,
+    hook: WebhookRecord,
+    d: DeliveryRecord,
+    reach: Reach,
+) -> (DeliveryRecord, DeliveryRecord, bool) {
+    let was = d.clone();
+    let (after, ok) = attempt_once(engine, ws, hook, d, reach).await;
+    (was, after, ok)
+}
+
+async fn attempt_once(
     engine: Engine,
     ws: String,
     hook: WebhookRecord,

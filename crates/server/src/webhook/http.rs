@@ -17,6 +17,9 @@ use leadflow_domain::webhook::refused_address;
 
 /// A request's whole exchange, from resolving the host to the response's head.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the start of a response body is waited for, after its head:
+/// the status decides, the body is only kept for `ListDeliveries`.
+const BODY_WAIT: Duration = Duration::from_secs(2);
 /// Bytes of a response body kept (for `ListDeliveries`); the rest is not read.
 pub const MAX_BODY: usize = 1_024;
 
@@ -78,9 +81,30 @@ pub async fn post(
     body: Bytes,
     reach: Reach,
 ) -> Result<Answer, Failure> {
-    tokio::time::timeout(TIMEOUT, exchange(url, headers, body, reach))
+    let response = tokio::time::timeout(TIMEOUT, exchange(url, headers, body, reach))
         .await
-        .unwrap_or(Err(Failure::TimedOut))
+        .unwrap_or(Err(Failure::TimedOut))?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut kept = Vec::new();
+    let read = async {
+        while kept.len() < MAX_BODY {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        kept.extend_from_slice(&data[..data.len().min(MAX_BODY - kept.len())]);
+                    }
+                }
+                _ => break,
+            }
+        }
+    };
+    // A slow or broken body does not undo the answer.
+    let _ = tokio::time::timeout(BODY_WAIT, read).await;
+    Ok(Answer {
+        status,
+        body: String::from_utf8_lossy(&kept).into_owned(),
+    })
 }
 
 async fn exchange(
@@ -88,7 +112,7 @@ async fn exchange(
     headers: &[(&str, String)],
     body: Bytes,
     reach: Reach,
-) -> Result<Answer, Failure> {
+) -> Result<http::Response<hyper::body::Incoming>, Failure> {
     let uri = check_url(url, reach).map_err(Failure::Refused)?;
     let https = uri.scheme_str() == Some("https");
     let host = uri
@@ -126,23 +150,7 @@ async fn exchange(
     } else {
         send(TokioIo::new(stream), request).await?
     };
-    let status = response.status().as_u16();
-    let mut body = response.into_body();
-    let mut kept = Vec::new();
-    while kept.len() < MAX_BODY {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    kept.extend_from_slice(&data[..data.len().min(MAX_BODY - kept.len())]);
-                }
-            }
-            _ => break,
-        }
-    }
-    Ok(Answer {
-        status,
-        body: String::from_utf8_lossy(&kept).into_owned(),
-    })
+    Ok(response)
 }
 
 async fn send<T>(

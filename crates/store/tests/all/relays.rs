@@ -277,7 +277,27 @@ async fn a_webhook_is_a_relay_with_deliveries(engine: Engine) {
     first.attempts = 1;
     first.last_status_code = Some(204);
     first.resolved_at = Some(Timestamp::from_secs(101));
-    assert!(store.update_delivery("w", "h1", &first).await.expect("update"));
+    // Written only over the delivery as it was.
+    let mut stale = open[0].clone();
+    stale.attempts = 7;
+    assert!(
+        !store
+            .update_delivery("w", "h1", &stale, &first)
+            .await
+            .expect("stale")
+    );
+    assert!(
+        store
+            .update_delivery("w", "h1", &open[0], &first)
+            .await
+            .expect("update")
+    );
+    assert!(
+        !store
+            .update_delivery("w", "h1", &open[0], &first)
+            .await
+            .expect("once")
+    );
     assert_eq!(store.open_deliveries("w", "h1").await.expect("open").len(), 1);
     let delivered = store
         .list_deliveries("w", "h1", Some(leadflow_store::DELIVERY_DELIVERED), 0, 10)
