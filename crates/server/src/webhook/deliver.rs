@@ -115,6 +115,9 @@ pub async fn run(engine: Engine, reach: Reach, stopping: CancellationToken) {
     while workers.join_next().await.is_some() {}
 }
 
+/// An attempt's delivery as it was, as it is after, and whether it was taken.
+type Outcome = (DeliveryRecord, DeliveryRecord, bool);
+
 struct Worker {
     engine: Engine,
     reach: Reach,
@@ -141,12 +144,18 @@ impl Worker {
     }
 
     /// Delivers until stopped (true: a shutdown) or the lease is lost or
-    /// the endpoint gone (false).
+    /// the endpoint gone (false). Attempts run beside the rounds: a slow
+    /// endpoint answer holds its own lead only.
     async fn deliver(&self) -> bool {
+        let mut flight: JoinSet<Outcome> = JoinSet::new();
+        // The subject of each delivery in flight, by sequence, and each
+        // attempt's delivery by its task.
+        let mut flying: HashMap<i64, String> = HashMap::new();
+        let mut tasks: HashMap<tokio::task::Id, i64> = HashMap::new();
         loop {
             let commits = Arc::clone(&self.commits);
             let commit = commits.notified();
-            let pause = match self.round().await {
+            let pause = match self.round(&mut flight, &mut flying, &mut tasks).await {
                 Ok(Some(pause)) => pause,
                 Ok(None) => return false,
                 Err(e) => {
@@ -158,6 +167,11 @@ impl Worker {
                 continue;
             }
             tokio::select! {
+                done = flight.join_next_with_id(), if !flight.is_empty() => {
+                    if let Err(e) = self.finished(done, &mut flying, &mut tasks).await {
+                        tracing::warn!(webhook = %self.id, error = %e, "a delivery's outcome could not be written; it is attempted again");
+                    }
+                }
                 () = commit => {}
                 () = tokio::time::sleep(pause) => {}
                 () = self.stopping.cancelled() => return true,
@@ -166,10 +180,48 @@ impl Worker {
         }
     }
 
-    /// One round: read, send what may go, write the outcomes and the
-    /// cursor. The pause before the next (zero: at once); `None` when the
-    /// worker must stop.
-    async fn round(&self) -> Result<Option<Duration>, EngineError> {
+    /// Writes an attempt's outcome, over the delivery as it was: a call
+    /// that skipped or retried it meanwhile wins.
+    async fn finished(
+        &self,
+        done: Option<Result<(tokio::task::Id, Outcome), tokio::task::JoinError>>,
+        flying: &mut HashMap<i64, String>,
+        tasks: &mut HashMap<tokio::task::Id, i64>,
+    ) -> Result<(), EngineError> {
+        let (was, d, ok) = match done {
+            Some(Ok((id, outcome))) => {
+                tasks.remove(&id);
+                outcome
+            }
+            Some(Err(e)) => {
+                // The attempt's task broke: its delivery is attempted again.
+                tracing::error!(webhook = %self.id, error = %e, "a webhook attempt failed unexpectedly");
+                if let Some(seq) = tasks.remove(&e.id()) {
+                    flying.remove(&seq);
+                }
+                return Ok(());
+            }
+            None => return Ok(()),
+        };
+        flying.remove(&d.seq);
+        self.engine.record_attempt(&self.ws, &self.id, &was, &d).await?;
+        let hook = self.engine.webhook(&self.ws, &self.id).await?;
+        if self.engine.note_webhook_health(&self.ws, &hook, ok).await? {
+            tracing::error!(webhook = %self.id, "every delivery failed for 24 h: the webhook is disabled");
+        }
+        Ok(())
+    }
+
+    /// One round: read new events into deliveries, start the attempts that
+    /// may go (the first open delivery of each lead, when due, its lead not
+    /// in flight), move the cursor. The pause before the next round (zero:
+    /// at once); `None` when the worker must stop.
+    async fn round(
+        &self,
+        flight: &mut JoinSet<Outcome>,
+        flying: &mut HashMap<i64, String>,
+        tasks: &mut HashMap<tokio::task::Id, i64>,
+    ) -> Result<Option<Duration>, EngineError> {
         let hook = match self.engine.webhook(&self.ws, &self.id).await {
             Ok(hook) if hook.enabled => hook,
             Ok(_) | Err(EngineError::NotFound { .. }) => return Ok(None),
@@ -180,44 +232,39 @@ impl Worker {
         if open.len() < MAX_OPEN {
             let room = u64::try_from(MAX_OPEN - open.len()).unwrap_or(0).min(BATCH);
             let (new, read_any) = self.engine.read_for_webhook(&self.ws, &hook, room).await?;
-            more = read_any;
+            more = read_any && !new.is_empty();
             open.extend(new);
-        } else {
-            tracing::warn!(webhook = %self.id, open = open.len(), "the webhook holds {MAX_OPEN} open deliveries: it reads no new event until some resolve");
         }
         let hook = self.engine.webhook(&self.ws, &self.id).await?;
         let now = self.engine.now();
-        let mut deliveries = schedule(&open);
+        let deliveries = schedule(&open);
         let by_seq: HashMap<i64, DeliveryRecord> = open.into_iter().map(|d| (d.seq, d)).collect();
-        let ready: Vec<i64> = deliveries.ready(now).into_iter().take(CONCURRENCY).collect();
-        let mut sent = JoinSet::new();
+        let busy: std::collections::HashSet<&str> = flying.values().map(String::as_str).collect();
+        let ready: Vec<i64> = deliveries
+            .ready(now)
+            .into_iter()
+            .filter(|seq| !flying.contains_key(seq))
+            .filter(|seq| {
+                by_seq
+                    .get(seq)
+                    .is_some_and(|d| !busy.contains(d.subject.as_str()))
+            })
+            .take(CONCURRENCY.saturating_sub(flight.len()))
+            .collect();
         for seq in &ready {
             let Some(d) = by_seq.get(seq).cloned() else {
                 continue;
             };
-            sent.spawn(attempt(
+            flying.insert(d.seq, d.subject.clone());
+            let seq = d.seq;
+            let task = flight.spawn(attempt(
                 self.engine.clone(),
                 self.ws.clone(),
                 hook.clone(),
                 d,
                 self.reach,
             ));
-        }
-        let mut any_succeeded = None;
-        while let Some(done) = sent.join_next().await {
-            let Ok((was, d, ok)) = done else { continue };
-            any_succeeded = Some(any_succeeded.unwrap_or(false) || ok);
-            // Written only over the delivery as it was: a call that skipped
-            // or retried it meanwhile wins, and the next round reads it.
-            if self.engine.record_attempt(&self.ws, &self.id, &was, &d).await? && d.resolved_at.is_some() {
-                deliveries.resolve(d.seq);
-            }
-        }
-        if let Some(ok) = any_succeeded
-            && self.engine.note_webhook_health(&self.ws, &hook, ok).await?
-        {
-            tracing::error!(webhook = %self.id, "every delivery failed for 24 h: the webhook is disabled");
-            return Ok(None);
+            tasks.insert(task.id(), seq);
         }
         let cursor = deliveries.cursor(hook.read);
         let (holder, epoch) = &self.lease;
@@ -228,13 +275,17 @@ impl Worker {
         {
             return Ok(None);
         }
-        if !ready.is_empty() || more {
+        if more {
             return Ok(Some(Duration::ZERO));
         }
         let until_due = deliveries.next_due().map(|at| {
             Duration::from_micros(u64::try_from((at.as_micros() - now.as_micros()).max(0)).unwrap_or(0))
         });
-        Ok(Some(until_due.map_or(POLL, |d| d.min(POLL))))
+        // Something due now but held (its lead in flight, or no room):
+        // the next finished attempt wakes the worker.
+        Ok(Some(
+            until_due.map_or(POLL, |d| d.clamp(Duration::from_millis(50), POLL)),
+        ))
     }
 }
 
