@@ -305,6 +305,8 @@ pub enum ConsumerKind {
     /// A relay to another system (JetStream), moved by the replica
     /// relaying it.
     Relay,
+    /// A webhook endpoint, moved as its deliveries resolve.
+    Webhook,
 }
 
 impl From<ConsumerRecord> for Consumer {
@@ -323,8 +325,12 @@ impl From<ConsumerRecord> for Consumer {
 impl From<leadflow_store::RelayRecord> for Consumer {
     fn from(r: leadflow_store::RelayRecord) -> Self {
         Self {
+            kind: if r.name.starts_with("webhook:") {
+                ConsumerKind::Webhook
+            } else {
+                ConsumerKind::Relay
+            },
             name: r.name,
-            kind: ConsumerKind::Relay,
             cursor: r.cursor,
             created_at: r.created_at,
             last_seen_at: r.moved_at,

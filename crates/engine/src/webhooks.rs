@@ -327,7 +327,20 @@ impl Engine {
         let filter: Filter = serde_json::from_str(&hook.filter).map_err(|e| {
             EngineError::Internal(format!("webhook {}'s filter does not decode: {e}", hook.id))
         })?;
-        let batch = self.relay_batch(ws, hook.read, limit).await?;
+        let batch = match self.relay_batch(ws, hook.read, limit).await {
+            Ok(batch) => batch,
+            Err(EngineError::OutOfRange(why)) => {
+                // Only an endpoint made while old events were trimmed can
+                // be behind what is kept: it goes on from the oldest.
+                tracing::error!(workspace = %ws, webhook = %hook.id, "{why}: the webhook goes on from the oldest event kept");
+                let floor = self.store.outbox_bounds(ws).await?.floor;
+                if !self.store.add_deliveries(ws, &hook.id, &[], floor).await? {
+                    return Err(not_found(&hook.id));
+                }
+                return Ok((Vec::new(), true));
+            }
+            Err(e) => return Err(e),
+        };
         let Some(last) = batch.last else {
             return Ok((Vec::new(), false));
         };

@@ -344,6 +344,18 @@ async fn events_arrive_signed_and_in_order(db: Db) -> anyhow::Result<()> {
         .await?
         .into_inner();
     assert_eq!(rest.deliveries.len(), 5);
+    // Its cursor is among the workspace's consumers, past every delivery.
+    let consumers =
+        leadflow_proto::v1::trigger_service_client::TriggerServiceClient::new(replica.channel.clone())
+            .list_consumers(pb::ListConsumersRequest {})
+            .await?
+            .into_inner()
+            .consumers;
+    let cursor = consumers
+        .iter()
+        .find(|c| c.name == format!("webhook:{}", hook.id))
+        .ok_or_else(|| anyhow::anyhow!("no consumer for the webhook: {consumers:?}"))?;
+    assert_eq!(cursor.kind, i32::from(pb::ConsumerKind::Webhook));
     Ok(())
 }
 

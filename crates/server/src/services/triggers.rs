@@ -263,6 +263,7 @@ fn consumer_out(c: &Consumer, head: i64, now: leadflow_domain::Timestamp) -> pb:
         kind: match c.kind {
             ConsumerKind::Stream => pb::ConsumerKind::Stream,
             ConsumerKind::Relay => pb::ConsumerKind::Relay,
+            ConsumerKind::Webhook => pb::ConsumerKind::Webhook,
         }
         .into(),
         lag_time: Some(super::analytics::duration_out(
