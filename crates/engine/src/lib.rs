@@ -67,7 +67,9 @@ pub use identity::{Identified, MAX_ANONYMOUS_EVENTS};
 use leadflow_domain::Policy;
 use leadflow_store::Store;
 pub use leadflow_store::{
-    AccountListing, AssignmentRecord, RelayRecord, ScoreColumn, SearchCursor, StoredAccountTransition,
+    AccountListing, AssignmentRecord, DELIVERY_DELIVERED, DELIVERY_PARKED, DELIVERY_PENDING,
+    DELIVERY_RETRYING, DELIVERY_SKIPPED, DeliveryRecord, RelayRecord, ScoreColumn, SearchCursor,
+    StoredAccountTransition, WebhookRecord,
 };
 pub use leads::{CreateLead, MAX_BATCH};
 pub use merge::{Candidate, MAX_CANDIDATES, Merged, Unmerged};

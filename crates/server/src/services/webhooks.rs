@@ -2,11 +2,11 @@
 
 use leadflow_engine::Engine;
 use leadflow_engine::webhooks::{NewWebhook, WebhookView};
-use leadflow_proto::v1 as pb;
-use leadflow_store::{
+use leadflow_engine::{
     DELIVERY_DELIVERED, DELIVERY_PARKED, DELIVERY_PENDING, DELIVERY_RETRYING, DELIVERY_SKIPPED,
     DeliveryRecord,
 };
+use leadflow_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::triggers::{filter_in, filter_out, start_in};
