@@ -78,6 +78,40 @@ fn id_in(check: &mut Check, field: &str, id: &str) -> String {
     check.key(field, id, true)
 }
 
+/// What a call does to a failed delivery.
+#[derive(Clone, Copy, Debug)]
+enum Resolve {
+    Retry,
+    Skip,
+}
+
+impl WebhookApi {
+    /// RetryDelivery and SkipDelivery: the delivery as it is after.
+    async fn resolve(
+        &self,
+        caller: &crate::auth::Principal,
+        webhook_id: &str,
+        sequence: i64,
+        what: Resolve,
+    ) -> Result<pb::Delivery, Status> {
+        let mut check = Check::default();
+        let id = id_in(&mut check, "webhook_id", webhook_id);
+        if sequence < 1 {
+            check.fail("sequence", "required: a delivery's sequence");
+        }
+        check.into_result()?;
+        let ws = caller.workspace.as_str();
+        let d = match what {
+            Resolve::Retry => self.engine.retry_delivery(ws, &id, sequence).await,
+            Resolve::Skip => self.engine.skip_delivery(ws, &id, sequence).await,
+        }
+        .map_err(status)?;
+        // The endpoint's worker looks at it now.
+        self.engine.wake_stream(ws);
+        Ok(delivery_out(&id, &d))
+    }
+}
+
 #[tonic::async_trait]
 impl pb::webhook_service_server::WebhookService for WebhookApi {
     async fn create_webhook(
@@ -235,20 +269,11 @@ impl pb::webhook_service_server::WebhookService for WebhookApi {
     ) -> Result<Response<pb::RetryDeliveryResponse>, Status> {
         let caller = crate::auth::caller(&request)?;
         let r = request.into_inner();
-        let mut check = Check::default();
-        let id = id_in(&mut check, "webhook_id", &r.webhook_id);
-        if r.sequence < 1 {
-            check.fail("sequence", "required: a delivery's sequence");
-        }
-        check.into_result()?;
-        let d = self
-            .engine
-            .retry_delivery(&caller.workspace, &id, r.sequence)
-            .await
-            .map_err(status)?;
-        self.engine.wake_stream(&caller.workspace);
+        let delivery = self
+            .resolve(&caller, &r.webhook_id, r.sequence, Resolve::Retry)
+            .await?;
         Ok(Response::new(pb::RetryDeliveryResponse {
-            delivery: Some(delivery_out(&id, &d)),
+            delivery: Some(delivery),
         }))
     }
 
@@ -258,20 +283,11 @@ impl pb::webhook_service_server::WebhookService for WebhookApi {
     ) -> Result<Response<pb::SkipDeliveryResponse>, Status> {
         let caller = crate::auth::caller(&request)?;
         let r = request.into_inner();
-        let mut check = Check::default();
-        let id = id_in(&mut check, "webhook_id", &r.webhook_id);
-        if r.sequence < 1 {
-            check.fail("sequence", "required: a delivery's sequence");
-        }
-        check.into_result()?;
-        let d = self
-            .engine
-            .skip_delivery(&caller.workspace, &id, r.sequence)
-            .await
-            .map_err(status)?;
-        self.engine.wake_stream(&caller.workspace);
+        let delivery = self
+            .resolve(&caller, &r.webhook_id, r.sequence, Resolve::Skip)
+            .await?;
         Ok(Response::new(pb::SkipDeliveryResponse {
-            delivery: Some(delivery_out(&id, &d)),
+            delivery: Some(delivery),
         }))
     }
 }
