@@ -20,6 +20,16 @@ fn wall_micros() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+/// `holder`'s lease from now on, for `ttl`.
+fn lease(holder: &str, ttl: Duration) -> Lease<'_> {
+    let now = wall_micros();
+    Lease {
+        holder,
+        now,
+        until: now.saturating_add(micros(ttl)),
+    }
+}
+
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
@@ -68,12 +78,7 @@ impl Engine {
         holder: &str,
         ttl: Duration,
     ) -> Result<Vec<RelayRecord>, EngineError> {
-        let now = wall_micros();
-        let lease = Lease {
-            holder,
-            now,
-            until: now.saturating_add(micros(ttl)),
-        };
+        let lease = lease(holder, ttl);
         Ok(self.store.hold_relays(name, lease).await?)
     }
 
@@ -84,12 +89,7 @@ impl Engine {
         holder: &str,
         ttl: Duration,
     ) -> Result<Vec<RelayRecord>, EngineError> {
-        let now = wall_micros();
-        let lease = Lease {
-            holder,
-            now,
-            until: now.saturating_add(micros(ttl)),
-        };
+        let lease = lease(holder, ttl);
         Ok(self.store.hold_relays_prefixed(prefix, lease).await?)
     }
 
@@ -104,12 +104,7 @@ impl Engine {
         cursor: i64,
         ttl: Duration,
     ) -> Result<bool, EngineError> {
-        let now = wall_micros();
-        let lease = Lease {
-            holder,
-            now,
-            until: now.saturating_add(micros(ttl)),
-        };
+        let lease = lease(holder, ttl);
         Ok(self.store.advance_relay(ws, name, epoch, cursor, lease).await?)
     }
 

@@ -317,11 +317,12 @@ impl Engine {
 
     /// Reads up to `limit` events after the endpoint's read position and
     /// records a delivery of each its filter lets through: the new open
-    /// deliveries, and whether more events may follow.
+    /// deliveries, and whether more events may follow. `hook.read` moves
+    /// to where the endpoint has read.
     pub async fn read_for_webhook(
         &self,
         ws: &str,
-        hook: &WebhookRecord,
+        hook: &mut WebhookRecord,
         limit: u64,
     ) -> Result<(Vec<DeliveryRecord>, bool), EngineError> {
         let filter: Filter = serde_json::from_str(&hook.filter).map_err(|e| {
@@ -337,6 +338,7 @@ impl Engine {
                 if !self.store.add_deliveries(ws, &hook.id, &[], floor).await? {
                     return Err(not_found(&hook.id));
                 }
+                hook.read = hook.read.max(floor);
                 return Ok((Vec::new(), true));
             }
             Err(e) => return Err(e),
@@ -372,6 +374,7 @@ impl Engine {
         if !self.store.add_deliveries(ws, &hook.id, &deliveries, last).await? {
             return Err(not_found(&hook.id));
         }
+        hook.read = hook.read.max(last);
         Ok((deliveries, true))
     }
 

@@ -65,6 +65,16 @@ pub struct DeliveryRecord {
     pub resolved_at: Option<Timestamp>,
 }
 
+/// Removes endpoint `id`'s relay row: the events it held are released.
+async fn release_retention(tx: &sea_orm::DatabaseTransaction, ws: &str, id: &str) -> Result<(), StoreError> {
+    relay::Entity::delete_many()
+        .filter(relay::Column::WorkspaceId.eq(ws))
+        .filter(relay::Column::Name.eq(relay_name(id)))
+        .exec(tx)
+        .await?;
+    Ok(())
+}
+
 fn webhook_record(row: webhook::Model) -> WebhookRecord {
     WebhookRecord {
         id: row.id,
@@ -192,11 +202,7 @@ impl Store {
             .filter(webhook_delivery::Column::WebhookId.eq(id))
             .exec(&tx)
             .await?;
-        relay::Entity::delete_many()
-            .filter(relay::Column::WorkspaceId.eq(ws))
-            .filter(relay::Column::Name.eq(relay_name(id)))
-            .exec(&tx)
-            .await?;
+        release_retention(&tx, ws, id).await?;
         tx.commit().await?;
         Ok(deleted)
     }
@@ -251,11 +257,7 @@ impl Store {
             .rows_affected
             > 0;
         if disabled {
-            relay::Entity::delete_many()
-                .filter(relay::Column::WorkspaceId.eq(ws))
-                .filter(relay::Column::Name.eq(relay_name(id)))
-                .exec(&tx)
-                .await?;
+            release_retention(&tx, ws, id).await?;
         }
         tx.commit().await?;
         Ok(disabled)

@@ -222,7 +222,7 @@ impl Worker {
         flying: &mut HashMap<i64, String>,
         tasks: &mut HashMap<tokio::task::Id, i64>,
     ) -> Result<Option<Duration>, EngineError> {
-        let hook = match self.engine.webhook(&self.ws, &self.id).await {
+        let mut hook = match self.engine.webhook(&self.ws, &self.id).await {
             Ok(hook) if hook.enabled => hook,
             Ok(_) | Err(EngineError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
@@ -231,11 +231,10 @@ impl Worker {
         let mut more = false;
         if open.len() < MAX_OPEN {
             let room = u64::try_from(MAX_OPEN - open.len()).unwrap_or(0).min(BATCH);
-            let (new, read_any) = self.engine.read_for_webhook(&self.ws, &hook, room).await?;
+            let (new, read_any) = self.engine.read_for_webhook(&self.ws, &mut hook, room).await?;
             more = read_any && !new.is_empty();
             open.extend(new);
         }
-        let hook = self.engine.webhook(&self.ws, &self.id).await?;
         let now = self.engine.now();
         let deliveries = schedule(&open);
         let by_seq: HashMap<i64, DeliveryRecord> = open.into_iter().map(|d| (d.seq, d)).collect();
