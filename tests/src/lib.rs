@@ -62,14 +62,37 @@ impl TestServer {
         Self::start_with(db, Some(Arc::new(ManualClock::new(start)))).await
     }
 
+    /// On a clock the test moves, whose webhooks may reach receivers on
+    /// loopback over plain HTTP (`--webhooks-allow-http`,
+    /// `--webhooks-allow-private-addresses`).
+    pub async fn start_with_clock_and_local_webhooks(
+        db: Db,
+        start: leadflow_domain::Timestamp,
+    ) -> anyhow::Result<Self> {
+        Self::start_configured(db, Some(Arc::new(ManualClock::new(start))), |c| {
+            c.webhooks_allow_http = true;
+            c.webhooks_allow_private_addresses = true;
+        })
+        .await
+    }
+
     async fn start_with(db: Db, clock: Option<Arc<ManualClock>>) -> anyhow::Result<Self> {
+        Self::start_configured(db, clock, |_| {}).await
+    }
+
+    async fn start_configured(
+        db: Db,
+        clock: Option<Arc<ManualClock>>,
+        configure: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Self> {
         let database = fresh_database(db).await?;
-        let config = Config {
+        let mut config = Config {
             max_connections: 8,
             timer_poll_ms: 200,
             rescore_batch: 50,
             ..loopback(&database.url)
         };
+        configure(&mut config);
         let engine_clock: Arc<dyn Clock> = match &clock {
             Some(c) => c.clone(),
             None => Arc::new(SystemClock),
@@ -502,6 +525,7 @@ pub fn describe(e: &pb::Event) -> String {
             Ok(pb::EventKind::LeadUnrouted) => format!("LEAD_UNROUTED:{}", a.route_id),
             _ => format!("LEAD_ASSIGNED:{}>{}", a.from_owner, a.to_owner),
         },
+        Some(pb::event::Payload::WebhookDisabled(w)) => format!("WEBHOOK_DISABLED:{}", w.webhook_id),
         None => "?".to_owned(),
     }
 }

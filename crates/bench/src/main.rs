@@ -30,6 +30,7 @@ mod search;
 mod server;
 mod simulate;
 mod stats;
+mod webhooks;
 
 use std::path::PathBuf;
 
@@ -79,6 +80,10 @@ enum Scenario {
     /// JetStream subscriber under a steady load, beside a raw async-nats
     /// publish loop to the same nats-server (started by the run).
     Relay(relay::Args),
+    /// Webhook deliveries: a backlog drained to a receiver on loopback
+    /// (deliveries/s), beside as many bare requests of the same size by the
+    /// same request code to the same receiver.
+    Webhooks(webhooks::Args),
     /// The server's instructions per engagement under a fixed workload,
     /// counted by `valgrind --tool=callgrind`.
     Instructions(instructions::Args),
@@ -136,6 +141,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Import(args) => import::run(args).await,
             Scenario::Instructions(args) => instructions::run(args).await,
             Scenario::Relay(args) => relay::run(args).await,
+            Scenario::Webhooks(args) => webhooks::run(args).await,
             Scenario::Handoffs { seconds } => rawdb::handoffs(seconds).await,
             Scenario::EchoServer { listen } => echo::serve(listen).await,
             Scenario::Load {

@@ -94,7 +94,7 @@ async fn stored_rate(js: &jetstream::Context, stream: &str) -> anyhow::Result<(u
 }
 
 /// The workspace's head sequence, through a consumer made at LATEST.
-async fn head(channel: &Channel) -> anyhow::Result<i64> {
+pub(crate) async fn head(channel: &Channel) -> anyhow::Result<i64> {
     let mut triggers = TriggerServiceClient::new(channel.clone());
     drop(
         triggers
@@ -114,7 +114,12 @@ async fn head(channel: &Channel) -> anyhow::Result<i64> {
         .map_or(0, |c| c.head))
 }
 
-async fn create_leads(channel: &Channel, tag: &str, n: usize, pace: Option<Duration>) -> anyhow::Result<()> {
+pub(crate) async fn create_leads(
+    channel: &Channel,
+    tag: &str,
+    n: usize,
+    pace: Option<Duration>,
+) -> anyhow::Result<()> {
     let writers = if pace.is_some() { 1 } else { 4 };
     let mut tasks = Vec::new();
     for w in 0..writers {

@@ -93,6 +93,7 @@ pub use views::{
     Consumer, ConsumerKind, EngagementView, Gauges, LeadView, LevelChangeView, Outcome, PolicyActivation,
     PolicyVersion, RescoreJob, RescoreStatus, Token, TransitionView, Workspace,
 };
+pub use webhooks::WebhookPayload;
 
 /// The workspace every row lives in until tokens bind callers to others.
 pub const DEFAULT_WORKSPACE: &str = "default";

@@ -18,6 +18,20 @@ pub const DELIVERIES_KEPT: leadflow_domain::Span = leadflow_domain::Span::from_d
 /// How long the secret a rotation replaces keeps signing beside the new one.
 pub const ROTATION_OVERLAP: leadflow_domain::Span = leadflow_domain::Span::from_hours(24);
 
+/// The kind of the event saying an endpoint was disabled.
+pub const WEBHOOK_DISABLED: &str = "WEBHOOK_DISABLED";
+
+/// What a webhook endpoint's own outbox event carries (`WEBHOOK_DISABLED`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WebhookPayload {
+    pub webhook_id: String,
+    pub url: String,
+    pub reason: String,
+    pub failing_since: Timestamp,
+    /// Deliveries not resolved when it was disabled.
+    pub open_deliveries: i64,
+}
+
 /// What `CreateWebhook` asks for (the URL already checked by the caller).
 #[derive(Clone, Debug)]
 pub struct NewWebhook {
@@ -355,6 +369,7 @@ impl Engine {
                 let (whose, id) = match &e.payload {
                     crate::Payload::Lead(p) => ("lead", p.lead_id.as_str()),
                     crate::Payload::Account(a) => ("account", a.account_id.as_str()),
+                    crate::Payload::Webhook(w) => ("webhook", w.webhook_id.as_str()),
                 };
                 DeliveryRecord {
                     seq: e.seq,
@@ -405,14 +420,52 @@ impl Engine {
             (true, Some(_)) => self.store.set_webhook_failing(ws, &hook.id, None).await?,
             (false, None) => self.store.set_webhook_failing(ws, &hook.id, Some(now)).await?,
             (false, Some(since)) if since.saturating_add(RETRY_FOR) <= now => {
-                return Ok(self
-                    .store
-                    .disable_webhook(ws, &hook.id, "every delivery failed for 24 h", now)
-                    .await?);
+                return self.disable_failing(ws, hook, since, now).await;
             }
             _ => {}
         }
         Ok(false)
+    }
+}
+
+impl Engine {
+    /// Disables an endpoint whose attempts have all failed since `since`,
+    /// with a `WEBHOOK_DISABLED` event for every other consumer.
+    async fn disable_failing(
+        &self,
+        ws: &str,
+        hook: &WebhookRecord,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, EngineError> {
+        let reason = "every delivery failed for 24 h";
+        let open = self.store.open_deliveries(ws, &hook.id).await?.len();
+        let payload = WebhookPayload {
+            webhook_id: hook.id.clone(),
+            url: hook.url.clone(),
+            reason: reason.to_owned(),
+            failing_since: since,
+            open_deliveries: i64::try_from(open).unwrap_or(i64::MAX),
+        };
+        let event = leadflow_store::NewOutboxEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            lead_id: hook.id.clone(),
+            subject: leadflow_store::Subject::Webhook,
+            kind: WEBHOOK_DISABLED.to_owned(),
+            payload: serde_json::to_string(&payload).map_err(|e| EngineError::Internal(e.to_string()))?,
+            occurred_at: now,
+            created_at: now,
+            traceparent: crate::trace::traceparent(&tracing::Span::current()),
+            suppressed: false,
+        };
+        let disabled = self
+            .store
+            .disable_webhook(ws, &hook.id, reason, now, event)
+            .await?;
+        if disabled {
+            self.announce(ws);
+        }
+        Ok(disabled)
     }
 }
 

@@ -28,6 +28,7 @@ mod convert;
 mod error;
 mod http;
 mod layers;
+mod leases;
 mod limits;
 mod methods;
 mod metrics;

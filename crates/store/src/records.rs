@@ -127,6 +127,8 @@ pub enum Subject {
     #[default]
     Lead,
     Account,
+    /// A webhook endpoint's own event (it was disabled).
+    Webhook,
 }
 
 impl Subject {
@@ -134,15 +136,16 @@ impl Subject {
         match self {
             Self::Lead => "LEAD",
             Self::Account => "ACCOUNT",
+            Self::Webhook => "WEBHOOK",
         }
     }
 
     /// A stored subject; anything else is a lead's (rows before subjects).
     pub fn parse(text: &str) -> Self {
-        if text == "ACCOUNT" {
-            Self::Account
-        } else {
-            Self::Lead
+        match text {
+            "ACCOUNT" => Self::Account,
+            "WEBHOOK" => Self::Webhook,
+            _ => Self::Lead,
         }
     }
 }
@@ -151,7 +154,7 @@ impl Subject {
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewOutboxEvent {
     pub event_id: String,
-    /// The subject's id: a lead's, or an account's.
+    /// The subject's id: a lead's, an account's or a webhook endpoint's.
     pub lead_id: String,
     pub subject: Subject,
     pub kind: String,

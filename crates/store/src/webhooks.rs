@@ -14,6 +14,7 @@ use crate::Store;
 use crate::convert::ts;
 use crate::entity::{relay, webhook, webhook_delivery};
 use crate::error::StoreError;
+use crate::records::NewOutboxEvent;
 
 /// The relay row of endpoint `id`.
 pub fn relay_name(id: &str) -> String {
@@ -235,16 +236,20 @@ impl Store {
         Ok(Some(webhook_record(updated)))
     }
 
-    /// Disables an endpoint, saying why, and removes its relay row (it no
-    /// longer holds events): false if unknown or already disabled.
+    /// Disables an endpoint, saying why, removes its relay row (it no
+    /// longer holds events) and writes `event`, which says so, in the same
+    /// transaction: false, and nothing written, if unknown or already
+    /// disabled.
     pub async fn disable_webhook(
         &self,
         ws: &str,
         id: &str,
         reason: &str,
         now: Timestamp,
+        event: NewOutboxEvent,
     ) -> Result<bool, StoreError> {
-        let tx = self.writer().begin().await.map_err(|e| self.on_writer(e))?;
+        let tx = self.begin().await?;
+        let db = tx.db().await?;
         let disabled = webhook::Entity::update_many()
             .col_expr(webhook::Column::Enabled, Expr::value(false))
             .col_expr(webhook::Column::DisabledReason, Expr::value(reason))
@@ -252,15 +257,17 @@ impl Store {
             .filter(webhook::Column::WorkspaceId.eq(ws))
             .filter(webhook::Column::Id.eq(id))
             .filter(webhook::Column::Enabled.eq(true))
-            .exec(&tx)
+            .exec(db)
             .await?
             .rows_affected
             > 0;
-        if disabled {
-            release_retention(&tx, ws, id).await?;
+        if !disabled {
+            return Ok(false);
         }
+        release_retention(db, ws, id).await?;
+        tx.append_outbox(ws, vec![event]);
         tx.commit().await?;
-        Ok(disabled)
+        Ok(true)
     }
 
     /// Notes since when every attempt to the endpoint fails (`None`: one succeeded).

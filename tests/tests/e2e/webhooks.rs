@@ -23,6 +23,8 @@ use crate::replicas::Replica;
 struct Got {
     headers: BTreeMap<String, String>,
     body: String,
+    /// The status answered (none: the receiver hung).
+    answered: Option<u16>,
 }
 
 impl Got {
@@ -134,14 +136,18 @@ async fn serve(mut socket: tokio::net::TcpStream, got: Arc<Mutex<Vec<Got>>>, scr
         }
         body.extend_from_slice(&chunk[..n]);
     }
-    let request = Got {
+    let mut request = Got {
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
+        answered: None,
     };
     let reply = script
         .lock()
         .map(|mut s| s(&request))
         .unwrap_or(Reply::Status(500));
+    if let Reply::Status(code) = reply {
+        request.answered = Some(code);
+    }
     if let Ok(mut g) = got.lock() {
         g.push(request);
     }
@@ -710,9 +716,395 @@ async fn private_addresses_and_bad_input_are_refused(db: Db) -> anyhow::Result<(
     Ok(())
 }
 
+/// The system clock now: where a hand-moved clock starts.
+fn now() -> leadflow_domain::Timestamp {
+    use leadflow_engine::Clock as _;
+    leadflow_engine::SystemClock.now()
+}
+
+/// The endpoint's deliveries of one status.
+async fn deliveries(
+    api: &mut WebhookServiceClient<Channel>,
+    hook: &str,
+    status: pb::DeliveryStatus,
+) -> anyhow::Result<Vec<pb::Delivery>> {
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = api
+            .list_deliveries(pb::ListDeliveriesRequest {
+                webhook_id: hook.to_owned(),
+                status: status.into(),
+                page_size: 500,
+                page_token,
+            })
+            .await?
+            .into_inner();
+        all.extend(page.deliveries);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Waits until the endpoint has at least `n` deliveries of `status`.
+async fn wait_deliveries(
+    api: &mut WebhookServiceClient<Channel>,
+    hook: &str,
+    status: pb::DeliveryStatus,
+    n: usize,
+) -> anyhow::Result<Vec<pb::Delivery>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = deliveries(api, hook, status).await?;
+        if found.len() >= n {
+            return Ok(found);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {n} deliveries {status:?}",
+            found.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The endpoint as `ListWebhooks` shows it.
+async fn listed(api: &mut WebhookServiceClient<Channel>, hook: &str) -> anyhow::Result<pb::Webhook> {
+    api.list_webhooks(pb::ListWebhooksRequest {})
+        .await?
+        .into_inner()
+        .webhooks
+        .into_iter()
+        .find(|w| w.id == hook)
+        .ok_or_else(|| anyhow::anyhow!("webhook {hook} not listed"))
+}
+
+/// The requests answered 2xx, in arrival order.
+fn answered_ok(got: &[Got]) -> Vec<Got> {
+    got.iter()
+        .filter(|g| g.answered.is_some_and(|c| (200..300).contains(&c)))
+        .cloned()
+        .collect()
+}
+
+async fn a_delivery_failing_for_24_h_is_parked_then_retried(db: Db) -> anyhow::Result<()> {
+    // Every request about the lead "broken@" fails until `fixed`.
+    let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let receiver = Receiver::start({
+        let fixed = Arc::clone(&fixed);
+        move |g| {
+            if g.body.contains("broken@") && !fixed.load(std::sync::atomic::Ordering::SeqCst) {
+                Reply::Status(500)
+            } else {
+                Reply::Status(200)
+            }
+        }
+    })
+    .await?;
+    let mut server = TestServer::start_with_clock_and_local_webhooks(db, now()).await?;
+    let mut api = WebhookServiceClient::new(server.channel.clone());
+    let hook = api
+        .create_webhook(pb::CreateWebhookRequest {
+            url: receiver.url.clone(),
+            description: "crm sync".to_owned(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .webhook
+        .ok_or_else(|| anyhow::anyhow!("no webhook"))?;
+    // The external key carries the address into every event of the lead.
+    let stuck = server
+        .leads
+        .create_lead(pb::CreateLeadRequest {
+            external_key: "broken@acme.com".to_owned(),
+            profile: good_fit("broken@acme.com"),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .lead
+        .ok_or_else(|| anyhow::anyhow!("no lead"))?;
+    let first = wait_deliveries(&mut api, &hook.id, pb::DeliveryStatus::Retrying, 1).await?;
+    // A later event of the same lead waits behind it.
+    server
+        .leads
+        .transition(transition(&stuck.id, pb::Action::Disqualify, "spam"))
+        .await?;
+    // Another lead's delivery succeeds: the endpoint is not failing as a whole.
+    let other = leadflow_e2e::create(&mut server, "fine@acme.com").await?;
+    receiver.wait_for(2, Duration::from_secs(20)).await?;
+
+    // 25 hours later the failing delivery's next attempt fails too: it is parked.
+    server
+        .manual_clock()
+        .advance(leadflow_domain::Span::from_hours(25));
+    let parked = wait_deliveries(&mut api, &hook.id, pb::DeliveryStatus::Parked, 1).await?;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(
+        (parked[0].sequence, parked[0].attempts, parked[0].last_status_code),
+        (first[0].sequence, 2, 500)
+    );
+    let shown = listed(&mut api, &hook.id).await?;
+    assert_eq!((shown.parked_deliveries, shown.enabled), (1, true), "{shown:?}");
+    // Other leads go on meanwhile; the parked lead's later event waits.
+    let later = leadflow_e2e::create(&mut server, "later@acme.com").await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !receiver.got().iter().any(|g| g.lead() == later.id) {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no event of another lead");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        receiver
+            .got()
+            .iter()
+            .filter(|g| g.lead() == stuck.id)
+            .all(|g| g.sequence() == first[0].sequence),
+        "an event of the parked lead went ahead"
+    );
+
+    // Retried by hand once the receiver is fixed: delivered, then its lead goes on.
+    fixed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let retried = api
+        .retry_delivery(pb::RetryDeliveryRequest {
+            webhook_id: hook.id.clone(),
+            sequence: parked[0].sequence,
+        })
+        .await?
+        .into_inner()
+        .delivery
+        .ok_or_else(|| anyhow::anyhow!("no delivery"))?;
+    assert_ne!(retried.status, i32::from(pb::DeliveryStatus::Parked));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok: Vec<Got> = answered_ok(&receiver.got())
+            .into_iter()
+            .filter(|g| g.lead() == stuck.id)
+            .collect();
+        if ok.len() >= 2 {
+            in_order_per_lead(&ok)?;
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the retried lead did not go on"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shown = listed(&mut api, &hook.id).await?;
+    assert_eq!(
+        (shown.parked_deliveries, shown.open_deliveries),
+        (0, 0),
+        "{shown:?}"
+    );
+    assert!(receiver.got().iter().any(|g| g.lead() == other.id));
+    Ok(())
+}
+
+async fn an_endpoint_failing_for_24_h_is_disabled_and_says_so(db: Db) -> anyhow::Result<()> {
+    let down = Receiver::start(|_| Reply::Status(503)).await?;
+    let watcher = Receiver::start(|_| Reply::Status(204)).await?;
+    let mut server = TestServer::start_with_clock_and_local_webhooks(db, now()).await?;
+    let mut api = WebhookServiceClient::new(server.channel.clone());
+    let only_disabled = pb::EventFilter {
+        kinds: vec![pb::EventKind::WebhookDisabled.into()],
+        ..Default::default()
+    };
+    let mut stream = subscribe(
+        &mut server,
+        "ops",
+        pb::StartPosition::Latest,
+        0,
+        Some(only_disabled.clone()),
+    )
+    .await?;
+    let hook = |url: &str, filter: Option<pb::EventFilter>| {
+        let mut api = api.clone();
+        let url = url.to_owned();
+        async move {
+            api.create_webhook(pb::CreateWebhookRequest {
+                url,
+                filter,
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .webhook
+            .ok_or_else(|| anyhow::anyhow!("no webhook"))
+        }
+    };
+    let failing = hook(&down.url, None).await?;
+    let watching = hook(&watcher.url, Some(only_disabled)).await?;
+    leadflow_e2e::create(&mut server, "first@acme.com").await?;
+    wait_deliveries(&mut api, &failing.id, pb::DeliveryStatus::Retrying, 1).await?;
+    let since = listed(&mut api, &failing.id)
+        .await?
+        .failing_since
+        .ok_or_else(|| anyhow::anyhow!("not failing"))?;
+    // Within 24 h of failures it stays enabled.
+    server
+        .manual_clock()
+        .advance(leadflow_domain::Span::from_hours(23));
+    leadflow_e2e::create(&mut server, "second@acme.com").await?;
+    wait_deliveries(&mut api, &failing.id, pb::DeliveryStatus::Retrying, 2).await?;
+    assert!(listed(&mut api, &failing.id).await?.enabled);
+
+    server
+        .manual_clock()
+        .advance(leadflow_domain::Span::from_hours(2));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let shown = loop {
+        let shown = listed(&mut api, &failing.id).await?;
+        if !shown.enabled {
+            break shown;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "not disabled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(shown.disabled_reason.contains("24 h"), "{shown:?}");
+    // The stream says so, with the endpoint and its open deliveries.
+    let said = next_event(&mut stream, Duration::from_secs(10))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no WEBHOOK_DISABLED on the stream"))?;
+    assert_eq!(said.kind, i32::from(pb::EventKind::WebhookDisabled));
+    assert!(said.lead.is_none() && said.account.is_none());
+    let Some(pb::event::Payload::WebhookDisabled(d)) = said.payload else {
+        anyhow::bail!("no webhook_disabled payload: {said:?}");
+    };
+    assert_eq!(
+        (
+            d.webhook_id.as_str(),
+            d.url.as_str(),
+            d.failing_since,
+            d.open_deliveries
+        ),
+        (failing.id.as_str(), down.url.as_str(), Some(since), 2)
+    );
+    // So does the other endpoint, and the disabled one holds nothing any more.
+    let got = watcher.wait_for(1, Duration::from_secs(20)).await?;
+    let json = got[0].json();
+    assert_eq!(json["kind"], "EVENT_KIND_WEBHOOK_DISABLED");
+    assert_eq!(json["webhookDisabled"]["webhookId"], failing.id.as_str());
+    assert_eq!(got[0].headers.get("webhook-id"), Some(&said.event_id));
+    let consumers = server
+        .triggers
+        .list_consumers(pb::ListConsumersRequest {})
+        .await?
+        .into_inner()
+        .consumers;
+    let names: Vec<&str> = consumers.iter().map(|c| c.name.as_str()).collect();
+    assert!(
+        !names.contains(&format!("webhook:{}", failing.id).as_str()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&format!("webhook:{}", watching.id).as_str()),
+        "{names:?}"
+    );
+    // Nothing more is attempted (an attempt in flight at the moment has ended).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let attempts = down.got().len();
+    server
+        .manual_clock()
+        .advance(leadflow_domain::Span::from_hours(7));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(down.got().len(), attempts);
+    Ok(())
+}
+
+async fn an_endpoint_with_1000_open_deliveries_stalls_then_drains(db: Db) -> anyhow::Result<()> {
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let receiver = Receiver::start({
+        let healthy = Arc::clone(&healthy);
+        move |_| {
+            if healthy.load(std::sync::atomic::Ordering::SeqCst) {
+                Reply::Status(200)
+            } else {
+                Reply::Status(500)
+            }
+        }
+    })
+    .await?;
+    let mut server = TestServer::start_with_clock_and_local_webhooks(db, now()).await?;
+    let mut api = WebhookServiceClient::new(server.channel.clone());
+    let hook = api
+        .create_webhook(pb::CreateWebhookRequest {
+            url: receiver.url.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .webhook
+        .ok_or_else(|| anyhow::anyhow!("no webhook"))?;
+    // 1,050 leads, one capture event each.
+    const LEADS: usize = 1_050;
+    for i in 0..LEADS {
+        leadflow_e2e::create(&mut server, &format!("lead{i}@acme.com")).await?;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let stalled = loop {
+        let shown = listed(&mut api, &hook.id).await?;
+        if shown.stalled
+            && deliveries(&mut api, &hook.id, pb::DeliveryStatus::Retrying)
+                .await?
+                .len()
+                == 1_000
+        {
+            break shown;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "not stalled: {shown:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(stalled.open_deliveries, 1_000, "{stalled:?}");
+    // It reads nothing more: the newest 50 events have no delivery, and
+    // its cursor stays below the first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(listed(&mut api, &hook.id).await?.open_deliveries, 1_000);
+    let consumer = server
+        .triggers
+        .list_consumers(pb::ListConsumersRequest {})
+        .await?
+        .into_inner()
+        .consumers
+        .into_iter()
+        .find(|c| c.name == format!("webhook:{}", hook.id))
+        .ok_or_else(|| anyhow::anyhow!("no consumer"))?;
+    assert_eq!(consumer.cursor, 0);
+    let head = consumer.head;
+    assert!(head >= i64::try_from(LEADS)?, "{consumer:?}");
+
+    // The receiver recovers; the retries come due; everything drains, in order.
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    server
+        .manual_clock()
+        .advance(leadflow_domain::Span::from_secs(10));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let shown = listed(&mut api, &hook.id).await?;
+        if shown.open_deliveries == 0
+            && !shown.stalled
+            && i64::try_from(
+                deliveries(&mut api, &hook.id, pb::DeliveryStatus::Delivered)
+                    .await?
+                    .len(),
+            )? == head
+        {
+            break;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "not drained: {shown:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
 scenarios! {
     events_arrive_signed_and_in_order = each_database().needs(&PYTHON),
     a_failing_delivery_holds_its_lead_and_no_other = each_database(),
     a_skipped_delivery_lets_its_lead_go_on = each_database(),
     private_addresses_and_bad_input_are_refused = each_database(),
+    a_delivery_failing_for_24_h_is_parked_then_retried = each_database(),
+    an_endpoint_failing_for_24_h_is_disabled_and_says_so = each_database(),
+    an_endpoint_with_1000_open_deliveries_stalls_then_drains = each_database(),
 }

@@ -48,7 +48,8 @@ pub struct StreamEvent {
     pub seq: i64,
     pub event_id: String,
     /// TRANSITION, TRIGGER, SLA_BREACHED, LEAD_ERASED, LEVEL_CHANGED,
-    /// ACCOUNT_TRANSITION, ACCOUNT_TRIGGER.
+    /// ACCOUNT_TRANSITION, ACCOUNT_TRIGGER, LEAD_MERGED, LEAD_UNMERGED,
+    /// LEAD_ASSIGNED, LEAD_UNROUTED, WEBHOOK_DISABLED.
     pub kind: String,
     pub occurred_at: Timestamp,
     pub committed_at: Timestamp,
@@ -71,6 +72,9 @@ impl StreamEvent {
             }
             leadflow_store::Subject::Account => {
                 Payload::Account(serde_json::from_str(&record.event.payload).map_err(undecodable)?)
+            }
+            leadflow_store::Subject::Webhook => {
+                Payload::Webhook(serde_json::from_str(&record.event.payload).map_err(undecodable)?)
             }
         };
         Ok(Self {
@@ -114,6 +118,8 @@ pub(crate) fn decode_after(
 pub enum Payload {
     Lead(Box<OutboxPayload>),
     Account(Box<crate::accounts::AccountPayload>),
+    /// A webhook endpoint's own event.
+    Webhook(Box<crate::webhooks::WebhookPayload>),
 }
 
 /// What a stream sends.
@@ -172,6 +178,7 @@ impl Filter {
                 p.transition.as_ref().map(|t| t.record.to),
                 p.trigger.as_ref().map(|t| t.workflow_id.as_str()),
             ),
+            Payload::Webhook(_) => (None, None, None),
         };
         if let Some(to) = entered_lead
             && !self.stages.is_empty()

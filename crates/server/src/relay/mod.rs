@@ -38,8 +38,8 @@ pub const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// A replica's hold on a workspace's relay, renewed every [`RENEW`] (for
 /// every workspace it relays, in one statement), when it also takes the
 /// relays nobody holds.
-pub const LEASE: Duration = Duration::from_secs(6);
-const RENEW: Duration = Duration::from_secs(2);
+pub use crate::leases::LEASE;
+use crate::leases::{Held, RENEW, pause};
 /// A publish not acknowledged within this is sent again.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -174,67 +174,28 @@ pub async fn run(engine: Engine, js: jetstream::Context, settings: Settings, sto
         }
     }
     let settings = Arc::new(settings);
-    // Per workspace relayed here: the relay's epoch (its creation instant:
-    // a relay deleted and made again is another) and what stops the worker.
-    let mut relaying: HashMap<String, (i64, CancellationToken)> = HashMap::new();
-    let mut workers: JoinSet<()> = JoinSet::new();
-    let mut ids: HashMap<tokio::task::Id, (String, i64)> = HashMap::new();
+    let mut held = Held::new("relay");
     loop {
-        while let Some(done) = workers.try_join_next_with_id() {
-            let id = match &done {
-                Ok((id, ())) => *id,
-                Err(e) => {
-                    tracing::error!(error = %e, "a relay worker failed; it starts again from its cursor");
-                    e.id()
-                }
-            };
-            if let Some((ws, epoch)) = ids.remove(&id)
-                && relaying.get(&ws).is_some_and(|(e, _)| *e == epoch)
-            {
-                relaying.remove(&ws);
-            }
-        }
         if let Err(e) = engine.create_missing_relays(&name, settings.start).await {
             tracing::warn!(error = %e, "the relay cannot set up new workspaces");
         }
         match engine.hold_relays(&name, &holder, LEASE).await {
-            Ok(held) => {
-                let held_here: HashMap<&str, i64> = held
-                    .iter()
-                    .map(|r| (r.workspace.as_str(), r.created_at.as_micros()))
-                    .collect();
-                relaying.retain(|ws, (epoch, lost)| {
-                    let keep = held_here.get(ws.as_str()) == Some(epoch);
-                    if !keep {
-                        lost.cancel();
-                    }
-                    keep
-                });
-                for record in held {
-                    if relaying.contains_key(&record.workspace) {
-                        continue;
-                    }
-                    let epoch = record.created_at.as_micros();
-                    tracing::info!(workspace = %record.workspace, relay = %name, cursor = record.cursor, "relaying");
-                    let lost = CancellationToken::new();
-                    relaying.insert(record.workspace.clone(), (epoch, lost.clone()));
-                    let worker = Worker {
-                        engine: engine.clone(),
-                        js: js.clone(),
-                        settings: Arc::clone(&settings),
-                        commits: engine.commits(&record.workspace),
-                        ws: record.workspace,
-                        name: name.clone(),
-                        lease: (holder.clone(), epoch),
-                        cursor: record.cursor,
-                        stopping: stopping.child_token(),
-                        lost,
-                    };
-                    let ws = worker.ws.clone();
-                    let handle = workers.spawn(worker.run());
-                    ids.insert(handle.id(), (ws, epoch));
+            Ok(rows) => held.renewed(rows, |record, lost| {
+                tracing::info!(workspace = %record.workspace, relay = %name, cursor = record.cursor, "relaying");
+                Worker {
+                    engine: engine.clone(),
+                    js: js.clone(),
+                    settings: Arc::clone(&settings),
+                    commits: engine.commits(&record.workspace),
+                    ws: record.workspace,
+                    name: name.clone(),
+                    lease: (holder.clone(), record.created_at.as_micros()),
+                    cursor: record.cursor,
+                    stopping: stopping.child_token(),
+                    lost,
                 }
-            }
+                .run()
+            }),
             // The leases run on; workers stop if they run out meanwhile
             // (their cursor writes are fenced).
             Err(e) => tracing::warn!(error = %e, "the relay cannot renew its leases"),
@@ -243,15 +204,7 @@ pub async fn run(engine: Engine, js: jetstream::Context, settings: Settings, sto
             break;
         }
     }
-    // Each worker gives its lease up as it stops.
-    while workers.join_next().await.is_some() {}
-}
-
-async fn pause(d: Duration, stopping: &CancellationToken) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(d) => true,
-        () = stopping.cancelled() => false,
-    }
+    held.join().await;
 }
 
 /// Exponential back-off with jitter, from [`MIN_BACKOFF`] to [`MAX_BACKOFF`].

@@ -8,6 +8,7 @@
 //! | SLA_BREACHED | `sla_breached` | the SLA id |
 //! | ACCOUNT_TRANSITION | `account_transition` | the account stage entered (`MQA`) |
 //! | ACCOUNT_TRIGGER | `account_trigger` | the workflow id |
+//! | WEBHOOK_DISABLED | `webhook_disabled` | the webhook id |
 //! | LEVEL_CHANGED, LEAD_ERASED, LEAD_MERGED, LEAD_UNMERGED, LEAD_ASSIGNED, LEAD_UNROUTED | the kind in lower case | `_` |
 //!
 //! Every token is escaped: ASCII letters, digits, `-` and `_` stay, every
@@ -60,6 +61,7 @@ pub(super) fn detail(e: &StreamEvent) -> Option<String> {
             "ACCOUNT_TRIGGER" => a.trigger.as_ref().map(|t| t.workflow_id.clone()),
             _ => None,
         },
+        Payload::Webhook(w) => Some(w.webhook_id.clone()),
     }
 }
 
@@ -73,12 +75,13 @@ pub fn subject(ws: &str, e: &StreamEvent) -> String {
     )
 }
 
-/// Whose event it is: ("lead" | "account", id). Events of one owner are
-/// relayed one at a time, in sequence order.
+/// Whose event it is: ("lead" | "account" | "webhook", id). Events of one
+/// owner are relayed one at a time, in sequence order.
 pub(super) fn owner(e: &StreamEvent) -> (&'static str, &str) {
     match &e.payload {
         Payload::Lead(p) => ("lead", &p.lead_id),
         Payload::Account(a) => ("account", &a.account_id),
+        Payload::Webhook(w) => ("webhook", &w.webhook_id),
     }
 }
 
@@ -94,10 +97,10 @@ pub(super) fn headers(ws: &str, e: &StreamEvent) -> async_nats::HeaderMap {
     h.insert("Leadflow-Sequence", e.seq.to_string().as_str());
     let (whose, id) = owner(e);
     h.insert(
-        if whose == "lead" {
-            "Leadflow-Lead-Id"
-        } else {
-            "Leadflow-Account-Id"
+        match whose {
+            "lead" => "Leadflow-Lead-Id",
+            "account" => "Leadflow-Account-Id",
+            _ => "Leadflow-Webhook-Id",
         },
         id,
     );
@@ -136,6 +139,33 @@ mod tests {
             );
             assert_eq!(unescape(&escaped), token);
         }
+    }
+
+    #[test]
+    fn a_disabled_webhook_is_its_own_subject() {
+        let e = StreamEvent {
+            seq: 9,
+            event_id: "e9".to_owned(),
+            kind: "WEBHOOK_DISABLED".to_owned(),
+            occurred_at: leadflow_domain::Timestamp::from_secs(1),
+            committed_at: leadflow_domain::Timestamp::from_secs(1),
+            traceparent: None,
+            suppressed: false,
+            payload: Payload::Webhook(Box::new(leadflow_engine::WebhookPayload {
+                webhook_id: "wh.1".to_owned(),
+                url: "https://crm.example/hooks".to_owned(),
+                reason: "every delivery failed for 24 h".to_owned(),
+                failing_since: leadflow_domain::Timestamp::from_secs(0),
+                open_deliveries: 3,
+            })),
+            wire: std::sync::OnceLock::new(),
+        };
+        assert_eq!(subject("acme", &e), "leadflow.acme.webhook_disabled.wh%2E1");
+        assert_eq!(owner(&e), ("webhook", "wh.1"));
+        let h = headers("acme", &e);
+        assert_eq!(h.get("Leadflow-Webhook-Id").map(|v| v.as_str()), Some("wh.1"));
+        assert_eq!(h.get("Leadflow-Detail").map(|v| v.as_str()), Some("wh.1"));
+        assert!(h.get("Leadflow-Lead-Id").is_none());
     }
 
     /// The documented rule, reversed: what a consumer does to get an id back.

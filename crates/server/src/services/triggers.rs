@@ -41,6 +41,7 @@ fn kind_out(kind: &str) -> pb::EventKind {
         "LEAD_UNMERGED" => pb::EventKind::LeadUnmerged,
         "LEAD_ASSIGNED" => pb::EventKind::LeadAssigned,
         "LEAD_UNROUTED" => pb::EventKind::LeadUnrouted,
+        "WEBHOOK_DISABLED" => pb::EventKind::WebhookDisabled,
         _ => pb::EventKind::Unspecified,
     }
 }
@@ -58,6 +59,7 @@ fn kind_in(check: &mut Check, field: &str, value: i32) -> Option<String> {
         Ok(pb::EventKind::LeadUnmerged) => "LEAD_UNMERGED",
         Ok(pb::EventKind::LeadAssigned) => "LEAD_ASSIGNED",
         Ok(pb::EventKind::LeadUnrouted) => "LEAD_UNROUTED",
+        Ok(pb::EventKind::WebhookDisabled) => "WEBHOOK_DISABLED",
         _ => {
             check.fail(field, format!("{value} is not an event kind"));
             return None;
@@ -152,6 +154,18 @@ pub(crate) fn event_out(e: &StreamEvent) -> pb::Event {
     let p = match &e.payload {
         Payload::Lead(p) => p,
         Payload::Account(a) => return account_event_out(e, a),
+        Payload::Webhook(w) => {
+            return pb::Event {
+                payload: Some(pb::event::Payload::WebhookDisabled(pb::WebhookDisabled {
+                    webhook_id: w.webhook_id.clone(),
+                    url: w.url.clone(),
+                    reason: w.reason.clone(),
+                    failing_since: Some(timestamp_out(w.failing_since)),
+                    open_deliveries: w.open_deliveries,
+                })),
+                ..header(e)
+            };
+        }
     };
     let payload = if let Some(t) = &p.transition {
         Some(pb::event::Payload::Transition(transition_out(t)))

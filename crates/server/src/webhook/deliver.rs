@@ -20,11 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::{self, Reach};
 use super::sign;
+use crate::leases::{Held, LEASE, RENEW, pause};
 
 /// Every endpoint's relay row is named so.
 pub const PREFIX: &str = "webhook:";
-const LEASE: Duration = Duration::from_secs(6);
-const RENEW: Duration = Duration::from_secs(2);
 /// How often an endpoint looks for new events and due retries unwoken.
 const POLL: Duration = Duration::from_secs(1);
 /// Requests of one endpoint in flight at most (to different leads).
@@ -51,68 +50,30 @@ pub fn event_json(event: &leadflow_proto::v1::Event) -> Result<Vec<u8>, String> 
 /// Delivers every endpoint this replica can take, until `stopping`.
 pub async fn run(engine: Engine, reach: Reach, stopping: CancellationToken) {
     let holder = uuid::Uuid::new_v4().to_string();
-    let mut running: HashMap<(String, String), (i64, CancellationToken)> = HashMap::new();
-    let mut workers: JoinSet<()> = JoinSet::new();
-    let mut ids: HashMap<tokio::task::Id, ((String, String), i64)> = HashMap::new();
+    let mut held = Held::new("webhook");
     loop {
-        while let Some(done) = workers.try_join_next_with_id() {
-            let id = match &done {
-                Ok((id, ())) => *id,
-                Err(e) => {
-                    tracing::error!(error = %e, "a webhook worker failed; it starts again");
-                    e.id()
-                }
-            };
-            if let Some((key, epoch)) = ids.remove(&id)
-                && running.get(&key).is_some_and(|(e, _)| *e == epoch)
-            {
-                running.remove(&key);
-            }
-        }
         match engine.hold_relays_prefixed(PREFIX, &holder, LEASE).await {
-            Ok(held) => {
-                let here: HashMap<(String, String), i64> = held
-                    .iter()
-                    .map(|r| ((r.workspace.clone(), r.name.clone()), r.created_at.as_micros()))
-                    .collect();
-                running.retain(|key, (epoch, lost)| {
-                    let keep = here.get(key) == Some(epoch);
-                    if !keep {
-                        lost.cancel();
-                    }
-                    keep
-                });
-                for record in held {
-                    let key = (record.workspace.clone(), record.name.clone());
-                    if running.contains_key(&key) {
-                        continue;
-                    }
-                    let epoch = record.created_at.as_micros();
-                    let lost = CancellationToken::new();
-                    running.insert(key.clone(), (epoch, lost.clone()));
-                    let worker = Worker {
-                        engine: engine.clone(),
-                        reach,
-                        commits: engine.commits(&record.workspace),
-                        id: record.name.trim_start_matches(PREFIX).to_owned(),
-                        ws: record.workspace,
-                        name: record.name,
-                        lease: (holder.clone(), epoch),
-                        stopping: stopping.child_token(),
-                        lost,
-                    };
-                    let handle = workers.spawn(worker.run());
-                    ids.insert(handle.id(), (key, epoch));
+            Ok(rows) => held.renewed(rows, |record, lost| {
+                Worker {
+                    engine: engine.clone(),
+                    reach,
+                    commits: engine.commits(&record.workspace),
+                    id: record.name.trim_start_matches(PREFIX).to_owned(),
+                    lease: (holder.clone(), record.created_at.as_micros()),
+                    ws: record.workspace,
+                    name: record.name,
+                    stopping: stopping.child_token(),
+                    lost,
                 }
-            }
+                .run()
+            }),
             Err(e) => tracing::warn!(error = %e, "the webhook workers cannot renew their leases"),
         }
-        tokio::select! {
-            () = tokio::time::sleep(RENEW) => {}
-            () = stopping.cancelled() => break,
+        if !pause(RENEW, &stopping).await {
+            break;
         }
     }
-    while workers.join_next().await.is_some() {}
+    held.join().await;
 }
 
 /// An attempt's delivery as it was, as it is after, and whether it was taken.

@@ -327,17 +327,48 @@ async fn a_webhook_is_a_relay_with_deliveries(engine: Engine) {
         ("whsec_b", Some("whsec_a"))
     );
 
+    let said = |id: &str| NewOutboxEvent {
+        event_id: id.to_owned(),
+        lead_id: "h1".to_owned(),
+        subject: leadflow_store::Subject::Webhook,
+        kind: "WEBHOOK_DISABLED".to_owned(),
+        payload: "{}".to_owned(),
+        occurred_at: Timestamp::from_secs(103),
+        created_at: Timestamp::from_secs(103),
+        traceparent: None,
+        suppressed: false,
+    };
+    let head = store.outbox_bounds("w").await.expect("bounds").head;
     assert!(
         store
-            .disable_webhook("w", "h1", "failing for 24 h", Timestamp::from_secs(103))
+            .disable_webhook(
+                "w",
+                "h1",
+                "failing for 24 h",
+                Timestamp::from_secs(103),
+                said("d1")
+            )
             .await
             .expect("disable")
     );
     assert!(
         !store
-            .disable_webhook("w", "h1", "again", Timestamp::from_secs(104))
+            .disable_webhook("w", "h1", "again", Timestamp::from_secs(104), said("d2"))
             .await
             .expect("once")
+    );
+    // Said once, in the same transaction, as the endpoint's own event.
+    let events = store.outbox_after("w", head, 10).await.expect("events");
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (
+                e.event.event_id.as_str(),
+                e.event.subject,
+                e.event.lead_id.as_str()
+            ))
+            .collect::<Vec<_>>(),
+        [("d1", leadflow_store::Subject::Webhook, "h1")]
     );
     assert!(store.list_relays("w").await.expect("relays").is_empty());
     let disabled = store.webhook("w", "h1").await.expect("read").expect("kept");
