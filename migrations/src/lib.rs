@@ -29,6 +29,7 @@ mod m20261215_000018_routing_waits;
 mod m20261216_000019_sla_breaches;
 mod m20261217_000020_relays;
 mod m20261218_000021_webhooks;
+mod m20261219_000022_resolved_deliveries;
 
 /// The migration that adds lead search's keys: the store keys the leads
 /// stored before it once it is applied.
@@ -66,6 +67,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261216_000019_sla_breaches::Migration),
             Box::new(m20261217_000020_relays::Migration),
             Box::new(m20261218_000021_webhooks::Migration),
+            Box::new(m20261219_000022_resolved_deliveries::Migration),
         ]
     }
 

@@ -2,6 +2,8 @@
 //! deliveries listed, retried and skipped; and what their delivery workers
 //! read and write. The server signs and sends the requests.
 
+use std::sync::Arc;
+
 use leadflow_domain::Timestamp;
 use leadflow_domain::webhook::{Deliveries, Open, RETRY_FOR};
 use leadflow_store::{
@@ -9,7 +11,7 @@ use leadflow_store::{
     DeliveryRecord, WebhookRecord,
 };
 
-use crate::stream::{Filter, Start};
+use crate::stream::{Filter, Start, StreamEvent};
 use crate::{Engine, EngineError};
 
 /// How long a delivered or skipped delivery stays listed.
@@ -65,7 +67,7 @@ pub fn filter_of(record: &WebhookRecord) -> Filter {
 }
 
 /// An endpoint's open deliveries, as the domain schedules them.
-pub fn schedule(open: &[DeliveryRecord]) -> Deliveries {
+pub fn schedule<'a>(open: impl IntoIterator<Item = &'a DeliveryRecord>) -> Deliveries {
     let mut d = Deliveries::new();
     for r in open {
         let state = if r.status == DELIVERY_PARKED {
@@ -331,14 +333,14 @@ impl Engine {
 
     /// Reads up to `limit` events after the endpoint's read position and
     /// records a delivery of each its filter lets through: the new open
-    /// deliveries, and whether more events may follow. `hook.read` moves
-    /// to where the endpoint has read.
+    /// deliveries with their events, and whether more events may follow.
+    /// `hook.read` moves to where the endpoint has read.
     pub async fn read_for_webhook(
         &self,
         ws: &str,
         hook: &mut WebhookRecord,
         limit: u64,
-    ) -> Result<(Vec<DeliveryRecord>, bool), EngineError> {
+    ) -> Result<(Vec<(DeliveryRecord, Arc<StreamEvent>)>, bool), EngineError> {
         let filter: Filter = serde_json::from_str(&hook.filter).map_err(|e| {
             EngineError::Internal(format!("webhook {}'s filter does not decode: {e}", hook.id))
         })?;
@@ -361,9 +363,9 @@ impl Engine {
             return Ok((Vec::new(), false));
         };
         let now = self.now();
-        let deliveries: Vec<DeliveryRecord> = batch
+        let deliveries: Vec<(DeliveryRecord, Arc<StreamEvent>)> = batch
             .events
-            .iter()
+            .into_iter()
             .filter(|e| filter.admits(e))
             .map(|e| {
                 let (whose, id) = match &e.payload {
@@ -371,7 +373,7 @@ impl Engine {
                     crate::Payload::Account(a) => ("account", a.account_id.as_str()),
                     crate::Payload::Webhook(w) => ("webhook", w.webhook_id.as_str()),
                 };
-                DeliveryRecord {
+                let d = DeliveryRecord {
                     seq: e.seq,
                     event_id: e.event_id.clone(),
                     subject: format!("{whose}:{id}"),
@@ -383,10 +385,12 @@ impl Engine {
                     last_status_code: None,
                     last_error: String::new(),
                     resolved_at: None,
-                }
+                };
+                (d, e)
             })
             .collect();
-        if !self.store.add_deliveries(ws, &hook.id, &deliveries, last).await? {
+        let records: Vec<DeliveryRecord> = deliveries.iter().map(|(d, _)| d.clone()).collect();
+        if !self.store.add_deliveries(ws, &hook.id, &records, last).await? {
             return Err(not_found(&hook.id));
         }
         hook.read = hook.read.max(last);
@@ -408,17 +412,24 @@ impl Engine {
     }
 
     /// Notes whether the endpoint's attempts fail, and disables it once
-    /// they have for 24 h: true when it was disabled now.
+    /// they have for 24 h: true when it was disabled now. `hook.failing_since`
+    /// follows.
     pub async fn note_webhook_health(
         &self,
         ws: &str,
-        hook: &WebhookRecord,
+        hook: &mut WebhookRecord,
         succeeded: bool,
     ) -> Result<bool, EngineError> {
         let now = self.now();
         match (succeeded, hook.failing_since) {
-            (true, Some(_)) => self.store.set_webhook_failing(ws, &hook.id, None).await?,
-            (false, None) => self.store.set_webhook_failing(ws, &hook.id, Some(now)).await?,
+            (true, Some(_)) => {
+                self.store.set_webhook_failing(ws, &hook.id, None).await?;
+                hook.failing_since = None;
+            }
+            (false, None) => {
+                self.store.set_webhook_failing(ws, &hook.id, Some(now)).await?;
+                hook.failing_since = Some(now);
+            }
             (false, Some(since)) if since.saturating_add(RETRY_FOR) <= now => {
                 return self.disable_failing(ws, hook, since, now).await;
             }

@@ -5,15 +5,15 @@
 //! outcome, and moves the endpoint's cursor to below its first open
 //! delivery.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use leadflow_domain::webhook::MAX_OPEN;
 use leadflow_engine::webhooks::{delivered, failed, schedule};
 use leadflow_engine::{DeliveryRecord, WebhookRecord};
-use leadflow_engine::{Engine, EngineError};
+use leadflow_engine::{Engine, EngineError, StreamEvent};
 use prost::Message as _;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -91,6 +91,47 @@ struct Worker {
     lost: CancellationToken,
 }
 
+/// What a worker knows of its endpoint between rounds. The open
+/// deliveries are read from the store when it starts, every [`POLL`] after
+/// (a call on any replica may have retried or skipped one) and whenever a
+/// write of its own was refused, and kept up to date with its own writes in
+/// between, so that a round reads the endpoint's row only. The endpoint is
+/// read at every round.
+struct State {
+    /// As the last round read it, with this worker's own changes since.
+    hook: Option<WebhookRecord>,
+    /// The open deliveries, by sequence.
+    open: BTreeMap<i64, DeliveryRecord>,
+    /// The events of open deliveries this worker read (the others are read
+    /// when attempted).
+    events: HashMap<i64, Arc<StreamEvent>>,
+    /// Each delivery in flight's subject, by sequence, and each attempt's
+    /// sequence by its task.
+    flying: HashMap<i64, String>,
+    tasks: HashMap<tokio::task::Id, i64>,
+    /// The cursor last written.
+    cursor: Option<i64>,
+    /// When the endpoint and its open deliveries were last read.
+    synced: Option<Instant>,
+    /// Events may wait to be read (a commit, or a batch that was full).
+    unread: bool,
+}
+
+impl State {
+    fn new() -> Self {
+        Self {
+            hook: None,
+            open: BTreeMap::new(),
+            events: HashMap::new(),
+            flying: HashMap::new(),
+            tasks: HashMap::new(),
+            cursor: None,
+            synced: None,
+            unread: true,
+        }
+    }
+}
+
 impl Worker {
     async fn run(self) {
         let stopped = self.deliver().await;
@@ -105,22 +146,20 @@ impl Worker {
     }
 
     /// Delivers until stopped (true: a shutdown) or the lease is lost or
-    /// the endpoint gone (false). Attempts run beside the rounds: a slow
-    /// endpoint answer holds its own lead only.
+    /// the endpoint gone or disabled (false). Attempts run beside the
+    /// rounds: a slow endpoint answer holds its own lead only.
     async fn deliver(&self) -> bool {
         let mut flight: JoinSet<Outcome> = JoinSet::new();
-        // The subject of each delivery in flight, by sequence, and each
-        // attempt's delivery by its task.
-        let mut flying: HashMap<i64, String> = HashMap::new();
-        let mut tasks: HashMap<tokio::task::Id, i64> = HashMap::new();
+        let mut state = State::new();
         loop {
             let commits = Arc::clone(&self.commits);
             let commit = commits.notified();
-            let pause = match self.round(&mut flight, &mut flying, &mut tasks).await {
+            let pause = match self.round(&mut flight, &mut state).await {
                 Ok(Some(pause)) => pause,
                 Ok(None) => return false,
                 Err(e) => {
                     tracing::warn!(webhook = %self.id, error = %e, "a webhook round failed; tried again");
+                    state.synced = None;
                     POLL
                 }
             };
@@ -129,11 +168,21 @@ impl Worker {
             }
             tokio::select! {
                 done = flight.join_next_with_id(), if !flight.is_empty() => {
-                    if let Err(e) = self.finished(done, &mut flying, &mut tasks).await {
-                        tracing::warn!(webhook = %self.id, error = %e, "a delivery's outcome could not be written; it is attempted again");
+                    // This one, and every other that ended meanwhile.
+                    let mut done = done;
+                    while let Some(outcome) = done {
+                        match self.finished(outcome, &mut state).await {
+                            Ok(true) => {}
+                            Ok(false) => return false,
+                            Err(e) => {
+                                tracing::warn!(webhook = %self.id, error = %e, "a delivery's outcome could not be written; it is attempted again");
+                                state.synced = None;
+                            }
+                        }
+                        done = flight.try_join_next_with_id();
                     }
                 }
-                () = commit => {}
+                () = commit => state.unread = true,
                 () = tokio::time::sleep(pause) => {}
                 () = self.stopping.cancelled() => return true,
                 () = self.lost.cancelled() => return false,
@@ -142,34 +191,62 @@ impl Worker {
     }
 
     /// Writes an attempt's outcome, over the delivery as it was: a call
-    /// that skipped or retried it meanwhile wins.
+    /// that skipped or retried it meanwhile wins. False once the endpoint
+    /// is disabled.
     async fn finished(
         &self,
-        done: Option<Result<(tokio::task::Id, Outcome), tokio::task::JoinError>>,
-        flying: &mut HashMap<i64, String>,
-        tasks: &mut HashMap<tokio::task::Id, i64>,
-    ) -> Result<(), EngineError> {
+        done: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>,
+        state: &mut State,
+    ) -> Result<bool, EngineError> {
         let (was, d, ok) = match done {
-            Some(Ok((id, outcome))) => {
-                tasks.remove(&id);
+            Ok((task, outcome)) => {
+                state.tasks.remove(&task);
                 outcome
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 // The attempt's task broke: its delivery is attempted again.
                 tracing::error!(webhook = %self.id, error = %e, "a webhook attempt failed unexpectedly");
-                if let Some(seq) = tasks.remove(&e.id()) {
-                    flying.remove(&seq);
+                if let Some(seq) = state.tasks.remove(&e.id()) {
+                    state.flying.remove(&seq);
                 }
-                return Ok(());
+                return Ok(true);
             }
-            None => return Ok(()),
         };
-        flying.remove(&d.seq);
-        self.engine.record_attempt(&self.ws, &self.id, &was, &d).await?;
-        let hook = self.engine.webhook(&self.ws, &self.id).await?;
-        if self.engine.note_webhook_health(&self.ws, &hook, ok).await? {
-            tracing::error!(webhook = %self.id, "every delivery failed for 24 h: the webhook is disabled");
+        state.flying.remove(&d.seq);
+        if self.engine.record_attempt(&self.ws, &self.id, &was, &d).await? {
+            if d.resolved_at.is_some() {
+                state.open.remove(&d.seq);
+                state.events.remove(&d.seq);
+            } else {
+                state.open.insert(d.seq, d);
+            }
+        } else {
+            // Changed meanwhile: read it again.
+            state.synced = None;
         }
+        let Some(hook) = state.hook.as_mut() else {
+            return Ok(true);
+        };
+        if self.engine.note_webhook_health(&self.ws, hook, ok).await? {
+            tracing::error!(webhook = %self.id, "every delivery failed for 24 h: the webhook is disabled");
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Reads the endpoint's open deliveries from the store.
+    async fn sync(&self, state: &mut State) -> Result<(), EngineError> {
+        state.open = self
+            .engine
+            .open_deliveries(&self.ws, &self.id)
+            .await?
+            .into_iter()
+            .map(|d| (d.seq, d))
+            .collect();
+        let open = &state.open;
+        state.events.retain(|seq, _| open.contains_key(seq));
+        state.synced = Some(Instant::now());
+        state.unread = true;
         Ok(())
     }
 
@@ -180,62 +257,78 @@ impl Worker {
     async fn round(
         &self,
         flight: &mut JoinSet<Outcome>,
-        flying: &mut HashMap<i64, String>,
-        tasks: &mut HashMap<tokio::task::Id, i64>,
+        state: &mut State,
     ) -> Result<Option<Duration>, EngineError> {
+        // The endpoint itself at every round (one row): a rotated secret
+        // signs the next request, a deleted or disabled endpoint stops.
         let mut hook = match self.engine.webhook(&self.ws, &self.id).await {
             Ok(hook) if hook.enabled => hook,
             Ok(_) | Err(EngineError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let mut open = self.engine.open_deliveries(&self.ws, &self.id).await?;
-        let mut more = false;
-        if open.len() < MAX_OPEN {
-            let room = u64::try_from(MAX_OPEN - open.len()).unwrap_or(0).min(BATCH);
-            let (new, read_any) = self.engine.read_for_webhook(&self.ws, &mut hook, room).await?;
-            more = read_any && !new.is_empty();
-            open.extend(new);
+        if state.synced.is_none_or(|at| at.elapsed() >= POLL) {
+            self.sync(state).await?;
+        }
+        let read = if state.unread && state.open.len() < MAX_OPEN {
+            let room = u64::try_from(MAX_OPEN - state.open.len()).unwrap_or(0).min(BATCH);
+            self.engine.read_for_webhook(&self.ws, &mut hook, room).await
+        } else {
+            Ok((Vec::new(), false))
+        };
+        let hook = &*state.hook.insert(hook);
+        let (new, read_any) = read?;
+        if state.open.len() < MAX_OPEN {
+            state.unread = read_any;
+        }
+        for (d, e) in new {
+            state.events.insert(d.seq, e);
+            state.open.insert(d.seq, d);
         }
         let now = self.engine.now();
-        let deliveries = schedule(&open);
-        let by_seq: HashMap<i64, DeliveryRecord> = open.into_iter().map(|d| (d.seq, d)).collect();
-        let busy: std::collections::HashSet<&str> = flying.values().map(String::as_str).collect();
+        let deliveries = schedule(state.open.values());
+        let busy: HashSet<&str> = state.flying.values().map(String::as_str).collect();
         let ready: Vec<i64> = deliveries
             .ready(now)
             .into_iter()
-            .filter(|seq| !flying.contains_key(seq))
+            .filter(|seq| !state.flying.contains_key(seq))
             .filter(|seq| {
-                by_seq
+                state
+                    .open
                     .get(seq)
                     .is_some_and(|d| !busy.contains(d.subject.as_str()))
             })
             .take(CONCURRENCY.saturating_sub(flight.len()))
             .collect();
-        for seq in &ready {
-            let Some(d) = by_seq.get(seq).cloned() else {
+        for seq in ready {
+            let Some(d) = state.open.get(&seq).cloned() else {
                 continue;
             };
-            flying.insert(d.seq, d.subject.clone());
-            let seq = d.seq;
+            state.flying.insert(seq, d.subject.clone());
             let task = flight.spawn(attempt(
                 self.engine.clone(),
                 self.ws.clone(),
                 hook.clone(),
                 d,
+                state.events.get(&seq).cloned(),
                 self.reach,
             ));
-            tasks.insert(task.id(), seq);
+            state.tasks.insert(task.id(), seq);
         }
         let cursor = deliveries.cursor(hook.read);
-        let (holder, epoch) = &self.lease;
-        if !self
-            .engine
-            .advance_relay(&self.ws, &self.name, (holder, *epoch), cursor, LEASE)
-            .await?
-        {
-            return Ok(None);
+        if state.cursor != Some(cursor) {
+            let (holder, epoch) = &self.lease;
+            if !self
+                .engine
+                .advance_relay(&self.ws, &self.name, (holder, *epoch), cursor, LEASE)
+                .await?
+            {
+                return Ok(None);
+            }
+            state.cursor = Some(cursor);
         }
-        if more {
+        // More to read, and room for it: at once. (Stalled at the bound,
+        // a resolved delivery makes room for the next round.)
+        if state.unread && state.open.len() < MAX_OPEN {
             return Ok(Some(Duration::ZERO));
         }
         let until_due = deliveries.next_due().map(|at| {
@@ -249,17 +342,19 @@ impl Worker {
     }
 }
 
-/// One attempt of delivery `d`: the delivery as it was, as it stands
-/// after the attempt, and whether the endpoint answered 2xx.
+/// One attempt of delivery `d` (of `event`, when the worker has it): the
+/// delivery as it was, as it stands after the attempt, and whether the
+/// endpoint answered 2xx.
 async fn attempt(
     engine: Engine,
     ws: String,
     hook: WebhookRecord,
     d: DeliveryRecord,
+    event: Option<Arc<StreamEvent>>,
     reach: Reach,
 ) -> (DeliveryRecord, DeliveryRecord, bool) {
     let was = d.clone();
-    let (after, ok) = attempt_once(engine, ws, hook, d, reach).await;
+    let (after, ok) = attempt_once(engine, ws, hook, d, event, reach).await;
     (was, after, ok)
 }
 
@@ -268,6 +363,7 @@ async fn attempt_once(
     ws: String,
     hook: WebhookRecord,
     d: DeliveryRecord,
+    event: Option<Arc<StreamEvent>>,
     reach: Reach,
 ) -> (DeliveryRecord, bool) {
     let at = engine.now();
@@ -275,13 +371,18 @@ async fn attempt_once(
         let mut b = [0u8; 1];
         getrandom::fill(&mut b).map_or(0.5, |()| f64::from(b[0]) / 255.0)
     };
-    let body = match engine.relay_batch(&ws, d.seq - 1, 1).await {
-        Ok(batch) => match batch.events.first().filter(|e| e.seq == d.seq) {
-            Some(e) => event_json(&crate::services::triggers::event_out(e)),
-            None => Err(format!("event {} is no longer kept", d.seq)),
+    let event = match event {
+        Some(e) => Ok(e),
+        None => match engine.relay_batch(&ws, d.seq - 1, 1).await {
+            Ok(batch) => batch
+                .events
+                .into_iter()
+                .find(|e| e.seq == d.seq)
+                .ok_or_else(|| format!("event {} is no longer kept", d.seq)),
+            Err(e) => Err(e.to_string()),
         },
-        Err(e) => Err(e.to_string()),
     };
+    let body = event.and_then(|e| event_json(&crate::services::triggers::event_out(&e)));
     let body = match body {
         Ok(body) => Bytes::from(body),
         Err(why) => return (failed(d, at, None, why, jitter), false),
