@@ -397,18 +397,18 @@ impl Engine {
         Ok((deliveries, true))
     }
 
-    /// Writes an attempt's outcome (delivered, to be tried again, or
-    /// parked) over the delivery as it was before the attempt: false, and
-    /// nothing written, if it changed meanwhile (skipped or retried by a
-    /// call, or attempted by another replica) or is gone.
-    pub async fn record_attempt(
+    /// Writes attempts' outcomes (delivered, to be tried again, or parked),
+    /// in one transaction, each over its delivery as it was before the
+    /// attempt: whether each was written — not if it changed meanwhile
+    /// (skipped or retried by a call, or attempted by another replica) or
+    /// is gone.
+    pub async fn record_attempts(
         &self,
         ws: &str,
         id: &str,
-        was: &DeliveryRecord,
-        d: &DeliveryRecord,
-    ) -> Result<bool, EngineError> {
-        Ok(self.store.update_delivery(ws, id, was, d).await?)
+        outcomes: &[(&DeliveryRecord, &DeliveryRecord)],
+    ) -> Result<Vec<bool>, EngineError> {
+        Ok(self.store.update_deliveries(ws, id, outcomes).await?)
     }
 
     /// Notes whether the endpoint's attempts fail, and disables it once

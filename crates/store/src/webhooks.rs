@@ -356,39 +356,55 @@ impl Store {
         was: &DeliveryRecord,
         d: &DeliveryRecord,
     ) -> Result<bool, StoreError> {
-        let row = delivery_model(ws, id, d);
-        Ok(webhook_delivery::Entity::update_many()
-            .col_expr(webhook_delivery::Column::Status, Expr::value(row.status))
-            .col_expr(webhook_delivery::Column::Attempts, Expr::value(row.attempts))
-            .col_expr(
-                webhook_delivery::Column::FirstAttemptAt,
-                Expr::value(row.first_attempt_at),
-            )
-            .col_expr(
-                webhook_delivery::Column::NextAttemptAt,
-                Expr::value(row.next_attempt_at),
-            )
-            .col_expr(
-                webhook_delivery::Column::LastAttemptAt,
-                Expr::value(row.last_attempt_at),
-            )
-            .col_expr(
-                webhook_delivery::Column::LastStatusCode,
-                Expr::value(row.last_status_code),
-            )
-            .col_expr(webhook_delivery::Column::LastError, Expr::value(row.last_error))
-            .col_expr(webhook_delivery::Column::ResolvedAt, Expr::value(row.resolved_at))
-            .filter(webhook_delivery::Column::WorkspaceId.eq(ws))
-            .filter(webhook_delivery::Column::WebhookId.eq(id))
-            .filter(webhook_delivery::Column::Seq.eq(d.seq))
-            .filter(webhook_delivery::Column::ResolvedAt.is_null())
-            .filter(webhook_delivery::Column::Status.eq(was.status.as_str()))
-            .filter(webhook_delivery::Column::Attempts.eq(was.attempts))
-            .exec(self.writer())
-            .await
-            .map_err(|e| self.on_writer(e))?
-            .rows_affected
-            > 0)
+        Ok(self.update_deliveries(ws, id, &[(was, d)]).await?.first() == Some(&true))
+    }
+
+    /// [`Store::update_delivery`] for several deliveries, in one
+    /// transaction: whether each was written.
+    pub async fn update_deliveries(
+        &self,
+        ws: &str,
+        id: &str,
+        changes: &[(&DeliveryRecord, &DeliveryRecord)],
+    ) -> Result<Vec<bool>, StoreError> {
+        let tx = self.writer().begin().await.map_err(|e| self.on_writer(e))?;
+        let mut written = Vec::with_capacity(changes.len());
+        for (was, d) in changes {
+            let row = delivery_model(ws, id, d);
+            let n = webhook_delivery::Entity::update_many()
+                .col_expr(webhook_delivery::Column::Status, Expr::value(row.status))
+                .col_expr(webhook_delivery::Column::Attempts, Expr::value(row.attempts))
+                .col_expr(
+                    webhook_delivery::Column::FirstAttemptAt,
+                    Expr::value(row.first_attempt_at),
+                )
+                .col_expr(
+                    webhook_delivery::Column::NextAttemptAt,
+                    Expr::value(row.next_attempt_at),
+                )
+                .col_expr(
+                    webhook_delivery::Column::LastAttemptAt,
+                    Expr::value(row.last_attempt_at),
+                )
+                .col_expr(
+                    webhook_delivery::Column::LastStatusCode,
+                    Expr::value(row.last_status_code),
+                )
+                .col_expr(webhook_delivery::Column::LastError, Expr::value(row.last_error))
+                .col_expr(webhook_delivery::Column::ResolvedAt, Expr::value(row.resolved_at))
+                .filter(webhook_delivery::Column::WorkspaceId.eq(ws))
+                .filter(webhook_delivery::Column::WebhookId.eq(id))
+                .filter(webhook_delivery::Column::Seq.eq(d.seq))
+                .filter(webhook_delivery::Column::ResolvedAt.is_null())
+                .filter(webhook_delivery::Column::Status.eq(was.status.as_str()))
+                .filter(webhook_delivery::Column::Attempts.eq(was.attempts))
+                .exec(&tx)
+                .await?
+                .rows_affected;
+            written.push(n > 0);
+        }
+        tx.commit().await?;
+        Ok(written)
     }
 
     /// A page of an endpoint's deliveries, newest first, below sequence

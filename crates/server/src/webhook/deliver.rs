@@ -169,17 +169,19 @@ impl Worker {
             tokio::select! {
                 done = flight.join_next_with_id(), if !flight.is_empty() => {
                     // This one, and every other that ended meanwhile.
+                    let mut ended = Vec::new();
                     let mut done = done;
                     while let Some(outcome) = done {
-                        match self.finished(outcome, &mut state).await {
-                            Ok(true) => {}
-                            Ok(false) => return false,
-                            Err(e) => {
-                                tracing::warn!(webhook = %self.id, error = %e, "a delivery's outcome could not be written; it is attempted again");
-                                state.synced = None;
-                            }
-                        }
+                        ended.push(outcome);
                         done = flight.try_join_next_with_id();
+                    }
+                    match self.finished(ended, &mut state).await {
+                        Ok(true) => {}
+                        Ok(false) => return false,
+                        Err(e) => {
+                            tracing::warn!(webhook = %self.id, error = %e, "deliveries' outcomes could not be written; they are attempted again");
+                            state.synced = None;
+                        }
                     }
                 }
                 () = commit => state.unread = true,
@@ -190,46 +192,51 @@ impl Worker {
         }
     }
 
-    /// Writes an attempt's outcome, over the delivery as it was: a call
-    /// that skipped or retried it meanwhile wins. False once the endpoint
-    /// is disabled.
+    /// Writes attempts' outcomes, each over its delivery as it was (a call
+    /// that skipped or retried one meanwhile wins), in one transaction.
+    /// False once the endpoint is disabled.
     async fn finished(
         &self,
-        done: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>,
+        ended: Vec<Result<(tokio::task::Id, Outcome), tokio::task::JoinError>>,
         state: &mut State,
     ) -> Result<bool, EngineError> {
-        let (was, d, ok) = match done {
-            Ok((task, outcome)) => {
-                state.tasks.remove(&task);
-                outcome
-            }
-            Err(e) => {
-                // The attempt's task broke: its delivery is attempted again.
-                tracing::error!(webhook = %self.id, error = %e, "a webhook attempt failed unexpectedly");
-                if let Some(seq) = state.tasks.remove(&e.id()) {
-                    state.flying.remove(&seq);
+        let mut outcomes = Vec::with_capacity(ended.len());
+        for done in ended {
+            match done {
+                Ok((task, outcome)) => {
+                    state.tasks.remove(&task);
+                    state.flying.remove(&outcome.1.seq);
+                    outcomes.push(outcome);
                 }
-                return Ok(true);
+                Err(e) => {
+                    // The attempt's task broke: its delivery is attempted again.
+                    tracing::error!(webhook = %self.id, error = %e, "a webhook attempt failed unexpectedly");
+                    if let Some(seq) = state.tasks.remove(&e.id()) {
+                        state.flying.remove(&seq);
+                    }
+                }
             }
-        };
-        state.flying.remove(&d.seq);
-        if self.engine.record_attempt(&self.ws, &self.id, &was, &d).await? {
-            if d.resolved_at.is_some() {
+        }
+        let pairs: Vec<(&DeliveryRecord, &DeliveryRecord)> =
+            outcomes.iter().map(|(was, d, _)| (was, d)).collect();
+        let written = self.engine.record_attempts(&self.ws, &self.id, &pairs).await?;
+        for ((_, d, ok), written) in outcomes.into_iter().zip(written) {
+            if !written {
+                // Changed meanwhile: read it again.
+                state.synced = None;
+            } else if d.resolved_at.is_some() {
                 state.open.remove(&d.seq);
                 state.events.remove(&d.seq);
             } else {
                 state.open.insert(d.seq, d);
             }
-        } else {
-            // Changed meanwhile: read it again.
-            state.synced = None;
-        }
-        let Some(hook) = state.hook.as_mut() else {
-            return Ok(true);
-        };
-        if self.engine.note_webhook_health(&self.ws, hook, ok).await? {
-            tracing::error!(webhook = %self.id, "every delivery failed for 24 h: the webhook is disabled");
-            return Ok(false);
+            let Some(hook) = state.hook.as_mut() else {
+                continue;
+            };
+            if self.engine.note_webhook_health(&self.ws, hook, ok).await? {
+                tracing::error!(webhook = %self.id, "every delivery failed for 24 h: the webhook is disabled");
+                return Ok(false);
+            }
         }
         Ok(true)
     }
