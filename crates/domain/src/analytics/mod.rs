@@ -9,6 +9,7 @@ pub mod attribution;
 pub mod evidence;
 pub mod funnel;
 pub mod handoff;
+pub mod learn;
 
 pub use accounts::{AccountFunnel, AccountHistory, AccountStep, account_funnel};
 pub use attribution::{Attribution, Touch, Touchpoint};
