@@ -237,12 +237,13 @@ async fn raw_publish(
     Ok(())
 }
 
-pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let scratch = Scratch::new("relay")?;
-    let nats = NatsServer::start(&scratch.0).await?;
-    let client = async_nats::connect(nats.url.as_str()).await?;
-    let js = jetstream::new(client.clone());
-    let postgres = if args.postgres {
+/// A fresh database for a run: a throwaway PostgreSQL one (dropped with
+/// the value returned) or a SQLite file in the scratch directory; its URL.
+pub(crate) async fn database(
+    postgres: bool,
+    scratch: &Scratch,
+) -> anyhow::Result<(Option<leadflow_store::testing::TestDatabase>, String)> {
+    let db = if postgres {
         Some(
             leadflow_store::testing::TestDatabase::new(leadflow_store::testing::Engine::Postgres)
                 .await
@@ -251,10 +252,19 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
-    let database = postgres.as_ref().map_or_else(
+    let url = db.as_ref().map_or_else(
         || format!("sqlite://{}", scratch.0.join("leadflow.db").display()),
         |db| db.url.clone(),
     );
+    Ok((db, url))
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let scratch = Scratch::new("relay")?;
+    let nats = NatsServer::start(&scratch.0).await?;
+    let client = async_nats::connect(nats.url.as_str()).await?;
+    let js = jetstream::new(client.clone());
+    let (_postgres, database) = database(args.postgres, &scratch).await?;
     let leadflow = sibling("leadflow");
     let serve = |extra: Vec<String>| {
         let mut a: Vec<String> = [

@@ -164,19 +164,7 @@ async fn bare_posts(url: &str, n: u64, bytes: usize) -> anyhow::Result<()> {
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let scratch = Scratch::new("webhooks")?;
     let receiver = Receiver::start().await?;
-    let postgres = if args.postgres {
-        Some(
-            leadflow_store::testing::TestDatabase::new(leadflow_store::testing::Engine::Postgres)
-                .await
-                .ok_or_else(|| anyhow::anyhow!("no PostgreSQL at LEADFLOW_TEST_POSTGRES_URL"))?,
-        )
-    } else {
-        None
-    };
-    let database = postgres.as_ref().map_or_else(
-        || format!("sqlite://{}", scratch.0.join("leadflow.db").display()),
-        |db| db.url.clone(),
-    );
+    let (_postgres, database) = crate::relay::database(args.postgres, &scratch).await?;
     let leadflow = sibling("leadflow");
     let server = Process::start(
         &leadflow,

@@ -789,32 +789,48 @@ fn answered_ok(got: &[Got]) -> Vec<Got> {
         .collect()
 }
 
+/// A receiver that answers 500 to the requests `fails` picks until
+/// `healed` is set, and 200 to everything else.
+async fn failing_until(
+    healed: &Arc<std::sync::atomic::AtomicBool>,
+    fails: impl Fn(&Got) -> bool + Send + 'static,
+) -> anyhow::Result<Receiver> {
+    let healed = Arc::clone(healed);
+    Receiver::start(move |g| {
+        if fails(g) && !healed.load(std::sync::atomic::Ordering::SeqCst) {
+            Reply::Status(500)
+        } else {
+            Reply::Status(200)
+        }
+    })
+    .await
+}
+
+/// A new endpoint at `url`.
+async fn new_hook(
+    api: &mut WebhookServiceClient<Channel>,
+    url: &str,
+    filter: Option<pb::EventFilter>,
+) -> anyhow::Result<pb::Webhook> {
+    api.create_webhook(pb::CreateWebhookRequest {
+        url: url.to_owned(),
+        description: "crm sync".to_owned(),
+        filter,
+        ..Default::default()
+    })
+    .await?
+    .into_inner()
+    .webhook
+    .ok_or_else(|| anyhow::anyhow!("no webhook"))
+}
+
 async fn a_delivery_failing_for_24_h_is_parked_then_retried(db: Db) -> anyhow::Result<()> {
     // Every request about the lead "broken@" fails until `fixed`.
     let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let receiver = Receiver::start({
-        let fixed = Arc::clone(&fixed);
-        move |g| {
-            if g.body.contains("broken@") && !fixed.load(std::sync::atomic::Ordering::SeqCst) {
-                Reply::Status(500)
-            } else {
-                Reply::Status(200)
-            }
-        }
-    })
-    .await?;
+    let receiver = failing_until(&fixed, |g| g.body.contains("broken@")).await?;
     let mut server = TestServer::start_with_clock_and_local_webhooks(db, now()).await?;
     let mut api = WebhookServiceClient::new(server.channel.clone());
-    let hook = api
-        .create_webhook(pb::CreateWebhookRequest {
-            url: receiver.url.clone(),
-            description: "crm sync".to_owned(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .webhook
-        .ok_or_else(|| anyhow::anyhow!("no webhook"))?;
+    let hook = new_hook(&mut api, &receiver.url, None).await?;
     // The external key carries the address into every event of the lead.
     let stuck = server
         .leads
@@ -920,23 +936,8 @@ async fn an_endpoint_failing_for_24_h_is_disabled_and_says_so(db: Db) -> anyhow:
         Some(only_disabled.clone()),
     )
     .await?;
-    let hook = |url: &str, filter: Option<pb::EventFilter>| {
-        let mut api = api.clone();
-        let url = url.to_owned();
-        async move {
-            api.create_webhook(pb::CreateWebhookRequest {
-                url,
-                filter,
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .webhook
-            .ok_or_else(|| anyhow::anyhow!("no webhook"))
-        }
-    };
-    let failing = hook(&down.url, None).await?;
-    let watching = hook(&watcher.url, Some(only_disabled)).await?;
+    let failing = new_hook(&mut api, &down.url, None).await?;
+    let watching = new_hook(&mut api, &watcher.url, Some(only_disabled)).await?;
     leadflow_e2e::create(&mut server, "first@acme.com").await?;
     wait_deliveries(&mut api, &failing.id, pb::DeliveryStatus::Retrying, 1).await?;
     let since = listed(&mut api, &failing.id)
@@ -1016,28 +1017,10 @@ async fn an_endpoint_failing_for_24_h_is_disabled_and_says_so(db: Db) -> anyhow:
 
 async fn an_endpoint_with_1000_open_deliveries_stalls_then_drains(db: Db) -> anyhow::Result<()> {
     let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let receiver = Receiver::start({
-        let healthy = Arc::clone(&healthy);
-        move |_| {
-            if healthy.load(std::sync::atomic::Ordering::SeqCst) {
-                Reply::Status(200)
-            } else {
-                Reply::Status(500)
-            }
-        }
-    })
-    .await?;
+    let receiver = failing_until(&healthy, |_| true).await?;
     let mut server = TestServer::start_with_clock_and_local_webhooks(db, now()).await?;
     let mut api = WebhookServiceClient::new(server.channel.clone());
-    let hook = api
-        .create_webhook(pb::CreateWebhookRequest {
-            url: receiver.url.clone(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .webhook
-        .ok_or_else(|| anyhow::anyhow!("no webhook"))?;
+    let hook = new_hook(&mut api, &receiver.url, None).await?;
     // 1,050 leads, one capture event each.
     const LEADS: usize = 1_050;
     for i in 0..LEADS {

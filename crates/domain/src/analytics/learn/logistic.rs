@@ -136,13 +136,13 @@ pub fn fit(x: &Matrix, y: &[bool], weights: &[f64], penalty: &[f64], warm: Optio
     };
     let objective = |theta: &[f64]| -> f64 {
         let mut loss = 0.0;
-        for i in 0..n {
+        for (i, &positive) in y.iter().enumerate().take(n) {
             let w = weight(i);
             if w == 0.0 {
                 continue;
             }
             let eta = theta[0] + dot(&theta[1..], x.row(i));
-            loss += w * (softplus(eta) - if y[i] { eta } else { 0.0 });
+            loss += w * (softplus(eta) - if positive { eta } else { 0.0 });
         }
         loss + 0.5 * (1..=p).map(|j| pen(j) * theta[j] * theta[j]).sum::<f64>()
     };
@@ -153,14 +153,14 @@ pub fn fit(x: &Matrix, y: &[bool], weights: &[f64], penalty: &[f64], warm: Optio
         iterations += 1;
         let mut gradient = vec![0.0; p + 1];
         let mut hessian = vec![0.0; (p + 1) * (p + 1)];
-        for i in 0..n {
+        for (i, &positive) in y.iter().enumerate().take(n) {
             let w = weight(i);
             if w == 0.0 {
                 continue;
             }
             let row = x.row(i);
             let prob = sigmoid(theta[0] + dot(&theta[1..], row));
-            let residual = w * (prob - if y[i] { 1.0 } else { 0.0 });
+            let residual = w * (prob - if positive { 1.0 } else { 0.0 });
             let curvature = w * prob * (1.0 - prob);
             let value = |j: usize| if j == 0 { 1.0 } else { row[j - 1] };
             for a in 0..=p {
@@ -323,10 +323,10 @@ mod tests {
         let weights: Vec<f64> = (0..300).map(|i| f64::from(i % 3)).collect();
         let mut repeated = Matrix::new(2);
         let mut ys = Vec::new();
-        for i in 0..300 {
+        for (i, &positive) in y.iter().enumerate() {
             for _ in 0..i % 3 {
                 repeated.push(x.row(i));
-                ys.push(y[i]);
+                ys.push(positive);
             }
         }
         let pen = penalties(&x, 0.1);
