@@ -1,12 +1,14 @@
 //! Learning the lead definition from outcomes: the pieces of a transparent
 //! model that becomes a draft policy — a seeded pseudo-random sequence for
-//! repeatable bootstraps, a regularised logistic regression, and
-//! bootstrap intervals of its weights.
+//! repeatable bootstraps, a regularised logistic regression, bootstrap
+//! intervals of its weights, and the back-test's figures.
 
+pub mod backtest;
 pub mod bootstrap;
 pub mod logistic;
 pub mod rng;
 
+pub use backtest::{Metrics, Scored, auc, metrics};
 pub use bootstrap::intervals;
 pub use logistic::{Fit, Matrix, fit, penalties};
 pub use rng::SplitMix64;
