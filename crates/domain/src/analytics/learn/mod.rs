@@ -6,9 +6,11 @@
 pub mod backtest;
 pub mod bootstrap;
 pub mod logistic;
+pub mod population;
 pub mod rng;
 
 pub use backtest::{Metrics, Scored, auc, metrics};
 pub use bootstrap::intervals;
 pub use logistic::{Fit, Matrix, fit, penalties};
+pub use population::{LearnOutcome, OPEN_HORIZON, captured_at, label};
 pub use rng::SplitMix64;
