@@ -499,6 +499,12 @@ pub fn with_value(source: &str, table: &str, key: &str, value: &str) -> Option<S
     reader::with_value(source, table, key, value)
 }
 
+/// The document path of rule `id` in `source` (`fit[2]`, `engagement[0]`,
+/// `undesirable[1]`), for [`with_value`].
+pub fn rule_path(source: &str, id: &str) -> Option<String> {
+    reader::rule_path(source, id)
+}
+
 impl Policy {
     /// Parses and validates a policy document, reporting every error found.
     pub fn from_toml(source: &str) -> Result<Self, PolicyErrors> {

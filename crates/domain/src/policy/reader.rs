@@ -45,6 +45,32 @@ pub(crate) fn place_of(source: &str, path: &str) -> Option<Place> {
     Some(Lines::new(source).place(at))
 }
 
+/// The document path of the rule `id` (`fit[2]`, `engagement[0]`,
+/// `undesirable[1]`): `None` when the document is not TOML or has no such
+/// rule.
+pub(crate) fn rule_path(source: &str, id: &str) -> Option<String> {
+    let root = DeTable::parse(source).ok()?;
+    let table = root.get_ref();
+    ["fit", "engagement", "undesirable"]
+        .into_iter()
+        .find_map(|array| {
+            let (_, node) = table.iter().find(|(key, _)| key.get_ref() == array)?;
+            let DeValue::Array(items) = node.get_ref() else {
+                return None;
+            };
+            items.iter().enumerate().find_map(|(i, item)| {
+                let DeValue::Table(rule) = item.get_ref() else {
+                    return None;
+                };
+                rule.iter()
+                    .any(|(key, value)| {
+                        key.get_ref() == "id" && matches!(value.get_ref(), DeValue::String(s) if s == id)
+                    })
+                    .then(|| format!("{array}[{i}]"))
+            })
+        })
+}
+
 /// `source` with the value at `table.key` replaced by `value` (TOML text),
 /// or the key added on the line after the table's header when the table
 /// lacks it. `None` when the document is not TOML or has no such table.

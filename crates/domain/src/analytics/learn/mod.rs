@@ -6,6 +6,7 @@
 
 pub mod backtest;
 pub mod bootstrap;
+pub mod draft;
 pub mod features;
 pub mod logistic;
 pub mod population;
@@ -13,6 +14,7 @@ pub mod rng;
 
 pub use backtest::{Metrics, Scored, auc, metrics};
 pub use bootstrap::intervals;
+pub use draft::{Proposal, RuleLearned, Scales, Weighed, draft_source, learned_rules, readable, scales};
 pub use features::{
     Feature, FeatureSpace, MIN_SUPPORT, OBSERVATION_AGE, Observed, is_identifying, observed_at,
 };
