@@ -100,7 +100,7 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        // The open deliveries of an endpoint, read at every round.
+        // The open deliveries of an endpoint, read by its delivery worker.
         m.create_index(
             Index::create()
                 .name("webhook_deliveries_open")

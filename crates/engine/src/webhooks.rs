@@ -332,14 +332,16 @@ impl Engine {
     }
 
     /// Reads up to `limit` events after the endpoint's read position and
-    /// records a delivery of each its filter lets through: the new open
-    /// deliveries with their events, and whether more events may follow.
-    /// `hook.read` moves to where the endpoint has read.
+    /// records a delivery of each its filter lets through, at most `room`
+    /// of them (the read position stops just before the first left out):
+    /// the new open deliveries with their events, and whether more events
+    /// may follow. `hook.read` moves to where the endpoint has read.
     pub async fn read_for_webhook(
         &self,
         ws: &str,
         hook: &mut WebhookRecord,
         limit: u64,
+        room: usize,
     ) -> Result<(Vec<(DeliveryRecord, Arc<StreamEvent>)>, bool), EngineError> {
         let filter: Filter = serde_json::from_str(&hook.filter).map_err(|e| {
             EngineError::Internal(format!("webhook {}'s filter does not decode: {e}", hook.id))
@@ -359,14 +361,24 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
-        let Some(last) = batch.last else {
+        let Some(mut last) = batch.last else {
             return Ok((Vec::new(), false));
         };
+        let mut admitted: Vec<Arc<StreamEvent>> = Vec::new();
+        for e in batch.events {
+            if !filter.admits(&e) {
+                continue;
+            }
+            if admitted.len() >= room {
+                // Read up to just before it: the next read starts there.
+                last = e.seq - 1;
+                break;
+            }
+            admitted.push(e);
+        }
         let now = self.now();
-        let deliveries: Vec<(DeliveryRecord, Arc<StreamEvent>)> = batch
-            .events
+        let deliveries: Vec<(DeliveryRecord, Arc<StreamEvent>)> = admitted
             .into_iter()
-            .filter(|e| filter.admits(e))
             .map(|e| {
                 let (whose, id) = match &e.payload {
                     crate::Payload::Lead(p) => ("lead", p.lead_id.as_str()),

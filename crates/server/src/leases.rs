@@ -29,7 +29,8 @@ pub(crate) struct Held {
     /// lease was lost.
     running: HashMap<Row, (i64, CancellationToken)>,
     workers: JoinSet<()>,
-    tasks: HashMap<tokio::task::Id, (Row, i64)>,
+    /// The row of every worker not yet ended, told to stop or not.
+    tasks: HashMap<tokio::task::Id, Row>,
 }
 
 impl Held {
@@ -53,9 +54,8 @@ impl Held {
                     e.id()
                 }
             };
-            if let Some((row, epoch)) = self.tasks.remove(&id)
-                && self.running.get(&row).is_some_and(|(e, _)| *e == epoch)
-            {
+            if let Some(row) = self.tasks.remove(&id) {
+                // Its row gets a worker again at the next renewal, if held.
                 self.running.remove(&row);
             }
         }
@@ -85,14 +85,15 @@ impl Held {
         });
         for record in held {
             let row = (record.workspace.clone(), record.name.clone());
-            if self.running.contains_key(&row) {
+            // One worker a row: a worker told to stop is waited for first.
+            if self.running.contains_key(&row) || self.tasks.values().any(|r| *r == row) {
                 continue;
             }
             let epoch = record.created_at.as_micros();
             let lost = CancellationToken::new();
             self.running.insert(row.clone(), (epoch, lost.clone()));
             let task = self.workers.spawn(start(record, lost));
-            self.tasks.insert(task.id(), (row, epoch));
+            self.tasks.insert(task.id(), row);
         }
     }
 

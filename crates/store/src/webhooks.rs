@@ -399,11 +399,12 @@ impl Store {
                 .filter(webhook_delivery::Column::Status.eq(was.status.as_str()))
                 .filter(webhook_delivery::Column::Attempts.eq(was.attempts))
                 .exec(&tx)
-                .await?
+                .await
+                .map_err(|e| self.on_writer(e))?
                 .rows_affected;
             written.push(n > 0);
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(|e| self.on_writer(e))?;
         Ok(written)
     }
 

@@ -109,8 +109,9 @@ struct State {
     /// sequence by its task.
     flying: HashMap<i64, String>,
     tasks: HashMap<tokio::task::Id, i64>,
-    /// The cursor last written.
+    /// The cursor last written, and when.
     cursor: Option<i64>,
+    fenced: Option<Instant>,
     /// When the endpoint and its open deliveries were last read.
     synced: Option<Instant>,
     /// Events may wait to be read (a commit, or a batch that was full).
@@ -126,6 +127,7 @@ impl State {
             flying: HashMap::new(),
             tasks: HashMap::new(),
             cursor: None,
+            fenced: None,
             synced: None,
             unread: true,
         }
@@ -164,30 +166,55 @@ impl Worker {
                 }
             };
             if pause.is_zero() {
+                // Straight on to the next round, but never past a shutdown,
+                // a lost lease or attempts that ended.
+                if self.stopping.is_cancelled() {
+                    return true;
+                }
+                if self.lost.is_cancelled() {
+                    return false;
+                }
+                if let Some(done) = flight.try_join_next_with_id()
+                    && !self.ended(done, &mut flight, &mut state).await
+                {
+                    return false;
+                }
                 continue;
             }
             tokio::select! {
                 done = flight.join_next_with_id(), if !flight.is_empty() => {
-                    // This one, and every other that ended meanwhile.
-                    let mut ended = Vec::new();
-                    let mut done = done;
-                    while let Some(outcome) = done {
-                        ended.push(outcome);
-                        done = flight.try_join_next_with_id();
-                    }
-                    match self.finished(ended, &mut state).await {
-                        Ok(true) => {}
-                        Ok(false) => return false,
-                        Err(e) => {
-                            tracing::warn!(webhook = %self.id, error = %e, "deliveries' outcomes could not be written; they are attempted again");
-                            state.synced = None;
-                        }
+                    if let Some(done) = done
+                        && !self.ended(done, &mut flight, &mut state).await
+                    {
+                        return false;
                     }
                 }
                 () = commit => state.unread = true,
                 () = tokio::time::sleep(pause) => {}
                 () = self.stopping.cancelled() => return true,
                 () = self.lost.cancelled() => return false,
+            }
+        }
+    }
+
+    /// Writes the outcome of an attempt that ended, and of every other
+    /// that ended meanwhile: false once the endpoint is disabled.
+    async fn ended(
+        &self,
+        done: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>,
+        flight: &mut JoinSet<Outcome>,
+        state: &mut State,
+    ) -> bool {
+        let mut ended = vec![done];
+        while let Some(more) = flight.try_join_next_with_id() {
+            ended.push(more);
+        }
+        match self.finished(ended, state).await {
+            Ok(enabled) => enabled,
+            Err(e) => {
+                tracing::warn!(webhook = %self.id, error = %e, "deliveries' outcomes could not be written; they are attempted again");
+                state.synced = None;
+                true
             }
         }
     }
@@ -226,10 +253,12 @@ impl Worker {
                 state.synced = None;
             } else if d.resolved_at.is_some() {
                 state.open.remove(&d.seq);
-                state.events.remove(&d.seq);
             } else {
-                state.open.insert(d.seq, d);
+                state.open.insert(d.seq, d.clone());
             }
+            // A kept event serves the first attempt only: a retry reads the
+            // stored one, which an erasure may have scrubbed meanwhile.
+            state.events.remove(&d.seq);
             let Some(hook) = state.hook.as_mut() else {
                 continue;
             };
@@ -277,8 +306,10 @@ impl Worker {
             self.sync(state).await?;
         }
         let read = if state.unread && state.open.len() < MAX_OPEN {
-            let room = u64::try_from(MAX_OPEN - state.open.len()).unwrap_or(0).min(BATCH);
-            self.engine.read_for_webhook(&self.ws, &mut hook, room).await
+            let room = MAX_OPEN - state.open.len();
+            self.engine
+                .read_for_webhook(&self.ws, &mut hook, BATCH, room)
+                .await
         } else {
             Ok((Vec::new(), false))
         };
@@ -322,7 +353,9 @@ impl Worker {
             state.tasks.insert(task.id(), seq);
         }
         let cursor = deliveries.cursor(hook.read);
-        if state.cursor != Some(cursor) {
+        // Written when it moves, and at least every renewal: the write is
+        // also this worker's check that it still holds the lease.
+        if state.cursor != Some(cursor) || state.fenced.is_none_or(|at| at.elapsed() >= RENEW) {
             let (holder, epoch) = &self.lease;
             if !self
                 .engine
@@ -332,17 +365,25 @@ impl Worker {
                 return Ok(None);
             }
             state.cursor = Some(cursor);
+            state.fenced = Some(Instant::now());
         }
         // More to read, and room for it: at once. (Stalled at the bound,
         // a resolved delivery makes room for the next round.)
         if state.unread && state.open.len() < MAX_OPEN {
             return Ok(Some(Duration::ZERO));
         }
-        let until_due = deliveries.next_due().map(|at| {
+        // Subjects in flight wait for their attempt, which wakes the worker.
+        let waiting = schedule(
+            state
+                .open
+                .values()
+                .filter(|d| !state.flying.values().any(|s| *s == d.subject)),
+        );
+        let until_due = waiting.next_due().map(|at| {
             Duration::from_micros(u64::try_from((at.as_micros() - now.as_micros()).max(0)).unwrap_or(0))
         });
-        // Something due now but held (its lead in flight, or no room):
-        // the next finished attempt wakes the worker.
+        // Something due now but held (no room for another request): the
+        // next finished attempt wakes the worker.
         Ok(Some(
             until_due.map_or(POLL, |d| d.clamp(Duration::from_millis(50), POLL)),
         ))
