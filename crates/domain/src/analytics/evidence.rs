@@ -66,7 +66,7 @@ impl Evidence {
     /// Whether the guards of `target` other than its engagement threshold
     /// pass on the profile: fit (the target model's), grade (the default
     /// model's), required attributes, no disqualifying match.
-    fn profile_qualifies(&self, policy: &Policy, target: Target) -> bool {
+    pub(crate) fn profile_qualifies(&self, policy: &Policy, target: Target) -> bool {
         let fit = round6(fit_score(policy, target.model, &self.profile));
         let grade_fit = round6(fit_score(policy, 0, &self.profile));
         let mql = &policy.mql;

@@ -2,7 +2,8 @@
 //! its current points × its weight, scaled so that the training leads'
 //! average engagement and fit under the draft equal theirs under the base
 //! policy (so thresholds keep their meaning), rounded to readable numbers;
-//! supported candidates become new rules at the end of the document. The
+//! supported candidates whose interval does not hold zero become new rules
+//! at the end of the document. The
 //! draft is the base document edited — comments, order and every other key
 //! kept — and must parse.
 
@@ -254,7 +255,9 @@ pub fn draft_source(
                 .ok_or_else(|| format!("the points of {} cannot be set", rule.rule_id))?;
             continue;
         };
-        if rule.learned_points == 0.0 {
+        // Proposed only when the data is sure of its sign.
+        let (lo, hi) = rule.interval;
+        if rule.learned_points == 0.0 || (lo <= 0.0 && hi >= 0.0) {
             continue;
         }
         let mut id = rule.rule_id.clone();

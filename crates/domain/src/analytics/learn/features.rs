@@ -16,6 +16,9 @@
 //!   engagement type no rule of the model scores (one point an engagement,
 //!   decayed as the model decays), each only with [`MIN_SUPPORT`] leads or
 //!   more, never on an identifying attribute ([`is_identifying`]).
+//!
+//! An indicator (grade, channel, value) needs [`MIN_SUPPORT`] leads with it
+//! and as many without.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -209,19 +212,22 @@ impl FeatureSpace {
                 *types.entry(kind.to_owned()).or_default() += 1;
             }
         }
+        // An indicator says something when enough leads have it and enough
+        // do not (one every lead has is a constant).
+        let supported = |n: usize| n >= MIN_SUPPORT && n + MIN_SUPPORT <= leads.len();
         // The top grade is the reference level (its indicator would be the
         // others' complement).
         let top = base.grades.first().map(|g| g.letter.as_str());
         features.extend(
             grades
                 .into_iter()
-                .filter(|(g, n)| *n >= MIN_SUPPORT && Some(g.as_str()) != top)
+                .filter(|(g, n)| supported(*n) && Some(g.as_str()) != top)
                 .map(|(g, _)| Feature::Grade(g)),
         );
         features.extend(
             channels
                 .into_iter()
-                .filter(|(_, n)| *n >= MIN_SUPPORT)
+                .filter(|(_, n)| supported(*n))
                 .map(|(c, _)| Feature::FirstChannel(c)),
         );
         // Free text: most leads that have the attribute have their own value.
@@ -231,7 +237,7 @@ impl FeatureSpace {
         };
         let mut candidates: Vec<(usize, Feature)> = values
             .into_iter()
-            .filter(|((a, _), n)| *n >= MIN_SUPPORT && categorical(a))
+            .filter(|((a, _), n)| supported(*n) && categorical(a))
             .map(|((attribute, value), n)| (n, Feature::Value { attribute, value }))
             .chain(
                 types
@@ -413,12 +419,18 @@ mod tests {
     #[test]
     fn candidates_need_support_and_are_never_identifying_or_free_text() {
         let p = policy();
-        let leads: Vec<Evidence> = (0..30)
+        let leads: Vec<Evidence> = (0..45)
             .map(|i| {
-                let region = if i < 25 { "EMEA" } else { "APAC" };
+                let region = match i {
+                    0..25 => "EMEA",
+                    25..40 => "APAC",
+                    _ => "AMER",
+                };
                 let note = format!("met at booth {i}");
                 let phone = "+44 20 7946 0000".to_owned();
-                let log = vec![event(&format!("{i}"), "email_clicked", day(1, 0))];
+                let mut click = event(&format!("{i}"), "email_clicked", day(1, 0));
+                click.channel = Some(if i % 2 == 0 { "paid" } else { "organic" }.to_owned());
+                let log = vec![click];
                 lead(
                     &format!("l{i}"),
                     &[("region", region), ("notes", &note), ("phone", &phone)],
@@ -439,7 +451,7 @@ mod tests {
             attribute: "region".to_owned(),
             value: "emea".to_owned()
         }));
-        // 5 leads: below the support.
+        // 15 leads: below the support.
         assert!(!has(&Feature::Value {
             attribute: "region".to_owned(),
             value: "apac".to_owned()

@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod draft;
 pub mod features;
 pub mod logistic;
+pub mod pipeline;
 pub mod population;
 pub mod rng;
 
@@ -19,5 +20,6 @@ pub use features::{
     Feature, FeatureSpace, MIN_SUPPORT, OBSERVATION_AGE, Observed, is_identifying, observed_at,
 };
 pub use logistic::{Fit, Matrix, fit, penalties};
+pub use pipeline::{LearnError, LearnParams, LearnReport, MIN_OUTCOMES, MIN_POSITIVES, learn};
 pub use population::{LearnOutcome, OPEN_HORIZON, captured_at, label};
 pub use rng::SplitMix64;

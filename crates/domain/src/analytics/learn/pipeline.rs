@@ -1,0 +1,453 @@
+//! The whole learning, from the leads' histories to a report with a draft:
+//! who is learned from, a time split (the latest fifth of the period by
+//! capture is held out), each training lead's features at its instant, the
+//! fit and its bootstrap, the draft, its MQL bar calibrated on the training
+//! leads, and the back-test of base and draft on the held-out leads.
+
+use serde::{Deserialize, Serialize};
+
+use super::backtest::{Metrics, Scored, metrics};
+use super::bootstrap::intervals;
+use super::draft::{RuleLearned, Weighed, draft_source, learned_rules, scales};
+use super::features::{FeatureSpace, Observed, observed_at, seen_before};
+use super::logistic::{Matrix, fit, penalties};
+use super::population::{LearnOutcome, OPEN_HORIZON, captured_at, label};
+use crate::analytics::evidence::{Cutoffs, Evidence, Peak, calibrate_peaks};
+use crate::num::round6;
+use crate::policy::Policy;
+use crate::score::ScoreState;
+use crate::stage::Stage;
+use crate::time::Timestamp;
+
+/// Fewer labelled leads than this, or fewer positives, learn noise.
+pub const MIN_OUTCOMES: u64 = 200;
+pub const MIN_POSITIVES: u64 = 30;
+/// The share of the population, the latest captured, held out.
+const HELD_OUT: f64 = 0.2;
+/// The penalty on standardised coefficients.
+const LAMBDA: f64 = 1.0;
+/// Bootstrap rounds, and their seed: the same history gives the same draft.
+pub const ROUNDS: usize = 100;
+pub const SEED: u64 = 0x1EAD_F10E;
+/// Without a target precision, the bar is calibrated for this one.
+const DEFAULT_PRECISION: f64 = 0.5;
+
+/// What a learning is asked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LearnParams {
+    pub outcome: LearnOutcome,
+    /// An index into the base policy's models.
+    pub model: usize,
+    /// Moves after it do not count: a job that resumes gives the same answer.
+    pub as_of: Timestamp,
+    pub target_precision: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum LearnError {
+    #[error(
+        "too little data: {outcomes} leads with a known outcome ({positives} positive); at least {MIN_OUTCOMES} and {MIN_POSITIVES} positive are needed"
+    )]
+    TooLittleData { outcomes: u64, positives: u64 },
+    #[error("the draft is not a valid policy: {0}")]
+    Draft(String),
+}
+
+/// What a learning found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LearnReport {
+    pub params: LearnParams,
+    /// Labelled leads, positives among them, and the split.
+    pub outcomes: u64,
+    pub positives: u64,
+    pub training: u64,
+    pub held_out: u64,
+    pub rules: Vec<RuleLearned>,
+    pub base_engagement_at_least: f64,
+    pub engagement_at_least: f64,
+    pub fit_at_least: f64,
+    pub base: Metrics,
+    pub draft: Metrics,
+    pub draft_source: String,
+}
+
+/// A labelled lead.
+struct Case<'a> {
+    evidence: &'a Evidence,
+    positive: bool,
+    captured_at: Timestamp,
+    /// Where its outcome was decided: reaching it, its loss, or the horizon.
+    decided_at: Timestamp,
+}
+
+fn decided_at(e: &Evidence, outcome: LearnOutcome, captured: Timestamp, as_of: Timestamp) -> Timestamp {
+    let reached = e.moves.iter().find(|(to, ..)| match outcome {
+        LearnOutcome::Sql => matches!(to, Stage::Sql | Stage::Customer),
+        LearnOutcome::Customer => *to == Stage::Customer,
+    });
+    let lost = e
+        .moves
+        .iter()
+        .find(|&&(_, by, _)| crate::lifecycle::sends_back(by));
+    reached
+        .or(lost)
+        .map_or_else(|| captured.saturating_add(OPEN_HORIZON), |&(.., at)| at)
+        .min(as_of)
+}
+
+/// The peak engagement of `model` under `policy` over what the lead did
+/// strictly before `until` (sales-ready types left out for SQL).
+fn peak_before(policy: &Policy, model: usize, e: &Evidence, until: Timestamp, outcome: LearnOutcome) -> f64 {
+    let mut state = ScoreState::new(policy, None);
+    let mut peak: f64 = 0.0;
+    for g in seen_before(policy, e, until, outcome) {
+        state.apply(policy, g);
+        peak = peak.max(state.value_at(policy, model, g.occurred_at));
+    }
+    round6(peak)
+}
+
+/// Learns a draft of `base` (whose document is `source`) from `leads`.
+pub fn learn(
+    source: &str,
+    base: &Policy,
+    leads: &[Evidence],
+    params: &LearnParams,
+) -> Result<LearnReport, LearnError> {
+    let outcome = params.outcome;
+    let mut cases: Vec<Case<'_>> = leads
+        .iter()
+        .filter_map(|e| {
+            let positive = label(e, outcome, params.as_of)?;
+            let captured = captured_at(e)?;
+            Some(Case {
+                evidence: e,
+                positive,
+                captured_at: captured,
+                decided_at: decided_at(e, outcome, captured, params.as_of),
+            })
+        })
+        .collect();
+    let outcomes = cases.len() as u64;
+    let positives = cases.iter().filter(|c| c.positive).count() as u64;
+    if outcomes < MIN_OUTCOMES || positives < MIN_POSITIVES {
+        return Err(LearnError::TooLittleData { outcomes, positives });
+    }
+    // Content order, never arrival order: by capture, then what the lead is.
+    cases.sort_by(|a, b| {
+        a.captured_at
+            .cmp(&b.captured_at)
+            .then_with(|| a.positive.cmp(&b.positive))
+            .then_with(|| a.evidence.profile.as_map().cmp(b.evidence.profile.as_map()))
+            .then_with(|| a.evidence.log.len().cmp(&b.evidence.log.len()))
+    });
+    // The time split: leads captured at one instant stay on one side.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let mut cut = ((cases.len() as f64) * (1.0 - HELD_OUT)).round() as usize;
+    while cut > 0 && cut < cases.len() && cases[cut].captured_at == cases[cut - 1].captured_at {
+        cut += 1;
+    }
+    let (training, held) = cases.split_at(cut.min(cases.len()));
+
+    let observed: Vec<(Observed<'_>, bool)> = training
+        .iter()
+        .map(|c| {
+            let at = observed_at(base, c.evidence, c.captured_at);
+            (
+                Observed {
+                    evidence: c.evidence,
+                    at,
+                },
+                c.positive,
+            )
+        })
+        .collect();
+    let just: Vec<Observed<'_>> = observed.iter().map(|(o, _)| o.clone()).collect();
+    let space = FeatureSpace::build(base, params.model, outcome, &just);
+    let mut x = Matrix::new(space.features.len());
+    let mut y = Vec::with_capacity(observed.len());
+    for (o, positive) in &observed {
+        x.push(&space.row(base, o.evidence, o.at));
+        y.push(*positive);
+    }
+    let penalty = penalties(&x, LAMBDA);
+    let full = fit(&x, &y, &[], &penalty, None);
+    let bands = intervals(&x, &y, &penalty, &full, ROUNDS, SEED);
+    let weighed: Vec<Weighed> = space
+        .features
+        .iter()
+        .enumerate()
+        .map(|(j, f)| Weighed {
+            feature: f.clone(),
+            beta: full.beta[j],
+            interval: bands[j],
+            support: (0..x.rows()).filter(|&i| x.row(i)[j] != 0.0).count() as u64,
+        })
+        .collect();
+    let rules = learned_rules(base, &weighed, scales(base, &space.features, &x, &full.beta));
+    let unbarred = draft_source(source, base, params.model, &rules, None).map_err(LearnError::Draft)?;
+    let draft = Policy::from_toml(&unbarred).map_err(|e| LearnError::Draft(e.to_string()))?;
+
+    // The draft's bar: the existing calibration, on the training leads.
+    let target = crate::analytics::evidence::Target {
+        model: params.model,
+        level: None,
+    };
+    let peaks: Vec<Peak> = training
+        .iter()
+        .map(|c| Peak {
+            peak: peak_before(&draft, params.model, c.evidence, c.decided_at, outcome),
+            profile_qualifies: c.evidence.profile_qualifies(&draft, target),
+            reached_sql: c.positive,
+            customer: c.positive,
+        })
+        .collect();
+    let step = (base.mql.engagement_at_least / 60.0).max(0.5);
+    let calibration = calibrate_peaks(
+        &peaks,
+        Cutoffs { step, max: None },
+        Some(params.target_precision.unwrap_or(DEFAULT_PRECISION)),
+    );
+    let bar = calibration
+        .suggested
+        .map_or(base.mql.engagement_at_least, |p| p.cutoff);
+    let draft_text =
+        draft_source(source, base, params.model, &rules, Some(bar)).map_err(LearnError::Draft)?;
+    let draft = Policy::from_toml(&draft_text).map_err(|e| LearnError::Draft(e.to_string()))?;
+
+    // The back-test: each held-out lead replayed under each policy.
+    let scored = |policy: &Policy| -> Vec<Scored> {
+        held.iter()
+            .map(|c| {
+                let peak = peak_before(policy, params.model, c.evidence, c.decided_at, outcome);
+                let profile = c.evidence.profile_qualifies(policy, target);
+                Scored {
+                    // Leads the profile guards refuse rank below every other.
+                    score: if profile { peak } else { peak - 1e12 },
+                    qualified: profile && peak >= policy.mql.engagement_at_least,
+                    positive: c.positive,
+                }
+            })
+            .collect()
+    };
+    Ok(LearnReport {
+        params: params.clone(),
+        outcomes,
+        positives,
+        training: training.len() as u64,
+        held_out: held.len() as u64,
+        rules,
+        base_engagement_at_least: base.mql.engagement_at_least,
+        engagement_at_least: draft.mql.engagement_at_least,
+        fit_at_least: draft.mql.fit_at_least,
+        base: metrics(&scored(base)),
+        draft: metrics(&scored(&draft)),
+        draft_source: draft_text,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::analytics::learn::rng::SplitMix64;
+    use crate::engagement::Engagement;
+    use crate::profile::Profile;
+    use crate::transition::Move;
+
+    /// Deliberately wrong: the two engagements that matter get 2 points,
+    /// two that do not get 20.
+    const WRONG: &str = r#"
+name = "wrong"
+
+[decay]
+half_life = "30d"
+
+[engagements]
+types = ["demo_watched", "pricing_viewed", "newsletter_opened", "blog_read"]
+
+[[fit]]
+id = "big"
+attribute = "company_size"
+at_least = 200
+points = 10
+
+[[engagement]]
+id = "demo"
+type = "demo_watched"
+points = 2
+
+[[engagement]]
+id = "pricing"
+type = "pricing_viewed"
+points = 2
+
+[[engagement]]
+id = "newsletter"
+type = "newsletter_opened"
+points = 20
+
+[[engagement]]
+id = "blog"
+type = "blog_read"
+points = 20
+
+[stages.MQL]
+engagement_at_least = 30
+fit_at_least = 0
+"#;
+
+    fn unit(r: &mut SplitMix64) -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let u = (r.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        u
+    }
+
+    const T0: i64 = 1_780_000_000;
+
+    fn day(d: f64) -> Timestamp {
+        #[allow(clippy::cast_possible_truncation)]
+        Timestamp::from_secs(T0 + (d * 86_400.0) as i64)
+    }
+
+    /// Leads whose SQL depends on demos, pricing views and company size.
+    fn history(n: usize) -> Vec<Evidence> {
+        let mut r = SplitMix64::new(2026);
+        (0..n)
+            .map(|i| {
+                let captured = unit(&mut r) * 100.0;
+                let big = unit(&mut r) < 0.5;
+                let region = ["emea", "amer", "apac"][r.below(3)];
+                let mut profile = BTreeMap::new();
+                profile.insert("email".to_owned(), format!("p{i}@example.com"));
+                profile.insert(
+                    "company_size".to_owned(),
+                    if big { "500" } else { "50" }.to_owned(),
+                );
+                profile.insert("region".to_owned(), region.to_owned());
+                let mut log = Vec::new();
+                let mut counts = [0.0_f64; 4];
+                for (k, kind) in ["demo_watched", "pricing_viewed", "newsletter_opened", "blog_read"]
+                    .into_iter()
+                    .enumerate()
+                {
+                    for j in 0..r.below(3) {
+                        counts[k] += 1.0;
+                        log.push(Engagement {
+                            event_id: format!("{i}-{kind}-{j}"),
+                            kind: kind.to_owned(),
+                            channel: Some(if k % 2 == 0 { "web" } else { "email" }.to_owned()),
+                            properties: BTreeMap::new(),
+                            occurred_at: day(captured + 0.5 + unit(&mut r) * 10.0),
+                        });
+                    }
+                }
+                let logit: f64 = -3.0 + 1.4 * counts[0] + 1.2 * counts[1] + if big { 1.5 } else { 0.0 };
+                let positive = unit(&mut r) < 1.0 / (1.0 + (-logit).exp());
+                let decided = day(captured + 40.0);
+                let mut moves = vec![(Stage::Iql, Move::Capture, day(captured))];
+                if positive {
+                    moves.push((Stage::Sql, Move::Accept, decided));
+                } else {
+                    moves.push((Stage::Disqualified, Move::Disqualify, decided));
+                }
+                Evidence {
+                    lead_id: format!("{i:05}"),
+                    profile: Profile::capture(profile).expect("a profile"),
+                    log,
+                    moves,
+                    mql_by: None,
+                    erased: false,
+                }
+            })
+            .collect()
+    }
+
+    fn params() -> LearnParams {
+        LearnParams {
+            outcome: LearnOutcome::Sql,
+            model: 0,
+            as_of: day(300.0),
+            target_precision: Some(0.6),
+        }
+    }
+
+    #[test]
+    fn the_true_rules_come_first_and_the_draft_beats_a_wrong_base() {
+        let base = Policy::from_toml(WRONG).expect("the wrong policy");
+        let leads = history(1_000);
+        let report = learn(WRONG, &base, &leads, &params()).expect("a report");
+        let weight = |id: &str| {
+            report
+                .rules
+                .iter()
+                .find(|r| r.rule_id == id)
+                .map(|r| r.weight)
+                .expect(id)
+        };
+        let (demo, pricing, newsletter, blog) = (
+            weight("demo"),
+            weight("pricing"),
+            weight("newsletter"),
+            weight("blog"),
+        );
+        assert!(
+            demo.min(pricing) > 3.0 * newsletter.max(blog),
+            "{:#?}",
+            report.rules
+        );
+        let big = report.rules.iter().find(|r| r.rule_id == "big").expect("big");
+        assert!(big.interval.0 > 0.0 && big.learned_points > 0.0, "{big:?}");
+        assert!(
+            report.draft.auc > report.base.auc + 0.05,
+            "{:?} {:?}",
+            report.base,
+            report.draft
+        );
+        let draft = Policy::from_toml(&report.draft_source).expect("the draft parses");
+        let points = |id: &str| {
+            draft
+                .event_rules
+                .iter()
+                .find(|r| r.id == id)
+                .map(|r| r.points)
+                .expect(id)
+        };
+        assert!(points("demo") > points("newsletter") && points("pricing") > points("blog"));
+        assert_eq!(report.outcomes, 1_000);
+        assert_eq!(report.training + report.held_out, 1_000);
+    }
+
+    #[test]
+    fn shuffled_arrival_gives_the_same_draft() {
+        let base = Policy::from_toml(WRONG).expect("the wrong policy");
+        let leads = history(400);
+        let a = learn(WRONG, &base, &leads, &params()).expect("a report");
+        let mut shuffled = leads.clone();
+        shuffled.reverse();
+        for (i, e) in shuffled.iter_mut().enumerate() {
+            e.log.reverse();
+            e.lead_id = format!("other-{i}");
+        }
+        let b = learn(WRONG, &base, &shuffled, &params()).expect("a report");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn too_little_data_says_how_much_there_is() {
+        let base = Policy::from_toml(WRONG).expect("the wrong policy");
+        let leads = history(150);
+        match learn(WRONG, &base, &leads, &params()) {
+            Err(LearnError::TooLittleData { outcomes, positives }) => {
+                assert_eq!(outcomes, 150);
+                assert!(positives < 150);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
