@@ -5,6 +5,7 @@ mod common;
 mod handoff;
 mod identity;
 mod layers;
+mod learn;
 mod levels;
 mod life;
 mod lifecycle;
