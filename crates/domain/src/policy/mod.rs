@@ -499,6 +499,22 @@ pub fn with_value(source: &str, table: &str, key: &str, value: &str) -> Option<S
     reader::with_value(source, table, key, value)
 }
 
+/// `text` as a TOML basic string, quoted and escaped.
+pub fn toml_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// The document path of rule `id` in `source` (`fit[2]`, `engagement[0]`,
 /// `undesirable[1]`), for [`with_value`].
 pub fn rule_path(source: &str, id: &str) -> Option<String> {

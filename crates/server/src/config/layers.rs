@@ -323,7 +323,7 @@ impl Resolved {
         let mut out = String::new();
         for (key, source) in &self.sources {
             let line = match values.get(key) {
-                Some(Value::String(_, s)) => format!("{key} = {}", quoted(s)),
+                Some(Value::String(_, s)) => format!("{key} = {}", leadflow_domain::policy::toml_string(s)),
                 Some(Value::Num(_, n)) => format!("{key} = {}", number(n)),
                 Some(Value::Bool(_, b)) => format!("{key} = {b}"),
                 _ => format!("# {key} is not set"),
@@ -340,20 +340,4 @@ pub(super) fn number(n: &figment::value::Num) -> String {
         .or_else(|| n.to_i128().map(|i| i.to_string()))
         .or_else(|| n.to_f64().map(|f| f.to_string()))
         .unwrap_or_default()
-}
-
-/// `text` as a TOML basic string.
-fn quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }

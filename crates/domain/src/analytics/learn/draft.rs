@@ -13,7 +13,7 @@ use super::features::Feature;
 use super::logistic::Matrix;
 use crate::analytics::evidence::{Target, with_threshold};
 use crate::num::round6;
-use crate::policy::{Policy, rule_path, with_value};
+use crate::policy::{Policy, rule_path, toml_string as quoted, with_value};
 
 /// A feature's learned coefficient (log-odds per unit), its bootstrap
 /// interval, and how many training leads have it (non-zero).
@@ -196,22 +196,6 @@ fn proposed_id(words: &str) -> String {
     let mut id = format!("learned-{slug}");
     id.truncate(120);
     id
-}
-
-/// A TOML basic string.
-fn quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 fn number(x: f64) -> String {
