@@ -606,7 +606,7 @@ pub fn with_threshold(source: &str, policy: &Policy, target: Target, cutoff: f64
                 out
             } else {
                 let id = &policy.models.get(target.model)?.id;
-                with_value(&out, "stages.MQL", "model", &format!("{id:?}"))?
+                with_value(&out, "stages.MQL", "model", &crate::policy::toml_string(id))?
             }
         }
     };
@@ -619,7 +619,8 @@ pub fn with_threshold(source: &str, policy: &Policy, target: Target, cutoff: f64
     (threshold == round6(cutoff) && parsed.mql.model == target.model).then_some(out)
 }
 
-fn format_number(x: f64) -> String {
+/// A number as TOML writes a float: `75.0`, `2.5`.
+pub(crate) fn format_number(x: f64) -> String {
     let text = format!("{}", round6(x));
     if text.contains('.') || text.contains('e') {
         text

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::analytics::funnel::ratio;
+
 /// A held-out lead under one policy: its score (any order-preserving
 /// number: leads not qualifying on their profile rank below every lead that
 /// does), whether it clears the policy's MQL bar, and its outcome.
@@ -29,11 +31,6 @@ pub struct Metrics {
     /// The chance that a lead that reached the outcome scores above one
     /// that did not (ties count half); 0.5 is no better than chance.
     pub auc: f64,
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
 pub fn metrics(leads: &[Scored]) -> Metrics {

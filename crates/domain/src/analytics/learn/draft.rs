@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::features::Feature;
 use super::logistic::Matrix;
-use crate::analytics::evidence::{Target, with_threshold};
+use crate::analytics::evidence::{Target, format_number, with_threshold};
 use crate::num::round6;
 use crate::policy::{Policy, rule_path, toml_string as quoted, with_value};
 
@@ -198,25 +198,15 @@ fn proposed_id(words: &str) -> String {
     id
 }
 
-fn number(x: f64) -> String {
-    let text = format!("{}", round6(x));
-    if text.contains('.') {
-        text
-    } else {
-        format!("{text}.0")
-    }
-}
-
 /// The draft's source: `source` (the base policy's) with each rule's
-/// learned points, the proposed rules appended, and the MQL engagement bar
-/// at `engagement_at_least` if given. An error says what would not parse.
+/// learned points and the proposed rules appended, and the draft parsed.
+/// An error says what would not parse.
 pub fn draft_source(
     source: &str,
     base: &Policy,
     model: usize,
     rules: &[RuleLearned],
-    engagement_at_least: Option<f64>,
-) -> Result<String, String> {
+) -> Result<(String, Policy), String> {
     let mut out = source.to_owned();
     let mut taken: std::collections::BTreeSet<String> = base
         .event_rules
@@ -235,7 +225,7 @@ pub fn draft_source(
         let Some(proposal) = &rule.proposed else {
             let path =
                 rule_path(&out, &rule.rule_id).ok_or_else(|| format!("rule {} not found", rule.rule_id))?;
-            out = with_value(&out, &path, "points", &number(rule.learned_points))
+            out = with_value(&out, &path, "points", &format_number(rule.learned_points))
                 .ok_or_else(|| format!("the points of {} cannot be set", rule.rule_id))?;
             continue;
         };
@@ -251,7 +241,7 @@ pub fn draft_source(
             n += 1;
         }
         taken.insert(id.clone());
-        let points = number(rule.learned_points);
+        let points = format_number(rule.learned_points);
         match proposal {
             Proposal::Attribute { attribute, equals } => appended.push_str(&format!(
                 "\n[[fit]]\nid = {}\nattribute = {}\nequals = {}\npoints = {points}\n{}",
@@ -276,12 +266,15 @@ pub fn draft_source(
         out.push_str(&appended);
     }
     let parsed = Policy::from_toml(&out).map_err(|e| e.to_string())?;
-    if let Some(cutoff) = engagement_at_least {
-        out = with_threshold(&out, &parsed, Target { model, level: None }, cutoff)
-            .ok_or_else(|| format!("engagement_at_least = {cutoff} cannot be set"))?;
-        Policy::from_toml(&out).map_err(|e| e.to_string())?;
-    }
-    Ok(out)
+    Ok((out, parsed))
+}
+
+/// The draft with its MQL engagement bar at `cutoff`, parsed.
+pub fn with_bar(draft: &str, parsed: &Policy, model: usize, cutoff: f64) -> Result<(String, Policy), String> {
+    let out = with_threshold(draft, parsed, Target { model, level: None }, cutoff)
+        .ok_or_else(|| format!("engagement_at_least = {cutoff} cannot be set"))?;
+    let barred = Policy::from_toml(&out).map_err(|e| e.to_string())?;
+    Ok((out, barred))
 }
 
 #[cfg(test)]
@@ -338,8 +331,7 @@ mod tests {
         };
         let rules = learned_rules(&base, &all, unit);
         assert!(rules.iter().all(|r| (r.weight - 1.0).abs() < 1e-9), "{rules:?}");
-        let same = draft_source(source, &base, 0, &rules, None).expect("a draft");
-        let parsed = Policy::from_toml(&same).expect("parses");
+        let (_, parsed) = draft_source(source, &base, 0, &rules).expect("a draft");
         for (a, b) in parsed.event_rules.iter().zip(&base.event_rules) {
             assert_eq!((a.id.as_str(), a.points), (b.id.as_str(), b.points));
         }
@@ -365,8 +357,8 @@ mod tests {
         more.push(weighed(Feature::Type("email_clicked".to_owned()), 2.2));
         more.push(weighed(Feature::Grade("B".to_owned()), 0.4));
         let rules = learned_rules(&base, &more, unit);
-        let draft = draft_source(source, &base, 0, &rules, Some(75.0)).expect("a draft");
-        let parsed = Policy::from_toml(&draft).expect("parses");
+        let (unbarred, parsed) = draft_source(source, &base, 0, &rules).expect("a draft");
+        let (draft, parsed) = with_bar(&unbarred, &parsed, 0, 75.0).expect("a bar");
         let trial = parsed
             .event_rules
             .iter()

@@ -257,11 +257,11 @@ impl FeatureSpace {
 
     /// The lead's row: one number a feature.
     pub fn row(&self, base: &Policy, e: &Evidence, at: Timestamp) -> Vec<f64> {
-        let seen: Vec<Engagement> = seen_before(base, e, at, self.outcome)
-            .into_iter()
-            .cloned()
-            .collect();
-        let state = ScoreState::replay(base, &seen, None, None);
+        let seen = seen_before(base, e, at, self.outcome);
+        let mut state = ScoreState::new(base, None);
+        for g in &seen {
+            state.apply(base, g);
+        }
         let fit = fit_score(base, self.model, &e.profile);
         let grade = base.grade(fit);
         let first_channel = seen.first().and_then(|g| g.channel.as_deref());

@@ -149,6 +149,7 @@ pub fn fit(x: &Matrix, y: &[bool], weights: &[f64], penalty: &[f64], warm: Optio
     let mut current = objective(&theta);
     let mut iterations = 0;
     let mut converged = false;
+    let mut nonzero: Vec<(usize, f64)> = Vec::with_capacity(p + 1);
     while iterations < MAX_ITERATIONS {
         iterations += 1;
         let mut gradient = vec![0.0; p + 1];
@@ -162,16 +163,20 @@ pub fn fit(x: &Matrix, y: &[bool], weights: &[f64], penalty: &[f64], warm: Optio
             let prob = sigmoid(theta[0] + dot(&theta[1..], row));
             let residual = w * (prob - if positive { 1.0 } else { 0.0 });
             let curvature = w * prob * (1.0 - prob);
-            let value = |j: usize| if j == 0 { 1.0 } else { row[j - 1] };
-            for a in 0..=p {
-                let va = value(a);
-                if va == 0.0 {
-                    continue;
-                }
+            // Rows are mostly zeros: only pairs of non-zero values add.
+            nonzero.clear();
+            nonzero.push((0, 1.0));
+            nonzero.extend(
+                row.iter()
+                    .enumerate()
+                    .filter(|(_, v)| **v != 0.0)
+                    .map(|(j, v)| (j + 1, *v)),
+            );
+            for (k, &(a, va)) in nonzero.iter().enumerate() {
                 gradient[a] += residual * va;
                 let cv = curvature * va;
-                for b in a..=p {
-                    hessian[a * (p + 1) + b] += cv * value(b);
+                for &(b, vb) in &nonzero[k..] {
+                    hessian[a * (p + 1) + b] += cv * vb;
                 }
             }
         }

@@ -15,11 +15,13 @@ pub mod rng;
 
 pub use backtest::{Metrics, Scored, auc, metrics};
 pub use bootstrap::intervals;
-pub use draft::{Proposal, RuleLearned, Scales, Weighed, draft_source, learned_rules, readable, scales};
+pub use draft::{
+    Proposal, RuleLearned, Scales, Weighed, draft_source, learned_rules, readable, scales, with_bar,
+};
 pub use features::{
     Feature, FeatureSpace, MIN_SUPPORT, OBSERVATION_AGE, Observed, is_identifying, observed_at,
 };
 pub use logistic::{Fit, Matrix, fit, penalties};
 pub use pipeline::{LearnError, LearnParams, LearnReport, MIN_OUTCOMES, MIN_POSITIVES, learn};
-pub use population::{LearnOutcome, OPEN_HORIZON, captured_at, label};
+pub use population::{Labelled, LearnOutcome, OPEN_HORIZON, label, labelled};
 pub use rng::SplitMix64;

@@ -8,15 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use super::backtest::{Metrics, Scored, metrics};
 use super::bootstrap::intervals;
-use super::draft::{RuleLearned, Weighed, draft_source, learned_rules, scales};
+use super::draft::{RuleLearned, Weighed, draft_source, learned_rules, scales, with_bar};
 use super::features::{FeatureSpace, Observed, observed_at, seen_before};
 use super::logistic::{Matrix, fit, penalties};
-use super::population::{LearnOutcome, OPEN_HORIZON, captured_at, label};
+use super::population::{LearnOutcome, labelled};
 use crate::analytics::evidence::{Cutoffs, Evidence, Peak, calibrate_peaks};
 use crate::num::round6;
 use crate::policy::Policy;
 use crate::score::ScoreState;
-use crate::stage::Stage;
 use crate::time::Timestamp;
 
 /// Fewer labelled leads than this, or fewer positives, learn noise.
@@ -80,21 +79,6 @@ struct Case<'a> {
     decided_at: Timestamp,
 }
 
-fn decided_at(e: &Evidence, outcome: LearnOutcome, captured: Timestamp, as_of: Timestamp) -> Timestamp {
-    let reached = e.moves.iter().find(|(to, ..)| match outcome {
-        LearnOutcome::Sql => matches!(to, Stage::Sql | Stage::Customer),
-        LearnOutcome::Customer => *to == Stage::Customer,
-    });
-    let lost = e
-        .moves
-        .iter()
-        .find(|&&(_, by, _)| crate::lifecycle::sends_back(by));
-    reached
-        .or(lost)
-        .map_or_else(|| captured.saturating_add(OPEN_HORIZON), |&(.., at)| at)
-        .min(as_of)
-}
-
 /// The peak engagement of `model` under `policy` over what the lead did
 /// strictly before `until` (sales-ready types left out for SQL).
 fn peak_before(policy: &Policy, model: usize, e: &Evidence, until: Timestamp, outcome: LearnOutcome) -> f64 {
@@ -118,13 +102,12 @@ pub fn learn(
     let mut cases: Vec<Case<'_>> = leads
         .iter()
         .filter_map(|e| {
-            let positive = label(e, outcome, params.as_of)?;
-            let captured = captured_at(e)?;
+            let l = labelled(e, outcome, params.as_of)?;
             Some(Case {
                 evidence: e,
-                positive,
-                captured_at: captured,
-                decided_at: decided_at(e, outcome, captured, params.as_of),
+                positive: l.positive,
+                captured_at: l.captured_at,
+                decided_at: l.decided_at,
             })
         })
         .collect();
@@ -153,26 +136,18 @@ pub fn learn(
     }
     let (training, held) = cases.split_at(cut.min(cases.len()));
 
-    let observed: Vec<(Observed<'_>, bool)> = training
+    let observed: Vec<Observed<'_>> = training
         .iter()
-        .map(|c| {
-            let at = observed_at(base, c.evidence, c.captured_at);
-            (
-                Observed {
-                    evidence: c.evidence,
-                    at,
-                },
-                c.positive,
-            )
+        .map(|c| Observed {
+            evidence: c.evidence,
+            at: observed_at(base, c.evidence, c.captured_at),
         })
         .collect();
-    let just: Vec<Observed<'_>> = observed.iter().map(|(o, _)| o.clone()).collect();
-    let space = FeatureSpace::build(base, params.model, outcome, &just);
+    let y: Vec<bool> = training.iter().map(|c| c.positive).collect();
+    let space = FeatureSpace::build(base, params.model, outcome, &observed);
     let mut x = Matrix::new(space.features.len());
-    let mut y = Vec::with_capacity(observed.len());
-    for (o, positive) in &observed {
+    for o in &observed {
         x.push(&space.row(base, o.evidence, o.at));
-        y.push(*positive);
     }
     let penalty = penalties(&x, LAMBDA);
     let full = fit(&x, &y, &[], &penalty, None);
@@ -189,8 +164,7 @@ pub fn learn(
         })
         .collect();
     let rules = learned_rules(base, &weighed, scales(base, &space.features, &x, &full.beta));
-    let unbarred = draft_source(source, base, params.model, &rules, None).map_err(LearnError::Draft)?;
-    let draft = Policy::from_toml(&unbarred).map_err(|e| LearnError::Draft(e.to_string()))?;
+    let (unbarred, draft) = draft_source(source, base, params.model, &rules).map_err(LearnError::Draft)?;
 
     // The draft's bar: the existing calibration, on the training leads.
     let target = crate::analytics::evidence::Target {
@@ -215,9 +189,7 @@ pub fn learn(
     let bar = calibration
         .suggested
         .map_or(base.mql.engagement_at_least, |p| p.cutoff);
-    let draft_text =
-        draft_source(source, base, params.model, &rules, Some(bar)).map_err(LearnError::Draft)?;
-    let draft = Policy::from_toml(&draft_text).map_err(|e| LearnError::Draft(e.to_string()))?;
+    let (draft_text, draft) = with_bar(&unbarred, &draft, params.model, bar).map_err(LearnError::Draft)?;
 
     // The back-test: each held-out lead replayed under each policy.
     let scored = |policy: &Policy| -> Vec<Scored> {
@@ -258,6 +230,7 @@ mod tests {
     use crate::analytics::learn::rng::SplitMix64;
     use crate::engagement::Engagement;
     use crate::profile::Profile;
+    use crate::stage::Stage;
     use crate::transition::Move;
 
     /// Deliberately wrong: the two engagements that matter get 2 points,

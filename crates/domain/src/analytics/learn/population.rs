@@ -27,9 +27,24 @@ pub enum LearnOutcome {
 /// A lead still open this long after its capture counts as a negative.
 pub const OPEN_HORIZON: Span = Span::from_days(90);
 
+/// A lead with a known outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Labelled {
+    pub positive: bool,
+    pub captured_at: Timestamp,
+    /// When its outcome was decided: it reached the outcome, was lost, or
+    /// reached the horizon open.
+    pub decided_at: Timestamp,
+}
+
 /// The lead's label as of `as_of`: `Some(true)` reached the outcome,
 /// `Some(false)` did not and will not count as open, `None` left out.
 pub fn label(e: &Evidence, outcome: LearnOutcome, as_of: Timestamp) -> Option<bool> {
+    labelled(e, outcome, as_of).map(|l| l.positive)
+}
+
+/// [`label`], with the instants of its capture and of its outcome.
+pub fn labelled(e: &Evidence, outcome: LearnOutcome, as_of: Timestamp) -> Option<Labelled> {
     if e.erased {
         return None;
     }
@@ -39,22 +54,23 @@ pub fn label(e: &Evidence, outcome: LearnOutcome, as_of: Timestamp) -> Option<bo
     if moves.last().is_some_and(|(to, ..)| *to == Stage::Merged) {
         return None;
     }
-    let reached = moves.iter().any(|(to, ..)| match outcome {
+    let reached = moves.iter().find(|(to, ..)| match outcome {
         LearnOutcome::Sql => matches!(to, Stage::Sql | Stage::Customer),
         LearnOutcome::Customer => *to == Stage::Customer,
     });
-    if reached {
-        return Some(true);
-    }
-    if moves.iter().any(|&&(_, by, _)| sends_back(by)) {
-        return Some(false);
-    }
-    (captured_at.saturating_add(OPEN_HORIZON) <= as_of).then_some(false)
-}
-
-/// When the lead was captured (its first move).
-pub fn captured_at(e: &Evidence) -> Option<Timestamp> {
-    e.moves.first().map(|&(.., at)| at)
+    let lost = moves.iter().find(|&&&(_, by, _)| sends_back(by));
+    let horizon = captured_at.saturating_add(OPEN_HORIZON);
+    let (positive, decided_at) = match (reached, lost) {
+        (Some(&&(.., at)), _) => (true, at),
+        (None, Some(&&(.., at))) => (false, at),
+        (None, None) if horizon <= as_of => (false, horizon),
+        (None, None) => return None,
+    };
+    Some(Labelled {
+        positive,
+        captured_at,
+        decided_at,
+    })
 }
 
 #[cfg(test)]
@@ -118,6 +134,14 @@ mod tests {
         };
         assert_eq!(label(&erased, Customer, now), None);
         assert_eq!(label(&lead(Vec::new()), Sql, now), None);
-        assert_eq!(captured_at(&won), Some(day(0)));
+        assert_eq!(
+            labelled(&won, Customer, now),
+            Some(Labelled {
+                positive: true,
+                captured_at: day(0),
+                decided_at: day(20),
+            })
+        );
+        assert_eq!(labelled(&rejected, Sql, now).map(|l| l.decided_at), Some(day(4)));
     }
 }
