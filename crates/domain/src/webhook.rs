@@ -23,6 +23,12 @@ pub const RETRY_FOR: Span = Span::from_hours(24);
 /// An endpoint whose deliveries have all failed for this long is disabled.
 pub const DISABLE_AFTER: Span = Span::from_hours(24);
 
+/// Whether an endpoint whose every attempt failed since `since` is
+/// disabled at `now`.
+pub fn disable_due(since: Timestamp, now: Timestamp) -> bool {
+    since.saturating_add(DISABLE_AFTER) <= now
+}
+
 /// The pauses after the first, second, … failed attempt, before jitter; the
 /// last repeats until [`RETRY_FOR`] has passed since the first attempt.
 const PAUSES_SECS: [i64; 9] = [5, 30, 120, 600, 1_800, 3_600, 7_200, 14_400, 21_600];

@@ -69,7 +69,7 @@ use leadflow_store::Store;
 pub use leadflow_store::{
     AccountListing, AssignmentRecord, DELIVERY_DELIVERED, DELIVERY_PARKED, DELIVERY_PENDING,
     DELIVERY_RETRYING, DELIVERY_SKIPPED, DeliveryRecord, RelayRecord, ScoreColumn, SearchCursor,
-    StoredAccountTransition, WebhookRecord,
+    StoredAccountTransition, WEBHOOK_RELAY_PREFIX, WebhookRecord,
 };
 pub use leads::{CreateLead, MAX_BATCH};
 pub use merge::{Candidate, MAX_CANDIDATES, Merged, Unmerged};

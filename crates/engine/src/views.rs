@@ -325,7 +325,7 @@ impl From<ConsumerRecord> for Consumer {
 impl From<leadflow_store::RelayRecord> for Consumer {
     fn from(r: leadflow_store::RelayRecord) -> Self {
         Self {
-            kind: if r.name.starts_with("webhook:") {
+            kind: if r.name.starts_with(leadflow_store::WEBHOOK_RELAY_PREFIX) {
                 ConsumerKind::Webhook
             } else {
                 ConsumerKind::Relay

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use leadflow_domain::Timestamp;
-use leadflow_domain::webhook::{Deliveries, Open, RETRY_FOR};
+use leadflow_domain::webhook::{Deliveries, Open};
 use leadflow_store::{
     DELIVERY_DELIVERED, DELIVERY_PARKED, DELIVERY_PENDING, DELIVERY_RETRYING, DELIVERY_SKIPPED,
     DeliveryRecord, WebhookRecord,
@@ -62,8 +62,9 @@ fn not_found(id: &str) -> EngineError {
 }
 
 /// The stored filter.
-pub fn filter_of(record: &WebhookRecord) -> Filter {
-    serde_json::from_str(&record.filter).unwrap_or_default()
+pub fn filter_of(record: &WebhookRecord) -> Result<Filter, EngineError> {
+    serde_json::from_str(&record.filter)
+        .map_err(|e| EngineError::Internal(format!("webhook {}'s filter does not decode: {e}", record.id)))
 }
 
 /// An endpoint's open deliveries, as the domain schedules them.
@@ -101,25 +102,23 @@ impl Engine {
         let same = |existing: &WebhookRecord| {
             existing.url == new.url
                 && existing.description == new.description
-                && filter_of(existing) == new.filter
+                && filter_of(existing).is_ok_and(|f| f == new.filter)
         };
         if let Some(existing) = self.store.webhook(ws, &id).await? {
-            return self.replayed(ws, existing, same);
+            return Self::replayed(existing, same);
         }
         let secret = new.secret.clone();
         match self.insert_webhook(ws, id.clone(), new.clone()).await {
             Ok(view) => Ok((view, secret)),
             Err(e) => match self.store.webhook(ws, &id).await? {
                 // Two first calls at once: the other one made it.
-                Some(existing) => self.replayed(ws, existing, same),
+                Some(existing) => Self::replayed(existing, same),
                 None => Err(e),
             },
         }
     }
 
     fn replayed(
-        &self,
-        _ws: &str,
         existing: WebhookRecord,
         same: impl Fn(&WebhookRecord) -> bool,
     ) -> Result<(WebhookView, String), EngineError> {
@@ -133,7 +132,7 @@ impl Engine {
         let secret = existing.secret.clone();
         Ok((
             WebhookView {
-                filter: filter_of(&existing),
+                filter: filter_of(&existing)?,
                 record: existing,
                 open: 0,
                 parked: 0,
@@ -196,18 +195,28 @@ impl Engine {
 
     /// The endpoints of `ws`, with their open and parked deliveries.
     pub async fn webhooks(&self, ws: &str) -> Result<Vec<WebhookView>, EngineError> {
-        let mut out = Vec::new();
-        for record in self.store.list_webhooks(ws).await? {
-            let open = self.store.open_deliveries(ws, &record.id).await?;
-            let parked = open.iter().filter(|d| d.status == DELIVERY_PARKED).count();
-            out.push(WebhookView {
-                filter: filter_of(&record),
-                record,
-                open: i64::try_from(open.len()).unwrap_or(i64::MAX),
-                parked: i64::try_from(parked).unwrap_or(i64::MAX),
-            });
+        let mut counts: std::collections::HashMap<String, (i64, i64)> = std::collections::HashMap::new();
+        for (id, status, n) in self.store.open_delivery_counts(ws).await? {
+            let (open, parked) = counts.entry(id).or_default();
+            *open += n;
+            if status == DELIVERY_PARKED {
+                *parked += n;
+            }
         }
-        Ok(out)
+        self.store
+            .list_webhooks(ws)
+            .await?
+            .into_iter()
+            .map(|record| {
+                let (open, parked) = counts.get(&record.id).copied().unwrap_or_default();
+                Ok(WebhookView {
+                    filter: filter_of(&record)?,
+                    record,
+                    open,
+                    parked,
+                })
+            })
+            .collect()
     }
 
     pub async fn webhook(&self, ws: &str, id: &str) -> Result<WebhookRecord, EngineError> {
@@ -251,9 +260,14 @@ impl Engine {
         Ok(self.store.list_deliveries(ws, id, status, before, limit).await?)
     }
 
-    /// An open delivery, for RetryDelivery and SkipDelivery.
-    async fn open_delivery(&self, ws: &str, id: &str, seq: i64) -> Result<DeliveryRecord, EngineError> {
-        self.webhook(ws, id).await?;
+    /// An open delivery, for RetryDelivery and SkipDelivery, and its endpoint.
+    async fn open_delivery(
+        &self,
+        ws: &str,
+        id: &str,
+        seq: i64,
+    ) -> Result<(WebhookRecord, DeliveryRecord), EngineError> {
+        let hook = self.webhook(ws, id).await?;
         let d = self
             .store
             .delivery(ws, id, seq)
@@ -271,13 +285,20 @@ impl Engine {
                 ),
             });
         }
-        Ok(d)
+        Ok((hook, d))
     }
 
     /// Tries a parked or retrying delivery again now, with a fresh 24 h of
     /// retries.
     pub async fn retry_delivery(&self, ws: &str, id: &str, seq: i64) -> Result<DeliveryRecord, EngineError> {
-        let was = self.open_delivery(ws, id, seq).await?;
+        let (hook, was) = self.open_delivery(ws, id, seq).await?;
+        if !hook.enabled {
+            // Nothing would attempt it: a disabled endpoint has no worker.
+            return Err(EngineError::FailedPrecondition {
+                reason: "WEBHOOK_DISABLED",
+                message: format!("webhook {id} is disabled: delete it and create it again"),
+            });
+        }
         let now = self.now();
         let mut d = was.clone();
         d.status = DELIVERY_RETRYING.to_owned();
@@ -308,7 +329,7 @@ impl Engine {
 
     /// Gives a parked or retrying delivery up: its lead's later deliveries go on.
     pub async fn skip_delivery(&self, ws: &str, id: &str, seq: i64) -> Result<DeliveryRecord, EngineError> {
-        let was = self.open_delivery(ws, id, seq).await?;
+        let (_, was) = self.open_delivery(ws, id, seq).await?;
         let mut d = was.clone();
         d.status = DELIVERY_SKIPPED.to_owned();
         d.resolved_at = Some(self.now());
@@ -343,9 +364,7 @@ impl Engine {
         limit: u64,
         room: usize,
     ) -> Result<(Vec<(DeliveryRecord, Arc<StreamEvent>)>, bool), EngineError> {
-        let filter: Filter = serde_json::from_str(&hook.filter).map_err(|e| {
-            EngineError::Internal(format!("webhook {}'s filter does not decode: {e}", hook.id))
-        })?;
+        let filter = filter_of(hook)?;
         let batch = match self.relay_batch(ws, hook.read, limit).await {
             Ok(batch) => batch,
             Err(EngineError::OutOfRange(why)) => {
@@ -380,11 +399,7 @@ impl Engine {
         let deliveries: Vec<(DeliveryRecord, Arc<StreamEvent>)> = admitted
             .into_iter()
             .map(|e| {
-                let (whose, id) = match &e.payload {
-                    crate::Payload::Lead(p) => ("lead", p.lead_id.as_str()),
-                    crate::Payload::Account(a) => ("account", a.account_id.as_str()),
-                    crate::Payload::Webhook(w) => ("webhook", w.webhook_id.as_str()),
-                };
+                let (whose, id) = e.owner();
                 let d = DeliveryRecord {
                     seq: e.seq,
                     event_id: e.event_id.clone(),
@@ -442,7 +457,7 @@ impl Engine {
                 self.store.set_webhook_failing(ws, &hook.id, Some(now)).await?;
                 hook.failing_since = Some(now);
             }
-            (false, Some(since)) if since.saturating_add(RETRY_FOR) <= now => {
+            (false, Some(since)) if leadflow_domain::webhook::disable_due(since, now) => {
                 return self.disable_failing(ws, hook, since, now).await;
             }
             _ => {}

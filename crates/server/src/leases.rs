@@ -5,7 +5,7 @@
 //! when it no longer holds it, and started again at the next renewal when
 //! it ended on its own (a failure, or a refused cursor write).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -83,10 +83,11 @@ impl Held {
             }
             keep
         });
+        // One worker a row: a worker told to stop is waited for first.
+        let alive: HashSet<Row> = self.tasks.values().cloned().collect();
         for record in held {
             let row = (record.workspace.clone(), record.name.clone());
-            // One worker a row: a worker told to stop is waited for first.
-            if self.running.contains_key(&row) || self.tasks.values().any(|r| *r == row) {
+            if self.running.contains_key(&row) || alive.contains(&row) {
                 continue;
             }
             let epoch = record.created_at.as_micros();

@@ -79,5 +79,5 @@ pub use tx::{
 };
 pub use webhooks::{
     DELIVERY_DELIVERED, DELIVERY_PARKED, DELIVERY_PENDING, DELIVERY_RETRYING, DELIVERY_SKIPPED,
-    DeliveryRecord, WebhookRecord, relay_name as webhook_relay_name,
+    DeliveryRecord, RELAY_PREFIX as WEBHOOK_RELAY_PREFIX, WebhookRecord, relay_name as webhook_relay_name,
 };

@@ -16,9 +16,12 @@ use crate::entity::{relay, webhook, webhook_delivery};
 use crate::error::StoreError;
 use crate::records::NewOutboxEvent;
 
+/// What every endpoint's relay row is named with, before its id.
+pub const RELAY_PREFIX: &str = "webhook:";
+
 /// The relay row of endpoint `id`.
 pub fn relay_name(id: &str) -> String {
-    format!("webhook:{id}")
+    format!("{RELAY_PREFIX}{id}")
 }
 
 /// A webhook endpoint as stored.
@@ -186,6 +189,24 @@ impl Store {
             .into_iter()
             .map(webhook_record)
             .collect())
+    }
+
+    /// Each endpoint's open deliveries by status: (webhook id, status, count),
+    /// in one statement.
+    pub async fn open_delivery_counts(&self, ws: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
+        webhook_delivery::Entity::find()
+            .select_only()
+            .column(webhook_delivery::Column::WebhookId)
+            .column(webhook_delivery::Column::Status)
+            .column_as(webhook_delivery::Column::Seq.count(), "n")
+            .filter(webhook_delivery::Column::WorkspaceId.eq(ws))
+            .filter(webhook_delivery::Column::ResolvedAt.is_null())
+            .group_by(webhook_delivery::Column::WebhookId)
+            .group_by(webhook_delivery::Column::Status)
+            .into_tuple()
+            .all(self.reader())
+            .await
+            .map_err(|e| self.on_reader(e))
     }
 
     /// Removes an endpoint, its deliveries and its relay row: false if unknown.

@@ -664,6 +664,14 @@ async fn private_addresses_and_bad_input_are_refused(db: Db) -> anyhow::Result<(
         ..Default::default()
     });
     assert_invalid(listed.await, "page_size", &"page_size -1");
+    // A token of this list's tag whose position is not a sequence.
+    let forged = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, "deliveries:-5");
+    let listed = api.list_deliveries(pb::ListDeliveriesRequest {
+        webhook_id: hook.id.clone(),
+        page_token: forged,
+        ..Default::default()
+    });
+    assert_invalid(listed.await, "page_token", &"page_token deliveries:-5");
     for status in [
         api.delete_webhook(pb::DeleteWebhookRequest {
             id: "nope".to_owned(),
@@ -1012,6 +1020,26 @@ async fn an_endpoint_failing_for_24_h_is_disabled_and_says_so(db: Db) -> anyhow:
     assert!(
         names.contains(&format!("webhook:{}", watching.id).as_str()),
         "{names:?}"
+    );
+    // A retry cannot revive a delivery of a disabled endpoint (nothing
+    // would attempt it).
+    let open = deliveries(&mut api, &failing.id, pb::DeliveryStatus::Parked).await?;
+    let stuck = open
+        .first()
+        .or(deliveries(&mut api, &failing.id, pb::DeliveryStatus::Retrying)
+            .await?
+            .first())
+        .map(|d| d.sequence)
+        .ok_or_else(|| anyhow::anyhow!("no open delivery"))?;
+    let refused = api
+        .retry_delivery(pb::RetryDeliveryRequest {
+            webhook_id: failing.id.clone(),
+            sequence: stuck,
+        })
+        .await;
+    assert_eq!(
+        refused.map(drop).err().map(|s| s.code()),
+        Some(tonic::Code::FailedPrecondition)
     );
     // Nothing more is attempted (an attempt in flight at the moment has ended).
     tokio::time::sleep(Duration::from_secs(1)).await;

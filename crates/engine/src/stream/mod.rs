@@ -62,6 +62,16 @@ pub struct StreamEvent {
 }
 
 impl StreamEvent {
+    /// Whose event it is: ("lead" | "account" | "webhook", id). A relay
+    /// or a webhook keeps each owner's events in sequence order.
+    pub fn owner(&self) -> (&'static str, &str) {
+        match &self.payload {
+            Payload::Lead(p) => ("lead", &p.lead_id),
+            Payload::Account(a) => ("account", &a.account_id),
+            Payload::Webhook(w) => ("webhook", &w.webhook_id),
+        }
+    }
+
     fn decode(record: OutboxRecord) -> Result<Self, EngineError> {
         let undecodable = |e: serde_json::Error| {
             EngineError::Internal(format!("outbox event {} does not decode: {e}", record.seq))
@@ -648,7 +658,7 @@ impl Engine {
 
     #[tracing::instrument(name = "engine.delete_consumer", skip_all)]
     pub async fn delete_consumer(&self, ws: &str, consumer: &str) -> Result<(), EngineError> {
-        if consumer.starts_with("webhook:") {
+        if consumer.starts_with(leadflow_store::WEBHOOK_RELAY_PREFIX) {
             return Err(EngineError::FailedPrecondition {
                 reason: "WEBHOOK_CONSUMER",
                 message: format!("{consumer} is a webhook's: DeleteWebhook removes it"),

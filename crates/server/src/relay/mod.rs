@@ -390,7 +390,7 @@ impl Worker {
         let mut queues: HashMap<(&'static str, String), VecDeque<usize>> = HashMap::new();
         let mut order = Vec::new();
         for (i, e) in events.iter().enumerate() {
-            let (whose, id) = subject::owner(e);
+            let (whose, id) = e.owner();
             let queue = queues.entry((whose, id.to_owned())).or_default();
             if queue.is_empty() {
                 order.push(i);
@@ -437,7 +437,7 @@ impl Worker {
                                 tracing::debug!(workspace = %self.ws, seq = events[i].seq, "JetStream had it already");
                             }
                             done[i] = true;
-                            let (whose, id) = subject::owner(&events[i]);
+                            let (whose, id) = events[i].owner();
                             if let Some(queue) = queues.get_mut(&(whose, id.to_owned())) {
                                 queue.pop_front();
                                 if let Some(&next) = queue.front() {

@@ -75,16 +75,6 @@ pub fn subject(ws: &str, e: &StreamEvent) -> String {
     )
 }
 
-/// Whose event it is: ("lead" | "account" | "webhook", id). Events of one
-/// owner are relayed one at a time, in sequence order.
-pub(super) fn owner(e: &StreamEvent) -> (&'static str, &str) {
-    match &e.payload {
-        Payload::Lead(p) => ("lead", &p.lead_id),
-        Payload::Account(a) => ("account", &a.account_id),
-        Payload::Webhook(w) => ("webhook", &w.webhook_id),
-    }
-}
-
 /// The headers of `e`: `Nats-Msg-Id` (the event id), the content type and
 /// schema of the body, `traceparent`, and the raw ids.
 pub(super) fn headers(ws: &str, e: &StreamEvent) -> async_nats::HeaderMap {
@@ -95,7 +85,7 @@ pub(super) fn headers(ws: &str, e: &StreamEvent) -> async_nats::HeaderMap {
     h.insert("Leadflow-Workspace", ws);
     h.insert("Leadflow-Kind", e.kind.as_str());
     h.insert("Leadflow-Sequence", e.seq.to_string().as_str());
-    let (whose, id) = owner(e);
+    let (whose, id) = e.owner();
     h.insert(
         match whose {
             "lead" => "Leadflow-Lead-Id",
@@ -161,7 +151,7 @@ mod tests {
             wire: std::sync::OnceLock::new(),
         };
         assert_eq!(subject("acme", &e), "leadflow.acme.webhook_disabled.wh%2E1");
-        assert_eq!(owner(&e), ("webhook", "wh.1"));
+        assert_eq!(e.owner(), ("webhook", "wh.1"));
         let h = headers("acme", &e);
         assert_eq!(h.get("Leadflow-Webhook-Id").map(|v| v.as_str()), Some("wh.1"));
         assert_eq!(h.get("Leadflow-Detail").map(|v| v.as_str()), Some("wh.1"));

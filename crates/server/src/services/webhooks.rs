@@ -106,8 +106,7 @@ impl WebhookApi {
             Resolve::Skip => self.engine.skip_delivery(ws, &id, sequence).await,
         }
         .map_err(status)?;
-        // The endpoint's worker looks at it now.
-        self.engine.wake_stream(ws);
+        // The endpoint's worker reads its open deliveries again within a second.
         Ok(delivery_out(&id, &d))
     }
 }
@@ -234,16 +233,14 @@ impl pb::webhook_service_server::WebhookService for WebhookApi {
                 None
             }
         };
-        let size = match r.page_size {
-            0 => 100,
-            n if n < 0 || u64::try_from(n).unwrap_or(u64::MAX) > MAX_PAGE => {
-                check.fail("page_size", format!("{n}: from 1 to {MAX_PAGE} (0: 100)"));
-                100
-            }
-            n => u64::try_from(n).unwrap_or(100),
+        let size = check.page_size_at_most("page_size", r.page_size, 100, MAX_PAGE);
+        let before = match token_in(&mut check, "deliveries", &r.page_token) {
+            None => 0,
+            Some(t) => t.parse::<i64>().ok().filter(|s| *s > 0).unwrap_or_else(|| {
+                check.fail("page_token", "not a page token of this list");
+                0
+            }),
         };
-        let before =
-            token_in(&mut check, "deliveries", &r.page_token).map_or(0, |t| t.parse::<i64>().unwrap_or(0));
         check.into_result()?;
         let page = self
             .engine

@@ -23,7 +23,7 @@ use super::sign;
 use crate::leases::{Held, LEASE, RENEW, pause};
 
 /// Every endpoint's relay row is named so.
-pub const PREFIX: &str = "webhook:";
+pub const PREFIX: &str = leadflow_engine::WEBHOOK_RELAY_PREFIX;
 /// How often an endpoint looks for new events and due retries unwoken.
 const POLL: Duration = Duration::from_secs(1);
 /// Requests of one endpoint in flight at most (to different leads).
@@ -373,12 +373,8 @@ impl Worker {
             return Ok(Some(Duration::ZERO));
         }
         // Subjects in flight wait for their attempt, which wakes the worker.
-        let waiting = schedule(
-            state
-                .open
-                .values()
-                .filter(|d| !state.flying.values().any(|s| *s == d.subject)),
-        );
+        let busy: HashSet<&str> = state.flying.values().map(String::as_str).collect();
+        let waiting = schedule(state.open.values().filter(|d| !busy.contains(d.subject.as_str())));
         let until_due = waiting.next_due().map(|at| {
             Duration::from_micros(u64::try_from((at.as_micros() - now.as_micros()).max(0)).unwrap_or(0))
         });
