@@ -421,12 +421,12 @@ async fn a_failing_delivery_holds_its_lead_and_no_other(db: Db) -> anyhow::Resul
     let other = mql(&mut leads, "quick@acme.com").await?;
     let got = receiver.got();
     let quick: Vec<&Got> = got.iter().filter(|g| g.lead() == other).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = receiver.got();
     let slow_later: Vec<&Got> = got
         .iter()
         .filter(|g| g.lead() == lead.id && g.sequence() > 1)
         .collect();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let got = receiver.got();
     anyhow::ensure!(
         got.iter().filter(|g| g.lead() == other).count() >= 3,
         "the other lead waited: {quick:?}"
