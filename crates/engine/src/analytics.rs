@@ -152,7 +152,7 @@ impl Engine {
     }
 
     /// A version of the workspace's policy, the active one by default.
-    async fn analysed_policy(
+    pub(crate) async fn analysed_policy(
         &self,
         ws: &str,
         version: Option<i64>,
@@ -238,17 +238,18 @@ impl Engine {
     }
 }
 
-/// The model and level a calibration names, in `policy`.
-fn calibration_target(policy: &Policy, query: &CalibrationQuery) -> Result<evidence::Target, EngineError> {
-    let listed = |ids: Vec<&str>| {
-        if ids.is_empty() {
-            "none".to_owned()
-        } else {
-            ids.join(", ")
-        }
-    };
-    let model = match query.model.as_deref() {
-        None => policy.mql.model,
+fn listed(ids: Vec<&str>) -> String {
+    if ids.is_empty() {
+        "none".to_owned()
+    } else {
+        ids.join(", ")
+    }
+}
+
+/// The model `id` names in `policy`; `None`: the one the MQL stage reads.
+pub(crate) fn model_index(policy: &Policy, id: Option<&str>) -> Result<usize, EngineError> {
+    match id {
+        None => Ok(policy.mql.model),
         Some(id) => policy.model_index(id).ok_or_else(|| {
             let ids = policy.models.iter().map(|m| m.id.as_str()).collect();
             EngineError::invalid(
@@ -256,8 +257,13 @@ fn calibration_target(policy: &Policy, query: &CalibrationQuery) -> Result<evide
                 "model",
                 format!("the policy has no model {id:?} (models: {})", listed(ids)),
             )
-        })?,
-    };
+        }),
+    }
+}
+
+/// The model and level a calibration names, in `policy`.
+fn calibration_target(policy: &Policy, query: &CalibrationQuery) -> Result<evidence::Target, EngineError> {
+    let model = model_index(policy, query.model.as_deref())?;
     let level = match query.level.as_deref() {
         None => None,
         Some(id) => {

@@ -29,6 +29,7 @@ mod group;
 mod idempotency;
 mod identity;
 mod leads;
+mod learn;
 mod log;
 mod merge;
 mod model;
@@ -72,6 +73,7 @@ pub use leadflow_store::{
     StoredAccountTransition, WEBHOOK_RELAY_PREFIX, WebhookRecord,
 };
 pub use leads::{CreateLead, MAX_BATCH};
+pub use learn::{LearnJob, LearnPhase, LearnQuery, LearnStatus};
 pub use merge::{Candidate, MAX_CANDIDATES, Merged, Unmerged};
 pub use model::{
     BatchItem, HistoryCursor, HistoryEntry, HistoryPage, LeadKey, LeadPage, Method, OutboxPayload, Request,

@@ -51,10 +51,11 @@ pub enum Method {
     UpdateOwner,
     AssignLead,
     CreateWebhook,
+    LearnPolicy,
 }
 
 impl Method {
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::CreateLead,
         Self::UpdateLeadProfile,
         Self::Transition,
@@ -72,6 +73,7 @@ impl Method {
         Self::UpdateOwner,
         Self::AssignLead,
         Self::CreateWebhook,
+        Self::LearnPolicy,
     ];
 
     /// The stored name (the API's method name).
@@ -94,6 +96,7 @@ impl Method {
             Self::UpdateOwner => "UpdateOwner",
             Self::AssignLead => "AssignLead",
             Self::CreateWebhook => "CreateWebhook",
+            Self::LearnPolicy => "LearnPolicy",
         }
     }
 }

@@ -582,6 +582,39 @@ fn account(error: AccountError) -> Error {
     }
 }
 
+/// How a learning job that did not finish with a report ends its
+/// `LearnPolicy` stream: too little data is the caller's to mend
+/// (`FAILED_PRECONDITION` with the counts), a superseded job `ABORTED`.
+pub(crate) fn learning_ended(job: &leadflow_engine::LearnJob) -> Status {
+    use leadflow_domain::analytics::learn::{MIN_OUTCOMES, MIN_POSITIVES};
+    let message = job.error.clone().unwrap_or_default();
+    let error = match (job.status, job.error_code.as_deref()) {
+        (leadflow_engine::LearnStatus::Superseded, _) => Error::new(
+            Code::Aborted,
+            "SUPERSEDED",
+            format!("learning job {} was superseded by a later LearnPolicy", job.id),
+        ),
+        (_, Some("TOO_LITTLE_DATA")) => Error {
+            preconditions: vec![(
+                "DATA".to_owned(),
+                "period".to_owned(),
+                format!(
+                    "at least {MIN_OUTCOMES} leads with a known outcome and {MIN_POSITIVES} that reached it"
+                ),
+            )],
+            ..Error::new(Code::FailedPrecondition, "TOO_LITTLE_DATA", message)
+                .meta("outcomes", job.outcomes.unwrap_or(0))
+                .meta("positives", job.positives.unwrap_or(0))
+                .meta("min_outcomes", MIN_OUTCOMES)
+                .meta("min_positives", MIN_POSITIVES)
+        },
+        (_, Some("INVALID_DRAFT")) => Error::new(Code::FailedPrecondition, "INVALID_DRAFT", message),
+        (_, Some("BASE_NOT_FOUND")) => Error::new(Code::NotFound, "BASE_NOT_FOUND", message),
+        _ => Error::new(Code::Aborted, "LEARN_FAILED", message),
+    };
+    finish(error.meta("job_id", job.id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

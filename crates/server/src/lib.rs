@@ -191,6 +191,7 @@ pub async fn start(config: &Config, engine: Engine, parts: Parts) -> anyhow::Res
     if parts.rescore {
         background.spawn(rescore(engine.clone(), config.rescore_batch, stopping.clone()));
     }
+    background.spawn(learn(engine.clone(), stopping.clone()));
     let metrics = metrics::Metrics::new(
         engine.clone(),
         &config.service_name,
@@ -399,6 +400,30 @@ async fn rescore(engine: Engine, batch: u64, stopping: CancellationToken) {
             Err(e) => tracing::warn!(error = %e, "a re-score batch failed; it is tried again"),
         }
         if !pause(std::time::Duration::from_millis(500), &stopping).await {
+            break;
+        }
+    }
+}
+
+/// The learning worker: takes a running learning whose lease is free (a
+/// new one, or one whose replica died) and runs it to its end; a shutdown
+/// drops the one in hand, which another replica, or this one restarted,
+/// takes again when its lease runs out.
+async fn learn(engine: Engine, stopping: CancellationToken) {
+    let holder = uuid::Uuid::new_v4().to_string();
+    while !stopping.is_cancelled() {
+        let ran = tokio::select! {
+            ran = engine.run_learning(&holder) => ran,
+            () = stopping.cancelled() => break,
+        };
+        match ran {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "a learning stopped; it is taken again when its lease runs out")
+            }
+        }
+        if !pause(std::time::Duration::from_secs(1), &stopping).await {
             break;
         }
     }

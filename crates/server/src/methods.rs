@@ -197,6 +197,8 @@ pub(crate) const RPCS: &[Rpc] = &[
     rpc(ANALYTICS, "GetFunnel", ANALYSE, Free, Repeatable),
     rpc(ANALYTICS, "GetRuleReport", ANALYSE, Free, Repeatable),
     rpc(ANALYTICS, "CalibrateThreshold", ANALYSE, Free, Repeatable),
+    stream(ANALYTICS, "LearnPolicy", POLICY, RequestId(Method::LearnPolicy)),
+    rpc(ANALYTICS, "GetLearnReport", ANALYSE, Free, Repeatable),
     rpc(
         ACCOUNTS,
         "CreateAccount",

@@ -20,7 +20,7 @@
 //!   shape of its parameters, the queries run in and out of a transaction),
 //!   so that neither imports the other's internals.
 //! - One file for each feature beyond that, on both sides (`erase.rs`,
-//!   `rescore.rs`, `stream.rs`, `timers.rs` for firing them, `tokens.rs`,
+//!   `rescore.rs`, `learn.rs`, `stream.rs`, `timers.rs` for firing them, `tokens.rs`,
 //!   `analytics.rs`, `evidence.rs`, `gauges.rs`).
 //! - [`StoreError`] (`error.rs`): what failed, read from the database's own
 //!   error codes (a SQLSTATE, a SQLite result code), never from its messages.
@@ -36,6 +36,7 @@ mod erase;
 mod error;
 mod evidence;
 mod gauges;
+mod learn;
 mod queries;
 mod reads;
 mod records;
@@ -62,6 +63,9 @@ pub use erase::Erased;
 pub use error::StoreError;
 pub use evidence::EvidenceCursor;
 pub use gauges::Gauges;
+pub use learn::{
+    LEARN_DONE, LEARN_FAILED, LEARN_RUNNING, LEARN_SUPERSEDED, LearnEnd, LearnJobRecord, LearnRequest,
+};
 pub use reads::{BatchSurvey, LeadName};
 pub use records::{
     EngagementCursor, LeadRecord, LeadWrite, NewEngagement, NewOutboxEvent, NewPolicy, OutboxRecord,

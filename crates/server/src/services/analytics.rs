@@ -459,6 +459,28 @@ pub(crate) fn calibration_query(r: &pb::CalibrateThresholdRequest) -> Result<Cal
 
 #[tonic::async_trait]
 impl pb::analytics_service_server::AnalyticsService for AnalyticsApi {
+    type LearnPolicyStream = super::learn::LearnStream;
+
+    async fn learn_policy(
+        &self,
+        request: Request<pb::LearnPolicyRequest>,
+    ) -> Result<Response<Self::LearnPolicyStream>, Status> {
+        let caller = crate::auth::caller(&request)?;
+        let trace = crate::observe::traceparent_of(&request);
+        let stream = super::learn::learn_policy(&self.engine, &caller, request.get_ref(), trace).await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn get_learn_report(
+        &self,
+        request: Request<pb::GetLearnReportRequest>,
+    ) -> Result<Response<pb::GetLearnReportResponse>, Status> {
+        let caller = crate::auth::caller(&request)?;
+        Ok(Response::new(
+            super::learn::learn_report(&self.engine, &caller, request.get_ref()).await?,
+        ))
+    }
+
     async fn get_rule_report(
         &self,
         request: Request<pb::GetRuleReportRequest>,

@@ -3,6 +3,7 @@
 mod accounts;
 mod analytics;
 mod leads;
+mod learn;
 mod owners;
 mod policies;
 mod search;

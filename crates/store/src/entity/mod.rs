@@ -16,6 +16,7 @@ pub(crate) mod idempotency;
 pub(crate) mod lead;
 pub(crate) mod lead_match_key;
 pub(crate) mod lead_score;
+pub(crate) mod learn_job;
 pub(crate) mod level_change;
 pub(crate) mod merge;
 pub(crate) mod outbox;

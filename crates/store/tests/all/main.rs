@@ -10,6 +10,7 @@ mod anonymous;
 mod deferred;
 mod engagement_ends;
 mod errors;
+mod learning;
 mod merges;
 mod outbox;
 mod relays;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         deferred::trials(),
         engagement_ends::trials(),
         errors::trials(),
+        learning::trials(),
         merges::trials(),
         outbox::trials(),
         relays::trials(),
