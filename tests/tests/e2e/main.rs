@@ -19,6 +19,7 @@ mod grpcio;
 mod hardening;
 mod idempotency;
 mod identity;
+mod learn;
 mod levels;
 mod lifecycle;
 mod merge;
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
         hardening::trials(),
         idempotency::trials(),
         identity::trials(),
+        learn::trials(),
         levels::trials(),
         lifecycle::trials(),
         merge::trials(),

@@ -1,0 +1,420 @@
+//! LearnPolicy over gRPC, on SQLite and PostgreSQL: a synthetic history
+//! whose truth is known (a lead reaches SQL more often the more demos and
+//! pricing views it had, and when its company is large), learned from a
+//! deliberately wrong policy (two noise types worth 20 points, the two
+//! that matter 2). The draft weighs the true rules above the noise, beats
+//! the base on the held-out leads, and goes through ValidatePolicy and
+//! SimulatePolicy like any other document.
+
+use leadflow_domain::Timestamp;
+use leadflow_domain::analytics::learn::SplitMix64;
+use leadflow_e2e::*;
+use leadflow_proto::v1 as pb;
+use tokio_stream::StreamExt as _;
+
+use crate::analytics::analytics;
+
+/// 2026-01-01T00:00:00Z: leads are captured over the 100 days after it.
+const T0: i64 = 1_767_225_600;
+const DAY: i64 = 86_400;
+
+pub(crate) const WRONG: &str = r#"
+name = "wrong"
+
+[decay]
+half_life = "30d"
+
+[engagements]
+types = ["demo_watched", "pricing_viewed", "newsletter_opened", "blog_read"]
+
+[[fit]]
+id = "big"
+attribute = "company_size"
+at_least = 200
+points = 10
+
+[[engagement]]
+id = "demo"
+type = "demo_watched"
+points = 2
+
+[[engagement]]
+id = "pricing"
+type = "pricing_viewed"
+points = 2
+
+[[engagement]]
+id = "newsletter"
+type = "newsletter_opened"
+points = 20
+
+[[engagement]]
+id = "blog"
+type = "blog_read"
+points = 20
+
+[stages.MQL]
+engagement_at_least = 30
+fit_at_least = 0
+
+[reasons]
+disqualify = ["spam"]
+"#;
+
+fn ts(secs: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: secs,
+        nanos: 0,
+    }
+}
+
+fn unit(r: &mut SplitMix64) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let u = (r.next_u64() >> 11) as f64 / (1_u64 << 53) as f64;
+    u
+}
+
+#[allow(clippy::cast_possible_truncation)]
+fn day(d: f64) -> i64 {
+    T0 + (d * DAY as f64) as i64
+}
+
+/// `n` leads, each with its engagements and its outcome 40 days after
+/// capture: SQL (promoted, then accepted) or disqualified.
+pub(crate) async fn seed(server: &mut TestServer, n: usize) -> anyhow::Result<usize> {
+    let mut r = SplitMix64::new(2026);
+    let mut positives = 0;
+    for i in 0..n {
+        let captured = unit(&mut r) * 100.0;
+        let big = unit(&mut r) < 0.5;
+        let region = ["emea", "amer", "apac"][r.below(3)];
+        let lead = server
+            .leads
+            .create_lead(pb::CreateLeadRequest {
+                profile: [
+                    ("email", format!("p{i}@example.com")),
+                    ("company_size", if big { "500" } else { "50" }.to_owned()),
+                    ("region", region.to_owned()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+                captured_at: Some(ts(day(captured))),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .lead
+            .expect("a lead")
+            .id;
+        let mut counts = [0.0_f64; 4];
+        let mut items = Vec::new();
+        for (k, kind) in ["demo_watched", "pricing_viewed", "newsletter_opened", "blog_read"]
+            .into_iter()
+            .enumerate()
+        {
+            for j in 0..r.below(3) {
+                counts[k] += 1.0;
+                let e = pb::Engagement {
+                    channel: if k % 2 == 0 { "web" } else { "email" }.to_owned(),
+                    ..at(
+                        engagement(&format!("{i}-{kind}-{j}"), kind),
+                        ts(day(captured + 0.5 + unit(&mut r) * 10.0)),
+                    )
+                };
+                items.push(pb::EngagementItem {
+                    lead: by_id(&lead),
+                    engagement: Some(e),
+                    ..Default::default()
+                });
+            }
+        }
+        if !items.is_empty() {
+            server
+                .leads
+                .record_engagements(pb::RecordEngagementsRequest { engagements: items })
+                .await?;
+        }
+        let logit = -3.0 + 1.4 * counts[0] + 1.2 * counts[1] + if big { 1.5 } else { 0.0 };
+        let positive = unit(&mut r) < 1.0 / (1.0 + f64::exp(-logit));
+        let decided = day(captured + 40.0);
+        if positive {
+            positives += 1;
+            let current = server
+                .leads
+                .get_lead(pb::GetLeadRequest {
+                    lead: by_id(&lead),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .lead
+                .expect("a lead");
+            if stage(&current) == pb::Stage::Iql {
+                let mut promote = transition(&lead, pb::Action::Promote, "booth");
+                promote.occurred_at = Some(ts(decided));
+                server.leads.transition(promote).await?;
+            }
+            let mut accept = transition(&lead, pb::Action::Accept, "");
+            accept.occurred_at = Some(ts(decided + 60));
+            server.leads.transition(accept).await?;
+        } else {
+            let mut lost = transition(&lead, pb::Action::Disqualify, "spam");
+            lost.occurred_at = Some(ts(decided));
+            server.leads.transition(lost).await?;
+        }
+    }
+    Ok(positives)
+}
+
+fn learn_request(period: (i64, i64)) -> pb::LearnPolicyRequest {
+    pb::LearnPolicyRequest {
+        period: Some(pb::Period {
+            start: Some(ts(period.0)),
+            end: Some(ts(period.1)),
+        }),
+        outcome: pb::LearnOutcome::Sql.into(),
+        target_precision: Some(0.6),
+        ..Default::default()
+    }
+}
+
+/// Every message of a LearnPolicy stream, and how it ended.
+pub(crate) async fn follow(
+    server: &TestServer,
+    request: pb::LearnPolicyRequest,
+) -> anyhow::Result<(Vec<pb::LearnJob>, Result<(), tonic::Status>)> {
+    let mut stream = analytics(server).learn_policy(request).await?.into_inner();
+    let mut jobs = Vec::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(m) => jobs.push(m.job.expect("a job")),
+            Err(status) => return Ok((jobs, Err(status))),
+        }
+    }
+    Ok((jobs, Ok(())))
+}
+
+fn weight(report: &pb::LearnReport, id: &str) -> f64 {
+    report
+        .rules
+        .iter()
+        .find(|r| r.rule_id == id)
+        .map(|r| r.weight)
+        .unwrap_or_else(|| panic!("no rule {id}: {:#?}", report.rules))
+}
+
+async fn the_draft_beats_a_wrong_policy(mut server: TestServer) -> anyhow::Result<()> {
+    let base = activate_policy(&mut server, WRONG.to_owned()).await?;
+    let positives = seed(&mut server, 300).await?;
+    let mut request = learn_request((T0, day(100.0) + 1));
+    request.request_id = "learn-1".to_owned();
+    let (jobs, end) = follow(&server, request.clone()).await?;
+    end.map_err(|s| anyhow::anyhow!("the learning failed: {s:?}"))?;
+    let last = jobs.last().expect("a message");
+    assert!(jobs.len() >= 2, "{jobs:#?}");
+    assert_eq!(jobs[0].status, pb::LearnStatus::Running as i32);
+    assert_eq!(
+        (last.status, last.phase, last.base_version, last.model.as_str()),
+        (
+            pb::LearnStatus::Done as i32,
+            pb::LearnPhase::Done as i32,
+            base,
+            "default"
+        )
+    );
+    assert_eq!((last.leads_total, last.leads_read), (300, 300));
+    let report = last.report.as_ref().expect("a report");
+    assert_eq!(
+        (report.outcomes, report.positives),
+        (300, i64::try_from(positives)?)
+    );
+    assert_eq!(report.training + report.held_out, 300);
+    let (demo, pricing, newsletter, blog) = (
+        weight(report, "demo"),
+        weight(report, "pricing"),
+        weight(report, "newsletter"),
+        weight(report, "blog"),
+    );
+    assert!(
+        demo.min(pricing) > 3.0 * newsletter.max(blog),
+        "{:#?}",
+        report.rules
+    );
+    let (b, d) = (report.base.expect("base"), report.draft.expect("draft"));
+    assert!(d.auc > b.auc, "{b:?} {d:?}");
+    assert_eq!((b.leads, d.leads), (report.held_out, report.held_out));
+
+    // the draft is a policy like any other
+    let valid = server
+        .policies
+        .validate_policy(pb::ValidatePolicyRequest {
+            source: report.draft_source.clone(),
+        })
+        .await?
+        .into_inner();
+    assert!(valid.valid, "{:?}\n{}", valid.problems, report.draft_source);
+    let simulated = server
+        .policies
+        .simulate_policy(pb::SimulatePolicyRequest {
+            policy: Some(pb::simulate_policy_request::Policy::Source(
+                report.draft_source.clone(),
+            )),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(simulated.leads, 300);
+
+    // kept: the last report, and the job by id
+    let kept = analytics(&server)
+        .get_learn_report(pb::GetLearnReportRequest::default())
+        .await?
+        .into_inner()
+        .job
+        .expect("a job");
+    assert_eq!(&kept, last);
+    let by_id = analytics(&server)
+        .get_learn_report(pb::GetLearnReportRequest { job_id: last.id })
+        .await?
+        .into_inner()
+        .job
+        .expect("a job");
+    assert_eq!(&by_id, last);
+
+    // the same request id follows the same job: no second learning
+    let (again, end) = follow(&server, request.clone()).await?;
+    end.map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    assert_eq!(again.len(), 1);
+    assert_eq!(&again[0], last);
+    // … and with other content it is refused
+    let mut other = request;
+    other.outcome = pb::LearnOutcome::Customer.into();
+    let refused = analytics(&server).learn_policy(other).await.expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(reason(&refused), "REQUEST_ID_REUSED");
+
+    // learned again, the same history gives the same draft
+    let (jobs, end) = follow(&server, learn_request((T0, day(100.0) + 1))).await?;
+    end.map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    let again = jobs.last().and_then(|j| j.report.clone()).expect("a report");
+    assert_eq!(again.draft_source, report.draft_source);
+    assert_eq!(again.rules, report.rules);
+    Ok(())
+}
+
+async fn too_little_data_is_a_failed_precondition(mut server: TestServer) -> anyhow::Result<()> {
+    activate_policy(&mut server, WRONG.to_owned()).await?;
+    seed(&mut server, 40).await?;
+    let (jobs, end) = follow(&server, learn_request((T0, day(100.0) + 1))).await?;
+    let status = end.expect_err("too little data");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert_eq!(reason(&status), "TOO_LITTLE_DATA");
+    let info = details(&status).error_info().cloned().expect("error info");
+    assert_eq!(info.metadata.get("outcomes").map(String::as_str), Some("40"));
+    assert_eq!(info.metadata.get("min_outcomes").map(String::as_str), Some("200"));
+    assert!(info.metadata.contains_key("positives"));
+    assert!(jobs.iter().all(|j| j.status == pb::LearnStatus::Running as i32));
+    // the failed job is readable by id; there is still no report
+    let id: i64 = info.metadata.get("job_id").expect("job id").parse()?;
+    let job = analytics(&server)
+        .get_learn_report(pb::GetLearnReportRequest { job_id: id })
+        .await?
+        .into_inner()
+        .job
+        .expect("a job");
+    assert_eq!(
+        (job.status, job.error_code.as_str(), job.outcomes),
+        (pb::LearnStatus::Failed as i32, "TOO_LITTLE_DATA", Some(40))
+    );
+    let none = analytics(&server)
+        .get_learn_report(pb::GetLearnReportRequest::default())
+        .await
+        .expect_err("no report");
+    assert_eq!(none.code(), tonic::Code::NotFound);
+    Ok(())
+}
+
+async fn bad_learning_requests_name_their_field(mut server: TestServer) -> anyhow::Result<()> {
+    activate_policy(&mut server, WRONG.to_owned()).await?;
+    let good = learn_request((T0, day(100.0)));
+    let cases: Vec<(&str, pb::LearnPolicyRequest)> = vec![
+        (
+            "period",
+            pb::LearnPolicyRequest {
+                period: None,
+                ..good.clone()
+            },
+        ),
+        ("period.end", learn_request((day(10.0), day(1.0)))),
+        (
+            "outcome",
+            pb::LearnPolicyRequest {
+                outcome: 9,
+                ..good.clone()
+            },
+        ),
+        (
+            "target_precision",
+            pb::LearnPolicyRequest {
+                target_precision: Some(1.5),
+                ..good.clone()
+            },
+        ),
+        (
+            "base_version",
+            pb::LearnPolicyRequest {
+                base_version: -1,
+                ..good.clone()
+            },
+        ),
+        (
+            "model",
+            pb::LearnPolicyRequest {
+                model: "nope".to_owned(),
+                ..good.clone()
+            },
+        ),
+        (
+            "request_id",
+            pb::LearnPolicyRequest {
+                request_id: "x".repeat(500),
+                ..good.clone()
+            },
+        ),
+    ];
+    for (field, request) in cases {
+        let result = analytics(&server).learn_policy(request.clone()).await.map(|_| ());
+        assert_invalid(result, field, &request);
+    }
+    let missing = analytics(&server)
+        .learn_policy(pb::LearnPolicyRequest {
+            base_version: 99,
+            ..good
+        })
+        .await
+        .map(|_| ())
+        .expect_err("no such version");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    let negative = analytics(&server)
+        .get_learn_report(pb::GetLearnReportRequest { job_id: -1 })
+        .await
+        .expect_err("refused");
+    assert_eq!(negative.code(), tonic::Code::InvalidArgument);
+    let unknown = analytics(&server)
+        .get_learn_report(pb::GetLearnReportRequest { job_id: 7 })
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    Ok(())
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_secs(T0 + 300 * DAY)
+}
+
+scenarios! {
+    the_draft_beats_a_wrong_policy = clock_at(now()),
+    too_little_data_is_a_failed_precondition = clock_at(now()),
+    bad_learning_requests_name_their_field = clock_at(now()),
+}
