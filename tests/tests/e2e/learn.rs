@@ -125,7 +125,6 @@ pub(crate) async fn seed(server: &mut TestServer, n: usize) -> anyhow::Result<us
                 items.push(pb::EngagementItem {
                     lead: by_id(&lead),
                     engagement: Some(e),
-                    ..Default::default()
                 });
             }
         }
@@ -142,10 +141,7 @@ pub(crate) async fn seed(server: &mut TestServer, n: usize) -> anyhow::Result<us
             positives += 1;
             let current = server
                 .leads
-                .get_lead(pb::GetLeadRequest {
-                    lead: by_id(&lead),
-                    ..Default::default()
-                })
+                .get_lead(pb::GetLeadRequest { lead: by_id(&lead) })
                 .await?
                 .into_inner()
                 .lead
