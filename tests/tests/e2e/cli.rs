@@ -12,17 +12,20 @@ use leadflow_proto::v1::lead_service_client::LeadServiceClient;
 use crate::tls::{authority, leaf};
 
 /// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new(name: &str, db: Db) -> anyhow::Result<Self> {
+    pub(crate) fn new(name: &str, db: Db) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("leadflow-e2e-{name}-{db:?}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         Ok(Self(dir))
     }
 
-    fn write(&self, name: &str, text: &str) -> anyhow::Result<String> {
+    pub(crate) fn write(&self, name: &str, text: &str) -> anyhow::Result<String> {
         let path = self.0.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         std::fs::write(&path, text)?;
         Ok(path.display().to_string())
     }
@@ -36,7 +39,7 @@ impl Drop for Scratch {
 
 /// Runs the `leadflow` command off the runtime (the server under test runs
 /// on it), with `LEADFLOW_TOKEN` set to `token` if given.
-async fn leadflow(args: &[&str], token: Option<&str>) -> anyhow::Result<Output> {
+pub(crate) async fn leadflow(args: &[&str], token: Option<&str>) -> anyhow::Result<Output> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_leadflow-e2e-server"));
     command.args(args);
     for var in ["LEADFLOW_TOKEN", "LEADFLOW_SERVER", "LEADFLOW_CA_CERT"] {
@@ -48,7 +51,7 @@ async fn leadflow(args: &[&str], token: Option<&str>) -> anyhow::Result<Output> 
     Ok(tokio::task::spawn_blocking(move || command.output()).await??)
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

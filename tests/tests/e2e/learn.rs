@@ -237,6 +237,17 @@ async fn the_draft_beats_a_wrong_policy(mut server: TestServer) -> anyhow::Resul
         "{:#?}",
         report.rules
     );
+    // candidates the data is not sure of are reported, not drafted
+    for rule in &report.rules {
+        let drafted = report
+            .draft_source
+            .contains(&format!("id = \"{}\"", rule.rule_id));
+        assert_eq!(drafted, rule.in_draft, "{rule:?}");
+        if rule.proposed && !rule.in_draft {
+            assert_eq!(rule.learned_points, 0.0, "{rule:?}");
+        }
+    }
+    assert!(report.rules.iter().any(|r| r.proposed), "{:#?}", report.rules);
     let (b, d) = (report.base.expect("base"), report.draft.expect("draft"));
     assert!(d.auc > b.auc, "{b:?} {d:?}");
     assert_eq!((b.leads, d.leads), (report.held_out, report.held_out));
@@ -289,6 +300,9 @@ async fn the_draft_beats_a_wrong_policy(mut server: TestServer) -> anyhow::Resul
     let refused = analytics(&server).learn_policy(other).await.expect_err("refused");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert_eq!(reason(&refused), "REQUEST_ID_REUSED");
+
+    // the command prints the same draft, and `policy test` runs it
+    cli_learns_the_same_draft(&server, db_of(&server), &report.draft_source).await?;
 
     // learned again, the same history gives the same draft
     let (jobs, end) = follow(&server, learn_request((T0, day(100.0) + 1))).await?;
@@ -402,6 +416,125 @@ async fn bad_learning_requests_name_their_field(mut server: TestServer) -> anyho
         .await
         .expect_err("unknown");
     assert_eq!(unknown.code(), tonic::Code::NotFound);
+    Ok(())
+}
+
+fn db_of(server: &TestServer) -> Db {
+    if server.database_url().starts_with("postgres") {
+        Db::Postgres
+    } else {
+        Db::Sqlite
+    }
+}
+
+/// A big company's demo watcher, and a small one's newsletter reader: what
+/// the history says, and the wrong policy gets backwards.
+const CASES: [(&str, &str); 2] = [
+    (
+        "watcher.toml",
+        r#"
+now = "2026-02-03T00:00:00Z"
+captured_at = "2026-02-01T09:00:00Z"
+
+[profile]
+email = "w@example.com"
+company_size = "500"
+
+[[engagement]]
+id = "d1"
+type = "demo_watched"
+at = "2026-02-01T10:00:00Z"
+
+[[engagement]]
+id = "d2"
+type = "demo_watched"
+at = "2026-02-01T11:00:00Z"
+
+[[engagement]]
+id = "p1"
+type = "pricing_viewed"
+at = "2026-02-01T12:00:00Z"
+
+[[engagement]]
+id = "p2"
+type = "pricing_viewed"
+at = "2026-02-01T13:00:00Z"
+
+[expect]
+stage = "MQL"
+"#,
+    ),
+    (
+        "reader.toml",
+        r#"
+now = "2026-02-03T00:00:00Z"
+captured_at = "2026-02-01T09:00:00Z"
+
+[profile]
+email = "r@example.com"
+company_size = "50"
+
+[[engagement]]
+id = "n1"
+type = "newsletter_opened"
+at = "2026-02-01T10:00:00Z"
+
+[[engagement]]
+id = "b1"
+type = "blog_read"
+at = "2026-02-01T11:00:00Z"
+
+[expect]
+stage = "IQL"
+"#,
+    ),
+];
+
+/// `leadflow policy learn … > draft.toml`, then `policy validate` and
+/// `policy test` with the draft (cases pass) and with the base (they fail).
+async fn cli_learns_the_same_draft(server: &TestServer, db: Db, draft: &str) -> anyhow::Result<()> {
+    use crate::cli::{Scratch, leadflow, text};
+    let against = format!("http://{}", server.grpc_addr());
+    let run = leadflow(
+        &[
+            "policy",
+            "learn",
+            "--against",
+            &against,
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-04-12",
+            "--outcome",
+            "SQL",
+            "--target-precision",
+            "0.6",
+        ],
+        None,
+    )
+    .await?;
+    assert!(run.status.success(), "{}", text(&run));
+    assert_eq!(String::from_utf8(run.stdout.clone())?, draft);
+    let report = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        report.contains("back-test on the") && report.contains("demo"),
+        "{report}"
+    );
+
+    let dir = Scratch::new("learn", db)?;
+    let file = dir.write("draft.toml", draft)?;
+    let base = dir.write("base.toml", WRONG)?;
+    for (name, case) in CASES {
+        dir.write(&format!("cases/{name}"), case)?;
+    }
+    let cases = dir.write("cases/.keep", "")?;
+    let cases = cases.trim_end_matches("/.keep");
+    let valid = leadflow(&["policy", "validate", &file], None).await?;
+    assert!(valid.status.success(), "{}", text(&valid));
+    let passed = leadflow(&["policy", "test", &file, "--cases", cases], None).await?;
+    assert!(passed.status.success(), "{}\n{draft}", text(&passed));
+    let failed = leadflow(&["policy", "test", &base, "--cases", cases], None).await?;
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
     Ok(())
 }
 

@@ -13,6 +13,7 @@
 mod admin;
 mod funnel;
 mod policy;
+mod policy_learn;
 mod policy_record;
 mod policy_test;
 mod remote;
@@ -271,6 +272,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             };
             policy::simulate(&file, &remote, top).await
         }
+        Command::Policy(PolicyCommand::Learn(args)) => policy_learn::learn(args).await,
         Command::Funnel(args) => funnel::funnel(args).await,
     }
 }

@@ -63,6 +63,13 @@ pub(super) enum PolicyCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Learns a draft of the active policy (or --base-version) from the
+    /// outcomes of the leads captured in a period on a running server: the
+    /// rules' points weighed by what led to the outcome, new rules where
+    /// the data supports them, and an MQL bar calibrated for a precision.
+    /// The draft goes to stdout (`> draft.toml`), the report to stderr;
+    /// exits 1 when there is too little data.
+    Learn(super::policy_learn::LearnArgs),
     /// Stores a policy file as a new version on a running server, activates
     /// it and follows the re-score of every lead; fails if the re-score does.
     #[command(alias = "apply")]

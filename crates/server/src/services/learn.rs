@@ -108,6 +108,7 @@ fn report_out(r: &LearnReport) -> pb::LearnReport {
                     interval_low: rule.interval.0,
                     interval_high: rule.interval.1,
                     support: count(rule.support),
+                    in_draft: rule.in_draft,
                 }
             })
             .collect(),

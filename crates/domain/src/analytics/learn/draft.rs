@@ -42,6 +42,11 @@ pub struct RuleLearned {
     /// The weight's 95 % bootstrap interval.
     pub interval: (f64, f64),
     pub support: u64,
+    /// In the draft: every rule of the base; a candidate only when its
+    /// interval excludes zero (otherwise its learned points are 0); never
+    /// a signal.
+    #[serde(default)]
+    pub in_draft: bool,
 }
 
 /// What a proposed rule reads.
@@ -157,11 +162,15 @@ pub fn learned_rules(base: &Policy, weighed: &[Weighed], scales: Scales) -> Vec<
             };
             let is_new = proposed.is_some();
             let weight = w.beta * scale;
+            // A candidate is proposed only when the data is sure of its sign.
+            let sure = !(lo <= 0.0 && hi >= 0.0);
             let learned = match kind {
                 "signal" => 0.0,
+                _ if is_new && !sure => 0.0,
                 "undesirable" => readable(old * weight).min(0.0),
                 _ => readable(old * weight),
             };
+            let in_draft = kind != "signal" && (!is_new || learned != 0.0);
             RuleLearned {
                 rule_id,
                 kind: kind.to_owned(),
@@ -171,6 +180,7 @@ pub fn learned_rules(base: &Policy, weighed: &[Weighed], scales: Scales) -> Vec<
                 weight: round6(weight),
                 interval: (round6(lo * scale), round6(hi * scale)),
                 support: w.support,
+                in_draft,
             }
         })
         .collect()
@@ -229,9 +239,7 @@ pub fn draft_source(
                 .ok_or_else(|| format!("the points of {} cannot be set", rule.rule_id))?;
             continue;
         };
-        // Proposed only when the data is sure of its sign.
-        let (lo, hi) = rule.interval;
-        if rule.learned_points == 0.0 || (lo <= 0.0 && hi >= 0.0) {
+        if !rule.in_draft {
             continue;
         }
         let mut id = rule.rule_id.clone();
