@@ -25,7 +25,7 @@ target, generated = sys.argv[1], sys.argv[2]
 sys.path.insert(0, generated)
 
 import grpc  # noqa: E402
-from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, duration_pb2, message_factory  # noqa: E402
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, duration_pb2, message_factory, timestamp_pb2  # noqa: E402
 
 from leadflow.v1 import analytics_service_pb2 as an, analytics_service_pb2_grpc  # noqa: E402
 from leadflow.v1 import lead_pb2, lead_service_pb2 as ls, lead_service_pb2_grpc  # noqa: E402
@@ -543,6 +543,21 @@ for rpc, call in (
 expect("a huge channel, a bad grouping and a huge page token", "AnalyticsService.GetFunnel",
        lambda: analytics.GetFunnel(an.GetFunnelRequest(source_channel=huge, group_by=9, page_token=garbage)),
        INVALID, violations=(3,), fields=["source_channel", "group_by", "page_token"])
+def period(start, end):
+    return an.Period(start=timestamp_pb2.Timestamp(seconds=start), end=timestamp_pb2.Timestamp(seconds=end))
+
+
+expect("a reversed period, a bad outcome and precision, a huge model", "AnalyticsService.LearnPolicy",
+       lambda: list(analytics.LearnPolicy(an.LearnPolicyRequest(
+           period=period(2_000_000, 1_000_000), outcome=9, target_precision=2.0, model=huge))),
+       INVALID, violations=(4,), fields=["period.end", "outcome", "target_precision", "model"])
+expect("an empty period: too little data, after the job's progress", "AnalyticsService.LearnPolicy",
+       lambda: list(analytics.LearnPolicy(an.LearnPolicyRequest(
+           period=period(946_684_800, 978_307_200), outcome=an.LEARN_OUTCOME_SQL))),
+       PRECONDITION, reason="TOO_LITTLE_DATA", metadata={"outcomes": "0", "positives": "0", "min_outcomes": "200"})
+expect("a negative job id", "AnalyticsService.GetLearnReport",
+       lambda: analytics.GetLearnReport(an.GetLearnReportRequest(job_id=-1)),
+       INVALID, violations=1, fields=["job_id"])
 
 # ---- a hostile policy: huge lists that errors might quote
 # Every disqualify reason and required attribute long: a refusal that lists

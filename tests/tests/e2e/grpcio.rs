@@ -46,6 +46,8 @@ const COVERED: &[&str] = &[
     "TriggerService.Ack",
     "TriggerService.DeleteConsumer",
     "AnalyticsService.GetFunnel",
+    "AnalyticsService.LearnPolicy",
+    "AnalyticsService.GetLearnReport",
 ];
 
 /// A scratch directory for the generated stubs, removed on drop.
