@@ -419,6 +419,79 @@ async fn bad_learning_requests_name_their_field(mut server: TestServer) -> anyho
     Ok(())
 }
 
+/// A replica that dies holding a learning: another takes it over once the
+/// lease has run out (not before), and a job whose replicas keep dying is
+/// failed rather than taken for ever.
+async fn a_job_whose_replica_died_is_taken_over(db: Db) -> anyhow::Result<()> {
+    use leadflow_engine::{Clock as _, LearnQuery, LearnStatus, Request};
+    let database = fresh_database(db).await?;
+    let clock = std::sync::Arc::new(leadflow_engine::ManualClock::new(now()));
+    let engine = engine_on_clock(&database.url, clock.clone()).await?;
+    let ws = leadflow_server::DEFAULT_WORKSPACE;
+    engine.bootstrap(ws, leadflow_server::DEFAULT_POLICY).await?;
+    let query = LearnQuery {
+        period: leadflow_domain::analytics::Period {
+            start: Timestamp::from_secs(T0),
+            end: Timestamp::from_secs(day(100.0)),
+        },
+        outcome: leadflow_domain::analytics::learn::LearnOutcome::Customer,
+        base_version: None,
+        model: None,
+        target_precision: None,
+    };
+    let job = engine.start_learning(&Request::new(ws), &query).await?;
+    let store = engine.store();
+    let lease = leadflow_domain::Span::from_secs(60);
+    let dead = store
+        .take_learn_job("dead", clock.now(), clock.now().saturating_add(lease))
+        .await?
+        .expect("the job");
+    assert_eq!(dead.id, job.id);
+    clock.advance(leadflow_domain::Span::from_secs(59));
+    assert!(
+        !engine.run_learning("alive").await?,
+        "taken before its lease ran out"
+    );
+    clock.advance(leadflow_domain::Span::from_secs(2));
+    assert!(engine.run_learning("alive").await?);
+    let ended = engine.learn_job(ws, job.id).await?;
+    assert_eq!(
+        (ended.status, ended.error_code.as_deref(), ended.outcomes),
+        (LearnStatus::Failed, Some("TOO_LITTLE_DATA"), Some(0))
+    );
+    assert!(
+        !store
+            .finish_learn(
+                &dead,
+                &leadflow_store::LearnEnd::Done {
+                    outcomes: 0,
+                    positives: 0,
+                    report: "{}".to_owned(),
+                },
+                clock.now()
+            )
+            .await?,
+        "the dead replica's outcome is refused"
+    );
+
+    // taken three times and never finished: failed the fourth time
+    let job = engine.start_learning(&Request::new(ws), &query).await?;
+    for _ in 0..3 {
+        store
+            .take_learn_job("dying", clock.now(), clock.now().saturating_add(lease))
+            .await?
+            .expect("the job");
+        clock.advance(leadflow_domain::Span::from_secs(61));
+    }
+    assert!(engine.run_learning("alive").await?);
+    let failed = engine.learn_job(ws, job.id).await?;
+    assert_eq!(
+        (failed.status, failed.error_code.as_deref()),
+        (LearnStatus::Failed, Some("LEARN_FAILED"))
+    );
+    Ok(())
+}
+
 fn db_of(server: &TestServer) -> Db {
     if server.database_url().starts_with("postgres") {
         Db::Postgres
@@ -546,4 +619,5 @@ scenarios! {
     the_draft_beats_a_wrong_policy = clock_at(now()),
     too_little_data_is_a_failed_precondition = clock_at(now()),
     bad_learning_requests_name_their_field = clock_at(now()),
+    a_job_whose_replica_died_is_taken_over = each_database(),
 }
