@@ -289,6 +289,17 @@ async fn the_draft_beats_a_wrong_policy(mut server: TestServer) -> anyhow::Resul
         .expect("a job");
     assert_eq!(&by_id, last);
 
+    // the dashboard shows it beside the calibration
+    let http = crate::dashboard::with_http(&server, false).await?;
+    let addr = http.http_addr.expect("the HTTP side");
+    let (code, page) = crate::dashboard::get(addr, "/dashboard?from=2026-01-01&to=2026-04-12", &[]).await?;
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("id=\"learned-rules\""), "{page}");
+    assert!(page.contains("data-rule=\"demo\""), "{page}");
+    let auc = format!("{:.3}", d.auc);
+    assert!(page.contains(&format!("data-k=\"auc\">{auc}<")), "{page}");
+    http.shutdown(std::time::Duration::from_secs(2)).await;
+
     // the same request id follows the same job: no second learning
     let (again, end) = follow(&server, request.clone()).await?;
     end.map_err(|s| anyhow::anyhow!("{s:?}"))?;

@@ -1,11 +1,12 @@
 //! What a page shows, read from the engine for one workspace: the same
-//! calls `GetFunnel`, `Calibrate` and the transition listing make, so the
-//! page cannot show other numbers than the API answers.
+//! calls `GetFunnel`, `Calibrate`, `GetLearnReport` and the transition
+//! listing make, so the page cannot show other numbers than the API
+//! answers.
 
 use leadflow_domain::analytics::Attribution;
 use leadflow_domain::analytics::evidence::Calibration;
 use leadflow_domain::analytics::funnel::{Funnel, Grouping, Query as FunnelQuery};
-use leadflow_engine::{CalibrationQuery, Engine, EngineError, TransitionView};
+use leadflow_engine::{CalibrationQuery, Engine, EngineError, LearnJob, TransitionView};
 
 /// Transitions in the live tail.
 const TAIL: u64 = 20;
@@ -22,6 +23,9 @@ pub(super) struct Dashboard {
     /// None when it cannot be made now: its section says so, the rest of
     /// the page stands.
     pub(super) calibration: Option<Calibration>,
+    /// The workspace's last learning report (None: none yet, or it cannot
+    /// be read now).
+    pub(super) learning: Option<LearnJob>,
     pub(super) tail: Vec<TransitionView>,
     /// The top groups by an engagement property, when asked for.
     pub(super) attribution: Option<(Attribution, Funnel)>,
@@ -83,11 +87,18 @@ pub(super) async fn dashboard(
         .inspect_err(|e| tracing::warn!(error = %e, "no calibration for the dashboard"))
         .ok()
         .map(|c| c.calibration);
+    let learning = engine
+        .last_learn_report(ws)
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "no learning report for the dashboard"))
+        .ok()
+        .flatten();
     let tail = tail(engine, ws).await?;
     Ok(Dashboard {
         funnel,
         channels: by_channel.groups.into_iter().map(|g| g.key).collect(),
         calibration,
+        learning,
         tail,
         owners,
         attribution,

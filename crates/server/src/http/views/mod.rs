@@ -7,6 +7,7 @@
 
 mod charts;
 mod funnel;
+mod learned;
 mod trends;
 
 use leadflow_domain::Stage;
@@ -418,10 +419,11 @@ pub(super) fn dashboard(ws: &str, query: &FunnelQuery, data: &Dashboard) -> Mark
                         (trends::velocity(group, &data.funnel.buckets, query.bucket))
                         div class="grid" {
                             (trends::calibration(data.calibration.as_ref()))
-                            section {
-                                h2 { "Live tail " span class="muted" { "latest transitions, every 5 s" } }
-                                ol id="tail" { (tail_rows(&data.tail)) }
-                            }
+                            (learned::learned(data.learning.as_ref()))
+                        }
+                        section {
+                            h2 { "Live tail " span class="muted" { "latest transitions, every 5 s" } }
+                            ol id="tail" { (tail_rows(&data.tail)) }
                         }
                         script { (PreEscaped(TAIL_SCRIPT)) }
                     } @else {
@@ -615,6 +617,7 @@ mod tests {
             funnel: funnel::funnel(std::slice::from_ref(&history), &query),
             channels: vec![HOSTILE.to_owned()],
             calibration: None,
+            learning: None,
             tail: Vec::new(),
             attribution: Some((by, funnel::funnel(&[touched], &grouped))),
             owners: funnel::funnel(
