@@ -19,6 +19,7 @@ mod funnel;
 mod identify;
 mod import;
 mod instructions;
+mod learn;
 mod load;
 mod long_lead;
 mod merge;
@@ -54,6 +55,10 @@ enum Scenario {
     /// GetFunnel over about a million transitions, on SQLite and
     /// PostgreSQL, beside a plain read of the same period.
     Funnel(funnel::Args),
+    /// LearnPolicy over 100,000 leads with their logs (PostgreSQL, or
+    /// --sqlite): the job beside a plain read of the same leads and the
+    /// learning alone, and the memory it takes.
+    Learn(learn::Args),
     /// An engagement to a member of an account of 10 members and of one of
     /// 10,000, beside one to a lead without an account, in the same database.
     Accounts(accounts::Args),
@@ -133,6 +138,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Run(args) => report::run(args).await,
             Scenario::Simulate(args) => simulate::run(args).await,
             Scenario::Funnel(args) => funnel::run(args).await,
+            Scenario::Learn(args) => learn::run(args).await,
             Scenario::Search(args) => search::run(args).await,
             Scenario::Accounts(args) => accounts::run(args).await,
             Scenario::Identify(args) => identify::run(args).await,

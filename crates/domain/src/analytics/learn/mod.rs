@@ -22,6 +22,6 @@ pub use features::{
     Feature, FeatureSpace, MIN_SUPPORT, OBSERVATION_AGE, Observed, is_identifying, observed_at,
 };
 pub use logistic::{Fit, Matrix, fit, penalties};
-pub use pipeline::{LearnError, LearnParams, LearnReport, MIN_OUTCOMES, MIN_POSITIVES, learn};
+pub use pipeline::{LearnError, LearnParams, LearnReport, MIN_OUTCOMES, MIN_POSITIVES, ROUNDS, learn};
 pub use population::{Labelled, LearnOutcome, OPEN_HORIZON, label, labelled};
 pub use rng::SplitMix64;

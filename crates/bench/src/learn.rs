@@ -1,0 +1,344 @@
+//! LearnPolicy over many leads: seeds a history whose truth is known (a
+//! lead reaches SQL more often the more demos and pricing views it had,
+//! and when its company is large), then times, in one run, a plain read of
+//! the same leads with their logs and moves, the learning alone on leads
+//! already in memory, and the whole job as the service runs it, with the
+//! memory the job took.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use leadflow_domain::analytics::Period;
+use leadflow_domain::analytics::learn::{self, LearnOutcome, LearnParams, SplitMix64};
+use leadflow_domain::lifecycle::CommandKind;
+use leadflow_domain::{Engagement, ManualTransition, Policy, Timestamp};
+use leadflow_engine::{BatchItem, CreateLead, Engine, LeadKey, LearnQuery, Request, SystemClock};
+use leadflow_server::{Config, DEFAULT_WORKSPACE, DatabaseUrl};
+use leadflow_store::testing::{Engine as Db, TestDatabase};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Leads to seed.
+    #[arg(long, default_value_t = 100_000)]
+    leads: usize,
+    /// Concurrent seeders.
+    #[arg(long, default_value_t = 8)]
+    writers: usize,
+    /// SQLite instead of PostgreSQL.
+    #[arg(long)]
+    sqlite: bool,
+}
+
+/// Two noise types worth 20 points, the two that matter 2.
+const POLICY: &str = r#"
+name = "bench"
+
+[decay]
+half_life = "30d"
+
+[engagements]
+types = ["demo_watched", "pricing_viewed", "newsletter_opened", "blog_read"]
+
+[[fit]]
+id = "big"
+attribute = "company_size"
+at_least = 200
+points = 10
+
+[[engagement]]
+id = "demo"
+type = "demo_watched"
+points = 2
+
+[[engagement]]
+id = "pricing"
+type = "pricing_viewed"
+points = 2
+
+[[engagement]]
+id = "newsletter"
+type = "newsletter_opened"
+points = 20
+
+[[engagement]]
+id = "blog"
+type = "blog_read"
+points = 20
+
+[stages.MQL]
+engagement_at_least = 30
+fit_at_least = 0
+
+[reasons]
+disqualify = ["spam"]
+"#;
+
+const TYPES: [&str; 4] = ["demo_watched", "pricing_viewed", "newsletter_opened", "blog_read"];
+const DAY: i64 = 86_400;
+
+fn unit(r: &mut SplitMix64) -> f64 {
+    (r.next_u64() >> 11) as f64 / (1_u64 << 53) as f64
+}
+
+/// Resident memory of this process, MiB: now (`VmRSS`) or at its peak
+/// since the last reset (`VmHWM`).
+fn memory(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let db = TestDatabase::new(if args.sqlite { Db::Sqlite } else { Db::Postgres })
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no PostgreSQL (set LEADFLOW_TEST_POSTGRES_URL)"))?;
+    let config = Config {
+        database_url: DatabaseUrl::new(db.url.clone()),
+        max_connections: 16,
+        ..Config::default()
+    };
+    let engine = leadflow_server::open_engine(&config, Arc::new(SystemClock)).await?;
+    let req = Request::new(DEFAULT_WORKSPACE);
+    let version = engine.create_policy_version(&req, POLICY).await?.version;
+    engine.activate_policy(&req, version).await?;
+
+    // Captured over 100 days, the last 100 days before now: every outcome
+    // (40 days after capture) is in the past.
+    let now = engine.now().as_micros() / 1_000_000;
+    let start = now - 200 * DAY;
+    let started = Instant::now();
+    let mut seeders = Vec::new();
+    let per = args.leads.div_ceil(args.writers);
+    for w in 0..args.writers {
+        let engine = engine.clone();
+        let (from, to) = (w * per, ((w + 1) * per).min(args.leads));
+        seeders.push(tokio::spawn(async move { seed(&engine, start, from, to).await }));
+    }
+    let mut positives = 0;
+    for s in seeders {
+        positives += s.await??;
+    }
+    let seeding = started.elapsed().as_secs_f64();
+    println!(
+        "seeded {} leads ({positives} reached SQL) in {seeding:.1} s ({:.0} leads/s)",
+        args.leads,
+        args.leads as f64 / seeding
+    );
+
+    let period = Period {
+        start: Timestamp::from_secs(start),
+        end: Timestamp::from_secs(now),
+    };
+    let params = LearnParams {
+        outcome: LearnOutcome::Sql,
+        model: 0,
+        as_of: engine.now(),
+        target_precision: None,
+    };
+    // Baseline: the same pages the job reads, the labelled leads kept.
+    let store = leadflow_store::Store::connect(&db.url, &leadflow_store::StoreOptions::default()).await?;
+    let started = Instant::now();
+    let mut kept = Vec::new();
+    let mut read = 0;
+    let mut after = None;
+    loop {
+        let (page, next) = store
+            .evidence(DEFAULT_WORKSPACE, period, after.as_ref(), 1_000, false)
+            .await?;
+        read += page.len();
+        kept.extend(
+            page.into_iter()
+                .filter(|e| learn::labelled(e, params.outcome, params.as_of).is_some()),
+        );
+        match next {
+            Some(cursor) => after = Some(cursor),
+            None => break,
+        }
+    }
+    let reading = started.elapsed().as_secs_f64();
+
+    // The learning alone, on the leads in memory.
+    let base = Policy::from_toml(POLICY).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let started = Instant::now();
+    let report = learn::learn(POLICY, &base, &kept, &params)?;
+    let fitting = started.elapsed().as_secs_f64();
+    drop(kept);
+
+    // The whole job, as a replica's worker runs it.
+    let before = memory("VmRSS:");
+    // Resets VmHWM to the current resident size (Linux ≥ 4.0).
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let started = Instant::now();
+    let job = engine
+        .start_learning(
+            &req,
+            &LearnQuery {
+                period,
+                outcome: LearnOutcome::Sql,
+                base_version: None,
+                model: None,
+                target_precision: None,
+            },
+        )
+        .await?;
+    anyhow::ensure!(engine.run_learning("bench").await?, "the job was not taken");
+    let whole = started.elapsed().as_secs_f64();
+    let peak = memory("VmHWM:");
+    let done = engine.learn_job(DEFAULT_WORKSPACE, job.id).await?;
+    let learned = done
+        .report
+        .ok_or_else(|| anyhow::anyhow!("the job ended without a report: {:?}", done.error))?;
+    anyhow::ensure!(
+        learned.draft_source == report.draft_source,
+        "the job's draft differs from the learning's alone"
+    );
+
+    println!("| measure | leads | seconds | leads/s |");
+    println!("| --- | ---: | ---: | ---: |");
+    println!(
+        "| read leads, logs and moves (baseline) | {read} | {reading:.2} | {:.0} |",
+        read as f64 / reading
+    );
+    println!(
+        "| learning alone (fit, {} bootstrap rounds, draft, back-test) | {} | {fitting:.2} | {:.0} |",
+        learn::ROUNDS,
+        report.outcomes,
+        report.outcomes as f64 / fitting
+    );
+    println!(
+        "| LearnPolicy job, whole | {} | {whole:.2} | {:.0} |",
+        done.total,
+        done.total as f64 / whole
+    );
+    println!(
+        "job / (read + learning alone): {:.2}×; memory {before:.0} MiB before the job, peak {}",
+        whole / (reading + fitting),
+        if reset {
+            format!("{peak:.0} MiB during it (+{:.0} MiB)", peak - before)
+        } else {
+            "unknown (no /proc/self/clear_refs)".to_owned()
+        }
+    );
+    let weight = |id: &str| {
+        learned
+            .rules
+            .iter()
+            .find(|r| r.rule_id == id)
+            .map_or(f64::NAN, |r| r.weight)
+    };
+    println!(
+        "weights: demo {:.2}, pricing {:.2}, newsletter {:.2}, blog {:.2}, big {:.2}; AUC on {} held-out leads: base {:.3}, draft {:.3}",
+        weight("demo"),
+        weight("pricing"),
+        weight("newsletter"),
+        weight("blog"),
+        weight("big"),
+        learned.held_out,
+        learned.base.auc,
+        learned.draft.auc
+    );
+    Ok(())
+}
+
+/// Leads `from..to`, each with its engagements and its outcome: promoted
+/// and accepted (SQL), or disqualified. How many reached SQL.
+async fn seed(engine: &Engine, start: i64, from: usize, to: usize) -> anyhow::Result<usize> {
+    let req = Request::new(DEFAULT_WORKSPACE);
+    let mut r = SplitMix64::new(2026 + from as u64);
+    let mut positives = 0;
+    for i in from..to {
+        let captured = start as f64 + unit(&mut r) * 100.0 * DAY as f64;
+        let at = |secs: f64| Timestamp::from_secs(secs as i64);
+        let big = unit(&mut r) < 0.5;
+        let mut profile = BTreeMap::new();
+        profile.insert("email".to_owned(), format!("p{i}@example.com"));
+        profile.insert(
+            "company_size".to_owned(),
+            if big { "500" } else { "50" }.to_owned(),
+        );
+        profile.insert(
+            "region".to_owned(),
+            ["emea", "amer", "apac"][r.below(3)].to_owned(),
+        );
+        let lead = engine
+            .create_lead(
+                &req,
+                &CreateLead {
+                    profile,
+                    captured_at: Some(at(captured)),
+                    ..CreateLead::default()
+                },
+            )
+            .await?
+            .lead
+            .ok_or_else(|| anyhow::anyhow!("a created lead"))?;
+        let key = LeadKey::Id(lead.id.clone());
+        let mut counts = [0.0_f64; 4];
+        let mut items = Vec::new();
+        for (k, kind) in TYPES.into_iter().enumerate() {
+            for j in 0..r.below(3) {
+                counts[k] += 1.0;
+                items.push(BatchItem {
+                    lead: key.clone(),
+                    engagement: Engagement {
+                        event_id: format!("{i}-{kind}-{j}"),
+                        kind: kind.to_owned(),
+                        channel: Some(if k % 2 == 0 { "web" } else { "email" }.to_owned()),
+                        properties: BTreeMap::new(),
+                        occurred_at: at(captured + (0.5 + unit(&mut r) * 10.0) * DAY as f64),
+                    },
+                    occurred_at_given: true,
+                });
+            }
+        }
+        if !items.is_empty() {
+            engine.record_engagements(&req, &items).await?;
+        }
+        let logit = -3.0 + 1.4 * counts[0] + 1.2 * counts[1] + if big { 1.5 } else { 0.0 };
+        let positive = unit(&mut r) < 1.0 / (1.0 + f64::exp(-logit));
+        let decided = captured + 40.0 * DAY as f64;
+        let manual = |command, reason: Option<&str>, when| ManualTransition {
+            command,
+            reason: reason.map(str::to_owned),
+            actor: None,
+            deal: None,
+            occurred_at: Some(at(when)),
+        };
+        if positive {
+            positives += 1;
+            // An MQL already (its engagement reached the bar) cannot be promoted.
+            let _ = engine
+                .transition(
+                    &req,
+                    &key,
+                    &manual(CommandKind::Promote, Some("booth"), decided),
+                    None,
+                )
+                .await;
+            engine
+                .transition(
+                    &req,
+                    &key,
+                    &manual(CommandKind::Accept, None, decided + 60.0),
+                    None,
+                )
+                .await?;
+        } else {
+            engine
+                .transition(
+                    &req,
+                    &key,
+                    &manual(CommandKind::Disqualify, Some("spam"), decided),
+                    None,
+                )
+                .await?;
+        }
+    }
+    Ok(positives)
+}
