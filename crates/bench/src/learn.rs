@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use leadflow_domain::analytics::Period;
-use leadflow_domain::analytics::learn::{self, LearnOutcome, LearnParams, SplitMix64};
+use leadflow_domain::analytics::learn::synthetic::{self, SyntheticLead, WRONG};
+use leadflow_domain::analytics::learn::{self, LearnOutcome, LearnParams};
 use leadflow_domain::lifecycle::CommandKind;
 use leadflow_domain::{Engagement, ManualTransition, Policy, Timestamp};
 use leadflow_engine::{BatchItem, CreateLead, Engine, LeadKey, LearnQuery, Request, SystemClock};
@@ -30,56 +31,7 @@ pub(crate) struct Args {
     sqlite: bool,
 }
 
-/// Two noise types worth 20 points, the two that matter 2.
-const POLICY: &str = r#"
-name = "bench"
-
-[decay]
-half_life = "30d"
-
-[engagements]
-types = ["demo_watched", "pricing_viewed", "newsletter_opened", "blog_read"]
-
-[[fit]]
-id = "big"
-attribute = "company_size"
-at_least = 200
-points = 10
-
-[[engagement]]
-id = "demo"
-type = "demo_watched"
-points = 2
-
-[[engagement]]
-id = "pricing"
-type = "pricing_viewed"
-points = 2
-
-[[engagement]]
-id = "newsletter"
-type = "newsletter_opened"
-points = 20
-
-[[engagement]]
-id = "blog"
-type = "blog_read"
-points = 20
-
-[stages.MQL]
-engagement_at_least = 30
-fit_at_least = 0
-
-[reasons]
-disqualify = ["spam"]
-"#;
-
-const TYPES: [&str; 4] = ["demo_watched", "pricing_viewed", "newsletter_opened", "blog_read"];
 const DAY: i64 = 86_400;
-
-fn unit(r: &mut SplitMix64) -> f64 {
-    (r.next_u64() >> 11) as f64 / (1_u64 << 53) as f64
-}
 
 /// Resident memory of this process, MiB: now (`VmRSS`) or at its peak
 /// since the last reset (`VmHWM`).
@@ -105,7 +57,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     };
     let engine = leadflow_server::open_engine(&config, Arc::new(SystemClock)).await?;
     let req = Request::new(DEFAULT_WORKSPACE);
-    let version = engine.create_policy_version(&req, POLICY).await?.version;
+    let version = engine.create_policy_version(&req, WRONG).await?.version;
     engine.activate_policy(&req, version).await?;
 
     // Captured over 100 days, the last 100 days before now: every outcome
@@ -114,11 +66,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let start = now - 200 * DAY;
     let started = Instant::now();
     let mut seeders = Vec::new();
-    let per = args.leads.div_ceil(args.writers);
-    for w in 0..args.writers {
+    let history = synthetic::history(2026, args.leads);
+    for chunk in history.chunks(args.leads.div_ceil(args.writers.max(1)).max(1)) {
         let engine = engine.clone();
-        let (from, to) = (w * per, ((w + 1) * per).min(args.leads));
-        seeders.push(tokio::spawn(async move { seed(&engine, start, from, to).await }));
+        let chunk = chunk.to_vec();
+        seeders.push(tokio::spawn(async move { seed(&engine, start, chunk).await }));
     }
     let mut positives = 0;
     for s in seeders {
@@ -164,9 +116,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let reading = started.elapsed().as_secs_f64();
 
     // The learning alone, on the leads in memory.
-    let base = Policy::from_toml(POLICY).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let base = Policy::from_toml(WRONG).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let started = Instant::now();
-    let report = learn::learn(POLICY, &base, &kept, &params)?;
+    let report = learn::learn(WRONG, &base, &kept, &params)?;
     let fitting = started.elapsed().as_secs_f64();
     drop(kept);
 
@@ -246,95 +198,73 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Leads `from..to`, each with its engagements and its outcome: promoted
-/// and accepted (SQL), or disqualified. How many reached SQL.
-async fn seed(engine: &Engine, start: i64, from: usize, to: usize) -> anyhow::Result<usize> {
+/// `leads`, each with its engagements and its outcome: promoted and
+/// accepted (SQL), or disqualified. How many reached SQL.
+async fn seed(engine: &Engine, start: i64, leads: Vec<SyntheticLead>) -> anyhow::Result<usize> {
     let req = Request::new(DEFAULT_WORKSPACE);
-    let mut r = SplitMix64::new(2026 + from as u64);
+    let at = |days: f64| Timestamp::from_secs(start + (days * DAY as f64) as i64);
     let mut positives = 0;
-    for i in from..to {
-        let captured = start as f64 + unit(&mut r) * 100.0 * DAY as f64;
-        let at = |secs: f64| Timestamp::from_secs(secs as i64);
-        let big = unit(&mut r) < 0.5;
-        let mut profile = BTreeMap::new();
-        profile.insert("email".to_owned(), format!("p{i}@example.com"));
-        profile.insert(
-            "company_size".to_owned(),
-            if big { "500" } else { "50" }.to_owned(),
-        );
-        profile.insert(
-            "region".to_owned(),
-            ["emea", "amer", "apac"][r.below(3)].to_owned(),
-        );
-        let lead = engine
+    for lead in leads {
+        let created = engine
             .create_lead(
                 &req,
                 &CreateLead {
-                    profile,
-                    captured_at: Some(at(captured)),
+                    profile: lead.profile,
+                    captured_at: Some(at(lead.captured)),
                     ..CreateLead::default()
                 },
             )
             .await?
             .lead
             .ok_or_else(|| anyhow::anyhow!("a created lead"))?;
-        let key = LeadKey::Id(lead.id.clone());
-        let mut counts = [0.0_f64; 4];
-        let mut items = Vec::new();
-        for (k, kind) in TYPES.into_iter().enumerate() {
-            for j in 0..r.below(3) {
-                counts[k] += 1.0;
-                items.push(BatchItem {
-                    lead: key.clone(),
-                    engagement: Engagement {
-                        event_id: format!("{i}-{kind}-{j}"),
-                        kind: kind.to_owned(),
-                        channel: Some(if k % 2 == 0 { "web" } else { "email" }.to_owned()),
-                        properties: BTreeMap::new(),
-                        occurred_at: at(captured + (0.5 + unit(&mut r) * 10.0) * DAY as f64),
-                    },
-                    occurred_at_given: true,
-                });
-            }
-        }
+        let key = LeadKey::Id(created.id);
+        let items: Vec<BatchItem> = lead
+            .engagements
+            .iter()
+            .map(|e| BatchItem {
+                lead: key.clone(),
+                engagement: Engagement {
+                    event_id: e.event_id.clone(),
+                    kind: e.kind.to_owned(),
+                    channel: Some(e.channel.to_owned()),
+                    properties: BTreeMap::new(),
+                    occurred_at: at(e.day),
+                },
+                occurred_at_given: true,
+            })
+            .collect();
         if !items.is_empty() {
             engine.record_engagements(&req, &items).await?;
         }
-        let logit = -3.0 + 1.4 * counts[0] + 1.2 * counts[1] + if big { 1.5 } else { 0.0 };
-        let positive = unit(&mut r) < 1.0 / (1.0 + f64::exp(-logit));
-        let decided = captured + 40.0 * DAY as f64;
-        let manual = |command, reason: Option<&str>, when| ManualTransition {
+        let decided = lead.captured + synthetic::OUTCOME_DAYS;
+        let manual = |command, reason: Option<&str>, when: Timestamp| ManualTransition {
             command,
             reason: reason.map(str::to_owned),
             actor: None,
             deal: None,
-            occurred_at: Some(at(when)),
+            occurred_at: Some(when),
         };
-        if positive {
+        if lead.positive {
             positives += 1;
             // An MQL already (its engagement reached the bar) cannot be promoted.
             let _ = engine
                 .transition(
                     &req,
                     &key,
-                    &manual(CommandKind::Promote, Some("booth"), decided),
+                    &manual(CommandKind::Promote, Some("booth"), at(decided)),
                     None,
                 )
                 .await;
+            let accepted = Timestamp::from_secs(at(decided).as_micros() / 1_000_000 + 60);
             engine
-                .transition(
-                    &req,
-                    &key,
-                    &manual(CommandKind::Accept, None, decided + 60.0),
-                    None,
-                )
+                .transition(&req, &key, &manual(CommandKind::Accept, None, accepted), None)
                 .await?;
         } else {
             engine
                 .transition(
                     &req,
                     &key,
-                    &manual(CommandKind::Disqualify, Some("spam"), decided),
+                    &manual(CommandKind::Disqualify, Some("spam"), at(decided)),
                     None,
                 )
                 .await?;

@@ -7,7 +7,7 @@
 //! SimulatePolicy like any other document.
 
 use leadflow_domain::Timestamp;
-use leadflow_domain::analytics::learn::SplitMix64;
+use leadflow_domain::analytics::learn::synthetic::{self, WRONG};
 use leadflow_e2e::*;
 use leadflow_proto::v1 as pb;
 use tokio_stream::StreamExt as _;
@@ -18,49 +18,6 @@ use crate::analytics::analytics;
 const T0: i64 = 1_767_225_600;
 const DAY: i64 = 86_400;
 
-pub(crate) const WRONG: &str = r#"
-name = "wrong"
-
-[decay]
-half_life = "30d"
-
-[engagements]
-types = ["demo_watched", "pricing_viewed", "newsletter_opened", "blog_read"]
-
-[[fit]]
-id = "big"
-attribute = "company_size"
-at_least = 200
-points = 10
-
-[[engagement]]
-id = "demo"
-type = "demo_watched"
-points = 2
-
-[[engagement]]
-id = "pricing"
-type = "pricing_viewed"
-points = 2
-
-[[engagement]]
-id = "newsletter"
-type = "newsletter_opened"
-points = 20
-
-[[engagement]]
-id = "blog"
-type = "blog_read"
-points = 20
-
-[stages.MQL]
-engagement_at_least = 30
-fit_at_least = 0
-
-[reasons]
-disqualify = ["spam"]
-"#;
-
 fn ts(secs: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: secs,
@@ -68,38 +25,21 @@ fn ts(secs: i64) -> prost_types::Timestamp {
     }
 }
 
-fn unit(r: &mut SplitMix64) -> f64 {
-    #[allow(clippy::cast_precision_loss)]
-    let u = (r.next_u64() >> 11) as f64 / (1_u64 << 53) as f64;
-    u
-}
-
 #[allow(clippy::cast_possible_truncation)]
 fn day(d: f64) -> i64 {
     T0 + (d * DAY as f64) as i64
 }
 
-/// `n` leads, each with its engagements and its outcome 40 days after
-/// capture: SQL (promoted, then accepted) or disqualified.
+/// `n` leads of the synthetic history, each with its engagements and its
+/// outcome: SQL (promoted if need be, then accepted) or disqualified.
 pub(crate) async fn seed(server: &mut TestServer, n: usize) -> anyhow::Result<usize> {
-    let mut r = SplitMix64::new(2026);
     let mut positives = 0;
-    for i in 0..n {
-        let captured = unit(&mut r) * 100.0;
-        let big = unit(&mut r) < 0.5;
-        let region = ["emea", "amer", "apac"][r.below(3)];
-        let lead = server
+    for lead in synthetic::history(2026, n) {
+        let id = server
             .leads
             .create_lead(pb::CreateLeadRequest {
-                profile: [
-                    ("email", format!("p{i}@example.com")),
-                    ("company_size", if big { "500" } else { "50" }.to_owned()),
-                    ("region", region.to_owned()),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect(),
-                captured_at: Some(ts(day(captured))),
+                profile: lead.profile,
+                captured_at: Some(ts(day(lead.captured))),
                 ..Default::default()
             })
             .await?
@@ -107,55 +47,43 @@ pub(crate) async fn seed(server: &mut TestServer, n: usize) -> anyhow::Result<us
             .lead
             .expect("a lead")
             .id;
-        let mut counts = [0.0_f64; 4];
-        let mut items = Vec::new();
-        for (k, kind) in ["demo_watched", "pricing_viewed", "newsletter_opened", "blog_read"]
-            .into_iter()
-            .enumerate()
-        {
-            for j in 0..r.below(3) {
-                counts[k] += 1.0;
-                let e = pb::Engagement {
-                    channel: if k % 2 == 0 { "web" } else { "email" }.to_owned(),
-                    ..at(
-                        engagement(&format!("{i}-{kind}-{j}"), kind),
-                        ts(day(captured + 0.5 + unit(&mut r) * 10.0)),
-                    )
-                };
-                items.push(pb::EngagementItem {
-                    lead: by_id(&lead),
-                    engagement: Some(e),
-                });
-            }
-        }
+        let items: Vec<pb::EngagementItem> = lead
+            .engagements
+            .iter()
+            .map(|e| pb::EngagementItem {
+                lead: by_id(&id),
+                engagement: Some(pb::Engagement {
+                    channel: e.channel.to_owned(),
+                    ..at(engagement(&e.event_id, e.kind), ts(day(e.day)))
+                }),
+            })
+            .collect();
         if !items.is_empty() {
             server
                 .leads
                 .record_engagements(pb::RecordEngagementsRequest { engagements: items })
                 .await?;
         }
-        let logit = -3.0 + 1.4 * counts[0] + 1.2 * counts[1] + if big { 1.5 } else { 0.0 };
-        let positive = unit(&mut r) < 1.0 / (1.0 + f64::exp(-logit));
-        let decided = day(captured + 40.0);
-        if positive {
+        let decided = day(lead.captured + synthetic::OUTCOME_DAYS);
+        if lead.positive {
             positives += 1;
             let current = server
                 .leads
-                .get_lead(pb::GetLeadRequest { lead: by_id(&lead) })
+                .get_lead(pb::GetLeadRequest { lead: by_id(&id) })
                 .await?
                 .into_inner()
                 .lead
                 .expect("a lead");
             if stage(&current) == pb::Stage::Iql {
-                let mut promote = transition(&lead, pb::Action::Promote, "booth");
+                let mut promote = transition(&id, pb::Action::Promote, "booth");
                 promote.occurred_at = Some(ts(decided));
                 server.leads.transition(promote).await?;
             }
-            let mut accept = transition(&lead, pb::Action::Accept, "");
+            let mut accept = transition(&id, pb::Action::Accept, "");
             accept.occurred_at = Some(ts(decided + 60));
             server.leads.transition(accept).await?;
         } else {
-            let mut lost = transition(&lead, pb::Action::Disqualify, "spam");
+            let mut lost = transition(&id, pb::Action::Disqualify, "spam");
             lost.occurred_at = Some(ts(decided));
             server.leads.transition(lost).await?;
         }

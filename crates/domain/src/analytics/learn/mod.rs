@@ -12,6 +12,8 @@ pub mod logistic;
 pub mod pipeline;
 pub mod population;
 pub mod rng;
+#[cfg(any(test, feature = "synthetic"))]
+pub mod synthetic;
 
 pub use backtest::{Metrics, Scored, auc, metrics};
 pub use bootstrap::intervals;

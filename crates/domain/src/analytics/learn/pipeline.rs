@@ -227,59 +227,11 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::analytics::learn::rng::SplitMix64;
+    use crate::analytics::learn::synthetic::{self, WRONG};
     use crate::engagement::Engagement;
     use crate::profile::Profile;
     use crate::stage::Stage;
     use crate::transition::Move;
-
-    /// Deliberately wrong: the two engagements that matter get 2 points,
-    /// two that do not get 20.
-    const WRONG: &str = r#"
-name = "wrong"
-
-[decay]
-half_life = "30d"
-
-[engagements]
-types = ["demo_watched", "pricing_viewed", "newsletter_opened", "blog_read"]
-
-[[fit]]
-id = "big"
-attribute = "company_size"
-at_least = 200
-points = 10
-
-[[engagement]]
-id = "demo"
-type = "demo_watched"
-points = 2
-
-[[engagement]]
-id = "pricing"
-type = "pricing_viewed"
-points = 2
-
-[[engagement]]
-id = "newsletter"
-type = "newsletter_opened"
-points = 20
-
-[[engagement]]
-id = "blog"
-type = "blog_read"
-points = 20
-
-[stages.MQL]
-engagement_at_least = 30
-fit_at_least = 0
-"#;
-
-    fn unit(r: &mut SplitMix64) -> f64 {
-        #[allow(clippy::cast_precision_loss)]
-        let u = (r.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        u
-    }
 
     const T0: i64 = 1_780_000_000;
 
@@ -290,49 +242,31 @@ fit_at_least = 0
 
     /// Leads whose SQL depends on demos, pricing views and company size.
     fn history(n: usize) -> Vec<Evidence> {
-        let mut r = SplitMix64::new(2026);
-        (0..n)
-            .map(|i| {
-                let captured = unit(&mut r) * 100.0;
-                let big = unit(&mut r) < 0.5;
-                let region = ["emea", "amer", "apac"][r.below(3)];
-                let mut profile = BTreeMap::new();
-                profile.insert("email".to_owned(), format!("p{i}@example.com"));
-                profile.insert(
-                    "company_size".to_owned(),
-                    if big { "500" } else { "50" }.to_owned(),
-                );
-                profile.insert("region".to_owned(), region.to_owned());
-                let mut log = Vec::new();
-                let mut counts = [0.0_f64; 4];
-                for (k, kind) in ["demo_watched", "pricing_viewed", "newsletter_opened", "blog_read"]
-                    .into_iter()
-                    .enumerate()
-                {
-                    for j in 0..r.below(3) {
-                        counts[k] += 1.0;
-                        log.push(Engagement {
-                            event_id: format!("{i}-{kind}-{j}"),
-                            kind: kind.to_owned(),
-                            channel: Some(if k % 2 == 0 { "web" } else { "email" }.to_owned()),
-                            properties: BTreeMap::new(),
-                            occurred_at: day(captured + 0.5 + unit(&mut r) * 10.0),
-                        });
-                    }
-                }
-                let logit: f64 = -3.0 + 1.4 * counts[0] + 1.2 * counts[1] + if big { 1.5 } else { 0.0 };
-                let positive = unit(&mut r) < 1.0 / (1.0 + (-logit).exp());
-                let decided = day(captured + 40.0);
-                let mut moves = vec![(Stage::Iql, Move::Capture, day(captured))];
-                if positive {
+        synthetic::history(2026, n)
+            .into_iter()
+            .enumerate()
+            .map(|(i, lead)| {
+                let decided = day(lead.captured + synthetic::OUTCOME_DAYS);
+                let mut moves = vec![(Stage::Iql, Move::Capture, day(lead.captured))];
+                if lead.positive {
                     moves.push((Stage::Sql, Move::Accept, decided));
                 } else {
                     moves.push((Stage::Disqualified, Move::Disqualify, decided));
                 }
                 Evidence {
                     lead_id: format!("{i:05}"),
-                    profile: Profile::capture(profile).expect("a profile"),
-                    log,
+                    profile: Profile::capture(lead.profile).expect("a profile"),
+                    log: lead
+                        .engagements
+                        .into_iter()
+                        .map(|e| Engagement {
+                            event_id: e.event_id,
+                            kind: e.kind.to_owned(),
+                            channel: Some(e.channel.to_owned()),
+                            properties: BTreeMap::new(),
+                            occurred_at: day(e.day),
+                        })
+                        .collect(),
                     moves,
                     mql_by: None,
                     erased: false,
