@@ -28,6 +28,9 @@ const RENEW_EVERY: Duration = Duration::from_secs(10);
 const MAX_ATTEMPTS: i32 = 3;
 /// Leads read at once.
 const PAGE: u64 = 1_000;
+/// Leads a learning reads at most (those with a known outcome are kept in
+/// memory until the fit).
+const MAX_LEADS: u64 = 1_000_000;
 
 /// What to learn from.
 #[derive(Clone, Debug, PartialEq)]
@@ -179,15 +182,26 @@ impl Engine {
             model: policy.models[model].id.clone(),
             target_precision: query.target_precision,
         };
+        // Counted before the workspace is locked: its writers do not wait on it.
+        let total = self.store.count_captured(ws, query.period).await?;
         let tx = self.store.begin().await?;
         if let Some(done) = replay::<StartedLearning>(&tx, req, Method::LearnPolicy).await? {
             drop(tx);
             return self.learn_job(ws, done.job_id).await;
         }
+        if total > MAX_LEADS {
+            return Err(EngineError::invalid(
+                "PERIOD_TOO_LARGE",
+                "period",
+                format!(
+                    "the period holds {total} leads; a learning reads at most {MAX_LEADS}: take a shorter one"
+                ),
+            ));
+        }
         tx.lock_workspace(ws).await?;
         let now = self.now();
         let job = tx
-            .start_learn(ws, &request, now, req.traceparent.as_deref())
+            .start_learn(ws, &request, total, now, req.traceparent.as_deref())
             .await?;
         save(
             &tx,
@@ -345,6 +359,9 @@ impl Engine {
                 }
                 () = tokio::time::sleep(RENEW_EVERY) => {
                     if !self.renew(job, "FITTING", read).await? {
+                        // One fit at a time on a replica: this one ends
+                        // before the worker takes another job.
+                        let _ = fitting.await;
                         return Ok(None);
                     }
                 }

@@ -608,7 +608,8 @@ pub(crate) fn learning_ended(job: &leadflow_engine::LearnJob) -> Status {
                 .meta("min_outcomes", MIN_OUTCOMES)
                 .meta("min_positives", MIN_POSITIVES)
         },
-        (_, Some("INVALID_DRAFT")) => Error::new(Code::FailedPrecondition, "INVALID_DRAFT", message),
+        // A draft the parser refuses is the service's fault, not the caller's.
+        (_, Some("INVALID_DRAFT")) => Error::new(Code::Internal, "INVALID_DRAFT", message),
         (_, Some("BASE_NOT_FOUND")) => Error::new(Code::NotFound, "BASE_NOT_FOUND", message),
         _ => Error::new(Code::Aborted, "LEARN_FAILED", message),
     };

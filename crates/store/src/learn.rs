@@ -116,12 +116,14 @@ pub enum LearnEnd {
 }
 
 impl Tx {
-    /// Supersedes the workspace's running learning and starts one. Call
-    /// under [`Tx::lock_workspace`].
+    /// Supersedes the workspace's running learning and starts one over
+    /// `total` leads ([`Store::count_captured`]). Call under
+    /// [`Tx::lock_workspace`].
     pub async fn start_learn(
         &self,
         ws: &str,
         request: &LearnRequest,
+        total: u64,
         now: Timestamp,
         traceparent: Option<&str>,
     ) -> Result<LearnJobRecord, StoreError> {
@@ -144,13 +146,6 @@ impl Tx {
             .await?
             .unwrap_or(0)
             + 1;
-        let total = lead::Entity::find()
-            .filter(lead::Column::WorkspaceId.eq(ws))
-            .filter(lead::Column::CapturedAt.gte(request.period.start.as_micros()))
-            .filter(lead::Column::CapturedAt.lt(request.period.end.as_micros()))
-            .filter(lead::Column::ErasedAt.is_null())
-            .count(db)
-            .await?;
         let row = learn_job::Model {
             workspace_id: ws.to_owned(),
             id,
@@ -186,6 +181,18 @@ impl Tx {
 }
 
 impl Store {
+    /// The leads captured in `period` and not erased.
+    pub async fn count_captured(&self, ws: &str, period: Period) -> Result<u64, StoreError> {
+        lead::Entity::find()
+            .filter(lead::Column::WorkspaceId.eq(ws))
+            .filter(lead::Column::CapturedAt.gte(period.start.as_micros()))
+            .filter(lead::Column::CapturedAt.lt(period.end.as_micros()))
+            .filter(lead::Column::ErasedAt.is_null())
+            .count(self.reader())
+            .await
+            .map_err(|e| self.on_reader(e))
+    }
+
     /// A running job whose lease is free or ran out, now held by `holder`
     /// until `until` (its attempts counted).
     pub async fn take_learn_job(

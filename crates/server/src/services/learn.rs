@@ -181,13 +181,25 @@ pub(crate) async fn learn_policy(
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let watcher = engine.clone();
     let ws = caller.workspace.clone();
-    engine.spawn_until_stopped(async move {
+    let stopping = engine.stopping();
+    engine.spawn(async move {
         let mut job = first;
-        let mut sent: Option<(LearnStatus, LearnPhase, i64)> = None;
+        // The job's lease renewals (every 10 s while fitting) move
+        // `updated_at`: a quiet phase still sends a message that often.
+        let mut sent = None;
         loop {
-            let key = (job.status, job.phase, job.read);
+            let key = (job.status, job.phase, job.read, job.updated_at);
             if sent != Some(key) {
-                let item = if job.status == LearnStatus::Done || job.is_running() {
+                let item = if job.status == LearnStatus::Done && job.report.is_none() {
+                    // A retry of a request whose report a later one replaced.
+                    Err(status(leadflow_engine::EngineError::FailedPrecondition {
+                        reason: "REPORT_REPLACED",
+                        message: format!(
+                            "learning job {} is done and its report was replaced by a later one: GetLearnReport reads the last",
+                            job.id
+                        ),
+                    }))
+                } else if job.status == LearnStatus::Done || job.is_running() {
                     Ok(pb::LearnPolicyResponse {
                         job: Some(job_out(&job)),
                     })
@@ -206,6 +218,14 @@ pub(crate) async fn learn_policy(
             tokio::select! {
                 () = tokio::time::sleep(WATCH_EVERY) => {}
                 () = tx.closed() => return,
+                () = stopping.cancelled() => {
+                    let message = format!(
+                        "the server is shutting down; learning job {} goes on: GetLearnReport follows it",
+                        job.id
+                    );
+                    let _ = tx.send(Err(Status::unavailable(message))).await;
+                    return;
+                }
             }
             job = match watcher.learn_job(&ws, job.id).await {
                 Ok(job) => job,

@@ -46,7 +46,7 @@ async fn start(store: &Store, now: i64) -> leadflow_store::LearnJobRecord {
     let tx = store.begin().await.expect("begin");
     tx.lock_workspace("w").await.expect("lock");
     let job = tx
-        .start_learn("w", &request(), at(now), None)
+        .start_learn("w", &request(), 0, at(now), None)
         .await
         .expect("start");
     tx.commit().await.expect("commit");

@@ -178,7 +178,11 @@ pub fn learned_rules(base: &Policy, weighed: &[Weighed], scales: Scales) -> Vec<
                 old_points: if is_new { 0.0 } else { old },
                 learned_points: learned,
                 weight: round6(weight),
-                interval: (round6(lo * scale), round6(hi * scale)),
+                // A negative scale (an undesirable fit rule) turns the interval around.
+                interval: (
+                    round6((lo * scale).min(hi * scale)),
+                    round6((lo * scale).max(hi * scale)),
+                ),
                 support: w.support,
                 in_draft,
             }

@@ -63,18 +63,21 @@ pub const IDENTIFYING: [&str; 13] = [
 ];
 
 /// Whether `attribute` may identify a person: a known identifying name, a
-/// name containing one of them (`work_email`, `phone_number`), or an
-/// attribute the policy matches duplicates on.
+/// name containing one of them (`work_email`, `phone_number`; a short one
+/// such as `ip` as a word of it: `client_ip`, not `zip`), or an attribute
+/// the policy matches duplicates on.
 pub fn is_identifying(policy: &Policy, attribute: &str) -> bool {
     let a = attribute.trim().to_ascii_lowercase();
-    IDENTIFYING
+    IDENTIFYING.iter().any(|i| {
+        a == *i
+            || (i.len() > 3 && a.contains(i))
+            || a.split(|c: char| !c.is_ascii_alphanumeric())
+                .any(|word| word == *i)
+    }) || policy
+        .identity
+        .match_attributes
         .iter()
-        .any(|i| a == *i || (i.len() > 3 && a.contains(i)))
-        || policy
-            .identity
-            .match_attributes
-            .iter()
-            .any(|m| m.eq_ignore_ascii_case(&a))
+        .any(|m| m.eq_ignore_ascii_case(&a))
 }
 
 /// One number of a lead's row.
@@ -468,6 +471,8 @@ mod tests {
         assert!(
             is_identifying(&p, "Work_Email")
                 && is_identifying(&p, "phone_number")
+                && is_identifying(&p, "client_ip")
+                && !is_identifying(&p, "zip")
                 && !is_identifying(&p, "industry")
         );
     }

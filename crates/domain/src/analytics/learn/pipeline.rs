@@ -140,7 +140,11 @@ pub fn learn(
         .iter()
         .map(|c| Observed {
             evidence: c.evidence,
-            at: observed_at(base, c.evidence, c.captured_at),
+            // Never after the outcome was decided, nor after the job's
+            // instant: what a lead did then is not what made it convert.
+            at: observed_at(base, c.evidence, c.captured_at)
+                .min(c.decided_at)
+                .min(params.as_of),
         })
         .collect();
     let y: Vec<bool> = training.iter().map(|c| c.positive).collect();
