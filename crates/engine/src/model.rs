@@ -261,7 +261,8 @@ mod tests {
                 "CreateOwner",
                 "UpdateOwner",
                 "AssignLead",
-                "CreateWebhook"
+                "CreateWebhook",
+                "LearnPolicy"
             ]
         );
     }
