@@ -241,15 +241,6 @@ impl Engine {
             .transpose()
     }
 
-    /// The workspace's newest learning, whatever its state.
-    pub async fn latest_learning(&self, ws: &str) -> Result<Option<LearnJob>, EngineError> {
-        self.store
-            .latest_learn_job(ws)
-            .await?
-            .map(LearnJob::try_from)
-            .transpose()
-    }
-
     /// Takes a running learning whose lease is free and runs it to its end
     /// as `holder`: false when there was none.
     pub async fn run_learning(&self, holder: &str) -> Result<bool, EngineError> {
