@@ -111,10 +111,21 @@ impl Meter {
 
 /// A process's resident memory now, MiB (`VmRSS` in /proc/PID/status).
 pub(crate) fn resident_mib(pid: u32) -> Option<f64> {
+    status_mib(pid, "VmRSS:")
+}
+
+/// A process's resident memory at its peak since the peak was last reset
+/// (`VmHWM`), MiB.
+pub(crate) fn peak_mib(pid: u32) -> Option<f64> {
+    status_mib(pid, "VmHWM:")
+}
+
+/// A `kB` line of /proc/PID/status, MiB.
+fn status_mib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()

@@ -33,19 +33,6 @@ pub(crate) struct Args {
 
 const DAY: i64 = 86_400;
 
-/// Resident memory of this process, MiB: now (`VmRSS`) or at its peak
-/// since the last reset (`VmHWM`).
-fn memory(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let db = TestDatabase::new(if args.sqlite { Db::Sqlite } else { Db::Postgres })
         .await
@@ -123,7 +110,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     drop(kept);
 
     // The whole job, as a replica's worker runs it.
-    let before = memory("VmRSS:");
+    let before = crate::cpu::resident_mib(std::process::id()).unwrap_or(0.0);
     // Resets VmHWM to the current resident size (Linux ≥ 4.0).
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let started = Instant::now();
@@ -141,7 +128,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .await?;
     anyhow::ensure!(engine.run_learning("bench").await?, "the job was not taken");
     let whole = started.elapsed().as_secs_f64();
-    let peak = memory("VmHWM:");
+    let peak = crate::cpu::peak_mib(std::process::id()).unwrap_or(0.0);
     let done = engine.learn_job(DEFAULT_WORKSPACE, job.id).await?;
     let learned = done
         .report
