@@ -63,11 +63,16 @@ impl Evidence {
         }
     }
 
+    /// The lead's fit score under `policy`, of the target's model.
+    pub(crate) fn fit(&self, policy: &Policy, target: Target) -> f64 {
+        round6(fit_score(policy, target.model, &self.profile))
+    }
+
     /// Whether the guards of `target` other than its engagement threshold
     /// pass on the profile: fit (the target model's), grade (the default
     /// model's), required attributes, no disqualifying match.
     pub(crate) fn profile_qualifies(&self, policy: &Policy, target: Target) -> bool {
-        let fit = round6(fit_score(policy, target.model, &self.profile));
+        let fit = self.fit(policy, target);
         let grade_fit = round6(fit_score(policy, 0, &self.profile));
         let mql = &policy.mql;
         let (fit_at_least, grade) = match target.level.and_then(|i| mql.levels.get(i)) {

@@ -5,6 +5,7 @@
 //! intervals of its weights, and the back-test's figures.
 
 pub mod backtest;
+pub mod bars;
 pub mod bootstrap;
 pub mod draft;
 pub mod features;

@@ -7,12 +7,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::backtest::{Metrics, Scored, metrics};
+use super::bars::{self, Aim, Trained};
 use super::bootstrap::intervals;
-use super::draft::{RuleLearned, Weighed, draft_source, learned_rules, scales, with_bar};
+use super::draft::{RuleLearned, Weighed, draft_source, learned_rules, scales};
 use super::features::{FeatureSpace, Observed, observed_at, seen_before};
 use super::logistic::{Matrix, fit, penalties};
 use super::population::{LearnOutcome, labelled};
-use crate::analytics::evidence::{Cutoffs, Evidence, Peak, calibrate_peaks};
+use crate::analytics::evidence::Evidence;
 use crate::num::round6;
 use crate::policy::Policy;
 use crate::score::ScoreState;
@@ -40,6 +41,9 @@ pub struct LearnParams {
     /// Moves after it do not count: a job that resumes gives the same answer.
     pub as_of: Timestamp,
     pub target_precision: Option<f64>,
+    /// Choose the MQL fit bar with the engagement bar; else the base's is kept.
+    #[serde(default)]
+    pub choose_fit: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -64,7 +68,16 @@ pub struct LearnReport {
     pub rules: Vec<RuleLearned>,
     pub base_engagement_at_least: f64,
     pub engagement_at_least: f64,
+    /// `None` in reports kept before the fit bar could be chosen (it was kept).
+    #[serde(default)]
+    pub base_fit_at_least: Option<f64>,
     pub fit_at_least: f64,
+    /// The training leads' precision and recall at the draft's bars, when
+    /// a cut-off reached the target precision.
+    #[serde(default)]
+    pub training_precision: Option<f64>,
+    #[serde(default)]
+    pub training_recall: Option<f64>,
     pub base: Metrics,
     pub draft: Metrics,
     pub draft_source: String,
@@ -170,30 +183,31 @@ pub fn learn(
     let rules = learned_rules(base, &weighed, scales(base, &space.features, &x, &full.beta));
     let (unbarred, draft) = draft_source(source, base, params.model, &rules).map_err(LearnError::Draft)?;
 
-    // The draft's bar: the existing calibration, on the training leads.
+    // The draft's bars: the existing calibration, on the training leads.
     let target = crate::analytics::evidence::Target {
         model: params.model,
         level: None,
     };
-    let peaks: Vec<Peak> = training
+    let mut unfit = draft.clone();
+    unfit.mql.fit_at_least = f64::NEG_INFINITY;
+    let trained: Vec<Trained> = training
         .iter()
-        .map(|c| Peak {
+        .map(|c| Trained {
             peak: peak_before(&draft, params.model, c.evidence, c.decided_at, outcome),
-            profile_qualifies: c.evidence.profile_qualifies(&draft, target),
-            reached_sql: c.positive,
-            customer: c.positive,
+            fit: c.evidence.fit(&draft, target),
+            guards: c.evidence.profile_qualifies(&unfit, target),
+            positive: c.positive,
         })
         .collect();
-    let step = (base.mql.engagement_at_least / 60.0).max(0.5);
-    let calibration = calibrate_peaks(
-        &peaks,
-        Cutoffs { step, max: None },
-        Some(params.target_precision.unwrap_or(DEFAULT_PRECISION)),
-    );
-    let bar = calibration
-        .suggested
-        .map_or(base.mql.engagement_at_least, |p| p.cutoff);
-    let (draft_text, draft) = with_bar(&unbarred, &draft, params.model, bar).map_err(LearnError::Draft)?;
+    let aim = Aim {
+        model: params.model,
+        precision: params.target_precision.unwrap_or(DEFAULT_PRECISION),
+        step: (base.mql.engagement_at_least / 60.0).max(0.5),
+        choose_fit: params.choose_fit,
+    };
+    let barred = bars::choose(&unbarred, &draft, &trained, aim, base.mql.engagement_at_least)
+        .map_err(LearnError::Draft)?;
+    let (draft_text, draft) = (barred.source.clone(), barred.policy.clone());
 
     // The back-test: each held-out lead replayed under each policy.
     let scored = |policy: &Policy| -> Vec<Scored> {
@@ -219,7 +233,10 @@ pub fn learn(
         rules,
         base_engagement_at_least: base.mql.engagement_at_least,
         engagement_at_least: draft.mql.engagement_at_least,
+        base_fit_at_least: Some(base.mql.fit_at_least),
         fit_at_least: draft.mql.fit_at_least,
+        training_precision: barred.precision,
+        training_recall: barred.recall,
         base: metrics(&scored(base)),
         draft: metrics(&scored(&draft)),
         draft_source: draft_text,
@@ -246,7 +263,11 @@ mod tests {
 
     /// Leads whose SQL depends on demos, pricing views and company size.
     fn history(n: usize) -> Vec<Evidence> {
-        synthetic::history(2026, n)
+        evidence(synthetic::history(2026, n))
+    }
+
+    fn evidence(leads: Vec<synthetic::SyntheticLead>) -> Vec<Evidence> {
+        leads
             .into_iter()
             .enumerate()
             .map(|(i, lead)| {
@@ -285,6 +306,7 @@ mod tests {
             model: 0,
             as_of: day(300.0),
             target_precision: Some(0.6),
+            choose_fit: false,
         }
     }
 
@@ -332,6 +354,55 @@ mod tests {
         assert!(points("demo") > points("newsletter") && points("pricing") > points("blog"));
         assert_eq!(report.outcomes, 1_000);
         assert_eq!(report.training + report.held_out, 1_000);
+    }
+
+    #[test]
+    fn a_fit_bar_is_chosen_only_when_asked() {
+        // Small companies never reach SQL: only a fit bar lets engagement
+        // qualify big ones without the small ones that engage as much.
+        let leads = evidence(
+            synthetic::history(2026, 1_000)
+                .into_iter()
+                .map(|mut lead| {
+                    lead.positive &= lead.profile["company_size"] == "500";
+                    lead
+                })
+                .collect(),
+        );
+        let base = Policy::from_toml(WRONG).expect("the wrong policy");
+        let kept = learn(WRONG, &base, &leads, &params()).expect("a report");
+        assert_eq!(kept.fit_at_least, 0.0);
+        assert_eq!(kept.base_fit_at_least, Some(0.0));
+        let asked = LearnParams {
+            choose_fit: true,
+            ..params()
+        };
+        let chosen = learn(WRONG, &base, &leads, &asked).expect("a report");
+        let draft = Policy::from_toml(&chosen.draft_source).expect("the draft parses");
+        let big = draft.attribute_rules.iter().find(|r| r.id == "big").expect("big");
+        // The bar admits big companies, and only them.
+        assert!(
+            chosen.fit_at_least > 0.0 && chosen.fit_at_least <= big.points,
+            "{} {}",
+            chosen.fit_at_least,
+            big.points
+        );
+        assert_eq!(draft.mql.fit_at_least, chosen.fit_at_least);
+        assert!(chosen.training_precision.is_some_and(|p| p >= 0.6), "{chosen:?}");
+        assert!(
+            chosen.training_recall > kept.training_recall,
+            "{:?} {:?}",
+            chosen.training_recall,
+            kept.training_recall
+        );
+        // The rules are learned alike; only the bars differ.
+        assert_eq!(chosen.rules, kept.rules);
+        assert!(
+            chosen.draft.recall >= kept.draft.recall,
+            "{:?} {:?}",
+            chosen.draft,
+            kept.draft
+        );
     }
 
     #[test]
