@@ -31,6 +31,7 @@ mod m20261217_000020_relays;
 mod m20261218_000021_webhooks;
 mod m20261219_000022_resolved_deliveries;
 mod m20261220_000023_learn_jobs;
+mod m20261221_000024_learn_choose_fit;
 
 /// The migration that adds lead search's keys: the store keys the leads
 /// stored before it once it is applied.
@@ -70,6 +71,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261218_000021_webhooks::Migration),
             Box::new(m20261219_000022_resolved_deliveries::Migration),
             Box::new(m20261220_000023_learn_jobs::Migration),
+            Box::new(m20261221_000024_learn_choose_fit::Migration),
         ]
     }
 

@@ -79,6 +79,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         model: 0,
         as_of: engine.now(),
         target_precision: None,
+        choose_fit: false,
     };
     // Baseline: the same pages the job reads, the labelled leads kept.
     let store = leadflow_store::Store::connect(&db.url, &leadflow_store::StoreOptions::default()).await?;
@@ -123,6 +124,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 base_version: None,
                 model: None,
                 target_precision: None,
+                choose_fit: false,
             },
         )
         .await?;

@@ -44,6 +44,8 @@ pub struct LearnQuery {
     pub model: Option<String>,
     /// The precision the draft's MQL bar is calibrated for (default 0.5).
     pub target_precision: Option<f64>,
+    /// Choose the MQL fit bar with the engagement bar; else the base's is kept.
+    pub choose_fit: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +74,7 @@ pub struct LearnJob {
     pub base_version: i64,
     pub model: String,
     pub target_precision: Option<f64>,
+    pub choose_fit: bool,
     pub as_of: Timestamp,
     pub total: i64,
     pub read: i64,
@@ -145,6 +148,7 @@ impl TryFrom<LearnJobRecord> for LearnJob {
             base_version: r.request.base_version,
             model: r.request.model,
             target_precision: r.request.target_precision,
+            choose_fit: r.request.choose_fit,
             as_of: r.as_of,
             total: r.total,
             read: r.read,
@@ -181,6 +185,7 @@ impl Engine {
             base_version: record.version,
             model: policy.models[model].id.clone(),
             target_precision: query.target_precision,
+            choose_fit: query.choose_fit,
         };
         // Counted before the workspace is locked: its writers do not wait on it.
         let total = self.store.count_captured(ws, query.period).await?;
@@ -309,6 +314,7 @@ impl Engine {
             model,
             as_of: job.as_of,
             target_precision: job.request.target_precision,
+            choose_fit: job.request.choose_fit,
         };
         // Only labelled leads are kept: the others are read and dropped.
         let mut leads: Vec<Evidence> = Vec::new();

@@ -32,6 +32,8 @@ pub struct LearnRequest {
     /// The score model's id.
     pub model: String,
     pub target_precision: Option<f64>,
+    /// Choose the draft's MQL fit bar too.
+    pub choose_fit: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -81,6 +83,7 @@ fn job(row: learn_job::Model) -> LearnJobRecord {
             base_version: row.base_version,
             model: row.model,
             target_precision: row.target_precision,
+            choose_fit: row.choose_fit,
         },
         as_of: ts(row.as_of),
         total: row.total,
@@ -157,6 +160,7 @@ impl Tx {
             base_version: request.base_version,
             model: request.model.clone(),
             target_precision: request.target_precision,
+            choose_fit: request.choose_fit,
             as_of: now.as_micros(),
             total: i64::try_from(total).unwrap_or(i64::MAX),
             read: 0,

@@ -33,8 +33,12 @@ fn day(d: f64) -> i64 {
 /// `n` leads of the synthetic history, each with its engagements and its
 /// outcome: SQL (promoted if need be, then accepted) or disqualified.
 pub(crate) async fn seed(server: &mut TestServer, n: usize) -> anyhow::Result<usize> {
+    seed_leads(server, synthetic::history(2026, n)).await
+}
+
+async fn seed_leads(server: &mut TestServer, leads: Vec<synthetic::SyntheticLead>) -> anyhow::Result<usize> {
     let mut positives = 0;
-    for lead in synthetic::history(2026, n) {
+    for lead in leads {
         let id = server
             .leads
             .create_lead(pb::CreateLeadRequest {
@@ -252,6 +256,99 @@ async fn the_draft_beats_a_wrong_policy(mut server: TestServer) -> anyhow::Resul
     Ok(())
 }
 
+/// Small companies never reach SQL here: only a fit bar lets engagement
+/// qualify the big ones without the small ones that engage as much.
+async fn a_fit_bar_is_chosen_when_asked(mut server: TestServer) -> anyhow::Result<()> {
+    activate_policy(&mut server, WRONG.to_owned()).await?;
+    let leads = synthetic::history(2026, 300)
+        .into_iter()
+        .map(|mut lead| {
+            lead.positive &= lead.profile["company_size"] == "500";
+            lead
+        })
+        .collect();
+    seed_leads(&mut server, leads).await?;
+    let report = |jobs: &[pb::LearnJob]| jobs.last().and_then(|j| j.report.clone()).expect("a report");
+
+    let (jobs, end) = follow(&server, learn_request((T0, day(100.0) + 1))).await?;
+    end.map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    let kept = report(&jobs);
+    assert!(!jobs.last().expect("a job").choose_fit);
+    assert_eq!((kept.base_fit_at_least, kept.fit_at_least), (0.0, 0.0));
+
+    let asked = pb::LearnPolicyRequest {
+        choose_fit: true,
+        ..learn_request((T0, day(100.0) + 1))
+    };
+    let (jobs, end) = follow(&server, asked).await?;
+    end.map_err(|s| anyhow::anyhow!("{s:?}"))?;
+    assert!(jobs.last().expect("a job").choose_fit);
+    let chosen = report(&jobs);
+    assert_eq!(chosen.base_fit_at_least, 0.0);
+    assert!(chosen.fit_at_least > 0.0, "{chosen:#?}");
+    assert!(chosen.training_precision.is_some_and(|p| p >= 0.6), "{chosen:#?}");
+    assert!(
+        chosen.training_recall > kept.training_recall,
+        "{:?} {:?}",
+        chosen.training_recall,
+        kept.training_recall
+    );
+    assert_eq!(chosen.rules, kept.rules);
+    let valid = server
+        .policies
+        .validate_policy(pb::ValidatePolicyRequest {
+            source: chosen.draft_source.clone(),
+        })
+        .await?
+        .into_inner();
+    assert!(valid.valid, "{:?}\n{}", valid.problems, chosen.draft_source);
+    let bar = format!("fit_at_least = {:?}", chosen.fit_at_least);
+    assert!(
+        chosen.draft_source.contains(&bar),
+        "{bar}\n{}",
+        chosen.draft_source
+    );
+
+    // the command asks the same, and says what it chose
+    let against = format!("http://{}", server.grpc_addr());
+    let run = crate::cli::leadflow(
+        &[
+            "policy",
+            "learn",
+            "--against",
+            &against,
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-04-12",
+            "--outcome",
+            "SQL",
+            "--target-precision",
+            "0.6",
+            "--choose-fit",
+        ],
+        None,
+    )
+    .await?;
+    assert!(run.status.success(), "{}", crate::cli::text(&run));
+    assert_eq!(String::from_utf8(run.stdout.clone())?, chosen.draft_source);
+    let said = String::from_utf8_lossy(&run.stderr);
+    let fit = format!(
+        "fit_at_least {} (was 0)",
+        (chosen.fit_at_least * 10.0).round() / 10.0
+    );
+    assert!(said.contains(&fit), "{fit}\n{said}");
+
+    // the dashboard shows both bars
+    let http = crate::dashboard::with_http(&server, false).await?;
+    let addr = http.http_addr.expect("the HTTP side");
+    let (code, page) = crate::dashboard::get(addr, "/dashboard?from=2026-01-01&to=2026-04-12", &[]).await?;
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("id=\"learned-fit-bar\""), "{page}");
+    http.shutdown(std::time::Duration::from_secs(2)).await;
+    Ok(())
+}
+
 async fn too_little_data_is_a_failed_precondition(mut server: TestServer) -> anyhow::Result<()> {
     activate_policy(&mut server, WRONG.to_owned()).await?;
     seed(&mut server, 40).await?;
@@ -381,6 +478,7 @@ async fn a_job_whose_replica_died_is_taken_over(db: Db) -> anyhow::Result<()> {
         base_version: None,
         model: None,
         target_precision: None,
+        choose_fit: false,
     };
     let job = engine.start_learning(&Request::new(ws), &query).await?;
     let store = engine.store();
@@ -555,6 +653,7 @@ fn now() -> Timestamp {
 
 scenarios! {
     the_draft_beats_a_wrong_policy = clock_at(now()),
+    a_fit_bar_is_chosen_when_asked = clock_at(now()),
     too_little_data_is_a_failed_precondition = clock_at(now()),
     bad_learning_requests_name_their_field = clock_at(now()),
     a_job_whose_replica_died_is_taken_over = each_database(),

@@ -41,6 +41,10 @@ pub(super) struct LearnArgs {
     /// The precision the draft's MQL bar is calibrated for (default 0.5).
     #[arg(long)]
     target_precision: Option<f64>,
+    /// Choose the MQL fit bar too (the pair of bars with the most recall
+    /// at the target precision); otherwise the base's is kept.
+    #[arg(long)]
+    choose_fit: bool,
 }
 
 fn phase_text(job: &pb::LearnJob) -> String {
@@ -106,12 +110,28 @@ fn print_report(job: &pb::LearnJob, report: &pb::LearnReport) {
             rule.support
         );
     }
+    let fit = if job.choose_fit {
+        format!(
+            "{} (was {})",
+            present::score(report.fit_at_least),
+            present::score(report.base_fit_at_least)
+        )
+    } else {
+        format!("{} (kept)", present::score(report.fit_at_least))
+    };
     eprintln!(
-        "\nMQL bar: engagement_at_least {} (was {}), fit_at_least {}",
+        "\nMQL bar: engagement_at_least {} (was {}), fit_at_least {fit}",
         present::score(report.engagement_at_least),
         present::score(report.base_engagement_at_least),
-        present::score(report.fit_at_least)
     );
+    match (report.training_precision, report.training_recall) {
+        (Some(precision), Some(recall)) => {
+            eprintln!("on the training leads at that bar: precision {precision:.3}, recall {recall:.3}")
+        }
+        _ => eprintln!(
+            "no bar reached the target precision on the training leads: the engagement bar is the base's"
+        ),
+    }
     eprintln!(
         "\nback-test on the {} held-out leads, each policy replaying their logs:",
         report.held_out
@@ -151,6 +171,7 @@ pub(super) async fn learn(args: LearnArgs) -> anyhow::Result<ExitCode> {
             model: args.model.unwrap_or_default(),
             target_precision: args.target_precision,
             request_id: String::new(),
+            choose_fit: args.choose_fit,
         })
         .await
         .map_err(rpc_error)?

@@ -61,6 +61,7 @@ pub(crate) fn query_in(r: &pb::LearnPolicyRequest) -> Result<(LearnQuery, String
             base_version: (r.base_version > 0).then_some(r.base_version),
             model: (!r.model.is_empty()).then(|| r.model.clone()),
             target_precision: r.target_precision,
+            choose_fit: r.choose_fit,
         },
         request_id,
     ))
@@ -115,6 +116,10 @@ fn report_out(r: &LearnReport) -> pb::LearnReport {
         base_engagement_at_least: r.base_engagement_at_least,
         engagement_at_least: r.engagement_at_least,
         fit_at_least: r.fit_at_least,
+        // Reports kept before the fit bar could be chosen kept it.
+        base_fit_at_least: r.base_fit_at_least.unwrap_or(r.fit_at_least),
+        training_precision: r.training_precision,
+        training_recall: r.training_recall,
         base: Some(metrics_out(&r.base)),
         draft: Some(metrics_out(&r.draft)),
         draft_source: r.draft_source.clone(),
@@ -146,6 +151,7 @@ pub(crate) fn job_out(job: &LearnJob) -> pb::LearnJob {
         base_version: job.base_version,
         model: job.model.clone(),
         target_precision: job.target_precision,
+        choose_fit: job.choose_fit,
         as_of: Some(timestamp_out(job.as_of)),
         leads_total: job.total,
         leads_read: job.read,

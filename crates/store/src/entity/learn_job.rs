@@ -15,6 +15,7 @@ pub struct Model {
     pub base_version: i64,
     pub model: String,
     pub target_precision: Option<f64>,
+    pub choose_fit: bool,
     pub as_of: i64,
     pub total: i64,
     pub read: i64,

@@ -25,6 +25,7 @@ fn request() -> LearnRequest {
         base_version: 1,
         model: "default".to_owned(),
         target_precision: Some(0.6),
+        choose_fit: true,
     }
 }
 

@@ -73,9 +73,14 @@ fn calibration(trained: &[Trained], fit_at_least: f64, aim: Aim) -> Calibration 
 }
 
 /// The fit bars tried: the kept one and the training leads' fit scores
-/// (every distinct one, or [`MAX_FIT_BARS`] of them by quantile).
+/// (every distinct one, or [`MAX_FIT_BARS`] of them by quantile); a bar is
+/// never below 0.
 fn fit_bars(trained: &[Trained], kept: f64) -> Vec<f64> {
-    let mut fits: Vec<f64> = trained.iter().filter(|t| t.guards).map(|t| t.fit).collect();
+    let mut fits: Vec<f64> = trained
+        .iter()
+        .filter(|t| t.guards)
+        .map(|t| t.fit.max(0.0))
+        .collect();
     fits.sort_by(f64::total_cmp);
     fits.dedup();
     let mut bars: Vec<f64> = if fits.len() <= MAX_FIT_BARS {

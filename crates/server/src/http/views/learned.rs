@@ -60,7 +60,16 @@ pub(super) fn learned(job: Option<&LearnJob>) -> Markup {
                         "MQL bar " b id="learned-bar" data-v=(report.engagement_at_least) {
                             (present::score(report.engagement_at_least))
                         }
-                        " (was " (present::score(report.base_engagement_at_least)) ")."
+                        " (was " (present::score(report.base_engagement_at_least)) "), fit "
+                        b id="learned-fit-bar" data-v=(report.fit_at_least) { (present::score(report.fit_at_least)) }
+                        @if job.choose_fit {
+                            " (was " (present::score(report.base_fit_at_least.unwrap_or(report.fit_at_least))) ")."
+                        } @else {
+                            " (kept)."
+                        }
+                        @if let (Some(p), Some(r)) = (report.training_precision, report.training_recall) {
+                            " On the training leads: precision " (present::percent(p)) ", recall " (present::percent(r)) "."
+                        }
                     }
                     table id="learned-rules" {
                         thead { tr { th { "Rule" } th { "Points" } th { "Learned" } th { "Weight" } th { "95% interval" } th { "Leads" } } }
