@@ -108,6 +108,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let report = learn::learn(WRONG, &base, &kept, &params)?;
     let fitting = started.elapsed().as_secs_f64();
+    // … choosing the fit bar too.
+    let choosing = LearnParams {
+        choose_fit: true,
+        ..params.clone()
+    };
+    let started = Instant::now();
+    let chosen = learn::learn(WRONG, &base, &kept, &choosing)?;
+    let fitting_chosen = started.elapsed().as_secs_f64();
     drop(kept);
 
     // The whole job, as a replica's worker runs it.
@@ -153,6 +161,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         report.outcomes as f64 / fitting
     );
     println!(
+        "| learning alone, choosing the fit bar too | {} | {fitting_chosen:.2} | {:.0} |",
+        chosen.outcomes,
+        chosen.outcomes as f64 / fitting_chosen
+    );
+    println!(
         "| LearnPolicy job, whole | {} | {whole:.2} | {:.0} |",
         done.total,
         done.total as f64 / whole
@@ -165,6 +178,26 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         } else {
             "unknown (no /proc/self/clear_refs)".to_owned()
         }
+    );
+    let figures = |r: &learn::LearnReport| {
+        format!(
+            "fit_at_least {} (was {}), engagement_at_least {} (was {}); training precision {:?}, recall {:?}; held-out AUC {:.3}, precision {:.3}, recall {:.3}",
+            r.fit_at_least,
+            r.base_fit_at_least.unwrap_or(r.fit_at_least),
+            r.engagement_at_least,
+            r.base_engagement_at_least,
+            r.training_precision,
+            r.training_recall,
+            r.draft.auc,
+            r.draft.precision,
+            r.draft.recall
+        )
+    };
+    println!("bars kept:  {}", figures(&report));
+    println!(
+        "bars chosen: {} ({:.2}× the time of the learning that keeps the fit bar)",
+        figures(&chosen),
+        fitting_chosen / fitting
     );
     let weight = |id: &str| {
         learned
