@@ -553,7 +553,7 @@ expect("a reversed period, a bad outcome and precision, a huge model", "Analytic
        INVALID, violations=(4,), fields=["period.end", "outcome", "target_precision", "model"])
 expect("an empty period: too little data, after the job's progress", "AnalyticsService.LearnPolicy",
        lambda: list(analytics.LearnPolicy(an.LearnPolicyRequest(
-           period=period(946_684_800, 978_307_200), outcome=an.LEARN_OUTCOME_SQL))),
+           period=period(946_684_800, 978_307_200), outcome=an.LEARN_OUTCOME_SQL, choose_fit=True))),
        PRECONDITION, reason="TOO_LITTLE_DATA", metadata={"outcomes": "0", "positives": "0", "min_outcomes": "200"})
 expect("a negative job id", "AnalyticsService.GetLearnReport",
        lambda: analytics.GetLearnReport(an.GetLearnReportRequest(job_id=-1)),
