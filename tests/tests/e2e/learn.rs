@@ -260,14 +260,11 @@ async fn the_draft_beats_a_wrong_policy(mut server: TestServer) -> anyhow::Resul
 /// qualify the big ones without the small ones that engage as much.
 async fn a_fit_bar_is_chosen_when_asked(mut server: TestServer) -> anyhow::Result<()> {
     activate_policy(&mut server, WRONG.to_owned()).await?;
-    let leads = synthetic::history(2026, 300)
-        .into_iter()
-        .map(|mut lead| {
-            lead.positive &= lead.profile["company_size"] == "500";
-            lead
-        })
-        .collect();
-    seed_leads(&mut server, leads).await?;
+    seed_leads(
+        &mut server,
+        synthetic::small_never_convert(synthetic::history(2026, 300)),
+    )
+    .await?;
     let report = |jobs: &[pb::LearnJob]| jobs.last().and_then(|j| j.report.clone()).expect("a report");
 
     let (jobs, end) = follow(&server, learn_request((T0, day(100.0) + 1))).await?;
@@ -310,26 +307,7 @@ async fn a_fit_bar_is_chosen_when_asked(mut server: TestServer) -> anyhow::Resul
     );
 
     // the command asks the same, and says what it chose
-    let against = format!("http://{}", server.grpc_addr());
-    let run = crate::cli::leadflow(
-        &[
-            "policy",
-            "learn",
-            "--against",
-            &against,
-            "--from",
-            "2026-01-01",
-            "--to",
-            "2026-04-12",
-            "--outcome",
-            "SQL",
-            "--target-precision",
-            "0.6",
-            "--choose-fit",
-        ],
-        None,
-    )
-    .await?;
+    let run = cli_learn(&server, &["--choose-fit"]).await?;
     assert!(run.status.success(), "{}", crate::cli::text(&run));
     assert_eq!(String::from_utf8(run.stdout.clone())?, chosen.draft_source);
     let said = String::from_utf8_lossy(&run.stderr);
@@ -599,29 +577,33 @@ stage = "IQL"
     ),
 ];
 
+/// `leadflow policy learn` over the seeded period, outcome SQL, at
+/// precision 0.6, with `extra` arguments.
+async fn cli_learn(server: &TestServer, extra: &[&str]) -> anyhow::Result<std::process::Output> {
+    let against = format!("http://{}", server.grpc_addr());
+    let mut args = vec![
+        "policy",
+        "learn",
+        "--against",
+        &against,
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-04-12",
+        "--outcome",
+        "SQL",
+        "--target-precision",
+        "0.6",
+    ];
+    args.extend_from_slice(extra);
+    crate::cli::leadflow(&args, None).await
+}
+
 /// `leadflow policy learn … > draft.toml`, then `policy validate` and
 /// `policy test` with the draft (cases pass) and with the base (they fail).
 async fn cli_learns_the_same_draft(server: &TestServer, db: Db, draft: &str) -> anyhow::Result<()> {
     use crate::cli::{Scratch, leadflow, text};
-    let against = format!("http://{}", server.grpc_addr());
-    let run = leadflow(
-        &[
-            "policy",
-            "learn",
-            "--against",
-            &against,
-            "--from",
-            "2026-01-01",
-            "--to",
-            "2026-04-12",
-            "--outcome",
-            "SQL",
-            "--target-precision",
-            "0.6",
-        ],
-        None,
-    )
-    .await?;
+    let run = cli_learn(server, &[]).await?;
     assert!(run.status.success(), "{}", text(&run));
     assert_eq!(String::from_utf8(run.stdout.clone())?, draft);
     let report = String::from_utf8_lossy(&run.stderr);

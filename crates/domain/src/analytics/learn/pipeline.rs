@@ -358,17 +358,7 @@ mod tests {
 
     #[test]
     fn a_fit_bar_is_chosen_only_when_asked() {
-        // Small companies never reach SQL: only a fit bar lets engagement
-        // qualify big ones without the small ones that engage as much.
-        let leads = evidence(
-            synthetic::history(2026, 1_000)
-                .into_iter()
-                .map(|mut lead| {
-                    lead.positive &= lead.profile["company_size"] == "500";
-                    lead
-                })
-                .collect(),
-        );
+        let leads = evidence(synthetic::small_never_convert(synthetic::history(2026, 1_000)));
         let base = Policy::from_toml(WRONG).expect("the wrong policy");
         let kept = learn(WRONG, &base, &leads, &params()).expect("a report");
         assert_eq!(kept.fit_at_least, 0.0);

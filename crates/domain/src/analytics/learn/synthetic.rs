@@ -126,3 +126,16 @@ pub fn history(seed: u64, n: usize) -> Vec<SyntheticLead> {
         })
         .collect()
 }
+
+/// `leads` where small companies never reach the outcome: only a fit bar
+/// lets engagement qualify the big ones without the small ones that engage
+/// as much.
+pub fn small_never_convert(leads: Vec<SyntheticLead>) -> Vec<SyntheticLead> {
+    leads
+        .into_iter()
+        .map(|mut lead| {
+            lead.positive &= lead.profile.get("company_size").is_some_and(|s| s == "500");
+            lead
+        })
+        .collect()
+}
