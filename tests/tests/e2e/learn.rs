@@ -322,7 +322,12 @@ async fn a_fit_bar_is_chosen_when_asked(mut server: TestServer) -> anyhow::Resul
     let addr = http.http_addr.expect("the HTTP side");
     let (code, page) = crate::dashboard::get(addr, "/dashboard?from=2026-01-01&to=2026-04-12", &[]).await?;
     assert_eq!(code, 200, "{page}");
-    assert!(page.contains("id=\"learned-fit-bar\""), "{page}");
+    let shown = format!(
+        "id=\"learned-fit-bar\" data-v=\"{}\">{}</b> (was 0).",
+        chosen.fit_at_least,
+        (chosen.fit_at_least * 10.0).round() / 10.0
+    );
+    assert!(page.contains(&shown), "{shown}\n{page}");
     http.shutdown(std::time::Duration::from_secs(2)).await;
     Ok(())
 }

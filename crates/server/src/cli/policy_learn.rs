@@ -124,10 +124,16 @@ fn print_report(job: &pb::LearnJob, report: &pb::LearnReport) {
         present::score(report.engagement_at_least),
         present::score(report.base_engagement_at_least),
     );
+    let target = job.target_precision.unwrap_or(0.5);
     match (report.training_precision, report.training_recall) {
-        (Some(precision), Some(recall)) => {
-            eprintln!("on the training leads at that bar: precision {precision:.3}, recall {recall:.3}")
-        }
+        (Some(precision), Some(recall)) => eprintln!(
+            "on the training leads at that bar: precision {precision:.3}, recall {recall:.3}{}",
+            if precision < target {
+                " (below the target: the MQL levels' thresholds allow no higher bar)"
+            } else {
+                ""
+            }
+        ),
         _ => eprintln!(
             "no bar reached the target precision on the training leads: the engagement bar is the base's"
         ),

@@ -2,10 +2,11 @@
 //! `engagement_at_least` is the existing calibration's lowest cut-off with
 //! the target precision; asked to, `fit_at_least` is chosen with it — of
 //! every pair of bars that reaches the target precision, the one that
-//! qualifies the most leads that reached the outcome. A bar the document
-//! cannot hold (above an MQL level's threshold) is never written: the
-//! engagement bar is lowered to the highest cut-off it can hold, and a fit
-//! bar it cannot hold is not chosen.
+//! qualifies the most leads that reached the outcome. A pair the document
+//! cannot hold (a bar above an MQL level's threshold) is never written:
+//! the best pair it holds wins and, when it holds none that reaches the
+//! target, the engagement bar of the first pair it can hold lower is the
+//! highest cut-off it allows.
 
 use crate::analytics::evidence::{Calibration, Cutoffs, Peak, calibrate_peaks, format_number};
 use crate::policy::{Policy, with_value};
@@ -79,7 +80,7 @@ fn fit_bars(trained: &[Trained], kept: f64) -> Vec<f64> {
     let mut fits: Vec<f64> = trained
         .iter()
         .filter(|t| t.guards)
-        .map(|t| t.fit.max(0.0))
+        .map(|t| if t.fit > 0.0 { t.fit } else { 0.0 })
         .collect();
     fits.sort_by(f64::total_cmp);
     fits.dedup();
@@ -107,14 +108,18 @@ pub fn choose(
     fallback: f64,
 ) -> Result<Barred, String> {
     let kept = unbarred.mql.fit_at_least;
+    // By peak: each calibration's own sort then finds its leads in order.
+    let mut trained = trained.to_vec();
+    trained.sort_by(|a, b| a.peak.total_cmp(&b.peak));
     let mut tried: Vec<(f64, Calibration)> = if aim.choose_fit {
-        fit_bars(trained, kept)
+        fit_bars(&trained, kept)
             .into_iter()
-            .map(|f| (f, calibration(trained, f, aim)))
+            .map(|f| (f, calibration(&trained, f, aim)))
             .collect()
     } else {
-        vec![(kept, calibration(trained, kept, aim))]
+        vec![(kept, calibration(&trained, kept, aim))]
     };
+    tried.retain(|(_, c)| c.suggested.is_some());
     // The most recall, then the most precision; then the kept fit bar,
     // then the lowest.
     let recall = |c: &Calibration| c.suggested.as_ref().and_then(|p| p.recall);
@@ -131,19 +136,31 @@ pub fn choose(
             .then_with(|| (*fb == kept).cmp(&(*fa == kept)))
             .then_with(|| fa.total_cmp(fb))
     });
-    for (fit_at_least, calibrated) in tried.iter().filter(|(_, c)| c.suggested.is_some()) {
-        let Some((text, policy)) = with_fit(source, unbarred, *fit_at_least) else {
-            continue;
-        };
-        if let Some((source, policy)) = engagement_bar(&text, &policy, aim.model, calibrated) {
-            let at = policy.mql.engagement_at_least;
-            let point = calibrated.points.iter().find(|p| p.cutoff == at);
-            return Ok(Barred {
-                source,
-                policy,
-                recall: point.and_then(|p| p.recall),
-                precision: point.and_then(|p| p.precision),
-            });
+    let held = |fit_at_least: f64, c: &Calibration, cutoff: f64| {
+        let (source, policy) = with_bars(source, unbarred, aim.model, fit_at_least, cutoff)?;
+        let point = c.points.iter().find(|p| p.cutoff == cutoff);
+        Some(Barred {
+            source,
+            policy,
+            recall: point.and_then(|p| p.recall),
+            precision: point.and_then(|p| p.precision),
+        })
+    };
+    // The best pair that reaches the target and that the document holds.
+    for (fit_at_least, c) in &tried {
+        if let Some(barred) = c
+            .suggested
+            .as_ref()
+            .and_then(|p| held(*fit_at_least, c, p.cutoff))
+        {
+            return Ok(barred);
+        }
+    }
+    // The MQL levels hold none: the first pair whose engagement bar they
+    // allow lower, at the highest cut-off they allow (below the target).
+    for (fit_at_least, c) in &tried {
+        if let Some(barred) = highest_held(c, |cutoff| held(*fit_at_least, c, cutoff)) {
+            return Ok(barred);
         }
     }
     // No pair reaches the target: the base's fit bar, the fallback engagement bar.
@@ -156,27 +173,49 @@ pub fn choose(
     })
 }
 
-/// The draft with `fit_at_least` as the MQL fit bar, parsed; `None` when
-/// the document cannot hold it.
-fn with_fit(source: &str, unbarred: &Policy, fit_at_least: f64) -> Option<(String, Policy)> {
-    if fit_at_least == unbarred.mql.fit_at_least {
-        return Some((source.to_owned(), unbarred.clone()));
-    }
-    let text = with_value(source, "stages.MQL", "fit_at_least", &format_number(fit_at_least))?;
-    let policy = Policy::from_toml(&text).ok()?;
+/// The draft with both MQL bars, parsed; `None` when the document cannot
+/// hold them (a level would ask for less than the bar).
+fn with_bars(
+    source: &str,
+    unbarred: &Policy,
+    model: usize,
+    fit_at_least: f64,
+    engagement_at_least: f64,
+) -> Option<(String, Policy)> {
+    let text = if fit_at_least == unbarred.mql.fit_at_least {
+        source.to_owned()
+    } else {
+        with_value(source, "stages.MQL", "fit_at_least", &format_number(fit_at_least))?
+    };
+    let (text, policy) = with_bar(&text, unbarred, model, engagement_at_least).ok()?;
     (policy.mql.fit_at_least == fit_at_least).then_some((text, policy))
 }
 
-/// The draft with the calibration's suggested engagement bar or, where the
-/// document cannot hold that (an MQL level's threshold is lower), the
-/// highest lower cut-off it can hold.
-fn engagement_bar(source: &str, policy: &Policy, model: usize, c: &Calibration) -> Option<(String, Policy)> {
+/// Of the calibration's cut-offs up to the suggested one, the highest for
+/// which `hold` answers. The cut-offs a document holds are those below a
+/// level's threshold: a prefix, searched by halves.
+fn highest_held(c: &Calibration, hold: impl Fn(f64) -> Option<Barred>) -> Option<Barred> {
     let suggested = c.suggested.as_ref()?.cutoff;
-    c.points
+    let below: Vec<f64> = c
+        .points
         .iter()
-        .rev()
-        .filter(|p| p.cutoff <= suggested)
-        .find_map(|p| with_bar(source, policy, model, p.cutoff).ok())
+        .map(|p| p.cutoff)
+        .filter(|&x| x <= suggested)
+        .collect();
+    // The first cut-off not held, in [lo, hi); every one before it is.
+    let (mut lo, mut hi) = (0, below.len());
+    let mut best = None;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match hold(below[mid]) {
+            Some(barred) => {
+                best = Some(barred);
+                lo = mid + 1;
+            }
+            None => hi = mid,
+        }
+    }
+    best
 }
 
 #[cfg(test)]
@@ -236,7 +275,8 @@ mod tests {
         let base = Policy::from_toml(source).expect("policy");
         let kept = choose(source, &base, &leads(), aim(false), 60.0).expect("bars");
         let chosen = choose(source, &base, &leads(), aim(true), 60.0).expect("bars");
-        // At fit ≥ 30 every positive qualifies from engagement 0.
+        // At fit ≥ 35 only leads that reach it qualify, from engagement 0:
+        // 50 of the 65.
         assert_eq!(chosen.policy.mql.fit_at_least, 35.0, "{}", chosen.source);
         assert_eq!(chosen.policy.mql.engagement_at_least, 0.0);
         assert!(chosen.recall > kept.recall, "{chosen:?} {kept:?}");
@@ -252,18 +292,52 @@ mod tests {
         let base = Policy::from_toml(source).expect("policy");
         // Only leads engaged beyond the first level (90) are positive.
         let trained: Vec<Trained> = (0..200).map(|i| lead(f64::from(i), 40.0, i >= 150)).collect();
-        let barred = choose(source, &base, &trained, aim(false), 60.0).expect("bars");
-        let first_level = base.mql.levels[0].engagement_at_least;
-        assert!(
-            barred.policy.mql.engagement_at_least < first_level,
-            "{}",
-            barred.policy.mql.engagement_at_least
-        );
+        let barred = choose(source, &base, &trained, aim(true), 60.0).expect("bars");
+        // The target asks for 138; the level "warm" (90, the bar's other
+        // guards) allows up to 89: 50 of the 111 leads from 89 up.
+        assert_eq!(barred.policy.mql.engagement_at_least, 89.0, "{}", barred.source);
+        assert_eq!(barred.policy.mql.fit_at_least, base.mql.fit_at_least);
+        assert_eq!((barred.precision, barred.recall), (Some(0.45045), Some(1.0)));
         // Nobody positive: no cut-off reaches the target, the fallback holds.
         let none: Vec<Trained> = (0..50).map(|i| lead(f64::from(i), 40.0, false)).collect();
         let barred = choose(source, &base, &none, aim(true), 60.0).expect("bars");
         assert_eq!(barred.policy.mql.engagement_at_least, 60.0);
         assert_eq!(barred.policy.mql.fit_at_least, base.mql.fit_at_least);
         assert_eq!(barred.recall, None);
+    }
+
+    #[test]
+    fn a_fit_bar_the_levels_hold_only_with_its_engagement_bar() {
+        // "warm" asks for the base's engagement and fit 35: a bar of fit 35
+        // holds only with a lower engagement bar, as chosen.
+        let source = policy_source().replace(
+            "id = \"warm\"\nengagement_at_least = 90",
+            "id = \"warm\"\nengagement_at_least = 60\nfit_at_least = 35",
+        );
+        let base = Policy::from_toml(&source).expect("policy");
+        let chosen = choose(&source, &base, &leads(), aim(true), 60.0).expect("bars");
+        assert_eq!(
+            (
+                chosen.policy.mql.fit_at_least,
+                chosen.policy.mql.engagement_at_least
+            ),
+            (35.0, 0.0)
+        );
+        // "warm" asking for fit 25 holds no bar above it: of the fit bars
+        // left, 20 (kept) and 25 catch alike, and the kept one wins.
+        let source = policy_source().replace(
+            "id = \"warm\"\nengagement_at_least = 90",
+            "id = \"warm\"\nengagement_at_least = 90\nfit_at_least = 25",
+        );
+        let base = Policy::from_toml(&source).expect("policy");
+        let chosen = choose(&source, &base, &leads(), aim(true), 60.0).expect("bars");
+        assert_eq!(
+            (
+                chosen.policy.mql.fit_at_least,
+                chosen.policy.mql.engagement_at_least
+            ),
+            (20.0, 33.0)
+        );
+        assert_eq!(chosen.source, with_bar(&source, &base, 0, 33.0).expect("a bar").0);
     }
 }

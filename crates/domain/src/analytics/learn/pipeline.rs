@@ -396,6 +396,32 @@ mod tests {
     }
 
     #[test]
+    fn a_report_kept_before_the_fit_bar_could_be_chosen_still_reads() {
+        let base = Policy::from_toml(WRONG).expect("the wrong policy");
+        let report = learn(WRONG, &base, &history(300), &params()).expect("a report");
+        let mut json = serde_json::to_value(&report).expect("json");
+        let fields = json.as_object_mut().expect("an object");
+        for key in ["base_fit_at_least", "training_precision", "training_recall"] {
+            fields.remove(key).expect(key);
+        }
+        fields["params"]
+            .as_object_mut()
+            .expect("params")
+            .remove("choose_fit")
+            .expect("choose_fit");
+        let old: LearnReport = serde_json::from_value(json).expect("it reads");
+        assert_eq!(
+            (
+                old.base_fit_at_least,
+                old.training_precision,
+                old.params.choose_fit
+            ),
+            (None, None, false)
+        );
+        assert_eq!(old.draft_source, report.draft_source);
+    }
+
+    #[test]
     fn shuffled_arrival_gives_the_same_draft() {
         let base = Policy::from_toml(WRONG).expect("the wrong policy");
         let leads = history(400);
