@@ -29,6 +29,9 @@ pub(crate) struct Args {
     /// SQLite instead of PostgreSQL.
     #[arg(long)]
     sqlite: bool,
+    /// The precision the draft's MQL bar is calibrated for.
+    #[arg(long, default_value_t = 0.7)]
+    target_precision: f64,
 }
 
 const DAY: i64 = 86_400;
@@ -78,7 +81,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         outcome: LearnOutcome::Sql,
         model: 0,
         as_of: engine.now(),
-        target_precision: None,
+        target_precision: Some(args.target_precision),
         choose_fit: false,
     };
     // Baseline: the same pages the job reads, the labelled leads kept.
@@ -131,7 +134,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 outcome: LearnOutcome::Sql,
                 base_version: None,
                 model: None,
-                target_precision: None,
+                target_precision: Some(args.target_precision),
                 choose_fit: false,
             },
         )
