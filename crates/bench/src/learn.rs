@@ -32,6 +32,10 @@ pub(crate) struct Args {
     /// The precision the draft's MQL bar is calibrated for.
     #[arg(long, default_value_t = 0.7)]
     target_precision: f64,
+    /// A history where small companies never reach SQL (a fit bar is
+    /// worth choosing).
+    #[arg(long)]
+    small_never_convert: bool,
 }
 
 const DAY: i64 = 86_400;
@@ -56,7 +60,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let start = now - 200 * DAY;
     let started = Instant::now();
     let mut seeders = Vec::new();
-    let history = synthetic::history(2026, args.leads);
+    let mut history = synthetic::history(2026, args.leads);
+    if args.small_never_convert {
+        history = synthetic::small_never_convert(history);
+    }
     for chunk in history.chunks(args.leads.div_ceil(args.writers.max(1)).max(1)) {
         let engine = engine.clone();
         let chunk = chunk.to_vec();
