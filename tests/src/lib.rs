@@ -104,6 +104,7 @@ impl TestServer {
         let parts = Parts {
             timers: clock.is_none(),
             rescore: clock.is_none(),
+            learning: true,
             http: false,
         };
         let running = leadflow_server::start(&config, engine.clone(), parts)
@@ -279,6 +280,14 @@ pub fn reason(status: &tonic::Status) -> String {
     details(status)
         .error_info()
         .map(|i| i.reason.clone())
+        .unwrap_or_default()
+}
+
+/// An `ErrorInfo` metadata value of a status (empty when absent).
+pub fn meta(status: &tonic::Status, key: &str) -> String {
+    details(status)
+        .error_info()
+        .and_then(|i| i.metadata.get(key).cloned())
         .unwrap_or_default()
 }
 
@@ -570,13 +579,15 @@ pub fn loopback(url: &str) -> Config {
 pub const NO_HTTP: Parts = Parts {
     timers: true,
     rescore: true,
+    learning: true,
     http: false,
 };
 
-/// The gRPC side only: no timer or re-score worker, no HTTP side.
+/// The gRPC side only: no timer, re-score or learning worker, no HTTP side.
 pub const GRPC_ONLY: Parts = Parts {
     timers: false,
     rescore: false,
+    learning: false,
     http: false,
 };
 

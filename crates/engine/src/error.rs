@@ -73,6 +73,10 @@ pub enum EngineError {
     /// mid-command: nothing was committed.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The server is shutting down: the caller is to come back (to another
+    /// replica, or to this one restarted). Says what goes on.
+    #[error("shutting down: {0}")]
+    ShuttingDown(String),
     /// A concurrent transaction won (a deadlock, a serialization failure,
     /// a key taken meanwhile): running the command again may succeed.
     #[error("conflict: {0}")]

@@ -388,6 +388,7 @@ fn describe(error: EngineError) -> Error {
                 "the database is unavailable; retry",
             )
         }
+        EngineError::ShuttingDown(message) => Error::new(Code::Unavailable, "SHUTTING_DOWN", message),
         EngineError::Conflict(_) => Error::new(
             Code::Aborted,
             "CONCURRENT_UPDATE",

@@ -141,6 +141,10 @@ pub struct Parts {
     /// The re-score worker, `rescore_batch` leads a transaction (off: the
     /// caller runs batches with `Engine::run_rescore_batch`).
     pub rescore: bool,
+    /// The learning worker, one `LearnPolicy` job at a time (off: this
+    /// replica leaves learnings to others, or the caller runs them with
+    /// `Engine::run_learning`).
+    pub learning: bool,
     /// The HTTP side on `http_listen`: the dashboard and `/metrics`.
     pub http: bool,
 }
@@ -150,6 +154,7 @@ impl Parts {
     pub const ALL: Self = Self {
         timers: true,
         rescore: true,
+        learning: true,
         http: true,
     };
 }
@@ -191,7 +196,9 @@ pub async fn start(config: &Config, engine: Engine, parts: Parts) -> anyhow::Res
     if parts.rescore {
         background.spawn(rescore(engine.clone(), config.rescore_batch, stopping.clone()));
     }
-    background.spawn(learn(engine.clone(), stopping.clone()));
+    if parts.learning {
+        background.spawn(learn(engine.clone(), stopping.clone()));
+    }
     let metrics = metrics::Metrics::new(
         engine.clone(),
         &config.service_name,

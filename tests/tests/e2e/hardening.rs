@@ -14,14 +14,6 @@ use leadflow_proto::v1::trigger_service_client::TriggerServiceClient;
 use leadflow_store::testing::TestDatabase;
 use tonic::Code;
 
-/// An `ErrorInfo` metadata value of a status.
-fn meta(status: &tonic::Status, key: &str) -> String {
-    details(status)
-        .error_info()
-        .and_then(|i| i.metadata.get(key).cloned())
-        .unwrap_or_default()
-}
-
 fn attributes(from: usize, n: usize, len: usize) -> std::collections::BTreeMap<String, String> {
     (from..from + n)
         .map(|i| (format!("attr_{i}"), "v".repeat(len)))
@@ -709,6 +701,7 @@ async fn a_shutdown_ends_open_streams_with_unavailable(mut server: TestServer) -
         .await?
         .expect_err("the stream ends with a status to act on");
     assert_eq!(status.code(), Code::Unavailable, "subscribe again: {status:?}");
+    assert_eq!(reason(&status), "SHUTTING_DOWN", "{status:?}");
     stopping.await?;
     Ok(())
 }

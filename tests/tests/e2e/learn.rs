@@ -442,6 +442,88 @@ async fn bad_learning_requests_name_their_field(mut server: TestServer) -> anyho
     Ok(())
 }
 
+/// The first message of a LearnPolicy stream, and the stream.
+async fn opened(
+    client: &mut pb::analytics_service_client::AnalyticsServiceClient<tonic::transport::Channel>,
+    request: pb::LearnPolicyRequest,
+) -> anyhow::Result<(pb::LearnJob, tonic::Streaming<pb::LearnPolicyResponse>)> {
+    let mut stream = client.learn_policy(request).await?.into_inner();
+    let job = stream.message().await?.and_then(|m| m.job).expect("a job");
+    Ok((job, stream))
+}
+
+/// How a stream ended: its status, after any messages.
+async fn ending(stream: &mut tonic::Streaming<pb::LearnPolicyResponse>) -> tonic::Status {
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), stream.message()).await {
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) => panic!("the stream ended without a status"),
+            Ok(Err(status)) => return status,
+            Err(_) => panic!("the stream did not end"),
+        }
+    }
+}
+
+/// On a replica that runs no learning, a job stays where it is: a later
+/// LearnPolicy supersedes it and its stream ends ABORTED; at shutdown the
+/// later one's stream ends UNAVAILABLE while its job goes on, and the
+/// next replica to learn runs it.
+async fn learning_streams_end_when_superseded_and_at_shutdown(db: Db) -> anyhow::Result<()> {
+    use leadflow_engine::LearnStatus;
+    let database = fresh_database(db).await?;
+    let engine = engine_on_clock(
+        &database.url,
+        std::sync::Arc::new(leadflow_engine::ManualClock::new(now())),
+    )
+    .await?;
+    let ws = leadflow_server::DEFAULT_WORKSPACE;
+    engine.bootstrap(ws, leadflow_server::DEFAULT_POLICY).await?;
+    let (running, channel) = serve(&engine, &loopback(&database.url), GRPC_ONLY).await?;
+    let mut client = pb::analytics_service_client::AnalyticsServiceClient::new(channel);
+    let request = learn_request((T0, day(100.0)));
+    let (first, mut superseded) = opened(&mut client, request.clone()).await?;
+    assert_eq!(
+        (first.status, first.phase),
+        (pb::LearnStatus::Running as i32, pb::LearnPhase::Reading as i32)
+    );
+    let later = pb::LearnPolicyRequest {
+        choose_fit: true,
+        ..request
+    };
+    let (second, mut stopped) = opened(&mut client, later).await?;
+    assert!(second.id > first.id && second.choose_fit);
+
+    let status = ending(&mut superseded).await;
+    assert_eq!(status.code(), tonic::Code::Aborted, "{status:?}");
+    assert_eq!(reason(&status), "SUPERSEDED");
+    assert_eq!(meta(&status, "job_id"), first.id.to_string());
+
+    let stopping = tokio::spawn(running.shutdown(std::time::Duration::from_secs(2)));
+    let status = ending(&mut stopped).await;
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(reason(&status), "SHUTTING_DOWN", "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains(&format!("learning job {} goes on", second.id)),
+        "{status:?}"
+    );
+    stopping.await?;
+
+    // the job went on: a replica that learns runs it to its end
+    assert!(engine.run_learning("next").await?);
+    let job = engine.learn_job(ws, second.id).await?;
+    assert_eq!(
+        (job.status, job.error_code.as_deref()),
+        (LearnStatus::Failed, Some("TOO_LITTLE_DATA"))
+    );
+    assert_eq!(
+        engine.learn_job(ws, first.id).await?.status,
+        LearnStatus::Superseded
+    );
+    Ok(())
+}
+
 /// A replica that dies holding a learning: another takes it over once the
 /// lease has run out (not before), and a job whose replicas keep dying is
 /// failed rather than taken for ever.
@@ -644,4 +726,5 @@ scenarios! {
     too_little_data_is_a_failed_precondition = clock_at(now()),
     bad_learning_requests_name_their_field = clock_at(now()),
     a_job_whose_replica_died_is_taken_over = each_database(),
+    learning_streams_end_when_superseded_and_at_shutdown = each_database(),
 }

@@ -66,13 +66,6 @@ async fn get(server: &mut TestServer, lead: Option<pb::LeadRef>) -> Result<pb::L
         .map(|r| r.into_inner().lead.unwrap_or_default())
 }
 
-fn meta(status: &tonic::Status, key: &str) -> String {
-    details(status)
-        .error_info()
-        .and_then(|i| i.metadata.get(key).cloned())
-        .unwrap_or_default()
-}
-
 fn funnel_period() -> Option<pb::Period> {
     Some(pb::Period {
         start: Some(pb_time(T0.saturating_sub(Span::from_days(1)))),

@@ -77,7 +77,7 @@ impl Claims {
         }
         match answer.await {
             Ok(result) => Ok(result?),
-            Err(_) => Err(crate::error::EngineError::Unavailable(
+            Err(_) => Err(crate::error::EngineError::ShuttingDown(
                 "the server is shutting down; subscribe again".to_owned(),
             )),
         }

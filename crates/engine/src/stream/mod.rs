@@ -607,7 +607,7 @@ impl Engine {
             tokio::select! {
                 () = run.go(events) => {}
                 () = stop.cancelled() => {
-                    let unavailable = EngineError::Unavailable("the server is shutting down; subscribe again".to_owned());
+                    let unavailable = EngineError::ShuttingDown("the server is shutting down; subscribe again".to_owned());
                     let _ = tokio::time::timeout(Duration::from_secs(1), farewell.send(Err(unavailable))).await;
                 }
             }

@@ -229,7 +229,7 @@ pub(crate) async fn learn_policy(
                         "the server is shutting down; learning job {} goes on: GetLearnReport follows it",
                         job.id
                     );
-                    let _ = tx.send(Err(status(leadflow_engine::EngineError::Unavailable(message)))).await;
+                    let _ = tx.send(Err(status(leadflow_engine::EngineError::ShuttingDown(message)))).await;
                     return;
                 }
             }
