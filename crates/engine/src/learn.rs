@@ -5,6 +5,7 @@
 //! when its lease runs out and starts over, as of its own instant.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use leadflow_domain::analytics::Period;
@@ -284,6 +285,8 @@ impl Engine {
                     i64::try_from(positives).unwrap_or(i64::MAX),
                 )),
             },
+            // Asked to stop: the job is no longer this holder's.
+            Err(LearnFailure::Learn(LearnError::Stopped)) => return Ok(true),
             Err(LearnFailure::Learn(e @ LearnError::Draft(_))) => LearnEnd::Failed {
                 code: "INVALID_DRAFT".to_owned(),
                 error: e.to_string(),
@@ -343,9 +346,16 @@ impl Engine {
             return Ok(None);
         }
         let source = record.source.clone();
+        // Told to stop when the job is no longer this holder's, and when
+        // this future is dropped (the replica is stopping): the fit then
+        // ends at its next step rather than running on unheard.
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        let stopped = Arc::clone(&stop.0);
         let fitting = tokio::task::spawn_blocking(move || {
             let policy: Arc<Policy> = policy;
-            learn::learn(&source, &policy, &leads, &params)
+            learn::learn_until(&source, &policy, &leads, &params, &|| {
+                stopped.load(Ordering::Relaxed)
+            })
         });
         tokio::pin!(fitting);
         loop {
@@ -357,7 +367,8 @@ impl Engine {
                 () = tokio::time::sleep(RENEW_EVERY) => {
                     if !self.renew(job, "FITTING", read).await? {
                         // One fit at a time on a replica: this one ends
-                        // before the worker takes another job.
+                        // (at its next step) before the worker takes another job.
+                        stop.0.store(true, Ordering::Relaxed);
                         let _ = fitting.await;
                         return Ok(None);
                     }
@@ -372,6 +383,15 @@ impl Engine {
             .store
             .advance_learn(job, phase, read, now, now.saturating_add(LEASE))
             .await?)
+    }
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

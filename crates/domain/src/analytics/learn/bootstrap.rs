@@ -20,12 +20,28 @@ pub fn intervals(
     rounds: usize,
     seed: u64,
 ) -> Vec<(f64, f64)> {
+    intervals_until(x, y, penalty, full, rounds, seed, &|| false).unwrap_or_default()
+}
+
+/// [`intervals`], asking `stop` before each round: `None` once it says so.
+pub fn intervals_until(
+    x: &Matrix,
+    y: &[bool],
+    penalty: &[f64],
+    full: &Fit,
+    rounds: usize,
+    seed: u64,
+    stop: &dyn Fn() -> bool,
+) -> Option<Vec<(f64, f64)>> {
     let n = x.rows().min(y.len());
     let p = x.cols();
     let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); p];
     let mut r = SplitMix64::new(seed);
     let mut weights = vec![0.0; n];
     for _ in 0..rounds {
+        if stop() {
+            return None;
+        }
         weights.iter_mut().for_each(|w| *w = 0.0);
         for _ in 0..n {
             weights[r.below(n)] += 1.0;
@@ -35,13 +51,14 @@ pub fn intervals(
             draws[j].push(*b);
         }
     }
-    draws
+    let bands = draws
         .into_iter()
         .map(|mut d| {
             d.sort_by(f64::total_cmp);
             (quantile(&d, TAIL), quantile(&d, 1.0 - TAIL))
         })
-        .collect()
+        .collect();
+    Some(bands)
 }
 
 /// The `q` quantile of sorted values, interpolated between neighbours.
@@ -112,6 +129,14 @@ mod tests {
         let c = intervals(&x, &y, &pen, &full, 30, 2);
         assert_eq!(a, b);
         assert_ne!(a, c);
+        // Stopped after three rounds: no intervals.
+        let asked = std::cell::Cell::new(0);
+        let stop = || {
+            asked.set(asked.get() + 1);
+            asked.get() > 3
+        };
+        assert_eq!(intervals_until(&x, &y, &pen, &full, 30, 1, &stop), None);
+        assert_eq!(asked.get(), 4);
     }
 
     #[test]

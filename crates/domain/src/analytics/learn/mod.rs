@@ -17,7 +17,7 @@ pub mod rng;
 pub mod synthetic;
 
 pub use backtest::{Metrics, Scored, auc, metrics};
-pub use bootstrap::intervals;
+pub use bootstrap::{intervals, intervals_until};
 pub use draft::{
     Proposal, RuleLearned, Scales, Weighed, draft_source, learned_rules, readable, scales, with_bar,
 };
@@ -25,6 +25,8 @@ pub use features::{
     Feature, FeatureSpace, MIN_SUPPORT, OBSERVATION_AGE, Observed, is_identifying, observed_at,
 };
 pub use logistic::{Fit, Matrix, fit, penalties};
-pub use pipeline::{LearnError, LearnParams, LearnReport, MIN_OUTCOMES, MIN_POSITIVES, ROUNDS, learn};
+pub use pipeline::{
+    LearnError, LearnParams, LearnReport, MIN_OUTCOMES, MIN_POSITIVES, ROUNDS, learn, learn_until,
+};
 pub use population::{Labelled, LearnOutcome, OPEN_HORIZON, label, labelled};
 pub use rng::SplitMix64;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::backtest::{Metrics, Scored, metrics};
 use super::bars::{self, Aim, Trained};
-use super::bootstrap::intervals;
+use super::bootstrap::intervals_until;
 use super::draft::{RuleLearned, Weighed, draft_source, learned_rules, scales};
 use super::features::{FeatureSpace, Observed, observed_at, seen_before};
 use super::logistic::{Matrix, fit, penalties};
@@ -54,6 +54,9 @@ pub enum LearnError {
     TooLittleData { outcomes: u64, positives: u64 },
     #[error("the draft is not a valid policy: {0}")]
     Draft(String),
+    /// Asked to stop (the job was superseded, or its replica is stopping).
+    #[error("the learning was stopped")]
+    Stopped,
 }
 
 /// What a learning found.
@@ -111,6 +114,19 @@ pub fn learn(
     leads: &[Evidence],
     params: &LearnParams,
 ) -> Result<LearnReport, LearnError> {
+    learn_until(source, base, leads, params, &|| false)
+}
+
+/// [`learn`], asking `stop` between its steps and before each bootstrap
+/// round: [`LearnError::Stopped`] once it says so.
+pub fn learn_until(
+    source: &str,
+    base: &Policy,
+    leads: &[Evidence],
+    params: &LearnParams,
+    stop: &dyn Fn() -> bool,
+) -> Result<LearnReport, LearnError> {
+    let go_on = || if stop() { Err(LearnError::Stopped) } else { Ok(()) };
     let outcome = params.outcome;
     let mut cases: Vec<Case<'_>> = leads
         .iter()
@@ -166,9 +182,10 @@ pub fn learn(
     for o in &observed {
         x.push(&space.row(base, o.evidence, o.at));
     }
+    go_on()?;
     let penalty = penalties(&x, LAMBDA);
     let full = fit(&x, &y, &[], &penalty, None);
-    let bands = intervals(&x, &y, &penalty, &full, ROUNDS, SEED);
+    let bands = intervals_until(&x, &y, &penalty, &full, ROUNDS, SEED, stop).ok_or(LearnError::Stopped)?;
     let weighed: Vec<Weighed> = space
         .features
         .iter()
@@ -183,6 +200,7 @@ pub fn learn(
     let rules = learned_rules(base, &weighed, scales(base, &space.features, &x, &full.beta));
     let (unbarred, draft) = draft_source(source, base, params.model, &rules).map_err(LearnError::Draft)?;
 
+    go_on()?;
     // The draft's bars: the existing calibration, on the training leads.
     let target = crate::analytics::evidence::Target {
         model: params.model,
@@ -209,6 +227,7 @@ pub fn learn(
         .map_err(LearnError::Draft)?;
     let (draft_text, draft) = (barred.source.clone(), barred.policy.clone());
 
+    go_on()?;
     // The back-test: each held-out lead replayed under each policy.
     let scored = |policy: &Policy| -> Vec<Scored> {
         held.iter()
@@ -434,6 +453,24 @@ mod tests {
         }
         let b = learn(WRONG, &base, &shuffled, &params()).expect("a report");
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_learning_asked_to_stop_stops() {
+        let base = Policy::from_toml(WRONG).expect("the wrong policy");
+        let leads = history(300);
+        let asked = std::cell::Cell::new(0_u32);
+        let stop = || {
+            asked.set(asked.get() + 1);
+            asked.get() > 5
+        };
+        assert_eq!(
+            learn_until(WRONG, &base, &leads, &params(), &stop),
+            Err(LearnError::Stopped)
+        );
+        // Stopped within the bootstrap: a few rounds, not all of them.
+        assert_eq!(asked.get(), 6);
+        assert!(learn_until(WRONG, &base, &leads, &params(), &|| false).is_ok());
     }
 
     #[test]
