@@ -366,7 +366,43 @@ async fn a_rescore_first_fires_the_lead_s_overdue_timers(mut server: TestServer)
     Ok(())
 }
 
+/// A shutdown ends a WatchRescore stream with UNAVAILABLE and says the
+/// job goes on, rather than ending it as if it were over.
+async fn a_shutdown_ends_a_rescore_watch_with_unavailable(mut server: TestServer) -> anyhow::Result<()> {
+    population(&mut server).await?;
+    let job = activate_source(&mut server.policies, draft())
+        .await?
+        .job
+        .expect("job");
+    let mut watch = server
+        .policies
+        .watch_rescore(pb::WatchRescoreRequest { job_id: job.id })
+        .await?
+        .into_inner();
+    let first = watch.message().await?.and_then(|u| u.job).expect("progress");
+    assert_eq!(first.status, pb::RescoreStatus::Running as i32);
+    let stopping = tokio::spawn(server.stop());
+    let status = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), watch.message()).await? {
+            Ok(Some(_)) => {}
+            Ok(None) => anyhow::bail!("the watch ended as if the job were over"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(reason(&status), "SHUTTING_DOWN", "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains(&format!("re-score job {} goes on", job.id)),
+        "{status:?}"
+    );
+    stopping.await?;
+    Ok(())
+}
+
 scenarios! {
+    a_shutdown_ends_a_rescore_watch_with_unavailable = clock_at(T0),
     simulation_equals_what_activation_does_and_writes_nothing = clock_at(T0),
     a_restarted_rescore_finishes_and_touches_each_lead_once = clock_at(T0),
     a_rescore_first_fires_the_lead_s_overdue_timers = clock_at(T0),

@@ -135,7 +135,7 @@ fn print_report(job: &pb::LearnJob, report: &pb::LearnReport) {
             }
         ),
         _ => eprintln!(
-            "no bar reached the target precision on the training leads: the engagement bar is the base's"
+            "no bar the policy can hold reached the target precision on the training leads: the engagement bar is the base's"
         ),
     }
     eprintln!(

@@ -264,7 +264,8 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let engine = self.engine.clone();
         let ws = caller.workspace.clone();
-        self.engine.spawn_until_stopped(async move {
+        let stopping = self.engine.stopping();
+        self.engine.spawn(async move {
             let mut job = first;
             let mut sent: Option<(Option<RescoreStatus>, i64, i64)> = None;
             loop {
@@ -284,6 +285,13 @@ impl pb::policy_service_server::PolicyService for PolicyApi {
                 tokio::select! {
                     () = tokio::time::sleep(WATCH_EVERY) => {}
                     () = tx.closed() => return,
+                    () = stopping.cancelled() => {
+                        let message = format!(
+                            "the server is shutting down; re-score job {id} goes on: WatchRescore follows it"
+                        );
+                        let _ = tx.send(Err(status(leadflow_engine::EngineError::ShuttingDown(message)))).await;
+                        return;
+                    }
                 }
                 job = match engine.rescore_job(&ws, id).await {
                     Ok(job) => job,
