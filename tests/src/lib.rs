@@ -283,6 +283,12 @@ pub fn reason(status: &tonic::Status) -> String {
         .unwrap_or_default()
 }
 
+/// How a stream ends, after what it still had to deliver.
+pub async fn end_of<T>(stream: &mut tonic::Streaming<T>) -> Result<(), tonic::Status> {
+    while stream.message().await?.is_some() {}
+    Ok(())
+}
+
 /// An `ErrorInfo` metadata value of a status (empty when absent).
 pub fn meta(status: &tonic::Status, key: &str) -> String {
     details(status)

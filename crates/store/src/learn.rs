@@ -354,15 +354,4 @@ impl Store {
             .map_err(|e| self.on_reader(e))?
             .map(job))
     }
-
-    /// The workspace's newest job, whatever its state.
-    pub async fn latest_learn_job(&self, ws: &str) -> Result<Option<LearnJobRecord>, StoreError> {
-        Ok(learn_job::Entity::find()
-            .filter(learn_job::Column::WorkspaceId.eq(ws))
-            .order_by_desc(learn_job::Column::Id)
-            .one(self.reader())
-            .await
-            .map_err(|e| self.on_reader(e))?
-            .map(job))
-    }
 }

@@ -376,12 +376,6 @@ async fn a_busy_pool_is_overload_not_unavailability(db: Db) -> anyhow::Result<()
     Ok(())
 }
 
-/// How a stream ends, after what it still had to deliver.
-async fn end_of<T>(stream: &mut tonic::Streaming<T>) -> Result<(), tonic::Status> {
-    while stream.message().await?.is_some() {}
-    Ok(())
-}
-
 /// The refusal a call ended with, checked to be UNAUTHENTICATED.
 fn unauthenticated(result: Result<(), tonic::Status>, what: &str) -> tonic::Status {
     match result {

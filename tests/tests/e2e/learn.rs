@@ -454,14 +454,10 @@ async fn opened(
 
 /// How a stream ended: its status, after any messages.
 async fn ending(stream: &mut tonic::Streaming<pb::LearnPolicyResponse>) -> tonic::Status {
-    loop {
-        match tokio::time::timeout(std::time::Duration::from_secs(10), stream.message()).await {
-            Ok(Ok(Some(_))) => {}
-            Ok(Ok(None)) => panic!("the stream ended without a status"),
-            Ok(Err(status)) => return status,
-            Err(_) => panic!("the stream did not end"),
-        }
-    }
+    tokio::time::timeout(std::time::Duration::from_secs(10), end_of(stream))
+        .await
+        .expect("the stream ends")
+        .expect_err("the stream ends with a status")
 }
 
 /// On a replica that runs no learning, a job stays where it is: a later

@@ -382,13 +382,9 @@ async fn a_shutdown_ends_a_rescore_watch_with_unavailable(mut server: TestServer
     let first = watch.message().await?.and_then(|u| u.job).expect("progress");
     assert_eq!(first.status, pb::RescoreStatus::Running as i32);
     let stopping = tokio::spawn(server.stop());
-    let status = loop {
-        match tokio::time::timeout(std::time::Duration::from_secs(10), watch.message()).await? {
-            Ok(Some(_)) => {}
-            Ok(None) => anyhow::bail!("the watch ended as if the job were over"),
-            Err(status) => break status,
-        }
-    };
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), end_of(&mut watch))
+        .await?
+        .expect_err("the watch ends with a status, not as if the job were over");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert_eq!(reason(&status), "SHUTTING_DOWN", "{status:?}");
     assert!(
